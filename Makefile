@@ -1,0 +1,67 @@
+# stageswap — the two commands a new machine needs:
+#   make demo   set everything up and run the main job on the embedded default
+#   make test   set everything up and run the default test suite
+# Everything lands in .venv; nothing but Python is needed beforehand.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SHARED ?= $(abspath ../shared)
+export STAGESWAP_SHARED ?= $(SHARED)
+# Tests, CI and the demo read the shared models when they are there; elsewhere the registry fetches them.
+ifneq ($(wildcard $(SHARED)/models),)
+export STAGESWAP_MODELS ?= $(SHARED)/models
+endif
+DEMO_INPUT  ?= $(firstword $(wildcard $(SHARED)/data/clips/d3.mp4))
+DEMO_OUTPUT ?= out/demo.mp4
+PYTEST_ARGS ?=
+
+.PHONY: setup test test-slow test-gpu test-all demo bench lint typecheck clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	@# CPU machines take the local CPU build of torch; a range admitting newer torch pulls GBs of CUDA wheels.
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+	  $(BIN)/pip install --quiet 'torch>=2.4,<3'; \
+	else \
+	  $(BIN)/pip install --quiet 'torch==2.13.0'; \
+	fi
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+# pytest exits 5 when it collects nothing: that is a failure here, with a message, never a pass.
+test: setup
+	@$(BIN)/python -m pytest -m "not slow and not gpu" $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+test-slow: setup
+	$(BIN)/python -m pytest -m "slow and not gpu" $(PYTEST_ARGS)
+
+test-gpu: setup
+	$(BIN)/python -m pytest -m gpu $(PYTEST_ARGS)
+
+test-all: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: setup
+	@test -n "$(DEMO_INPUT)" || { echo "make demo: set DEMO_INPUT=path/to/clip.mp4 (no shared clip found at $(SHARED))"; exit 2; }
+	$(BIN)/stageswap models fetch
+	@mkdir -p $(dir $(DEMO_OUTPUT))
+	$(BIN)/stageswap process --input "$(DEMO_INPUT)" --output "$(DEMO_OUTPUT)" --debug-overlay --stats "$(DEMO_OUTPUT).json"
+	@echo "demo output: $(abspath $(DEMO_OUTPUT)) (stats: $(abspath $(DEMO_OUTPUT)).json)"
+
+bench: setup
+	$(BIN)/python benchmarks/bench_tracking.py
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy engines streamer build_engines.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

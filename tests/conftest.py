@@ -1,0 +1,85 @@
+"""Shared fixtures: the shared test material (clips, photos, models) and loaded engines.
+
+The material lives outside the repository, at $STAGESWAP_SHARED (default ../shared). Tests that need
+it skip with a clear reason only when that folder is genuinely absent.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("STAGESWAP_SHARED") or (REPO.parent / "shared")).resolve()
+CLIPS = SHARED / "data" / "clips"
+FACES = SHARED / "data" / "faces"
+SHARED_MODELS = SHARED / "models"
+
+SINGLE_FACE_CLIPS = [
+    "d3.mp4",
+    "d10.mp4",
+    "d13.mp4",
+    "d0.mp4",
+    "s18.mp4",
+    "Obama_speaking.mp4",
+    "roop_target_1080p.mp4",
+]
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"shared test material not found at {path} (set STAGESWAP_SHARED)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    return _need(SHARED)
+
+
+@pytest.fixture(scope="session")
+def clips() -> Path:
+    return _need(CLIPS)
+
+
+@pytest.fixture(scope="session")
+def faces() -> Path:
+    return _need(FACES)
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    return _need(SHARED_MODELS)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_model_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests never touch the real user cache: point it into a temp folder; keep $STAGESWAP_MODELS."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
+    yield
+
+
+@pytest.fixture(scope="session")
+def detector(models_dir: Path):  # type: ignore[no-untyped-def]
+    from engines.detect import FaceDetector
+    from engines.runtime import load_model
+
+    return FaceDetector(load_model(models_dir / "yunet_s_dynamic.onnx"))
+
+
+@pytest.fixture(scope="session")
+def mesh(models_dir: Path):  # type: ignore[no-untyped-def]
+    from engines.landmarks import FaceMesh
+    from engines.runtime import load_model
+
+    return FaceMesh(load_model(models_dir / "face_landmark.tflite"))
+
+
+@pytest.fixture
+def tracker(detector, mesh):  # type: ignore[no-untyped-def]
+    from engines.tracker import FaceTracker
+
+    return FaceTracker(detector, mesh)

@@ -1,0 +1,121 @@
+"""FrameRing contract: one suite for every implementation (the CUDA ring joins where a GPU exists)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from streamer.ring import CpuFrameRing, FrameMeta, FrameRing, RingClosed
+
+RINGS: list[Callable[[], FrameRing]] = [lambda: CpuFrameRing(slots=3)]
+
+
+def _to_host(image: object) -> np.ndarray:
+    return np.asarray(image)
+
+
+def _frame(i: int, shape: tuple[int, int, int] = (48, 64, 3)) -> np.ndarray:
+    return np.full(shape, i % 256, dtype=np.uint8)
+
+
+@pytest.fixture(params=range(len(RINGS)))
+def ring(request: pytest.FixtureRequest) -> FrameRing:
+    return RINGS[request.param]()
+
+
+def test_latest_frame_wins_and_drops_are_counted(ring: FrameRing) -> None:
+    for i in range(5):
+        ring.put(_frame(i), FrameMeta(i, i / 30))
+    with ring.acquire(timeout_s=1) as slot:
+        assert slot is not None and slot.meta.index == 4
+        assert int(_to_host(slot.image)[0, 0, 0]) == 4
+    assert ring.stats.written == 5 and ring.stats.read == 1 and ring.stats.dropped == 4
+
+
+def test_acquire_times_out_without_a_new_frame(ring: FrameRing) -> None:
+    ring.put(_frame(1), FrameMeta(1, 0.0))
+    with ring.acquire(timeout_s=1) as slot:
+        assert slot is not None
+    t0 = time.monotonic()
+    with ring.acquire(timeout_s=0.05) as slot:
+        assert slot is None
+    assert time.monotonic() - t0 >= 0.04
+
+
+def test_held_slot_is_never_overwritten(ring: FrameRing) -> None:
+    ring.put(_frame(7), FrameMeta(7, 0.0))
+    with ring.acquire(timeout_s=1) as slot:
+        assert slot is not None
+        for i in range(20):  # the producer keeps going while the consumer holds its slot
+            ring.put(_frame(100 + i), FrameMeta(100 + i, 0.0))
+        assert (_to_host(slot.image) == 7).all() and slot.meta.index == 7
+    with ring.acquire(timeout_s=1) as slot:
+        assert slot is not None and slot.meta.index == 119
+
+
+def test_resolution_change_reallocates(ring: FrameRing) -> None:
+    ring.put(_frame(1, (10, 20, 3)), FrameMeta(1, 0.0))
+    with ring.acquire(timeout_s=1) as slot:
+        ring.put(_frame(2, (30, 40, 3)), FrameMeta(2, 0.0))
+        assert _to_host(slot.image).shape == (10, 20, 3)
+    with ring.acquire(timeout_s=1) as slot:
+        assert _to_host(slot.image).shape == (30, 40, 3) and slot.meta.index == 2
+
+
+def test_close_wakes_a_waiting_consumer(ring: FrameRing) -> None:
+    raised = threading.Event()
+
+    def consume() -> None:
+        try:
+            with ring.acquire(timeout_s=None):
+                pass
+        except RingClosed:
+            raised.set()
+
+    t = threading.Thread(target=consume)
+    t.start()
+    time.sleep(0.05)
+    ring.close()
+    t.join(2)
+    assert raised.is_set()
+
+
+def test_concurrent_producer_consumer_sees_increasing_frames(ring: FrameRing) -> None:
+    n = 400
+    seen: list[int] = []
+
+    def produce() -> None:
+        for i in range(n):
+            ring.put(_frame(i), FrameMeta(i, i / 30))
+            time.sleep(0.0005)
+        ring.close()
+
+    t = threading.Thread(target=produce)
+    t.start()
+    try:
+        while True:
+            with ring.acquire(timeout_s=2) as slot:
+                if slot is None:
+                    break
+                img = _to_host(slot.image)
+                assert (img == slot.meta.index % 256).all()  # never a torn frame
+                seen.append(slot.meta.index)
+                time.sleep(0.002)  # a slow consumer
+    except RingClosed:
+        pass
+    t.join()
+    assert seen == sorted(seen) and len(set(seen)) == len(seen)
+    assert ring.stats.read == len(seen)
+    assert (
+        ring.stats.read + ring.stats.dropped == ring.stats.written
+        or ring.stats.written - (ring.stats.read + ring.stats.dropped) == 1
+    )
+
+
+def test_rejects_wrong_dtype(ring: FrameRing) -> None:
+    with pytest.raises(ValueError):
+        ring.put(np.zeros((4, 4, 3), np.float32), FrameMeta(0, 0.0))
