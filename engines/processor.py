@@ -18,17 +18,11 @@ from engines.detect import FaceDetector
 from engines.landmarks import FaceMesh
 from engines.overlay import draw_faces
 from engines.runtime import load_model
+from engines.settings import ProcessSettings
 from engines.stats import timed
 from engines.tracker import FaceTracker, TrackedFace, TrackerConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ProcessSettings:
-    """What to do to each frame; a stream's settings can change between frames."""
-
-    debug_overlay: bool = False
 
 
 @dataclass(frozen=True)

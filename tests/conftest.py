@@ -57,8 +57,12 @@ def models_dir() -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolated_model_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Tests never touch the real user cache: point it into a temp folder; keep $STAGESWAP_MODELS."""
+    """Tests never touch the real user cache or data: point them into temp folders; keep $STAGESWAP_MODELS."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.getbasetemp() / "xdg-data"))
+    monkeypatch.delenv("STAGESWAP_DATA", raising=False)
+    if not os.environ.get("STAGESWAP_MODELS") and SHARED_MODELS.is_dir():
+        monkeypatch.setenv("STAGESWAP_MODELS", str(SHARED_MODELS))
     yield
 
 

@@ -1,0 +1,153 @@
+"""What to do to each frame: the settings of a stream, as one frozen, validated value.
+
+The same object comes from the CLI flags of `stageswap process`, the body of
+``PATCH /api/streams/{stream}`` and the WebSocket control messages; ``apply_patch`` validates a JSON
+patch against it and returns a new value (the worker picks it up from the next frame). Unknown keys
+and out-of-range values are refused with the reason, never ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from engines.errors import InputError
+
+RelightMode = Literal["match", "sh", "direction", "hdri"]
+RELIGHT_MODES: tuple[str, ...] = ("match", "sh", "direction", "hdri")
+
+
+@dataclass(frozen=True)
+class RelightTarget:
+    """The light the face is relit to.
+
+    - ``match``: the light on the actor in this frame (the default for swaps);
+    - ``sh``: 27 second-order spherical-harmonics coefficients (9 per colour channel, R then G then B);
+    - ``direction``: a key light as an operator sets a lamp: unit ``direction`` toward the light in camera
+      coordinates (x right, y up, z toward the camera), ``intensity``, ``colour`` (RGB 0..1) and an
+      ``ambient`` fill;
+    - ``hdri``: an equirectangular image of the stage or LED content (a file in the data directory's
+      ``hdri/`` folder), projected to spherical harmonics.
+    """
+
+    mode: RelightMode = "match"
+    sh: tuple[float, ...] | None = None
+    direction: tuple[float, float, float] = (0.0, 0.0, 1.0)
+    intensity: float = 1.0
+    colour: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    ambient: float = 0.35
+    hdri: str | None = None
+
+
+@dataclass(frozen=True)
+class ProcessSettings:
+    swap: bool = True
+    """Swap faces when an identity is selected."""
+    identity: str | None = None
+    """Name of the enrolled identity to swap in; None: no swap."""
+    relight: bool = True
+    relight_target: RelightTarget = field(default_factory=RelightTarget)
+    strength: float = 1.0
+    """0..1: how much of the processed face replaces the original."""
+    morph: float = 0.0
+    """0..1: geometry morph of the face shape toward the identity's."""
+    keep_eyes: bool = True
+    """Keep the actor's eyes (gaze, blinks)."""
+    keep_mouth: bool = True
+    """Keep the actor's mouth interior (teeth, tongue)."""
+    debug_overlay: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InputError(f"{key} must be true or false, got {value!r}")
+    return value
+
+
+def _unit(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InputError(f"{key} must be a number between 0 and 1, got {value!r}")
+    if not 0.0 <= float(value) <= 1.0:
+        raise InputError(f"{key} must be between 0 and 1, got {value!r}")
+    return float(value)
+
+
+def _number(key: str, value: Any, lo: float, hi: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InputError(f"{key} must be a number, got {value!r}")
+    if not lo <= float(value) <= hi:
+        raise InputError(f"{key} must be between {lo:g} and {hi:g}, got {value!r}")
+    return float(value)
+
+
+def _vector(key: str, value: Any, n: int, lo: float, hi: float) -> tuple[float, ...]:
+    if not isinstance(value, list | tuple) or len(value) != n:
+        raise InputError(f"{key} must be a list of {n} numbers, got {value!r}")
+    return tuple(_number(f"{key}[{i}]", v, lo, hi) for i, v in enumerate(value))
+
+
+def _relight_target(current: RelightTarget, patch: Any) -> RelightTarget:
+    if not isinstance(patch, Mapping):
+        raise InputError(f"relight_target must be an object, got {patch!r}")
+    changes: dict[str, Any] = {}
+    for key, value in patch.items():
+        k = f"relight_target.{key}"
+        if key == "mode":
+            if value not in RELIGHT_MODES:
+                raise InputError(f"{k} must be one of {', '.join(RELIGHT_MODES)}, got {value!r}")
+            changes[key] = value
+        elif key == "sh":
+            changes[key] = None if value is None else _vector(k, value, 27, -10.0, 10.0)
+        elif key == "direction":
+            vec = _vector(k, value, 3, -1e3, 1e3)
+            norm = math.sqrt(sum(v * v for v in vec))
+            if norm < 1e-6:
+                raise InputError(f"{k} must not be the zero vector")
+            changes[key] = tuple(v / norm for v in vec)
+        elif key == "intensity":
+            changes[key] = _number(k, value, 0.0, 10.0)
+        elif key == "colour":
+            changes[key] = _vector(k, value, 3, 0.0, 1.0)
+        elif key == "ambient":
+            changes[key] = _number(k, value, 0.0, 2.0)
+        elif key == "hdri":
+            if value is not None and (not isinstance(value, str) or not value):
+                raise InputError(f"{k} must be the name of an HDRI image or null, got {value!r}")
+            changes[key] = value
+        else:
+            raise InputError(f"unknown setting {k!r}")
+    target = dataclasses.replace(current, **changes)
+    if target.mode == "sh" and target.sh is None:
+        raise InputError("relight_target.mode 'sh' needs relight_target.sh (27 coefficients)")
+    if target.mode == "hdri" and not target.hdri:
+        raise InputError("relight_target.mode 'hdri' needs relight_target.hdri (an image name)")
+    return target
+
+
+def apply_patch(current: ProcessSettings, patch: Any) -> ProcessSettings:
+    """A new ProcessSettings with ``patch`` (a JSON object) applied; raises InputError naming the bad key."""
+    if not isinstance(patch, Mapping):
+        raise InputError("settings must be a JSON object")
+    changes: dict[str, Any] = {}
+    for key, value in patch.items():
+        if key in ("swap", "relight", "keep_eyes", "keep_mouth", "debug_overlay"):
+            changes[key] = _bool(key, value)
+        elif key in ("strength", "morph"):
+            changes[key] = _unit(key, value)
+        elif key == "identity":
+            if value is not None:
+                from engines.paths import check_name
+
+                check_name(value, "identity")
+            changes[key] = value
+        elif key == "relight_target":
+            changes[key] = _relight_target(current.relight_target, value)
+        else:
+            raise InputError(f"unknown setting {key!r}")
+    return dataclasses.replace(current, **changes)
