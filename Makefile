@@ -16,7 +16,7 @@ DEMO_INPUT  ?= $(firstword $(wildcard $(SHARED)/data/clips/d3.mp4))
 DEMO_OUTPUT ?= out/demo.mp4
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-slow test-gpu test-all demo bench lint typecheck clean
+.PHONY: setup test test-slow test-gpu test-all demo bench lint typecheck clean browser-setup
 
 setup: $(VENV)/.installed
 
@@ -32,8 +32,21 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
+# The browser tests drive Debian's chromium (never a Playwright-downloaded browser). Fast when it is there;
+# without root or sudo it says so, and the browser tests skip with that reason.
+browser-setup:
+	@command -v chromium >/dev/null 2>&1 && exit 0; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "browser-setup: chromium is missing and there is no apt-get here; install chromium yourself, or the browser tests skip" >&2; exit 0; \
+	elif [ "$$(id -u)" = 0 ]; then SUDO=; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO=sudo; \
+	else echo "browser-setup: chromium is missing and installing it needs root (apt-get install -y chromium); the browser tests skip" >&2; exit 0; fi; \
+	echo "browser-setup: installing chromium for the browser tests (apt-get)"; \
+	{ $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "browser-setup: installing chromium failed; the browser tests skip" >&2
+
 # pytest exits 5 when it collects nothing: that is a failure here, with a message, never a pass.
-test: setup
+test: setup browser-setup
 	@$(BIN)/python -m pytest -m "not slow and not gpu" $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
