@@ -1,0 +1,39 @@
+"""Errors of the live service that carry the HTTP status they are answered with.
+
+All are InputError (a request that cannot be served, with the reason); the API's error middleware
+answers ``{"error": reason}`` with ``http_status`` (400 for any other StageswapError input problem).
+"""
+
+from __future__ import annotations
+
+from engines.errors import InputError
+
+
+class NotFoundError(InputError):
+    """Something named in the request does not exist (a stream, a session, an identity)."""
+
+    http_status = 404
+
+
+class ConflictError(InputError):
+    """The request conflicts with the current state, e.g. a second publisher on a busy stream."""
+
+    http_status = 409
+
+
+class PayloadTooLargeError(InputError):
+    """The request body is over the configured limit."""
+
+    http_status = 413
+
+
+class UnsupportedMediaTypeError(InputError):
+    """The request body has the wrong Content-Type (e.g. WHIP without ``application/sdp``)."""
+
+    http_status = 415
+
+
+class CapacityError(InputError):
+    """A configured limit is reached: more streams than cores, too many viewers."""
+
+    http_status = 503

@@ -1,0 +1,82 @@
+"""The service context every route group reads: config, streams, peers, identities, WebSocket control.
+
+One ``Service`` per app, stored under ``SERVICE`` (``request.app[SERVICE]``). Route groups register
+themselves on the app (``server.ROUTE_GROUPS``) and reach everything through it; nothing is global.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from engines.errors import InputError
+from streamer.config import ServeConfig
+from streamer.streams import Stream, StreamRegistry
+from streamer.worker import ProcessorFactory
+
+if TYPE_CHECKING:
+    from streamer.webrtc import PeerRegistry
+
+log = logging.getLogger(__name__)
+
+WsReply = dict[str, Any]
+WsHandler = Callable[["Service", Mapping[str, Any]], Awaitable[WsReply | None]]
+"""Handles one WebSocket control message of a given ``type``; returns the reply (or None), raises
+StageswapError for a refusal (answered on the socket as ``{"type": "error", ...}``)."""
+
+
+@dataclass
+class Service:
+    config: ServeConfig
+    make_processor: ProcessorFactory
+    """Called once by each stream's worker thread to build that stream's own processor."""
+    streams: StreamRegistry = field(init=False)
+    peers: PeerRegistry | None = None
+    ws_handlers: dict[str, WsHandler] = field(default_factory=dict)
+    """WebSocket control message types -> handlers; other route groups add theirs (e.g. recording)."""
+    listeners: list[Callable[[Mapping[str, Any]], None]] = field(default_factory=list)
+    """Called with every event pushed to WebSocket clients (settings changes, stream started/ended...)."""
+    identity_store: Any = None
+
+    def __post_init__(self) -> None:
+        self.streams = StreamRegistry(self.config, lambda: self.make_processor())
+
+    def add_ws_handler(self, message_type: str, handler: WsHandler) -> None:
+        if message_type in self.ws_handlers:
+            raise ValueError(f"WebSocket message type {message_type!r} is already handled")
+        self.ws_handlers[message_type] = handler
+
+    def emit(self, event: Mapping[str, Any]) -> None:
+        """Push an event (a JSON object with a ``type``) to every WebSocket client; never waits for them."""
+        for listener in list(self.listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("event listener failed on %s", event.get("type"))
+
+    def identities(self) -> Any:
+        """The IdentityStore in ``data_dir/identities`` (raises InputError when this build has none)."""
+        if self.identity_store is None:
+            try:
+                from engines.identity import IdentityStore  # type: ignore[import-not-found,unused-ignore]
+            except ImportError as exc:
+                raise InputError("identity enrollment is not available in this build") from exc
+            self.identity_store = IdentityStore(self.config.data_dir / "identities")
+        return self.identity_store
+
+    async def release(self, stream: Stream) -> None:
+        """Remove ``stream`` if nothing feeds or watches it any more, joining its threads off the loop."""
+        if not stream.idle or self.streams.find(stream.name) is not stream:
+            return
+        self.streams.detach(stream.name)
+        await asyncio.to_thread(stream.close)
+        self.emit({"type": "stream_ended", "stream": stream.name})
+        log.info("stream %s ended", stream.name)
+
+
+SERVICE = web.AppKey("stageswap_service", Service)

@@ -1,0 +1,161 @@
+"""Inputs that are not WebRTC: a capture device, an RTSP camera or a video file, decoded with PyAV.
+
+Each runs on its own thread and puts decoded frames into the stream's FrameRing, exactly like WHIP ingest
+does, so the worker cannot tell them apart. A file plays at its own frame rate (paced by its timestamps,
+so a 25 fps clip stays 25 fps) and starts again at the end when looping; a live source is read as fast as
+it delivers. A source that fails (an RTSP camera rebooting, a device unplugged) is reopened with a
+back-off, logged once per failure burst, while the stream and its viewers stay up.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import av
+
+from engines.errors import InputError
+from streamer.config import InputSpec
+from streamer.ring import FrameMeta
+
+log = logging.getLogger(__name__)
+
+FrameCallback = Callable[[Any, FrameMeta], None]
+"""Called with (BGR image, meta) for each decoded frame; the stream puts it into its ring."""
+
+_RETRY_S = (0.5, 1.0, 2.0, 5.0)
+_OPEN_TIMEOUT_S = 5.0
+
+
+def open_container(spec: InputSpec) -> Any:
+    """Open ``spec`` with the options its kind needs (raises InputError with the reason)."""
+    options: dict[str, str] = {}
+    fmt: str | None = None
+    if spec.kind == "rtsp":
+        options = {"rtsp_transport": "tcp"}
+    elif spec.kind == "device":
+        fmt = "v4l2"
+    try:
+        return av.open(spec.source, mode="r", format=fmt, options=options, timeout=_OPEN_TIMEOUT_S)
+    except (av.FFmpegError, OSError) as exc:
+        raise InputError(f"input {spec.name}: cannot open {spec.source}: {exc}") from exc
+
+
+def probe(spec: InputSpec) -> None:
+    """Check that a file input opens and has video, before the server starts (devices and RTSP cameras may
+    come up later, so they are only tried by the source thread)."""
+    if spec.kind != "file":
+        return
+    container = open_container(spec)
+    try:
+        if not container.streams.video:
+            raise InputError(f"input {spec.name}: {spec.source} has no video stream")
+    finally:
+        container.close()
+
+
+class SourceReader:
+    """The thread that feeds one stream from one ``InputSpec``."""
+
+    def __init__(self, spec: InputSpec, on_frame: FrameCallback) -> None:
+        self.spec = spec
+        self._on_frame = on_frame
+        self._stop = threading.Event()
+        self.error: str | None = None
+        """The last failure, shown in the stream's stats until frames flow again."""
+        self.finished = False
+        """True once a non-looping file has played to its end."""
+        self.loops = 0
+        self._index = 0
+        self._thread = threading.Thread(target=self._run, name=f"source-{spec.name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                container = open_container(self.spec)
+            except InputError as exc:
+                self._failed(str(exc), attempt)
+                attempt += 1
+                continue
+            try:
+                done = self._play(container)
+                attempt = 0
+            except (av.FFmpegError, OSError) as exc:
+                self._failed(f"input {self.spec.name}: reading {self.spec.source} failed: {exc}", attempt)
+                attempt += 1
+                done = False
+            finally:
+                container.close()
+            if done:
+                self.finished = True
+                log.info("input %s: %s played to its end", self.spec.name, self.spec.source)
+                return
+
+    def _failed(self, message: str, attempt: int) -> None:
+        if self.error != message:
+            log.warning("%s (retrying)", message)
+        self.error = message
+        self._stop.wait(_RETRY_S[min(attempt, len(_RETRY_S) - 1)])
+
+    def _play(self, container: Any) -> bool:
+        """Play the container; True when a non-looping file ended, False when stopped or a live source ended."""
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        paced = self.spec.kind == "file"
+        offset_s = 0.0  # added to file timestamps on each loop so media time keeps increasing
+        while not self._stop.is_set():
+            start_wall: float | None = None
+            first_s: float | None = None
+            last_s = 0.0
+            frame_s = 1.0 / float(stream.average_rate or 30)
+            for image, time_s in _decode(container, stream):
+                if self._stop.is_set():
+                    return False
+                if first_s is None:
+                    first_s = time_s
+                    start_wall = time.monotonic()
+                assert start_wall is not None
+                if paced:
+                    due = start_wall + (time_s - first_s)
+                    delay = due - time.monotonic()
+                    if delay > 0 and self._stop.wait(delay):
+                        return False
+                    if delay < -1.0:  # fell more than a second behind (a stall): restart the clock here
+                        start_wall, first_s = time.monotonic(), time_s
+                last_s = time_s
+                self.error = None
+                meta = FrameMeta(self._index, offset_s + time_s - (first_s or 0.0))
+                self._index += 1
+                self._on_frame(image, meta)
+            if not paced:
+                raise OSError("the live source ended")
+            if not self.spec.loop:
+                return True
+            if first_s is None:
+                raise OSError("the file has no decodable video frame")
+            self.loops += 1
+            offset_s += last_s - first_s + frame_s
+            container.seek(0)
+        return False
+
+
+def _decode(container: Any, stream: Any) -> Iterator[tuple[Any, float]]:
+    for frame in container.decode(stream):
+        time_s = float(frame.time) if frame.time is not None else 0.0
+        yield frame.to_ndarray(format="bgr24"), time_s

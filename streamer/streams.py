@@ -1,0 +1,189 @@
+"""Per-stream state: the ring, the worker, the fan-out, the settings and the stats of one named stream.
+
+A stream exists while something feeds it or watches it: a WHIP publisher, an ``--input`` source, or WHEP
+viewers waiting for the publisher to come back (they keep the last frame and resume when it does). It is
+created by the first publisher (or at start for ``--input``) and removed, threads joined, when the last
+of them is gone. ``StreamRegistry`` enforces the stream limit (one processing thread per core by default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal
+
+import numpy as np
+
+from engines.paths import check_name
+from engines.settings import ProcessSettings, apply_patch
+from streamer.config import InputSpec, ServeConfig
+from streamer.errors import CapacityError, ConflictError, NotFoundError
+from streamer.fanout import EncoderSettings, OutputFanout
+from streamer.metrics import StreamStats
+from streamer.ring import CpuFrameRing, FrameMeta, FrameRing
+from streamer.sources import SourceReader
+from streamer.worker import ProcessorFactory, Worker
+
+log = logging.getLogger(__name__)
+
+StreamKind = Literal["whip", "input"]
+
+
+class Stream:
+    """One named stream. Created and removed by ``StreamRegistry``; ``close`` joins its threads."""
+
+    def __init__(
+        self,
+        name: str,
+        kind: StreamKind,
+        config: ServeConfig,
+        make_processor: ProcessorFactory,
+        input_spec: InputSpec | None = None,
+        ring: FrameRing | None = None,
+    ) -> None:
+        self.name = check_name(name, "stream name")
+        self.kind: StreamKind = kind
+        self.config = config
+        self.created_s = time.monotonic()
+        self.ring: FrameRing = ring or CpuFrameRing(slots=3)
+        self._settings = config.initial_settings
+        self._settings_lock = threading.Lock()
+        self.stats = StreamStats(window_s=config.stats_window_s)
+        self.fanout = OutputFanout(
+            name, EncoderSettings(bitrate=config.video_bitrate, keyframe_interval_s=config.keyframe_interval_s)
+        )
+        self.worker = Worker(name, self.ring, make_processor, lambda: self._settings, self.fanout, self.stats)
+        self.publisher: str | None = None
+        """Session id of the WHIP publisher feeding the stream, if any."""
+        self.viewers: set[str] = set()
+        """Session ids of the WHEP viewers."""
+        self.source: SourceReader | None = None
+        if input_spec is not None:
+            self.source = SourceReader(input_spec, self.ingest)
+        self.closed = False
+
+    def start(self) -> None:
+        self.worker.start()
+        if self.source is not None:
+            self.source.start()
+
+    # -- settings --------------------------------------------------------------------------------------
+    @property
+    def settings(self) -> ProcessSettings:
+        return self._settings
+
+    def update_settings(self, patch: Mapping[str, Any]) -> ProcessSettings:
+        """Apply a validated settings patch; the worker uses it from its next frame (raises InputError)."""
+        with self._settings_lock:
+            self._settings = apply_patch(self._settings, patch)
+            return self._settings
+
+    def replace_settings(self, settings: ProcessSettings) -> None:
+        with self._settings_lock:
+            self._settings = settings
+
+    # -- ingest ----------------------------------------------------------------------------------------
+    def ingest(self, image: np.ndarray, meta: FrameMeta) -> None:
+        """A decoded frame arrived (any thread; one producer at a time): newest frame wins in the ring."""
+        self.ring.put(image, meta)
+        self.stats.on_ingest(meta.arrived_s)
+
+    @property
+    def live(self) -> bool:
+        """Something feeds the stream now (a WHIP publisher, or an input source that has not ended)."""
+        if self.source is not None:
+            return not self.source.finished
+        return self.publisher is not None
+
+    @property
+    def idle(self) -> bool:
+        """Nothing feeds it and nobody watches it: it can be removed."""
+        return self.kind == "whip" and self.publisher is None and not self.viewers
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stream as ``GET /api/streams/{stream}`` shows it (documented in README, "Stream JSON")."""
+        stats = self.stats.snapshot()
+        stats["frames_dropped"] = self.ring.stats.dropped
+        stats["viewers"] = self.fanout.viewers()
+        stats["encoders"] = self.fanout.encoder_stats()
+        stats["runtime"] = self.worker.runtime
+        stats["processor_error"] = self.worker.error
+        out: dict[str, Any] = {
+            "name": self.name,
+            "kind": self.kind,
+            "live": self.live,
+            "publisher": self.publisher is not None,
+            "processor": self.config.processor,
+            "settings": dataclasses.asdict(self._settings),
+            "stats": stats,
+        }
+        if self.source is not None:
+            out["source"] = {
+                "kind": self.source.spec.kind,
+                "url": self.source.spec.source,
+                "loop": self.source.spec.loop,
+                "loops": self.source.loops,
+                "finished": self.source.finished,
+                "error": self.source.error,
+            }
+        return out
+
+    def close(self) -> None:
+        """Stop the source, the worker and the encoders; joins threads (blocking: call off the loop)."""
+        self.closed = True
+        if self.source is not None:
+            self.source.stop()
+        self.worker.stop()
+        self.fanout.close()
+
+
+class StreamRegistry:
+    """The streams of one server, by name (used from the event loop thread only)."""
+
+    def __init__(self, config: ServeConfig, make_processor: ProcessorFactory) -> None:
+        self.config = config
+        self._make_processor = make_processor
+        self._streams: dict[str, Stream] = {}
+
+    def __iter__(self) -> Iterator[Stream]:
+        return iter(list(self._streams.values()))
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def find(self, name: str) -> Stream | None:
+        return self._streams.get(name)
+
+    def get(self, name: str) -> Stream:
+        """The stream called ``name`` (raises InputError for a bad name, NotFoundError for an unknown one)."""
+        check_name(name, "stream name")
+        stream = self._streams.get(name)
+        if stream is None:
+            raise NotFoundError(f"unknown stream {name!r}: nobody publishes it (POST /whip/{name} to start it)")
+        return stream
+
+    def create(self, name: str, kind: StreamKind, input_spec: InputSpec | None = None) -> Stream:
+        """Create and start a stream (raises ConflictError if it exists, CapacityError over the limit)."""
+        check_name(name, "stream name")
+        if name in self._streams:
+            raise ConflictError(f"stream {name!r} already exists")
+        if len(self._streams) >= self.config.max_streams:
+            raise CapacityError(
+                f"this server processes at most {self.config.max_streams} streams at once (one per CPU core; "
+                "see --max-streams); end another stream first"
+            )
+        stream = Stream(name, kind, self.config, self._make_processor, input_spec)
+        self._streams[name] = stream
+        stream.start()
+        log.info("stream %s started (%s)", name, kind)
+        return stream
+
+    def detach(self, name: str) -> Stream | None:
+        """Remove ``name`` from the registry and return it for closing (its threads still run)."""
+        return self._streams.pop(name, None)
+
+    def snapshots(self) -> dict[str, dict[str, Any]]:
+        return {s.name: s.to_dict() for s in self}
