@@ -1,0 +1,139 @@
+"""The GPU path's model conversions agree with the runtimes that run the published files on the CPU.
+
+MediaPipe's TFLite face mesh → torch (weights read from the .tflite) against LiteRT, and YuNet's ONNX
+graph → the torch interpreter against ONNX Runtime, on real faces from the shared photos and clips. The
+same converted modules run on CUDA in the GPU fallback and export to ONNX for TensorRT.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from engines.convert import load_onnx_module, load_tflite_module
+from engines.convert.tflite_torch import _same_pads
+from engines.detect import FaceDetector
+from engines.errors import ModelError
+from engines.geometry import crop
+from engines.landmarks import MESH_SIZE, FaceMesh, roi_from_detection
+from engines.runtime import load_model
+from engines.runtime.torch_cuda import onnx_session, tflite_session
+
+PHOTOS = ("obama.jpg", "biden.jpg", "s1.jpg", "woman.png", "roop_source.jpg", "lin-manuel-miranda.png")
+
+
+@pytest.fixture(scope="module")
+def face_crops(models_dir: Path, faces: Path, clips: Path) -> np.ndarray:
+    """Mesh inputs (N, 192, 192, 3) RGB 0..1: detected faces in the photos and tracked faces in a clip."""
+    from engines.tracker import FaceTracker
+
+    det = FaceDetector(load_model(models_dir / "yunet_s_dynamic.onnx"))
+    crops = []
+    for name in PHOTOS:
+        image = cv2.imread(str(faces / name))
+        d = det.detect(image)[0]
+        crops.append(crop(image, roi_from_detection(d).to_crop(MESH_SIZE), MESH_SIZE))
+    tracker = FaceTracker(det, FaceMesh(load_model(models_dir / "face_landmark.tflite")))
+    cap = cv2.VideoCapture(str(clips / "d10.mp4"))
+    for i in range(40):
+        ok, frame = cap.read()
+        if not ok:
+            break
+        faces_now = tracker.update(frame, i / 30)
+        if i % 8 == 0 and faces_now:
+            crops.append(crop(frame, faces_now[0].roi.to_crop(MESH_SIZE), MESH_SIZE))
+    cap.release()
+    assert len(crops) >= len(PHOTOS) + 4
+    return np.stack([c[:, :, ::-1].astype(np.float32) / 255.0 for c in crops])
+
+
+def test_same_padding_matches_tensorflow_rule() -> None:
+    # TensorFlow: out = ceil(in / stride); total = max((out - 1) * stride + k - in, 0); the odd one goes after.
+    assert _same_pads(192, 3, 2) == (0, 1)
+    assert _same_pads(96, 3, 1) == (1, 1)
+    assert _same_pads(7, 3, 2) == (1, 1)
+    assert _same_pads(6, 2, 2) == (0, 0)
+    assert _same_pads(5, 5, 1, dilation=2) == (4, 4)
+
+
+def test_facemesh_torch_matches_litert_on_real_faces(models_dir: Path, face_crops: np.ndarray) -> None:
+    module = load_tflite_module(models_dir / "face_landmark.tflite")
+    assert module.input_name == "input_1" and module.input_shape == (1, 192, 192, 3)
+    assert module.output_names == ("conv2d_21", "conv2d_31")
+    litert = load_model(models_dir / "face_landmark.tflite")
+    with torch.inference_mode():
+        landmarks, presence = (t.numpy() for t in module(torch.from_numpy(face_crops)))  # all faces, one batch
+    assert landmarks.shape == (len(face_crops), 1, 1, 1404) and presence.shape == (len(face_crops), 1, 1, 1)
+    worst_px = worst_logit = 0.0
+    for k in range(len(face_crops)):
+        ref = litert.run({"input_1": face_crops[k : k + 1]})
+        worst_px = max(worst_px, float(np.abs(ref["conv2d_21"][0] - landmarks[k]).max()))
+        worst_logit = max(worst_logit, float(np.abs(ref["conv2d_31"][0] - presence[k]).max()))
+        assert float(ref["conv2d_31"].ravel()[0]) > 0  # they are faces: the comparison covers real output
+    assert worst_px < 1e-3  # crop pixels of 192 (measured ~1e-4: float summation order)
+    assert worst_logit < 1e-3
+
+
+def test_facemesh_through_torch_session_gives_litert_landmarks(models_dir: Path, faces: Path) -> None:
+    """The FaceMesh engine runs unchanged on the converted model behind the Session seam."""
+    det = FaceDetector(load_model(models_dir / "yunet_s_dynamic.onnx"))
+    ref_mesh = FaceMesh(load_model(models_dir / "face_landmark.tflite"))
+    conv_mesh = FaceMesh(tflite_session(models_dir / "face_landmark.tflite", device="cpu"))
+    assert conv_mesh.session.runtime == "torch-cpu"
+    image = cv2.imread(str(faces / "obama.jpg"))
+    roi = roi_from_detection(det.detect(image)[0])
+    a, b = ref_mesh.infer(image, roi), conv_mesh.infer(image, roi)
+    assert np.abs(a.landmarks - b.landmarks).max() < 0.01  # frame pixels
+    assert abs(a.presence - b.presence) < 1e-4 and a.presence > 0.9
+
+
+@pytest.mark.parametrize("width", [320, 640])
+def test_yunet_torch_matches_onnxruntime_on_real_photos(models_dir: Path, faces: Path, width: int) -> None:
+    module = load_onnx_module(models_dir / "yunet_s_dynamic.onnx")
+    ort = load_model(models_dir / "yunet_s_dynamic.onnx")
+    for name in ("obama_and_biden.jpg", "t1.jpg", "woman.png"):
+        image = cv2.imread(str(faces / name))
+        h = -(-round(image.shape[0] * width / image.shape[1]) // 32) * 32
+        blob = cv2.resize(image, (width, h)).transpose(2, 0, 1)[None].astype(np.float32)
+        ref = ort.run({"input": blob})
+        with torch.inference_mode():
+            out = module(input=torch.from_numpy(blob))
+        assert set(out) == set(ref)
+        for key, value in ref.items():
+            assert out[key].shape == value.shape
+            assert np.abs(out[key].numpy() - value).max() < 1e-4, key
+
+
+def test_detector_on_torch_session_finds_the_same_faces(models_dir: Path, faces: Path) -> None:
+    cpu = FaceDetector(load_model(models_dir / "yunet_s_dynamic.onnx"))
+    conv = FaceDetector(onnx_session(models_dir / "yunet_s_dynamic.onnx", device="cpu"))
+    image = cv2.imread(str(faces / "t1.jpg"))  # six faces
+    a, b = cpu.detect(image), conv.detect(image)
+    assert len(a) == len(b) >= 5
+    for da, db in zip(a, b, strict=True):
+        assert np.abs(da.box - db.box).max() < 0.05 and abs(da.score - db.score) < 1e-4
+
+
+def test_unsupported_tflite_operator_is_named(models_dir: Path) -> None:
+    with pytest.raises(ModelError, match="uses operator HARD_SWISH, which the converter does not support"):
+        load_tflite_module(models_dir / "selfie_segmentation.tflite")
+
+
+def test_unsupported_onnx_operators_are_listed(models_dir: Path) -> None:
+    with pytest.raises(ModelError, match=r"AveragePool, Mul, Slice.*build_engines"):
+        load_onnx_module(models_dir / "scrfd_2.5g_bnkps.onnx")
+
+
+@pytest.mark.parametrize("filename", ["face_landmark.tflite", "yunet_s_dynamic.onnx"])
+def test_truncated_or_missing_file_is_a_model_error(tmp_path: Path, models_dir: Path, filename: str) -> None:
+    bad = tmp_path / filename
+    bad.write_bytes((models_dir / filename).read_bytes()[:4000])
+    loader = load_tflite_module if filename.endswith(".tflite") else load_onnx_module
+    with pytest.raises(ModelError, match="cannot (read|parse)"):
+        loader(bad)
+    with pytest.raises(ModelError, match="cannot read"):
+        loader(tmp_path / "absent" / filename)
