@@ -1,0 +1,135 @@
+"""`stageswap verify FILE`: the recording's C2PA manifest and whether it validates, and its watermark.
+
+Exit status 0 when the manifest validates (against the trust anchors, when there are any), 2 when
+it is missing, damaged or untrusted — the report is printed first either way, so a clip re-encoded
+by someone else (its manifest gone) still shows the watermark id it carries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from engines.errors import InputError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    v = sub.add_parser(
+        "verify",
+        help="check a recording's provenance manifest (C2PA) and read its invisible watermark",
+        description="Reads the C2PA manifest embedded in FILE (or its sidecar FILE.c2pa), validates its signature "
+        "and content hashes and, with trust anchors, the signer's certificate chain; then reads the invisible "
+        "watermark from the frames. Exit 0 when the manifest validates, 2 otherwise.",
+    )
+    v.add_argument("file", type=Path, metavar="FILE", help="a video file (a recording, or a copy of one)")
+    v.add_argument(
+        "--trust",
+        type=Path,
+        metavar="PEM",
+        help="trusted root certificate(s); default DATA_DIR/keys/trust.pem when it exists",
+    )
+    v.add_argument("--data-dir", metavar="DIR", help="data directory (default $STAGESWAP_DATA or ~/.local/share)")
+    v.add_argument("--no-watermark", action="store_true", help="do not read the watermark")
+    v.add_argument("--max-frames", type=int, default=300, help="frames read for the watermark (default 300)")
+    v.add_argument("--json", action="store_true", help="print the report as JSON")
+    v.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engines.paths import data_dir
+    from streamer.provenance import default_trust, verify_file
+
+    if args.max_frames < 1:
+        raise InputError(f"--max-frames must be at least 1, got {args.max_frames}")
+    trust = args.trust or default_trust(data_dir(args.data_dir))
+    report = verify_file(args.file, trust)
+    mark = None if args.no_watermark else read_watermark(args.file, args.max_frames)
+    if args.json:
+        print(json.dumps({"c2pa": report.to_dict(), "watermark": mark}, indent=2, sort_keys=True))
+    else:
+        _print(report, mark, trust)
+    if not report.ok:
+        why = report.summary() if report.found else (report.error or "no C2PA manifest")
+        if report.found and report.intact and report.trust_checked:
+            why = f"signed by a certificate that does not chain to {trust} ({report.summary()})"
+        if mark and mark.get("id"):
+            why += f"; the watermark identifies recording/session {mark['id']}"
+        raise InputError(f"{args.file}: provenance does not validate: {why}")
+    return 0
+
+
+def read_watermark(path: Path, max_frames: int) -> dict[str, Any]:
+    """Per-frame and pooled watermark reading of the first ``max_frames`` frames of ``path``."""
+    import itertools
+
+    from engines.watermark import Watermarker, format_id
+    from streamer.media import VideoReader
+
+    marker = Watermarker()
+    with VideoReader(path) as reader:
+        info = reader.info
+        if min(info.width, info.height) < marker.config.min_side_px:
+            return {"id": None, "error": f"frames {info.width}x{info.height} are too small to carry the watermark"}
+        frames = (f.image for f in itertools.islice(reader.frames(), max_frames))
+        clip = marker.read_clip(frames)
+    pooled = clip.pooled
+    return {
+        "id": format_id(clip.id) if clip.id is not None else None,
+        "frames": clip.frames,
+        "frames_detected": clip.frames_detected,
+        "detected_ratio": round(clip.detected_ratio, 4),
+        "other_ids": {format_id(k): n for k, n in clip.ids.items() if k != clip.id},
+        "pooled_confidence": round(pooled.confidence, 6) if pooled else 0.0,
+        "pooled_mean_z": round(pooled.mean_z, 3) if pooled else 0.0,
+    }
+
+
+def _print(report: Any, mark: dict[str, Any] | None, trust: Path | None) -> None:
+    print(f"file: {report.path}")
+    if not report.found:
+        print(f"C2PA manifest: none ({report.error})")
+    else:
+        where = "embedded" if report.embedded else f"sidecar {report.path.with_suffix('.c2pa').name}"
+        print(f"C2PA manifest: {where}, {report.label}")
+        signer = report.signer
+        checked = f"chain checked against {trust}" if report.trust_checked else "no trust anchors: signer not checked"
+        print(f"  validation: {report.summary()} ({checked})")
+        if signer:
+            print(f"  signed by: {signer.get('common_name')} ({signer.get('issuer')}), {signer.get('alg')}")
+        for action in report.actions:
+            print(f"  action: {action.get('action')} — {action.get('digitalSourceType', '')}")
+            if action.get("description"):
+                print(f"    {action['description']}")
+        facts = report.facts or {}
+        if facts:
+            print(f"  synthetic faces: {'yes' if facts.get('synthetic_faces') else 'no'}")
+            for use in facts.get("identities", []):
+                consent = use.get("consent", {})
+                detail = ", ".join(
+                    f"{k} {consent[k]}" for k in ("consent_by", "production", "valid_until") if consent.get(k)
+                )
+                print(
+                    f"  identity {use.get('name')}: consent {consent.get('status')}"
+                    + (f" ({detail})" if detail else "")
+                )
+            print(
+                f"  recording {facts.get('recording_id')}, stream {facts.get('stream')}, "
+                f"operator {facts.get('operator')}, started {facts.get('created_at')}, "
+                f"{facts.get('software')} {facts.get('version')}"
+            )
+    if mark is not None:
+        if mark.get("error"):
+            print(f"watermark: not read ({mark['error']})")
+        elif mark.get("id"):
+            print(
+                f"watermark: id {mark['id']} in {mark['frames_detected']}/{mark['frames']} frames "
+                f"({100 * mark['detected_ratio']:.1f}%), pooled confidence {mark['pooled_confidence']:.3f}"
+            )
+            expected = (report.facts or {}).get("watermark_id")
+            if expected:
+                print(f"  matches the manifest's watermark id: {'yes' if expected == mark['id'] else 'NO'}")
+        else:
+            print(f"watermark: none found in {mark['frames']} frames")
+    print(f"result: {'OK' if report.ok else 'NOT VERIFIED'}")

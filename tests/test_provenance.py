@@ -1,0 +1,253 @@
+"""Provenance of recordings: a C2PA manifest that c2pa-python reads and validates with the configured
+certificate, whose facts match the sidecar JSON, and which tampering breaks; `stageswap keys init` and
+`stageswap verify` on real footage carrying the watermark."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import av
+import c2pa
+import pytest
+
+from engines.consent import ConsentRecord, consent_summary
+from engines.errors import InputError, OutputError
+from engines.watermark import Watermarker, format_id
+from streamer.__main__ import main
+from streamer.audit import AuditLog, read_head, token_id
+from streamer.media import VideoReader, VideoWriter
+from streamer.provenance import (
+    ASSERTION_LABEL,
+    DIGITAL_SOURCE_ENHANCED,
+    DIGITAL_SOURCE_SYNTHETIC,
+    ProvenanceFacts,
+    build_manifest,
+    create_trial_credentials,
+    identities_from,
+    sidecar_path,
+    sign_recording,
+    signing_config,
+    verify_file,
+)
+
+WID = 0x0BADC0DE
+FRAMES = 45
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = tmp_path_factory.mktemp("data")
+    create_trial_credentials(data / "keys")
+    return data
+
+
+@pytest.fixture(scope="module")
+def recording(clips: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A real clip's frames, watermarked, written as MP4 and MKV the way recordings are (H.264)."""
+    out = tmp_path_factory.mktemp("rec")
+    marker = Watermarker()
+    paths = {}
+    for suffix in (".mp4", ".mkv"):
+        with VideoReader(clips / "s18.mp4") as reader:
+            writer = VideoWriter(out / f"take{suffix}", reader.info)
+            for i, frame in enumerate(reader.frames()):
+                if i >= FRAMES:
+                    break
+                writer.write(marker.apply(frame.image, WID), frame.pts)
+            writer.close()
+        paths[suffix] = out / f"take{suffix}"
+    return paths
+
+
+def facts_for(tmp_path: Path) -> ProvenanceFacts:
+    consent = ConsentRecord.create("Alice Example", "Night Shift", valid_until="2099-12-31", document_sha256="ab" * 32)
+    log = AuditLog(tmp_path / "audit.jsonl")
+    log.append("recording.started", recording="take-1")
+    seq, digest = read_head(log.path) or (0, "")
+    return ProvenanceFacts(
+        recording_id="take-1",
+        created_at="2026-01-02T03:04:05+00:00",
+        identities=identities_from(
+            [("alice", consent_summary(consent)), ("bob", consent_summary(None)), ("alice", consent_summary(consent))]
+        ),
+        stream="stage-a",
+        operator=token_id("the-operators-secret-token"),
+        watermark_id=format_id(WID),
+        audit_head={"seq": seq, "sha256": digest},
+    )
+
+
+def copy(src: Path, dst_dir: Path) -> Path:
+    dst = dst_dir / src.name
+    shutil.copy(src, dst)
+    return dst
+
+
+def test_signed_mp4_validates_with_the_configured_certificate(
+    recording: dict[str, Path], keys: Path, tmp_path: Path
+) -> None:
+    rec = copy(recording[".mp4"], tmp_path)
+    signing = signing_config(keys)
+    facts = facts_for(tmp_path)
+    result = sign_recording(rec, facts, signing)
+    assert result.embedded and result.manifest_path is None and result.validation_state == "Trusted"
+    assert not sidecar_path(rec).exists()
+
+    # c2pa-python itself, with the configured trust anchor
+    context = c2pa.Context.from_dict({"trust": {"trust_anchors": signing.trust_path.read_text()}})  # type: ignore[union-attr]
+    with rec.open("rb") as stream, c2pa.Reader("video/mp4", stream, None, context) as reader:
+        assert reader.get_validation_state() == "Trusted"
+        manifest = reader.get_active_manifest()
+    assert manifest is not None
+    assertions = {a["label"]: a["data"] for a in manifest["assertions"]}
+    action = assertions["c2pa.actions.v2"]["actions"][0]
+    assert action["action"] == "c2pa.created" and action["digitalSourceType"] == DIGITAL_SOURCE_SYNTHETIC
+    assert "alice" in action["description"] and "NOT verified" in action["description"]  # bob is unverified
+    stated = assertions[ASSERTION_LABEL]
+    assert stated == facts.to_dict()
+    assert stated["synthetic_faces"] is True and stated["consent_unverified"] is True
+    assert [u["name"] for u in stated["identities"]] == ["alice", "bob"]
+    assert stated["identities"][0]["consent"]["status"] == "verified"
+    assert stated["identities"][1]["consent"] == {"status": "unverified", "verified": False}
+    assert stated["operator"].startswith("tok-") and "secret" not in json.dumps(manifest)
+    assert manifest["claim_generator_info"][0]["name"] == "stageswap"
+
+    # the recording still plays, every frame, and still carries the watermark
+    with VideoReader(rec) as reader:
+        frames = [f.image for f in reader.frames()]
+    assert len(frames) == FRAMES
+    assert Watermarker().read_clip(frames).id == WID
+
+
+def test_sidecar_json_matches_the_manifest(recording: dict[str, Path], keys: Path, tmp_path: Path) -> None:
+    rec = copy(recording[".mp4"], tmp_path)
+    facts = facts_for(tmp_path)
+    result = sign_recording(rec, facts, signing_config(keys))
+    sidecar = {"provenance": facts.to_dict(), "c2pa": result.to_dict()}  # what the recorder writes
+    sidecar_file = tmp_path / "take.json"
+    sidecar_file.write_text(json.dumps(sidecar))
+    report = verify_file(rec, signing_config(keys).trust_path)
+    assert report.ok and report.facts == json.loads(sidecar_file.read_text())["provenance"]
+    assert report.label == sidecar["c2pa"]["label"]
+
+
+def test_tampering_with_the_file_fails_validation(recording: dict[str, Path], keys: Path, tmp_path: Path) -> None:
+    rec = copy(recording[".mp4"], tmp_path)
+    signing = signing_config(keys)
+    sign_recording(rec, facts_for(tmp_path), signing)
+    data = bytearray(rec.read_bytes())
+    mdat = data.find(b"mdat")
+    assert mdat > 0
+    data[mdat + 4000] ^= 0x5A  # one byte of video
+    rec.write_bytes(bytes(data))
+    report = verify_file(rec, signing.trust_path)
+    assert not report.ok and report.validation_state == "Invalid"
+    assert any("mismatch" in f["code"] for f in report.failures)
+
+
+def test_another_certificate_is_not_trusted(recording: dict[str, Path], keys: Path, tmp_path: Path) -> None:
+    rec = copy(recording[".mp4"], tmp_path)
+    sign_recording(rec, facts_for(tmp_path), signing_config(keys))
+    other = create_trial_credentials(tmp_path / "other-keys")
+    report = verify_file(rec, other.trust_path)
+    assert report.intact and not report.ok
+    assert any(f["code"] == "signingCredential.untrusted" for f in report.failures)
+    assert verify_file(rec).validation_state == "Valid"  # without a trust list: intact, signer unchecked
+
+
+def test_mkv_gets_a_sidecar_manifest_bound_to_its_bytes(recording: dict[str, Path], keys: Path, tmp_path: Path) -> None:
+    rec = copy(recording[".mkv"], tmp_path)
+    before = rec.read_bytes()
+    signing = signing_config(keys)
+    result = sign_recording(rec, facts_for(tmp_path), signing)
+    assert not result.embedded and result.manifest_path == tmp_path / "take.c2pa"
+    assert rec.read_bytes() == before  # the Matroska file itself is not touched
+    report = verify_file(rec, signing.trust_path)
+    assert report.ok and not report.embedded and report.facts is not None
+    data = bytearray(before)
+    data[len(data) // 2] ^= 0x01
+    rec.write_bytes(bytes(data))
+    assert verify_file(rec, signing.trust_path).validation_state == "Invalid"
+
+
+def test_keys_init_and_verify_commands(
+    recording: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    data = tmp_path / "data"
+    assert main(["keys", "init", "--data-dir", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "signer.pem" in out and "trust.pem" in out
+    key = data / "keys" / "signer.key"
+    assert key.stat().st_mode & 0o077 == 0  # private key readable by the owner only
+    assert main(["keys", "init", "--data-dir", str(data)]) == 2  # never overwritten silently
+    assert "--force" in capsys.readouterr().err
+
+    rec = copy(recording[".mp4"], tmp_path)
+    sign_recording(rec, facts_for(tmp_path), signing_config(data))
+    assert main(["verify", str(rec), "--data-dir", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "Trusted" in out and "synthetic faces: yes" in out and "identity bob: consent unverified" in out
+    assert f"watermark: id {format_id(WID)} in {FRAMES}/{FRAMES} frames" in out
+    assert "matches the manifest's watermark id: yes" in out and "result: OK" in out
+
+    assert main(["verify", str(rec), "--data-dir", str(data), "--json", "--max-frames", "10"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["c2pa"]["ok"] and report["watermark"]["id"] == format_id(WID)
+
+
+def test_verify_a_copy_reencoded_by_someone_else(
+    recording: dict[str, Path], keys: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The manifest does not survive a re-encode; the watermark does, and verify says which recording it was."""
+    copy_path = tmp_path / "reupload.mp4"
+    with av.open(str(recording[".mp4"])) as src, av.open(str(copy_path), "w") as dst:
+        stream = dst.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
+        stream.bit_rate = 1_250_000
+        for frame in src.decode(video=0):
+            image = frame.to_ndarray(format="bgr24")
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
+                dst.mux(packet)
+        for packet in stream.encode():
+            dst.mux(packet)
+    assert main(["verify", str(copy_path), "--data-dir", str(keys)]) == 2
+    captured = capsys.readouterr()
+    assert "C2PA manifest: none" in captured.out and f"watermark: id {format_id(WID)}" in captured.out
+    assert f"identifies recording/session {format_id(WID)}" in captured.err
+
+
+def test_unmarked_unsigned_clip(clips: Path, keys: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["verify", str(clips / "s18.mp4"), "--data-dir", str(keys), "--max-frames", "30"]) == 2
+    out = capsys.readouterr().out
+    assert "C2PA manifest: none" in out and "watermark: none found in 30 frames" in out
+
+
+def test_configuration_errors_are_clear(recording: dict[str, Path], keys: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="stageswap keys init"):
+        signing_config(tmp_path / "no-data")
+    with pytest.raises(InputError, match="does not exist"):
+        verify_file(tmp_path / "missing.mp4")
+    bad_trust = tmp_path / "trust.pem"
+    bad_trust.write_text("not a certificate")
+    with pytest.raises(InputError, match="no PEM certificate"):
+        verify_file(recording[".mp4"], bad_trust)
+    # a key that does not belong to the certificate
+    other = create_trial_credentials(tmp_path / "other")
+    mixed = signing_config(keys, key=other.key_path)
+    rec = copy(recording[".mp4"], tmp_path)
+    before = rec.read_bytes()
+    with pytest.raises((InputError, OutputError)):
+        sign_recording(rec, facts_for(tmp_path), mixed)
+    assert rec.read_bytes() == before  # a failed signing leaves the recording as it was
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".take")) == []
+    with pytest.raises(OutputError, match="already exists"):
+        create_trial_credentials(keys / "keys")
+
+
+def test_relight_only_recording_is_not_called_synthetic() -> None:
+    facts = ProvenanceFacts("take-2", "2026-01-01T00:00:00+00:00")
+    assert facts.to_dict()["synthetic_faces"] is False and facts.to_dict()["consent_unverified"] is False
+    action = build_manifest(facts, "take-2.mp4")["assertions"][0]["data"]["actions"][0]
+    assert action["digitalSourceType"] == DIGITAL_SOURCE_ENHANCED and "none replaced" in action["description"]
