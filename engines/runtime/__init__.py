@@ -7,18 +7,28 @@ from pathlib import Path
 from engines.errors import ModelError
 from engines.runtime.base import Session, TensorInfo
 
-__all__ = ["Session", "TensorInfo", "load_model"]
+__all__ = ["Session", "TensorInfo", "load_cpu_model", "load_model"]
 
 
-def load_model(path: str | Path, device: str = "cpu", threads: int = 1) -> Session:
-    """Load ``path`` in the runtime that fits its format and the device.
+def load_model(
+    path: str | Path, device: str = "cpu", threads: int = 1, engines_dir: str | Path | None = None
+) -> Session:
+    """Load ``path`` in the runtime that fits its format and the device (``auto``, ``cuda`` or ``cpu``).
 
-    ``.onnx`` runs in ONNX Runtime and ``.tflite`` in LiteRT on the CPU. Raises ModelError with the path
-    and the reason when the file cannot be loaded.
+    On the CPU, ``.onnx`` runs in ONNX Runtime and ``.tflite`` in LiteRT. On a GPU, a valid TensorRT plan
+    from ``engines_dir`` runs it, else torch on CUDA (see ``engines.runtime.select``). Raises ModelError
+    with the path and the reason when the file cannot be loaded, InputError for a device that is not there.
     """
+    if device == "cpu":
+        return load_cpu_model(path, threads)
+    from engines.runtime.select import load_for_device
+
+    return load_for_device(path, device, engines_dir, threads)
+
+
+def load_cpu_model(path: str | Path, threads: int = 1) -> Session:
+    """Load ``path`` on the CPU: ``.onnx`` in ONNX Runtime, ``.tflite`` in LiteRT."""
     path = Path(path)
-    if device != "cpu":
-        raise ModelError(f"device {device!r} has no runtime yet; use --device cpu")
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist")
     suffix = path.suffix.lower()

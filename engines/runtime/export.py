@@ -1,0 +1,301 @@
+"""The GPU engine catalogue: which graphs ``build_engines.py`` exports and compiles, with their shapes.
+
+Two kinds of engine:
+
+- ``TorchEngine``: a torch module of ours exported to ONNX — the face mesh converted from MediaPipe's
+  TFLite file (weights read from the registry's file) and the per-pixel relight (``SHRelight``).
+- ``OnnxModelEngine``: an ONNX model from the registry compiled as published (YuNet).
+
+Each carries the shapes TensorRT optimises for (one explicit optimisation profile per input: faces 1-8
+for per-face engines; frame sizes for the detector), the tolerances its checks use, and a fingerprint
+that changes whenever the model would: the registry file's sha256, plus the source of the code that
+turns it into a graph. A TensorRT plan records that fingerprint, so a changed model makes the plan stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from engines import models
+from engines.errors import ModelError
+
+Shape = tuple[int, ...]
+
+MAX_FACES = 8
+"""Per-face engines take a batch of 1..MAX_FACES faces in one call."""
+OPT_FACES = 1
+"""The batch TensorRT tunes per-face engines for: the tracker meshes one face per call today."""
+
+ONNX_OPSET = 17
+ONNX_MAX_IR_VERSION = 10
+"""onnxruntime 1.31 reads IR <= 13 and TensorRT 10's parser IR <= 10; torch's TorchScript exporter writes 8."""
+
+
+@dataclass(frozen=True)
+class ShapeRange:
+    """One input's TensorRT optimisation profile: the smallest, the tuned-for and the largest shape."""
+
+    min: Shape
+    opt: Shape
+    max: Shape
+
+    def __post_init__(self) -> None:
+        if not (len(self.min) == len(self.opt) == len(self.max)):
+            raise ValueError(f"profile ranks differ: {self.min} {self.opt} {self.max}")
+        if any(not (a <= b <= c) for a, b, c in zip(self.min, self.opt, self.max, strict=True)):
+            raise ValueError(f"profile must satisfy min <= opt <= max per axis: {self.min} {self.opt} {self.max}")
+
+    def contains(self, shape: Shape) -> bool:
+        return len(shape) == len(self.min) and all(
+            a <= s <= c for a, s, c in zip(self.min, shape, self.max, strict=True)
+        )
+
+    def to_json(self) -> dict[str, list[int]]:
+        return {"min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> ShapeRange:
+        return cls(tuple(obj["min"]), tuple(obj["opt"]), tuple(obj["max"]))
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Elementwise |a - b| <= atol + rtol * |reference|, as numpy.allclose."""
+
+    atol: float
+    rtol: float
+
+    def max_excess(self, actual: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+        """(worst |a - b|, worst excess over the allowed bound; <= 0 means within tolerance)."""
+        diff = np.abs(actual.astype(np.float64) - reference.astype(np.float64))
+        bound = self.atol + self.rtol * np.abs(reference.astype(np.float64))
+        return float(diff.max(initial=0.0)), float((diff - bound).max(initial=-np.inf))
+
+
+@dataclass(frozen=True)
+class TorchEngine:
+    """A torch module of ours that build_engines exports to ONNX and compiles."""
+
+    name: str
+    description: str
+    factory: Callable[[str | os.PathLike[str] | None], nn.Module]
+    """Builds the module (CPU, eval mode) from a models directory (or the registry's search order)."""
+    example_inputs: Callable[[nn.Module, int], tuple[torch.Tensor, ...]]
+    """Inputs for ``batch`` faces, in forward's order; deterministic."""
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    dynamic_axes: Mapping[str, Mapping[int, str]]
+    profiles: Mapping[str, ShapeRange]
+    fingerprint: Callable[[str | os.PathLike[str] | None], str]
+    onnx_tolerance: Tolerance = Tolerance(1e-4, 1e-4)
+    trt_tolerance: Tolerance = Tolerance(2e-2, 2e-2)
+    registry_model: str | None = None
+    """The registry model whose file the module is built from, if any (runtime selection finds it by it)."""
+
+
+@dataclass(frozen=True)
+class OnnxModelEngine:
+    """A registry ONNX model compiled as published."""
+
+    name: str
+    description: str
+    registry_model: str
+    profiles: Mapping[str, ShapeRange]
+    example_inputs: Callable[[int], dict[str, np.ndarray]] = field(repr=False)
+    trt_tolerance: Tolerance = Tolerance(2e-2, 2e-2)
+    torch_tolerance: Tolerance = Tolerance(1e-4, 1e-4)
+    """The torch interpreter (the GPU fallback) against ONNX Runtime on the CPU."""
+
+    def fingerprint(self, models_dir: str | os.PathLike[str] | None = None) -> str:
+        return models.spec_for(self.registry_model).sha256
+
+
+Engine = TorchEngine | OnnxModelEngine
+
+
+def _source_sha256(*objects: Any) -> str:
+    h = hashlib.sha256()
+    for obj in objects:
+        h.update(inspect.getsource(obj).encode())
+    return h.hexdigest()
+
+
+# ---- facemesh: MediaPipe's TFLite face mesh, converted --------------------------------------------------
+
+
+def _facemesh_module(models_dir: str | os.PathLike[str] | None) -> nn.Module:
+    from engines.convert.tflite_torch import load_tflite_module
+
+    return load_tflite_module(models.resolve("facemesh", models_dir))
+
+
+def _facemesh_inputs(module: nn.Module, batch: int) -> tuple[torch.Tensor, ...]:
+    gen = torch.Generator().manual_seed(1)
+    return (torch.rand(batch, 192, 192, 3, generator=gen),)
+
+
+def _facemesh_fingerprint(models_dir: str | os.PathLike[str] | None) -> str:
+    from engines.convert import tflite_torch
+
+    h = hashlib.sha256(models.spec_for("facemesh").sha256.encode())
+    h.update(_source_sha256(tflite_torch).encode())
+    return h.hexdigest()
+
+
+FACEMESH = TorchEngine(
+    name="facemesh",
+    description="468-point face mesh, converted from MediaPipe's face_landmark.tflite",
+    factory=_facemesh_module,
+    example_inputs=_facemesh_inputs,
+    input_names=("input_1",),
+    output_names=("conv2d_21", "conv2d_31"),
+    dynamic_axes={"input_1": {0: "faces"}, "conv2d_21": {0: "faces"}, "conv2d_31": {0: "faces"}},
+    profiles={"input_1": ShapeRange((1, 192, 192, 3), (OPT_FACES, 192, 192, 3), (MAX_FACES, 192, 192, 3))},
+    fingerprint=_facemesh_fingerprint,
+    # Landmarks are crop pixels (0..192) and a presence logit: fp16 TensorRT within half a pixel.
+    onnx_tolerance=Tolerance(2e-3, 1e-4),
+    trt_tolerance=Tolerance(0.5, 1e-2),
+    registry_model="facemesh",
+)
+
+
+# ---- relight: the per-pixel SH relight modules of engines.relight ----------------------------------------
+
+RELIGHT_WINDOW = (64, 256, 1024)
+"""Face window side in pixels: smallest, tuned-for, largest (a close-up face at 4K is about 1000 px)."""
+
+
+def _relight_fingerprint(models_dir: str | os.PathLike[str] | None) -> str:
+    import engines.relight
+    import engines.shlight
+
+    return _source_sha256(engines.relight, engines.shlight)
+
+
+def _relight_inputs(module: nn.Module, batch: int) -> tuple[torch.Tensor, ...]:
+    return tuple(module.example_inputs(batch=batch))  # type: ignore[operator]
+
+
+def _relight_axes(name: str) -> dict[int, str]:
+    # The same rule as the modules' own dynamic_axes() (a test keeps the two equal).
+    return {0: "faces"} if name.startswith("sh_") else {0: "faces", 2: "height", 3: "width"}
+
+
+def _relight_profile(name: str) -> ShapeRange:
+    lo, opt, hi = RELIGHT_WINDOW
+    if name.startswith("sh_"):
+        return ShapeRange((1, 9, 3), (OPT_FACES, 9, 3), (MAX_FACES, 9, 3))
+    channels = 1 if name == "mask" else 3
+    return ShapeRange((1, channels, lo, lo), (OPT_FACES, channels, opt, opt), (MAX_FACES, channels, hi, hi))
+
+
+def _relight_engine(name: str, class_name: str, description: str) -> TorchEngine:
+    import engines.relight
+
+    cls = getattr(engines.relight, class_name)
+    inputs, outputs = tuple(cls.input_names), tuple(cls.output_names)
+    return TorchEngine(
+        name=name,
+        description=description,
+        factory=lambda models_dir: getattr(engines.relight, class_name)().eval(),
+        example_inputs=_relight_inputs,
+        input_names=inputs,
+        output_names=outputs,
+        dynamic_axes={n: _relight_axes(n) for n in (*inputs, *outputs)},
+        profiles={n: _relight_profile(n) for n in inputs},
+        fingerprint=_relight_fingerprint,
+        # sRGB 0..1 output: fp16 TensorRT within 1/100 (2.5 of 255 levels).
+        onnx_tolerance=Tolerance(1e-4, 1e-4),
+        trt_tolerance=Tolerance(1e-2, 0.0),
+    )
+
+
+RELIGHT = _relight_engine("relight", "SHRelight", "per-pixel SH ratio relight of the actor's face (SHRelight)")
+RELIGHT_ALBEDO = _relight_engine(
+    "relight_albedo", "SHRelightAlbedo", "per-pixel SH relight of a swapped-in albedo (SHRelightAlbedo)"
+)
+
+
+# ---- yunet: the registry's detector as published ----------------------------------------------------------
+
+
+def _yunet_inputs(batch: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(2)
+    return {"input": rng.uniform(0, 255, (batch, 3, 192, 320)).astype(np.float32)}
+
+
+YUNET = OnnxModelEngine(
+    name="yunet",
+    description="YuNet face detector (registry ONNX, dynamic input size)",
+    registry_model="yunet",
+    # One frame at a time, downscaled to the detect width (multiples of 32): 192x320 is a 16:9 frame at the
+    # default --detect-width 320; up to 1280 on either side for wide detect widths and portrait frames.
+    profiles={"input": ShapeRange((1, 3, 32, 32), (1, 3, 192, 320), (1, 3, 1280, 1280))},
+    example_inputs=_yunet_inputs,
+    trt_tolerance=Tolerance(3e-2, 3e-2),
+    torch_tolerance=Tolerance(1e-4, 1e-4),
+)
+
+
+CATALOGUE: Mapping[str, Engine] = {e.name: e for e in (YUNET, FACEMESH, RELIGHT, RELIGHT_ALBEDO)}
+"""Every engine build_engines handles, by name (build order)."""
+
+
+def engine_for_registry_model(model_name: str) -> Engine | None:
+    """The catalogue entry that compiles registry model ``model_name`` (None if it has none)."""
+    for engine in CATALOGUE.values():
+        if engine.registry_model == model_name:
+            return engine
+    return None
+
+
+def export_onnx(engine: TorchEngine, module: nn.Module, path: Path, example_batch: int = 2) -> Path:
+    """Export ``module`` to ONNX at ``path`` with the engine's names and dynamic axes (opset 17).
+
+    Uses torch's TorchScript exporter: the torch.export-based one (the default since torch 2.9) needs
+    onnxscript, raises the opset to 18 and, for the converted face mesh, wrote a graph that fails the
+    ONNX checker (an output name assigned twice). The example batch is 2, so no axis is specialised to 1.
+    """
+    import onnx
+
+    inputs = engine.example_inputs(module, example_batch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter's notice
+            warnings.simplefilter("ignore", UserWarning)  # constant-folding notes on Pad's shape arithmetic
+            torch.onnx.export(
+                module,
+                inputs,
+                str(tmp),
+                input_names=list(engine.input_names),
+                output_names=list(engine.output_names),
+                dynamic_axes={k: dict(v) for k, v in engine.dynamic_axes.items()},
+                opset_version=ONNX_OPSET,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+        model = onnx.load(str(tmp))
+        if model.ir_version > ONNX_MAX_IR_VERSION:
+            model.ir_version = ONNX_MAX_IR_VERSION
+            onnx.save(model, str(tmp))
+        os.replace(tmp, path)
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"cannot export engine {engine.name!r} to ONNX: {type(exc).__name__}: {exc}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
