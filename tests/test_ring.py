@@ -2,29 +2,60 @@
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
 from streamer.ring import CpuFrameRing, FrameMeta, FrameRing, RingClosed
 
-RINGS: list[Callable[[], FrameRing]] = [lambda: CpuFrameRing(slots=3)]
+
+def _cuda_ring_skip_reason() -> str | None:
+    if importlib.util.find_spec("pycuda") is None:
+        return "pycuda is not installed (pip install -e '.[gpu]' on a CUDA machine)"
+    import torch
+
+    if not torch.cuda.is_available():
+        return "no CUDA GPU (torch.cuda.is_available() is False)"
+    return None
+
+
+def _cuda_ring() -> FrameRing:
+    from streamer.cuda_ring import CudaFrameRing
+
+    return CudaFrameRing(slots=3)
+
+
+_CUDA_SKIP = _cuda_ring_skip_reason()
+RINGS = [
+    pytest.param(lambda: CpuFrameRing(slots=3), id="cpu"),
+    pytest.param(
+        _cuda_ring,
+        id="cuda",
+        marks=[pytest.mark.gpu, pytest.mark.skipif(_CUDA_SKIP is not None, reason=str(_CUDA_SKIP))],
+    ),
+]
 
 
 def _to_host(image: object) -> np.ndarray:
-    return np.asarray(image)
+    to_host = getattr(image, "to_host", None)  # device frames copy back explicitly
+    return to_host() if to_host is not None else np.asarray(image)
 
 
 def _frame(i: int, shape: tuple[int, int, int] = (48, 64, 3)) -> np.ndarray:
     return np.full(shape, i % 256, dtype=np.uint8)
 
 
-@pytest.fixture(params=range(len(RINGS)))
-def ring(request: pytest.FixtureRequest) -> FrameRing:
-    return RINGS[request.param]()
+@pytest.fixture(params=RINGS)
+def ring(request: pytest.FixtureRequest) -> Iterator[FrameRing]:
+    r = request.param()
+    yield r
+    free = getattr(r, "free", None)  # the CUDA ring releases its host and device buffers explicitly
+    if free is not None:
+        free()
 
 
 def test_latest_frame_wins_and_drops_are_counted(ring: FrameRing) -> None:
