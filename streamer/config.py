@@ -65,6 +65,8 @@ class ServeConfig:
     token: str | None = None
     """When set, every API, WHIP, WHEP, WebSocket and metrics request needs ``Authorization: Bearer <token>``."""
     models_dir: Path | None = None
+    device: str = "auto"
+    """Where the engines run: ``auto`` (the GPU when torch sees one), ``cuda`` or ``cpu``."""
     data_dir: Path = field(default_factory=lambda: Path.home() / ".local" / "share" / "stageswap")
     cert: Path | None = None
     key: Path | None = None

@@ -41,9 +41,9 @@ def processor_factory(config: ServeConfig, service: Service) -> ProcessorFactory
         return PassthroughProcessor
 
     def make() -> FrameProcessor:
-        from engines.processor import FaceProcessor
+        from engines.processor import FaceProcessor, ProcessorConfig
 
-        return FaceProcessor.from_models(config.models_dir)
+        return FaceProcessor.from_models(config.models_dir, ProcessorConfig(device=config.device))
 
     return make
 

@@ -12,3 +12,14 @@ def add_models_arg(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="models directory, looked in first (then $STAGESWAP_MODELS, then ~/.cache/stageswap/models)",
     )
+
+
+def add_device_arg(p: argparse.ArgumentParser) -> None:
+    """``--device auto|cuda|cpu`` (see ``engines.runtime.select``): auto takes the GPU when there is one."""
+    p.add_argument(
+        "--device",
+        choices=("auto", "cuda", "cpu"),
+        default="auto",
+        help="where the engines run: a CUDA GPU (TensorRT plans from build_engines.py, else torch on CUDA) "
+        "or the CPU; auto uses the GPU when torch sees one (default: auto)",
+    )

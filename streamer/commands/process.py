@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from streamer.commands import add_models_arg
+from streamer.commands import add_device_arg, add_models_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,12 +35,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_models_arg(p)
+    add_device_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from engines.errors import InputError
     from engines.processor import FaceProcessor, ProcessorConfig, ProcessSettings
+    from engines.runtime.select import resolve_device
     from engines.tracker import TrackerConfig
     from streamer.batch import ProcessJob, run_process
 
@@ -53,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     config = ProcessorConfig(
         tracker=TrackerConfig(max_faces=args.max_faces, detect_every=args.detect_every),
         detect_width=args.detect_width,
+        device=resolve_device(args.device),
     )
     processor = FaceProcessor.from_models(args.models, config)
     job = ProcessJob(

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from streamer.commands import add_models_arg
+from streamer.commands import add_device_arg, add_models_arg
 
 if TYPE_CHECKING:
     from streamer.config import ServeConfig
@@ -68,6 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="STUN/TURN server for peers behind NAT (stun:host:port); none by default",
     )
     add_models_arg(p)
+    add_device_arg(p)
     p.set_defaults(func=run)
 
 
@@ -86,6 +87,7 @@ def _enroll_photo(photo: Path, data_dir: Path) -> str:
 
 def build_config(args: argparse.Namespace) -> ServeConfig:
     from engines.paths import data_dir
+    from engines.runtime.select import resolve_device
     from engines.settings import apply_patch
     from streamer.config import InputSpec, ServeConfig
 
@@ -103,6 +105,7 @@ def build_config(args: argparse.Namespace) -> ServeConfig:
         port=args.port,
         token=args.token,
         models_dir=Path(args.models) if args.models else None,
+        device=resolve_device(args.device),
         data_dir=data,
         cert=args.cert,
         key=args.key,
@@ -123,9 +126,9 @@ def run(args: argparse.Namespace) -> int:
         probe(spec)
     if config.processor == "full":
         # Load the models once now, so a missing or corrupt one stops here with the fix, not per stream later.
-        from engines.processor import FaceProcessor
+        from engines.processor import FaceProcessor, ProcessorConfig
 
-        FaceProcessor.from_models(config.models_dir)
+        FaceProcessor.from_models(config.models_dir, ProcessorConfig(device=config.device))
     if not args.verbose:
         logging.getLogger("streamer").setLevel(logging.INFO)
 
