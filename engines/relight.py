@@ -15,11 +15,11 @@ Per face and frame (see ``FaceRelighter``):
 Units. From one picture only albedo x light is observable, so ``estimate_sh`` without an albedo returns
 the light times the face's mean albedo (the face's skin tone and the camera's exposure included). The
 absolute targets (``sh``, ``direction``, ``hdri``) are expressed in the same units by ``target_sh``: they
-are scaled per channel by the measured light's mean over the camera-facing hemisphere, so a white target
-whose hemisphere mean is 1 keeps the face's exposure and colour and changes only where the light comes
-from; a coloured target tints the face relative to how it looks now. An identity texture divided by its
-own photo's ``estimate_sh`` shading is an albedo relative to its mean (about 1), so ``albedo * E`` in those
-units gives the identity's skin pattern at the actor's exposure.
+are scaled per channel by the measured light's mean over a frontal face (``engines.shlight.face_mean``),
+so a white target whose face mean is 1 keeps the face's exposure and colour and changes only where the
+light comes from; a coloured target tints the face relative to how it looks now. An identity texture
+divided by its own photo's ``estimate_sh`` shading is an albedo relative to its mean (about 1), so
+``albedo * E`` in those units gives the identity's skin pattern at the actor's exposure.
 
 The per-pixel step has two equal implementations: ``relight_face`` (numpy with lookup tables, the CPU
 per-frame path) and ``SHRelight`` (a torch module for CUDA and for ONNX/TensorRT export).
@@ -47,12 +47,12 @@ from engines.shlight import (
     _C2,
     _C20,
     _C22,
-    HEMISPHERE_MEAN_WEIGHTS,
+    FACE_MEAN_WEIGHTS,
     SH_COUNT,
     Y00,
     constant_sh,
     directional_sh,
-    hemisphere_mean,
+    face_mean,
     lambert,
     linear_to_srgb,
     mesh_to_camera,
@@ -76,7 +76,9 @@ _BAND_PENALTY = np.array([0.0, 1.0, 1.0, 1.0, 4.0, 4.0, 4.0, 4.0, 4.0])
 MAX_GAIN = 4.0
 """Largest brightening the ratio relight applies to a pixel (clamp for normals the source light misses)."""
 SHADING_FLOOR = 0.05
-"""The source shading is floored at this share of its hemisphere mean before dividing by it."""
+"""Shading is floored at this share of its light's face mean (``face_mean``): a normal the light misses, or
+where the order-2 fit rings below zero, keeps a little light instead of dividing by ~0 or going black;
+both sides of the ratio are floored alike, so relighting to the measured light changes nothing."""
 
 SHADING_GRID_PX = 96
 """``relight_face`` evaluates the (smooth) shading on a grid this many pixels on its long side, then upsamples."""
@@ -256,13 +258,13 @@ def target_sh(target: RelightTarget, measured: np.ndarray, hdri_dir: Path | None
     - ``match``: ``measured`` itself (the light on the actor in this frame);
     - ``sh``: the 27 given coefficients (R, G, B) x the exposure of ``measured``;
     - ``direction``: ``ambient + intensity * colour * max(0, n . direction)`` x the exposure;
-    - ``hdri``: the named image in ``hdri_dir`` projected to SH, normalised to a hemisphere-mean luminance
+    - ``hdri``: the named image in ``hdri_dir`` projected to SH, normalised to a face-mean luminance
       of 1, x ``intensity`` x ``colour`` x the exposure.
     """
     measured = np.asarray(measured, dtype=np.float64)
     if target.mode == "match":
         return measured.copy()
-    exposure = np.maximum(hemisphere_mean(measured), 1e-4)
+    exposure = np.maximum(face_mean(measured), 1e-4)
     if target.mode == "sh":
         if target.sh is None:
             raise InputError("relight_target.mode 'sh' needs relight_target.sh (27 coefficients)")
@@ -313,7 +315,7 @@ def hdri_path(name: str, hdri_dir: Path | None) -> Path:
 
 @functools.lru_cache(maxsize=16)
 def hdri_sh(path: str, mtime_ns: int, size: int) -> np.ndarray:
-    """Shading SH (9, 3) of an equirectangular image file, normalised to hemisphere-mean luminance 1.
+    """Shading SH (9, 3) of an equirectangular image file, normalised to a face-mean luminance of 1.
 
     Memoised on (path, modification time, size): a stage's HDRI is read once, and a replaced file is
     read again. ``.hdr`` files are linear light; 8/16-bit images are decoded from sRGB.
@@ -334,7 +336,7 @@ def hdri_sh(path: str, mtime_ns: int, size: int) -> np.ndarray:
         rgb = np.nan_to_num(image[:, :, ::-1].astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     rgb = cv2.resize(np.maximum(rgb, 0.0), _HDRI_PROJECT_SIZE, interpolation=cv2.INTER_AREA)
     sh = lambert(project_equirect(rgb))
-    lum = float(hemisphere_mean(sh) @ np.array([0.2126, 0.7152, 0.0722]))
+    lum = float(face_mean(sh) @ np.array([0.2126, 0.7152, 0.0722]))
     if lum <= 1e-9:
         raise InputError(f"HDRI {Path(path).name} is black toward the face: no light to relight with")
     sh = sh / lum
@@ -430,14 +432,18 @@ def _shading_field(normals: np.ndarray, src: np.ndarray, tgt: np.ndarray, ratio:
     """(h, w, 3) BGR float32 at the normals' resolution: the gain ``E_t / E_s`` (clamped), or ``E_t``."""
     h, w = normals.shape[:2]
     basis = sh_basis(normals.reshape(-1, 3).astype(np.float32, copy=False))
-    e_tgt = np.maximum(basis @ tgt[:, ::-1].astype(np.float32), 0.0)
+    e_tgt = np.maximum(basis @ tgt[:, ::-1].astype(np.float32), _floor(tgt))
     if ratio:
-        floor = (SHADING_FLOOR * np.maximum(hemisphere_mean(src), 1e-4))[::-1].astype(np.float32)
-        e_src = basis @ src[:, ::-1].astype(np.float32)
-        field = np.clip(e_tgt / np.maximum(e_src, floor), 0.0, max_gain)
+        e_src = np.maximum(basis @ src[:, ::-1].astype(np.float32), _floor(src))
+        field = np.clip(e_tgt / e_src, 0.0, max_gain)
     else:
         field = e_tgt
     return field.reshape(h, w, 3).astype(np.float32)
+
+
+def _floor(sh: np.ndarray) -> np.ndarray:
+    """Per-channel (BGR) shading floor of a light, see ``SHADING_FLOOR``."""
+    return (SHADING_FLOOR * np.maximum(face_mean(sh), 1e-4))[::-1].astype(np.float32)
 
 
 def _mask_weight(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -454,11 +460,11 @@ def _mask_weight(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def shading_image(normals: np.ndarray, mask: np.ndarray, sh: np.ndarray) -> np.ndarray:
     """``E(n)`` as a BGR uint8 picture (sRGB-encoded, 0 outside ``mask``): the evaluation's shading panel.
 
-    Scaled so the light's hemisphere mean shows as mid-grey; ``normals`` and ``mask`` of the same shape.
+    Scaled so the light's face mean shows as mid-grey; ``normals`` and ``mask`` of the same shape.
     """
     h, w = normals.shape[:2]
     e = sh_basis(normals.reshape(-1, 3).astype(np.float32)) @ np.asarray(sh, dtype=np.float32)[:, ::-1]
-    e = e / max(float(hemisphere_mean(sh).max()) * 2.0, 1e-6)
+    e = e / max(float(face_mean(sh).max()) * 2.0, 1e-6)
     e *= (_mask_weight(mask, (h, w)) > 0.5)[:, None]
     return (linear_to_srgb(e) * 255.0 + 0.5).astype(np.uint8).reshape(h, w, 3)
 
@@ -604,10 +610,13 @@ class _SHRelightBase(nn.Module):
     input_names: tuple[str, ...] = ()
     output_names: tuple[str, ...] = ("relit",)
     bgr: torch.Tensor
+    floor_weights: torch.Tensor
 
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("bgr", torch.tensor([2, 1, 0], dtype=torch.int64), persistent=False)
+        floor_w = torch.tensor(SHADING_FLOOR * FACE_MEAN_WEIGHTS, dtype=torch.float32)
+        self.register_buffer("floor_weights", floor_w, persistent=False)
 
     @staticmethod
     def basis(normals: torch.Tensor) -> torch.Tensor:
@@ -629,9 +638,12 @@ class _SHRelightBase(nn.Module):
         )
 
     def shade(self, basis: torch.Tensor, sh_rgb: torch.Tensor, b: int, h: int, w: int) -> torch.Tensor:
-        """``E(n)`` (B, 3, H, W) in BGR order from a (B, HW, 9) basis and (B, 9, 3) RGB coefficients."""
+        """``E(n)`` (B, 3, H, W) in BGR order from a (B, HW, 9) basis and (B, 9, 3) RGB coefficients,
+        floored like the numpy path (``SHADING_FLOOR``)."""
         sh_bgr = torch.index_select(sh_rgb, 2, self.bgr)
-        return torch.bmm(basis, sh_bgr).transpose(1, 2).reshape(b, 3, h, w)
+        e = torch.bmm(basis, sh_bgr).transpose(1, 2).reshape(b, 3, h, w)
+        floor = torch.clamp(torch.matmul(self.floor_weights, sh_bgr), min=1e-4 * SHADING_FLOOR)  # (B, 3)
+        return torch.maximum(e, floor[:, :, None, None])
 
     def example_inputs(self, batch: int = 1, height: int = 96, width: int = 80) -> tuple[torch.Tensor, ...]:
         """Deterministic plausible inputs (a lit sphere of normals, two lights) in ``input_names`` order."""
@@ -670,13 +682,10 @@ class SHRelight(_SHRelightBase):
     """
 
     input_names = ("image", "normals", "mask", "sh_source", "sh_target")
-    floor_weights: torch.Tensor
 
     def __init__(self, max_gain: float = MAX_GAIN) -> None:
         super().__init__()
         self.max_gain = max_gain
-        floor_w = torch.tensor(SHADING_FLOOR * HEMISPHERE_MEAN_WEIGHTS, dtype=torch.float32)
-        self.register_buffer("floor_weights", floor_w, persistent=False)
 
     def forward(
         self,
@@ -688,11 +697,9 @@ class SHRelight(_SHRelightBase):
     ) -> torch.Tensor:
         b, _, h, w = image.shape
         basis = self.basis(normals).reshape(b, SH_COUNT, h * w).transpose(1, 2)  # (B, HW, 9)
-        e_tgt = torch.clamp(self.shade(basis, sh_target, b, h, w), min=0.0)
+        e_tgt = self.shade(basis, sh_target, b, h, w)
         e_src = self.shade(basis, sh_source, b, h, w)
-        floor_rgb = torch.clamp(torch.matmul(self.floor_weights, sh_source), min=1e-4 * SHADING_FLOOR)  # (B, 3)
-        floor = torch.index_select(floor_rgb, 1, self.bgr)[:, :, None, None]
-        gain = torch.clamp(e_tgt / torch.maximum(e_src, floor), 0.0, self.max_gain)
+        gain = torch.clamp(e_tgt / e_src, 0.0, self.max_gain)
         relit = _linear_to_srgb_t(_srgb_to_linear_t(image) * gain)
         return image + torch.clamp(mask, 0.0, 1.0) * (relit - image)
 
@@ -716,8 +723,7 @@ class SHRelightAlbedo(_SHRelightBase):
     ) -> torch.Tensor:
         b, _, h, w = image.shape
         basis = self.basis(normals).reshape(b, SH_COUNT, h * w).transpose(1, 2)
-        e_tgt = torch.clamp(self.shade(basis, sh_target, b, h, w), min=0.0)
-        relit = _linear_to_srgb_t(albedo * e_tgt)
+        relit = _linear_to_srgb_t(albedo * self.shade(basis, sh_target, b, h, w))
         return image + torch.clamp(mask, 0.0, 1.0) * (relit - image)
 
 

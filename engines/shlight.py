@@ -38,6 +38,13 @@ HEMISPHERE_MEAN_WEIGHTS = np.array([Y00, 0.0, 0.5 * _C1, 0.0, 0.0, 0.0, 0.0, 0.0
 z there is 1/2, the mean of 3z^2-1 is 0 and every other function averages out by symmetry."""
 
 
+FACE_MEAN_WEIGHTS = np.array([Y00, 0.005, 0.3595, 0.0, 0.0, 0.0213, 0.241, 0.0, 0.109])
+"""``w @ L`` is the mean of ``E(n)`` over the pixels of a frontal face: the canonical face mesh's triangle
+normals weighted by their area on screen (``tests/test_relight.py`` recomputes it from
+``engines.topology``; terms odd in x are zero by symmetry). A face shows only part of the hemisphere,
+where the light is well measured, so exposures are compared here rather than over the whole hemisphere."""
+
+
 def sh_basis(normals: np.ndarray) -> np.ndarray:
     """The 9 real SH functions at each direction: (N, 3) unit vectors (camera frame) -> (N, 9).
 
@@ -111,6 +118,11 @@ def directional_sh(
 def hemisphere_mean(sh: np.ndarray) -> np.ndarray:
     """Mean of ``E(n)`` per channel over the normals facing the camera (the face's side of the sphere)."""
     return HEMISPHERE_MEAN_WEIGHTS @ np.asarray(sh, dtype=np.float64)
+
+
+def face_mean(sh: np.ndarray) -> np.ndarray:
+    """Mean of ``E(n)`` per channel over a frontal face: the exposure a light gives a face."""
+    return FACE_MEAN_WEIGHTS @ np.asarray(sh, dtype=np.float64)
 
 
 def equirect_directions(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,222 @@
+"""Quality metrics for the swap and relighting evaluation (issue 3): identity, expression, stability, images.
+
+EVALUATION ONLY. ``mobilefacenet.onnx`` (a face recogniser) and ``pfld.onnx`` (68 facial landmarks) carry
+no licence: they are loaded from the shared models folder by path, here and in the tests, and never by the
+stageswap engines or the model registry. Measuring with models the swap does not use keeps the figures
+honest: the swap cannot have been tuned against its own judge.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+ARCFACE_TEMPLATE_112 = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    dtype=np.float32,
+)
+"""Where ArcFace-style recognisers expect the 5 points (subject's right eye, left eye, nose tip, right and
+left mouth corner; subject's right = image left) in their 112x112 input."""
+
+# 68-point (iBUG 300-W) indices, 0-based.
+_INNER_LIP_TOP, _INNER_LIP_BOTTOM = 62, 66
+_RIGHT_EYE = (36, 37, 38, 39, 40, 41)  # image left
+_LEFT_EYE = (42, 43, 44, 45, 46, 47)
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"evaluation model not found: {path}")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def align_112(image_bgr: np.ndarray, points5: np.ndarray) -> np.ndarray:
+    """The 112x112 ArcFace-aligned crop of the face whose 5 points (frame pixels) are given."""
+    m, _ = cv2.estimateAffinePartial2D(points5.astype(np.float32), ARCFACE_TEMPLATE_112, method=cv2.LMEDS)
+    if m is None:
+        raise ValueError("cannot align: degenerate 5 points")
+    return cv2.warpAffine(image_bgr, m, (112, 112), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+
+
+class FaceEmbedder:
+    """MobileFaceNet identity embeddings: 112x112 ArcFace-aligned, BGR->RGB, (x - 127.5) / 128, 128-d, L2=1."""
+
+    def __init__(self, model_path: Path) -> None:
+        self.session = _session(model_path)
+        self._input = self.session.get_inputs()[0].name
+
+    def embed_aligned(self, crop_bgr: np.ndarray) -> np.ndarray:
+        x = (crop_bgr[:, :, ::-1].astype(np.float32) - 127.5) / 128.0
+        out = self.session.run(None, {self._input: x.transpose(2, 0, 1)[None]})[0].reshape(-1)
+        return out / max(float(np.linalg.norm(out)), 1e-12)
+
+    def embed(self, image_bgr: np.ndarray, points5: np.ndarray) -> np.ndarray:
+        return self.embed_aligned(align_112(image_bgr, points5))
+
+
+def face_square(landmarks: np.ndarray, scale: float = 1.0) -> tuple[float, float, float]:
+    """A square around a 468-point mesh, (cx, cy, side): brows to chin, cheek to cheek, like a detector box.
+
+    The mesh reaches up to the forehead; landmark detectors trained on detector boxes (300-W) expect the
+    box to start around the brows, so the top is taken a third of the way from the mesh top to the eyes.
+    """
+    xy = landmarks[:, :2]
+    x1, x2 = float(xy[:, 0].min()), float(xy[:, 0].max())
+    y1, y2 = float(xy[:, 1].min()), float(xy[:, 1].max())
+    eye_y = float((landmarks[33, 1] + landmarks[263, 1]) / 2)
+    top = y1 + (eye_y - y1) / 3.0
+    side = max(x2 - x1, y2 - top) * scale
+    return (x1 + x2) / 2, (top + y2) / 2, side
+
+
+class Landmarks68:
+    """PFLD 68-point landmarks on a 112x112 RGB 0..1 square crop; points back in frame pixels."""
+
+    def __init__(self, model_path: Path, box_scale: float = 1.1) -> None:
+        self.session = _session(model_path)
+        self._input = self.session.get_inputs()[0].name
+        self.box_scale = box_scale
+
+    def __call__(self, image_bgr: np.ndarray, square: tuple[float, float, float]) -> np.ndarray:
+        cx, cy, side = square
+        side *= self.box_scale
+        s = 112.0 / side
+        m = np.array([[s, 0.0, 56.0 - s * cx], [0.0, s, 56.0 - s * cy]])
+        crop = cv2.warpAffine(image_bgr, m, (112, 112), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        x = crop[:, :, ::-1].astype(np.float32).transpose(2, 0, 1)[None] / 255.0
+        out = self.session.run(None, {self._input: x})[0].reshape(68, 2) * 112.0
+        return (out - m[:, 2]) / s
+
+
+def mouth_opening(points68: np.ndarray) -> float:
+    """Inner-lip gap at the centre over the distance between the eye centres (scale-free)."""
+    gap = float(np.linalg.norm(points68[_INNER_LIP_BOTTOM] - points68[_INNER_LIP_TOP]))
+    return gap / max(_eye_distance(points68), 1e-6)
+
+
+def eye_opening(points68: np.ndarray) -> float:
+    """Mean eye aspect ratio of both eyes (lid-to-lid height over corner-to-corner width)."""
+
+    def ear(idx: tuple[int, ...]) -> float:
+        p = points68[list(idx)]
+        h = np.linalg.norm(p[1] - p[5]) + np.linalg.norm(p[2] - p[4])
+        return float(h / max(2.0 * float(np.linalg.norm(p[0] - p[3])), 1e-6))
+
+    return (ear(_RIGHT_EYE) + ear(_LEFT_EYE)) / 2.0
+
+
+def _eye_distance(points68: np.ndarray) -> float:
+    return float(np.linalg.norm(points68[list(_LEFT_EYE)].mean(0) - points68[list(_RIGHT_EYE)].mean(0)))
+
+
+def correlation(a: np.ndarray | list[float], b: np.ndarray | list[float]) -> float:
+    """Pearson correlation over the entries finite in both; NaN when either curve is flat or too short."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if x.size < 3 or x.std() < 1e-12 or y.std() < 1e-12:
+        return math.nan
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+@dataclass
+class FlickerMeter:
+    """Mean absolute frame-to-frame change inside the face box, of the output over that of the input.
+
+    Real motion moves both alike; a processed face that shimmers (texture, mask or light popping) adds
+    change the input does not have, so the ratio rises above 1. The box is the union of the face's boxes
+    in the two frames, from the input's tracking, so both videos are measured in the same pixels.
+    """
+
+    sum_out: float = 0.0
+    sum_in: float = 0.0
+    pairs: int = 0
+    _prev: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+
+    def add(self, image_in: np.ndarray, image_out: np.ndarray, box: np.ndarray | None) -> None:
+        """Feed the next frame pair with the face box (x1, y1, x2, y2) or None when there is no face."""
+        if box is None:
+            self._prev = None
+            return
+        if self._prev is not None:
+            p_in, p_out, p_box = self._prev
+            h, w = image_in.shape[:2]
+            x1 = int(max(0, math.floor(min(box[0], p_box[0]))))
+            y1 = int(max(0, math.floor(min(box[1], p_box[1]))))
+            x2 = int(min(w, math.ceil(max(box[2], p_box[2]))))
+            y2 = int(min(h, math.ceil(max(box[3], p_box[3]))))
+            if x2 > x1 and y2 > y1:
+                d_in = cv2.absdiff(image_in[y1:y2, x1:x2], p_in[y1:y2, x1:x2])
+                d_out = cv2.absdiff(image_out[y1:y2, x1:x2], p_out[y1:y2, x1:x2])
+                self.sum_in += float(d_in.mean())
+                self.sum_out += float(d_out.mean())
+                self.pairs += 1
+        self._prev = (image_in, image_out, np.asarray(box, dtype=np.float64))
+
+    @property
+    def ratio(self) -> float:
+        return self.sum_out / self.sum_in if self.sum_in > 0 else math.nan
+
+
+def masked_mse(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    """Mean squared error over the mask's pixels (all channels), values as given (use 0..1 floats)."""
+    m = np.asarray(mask) > 0.5
+    if not m.any():
+        raise ValueError("empty mask")
+    d = np.asarray(a, dtype=np.float64)[m] - np.asarray(b, dtype=np.float64)[m]
+    return float(np.mean(d * d))
+
+
+def masked_dssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    """Structural dissimilarity (1 - SSIM) / 2 averaged over the mask, SSIM on luminance of 0..1 images.
+
+    SSIM's local-window form (Wang et al. 2004: Gaussian window sigma 1.5, K1 0.01, K2 0.03), evaluated as a
+    map so it can be averaged over the face only.
+    """
+    m = np.asarray(mask) > 0.5
+    if not m.any():
+        raise ValueError("empty mask")
+    x, y = _luma(a), _luma(b)
+    c1, c2 = 0.01**2, 0.03**2
+
+    def blur(z: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(z, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
+
+    mx, my = blur(x), blur(y)
+    vx = blur(x * x) - mx * mx
+    vy = blur(y * y) - my * my
+    cxy = blur(x * y) - mx * my
+    ssim = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return float(np.mean((1.0 - ssim[m]) / 2.0))
+
+
+def _luma(img: np.ndarray) -> np.ndarray:
+    a = np.asarray(img, dtype=np.float64)
+    if a.ndim == 2:
+        return a
+    return a[..., 0] * 0.114 + a[..., 1] * 0.587 + a[..., 2] * 0.299  # BGR
+
+
+def side_by_side(panels: list[np.ndarray], height: int = 320, labels: list[str] | None = None) -> np.ndarray:
+    """Panels (BGR or grey, any size) scaled to one height and put in a row, each with an optional label."""
+    row = []
+    for i, p in enumerate(panels):
+        img = p if p.ndim == 3 else cv2.cvtColor(p, cv2.COLOR_GRAY2BGR)
+        if img.dtype != np.uint8:
+            img = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        scale = height / img.shape[0]
+        img = cv2.resize(img, (max(1, round(img.shape[1] * scale)), height), interpolation=cv2.INTER_AREA)
+        if labels is not None and i < len(labels):
+            cv2.putText(img, labels[i], (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 3, cv2.LINE_AA)
+            cv2.putText(img, labels[i], (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+        row.append(img)
+        row.append(np.full((height, 4, 3), 255, np.uint8))
+    return np.concatenate(row[:-1], axis=1)
