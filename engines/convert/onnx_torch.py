@@ -9,7 +9,8 @@ maps to one torch call, the test-suite compares it with ONNX Runtime on real pho
 attribute it does not handle is a ModelError naming it at load time, never a wrong result.
 
 Shape arithmetic (Shape, Gather, Unsqueeze, Concat feeding Reshape) stays in small int64 tensors on the
-CPU, so reshaping a CUDA activation never waits for the GPU.
+CPU, and so do the constants that parametrise an operator (Resize scales, Reshape shapes, Gather indices),
+so running on CUDA never waits for the GPU to read a parameter back.
 
 This module is for running (the GPU fallback). TensorRT parses the original ``.onnx`` file itself.
 """
@@ -101,10 +102,10 @@ def _reshape(ins: list[Any], a: dict[str, Any]) -> list[torch.Tensor]:
 def _gather(ins: list[Any], a: dict[str, Any]) -> list[torch.Tensor]:
     data, idx = ins[0], ins[1]
     axis = int(a.get("axis", 0))
+    if idx.dim() == 0:  # indices are host constants: reading one never waits for the GPU
+        return [data.select(axis, int(idx) % data.shape[axis])]
     idx = idx.to(data.device)
     idx = torch.where(idx < 0, idx + data.shape[axis], idx)
-    if idx.dim() == 0:
-        return [data.select(axis, int(idx))]
     return [
         torch.index_select(data, axis, idx.reshape(-1)).reshape(*data.shape[:axis], *idx.shape, *data.shape[axis + 1 :])
     ]
@@ -148,6 +149,9 @@ _OPS: dict[str, _Op] = {
 
 SUPPORTED_OPS = tuple(sorted(_OPS))
 
+_HOST_INPUTS: dict[str, tuple[int, ...]] = {"Gather": (1,), "Reshape": (1,), "Resize": (1, 2, 3), "Unsqueeze": (1,)}
+"""Operator inputs that are parameters, not data: their constants stay on the CPU."""
+
 _RESIZE_MODES = {
     (b"nearest", b"asymmetric"),
     (b"linear", b"half_pixel"),
@@ -180,13 +184,13 @@ class OnnxModule(nn.Module):
     """One ONNX graph; ``forward(**feeds)`` returns the graph's outputs by name.
 
     Floating-point initializers are buffers (they follow ``.to(device)``); integer ones (shapes, axes,
-    indices) stay on the CPU, where the shape arithmetic runs."""
+    indices) and operator parameters (Resize scales) stay on the CPU, where the shape arithmetic runs."""
 
     def __init__(
         self,
         nodes: Sequence[_Node],
         float_consts: dict[str, np.ndarray],
-        int_consts: dict[str, np.ndarray],
+        host_consts: dict[str, np.ndarray],
         input_names: Sequence[str],
         output_names: Sequence[str],
         source: Path,
@@ -199,14 +203,14 @@ class OnnxModule(nn.Module):
             self.register_buffer(key, torch.from_numpy(np.array(value, order="C")))
             self._buffer_names[name] = key
         # np.array, not np.ascontiguousarray: the latter turns 0-d scalars (Gather indices) into 1-d arrays.
-        self._int_consts = {k: torch.from_numpy(np.array(v, order="C")) for k, v in int_consts.items()}
+        self._host_consts = {k: torch.from_numpy(np.array(v, order="C")) for k, v in host_consts.items()}
         self.input_names = tuple(input_names)
         self.output_names = tuple(output_names)
         self.source = source
 
     def forward(self, **feeds: torch.Tensor) -> dict[str, torch.Tensor]:
         values: dict[str, Any] = {"": None}
-        values.update(self._int_consts)
+        values.update(self._host_consts)
         for name, key in self._buffer_names.items():
             values[name] = getattr(self, key)
         missing = [n for n in self.input_names if n not in feeds]
@@ -232,13 +236,16 @@ def load_onnx_module(path: str | Path) -> OnnxModule:
     if set(opsets) - {"ai.onnx"}:
         raise ModelError(f"ONNX model {path} uses operator domains {sorted(set(opsets) - {'ai.onnx'})}")
     float_consts: dict[str, np.ndarray] = {}
-    int_consts: dict[str, np.ndarray] = {}
+    host_consts: dict[str, np.ndarray] = {}
+    host_names = {n.input[i] for n in model.graph.node for i in _HOST_INPUTS.get(n.op_type, ()) if i < len(n.input)}
 
     def add_const(name: str, value: np.ndarray) -> None:
-        if np.issubdtype(value.dtype, np.floating):
-            float_consts[name] = value.astype(np.float32)
+        if not np.issubdtype(value.dtype, np.floating):
+            host_consts[name] = value.astype(np.int64)
+        elif name in host_names:
+            host_consts[name] = value.astype(np.float32)
         else:
-            int_consts[name] = value.astype(np.int64)
+            float_consts[name] = value.astype(np.float32)
 
     for init in model.graph.initializer:
         add_const(init.name, numpy_helper.to_array(init))
@@ -266,4 +273,4 @@ def load_onnx_module(path: str | Path) -> OnnxModule:
     initializer_names = {i.name for i in model.graph.initializer}
     inputs = [i.name for i in model.graph.input if i.name not in initializer_names]
     outputs = [o.name for o in model.graph.output]
-    return OnnxModule(nodes, float_consts, int_consts, inputs, outputs, path).eval()
+    return OnnxModule(nodes, float_consts, host_consts, inputs, outputs, path).eval()
