@@ -1,7 +1,10 @@
 """`stageswap process`: a video file through the FaceProcessor into a video file, with stats.
 
-Frames are processed in order, every one of them (no dropping: this is the offline path). The stats
-JSON and the landmarks file follow the contract in DESIGN.md.
+Frames are processed in order, every one of them (no dropping: this is the offline path). The output
+is written by the same recorder as the live recordings (``streamer.recorder``): encoding and muxing run
+on their own thread, so decoding and processing the next frame overlap with encoding this one; when
+the encoder is slower, processing waits for room in its queue instead of dropping. The stats JSON and
+the landmarks file follow the contract in DESIGN.md.
 """
 
 from __future__ import annotations
@@ -17,11 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from engines.errors import OutputError
+from engines.errors import InputError, OutputError
 from engines.landmarks import NUM_LANDMARKS
 from engines.processor import FaceProcessor, ProcessSettings
 from engines.stats import StageTimes
-from streamer.media import VideoFrame, VideoReader, VideoWriter, check_writable
+from streamer.encoding import EncodeSpec
+from streamer.formats import format_for_path_suffix
+from streamer.media import VideoFrame, VideoInfo, VideoReader, check_writable
+from streamer.recorder import AudioItem, QueueLimits, Recorder, VideoItem
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,7 @@ def run_process(
     process_s = 0.0
     started = time.perf_counter()
     with VideoReader(job.input) as reader:
-        writer = VideoWriter(job.output, reader.info, audio_template=reader.audio)
+        writer = _OutputWriter(job.output, reader.info, reader.audio)
         bar = _progress(reader.info.frames, job.input.name) if job.progress else None
         try:
             for item in reader.items():
@@ -65,7 +71,7 @@ def run_process(
                 process_s += elapsed
                 times.add_all(result.stage_ms)
                 times.add("total", elapsed * 1000.0)
-                writer.write(result.image, item.pts)
+                writer.write(result.image if result.image is item.image else result.image.copy(), item.pts)
                 frames += 1
                 frames_with_face += bool(result.faces)
                 faces_total += len(result.faces)
@@ -114,6 +120,57 @@ def run_process(
         ids_arr = np.stack(face_ids) if face_ids else np.zeros((0, job.max_faces), np.int32)
         _save_npz(job.landmarks_path, landmarks=arr, face_ids=ids_arr, time_s=np.asarray(timestamps))
     return stats
+
+
+class _OutputWriter:
+    """The output file through a Recorder: a hidden temporary name, renamed into place when complete.
+
+    An interrupted run never leaves a truncated file under the requested name."""
+
+    def __init__(self, path: Path, info: VideoInfo, audio_template: Any) -> None:
+        self.path = path
+        try:
+            fmt = format_for_path_suffix(path.suffix)
+        except InputError as exc:
+            raise OutputError(f"output {path}: {exc}") from exc
+        check_writable(path)
+        self._tmp = path.with_name(f".{path.name}.partial{path.suffix.lower()}")
+        spec = EncodeSpec(fmt, rate=info.fps, time_base=info.time_base, crash_safe=False, fsync_interval_s=None)
+        try:
+            self._recorder = Recorder(
+                self._tmp,
+                spec,
+                QueueLimits.for_rate(info.fps),
+                name="process-writer",
+                nice=0,
+                audio_template=audio_template,
+                size=(info.width, info.height),
+            ).start()
+        except (InputError, OutputError) as exc:
+            self._tmp.unlink(missing_ok=True)
+            raise OutputError(f"output {path} cannot be written: {exc}") from exc
+        self._last_pts: int | None = None
+
+    def write(self, image: np.ndarray, pts: int | None) -> None:
+        """Queue a frame (waits while the encoder's queue is full); keeps ``pts`` unless it does not increase."""
+        if pts is None or (self._last_pts is not None and pts <= self._last_pts):
+            pts = (self._last_pts + 1) if self._last_pts is not None else 0
+        self._last_pts = pts
+        self._recorder.put(VideoItem(image, pts))
+
+    def write_audio(self, packet: Any) -> None:
+        self._recorder.put(AudioItem(packet))
+
+    def close(self) -> None:
+        error = self._recorder.finish()
+        if error is not None:
+            self._tmp.unlink(missing_ok=True)
+            raise OutputError(f"output {self.path}: {error}") from error
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        self._recorder.abort()
+        self._tmp.unlink(missing_ok=True)
 
 
 def _progress(total: int, name: str) -> Any:
