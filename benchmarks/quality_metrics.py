@@ -220,3 +220,98 @@ def side_by_side(panels: list[np.ndarray], height: int = 320, labels: list[str] 
         row.append(img)
         row.append(np.full((height, 4, 3), 255, np.uint8))
     return np.concatenate(row[:-1], axis=1)
+
+
+@dataclass
+class QualityReport:
+    frames: int
+    frames_with_face: int
+    identity_frames: int
+    cos_identity: float
+    """Mean cosine of the output face to the identity photo."""
+    cos_actor: float
+    """Mean cosine of the output face to the actor's original face in the same frame."""
+    closer_to_identity: float
+    """Share of evaluated frames whose output is closer to the identity than to the actor (0..1)."""
+    mouth_corr: float
+    eye_corr: float
+    flicker: float
+    mouth_range_in: float
+    """Spread (std) of the input's mouth opening: a clip without speech cannot show a correlation."""
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+class QualityMeter:
+    """Accumulates the identity, expression and stability measures over a clip, frame pair by frame pair.
+
+    Feed each input frame, the processor's output for it and the input's tracked 468-point landmarks of
+    the face being judged (None when no face is tracked). The same landmarks place every crop in both
+    images, so input and output are measured in the same pixels. Identity is measured on every
+    ``identity_every``-th frame with a face (the recogniser is the slow part).
+    """
+
+    def __init__(
+        self,
+        embedder: FaceEmbedder,
+        landmarks68: Landmarks68,
+        identity_embedding: np.ndarray | None,
+        identity_every: int = 3,
+    ) -> None:
+        self.embedder = embedder
+        self.landmarks68 = landmarks68
+        self.identity = identity_embedding
+        self.identity_every = max(1, identity_every)
+        self.frames = 0
+        self.with_face = 0
+        self.cos_identity: list[float] = []
+        self.cos_actor: list[float] = []
+        self.mouth_in: list[float] = []
+        self.mouth_out: list[float] = []
+        self.eye_in: list[float] = []
+        self.eye_out: list[float] = []
+        self.flicker = FlickerMeter()
+
+    def add(self, image_in: np.ndarray, image_out: np.ndarray, landmarks: np.ndarray | None) -> None:
+        self.frames += 1
+        if landmarks is None:
+            self.flicker.add(image_in, image_out, None)
+            for curve in (self.mouth_in, self.mouth_out, self.eye_in, self.eye_out):
+                curve.append(math.nan)
+            return
+        from engines.landmarks import five_points
+
+        self.with_face += 1
+        xy = landmarks[:, :2]
+        box = np.array([xy[:, 0].min(), xy[:, 1].min(), xy[:, 0].max(), xy[:, 1].max()])
+        self.flicker.add(image_in, image_out, box)
+        square = face_square(landmarks)
+        p_in, p_out = self.landmarks68(image_in, square), self.landmarks68(image_out, square)
+        self.mouth_in.append(mouth_opening(p_in))
+        self.mouth_out.append(mouth_opening(p_out))
+        self.eye_in.append(eye_opening(p_in))
+        self.eye_out.append(eye_opening(p_out))
+        if (self.with_face - 1) % self.identity_every == 0:
+            pts = five_points(landmarks)
+            e_out = self.embedder.embed(image_out, pts)
+            e_in = self.embedder.embed(image_in, pts)
+            self.cos_actor.append(float(e_out @ e_in))
+            if self.identity is not None:
+                self.cos_identity.append(float(e_out @ self.identity))
+
+    def report(self) -> QualityReport:
+        ids, actors = np.array(self.cos_identity), np.array(self.cos_actor)
+        closer = float(np.mean(ids > actors[: ids.size])) if ids.size else math.nan
+        return QualityReport(
+            frames=self.frames,
+            frames_with_face=self.with_face,
+            identity_frames=int(actors.size),
+            cos_identity=float(ids.mean()) if ids.size else math.nan,
+            cos_actor=float(actors.mean()) if actors.size else math.nan,
+            closer_to_identity=closer,
+            mouth_corr=correlation(self.mouth_in, self.mouth_out),
+            eye_corr=correlation(self.eye_in, self.eye_out),
+            flicker=self.flicker.ratio,
+            mouth_range_in=float(np.nanstd(self.mouth_in)) if self.with_face else math.nan,
+        )

@@ -1,0 +1,236 @@
+"""Quality evaluation of the swap (issue 3): identity, expression, stability, and pictures to look at.
+
+    python -m benchmarks.eval_quality [--clips d10.mp4 ...] [--identities s1.jpg ...] [--max-frames N]
+                                      [--out out/eval] [--no-swap --relight-direction X,Y,Z]
+
+Every clip runs through the real ``FaceProcessor`` (tracking, swap, relight, blend) with each identity
+photo enrolled into a temporary data directory. For each clip x identity it prints and writes to
+``OUT/quality.json``:
+
+- identity (``mobilefacenet.onnx``, evaluation only): mean cosine of the output face to the identity photo
+  and to the actor's own face in the same input frame, and the share of frames closer to the identity;
+- expression (``pfld.onnx``, evaluation only): correlation of the mouth-opening and eye-opening curves of
+  output and input over the clip;
+- stability: mean absolute frame-to-frame change inside the face box, output over input (flicker ratio);
+- speed: per-stage p50 of the processor (this machine, noisy: see BENCHMARKS.md for the quiet figures);
+
+and writes ``OUT/<clip>_<identity>.png``: input | output | mask (pixels the processor changed) | shading
+(the light measured on the actor, on the mesh normals) around the face of the clip's middle frame.
+
+Acceptance (issue 3): >= 95% of frames closer to the identity and mean cosine >= 0.45 on every single-face
+clip x identity; mouth correlation >= 0.85 on d10.mp4 and Obama_speaking.mp4; flicker <= 1.15.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from benchmarks.quality_metrics import FaceEmbedder, Landmarks68, QualityMeter, QualityReport, side_by_side
+from engines.stats import StageTimes
+
+if TYPE_CHECKING:
+    from engines.processor import FaceProcessor
+    from engines.settings import ProcessSettings
+    from engines.tracker import FaceTracker, TrackedFace
+
+SHARED = Path(os.environ.get("STAGESWAP_SHARED") or Path(__file__).resolve().parents[2] / "shared")
+SINGLE_FACE_CLIPS = ("d3.mp4", "d10.mp4", "d13.mp4", "d0.mp4", "s18.mp4", "Obama_speaking.mp4", "roop_target_1080p.mp4")
+IDENTITY_PHOTOS = ("s1.jpg", "roop_source.jpg", "lin-manuel-miranda.png")
+"""Three people who are none of the clips' actors (cosine <= 0.2 to each of them with this recogniser)."""
+MOUTH_CLIPS = ("d10.mp4", "Obama_speaking.mp4")
+
+ACCEPT_CLOSER = 0.95
+ACCEPT_COS = 0.45
+ACCEPT_MOUTH = 0.85
+ACCEPT_FLICKER = 1.15
+
+
+@dataclass(frozen=True)
+class Verdict:
+    clip: str
+    identity: str
+    report: QualityReport
+    stage_p50_ms: dict[str, float]
+    fps: float
+
+    def failures(self, swapped: bool = True) -> list[str]:
+        r, out = self.report, []
+        if swapped and not r.closer_to_identity >= ACCEPT_CLOSER:
+            out.append(f"closer-to-identity {r.closer_to_identity:.0%} < {ACCEPT_CLOSER:.0%}")
+        if swapped and not r.cos_identity >= ACCEPT_COS:
+            out.append(f"cos(identity) {r.cos_identity:.2f} < {ACCEPT_COS}")
+        if self.clip in MOUTH_CLIPS and not r.mouth_corr >= ACCEPT_MOUTH:
+            out.append(f"mouth r {r.mouth_corr:.2f} < {ACCEPT_MOUTH}")
+        if not r.flicker <= ACCEPT_FLICKER:
+            out.append(f"flicker {r.flicker:.2f} > {ACCEPT_FLICKER}")
+        return out
+
+
+def identity_embedding(photo: np.ndarray, tracker: FaceTracker, embedder: FaceEmbedder) -> np.ndarray:
+    """The recogniser's embedding of the largest face in a photo."""
+    tracker.reset()
+    faces = tracker.update(photo, 0.0)
+    if not faces:
+        raise RuntimeError("no face in the identity photo")
+    face = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+    return embedder.embed(photo, face.points5)
+
+
+def largest(faces: Sequence[TrackedFace]) -> TrackedFace | None:
+    return max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1])) if faces else None
+
+
+def panel(image_in: np.ndarray, image_out: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """input | output | mask | shading, cropped around the face."""
+    from engines.raster import Window
+    from engines.relight import measure_light, pixel_normals, shading_image
+
+    xy = landmarks[:, :2]
+    x1, y1 = xy.min(axis=0)
+    x2, y2 = xy.max(axis=0)
+    pad = 0.35 * max(x2 - x1, y2 - y1)
+    h, w = image_in.shape[:2]
+    x0, y0 = int(max(0, x1 - pad)), int(max(0, y1 - pad))
+    window = Window(x0, y0, int(min(w, x2 + pad)) - x0, int(min(h, y2 + pad)) - y0)
+    ys, xs = window.slices
+    crop_in, crop_out = image_in[ys, xs], image_out[ys, xs]
+    changed = (cv2.absdiff(crop_in, crop_out).max(axis=2) > 3).astype(np.uint8) * 255
+    normals, covered = pixel_normals(landmarks, window)
+    light = measure_light(crop_in, normals, covered)
+    shade = shading_image(normals, covered, light) if light is not None else np.zeros_like(crop_in)
+    return side_by_side(
+        [crop_in, crop_out, changed, shade],
+        labels=["input", "output", "mask (changed pixels)", "shading (light on actor)"],
+    )
+
+
+def evaluate(
+    clip: Path,
+    processor: FaceProcessor,
+    settings: ProcessSettings,
+    meter: QualityMeter,
+    max_frames: int | None = None,
+    png: Path | None = None,
+) -> tuple[QualityReport, dict[str, float], float]:
+    """Run ``processor`` over ``clip`` feeding ``meter``; (report, per-stage p50 ms, processing fps)."""
+    from streamer.media import VideoReader
+
+    times = StageTimes()
+    process_s = 0.0
+    middle: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    with VideoReader(clip) as reader:
+        total = reader.info.frames or 0
+        want_png_at = (min(total, max_frames or total) // 2) if total else 0
+        for i, frame in enumerate(reader.frames()):
+            if max_frames is not None and i >= max_frames:
+                break
+            t0 = time.perf_counter()
+            result = processor.process(frame.image, frame.time_s, settings)
+            process_s += time.perf_counter() - t0
+            times.add_all(result.stage_ms)
+            face = largest(result.faces)
+            landmarks = None if face is None else face.landmarks
+            meter.add(frame.image, result.image, landmarks)
+            if landmarks is not None and (middle is None or i <= want_png_at):
+                middle = (frame.image, result.image, landmarks)
+    if png is not None and middle is not None:
+        cv2.imwrite(str(png), panel(*middle))
+    summary = times.summary()
+    p50 = {k: v["p50"] for k, v in summary.items()}
+    return meter.report(), p50, (meter.frames / process_s if process_s > 0 else math.nan)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clips", nargs="+", default=list(SINGLE_FACE_CLIPS))
+    ap.add_argument("--identities", nargs="+", default=list(IDENTITY_PHOTOS))
+    ap.add_argument("--max-frames", type=int, default=None, help="frames per clip (default: all)")
+    ap.add_argument("--identity-every", type=int, default=3, help="run the recogniser on every N-th frame")
+    ap.add_argument("--out", type=Path, default=Path("out/eval"))
+    ap.add_argument("--no-swap", action="store_true", help="relight the actor's own face instead of swapping")
+    ap.add_argument("--relight-direction", default=None, help="X,Y,Z key-light direction (camera frame)")
+    ap.add_argument("--no-relight", action="store_true")
+    ap.add_argument("--models", default=str(SHARED / "models") if (SHARED / "models").is_dir() else None)
+    args = ap.parse_args()
+
+    from engines.identity import IdentityStore
+    from engines.processor import FaceProcessor
+    from engines.settings import ProcessSettings, RelightTarget
+
+    models = Path(args.models or SHARED / "models")
+    embedder = FaceEmbedder(models / "mobilefacenet.onnx")
+    lm68 = Landmarks68(models / "pfld.onnx")
+    args.out.mkdir(parents=True, exist_ok=True)
+    target = RelightTarget()
+    if args.relight_direction:
+        direction = tuple(float(v) for v in args.relight_direction.split(","))
+        target = RelightTarget(mode="direction", direction=direction)  # type: ignore[arg-type]
+    verdicts: list[Verdict] = []
+    with tempfile.TemporaryDirectory(prefix="stageswap-eval-") as data:
+        store = IdentityStore(Path(data) / "identities", args.models)
+        photos = {}
+        probe = FaceProcessor.from_models(args.models).tracker
+        for photo in [] if args.no_swap else args.identities:
+            name = Path(photo).stem.lower().replace(".", "-")
+            store.enroll(name, [SHARED / "data" / "faces" / photo], face="largest")
+            img = cv2.imread(str(SHARED / "data" / "faces" / photo))
+            if img is None:
+                raise SystemExit(f"cannot read {photo}")
+            photos[name] = identity_embedding(img, probe, embedder)
+        runs = list(photos.items()) if photos else [("(own face)", None)]
+        print(
+            f"{'clip':<22} {'identity':<20} {'frames':>6} {'cos id':>7} {'cos act':>7} {'closer':>7} "
+            f"{'mouth r':>7} {'eye r':>6} {'flicker':>7} {'fps':>6}  stage p50 ms"
+        )
+        for clip in args.clips:
+            for name, emb in runs:
+                processor = FaceProcessor.from_models(args.models, identities=store)
+                settings = ProcessSettings(
+                    identity=None if emb is None else name,
+                    swap=emb is not None,
+                    relight=not args.no_relight,
+                    relight_target=target,
+                )
+                meter = QualityMeter(embedder, lm68, emb, args.identity_every)
+                png = args.out / f"{Path(clip).stem}_{name.strip('()').replace(' ', '-')}.png"
+                report, p50, fps = evaluate(
+                    SHARED / "data" / "clips" / clip, processor, settings, meter, args.max_frames, png
+                )
+                verdict = Verdict(clip, name, report, p50, fps)
+                verdicts.append(verdict)
+                stages = " ".join(f"{k} {v:.1f}" for k, v in p50.items() if k in ("swap", "relight", "blend"))
+                fails = verdict.failures(swapped=emb is not None)
+                print(
+                    f"{clip:<22} {name:<20} {report.frames:>6} {report.cos_identity:7.2f} {report.cos_actor:7.2f} "
+                    f"{report.closer_to_identity:7.0%} {report.mouth_corr:7.2f} {report.eye_corr:6.2f} "
+                    f"{report.flicker:7.2f} {fps:6.1f}  {stages}  {'ok' if not fails else 'FAIL: ' + '; '.join(fails)}"
+                )
+    out = [
+        {
+            "clip": v.clip,
+            "identity": v.identity,
+            **v.report.to_dict(),
+            "fps": round(v.fps, 1),
+            "stage_p50_ms": v.stage_p50_ms,
+        }
+        for v in verdicts
+    ]
+    (args.out / "quality.json").write_text(json.dumps(out, indent=1))
+    failing = [v for v in verdicts if v.failures(swapped=not args.no_swap)]
+    print(f"\n{len(verdicts) - len(failing)}/{len(verdicts)} pass; results: {(args.out / 'quality.json').resolve()}")
+
+
+if __name__ == "__main__":
+    main()
