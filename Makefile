@@ -16,7 +16,7 @@ DEMO_INPUT  ?= $(firstword $(wildcard $(SHARED)/data/clips/d3.mp4))
 DEMO_OUTPUT ?= out/demo.mp4
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-slow test-gpu test-all demo bench lint typecheck clean browser-setup
+.PHONY: setup test test-slow test-gpu test-all demo bench bench-gpu lint typecheck clean browser-setup
 
 setup: $(VENV)/.installed
 
@@ -68,6 +68,10 @@ demo: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_tracking.py
+
+# Per-frame processing on the GPU (1080p 1 and 4 faces, 4K 1 face) with a same-run CPU baseline; needs CUDA.
+bench-gpu: setup
+	$(BIN)/python benchmarks/bench_gpu.py
 
 lint: setup
 	$(BIN)/ruff check .
