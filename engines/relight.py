@@ -396,13 +396,17 @@ def relight_face(
     else:
         grid = _fill_empty(normals.astype(np.float32))
         field = cv2.resize(_shading_field(grid, src, tgt, ratio, max_gain), (w, h))[ys, xs]
-    px = img[ys, xs]
-    base = cv2.LUT(px, _U8_TO_LINEAR) if albedo is None else albedo[ys, xs].astype(np.float32)
-    lin = base * field
-    relit = _LINEAR_TO_U8[(np.clip(lin, 0.0, 1.0) * _LINEAR_LUT_SIZE + 0.5).astype(np.int32)]
+    # The mask blends in linear light: out = in + a * (relit - in), folded into one gain for the ratio relight.
+    lin_in = cv2.LUT(img[ys, xs], _U8_TO_LINEAR)
     a = weight[ys, xs, None]
-    pxf = px.astype(np.float32)
-    out[ys, xs] = (pxf + a * (relit.astype(np.float32) - pxf) + 0.5).astype(np.uint8)
+    if albedo is None:
+        lin = lin_in * (1.0 + a * (field - 1.0))
+    else:
+        lin = lin_in + a * (albedo[ys, xs].astype(np.float32) * field - lin_in)
+    np.minimum(lin, 1.0, out=lin)
+    lin *= _LINEAR_LUT_SIZE
+    lin += 0.5
+    out[ys, xs] = _LINEAR_TO_U8[lin.astype(np.uint16)]
     return out
 
 
@@ -420,11 +424,11 @@ def _fill_empty(normals: np.ndarray, passes: int = 2) -> np.ndarray:
     """
     n = normals.astype(np.float32, copy=True)
     for _ in range(passes):
-        empty = np.linalg.norm(n, axis=2, keepdims=True) < 0.2
+        empty = np.einsum("ijk,ijk->ij", n, n) < 0.04  # |n| < 0.2
         if not empty.any():
             break
-        n = np.where(empty, cv2.blur(n, (3, 3)), n)
-    length = np.linalg.norm(n, axis=2, keepdims=True)
+        n[empty] = cv2.blur(n, (3, 3))[empty]
+    length = np.sqrt(np.einsum("ijk,ijk->ij", n, n))[..., None]
     return np.where(length > 1e-3, n / np.maximum(length, 1e-6), 0.0).astype(np.float32)
 
 
@@ -577,10 +581,13 @@ class FaceRelighter:
             tracker = self._trackers[face_id] = LightTracker(cfg.time_constant_s)
         sample_img, sample_mask = window_bgr, np.asarray(mask)
         gh, gw = normals.shape[:2]
-        if (gh, gw) != window_bgr.shape[:2]:
-            sample_img = cv2.resize(window_bgr, (gw, gh), interpolation=cv2.INTER_AREA)
-            weight = _mask_weight(sample_mask, window_bgr.shape[:2]).reshape(window_bgr.shape[:2])
-            sample_mask = cv2.resize(weight, (gw, gh), interpolation=cv2.INTER_AREA) > 0.99
+        h, w = window_bgr.shape[:2]
+        if (gh, gw) != (h, w):
+            # The pixels under the grid's cell centres (the centres cv2.resize maps the grid to).
+            rows = np.minimum(((np.arange(gh) + 0.5) * (h / gh)).astype(np.intp), h - 1)
+            cols = np.minimum(((np.arange(gw) + 0.5) * (w / gw)).astype(np.intp), w - 1)
+            sample_img = window_bgr[rows[:, None], cols[None, :]]
+            sample_mask = _mask_weight(sample_mask, (h, w)).reshape(h, w)[rows[:, None], cols[None, :]] > 0.99
         colours, nrm = skin_samples(sample_img, normals, sample_mask)
         if colours.shape[0] >= cfg.min_skin_px:
             source = tracker.update(estimate_sh(colours, nrm, reg=cfg.reg), t)
@@ -700,8 +707,8 @@ class SHRelight(_SHRelightBase):
         e_tgt = self.shade(basis, sh_target, b, h, w)
         e_src = self.shade(basis, sh_source, b, h, w)
         gain = torch.clamp(e_tgt / e_src, 0.0, self.max_gain)
-        relit = _linear_to_srgb_t(_srgb_to_linear_t(image) * gain)
-        return image + torch.clamp(mask, 0.0, 1.0) * (relit - image)
+        blended = 1.0 + torch.clamp(mask, 0.0, 1.0) * (gain - 1.0)  # the mask blends in linear light
+        return _linear_to_srgb_t(_srgb_to_linear_t(image) * blended)
 
 
 class SHRelightAlbedo(_SHRelightBase):
@@ -723,8 +730,9 @@ class SHRelightAlbedo(_SHRelightBase):
     ) -> torch.Tensor:
         b, _, h, w = image.shape
         basis = self.basis(normals).reshape(b, SH_COUNT, h * w).transpose(1, 2)
-        relit = _linear_to_srgb_t(albedo * self.shade(basis, sh_target, b, h, w))
-        return image + torch.clamp(mask, 0.0, 1.0) * (relit - image)
+        lin_in = _srgb_to_linear_t(image)
+        relit = albedo * self.shade(basis, sh_target, b, h, w)
+        return _linear_to_srgb_t(lin_in + torch.clamp(mask, 0.0, 1.0) * (relit - lin_in))
 
 
 def _srgb_to_linear_t(x: torch.Tensor) -> torch.Tensor:

@@ -311,8 +311,8 @@ def test_albedo_relight_and_the_mask() -> None:
     assert (out[~mask] == 77).all()  # nothing painted outside the mask
     # A half-weight mask blends half-way.
     half = relight_face(canvas, n, mask.astype(np.float32) * 0.5, KEY_A, KEY_B, albedo=albedo_bgr)
-    mid = (77 + expected.astype(float)) / 2
-    assert np.abs(half.astype(float) - mid)[mask].mean() < 1.0
+    mid_lin = (srgb_to_linear(np.full(3, 77 / 255.0)) + srgb_to_linear(expected / 255.0)) / 2  # in linear light
+    assert np.abs(half.astype(float) - linear_to_srgb(mid_lin) * 255.0)[mask].mean() < 1.0
 
 
 def test_coarse_shading_grid_is_close_to_per_pixel() -> None:
@@ -341,6 +341,12 @@ def test_relight_refuses_mismatched_shapes() -> None:
         relight_face(img, np.zeros((50, 40, 3), np.float32), mask, KEY_A, KEY_B)
     with pytest.raises(ValueError, match="albedo"):
         relight_face(img, n, mask, KEY_A, KEY_B, albedo=np.ones((10, 10, 3), np.float32))
+    # Every 8-bit value survives the trip to linear light and back (pixels the mask leaves alone).
+    ramp = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
+    flat, inside = np.zeros((16, 16, 3), np.float32), np.full((16, 16), 0.0, np.float32)
+    inside[0, 0] = inside[15, 15] = 1.0  # the mask's box is the whole window, its weight zero inside
+    kept = relight_face(ramp, flat, inside, KEY_A, KEY_B) == ramp
+    assert kept.all(axis=2).sum() >= 254
     # An empty mask returns the window untouched.
     assert (relight_face(img + 9, n, np.zeros((40, 40)), KEY_A, KEY_B) == 9).all()
 
