@@ -16,7 +16,7 @@ DEMO_INPUT  ?= $(firstword $(wildcard $(SHARED)/data/clips/d3.mp4))
 DEMO_OUTPUT ?= out/demo.mp4
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-slow test-gpu test-all demo bench bench-gpu lint typecheck clean browser-setup
+.PHONY: setup test test-slow test-gpu test-all demo bench bench-gpu eval lint typecheck clean browser-setup
 
 setup: $(VENV)/.installed
 
@@ -72,6 +72,11 @@ bench: setup
 # Per-frame processing on the GPU (1080p 1 and 4 faces, 4K 1 face) with a same-run CPU baseline; needs CUDA.
 bench-gpu: setup
 	$(BIN)/python benchmarks/bench_gpu.py
+
+# Swap and relighting quality (identity, expression, flicker, relighting ground truth); PNGs in out/eval.
+eval: setup
+	$(BIN)/python -m benchmarks.eval_relight_synthetic
+	$(BIN)/python -m benchmarks.eval_quality
 
 lint: setup
 	$(BIN)/ruff check .
