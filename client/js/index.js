@@ -1,0 +1,44 @@
+// The start page: links, and the streams that exist now (refreshed every few seconds).
+
+import { listStreams } from "./api.js";
+import { $, fmt, setupTokenField } from "./page.js";
+
+const list = $("#streams");
+const error = $("#error");
+
+async function refresh() {
+  let streams;
+  try {
+    streams = await listStreams();
+    error.textContent = "";
+  } catch (err) {
+    error.textContent = err.message;
+    return;
+  }
+  list.innerHTML = "";
+  if (!streams.length) {
+    const li = document.createElement("li");
+    li.className = "hint";
+    li.textContent = "No stream yet: publish a camera to start one.";
+    list.append(li);
+  }
+  for (const s of streams) {
+    const li = document.createElement("li");
+    const dot = document.createElement("span");
+    dot.className = `dot ${s.live ? "live" : "wait"}`;
+    const link = document.createElement("a");
+    link.href = `monitor.html?stream=${encodeURIComponent(s.name)}`;
+    link.textContent = s.name;
+    const info = document.createElement("span");
+    info.className = "hint";
+    const st = s.stats || {};
+    info.textContent = `${fmt(st.output_fps, 1)} fps · ${st.width ?? "–"}×${st.height ?? "–"} · ${s.processor ?? ""}`;
+    li.append(dot, link, info);
+    list.append(li);
+  }
+}
+
+$("#whip-url").textContent = new URL("/whip/<stream>", window.location.href).toString();
+setupTokenField(refresh);
+refresh();
+setInterval(refresh, 3000);

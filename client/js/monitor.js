@@ -1,0 +1,593 @@
+// The monitor page: processed output large, source inset or beside, live stats, and the control panel.
+//
+// Video: WHEP (`view=processed` and `view=source`), retried while the stream does not exist yet.
+// Stats and settings: pushed on /ws (about twice a second); when the socket is down the page polls
+// GET /api/streams/{stream} instead. Controls send PATCH /api/streams/{stream} bodies (ProcessSettings
+// fields, engines/settings.py), so every refusal comes back with the server's reason.
+
+import {
+  ApiError,
+  STREAM_NAME,
+  enrollIdentity,
+  getStream,
+  listIdentities,
+  listStreams,
+  patchStream,
+  wsUrl,
+} from "./api.js";
+import { LightDisc } from "./lightdisc.js";
+import { $, fmt, param, setupTokenField } from "./page.js";
+import { WhepPlayer } from "./webrtc.js";
+
+const RETRY_MS = 2000;
+const POLL_MS = 1000;
+const SEND_EVERY_MS = 80; // slider and light drags: at most ~12 patches per second
+
+const ui = {
+  stream: $("#stream"),
+  streamList: $("#stream-list"),
+  conn: $("#conn"),
+  layout: $("#layout"),
+  views: $("#views"),
+  processed: $("#processed"),
+  processedMsg: $("#processed-msg"),
+  source: $("#source"),
+  sourceMsg: $("#source-msg"),
+  navPublish: $("#nav-publish"),
+  stIn: $("#st-in"),
+  stOut: $("#st-out"),
+  stPlay: $("#st-play"),
+  stLat: $("#st-lat"),
+  stFaces: $("#st-faces"),
+  stDrops: $("#st-drops"),
+  stages: $("#stages tbody"),
+  counters: $("#counters"),
+  fields: $("#control-fields"),
+  identity: $("#identity"),
+  swap: $("#swap"),
+  relight: $("#relight"),
+  strength: $("#strength"),
+  strengthVal: $("#strength-val"),
+  mode: $("#mode"),
+  hdriRow: $("#hdri-row"),
+  hdri: $("#hdri"),
+  hdriApply: $("#hdri-apply"),
+  lightReadout: $("#light-readout"),
+  colour: $("#colour"),
+  intensity: $("#intensity"),
+  intensityVal: $("#intensity-val"),
+  ambient: $("#ambient"),
+  ambientVal: $("#ambient-val"),
+  overlay: $("#overlay"),
+  controlError: $("#control-error"),
+  enrollForm: $("#enroll-form"),
+  enrollName: $("#enroll-name"),
+  enrollPhoto: $("#enroll-photo"),
+  enrollSubmit: $("#enroll-submit"),
+  enrollStatus: $("#enroll-status"),
+  enrollError: $("#enroll-error"),
+  consentBy: $("#consent-by"),
+  production: $("#production"),
+  validUntil: $("#valid-until"),
+  consentDoc: $("#consent-doc"),
+  unverified: $("#unverified"),
+};
+
+const state = {
+  name: "",
+  players: {}, // view -> {player, timer}
+  settings: null,
+  lastStats: null,
+  lastStatsAt: 0,
+  ws: null,
+  wsTimer: null,
+  pollTimer: null,
+  editing: new Set(), // controls the operator is moving now: server echoes do not overwrite them
+};
+
+// ---- video --------------------------------------------------------------------------------------
+
+function overlayFor(view) {
+  return view === "processed" ? ui.processedMsg : ui.sourceMsg;
+}
+
+function videoFor(view) {
+  return view === "processed" ? ui.processed : ui.source;
+}
+
+async function startView(view) {
+  stopView(view);
+  const name = state.name;
+  const video = videoFor(view);
+  const msg = overlayFor(view);
+  const entry = { player: null, timer: null };
+  state.players[view] = entry;
+  const retry = (text) => {
+    if (state.players[view] !== entry) return;
+    msg.hidden = false;
+    msg.textContent = text;
+    entry.player?.stop();
+    entry.player = null;
+    entry.timer = setTimeout(attempt, RETRY_MS);
+  };
+  const attempt = async () => {
+    if (state.players[view] !== entry) return;
+    const player = new WhepPlayer(name, view, video, {
+      onState: (s) => {
+        if (s === "connected") msg.hidden = true;
+        else if (s === "failed" || s === "closed") retry("Connection lost, reconnecting…");
+      },
+    });
+    entry.player = player;
+    try {
+      await player.play();
+      if (view === "processed") setConn("connected", "live");
+    } catch (err) {
+      if (view === "processed") setConn(err.status === 404 ? "waiting" : "error", err.status === 404 ? "wait" : "off");
+      const text =
+        err.status === 404 ? `Waiting for “${name}” to be published…` : `Cannot play: ${err.message}`;
+      retry(text);
+    }
+  };
+  msg.hidden = false;
+  msg.textContent = "Connecting…";
+  attempt();
+}
+
+function stopView(view) {
+  const entry = state.players[view];
+  if (!entry) return;
+  delete state.players[view];
+  clearTimeout(entry.timer);
+  entry.player?.stop();
+}
+
+function setConn(text, dot) {
+  ui.conn.innerHTML = "";
+  const d = document.createElement("span");
+  d.className = `dot ${dot}`;
+  ui.conn.append(d, document.createTextNode(text));
+}
+
+// Frames actually shown by the monitor, counted with requestVideoFrameCallback (Chromium, Firefox 132+).
+// A new video source can strand a pending callback, so each (re)start takes a generation number and
+// only the newest chain keeps counting.
+const playCounter = { frames: 0, since: performance.now(), fps: null, generation: 0 };
+function countFrames() {
+  const video = ui.processed;
+  if (!("requestVideoFrameCallback" in HTMLVideoElement.prototype)) return;
+  const generation = ++playCounter.generation;
+  const tick = () => {
+    if (generation !== playCounter.generation) return;
+    playCounter.frames++;
+    video.requestVideoFrameCallback(tick);
+  };
+  video.requestVideoFrameCallback(tick);
+}
+
+// ---- stats --------------------------------------------------------------------------------------
+
+function showStats(stream) {
+  state.lastStats = stream;
+  state.lastStatsAt = performance.now();
+  const s = stream.stats || {};
+  ui.stIn.textContent = fmt(s.input_fps, 1);
+  ui.stOut.textContent = fmt(s.output_fps, 1);
+  ui.stLat.textContent = fmt(s.latency_ms?.p50, 0);
+  ui.stLat.title = s.latency_ms ? `ingest → output, p95 ${fmt(s.latency_ms.p95, 0)} ms` : "";
+  ui.stFaces.textContent = s.faces ?? "–";
+  ui.stDrops.textContent = s.frames_dropped ?? "–";
+
+  const rows = Object.entries(s.stage_ms || {});
+  ui.stages.innerHTML = "";
+  for (const [stage, q] of rows) {
+    const tr = document.createElement("tr");
+    for (const text of [stage, fmt(q.p50, 1), fmt(q.p99, 1)]) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      tr.append(td);
+    }
+    ui.stages.append(tr);
+  }
+  if (!rows.length) {
+    const tr = document.createElement("tr");
+    const td = document.createElement("td");
+    td.colSpan = 3;
+    td.textContent = stream.processor === "passthrough" ? "passthrough: no processing" : "no frames processed yet";
+    tr.append(td);
+    ui.stages.append(tr);
+  }
+  const viewers = Object.values(s.viewers || {}).reduce((a, b) => a + b, 0);
+  const size = s.width && s.height ? `${s.width}×${s.height}` : "–";
+  const parts = [
+    ["size", size],
+    ["frames in", s.frames_in ?? "–"],
+    ["processed", s.frames_processed ?? "–"],
+    ["failed", s.frames_failed ?? "–"],
+    ["viewers", viewers],
+    ["runtime", s.runtime ?? "–"],
+    ["latency p95", `${fmt(s.latency_ms?.p95, 0)} ms`],
+    ["monitor buffer", `${fmt(state.player?.jitterBufferMs, 0)} ms`],
+    ["packets lost", state.player?.packetsLost ?? "–"],
+    ["uptime", s.uptime_s == null ? "–" : `${fmt(s.uptime_s / 60, 1)} min`],
+  ];
+  // a fixed grid of short values: the panels below never move while the operator reaches for a control
+  ui.counters.innerHTML = parts
+    .map(([k, v]) => `<span>${escapeHtml(k)}</span><b>${escapeHtml(String(v))}</b>`)
+    .join("");
+  if (s.processor_error) showControlError(`processor: ${s.processor_error}`);
+  if (stream.settings) applySettings(stream.settings);
+  if (stream.live === false) setConn("no publisher", "wait");
+}
+
+function escapeHtml(text) {
+  return text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
+
+/** Find this page's stream in a /ws message (several shapes are accepted: one stream, a map, a list). */
+function streamFromMessage(msg) {
+  const name = state.name;
+  if (msg.stream === name && (msg.stats || msg.settings)) return msg;
+  if (msg.name === name && msg.stats) return msg;
+  const streams = msg.streams;
+  if (Array.isArray(streams)) return streams.find((s) => s.name === name) || null;
+  if (streams && typeof streams === "object" && streams[name]) return { name, ...streams[name] };
+  return null;
+}
+
+function onWsMessage(event) {
+  let msg;
+  try {
+    msg = JSON.parse(event.data);
+  } catch {
+    return;
+  }
+  if (msg.type === "error") {
+    showControlError(msg.error || msg.message || "refused");
+    return;
+  }
+  const stream = streamFromMessage(msg);
+  if (stream?.stats) showStats(stream);
+  else if (stream?.settings) applySettings(stream.settings);
+  if (msg.type === "stream_ended" && msg.stream === state.name) setConn("ended", "wait");
+  if (msg.type === "identities_changed") refreshIdentities();
+}
+
+function connectWs() {
+  clearTimeout(state.wsTimer);
+  state.ws?.close();
+  let ws;
+  try {
+    ws = new WebSocket(wsUrl());
+  } catch {
+    state.wsTimer = setTimeout(connectWs, RETRY_MS);
+    return;
+  }
+  state.ws = ws;
+  ws.addEventListener("message", onWsMessage);
+  ws.addEventListener("close", () => {
+    if (state.ws === ws) {
+      state.ws = null;
+      state.wsTimer = setTimeout(connectWs, RETRY_MS);
+    }
+  });
+}
+
+/** Poll the REST API when /ws has said nothing for a while (socket down, or an older server). */
+async function poll() {
+  const player = state.players.processed?.player;
+  if (player) state.player = await player.inboundStats().catch(() => null);
+  const now = performance.now();
+  playCounter.fps = (1000 * playCounter.frames) / (now - playCounter.since);
+  playCounter.frames = 0;
+  playCounter.since = now;
+  ui.stPlay.textContent = fmt(playCounter.fps, 1);
+  if (now - state.lastStatsAt < 2 * POLL_MS) return;
+  try {
+    showStats(await getStream(state.name));
+    ui.fields.disabled = false;
+  } catch (err) {
+    if (err.status === 404) {
+      setConn("waiting", "wait");
+      ui.stIn.textContent = ui.stOut.textContent = "–";
+    } else if (err.status === 401) {
+      setConn("needs a token", "off");
+    }
+  }
+}
+
+// ---- controls -----------------------------------------------------------------------------------
+
+function showControlError(text) {
+  ui.controlError.textContent = text || "";
+}
+
+function applySettings(settings) {
+  state.settings = settings;
+  ui.fields.disabled = false;
+  const set = (el, key, fn) => {
+    if (!state.editing.has(key)) fn(el);
+  };
+  set(ui.identity, "identity", (el) => {
+    const value = settings.identity ?? "";
+    if (value && ![...el.options].some((o) => o.value === value)) el.add(new Option(value, value));
+    el.value = value;
+  });
+  set(ui.swap, "swap", (el) => (el.checked = !!settings.swap));
+  set(ui.relight, "relight", (el) => (el.checked = !!settings.relight));
+  set(ui.overlay, "debug_overlay", (el) => (el.checked = !!settings.debug_overlay));
+  set(ui.strength, "strength", (el) => (el.value = settings.strength));
+  ui.strengthVal.textContent = fmt(Number(ui.strength.value), 2);
+  const target = settings.relight_target || {};
+  set(ui.mode, "mode", (el) => (el.value = target.mode || "match"));
+  ui.mode.querySelector('option[value="sh"]').disabled = !target.sh;
+  ui.hdriRow.hidden = ui.mode.value !== "hdri";
+  set(ui.hdri, "hdri", (el) => (el.value = target.hdri || ""));
+  set(ui.intensity, "intensity", (el) => (el.value = target.intensity ?? 1));
+  ui.intensityVal.textContent = fmt(Number(ui.intensity.value), 2);
+  set(ui.ambient, "ambient", (el) => (el.value = target.ambient ?? 0.35));
+  ui.ambientVal.textContent = fmt(Number(ui.ambient.value), 2);
+  set(ui.colour, "colour", (el) => (el.value = rgbToHex(target.colour || [1, 1, 1])));
+  if (!state.editing.has("direction")) light.set(target.direction, target.colour, target.ambient);
+  showDirection(light.direction);
+}
+
+function rgbToHex(rgb) {
+  return `#${rgb.map((v) => Math.round(Math.min(1, Math.max(0, v)) * 255).toString(16).padStart(2, "0")).join("")}`;
+}
+
+function hexToRgb(hex) {
+  const n = parseInt(hex.slice(1), 16);
+  return [((n >> 16) & 255) / 255, ((n >> 8) & 255) / 255, (n & 255) / 255].map((v) => Math.round(v * 1000) / 1000);
+}
+
+function showDirection([x, y, z]) {
+  const azimuth = (Math.atan2(x, z) * 180) / Math.PI;
+  const elevation = (Math.asin(Math.max(-1, Math.min(1, y))) * 180) / Math.PI;
+  ui.lightReadout.textContent = `azimuth ${fmt(azimuth)}° · elevation ${fmt(elevation)}°`;
+}
+
+/** PATCH the stream. While it is on its way, pushed stats (built before it) must not reset the control that
+ * sent it, so `key` stays in state.editing until the answer is in, plus a short grace. */
+async function send(patch, key = null) {
+  if (!STREAM_NAME.test(state.name)) return;
+  if (key) state.editing.add(key);
+  try {
+    const answer = await patchStream(state.name, patch);
+    showControlError("");
+    const settings = answer?.settings ?? (answer && "swap" in answer ? answer : null);
+    if (settings) applySettings(settings);
+  } catch (err) {
+    showControlError(err instanceof ApiError ? err.message : String(err));
+    if (key) state.editing.delete(key);
+    if (state.settings) applySettings(state.settings); // show what the server kept
+    return;
+  }
+  if (key) setTimeout(() => state.editing.delete(key), 300);
+}
+
+/** A sender for continuous controls: the latest value goes out at most every SEND_EVERY_MS. */
+function throttled(key, makePatch) {
+  let pending = null;
+  let timer = null;
+  let release = null;
+  const flush = () => {
+    timer = null;
+    if (pending === null) return;
+    const value = pending;
+    pending = null;
+    send(makePatch(value));
+    timer = setTimeout(flush, SEND_EVERY_MS);
+  };
+  return (value) => {
+    state.editing.add(key);
+    clearTimeout(release);
+    release = setTimeout(() => state.editing.delete(key), 1000);
+    pending = value;
+    if (!timer) flush();
+  };
+}
+
+const sendStrength = throttled("strength", (v) => ({ strength: v }));
+const sendIntensity = throttled("intensity", (v) => ({ relight_target: { intensity: v } }));
+const sendAmbient = throttled("ambient", (v) => ({ relight_target: { ambient: v } }));
+const sendColour = throttled("colour", (v) => ({ relight_target: { colour: v } }));
+const sendDirection = throttled("direction", (dir) => {
+  const patch = { direction: dir.map((v) => Math.round(v * 1e4) / 1e4) };
+  if (ui.mode.value !== "direction") {
+    // moving the key light means "use this light": switch the mode with it
+    ui.mode.value = "direction";
+    patch.mode = "direction";
+  }
+  return { relight_target: patch };
+});
+
+const light = new LightDisc($("#light"), (dir) => {
+  showDirection(dir);
+  sendDirection(dir);
+});
+
+function wireControls() {
+  ui.identity.addEventListener("change", () => send({ identity: ui.identity.value || null }, "identity"));
+  ui.swap.addEventListener("change", () => send({ swap: ui.swap.checked }, "swap"));
+  ui.relight.addEventListener("change", () => send({ relight: ui.relight.checked }, "relight"));
+  ui.overlay.addEventListener("change", () => send({ debug_overlay: ui.overlay.checked }, "debug_overlay"));
+  ui.strength.addEventListener("input", () => {
+    ui.strengthVal.textContent = fmt(Number(ui.strength.value), 2);
+    sendStrength(Number(ui.strength.value));
+  });
+  ui.intensity.addEventListener("input", () => {
+    ui.intensityVal.textContent = fmt(Number(ui.intensity.value), 2);
+    sendIntensity(Number(ui.intensity.value));
+  });
+  ui.ambient.addEventListener("input", () => {
+    ui.ambientVal.textContent = fmt(Number(ui.ambient.value), 2);
+    light.set(null, null, Number(ui.ambient.value));
+    sendAmbient(Number(ui.ambient.value));
+  });
+  ui.colour.addEventListener("input", () => {
+    const rgb = hexToRgb(ui.colour.value);
+    light.set(null, rgb, null);
+    sendColour(rgb);
+  });
+  ui.mode.addEventListener("change", () => {
+    ui.hdriRow.hidden = ui.mode.value !== "hdri";
+    if (ui.mode.value === "hdri") {
+      state.editing.add("mode"); // keep "hdri" showing while the operator names the image
+      if (ui.hdri.value.trim()) send({ relight_target: { mode: "hdri", hdri: ui.hdri.value.trim() } }, "mode");
+      else showControlError("Name the HDRI image (in the data directory's hdri/ folder), then press Use.");
+      return;
+    }
+    send({ relight_target: { mode: ui.mode.value } }, "mode");
+  });
+  ui.hdriApply.addEventListener("click", (e) => {
+    e.preventDefault();
+    send({ relight_target: { mode: "hdri", hdri: ui.hdri.value.trim() || null } }, "mode");
+  });
+}
+
+// ---- identities ---------------------------------------------------------------------------------
+
+async function refreshIdentities(select = null) {
+  let items;
+  try {
+    items = await listIdentities();
+  } catch (err) {
+    ui.enrollError.textContent = `identities: ${err.message}`;
+    return;
+  }
+  const current = select ?? ui.identity.value;
+  ui.identity.innerHTML = "";
+  ui.identity.add(new Option("— none —", ""));
+  for (const item of items) {
+    const status = item.consent?.status;
+    const label = status && status !== "verified" ? `${item.name} (${status})` : item.name;
+    ui.identity.add(new Option(label, item.name));
+  }
+  if ([...ui.identity.options].some((o) => o.value === current)) ui.identity.value = current;
+}
+
+/** sha256 (hex) of a file, computed here: the signed consent form never leaves this computer. */
+async function sha256Hex(file) {
+  if (!crypto.subtle) throw new Error("Hashing the consent form needs https:// (or localhost) in this browser.");
+  const digest = await crypto.subtle.digest("SHA-256", await file.arrayBuffer());
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** The consent part of an enrollment (the server validates it and explains any refusal). */
+async function consentFields() {
+  if (ui.unverified.checked) return { allow_unverified: "true" };
+  const doc = ui.consentDoc.files[0];
+  return {
+    consent_by: ui.consentBy.value.trim(),
+    production: ui.production.value.trim(),
+    valid_until: ui.validUntil.value,
+    document_sha256: doc ? await sha256Hex(doc) : "",
+  };
+}
+
+function wireEnroll() {
+  ui.unverified.addEventListener("change", () => {
+    for (const el of [ui.consentBy, ui.production, ui.validUntil, ui.consentDoc]) el.disabled = ui.unverified.checked;
+  });
+  ui.enrollForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    ui.enrollError.textContent = "";
+    const name = ui.enrollName.value.trim();
+    const files = [...ui.enrollPhoto.files];
+    if (!STREAM_NAME.test(name)) {
+      ui.enrollError.textContent = "The name must be lower-case letters, digits, - or _ (up to 64).";
+      return;
+    }
+    if (!files.length) {
+      ui.enrollError.textContent = "Choose at least one photo of the person's face.";
+      return;
+    }
+    let consent;
+    try {
+      consent = await consentFields();
+    } catch (err) {
+      ui.enrollError.textContent = err.message;
+      return;
+    }
+    ui.enrollSubmit.disabled = true;
+    ui.enrollStatus.textContent = "enrolling…";
+    ui.enrollStatus.className = "status";
+    try {
+      await enrollIdentity(name, files, consent);
+      ui.enrollStatus.textContent = `enrolled ${name}`;
+      ui.enrollStatus.className = "status good";
+      ui.enrollForm.reset();
+      ui.unverified.dispatchEvent(new Event("change"));
+      await refreshIdentities();
+    } catch (err) {
+      ui.enrollStatus.textContent = "";
+      ui.enrollError.textContent = `Refused: ${err.message}`;
+    } finally {
+      ui.enrollSubmit.disabled = false;
+    }
+  });
+}
+
+// ---- page ---------------------------------------------------------------------------------------
+
+async function refreshStreamList() {
+  try {
+    const streams = await listStreams();
+    ui.streamList.innerHTML = "";
+    for (const s of streams) ui.streamList.append(new Option(s.name, s.name));
+  } catch {
+    /* the list is a convenience */
+  }
+}
+
+function open(name) {
+  state.name = name;
+  state.settings = null;
+  state.lastStatsAt = 0;
+  ui.navPublish.href = `publish.html?stream=${encodeURIComponent(name)}`;
+  document.title = `stageswap · ${name}`;
+  history.replaceState(null, "", `?stream=${encodeURIComponent(name)}`);
+  ui.fields.disabled = true;
+  setConn("connecting", "wait");
+  startView("processed");
+  if (ui.layout.value !== "hide-source") startView("source");
+  else stopView("source");
+}
+
+function setLayout(layout) {
+  ui.views.className = `views ${layout}`;
+  localStorage.setItem("stageswap.layout", layout);
+  if (layout === "hide-source") stopView("source");
+  else if (!state.players.source && state.name) startView("source");
+}
+
+ui.layout.value = localStorage.getItem("stageswap.layout") || "inset";
+ui.views.className = `views ${ui.layout.value}`;
+ui.layout.addEventListener("change", () => setLayout(ui.layout.value));
+ui.stream.value = param("stream", "cam");
+ui.stream.addEventListener("change", () => {
+  const name = ui.stream.value.trim();
+  if (!STREAM_NAME.test(name)) {
+    setConn("invalid stream name", "off");
+    return;
+  }
+  open(name);
+});
+setupTokenField(() => {
+  open(state.name);
+  connectWs();
+  refreshIdentities();
+});
+wireControls();
+wireEnroll();
+ui.processed.addEventListener("playing", countFrames);
+open(ui.stream.value.trim());
+connectWs();
+refreshIdentities();
+refreshStreamList();
+state.pollTimer = setInterval(poll, POLL_MS);
+window.addEventListener("pagehide", () => {
+  stopView("processed");
+  stopView("source");
+});

@@ -1,0 +1,167 @@
+// The publish page: pick a camera, a size and a frame rate, and send it to the server over WHIP.
+
+import { STREAM_NAME } from "./api.js";
+import { $, fmt, param, setStatus, setupTokenField } from "./page.js";
+import { WhipPublisher } from "./webrtc.js";
+
+const ui = {
+  preview: $("#preview"),
+  previewMsg: $("#preview-msg"),
+  stream: $("#stream"),
+  camera: $("#camera"),
+  resolution: $("#resolution"),
+  fps: $("#fps"),
+  start: $("#start"),
+  stop: $("#stop"),
+  state: $("#state"),
+  sent: $("#sent"),
+  error: $("#error"),
+  monitorLink: $("#monitor-link"),
+  navMonitor: $("#nav-monitor"),
+};
+
+let media = null; // the camera's MediaStream
+let publisher = null;
+let statsTimer = null;
+
+function showError(message) {
+  ui.error.textContent = message || "";
+}
+
+function setState(text, dot) {
+  ui.state.innerHTML = "";
+  const d = document.createElement("span");
+  d.className = `dot ${dot}`;
+  ui.state.append(d, document.createTextNode(text));
+}
+
+function constraints() {
+  const [width, height] = ui.resolution.value.split("x").map(Number);
+  const video = {
+    width: { ideal: width },
+    height: { ideal: height },
+    frameRate: { ideal: Number(ui.fps.value) },
+  };
+  if (ui.camera.value) video.deviceId = { exact: ui.camera.value };
+  return { video, audio: false };
+}
+
+async function listCameras() {
+  const devices = await navigator.mediaDevices.enumerateDevices();
+  const cameras = devices.filter((d) => d.kind === "videoinput");
+  const chosen = ui.camera.value || media?.getVideoTracks()[0]?.getSettings().deviceId || "";
+  ui.camera.innerHTML = "";
+  cameras.forEach((cam, i) => {
+    const option = new Option(cam.label || `Camera ${i + 1}`, cam.deviceId);
+    ui.camera.add(option);
+  });
+  if (chosen) ui.camera.value = chosen;
+  if (!cameras.length) ui.camera.add(new Option("no camera found", ""));
+}
+
+/** (Re)open the camera with the chosen settings; a live WHIP session switches track without renegotiating. */
+async function openCamera() {
+  showError("");
+  ui.previewMsg.hidden = false;
+  ui.previewMsg.textContent = "Waiting for the camera…";
+  let next;
+  try {
+    next = await navigator.mediaDevices.getUserMedia(constraints());
+  } catch (err) {
+    ui.previewMsg.textContent = "No camera";
+    showError(`The camera could not be opened: ${err.message || err.name}`);
+    return;
+  }
+  const old = media;
+  media = next;
+  ui.preview.srcObject = media;
+  ui.previewMsg.hidden = true;
+  if (publisher?.pc) {
+    const sender = publisher.pc.getSenders().find((s) => s.track?.kind === "video");
+    if (sender) await sender.replaceTrack(media.getVideoTracks()[0]);
+    publisher.mediaStream = media;
+  }
+  old?.getTracks().forEach((t) => t.stop());
+  const settings = media.getVideoTracks()[0].getSettings();
+  ui.sent.textContent = `camera: ${settings.width}×${settings.height} at ${fmt(settings.frameRate)} fps`;
+  await listCameras();
+}
+
+function updateLinks() {
+  const name = ui.stream.value.trim();
+  const href = `monitor.html?stream=${encodeURIComponent(name)}`;
+  ui.monitorLink.href = href;
+  ui.navMonitor.href = href;
+}
+
+async function start() {
+  showError("");
+  const name = ui.stream.value.trim();
+  if (!STREAM_NAME.test(name)) {
+    showError("The stream name must be 1 to 64 lower-case letters, digits, - or _, starting with a letter or digit.");
+    return;
+  }
+  if (!media) await openCamera();
+  if (!media) return;
+  ui.start.disabled = true;
+  ui.stream.disabled = true;
+  setState(`connecting to ${name}…`, "wait");
+  publisher = new WhipPublisher(name, media, { onState: onPeerState });
+  try {
+    await publisher.publish();
+  } catch (err) {
+    publisher = null;
+    ui.start.disabled = false;
+    ui.stream.disabled = false;
+    setState("not publishing", "off");
+    showError(`The server refused the stream: ${err.message}`);
+    return;
+  }
+  ui.stop.disabled = false;
+  statsTimer = setInterval(showSent, 1000);
+}
+
+function onPeerState(state) {
+  const name = ui.stream.value.trim();
+  if (state === "connected") setState(`publishing ${name}`, "live");
+  else if (state === "failed") {
+    setState("connection failed", "off");
+    showError("The connection to the server failed; press Stop, then Start again.");
+  } else if (state === "disconnected") setState("connection interrupted…", "wait");
+  else setState(`${state}…`, "wait");
+}
+
+async function showSent() {
+  const s = await publisher?.outboundStats();
+  if (!s) return;
+  const kbps = s.bitrate == null ? "–" : fmt(s.bitrate / 1000);
+  const limit = s.limitation && s.limitation !== "none" ? ` · limited by ${s.limitation}` : "";
+  ui.sent.textContent = `sending ${s.width ?? "–"}×${s.height ?? "–"} at ${fmt(s.fps)} fps · ${kbps} kbit/s${limit}`;
+}
+
+async function stop() {
+  clearInterval(statsTimer);
+  statsTimer = null;
+  ui.stop.disabled = true;
+  await publisher?.stop();
+  publisher = null;
+  ui.start.disabled = false;
+  ui.stream.disabled = false;
+  setState("not publishing", "");
+}
+
+ui.stream.value = param("stream", ui.stream.value);
+updateLinks();
+setupTokenField();
+ui.stream.addEventListener("input", updateLinks);
+ui.start.addEventListener("click", start);
+ui.stop.addEventListener("click", stop);
+for (const el of [ui.camera, ui.resolution, ui.fps]) el.addEventListener("change", openCamera);
+window.addEventListener("pagehide", () => publisher?.stop());
+navigator.mediaDevices?.addEventListener?.("devicechange", listCameras);
+
+if (!navigator.mediaDevices?.getUserMedia) {
+  showError("This browser gives no camera access here (a camera needs https:// or http://localhost).");
+} else {
+  openCamera();
+}
