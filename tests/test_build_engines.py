@@ -108,6 +108,42 @@ def test_catalogue_relight_axes_match_the_modules_own() -> None:
         assert dict(engine.dynamic_axes) == module.dynamic_axes()  # type: ignore[operator]
 
 
+def test_exported_facemesh_is_a_plain_graph_with_constant_pads(models_dir: Path, tmp_path: Path) -> None:
+    path = export.export_onnx(FACEMESH, FACEMESH.factory(models_dir), tmp_path / "facemesh.onnx")
+    model = onnx.load(str(path))
+    assert model.ir_version <= export.ONNX_MAX_IR_VERSION
+    assert {n.op_type for n in model.graph.node} == {"Conv", "PRelu", "Add", "Pad", "MaxPool", "Transpose"}
+    inits = {i.name for i in model.graph.initializer}
+    pads = [n for n in model.graph.node if n.op_type == "Pad"]
+    assert len(pads) == 9 and all(n.input[1] in inits for n in pads)  # TensorRT sees constant pad amounts
+
+
+def test_fold_constants_folds_only_what_depends_on_constants() -> None:
+    from onnx import TensorProto, helper, numpy_helper
+
+    two = numpy_helper.from_array(np.array([2.0], np.float32), "two")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Add", ["two", "two"], ["four"]),  # constant: folded
+            helper.make_node("Mul", ["x", "four"], ["y"]),  # depends on the input: kept
+            helper.make_node("Neg", ["two"], ["z"]),  # constant, but a graph output: kept
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, [1]),
+            helper.make_tensor_value_info("z", TensorProto.FLOAT, [1]),
+        ],
+        [two],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    assert export.fold_constants(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["Mul", "Neg"]
+    values = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    assert values["four"].tolist() == [4.0]
+    onnx.checker.check_model(model, full_check=True)
+
+
 # ---- profiles ----------------------------------------------------------------------------------------------------
 
 

@@ -260,6 +260,52 @@ def engine_for_registry_model(model_name: str) -> Engine | None:
     return None
 
 
+def fold_constants(model: Any) -> int:
+    """Replace every node computed from constants alone by its value (an initializer); return how many.
+
+    torch's TorchScript exporter writes ``F.pad``'s amounts as a small subgraph (ConstantOfShape, Concat,
+    a reversing Slice, ...) that its own constant folding skips; TensorRT and ONNX Runtime then see a
+    data-dependent Pad. Evaluating such nodes once here, with ONNX's reference evaluator, leaves a plain Pad
+    with constant amounts. Nodes that produce a graph output are kept."""
+    from onnx import numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    graph = model.graph
+    values: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    graph_outputs = {o.name for o in graph.output}
+    kept, folded = [], 0
+    for node in graph.node:
+        inputs = [n for n in node.input if n]
+        foldable = (
+            node.domain in ("", "ai.onnx")
+            and all(n in values for n in inputs)
+            and not graph_outputs.intersection(node.output)
+            and (inputs or node.op_type == "Constant")
+            and not node.op_type.startswith("Random")
+        )
+        if not foldable:
+            kept.append(node)
+            continue
+        results = ReferenceEvaluator(node).run(None, {n: values[n] for n in inputs})
+        for name, value in zip(node.output, results, strict=True):
+            values[name] = np.asarray(value)
+        folded += 1
+    if not folded:
+        return 0
+    used = {n for node in kept for n in node.input} | graph_outputs
+    initial = {i.name for i in graph.initializer}
+    del graph.node[:]
+    graph.node.extend(kept)
+    new_inits = [numpy_helper.from_array(v, name) for name, v in values.items() if name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(new_inits)
+    # Folded values that were graph inputs' defaults stay declared only if still used.
+    for inp in list(graph.input):
+        if inp.name in initial and inp.name not in used:
+            graph.input.remove(inp)
+    return folded
+
+
 def export_onnx(engine: TorchEngine, module: nn.Module, path: Path, example_batch: int = 2) -> Path:
     """Export ``module`` to ONNX at ``path`` with the engine's names and dynamic axes (opset 17).
 
@@ -288,9 +334,9 @@ def export_onnx(engine: TorchEngine, module: nn.Module, path: Path, example_batc
                 dynamo=False,
             )
         model = onnx.load(str(tmp))
-        if model.ir_version > ONNX_MAX_IR_VERSION:
-            model.ir_version = ONNX_MAX_IR_VERSION
-            onnx.save(model, str(tmp))
+        fold_constants(model)
+        model.ir_version = min(model.ir_version, ONNX_MAX_IR_VERSION)
+        onnx.save(model, str(tmp))
         os.replace(tmp, path)
     except ModelError:
         raise
