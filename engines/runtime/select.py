@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engines import models
-from engines.errors import InputError, ModelError
+from engines.errors import InputError, ModelError, StageswapError
 from engines.runtime.base import Session
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def _tensorrt_session(model_name: str, path: Path, engines_dir: Path) -> tuple[S
 
     try:
         return TrtSession(found.path, found.entry.profiles), ""
-    except ModelError as exc:
+    except StageswapError as exc:  # a plan TensorRT will not load: say so and fall back
         return None, str(exc)
 
 
@@ -148,7 +148,7 @@ def load_for_device(
             return trt_session
     session = _fallback_session(path)
     choice = RuntimeChoice(name or path.name, session.runtime, reason)
-    stale = "stale" in reason or "corrupt" in reason or "unreadable" in reason
+    stale = any(word in reason for word in ("stale", "corrupt", "unreadable"))
     log.log(logging.WARNING if stale else logging.INFO, "%s", choice.describe())
     return session
 
@@ -179,12 +179,16 @@ def load_engine(
         else:
             directory = Path(engines_dir) if engines_dir is not None else default_engines_dir()
             key = PlanKey(gpu_name(), version, engine.fingerprint(models_dir))
-            found = Manifest.load(directory).lookup(name, key)
-            if found.ok and found.path is not None and found.entry is not None:
-                session: Session = TrtSession(found.path, found.entry.profiles)
-                log.info("%s", RuntimeChoice(name, session.runtime, "").describe())
-                return session
-            reason = found.reason
+            try:
+                found = Manifest.load(directory).lookup(name, key)
+                reason = found.reason
+                if found.ok and found.path is not None and found.entry is not None:
+                    session: Session = TrtSession(found.path, found.entry.profiles)
+                    log.info("%s", RuntimeChoice(name, session.runtime, "").describe())
+                    return session
+            except StageswapError as exc:  # unreadable manifest, a plan TensorRT refuses: fall back
+                reason = str(exc)
     session = module_session(engine.factory(models_dir), engine.input_names, engine.output_names, resolved)
-    log.info("%s", RuntimeChoice(name, session.runtime, reason).describe())
+    stale = any(word in reason for word in ("stale", "corrupt", "unreadable"))
+    log.log(logging.WARNING if stale else logging.INFO, "%s", RuntimeChoice(name, session.runtime, reason).describe())
     return session
