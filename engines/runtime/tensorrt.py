@@ -278,11 +278,11 @@ class TrtSession:
             if not ctx.set_tensor_address(info.name, buf.data_ptr()):
                 raise EngineError(f"TensorRT rejected the address of output {info.name!r}")
             results[info.name] = buf
-        stream = torch.cuda.current_stream()
-        if not ctx.execute_async_v3(stream.cuda_stream):
+        # Temporaries made above (casts, copies) come from torch's caching allocator on this same stream, so
+        # their memory is not reused before the plan has read it.
+        if not ctx.execute_async_v3(torch.cuda.current_stream().cuda_stream):
             raise EngineError(f"TensorRT execution of {self.path.name} failed; see the TensorRT messages above")
-        for t in keep:  # inputs may be temporaries: keep them alive until the stream has used them
-            t.record_stream(stream)
+        del keep
         return results
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
