@@ -123,6 +123,16 @@ def test_a_model_outside_the_registry_has_no_plan_but_runs(gpu: None, models_dir
         load_model(tmp_path / "absent.onnx", "cuda", engines_dir=tmp_path)
 
 
+def test_a_model_the_converters_cannot_handle_runs_on_the_cpu_with_a_warning(
+    gpu: None, models_dir: Path, tmp_path: Path, caplog: Any
+) -> None:
+    with caplog.at_level(logging.INFO, logger="engines.runtime.select"):
+        session = load_model(models_dir / "face_detection_short_range.tflite", "cuda", engines_dir=tmp_path)
+    assert session.runtime == "litert-cpu"
+    warnings = [r.message for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "no GPU conversion" in warnings[0] and "RESHAPE" in warnings[0]
+
+
 def test_a_corrupt_manifest_falls_back_with_a_warning(gpu: None, models_dir: Path, tmp_path: Path, caplog: Any) -> None:
     (tmp_path / "manifest.json").write_text("{broken")
     with caplog.at_level(logging.INFO, logger="engines.runtime.select"):

@@ -33,7 +33,24 @@ from engines.errors import ModelError
 _NUMPY_TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 9: np.int8}
 """TFLite TensorType -> numpy dtype (FLOAT32, FLOAT16, INT32, UINT8, INT64, INT8)."""
 
-SUPPORTED_OPS = ("ADD", "CONV_2D", "DEPTHWISE_CONV_2D", "DEQUANTIZE", "MAX_POOL_2D", "PAD", "PRELU")
+SUPPORTED_OPS = (
+    "ADD",
+    "AVERAGE_POOL_2D",
+    "CONV_2D",
+    "CUSTOM:Convolution2DTransposeBias",
+    "DEPTHWISE_CONV_2D",
+    "DEQUANTIZE",
+    "HARD_SWISH",
+    "LOGISTIC",
+    "MAX_POOL_2D",
+    "MUL",
+    "PAD",
+    "PRELU",
+    "RELU",
+    "RELU6",
+    "RESIZE_BILINEAR",
+)
+"""What the registry's TFLite models use: the face mesh, and MediaPipe's selfie segmentation."""
 
 
 @dataclass(frozen=True)
@@ -112,13 +129,63 @@ class _PRelu(nn.Module):
         return F.prelu(x, self.alpha)
 
 
-class _Add(nn.Module):
-    def __init__(self, act: nn.Module) -> None:
+class _Binary(nn.Module):
+    """ADD / MUL of two activations (NHWC broadcasting carries over to NCHW for 4-d tensors)."""
+
+    def __init__(self, multiply: bool, act: nn.Module) -> None:
         super().__init__()
+        self.multiply = multiply
         self.act = act
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return self.act(a + b)
+        return self.act(a * b if self.multiply else a + b)
+
+
+class _HardSwish(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * F.relu6(x + 3.0) * (1.0 / 6.0)  # TFLite's formula (exports as plain ops)
+
+
+class _AvgPool(nn.Module):
+    def __init__(self, kernel: tuple[int, int], stride: tuple[int, int]) -> None:
+        super().__init__()
+        self.kernel = kernel
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(x, self.kernel, self.stride)
+
+
+class _ResizeBilinear(nn.Module):
+    """TFLite RESIZE_BILINEAR with half-pixel centres = torch's bilinear without corner alignment."""
+
+    def __init__(self, size: tuple[int, int]) -> None:
+        super().__init__()
+        self.size = size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, size=self.size, mode="bilinear", align_corners=False)
+
+
+class _TransposeConvBias(nn.Module):
+    """MediaPipe's custom Convolution2DTransposeBias: a transposed convolution with TensorFlow padding."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray, stride: tuple[int, int], crop: tuple[int, int, int, int]):
+        super().__init__()
+        self.register_buffer("weight", torch.from_numpy(np.ascontiguousarray(weight, np.float32)))
+        self.register_buffer("bias", torch.from_numpy(np.ascontiguousarray(bias, np.float32)))
+        self.stride = stride
+        self.crop = crop  # top, bottom, left, right rows/columns cut from the full transposed output
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.conv_transpose2d(x, self.weight, self.bias, self.stride)
+        top, bottom, left, right = self.crop
+        if any(self.crop):
+            y = y[:, :, top : y.shape[2] - bottom, left : y.shape[3] - right]
+        return y
 
 
 class _MaxPool(nn.Module):
@@ -231,6 +298,9 @@ def load_tflite_module(path: str | Path) -> TfliteModule:
         code_entry = model.operatorCodes[op.opcodeIndex]
         code = max(int(code_entry.builtinCode), int(code_entry.deprecatedBuiltinCode))
         name = op_names.get(code, f"#{code}")
+        if name == "CUSTOM":
+            custom = code_entry.customCode
+            name = "CUSTOM:" + (custom.decode() if isinstance(custom, bytes) else str(custom))
         ins = [int(i) for i in op.inputs]
         out = int(op.outputs[0])
         options = op.builtinOptions
@@ -274,11 +344,47 @@ def load_tflite_module(path: str | Path) -> TfliteModule:
                 raise ModelError(f"TFLite model {path}: PRELU with a non per-channel alpha is not supported")
             ops.append(_PRelu(alpha))
             steps.append(_Step((ins[0],), out))
-        elif name == "ADD":
-            if any(tensors[i].data is not None for i in ins) or tensors[ins[0]].shape != tensors[ins[1]].shape:
-                raise ModelError(f"TFLite model {path}: ADD is supported between two equal-shaped activations")
-            ops.append(_Add(_activation(int(options.fusedActivationFunction), name)))
+        elif name in ("ADD", "MUL"):
+            shapes = [tensors[i].shape for i in ins]
+            if any(tensors[i].data is not None for i in ins) or any(len(sh) != 4 for sh in shapes):
+                raise ModelError(f"TFLite model {path}: {name} is supported between two 4-d activations")
+            ops.append(_Binary(name == "MUL", _activation(int(options.fusedActivationFunction), name)))
             steps.append(_Step((ins[0], ins[1]), out))
+        elif name in ("RELU", "RELU6", "LOGISTIC", "HARD_SWISH"):
+            simple = {"RELU": nn.ReLU(), "RELU6": nn.ReLU6(), "LOGISTIC": nn.Sigmoid(), "HARD_SWISH": _HardSwish()}
+            ops.append(simple[name])
+            steps.append(_Step((ins[0],), out))
+        elif name == "AVERAGE_POOL_2D":
+            x_shape = tensors[ins[0]].shape
+            kernel = (int(options.filterHeight), int(options.filterWidth))
+            stride = (int(options.strideH), int(options.strideW))
+            same_pads = (*_same_pads(x_shape[1], kernel[0], stride[0]), *_same_pads(x_shape[2], kernel[1], stride[1]))
+            if int(options.fusedActivationFunction) != 0 or (int(options.padding) == 0 and any(same_pads)):
+                raise ModelError(f"TFLite model {path}: AVERAGE_POOL_2D with padding or an activation is not supported")
+            ops.append(_AvgPool(kernel, stride))
+            steps.append(_Step((ins[0],), out))
+        elif name == "RESIZE_BILINEAR":
+            if not options.halfPixelCenters or options.alignCorners:
+                raise ModelError(f"TFLite model {path}: RESIZE_BILINEAR without half-pixel centres is not supported")
+            height, width = (int(v) for v in const(ins[1], "size"))
+            ops.append(_ResizeBilinear((height, width)))
+            steps.append(_Step((ins[0],), out))
+        elif name == "CUSTOM:Convolution2DTransposeBias":
+            # Custom options: TfLiteTransposeConvParams {padding (1 SAME, 2 VALID), stride_w, stride_h} as int32.
+            padding, stride_w, stride_h = (int(v) for v in np.frombuffer(bytes(op.customOptions), np.int32)[:3])
+            w = const(ins[1], "weight")  # OHWI
+            b = const(ins[2], "bias")
+            x_shape, out_shape = tensors[ins[0]].shape, tensors[out].shape
+            kh, kw = w.shape[1], w.shape[2]
+            full_h, full_w = (x_shape[1] - 1) * stride_h + kh, (x_shape[2] - 1) * stride_w + kw
+            if padding not in (1, 2) or out_shape[1] > full_h or out_shape[2] > full_w:
+                raise ModelError(
+                    f"TFLite model {path}: Convolution2DTransposeBias with padding {padding} is not supported"
+                )
+            cut_h, cut_w = full_h - out_shape[1], full_w - out_shape[2]
+            crop_box = (cut_h // 2, cut_h - cut_h // 2, cut_w // 2, cut_w - cut_w // 2)
+            ops.append(_TransposeConvBias(w.transpose(3, 0, 1, 2), b, (stride_h, stride_w), crop_box))
+            steps.append(_Step((ins[0],), out))
         elif name == "MAX_POOL_2D":
             x_shape = tensors[ins[0]].shape
             kernel = (int(options.filterHeight), int(options.filterWidth))

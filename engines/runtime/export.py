@@ -2,8 +2,9 @@
 
 Two kinds of engine:
 
-- ``TorchEngine``: a torch module of ours exported to ONNX — the face mesh converted from MediaPipe's
-  TFLite file (weights read from the registry's file) and the per-pixel relight (``SHRelight``).
+- ``TorchEngine``: a torch module of ours exported to ONNX — MediaPipe's face mesh and selfie segmentation
+  converted from their TFLite files (weights read from the registry's files) and the per-pixel relight
+  modules (``SHRelight``, ``SHRelightAlbedo``).
 - ``OnnxModelEngine``: an ONNX model from the registry compiled as published (YuNet).
 
 Each carries the shapes TensorRT optimises for (one explicit optimisation profile per input: faces 1-8
@@ -131,42 +132,69 @@ def _source_sha256(*objects: Any) -> str:
     return h.hexdigest()
 
 
-# ---- facemesh: MediaPipe's TFLite face mesh, converted --------------------------------------------------
+# ---- MediaPipe's TFLite models, converted (weights read from the registry's files) ------------------------
 
 
-def _facemesh_module(models_dir: str | os.PathLike[str] | None) -> nn.Module:
-    from engines.convert.tflite_torch import load_tflite_module
+def _converted_tflite_engine(
+    name: str,
+    description: str,
+    side: int,
+    output_names: tuple[str, ...],
+    onnx_tolerance: Tolerance,
+    trt_tolerance: Tolerance,
+) -> TorchEngine:
+    """A registry TFLite model with one (N, side, side, 3) RGB 0..1 input, one image (face) per batch item."""
 
-    return load_tflite_module(models.resolve("facemesh", models_dir))
+    def factory(models_dir: str | os.PathLike[str] | None) -> nn.Module:
+        from engines.convert.tflite_torch import load_tflite_module
+
+        return load_tflite_module(models.resolve(name, models_dir))
+
+    def example_inputs(module: nn.Module, batch: int) -> tuple[torch.Tensor, ...]:
+        gen = torch.Generator().manual_seed(1)
+        return (torch.rand(batch, side, side, 3, generator=gen),)
+
+    def fingerprint(models_dir: str | os.PathLike[str] | None) -> str:
+        from engines.convert import tflite_torch
+
+        h = hashlib.sha256(models.spec_for(name).sha256.encode())
+        h.update(_source_sha256(tflite_torch).encode())
+        return h.hexdigest()
+
+    return TorchEngine(
+        name=name,
+        description=description,
+        factory=factory,
+        example_inputs=example_inputs,
+        input_names=("input_1",),
+        output_names=output_names,
+        dynamic_axes={n: {0: "faces"} for n in ("input_1", *output_names)},
+        profiles={"input_1": ShapeRange((1, side, side, 3), (OPT_FACES, side, side, 3), (MAX_FACES, side, side, 3))},
+        fingerprint=fingerprint,
+        onnx_tolerance=onnx_tolerance,
+        trt_tolerance=trt_tolerance,
+        registry_model=name,
+    )
 
 
-def _facemesh_inputs(module: nn.Module, batch: int) -> tuple[torch.Tensor, ...]:
-    gen = torch.Generator().manual_seed(1)
-    return (torch.rand(batch, 192, 192, 3, generator=gen),)
-
-
-def _facemesh_fingerprint(models_dir: str | os.PathLike[str] | None) -> str:
-    from engines.convert import tflite_torch
-
-    h = hashlib.sha256(models.spec_for("facemesh").sha256.encode())
-    h.update(_source_sha256(tflite_torch).encode())
-    return h.hexdigest()
-
-
-FACEMESH = TorchEngine(
-    name="facemesh",
-    description="468-point face mesh, converted from MediaPipe's face_landmark.tflite",
-    factory=_facemesh_module,
-    example_inputs=_facemesh_inputs,
-    input_names=("input_1",),
-    output_names=("conv2d_21", "conv2d_31"),
-    dynamic_axes={"input_1": {0: "faces"}, "conv2d_21": {0: "faces"}, "conv2d_31": {0: "faces"}},
-    profiles={"input_1": ShapeRange((1, 192, 192, 3), (OPT_FACES, 192, 192, 3), (MAX_FACES, 192, 192, 3))},
-    fingerprint=_facemesh_fingerprint,
+FACEMESH = _converted_tflite_engine(
+    "facemesh",
+    "468-point face mesh, converted from MediaPipe's face_landmark.tflite",
+    192,
+    ("conv2d_21", "conv2d_31"),
     # Landmarks are crop pixels (0..192) and a presence logit: fp16 TensorRT within half a pixel.
     onnx_tolerance=Tolerance(2e-3, 1e-4),
     trt_tolerance=Tolerance(0.5, 1e-2),
-    registry_model="facemesh",
+)
+
+SELFIE_SEGMENTATION = _converted_tflite_engine(
+    "selfie_segmentation",
+    "person segmentation around each face (occlusion), converted from MediaPipe's selfie_segmentation.tflite",
+    256,
+    ("activation_10",),
+    # Person probability 0..1: fp16 TensorRT within 2/100.
+    onnx_tolerance=Tolerance(1e-4, 1e-4),
+    trt_tolerance=Tolerance(2e-2, 0.0),
 )
 
 
@@ -248,7 +276,7 @@ YUNET = OnnxModelEngine(
 )
 
 
-CATALOGUE: Mapping[str, Engine] = {e.name: e for e in (YUNET, FACEMESH, RELIGHT, RELIGHT_ALBEDO)}
+CATALOGUE: Mapping[str, Engine] = {e.name: e for e in (YUNET, FACEMESH, SELFIE_SEGMENTATION, RELIGHT, RELIGHT_ALBEDO)}
 """Every engine build_engines handles, by name (build order)."""
 
 

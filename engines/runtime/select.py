@@ -7,7 +7,8 @@ carried by ``Session.runtime`` into the stats (``runtime`` in ``--stats`` JSON a
 
 1. ``tensorrt``: a plan in the engines directory whose manifest entry matches this GPU, this TensorRT and
    this model's fingerprint (``engines.runtime.plans``); a stale plan is refused with the reason.
-2. ``torch-cuda``: the model converted to torch with its weights read from the file (``engines.convert``).
+2. ``torch-cuda``: the model converted to torch with its weights read from the file (``engines.convert``);
+3. the CPU runtime, with a warning, for a model the converters cannot handle.
 """
 
 from __future__ import annotations
@@ -146,7 +147,14 @@ def load_for_device(
         if trt_session is not None:
             log.info("%s", RuntimeChoice(name, trt_session.runtime, "").describe())
             return trt_session
-    session = _fallback_session(path)
+    try:
+        session = _fallback_session(path)
+    except ModelError as exc:
+        # Better a model on the CPU than no GPU pipeline at all: say so loudly, it costs frame time.
+        session = load_cpu_model(path, threads)
+        choice = RuntimeChoice(name or path.name, session.runtime, f"{reason}; no GPU conversion: {exc}")
+        log.warning("%s", choice.describe())
+        return session
     choice = RuntimeChoice(name or path.name, session.runtime, reason)
     stale = any(word in reason for word in ("stale", "corrupt", "unreadable"))
     log.log(logging.WARNING if stale else logging.INFO, "%s", choice.describe())
