@@ -72,6 +72,25 @@ def test_fallback_runtime_is_torch_cuda_and_matches_cpu_models(models_dir: Path,
     assert worst_mesh < 0.5, worst_mesh  # crop pixels of 192
 
 
+@needs_litert
+def test_segmentation_on_cuda_matches_litert(models_dir: Path, faces: Path) -> None:
+    from engines.runtime import load_model
+
+    cpu = load_model(models_dir / "selfie_segmentation.tflite", "cpu")
+    gpu = load_model(models_dir / "selfie_segmentation.tflite", "cuda", engines_dir=Path("/nonexistent"))
+    assert gpu.runtime == "torch-cuda"
+    worst = 0.0
+    for name in ("obama.jpg", "t1.jpg"):
+        image = cv2.resize(cv2.imread(str(faces / name)), (256, 256), interpolation=cv2.INTER_AREA)
+        x = (image[:, :, ::-1].astype(np.float32) / 255.0)[None]
+        worst = max(
+            worst,
+            float(np.abs(cpu.run({"input_1": x})["activation_10"] - gpu.run({"input_1": x})["activation_10"]).max()),
+        )
+    print(f"segmentation GPU vs LiteRT: max |Δ| {worst:.3g}")
+    assert worst < 2e-2  # probability 0..1 (TF32 convolutions)
+
+
 def _mesh_reference(models_dir: Path, x: np.ndarray) -> np.ndarray:
     """LiteRT's output when it is installed, else the converted module on the CPU (itself checked against
     LiteRT by tests/test_convert.py)."""
