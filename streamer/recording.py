@@ -87,9 +87,9 @@ def nominal_rate(value: Any, what: str = "fps") -> Fraction:
         raise InputError(f"{what} must be a frame rate such as 25, 29.97 or 30000/1001, got {value!r}") from exc
     if isinstance(value, bool) or not 1 <= rate <= 240:
         raise InputError(f"{what} must be between 1 and 240, got {value!r}")
-    for standard in STANDARD_RATES:
-        if abs(rate - standard) <= standard * Fraction(5, 1000):
-            return standard
+    nearest = min(STANDARD_RATES, key=lambda standard: abs(rate - standard))
+    if abs(rate - nearest) <= nearest * Fraction(5, 1000):
+        return nearest
     return rate.limit_denominator(1001)
 
 
