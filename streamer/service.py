@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from engines.errors import InputError
+from streamer.audit import SWAP_STARTED, SWAP_STOPPED, AuditLog, swapping, token_id
 from streamer.config import ServeConfig
 from streamer.streams import Stream, StreamRegistry
 from streamer.worker import ProcessorFactory
@@ -42,9 +43,32 @@ class Service:
     listeners: list[Callable[[Mapping[str, Any]], None]] = field(default_factory=list)
     """Called with every event pushed to WebSocket clients (settings changes, stream started/ended...)."""
     identity_store: Any = None
+    audit: AuditLog = field(init=False)
+    """The append-only audit log in ``data_dir/audit`` (enrollments, consent, swaps, recordings)."""
 
     def __post_init__(self) -> None:
         self.streams = StreamRegistry(self.config, lambda: self.make_processor())
+        self.audit = AuditLog.in_data_dir(self.config.data_dir)
+        self.streams.on_created = self._stream_created
+
+    @property
+    def operator(self) -> str | None:
+        """Who acts through this server, for the audit log and provenance: the token's id, never the token."""
+        return token_id(self.config.token)
+
+    def record(self, event: str, **data: Any) -> None:
+        """Append ``event`` to the audit log with the operator (blocking I/O: call it off the event loop).
+
+        A log that cannot be written is reported loudly but does not fail the action that caused it."""
+        try:
+            self.audit.append(event, data, operator=self.operator)
+        except Exception:
+            log.exception("AUDIT LOG NOT WRITTEN: %s %s", event, data)
+
+    def _stream_created(self, stream: Stream) -> None:
+        identity = swapping(stream.settings)
+        if identity is not None:
+            self.record(SWAP_STARTED, stream=stream.name, identity=identity, reason="stream started")
 
     def add_ws_handler(self, message_type: str, handler: WsHandler) -> None:
         if message_type in self.ws_handlers:
@@ -75,6 +99,11 @@ class Service:
             return
         self.streams.detach(stream.name)
         await asyncio.to_thread(stream.close)
+        identity = swapping(stream.settings)
+        if identity is not None:
+            await asyncio.to_thread(
+                self.record, SWAP_STOPPED, stream=stream.name, identity=identity, reason="stream ended"
+            )
         self.emit({"type": "stream_ended", "stream": stream.name})
         log.info("stream %s ended", stream.name)
 
