@@ -30,9 +30,10 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from engines.errors import InputError, OutputError
+from engines.paths import check_name, inside
 
 CONSENT_FILE = "consent.json"
 RECORD_VERSION = 1
@@ -378,3 +379,93 @@ def _datetime(key: str, value: Any) -> dt.datetime:
     else:
         raise InputError(f"consent {key} must be an ISO 8601 time, got {value!r}")
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+# -- what the identity store, the CLI and the API call -----------------------------------------------------
+
+
+class IdentityStoreLike(Protocol):
+    """What ``enroll_with_consent`` needs of ``engines.identity.IdentityStore``."""
+
+    root: Path
+
+    def exists(self, name: str) -> bool: ...
+
+    def enroll(self, name: str, photos: Any, face: Any = None, replace: bool = False) -> Any: ...
+
+
+def identity_dir(identities_root: str | os.PathLike[str], name: str) -> Path:
+    """``identities_root/name``, the name checked and the path kept inside the root."""
+    return inside(Path(identities_root), check_name(name, "identity"))
+
+
+def identity_consent(identities_root: str | os.PathLike[str], name: str) -> ConsentRecord | None:
+    return load_consent(identity_dir(identities_root, name))
+
+
+def identity_consent_summary(
+    identities_root: str | os.PathLike[str], name: str, today: dt.date | None = None
+) -> dict[str, Any]:
+    """``consent_summary`` for an enrolled identity, read from its folder (a damaged record reads as such)."""
+    try:
+        return consent_summary(identity_consent(identities_root, name), today)
+    except InputError as exc:
+        return {"status": ConsentStatus.UNVERIFIED.value, "verified": False, "error": str(exc)}
+
+
+def enroll_with_consent(
+    store: IdentityStoreLike,
+    name: str,
+    photos: Any,
+    consent: ConsentRecord | None,
+    allow_unverified: bool,
+    face: Any = None,
+    replace: bool = False,
+) -> tuple[Any, ConsentRecord | None]:
+    """Enroll through ``store`` only with consent (or the explicit flag), then store the record beside it.
+
+    Re-enrolling (``replace``) without a new record keeps the one the identity had. Returns the store's
+    info and the record now on file (None: the identity is unverified).
+    """
+    check_name(name, "identity")
+    if consent is None and replace and store.exists(name):
+        consent = identity_consent(store.root, name)
+    check_enrollment(name, consent, allow_unverified)
+    info = store.enroll(name, photos, face=face, replace=replace)
+    if consent is not None:
+        save_consent(identity_dir(store.root, name), consent)
+    return info, consent
+
+
+def consent_from_fields(fields: Mapping[str, Any]) -> ConsentRecord | None:
+    """A record from an API request: a ``consent`` object (or JSON text), or flat fields.
+
+    Flat fields are the CLI's flags: ``consent_by``, ``production``, ``valid_until``, ``valid_from``,
+    ``document_sha256``, ``note``. None when none of them is there (the identity would be unverified).
+    """
+    flat = ("consent_by", "production", "valid_until", "valid_from", "document_sha256", "note")
+    given = fields.get("consent")
+    if given is not None and any(k in fields for k in flat):
+        raise InputError("give consent either as a 'consent' object or as separate fields, not both")
+    if isinstance(given, str):
+        try:
+            given = json.loads(given)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"consent is not valid JSON: {exc.msg}") from exc
+    if given is not None:
+        if isinstance(given, Mapping) and given.get("recorded_at") is None:
+            given = {**given, "recorded_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()}
+        return ConsentRecord.from_json(given)
+    if not any(fields.get(k) for k in flat):
+        return None
+    for key in ("consent_by", "production"):
+        if not fields.get(key):
+            raise InputError(f"consent needs {key!r} as well (who consented, for which production)")
+    return ConsentRecord.create(
+        consent_by=str(fields["consent_by"]),
+        production=str(fields["production"]),
+        valid_until=fields.get("valid_until") or None,
+        valid_from=fields.get("valid_from") or None,
+        document_sha256=fields.get("document_sha256") or None,
+        note=str(fields.get("note") or ""),
+    )

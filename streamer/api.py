@@ -5,7 +5,9 @@ Routes (DESIGN.md's contract; the JSON shapes are documented in README, "Live se
 - ``GET /api/streams``, ``GET /api/streams/{stream}``, ``PATCH /api/streams/{stream}`` (a settings patch,
   validated by ``engines.settings.apply_patch``, applied from the next frame);
 - ``GET /api/identities``, ``POST /api/identities`` (multipart: ``name``, one or more ``photo`` files,
-  optional ``face`` and ``replace``), ``DELETE /api/identities/{name}``;
+  optional ``face`` and ``replace``; consent as a ``consent`` JSON field or ``consent_by``/``production``/
+  ``valid_until``/... fields, else ``allow_unverified=true``), ``DELETE /api/identities/{name}``,
+  ``PUT /api/identities/{name}/consent`` (a consent object);
 - ``GET /ws``: stats pushed every ``stats_interval_s`` to every client, each through its own sender task
   so a slow client never delays the others; control messages answered on the socket;
 - ``GET /metrics``: Prometheus text.
@@ -25,13 +27,26 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from aiohttp import BodyPartReader, WSMsgType, web
 
 from engines import __version__
+from engines.consent import (
+    check_swap_allowed,
+    consent_from_fields,
+    consent_summary,
+    enroll_with_consent,
+    identity_consent,
+    identity_consent_summary,
+    identity_dir,
+    save_consent,
+)
 from engines.errors import InputError, ModelError, StageswapError
 from engines.paths import check_name
+from engines.settings import apply_patch
+from streamer.audit import CONSENT_RECORDED, IDENTITY_ENROLLED, IDENTITY_REMOVED, swap_events, swapping
 from streamer.errors import ConflictError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError
 from streamer.metrics import CONTENT_TYPE_LATEST, prometheus_text
 from streamer.service import SERVICE, Service
@@ -135,7 +150,15 @@ async def apply_settings(service: Service, name: str, patch: Any) -> dict[str, A
             raise InputError(
                 f"unknown identity {identity!r} (enrolled: {enrolled}); enroll it with POST /api/identities"
             )
-    settings = dataclasses.asdict(stream.update_settings(patch))
+    before = stream.settings
+    starting = swapping(apply_patch(before, patch))
+    if starting is not None and starting != swapping(before):  # a new swap: its consent must hold today
+        record = await asyncio.to_thread(identity_consent, _identities_root(service), starting)
+        check_swap_allowed(starting, record)
+    after = stream.update_settings(patch)
+    for event, data in swap_events(name, before, after):
+        await asyncio.to_thread(service.record, event, **data)
+    settings = dataclasses.asdict(after)
     service.emit({"type": "settings", "stream": name, "settings": settings})
     log.info("stream %s settings changed: %s", name, patch)
     return {"stream": name, "settings": settings}
@@ -168,8 +191,17 @@ async def stream_patch(request: web.Request) -> web.Response:
 
 async def identities_list(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    infos = await asyncio.to_thread(lambda: [i.to_dict() for i in service.identities().list()])
+    root = _identities_root(service)
+    infos = await asyncio.to_thread(
+        lambda: [
+            {**i.to_dict(), "consent": identity_consent_summary(root, i.name)} for i in service.identities().list()
+        ]
+    )
     return web.json_response({"identities": infos})
+
+
+def _identities_root(service: Service) -> Path:
+    return Path(service.config.data_dir) / "identities"
 
 
 def _parse_face(value: str | None) -> str | int | None:
@@ -239,13 +271,38 @@ async def identities_post(request: web.Request) -> web.Response:
         raise InputError("the upload needs at least one photo file (field 'photo')")
     face = _parse_face(fields.get("face"))
     replace = _parse_bool("replace", fields.get("replace"))
+    allow_unverified = _parse_bool("allow_unverified", fields.get("allow_unverified"))
+    consent = consent_from_fields(fields)
     store = service.identities()
     if not replace and name in await asyncio.to_thread(_identity_names, service):
         raise ConflictError(f"identity {name!r} exists; send replace=true to enroll it again")
-    info = await asyncio.to_thread(store.enroll, name, photos, face=face, replace=replace)
+    info, record = await asyncio.to_thread(
+        enroll_with_consent, store, name, photos, consent, allow_unverified, face=face, replace=replace
+    )
+    body = {**info.to_dict(), "consent": consent_summary(record)}
+    await asyncio.to_thread(
+        service.record, IDENTITY_ENROLLED, identity=name, photos=len(photos), replace=replace, consent=body["consent"]
+    )
     service.emit({"type": "identities_changed"})
-    log.info("identity %s enrolled from %d photo(s)", name, len(photos))
-    return web.json_response(info.to_dict(), status=201)
+    log.info("identity %s enrolled from %d photo(s), consent %s", name, len(photos), body["consent"]["status"])
+    return web.json_response(body, status=201)
+
+
+async def identity_consent_put(request: web.Request) -> web.Response:
+    """Record (or replace) an identity's consent: the body is a consent object (README, "Consent")."""
+    service = request.app[SERVICE]
+    name = check_name(request.match_info["name"], "identity")
+    if name not in await asyncio.to_thread(_identity_names, service):
+        raise NotFoundError(f"unknown identity {name!r}")
+    body = await read_json(request, service.config.json_max_bytes)
+    record = consent_from_fields({"consent": body})
+    if record is None:
+        raise InputError("the body must be a consent object (consent_by, production, valid_from, valid_until, ...)")
+    await asyncio.to_thread(save_consent, identity_dir(_identities_root(service), name), record)
+    summary = consent_summary(record)
+    await asyncio.to_thread(service.record, CONSENT_RECORDED, identity=name, consent=summary)
+    service.emit({"type": "identities_changed"})
+    return web.json_response({"name": name, "consent": summary})
 
 
 async def identity_delete(request: web.Request) -> web.Response:
@@ -254,6 +311,7 @@ async def identity_delete(request: web.Request) -> web.Response:
     if name not in await asyncio.to_thread(_identity_names, service):
         raise NotFoundError(f"unknown identity {name!r}")
     await asyncio.to_thread(service.identities().remove, name)
+    await asyncio.to_thread(service.record, IDENTITY_REMOVED, identity=name)
     service.emit({"type": "identities_changed"})
     return web.json_response({"removed": name})
 
@@ -431,6 +489,7 @@ def register(app: web.Application) -> None:
     app.router.add_get("/api/identities", identities_list)
     app.router.add_post("/api/identities", identities_post)
     app.router.add_delete("/api/identities/{name}", identity_delete)
+    app.router.add_put("/api/identities/{name}/consent", identity_consent_put)
     app.router.add_get("/ws", ws_get)
     app.router.add_get("/metrics", metrics_get)
     app.on_startup.append(_start_hub)

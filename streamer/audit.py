@@ -285,3 +285,22 @@ def _encode(obj: Mapping[str, Any]) -> bytes:
         return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
     except (TypeError, ValueError) as exc:
         raise InputError(f"audit event data must be plain JSON values: {exc}") from exc
+
+
+def swapping(settings: Any) -> str | None:
+    """The identity a stream's settings swap in, None when they swap nothing."""
+    identity = getattr(settings, "identity", None)
+    return identity if getattr(settings, "swap", False) and identity else None
+
+
+def swap_events(stream: str, before: Any, after: Any) -> list[tuple[str, dict[str, Any]]]:
+    """The ``swap.stopped`` / ``swap.started`` events a settings change makes (an identity change is both)."""
+    old, new = swapping(before), swapping(after)
+    if old == new:
+        return []
+    events: list[tuple[str, dict[str, Any]]] = []
+    if old is not None:
+        events.append((SWAP_STOPPED, {"stream": stream, "identity": old}))
+    if new is not None:
+        events.append((SWAP_STARTED, {"stream": stream, "identity": new}))
+    return events

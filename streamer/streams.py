@@ -12,13 +12,15 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
 
 import numpy as np
 
+from engines.consent import identity_consent_summary
 from engines.paths import check_name
 from engines.settings import ProcessSettings, apply_patch
+from streamer.audit import swapping
 from streamer.config import InputSpec, ServeConfig
 from streamer.errors import CapacityError, ConflictError, NotFoundError
 from streamer.fanout import EncoderSettings, OutputFanout
@@ -111,6 +113,11 @@ class Stream:
         stats["encoders"] = self.fanout.encoder_stats()
         stats["runtime"] = self.worker.runtime
         stats["processor_error"] = self.worker.error
+        identity = swapping(self._settings)
+        consent = None
+        if identity is not None:  # who is swapped in, and whether consent is on record (marked everywhere)
+            consent = {"identity": identity, **identity_consent_summary(self.config.data_dir / "identities", identity)}
+        stats["consent_status"] = consent["status"] if consent else None
         out: dict[str, Any] = {
             "name": self.name,
             "kind": self.kind,
@@ -118,6 +125,7 @@ class Stream:
             "publisher": self.publisher is not None,
             "processor": self.config.processor,
             "settings": dataclasses.asdict(self._settings),
+            "consent": consent,
             "stats": stats,
         }
         if self.source is not None:
@@ -147,6 +155,8 @@ class StreamRegistry:
         self.config = config
         self._make_processor = make_processor
         self._streams: dict[str, Stream] = {}
+        self.on_created: Callable[[Stream], None] | None = None
+        """Called with each stream created (the service records swaps it starts with in the audit log)."""
 
     def __iter__(self) -> Iterator[Stream]:
         return iter(list(self._streams.values()))
@@ -179,6 +189,8 @@ class StreamRegistry:
         self._streams[name] = stream
         stream.start()
         log.info("stream %s started (%s)", name, kind)
+        if self.on_created is not None:
+            self.on_created(stream)
         return stream
 
     def detach(self, name: str) -> Stream | None:

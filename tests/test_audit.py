@@ -19,6 +19,7 @@ from streamer.audit import (
     audit_path,
     line_hash,
     read_head,
+    swap_events,
     token_id,
     verify_log,
 )
@@ -164,3 +165,19 @@ def test_append_refuses_to_chain_onto_a_torn_line(tmp_path: Path) -> None:
         fh.write(b'{"seq": 3, "torn')
     with pytest.raises(OutputError, match="incomplete line"):
         AuditLog(path).append("swap.started")
+
+
+def test_swap_events_from_settings_changes() -> None:
+    from engines.settings import ProcessSettings, apply_patch
+
+    off = ProcessSettings()
+    alice = apply_patch(off, {"identity": "alice"})
+    assert swap_events("cam", off, alice) == [("swap.started", {"stream": "cam", "identity": "alice"})]
+    assert swap_events("cam", alice, apply_patch(alice, {"strength": 0.5})) == []
+    assert swap_events("cam", alice, apply_patch(alice, {"swap": False})) == [
+        ("swap.stopped", {"stream": "cam", "identity": "alice"})
+    ]
+    assert [e for e, _ in swap_events("cam", alice, apply_patch(alice, {"identity": "bob"}))] == [
+        "swap.stopped",
+        "swap.started",
+    ]

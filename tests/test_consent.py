@@ -17,8 +17,12 @@ from engines.consent import (
     ConsentStatus,
     check_enrollment,
     check_swap_allowed,
+    consent_from_fields,
     consent_status,
     consent_summary,
+    enroll_with_consent,
+    identity_consent,
+    identity_consent_summary,
     load_consent,
     load_consent_file,
     save_consent,
@@ -167,3 +171,52 @@ def test_saving_again_replaces_atomically(tmp_path: Path) -> None:
     save_consent(ident, renewed)
     assert load_consent(ident) == renewed
     assert [p.name for p in ident.iterdir()] == [CONSENT_FILE]  # no temporary files left behind
+
+
+class _Store:
+    """Stands in for engines.identity.IdentityStore: records what it was asked to enroll (isolates the wrapper)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.enrolled: list[tuple[str, bool]] = []
+
+    def exists(self, name: str) -> bool:
+        return (self.root / name).is_dir()
+
+    def enroll(self, name: str, photos: object, face: object = None, replace: bool = False) -> str:
+        (self.root / name).mkdir(parents=True, exist_ok=replace)
+        for stale in (self.root / name).iterdir():  # like the real store, re-enrolling replaces the folder
+            stale.unlink()
+        self.enrolled.append((name, replace))
+        return f"info:{name}"
+
+
+def test_enroll_with_consent_refuses_first_and_keeps_the_record_on_re_enrollment(tmp_path: Path) -> None:
+    store = _Store(tmp_path / "identities")
+    with pytest.raises(ConsentError, match="no consent record"):
+        enroll_with_consent(store, "alice", ["photo"], None, allow_unverified=False)
+    assert store.enrolled == []  # refused before anything was enrolled
+    rec = record(valid_until="2099-12-31")
+    info, kept = enroll_with_consent(store, "alice", ["photo"], rec, allow_unverified=False)
+    assert info == "info:alice" and kept == rec and identity_consent(store.root, "alice") == rec
+    info, kept = enroll_with_consent(store, "alice", ["photo"], None, allow_unverified=False, replace=True)
+    assert kept == rec and identity_consent(store.root, "alice") == rec  # new photos, same consent
+    _, kept = enroll_with_consent(store, "bob", ["photo"], None, allow_unverified=True)
+    assert kept is None and identity_consent_summary(store.root, "bob")["status"] == "unverified"
+
+
+def test_consent_from_api_fields() -> None:
+    assert consent_from_fields({"name": "alice"}) is None
+    rec = consent_from_fields({"consent_by": "Alice", "production": "Pilot", "valid_until": "2099-01-31"})
+    assert rec is not None and rec.valid_until == dt.date(2099, 1, 31) and rec.recorded_at is not None
+    as_json = json.dumps({"consent_by": "Alice", "production": "Pilot", "valid_from": "2025-01-01"})
+    rec = consent_from_fields({"consent": as_json})
+    assert rec is not None and rec.recorded_at is not None
+    with pytest.raises(InputError, match="'production' as well"):
+        consent_from_fields({"consent_by": "Alice"})
+    with pytest.raises(InputError, match="not both"):
+        consent_from_fields({"consent": as_json, "production": "Other"})
+    with pytest.raises(InputError, match="not valid JSON"):
+        consent_from_fields({"consent": "{oops"})
+    with pytest.raises(InputError, match="invalid identity"):
+        identity_consent(Path("/tmp"), "../etc")

@@ -1,0 +1,144 @@
+"""Consent and audit through the live service: enrolling without consent is refused unless flagged, an
+unverified identity is marked in the API responses and the stats, expired consent blocks a new swap,
+and every step lands in the audit log, whose chain verifies."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from engines.consent import ConsentRecord, identity_dir, save_consent
+from streamer.audit import audit_path, verify_log
+from streamer.config import InputSpec, ServeConfig
+from tests.live_helpers import live_server, wait_for
+
+TOKEN = "operator-secret-token"
+
+
+def _form(name: str, photo: Path, **fields: str) -> aiohttp.FormData:
+    form = aiohttp.FormData()
+    form.add_field("name", name)
+    for key, value in fields.items():
+        form.add_field(key, value)
+    form.add_field("photo", photo.read_bytes(), filename=photo.name, content_type="image/jpeg")
+    return form
+
+
+async def _json(response: aiohttp.ClientResponse) -> Any:
+    return json.loads(await response.text())
+
+
+def test_consent_through_the_api(tmp_path: Path, clips: Path, faces: Path, models_dir: Path) -> None:
+    data = tmp_path / "data"
+    config = ServeConfig(
+        port=0,
+        token=TOKEN,
+        data_dir=data,
+        models_dir=models_dir,
+        processor="passthrough",
+        inputs=(InputSpec.parse(f"cam={clips / 'd3.mp4'}"),),
+    )
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+
+    async def scenario() -> None:
+        async with live_server(config) as server, aiohttp.ClientSession(headers=auth) as http:
+            base = server.url
+            # 1. no consent, no flag: refused with the reason, nothing enrolled
+            async with http.post(f"{base}/api/identities", data=_form("bob", faces / "obama.jpg")) as r:
+                assert r.status == 400, await r.text()
+                assert "no consent record" in (await _json(r))["error"]
+            async with http.get(f"{base}/api/identities") as r:
+                assert (await _json(r))["identities"] == []
+            # 2. explicitly unverified: enrolled, and marked
+            form = _form("bob", faces / "obama.jpg", allow_unverified="true")
+            async with http.post(f"{base}/api/identities", data=form) as r:
+                assert r.status == 201, await r.text()
+                assert (await _json(r))["consent"] == {"status": "unverified", "verified": False}
+            # 3. with consent given as fields
+            until = (dt.date.today() + dt.timedelta(days=30)).isoformat()
+            form = _form(
+                "alice",
+                faces / "s1.jpg",
+                consent_by="Alice Example",
+                production="Night Shift",
+                valid_until=until,
+                document_sha256="ab" * 32,
+            )
+            async with http.post(f"{base}/api/identities", data=form) as r:
+                assert r.status == 201, await r.text()
+                body = await _json(r)
+                assert body["consent"]["status"] == "verified" and body["consent"]["valid_until"] == until
+            async with http.get(f"{base}/api/identities") as r:
+                listed = {i["name"]: i["consent"]["status"] for i in (await _json(r))["identities"]}
+            assert listed == {"alice": "verified", "bob": "unverified"}
+
+            # 4. swapping in the unverified identity: allowed, marked in the response and in the stats
+            assert await wait_for(lambda: server.service.streams.find("cam") is not None, 10)
+            async with http.patch(f"{base}/api/streams/cam", json={"identity": "bob"}) as r:
+                assert r.status == 200, await r.text()
+                stream = await _json(r)
+            assert stream["consent"]["identity"] == "bob" and stream["consent"]["status"] == "unverified"
+            assert stream["stats"]["consent_status"] == "unverified"
+            async with http.ws_connect(f"{base}/ws") as ws:
+                for _ in range(10):
+                    msg = json.loads((await ws.receive()).data)
+                    if msg["type"] == "stats":
+                        break
+                assert msg["streams"]["cam"]["consent"]["status"] == "unverified"
+                assert msg["streams"]["cam"]["stats"]["consent_status"] == "unverified"
+
+            # 5. alice's consent expires: a new swap with her is refused, the stream keeps bob
+            expired = ConsentRecord.create(
+                "Alice Example", "Night Shift", valid_from="2020-01-01", valid_until="2020-12-31"
+            )
+            save_consent(identity_dir(data / "identities", "alice"), expired)
+            async with http.patch(f"{base}/api/streams/cam", json={"identity": "alice"}) as r:
+                assert r.status == 400
+                error = (await _json(r))["error"]
+            assert "expired on 2020-12-31" in error and "stageswap identities consent alice" in error
+            async with http.get(f"{base}/api/streams/cam") as r:
+                assert (await _json(r))["settings"]["identity"] == "bob"
+
+            # 6. renewed consent through the API: the swap starts
+            renewed = {"consent_by": "Alice Example", "production": "Night Shift S2", "valid_from": "2020-01-01"}
+            async with http.put(f"{base}/api/identities/alice/consent", json=renewed) as r:
+                assert r.status == 200, await r.text()
+                assert (await _json(r))["consent"]["status"] == "verified"
+            async with http.put(f"{base}/api/identities/alice/consent", json={"consent_by": "x"}) as r:
+                assert r.status == 400 and "production" in (await _json(r))["error"]
+            async with http.put(f"{base}/api/identities/nobody/consent", json=renewed) as r:
+                assert r.status == 404
+            async with http.patch(f"{base}/api/streams/cam", json={"identity": "alice"}) as r:
+                assert r.status == 200, await r.text()
+                assert (await _json(r))["consent"]["status"] == "verified"
+            async with http.patch(f"{base}/api/streams/cam", json={"swap": False}) as r:
+                assert r.status == 200
+                assert (await _json(r))["consent"] is None
+            async with http.delete(f"{base}/api/identities/bob") as r:
+                assert r.status == 200
+
+    asyncio.run(scenario())
+
+    log = audit_path(data)
+    report = verify_log(log)
+    assert report.ok, report
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    summary = [(e["event"], e["data"].get("identity"), e["data"].get("stream")) for e in events]
+    assert summary == [
+        ("identity.enrolled", "bob", None),
+        ("identity.enrolled", "alice", None),
+        ("swap.started", "bob", "cam"),
+        ("consent.recorded", "alice", None),
+        ("swap.stopped", "bob", "cam"),
+        ("swap.started", "alice", "cam"),
+        ("swap.stopped", "alice", "cam"),
+        ("identity.removed", "bob", None),
+    ]
+    assert events[0]["data"]["consent"]["status"] == "unverified"
+    assert all(e["data"]["operator"].startswith("tok-") for e in events)
+    assert TOKEN not in log.read_text()
