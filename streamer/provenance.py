@@ -44,6 +44,8 @@ ASSERTION_LABEL = "org.stageswap.provenance"
 ALGORITHMS = ("es256", "es384", "ps256")
 DIGITAL_SOURCE_SYNTHETIC = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
 DIGITAL_SOURCE_ENHANCED = "http://cv.iptc.org/newscodes/digitalsourcetype/algorithmicallyEnhanced"
+DIGITAL_SOURCE_CAPTURE = "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture"
+ENV_CERT, ENV_KEY, ENV_TRUST = "STAGESWAP_SIGNING_CERT", "STAGESWAP_SIGNING_KEY", "STAGESWAP_TRUST"
 EMBED_MIME = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime"}
 SIDECAR_MIME = {".mkv": "video/x-matroska", ".webm": "video/webm", ".ts": "video/mp2t", ".avi": "video/x-msvideo"}
 
@@ -81,9 +83,13 @@ def signing_config(
 ) -> SigningConfig:
     """The operator's credentials, else those ``stageswap keys init`` wrote in the data directory.
 
-    Raises InputError naming the missing file and the command that creates one.
+    Explicit paths win, then ``$STAGESWAP_SIGNING_CERT`` / ``$STAGESWAP_SIGNING_KEY`` / ``$STAGESWAP_TRUST``,
+    then ``DATA_DIR/keys``. Raises InputError naming the missing file and the command that creates one.
     """
     folder = keys_dir(data_dir)
+    cert = cert or os.environ.get(ENV_CERT) or None
+    key = key or os.environ.get(ENV_KEY) or None
+    trust = trust or os.environ.get(ENV_TRUST) or None
     cert_path = Path(cert) if cert else folder / SIGNER_CERT
     key_path = Path(key) if key else folder / SIGNER_KEY
     for what, path in (("signing certificate", cert_path), ("signing key", key_path)):
@@ -101,6 +107,10 @@ def signing_config(
 
 
 def default_trust(data_dir: str | os.PathLike[str]) -> Path | None:
+    """``$STAGESWAP_TRUST``, else ``DATA_DIR/keys/trust.pem`` when it exists."""
+    env = os.environ.get(ENV_TRUST)
+    if env:
+        return Path(env)
     path = keys_dir(data_dir) / TRUST_ANCHORS
     return path if path.is_file() else None
 
@@ -133,13 +143,15 @@ class ProvenanceFacts:
     """The invisible watermark's id in the frames (8 hex digits), if marking was on."""
     audit_head: Mapping[str, Any] | None = None
     """The audit log's head (``seq``, ``sha256``) when signing: an anchor for the log outside it."""
+    view: str = "processed"
+    """Which output the file holds: ``processed`` (what the engines made) or ``source`` (the camera as received)."""
     software: str = "stageswap"
     version: str = __version__
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def synthetic(self) -> bool:
-        return bool(self.identities)
+        return self.view == "processed" and bool(self.identities)
 
     @property
     def unverified(self) -> bool:
@@ -149,6 +161,7 @@ class ProvenanceFacts:
         out: dict[str, Any] = {
             "synthetic_faces": self.synthetic,
             "recording_id": self.recording_id,
+            "view": self.view,
             "created_at": self.created_at,
             "identities": [use.to_dict() for use in self.identities],
             "consent_unverified": self.unverified,
@@ -174,6 +187,9 @@ def build_manifest(facts: ProvenanceFacts, title: str) -> dict[str, Any]:
             + (" (consent NOT verified)" if facts.unverified else " (consent on record)")
         )
         source = DIGITAL_SOURCE_SYNTHETIC
+    elif facts.view == "source":
+        description = "The camera feed as stageswap received it, recorded beside the processed output; not processed"
+        source = DIGITAL_SOURCE_CAPTURE
     else:
         description = "Camera footage processed live by stageswap (faces relit or tracked, none replaced)"
         source = DIGITAL_SOURCE_ENHANCED

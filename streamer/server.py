@@ -22,7 +22,7 @@ from aiohttp import web
 
 from engines.errors import InputError
 from engines.paths import inside
-from streamer import api, api_recording, webrtc
+from streamer import api, api_recording, recording_provenance, webrtc
 from streamer.config import ServeConfig
 from streamer.errors import NotFoundError
 from streamer.service import SERVICE, Service
@@ -31,7 +31,12 @@ from streamer.worker import FrameProcessor, PassthroughProcessor, ProcessorFacto
 log = logging.getLogger(__name__)
 
 RouteGroup = Callable[[web.Application], None]
-ROUTE_GROUPS: tuple[RouteGroup, ...] = (webrtc.register, api.register, api_recording.register)
+ROUTE_GROUPS: tuple[RouteGroup, ...] = (
+    webrtc.register,
+    api.register,
+    api_recording.register,
+    recording_provenance.register,  # after the recordings: it hooks into them
+)
 """Each adds its routes (and startup/shutdown hooks) to the app; add a module's ``register`` here."""
 
 

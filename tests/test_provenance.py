@@ -251,3 +251,83 @@ def test_relight_only_recording_is_not_called_synthetic() -> None:
     assert facts.to_dict()["synthetic_faces"] is False and facts.to_dict()["consent_unverified"] is False
     action = build_manifest(facts, "take-2.mp4")["assertions"][0]["data"]["actions"][0]
     assert action["digitalSourceType"] == DIGITAL_SOURCE_ENHANCED and "none replaced" in action["description"]
+
+
+def test_a_recording_made_by_the_service_is_signed_and_its_sidecar_matches(
+    tmp_path: Path, clips: Path, faces: Path, models_dir: Path
+) -> None:
+    """Through the live service: an unverified identity swapped in, recorded as MP4 and MKV, stopped."""
+    import asyncio
+
+    import aiohttp
+
+    from streamer.audit import audit_path, verify_log
+    from streamer.config import InputSpec, ServeConfig
+    from tests.live_helpers import live_server, wait_for
+
+    data = tmp_path / "data"
+    create_trial_credentials(data / "keys")
+    config = ServeConfig(
+        port=0,
+        token="secret-operator-token",
+        data_dir=data,
+        models_dir=models_dir,
+        processor="passthrough",
+        inputs=(InputSpec.parse(f"cam={clips / 's18.mp4'}"),),
+    )
+    headers = {"Authorization": "Bearer secret-operator-token"}
+    sidecars: dict[str, dict] = {}
+
+    async def scenario() -> None:
+        async with live_server(config) as server, aiohttp.ClientSession(headers=headers) as http:
+            form = aiohttp.FormData()
+            form.add_field("name", "bob")
+            form.add_field("allow_unverified", "true")
+            form.add_field("photo", (faces / "obama.jpg").read_bytes(), filename="obama.jpg")
+            async with http.post(f"{server.url}/api/identities", data=form) as r:
+                assert r.status == 201, await r.text()
+            assert await wait_for(lambda: server.service.streams.find("cam") is not None, 10)
+            async with http.patch(f"{server.url}/api/streams/cam", json={"identity": "bob"}) as r:
+                assert r.status == 200, await r.text()
+            for container in ("mp4", "mkv"):
+                async with http.post(f"{server.url}/api/streams/cam/recording", json={"container": container}) as r:
+                    assert r.status == 201, await r.text()
+                    rec_id = (await r.json())["id"]
+                stream = server.service.streams.get("cam")
+                done = stream.stats.snapshot()["frames_processed"]
+                assert await wait_for(lambda s=stream, d=done: s.stats.snapshot()["frames_processed"] > d + 20, 20)
+                async with http.delete(f"{server.url}/api/streams/cam/recording") as r:
+                    assert r.status == 200, await r.text()
+                sidecars[container] = json.loads((data / "recordings" / f"{rec_id}.json").read_text())
+
+    asyncio.run(scenario())
+
+    trust = data / "keys" / "trust.pem"
+    for container, sidecar in sidecars.items():
+        rec = data / "recordings" / sidecar["files"]["processed"]
+        # the sidecar carries the facts, marks the unverified identity, and names the manifest
+        facts = sidecar["provenance"]["processed"]
+        assert sidecar["consent_unverified"] is True
+        assert facts["identities"] == [{"name": "bob", "consent": {"status": "unverified", "verified": False}}]
+        assert facts["synthetic_faces"] is True and facts["stream"] == "cam" and facts["recording_id"] == sidecar["id"]
+        assert facts["operator"] == token_id("secret-operator-token")
+        assert sidecar["c2pa"]["processed"]["signed"] is True
+        assert sidecar["c2pa"]["processed"]["validation_state"] == "Trusted"
+        # c2pa-python reads it and validates it with the configured certificate; it says what the sidecar says
+        report = verify_file(rec, trust)
+        assert report.ok and report.validation_state == "Trusted", report.summary()
+        assert report.facts == facts and report.label == sidecar["c2pa"]["processed"]["label"]
+        assert report.embedded == (container == "mp4")
+        if container == "mkv":
+            assert sidecar_path(rec).is_file() and sidecar["c2pa"]["processed"]["manifest"] == sidecar_path(rec).name
+        # tampering with the recording makes validation fail
+        data_bytes = bytearray(rec.read_bytes())
+        data_bytes[len(data_bytes) // 2] ^= 0x20
+        rec.write_bytes(bytes(data_bytes))
+        assert verify_file(rec, trust).validation_state == "Invalid"
+
+    report = verify_log(audit_path(data))
+    assert report.ok
+    events = [json.loads(line)["event"] for line in audit_path(data).read_text().splitlines()]
+    assert events.count("recording.started") == 2 and events.count("recording.finished") == 2
+    assert events.count("recording.signed") == 2 and events[:2] == ["identity.enrolled", "swap.started"]
