@@ -304,3 +304,13 @@ def swap_events(stream: str, before: Any, after: Any) -> list[tuple[str, dict[st
     if new is not None:
         events.append((SWAP_STARTED, {"stream": stream, "identity": new}))
     return events
+
+
+def cli_operator() -> str:
+    """Who acts from the command line, for the audit log: the local user name."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"

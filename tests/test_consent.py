@@ -220,3 +220,34 @@ def test_consent_from_api_fields() -> None:
         consent_from_fields({"consent": "{oops"})
     with pytest.raises(InputError, match="invalid identity"):
         identity_consent(Path("/tmp"), "../etc")
+
+
+def test_cli_consent_flags(tmp_path: Path, faces: Path) -> None:
+    import argparse
+
+    from streamer.commands import add_consent_args, consent_from_args
+
+    parser = argparse.ArgumentParser()
+    add_consent_args(parser)
+    args = parser.parse_args(
+        [
+            "--consent-by",
+            "Alice",
+            "--production",
+            "Pilot",
+            "--valid-until",
+            "2099-12-31",
+            "--document",
+            str(faces / "t1.jpg"),
+        ]
+    )
+    rec = consent_from_args(args)
+    assert rec is not None and rec.document_name == "t1.jpg" and rec.valid_until == dt.date(2099, 12, 31)
+    assert consent_from_args(parser.parse_args(["--unverified"])) is None
+    with pytest.raises(InputError, match="--production as well"):
+        consent_from_args(parser.parse_args(["--consent-by", "Alice"]))
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({"consent_by": "A", "production": "P", "valid_from": "2025-01-01"}))
+    assert consent_from_args(parser.parse_args(["--consent", str(f)])) is not None
+    with pytest.raises(InputError, match="not both"):
+        consent_from_args(parser.parse_args(["--consent", str(f), "--production", "P"]))

@@ -4,6 +4,10 @@ and sets ``func`` (the handler taking the parsed arguments and returning an exit
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engines.consent import ConsentRecord
 
 
 def add_models_arg(p: argparse.ArgumentParser) -> None:
@@ -22,4 +26,48 @@ def add_device_arg(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="where the engines run: a CUDA GPU (TensorRT plans from build_engines.py, else torch on CUDA) "
         "or the CPU; auto uses the GPU when torch sees one (default: auto)",
+    )
+
+
+def add_consent_args(p: argparse.ArgumentParser, unverified_flag: bool = True) -> None:
+    """The consent flags of ``identities add`` and ``identities consent`` (``consent_from_args`` reads them)."""
+    g = p.add_argument_group("consent (who agreed that this likeness may be used; see README, Responsible use)")
+    g.add_argument("--consent-by", metavar="NAME", help="who consented: the person, or their representative")
+    g.add_argument("--production", metavar="P", help="the production the consent covers")
+    g.add_argument("--valid-from", metavar="YYYY-MM-DD", help="first day covered (default: today)")
+    g.add_argument("--valid-until", metavar="YYYY-MM-DD", help="last day covered")
+    g.add_argument("--document", metavar="FILE", help="the signed consent document: only its sha256 is kept")
+    g.add_argument("--document-sha256", metavar="HEX", help="the document's sha256, when the file is kept elsewhere")
+    g.add_argument("--note", default="", help="a note kept with the record")
+    g.add_argument("--consent", metavar="FILE.json", help="the consent record as a JSON file instead of the flags")
+    if unverified_flag:
+        g.add_argument(
+            "--unverified", action="store_true", help="enroll without a consent record (marked unverified everywhere)"
+        )
+
+
+def consent_from_args(args: argparse.Namespace) -> ConsentRecord | None:
+    """The ``ConsentRecord`` the consent flags describe, or None when none was given (InputError if half given)."""
+    from engines.consent import ConsentRecord, load_consent_file
+    from engines.errors import InputError
+
+    flags = ("consent_by", "production", "valid_from", "valid_until", "document", "document_sha256")
+    given = [f for f in flags if getattr(args, f, None)]
+    if args.consent:
+        if given:
+            raise InputError("give the consent either as --consent FILE.json or as flags, not both")
+        return load_consent_file(args.consent)
+    if not given:
+        return None
+    missing = [f"--{f.replace('_', '-')}" for f in ("consent_by", "production") if not getattr(args, f, None)]
+    if missing:
+        raise InputError(f"consent needs {' and '.join(missing)} as well")
+    return ConsentRecord.create(
+        consent_by=args.consent_by,
+        production=args.production,
+        valid_until=args.valid_until,
+        valid_from=args.valid_from,
+        document=args.document,
+        document_sha256=args.document_sha256,
+        note=args.note,
     )
