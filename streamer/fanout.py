@@ -19,6 +19,7 @@ change under them.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -351,6 +352,8 @@ class OutputFanout:
             self._latest["processed"].put(proc, meta)
         if "source" in wanted:
             self._latest["source"].put(src, meta)
+        if sinks:
+            result = dataclasses.replace(result, image=proc)  # not the ring slot, which is about to be reused
         for sink in sinks:
             try:
                 sink.on_frame(proc, src, meta, result)
