@@ -332,6 +332,8 @@ def draw_badge(image: np.ndarray, text: str = "SYNTHETIC") -> np.ndarray:
     x1, y0 = w - pad, pad
     x0, y1 = max(0, x1 - tw - 2 * pad), min(h, y0 + th + base + 2 * pad)
     region = out[y0:y1, x0:x1]
+    if region.size == 0:  # a frame too small to hold it
+        return out
     red = np.empty_like(region)
     red[:] = (30, 30, 200)
     cv2.addWeighted(red, 0.75, region, 0.25, 0.0, dst=region)

@@ -98,6 +98,8 @@ class ServeConfig:
     keyframe_interval_s: float = 2.0
     """Longest time between keyframes on WHEP (a viewer that lost packets recovers within this)."""
     viewer_queue_frames: int = 3
+    badge: bool = False
+    """``--badge``: a visible "SYNTHETIC" badge on the processed view monitors get (recordings never have it)."""
     """Encoded frames a viewer may lag behind before it skips to the next keyframe (a stalled viewer)."""
 
     def __post_init__(self) -> None:

@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from engines.processor import ProcessedFrame
+from engines.watermark import draw_badge
 from streamer.ring import FrameMeta
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ class PacketSubscriber(Protocol):
 class EncoderSettings:
     bitrate: int = 2_500_000
     keyframe_interval_s: float = 2.0
+    badge: bool = False
+    """Draw a visible "SYNTHETIC" badge on the processed view monitors get (never on what sinks record)."""
 
 
 class VideoEncoder:
@@ -349,7 +352,7 @@ class OutputFanout:
         proc = _frozen_copy(processed)
         src = _frozen_copy(source) if sinks or "source" in wanted else source
         if "processed" in wanted:
-            self._latest["processed"].put(proc, meta)
+            self._latest["processed"].put(draw_badge(proc) if self.settings.badge else proc, meta)
         if "source" in wanted:
             self._latest["source"].put(src, meta)
         if sinks:

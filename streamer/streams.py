@@ -55,7 +55,10 @@ class Stream:
         self._settings_lock = threading.Lock()
         self.stats = StreamStats(window_s=config.stats_window_s)
         self.fanout = OutputFanout(
-            name, EncoderSettings(bitrate=config.video_bitrate, keyframe_interval_s=config.keyframe_interval_s)
+            name,
+            EncoderSettings(
+                bitrate=config.video_bitrate, keyframe_interval_s=config.keyframe_interval_s, badge=config.badge
+            ),
         )
         self.worker = Worker(name, self.ring, make_processor, lambda: self._settings, self.fanout, self.stats)
         self.publisher: str | None = None
@@ -94,6 +97,11 @@ class Stream:
         self.stats.on_ingest(meta.arrived_s)
 
     @property
+    def watermark_id(self) -> int | None:
+        """The invisible watermark id of this stream session's processed frames (None until its processor runs)."""
+        return self.worker.watermark_id
+
+    @property
     def live(self) -> bool:
         """Something feeds the stream now (a WHIP publisher, or an input source that has not ended)."""
         if self.source is not None:
@@ -126,6 +134,7 @@ class Stream:
             "processor": self.config.processor,
             "settings": dataclasses.asdict(self._settings),
             "consent": consent,
+            "watermark_id": f"{self.watermark_id:08x}" if self.watermark_id is not None else None,
             "stats": stats,
         }
         if self.source is not None:

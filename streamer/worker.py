@@ -69,6 +69,8 @@ class Worker:
         self._fanout = fanout
         self._stats = stats
         self.runtime = "starting"
+        self.watermark_id: int | None = None
+        """The id the processor marks this stream's frames with (``engines.watermark``); None: unmarked."""
         self.error: str | None = None
         """Why the processor could not be built (frames then pass through); None when it runs."""
         self.ready = threading.Event()
@@ -95,6 +97,8 @@ class Worker:
             log.error("stream %s: %s", self.stream, self.error)
             processor = PassthroughProcessor()
         self.runtime = processor.runtime
+        wid = getattr(processor, "watermark_id", None)
+        self.watermark_id = wid if isinstance(wid, int) else None
         return processor
 
     def _run(self) -> None:

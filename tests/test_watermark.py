@@ -225,3 +225,35 @@ def test_badge_marks_only_the_corner(clips: Path) -> None:
     assert changed.sum() > 500
     assert ys.max() < frame.shape[0] * 0.2 and xs.min() > frame.shape[1] * 0.6
     assert np.array_equal(frame, _frames(clips / "s18.mp4", n=1)[0])  # input untouched
+
+
+def test_badge_reaches_monitors_but_never_what_is_recorded(clips: Path) -> None:
+    """``serve --badge``: the processed view's encoder sees the badge, a recording sink the clean frame."""
+    from engines.processor import ProcessedFrame
+    from streamer.fanout import EncoderSettings, OutputFanout
+    from streamer.ring import FrameMeta
+
+    class Sink:
+        def __init__(self) -> None:
+            self.frames: list[np.ndarray] = []
+
+        def on_frame(self, processed: np.ndarray, source: np.ndarray, meta: FrameMeta, result: object) -> None:
+            self.frames.append(processed)
+
+    class Viewer:
+        def deliver(self, packet: object, keyframe: bool) -> None:
+            pass
+
+    frame = _frames(clips / "s18.mp4", n=1)[0]
+    fanout = OutputFanout("cam", EncoderSettings(badge=True))
+    sink = Sink()
+    fanout.add_sink(sink)
+    fanout.subscribe("processed", "vp8", Viewer())
+    try:
+        fanout.publish(frame, frame, FrameMeta(0, 0.0), ProcessedFrame(frame, (), {}))
+        latest = fanout._latest["processed"].wait_newer(0, 1.0, lambda: False)
+    finally:
+        fanout.close()
+    assert latest is not None
+    assert np.array_equal(latest[1], draw_badge(frame)) and not np.array_equal(latest[1], frame)
+    assert np.array_equal(sink.frames[0], frame)

@@ -54,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="identity every new stream starts with: an enrolled name, or a photo enrolled now under its file name",
     )
     p.add_argument("--debug-overlay", action="store_true", help="new streams start with the tracked mesh drawn")
+    p.add_argument("--badge", action="store_true", help='a visible "SYNTHETIC" badge on monitors (never on recordings)')
     p.add_argument(
         "--max-streams",
         type=int,
@@ -113,6 +114,7 @@ def build_config(args: argparse.Namespace) -> ServeConfig:
         processor=args.processor,
         initial_settings=settings,
         max_streams=args.max_streams,
+        badge=args.badge,
         ice_servers=tuple(args.ice_server),
     )
 
