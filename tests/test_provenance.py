@@ -212,9 +212,17 @@ def test_verify_a_copy_reencoded_by_someone_else(
                 dst.mux(packet)
         for packet in stream.encode():
             dst.mux(packet)
-    assert main(["verify", str(copy_path), "--data-dir", str(keys)]) == 2
+    recordings = tmp_path / "data" / "recordings"
+    recordings.mkdir(parents=True)
+    (recordings / "cam-20260101T000000.000Z.json").write_text(
+        json.dumps({"id": "cam-20260101T000000.000Z", "watermark_id": format_id(WID)})
+    )
+    (recordings / "cam-20260102T000000.000Z.json").write_text(json.dumps({"id": "other", "watermark_id": "00000001"}))
+    shutil.copytree(keys / "keys", tmp_path / "data" / "keys")
+    assert main(["verify", str(copy_path), "--data-dir", str(tmp_path / "data")]) == 2
     captured = capsys.readouterr()
     assert "C2PA manifest: none" in captured.out and f"watermark: id {format_id(WID)}" in captured.out
+    assert "recordings in this data directory with that id: cam-20260101T000000.000Z" in captured.out
     assert f"identifies recording/session {format_id(WID)}" in captured.err
 
 

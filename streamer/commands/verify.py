@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     trust = args.trust or default_trust(data_dir(args.data_dir))
     report = verify_file(args.file, trust)
     mark = None if args.no_watermark else read_watermark(args.file, args.max_frames)
+    if mark and mark.get("id"):
+        mark["recordings"] = recordings_marked(data_dir(args.data_dir) / "recordings", mark["id"])
     if args.json:
         print(json.dumps({"c2pa": report.to_dict(), "watermark": mark}, indent=2, sort_keys=True))
     else:
@@ -84,6 +86,19 @@ def read_watermark(path: Path, max_frames: int) -> dict[str, Any]:
         "pooled_confidence": round(pooled.confidence, 6) if pooled else 0.0,
         "pooled_mean_z": round(pooled.mean_z, 3) if pooled else 0.0,
     }
+
+
+def recordings_marked(folder: Path, watermark_id: str) -> list[str]:
+    """Ids of the recordings in ``folder`` whose sidecar names ``watermark_id`` (where a copy came from)."""
+    found = []
+    for sidecar in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            data = json.loads(sidecar.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("watermark_id") == watermark_id:
+            found.append(str(data.get("id", sidecar.stem)))
+    return found
 
 
 def _print(report: Any, mark: dict[str, Any] | None, trust: Path | None) -> None:
@@ -130,6 +145,8 @@ def _print(report: Any, mark: dict[str, Any] | None, trust: Path | None) -> None
             expected = (report.facts or {}).get("watermark_id")
             if expected:
                 print(f"  matches the manifest's watermark id: {'yes' if expected == mark['id'] else 'NO'}")
+            if mark.get("recordings"):
+                print(f"  recordings in this data directory with that id: {', '.join(mark['recordings'])}")
         else:
             print(f"watermark: none found in {mark['frames']} frames")
     print(f"result: {'OK' if report.ok else 'NOT VERIFIED'}")
