@@ -13,6 +13,7 @@ an API route.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import signal
 import ssl
@@ -48,7 +49,11 @@ def processor_factory(config: ServeConfig, service: Service) -> ProcessorFactory
     def make() -> FrameProcessor:
         from engines.processor import FaceProcessor, ProcessorConfig
 
-        return FaceProcessor.from_models(config.models_dir, ProcessorConfig(device=config.device))
+        processor_config = ProcessorConfig(device=config.device)
+        if "identities" in inspect.signature(FaceProcessor.from_models).parameters:
+            # One IdentityStore for the routes and every stream, so an enrolled identity is usable at once.
+            return FaceProcessor.from_models(config.models_dir, processor_config, identities=service.identities())
+        return FaceProcessor.from_models(config.models_dir, processor_config)
 
     return make
 

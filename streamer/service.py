@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from engines.errors import InputError
 from streamer.audit import SWAP_STARTED, SWAP_STOPPED, AuditLog, swapping, token_id
 from streamer.config import ServeConfig
 from streamer.streams import Stream, StreamRegistry
@@ -84,13 +83,11 @@ class Service:
                 log.exception("event listener failed on %s", event.get("type"))
 
     def identities(self) -> Any:
-        """The IdentityStore in ``data_dir/identities`` (raises InputError when this build has none)."""
+        """The IdentityStore in ``data_dir/identities``, shared by the routes and every stream's processor."""
         if self.identity_store is None:
-            try:
-                from engines.identity import IdentityStore  # type: ignore[import-not-found,unused-ignore]
-            except ImportError as exc:
-                raise InputError("identity enrollment is not available in this build") from exc
-            self.identity_store = IdentityStore(self.config.data_dir / "identities")
+            from engines.identity import IdentityStore
+
+            self.identity_store = IdentityStore(self.config.data_dir / "identities", models_dir=self.config.models_dir)
         return self.identity_store
 
     async def release(self, stream: Stream) -> None:

@@ -129,6 +129,8 @@ class PeerSession:
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     created_s: float = field(default_factory=time.monotonic)
     frames: int = 0
+    last_media_s: float = field(default_factory=time.monotonic)
+    """When the last frame arrived (WHIP), or the session was created."""
     closed: bool = False
 
     @property
@@ -195,7 +197,10 @@ class PeerRegistry:
         others = [t for t in session.tasks if t is not current]
         for task in others:
             task.cancel()
-        await asyncio.gather(*others, return_exceptions=True)
+        if others:
+            _, stuck = await asyncio.wait(others, timeout=5.0)
+            if stuck:
+                log.warning("%d task(s) of session %s did not end when cancelled", len(stuck), session.id)
         stream = session.stream
         if session.kind == "whip":
             if stream.publisher == session.id:
@@ -207,13 +212,21 @@ class PeerRegistry:
                 if session.view is not None and session.codec is not None:
                     stream.fanout.unsubscribe(session.view, session.codec, session.track)
                 session.track.stop()
-        await session.pc.close()
+        await _close_pc(session.pc)
         await self._service.release(stream)
 
     async def close_all(self, reason: str) -> None:
         await asyncio.gather(*(self.close(s, reason) for s in self.sessions()), return_exceptions=True)
         if self._closing:
             await asyncio.gather(*list(self._closing), return_exceptions=True)
+
+
+async def _close_pc(pc: RTCPeerConnection, timeout_s: float = 5.0) -> None:
+    """Close a peer connection, giving up after ``timeout_s`` so one stuck peer cannot hold up the others."""
+    try:
+        await asyncio.wait_for(pc.close(), timeout_s)
+    except TimeoutError:
+        log.warning("closing a peer connection took over %g s; abandoned", timeout_s)
 
 
 # -- request helpers -------------------------------------------------------------------------------------
@@ -303,32 +316,45 @@ def _watch_connection(registry: PeerRegistry, session: PeerSession) -> None:
 
 
 async def _connect_watchdog(registry: PeerRegistry, session: PeerSession, timeout_s: float) -> None:
-    try:
-        await asyncio.wait_for(session.connected.wait(), timeout_s)
-    except TimeoutError:
-        registry.close_soon(session, f"the peer did not connect within {timeout_s:g} s")
+    """Close a session whose peer never connects (it POSTed an offer and went away)."""
+    deadline = time.monotonic() + timeout_s
+    while not session.connected.is_set():
+        if time.monotonic() > deadline:
+            registry.close_soon(session, f"the peer did not connect within {timeout_s:g} s")
+            return
+        await asyncio.sleep(min(0.5, timeout_s / 4))
 
 
 # -- WHIP ----------------------------------------------------------------------------------------------
 
 
-async def _drain(registry: PeerRegistry, session: PeerSession, track: MediaStreamTrack, timeout_s: float) -> None:
-    """Take every frame off the aiortc track as it arrives; newest frame wins in the ring."""
+async def _drain(registry: PeerRegistry, session: PeerSession, track: MediaStreamTrack) -> None:
+    """Take every frame off the aiortc track as it arrives; newest frame wins in the ring.
+
+    A plain ``await track.recv()`` (no ``asyncio.wait_for``): on Python 3.11 ``wait_for`` can swallow a
+    cancellation that races with a frame arriving, and the task would then never end. The silence timeout
+    is ``_media_watchdog``'s job."""
     stream = session.stream
-    reason = "the publisher ended its track"
     while True:
         try:
-            frame = await asyncio.wait_for(track.recv(), timeout_s)
-        except TimeoutError:
-            reason = f"no video for {timeout_s:g} s"
-            break
+            frame = await track.recv()
         except MediaStreamError:
             break
         now = time.monotonic()
         image = frame.to_ndarray(format="bgr24")  # type: ignore[union-attr]
         stream.ingest(image, FrameMeta(session.frames, now - stream.created_s, now))
         session.frames += 1
-    registry.close_soon(session, reason)
+        session.last_media_s = now
+    registry.close_soon(session, "the publisher ended its track")
+
+
+async def _media_watchdog(registry: PeerRegistry, session: PeerSession, timeout_s: float) -> None:
+    """Close a publisher that sent no frame for ``timeout_s`` (never connected, vanished, camera stopped)."""
+    while not session.closed:
+        await asyncio.sleep(min(1.0, timeout_s / 4))
+        if time.monotonic() - session.last_media_s > timeout_s:
+            registry.close_soon(session, f"no video for {timeout_s:g} s")
+            return
 
 
 async def whip_post(request: web.Request) -> web.Response:
@@ -366,8 +392,8 @@ async def whip_post(request: web.Request) -> web.Response:
         await registry.close(session, f"answer failed: {exc}")
         raise InputError(f"cannot answer this offer: {exc}") from exc
     track = videos[0].receiver.track
-    session.tasks.append(asyncio.ensure_future(_drain(registry, session, track, config.ingest_timeout_s)))
-    session.tasks.append(asyncio.ensure_future(_connect_watchdog(registry, session, config.ingest_timeout_s)))
+    session.tasks.append(asyncio.ensure_future(_drain(registry, session, track)))
+    session.tasks.append(asyncio.ensure_future(_media_watchdog(registry, session, config.ingest_timeout_s)))
     service.emit({"type": "publisher_joined", "stream": name})
     log.info("WHIP session %s publishes %s", session.id, name)
     return _created(session, pc.localDescription.sdp)

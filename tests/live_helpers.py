@@ -1,0 +1,255 @@
+"""Test helpers for the live service: an in-process server on a free port, and aiortc WHIP/WHEP clients.
+
+Like aiortc's own tests, publisher and viewers are real peer connections on loopback in the same process
+(or, for a viewer that must stall for real, in a child process: ``python -m tests.live_helpers view``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import os
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import av
+import numpy as np
+from aiohttp import web
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+from streamer.config import ServeConfig
+from streamer.server import create_app
+from streamer.service import SERVICE, Service
+from streamer.worker import ProcessorFactory
+
+VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
+
+
+@dataclass
+class LiveServer:
+    url: str
+    app: web.Application
+
+    @property
+    def service(self) -> Service:
+        return self.app[SERVICE]
+
+
+@contextlib.asynccontextmanager
+async def live_server(config: ServeConfig, make_processor: ProcessorFactory | None = None) -> AsyncIterator[LiveServer]:
+    """The real app on 127.0.0.1 and a free port, cleaned up (peers closed, threads joined) on exit."""
+    app = create_app(config, make_processor=make_processor)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", app)
+    finally:
+        await runner.cleanup()
+
+
+class ClipTrack(MediaStreamTrack):
+    """A camera made from a clip: frames at the clip's own rate, optionally scaled, looping.
+
+    ``stall()`` makes ``recv`` wait forever, like a publisher whose camera or network just stopped.
+    """
+
+    kind = "video"
+
+    def __init__(self, path: Path, size: tuple[int, int] | None = None, loop: bool = True) -> None:
+        super().__init__()
+        self._path = path
+        self._size = size
+        self._looping = loop
+        self._container = av.open(str(path))
+        stream = self._container.streams.video[0]
+        self.fps = float(stream.average_rate or 30)
+        self._frames = self._container.decode(stream)
+        self._start: float | None = None
+        self._stalled = asyncio.Event()
+        self.sent = 0
+
+    def stall(self) -> None:
+        self._stalled.set()
+
+    def _next_frame(self) -> av.VideoFrame:
+        try:
+            frame = next(self._frames)
+        except StopIteration:
+            if not self._looping:
+                raise MediaStreamError from None
+            self._container.seek(0)
+            self._frames = self._container.decode(self._container.streams.video[0])
+            frame = next(self._frames)
+        if self._size is not None:
+            frame = frame.reformat(width=self._size[0], height=self._size[1], format="yuv420p")
+        return frame
+
+    async def recv(self) -> av.VideoFrame:  # type: ignore[override]
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._stalled.is_set():
+            await asyncio.Event().wait()
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        due = self._start + self.sent / self.fps
+        if due > now:
+            await asyncio.sleep(due - now)
+        frame = self._next_frame()
+        frame.pts = round(self.sent * 90000 / self.fps)
+        frame.time_base = VIDEO_TIME_BASE
+        self.sent += 1
+        return frame
+
+    def stop(self) -> None:
+        super().stop()
+        self._container.close()
+
+
+def _rtc() -> RTCPeerConnection:
+    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+
+@dataclass
+class Session:
+    pc: RTCPeerConnection
+    location: str
+    answer_status: int
+
+
+async def publish(http: aiohttp.ClientSession, base: str, stream: str, track: MediaStreamTrack) -> Session:
+    """WHIP: offer ``track``, POST it, apply the answer. Raises AssertionError with the body on a non-201."""
+    pc = _rtc()
+    pc.addTransceiver(track, direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    async with http.post(
+        f"{base}/whip/{stream}", data=pc.localDescription.sdp, headers={"Content-Type": "application/sdp"}
+    ) as r:
+        body = await r.text()
+        if r.status != 201:
+            await pc.close()
+            raise AssertionError(f"WHIP POST {stream}: {r.status} {body}")
+        location = r.headers["Location"]
+    await pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
+    return Session(pc, location, 201)
+
+
+@dataclass
+class Viewer:
+    pc: RTCPeerConnection
+    location: str
+    times: list[float] = field(default_factory=list)
+    frames: list[np.ndarray] = field(default_factory=list)
+    keep_every: int = 0
+    task: asyncio.Task[None] | None = None
+    error: BaseException | None = None
+
+    def fps(self, since_s: float, until_s: float | None = None) -> float:
+        until_s = time.monotonic() if until_s is None else until_s
+        t = [x for x in self.times if since_s <= x <= until_s]
+        if len(t) < 2:
+            return 0.0
+        return (len(t) - 1) / (t[-1] - t[0])
+
+    async def _consume(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                self.times.append(time.monotonic())
+                if self.keep_every and len(self.times) % self.keep_every == 0:
+                    self.frames.append(frame.to_ndarray(format="bgr24"))  # type: ignore[union-attr]
+        except MediaStreamError:
+            return
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, MediaStreamError):
+                await self.task
+        await self.pc.close()
+
+
+async def view(
+    http: aiohttp.ClientSession, base: str, stream: str, which: str = "processed", keep_every: int = 0
+) -> Viewer:
+    """WHEP: a recvonly offer, POST it, start counting (and optionally keeping) received frames."""
+    pc = _rtc()
+    pc.addTransceiver("video", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    async with http.post(
+        f"{base}/whep/{stream}?view={which}",
+        data=pc.localDescription.sdp,
+        headers={"Content-Type": "application/sdp"},
+    ) as r:
+        body = await r.text()
+        if r.status != 201:
+            await pc.close()
+            raise AssertionError(f"WHEP POST {stream}: {r.status} {body}")
+        location = r.headers["Location"]
+    await pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
+    viewer = Viewer(pc, location, keep_every=keep_every)
+    track = pc.getReceivers()[0].track
+    viewer.task = asyncio.ensure_future(viewer._consume(track))
+    return viewer
+
+
+async def wait_for(predicate: Any, timeout_s: float, interval_s: float = 0.05) -> bool:
+    """Poll ``predicate()`` until it is true or ``timeout_s`` passed; returns its last value."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return bool(value)
+        await asyncio.sleep(interval_s)
+
+
+def machine_is_busy() -> bool:
+    """True when other work already keeps every core busy (load average over the core count).
+
+    Frame rates measured then say more about the machine than about the service: tests keep their
+    relative checks (frames delivered against frames sent in the same window) and skip the absolute ones."""
+    return os.getloadavg()[0] > (os.cpu_count() or 1)
+
+
+def service_threads() -> list[str]:
+    """Threads the service starts (workers, encoders, sources) and aiortc's codec threads."""
+    return sorted(
+        t.name
+        for t in threading.enumerate()
+        if t.name.startswith(("worker-", "encode-", "source-")) or "decoder" in t.name or "encoder" in t.name
+    )
+
+
+async def _view_forever(base: str, stream: str) -> None:
+    """Child-process viewer: prints one line per 10 frames so the parent sees it is alive."""
+    async with aiohttp.ClientSession() as http:
+        viewer = await view(http, base, stream)
+        print("ready", flush=True)
+        n = 0
+        while True:
+            await asyncio.sleep(0.2)
+            if len(viewer.times) // 10 != n:
+                n = len(viewer.times) // 10
+                print(f"frames {len(viewer.times)}", flush=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "view":
+        asyncio.run(_view_forever(sys.argv[2], sys.argv[3]))
+    else:
+        print("usage: python -m tests.live_helpers view BASE_URL STREAM", file=sys.stderr)
+        sys.exit(2)

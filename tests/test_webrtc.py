@@ -1,0 +1,309 @@
+"""WHIP in, WHEP out, end to end on loopback with real aiortc peers and a real clip (issue 4 acceptance)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import pytest
+
+from engines.settings import ProcessSettings
+from streamer.config import ServeConfig
+from tests.live_helpers import ClipTrack, live_server, machine_is_busy, publish, service_threads, view, wait_for
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _config(tmp_path: Path, **kw: object) -> ServeConfig:
+    base: dict[str, object] = {"port": 0, "data_dir": tmp_path / "data", "max_streams": 2, "ingest_timeout_s": 5.0}
+    base.update(kw)
+    return ServeConfig(**base)  # type: ignore[arg-type]
+
+
+def _overlay_fraction(image: np.ndarray) -> float:
+    """Share of pixels in the debug overlay's saturated green (the mesh points and the face box)."""
+    b, g, r = (image[..., i].astype(np.int16) for i in range(3))
+    return float(((g - np.maximum(r, b)) > 60).mean())
+
+
+def _tasks() -> list[asyncio.Task[object]]:
+    """Tasks on the loop, less the HTTP keep-alive connections the test's own client holds open."""
+    return [t for t in asyncio.all_tasks() if "RequestHandler.start" not in repr(t.get_coro())]
+
+
+async def _delete(http: aiohttp.ClientSession, base: str, location: str) -> int:
+    async with http.delete(base + location) as r:
+        return r.status
+
+
+def test_publish_clip_and_view_processed_and_source_then_delete_frees_everything(
+    tmp_path: Path, clips: Path, models_dir: Path
+) -> None:
+    # Tracking with the debug overlay: the processing the received frames can be checked for here.
+    settings = ProcessSettings(swap=False, relight=False, debug_overlay=True)
+    config = _config(tmp_path, models_dir=models_dir, initial_settings=settings)
+    threads_before = service_threads()
+
+    async def scenario() -> None:
+        async with live_server(config) as srv, aiohttp.ClientSession() as http:
+            tasks_before = len(_tasks())
+            track = ClipTrack(clips / "d3.mp4")
+            pub = await publish(http, srv.url, "cam", track)
+            processed = await view(http, srv.url, "cam", "processed", keep_every=20)
+            source = await view(http, srv.url, "cam", "source", keep_every=20)
+            assert await wait_for(lambda: len(processed.times) > 10 and len(source.times) > 10, 15)
+            stream = srv.service.streams.get("cam")
+            t0, sent0, done0 = time.monotonic(), track.sent, stream.stats.snapshot()["frames_processed"]
+            await asyncio.sleep(4.0)
+            t1, sent1, done1 = time.monotonic(), track.sent, stream.stats.snapshot()["frames_processed"]
+            fps_processed, fps_source = processed.fps(t0, t1), source.fps(t0, t1)
+            fps_sent, fps_done = (sent1 - sent0) / (t1 - t0), (done1 - done0) / (t1 - t0)
+            async with http.get(f"{srv.url}/api/streams/cam") as r:
+                assert r.status == 200
+                info = await r.json()
+
+            # Viewers get what was sent (source) and what was processed, as it comes: nothing queues up
+            # on the way out. The worker may drop frames when processing is slower than the camera
+            # (latest frame wins); on a machine with spare cores it is not, and everything runs at the
+            # clip's 30 fps. (The margins allow for loopback loss when other work starves this process.)
+            rates = {
+                "sent": fps_sent,
+                "processed": fps_done,
+                "recv_processed": fps_processed,
+                "recv_source": fps_source,
+            }
+            assert track.fps == pytest.approx(30.0)
+            assert fps_source >= 0.7 * fps_sent, rates
+            assert fps_processed >= 0.7 * fps_done, rates
+            assert max(fps_processed, fps_source) <= 1.1 * track.fps, rates
+            if not machine_is_busy():
+                assert fps_processed >= 0.85 * track.fps and fps_source >= 0.85 * track.fps, rates
+            # The processed view shows the processing (the tracked mesh), the source view does not.
+            assert processed.frames and source.frames
+            assert processed.frames[-1].shape == (512, 512, 3)
+            overlay_p = np.mean([_overlay_fraction(f) for f in processed.frames])
+            overlay_s = np.mean([_overlay_fraction(f) for f in source.frames])
+            assert overlay_p > 0.005 and overlay_s < 0.0005, (overlay_p, overlay_s)
+            stats = info["stats"]
+            assert info["live"] and info["publisher"] and info["settings"]["debug_overlay"] is True
+            assert stats["faces"] == 1 and stats["frames_processed"] > 60
+            assert stats["viewers"] == {"processed": 1, "source": 1}
+            assert stats["input_fps"] > 0.7 * fps_sent and stats["output_fps"] > 0.7 * fps_done
+            if not machine_is_busy():
+                assert stats["latency_ms"]["p50"] < 100, stats["latency_ms"]
+            assert {"detect", "landmarks", "total"} <= set(stats["stage_ms"])
+            # One encoder per view (codec VP8 here), not one per viewer.
+            assert sorted((e["view"], e["viewers"]) for e in stats["encoders"]) == [("processed", 1), ("source", 1)]
+
+            # DELETE ends every session and frees the stream, its threads and tasks.
+            for loc in (processed.location, source.location, pub.location):
+                assert await _delete(http, srv.url, loc) == 200
+            assert await _delete(http, srv.url, pub.location) == 404  # already ended
+            await processed.close()
+            await source.close()
+            await pub.pc.close()
+            track.stop()
+            assert await wait_for(lambda: len(srv.service.streams) == 0, 10)
+            assert srv.service.peers is not None and len(srv.service.peers) == 0
+            assert await wait_for(lambda: service_threads() == threads_before, 10), service_threads()
+            assert await wait_for(lambda: len(_tasks()) <= tasks_before, 10), _tasks()
+            async with http.get(f"{srv.url}/api/streams") as r:
+                assert (await r.json()) == {"streams": []}
+
+    asyncio.run(scenario())
+    assert service_threads() == threads_before
+
+
+def test_bad_requests_are_refused_with_a_reason_while_the_stream_goes_on(tmp_path: Path, clips: Path) -> None:
+    config = _config(tmp_path, processor="passthrough", sdp_max_bytes=16 * 1024)
+
+    async def scenario() -> None:
+        async with live_server(config) as srv, aiohttp.ClientSession() as http:
+            track = ClipTrack(clips / "d3.mp4", size=(256, 256))
+            pub = await publish(http, srv.url, "cam", track)
+            watcher = await view(http, srv.url, "cam")
+            assert await wait_for(lambda: len(watcher.times) > 5, 15)
+            good_offer = pub.pc.localDescription.sdp  # a well-formed sendonly video offer
+            sdp = {"Content-Type": "application/sdp"}
+
+            async def post(path: str, data: bytes | str, headers: dict[str, str]) -> tuple[int, str]:
+                async with http.post(srv.url + path, data=data, headers=headers) as r:
+                    body = await r.json()
+                    return r.status, body["error"]
+
+            t0 = time.monotonic()
+            cases = [
+                ("/whip/cam2", "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\nm=video banana\r\n", sdp, 400, "malformed SDP"),
+                ("/whip/cam2", b"\xff\xfe\x00garbage", sdp, 400, "malformed SDP"),
+                ("/whip/cam2", "hello", sdp, 400, "malformed SDP"),
+                ("/whip/cam2", good_offer, {"Content-Type": "text/plain"}, 415, "application/sdp"),
+                ("/whip/cam2", good_offer, {"Content-Type": "application/json"}, 415, "application/sdp"),
+                ("/whep/nobody", _recvonly_offer(good_offer), sdp, 404, "unknown stream"),
+                ("/whip/Not_Valid", good_offer, sdp, 400, "invalid stream name"),
+                ("/whip/-dash", good_offer, sdp, 400, "invalid stream name"),
+                ("/whip/" + "a" * 65, good_offer, sdp, 400, "invalid stream name"),
+                ("/whip/cam2", "v=0\r\n" + "a=x\r\n" * 20000, sdp, 413, "limit"),
+                ("/whip/cam", good_offer, sdp, 409, "already has a publisher"),
+                ("/whep/cam?view=thermal", _recvonly_offer(good_offer), sdp, 400, "view must be one of"),
+                ("/whip/cam2", _recvonly_offer(good_offer), sdp, 400, "sends no video"),
+                ("/whep/cam", good_offer, sdp, 400, "receives no video"),
+            ]
+            for path, data, headers, status, reason in cases:
+                got_status, got_reason = await post(path, data, headers)
+                assert (got_status, reason in got_reason) == (status, True), (path, got_status, got_reason)
+            async with http.delete(f"{srv.url}/whip/cam/nosuchsession") as r:
+                assert r.status == 404 and "no WHIP session" in (await r.json())["error"]
+            async with http.patch(f"{srv.url}{pub.location}", data="a=candidate", headers=sdp) as r:
+                assert r.status == 405  # trickle ICE is not supported (RFC 9725 4.3.1)
+            # The service is unaffected: no stream was created, the publisher and viewer go on at full rate.
+            assert [s.name for s in srv.service.streams] == ["cam"]
+            assert srv.service.peers is not None and len(srv.service.peers) == 2
+            sent0 = track.sent
+            await asyncio.sleep(max(0.0, 2.0 - (time.monotonic() - t0)))
+            got = sum(1 for t in watcher.times if t >= t0)
+            assert got >= 0.8 * (track.sent - sent0 + 1) - 2, (got, track.sent, sent0)
+            await watcher.close()
+            await pub.pc.close()
+            track.stop()
+
+    asyncio.run(scenario())
+
+
+def _recvonly_offer(sendonly_offer: str) -> str:
+    return sendonly_offer.replace("a=sendonly", "a=recvonly")
+
+
+def test_publisher_that_stops_sending_is_cleaned_up_and_a_new_one_resumes_the_viewers(
+    tmp_path: Path, clips: Path
+) -> None:
+    config = _config(tmp_path, processor="passthrough", ingest_timeout_s=1.5)
+
+    async def scenario() -> None:
+        async with live_server(config) as srv, aiohttp.ClientSession() as http:
+            first = ClipTrack(clips / "d3.mp4", size=(256, 256))
+            pub = await publish(http, srv.url, "cam", first)
+            watcher = await view(http, srv.url, "cam", keep_every=1)
+            assert await wait_for(lambda: len(watcher.times) > 5, 15)
+            first.stall()  # the camera just stops: no DELETE, the peer connection stays open
+            stream = srv.service.streams.get("cam")
+            t_stall = time.monotonic()
+            assert await wait_for(lambda: stream.publisher is None, 6)
+            assert time.monotonic() - t_stall < 1.5 + 2.0
+            assert srv.service.peers is not None and len(srv.service.peers) == 1  # only the viewer is left
+            assert not stream.live and "cam" in [s.name for s in srv.service.streams]
+            # Another publisher takes the free stream, at another size; the waiting viewer resumes.
+            second = ClipTrack(clips / "d10.mp4", size=(320, 240))
+            pub2 = await publish(http, srv.url, "cam", second)
+            n = len(watcher.times)
+            assert await wait_for(lambda: len(watcher.times) > n + 20, 15)
+            assert watcher.frames[-1].shape == (240, 320, 3)
+            # A publisher whose peer connection closes without DELETE is cleaned up too.
+            await pub2.pc.close()
+            assert await wait_for(lambda: stream.publisher is None, 6)
+            await _delete(http, srv.url, watcher.location)
+            await watcher.close()
+            await pub.pc.close()
+            first.stop()
+            second.stop()
+            assert await wait_for(lambda: len(srv.service.streams) == 0, 10)
+
+    asyncio.run(scenario())
+
+
+def test_viewer_that_vanishes_without_delete_is_cleaned_up(tmp_path: Path, clips: Path) -> None:
+    config = _config(tmp_path, processor="passthrough")
+
+    async def scenario() -> None:
+        async with live_server(config) as srv, aiohttp.ClientSession() as http:
+            track = ClipTrack(clips / "d3.mp4", size=(256, 256))
+            pub = await publish(http, srv.url, "cam", track)
+            watcher = await view(http, srv.url, "cam")
+            assert await wait_for(lambda: len(watcher.times) > 5, 15)
+            stream = srv.service.streams.get("cam")
+            assert stream.fanout.viewers()["processed"] == 1
+            await watcher.close()  # no DELETE
+            assert await wait_for(lambda: not stream.viewers, 10)
+            assert stream.fanout.viewers()["processed"] == 0
+            assert await wait_for(lambda: not [t for t in service_threads() if t.startswith("encode-")], 5)
+            await pub.pc.close()
+            track.stop()
+
+    asyncio.run(scenario())
+
+
+def test_two_streams_three_viewers_each_and_a_stalled_viewer_slows_nobody(tmp_path: Path, clips: Path) -> None:
+    config = _config(tmp_path, processor="passthrough")
+
+    async def scenario() -> None:
+        async with live_server(config) as srv, aiohttp.ClientSession() as http:
+            tracks = {
+                name: ClipTrack(clips / clip, size=(256, 256)) for name, clip in (("a", "d3.mp4"), ("b", "d10.mp4"))
+            }
+            pubs = [await publish(http, srv.url, name, track) for name, track in tracks.items()]
+            viewers = {name: [await view(http, srv.url, name) for _ in range(2)] for name in tracks}
+            # The third viewer of stream a runs in its own process, so that it can really stall (SIGSTOP).
+            child = subprocess.Popen(
+                [sys.executable, "-m", "tests.live_helpers", "view", srv.url, "a"],
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "PYTHONPATH": str(REPO)},
+            )
+            try:
+                line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 30)  # type: ignore[union-attr]
+                assert line.strip() == "ready", line + (child.stderr.read() if child.poll() is not None else "")  # type: ignore[union-attr]
+                line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 15)  # type: ignore[union-attr]
+                assert line.startswith("frames"), line
+                everyone = [v for vs in viewers.values() for v in vs]
+                assert await wait_for(lambda: all(len(v.times) > 10 for v in everyone), 15)
+                stream_a = srv.service.streams.get("a")
+                assert len(stream_a.viewers) == 3 and stream_a.fanout.viewers()["processed"] == 3
+                assert len(srv.service.streams.get("b").viewers) == 2
+                sent = {name: [] for name in tracks}  # (time, frames sent) per publisher
+
+                async def sample(seconds: float) -> float:
+                    for _ in range(int(seconds / 0.25)):
+                        for name, track in tracks.items():
+                            sent[name].append((time.monotonic(), track.sent))
+                        await asyncio.sleep(0.25)
+                    return time.monotonic()
+
+                def sent_between(name: str, a: float, b: float) -> int:
+                    inside = [n for t, n in sent[name] if a <= t <= b]
+                    return inside[-1] - inside[0]
+
+                t0 = time.monotonic()
+                t1 = await sample(3.0)
+                child.send_signal(signal.SIGSTOP)  # the viewer stalls: it reads nothing, answers nothing
+                t2 = await sample(3.0)
+                # Each other viewer keeps receiving what its publisher sends, as before the stall. Rates are
+                # taken against the publisher's own in the same window, so a busy machine shifts both alike.
+                for name, vs in viewers.items():
+                    for v in vs:
+                        before = sum(1 for t in v.times if t0 <= t <= t1) / max(1, sent_between(name, t0, t1))
+                        during = sum(1 for t in v.times if t1 <= t <= t2) / max(1, sent_between(name, t1, t2))
+                        assert during >= 0.7 and during >= 0.7 * before, (name, before, during)
+                        if not machine_is_busy():
+                            assert v.fps(t1, t2) > 0.85 * 30, (name, v.fps(t1, t2))
+                assert stream_a.stats.snapshot()["frames_processed"] > 0
+                assert len(stream_a.viewers) == 3  # still counted: consent has not failed yet
+            finally:
+                child.send_signal(signal.SIGCONT)
+                child.kill()
+                child.wait()
+            for v in [v for vs in viewers.values() for v in vs]:
+                await v.close()
+            for p in pubs:
+                await p.pc.close()
+            for t in tracks.values():
+                t.stop()
+
+    asyncio.run(scenario())
