@@ -4,8 +4,8 @@ A ``RecordingSession`` is a fan-out sink (``OutputFanout.add_sink``): the worker
 ``on_frame`` for every processed frame. The session decides once per frame — for every view together —
 whether the frame is recorded, so the processed and source files always hold the same frames with the
 same timestamps. When any view's queue is full the frame is dropped from every view, counted in
-``frames_dropped``, logged and announced as an ``alarm`` event (at most once per ``alarm_interval_s``
-while it lasts, and an ``alarm_cleared`` event when frames are taken again): never silent.
+``frames_dropped``, logged and announced as an ``alarm`` event (at most one per ``alarm_interval_s``),
+and ``alarm_cleared`` once the queues are back under half full: never silent.
 
 Timestamps:
 
@@ -315,7 +315,7 @@ class RecordingSession:
                 self.frames_duplicated += pts - fill_from
             self._last_pts = pts
             self.frames_recorded += 1
-            if self._alarm_since is not None:
+            if self._alarm_since is not None and self._caught_up():
                 self._clear_alarm()
 
     def _first_frame(self, meta: FrameMeta) -> None:
@@ -364,13 +364,16 @@ class RecordingSession:
         log.warning("%s", message)
         self._emit(self._event("alarm", message=message))
 
+    def _caught_up(self) -> bool:
+        """The alarm ends when every queue is back under half full (not at the first frame that fits)."""
+        return all(2 * r.queued_frames <= self.limits.max_frames for r in self.recorders.values())
+
     def _clear_alarm(self) -> None:
         dropped = self.frames_dropped - self._alarm_dropped_at_start
         seconds = time.monotonic() - (self._alarm_since or time.monotonic())
         self._alarm_since = None
-        self._alarm_sent_s = -math.inf
         message = f"recorder for {self.stream} caught up after {seconds:.1f} s; {dropped} frame(s) were dropped"
-        log.warning("%s", message)
+        log.info("%s", message)
         self._emit(self._event("alarm_cleared", message=message))
 
     # -- the recorders' side ---------------------------------------------------------------------------
