@@ -142,3 +142,32 @@ def test_consent_through_the_api(tmp_path: Path, clips: Path, faces: Path, model
     assert events[0]["data"]["consent"]["status"] == "unverified"
     assert all(e["data"]["operator"].startswith("tok-") for e in events)
     assert TOKEN not in log.read_text()
+
+
+def test_serve_identity_photo_needs_consent_or_the_flag(tmp_path: Path, faces: Path, models_dir: Path) -> None:
+    from engines.consent import ConsentError
+    from streamer.__main__ import build_parser
+    from streamer.commands.serve import build_config
+
+    data = tmp_path / "data"
+    base = ["serve", "--data-dir", str(data), "--models", str(models_dir), "--identity", str(faces / "s1.jpg")]
+    try:
+        build_config(build_parser().parse_args(base))
+    except ConsentError as exc:
+        assert "--unverified" in str(exc)
+    else:
+        raise AssertionError("an identity photo was enrolled without consent or --unverified")
+    config = build_config(build_parser().parse_args([*base, "--unverified"]))
+    assert config.initial_settings.identity == "s1"
+    # the photo enrolled again keeps the consent the name has: here an expired one, so serve does not start
+    expired = ConsentRecord.create("S One", "Pilot", valid_from="2020-01-01", valid_until="2020-12-31")
+    save_consent(identity_dir(data / "identities", "s1"), expired)
+    try:
+        build_config(build_parser().parse_args(base))
+    except ConsentError as exc:
+        assert "expired on 2020-12-31" in str(exc)
+    else:
+        raise AssertionError("serve started swapping an identity whose consent expired")
+    events = [json.loads(line) for line in audit_path(data).read_text().splitlines()]
+    assert [e["event"] for e in events] == ["identity.enrolled"]  # the second enrollment was refused
+    assert events[0]["data"]["consent"]["status"] == "unverified" and events[0]["data"]["operator"].startswith("cli:")

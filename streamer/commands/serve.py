@@ -54,6 +54,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="identity every new stream starts with: an enrolled name, or a photo enrolled now under its file name",
     )
     p.add_argument("--debug-overlay", action="store_true", help="new streams start with the tracked mesh drawn")
+    p.add_argument(
+        "--unverified",
+        action="store_true",
+        help="let --identity PHOTO enroll an identity without a consent record (marked unverified everywhere)",
+    )
     p.add_argument("--badge", action="store_true", help='a visible "SYNTHETIC" badge on monitors (never on recordings)')
     p.add_argument(
         "--max-streams",
@@ -73,16 +78,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _enroll_photo(photo: Path, data_dir: Path) -> str:
-    """Enroll ``photo`` under a name made from its file name (replacing one enrolled before)."""
+def _enroll_photo(photo: Path, data_dir: Path, allow_unverified: bool = False) -> str:
+    """Enroll ``photo`` under a name made from its file name (replacing one enrolled before).
+
+    A consent record the name already had is kept; without one, only with ``--unverified``."""
+    from engines.consent import consent_summary, enroll_with_consent
     from engines.errors import InputError
+    from streamer.audit import IDENTITY_ENROLLED, AuditLog, cli_operator
 
     try:
         from engines.identity import IdentityStore  # type: ignore[import-not-found,unused-ignore]
     except ImportError as exc:
         raise InputError("--identity PHOTO needs identity enrollment, which this build does not have") from exc
     name = re.sub(r"[^a-z0-9_-]+", "-", photo.stem.lower()).strip("-_")[:64] or "identity"
-    IdentityStore(data_dir / "identities").enroll(name, [photo], face="largest", replace=True)
+    store = IdentityStore(data_dir / "identities")
+    _, record = enroll_with_consent(store, name, [photo], None, allow_unverified, face="largest", replace=True)
+    AuditLog.in_data_dir(data_dir).append(
+        IDENTITY_ENROLLED,
+        identity=name,
+        photos=1,
+        replace=True,
+        consent=consent_summary(record),
+        operator=cli_operator(),
+    )
     return name
 
 
@@ -98,8 +116,11 @@ def build_config(args: argparse.Namespace) -> ServeConfig:
     if args.debug_overlay:
         settings = apply_patch(settings, {"debug_overlay": True})
     if args.identity:
+        from engines.consent import check_swap_allowed, identity_consent
+
         photo = Path(args.identity).expanduser()
-        name = _enroll_photo(photo, data) if photo.is_file() else args.identity
+        name = _enroll_photo(photo, data, args.unverified) if photo.is_file() else args.identity
+        check_swap_allowed(name, identity_consent(data / "identities", name))  # expired consent: do not start
         settings = apply_patch(settings, {"identity": name})
     return ServeConfig(
         host=args.host,
