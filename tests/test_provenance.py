@@ -339,3 +339,32 @@ def test_a_recording_made_by_the_service_is_signed_and_its_sidecar_matches(
     events = [json.loads(line)["event"] for line in audit_path(data).read_text().splitlines()]
     assert events.count("recording.started") == 2 and events.count("recording.finished") == 2
     assert events.count("recording.signed") == 2 and events[:2] == ["identity.enrolled", "swap.started"]
+
+
+def test_without_credentials_recordings_are_marked_unsigned(recording: dict[str, Path], tmp_path: Path) -> None:
+    from streamer.recording import FinishedRecording
+    from streamer.recording_provenance import RecordingSigner
+
+    data = tmp_path / "data"
+    log = AuditLog(data / "audit" / "audit.jsonl")
+
+    def record(event: str, **fields: object) -> None:
+        log.append(event, fields, operator="tok-test")
+
+    signer = RecordingSigner.for_data_dir(data, log, record, "tok-test")
+    assert signer.signing is None and "stageswap keys init" in signer.unsigned_reason
+    rec = copy(recording[".mp4"], tmp_path)
+    before = rec.read_bytes()
+    sidecar = tmp_path / "take.json"
+    summary = {"id": "cam-1", "stream": "cam", "state": "finished", "settings": {"swap": True, "identity": "zed"}}
+    sidecar.write_text(json.dumps(summary))
+    signer.on_started({"id": "cam-1", "stream": "cam", "files": {"processed": rec.name}}, "0badc0de")
+    signer.on_finished(FinishedRecording("cam-1", sidecar, {"processed": rec}, summary))
+    assert rec.read_bytes() == before
+    data_out = json.loads(sidecar.read_text())
+    assert data_out["c2pa"]["processed"]["signed"] is False and "keys init" in data_out["c2pa"]["processed"]["reason"]
+    assert data_out["provenance"]["processed"]["identities"][0]["name"] == "zed"
+    assert data_out["consent_unverified"] is True and data_out["watermark_id"] == "0badc0de"
+    events = [e.event for e in log.entries()]
+    assert events == ["recording.started", "recording.finished", "recording.signed"]
+    assert list(log.entries())[-1].data["signed"] == {"processed": False}
