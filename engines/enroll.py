@@ -49,6 +49,9 @@ class EnrollConfig:
     warn_skin_fraction: float = 0.8
     min_brightness: float = 40.0
     """Median L* (0-255 scale) of the face; darker photos cannot give a usable texture."""
+    warn_mouth_open: float = 0.08
+    """Inner-lip gap, in eye distances, above which the photo gets a warning (the lips texture then
+    carries the photo's expression onto every frame)."""
     texture_size: int = TEXTURE_SIZE
 
 
@@ -128,6 +131,14 @@ class FaceAnalyser:
         if max(abs(yaw), abs(pitch)) > cfg.warn_yaw_deg:
             warnings.append(f"{label}: face turned {max(abs(yaw), abs(pitch)):.0f} degrees; its far side is blurry")
         warnings.extend(self._check_human(photo, lm))
+        lips_gap = float(np.linalg.norm(lm[13, :2] - lm[14, :2])) / max(
+            float(np.linalg.norm(det.points[1] - det.points[0])), 1.0
+        )
+        if lips_gap > cfg.warn_mouth_open:
+            warnings.append(
+                f"{label}: the mouth is open (a smile with teeth?); a photo with closed lips and a neutral "
+                "expression swaps more naturally"
+            )
         return PhotoFace(photo, lm, det.box, result.presence, (yaw, pitch, roll), tuple(warnings))
 
     def _mesh(self, image: np.ndarray, det: Detection) -> MeshResult | None:

@@ -49,6 +49,11 @@ MAX_PHOTOS = 10
 """Most photos one enrollment takes (more add little: they only fill texels already seen)."""
 META_FILE, TEXTURE_FILE, SHADING_FILE = "identity.json", "texture.png", "shading.npy"
 _MAX_META_BYTES = 8 * 1024 * 1024
+_LUMA_BGR = np.array([0.0722, 0.7152, 0.2126], dtype=np.float32)
+SHADING_RANGE = (0.8, 1.25)
+"""The de-lighting divides by the photo's shading limited to this range around its median on the face."""
+FLATTEN_LIMIT = 1.15
+"""Broad brightness swells the light model missed are divided out up to this factor (``_flatten_low_frequencies``)."""
 
 
 class IdentityCorruptError(InputError):
@@ -108,7 +113,18 @@ class Identity:
 
         lin = srgb_to_linear(self.texture.astype(np.float32) / 255.0).astype(np.float32)
         if self.shading is not None:
-            out = lin / np.maximum(self.shading, 1e-3)
+            # Only the shading's brightness is divided out, with its mean colour: the colour an SH fit gives
+            # each direction is the least certain part of it (a yellow chin, a blue forehead).
+            seen = self.coverage > 0.5
+            region = self.shading[seen] if seen.any() else self.shading.reshape(-1, 3)
+            luma = self.shading @ _LUMA_BGR
+            tint = np.median(region / np.maximum(region @ _LUMA_BGR, 1e-6)[:, None], axis=0)
+            # Where the light model is least right (under the nose, in creases: ambient occlusion and bounce
+            # light it has no terms for) dividing by the full shading over-brightens; limit the correction.
+            typical = float(np.median(region @ _LUMA_BGR))
+            luma = np.clip(luma, typical * SHADING_RANGE[0], typical * SHADING_RANGE[1])
+            out = lin / np.maximum(luma[..., None] * tint, 1e-3)
+            out = _flatten_low_frequencies(out, self.coverage)
         else:
             seen = self.coverage > 0.5
             mean = lin[seen].mean(axis=0) if seen.any() else lin.reshape(-1, 3).mean(axis=0)
@@ -429,3 +445,28 @@ def _load_identity(name: str, path: Path) -> Identity:
     if shading is not None:
         shading.setflags(write=False)
     return Identity(_info_from_meta(name, meta), texture, coverage, shading, canonical, landmarks)
+
+
+def _flatten_low_frequencies(albedo: np.ndarray, coverage: np.ndarray) -> np.ndarray:
+    """Divide out what the SH light could not explain: broad brightness swells over the skin.
+
+    A second-order light has no terms for bounce light, cast shadows or a photo's fill lamp; what it misses
+    shows up in the albedo as broad bright or dark patches (a glowing lower cheek) that would follow the
+    face under every stage light. The skin's brightness blurred over about a tenth of the face, relative
+    to its median, is taken out (limited to ``FLATTEN_LIMIT`` either way); brows, lips, eyes and fine skin
+    detail are narrower than the blur and stay.
+    """
+    from engines.texture import texture_labels
+    from engines.topology import SKIN
+
+    size = albedo.shape[0]
+    labels = texture_labels(size)
+    weight = ((labels == SKIN) & (coverage > 0.1)).astype(np.float32)
+    if weight.sum() < 100:
+        return albedo
+    luma = albedo @ _LUMA_BGR
+    sigma = size / 40.0
+    smooth = cv2.GaussianBlur(luma * weight, (0, 0), sigma) / np.maximum(cv2.GaussianBlur(weight, (0, 0), sigma), 1e-3)
+    reference = float(np.median(luma[weight > 0]))
+    swell = np.clip(smooth / max(reference, 1e-4), 1.0 / FLATTEN_LIMIT, FLATTEN_LIMIT)
+    return albedo / swell[..., None]

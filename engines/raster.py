@@ -15,6 +15,7 @@ Conventions: vertices are in pixels, pixel ``(row, col)`` of a window at ``(x0, 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,29 +41,59 @@ class Window:
         return slice(self.y0, self.y0 + self.height), slice(self.x0, self.x0 + self.width)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Raster:
-    """The result of rasterising a mesh into a window.
+    """The result of rasterising a mesh into a window, kept sparse: the covered pixels only.
 
-    ``triangle`` (H, W) int32 is the visible triangle's index per pixel (-1 where none), ``bary`` (H, W, 3)
-    float32 the pixel centre's barycentric weights in it (0 where none).
+    ``pixels`` (N,) are flat indices (``row * width + col``) of covered pixels, ``tri`` (N,) the visible
+    triangle at each and ``weights`` (N, 3) float32 the pixel centre's barycentric weights in it. The dense
+    views ``triangle`` (H, W) int32 (-1 where none), ``bary`` (H, W, 3) and ``mask`` are built on demand.
     """
 
     window: Window
-    triangle: np.ndarray
-    bary: np.ndarray
+    pixels: np.ndarray
+    tri: np.ndarray
+    weights: np.ndarray
     triangles: np.ndarray
     """The (T, 3) triangle list the indices refer to."""
 
     @property
+    def shape(self) -> tuple[int, int]:
+        return max(self.window.height, 0), max(self.window.width, 0)
+
+    @functools.cached_property
+    def triangle(self) -> np.ndarray:
+        """(H, W) int32: the visible triangle's index per pixel, -1 where none."""
+        out = np.full(self.shape[0] * self.shape[1], -1, dtype=np.int32)
+        out[self.pixels] = self.tri
+        return out.reshape(self.shape)
+
+    @functools.cached_property
+    def bary(self) -> np.ndarray:
+        """(H, W, 3) float32: barycentric weights per pixel, 0 where no triangle."""
+        out = np.zeros((self.shape[0] * self.shape[1], 3), dtype=np.float32)
+        out[self.pixels] = self.weights
+        return out.reshape(*self.shape, 3)
+
+    @functools.cached_property
     def mask(self) -> np.ndarray:
         """(H, W) bool: pixels covered by some triangle."""
-        return self.triangle >= 0
+        out = np.zeros(self.shape[0] * self.shape[1], dtype=bool)
+        out[self.pixels] = True
+        return out.reshape(self.shape)
 
     @property
     def coverage(self) -> float:
         """Fraction of the window's pixels covered."""
-        return float(self.mask.mean()) if self.triangle.size else 0.0
+        n = self.shape[0] * self.shape[1]
+        return float(self.pixels.size / n) if n else 0.0
+
+    @functools.cached_property
+    def _corners(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The visible triangle's three vertex indices per covered pixel, as three contiguous arrays
+        (``np.take`` on a contiguous 1-D index is several times faster than 2-D fancy indexing)."""
+        corners = np.take(self.triangles, self.tri, axis=0)
+        return tuple(np.ascontiguousarray(corners[:, k]) for k in range(3))  # type: ignore[return-value]
 
     def interpolate(self, values: np.ndarray, fill: float = 0.0) -> np.ndarray:
         """Per-vertex ``values`` (V,) or (V, C) interpolated to every pixel: (H, W) or (H, W, C) float32."""
@@ -70,15 +101,18 @@ class Raster:
         squeeze = vals.ndim == 1
         if squeeze:
             vals = vals[:, None]
-        h, w = self.triangle.shape
-        out = np.full((h, w, vals.shape[1]), fill, dtype=np.float32)
-        covered = self.triangle >= 0
-        if covered.any():
-            tri = self.triangle[covered]
-            weights = self.bary[covered]
-            corners = self.triangles[tri]  # (N, 3) vertex indices
-            out[covered] = np.einsum("nk,nkc->nc", weights, vals[corners])
-        return out[..., 0] if squeeze else out
+        h, w = self.shape
+        out = np.full((h * w, vals.shape[1]), fill, dtype=np.float32)
+        if self.pixels.size:
+            a, b, c = self._corners
+            wts = self.weights
+            out[self.pixels] = (
+                np.take(vals, a, axis=0) * wts[:, 0:1]
+                + np.take(vals, b, axis=0) * wts[:, 1:2]
+                + np.take(vals, c, axis=0) * wts[:, 2:3]
+            )
+        dense: np.ndarray = out.reshape(h, w, vals.shape[1])
+        return dense[..., 0] if squeeze else dense
 
 
 def rasterize(
@@ -94,12 +128,10 @@ def rasterize(
     ``cull_back_faces`` only triangles wound clockwise on screen (the winding of front faces in
     ``engines.topology``) are drawn.
     """
-    tris = np.asarray(triangles, dtype=np.int64)
+    tris = np.asarray(triangles, dtype=np.int64).reshape(-1, 3)
     v = np.asarray(vertices, dtype=np.float64)
     h, w = int(window.height), int(window.width)
-    triangle = np.full((max(h, 0), max(w, 0)), -1, dtype=np.int32)
-    bary = np.zeros((max(h, 0), max(w, 0), 3), dtype=np.float32)
-    empty = Raster(window, triangle, bary, tris)
+    empty = Raster(window, np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros((0, 3), np.float32), tris)
     if h <= 0 or w <= 0 or tris.size == 0:
         return empty
 
@@ -125,46 +157,65 @@ def rasterize(
     if live.size == 0:
         return empty
 
-    # Barycentric weights as affine functions of the pixel position: w_a = pa_x*px + pa_y*py + pa_c, etc.
+    # Per live triangle, barycentric weights and depth as affine functions of the pixel position, relative
+    # to the bounding box corner (small numbers: float32 is exact enough):
+    # w_a = c0 * dx + c1 * dy + c2, w_b = c3 * dx + c4 * dy + c5, depth = c6 * dx + c7 * dy + c8.
     inv = 1.0 / area[live]
-    lax, lay, lbx, lby, lcx, lcy = ax[live], ay[live], bx[live], by[live], cx[live], cy[live]
-    wa = np.stack([(lby - lcy) * inv, (lcx - lbx) * inv, (lbx * lcy - lcx * lby) * inv], axis=1)
-    wb = np.stack([(lcy - lay) * inv, (lax - lcx) * inv, (lcx * lay - lax * lcy) * inv], axis=1)
+    ox, oy = x_lo[live], y_lo[live]
+    lax, lay, lbx, lby, lcx, lcy = (
+        ax[live] - ox,
+        ay[live] - oy,
+        bx[live] - ox,
+        by[live] - oy,
+        cx[live] - ox,
+        cy[live] - oy,
+    )
+    wa = ((lby - lcy) * inv, (lcx - lbx) * inv, (lbx * lcy - lcx * lby) * inv)
+    wb = ((lcy - lay) * inv, (lax - lcx) * inv, (lcx * lay - lax * lcy) * inv)
+    za, zb, zc = az[live], bz[live], cz[live]
+    # depth = wa*za + wb*zb + (1-wa-wb)*zc, expanded into the same affine form.
+    dz = (
+        wa[0] * (za - zc) + wb[0] * (zb - zc),
+        wa[1] * (za - zc) + wb[1] * (zb - zc),
+        wa[2] * (za - zc) + wb[2] * (zb - zc) + zc,
+    )
+    coef = np.stack([*wa, *wb, *dz], axis=1).astype(np.float32)
 
     # Expand each live triangle's bounding box into candidate pixels.
     n = counts[live]
-    cand_tri = np.repeat(np.arange(live.size), n)
+    total = int(n.sum())
+    cand_tri = np.repeat(np.arange(live.size, dtype=np.int32), n)
     starts = np.cumsum(n) - n
-    local = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(starts, n)
-    nx_c = nx[live][cand_tri]
-    px = x_lo[live][cand_tri] + (local % nx_c)
-    py = y_lo[live][cand_tri] + (local // nx_c)
+    local = np.arange(total, dtype=np.int32) - np.repeat(starts.astype(np.int32), n)
+    nx_c = np.repeat(nx[live].astype(np.int32), n)
+    dy_i = local // nx_c
+    dx_i = local - dy_i * nx_c
+    dx, dy = dx_i.astype(np.float32), dy_i.astype(np.float32)
 
-    ca, cb = wa[cand_tri], wb[cand_tri]
-    w0 = ca[:, 0] * px + ca[:, 1] * py + ca[:, 2]
-    w1 = cb[:, 0] * px + cb[:, 1] * py + cb[:, 2]
+    c = np.take(coef, cand_tri, axis=0)  # (N, 9), one gather
+    w0 = c[:, 0] * dx + c[:, 1] * dy + c[:, 2]
+    w1 = c[:, 3] * dx + c[:, 4] * dy + c[:, 5]
     w2 = 1.0 - w0 - w1
     inside = (w0 >= -_EDGE_EPS) & (w1 >= -_EDGE_EPS) & (w2 >= -_EDGE_EPS)
-    if not inside.any():
+    idx = np.flatnonzero(inside)
+    if idx.size == 0:
         return empty
-    cand_tri, px, py = cand_tri[inside], px[inside], py[inside]
-    w0, w1, w2 = w0[inside], w1[inside], w2[inside]
-    tri_live = live[cand_tri]
-    depth = w0 * az[tri_live] + w1 * bz[tri_live] + w2 * cz[tri_live]
+    cand_tri, w0, w1, w2 = cand_tri[idx], w0[idx], w1[idx], w2[idx]
+    c = c[idx]
+    depth = c[:, 6] * dx[idx] + c[:, 7] * dy[idx] + c[:, 8]
+    px = np.take(ox.astype(np.int64), cand_tri) + dx_i[idx]
+    py = np.take(oy.astype(np.int64), cand_tri) + dy_i[idx]
+    pix = py * w + px
 
     # Z-buffer: per pixel, the candidate with the smallest (quantised) depth, ties to the earliest triangle.
-    pix = (py * w + px).astype(np.int64)
     z_lo, z_hi = float(depth.min()), float(depth.max())
     zq = np.round((depth - z_lo) * (_DEPTH_LEVELS / max(z_hi - z_lo, 1e-12))).astype(np.int64)
     key = (zq << _INDEX_BITS) | np.arange(pix.size, dtype=np.int64)
     best = np.full(h * w, np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(best, pix, key)
-    hit = np.nonzero(best != np.iinfo(np.int64).max)[0]
+    hit = np.flatnonzero(best != np.iinfo(np.int64).max)
     winner = best[hit] & ((1 << _INDEX_BITS) - 1)
 
-    flat_tri = triangle.reshape(-1)
-    flat_bary = bary.reshape(-1, 3)
-    flat_tri[hit] = tri_live[winner]
     weights = np.stack([w0[winner], w1[winner], w2[winner]], axis=1).clip(0.0, 1.0)
-    flat_bary[hit] = weights / weights.sum(axis=1, keepdims=True)
-    return Raster(window, triangle, bary, tris)
+    weights /= weights.sum(axis=1, keepdims=True)
+    return Raster(window, hit, live[cand_tri[winner]].astype(np.int32), weights.astype(np.float32), tris)

@@ -62,6 +62,15 @@ def texture_regions(size: int = TEXTURE_SIZE) -> np.ndarray:
     return region
 
 
+@functools.cache
+def texture_labels(size: int = TEXTURE_SIZE) -> np.ndarray:
+    """(size, size) int8 per texel: the topology's triangle labels (``SKIN``, ``FEATURE``, openings), -1 outside."""
+    raster = texture_raster(size)
+    labels = np.where(raster.mask, face_topology().labels[np.maximum(raster.triangle, 0)], -1).astype(np.int8)
+    labels.setflags(write=False)
+    return labels
+
+
 def unwrap(image: np.ndarray, landmarks: np.ndarray, size: int = TEXTURE_SIZE) -> Unwrapped:
     """The face of ``image`` (BGR uint8) described by ``landmarks`` (468, 3), in texture space."""
     topo = face_topology()

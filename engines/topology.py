@@ -41,6 +41,9 @@ LIPS_INNER: tuple[int, ...] = (
 RIGHT_BROW: tuple[int, ...] = (70, 63, 105, 66, 107, 55, 65, 52, 53, 46)
 LEFT_BROW: tuple[int, ...] = (300, 293, 334, 296, 336, 285, 295, 282, 283, 276)
 
+SKIN, EYE_OPENING, MOUTH_OPENING, FEATURE, LIPS = 0, 1, 2, 3, 4
+"""Triangle labels (``Topology.labels``); -1 marks pixels no triangle covers."""
+
 CYLINDER_DEPTH = 1.0
 """Distance of the unwrap cylinder's axis behind the face's farthest point, in eye-corner distances."""
 TEXTURE_MARGIN = 0.02
@@ -68,6 +71,22 @@ class Topology:
         """Face, then eye fills, then mouth fill: one list, so one raster labels every region."""
         return np.concatenate([self.triangles, self.eye_triangles, self.mouth_triangles])
 
+    @functools.cached_property
+    def labels(self) -> np.ndarray:
+        """Per triangle of ``all_triangles``: ``LIPS`` (inside the outer lip contour), ``FEATURE`` (touching
+        the brows, lips or eyelid contours: not skin-coloured), ``SKIN``, ``EYE_OPENING`` or
+        ``MOUTH_OPENING`` (int8, read-only)."""
+        features = np.zeros(NUM_LANDMARKS, dtype=bool)
+        features[list(set(RIGHT_EYE + LEFT_EYE + LIPS_OUTER + LIPS_INNER + RIGHT_BROW + LEFT_BROW))] = True
+        face = np.where(features[self.triangles].any(axis=1), FEATURE, SKIN)
+        lips = _inside(self.uv[list(LIPS_OUTER)], self.uv[self.triangles].mean(axis=1))
+        face = np.where(lips, LIPS, face)
+        out = np.concatenate(
+            [face, np.full(len(self.eye_triangles), EYE_OPENING), np.full(len(self.mouth_triangles), MOUTH_OPENING)]
+        ).astype(np.int8)
+        out.setflags(write=False)
+        return out
+
     def region_of(self, triangle_index: np.ndarray) -> np.ndarray:
         """For indices into ``all_triangles``: 0 face, 1 eye opening, 2 mouth opening, -1 none."""
         t = np.asarray(triangle_index)
@@ -79,10 +98,9 @@ class Topology:
         return region
 
 
-def frontalise(landmarks: np.ndarray) -> np.ndarray:
-    """A (468, 3) mesh in the face's own frame: centred, rotated frontal and upright, scaled so the outer
-    eye corners are 1 apart. x runs from the subject's right eye to the left, y from forehead to chin,
-    z away from the camera (the mesh's own axes, as in ``engines.landmarks.head_pose``)."""
+def frontal_frame(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """The face's own frame: centre (3,), rotation (3, 3) whose columns are the face's axes in the mesh's
+    frame, and scale (the outer-eye-corner distance). ``frontalise`` is ``(p - centre) @ rot / scale``."""
     p = np.asarray(landmarks, dtype=np.float64)
     x_axis = p[LEFT_EYE_OUTER] - p[RIGHT_EYE_OUTER]
     x_axis /= np.linalg.norm(x_axis) + 1e-12
@@ -90,9 +108,18 @@ def frontalise(landmarks: np.ndarray) -> np.ndarray:
     y_axis -= x_axis * float(np.dot(y_axis, x_axis))
     y_axis /= np.linalg.norm(y_axis) + 1e-12
     rot = np.stack([x_axis, y_axis, np.cross(x_axis, y_axis)], axis=1)
-    q = (p - p.mean(axis=0)) @ rot
+    centre = p.mean(axis=0)
+    q = (p - centre) @ rot
     scale = float(np.linalg.norm(q[LEFT_EYE_OUTER] - q[RIGHT_EYE_OUTER]))
-    return q / max(scale, 1e-12)
+    return centre, rot, max(scale, 1e-12)
+
+
+def frontalise(landmarks: np.ndarray) -> np.ndarray:
+    """A (468, 3) mesh in the face's own frame: centred, rotated frontal and upright, scaled so the outer
+    eye corners are 1 apart. x runs from the subject's right eye to the left, y from forehead to chin,
+    z away from the camera (the mesh's own axes, as in ``engines.landmarks.head_pose``)."""
+    centre, rot, scale = frontal_frame(landmarks)
+    return (np.asarray(landmarks, dtype=np.float64) - centre) @ rot / scale
 
 
 def cylinder_layout(canonical: np.ndarray, axis_depth: float = CYLINDER_DEPTH) -> np.ndarray:
@@ -210,6 +237,20 @@ def face_topology() -> Topology:
     for arr in (topo.canonical, topo.uv, topo.triangles, topo.eye_triangles, topo.mouth_triangles):
         arr.setflags(write=False)
     return topo
+
+
+@functools.cache
+def vertex_adjacency() -> np.ndarray:
+    """(468, 468) row-normalised adjacency of the mesh's vertices (read-only): ``A @ v`` averages each
+    vertex's neighbours."""
+    tris = face_topology().all_triangles
+    adj = np.zeros((NUM_LANDMARKS, NUM_LANDMARKS), dtype=np.float64)
+    for a, b in ((0, 1), (1, 2), (2, 0)):
+        adj[tris[:, a], tris[:, b]] = 1.0
+        adj[tris[:, b], tris[:, a]] = 1.0
+    adj /= np.maximum(adj.sum(axis=1, keepdims=True), 1.0)
+    adj.setflags(write=False)
+    return adj
 
 
 def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
