@@ -1,8 +1,14 @@
 """FaceProcessor: everything done to one frame, in order, with per-stage timings.
 
-The streamer and the batch `process` command call only this. A stage that raises never takes the
-frame down with it: the frame passes through unprocessed, the failure is counted and logged once
-per burst, and the next frame starts clean.
+The streamer and the batch `process` command call only this. Per frame: track faces (detect, mesh,
+smooth), then for every face: draw its mesh (``swap``: the identity's texture rendered onto it), measure
+the light on the actor and relight (``relight``: the identity's albedo under the actor's light, or the
+actor's own face under a target light), match colour and paste back (``blend``). Stage times are summed
+over faces per frame.
+
+A stage that raises never takes the frame down with it: the frame passes through unprocessed, the
+failure is counted and logged once per burst, and the next frame starts clean (the tracker is reset only
+when tracking itself failed).
 """
 
 from __future__ import annotations
@@ -10,19 +16,29 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from engines import models
+from engines.blend import BlendConfig, composite, face_alpha, match_colour, skin_mask
 from engines.detect import FaceDetector
+from engines.errors import InputError
+from engines.identity import Identity, IdentityStore
 from engines.landmarks import FaceMesh
+from engines.occlusion import OcclusionConfig, OcclusionMasks, PersonSegmenter
 from engines.overlay import draw_faces
+from engines.relight import LightTracker, estimate_sh, relight_face, skin_samples, target_sh
 from engines.runtime import load_model
 from engines.settings import ProcessSettings
 from engines.stats import timed
+from engines.swap.mesh import FaceGeometry, MeshSwapper, SwapConfig
 from engines.tracker import FaceTracker, TrackedFace, TrackerConfig
 
 log = logging.getLogger(__name__)
+
+MIN_SKIN_SAMPLES = 64
+"""Fewer usable skin pixels than this: the light on a face is not re-measured (the last one is kept)."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +46,14 @@ class ProcessorConfig:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     detect_width: int = 320
     device: str = "cpu"
+    swap: SwapConfig = field(default_factory=SwapConfig)
+    blend: BlendConfig = field(default_factory=BlendConfig)
+    occlusion: OcclusionConfig | None = None
+    """Person segmentation around each face (``engines.occlusion``); None (the default): off."""
+    light_time_constant_s: float = 0.3
+    """Temporal smoothing of the light measured on each face."""
+    hdri_dir: Path | None = None
+    """Where ``relight_target.hdri`` images are looked up (the data directory's ``hdri/``)."""
 
 
 @dataclass(frozen=True)
@@ -43,16 +67,29 @@ class ProcessedFrame:
 class FaceProcessor:
     """Tracks faces and applies the enabled stages to each frame (one instance per stream and thread)."""
 
-    def __init__(self, tracker: FaceTracker, config: ProcessorConfig | None = None) -> None:
+    def __init__(
+        self,
+        tracker: FaceTracker,
+        config: ProcessorConfig | None = None,
+        identities: IdentityStore | None = None,
+        occlusion: OcclusionMasks | None = None,
+    ) -> None:
         self.tracker = tracker
         self.config = config or ProcessorConfig()
+        self.identities = identities
+        self.occlusion = occlusion
+        self.swapper = MeshSwapper(self.config.swap)
         self.frames = 0
         self.frames_failed = 0
         self._failing: str | None = None
+        self._lights: dict[int, LightTracker] = {}
 
     @classmethod
     def from_models(
-        cls, models_dir: str | os.PathLike[str] | None = None, config: ProcessorConfig | None = None
+        cls,
+        models_dir: str | os.PathLike[str] | None = None,
+        config: ProcessorConfig | None = None,
+        identities: IdentityStore | None = None,
     ) -> FaceProcessor:
         """Build the processor from the model registry (raises ModelError naming a missing/corrupt model)."""
         config = config or ProcessorConfig()
@@ -60,7 +97,11 @@ class FaceProcessor:
             load_model(models.resolve("yunet", models_dir), config.device), input_width=config.detect_width
         )
         mesh = FaceMesh(load_model(models.resolve("facemesh", models_dir), config.device))
-        return cls(FaceTracker(detector, mesh, config.tracker), config)
+        occlusion = None
+        if config.occlusion is not None:
+            segmenter = PersonSegmenter(load_model(models.resolve("selfie_segmentation", models_dir), config.device))
+            occlusion = OcclusionMasks(segmenter, config.occlusion)
+        return cls(FaceTracker(detector, mesh, config.tracker), config, identities, occlusion)
 
     @property
     def runtime(self) -> str:
@@ -72,24 +113,135 @@ class FaceProcessor:
         """Process one BGR uint8 frame taken at ``t_s`` seconds; never raises for a failing stage."""
         settings = settings or ProcessSettings()
         self.frames += 1
+        t = float(t_s) if t_s is not None else self.frames / 30.0
         stage = "track"
         stage_ms: dict[str, float] = {}
+        faces: tuple[TrackedFace, ...] = ()
         try:
             faces = tuple(self.tracker.update(image, t_s))
             stage_ms.update(self.tracker.last_stage_ms)
+            self._forget({f.id for f in faces})
             out = image
+            stage = "swap"
+            identity = self._identity(settings) if faces else None
+            relight = settings.relight and (identity is not None or settings.relight_target.mode != "match")
+            if faces and (identity is not None or relight):
+                out = image.copy()
+                for face in faces:
+                    stage = self._face(out, image, face, t, identity, relight, settings, stage_ms)
             if settings.debug_overlay:
                 stage = "overlay"
                 with timed(stage_ms, "overlay"):
-                    out = draw_faces(image, faces)
+                    out = draw_faces(out, faces)
         except Exception as exc:  # a failing engine must not stop the stream
             self.frames_failed += 1
             if self._failing != stage:
                 log.warning("stage %s failed, frames pass through unprocessed: %r", stage, exc, exc_info=True)
                 self._failing = stage
-            self.tracker.reset()
-            return ProcessedFrame(image, (), stage_ms, failed_stage=stage)
+            if stage == "track":
+                self.tracker.reset()
+                faces = ()
+            return ProcessedFrame(image, faces, stage_ms, failed_stage=stage)
         if self._failing is not None:
             log.info("stage %s recovered", self._failing)
             self._failing = None
         return ProcessedFrame(out, faces, stage_ms)
+
+    # ------------------------------------------------------------------------------------------ per face
+
+    def _identity(self, settings: ProcessSettings) -> Identity | None:
+        if not settings.swap or settings.identity is None:
+            return None
+        if self.identities is None:
+            raise InputError(f"identity {settings.identity!r} selected but this processor has no identity store")
+        return self.identities.load(settings.identity)  # cached by the store; reloaded if re-enrolled
+
+    def _face(
+        self,
+        out: np.ndarray,
+        original: np.ndarray,
+        face: TrackedFace,
+        t: float,
+        identity: Identity | None,
+        relight: bool,
+        settings: ProcessSettings,
+        stage_ms: dict[str, float],
+    ) -> str:
+        """Swap and/or relight one face into ``out``; returns the last stage (for failure reports)."""
+        with timed(stage_ms, "swap"):
+            morph = settings.morph * settings.strength if identity is not None else 0.0
+            geometry = self.swapper.geometry(original, face.landmarks, face.id, t, identity, morph)
+            if geometry is None:
+                return "swap"
+            actor = self.swapper.actor_window(original, geometry)
+            rendered = seen = None
+            if identity is not None:
+                rendered, seen = _split(self.swapper.render(geometry, identity, "albedo" if relight else "texture"))
+        with timed(stage_ms, "blend"):
+            keep_eyes = settings.keep_eyes or identity is None
+            keep_mouth = settings.keep_mouth or identity is None
+            alpha = face_alpha(geometry, keep_eyes, keep_mouth, self.config.blend, seen)
+            if self.occlusion is not None:
+                alpha *= self.occlusion.visibility(original, face.id, face.box, geometry.window)
+            skin = skin_mask(geometry, alpha)
+        face_bgr: np.ndarray | None = None
+        if relight:
+            with timed(stage_ms, "relight"):
+                face_bgr = self._relight(face.id, t, actor, geometry, skin, settings, rendered)
+        if face_bgr is None and identity is not None:  # no relight, or no light measurable yet
+            with timed(stage_ms, "swap"):
+                if rendered is None or rendered.dtype != np.uint8:
+                    rendered, _ = _split(self.swapper.render(geometry, identity, "texture"))
+            face_bgr = rendered
+        with timed(stage_ms, "blend"):
+            if geometry.warp is not None:
+                ys, xs = geometry.window.slices
+                out[ys, xs] = actor
+            if face_bgr is None:
+                return "blend"
+            if identity is not None:
+                face_bgr = match_colour(face_bgr, actor, skin, self.config.blend)
+            composite(out, geometry, face_bgr, alpha * float(settings.strength))
+        return "blend"
+
+    def _relight(
+        self,
+        face_id: int,
+        t: float,
+        actor: np.ndarray,
+        geometry: FaceGeometry,
+        skin: np.ndarray,
+        settings: ProcessSettings,
+        albedo: np.ndarray | None,
+    ) -> np.ndarray | None:
+        """The face under the target light (the identity's albedo, or the actor's own face), BGR uint8."""
+        normals = geometry.normals()
+        colours, nrm = skin_samples(actor, normals, skin)
+        tracker = self._lights.get(face_id)
+        if tracker is None:
+            tracker = self._lights[face_id] = LightTracker(self.config.light_time_constant_s)
+        if colours.shape[0] >= MIN_SKIN_SAMPLES:
+            source = tracker.update(estimate_sh(colours, nrm), t)
+        elif tracker.current is not None:
+            source = tracker.current
+        else:
+            return None
+        target = target_sh(settings.relight_target, source, self.config.hdri_dir)
+        covered = geometry.labels() >= 0
+        return relight_face(actor, normals, covered, source, target, albedo)
+
+    def _forget(self, active: set[int]) -> None:
+        self.swapper.forget(active)
+        for face_id in [i for i in self._lights if i not in active]:
+            del self._lights[face_id]
+        if self.occlusion is not None:
+            self.occlusion.forget(active)
+
+
+def _split(bgra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A rendered BGRA window into its colour (BGR, contiguous) and the photos' coverage (0..1 float32)."""
+    colour = np.ascontiguousarray(bgra[..., :3])
+    cover = bgra[..., 3].astype(np.float32)
+    if bgra.dtype == np.uint8:
+        cover *= 1.0 / 255.0
+    return colour, cover

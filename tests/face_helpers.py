@@ -19,3 +19,26 @@ def photo_mesh(detector: FaceDetector, mesh: FaceMesh, path: Path) -> tuple[np.n
     assert dets, f"no face in {path}"
     first = mesh.infer(image, roi_from_detection(dets[0]))
     return image, mesh.infer(image, roi_from_landmarks(first.landmarks)).landmarks
+
+
+def enrolled_store(root: Path, faces: Path, models_dir: Path, names: tuple[str, ...] = ("s1.jpg",)):  # type: ignore[no-untyped-def]
+    """An IdentityStore at ``root`` with the given shared photos enrolled (named after the file stem)."""
+    from engines.identity import IdentityStore
+
+    store = IdentityStore(root, models_dir)
+    for name in names:
+        store.enroll(Path(name).stem.replace("_", "-").lower(), [faces / name], face="largest")
+    return store
+
+
+def clip_frames(path: Path, count: int) -> list[tuple[np.ndarray, float]]:
+    """The first ``count`` frames of a clip with their times."""
+    from streamer.media import VideoReader
+
+    out = []
+    with VideoReader(path) as reader:
+        for frame in reader.frames():
+            out.append((frame.image, frame.time_s))
+            if len(out) >= count:
+                break
+    return out

@@ -45,7 +45,8 @@ def test_enroll_load_list_remove(store: IdentityStore, faces: Path) -> None:
     info = store.enroll("obama", [faces / "obama.jpg"])
     assert info.name == "obama" and info.photos == 1 and info.texture_size == 512
     assert info.photo_sha256 == ("0930e3aa8cae5920329c0c8cbc6a2ab70f47b0e67b432875beaa95cbf7e741f6",)
-    assert info.created.endswith("+00:00") and info.warnings == ()
+    assert info.created.endswith("+00:00")
+    assert len(info.warnings) == 1 and "mouth is open" in info.warnings[0]  # he smiles with teeth
     assert info.to_dict()["photo_sha256"] == list(info.photo_sha256)
     assert [i.name for i in store.list()] == ["obama"]
 
@@ -105,6 +106,8 @@ def test_every_identity_photo_is_accepted(store: IdentityStore, faces: Path) -> 
     for name in ("biden.jpg", "s1.jpg", "woman.png", "roop_source.jpg", "alex-lacamoire.png"):
         info = store.enroll(Path(name).stem.replace("_", "-").lower(), [faces / name])
         assert info.photos == 1, name
+        assert not any("human" in w or "skin" in w for w in info.warnings), (name, info.warnings)
+    assert store.load("s1").info.warnings == ()
 
 
 def test_no_face_tiny_face_and_cut_face_are_refused(store: IdentityStore, faces: Path) -> None:

@@ -1,0 +1,320 @@
+"""The embedded mesh swap: an enrolled identity's texture rendered onto the actor's tracked mesh.
+
+Per face and frame, in a face-sized window of the frame (never the whole frame):
+
+1. the tracked mesh (optionally morphed toward the identity's face shape) is rasterised at a reduced
+   *geometry resolution* (``geometry_px`` on the long side): per pixel, the visible triangle and the
+   barycentric weights (``engines.raster``, vectorised, z-buffered);
+2. the texture coordinates, per-pixel normals and region labels are interpolated there and upsampled to
+   the window — the texture coordinates are piecewise linear, so bilinear upsampling loses almost
+   nothing while the rasterising cost drops by the square of the factor;
+3. one ``cv2.remap`` looks the identity's texture (or albedo, for the relighting) up at full resolution,
+   from a mip level matched to the face's size so small faces do not shimmer.
+
+The eye and mouth openings are rendered too (from the identity's photo) but labelled, so the blend keeps
+the actor's eyes and mouth interior by default. The optional geometry morph moves the mesh toward the
+identity's face shape (relative to the actor's own running average shape, so expressions stay the
+actor's) and warps the actor's window by the same smooth displacement, so the kept eyes and mouth move
+with it.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from engines.identity import Identity
+from engines.raster import Raster, Window, rasterize
+from engines.shlight import mesh_to_camera
+from engines.topology import (
+    LEFT_EYE,
+    LIPS_OUTER,
+    RIGHT_EYE,
+    face_scale_px,
+    face_topology,
+    frontal_frame,
+    vertex_adjacency,
+    vertex_normals,
+)
+
+
+@dataclass(frozen=True)
+class SwapConfig:
+    geometry_px: int = 160
+    """Long side of the raster the mesh is drawn at; the maps are upsampled to the window from there."""
+    morph_falloff: float = 0.35
+    """How far outside the face the morph's image warp fades out, in eye-corner distances."""
+    morph_smoothing_iterations: int = 2
+    """Neighbour-averaging passes over the shape difference: the morph changes proportions, not details."""
+    rigid_features: bool = True
+    """The morph keeps the actor's eye and mouth shapes (moving and scaling them with the face)."""
+    reference_time_constant_s: float = 2.0
+    """Time over which the actor's own face shape (the morph's reference) is averaged."""
+
+
+@dataclass
+class FaceGeometry:
+    """The tracked face drawn into its window: everything the swap, relight and blend stages share."""
+
+    window: Window
+    """In frame pixels, inside the frame."""
+    landmarks: np.ndarray
+    """(468, 3) frame pixels, morphed if a morph was applied."""
+    raster: Raster
+    """At geometry resolution (``small_size``), of ``face_topology().all_triangles``."""
+    labels_small: np.ndarray
+    """(hs, ws) int8 per small pixel: topology labels, -1 where no triangle."""
+    uv_small: np.ndarray
+    """(hs, ws, 2) float32 texture coordinates (0..1) per small pixel, extended a pixel past the coverage."""
+    normals_small: np.ndarray
+    """(hs, ws, 3) float32 camera-frame unit normals (zero where no triangle)."""
+    face_scale_px: float
+    """Eye-corner distance in frame pixels."""
+    warp: np.ndarray | None = None
+    """(h, w, 2) float32 remap maps of the morph's image warp of the actor's window, or None."""
+
+    @property
+    def small_size(self) -> tuple[int, int]:
+        """(height, width) of the geometry raster."""
+        return self.labels_small.shape[0], self.labels_small.shape[1]
+
+    def upsample(self, small: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+        """A small-raster array resized to the window."""
+        out = cv2.resize(small, (self.window.width, self.window.height), interpolation=interpolation)
+        return out.reshape(self.window.height, self.window.width, *small.shape[2:])
+
+    def normals(self) -> np.ndarray:
+        """(h, w, 3) float32 camera-frame normals at window resolution (zero outside the face)."""
+        return self.upsample(self.normals_small)
+
+    def labels(self) -> np.ndarray:
+        """(h, w) int8 topology labels at window resolution (-1 outside the face)."""
+        return self.upsample(self.labels_small, cv2.INTER_NEAREST)
+
+
+class MeshSwapper:
+    """Draws faces and renders identities onto them; holds each face's reference shape for the morph.
+
+    One instance per stream and thread (like ``FaceProcessor``).
+    """
+
+    def __init__(self, config: SwapConfig | None = None) -> None:
+        self.config = config or SwapConfig()
+        self._reference: dict[int, tuple[np.ndarray, float]] = {}
+        self._mips: dict[tuple[int, str], tuple[Identity, list[np.ndarray]]] = {}
+
+    def forget(self, active_ids: set[int]) -> None:
+        """Drop the state of faces no longer tracked."""
+        for face_id in [i for i in self._reference if i not in active_ids]:
+            del self._reference[face_id]
+
+    def geometry(
+        self,
+        image: np.ndarray,
+        landmarks: np.ndarray,
+        face_id: int = 0,
+        t_s: float = 0.0,
+        identity: Identity | None = None,
+        morph: float = 0.0,
+    ) -> FaceGeometry | None:
+        """Draw the face of ``landmarks`` (468, 3 frame pixels); None if it is not in the frame at all."""
+        lm = np.asarray(landmarks, dtype=np.float32)
+        scale_px = face_scale_px(lm)
+        displacement = None
+        if identity is not None:
+            reference = self._update_reference(face_id, lm, t_s)
+            if morph > 0.0:
+                displacement = morph * self._morph_displacement(lm, identity.canonical, reference)
+        margin = 2.0 + (self.config.morph_falloff * scale_px if displacement is not None else 0.0)
+        window = _window(lm, image.shape, margin)
+        if window is None:
+            return None
+        topo = face_topology()
+        sx, sy, small_w, small_h = _small_size(window, self.config.geometry_px)
+        warp = None
+        if displacement is not None:
+            # The displacement as a smooth field over the window; the mesh follows the field exactly.
+            base = _to_small(lm, window, sx, sy)
+            base_raster = rasterize(base, topo.all_triangles, Window(0, 0, small_w, small_h))
+            field_small = _displacement_field(base_raster, displacement, self.config.morph_falloff * scale_px * sx)
+            vx = _sample(field_small, base[:, 0], base[:, 1])
+            lm = lm.copy()
+            lm[:, :2] += vx
+            field = cv2.resize(field_small, (window.width, window.height), interpolation=cv2.INTER_LINEAR)
+            gx, gy = np.meshgrid(np.arange(window.width, dtype=np.float32), np.arange(window.height, dtype=np.float32))
+            warp = np.dstack([gx - field[..., 0], gy - field[..., 1]]).astype(np.float32)
+        small_lm = _to_small(lm, window, sx, sy)
+        raster = rasterize(small_lm, topo.all_triangles, Window(0, 0, small_w, small_h))
+        labels = np.where(raster.mask, topo.labels[np.maximum(raster.triangle, 0)], -1).astype(np.int8)
+        texel = _extend(raster.interpolate(topo.uv), raster.mask)
+        normals = raster.interpolate(mesh_to_camera(vertex_normals(lm, topo.all_triangles)))
+        length = np.linalg.norm(normals, axis=2, keepdims=True)
+        normals = np.where(length > 1e-6, normals / np.maximum(length, 1e-6), 0.0).astype(np.float32)
+        return FaceGeometry(window, lm, raster, labels, texel, normals, scale_px, warp)
+
+    def render(self, geometry: FaceGeometry, identity: Identity, source: str = "albedo") -> np.ndarray:
+        """The identity's ``"texture"`` (uint8 BGRA, its photos' light) or ``"albedo"`` (float32 linear BGRA)
+        over the whole window (valid where the face is; the blend decides what shows). The fourth channel
+        is the photos' coverage (0..1, or 0..255 for the texture): how well they saw each point."""
+        mips = self._mip_chain(identity, source)
+        size = mips[0].shape[0]
+        # Texels per window pixel across the face: pick the mip level where that is about one.
+        uv_span_px = float(np.ptp(face_topology().uv[:, 0])) * size
+        face_px = geometry.face_scale_px * 2.4  # face width is about 2.4 eye-corner distances
+        level = int(np.clip(math.floor(math.log2(max(uv_span_px / max(face_px, 1.0), 1.0))), 0, len(mips) - 1))
+        tex = mips[level]
+        texel = geometry.upsample(geometry.uv_small) * float(tex.shape[0]) - 0.5
+        return cv2.remap(
+            tex, texel[..., 0], texel[..., 1], interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+
+    def actor_window(self, image: np.ndarray, geometry: FaceGeometry) -> np.ndarray:
+        """The actor's pixels in the window, warped by the morph when there is one (a new array)."""
+        ys, xs = geometry.window.slices
+        actor = image[ys, xs]
+        if geometry.warp is None:
+            return actor.copy()
+        return cv2.remap(
+            actor, geometry.warp[..., 0], geometry.warp[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+
+    # ------------------------------------------------------------------------------------------ internals
+
+    def _mip_chain(self, identity: Identity, source: str) -> list[np.ndarray]:
+        key = (id(identity), source)
+        cached = self._mips.get(key)
+        if cached is not None and cached[0] is identity:
+            return cached[1]
+        if source == "albedo":
+            base: np.ndarray = np.ascontiguousarray(np.dstack([identity.albedo, identity.coverage]), dtype=np.float32)
+        elif source == "texture":
+            cover = np.round(identity.coverage * 255.0).astype(np.uint8)
+            base = np.ascontiguousarray(np.dstack([identity.texture, cover]))
+        else:
+            raise ValueError(f"unknown texture source {source!r}")
+        chain: list[np.ndarray] = [base]
+        while chain[-1].shape[0] > 64:
+            chain.append(cv2.pyrDown(chain[-1]))
+        if len(self._mips) > 8:
+            self._mips.clear()
+        self._mips[key] = (identity, chain)
+        return chain
+
+    def _update_reference(self, face_id: int, lm: np.ndarray, t_s: float) -> np.ndarray:
+        """The actor's face shape averaged over time (frontal frame), the morph's starting point."""
+        from engines.topology import frontalise
+
+        shape = frontalise(lm)
+        previous = self._reference.get(face_id)
+        if previous is None or t_s < previous[1]:
+            self._reference[face_id] = (shape, t_s)
+            return shape
+        ref, t_prev = previous
+        alpha = 1.0 - math.exp(-max(t_s - t_prev, 0.0) / self.config.reference_time_constant_s)
+        ref = ref + alpha * (shape - ref)
+        self._reference[face_id] = (ref, t_s)
+        return ref
+
+    def _morph_displacement(self, lm: np.ndarray, target: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        """Per-vertex displacement (468, 2) in frame pixels toward the identity's proportions."""
+        delta = (np.asarray(target, np.float64) - reference).copy()
+        # The eyes and the mouth move and scale with the face but keep the actor's shape: their shape in the
+        # identity's photo is an expression (a smile, a squint), and the actor's eyes and mouth are kept.
+        if self.config.rigid_features:
+            for group in _rigid_groups():
+                delta[group] = delta[group].mean(axis=0)
+        delta = _smooth_on_mesh(delta, self.config.morph_smoothing_iterations)
+        _, rot, scale = frontal_frame(lm)
+        return (scale * delta @ rot.T)[:, :2].astype(np.float32)
+
+
+def _window(lm: np.ndarray, shape: tuple[int, ...], margin: float) -> Window | None:
+    h, w = shape[:2]
+    x0 = max(0, int(math.floor(float(lm[:, 0].min()) - margin)))
+    y0 = max(0, int(math.floor(float(lm[:, 1].min()) - margin)))
+    x1 = min(w, int(math.ceil(float(lm[:, 0].max()) + margin)) + 1)
+    y1 = min(h, int(math.ceil(float(lm[:, 1].max()) + margin)) + 1)
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return None
+    return Window(x0, y0, x1 - x0, y1 - y0)
+
+
+def _small_size(window: Window, geometry_px: int) -> tuple[float, float, int, int]:
+    s = min(1.0, geometry_px / max(window.width, window.height))
+    small_w, small_h = max(2, round(window.width * s)), max(2, round(window.height * s))
+    return small_w / window.width, small_h / window.height, small_w, small_h
+
+
+def _to_small(lm: np.ndarray, window: Window, sx: float, sy: float) -> np.ndarray:
+    """Frame pixels to geometry-raster pixels (``cv2.resize``'s pixel-centre convention)."""
+    out = np.empty_like(lm, dtype=np.float32)
+    out[:, 0] = (lm[:, 0] - window.x0 + 0.5) * sx - 0.5
+    out[:, 1] = (lm[:, 1] - window.y0 + 0.5) * sy - 0.5
+    out[:, 2] = lm[:, 2] * (sx + sy) * 0.5
+    return out
+
+
+def _extend(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Copy values one pixel past the mask's edge, so upsampling does not mix in the empty fill."""
+    m = mask.astype(np.float32)
+    spread = cv2.blur(values * m[..., None], (3, 3))
+    count = cv2.blur(m, (3, 3))[..., None]
+    filled = spread / np.maximum(count, 1e-6)
+    return np.where(mask[..., None], values, np.where(count > 0, filled, values)).astype(np.float32)
+
+
+def _displacement_field(raster: Raster, displacement: np.ndarray, falloff_px: float) -> np.ndarray:
+    """(hs, ws, 2) displacement in frame pixels: the per-vertex one inside the face, continued smoothly
+    beyond it and faded to zero ``falloff_px`` (small-raster pixels) outside it and at the window's edge."""
+    inside = raster.interpolate(displacement)
+    cover = raster.mask.astype(np.float32)
+    k = max(3, int(2 * round(max(falloff_px, 1.0)) + 1))
+    spread = cv2.GaussianBlur(inside * cover[..., None], (k, k), 0)
+    weight = cv2.GaussianBlur(cover, (k, k), 0)
+    extended = spread / np.maximum(weight, 1e-4)[..., None]
+    outside = cv2.distanceTransform((cover == 0).astype(np.uint8), cv2.DIST_L2, 3)
+    t = np.clip(outside / max(falloff_px, 1.0), 0.0, 1.0)
+    fade = 1.0 - t * t * (3.0 - 2.0 * t)
+    hs, ws = cover.shape
+    yy, xx = np.mgrid[0:hs, 0:ws].astype(np.float32)
+    edge = np.minimum(np.minimum(xx, ws - 1 - xx), np.minimum(yy, hs - 1 - yy))
+    fade *= np.clip(edge / max(0.25 * falloff_px, 1.0), 0.0, 1.0)
+    return np.where(cover[..., None] > 0, inside, extended * fade[..., None]).astype(np.float32)
+
+
+def _sample(field: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Bilinear samples (N, C) of an (H, W, C) field at pixel positions."""
+    out = cv2.remap(
+        field,
+        x.astype(np.float32).reshape(1, -1),
+        y.astype(np.float32).reshape(1, -1),
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    return out.reshape(len(x), -1)
+
+
+@functools.cache
+def _rigid_groups() -> tuple[np.ndarray, ...]:
+    """Vertex sets moved as one by the morph: the lips (everything within the outer lip contour) and each
+    eye contour."""
+    topo = face_topology()
+    lips = np.array(LIPS_OUTER, dtype=np.int64)
+    contour = topo.uv[lips].astype(np.float32).reshape(-1, 1, 2)
+    within = [
+        i for i, (u, v) in enumerate(topo.uv) if cv2.pointPolygonTest(contour, (float(u), float(v)), True) >= -1e-6
+    ]
+    return (np.array(sorted(set(within) | set(LIPS_OUTER))), np.array(RIGHT_EYE), np.array(LEFT_EYE))
+
+
+def _smooth_on_mesh(values: np.ndarray, iterations: int) -> np.ndarray:
+    """Average each vertex's value with its mesh neighbours ``iterations`` times (umbrella smoothing)."""
+    adj = vertex_adjacency()
+    v = values
+    for _ in range(iterations):
+        v = 0.5 * v + 0.5 * (adj @ v)
+    return v

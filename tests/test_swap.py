@@ -1,0 +1,103 @@
+"""The mesh swap: geometry drawn in a face window, the identity rendered onto it, the morph."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engines.identity import IdentityStore
+from engines.swap.mesh import MeshSwapper
+from engines.topology import EYE_OPENING, LEFT_EYE, LIPS_OUTER, MOUTH_OPENING, RIGHT_EYE, frontalise
+from tests.face_helpers import enrolled_store, photo_mesh
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory, faces: Path, models_dir: Path) -> IdentityStore:
+    return enrolled_store(tmp_path_factory.mktemp("ids") / "identities", faces, models_dir, ("obama.jpg", "s1.jpg"))
+
+
+def test_rendering_an_identity_onto_its_own_photo_gives_the_photo_back(  # type: ignore[no-untyped-def]
+    store: IdentityStore, detector, mesh, faces: Path
+) -> None:
+    """Unwrap then render through the same mesh is the identity map: the texture path is consistent."""
+    image, lm = photo_mesh(detector, mesh, faces / "obama.jpg")
+    swapper = MeshSwapper()
+    geometry = swapper.geometry(image, lm)
+    assert geometry is not None
+    rendered = swapper.render(geometry, store.load("obama"), "texture")
+    assert rendered.shape == (geometry.window.height, geometry.window.width, 4) and rendered.dtype == np.uint8
+    actor = swapper.actor_window(image, geometry)
+    skin = (geometry.labels() == 0) & (rendered[..., 3] > 128)
+    assert skin.mean() > 0.2
+    diff = np.abs(rendered[..., :3].astype(np.int16) - actor.astype(np.int16))[skin]
+    assert float(np.median(diff)) < 6.0  # texel blur and the mesh's third pass are all that differ
+    # The openings are where the eyes and the mouth are.
+    labels = geometry.labels()
+    for eye in (RIGHT_EYE, LEFT_EYE):
+        cx, cy = lm[list(eye), :2].mean(axis=0)
+        assert labels[int(cy) - geometry.window.y0, int(cx) - geometry.window.x0] == EYE_OPENING
+    mx, my = lm[[13, 14], :2].mean(axis=0)
+    assert labels[int(my) - geometry.window.y0, int(mx) - geometry.window.x0] == MOUTH_OPENING
+
+
+def test_albedo_render_and_normals(store: IdentityStore, detector, mesh, faces: Path) -> None:  # type: ignore[no-untyped-def]
+    image, lm = photo_mesh(detector, mesh, faces / "s1.jpg")
+    swapper = MeshSwapper()
+    geometry = swapper.geometry(image, lm)
+    assert geometry is not None
+    rendered = swapper.render(geometry, store.load("obama"), "albedo")
+    assert rendered.dtype == np.float32 and rendered.shape[2] == 4
+    skin = geometry.labels() == 0
+    assert 0.5 < float(np.median(rendered[..., :3][skin])) < 2.0  # about 1: the photo's light divided out
+    normals = geometry.normals()
+    assert normals.shape == rendered.shape[:2] + (3,)
+    nose = np.round(lm[1, :2]).astype(int) - (geometry.window.x0, geometry.window.y0)
+    assert normals[nose[1], nose[0], 2] > 0.7  # camera frame: the nose tip faces the camera (z toward it)
+
+
+def test_face_half_out_of_frame(detector, mesh, faces: Path) -> None:  # type: ignore[no-untyped-def]
+    image, lm = photo_mesh(detector, mesh, faces / "obama.jpg")
+    nose_x = int(lm[1, 0])
+    cut = np.ascontiguousarray(image[:, nose_x:])  # the left half of the face is outside the frame
+    moved = lm.copy()
+    moved[:, 0] -= nose_x
+    swapper = MeshSwapper()
+    geometry = swapper.geometry(cut, moved)
+    assert geometry is not None
+    w = geometry.window
+    assert w.x0 == 0 and w.x0 + w.width <= cut.shape[1] and w.y0 + w.height <= cut.shape[0]
+    assert (geometry.labels() >= 0).mean() > 0.4
+    # A face entirely outside: nothing to draw.
+    gone = lm.copy()
+    gone[:, 0] -= 5000
+    assert swapper.geometry(image, gone) is None
+
+
+def test_morph_moves_the_face_toward_the_identity_and_keeps_eyes_and_mouth_shapes(  # type: ignore[no-untyped-def]
+    store: IdentityStore, detector, mesh, faces: Path
+) -> None:
+    image, lm = photo_mesh(detector, mesh, faces / "s1.jpg")
+    identity = store.load("obama")
+    swapper = MeshSwapper()
+    plain = swapper.geometry(image, lm, 1, 0.0, identity, 0.0)
+    morphed = swapper.geometry(image, lm, 1, 0.0, identity, 1.0)
+    assert plain is not None and morphed is not None and morphed.warp is not None and plain.warp is None
+    before = np.abs(frontalise(plain.landmarks) - identity.canonical).mean()
+    after = np.abs(frontalise(morphed.landmarks) - identity.canonical).mean()
+    assert after < 0.8 * before
+    for group in (RIGHT_EYE, LEFT_EYE, LIPS_OUTER):
+        a = plain.landmarks[list(group), :2]
+        b = morphed.landmarks[list(group), :2]
+        # Moved and scaled as a whole: the shape is the actor's (similarity residual below a pixel).
+        a0, b0 = a - a.mean(axis=0), b - b.mean(axis=0)
+        scale = float(np.sqrt((b0**2).sum() / (a0**2).sum()))
+        residual = np.linalg.norm(b0 - scale * a0, axis=1).max()
+        assert residual < 0.02 * float(np.ptp(lm[:, 0]))
+    # The image warp fades out before the window's edge: no tear in the picture.
+    w = morphed.window
+    grid_x, grid_y = np.meshgrid(np.arange(w.width), np.arange(w.height))
+    shift = np.hypot(morphed.warp[..., 0] - grid_x, morphed.warp[..., 1] - grid_y)
+    border = np.concatenate([shift[0], shift[-1], shift[:, 0], shift[:, -1]])
+    assert border.max() < 0.5 and shift.max() > 2.0
