@@ -353,7 +353,7 @@ CHILD = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("codec", ["h264", "prores", "ffv1"])
+@pytest.mark.parametrize("codec", ["h264", pytest.param("prores", marks=pytest.mark.slow), "ffv1"])
 def test_kill_9_keeps_every_frame_up_to_a_second_before(tmp_path: Path, clips: Path, codec: str) -> None:
     script = tmp_path / "child.py"
     script.write_text(CHILD)
@@ -464,6 +464,7 @@ def check_disk_full(folder: Path, summary: dict, events: list[dict], call_ms: li
         assert summary["frames_dropped"] > 0 or stamps == list(range(len(stamps)))
 
 
+@pytest.mark.slow  # the same through the service runs by default (tests/test_recording_api.py)
 def test_disk_full_on_a_small_tmpfs(tmp_path: Path, frames: list[np.ndarray]) -> None:
     with small_tmpfs(tmp_path / "small", "24m") as folder:
         summary, events, call_ms, _ = run_until_disk_full(folder, frames[:30])
@@ -518,7 +519,7 @@ def test_a_torn_tail_is_cut_back_to_the_last_whole_fragment(
     fmt = resolve_format(codec)
     path = tmp_path / f"whole.{fmt.ext}"
     enc = FileEncoder(path, EncodeSpec(fmt, Fraction(FPS), Fraction(1, 90000), fsync_interval_s=None))
-    for i, image in enumerate(frames[:60]):
+    for i, image in enumerate(frames[:40]):
         enc.write(stamped(image, i), i * 3000)
     enc.close()
     data = path.read_bytes()
