@@ -1,5 +1,5 @@
 # stageswap — the two commands a new machine needs:
-#   make demo   set everything up and run the main job on the embedded default
+#   make demo   set everything up and start the live service (a clip as camera) on the embedded default
 #   make test   set everything up and run the default test suite
 # Everything lands in .venv; nothing but Python is needed beforehand.
 
@@ -12,8 +12,10 @@ export STAGESWAP_SHARED ?= $(SHARED)
 ifneq ($(wildcard $(SHARED)/models),)
 export STAGESWAP_MODELS ?= $(SHARED)/models
 endif
-DEMO_INPUT  ?= $(firstword $(wildcard $(SHARED)/data/clips/d3.mp4))
-DEMO_OUTPUT ?= out/demo.mp4
+DEMO_INPUT    ?= $(firstword $(wildcard $(SHARED)/data/clips/d3.mp4))
+DEMO_IDENTITY ?=
+DEMO_PORT     ?= 8080
+DEMO_DATA     ?= out/demo-data
 PYTEST_ARGS ?=
 
 .PHONY: setup test test-slow test-gpu test-all demo bench bench-gpu eval lint typecheck clean browser-setup
@@ -59,12 +61,15 @@ test-gpu: setup
 test-all: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The live service with the embedded engines; it prints the URL to open and runs until Ctrl-C. DEMO_INPUT
+# (a clip) plays as camera "demo"; DEMO_IDENTITY (a photo, enrolled unverified: no consent record, or an
+# enrolled name) is swapped in, else the tracked mesh is drawn. Identities and recordings go to DEMO_DATA.
 demo: setup
-	@test -n "$(DEMO_INPUT)" || { echo "make demo: set DEMO_INPUT=path/to/clip.mp4 (no shared clip found at $(SHARED))"; exit 2; }
 	$(BIN)/stageswap models fetch
-	@mkdir -p $(dir $(DEMO_OUTPUT))
-	$(BIN)/stageswap process --input "$(DEMO_INPUT)" --output "$(DEMO_OUTPUT)" --debug-overlay --stats "$(DEMO_OUTPUT).json"
-	@echo "demo output: $(abspath $(DEMO_OUTPUT)) (stats: $(abspath $(DEMO_OUTPUT)).json)"
+	@mkdir -p $(DEMO_DATA)
+	$(BIN)/stageswap serve --port $(DEMO_PORT) --data-dir "$(DEMO_DATA)" \
+	  $(if $(DEMO_INPUT),--input demo="$(DEMO_INPUT)") \
+	  $(if $(DEMO_IDENTITY),--identity "$(DEMO_IDENTITY)" --unverified,--debug-overlay)
 
 bench: setup
 	$(BIN)/python benchmarks/bench_tracking.py

@@ -78,7 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _enroll_photo(photo: Path, data_dir: Path, allow_unverified: bool = False) -> str:
+def _enroll_photo(photo: Path, data_dir: Path, allow_unverified: bool = False, models_dir: str | None = None) -> str:
     """Enroll ``photo`` under a name made from its file name (replacing one enrolled before).
 
     A consent record the name already had is kept; without one, only with ``--unverified``."""
@@ -91,7 +91,7 @@ def _enroll_photo(photo: Path, data_dir: Path, allow_unverified: bool = False) -
     except ImportError as exc:
         raise InputError("--identity PHOTO needs identity enrollment, which this build does not have") from exc
     name = re.sub(r"[^a-z0-9_-]+", "-", photo.stem.lower()).strip("-_")[:64] or "identity"
-    store = IdentityStore(data_dir / "identities")
+    store = IdentityStore(data_dir / "identities", models_dir=models_dir)
     _, record = enroll_with_consent(store, name, [photo], None, allow_unverified, face="largest", replace=True)
     AuditLog.in_data_dir(data_dir).append(
         IDENTITY_ENROLLED,
@@ -119,7 +119,7 @@ def build_config(args: argparse.Namespace) -> ServeConfig:
         from engines.consent import check_swap_allowed, identity_consent
 
         photo = Path(args.identity).expanduser()
-        name = _enroll_photo(photo, data, args.unverified) if photo.is_file() else args.identity
+        name = _enroll_photo(photo, data, args.unverified, args.models) if photo.is_file() else args.identity
         check_swap_allowed(name, identity_consent(data / "identities", name))  # expired consent: do not start
         settings = apply_patch(settings, {"identity": name})
     return ServeConfig(
