@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import json
+import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from streamer.commands import add_device_arg, add_models_arg
+
+if TYPE_CHECKING:
+    from engines.identity import IdentityStore
+    from engines.processor import FaceProcessor
+    from engines.settings import ProcessSettings
+
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +37,27 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="write per-frame 468-point landmarks (frames x max-faces x 468 x 3, NaN where no face)",
     )
     p.add_argument("--debug-overlay", action="store_true", help="draw the tracked mesh, ids and head pose")
+    g = p.add_argument_group("swap and relight")
+    g.add_argument(
+        "--identity",
+        metavar="PHOTO_OR_NAME",
+        help="swap every face to this enrolled identity, or to the person in this photo (enrolled for this run only)",
+    )
+    g.add_argument("--no-swap", action="store_true", help="keep the actors' faces (relight them only)")
+    g.add_argument("--no-relight", action="store_true", help="do not relight")
+    g.add_argument(
+        "--relight-target",
+        default="match",
+        metavar="TARGET",
+        help="the light faces are relit to: match (the light on the actor; default), direction:X,Y,Z[,INTENSITY] "
+        "(a key light toward X right, Y up, Z toward the camera), sh:FILE.json (27 SH coefficients), "
+        "hdri:IMAGE (an equirectangular image file, or a name in DATA/hdri)",
+    )
+    g.add_argument("--strength", type=float, default=1.0, help="0..1: how much of the processed face shows (1)")
+    g.add_argument(
+        "--morph", type=float, default=None, help="0..1: move the face's shape toward the identity's (default 0.7)"
+    )
+    g.add_argument("--data-dir", metavar="DIR", help="data directory holding identities/ and hdri/")
     p.add_argument("--max-faces", type=int, default=4, help="most faces tracked at once (default 4)")
     p.add_argument("--detect-every", type=int, default=10, help="frames between face detections (default 10)")
     p.add_argument(
@@ -41,10 +74,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engines.errors import InputError
-    from engines.processor import FaceProcessor, ProcessorConfig, ProcessSettings
+    from engines.processor import FaceProcessor, ProcessorConfig
     from engines.runtime.select import resolve_device
     from engines.tracker import TrackerConfig
-    from streamer.batch import ProcessJob, run_process
 
     if args.max_faces < 1:
         raise InputError("--max-faces must be at least 1")
@@ -57,11 +89,20 @@ def run(args: argparse.Namespace) -> int:
         detect_width=args.detect_width,
         device=resolve_device(args.device),
     )
-    processor = FaceProcessor.from_models(args.models, config)
+    with contextlib.ExitStack() as scratch:
+        settings, store, hdri_dir = _swap_settings(args, scratch)
+        config = dataclasses.replace(config, hdri_dir=hdri_dir)
+        processor = FaceProcessor.from_models(args.models, config, store)
+        return _run(args, processor, settings)
+
+
+def _run(args: argparse.Namespace, processor: FaceProcessor, settings: ProcessSettings) -> int:
+    from streamer.batch import ProcessJob, run_process
+
     job = ProcessJob(
         input=args.input,
         output=args.output,
-        settings=ProcessSettings(debug_overlay=args.debug_overlay),
+        settings=settings,
         stats_path=args.stats,
         landmarks_path=args.landmarks,
         max_faces=args.max_faces,
@@ -76,3 +117,93 @@ def run(args: argparse.Namespace) -> int:
     if stats["frames_with_face"] == 0:
         print("note: no face was found in any frame; the output is the input re-encoded")
     return 0
+
+
+def _swap_settings(
+    args: argparse.Namespace, scratch: contextlib.ExitStack
+) -> tuple[ProcessSettings, IdentityStore | None, Path | None]:
+    """Settings from the flags (validated by ``apply_patch``), the identity store, the HDRI folder."""
+    from engines.errors import InputError
+    from engines.identity import IdentityStore
+    from engines.paths import data_dir
+    from engines.settings import ProcessSettings, apply_patch
+
+    data = data_dir(args.data_dir)
+    hdri_dir: Path | None = data / "hdri"
+    patch: dict[str, Any] = {
+        "debug_overlay": bool(args.debug_overlay),
+        "swap": not args.no_swap,
+        "relight": not args.no_relight,
+        "strength": args.strength,
+    }
+    if args.morph is not None:
+        patch["morph"] = args.morph
+    target, hdri_dir = _relight_target(args.relight_target, hdri_dir, scratch)
+    patch["relight_target"] = target
+    store: IdentityStore | None = None
+    if args.identity and not args.no_swap:
+        photo = Path(args.identity)
+        if photo.suffix.lower() in PHOTO_SUFFIXES or photo.is_file():
+            if not photo.is_file():
+                raise InputError(f"identity photo {photo} does not exist")
+            tmp = Path(scratch.enter_context(tempfile.TemporaryDirectory(prefix="stageswap-identity-")))
+            store = IdentityStore(tmp / "identities", args.models)
+            info = store.enroll("photo", [photo], face="largest")
+            for warning in info.warnings:
+                print(f"warning: {warning}")
+            patch["identity"] = "photo"
+        else:
+            store = IdentityStore(data / "identities", args.models)
+            patch["identity"] = args.identity
+            store.load(args.identity)  # unknown or damaged: say so now, not as passed-through frames
+    settings = apply_patch(ProcessSettings(), patch)
+    if settings.relight:
+        from engines.relight import target_sh
+        from engines.shlight import constant_sh
+
+        target_sh(settings.relight_target, constant_sh(1.0), hdri_dir)  # an unknown HDRI: say so now
+    return settings, store, hdri_dir
+
+
+def _relight_target(
+    text: str, hdri_dir: Path | None, scratch: contextlib.ExitStack
+) -> tuple[dict[str, Any], Path | None]:
+    """``--relight-target`` as a ``relight_target`` patch (and the HDRI folder to use)."""
+    from engines.errors import InputError
+
+    mode, _, value = text.partition(":")
+    if mode == "match" and not value:
+        return {"mode": "match"}, hdri_dir
+    if mode == "direction":
+        try:
+            numbers = [float(v) for v in value.split(",")]
+        except ValueError:
+            raise InputError(f"--relight-target direction:X,Y,Z[,INTENSITY] needs numbers, got {value!r}") from None
+        if len(numbers) not in (3, 4):
+            raise InputError(f"--relight-target direction:X,Y,Z[,INTENSITY] needs 3 or 4 numbers, got {value!r}")
+        patch: dict[str, Any] = {"mode": "direction", "direction": numbers[:3]}
+        if len(numbers) == 4:
+            patch["intensity"] = numbers[3]
+        return patch, hdri_dir
+    if mode == "sh":
+        path = Path(value)
+        try:
+            obj = json.loads(path.read_text())
+        except OSError as exc:
+            raise InputError(f"cannot read SH file {path}: {exc.strerror or exc}") from exc
+        except ValueError as exc:
+            raise InputError(f"SH file {path} is not valid JSON: {exc}") from exc
+        coefficients = obj.get("sh") if isinstance(obj, dict) else obj
+        if isinstance(coefficients, list) and coefficients and isinstance(coefficients[0], list):
+            coefficients = [v for row in coefficients for v in row]
+        return {"mode": "sh", "sh": coefficients}, hdri_dir
+    if mode == "hdri" and value:
+        path = Path(value)
+        if path.is_file():  # a file anywhere: linked into a scratch folder under a valid name
+            folder = Path(scratch.enter_context(tempfile.TemporaryDirectory(prefix="stageswap-hdri-")))
+            (folder / f"stage{path.suffix.lower()}").symlink_to(path.resolve())
+            return {"mode": "hdri", "hdri": "stage"}, folder
+        return {"mode": "hdri", "hdri": value}, hdri_dir
+    raise InputError(
+        f"--relight-target must be match, direction:X,Y,Z[,INTENSITY], sh:FILE.json or hdri:IMAGE, got {text!r}"
+    )

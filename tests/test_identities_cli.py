@@ -1,0 +1,124 @@
+"""`stageswap identities add | list | remove` and `stageswap process --identity/--relight-target` from the
+command line, with the messages users get for what they get wrong."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from streamer.__main__ import main
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    rc = main(list(argv))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_identities_add_list_remove(tmp_path: Path, faces: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = str(tmp_path / "data")
+    rc, out, _ = _run(capsys, "identities", "add", "s1", str(faces / "s1.jpg"), "--data-dir", data, "--unverified")
+    assert rc == 0 and "enrolled 's1'" in out
+    rc, out, _ = _run(capsys, "identities", "list", "--json", "--data-dir", data)
+    listed = json.loads(out)
+    assert rc == 0 and [i["name"] for i in listed] == ["s1"] and listed[0]["photos"] == 1
+    rc, out, _ = _run(capsys, "identities", "list", "--data-dir", data)
+    assert rc == 0 and out.splitlines()[1].startswith("s1 ")
+    rc, out, _ = _run(capsys, "identities", "remove", "s1", "--data-dir", data)
+    assert rc == 0 and "removed" in out
+    rc, out, _ = _run(capsys, "identities", "list", "--data-dir", data)
+    assert "no identities enrolled" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["add", "pair", "obama_and_biden.jpg"], "has 3 faces"),
+        (["add", "monkey", "s22.jpg"], "does not look like a human face"),
+        (["add", "Bad/Name", "s1.jpg"], "invalid identity"),
+        (["add", "ghost", "missing.jpg"], "cannot read photo"),
+        (["add", "pair", "obama_and_biden.jpg", "--face", "9"], "there is no face #9"),
+        (["remove", "nobody"], "no identity named 'nobody'"),
+    ],
+)
+def test_identities_errors_are_one_line(
+    tmp_path: Path, faces: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    args = [a if not a.endswith((".jpg", ".png")) else str(faces / a) for a in argv]
+    if args[0] == "add":
+        args.append("--unverified")
+    rc, _, err = _run(capsys, "identities", *args, "--data-dir", str(tmp_path))
+    assert rc == 2 and message in err and "Traceback" not in err
+    assert err.startswith("stageswap: error:")
+
+
+def _frames(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="bgr24") for f in c.decode(video=0)]
+
+
+def test_process_swaps_to_a_photo_or_an_enrolled_name(
+    tmp_path: Path, clips: Path, faces: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = clips / "d0.mp4"  # 3 s, one face
+    data = str(tmp_path / "data")
+    plain, swapped, named = tmp_path / "plain.mp4", tmp_path / "photo.mp4", tmp_path / "named.mp4"
+    stats = tmp_path / "stats.json"
+    assert _run(capsys, "process", "-i", str(src), "-o", str(plain), "--no-progress")[0] == 0
+    rc, out, _ = _run(
+        capsys,
+        "process", "-i", str(src), "-o", str(swapped), "--identity", str(faces / "s1.jpg"),
+        "--stats", str(stats), "--no-progress",
+    )  # fmt: skip
+    assert rc == 0 and "swap" in out
+    s = json.loads(stats.read_text())
+    for stage in ("swap", "relight", "blend"):
+        assert s["stage_ms"][stage]["n"] == s["frames_with_face"]
+    a, b = _frames(plain), _frames(swapped)
+    assert len(a) == len(b)
+    assert np.mean([np.abs(x.astype(int) - y.astype(int)).mean() for x, y in zip(a, b, strict=True)]) > 2.0
+    _run(capsys, "identities", "add", "s1", str(faces / "s1.jpg"), "--data-dir", data, "--unverified")
+    assert _run(capsys, "process", "-i", str(src), "-o", str(named), "--identity", "s1", "--data-dir", data,
+                "--no-progress")[0] == 0  # fmt: skip
+    c = _frames(named)
+    assert np.mean([np.abs(x.astype(int) - y.astype(int)).mean() for x, y in zip(b, c, strict=True)]) < 3.0
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--identity", "nobody"], "no identity named 'nobody'"),
+        (["--identity", "missing.jpg"], "does not exist"),
+        (["--relight-target", "direction:1,2"], "needs 3 or 4 numbers"),
+        (["--relight-target", "sunset"], "--relight-target must be"),
+        (["--relight-target", "sh:missing.json"], "cannot read SH file"),
+        (["--relight-target", "hdri:nothere"], "no HDRI named 'nothere'"),
+        (["--strength", "1.5"], "strength must be between 0 and 1"),
+        (["--morph", "-1"], "morph must be between 0 and 1"),
+    ],
+)
+def test_process_flag_errors(
+    tmp_path: Path, clips: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    argv = ["process", "-i", str(clips / "d0.mp4"), "-o", str(tmp_path / "o.mp4"), "--no-progress"]
+    argv += ["--data-dir", str(tmp_path)]
+    rc, _, err = _run(capsys, *argv, *extra)
+    assert rc == 2 and message in err and "Traceback" not in err
+
+
+def test_process_relight_alone(tmp_path: Path, clips: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sh = tmp_path / "light.json"
+    sh.write_text(json.dumps({"sh": [[1.0, 0.5, 0.2]] + [[0.0, 0.0, 0.0]] * 8}))
+    out = tmp_path / "lit.mp4"
+    rc, text, _ = _run(
+        capsys, "process", "-i", str(clips / "d0.mp4"), "-o", str(out), "--no-swap",
+        "--relight-target", f"sh:{sh}", "--no-progress",
+    )  # fmt: skip
+    assert rc == 0 and "relight" in text
+    lit, src = _frames(out)[0].astype(int), _frames(clips / "d0.mp4")[0].astype(int)
+    # A red-only light: red gains on blue (BGR) where the face is, and nothing else changes much.
+    assert (lit[..., 2] - lit[..., 0]).mean() > (src[..., 2] - src[..., 0]).mean() + 1.0
