@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from streamer.commands import add_consent_args, add_models_arg, consent_from_args
+
+if TYPE_CHECKING:
+    from engines.identity import IdentityStore
 
 
 def _data_dir_arg(p: argparse.ArgumentParser) -> None:
@@ -59,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     rm.set_defaults(func=run_remove)
 
 
-def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _store(args: argparse.Namespace) -> IdentityStore:
     from engines.identity import IdentityStore
     from engines.paths import data_dir
 
