@@ -78,8 +78,8 @@ def face_alpha(
 ) -> np.ndarray:
     """(h, w) float32 0..1: how much of the rendered face replaces the actor at each window pixel.
 
-    ``seen``: the identity photos' coverage rendered into the window (0..1); where the photos did not
-    see the face (its far side, or hair over it in the photo) the actor shows instead."""
+    ``seen``: the identity photos' coverage at geometry resolution (``MeshSwapper.coverage_small``, 0..1);
+    where the photos did not see the face (its far side, or hair over it in the photo) the actor shows."""
     cfg = config or BlendConfig()
     labels = geometry.labels_small
     hs, ws = geometry.small_size
@@ -102,10 +102,9 @@ def face_alpha(
     if holes.any():
         hole_dist = cv2.distanceTransform((~holes).astype(np.uint8), cv2.DIST_L2, 3)
         alpha = alpha * _smoothstep((hole_dist - cfg.hole_grow * unit) / max(cfg.hole_feather * unit, 1e-3))
-    alpha = geometry.upsample(alpha.astype(np.float32))
     if seen is not None:
-        alpha *= _smoothstep((seen - cfg.seen_low) / (cfg.seen_high - cfg.seen_low))
-    return alpha
+        alpha = alpha * _smoothstep((seen - cfg.seen_low) / (cfg.seen_high - cfg.seen_low))
+    return geometry.upsample(alpha.astype(np.float32))
 
 
 def skin_mask(geometry: FaceGeometry, alpha: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ import numpy as np
 
 from engines import models
 from engines.blend import BlendConfig, composite, face_alpha, match_colour, skin_mask
+from engines.consent import check_swap_allowed, identity_consent
 from engines.detect import FaceDetector
 from engines.errors import InputError
 from engines.identity import Identity, IdentityStore
@@ -34,6 +35,7 @@ from engines.settings import ProcessSettings
 from engines.stats import timed
 from engines.swap.mesh import FaceGeometry, MeshSwapper, SwapConfig
 from engines.tracker import FaceTracker, TrackedFace, TrackerConfig
+from engines.watermark import WatermarkConfig, Watermarker, new_watermark_id
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,8 @@ class ProcessorConfig:
     """Temporal smoothing of the light measured on each face."""
     hdri_dir: Path | None = None
     """Where ``relight_target.hdri`` images are looked up (the data directory's ``hdri/``)."""
+    watermark: WatermarkConfig = field(default_factory=WatermarkConfig)
+    """The invisible watermark every output frame carries (``engines.watermark``); on by default."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,10 @@ class FaceProcessor:
         self.frames = 0
         self.frames_failed = 0
         self._failing: str | None = None
+        self.watermarker = Watermarker(self.config.watermark) if self.config.watermark.enabled else None
+        self.watermark_id: int | None = new_watermark_id() if self.watermarker is not None else None
+        """The id this processor's frames carry: one per processor, so per stream session or batch run."""
+        self._consented: str | None = None
         self._lights: dict[int, LightTracker] = {}
 
     @classmethod
@@ -141,11 +149,19 @@ class FaceProcessor:
             if stage == "track":
                 self.tracker.reset()
                 faces = ()
-            return ProcessedFrame(image, faces, stage_ms, failed_stage=stage)
+            return ProcessedFrame(self._mark(image, stage_ms), faces, stage_ms, failed_stage=stage)
         if self._failing is not None:
             log.info("stage %s recovered", self._failing)
             self._failing = None
-        return ProcessedFrame(out, faces, stage_ms)
+        return ProcessedFrame(self._mark(out, stage_ms), faces, stage_ms)
+
+    def _mark(self, image: np.ndarray, stage_ms: dict[str, float]) -> np.ndarray:
+        """The last stage: the invisible watermark, so monitors and recordings get the same marked frame."""
+        marker, wid = self.watermarker, self.watermark_id
+        if marker is None or wid is None or min(image.shape[:2]) < marker.config.min_side_px:
+            return image
+        with timed(stage_ms, "watermark"):
+            return marker.apply(image, wid)
 
     # ------------------------------------------------------------------------------------------ per face
 
@@ -154,6 +170,9 @@ class FaceProcessor:
             return None
         if self.identities is None:
             raise InputError(f"identity {settings.identity!r} selected but this processor has no identity store")
+        if settings.identity != self._consented:  # a new swap: its consent must hold (expired: passes through)
+            check_swap_allowed(settings.identity, identity_consent(self.identities.root, settings.identity))
+            self._consented = settings.identity
         return self.identities.load(settings.identity)  # cached by the store; reloaded if re-enrolled
 
     def _face(
@@ -176,7 +195,8 @@ class FaceProcessor:
             actor = self.swapper.actor_window(original, geometry)
             rendered = seen = None
             if identity is not None:
-                rendered, seen = _split(self.swapper.render(geometry, identity, "albedo" if relight else "texture"))
+                rendered = self.swapper.render(geometry, identity, "albedo" if relight else "texture")
+                seen = self.swapper.coverage_small(geometry, identity)
         with timed(stage_ms, "blend"):
             keep_eyes = settings.keep_eyes or identity is None
             keep_mouth = settings.keep_mouth or identity is None
@@ -191,7 +211,7 @@ class FaceProcessor:
         if face_bgr is None and identity is not None:  # no relight, or no light measurable yet
             with timed(stage_ms, "swap"):
                 if rendered is None or rendered.dtype != np.uint8:
-                    rendered, _ = _split(self.swapper.render(geometry, identity, "texture"))
+                    rendered = self.swapper.render(geometry, identity, "texture")
             face_bgr = rendered
         with timed(stage_ms, "blend"):
             if geometry.warp is not None:
@@ -236,12 +256,3 @@ class FaceProcessor:
             del self._lights[face_id]
         if self.occlusion is not None:
             self.occlusion.forget(active)
-
-
-def _split(bgra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A rendered BGRA window into its colour (BGR, contiguous) and the photos' coverage (0..1 float32)."""
-    colour = np.ascontiguousarray(bgra[..., :3])
-    cover = bgra[..., 3].astype(np.float32)
-    if bgra.dtype == np.uint8:
-        cover *= 1.0 / 255.0
-    return colour, cover

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -75,7 +75,9 @@ class FaceGeometry:
     face_scale_px: float
     """Eye-corner distance in frame pixels."""
     warp: np.ndarray | None = None
-    """(h, w, 2) float32 remap maps of the morph's image warp of the actor's window, or None."""
+    """(h, w, 2) float32 remap map of the morph's image warp of the actor's window, or None."""
+    _normals: np.ndarray | None = field(default=None, repr=False)
+    _labels: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def small_size(self) -> tuple[int, int]:
@@ -88,12 +90,16 @@ class FaceGeometry:
         return out.reshape(self.window.height, self.window.width, *small.shape[2:])
 
     def normals(self) -> np.ndarray:
-        """(h, w, 3) float32 camera-frame normals at window resolution (zero outside the face)."""
-        return self.upsample(self.normals_small)
+        """(h, w, 3) float32 camera-frame normals at window resolution (zero outside the face; computed once)."""
+        if self._normals is None:
+            self._normals = self.upsample(self.normals_small)
+        return self._normals
 
     def labels(self) -> np.ndarray:
-        """(h, w) int8 topology labels at window resolution (-1 outside the face)."""
-        return self.upsample(self.labels_small, cv2.INTER_NEAREST)
+        """(h, w) int8 topology labels at window resolution (-1 outside the face; computed once)."""
+        if self._labels is None:
+            self._labels = self.upsample(self.labels_small, cv2.INTER_NEAREST)
+        return self._labels
 
 
 class MeshSwapper:
@@ -135,31 +141,37 @@ class MeshSwapper:
             return None
         topo = face_topology()
         sx, sy, small_w, small_h = _small_size(window, self.config.geometry_px)
-        warp = None
         if displacement is not None:
-            # The displacement as a smooth field over the window; the mesh follows the field exactly.
-            base = _to_small(lm, window, sx, sy)
-            base_raster = rasterize(base, topo.all_triangles, Window(0, 0, small_w, small_h))
-            field_small = _displacement_field(base_raster, displacement, self.config.morph_falloff * scale_px * sx)
-            vx = _sample(field_small, base[:, 0], base[:, 1])
             lm = lm.copy()
-            lm[:, :2] += vx
-            field = cv2.resize(field_small, (window.width, window.height), interpolation=cv2.INTER_LINEAR)
-            gx, gy = np.meshgrid(np.arange(window.width, dtype=np.float32), np.arange(window.height, dtype=np.float32))
-            warp = np.dstack([gx - field[..., 0], gy - field[..., 1]]).astype(np.float32)
+            lm[:, :2] += displacement
         small_lm = _to_small(lm, window, sx, sy)
         raster = rasterize(small_lm, topo.all_triangles, Window(0, 0, small_w, small_h))
+        # Every per-vertex attribute in one interpolation: texture coordinates, normals, displacement.
+        normals_v = mesh_to_camera(vertex_normals(lm, topo.all_triangles))
+        attrs = [topo.uv, normals_v] + ([displacement] if displacement is not None else [])
+        values = raster.interpolate(np.concatenate(attrs, axis=1))
+        warp = None
+        if displacement is not None:
+            # Each pixel of the morphed face takes the actor's pixel at the same place of the unmorphed mesh
+            # (p - displacement, interpolated over the morphed mesh: an exact piecewise-affine inverse), and
+            # the warp fades out around the face so nothing tears.
+            field_small = _displacement_field(
+                np.ascontiguousarray(values[..., 5:7]), raster.mask, self.config.morph_falloff * scale_px * sx
+            )
+            field = cv2.resize(field_small, (window.width, window.height), interpolation=cv2.INTER_LINEAR)
+            warp = np.empty((window.height, window.width, 2), np.float32)
+            np.subtract(np.arange(window.width, dtype=np.float32)[None, :], field[..., 0], out=warp[..., 0])
+            np.subtract(np.arange(window.height, dtype=np.float32)[:, None], field[..., 1], out=warp[..., 1])
         labels = np.where(raster.mask, topo.labels[np.maximum(raster.triangle, 0)], -1).astype(np.int8)
-        texel = _extend(raster.interpolate(topo.uv), raster.mask)
-        normals = raster.interpolate(mesh_to_camera(vertex_normals(lm, topo.all_triangles)))
+        uv = _extend(np.ascontiguousarray(values[..., 0:2]), raster.mask)
+        normals = values[..., 2:5]
         length = np.linalg.norm(normals, axis=2, keepdims=True)
         normals = np.where(length > 1e-6, normals / np.maximum(length, 1e-6), 0.0).astype(np.float32)
-        return FaceGeometry(window, lm, raster, labels, texel, normals, scale_px, warp)
+        return FaceGeometry(window, lm, raster, labels, uv, normals, scale_px, warp)
 
     def render(self, geometry: FaceGeometry, identity: Identity, source: str = "albedo") -> np.ndarray:
-        """The identity's ``"texture"`` (uint8 BGRA, its photos' light) or ``"albedo"`` (float32 linear BGRA)
-        over the whole window (valid where the face is; the blend decides what shows). The fourth channel
-        is the photos' coverage (0..1, or 0..255 for the texture): how well they saw each point."""
+        """The identity's ``"texture"`` (uint8 BGR, its photos' light) or ``"albedo"`` (float32 linear BGR)
+        over the whole window (valid where the face is; the blend decides what shows)."""
         mips = self._mip_chain(identity, source)
         size = mips[0].shape[0]
         # Texels per window pixel across the face: pick the mip level where that is about one.
@@ -167,10 +179,16 @@ class MeshSwapper:
         face_px = geometry.face_scale_px * 2.4  # face width is about 2.4 eye-corner distances
         level = int(np.clip(math.floor(math.log2(max(uv_span_px / max(face_px, 1.0), 1.0))), 0, len(mips) - 1))
         tex = mips[level]
-        texel = geometry.upsample(geometry.uv_small) * float(tex.shape[0]) - 0.5
-        return cv2.remap(
-            tex, texel[..., 0], texel[..., 1], interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-        )
+        texel = geometry.upsample(geometry.uv_small)
+        texel *= float(tex.shape[0])
+        texel -= 0.5
+        return cv2.remap(tex, texel, None, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    def coverage_small(self, geometry: FaceGeometry, identity: Identity) -> np.ndarray:
+        """(hs, ws) float32 0..1 at geometry resolution: how well the identity's photos saw each point."""
+        cover = identity.coverage
+        texel = geometry.uv_small * float(cover.shape[0]) - 0.5
+        return cv2.remap(cover, texel, None, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
     def actor_window(self, image: np.ndarray, geometry: FaceGeometry) -> np.ndarray:
         """The actor's pixels in the window, warped by the morph when there is one (a new array)."""
@@ -178,9 +196,7 @@ class MeshSwapper:
         actor = image[ys, xs]
         if geometry.warp is None:
             return actor.copy()
-        return cv2.remap(
-            actor, geometry.warp[..., 0], geometry.warp[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-        )
+        return cv2.remap(actor, geometry.warp, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
     # ------------------------------------------------------------------------------------------ internals
 
@@ -190,10 +206,9 @@ class MeshSwapper:
         if cached is not None and cached[0] is identity:
             return cached[1]
         if source == "albedo":
-            base: np.ndarray = np.ascontiguousarray(np.dstack([identity.albedo, identity.coverage]), dtype=np.float32)
+            base: np.ndarray = np.ascontiguousarray(identity.albedo, dtype=np.float32)
         elif source == "texture":
-            cover = np.round(identity.coverage * 255.0).astype(np.uint8)
-            base = np.ascontiguousarray(np.dstack([identity.texture, cover]))
+            base = np.ascontiguousarray(identity.texture)
         else:
             raise ValueError(f"unknown texture source {source!r}")
         chain: list[np.ndarray] = [base]
@@ -267,35 +282,27 @@ def _extend(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(mask[..., None], values, np.where(count > 0, filled, values)).astype(np.float32)
 
 
-def _displacement_field(raster: Raster, displacement: np.ndarray, falloff_px: float) -> np.ndarray:
-    """(hs, ws, 2) displacement in frame pixels: the per-vertex one inside the face, continued smoothly
-    beyond it and faded to zero ``falloff_px`` (small-raster pixels) outside it and at the window's edge."""
-    inside = raster.interpolate(displacement)
-    cover = raster.mask.astype(np.float32)
-    k = max(3, int(2 * round(max(falloff_px, 1.0)) + 1))
-    spread = cv2.GaussianBlur(inside * cover[..., None], (k, k), 0)
-    weight = cv2.GaussianBlur(cover, (k, k), 0)
-    extended = spread / np.maximum(weight, 1e-4)[..., None]
+def _displacement_field(inside: np.ndarray, mask: np.ndarray, falloff_px: float) -> np.ndarray:
+    """(hs, ws, 2) displacement in frame pixels: ``inside`` (interpolated over the face) where ``mask``,
+    continued smoothly beyond it and faded to zero ``falloff_px`` (small pixels) outside it and at the
+    window's edge. The continuation is computed at a quarter of the resolution: it is smooth anyway."""
+    cover = mask.astype(np.float32)
+    hs, ws = cover.shape
+    qw, qh = max(2, ws // 4), max(2, hs // 4)
+    q_field = cv2.resize(inside * cover[..., None], (qw, qh), interpolation=cv2.INTER_AREA)
+    q_cover = cv2.resize(cover, (qw, qh), interpolation=cv2.INTER_AREA)
+    sigma = max(falloff_px / 4.0 / 2.0, 0.5)
+    spread = cv2.GaussianBlur(q_field, (0, 0), sigma)
+    weight = cv2.GaussianBlur(q_cover, (0, 0), sigma)
+    extended = cv2.resize(spread / np.maximum(weight, 1e-4)[..., None], (ws, hs), interpolation=cv2.INTER_LINEAR)
     outside = cv2.distanceTransform((cover == 0).astype(np.uint8), cv2.DIST_L2, 3)
     t = np.clip(outside / max(falloff_px, 1.0), 0.0, 1.0)
     fade = 1.0 - t * t * (3.0 - 2.0 * t)
-    hs, ws = cover.shape
-    yy, xx = np.mgrid[0:hs, 0:ws].astype(np.float32)
+    xx = np.arange(ws, dtype=np.float32)[None, :]
+    yy = np.arange(hs, dtype=np.float32)[:, None]
     edge = np.minimum(np.minimum(xx, ws - 1 - xx), np.minimum(yy, hs - 1 - yy))
     fade *= np.clip(edge / max(0.25 * falloff_px, 1.0), 0.0, 1.0)
     return np.where(cover[..., None] > 0, inside, extended * fade[..., None]).astype(np.float32)
-
-
-def _sample(field: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Bilinear samples (N, C) of an (H, W, C) field at pixel positions."""
-    out = cv2.remap(
-        field,
-        x.astype(np.float32).reshape(1, -1),
-        y.astype(np.float32).reshape(1, -1),
-        cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
-    return out.reshape(len(x), -1)
 
 
 @functools.cache
