@@ -68,6 +68,8 @@ class Stream:
         self.source: SourceReader | None = None
         if input_spec is not None:
             self.source = SourceReader(input_spec, self.ingest)
+        self.ingest_dropped = 0
+        """Frames dropped at ingest because a newer one had already arrived (see ``webrtc._drain``)."""
         self.closed = False
 
     def start(self) -> None:
@@ -96,6 +98,11 @@ class Stream:
         self.ring.put(image, meta)
         self.stats.on_ingest(meta.arrived_s)
 
+    def ingest_skip(self) -> None:
+        """A frame arrived but a newer one was already waiting: dropped before the ring (counted)."""
+        self.ingest_dropped += 1
+        self.stats.on_ingest()
+
     @property
     def watermark_id(self) -> int | None:
         """The invisible watermark id of this stream session's processed frames (None until its processor runs)."""
@@ -116,7 +123,7 @@ class Stream:
     def to_dict(self) -> dict[str, Any]:
         """The stream as ``GET /api/streams/{stream}`` shows it (documented in README, "Stream JSON")."""
         stats = self.stats.snapshot()
-        stats["frames_dropped"] = self.ring.stats.dropped
+        stats["frames_dropped"] = self.ring.stats.dropped + self.ingest_dropped
         stats["viewers"] = self.fanout.viewers()
         stats["encoders"] = self.fanout.encoder_stats()
         stats["runtime"] = self.worker.runtime

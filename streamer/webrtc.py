@@ -335,11 +335,24 @@ async def _drain(registry: PeerRegistry, session: PeerSession, track: MediaStrea
     cancellation that races with a frame arriving, and the task would then never end. The silence timeout
     is ``_media_watchdog``'s job."""
     stream = session.stream
-    while True:
+    # aiortc's receiver decodes on its own thread into this unbounded queue. If the event loop fell behind
+    # (a busy machine), frames already waiting behind the one just taken are newer: take the newest and
+    # count the older ones as dropped, as the ring would, rather than convert them all and lag behind.
+    # (``_queue`` is aiortc's; without it every frame is simply taken in turn.)
+    waiting: asyncio.Queue[Any] | None = getattr(track, "_queue", None)
+    ended = False
+    while not ended:
         try:
             frame = await track.recv()
         except MediaStreamError:
             break
+        while waiting is not None and not waiting.empty():
+            newer = waiting.get_nowait()
+            if newer is None:  # aiortc's end-of-track marker
+                ended = True
+                break
+            frame = newer
+            stream.ingest_skip()
         now = time.monotonic()
         image = frame.to_ndarray(format="bgr24")  # type: ignore[union-attr]
         stream.ingest(image, FrameMeta(session.frames, now - stream.created_s, now))

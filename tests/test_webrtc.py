@@ -307,3 +307,67 @@ def test_two_streams_three_viewers_each_and_a_stalled_viewer_slows_nobody(tmp_pa
                 t.stop()
 
     asyncio.run(scenario())
+
+
+def test_ingest_takes_the_newest_frame_when_the_loop_fell_behind(tmp_path: Path) -> None:
+    """Frames aiortc decoded while the event loop was busy are skipped (counted), never worked through."""
+    from aiortc.mediastreams import MediaStreamError
+
+    from streamer.streams import StreamRegistry
+    from streamer.webrtc import PeerSession, _drain
+    from streamer.worker import PassthroughProcessor
+
+    class _Track:  # aiortc's RemoteStreamTrack in miniature: a decoded-frame queue, None marks the end
+        def __init__(self) -> None:
+            self._queue: asyncio.Queue[object] = asyncio.Queue()
+
+        async def recv(self) -> object:
+            frame = await self._queue.get()
+            if frame is None:
+                raise MediaStreamError
+            return frame
+
+    class _Registry:
+        def __init__(self) -> None:
+            self.closed: list[str] = []
+
+        def close_soon(self, session: object, reason: str) -> None:
+            self.closed.append(reason)
+
+    def frame(value: int) -> object:
+        import av
+
+        return av.VideoFrame.from_ndarray(np.full((32, 32, 3), value, np.uint8), format="bgr24")
+
+    class _Sink:
+        def on_frame(self, processed: np.ndarray, source: np.ndarray, meta: object, result: object) -> None:
+            seen.append(int(source[0, 0, 0]))
+
+    seen: list[int] = []
+    streams = StreamRegistry(_config(tmp_path), PassthroughProcessor)
+    stream = streams.create("cam", "whip")
+    stream.fanout.add_sink(_Sink())
+    try:
+
+        async def scenario() -> None:
+            track, registry = _Track(), _Registry()
+            for v in (10, 20, 30, 40):  # four frames waiting at once: the loop was busy
+                track._queue.put_nowait(frame(v))
+            session = PeerSession("s1", "whip", stream, None)  # type: ignore[arg-type]
+            task = asyncio.ensure_future(_drain(registry, session, track))  # type: ignore[arg-type]
+            await asyncio.sleep(0.1)
+            assert session.frames == 1 and stream.ingest_dropped == 3
+            assert await wait_for(lambda: len(seen) == 1, 2)
+            assert seen == [40]  # only the newest went on to the worker
+            track._queue.put_nowait(frame(50))  # one at a time: each is taken
+            await asyncio.sleep(0.05)
+            track._queue.put_nowait(None)
+            await asyncio.wait_for(task, 2)
+            assert session.frames == 2 and stream.ingest_dropped == 3
+            assert registry.closed == ["the publisher ended its track"]
+            assert stream.to_dict()["stats"]["frames_dropped"] >= 3
+
+        asyncio.run(scenario())
+    finally:
+        streams.detach("cam")
+        stream.close()
