@@ -171,3 +171,27 @@ def test_serve_identity_photo_needs_consent_or_the_flag(tmp_path: Path, faces: P
     events = [json.loads(line) for line in audit_path(data).read_text().splitlines()]
     assert [e["event"] for e in events] == ["identity.enrolled"]  # the second enrollment was refused
     assert events[0]["data"]["consent"]["status"] == "unverified" and events[0]["data"]["operator"].startswith("cli:")
+
+
+def test_the_processor_refuses_a_new_swap_with_expired_consent(
+    tmp_path: Path, clips: Path, faces: Path, models_dir: Path
+) -> None:
+    """Whatever starts the swap (API, initial settings, batch), the processor checks consent itself."""
+    from engines.consent import enroll_with_consent
+    from engines.identity import IdentityStore
+    from engines.processor import FaceProcessor
+    from engines.settings import ProcessSettings
+    from tests.face_helpers import clip_frames
+
+    store = IdentityStore(tmp_path / "identities", models_dir)
+    expired = ConsentRecord.create("S One", "Pilot", valid_from="2020-01-01", valid_until="2020-12-31")
+    enroll_with_consent(store, "s1", [faces / "s1.jpg"], None, allow_unverified=True)
+    save_consent(identity_dir(store.root, "s1"), expired)
+    proc = FaceProcessor.from_models(models_dir, identities=store)
+    frames = clip_frames(clips / "d3.mp4", 3)
+    result = proc.process(frames[0][0], frames[0][1], ProcessSettings(identity="s1"))
+    assert result.failed_stage == "swap" and len(result.faces) == 1  # passed through, not swapped
+    renewed = ConsentRecord.create("S One", "Pilot", valid_from="2020-01-01", valid_until="2099-12-31")
+    save_consent(identity_dir(store.root, "s1"), renewed)
+    result = proc.process(frames[1][0], frames[1][1], ProcessSettings(identity="s1"))
+    assert result.failed_stage is None and "swap" in result.stage_ms

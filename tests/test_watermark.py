@@ -257,3 +257,23 @@ def test_badge_reaches_monitors_but_never_what_is_recorded(clips: Path) -> None:
     assert latest is not None
     assert np.array_equal(latest[1], draw_badge(frame)) and not np.array_equal(latest[1], frame)
     assert np.array_equal(sink.frames[0], frame)
+
+
+def test_the_face_processor_marks_its_output(clips: Path, models_dir: Path) -> None:
+    """The mark is the processor's last stage (on by default): what monitors and recordings get carries it."""
+    from engines.processor import FaceProcessor, ProcessorConfig
+    from engines.settings import ProcessSettings
+
+    frames = _frames(clips / "s18.mp4", n=5)
+    proc = FaceProcessor.from_models(models_dir)
+    other = FaceProcessor.from_models(models_dir)
+    assert proc.watermark_id is not None and proc.watermark_id != other.watermark_id  # one id per session
+    for i, frame in enumerate(frames):
+        result = proc.process(frame, i / 30, ProcessSettings(debug_overlay=i % 2 == 0))
+        assert "watermark" in result.stage_ms and result.failed_stage is None
+        assert Watermarker().detect(result.image)[0] == proc.watermark_id
+        assert psnr(frame, result.image) >= 40.0 or i % 2 == 0  # odd frames: the mark is the only change
+    off = FaceProcessor.from_models(models_dir, ProcessorConfig(watermark=WatermarkConfig(enabled=False)))
+    assert off.watermark_id is None
+    result = off.process(frames[0], 0.0, ProcessSettings())
+    assert result.image is frames[0] and "watermark" not in result.stage_ms
