@@ -182,13 +182,12 @@ class MeshSwapper:
         texel = geometry.upsample(geometry.uv_small)
         texel *= float(tex.shape[0])
         texel -= 0.5
-        return cv2.remap(tex, texel, None, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return _remap(tex, texel)
 
     def coverage_small(self, geometry: FaceGeometry, identity: Identity) -> np.ndarray:
         """(hs, ws) float32 0..1 at geometry resolution: how well the identity's photos saw each point."""
         cover = identity.coverage
-        texel = geometry.uv_small * float(cover.shape[0]) - 0.5
-        return cv2.remap(cover, texel, None, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return _remap(cover, (geometry.uv_small * float(cover.shape[0]) - 0.5).astype(np.float32))
 
     def actor_window(self, image: np.ndarray, geometry: FaceGeometry) -> np.ndarray:
         """The actor's pixels in the window, warped by the morph when there is one (a new array)."""
@@ -196,7 +195,7 @@ class MeshSwapper:
         actor = image[ys, xs]
         if geometry.warp is None:
             return actor.copy()
-        return cv2.remap(actor, geometry.warp, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return _remap(actor, geometry.warp)
 
     # ------------------------------------------------------------------------------------------ internals
 
@@ -245,6 +244,11 @@ class MeshSwapper:
         delta = _smooth_on_mesh(delta, self.config.morph_smoothing_iterations)
         _, rot, scale = frontal_frame(lm)
         return (scale * delta @ rot.T)[:, :2].astype(np.float32)
+
+
+def _remap(src: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """``src`` sampled bilinearly at the (h, w, 2) float32 positions ``xy`` (one two-channel map: no split)."""
+    return cv2.remap(src, xy, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)  # type: ignore[call-overload]
 
 
 def _window(lm: np.ndarray, shape: tuple[int, ...], margin: float) -> Window | None:
