@@ -138,9 +138,12 @@ def test_processor_on_gpu_matches_cpu_on_shared_clips(
     level on average, and under 0.5% of pixel values more than 8 levels apart."""
     from engines.processor import FaceProcessor, ProcessorConfig
     from engines.settings import ProcessSettings, apply_patch
+    from engines.watermark import WatermarkConfig
 
-    cpu = FaceProcessor.from_models(models_dir, ProcessorConfig(device="cpu"))
-    gpu = FaceProcessor.from_models(models_dir, ProcessorConfig(device="cuda"))
+    # The two processors would mark their frames with different watermark ids (engines.watermark): off here.
+    unmarked = WatermarkConfig(enabled=False)
+    cpu = FaceProcessor.from_models(models_dir, ProcessorConfig(device="cpu", watermark=unmarked))
+    gpu = FaceProcessor.from_models(models_dir, ProcessorConfig(device="cuda", watermark=unmarked))
     assert gpu.runtime in ("torch-cuda", "tensorrt")
     settings = ProcessSettings()
     if relight:  # a key light from the upper left: the output frames differ from the input inside the face
