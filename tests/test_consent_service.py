@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from engines.consent import ConsentRecord, identity_dir, save_consent
 from streamer.audit import audit_path, verify_log
@@ -195,3 +196,45 @@ def test_the_processor_refuses_a_new_swap_with_expired_consent(
     save_consent(identity_dir(store.root, "s1"), renewed)
     result = proc.process(frames[1][0], frames[1][1], ProcessSettings(identity="s1"))
     assert result.failed_stage is None and "swap" in result.stage_ms
+
+
+def test_identities_cli_consent_and_audit(
+    tmp_path: Path, faces: Path, models_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from streamer.__main__ import main
+
+    data = str(tmp_path / "data")
+    common = ["--data-dir", data]
+    photo = str(faces / "s1.jpg")
+    assert main(["identities", "add", "s1", photo, *common, "--models", str(models_dir)]) == 2
+    assert "no consent record" in capsys.readouterr().err
+    doc = faces / "t1.jpg"  # stands in for the signed release form
+    argv = ["identities", "add", "s1", photo, *common, "--models", str(models_dir), "--consent-by", "S One"]
+    assert main([*argv, "--production", "Pilot", "--valid-until", "2099-12-31", "--document", str(doc)]) == 0
+    assert "consent: verified (S One, Pilot)" in capsys.readouterr().out
+    assert main(["identities", "list", *common]) == 0
+    assert "verified" in capsys.readouterr().out.splitlines()[1]
+    assert main(["identities", "consent", "s1", *common]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["status"] == "verified" and shown["document_name"] == "t1.jpg" and len(shown["document_sha256"]) == 64
+    renew = [
+        "--consent-by",
+        "S One",
+        "--production",
+        "Pilot",
+        "--valid-from",
+        "2020-01-01",
+        "--valid-until",
+        "2020-06-30",
+    ]
+    assert main(["identities", "consent", "s1", *common, *renew]) == 0
+    assert "recorded: expired" in capsys.readouterr().out
+    assert main(["identities", "list", "--json", *common]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["consent"]["status"] == "expired"
+    assert main(["identities", "consent", "ghost", *common, *renew]) == 2
+    assert main(["identities", "remove", "s1", *common]) == 0
+    capsys.readouterr()
+    assert main(["audit", "verify", *common]) == 0
+    events = [json.loads(line) for line in audit_path(Path(data)).read_text().splitlines()]
+    assert [e["event"] for e in events] == ["identity.enrolled", "consent.recorded", "identity.removed"]
+    assert events[0]["data"]["consent"]["status"] == "verified" and events[1]["data"]["consent"]["status"] == "expired"

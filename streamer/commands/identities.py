@@ -62,6 +62,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     _data_dir_arg(rm)
     rm.set_defaults(func=run_remove)
 
+    cons = isub.add_parser(
+        "consent",
+        help="record, renew or show an identity's consent",
+        description="With consent flags (or --consent FILE.json): record or replace NAME's consent (only the "
+        "document's sha256 is kept). Without: show the record on file.",
+    )
+    cons.add_argument("name")
+    _data_dir_arg(cons)
+    add_consent_args(cons, unverified_flag=False)
+    cons.set_defaults(func=run_consent)
+
 
 def _store(args: argparse.Namespace) -> IdentityStore:
     from engines.identity import IdentityStore
@@ -70,38 +81,86 @@ def _store(args: argparse.Namespace) -> IdentityStore:
     return IdentityStore(data_dir(args.data_dir) / "identities", getattr(args, "models", None))
 
 
+def _audit(args: argparse.Namespace, event: str, **data: object) -> None:
+    """Append to the data directory's audit log (streamer.audit), as the local user."""
+    from engines.paths import data_dir
+    from streamer.audit import AuditLog, cli_operator
+
+    AuditLog.in_data_dir(data_dir(args.data_dir)).append(event, data, operator=cli_operator())
+
+
 def run_add(args: argparse.Namespace) -> int:
-    from engines.consent import enroll_with_consent
+    from engines.consent import consent_summary, enroll_with_consent
 
     store = _store(args)
     consent = consent_from_args(args)
     info, record = enroll_with_consent(
         store, args.name, list(args.photos), consent, args.unverified, face=args.face, replace=args.replace
     )
+    _audit(
+        args,
+        "identity.enrolled",
+        identity=info.name,
+        photos=info.photos,
+        replace=args.replace,
+        consent=consent_summary(record),
+    )
     print(f"enrolled {info.name!r} from {info.photos} photo(s) in {store.root / info.name}")
     if record is None:
         print("consent: none recorded (unverified)")
+    else:
+        print(f"consent: {consent_summary(record)['status']} ({record.consent_by}, {record.production})")
     for warning in info.warnings:
         print(f"warning: {warning}")
     return 0
 
 
 def run_list(args: argparse.Namespace) -> int:
-    infos = _store(args).list()
+    from engines.consent import identity_consent_summary
+
+    store = _store(args)
+    infos = store.list()
+    consent = {i.name: identity_consent_summary(store.root, i.name) for i in infos}
     if args.json:
-        print(json.dumps([i.to_dict() for i in infos], indent=1))
+        print(json.dumps([{**i.to_dict(), "consent": consent[i.name]} for i in infos], indent=1))
         return 0
     if not infos:
         print("no identities enrolled (stageswap identities add NAME PHOTO...)")
         return 0
-    print(f"{'name':<24} {'created':<26} {'photos':>6}  warnings")
+    print(f"{'name':<24} {'created':<26} {'photos':>6}  {'consent':<10}  warnings")
     for i in infos:
-        print(f"{i.name:<24} {i.created:<26} {i.photos:>6}  {'; '.join(i.warnings)}")
+        print(f"{i.name:<24} {i.created:<26} {i.photos:>6}  {consent[i.name]['status']:<10}  {'; '.join(i.warnings)}")
     return 0
 
 
 def run_remove(args: argparse.Namespace) -> int:
     store = _store(args)
     store.remove(args.name)
+    _audit(args, "identity.removed", identity=args.name)
     print(f"removed {args.name!r}")
+    return 0
+
+
+def run_consent(args: argparse.Namespace) -> int:
+    from engines.consent import consent_summary, identity_consent, identity_dir, save_consent
+    from engines.errors import InputError
+
+    store = _store(args)
+    if not store.exists(args.name):
+        raise InputError(f"no identity named {args.name!r}: enroll it first (stageswap identities add)")
+    record = consent_from_args(args)
+    if record is None:
+        current = identity_consent(store.root, args.name)
+        if current is None:
+            print(f"{args.name}: no consent recorded (unverified)")
+        else:
+            print(json.dumps({**current.to_json(), "status": consent_summary(current)["status"]}, indent=1))
+        return 0
+    save_consent(identity_dir(store.root, args.name), record)
+    summary = consent_summary(record)
+    _audit(args, "consent.recorded", identity=args.name, consent=summary)
+    until = record.valid_until.isoformat() if record.valid_until else "open-ended"
+    print(
+        f"consent for {args.name!r} recorded: {summary['status']} ({record.consent_by}, {record.production}, {until})"
+    )
     return 0
