@@ -113,6 +113,8 @@ def run_process(
         "runtime": processor.runtime,
         "stage_ms": times.summary(),
     }
+    wid = getattr(processor, "watermark_id", None)
+    stats["watermark_id"] = f"{wid:08x}" if isinstance(wid, int) else None  # `stageswap verify OUT` reads it back
     if job.stats_path is not None:
         _atomic_write(job.stats_path, json.dumps(stats, indent=2).encode())
     if job.landmarks_path is not None:

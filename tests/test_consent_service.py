@@ -238,3 +238,21 @@ def test_identities_cli_consent_and_audit(
     events = [json.loads(line) for line in audit_path(Path(data)).read_text().splitlines()]
     assert [e["event"] for e in events] == ["identity.enrolled", "consent.recorded", "identity.removed"]
     assert events[0]["data"]["consent"]["status"] == "verified" and events[1]["data"]["consent"]["status"] == "expired"
+
+
+def test_process_refuses_an_identity_whose_consent_expired(
+    tmp_path: Path, clips: Path, faces: Path, models_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engines.consent import enroll_with_consent
+    from engines.identity import IdentityStore
+    from streamer.__main__ import main
+
+    data = tmp_path / "data"
+    store = IdentityStore(data / "identities", models_dir)
+    expired = ConsentRecord.create("S One", "Pilot", valid_from="2020-01-01", valid_until="2020-12-31")
+    enroll_with_consent(store, "s1", [faces / "s1.jpg"], None, allow_unverified=True)
+    save_consent(identity_dir(store.root, "s1"), expired)
+    argv = ["process", "-i", str(clips / "d3.mp4"), "-o", str(tmp_path / "o.mp4"), "--identity", "s1"]
+    assert main([*argv, "--data-dir", str(data), "--models", str(models_dir), "--no-progress"]) == 2
+    assert "expired on 2020-12-31" in capsys.readouterr().err
+    assert not (tmp_path / "o.mp4").exists()

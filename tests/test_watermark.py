@@ -277,3 +277,22 @@ def test_the_face_processor_marks_its_output(clips: Path, models_dir: Path) -> N
     assert off.watermark_id is None
     result = off.process(frames[0], 0.0, ProcessSettings())
     assert result.image is frames[0] and "watermark" not in result.stage_ms
+
+
+def test_process_output_carries_the_id_its_stats_name(
+    tmp_path: Path, clips: Path, models_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`stageswap process` marks its output; `stageswap verify` reads the same id back from the file."""
+    import json
+
+    from streamer.__main__ import main
+
+    out, stats = tmp_path / "out.mp4", tmp_path / "stats.json"
+    argv = ["process", "-i", str(clips / "roop_target_1080p.mp4"), "-o", str(out), "--stats", str(stats)]
+    assert main([*argv, "--models", str(models_dir), "--no-progress", "--data-dir", str(tmp_path / "data")]) == 0
+    wid = json.loads(stats.read_text())["watermark_id"]
+    assert isinstance(wid, str) and len(wid) == 8
+    capsys.readouterr()
+    assert main(["verify", str(out), "--data-dir", str(tmp_path / "data"), "--json"]) == 2  # no manifest: unsigned
+    mark = json.loads(capsys.readouterr().out)["watermark"]
+    assert mark["id"] == wid and mark["detected_ratio"] >= 0.95

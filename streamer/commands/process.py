@@ -156,6 +156,9 @@ def _swap_settings(
             store = IdentityStore(data / "identities", args.models)
             patch["identity"] = args.identity
             store.load(args.identity)  # unknown or damaged: say so now, not as passed-through frames
+            from engines.consent import check_swap_allowed, identity_consent
+
+            check_swap_allowed(args.identity, identity_consent(store.root, args.identity))  # expired: say so now
     settings = apply_patch(ProcessSettings(), patch)
     if settings.relight:
         from engines.relight import target_sh
