@@ -280,11 +280,12 @@ def test_a_recording_made_by_the_service_is_signed_and_its_sidecar_matches(
         token="secret-operator-token",
         data_dir=data,
         models_dir=models_dir,
-        processor="passthrough",
+        processor="full",
         inputs=(InputSpec.parse(f"cam={clips / 's18.mp4'}"),),
     )
     headers = {"Authorization": "Bearer secret-operator-token"}
     sidecars: dict[str, dict] = {}
+    stream_marks: list[str | None] = []
 
     async def scenario() -> None:
         async with live_server(config) as server, aiohttp.ClientSession(headers=headers) as http:
@@ -297,6 +298,9 @@ def test_a_recording_made_by_the_service_is_signed_and_its_sidecar_matches(
             assert await wait_for(lambda: server.service.streams.find("cam") is not None, 10)
             async with http.patch(f"{server.url}/api/streams/cam", json={"identity": "bob"}) as r:
                 assert r.status == 200, await r.text()
+            assert await wait_for(lambda: server.service.streams.get("cam").watermark_id is not None, 30)
+            async with http.get(f"{server.url}/api/streams/cam") as r:
+                stream_marks.append((await r.json())["watermark_id"])
             for container in ("mp4", "mkv"):
                 async with http.post(f"{server.url}/api/streams/cam/recording", json={"container": container}) as r:
                     assert r.status == 201, await r.text()
@@ -321,6 +325,10 @@ def test_a_recording_made_by_the_service_is_signed_and_its_sidecar_matches(
         assert facts["operator"] == token_id("secret-operator-token")
         assert sidecar["c2pa"]["processed"]["signed"] is True
         assert sidecar["c2pa"]["processed"]["validation_state"] == "Trusted"
+        # the processor's watermark id: in the sidecar, the manifest and the recorded frames
+        assert sidecar["watermark_id"] == facts["watermark_id"] == stream_marks[0] is not None
+        with VideoReader(rec) as reader:
+            assert format_id(Watermarker().read_clip(f.image for f in reader.frames()).id) == sidecar["watermark_id"]
         # c2pa-python reads it and validates it with the configured certificate; it says what the sidecar says
         report = verify_file(rec, trust)
         assert report.ok and report.validation_state == "Trusted", report.summary()
