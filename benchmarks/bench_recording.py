@@ -22,6 +22,7 @@ import statistics
 import tempfile
 import threading
 import time
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,9 @@ from aiohttp import web
 from streamer import api, api_recording, webrtc
 from streamer.api_recording import RECORDINGS
 from streamer.config import InputSpec, ServeConfig
+from streamer.encoding import EncodeSpec, FileEncoder
 from streamer.fanout import OutputFanout
+from streamer.formats import resolve_format
 from streamer.ring import FrameMeta
 from streamer.server import create_app
 from streamer.service import SERVICE
@@ -103,6 +106,8 @@ async def run(args: argparse.Namespace) -> None:
     print(
         f"processor {args.processor}, view {args.view}, {args.monitors} monitor(s), encoder nice +{args.encoder_nice}"
     )
+    if args.cost_frames:
+        encoder_costs(clip, args.codecs, args.cost_frames)
     with tempfile.TemporaryDirectory(prefix="bench-rec-") as tmp:
         config = ServeConfig(
             data_dir=Path(tmp), processor=args.processor, inputs=(InputSpec.parse(f"cam1={clip}"),), max_streams=1
@@ -137,13 +142,43 @@ async def run(args: argparse.Namespace) -> None:
             await runner.cleanup()
 
 
+def encoder_costs(clip: Path, codecs: list[str], n: int) -> None:
+    """CPU time per frame of each recording encoder alone (all its threads, colour conversion included).
+
+    A machine sustains a recording at R fps beside the live path only if R x this fits in the CPU the
+    live path leaves free; CPU time is far less disturbed by other load than wall time."""
+    with av.open(str(clip)) as c:
+        frames = [f.to_ndarray(format="bgr24") for _, f in zip(range(n), c.decode(video=0), strict=False)]
+    print(f"\nencoder cost alone, {len(frames)} frames of {clip.name}:")
+    with tempfile.TemporaryDirectory(prefix="bench-enc-") as tmp:
+        for spec in codecs:
+            codec, _, encoder = spec.partition(":")
+            fmt = resolve_format(codec, encoder=encoder or None)
+            enc = FileEncoder(
+                Path(tmp) / f"cost.{fmt.ext}", EncodeSpec(fmt, Fraction(30), Fraction(1, 30), fsync_interval_s=None)
+            )
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            for i, image in enumerate(frames):
+                enc.write(image, i)
+            enc.close()
+            cpu_ms = (time.process_time() - cpu0) / len(frames) * 1000
+            wall_fps = len(frames) / (time.perf_counter() - wall0)
+            size = (Path(tmp) / f"cost.{fmt.ext}").stat().st_size
+            print(
+                f"  {fmt.encoder:<10} {cpu_ms:6.1f} CPU ms/frame = {cpu_ms * 30 / 1000:.2f} cores at 30 fps; "
+                f"{wall_fps:5.1f} fps wall here; {size * 8 * 30 / len(frames) / 1e6:6.1f} Mbit/s"
+            )
+    print()
+
+
 async def run_phase(
     http: aiohttp.ClientSession, base: str, app: web.Application, probe: Probe, phase: str, args: argparse.Namespace
 ) -> dict[str, Any]:
     row: dict[str, Any] = {"phase": phase}
     depth: list[int] = []
     if phase != "off":
-        body = {"codec": phase, "view": args.view}
+        codec, _, encoder = phase.partition(":")
+        body = {"codec": codec, "view": args.view, **({"encoder": encoder} if encoder else {})}
         async with http.post(f"{base}/api/streams/cam1/recording", json=body) as r:
             if r.status != 201:
                 raise SystemExit(f"cannot start recording: {r.status} {await r.text()}")
@@ -210,9 +245,15 @@ def main() -> None:
     ap.add_argument("--warmup-s", type=float, default=5.0)
     ap.add_argument("--processor", choices=["full", "passthrough"], default="full")
     ap.add_argument("--view", choices=["processed", "source", "both"], default="processed")
-    ap.add_argument("--codecs", nargs="+", default=["h264", "prores"], choices=["h264", "prores", "ffv1"])
+    ap.add_argument(
+        "--codecs",
+        nargs="+",
+        default=["h264", "prores"],
+        help="recordings to compare: h264, prores, ffv1, or CODEC:ENCODER such as prores:prores_aw",
+    )
+    ap.add_argument("--cost-frames", type=int, default=60, help="frames per encoder in the cost table (0: skip)")
     ap.add_argument("--monitors", type=int, default=1, help="WHEP monitor encoders attached (default 1)")
-    ap.add_argument("--encoder-nice", type=int, default=5, help="recorder thread niceness (default 5, as served)")
+    ap.add_argument("--encoder-nice", type=int, default=10, help="recorder thread niceness (default 10, as served)")
     asyncio.run(run(ap.parse_args()))
 
 

@@ -74,18 +74,23 @@ class _Wiring:
 
 
 RECORDINGS = web.AppKey("stageswap_recordings", RecordingManager)
+WHOLE_RATES = (24, 25, 30, 48, 50, 60, 120)
+"""Measured rates within 5% of one of these are taken as it (a measurement jitters around the true rate)."""
 _WIRING = web.AppKey("stageswap_recording_wiring", _Wiring)
 
 
 def stream_rate(stream: Stream) -> Fraction | None:
-    """The stream's nominal frame rate: its measured input rate in whole frames per second.
+    """The stream's nominal frame rate: its measured input rate as a whole standard rate (or whole fps).
 
     A measurement cannot tell 29.97 from 30 fps; a client that needs an NTSC rate sends ``fps``."""
     try:
         fps = float(stream.stats.snapshot().get("input_fps") or 0.0)
     except Exception:  # stats are a nicety here: no rate simply means the default
         return None
-    return Fraction(min(240, round(fps))) if fps >= 1.0 else None
+    if fps < 1.0:
+        return None
+    nearest = min(WHOLE_RATES, key=lambda rate: abs(rate - fps))
+    return Fraction(nearest if abs(nearest - fps) <= 0.05 * nearest else min(240, round(fps)))
 
 
 def start_recording(app: web.Application, name: str, body: Any) -> dict[str, Any]:

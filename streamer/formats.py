@@ -170,7 +170,7 @@ def codec_setup(fmt: RecordFormat, width: int, height: int, keyint_frames: int, 
     if fmt.encoder in ("prores_ks", "prores_aw"):
         if width % 2:
             raise InputError(f"ProRes 422 needs an even frame width, got {width}x{height}: record h264 or ffv1")
-        return VideoCodecSetup("yuv422p10le", {"profile": "3" if fmt.encoder == "prores_ks" else "hq"}, None)
+        return VideoCodecSetup("yuv422p10le", {"profile": "3"}, None)  # 3 = HQ in both encoders
     if fmt.encoder == "ffv1":
         # Version 3 with slices (multi-threaded) and a CRC per slice; RGB so nothing is lost to chroma.
         return VideoCodecSetup("bgr0", {"level": "3", "slicecrc": "1", "slices": "4"}, keyint_frames)

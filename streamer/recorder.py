@@ -9,7 +9,7 @@ The queue is bounded twice, in frames and in bytes (``QueueLimits``): by default
 stream's nominal rate and 2 s of 1080p30 BGR (about 373 MB) per file, whichever comes first. The bytes
 bound keeps a 4K stream from taking 4x the memory; the frames bound keeps the delay to disk short.
 
-The encoder thread runs at a lower CPU priority (``nice``, default +5; FFmpeg's own encoder threads
+The encoder thread runs at a lower CPU priority (``nice``, default +10; FFmpeg's own encoder threads
 inherit it): when the machine is short of CPU, the live path wins and the queue absorbs the difference.
 """
 
@@ -90,7 +90,7 @@ class Recorder:
         spec: EncodeSpec,
         limits: QueueLimits,
         name: str = "recorder",
-        nice: int = 5,
+        nice: int = 10,
         audio_template: Any = None,
         size: tuple[int, int] | None = None,
         on_error: Callable[[Recorder, WriteFailed], None] | None = None,
@@ -246,10 +246,10 @@ class Recorder:
 
     def _run(self) -> None:
         if self._nice:
+            # Linux priorities are per thread: this one, and the encoder threads FFmpeg starts from it.
             with contextlib.suppress(OSError, AttributeError):
-                os.setpriority(
-                    os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + self._nice
-                )
+                tid = threading.get_native_id()
+                os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + self._nice)
         encoder = self._encoder
         syncs_seen = 0
         try:

@@ -160,7 +160,8 @@ class RecordingConfig:
     fragment_s: float = 0.5
     """Longest fragment/cluster: at most this much is lost when the writer dies."""
     fsync_interval_s: float | None = 1.0
-    encoder_nice: int = 5
+    encoder_nice: int = 10
+    """Niceness added to the encoder threads: under CPU pressure the live path gets the CPU first."""
     sidecar_interval_s: float = 1.0
     """How often the sidecar is refreshed and a ``progress`` event sent while recording."""
     alarm_interval_s: float = 1.0

@@ -140,6 +140,19 @@ def test_nvenc_is_used_only_when_it_opens() -> None:
             resolve_format("h264", encoder="h264_nvenc", support=support)
 
 
+@pytest.mark.parametrize("encoder", ["prores_ks", "prores_aw"])
+def test_prores_is_422_hq(tmp_path: Path, frames: list[np.ndarray], encoder: str) -> None:
+    path = tmp_path / "hq.mov"
+    enc = FileEncoder(path, EncodeSpec(resolve_format("prores", encoder=encoder), Fraction(FPS), Fraction(1, FPS)))
+    for i in range(3):
+        enc.write(stamped(frames[i], i), i)
+    enc.close()
+    with av.open(str(path)) as c:
+        ctx = c.streams.video[0].codec_context
+        assert (ctx.name, ctx.profile, ctx.pix_fmt) == ("prores", "HQ", "yuv422p10le")
+        assert [read_frame(f) for f in c.decode(video=0)] == [0, 1, 2]
+
+
 # -- both views, every frame -------------------------------------------------------------------------------
 
 
@@ -533,3 +546,30 @@ def test_a_torn_tail_is_cut_back_to_the_last_whole_fragment(
         stamps, _, _, _ = read_back(torn)  # strict read succeeds to the end
         assert stamps == list(range(len(stamps))) and count_video_frames(torn) == len(stamps)
         assert len(stamps) >= 1
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread priorities from /proc (Linux)")
+def test_encoder_threads_run_below_the_live_path(tmp_path: Path, frames: list[np.ndarray]) -> None:
+    """The recorder thread and the encoder threads FFmpeg starts from it yield the CPU to the live path."""
+    from streamer.recorder import QueueLimits, Recorder, VideoItem
+
+    def nices() -> dict[str, int]:
+        out = {}
+        for tid in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError):
+                stat = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+                out[tid] = int(stat[16])
+        return out
+
+    before = nices()
+    spec = EncodeSpec(resolve_format("prores"), Fraction(FPS), Fraction(1, FPS), fsync_interval_s=None)
+    recorder = Recorder(tmp_path / "n.mov", spec, QueueLimits(10, 1 << 30), nice=10).start()
+    for i in range(3):
+        recorder.put(VideoItem(frames[i], i))
+    deadline = time.monotonic() + 20
+    while recorder.frames_written < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    new = {tid: n for tid, n in nices().items() if tid not in before}
+    assert recorder.finish() is None
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    assert len(new) >= 2 and set(new.values()) == {min(19, base + 10)}, new  # the recorder and FFmpeg's threads
