@@ -100,6 +100,8 @@ class ServeConfig:
     viewer_queue_frames: int = 3
     badge: bool = False
     """``--badge``: a visible "SYNTHETIC" badge on the processed view monitors get (recordings never have it)."""
+    watermark: bool = True
+    """The invisible watermark on every processed frame (``engines.watermark``); ``--no-watermark`` turns it off."""
     """Encoded frames a viewer may lag behind before it skips to the next keyframe (a stalled viewer)."""
 
     def __post_init__(self) -> None:

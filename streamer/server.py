@@ -48,8 +48,9 @@ def processor_factory(config: ServeConfig, service: Service) -> ProcessorFactory
 
     def make() -> FrameProcessor:
         from engines.processor import FaceProcessor, ProcessorConfig
+        from engines.watermark import WatermarkConfig
 
-        processor_config = ProcessorConfig(device=config.device)
+        processor_config = ProcessorConfig(device=config.device, watermark=WatermarkConfig(enabled=config.watermark))
         if "identities" in inspect.signature(FaceProcessor.from_models).parameters:
             # One IdentityStore for the routes and every stream, so an enrolled identity is usable at once.
             return FaceProcessor.from_models(config.models_dir, processor_config, identities=service.identities())

@@ -296,3 +296,20 @@ def test_process_output_carries_the_id_its_stats_name(
     assert main(["verify", str(out), "--data-dir", str(tmp_path / "data"), "--json"]) == 2  # no manifest: unsigned
     mark = json.loads(capsys.readouterr().out)["watermark"]
     assert mark["id"] == wid and mark["detected_ratio"] >= 0.95
+
+
+def test_no_watermark_flags(tmp_path: Path, clips: Path, models_dir: Path) -> None:
+    import json
+
+    from streamer.__main__ import build_parser, main
+    from streamer.commands.serve import build_config
+
+    assert build_config(build_parser().parse_args(["serve"])).watermark is True
+    assert build_config(build_parser().parse_args(["serve", "--no-watermark"])).watermark is False
+    out, stats = tmp_path / "out.mp4", tmp_path / "stats.json"
+    argv = ["process", "-i", str(clips / "roop_target_1080p.mp4"), "-o", str(out), "--stats", str(stats)]
+    assert main([*argv, "--models", str(models_dir), "--no-progress", "--no-watermark"]) == 0
+    assert json.loads(stats.read_text())["watermark_id"] is None
+    with av.open(str(out)) as container:
+        frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    assert Watermarker().read_clip(frames).id is None

@@ -67,6 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="width the frame is scaled to for detection (default 320)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-watermark", action="store_true", help="do not mark the output with the invisible watermark")
     add_models_arg(p)
     add_device_arg(p)
     p.set_defaults(func=run)
@@ -84,10 +85,13 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--detect-every must be at least 1")
     if args.detect_width < 64:
         raise InputError("--detect-width must be at least 64")
+    from engines.watermark import WatermarkConfig
+
     config = ProcessorConfig(
         tracker=TrackerConfig(max_faces=args.max_faces, detect_every=args.detect_every),
         detect_width=args.detect_width,
         device=resolve_device(args.device),
+        watermark=WatermarkConfig(enabled=not args.no_watermark),
     )
     with contextlib.ExitStack() as scratch:
         settings, store, hdri_dir = _swap_settings(args, scratch)

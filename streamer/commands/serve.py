@@ -61,6 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--badge", action="store_true", help='a visible "SYNTHETIC" badge on monitors (never on recordings)')
     p.add_argument(
+        "--no-watermark", action="store_true", help="do not mark processed frames with the invisible watermark"
+    )
+    p.add_argument(
         "--max-streams",
         type=int,
         default=max(1, os.cpu_count() or 1),
@@ -136,6 +139,7 @@ def build_config(args: argparse.Namespace) -> ServeConfig:
         initial_settings=settings,
         max_streams=args.max_streams,
         badge=args.badge,
+        watermark=not args.no_watermark,
         ice_servers=tuple(args.ice_server),
     )
 
