@@ -32,6 +32,7 @@ from typing import Any
 
 import av
 import numpy as np
+from av.video.reformatter import ColorRange, Colorspace
 
 from engines.errors import OutputError
 from streamer.formats import RecordFormat, codec_setup
@@ -39,6 +40,8 @@ from streamer.formats import RecordFormat, codec_setup
 log = logging.getLogger(__name__)
 
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_BT709, _SPC_RGB = 1, 0  # AVColorPrimaries / AVColorTransferCharacteristic / AVColorSpace values
+_RANGE_LIMITED, _RANGE_FULL = 1, 2  # AVColorRange: MPEG (tv), JPEG (pc)
 
 
 class WriteFailed(OutputError):
@@ -95,6 +98,8 @@ class FileEncoder:
         self.timecode = spec.timecode
         """Written into the file when the video stream opens (at the first frame unless ``size`` is given)."""
         self._stream: Any = None
+        self._yuv = True
+        self._pix_fmt = ""
         self._last_frame: av.VideoFrame | None = None
         self._last_pts: int | None = None
         self._synced_s = time.monotonic()
@@ -154,6 +159,15 @@ class FileEncoder:
         stream.options = setup.options
         if self.timecode:
             stream.metadata["timecode"] = self.timecode
+        # Tag the colours (players guess otherwise: BT.601 or BT.709 depending on the size).
+        ctx.color_primaries, ctx.color_trc = _BT709, _BT709
+        if setup.pix_fmt == "bgr0":
+            ctx.colorspace, ctx.color_range = _SPC_RGB, _RANGE_FULL
+            self._yuv = False
+        else:
+            ctx.colorspace, ctx.color_range = _BT709, _RANGE_LIMITED
+            self._yuv = True
+        self._pix_fmt = setup.pix_fmt
         self._stream = stream
         self.width, self.height = width, height
 
@@ -175,6 +189,14 @@ class FileEncoder:
             h, w = image.shape[:2]
             self._open_video(w, h)
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+        if self._yuv:  # BT.709 matrix, limited range: what the stream is tagged with
+            frame = frame.reformat(
+                self.width,
+                self.height,
+                self._pix_fmt,
+                dst_colorspace=Colorspace.ITU709,
+                dst_color_range=ColorRange.MPEG,
+            )
         self._encode(frame, pts)
         self._last_frame = frame
 

@@ -153,6 +153,27 @@ def test_prores_is_422_hq(tmp_path: Path, frames: list[np.ndarray], encoder: str
         assert [read_frame(f) for f in c.decode(video=0)] == [0, 1, 2]
 
 
+@pytest.mark.parametrize("codec", ["h264", "prores", "ffv1"])
+def test_colours_are_tagged_and_come_back(tmp_path: Path, codec: str) -> None:
+    """BT.709 (limited range) YUV, or RGB for FFV1, tagged in the file so every player decodes the same colours."""
+    bars = np.zeros((720, 1280, 3), np.uint8)
+    for k, colour in enumerate([(0, 0, 255), (0, 255, 0), (255, 0, 0), (40, 160, 220), (200, 200, 200)]):
+        bars[:, k * 256 : (k + 1) * 256] = colour
+    fmt = resolve_format(codec)
+    path = tmp_path / f"bars.{fmt.ext}"
+    enc = FileEncoder(path, EncodeSpec(fmt, Fraction(FPS), Fraction(1, FPS), fsync_interval_s=None))
+    for i in range(3):
+        enc.write(bars, i)
+    enc.close()
+    with av.open(str(path)) as c:
+        ctx = c.streams.video[0].codec_context
+        assert ctx.color_primaries == 1 and ctx.color_trc == 1  # BT.709
+        assert (ctx.colorspace, ctx.color_range) == ((0, 2) if codec == "ffv1" else (1, 1))
+        decoded = next(c.decode(video=0)).to_ndarray(format="bgr24")
+    error = np.abs(decoded.astype(np.int16) - bars).mean()
+    assert error == 0 if codec == "ffv1" else error < 2.0, error
+
+
 # -- both views, every frame -------------------------------------------------------------------------------
 
 
