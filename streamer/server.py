@@ -13,7 +13,6 @@ an API route.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import signal
 import ssl
@@ -51,10 +50,8 @@ def processor_factory(config: ServeConfig, service: Service) -> ProcessorFactory
         from engines.watermark import WatermarkConfig
 
         processor_config = ProcessorConfig(device=config.device, watermark=WatermarkConfig(enabled=config.watermark))
-        if "identities" in inspect.signature(FaceProcessor.from_models).parameters:
-            # One IdentityStore for the routes and every stream, so an enrolled identity is usable at once.
-            return FaceProcessor.from_models(config.models_dir, processor_config, identities=service.identities())
-        return FaceProcessor.from_models(config.models_dir, processor_config)
+        # One IdentityStore for the routes and every stream, so an enrolled identity is usable at once.
+        return FaceProcessor.from_models(config.models_dir, processor_config, identities=service.identities())
 
     return make
 

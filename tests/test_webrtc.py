@@ -11,12 +11,25 @@ import time
 from pathlib import Path
 
 import aiohttp
+import cv2
 import numpy as np
 import pytest
 
-from engines.settings import ProcessSettings
+from benchmarks.quality_metrics import FaceEmbedder
+from engines.detect import FaceDetector
+from engines.landmarks import FaceMesh
+from engines.tracker import FaceTracker
 from streamer.config import ServeConfig
-from tests.live_helpers import ClipTrack, live_server, machine_is_busy, publish, service_threads, view, wait_for
+from tests.live_helpers import (
+    ClipTrack,
+    LiveServer,
+    live_server,
+    machine_is_busy,
+    publish,
+    service_threads,
+    view,
+    wait_for,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -27,10 +40,19 @@ def _config(tmp_path: Path, **kw: object) -> ServeConfig:
     return ServeConfig(**base)  # type: ignore[arg-type]
 
 
-def _overlay_fraction(image: np.ndarray) -> float:
-    """Share of pixels in the debug overlay's saturated green (the mesh points and the face box)."""
-    b, g, r = (image[..., i].astype(np.int16) for i in range(3))
-    return float(((g - np.maximum(r, b)) > 60).mean())
+def _embeddings(embedder: FaceEmbedder, tracker: FaceTracker, frames: list[np.ndarray]) -> np.ndarray:
+    """Identity embeddings (evaluation-only recogniser) of the tracked face in each frame that has one."""
+    out = []
+    for i, frame in enumerate(frames):
+        faces = tracker.update(frame, i / 30)
+        if faces:
+            out.append(embedder.embed(frame, faces[0].points5))
+    return np.array(out)
+
+
+def stats_in_fps_ok(fps_sent: float, srv: LiveServer) -> bool:
+    """Ingest keeps up with the publisher (everything it sends arrives, whatever the worker drops)."""
+    return bool(srv.service.streams.get("cam").stats.snapshot()["input_fps"] >= 0.7 * fps_sent)
 
 
 def _tasks() -> list[asyncio.Task[object]]:
@@ -43,21 +65,28 @@ async def _delete(http: aiohttp.ClientSession, base: str, location: str) -> int:
         return r.status
 
 
-def test_publish_clip_and_view_processed_and_source_then_delete_frees_everything(
-    tmp_path: Path, clips: Path, models_dir: Path
+def test_publish_clip_with_an_enrolled_identity_view_both_views_then_delete_frees_everything(
+    tmp_path: Path, clips: Path, faces: Path, models_dir: Path, detector: FaceDetector, mesh: FaceMesh
 ) -> None:
-    # Tracking with the debug overlay: the processing the received frames can be checked for here.
-    settings = ProcessSettings(swap=False, relight=False, debug_overlay=True)
-    config = _config(tmp_path, models_dir=models_dir, initial_settings=settings)
+    config = _config(tmp_path, models_dir=models_dir)
     threads_before = service_threads()
+    received: dict[str, list[np.ndarray]] = {}
 
     async def scenario() -> None:
         async with live_server(config) as srv, aiohttp.ClientSession() as http:
             tasks_before = len(_tasks())
+            form = aiohttp.FormData(default_to_multipart=True)
+            form.add_field("name", "obama")
+            form.add_field("allow_unverified", "true")  # a test identity: no consent record
+            form.add_field("photo", (faces / "obama.jpg").read_bytes(), filename="obama.jpg")
+            async with http.post(f"{srv.url}/api/identities", data=form) as r:
+                assert r.status == 201, await r.text()
             track = ClipTrack(clips / "d3.mp4")
             pub = await publish(http, srv.url, "cam", track)
-            processed = await view(http, srv.url, "cam", "processed", keep_every=20)
-            source = await view(http, srv.url, "cam", "source", keep_every=20)
+            async with http.patch(f"{srv.url}/api/streams/cam", json={"identity": "obama"}) as r:
+                assert r.status == 200
+            processed = await view(http, srv.url, "cam", "processed", keep_every=6)
+            source = await view(http, srv.url, "cam", "source", keep_every=6)
             assert await wait_for(lambda: len(processed.times) > 10 and len(source.times) > 10, 15)
             stream = srv.service.streams.get("cam")
             t0, sent0, done0 = time.monotonic(), track.sent, stream.stats.snapshot()["frames_processed"]
@@ -69,10 +98,11 @@ def test_publish_clip_and_view_processed_and_source_then_delete_frees_everything
                 assert r.status == 200
                 info = await r.json()
 
-            # Viewers get what was sent (source) and what was processed, as it comes: nothing queues up
-            # on the way out. The worker may drop frames when processing is slower than the camera
-            # (latest frame wins); on a machine with spare cores it is not, and everything runs at the
-            # clip's 30 fps. (The margins allow for loopback loss when other work starves this process.)
+            # Viewers get what was processed, as it comes: nothing queues up on the way out (the source
+            # view carries the same frames, before processing, so the two views stay in step). The
+            # worker may drop frames when processing is slower than the camera (latest frame wins); on
+            # a machine with spare cores it is not, and everything runs at the clip's 30 fps. (The
+            # margins allow for loopback loss when other work starves this process.)
             rates = {
                 "sent": fps_sent,
                 "processed": fps_done,
@@ -80,25 +110,23 @@ def test_publish_clip_and_view_processed_and_source_then_delete_frees_everything
                 "recv_source": fps_source,
             }
             assert track.fps == pytest.approx(30.0)
-            assert fps_source >= 0.7 * fps_sent, rates
+            assert fps_source >= 0.7 * fps_done, rates  # both views carry the frames the worker took
             assert fps_processed >= 0.7 * fps_done, rates
+            assert stats_in_fps_ok(fps_sent, srv), rates
             assert max(fps_processed, fps_source) <= 1.1 * track.fps, rates
             if not machine_is_busy():
                 assert fps_processed >= 0.85 * track.fps and fps_source >= 0.85 * track.fps, rates
-            # The processed view shows the processing (the tracked mesh), the source view does not.
             assert processed.frames and source.frames
             assert processed.frames[-1].shape == (512, 512, 3)
-            overlay_p = np.mean([_overlay_fraction(f) for f in processed.frames])
-            overlay_s = np.mean([_overlay_fraction(f) for f in source.frames])
-            assert overlay_p > 0.005 and overlay_s < 0.0005, (overlay_p, overlay_s)
+            received["processed"], received["source"] = list(processed.frames), list(source.frames)
             stats = info["stats"]
-            assert info["live"] and info["publisher"] and info["settings"]["debug_overlay"] is True
-            assert stats["faces"] == 1 and stats["frames_processed"] > 60
+            assert info["live"] and info["publisher"] and info["settings"]["identity"] == "obama"
+            assert stats["faces"] == 1 and stats["frames_processed"] > 30 and stats["frames_failed"] == 0
             assert stats["viewers"] == {"processed": 1, "source": 1}
-            assert stats["input_fps"] > 0.7 * fps_sent and stats["output_fps"] > 0.7 * fps_done
+            assert stats["output_fps"] > 0.7 * fps_done
             if not machine_is_busy():
                 assert stats["latency_ms"]["p50"] < 100, stats["latency_ms"]
-            assert {"detect", "landmarks", "total"} <= set(stats["stage_ms"])
+            assert {"detect", "landmarks", "swap", "total"} <= set(stats["stage_ms"])
             # One encoder per view (codec VP8 here), not one per viewer.
             assert sorted((e["view"], e["viewers"]) for e in stats["encoders"]) == [("processed", 1), ("source", 1)]
 
@@ -119,6 +147,20 @@ def test_publish_clip_and_view_processed_and_source_then_delete_frees_everything
 
     asyncio.run(scenario())
     assert service_threads() == threads_before
+
+    # The received processed frames show the enrolled identity, judged as the quality evaluation does: an
+    # independent recogniser (evaluation-only MobileFaceNet) compares each received face with the identity
+    # photo and with the actor (the mean of the received source view's faces).
+    embedder = FaceEmbedder(models_dir / "mobilefacenet.onnx")
+    photo = _embeddings(embedder, FaceTracker(detector, mesh), [cv2.imread(str(faces / "obama.jpg"))])[0]
+    out = _embeddings(embedder, FaceTracker(detector, mesh), received["processed"])
+    actor = _embeddings(embedder, FaceTracker(detector, mesh), received["source"]).mean(axis=0)
+    actor /= np.linalg.norm(actor)
+    cos_identity, cos_actor = out @ photo, out @ actor
+    scores = {"n": len(out), "identity": cos_identity.mean(), "actor": cos_actor.mean()}
+    assert len(out) >= 5, scores
+    assert np.mean(cos_identity > cos_actor) >= 0.9, scores
+    assert cos_identity.mean() >= 0.25 and cos_identity.mean() > cos_actor.mean(), scores
 
 
 def test_bad_requests_are_refused_with_a_reason_while_the_stream_goes_on(tmp_path: Path, clips: Path) -> None:
@@ -280,19 +322,31 @@ def test_two_streams_three_viewers_each_and_a_stalled_viewer_slows_nobody(tmp_pa
                     inside = [n for t, n in sent[name] if a <= t <= b]
                     return inside[-1] - inside[0]
 
-                t0 = time.monotonic()
+                def packets_sent() -> dict[str, int]:
+                    """Encoded frames the server handed to each viewer's RTP sender, by session id."""
+                    peers = srv.service.peers
+                    assert peers is not None
+                    return {x.id: x.track.packets_sent for x in peers.sessions() if x.track is not None}
+
+                t0, at_t0 = time.monotonic(), packets_sent()
                 t1 = await sample(3.0)
+                at_t1 = packets_sent()
                 child.send_signal(signal.SIGSTOP)  # the viewer stalls: it reads nothing, answers nothing
                 t2 = await sample(3.0)
-                # Each other viewer keeps receiving what its publisher sends, as before the stall. Rates are
-                # taken against the publisher's own in the same window, so a busy machine shifts both alike.
+                at_t2 = packets_sent()
+                # The server goes on serving every other viewer as before: each one's sender is handed the
+                # frames its publisher sends, at the same rate as before the stall (rates are taken against
+                # the publisher's own in the same window, so a busy machine shifts both alike).
                 for name, vs in viewers.items():
                     for v in vs:
-                        before = sum(1 for t in v.times if t0 <= t <= t1) / max(1, sent_between(name, t0, t1))
-                        during = sum(1 for t in v.times if t1 <= t <= t2) / max(1, sent_between(name, t1, t2))
-                        assert during >= 0.7 and during >= 0.7 * before, (name, before, during)
+                        sid = v.location.rsplit("/", 1)[1]
+                        before = (at_t1[sid] - at_t0[sid]) / max(1, sent_between(name, t0, t1))
+                        during = (at_t2[sid] - at_t1[sid]) / max(1, sent_between(name, t1, t2))
+                        assert during >= 0.8 and during >= 0.8 * before, (name, before, during)
+                        # What the viewers receive and decode, measured in this same process, also says how
+                        # busy this machine is; it is held to the clip's rate when there are cores to spare.
                         if not machine_is_busy():
-                            assert v.fps(t1, t2) > 0.85 * 30, (name, v.fps(t1, t2))
+                            assert v.fps(t1, t2) > 0.85 * 30, (name, v.fps(t0, t1), v.fps(t1, t2))
                 assert stream_a.stats.snapshot()["frames_processed"] > 0
                 assert len(stream_a.viewers) == 3  # still counted: consent has not failed yet
             finally:
