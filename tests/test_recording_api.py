@@ -147,7 +147,8 @@ def test_whip_recording_holds_exactly_the_processed_frames(tmp_path: Path, stamp
     seen: list[int | None] = []
 
     async def scenario() -> dict:
-        async with server(tmp_path, seen) as (base, _app), aiohttp.ClientSession() as http:
+        # Normal priority for the encoder here: this test is about which frames are recorded, not CPU shares.
+        async with server(tmp_path, seen, encoder_nice=0) as (base, _app), aiohttp.ClientSession() as http:
             pc = await whip_publish(http, base, "cam1", stamped_clip)
             try:
                 await wait_frames(http, base, "cam1", 15)
