@@ -105,6 +105,7 @@ class Worker:
         processor = self._build()
         self.ready.set()
         failing = False
+        broken = False
         while True:
             try:
                 with self._ring.acquire(timeout_s=0.5) as slot:
@@ -131,5 +132,10 @@ class Worker:
                         failed=result.failed_stage is not None,
                         size=(int(image.shape[0]), int(image.shape[1])),
                     )
+                    broken = False
             except RingClosed:
                 return
+            except Exception:  # a bug past the processor drops this frame, never the stream's only thread
+                if not broken:
+                    log.exception("stream %s: handing a frame on failed; the stream goes on", self.stream)
+                    broken = True

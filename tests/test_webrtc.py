@@ -425,3 +425,31 @@ def test_ingest_takes_the_newest_frame_when_the_loop_fell_behind(tmp_path: Path)
     finally:
         streams.detach("cam")
         stream.close()
+
+
+def test_a_viewers_picture_loss_report_asks_the_shared_encoder_for_a_keyframe() -> None:
+    """aiortc's sender answers RTCP PLI/FIR with ``_send_keyframe``; for pre-encoded packets that must
+    reach the shared encoder, else a viewer that lost a packet waits for the periodic keyframe."""
+    from aiortc import RTCConfiguration, RTCPeerConnection
+    from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
+
+    from streamer.webrtc import ViewerTrack, _forward_keyframe_requests
+
+    class _Encoder:
+        requests = 0
+
+        def request_keyframe(self) -> None:
+            self.requests += 1
+
+    async def scenario() -> None:
+        track = ViewerTrack(asyncio.get_running_loop(), max_frames=3)
+        encoder = _Encoder()
+        track.encoder = encoder  # type: ignore[assignment]
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        sender = pc.addTrack(track)
+        _forward_keyframe_requests(sender, track)
+        await sender._handle_rtcp_packet(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=sender._ssrc))
+        assert encoder.requests == 1
+        await pc.close()
+
+    asyncio.run(scenario())

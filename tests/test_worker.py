@@ -164,3 +164,19 @@ def test_the_real_processor_tracks_the_face_in_the_worker(frames: list[np.ndarra
     assert all(len(r.faces) == 1 for r in sink.results[2:])
     changed = [not np.array_equal(r.image, frames[m.index]) for m, r in zip(sink.metas, sink.results, strict=True)]
     assert all(changed[2:])  # the overlay is drawn
+
+
+def test_a_failure_past_the_processor_drops_the_frame_not_the_thread(frames: list[np.ndarray]) -> None:
+    class _FlakyFanout(OutputFanout):
+        def publish(self, processed: np.ndarray, source: np.ndarray, meta: FrameMeta, result: ProcessedFrame) -> None:
+            if meta.index % 2 == 0:
+                raise RuntimeError("fan-out bug")
+            super().publish(processed, source, meta, result)
+
+    ring = CpuFrameRing()
+    sink = _Sink()
+    fanout = _FlakyFanout("cam")
+    fanout.add_sink(sink)
+    worker = Worker("cam", ring, PassthroughProcessor, ProcessSettings, fanout, StreamStats())
+    _run(worker, ring, frames[:10], 0.03)
+    assert [m.index for m in sink.metas] == [1, 3, 5, 7, 9]  # the thread lived through every failure
