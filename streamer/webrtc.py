@@ -54,7 +54,7 @@ _CODEC_BY_MIME = {"video/vp8": "vp8", "video/h264": "h264"}
 
 
 class ViewerTrack(MediaStreamTrack):
-    """A WHEP viewer's video track: returns encoded packets from a shared encoder, newest first.
+    """A WHEP viewer's video track: the packets of a shared encoder, in order, never far behind.
 
     ``deliver`` runs on the encoder thread and never blocks. The queue holds at most ``max_frames``
     packets; a viewer whose sender does not keep up (a stalled peer) is resynchronised: its queue is
