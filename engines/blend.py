@@ -42,8 +42,8 @@ class BlendConfig:
     """With ``keep_mouth``, keep the actor's lips too (speech looks natural with any identity photo, at
     some cost in likeness)."""
     """Width of the ramp around kept openings."""
-    seen_low: float = 0.01
-    seen_high: float = 0.08
+    seen_low: float = 0.1
+    seen_high: float = 0.9
     """Photo coverage ramp: below ``seen_low`` the actor shows, above ``seen_high`` the identity."""
     colour_match: bool = True
     max_gain: float = 3.0
@@ -76,7 +76,19 @@ def face_alpha(
     config: BlendConfig | None = None,
     seen: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(h, w) float32 0..1: how much of the rendered face replaces the actor at each window pixel.
+    """(h, w) float32 0..1: how much of the rendered face replaces the actor at each window pixel
+    (``face_alpha_small`` upsampled to the window)."""
+    return geometry.upsample(face_alpha_small(geometry, keep_eyes, keep_mouth, config, seen))
+
+
+def face_alpha_small(
+    geometry: FaceGeometry,
+    keep_eyes: bool,
+    keep_mouth: bool,
+    config: BlendConfig | None = None,
+    seen: np.ndarray | None = None,
+) -> np.ndarray:
+    """(hs, ws) float32 0..1 at geometry resolution: how much of the rendered face replaces the actor.
 
     ``seen``: the identity photos' coverage at geometry resolution (``MeshSwapper.coverage_small``, 0..1);
     where the photos did not see the face (its far side, or hair over it in the photo) the actor shows."""
@@ -104,7 +116,7 @@ def face_alpha(
         alpha = alpha * _smoothstep((hole_dist - cfg.hole_grow * unit) / max(cfg.hole_feather * unit, 1e-3))
     if seen is not None:
         alpha = alpha * _smoothstep((seen - cfg.seen_low) / (cfg.seen_high - cfg.seen_low))
-    return geometry.upsample(alpha.astype(np.float32))
+    return alpha.astype(np.float32)
 
 
 def skin_mask(geometry: FaceGeometry, alpha: np.ndarray) -> np.ndarray:
@@ -112,28 +124,40 @@ def skin_mask(geometry: FaceGeometry, alpha: np.ndarray) -> np.ndarray:
     return (geometry.labels() == SKIN) & (alpha > 0.6)
 
 
-def match_colour(
+def colour_gains(
     face_bgr: np.ndarray, actor_bgr: np.ndarray, skin: np.ndarray, config: BlendConfig | None = None
-) -> np.ndarray:
-    """``face_bgr`` (uint8) with its mean colour on ``skin`` moved to ``actor_bgr``'s there.
-
-    Per-channel gains in linear light (one lookup table per channel, so it costs one pass): a gain scales
-    dark and bright alike, so brows and beard stay dark instead of taking on the tint an additive
-    (Lab) shift would give them.
-    """
+) -> np.ndarray | None:
+    """Per-channel gains (3,) in linear light that move ``face_bgr``'s mean colour on ``skin`` to
+    ``actor_bgr``'s there; None when too little skin shows (or colour matching is off)."""
     cfg = config or BlendConfig()
     if not cfg.colour_match:
-        return face_bgr
+        return None
     idx = np.flatnonzero(skin)
     if idx.size < 50:
-        return face_bgr
+        return None
     if idx.size > 4000:
         idx = idx[:: idx.size // 4000]
     face_lin = _U8_TO_LINEAR[face_bgr.reshape(-1, 3)[idx]].mean(axis=0)
     actor_lin = _U8_TO_LINEAR[actor_bgr.reshape(-1, 3)[idx]].mean(axis=0)
-    gain = np.clip(actor_lin / np.maximum(face_lin, 1e-4), 1.0 / cfg.max_gain, cfg.max_gain)
-    lut = linear_to_srgb(np.clip(_U8_TO_LINEAR[:, None] * gain[None, :], 0.0, 1.0)) * 255.0 + 0.5
+    return np.clip(actor_lin / np.maximum(face_lin, 1e-4), 1.0 / cfg.max_gain, cfg.max_gain)
+
+
+def apply_gains(face_bgr: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    """``face_bgr`` (uint8) with per-channel linear-light ``gains``: one lookup table per channel, one pass.
+
+    Gains scale dark and bright alike, so brows and beard stay dark instead of taking on the tint an
+    additive (Lab) shift would give them."""
+    lut = linear_to_srgb(np.clip(_U8_TO_LINEAR[:, None] * np.asarray(gains)[None, :], 0.0, 1.0)) * 255.0 + 0.5
     return cv2.LUT(face_bgr, lut.astype(np.uint8).reshape(256, 1, 3))
+
+
+def match_colour(
+    face_bgr: np.ndarray, actor_bgr: np.ndarray, skin: np.ndarray, config: BlendConfig | None = None
+) -> np.ndarray:
+    """``face_bgr`` (uint8) with its mean colour on ``skin`` moved to ``actor_bgr``'s there (``colour_gains``
+    then ``apply_gains``); unchanged when that cannot be measured."""
+    gains = colour_gains(face_bgr, actor_bgr, skin, config)
+    return face_bgr if gains is None else apply_gains(face_bgr, gains)
 
 
 def composite(frame: np.ndarray, geometry: FaceGeometry, face_bgr: np.ndarray, alpha: np.ndarray) -> None:

@@ -44,7 +44,8 @@ from engines.paths import check_name, inside
 from engines.photos import PhotoSource, load_photo
 
 FORMAT = "stageswap-identity"
-VERSION = 1
+VERSION = 2
+"""2: coverage saturates at a fair view and carries the hair mask (``engines.enroll.build_texture``)."""
 MAX_PHOTOS = 10
 """Most photos one enrollment takes (more add little: they only fill texels already seen)."""
 META_FILE, TEXTURE_FILE, SHADING_FILE = "identity.json", "texture.png", "shading.npy"
@@ -53,6 +54,7 @@ _LUMA_BGR = np.array([0.0722, 0.7152, 0.2126], dtype=np.float32)
 SHADING_RANGE = (0.8, 1.25)
 """The de-lighting divides by the photo's shading limited to this range around its median on the face."""
 FLATTEN_LIMIT = 1.15
+TINT_LIMIT = 1.25
 """Broad brightness swells the light model missed are divided out up to this factor (``_flatten_low_frequencies``)."""
 
 
@@ -91,7 +93,7 @@ class Identity:
     texture: np.ndarray
     """(T, T, 3) uint8 BGR, sRGB: the photos' pixels in texture space, their lighting included."""
     coverage: np.ndarray
-    """(T, T) float32 0..1: how well the photos saw each texel."""
+    """(T, T) float32 0..1: how well the photos saw each texel, hair over the face counting as unseen."""
     shading: np.ndarray | None
     """(T, T, 3) float32 linear BGR: the photos' lighting per texel; None if it could not be measured."""
     canonical: np.ndarray
@@ -229,7 +231,7 @@ class IdentityStore:
         with self._lock:
             analyser = self._get_analyser()
             faces = [analyser.analyse(p, face) for p in loaded]
-        texset = build_texture(faces, self.config.texture_size)
+        texset = build_texture(faces, self.config.texture_size, remove_hair=self.config.remove_hair)
         warnings = [w for f in faces for w in f.warnings]
         if texset.shading is None:
             warnings.append("the photos' lighting could not be measured: the texture keeps it")
@@ -464,9 +466,15 @@ def _flatten_low_frequencies(albedo: np.ndarray, coverage: np.ndarray) -> np.nda
     weight = ((labels == SKIN) & (coverage > 0.1)).astype(np.float32)
     if weight.sum() < 100:
         return albedo
-    luma = albedo @ _LUMA_BGR
     sigma = size / 40.0
-    smooth = cv2.GaussianBlur(luma * weight, (0, 0), sigma) / np.maximum(cv2.GaussianBlur(weight, (0, 0), sigma), 1e-3)
-    reference = float(np.median(luma[weight > 0]))
-    swell = np.clip(smooth / max(reference, 1e-4), 1.0 / FLATTEN_LIMIT, FLATTEN_LIMIT)
-    return albedo / swell[..., None]
+    norm = np.maximum(cv2.GaussianBlur(weight, (0, 0), sigma), 1e-3)
+    smooth = cv2.GaussianBlur(albedo * weight[..., None], (0, 0), sigma) / norm[..., None]  # per channel
+    luma = smooth @ _LUMA_BGR
+    reference = float(np.median((albedo @ _LUMA_BGR)[weight > 0]))
+    swell = np.clip(luma / max(reference, 1e-4), 1.0 / FLATTEN_LIMIT, FLATTEN_LIMIT)
+    # Broad colour casts too (a lamp's tint on one side, heavy blush): each channel's smooth level relative
+    # to the smooth brightness, limited, is divided out; lips, brows and freckles are narrower and stay.
+    tint = smooth / np.maximum(luma, 1e-4)[..., None]
+    median_tint = np.median(tint[weight > 0], axis=0)
+    cast = np.clip(tint / np.maximum(median_tint, 1e-4), 1.0 / TINT_LIMIT, TINT_LIMIT)
+    return albedo / (swell[..., None] * cast)

@@ -14,14 +14,16 @@ when tracking itself failed).
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from engines import models
-from engines.blend import BlendConfig, composite, face_alpha, match_colour, skin_mask
+from engines.blend import BlendConfig, apply_gains, colour_gains, composite, face_alpha_small
 from engines.consent import check_swap_allowed, identity_consent
 from engines.detect import FaceDetector
 from engines.errors import InputError
@@ -34,6 +36,7 @@ from engines.runtime import load_model
 from engines.settings import ProcessSettings
 from engines.stats import timed
 from engines.swap.mesh import FaceGeometry, MeshSwapper, SwapConfig
+from engines.topology import SKIN
 from engines.tracker import FaceTracker, TrackedFace, TrackerConfig
 from engines.watermark import WatermarkConfig, Watermarker, new_watermark_id
 
@@ -91,6 +94,7 @@ class FaceProcessor:
         """The id this processor's frames carry: one per processor, so per stream session or batch run."""
         self._consented: str | None = None
         self._lights: dict[int, LightTracker] = {}
+        self._gains: dict[int, tuple[np.ndarray, float]] = {}
 
     @classmethod
     def from_models(
@@ -200,14 +204,18 @@ class FaceProcessor:
         with timed(stage_ms, "blend"):
             keep_eyes = settings.keep_eyes or identity is None
             keep_mouth = settings.keep_mouth or identity is None
-            alpha = face_alpha(geometry, keep_eyes, keep_mouth, self.config.blend, seen)
+            alpha_small = face_alpha_small(geometry, keep_eyes, keep_mouth, self.config.blend, seen)
+            alpha = geometry.upsample(alpha_small)
             if self.occlusion is not None:
                 alpha *= self.occlusion.visibility(original, face.id, face.box, geometry.window)
-            skin = skin_mask(geometry, alpha)
+            # Statistics (light, colour) are measured at geometry resolution: fewer pixels, same means.
+            hs, ws = geometry.small_size
+            actor_small = cv2.resize(actor, (ws, hs), interpolation=cv2.INTER_AREA)
+            skin_small = (geometry.labels_small == SKIN) & (alpha_small > 0.6)
         face_bgr: np.ndarray | None = None
         if relight:
             with timed(stage_ms, "relight"):
-                face_bgr = self._relight(face.id, t, actor, geometry, skin, settings, rendered)
+                face_bgr = self._relight(face.id, t, actor, actor_small, geometry, skin_small, settings, rendered)
         if face_bgr is None and identity is not None:  # no relight, or no light measurable yet
             with timed(stage_ms, "swap"):
                 if rendered is None or rendered.dtype != np.uint8:
@@ -220,7 +228,12 @@ class FaceProcessor:
             if face_bgr is None:
                 return "blend"
             if identity is not None:
-                face_bgr = match_colour(face_bgr, actor, skin, self.config.blend)
+                face_small = cv2.resize(face_bgr, (ws, hs), interpolation=cv2.INTER_AREA)
+                gains = self._smooth_gains(
+                    face.id, t, colour_gains(face_small, actor_small, skin_small, self.config.blend)
+                )
+                if gains is not None:
+                    face_bgr = apply_gains(face_bgr, gains)
             composite(out, geometry, face_bgr, alpha * float(settings.strength))
         return "blend"
 
@@ -229,14 +242,18 @@ class FaceProcessor:
         face_id: int,
         t: float,
         actor: np.ndarray,
+        actor_small: np.ndarray,
         geometry: FaceGeometry,
-        skin: np.ndarray,
+        skin_small: np.ndarray,
         settings: ProcessSettings,
         albedo: np.ndarray | None,
     ) -> np.ndarray | None:
-        """The face under the target light (the identity's albedo, or the actor's own face), BGR uint8."""
-        normals = geometry.normals()
-        colours, nrm = skin_samples(actor, normals, skin)
+        """The face under the target light (the identity's albedo, or the actor's own face), BGR uint8.
+
+        The light is measured on the geometry-resolution copy of the actor's window; ``relight_face`` takes
+        the coarse normal grid as it is (the shading is smooth) and works per pixel only on colour."""
+        normals = geometry.normals_small
+        colours, nrm = skin_samples(actor_small, normals, skin_small)
         tracker = self._lights.get(face_id)
         if tracker is None:
             tracker = self._lights[face_id] = LightTracker(self.config.light_time_constant_s)
@@ -250,9 +267,23 @@ class FaceProcessor:
         covered = geometry.labels() >= 0
         return relight_face(actor, normals, covered, source, target, albedo)
 
+    def _smooth_gains(self, face_id: int, t: float, gains: np.ndarray | None) -> np.ndarray | None:
+        """The colour gains of a face, averaged over ``config.light_time_constant_s`` like its light: a
+        per-frame estimate would flicker with the mesh."""
+        previous = self._gains.get(face_id)
+        if gains is None:
+            return None if previous is None else previous[0]
+        if previous is not None and 0.0 <= t - previous[1] <= 1.0:
+            weight = 1.0 - math.exp(-(t - previous[1]) / max(self.config.light_time_constant_s, 1e-3))
+            gains = previous[0] + weight * (gains - previous[0])
+        self._gains[face_id] = (gains, t)
+        return gains
+
     def _forget(self, active: set[int]) -> None:
         self.swapper.forget(active)
         for face_id in [i for i in self._lights if i not in active]:
             del self._lights[face_id]
+        for face_id in [i for i in self._gains if i not in active]:
+            del self._gains[face_id]
         if self.occlusion is not None:
             self.occlusion.forget(active)

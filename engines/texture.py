@@ -71,6 +71,14 @@ def texture_labels(size: int = TEXTURE_SIZE) -> np.ndarray:
     return labels
 
 
+@functools.cache
+def texture_canonical_y(size: int = TEXTURE_SIZE) -> np.ndarray:
+    """(size, size) float32: each texel's height on the canonical face (eye-corner distances, y down)."""
+    y = texture_raster(size).interpolate(face_topology().canonical[:, 1], fill=np.inf)
+    y.setflags(write=False)
+    return y
+
+
 def unwrap(image: np.ndarray, landmarks: np.ndarray, size: int = TEXTURE_SIZE) -> Unwrapped:
     """The face of ``image`` (BGR uint8) described by ``landmarks`` (468, 3), in texture space."""
     topo = face_topology()

@@ -187,3 +187,24 @@ def test_corrupted_identity_files_give_a_clear_error(store: IdentityStore, faces
     shading.write_bytes(b"\x93NUMPY garbage")
     with pytest.raises(IdentityCorruptError, match="shading.npy does not match"):
         IdentityStore(store.root).load("good")
+
+
+def test_fringe_removal_is_optional(tmp_path: Path, analyser: FaceAnalyser, faces: Path) -> None:
+    """s1.jpg has a fringe down to the brows: with ``remove_hair`` its forehead counts as unseen (the actor's
+    shows there), the cheeks do not change; by default the fringe is kept as part of the likeness."""
+    from dataclasses import replace
+
+    from engines.texture import texture_canonical_y
+
+    keep = IdentityStore(tmp_path / "keep", analyser=analyser)
+    drop = IdentityStore(tmp_path / "drop", analyser=analyser, config=replace(analyser.config, remove_hair=True))
+    a = keep.load(keep.enroll("s1", [faces / "s1.jpg"]).name)
+    b = drop.load(drop.enroll("s1", [faces / "s1.jpg"]).name)
+    y = texture_canonical_y(512)
+    forehead, cheeks = (y < -0.8), (y > -0.2) & (y < 0.2)
+    assert a.coverage[forehead].mean() > 0.5
+    assert b.coverage[forehead].mean() < 0.5 * a.coverage[forehead].mean()
+    assert abs(b.coverage[cheeks].mean() - a.coverage[cheeks].mean()) < 0.02
+    # obama.jpg has no fringe: nothing is removed.
+    c = drop.load(drop.enroll("obama", [faces / "obama.jpg"]).name)
+    assert c.coverage[forehead].mean() > 0.5
