@@ -95,7 +95,7 @@ class ClipTrack(MediaStreamTrack):
             frame = frame.reformat(width=self._size[0], height=self._size[1], format="yuv420p")
         return frame
 
-    async def recv(self) -> av.VideoFrame:  # type: ignore[override]
+    async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
             raise MediaStreamError
         if self._stalled.is_set():

@@ -163,7 +163,7 @@ async def _next(ws: aiohttp.ClientWebSocketResponse, kind: str, timeout_s: float
     while True:
         msg = await ws.receive_json(timeout=max(0.1, deadline - time.monotonic()))
         if msg["type"] == kind:
-            return msg  # type: ignore[no-any-return]
+            return dict(msg)
 
 
 def test_websocket_pushes_stats_and_takes_control_messages(tmp_path: Path, clips: Path) -> None:
@@ -237,14 +237,15 @@ class _FineSocket(_StuckSocket):
 
 def test_a_stuck_websocket_client_never_delays_the_others() -> None:
     async def scenario() -> None:
-        stuck, fine = WsClient(_StuckSocket()), WsClient(_FineSocket())  # type: ignore[arg-type]
+        stuck_ws, fine_ws = _StuckSocket(), _FineSocket()
+        stuck, fine = WsClient(stuck_ws), WsClient(fine_ws)  # type: ignore[arg-type]
         tasks = [asyncio.ensure_future(c.run_sender()) for c in (stuck, fine)]
         for i in range(50):
             for c in (stuck, fine):
                 c.push(json.dumps({"type": "stats", "n": i}), latest_only=True)
             await asyncio.sleep(0.005)
-        assert len(fine.ws.sent) >= 20 and json.loads(fine.ws.sent[-1])["n"] == 49
-        assert len(stuck.ws.sent) == 1  # the stuck one holds one message and only ever the latest stats
+        assert len(fine_ws.sent) >= 20 and json.loads(fine_ws.sent[-1])["n"] == 49
+        assert len(stuck_ws.sent) == 1  # the stuck one holds one message and only ever the latest stats
         for i in range(WsClient.MAX_QUEUED + 1):  # events pile up behind the stuck send...
             stuck.push(json.dumps({"type": "event", "n": i}))
         assert stuck.overflowed  # ...until it is dropped rather than grow without bound
@@ -369,7 +370,7 @@ def test_serve_command_runs_and_stops_cleanly_on_sigterm(tmp_path: Path, clips: 
             async with aiohttp.ClientSession() as http:
                 await asyncio.sleep(1.0)
                 async with http.get(f"http://127.0.0.1:{port}/api/streams/cam") as r:
-                    return await r.json()  # type: ignore[no-any-return]
+                    return dict(await r.json())
 
         info = asyncio.run(check())
         assert info["live"] and info["stats"]["frames_processed"] > 0

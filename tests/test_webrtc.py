@@ -152,7 +152,9 @@ def test_publish_clip_with_an_enrolled_identity_view_both_views_then_delete_free
     # independent recogniser (evaluation-only MobileFaceNet) compares each received face with the identity
     # photo and with the actor (the mean of the received source view's faces).
     embedder = FaceEmbedder(models_dir / "mobilefacenet.onnx")
-    photo = _embeddings(embedder, FaceTracker(detector, mesh), [cv2.imread(str(faces / "obama.jpg"))])[0]
+    photo_image = cv2.imread(str(faces / "obama.jpg"))
+    assert photo_image is not None
+    photo = _embeddings(embedder, FaceTracker(detector, mesh), [photo_image])[0]
     out = _embeddings(embedder, FaceTracker(detector, mesh), received["processed"])
     actor = _embeddings(embedder, FaceTracker(detector, mesh), received["source"]).mean(axis=0)
     actor /= np.linalg.norm(actor)
@@ -181,7 +183,7 @@ def test_bad_requests_are_refused_with_a_reason_while_the_stream_goes_on(tmp_pat
                     return r.status, body["error"]
 
             t0 = time.monotonic()
-            cases = [
+            cases: list[tuple[str, str | bytes, dict[str, str], int, str]] = [
                 ("/whip/cam2", "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\nm=video banana\r\n", sdp, 400, "malformed SDP"),
                 ("/whip/cam2", b"\xff\xfe\x00garbage", sdp, 400, "malformed SDP"),
                 ("/whip/cam2", "hello", sdp, 400, "malformed SDP"),
@@ -309,7 +311,7 @@ def test_two_streams_three_viewers_each_and_a_stalled_viewer_slows_nobody(tmp_pa
                 stream_a = srv.service.streams.get("a")
                 assert len(stream_a.viewers) == 3 and stream_a.fanout.viewers()["processed"] == 3
                 assert len(srv.service.streams.get("b").viewers) == 2
-                sent = {name: [] for name in tracks}  # (time, frames sent) per publisher
+                sent: dict[str, list[tuple[float, int]]] = {name: [] for name in tracks}  # (time, frames sent)
 
                 async def sample(seconds: float) -> float:
                     for _ in range(int(seconds / 0.25)):

@@ -95,12 +95,15 @@ def test_a_slow_processor_drops_old_frames_instead_of_queueing_them(frames: list
 
 def test_settings_apply_from_the_next_frame_without_restarting(frames: list[np.ndarray]) -> None:
     processor = _Recording()
-    built: list[object] = []
+    built: list[_Recording] = []
     settings = [ProcessSettings()]
     ring = CpuFrameRing()
-    worker = Worker(
-        "cam", ring, lambda: built.append(1) or processor, lambda: settings[-1], OutputFanout("cam"), StreamStats()
-    )  # type: ignore[arg-type,return-value]
+
+    def build() -> _Recording:
+        built.append(processor)
+        return processor
+
+    worker = Worker("cam", ring, build, lambda: settings[-1], OutputFanout("cam"), StreamStats())
     worker.start()
     for i, image in enumerate(frames[:20]):
         if i == 10:
