@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
 
@@ -32,6 +33,7 @@ from streamer.worker import ProcessorFactory, Worker
 log = logging.getLogger(__name__)
 
 StreamKind = Literal["whip", "input"]
+REMEMBERED_STREAMS = 256
 
 
 class Stream:
@@ -171,6 +173,8 @@ class StreamRegistry:
         self.config = config
         self._make_processor = make_processor
         self._streams: dict[str, Stream] = {}
+        self._remembered: OrderedDict[str, ProcessSettings] = OrderedDict()
+        """Settings of streams that ended, by name: a camera that reconnects gets its settings back."""
         self.on_created: Callable[[Stream], None] | None = None
         """Called with each stream created (the service records swaps it starts with in the audit log)."""
 
@@ -202,6 +206,9 @@ class StreamRegistry:
                 "see --max-streams); end another stream first"
             )
         stream = Stream(name, kind, self.config, self._make_processor, input_spec)
+        remembered = self._remembered.pop(name, None)
+        if remembered is not None:
+            stream.replace_settings(remembered)
         self._streams[name] = stream
         stream.start()
         log.info("stream %s started (%s)", name, kind)
@@ -210,8 +217,17 @@ class StreamRegistry:
         return stream
 
     def detach(self, name: str) -> Stream | None:
-        """Remove ``name`` from the registry and return it for closing (its threads still run)."""
-        return self._streams.pop(name, None)
+        """Remove ``name`` from the registry and return it for closing (its threads still run).
+
+        Its settings are kept (for the last ``REMEMBERED_STREAMS`` names) and given back if a stream of that
+        name starts again while the server runs: a publisher that reconnects resumes as the operator left it."""
+        stream = self._streams.pop(name, None)
+        if stream is not None:
+            self._remembered[name] = stream.settings
+            self._remembered.move_to_end(name)
+            while len(self._remembered) > REMEMBERED_STREAMS:
+                self._remembered.popitem(last=False)
+        return stream
 
     def snapshots(self) -> dict[str, dict[str, Any]]:
         return {s.name: s.to_dict() for s in self}

@@ -235,6 +235,8 @@ def test_publisher_that_stops_sending_is_cleaned_up_and_a_new_one_resumes_the_vi
             pub = await publish(http, srv.url, "cam", first)
             watcher = await view(http, srv.url, "cam", keep_every=1)
             assert await wait_for(lambda: len(watcher.times) > 5, 15)
+            async with http.patch(f"{srv.url}/api/streams/cam", json={"strength": 0.3}) as r:
+                assert r.status == 200
             first.stall()  # the camera just stops: no DELETE, the peer connection stays open
             stream = srv.service.streams.get("cam")
             t_stall = time.monotonic()
@@ -257,6 +259,15 @@ def test_publisher_that_stops_sending_is_cleaned_up_and_a_new_one_resumes_the_vi
             first.stop()
             second.stop()
             assert await wait_for(lambda: len(srv.service.streams) == 0, 10)
+            # The stream ended; when its camera comes back it has the settings the operator left it with.
+            async with http.get(f"{srv.url}/api/streams/cam") as r:
+                assert r.status == 404
+            third = ClipTrack(clips / "d3.mp4", size=(256, 256))
+            pub3 = await publish(http, srv.url, "cam", third)
+            async with http.get(f"{srv.url}/api/streams/cam") as r:
+                assert (await r.json())["settings"]["strength"] == 0.3
+            await pub3.pc.close()
+            third.stop()
 
     asyncio.run(scenario())
 
