@@ -213,9 +213,16 @@ class FaceProcessor:
             actor_small = cv2.resize(actor, (ws, hs), interpolation=cv2.INTER_AREA)
             skin_small = (geometry.labels_small == SKIN) & (alpha_small > 0.6)
         face_bgr: np.ndarray | None = None
+        relit_with_gains: np.ndarray | None = None
         if relight:
             with timed(stage_ms, "relight"):
-                face_bgr = self._relight(face.id, t, actor, actor_small, geometry, skin_small, settings, rendered)
+                if identity is not None:
+                    relit_with_gains = self._gains[face.id][0] if face.id in self._gains else np.ones(3)
+                face_bgr = self._relight(
+                    face.id, t, actor, actor_small, geometry, skin_small, settings, rendered, relit_with_gains
+                )
+            if face_bgr is None:
+                relit_with_gains = None
         if face_bgr is None and identity is not None:  # no relight, or no light measurable yet
             with timed(stage_ms, "swap"):
                 if rendered is None or rendered.dtype != np.uint8:
@@ -228,11 +235,14 @@ class FaceProcessor:
             if face_bgr is None:
                 return "blend"
             if identity is not None:
+                # Colour match. After a relight the gains already went into the light (``_relight``): the
+                # residual measured now refines them for the next frame, and no extra pass is needed.
                 face_small = cv2.resize(face_bgr, (ws, hs), interpolation=cv2.INTER_AREA)
-                gains = self._smooth_gains(
-                    face.id, t, colour_gains(face_small, actor_small, skin_small, self.config.blend)
-                )
-                if gains is not None:
+                residual = colour_gains(face_small, actor_small, skin_small, self.config.blend)
+                relit = relit_with_gains is not None
+                previous = relit_with_gains if relit else np.ones(3)
+                gains = self._smooth_gains(face.id, t, None if residual is None else previous * residual)
+                if not relit and gains is not None:
                     face_bgr = apply_gains(face_bgr, gains)
             composite(out, geometry, face_bgr, alpha * float(settings.strength))
         return "blend"
@@ -247,6 +257,7 @@ class FaceProcessor:
         skin_small: np.ndarray,
         settings: ProcessSettings,
         albedo: np.ndarray | None,
+        gains_bgr: np.ndarray | None = None,
     ) -> np.ndarray | None:
         """The face under the target light (the identity's albedo, or the actor's own face), BGR uint8.
 
@@ -264,6 +275,8 @@ class FaceProcessor:
         else:
             return None
         target = target_sh(settings.relight_target, source, self.config.hdri_dir)
+        if gains_bgr is not None:  # the colour match, folded into the light (RGB columns)
+            target = target * np.asarray(gains_bgr)[::-1][None, :]
         covered = geometry.labels() >= 0
         return relight_face(actor, normals, covered, source, target, albedo)
 

@@ -44,9 +44,9 @@ from engines.topology import (
 
 @dataclass(frozen=True)
 class SwapConfig:
-    geometry_px: int = 160
+    geometry_px: int = 128
     """Long side of the raster the mesh is drawn at; the maps are upsampled to the window from there."""
-    morph_falloff: float = 0.35
+    morph_falloff: float = 0.25
     """How far outside the face the morph's image warp fades out, in eye-corner distances."""
     morph_smoothing_iterations: int = 2
     """Neighbour-averaging passes over the shape difference: the morph changes proportions, not details."""
