@@ -45,6 +45,9 @@ from engines.topology import (
 @dataclass(frozen=True)
 class SwapConfig:
     geometry_px: int = 128
+    mip_bias: float = 1.0
+    """Added to the texture level of detail (log2). 1: at most one texel per pixel across the face, so the
+    bilinear lookup never skips texels (a minified texture shimmers as the mesh moves)."""
     """Long side of the raster the mesh is drawn at; the maps are upsampled to the window from there."""
     morph_falloff: float = 0.25
     """How far outside the face the morph's image warp fades out, in eye-corner distances."""
@@ -177,7 +180,8 @@ class MeshSwapper:
         # Texels per window pixel across the face: pick the mip level where that is about one.
         uv_span_px = float(np.ptp(face_topology().uv[:, 0])) * size
         face_px = geometry.face_scale_px * 2.4  # face width is about 2.4 eye-corner distances
-        level = int(np.clip(math.floor(math.log2(max(uv_span_px / max(face_px, 1.0), 1.0))), 0, len(mips) - 1))
+        ratio = math.log2(max(uv_span_px / max(face_px, 1.0), 1.0)) + self.config.mip_bias
+        level = int(np.clip(math.floor(ratio), 0, len(mips) - 1))
         tex = mips[level]
         texel = geometry.upsample(geometry.uv_small)
         texel *= float(tex.shape[0])
