@@ -77,8 +77,8 @@ def face_alpha(
     seen: np.ndarray | None = None,
 ) -> np.ndarray:
     """(h, w) float32 0..1: how much of the rendered face replaces the actor at each window pixel
-    (``face_alpha_small`` upsampled to the window)."""
-    return geometry.upsample(face_alpha_small(geometry, keep_eyes, keep_mouth, config, seen))
+    (``face_alpha_small`` scaled to the window)."""
+    return geometry.to_window(face_alpha_small(geometry, keep_eyes, keep_mouth, config, seen))
 
 
 def face_alpha_small(
@@ -119,9 +119,9 @@ def face_alpha_small(
     return alpha.astype(np.float32)
 
 
-def skin_mask(geometry: FaceGeometry, alpha: np.ndarray) -> np.ndarray:
-    """(h, w) bool: skin pixels well inside the mask, where colour statistics are fitted."""
-    return (geometry.labels() == SKIN) & (alpha > 0.6)
+def skin_mask(geometry: FaceGeometry, alpha_small: np.ndarray) -> np.ndarray:
+    """(hs, ws) bool at geometry resolution: skin well inside the mask, where light and colour are measured."""
+    return (geometry.labels_small == SKIN) & (alpha_small > 0.6)
 
 
 def colour_gains(

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from engines import models
-from engines.blend import BlendConfig, apply_gains, colour_gains, composite, face_alpha_small
+from engines.blend import BlendConfig, apply_gains, colour_gains, composite, face_alpha_small, skin_mask
 from engines.consent import check_swap_allowed, identity_consent
 from engines.detect import FaceDetector
 from engines.errors import InputError
@@ -36,7 +36,6 @@ from engines.runtime import load_model
 from engines.settings import ProcessSettings
 from engines.stats import timed
 from engines.swap.mesh import FaceGeometry, MeshSwapper, SwapConfig
-from engines.topology import SKIN
 from engines.tracker import FaceTracker, TrackedFace, TrackerConfig
 from engines.watermark import WatermarkConfig, Watermarker, new_watermark_id
 
@@ -196,7 +195,8 @@ class FaceProcessor:
             geometry = self.swapper.geometry(original, face.landmarks, face.id, t, identity, morph)
             if geometry is None:
                 return "swap"
-            actor = self.swapper.actor_window(original, geometry)
+            actor_window = self.swapper.actor_window(original, geometry)
+            actor = geometry.to_work(actor_window)
             rendered = seen = None
             if identity is not None:
                 rendered = self.swapper.render(geometry, identity, "albedo" if relight else "texture")
@@ -205,13 +205,13 @@ class FaceProcessor:
             keep_eyes = settings.keep_eyes or identity is None
             keep_mouth = settings.keep_mouth or identity is None
             alpha_small = face_alpha_small(geometry, keep_eyes, keep_mouth, self.config.blend, seen)
-            alpha = geometry.upsample(alpha_small)
+            alpha = geometry.to_window(alpha_small)
             if self.occlusion is not None:
                 alpha *= self.occlusion.visibility(original, face.id, face.box, geometry.window)
             # Statistics (light, colour) are measured at geometry resolution: fewer pixels, same means.
             hs, ws = geometry.small_size
             actor_small = cv2.resize(actor, (ws, hs), interpolation=cv2.INTER_AREA)
-            skin_small = (geometry.labels_small == SKIN) & (alpha_small > 0.6)
+            skin_small = skin_mask(geometry, alpha_small)
         face_bgr: np.ndarray | None = None
         relit_with_gains: np.ndarray | None = None
         if relight:
@@ -231,7 +231,7 @@ class FaceProcessor:
         with timed(stage_ms, "blend"):
             if geometry.warp is not None:
                 ys, xs = geometry.window.slices
-                out[ys, xs] = actor
+                out[ys, xs] = actor_window
             if face_bgr is None:
                 return "blend"
             if identity is not None:
@@ -244,7 +244,7 @@ class FaceProcessor:
                 gains = self._smooth_gains(face.id, t, None if residual is None else previous * residual)
                 if not relit and gains is not None:
                     face_bgr = apply_gains(face_bgr, gains)
-            composite(out, geometry, face_bgr, alpha * float(settings.strength))
+            composite(out, geometry, geometry.to_window(face_bgr), alpha * float(settings.strength))
         return "blend"
 
     def _relight(

@@ -55,7 +55,8 @@ def test_albedo_render_and_normals(store: IdentityStore, detector, mesh, faces: 
     assert 0.5 < float(np.median(rendered[skin])) < 2.0  # about 1: the photo's light divided out
     normals = geometry.normals()
     assert normals.shape == rendered.shape[:2] + (3,)
-    nose = np.round(lm[1, :2]).astype(int) - (geometry.window.x0, geometry.window.y0)
+    k = geometry.work_size[1] / geometry.window.width  # work-size arrays: scale window coordinates
+    nose = np.round((lm[1, :2] - (geometry.window.x0, geometry.window.y0)) * k).astype(int)
     assert normals[nose[1], nose[0], 2] > 0.7  # camera frame: the nose tip faces the camera (z toward it)
 
 
@@ -103,3 +104,22 @@ def test_morph_moves_the_face_toward_the_identity_and_keeps_eyes_and_mouth_shape
     shift = np.hypot(morphed.warp[..., 0] - grid_x, morphed.warp[..., 1] - grid_y)
     border = np.concatenate([shift[0], shift[-1], shift[:, 0], shift[:, -1]])
     assert border.max() < 0.5 and shift.max() > 2.0
+
+
+def test_large_faces_are_rendered_at_a_bounded_size(store: IdentityStore, detector, mesh, faces: Path) -> None:  # type: ignore[no-untyped-def]
+    import cv2
+
+    image, lm = photo_mesh(detector, mesh, faces / "obama.jpg")
+    big = cv2.resize(image, None, fx=2.5, fy=2.5, interpolation=cv2.INTER_LINEAR)
+    big_lm = lm * 2.5
+    swapper = MeshSwapper()
+    geometry = swapper.geometry(big, big_lm)
+    assert geometry is not None and geometry.reduced
+    assert max(geometry.work_size) <= swapper.config.work_px < max(geometry.window.height, geometry.window.width)
+    rendered = swapper.render(geometry, store.load("obama"), "texture")
+    assert rendered.shape[:2] == geometry.work_size
+    back = geometry.to_window(rendered)
+    assert back.shape[:2] == (geometry.window.height, geometry.window.width)
+    actor = geometry.to_work(swapper.actor_window(big, geometry))
+    skin = geometry.labels() == 0
+    assert float(np.median(np.abs(rendered.astype(int) - actor.astype(int))[skin])) < 8.0

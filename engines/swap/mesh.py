@@ -45,6 +45,9 @@ from engines.topology import (
 @dataclass(frozen=True)
 class SwapConfig:
     geometry_px: int = 128
+    work_px: int = 400
+    """Faces in windows larger than this (long side, pixels) are rendered, relit and colour-matched at this
+    size and scaled up when pasted: a close-up costs no more than a medium shot (slightly softer)."""
     mip_bias: float = 1.0
     """Added to the texture level of detail (log2). 1: at most one texel per pixel across the face, so the
     bilinear lookup never skips texels (a minified texture shimmers as the mesh moves)."""
@@ -79,27 +82,53 @@ class FaceGeometry:
     """Eye-corner distance in frame pixels."""
     warp: np.ndarray | None = None
     """(h, w, 2) float32 remap map of the morph's image warp of the actor's window, or None."""
+    work_size: tuple[int, int] = (0, 0)
+    """(height, width) the face is rendered, relit and colour-matched at: the window's size, or less for a
+    face larger than ``SwapConfig.work_px`` (its result is scaled up into the window when pasted)."""
     _normals: np.ndarray | None = field(default=None, repr=False)
     _labels: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.work_size == (0, 0):
+            self.work_size = (self.window.height, self.window.width)
 
     @property
     def small_size(self) -> tuple[int, int]:
         """(height, width) of the geometry raster."""
         return self.labels_small.shape[0], self.labels_small.shape[1]
 
+    @property
+    def reduced(self) -> bool:
+        """Whether the work size is smaller than the window."""
+        return self.work_size != (self.window.height, self.window.width)
+
     def upsample(self, small: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
-        """A small-raster array resized to the window."""
-        out = cv2.resize(small, (self.window.width, self.window.height), interpolation=interpolation)
-        return out.reshape(self.window.height, self.window.width, *small.shape[2:])
+        """A small-raster array resized to the work size."""
+        h, w = self.work_size
+        return cv2.resize(small, (w, h), interpolation=interpolation).reshape(h, w, *small.shape[2:])
+
+    def to_window(self, array: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+        """A small-raster or work-size array resized to the window."""
+        h, w = self.window.height, self.window.width
+        if array.shape[:2] == (h, w):
+            return array
+        return cv2.resize(array, (w, h), interpolation=interpolation).reshape(h, w, *array.shape[2:])
+
+    def to_work(self, array: np.ndarray) -> np.ndarray:
+        """A window-size array (the actor's pixels) reduced to the work size."""
+        h, w = self.work_size
+        if array.shape[:2] == (h, w):
+            return array
+        return cv2.resize(array, (w, h), interpolation=cv2.INTER_AREA)
 
     def normals(self) -> np.ndarray:
-        """(h, w, 3) float32 camera-frame normals at window resolution (zero outside the face; computed once)."""
+        """(h, w, 3) float32 camera-frame normals at work resolution (zero outside the face; computed once)."""
         if self._normals is None:
             self._normals = self.upsample(self.normals_small)
         return self._normals
 
     def labels(self) -> np.ndarray:
-        """(h, w) int8 topology labels at window resolution (-1 outside the face; computed once)."""
+        """(h, w) int8 topology labels at work resolution (-1 outside the face; computed once)."""
         if self._labels is None:
             self._labels = self.upsample(self.labels_small, cv2.INTER_NEAREST)
         return self._labels
@@ -170,7 +199,9 @@ class MeshSwapper:
         normals = values[..., 2:5]
         length = np.linalg.norm(normals, axis=2, keepdims=True)
         normals = np.where(length > 1e-6, normals / np.maximum(length, 1e-6), 0.0).astype(np.float32)
-        return FaceGeometry(window, lm, raster, labels, uv, normals, scale_px, warp)
+        k = min(1.0, self.config.work_px / max(window.width, window.height))
+        work = (max(2, round(window.height * k)), max(2, round(window.width * k)))
+        return FaceGeometry(window, lm, raster, labels, uv, normals, scale_px, warp, work)
 
     def render(self, geometry: FaceGeometry, identity: Identity, source: str = "albedo") -> np.ndarray:
         """The identity's ``"texture"`` (uint8 BGR, its photos' light) or ``"albedo"`` (float32 linear BGR)
@@ -179,7 +210,7 @@ class MeshSwapper:
         size = mips[0].shape[0]
         # Texels per window pixel across the face: pick the mip level where that is about one.
         uv_span_px = float(np.ptp(face_topology().uv[:, 0])) * size
-        face_px = geometry.face_scale_px * 2.4  # face width is about 2.4 eye-corner distances
+        face_px = geometry.face_scale_px * 2.4 * geometry.work_size[1] / geometry.window.width  # ~2.4 eye distances
         ratio = math.log2(max(uv_span_px / max(face_px, 1.0), 1.0)) + self.config.mip_bias
         level = int(np.clip(math.floor(ratio), 0, len(mips) - 1))
         tex = mips[level]
