@@ -1,4 +1,4 @@
-"""REST, WebSocket and metrics routes, and the middlewares every route shares (JSON errors, bearer token).
+"""REST, WebSocket and metrics routes, and the JSON error middleware every route shares (auth: ``streamer.auth``).
 
 Routes (DESIGN.md's contract; the JSON shapes are documented in README, "Live service"):
 
@@ -21,16 +21,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hmac
+import io
 import json
 import logging
+import math
 import time
+import warnings
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from aiohttp import BodyPartReader, WSMsgType, web
+from aiohttp import BodyPartReader, WSCloseCode, WSMsgType, web
 
 from engines import __version__
 from engines.consent import (
@@ -47,15 +49,21 @@ from engines.errors import InputError, ModelError, StageswapError
 from engines.paths import check_name
 from engines.settings import apply_patch
 from streamer.audit import CONSENT_RECORDED, IDENTITY_ENROLLED, IDENTITY_REMOVED, swap_events, swapping
-from streamer.errors import ConflictError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError
+from streamer.auth import Role, request_role
+from streamer.errors import (
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
 from streamer.metrics import CONTENT_TYPE_LATEST, prometheus_text
+from streamer.ratelimit import TokenBucket
 from streamer.service import SERVICE, Service
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-PROTECTED_PREFIXES = ("/api/", "/whip/", "/whep/", "/ws", "/metrics")
-"""Paths that need the bearer token when one is set; the static client UI does not (it holds no data)."""
 
 
 # -- middlewares ---------------------------------------------------------------------------------------
@@ -80,33 +88,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         status = getattr(exc, "http_status", None)
         if status is None:
             status = 503 if isinstance(exc, ModelError) else 400 if isinstance(exc, InputError) else 500
-        return json_error(status, str(exc))
+        return json_error(status, str(exc), getattr(exc, "http_headers", None))
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception as exc:
         log.exception("%s %s failed", request.method, request.path)
         return json_error(500, f"internal error: {type(exc).__name__}")
-
-
-def auth_middleware(token: str | None) -> Any:
-    expected = token.encode() if token else None
-
-    @web.middleware
-    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if expected is not None and request.path.startswith(PROTECTED_PREFIXES):
-            header = request.headers.get("Authorization", "")
-            given = header[7:].strip() if header[:7].lower() == "bearer " else ""
-            if not given and request.path == "/ws":
-                # Browsers cannot set headers on a WebSocket: RFC 6750's access_token query parameter instead.
-                given = request.query.get("access_token", "")
-            if not given or not hmac.compare_digest(given.encode(), expected):
-                raise web.HTTPUnauthorized(
-                    text="missing or wrong token: send Authorization: Bearer <token>",
-                    headers={"WWW-Authenticate": 'Bearer realm="stageswap"'},
-                )
-        return await handler(request)
-
-    return auth
 
 
 # -- request helpers -----------------------------------------------------------------------------------
@@ -122,14 +109,37 @@ async def read_json(request: web.Request, limit: int) -> Any:
     body = await request.content.read(limit + 1)
     if len(body) > limit:
         raise PayloadTooLargeError(f"body is over the {limit}-byte limit")
+    return parse_json(body, "body")
+
+
+def parse_json(text: str | bytes, what: str) -> Any:
+    """JSON from a client (InputError when it is not JSON, or nested too deeply for the parser)."""
     try:
-        return json.loads(body)
+        return json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"body is not valid JSON: {exc}") from exc
+        raise InputError(f"{what} is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # e.g. 60 000 nested brackets: within the size limit, too deep to parse
+        raise InputError(f"{what} is nested too deeply") from exc
 
 
 def _identity_names(service: Service) -> list[str]:
     return [info.name for info in service.identities().list()]
+
+
+HDRI_SUFFIXES = (".hdr", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+"""As ``engines.relight.HDRI_SUFFIXES`` (not imported: that module loads torch)."""
+
+
+def check_hdri_name(name: str) -> str:
+    """Refuse an HDRI name that is not a plain name (with or without its suffix) before it is stored: the
+    relighting would refuse it on every frame otherwise (and nothing may point outside the hdri folder)."""
+    stem = name
+    for suffix in HDRI_SUFFIXES:
+        if name.lower().endswith(suffix):
+            stem = name[: -len(suffix)]
+            break
+    check_name(stem, "HDRI name")
+    return name
 
 
 async def apply_settings(service: Service, name: str, patch: Any) -> dict[str, Any]:
@@ -150,6 +160,9 @@ async def apply_settings(service: Service, name: str, patch: Any) -> dict[str, A
             raise InputError(
                 f"unknown identity {identity!r} (enrolled: {enrolled}); enroll it with POST /api/identities"
             )
+    target = patch.get("relight_target") if isinstance(patch, Mapping) else None
+    if isinstance(target, Mapping) and isinstance(target.get("hdri"), str):
+        check_hdri_name(target["hdri"])
     before = stream.settings
     starting = swapping(apply_patch(before, patch))
     if starting is not None and starting != swapping(before):  # a new swap: its consent must hold today
@@ -260,6 +273,28 @@ async def _read_upload(request: web.Request, limit: int) -> tuple[dict[str, str]
     return fields, photos
 
 
+def check_photo_pixels(photos: list[bytes], limit: int) -> None:
+    """Refuse (413) any photo whose header says it is over ``limit`` pixels, before anything is decoded: a few
+    kilobytes of PNG or JPEG can claim gigapixels (a decompression bomb)."""
+    from PIL import Image, UnidentifiedImageError
+
+    for i, data in enumerate(photos):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(data)) as im:
+                    width, height = (int(v) for v in im.size)
+        except Image.DecompressionBombError as exc:
+            raise PayloadTooLargeError(f"photo {i + 1} is a decompression bomb: {exc}") from exc
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+            continue  # not an image Pillow reads: the enrollment's own decoder refuses it with the reason
+        if width * height > limit:
+            raise PayloadTooLargeError(
+                f"photo {i + 1} is {width}x{height} ({width * height / 1e6:.0f} Mpx), over the "
+                f"{limit / 1e6:g} Mpx limit for uploads: scale it down (enrollment uses at most 2048 px)"
+            )
+
+
 async def identities_post(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     fields, photos = await _read_upload(request, service.config.upload_max_bytes)
@@ -269,6 +304,7 @@ async def identities_post(request: web.Request) -> web.Response:
     check_name(name, "identity")
     if not photos:
         raise InputError("the upload needs at least one photo file (field 'photo')")
+    await asyncio.to_thread(check_photo_pixels, photos, service.config.upload_max_pixels)
     face = _parse_face(fields.get("face"))
     replace = _parse_bool("replace", fields.get("replace"))
     allow_unverified = _parse_bool("allow_unverified", fields.get("allow_unverified"))
@@ -416,13 +452,16 @@ async def _ws_streams(service: Service, msg: Mapping[str, Any]) -> dict[str, Any
     return {"streams": service.streams.snapshots()}
 
 
-async def _handle_ws_message(service: Service, text: str) -> dict[str, Any]:
+VIEWER_WS_TYPES = frozenset({"streams"})
+"""WebSocket message types a viewer token may send (reads); every other type is control (operator only)."""
+WS_CLOSE_AFTER_REFUSED = 10
+"""A connection is closed (1008) once it sent this many times its burst over the rate limit: a flood, not a UI."""
+
+
+async def _handle_ws_message(service: Service, text: str, role: Role = "operator") -> dict[str, Any]:
     msg_id: Any = None
     try:
-        try:
-            msg = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"message is not valid JSON: {exc}") from exc
+        msg = parse_json(text, "message")
         if not isinstance(msg, dict):
             raise InputError("a message must be a JSON object with a 'type'")
         msg_id = msg.get("id")
@@ -431,6 +470,8 @@ async def _handle_ws_message(service: Service, text: str) -> dict[str, Any]:
         if handler is None:
             known = ", ".join(sorted(service.ws_handlers))
             raise InputError(f"unknown message type {kind!r} (known: {known})")
+        if role != "operator" and kind not in VIEWER_WS_TYPES:
+            raise ForbiddenError(f"{kind!r} messages need the operator token: this token may only watch")
         result = await handler(service, msg)
         return {"type": "reply", "id": msg_id, "ok": True, "result": result}
     except StageswapError as exc:
@@ -443,21 +484,40 @@ async def _handle_ws_message(service: Service, text: str) -> dict[str, Any]:
 async def ws_get(request: web.Request) -> web.WebSocketResponse:
     service = request.app[SERVICE]
     hub = request.app[HUB]
-    ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=service.config.json_max_bytes)
+    config = service.config
+    role = request_role(request)
+    ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=config.json_max_bytes)
     await ws.prepare(request)
     client = WsClient(ws)
     hub.clients.add(client)
     sender = asyncio.ensure_future(client.run_sender())
-    client.push(json.dumps({"type": "hello", "version": __version__, "types": sorted(service.ws_handlers)}))
+    client.push(
+        json.dumps({"type": "hello", "version": __version__, "types": sorted(service.ws_handlers), "role": role})
+    )
     client.push(json.dumps(hub.stats_message()), latest_only=True)
+    bucket = TokenBucket(config.control_rate_per_s, config.control_burst)
+    told_s = -math.inf
     try:
         async for message in ws:
+            if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                if message.type == WSMsgType.ERROR:
+                    break
+                continue
+            if not bucket.allow():
+                if bucket.refused > WS_CLOSE_AFTER_REFUSED * config.control_burst:
+                    log.warning("WebSocket client %s flooded control messages: closed", request.remote)
+                    await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"too many messages")
+                    break
+                now = time.monotonic()
+                if now - told_s >= 1.0:  # one refusal a second: answering each would double the flood
+                    told_s = now
+                    limit = f"{config.control_rate_per_s:g} per second"
+                    client.push(json.dumps({"type": "error", "id": None, "error": f"rate limit: at most {limit}"}))
+                continue
             if message.type == WSMsgType.TEXT:
-                client.push(json.dumps(await _handle_ws_message(service, message.data)))
-            elif message.type == WSMsgType.BINARY:
+                client.push(json.dumps(await _handle_ws_message(service, message.data, role)))
+            else:
                 client.push(json.dumps({"type": "error", "id": None, "error": "binary messages are not accepted"}))
-            elif message.type == WSMsgType.ERROR:
-                break
     finally:
         hub.clients.discard(client)
         sender.cancel()

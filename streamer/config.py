@@ -7,6 +7,7 @@ Every check a user can fail (a port out of range, a certificate without its key,
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,8 +63,15 @@ class ServeConfig:
 
     host: str = "127.0.0.1"
     port: int = 8080
-    token: str | None = None
-    """When set, every API, WHIP, WHEP, WebSocket and metrics request needs ``Authorization: Bearer <token>``."""
+    token: str | None = field(default=None, repr=False)
+    """The operator token. When set, every API, WHIP, WHEP, WebSocket and metrics request needs
+    ``Authorization: Bearer <token>`` (see ``streamer.auth``). Never in ``repr``, never logged."""
+    viewer_token: str | None = field(default=None, repr=False)
+    """A second token that may only watch: WHEP, the monitor page's reads (``GET /api/streams``, ``/ws`` stats
+    without control, ``/metrics``). Needs ``token``: without an operator token everything is open anyway."""
+    insecure: bool = False
+    """Allow listening on a non-loopback address without a token (``--insecure``): anyone on the network
+    could publish, watch, enroll faces and record."""
     models_dir: Path | None = None
     device: str = "auto"
     """Where the engines run: ``auto`` (the GPU when torch sees one), ``cuda`` or ``cpu``."""
@@ -83,10 +91,24 @@ class ServeConfig:
     max_streams: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
     """One processing thread per stream, so at most one stream per CPU core by default."""
     max_viewers_per_stream: int = 16
+    max_frame_width: int = 4096
+    max_frame_height: int = 2160
+    """Largest frame a publisher may send (either orientation: 2160x4096 is accepted too). A bigger one closes
+    the publisher with a ``publisher_refused`` event; an ``--input`` source's bigger frames are dropped."""
     sdp_max_bytes: int = 64 * 1024
     json_max_bytes: int = 64 * 1024
+    """JSON bodies (PATCH, recording options, consent) and WebSocket messages."""
     upload_max_bytes: int = 32 * 1024 * 1024
     """Identity photo uploads (all photos of one request together)."""
+    upload_max_pixels: int = 100_000_000
+    """Largest identity photo, in pixels, read from its header before anything is decoded (decompression bombs)."""
+    control_rate_per_s: float = 20.0
+    """Control messages per second a WebSocket connection, or a client address over HTTP (PATCH, POST, PUT,
+    DELETE), may send on average; ``control_burst`` more may come at once. Over it: 429, or an error reply."""
+    control_burst: int = 40
+    viewer_timeout_s: float = 15.0
+    """A WHEP viewer whose receiver reports (RTCP, about one a second from every browser) stop for this long
+    has vanished (crashed, unplugged) and is closed, well before ICE's own 30 s consent timeout."""
     ingest_timeout_s: float = 10.0
     """A publisher that sends no frame for this long (or never connects) is closed and cleaned up."""
     stats_interval_s: float = 0.5
@@ -98,19 +120,29 @@ class ServeConfig:
     keyframe_interval_s: float = 2.0
     """Longest time between keyframes on WHEP (a viewer that lost packets recovers within this)."""
     viewer_queue_frames: int = 3
+    """Encoded frames a viewer may lag behind before it skips to the next keyframe (a stalled viewer)."""
     badge: bool = False
     """``--badge``: a visible "SYNTHETIC" badge on the processed view monitors get (recordings never have it)."""
     watermark: bool = True
     """The invisible watermark on every processed frame (``engines.watermark``); ``--no-watermark`` turns it off."""
-    """Encoded frames a viewer may lag behind before it skips to the next keyframe (a stalled viewer)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise InputError(f"--port must be between 0 and 65535, got {self.port!r}")
         if not self.host:
             raise InputError("--host must not be empty")
-        if self.token is not None and (not self.token or any(c.isspace() for c in self.token)):
-            raise InputError("--token must be a non-empty string without spaces")
+        for flag, token in (("--token", self.token), ("--viewer-token", self.viewer_token)):
+            if token is not None and (not token or any(c.isspace() or not c.isprintable() for c in token)):
+                raise InputError(f"{flag} must be a non-empty string without spaces")
+        if self.viewer_token is not None and self.token is None:
+            raise InputError("--viewer-token needs --token as well: without an operator token nothing is protected")
+        if self.viewer_token is not None and self.viewer_token == self.token:
+            raise InputError("--viewer-token must differ from --token (the viewer token may only watch)")
+        if self.token is None and not self.insecure and not is_loopback(self.host):
+            raise InputError(
+                f"--host {self.host} is reachable from the network: give --token (or --token-file) so that only "
+                "the crew can publish, watch, enroll and record, or --insecure to serve without one"
+            )
         if (self.cert is None) != (self.key is None):
             raise InputError("--cert and --key go together: give both for HTTPS, or neither")
         for flag, path in (("--cert", self.cert), ("--key", self.key)):
@@ -130,8 +162,23 @@ class ServeConfig:
                 "by default); raise --max-streams if this machine can process them"
             )
         if self.max_viewers_per_stream < 1:
-            raise InputError("max_viewers_per_stream must be at least 1")
-        for name in ("ingest_timeout_s", "stats_interval_s", "stats_window_s", "keyframe_interval_s"):
+            raise InputError(f"--max-viewers must be at least 1, got {self.max_viewers_per_stream}")
+        if not (16 <= self.max_frame_width <= 16384 and 16 <= self.max_frame_height <= 16384):
+            raise InputError(
+                f"--max-frame-size must be between 16x16 and 16384x16384, got {self.max_frame_width}x"
+                f"{self.max_frame_height}"
+            )
+        for name in ("sdp_max_bytes", "json_max_bytes", "upload_max_bytes", "upload_max_pixels", "control_burst"):
+            if not getattr(self, name) >= 1:
+                raise InputError(f"{name} must be at least 1, got {getattr(self, name)!r}")
+        for name in (
+            "ingest_timeout_s",
+            "stats_interval_s",
+            "stats_window_s",
+            "keyframe_interval_s",
+            "control_rate_per_s",
+            "viewer_timeout_s",
+        ):
             if not getattr(self, name) > 0:
                 raise InputError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.viewer_queue_frames < 1:
@@ -141,6 +188,15 @@ class ServeConfig:
         for url in self.ice_servers:
             if not url.startswith(("stun:", "turn:", "turns:")):
                 raise InputError(f"--ice-server {url!r}: expected a stun:, turn: or turns: URL")
+
+    def frame_refusal(self, width: int, height: int) -> str | None:
+        """Why a ``width`` x ``height`` frame is refused at ingest, or None when it is within the limit."""
+        long_side, short_side = max(width, height), min(width, height)
+        limit_long = max(self.max_frame_width, self.max_frame_height)
+        limit_short = min(self.max_frame_width, self.max_frame_height)
+        if long_side <= limit_long and short_side <= limit_short:
+            return None
+        return f"frame {width}x{height} is over the {self.max_frame_width}x{self.max_frame_height} limit"
 
     @property
     def scheme(self) -> str:
@@ -155,3 +211,14 @@ class ServeConfig:
         if ":" in host:
             host = f"[{host}]"
         return f"{self.scheme}://{host}:{self.port}/"
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` only listens on this machine (127.0.0.0/8, ::1, ``localhost``); names are taken as
+    reachable from the network, since they may resolve to anything."""
+    if host.lower() in ("localhost", "localhost.localdomain", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

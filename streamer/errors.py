@@ -9,6 +9,12 @@ from __future__ import annotations
 from engines.errors import InputError
 
 
+class ForbiddenError(InputError):
+    """The token is valid but may not do this (a viewer token asking for control)."""
+
+    http_status = 403
+
+
 class NotFoundError(InputError):
     """Something named in the request does not exist (a stream, a session, an identity)."""
 
@@ -34,6 +40,8 @@ class UnsupportedMediaTypeError(InputError):
 
 
 class CapacityError(InputError):
-    """A configured limit is reached: more streams than cores, too many viewers."""
+    """A configured limit is reached: more streams than cores, too many viewers (503 with Retry-After, as
+    RFC 9725 asks of an overloaded WHIP endpoint)."""
 
     http_status = 503
+    http_headers = {"Retry-After": "5"}

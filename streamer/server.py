@@ -22,7 +22,7 @@ from aiohttp import web
 
 from engines.errors import InputError
 from engines.paths import inside
-from streamer import api, api_recording, recording_provenance, webrtc
+from streamer import api, api_recording, auth, openapi, ratelimit, recording_provenance, webrtc
 from streamer.config import ServeConfig
 from streamer.errors import NotFoundError
 from streamer.service import SERVICE, Service
@@ -36,6 +36,7 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
     api.register,
     api_recording.register,
     recording_provenance.register,  # after the recordings: it hooks into them
+    openapi.register,
 )
 """Each adds its routes (and startup/shutdown hooks) to the app; add a module's ``register`` here."""
 
@@ -65,8 +66,10 @@ def create_app(
 
     ``make_processor`` replaces the processor ``config.processor`` names (tests use it to inject faults)."""
     # The largest body any route accepts is an identity upload; the others check their own smaller limits.
+    # Errors outermost (every refusal is JSON), then the rate limit (a flood is refused before anything,
+    # token guessing included), then the tokens.
     app = web.Application(
-        middlewares=[api.error_middleware, api.auth_middleware(config.token)],
+        middlewares=[api.error_middleware, ratelimit.middleware(config), auth.middleware(config)],
         client_max_size=config.upload_max_bytes,
     )
     service = Service(config=config, make_processor=PassthroughProcessor)
@@ -118,6 +121,7 @@ def ssl_context(config: ServeConfig) -> ssl.SSLContext | None:
     if config.cert is None or config.key is None:
         return None
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         ctx.load_cert_chain(str(config.cert), str(config.key))
     except (ssl.SSLError, OSError) as exc:

@@ -72,6 +72,10 @@ class Stream:
             self.source = SourceReader(input_spec, self.ingest)
         self.ingest_dropped = 0
         """Frames dropped at ingest because a newer one had already arrived (see ``webrtc._drain``)."""
+        self.frames_refused = 0
+        """Frames dropped at ingest for being over the size limit (``ServeConfig.frame_refusal``)."""
+        self.refused_reason: str | None = None
+        self._accepted_size: tuple[int, int] | None = None
         self.closed = False
 
     def start(self) -> None:
@@ -96,7 +100,20 @@ class Stream:
 
     # -- ingest ----------------------------------------------------------------------------------------
     def ingest(self, image: np.ndarray, meta: FrameMeta) -> None:
-        """A decoded frame arrived (any thread; one producer at a time): newest frame wins in the ring."""
+        """A decoded frame arrived (any thread; one producer at a time): newest frame wins in the ring.
+
+        A frame over the size limit is dropped (counted in ``frames_refused``, logged once per size): WHIP
+        publishers are closed before they get here (``webrtc``); this guards ``--input`` sources."""
+        size = (int(image.shape[1]), int(image.shape[0]))
+        if size != self._accepted_size:
+            refusal = self.config.frame_refusal(*size)
+            if refusal is not None:
+                self.frames_refused += 1
+                if self.refused_reason != refusal:
+                    self.refused_reason = refusal
+                    log.warning("stream %s: %s: frames dropped (--max-frame-size)", self.name, refusal)
+                return
+            self._accepted_size = size
         self.ring.put(image, meta)
         self.stats.on_ingest(meta.arrived_s)
 
@@ -126,6 +143,7 @@ class Stream:
         """The stream as ``GET /api/streams/{stream}`` shows it (documented in README, "Stream JSON")."""
         stats = self.stats.snapshot()
         stats["frames_dropped"] = self.ring.stats.dropped + self.ingest_dropped
+        stats["frames_refused"] = self.frames_refused
         stats["viewers"] = self.fanout.viewers()
         stats["encoders"] = self.fanout.encoder_stats()
         stats["runtime"] = self.worker.runtime

@@ -9,7 +9,10 @@
 - ``POST /whep/{stream}?view=processed|source`` -> ``201`` + answer + ``Location``. The viewer's track
   returns packets already encoded by the stream's shared encoder for that view and codec (see fanout.py).
 - A publisher that disappears without DELETE is closed when ICE or DTLS fails, or when no frame arrived
-  for ``ingest_timeout_s``; a viewer whose connection never comes up, or fails, likewise. Closing a session
+  for ``ingest_timeout_s``; a viewer whose connection never comes up, or fails, likewise, and a viewer
+  whose RTCP receiver reports stop for ``viewer_timeout_s``. A publisher sending frames over the size
+  limit (``max_frame_width`` x ``max_frame_height``) is closed at its first such frame
+  (``publisher_refused`` event). Closing a session
   ends its tasks, its peer connection and, when nobody else uses it, the stream with its threads.
 """
 
@@ -179,6 +182,12 @@ class PeerRegistry:
             raise NotFoundError(f"no {kind.upper()} session {session_id!r} on stream {stream!r}")
         return session
 
+    def refuse(self, session: PeerSession, reason: str) -> None:
+        """Close a publisher for what it sent (a frame over the size limit), with a ``publisher_refused`` event."""
+        log.warning("WHIP session %s on %s refused: %s", session.id, session.stream.name, reason)
+        self._service.emit({"type": "publisher_refused", "stream": session.stream.name, "reason": reason})
+        self.close_soon(session, reason)
+
     def close_soon(self, session: PeerSession, reason: str) -> None:
         """Schedule ``close`` from a callback (the task is kept so shutdown can wait for it)."""
         if session.closed:
@@ -315,6 +324,31 @@ def _watch_connection(registry: PeerRegistry, session: PeerSession) -> None:
             registry.close_soon(session, f"connection {state}")
 
 
+async def _viewer_watchdog(registry: PeerRegistry, session: PeerSession, sender: Any, timeout_s: float) -> None:
+    """Close a viewer whose receiver reports stopped coming: it vanished (crashed, unplugged, suspended).
+
+    A receiving peer sends RTCP receiver reports about once a second (aiortc: every 0.5-1.5 s; browsers
+    likewise); aiortc keeps the time of the last one in the sender's ``remote-inbound-rtp`` stats. The
+    watchdog arms at the first report, so a viewer that has not received anything yet (a stream waiting for
+    its publisher) is left to ICE's own consent timeout."""
+    await session.connected.wait()
+    last: Any = None
+    changed_s = time.monotonic()
+    while not session.closed:
+        await asyncio.sleep(min(1.0, timeout_s / 4))
+        try:
+            report = await sender.getStats()
+        except Exception:  # the transport is closing: the connection watcher ends the session
+            continue
+        stamp = max((s.timestamp for s in report.values() if s.type == "remote-inbound-rtp"), default=None)
+        now = time.monotonic()
+        if stamp != last:
+            last, changed_s = stamp, now
+        elif last is not None and now - changed_s > timeout_s:
+            registry.close_soon(session, f"no receiver report for {timeout_s:g} s: the viewer vanished")
+            return
+
+
 async def _connect_watchdog(registry: PeerRegistry, session: PeerSession, timeout_s: float) -> None:
     """Close a session whose peer never connects (it POSTed an offer and went away)."""
     deadline = time.monotonic() + timeout_s
@@ -341,6 +375,7 @@ async def _drain(registry: PeerRegistry, session: PeerSession, track: MediaStrea
     # (``_queue`` is aiortc's; without it every frame is simply taken in turn.)
     waiting: asyncio.Queue[Any] | None = getattr(track, "_queue", None)
     ended = False
+    accepted: tuple[int, int] | None = None  # the last frame size checked against the limit
     while not ended:
         try:
             frame = await track.recv()
@@ -353,6 +388,13 @@ async def _drain(registry: PeerRegistry, session: PeerSession, track: MediaStrea
                 break
             frame = newer
             stream.ingest_skip()
+        size = (int(frame.width), int(frame.height))  # type: ignore[union-attr]
+        if size != accepted:
+            refusal = stream.config.frame_refusal(*size)
+            if refusal is not None:
+                registry.refuse(session, f"{refusal} (--max-frame-size): the publisher is closed")
+                return
+            accepted = size
         now = time.monotonic()
         image = frame.to_ndarray(format="bgr24")  # type: ignore[union-attr]
         stream.ingest(image, FrameMeta(session.frames, now - stream.created_s, now))
@@ -477,6 +519,7 @@ async def whep_post(request: web.Request) -> web.Response:
     _forward_keyframe_requests(sender, track)
     track.encoder = stream.fanout.subscribe(session.view or "processed", codec, track)
     session.tasks.append(asyncio.ensure_future(_connect_watchdog(registry, session, config.ingest_timeout_s)))
+    session.tasks.append(asyncio.ensure_future(_viewer_watchdog(registry, session, sender, config.viewer_timeout_s)))
     log.info("WHEP session %s watches %s (%s, %s)", session.id, name, view, codec)
     return _created(session, pc.localDescription.sdp)
 
