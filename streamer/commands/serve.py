@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import re
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 from streamer.commands import add_device_arg, add_models_arg
 
 if TYPE_CHECKING:
-    from streamer.config import ServeConfig
+    from streamer.config import InputSpec, ServeConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,12 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
-    p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on the API, WHIP, WHEP, /ws and /metrics")
     p.add_argument(
         "--data-dir", metavar="DIR", help="identities, recordings (default: $STAGESWAP_DATA, ~/.local/share/stageswap)"
     )
-    p.add_argument("--cert", type=Path, metavar="F", help="TLS certificate (PEM) for HTTPS; needs --key")
-    p.add_argument("--key", type=Path, metavar="F", help="TLS private key (PEM)")
+    add_security_args(p)
     p.add_argument(
         "--input",
         action="append",
@@ -64,21 +63,132 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--no-watermark", action="store_true", help="do not mark processed frames with the invisible watermark"
     )
     p.add_argument(
-        "--max-streams",
-        type=int,
-        default=max(1, os.cpu_count() or 1),
-        help="most streams processed at once, one thread each (default: CPU cores)",
-    )
-    p.add_argument(
         "--ice-server",
         action="append",
         default=[],
         metavar="URL",
         help="STUN/TURN server for peers behind NAT (stun:host:port); none by default",
     )
+    add_limit_args(p)
     add_models_arg(p)
     add_device_arg(p)
     p.set_defaults(func=run)
+
+
+def add_security_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("access and HTTPS (see README, Security)")
+    g.add_argument(
+        "--token",
+        help="operator token: required as 'Authorization: Bearer TOKEN' to publish, control, record and enroll "
+        "(visible in the process list: prefer --token-file)",
+    )
+    g.add_argument("--token-file", type=Path, metavar="F", help="read the operator token from the first line of F")
+    g.add_argument("--viewer-token", help="a second token that may only watch (WHEP, the monitor page)")
+    g.add_argument("--viewer-token-file", type=Path, metavar="F", help="read the viewer token from F")
+    g.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow --host other than loopback without a token (anyone on the network gets full control)",
+    )
+    g.add_argument("--cert", type=Path, metavar="F", help="TLS certificate (PEM) for HTTPS; needs --key")
+    g.add_argument("--key", type=Path, metavar="F", help="TLS private key (PEM)")
+    g.add_argument(
+        "--self-signed",
+        action="store_true",
+        help="HTTPS with a self-signed certificate made once and kept in DATA_DIR/tls (its fingerprint is printed)",
+    )
+
+
+def add_limit_args(p: argparse.ArgumentParser) -> None:
+    from streamer.config import ServeConfig
+
+    d = ServeConfig()  # the flags' defaults are the config's (one source of truth)
+    g = p.add_argument_group("limits (see README, Security)")
+    g.add_argument(
+        "--max-streams",
+        type=int,
+        default=max(1, os.cpu_count() or 1),
+        help="most streams processed at once, one thread each (default: CPU cores)",
+    )
+    g.add_argument(
+        "--max-viewers",
+        type=int,
+        default=d.max_viewers_per_stream,
+        help="most WHEP viewers per stream (default %(default)s)",
+    )
+    g.add_argument(
+        "--max-frame-size",
+        default=f"{d.max_frame_width}x{d.max_frame_height}",
+        metavar="WxH",
+        help="largest frame a publisher may send, either orientation (default %(default)s)",
+    )
+    g.add_argument(
+        "--max-body-kb",
+        type=int,
+        default=d.json_max_bytes // 1024,
+        metavar="KB",
+        help="largest JSON or SDP body and WebSocket message (default %(default)s KiB)",
+    )
+    g.add_argument(
+        "--max-upload-mb",
+        type=int,
+        default=d.upload_max_bytes // 2**20,
+        metavar="MB",
+        help="largest identity upload, all photos together (default %(default)s MiB)",
+    )
+    g.add_argument(
+        "--max-upload-mpx",
+        type=float,
+        default=d.upload_max_pixels / 1e6,
+        metavar="MPX",
+        help="largest identity photo in megapixels, read from its header (default %(default)s)",
+    )
+    g.add_argument(
+        "--control-rate",
+        type=float,
+        default=d.control_rate_per_s,
+        metavar="N",
+        help="control messages per second per WebSocket connection or client address (default %(default)s; "
+        "bursts of 2 s worth)",
+    )
+
+
+def read_token(path: Path, flag: str) -> str:
+    """The token in the first line of ``path`` (InputError when it cannot be read or is empty).
+
+    A file others may read is accepted with a warning: the token is the only thing between the network and
+    the faces enrolled here."""
+    from engines.errors import InputError
+
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+        mode = Path(path).expanduser().stat().st_mode
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{flag} {path}: cannot read it: {getattr(exc, 'strerror', None) or exc}") from exc
+    lines = text.strip().splitlines()
+    token = lines[0].strip() if lines else ""
+    if not token:
+        raise InputError(f"{flag} {path} is empty: put the token on its first line")
+    if mode & 0o077:
+        logging.getLogger("streamer").warning("%s %s can be read by other users: chmod 600 it", flag, path)
+    return token
+
+
+def _token(value: str | None, file: Path | None, flag: str) -> str | None:
+    from engines.errors import InputError
+
+    if value is not None and file is not None:
+        raise InputError(f"give {flag} or {flag}-file, not both")
+    return read_token(file, f"{flag}-file") if file is not None else value
+
+
+def _frame_size(text: str) -> tuple[int, int]:
+    from engines.errors import InputError
+
+    match = re.fullmatch(r"\s*(\d{2,5})\s*[xX]\s*(\d{2,5})\s*", text)
+    if match is None:
+        raise InputError(f"--max-frame-size must look like 4096x2160, got {text!r}")
+    return int(match.group(1)), int(match.group(2))
 
 
 def _enroll_photo(photo: Path, data_dir: Path, allow_unverified: bool = False, models_dir: str | None = None) -> str:
@@ -108,14 +218,53 @@ def _enroll_photo(photo: Path, data_dir: Path, allow_unverified: bool = False, m
 
 
 def build_config(args: argparse.Namespace) -> ServeConfig:
+    from engines.errors import InputError
     from engines.paths import data_dir
     from engines.runtime.select import resolve_device
     from engines.settings import apply_patch
     from streamer.config import InputSpec, ServeConfig
 
-    inputs = tuple(InputSpec.parse(text, loop=not args.no_loop) for text in args.input)
+    width, height = _frame_size(args.max_frame_size)
+    if args.max_body_kb < 1 or args.max_upload_mb < 1 or not args.max_upload_mpx > 0 or not args.control_rate > 0:
+        raise InputError("--max-body-kb, --max-upload-mb, --max-upload-mpx and --control-rate must be positive")
+    if args.self_signed and (args.cert is not None or args.key is not None):
+        raise InputError("--self-signed makes its own certificate: give it or --cert/--key, not both")
     data = data_dir(args.data_dir)
-    settings = ServeConfig().initial_settings
+    # Every flag is checked (the config validates itself: tokens, the bind address, limits) before anything
+    # is written: a certificate, an enrollment.
+    config = ServeConfig(
+        host=args.host,
+        port=args.port,
+        token=_token(args.token, args.token_file, "--token"),
+        viewer_token=_token(args.viewer_token, args.viewer_token_file, "--viewer-token"),
+        insecure=args.insecure,
+        models_dir=Path(args.models) if args.models else None,
+        device=resolve_device(args.device),
+        data_dir=data,
+        cert=args.cert,
+        key=args.key,
+        inputs=tuple(InputSpec.parse(text, loop=not args.no_loop) for text in args.input),
+        processor=args.processor,
+        max_streams=args.max_streams,
+        max_viewers_per_stream=args.max_viewers,
+        max_frame_width=width,
+        max_frame_height=height,
+        sdp_max_bytes=args.max_body_kb * 1024,
+        json_max_bytes=args.max_body_kb * 1024,
+        upload_max_bytes=args.max_upload_mb * 2**20,
+        upload_max_pixels=round(args.max_upload_mpx * 1e6),
+        control_rate_per_s=args.control_rate,
+        control_burst=max(1, round(2 * args.control_rate)),
+        badge=args.badge,
+        watermark=not args.no_watermark,
+        ice_servers=tuple(args.ice_server),
+    )
+    if args.self_signed:
+        from streamer.tls import self_signed
+
+        made = self_signed(data, args.host)
+        config = dataclasses.replace(config, cert=made.cert, key=made.key)
+    settings = config.initial_settings
     if args.debug_overlay:
         settings = apply_patch(settings, {"debug_overlay": True})
     if args.identity:
@@ -125,23 +274,44 @@ def build_config(args: argparse.Namespace) -> ServeConfig:
         name = _enroll_photo(photo, data, args.unverified, args.models) if photo.is_file() else args.identity
         check_swap_allowed(name, identity_consent(data / "identities", name))  # expired consent: do not start
         settings = apply_patch(settings, {"identity": name})
-    return ServeConfig(
-        host=args.host,
-        port=args.port,
-        token=args.token,
-        models_dir=Path(args.models) if args.models else None,
-        device=resolve_device(args.device),
-        data_dir=data,
-        cert=args.cert,
-        key=args.key,
-        inputs=inputs,
-        processor=args.processor,
-        initial_settings=settings,
-        max_streams=args.max_streams,
-        badge=args.badge,
-        watermark=not args.no_watermark,
-        ice_servers=tuple(args.ice_server),
-    )
+    return dataclasses.replace(config, initial_settings=settings)
+
+
+def _security_lines(config: ServeConfig) -> list[str]:
+    """What the banner says about access and HTTPS: token ids and the certificate fingerprint, never a token."""
+    from streamer.audit import token_id
+    from streamer.config import is_loopback
+
+    if config.token is None:
+        where = "this machine only" if is_loopback(config.host) else "ANYONE on the network (--insecure)"
+        lines = [f"  access: no token: {where} can publish, watch, control, record and enroll"]
+    else:
+        lines = [f"  access: operator token {token_id(config.token)} required"]
+        if config.viewer_token is not None:
+            lines.append(f"  access: viewer token {token_id(config.viewer_token)} may watch (WHEP, monitor page)")
+    if config.cert is not None:
+        from streamer.tls import fingerprint
+
+        lines.append(f"  https: certificate {config.cert}")
+        lines.append(f"  https: SHA-256 fingerprint {fingerprint(config.cert)}")
+    return lines
+
+
+def _check_input_size(spec: InputSpec, config: ServeConfig) -> None:
+    """A video file input bigger than the frame limit is refused now, not frame by frame later."""
+    from engines.errors import InputError
+    from streamer.sources import open_container
+
+    if spec.kind != "file":
+        return
+    container = open_container(spec)
+    try:
+        video = container.streams.video[0]
+        refusal = config.frame_refusal(int(video.width or 0), int(video.height or 0))
+    finally:
+        container.close()
+    if refusal is not None:
+        raise InputError(f"input {spec.name}: {refusal} (--max-frame-size)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -151,6 +321,7 @@ def run(args: argparse.Namespace) -> int:
     config = build_config(args)
     for spec in config.inputs:
         probe(spec)
+        _check_input_size(spec, config)
     if config.processor == "full":
         # Load the models once now, so a missing or corrupt one stops here with the fix, not per stream later.
         from engines.processor import FaceProcessor, ProcessorConfig
@@ -165,6 +336,7 @@ def run(args: argparse.Namespace) -> int:
         lines.append(f"  publish: POST {url}whip/NAME (WHIP); watch: POST {url}whep/NAME (WHEP)")
         if config.initial_settings.identity:
             lines.append(f"  new streams swap in identity {config.initial_settings.identity!r}")
+        lines += _security_lines(config)
         print("\n".join(lines), flush=True)
 
     asyncio.run(serve(config, ready))
