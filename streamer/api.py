@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import BodyPartReader, WSCloseCode, WSMsgType, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from engines import __version__
 from engines.consent import (
@@ -89,11 +90,18 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if status is None:
             status = 503 if isinstance(exc, ModelError) else 400 if isinstance(exc, InputError) else 500
         return json_error(status, str(exc), getattr(exc, "http_headers", None))
+    except HttpProcessingError as exc:  # aiohttp's parsers on a malformed body a handler read
+        return json_error(exc.code if 400 <= exc.code < 500 else 400, f"malformed request: {_reason(exc)}")
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception as exc:
         log.exception("%s %s failed", request.method, request.path)
         return json_error(500, f"internal error: {type(exc).__name__}")
+
+
+def _reason(exc: Exception) -> str:
+    message = getattr(exc, "message", None)
+    return str(message if isinstance(message, str) and message else exc).strip()[:200]
 
 
 # -- request helpers -----------------------------------------------------------------------------------
@@ -268,8 +276,8 @@ async def _read_upload(request: web.Request, limit: int) -> tuple[dict[str, str]
                 photos.append(bytes(data))
             elif part.name:
                 fields[part.name] = data.decode("utf-8", errors="replace")
-    except (ValueError, AssertionError) as exc:  # aiohttp's multipart parser on a malformed body
-        raise InputError(f"malformed multipart body: {exc}") from exc
+    except (ValueError, AssertionError, HttpProcessingError) as exc:  # aiohttp's parser on a malformed body
+        raise InputError(f"malformed multipart body: {_reason(exc)}") from exc
     return fields, photos
 
 
@@ -290,7 +298,7 @@ def check_photo_pixels(photos: list[bytes], limit: int) -> None:
             continue  # not an image Pillow reads: the enrollment's own decoder refuses it with the reason
         if width * height > limit:
             raise PayloadTooLargeError(
-                f"photo {i + 1} is {width}x{height} ({width * height / 1e6:.0f} Mpx), over the "
+                f"photo {i + 1} is {width}x{height} ({width * height / 1e6:.1f} Mpx), over the "
                 f"{limit / 1e6:g} Mpx limit for uploads: scale it down (enrollment uses at most 2048 px)"
             )
 

@@ -89,11 +89,12 @@ def _register_client(app: web.Application, config: ServeConfig) -> None:
         root = config.client_dir
         try:
             path = inside(root, rel)
-        except InputError as exc:
-            raise NotFoundError(f"no page {request.path!r}") from exc
-        if path.is_dir():
-            path = path / "index.html"
-        if not path.is_file():
+            if path.is_dir():
+                path = path / "index.html"
+            found = path.is_file()
+        except (InputError, ValueError, OSError) as exc:  # leaves the folder, a NUL byte, a name too long
+            raise NotFoundError(f"no page {request.path[:200]!r}") from exc
+        if not found:
             where = "" if root.is_dir() else f" (the client UI is not installed at {root})"
             raise NotFoundError(f"no page {request.path!r}{where}")
         return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
