@@ -239,6 +239,8 @@ class Result:
     dropped: int
     unreadable: int
     camera_skipped: int
+    latency_p50_by_10s_ms: list[float]
+    """Median latency of each 10 s of the window: the drift, seen as a series."""
     server: dict[str, Any]
 
 
@@ -255,25 +257,26 @@ async def measure(
     stream = f"bench-{server.processor}-{size}p-{int(time.time()) % 100000}"
     camera = StampedClipTrack(frames, fps)
     publisher = RTCPeerConnection()
-    _prefer_codec(publisher.addTransceiver(camera, direction="sendonly"), args.codec)
-    whip_url = await negotiate(http, publisher, urljoin(server.url, f"whip/{stream}"), "WHIP publish")
-    if identity is not None:
-        patch = {"identity": identity, "swap": True, "relight": True}
-        async with http.patch(urljoin(server.url, f"api/streams/{stream}"), json=patch) as response:
-            await _check(response, "selecting the identity")
-
     viewer = RTCPeerConnection()
-    _prefer_codec(viewer.addTransceiver("video", direction="recvonly"), args.codec)
     received_s: dict[int, float] = {}
     counters = {"frames": 0, "unreadable": 0}
     tasks: list[asyncio.Task[None]] = []
+    sessions: list[str] = []
 
     @viewer.on("track")
     def _on_track(track: MediaStreamTrack) -> None:
         tasks.append(asyncio.ensure_future(receive(track, received_s, counters)))
 
-    whep_url = await negotiate(http, viewer, urljoin(server.url, f"whep/{stream}?view=processed"), "WHEP view")
     try:
+        _prefer_codec(publisher.addTransceiver(camera, direction="sendonly"), args.codec)
+        sessions.append(await negotiate(http, publisher, urljoin(server.url, f"whip/{stream}"), "WHIP publish"))
+        if identity is not None:
+            patch = {"identity": identity, "swap": True, "relight": True}
+            async with http.patch(urljoin(server.url, f"api/streams/{stream}"), json=patch) as response:
+                await _check(response, "selecting the identity")
+        _prefer_codec(viewer.addTransceiver("video", direction="recvonly"), args.codec)
+        whep = urljoin(server.url, f"whep/{stream}?view=processed")
+        sessions.append(await negotiate(http, viewer, whep, "WHEP view"))
         await asyncio.sleep(args.warmup)
         unreadable_before = counters["unreadable"]
         window_start = time.monotonic()
@@ -283,7 +286,7 @@ async def measure(
             await _check(response, "reading the stream's stats")
             server_stats = (await response.json())["stats"]
     finally:
-        for url in (whep_url, whip_url):
+        for url in reversed(sessions):
             with contextlib.suppress(aiohttp.ClientError):
                 async with http.delete(url) as response:
                     await response.read()
@@ -305,6 +308,11 @@ async def measure(
             f"({counters['frames']} received, {counters['unreadable']} unreadable); see {server.log_path}"
         )
     slope = float(np.polyfit(send_t, latency_ms, 1)[0])
+    by_10s = [
+        round(float(np.median(latency_ms[(send_t >= t) & (send_t < t + 10.0)])), 1)
+        for t in np.arange(0.0, window_s, 10.0)
+        if np.any((send_t >= t) & (send_t < t + 10.0))
+    ]
     p50, p95, p99 = (float(v) for v in np.percentile(latency_ms, [50, 95, 99]))
     keep = ("input_fps", "output_fps", "frames_in", "frames_processed", "frames_dropped", "frames_failed")
     server_view = {k: server_stats.get(k) for k in keep}
@@ -328,6 +336,7 @@ async def measure(
         dropped=len(sent) - len(pairs),
         unreadable=counters["unreadable"] - unreadable_before,
         camera_skipped=(max(sent) - min(sent) + 1 - len(sent)) if sent else 0,
+        latency_p50_by_10s_ms=by_10s,
         server=server_view,
     )
 

@@ -20,7 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,14 +182,15 @@ def _number(page: Any, selector: str) -> float:
         return float("nan")
 
 
-def _wait_until(check: Any, timeout_s: float, what: str) -> Any:
+def _wait_until(check: Any, timeout_s: float, what: str | Callable[[], str]) -> Any:
+    """Poll ``check`` until it is truthy; on timeout fail naming ``what`` (a callable is asked then)."""
     deadline = time.monotonic() + timeout_s
     while True:
         value = check()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+            pytest.fail(f"timed out after {timeout_s} s waiting for {what() if callable(what) else what}")
         time.sleep(0.25)
 
 
@@ -266,6 +267,16 @@ def test_publish_then_monitor_plays_processed_video_with_stats(server: Server, b
     assert re.search(r"runtime[a-z]", monitor.text_content("#counters") or ""), "the runtime is named"
     monitor.wait_for_timeout(1000)
     monitor.screenshot(path=str(ARTIFACTS / "monitor.png"))
+
+    # The start page lists the live stream with a link to its monitor.
+    index = browser.context.new_page()
+    index.goto(server.url)
+    index.fill("#token", TOKEN)
+    index.press("#token", "Tab")
+    index.wait_for_selector(f"#streams a[href='monitor.html?stream={STREAM}']")
+    assert "fps" in (index.text_content("#streams") or "")
+    index.screenshot(path=str(ARTIFACTS / "index.png"))
+    index.close()
     assert not browser.console_errors, browser.console_errors
 
 
@@ -290,7 +301,11 @@ def test_controls_change_the_stream_settings(server: Server, browser: Browser) -
     )
 
     # Drag the key light to the upper left of the sphere: the light comes from the left and above.
-    box = monitor.locator("#light").bounding_box()
+    patches: list[str] = []
+    monitor.on("request", lambda r: patches.append(str(r.post_data)) if r.method == "PATCH" else None)
+    light = monitor.locator("#light")
+    light.scroll_into_view_if_needed()
+    box = light.bounding_box()
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     monitor.mouse.move(cx, cy)
     monitor.mouse.down()
@@ -300,15 +315,23 @@ def test_controls_change_the_stream_settings(server: Server, browser: Browser) -
     def lit_from_upper_left() -> bool:
         target = server.api(f"/api/streams/{STREAM}")[1]["settings"]["relight_target"]
         x, y, z = target["direction"]
+        # the pointer ended at (-0.6, 0.5) on the unit disc: the LAST position must be what the server kept
         return (
             target["mode"] == "direction"
-            and x < -0.4
-            and y > 0.3
+            and abs(x + 0.6) < 0.02
+            and abs(y - 0.5) < 0.02
             and z > 0
             and abs(np.hypot(x, y) ** 2 + z * z - 1) < 1e-3
         )
 
-    _wait_until(lit_from_upper_left, 5, "relight_target.direction toward the upper left")
+    _wait_until(
+        lit_from_upper_left,
+        5,
+        lambda: (
+            "relight_target.direction = the light's last position (upper left); server has "
+            f"{server.api(f'/api/streams/{STREAM}')[1]['settings']['relight_target']}, the page sent {patches}"
+        ),
+    )
     assert monitor.input_value("#mode") == "direction"
 
     # A change made elsewhere (the REST API) shows up in the page through the WebSocket push.

@@ -83,6 +83,7 @@ const state = {
   wsTimer: null,
   pollTimer: null,
   editing: new Set(), // controls the operator is moving now: server echoes do not overwrite them
+  queue: Promise.resolve(), // settings patches, one at a time (see send)
 };
 
 // ---- video --------------------------------------------------------------------------------------
@@ -347,16 +348,25 @@ function showDirection([x, y, z]) {
   ui.lightReadout.textContent = `azimuth ${fmt(azimuth)}° · elevation ${fmt(elevation)}°`;
 }
 
-/** PATCH the stream. While it is on its way, pushed stats (built before it) must not reset the control that
- * sent it, so `key` stays in state.editing until the answer is in, plus a short grace. */
-async function send(patch, key = null) {
-  if (!STREAM_NAME.test(state.name)) return;
+/** PATCH the stream. Patches go out one at a time, in order: with several in flight the server could apply
+ * them out of order (the browser uses several connections) and keep a stale value last. While one is on
+ * its way, pushed stats (built before it) must not reset the control that sent it, so `key` stays in
+ * state.editing until the answer is in, plus a short grace. */
+function send(patch, key = null) {
+  if (!STREAM_NAME.test(state.name)) return Promise.resolve();
   if (key) state.editing.add(key);
+  const name = state.name;
+  const done = state.queue.then(() => sendNow(name, patch, key));
+  state.queue = done;
+  return done;
+}
+
+async function sendNow(name, patch, key) {
   try {
-    const answer = await patchStream(state.name, patch);
+    const answer = await patchStream(name, patch);
     showControlError("");
     const settings = answer?.settings ?? (answer && "swap" in answer ? answer : null);
-    if (settings) applySettings(settings);
+    if (settings && name === state.name) applySettings(settings);
   } catch (err) {
     showControlError(err instanceof ApiError ? err.message : String(err));
     if (key) state.editing.delete(key);
@@ -366,25 +376,28 @@ async function send(patch, key = null) {
   if (key) setTimeout(() => state.editing.delete(key), 300);
 }
 
-/** A sender for continuous controls: the latest value goes out at most every SEND_EVERY_MS. */
+/** A sender for continuous controls (sliders, the light): while a patch is on its way the newest value
+ * waits, so the last value sent is always the last one set, at most one every SEND_EVERY_MS. */
 function throttled(key, makePatch) {
   let pending = null;
-  let timer = null;
+  let busy = false;
   let release = null;
-  const flush = () => {
-    timer = null;
-    if (pending === null) return;
-    const value = pending;
-    pending = null;
-    send(makePatch(value));
-    timer = setTimeout(flush, SEND_EVERY_MS);
+  const pump = async () => {
+    busy = true;
+    while (pending !== null) {
+      const value = pending;
+      pending = null;
+      await send(makePatch(value));
+      if (pending !== null) await new Promise((resolve) => setTimeout(resolve, SEND_EVERY_MS));
+    }
+    busy = false;
   };
   return (value) => {
     state.editing.add(key);
     clearTimeout(release);
     release = setTimeout(() => state.editing.delete(key), 1000);
     pending = value;
-    if (!timer) flush();
+    if (!busy) pump();
   };
 }
 
