@@ -469,6 +469,7 @@ async function refreshIdentities(select = null) {
     ui.enrollError.textContent = `identities: ${err.message}`;
     return;
   }
+  if (ui.enrollError.textContent.startsWith("identities: ")) ui.enrollError.textContent = ""; // listed now
   const current = select ?? ui.identity.value;
   ui.identity.innerHTML = "";
   ui.identity.add(new Option("— none —", ""));
