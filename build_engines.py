@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """build_engines.py — prepare stageswap's GPU engines offline.
 
-For every engine in the catalogue (``engines.runtime.export.CATALOGUE``):
+For every engine in the catalogue (``engines.runtime.export.CATALOGUE``), and every model registered with
+``stageswap models add`` in the data directory (inswapper-style, DFM and ArcFace-style ONNX files; engines
+named ``user-NAME``, validated by their kind's checks and ONNX Runtime, compiled as registered):
 
 1. our torch engines (the face mesh converted from MediaPipe's TFLite, the relight modules) are exported to
    ONNX (opset 17); the registry's ONNX models (YuNet) are taken as published;
@@ -88,13 +90,41 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--only",
         nargs="+",
         metavar="NAME",
-        choices=sorted(CATALOGUE),
-        help=f"only these engines (of: {', '.join(CATALOGUE)})",
+        help=f"only these engines (of: {', '.join(CATALOGUE)}, and user-NAME for a registered model NAME)",
     )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        metavar="DIR",
+        help="data directory whose registered models (stageswap models add) are built too "
+        "(default: $STAGESWAP_DATA, else ~/.local/share/stageswap)",
+    )
+    p.add_argument("--no-user-models", action="store_true", help="leave out the models registered by users")
     p.add_argument("--workspace-gb", type=float, default=4.0, help="TensorRT builder workspace limit (default 4)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.only:
+        try:
+            known = [*CATALOGUE, *user_models(args)]
+        except StageswapError as exc:
+            p.error(str(exc))
+        unknown = [n for n in args.only if n not in known]
+        if unknown:
+            p.error(f"argument --only: unknown engine(s) {', '.join(unknown)} (choose from {', '.join(known)})")
+    return args
+
+
+def user_models(args: argparse.Namespace) -> dict[str, Any]:
+    """The registered models to build, by engine name (``user-NAME``); none with ``--no-user-models``."""
+    if args.no_user_models:
+        return {}
+    from engines.paths import data_dir
+    from engines.swap.learned import PLAN_PREFIX
+    from engines.user_models import UserModelStore
+
+    store = UserModelStore(data_dir(args.data_dir))
+    return {PLAN_PREFIX + m.name: m for m in store.list()}
 
 
 # ---- validation (no GPU) ------------------------------------------------------------------------------------
@@ -222,6 +252,34 @@ def validate_onnx_model(engine: Any, model_path: Path, report: EngineReport) -> 
     )
 
 
+def validate_user_model(engine: Any, report: EngineReport) -> None:
+    """A registered model: checker, profile, its kind's checks and an ONNX Runtime run (as at registration),
+    and whether the GPU fallback's torch interpreter can run it (without a plan it runs on the CPU if not)."""
+    import torch
+
+    from engines.convert.onnx_torch import load_onnx_module
+    from engines.model_inspect import inspect_model
+
+    report.checks.append(check_graph(engine.path, engine.profiles))
+    found = inspect_model(engine.path, engine.model.kind)
+    report.checks.append(f"{found.kind} signature ok at {found.resolution} px; ONNX Runtime runs it")
+    try:
+        module = load_onnx_module(engine.path)
+    except ModelError as exc:
+        why = str(exc).splitlines()[0].split(" (supported")[0]
+        report.checks.append(f"GPU fallback: none ({why}); without a TensorRT plan it runs on the CPU")
+        return
+    session = _ort_session(engine.path)
+    feeds = engine.example_inputs(1)
+    reference = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds), strict=True))
+    with torch.inference_mode():
+        actual = {k: v.numpy() for k, v in module(**{k: torch.from_numpy(v) for k, v in feeds.items()}).items()}
+    diff, problem = _compare("torch fallback vs ONNX Runtime", actual, reference, engine.trt_tolerance)
+    if problem:
+        raise ModelError(problem)
+    report.checks.append(f"torch fallback = ONNX Runtime: max |Δ| {diff:.2g}")
+
+
 # ---- compiling (GPU + TensorRT) -------------------------------------------------------------------------------
 
 
@@ -345,7 +403,8 @@ def run(args: argparse.Namespace, out_dir: Path) -> list[EngineReport]:
     from engines import models
     from engines.runtime.export import CATALOGUE, OnnxModelEngine
 
-    names = args.only or list(CATALOGUE)
+    registered = user_models(args)
+    names = args.only or [*CATALOGUE, *registered]
     gpu = trt_version = ""
     if not args.dry_run:
         gpu, trt_version = require_gpu_and_tensorrt()
@@ -356,12 +415,22 @@ def run(args: argparse.Namespace, out_dir: Path) -> list[EngineReport]:
         _progress(len(names) * steps_per_engine, not args.no_progress) as step,
     ):
         for name in names:
-            engine = CATALOGUE[name]
+            engine: Any = CATALOGUE.get(name)
             report = EngineReport(name)
             reports.append(report)
             started = time.perf_counter()
             try:
-                if isinstance(engine, OnnxModelEngine):
+                if engine is None:  # a registered model (its file checked against its sha256 here)
+                    from engines.paths import data_dir
+                    from engines.swap.learned import user_engine
+                    from engines.user_models import UserModelStore
+
+                    engine = user_engine(UserModelStore(data_dir(args.data_dir)), registered[name])
+                    onnx_path = engine.path
+                    report.source = f"{engine.description} ({onnx_path})"
+                    step(f"{name}: check graph")
+                    validate_user_model(engine, report)
+                elif isinstance(engine, OnnxModelEngine):
                     onnx_path = models.resolve(engine.registry_model, args.models)
                     report.source = f"registry model {engine.registry_model} ({onnx_path.name})"
                     step(f"{name}: check graph")

@@ -1,12 +1,17 @@
-"""`stageswap models list | fetch | verify`."""
+"""`stageswap models list | fetch | verify | add | remove`: the registry's models and the ones users bring."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from streamer.commands import add_models_arg
+
+if TYPE_CHECKING:
+    from engines.user_models import UserModel, UserModelStore
 
 EXIT_BAD_MODEL = 2
 
@@ -29,20 +34,100 @@ def register(sub: argparse._SubParsersAction) -> None:
     mv = msub.add_parser("verify", help="check every model's sha256; exit 2 if any is missing or corrupt")
     mv.add_argument("names", nargs="*", help="models to verify (default: all)")
     add_models_arg(mv)
+    ma = msub.add_parser(
+        "add",
+        help="register your own swap or recognition model (inswapper-style, DFM, ArcFace-style ONNX)",
+        description="Check an ONNX file (a DeepFaceLab .dfm export, an inswapper-style swapper or an ArcFace-style "
+        "recogniser), detect its kind from the graph's inputs and outputs, and register it in the data directory "
+        "with its sha256 and the licence you declare. Files that are not one of these kinds, or whose shapes or "
+        "resolution disagree with their kind, are refused and nothing is stored. Check the model's licence: many "
+        "published swap models allow research use only.",
+    )
+    ma.add_argument("path", type=Path, metavar="PATH", help="the model file (.onnx or .dfm)")
+    ma.add_argument("--kind", choices=("inswapper", "dfm", "arcface"), help="the kind you expect (default: detect)")
+    ma.add_argument("--licence", "--license", dest="licence", metavar="TEXT", help="the model's licence (name or URL)")
+    ma.add_argument("--name", metavar="NAME", help="name to select it by (default: from the file name)")
+    ma.add_argument("--replace", action="store_true", help="replace a registered model of the same name")
+    ma.add_argument(
+        "--coverage",
+        type=float,
+        metavar="F",
+        help="DFM only: crop side in face widths the model was trained on (default 2.2)",
+    )
+    _data_dir_arg(ma)
+    ma.set_defaults(func=run_add)
+    mr = msub.add_parser("remove", help="unregister a model you added (its copy is deleted)")
+    mr.add_argument("name")
+    _data_dir_arg(mr)
+    mr.set_defaults(func=run_remove)
+    ml.add_argument("--json", action="store_true", help="print JSON (registry and registered models)")
+    _data_dir_arg(ml)
     m.set_defaults(func=run)
+
+
+def _data_dir_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="data directory (default: $STAGESWAP_DATA, else ~/.local/share/stageswap), holding models.json",
+    )
+
+
+def _user_store(args: argparse.Namespace) -> UserModelStore:
+    from engines.paths import data_dir
+    from engines.user_models import UserModelStore
+
+    return UserModelStore(data_dir(args.data_dir))
+
+
+def licence_note(model: UserModel) -> str:
+    """The warning a listed model carries (empty when its licence is declared and not restrictive)."""
+    if model.licence_flag == "research-only":
+        return f"RESEARCH ONLY: the declared licence ({model.licence}) does not allow commercial productions"
+    if model.licence_flag == "undeclared":
+        return "LICENCE UNDECLARED: check the model's licence before using it in a production (--licence)"
+    return ""
+
+
+def run_add(args: argparse.Namespace) -> int:
+    store = _user_store(args)
+    model = store.add(
+        args.path, kind=args.kind, licence=args.licence, name=args.name, replace=args.replace, coverage=args.coverage
+    )
+    print(
+        f"registered {model.kind} model {model.name!r} ({model.resolution}x{model.resolution}, "
+        f"sha256 {model.sha256[:12]}…) in {store.models_dir}"
+    )
+    print(f"licence: {model.licence or 'undeclared'}")
+    note = licence_note(model)
+    if note:
+        print(f"warning: {note}")
+    if model.kind == "inswapper" and not store.names(("arcface",)):
+        print(
+            "note: inswapper-style models need an ArcFace-style recogniser to embed identities: "
+            "stageswap models add FILE --kind arcface, then enroll identities (again)"
+        )
+    if model.kind == "arcface":
+        print(
+            "note: identities enrolled from now on get an embedding for inswapper-style models; "
+            "enroll earlier ones again"
+        )
+    if model.is_swap:
+        print(f"select it per stream with swap_model={model.name!r} (stageswap process --swap-model {model.name})")
+    return 0
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    model = _user_store(args).remove(args.name)
+    print(f"removed model {model.name!r}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     from engines import models
 
     if args.models_command == "list":
-        for status in models.iter_status(models_dir=args.models):
-            spec = status.spec
-            where = str(status.path) if status.path else "not found"
-            state = "ok" if status.ok else status.problem
-            print(f"{spec.name:<20} {spec.licence:<12} {spec.filename:<28} {state:<10} {where}")
-            print(f"{'':<20} {spec.task}")
-        return 0
+        return _run_list(args)
     names = args.names or sorted(models.REGISTRY)
     for name in names:
         models.spec_for(name)  # unknown names fail before any download starts
@@ -62,6 +147,37 @@ def run(args: argparse.Namespace) -> int:
             )
             print(f"{status.spec.name}: {status.problem} ({where}); fix: stageswap models fetch {status.spec.name}")
     return EXIT_BAD_MODEL if bad else 0
+
+
+def _run_list(args: argparse.Namespace) -> int:
+    from engines import models
+
+    statuses = list(models.iter_status(models_dir=args.models))
+    user = _user_store(args).list()
+    if args.json:
+        registry = [
+            {"name": s.spec.name, "licence": s.spec.licence, "file": s.spec.filename, "ok": s.ok, "problem": s.problem}
+            for s in statuses
+        ]
+        print(json.dumps({"registry": registry, "user_models": [m.summary() for m in user]}, indent=1))
+        return 0
+    for status in statuses:
+        spec = status.spec
+        where = str(status.path) if status.path else "not found"
+        state = "ok" if status.ok else status.problem
+        print(f"{spec.name:<20} {spec.licence:<12} {spec.filename:<28} {state:<10} {where}")
+        print(f"{'':<20} {spec.task}")
+    print()
+    if not user:
+        print("no models of your own registered (stageswap models add PATH)")
+        return 0
+    print(f"{'your models':<20} {'kind':<10} {'res':>5}  {'sha256':<13} licence")
+    for m in user:
+        print(f"{m.name:<20} {m.kind:<10} {m.resolution:>5}  {m.sha256[:12]:<13} {m.licence or 'undeclared'}")
+        note = licence_note(m)
+        if note:
+            print(f"{'':<20} warning: {note}")
+    return 0
 
 
 def _tqdm_bar(total: int, name: str) -> Any:
