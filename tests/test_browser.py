@@ -46,7 +46,9 @@ playwright_api = pytest.importorskip(
 )
 
 
-def _chromium() -> str:
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """Debian's chromium (checked first, so a machine without it skips before starting a server)."""
     path = shutil.which("chromium")
     if path is None:
         pytest.skip(
@@ -97,7 +99,7 @@ def camera_y4m(clips: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(chromium: str, models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """`stageswap serve` with the full processor, on a free port, with an access token."""
     tmp = tmp_path_factory.mktemp("serve")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -137,9 +139,10 @@ class Browser:
 
 
 @pytest.fixture(scope="module")
-def browser(server: Server, camera_y4m: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+def browser(
+    chromium: str, server: Server, camera_y4m: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Browser]:
     """Headless Chromium with a fake camera; the publish page publishes STREAM, the monitor page watches it."""
-    chromium = _chromium()
     user_data = tmp_path_factory.mktemp("chromium-profile")
     args = [
         "--no-sandbox",
