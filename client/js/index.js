@@ -38,7 +38,7 @@ async function refresh() {
   }
 }
 
-$("#whip-url").textContent = new URL("/whip/<stream>", window.location.href).toString();
+$("#whip-url").textContent = `${window.location.origin}/whip/<stream>`;
 setupTokenField(refresh);
 refresh();
 setInterval(refresh, 3000);
