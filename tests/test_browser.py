@@ -253,6 +253,8 @@ def test_publish_then_monitor_plays_processed_video_with_stats(server: Server, b
     monitor.wait_for_function("document.querySelector('#processed').videoWidth > 0")
     assert monitor.evaluate("document.querySelector('#processed').videoWidth") == CLIP_SIZE[0]
     monitor.wait_for_function("document.querySelector('#source').videoWidth > 0")
+    # the attempts refused before the token was set must not leave their state on the page
+    monitor.wait_for_function("document.querySelector('#conn').textContent.includes('connected')", timeout=5000)
 
     frames = monitor.evaluate(COUNT_FRAMES_JS, ["#processed", 2000])
     assert frames >= 10, f"the processed video showed {frames} frames in 2 s"

@@ -113,8 +113,12 @@ async function startView(view) {
   };
   const attempt = async () => {
     if (state.players[view] !== entry) return;
+    // An attempt still in flight when the page moved on (another stream, a new token) must not touch
+    // what the newer one shows: every step checks that its entry is still the current one.
+    const current = () => state.players[view] === entry && entry.player === player;
     const player = new WhepPlayer(name, view, video, {
       onState: (s) => {
+        if (!current()) return;
         if (s === "connected") msg.hidden = true;
         else if (s === "failed" || s === "closed") retry("Connection lost, reconnecting…");
       },
@@ -122,13 +126,19 @@ async function startView(view) {
     entry.player = player;
     try {
       await player.play();
-      if (view === "processed") setConn("connected", "live");
     } catch (err) {
+      if (!current()) return;
       if (view === "processed") setConn(err.status === 404 ? "waiting" : "error", err.status === 404 ? "wait" : "off");
       const text =
         err.status === 404 ? `Waiting for “${name}” to be published…` : `Cannot play: ${err.message}`;
       retry(text);
+      return;
     }
+    if (!current()) {
+      player.stop();
+      return;
+    }
+    if (view === "processed") setConn("connected", "live");
   };
   msg.hidden = false;
   msg.textContent = "Connecting…";
