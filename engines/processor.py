@@ -35,8 +35,10 @@ from engines.relight import LightTracker, estimate_sh, relight_face, skin_sample
 from engines.runtime import load_model
 from engines.settings import ProcessSettings
 from engines.stats import timed
+from engines.swap.learned import LearnedConfig, LearnedFace, LearnedSwapper, load_swapper
 from engines.swap.mesh import FaceGeometry, MeshSwapper, SwapConfig
 from engines.tracker import FaceTracker, TrackedFace, TrackerConfig
+from engines.user_models import MESH, SWAP_KINDS, UserModelStore
 from engines.watermark import WatermarkConfig, Watermarker, new_watermark_id
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,8 @@ class ProcessorConfig:
     """Where ``relight_target.hdri`` images are looked up (the data directory's ``hdri/``)."""
     watermark: WatermarkConfig = field(default_factory=WatermarkConfig)
     """The invisible watermark every output frame carries (``engines.watermark``); on by default."""
+    learned: LearnedConfig = field(default_factory=LearnedConfig)
+    """Learned swap models (``settings.swap_model`` naming a registered model; ``engines.swap.learned``)."""
 
 
 @dataclass(frozen=True)
@@ -79,12 +83,17 @@ class FaceProcessor:
         config: ProcessorConfig | None = None,
         identities: IdentityStore | None = None,
         occlusion: OcclusionMasks | None = None,
+        user_models: UserModelStore | None = None,
     ) -> None:
         self.tracker = tracker
         self.config = config or ProcessorConfig()
         self.identities = identities
         self.occlusion = occlusion
+        self.user_models = user_models
+        """Registered models (``stageswap models add``) that ``settings.swap_model`` can name."""
         self.swapper = MeshSwapper(self.config.swap)
+        self._learned: LearnedSwapper | None = None
+        self._embedding: tuple[Identity, tuple[str, ...], np.ndarray] | None = None
         self.frames = 0
         self.frames_failed = 0
         self._failing: str | None = None
@@ -101,6 +110,7 @@ class FaceProcessor:
         models_dir: str | os.PathLike[str] | None = None,
         config: ProcessorConfig | None = None,
         identities: IdentityStore | None = None,
+        user_models: UserModelStore | None = None,
     ) -> FaceProcessor:
         """Build the processor from the model registry (raises ModelError naming a missing/corrupt model)."""
         config = config or ProcessorConfig()
@@ -112,7 +122,7 @@ class FaceProcessor:
         if config.occlusion is not None:
             segmenter = PersonSegmenter(load_model(models.resolve("selfie_segmentation", models_dir), config.device))
             occlusion = OcclusionMasks(segmenter, config.occlusion)
-        return cls(FaceTracker(detector, mesh, config.tracker), config, identities, occlusion)
+        return cls(FaceTracker(detector, mesh, config.tracker), config, identities, occlusion, user_models)
 
     @property
     def runtime(self) -> str:
@@ -134,12 +144,18 @@ class FaceProcessor:
             self._forget({f.id for f in faces})
             out = image
             stage = "swap"
-            identity = self._identity(settings) if faces else None
-            relight = settings.relight and (identity is not None or settings.relight_target.mode != "match")
-            if faces and (identity is not None or relight):
+            learned = self._learned_swapper(settings) if faces else None
+            identity = self._identity(settings) if faces and (learned is None or learned.needs_identity) else None
+            embedding = self._identity_embedding(identity) if learned is not None and identity is not None else None
+            if learned is not None and learned.needs_identity and identity is None:
+                learned = None  # an inswapper-style model with no identity selected: nothing to swap to
+            # A learned model's face is already in the actor's light: only a chosen target light relights it.
+            mesh_swap = identity is not None and learned is None
+            relight = settings.relight and (mesh_swap or settings.relight_target.mode != "match")
+            if faces and (identity is not None or learned is not None or relight):
                 out = image.copy()
                 for face in faces:
-                    stage = self._face(out, image, face, t, identity, relight, settings, stage_ms)
+                    stage = self._face(out, image, face, t, identity, relight, settings, stage_ms, learned, embedding)
             if settings.debug_overlay:
                 stage = "overlay"
                 with timed(stage_ms, "overlay"):
@@ -178,6 +194,37 @@ class FaceProcessor:
             self._consented = settings.identity
         return self.identities.load(settings.identity)  # cached by the store; reloaded if re-enrolled
 
+    def _learned_swapper(self, settings: ProcessSettings) -> LearnedSwapper | None:
+        """The registered model ``settings.swap_model`` names (loaded once, reloaded if re-registered); None for
+        the mesh swap. InputError for a name that is not a registered swap model."""
+        if not settings.swap or settings.swap_model == MESH:
+            return None
+        if self.user_models is None:
+            raise InputError(f"swap model {settings.swap_model!r} selected but this processor has no model store")
+        model = self.user_models.get(settings.swap_model, SWAP_KINDS)
+        current = self._learned
+        if current is None or current.model != model:
+            self._learned = current = None  # release the previous model before loading the next
+            current = self._learned = load_swapper(
+                self.user_models, model.name, self.config.device, self.config.learned
+            )
+            log.info("swap model %s (%s, %s) loaded on %s", model.name, model.kind, model.resolution, current.runtime)
+        return current
+
+    def _identity_embedding(self, identity: Identity) -> np.ndarray:
+        """The identity's ArcFace embedding for inswapper-style models (``engines.recognition``), cached."""
+        from engines.recognition import identity_embedding
+
+        store = self.user_models
+        assert store is not None and self.identities is not None  # a learned swapper implies both
+        recognisers = tuple(m.sha256 for m in store.list() if m.kind == "arcface")
+        cached = self._embedding
+        if cached is not None and cached[0] is identity and cached[1] == recognisers:
+            return cached[2]
+        stored = identity_embedding(store, self.identities.root, identity.name, identity.info.photo_sha256)
+        self._embedding = (identity, recognisers, stored.embedding)
+        return stored.embedding
+
     def _face(
         self,
         out: np.ndarray,
@@ -188,8 +235,15 @@ class FaceProcessor:
         relight: bool,
         settings: ProcessSettings,
         stage_ms: dict[str, float],
+        learned: LearnedSwapper | None = None,
+        embedding: np.ndarray | None = None,
     ) -> str:
-        """Swap and/or relight one face into ``out``; returns the last stage (for failure reports)."""
+        """Swap and/or relight one face into ``out``; returns the last stage (for failure reports).
+
+        With a ``learned`` swapper the model's face takes the place of the mesh swap's rendering (and
+        ``identity``, if any, only named the embedding); relighting and blending are the same."""
+        if learned is not None:
+            identity = None  # the mesh swap's identity: none (no texture, no morph)
         with timed(stage_ms, "swap"):
             morph = settings.morph * settings.strength if identity is not None else 0.0
             geometry = self.swapper.geometry(original, face.landmarks, face.id, t, identity, morph)
@@ -198,14 +252,20 @@ class FaceProcessor:
             actor_window = self.swapper.actor_window(original, geometry)
             actor = geometry.to_work(actor_window)
             rendered = seen = None
-            if identity is not None:
+            swapped: LearnedFace | None = None
+            if learned is not None:
+                swapped = learned.swap(original, face.landmarks, face.points5, geometry, embedding, settings.morph)
+            elif identity is not None:
                 rendered = self.swapper.render(geometry, identity, "albedo" if relight else "texture")
                 seen = self.swapper.coverage_small(geometry, identity)
         with timed(stage_ms, "blend"):
-            keep_eyes = settings.keep_eyes or identity is None
-            keep_mouth = settings.keep_mouth or identity is None
+            swapping = identity is not None or swapped is not None
+            keep_eyes = settings.keep_eyes or not swapping
+            keep_mouth = settings.keep_mouth or not swapping
             alpha_small = face_alpha_small(geometry, keep_eyes, keep_mouth, self.config.blend, seen)
             alpha = geometry.to_window(alpha_small)
+            if swapped is not None:  # where the model's crop and its own masks say its face is
+                alpha = alpha * geometry.to_window(swapped.mask)
             if self.occlusion is not None:
                 alpha *= self.occlusion.visibility(original, face.id, face.box, geometry.window)
             # Statistics (light, colour) are measured at geometry resolution: fewer pixels, same means.
@@ -218,8 +278,9 @@ class FaceProcessor:
             with timed(stage_ms, "relight"):
                 if identity is not None:
                     relit_with_gains = self._gains[face.id][0] if face.id in self._gains else np.ones(3)
+                lit = actor if swapped is None else swapped.image  # a model's face: relit like the actor's
                 face_bgr = self._relight(
-                    face.id, t, actor, actor_small, geometry, skin_small, settings, rendered, relit_with_gains
+                    face.id, t, lit, actor_small, geometry, skin_small, settings, rendered, relit_with_gains
                 )
             if face_bgr is None:
                 relit_with_gains = None
@@ -228,13 +289,15 @@ class FaceProcessor:
                 if rendered is None or rendered.dtype != np.uint8:
                     rendered = self.swapper.render(geometry, identity, "texture")
             face_bgr = rendered
+        if face_bgr is None and swapped is not None:
+            face_bgr = swapped.image
         with timed(stage_ms, "blend"):
             if geometry.warp is not None:
                 ys, xs = geometry.window.slices
                 out[ys, xs] = actor_window
             if face_bgr is None:
                 return "blend"
-            if identity is not None:
+            if identity is not None or (swapped is not None and self.config.learned.colour_match):
                 # Colour match. After a relight the gains already went into the light (``_relight``): the
                 # residual measured now refines them for the next frame, and no extra pass is needed.
                 face_small = cv2.resize(face_bgr, (ws, hs), interpolation=cv2.INTER_AREA)

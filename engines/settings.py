@@ -60,6 +60,10 @@ class ProcessSettings:
     keep_mouth: bool = True
     """Keep the actor's mouth interior (teeth, tongue)."""
     debug_overlay: bool = False
+    swap_model: str = "mesh"
+    """What swaps the face: ``"mesh"`` (the built-in mesh swap of the enrolled ``identity``) or the name of a
+    registered model (``stageswap models add``): an inswapper-style model swaps to the enrolled ``identity``,
+    a DFM to the identity it was trained on (``identity`` is not used)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -149,6 +153,12 @@ def apply_patch(current: ProcessSettings, patch: Any) -> ProcessSettings:
             changes[key] = value
         elif key == "relight_target":
             changes[key] = _relight_target(current.relight_target, value)
+        elif key == "swap_model":
+            from engines.paths import check_name
+
+            if not isinstance(value, str):
+                raise InputError(f"swap_model must be 'mesh' or a registered model's name, got {value!r}")
+            changes[key] = check_name(value, "swap_model")
         else:
             raise InputError(f"unknown setting {key!r}")
     return dataclasses.replace(current, **changes)

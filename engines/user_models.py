@@ -230,7 +230,7 @@ class UserModelStore:
         for m in models:
             if m.name == name:
                 if m.kind not in kinds:
-                    raise InputError(f"model {name!r} is a {m.kind} model, not one of: {', '.join(kinds)}")
+                    raise InputError(f"model {name!r} is of kind {m.kind}, not one of: {', '.join(kinds)}")
                 return m
         known = ", ".join(m.name for m in models if m.kind in kinds) or "none"
         raise InputError(

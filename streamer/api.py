@@ -49,6 +49,7 @@ from engines.consent import (
 from engines.errors import InputError, ModelError, StageswapError
 from engines.paths import check_name
 from engines.settings import apply_patch
+from streamer.api_models import check_swap_settings, embed_enrolled
 from streamer.audit import CONSENT_RECORDED, IDENTITY_ENROLLED, IDENTITY_REMOVED, swap_events, swapping
 from streamer.auth import Role, request_role
 from streamer.errors import (
@@ -172,6 +173,9 @@ async def apply_settings(service: Service, name: str, patch: Any) -> dict[str, A
     if isinstance(target, Mapping) and isinstance(target.get("hdri"), str):
         check_hdri_name(target["hdri"])
     before = stream.settings
+    if isinstance(patch, Mapping) and ("swap_model" in patch or "identity" in patch):
+        # A learned swap model must be registered (and an inswapper-style one needs the identity's embedding).
+        await asyncio.to_thread(check_swap_settings, service, apply_patch(before, patch))
     starting = swapping(apply_patch(before, patch))
     if starting is not None and starting != swapping(before):  # a new swap: its consent must hold today
         record = await asyncio.to_thread(identity_consent, _identities_root(service), starting)
@@ -323,7 +327,9 @@ async def identities_post(request: web.Request) -> web.Response:
     info, record = await asyncio.to_thread(
         enroll_with_consent, store, name, photos, consent, allow_unverified, face=face, replace=replace
     )
-    body = {**info.to_dict(), "consent": consent_summary(record)}
+    embedded_by, warnings = await asyncio.to_thread(embed_enrolled, service, name, photos)
+    body = {**info.to_dict(), "consent": consent_summary(record), "embedded_by": embedded_by}
+    body["warnings"] = [*body["warnings"], *warnings]
     await asyncio.to_thread(
         service.record, IDENTITY_ENROLLED, identity=name, photos=len(photos), replace=replace, consent=body["consent"]
     )

@@ -84,6 +84,7 @@ SCHEMAS: dict[str, Any] = {
             "keep_eyes": {"type": "boolean"},
             "keep_mouth": {"type": "boolean"},
             "debug_overlay": {"type": "boolean"},
+            "swap_model": {"type": "string", "description": "mesh, or a model registered with `stageswap models add`"},
             "relight_target": {
                 "type": "object",
                 "properties": {
@@ -229,6 +230,12 @@ def _paths() -> dict[str, Any]:
                 "requestBody": _json_body({"$ref": "#/components/schemas/Consent"}),
                 "responses": {**_ok(200, "The consent", _OBJECT), **_errors(400, 403, 404, 413, 415)},
             },
+        },
+        "/api/models": {
+            "get": {
+                "summary": "Swap models: the built-in mesh swap and registered models, with their licence flags",
+                "responses": {**_ok(200, "Models", _OBJECT), **_errors(403)},
+            }
         },
         "/api/sessions": {
             "get": {

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from engines.errors import InputError
 from engines.paths import inside
-from streamer import api, api_recording, auth, openapi, ratelimit, recording_provenance, webrtc
+from streamer import api, api_models, api_recording, auth, openapi, ratelimit, recording_provenance, webrtc
 from streamer.config import ServeConfig
 from streamer.errors import NotFoundError
 from streamer.service import SERVICE, Service
@@ -34,6 +34,7 @@ RouteGroup = Callable[[web.Application], None]
 ROUTE_GROUPS: tuple[RouteGroup, ...] = (
     webrtc.register,
     api.register,
+    api_models.register,
     api_recording.register,
     recording_provenance.register,  # after the recordings: it hooks into them
     openapi.register,
@@ -52,7 +53,9 @@ def processor_factory(config: ServeConfig, service: Service) -> ProcessorFactory
 
         processor_config = ProcessorConfig(device=config.device, watermark=WatermarkConfig(enabled=config.watermark))
         # One IdentityStore for the routes and every stream, so an enrolled identity is usable at once.
-        return FaceProcessor.from_models(config.models_dir, processor_config, identities=service.identities())
+        return FaceProcessor.from_models(
+            config.models_dir, processor_config, identities=service.identities(), user_models=service.user_models()
+        )
 
     return make
 

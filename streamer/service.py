@@ -42,6 +42,7 @@ class Service:
     listeners: list[Callable[[Mapping[str, Any]], None]] = field(default_factory=list)
     """Called with every event pushed to WebSocket clients (settings changes, stream started/ended...)."""
     identity_store: Any = None
+    user_model_store: Any = None
     audit: AuditLog = field(init=False)
     """The append-only audit log in ``data_dir/audit`` (enrollments, consent, swaps, recordings)."""
 
@@ -89,6 +90,14 @@ class Service:
 
             self.identity_store = IdentityStore(self.config.data_dir / "identities", models_dir=self.config.models_dir)
         return self.identity_store
+
+    def user_models(self) -> Any:
+        """The models registered in the data directory (``stageswap models add``), shared like the identities."""
+        if self.user_model_store is None:
+            from engines.user_models import UserModelStore
+
+            self.user_model_store = UserModelStore(self.config.data_dir)
+        return self.user_model_store
 
     async def release(self, stream: Stream) -> None:
         """Remove ``stream`` if nothing feeds or watches it any more, joining its threads off the loop."""

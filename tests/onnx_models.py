@@ -47,16 +47,20 @@ def inswapper(
     size: int = 128,
     source_dim: int = 512,
     output_size: int | None = None,
+    overlay: np.ndarray | None = None,
 ) -> Path:
-    """``out = clip(target + reshape(source @ shift), 0, 1)``; ``shift`` (512, 3) maps the latent to an RGB
-    shift; ``emap`` is stored as the last initializer (unused by the graph, as in real inswapper files)."""
+    """``out = clip(target + reshape(source @ shift) (+ overlay), 0, 1)``; ``shift`` (512, 3) maps the latent to
+    an RGB shift; ``overlay`` (3, size, size) is a fixed pattern drawn in crop coordinates; ``emap`` is stored
+    as the last initializer (unused by the graph, as in real inswapper files)."""
     out_size = output_size or size
     nodes = [
         helper.make_node("MatMul", ["source", "shift"], ["rgb"]),
         helper.make_node("Reshape", ["rgb", "rgb_shape"], ["rgb4"]),
         helper.make_node("Add", ["target", "rgb4"], ["moved"]),
-        helper.make_node("Clip", ["moved", "zero", "one"], ["clipped"]),
+        helper.make_node("Clip", ["marked" if overlay is not None else "moved", "zero", "one"], ["clipped"]),
     ]
+    if overlay is not None:
+        nodes.insert(3, helper.make_node("Add", ["moved", "overlay"], ["marked"]))
     last = "clipped"
     if out_size != size:
         nodes.append(helper.make_node("Resize", ["clipped", "", "scales"], ["resized"], mode="linear"))
@@ -70,6 +74,8 @@ def inswapper(
     ]
     if out_size != size:
         inits.append(_init("scales", np.array([1, 1, out_size / size, out_size / size], np.float32)))
+    if overlay is not None:
+        inits.append(_init("overlay", overlay.astype(np.float32).reshape(1, 3, size, size)))
     inits.append(_init("emap", emap.astype(np.float32)))
     graph = helper.make_graph(
         nodes,

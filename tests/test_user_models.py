@@ -188,7 +188,7 @@ def test_names_replace_remove_and_a_damaged_copy(files: dict[str, Path], tmp_pat
         store.add(files["dfm_plain"], name="jane")
     replaced = store.add(files["dfm_plain"], name="jane", replace=True)
     assert store.get("jane").resolution == 160 == replaced.resolution
-    with pytest.raises(InputError, match="is a dfm model, not one of: arcface"):
+    with pytest.raises(InputError, match="is of kind dfm, not one of: arcface"):
         store.get("jane", kinds=("arcface",))
     with pytest.raises(InputError, match="no registered model named 'nobody' \\(registered: jane"):
         store.get("nobody")

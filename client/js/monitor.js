@@ -16,6 +16,7 @@ import {
   wsUrl,
 } from "./api.js";
 import { LightDisc } from "./lightdisc.js";
+import { SwapModelPicker } from "./swapmodels.js";
 import { $, fmt, param, setupTokenField } from "./page.js";
 import { WhepPlayer } from "./webrtc.js";
 
@@ -44,6 +45,8 @@ const ui = {
   counters: $("#counters"),
   fields: $("#control-fields"),
   identity: $("#identity"),
+  swapModel: $("#swap-model"),
+  modelNote: $("#model-note"),
   swap: $("#swap"),
   relight: $("#relight"),
   strength: $("#strength"),
@@ -324,6 +327,7 @@ function applySettings(settings) {
     if (value && ![...el.options].some((o) => o.value === value)) el.add(new Option(value, value));
     el.value = value;
   });
+  set(ui.swapModel, "swap_model", () => models.show(settings.swap_model));
   set(ui.swap, "swap", (el) => (el.checked = !!settings.swap));
   set(ui.relight, "relight", (el) => (el.checked = !!settings.relight));
   set(ui.overlay, "debug_overlay", (el) => (el.checked = !!settings.debug_overlay));
@@ -424,6 +428,8 @@ const sendDirection = throttled("direction", (dir) => {
   }
   return { relight_target: patch };
 });
+
+const models = new SwapModelPicker(ui.swapModel, ui.modelNote, (name) => send({ swap_model: name }, "swap_model"));
 
 const light = new LightDisc($("#light"), (dir) => {
   showDirection(dir);
@@ -602,6 +608,7 @@ setupTokenField(() => {
   open(state.name);
   connectWs();
   refreshIdentities();
+  models.refresh();
 });
 wireControls();
 wireEnroll();
@@ -609,6 +616,7 @@ ui.processed.addEventListener("playing", countFrames);
 open(ui.stream.value.trim());
 connectWs();
 refreshIdentities();
+models.refresh();
 refreshStreamList();
 state.pollTimer = setInterval(poll, POLL_MS);
 window.addEventListener("pagehide", () => {

@@ -106,6 +106,7 @@ def run_add(args: argparse.Namespace) -> int:
         consent=consent_summary(record),
     )
     print(f"enrolled {info.name!r} from {info.photos} photo(s) in {store.root / info.name}")
+    _embed(args, store, info.name)
     if record is None:
         print("consent: none recorded (unverified)")
     else:
@@ -113,6 +114,24 @@ def run_add(args: argparse.Namespace) -> int:
     for warning in info.warnings:
         print(f"warning: {warning}")
     return 0
+
+
+def _embed(args: argparse.Namespace, store: IdentityStore, name: str) -> None:
+    """Embed the new identity for inswapper-style models with every registered recogniser (engines.recognition).
+
+    The identity is enrolled either way: a recogniser that fails is reported, the mesh swap still works."""
+    from engines.errors import StageswapError
+    from engines.paths import data_dir
+    from engines.recognition import embed_identity
+    from engines.user_models import UserModelStore
+
+    try:
+        used = embed_identity(UserModelStore(data_dir(args.data_dir)), store.root, name, list(args.photos))
+    except StageswapError as exc:
+        print(f"warning: no embedding for inswapper-style models: {exc}")
+        return
+    if used:
+        print(f"embedded for inswapper-style models by: {', '.join(used)}")
 
 
 def run_list(args: argparse.Namespace) -> int:

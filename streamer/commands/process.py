@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from engines.identity import IdentityStore
     from engines.processor import FaceProcessor
     from engines.settings import ProcessSettings
+    from engines.user_models import UserModelStore
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -42,6 +43,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--identity",
         metavar="PHOTO_OR_NAME",
         help="swap every face to this enrolled identity, or to the person in this photo (enrolled for this run only)",
+    )
+    g.add_argument(
+        "--swap-model",
+        default="mesh",
+        metavar="NAME",
+        help="what swaps the face: mesh (the built-in swap; default), or a model registered with `stageswap models "
+        "add`: an inswapper-style model swaps to --identity, a DFM to the identity it was trained on",
     )
     g.add_argument("--no-swap", action="store_true", help="keep the actors' faces (relight them only)")
     g.add_argument("--no-relight", action="store_true", help="do not relight")
@@ -96,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as scratch:
         settings, store, hdri_dir = _swap_settings(args, scratch)
         config = dataclasses.replace(config, hdri_dir=hdri_dir)
-        processor = FaceProcessor.from_models(args.models, config, store)
+        user_models = _check_swap_model(args, settings, store)
+        processor = FaceProcessor.from_models(args.models, config, store, user_models)
         return _run(args, processor, settings)
 
 
@@ -123,6 +132,33 @@ def _run(args: argparse.Namespace, processor: FaceProcessor, settings: ProcessSe
     return 0
 
 
+def _check_swap_model(
+    args: argparse.Namespace, settings: ProcessSettings, store: IdentityStore | None
+) -> UserModelStore | None:
+    """The registered models when ``--swap-model`` names one (checked now: unknown, damaged, or an inswapper-style
+    model without an identity embedding is said up front, not as passed-through frames)."""
+    from engines.errors import InputError
+    from engines.paths import data_dir
+    from engines.user_models import MESH, SWAP_KINDS, UserModelStore
+
+    if settings.swap_model == MESH or not settings.swap:
+        return None
+    models = UserModelStore(data_dir(args.data_dir))
+    model = models.get(settings.swap_model, SWAP_KINDS)
+    models.path(model)  # sha256 checked
+    if model.research_only or not model.licence:
+        print(f"warning: model {model.name!r}: licence {model.licence or 'undeclared'} (see stageswap models list)")
+    if model.kind == "inswapper":
+        if store is None or settings.identity is None:
+            raise InputError(f"--swap-model {model.name} is inswapper-style: give --identity NAME or a photo")
+        from engines.recognition import embed_identity, identity_embedding
+
+        if settings.identity == "photo" and args.identity and Path(args.identity).is_file():
+            embed_identity(models, store.root, "photo", [Path(args.identity)])  # the run's own identity
+        identity_embedding(models, store.root, settings.identity, store.load(settings.identity).info.photo_sha256)
+    return models
+
+
 def _swap_settings(
     args: argparse.Namespace, scratch: contextlib.ExitStack
 ) -> tuple[ProcessSettings, IdentityStore | None, Path | None]:
@@ -142,6 +178,7 @@ def _swap_settings(
     }
     if args.morph is not None:
         patch["morph"] = args.morph
+    patch["swap_model"] = args.swap_model
     target, hdri_dir = _relight_target(args.relight_target, hdri_dir, scratch)
     patch["relight_target"] = target
     store: IdentityStore | None = None

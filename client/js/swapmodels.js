@@ -1,0 +1,83 @@
+// The swap model picker of the monitor page: the built-in mesh swap, or a model registered on the server
+// with `stageswap models add` (GET /api/models). Models whose declared licence allows research use only,
+// or whose licence was never declared, are marked in the list and warned about under it, so no operator
+// puts one on a production without seeing it.
+
+import { getJson } from "./api.js";
+
+const KIND_LABEL = { mesh: "built-in", inswapper: "inswapper", dfm: "DFM" };
+
+/** GET /api/models: [{name, kind, licence, research_only, licence_flag, resolution, ...}]. */
+export async function listModels() {
+  const body = await getJson("/api/models");
+  return Array.isArray(body?.models) ? body.models : [];
+}
+
+function licenceWarning(model) {
+  if (!model) return "";
+  if (model.licence_flag === "research-only" || model.research_only) {
+    return `Research only: ${model.name}'s licence (${model.licence}) does not allow commercial productions.`;
+  }
+  if (model.licence_flag === "undeclared") {
+    return `Licence undeclared: check ${model.name}'s licence before using it on a production.`;
+  }
+  return "";
+}
+
+function optionLabel(model) {
+  const kind = KIND_LABEL[model.kind] ?? model.kind;
+  const res = model.resolution ? ` ${model.resolution}px` : "";
+  const flag = model.research_only ? " · research only" : model.licence_flag === "undeclared" ? " · licence?" : "";
+  const hint = model.kind === "dfm" ? " · own identity" : "";
+  return `${model.name} (${kind}${res}${hint})${flag}`;
+}
+
+/** Binds a <select> (and a note element under it) to the stream's `swap_model`; `onPick(name)` sends it. */
+export class SwapModelPicker {
+  constructor(select, note, onPick) {
+    this.select = select;
+    this.note = note;
+    this.models = new Map();
+    this.current = "mesh";
+    select.addEventListener("change", () => {
+      this.showNote(select.value);
+      onPick(select.value);
+    });
+    select.addEventListener("focus", () => this.refresh()); // models are added on the server's command line
+  }
+
+  /** Reload the list (keeps the selection; recognisers are not swap models and are left out). */
+  async refresh() {
+    let models;
+    try {
+      models = await listModels();
+    } catch {
+      return; // an older server or no token yet: the built-in swap stays the only choice
+    }
+    this.models = new Map(models.filter((m) => m.kind !== "arcface").map((m) => [m.name, m]));
+    if (!this.models.has("mesh")) this.models.set("mesh", { name: "mesh", kind: "mesh" });
+    const keep = this.select.value || this.current;
+    this.select.innerHTML = "";
+    for (const model of this.models.values()) {
+      const option = new Option(optionLabel(model), model.name);
+      if (model.research_only || model.licence_flag === "undeclared") option.className = "warn";
+      this.select.add(option);
+    }
+    this.show(keep);
+  }
+
+  /** Show `name` as selected (a setting pushed by the server). */
+  show(name) {
+    const value = name || "mesh";
+    this.current = value;
+    if (![...this.select.options].some((o) => o.value === value)) this.select.add(new Option(value, value));
+    this.select.value = value;
+    this.showNote(value);
+  }
+
+  showNote(name) {
+    const text = licenceWarning(this.models.get(name));
+    this.note.textContent = text;
+    this.note.hidden = !text;
+  }
+}
