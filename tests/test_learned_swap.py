@@ -476,3 +476,87 @@ def test_build_engines_validates_and_compiles_registered_models(  # type: ignore
     assert entry.name == "user-half" and entry.key.model_sha256 == model.sha256
     assert entry.profiles["in_face:0"].min == (1, 224, 224, 3) == entry.profiles["in_face:0"].max
     assert Manifest.load(out).lookup("user-half", PlanKey("NVIDIA H200", "10.8.0", model.sha256)).ok
+
+
+# ---- the monitor page -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_monitor_page_picks_a_model_and_warns_about_its_licence(  # type: ignore[no-untyped-def]
+    data: Path, clips: Path, models_dir: Path, tmp_path: Path
+) -> None:
+    """Headless Chromium on the monitor page of a real `stageswap serve` (full processor, a clip as input):
+    the model picker lists the registered swap models (not the recogniser), marks the research-only and
+    undeclared licences, warns under the list, and choosing a model makes the live stream swap with it."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("chromium is not installed: run `make browser-setup`")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    from tests.conftest import REPO
+
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    log_path = tmp_path / "serve.log"
+    cmd = [sys.executable, "-m", "streamer", "serve", "--port", "0", "--data-dir", str(copy)]
+    cmd += ["--input", f"cam={clips / 'd3.mp4'}", "--no-watermark"]
+    env = {**os.environ, "STAGESWAP_MODELS": str(models_dir), "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "wb") as log_file:
+        server = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+
+    def stream() -> dict[str, Any]:
+        with urllib.request.urlopen(f"{url}api/streams/cam", timeout=10) as r:
+            return dict(json.loads(r.read()))
+
+    try:
+        deadline = time.monotonic() + 60
+        url = ""
+        while not url:
+            found = re.search(r"open (http://\S+/) in a browser", log_path.read_text(errors="replace"))
+            if found:
+                url = found.group(1)
+            elif server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"stageswap serve did not start:\n{log_path.read_text(errors='replace')}")
+            time.sleep(0.1)
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(f"{url}monitor.html?stream=cam")
+            page.wait_for_function("document.querySelectorAll('#swap-model option').length >= 6", timeout=30_000)
+            options = page.eval_on_selector_all("#swap-model option", "els => els.map(e => [e.value, e.textContent])")
+            labels = dict(options)
+            assert list(labels)[0] == "mesh" and "arc" not in labels
+            assert "research only" in labels["colour"] and "licence?" in labels["paint"]
+            assert "research only" not in labels["same"] and "licence?" not in labels["same"]
+            page.wait_for_selector("#control-fields:not([disabled])", timeout=30_000)
+            page.select_option("#swap-model", "colour")
+            assert "Research only" in (page.text_content("#model-note") or "")
+            page.select_option("#swap-model", "same")
+            page.wait_for_function("document.querySelector('#model-note').hidden")
+            page.select_option("#swap-model", "paint")
+            assert "Licence undeclared" in (page.text_content("#model-note") or "")
+            deadline = time.monotonic() + 30
+            while stream()["settings"]["swap_model"] != "paint" and time.monotonic() < deadline:
+                time.sleep(0.2)
+            # The live stream now swaps with the DFM (its stage time shows), and no frame failed.
+            while "swap" not in stream()["stats"]["stage_ms"] and time.monotonic() < deadline:
+                time.sleep(0.2)
+            state = stream()
+            assert state["settings"]["swap_model"] == "paint" and "swap" in state["stats"]["stage_ms"], state
+            assert state["stats"]["frames_failed"] == 0 and not errors, (state, errors)
+            browser.close()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
