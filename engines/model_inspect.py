@@ -76,6 +76,8 @@ class Inspection:
     inputs: tuple[TensorSig, ...]
     outputs: tuple[TensorSig, ...]
     options: Mapping[str, Any] = field(default_factory=dict)
+    expected: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    """Each output's shape for one face, as the kind requires it (what the test run must give)."""
 
 
 # ---- inspecting a graph ------------------------------------------------------------------------------------
@@ -114,6 +116,16 @@ def _batch_ok(d: Dim) -> bool:
 
 def _fixed(d: Dim) -> int | None:
     return d if isinstance(d, int) and d > 0 else None
+
+
+def _agrees(sig: TensorSig, expected: tuple[int, ...]) -> bool:
+    """Whether a declared shape allows ``expected`` (free axes allow anything; no shape at all: the test run
+    decides). The batch axis may be 1 or free."""
+    if not sig.shape:
+        return True
+    if len(sig.shape) != len(expected):
+        return False
+    return _batch_ok(sig.shape[0]) and all(_free(d) or d == e for d, e in zip(sig.shape[1:], expected[1:], strict=True))
 
 
 def _io_text(inputs: Sequence[TensorSig], outputs: Sequence[TensorSig]) -> str:
@@ -173,7 +185,7 @@ def _check_inswapper(path: Path, model: Any, ins: dict[str, TensorSig], outs: Se
         )
     if len(source.shape) != 2 or not _batch_ok(source.shape[0]) or source.shape[1] != EMBEDDING_DIM:
         raise _refuse(path, f"its source is {source.describe()}, not a {EMBEDDING_DIM}-d embedding", kind)
-    if len(out.shape) != 4 or out.shape[1] != 3 or (_fixed(out.shape[2]), _fixed(out.shape[3])) != (h, w):
+    if not _agrees(out, (1, 3, h, w)):
         raise _refuse(path, f"its output {out.describe()} is not a 3-channel {h}x{w} image like its target", kind)
     inits = model.graph.initializer
     if not inits:
@@ -187,7 +199,7 @@ def _check_inswapper(path: Path, model: Any, ins: dict[str, TensorSig], outs: Se
         )
     if not np.isfinite(emap).all():
         raise _refuse(path, "its emap has non-finite values", kind)
-    return Inspection(kind, h, (target, source), (out,), {"emap": inits[-1].name})
+    return Inspection(kind, h, (target, source), (out,), {"emap": inits[-1].name}, {out.name: (1, 3, h, w)})
 
 
 def _check_dfm(path: Path, ins: dict[str, TensorSig], outs: Sequence[TensorSig]) -> Inspection:
@@ -216,14 +228,17 @@ def _check_dfm(path: Path, ins: dict[str, TensorSig], outs: Sequence[TensorSig])
         )
     if morph is not None and not (len(morph.shape) <= 1 and all(_free(d) or d == 1 for d in morph.shape)):
         raise _refuse(path, f"its morph input is {morph.describe()}, not one value", kind)
+    expected = {t.name: (1, h, w, c) for t, c in zip(used_outs, (1, 3, 1), strict=True)}
     for t, channels in zip(used_outs, (1, 3, 1), strict=True):
-        if len(t.shape) != 4 or (_fixed(t.shape[1]), _fixed(t.shape[2])) != (h, w) or t.shape[3] != channels:
+        if not _agrees(t, expected[t.name]):
             raise _refuse(
                 path,
                 f"its output {t.describe()} disagrees with its {h}x{w} input (expected [N,{h},{w},{channels}])",
                 kind,
             )
-    return Inspection(kind, h, (face, *([morph] if morph else [])), tuple(used_outs), {"has_morph": morph is not None})
+    return Inspection(
+        kind, h, (face, *([morph] if morph else [])), tuple(used_outs), {"has_morph": morph is not None}, expected
+    )
 
 
 def _check_arcface(path: Path, model: Any, ins: dict[str, TensorSig], outs: Sequence[TensorSig]) -> Inspection:
@@ -247,13 +262,14 @@ def _check_arcface(path: Path, model: Any, ins: dict[str, TensorSig], outs: Sequ
         raise _refuse(
             path, f"it takes {found} faces; ArcFace-style recognisers take {ARCFACE_SIZE}x{ARCFACE_SIZE}", kind
         )
-    if len(emb.shape) != 2 or emb.shape[1] != EMBEDDING_DIM:
+    if not _agrees(emb, (1, EMBEDDING_DIM)):
         raise _refuse(path, f"its output is {emb.describe()}, not a {EMBEDDING_DIM}-d embedding", kind)
     # Recognisers either take pixels as they are and normalise inside (the graph starts with Sub/Mul/Div/Add
     # on the input) or expect (x - 127.5) / 127.5 from the caller.
     first_ops = {n.op_type for n in model.graph.node if image.name in n.input}
     normalised = bool(first_ops & {"Sub", "Mul", "Div", "Add"})
-    return Inspection(kind, ARCFACE_SIZE, (image,), (emb,), {"layout": layout, "normalised_in_graph": normalised})
+    options = {"layout": layout, "normalised_in_graph": normalised}
+    return Inspection(kind, ARCFACE_SIZE, (image,), (emb,), options, {emb.name: (1, EMBEDDING_DIM)})
 
 
 def inspect_model(path: str | os.PathLike[str], kind: str | None = None) -> Inspection:
@@ -355,10 +371,10 @@ def _smoke_run(path: Path, found: Inspection) -> None:
         got = result.get(sig.name)
         if got is None:
             raise _refuse(path, f"running it gave no {sig.name!r}", found.kind)
-        expected = [1 if _free(d) else d for d in sig.shape]
+        expected = list(found.expected.get(sig.name, ()))
         if list(got.shape) != expected:
             raise _refuse(
-                path, f"running it gave {sig.name!r} of shape {list(got.shape)}, declared {expected}", found.kind
+                path, f"running it gave {sig.name!r} of shape {list(got.shape)}, expected {expected}", found.kind
             )
         if not np.isfinite(got).all():
             raise _refuse(path, f"running it on a test input gave non-finite values in {sig.name!r}", found.kind)

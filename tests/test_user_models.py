@@ -170,9 +170,30 @@ def test_a_graph_that_fails_to_run_is_refused(tmp_path: Path) -> None:
     model.graph.initializer.append(onnx.numpy_helper.from_array(np.array([1, 64, 64, 12], np.int64), "wrong"))
     model.graph.node.append(helper.make_node("Reshape", ["clipped_face", "wrong"], ["out_celeb_face:0"]))
     onnx.save(model, str(bad))
-    with pytest.raises(ModelError, match="running it gave 'out_celeb_face:0' of shape \\[1, 64, 64, 12\\]"):
+    with pytest.raises(
+        ModelError,
+        match="running it gave .out_celeb_face:0. of shape \\[1, 64, 64, 12\\], expected \\[1, 128, 128, 3\\]",
+    ):
         UserModelStore(tmp_path / "data").add(bad)
     _nothing_stored(tmp_path / "data")
+
+
+def test_outputs_with_free_axes_are_accepted_and_checked_by_running(tmp_path: Path) -> None:
+    """Exporters often leave output shapes open (tf2onnx, DeepFaceLab's export): the kind's shapes are then
+    checked on the test run instead."""
+    import onnx
+
+    path = tmp_path / "open.dfm"
+    om.dfm(path, 192)
+    model = onnx.load(str(path))
+    for out in model.graph.output:
+        for i, dim in enumerate(out.type.tensor_type.shape.dim):
+            dim.Clear()
+            dim.dim_param = f"d{i}"
+    onnx.save(model, str(path))
+    found = UserModelStore(tmp_path / "data").add(path)
+    assert found.kind == "dfm" and found.resolution == 192
+    assert found.outputs[1].shape == ("d0", "d1", "d2", "d3")
 
 
 def test_names_replace_remove_and_a_damaged_copy(files: dict[str, Path], tmp_path: Path) -> None:
