@@ -288,6 +288,7 @@ class FileEncoder:
             self.abort()
             raise _write_error(self.path, "finishing the file failed", exc) from exc
         self._closed = True
+        self._release()
         if self._fd is None:
             self._fd = _open_for_sync(self.path)
         if self._fd is None:  # nothing was ever written: FFmpeg did not create the file
@@ -305,6 +306,7 @@ class FileEncoder:
         # The muxer may try to write its trailer into a full disk: whatever it manages is cut off below.
         with contextlib.suppress(Exception):
             self._container.close()
+        self._release()
         kept = self.committed_bytes
         if self.spec.crash_safe:
             with contextlib.suppress(OSError):
@@ -314,6 +316,13 @@ class FileEncoder:
                     os.truncate(self.path, kept)
         self._close_fd()
         return kept
+
+    def _release(self) -> None:
+        """Drop the codec contexts now: FFmpeg's encoder threads end when a context is freed, and this
+        object may live on in a reference cycle (the recorder's callbacks) until the garbage collector
+        runs (found by the soak test: three x264 threads outlived each recording)."""
+        self._stream = self._audio_out = self._audio_decoder = self._last_frame = None
+        self._container = None
 
     def _close_fd(self) -> None:
         if self._fd is not None:

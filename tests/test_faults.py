@@ -15,6 +15,7 @@ A full disk while recording is ``test_recording_api.py::test_full_disk_stops_the
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import shutil
@@ -312,3 +313,35 @@ def test_sigterm_finalises_recordings_closes_peers_and_exits_0(tmp_path: Path, c
     with av.open(str(path)) as container:
         frames = sum(1 for _ in container.decode(video=0))  # decodes to its end
     assert frames == sidecar["frames_written"]["processed"] > 30
+
+
+def _native_threads() -> int:
+    status = Path(f"/proc/{os.getpid()}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("Threads:")).split()[1])
+
+
+def test_a_finished_recording_file_leaves_no_encoder_threads_behind(tmp_path: Path) -> None:
+    """Found by the soak test: each recording's x264 threads outlived it until the garbage collector ran
+    (its encoder sat in a reference cycle). They end when the file is closed or aborted, collector or not."""
+    from fractions import Fraction
+
+    from streamer.encoding import EncodeSpec, FileEncoder
+    from streamer.formats import resolve_format
+
+    frame = np.random.default_rng(0).integers(0, 255, (480, 854, 3), dtype=np.uint8)
+    gc.collect()
+    gc.disable()
+    try:
+        before = _native_threads()
+        for ending in ("close", "abort"):
+            spec = EncodeSpec(resolve_format("h264"), Fraction(30), Fraction(1, 30), fsync_interval_s=None, threads=2)
+            encoder = FileEncoder(tmp_path / f"{ending}.mp4", spec)
+            cycle = {"encoder": encoder}
+            cycle["self"] = cycle  # kept alive by a cycle, like the recorder's callbacks keep it
+            for pts in range(10):
+                encoder.write(frame, pts)
+            assert _native_threads() > before  # FFmpeg's encoder threads are running
+            getattr(encoder, ending)()
+            assert _native_threads() == before, ending
+    finally:
+        gc.enable()
