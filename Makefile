@@ -18,7 +18,7 @@ DEMO_PORT     ?= 8080
 DEMO_DATA     ?= out/demo-data
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-slow test-gpu test-all demo bench bench-gpu eval lint typecheck clean browser-setup
+.PHONY: setup test test-slow test-gpu test-all demo bench bench-gpu eval lint typecheck clean browser-setup soak
 
 setup: $(VENV)/.installed
 
@@ -77,6 +77,13 @@ bench: setup
 # Per-frame processing on the GPU (1080p 1 and 4 faces, 4K 1 face) with a same-run CPU baseline; needs CUDA.
 bench-gpu: setup
 	$(BIN)/python benchmarks/bench_gpu.py
+
+# 10 minutes of publish + process (identity swapped in) + two viewers + recording at 480p; RSS growth, latency
+# drift, file descriptors and threads (issue 8; not part of the tests). SOAK_ARGS="--duration 1800" for longer.
+SOAK_ARGS ?=
+soak: setup
+	@mkdir -p out
+	$(BIN)/python benchmarks/soak.py --json out/soak.json $(SOAK_ARGS)
 
 # Swap and relighting quality (identity, expression, flicker, relighting ground truth); PNGs in out/eval.
 eval: setup
