@@ -12,6 +12,8 @@
   ``GET /api/recordings/{id}`` — one of them.
 - WebSocket: ``{"type": "recording", "action": "start", "stream": "cam1", "options": {...}}`` and
   ``{"type": "recording", "action": "stop", "stream": "cam1"}``, answered like the REST calls.
+- Every stream's JSON (``GET /api/streams/{stream}``, the ``/ws`` stats) has ``recording``: its running or
+  last recording with ``active`` and ``totals`` (``RecordingManager.status``), which ``/metrics`` exports.
 - Events pushed to every WebSocket client: ``{"type": "recording", "event": "started|progress|alarm|
   alarm_cleared|stopped|error", "stream": ..., "recording": {...}, "message": ...}`` — ``progress`` about
   once a second (duration, frames, queue), ``alarm`` when the recorder falls behind and drops frames,
@@ -183,6 +185,7 @@ async def _start(app: web.Application, overrides: Mapping[str, Any]) -> None:
     )
     app[RECORDINGS] = manager
     app[_WIRING] = wiring
+    service.streams.status_providers["recording"] = manager.status  # in every stream's JSON, /ws and /metrics
     for rec in await asyncio.to_thread(manager.recover):
         log.warning("recording %s was interrupted by a crash: kept %s frames", rec["id"], rec["frames_written"])
 

@@ -190,6 +190,44 @@ class StatsCollector:
                     stage.add_metric([name, st, q], summary[q])
         yield latency
         yield stage
+        yield from _recording_metrics(streams)
+
+
+def _recording_metrics(streams: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
+    """Recording figures per stream from each stream's ``recording`` JSON (``RecordingManager.status``; None or
+    absent when the stream has not recorded): gauges for now, counters over the stream's recordings."""
+    status = {name: s.get("recording") or {} for name, s in streams.items()}
+    now = {
+        "active": ("stageswap_recording_active", "1 while the stream is recording."),
+        "alarm": ("stageswap_recording_alarm", "1 while the recorder is behind (its queue full, frames dropped)."),
+        "queue": ("stageswap_recording_queue_frames", "Frames waiting in the recorder's queue (the fullest view)."),
+        "duration_s": ("stageswap_recording_duration_seconds", "Media time recorded so far (0 when not recording)."),
+    }
+    for key, (metric, doc) in now.items():
+        samples: list[tuple[list[str], Any]] = []
+        for name, r in status.items():
+            value: Any = 0.0
+            if r.get("active"):
+                value = (r.get("queue") or {}).get("frames") if key == "queue" else r.get(key)
+            samples.append(([name], value))  # True/False count as 1/0
+        yield _gauge(metric, doc, ["stream"], samples)
+    written = CounterMetricFamily(
+        "stageswap_recording_frames_written",
+        "Frames the recorder's encoders wrote, per view, over the stream's recordings since the service started.",
+        labels=["stream", "view"],
+    )
+    dropped = CounterMetricFamily(
+        "stageswap_recording_frames_dropped",
+        "Frames dropped from recordings because the recorder was behind, since the service started.",
+        labels=["stream"],
+    )
+    for name, r in status.items():
+        totals = r.get("totals") or {}
+        for view, frames in (totals.get("frames_written") or {}).items():
+            written.add_metric([name, view], float(frames))
+        dropped.add_metric([name], float(totals.get("frames_dropped") or 0))
+    yield written
+    yield dropped
 
 
 def _gauge(name: str, doc: str, labels: list[str], samples: list[tuple[list[str], Any]]) -> GaugeMetricFamily:

@@ -38,7 +38,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
@@ -243,6 +243,8 @@ class RecordingSession:
         self._alarm_sent_s = -math.inf
         self._alarm_dropped_at_start = 0
         self.alarms = 0
+        self.alarm_message: str | None = None
+        """Why the alarm is on (queue full, frames dropped so far); None while the recorder keeps up."""
         self._lock = threading.Lock()
         self._ended = False
         self._sidecar_lock = threading.Lock()
@@ -354,14 +356,15 @@ class RecordingSession:
             self._alarm_since = now
             self._alarm_dropped_at_start = self.frames_dropped - 1
             self.alarms += 1
-        if now - self._alarm_sent_s < self.config.alarm_interval_s:
-            return
-        self._alarm_sent_s = now
         queue = {view: r.queued_frames for view, r in self.recorders.items()}
         message = (
             f"recorder for {self.stream} is behind: its queue is full ({queue} of {self.limits.max_frames} frames), "
             f"{self.frames_dropped} frame(s) dropped from the recording so far"
         )
+        self.alarm_message = message  # kept current for the stream's stats, announced at most once a second
+        if now - self._alarm_sent_s < self.config.alarm_interval_s:
+            return
+        self._alarm_sent_s = now
         log.warning("%s", message)
         self._emit(self._event("alarm", message=message))
 
@@ -373,6 +376,7 @@ class RecordingSession:
         dropped = self.frames_dropped - self._alarm_dropped_at_start
         seconds = time.monotonic() - (self._alarm_since or time.monotonic())
         self._alarm_since = None
+        self.alarm_message = None
         message = f"recorder for {self.stream} caught up after {seconds:.1f} s; {dropped} frame(s) were dropped"
         log.info("%s", message)
         self._emit(self._event("alarm_cleared", message=message))
@@ -442,8 +446,13 @@ class RecordingSession:
         return round(self._last_pts / SOURCE_CLOCK_HZ + float(1 / self.rate), 3)
 
     def frames_written(self) -> dict[str, int]:
+        """Frames per view in the files: what the encoders wrote, or what a failed file kept."""
         if self._frames_in_files is not None:
             return dict(self._frames_in_files)
+        return self.encoder_frames()
+
+    def encoder_frames(self) -> dict[str, int]:
+        """Frames per view the encoders wrote (never goes down, unlike a failed file's count)."""
         return {view: r.frames_written for view, r in self.recorders.items()}
 
     def snapshot(self) -> dict[str, Any]:
@@ -477,6 +486,7 @@ class RecordingSession:
             "timestamp_discontinuities": self.timestamp_discontinuities,
             "first_pts_s": self.first_pts_s,
             "alarm": self._alarm_since is not None,
+            "alarm_message": self.alarm_message,
             "alarms": self.alarms,
             "queue": {
                 "frames": queue_frames,
@@ -544,6 +554,35 @@ def _atomic_json(path: Path, data: Mapping[str, Any]) -> None:
         raise
 
 
+@dataclass
+class RecordingTotals:
+    """Counts over the recordings of one stream that ended (the metrics' counters: they never go down).
+
+    ``frames_written`` counts what each view's encoder wrote (a failed recording's file may keep fewer: it
+    is cut back to its last whole fragment)."""
+
+    recordings: int = 0
+    frames_written: dict[str, int] = field(default_factory=dict)
+    frames_dropped: int = 0
+
+    def add(self, session: RecordingSession) -> None:
+        self.recordings += 1
+        for view, frames in session.encoder_frames().items():
+            self.frames_written[view] = self.frames_written.get(view, 0) + frames
+        self.frames_dropped += session.frames_dropped
+
+    def including(self, running: RecordingSession | None) -> dict[str, Any]:
+        """These totals plus an unfinished recording's figures so far, as JSON."""
+        written = dict(self.frames_written)
+        dropped, recordings = self.frames_dropped, self.recordings
+        if running is not None:
+            recordings += 1
+            dropped += running.frames_dropped
+            for view, frames in running.encoder_frames().items():
+                written[view] = written.get(view, 0) + frames
+        return {"recordings": recordings, "frames_written": written, "frames_dropped": dropped}
+
+
 class RecordingManager:
     """The recordings of one service: at most one per stream, in ``config.directory``.
 
@@ -565,6 +604,7 @@ class RecordingManager:
         self._lock = threading.Lock()
         self._active: dict[str, RecordingSession] = {}
         self._last: dict[str, RecordingSession] = {}
+        self._totals: dict[str, RecordingTotals] = {}
         self._hooks: list[FinaliseHook] = []
 
     def add_finalise_hook(self, hook: FinaliseHook) -> None:
@@ -653,6 +693,7 @@ class RecordingManager:
             if self._active.get(session.stream) is session:
                 del self._active[session.stream]
             self._last[session.stream] = session
+            self._totals.setdefault(session.stream, RecordingTotals()).add(session)
         if self._on_end is not None:
             try:
                 self._on_end(session)
@@ -670,6 +711,25 @@ class RecordingManager:
     def active(self, stream: str) -> RecordingSession | None:
         with self._lock:
             return self._active.get(stream)
+
+    def status(self, stream: str) -> dict[str, Any] | None:
+        """What ``stream``'s stats show about recording (README, "Stream JSON"): its running recording, else
+        its last one (so a recording that stopped itself on a full disk keeps saying why), with ``active``,
+        and ``totals`` over every recording of the stream since the service started (the metrics' counters).
+        None when the stream has not recorded since the service started."""
+        with self._lock:
+            unfinished = self._active.get(stream)  # recording, or finishing after a stop
+            session = unfinished or self._last.get(stream)
+            # Under the lock: a recording ending now is counted either as unfinished or in the totals, never twice.
+            totals = self._totals.get(stream, RecordingTotals()).including(unfinished)
+        if session is None:
+            return None
+        out = session.snapshot()
+        out["active"] = unfinished is not None and unfinished.active
+        if not out["active"]:  # a recording that ended is not behind any more, whatever it last said
+            out["alarm"], out["alarm_message"] = False, None
+        out["totals"] = totals
+        return out
 
     def recordings(self, limit: int = 200) -> list[dict[str, Any]]:
         """Active recordings first, then finished ones from their sidecars (newest first)."""
@@ -773,5 +833,6 @@ __all__ = [
     "RecordingManager",
     "RecordingRequest",
     "RecordingSession",
+    "RecordingTotals",
     "StorageError",
 ]

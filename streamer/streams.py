@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 StreamKind = Literal["whip", "input"]
 REMEMBERED_STREAMS = 256
+StatusProvider = Callable[[str], Any]
+"""Adds one key to the stream JSON: called with the stream's name, returns JSON-ready data (or None).
+Other parts of the service register theirs in ``StreamRegistry.status_providers`` (e.g. ``recording``)."""
 
 
 class Stream:
@@ -47,6 +50,7 @@ class Stream:
         make_processor: ProcessorFactory,
         input_spec: InputSpec | None = None,
         ring: FrameRing | None = None,
+        status_providers: Mapping[str, StatusProvider] | None = None,
     ) -> None:
         self.name = check_name(name, "stream name")
         self.kind: StreamKind = kind
@@ -77,6 +81,7 @@ class Stream:
         self.refused_reason: str | None = None
         self._accepted_size: tuple[int, int] | None = None
         self.closed = False
+        self._status_providers: Mapping[str, StatusProvider] = status_providers if status_providers is not None else {}
 
     def start(self) -> None:
         self.worker.start()
@@ -173,6 +178,12 @@ class Stream:
                 "finished": self.source.finished,
                 "error": self.source.error,
             }
+        for key, provide in self._status_providers.items():
+            try:
+                out[key] = provide(self.name)
+            except Exception:  # one part's figures failing must not hide the stream's own
+                log.exception("stream %s: the %r status failed", self.name, key)
+                out[key] = None
         return out
 
     def close(self) -> None:
@@ -193,6 +204,8 @@ class StreamRegistry:
         self._streams: dict[str, Stream] = {}
         self._remembered: OrderedDict[str, ProcessSettings] = OrderedDict()
         """Settings of streams that ended, by name: a camera that reconnects gets its settings back."""
+        self.status_providers: dict[str, StatusProvider] = {}
+        """Extra keys of every stream's JSON, by key (shared with the streams: a provider added later shows too)."""
         self.on_created: Callable[[Stream], None] | None = None
         """Called with each stream created (the service records swaps it starts with in the audit log)."""
 
@@ -223,7 +236,9 @@ class StreamRegistry:
                 f"this server processes at most {self.config.max_streams} streams at once (one per CPU core; "
                 "see --max-streams); end another stream first"
             )
-        stream = Stream(name, kind, self.config, self._make_processor, input_spec)
+        stream = Stream(
+            name, kind, self.config, self._make_processor, input_spec, status_providers=self.status_providers
+        )
         remembered = self._remembered.pop(name, None)
         if remembered is not None:
             stream.replace_settings(remembered)

@@ -438,3 +438,195 @@ def test_kill_9_the_server_mid_recording(tmp_path: Path, stamped_clip: Path) -> 
     assert listed[0]["id"] == snap["id"] and listed[0]["state"] == "interrupted"
     for view, name in listed[0]["files"].items():
         assert listed[0]["frames_written"][view] == len(file_stamps(folder / name)) >= recorded - FPS - queued
+
+
+# -- recording in the stream stats, the /ws push and /metrics --------------------------------------------------
+
+
+def metric_values(text: str) -> dict[str, float]:
+    """``/metrics`` text as {'name{labels}': value} (the labels as the exposition writes them)."""
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line[:1] != "#"}
+
+
+async def stream_recording(http: aiohttp.ClientSession, base: str, stream: str) -> Any:
+    async with http.get(f"{base}/api/streams/{stream}") as r:
+        assert r.status == 200, await r.text()
+        return (await r.json())["recording"]
+
+
+async def metrics(http: aiohttp.ClientSession, base: str) -> dict[str, float]:
+    async with http.get(f"{base}/metrics") as r:
+        assert r.status == 200
+        return metric_values(await r.text())
+
+
+async def poll(fetch: Any, pred: Any, timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = await fetch()
+        if pred(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}; last: {value}")
+        await asyncio.sleep(0.2)
+
+
+def test_stream_stats_ws_and_metrics_show_the_recording(tmp_path: Path, stamped_clip: Path) -> None:
+    async def scenario() -> dict[str, Any]:
+        inputs = (InputSpec.parse(f"cam1={stamped_clip}"),)
+        out: dict[str, Any] = {}
+        async with server(tmp_path, inputs=inputs) as (base, _app), aiohttp.ClientSession() as http:
+            await wait_frames(http, base, "cam1", 10)
+            out["idle"] = await stream_recording(http, base, "cam1")
+            out["idle_metrics"] = await metrics(http, base)
+            async with http.post(f"{base}/api/streams/cam1/recording", json={"view": "both"}) as r:
+                assert r.status == 201, await r.text()
+                out["started"] = await r.json()
+            out["running"] = await poll(
+                lambda: stream_recording(http, base, "cam1"),
+                lambda rec: rec["frames_written"].get("source", 0) >= 15 and rec["duration_s"] >= 0.5,
+                30,
+                "frames written while recording",
+            )
+            out["running_metrics"] = await metrics(http, base)
+            async with http.ws_connect(f"{base}/ws") as ws:
+                while True:  # the stats push carries the same block
+                    data = json.loads((await ws.receive(timeout=10)).data)
+                    if data["type"] == "stats":
+                        out["pushed"] = data["streams"]["cam1"]["recording"]
+                        break
+            async with http.delete(f"{base}/api/streams/cam1/recording") as r:
+                assert r.status == 200
+                out["summary"] = await r.json()
+            out["stopped"] = await stream_recording(http, base, "cam1")
+            out["stopped_metrics"] = await metrics(http, base)
+            # A second recording: the counters go on from the first one's figures.
+            async with http.post(f"{base}/api/streams/cam1/recording", json={"view": "source", "codec": "ffv1"}) as r:
+                assert r.status == 201, await r.text()
+            await asyncio.sleep(1.0)
+            async with http.delete(f"{base}/api/streams/cam1/recording") as r:
+                out["summary2"] = await r.json()
+            out["second"] = await stream_recording(http, base, "cam1")
+            out["second_metrics"] = await metrics(http, base)
+        return out
+
+    out = asyncio.run(scenario())
+    assert out["idle"] is None, "a stream that never recorded has no recording block"
+    label = '{stream="cam1"}'
+    assert out["idle_metrics"][f"stageswap_recording_active{label}"] == 0
+    assert out["idle_metrics"][f"stageswap_recording_frames_dropped_total{label}"] == 0
+
+    started, running = out["started"], out["running"]
+    assert running["active"] is True and running["state"] == "recording" and running["id"] == started["id"]
+    assert running["view"] == "both" and running["views"] == ["processed", "source"]
+    assert (running["codec"], running["container"]) == ("h264", "mp4")
+    assert running["files"] == started["files"]
+    assert running["files"]["processed"] == f"{started['id']}-processed.mp4"
+    assert running["frames_dropped"] == 0 and running["alarm"] is False and running["alarm_message"] is None
+    assert running["error"] is None and 0 <= running["queue"]["frames"] <= running["queue"]["max_frames"]
+    assert running["totals"] == {"recordings": 1, "frames_written": running["frames_written"], "frames_dropped": 0}
+    pushed = out["pushed"]
+    assert pushed["active"] is True and pushed["id"] == started["id"]
+    assert pushed["duration_s"] >= running["duration_s"]
+
+    m = out["running_metrics"]
+    assert m[f"stageswap_recording_active{label}"] == 1 and m[f"stageswap_recording_alarm{label}"] == 0
+    assert m['stageswap_recording_frames_written_total{stream="cam1",view="source"}'] >= 15
+    assert f"stageswap_recording_queue_frames{label}" in m
+    assert m[f"stageswap_recording_duration_seconds{label}"] >= 0.5
+
+    summary, stopped = out["summary"], out["stopped"]
+    assert stopped["active"] is False and stopped["state"] == "finished" and stopped["id"] == started["id"]
+    assert stopped["frames_written"] == summary["frames_written"] and stopped["duration_s"] == summary["duration_s"]
+    folder = tmp_path / "recordings"
+    for view, name in stopped["files"].items():
+        assert len(file_stamps(folder / name)) == stopped["frames_written"][view]
+    m = out["stopped_metrics"]
+    assert m[f"stageswap_recording_active{label}"] == 0 and m[f"stageswap_recording_duration_seconds{label}"] == 0
+    for view in ("processed", "source"):
+        written_total = m[f'stageswap_recording_frames_written_total{{stream="cam1",view="{view}"}}']
+        assert written_total == summary["frames_written"][view]
+
+    second, m = out["second"], out["second_metrics"]
+    assert second["id"] == out["summary2"]["id"] != started["id"] and second["views"] == ["source"]
+    assert second["totals"]["recordings"] == 2
+    source_total = summary["frames_written"]["source"] + out["summary2"]["frames_written"]["source"]
+    assert second["totals"]["frames_written"] == {
+        "processed": summary["frames_written"]["processed"],
+        "source": source_total,
+    }
+    assert m['stageswap_recording_frames_written_total{stream="cam1",view="source"}'] == source_total
+
+
+class WriterFaults:
+    """Injected into ``FileEncoder.write`` (tests only): a disk that stalls each write, or that is full."""
+
+    def __init__(self) -> None:
+        self.stall_s = 0.0
+        self.disk_full = False
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from streamer.encoding import FileEncoder, WriteFailed
+
+        real_write = FileEncoder.write
+        faults = self
+
+        def write(encoder: FileEncoder, image: np.ndarray, pts: int) -> None:
+            if faults.disk_full:
+                raise WriteFailed(f"{encoder.path}: writing failed: the disk is full", disk_full=True)
+            time.sleep(faults.stall_s)
+            real_write(encoder, image, pts)
+
+        monkeypatch.setattr(FileEncoder, "write", write)
+
+
+def test_a_recorder_that_falls_behind_is_an_alarm_in_stats_and_metrics_then_an_error(
+    tmp_path: Path, stamped_clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    faults = WriterFaults()
+    faults.install(monkeypatch)
+
+    async def scenario() -> dict[str, Any]:
+        inputs = (InputSpec.parse(f"cam1={stamped_clip}"),)
+        out: dict[str, Any] = {}
+        async with (
+            server(tmp_path, inputs=inputs, queue_seconds=0.2) as (base, _app),
+            aiohttp.ClientSession() as http,
+        ):
+            await wait_frames(http, base, "cam1", 10)
+            faults.stall_s = 0.3  # each write takes 0.3 s: the 6-frame queue fills within a second
+            async with http.post(f"{base}/api/streams/cam1/recording", json={"view": "both"}) as r:
+                assert r.status == 201, await r.text()
+
+            def fetch() -> Any:
+                return stream_recording(http, base, "cam1")
+
+            out["behind"] = await poll(fetch, lambda rec: rec["alarm"], 20, "the alarm in the stream stats")
+            out["behind_metrics"] = await metrics(http, base)
+            faults.stall_s = 0.0  # the disk is fast again: the queue drains and the alarm clears
+            out["caught_up"] = await poll(fetch, lambda rec: not rec["alarm"], 20, "the alarm to clear")
+            faults.disk_full = True
+            out["failed"] = await poll(fetch, lambda rec: not rec["active"], 20, "the recording to stop itself")
+            out["failed_metrics"] = await metrics(http, base)
+            async with http.get(f"{base}/api/streams/cam1") as r:
+                out["stream"] = (await r.json())["stats"]
+        return out
+
+    out = asyncio.run(scenario())
+    behind = out["behind"]
+    assert behind["active"] and behind["frames_dropped"] > 0
+    assert "is behind" in behind["alarm_message"] and "dropped" in behind["alarm_message"]
+    m = out["behind_metrics"]
+    assert m['stageswap_recording_alarm{stream="cam1"}'] == 1
+    assert m['stageswap_recording_frames_dropped_total{stream="cam1"}'] >= behind["frames_dropped"]
+    assert m['stageswap_recording_queue_frames{stream="cam1"}'] >= 1
+    caught_up = out["caught_up"]
+    assert caught_up["active"] and caught_up["alarm_message"] is None
+    assert caught_up["frames_dropped"] >= behind["frames_dropped"] and caught_up["alarms"] >= 1
+    failed = out["failed"]
+    assert failed["state"] == "failed" and failed["disk_full"] is True and "the disk is full" in failed["error"]
+    assert failed["alarm"] is False
+    m = out["failed_metrics"]
+    assert m['stageswap_recording_active{stream="cam1"}'] == 0
+    assert m['stageswap_recording_frames_dropped_total{stream="cam1"}'] == failed["frames_dropped"]
+    assert out["stream"]["output_fps"] > 10, "the live path went on"
