@@ -356,9 +356,9 @@ class RecordingSession:
             self._alarm_since = now
             self._alarm_dropped_at_start = self.frames_dropped - 1
             self.alarms += 1
-        queue = {view: r.queued_frames for view, r in self.recorders.items()}
+        queue = ", ".join(f"{view} {r.queued_frames}/{self.limits.max_frames}" for view, r in self.recorders.items())
         message = (
-            f"recorder for {self.stream} is behind: its queue is full ({queue} of {self.limits.max_frames} frames), "
+            f"recorder for {self.stream} is behind: its queue is full ({queue} frames), "
             f"{self.frames_dropped} frame(s) dropped from the recording so far"
         )
         self.alarm_message = message  # kept current for the stream's stats, announced at most once a second

@@ -37,6 +37,7 @@ from streamer.api_recording import RECORDINGS
 from streamer.config import InputSpec, ServeConfig
 from streamer.server import create_app
 from streamer.stamps import read_bgr, read_frame, stamp_bgr
+from tests.recording_faults import WriterFaults
 
 REPO = Path(__file__).resolve().parent.parent
 FPS = 30
@@ -556,28 +557,6 @@ def test_stream_stats_ws_and_metrics_show_the_recording(tmp_path: Path, stamped_
         "source": source_total,
     }
     assert m['stageswap_recording_frames_written_total{stream="cam1",view="source"}'] == source_total
-
-
-class WriterFaults:
-    """Injected into ``FileEncoder.write`` (tests only): a disk that stalls each write, or that is full."""
-
-    def __init__(self) -> None:
-        self.stall_s = 0.0
-        self.disk_full = False
-
-    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from streamer.encoding import FileEncoder, WriteFailed
-
-        real_write = FileEncoder.write
-        faults = self
-
-        def write(encoder: FileEncoder, image: np.ndarray, pts: int) -> None:
-            if faults.disk_full:
-                raise WriteFailed(f"{encoder.path}: writing failed: the disk is full", disk_full=True)
-            time.sleep(faults.stall_s)
-            real_write(encoder, image, pts)
-
-        monkeypatch.setattr(FileEncoder, "write", write)
 
 
 def test_a_recorder_that_falls_behind_is_an_alarm_in_stats_and_metrics_then_an_error(
