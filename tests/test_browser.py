@@ -35,6 +35,7 @@ pytestmark = pytest.mark.browser
 
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 TOKEN = "browser-test-token"
+VIEWER_TOKEN = "browser-viewer-token"
 STREAM = "stage"
 CLIP = "s18.mp4"
 CLIP_SIZE = (640, 360)
@@ -62,6 +63,7 @@ class Server:
     url: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    data_dir: Path
 
     def api(self, path: str, method: str = "GET", body: Any = None, token: str | None = TOKEN) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
@@ -106,6 +108,7 @@ def server(chromium: str, models_dir: Path, tmp_path_factory: pytest.TempPathFac
     log_path = ARTIFACTS / "server.log"
     env = {**os.environ, "STAGESWAP_MODELS": str(models_dir), "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "streamer", "serve", "--port", "0", "--token", TOKEN, "--data-dir", str(tmp)]
+    cmd += ["--viewer-token", VIEWER_TOKEN]
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + SERVER_START_S
@@ -120,7 +123,7 @@ def server(chromium: str, models_dir: Path, tmp_path_factory: pytest.TempPathFac
             pytest.fail(f"stageswap serve did not start:\n{text}")
         else:
             time.sleep(0.1)
-    srv = Server(url, process, log_path)
+    srv = Server(url, process, log_path, tmp)
     yield srv
     process.send_signal(signal.SIGTERM)
     try:
@@ -423,6 +426,90 @@ def test_enroll_shows_the_servers_answer(server: Server, browser: Browser, faces
     monitor.screenshot(path=str(ARTIFACTS / "monitor-identity.png"))
     for view in ("processed", "source"):  # full-size frames of both views, to look at the face closely
         _save_video_frame(monitor, f"#{view}", ARTIFACTS / f"frame-{view}.png")
+
+
+def _duration_s(text: str) -> float:
+    """Seconds from the indicator's ``H:MM:SS`` (NaN when there is none)."""
+    found = re.search(r"(\d+):(\d\d):(\d\d)", text)
+    if not found:
+        return float("nan")
+    h, m, s = (int(g) for g in found.groups())
+    return h * 3600 + m * 60 + s
+
+
+def test_record_from_the_monitor_page(server: Server, browser: Browser) -> None:
+    monitor = browser.monitor
+    if "monitor.html" not in monitor.url:
+        pytest.skip("needs the monitor page from the publish test")
+    monitor.locator("#record").scroll_into_view_if_needed()
+    assert monitor.is_hidden("#rec-badge") and "not recording" in (monitor.text_content("#rec-state") or "")
+
+    # A viewer token may watch but not record: the page shows the server's reason.
+    viewer = browser.context.new_page()
+    viewer.goto(f"{server.url}monitor.html?stream={STREAM}")
+    viewer.fill("#token", VIEWER_TOKEN)
+    viewer.press("#token", "Tab")
+    viewer.wait_for_function("!document.querySelector('#control-fields').disabled")  # its stats arrived
+    viewer.click("#rec-start")
+    viewer.wait_for_function("document.querySelector('#rec-error').textContent.startsWith('Refused: ')")
+    assert "operator token" in (viewer.text_content("#rec-error") or "")
+    assert server.api(f"/api/streams/{STREAM}")[1]["recording"] is None, "nothing was recorded"
+
+    controls_y = monitor.locator("#controls").bounding_box()["y"]
+    monitor.select_option("#rec-view", "both")
+    monitor.select_option("#rec-format", "h264/mp4")
+    monitor.click("#rec-start")
+    monitor.wait_for_selector("#rec-badge", state="visible")
+    assert monitor.is_visible("#rec-stop") and monitor.is_hidden("#rec-start")
+    assert monitor.is_disabled("#rec-view"), "the options are fixed while recording"
+    status, stream = server.api(f"/api/streams/{STREAM}")
+    rec = stream["recording"]
+    assert rec["active"] and rec["views"] == ["processed", "source"]
+    assert (rec["codec"], rec["container"], rec["frame_rate"]) == ("h264", "mp4", "source")
+    files_text = monitor.text_content("#rec-files") or ""
+    for name in rec["files"].values():  # the file names the server chose, shown as they are
+        assert name in files_text and name.startswith(f"{STREAM}-")
+    # The viewer's page shows the recording the operator started (through its stats).
+    viewer.wait_for_selector("#rec-badge", state="visible", timeout=10_000)
+    viewer.close()
+
+    # The indicator's duration grows while the recording runs.
+    seen: list[float] = []
+
+    def grown_to_4_s() -> bool:
+        seen.append(_duration_s(monitor.text_content("#rec-badge-text") or ""))
+        return seen[-1] >= 4
+
+    _wait_until(grown_to_4_s, 20, lambda: f"the badge's duration to grow to 4 s (saw {seen})")
+    assert seen == sorted(seen) and len(set(seen)) >= 3, seen
+    state_line = monitor.text_content("#rec-state") or ""
+    assert state_line.startswith("● REC") and "H.264 MP4" in state_line and "0 dropped" in state_line, state_line
+    assert monitor.is_hidden("#rec-alarm"), "no alarm while the recorder keeps up"
+    assert monitor.evaluate("document.title").startswith("● REC")
+    assert monitor.locator("#controls").bounding_box()["y"] == controls_y, "the recorder moved the controls"
+    monitor.screenshot(path=str(ARTIFACTS / "monitor-recording.png"))
+
+    monitor.click("#rec-stop")
+    monitor.wait_for_selector("#rec-badge", state="hidden", timeout=30_000)
+    monitor.wait_for_function("document.querySelector('#rec-state').textContent.startsWith('finished')")
+    assert monitor.is_visible("#rec-start") and not monitor.is_disabled("#rec-view")
+    assert "Last recording" in (monitor.text_content("#rec-files") or "")
+    monitor.screenshot(path=str(ARTIFACTS / "monitor-recorded.png"))
+
+    status, final = server.api(f"/api/recordings/{rec['id']}")
+    assert status == 200 and final["state"] == "finished" and final["duration_s"] >= 4
+    counts, sizes = {}, {}
+    for view, name in final["files"].items():  # the files exist and hold the frames the server counted
+        path = server.data_dir / "recordings" / name
+        with av.open(str(path)) as container:
+            frames = list(container.decode(video=0))
+        counts[view], sizes[view] = len(frames), (frames[0].width, frames[0].height)
+    assert counts["processed"] == counts["source"] == final["frames_written"]["processed"] >= 60, counts
+    # The camera's size, or what the browser scaled it down to under CPU load (WebRTC adapts the resolution).
+    width, height = sizes["processed"]
+    assert sizes["source"] == sizes["processed"] and width <= CLIP_SIZE[0] and abs(width / height - 16 / 9) < 0.02
+    assert f"{final['frames_written']['processed']} frames" in (monitor.text_content("#rec-state") or "")
+    assert not browser.console_errors, browser.console_errors
 
 
 def test_stop_ends_the_whip_session(server: Server, browser: Browser) -> None:

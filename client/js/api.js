@@ -86,6 +86,20 @@ export function patchStream(name, patch) {
   return sendJson("PATCH", `/api/streams/${encodeURIComponent(name)}`, patch);
 }
 
+// ---- recording ----------------------------------------------------------------------------------
+
+/** POST /api/streams/{stream}/recording: `options` {view, codec, container, frame_rate, ...} (README,
+ * "Recording"); answers the recording ({id, files, state, ...}). The server names the files. */
+export function startRecording(name, options = {}) {
+  return sendJson("POST", `/api/streams/${encodeURIComponent(name)}/recording`, options);
+}
+
+/** DELETE /api/streams/{stream}/recording: stops it; answers its final state (frames written, dropped...). */
+export async function stopRecording(name) {
+  const response = await request(`/api/streams/${encodeURIComponent(name)}/recording`, { method: "DELETE" });
+  return response.json();
+}
+
 // ---- identities ---------------------------------------------------------------------------------
 
 /** GET /api/identities as a list of {name, ...} (accepts a list of names or of objects). */

@@ -1,6 +1,7 @@
 // The monitor page: processed output large, source inset or beside, live stats, and the control panel.
 //
 // Video: WHEP (`view=processed` and `view=source`), retried while the stream does not exist yet.
+// Recording: start/stop and the recording indicator and alarm (recording.js), from the same stats and events.
 // Stats and settings: pushed on /ws (about twice a second); when the socket is down the page polls
 // GET /api/streams/{stream} instead. Controls send PATCH /api/streams/{stream} bodies (ProcessSettings
 // fields, engines/settings.py), so every refusal comes back with the server's reason.
@@ -16,6 +17,7 @@ import {
   wsUrl,
 } from "./api.js";
 import { LightDisc } from "./lightdisc.js";
+import { RecordingPanel } from "./recording.js";
 import { SwapModelPicker } from "./swapmodels.js";
 import { $, fmt, param, setupTokenField } from "./page.js";
 import { WhepPlayer } from "./webrtc.js";
@@ -230,6 +232,7 @@ function showStats(stream) {
     .map(([k, v]) => `<span>${escapeHtml(k)}</span><b>${escapeHtml(String(v))}</b>`)
     .join("");
   if (s.processor_error) showControlError(`processor: ${s.processor_error}`);
+  recorder.show(stream.recording ?? null);
   if (stream.settings) applySettings(stream.settings);
   if (stream.live === false) setConn("no publisher", "wait");
 }
@@ -264,6 +267,7 @@ function onWsMessage(event) {
   if (stream?.stats) showStats(stream);
   else if (stream?.settings) applySettings(stream.settings);
   if (msg.type === "stream_ended" && msg.stream === state.name) setConn("ended", "wait");
+  if (msg.type === "recording" && msg.stream === state.name) recorder.onEvent(msg);
   if (msg.type === "identities_changed") refreshIdentities();
 }
 
@@ -429,6 +433,26 @@ const sendDirection = throttled("direction", (dir) => {
   return { relight_target: patch };
 });
 
+const recorder = new RecordingPanel(
+  {
+    badge: $("#rec-badge"),
+    badgeText: $("#rec-badge-text"),
+    banner: $("#rec-alarm"),
+    bannerText: $("#rec-alarm-text"),
+    dismiss: $("#rec-dismiss"),
+    fields: $("#rec-fields"),
+    view: $("#rec-view"),
+    format: $("#rec-format"),
+    cfr: $("#rec-cfr"),
+    start: $("#rec-start"),
+    stop: $("#rec-stop"),
+    state: $("#rec-state"),
+    files: $("#rec-files"),
+    error: $("#rec-error"),
+  },
+  () => state.name,
+);
+
 const models = new SwapModelPicker(ui.swapModel, ui.modelNote, (name) => send({ swap_model: name }, "swap_model"));
 
 const light = new LightDisc($("#light"), (dir) => {
@@ -579,6 +603,7 @@ function open(name) {
   document.title = `stageswap · ${name}`;
   history.replaceState(null, "", `?stream=${encodeURIComponent(name)}`);
   ui.fields.disabled = true;
+  recorder.reset();
   setConn("connecting", "wait");
   startView("processed");
   if (ui.layout.value !== "hide-source") startView("source");

@@ -1,0 +1,191 @@
+// The monitor page's recorder: start and stop recording the stream, and an indicator that cannot be
+// missed — a red dot with the elapsed duration on the output video and in the panel, the file names the
+// server chose, and the recorder's alarm (it fell behind and drops frames, or a write failed, e.g. a full
+// disk) in a banner, in the server's words.
+//
+// What it shows comes from the stream's `recording` block in the stats (pushed on /ws about twice a second,
+// polled when the socket is down; README "Stream JSON") and from the /ws `recording` events (started,
+// progress, alarm, alarm_cleared, stopped, error), whichever arrives first. Start and stop are REST calls
+// through api.js, so they carry the token and a refusal comes back with the server's reason.
+
+import { ApiError, startRecording, stopRecording } from "./api.js";
+
+const FORMAT_LABEL = { h264: "H.264", prores: "ProRes 422 HQ", ffv1: "FFV1" };
+
+/** Seconds as H:MM:SS (the elapsed duration of a recording). */
+export function formatDuration(seconds) {
+  const total = Math.max(0, Math.floor(Number(seconds) || 0));
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = total % 60;
+  return `${h}:${String(m).padStart(2, "0")}:${String(s).padStart(2, "0")}`;
+}
+
+function capitalise(text) {
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+/** A server message with each file's folder left out (the panel lists the files by name). */
+function withoutFolders(text) {
+  return text.replace(/(?:\/[^/\s:]+)+\/([^/\s:]+)/g, "$1");
+}
+
+/** Frames in the file (the views hold the same frames: one view's count). */
+function framesOf(rec) {
+  const counts = Object.values(rec.frames_written || {});
+  return counts.length ? Math.max(...counts) : 0;
+}
+
+export class RecordingPanel {
+  /**
+   * @param el the page's elements: badge, badgeText (on the output video), banner, bannerText, dismiss,
+   *   fields (the options' fieldset), view, format, cfr, start, stop, state, files, error
+   * @param streamName () => the stream this page shows now
+   */
+  constructor(el, streamName) {
+    this.el = el;
+    this.streamName = streamName;
+    this.status = null;
+    this.busy = false;
+    this.dismissed = null; // id of a failed recording whose banner the operator closed
+    el.start.addEventListener("click", () => this.start());
+    el.stop.addEventListener("click", () => this.stop());
+    el.dismiss.addEventListener("click", () => {
+      this.dismissed = this.status?.id ?? null;
+      this.render();
+    });
+    this.render();
+  }
+
+  /** The options as the server takes them (README, "Recording"). */
+  options() {
+    const [codec, container] = this.el.format.value.split("/");
+    return { view: this.el.view.value, codec, container, frame_rate: this.el.cfr.checked ? "cfr" : "source" };
+  }
+
+  async start() {
+    const name = this.streamName();
+    this.showError("");
+    this.setBusy(true);
+    try {
+      const rec = await startRecording(name, this.options());
+      if (name === this.streamName()) this.show({ ...rec, active: rec.state === "recording" });
+    } catch (err) {
+      this.showError(`Refused: ${err instanceof ApiError ? err.message : String(err)}`);
+    } finally {
+      this.setBusy(false);
+    }
+  }
+
+  async stop() {
+    const name = this.streamName();
+    this.showError("");
+    this.setBusy(true);
+    this.el.state.textContent = "stopping: writing what is queued…";
+    try {
+      const summary = await stopRecording(name);
+      if (name === this.streamName()) this.show({ ...summary, active: false });
+    } catch (err) {
+      this.showError(`Refused: ${err instanceof ApiError ? err.message : String(err)}`);
+      this.render();
+    } finally {
+      this.setBusy(false);
+    }
+  }
+
+  /** The stream's `recording` block from the stats (null: it has not recorded since the server started). */
+  show(rec) {
+    this.status = rec || null;
+    this.render();
+  }
+
+  /** A /ws `recording` event (the caller checked it is about this page's stream). */
+  onEvent(msg) {
+    const rec = msg.recording;
+    if (!rec) return;
+    const shown = { ...rec, active: rec.state === "recording" };
+    if (msg.event === "alarm" && !shown.alarm_message) shown.alarm_message = msg.message;
+    if (msg.event === "error" && !shown.error) shown.error = msg.message;
+    this.show(shown);
+  }
+
+  /** Another stream, or a new token: forget what was shown. */
+  reset() {
+    this.status = null;
+    this.showError("");
+    this.render();
+  }
+
+  setBusy(busy) {
+    this.busy = busy;
+    this.render();
+  }
+
+  showError(text) {
+    this.el.error.textContent = text || "";
+  }
+
+  render() {
+    const el = this.el;
+    const rec = this.status;
+    const active = !!rec?.active;
+    const finishing = rec?.state === "finishing";
+    el.start.hidden = active;
+    el.stop.hidden = !active;
+    el.start.disabled = this.busy || finishing;
+    el.stop.disabled = this.busy;
+    el.fields.disabled = active || this.busy;
+    document.title = `${active ? "● REC · " : ""}stageswap · ${this.streamName()}`;
+
+    const failed = rec?.state === "failed" && rec.id !== this.dismissed;
+    const behind = active && rec.alarm;
+    // The badge on the output video: where the operator is looking.
+    el.badge.hidden = !(active || failed);
+    el.badge.className = `rec-badge${behind ? " behind" : ""}${failed ? " failed" : ""}`;
+    if (active) el.badgeText.textContent = `REC ${formatDuration(rec.duration_s)}${behind ? " · BEHIND" : ""}`;
+    else if (failed) el.badgeText.textContent = "REC STOPPED";
+
+    // The banner: the recorder fell behind (frames are dropped from the file) or the recording failed.
+    el.banner.hidden = !(behind || failed);
+    el.banner.className = `rec-alarm${failed ? " failed" : ""}`;
+    el.dismiss.hidden = !failed;
+    if (behind) {
+      const why = rec.alarm_message || `the recorder is behind: ${rec.frames_dropped} frame(s) dropped so far`;
+      el.bannerText.textContent = `${capitalise(why)}. The file stays valid; the live output is not affected.`;
+    } else if (failed) {
+      const hint = rec.disk_full ? " Free space on the recordings disk, then record again." : "";
+      el.bannerText.textContent = `Recording stopped: ${withoutFolders(rec.error || "it failed")}.${hint}`;
+    }
+
+    el.state.className = `rec-state${active ? " on" : ""}`;
+    el.state.textContent = rec ? this.stateLine(rec) : "not recording";
+    el.files.innerHTML = "";
+    if (rec?.files) {
+      const label = document.createElement("div");
+      label.className = "hint";
+      label.textContent = active || finishing ? "Recording to" : "Last recording";
+      el.files.append(label);
+      for (const [view, file] of Object.entries(rec.files)) {
+        const row = document.createElement("div"); // the name says the view: {stream}-{UTC start}-{view}.{ext}
+        row.className = "rec-file";
+        row.textContent = file;
+        row.title = `${view}: ${file} (in the server's recordings folder)`;
+        el.files.append(row);
+      }
+    }
+  }
+
+  stateLine(rec) {
+    const format = `${FORMAT_LABEL[rec.codec] ?? rec.codec ?? "?"} ${String(rec.container ?? "").toUpperCase()}`;
+    const frames = `${framesOf(rec)} frames`;
+    const dropped = `${rec.frames_dropped ?? 0} dropped`;
+    if (rec.active) {
+      const queue = rec.queue ? ` · queue ${rec.queue.frames}/${rec.queue.max_frames}` : "";
+      const rate = rec.frame_rate === "cfr" ? ` · CFR ${rec.fps}` : "";
+      return `● REC ${formatDuration(rec.duration_s)} · ${format}${rate} · ${frames} · ${dropped}${queue}`;
+    }
+    if (rec.state === "finishing") return "stopping: writing what is queued…";
+    const how = rec.state === "failed" ? "failed" : "finished";
+    return `${how}: ${formatDuration(rec.duration_s)} · ${format} · ${frames} · ${dropped}`;
+  }
+}
