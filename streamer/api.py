@@ -53,6 +53,7 @@ from streamer.api_models import check_swap_settings, embed_enrolled
 from streamer.audit import CONSENT_RECORDED, IDENTITY_ENROLLED, IDENTITY_REMOVED, swap_events, swapping
 from streamer.auth import Role, request_role
 from streamer.errors import (
+    CapacityError,
     ConflictError,
     ForbiddenError,
     NotFoundError,
@@ -500,6 +501,8 @@ async def ws_get(request: web.Request) -> web.WebSocketResponse:
     hub = request.app[HUB]
     config = service.config
     role = request_role(request)
+    if len(hub.clients) >= config.max_ws_clients:
+        raise CapacityError(f"this server has {len(hub.clients)} WebSocket clients, the most it serves")
     ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=config.json_max_bytes)
     await ws.prepare(request)
     client = WsClient(ws)

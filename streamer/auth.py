@@ -94,9 +94,31 @@ def bearer_token(request: web.Request) -> str:
     return given
 
 
+class RefusalLog:
+    """Logs refusals, at most ``burst`` at once and ``rate_per_s`` after that: a scanner or a client stuck
+    on a wrong token must not fill the disk with log lines. The next line logged says how many were not."""
+
+    def __init__(self, rate_per_s: float = 1.0, burst: int = 10) -> None:
+        from streamer.ratelimit import TokenBucket
+
+        self._bucket = TokenBucket(rate_per_s, burst)
+        self._unlogged = 0
+
+    def __call__(self, message: str, *args: Any) -> None:
+        if not self._bucket.allow():
+            self._unlogged += 1
+            return
+        if self._unlogged:
+            message += " (%d more refusals not logged)"
+            args = (*args, self._unlogged)
+            self._unlogged = 0
+        log.info(message, *args)
+
+
 def middleware(config: ServeConfig) -> Any:
     """The aiohttp middleware enforcing the roles above for ``config``'s tokens."""
     tokens = Tokens.from_config(config)
+    refused = RefusalLog()
 
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -107,13 +129,13 @@ def middleware(config: ServeConfig) -> Any:
         given = bearer_token(request)
         role = tokens.role_of(given) if given else None
         if role is None:
-            log.info("401 %s %s from %s: %s token", request.method, request.path, request.remote, _why(given))
+            refused("401 %s %s from %s: %s token", request.method, request.path[:200], request.remote, _why(given))
             raise web.HTTPUnauthorized(
                 text="missing or wrong token: send Authorization: Bearer <token>",
                 headers={"WWW-Authenticate": 'Bearer realm="stageswap"'},
             )
         if need == "operator" and role == "viewer":
-            log.info("403 %s %s from %s: viewer token", request.method, request.path, request.remote)
+            refused("403 %s %s from %s: viewer token", request.method, request.path[:200], request.remote)
             raise web.HTTPForbidden(
                 text="this token may only watch (WHEP, stream stats): this needs the operator token"
             )

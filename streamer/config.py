@@ -106,6 +106,8 @@ class ServeConfig:
     """Control messages per second a WebSocket connection, or a client address over HTTP (PATCH, POST, PUT,
     DELETE), may send on average; ``control_burst`` more may come at once. Over it: 429, or an error reply."""
     control_burst: int = 40
+    max_ws_clients: int = 64
+    """WebSocket clients at once (each gets every stats push): more is 503."""
     viewer_timeout_s: float = 15.0
     """A WHEP viewer whose receiver reports (RTCP, about one a second from every browser) stop for this long
     has vanished (crashed, unplugged) and is closed, well before ICE's own 30 s consent timeout."""
@@ -168,7 +170,14 @@ class ServeConfig:
                 f"--max-frame-size must be between 16x16 and 16384x16384, got {self.max_frame_width}x"
                 f"{self.max_frame_height}"
             )
-        for name in ("sdp_max_bytes", "json_max_bytes", "upload_max_bytes", "upload_max_pixels", "control_burst"):
+        for name in (
+            "sdp_max_bytes",
+            "json_max_bytes",
+            "upload_max_bytes",
+            "upload_max_pixels",
+            "control_burst",
+            "max_ws_clients",
+        ):
             if not getattr(self, name) >= 1:
                 raise InputError(f"{name} must be at least 1, got {getattr(self, name)!r}")
         for name in (

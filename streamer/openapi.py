@@ -32,7 +32,7 @@ _ERROR_TEXT = {
     413: "Body, upload or photo over its limit",
     415: "Wrong Content-Type",
     429: "Over the control-message rate limit (Retry-After)",
-    503: "At capacity (streams, viewers) or a model is missing",
+    503: "At capacity (streams, viewers, WebSocket clients) or a model is missing",
     507: "Not enough free disk space",
 }
 
@@ -286,7 +286,7 @@ def _paths() -> dict[str, Any]:
                 "parameters": [
                     {"name": "access_token", "in": "query", "required": False, "schema": {"type": "string"}}
                 ],
-                "responses": {**_ok(101, "Switching protocols"), **_errors(400)},
+                "responses": {**_ok(101, "Switching protocols"), **_errors(400, 403, 503)},
             }
         },
         "/metrics": {

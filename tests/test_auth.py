@@ -24,7 +24,7 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
 from engines.errors import InputError
-from streamer.auth import required_role
+from streamer.auth import RefusalLog, required_role
 from streamer.config import InputSpec, ServeConfig, is_loopback
 from streamer.openapi import describe
 from streamer.tls import certificate_names, fingerprint, self_signed
@@ -152,9 +152,23 @@ def test_every_route_needs_the_right_token_and_a_refused_request_does_nothing(
 
     asyncio.run(scenario())
     text = caplog.text
-    assert "401 PATCH /api/streams/cam" in text and "403 POST /whip/cam" in text  # refusals are logged...
+    assert re.search(r"401 \w+ /\S+ from 127\.0\.0\.1: (no|wrong) token", text)  # refusals are logged...
+    assert text.count("401 ") + text.count("403 ") < 40  # ...at a bounded rate (hundreds were refused here)...
     assert OPERATOR not in text and VIEWER not in text  # ...without the token
     assert OPERATOR[:-1] not in text  # nor a near miss
+
+
+def test_refusals_are_logged_at_a_bounded_rate(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="streamer.auth")
+    refused = RefusalLog(rate_per_s=1.0, burst=10)
+    for i in range(25):
+        refused("401 GET /api/streams from %s: wrong token", f"10.0.0.{i}")
+    assert len(caplog.records) == 10  # a burst, then one a second
+    time.sleep(1.1)
+    refused("401 GET /api/streams from %s: wrong token", "10.0.0.99")
+    assert caplog.records[-1].getMessage() == (
+        "401 GET /api/streams from 10.0.0.99: wrong token (15 more refusals not logged)"
+    )
 
 
 def test_the_viewer_token_watches_but_cannot_control(tmp_path: Path, clips: Path) -> None:

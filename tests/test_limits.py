@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from streamer.api import HUB
 from streamer.config import InputSpec, ServeConfig
 from streamer.ratelimit import KeyedLimiter, TokenBucket
 from tests.live_helpers import ClipTrack, live_server, publish, view, wait_for
@@ -217,5 +218,22 @@ def test_websocket_control_over_the_rate_is_refused_and_a_flood_is_disconnected(
             while (data := await calm.receive_json(timeout=5))["type"] != "reply":
                 pass
             assert data["id"] == "calm"
+
+    asyncio.run(scenario())
+
+
+def test_websocket_clients_are_limited(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with live_server(_config(tmp_path, max_ws_clients=2)) as srv, aiohttp.ClientSession() as http:
+            first, second = await http.ws_connect(f"{srv.url}/ws"), await http.ws_connect(f"{srv.url}/ws")
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(f"{srv.url}/ws")
+            assert refused.value.status == 503
+            await first.close()
+            assert await wait_for(lambda: len(srv.app[HUB].clients) == 1, 5)
+            third = await http.ws_connect(f"{srv.url}/ws")  # a place is free again
+            assert (await third.receive_json(timeout=5))["type"] == "hello"
+            for ws in (second, third):
+                await ws.close()
 
     asyncio.run(scenario())
