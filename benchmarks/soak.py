@@ -62,6 +62,7 @@ STREAM = "soak"
 CHURN_EVERY_S = 30.0
 CHURN_STAY_S = 10.0
 PRIME_S = 15.0
+SWAP = {"identity": "soak-identity", "swap": True, "relight": True}
 MAX_RSS_GROWTH = 0.05
 MAX_DRIFT_MS_PER_S = 0.1
 """Robust (Theil-Sen) slope of the 30-second latency medians: at most 48 ms over 8 minutes."""
@@ -179,14 +180,17 @@ async def churn(http: aiohttp.ClientSession, base: str, stop: asyncio.Event, cou
 
 
 async def prime(http: aiohttp.ClientSession, base: str, frames: list[np.ndarray], fps: float) -> None:
-    """A first stream for ``PRIME_S`` (publisher, viewer, recording), then gone: thread pools and caches that
-    are made once and kept (asyncio's executor, the encoders' libraries) exist before the baseline is taken."""
+    """A first stream for ``PRIME_S`` (publisher, the identity swapped in, a viewer, a recording), then gone:
+    thread pools made once per process and kept (asyncio's executor, torch's and OpenCV's workers, the
+    runtimes') exist before the baseline is taken, so they are not counted as leaks."""
     camera = StampedClipTrack(frames, fps)
     publisher = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     publisher.addTransceiver(camera, direction="sendonly")
     whip = await negotiate(http, publisher, urljoin(base, f"whip/{STREAM}"), "WHIP publish (priming)")
-    viewer = await Watcher.open(http, base)
     stream_url = urljoin(base, f"api/streams/{STREAM}")
+    async with http.patch(stream_url, json=SWAP) as r:  # the same pipeline: torch's and OpenCV's pools start
+        await _ok(r, "selecting the identity (priming)")
+    viewer = await Watcher.open(http, base)
     async with http.post(f"{stream_url}/recording", json={"codec": "h264", "view": "processed"}) as r:
         await _ok(r, "starting the priming recording")
     await asyncio.sleep(PRIME_S)
@@ -210,6 +214,7 @@ class Sample:
     threads: int
     output_fps: float
     server_latency_p50_ms: float | None
+    processing_p50_ms: float | None
     frames_dropped: int
     recording_queue: int
     load_avg_1m: float
@@ -239,7 +244,7 @@ async def soak(args: argparse.Namespace, server: Server) -> dict[str, Any]:
         publisher.addTransceiver(camera, direction="sendonly")
         whip = await negotiate(http, publisher, urljoin(base, f"whip/{STREAM}"), "WHIP publish")
         stream_url = urljoin(base, f"api/streams/{STREAM}")
-        async with http.patch(stream_url, json={"identity": "soak-identity", "swap": True, "relight": True}) as r:
+        async with http.patch(stream_url, json=SWAP) as r:
             await _ok(r, "selecting the identity")
         viewers = [await Watcher.open(http, base) for _ in range(2)]
         async with http.post(f"{stream_url}/recording", json={"codec": "h264", "view": "processed"}) as r:
@@ -269,6 +274,7 @@ async def soak(args: argparse.Namespace, server: Server) -> dict[str, Any]:
                 threads=res["threads"],
                 output_fps=stats["output_fps"],
                 server_latency_p50_ms=(stats.get("latency_ms") or {}).get("p50"),
+                processing_p50_ms=((stats.get("stage_ms") or {}).get("total") or {}).get("p50"),
                 frames_dropped=stats["frames_dropped"],
                 recording_queue=rec["queue"]["frames"],
                 load_avg_1m=round(os.getloadavg()[0], 2),
@@ -325,6 +331,40 @@ def theil_sen_per_window(t: np.ndarray, values: np.ndarray, window_s: float) -> 
     return float(np.median(slopes)) if slopes else float("nan")
 
 
+def load_adjusted_drift(t: np.ndarray, lat: np.ndarray, samples: list[Sample]) -> float:
+    """The time coefficient of latency ~ a + b * time + c * load average (the machine's 1-minute load at each
+    frame, interpolated from the samples): a diagnostic for a shared machine, where latency follows the
+    other work on it. Not a check: the checks use the plain Theil-Sen slope."""
+    if len(t) < 10 or len(samples) < 2:
+        return float("nan")
+    load = np.interp(t, [s.t_s for s in samples], [s.load_avg_1m for s in samples])
+    design = np.column_stack([np.ones_like(t), t, load])
+    coef, *_ = np.linalg.lstsq(design, lat, rcond=None)
+    return float(coef[1])
+
+
+def by_minute(samples: list[Sample], start_s: float, end_s: float) -> list[dict[str, Any]]:
+    """Per minute after warm-up: the machine's load and the server's own figures (what the latency follows)."""
+    rows = []
+    for m in np.arange(start_s, end_s, 60.0):
+        inside = [s for s in samples if m <= s.t_s < m + 60]
+        if not inside:
+            continue
+        proc = [s.processing_p50_ms for s in inside if s.processing_p50_ms is not None]
+        rows.append(
+            {
+                "minute": int(m // 60),
+                "load_avg_1m": round(statistics.median(s.load_avg_1m for s in inside), 1),
+                "server_output_fps": round(statistics.median(s.output_fps for s in inside), 1),
+                "processing_p50_ms": round(statistics.median(proc), 1) if proc else None,
+                "rss_mb": round(statistics.median(s.rss_kb for s in inside) / 1024, 1),
+                "threads_max": max(s.threads for s in inside),
+                "fds_max": max(s.fds for s in inside),
+            }
+        )
+    return rows
+
+
 def report(
     args: argparse.Namespace,
     camera: StampedClipTrack,
@@ -372,6 +412,7 @@ def report(
                     for m in np.arange(args.warmup, args.duration, 60.0)
                     if np.any((t >= m) & (t < m + 60))
                 ],
+                "drift_load_adjusted_ms_per_s": round(load_adjusted_drift(t, lat, samples), 4),
                 "unreadable": watcher.counters["unreadable"],
             }
         )
@@ -405,6 +446,7 @@ def report(
         "server_output_fps_median": round(statistics.median(s.output_fps for s in warm), 2),
         "server_latency_p50_ms_first_last": [warm[0].server_latency_p50_ms, warm[-1].server_latency_p50_ms],
         "frames_dropped_live": warm[-1].frames_dropped,
+        "by_minute": by_minute(warm, args.warmup, args.duration),
         "viewers": per_viewer,
         "churn": churned,
         "recording": {
@@ -477,6 +519,8 @@ def main() -> int:
     for i, viewer in enumerate(result["viewers"]):
         print(f"  viewer {i + 1}: {json.dumps(viewer)}")
     print(f"  recording: {json.dumps(result['recording'])}; churn: {result['churn']}")
+    for row in result["by_minute"]:
+        print(f"  minute {row['minute']}: {json.dumps(row)}")
     ok = all(c["pass"] for c in result["checks"]) and rc == 0
     for check in result["checks"]:
         print(f"{'PASS' if check['pass'] else 'FAIL'}  {check['check']}")
