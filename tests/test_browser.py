@@ -455,7 +455,7 @@ def test_record_from_the_monitor_page(server: Server, browser: Browser) -> None:
     assert "operator token" in (viewer.text_content("#rec-error") or "")
     assert server.api(f"/api/streams/{STREAM}")[1]["recording"] is None, "nothing was recorded"
 
-    controls_y = monitor.locator("#controls").bounding_box()["y"]
+    record_height = monitor.locator("#record").bounding_box()["height"]
     monitor.select_option("#rec-view", "both")
     monitor.select_option("#rec-format", "h264/mp4")
     monitor.click("#rec-start")
@@ -472,6 +472,14 @@ def test_record_from_the_monitor_page(server: Server, browser: Browser) -> None:
     # The viewer's page shows the recording the operator started (through its stats).
     viewer.wait_for_selector("#rec-badge", state="visible", timeout=10_000)
     viewer.close()
+    # So does the start page's list of streams.
+    index = browser.context.new_page()
+    index.goto(server.url)
+    index.fill("#token", TOKEN)
+    index.press("#token", "Tab")
+    assert (index.text_content("#streams .rec-tag", timeout=10_000) or "").startswith("● REC")
+    index.screenshot(path=str(ARTIFACTS / "index-recording.png"))
+    index.close()
 
     # The indicator's duration grows while the recording runs.
     seen: list[float] = []
@@ -483,10 +491,16 @@ def test_record_from_the_monitor_page(server: Server, browser: Browser) -> None:
     _wait_until(grown_to_4_s, 20, lambda: f"the badge's duration to grow to 4 s (saw {seen})")
     assert seen == sorted(seen) and len(set(seen)) >= 3, seen
     state_line = monitor.text_content("#rec-state") or ""
-    assert state_line.startswith("● REC") and "H.264 MP4" in state_line and "0 dropped" in state_line, state_line
-    assert monitor.is_hidden("#rec-alarm"), "no alarm while the recorder keeps up"
+    assert state_line.startswith("● REC") and "H.264 MP4" in state_line, state_line
+    # What the page says about drops is what the server says (on a busy machine the recorder may fall behind).
+    dropped = server.api(f"/api/streams/{STREAM}")[1]["recording"]["frames_dropped"]
+    if dropped == 0:
+        assert "0 dropped" in state_line and monitor.is_hidden("#rec-alarm"), "no alarm while the recorder keeps up"
+    else:
+        assert re.search(r"[1-9]\d* dropped", state_line), (dropped, state_line)
     assert monitor.evaluate("document.title").startswith("● REC")
-    assert monitor.locator("#controls").bounding_box()["y"] == controls_y, "the recorder moved the controls"
+    height = monitor.locator("#record").bounding_box()["height"]
+    assert height == record_height, f"the Record panel grew from {record_height} to {height} px (controls moved)"
     monitor.screenshot(path=str(ARTIFACTS / "monitor-recording.png"))
 
     monitor.click("#rec-stop")
@@ -497,14 +511,14 @@ def test_record_from_the_monitor_page(server: Server, browser: Browser) -> None:
     monitor.screenshot(path=str(ARTIFACTS / "monitor-recorded.png"))
 
     status, final = server.api(f"/api/recordings/{rec['id']}")
-    assert status == 200 and final["state"] == "finished" and final["duration_s"] >= 4
+    assert status == 200 and final["state"] == "finished" and final["duration_s"] >= 4, final
     counts, sizes = {}, {}
     for view, name in final["files"].items():  # the files exist and hold the frames the server counted
         path = server.data_dir / "recordings" / name
         with av.open(str(path)) as container:
             frames = list(container.decode(video=0))
         counts[view], sizes[view] = len(frames), (frames[0].width, frames[0].height)
-    assert counts["processed"] == counts["source"] == final["frames_written"]["processed"] >= 60, counts
+    assert counts["processed"] == counts["source"] == final["frames_written"]["processed"] >= 60, (counts, final)
     # The camera's size, or what the browser scaled it down to under CPU load (WebRTC adapts the resolution).
     width, height = sizes["processed"]
     assert sizes["source"] == sizes["processed"] and width <= CLIP_SIZE[0] and abs(width / height - 16 / 9) < 0.02

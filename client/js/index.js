@@ -34,6 +34,13 @@ async function refresh() {
     const st = s.stats || {};
     info.textContent = `${fmt(st.output_fps, 1)} fps · ${st.width ?? "–"}×${st.height ?? "–"} · ${s.processor ?? ""}`;
     li.append(dot, link, info);
+    if (s.recording?.active) {
+      const rec = document.createElement("span");
+      rec.className = `rec-tag${s.recording.alarm ? " behind" : ""}`;
+      rec.textContent = s.recording.alarm ? "● REC · behind" : "● REC";
+      rec.title = Object.values(s.recording.files || {}).join("\n");
+      li.append(rec);
+    }
     list.append(li);
   }
 }
