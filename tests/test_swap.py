@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from engines.identity import IdentityStore
-from engines.swap.mesh import MeshSwapper
+from engines.swap.mesh import _EYE_PAIRS, _MOUTH_PAIRS, MeshSwapper, SwapConfig
 from engines.topology import EYE_OPENING, LEFT_EYE, LIPS_OUTER, MOUTH_OPENING, RIGHT_EYE, frontalise
 from tests.face_helpers import enrolled_store, photo_mesh
 
@@ -78,9 +78,11 @@ def test_face_half_out_of_frame(detector, mesh, faces: Path) -> None:  # type: i
     assert swapper.geometry(image, gone) is None
 
 
-def test_morph_moves_the_face_toward_the_identity_and_keeps_eyes_and_mouth_shapes(  # type: ignore[no-untyped-def]
+def test_morph_moves_the_face_toward_the_identity_and_keeps_the_actors_openings(  # type: ignore[no-untyped-def]
     store: IdentityStore, detector, mesh, faces: Path
 ) -> None:
+    """obama.jpg smiles with teeth: the morph takes his face's and features' shapes (the mouth's width) but
+    not the photo's open mouth — every facing pair of lip and lid points keeps the actor's gap."""
     image, lm = photo_mesh(detector, mesh, faces / "s1.jpg")
     identity = store.load("obama")
     swapper = MeshSwapper()
@@ -90,10 +92,29 @@ def test_morph_moves_the_face_toward_the_identity_and_keeps_eyes_and_mouth_shape
     before = np.abs(frontalise(plain.landmarks) - identity.canonical).mean()
     after = np.abs(frontalise(morphed.landmarks) - identity.canonical).mean()
     assert after < 0.8 * before
+
+    def width(points: np.ndarray) -> float:  # mouth corner to corner over the outer eye corners
+        return float(
+            np.linalg.norm(points[291, :2] - points[61, :2]) / np.linalg.norm(points[263, :2] - points[33, :2])
+        )
+
+    target = width(identity.canonical)
+    assert abs(width(morphed.landmarks) - target) < 0.5 * abs(width(plain.landmarks) - target)
+    for upper, lower in _MOUTH_PAIRS + _EYE_PAIRS[0] + _EYE_PAIRS[1]:
+        gap_plain = plain.landmarks[lower, :2] - plain.landmarks[upper, :2]
+        gap_morphed = morphed.landmarks[lower, :2] - morphed.landmarks[upper, :2]
+        assert np.linalg.norm(gap_morphed - gap_plain) < 0.5  # pixels
+    # Without matching the openings, the photo's smile opens the actor's mouth.
+    opened = MeshSwapper(SwapConfig(match_openings=False)).geometry(image, lm, 1, 0.0, identity, 1.0)
+    assert opened is not None
+    lip_gap = np.linalg.norm(opened.landmarks[14, :2] - opened.landmarks[13, :2])
+    assert lip_gap > np.linalg.norm(plain.landmarks[14, :2] - plain.landmarks[13, :2]) + 3.0
+    # With rigid features the eyes and the mouth keep the actor's shapes, moved and scaled as wholes.
+    rigid = MeshSwapper(SwapConfig(rigid_features=True)).geometry(image, lm, 1, 0.0, identity, 1.0)
+    assert rigid is not None
     for group in (RIGHT_EYE, LEFT_EYE, LIPS_OUTER):
         a = plain.landmarks[list(group), :2]
-        b = morphed.landmarks[list(group), :2]
-        # Moved and scaled as a whole: the shape is the actor's (similarity residual below a pixel).
+        b = rigid.landmarks[list(group), :2]
         a0, b0 = a - a.mean(axis=0), b - b.mean(axis=0)
         scale = float(np.sqrt((b0**2).sum() / (a0**2).sum()))
         residual = np.linalg.norm(b0 - scale * a0, axis=1).max()

@@ -31,8 +31,10 @@ from engines.identity import Identity
 from engines.raster import Raster, Window, rasterize
 from engines.shlight import mesh_to_camera
 from engines.topology import (
+    LEFT_BROW,
     LEFT_EYE,
     LIPS_OUTER,
+    RIGHT_BROW,
     RIGHT_EYE,
     face_scale_px,
     face_topology,
@@ -45,19 +47,25 @@ from engines.topology import (
 @dataclass(frozen=True)
 class SwapConfig:
     geometry_px: int = 128
+    """Long side of the raster the mesh is drawn at; the maps are upsampled to the window from there."""
     work_px: int = 400
     """Faces in windows larger than this (long side, pixels) are rendered, relit and colour-matched at this
     size and scaled up when pasted: a close-up costs no more than a medium shot (slightly softer)."""
     mip_bias: float = 1.0
     """Added to the texture level of detail (log2). 1: at most one texel per pixel across the face, so the
     bilinear lookup never skips texels (a minified texture shimmers as the mesh moves)."""
-    """Long side of the raster the mesh is drawn at; the maps are upsampled to the window from there."""
     morph_falloff: float = 0.25
     """How far outside the face the morph's image warp fades out, in eye-corner distances."""
-    morph_smoothing_iterations: int = 2
-    """Neighbour-averaging passes over the shape difference: the morph changes proportions, not details."""
-    rigid_features: bool = True
-    """The morph keeps the actor's eye and mouth shapes (moving and scaling them with the face)."""
+    morph_smoothing_iterations: int = 0
+    """Neighbour-averaging passes over the shape difference (0: every point takes the identity's place; the
+    difference is already smooth in time, and each pass blurs away some of the features' shapes)."""
+    rigid_features: bool = False
+    """True: the morph keeps the actor's eye and mouth shapes, moving and scaling them as wholes. False (the
+    default): eyes, lids and lips take the identity's shapes — the likeness lives there — opened as wide as
+    the actor's own (``match_openings``), so the actor's eyes and mouth interior still fit them."""
+    match_openings: bool = True
+    """Before the morph, the identity's mouth and eyes are set to the actor's usual opening: the photo's
+    expression (a smile with teeth, a squint) is not the identity's face shape (``_match_openings``)."""
     reference_time_constant_s: float = 2.0
     """Time over which the actor's own face shape (the morph's reference) is averaged."""
 
@@ -270,9 +278,11 @@ class MeshSwapper:
 
     def _morph_displacement(self, lm: np.ndarray, target: np.ndarray, reference: np.ndarray) -> np.ndarray:
         """Per-vertex displacement (468, 2) in frame pixels toward the identity's proportions."""
-        delta = (np.asarray(target, np.float64) - reference).copy()
-        # The eyes and the mouth move and scale with the face but keep the actor's shape: their shape in the
-        # identity's photo is an expression (a smile, a squint), and the actor's eyes and mouth are kept.
+        target = np.asarray(target, np.float64)
+        if self.config.match_openings:
+            target = _match_openings(target, reference)
+        delta = target - reference
+        # Optionally the eyes and the mouth move and scale with the face but keep the actor's shape.
         if self.config.rigid_features:
             for group in _rigid_groups():
                 delta[group] = delta[group].mean(axis=0)
@@ -364,3 +374,64 @@ def _smooth_on_mesh(values: np.ndarray, iterations: int) -> np.ndarray:
     for _ in range(iterations):
         v = 0.5 * v + 0.5 * (adj @ v)
     return v
+
+
+_MOUTH_PAIRS = ((191, 95), (80, 88), (81, 178), (82, 87), (13, 14), (312, 317), (311, 402), (310, 318), (415, 324))
+"""(upper, lower) inner-lip points facing each other, from the subject's right mouth corner to the left."""
+_LOWER_OUTER_LIP = (146, 91, 181, 84, 17, 314, 405, 321, 375)
+"""The lower lip's outer contour, one point per mouth pair: the lip moves as a whole with its inner edge."""
+_MOUTH_FIXED = (78, 308, 61, 291, 185, 40, 39, 37, 0, 267, 269, 270, 409)
+"""The mouth corners and the upper lip's outer contour: they stay where the identity has them."""
+_EYE_PAIRS = (
+    ((246, 7), (161, 163), (160, 144), (159, 145), (158, 153), (157, 154), (173, 155)),
+    ((466, 249), (388, 390), (387, 373), (386, 374), (385, 380), (384, 381), (398, 382)),
+)
+"""(upper, lower) eyelid points facing each other, per eye (subject's right, then left), outer to inner."""
+_EYE_CORNERS = (33, 133, 263, 362)
+MOUTH_REACH = 0.6
+EYE_REACH = 0.3
+"""How far (eye-corner distances on the canonical face) moving a lip or a lid drags the skin around it."""
+
+
+@functools.cache
+def _opening_operator() -> np.ndarray:
+    """(468, D) weights spreading D driven displacements over the mesh: the lower lip (inner edge, then outer
+    contour) and the upper lids are driven; the upper lip, the lower lids, the corners, the brows and
+    everything beyond ``MOUTH_REACH``/``EYE_REACH`` stay; every other vertex takes the mean of its neighbours
+    (a discrete harmonic field), so the skin around a moved lip or lid follows it smoothly."""
+    topo = face_topology()
+    c = topo.canonical.astype(np.float64)
+    n = c.shape[0]
+    driven = [lower for _, lower in _MOUTH_PAIRS] + list(_LOWER_OUTER_LIP)
+    driven += [upper for pairs in _EYE_PAIRS for upper, _ in pairs]
+    pinned = {upper for upper, _ in _MOUTH_PAIRS} | set(_MOUTH_FIXED) | set(_EYE_CORNERS)
+    pinned |= {lower for pairs in _EYE_PAIRS for _, lower in pairs} | set(RIGHT_BROW) | set(LEFT_BROW)
+    near = np.linalg.norm(c[:, :2] - c[[13, 14], :2].mean(axis=0), axis=1) < MOUTH_REACH
+    for eye in (RIGHT_EYE, LEFT_EYE):
+        near |= np.linalg.norm(c[:, :2] - c[list(eye), :2].mean(axis=0), axis=1) < EYE_REACH
+    pinned |= set(np.flatnonzero(~near).tolist())
+    pinned -= set(driven)
+    free = np.array(sorted(set(range(n)) - pinned - set(driven)))
+    fixed = np.array(driven + sorted(pinned))
+    laplacian = np.eye(n) - vertex_adjacency()
+    weights = np.zeros((n, len(driven)))
+    weights[np.array(driven), np.arange(len(driven))] = 1.0
+    rhs = -laplacian[np.ix_(free, fixed)][:, : len(driven)]  # pinned vertices are zero: only driven ones count
+    weights[free] = np.linalg.solve(laplacian[np.ix_(free, free)], rhs)
+    weights.setflags(write=False)
+    return weights
+
+
+def _match_openings(target: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``target`` (the identity's frontal shape) with its mouth and eyes opened as wide as in ``reference``
+    (the actor's usual shape), pair of facing points by pair: the lower lip and the upper lids move, the
+    shapes of the lips and the eyes otherwise stay the identity's.
+
+    The morph adds the difference identity - actor's average to the actor's current face. Without this, a
+    photo with an open smile would hold the actor's mouth open by the photo's gap (the warped mouth interior
+    stretched into it, speech harder to read), and a photo with narrower eyes than the actor's would make
+    the lids cross in every blink."""
+    weights = _opening_operator()
+    mouth = [(reference[lo] - reference[up]) - (target[lo] - target[up]) for up, lo in _MOUTH_PAIRS]
+    lids = [(target[lo] - target[up]) - (reference[lo] - reference[up]) for pairs in _EYE_PAIRS for up, lo in pairs]
+    return target + weights @ np.asarray(mouth + mouth + lids)
