@@ -53,9 +53,8 @@ _MAX_META_BYTES = 8 * 1024 * 1024
 _LUMA_BGR = np.array([0.0722, 0.7152, 0.2126], dtype=np.float32)
 SHADING_RANGE = (0.8, 1.25)
 """The de-lighting divides by the photo's shading limited to this range around its median on the face."""
-FLATTEN_LIMIT = 1.15
 TINT_LIMIT = 1.25
-"""Broad brightness swells the light model missed are divided out up to this factor (``_flatten_low_frequencies``)."""
+"""Broad colour casts the light model missed are divided out up to this factor (``_remove_colour_casts``)."""
 
 
 class IdentityCorruptError(InputError):
@@ -126,7 +125,7 @@ class Identity:
             typical = float(np.median(region @ _LUMA_BGR))
             luma = np.clip(luma, typical * SHADING_RANGE[0], typical * SHADING_RANGE[1])
             out = lin / np.maximum(luma[..., None] * tint, 1e-3)
-            out = _flatten_low_frequencies(out, self.coverage)
+            out = _remove_colour_casts(out, self.coverage)
         else:
             seen = self.coverage > 0.5
             mean = lin[seen].mean(axis=0) if seen.any() else lin.reshape(-1, 3).mean(axis=0)
@@ -449,14 +448,15 @@ def _load_identity(name: str, path: Path) -> Identity:
     return Identity(_info_from_meta(name, meta), texture, coverage, shading, canonical, landmarks)
 
 
-def _flatten_low_frequencies(albedo: np.ndarray, coverage: np.ndarray) -> np.ndarray:
-    """Divide out what the SH light could not explain: broad brightness swells over the skin.
+def _remove_colour_casts(albedo: np.ndarray, coverage: np.ndarray) -> np.ndarray:
+    """Divide out broad colour casts the light model could not explain (a lamp's tint on one side, heavy
+    blush): each channel's level blurred over about a tenth of the face, relative to the blurred brightness
+    and to the skin's median tint, limited to ``TINT_LIMIT`` either way. Lips, brows and freckles are
+    narrower than the blur and stay.
 
-    A second-order light has no terms for bounce light, cast shadows or a photo's fill lamp; what it misses
-    shows up in the albedo as broad bright or dark patches (a glowing lower cheek) that would follow the
-    face under every stage light. The skin's brightness blurred over about a tenth of the face, relative
-    to its median, is taken out (limited to ``FLATTEN_LIMIT`` either way); brows, lips, eyes and fine skin
-    detail are narrower than the blur and stay.
+    Broad *brightness* swells are left in: measured with a face recogniser, flattening them (cheekbones,
+    the bridge of the nose, the sockets the 468-point mesh is too coarse to shade) took about 0.03 off the
+    likeness of every identity (``benchmarks/eval_quality.py``), more than the glow they removed was worth.
     """
     from engines.texture import texture_labels
     from engines.topology import SKIN
@@ -469,12 +469,7 @@ def _flatten_low_frequencies(albedo: np.ndarray, coverage: np.ndarray) -> np.nda
     sigma = size / 40.0
     norm = np.maximum(cv2.GaussianBlur(weight, (0, 0), sigma), 1e-3)
     smooth = cv2.GaussianBlur(albedo * weight[..., None], (0, 0), sigma) / norm[..., None]  # per channel
-    luma = smooth @ _LUMA_BGR
-    reference = float(np.median((albedo @ _LUMA_BGR)[weight > 0]))
-    swell = np.clip(luma / max(reference, 1e-4), 1.0 / FLATTEN_LIMIT, FLATTEN_LIMIT)
-    # Broad colour casts too (a lamp's tint on one side, heavy blush): each channel's smooth level relative
-    # to the smooth brightness, limited, is divided out; lips, brows and freckles are narrower and stay.
-    tint = smooth / np.maximum(luma, 1e-4)[..., None]
+    tint = smooth / np.maximum(smooth @ _LUMA_BGR, 1e-4)[..., None]
     median_tint = np.median(tint[weight > 0], axis=0)
     cast = np.clip(tint / np.maximum(median_tint, 1e-4), 1.0 / TINT_LIMIT, TINT_LIMIT)
-    return albedo / (swell[..., None] * cast)
+    return albedo / cast
