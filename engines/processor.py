@@ -35,6 +35,7 @@ from engines.relight import LightTracker, estimate_sh, relight_face, skin_sample
 from engines.runtime import load_model
 from engines.settings import ProcessSettings
 from engines.stats import timed
+from engines.stillness import StillFaceHold, StillnessConfig
 from engines.swap.learned import LearnedConfig, LearnedFace, LearnedSwapper, load_swapper
 from engines.swap.mesh import FaceGeometry, MeshSwapper, SwapConfig
 from engines.tracker import FaceTracker, TrackedFace, TrackerConfig
@@ -56,6 +57,9 @@ class ProcessorConfig:
     blend: BlendConfig = field(default_factory=BlendConfig)
     occlusion: OcclusionConfig | None = None
     """Person segmentation around each face (``engines.occlusion``); None (the default): off."""
+    stillness: StillnessConfig | None = field(default_factory=StillnessConfig)
+    """A face whose picture has not changed since its geometry was taken keeps it (``engines.stillness``):
+    repeated frames give repeated output; None: every frame's landmarks are used as they come."""
     light_time_constant_s: float = 0.3
     """Temporal smoothing of the light measured on each face."""
     hdri_dir: Path | None = None
@@ -92,6 +96,7 @@ class FaceProcessor:
         self.user_models = user_models
         """Registered models (``stageswap models add``) that ``settings.swap_model`` can name."""
         self.swapper = MeshSwapper(self.config.swap)
+        self.still = StillFaceHold(self.config.stillness) if self.config.stillness is not None else None
         self._learned: LearnedSwapper | None = None
         self._embedding: tuple[Identity, tuple[str, ...], np.ndarray] | None = None
         self.frames = 0
@@ -142,6 +147,8 @@ class FaceProcessor:
             faces = tuple(self.tracker.update(image, t_s))
             stage_ms.update(self.tracker.last_stage_ms)
             self._forget({f.id for f in faces})
+            if self.still is not None:
+                faces = self.still.apply(image, faces)
             out = image
             stage = "swap"
             learned = self._learned_swapper(settings) if faces else None
@@ -274,6 +281,7 @@ class FaceProcessor:
             skin_small = skin_mask(geometry, alpha_small)
         face_bgr: np.ndarray | None = None
         relit_with_gains: np.ndarray | None = None
+        first_colour = face.id not in self._gains
         if relight:
             with timed(stage_ms, "relight"):
                 if identity is not None:
@@ -305,8 +313,10 @@ class FaceProcessor:
                 relit = relit_with_gains is not None
                 previous = relit_with_gains if relit else np.ones(3)
                 gains = self._smooth_gains(face.id, t, None if residual is None else previous * residual)
-                if not relit and gains is not None:
-                    face_bgr = apply_gains(face_bgr, gains)
+                if gains is not None and (not relit or first_colour):
+                    # Without a relight, or on a face's first frame (no gains yet to fold into its light), the
+                    # colour match is a pass of its own: a face never shows unmatched for a frame.
+                    face_bgr = apply_gains(face_bgr, gains / previous)
             composite(out, geometry, geometry.to_window(face_bgr), alpha * float(settings.strength))
         return "blend"
 
@@ -363,3 +373,5 @@ class FaceProcessor:
             del self._gains[face_id]
         if self.occlusion is not None:
             self.occlusion.forget(active)
+        if self.still is not None:
+            self.still.forget(active)
