@@ -338,28 +338,35 @@ def test_serve_on_the_lan_with_token_files_and_a_self_signed_certificate(tmp_pat
 @pytest.mark.parametrize(
     ("args", "reason"),
     [
-        (["--host", "0.0.0.0"], "reachable from the network"),
+        (["--host", "0.0.0.0", "--self-signed"], "reachable from the network"),
         (["--viewer-token", "v-token"], "needs --token"),
         (["--token", "a", "--token-file", "x"], "not both"),
         (["--token-file", "/nonexistent/token"], "cannot read it"),
+        (["--token-file", "__EMPTY__"], "is empty"),
         (["--self-signed", "--cert", "c.pem", "--key", "k.pem"], "not both"),
         (["--max-frame-size", "huge"], "--max-frame-size must look like"),
         (["--max-viewers", "0"], "--max-viewers"),
+        (["--control-rate", "0"], "must be positive"),
     ],
 )
 def test_serve_refuses_unsafe_or_bad_security_flags(args: list[str], reason: str, tmp_path: Path) -> None:
-    proc = _serve("--data-dir", str(tmp_path), *args)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 2 and reason in err and "Traceback" not in err, err
+    from streamer.__main__ import build_parser
+    from streamer.commands.serve import build_config
+
+    empty = tmp_path / "empty.token"
+    empty.write_text("\n\n")
+    argv = ["serve", "--processor", "passthrough", "--data-dir", str(tmp_path)]
+    parsed = build_parser().parse_args([*argv, *(str(empty) if a == "__EMPTY__" else a for a in args)])
+    with pytest.raises(InputError, match=re.escape(reason)):
+        build_config(parsed)
     assert not (tmp_path / "tls").exists()  # nothing was written before the flags were checked
 
 
-def test_an_empty_token_file_is_refused(tmp_path: Path) -> None:
-    empty = tmp_path / "empty.token"
-    empty.write_text("\n\n")
-    proc = _serve("--data-dir", str(tmp_path), "--token-file", str(empty))
+def test_serve_says_why_it_will_not_listen_on_the_network_in_one_line(tmp_path: Path) -> None:
+    proc = _serve("--data-dir", str(tmp_path), "--host", "0.0.0.0")
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 2 and "is empty" in err, err
+    assert proc.returncode == 2 and err.startswith("stageswap: error: --host 0.0.0.0 is reachable"), err
+    assert "--token" in err and "--insecure" in err and "Traceback" not in err
 
 
 def test_a_token_file_token_works_like_the_flag(tmp_path: Path) -> None:
