@@ -77,6 +77,8 @@ class _Wiring:
 
 RECORDINGS = web.AppKey("stageswap_recordings", RecordingManager)
 WHOLE_RATES = (24, 25, 30, 48, 50, 60, 120)
+RATE_SETTLE_S = 1.0
+"""A stream's rate is trusted once its first frames have left the stats window (window + this)."""
 """Measured rates within 5% of one of these are taken as it (a measurement jitters around the true rate)."""
 _WIRING = web.AppKey("stageswap_recording_wiring", _Wiring)
 
@@ -84,12 +86,17 @@ _WIRING = web.AppKey("stageswap_recording_wiring", _Wiring)
 def stream_rate(stream: Stream) -> Fraction | None:
     """The stream's nominal frame rate: its measured input rate as a whole standard rate (or whole fps).
 
-    A measurement cannot tell 29.97 from 30 fps; a client that needs an NTSC rate sends ``fps``."""
+    A measurement cannot tell 29.97 from 30 fps; a client that needs an NTSC rate sends ``fps``. A stream
+    whose first frames are still in the stats window has no rate yet (None: the default): the first frames
+    of a connection come in a burst (the soak test recorded a camera that had just connected as 140 fps,
+    with a queue sized for it)."""
     try:
-        fps = float(stream.stats.snapshot().get("input_fps") or 0.0)
+        snap = stream.stats.snapshot()
+        fps = float(snap.get("input_fps") or 0.0)
+        measured_s = float(snap.get("uptime_s") or 0.0)
     except Exception:  # stats are a nicety here: no rate simply means the default
         return None
-    if fps < 1.0:
+    if fps < 1.0 or measured_s < stream.stats.window_s + RATE_SETTLE_S:
         return None
     nearest = min(WHOLE_RATES, key=lambda rate: abs(rate - fps))
     return Fraction(nearest if abs(nearest - fps) <= 0.05 * nearest else min(240, round(fps)))

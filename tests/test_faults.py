@@ -345,3 +345,27 @@ def test_a_finished_recording_file_leaves_no_encoder_threads_behind(tmp_path: Pa
             assert _native_threads() == before, ending
     finally:
         gc.enable()
+
+
+def test_a_recording_does_not_take_the_first_burst_of_a_stream_for_its_rate() -> None:
+    """Found by the soak test: a recording started just after its camera connected was made at 140 fps (the
+    first frames arrive in a burst), with a 280-frame queue to match. The rate is trusted once the stats
+    window no longer holds those first frames; before that the default (30, or the client's ``fps``)."""
+    from types import SimpleNamespace
+
+    from streamer.api_recording import stream_rate
+    from streamer.metrics import StreamStats
+
+    def stream(age_s: float, frame_times_s: list[float]) -> Any:
+        now = time.monotonic()
+        stats = StreamStats(window_s=5.0)
+        stats.started_s = now - age_s
+        for t in frame_times_s:
+            stats.on_ingest(now - age_s + t)
+        return SimpleNamespace(stats=stats)
+
+    burst = [0.05 + i * 0.005 for i in range(14)]  # 14 frames in 70 ms, then the camera's own pace
+    assert stream_rate(stream(0.2, burst)) is None
+    assert stream_rate(stream(4.0, burst + [0.2 + i / 30 for i in range(114)])) is None
+    assert stream_rate(stream(10.0, burst + [0.2 + i / 30 for i in range(294)])) == 30
+    assert stream_rate(stream(10.0, [i / 25 for i in range(250)])) == 25
