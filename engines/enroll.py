@@ -7,8 +7,9 @@ not look like a human face. The detector and the mesh both answer with full conf
 looks at the unwrapped texture: human skin has much the same colourfulness all over the face, while an
 animal's face ringed by fur shows a pale, colourless periphery around a coloured centre.
 
-The texture of several photos is their per-texel weighted mean (weights: how squarely each photo saw
-each texel). Each photo's own lighting is estimated with ``engines.relight.estimate_sh`` on its skin
+Each photo's unwrapped face is cleaned first (``engines.cleanup``: objects in front of the chin, hair and
+background at the sides, specular highlights, grain). The texture of several photos is their per-texel
+weighted mean (weights: how squarely each photo saw each texel). Each photo's own lighting is estimated with ``engines.relight.estimate_sh`` on its skin
 texels and kept as a *shading* texture, so the albedo (texture / shading) can be rendered under the
 stage's light.
 """
@@ -16,11 +17,12 @@ stage's light.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
+from engines.cleanup import CleanupConfig, clean_texture
 from engines.detect import Detection, FaceDetector
 from engines.errors import InputError
 from engines.landmarks import FaceMesh, MeshResult, five_points, head_pose, roi_from_detection, roi_from_landmarks
@@ -53,10 +55,10 @@ class EnrollConfig:
     """Inner-lip gap, in eye distances, above which the photo gets a warning (the lips texture then
     carries the photo's expression onto every frame)."""
     texture_size: int = TEXTURE_SIZE
-    remove_hair: bool = False
-    """Treat hair hanging over the forehead in the photos (a fringe) as unseen, so the actor's forehead
-    shows there. Off by default: the fringe is part of how the person looks in that photo, and the
-    likeness measured by a face recogniser drops a lot without it."""
+    cleanup: CleanupConfig | None = field(default_factory=CleanupConfig)
+    """What is taken out of each photo's texture before merging (``engines.cleanup``: objects in front of the
+    chin, hair and background at the sides, specular highlights, grain; a fringe only if asked); None: the
+    photos' pixels as they are."""
 
 
 @dataclass(frozen=True)
@@ -246,84 +248,52 @@ def _choose(dets: Sequence[Detection], face: FaceChoice, label: str) -> int:
 
 
 def build_texture(
-    faces: Sequence[PhotoFace], size: int = TEXTURE_SIZE, delight: bool = True, remove_hair: bool = False
+    faces: Sequence[PhotoFace],
+    size: int = TEXTURE_SIZE,
+    delight: bool = True,
+    cleanup: CleanupConfig | None = None,
 ) -> TextureSet:
-    """Unwrap, de-light and merge the photos' faces into one texture (see the module docstring)."""
+    """Unwrap, clean (``cleanup``), de-light and merge the photos' faces into one texture (see the module
+    docstring)."""
     regions = texture_regions(size)
     acc_tex = np.zeros((size, size, 3), np.float64)
     acc_shade = np.zeros((size, size, 3), np.float64)
     acc_w = np.zeros((size, size), np.float64)
-    lights: list[np.ndarray] = []
     acc_seen = np.zeros((size, size), np.float64)
+    lights: list[np.ndarray] = []
     for face in faces:
         un = unwrap(face.photo.image, face.landmarks, size)
         seen = un.weight.astype(np.float64)
-        w = seen * _hair_free(un.texture, un.weight, size) if remove_hair else seen
         acc_seen += seen
+        w = seen
         shading = _shading(un.texture, un.normals, w, regions) if delight else None
+        texture = un.texture
+        if cleanup is not None:
+            cleaned = clean_texture(un.texture, un.weight, None if shading is None else shading[1], cleanup)
+            texture = cleaned.texture
+            # A filled-in texel counts for less than one another photo saw, where several photos merge.
+            w = seen * (1.0 - 0.9 * cleaned.occluded)
         if shading is not None:
             sh, shade_bgr = shading
             lights.append(sh)
             acc_shade += w[..., None] * shade_bgr
-        acc_tex += w[..., None] * un.texture
+        acc_tex += w[..., None] * texture
         acc_w += w
     known = acc_w > 1e-3
     inv = np.where(known, 1.0 / np.maximum(acc_w, 1e-9), 0.0)[..., None]
-    texture = fill_holes((acc_tex * inv).astype(np.float32), acc_w.astype(np.float32))
+    texture_out = fill_holes((acc_tex * inv).astype(np.float32), acc_w.astype(np.float32))
     shade_out = None
     if delight and lights:
         shade_out = fill_holes((acc_shade * inv).astype(np.float32), acc_w.astype(np.float32))
         shade_out = np.maximum(shade_out, 1e-3).astype(np.float32)
-    # Coverage: how well the photos saw a texel (saturating at SEEN_FULL: a surface at 75 degrees counts as
-    # seen) times the share of that view not hidden by hair, so hair edges ramp smoothly.
-    unhidden = np.where(acc_seen > 1e-6, acc_w / np.maximum(acc_seen, 1e-6), 0.0)
-    coverage = (np.clip(acc_seen / SEEN_FULL, 0.0, 1.0) * unhidden).astype(np.float32)
-    return TextureSet(np.clip(np.round(texture), 0, 255).astype(np.uint8), coverage, shade_out, tuple(lights))
+    # Coverage: how well the photos saw a texel, saturating at SEEN_FULL (a surface at 75 degrees counts as
+    # seen). Filled-in texels count as seen: the identity is drawn there, not the actor.
+    coverage = np.clip(acc_seen / SEEN_FULL, 0.0, 1.0).astype(np.float32)
+    return TextureSet(np.clip(np.round(texture_out), 0, 255).astype(np.uint8), coverage, shade_out, tuple(lights))
 
 
 SEEN_FULL = 0.08
 """Visibility weight (cos(normal, view) squared) at which a texel counts as fully seen."""
-FOREHEAD_TOP_Y = -0.9
-"""Canonical height (eye-corner distances, y down) of the top of the forehead: hair reaches in from here."""
-ABOVE_EYES_Y = -0.45
-HAIR_DARKER = 25.0
-HAIR_TINT = 14.0
-"""A texel this much darker (L*, 0-255 scale) than the photo's cheeks, or this far from their hue (a*b*
-distance), may be hair."""
-
-
-def _hair_free(texture: np.ndarray, weight: np.ndarray, size: int) -> np.ndarray:
-    """(T, T) weights 0..1: 0 where hair hangs over the face from the top of the forehead (a fringe).
-
-    Hair painted onto the actor's forehead is the most visible mistake a photo with a fringe would make;
-    those texels count as unseen, so the actor's forehead shows there. Only regions of hair-like colour
-    connected to the top of the forehead are taken: brows on bare skin are separate and stay, and below
-    the eyes nothing is touched (a beard is part of the likeness). The edge is soft (blurred over a few
-    texels) so the blend ramps there.
-    """
-    from engines.texture import texture_canonical_y, texture_labels
-    from engines.topology import EYE_OPENING, SKIN
-
-    lab = cv2.cvtColor(texture, cv2.COLOR_BGR2LAB).astype(np.float32)
-    y = texture_canonical_y(size)
-    labels = texture_labels(size)
-    cheeks = (labels == SKIN) & (weight > 0.3) & (y > -0.3) & (y < 0.3)
-    if cheeks.sum() < 50:
-        return np.ones(weight.shape, np.float64)
-    reference = np.median(lab[cheeks], axis=0)
-    darker = reference[0] - lab[..., 0]
-    tint = np.linalg.norm(lab[..., 1:] - reference[1:], axis=2)
-    # Hair is darker than the skin, or of another hue; a brighter patch is light on skin, not hair.
-    candidate = (
-        (labels >= 0) & (labels != EYE_OPENING) & (y < ABOVE_EYES_Y) & ((darker > HAIR_DARKER) | (tint > HAIR_TINT))
-    )
-    candidate = cv2.morphologyEx(candidate.astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
-    count, components = cv2.connectedComponents(candidate, connectivity=8)
-    top = np.unique(components[(candidate > 0) & (y < FOREHEAD_TOP_Y)])
-    hair = np.isin(components, top[top > 0])
-    grown = cv2.dilate(hair.astype(np.float32), np.ones((9, 9), np.uint8))
-    soft = cv2.GaussianBlur(grown, (0, 0), size / 40.0)  # a ramp about a fifth of an eye distance wide
-    return np.clip(1.0 - 1.5 * soft, 0.0, 1.0).astype(np.float64)
 
 
 def _shading(

@@ -45,7 +45,7 @@ from engines.photos import PhotoSource, load_photo
 
 FORMAT = "stageswap-identity"
 VERSION = 2
-"""2: coverage saturates at a fair view and carries the hair mask (``engines.enroll.build_texture``)."""
+"""2: coverage saturates at a fair view (``engines.enroll.build_texture``)."""
 MAX_PHOTOS = 10
 """Most photos one enrollment takes (more add little: they only fill texels already seen)."""
 META_FILE, TEXTURE_FILE, SHADING_FILE = "identity.json", "texture.png", "shading.npy"
@@ -230,7 +230,7 @@ class IdentityStore:
         with self._lock:
             analyser = self._get_analyser()
             faces = [analyser.analyse(p, face) for p in loaded]
-        texset = build_texture(faces, self.config.texture_size, remove_hair=self.config.remove_hair)
+        texset = build_texture(faces, self.config.texture_size, cleanup=self.config.cleanup)
         warnings = [w for f in faces for w in f.warnings]
         if texset.shading is None:
             warnings.append("the photos' lighting could not be measured: the texture keeps it")
