@@ -64,9 +64,10 @@ ABOVE_BROWS_Y = -0.6
 """Hair is looked for above this height (the brows themselves are a feature and always kept)."""
 SIDE_X = 0.62
 """Hair along the sides is looked for this far from the face's middle (the outer eye corners are at 0.5)."""
-SIDE_HAIR_Y = -0.1
-"""Above this height (about the cheekbones) hair hanging along the sides of the face is looked for by
-darkness or hue; below it only by hue (a beard stays)."""
+SIDE_HAIR_Y = 0.35
+"""Down to this height (the mouth), hair hanging along the sides of the face is looked for by darkness
+or hue; lower down (and anywhere else on the outline below ``LOWER_Y``) only by hue (a beard stays)."""
+LOWER_Y = -0.1
 
 
 @dataclass(frozen=True)
@@ -87,21 +88,26 @@ def clean_texture(
     cfg = config or CleanupConfig()
     size = texture.shape[0]
     labels = texture_labels(size)
+    # Texels the photo saw well enough to clean; occluders are looked for on everything it saw at all (hair
+    # at the far edge of a turned face is seen at a grazing angle, and shows when the actor turns).
     face = (labels >= 0) & (weight > 0.05)
+    seen = (labels >= 0) & (weight > 0.005)
     lin = srgb_to_linear(texture.astype(np.float32) / 255.0).astype(np.float32)
     shade = _luma_shading(lin, face, shading_bgr)
     albedo = lin / shade[..., None]
+    changed = face.copy()
     occluded = np.zeros((size, size), np.float32)
     if cfg.denoise:
         albedo = _denoise(albedo, labels, face)
     if cfg.occluders:
-        occluded = _occluders(texture, albedo, labels, face, cfg)
+        occluded = _occluders(texture, albedo, labels, seen, cfg)
         if occluded.max() > 0.0:
             albedo = _fill_from_skin(albedo, occluded, (labels == SKIN) & face & (occluded < 0.05) & (weight > 0.2))
+            changed |= seen & (occluded > 0.0)
     if cfg.highlights:
         albedo = _flatten_highlights(albedo, labels, face, cfg.highlight_ratio)
     out = linear_to_srgb(np.clip(albedo * shade[..., None], 0.0, 1.0)) * 255.0
-    cleaned = np.where(face[..., None], np.round(out), texture.astype(np.float32))
+    cleaned = np.where(changed[..., None], np.round(out), texture.astype(np.float32))
     return Cleaned(np.clip(cleaned, 0, 255).astype(np.uint8), occluded)
 
 
@@ -152,7 +158,7 @@ def _occluders(
     hue_cos = (lab_ab @ skin_ab) / np.maximum(chroma * skin_chroma, 1e-6)
     foreign = (chroma < cfg.object_chroma * skin_chroma) | (hue_cos < np.cos(np.radians(cfg.object_hue_deg)))
     # What reaches in from the face's outline: hair from the top of the forehead (only with ``fringe``); hair
-    # or background along the sides above the cheekbones; lower down only what is not of the skin's hue.
+    # or background along the sides down to the mouth; lower down only what is not of the skin's hue.
     edge = face & (cv2.dilate((~face).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0)
     free = face & ~keep
     found_mask = np.zeros((size, size), bool)
@@ -162,7 +168,7 @@ def _occluders(
     upper = (y >= ABOVE_BROWS_Y) & (y < SIDE_HAIR_Y) & (np.abs(x) > SIDE_X)
     if cfg.sides:
         found_mask |= _connected(free & upper & hairy, edge & upper)
-    found_mask |= _connected(free & (y >= SIDE_HAIR_Y) & foreign, edge & (y >= SIDE_HAIR_Y))
+    found_mask |= _connected(free & (y >= LOWER_Y) & foreign, edge & (y >= LOWER_Y))
     found = found_mask.astype(np.float32)
     if not found.any():
         return found
@@ -229,7 +235,8 @@ def _denoise(albedo: np.ndarray, labels: np.ndarray, face: np.ndarray) -> np.nda
         return albedo
     clean = cv2.fastNlMeansDenoisingColored(srgb, None, h, h, 5, 15)
     lin = srgb_to_linear(clean.astype(np.float32) / 255.0) / scale
-    return np.where(face[..., None], lin, albedo).astype(np.float32)
+    unclipped = face & (albedo.max(axis=2) * scale < 0.98)  # what the 8-bit copy clipped keeps its own value
+    return np.where(unclipped[..., None], lin, albedo).astype(np.float32)
 
 
 @functools.cache
