@@ -30,18 +30,23 @@ from engines.topology import EYE_OPENING, LIPS, MOUTH_OPENING, SKIN, face_topolo
 class BlendConfig:
     edge_inset: float = 0.0
     """The mask starts this far inside the face outline (eye-corner distances)."""
-    edge_feather: float = 0.12
+    edge_feather: float = 0.08
     """Width of the ramp from the actor to the swapped face at the outline (eye-corner distances): narrow
     at the jaw and cheeks, where the face ends anyway and the identity's outline matters most ..."""
-    forehead_feather: float = 0.35
+    forehead_feather: float = 0.25
     """... and wide across the forehead, where the mesh stops in the middle of the skin."""
     hole_grow: float = 0.02
-    """Kept eye and mouth openings are enlarged by this much (covers lashes and the lip line)."""
+    """Kept eye openings are enlarged by this much (covers the actor's lashes and lid line) ..."""
     hole_feather: float = 0.06
+    """... with a ramp this wide around them."""
+    mouth_grow: float = -0.02
+    """The kept mouth opening is enlarged by this much (negative: shrunk, the identity's lips cover its
+    rim) ..."""
+    mouth_feather: float = 0.03
+    """... with a ramp this wide around it."""
     keep_lips: bool = False
     """With ``keep_mouth``, keep the actor's lips too (speech looks natural with any identity photo, at
     some cost in likeness)."""
-    """Width of the ramp around kept openings."""
     seen_low: float = 0.1
     seen_high: float = 0.9
     """Photo coverage ramp: below ``seen_low`` the actor shows, above ``seen_high`` the identity."""
@@ -104,19 +109,24 @@ def face_alpha_small(
     # At least 1.5 small pixels of inset: the bilinear upsampling then cannot carry alpha past the face.
     inset = max(cfg.edge_inset * unit, 1.5)
     alpha = _smoothstep((inside_dist - inset) / np.maximum(feather * unit, 1e-3))
-    holes = np.zeros((hs, ws), dtype=bool)
     if keep_eyes:
-        holes |= labels == EYE_OPENING
+        alpha = alpha * _hole_ramp(labels == EYE_OPENING, cfg.hole_grow * unit, cfg.hole_feather * unit)
     if keep_mouth:
-        holes |= labels == MOUTH_OPENING
-        if cfg.keep_lips:
-            holes |= labels == LIPS
-    if holes.any():
-        hole_dist = cv2.distanceTransform((~holes).astype(np.uint8), cv2.DIST_L2, 3)
-        alpha = alpha * _smoothstep((hole_dist - cfg.hole_grow * unit) / max(cfg.hole_feather * unit, 1e-3))
+        mouth = (labels == MOUTH_OPENING) | ((labels == LIPS) if cfg.keep_lips else False)
+        alpha = alpha * _hole_ramp(mouth, cfg.mouth_grow * unit, cfg.mouth_feather * unit)
     if seen is not None:
         alpha = alpha * _smoothstep((seen - cfg.seen_low) / (cfg.seen_high - cfg.seen_low))
     return alpha.astype(np.float32)
+
+
+def _hole_ramp(holes: np.ndarray, grow_px: float, feather_px: float) -> np.ndarray:
+    """0 in ``holes`` grown by ``grow_px`` (negative: shrunk), rising to 1 over ``feather_px`` beyond: a
+    ramp on the signed distance to the hole's edge."""
+    if not holes.any():
+        return np.ones(holes.shape, np.float32)
+    outside = cv2.distanceTransform((~holes).astype(np.uint8), cv2.DIST_L2, 3)
+    inside = cv2.distanceTransform(np.pad(holes.astype(np.uint8), 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
+    return _smoothstep((outside - inside - grow_px) / max(feather_px, 1e-3)).astype(np.float32)
 
 
 def skin_mask(geometry: FaceGeometry, alpha_small: np.ndarray) -> np.ndarray:

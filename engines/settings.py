@@ -52,9 +52,9 @@ class ProcessSettings:
     relight_target: RelightTarget = field(default_factory=RelightTarget)
     strength: float = 1.0
     """0..1: how much of the processed face replaces the original."""
-    morph: float = 0.7
-    """0..1: geometry morph of the face shape toward the identity's (0: the actor's face shape; the
-    default keeps most of the likeness the shape carries while the actor's eyes and mouth stay put)."""
+    morph: float = 1.0
+    """0..1: geometry morph of the face shape toward the identity's (0: the actor's face shape; 1: the
+    identity's proportions and eye, lid and lip shapes, opened as the actor opens them)."""
     keep_eyes: bool = True
     """Keep the actor's eyes (gaze, blinks)."""
     keep_mouth: bool = True

@@ -31,7 +31,15 @@ def test_mask_covers_the_face_not_the_kept_openings(detector, mesh, faces: Path)
     assert alpha.min() >= 0.0 and alpha.max() <= 1.0
     assert (alpha[labels < 0] == 0).all()  # nothing outside the face
     assert (alpha[labels == EYE_OPENING] < 0.05).all()
-    assert (alpha[labels == MOUTH_OPENING] < 0.05).all()
+    # The mouth opening is kept but for its rim, which the identity's lips cover (``mouth_grow`` < 0).
+    mouth = labels == MOUTH_OPENING
+    centre = np.round(lm[[13, 14], :2].mean(axis=0)).astype(int) - (g.window.x0, g.window.y0)
+    assert alpha[centre[1], centre[0]] == 0.0 and alpha[mouth].mean() < 0.4
+    unit = g.face_scale_px
+    rim = cv2.distanceTransform(mouth.astype(np.uint8), cv2.DIST_L2, 3) < 0.01 * unit
+    assert alpha[mouth & rim].mean() > alpha[mouth & ~rim].mean() + 0.2
+    grown = face_alpha(g, True, True, BlendConfig(mouth_grow=0.02, mouth_feather=0.06))
+    assert (grown[mouth] < 0.05).all()
     cheek = np.round(lm[50, :2]).astype(int) - (g.window.x0, g.window.y0)
     assert alpha[cheek[1], cheek[0]] == 1.0
     # Not keeping them: the openings are painted too; keeping the lips leaves them to the actor.

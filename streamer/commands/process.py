@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     g.add_argument("--strength", type=float, default=1.0, help="0..1: how much of the processed face shows (1)")
     g.add_argument(
-        "--morph", type=float, default=None, help="0..1: move the face's shape toward the identity's (default 0.7)"
+        "--morph", type=float, default=None, help="0..1: move the face's shape toward the identity's (default 1)"
     )
     g.add_argument("--data-dir", metavar="DIR", help="data directory holding identities/ and hdri/")
     p.add_argument("--max-faces", type=int, default=4, help="most faces tracked at once (default 4)")
