@@ -9,9 +9,10 @@ animal's face ringed by fur shows a pale, colourless periphery around a coloured
 
 Each photo's unwrapped face is cleaned first (``engines.cleanup``: objects in front of the chin, hair and
 background at the sides, specular highlights, grain). The texture of several photos is their per-texel
-weighted mean (weights: how squarely each photo saw each texel). Each photo's own lighting is estimated with ``engines.relight.estimate_sh`` on its skin
-texels and kept as a *shading* texture, so the albedo (texture / shading) can be rendered under the
-stage's light.
+weighted mean (weights: how squarely each photo saw each texel); what none of them saw well takes the
+mirrored texel from the other side of the face where that was seen better. Each photo's own lighting is
+estimated with ``engines.relight.estimate_sh`` on its skin texels and kept as a *shading* texture, so the
+albedo (texture / shading) can be rendered under the stage's light.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ class EnrollConfig:
     """What is taken out of each photo's texture before merging (``engines.cleanup``: objects in front of the
     chin, hair and background at the sides, specular highlights, grain; a fringe only if asked); None: the
     photos' pixels as they are."""
+    mirror: bool = True
+    """Texels no photo saw well take the mirrored texel from the other side of the face, where that was seen
+    better (the far cheek of a turned photo): the identity, not the actor, shows there."""
 
 
 @dataclass(frozen=True)
@@ -252,6 +256,7 @@ def build_texture(
     size: int = TEXTURE_SIZE,
     delight: bool = True,
     cleanup: CleanupConfig | None = None,
+    mirror: bool = True,
 ) -> TextureSet:
     """Unwrap, clean (``cleanup``), de-light and merge the photos' faces into one texture (see the module
     docstring)."""
@@ -289,7 +294,46 @@ def build_texture(
     # Coverage: how well the photos saw a texel, saturating at SEEN_FULL (a surface at 75 degrees counts as
     # seen). Filled-in texels count as seen: the identity is drawn there, not the actor.
     coverage = np.clip(acc_seen / SEEN_FULL, 0.0, 1.0).astype(np.float32)
+    if mirror:
+        texture_out, coverage = _mirror_unseen(texture_out, shade_out, coverage)
     return TextureSet(np.clip(np.round(texture_out), 0, 255).astype(np.uint8), coverage, shade_out, tuple(lights))
+
+
+MIRROR_TRUST = 0.8
+"""A texel filled from its mirror image counts as seen this much (a face is nearly, not exactly, symmetric)."""
+MIRROR_FROM_X = 0.3
+"""Texels this far from the face's middle (eye-corner distances) may be filled from their mirror image."""
+
+
+def _mirror_unseen(
+    texture: np.ndarray, shading: np.ndarray | None, coverage: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Texels the photos saw badly (the far side of a turned face) take the mirrored texel from the other
+    side where that was seen better: its colour de-lit with the other side's shading and relit with this
+    side's, so the photo's light stays consistent. Coverage rises accordingly, so the identity, not the
+    actor, is drawn there when the actor turns that side to the camera."""
+    from engines.cleanup import mirror_map, texture_canonical_x
+    from engines.shlight import linear_to_srgb, srgb_to_linear
+
+    size = texture.shape[0]
+    mx, my = mirror_map(size)
+    valid = (mx >= 0).astype(np.float32)
+    mirrored_cover = cv2.remap(coverage, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT) * valid
+    # Only the sides: near the middle a texel's mirror is next to it anyway (and the mesh is not symmetric
+    # enough to mirror a nostril onto a nostril).
+    sides = (np.abs(texture_canonical_x(size)) > MIRROR_FROM_X).astype(np.float32)
+    gain = np.clip(mirrored_cover * MIRROR_TRUST - coverage, 0.0, 1.0) * sides
+    if not (gain > 0.05).any():
+        return texture, coverage
+    lin = srgb_to_linear(np.clip(texture, 0.0, 255.0) / 255.0).astype(np.float32)
+    if shading is not None:
+        albedo = lin / shading
+        mirrored = cv2.remap(albedo, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) * shading
+    else:
+        mirrored = cv2.remap(lin, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    share = (gain / np.maximum(gain + coverage, 1e-6))[..., None]
+    out = linear_to_srgb(np.clip(lin + share * (mirrored - lin), 0.0, 1.0)) * 255.0
+    return out.astype(np.float32), np.maximum(coverage, mirrored_cover * MIRROR_TRUST).astype(np.float32)
 
 
 SEEN_FULL = 0.08

@@ -230,7 +230,7 @@ class IdentityStore:
         with self._lock:
             analyser = self._get_analyser()
             faces = [analyser.analyse(p, face) for p in loaded]
-        texset = build_texture(faces, self.config.texture_size, cleanup=self.config.cleanup)
+        texset = build_texture(faces, self.config.texture_size, cleanup=self.config.cleanup, mirror=self.config.mirror)
         warnings = [w for f in faces for w in f.warnings]
         if texset.shading is None:
             warnings.append("the photos' lighting could not be measured: the texture keeps it")

@@ -226,3 +226,26 @@ def test_cleanup_fills_the_microphone_and_keeps_the_face(tmp_path: Path, analyse
     forehead = (y < -0.8) & (labels >= 0) & (kept.coverage > 0.5)
     lightness = [float(cv2.cvtColor(i.texture, cv2.COLOR_BGR2LAB)[..., 0][forehead].std()) for i in (kept, filled)]
     assert lightness[1] < 0.6 * lightness[0]  # hair strands gone: an even forehead
+
+
+def test_the_far_side_of_a_turned_photo_is_filled_from_the_near_side(
+    tmp_path: Path, analyser: FaceAnalyser, faces: Path
+) -> None:
+    """lin-manuel-miranda.png is turned a little: his left cheek (image right) is seen at a grazing angle.
+    Its texels take the mirrored right cheek, so the identity shows there when an actor turns that way."""
+    from dataclasses import replace
+
+    from engines.cleanup import texture_canonical_x
+
+    x = texture_canonical_x(512)
+    far, near = np.isfinite(x) & (x > 0.3), x < -0.3
+    plain = IdentityStore(tmp_path / "plain", analyser=analyser, config=replace(analyser.config, mirror=False))
+    mirrored = IdentityStore(tmp_path / "mirrored", analyser=analyser)
+    a = plain.load(plain.enroll("lin", [faces / "lin-manuel-miranda.png"]).name)
+    b = mirrored.load(mirrored.enroll("lin", [faces / "lin-manuel-miranda.png"]).name)
+    assert a.coverage[far].mean() < 0.75 < 0.85 < b.coverage[far].mean()
+    np.testing.assert_array_equal(a.coverage[near], b.coverage[near])
+    # What was filled looks like his skin there: as bright as the near cheek's texels, not the fill's grey.
+    filled = far & (b.coverage - a.coverage > 0.3)
+    lightness = cv2.cvtColor(b.texture, cv2.COLOR_BGR2LAB)[..., 0].astype(float)
+    assert abs(np.median(lightness[filled]) - np.median(lightness[near & (a.coverage > 0.9)])) < 30
