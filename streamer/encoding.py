@@ -32,7 +32,7 @@ from typing import Any
 
 import av
 import numpy as np
-from av.video.reformatter import ColorRange, Colorspace
+from av.video.reformatter import ColorRange, Colorspace, VideoReformatter
 
 from engines.errors import OutputError
 from streamer.formats import RecordFormat, codec_setup
@@ -98,6 +98,8 @@ class FileEncoder:
         self.timecode = spec.timecode
         """Written into the file when the video stream opens (at the first frame unless ``size`` is given)."""
         self._stream: Any = None
+        self._to_yuv: Any = VideoReformatter()
+        """One scaler for the file (PyAV would make one, with its threads, per frame)."""
         self._yuv = True
         self._pix_fmt = ""
         self._last_frame: av.VideoFrame | None = None
@@ -190,7 +192,8 @@ class FileEncoder:
             self._open_video(w, h)
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
         if self._yuv:  # BT.709 matrix, limited range: what the stream is tagged with
-            frame = frame.reformat(
+            frame = self._to_yuv.reformat(
+                frame,
                 self.width,
                 self.height,
                 self._pix_fmt,
@@ -322,7 +325,7 @@ class FileEncoder:
         object may live on in a reference cycle (the recorder's callbacks) until the garbage collector
         runs (found by the soak test: three x264 threads outlived each recording)."""
         self._stream = self._audio_out = self._audio_decoder = self._last_frame = None
-        self._container = None
+        self._container = self._to_yuv = None
 
     def _close_fd(self) -> None:
         if self._fd is not None:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import av
+from av.video.reformatter import VideoReformatter
 
 from engines.errors import InputError
 from streamer.config import InputSpec
@@ -156,6 +157,7 @@ class SourceReader:
 
 
 def _decode(container: Any, stream: Any) -> Iterator[tuple[Any, float]]:
+    to_bgr = VideoReformatter()  # one scaler for the source, not one (with its threads) per frame
     for frame in container.decode(stream):
         time_s = float(frame.time) if frame.time is not None else 0.0
-        yield frame.to_ndarray(format="bgr24"), time_s
+        yield to_bgr.reformat(frame, format="bgr24").to_ndarray(), time_s

@@ -39,6 +39,19 @@ StatusProvider = Callable[[str], Any]
 Other parts of the service register theirs in ``StreamRegistry.status_providers`` (e.g. ``recording``)."""
 
 
+class _Current:
+    """A stream's settings as one immutable value, shared with its worker thread (read once per frame).
+
+    The worker holds this, not the stream: nothing in a stream refers back to it, so an ended stream (its
+    ring slots, its last frames, its encoders' state) is freed as soon as the registry and the sessions let
+    go of it, not whenever the garbage collector next looks for cycles (found by the soak test)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: ProcessSettings) -> None:
+        self.value = value
+
+
 class Stream:
     """One named stream. Created and removed by ``StreamRegistry``; ``close`` joins its threads."""
 
@@ -57,7 +70,7 @@ class Stream:
         self.config = config
         self.created_s = time.monotonic()
         self.ring: FrameRing = ring or CpuFrameRing(slots=3)
-        self._settings = config.initial_settings
+        self._current = _Current(config.initial_settings)
         self._settings_lock = threading.Lock()
         self.stats = StreamStats(window_s=config.stats_window_s)
         self.fanout = OutputFanout(
@@ -66,7 +79,8 @@ class Stream:
                 bitrate=config.video_bitrate, keyframe_interval_s=config.keyframe_interval_s, badge=config.badge
             ),
         )
-        self.worker = Worker(name, self.ring, make_processor, lambda: self._settings, self.fanout, self.stats)
+        current = self._current  # the worker reads the settings through this, never through the stream
+        self.worker = Worker(name, self.ring, make_processor, lambda: current.value, self.fanout, self.stats)
         self.publisher: str | None = None
         """Session id of the WHIP publisher feeding the stream, if any."""
         self.viewers: set[str] = set()
@@ -89,6 +103,14 @@ class Stream:
             self.source.start()
 
     # -- settings --------------------------------------------------------------------------------------
+    @property
+    def _settings(self) -> ProcessSettings:
+        return self._current.value
+
+    @_settings.setter
+    def _settings(self, value: ProcessSettings) -> None:
+        self._current.value = value
+
     @property
     def settings(self) -> ProcessSettings:
         return self._settings

@@ -40,6 +40,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import SessionDescription
+from av.video.reformatter import VideoReformatter
 
 from engines.errors import InputError
 from engines.paths import check_name
@@ -221,7 +222,12 @@ class PeerRegistry:
                 if session.view is not None and session.codec is not None:
                     stream.fanout.unsubscribe(session.view, session.codec, session.track)
                 session.track.stop()
+                session.track.encoder = None
         await _close_pc(session.pc)
+        # Break the session's reference cycles (its tasks and the connection's callbacks refer to it), so
+        # that it and its stream are freed now, not at the garbage collector's next full pass.
+        session.pc.remove_all_listeners()
+        session.tasks.clear()
         await self._service.release(stream)
 
     async def close_all(self, reason: str) -> None:
@@ -376,30 +382,37 @@ async def _drain(registry: PeerRegistry, session: PeerSession, track: MediaStrea
     waiting: asyncio.Queue[Any] | None = getattr(track, "_queue", None)
     ended = False
     accepted: tuple[int, int] | None = None  # the last frame size checked against the limit
-    while not ended:
-        try:
-            frame = await track.recv()
-        except MediaStreamError:
-            break
-        while waiting is not None and not waiting.empty():
-            newer = waiting.get_nowait()
-            if newer is None:  # aiortc's end-of-track marker
-                ended = True
+    # One converter for the session: PyAV gives each frame its own otherwise, with a scaler and (PyAV 18) two
+    # threads made and joined per frame, and kept alive by any frame that outlives its use (the soak found
+    # two threads per ended stream waiting for the garbage collector).
+    to_bgr = VideoReformatter()
+    try:
+        while not ended:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
                 break
-            frame = newer
-            stream.ingest_skip()
-        size = (int(frame.width), int(frame.height))  # type: ignore[union-attr]
-        if size != accepted:
-            refusal = stream.config.frame_refusal(*size)
-            if refusal is not None:
-                registry.refuse(session, f"{refusal} (--max-frame-size): the publisher is closed")
-                return
-            accepted = size
-        now = time.monotonic()
-        image = frame.to_ndarray(format="bgr24")  # type: ignore[union-attr]
-        stream.ingest(image, FrameMeta(session.frames, now - stream.created_s, now))
-        session.frames += 1
-        session.last_media_s = now
+            while waiting is not None and not waiting.empty():
+                newer = waiting.get_nowait()
+                if newer is None:  # aiortc's end-of-track marker
+                    ended = True
+                    break
+                frame = newer
+                stream.ingest_skip()
+            size = (int(frame.width), int(frame.height))  # type: ignore[union-attr]
+            if size != accepted:
+                refusal = stream.config.frame_refusal(*size)
+                if refusal is not None:
+                    registry.refuse(session, f"{refusal} (--max-frame-size): the publisher is closed")
+                    return
+                accepted = size
+            now = time.monotonic()
+            image = to_bgr.reformat(frame, format="bgr24").to_ndarray()  # type: ignore[arg-type]
+            stream.ingest(image, FrameMeta(session.frames, now - stream.created_s, now))
+            session.frames += 1
+            session.last_media_s = now
+    finally:
+        del to_bgr  # its threads end now, even if this coroutine's frame outlives it (in a traceback)
     registry.close_soon(session, "the publisher ended its track")
 
 
