@@ -2,14 +2,15 @@
 
     python benchmarks/bench_recording.py [--clip s18.mp4] [--phase-s 20] [--processor full|passthrough]
                                          [--view processed|source|both] [--codecs h264 prores] [--monitors 1]
+                                         [--identity s1.jpg|none]
 
-The real service runs in this process (``create_app``) with the clip as an ``--input`` camera (720p30
-for s18.mp4, looping, paced at its own rate). A probe sink on the stream's fan-out notes every frame the
-worker hands on: live fps and latency (ingest arrival -> fan-out, ms) per phase. ``--monitors`` WHEP
-monitors are attached at the fan-out (the shared encoder runs, packets are discarded) so the live path
-includes monitor encoding. Phases alternate: off, each codec recording, off again; during a recording
-the recorder's queue depth is sampled every 0.1 s. Each recording phase is compared with the mean of
-the "off" phases around it.
+The real service runs in this process (``create_app``) with the clip as an ``--input`` camera (720p30 for
+s18.mp4, looping, paced at its own rate), the full processor swapping ``--identity`` in. A probe sink on
+the stream's fan-out notes every frame the worker hands on: live fps and latency (ingest arrival -> fan-
+out, ms) per phase. ``--monitors`` WHEP monitors are attached at the fan-out (the shared encoder runs,
+packets are discarded) so the live path includes monitor encoding. Phases alternate: off, each codec
+recording, off again; during a recording the recorder's queue depth is sampled every 0.1 s. Each recording
+phase is compared with the mean of the "off" phases around it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ import av
 import numpy as np
 from aiohttp import web
 
+from engines.consent import enroll_with_consent
+from engines.identity import IdentityStore
+from engines.settings import ProcessSettings
 from streamer import api, api_recording, webrtc
 from streamer.api_recording import RECORDINGS
 from streamer.config import InputSpec, ServeConfig
@@ -109,8 +113,19 @@ async def run(args: argparse.Namespace) -> None:
     if args.cost_frames:
         encoder_costs(clip, args.codecs, args.cost_frames)
     with tempfile.TemporaryDirectory(prefix="bench-rec-") as tmp:
+        settings = ProcessSettings()
+        if args.processor == "full" and args.identity != "none":
+            photo = SHARED / "data" / "faces" / args.identity
+            store = IdentityStore(Path(tmp) / "identities")
+            enroll_with_consent(store, "bench", [photo], None, allow_unverified=True, face="largest")
+            settings = ProcessSettings(identity="bench")
+            print(f"identity: {photo.name} swapped in")
         config = ServeConfig(
-            data_dir=Path(tmp), processor=args.processor, inputs=(InputSpec.parse(f"cam1={clip}"),), max_streams=1
+            data_dir=Path(tmp),
+            processor=args.processor,
+            inputs=(InputSpec.parse(f"cam1={clip}"),),
+            max_streams=1,
+            initial_settings=settings,
         )
         groups = (webrtc.register, api.register, api_recording.configured(encoder_nice=args.encoder_nice))
         app = create_app(config, route_groups=groups)
@@ -254,6 +269,12 @@ def main() -> None:
     ap.add_argument("--cost-frames", type=int, default=60, help="frames per encoder in the cost table (0: skip)")
     ap.add_argument("--monitors", type=int, default=1, help="WHEP monitor encoders attached (default 1)")
     ap.add_argument("--encoder-nice", type=int, default=10, help="recorder thread niceness (default 10, as served)")
+    ap.add_argument(
+        "--identity",
+        default="s1.jpg",
+        help="photo in the shared faces swapped in by the full processor (enrolled unverified, in a temporary data "
+        "dir); 'none' for tracking and relighting only",
+    )
     asyncio.run(run(ap.parse_args()))
 
 

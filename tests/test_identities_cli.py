@@ -72,7 +72,7 @@ def test_process_swaps_to_a_photo_or_an_enrolled_name(
     rc, out, _ = _run(
         capsys,
         "process", "-i", str(src), "-o", str(swapped), "--identity", str(faces / "s1.jpg"),
-        "--stats", str(stats), "--no-progress",
+        "--unverified", "--stats", str(stats), "--no-progress",
     )  # fmt: skip
     assert rc == 0 and "swap" in out
     s = json.loads(stats.read_text())
@@ -93,6 +93,7 @@ def test_process_swaps_to_a_photo_or_an_enrolled_name(
     [
         (["--identity", "nobody"], "no identity named 'nobody'"),
         (["--identity", "missing.jpg"], "does not exist"),
+        (["--identity", "FACES/s1.jpg"], "a photo has no consent record"),
         (["--relight-target", "direction:1,2"], "needs 3 or 4 numbers"),
         (["--relight-target", "sunset"], "--relight-target must be"),
         (["--relight-target", "sh:missing.json"], "cannot read SH file"),
@@ -102,10 +103,11 @@ def test_process_swaps_to_a_photo_or_an_enrolled_name(
     ],
 )
 def test_process_flag_errors(
-    tmp_path: Path, clips: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+    tmp_path: Path, clips: Path, faces: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
 ) -> None:
     argv = ["process", "-i", str(clips / "d0.mp4"), "-o", str(tmp_path / "o.mp4"), "--no-progress"]
     argv += ["--data-dir", str(tmp_path)]
+    extra = [e.replace("FACES", str(faces)) for e in extra]
     rc, _, err = _run(capsys, *argv, *extra)
     assert rc == 2 and message in err and "Traceback" not in err
 

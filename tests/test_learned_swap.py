@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from engines.align import align_points5, arcface_template
+from engines.consent import ConsentRecord
 from engines.errors import InputError
 from engines.identity import IdentityStore
 from engines.processor import FaceProcessor, ProcessedFrame, ProcessorConfig
@@ -54,9 +55,13 @@ def data(tmp_path_factory: pytest.TempPathFactory, faces: Path, models_dir: Path
     store.add(om.inswapper(files / "colour.onnx", SHIFT, EMAP), name="colour", licence="CC BY-NC 4.0")
     store.add(om.identity_inswapper(files / "same.onnx", EMAP), name="same", licence="MIT")
     store.add(om.inswapper(files / "dot.onnx", np.zeros((512, 3), np.float32), EMAP, overlay=_dot()), name="dot")
-    store.add(om.dfm(files / "morph.dfm", 224, gain=0.0), name="morph")
-    store.add(om.dfm(files / "paint.dfm", 224, gain=0.0, bias=DFM_COLOUR_BGR, morph=False), name="paint")
-    store.add(om.dfm(files / "half.dfm", 224, gain=0.0, bias=DFM_COLOUR_BGR, morph=False, celeb_mask=half), name="half")
+    # A DFM is a likeness of its own: registered with consent (morph) or explicitly unverified (the others).
+    consent = ConsentRecord.create("Morph Model", "Plumbing tests", valid_from="2020-01-01", valid_until="2099-12-31")
+    store.add(om.dfm(files / "morph.dfm", 224, gain=0.0), name="morph", consent=consent)
+    paint = om.dfm(files / "paint.dfm", 224, gain=0.0, bias=DFM_COLOUR_BGR, morph=False)
+    store.add(paint, name="paint", unverified=True)
+    half_dfm = om.dfm(files / "half.dfm", 224, gain=0.0, bias=DFM_COLOUR_BGR, morph=False, celeb_mask=half)
+    store.add(half_dfm, name="half", unverified=True)
     identities = IdentityStore(data / "identities", models_dir)
     identities.enroll("plain", [faces / "biden.jpg"], face="largest")  # before the recogniser: no embedding
     store.add(om.arcface(files / "arc.onnx"), name="arc")
@@ -362,6 +367,7 @@ def test_cli_identities_add_embeds_and_process_runs_a_dfm(  # type: ignore[no-un
         "colour",
         "--identity",
         str(faces / "alex-lacamoire.png"),
+        "--unverified",
         "--data-dir",
         str(copy),
     ]
@@ -487,7 +493,8 @@ def test_monitor_page_picks_a_model_and_warns_about_its_licence(  # type: ignore
 ) -> None:
     """Headless Chromium on the monitor page of a real `stageswap serve` (full processor, a clip as input):
     the model picker lists the registered swap models (not the recogniser), marks the research-only and
-    undeclared licences, warns under the list, and choosing a model makes the live stream swap with it."""
+    undeclared licences and the DFMs' unverified consent, warns under the list, and choosing a model makes the
+    live stream swap with it."""
     import os
     import re
     import signal
@@ -537,13 +544,16 @@ def test_monitor_page_picks_a_model_and_warns_about_its_licence(  # type: ignore
             assert list(labels)[0] == "mesh" and "arc" not in labels
             assert "research only" in labels["colour"] and "licence?" in labels["paint"]
             assert "research only" not in labels["same"] and "licence?" not in labels["same"]
+            # A DFM is a likeness: unverified consent is marked like an identity's, verified consent is not.
+            assert "unverified" in labels["paint"] and "unverified" not in labels["morph"]
             page.wait_for_selector("#control-fields:not([disabled])", timeout=30_000)
             page.select_option("#swap-model", "colour")
             assert "Research only" in (page.text_content("#model-note") or "")
             page.select_option("#swap-model", "same")
             page.wait_for_function("document.querySelector('#model-note').hidden")
             page.select_option("#swap-model", "paint")
-            assert "Licence undeclared" in (page.text_content("#model-note") or "")
+            note = page.text_content("#model-note") or ""
+            assert "Licence undeclared" in note and "Consent unverified" in note, note
             deadline = time.monotonic() + 30
             while stream()["settings"]["swap_model"] != "paint" and time.monotonic() < deadline:
                 time.sleep(0.2)

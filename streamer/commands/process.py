@@ -42,7 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--identity",
         metavar="PHOTO_OR_NAME",
-        help="swap every face to this enrolled identity, or to the person in this photo (enrolled for this run only)",
+        help="swap every face to this enrolled identity, or to the person in this photo (enrolled for this run only, "
+        "with no consent record: needs --unverified)",
+    )
+    g.add_argument(
+        "--unverified",
+        action="store_true",
+        help="let --identity PHOTO swap in a person without a consent record (stageswap identities add records one)",
     )
     g.add_argument(
         "--swap-model",
@@ -146,6 +152,12 @@ def _check_swap_model(
     models = UserModelStore(data_dir(args.data_dir))
     model = models.get(settings.swap_model, SWAP_KINDS)
     models.path(model)  # sha256 checked
+    if model.is_likeness:  # a DFM's trained-in identity: its consent must hold, as an identity's does
+        from engines.consent import check_swap_allowed
+
+        check_swap_allowed(model.name, model.consent, subject="dfm")
+        if model.consent is None:
+            print(f"warning: DFM model {model.name!r} is swapped in unverified (no consent record)")
     if model.research_only or not model.licence:
         print(f"warning: model {model.name!r}: licence {model.licence or 'undeclared'} (see stageswap models list)")
     if model.kind == "inswapper":
@@ -187,11 +199,18 @@ def _swap_settings(
         if photo.suffix.lower() in PHOTO_SUFFIXES or photo.is_file():
             if not photo.is_file():
                 raise InputError(f"identity photo {photo} does not exist")
+            if not args.unverified:
+                raise InputError(
+                    f"--identity {photo}: a photo has no consent record; enroll the person with consent "
+                    "(stageswap identities add NAME PHOTO --consent-by ... --production ... --valid-until ...) and "
+                    "give --identity NAME, or pass --unverified to swap in an unverified likeness"
+                )
             tmp = Path(scratch.enter_context(tempfile.TemporaryDirectory(prefix="stageswap-identity-")))
             store = IdentityStore(tmp / "identities", args.models)
             info = store.enroll("photo", [photo], face="largest")
             for warning in info.warnings:
                 print(f"warning: {warning}")
+            print(f"warning: {photo.name} is swapped in unverified (no consent record)")
             patch["identity"] = "photo"
         else:
             store = IdentityStore(data / "identities", args.models)
