@@ -80,8 +80,8 @@ def main() -> None:
         store = UserModelStore(data)
         store.add(om.arcface(data / "arc.onnx"), name="arc")
         store.add(om.identity_inswapper(data / "insw.onnx", om.random_emap()), name="inswapper")
-        store.add(om.dfm(data / "d224.dfm", 224), name="dfm224")
-        store.add(om.dfm(data / "d512.dfm", 512), name="dfm512")
+        store.add(om.dfm(data / "d224.dfm", 224), name="dfm224", unverified=True)  # DFMs: consent or the flag
+        store.add(om.dfm(data / "d512.dfm", 512), name="dfm512", unverified=True)
         ids = IdentityStore(data / "identities", args.models)
         ids.enroll("bench", [photo], face="largest")
         embed_identity(store, ids.root, "bench", [photo])

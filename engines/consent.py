@@ -16,6 +16,10 @@ An identity's consent status is one of:
 
 New swaps with a ``pending`` or ``expired`` identity are refused (``check_swap_allowed``); a swap
 already running is not cut off mid-take, the worker checks when a swap starts.
+
+A DFM model has a person's identity trained in, so it is a likeness of its own: it carries the same
+record (in its ``models.json`` entry, ``engines.user_models``), goes through the same checks
+(``subject="dfm"``), and has the same statuses (``engines.likeness`` says what a swap puts on the actor).
 """
 
 from __future__ import annotations
@@ -220,14 +224,41 @@ def consent_summary(record: ConsentRecord | None, today: dt.date | None = None) 
     return summary
 
 
+_SUBJECTS = {
+    "identity": ("identity", "stageswap identities consent"),
+    "dfm": ("DFM model", "stageswap models consent"),
+}
+"""What a record can be about, for messages: (noun, the command that records or renews its consent)."""
+
+
+def _subject(subject: str) -> tuple[str, str]:
+    try:
+        return _SUBJECTS[subject]
+    except KeyError:
+        raise ValueError(f"consent subject must be one of {', '.join(_SUBJECTS)}, got {subject!r}") from None
+
+
 def check_enrollment(
-    name: str, record: ConsentRecord | None, allow_unverified: bool, today: dt.date | None = None
+    name: str,
+    record: ConsentRecord | None,
+    allow_unverified: bool,
+    today: dt.date | None = None,
+    subject: str = "identity",
 ) -> ConsentStatus:
     """Refuse to enroll ``name`` without consent unless explicitly allowed, or with consent already expired.
 
-    Returns the status the identity gets.
+    ``subject`` is ``"identity"`` (an enrolled identity) or ``"dfm"`` (a DFM model, whose trained-in identity
+    is a likeness of its own, registered with ``stageswap models add``). Returns the status it gets.
     """
+    noun, _ = _subject(subject)
     if record is None and not allow_unverified:
+        if subject == "dfm":
+            raise ConsentError(
+                f"DFM model {name!r} has a person's identity trained in and no consent record: give who consented, "
+                "the production and the end date (--consent-by NAME --production P --valid-until YYYY-MM-DD "
+                "[--document FILE], or --consent FILE.json), or register it explicitly unverified (--unverified); "
+                "nothing was registered"
+            )
         raise ConsentError(
             f"identity {name!r} has no consent record: give who consented, the production and the end date "
             "(--consent-by NAME --production P --valid-until YYYY-MM-DD [--document FILE], or --consent FILE.json; "
@@ -236,29 +267,32 @@ def check_enrollment(
     status = consent_status(record, today)
     if record is not None and status is ConsentStatus.EXPIRED:
         until = record.valid_until.isoformat() if record.valid_until else "?"
-        raise ConsentError(f"the consent given for identity {name!r} already expired on {until}: check its dates")
+        raise ConsentError(f"the consent given for {noun} {name!r} already expired on {until}: check its dates")
     return status
 
 
-def check_swap_allowed(name: str, record: ConsentRecord | None, today: dt.date | None = None) -> ConsentStatus:
+def check_swap_allowed(
+    name: str, record: ConsentRecord | None, today: dt.date | None = None, subject: str = "identity"
+) -> ConsentStatus:
     """Raise ConsentError if a NEW swap with ``name`` must not start; returns its status otherwise.
 
-    Unverified identities were enrolled with an explicit flag and may be used (marked unverified);
-    expired or not-yet-valid consent stops new swaps.
+    Unverified identities (and DFM models, ``subject="dfm"``) were enrolled with an explicit flag and may be
+    used (marked unverified); expired or not-yet-valid consent stops new swaps.
     """
+    noun, command = _subject(subject)
     today = today or dt.date.today()
     status = consent_status(record, today)
     if record is not None and status is ConsentStatus.EXPIRED:
         until = record.valid_until.isoformat() if record.valid_until else "?"
         raise ConsentError(
-            f"consent for identity {name!r} (given by {record.consent_by} for {record.production!r}) expired on "
-            f"{until}: new swaps with it are refused; record renewed consent with "
-            f"`stageswap identities consent {name} ...`"
+            f"consent for {noun} {name!r} (given by {record.consent_by} for {record.production!r}) expired on "
+            f"{until}: new swaps with it are refused; record renewed consent with `{command} {name} ...`"
         )
     if record is not None and status is ConsentStatus.PENDING:
         raise ConsentError(
-            f"consent for identity {name!r} (given by {record.consent_by} for {record.production!r}) is valid "
-            f"only from {record.valid_from.isoformat()}: new swaps with it are refused until then"
+            f"consent for {noun} {name!r} (given by {record.consent_by} for {record.production!r}) is valid "
+            f"only from {record.valid_from.isoformat()}: new swaps with it are refused until then (record "
+            f"corrected dates with `{command} {name} ...`)"
         )
     return status
 

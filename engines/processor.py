@@ -106,6 +106,8 @@ class FaceProcessor:
         self.watermark_id: int | None = new_watermark_id() if self.watermarker is not None else None
         """The id this processor's frames carry: one per processor, so per stream session or batch run."""
         self._consented: str | None = None
+        self._consented_model: str | None = None
+        """The DFM whose consent was checked when its swap started (a DFM is a likeness of its own)."""
         self._lights: dict[int, LightTracker] = {}
         self._gains: dict[int, tuple[np.ndarray, float]] = {}
 
@@ -205,10 +207,16 @@ class FaceProcessor:
         """The registered model ``settings.swap_model`` names (loaded once, reloaded if re-registered); None for
         the mesh swap. InputError for a name that is not a registered swap model."""
         if not settings.swap or settings.swap_model == MESH:
+            self._consented_model = None
             return None
         if self.user_models is None:
             raise InputError(f"swap model {settings.swap_model!r} selected but this processor has no model store")
         model = self.user_models.get(settings.swap_model, SWAP_KINDS)
+        if not model.is_likeness:
+            self._consented_model = None
+        elif model.name != self._consented_model:  # a new DFM swap: its consent must hold (expired: passes through)
+            check_swap_allowed(model.name, model.consent, subject="dfm")
+            self._consented_model = model.name
         current = self._learned
         if current is None or current.model != model:
             self._learned = current = None  # release the previous model before loading the next

@@ -10,7 +10,12 @@ relighting, blending, recording and GPU compilation. A user registers a file onc
   shapes, resolutions and dtypes must be what that kind needs (``engines.model_inspect``);
 - its sha256, size, resolution and I/O are recorded with the licence the user declares; licences that
   restrict use to research or non-commercial work are flagged (``research_only``) wherever models are
-  listed, and so is a licence left undeclared.
+  listed, and so is a licence left undeclared;
+- a DFM has a person's identity trained in, so it is a likeness of its own: it is registered only with a
+  consent record (``engines.consent.ConsentRecord``, kept in its ``models.json`` entry, so the model and
+  its consent are written together) or explicitly unverified, like an enrolled identity. Consent can be
+  recorded or renewed later (``set_consent``). Other kinds swap to, or embed, enrolled identities: consent
+  does not apply to them.
 
 A model that passes is copied to ``data_dir/models/NAME.onnx`` (under a temporary name first, renamed
 into place) and recorded in ``data_dir/models.json`` (written whole and renamed, so readers never see half
@@ -22,6 +27,7 @@ reported instead of run.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import hashlib
 import json
 import os
@@ -35,6 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from engines.consent import ConsentRecord, check_enrollment, consent_summary
 from engines.errors import InputError, ModelError, OutputError
 from engines.model_inspect import (
     ARCFACE_SIZE,
@@ -112,6 +119,9 @@ class UserModel:
     """The file name it was registered from."""
     options: Mapping[str, Any] = field(default_factory=dict)
     """Kind-specific: dfm ``has_morph``, ``coverage``; arcface ``layout``, ``normalised_in_graph``."""
+    consent: ConsentRecord | None = field(default=None, compare=False)
+    """A DFM's consent record (None: unverified); always None for other kinds. Not part of the model's
+    equality: renewing consent does not make a running processor reload the model."""
 
     @property
     def research_only(self) -> bool:
@@ -128,6 +138,15 @@ class UserModel:
     def is_swap(self) -> bool:
         return self.kind in SWAP_KINDS
 
+    @property
+    def is_likeness(self) -> bool:
+        """Whether the model carries an identity of its own (a DFM) and so needs consent like an identity."""
+        return self.kind == "dfm"
+
+    def consent_summary(self) -> dict[str, Any] | None:
+        """``engines.consent.consent_summary`` of a DFM's record (status as of today); None for other kinds."""
+        return consent_summary(self.consent) if self.is_likeness else None
+
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -142,6 +161,7 @@ class UserModel:
             "added": self.added,
             "source": self.source,
             "options": dict(self.options),
+            "consent": self.consent.to_json() if self.consent is not None else None,
         }
 
     def summary(self) -> dict[str, Any]:
@@ -158,6 +178,7 @@ class UserModel:
             "added": self.added,
             "source": self.source,
             "options": dict(self.options),
+            "consent": self.consent_summary(),
         }
 
     @classmethod
@@ -175,9 +196,12 @@ class UserModel:
             added=str(obj.get("added", "")),
             source=str(obj.get("source", "")),
             options=dict(obj.get("options", {})),
+            consent=ConsentRecord.from_json(obj["consent"]) if obj.get("consent") is not None else None,
         )
         if model.kind not in KINDS:
             raise ValueError(f"unknown kind {model.kind!r}")
+        if model.consent is not None and not model.is_likeness:
+            raise ValueError(f"a {model.kind} model has no consent record of its own")
         if Path(model.file).name != model.file or model.file.startswith("."):
             raise ValueError(f"file {model.file!r} is not a plain file name")
         if not re.fullmatch(r"[0-9a-f]{64}", model.sha256):
@@ -269,8 +293,14 @@ class UserModelStore:
         name: str | None = None,
         replace: bool = False,
         coverage: float | None = None,
+        consent: ConsentRecord | None = None,
+        unverified: bool = False,
     ) -> UserModel:
-        """Check ``source`` and register it (see the module docstring); ModelError/InputError when refused."""
+        """Check ``source`` and register it (see the module docstring); ModelError/InputError when refused.
+
+        A DFM needs ``consent`` or ``unverified=True`` (ConsentError otherwise, and for consent already
+        expired); replacing a DFM without a new record keeps the one it had. Other kinds refuse both.
+        """
         src = Path(source)
         name = check_name(name if name is not None else default_name(src), "model name")
         if name == MESH:
@@ -301,6 +331,11 @@ class UserModelStore:
             found = inspect_model(tmp, kind)
             if coverage is not None and found.kind != "dfm":
                 raise InputError("--coverage applies to DFM models only")
+            # A file that is not a valid model is said first; then whether consent applies and is there.
+            if found.kind != "dfm" and (consent is not None or unverified):
+                raise InputError(consent_not_applicable(found.kind))
+            if found.kind == "dfm":
+                consent = self._dfm_consent(name, consent, unverified, replace)
             options = dict(found.options)
             if found.kind == "dfm":
                 from engines.align import DFM_COVERAGE
@@ -319,6 +354,7 @@ class UserModelStore:
                 added=datetime.now(UTC).replace(microsecond=0).isoformat(),
                 source=src.name,
                 options=options,
+                consent=consent if found.kind == "dfm" else None,
             )
             with self._lock:
                 current = self._read()
@@ -333,6 +369,20 @@ class UserModelStore:
         finally:
             tmp.unlink(missing_ok=True)
 
+    def set_consent(self, name: str, record: ConsentRecord) -> UserModel:
+        """Record (or replace) the consent of the DFM ``name``; InputError for another kind or an unknown name.
+
+        The record may be expired or pending (it is what was signed): the status says so and new swaps are
+        refused until it is renewed."""
+        with self._lock:
+            models = self._read()
+            model = self.get(name)
+            if not model.is_likeness:
+                raise InputError(f"model {name!r}: {consent_not_applicable(model.kind)}")
+            updated = dataclasses.replace(model, consent=record)
+            self._write([updated if m.name == name else m for m in models])
+        return updated
+
     def remove(self, name: str) -> UserModel:
         """Unregister ``name`` and delete its file; InputError if there is no such model."""
         with self._lock:
@@ -342,6 +392,17 @@ class UserModelStore:
         return model
 
     # ---- internals
+
+    def _dfm_consent(
+        self, name: str, consent: ConsentRecord | None, unverified: bool, replace: bool
+    ) -> ConsentRecord | None:
+        """The record a DFM is registered with: the one given, else (``replace``) the one it had; ConsentError
+        when there is none and no ``unverified`` flag, or when it already expired."""
+        if consent is None and replace:
+            previous = next((m for m in self._read() if m.name == name and m.is_likeness), None)
+            consent = previous.consent if previous is not None else None
+        check_enrollment(name, consent, unverified, subject="dfm")
+        return consent
 
     def _read(self) -> builtins.list[UserModel]:
         try:
@@ -384,6 +445,15 @@ class UserModelStore:
         except OSError as exc:
             Path(tmp).unlink(missing_ok=True)
             raise OutputError(f"cannot write {self.index_path}: {exc.strerror or exc}") from exc
+
+
+def consent_not_applicable(kind: str) -> str:
+    """Why consent options are refused for a model that is not a DFM."""
+    return (
+        f"an {kind} model has no identity of its own ({'it swaps to' if kind == 'inswapper' else 'it embeds'} "
+        "enrolled identities), so --consent-by/--consent/--unverified do not apply; record consent for the "
+        "identity: stageswap identities consent NAME"
+    )
 
 
 def _copy_hashing(src: Path, dest: Path) -> str:

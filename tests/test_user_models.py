@@ -49,8 +49,8 @@ def _nothing_stored(data: Path) -> None:
 def test_each_kind_is_detected_checked_and_registered(files: dict[str, Path], tmp_path: Path) -> None:
     store = UserModelStore(tmp_path / "data")
     swapper = store.add(files["inswapper"], licence="CC BY-NC 4.0")
-    dfm = store.add(files["dfm"], kind="dfm", licence="MIT", name="jane")
-    plain = store.add(files["dfm_plain"], coverage=1.8)
+    dfm = store.add(files["dfm"], kind="dfm", licence="MIT", name="jane", unverified=True)
+    plain = store.add(files["dfm_plain"], coverage=1.8, unverified=True)
     arc = store.add(files["arcface"])
     nhwc = store.add(files["arcface_nhwc"], name="arc-nhwc")
     assert (swapper.name, swapper.kind, swapper.resolution) == ("inswapper_128", "inswapper", 128)
@@ -191,7 +191,7 @@ def test_outputs_with_free_axes_are_accepted_and_checked_by_running(tmp_path: Pa
             dim.Clear()
             dim.dim_param = f"d{i}"
     onnx.save(model, str(path))
-    found = UserModelStore(tmp_path / "data").add(path)
+    found = UserModelStore(tmp_path / "data").add(path, unverified=True)
     assert found.kind == "dfm" and found.resolution == 192
     assert found.outputs[1].shape == ("d0", "d1", "d2", "d3")
 
@@ -204,10 +204,10 @@ def test_names_replace_remove_and_a_damaged_copy(files: dict[str, Path], tmp_pat
         store.add(files["dfm"], name="../evil")
     with pytest.raises(InputError, match="DFM models only"):
         store.add(files["inswapper"], coverage=2.0)
-    store.add(files["dfm"], name="jane")
+    store.add(files["dfm"], name="jane", unverified=True)
     with pytest.raises(InputError, match="registered already"):
-        store.add(files["dfm_plain"], name="jane")
-    replaced = store.add(files["dfm_plain"], name="jane", replace=True)
+        store.add(files["dfm_plain"], name="jane", unverified=True)
+    replaced = store.add(files["dfm_plain"], name="jane", replace=True, unverified=True)
     assert store.get("jane").resolution == 160 == replaced.resolution
     with pytest.raises(InputError, match="is of kind dfm, not one of: arcface"):
         store.get("jane", kinds=("arcface",))
@@ -270,9 +270,11 @@ def test_cli_add_list_remove(files: dict[str, Path], tmp_path: Path, capsys: pyt
     out = capsys.readouterr().out
     assert "registered inswapper model 'inswapper_128' (128x128" in out
     assert "warning: RESEARCH ONLY" in out and "need an ArcFace-style recogniser" in out
-    assert main(["models", "add", str(files["dfm"]), "--kind", "dfm", "--name", "jane", "--data-dir", data]) == 0
+    argv = ["models", "add", str(files["dfm"]), "--kind", "dfm", "--name", "jane", "--unverified", "--data-dir", data]
+    assert main(argv) == 0
     out = capsys.readouterr().out
     assert "registered dfm model 'jane' (224x224" in out and "LICENCE UNDECLARED" in out and "swap_model='jane'" in out
+    assert "consent: none recorded (unverified)" in out and "CONSENT UNVERIFIED" in out
     assert main(["models", "list", "--data-dir", data]) == 0
     out = capsys.readouterr().out
     assert "yunet" in out and "inswapper_128" in out and "CC BY-NC 4.0" in out and "RESEARCH ONLY" in out

@@ -29,8 +29,13 @@ def add_device_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_consent_args(p: argparse.ArgumentParser, unverified_flag: bool = True) -> None:
-    """The consent flags of ``identities add`` and ``identities consent`` (``consent_from_args`` reads them)."""
+def add_consent_args(
+    p: argparse.ArgumentParser,
+    unverified_flag: bool = True,
+    unverified_help: str = "enroll without a consent record (marked unverified everywhere)",
+) -> None:
+    """The consent flags of ``identities add|consent`` and ``models add|consent`` (``consent_from_args`` reads
+    them): the same record for an enrolled identity and for a DFM model's trained-in identity."""
     g = p.add_argument_group("consent (who agreed that this likeness may be used; see README, Responsible use)")
     g.add_argument("--consent-by", metavar="NAME", help="who consented: the person, or their representative")
     g.add_argument("--production", metavar="P", help="the production the consent covers")
@@ -41,9 +46,7 @@ def add_consent_args(p: argparse.ArgumentParser, unverified_flag: bool = True) -
     g.add_argument("--note", default="", help="a note kept with the record")
     g.add_argument("--consent", metavar="FILE.json", help="the consent record as a JSON file instead of the flags")
     if unverified_flag:
-        g.add_argument(
-            "--unverified", action="store_true", help="enroll without a consent record (marked unverified everywhere)"
-        )
+        g.add_argument("--unverified", action="store_true", help=unverified_help)
 
 
 def consent_from_args(args: argparse.Namespace) -> ConsentRecord | None:

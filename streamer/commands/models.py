@@ -1,4 +1,9 @@
-"""`stageswap models list | fetch | verify | add | remove`: the registry's models and the ones users bring."""
+"""`stageswap models list | fetch | verify | add | remove | consent`: the registry's models and the ones users bring.
+
+A DFM has a person's identity trained in, so ``models add`` registers one only with a consent record (the
+same flags as ``identities add``) or ``--unverified``, and ``models consent`` records or renews it; the
+status is shown wherever the model is listed, and registrations, removals and consent go to the audit log.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streamer.commands import add_models_arg
+from streamer.commands import add_consent_args, add_models_arg, consent_from_args
 
 if TYPE_CHECKING:
     from engines.user_models import UserModel, UserModelStore
@@ -41,7 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "recogniser), detect its kind from the graph's inputs and outputs, and register it in the data directory "
         "with its sha256 and the licence you declare. Files that are not one of these kinds, or whose shapes or "
         "resolution disagree with their kind, are refused and nothing is stored. Check the model's licence: many "
-        "published swap models allow research use only.",
+        "published swap models allow research use only. A DFM has a person's identity trained in: register it "
+        "with that person's consent (the same options as `identities add`) or explicitly --unverified.",
     )
     ma.add_argument("path", type=Path, metavar="PATH", help="the model file (.onnx or .dfm)")
     ma.add_argument("--kind", choices=("inswapper", "dfm", "arcface"), help="the kind you expect (default: detect)")
@@ -55,7 +61,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="DFM only: crop side in face widths the model was trained on (default 2.2)",
     )
     _data_dir_arg(ma)
+    add_consent_args(
+        ma,
+        unverified_help="DFM only: register it without a consent record for its trained-in identity (marked "
+        "unverified everywhere)",
+    )
     ma.set_defaults(func=run_add)
+    mc = msub.add_parser(
+        "consent",
+        help="record, renew or show the consent of a DFM model's trained-in identity",
+        description="With consent flags (or --consent FILE.json): record or replace the consent of the person "
+        "whose identity the DFM model NAME was trained on (only the document's sha256 is kept). Without: show "
+        "the record on file.",
+    )
+    mc.add_argument("name")
+    _data_dir_arg(mc)
+    add_consent_args(mc, unverified_flag=False)
+    mc.set_defaults(func=run_consent)
     mr = msub.add_parser("remove", help="unregister a model you added (its copy is deleted)")
     mr.add_argument("name")
     _data_dir_arg(mr)
@@ -89,19 +111,69 @@ def licence_note(model: UserModel) -> str:
     return ""
 
 
+def consent_note(model: UserModel) -> str:
+    """The warning a DFM carries when its consent is not verified (empty otherwise, and for other kinds)."""
+    summary = model.consent_summary()
+    if summary is None or summary["verified"]:
+        return ""
+    status = summary["status"]
+    if status == "unverified":
+        return (
+            f"CONSENT UNVERIFIED: no consent record for the identity trained into {model.name!r}; it is marked "
+            f"unverified wherever it is used (record one: stageswap models consent {model.name} ...)"
+        )
+    if status == "expired":
+        return (
+            f"CONSENT EXPIRED on {summary['valid_until']}: new swaps with {model.name!r} are refused "
+            f"(renew: stageswap models consent {model.name} ...)"
+        )
+    return f"CONSENT PENDING: valid from {summary['valid_from']}; new swaps with {model.name!r} are refused until then"
+
+
+def _audit(args: argparse.Namespace, event: str, **data: object) -> None:
+    """Append to the data directory's audit log (streamer.audit), as the local user (as ``identities`` does)."""
+    from engines.paths import data_dir
+    from streamer.audit import AuditLog, cli_operator
+
+    AuditLog.in_data_dir(data_dir(args.data_dir)).append(event, data, operator=cli_operator())
+
+
 def run_add(args: argparse.Namespace) -> int:
+    from streamer.audit import MODEL_REGISTERED
+
     store = _user_store(args)
     model = store.add(
-        args.path, kind=args.kind, licence=args.licence, name=args.name, replace=args.replace, coverage=args.coverage
+        args.path,
+        kind=args.kind,
+        licence=args.licence,
+        name=args.name,
+        replace=args.replace,
+        coverage=args.coverage,
+        consent=consent_from_args(args),
+        unverified=args.unverified,
+    )
+    consent = model.consent_summary()
+    _audit(
+        args,
+        MODEL_REGISTERED,
+        model=model.name,
+        kind=model.kind,
+        sha256=model.sha256,
+        licence=model.licence or None,
+        replace=args.replace,
+        **({"consent": consent} if consent is not None else {}),
     )
     print(
         f"registered {model.kind} model {model.name!r} ({model.resolution}x{model.resolution}, "
         f"sha256 {model.sha256[:12]}…) in {store.models_dir}"
     )
     print(f"licence: {model.licence or 'undeclared'}")
-    note = licence_note(model)
-    if note:
-        print(f"warning: {note}")
+    if consent is not None:
+        who = f" ({model.consent.consent_by}, {model.consent.production})" if model.consent is not None else ""
+        print(f"consent: {consent['status']}{who}" if who else "consent: none recorded (unverified)")
+    for note in (licence_note(model), consent_note(model)):
+        if note:
+            print(f"warning: {note}")
     if model.kind == "inswapper" and not store.names(("arcface",)):
         print(
             "note: inswapper-style models need an ArcFace-style recogniser to embed identities: "
@@ -118,8 +190,39 @@ def run_add(args: argparse.Namespace) -> int:
 
 
 def run_remove(args: argparse.Namespace) -> int:
+    from streamer.audit import MODEL_REMOVED
+
     model = _user_store(args).remove(args.name)
+    _audit(args, MODEL_REMOVED, model=model.name, kind=model.kind)
     print(f"removed model {model.name!r}")
+    return 0
+
+
+def run_consent(args: argparse.Namespace) -> int:
+    from engines.consent import consent_summary
+    from engines.errors import InputError
+    from engines.user_models import consent_not_applicable
+    from streamer.audit import CONSENT_RECORDED
+
+    store = _user_store(args)
+    model = store.get(args.name)
+    if not model.is_likeness:
+        raise InputError(f"model {model.name!r}: {consent_not_applicable(model.kind)}")
+    record = consent_from_args(args)
+    if record is None:
+        if model.consent is None:
+            print(f"{model.name}: no consent recorded (unverified)")
+        else:
+            print(json.dumps({**model.consent.to_json(), "status": consent_summary(model.consent)["status"]}, indent=1))
+        return 0
+    store.set_consent(model.name, record)
+    summary = consent_summary(record)
+    _audit(args, CONSENT_RECORDED, model=model.name, kind=model.kind, consent=summary)
+    until = record.valid_until.isoformat() if record.valid_until else "open-ended"
+    print(
+        f"consent for DFM model {model.name!r} recorded: {summary['status']} ({record.consent_by}, "
+        f"{record.production}, {until})"
+    )
     return 0
 
 
@@ -171,12 +274,16 @@ def _run_list(args: argparse.Namespace) -> int:
     if not user:
         print("no models of your own registered (stageswap models add PATH)")
         return 0
-    print(f"{'your models':<20} {'kind':<10} {'res':>5}  {'sha256':<13} licence")
+    print(f"{'your models':<20} {'kind':<10} {'res':>5}  {'sha256':<13} {'consent':<11} licence")
     for m in user:
-        print(f"{m.name:<20} {m.kind:<10} {m.resolution:>5}  {m.sha256[:12]:<13} {m.licence or 'undeclared'}")
-        note = licence_note(m)
-        if note:
-            print(f"{'':<20} warning: {note}")
+        consent = m.consent_summary()
+        agreed = consent["status"] if consent is not None else "-"
+        print(
+            f"{m.name:<20} {m.kind:<10} {m.resolution:>5}  {m.sha256[:12]:<13} {agreed:<11} {m.licence or 'undeclared'}"
+        )
+        for note in (licence_note(m), consent_note(m)):
+            if note:
+                print(f"{'':<20} warning: {note}")
     return 0
 
 
