@@ -37,20 +37,19 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from engines import __version__
 from engines.consent import (
-    check_swap_allowed,
     consent_from_fields,
     consent_summary,
     enroll_with_consent,
-    identity_consent,
     identity_consent_summary,
     identity_dir,
     save_consent,
 )
 from engines.errors import InputError, ModelError, StageswapError
+from engines.likeness import check_new_swap, swapped_in
 from engines.paths import check_name
 from engines.settings import apply_patch
 from streamer.api_models import check_swap_settings, embed_enrolled
-from streamer.audit import CONSENT_RECORDED, IDENTITY_ENROLLED, IDENTITY_REMOVED, swap_events, swapping
+from streamer.audit import CONSENT_RECORDED, IDENTITY_ENROLLED, IDENTITY_REMOVED, swap_events
 from streamer.auth import Role, request_role
 from streamer.errors import (
     CapacityError,
@@ -177,12 +176,13 @@ async def apply_settings(service: Service, name: str, patch: Any) -> dict[str, A
     if isinstance(patch, Mapping) and ("swap_model" in patch or "identity" in patch):
         # A learned swap model must be registered (and an inswapper-style one needs the identity's embedding).
         await asyncio.to_thread(check_swap_settings, service, apply_patch(before, patch))
-    starting = swapping(apply_patch(before, patch))
-    if starting is not None and starting != swapping(before):  # a new swap: its consent must hold today
-        record = await asyncio.to_thread(identity_consent, _identities_root(service), starting)
-        check_swap_allowed(starting, record)
+    models = service.user_models()
+    starting = await asyncio.to_thread(swapped_in, apply_patch(before, patch), models)
+    if starting is not None and starting != await asyncio.to_thread(swapped_in, before, models):
+        # A new swap (an identity, or a DFM's trained-in identity): its consent must hold today.
+        await asyncio.to_thread(check_new_swap, starting, _identities_root(service), models)
     after = stream.update_settings(patch)
-    for event, data in swap_events(name, before, after):
+    for event, data in await asyncio.to_thread(swap_events, name, before, after, models):
         await asyncio.to_thread(service.record, event, **data)
     settings = dataclasses.asdict(after)
     service.emit({"type": "settings", "stream": name, "settings": settings})

@@ -4,7 +4,9 @@
   with ``stageswap models add`` (``engines.user_models``): name, kind (``mesh``, ``inswapper``, ``dfm``,
   ``arcface``), resolution, sha256, the declared licence and its flag (``research_only``, ``licence_flag``:
   ``"research-only"`` or ``"undeclared"``), so every control surface can warn before a restricted model is
-  used on a production. Models are registered from the command line only (they are files on the server).
+  used on a production; for a DFM (an identity of its own) its ``consent`` summary (``status``: verified,
+  unverified, pending, expired, as for identities; ``null`` for the other kinds). Models are registered from
+  the command line only (they are files on the server).
 
 ``check_swap_settings`` is what ``PATCH /api/streams/{stream}`` and the WebSocket run before a ``swap_model``
 change takes effect: an unknown model, a recogniser named as a swap model, or an inswapper-style swap to an
@@ -35,6 +37,7 @@ MESH_ENTRY: dict[str, Any] = {
     "licence": "Apache-2.0",
     "research_only": False,
     "licence_flag": None,
+    "consent": None,
     "description": "the built-in mesh swap of an enrolled identity (no learned weights)",
 }
 

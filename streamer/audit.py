@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.errors import InputError, OutputError
+from engines.likeness import ModelLookup, swapped_in
 
 AUDIT_DIR = "audit"
 AUDIT_FILE = "audit.jsonl"
@@ -289,22 +290,21 @@ def _encode(obj: Mapping[str, Any]) -> bytes:
         raise InputError(f"audit event data must be plain JSON values: {exc}") from exc
 
 
-def swapping(settings: Any) -> str | None:
-    """The identity a stream's settings swap in, None when they swap nothing."""
-    identity = getattr(settings, "identity", None)
-    return identity if getattr(settings, "swap", False) and identity else None
+def swap_events(
+    stream: str, before: Any, after: Any, models: ModelLookup | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """The ``swap.stopped`` / ``swap.started`` events a settings change makes (a change of likeness is both).
 
-
-def swap_events(stream: str, before: Any, after: Any) -> list[tuple[str, dict[str, Any]]]:
-    """The ``swap.stopped`` / ``swap.started`` events a settings change makes (an identity change is both)."""
-    old, new = swapping(before), swapping(after)
+    What is swapped in is an identity (``{"identity": NAME}``) or, with ``models`` to look the swap model
+    up, a DFM model's trained-in identity (``{"model": NAME}``; ``engines.likeness``)."""
+    old, new = swapped_in(before, models), swapped_in(after, models)
     if old == new:
         return []
     events: list[tuple[str, dict[str, Any]]] = []
     if old is not None:
-        events.append((SWAP_STOPPED, {"stream": stream, "identity": old}))
+        events.append((SWAP_STOPPED, {"stream": stream, **old.fields()}))
     if new is not None:
-        events.append((SWAP_STARTED, {"stream": stream, "identity": new}))
+        events.append((SWAP_STARTED, {"stream": stream, **new.fields()}))
     return events
 
 

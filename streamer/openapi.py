@@ -233,7 +233,8 @@ def _paths() -> dict[str, Any]:
         },
         "/api/models": {
             "get": {
-                "summary": "Swap models: the built-in mesh swap and registered models, with their licence flags",
+                "summary": "Swap models: the built-in mesh swap and registered models, with their licence flags "
+                "and, for DFM models (an identity of their own), their consent status",
                 "responses": {**_ok(200, "Models", _OBJECT), **_errors(403)},
             }
         },

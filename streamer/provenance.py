@@ -117,14 +117,26 @@ def default_trust(data_dir: str | os.PathLike[str]) -> Path | None:
 
 @dataclass(frozen=True)
 class IdentityUse:
-    """One identity swapped in during a recording, with its consent summary at the time."""
+    """One likeness swapped in during a recording, with its consent summary at the time: an enrolled identity,
+    or (``kind="dfm"``) the identity trained into a DFM model, named by the model."""
 
     name: str
     consent: Mapping[str, Any]
     """``engines.consent.consent_summary(...)``: always has ``status`` (verified/unverified/expired/pending)."""
+    kind: str = "identity"
+    """``identity`` or ``dfm`` (``engines.likeness``)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "consent": dict(self.consent)}
+        out: dict[str, Any] = {"name": self.name, "consent": dict(self.consent)}
+        if self.kind != "identity":
+            out["kind"] = self.kind  # identities stay {name, consent}, as manifests have always stated them
+        return out
+
+    @property
+    def description(self) -> str:
+        if self.kind == "dfm":
+            return f"the identity trained into the DFM model {self.name}"
+        return f"the enrolled identity {self.name}"
 
 
 @dataclass(frozen=True)
@@ -180,11 +192,10 @@ class ProvenanceFacts:
 def build_manifest(facts: ProvenanceFacts, title: str) -> dict[str, Any]:
     """The C2PA manifest definition for a recording (for ``c2pa.Builder``)."""
     if facts.synthetic:
-        names = ", ".join(use.name for use in facts.identities)
+        names = ", ".join(use.description for use in facts.identities)
         description = (
             f"Camera footage processed live by stageswap: the performer's face was replaced by a synthetic "
-            f"face of the enrolled identity {names}"
-            + (" (consent NOT verified)" if facts.unverified else " (consent on record)")
+            f"face of {names}" + (" (consent NOT verified)" if facts.unverified else " (consent on record)")
         )
         source = DIGITAL_SOURCE_SYNTHETIC
     elif facts.view == "source":

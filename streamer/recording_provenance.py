@@ -2,9 +2,9 @@
 
 When a recording is finalised (files closed, sidecar final), ``RecordingSigner.on_finished``:
 
-1. works out which identities were swapped in during it — the one its settings started with, and every
-   ``swap.started`` on its stream that the audit log holds between its start and its end — with their
-   consent summaries;
+1. works out which likenesses were swapped in during it — enrolled identities and DFM models' trained-in
+   identities (``engines.likeness``): the one its settings started with, and every ``swap.started`` on its
+   stream that the audit log holds between its start and its end — with their consent summaries;
 2. signs each file with a C2PA manifest (``streamer.provenance.sign_recording``): the processed view
    as synthetic, the source view as the camera's capture;
 3. adds the same facts to the sidecar JSON (``provenance`` per view, ``c2pa`` per view,
@@ -30,8 +30,8 @@ from typing import Any
 
 from aiohttp import web
 
-from engines.consent import identity_consent_summary
 from engines.errors import StageswapError
+from engines.likeness import Likeness, ModelLookup, likeness_consent_summary, swapped_in
 from streamer.audit import (
     RECORDING_FINISHED,
     RECORDING_SIGNED,
@@ -66,8 +66,15 @@ class RecordingSigner:
         operator: str | None,
         signing: SigningConfig | None,
         unsigned_reason: str = "",
+        models: ModelLookup | None = None,
     ) -> None:
         self.identities_root = Path(data_dir) / "identities"
+        if models is None:
+            from engines.user_models import UserModelStore
+
+            models = UserModelStore(data_dir)
+        self.models: ModelLookup = models
+        """The registered models: a DFM swapped in is a likeness whose consent the recording states."""
         self.audit = audit
         self.record = record
         self.operator = operator
@@ -76,14 +83,16 @@ class RecordingSigner:
         self._watermarks: dict[str, str | None] = {}
 
     @classmethod
-    def for_data_dir(cls, data_dir: Path, audit: AuditLog, record: Record, operator: str | None) -> RecordingSigner:
+    def for_data_dir(
+        cls, data_dir: Path, audit: AuditLog, record: Record, operator: str | None, models: ModelLookup | None = None
+    ) -> RecordingSigner:
         try:
             signing: SigningConfig | None = signing_config(data_dir)
             reason = ""
         except StageswapError as exc:
             signing, reason = None, str(exc)
             log.warning("recordings will NOT carry a signed provenance manifest: %s", reason)
-        return cls(data_dir, audit, record, operator, signing, reason)
+        return cls(data_dir, audit, record, operator, signing, reason, models)
 
     def on_started(self, recording: Mapping[str, Any], watermark_id: str | None) -> None:
         """A recording started: remember its stream's watermark id, and log it."""
@@ -126,7 +135,7 @@ class RecordingSigner:
             stream=stream,
             state=summary.get("state"),
             frames_written=summary.get("frames_written"),
-            identities=[{"name": u.name, "consent": u.consent.get("status")} for u in identities],
+            identities=[{**u.to_dict(), "consent": u.consent.get("status")} for u in identities],
         )
         self.record(
             RECORDING_SIGNED,
@@ -137,21 +146,29 @@ class RecordingSigner:
         )
 
     def identities_used(self, stream: str, summary: Mapping[str, Any]) -> tuple[IdentityUse, ...]:
-        """The identities swapped in on ``stream`` while the recording ran, with their consent now."""
-        names: list[str] = []
-        settings = summary.get("settings") or {}
-        if settings.get("swap") and settings.get("identity"):
-            names.append(str(settings["identity"]))
+        """The likenesses swapped in on ``stream`` while the recording ran (enrolled identities and DFM models),
+        with their consent now."""
+        used: list[Likeness] = []
+        first = swapped_in(summary.get("settings") or {}, self.models)
+        if first is not None:
+            used.append(first)
         start, end = _time(summary.get("start_utc")), _time(summary.get("end_utc"))
         if start is not None:
             for entry in self.audit.entries():
                 if entry.event != SWAP_STARTED or entry.data.get("stream") != stream:
                     continue
                 moment = _time(entry.time)
-                if moment is not None and start <= moment and (end is None or moment <= end):
-                    names.append(str(entry.data.get("identity")))
-        unique = list(dict.fromkeys(n for n in names if n and n != "None"))
-        return tuple(IdentityUse(n, identity_consent_summary(self.identities_root, n)) for n in unique)
+                if moment is None or moment < start or (end is not None and moment > end):
+                    continue
+                if isinstance(entry.data.get("model"), str):
+                    used.append(Likeness("dfm", entry.data["model"]))
+                elif isinstance(entry.data.get("identity"), str):
+                    used.append(Likeness("identity", entry.data["identity"]))
+        unique = list(dict.fromkeys(u for u in used if u.name and u.name != "None"))
+        return tuple(
+            IdentityUse(u.name, likeness_consent_summary(u, self.identities_root, self.models), kind=u.kind)
+            for u in unique
+        )
 
     def _sign(self, path: Path, facts: ProvenanceFacts) -> dict[str, Any]:
         if self.signing is None:
@@ -215,7 +232,12 @@ async def _start(app: web.Application) -> None:
         log.error("recording provenance: no recordings in this app (list it after the recording routes)")
         return
     signer = await asyncio.to_thread(
-        RecordingSigner.for_data_dir, service.config.data_dir, service.audit, service.record, service.operator
+        RecordingSigner.for_data_dir,
+        service.config.data_dir,
+        service.audit,
+        service.record,
+        service.operator,
+        service.user_models(),
     )
     app[SIGNER] = signer
     app[RECORDINGS].add_finalise_hook(signer.on_finished)

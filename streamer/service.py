@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from streamer.audit import SWAP_STARTED, SWAP_STOPPED, AuditLog, swapping, token_id
+from engines.likeness import swapped_in
+from streamer.audit import SWAP_STARTED, SWAP_STOPPED, AuditLog, token_id
 from streamer.config import ServeConfig
 from streamer.streams import Stream, StreamRegistry
 from streamer.worker import ProcessorFactory
@@ -50,6 +51,7 @@ class Service:
         self.streams = StreamRegistry(self.config, lambda: self.make_processor())
         self.audit = AuditLog.in_data_dir(self.config.data_dir)
         self.streams.on_created = self._stream_created
+        self.streams.user_models = self.user_models
 
     @property
     def operator(self) -> str | None:
@@ -66,9 +68,9 @@ class Service:
             log.exception("AUDIT LOG NOT WRITTEN: %s %s", event, data)
 
     def _stream_created(self, stream: Stream) -> None:
-        identity = swapping(stream.settings)
-        if identity is not None:
-            self.record(SWAP_STARTED, stream=stream.name, identity=identity, reason="stream started")
+        likeness = swapped_in(stream.settings, self.user_models())
+        if likeness is not None:
+            self.record(SWAP_STARTED, stream=stream.name, **likeness.fields(), reason="stream started")
 
     def add_ws_handler(self, message_type: str, handler: WsHandler) -> None:
         if message_type in self.ws_handlers:
@@ -105,10 +107,10 @@ class Service:
             return
         self.streams.detach(stream.name)
         await asyncio.to_thread(stream.close)
-        identity = swapping(stream.settings)
-        if identity is not None:
+        likeness = await asyncio.to_thread(swapped_in, stream.settings, self.user_models())
+        if likeness is not None:
             await asyncio.to_thread(
-                self.record, SWAP_STOPPED, stream=stream.name, identity=identity, reason="stream ended"
+                self.record, SWAP_STOPPED, stream=stream.name, **likeness.fields(), reason="stream ended"
             )
         self.emit({"type": "stream_ended", "stream": stream.name})
         log.info("stream %s ended", stream.name)

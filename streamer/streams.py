@@ -18,10 +18,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from engines.consent import identity_consent_summary
+from engines.likeness import ModelLookup, swap_consent, swapped_in
 from engines.paths import check_name
 from engines.settings import ProcessSettings, apply_patch
-from streamer.audit import swapping
 from streamer.config import InputSpec, ServeConfig
 from streamer.errors import CapacityError, ConflictError, NotFoundError
 from streamer.fanout import EncoderSettings, OutputFanout
@@ -37,6 +36,8 @@ REMEMBERED_STREAMS = 256
 StatusProvider = Callable[[str], Any]
 """Adds one key to the stream JSON: called with the stream's name, returns JSON-ready data (or None).
 Other parts of the service register theirs in ``StreamRegistry.status_providers`` (e.g. ``recording``)."""
+ModelsProvider = Callable[[], ModelLookup | None]
+"""The registered models (``Service.user_models``): a DFM swap model is a likeness whose consent is shown."""
 
 
 class _Current:
@@ -64,6 +65,7 @@ class Stream:
         input_spec: InputSpec | None = None,
         ring: FrameRing | None = None,
         status_providers: Mapping[str, StatusProvider] | None = None,
+        user_models: ModelsProvider | None = None,
     ) -> None:
         self.name = check_name(name, "stream name")
         self.kind: StreamKind = kind
@@ -96,6 +98,7 @@ class Stream:
         self._accepted_size: tuple[int, int] | None = None
         self.closed = False
         self._status_providers: Mapping[str, StatusProvider] = status_providers if status_providers is not None else {}
+        self._user_models = user_models
 
     def start(self) -> None:
         self.worker.start()
@@ -175,10 +178,9 @@ class Stream:
         stats["encoders"] = self.fanout.encoder_stats()
         stats["runtime"] = self.worker.runtime
         stats["processor_error"] = self.worker.error
-        identity = swapping(self._settings)
-        consent = None
-        if identity is not None:  # who is swapped in, and whether consent is on record (marked everywhere)
-            consent = {"identity": identity, **identity_consent_summary(self.config.data_dir / "identities", identity)}
+        # Who is swapped in (an identity, or a DFM's trained-in identity) and whether consent is on record.
+        models = self._user_models() if self._user_models is not None else None
+        consent = swap_consent(swapped_in(self._settings, models), self.config.data_dir / "identities", models)
         stats["consent_status"] = consent["status"] if consent else None
         out: dict[str, Any] = {
             "name": self.name,
@@ -230,6 +232,8 @@ class StreamRegistry:
         """Extra keys of every stream's JSON, by key (shared with the streams: a provider added later shows too)."""
         self.on_created: Callable[[Stream], None] | None = None
         """Called with each stream created (the service records swaps it starts with in the audit log)."""
+        self.user_models: ModelsProvider | None = None
+        """The registered models, for the streams' consent of a DFM swap (set by the service)."""
 
     def __iter__(self) -> Iterator[Stream]:
         return iter(list(self._streams.values()))
@@ -259,7 +263,13 @@ class StreamRegistry:
                 "see --max-streams); end another stream first"
             )
         stream = Stream(
-            name, kind, self.config, self._make_processor, input_spec, status_providers=self.status_providers
+            name,
+            kind,
+            self.config,
+            self._make_processor,
+            input_spec,
+            status_providers=self.status_providers,
+            user_models=self.user_models,
         )
         remembered = self._remembered.pop(name, None)
         if remembered is not None:

@@ -125,9 +125,9 @@ def _print(report: Any, mark: dict[str, Any] | None, trust: Path | None) -> None
                 detail = ", ".join(
                     f"{k} {consent[k]}" for k in ("consent_by", "production", "valid_until") if consent.get(k)
                 )
+                what = "DFM model" if use.get("kind") == "dfm" else "identity"
                 print(
-                    f"  identity {use.get('name')}: consent {consent.get('status')}"
-                    + (f" ({detail})" if detail else "")
+                    f"  {what} {use.get('name')}: consent {consent.get('status')}" + (f" ({detail})" if detail else "")
                 )
             print(
                 f"  recording {facts.get('recording_id')}, stream {facts.get('stream')}, "
