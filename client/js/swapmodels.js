@@ -1,16 +1,37 @@
 // The swap model picker of the monitor page: the built-in mesh swap, or a model registered on the server
 // with `stageswap models add` (GET /api/models). Models whose declared licence allows research use only,
 // or whose licence was never declared, are marked in the list and warned about under it, so no operator
-// puts one on a production without seeing it.
+// puts one on a production without seeing it. A DFM has a person's identity trained in: its consent status
+// is marked like an identity's (unverified, expired, pending), and the server refuses a new swap with one
+// whose consent expired or is not yet valid.
 
 import { getJson } from "./api.js";
 
 const KIND_LABEL = { mesh: "built-in", inswapper: "inswapper", dfm: "DFM" };
 
-/** GET /api/models: [{name, kind, licence, research_only, licence_flag, resolution, ...}]. */
+/** GET /api/models: [{name, kind, licence, research_only, licence_flag, resolution, consent, ...}]. */
 export async function listModels() {
   const body = await getJson("/api/models");
   return Array.isArray(body?.models) ? body.models : [];
+}
+
+/** The DFM's consent status when it is not verified ("unverified", "expired", "pending"), else "". */
+function consentFlag(model) {
+  const status = model?.consent?.status;
+  return status && status !== "verified" ? status : "";
+}
+
+function consentWarning(model) {
+  const flag = consentFlag(model);
+  if (!flag) return "";
+  if (flag === "unverified") {
+    return `Consent unverified: ${model.name} has a person's identity trained in and no consent record on file.`;
+  }
+  if (flag === "expired") {
+    return `Consent expired on ${model.consent.valid_until}: new swaps with ${model.name} are refused.`;
+  }
+  const from = model.consent.valid_from;
+  return `Consent pending: valid from ${from}; new swaps with ${model.name} are refused until then.`;
 }
 
 function licenceWarning(model) {
@@ -29,7 +50,8 @@ function optionLabel(model) {
   const res = model.resolution ? ` ${model.resolution}px` : "";
   const flag = model.research_only ? " · research only" : model.licence_flag === "undeclared" ? " · licence?" : "";
   const hint = model.kind === "dfm" ? " · own identity" : "";
-  return `${model.name} (${kind}${res}${hint})${flag}`;
+  const consent = consentFlag(model) ? ` · ${consentFlag(model)}` : "";
+  return `${model.name} (${kind}${res}${hint})${flag}${consent}`;
 }
 
 /** Binds a <select> (and a note element under it) to the stream's `swap_model`; `onPick(name)` sends it. */
@@ -60,7 +82,7 @@ export class SwapModelPicker {
     this.select.innerHTML = "";
     for (const model of this.models.values()) {
       const option = new Option(optionLabel(model), model.name);
-      if (model.research_only || model.licence_flag === "undeclared") option.className = "warn";
+      if (model.research_only || model.licence_flag === "undeclared" || consentFlag(model)) option.className = "warn";
       this.select.add(option);
     }
     this.show(keep);
@@ -76,7 +98,8 @@ export class SwapModelPicker {
   }
 
   showNote(name) {
-    const text = licenceWarning(this.models.get(name));
+    const model = this.models.get(name);
+    const text = [licenceWarning(model), consentWarning(model)].filter(Boolean).join(" ");
     this.note.textContent = text;
     this.note.hidden = !text;
   }
