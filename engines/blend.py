@@ -36,9 +36,11 @@ class BlendConfig:
     forehead_feather: float = 0.25
     """... and wide across the forehead, where the mesh stops in the middle of the skin."""
     hole_grow: float = 0.02
-    """Kept eye openings are enlarged by this much (covers the actor's lashes and lid line) ..."""
-    hole_feather: float = 0.06
-    """... with a ramp this wide around them."""
+    """Kept eye openings are enlarged by this much (about one geometry pixel: the mask is upsampled from
+    there, and no identity pixel may reach into the actor's eye) ..."""
+    hole_feather: float = 0.03
+    """... with a ramp this wide around them: narrow, so the gaze and blinks are the actor's but the lids
+    and lash line around them the identity's (the actor's lids barely show through)."""
     mouth_grow: float = -0.02
     """The kept mouth opening is enlarged by this much (negative: shrunk, the identity's lips cover its
     rim) ..."""

@@ -31,6 +31,11 @@ def test_mask_covers_the_face_not_the_kept_openings(detector, mesh, faces: Path)
     assert alpha.min() >= 0.0 and alpha.max() <= 1.0
     assert (alpha[labels < 0] == 0).all()  # nothing outside the face
     assert (alpha[labels == EYE_OPENING] < 0.05).all()
+    # ... but only the eye: a short way out of the opening the lids and lash line are the identity's.
+    eyes = labels == EYE_OPENING
+    from_eye = cv2.distanceTransform((~eyes).astype(np.uint8), cv2.DIST_L2, 3) / g.face_scale_px
+    lids = (from_eye > 0.05) & (from_eye < 0.07) & (labels >= 0)
+    assert lids.sum() > 50 and alpha[lids].mean() > 0.95
     # The mouth opening is kept but for its rim, which the identity's lips cover (``mouth_grow`` < 0).
     mouth = labels == MOUTH_OPENING
     centre = np.round(lm[[13, 14], :2].mean(axis=0)).astype(int) - (g.window.x0, g.window.y0)
