@@ -44,6 +44,7 @@ from av.video.reformatter import VideoReformatter
 
 from engines.errors import InputError
 from engines.paths import check_name
+from streamer import memory
 from streamer.errors import CapacityError, ConflictError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError
 from streamer.fanout import VIEWS, Codec, SharedEncoder, View
 from streamer.ring import FrameMeta
@@ -229,6 +230,7 @@ class PeerRegistry:
         session.pc.remove_all_listeners()
         session.tasks.clear()
         await self._service.release(stream)
+        await asyncio.to_thread(memory.trim)  # the session's codec and DTLS buffers go back to the system
 
     async def close_all(self, reason: str) -> None:
         await asyncio.gather(*(self.close(s, reason) for s in self.sessions()), return_exceptions=True)

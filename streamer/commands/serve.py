@@ -315,9 +315,11 @@ def _check_input_size(spec: InputSpec, config: ServeConfig) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from streamer.memory import limit_malloc_arenas
     from streamer.server import serve
     from streamer.sources import probe
 
+    limit_malloc_arenas()  # before any thread starts: a day of viewers coming and going keeps RSS flat
     config = build_config(args)
     for spec in config.inputs:
         probe(spec)
