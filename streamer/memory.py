@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import logging
 import os
 import sys
 from functools import cache
-
-log = logging.getLogger(__name__)
 
 M_ARENA_MAX = -8
 """``mallopt`` parameter number of ``M_ARENA_MAX`` in glibc's malloc.h."""
@@ -48,9 +45,7 @@ def limit_malloc_arenas(arenas: int = DEFAULT_ARENAS) -> bool:
     libc = _glibc()
     if libc is None:
         return False
-    applied = bool(libc.mallopt(M_ARENA_MAX, int(arenas)))
-    log.debug("malloc arenas capped at %d: %s", arenas, applied)
-    return applied
+    return bool(libc.mallopt(M_ARENA_MAX, int(arenas)))  # silent: it runs before logging is configured
 
 
 def trim() -> bool:
