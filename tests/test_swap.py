@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -144,3 +145,39 @@ def test_large_faces_are_rendered_at_a_bounded_size(store: IdentityStore, detect
     actor = geometry.to_work(swapper.actor_window(big, geometry))
     skin = geometry.labels() == 0
     assert float(np.median(np.abs(rendered.astype(int) - actor.astype(int))[skin])) < 8.0
+
+
+def test_the_texture_level_of_detail_changes_smoothly(store: IdentityStore, detector, mesh, faces: Path) -> None:  # type: ignore[no-untyped-def]
+    """A face that grows or shrinks through a mip level changes sharpness in small steps, never in one pop:
+    the level of detail is swept (through ``mip_bias``) across a level boundary on the same geometry."""
+    import dataclasses
+
+    image, lm = photo_mesh(detector, mesh, faces / "s1.jpg")
+    identity = store.load("obama")
+    skin = None
+
+    def sweep(steps: int) -> list[float]:
+        nonlocal skin
+        renders = []
+        for bias in np.arange(0.0, 2.01, 0.05):
+            swapper = MeshSwapper(dataclasses.replace(SwapConfig(), mip_bias=float(bias), mip_steps=steps))
+            geometry = swapper.geometry(image, lm)
+            assert geometry is not None
+            skin = geometry.labels() >= 0
+            renders.append(swapper.render(geometry, identity, "texture").astype(np.float32))
+        return [float(np.abs(b - a)[skin].mean()) for a, b in zip(renders, renders[1:], strict=False)]
+
+    nearest, blended = sweep(1), sweep(8)
+    # Nearest level: nothing changes until the lod crosses a level, then everything at once.
+    assert max(nearest) > 3.0 * float(np.median(nearest)) + 0.5
+    # Blended: the same total change, spread over the sweep.
+    assert max(blended) < 0.5 * max(nearest)
+    assert sum(blended) == pytest.approx(sum(nearest), rel=0.5)
+    # Whole levels are the levels themselves.
+    swapper = MeshSwapper()
+    chain = swapper._mip_chain(identity, "texture")
+    assert swapper._texture_at(identity, "texture", chain, 1.0) is chain[1]
+    assert swapper._texture_at(identity, "texture", chain, 99.0) is chain[-1]
+    half = swapper._texture_at(identity, "texture", chain, 0.5).astype(np.float32)
+    up = cv2.resize(chain[1], chain[0].shape[1::-1], interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    assert np.abs(half - (chain[0] * 0.5 + up * 0.5)).max() <= 1.0

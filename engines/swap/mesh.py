@@ -9,7 +9,9 @@ Per face and frame, in a face-sized window of the frame (never the whole frame):
    the window — the texture coordinates are piecewise linear, so bilinear upsampling loses almost
    nothing while the rasterising cost drops by the square of the factor;
 3. one ``cv2.remap`` looks the identity's texture (or albedo, for the relighting) up at full resolution,
-   from a mip level matched to the face's size so small faces do not shimmer.
+   from a mip level matched to the face's size so small faces do not shimmer — two neighbouring levels
+   blended by the fraction (trilinear filtering, the fraction in eighths), so a face that grows or
+   shrinks through a level never pops from sharp to soft.
 
 The eye and mouth openings are rendered too (from the identity's photo) but labelled, so the blend keeps
 the actor's eyes and mouth interior by default. The optional geometry morph moves the mesh toward the
@@ -51,9 +53,15 @@ class SwapConfig:
     work_px: int = 400
     """Faces in windows larger than this (long side, pixels) are rendered, relit and colour-matched at this
     size and scaled up when pasted: a close-up costs no more than a medium shot (slightly softer)."""
-    mip_bias: float = 1.0
-    """Added to the texture level of detail (log2). 1: at most one texel per pixel across the face, so the
-    bilinear lookup never skips texels (a minified texture shimmers as the mesh moves)."""
+    mip_bias: float = 0.75
+    """Added to the texture level of detail (log2): about one texel per pixel across the face, so the bilinear
+    lookup never skips texels (a minified texture shimmers as the mesh moves). Sharper (lower) raises the
+    recogniser's likeness a little and the flicker on contrasty identities more; softer the reverse
+    (``benchmarks/eval_quality.py``, BENCHMARKS.md). 0.75 with the levels blended is about as sharp, on
+    average, as the nearest finer level at 1.0 was."""
+    mip_steps: int = 8
+    """The level of detail is blended between two mip levels in this many steps (1: the nearest finer level
+    only, no blending). Each step's blend is made once per identity and kept."""
     morph_falloff: float = 0.25
     """How far outside the face the morph's image warp fades out, in eye-corner distances."""
     morph_smoothing_iterations: int = 0
@@ -152,6 +160,7 @@ class MeshSwapper:
         self.config = config or SwapConfig()
         self._reference: dict[int, tuple[np.ndarray, float]] = {}
         self._mips: dict[tuple[int, str], tuple[Identity, list[np.ndarray]]] = {}
+        self._blends: dict[tuple[int, str, int, int], np.ndarray] = {}
 
     def forget(self, active_ids: set[int]) -> None:
         """Drop the state of faces no longer tracked."""
@@ -220,8 +229,7 @@ class MeshSwapper:
         uv_span_px = float(np.ptp(face_topology().uv[:, 0])) * size
         face_px = geometry.face_scale_px * 2.4 * geometry.work_size[1] / geometry.window.width  # ~2.4 eye distances
         ratio = math.log2(max(uv_span_px / max(face_px, 1.0), 1.0)) + self.config.mip_bias
-        level = int(np.clip(math.floor(ratio), 0, len(mips) - 1))
-        tex = mips[level]
+        tex = self._texture_at(identity, source, mips, ratio)
         texel = geometry.upsample(geometry.uv_small)
         texel *= float(tex.shape[0])
         texel -= 0.5
@@ -242,6 +250,30 @@ class MeshSwapper:
 
     # ------------------------------------------------------------------------------------------ internals
 
+    def _texture_at(self, identity: Identity, source: str, mips: list[np.ndarray], lod: float) -> np.ndarray:
+        """The texture at level of detail ``lod`` (log2 of the minification): the finer of the two levels
+        around it, with the coarser one (upsampled) blended in by the fraction, in ``mip_steps`` steps."""
+        lod = float(np.clip(lod, 0.0, len(mips) - 1))
+        level = min(int(math.floor(lod)), len(mips) - 1)
+        steps = max(1, self.config.mip_steps)
+        step = int(math.floor((lod - level) * steps + 0.5))
+        if step >= steps:
+            level, step = min(level + 1, len(mips) - 1), 0
+        if step == 0 or level + 1 >= len(mips):
+            return mips[level]
+        key = (id(identity), source, level, step)
+        blend = self._blends.get(key)
+        if blend is None:
+            fine = mips[level]
+            coarse = cv2.resize(mips[level + 1], (fine.shape[1], fine.shape[0]), interpolation=cv2.INTER_LINEAR)
+            frac = step / steps
+            mixed = fine.astype(np.float32) * (1.0 - frac) + coarse.astype(np.float32) * frac
+            blend = np.clip(np.round(mixed), 0, 255).astype(np.uint8) if fine.dtype == np.uint8 else mixed
+            if len(self._blends) > 4 * steps:
+                self._blends.clear()
+            self._blends[key] = blend
+        return blend
+
     def _mip_chain(self, identity: Identity, source: str) -> list[np.ndarray]:
         key = (id(identity), source)
         cached = self._mips.get(key)
@@ -256,8 +288,11 @@ class MeshSwapper:
         chain: list[np.ndarray] = [base]
         while chain[-1].shape[0] > 64:
             chain.append(cv2.pyrDown(chain[-1]))
+        self._mips.pop(key, None)
         if len(self._mips) > 8:
             self._mips.clear()
+        # A new identity (or a reloaded one): the blends made from the levels it replaces go with them.
+        self._blends = {k: v for k, v in self._blends.items() if (k[0], k[1]) in self._mips}
         self._mips[key] = (identity, chain)
         return chain
 
