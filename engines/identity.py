@@ -52,9 +52,13 @@ META_FILE, TEXTURE_FILE, SHADING_FILE = "identity.json", "texture.png", "shading
 _MAX_META_BYTES = 8 * 1024 * 1024
 _LUMA_BGR = np.array([0.0722, 0.7152, 0.2126], dtype=np.float32)
 SHADING_RANGE = (0.8, 1.25)
-"""The de-lighting divides by the photo's shading limited to this range around its median on the face."""
-TINT_LIMIT = 1.25
-"""Broad colour casts the light model missed are divided out up to this factor (``_remove_colour_casts``)."""
+"""The de-lighting divides by the local detail of the photo's shading (creases, under the nose: relative to
+its broad level) limited to this range ..."""
+BROAD_RANGE = (0.5, 2.0)
+"""... and by its broad level (one side of the face lit more than the other) limited to this range around
+its median on the face (``Identity.albedo``)."""
+BROAD_SIGMA = 1.0 / 12.0
+"""The broad level is the shading blurred over this share of the texture (about a fifth of the face)."""
 
 
 class IdentityCorruptError(InputError):
@@ -120,12 +124,19 @@ class Identity:
             region = self.shading[seen] if seen.any() else self.shading.reshape(-1, 3)
             luma = self.shading @ _LUMA_BGR
             tint = np.median(region / np.maximum(region @ _LUMA_BGR, 1e-6)[:, None], axis=0)
-            # Where the light model is least right (under the nose, in creases: ambient occlusion and bounce
-            # light it has no terms for) dividing by the full shading over-brightens; limit the correction.
+            # The photo's light is divided out in two parts. Its broad level (a key lamp on one side: one
+            # cheek twice as bright as the other) fully, within BROAD_RANGE, or that side of the face would
+            # stay pale (or dark) under every stage light. Its local detail only within SHADING_RANGE: where
+            # the light model is least right (under the nose, in creases: ambient occlusion and bounce light
+            # it has no terms for) dividing by all of it over-brightens.
             typical = float(np.median(region @ _LUMA_BGR))
-            luma = np.clip(luma, typical * SHADING_RANGE[0], typical * SHADING_RANGE[1])
-            out = lin / np.maximum(luma[..., None] * tint, 1e-3)
-            out = _remove_colour_casts(out, self.coverage)
+            broad = _broad_level(luma, self.coverage)
+            detail = np.clip(luma / np.maximum(broad, 1e-6), SHADING_RANGE[0], SHADING_RANGE[1])
+            broad = np.clip(broad, typical * BROAD_RANGE[0], typical * BROAD_RANGE[1])
+            # The skin's own colour stays as the photo shows it, blush included: dividing broad colour casts
+            # out as well (a lamp's tint, heavy blush) turned warm shadows grey-green and cost likeness
+            # (benchmarks/eval_quality.py, BENCHMARKS.md: two of the 21 clip x identity pairs fewer at 0.45).
+            out = lin / np.maximum((broad * detail)[..., None] * tint, 1e-3)
         else:
             seen = self.coverage > 0.5
             mean = lin[seen].mean(axis=0) if seen.any() else lin.reshape(-1, 3).mean(axis=0)
@@ -448,28 +459,12 @@ def _load_identity(name: str, path: Path) -> Identity:
     return Identity(_info_from_meta(name, meta), texture, coverage, shading, canonical, landmarks)
 
 
-def _remove_colour_casts(albedo: np.ndarray, coverage: np.ndarray) -> np.ndarray:
-    """Divide out broad colour casts the light model could not explain (a lamp's tint on one side, heavy
-    blush): each channel's level blurred over about a tenth of the face, relative to the blurred brightness
-    and to the skin's median tint, limited to ``TINT_LIMIT`` either way. Lips, brows and freckles are
-    narrower than the blur and stay.
-
-    Broad *brightness* swells are left in: measured with a face recogniser, flattening them (cheekbones,
-    the bridge of the nose, the sockets the 468-point mesh is too coarse to shade) took about 0.03 off the
-    likeness of every identity (``benchmarks/eval_quality.py``), more than the glow they removed was worth.
-    """
-    from engines.texture import texture_labels
-    from engines.topology import SKIN
-
-    size = albedo.shape[0]
-    labels = texture_labels(size)
-    weight = ((labels == SKIN) & (coverage > 0.1)).astype(np.float32)
-    if weight.sum() < 100:
-        return albedo
-    sigma = size / 40.0
-    norm = np.maximum(cv2.GaussianBlur(weight, (0, 0), sigma), 1e-3)
-    smooth = cv2.GaussianBlur(albedo * weight[..., None], (0, 0), sigma) / norm[..., None]  # per channel
-    tint = smooth / np.maximum(smooth @ _LUMA_BGR, 1e-4)[..., None]
-    median_tint = np.median(tint[weight > 0], axis=0)
-    cast = np.clip(tint / np.maximum(median_tint, 1e-4), 1.0 / TINT_LIMIT, TINT_LIMIT)
-    return albedo / cast
+def _broad_level(luma: np.ndarray, coverage: np.ndarray) -> np.ndarray:
+    """(T, T) the shading's brightness blurred over ``BROAD_SIGMA`` of the texture, from the texels the
+    photos saw (normalised convolution); the shading itself where they saw nothing around."""
+    size = luma.shape[0]
+    weight = (coverage > 0.05).astype(np.float32)
+    sigma = size * BROAD_SIGMA
+    norm = cv2.GaussianBlur(weight, (0, 0), sigma)
+    smooth = cv2.GaussianBlur(luma * weight, (0, 0), sigma) / np.maximum(norm, 1e-3)
+    return np.where(norm > 1e-2, smooth, luma).astype(np.float32)

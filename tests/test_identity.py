@@ -249,3 +249,36 @@ def test_the_far_side_of_a_turned_photo_is_filled_from_the_near_side(
     filled = far & (b.coverage - a.coverage > 0.3)
     lightness = cv2.cvtColor(b.texture, cv2.COLOR_BGR2LAB)[..., 0].astype(float)
     assert abs(np.median(lightness[filled]) - np.median(lightness[near & (a.coverage > 0.9)])) < 30
+
+
+def test_the_photos_side_light_is_divided_out_and_its_colour_kept(store: IdentityStore, faces: Path) -> None:
+    """s1.jpg is lit more on one side (its shading: one cheek about twice the other). The albedo's two
+    cheeks come out within 40% of each other (1.27; dividing only a clipped shading left one cheek twice as
+    bright as the other, and one side of every swap pale), and the photo's own colours, blush included, stay."""
+    from engines.cleanup import texture_canonical_x
+    from engines.shlight import srgb_to_linear
+    from engines.texture import texture_canonical_y
+
+    store.enroll("s1", [faces / "s1.jpg"], face="largest")
+    ident = store.load("s1")
+    assert ident.shading is not None
+    size = ident.texture.shape[0]
+    x, y = texture_canonical_x(size), texture_canonical_y(size)
+    seen = (texture_regions(size) == 0) & (ident.coverage > 0.9)
+    luma = np.array([0.0722, 0.7152, 0.2126], np.float32)
+    cheeks = [
+        seen & (y > -0.1) & (y < 0.2) & (np.abs(x) > 0.35) & (np.abs(x) < 0.6) & (np.sign(x) == side)
+        for side in (-1, 1)
+    ]
+    assert all(c.sum() > 1000 for c in cheeks)
+    shade = [float(np.median(ident.shading[c] @ luma)) for c in cheeks]
+    assert max(shade) / min(shade) > 1.8  # the photo's light really is one-sided
+    albedo = [float(np.median(ident.albedo[c] @ luma)) for c in cheeks]
+    assert max(albedo) / min(albedo) < 1.4, albedo
+    # Colour: only the light's brightness and one overall tint are divided out, so each texel's red/green
+    # and blue/green stay the photo's times one constant (a spatial cast removal moved them by +-30%).
+    lin = srgb_to_linear(ident.texture.astype(np.float32) / 255.0)
+    skin = seen & (lin.min(axis=2) > 0.01)
+    for channel in (2, 0):
+        ratio = (ident.albedo[skin][:, channel] / ident.albedo[skin][:, 1]) / (lin[skin][:, channel] / lin[skin][:, 1])
+        assert np.percentile(ratio, 95) / np.percentile(ratio, 5) < 1.05
