@@ -23,7 +23,15 @@ import cv2
 import numpy as np
 
 from engines import models
-from engines.blend import BlendConfig, apply_gains, colour_gains, composite, face_alpha_small, skin_mask
+from engines.blend import (
+    BlendConfig,
+    apply_gains,
+    colour_gains,
+    composite,
+    cut_openings,
+    face_alpha_small,
+    skin_mask,
+)
 from engines.consent import check_swap_allowed, identity_consent
 from engines.detect import FaceDetector
 from engines.errors import InputError
@@ -277,8 +285,12 @@ class FaceProcessor:
             swapping = identity is not None or swapped is not None
             keep_eyes = settings.keep_eyes or not swapping
             keep_mouth = settings.keep_mouth or not swapping
-            alpha_small = face_alpha_small(geometry, keep_eyes, keep_mouth, self.config.blend, seen)
+            # The outline's ramp from the geometry raster (also where skin is measured), then the kept
+            # openings cut into the pasted alpha at full size.
+            alpha_small = face_alpha_small(geometry, self.config.blend, seen)
             alpha = geometry.to_window(alpha_small)
+            alpha = alpha.copy() if alpha is alpha_small else alpha
+            cut_openings(alpha, geometry, keep_eyes, keep_mouth, self.config.blend)
             if swapped is not None:  # where the model's crop and its own masks say its face is
                 alpha = alpha * geometry.to_window(swapped.mask)
             if self.occlusion is not None:
