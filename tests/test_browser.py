@@ -347,6 +347,23 @@ def test_controls_change_the_stream_settings(server: Server, browser: Browser) -
     assert status == 200
     monitor.wait_for_function("!document.querySelector('#relight').checked", timeout=5000)
 
+    # An operator who lets go of the light and at once picks another mode keeps that mode: light values
+    # still queued behind the send throttle must not switch it back to "direction".
+    def server_mode() -> str:
+        return str(server.api(f"/api/streams/{STREAM}")[1]["settings"]["relight_target"]["mode"])
+
+    monitor.select_option("#mode", "match")
+    _wait_until(lambda: server_mode() == "match", 5, "relight_target.mode = match")
+    monitor.mouse.move(cx, cy)
+    monitor.mouse.down()
+    monitor.mouse.move(cx + box["width"] * 0.2, cy - box["height"] * 0.2, steps=8)
+    monitor.mouse.up()
+    assert monitor.input_value("#mode") == "direction"  # dragging the light switches the mode at once
+    monitor.select_option("#mode", "match")
+    monitor.wait_for_timeout(1000)
+    assert server_mode() == "match", f"the light's queued values undid the operator's mode: {patches[-3:]}"
+    assert monitor.input_value("#mode") == "match"
+
     # The server's refusal reason is shown: the HDRI light without an image name.
     monitor.select_option("#mode", "hdri")
     assert monitor.is_visible("#hdri-row")
@@ -355,7 +372,7 @@ def test_controls_change_the_stream_settings(server: Server, browser: Browser) -
     monitor.wait_for_function(
         "document.querySelector('#control-error').textContent.includes('needs relight_target.hdri')"
     )
-    assert server.api(f"/api/streams/{STREAM}")[1]["settings"]["relight_target"]["mode"] == "direction"
+    assert server_mode() == "match"
     monitor.select_option("#mode", "direction")
     monitor.wait_for_timeout(1500)  # a few frames with the mesh overlay on
     monitor.screenshot(path=str(ARTIFACTS / "monitor-controls.png"))

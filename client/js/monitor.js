@@ -423,13 +423,14 @@ const sendStrength = throttled("strength", (v) => ({ strength: v }));
 const sendIntensity = throttled("intensity", (v) => ({ relight_target: { intensity: v } }));
 const sendAmbient = throttled("ambient", (v) => ({ relight_target: { ambient: v } }));
 const sendColour = throttled("colour", (v) => ({ relight_target: { colour: v } }));
+/* Moving the key light means "use this light": the mode switches to "direction" when the operator drags,
+ * and the next patch carries the switch. Deciding when the (throttled) patch goes out instead would let a
+ * light value still queued override a mode the operator picked after letting go of the light. */
+let lightSwitchedMode = false;
 const sendDirection = throttled("direction", (dir) => {
   const patch = { direction: dir.map((v) => Math.round(v * 1e4) / 1e4) };
-  if (ui.mode.value !== "direction") {
-    // moving the key light means "use this light": switch the mode with it
-    ui.mode.value = "direction";
-    patch.mode = "direction";
-  }
+  if (lightSwitchedMode && ui.mode.value === "direction") patch.mode = "direction";
+  lightSwitchedMode = false;
   return { relight_target: patch };
 });
 
@@ -457,6 +458,13 @@ const models = new SwapModelPicker(ui.swapModel, ui.modelNote, (name) => send({ 
 
 const light = new LightDisc($("#light"), (dir) => {
   showDirection(dir);
+  if (ui.mode.value !== "direction") {
+    ui.mode.value = "direction";
+    ui.hdriRow.hidden = true;
+    lightSwitchedMode = true;
+    state.editing.add("mode"); // pushed stats from before the switch must not undo it
+    setTimeout(() => state.editing.delete("mode"), 1000);
+  }
   sendDirection(dir);
 });
 
