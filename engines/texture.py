@@ -105,10 +105,21 @@ def unwrap(image: np.ndarray, landmarks: np.ndarray, size: int = TEXTURE_SIZE) -
     win = Window(x0, y0, int(np.ceil(lm[:, 0].max())) - x0 + 2, int(np.ceil(lm[:, 1].max())) - y0 + 2)
     photo_raster = rasterize(lm, tris, win)
     depth = photo_raster.interpolate(lm[:, 2], fill=np.inf)
-    cols = np.clip(np.round(pos[..., 0]).astype(np.int64) - x0, 0, win.width - 1)
-    rows = np.clip(np.round(pos[..., 1]).astype(np.int64) - y0, 0, win.height - 1)
+    # Compared with the farthest of the four photo pixels around the texel, not the nearest pixel's: near
+    # the outline the surface is seen edge-on and its depth changes by more than the tolerance from one
+    # pixel to the next, so a nearest-pixel test flips from texel to texel (stripes of "hidden" skin at the
+    # face's sides that painted a serrated, flickering edge). A texel truly hidden (behind the nose) is
+    # farther than all four.
+    fx = np.floor(pos[..., 0]).astype(np.int64) - x0
+    fy = np.floor(pos[..., 1]).astype(np.int64) - y0
+    farthest = np.full(fx.shape, -np.inf, dtype=np.float32)
+    for dy in (0, 1):
+        for dx in (0, 1):
+            r = np.clip(fy + dy, 0, win.height - 1)
+            c = np.clip(fx + dx, 0, win.width - 1)
+            farthest = np.maximum(farthest, depth[r, c])
     tolerance = _DEPTH_TOLERANCE * face_scale_px(lm)
-    visible = pos[..., 2] <= depth[rows, cols] + tolerance
+    visible = pos[..., 2] <= farthest + tolerance
     h, w = image.shape[:2]
     inside = (pos[..., 0] >= 0) & (pos[..., 0] <= w - 1) & (pos[..., 1] >= 0) & (pos[..., 1] <= h - 1)
     weight = np.where(covered & visible & inside, facing, 0.0).astype(np.float32)

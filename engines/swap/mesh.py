@@ -366,6 +366,11 @@ def _extend(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(mask[..., None], values, np.where(count > 0, filled, values)).astype(np.float32)
 
 
+_FIELD_BAND_PX = 3.0
+"""Width (geometry pixels) of the band inside the outline where the morph's field goes from its smooth
+continuation outside to the exact displacement inside."""
+
+
 def _displacement_field(inside: np.ndarray, mask: np.ndarray, falloff_px: float) -> np.ndarray:
     """(hs, ws, 2) displacement in frame pixels: ``inside`` (interpolated over the face) where ``mask``,
     continued smoothly beyond it and faded to zero ``falloff_px`` (small pixels) outside it and at the
@@ -386,7 +391,16 @@ def _displacement_field(inside: np.ndarray, mask: np.ndarray, falloff_px: float)
     yy = np.arange(hs, dtype=np.float32)[:, None]
     edge = np.minimum(np.minimum(xx, ws - 1 - xx), np.minimum(yy, hs - 1 - yy))
     fade *= np.clip(edge / max(0.25 * falloff_px, 1.0), 0.0, 1.0)
-    return np.where(cover[..., None] > 0, inside, extended * fade[..., None]).astype(np.float32)
+    # Inside, the exact displacement takes over from the continuation across a band along the outline:
+    # switched at the raster's edge instead, the field jumped along that edge's stair steps and the warped
+    # actor's jaw line showed them (and their crawl, as the edge moved from one raster pixel to the next).
+    depth = cv2.distanceTransform(np.pad(mask.astype(np.uint8), 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
+    s = np.clip((depth - 1.0) / _FIELD_BAND_PX, 0.0, 1.0)
+    # The distance to a stair-stepped edge itself steps by half a pixel along it: blurred a little, the
+    # band's level lines are smooth.
+    w = cv2.GaussianBlur((s * s * (3.0 - 2.0 * s)).astype(np.float32), (0, 0), 1.0) * (depth > 0)
+    w = w[..., None]
+    return (w * inside + (1.0 - w) * (extended * fade[..., None])).astype(np.float32)
 
 
 @functools.cache
