@@ -128,6 +128,31 @@ def test_morph_moves_the_face_toward_the_identity_and_keeps_the_actors_openings(
     assert border.max() < 0.5 and shift.max() > 2.0
 
 
+def test_a_held_face_is_drawn_exactly_where_it_was(  # type: ignore[no-untyped-def]
+    store: IdentityStore, detector, mesh, faces: Path
+) -> None:
+    """The morph starts from the actor's shape averaged over time. While the stillness hold repeats a
+    face's landmarks, that average must not creep on toward them: the morphed mesh (and so the drawn face)
+    would move by a fraction of a pixel every frame of a face that is held still."""
+    image, lm = photo_mesh(detector, mesh, faces / "s1.jpg")
+    identity = store.load("obama")
+    swapper = MeshSwapper()
+    moved = lm.copy()
+    moved[:, :2] = lm[:, :2] * 1.02 + np.array([3.0, -2.0], np.float32)  # the actor moves, then holds still
+    moved[[lower for _, lower in _MOUTH_PAIRS], 1] += 4.0  # and opens the mouth
+    first = swapper.geometry(image, lm, 1, 0.0, identity, 1.0)
+    held = [swapper.geometry(image, moved, 1, t, identity, 1.0) for t in (1 / 30, 2 / 30, 3 / 30, 4 / 30)]
+    assert first is not None and all(g is not None for g in held)
+    assert np.abs(held[0].landmarks - first.landmarks).max() > 1.0  # type: ignore[union-attr]
+    for g in held[1:]:
+        assert np.array_equal(g.landmarks, held[0].landmarks)  # type: ignore[union-attr]
+    # Once the face moves again, the average moves on with it.
+    again = swapper.geometry(image, lm, 1, 5 / 30, identity, 1.0)
+    assert again is not None
+    ref_now = swapper._reference[1][0]
+    assert not np.allclose(ref_now, frontalise(moved)) and not np.allclose(ref_now, frontalise(lm))
+
+
 def test_large_faces_are_rendered_at_a_bounded_size(store: IdentityStore, detector, mesh, faces: Path) -> None:  # type: ignore[no-untyped-def]
     import cv2
 

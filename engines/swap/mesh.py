@@ -158,7 +158,8 @@ class MeshSwapper:
 
     def __init__(self, config: SwapConfig | None = None) -> None:
         self.config = config or SwapConfig()
-        self._reference: dict[int, tuple[np.ndarray, float]] = {}
+        self._reference: dict[int, tuple[np.ndarray, float, np.ndarray]] = {}
+        """Per face: the averaged shape, when it was last updated, and the landmarks it was updated with."""
         self._mips: dict[tuple[int, str], tuple[Identity, list[np.ndarray]]] = {}
         self._blends: dict[tuple[int, str, int, int], np.ndarray] = {}
 
@@ -297,18 +298,25 @@ class MeshSwapper:
         return chain
 
     def _update_reference(self, face_id: int, lm: np.ndarray, t_s: float) -> np.ndarray:
-        """The actor's face shape averaged over time (frontal frame), the morph's starting point."""
+        """The actor's face shape averaged over time (frontal frame), the morph's starting point.
+
+        Landmarks identical to the last frame's (a still face held by ``engines.stillness``) leave it as it
+        is: averaging on toward the held shape would move the morph by a fraction of a pixel every frame,
+        and a face that is held would still be redrawn, shimmering, where the actor's stays still."""
         from engines.topology import frontalise
 
-        shape = frontalise(lm)
         previous = self._reference.get(face_id)
+        if previous is not None and t_s >= previous[1] and np.array_equal(lm, previous[2]):
+            self._reference[face_id] = (previous[0], t_s, previous[2])
+            return previous[0]
+        shape = frontalise(lm)
         if previous is None or t_s < previous[1]:
-            self._reference[face_id] = (shape, t_s)
+            self._reference[face_id] = (shape, t_s, lm.copy())
             return shape
-        ref, t_prev = previous
+        ref, t_prev, _ = previous
         alpha = 1.0 - math.exp(-max(t_s - t_prev, 0.0) / self.config.reference_time_constant_s)
         ref = ref + alpha * (shape - ref)
-        self._reference[face_id] = (ref, t_s)
+        self._reference[face_id] = (ref, t_s, lm.copy())
         return ref
 
     def _morph_displacement(self, lm: np.ndarray, target: np.ndarray, reference: np.ndarray) -> np.ndarray:
