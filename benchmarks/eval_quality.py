@@ -8,7 +8,9 @@ photo enrolled into a temporary data directory. For each clip x identity it prin
 ``OUT/quality.json``:
 
 - identity (``mobilefacenet.onnx``, evaluation only): mean cosine of the output face to the identity photo
-  and to the actor's own face in the same input frame, and the share of frames closer to the identity;
+  and to the actor's own face in the same input frame, and the share of frames closer to the identity —
+  each face aligned on the 5 points ``pfld.onnx`` finds in its own image (the morph moves the swapped
+  face's eyes and mouth; ``id@act`` is the earlier figure, the output aligned on the actor's points);
 - expression (``pfld.onnx``, evaluation only): correlation of the mouth-opening and eye-opening curves of
   output and input over the clip;
 - stability: mean absolute frame-to-frame change inside the face box, output over input (flicker ratio);
@@ -37,7 +39,15 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from benchmarks.quality_metrics import FaceEmbedder, Landmarks68, QualityMeter, QualityReport, side_by_side
+from benchmarks.quality_metrics import (
+    FaceEmbedder,
+    Landmarks68,
+    PhotoEmbedding,
+    QualityMeter,
+    QualityReport,
+    photo_embedding,
+    side_by_side,
+)
 from engines.stats import StageTimes
 
 if TYPE_CHECKING:
@@ -78,14 +88,16 @@ class Verdict:
         return out
 
 
-def identity_embedding(photo: np.ndarray, tracker: FaceTracker, embedder: FaceEmbedder) -> np.ndarray:
+def identity_embedding(
+    photo: np.ndarray, tracker: FaceTracker, embedder: FaceEmbedder, landmarks68: Landmarks68
+) -> PhotoEmbedding:
     """The recogniser's embedding of the largest face in a photo."""
     tracker.reset()
     faces = tracker.update(photo, 0.0)
     if not faces:
         raise RuntimeError("no face in the identity photo")
     face = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
-    return embedder.embed(photo, face.points5)
+    return photo_embedding(photo, face.landmarks, embedder, landmarks68)
 
 
 def largest(faces: Sequence[TrackedFace]) -> TrackedFace | None:
@@ -188,11 +200,11 @@ def main() -> None:
             img = cv2.imread(str(SHARED / "data" / "faces" / photo))
             if img is None:
                 raise SystemExit(f"cannot read {photo}")
-            photos[name] = identity_embedding(img, probe, embedder)
+            photos[name] = identity_embedding(img, probe, embedder, lm68)
         runs = list(photos.items()) if photos else [("(own face)", None)]
         print(
             f"{'clip':<22} {'identity':<20} {'frames':>6} {'cos id':>7} {'cos act':>7} {'closer':>7} "
-            f"{'mouth r':>7} {'eye r':>6} {'flicker':>7} {'fps':>6}  stage p50 ms"
+            f"{'mouth r':>7} {'eye r':>6} {'flicker':>7} {'id@act':>6} {'fps':>6}  stage p50 ms"
         )
         for clip in args.clips:
             for name, emb in runs:
@@ -215,7 +227,8 @@ def main() -> None:
                 print(
                     f"{clip:<22} {name:<20} {report.frames:>6} {report.cos_identity:7.2f} {report.cos_actor:7.2f} "
                     f"{report.closer_to_identity:7.0%} {report.mouth_corr:7.2f} {report.eye_corr:6.2f} "
-                    f"{report.flicker:7.2f} {fps:6.1f}  {stages}  {'ok' if not fails else 'FAIL: ' + '; '.join(fails)}"
+                    f"{report.flicker:7.2f} {report.cos_identity_actor_points:6.2f} {fps:6.1f}  {stages}  "
+                    f"{'ok' if not fails else 'FAIL: ' + '; '.join(fails)}"
                 )
     out = [
         {

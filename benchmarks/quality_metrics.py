@@ -27,6 +27,7 @@ left mouth corner; subject's right = image left) in their 112x112 input."""
 _INNER_LIP_TOP, _INNER_LIP_BOTTOM = 62, 66
 _RIGHT_EYE = (36, 37, 38, 39, 40, 41)  # image left
 _LEFT_EYE = (42, 43, 44, 45, 46, 47)
+_NOSE_TIP, _MOUTH_RIGHT, _MOUTH_LEFT = 30, 48, 54  # mouth corners: image left, image right
 
 
 def _session(path: Path) -> ort.InferenceSession:
@@ -94,6 +95,37 @@ class Landmarks68:
         x = crop[:, :, ::-1].astype(np.float32).transpose(2, 0, 1)[None] / 255.0
         out = self.session.run(None, {self._input: x})[0].reshape(68, 2) * 112.0
         return (out - m[:, 2]) / s
+
+
+def five_points_68(points68: np.ndarray) -> np.ndarray:
+    """The ArcFace 5 points (eye centres, nose tip, mouth corners; subject's right first) of 68 landmarks."""
+    p = np.asarray(points68, np.float32)
+    return np.stack(
+        [p[list(_RIGHT_EYE)].mean(0), p[list(_LEFT_EYE)].mean(0), p[_NOSE_TIP], p[_MOUTH_RIGHT], p[_MOUTH_LEFT]]
+    ).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class PhotoEmbedding:
+    """An identity photo's recogniser embedding, aligned two ways (see ``QualityMeter``)."""
+
+    own: np.ndarray
+    """Aligned on the 5 points the landmark model finds in the photo (how the output is measured)."""
+    mesh: np.ndarray
+    """Aligned on the 5 points of the tracker's mesh (the earlier measure, kept for comparison)."""
+
+
+def photo_embedding(
+    image_bgr: np.ndarray, mesh_landmarks: np.ndarray, embedder: FaceEmbedder, landmarks68: Landmarks68
+) -> PhotoEmbedding:
+    """The embedding of the face whose 468-point mesh is ``mesh_landmarks`` in a photo, both alignments."""
+    from engines.landmarks import five_points
+
+    points68 = landmarks68(image_bgr, face_square(mesh_landmarks))
+    return PhotoEmbedding(
+        own=embedder.embed(image_bgr, five_points_68(points68)),
+        mesh=embedder.embed(image_bgr, five_points(mesh_landmarks)),
+    )
 
 
 def mouth_opening(points68: np.ndarray) -> float:
@@ -233,6 +265,9 @@ class QualityReport:
     """Mean cosine of the output face to the actor's original face in the same frame."""
     closer_to_identity: float
     """Share of evaluated frames whose output is closer to the identity than to the actor (0..1)."""
+    cos_identity_actor_points: float
+    """The earlier measure of ``cos_identity``: the output's crop aligned on the actor's tracked points (and
+    the photo on its mesh's), wherever the swap drew the face's features (for comparison only)."""
     mouth_corr: float
     eye_corr: float
     flicker: float
@@ -247,26 +282,36 @@ class QualityMeter:
     """Accumulates the identity, expression and stability measures over a clip, frame pair by frame pair.
 
     Feed each input frame, the processor's output for it and the input's tracked 468-point landmarks of
-    the face being judged (None when no face is tracked). The same landmarks place every crop in both
-    images, so input and output are measured in the same pixels. Identity is measured on every
-    ``identity_every``-th frame with a face (the recogniser is the slow part).
+    the face being judged (None when no face is tracked). Those landmarks place the expression and
+    stability crops in both images, so input and output are measured in the same pixels. The recogniser's
+    crops are aligned on each image's own 5 points, found by the landmark model in that image: a swap
+    that morphs the face's shape draws the eyes and mouth where the identity's proportions put them, and a
+    crop aligned on the actor's points would judge a misaligned face (the earlier measure, still reported
+    as ``cos_identity_actor_points``). Identity is measured on every ``identity_every``-th frame with a
+    face (the recogniser is the slow part).
     """
 
     def __init__(
         self,
         embedder: FaceEmbedder,
         landmarks68: Landmarks68,
-        identity_embedding: np.ndarray | None,
+        identity_embedding: PhotoEmbedding | np.ndarray | None,
         identity_every: int = 3,
     ) -> None:
         self.embedder = embedder
         self.landmarks68 = landmarks68
-        self.identity = identity_embedding
+        # A bare array: one embedding used for both alignments (a test's crude reference).
+        self.identity = (
+            PhotoEmbedding(identity_embedding, identity_embedding)
+            if isinstance(identity_embedding, np.ndarray)
+            else identity_embedding
+        )
         self.identity_every = max(1, identity_every)
         self.frames = 0
         self.with_face = 0
         self.cos_identity: list[float] = []
         self.cos_actor: list[float] = []
+        self.cos_identity_actor_points: list[float] = []
         self.mouth_in: list[float] = []
         self.mouth_out: list[float] = []
         self.eye_in: list[float] = []
@@ -293,12 +338,13 @@ class QualityMeter:
         self.eye_in.append(eye_opening(p_in))
         self.eye_out.append(eye_opening(p_out))
         if (self.with_face - 1) % self.identity_every == 0:
-            pts = five_points(landmarks)
-            e_out = self.embedder.embed(image_out, pts)
-            e_in = self.embedder.embed(image_in, pts)
+            e_out = self.embedder.embed(image_out, five_points_68(p_out))
+            e_in = self.embedder.embed(image_in, five_points_68(p_in))
             self.cos_actor.append(float(e_out @ e_in))
             if self.identity is not None:
-                self.cos_identity.append(float(e_out @ self.identity))
+                self.cos_identity.append(float(e_out @ self.identity.own))
+                e_actor_points = self.embedder.embed(image_out, five_points(landmarks))
+                self.cos_identity_actor_points.append(float(e_actor_points @ self.identity.mesh))
 
     def report(self) -> QualityReport:
         ids, actors = np.array(self.cos_identity), np.array(self.cos_actor)
@@ -310,6 +356,9 @@ class QualityMeter:
             cos_identity=float(ids.mean()) if ids.size else math.nan,
             cos_actor=float(actors.mean()) if actors.size else math.nan,
             closer_to_identity=closer,
+            cos_identity_actor_points=(
+                float(np.mean(self.cos_identity_actor_points)) if self.cos_identity_actor_points else math.nan
+            ),
             mouth_corr=correlation(self.mouth_in, self.mouth_out),
             eye_corr=correlation(self.eye_in, self.eye_out),
             flicker=self.flicker.ratio,

@@ -32,7 +32,7 @@ def quality(tmp_path_factory: pytest.TempPathFactory, clips: Path, faces: Path, 
     lm68 = Landmarks68(models_dir / "pfld.onnx")
     processor = FaceProcessor.from_models(models_dir, identities=store)
     photo = cv2.imread(str(faces / "s1.jpg"))
-    target = identity_embedding(photo, FaceProcessor.from_models(models_dir).tracker, embedder)
+    target = identity_embedding(photo, FaceProcessor.from_models(models_dir).tracker, embedder, lm68)
     swapped = QualityMeter(embedder, lm68, target, identity_every=3)
     untouched = QualityMeter(embedder, lm68, target, identity_every=3)
     settings = ProcessSettings(identity="s1")
