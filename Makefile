@@ -13,26 +13,62 @@ ifneq ($(wildcard $(SHARED)/models),)
 export STAGESWAP_MODELS ?= $(SHARED)/models
 endif
 DEMO_INPUT    ?= $(firstword $(wildcard $(SHARED)/data/clips/d3.mp4))
-DEMO_IDENTITY ?=
+DEMO_IDENTITY ?= $(firstword $(wildcard $(SHARED)/data/faces/s1.jpg))
 DEMO_PORT     ?= 8080
 DEMO_DATA     ?= out/demo-data
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-slow test-gpu test-all demo bench bench-gpu eval lint typecheck clean browser-setup soak
+.PHONY: setup lock test-latest test test-slow test-gpu test-all demo bench bench-gpu eval lint typecheck clean browser-setup soak
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The exact, hash-checked versions the project is tested with (pip-compile's locks, see README "Install"):
+# CUDA machines (an NVIDIA GPU answers nvidia-smi) take requirements/cuda.txt, every other one
+# requirements/cpu.txt, whose torch is the CPU build. `make lock` refreshes both; `make test-latest` tries
+# the newest versions pyproject.toml's ranges allow, in a venv of its own.
+HAS_CUDA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
+LOCK ?= requirements/$(if $(HAS_CUDA),cuda,cpu).txt
+
+$(VENV)/.installed: pyproject.toml $(LOCK)
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	@# CPU machines take the local CPU build of torch; a range admitting newer torch pulls GBs of CUDA wheels.
-	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
-	  $(BIN)/pip install --quiet 'torch>=2.4,<3'; \
-	else \
-	  $(BIN)/pip install --quiet 'torch==2.13.0'; \
-	fi
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python tools/lockcheck.py $(LOCK)
 	@touch $@
+
+# Refresh the locks to the newest versions the ranges allow (pip-tools, pinned below; minutes: it asks
+# PyPI for every file's hash). The CPU lock's torch is the CPU build from TORCH_CPU_WHEELS (a folder or
+# an index page: https://download.pytorch.org/whl/cpu/torch/), the CUDA lock's PyPI's own build.
+TORCH_CPU_WHEELS ?= /opt/wheels
+PIP_TOOLS := .venv-lock/bin
+LOCK_ARGS ?= --upgrade
+LOCK_ENV := env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL -u PIP_INDEX_URL PIP_CONFIG_FILE=/dev/null
+PIP_COMPILE = $(LOCK_ENV) $(PIP_TOOLS)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+  --extra dev --index-url https://pypi.org/simple --no-emit-index-url --no-emit-find-links $(LOCK_ARGS)
+lock:
+	@test -x $(PIP_TOOLS)/pip-compile || { $(PYTHON) -m venv .venv-lock && \
+	  $(PIP_TOOLS)/pip install --quiet 'pip-tools==7.7.0' 'pip==26.3'; }
+	$(PIP_COMPILE) --find-links $(TORCH_CPU_WHEELS) -o requirements/cpu.txt pyproject.toml requirements/cpu.in
+	$(PIP_COMPILE) -o requirements/cuda.txt pyproject.toml requirements/cuda.in
+	@echo "lock: requirements/cpu.txt and requirements/cuda.txt refreshed; make setup installs them"
+
+# The suite against the newest versions pyproject.toml allows (torch stays the CPU build 2.13.0 here), in
+# .venv-latest: says which packages moved past the lock and whether the suite passed. Upgrading is then a
+# decision: make lock, make test, commit the locks.
+LATEST := .venv-latest
+test-latest: browser-setup
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/pip install --quiet --upgrade pip
+	$(LATEST)/bin/pip install --quiet $(if $(HAS_CUDA),'torch>=2.4,<3','torch==2.13.0')
+	$(LATEST)/bin/pip install --quiet --upgrade --upgrade-strategy eager -e '.[dev]'
+	@echo "test-latest: against $(LOCK), $(LATEST) holds:"
+	@$(LATEST)/bin/python tools/lockcheck.py $(LOCK) --report
+	@$(LATEST)/bin/python -m pytest -m "not slow and not gpu" -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 0 ]; then echo "test-latest: the suite PASSED with the versions above"; \
+	  else echo "test-latest: the suite FAILED (exit $$rc) with the versions above: keep the lock, or fix and make lock"; fi; \
+	  exit $$rc
 
 # The browser tests drive Debian's chromium (never a Playwright-downloaded browser). Fast when it is there;
 # without root or sudo it says so, and the browser tests skip with that reason.
@@ -62,11 +98,13 @@ test-all: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The live service with the embedded engines; it prints the URL to open and runs until Ctrl-C. DEMO_INPUT
-# (a clip) plays as camera "demo"; DEMO_IDENTITY (a photo, enrolled unverified: no consent record, or an
-# enrolled name) is swapped in, else the tracked mesh is drawn. Identities and recordings go to DEMO_DATA.
+# (a clip) plays as camera "demo"; DEMO_IDENTITY (a photo, enrolled unverified: no consent record, and
+# marked so on the page; or an enrolled name) is swapped in and relit — by default a shared photo. With
+# DEMO_IDENTITY= (empty) the tracked mesh is drawn instead. Identities and recordings go to DEMO_DATA.
 demo: setup
 	$(BIN)/stageswap models fetch
 	@mkdir -p $(DEMO_DATA)
+	@echo "demo: camera 'demo' = $(or $(DEMO_INPUT),none); $(if $(DEMO_IDENTITY),swapping in $(DEMO_IDENTITY) (unverified),mesh overlay only)"
 	$(BIN)/stageswap serve --port $(DEMO_PORT) --data-dir "$(DEMO_DATA)" \
 	  $(if $(DEMO_INPUT),--input demo="$(DEMO_INPUT)") \
 	  $(if $(DEMO_IDENTITY),--identity "$(DEMO_IDENTITY)" --unverified,--debug-overlay)
@@ -98,4 +136,4 @@ typecheck: setup
 	$(BIN)/mypy engines streamer build_engines.py
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-latest .venv-lock out .pytest_cache .mypy_cache .ruff_cache

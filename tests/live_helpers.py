@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
-import os
 import sys
 import threading
 import time
@@ -215,14 +214,6 @@ async def wait_for(predicate: Any, timeout_s: float, interval_s: float = 0.05) -
         if value or time.monotonic() > deadline:
             return bool(value)
         await asyncio.sleep(interval_s)
-
-
-def machine_is_busy() -> bool:
-    """True when other work already keeps every core busy (load average over the core count).
-
-    Frame rates measured then say more about the machine than about the service: tests keep their
-    relative checks (frames delivered against frames sent in the same window) and skip the absolute ones."""
-    return os.getloadavg()[0] > (os.cpu_count() or 1)
 
 
 def service_threads() -> list[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engines.raster import Window, rasterize
+from engines.raster import _EDGE_EPS, Raster, Window, rasterize
 from engines.topology import face_topology
 from tests.face_helpers import photo_mesh
 
@@ -36,19 +36,51 @@ def test_single_triangle_matches_brute_force() -> None:
         np.testing.assert_allclose(r.bary[clear_in], weights[clear_in], atol=1e-5)
 
 
+def _centre_errors(r, vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+    """Per covered pixel: how far the interpolated vertex positions land from the pixel's centre, and the
+    most the rasteriser's geometry allows there.
+
+    Inside a triangle the weights are exact (float32 rounding: ~1e-5 px). A pixel within the edge slack
+    (``_EDGE_EPS`` in barycentric units, so no pixel on a shared edge is missed by both triangles) has
+    its weights clipped to [0, 1] and renormalised, which moves it by at most ``2 * _EDGE_EPS`` times the
+    triangle's longest edge. The bound is that, plus 1e-4 px for rounding; it scales with each
+    triangle, so no runtime's landmark values can land a correct raster outside it."""
+    x0, y0 = r.window.x0, r.window.y0
+    local = vertices[:, :2].astype(np.float64) - (x0, y0)  # window-local: rounding relative to ~100 px
+    pos = r.interpolate(local)
+    rows, cols = np.nonzero(r.mask)
+    err = np.hypot(pos[rows, cols, 0] - cols, pos[rows, cols, 1] - rows)
+    corners = local[r.triangles]
+    longest = np.linalg.norm(corners - np.roll(corners, 1, axis=1), axis=2).max(axis=1)
+    return err, 2 * _EDGE_EPS * longest[r.triangle[rows, cols]] + 1e-4
+
+
 def test_interpolating_positions_gives_pixel_centres_on_a_real_face(detector, mesh, faces: Path) -> None:  # type: ignore[no-untyped-def]
     _, landmarks = photo_mesh(detector, mesh, faces / "obama.jpg")
     topo = face_topology()
-    x0, y0 = int(landmarks[:, 0].min()) - 5, int(landmarks[:, 1].min()) - 5
-    win = Window(x0, y0, int(np.ptp(landmarks[:, 0])) + 10, int(np.ptp(landmarks[:, 1])) + 10)
-    r = rasterize(landmarks, topo.all_triangles, win)  # with the eye and mouth fills: no holes
-    pos = r.interpolate(landmarks[:, :2])
-    rows, cols = np.nonzero(r.mask)
-    np.testing.assert_allclose(pos[rows, cols, 0], cols + x0, atol=2e-3)
-    np.testing.assert_allclose(pos[rows, cols, 1], rows + y0, atol=2e-3)
+    rng = np.random.default_rng(7)
+    # The real face, then the same face moved by sub-pixel amounts in float32 (what another runtime's
+    # landmarks look like): the property is geometric and must hold for all of them.
+    for trial in range(8):
+        jitter = rng.uniform(-0.5, 0.5, landmarks.shape) if trial else 0.0
+        lm = (landmarks.astype(np.float64) + jitter).astype(np.float32)
+        x0, y0 = int(lm[:, 0].min()) - 5, int(lm[:, 1].min()) - 5
+        win = Window(x0, y0, int(np.ptp(lm[:, 0])) + 10, int(np.ptp(lm[:, 1])) + 10)
+        r = rasterize(lm, topo.all_triangles, win)  # with the eye and mouth fills: no holes
+        err, bound = _centre_errors(r, lm)
+        assert (err <= bound).all(), f"trial {trial}: {(err > bound).sum()} pixels off, worst {err.max():.2e} px"
+        assert np.median(err) < 1e-4, "inside the triangles the weights are exact"
+    # The check can fail: the same raster with its weights rotated by one vertex, or read half a pixel off,
+    # lands far outside the bound.
+    rotated = Raster(r.window, r.pixels, r.tri, np.roll(r.weights, 1, axis=1), r.triangles)
+    assert (_centre_errors(rotated, lm)[0] > _centre_errors(rotated, lm)[1]).mean() > 0.9
+    shifted = Raster(Window(x0, y0, win.width, win.height), r.pixels, r.tri, r.weights, r.triangles)
+    half = lm.copy()
+    half[:, 0] += 0.5
+    assert (_centre_errors(shifted, half)[0] > _centre_errors(shifted, half)[1]).mean() > 0.9
     # Coverage agrees with OpenCV filling the same triangles (edges may differ by a pixel).
     ref = np.zeros((win.height, win.width), np.uint8)
-    pts = np.round((landmarks[:, :2] - (x0, y0)) * 16).astype(np.int32)
+    pts = np.round((lm[:, :2] - (x0, y0)) * 16).astype(np.int32)
     for tri in pts[topo.all_triangles]:  # one by one: fillPoly of many polygons would XOR overlaps
         cv2.fillConvexPoly(ref, tri, 1, lineType=cv2.LINE_8, shift=4)
     ref_b = ref.astype(bool)

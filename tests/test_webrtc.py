@@ -24,7 +24,6 @@ from tests.live_helpers import (
     ClipTrack,
     LiveServer,
     live_server,
-    machine_is_busy,
     publish,
     service_threads,
     view,
@@ -89,33 +88,45 @@ def test_publish_clip_with_an_enrolled_identity_view_both_views_then_delete_free
             source = await view(http, srv.url, "cam", "source", keep_every=6)
             assert await wait_for(lambda: len(processed.times) > 10 and len(source.times) > 10, 15)
             stream = srv.service.streams.get("cam")
-            t0, sent0, done0 = time.monotonic(), track.sent, stream.stats.snapshot()["frames_processed"]
+            peers = srv.service.peers
+            assert peers is not None
+
+            def handed() -> dict[str, int]:
+                """Encoded frames the server handed to each viewer's RTP sender, by view."""
+                ids = {processed.location.rsplit("/", 1)[1]: "processed", source.location.rsplit("/", 1)[1]: "source"}
+                return {ids[x.id]: x.track.packets_sent for x in peers.sessions() if x.id in ids and x.track}
+
+            t0, sent0, done0, out0 = time.monotonic(), track.sent, stream.stats.snapshot()["frames_processed"], handed()
+            recv0 = {"processed": len(processed.times), "source": len(source.times)}
             await asyncio.sleep(4.0)
-            t1, sent1, done1 = time.monotonic(), track.sent, stream.stats.snapshot()["frames_processed"]
-            fps_processed, fps_source = processed.fps(t0, t1), source.fps(t0, t1)
-            fps_sent, fps_done = (sent1 - sent0) / (t1 - t0), (done1 - done0) / (t1 - t0)
+            t1, sent1, done1, out1 = time.monotonic(), track.sent, stream.stats.snapshot()["frames_processed"], handed()
+            recv1 = {"processed": len(processed.times), "source": len(source.times)}
             async with http.get(f"{srv.url}/api/streams/cam") as r:
                 assert r.status == 200
                 info = await r.json()
 
-            # Viewers get what was processed, as it comes: nothing queues up on the way out (the source
-            # view carries the same frames, before processing, so the two views stay in step). The
-            # worker may drop frames when processing is slower than the camera (latest frame wins); on
-            # a machine with spare cores it is not, and everything runs at the clip's 30 fps. (The
-            # margins allow for loopback loss when other work starves this process.)
-            rates = {
-                "sent": fps_sent,
-                "processed": fps_done,
-                "recv_processed": fps_processed,
-                "recv_source": fps_source,
+            # What this test is about, measured so a busy machine cannot break it (throughput and latency
+            # figures are benchmarks: bench_latency.py). Counts are taken in the same window, so a slow
+            # machine slows the publisher, the worker and the viewers alike:
+            # - frames arrive: the worker processed some and both viewers received some;
+            # - the views stay in step: each view's sender was handed (nearly) every frame the worker took,
+            #   the source view carrying the same frames before processing;
+            # - nothing queues: when the camera stops, what is still in flight is a few frames (the ring's
+            #   slots and one in each encoder), never a backlog worked off afterwards (next block).
+            counts = {
+                "sent": sent1 - sent0,
+                "processed": done1 - done0,
+                "handed": {k: out1[k] - out0.get(k, 0) for k in out1},
+                "received": {k: recv1[k] - recv0[k] for k in recv1},
             }
             assert track.fps == pytest.approx(30.0)
-            assert fps_source >= 0.7 * fps_done, rates  # both views carry the frames the worker took
-            assert fps_processed >= 0.7 * fps_done, rates
-            assert stats_in_fps_ok(fps_sent, srv), rates
-            assert max(fps_processed, fps_source) <= 1.1 * track.fps, rates
-            if not machine_is_busy():
-                assert fps_processed >= 0.85 * track.fps and fps_source >= 0.85 * track.fps, rates
+            assert counts["processed"] >= 10 and min(counts["received"].values()) >= 5, counts
+            assert counts["processed"] <= counts["sent"] + 3, counts  # latest wins: never more than came in
+            # Each view's encoder takes the newest processed frame when it is free (it may skip one on a
+            # starved machine, never queue), so both carry most of them and neither more than there were.
+            for view_name in ("processed", "source"):
+                assert 0.5 * counts["processed"] - 3 <= counts["handed"][view_name] <= counts["processed"] + 3, counts
+            assert stats_in_fps_ok(counts["sent"] / (t1 - t0), srv), counts
             assert processed.frames and source.frames
             assert processed.frames[-1].shape == (512, 512, 3)
             received["processed"], received["source"] = list(processed.frames), list(source.frames)
@@ -123,12 +134,24 @@ def test_publish_clip_with_an_enrolled_identity_view_both_views_then_delete_free
             assert info["live"] and info["publisher"] and info["settings"]["identity"] == "obama"
             assert stats["faces"] == 1 and stats["frames_processed"] > 30 and stats["frames_failed"] == 0
             assert stats["viewers"] == {"processed": 1, "source": 1}
-            assert stats["output_fps"] > 0.7 * fps_done
-            if not machine_is_busy():
-                assert stats["latency_ms"]["p50"] < 100, stats["latency_ms"]
+            assert stats["output_fps"] > 0
+            assert stats["latency_ms"]["p50"] > 0
             assert {"detect", "landmarks", "swap", "total"} <= set(stats["stage_ms"])
             # One encoder per view (codec VP8 here), not one per viewer.
             assert sorted((e["view"], e["viewers"]) for e in stats["encoders"]) == [("processed", 1), ("source", 1)]
+
+            # Nothing queues: the camera stops; within a second the service has worked off what was in
+            # flight, and that was a handful of frames, however far behind a busy machine had left it.
+            track.stall()
+            await asyncio.sleep(0.3)  # packets already on the wire arrive
+            stalled_done, stalled_out = stream.stats.snapshot()["frames_processed"], handed()
+            await asyncio.sleep(1.5)
+            after = {
+                "processed": stream.stats.snapshot()["frames_processed"] - stalled_done,
+                "handed": {k: v - stalled_out[k] for k, v in handed().items()},
+            }
+            assert after["processed"] <= 4, after
+            assert max(after["handed"].values()) <= 5, after
 
             # DELETE ends every session and frees the stream, its threads and tasks.
             for loc in (processed.location, source.location, pub.location):
@@ -356,10 +379,6 @@ def test_two_streams_three_viewers_each_and_a_stalled_viewer_slows_nobody(tmp_pa
                         before = (at_t1[sid] - at_t0[sid]) / max(1, sent_between(name, t0, t1))
                         during = (at_t2[sid] - at_t1[sid]) / max(1, sent_between(name, t1, t2))
                         assert during >= 0.8 and during >= 0.8 * before, (name, before, during)
-                        # What the viewers receive and decode, measured in this same process, also says how
-                        # busy this machine is; it is held to the clip's rate when there are cores to spare.
-                        if not machine_is_busy():
-                            assert v.fps(t1, t2) > 0.85 * 30, (name, v.fps(t0, t1), v.fps(t1, t2))
                 assert stream_a.stats.snapshot()["frames_processed"] > 0
                 assert len(stream_a.viewers) == 3  # still counted: consent has not failed yet
             finally:

@@ -183,6 +183,24 @@ function countFrames() {
 
 // ---- stats --------------------------------------------------------------------------------------
 
+/** On the output: who is swapped in (an identity, or a DFM's trained-in person), and UNVERIFIED in amber
+ * when no consent is on record for them, so nobody watching the monitor can miss it. */
+function showSwapBadge(stream) {
+  const badge = $("#swap-badge");
+  const consent = stream.consent;
+  const swapping = consent && stream.settings?.swap !== false;
+  badge.hidden = !swapping;
+  if (!swapping) return;
+  const who = consent.identity ?? consent.model;
+  badge.textContent = `swapping in ${who}${consent.model ? " (model)" : ""}`;
+  if (consent.status !== "verified") {
+    const mark = document.createElement("span");
+    mark.className = "unverified";
+    mark.textContent = String(consent.status || "unverified").toUpperCase();
+    badge.append(mark);
+  }
+}
+
 function showStats(stream) {
   state.lastStats = stream;
   state.lastStatsAt = performance.now();
@@ -192,6 +210,7 @@ function showStats(stream) {
   ui.stLat.textContent = fmt(s.latency_ms?.p50, 0);
   ui.stLat.title = s.latency_ms ? `ingest → output, p95 ${fmt(s.latency_ms.p95, 0)} ms` : "";
   ui.stFaces.textContent = s.faces ?? "–";
+  showSwapBadge(stream);
   ui.stDrops.textContent = s.frames_dropped ?? "–";
 
   const rows = Object.entries(s.stage_ms || {});

@@ -336,7 +336,7 @@ class MeshSwapper:
 
 def _remap(src: np.ndarray, xy: np.ndarray) -> np.ndarray:
     """``src`` sampled bilinearly at the (h, w, 2) float32 positions ``xy`` (one two-channel map: no split)."""
-    return cv2.remap(src, xy, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)  # type: ignore[call-overload]
+    return cv2.remap(src, xy, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _window(lm: np.ndarray, shape: tuple[int, ...], margin: float) -> Window | None:
