@@ -82,6 +82,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-watermark", action="store_true", help="do not mark the output with the invisible watermark")
+    p.add_argument(
+        "--no-sign",
+        action="store_true",
+        help="do not sign the output's provenance (C2PA manifest, made with the data directory's keys as for "
+        "recordings: embedded in .mp4/.mov, OUT.c2pa beside .mkv; `stageswap verify OUT` checks it)",
+    )
     add_models_arg(p)
     add_device_arg(p)
     p.set_defaults(func=run)
@@ -112,11 +118,16 @@ def run(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, hdri_dir=hdri_dir)
         user_models = _check_swap_model(args, settings, store)
         processor = FaceProcessor.from_models(args.models, config, store, user_models)
-        return _run(args, processor, settings)
+        return _run(args, processor, settings, user_models)
 
 
-def _run(args: argparse.Namespace, processor: FaceProcessor, settings: ProcessSettings) -> int:
+def _run(
+    args: argparse.Namespace, processor: FaceProcessor, settings: ProcessSettings, user_models: UserModelStore | None
+) -> int:
     from streamer.batch import ProcessJob, run_process
+    from streamer.provenance import utc_now
+
+    started = utc_now()
 
     job = ProcessJob(
         input=args.input,
@@ -135,7 +146,34 @@ def _run(args: argparse.Namespace, processor: FaceProcessor, settings: ProcessSe
     )
     if stats["frames_with_face"] == 0:
         print("note: no face was found in any frame; the output is the input re-encoded")
+    if not args.no_sign:
+        _sign(args, settings, stats, user_models, started)
     return 0
+
+
+def _sign(
+    args: argparse.Namespace,
+    settings: ProcessSettings,
+    stats: dict[str, Any],
+    user_models: UserModelStore | None,
+    started: str,
+) -> None:
+    """Sign the output like a recording; without keys say so (and how to make them), the file stays as it is."""
+    from engines.paths import data_dir
+    from engines.user_models import UserModelStore
+    from streamer.process_provenance import ProcessedFile, sign_processed
+
+    data = data_dir(args.data_dir)
+    photo_path = Path(args.identity) if args.identity else None
+    from_photo = settings.swap and settings.identity == "photo" and photo_path is not None and photo_path.is_file()
+    photo = photo_path.name if from_photo and photo_path is not None else None
+    done = ProcessedFile(args.output, args.input, settings, stats.get("watermark_id"), unverified_photo=photo)
+    result = sign_processed(done, data, user_models or UserModelStore(data), started)
+    if result["signed"]:
+        where = "embedded" if result["manifest"] == "embedded" else f"in {result['manifest']}"
+        print(f"signed {args.output}: C2PA manifest {where} ({result['validation_state']}); check: stageswap verify")
+    else:
+        print(f"warning: {args.output} is NOT signed: {result['reason']}")
 
 
 def _check_swap_model(
