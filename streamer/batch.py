@@ -137,7 +137,14 @@ class _OutputWriter:
             raise OutputError(f"output {path}: {exc}") from exc
         check_writable(path)
         self._tmp = path.with_name(f".{path.name}.partial{path.suffix.lower()}")
-        spec = EncodeSpec(fmt, rate=info.fps, time_base=info.time_base, crash_safe=False, fsync_interval_s=None)
+        spec = EncodeSpec(
+            fmt,
+            rate=info.fps,
+            time_base=info.time_base,
+            crash_safe=False,
+            fsync_interval_s=None,
+            timecode=info.timecode,  # the input's timecode carries over: the output conforms like its source
+        )
         try:
             self._recorder = Recorder(
                 self._tmp,

@@ -41,6 +41,8 @@ class VideoInfo:
     frames: int  # 0 when the container does not say
     time_base: Fraction
     has_audio: bool
+    timecode: str | None = None
+    """The first frame's SMPTE timecode when the file carries one (``streamer.timecodes``); kept in the output."""
 
 
 class VideoReader:
@@ -75,6 +77,7 @@ class VideoReader:
             frames=int(self.video.frames or 0),
             time_base=Fraction(self.video.time_base or Fraction(1, 90000)),
             has_audio=self.audio is not None,
+            timecode=_timecode(self._container, self.video, Fraction(fps)),
         )
 
     def items(self) -> Iterator[VideoFrame | av.Packet]:
@@ -109,6 +112,13 @@ class VideoReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _timecode(container: Any, stream: Any, rate: Fraction) -> str | None:
+    from streamer.timecodes import container_timecode
+
+    found = container_timecode(container, stream, rate)
+    return found.text if found is not None else None
 
 
 _CODECS = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv": "libx264"}

@@ -55,6 +55,8 @@ from streamer.formats import EncoderSupport, RecordFormat, check_timecode, resol
 from streamer.recorder import DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_SECONDS, QueueLimits, Recorder, VideoItem
 from streamer.repair import count_video_frames, trim_partial_tail
 from streamer.ring import FrameMeta
+from streamer.timecodes import FRAME_META_KEY as TIMECODE_KEY
+from streamer.timecodes import FrameTimecode
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +229,9 @@ class RecordingSession:
         self.disk_full = False
         self.ended_utc: datetime | None = None
         self.start_timecode: str | None = request.timecode
+        self.timecode_source = "request" if request.timecode is not None else None
+        """Where ``start_timecode`` came from: ``request`` (the client's), ``source`` (the input's own timecode,
+        ``streamer.timecodes``) or ``time_of_day`` (the first frame's UTC time of day)."""
         self.first_frame_utc: datetime | None = None
         # Counters (written on the worker thread, read anywhere).
         self.frames_received = 0
@@ -326,8 +331,13 @@ class RecordingSession:
         # The frame's arrival at ingest as UTC: its time of day is the start timecode.
         arrived = datetime.now(UTC) - timedelta(seconds=max(0.0, time.monotonic() - meta.arrived_s))
         self.first_frame_utc = arrived
-        if self.start_timecode is None:
+        source_tc = meta.extra.get(TIMECODE_KEY)
+        if self.start_timecode is None and isinstance(source_tc, FrameTimecode):
+            self.start_timecode = source_tc.at_rate(self.rate).text  # the stage's clock, not this machine's
+            self.timecode_source = "source"
+        elif self.start_timecode is None:
             self.start_timecode = timecode_of(arrived, self.rate)
+            self.timecode_source = "time_of_day"
         for recorder in self.recorders.values():
             recorder.set_timecode(self.start_timecode)
 
@@ -473,6 +483,7 @@ class RecordingSession:
             "frame_rate": self.request.frame_rate,
             "fps": _rate_json(self.rate),
             "start_timecode": self.start_timecode,
+            "timecode_source": self.timecode_source,
             "start_utc": _iso(self.started_utc),
             "first_frame_utc": _iso(self.first_frame_utc),
             "end_utc": _iso(self.ended_utc),

@@ -3,8 +3,10 @@
 Each runs on its own thread and puts decoded frames into the stream's FrameRing, exactly like WHIP ingest
 does, so the worker cannot tell them apart. A file plays at its own frame rate (paced by its timestamps,
 so a 25 fps clip stays 25 fps) and starts again at the end when looping; a live source is read as fast as
-it delivers. A source that fails (an RTSP camera rebooting, a device unplugged) is reopened with a
-back-off, logged once per failure burst, while the stream and its viewers stay up.
+it delivers. A file's timecode track (``streamer.timecodes``) travels with each frame: a recording of the
+stream starts at the source's timecode. A source that fails (an RTSP camera rebooting, a device
+unplugged) is reopened with a back-off, logged once per failure burst, while the stream and its viewers
+stay up.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from fractions import Fraction
 from typing import Any
 
 import av
@@ -21,6 +24,7 @@ from av.video.reformatter import VideoReformatter
 from engines.errors import InputError
 from streamer.config import InputSpec
 from streamer.ring import FrameMeta
+from streamer.timecodes import FRAME_META_KEY, container_timecode
 
 log = logging.getLogger(__name__)
 
@@ -120,17 +124,22 @@ class SourceReader:
         stream.thread_type = "AUTO"
         paced = self.spec.kind == "file"
         offset_s = 0.0  # added to file timestamps on each loop so media time keeps increasing
+        rate = Fraction(stream.average_rate or stream.guessed_rate or 30)
+        timecode = container_timecode(container, stream, rate)
         while not self._stop.is_set():
             start_wall: float | None = None
             first_s: float | None = None
+            file_start_s: float | None = None  # the first frame's time in this pass: the timecode's frame 0
             last_s = 0.0
-            frame_s = 1.0 / float(stream.average_rate or 30)
+            frame_s = 1.0 / float(rate)
             for image, time_s in _decode(container, stream):
                 if self._stop.is_set():
                     return False
                 if first_s is None:
                     first_s = time_s
                     start_wall = time.monotonic()
+                if file_start_s is None:
+                    file_start_s = time_s
                 assert start_wall is not None
                 if paced:
                     due = start_wall + (time_s - first_s)
@@ -141,7 +150,10 @@ class SourceReader:
                         start_wall, first_s = time.monotonic(), time_s
                 last_s = time_s
                 self.error = None
-                meta = FrameMeta(self._index, offset_s + time_s - (first_s or 0.0))
+                extra = {}
+                if timecode is not None:
+                    extra[FRAME_META_KEY] = timecode.plus(round((time_s - file_start_s) * rate))
+                meta = FrameMeta(self._index, offset_s + time_s - (first_s or 0.0), extra=extra)
                 self._index += 1
                 self._on_frame(image, meta)
             if not paced:
