@@ -127,6 +127,10 @@ class ServeConfig:
     """``--badge``: a visible "SYNTHETIC" badge on the processed view monitors get (recordings never have it)."""
     watermark: bool = True
     """The invisible watermark on every processed frame (``engines.watermark``); ``--no-watermark`` turns it off."""
+    osc_port: int | None = None
+    """UDP port for OSC control (``streamer.osc``); None: off (the default). 0 picks a free port."""
+    osc_host: str = "127.0.0.1"
+    """Where OSC listens: loopback unless configured; another address needs ``token`` (or ``insecure``)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
@@ -145,6 +149,14 @@ class ServeConfig:
                 f"--host {self.host} is reachable from the network: give --token (or --token-file) so that only "
                 "the crew can publish, watch, enroll and record, or --insecure to serve without one"
             )
+        if self.osc_port is not None:
+            if not isinstance(self.osc_port, int) or not 0 <= self.osc_port <= 65535:
+                raise InputError(f"--osc-port must be between 0 and 65535, got {self.osc_port!r}")
+            if self.token is None and not self.insecure and not is_loopback(self.osc_host):
+                raise InputError(
+                    f"--osc-host {self.osc_host} is reachable from the network: give --token (OSC messages then "
+                    "carry it as their first argument), or --insecure to take control from anyone"
+                )
         if (self.cert is None) != (self.key is None):
             raise InputError("--cert and --key go together: give both for HTTPS, or neither")
         for flag, path in (("--cert", self.cert), ("--key", self.key)):

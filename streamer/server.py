@@ -22,7 +22,7 @@ from aiohttp import web
 
 from engines.errors import InputError
 from engines.paths import inside
-from streamer import api, api_models, api_recording, auth, openapi, ratelimit, recording_provenance, webrtc
+from streamer import api, api_models, api_recording, auth, openapi, osc, ratelimit, recording_provenance, webrtc
 from streamer.config import ServeConfig
 from streamer.errors import NotFoundError
 from streamer.service import SERVICE, Service
@@ -38,6 +38,7 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
     api_recording.register,
     recording_provenance.register,  # after the recordings: it hooks into them
     openapi.register,
+    osc.register,  # OSC messages run the WebSocket control handlers the groups above added
 )
 """Each adds its routes (and startup/shutdown hooks) to the app; add a module's ``register`` here."""
 

@@ -69,6 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="URL",
         help="STUN/TURN server for peers behind NAT (stun:host:port); none by default",
     )
+    add_stage_args(p)
     add_limit_args(p)
     add_models_arg(p)
     add_device_arg(p)
@@ -96,6 +97,23 @@ def add_security_args(p: argparse.ArgumentParser) -> None:
         "--self-signed",
         action="store_true",
         help="HTTPS with a self-signed certificate made once and kept in DATA_DIR/tls (its fingerprint is printed)",
+    )
+
+
+def add_stage_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("on-set wiring (see README, On the stage)")
+    g.add_argument(
+        "--osc-port",
+        type=int,
+        metavar="PORT",
+        help="take OSC control messages on this UDP port (off by default; /stageswap/STREAM/identity NAME, "
+        "/stageswap/STREAM/record start, ...; with --token, the token is each message's first argument)",
+    )
+    g.add_argument(
+        "--osc-host",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="address OSC listens on (default 127.0.0.1; another address needs --token)",
     )
 
 
@@ -258,6 +276,8 @@ def build_config(args: argparse.Namespace) -> ServeConfig:
         badge=args.badge,
         watermark=not args.no_watermark,
         ice_servers=tuple(args.ice_server),
+        osc_port=args.osc_port,
+        osc_host=args.osc_host,
     )
     if args.self_signed:
         from streamer.tls import self_signed
@@ -289,6 +309,9 @@ def _security_lines(config: ServeConfig) -> list[str]:
         lines = [f"  access: operator token {token_id(config.token)} required"]
         if config.viewer_token is not None:
             lines.append(f"  access: viewer token {token_id(config.viewer_token)} may watch (WHEP, monitor page)")
+    if config.osc_port is not None:
+        who = "operator token as first argument" if config.token else "no token"
+        lines.append(f"  osc: udp://{config.osc_host}:{config.osc_port} ({who})")
     if config.cert is not None:
         from streamer.tls import fingerprint
 
