@@ -43,6 +43,14 @@ class RelightTarget:
 
 
 @dataclass(frozen=True)
+class NdiOutputs:
+    """Which of a live stream's views are published as NDI sources (the service's ``streamer.ndi``)."""
+
+    processed: bool = False
+    source: bool = False
+
+
+@dataclass(frozen=True)
 class ProcessSettings:
     swap: bool = True
     """Swap faces when an identity is selected."""
@@ -64,6 +72,8 @@ class ProcessSettings:
     """What swaps the face: ``"mesh"`` (the built-in mesh swap of the enrolled ``identity``) or the name of a
     registered model (``stageswap models add``): an inswapper-style model swaps to the enrolled ``identity``,
     a DFM to the identity it was trained on (``identity`` is not used)."""
+    ndi: NdiOutputs = field(default_factory=NdiOutputs)
+    """Live streams only: publish the processed and/or source view over NDI (``process`` ignores it)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -153,6 +163,15 @@ def apply_patch(current: ProcessSettings, patch: Any) -> ProcessSettings:
             changes[key] = value
         elif key == "relight_target":
             changes[key] = _relight_target(current.relight_target, value)
+        elif key == "ndi":
+            if not isinstance(value, Mapping):
+                raise InputError(f"ndi must be an object like {{\"processed\": true}}, got {value!r}")
+            outputs: dict[str, bool] = {}
+            for view, on in value.items():
+                if view not in ("processed", "source"):
+                    raise InputError(f"unknown setting 'ndi.{view}' (ndi.processed, ndi.source)")
+                outputs[view] = _bool(f"ndi.{view}", on)
+            changes[key] = dataclasses.replace(current.ndi, **outputs)
         elif key == "swap_model":
             from engines.paths import check_name
 

@@ -19,14 +19,15 @@ from engines.settings import ProcessSettings
 
 ProcessorKind = Literal["full", "passthrough"]
 PROCESSOR_KINDS: tuple[str, ...] = ("full", "passthrough")
-SourceKind = Literal["device", "rtsp", "file"]
+SourceKind = Literal["device", "rtsp", "file", "ndi"]
 
 _REPO_CLIENT_DIR = Path(__file__).resolve().parent.parent / "client"
 
 
 @dataclass(frozen=True)
 class InputSpec:
-    """One ``--input NAME=SRC``: a named stream fed by a capture device, an RTSP URL or a video file."""
+    """One ``--input NAME=SRC``: a named stream fed by a capture device, an RTSP URL, a video file or an NDI
+    source (``ndi://HOST (NAME)``, or ``ndi://NAME`` on any host)."""
 
     name: str
     source: str
@@ -44,6 +45,10 @@ class InputSpec:
         kind: SourceKind
         if source.startswith(("rtsp://", "rtsps://")):
             kind = "rtsp"
+        elif source.startswith("ndi://"):
+            kind = "ndi"
+            if not source[len("ndi://") :].strip():
+                raise InputError(f"--input {name}: ndi:// needs a source name, e.g. ndi://STUDIO (CAM 1)")
         elif source.startswith("/dev/"):
             kind = "device"
             if not Path(source).exists():
@@ -129,6 +134,8 @@ class ServeConfig:
     """The invisible watermark on every processed frame (``engines.watermark``); ``--no-watermark`` turns it off."""
     osc_port: int | None = None
     """UDP port for OSC control (``streamer.osc``); None: off (the default). 0 picks a free port."""
+    ndi_extra_ips: tuple[str, ...] = ()
+    """Machines NDI asks directly for their sources (``--ndi-extra-ips``), for networks without mDNS."""
     osc_host: str = "127.0.0.1"
     """Where OSC listens: loopback unless configured; another address needs ``token`` (or ``insecure``)."""
 

@@ -279,6 +279,7 @@ class OutputFanout:
         self._encoders: dict[tuple[View, Codec], SharedEncoder] = {}
         self._retired: list[SharedEncoder] = []
         self._sinks: tuple[FrameSink, ...] = ()
+        self._taps: dict[View, int] = dict.fromkeys(VIEWS, 0)
         self._failed_sinks: set[int] = set()
         self._lock = threading.Lock()
         self.frames_published = 0
@@ -293,6 +294,20 @@ class OutputFanout:
         with self._lock:
             self._sinks = tuple(s for s in self._sinks if s is not sink)
             self._failed_sinks.discard(id(sink))
+
+    # -- taps (NDI output) -----------------------------------------------------------------------------
+    def tap(self, view: View) -> LatestFrame:
+        """The newest frame of ``view``, for a consumer on its own thread (``streamer.ndi.NdiSender``): from now
+        on the worker hands that view on even when no WHEP viewer watches it. ``untap`` when done."""
+        if view not in VIEWS:
+            raise ValueError(f"unknown view {view!r}")
+        with self._lock:
+            self._taps[view] += 1
+        return self._latest[view]
+
+    def untap(self, view: View) -> None:
+        with self._lock:
+            self._taps[view] = max(0, self._taps[view] - 1)
 
     # -- viewers ---------------------------------------------------------------------------------------
     def subscribe(self, view: View, codec: Codec, sub: PacketSubscriber) -> SharedEncoder:
@@ -348,7 +363,7 @@ class OutputFanout:
         """Hand one frame on (worker thread). ``source`` may be the ring slot: it is copied if anyone needs it."""
         self.frames_published += 1
         sinks = self._sinks
-        wanted = {view for (view, _codec) in list(self._encoders)}
+        wanted = {view for (view, _codec) in list(self._encoders)} | {v for v, n in self._taps.items() if n}
         if not sinks and not wanted:
             return
         proc = _frozen_copy(processed)

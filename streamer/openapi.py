@@ -85,6 +85,11 @@ SCHEMAS: dict[str, Any] = {
             "keep_mouth": {"type": "boolean"},
             "debug_overlay": {"type": "boolean"},
             "swap_model": {"type": "string", "description": "mesh, or a model registered with `stageswap models add`"},
+            "ndi": {
+                "type": "object",
+                "description": "publish the processed and/or source view as an NDI source (README, NDI)",
+                "properties": {"processed": {"type": "boolean"}, "source": {"type": "boolean"}},
+            },
             "relight_target": {
                 "type": "object",
                 "properties": {

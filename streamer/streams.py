@@ -18,13 +18,15 @@ from typing import Any, Literal
 
 import numpy as np
 
+from engines.errors import InputError
 from engines.likeness import ModelLookup, swap_consent, swapped_in
 from engines.paths import check_name
 from engines.settings import ProcessSettings, apply_patch
 from streamer.config import InputSpec, ServeConfig
 from streamer.errors import CapacityError, ConflictError, NotFoundError
-from streamer.fanout import EncoderSettings, OutputFanout
+from streamer.fanout import VIEWS, EncoderSettings, OutputFanout, View
 from streamer.metrics import StreamStats
+from streamer.ndi import NdiReader, NdiSender, RateEstimator
 from streamer.ring import CpuFrameRing, FrameMeta, FrameRing
 from streamer.sources import SourceReader
 from streamer.worker import ProcessorFactory, Worker
@@ -87,9 +89,17 @@ class Stream:
         """Session id of the WHIP publisher feeding the stream, if any."""
         self.viewers: set[str] = set()
         """Session ids of the WHEP viewers."""
-        self.source: SourceReader | None = None
-        if input_spec is not None:
+        self.source: SourceReader | NdiReader | None = None
+        if input_spec is not None and input_spec.kind == "ndi":
+            self.source = NdiReader(input_spec, self.ingest, config.ndi_extra_ips)
+        elif input_spec is not None:
             self.source = SourceReader(input_spec, self.ingest)
+        self.ndi: dict[View, NdiSender] = {}
+        """The views published over NDI now (``settings.ndi``), by view."""
+        self.ndi_error: str | None = None
+        self.rate = RateEstimator()
+        """The camera's nominal frame rate, from every ingested frame's media time (NDI output states it)."""
+        self._outputs_lock = threading.Lock()
         self.ingest_dropped = 0
         """Frames dropped at ingest because a newer one had already arrived (see ``webrtc._drain``)."""
         self.frames_refused = 0
@@ -101,6 +111,11 @@ class Stream:
         self._user_models = user_models
 
     def start(self) -> None:
+        try:
+            self._sync_outputs(self._settings)
+        except InputError as exc:  # the stream runs without its NDI output; its JSON says why
+            self.ndi_error = str(exc)
+            log.error("stream %s: NDI output off: %s", self.name, exc)
         self.worker.start()
         if self.source is not None:
             self.source.start()
@@ -119,14 +134,45 @@ class Stream:
         return self._settings
 
     def update_settings(self, patch: Mapping[str, Any]) -> ProcessSettings:
-        """Apply a validated settings patch; the worker uses it from its next frame (raises InputError)."""
+        """Apply a validated settings patch; the worker uses it from its next frame (raises InputError).
+
+        Outputs it switches on (NDI) start first: one that cannot start refuses the whole patch."""
         with self._settings_lock:
-            self._settings = apply_patch(self._settings, patch)
+            settings = apply_patch(self._settings, patch)
+            self._sync_outputs(settings)
+            self._settings = settings
             return self._settings
 
     def replace_settings(self, settings: ProcessSettings) -> None:
         with self._settings_lock:
+            if not self.closed and self.worker.alive:
+                self._sync_outputs(settings)
             self._settings = settings
+
+    def _sync_outputs(self, settings: ProcessSettings) -> None:
+        """Start the NDI senders ``settings`` asks for and stop the others (raises InputError before stopping
+        anything when one cannot start: NDI not installed)."""
+        with self._outputs_lock:
+            wanted: set[View] = {view for view in VIEWS if getattr(settings.ndi, view)}
+            for view in sorted(wanted - set(self.ndi)):
+                self.ndi[view] = self._ndi_sender(view)
+                log.info("stream %s: %s view published over NDI as %r", self.name, view, self.ndi[view].name)
+            for view in sorted(set(self.ndi) - wanted):
+                self.ndi.pop(view).stop()
+                log.info("stream %s: %s view no longer published over NDI", self.name, view)
+
+    def _ndi_sender(self, view: View) -> NdiSender:
+        latest = self.fanout.tap(view)
+
+        def untap() -> None:
+            self.fanout.untap(view)
+
+        try:
+            rate = self.rate
+            return NdiSender(self.name, view, latest, rate=lambda: rate.rate, on_close=untap).start()
+        except BaseException:
+            untap()
+            raise
 
     # -- ingest ----------------------------------------------------------------------------------------
     def ingest(self, image: np.ndarray, meta: FrameMeta) -> None:
@@ -145,6 +191,7 @@ class Stream:
                 return
             self._accepted_size = size
         self.ring.put(image, meta)
+        self.rate.add(meta.pts_s)
         self.stats.on_ingest(meta.arrived_s)
 
     def ingest_skip(self) -> None:
@@ -193,6 +240,9 @@ class Stream:
             "watermark_id": f"{self.watermark_id:08x}" if self.watermark_id is not None else None,
             "stats": stats,
         }
+        out["ndi"] = {view: sender.stats() for view, sender in list(self.ndi.items())}
+        if self.ndi_error is not None:
+            out["ndi"]["error"] = self.ndi_error
         if self.source is not None:
             out["source"] = {
                 "kind": self.source.spec.kind,
@@ -216,6 +266,10 @@ class Stream:
         if self.source is not None:
             self.source.stop()
         self.worker.stop()
+        with self._outputs_lock:
+            senders, self.ndi = list(self.ndi.values()), {}
+        for sender in senders:
+            sender.stop()
         self.fanout.close()
 
 

@@ -103,6 +103,18 @@ def add_security_args(p: argparse.ArgumentParser) -> None:
 def add_stage_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("on-set wiring (see README, On the stage)")
     g.add_argument(
+        "--ndi",
+        action="store_true",
+        help="publish every stream's processed view as an NDI source 'stageswap STREAM' (needs the ndi extra; "
+        'PATCH {"ndi": {"processed": true, "source": true}} per stream)',
+    )
+    g.add_argument(
+        "--ndi-extra-ips",
+        default="",
+        metavar="IP,...",
+        help="machines NDI asks directly for sources (for ndi:// inputs on networks without mDNS)",
+    )
+    g.add_argument(
         "--osc-port",
         type=int,
         metavar="PORT",
@@ -278,6 +290,7 @@ def build_config(args: argparse.Namespace) -> ServeConfig:
         ice_servers=tuple(args.ice_server),
         osc_port=args.osc_port,
         osc_host=args.osc_host,
+        ndi_extra_ips=tuple(ip.strip() for ip in args.ndi_extra_ips.split(",") if ip.strip()),
     )
     if args.self_signed:
         from streamer.tls import self_signed
@@ -285,6 +298,12 @@ def build_config(args: argparse.Namespace) -> ServeConfig:
         made = self_signed(data, args.host)
         config = dataclasses.replace(config, cert=made.cert, key=made.key)
     settings = config.initial_settings
+    if args.ndi or any(spec.kind == "ndi" for spec in config.inputs):
+        from streamer.ndi import ndi_lib
+
+        ndi_lib()  # not installed: say so now, with the extra to install
+    if args.ndi:
+        settings = apply_patch(settings, {"ndi": {"processed": True}})
     if args.debug_overlay:
         settings = apply_patch(settings, {"debug_overlay": True})
     if args.identity:
