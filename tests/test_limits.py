@@ -66,7 +66,7 @@ def test_a_publisher_over_the_frame_size_limit_is_closed_with_an_event(tmp_path:
             assert refused["stream"] == "big"
             assert "frame 480x360 is over the 320x240 limit (--max-frame-size)" in refused["reason"]
             assert await wait_for(lambda: service.streams.find("big") is None, 10)  # closed, stream gone
-            assert any(e["type"] == "stream_ended" and e["stream"] == "big" for e in events)
+            assert await wait_for(lambda: any(e["type"] == "stream_ended" and e["stream"] == "big" for e in events), 10)
             assert service.peers is not None and {s.stream.name for s in service.peers.sessions()} == {"wide", "tall"}
             n = service.streams.get("wide").stats.snapshot()["frames_processed"]
             assert await wait_for(lambda: service.streams.get("wide").stats.snapshot()["frames_processed"] > n + 10, 10)
