@@ -88,9 +88,9 @@ def _clip_frames(path: Path) -> list[np.ndarray]:
 
 def test_ndi_output_carries_the_swapped_face_at_the_streams_rate_with_its_timecode(
     enrolled: Path,
-    timecoded_clip: Path,
+    timecoded_clip: Path,  # noqa: F811 (the fixture imported above)
     models_dir: Path,
-    detector: Any,  # noqa: F811
+    detector: Any,
 ) -> None:
     config = ServeConfig(
         data_dir=enrolled,
