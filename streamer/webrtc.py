@@ -45,9 +45,11 @@ from av.video.reformatter import VideoReformatter
 from engines.errors import InputError
 from engines.paths import check_name
 from streamer import memory
+from streamer.dtls import StagePeerConnection, prefer_passive
 from streamer.errors import CapacityError, ConflictError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError
 from streamer.fanout import VIEWS, Codec, SharedEncoder, View
 from streamer.ring import FrameMeta
+from streamer.sdp_compat import adapt_offer
 from streamer.service import SERVICE, Service
 from streamer.streams import Stream
 
@@ -288,7 +290,7 @@ def parse_offer(sdp: str, want: Literal["send", "receive"]) -> SessionDescriptio
 
 async def _apply_offer(pc: RTCPeerConnection, sdp: str) -> None:
     try:
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=prefer_passive(sdp), type="offer"))
     except Exception as exc:  # aiortc raises assorted ValueError/KeyError/OperationError on bad SDP
         await pc.close()
         raise InputError(f"malformed SDP offer: {exc or type(exc).__name__}") from exc
@@ -434,9 +436,10 @@ async def whip_post(request: web.Request) -> web.Response:
     name = check_name(request.match_info["stream"], "stream name")
     sdp = await read_sdp(request, config.sdp_max_bytes)
     parse_offer(sdp, "send")
+    offer = adapt_offer(sdp, "send")
     _check_can_publish(service, name)
-    pc = RTCPeerConnection(_rtc_configuration(service))
-    await _apply_offer(pc, sdp)
+    pc = StagePeerConnection(_rtc_configuration(service))
+    await _apply_offer(pc, offer.sdp)
     videos = [t for t in _video_transceivers(pc) if t.receiver.track is not None]
     if not videos:
         await pc.close()
@@ -466,7 +469,7 @@ async def whip_post(request: web.Request) -> web.Response:
     session.tasks.append(asyncio.ensure_future(_media_watchdog(registry, session, config.ingest_timeout_s)))
     service.emit({"type": "publisher_joined", "stream": name})
     log.info("WHIP session %s publishes %s", session.id, name)
-    return _created(session, pc.localDescription.sdp)
+    return _created(session, offer.answer(pc.localDescription.sdp))
 
 
 def _check_can_publish(service: Service, name: str) -> None:
@@ -504,11 +507,12 @@ async def whep_post(request: web.Request) -> web.Response:
         raise InputError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
     sdp = await read_sdp(request, config.sdp_max_bytes)
     parse_offer(sdp, "receive")
+    offer = adapt_offer(sdp, "receive")
     stream = service.streams.get(name)
     if len(stream.viewers) >= config.max_viewers_per_stream:
         raise CapacityError(f"stream {name!r} has {len(stream.viewers)} viewers, the most it serves")
-    pc = RTCPeerConnection(_rtc_configuration(service))
-    await _apply_offer(pc, sdp)
+    pc = StagePeerConnection(_rtc_configuration(service))
+    await _apply_offer(pc, offer.sdp)
     track = ViewerTrack(asyncio.get_running_loop(), config.viewer_queue_frames)
     sender = pc.addTrack(track)
     for t in pc.getTransceivers():
@@ -536,7 +540,7 @@ async def whep_post(request: web.Request) -> web.Response:
     session.tasks.append(asyncio.ensure_future(_connect_watchdog(registry, session, config.ingest_timeout_s)))
     session.tasks.append(asyncio.ensure_future(_viewer_watchdog(registry, session, sender, config.viewer_timeout_s)))
     log.info("WHEP session %s watches %s (%s, %s)", session.id, name, view, codec)
-    return _created(session, pc.localDescription.sdp)
+    return _created(session, offer.answer(pc.localDescription.sdp))
 
 
 def _forward_keyframe_requests(sender: Any, track: ViewerTrack) -> None:

@@ -21,7 +21,7 @@ import aiohttp
 import av
 import numpy as np
 from aiohttp import web
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from streamer.config import ServeConfig
@@ -153,6 +153,12 @@ class Viewer:
     keep_every: int = 0
     task: asyncio.Task[None] | None = None
     error: BaseException | None = None
+    audio_times: list[float] = field(default_factory=list)
+    """When each audio frame arrived (viewers made with ``audio=True``)."""
+    audio_samples: int = 0
+    audio_peaks: list[int] = field(default_factory=list)
+    """The loudest sample of each audio frame (0..32767): silence is 0."""
+    audio_task: asyncio.Task[None] | None = None
 
     def fps(self, since_s: float, until_s: float | None = None) -> float:
         until_s = time.monotonic() if until_s is None else until_s
@@ -174,20 +180,44 @@ class Viewer:
             self.error = exc
             raise
 
+    async def _consume_audio(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                self.audio_times.append(time.monotonic())
+                self.audio_samples += frame.samples  # type: ignore[union-attr]
+                self.audio_peaks.append(int(np.abs(frame.to_ndarray().astype(np.int32)).max()))  # type: ignore[union-attr]
+        except MediaStreamError:
+            return
+
     async def close(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, MediaStreamError):
-                await self.task
+        for task in (self.task, self.audio_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, MediaStreamError):
+                    await task
         await self.pc.close()
 
 
 async def view(
-    http: aiohttp.ClientSession, base: str, stream: str, which: str = "processed", keep_every: int = 0
+    http: aiohttp.ClientSession,
+    base: str,
+    stream: str,
+    which: str = "processed",
+    keep_every: int = 0,
+    audio: bool = False,
+    codec: str | None = None,
 ) -> Viewer:
-    """WHEP: a recvonly offer, POST it, start counting (and optionally keeping) received frames."""
+    """WHEP: a recvonly offer, POST it, start counting (and optionally keeping) received frames.
+
+    ``audio``: offer to receive sound too; ``codec`` (``"video/H264"``, ``"video/VP8"``): offer only it."""
     pc = _rtc()
-    pc.addTransceiver("video", direction="recvonly")
+    video = pc.addTransceiver("video", direction="recvonly")
+    if codec is not None:
+        caps = RTCRtpReceiver.getCapabilities("video")
+        video.setCodecPreferences([c for c in caps.codecs if c.mimeType in (codec, "video/rtx")])
+    if audio:
+        pc.addTransceiver("audio", direction="recvonly")
     await pc.setLocalDescription(await pc.createOffer())
     async with http.post(
         f"{base}/whep/{stream}?view={which}",
@@ -201,8 +231,11 @@ async def view(
         location = r.headers["Location"]
     await pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
     viewer = Viewer(pc, location, keep_every=keep_every)
-    track = pc.getReceivers()[0].track
-    viewer.task = asyncio.ensure_future(viewer._consume(track))
+    for receiver in pc.getReceivers():
+        if receiver.track.kind == "video":
+            viewer.task = asyncio.ensure_future(viewer._consume(receiver.track))
+        else:
+            viewer.audio_task = asyncio.ensure_future(viewer._consume_audio(receiver.track))
     return viewer
 
 
