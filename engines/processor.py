@@ -13,9 +13,11 @@ when tracking itself failed).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +34,7 @@ from engines.blend import (
     face_alpha_small,
     skin_mask,
 )
+from engines.colour import transform
 from engines.consent import check_swap_allowed, identity_consent
 from engines.detect import FaceDetector
 from engines.errors import InputError
@@ -146,8 +149,26 @@ class FaceProcessor:
     def process(
         self, image: np.ndarray, t_s: float | None = None, settings: ProcessSettings | None = None
     ) -> ProcessedFrame:
-        """Process one BGR uint8 frame taken at ``t_s`` seconds; never raises for a failing stage."""
+        """Process one BGR frame taken at ``t_s`` seconds; never raises for a failing stage.
+
+        A uint8 frame, or, when ``settings.colour.input`` declares its colour space, uint8 or uint16 code
+        values in that space: converted for the engines and back (``engines.colour``), the result in the
+        output space and the same type (the stage time ``colour`` covers both conversions)."""
         settings = settings or ProcessSettings()
+        colour = settings.colour
+        if colour.input is None:
+            return self._process(image, t_s, settings)
+        conversion = transform(colour.input, colour.output, colour.config)
+        t0 = time.perf_counter()
+        linear, engine = conversion.to_engine(image)
+        into_ms = (time.perf_counter() - t0) * 1000.0
+        result = self._process(engine, t_s, settings)
+        t0 = time.perf_counter()
+        out = conversion.from_engine(linear, engine, result.image, image.dtype)
+        result.stage_ms["colour"] = into_ms + (time.perf_counter() - t0) * 1000.0
+        return dataclasses.replace(result, image=out)
+
+    def _process(self, image: np.ndarray, t_s: float | None, settings: ProcessSettings) -> ProcessedFrame:
         self.frames += 1
         t = float(t_s) if t_s is not None else self.frames / 30.0
         stage = "track"

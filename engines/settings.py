@@ -43,6 +43,20 @@ class RelightTarget:
 
 
 @dataclass(frozen=True)
+class ColourSettings:
+    """The input's colour space, declared (``engines.colour``): log or ACES footage is converted to
+    scene-linear light for the engines and back. ``input`` None: the picture is display-referred
+    Rec.709/sRGB, as the engines take it, and nothing is converted (the default)."""
+
+    input: str | None = None
+    """An OCIO colour space name, e.g. ``ARRI LogC4``, ``ACEScct``, ``S-Log3 S-Gamut3.Cine``, ``V-Log V-Gamut``."""
+    output: str | None = None
+    """The space the output is encoded in; None: the input's (a log camera gives a log recording)."""
+    config: str = "studio-config-latest"
+    """OCIO's built-in config the names come from (``studio-config-latest`` or ``cg-config-latest``)."""
+
+
+@dataclass(frozen=True)
 class NdiOutputs:
     """Which of a live stream's views are published as NDI sources (the service's ``streamer.ndi``)."""
 
@@ -72,6 +86,8 @@ class ProcessSettings:
     """What swaps the face: ``"mesh"`` (the built-in mesh swap of the enrolled ``identity``) or the name of a
     registered model (``stageswap models add``): an inswapper-style model swaps to the enrolled ``identity``,
     a DFM to the identity it was trained on (``identity`` is not used)."""
+    colour: ColourSettings = field(default_factory=ColourSettings)
+    """The footage's colour space (``engines.colour``); default: display-referred, nothing converted."""
     ndi: NdiOutputs = field(default_factory=NdiOutputs)
     """Live streams only: publish the processed and/or source view over NDI (``process`` ignores it)."""
 
@@ -145,6 +161,33 @@ def _relight_target(current: RelightTarget, patch: Any) -> RelightTarget:
     return target
 
 
+def _colour(current: ColourSettings, patch: Any) -> ColourSettings:
+    if not isinstance(patch, Mapping):
+        raise InputError(f'colour must be an object like {{"input": "ARRI LogC4"}}, got {patch!r}')
+    changes: dict[str, Any] = {}
+    for key, value in patch.items():
+        if key == "config":
+            from engines.colour import BUILTIN_CONFIGS
+
+            if value not in BUILTIN_CONFIGS:
+                raise InputError(f"colour.config must be one of {', '.join(BUILTIN_CONFIGS)}, got {value!r}")
+            changes[key] = value
+        elif key in ("input", "output"):
+            changes[key] = value
+        else:
+            raise InputError(f"unknown setting 'colour.{key}' (colour.input, colour.output, colour.config)")
+    colour = dataclasses.replace(current, **changes)
+    from engines.colour import check_space
+
+    for key in ("input", "output"):
+        name = getattr(colour, key)
+        if name is not None:
+            check_space(name, f"colour.{key}", colour.config)
+    if colour.output is not None and colour.input is None:
+        raise InputError("colour.output needs colour.input (the space the footage is in)")
+    return colour
+
+
 def apply_patch(current: ProcessSettings, patch: Any) -> ProcessSettings:
     """A new ProcessSettings with ``patch`` (a JSON object) applied; raises InputError naming the bad key."""
     if not isinstance(patch, Mapping):
@@ -163,9 +206,11 @@ def apply_patch(current: ProcessSettings, patch: Any) -> ProcessSettings:
             changes[key] = value
         elif key == "relight_target":
             changes[key] = _relight_target(current.relight_target, value)
+        elif key == "colour":
+            changes[key] = _colour(current.colour, value)
         elif key == "ndi":
             if not isinstance(value, Mapping):
-                raise InputError(f"ndi must be an object like {{\"processed\": true}}, got {value!r}")
+                raise InputError(f'ndi must be an object like {{"processed": true}}, got {value!r}')
             outputs: dict[str, bool] = {}
             for view, on in value.items():
                 if view not in ("processed", "source"):

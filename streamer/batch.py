@@ -39,6 +39,10 @@ class ProcessJob:
     landmarks_path: Path | None = None
     max_faces: int = 4
     progress: bool = True
+    codec: str = "h264"
+    """Output codec: h264 (8-bit), prores (10-bit 4:2:2) or ffv1 (lossless RGB at the input's depth)."""
+    deep: bool = False
+    """Decode 16-bit frames and write the input's depth where the codec can (colour-managed footage)."""
 
 
 def run_process(
@@ -57,8 +61,8 @@ def run_process(
     ids_seen: set[int] = set()
     process_s = 0.0
     started = time.perf_counter()
-    with VideoReader(job.input) as reader:
-        writer = _OutputWriter(job.output, reader.info, reader.audio)
+    with VideoReader(job.input, deep=job.deep) as reader:
+        writer = _OutputWriter(job.output, reader.info, reader.audio, job.codec, reader.info.bits if job.deep else 8)
         bar = _progress(reader.info.frames, job.input.name) if job.progress else None
         try:
             for item in reader.items():
@@ -129,10 +133,10 @@ class _OutputWriter:
 
     An interrupted run never leaves a truncated file under the requested name."""
 
-    def __init__(self, path: Path, info: VideoInfo, audio_template: Any) -> None:
+    def __init__(self, path: Path, info: VideoInfo, audio_template: Any, codec: str = "h264", bits: int = 8) -> None:
         self.path = path
         try:
-            fmt = format_for_path_suffix(path.suffix)
+            fmt = format_for_path_suffix(path.suffix, codec)
         except InputError as exc:
             raise OutputError(f"output {path}: {exc}") from exc
         check_writable(path)
@@ -144,6 +148,7 @@ class _OutputWriter:
             crash_safe=False,
             fsync_interval_s=None,
             timecode=info.timecode,  # the input's timecode carries over: the output conforms like its source
+            bits=bits,
         )
         try:
             self._recorder = Recorder(

@@ -69,6 +69,8 @@ class EncodeSpec:
     crf: int = 18
     threads: int = 0
     """Encoder threads (0: FFmpeg picks)."""
+    bits: int = 8
+    """Depth of the frames written: 8 (uint8 frames), or 10/12/16 for uint16 frames (``codec_setup``)."""
 
     @property
     def keyint_frames(self) -> int:
@@ -146,7 +148,7 @@ class FileEncoder:
         return opts
 
     def _open_video(self, width: int, height: int) -> None:
-        setup = codec_setup(self.spec.format, width, height, self.spec.keyint_frames, self.spec.crf)
+        setup = codec_setup(self.spec.format, width, height, self.spec.keyint_frames, self.spec.crf, self.spec.bits)
         stream: Any = self._container.add_stream(self.spec.format.encoder, rate=self.spec.rate)
         stream.width, stream.height = width, height
         stream.pix_fmt = setup.pix_fmt
@@ -163,7 +165,7 @@ class FileEncoder:
             stream.metadata["timecode"] = self.timecode
         # Tag the colours (players guess otherwise: BT.601 or BT.709 depending on the size).
         ctx.color_primaries, ctx.color_trc = _BT709, _BT709
-        if setup.pix_fmt == "bgr0":
+        if setup.pix_fmt == "bgr0" or setup.pix_fmt.startswith("gbrp"):
             ctx.colorspace, ctx.color_range = _SPC_RGB, _RANGE_FULL
             self._yuv = False
         else:
@@ -190,8 +192,11 @@ class FileEncoder:
         if self._stream is None:
             h, w = image.shape[:2]
             self._open_video(w, h)
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
-        if self._yuv:  # BT.709 matrix, limited range: what the stream is tagged with
+        deep = image.dtype == np.uint16  # 16-bit frames (colour-managed footage): kept deep where the codec can
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr48le" if deep else "bgr24")
+        if deep and not self._yuv:
+            frame = self._to_yuv.reformat(frame, self.width, self.height, self._pix_fmt)
+        elif self._yuv:  # BT.709 matrix, limited range: what the stream is tagged with
             frame = self._to_yuv.reformat(
                 frame,
                 self.width,

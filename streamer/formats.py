@@ -141,13 +141,15 @@ def resolve_format(
     return RecordFormat(codec, container, encoder)
 
 
-def format_for_path_suffix(suffix: str) -> RecordFormat:
-    """The H.264 format ``stageswap process`` writes for an output file extension (raises InputError)."""
+def format_for_path_suffix(suffix: str, codec: str = "h264") -> RecordFormat:
+    """The format ``stageswap process`` writes for an output file extension and codec (raises InputError)."""
     ext = suffix.lower().lstrip(".")
     container = "mp4" if ext == "m4v" else ext
     if container not in CONTAINERS:
         raise InputError(f"unsupported extension {suffix!r}; use one of .mkv, .m4v, .mov, .mp4")
-    return RecordFormat("h264", container, "libx264")
+    if codec == "h264":
+        return RecordFormat("h264", container, "libx264")
+    return resolve_format(codec, container)
 
 
 @dataclass(frozen=True)
@@ -157,8 +159,13 @@ class VideoCodecSetup:
     gop_frames: int | None
 
 
-def codec_setup(fmt: RecordFormat, width: int, height: int, keyint_frames: int, crf: int = 18) -> VideoCodecSetup:
-    """Pixel format and encoder options for ``fmt`` at a frame size (raises InputError for impossible sizes)."""
+def codec_setup(
+    fmt: RecordFormat, width: int, height: int, keyint_frames: int, crf: int = 18, bits: int = 8
+) -> VideoCodecSetup:
+    """Pixel format and encoder options for ``fmt`` at a frame size (raises InputError for impossible sizes).
+
+    ``bits``: the depth of the frames written (8, or 10/12/16 for 16-bit frames from colour-managed
+    footage): ProRes is 10-bit whatever comes, FFV1 keeps the depth (RGB, lossless), H.264 stays 8-bit."""
     even = width % 2 == 0 and height % 2 == 0
     if fmt.encoder == "libx264":
         # No B-frames: presentation order = decode order, so timestamps come out exactly as written.
@@ -173,7 +180,8 @@ def codec_setup(fmt: RecordFormat, width: int, height: int, keyint_frames: int, 
         return VideoCodecSetup("yuv422p10le", {"profile": "3"}, None)  # 3 = HQ in both encoders
     if fmt.encoder == "ffv1":
         # Version 3 with slices (multi-threaded) and a CRC per slice; RGB so nothing is lost to chroma.
-        return VideoCodecSetup("bgr0", {"level": "3", "slicecrc": "1", "slices": "4"}, keyint_frames)
+        pix_fmt = "bgr0" if bits <= 8 else "gbrp10le" if bits <= 10 else "gbrp12le" if bits <= 12 else "gbrp16le"
+        return VideoCodecSetup(pix_fmt, {"level": "3", "slicecrc": "1", "slices": "4"}, keyint_frames)
     raise InputError(f"no settings for encoder {fmt.encoder!r}")
 
 

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class VideoFrame:
-    image: np.ndarray  # H x W x 3 uint8 BGR
+    image: np.ndarray  # H x W x 3 BGR: uint8, or uint16 from a reader opened ``deep``
     pts: int | None
     time_s: float
     time_base: Fraction
@@ -43,13 +43,17 @@ class VideoInfo:
     has_audio: bool
     timecode: str | None = None
     """The first frame's SMPTE timecode when the file carries one (``streamer.timecodes``); kept in the output."""
+    bits: int = 8
+    """Bits per component of the decoded video (8 for most H.264, 10 for ProRes 422 or 10-bit HEVC...)."""
 
 
 class VideoReader:
     """Demuxes a video file; ``items()`` yields ``VideoFrame`` and audio ``av.Packet`` objects in file order."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], deep: bool = False) -> None:
+        """``deep``: decode frames as 16-bit BGR (uint16, full range of the type) to keep 10/12-bit footage."""
         self.path = Path(path)
+        self.deep = deep
         if not self.path.exists():
             raise InputError(f"input {self.path} does not exist")
         if not self.path.is_file():
@@ -78,6 +82,7 @@ class VideoReader:
             time_base=Fraction(self.video.time_base or Fraction(1, 90000)),
             has_audio=self.audio is not None,
             timecode=_timecode(self._container, self.video, Fraction(fps)),
+            bits=_bits(ctx),
         )
 
     def items(self) -> Iterator[VideoFrame | av.Packet]:
@@ -102,7 +107,7 @@ class VideoReader:
     def _frame(self, frame: av.VideoFrame) -> VideoFrame:
         tb = Fraction(frame.time_base) if frame.time_base else self.info.time_base
         time_s = float(frame.pts * tb) if frame.pts is not None else 0.0
-        return VideoFrame(frame.to_ndarray(format="bgr24"), frame.pts, time_s, tb)
+        return VideoFrame(frame.to_ndarray(format="bgr48le" if self.deep else "bgr24"), frame.pts, time_s, tb)
 
     def close(self) -> None:
         self._container.close()
@@ -112,6 +117,13 @@ class VideoReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _bits(ctx: Any) -> int:
+    try:
+        return max(int(c.bits) for c in ctx.format.components)
+    except (AttributeError, TypeError, ValueError):  # no format known before decoding
+        return 8
 
 
 def _timecode(container: Any, stream: Any, rate: Fraction) -> str | None:

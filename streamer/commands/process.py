@@ -29,7 +29,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "frame rate, timestamps and audio. Every frame is processed (offline: nothing is dropped).",
     )
     p.add_argument("--input", "-i", required=True, type=Path, help="input video file (anything FFmpeg reads)")
-    p.add_argument("--output", "-o", required=True, type=Path, help="output video (.mp4, .mov, .mkv; H.264)")
+    p.add_argument("--output", "-o", required=True, type=Path, help="output video (.mp4, .mov, .mkv; see --codec)")
+    p.add_argument(
+        "--codec",
+        choices=("h264", "prores", "ffv1"),
+        default="h264",
+        help="output codec: h264 (8-bit; default), prores (ProRes 422 HQ, 10-bit, .mov/.mkv), ffv1 (lossless RGB "
+        "at the input's depth, .mkv)",
+    )
     p.add_argument("--stats", type=Path, metavar="F.json", help="write frames, fps and per-stage ms p50/p99 as JSON")
     p.add_argument(
         "--landmarks",
@@ -72,6 +79,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--morph", type=float, default=None, help="0..1: move the face's shape toward the identity's (default 1)"
     )
     g.add_argument("--data-dir", metavar="DIR", help="data directory holding identities/ and hdri/")
+    c = p.add_argument_group("colour (OpenColorIO; see README, Colour)")
+    c.add_argument(
+        "--colour-space",
+        metavar="NAME",
+        help="the input's colour space, e.g. 'ARRI LogC4', 'ACEScct', 'S-Log3 S-Gamut3.Cine' (stageswap colour list): "
+        "the engines work in scene-linear light and the output goes back to this space, decoded and written at "
+        "the input's depth (use --codec prores or ffv1 to keep 10 bits); default: display-referred Rec.709",
+    )
+    c.add_argument("--output-colour-space", metavar="NAME", help="encode the output in this space instead")
+    c.add_argument(
+        "--colour-config",
+        default="studio-config-latest",
+        choices=("studio-config-latest", "cg-config-latest"),
+        help="OCIO's built-in config the names come from (default studio-config-latest)",
+    )
     p.add_argument("--max-faces", type=int, default=4, help="most faces tracked at once (default 4)")
     p.add_argument("--detect-every", type=int, default=10, help="frames between face detections (default 10)")
     p.add_argument(
@@ -129,6 +151,7 @@ def _run(
 
     started = utc_now()
 
+    deep = settings.colour.input is not None  # colour-managed footage: decoded and written at its own depth
     job = ProcessJob(
         input=args.input,
         output=args.output,
@@ -137,7 +160,11 @@ def _run(
         landmarks_path=args.landmarks,
         max_faces=args.max_faces,
         progress=not args.no_progress,
+        codec=args.codec,
+        deep=deep,
     )
+    if deep and args.codec == "h264":
+        print("note: H.264 output is 8-bit; --codec prores or ffv1 keeps 10-bit footage's depth")
     stats = run_process(job, processor)
     stages = ", ".join(f"{k} {v['p50']:.1f}" for k, v in stats["stage_ms"].items() if k != "total")
     print(
@@ -228,6 +255,10 @@ def _swap_settings(
     }
     if args.morph is not None:
         patch["morph"] = args.morph
+    if args.colour_space is not None:
+        patch["colour"] = {"input": args.colour_space, "output": args.output_colour_space, "config": args.colour_config}
+    elif args.output_colour_space is not None:
+        raise InputError("--output-colour-space needs --colour-space (the space the input is in)")
     patch["swap_model"] = args.swap_model
     target, hdri_dir = _relight_target(args.relight_target, hdri_dir, scratch)
     patch["relight_target"] = target
