@@ -120,8 +120,8 @@ class ColourTransform:
         light, what the engines changed between ``engine`` and ``processed``."""
         *_, to_output = self._procs
         table = _u8_to_linear().reshape(1, 256)
-        out = cv2.LUT(processed, table)  # the sRGB curve by table: zero change wherever the engines did nothing
-        out -= cv2.LUT(engine, table)
+        # The sRGB curve by table: the change is exactly zero wherever the engines did nothing.
+        out: np.ndarray = cv2.LUT(processed, table) - cv2.LUT(engine, table)
         out += linear
         _apply_bgr(to_output, out)
         return _to_code(out, np.dtype(dtype))
