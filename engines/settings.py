@@ -54,6 +54,15 @@ class ColourSettings:
     """The space the output is encoded in; None: the input's (a log camera gives a log recording)."""
     config: str = "studio-config-latest"
     """OCIO's built-in config the names come from (``studio-config-latest`` or ``cg-config-latest``)."""
+    monitor: str | None = None
+    """Live streams: the display WHEP monitors show the footage on, e.g. ``sRGB - Display``; None: monitors show
+    the output space as it is (log looks flat). Recordings and NDI always carry the output space."""
+    monitor_view: str | None = None
+    """The view on that display, e.g. ``ACES 2.0 - SDR 100 nits (Rec.709)``; None: the display's default."""
+
+    @property
+    def output_space(self) -> str | None:
+        return self.output or self.input
 
 
 @dataclass(frozen=True)
@@ -172,10 +181,15 @@ def _colour(current: ColourSettings, patch: Any) -> ColourSettings:
             if value not in BUILTIN_CONFIGS:
                 raise InputError(f"colour.config must be one of {', '.join(BUILTIN_CONFIGS)}, got {value!r}")
             changes[key] = value
-        elif key in ("input", "output"):
+        elif key in ("input", "output", "monitor", "monitor_view"):
+            if value is not None and not isinstance(value, str):
+                raise InputError(f"colour.{key} must be a name or null, got {value!r}")
             changes[key] = value
         else:
-            raise InputError(f"unknown setting 'colour.{key}' (colour.input, colour.output, colour.config)")
+            raise InputError(
+                f"unknown setting 'colour.{key}' (colour.input, colour.output, colour.monitor, colour.monitor_view, "
+                "colour.config)"
+            )
     colour = dataclasses.replace(current, **changes)
     from engines.colour import check_space
 
@@ -183,8 +197,16 @@ def _colour(current: ColourSettings, patch: Any) -> ColourSettings:
         name = getattr(colour, key)
         if name is not None:
             check_space(name, f"colour.{key}", colour.config)
-    if colour.output is not None and colour.input is None:
-        raise InputError("colour.output needs colour.input (the space the footage is in)")
+    if colour.input is None and (colour.output is not None or colour.monitor is not None):
+        raise InputError("colour.output and colour.monitor need colour.input (the space the footage is in)")
+    if colour.monitor_view is not None and colour.monitor is None:
+        if "monitor_view" in patch:
+            raise InputError("colour.monitor_view needs colour.monitor (the display)")
+        colour = dataclasses.replace(colour, monitor_view=None)  # monitors off: their view goes with them
+    if colour.monitor is not None and colour.output_space is not None:
+        from engines.colour import monitor_view
+
+        monitor_view(colour.output_space, colour.monitor, colour.monitor_view, colour.config)
     return colour
 
 

@@ -53,6 +53,11 @@ class FrameSink(Protocol):
     def on_frame(self, processed: np.ndarray, source: np.ndarray, meta: FrameMeta, result: ProcessedFrame) -> None: ...
 
 
+MonitorTransform = Callable[[np.ndarray], np.ndarray]
+"""What monitors (WHEP) see of a frame: e.g. log footage through a display view (``engines.colour.MonitorView``);
+applied by each encoder thread, never by the worker, never to what sinks record."""
+
+
 class PacketSubscriber(Protocol):
     """Receives each encoded packet of one (view, codec) pair; called on the encoder thread, must not block."""
 
@@ -182,9 +187,17 @@ class SharedEncoder:
     """The thread that encodes one view of one stream in one codec for all of that pair's viewers."""
 
     def __init__(
-        self, stream: str, view: View, codec: Codec, source: LatestFrame, settings: EncoderSettings, epoch_s: float
+        self,
+        stream: str,
+        view: View,
+        codec: Codec,
+        source: LatestFrame,
+        settings: EncoderSettings,
+        epoch_s: float,
+        monitor: Callable[[], MonitorTransform | None] | None = None,
     ) -> None:
         self.view: View = view
+        self._monitor = monitor or (lambda: None)
         self.codec: Codec = codec
         self._source = source
         self._settings = settings
@@ -245,6 +258,9 @@ class SharedEncoder:
             pts = round((meta.arrived_s - self._epoch_s) * VIDEO_CLOCK_HZ)
             t0 = time.perf_counter()
             try:
+                monitor = self._monitor()
+                if monitor is not None:  # log footage shown through a display view (here, off the worker)
+                    image = monitor(image)
                 packets = encoder.encode(image, pts, keyframe)
             except Exception as exc:  # an encoder error drops this frame for the viewers, never the stream
                 self.encode_errors += 1
@@ -280,6 +296,8 @@ class OutputFanout:
         self._retired: list[SharedEncoder] = []
         self._sinks: tuple[FrameSink, ...] = ()
         self._taps: dict[View, int] = dict.fromkeys(VIEWS, 0)
+        self.monitor: MonitorTransform | None = None
+        """Applied to every frame the WHEP encoders send (the stream's ``colour.monitor``); None: frames as made."""
         self._failed_sinks: set[int] = set()
         self._lock = threading.Lock()
         self.frames_published = 0
@@ -317,7 +335,9 @@ class OutputFanout:
         with self._lock:
             enc = self._encoders.get((view, codec))
             if enc is None:
-                enc = SharedEncoder(self.stream, view, codec, self._latest[view], self.settings, self._epoch_s)
+                enc = SharedEncoder(
+                    self.stream, view, codec, self._latest[view], self.settings, self._epoch_s, lambda: self.monitor
+                )
                 self._encoders[(view, codec)] = enc
                 enc.start()
             enc.subscribe(sub)

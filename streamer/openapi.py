@@ -85,6 +85,17 @@ SCHEMAS: dict[str, Any] = {
             "keep_mouth": {"type": "boolean"},
             "debug_overlay": {"type": "boolean"},
             "swap_model": {"type": "string", "description": "mesh, or a model registered with `stageswap models add`"},
+            "colour": {
+                "type": "object",
+                "description": "the footage's colour space (OCIO names; README, Colour); null: display-referred",
+                "properties": {
+                    "input": {"oneOf": [{"type": "string"}, {"type": "null"}]},
+                    "output": {"oneOf": [{"type": "string"}, {"type": "null"}]},
+                    "monitor": {"oneOf": [{"type": "string"}, {"type": "null"}]},
+                    "monitor_view": {"oneOf": [{"type": "string"}, {"type": "null"}]},
+                    "config": {"type": "string", "enum": ["studio-config-latest", "cg-config-latest"]},
+                },
+            },
             "ndi": {
                 "type": "object",
                 "description": "publish the processed and/or source view as an NDI source (README, NDI)",

@@ -150,8 +150,16 @@ class Stream:
             self._settings = settings
 
     def _sync_outputs(self, settings: ProcessSettings) -> None:
-        """Start the NDI senders ``settings`` asks for and stop the others (raises InputError before stopping
-        anything when one cannot start: NDI not installed)."""
+        """What monitors see (``colour.monitor``), and the NDI senders ``settings`` asks for started, the others
+        stopped (raises InputError before stopping anything when one cannot start: NDI not installed)."""
+        colour = settings.colour
+        if colour.monitor is not None and colour.output_space is not None:
+            from engines.colour import monitor_view
+
+            shown = monitor_view(colour.output_space, colour.monitor, colour.monitor_view, colour.config)
+            self.fanout.monitor = shown.apply
+        else:
+            self.fanout.monitor = None
         with self._outputs_lock:
             wanted: set[View] = {view for view in VIEWS if getattr(settings.ndi, view)}
             for view in sorted(wanted - set(self.ndi)):

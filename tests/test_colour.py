@@ -135,7 +135,7 @@ def test_colour_settings_are_checked() -> None:
     assert check_space("ACEScct", "colour.input") == "ACEScct"
     with pytest.raises(InputError, match="did you mean 'ARRI LogC4'"):
         apply_patch(ProcessSettings(), {"colour": {"input": "ARRI LogC"}})
-    with pytest.raises(InputError, match="colour.output needs colour.input"):
+    with pytest.raises(InputError, match="colour.output and colour.monitor need colour.input"):
         apply_patch(ProcessSettings(), {"colour": {"output": "ACEScct"}})
     with pytest.raises(InputError, match="unknown setting 'colour.gamma'"):
         apply_patch(ProcessSettings(), {"colour": {"gamma": 2.2}})
@@ -147,3 +147,61 @@ def test_colour_settings_are_checked() -> None:
     frame = np.random.default_rng(1).integers(0, 256, (32, 48, 3), dtype=np.uint8)
     linear, engine = transform("ACEScct").to_engine(frame)
     assert np.abs(transform("ACEScct").from_engine(linear, engine, engine, np.uint8).astype(int) - frame).max() <= 1
+
+
+def test_monitors_see_log_footage_through_a_display_view(clips: Path, tmp_path: Path) -> None:
+    """WHEP monitors get the declared display view of the footage (on the encoder threads); what is recorded
+    and sent over NDI stays in the output space."""
+    import threading
+    import time
+
+    from engines.processor import ProcessedFrame
+    from streamer.config import ServeConfig
+    from streamer.ring import FrameMeta
+    from streamer.streams import Stream
+    from streamer.worker import PassthroughProcessor
+
+    with av.open(str(clips / "d3.mp4")) as src:
+        rgb = next(src.decode(video=0)).to_ndarray(format="rgb24")
+    log = _apply(_cpu("sRGB Encoded Rec.709 (sRGB)", LOG), rgb.astype(np.float32) / 255.0)
+    log8 = np.ascontiguousarray(np.rint(np.clip(log, 0, 1) * 255).astype(np.uint8)[:, :, ::-1])
+    stream = Stream("cam", "input", ServeConfig(data_dir=tmp_path, max_streams=2), PassthroughProcessor)
+    try:
+        with pytest.raises(InputError, match="not a view of 'sRGB - Display'"):
+            stream.update_settings({"colour": {"input": LOG, "monitor": "sRGB - Display", "monitor_view": "nope"}})
+        assert stream.fanout.monitor is None
+        colour = {"input": LOG, "monitor": "sRGB - Display", "monitor_view": "Video (colorimetric)"}
+        stream.update_settings({"colour": colour})
+        monitor = stream.fanout.monitor
+        assert monitor is not None
+        shown = monitor(log8)
+        # The colorimetric view of the LogC4 picture is the display picture it was made from (8-bit log steps).
+        diff = np.abs(shown.astype(int) - rgb[:, :, ::-1])
+        assert diff.mean() < 1.5 and np.percentile(diff, 99) <= 4, (diff.mean(), np.percentile(diff, 99))
+        assert np.abs(log8.astype(int) - rgb[:, :, ::-1]).mean() > 20  # the log picture itself looks flat
+        called: list[str] = []
+
+        def spy(image: np.ndarray) -> np.ndarray:
+            called.append(threading.current_thread().name)
+            return monitor(image)
+
+        stream.fanout.monitor = spy
+
+        class Sink:
+            packets = 0
+
+            def deliver(self, packet: object, keyframe: bool) -> None:
+                Sink.packets += 1
+
+        stream.fanout.subscribe("processed", "vp8", Sink())
+        for i in range(5):
+            stream.fanout.publish(log8, log8, FrameMeta(i, i / 30), ProcessedFrame(log8, (), {}))
+            time.sleep(0.05)
+        deadline = time.monotonic() + 10
+        while not called and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert called and all(name.startswith("encode-cam-processed") for name in called)
+        stream.update_settings({"colour": {"monitor": None}})
+        assert stream.fanout.monitor is None
+    finally:
+        stream.close()

@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         'PATCH {"colour": {"input": NAME}}); the names come from OpenColorIO\'s built-in ACES configs.',
     )
     csub = p.add_subparsers(dest="colour_command", metavar="ACTION", required=True)
-    ls = csub.add_parser("list", help="list the colour spaces of an OCIO built-in config")
+    ls = csub.add_parser("list", help="list the colour spaces, displays and views of an OCIO built-in config")
     ls.add_argument(
         "--config",
         default="studio-config-latest",
@@ -26,8 +26,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from engines.colour import spaces
+    from engines.colour import displays, spaces
 
-    names = spaces(args.config)
-    print(json.dumps(names, indent=2) if args.json else "\n".join(names))
+    names, views = spaces(args.config), displays(args.config)
+    if args.json:
+        print(json.dumps({"spaces": names, "displays": views}, indent=2))
+        return 0
+    print("colour spaces (colour.input, colour.output, --colour-space):")
+    print("\n".join(f"  {name}" for name in names))
+    print("monitor displays and their views (colour.monitor, colour.monitor_view):")
+    for display, display_views in views.items():
+        print(f"  {display}: {', '.join(display_views)}")
     return 0
