@@ -205,3 +205,12 @@ def test_monitors_see_log_footage_through_a_display_view(clips: Path, tmp_path: 
         assert stream.fanout.monitor is None
     finally:
         stream.close()
+
+
+def test_colour_list_command(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    assert main(["colour", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {"ARRI LogC4", "ACEScct", "S-Log3 S-Gamut3.Cine"} <= set(listed["spaces"])
+    assert "ACES 2.0 - SDR 100 nits (Rec.709)" in listed["displays"]["sRGB - Display"]

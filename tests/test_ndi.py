@@ -247,3 +247,14 @@ def test_discovery_names_and_rates() -> None:
     assert nominal_rate([1 / 29.97] * 10) == Fraction(30000, 1001)
     assert nominal_rate([0.04, 0.041, 0.039]) == Fraction(25)
     assert nominal_rate([1 / 17.0] * 5) == Fraction(17)
+
+
+def test_ndi_list_command_shows_a_sender_on_loopback(capsys: pytest.CaptureFixture[str]) -> None:
+    from streamer.__main__ import main
+
+    with CameraSender("stageswap-list-probe", [np.zeros((64, 64, 3), np.uint8)]):
+        assert main(["ndi", "list", "--extra-ips", "127.0.0.1", "--timeout", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "(stageswap-list-probe)" in out and "--input NAME=ndi://" in out
+    assert main(["ndi", "list", "--timeout", "0"]) == 2
+    assert "--timeout must be between 0 and 60" in capsys.readouterr().err

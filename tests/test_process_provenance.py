@@ -13,6 +13,23 @@ from streamer.process_provenance import PROCESS_SIGNED
 from streamer.provenance import create_trial_credentials, verify_file
 
 
+@pytest.fixture(scope="module")
+def clip(clips: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first second of a shared clip (what is signed does not depend on the length; the test time does)."""
+    import av
+
+    path = tmp_path_factory.mktemp("clip") / "d3.mp4"
+    with av.open(str(clips / "d3.mp4")) as src, av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 512, 512, "yuv420p"
+        for frame, _ in zip(src.decode(video=0), range(30), strict=False):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame.to_ndarray(format="bgr24"), format="bgr24")):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
 @pytest.fixture()
 def data(tmp_path: Path) -> Path:
     folder = tmp_path / "data"
@@ -25,10 +42,10 @@ def _process(src: Path, out: Path, data: Path, *extra: str) -> int:
 
 
 def test_a_processed_mp4_is_signed_and_verify_passes(
-    tmp_path: Path, clips: Path, faces: Path, data: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, clip: Path, faces: Path, data: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out.mp4"
-    assert _process(clips / "d3.mp4", out, data, "--identity", str(faces / "s1.jpg"), "--unverified") == 0
+    assert _process(clip, out, data, "--identity", str(faces / "s1.jpg"), "--unverified") == 0
     assert "signed" in capsys.readouterr().out
     report = verify_file(out, data / "keys" / "trust.pem")
     assert report.ok and report.validation_state == "Trusted", report.summary()
@@ -41,9 +58,9 @@ def test_a_processed_mp4_is_signed_and_verify_passes(
     assert entries and entries[-1].data["signed"] is True and entries[-1].data["output"] == str(out)
 
 
-def test_a_processed_mkv_gets_a_sidecar_manifest(tmp_path: Path, clips: Path, data: Path) -> None:
+def test_a_processed_mkv_gets_a_sidecar_manifest(tmp_path: Path, clip: Path, data: Path) -> None:
     out = tmp_path / "out.mkv"
-    assert _process(clips / "d3.mp4", out, data, "--no-swap", "--no-relight") == 0
+    assert _process(clip, out, data, "--no-swap", "--no-relight") == 0
     assert (tmp_path / "out.c2pa").is_file()
     report = verify_file(out, data / "keys" / "trust.pem")
     assert report.ok, report.summary()
@@ -53,10 +70,10 @@ def test_a_processed_mkv_gets_a_sidecar_manifest(tmp_path: Path, clips: Path, da
 
 
 def test_without_keys_the_output_is_kept_unsigned_and_says_how(
-    tmp_path: Path, clips: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, clip: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out.mp4"
-    assert _process(clips / "d3.mp4", out, tmp_path / "empty", "--no-swap", "--no-relight") == 0
+    assert _process(clip, out, tmp_path / "empty", "--no-swap", "--no-relight") == 0
     said = capsys.readouterr().out
     assert "NOT signed" in said and "stageswap keys init" in said
     assert out.is_file() and not verify_file(out).found
