@@ -109,21 +109,30 @@ def test_ndi_output_carries_the_swapped_face_at_the_streams_rate_with_its_timeco
             try:
                 assert await wait_for(lambda: len(got.frames) >= 5 or got.error is not None, 60)
                 stream = srv.service.streams.get("cam1")
-                done0, recv0 = stream.stats.snapshot()["frames_processed"], len(got.frames)
+                sender = stream.ndi["processed"]
+
+                def counts() -> tuple[int, int, int, int]:
+                    processed = stream.stats.snapshot()["frames_processed"]
+                    return processed, sender.frames_sent, sender.frames_skipped, len(got.frames)
+
+                before = counts()
                 await asyncio.sleep(3.0)
-                done1, recv1 = stream.stats.snapshot()["frames_processed"], len(got.frames)
+                after = counts()
                 async with http.get(f"{srv.url}/api/streams/cam1") as r:
                     info = await r.json()
             finally:
                 stop.set()
                 await asyncio.to_thread(listener.join, 10)
-            return {"processed": done1 - done0, "received": recv1 - recv0, "info": info}
+            keys = ("processed", "sent", "skipped", "received")
+            return {**{k: b - a for k, a, b in zip(keys, before, after, strict=True)}, "info": info}
 
     result = asyncio.run(scenario())
     assert got.error is None, got.error
-    # Counts in one window, so a busy machine slows the worker and NDI alike: the receiver got (nearly) every
-    # frame the worker made; NDI's own rate field is the stream's (the clip's 25 fps), whatever the CPU did.
-    assert result["received"] >= max(5, 0.6 * result["processed"]), result
+    # Counts in one window, which a busy machine cannot break: every frame the worker made reached the NDI
+    # output (sent, or replaced by a newer one while NDI was still sending: latest wins), the receiver got what
+    # was sent, and NDI's own rate field is the stream's (the clip's 25 fps) whatever the CPU did.
+    assert result["sent"] >= 5 and result["sent"] + result["skipped"] >= 0.9 * result["processed"] - 3, result
+    assert result["received"] >= 0.8 * result["sent"] - 3, result
     assert {rate for *_, rate in got.frames} == {Fraction(FPS)}
     ndi_stats = result["info"]["ndi"]["processed"]
     assert ndi_stats["name"] == "stageswap cam1" and ndi_stats["frames_sent"] > 0 and ndi_stats["connections"] >= 1
@@ -229,7 +238,7 @@ def test_an_ndi_source_is_a_camera_its_frames_come_out_over_whep_and_record_at_i
     assert info["source"]["kind"] == "ndi" and info["source"]["error"] is None
     seen = [s for s in stamps if s is not None]
     assert len(seen) >= 0.8 * len(stamps) and len(set(seen)) >= 10
-    assert all(b > a or b < 5 for a, b in zip(seen, seen[1:], strict=False)), "frames in the sender's order"
+    assert all(b > a or a - b > CLIP_FRAMES // 2 for a, b in zip(seen, seen[1:], strict=False)), "in order"
     # The recording starts at the NDI timecode of its first frame, not at the time of day.
     path = tmp_path / "recordings" / recording["files"]["processed"]
     with av.open(str(path)) as c:
