@@ -169,3 +169,19 @@ def test_osc_off_the_loopback_needs_a_token() -> None:
     with pytest.raises(InputError, match="--osc-port"):
         ServeConfig(osc_port=70000)
     assert ServeConfig(osc_port=9000, osc_host="0.0.0.0", token="t").osc_host == "0.0.0.0"
+
+
+def test_serve_flags_for_the_stage(tmp_path: Path) -> None:
+    from streamer.__main__ import build_parser
+    from streamer.commands.serve import build_config
+
+    argv = ["serve", "--processor", "passthrough", "--data-dir", str(tmp_path)]
+    stage = ["--ndi", "--ndi-extra-ips", "10.0.0.5, 10.0.0.6", "--osc-port", "9000"]
+    config = build_config(build_parser().parse_args([*argv, *stage]))
+    assert config.initial_settings.ndi.processed and not config.initial_settings.ndi.source
+    assert config.ndi_extra_ips == ("10.0.0.5", "10.0.0.6")
+    assert (config.osc_port, config.osc_host) == (9000, "127.0.0.1")
+    with pytest.raises(InputError, match="--osc-host 0.0.0.0 is reachable"):
+        build_config(build_parser().parse_args([*argv, "--osc-port", "9000", "--osc-host", "0.0.0.0"]))
+    with pytest.raises(InputError, match="ndi:// needs a source name"):
+        build_config(build_parser().parse_args([*argv, "--input", "cam=ndi://"]))
