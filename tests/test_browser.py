@@ -297,6 +297,16 @@ def test_controls_change_the_stream_settings(server: Server, browser: Browser) -
     monitor.check("#overlay")
     _wait_until(lambda: server.api(f"/api/streams/{STREAM}")[1]["settings"]["debug_overlay"], 5, "debug overlay on")
 
+    # NDI out: the processed view is published under the stream's name, and taken off again.
+    def ndi_outputs() -> dict:
+        return dict(server.api(f"/api/streams/{STREAM}")[1].get("ndi") or {})
+
+    monitor.check("#ndi-processed")
+    _wait_until(lambda: ndi_outputs().get("processed", {}).get("name") == f"stageswap {STREAM}", 5, "NDI out on")
+    monitor.wait_for_function(f"document.querySelector('#ndi-hint').textContent.includes('stageswap {STREAM}')")
+    monitor.uncheck("#ndi-processed")
+    _wait_until(lambda: "processed" not in ndi_outputs(), 5, "NDI out off")
+
     monitor.uncheck("#swap")
     _wait_until(lambda: server.api(f"/api/streams/{STREAM}")[1]["settings"]["swap"] is False, 5, "swap off")
     monitor.check("#swap")

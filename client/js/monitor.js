@@ -64,6 +64,9 @@ const ui = {
   ambient: $("#ambient"),
   ambientVal: $("#ambient-val"),
   overlay: $("#overlay"),
+  ndiProcessed: $("#ndi-processed"),
+  ndiSource: $("#ndi-source"),
+  ndiHint: $("#ndi-hint"),
   controlError: $("#control-error"),
   enrollForm: $("#enroll-form"),
   enrollName: $("#enroll-name"),
@@ -354,6 +357,11 @@ function applySettings(settings) {
   set(ui.swap, "swap", (el) => (el.checked = !!settings.swap));
   set(ui.relight, "relight", (el) => (el.checked = !!settings.relight));
   set(ui.overlay, "debug_overlay", (el) => (el.checked = !!settings.debug_overlay));
+  const ndi = settings.ndi || {};
+  set(ui.ndiProcessed, "ndi_processed", (el) => (el.checked = !!ndi.processed));
+  set(ui.ndiSource, "ndi_source", (el) => (el.checked = !!ndi.source));
+  ui.ndiHint.textContent =
+    ndi.processed || ndi.source ? `as "stageswap ${state.name}"${ndi.source ? ` and "stageswap ${state.name} source"` : ""}` : "";
   set(ui.strength, "strength", (el) => (el.value = settings.strength));
   ui.strengthVal.textContent = fmt(Number(ui.strength.value), 2);
   const target = settings.relight_target || {};
@@ -492,6 +500,8 @@ function wireControls() {
   ui.swap.addEventListener("change", () => send({ swap: ui.swap.checked }, "swap"));
   ui.relight.addEventListener("change", () => send({ relight: ui.relight.checked }, "relight"));
   ui.overlay.addEventListener("change", () => send({ debug_overlay: ui.overlay.checked }, "debug_overlay"));
+  ui.ndiProcessed.addEventListener("change", () => send({ ndi: { processed: ui.ndiProcessed.checked } }, "ndi_processed"));
+  ui.ndiSource.addEventListener("change", () => send({ ndi: { source: ui.ndiSource.checked } }, "ndi_source"));
   ui.strength.addEventListener("input", () => {
     ui.strengthVal.textContent = fmt(Number(ui.strength.value), 2);
     sendStrength(Number(ui.strength.value));
