@@ -33,7 +33,9 @@ import cv2
 import numpy as np
 
 from engines.errors import InputError
+from streamer.config import InputSpec
 from streamer.ring import FrameMeta
+from streamer.sources import FrameCallback, SourceThread
 from streamer.timecodes import FRAME_META_KEY, NDI_SYNTHESIZE, FrameTimecode, from_ndi
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,6 @@ STANDARD_RATES: tuple[Fraction, ...] = tuple(
     Fraction(n, d)
     for n, d in ((24000, 1001), (24, 1), (25, 1), (30000, 1001), (30, 1), (50, 1), (60000, 1001), (60, 1))
 )
-_RETRY_S = (0.5, 1.0, 2.0, 5.0)
 INSTALL_HINT = (
     "NDI needs the ndi extra: pip install 'stageswap[ndi]' (it installs ndi-python with NDI's own runtime, "
     "under the NDI SDK licence: see README, NDI)"
@@ -85,13 +86,7 @@ class NdiSource:
 def find_sources(timeout_s: float = 2.0, extra_ips: Sequence[str] = (), wanted: str | None = None) -> list[NdiSource]:
     """The NDI sources visible within ``timeout_s`` (returns early once ``wanted`` is among them)."""
     lib = ndi_lib()
-    settings = lib.FindCreate()
-    settings.show_local_sources = True
-    if extra_ips:
-        settings.extra_ips = ",".join(extra_ips)
-    finder = lib.find_create_v2(settings)
-    if finder is None:
-        raise InputError("NDI discovery could not start (NDIlib.find_create_v2 failed)")
+    finder = _finder(lib, extra_ips)
     try:
         deadline = time.monotonic() + timeout_s
         found: list[Any] = []
@@ -106,6 +101,18 @@ def find_sources(timeout_s: float = 2.0, extra_ips: Sequence[str] = (), wanted: 
         return [NdiSource(str(s.ndi_name), str(s.url_address or "")) for s in found]
     finally:
         lib.find_destroy(finder)
+
+
+def _finder(lib: Any, extra_ips: Sequence[str]) -> Any:
+    """An NDI finder that shows this machine's sources too and asks ``extra_ips`` directly."""
+    settings = lib.FindCreate()
+    settings.show_local_sources = True
+    if extra_ips:
+        settings.extra_ips = ",".join(extra_ips)
+    finder = lib.find_create_v2(settings)
+    if finder is None:
+        raise InputError("NDI discovery could not start (NDIlib.find_create_v2 failed)")
+    return finder
 
 
 def nominal_rate(deltas_s: Sequence[float]) -> Fraction:
@@ -245,38 +252,17 @@ class NdiSender:
         self._lib.send_send_video_v2(self._sender, frame)
 
 
-FrameCallback = Callable[[np.ndarray, FrameMeta], None]
+class NdiReader(SourceThread):
+    """The thread that feeds one stream from an NDI source (``--input cam=ndi://NAME``)."""
 
+    thread_prefix = "ndi-in"
 
-class NdiReader:
-    """The thread that feeds one stream from an NDI source (the ``SourceReader`` interface)."""
-
-    def __init__(self, spec: Any, on_frame: FrameCallback, extra_ips: Sequence[str] = ()) -> None:
-        self.spec = spec
+    def __init__(self, spec: InputSpec, on_frame: FrameCallback, extra_ips: Sequence[str] = ()) -> None:
+        super().__init__(spec, on_frame)
         self.wanted = spec.source[len(SCHEME) :] if spec.source.startswith(SCHEME) else spec.source
-        self._on_frame = on_frame
         self._extra_ips = tuple(extra_ips)
-        self._stop = threading.Event()
-        self.error: str | None = None
-        self.finished = False
-        """Never true: an NDI source is live; when it goes away it is looked for again."""
-        self.loops = 0
         self.connected_to: str | None = None
-        self._index = 0
         self._first_ts: int | None = None
-        self._thread = threading.Thread(target=self._run, name=f"ndi-in-{spec.name}", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout_s)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
 
     def _run(self) -> None:
         attempt = 0
@@ -290,11 +276,7 @@ class NdiReader:
                 attempt += 1
 
     def _find(self, lib: Any) -> Any:
-        settings = lib.FindCreate()
-        settings.show_local_sources = True
-        if self._extra_ips:
-            settings.extra_ips = ",".join(self._extra_ips)
-        finder = lib.find_create_v2(settings)
+        finder = _finder(lib, self._extra_ips)
         try:
             deadline = time.monotonic() + 5.0
             while not self._stop.is_set() and time.monotonic() < deadline:
@@ -365,9 +347,3 @@ class NdiReader:
                 self._first_ts = timestamp - round(self._index / float(rate) * 1e7) if rate > 0 else timestamp
             return (timestamp - self._first_ts) / 1e7
         return self._index / float(rate) if rate > 0 else 0.0
-
-    def _failed(self, message: str, attempt: int) -> None:
-        if self.error != message:
-            log.warning("%s (retrying)", message)
-        self.error = message
-        self._stop.wait(_RETRY_S[min(attempt, len(_RETRY_S) - 1)])

@@ -62,8 +62,11 @@ def probe(spec: InputSpec) -> None:
         container.close()
 
 
-class SourceReader:
-    """The thread that feeds one stream from one ``InputSpec``."""
+class SourceThread:
+    """What every non-WebRTC source shares: its own thread, a stop, and the last failure shown in the stream's
+    stats while it is retried with a back-off (``SourceReader`` here, ``streamer.ndi.NdiReader``)."""
+
+    thread_prefix = "source"
 
     def __init__(self, spec: InputSpec, on_frame: FrameCallback) -> None:
         self.spec = spec
@@ -72,10 +75,10 @@ class SourceReader:
         self.error: str | None = None
         """The last failure, shown in the stream's stats until frames flow again."""
         self.finished = False
-        """True once a non-looping file has played to its end."""
+        """True once a non-looping file has played to its end (a live source never finishes)."""
         self.loops = 0
         self._index = 0
-        self._thread = threading.Thread(target=self._run, name=f"source-{spec.name}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"{self.thread_prefix}-{spec.name}", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -88,6 +91,20 @@ class SourceReader:
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def _failed(self, message: str, attempt: int) -> None:
+        """Note a failure (logged once per different message) and wait before the next try."""
+        if self.error != message:
+            log.warning("%s (retrying)", message)
+        self.error = message
+        self._stop.wait(_RETRY_S[min(attempt, len(_RETRY_S) - 1)])
+
+
+class SourceReader(SourceThread):
+    """The thread that feeds one stream from one ``InputSpec``: a file, a capture device or an RTSP camera."""
 
     def _run(self) -> None:
         attempt = 0
@@ -111,12 +128,6 @@ class SourceReader:
                 self.finished = True
                 log.info("input %s: %s played to its end", self.spec.name, self.spec.source)
                 return
-
-    def _failed(self, message: str, attempt: int) -> None:
-        if self.error != message:
-            log.warning("%s (retrying)", message)
-        self.error = message
-        self._stop.wait(_RETRY_S[min(attempt, len(_RETRY_S) - 1)])
 
     def _play(self, container: Any) -> bool:
         """Play the container; True when a non-looping file ended, False when stopped or a live source ended."""
