@@ -131,25 +131,77 @@ def _shape(ins: list[Any], a: dict[str, Any]) -> list[torch.Tensor]:
     return [torch.tensor(tuple(ins[0].shape), dtype=torch.int64)]  # host tensor: no GPU sync
 
 
+def _depth_to_space(ins: list[Any], a: dict[str, Any]) -> list[torch.Tensor]:
+    x, b = ins[0], int(a["blocksize"])
+    if a.get("mode", b"DCR") in (b"CRD", "CRD"):
+        return [F.pixel_shuffle(x, b)]  # torch's pixel shuffle is ONNX's column-row-depth order
+    n, c, h, w = x.shape
+    y = x.reshape(n, b, b, c // (b * b), h, w).permute(0, 3, 4, 1, 5, 2)
+    return [y.reshape(n, c // (b * b), h * b, w * b)]
+
+
+def _slice(ins: list[Any], a: dict[str, Any]) -> list[torch.Tensor]:
+    x = ins[0]
+    starts, ends = ins[1].tolist(), ins[2].tolist()
+    axes = ins[3].tolist() if len(ins) > 3 and ins[3] is not None else list(range(len(starts)))
+    steps = ins[4].tolist() if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
+    index: list[slice] = [slice(None)] * x.dim()
+    for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
+        if step != 1:
+            raise ModelError("ONNX Slice with a step other than 1 is not supported")
+        size = x.shape[axis]
+        index[int(axis) % x.dim()] = slice(max(-size, min(int(start), size)), max(-size - 1, min(int(end), size)))
+    return [x[tuple(index)]]
+
+
+def _gemm(ins: list[Any], a: dict[str, Any]) -> list[torch.Tensor]:
+    x, w = ins[0], ins[1]
+    if a.get("transA", 0):
+        x = x.t()
+    if a.get("transB", 0):
+        w = w.t()
+    y = float(a.get("alpha", 1.0)) * (x @ w)
+    if len(ins) > 2 and ins[2] is not None:
+        y = y + float(a.get("beta", 1.0)) * ins[2]
+    return [y]
+
+
+def _flatten(ins: list[Any], a: dict[str, Any]) -> list[torch.Tensor]:
+    x = ins[0]
+    axis = int(a.get("axis", 1)) % max(1, x.dim())
+    return [x.reshape(int(np.prod(x.shape[:axis], dtype=np.int64)), -1)]
+
+
 _OPS: dict[str, _Op] = {
     "Add": lambda i, a: [i[0] + i[1]],
     "Concat": _concat,
     "Conv": _conv,
     "Gather": _gather,
+    "DepthToSpace": _depth_to_space,
+    "Flatten": _flatten,
+    "Gemm": _gemm,
     "Identity": lambda i, a: [i[0]],
+    "LeakyRelu": lambda i, a: [F.leaky_relu(i[0], float(a.get("alpha", 0.01)))],
     "MaxPool": _max_pool,
     "Relu": lambda i, a: [torch.relu(i[0])],
     "Reshape": _reshape,
     "Resize": _resize,
     "Shape": _shape,
     "Sigmoid": lambda i, a: [torch.sigmoid(i[0])],
+    "Slice": _slice,
     "Transpose": lambda i, a: [i[0].permute(*a["perm"])],
     "Unsqueeze": _unsqueeze,
 }
 
 SUPPORTED_OPS = tuple(sorted(_OPS))
 
-_HOST_INPUTS: dict[str, tuple[int, ...]] = {"Gather": (1,), "Reshape": (1,), "Resize": (1, 2, 3), "Unsqueeze": (1,)}
+_HOST_INPUTS: dict[str, tuple[int, ...]] = {
+    "Gather": (1,),
+    "Reshape": (1,),
+    "Resize": (1, 2, 3),
+    "Slice": (1, 2, 3, 4),
+    "Unsqueeze": (1,),
+}
 """Operator inputs that are parameters, not data: their constants stay on the CPU."""
 
 _RESIZE_MODES = {

@@ -1,0 +1,155 @@
+"""Where a model is trained (``DATA/training/NAME/``), what it may be registered with, and who is training.
+
+    checkpoint.pt    weights, optimiser, iteration, random streams (``engines.train.trainer``)
+    progress.json    the latest progress (the monitor page lists it)
+    preview.png      actor | reconstruction | swap, and the src person's reconstructions
+    consent.json     the consent the trained-in likeness is registered with (or that it is unverified),
+                     decided before training starts, so a finished model is never refused at the end
+    src/, dst/       facesets extracted from clips given to ``stageswap train`` directly
+    NAME.dfm         the exported model, once training finishes (registered as swap model NAME)
+
+Presets are the shapes that suit a machine: ``cpu`` learns something useful within an hour on two cores;
+``gpu`` and ``gpu-hq`` are for one GPU (minutes to hours).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from engines.consent import ConsentRecord, check_enrollment
+from engines.errors import InputError, OutputError
+from engines.paths import check_name, inside
+from engines.train.nets import NetConfig
+
+TRAINING_SUBDIR = "training"
+CONSENT_FILE = "consent.json"
+DEFAULT_LICENCE = "proprietary: trained in-house with stageswap from the production's own footage"
+STALE_AFTER_S = 120.0
+"""A ``running`` progress file not updated for this long belongs to a training that is no longer running."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    net: NetConfig
+    batch: int
+    description: str
+
+
+PRESETS: dict[str, Preset] = {
+    "cpu": Preset(
+        NetConfig("df", 64, 32, 256, 256, 32),
+        8,
+        "64 px DF, 14 M parameters: something useful within an hour on two CPU cores",
+    ),
+    "gpu": Preset(
+        NetConfig("df", 128, 64, 256, 512, 64),
+        16,
+        "128 px DF: a usable model in tens of minutes on one GPU",
+    ),
+    "gpu-hq": Preset(
+        NetConfig("liae", 256, 64, 512, 512, 64),
+        16,
+        "256 px LIAE: production quality, hours on one GPU",
+    ),
+}
+
+
+class TrainingFolder:
+    """The folder of the model ``name`` under ``data_dir``."""
+
+    def __init__(self, data_dir: str | os.PathLike[str], name: str) -> None:
+        self.name = check_name(name, "model name")
+        self.root = Path(data_dir) / TRAINING_SUBDIR
+        self.path = inside(self.root, self.name)
+
+    @property
+    def checkpoint(self) -> Path:
+        from engines.train.trainer import CHECKPOINT_FILE
+
+        return self.path / CHECKPOINT_FILE
+
+    @property
+    def dfm(self) -> Path:
+        return self.path / f"{self.name}.dfm"
+
+    def faceset_dir(self, side: str) -> Path:
+        return self.path / side
+
+    def save_consent(self, name: str, record: ConsentRecord | None, unverified: bool) -> None:
+        """Check the consent as ``models add`` would (ConsentError now, not after hours of training) and keep it."""
+        check_enrollment(name, record, unverified, subject="dfm")
+        data = {"unverified": record is None, "record": record.to_json() if record is not None else None}
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            tmp = self.path / f".{CONSENT_FILE}.tmp"
+            tmp.write_text(json.dumps(data, indent=1) + "\n")
+            os.replace(tmp, self.path / CONSENT_FILE)
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.path / CONSENT_FILE}: {exc.strerror or exc}") from exc
+
+    def load_consent(self) -> tuple[ConsentRecord | None, bool] | None:
+        """(record, unverified) decided when training started; None when none was kept."""
+        try:
+            data = json.loads((self.path / CONSENT_FILE).read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read {self.path / CONSENT_FILE}: {exc}") from exc
+        record = ConsentRecord.from_json(data["record"]) if data.get("record") is not None else None
+        return record, bool(data.get("unverified")) and record is None
+
+
+def list_trainings(data_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every training's latest progress (``progress.json``), newest first; a ``running`` one whose process
+    is gone or silent is reported ``interrupted`` (it can be resumed)."""
+    root = Path(data_dir) / TRAINING_SUBDIR
+    out: list[dict[str, Any]] = []
+    try:
+        folders = sorted(p for p in root.iterdir() if p.is_dir())
+    except OSError:
+        return []
+    now = datetime.now(UTC)
+    for folder in folders:
+        try:
+            obj = json.loads((folder / "progress.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(obj, dict):
+            continue
+        entry = {k: obj.get(k) for k in _PUBLIC}
+        entry["name"] = folder.name
+        if entry.get("state") == "running" and _stale(obj, now):
+            entry["state"] = "interrupted"
+        entry["exported"] = (folder / f"{folder.name}.dfm").is_file()
+        out.append(entry)
+    out.sort(key=lambda e: str(e.get("updated") or ""), reverse=True)
+    return out
+
+
+_PUBLIC = (
+    "state", "iteration", "target_iterations", "loss", "it_per_s", "eta_s", "elapsed_s", "resolution", "arch",
+    "device", "processes", "updated",
+)  # fmt: skip
+
+
+def _stale(obj: dict[str, Any], now: datetime) -> bool:
+    try:
+        updated = datetime.fromisoformat(str(obj.get("updated")))
+    except ValueError:
+        return True
+    if (now - updated).total_seconds() > STALE_AFTER_S:
+        return True
+    pid = obj.get("pid")
+    if isinstance(pid, int) and pid > 0:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+    return False

@@ -1,0 +1,332 @@
+"""`stageswap train NAME --src ... --dst ...`: train a swap model on two people's footage, export it as a DFM
+and register it as swap model NAME with the src person's consent (engines.train).
+
+Under ``torchrun --nproc_per_node N -m streamer train ...`` every process trains on its own batches and
+rank 0 alone extracts facesets, prints, writes files and registers the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from streamer.commands import add_consent_args, add_models_arg, consent_from_args
+from streamer.commands.faceset import add_faceset_args
+
+if TYPE_CHECKING:
+    from engines.train.faceset import Faceset
+    from engines.train.trainer import Dist, Progress
+    from engines.train.workspace import TrainingFolder
+
+NET_FLAGS = ("arch", "encoder_dims", "ae_dims", "inter_dims", "decoder_dims", "resolution")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from engines.train.workspace import PRESETS
+
+    p = sub.add_parser(
+        "train",
+        help="train your own swap model from footage of two people, export it as a DFM and register it",
+        description="Train a face-swap model on footage of the person whose face goes in (--src) and of the "
+        "performer it goes onto (--dst): facesets (folders from `stageswap faceset extract`) or clips and "
+        "photos, extracted on the way. Progress shows on the terminal and on the monitor page; a preview "
+        "PNG is rewritten every few minutes. Ctrl-C (or SIGTERM) stops cleanly with a checkpoint, and "
+        "--resume continues exactly where it stopped. When training ends the model is exported as a DFM "
+        "and registered as swap model NAME with the src person's consent (the same consent options as "
+        "`models add`, checked before training starts). Several GPUs: torchrun --nproc_per_node N -m "
+        "streamer train ... (each process takes --batch faces per person).",
+        epilog="Presets: " + "; ".join(f"{k}: {v.description}" for k, v in PRESETS.items()),
+    )
+    p.add_argument("name", help="the swap model's name: 1-64 of a-z, 0-9, '_' and '-'")
+    p.add_argument("--src", nargs="+", type=Path, metavar="FACESET_OR_CLIP", help="the person whose face goes in")
+    p.add_argument("--dst", nargs="+", type=Path, metavar="FACESET_OR_CLIP", help="the performer it goes onto")
+    how_long = p.add_mutually_exclusive_group()
+    how_long.add_argument("--minutes", type=float, metavar="M", help="train for M minutes (this run)")
+    how_long.add_argument("--iterations", type=int, metavar="N", help="train until the model has N iterations")
+    how_long.add_argument(
+        "--cpu-minutes",
+        type=float,
+        metavar="M",
+        help="train until this run has used M minutes of CPU time (a fixed amount of compute on a shared machine)",
+    )
+    p.add_argument("--preset", choices=sorted(PRESETS), help="model size (default: cpu on the CPU, gpu on a GPU)")
+    p.add_argument("--resolution", type=int, metavar="PX", help="face resolution, a multiple of 16, 64..512")
+    p.add_argument("--arch", choices=("df", "liae"), help="DF (default: stronger likeness) or LIAE")
+    for flag, what in (
+        ("--encoder-dims", "first encoder stage's channels"),
+        ("--ae-dims", "bottleneck width"),
+        ("--inter-dims", "code channels"),
+        ("--decoder-dims", "last decoder stage's channels"),
+    ):
+        p.add_argument(flag, type=int, metavar="N", help=f"{what} (default: the preset's)")
+    p.add_argument("--batch", type=int, metavar="B", help="faces per person per iteration (default: the preset's)")
+    p.add_argument("--lr", type=float, metavar="RATE", help="Adam learning rate (default 2e-4)")
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where to train: auto takes the GPU when torch sees one (default: auto)",
+    )
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads torch uses (default: all cores)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network (CUDA; minutes to start)")
+    p.add_argument("--resume", action="store_true", help="continue the training of NAME from its checkpoint")
+    p.add_argument(
+        "--export-only",
+        action="store_true",
+        help="export and register NAME from its last checkpoint without training (e.g. after Ctrl-C)",
+    )
+    p.add_argument("--checkpoint-every", type=float, default=5.0, metavar="MIN", help="minutes (default 5)")
+    p.add_argument("--preview-every", type=float, default=3.0, metavar="MIN", help="minutes (default 3)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of a new model (default 0)")
+    p.add_argument("--licence", "--license", dest="licence", metavar="TEXT", help="the licence registered with it")
+    p.add_argument("--replace", action="store_true", help="replace a registered model of the same name at the end")
+    p.add_argument(
+        "--faceset-resolution",
+        type=int,
+        metavar="PX",
+        help="resolution of facesets extracted from clips given here (default: the model's)",
+    )
+    add_faceset_args(p, resolution_default=None)
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="data directory (default: $STAGESWAP_DATA, else ~/.local/share/stageswap): training/NAME/ and "
+        "the registered model",
+    )
+    add_models_arg(p)
+    add_consent_args(
+        p,
+        unverified_help="register the model without a consent record for the src person (marked unverified everywhere)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from engines.errors import InputError
+    from engines.paths import data_dir
+    from engines.train.trainer import Dist, StopRule, check_disk, init_distributed, pick_device, read_checkpoint
+    from engines.train.workspace import TrainingFolder
+    from engines.user_models import UserModelStore
+
+    where = Dist.from_env()
+    data = data_dir(args.data_dir)
+    folder = TrainingFolder(data, args.name)
+    store = UserModelStore(data)
+    if not args.replace and args.name in store.names() and not args.resume:
+        raise InputError(
+            f"a model named {args.name!r} is registered already; train under another name, or pass --replace "
+            "to replace it when training finishes"
+        )
+    consent = consent_from_args(args)
+    if consent is not None or args.unverified or not folder.load_consent():
+        folder.save_consent(args.name, consent, args.unverified)  # ConsentError before any training
+    device = pick_device(args.device, where)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    state = read_checkpoint(folder.path, device)
+    if args.export_only:
+        if state is None:
+            raise InputError(f"no checkpoint of {args.name!r} in {folder.path} to export")
+        return _finish(args, folder, store, state, where)
+    if state is not None and not args.resume:
+        raise InputError(
+            f"{folder.path} holds a training of {args.name!r} (iteration {state['iteration']}): continue it with "
+            "--resume, export it with --export-only, or train under another name"
+        )
+    if state is None and args.resume:
+        raise InputError(f"nothing to resume: no checkpoint of {args.name!r} in {folder.path}")
+    rule = StopRule(iterations=args.iterations, minutes=args.minutes, cpu_minutes=args.cpu_minutes)
+    init_distributed(where, device)
+    cfg, given = _config(args, device.type, state)
+    if state is None and (not args.src or not args.dst):
+        raise InputError("a new model needs --src (the face that goes in) and --dst (the performer)")
+    src = _faceset(args, folder, "src", args.src, cfg.net.resolution, state, where)
+    dst = _faceset(args, folder, "dst", args.dst, cfg.net.resolution, state, where)
+    from engines.train.trainer import Trainer
+
+    trainer = Trainer(cfg, src, dst, folder.path, device, where)
+    if state is not None:
+        trainer.load_state(state)
+    if where.leader:
+        check_disk(folder.path, trainer.parameters)
+        _say_start(args, trainer, cfg, src, dst, folder, device.type, where, resumed=state is not None)
+    printer = _Printer()
+    outcome = trainer.run(rule, printer if where.leader else None)
+    printer.close()
+    if outcome == "stopped":
+        if where.leader:
+            print(
+                f"stopped at iteration {trainer.iteration}; checkpoint in {folder.checkpoint}. Continue: stageswap "
+                f"train {args.name} --resume --minutes M; or export it as it is: stageswap train {args.name} "
+                "--export-only"
+            )
+        return 0
+    state = read_checkpoint(folder.path, torch.device("cpu"))
+    assert state is not None  # the trainer just wrote it
+    return _finish(args, folder, store, state, where)
+
+
+def _config(args: argparse.Namespace, device_type: str, state: dict[str, Any] | None) -> tuple[Any, set[str]]:
+    """The TrainConfig from the preset and the flags given (a checkpoint's own on resume); the flags given."""
+    from dataclasses import replace
+
+    from engines.train.nets import NetConfig
+    from engines.train.trainer import TrainConfig, resume_config
+    from engines.train.workspace import PRESETS
+
+    preset = PRESETS[args.preset or ("gpu" if device_type == "cuda" else "cpu")]
+    given = {f for f in NET_FLAGS if getattr(args, f) is not None}
+    net = NetConfig(**{**preset.net.to_json(), **{f: getattr(args, f) for f in given}})
+    cfg = TrainConfig(
+        net=net,
+        batch=args.batch if args.batch is not None else preset.batch,
+        lr=args.lr if args.lr is not None else TrainConfig.lr,
+        seed=args.seed,
+        checkpoint_every_s=max(0.05, args.checkpoint_every) * 60.0,
+        preview_every_s=max(0.05, args.preview_every) * 60.0,
+        compile=args.compile,
+    )
+    given |= {f for f in ("batch", "lr") if getattr(args, f) is not None}
+    if state is not None:
+        cfg = resume_config(state, cfg, given)
+    return replace(cfg), given
+
+
+def _faceset(
+    args: argparse.Namespace,
+    folder: TrainingFolder,
+    side: str,
+    inputs: Sequence[Path] | None,
+    resolution: int,
+    state: dict[str, Any] | None,
+    where: Dist,
+) -> Faceset:
+    """The faceset of one side at the model's resolution: faceset folders as given, clips and photos
+    extracted into the training folder (rank 0; the others wait), or on resume without --src/--dst the
+    facesets the checkpoint was trained on."""
+    import torch.distributed as dist
+
+    from engines.errors import InputError
+    from engines.train.faceset import INDEX_FILE, load_faceset, merge_facesets
+    from streamer.commands.faceset import extract_faceset, faceset_config
+
+    if not inputs:
+        assert state is not None
+        return load_faceset(state[side]["path"], resolution)
+    folders = [p for p in inputs if p.is_dir()]
+    media = [p for p in inputs if not p.is_dir()]
+    for p in folders:
+        if not (p / INDEX_FILE).is_file():
+            raise InputError(f"--{side} {p} is a folder but not a faceset (stageswap faceset extract ... --out {p})")
+    if media:
+        out = folder.faceset_dir(side)
+        if where.leader:
+            config = faceset_config(args, args.faceset_resolution or resolution)
+            print(f"extracting the {side} faceset from {', '.join(p.name for p in media)} into {out}")
+            report = extract_faceset(media, out, config, args.face, True, args.models)
+            print(f"{side} faceset: {report.summary()} (look at {out / 'contact_sheet.png'})")
+        if where.world > 1:
+            dist.barrier()
+        folders.append(out)
+    return merge_facesets([load_faceset(p, resolution) for p in folders])
+
+
+def _say_start(
+    args: argparse.Namespace,
+    trainer: Any,
+    cfg: Any,
+    src: Faceset,
+    dst: Faceset,
+    folder: TrainingFolder,
+    device: str,
+    where: Dist,
+    resumed: bool,
+) -> None:
+    n = cfg.net
+    procs = f" x {where.world} processes" if where.world > 1 else ""
+    print(
+        f"{'resuming' if resumed else 'training'} {args.name!r}: {n.arch.upper()} {n.resolution} px, "
+        f"{trainer.parameters / 1e6:.1f} M parameters, batch {cfg.batch}{procs}, on {device}; src {len(src)} faces, "
+        f"dst {len(dst)} faces{f', from iteration {trainer.iteration}' if resumed else ''}"
+    )
+    print(f"preview: {folder.path / 'preview.png'} (every {args.preview_every:g} min); Ctrl-C stops with a checkpoint")
+
+
+class _Printer:
+    """Progress on one rewritten line on a terminal, a line every 30 s otherwise (logs stay readable)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stdout.isatty()
+        self.last = 0.0
+        self.open = False
+
+    def __call__(self, progress: Progress) -> None:
+        now = time.monotonic()
+        if self.tty:
+            sys.stdout.write("\r" + progress.line().ljust(100))
+            sys.stdout.flush()
+            self.open = True
+        elif now - self.last >= 30.0 or progress.state != "running":
+            print(progress.line(), flush=True)
+            self.last = now
+
+    def close(self) -> None:
+        if self.open:
+            sys.stdout.write("\n")
+            self.open = False
+
+
+def _finish(args: argparse.Namespace, folder: TrainingFolder, store: Any, state: dict[str, Any], where: Dist) -> int:
+    """Export the checkpoint as a DFM and register it (rank 0)."""
+    if not where.leader:
+        return 0
+    from engines.train.export import export_dfm
+    from engines.train.nets import NetConfig, SwapNet
+    from engines.train.workspace import DEFAULT_LICENCE
+    from streamer.audit import MODEL_REGISTERED
+    from streamer.commands.models import _audit, consent_note
+
+    net = SwapNet(NetConfig.from_json(state["config"]["net"]))
+    net.load_state_dict(state["model"])
+    export_dfm(net, folder.dfm)
+    kept = folder.load_consent()
+    record, unverified = kept if kept is not None else (None, False)
+    model = store.add(
+        folder.dfm,
+        kind="dfm",
+        licence=args.licence or DEFAULT_LICENCE,
+        name=args.name,
+        replace=args.replace or args.name in store.names(),
+        coverage=float(state["coverage"]),
+        consent=record,
+        unverified=unverified,
+    )
+    consent = model.consent_summary()
+    _audit(
+        args,
+        MODEL_REGISTERED,
+        model=model.name,
+        kind=model.kind,
+        sha256=model.sha256,
+        licence=model.licence or None,
+        replace=args.replace,
+        trained={"iterations": int(state["iteration"]), "elapsed_s": round(float(state["elapsed_s"]))},
+        **({"consent": consent} if consent is not None else {}),
+    )
+    print(
+        f"exported {folder.dfm} ({model.resolution} px, coverage {model.options['coverage']:g}) and registered it as "
+        f"swap model {model.name!r} after {int(state['iteration'])} iterations"
+    )
+    note = consent_note(model)
+    if note:
+        print(f"warning: {note}")
+    print(f"swap with it: stageswap process --swap-model {model.name} ... (or pick it on the monitor page)")
+    return 0

@@ -1,0 +1,28 @@
+"""Tiny facesets from the shared clips, and the tiny model shape the training tests use (seconds on a CPU)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engines.train.faceset import FacesetConfig, SourceFrame, extract
+from engines.train.nets import NetConfig
+from tests.face_helpers import clip_frames
+
+TINY_NET = NetConfig("df", 64, 8, 32, 32, 8)
+"""The smallest shape a DFM may have (64 px; DeepFaceLab trains 64..640), ~0.2 M parameters."""
+TINY_FLAGS = [
+    "--resolution", "64", "--encoder-dims", "8", "--ae-dims", "32", "--inter-dims", "32", "--decoder-dims", "8",
+    "--batch", "4", "--threads", "1",
+]  # fmt: skip
+"""``stageswap train`` options for TINY_NET."""
+
+
+def tiny_faceset(clip: Path, out: Path, models_dir: Path, frames: int = 10) -> Path:
+    """A 64 px faceset of the first ``frames`` frames of a shared clip, tracked with the real tracker."""
+    from streamer.commands.faceset import build_tracker
+
+    tracker = build_tracker(str(models_dir))
+    source = [SourceFrame(img, clip.name, i, t) for i, (img, t) in enumerate(clip_frames(clip, frames))]
+    report = extract(source, lambda f: tracker.update(f.image, f.time_s), out, FacesetConfig(resolution=64))
+    assert report.kept >= frames - 2, report.summary()
+    return out
