@@ -144,7 +144,7 @@ def test_unsupported_tflite_operator_is_named(models_dir: Path) -> None:
 
 
 def test_unsupported_onnx_operators_are_listed(models_dir: Path) -> None:
-    with pytest.raises(ModelError, match=r"AveragePool, Mul, Slice.*build_engines"):
+    with pytest.raises(ModelError, match=r"operator\(s\) AveragePool, Mul, which.*build_engines"):
         load_onnx_module(models_dir / "scrfd_2.5g_bnkps.onnx")
 
 
@@ -157,3 +157,41 @@ def test_truncated_or_missing_file_is_a_model_error(tmp_path: Path, models_dir: 
         loader(bad)
     with pytest.raises(ModelError, match="cannot read"):
         loader(tmp_path / "absent" / filename)
+
+
+@pytest.mark.parametrize("mode", ["DCR", "CRD"])
+def test_depth_to_space_slice_gemm_flatten_match_onnxruntime(tmp_path: Path, mode: str) -> None:
+    """The operators a trained DFM uses (engines.train.export), in both DepthToSpace orders and with a
+    negative Slice end, against ONNX Runtime."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    nodes = [
+        helper.make_node("DepthToSpace", ["x"], ["d"], blocksize=2, mode=mode),
+        helper.make_node("Slice", ["d", "starts", "ends", "axes"], ["s"]),
+        helper.make_node("LeakyRelu", ["s"], ["l"], alpha=0.1),
+        helper.make_node("Flatten", ["l"], ["f"], axis=1),
+        helper.make_node("Gemm", ["f", "w", "b"], ["y"], transB=1, alpha=0.5, beta=2.0),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array([0, 1], np.int64), "starts"),
+        numpy_helper.from_array(np.array([1, -1], np.int64), "ends"),
+        numpy_helper.from_array(np.array([1, 2], np.int64), "axes"),
+        numpy_helper.from_array(rng.standard_normal((6, 8)).astype(np.float32), "w"),  # (2,1,2,4) flattened
+        numpy_helper.from_array(rng.standard_normal(6).astype(np.float32), "b"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "ops",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8, 2, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits,
+    )
+    path = tmp_path / "ops.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
+    x = rng.standard_normal((2, 8, 2, 2)).astype(np.float32)
+    expected = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    got = load_onnx_module(path)(x=torch.from_numpy(x))["y"].numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
