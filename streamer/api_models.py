@@ -6,7 +6,10 @@
   ``"research-only"`` or ``"undeclared"``), so every control surface can warn before a restricted model is
   used on a production; for a DFM (an identity of its own) its ``consent`` summary (``status``: verified,
   unverified, pending, expired, as for identities; ``null`` for the other kinds). Models are registered from
-  the command line only (they are files on the server).
+  the command line only (they are files on the server). ``"training"``: the swap models being trained (or
+  trained) on this server with ``stageswap train`` (``engines.train.workspace.list_trainings``): name, state
+  (running, stopped, finished, interrupted), iteration, losses, iterations/s, ETA; a finished one is
+  registered and listed with the models.
 
 ``check_swap_settings`` is what ``PATCH /api/streams/{stream}`` and the WebSocket run before a ``swap_model``
 change takes effect: an unknown model, a recogniser named as a swap model, or an inswapper-style swap to an
@@ -73,9 +76,17 @@ def embed_enrolled(service: Service, name: str, photos: list[bytes]) -> tuple[li
         return [], [f"no embedding for inswapper-style models: {exc}"]
 
 
+def trainings_summary(service: Service) -> list[dict[str, Any]]:
+    """The trainings in the data directory (``stageswap train``), newest first (blocking: file reads)."""
+    from engines.train.workspace import list_trainings
+
+    return list_trainings(service.user_models().data_dir)
+
+
 async def models_list(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    return web.json_response({"models": await asyncio.to_thread(models_summary, service)})
+    models = await asyncio.to_thread(models_summary, service)
+    return web.json_response({"models": models, "training": await asyncio.to_thread(trainings_summary, service)})
 
 
 def register(app: web.Application) -> None:

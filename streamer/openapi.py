@@ -250,7 +250,8 @@ def _paths() -> dict[str, Any]:
         "/api/models": {
             "get": {
                 "summary": "Swap models: the built-in mesh swap and registered models, with their licence flags "
-                "and, for DFM models (an identity of their own), their consent status",
+                "and, for DFM models (an identity of their own), their consent status; and the models being "
+                "trained here (stageswap train) with their progress",
                 "responses": {**_ok(200, "Models", _OBJECT), **_errors(403)},
             }
         },

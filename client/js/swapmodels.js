@@ -3,16 +3,38 @@
 // or whose licence was never declared, are marked in the list and warned about under it, so no operator
 // puts one on a production without seeing it. A DFM has a person's identity trained in: its consent status
 // is marked like an identity's (unverified, expired, pending), and the server refuses a new swap with one
-// whose consent expired or is not yet valid.
+// whose consent expired or is not yet valid. Models being trained on the server (`stageswap train`) are
+// listed too, greyed out with their progress, until they finish and are registered.
 
 import { getJson } from "./api.js";
 
 const KIND_LABEL = { mesh: "built-in", inswapper: "inswapper", dfm: "DFM" };
+const TRAINING_REFRESH_MS = 10_000;
 
-/** GET /api/models: [{name, kind, licence, research_only, licence_flag, resolution, consent, ...}]. */
+/** GET /api/models: {models: [{name, kind, licence, ..., consent}], training: [{name, state, iteration, ...}]}. */
 export async function listModels() {
   const body = await getJson("/api/models");
-  return Array.isArray(body?.models) ? body.models : [];
+  return {
+    models: Array.isArray(body?.models) ? body.models : [],
+    training: Array.isArray(body?.training) ? body.training : [],
+  };
+}
+
+function clock(seconds) {
+  const s = Math.max(0, Math.round(seconds));
+  const mm = String(Math.floor(s / 60) % 60).padStart(2, "0");
+  const ss = String(s % 60).padStart(2, "0");
+  return s >= 3600 ? `${Math.floor(s / 3600)}:${mm}:${ss}` : `${Math.floor(s / 60)}:${ss}`;
+}
+
+/** "training 1200/3000 · 1.4 it/s · ETA 12:00", or what became of a training that is not running. */
+export function trainingLabel(t) {
+  const iters = t.target_iterations ? `${t.iteration}/${t.target_iterations}` : `${t.iteration}`;
+  if (t.state === "running") {
+    const eta = t.eta_s != null ? ` · ETA ${clock(t.eta_s)}` : "";
+    return `${t.name} (training ${t.resolution}px · iteration ${iters} · ${t.it_per_s} it/s${eta})`;
+  }
+  return `${t.name} (training ${t.state} at iteration ${iters}: stageswap train ${t.name} --resume)`;
 }
 
 /** The DFM's consent status when it is not verified ("unverified", "expired", "pending"), else "". */
@@ -66,16 +88,19 @@ export class SwapModelPicker {
       onPick(select.value);
     });
     select.addEventListener("focus", () => this.refresh()); // models are added on the server's command line
+    this.timer = null;
   }
 
-  /** Reload the list (keeps the selection; recognisers are not swap models and are left out). */
+  /** Reload the list (keeps the selection; recognisers are not swap models and are left out). While a model
+   * is training on the server, the list refreshes itself every few seconds to show its progress. */
   async refresh() {
-    let models;
+    let listed;
     try {
-      models = await listModels();
+      listed = await listModels();
     } catch {
       return; // an older server or no token yet: the built-in swap stays the only choice
     }
+    const { models, training } = listed;
     this.models = new Map(models.filter((m) => m.kind !== "arcface").map((m) => [m.name, m]));
     if (!this.models.has("mesh")) this.models.set("mesh", { name: "mesh", kind: "mesh" });
     const keep = this.select.value || this.current;
@@ -85,7 +110,21 @@ export class SwapModelPicker {
       if (model.research_only || model.licence_flag === "undeclared" || consentFlag(model)) option.className = "warn";
       this.select.add(option);
     }
+    // Trainings whose model is not registered (yet): shown, not selectable.
+    const pending = training.filter((t) => !this.models.has(t.name) || t.state === "running");
+    for (const t of pending) {
+      const option = new Option(trainingLabel(t), `training:${t.name}`);
+      option.disabled = true;
+      option.className = "training";
+      this.select.add(option);
+    }
     this.show(keep);
+    const running = pending.some((t) => t.state === "running");
+    if (running && !this.timer) this.timer = setInterval(() => this.refresh(), TRAINING_REFRESH_MS);
+    if (!running && this.timer) {
+      clearInterval(this.timer);
+      this.timer = null;
+    }
   }
 
   /** Show `name` as selected (a setting pushed by the server). */
