@@ -321,3 +321,24 @@ def test_export_refuses_what_models_add_refuses(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=r"a DFM works on a square face of 64\.\.1024 px"):
         export_dfm(SwapNet(NetConfig("df", 32, 8, 16, 16, 8)), tmp_path / "small.dfm")
     assert not list(tmp_path.iterdir())
+
+
+def test_torchrun_two_processes_on_the_cpu(facesets: tuple[Path, Path], tmp_path: Path) -> None:
+    """Two DistributedDataParallel processes (gloo) through torchrun: each draws its own batches (its own
+    random stream, both checkpointed), rank 0 alone writes and registers, and the DFM is the averaged model."""
+    data = tmp_path / "data"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "streamer",
+        "train", "ddp", "--src", str(facesets[0]), "--dst", str(facesets[1]), "--iterations", "3", "--device", "cpu",
+        *TINY_FLAGS, "--unverified", "--data-dir", str(data),
+    ]  # fmt: skip
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("registered it as swap model 'ddp' after 3 iterations") == 1  # rank 0 only
+    assert "batch 4 x 2 processes" in done.stdout
+    state = read_checkpoint(data / "training" / "ddp", torch.device("cpu"))
+    assert state is not None and state["world"] == 2 and state["iteration"] == 3
+    g0, g1 = state["generators"]
+    assert not torch.equal(g0, g1)
+    assert UserModelStore(data).get("ddp").resolution == 64

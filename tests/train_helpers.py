@@ -17,12 +17,12 @@ TINY_FLAGS = [
 """``stageswap train`` options for TINY_NET."""
 
 
-def tiny_faceset(clip: Path, out: Path, models_dir: Path, frames: int = 10) -> Path:
-    """A 64 px faceset of the first ``frames`` frames of a shared clip, tracked with the real tracker."""
+def tiny_faceset(clip: Path, out: Path, models_dir: Path, frames: int = 10, resolution: int = 64) -> Path:
+    """A faceset of the first ``frames`` frames of a shared clip, tracked with the real tracker."""
     from streamer.commands.faceset import build_tracker
 
     tracker = build_tracker(str(models_dir))
     source = [SourceFrame(img, clip.name, i, t) for i, (img, t) in enumerate(clip_frames(clip, frames))]
-    report = extract(source, lambda f: tracker.update(f.image, f.time_s), out, FacesetConfig(resolution=64))
+    report = extract(source, lambda f: tracker.update(f.image, f.time_s), out, FacesetConfig(resolution=resolution))
     assert report.kept >= frames - 2, report.summary()
     return out

@@ -358,6 +358,7 @@ class Trainer:
         self.save_checkpoint()
         if self.where.leader:
             self.write_preview()
+            rate_window.append((time.monotonic(), self.iteration))
             final = self._progress(rule, time.monotonic(), deadline, rate_window, state)
             self._write_progress(final)
             if on_progress is not None:
