@@ -113,8 +113,10 @@ bench: setup
 	$(BIN)/python benchmarks/bench_tracking.py
 
 # Per-frame processing on the GPU (1080p 1 and 4 faces, 4K 1 face) with a same-run CPU baseline; needs CUDA.
+# BENCH_GPU_ARGS="--swap-model NAME --data-dir DIR" swaps with a registered model (e.g. one stageswap train made).
+BENCH_GPU_ARGS ?=
 bench-gpu: setup
-	$(BIN)/python benchmarks/bench_gpu.py
+	$(BIN)/python benchmarks/bench_gpu.py $(BENCH_GPU_ARGS)
 
 # 10 minutes of publish + process (identity swapped in) + two viewers + recording at 480p; RSS growth, latency
 # drift, file descriptors and threads (issue 8; not part of the tests). SOAK_ARGS="--duration 1800" for longer.

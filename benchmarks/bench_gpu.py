@@ -10,7 +10,11 @@ tracker never sees a jump. Each scenario runs a fresh ``FaceProcessor`` on ``--d
 first, not counted) and, in the same run, on the CPU for ``--baseline-frames`` frames as the baseline.
 With pycuda, the CUDA FrameRing's upload (put + acquire of a frame) is timed too.
 
-Usage: ``python benchmarks/bench_gpu.py [--frames 300] [--device cuda] [--json out.json]`` (``make bench-gpu``).
+With ``--swap-model NAME --data-dir DIR`` every frame is swapped with that registered model (a DFM trained
+with ``stageswap train``, or one added with ``models add``), on the GPU and in the CPU baseline alike.
+
+Usage: ``python benchmarks/bench_gpu.py [--frames 300] [--device cuda] [--json out.json] [--swap-model NAME
+--data-dir DIR]`` (``make bench-gpu``; ``BENCH_GPU_ARGS="--swap-model NAME --data-dir DIR"``).
 """
 
 from __future__ import annotations
@@ -107,14 +111,29 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
-def run_processor(device: str, frames: list[np.ndarray], count: int, warmup: int, models: str | None) -> dict[str, Any]:
-    """Per-frame ms of ``FaceProcessor.process`` on ``device`` over ``count`` frames (after ``warmup``)."""
+def run_processor(
+    device: str,
+    frames: list[np.ndarray],
+    count: int,
+    warmup: int,
+    models: str | None,
+    swap_model: str | None = None,
+    data_dir: str | None = None,
+) -> dict[str, Any]:
+    """Per-frame ms of ``FaceProcessor.process`` on ``device`` over ``count`` frames (after ``warmup``), swapping
+    with the registered ``swap_model`` when one is named."""
     from engines.processor import FaceProcessor, ProcessorConfig
     from engines.settings import ProcessSettings
     from engines.stats import StageTimes
 
-    processor = FaceProcessor.from_models(models, ProcessorConfig(device=device))
-    settings = ProcessSettings()
+    user_models = None
+    if swap_model is not None:
+        from engines.paths import data_dir as resolve_data_dir
+        from engines.user_models import UserModelStore
+
+        user_models = UserModelStore(resolve_data_dir(data_dir))
+    processor = FaceProcessor.from_models(models, ProcessorConfig(device=device), user_models=user_models)
+    settings = ProcessSettings(swap_model=swap_model) if swap_model is not None else ProcessSettings()
     sync = _cuda_sync if device == "cuda" else (lambda: None)
     total: list[float] = []
     stages = StageTimes()
@@ -191,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", choices=[s.name for s in SCENARIOS], action="append", help="run only this scenario")
     p.add_argument("--models", help="models directory (default: the registry's search order)")
     p.add_argument("--json", type=Path, help="also write the figures here")
+    p.add_argument("--swap-model", metavar="NAME", help="swap every face with this registered model")
+    p.add_argument("--data-dir", metavar="DIR", help="the data directory --swap-model is registered in")
     args = p.parse_args(argv)
     if not (SHARED / "data" / "clips").is_dir():
         print(f"bench_gpu: shared clips not found under {SHARED} (set STAGESWAP_SHARED)", file=sys.stderr)
@@ -205,16 +226,24 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     machine = _machine(args.device)
     print("machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()))
-    results: dict[str, Any] = {"machine": machine, "device": args.device, "scenarios": {}}
+    results: dict[str, Any] = {
+        "machine": machine,
+        "device": args.device,
+        "swap_model": args.swap_model,
+        "scenarios": {},
+    }
+    if args.swap_model:
+        print(f"swapping every face with the registered model {args.swap_model!r}")
     for scenario in SCENARIOS:
         if args.only and scenario.name not in args.only:
             continue
         frames = scenario.frames()
         h, w = frames[0].shape[:2]
         entry: dict[str, Any] = {"size": f"{w}x{h}", "faces_expected": scenario.faces}
-        entry[args.device] = run_processor(args.device, frames, args.frames, args.warmup, args.models)
+        model = (args.swap_model, args.data_dir)
+        entry[args.device] = run_processor(args.device, frames, args.frames, args.warmup, args.models, *model)
         if args.baseline_frames > 0 and args.device != "cpu":
-            entry["cpu_baseline"] = run_processor("cpu", frames, args.baseline_frames, 5, args.models)
+            entry["cpu_baseline"] = run_processor("cpu", frames, args.baseline_frames, 5, args.models, *model)
         if args.device == "cuda":
             entry["ring_upload_ms"] = run_ring(frames, min(args.frames, 200))
         results["scenarios"][scenario.name] = entry

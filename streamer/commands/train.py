@@ -161,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
     printer = _Printer()
     outcome = trainer.run(rule, printer if where.leader else None)
     printer.close()
+    if where.leader:
+        print(_memory_line(device))
     if outcome == "stopped":
         if where.leader:
             print(
@@ -258,6 +260,19 @@ def _say_start(
         f"dst {len(dst)} faces{f', from iteration {trainer.iteration}' if resumed else ''}"
     )
     print(f"preview: {folder.path / 'preview.png'} (every {args.preview_every:g} min); Ctrl-C stops with a checkpoint")
+
+
+def _memory_line(device: Any) -> str:
+    """Peak memory of this process (and of the GPU when training there)."""
+    import resource
+
+    import torch
+
+    rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
+    line = f"peak memory: {rss_gib:.2f} GiB resident"
+    if device.type == "cuda":
+        line += f", {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB on the GPU"
+    return line
 
 
 class _Printer:
