@@ -18,7 +18,7 @@ DEMO_PORT     ?= 8080
 DEMO_DATA     ?= out/demo-data
 PYTEST_ARGS ?=
 
-.PHONY: setup lock test-latest test test-slow test-gpu test-all demo bench bench-gpu eval lint typecheck clean browser-setup soak
+.PHONY: setup lock test-latest test test-slow test-gpu test-all demo bench bench-gpu eval lint typecheck clean browser-setup gstreamer-setup whep-player-setup soak
 
 setup: $(VENV)/.installed
 
@@ -83,8 +83,39 @@ browser-setup:
 	{ $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; } \
 	  || echo "browser-setup: installing chromium failed; the browser tests skip" >&2
 
+# A third WebRTC stack for the publisher tests: GStreamer's webrtcbin, driven by the system Python's GObject
+# bindings (Debian's packages). Fast when it is there; without root or sudo it says so and those tests skip.
+GST_PACKAGES := python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0 \
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly \
+  gstreamer1.0-nice gstreamer1.0-libav
+GST_CHECK := /usr/bin/python3 -c 'import gi; gi.require_version("Gst", "1.0"); from gi.repository import Gst; \
+  Gst.init(None); import sys; sys.exit(0 if all(Gst.ElementFactory.find(e) for e in ("webrtcbin", "nicesrc", \
+  "x264enc", "opusenc", "decodebin")) else 1)'
+gstreamer-setup:
+	@$(GST_CHECK) 2>/dev/null && exit 0; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "gstreamer-setup: GStreamer's webrtcbin is missing and there is no apt-get here; the GStreamer publisher tests skip" >&2; exit 0; \
+	elif [ "$$(id -u)" = 0 ]; then SUDO=; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO=sudo; \
+	else echo "gstreamer-setup: installing GStreamer needs root (apt-get install -y $(GST_PACKAGES)); the GStreamer publisher tests skip" >&2; exit 0; fi; \
+	echo "gstreamer-setup: installing GStreamer's webrtcbin for the publisher tests (apt-get)"; \
+	{ $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(GST_PACKAGES) >/dev/null; } \
+	  || echo "gstreamer-setup: installing GStreamer failed; the GStreamer publisher tests skip" >&2
+
+# A WHEP player nobody here wrote, for the browser test: medooze's whip-whep from npm, into an ignored folder
+# (loaded by the test as a file; never copied into client/). Without npm or the registry the test skips.
+WHEP_PLAYER := whip-whep@1.2.0
+WHEP_PLAYER_DIR := .npm-whep
+whep-player-setup:
+	@test -f $(WHEP_PLAYER_DIR)/node_modules/whip-whep/whep.js && exit 0; \
+	if ! command -v npm >/dev/null 2>&1; then \
+	  echo "whep-player-setup: npm is missing; the npm WHEP player's browser test skips" >&2; exit 0; fi; \
+	echo "whep-player-setup: fetching $(WHEP_PLAYER) with npm into $(WHEP_PLAYER_DIR)/"; \
+	npm install --silent --no-save --no-audit --no-fund --prefix $(WHEP_PLAYER_DIR) $(WHEP_PLAYER) >/dev/null \
+	  || echo "whep-player-setup: npm could not fetch $(WHEP_PLAYER); the npm WHEP player's browser test skips" >&2
+
 # pytest exits 5 when it collects nothing: that is a failure here, with a message, never a pass.
-test: setup browser-setup
+test: setup browser-setup gstreamer-setup whep-player-setup
 	@$(BIN)/python -m pytest -m "not slow and not gpu" $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
@@ -138,4 +169,4 @@ typecheck: setup
 	$(BIN)/mypy engines streamer build_engines.py
 
 clean:
-	rm -rf $(VENV) .venv-latest .venv-lock out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-latest .venv-lock out .pytest_cache .mypy_cache .ruff_cache $(WHEP_PLAYER_DIR)

@@ -137,13 +137,21 @@ class ServerProcess:
     log_path: Path
 
     @classmethod
-    def start(cls, processor: str, workdir: Path, models: str | None, timeout_s: float = 90.0) -> ServerProcess:
+    def start(
+        cls,
+        processor: str,
+        workdir: Path,
+        models: str | None,
+        timeout_s: float = 90.0,
+        extra_args: list[str] | None = None,
+    ) -> ServerProcess:
         log_path = workdir / f"serve-{processor}.log"
         data_dir = workdir / f"data-{processor}"
         cmd = [sys.executable, "-m", "streamer", "serve", "--port", "0", "--processor", processor]
         cmd += ["--data-dir", str(data_dir)]
         if models:
             cmd += ["--models", models]
+        cmd += extra_args or []
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with open(log_path, "wb") as log_file:
             process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT)

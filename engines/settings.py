@@ -91,6 +91,8 @@ class ProcessSettings:
     keep_mouth: bool = True
     """Keep the actor's mouth interior (teeth, tongue)."""
     debug_overlay: bool = False
+    audio: bool = True
+    """Carry the stream's sound (the publisher's, the input's) to monitors and recordings; false: silent."""
     swap_model: str = "mesh"
     """What swaps the face: ``"mesh"`` (the built-in mesh swap of the enrolled ``identity``) or the name of a
     registered model (``stageswap models add``): an inswapper-style model swaps to the enrolled ``identity``,
@@ -216,7 +218,7 @@ def apply_patch(current: ProcessSettings, patch: Any) -> ProcessSettings:
         raise InputError("settings must be a JSON object")
     changes: dict[str, Any] = {}
     for key, value in patch.items():
-        if key in ("swap", "relight", "keep_eyes", "keep_mouth", "debug_overlay"):
+        if key in ("swap", "relight", "keep_eyes", "keep_mouth", "debug_overlay", "audio"):
             changes[key] = _bool(key, value)
         elif key in ("strength", "morph"):
             changes[key] = _unit(key, value)

@@ -109,7 +109,8 @@ def start_recording(app: web.Application, name: str, body: Any) -> dict[str, Any
     stream = service.streams.get(name)
     request = RecordingRequest.from_json(body)
     settings = dataclasses.asdict(stream.settings)
-    session = manager.start(name, request, nominal_fps=stream_rate(stream), settings=settings)
+    sound = stream.settings.audio and stream.fanout.audio.has_sound()
+    session = manager.start(name, request, nominal_fps=stream_rate(stream), settings=settings, sound=sound)
     app[_WIRING].attach(session, stream.fanout)
     return session.snapshot()
 

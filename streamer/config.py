@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from engines.errors import InputError
 from engines.paths import check_name
@@ -19,14 +20,18 @@ from engines.settings import ProcessSettings
 
 ProcessorKind = Literal["full", "passthrough"]
 PROCESSOR_KINDS: tuple[str, ...] = ("full", "passthrough")
-SourceKind = Literal["device", "rtsp", "file", "ndi"]
+SourceKind = Literal["device", "rtsp", "rtmp", "file", "ndi"]
+RTMP_LISTEN_HOSTS = ("0.0.0.0", "[::]")
+"""An ``rtmp://`` input on one of these hosts listens for a publisher (OBS, an encoder); any other host is an
+RTMP server stageswap pulls from."""
 
 _REPO_CLIENT_DIR = Path(__file__).resolve().parent.parent / "client"
 
 
 @dataclass(frozen=True)
 class InputSpec:
-    """One ``--input NAME=SRC``: a named stream fed by a capture device, an RTSP URL, a video file or an NDI
+    """One ``--input NAME=SRC``: a named stream fed by a capture device, an RTSP URL, an RTMP publisher or
+    server (``rtmp://0.0.0.0:1935/APP/KEY`` listens, ``rtmp://HOST/APP/KEY`` pulls), a video file or an NDI
     source (``ndi://HOST (NAME)``, or ``ndi://NAME`` on any host)."""
 
     name: str
@@ -34,6 +39,11 @@ class InputSpec:
     kind: SourceKind
     loop: bool = True
     """Files only: start again at the end (a clip used as a camera keeps going)."""
+
+    @property
+    def listens(self) -> bool:
+        """An RTMP input that waits for a publisher to connect (rather than pulling from a server)."""
+        return self.kind == "rtmp" and urlsplit(self.source).netloc.rsplit(":", 1)[0] in RTMP_LISTEN_HOSTS
 
     @classmethod
     def parse(cls, text: str, loop: bool = True) -> InputSpec:
@@ -45,6 +55,13 @@ class InputSpec:
         kind: SourceKind
         if source.startswith(("rtsp://", "rtsps://")):
             kind = "rtsp"
+        elif source.startswith("rtmp://"):
+            kind = "rtmp"
+            if not urlsplit(source).hostname or urlsplit(source).path.count("/") < 2:
+                raise InputError(
+                    f"--input {name}: expected rtmp://HOST[:PORT]/APP/KEY (rtmp://0.0.0.0:1935/live/{name} waits "
+                    f"for OBS or FFmpeg to publish; another host is a server to pull from), got {source}"
+                )
         elif source.startswith("ndi://"):
             kind = "ndi"
             if not source[len("ndi://") :].strip():

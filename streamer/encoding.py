@@ -39,6 +39,8 @@ from streamer.formats import RecordFormat, codec_setup
 
 log = logging.getLogger(__name__)
 
+SOUND_RATE = 48_000
+_SOUND_TIME_BASE = Fraction(1, SOUND_RATE)
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 _BT709, _SPC_RGB = 1, 0  # AVColorPrimaries / AVColorTransferCharacteristic / AVColorSpace values
 _RANGE_LIMITED, _RANGE_FULL = 1, 2  # AVColorRange: MPEG (tv), JPEG (pc)
@@ -71,6 +73,9 @@ class EncodeSpec:
     """Encoder threads (0: FFmpeg picks)."""
     bits: int = 8
     """Depth of the frames written: 8 (uint8 frames), or 10/12/16 for uint16 frames (``codec_setup``)."""
+    audio_codec: str | None = None
+    """Sound to encode from 48 kHz stereo samples (``write_sound``): an FFmpeg encoder (``aac``, ``pcm_s16le``,
+    ``libopus``), or None for none (``stageswap process`` copies its input's sound with ``audio_template``)."""
 
     @property
     def keyint_frames(self) -> int:
@@ -122,11 +127,17 @@ class FileEncoder:
         self._audio_out: Any = None
         self._audio_copy = False
         self._audio_decoder: Any = None
+        self._sound_out: Any = None
+        self.sound_seconds = 0.0
         try:
             if size is not None:
                 self._open_video(*size)
             if audio_template is not None:
                 self._open_audio(audio_template)
+            elif spec.audio_codec is not None:
+                self._sound_out = self._container.add_stream(spec.audio_codec, rate=SOUND_RATE)
+                self._sound_out.layout = "stereo"
+                self._sound_out.time_base = _SOUND_TIME_BASE
         except BaseException:
             self.abort()
             raise
@@ -246,6 +257,23 @@ class FileEncoder:
         except av.FFmpegError as exc:
             log.warning("dropping an audio packet that cannot be written to %s: %s", self.path, _reason(exc))
 
+    def write_sound(self, samples: np.ndarray, pts: int) -> None:
+        """Encode sound: ``samples`` 1 x 2n int16 (48 kHz stereo, interleaved) at ``pts`` in 1/48000 s, each
+        call continuing the last one (``streamer.recording`` keeps it so)."""
+        if self._sound_out is None:
+            return
+        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="stereo")
+        frame.sample_rate, frame.pts, frame.time_base = SOUND_RATE, pts, _SOUND_TIME_BASE
+        try:
+            for packet in self._sound_out.encode(frame):
+                self._container.mux(packet)
+        except OSError as exc:
+            raise _write_error(self.path, "writing failed", exc) from exc
+        except (av.FFmpegError, ValueError) as exc:
+            log.warning("dropping sound that cannot be written to %s: %s", self.path, _reason(exc))
+            return
+        self.sound_seconds += samples.shape[1] / 2 / SOUND_RATE
+
     def _commit(self) -> None:
         """Note the size on disk (a fragment boundary: the muxer flushes whole fragments) and sync now and then."""
         if self._fd is None:
@@ -291,6 +319,9 @@ class FileEncoder:
             if self._audio_out is not None and not self._audio_copy:
                 for packet in self._audio_out.encode(None):
                     self._container.mux(packet)
+            if self._sound_out is not None:
+                for packet in self._sound_out.encode(None):
+                    self._container.mux(packet)
             self._container.close()
         except (av.FFmpegError, OSError) as exc:
             self.abort()
@@ -329,7 +360,7 @@ class FileEncoder:
         """Drop the codec contexts now: FFmpeg's encoder threads end when a context is freed, and this
         object may live on in a reference cycle (the recorder's callbacks) until the garbage collector
         runs (found by the soak test: three x264 threads outlived each recording)."""
-        self._stream = self._audio_out = self._audio_decoder = self._last_frame = None
+        self._stream = self._audio_out = self._audio_decoder = self._last_frame = self._sound_out = None
         self._container = self._to_yuv = None
 
     def _close_fd(self) -> None:

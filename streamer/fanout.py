@@ -34,6 +34,7 @@ import numpy as np
 
 from engines.processor import ProcessedFrame
 from engines.watermark import draw_badge
+from streamer.audio import AudioOutput, PictureDelay
 from streamer.ring import FrameMeta
 
 log = logging.getLogger(__name__)
@@ -195,6 +196,7 @@ class SharedEncoder:
         settings: EncoderSettings,
         epoch_s: float,
         monitor: Callable[[], MonitorTransform | None] | None = None,
+        picture: PictureDelay | None = None,
     ) -> None:
         self.view: View = view
         self._monitor = monitor or (lambda: None)
@@ -202,6 +204,7 @@ class SharedEncoder:
         self._source = source
         self._settings = settings
         self._epoch_s = epoch_s
+        self._picture = picture
         self._subscribers: tuple[PacketSubscriber, ...] = ()
         self._lock = threading.Lock()
         self._stopping = False
@@ -272,6 +275,8 @@ class SharedEncoder:
                 continue
             failing = False
             self.encode_ms = (time.perf_counter() - t0) * 1000.0
+            if self._picture is not None:
+                self._picture.encoded(self.encode_ms / 1000.0)
             self.frames_encoded += 1
             for packet in packets:
                 is_key = bool(packet.is_keyframe)
@@ -301,17 +306,26 @@ class OutputFanout:
         self._failed_sinks: set[int] = set()
         self._lock = threading.Lock()
         self.frames_published = 0
+        self.picture = PictureDelay()
+        """How late the picture reaches the viewers' senders: the sound is held back as long."""
+        self.audio = AudioOutput(stream, self.picture)
+        """The stream's sound, released with the picture it goes with (``streamer.audio``)."""
 
     # -- sinks (recorder) ------------------------------------------------------------------------------
     def add_sink(self, sink: FrameSink) -> None:
-        """From the next frame on, ``sink.on_frame`` is called on the worker thread for every frame."""
+        """From the next frame on, ``sink.on_frame`` is called on the worker thread for every frame (and
+        ``sink.on_audio``, where it has one, with the stream's sound, on the audio thread)."""
         with self._lock:
             self._sinks = (*self._sinks, sink)
+        if hasattr(sink, "on_audio"):
+            self.audio.add_sink(sink)  # type: ignore[arg-type]
 
     def remove_sink(self, sink: FrameSink) -> None:
         with self._lock:
             self._sinks = tuple(s for s in self._sinks if s is not sink)
             self._failed_sinks.discard(id(sink))
+        if hasattr(sink, "on_audio"):
+            self.audio.remove_sink(sink)  # type: ignore[arg-type]
 
     # -- taps (NDI output) -----------------------------------------------------------------------------
     def tap(self, view: View) -> LatestFrame:
@@ -336,7 +350,14 @@ class OutputFanout:
             enc = self._encoders.get((view, codec))
             if enc is None:
                 enc = SharedEncoder(
-                    self.stream, view, codec, self._latest[view], self.settings, self._epoch_s, lambda: self.monitor
+                    self.stream,
+                    view,
+                    codec,
+                    self._latest[view],
+                    self.settings,
+                    self._epoch_s,
+                    lambda: self.monitor,
+                    self.picture,
                 )
                 self._encoders[(view, codec)] = enc
                 enc.start()
@@ -382,6 +403,7 @@ class OutputFanout:
     def publish(self, processed: np.ndarray, source: np.ndarray, meta: FrameMeta, result: ProcessedFrame) -> None:
         """Hand one frame on (worker thread). ``source`` may be the ring slot: it is copied if anyone needs it."""
         self.frames_published += 1
+        self.picture.handed(meta.captured_s)
         sinks = self._sinks
         wanted = {view for (view, _codec) in list(self._encoders)} | {v for v, n in self._taps.items() if n}
         if not sinks and not wanted:
@@ -413,6 +435,7 @@ class OutputFanout:
             enc.stop()
         for enc in encoders:
             enc.join(timeout_s)
+        self.audio.close(timeout_s)
 
 
 def _frozen_copy(image: np.ndarray) -> np.ndarray:

@@ -40,6 +40,31 @@ MUXERS: Mapping[str, str] = {"mp4": "mp4", "mov": "mov", "mkv": "matroska"}
 """Container name -> FFmpeg muxer."""
 
 
+AUDIO_CODECS: Mapping[str, str] = {"aac": "aac", "pcm": "pcm_s16le", "opus": "libopus"}
+"""What clients ask for -> the FFmpeg encoder: AAC, 16-bit PCM (the sound comes in 16-bit), Opus."""
+AUDIO_BY_CONTAINER: Mapping[str, tuple[str, ...]] = {
+    "mp4": ("aac",),
+    "mov": ("pcm", "aac"),
+    "mkv": ("opus", "pcm", "aac"),
+}
+"""The sound each container holds, the default first: AAC in MP4, PCM in MOV (editorial's choice next to
+ProRes), Opus or PCM in MKV."""
+
+
+def resolve_audio(container: str, audio: str | None) -> str | None:
+    """The audio codec (a key of ``AUDIO_CODECS``) for a request, or None for ``"none"``; raises InputError."""
+    allowed = AUDIO_BY_CONTAINER[container]
+    if audio is None:
+        return allowed[0]
+    if audio == "none":
+        return None
+    if audio not in AUDIO_CODECS:
+        raise InputError(f"unknown audio {audio!r}: use one of {', '.join(AUDIO_CODECS)} or none")
+    if audio not in allowed:
+        raise InputError(f"{container} cannot hold {audio} sound: use {' or '.join(allowed)} (or none)")
+    return audio
+
+
 @dataclass(frozen=True)
 class CodecSpec:
     name: str

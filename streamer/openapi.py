@@ -83,6 +83,7 @@ SCHEMAS: dict[str, Any] = {
             "morph": {"type": "number", "minimum": 0, "maximum": 1},
             "keep_eyes": {"type": "boolean"},
             "keep_mouth": {"type": "boolean"},
+            "audio": {"type": "boolean"},
             "debug_overlay": {"type": "boolean"},
             "swap_model": {"type": "string", "description": "mesh, or a model registered with `stageswap models add`"},
             "colour": {

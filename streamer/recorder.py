@@ -69,12 +69,22 @@ class AudioItem:
     packet: av.Packet
 
 
+@dataclass(frozen=True)
+class SoundItem:
+    """Sound to encode (live recordings): 1 x 2n int16, 48 kHz stereo, at ``pts`` in 1/48000 s."""
+
+    samples: np.ndarray
+    pts: int
+
+
 class _End:
     pass
 
 
 _END = _End()
-Item = VideoItem | AudioItem | _End
+Item = VideoItem | AudioItem | SoundItem | _End
+MAX_SOUND_ITEMS = 500
+"""Sound waiting in a recorder's queue (about 10 s of 20 ms chunks) beyond which more is dropped, counted."""
 
 
 class Recorder:
@@ -114,6 +124,9 @@ class Recorder:
         self.error: WriteFailed | None = None
         self.frames_written = 0
         self.frames_repeated = 0
+        self._queued_sound = 0
+        self.sound_dropped = 0
+        """Sound chunks dropped because this recorder was far behind."""
         self.encode_ms_total = 0.0
         self.encode_ms_max = 0.0
         self._abort_requested = False
@@ -154,6 +167,19 @@ class Recorder:
             self.queue_frames_max = max(self.queue_frames_max, self._queued_frames)
             self.queue_bytes_max = max(self.queue_bytes_max, self._queued_bytes)
             self._cond.notify_all()
+
+    def push_sound(self, item: SoundItem) -> bool:
+        """Queue sound without waiting; False (and counted) when the recorder is not taking it or is far behind."""
+        with self._cond:
+            if self.state != "recording":
+                return False
+            if self._queued_sound >= MAX_SOUND_ITEMS:
+                self.sound_dropped += 1
+                return False
+            self._queue.append(item)
+            self._queued_sound += 1
+            self._cond.notify_all()
+            return True
 
     def put(self, item: VideoItem | AudioItem, timeout_s: float | None = None) -> None:
         """Queue an item, waiting for room (offline use); raises the write error once the recorder failed."""
@@ -220,7 +246,7 @@ class Recorder:
         """Stop now, dropping what is queued; the file keeps its whole fragments (e.g. after an error upstream)."""
         with self._cond:
             self._queue.clear()
-            self._queued_frames = self._queued_bytes = 0
+            self._queued_frames = self._queued_bytes = self._queued_sound = 0
             if self.state in ("recording", "starting"):
                 self.state = "finishing"
                 if not self._thread.is_alive():
@@ -242,6 +268,8 @@ class Recorder:
                 self._queued_frames -= 1
                 self._queued_bytes -= item.image.nbytes
                 self._cond.notify_all()
+            elif isinstance(item, SoundItem):
+                self._queued_sound -= 1
             return item
 
     def _run(self) -> None:
@@ -259,6 +287,9 @@ class Recorder:
                     break
                 if isinstance(item, AudioItem):
                     encoder.write_audio(item.packet)
+                    continue
+                if isinstance(item, SoundItem):
+                    encoder.write_sound(item.samples, item.pts)
                     continue
                 t0 = time.perf_counter()
                 if item.fill_from is not None:
@@ -293,7 +324,7 @@ class Recorder:
             self.error = exc
             self.state = "failed"
             self._queue.clear()
-            self._queued_frames = self._queued_bytes = 0
+            self._queued_frames = self._queued_bytes = self._queued_sound = 0
             self._cond.notify_all()
         log.error(
             "recording to %s stopped: %s (the file is kept up to its last whole fragment, %d bytes)",

@@ -49,10 +49,20 @@ import numpy as np
 from engines import __version__
 from engines.errors import InputError, OutputError
 from engines.paths import check_name, inside
+from streamer.audio import AudioChunk
 from streamer.encoding import EncodeSpec, WriteFailed
 from streamer.errors import ConflictError, NotFoundError
-from streamer.formats import EncoderSupport, RecordFormat, check_timecode, resolve_format, timecode_of
-from streamer.recorder import DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_SECONDS, QueueLimits, Recorder, VideoItem
+from streamer.formats import (
+    AUDIO_CODECS,
+    EncoderSupport,
+    RecordFormat,
+    check_timecode,
+    resolve_audio,
+    resolve_format,
+    timecode_of,
+)
+from streamer.recorder import DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_SECONDS, QueueLimits, Recorder, SoundItem, VideoItem
+from streamer.recording_sound import SoundTrack
 from streamer.repair import count_video_frames, trim_partial_tail
 from streamer.ring import FrameMeta
 from streamer.timecodes import FRAME_META_KEY as TIMECODE_KEY
@@ -69,7 +79,7 @@ STANDARD_RATES: tuple[Fraction, ...] = tuple(
     Fraction(r) for r in ("24000/1001", "24", "25", "30000/1001", "30", "48", "50", "60000/1001", "60")
 )
 RECORDING_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}-\d{8}T\d{6}\.\d{3}Z")
-REQUEST_KEYS = ("view", "codec", "container", "encoder", "frame_rate", "fps", "timecode")
+REQUEST_KEYS = ("view", "codec", "container", "encoder", "frame_rate", "fps", "timecode", "audio")
 
 Event = dict[str, Any]
 Emit = Callable[[Event], None]
@@ -108,6 +118,9 @@ class RecordingRequest:
     """Nominal rate; default: the stream's (its source's rate, else the measured input rate, else 30)."""
     timecode: str | None = None
     """Start timecode; default: the UTC time of day of the first recorded frame."""
+    audio: str | None = None
+    """The sound's codec (``aac``, ``pcm``, ``opus``) or ``none``; default: the container's (AAC in MP4, PCM in
+    MOV, Opus in MKV). A stream without sound is recorded without an audio track."""
 
     @classmethod
     def from_json(cls, body: Any) -> RecordingRequest:
@@ -119,7 +132,7 @@ class RecordingRequest:
         unknown = sorted(set(body) - set(REQUEST_KEYS))
         if unknown:
             raise InputError(f"unknown recording option {unknown[0]!r}: use {', '.join(REQUEST_KEYS)}")
-        for key in ("view", "codec", "container", "encoder", "frame_rate", "timecode"):
+        for key in ("view", "codec", "container", "encoder", "frame_rate", "timecode", "audio"):
             if body.get(key) is not None and not isinstance(body[key], str):
                 raise InputError(f"{key} must be a string, got {body[key]!r}")
         view = body.get("view") or "processed"
@@ -137,8 +150,10 @@ class RecordingRequest:
             frame_rate=frame_rate,
             fps=fps,
             timecode=body.get("timecode"),
+            audio=body.get("audio"),
         )
-        resolve_format(request.codec, request.container, None)  # names checked now; the encoder at start
+        fmt = resolve_format(request.codec, request.container, None)  # names checked now; the encoder at start
+        resolve_audio(fmt.container, request.audio)
         return request
 
     @property
@@ -209,6 +224,7 @@ class RecordingSession:
         settings: Mapping[str, Any] | None = None,
         emit: Emit | None = None,
         on_end: Callable[[RecordingSession], None] | None = None,
+        audio: str | None = None,
     ) -> None:
         self.id = rec_id
         self.stream = stream
@@ -258,6 +274,8 @@ class RecordingSession:
         limits = QueueLimits.for_rate(rate, config.queue_seconds, config.queue_max_bytes)
         self.limits = limits
         self.recorders: dict[View, Recorder] = {}
+        self.sound = SoundTrack(audio) if audio is not None else None
+        """The sound's placement in the files (``audio`` codec), or None: no audio track."""
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def open(self) -> None:
@@ -272,6 +290,7 @@ class RecordingSession:
                     fsync_interval_s=self.config.fsync_interval_s,
                     timecode=None,  # set at the first frame (it is that frame's time of day)
                     metadata={"title": f"{self.stream} {view}", "comment": f"stageswap {self.config.version}"},
+                    audio_codec=AUDIO_CODECS[self.sound.codec] if self.sound is not None else None,
                 )
                 self.recorders[view] = Recorder(
                     path,
@@ -325,6 +344,17 @@ class RecordingSession:
             self.frames_recorded += 1
             if self._alarm_since is not None and self._caught_up():
                 self._clear_alarm()
+
+    def on_audio(self, chunk: AudioChunk) -> None:
+        """The stream's sound (its audio thread): placed in every view's file in sync with the frames."""
+        with self._lock:
+            if self._ended or self.sound is None or self.first_pts_s is None:
+                return  # the track starts with the first recorded frame
+            placed = self.sound.place(chunk, chunk.pts_s - self.first_pts_s + self._offset_s)
+            if placed is None:
+                return
+            for recorder in self.recorders.values():
+                recorder.push_sound(SoundItem(placed.samples, placed.pts))
 
     def _first_frame(self, meta: FrameMeta) -> None:
         self.first_pts_s = meta.pts_s
@@ -506,8 +536,21 @@ class RecordingSession:
                 "high_water_frames": max((r.queue_frames_max for r in self.recorders.values()), default=0),
             },
             "bytes": {view: r.bytes_on_disk for view, r in self.recorders.items()},
+            "audio": self._audio_snapshot(),
             "error": self.error,
             "disk_full": self.disk_full,
+        }
+
+    def _audio_snapshot(self) -> dict[str, Any] | None:
+        if self.sound is None:
+            return None
+        return {
+            "codec": self.sound.codec,
+            "encoder": AUDIO_CODECS[self.sound.codec],
+            "duration_s": round(self.sound.seconds, 3),
+            "silence_s": round(self.sound.silence_s, 3),
+            "cut_s": round(self.sound.cut_s, 3),
+            "dropped": sum(r.sound_dropped for r in self.recorders.values()),
         }
 
     def sidecar_json(self) -> dict[str, Any]:
@@ -629,13 +672,16 @@ class RecordingManager:
         request: RecordingRequest,
         nominal_fps: Fraction | None = None,
         settings: Mapping[str, Any] | None = None,
+        sound: bool = False,
     ) -> RecordingSession:
-        """Open the files of a new recording of ``stream`` (the caller then feeds it frames).
+        """Open the files of a new recording of ``stream`` (the caller then feeds it frames, and sound where
+        ``sound`` says the stream has some).
 
         Raises InputError (bad options), ConflictError (already recording), StorageError (disk nearly
         full), OutputError (the files cannot be created)."""
         check_name(stream, "stream name")
         fmt = resolve_format(request.codec, request.container, request.encoder, self.support)
+        audio = resolve_audio(fmt.container, request.audio) if sound else None
         rate = request.fps or nominal_fps or DEFAULT_FPS
         if request.timecode is not None:
             request = replace(request, timecode=check_timecode(request.timecode, rate))
@@ -672,6 +718,7 @@ class RecordingManager:
                 settings=settings,
                 emit=self._emit,
                 on_end=self._ended,
+                audio=audio,
             )
             session.open()
             self._active[stream] = session

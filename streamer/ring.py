@@ -30,6 +30,14 @@ class FrameMeta:
     pts_s: float
     arrived_s: float = field(default_factory=time.monotonic)
     extra: dict[str, Any] = field(default_factory=dict)
+    capture_s: float | None = None
+    """When the frame was captured, on this machine's monotonic clock, where the source says (a publisher's
+    RTCP sender reports, a file's timestamps); the sound captured with it has the same ``capture_s``."""
+
+    @property
+    def captured_s(self) -> float:
+        """``capture_s``, or the arrival time where the source does not say."""
+        return self.arrived_s if self.capture_s is None else self.capture_s
 
 
 @dataclass

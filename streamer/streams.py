@@ -22,6 +22,7 @@ from engines.errors import InputError
 from engines.likeness import ModelLookup, swap_consent, swapped_in
 from engines.paths import check_name
 from engines.settings import ProcessSettings, apply_patch
+from streamer.audio import AudioChunk
 from streamer.config import InputSpec, ServeConfig
 from streamer.errors import CapacityError, ConflictError, NotFoundError
 from streamer.fanout import VIEWS, EncoderSettings, OutputFanout, View
@@ -93,7 +94,7 @@ class Stream:
         if input_spec is not None and input_spec.kind == "ndi":
             self.source = NdiReader(input_spec, self.ingest, config.ndi_extra_ips)
         elif input_spec is not None:
-            self.source = SourceReader(input_spec, self.ingest)
+            self.source = SourceReader(input_spec, self.ingest, self.ingest_audio)
         self.ndi: dict[View, NdiSender] = {}
         """The views published over NDI now (``settings.ndi``), by view."""
         self.ndi_error: str | None = None
@@ -202,6 +203,12 @@ class Stream:
         self.rate.add(meta.pts_s)
         self.stats.on_ingest(meta.arrived_s)
 
+    def ingest_audio(self, chunk: AudioChunk) -> None:
+        """Sound arrived (any thread): it goes out with the picture it was captured with, unless the stream's
+        ``audio`` setting is off."""
+        if self._settings.audio:
+            self.fanout.audio.push(chunk)
+
     def ingest_skip(self) -> None:
         """A frame arrived but a newer one was already waiting: dropped before the ring (counted)."""
         self.ingest_dropped += 1
@@ -231,6 +238,7 @@ class Stream:
         stats["frames_refused"] = self.frames_refused
         stats["viewers"] = self.fanout.viewers()
         stats["encoders"] = self.fanout.encoder_stats()
+        stats["audio"] = self.fanout.audio.stats()
         stats["runtime"] = self.worker.runtime
         stats["processor_error"] = self.worker.error
         # Who is swapped in (an identity, or a DFM's trained-in identity) and whether consent is on record.

@@ -48,10 +48,12 @@ from streamer import memory
 from streamer.dtls import StagePeerConnection, prefer_passive
 from streamer.errors import CapacityError, ConflictError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError
 from streamer.fanout import VIEWS, Codec, SharedEncoder, View
+from streamer.publisher_media import PublisherClock, drain_audio, quiet_repeated_decode_errors
 from streamer.ring import FrameMeta
 from streamer.sdp_compat import adapt_offer
 from streamer.service import SERVICE, Service
 from streamer.streams import Stream
+from streamer.viewer_audio import ViewerAudioTrack
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +141,10 @@ class PeerSession:
     last_media_s: float = field(default_factory=time.monotonic)
     """When the last frame arrived (WHIP), or the session was created."""
     closed: bool = False
+    clock: PublisherClock | None = None
+    """A publisher's capture clock: its picture and sound captured together go out together."""
+    sound: ViewerAudioTrack | None = None
+    """A viewer's audio track, when it asked for sound."""
 
     @property
     def location(self) -> str:
@@ -226,6 +232,9 @@ class PeerRegistry:
                     stream.fanout.unsubscribe(session.view, session.codec, session.track)
                 session.track.stop()
                 session.track.encoder = None
+            if session.sound is not None:
+                stream.fanout.audio.unsubscribe(session.sound)
+                session.sound.stop()
         await _close_pc(session.pc)
         # Break the session's reference cycles (its tasks and the connection's callbacks refer to it), so
         # that it and its stream are freed now, not at the garbage collector's next full pass.
@@ -412,7 +421,8 @@ async def _drain(registry: PeerRegistry, session: PeerSession, track: MediaStrea
                 accepted = size
             now = time.monotonic()
             image = to_bgr.reformat(frame, format="bgr24").to_ndarray()  # type: ignore[arg-type]
-            stream.ingest(image, FrameMeta(session.frames, now - stream.created_s, now))
+            captured = session.clock.captured_s(frame, session.clock.video, now) if session.clock else now
+            stream.ingest(image, FrameMeta(session.frames, captured - stream.created_s, now, capture_s=captured))
             session.frames += 1
             session.last_media_s = now
     finally:
@@ -444,9 +454,10 @@ async def whip_post(request: web.Request) -> web.Response:
     if not videos:
         await pc.close()
         raise InputError("the offer sends no video (WHIP needs a sendonly or sendrecv video m-line)")
+    audios = [t for t in pc.getTransceivers() if t.kind == "audio" and t.receiver.track is not None]
     for t in pc.getTransceivers():
-        if t is not videos[0]:
-            t.direction = "inactive"  # audio and extra video are not used: nothing is sent, nothing queues up
+        if t is not videos[0] and t is not (audios[0] if audios else None):
+            t.direction = "inactive"  # extra tracks are not used: nothing is sent, nothing queues up
     # Check again after the await: another publisher may have taken the name meanwhile. From here to the
     # reservation nothing awaits, so the check and the reservation are one step on the event loop.
     try:
@@ -465,7 +476,11 @@ async def whip_post(request: web.Request) -> web.Response:
         await registry.close(session, f"answer failed: {exc}")
         raise InputError(f"cannot answer this offer: {exc}") from exc
     track = videos[0].receiver.track
+    audio = audios[0].receiver if audios else None
+    session.clock = PublisherClock.watch(videos[0].receiver, audio, pc.localDescription.sdp)
     session.tasks.append(asyncio.ensure_future(_drain(registry, session, track)))
+    if audio is not None:
+        session.tasks.append(asyncio.ensure_future(drain_audio(stream, audio.track, session.clock)))
     session.tasks.append(asyncio.ensure_future(_media_watchdog(registry, session, config.ingest_timeout_s)))
     service.emit({"type": "publisher_joined", "stream": name})
     log.info("WHIP session %s publishes %s", session.id, name)
@@ -515,20 +530,28 @@ async def whep_post(request: web.Request) -> web.Response:
     await _apply_offer(pc, offer.sdp)
     track = ViewerTrack(asyncio.get_running_loop(), config.viewer_queue_frames)
     sender = pc.addTrack(track)
+    sound: ViewerAudioTrack | None = None
+    if any(t.kind == "audio" for t in pc.getTransceivers()):  # the viewer asked for sound too
+        sound = ViewerAudioTrack(asyncio.get_running_loop())
+        sound_sender = pc.addTrack(sound)
     for t in pc.getTransceivers():
-        if t.sender is not sender:
+        if t.sender is not sender and (sound is None or t.sender is not sound_sender):
             t.direction = "inactive"
     try:
         await pc.setLocalDescription(await pc.createAnswer())
         codec = _negotiated_codec(pc.localDescription.sdp)
     except Exception as exc:
         track.stop()
+        if sound is not None:
+            sound.stop()
         await pc.close()
         if isinstance(exc, InputError):
             raise
         raise InputError(f"cannot answer this offer: {exc}") from exc
     if stream.closed or service.streams.find(name) is not stream:
         track.stop()
+        if sound is not None:
+            sound.stop()
         await pc.close()
         raise NotFoundError(f"stream {name!r} ended while the viewer was connecting")
     session = PeerSession(_session_id(), "whep", stream, pc, view=cast(View, view), codec=codec, track=track)
@@ -537,6 +560,9 @@ async def whep_post(request: web.Request) -> web.Response:
     _watch_connection(registry, session)
     _forward_keyframe_requests(sender, track)
     track.encoder = stream.fanout.subscribe(session.view or "processed", codec, track)
+    if sound is not None:
+        session.sound = sound
+        stream.fanout.audio.subscribe(sound)
     session.tasks.append(asyncio.ensure_future(_connect_watchdog(registry, session, config.ingest_timeout_s)))
     session.tasks.append(asyncio.ensure_future(_viewer_watchdog(registry, session, sender, config.viewer_timeout_s)))
     log.info("WHEP session %s watches %s (%s, %s)", session.id, name, view, codec)
@@ -602,6 +628,7 @@ def register(app: web.Application) -> None:
     """Route group: WHIP, WHEP and the sessions list."""
     service = app[SERVICE]
     service.peers = PeerRegistry(service)
+    quiet_repeated_decode_errors()
     app.router.add_post("/whip/{stream}", whip_post)
     app.router.add_delete("/whip/{stream}/{session}", whip_delete)
     app.router.add_patch("/whip/{stream}/{session}", _trickle_not_supported)

@@ -254,7 +254,7 @@ def service_threads() -> list[str]:
     return sorted(
         t.name
         for t in threading.enumerate()
-        if t.name.startswith(("worker-", "encode-", "source-")) or "decoder" in t.name or "encoder" in t.name
+        if t.name.startswith(("worker-", "encode-", "source-", "audio-")) or "decoder" in t.name or "encoder" in t.name
     )
 
 

@@ -20,7 +20,7 @@ from OpenSSL import SSL
 from streamer.config import InputSpec, ServeConfig
 from streamer.dtls import AIORTC_CHECKED, StageCertificate, StagePeerConnection, hooks_missing, prefer_passive
 from streamer.worker import PassthroughProcessor
-from tests.ffmpeg_whip import self_signed
+from tests.ffmpeg_publish import self_signed
 from tests.live_helpers import live_server
 
 

@@ -67,6 +67,8 @@ const ui = {
   ndiProcessed: $("#ndi-processed"),
   ndiSource: $("#ndi-source"),
   ndiHint: $("#ndi-hint"),
+  audio: $("#audio"),
+  sound: $("#sound"),
   controlError: $("#control-error"),
   enrollForm: $("#enroll-form"),
   enrollName: $("#enroll-name"),
@@ -125,6 +127,7 @@ async function startView(view) {
     // what the newer one shows: every step checks that its entry is still the current one.
     const current = () => state.players[view] === entry && entry.player === player;
     const player = new WhepPlayer(name, view, video, {
+      audio: view === "processed", // the sound comes with the output, delayed as its picture is
       onState: (s) => {
         if (!current()) return;
         if (s === "connected") msg.hidden = true;
@@ -362,6 +365,7 @@ function applySettings(settings) {
   set(ui.ndiSource, "ndi_source", (el) => (el.checked = !!ndi.source));
   ui.ndiHint.textContent =
     ndi.processed || ndi.source ? `as "stageswap ${state.name}"${ndi.source ? ` and "stageswap ${state.name} source"` : ""}` : "";
+  set(ui.audio, "audio", (el) => (el.checked = settings.audio !== false));
   set(ui.strength, "strength", (el) => (el.value = settings.strength));
   ui.strengthVal.textContent = fmt(Number(ui.strength.value), 2);
   const target = settings.relight_target || {};
@@ -502,6 +506,8 @@ function wireControls() {
   ui.overlay.addEventListener("change", () => send({ debug_overlay: ui.overlay.checked }, "debug_overlay"));
   ui.ndiProcessed.addEventListener("change", () => send({ ndi: { processed: ui.ndiProcessed.checked } }, "ndi_processed"));
   ui.ndiSource.addEventListener("change", () => send({ ndi: { source: ui.ndiSource.checked } }, "ndi_source"));
+  ui.audio.addEventListener("change", () => send({ audio: ui.audio.checked }, "audio"));
+  ui.sound.addEventListener("click", () => setSound(ui.processed.muted));
   ui.strength.addEventListener("input", () => {
     ui.strengthVal.textContent = fmt(Number(ui.strength.value), 2);
     sendStrength(Number(ui.strength.value));
@@ -645,6 +651,15 @@ function open(name) {
   startView("processed");
   if (ui.layout.value !== "hide-source") startView("source");
   else stopView("source");
+}
+
+/** This monitor's own mute (the stream's sound is still sent; "Sound out" stops it for everyone). Muted
+ * at first: browsers only play sound after a click on the page. */
+function setSound(on) {
+  ui.processed.muted = !on;
+  ui.sound.setAttribute("aria-pressed", String(on));
+  ui.sound.textContent = on ? "🔊 Sound on" : "🔇 Sound off";
+  if (on) ui.processed.play().catch(() => {});
 }
 
 function setLayout(layout) {

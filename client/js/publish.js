@@ -11,6 +11,7 @@ const ui = {
   camera: $("#camera"),
   resolution: $("#resolution"),
   fps: $("#fps"),
+  microphone: $("#microphone"),
   start: $("#start"),
   stop: $("#stop"),
   state: $("#state"),
@@ -43,7 +44,11 @@ function constraints() {
     frameRate: { ideal: Number(ui.fps.value) },
   };
   if (ui.camera.value) video.deviceId = { exact: ui.camera.value };
-  return { video, audio: false };
+  // Scratch sound for the take: as the microphone hears it, none of the browser's call processing.
+  const audio = ui.microphone.checked
+    ? { echoCancellation: false, noiseSuppression: false, autoGainControl: false, channelCount: 2 }
+    : false;
+  return { video, audio };
 }
 
 async function listCameras() {
@@ -157,6 +162,8 @@ ui.stream.addEventListener("input", updateLinks);
 ui.start.addEventListener("click", start);
 ui.stop.addEventListener("click", stop);
 for (const el of [ui.camera, ui.resolution, ui.fps]) el.addEventListener("change", openCamera);
+// The sound joins at the next publish (a live session keeps the tracks it was negotiated with).
+ui.microphone.addEventListener("change", openCamera);
 window.addEventListener("pagehide", () => publisher?.stop());
 navigator.mediaDevices?.addEventListener?.("devicechange", listCameras);
 

@@ -85,7 +85,9 @@ export class WhipPublisher {
     const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle" });
     this.pc = pc;
     pc.addEventListener("connectionstatechange", () => this.onState(pc.connectionState));
-    for (const track of this.mediaStream.getVideoTracks()) {
+    // The picture, and the microphone's sound where the page opened one (it travels to monitors and
+    // recordings in sync with the processed picture).
+    for (const track of [...this.mediaStream.getVideoTracks(), ...this.mediaStream.getAudioTracks()]) {
       pc.addTransceiver(track, { direction: "sendonly", streams: [this.mediaStream] });
     }
     try {
@@ -130,12 +132,14 @@ export class WhipPublisher {
   }
 }
 
-/** A WHEP player: plays /whep/{name}?view=... into a <video> element. */
+/** A WHEP player: plays /whep/{name}?view=... into a <video> element (with the stream's sound when
+ * ``audio`` is set; the element's ``muted`` decides whether it is heard). */
 export class WhepPlayer {
-  constructor(name, view, video, { onState } = {}) {
+  constructor(name, view, video, { onState, audio = false } = {}) {
     this.name = name;
     this.view = view;
     this.video = video;
+    this.audio = audio;
     this.onState = onState || (() => {});
     this.pc = null;
     this.sessionUrl = null;
@@ -145,9 +149,11 @@ export class WhepPlayer {
     const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle" });
     this.pc = pc;
     pc.addTransceiver("video", { direction: "recvonly" });
+    if (this.audio) pc.addTransceiver("audio", { direction: "recvonly" });
+    const media = new MediaStream();
     pc.addEventListener("track", (event) => {
-      const stream = event.streams[0] || new MediaStream([event.track]);
-      this.video.srcObject = stream;
+      media.addTrack(event.track); // picture and sound in one stream: the browser keeps them in sync
+      this.video.srcObject = media;
       this.video.play().catch(() => {
         /* autoplay of a muted video is allowed; a refusal shows the controls */
       });

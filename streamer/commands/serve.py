@@ -37,8 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="NAME=SRC",
-        help="also serve a stream fed by a capture device (/dev/video0), an RTSP URL or a video file "
-        "(played at its own frame rate, looping); repeatable",
+        help="also serve a stream fed by a capture device (/dev/video0), an RTSP URL, an RTMP publisher "
+        "(rtmp://0.0.0.0:1935/live/NAME: OBS or ffmpeg -f flv publish to it) or server (rtmp://HOST/APP/KEY: "
+        "pulled), an NDI source (ndi://NAME) or a video file (played at its own frame rate, looping); its "
+        "sound comes along; repeatable",
     )
     p.add_argument("--no-loop", action="store_true", help="play --input files once instead of looping")
     p.add_argument(

@@ -1,10 +1,11 @@
-"""FFmpeg's own WHIP client as a publisher for the tests: PyAV's bundled FFmpeg, ``format="whip"``.
+"""FFmpeg as a publisher for the tests: PyAV's bundled FFmpeg 8.1, its WHIP muxer or RTMP (FLV).
 
-The same muxer as ``ffmpeg -re -i CLIP -c:v libx264 -profile:v baseline -tune zerolatency -bf 0 -c:a libopus
--ar 48000 -ac 2 -f whip -cert_file whip.pem -key_file whip.key URL``, driven from Python. It runs in its own
-process (``python -m tests.ffmpeg_whip URL ...``): PyAV holds the GIL while the muxer does its WHIP POST, so
-in the server's process the event loop could not answer it. It paces the clip in real time (``-re``) and
-prints one JSON line at the end: frames and audio seconds sent, or the error.
+The same muxers as ``ffmpeg -re -i CLIP -c:v libx264 -profile:v baseline -tune zerolatency -bf 0 -c:a libopus
+-ar 48000 -ac 2 -f whip -cert_file whip.pem -key_file whip.key URL`` and ``ffmpeg -re -i CLIP -c:v libx264
+-tune zerolatency -c:a aac -f flv rtmp://HOST:1935/live/KEY``, driven from Python. It runs in its own process
+(``python -m tests.ffmpeg_publish URL ...``): PyAV holds the GIL while the muxer connects, so in the server's
+process the event loop could not answer it. It paces the clip in real time (``-re``) and prints one JSON
+line at the end: frames and audio seconds sent, or the error.
 
 FFmpeg builds on GnuTLS (PyAV's wheels, Debian's ffmpeg) make a P-224 certificate for DTLS by default,
 which OpenSSL 4 (aiortc's, through cryptography) no longer accepts in either DTLS role; ``--cert/--key``
@@ -90,22 +91,23 @@ def publish(
     key: Path | None = None,
     audio: bool = True,
     video_codec: str = "libx264",
+    fmt: str = "whip",
 ) -> dict[str, Any]:
-    """Publish ``clip`` (looping) for ``seconds``; returns what was sent."""
+    """Publish ``clip`` (looping) for ``seconds`` with the ``whip`` or ``flv`` (RTMP) muxer; returns what was sent."""
     options: dict[str, str] = {}
     if cert is not None and key is not None:
         options = {"cert_file": str(cert), "key_file": str(key)}
     src = av.open(str(clip))
     vin = src.streams.video[0]
     ain = src.streams.audio[0] if audio and src.streams.audio else None
-    out = av.open(url, mode="w", format="whip", options=options)
+    out = av.open(url, mode="w", format=fmt, options=options)
     video: Any = out.add_stream(video_codec, rate=vin.average_rate or 30)
     video.width, video.height, video.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
     video.options = {"preset": "veryfast", "tune": "zerolatency", "profile": "baseline", "bf": "0", "g": "60"}
     sound: Any = None
     resampler: Any = None
     if ain is not None:
-        sound = out.add_stream("libopus", rate=48000)
+        sound = out.add_stream("libopus" if fmt == "whip" else "aac", rate=48000)
         sound.layout = "stereo"
         sound.bit_rate = 64000
         resampler = av.AudioResampler(format="s16", layout="stereo", rate=48000)
@@ -160,9 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cert", type=Path)
     parser.add_argument("--key", type=Path)
     parser.add_argument("--no-audio", action="store_true")
+    parser.add_argument("--format", choices=("whip", "flv"), default="whip")
     args = parser.parse_args(argv)
     try:
-        sent = publish(args.url, args.clip, args.seconds, args.cert, args.key, audio=not args.no_audio)
+        sent = publish(args.url, args.clip, args.seconds, args.cert, args.key, not args.no_audio, fmt=args.format)
     except (av.FFmpegError, OSError) as exc:
         print(json.dumps({"error": str(exc)}), flush=True)
         return 1
