@@ -132,7 +132,9 @@ def test_publish_clip_with_an_enrolled_identity_view_both_views_then_delete_free
             received["processed"], received["source"] = list(processed.frames), list(source.frames)
             stats = info["stats"]
             assert info["live"] and info["publisher"] and info["settings"]["identity"] == "obama"
-            assert stats["faces"] == 1 and stats["frames_processed"] >= counts["processed"] and stats["frames_failed"] == 0
+            assert (
+                stats["faces"] == 1 and stats["frames_processed"] >= counts["processed"] and stats["frames_failed"] == 0
+            )
             assert stats["viewers"] == {"processed": 1, "source": 1}
             assert stats["output_fps"] > 0
             assert stats["latency_ms"]["p50"] > 0
