@@ -214,3 +214,35 @@ def test_colour_list_command(capsys: pytest.CaptureFixture[str]) -> None:
     listed = json.loads(capsys.readouterr().out)
     assert {"ARRI LogC4", "ACEScct", "S-Log3 S-Gamut3.Cine"} <= set(listed["spaces"])
     assert "ACES 2.0 - SDR 100 nits (Rec.709)" in listed["displays"]["sRGB - Display"]
+
+
+def test_a_live_stream_declared_in_log_is_processed_through_the_conversions(
+    log_clip: tuple[Path, np.ndarray], models_dir: Path, tmp_path: Path
+) -> None:
+    """PATCH {"colour": ...} on a live stream: the worker's frames go through the conversions (``colour`` in
+    its stage times), and a bad name is refused with the reason while the stream goes on."""
+    import asyncio
+
+    import aiohttp
+
+    from streamer.config import InputSpec, ServeConfig
+    from tests.live_helpers import live_server, wait_for
+
+    path, _codes = log_clip
+    config = ServeConfig(data_dir=tmp_path, models_dir=models_dir, inputs=(InputSpec.parse(f"cam1={path}"),))
+
+    async def scenario() -> dict:
+        async with live_server(config) as srv, aiohttp.ClientSession() as http:
+            stream = srv.service.streams.get("cam1")
+            assert await wait_for(lambda: stream.stats.snapshot()["frames_processed"] > 2, 60)
+            async with http.patch(f"{srv.url}/api/streams/cam1", json={"colour": {"input": "ARRI LogC"}}) as r:
+                assert r.status == 400 and "did you mean 'ARRI LogC4'" in (await r.json())["error"]
+            async with http.patch(f"{srv.url}/api/streams/cam1", json={"colour": {"input": LOG}}) as r:
+                assert r.status == 200, await r.text()
+            assert await wait_for(lambda: "colour" in stream.stats.snapshot()["stage_ms"], 60)
+            async with http.get(f"{srv.url}/api/streams/cam1") as r:
+                return dict(await r.json())
+
+    info = asyncio.run(scenario())
+    assert info["settings"]["colour"]["input"] == LOG and info["stats"]["processor_error"] is None
+    assert info["stats"]["stage_ms"]["colour"]["p50"] > 0
