@@ -121,7 +121,7 @@ def user_models(args: argparse.Namespace) -> dict[str, Any]:
         return {}
     from engines.paths import data_dir
     from engines.swap.learned import PLAN_PREFIX
-    from engines.user_models import UserModelStore
+    from engines.swap.user_models import UserModelStore
 
     store = UserModelStore(data_dir(args.data_dir))
     return {PLAN_PREFIX + m.name: m for m in store.list()}
@@ -234,7 +234,7 @@ def validate_onnx_model(engine: Any, model_path: Path, report: EngineReport) -> 
     """A registry ONNX model: checker, profile, and the GPU fallback's torch interpreter vs ONNX Runtime."""
     import torch
 
-    from engines.convert.onnx_torch import load_onnx_module
+    from engines.runtime.convert.onnx_torch import load_onnx_module
 
     report.checks.append(check_graph(model_path, engine.profiles))
     session = _ort_session(model_path)
@@ -257,8 +257,8 @@ def validate_user_model(engine: Any, report: EngineReport) -> None:
     and whether the GPU fallback's torch interpreter can run it (without a plan it runs on the CPU if not)."""
     import torch
 
-    from engines.convert.onnx_torch import load_onnx_module
-    from engines.model_inspect import inspect_model
+    from engines.runtime.convert.onnx_torch import load_onnx_module
+    from engines.swap.model_inspect import inspect_model
 
     report.checks.append(check_graph(engine.path, engine.profiles))
     found = inspect_model(engine.path, engine.model.kind)
@@ -323,7 +323,7 @@ def compile_engine(
     report: EngineReport,
 ) -> None:
     """Build (or keep) the plan for ``engine``, check it against ONNX Runtime, record it in the manifest."""
-    from engines.models import sha256_file
+    from engines.runtime.models import sha256_file
     from engines.runtime.plans import Manifest, PlanEntry, PlanKey
     from engines.runtime.tensorrt import BuildOptions, TrtSession, build_plan
 
@@ -400,7 +400,7 @@ def _progress(total: int, enabled: bool) -> Iterator[Callable[[str], None]]:
 
 
 def run(args: argparse.Namespace, out_dir: Path) -> list[EngineReport]:
-    from engines import models
+    from engines.runtime import models
     from engines.runtime.export import CATALOGUE, OnnxModelEngine
 
     registered = user_models(args)
@@ -423,7 +423,7 @@ def run(args: argparse.Namespace, out_dir: Path) -> list[EngineReport]:
                 if engine is None:  # a registered model (its file checked against its sha256 here)
                     from engines.paths import data_dir
                     from engines.swap.learned import user_engine
-                    from engines.user_models import UserModelStore
+                    from engines.swap.user_models import UserModelStore
 
                     engine = user_engine(UserModelStore(data_dir(args.data_dir)), registered[name])
                     onnx_path = engine.path

@@ -129,7 +129,7 @@ def run_processor(
     user_models = None
     if swap_model is not None:
         from engines.paths import data_dir as resolve_data_dir
-        from engines.user_models import UserModelStore
+        from engines.swap.user_models import UserModelStore
 
         user_models = UserModelStore(resolve_data_dir(data_dir))
     processor = FaceProcessor.from_models(models, ProcessorConfig(device=device), user_models=user_models)
@@ -168,8 +168,8 @@ def run_ring(frames: list[np.ndarray], count: int) -> dict[str, Any] | None:
     """put + acquire of one frame through the CUDA FrameRing (host staging, upload, event wait)."""
     if importlib.util.find_spec("pycuda") is None:
         return None
-    from streamer.cuda_ring import CudaFrameRing
-    from streamer.ring import FrameMeta
+    from streamer.live.cuda_ring import CudaFrameRing
+    from streamer.live.ring import FrameMeta
 
     samples = []
     with CudaFrameRing(slots=3) as ring:

@@ -4,7 +4,7 @@
                                        [--clip s18.mp4] [--identity s1.jpg] [--codec vp8|h264] [--json out.json]
 
 This process plays the clip as a camera would (paced at its frame rate, each frame's index stamped in
-its top-left corner with ``streamer.stamps``), publishes it with aiortc to ``POST /whip/{stream}`` and
+its top-left corner with ``benchmarks.stamps``), publishes it with aiortc to ``POST /whip/{stream}`` and
 pulls ``POST /whep/{stream}?view=processed`` back. Each received frame's stamp is read, so frame i's
 latency is its receive time minus its send time on this process's monotonic clock: everything between
 is measured — encode, RTP over loopback, the server's decode, ring, processing, fan-out encode, our
@@ -55,7 +55,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # run from a checkout: `python benchmarks/bench_latency.py`
 
-from streamer import stamps  # noqa: E402
+from benchmarks import stamps  # noqa: E402
 
 SHARED = Path(os.environ.get("STAGESWAP_SHARED") or REPO.parent / "shared")
 SIZES: dict[str, tuple[int, int]] = {"480": (854, 480), "720": (1280, 720), "1080": (1920, 1080)}

@@ -29,7 +29,7 @@ SHARED = Path(os.environ.get("STAGESWAP_SHARED") or REPO.parent / "shared")
 
 
 def _frames(path: Path, count: int) -> list[tuple[np.ndarray, float]]:
-    from streamer.media import VideoReader
+    from streamer.record.media import VideoReader
 
     out = []
     with VideoReader(path) as reader:
@@ -64,12 +64,12 @@ def main() -> None:
     ap.add_argument("--models", default=str(SHARED / "models"))
     args = ap.parse_args()
 
-    from engines.identity import IdentityStore
+    from engines.compose.watermark import WatermarkConfig
+    from engines.identity.recognition import embed_identity
+    from engines.identity.store import IdentityStore
     from engines.processor import FaceProcessor, ProcessorConfig
-    from engines.recognition import embed_identity
     from engines.settings import ProcessSettings
-    from engines.user_models import UserModelStore
-    from engines.watermark import WatermarkConfig
+    from engines.swap.user_models import UserModelStore
     from tests import onnx_models as om
 
     frames = _frames(SHARED / "data" / "clips" / args.clip, args.frames)

@@ -3,7 +3,7 @@
     python benchmarks/bench_ndi.py [--seconds 60] [--clip ../shared/data/clips/s18.mp4]
 
 One stream (passthrough processor, so the worker's own cost is the hand-over to the fan-out) is fed a
-720p clip at 30 fps, each frame's index stamped on it (``benchmarks.stamps``/``streamer.stamps``). Two runs
+720p clip at 30 fps, each frame's index stamped on it (``benchmarks.stamps``/``benchmarks.stamps``). Two runs
 in the same process, the baseline first:
 
 1. NDI off: the worker's hand-over (``OutputFanout.publish``) per frame;
@@ -32,11 +32,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.stamps import read_luma, stamp_bgr  # noqa: E402
 from streamer.config import ServeConfig  # noqa: E402
-from streamer.ring import FrameMeta  # noqa: E402
-from streamer.stamps import read_luma, stamp_bgr  # noqa: E402
-from streamer.streams import Stream  # noqa: E402
-from streamer.worker import PassthroughProcessor  # noqa: E402
+from streamer.live.ring import FrameMeta  # noqa: E402
+from streamer.live.streams import Stream  # noqa: E402
+from streamer.live.worker import PassthroughProcessor  # noqa: E402
 
 SHARED = Path(os.environ.get("STAGESWAP_SHARED") or REPO.parent / "shared")
 

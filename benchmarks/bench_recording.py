@@ -32,17 +32,19 @@ import av
 import numpy as np
 from aiohttp import web
 
-from engines.consent import enroll_with_consent
-from engines.identity import IdentityStore
+from engines.identity.store import IdentityStore
 from engines.settings import ProcessSettings
-from streamer import api, api_recording, webrtc
-from streamer.api_recording import RECORDINGS
+from streamer.api import recording as api_recording
+from streamer.api import routes as api
+from streamer.api.recording import RECORDINGS
+from streamer.api.server import create_app
 from streamer.config import InputSpec, ServeConfig
-from streamer.encoding import EncodeSpec, FileEncoder
-from streamer.fanout import OutputFanout
-from streamer.formats import resolve_format
-from streamer.ring import FrameMeta
-from streamer.server import create_app
+from streamer.governance.consent import enroll_with_consent
+from streamer.live import webrtc
+from streamer.live.fanout import OutputFanout
+from streamer.live.ring import FrameMeta
+from streamer.record.encoding import EncodeSpec, FileEncoder
+from streamer.record.formats import resolve_format
 from streamer.service import SERVICE
 
 SHARED = Path(os.environ.get("STAGESWAP_SHARED") or Path(__file__).resolve().parents[2] / "shared")

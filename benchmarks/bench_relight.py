@@ -27,12 +27,12 @@ import cv2
 import numpy as np
 import torch
 
+from engines.face.topology import face_topology
+from engines.light.relight import SHADING_GRID_PX, FaceRelighter, SHRelight, pixel_normals, relight_face
 from engines.processor import FaceProcessor
-from engines.raster import Window, rasterize
-from engines.relight import SHADING_GRID_PX, FaceRelighter, SHRelight, pixel_normals, relight_face
 from engines.settings import RelightTarget
-from engines.topology import face_topology
-from streamer.media import VideoReader
+from engines.swap.raster import Window, rasterize
+from streamer.record.media import VideoReader
 
 SHARED = Path(os.environ.get("STAGESWAP_SHARED") or Path(__file__).resolve().parents[2] / "shared")
 

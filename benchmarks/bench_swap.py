@@ -27,7 +27,7 @@ SHARED = Path(os.environ.get("STAGESWAP_SHARED") or REPO.parent / "shared")
 
 
 def _frames(path: Path, count: int) -> list[tuple[np.ndarray, float]]:
-    from streamer.media import VideoReader
+    from streamer.record.media import VideoReader
 
     out = []
     with VideoReader(path) as reader:
@@ -64,7 +64,7 @@ def main() -> None:
     ap.add_argument("--models", default=str(SHARED / "models"))
     args = ap.parse_args()
 
-    from engines.identity import IdentityStore
+    from engines.identity.store import IdentityStore
     from engines.processor import FaceProcessor
     from engines.settings import ProcessSettings
 

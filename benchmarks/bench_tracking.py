@@ -15,7 +15,7 @@ from pathlib import Path
 
 from engines.processor import FaceProcessor
 from engines.stats import StageTimes
-from streamer.media import VideoReader
+from streamer.record.media import VideoReader
 
 SHARED = Path(os.environ.get("STAGESWAP_SHARED") or Path(__file__).resolve().parents[2] / "shared")
 

@@ -47,7 +47,7 @@ class SwapJudge:
 
     def __init__(self, models: Path, photo: Path, dst: Any, count: int = 60) -> None:
         from benchmarks.quality_metrics import FaceEmbedder
-        from engines.landmarks import five_points
+        from engines.face.landmarks import five_points
         from streamer.commands.faceset import build_tracker
 
         self.embedder = FaceEmbedder(models / "mobilefacenet.onnx")

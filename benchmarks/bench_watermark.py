@@ -24,7 +24,7 @@ import av
 import cv2
 import numpy as np
 
-from engines.watermark import Watermarker
+from engines.compose.watermark import Watermarker
 
 SHARED = Path(os.environ.get("STAGESWAP_SHARED") or Path(__file__).resolve().parents[2] / "shared")
 LIVE_BPS = 2_500_000

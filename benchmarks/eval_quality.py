@@ -58,9 +58,9 @@ from benchmarks.quality_metrics import (
 from engines.stats import StageTimes
 
 if TYPE_CHECKING:
+    from engines.face.tracker import FaceTracker, TrackedFace
     from engines.processor import FaceProcessor
     from engines.settings import ProcessSettings
-    from engines.tracker import FaceTracker, TrackedFace
 
 SHARED = Path(os.environ.get("STAGESWAP_SHARED") or Path(__file__).resolve().parents[2] / "shared")
 SINGLE_FACE_CLIPS = ("d3.mp4", "d10.mp4", "d13.mp4", "d0.mp4", "s18.mp4", "Obama_speaking.mp4", "roop_target_1080p.mp4")
@@ -119,8 +119,8 @@ def largest(faces: Sequence[TrackedFace]) -> TrackedFace | None:
 
 def panel(image_in: np.ndarray, image_out: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """input | output | mask | shading, cropped around the face."""
-    from engines.raster import Window
-    from engines.relight import measure_light, pixel_normals, shading_image
+    from engines.light.relight import measure_light, pixel_normals, shading_image
+    from engines.swap.raster import Window
 
     xy = landmarks[:, :2]
     x1, y1 = xy.min(axis=0)
@@ -152,7 +152,7 @@ def evaluate(
 ) -> tuple[QualityReport, dict[str, float], float]:
     """Run ``processor`` over ``clip`` feeding ``meter``; (report, per-stage p50 ms, processing fps). The PNG
     stacks the panels of ``sheet_frames`` frames spread over the clip (the middle one when 1)."""
-    from streamer.media import VideoReader
+    from streamer.record.media import VideoReader
 
     times = StageTimes()
     process_s = 0.0
@@ -211,10 +211,10 @@ def main() -> None:
     ap.add_argument("--sheet-frames", type=int, default=4, help="frames per contact sheet (default 4)")
     args = ap.parse_args()
 
-    from engines.identity import IdentityStore
+    from engines.identity.store import IdentityStore
     from engines.processor import FaceProcessor
     from engines.settings import ProcessSettings, RelightTarget
-    from engines.user_models import UserModelStore
+    from engines.swap.user_models import UserModelStore
 
     if args.swap_models and args.data_dir is None:
         ap.error("--swap-models needs --data-dir (where the models are registered)")

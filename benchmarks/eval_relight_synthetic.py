@@ -16,7 +16,7 @@ excluded, 3 px in from the edge):
   by 8-bit quantisation and clamping, not by estimation.
 
 Acceptance (issue 3): masked MSE after relighting <= 25% of the baseline's, on every case.
-The A light is white with a face mean (``engines.shlight.face_mean``) of 1: the exposure that the units of
+The A light is white with a face mean (``engines.light.sh.face_mean``) of 1: the exposure that the units of
 ``target_sh`` refer to.
 """
 
@@ -31,8 +31,9 @@ import cv2
 import numpy as np
 
 from benchmarks.quality_metrics import masked_dssim, masked_mse, side_by_side
-from engines.raster import Window, rasterize
-from engines.relight import (
+from engines.face.topology import face_topology
+from engines.face.tracker import FaceTracker, TrackedFace
+from engines.light.relight import (
     SHADING_GRID_PX,
     FaceRelighter,
     estimate_sh,
@@ -40,8 +41,7 @@ from engines.relight import (
     relight_face,
     skin_samples,
 )
-from engines.settings import RelightTarget
-from engines.shlight import (
+from engines.light.sh import (
     directional_sh,
     face_mean,
     hemisphere_mean,
@@ -50,8 +50,8 @@ from engines.shlight import (
     shading,
     srgb_to_linear,
 )
-from engines.topology import face_topology
-from engines.tracker import FaceTracker, TrackedFace
+from engines.settings import RelightTarget
+from engines.swap.raster import Window, rasterize
 
 SHARED = Path(os.environ.get("STAGESWAP_SHARED") or Path(__file__).resolve().parents[2] / "shared")
 DEFAULT_PHOTOS = ("obama.jpg", "s1.jpg", "woman.png", "roop_source.jpg", "lin-manuel-miranda.png")

@@ -119,7 +119,7 @@ def photo_embedding(
     image_bgr: np.ndarray, mesh_landmarks: np.ndarray, embedder: FaceEmbedder, landmarks68: Landmarks68
 ) -> PhotoEmbedding:
     """The embedding of the face whose 468-point mesh is ``mesh_landmarks`` in a photo, both alignments."""
-    from engines.landmarks import five_points
+    from engines.face.landmarks import five_points
 
     points68 = landmarks68(image_bgr, face_square(mesh_landmarks))
     return PhotoEmbedding(
@@ -325,7 +325,7 @@ class QualityMeter:
             for curve in (self.mouth_in, self.mouth_out, self.eye_in, self.eye_out):
                 curve.append(math.nan)
             return
-        from engines.landmarks import five_points
+        from engines.face.landmarks import five_points
 
         self.with_face += 1
         xy = landmarks[:, :2]

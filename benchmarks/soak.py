@@ -5,7 +5,7 @@
 
 ``stageswap serve --processor full`` runs in its own process with an identity enrolled and swapped in.
 This process publishes a clip over WHIP at its frame rate (480p by default, each frame's index stamped
-with ``streamer.stamps``), watches the processed view with two WHEP viewers, records the stream (H.264),
+with ``benchmarks.stamps``), watches the processed view with two WHEP viewers, records the stream (H.264),
 and — so that leaks have something to leak — lets a third viewer and a WebSocket client come and go every
 30 s. Every ``--sample`` seconds it reads the server process's RSS, open file descriptors and threads
 (``/proc``) and the stream's stats; each viewer's end-to-end latency comes from the stamps.
@@ -56,7 +56,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # run from a checkout: `python benchmarks/soak.py`
 
 from benchmarks.bench_latency import StampedClipTrack, load_frames, negotiate, receive  # noqa: E402
-from streamer.repair import count_video_frames  # noqa: E402
+from streamer.record.repair import count_video_frames  # noqa: E402
 
 SHARED = Path(os.environ.get("STAGESWAP_SHARED") or REPO.parent / "shared")
 SIZES = {"360": (640, 360), "480": (854, 480), "720": (1280, 720)}

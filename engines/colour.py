@@ -47,7 +47,7 @@ def _u8_to_linear() -> np.ndarray:
     """The sRGB curve as a table of the 256 8-bit codes (the relighting decodes with the same function)."""
     global _U8_TO_LINEAR
     if _U8_TO_LINEAR is None:
-        from engines.shlight import srgb_to_linear
+        from engines.light.sh import srgb_to_linear
 
         table = srgb_to_linear(np.arange(256) / 255.0).astype(np.float32)
         table.setflags(write=False)

@@ -24,8 +24,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engines import models
-from engines.blend import (
+from engines.colour import transform
+from engines.compose.blend import (
     BlendConfig,
     apply_gains,
     colour_gains,
@@ -34,24 +34,23 @@ from engines.blend import (
     face_alpha_small,
     skin_mask,
 )
-from engines.colour import transform
-from engines.consent import check_swap_allowed, identity_consent
-from engines.detect import FaceDetector
+from engines.compose.occlusion import OcclusionConfig, OcclusionMasks, PersonSegmenter
+from engines.compose.watermark import WatermarkConfig, Watermarker, new_watermark_id
 from engines.errors import InputError
-from engines.identity import Identity, IdentityStore
-from engines.landmarks import FaceMesh
-from engines.occlusion import OcclusionConfig, OcclusionMasks, PersonSegmenter
-from engines.overlay import draw_faces
-from engines.relight import LightTracker, estimate_sh, relight_face, skin_samples, target_sh
-from engines.runtime import load_model
+from engines.face.detect import FaceDetector
+from engines.face.landmarks import FaceMesh
+from engines.face.overlay import draw_faces
+from engines.face.stillness import StillFaceHold, StillnessConfig
+from engines.face.tracker import FaceTracker, TrackedFace, TrackerConfig
+from engines.identity.store import Identity, IdentityStore
+from engines.light.relight import LightTracker, estimate_sh, relight_face, skin_samples, target_sh
+from engines.runtime import load_model, models
 from engines.settings import ProcessSettings
 from engines.stats import timed
-from engines.stillness import StillFaceHold, StillnessConfig
 from engines.swap.learned import LearnedConfig, LearnedFace, LearnedSwapper, load_swapper
 from engines.swap.mesh import FaceGeometry, MeshSwapper, SwapConfig
-from engines.tracker import FaceTracker, TrackedFace, TrackerConfig
-from engines.user_models import MESH, SWAP_KINDS, UserModelStore
-from engines.watermark import WatermarkConfig, Watermarker, new_watermark_id
+from engines.swap.user_models import MESH, SWAP_KINDS, UserModelStore
+from streamer.governance.consent import check_swap_allowed, identity_consent
 
 log = logging.getLogger(__name__)
 
@@ -67,16 +66,16 @@ class ProcessorConfig:
     swap: SwapConfig = field(default_factory=SwapConfig)
     blend: BlendConfig = field(default_factory=BlendConfig)
     occlusion: OcclusionConfig | None = None
-    """Person segmentation around each face (``engines.occlusion``); None (the default): off."""
+    """Person segmentation around each face (``engines.compose.occlusion``); None (the default): off."""
     stillness: StillnessConfig | None = field(default_factory=StillnessConfig)
-    """A face whose picture has not changed since its geometry was taken keeps it (``engines.stillness``):
+    """A face whose picture has not changed since its geometry was taken keeps it (``engines.face.stillness``):
     repeated frames give repeated output; None: every frame's landmarks are used as they come."""
     light_time_constant_s: float = 0.3
     """Temporal smoothing of the light measured on each face."""
     hdri_dir: Path | None = None
     """Where ``relight_target.hdri`` images are looked up (the data directory's ``hdri/``)."""
     watermark: WatermarkConfig = field(default_factory=WatermarkConfig)
-    """The invisible watermark every output frame carries (``engines.watermark``); on by default."""
+    """The invisible watermark every output frame carries (``engines.compose.watermark``); on by default."""
     learned: LearnedConfig = field(default_factory=LearnedConfig)
     """Learned swap models (``settings.swap_model`` naming a registered model; ``engines.swap.learned``)."""
 
@@ -256,8 +255,8 @@ class FaceProcessor:
         return current
 
     def _identity_embedding(self, identity: Identity) -> np.ndarray:
-        """The identity's ArcFace embedding for inswapper-style models (``engines.recognition``), cached."""
-        from engines.recognition import identity_embedding
+        """The identity's ArcFace embedding for inswapper-style models (``engines.identity.recognition``), cached."""
+        from engines.identity.recognition import identity_embedding
 
         store = self.user_models
         assert store is not None and self.identities is not None  # a learned swapper implies both

@@ -67,7 +67,7 @@ class ColourSettings:
 
 @dataclass(frozen=True)
 class NdiOutputs:
-    """Which of a live stream's views are published as NDI sources (the service's ``streamer.ndi``)."""
+    """Which of a live stream's views are published as NDI sources (the service's ``streamer.live.ndi``)."""
 
     processed: bool = False
     source: bool = False

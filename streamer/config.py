@@ -87,7 +87,7 @@ class ServeConfig:
     port: int = 8080
     token: str | None = field(default=None, repr=False)
     """The operator token. When set, every API, WHIP, WHEP, WebSocket and metrics request needs
-    ``Authorization: Bearer <token>`` (see ``streamer.auth``). Never in ``repr``, never logged."""
+    ``Authorization: Bearer <token>`` (see ``streamer.api.auth``). Never in ``repr``, never logged."""
     viewer_token: str | None = field(default=None, repr=False)
     """A second token that may only watch: WHEP, the monitor page's reads (``GET /api/streams``, ``/ws`` stats
     without control, ``/metrics``). Needs ``token``: without an operator token everything is open anyway."""
@@ -148,9 +148,9 @@ class ServeConfig:
     badge: bool = False
     """``--badge``: a visible "SYNTHETIC" badge on the processed view monitors get (recordings never have it)."""
     watermark: bool = True
-    """The invisible watermark on every processed frame (``engines.watermark``); ``--no-watermark`` turns it off."""
+    """The invisible watermark on every processed frame (``engines.compose.watermark``); ``--no-watermark``: off."""
     osc_port: int | None = None
-    """UDP port for OSC control (``streamer.osc``); None: off (the default). 0 picks a free port."""
+    """UDP port for OSC control (``streamer.api.osc``); None: off (the default). 0 picks a free port."""
     ndi_extra_ips: tuple[str, ...] = ()
     """Machines NDI asks directly for their sources (``--ndi-extra-ips``), for networks without mDNS."""
     osc_host: str = "127.0.0.1"

@@ -32,7 +32,7 @@ class SoundTrack:
 
     def __init__(self, codec: str) -> None:
         self.codec = codec
-        """What clients asked for: ``aac``, ``pcm`` or ``opus`` (``streamer.formats.AUDIO_CODECS``)."""
+        """What clients asked for: ``aac``, ``pcm`` or ``opus`` (``streamer.record.formats.AUDIO_CODECS``)."""
         self._next: int | None = None
         self.silence_s = 0.0
         """Silence put in where sound was missing (gaps, and before the first chunk)."""

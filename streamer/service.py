@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from engines.likeness import swapped_in
-from streamer.audit import SWAP_STARTED, SWAP_STOPPED, AuditLog, token_id
 from streamer.config import ServeConfig
-from streamer.streams import Stream, StreamRegistry
-from streamer.worker import ProcessorFactory
+from streamer.governance.audit import SWAP_STARTED, SWAP_STOPPED, AuditLog, token_id
+from streamer.governance.likeness import swapped_in
+from streamer.live.streams import Stream, StreamRegistry
+from streamer.live.worker import ProcessorFactory
 
 if TYPE_CHECKING:
-    from streamer.webrtc import PeerRegistry
+    from streamer.live.webrtc import PeerRegistry
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class Service:
     def identities(self) -> Any:
         """The IdentityStore in ``data_dir/identities``, shared by the routes and every stream's processor."""
         if self.identity_store is None:
-            from engines.identity import IdentityStore
+            from engines.identity.store import IdentityStore
 
             self.identity_store = IdentityStore(self.config.data_dir / "identities", models_dir=self.config.models_dir)
         return self.identity_store
@@ -96,7 +96,7 @@ class Service:
     def user_models(self) -> Any:
         """The models registered in the data directory (``stageswap models add``), shared like the identities."""
         if self.user_model_store is None:
-            from engines.user_models import UserModelStore
+            from engines.swap.user_models import UserModelStore
 
             self.user_model_store = UserModelStore(self.config.data_dir)
         return self.user_model_store

@@ -68,7 +68,7 @@ def _isolated_model_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytes
 
 @pytest.fixture(scope="session")
 def detector(models_dir: Path):  # type: ignore[no-untyped-def]
-    from engines.detect import FaceDetector
+    from engines.face.detect import FaceDetector
     from engines.runtime import load_model
 
     return FaceDetector(load_model(models_dir / "yunet_s_dynamic.onnx"))
@@ -76,7 +76,7 @@ def detector(models_dir: Path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def mesh(models_dir: Path):  # type: ignore[no-untyped-def]
-    from engines.landmarks import FaceMesh
+    from engines.face.landmarks import FaceMesh
     from engines.runtime import load_model
 
     return FaceMesh(load_model(models_dir / "face_landmark.tflite"))
@@ -84,6 +84,6 @@ def mesh(models_dir: Path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def tracker(detector, mesh):  # type: ignore[no-untyped-def]
-    from engines.tracker import FaceTracker
+    from engines.face.tracker import FaceTracker
 
     return FaceTracker(detector, mesh)

@@ -7,8 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engines.detect import FaceDetector
-from engines.landmarks import FaceMesh, roi_from_detection, roi_from_landmarks
+from engines.face.detect import FaceDetector
+from engines.face.landmarks import FaceMesh, roi_from_detection, roi_from_landmarks
 
 
 def photo_mesh(detector: FaceDetector, mesh: FaceMesh, path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -23,7 +23,7 @@ def photo_mesh(detector: FaceDetector, mesh: FaceMesh, path: Path) -> tuple[np.n
 
 def enrolled_store(root: Path, faces: Path, models_dir: Path, names: tuple[str, ...] = ("s1.jpg",)):  # type: ignore[no-untyped-def]
     """An IdentityStore at ``root`` with the given shared photos enrolled (named after the file stem)."""
-    from engines.identity import IdentityStore
+    from engines.identity.store import IdentityStore
 
     store = IdentityStore(root, models_dir)
     for name in names:
@@ -33,7 +33,7 @@ def enrolled_store(root: Path, faces: Path, models_dir: Path, names: tuple[str, 
 
 def clip_frames(path: Path, count: int) -> list[tuple[np.ndarray, float]]:
     """The first ``count`` frames of a clip with their times."""
-    from streamer.media import VideoReader
+    from streamer.record.media import VideoReader
 
     out = []
     with VideoReader(path) as reader:

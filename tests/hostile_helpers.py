@@ -26,10 +26,10 @@ from typing import Any, TypeVar
 import aiohttp
 from aiohttp import web
 
+from streamer.api.server import create_app
 from streamer.config import ServeConfig
-from streamer.server import create_app
+from streamer.live.worker import ProcessorFactory
 from streamer.service import SERVICE, Service
-from streamer.worker import ProcessorFactory
 from tests.live_helpers import ClipTrack, publish
 
 REPO = Path(__file__).resolve().parent.parent

@@ -24,10 +24,10 @@ from aiohttp import web
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
+from streamer.api.server import create_app
 from streamer.config import ServeConfig
-from streamer.server import create_app
+from streamer.live.worker import ProcessorFactory
 from streamer.service import SERVICE, Service
-from streamer.worker import ProcessorFactory
 
 VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
 

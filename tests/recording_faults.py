@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from streamer.encoding import FileEncoder, WriteFailed
+from streamer.record.encoding import FileEncoder, WriteFailed
 
 
 class WriterFaults:

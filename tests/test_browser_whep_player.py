@@ -22,7 +22,7 @@ import pytest
 from benchmarks.bench_latency import ServerProcess
 from tests.conftest import REPO
 from tests.ffmpeg_publish import make_certificate
-from tests.test_browser import _wait_until
+from tests.streamer.test_browser import _wait_until
 
 pytestmark = pytest.mark.browser
 

@@ -167,7 +167,7 @@ def test_profile_for_network_matches_names_and_static_axes() -> None:
 
 
 def _entry(directory: Path, name: str = "facemesh", key: PlanKey | None = None, data: bytes = b"plan") -> PlanEntry:
-    from engines.models import sha256_file
+    from engines.runtime.models import sha256_file
 
     key = key or PlanKey("NVIDIA H200", "10.8.0", "a" * 64)
     plan = key.file_stem(name) + ".plan"

@@ -17,7 +17,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from benchmarks.bench_lipsync import make_clip, recording_offsets
 from streamer.config import InputSpec, ServeConfig
-from streamer.worker import PassthroughProcessor
+from streamer.live.worker import PassthroughProcessor
 from tests.live_helpers import ClipTrack, live_server, view, wait_for
 
 

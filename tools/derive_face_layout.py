@@ -4,8 +4,8 @@ The mesh swap needs a fixed 2D layout of the 468 mesh points (the texture space 
 unwrapped into) and a triangulation of it. Rather than copying MediaPipe's published tables, this
 script measures a mean frontal face: it tracks the shared talking-head clips, keeps near-frontal frames
 with the mouth and eyes open (so the openings are real holes in the layout and the triangulation
-cannot bridge them), frontalises every mesh (`engines.topology.frontalise`), aligns them by generalised
-Procrustes and averages. The result is written to ``engines/_face_layout.py``; `engines.topology`
+cannot bridge them), frontalises every mesh (`engines.face.topology.frontalise`), aligns them by generalised
+Procrustes and averages. The result is written to ``engines/face/_face_layout.py``; `engines.face.topology`
 triangulates it (Delaunay) at import.
 
     .venv/bin/python tools/derive_face_layout.py [--shared ../shared]
@@ -45,12 +45,12 @@ def _procrustes_mean(shapes: np.ndarray, iterations: int = 5) -> np.ndarray:
 
 
 def main() -> None:
-    from engines.detect import FaceDetector
-    from engines.landmarks import FaceMesh
+    from engines.face.detect import FaceDetector
+    from engines.face.landmarks import FaceMesh
+    from engines.face.topology import frontalise
+    from engines.face.tracker import FaceTracker
     from engines.runtime import load_model
-    from engines.topology import frontalise
-    from engines.tracker import FaceTracker
-    from streamer.media import VideoReader
+    from streamer.record.media import VideoReader
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=Path(os.environ.get("STAGESWAP_SHARED", REPO.parent / "shared")))
@@ -85,7 +85,7 @@ def main() -> None:
         '"""\n\n'
         f"CANONICAL_FACE: tuple[tuple[float, float, float], ...] = (\n{rows},\n)\n"
     )
-    out = REPO / "engines" / "_face_layout.py"
+    out = REPO / "engines" / "face" / "_face_layout.py"
     out.write_text(text)
     print(f"wrote {out} from {len(shapes)} frames")
 

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from engines import models
 from engines.errors import ModelError
+from engines.runtime import models
 
 Shape = tuple[int, ...]
 
@@ -146,7 +146,7 @@ def _converted_tflite_engine(
     """A registry TFLite model with one (N, side, side, 3) RGB 0..1 input, one image (face) per batch item."""
 
     def factory(models_dir: str | os.PathLike[str] | None) -> nn.Module:
-        from engines.convert.tflite_torch import load_tflite_module
+        from engines.runtime.convert.tflite_torch import load_tflite_module
 
         return load_tflite_module(models.resolve(name, models_dir))
 
@@ -155,7 +155,7 @@ def _converted_tflite_engine(
         return (torch.rand(batch, side, side, 3, generator=gen),)
 
     def fingerprint(models_dir: str | os.PathLike[str] | None) -> str:
-        from engines.convert import tflite_torch
+        from engines.runtime.convert import tflite_torch
 
         h = hashlib.sha256(models.spec_for(name).sha256.encode())
         h.update(_source_sha256(tflite_torch).encode())
@@ -198,17 +198,17 @@ SELFIE_SEGMENTATION = _converted_tflite_engine(
 )
 
 
-# ---- relight: the per-pixel SH relight modules of engines.relight ----------------------------------------
+# ---- relight: the per-pixel SH relight modules of engines.light.relight ----------------------------------------
 
 RELIGHT_WINDOW = (64, 256, 1024)
 """Face window side in pixels: smallest, tuned-for, largest (a close-up face at 4K is about 1000 px)."""
 
 
 def _relight_fingerprint(models_dir: str | os.PathLike[str] | None) -> str:
-    import engines.relight
-    import engines.shlight
+    import engines.light.relight
+    import engines.light.sh
 
-    return _source_sha256(engines.relight, engines.shlight)
+    return _source_sha256(engines.light.relight, engines.light.sh)
 
 
 def _relight_inputs(module: nn.Module, batch: int) -> tuple[torch.Tensor, ...]:
@@ -229,14 +229,14 @@ def _relight_profile(name: str) -> ShapeRange:
 
 
 def _relight_engine(name: str, class_name: str, description: str) -> TorchEngine:
-    import engines.relight
+    import engines.light.relight
 
-    cls = getattr(engines.relight, class_name)
+    cls = getattr(engines.light.relight, class_name)
     inputs, outputs = tuple(cls.input_names), tuple(cls.output_names)
     return TorchEngine(
         name=name,
         description=description,
-        factory=lambda models_dir: getattr(engines.relight, class_name)().eval(),
+        factory=lambda models_dir: getattr(engines.light.relight, class_name)().eval(),
         example_inputs=_relight_inputs,
         input_names=inputs,
         output_names=outputs,

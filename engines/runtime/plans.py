@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from engines.errors import ModelError
-from engines.models import sha256_file
 from engines.runtime.export import ShapeRange
+from engines.runtime.models import sha256_file
 
 ENGINES_ENV = "STAGESWAP_ENGINES"
 MANIFEST_NAME = "manifest.json"

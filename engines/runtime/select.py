@@ -7,7 +7,7 @@ carried by ``Session.runtime`` into the stats (``runtime`` in ``--stats`` JSON a
 
 1. ``tensorrt``: a plan in the engines directory whose manifest entry matches this GPU, this TensorRT and
    this model's fingerprint (``engines.runtime.plans``); a stale plan is refused with the reason.
-2. ``torch-cuda``: the model converted to torch with its weights read from the file (``engines.convert``);
+2. ``torch-cuda``: the model converted to torch with its weights read from the file (``engines.runtime.convert``);
 3. the CPU runtime, with a warning, for a model the converters cannot handle.
 """
 
@@ -18,8 +18,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from engines import models
 from engines.errors import InputError, ModelError, StageswapError
+from engines.runtime import models
 from engines.runtime.base import Session
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 Used on a GPU whenever no valid TensorRT plan exists — and it is the GPU path our GPU tests exercise,
 since TensorRT cannot be installed on the lent GPU machine. Our own engines are torch modules already;
 the registry's published models are turned into torch modules with their weights read from the files
-(``engines.convert``): MediaPipe's TFLite face mesh and YuNet's ONNX graph.
+(``engines.runtime.convert``): MediaPipe's TFLite face mesh and YuNet's ONNX graph.
 
 Why torch rather than onnxruntime-gpu: torch is already the GPU stack of the project (our engines, the
 CUDA ring's consumers), it shares the primary CUDA context and streams with TensorRT and pycuda, and
@@ -69,7 +69,7 @@ class TorchSession:
 
 def tflite_session(path: Path, device: str | torch.device = "cuda") -> TorchSession:
     """A ``.tflite`` model converted to torch (weights from the file) on ``device``."""
-    from engines.convert.tflite_torch import load_tflite_module
+    from engines.runtime.convert.tflite_torch import load_tflite_module
 
     module = load_tflite_module(path)
     inputs = (TensorInfo(module.input_name, module.input_shape, "float32"),)
@@ -88,7 +88,7 @@ def onnx_session(path: Path, device: str | torch.device = "cuda") -> TorchSessio
     """An ``.onnx`` model run by the torch interpreter (weights from the file) on ``device``."""
     import onnx
 
-    from engines.convert.onnx_torch import load_onnx_module
+    from engines.runtime.convert.onnx_torch import load_onnx_module
 
     module = load_onnx_module(path)
     graph = onnx.load(str(path), load_external_data=False).graph

@@ -9,8 +9,8 @@ paste are the same for every swapper.
 - **inswapper-style** (``InswapperSwapper``): the face aligned to the ArcFace 5-point template at 128 px,
   RGB 0..1 NCHW as ``target``; the identity's ArcFace embedding, normalised, through the model's ``emap``
   (its last initializer) and normalised again as ``source``. The identity comes from enrollment
-  (``engines.recognition`` embeds the photos), so one model swaps to any enrolled identity.
-- **DFM** (``DfmSwapper``): the whole face (``engines.align.align_mesh``) at the model's resolution, BGR 0..1
+  (``engines.identity.recognition`` embeds the photos), so one model swaps to any enrolled identity.
+- **DFM** (``DfmSwapper``): the whole face (``engines.swap.align.align_mesh``) at the model's resolution, BGR 0..1
   NHWC as ``in_face:0``, and ``morph_value:0`` (how far toward the trained identity) when the model takes
   it. The identity is baked in. The model's own masks (``out_face_mask:0`` × ``out_celeb_face_mask:0``) limit
   where its face is pasted.
@@ -31,11 +31,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from engines.align import Alignment, align_mesh, align_points5, border_ramp
 from engines.errors import EngineError, InputError, ModelError
 from engines.runtime.base import Session
+from engines.swap.align import Alignment, align_mesh, align_points5, border_ramp
 from engines.swap.mesh import FaceGeometry
-from engines.user_models import EMBEDDING_DIM, UserModel, UserModelStore, example_feeds
+from engines.swap.user_models import EMBEDDING_DIM, UserModel, UserModelStore, example_feeds
 
 log = logging.getLogger(__name__)
 

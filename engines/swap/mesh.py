@@ -4,7 +4,7 @@ Per face and frame, in a face-sized window of the frame (never the whole frame):
 
 1. the tracked mesh (optionally morphed toward the identity's face shape) is rasterised at a reduced
    *geometry resolution* (``geometry_px`` on the long side): per pixel, the visible triangle and the
-   barycentric weights (``engines.raster``, vectorised, z-buffered);
+   barycentric weights (``engines.swap.raster``, vectorised, z-buffered);
 2. the texture coordinates, per-pixel normals and region labels are interpolated there and upsampled to
    the window — the texture coordinates are piecewise linear, so bilinear upsampling loses almost
    nothing while the rasterising cost drops by the square of the factor;
@@ -29,10 +29,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from engines.identity import Identity
-from engines.raster import Raster, Window, rasterize
-from engines.shlight import mesh_to_camera
-from engines.topology import (
+from engines.face.topology import (
     LEFT_BROW,
     LEFT_EYE,
     LIPS_OUTER,
@@ -44,6 +41,9 @@ from engines.topology import (
     vertex_adjacency,
     vertex_normals,
 )
+from engines.identity.store import Identity
+from engines.light.sh import mesh_to_camera
+from engines.swap.raster import Raster, Window, rasterize
 
 
 @dataclass(frozen=True)
@@ -300,10 +300,10 @@ class MeshSwapper:
     def _update_reference(self, face_id: int, lm: np.ndarray, t_s: float) -> np.ndarray:
         """The actor's face shape averaged over time (frontal frame), the morph's starting point.
 
-        Landmarks identical to the last frame's (a still face held by ``engines.stillness``) leave it as it
+        Landmarks identical to the last frame's (a still face held by ``engines.face.stillness``) leave it as it
         is: averaging on toward the held shape would move the morph by a fraction of a pixel every frame,
         and a face that is held would still be redrawn, shimmering, where the actor's stays still."""
-        from engines.topology import frontalise
+        from engines.face.topology import frontalise
 
         previous = self._reference.get(face_id)
         if previous is not None and t_s >= previous[1] and np.array_equal(lm, previous[2]):

@@ -1,7 +1,7 @@
 """Training a production's own swap model: facesets from footage, DF/LIAE autoencoders, DFM export.
 
 - ``faceset``: every frame of a clip (or a few photos) tracked with stageswap's tracker, the face cut in the
-  DFM whole-face framing (``engines.align.align_mesh``) with its masks from the mesh, unsuitable faces
+  DFM whole-face framing (``engines.swap.align.align_mesh``) with its masks from the mesh, unsuitable faces
   dropped with the reason counted; stored as PNGs a user can look through and prune.
 - ``nets``: the autoencoders (DeepFaceLab's published DF and LIAE designs, arXiv 2005.05535, written from the
   paper), and the DFM-signature wrapper that export uses.

@@ -1,7 +1,7 @@
 """A trained swap model as a DFM: the ONNX file DeepFaceLab exports and DeepFaceLive and stageswap run.
 
 The format followed is what DeepFaceLive's ``DFMModel`` (modelhub/DFLive/DFMModel.py, its 1.x releases)
-reads, which is also what ``engines.model_inspect`` checks before ``models add`` registers a DFM:
+reads, which is also what ``engines.swap.model_inspect`` checks before ``models add`` registers a DFM:
 
 - one input ``in_face:0``: float32 NHWC ``[N, R, R, 3]``, the aligned face in BGR, 0..1, a fixed R
   (DeepFaceLive reads R from the input's declared shape); no ``morph_value:0`` (an SAEHD-style model,
@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from engines.errors import ModelError
-from engines.model_inspect import Inspection, inspect_model
+from engines.swap.model_inspect import Inspection, inspect_model
 from engines.train.nets import SwapNet
 
 DFM_OPSET = 13

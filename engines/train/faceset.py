@@ -7,7 +7,7 @@ delete the faces that are wrong before training):
                      with the reason, and one record per kept face (file, source, frame, pose, sharpness)
     landmarks.npy    (N, 468, 2) float32: each kept face's mesh in crop pixels, in ``faces`` order
     faces/*.png      the face crops, BGR, ``resolution`` px square, in the DFM whole-face framing
-                     (``engines.align.align_mesh`` at ``coverage`` face widths)
+                     (``engines.swap.align.align_mesh`` at ``coverage`` face widths)
     masks/*.png      their masks from the mesh: blue = face oval, green = eye openings, red = mouth (outer
                      lip contour), anti-aliased polygons (each pixel: its share inside, 0..255)
     contact_sheet.png  a sample of the kept faces with their face outline, and the counts
@@ -36,9 +36,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from engines.align import Alignment, align_mesh
 from engines.errors import InputError, OutputError
-from engines.topology import FACE_OVAL, LEFT_EYE, LIPS_OUTER, RIGHT_EYE
+from engines.face.topology import FACE_OVAL, LEFT_EYE, LIPS_OUTER, RIGHT_EYE
+from engines.swap.align import Alignment, align_mesh
 
 FORMAT = "stageswap-faceset"
 VERSION = 1

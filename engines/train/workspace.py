@@ -21,10 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from engines.consent import ConsentRecord, check_enrollment
 from engines.errors import InputError, OutputError
 from engines.paths import check_name, inside
 from engines.train.nets import NetConfig
+from streamer.governance.consent import ConsentRecord, check_enrollment
 
 TRAINING_SUBDIR = "training"
 CONSENT_FILE = "consent.json"

@@ -7,7 +7,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from engines.consent import ConsentRecord
+    from streamer.governance.consent import ConsentRecord
 
 
 def add_models_arg(p: argparse.ArgumentParser) -> None:
@@ -51,8 +51,8 @@ def add_consent_args(
 
 def consent_from_args(args: argparse.Namespace) -> ConsentRecord | None:
     """The ``ConsentRecord`` the consent flags describe, or None when none was given (InputError if half given)."""
-    from engines.consent import ConsentRecord, load_consent_file
     from engines.errors import InputError
+    from streamer.governance.consent import ConsentRecord, load_consent_file
 
     flags = ("consent_by", "production", "valid_from", "valid_until", "document", "document_sha256")
     given = [f for f in flags if getattr(args, f, None)]

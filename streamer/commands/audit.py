@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engines.paths import data_dir
-    from streamer.audit import AuditLog, audit_path, verify_log
+    from streamer.governance.audit import AuditLog, audit_path, verify_log
 
     path = args.log or audit_path(data_dir(args.data_dir))
     if args.audit_command == "verify":

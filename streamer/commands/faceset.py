@@ -1,6 +1,6 @@
 """`stageswap faceset extract CLIP_OR_PHOTOS... --out DIR`: the faces a swap model trains on (engines.train.faceset).
 
-Clips are decoded here (PyAV, ``streamer.media``) and photos read with the enrollment's safe decoder; the
+Clips are decoded here (PyAV, ``streamer.record.media``) and photos read with the enrollment's safe decoder; the
 engines only see frames. ``frames_of`` and ``build_tracker`` are shared with ``stageswap train``, which
 extracts a faceset itself when it is given clips.
 """
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from streamer.commands import add_models_arg
 
 if TYPE_CHECKING:
-    from engines.tracker import FaceTracker
+    from engines.face.tracker import FaceTracker
     from engines.train.faceset import ExtractReport, FacesetConfig, SourceFrame
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
@@ -87,11 +87,10 @@ def faceset_config(args: argparse.Namespace, resolution: int) -> FacesetConfig:
 
 def build_tracker(models_dir: str | None) -> FaceTracker:
     """stageswap's tracker (YuNet + the 468-point mesh) from the model registry, on the CPU."""
-    from engines import models
-    from engines.detect import FaceDetector
-    from engines.landmarks import FaceMesh
-    from engines.runtime import load_model
-    from engines.tracker import FaceTracker
+    from engines.face.detect import FaceDetector
+    from engines.face.landmarks import FaceMesh
+    from engines.face.tracker import FaceTracker
+    from engines.runtime import load_model, models
 
     detector = FaceDetector(load_model(models.resolve("yunet", models_dir)))
     mesh = FaceMesh(load_model(models.resolve("facemesh", models_dir)))
@@ -100,7 +99,7 @@ def build_tracker(models_dir: str | None) -> FaceTracker:
 
 def count_frames(paths: Sequence[Path]) -> int:
     """Pictures to go through (clips' declared frame counts; 0 when a container does not say)."""
-    from streamer.media import VideoReader
+    from streamer.record.media import VideoReader
 
     total = 0
     for path in paths:
@@ -115,9 +114,9 @@ def count_frames(paths: Sequence[Path]) -> int:
 def frames_of(paths: Sequence[Path]) -> Iterator[SourceFrame]:
     """Every frame of every clip and every photo, in order (InputError for one that cannot be read)."""
     from engines.errors import InputError
-    from engines.photos import load_photo
+    from engines.identity.photos import load_photo
     from engines.train.faceset import SourceFrame
-    from streamer.media import VideoReader
+    from streamer.record.media import VideoReader
 
     names = [p.name for p in paths]
     for path in paths:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from streamer.commands import add_consent_args, add_models_arg, consent_from_args
 
 if TYPE_CHECKING:
-    from engines.identity import IdentityStore
+    from engines.identity.store import IdentityStore
 
 
 def _data_dir_arg(p: argparse.ArgumentParser) -> None:
@@ -75,22 +75,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _store(args: argparse.Namespace) -> IdentityStore:
-    from engines.identity import IdentityStore
+    from engines.identity.store import IdentityStore
     from engines.paths import data_dir
 
     return IdentityStore(data_dir(args.data_dir) / "identities", getattr(args, "models", None))
 
 
 def _audit(args: argparse.Namespace, event: str, **data: object) -> None:
-    """Append to the data directory's audit log (streamer.audit), as the local user."""
+    """Append to the data directory's audit log (streamer.governance.audit), as the local user."""
     from engines.paths import data_dir
-    from streamer.audit import AuditLog, cli_operator
+    from streamer.governance.audit import AuditLog, cli_operator
 
     AuditLog.in_data_dir(data_dir(args.data_dir)).append(event, data, operator=cli_operator())
 
 
 def run_add(args: argparse.Namespace) -> int:
-    from engines.consent import consent_summary, enroll_with_consent
+    from streamer.governance.consent import consent_summary, enroll_with_consent
 
     store = _store(args)
     consent = consent_from_args(args)
@@ -117,13 +117,14 @@ def run_add(args: argparse.Namespace) -> int:
 
 
 def _embed(args: argparse.Namespace, store: IdentityStore, name: str) -> None:
-    """Embed the new identity for inswapper-style models with every registered recogniser (engines.recognition).
+    """Embed the new identity for inswapper-style models with every registered recogniser
+    (engines.identity.recognition).
 
     The identity is enrolled either way: a recogniser that fails is reported, the mesh swap still works."""
     from engines.errors import StageswapError
+    from engines.identity.recognition import embed_identity
     from engines.paths import data_dir
-    from engines.recognition import embed_identity
-    from engines.user_models import UserModelStore
+    from engines.swap.user_models import UserModelStore
 
     try:
         used = embed_identity(UserModelStore(data_dir(args.data_dir)), store.root, name, list(args.photos))
@@ -135,7 +136,7 @@ def _embed(args: argparse.Namespace, store: IdentityStore, name: str) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from engines.consent import identity_consent_summary
+    from streamer.governance.consent import identity_consent_summary
 
     store = _store(args)
     infos = store.list()
@@ -161,8 +162,8 @@ def run_remove(args: argparse.Namespace) -> int:
 
 
 def run_consent(args: argparse.Namespace) -> int:
-    from engines.consent import consent_summary, identity_consent, identity_dir, save_consent
     from engines.errors import InputError
+    from streamer.governance.consent import consent_summary, identity_consent, identity_dir, save_consent
 
     store = _store(args)
     if not store.exists(args.name):

@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engines.paths import data_dir
-    from streamer.provenance import create_trial_credentials, keys_dir
+    from streamer.governance.provenance import create_trial_credentials, keys_dir
 
     out = args.out or keys_dir(data_dir(args.data_dir))
     creds = create_trial_credentials(

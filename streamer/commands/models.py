@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from streamer.commands import add_consent_args, add_models_arg, consent_from_args
 
 if TYPE_CHECKING:
-    from engines.user_models import UserModel, UserModelStore
+    from engines.swap.user_models import UserModel, UserModelStore
 
 EXIT_BAD_MODEL = 2
 
@@ -97,7 +97,7 @@ def _data_dir_arg(p: argparse.ArgumentParser) -> None:
 
 def _user_store(args: argparse.Namespace) -> UserModelStore:
     from engines.paths import data_dir
-    from engines.user_models import UserModelStore
+    from engines.swap.user_models import UserModelStore
 
     return UserModelStore(data_dir(args.data_dir))
 
@@ -131,15 +131,15 @@ def consent_note(model: UserModel) -> str:
 
 
 def _audit(args: argparse.Namespace, event: str, **data: object) -> None:
-    """Append to the data directory's audit log (streamer.audit), as the local user (as ``identities`` does)."""
+    """Append to the data directory's audit log (streamer.governance.audit), as the local user (like ``identities``)."""
     from engines.paths import data_dir
-    from streamer.audit import AuditLog, cli_operator
+    from streamer.governance.audit import AuditLog, cli_operator
 
     AuditLog.in_data_dir(data_dir(args.data_dir)).append(event, data, operator=cli_operator())
 
 
 def run_add(args: argparse.Namespace) -> int:
-    from streamer.audit import MODEL_REGISTERED
+    from streamer.governance.audit import MODEL_REGISTERED
 
     store = _user_store(args)
     model = store.add(
@@ -190,7 +190,7 @@ def run_add(args: argparse.Namespace) -> int:
 
 
 def run_remove(args: argparse.Namespace) -> int:
-    from streamer.audit import MODEL_REMOVED
+    from streamer.governance.audit import MODEL_REMOVED
 
     model = _user_store(args).remove(args.name)
     _audit(args, MODEL_REMOVED, model=model.name, kind=model.kind)
@@ -199,10 +199,10 @@ def run_remove(args: argparse.Namespace) -> int:
 
 
 def run_consent(args: argparse.Namespace) -> int:
-    from engines.consent import consent_summary
     from engines.errors import InputError
-    from engines.user_models import consent_not_applicable
-    from streamer.audit import CONSENT_RECORDED
+    from engines.swap.user_models import consent_not_applicable
+    from streamer.governance.audit import CONSENT_RECORDED
+    from streamer.governance.consent import consent_summary
 
     store = _user_store(args)
     model = store.get(args.name)
@@ -227,7 +227,7 @@ def run_consent(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engines import models
+    from engines.runtime import models
 
     if args.models_command == "list":
         return _run_list(args)
@@ -253,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_list(args: argparse.Namespace) -> int:
-    from engines import models
+    from engines.runtime import models
 
     statuses = list(models.iter_status(models_dir=args.models))
     user = _user_store(args).list()

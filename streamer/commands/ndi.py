@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_list(args: argparse.Namespace) -> int:
     from engines.errors import InputError
-    from streamer.ndi import find_sources
+    from streamer.live.ndi import find_sources
 
     if not 0 < args.timeout <= 60:
         raise InputError(f"--timeout must be between 0 and 60 seconds, got {args.timeout}")

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 from streamer.commands import add_device_arg, add_models_arg
 
 if TYPE_CHECKING:
-    from engines.identity import IdentityStore
+    from engines.identity.store import IdentityStore
     from engines.processor import FaceProcessor
     from engines.settings import ProcessSettings
-    from engines.user_models import UserModelStore
+    from engines.swap.user_models import UserModelStore
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -117,9 +117,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engines.errors import InputError
+    from engines.face.tracker import TrackerConfig
     from engines.processor import FaceProcessor, ProcessorConfig
     from engines.runtime.select import resolve_device
-    from engines.tracker import TrackerConfig
 
     if args.max_faces < 1:
         raise InputError("--max-faces must be at least 1")
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--detect-every must be at least 1")
     if args.detect_width < 64:
         raise InputError("--detect-width must be at least 64")
-    from engines.watermark import WatermarkConfig
+    from engines.compose.watermark import WatermarkConfig
 
     config = ProcessorConfig(
         tracker=TrackerConfig(max_faces=args.max_faces, detect_every=args.detect_every),
@@ -146,8 +146,8 @@ def run(args: argparse.Namespace) -> int:
 def _run(
     args: argparse.Namespace, processor: FaceProcessor, settings: ProcessSettings, user_models: UserModelStore | None
 ) -> int:
-    from streamer.batch import ProcessJob, run_process
-    from streamer.provenance import utc_now
+    from streamer.governance.provenance import utc_now
+    from streamer.record.batch import ProcessJob, run_process
 
     started = utc_now()
 
@@ -187,8 +187,8 @@ def _sign(
 ) -> None:
     """Sign the output like a recording; without keys say so (and how to make them), the file stays as it is."""
     from engines.paths import data_dir
-    from engines.user_models import UserModelStore
-    from streamer.process_provenance import ProcessedFile, sign_processed
+    from engines.swap.user_models import UserModelStore
+    from streamer.governance.process_provenance import ProcessedFile, sign_processed
 
     data = data_dir(args.data_dir)
     photo_path = Path(args.identity) if args.identity else None
@@ -210,7 +210,7 @@ def _check_swap_model(
     model without an identity embedding is said up front, not as passed-through frames)."""
     from engines.errors import InputError
     from engines.paths import data_dir
-    from engines.user_models import MESH, SWAP_KINDS, UserModelStore
+    from engines.swap.user_models import MESH, SWAP_KINDS, UserModelStore
 
     if settings.swap_model == MESH or not settings.swap:
         return None
@@ -218,7 +218,7 @@ def _check_swap_model(
     model = models.get(settings.swap_model, SWAP_KINDS)
     models.path(model)  # sha256 checked
     if model.is_likeness:  # a DFM's trained-in identity: its consent must hold, as an identity's does
-        from engines.consent import check_swap_allowed
+        from streamer.governance.consent import check_swap_allowed
 
         check_swap_allowed(model.name, model.consent, subject="dfm")
         if model.consent is None:
@@ -228,7 +228,7 @@ def _check_swap_model(
     if model.kind == "inswapper":
         if store is None or settings.identity is None:
             raise InputError(f"--swap-model {model.name} is inswapper-style: give --identity NAME or a photo")
-        from engines.recognition import embed_identity, identity_embedding
+        from engines.identity.recognition import embed_identity, identity_embedding
 
         if settings.identity == "photo" and args.identity and Path(args.identity).is_file():
             embed_identity(models, store.root, "photo", [Path(args.identity)])  # the run's own identity
@@ -241,7 +241,7 @@ def _swap_settings(
 ) -> tuple[ProcessSettings, IdentityStore | None, Path | None]:
     """Settings from the flags (validated by ``apply_patch``), the identity store, the HDRI folder."""
     from engines.errors import InputError
-    from engines.identity import IdentityStore
+    from engines.identity.store import IdentityStore
     from engines.paths import data_dir
     from engines.settings import ProcessSettings, apply_patch
 
@@ -285,13 +285,13 @@ def _swap_settings(
             store = IdentityStore(data / "identities", args.models)
             patch["identity"] = args.identity
             store.load(args.identity)  # unknown or damaged: say so now, not as passed-through frames
-            from engines.consent import check_swap_allowed, identity_consent
+            from streamer.governance.consent import check_swap_allowed, identity_consent
 
             check_swap_allowed(args.identity, identity_consent(store.root, args.identity))  # expired: say so now
     settings = apply_patch(ProcessSettings(), patch)
     if settings.relight:
-        from engines.relight import target_sh
-        from engines.shlight import constant_sh
+        from engines.light.relight import target_sh
+        from engines.light.sh import constant_sh
 
         target_sh(settings.relight_target, constant_sh(1.0), hdri_dir)  # an unknown HDRI: say so now
     return settings, store, hdri_dir

@@ -227,12 +227,12 @@ def _enroll_photo(photo: Path, data_dir: Path, allow_unverified: bool = False, m
     """Enroll ``photo`` under a name made from its file name (replacing one enrolled before).
 
     A consent record the name already had is kept; without one, only with ``--unverified``."""
-    from engines.consent import consent_summary, enroll_with_consent
     from engines.errors import InputError
-    from streamer.audit import IDENTITY_ENROLLED, AuditLog, cli_operator
+    from streamer.governance.audit import IDENTITY_ENROLLED, AuditLog, cli_operator
+    from streamer.governance.consent import consent_summary, enroll_with_consent
 
     try:
-        from engines.identity import IdentityStore  # type: ignore[import-not-found,unused-ignore]
+        from engines.identity.store import IdentityStore  # type: ignore[import-not-found,unused-ignore]
     except ImportError as exc:
         raise InputError("--identity PHOTO needs identity enrollment, which this build does not have") from exc
     name = re.sub(r"[^a-z0-9_-]+", "-", photo.stem.lower()).strip("-_")[:64] or "identity"
@@ -295,13 +295,13 @@ def build_config(args: argparse.Namespace) -> ServeConfig:
         ndi_extra_ips=tuple(ip.strip() for ip in args.ndi_extra_ips.split(",") if ip.strip()),
     )
     if args.self_signed:
-        from streamer.tls import self_signed
+        from streamer.api.tls import self_signed
 
         made = self_signed(data, args.host)
         config = dataclasses.replace(config, cert=made.cert, key=made.key)
     settings = config.initial_settings
     if args.ndi or any(spec.kind == "ndi" for spec in config.inputs):
-        from streamer.ndi import ndi_lib
+        from streamer.live.ndi import ndi_lib
 
         ndi_lib()  # not installed: say so now, with the extra to install
     if args.ndi:
@@ -309,7 +309,7 @@ def build_config(args: argparse.Namespace) -> ServeConfig:
     if args.debug_overlay:
         settings = apply_patch(settings, {"debug_overlay": True})
     if args.identity:
-        from engines.consent import check_swap_allowed, identity_consent
+        from streamer.governance.consent import check_swap_allowed, identity_consent
 
         photo = Path(args.identity).expanduser()
         name = _enroll_photo(photo, data, args.unverified, args.models) if photo.is_file() else args.identity
@@ -320,8 +320,8 @@ def build_config(args: argparse.Namespace) -> ServeConfig:
 
 def _security_lines(config: ServeConfig) -> list[str]:
     """What the banner says about access and HTTPS: token ids and the certificate fingerprint, never a token."""
-    from streamer.audit import token_id
     from streamer.config import is_loopback
+    from streamer.governance.audit import token_id
 
     if config.token is None:
         where = "this machine only" if is_loopback(config.host) else "ANYONE on the network (--insecure)"
@@ -334,7 +334,7 @@ def _security_lines(config: ServeConfig) -> list[str]:
         who = "operator token as first argument" if config.token else "no token"
         lines.append(f"  osc: udp://{config.osc_host}:{config.osc_port} ({who})")
     if config.cert is not None:
-        from streamer.tls import fingerprint
+        from streamer.api.tls import fingerprint
 
         lines.append(f"  https: certificate {config.cert}")
         lines.append(f"  https: SHA-256 fingerprint {fingerprint(config.cert)}")
@@ -344,7 +344,7 @@ def _security_lines(config: ServeConfig) -> list[str]:
 def _check_input_size(spec: InputSpec, config: ServeConfig) -> None:
     """A video file input bigger than the frame limit is refused now, not frame by frame later."""
     from engines.errors import InputError
-    from streamer.sources import open_container
+    from streamer.live.sources import open_container
 
     if spec.kind != "file":
         return
@@ -359,9 +359,9 @@ def _check_input_size(spec: InputSpec, config: ServeConfig) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamer.memory import limit_malloc_arenas
-    from streamer.server import serve
-    from streamer.sources import probe
+    from streamer.api.server import serve
+    from streamer.live.memory import limit_malloc_arenas
+    from streamer.live.sources import probe
 
     limit_malloc_arenas()  # before any thread starts: a day of viewers coming and going keeps RSS flat
     config = build_config(args)

@@ -110,9 +110,9 @@ def run(args: argparse.Namespace) -> int:
 
     from engines.errors import InputError
     from engines.paths import data_dir
+    from engines.swap.user_models import UserModelStore
     from engines.train.trainer import Dist, StopRule, check_disk, init_distributed, pick_device, read_checkpoint
     from engines.train.workspace import TrainingFolder
-    from engines.user_models import UserModelStore
 
     where = Dist.from_env()
     data = data_dir(args.data_dir)
@@ -306,8 +306,8 @@ def _finish(args: argparse.Namespace, folder: TrainingFolder, store: Any, state:
     from engines.train.export import export_dfm
     from engines.train.nets import NetConfig, SwapNet
     from engines.train.workspace import DEFAULT_LICENCE
-    from streamer.audit import MODEL_REGISTERED
     from streamer.commands.models import _audit, consent_note
+    from streamer.governance.audit import MODEL_REGISTERED
 
     net = SwapNet(NetConfig.from_json(state["config"]["net"]))
     net.load_state_dict(state["model"])

@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engines.paths import data_dir
-    from streamer.provenance import default_trust, verify_file
+    from streamer.governance.provenance import default_trust, verify_file
 
     if args.max_frames < 1:
         raise InputError(f"--max-frames must be at least 1, got {args.max_frames}")
@@ -66,8 +66,8 @@ def read_watermark(path: Path, max_frames: int) -> dict[str, Any]:
     """Per-frame and pooled watermark reading of the first ``max_frames`` frames of ``path``."""
     import itertools
 
-    from engines.watermark import Watermarker, format_id
-    from streamer.media import VideoReader
+    from engines.compose.watermark import Watermarker, format_id
+    from streamer.record.media import VideoReader
 
     marker = Watermarker()
     with VideoReader(path) as reader:

@@ -1,0 +1,262 @@
+"""Blending a rendered face back into the frame: the mask, colour matching and the paste.
+
+The mask comes from the mesh drawn for the swap (``FaceGeometry``): the covered face, minus the eye and
+mouth openings the actor keeps. Its edges are ramps measured with a distance transform in the face's
+own units — an inset and a wide ramp at the outline, so the swapped face fades into the actor's jaw,
+temples and forehead without a line, and a short ramp around the kept openings, so the actor's eyes
+sit in the identity's eyelids. Being a distance *inside* the mesh, the ramp never paints a pixel the
+face does not cover: a face half out of the frame is blended only where it is.
+
+The outline's ramp is wide and is made at the mesh's geometry resolution; the kept openings' ramps are
+a few pixels wide and are cut at full resolution from the eye and lip contours themselves
+(``cut_openings``), so the lash line and the lips' rim follow the contour without steps, however far
+the geometry raster was upsampled.
+
+Colour is matched on skin only (triangles away from brows, lips and eyelids, well inside the mask): the
+rendered face's mean colour there is moved to the actor's by per-channel gains in linear light, which
+removes any step in tone at the mask's edge and keeps the identity's own contrast (brows, freckles,
+beard shadow).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from engines.face.topology import (
+    EYE_OPENING,
+    LEFT_EYE,
+    LIPS,
+    LIPS_INNER,
+    LIPS_OUTER,
+    MOUTH_OPENING,
+    RIGHT_EYE,
+    SKIN,
+    face_topology,
+)
+from engines.light.sh import linear_to_srgb, srgb_to_linear
+from engines.swap.mesh import FaceGeometry
+
+
+@dataclass(frozen=True)
+class BlendConfig:
+    edge_inset: float = 0.0
+    """The mask starts this far inside the face outline (eye-corner distances)."""
+    edge_feather: float = 0.08
+    """Width of the ramp from the actor to the swapped face at the outline (eye-corner distances): narrow
+    at the jaw and cheeks, where the face ends anyway and the identity's outline matters most ..."""
+    forehead_feather: float = 0.25
+    """... and wide across the forehead, where the mesh stops in the middle of the skin."""
+    hole_grow: float = -0.01
+    """Kept eye openings are enlarged by this much (negative: shrunk, so the identity's lash line just
+    overlaps the rim of the actor's eye and frames it; at 0 or more a rim of the actor's own lids shows
+    between them, pale against the identity's lashes, and the face looks less like the identity: measured
+    with ``benchmarks/eval_quality.py``, BENCHMARKS.md) ..."""
+    hole_feather: float = 0.03
+    """... with a ramp this wide around them: narrow, so the gaze and blinks are the actor's but the lids
+    and lash line around them the identity's (the actor's lids barely show through)."""
+    mouth_grow: float = -0.02
+    """The kept mouth opening is enlarged by this much (negative: shrunk, the identity's lips cover its
+    rim) ..."""
+    mouth_feather: float = 0.03
+    """... with a ramp this wide around it."""
+    keep_lips: bool = False
+    """With ``keep_mouth``, keep the actor's lips too (speech looks natural with any identity photo, at
+    some cost in likeness)."""
+    seen_low: float = 0.1
+    seen_high: float = 0.9
+    """Photo coverage ramp: below ``seen_low`` the actor shows, above ``seen_high`` the identity."""
+    colour_match: bool = True
+    max_gain: float = 3.0
+    """Largest per-channel colour correction (and smallest, as its inverse)."""
+
+
+_U8_TO_LINEAR = srgb_to_linear(np.arange(256) / 255.0)
+_U8_TO_LINEAR.setflags(write=False)
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    t = np.clip(x, 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+@functools.cache
+def _vertex_feather(edge: float, forehead: float) -> np.ndarray:
+    """Per-vertex feather width: ``forehead`` above the brows (canonical y < -0.9), ``edge`` below them."""
+    y = face_topology().canonical[:, 1].astype(np.float64)
+    upper = _smoothstep((-y - 0.55) / 0.35)
+    out = (edge + (forehead - edge) * upper).astype(np.float32)
+    out.setflags(write=False)
+    return out
+
+
+def face_alpha(
+    geometry: FaceGeometry,
+    keep_eyes: bool,
+    keep_mouth: bool,
+    config: BlendConfig | None = None,
+    seen: np.ndarray | None = None,
+) -> np.ndarray:
+    """(h, w) float32 0..1: how much of the rendered face replaces the actor at each window pixel: the
+    outline's ramp (``face_alpha_small``) scaled to the window, the kept openings cut at window resolution
+    (``cut_openings``)."""
+    alpha = geometry.to_window(face_alpha_small(geometry, config, seen))
+    cut_openings(alpha, geometry, keep_eyes, keep_mouth, config)
+    return alpha
+
+
+def cut_openings(
+    alpha: np.ndarray, geometry: FaceGeometry, keep_eyes: bool, keep_mouth: bool, config: BlendConfig | None = None
+) -> None:
+    """Multiply the window-size ``alpha`` in place by a ramp around each kept opening, at window resolution.
+
+    Each ramp is a signed distance to the opening's contour polygon (the tracked eye or lip points, morphed
+    if the mesh was), so its edge is smooth to the pixel however thin the opening (a blink). The cut is
+    confined to where the mesh shows the opening or a triangle touching its contour (a geometry pixel's
+    slack): the far eye of a turned head, hidden behind the nose, leaves the nose alone."""
+    cfg = config or BlendConfig()
+    openings: list[tuple[tuple[int, ...], float, float]] = []
+    if keep_eyes:
+        openings += [(contour, cfg.hole_grow, cfg.hole_feather) for contour in (RIGHT_EYE, LEFT_EYE)]
+    if keep_mouth:
+        openings.append((LIPS_OUTER if cfg.keep_lips else LIPS_INNER, cfg.mouth_grow, cfg.mouth_feather))
+    if not openings:
+        return
+    h, w = alpha.shape
+    unit = geometry.face_scale_px
+    points = geometry.landmarks[:, :2] - np.array([geometry.window.x0, geometry.window.y0], np.float32)
+    triangle = geometry.raster.triangle
+    for contour, grow, feather in openings:
+        grow_px, feather_px = grow * unit, max(feather * unit, 1e-3)
+        polygon = points[list(contour)]
+        reach = max(grow_px, 0.0) + feather_px + 2.0
+        x0, y0 = np.floor(polygon.min(axis=0) - reach).astype(int)
+        x1, y1 = np.ceil(polygon.max(axis=0) + reach).astype(int) + 1
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            continue
+        signed = _signed_distance(polygon - (x0, y0), (y1 - y0, x1 - x0))
+        shown = cv2.dilate(_touching(contour)[triangle].astype(np.uint8), np.ones((3, 3), np.uint8))
+        signed[geometry.to_window(shown, cv2.INTER_NEAREST)[y0:y1, x0:x1] == 0] = np.inf
+        alpha[y0:y1, x0:x1] *= _smoothstep((signed - grow_px) / feather_px)
+
+
+_SUBPIXEL = 2
+"""The openings' signed distance is measured on a grid this many times finer than the window's."""
+
+
+def _signed_distance(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(h, w) float32: each pixel's distance to the closed ``polygon`` (S, 2) (pixel coordinates), negative
+    inside. Measured on a grid ``_SUBPIXEL`` times finer (the distance transform to the drawn contour) and
+    averaged over each pixel — the average of a straight edge's distance over a pixel is its distance at
+    the centre — so a ramp on it is smooth to a fraction of a pixel along any edge."""
+    h, w = shape
+    k = _SUBPIXEL
+    # Fine sample j sits at window coordinate (j + 0.5) / k - 0.5; vertices to 1/16 of a fine sample.
+    vertices = [np.round(((polygon + 0.5) * k - 0.5) * 16.0).astype(np.int32)]
+    inside = np.zeros((h * k, w * k), np.uint8)
+    cv2.fillPoly(inside, vertices, 1, lineType=cv2.LINE_8, shift=4)
+    contour = np.ones_like(inside)
+    cv2.polylines(contour, vertices, True, 0, thickness=1, lineType=cv2.LINE_8, shift=4)
+    dist = cv2.distanceTransform(contour, cv2.DIST_L2, cv2.DIST_MASK_5)
+    signed = np.where(inside > 0, -dist, dist)
+    signed *= 1.0 / k
+    return cv2.resize(signed, (w, h), interpolation=cv2.INTER_AREA)
+
+
+@functools.cache
+def _touching(contour: tuple[int, ...]) -> np.ndarray:
+    """(T + 1,) bool per triangle of ``all_triangles`` (the last entry: no triangle, -1): inside the contour
+    or touching it with a vertex."""
+    topo = face_topology()
+    tris = topo.all_triangles
+    on = np.zeros(len(topo.canonical), dtype=bool)
+    on[list(contour)] = True
+    inside = (
+        np.isin(topo.labels, (EYE_OPENING,))
+        if contour in (RIGHT_EYE, LEFT_EYE)
+        else np.isin(topo.labels, (MOUTH_OPENING, LIPS))
+    )
+    out = np.append(on[tris].any(axis=1) | inside, False)
+    out.setflags(write=False)
+    return out
+
+
+def face_alpha_small(
+    geometry: FaceGeometry, config: BlendConfig | None = None, seen: np.ndarray | None = None
+) -> np.ndarray:
+    """(hs, ws) float32 0..1 at geometry resolution: how much of the rendered face replaces the actor, but
+    for the kept openings (cut at full size by ``cut_openings``; they are not skin, where this is used to
+    measure light and colour, anyway).
+
+    ``seen``: the identity photos' coverage at geometry resolution (``MeshSwapper.coverage_small``, 0..1);
+    where the photos did not see the face (its far side, or hair over it in the photo) the actor shows."""
+    cfg = config or BlendConfig()
+    labels = geometry.labels_small
+    hs, ws = geometry.small_size
+    unit = geometry.face_scale_px * ws / geometry.window.width  # eye-corner distance in small pixels
+    covered = (labels >= 0).astype(np.uint8)
+    # Pixels on the window border count as outside when the face continues past it (out of frame):
+    # the ramp then starts at the frame edge, which is fine, but only where the face really is.
+    inside_dist = cv2.distanceTransform(np.pad(covered, 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
+    feather = geometry.raster.interpolate(_vertex_feather(cfg.edge_feather, cfg.forehead_feather), fill=1.0)
+    # At least 1.5 small pixels of inset: the bilinear upsampling then cannot carry alpha past the face.
+    inset = max(cfg.edge_inset * unit, 1.5)
+    alpha = _smoothstep((inside_dist - inset) / np.maximum(feather * unit, 1e-3))
+    if seen is not None:
+        alpha = alpha * _smoothstep((seen - cfg.seen_low) / (cfg.seen_high - cfg.seen_low))
+    return alpha.astype(np.float32)
+
+
+def skin_mask(geometry: FaceGeometry, alpha_small: np.ndarray) -> np.ndarray:
+    """(hs, ws) bool at geometry resolution: skin well inside the mask, where light and colour are measured."""
+    return (geometry.labels_small == SKIN) & (alpha_small > 0.6)
+
+
+def colour_gains(
+    face_bgr: np.ndarray, actor_bgr: np.ndarray, skin: np.ndarray, config: BlendConfig | None = None
+) -> np.ndarray | None:
+    """Per-channel gains (3,) in linear light that move ``face_bgr``'s mean colour on ``skin`` to
+    ``actor_bgr``'s there; None when too little skin shows (or colour matching is off)."""
+    cfg = config or BlendConfig()
+    if not cfg.colour_match:
+        return None
+    idx = np.flatnonzero(skin)
+    if idx.size < 50:
+        return None
+    if idx.size > 4000:
+        idx = idx[:: idx.size // 4000]
+    face_lin = _U8_TO_LINEAR[face_bgr.reshape(-1, 3)[idx]].mean(axis=0)
+    actor_lin = _U8_TO_LINEAR[actor_bgr.reshape(-1, 3)[idx]].mean(axis=0)
+    return np.clip(actor_lin / np.maximum(face_lin, 1e-4), 1.0 / cfg.max_gain, cfg.max_gain)
+
+
+def apply_gains(face_bgr: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    """``face_bgr`` (uint8) with per-channel linear-light ``gains``: one lookup table per channel, one pass.
+
+    Gains scale dark and bright alike, so brows and beard stay dark instead of taking on the tint an
+    additive (Lab) shift would give them."""
+    lut = linear_to_srgb(np.clip(_U8_TO_LINEAR[:, None] * np.asarray(gains)[None, :], 0.0, 1.0)) * 255.0 + 0.5
+    return cv2.LUT(face_bgr, lut.astype(np.uint8).reshape(256, 1, 3))
+
+
+def match_colour(
+    face_bgr: np.ndarray, actor_bgr: np.ndarray, skin: np.ndarray, config: BlendConfig | None = None
+) -> np.ndarray:
+    """``face_bgr`` (uint8) with its mean colour on ``skin`` moved to ``actor_bgr``'s there (``colour_gains``
+    then ``apply_gains``); unchanged when that cannot be measured."""
+    gains = colour_gains(face_bgr, actor_bgr, skin, config)
+    return face_bgr if gains is None else apply_gains(face_bgr, gains)
+
+
+def composite(frame: np.ndarray, geometry: FaceGeometry, face_bgr: np.ndarray, alpha: np.ndarray) -> None:
+    """Write ``actor + alpha * (face - actor)`` into the frame's window, in place.
+
+    The actor is the frame's window as it is (the morph's warped copy, when there is one, is part of
+    ``face_bgr``'s caller's business: pass it blended already)."""
+    ys, xs = geometry.window.slices
+    a = np.ascontiguousarray(alpha, dtype=np.float32)
+    frame[ys, xs] = cv2.blendLinear(face_bgr, np.ascontiguousarray(frame[ys, xs]), a, 1.0 - a)

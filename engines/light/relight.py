@@ -1,0 +1,806 @@
+"""Spherical-harmonics relighting of a face: measure the light on it, choose a target light, relight.
+
+Per face and frame (see ``FaceRelighter``):
+
+1. per-pixel normals from the tracked 3D mesh (``pixel_normals``, camera frame: x right, y up, z toward
+   the camera — see ``engines.light.sh`` for every convention);
+2. the light on the face, ``estimate_sh``: second-order SH shading (9 coefficients per colour channel)
+   fitted by regularised least squares to the skin pixels in linear light, with one trimming pass that
+   drops what the model cannot explain (eyes, brows, beard, glasses, specular highlights);
+3. smoothed over time (``LightTracker``), so shading does not flicker with landmark noise;
+4. the target light (``target_sh``): ``match`` (the measured light), ``sh``, ``direction`` or ``hdri``;
+5. relit by the ratio of shadings, ``out = in * E_target(n) / E_source(n)`` (clamped), or
+   ``albedo * E_target(n)`` when the caller has an albedo (a swapped-in identity texture).
+
+Units. From one picture only albedo x light is observable, so ``estimate_sh`` without an albedo returns
+the light times the face's mean albedo (the face's skin tone and the camera's exposure included). The
+absolute targets (``sh``, ``direction``, ``hdri``) are expressed in the same units by ``target_sh``: they
+are scaled per channel by the measured light's mean over a frontal face (``engines.light.sh.face_mean``),
+so a white target whose face mean is 1 keeps the face's exposure and colour and changes only where the
+light comes from; a coloured target tints the face relative to how it looks now. An identity texture
+divided by its own photo's ``estimate_sh`` shading is an albedo relative to its mean (about 1), so
+``albedo * E`` in those units gives the identity's skin pattern at the actor's exposure.
+
+The per-pixel step has two equal implementations: ``relight_face`` (numpy with lookup tables, the CPU
+per-frame path) and ``SHRelight`` (a torch module for CUDA and for ONNX/TensorRT export).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from engines.errors import InputError
+from engines.light.sh import (
+    _C1,
+    _C2,
+    _C20,
+    _C22,
+    FACE_MEAN_WEIGHTS,
+    SH_COUNT,
+    Y00,
+    constant_sh,
+    directional_sh,
+    face_mean,
+    lambert,
+    linear_to_srgb,
+    mesh_to_camera,
+    project_equirect,
+    sh_basis,
+    sh_from_flat,
+    srgb_to_linear,
+)
+from engines.paths import check_name, inside
+from engines.settings import RelightTarget
+
+if TYPE_CHECKING:
+    from engines.swap.raster import Raster, Window
+
+DEFAULT_REG = 0.01
+"""Ridge weight of ``estimate_sh`` relative to the data term (band 1 weighted 1, band 2 weighted 4).
+
+A face shows only the front half of the sphere of normals, where 1, z and 3z^2-1 are nearly collinear;
+the penalty keeps the unobservable combinations near zero (a flat, plausible light) instead of letting
+them swing from frame to frame."""
+_BAND_PENALTY = np.array([0.0, 1.0, 1.0, 1.0, 4.0, 4.0, 4.0, 4.0, 4.0])
+
+MAX_GAIN = 4.0
+"""Largest brightening the ratio relight applies to a pixel (clamp for normals the source light misses)."""
+SHADING_FLOOR = 0.05
+"""Shading is floored at this share of its light's face mean (``face_mean``): a normal the light misses, or
+where the order-2 fit rings below zero, keeps a little light instead of dividing by ~0 or going black;
+both sides of the ratio are floored alike, so relighting to the measured light changes nothing."""
+
+SHADING_GRID_PX = 96
+"""``relight_face`` evaluates the (smooth) shading on a grid this many pixels on its long side, then upsamples."""
+
+HDRI_SUFFIXES = (".hdr", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+HDRI_MAX_BYTES = 512 * 1024 * 1024
+_HDRI_PROJECT_SIZE = (128, 64)  # (width, height) the image is reduced to before projection
+
+# sRGB <-> linear lookup tables for the per-frame numpy path (immutable module constants).
+_U8_TO_LINEAR = srgb_to_linear(np.arange(256) / 255.0).astype(np.float32)
+_U8_TO_LINEAR.setflags(write=False)
+_LINEAR_LUT_SIZE = 16384
+_LINEAR_TO_U8 = np.round(linear_to_srgb(np.arange(_LINEAR_LUT_SIZE + 1) / _LINEAR_LUT_SIZE) * 255.0).astype(np.uint8)
+_LINEAR_TO_U8.setflags(write=False)
+
+
+# --------------------------------------------------------------------------------------------- estimation
+
+
+def estimate_sh(
+    colours_linear: np.ndarray,
+    normals: np.ndarray,
+    albedo: np.ndarray | None = None,
+    reg: float = DEFAULT_REG,
+    weights: np.ndarray | None = None,
+    trim: float | None = 2.5,
+) -> np.ndarray:
+    """Fit the shading SH (9, C) that best explains ``colours ~= albedo * (sh_basis(normals) @ sh)``.
+
+    ``colours_linear``: (N, C) linear-light samples; ``normals``: (N, 3) unit camera-frame normals;
+    ``albedo``: (N, C) or None (then the result includes the mean albedo: see the module docstring).
+    Regularised least squares per channel, solved once, then once more without the samples whose
+    relative residual is beyond ``trim`` robust standard deviations (None: no trimming pass). Columns of
+    the result follow the columns of ``colours_linear`` (pass RGB to get the RGB coefficients the rest of
+    stageswap uses).
+    """
+    y = np.asarray(colours_linear, dtype=np.float64)
+    n = np.asarray(normals, dtype=np.float64)
+    if y.ndim != 2 or n.shape != (y.shape[0], 3):
+        raise ValueError(f"expected (N, C) colours and (N, 3) normals, got {y.shape} and {n.shape}")
+    if y.shape[0] < SH_COUNT:
+        raise ValueError(f"need at least {SH_COUNT} samples to estimate the light, got {y.shape[0]}")
+    a = None if albedo is None else np.asarray(albedo, dtype=np.float64)
+    if a is not None and a.shape != y.shape:
+        raise ValueError(f"albedo shape {a.shape} does not match colours {y.shape}")
+    w = np.ones(y.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
+    finite = np.asarray(np.isfinite(y).all(axis=1) & np.isfinite(n).all(axis=1))
+    if a is not None:
+        finite = finite & np.asarray(np.isfinite(a).all(axis=1))
+    w = np.where(finite, w, 0.0)
+    y = np.where(finite[:, None], y, 0.0)
+    basis = sh_basis(np.where(finite[:, None], n, 0.0))
+    sh = _solve(basis, y, a, w, reg)
+    if trim is not None:
+        pred = _predict(basis, sh, a)
+        # Relative residual: a dark pixel off by as much as a bright one is a bigger outlier.
+        rel = (y - pred) / np.maximum(np.abs(pred), 1e-4)
+        dev = np.abs(rel).mean(axis=1)
+        used = w > 0
+        if used.sum() > 2 * SH_COUNT:
+            med = float(np.median(dev[used]))
+            mad = float(np.median(np.abs(dev[used] - med))) * 1.4826
+            keep = dev <= med + trim * max(mad, 1e-3)
+            if keep[used].sum() >= SH_COUNT * 2:
+                sh = _solve(basis, y, a, np.where(keep, w, 0.0), reg)
+    return sh
+
+
+def _predict(basis: np.ndarray, sh: np.ndarray, albedo: np.ndarray | None) -> np.ndarray:
+    e = basis @ sh
+    return e if albedo is None else e * albedo
+
+
+def _solve(basis: np.ndarray, y: np.ndarray, albedo: np.ndarray | None, w: np.ndarray, reg: float) -> np.ndarray:
+    total = float(w.sum())
+    if total <= 0:
+        raise ValueError("no valid samples to estimate the light from")
+    penalty = reg * np.diag(_BAND_PENALTY) + 1e-9 * np.eye(SH_COUNT)
+    if albedo is None:  # one design matrix for every channel: one solve
+        weighted = basis * (w / total)[:, None]
+        gram = weighted.T @ basis
+        # Penalty relative to the constant term's energy, so `reg` does not depend on exposure or albedo.
+        return np.linalg.solve(gram + penalty * max(float(gram[0, 0]), 1e-12), weighted.T @ y)
+    out = np.empty((SH_COUNT, y.shape[1]))
+    for c in range(y.shape[1]):
+        design = basis * albedo[:, c : c + 1]
+        weighted = design * (w / total)[:, None]
+        gram = weighted.T @ design
+        out[:, c] = np.linalg.solve(gram + penalty * max(float(gram[0, 0]), 1e-12), weighted.T @ y[:, c])
+    return out
+
+
+def skin_samples(
+    image_bgr: np.ndarray, normals: np.ndarray, mask: np.ndarray, max_samples: int = 3000
+) -> tuple[np.ndarray, np.ndarray]:
+    """Linear RGB colours (N, 3) and normals (N, 3) of the pixels worth fitting the light to.
+
+    Inside ``mask`` (> 0.5) and facing the camera; without clipped pixels (a channel at 250 or more:
+    specular highlights, blown-out skin) or very dark ones (under a tenth of the face's median
+    luminance: nostrils, eye lashes, beard, deep shadow where the model is least reliable). At most
+    ``max_samples``, taken on a regular stride so the whole face is represented.
+    """
+    m = (np.asarray(mask) > 0.5) & (normals[..., 2] > 0.05)
+    idx = np.flatnonzero(m)
+    if idx.size > max_samples:
+        idx = idx[:: int(math.ceil(idx.size / max_samples))]
+    px = image_bgr.reshape(-1, 3)[idx]
+    nrm = normals.reshape(-1, 3)[idx].astype(np.float64)
+    lin = _U8_TO_LINEAR[px[:, ::-1]].astype(np.float64)  # RGB
+    lum = lin @ np.array([0.2126, 0.7152, 0.0722])
+    ok = (px.max(axis=1) < 250) & (lum > 0.1 * (float(np.median(lum)) if lum.size else 0.0))
+    return lin[ok], nrm[ok]
+
+
+def measure_light(
+    image_bgr: np.ndarray, normals: np.ndarray, mask: np.ndarray, reg: float = DEFAULT_REG
+) -> np.ndarray | None:
+    """The light on a face, (9, 3) RGB shading SH, from a BGR uint8 window; None if too little skin shows."""
+    colours, nrm = skin_samples(image_bgr, normals, mask)
+    if colours.shape[0] < 64:
+        return None
+    return estimate_sh(colours, nrm, reg=reg)
+
+
+# --------------------------------------------------------------------------------------------- time
+
+
+class LightTracker:
+    """Temporal smoothing of the measured light of one face: an exponential moving average in time.
+
+    The light on a stage changes slowly next to the frame rate, while a per-frame estimate jitters with the
+    mesh; averaging over ``time_constant_s`` removes the flicker and still follows a lamp being dimmed.
+    A gap longer than ``reset_after_s`` (or time going backwards: a new clip) starts over.
+    """
+
+    def __init__(self, time_constant_s: float = 0.3, reset_after_s: float = 1.0) -> None:
+        if time_constant_s < 0 or reset_after_s <= 0:
+            raise ValueError("time constants must be positive")
+        self.time_constant_s = time_constant_s
+        self.reset_after_s = reset_after_s
+        self._sh: np.ndarray | None = None
+        self._t_s: float | None = None
+
+    @property
+    def current(self) -> np.ndarray | None:
+        return None if self._sh is None else self._sh.copy()
+
+    def reset(self) -> None:
+        self._sh = None
+        self._t_s = None
+
+    def update(self, sh: np.ndarray, t_s: float) -> np.ndarray:
+        """Feed the estimate measured at ``t_s`` seconds; returns the smoothed light (9, 3)."""
+        sh = np.asarray(sh, dtype=np.float64)
+        if not np.isfinite(sh).all():
+            if self._sh is None:
+                raise ValueError("non-finite light estimate and no previous light to fall back on")
+            return self._sh.copy()
+        dt = None if self._t_s is None else t_s - self._t_s
+        if self._sh is None or dt is None or dt < 0 or dt > self.reset_after_s:
+            self._sh = sh.copy()
+        elif self.time_constant_s > 0:
+            alpha = 1.0 - math.exp(-dt / self.time_constant_s)
+            self._sh = self._sh + alpha * (sh - self._sh)
+        else:
+            self._sh = sh.copy()
+        self._t_s = t_s
+        return self._sh.copy()
+
+
+# --------------------------------------------------------------------------------------------- targets
+
+
+def target_sh(target: RelightTarget, measured: np.ndarray, hdri_dir: Path | None) -> np.ndarray:
+    """The light to relight to, (9, 3) RGB shading SH, in the units of ``measured`` (see the module doc).
+
+    - ``match``: ``measured`` itself (the light on the actor in this frame);
+    - ``sh``: the 27 given coefficients (R, G, B) x the exposure of ``measured``;
+    - ``direction``: ``ambient + intensity * colour * max(0, n . direction)`` x the exposure;
+    - ``hdri``: the named image in ``hdri_dir`` projected to SH, normalised to a face-mean luminance
+      of 1, x ``intensity`` x ``colour`` x the exposure.
+    """
+    measured = np.asarray(measured, dtype=np.float64)
+    if target.mode == "match":
+        return measured.copy()
+    exposure = np.maximum(face_mean(measured), 1e-4)
+    if target.mode == "sh":
+        if target.sh is None:
+            raise InputError("relight_target.mode 'sh' needs relight_target.sh (27 coefficients)")
+        try:
+            absolute = sh_from_flat(target.sh)
+        except ValueError as exc:
+            raise InputError(f"relight_target.sh: {exc}") from exc
+    elif target.mode == "direction":
+        try:
+            absolute = directional_sh(target.direction, target.intensity, target.colour, target.ambient)
+        except ValueError as exc:
+            raise InputError(f"relight_target.direction: {exc}") from exc
+    elif target.mode == "hdri":
+        if not target.hdri:
+            raise InputError("relight_target.mode 'hdri' needs relight_target.hdri (an image name)")
+        path = hdri_path(target.hdri, hdri_dir)
+        stat = path.stat()
+        absolute = hdri_sh(str(path), stat.st_mtime_ns, stat.st_size) * target.intensity
+        absolute = absolute * np.asarray(target.colour, dtype=np.float64)[None, :]
+    else:
+        raise InputError(f"unknown relight target mode {target.mode!r}")
+    return absolute * exposure[None, :]
+
+
+def hdri_path(name: str, hdri_dir: Path | None) -> Path:
+    """The file of the HDRI called ``name`` (with or without its suffix) inside ``hdri_dir``.
+
+    Names follow the identity/stream rule (``engines.paths.check_name``), so nothing a client sends can
+    point outside the folder.
+    """
+    if hdri_dir is None:
+        raise InputError("relight target 'hdri' needs an HDRI folder (the data directory's hdri/)")
+    stem, suffix = name, ""
+    for s in HDRI_SUFFIXES:
+        if name.lower().endswith(s):
+            stem, suffix = name[: -len(s)], s
+            break
+    check_name(stem, "HDRI name")
+    candidates = [stem + suffix] if suffix else [stem + s for s in HDRI_SUFFIXES]
+    for candidate in candidates:
+        path = inside(Path(hdri_dir), candidate)
+        if path.is_file():
+            return path
+    available = sorted(p.name for p in Path(hdri_dir).glob("*") if p.suffix.lower() in HDRI_SUFFIXES)
+    listing = ", ".join(available) if available else "none"
+    raise InputError(f"no HDRI named {name!r} in {hdri_dir} (available: {listing})")
+
+
+@functools.lru_cache(maxsize=16)
+def hdri_sh(path: str, mtime_ns: int, size: int) -> np.ndarray:
+    """Shading SH (9, 3) of an equirectangular image file, normalised to a face-mean luminance of 1.
+
+    Memoised on (path, modification time, size): a stage's HDRI is read once, and a replaced file is
+    read again. ``.hdr`` files are linear light; 8/16-bit images are decoded from sRGB.
+    """
+    if size > HDRI_MAX_BYTES:
+        raise InputError(f"HDRI {Path(path).name} is {size / 2**20:.0f} MiB, over the {HDRI_MAX_BYTES >> 20} MiB limit")
+    image = cv2.imread(path, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR)
+    if image is None:
+        raise InputError(f"cannot read HDRI image {Path(path).name}: not an image OpenCV can decode")
+    h, w = image.shape[:2]
+    if not 1.8 <= w / h <= 2.2:
+        raise InputError(f"HDRI {Path(path).name} is {w}x{h}: an equirectangular image is twice as wide as high")
+    if image.dtype == np.uint8:
+        rgb = srgb_to_linear(image[:, :, ::-1] / 255.0)
+    elif image.dtype == np.uint16:
+        rgb = srgb_to_linear(image[:, :, ::-1] / 65535.0)
+    else:
+        rgb = np.nan_to_num(image[:, :, ::-1].astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    rgb = cv2.resize(np.maximum(rgb, 0.0), _HDRI_PROJECT_SIZE, interpolation=cv2.INTER_AREA)
+    sh = lambert(project_equirect(rgb))
+    lum = float(face_mean(sh) @ np.array([0.2126, 0.7152, 0.0722]))
+    if lum <= 1e-9:
+        raise InputError(f"HDRI {Path(path).name} is black toward the face: no light to relight with")
+    sh = sh / lum
+    sh.setflags(write=False)
+    return sh
+
+
+# --------------------------------------------------------------------------------------------- per pixel
+
+
+def relight_face(
+    image_bgr_window: np.ndarray,
+    normals: np.ndarray,
+    mask: np.ndarray,
+    sh_source: np.ndarray,
+    sh_target: np.ndarray,
+    albedo: np.ndarray | None = None,
+    max_gain: float = MAX_GAIN,
+    shading_grid_px: int | None = SHADING_GRID_PX,
+) -> np.ndarray:
+    """Relight the masked face in a BGR uint8 window; returns a new window (pixels outside ``mask`` kept).
+
+    ``normals``: camera-frame unit normals (zero where there is no face), either (H, W, 3) per pixel or a
+    coarser (h, w, 3) grid over the same window (``pixel_normals(..., grid_px=...)``); ``mask``: (H, W)
+    weight 0..1 (bool and uint8 0/255 accepted); ``sh_source``/``sh_target``: (9, 3) RGB shading SH in the
+    same units; ``albedo``: optional (H, W, 3) linear-light albedo, BGR like the image, in the units of the
+    module docstring — then the face is ``albedo * E_target(n)`` instead of ``in * E_target(n) / E_source(n)``.
+
+    The shading is smooth (normals interpolated over a mesh), so it is evaluated on a grid at most
+    ``shading_grid_px`` on its long side and upsampled (None: every pixel, for per-pixel normals); the
+    colour work is per pixel.
+    """
+    img = np.asarray(image_bgr_window)
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) uint8 BGR window, got {img.dtype} {img.shape}")
+    h, w = img.shape[:2]
+    if normals.ndim != 3 or normals.shape[2] != 3 or normals.shape[0] > h or normals.shape[1] > w:
+        raise ValueError(f"normals shape {normals.shape} does not fit the window {img.shape}")
+    if albedo is not None and albedo.shape != (h, w, 3):
+        raise ValueError(f"albedo shape {albedo.shape} does not match the window {img.shape}")
+    weight = _mask_weight(mask, (h, w)).reshape(h, w)
+    x0, y0, bw, bh = cv2.boundingRect((weight > (0.5 / 255.0)).astype(np.uint8))
+    out = img.copy()
+    if bw == 0 or bh == 0:
+        return out
+    ys, xs = slice(y0, y0 + bh), slice(x0, x0 + bw)
+    src, tgt = np.asarray(sh_source, dtype=np.float64), np.asarray(sh_target, dtype=np.float64)
+    ratio = albedo is None
+    if normals.shape[:2] == (h, w):
+        crop = normals[ys, xs]
+        scale = 1.0 if shading_grid_px is None else min(1.0, shading_grid_px / max(bh, bw))
+        if scale < 0.75:
+            grid = _coarse_normals(crop, (max(2, round(bw * scale)), max(2, round(bh * scale))))
+            field = cv2.resize(_shading_field(grid, src, tgt, ratio, max_gain), (bw, bh))
+        else:
+            field = _shading_field(crop, src, tgt, ratio, max_gain)
+    else:
+        grid = _fill_empty(normals.astype(np.float32))
+        field = cv2.resize(_shading_field(grid, src, tgt, ratio, max_gain), (w, h))[ys, xs]
+    # The mask blends in linear light: out = in + a * (relit - in), folded into one gain for the ratio relight.
+    lin_in = cv2.LUT(img[ys, xs], _U8_TO_LINEAR)
+    a = weight[ys, xs, None]
+    if albedo is None:
+        lin = lin_in * (1.0 + a * (field - 1.0))
+    else:
+        lin = lin_in + a * (albedo[ys, xs].astype(np.float32) * field - lin_in)
+    np.minimum(lin, 1.0, out=lin)
+    lin *= _LINEAR_LUT_SIZE
+    lin += 0.5
+    out[ys, xs] = _LINEAR_TO_U8[lin.astype(np.uint16)]
+    return out
+
+
+def _coarse_normals(normals: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Area-averaged, renormalised normals on a (width, height) grid, empty cells filled from neighbours."""
+    n = cv2.resize(normals.astype(np.float32, copy=False), size, interpolation=cv2.INTER_AREA)
+    return _fill_empty(n)
+
+
+def _fill_empty(normals: np.ndarray, passes: int = 2) -> np.ndarray:
+    """Unit normals; cells without one (no face: zero) borrow their neighbours' average, ``passes`` times.
+
+    A cell averaging face and no-face pixels keeps the face pixels' direction after renormalising; filling
+    the empty border lets a feathered mask edge, upsampled, see plausible shading instead of garbage.
+    """
+    n = normals.astype(np.float32, copy=True)
+    for _ in range(passes):
+        empty = np.einsum("ijk,ijk->ij", n, n) < 0.04  # |n| < 0.2
+        if not empty.any():
+            break
+        n[empty] = cv2.blur(n, (3, 3))[empty]
+    length = np.sqrt(np.einsum("ijk,ijk->ij", n, n))[..., None]
+    return np.where(length > 1e-3, n / np.maximum(length, 1e-6), 0.0).astype(np.float32)
+
+
+def _shading_field(normals: np.ndarray, src: np.ndarray, tgt: np.ndarray, ratio: bool, max_gain: float) -> np.ndarray:
+    """(h, w, 3) BGR float32 at the normals' resolution: the gain ``E_t / E_s`` (clamped), or ``E_t``."""
+    h, w = normals.shape[:2]
+    basis = sh_basis(normals.reshape(-1, 3).astype(np.float32, copy=False))
+    e_tgt = np.maximum(basis @ tgt[:, ::-1].astype(np.float32), _floor(tgt))
+    if ratio:
+        e_src = np.maximum(basis @ src[:, ::-1].astype(np.float32), _floor(src))
+        field = np.clip(e_tgt / e_src, 0.0, max_gain)
+    else:
+        field = e_tgt
+    return field.reshape(h, w, 3).astype(np.float32)
+
+
+def _floor(sh: np.ndarray) -> np.ndarray:
+    """Per-channel (BGR) shading floor of a light, see ``SHADING_FLOOR``."""
+    return (SHADING_FLOOR * np.maximum(face_mean(sh), 1e-4))[::-1].astype(np.float32)
+
+
+def _mask_weight(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    m = np.asarray(mask)
+    if m.shape != shape:
+        raise ValueError(f"mask shape {m.shape} does not match the window {shape}")
+    if m.dtype == np.bool_:
+        return m.reshape(-1).astype(np.float32)
+    if m.dtype == np.uint8:
+        return m.reshape(-1).astype(np.float32) * (1.0 / 255.0)
+    return np.clip(m.reshape(-1).astype(np.float32), 0.0, 1.0)
+
+
+def shading_image(normals: np.ndarray, mask: np.ndarray, sh: np.ndarray) -> np.ndarray:
+    """``E(n)`` as a BGR uint8 picture (sRGB-encoded, 0 outside ``mask``): the evaluation's shading panel.
+
+    Scaled so the light's face mean shows as mid-grey; ``normals`` and ``mask`` of the same shape.
+    """
+    h, w = normals.shape[:2]
+    e = sh_basis(normals.reshape(-1, 3).astype(np.float32)) @ np.asarray(sh, dtype=np.float32)[:, ::-1]
+    e = e / max(float(face_mean(sh).max()) * 2.0, 1e-6)
+    e *= (_mask_weight(mask, (h, w)) > 0.5)[:, None]
+    return (linear_to_srgb(e) * 255.0 + 0.5).astype(np.uint8).reshape(h, w, 3)
+
+
+# --------------------------------------------------------------------------------------------- normals
+
+
+def grid_size(window_width: int, window_height: int, grid_px: int) -> tuple[int, int]:
+    """(width, height) of the coarse grid over a window: at most ``grid_px`` on the long side, same shape."""
+    scale = min(1.0, grid_px / max(window_width, window_height, 1))
+    return max(2, round(window_width * scale)), max(2, round(window_height * scale))
+
+
+def pixel_normals(
+    landmarks: np.ndarray, window: Window, raster: Raster | None = None, grid_px: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unit normals (camera frame) of the face mesh over ``window``, and the mesh's coverage, same grid.
+
+    Per-vertex normals of the tracked mesh (eye and mouth openings filled, so the surface is smooth
+    across them) are interpolated with the rasteriser's barycentric weights and renormalised. Per pixel
+    (H, W, 3) by default — pass the swap's own ``raster`` of ``face_topology().all_triangles`` to avoid
+    rasterising twice; with ``grid_px`` on a coarse grid (``grid_size``) whose cell centres line up with
+    ``cv2.resize``'s, which is all ``relight_face`` needs and a fraction of the cost. Zero where no triangle is.
+    """
+    from engines.face.topology import face_topology, vertex_normals
+    from engines.swap.raster import Window as RasterWindow
+    from engines.swap.raster import rasterize
+
+    topo = face_topology()
+    triangles = topo.all_triangles
+    lm = np.asarray(landmarks, dtype=np.float64)
+    vn = mesh_to_camera(vertex_normals(lm, triangles))
+    if grid_px is not None:
+        gw, gh = grid_size(window.width, window.height, grid_px)
+        if (gw, gh) != (window.width, window.height):
+            sx, sy = gw / window.width, gh / window.height
+            grid_lm = lm.copy()
+            grid_lm[:, 0] = (lm[:, 0] - window.x0 + 0.5) * sx - 0.5
+            grid_lm[:, 1] = (lm[:, 1] - window.y0 + 0.5) * sy - 0.5
+            raster = rasterize(grid_lm, triangles, RasterWindow(0, 0, gw, gh))
+    if raster is None:
+        raster = rasterize(lm, triangles, window)
+    elif raster.triangles.shape != triangles.shape:
+        raise ValueError("pixel_normals needs a raster of face_topology().all_triangles")
+    n = raster.interpolate(vn)
+    length = np.linalg.norm(n, axis=2, keepdims=True)
+    n = np.where(length > 1e-6, n / np.maximum(length, 1e-6), 0.0).astype(np.float32)
+    return n, raster.mask
+
+
+# --------------------------------------------------------------------------------------------- per face
+
+
+@dataclass(frozen=True)
+class RelightConfig:
+    reg: float = DEFAULT_REG
+    time_constant_s: float = 0.3
+    """Temporal smoothing of the measured light (``LightTracker``)."""
+    max_gain: float = MAX_GAIN
+    shading_grid_px: int | None = SHADING_GRID_PX
+    min_skin_px: int = 48
+    """Fewer usable skin pixels than this: the light is not re-measured (the last estimate is kept)."""
+
+
+@dataclass(frozen=True)
+class RelightResult:
+    image: np.ndarray
+    """The relit window, BGR uint8."""
+    sh_source: np.ndarray
+    """The (smoothed) light measured on the face, (9, 3) RGB."""
+    sh_target: np.ndarray
+    """The light it was relit to, (9, 3) RGB, same units."""
+
+
+class FaceRelighter:
+    """Relighting for every face of one stream: measure, smooth per face id, target, relight.
+
+    One instance per stream and thread (it holds each face's ``LightTracker``). For a swap, pass the
+    actor's original window (the light is measured on the actor) and the identity's albedo for the same
+    window; for the actor's own face, no albedo.
+    """
+
+    def __init__(self, config: RelightConfig | None = None, hdri_dir: Path | None = None) -> None:
+        self.config = config or RelightConfig()
+        self.hdri_dir = hdri_dir
+        self._trackers: dict[int, LightTracker] = {}
+        self._frames = 0
+
+    def relight(
+        self,
+        face_id: int,
+        t_s: float | None,
+        window_bgr: np.ndarray,
+        normals: np.ndarray,
+        mask: np.ndarray,
+        target: RelightTarget,
+        albedo: np.ndarray | None = None,
+    ) -> RelightResult | None:
+        """Relight one face; None when no light has been measurable on it yet (the caller keeps the window).
+
+        ``normals`` per pixel or on a coarse grid (``pixel_normals(landmarks, window, grid_px=SHADING_GRID_PX)``,
+        the fast path): the light is measured at the normals' resolution, on the window reduced to match.
+        Raises InputError for a target that cannot be used (unknown HDRI, bad coefficients).
+        """
+        cfg = self.config
+        self._frames += 1
+        t = float(t_s) if t_s is not None else self._frames / 30.0
+        tracker = self._trackers.get(face_id)
+        if tracker is None:
+            tracker = self._trackers[face_id] = LightTracker(cfg.time_constant_s)
+        sample_img, sample_mask = window_bgr, np.asarray(mask)
+        gh, gw = normals.shape[:2]
+        h, w = window_bgr.shape[:2]
+        if (gh, gw) != (h, w):
+            # The pixels under the grid's cell centres (the centres cv2.resize maps the grid to).
+            rows = np.minimum(((np.arange(gh) + 0.5) * (h / gh)).astype(np.intp), h - 1)
+            cols = np.minimum(((np.arange(gw) + 0.5) * (w / gw)).astype(np.intp), w - 1)
+            sample_img = window_bgr[rows[:, None], cols[None, :]]
+            sample_mask = _mask_weight(sample_mask, (h, w)).reshape(h, w)[rows[:, None], cols[None, :]] > 0.99
+        colours, nrm = skin_samples(sample_img, normals, sample_mask)
+        if colours.shape[0] >= cfg.min_skin_px:
+            source = tracker.update(estimate_sh(colours, nrm, reg=cfg.reg), t)
+        elif tracker.current is not None:
+            source = tracker.current
+        else:
+            return None
+        tgt = target_sh(target, source, self.hdri_dir)
+        image = relight_face(
+            window_bgr, normals, mask, source, tgt, albedo, max_gain=cfg.max_gain, shading_grid_px=cfg.shading_grid_px
+        )
+        return RelightResult(image, source, tgt)
+
+    def forget(self, active_ids: Iterable[int]) -> None:
+        """Drop the light history of faces no longer tracked."""
+        keep = set(active_ids)
+        for face_id in [i for i in self._trackers if i not in keep]:
+            del self._trackers[face_id]
+
+
+# --------------------------------------------------------------------------------------------- torch module
+
+
+class _SHRelightBase(nn.Module):
+    """Shared parts of the two per-pixel relight modules: the SH basis, colour curves, example inputs."""
+
+    input_names: tuple[str, ...] = ()
+    output_names: tuple[str, ...] = ("relit",)
+    bgr: torch.Tensor
+    floor_weights: torch.Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("bgr", torch.tensor([2, 1, 0], dtype=torch.int64), persistent=False)
+        floor_w = torch.tensor(SHADING_FLOOR * FACE_MEAN_WEIGHTS, dtype=torch.float32)
+        self.register_buffer("floor_weights", floor_w, persistent=False)
+
+    @staticmethod
+    def basis(normals: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) normals -> (B, 9, H, W) SH basis (same functions and order as ``sh_basis``)."""
+        x, y, z = normals[:, 0:1], normals[:, 1:2], normals[:, 2:3]
+        return torch.cat(
+            [
+                torch.full_like(x, Y00),
+                _C1 * y,
+                _C1 * z,
+                _C1 * x,
+                _C2 * x * y,
+                _C2 * y * z,
+                _C20 * (3.0 * z * z - 1.0),
+                _C2 * x * z,
+                _C22 * (x * x - y * y),
+            ],
+            dim=1,
+        )
+
+    def shade(self, basis: torch.Tensor, sh_rgb: torch.Tensor, b: int, h: int, w: int) -> torch.Tensor:
+        """``E(n)`` (B, 3, H, W) in BGR order from a (B, HW, 9) basis and (B, 9, 3) RGB coefficients,
+        floored like the numpy path (``SHADING_FLOOR``)."""
+        sh_bgr = torch.index_select(sh_rgb, 2, self.bgr)
+        e = torch.bmm(basis, sh_bgr).transpose(1, 2).reshape(b, 3, h, w)
+        floor = torch.clamp(torch.matmul(self.floor_weights, sh_bgr), min=1e-4 * SHADING_FLOOR)  # (B, 3)
+        return torch.maximum(e, floor[:, :, None, None])
+
+    def example_inputs(self, batch: int = 1, height: int = 96, width: int = 80) -> tuple[torch.Tensor, ...]:
+        """Deterministic plausible inputs (a lit sphere of normals, two lights) in ``input_names`` order."""
+        gen = torch.Generator().manual_seed(0)
+        ys, xs = torch.meshgrid(torch.linspace(-0.9, 0.9, height), torch.linspace(-0.9, 0.9, width), indexing="ij")
+        zs = torch.sqrt(torch.clamp(1.0 - xs * xs - ys * ys, min=0.0))
+        n = torch.stack([xs, -ys, zs], dim=0)
+        n = n / torch.clamp(n.norm(dim=0, keepdim=True), min=1e-6)
+        src = torch.tensor(directional_sh((0.3, 0.2, 1.0), 1.0, (1.0, 0.9, 0.8), 0.3), dtype=torch.float32)
+        tgt = torch.tensor(directional_sh((-0.7, 0.3, 0.6), 1.2, (0.9, 0.9, 1.0), 0.2), dtype=torch.float32)
+        values = {
+            "image": torch.rand(batch, 3, height, width, generator=gen) * 0.6 + 0.2,
+            "normals": n.expand(batch, 3, height, width).contiguous(),
+            "mask": (zs > 0.1).float().expand(batch, 1, height, width).contiguous(),
+            "sh_source": src.expand(batch, SH_COUNT, 3).contiguous(),
+            "sh_target": tgt.expand(batch, SH_COUNT, 3).contiguous(),
+            "albedo": torch.rand(batch, 3, height, width, generator=gen) * 0.5 + 0.5,
+        }
+        return tuple(values[name] for name in self.input_names)
+
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        """Faces, height and width vary; the SH inputs vary in faces only."""
+        axes: dict[str, dict[int, str]] = {}
+        for name in (*self.input_names, *self.output_names):
+            axes[name] = {0: "faces"} if name.startswith("sh_") else {0: "faces", 2: "height", 3: "width"}
+        return axes
+
+
+class SHRelight(_SHRelightBase):
+    """The per-pixel ratio relight as a torch module: CPU, CUDA, and ONNX export (opset 17) for TensorRT.
+
+    Inputs (float32, NCHW, B faces): ``image`` (B, 3, H, W) sRGB 0..1 in BGR order; ``normals`` (B, 3, H, W)
+    camera-frame unit normals; ``mask`` (B, 1, H, W) 0..1; ``sh_source`` and ``sh_target`` (B, 9, 3) RGB
+    shading SH. Output ``relit`` (B, 3, H, W) sRGB 0..1 BGR: ``relight_face`` with per-pixel normals
+    (``shading_grid_px=None``) within one 8-bit level.
+    """
+
+    input_names = ("image", "normals", "mask", "sh_source", "sh_target")
+
+    def __init__(self, max_gain: float = MAX_GAIN) -> None:
+        super().__init__()
+        self.max_gain = max_gain
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        normals: torch.Tensor,
+        mask: torch.Tensor,
+        sh_source: torch.Tensor,
+        sh_target: torch.Tensor,
+    ) -> torch.Tensor:
+        b, _, h, w = image.shape
+        basis = self.basis(normals).reshape(b, SH_COUNT, h * w).transpose(1, 2)  # (B, HW, 9)
+        e_tgt = self.shade(basis, sh_target, b, h, w)
+        e_src = self.shade(basis, sh_source, b, h, w)
+        gain = torch.clamp(e_tgt / e_src, 0.0, self.max_gain)
+        blended = 1.0 + torch.clamp(mask, 0.0, 1.0) * (gain - 1.0)  # the mask blends in linear light
+        return _linear_to_srgb_t(_srgb_to_linear_t(image) * blended)
+
+
+class SHRelightAlbedo(_SHRelightBase):
+    """The per-pixel relight of a swapped-in albedo, ``albedo * E_target(n)``, as a torch module.
+
+    Inputs: ``image`` (B, 3, H, W) sRGB 0..1 BGR (what shows outside the mask), ``normals``, ``mask``,
+    ``sh_target`` as in ``SHRelight``, and ``albedo`` (B, 3, H, W) linear BGR. Output ``relit``.
+    """
+
+    input_names = ("image", "normals", "mask", "sh_target", "albedo")
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        normals: torch.Tensor,
+        mask: torch.Tensor,
+        sh_target: torch.Tensor,
+        albedo: torch.Tensor,
+    ) -> torch.Tensor:
+        b, _, h, w = image.shape
+        basis = self.basis(normals).reshape(b, SH_COUNT, h * w).transpose(1, 2)
+        lin_in = _srgb_to_linear_t(image)
+        relit = albedo * self.shade(basis, sh_target, b, h, w)
+        return _linear_to_srgb_t(lin_in + torch.clamp(mask, 0.0, 1.0) * (relit - lin_in))
+
+
+def _srgb_to_linear_t(x: torch.Tensor) -> torch.Tensor:
+    x = torch.clamp(x, 0.0, 1.0)
+    return torch.where(x <= 0.04045, x / 12.92, torch.pow((torch.clamp(x, min=0.04045) + 0.055) / 1.055, 2.4))
+
+
+def _linear_to_srgb_t(x: torch.Tensor) -> torch.Tensor:
+    x = torch.clamp(x, 0.0, 1.0)
+    return torch.where(x <= 0.0031308, x * 12.92, 1.055 * torch.pow(torch.clamp(x, min=0.0031308), 1.0 / 2.4) - 0.055)
+
+
+ONNX_OPSET = 17
+ONNX_MAX_IR_VERSION = 10
+"""onnxruntime 1.31 loads IR <= 13 and TensorRT 10's parser IR <= 10; torch's TorchScript exporter writes 8."""
+
+
+def export_onnx(path: Path, use_albedo: bool = False) -> Path:
+    """Export ``SHRelight`` (or ``SHRelightAlbedo``) to ONNX: opset 17, IR <= 10, dynamic faces/height/width.
+
+    torch's TorchScript exporter: the torch.export-based default of torch >= 2.9 needs onnxscript and
+    writes opset 18. ``build_engines.py`` has its own catalogue entry; this is the module's own check.
+    """
+    import warnings
+
+    import onnx
+
+    module: _SHRelightBase = (SHRelightAlbedo() if use_albedo else SHRelight()).eval()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter's notice
+        torch.onnx.export(
+            module,
+            module.example_inputs(batch=2),
+            str(path),
+            input_names=list(module.input_names),
+            output_names=list(module.output_names),
+            dynamic_axes=module.dynamic_axes(),
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
+    model = onnx.load(str(path))
+    if model.ir_version > ONNX_MAX_IR_VERSION:
+        model.ir_version = ONNX_MAX_IR_VERSION
+        onnx.save(model, str(path))
+    onnx.checker.check_model(model)
+    return path
+
+
+__all__ = [
+    "DEFAULT_REG",
+    "SHADING_GRID_PX",
+    "FaceRelighter",
+    "LightTracker",
+    "RelightConfig",
+    "RelightResult",
+    "SHRelight",
+    "SHRelightAlbedo",
+    "constant_sh",
+    "estimate_sh",
+    "export_onnx",
+    "grid_size",
+    "hdri_path",
+    "measure_light",
+    "pixel_normals",
+    "relight_face",
+    "sh_basis",
+    "shading_image",
+    "target_sh",
+]

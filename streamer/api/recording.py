@@ -1,0 +1,243 @@
+"""Recording routes: start and stop per stream over REST and the WebSocket, list what was recorded.
+
+- ``POST /api/streams/{stream}/recording`` — start. Body (JSON, optional; every key optional):
+  ``{"view": "processed|source|both", "codec": "h264|prores|ffv1", "container": "mp4|mov|mkv",
+  "encoder": "...", "frame_rate": "source|cfr", "fps": 25, "timecode": "HH:MM:SS:FF"}``.
+  201 with the recording (``id``, ``files``, ...) and ``Location: /api/recordings/{id}``.
+  400 bad options, 404 unknown stream, 409 already recording, 507 disk nearly full.
+- ``DELETE /api/streams/{stream}/recording`` — stop; 200 with the final state (frames written,
+  dropped, duration). 409 when the stream is not recording (with how its last recording ended).
+- ``GET /api/streams/{stream}/recording`` — the running recording of a stream (404 if none).
+- ``GET /api/recordings`` — running recordings, then finished ones from their sidecars, newest first;
+  ``GET /api/recordings/{id}`` — one of them.
+- WebSocket: ``{"type": "recording", "action": "start", "stream": "cam1", "options": {...}}`` and
+  ``{"type": "recording", "action": "stop", "stream": "cam1"}``, answered like the REST calls.
+- Every stream's JSON (``GET /api/streams/{stream}``, the ``/ws`` stats) has ``recording``: its running or
+  last recording with ``active`` and ``totals`` (``RecordingManager.status``), which ``/metrics`` exports.
+- Events pushed to every WebSocket client: ``{"type": "recording", "event": "started|progress|alarm|
+  alarm_cleared|stopped|error", "stream": ..., "recording": {...}, "message": ...}`` — ``progress`` about
+  once a second (duration, frames, queue), ``alarm`` when the recorder falls behind and drops frames,
+  ``error`` when a recording stops by itself (a full disk).
+
+A recording ends by itself when its stream ends, and every recording is finalised when the service
+shuts down. Recordings a crash interrupted are repaired when the service starts (``recover``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from fractions import Fraction
+from typing import Any
+
+from aiohttp import web
+
+from engines.errors import InputError
+from engines.paths import check_name
+from streamer.api.routes import read_json
+from streamer.errors import NotFoundError
+from streamer.live.fanout import OutputFanout
+from streamer.live.streams import Stream
+from streamer.record.formats import EncoderSupport
+from streamer.record.recording import (
+    RecordingConfig,
+    RecordingManager,
+    RecordingRequest,
+    RecordingSession,
+)
+from streamer.service import SERVICE, Service
+
+log = logging.getLogger(__name__)
+
+
+class _Wiring:
+    """Which fan-out each running recording is a sink of, to detach it however the recording ends."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fanouts: dict[str, OutputFanout] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def attach(self, session: RecordingSession, fanout: OutputFanout) -> None:
+        with self._lock:
+            self._fanouts[session.id] = fanout
+        fanout.add_sink(session)
+
+    def detach(self, session: RecordingSession) -> None:
+        with self._lock:
+            fanout = self._fanouts.pop(session.id, None)
+        if fanout is not None:
+            fanout.remove_sink(session)
+
+
+RECORDINGS = web.AppKey("stageswap_recordings", RecordingManager)
+WHOLE_RATES = (24, 25, 30, 48, 50, 60, 120)
+RATE_SETTLE_S = 1.0
+"""A stream's rate is trusted once its first frames have left the stats window (window + this)."""
+"""Measured rates within 5% of one of these are taken as it (a measurement jitters around the true rate)."""
+_WIRING = web.AppKey("stageswap_recording_wiring", _Wiring)
+
+
+def stream_rate(stream: Stream) -> Fraction | None:
+    """The stream's nominal frame rate: its measured input rate as a whole standard rate (or whole fps).
+
+    A measurement cannot tell 29.97 from 30 fps; a client that needs an NTSC rate sends ``fps``. A stream
+    whose first frames are still in the stats window has no rate yet (None: the default): the first frames
+    of a connection come in a burst (the soak test recorded a camera that had just connected as 140 fps,
+    with a queue sized for it)."""
+    try:
+        snap = stream.stats.snapshot()
+        fps = float(snap.get("input_fps") or 0.0)
+        measured_s = float(snap.get("uptime_s") or 0.0)
+    except Exception:  # stats are a nicety here: no rate simply means the default
+        return None
+    if fps < 1.0 or measured_s < stream.stats.window_s + RATE_SETTLE_S:
+        return None
+    nearest = min(WHOLE_RATES, key=lambda rate: abs(rate - fps))
+    return Fraction(nearest if abs(nearest - fps) <= 0.05 * nearest else min(240, round(fps)))
+
+
+def start_recording(app: web.Application, name: str, body: Any) -> dict[str, Any]:
+    """Start recording stream ``name`` (runs on a worker thread: it opens files)."""
+    service: Service = app[SERVICE]
+    manager = app[RECORDINGS]
+    stream = service.streams.get(name)
+    request = RecordingRequest.from_json(body)
+    settings = dataclasses.asdict(stream.settings)
+    sound = stream.settings.audio and stream.fanout.audio.has_sound()
+    session = manager.start(name, request, nominal_fps=stream_rate(stream), settings=settings, sound=sound)
+    app[_WIRING].attach(session, stream.fanout)
+    return session.snapshot()
+
+
+def stop_recording(app: web.Application, name: str) -> dict[str, Any]:
+    service: Service = app[SERVICE]
+    manager = app[RECORDINGS]
+    check_name(name, "stream name")
+    if manager.active(name) is None and service.streams.find(name) is None:
+        service.streams.get(name)  # 404: unknown stream
+    return manager.stop(name)
+
+
+async def recording_post(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    name = request.match_info["stream"]
+    service.streams.get(name)  # 404 before reading the body
+    body: Any = None
+    if request.can_read_body:
+        body = await read_json(request, service.config.json_max_bytes)
+    snapshot = await asyncio.to_thread(start_recording, request.app, name, body)
+    return web.json_response(snapshot, status=201, headers={"Location": f"/api/recordings/{snapshot['id']}"})
+
+
+async def recording_delete(request: web.Request) -> web.Response:
+    summary = await asyncio.to_thread(stop_recording, request.app, request.match_info["stream"])
+    return web.json_response(summary)
+
+
+async def recording_get(request: web.Request) -> web.Response:
+    name = check_name(request.match_info["stream"], "stream name")
+    session = request.app[RECORDINGS].active(name)
+    if session is None:
+        request.app[SERVICE].streams.get(name)  # 404 for an unknown stream first
+        raise NotFoundError(f"stream {name!r} is not recording")
+    return web.json_response(session.snapshot())
+
+
+async def recordings_list(request: web.Request) -> web.Response:
+    manager = request.app[RECORDINGS]
+    return web.json_response({"recordings": await asyncio.to_thread(manager.recordings)})
+
+
+async def recordings_get_one(request: web.Request) -> web.Response:
+    manager = request.app[RECORDINGS]
+    return web.json_response(await asyncio.to_thread(manager.get, request.match_info["id"]))
+
+
+def _ws_handler(app: web.Application) -> Any:
+    async def handle(service: Service, msg: Mapping[str, Any]) -> dict[str, Any]:
+        action = msg.get("action")
+        stream = msg.get("stream")
+        if not isinstance(stream, str):
+            raise InputError("a recording message needs 'stream' (the stream name)")
+        if action == "start":
+            return await asyncio.to_thread(start_recording, app, stream, msg.get("options"))
+        if action == "stop":
+            return await asyncio.to_thread(stop_recording, app, stream)
+        raise InputError(f"a recording message needs 'action': start or stop, got {action!r}")
+
+    return handle
+
+
+async def _start(app: web.Application, overrides: Mapping[str, Any]) -> None:
+    service = app[SERVICE]
+    loop = asyncio.get_running_loop()
+
+    def emit(event: Mapping[str, Any]) -> None:
+        """Called on worker and recorder threads: hand the event to the loop, never wait."""
+        with contextlib.suppress(RuntimeError):  # the loop is closing: nobody is listening any more
+            loop.call_soon_threadsafe(service.emit, event)
+
+    wiring = _Wiring()
+    support = await asyncio.to_thread(EncoderSupport.probe)
+    manager = RecordingManager(
+        RecordingConfig(directory=service.config.data_dir / "recordings", **overrides),
+        support=support,
+        emit=emit,
+        on_end=wiring.detach,
+    )
+    app[RECORDINGS] = manager
+    app[_WIRING] = wiring
+    service.streams.status_providers["recording"] = manager.status  # in every stream's JSON, /ws and /metrics
+    for rec in await asyncio.to_thread(manager.recover):
+        log.warning("recording %s was interrupted by a crash: kept %s frames", rec["id"], rec["frames_written"])
+
+    def on_event(event: Mapping[str, Any]) -> None:
+        if event.get("type") == "stream_ended" and isinstance(event.get("stream"), str):
+            name = event["stream"]
+            if manager.active(name) is not None:
+                log.info("stream %s ended: stopping its recording", name)
+                task = loop.create_task(asyncio.to_thread(_stop_quietly, manager, name))
+                wiring.tasks.add(task)
+                task.add_done_callback(wiring.tasks.discard)
+
+    service.listeners.append(on_event)
+
+
+def _stop_quietly(manager: RecordingManager, name: str) -> None:
+    with contextlib.suppress(InputError):  # stopped meanwhile
+        manager.stop(name)
+
+
+async def _stop_all(app: web.Application) -> None:
+    if RECORDINGS in app:
+        await asyncio.to_thread(app[RECORDINGS].stop_all)
+    if _WIRING in app and app[_WIRING].tasks:
+        await asyncio.gather(*app[_WIRING].tasks, return_exceptions=True)
+
+
+def register(app: web.Application) -> None:
+    """Route group: recording start/stop/list over REST and the WebSocket (default RecordingConfig)."""
+    configured()(app)
+
+
+def configured(**overrides: Any) -> Callable[[web.Application], None]:
+    """The route group with RecordingConfig fields changed (e.g. ``min_free_bytes``, ``queue_seconds``)."""
+    return functools.partial(_register, overrides=overrides)
+
+
+def _register(app: web.Application, overrides: Mapping[str, Any]) -> None:
+    service = app[SERVICE]
+    service.add_ws_handler("recording", _ws_handler(app))
+    app.router.add_post("/api/streams/{stream}/recording", recording_post)
+    app.router.add_delete("/api/streams/{stream}/recording", recording_delete)
+    app.router.add_get("/api/streams/{stream}/recording", recording_get)
+    app.router.add_get("/api/recordings", recordings_list)
+    app.router.add_get("/api/recordings/{id}", recordings_get_one)
+    app.on_startup.append(functools.partial(_start, overrides=overrides))
+    app.on_shutdown.append(_stop_all)

@@ -1,0 +1,127 @@
+"""Whose face a swap puts on the actor (an enrolled identity, or a DFM model's trained-in identity) and its consent.
+
+Consent is about a person's likeness, wherever it comes from. The mesh swap and inswapper-style models swap
+in an enrolled identity (``settings.identity``), whose consent record lives beside it
+(``streamer.governance.consent``). A DFM has a person's identity trained in and ignores ``settings.identity``: the
+likeness is the model itself, whose consent record lives in its ``models.json`` entry
+(``engines.swap.user_models``). Everything that marks, checks or logs a swap — the stream JSON, ``PATCH``
+checks, the audit log's swap events, recordings' provenance — asks this module what is swapped in, so a
+DFM is treated exactly like an identity.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from engines.errors import StageswapError
+from engines.swap.user_models import MESH
+from streamer.governance.consent import (
+    ConsentRecord,
+    ConsentStatus,
+    check_swap_allowed,
+    consent_summary,
+    identity_consent,
+    identity_consent_summary,
+)
+
+LikenessKind = Literal["identity", "dfm"]
+
+
+class ModelLookup(Protocol):
+    """What this module needs of ``engines.swap.user_models.UserModelStore``."""
+
+    def get(self, name: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Likeness:
+    """The person a swap puts on the actor: an enrolled identity, or the identity trained into a DFM model."""
+
+    kind: LikenessKind
+    name: str
+    """The identity's name, or the DFM model's registered name."""
+
+    def fields(self) -> dict[str, str]:
+        """How the stream JSON and the audit log's swap events name it: ``{"identity": N}`` or ``{"model": N}``."""
+        return {"identity": self.name} if self.kind == "identity" else {"model": self.name}
+
+
+def swapped_in(settings: Any, models: ModelLookup | None) -> Likeness | None:
+    """What ``settings`` (``ProcessSettings``, or its dict form from a recording's sidecar) swap in; None: nothing.
+
+    A ``swap_model`` that names a registered DFM is the likeness; otherwise the selected identity is (the mesh
+    swap, an inswapper-style model). Without ``models``, or when the model cannot be looked up (unknown,
+    removed, a damaged index), only the identity is considered.
+    """
+    swap, identity, model_name = (_setting(settings, key) for key in ("swap", "identity", "swap_model"))
+    if not swap:
+        return None
+    if isinstance(model_name, str) and model_name != MESH and models is not None:
+        try:
+            model = models.get(model_name)
+        except StageswapError:
+            model = None
+        if model is not None and getattr(model, "kind", None) == "dfm":
+            return Likeness("dfm", model_name)
+    return Likeness("identity", identity) if isinstance(identity, str) and identity else None
+
+
+def likeness_consent(
+    likeness: Likeness, identities_root: str | os.PathLike[str], models: ModelLookup | None
+) -> ConsentRecord | None:
+    """The consent record on file for ``likeness`` (None: unverified). Raises InputError for an unknown
+    model or a damaged record."""
+    if likeness.kind == "identity":
+        return identity_consent(identities_root, likeness.name)
+    if models is None:
+        raise ValueError("a DFM model's consent needs the model store")
+    record: ConsentRecord | None = models.get(likeness.name).consent
+    return record
+
+
+def likeness_consent_summary(
+    likeness: Likeness,
+    identities_root: str | os.PathLike[str],
+    models: ModelLookup | None,
+    today: dt.date | None = None,
+) -> dict[str, Any]:
+    """``consent_summary`` for ``likeness``; a damaged record or a model no longer registered reads as
+    unverified with the ``error``."""
+    if likeness.kind == "identity":
+        return identity_consent_summary(identities_root, likeness.name, today)
+    try:
+        return consent_summary(likeness_consent(likeness, identities_root, models), today)
+    except (StageswapError, ValueError) as exc:
+        return {"status": ConsentStatus.UNVERIFIED.value, "verified": False, "error": str(exc)}
+
+
+def swap_consent(
+    likeness: Likeness | None, identities_root: str | os.PathLike[str], models: ModelLookup | None
+) -> dict[str, Any] | None:
+    """The stream JSON's ``consent``: ``{"identity" | "model": NAME, "status": ..., ...}``; None when nothing
+    is swapped in."""
+    if likeness is None:
+        return None
+    return {**likeness.fields(), **likeness_consent_summary(likeness, identities_root, models)}
+
+
+def check_new_swap(
+    likeness: Likeness,
+    identities_root: str | os.PathLike[str],
+    models: ModelLookup | None,
+    today: dt.date | None = None,
+) -> ConsentStatus:
+    """Raise ConsentError if a NEW swap with ``likeness`` must not start (expired or pending consent; the
+    message names the date and the command that renews it); returns its status otherwise."""
+    record = likeness_consent(likeness, identities_root, models)
+    return check_swap_allowed(likeness.name, record, today, subject=likeness.kind)
+
+
+def _setting(settings: Any, key: str) -> Any:
+    if isinstance(settings, Mapping):
+        return settings.get(key)
+    return getattr(settings, key, None)

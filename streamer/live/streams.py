@@ -1,0 +1,368 @@
+"""Per-stream state: the ring, the worker, the fan-out, the settings and the stats of one named stream.
+
+A stream exists while something feeds it or watches it: a WHIP publisher, an ``--input`` source, or WHEP
+viewers waiting for the publisher to come back (they keep the last frame and resume when it does). It is
+created by the first publisher (or at start for ``--input``) and removed, threads joined, when the last
+of them is gone. ``StreamRegistry`` enforces the stream limit (one processing thread per core by default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Literal
+
+import numpy as np
+
+from engines.errors import InputError
+from engines.paths import check_name
+from engines.settings import ProcessSettings, apply_patch
+from streamer.audio import AudioChunk
+from streamer.config import InputSpec, ServeConfig
+from streamer.errors import CapacityError, ConflictError, NotFoundError
+from streamer.governance.likeness import ModelLookup, swap_consent, swapped_in
+from streamer.live.fanout import VIEWS, EncoderSettings, OutputFanout, View
+from streamer.live.metrics import StreamStats
+from streamer.live.ndi import NdiReader, NdiSender, RateEstimator
+from streamer.live.ring import CpuFrameRing, FrameMeta, FrameRing
+from streamer.live.sources import SourceReader
+from streamer.live.worker import ProcessorFactory, Worker
+
+log = logging.getLogger(__name__)
+
+StreamKind = Literal["whip", "input"]
+REMEMBERED_STREAMS = 256
+StatusProvider = Callable[[str], Any]
+"""Adds one key to the stream JSON: called with the stream's name, returns JSON-ready data (or None).
+Other parts of the service register theirs in ``StreamRegistry.status_providers`` (e.g. ``recording``)."""
+ModelsProvider = Callable[[], ModelLookup | None]
+"""The registered models (``Service.user_models``): a DFM swap model is a likeness whose consent is shown."""
+
+
+class _Current:
+    """A stream's settings as one immutable value, shared with its worker thread (read once per frame).
+
+    The worker holds this, not the stream: nothing in a stream refers back to it, so an ended stream (its
+    ring slots, its last frames, its encoders' state) is freed as soon as the registry and the sessions let
+    go of it, not whenever the garbage collector next looks for cycles (found by the soak test)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: ProcessSettings) -> None:
+        self.value = value
+
+
+class Stream:
+    """One named stream. Created and removed by ``StreamRegistry``; ``close`` joins its threads."""
+
+    def __init__(
+        self,
+        name: str,
+        kind: StreamKind,
+        config: ServeConfig,
+        make_processor: ProcessorFactory,
+        input_spec: InputSpec | None = None,
+        ring: FrameRing | None = None,
+        status_providers: Mapping[str, StatusProvider] | None = None,
+        user_models: ModelsProvider | None = None,
+    ) -> None:
+        self.name = check_name(name, "stream name")
+        self.kind: StreamKind = kind
+        self.config = config
+        self.created_s = time.monotonic()
+        self.ring: FrameRing = ring or CpuFrameRing(slots=3)
+        self._current = _Current(config.initial_settings)
+        self._settings_lock = threading.Lock()
+        self.stats = StreamStats(window_s=config.stats_window_s)
+        self.fanout = OutputFanout(
+            name,
+            EncoderSettings(
+                bitrate=config.video_bitrate, keyframe_interval_s=config.keyframe_interval_s, badge=config.badge
+            ),
+        )
+        current = self._current  # the worker reads the settings through this, never through the stream
+        self.worker = Worker(name, self.ring, make_processor, lambda: current.value, self.fanout, self.stats)
+        self.publisher: str | None = None
+        """Session id of the WHIP publisher feeding the stream, if any."""
+        self.viewers: set[str] = set()
+        """Session ids of the WHEP viewers."""
+        self.source: SourceReader | NdiReader | None = None
+        if input_spec is not None and input_spec.kind == "ndi":
+            self.source = NdiReader(input_spec, self.ingest, config.ndi_extra_ips)
+        elif input_spec is not None:
+            self.source = SourceReader(input_spec, self.ingest, self.ingest_audio)
+        self.ndi: dict[View, NdiSender] = {}
+        """The views published over NDI now (``settings.ndi``), by view."""
+        self.ndi_error: str | None = None
+        self.rate = RateEstimator()
+        """The camera's nominal frame rate, from every ingested frame's media time (NDI output states it)."""
+        self._outputs_lock = threading.Lock()
+        self.ingest_dropped = 0
+        """Frames dropped at ingest because a newer one had already arrived (see ``webrtc._drain``)."""
+        self.frames_refused = 0
+        """Frames dropped at ingest for being over the size limit (``ServeConfig.frame_refusal``)."""
+        self.refused_reason: str | None = None
+        self._accepted_size: tuple[int, int] | None = None
+        self.closed = False
+        self._status_providers: Mapping[str, StatusProvider] = status_providers if status_providers is not None else {}
+        self._user_models = user_models
+
+    def start(self) -> None:
+        try:
+            self._sync_outputs(self._settings)
+        except InputError as exc:  # the stream runs without its NDI output; its JSON says why
+            self.ndi_error = str(exc)
+            log.error("stream %s: NDI output off: %s", self.name, exc)
+        self.worker.start()
+        if self.source is not None:
+            self.source.start()
+
+    # -- settings --------------------------------------------------------------------------------------
+    @property
+    def _settings(self) -> ProcessSettings:
+        return self._current.value
+
+    @_settings.setter
+    def _settings(self, value: ProcessSettings) -> None:
+        self._current.value = value
+
+    @property
+    def settings(self) -> ProcessSettings:
+        return self._settings
+
+    def update_settings(self, patch: Mapping[str, Any]) -> ProcessSettings:
+        """Apply a validated settings patch; the worker uses it from its next frame (raises InputError).
+
+        Outputs it switches on (NDI) start first: one that cannot start refuses the whole patch."""
+        with self._settings_lock:
+            settings = apply_patch(self._settings, patch)
+            self._sync_outputs(settings)
+            self._settings = settings
+            return self._settings
+
+    def replace_settings(self, settings: ProcessSettings) -> None:
+        with self._settings_lock:
+            if not self.closed and self.worker.alive:
+                self._sync_outputs(settings)
+            self._settings = settings
+
+    def _sync_outputs(self, settings: ProcessSettings) -> None:
+        """What monitors see (``colour.monitor``), and the NDI senders ``settings`` asks for started, the others
+        stopped (raises InputError before stopping anything when one cannot start: NDI not installed)."""
+        colour = settings.colour
+        if colour.monitor is not None and colour.output_space is not None:
+            from engines.colour import monitor_view
+
+            shown = monitor_view(colour.output_space, colour.monitor, colour.monitor_view, colour.config)
+            self.fanout.monitor = shown.apply
+        else:
+            self.fanout.monitor = None
+        with self._outputs_lock:
+            wanted: set[View] = {view for view in VIEWS if getattr(settings.ndi, view)}
+            for view in sorted(wanted - set(self.ndi)):
+                self.ndi[view] = self._ndi_sender(view)
+                log.info("stream %s: %s view published over NDI as %r", self.name, view, self.ndi[view].name)
+            for view in sorted(set(self.ndi) - wanted):
+                self.ndi.pop(view).stop()
+                log.info("stream %s: %s view no longer published over NDI", self.name, view)
+
+    def _ndi_sender(self, view: View) -> NdiSender:
+        latest = self.fanout.tap(view)
+
+        def untap() -> None:
+            self.fanout.untap(view)
+
+        try:
+            rate = self.rate
+            return NdiSender(self.name, view, latest, rate=lambda: rate.rate, on_close=untap).start()
+        except BaseException:
+            untap()
+            raise
+
+    # -- ingest ----------------------------------------------------------------------------------------
+    def ingest(self, image: np.ndarray, meta: FrameMeta) -> None:
+        """A decoded frame arrived (any thread; one producer at a time): newest frame wins in the ring.
+
+        A frame over the size limit is dropped (counted in ``frames_refused``, logged once per size): WHIP
+        publishers are closed before they get here (``webrtc``); this guards ``--input`` sources."""
+        size = (int(image.shape[1]), int(image.shape[0]))
+        if size != self._accepted_size:
+            refusal = self.config.frame_refusal(*size)
+            if refusal is not None:
+                self.frames_refused += 1
+                if self.refused_reason != refusal:
+                    self.refused_reason = refusal
+                    log.warning("stream %s: %s: frames dropped (--max-frame-size)", self.name, refusal)
+                return
+            self._accepted_size = size
+        self.ring.put(image, meta)
+        self.rate.add(meta.pts_s)
+        self.stats.on_ingest(meta.arrived_s)
+
+    def ingest_audio(self, chunk: AudioChunk) -> None:
+        """Sound arrived (any thread): it goes out with the picture it was captured with, unless the stream's
+        ``audio`` setting is off."""
+        if self._settings.audio:
+            self.fanout.audio.push(chunk)
+
+    def ingest_skip(self) -> None:
+        """A frame arrived but a newer one was already waiting: dropped before the ring (counted)."""
+        self.ingest_dropped += 1
+        self.stats.on_ingest()
+
+    @property
+    def watermark_id(self) -> int | None:
+        """The invisible watermark id of this stream session's processed frames (None until its processor runs)."""
+        return self.worker.watermark_id
+
+    @property
+    def live(self) -> bool:
+        """Something feeds the stream now (a WHIP publisher, or an input source that has not ended)."""
+        if self.source is not None:
+            return not self.source.finished
+        return self.publisher is not None
+
+    @property
+    def idle(self) -> bool:
+        """Nothing feeds it and nobody watches it: it can be removed."""
+        return self.kind == "whip" and self.publisher is None and not self.viewers
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stream as ``GET /api/streams/{stream}`` shows it (documented in README, "Stream JSON")."""
+        stats = self.stats.snapshot()
+        stats["frames_dropped"] = self.ring.stats.dropped + self.ingest_dropped
+        stats["frames_refused"] = self.frames_refused
+        stats["viewers"] = self.fanout.viewers()
+        stats["encoders"] = self.fanout.encoder_stats()
+        stats["audio"] = self.fanout.audio.stats()
+        stats["runtime"] = self.worker.runtime
+        stats["processor_error"] = self.worker.error
+        # Who is swapped in (an identity, or a DFM's trained-in identity) and whether consent is on record.
+        models = self._user_models() if self._user_models is not None else None
+        consent = swap_consent(swapped_in(self._settings, models), self.config.data_dir / "identities", models)
+        stats["consent_status"] = consent["status"] if consent else None
+        out: dict[str, Any] = {
+            "name": self.name,
+            "kind": self.kind,
+            "live": self.live,
+            "publisher": self.publisher is not None,
+            "processor": self.config.processor,
+            "settings": dataclasses.asdict(self._settings),
+            "consent": consent,
+            "watermark_id": f"{self.watermark_id:08x}" if self.watermark_id is not None else None,
+            "stats": stats,
+        }
+        out["ndi"] = {view: sender.stats() for view, sender in list(self.ndi.items())}
+        if self.ndi_error is not None:
+            out["ndi"]["error"] = self.ndi_error
+        if self.source is not None:
+            out["source"] = {
+                "kind": self.source.spec.kind,
+                "url": self.source.spec.source,
+                "loop": self.source.spec.loop,
+                "loops": self.source.loops,
+                "finished": self.source.finished,
+                "error": self.source.error,
+            }
+        for key, provide in self._status_providers.items():
+            try:
+                out[key] = provide(self.name)
+            except Exception:  # one part's figures failing must not hide the stream's own
+                log.exception("stream %s: the %r status failed", self.name, key)
+                out[key] = None
+        return out
+
+    def close(self) -> None:
+        """Stop the source, the worker and the encoders; joins threads (blocking: call off the loop)."""
+        self.closed = True
+        if self.source is not None:
+            self.source.stop()
+        self.worker.stop()
+        with self._outputs_lock:
+            senders, self.ndi = list(self.ndi.values()), {}
+        for sender in senders:
+            sender.stop()
+        self.fanout.close()
+
+
+class StreamRegistry:
+    """The streams of one server, by name (used from the event loop thread only)."""
+
+    def __init__(self, config: ServeConfig, make_processor: ProcessorFactory) -> None:
+        self.config = config
+        self._make_processor = make_processor
+        self._streams: dict[str, Stream] = {}
+        self._remembered: OrderedDict[str, ProcessSettings] = OrderedDict()
+        """Settings of streams that ended, by name: a camera that reconnects gets its settings back."""
+        self.status_providers: dict[str, StatusProvider] = {}
+        """Extra keys of every stream's JSON, by key (shared with the streams: a provider added later shows too)."""
+        self.on_created: Callable[[Stream], None] | None = None
+        """Called with each stream created (the service records swaps it starts with in the audit log)."""
+        self.user_models: ModelsProvider | None = None
+        """The registered models, for the streams' consent of a DFM swap (set by the service)."""
+
+    def __iter__(self) -> Iterator[Stream]:
+        return iter(list(self._streams.values()))
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def find(self, name: str) -> Stream | None:
+        return self._streams.get(name)
+
+    def get(self, name: str) -> Stream:
+        """The stream called ``name`` (raises InputError for a bad name, NotFoundError for an unknown one)."""
+        check_name(name, "stream name")
+        stream = self._streams.get(name)
+        if stream is None:
+            raise NotFoundError(f"unknown stream {name!r}: nobody publishes it (POST /whip/{name} to start it)")
+        return stream
+
+    def create(self, name: str, kind: StreamKind, input_spec: InputSpec | None = None) -> Stream:
+        """Create and start a stream (raises ConflictError if it exists, CapacityError over the limit)."""
+        check_name(name, "stream name")
+        if name in self._streams:
+            raise ConflictError(f"stream {name!r} already exists")
+        if len(self._streams) >= self.config.max_streams:
+            raise CapacityError(
+                f"this server processes at most {self.config.max_streams} streams at once (one per CPU core; "
+                "see --max-streams); end another stream first"
+            )
+        stream = Stream(
+            name,
+            kind,
+            self.config,
+            self._make_processor,
+            input_spec,
+            status_providers=self.status_providers,
+            user_models=self.user_models,
+        )
+        remembered = self._remembered.pop(name, None)
+        if remembered is not None:
+            stream.replace_settings(remembered)
+        self._streams[name] = stream
+        stream.start()
+        log.info("stream %s started (%s)", name, kind)
+        if self.on_created is not None:
+            self.on_created(stream)
+        return stream
+
+    def detach(self, name: str) -> Stream | None:
+        """Remove ``name`` from the registry and return it for closing (its threads still run).
+
+        Its settings are kept (for the last ``REMEMBERED_STREAMS`` names) and given back if a stream of that
+        name starts again while the server runs: a publisher that reconnects resumes as the operator left it."""
+        stream = self._streams.pop(name, None)
+        if stream is not None:
+            self._remembered[name] = stream.settings
+            self._remembered.move_to_end(name)
+            while len(self._remembered) > REMEMBERED_STREAMS:
+                self._remembered.popitem(last=False)
+        return stream
+
+    def snapshots(self) -> dict[str, dict[str, Any]]:
+        return {s.name: s.to_dict() for s in self}

@@ -1,0 +1,161 @@
+"""Blending: the mask's shape and ramps, colour matching on skin, a paste that touches nothing else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from engines.compose.blend import BlendConfig, composite, face_alpha, face_alpha_small, match_colour, skin_mask
+from engines.face.topology import EYE_OPENING, LEFT_EYE, LIPS, MOUTH_OPENING, RIGHT_EYE
+from engines.swap.mesh import MeshSwapper
+from tests.face_helpers import photo_mesh
+
+
+def _geometry(detector, mesh, faces: Path, name: str = "obama.jpg", scale: float = 1.0):  # type: ignore[no-untyped-def]
+    image, lm = photo_mesh(detector, mesh, faces / name)
+    if scale != 1.0:
+        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        lm = lm * scale
+    geometry = MeshSwapper().geometry(image, lm)
+    assert geometry is not None
+    return image, lm, geometry
+
+
+def test_mask_covers_the_face_not_the_kept_openings(detector, mesh, faces: Path) -> None:  # type: ignore[no-untyped-def]
+    _, lm, g = _geometry(detector, mesh, faces)
+    labels = g.labels()
+    alpha = face_alpha(g, keep_eyes=True, keep_mouth=True)
+    assert alpha.shape == labels.shape and alpha.dtype == np.float32
+    assert alpha.min() >= 0.0 and alpha.max() <= 1.0
+    assert (alpha[labels < 0] == 0).all()  # nothing outside the face
+    # The actor's eye, but for its rim (``hole_grow`` < 0: the identity's lash line overlaps it).
+    rim_px = -BlendConfig().hole_grow * g.face_scale_px
+    for contour in (RIGHT_EYE, LEFT_EYE):
+        inside = _polygon_distance(lm[list(contour), :2] - (g.window.x0, g.window.y0), alpha.shape)
+        assert (inside > rim_px + 0.5).sum() > 50 and (alpha[inside > rim_px + 0.5] == 0).all()
+        assert alpha[(inside > 0) & (inside < rim_px)].mean() > 0.05
+    # ... but only the eye: a short way out of the opening the lids and lash line are the identity's.
+    eyes = labels == EYE_OPENING
+    from_eye = cv2.distanceTransform((~eyes).astype(np.uint8), cv2.DIST_L2, 3) / g.face_scale_px
+    lids = (from_eye > 0.05) & (from_eye < 0.07) & (labels >= 0)
+    assert lids.sum() > 50 and alpha[lids].mean() > 0.95
+    # The mouth opening is kept but for its rim, which the identity's lips cover (``mouth_grow`` < 0).
+    mouth = labels == MOUTH_OPENING
+    centre = np.round(lm[[13, 14], :2].mean(axis=0)).astype(int) - (g.window.x0, g.window.y0)
+    assert alpha[centre[1], centre[0]] == 0.0 and alpha[mouth].mean() < 0.4
+    unit = g.face_scale_px
+    rim = cv2.distanceTransform(mouth.astype(np.uint8), cv2.DIST_L2, 3) < 0.01 * unit
+    assert alpha[mouth & rim].mean() > alpha[mouth & ~rim].mean() + 0.2
+    grown = face_alpha(g, True, True, BlendConfig(mouth_grow=0.02, mouth_feather=0.06))
+    assert (grown[mouth] < 0.05).all()
+    cheek = np.round(lm[50, :2]).astype(int) - (g.window.x0, g.window.y0)
+    assert alpha[cheek[1], cheek[0]] == 1.0
+    # Not keeping them: the openings are painted too; keeping the lips leaves them to the actor.
+    open_alpha = face_alpha(g, keep_eyes=False, keep_mouth=False)
+    assert open_alpha[labels == EYE_OPENING].mean() > 0.9
+    lips_kept = face_alpha(g, True, True, BlendConfig(keep_lips=True))
+    assert lips_kept[labels == LIPS].mean() < 0.2 < alpha[labels == LIPS].mean()
+
+
+def test_feathering_scales_with_the_face(detector, mesh, faces: Path) -> None:  # type: ignore[no-untyped-def]
+    def ramp_px(scale: float) -> float:
+        _, _, g = _geometry(detector, mesh, faces, scale=scale)
+        alpha = face_alpha(g, True, True)
+        ramp = (alpha > 0.02) & (alpha < 0.98) & (g.labels() >= 0)
+        return float(ramp.sum()) / float((g.labels() >= 0).sum())
+
+    # The ramp covers the same share of the face at any size (it is measured in face units).
+    assert abs(ramp_px(1.0) - ramp_px(0.5)) < 0.04
+
+
+def test_colour_match_moves_skin_to_the_actor_and_keeps_dark_features_dark() -> None:
+    rng = np.random.default_rng(3)
+    face = np.clip(rng.normal((120, 150, 200), 6, (60, 80, 3)), 0, 255).astype(np.uint8)  # warm skin
+    face[:10] = 30  # a dark brow band
+    actor = np.clip(rng.normal((150, 150, 150), 6, (60, 80, 3)), 0, 255).astype(np.uint8)  # grey-ish skin
+    skin = np.ones((60, 80), bool)
+    skin[:10] = False
+    out = match_colour(face, actor, skin)
+    mean_out = out[10:].reshape(-1, 3).mean(axis=0)
+    assert np.abs(mean_out - actor[10:].reshape(-1, 3).mean(axis=0)).max() < 6
+    assert out[:10].max() < 60  # gains, not offsets: the brow stays dark and is not tinted
+    assert match_colour(face, actor, skin, BlendConfig(colour_match=False)) is face
+    assert match_colour(face, actor, np.zeros_like(skin)) is face  # too little skin: unchanged
+
+
+def test_composite_changes_only_where_alpha_is_positive(detector, mesh, faces: Path) -> None:  # type: ignore[no-untyped-def]
+    image, _, g = _geometry(detector, mesh, faces)
+    frame = image.copy()
+    alpha = face_alpha(g, True, True)
+    red = np.zeros((g.window.height, g.window.width, 3), np.uint8)
+    red[..., 2] = 255
+    composite(frame, g, red, alpha)
+    changed = np.abs(frame.astype(int) - image.astype(int)).max(axis=2) > 0
+    ys, xs = g.window.slices
+    assert not changed[: g.window.y0].any() and not changed[g.window.y0 + g.window.height :].any()
+    inside = changed[ys, xs]
+    assert not inside[alpha == 0].any()
+    assert inside[alpha > 0.01].mean() > 0.99
+    small = face_alpha_small(g)
+    assert skin_mask(g, small).sum() > 0.2 * (small > 0).sum()
+
+
+def _polygon_distance(polygon: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Reference signed distance of every pixel centre to a polygon (positive inside), by OpenCV."""
+    contour = polygon.astype(np.float32).reshape(-1, 1, 2)
+    h, w = shape[:2]
+    return np.array(
+        [[cv2.pointPolygonTest(contour, (float(x), float(y)), True) for x in range(w)] for y in range(h)], np.float32
+    )
+
+
+def test_kept_eyes_are_cut_along_their_contour_at_full_resolution(detector, mesh, faces: Path) -> None:  # type: ignore[no-untyped-def]
+    # A close-up three times the photo's size: the geometry raster is then far coarser than the window,
+    # and a cut taken from it would step along the lid. The ramp must follow the contour to the pixel.
+    _, lm, g = _geometry(detector, mesh, faces, scale=3.0)
+    assert g.window.width > 2.5 * g.small_size[1]
+    cfg = BlendConfig(hole_grow=0.0)  # the ramp starts at the contour itself
+    alpha = face_alpha(g, keep_eyes=True, keep_mouth=False, config=cfg)
+    outline = face_alpha(g, keep_eyes=False, keep_mouth=False, config=cfg)
+    feather = cfg.hole_feather * g.face_scale_px
+    for contour in (RIGHT_EYE, LEFT_EYE):
+        polygon = lm[list(contour), :2] - (g.window.x0, g.window.y0)
+        x0, y0 = np.floor(polygon.min(axis=0) - feather - 3).astype(int)
+        x1, y1 = np.ceil(polygon.max(axis=0) + feather + 3).astype(int)
+        a, base = alpha[y0:y1, x0:x1], outline[y0:y1, x0:x1]
+        outside = -_polygon_distance(polygon - (x0, y0), a.shape)
+        assert (a[outside < -0.5] == 0).all()
+        ring = (outside > 0) & (base > 0.99)
+        # Half-way up the ramp exactly half-way out; one pixel (not one geometry pixel, ~3) of slack.
+        half = ring & (np.abs(a - 0.5) < 0.05)
+        assert half.sum() > 10
+        assert np.abs(outside[half] - feather / 2).max() < 1.0
+        assert (a[ring & (outside > feather + 0.5)] > 0.99).all()
+
+
+def test_far_eye_behind_the_nose_leaves_the_nose_alone(detector, mesh, faces: Path) -> None:  # type: ignore[no-untyped-def]
+    image, lm, _ = _geometry(detector, mesh, faces)
+    # Turn the head 70 degrees about its vertical axis (the landmarks' z is in pixels, like x and y): the
+    # far eye's contour then lies partly behind the bridge of the nose.
+    centre = lm.mean(axis=0)
+    angle = np.radians(70.0)
+    rot = np.array([[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]])
+    turned = ((lm - centre) @ rot.T + centre).astype(np.float32)
+    g = MeshSwapper().geometry(image, turned)
+    assert g is not None
+    alpha = face_alpha(g, keep_eyes=True, keep_mouth=False)
+    outline = face_alpha(g, keep_eyes=False, keep_mouth=False)
+    labels = g.labels()
+    far = False
+    for contour in (RIGHT_EYE, LEFT_EYE):
+        inside = _polygon_distance(turned[list(contour), :2] - (g.window.x0, g.window.y0), alpha.shape) > 1.0
+        seen = inside & (labels == EYE_OPENING)
+        from_eye = cv2.distanceTransform((labels != EYE_OPENING).astype(np.uint8), cv2.DIST_L2, 3)
+        hidden = inside & (labels >= 0) & (from_eye > 0.05 * g.face_scale_px)  # no eye shows near: hidden
+        if hidden.sum() > 30:  # the far eye: the pixels in front of it keep the outline's alpha
+            assert np.abs(alpha[hidden] - outline[hidden]).max() < 1e-6
+            far = True
+        assert (alpha[seen] < 0.05).all()
+    assert far

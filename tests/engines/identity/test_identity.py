@@ -1,0 +1,284 @@
+"""Identity enrollment on the shared photos: what is accepted, what is refused and why, and storage that
+survives damage."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from engines.errors import InputError
+from engines.identity.enroll import FaceAnalyser
+from engines.identity.photos import MAX_PHOTO_PIXELS, WORK_MAX_SIDE, load_photo
+from engines.identity.store import Identity, IdentityCorruptError, IdentityStore
+from engines.swap.texture import texture_regions
+
+
+@pytest.fixture(scope="module")
+def analyser(models_dir: Path) -> FaceAnalyser:
+    from engines.face.detect import FaceDetector
+    from engines.face.landmarks import FaceMesh
+    from engines.runtime import load_model
+
+    return FaceAnalyser(
+        FaceDetector(load_model(models_dir / "yunet_s_dynamic.onnx"), input_width=640),
+        FaceMesh(load_model(models_dir / "face_landmark.tflite")),
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path, analyser: FaceAnalyser) -> IdentityStore:
+    return IdentityStore(tmp_path / "identities", analyser=analyser)
+
+
+def _jpeg(image: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    return buf.tobytes()
+
+
+def test_enroll_load_list_remove(store: IdentityStore, faces: Path) -> None:
+    info = store.enroll("obama", [faces / "obama.jpg"])
+    assert info.name == "obama" and info.photos == 1 and info.texture_size == 512
+    assert info.photo_sha256 == ("0930e3aa8cae5920329c0c8cbc6a2ab70f47b0e67b432875beaa95cbf7e741f6",)
+    assert info.created.endswith("+00:00")
+    assert len(info.warnings) == 1 and "mouth is open" in info.warnings[0]  # he smiles with teeth
+    assert info.to_dict()["photo_sha256"] == list(info.photo_sha256)
+    assert [i.name for i in store.list()] == ["obama"]
+
+    ident = store.load("obama")
+    assert ident.texture.shape == (512, 512, 3) and ident.texture.dtype == np.uint8
+    assert ident.shading is not None and ident.shading.shape == (512, 512, 3)
+    assert ident.canonical.shape == (468, 3) and len(ident.landmarks) == 1
+    assert store.load("obama") is ident  # cached
+    # The albedo is the texture with the photo's light divided out: about 1 on the well-seen skin.
+    skin = (texture_regions(512) == 0) & (ident.coverage > 0.5)
+    assert skin.mean() > 0.2
+    assert 0.7 < float(np.median(ident.albedo[skin])) < 1.4
+    # A second store on the same directory reads the same identity.
+    again = IdentityStore(store.root).load("obama")
+    np.testing.assert_array_equal(again.texture, ident.texture)
+
+    with pytest.raises(InputError, match="already exists"):
+        store.enroll("obama", [faces / "obama.jpg"])
+    replaced = store.enroll("obama", [faces / "obama.jpg"], replace=True)
+    assert replaced.photos == 1
+    store.remove("obama")
+    assert store.list() == []
+    with pytest.raises(InputError, match="no identity named 'obama'"):
+        store.load("obama")
+    with pytest.raises(InputError, match="no identity named"):
+        store.remove("obama")
+    assert not any(p.name.startswith(".") for p in store.root.iterdir())  # no temporary leftovers
+
+
+def test_names_are_validated(store: IdentityStore, faces: Path) -> None:
+    for bad in ("../evil", "Obama", "", "a/b", ".hidden"):
+        with pytest.raises(InputError, match="invalid identity name"):
+            store.enroll(bad, [faces / "obama.jpg"])
+        with pytest.raises(InputError, match="invalid identity name"):
+            store.load(bad)
+
+
+def test_several_faces_need_a_choice(store: IdentityStore, faces: Path) -> None:
+    with pytest.raises(InputError, match=r"has 3 faces .*--face largest") as err:
+        store.enroll("pair", [faces / "obama_and_biden.jpg"])
+    assert "#0:" in str(err.value) and "#2:" in str(err.value)
+    with pytest.raises(InputError, match="there is no face #7"):
+        store.enroll("pair", [faces / "obama_and_biden.jpg"], face=7)
+    with pytest.raises(InputError, match="'largest' or a number"):
+        store.enroll("pair", [faces / "obama_and_biden.jpg"], face="left")
+    assert store.enroll("pair", [faces / "obama_and_biden.jpg"], face="largest").photos == 1
+    assert store.enroll("second", [faces / "obama_and_biden.jpg"], face="1").photos == 1
+
+
+def test_monkey_is_refused(store: IdentityStore, faces: Path) -> None:
+    with pytest.raises(InputError, match="does not look like a human face"):
+        store.enroll("monkey", [faces / "s22.jpg"])
+    assert not store.exists("monkey")
+
+
+def test_every_identity_photo_is_accepted(store: IdentityStore, faces: Path) -> None:
+    for name in ("biden.jpg", "s1.jpg", "woman.png", "roop_source.jpg", "alex-lacamoire.png"):
+        info = store.enroll(Path(name).stem.replace("_", "-").lower(), [faces / name])
+        assert info.photos == 1, name
+        assert not any("human" in w or "skin" in w for w in info.warnings), (name, info.warnings)
+    assert store.load("s1").info.warnings == ()
+
+
+def test_no_face_tiny_face_and_cut_face_are_refused(store: IdentityStore, faces: Path) -> None:
+    monkey = cv2.imread(str(faces / "s22.jpg"))
+    with pytest.raises(InputError, match="no face found in photo 1"):
+        store.enroll("trees", [_jpeg(monkey[:, :300])])  # the tree trunk on the left, no face
+    obama = cv2.imread(str(faces / "obama.jpg"))
+    small = cv2.resize(obama, None, fx=0.2, fy=0.2, interpolation=cv2.INTER_AREA)  # face about 48 px wide
+    canvas = np.full((400, 400, 3), 128, np.uint8)
+    canvas[100 : 100 + small.shape[0], 100 : 100 + small.shape[1]] = small
+    with pytest.raises(InputError, match=r"px wide; at least 80 px"):
+        store.enroll("tiny", [canvas])
+    # Cut through the face (it spans x = 373..611 in the photo).
+    with pytest.raises(InputError, match=r"cut by the image border \(left\)"):
+        store.enroll("cut", [obama[:, 460:]])
+    assert store.list() == []
+
+
+def test_photo_decoding_limits(store: IdentityStore, faces: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="cannot decode photo 1"):
+        store.enroll("junk", [b"this is not an image at all" * 10])
+    with pytest.raises(InputError, match="empty"):
+        store.enroll("junk", [b""])
+    with pytest.raises(InputError, match="cannot read photo"):
+        store.enroll("junk", [tmp_path / "missing.jpg"])
+    # A header claiming 12000 x 12000 pixels is refused before any pixel is decoded.
+    ihdr = struct.pack(">IIBBBBB", 12000, 12000, 8, 2, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk + struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+    assert MAX_PHOTO_PIXELS < 12000 * 12000
+    with pytest.raises(InputError, match=r"12000x12000 \(144 Mpx\); the limit is 100 Mpx"):
+        store.enroll("bomb", [bomb])
+
+
+def test_8000_by_8000_photo_is_downscaled_and_enrolled(store: IdentityStore, faces: Path) -> None:
+    obama = cv2.imread(str(faces / "obama.jpg"))
+    big = np.full((8000, 8000, 3), 200, np.uint8)
+    face = cv2.resize(obama, (obama.shape[1] * 5, obama.shape[0] * 5), interpolation=cv2.INTER_LINEAR)
+    big[1000 : 1000 + face.shape[0], 1000 : 1000 + face.shape[1]] = face
+    data = _jpeg(big)
+    photo = load_photo(data, "big")
+    assert max(photo.image.shape[:2]) <= WORK_MAX_SIDE and photo.original_size == (8000, 8000)
+    info = store.enroll("big", [data])
+    assert info.photos == 1
+
+
+def test_multiple_photos_merge_by_visibility(store: IdentityStore, faces: Path) -> None:
+    one = store.enroll("one", [faces / "obama.jpg"])
+    two = store.enroll("two", [faces / "obama.jpg", faces / "obama_and_biden.jpg"], face="largest")
+    assert two.photos == 2 and len(set(two.photo_sha256)) == 2 and one.photos == 1
+    a, b = store.load("one"), store.load("two")
+    assert b.coverage.sum() > a.coverage.sum()  # the second photo adds what the first saw badly
+    assert len(b.landmarks) == 2
+
+
+def test_corrupted_identity_files_give_a_clear_error(store: IdentityStore, faces: Path) -> None:
+    store.enroll("good", [faces / "obama.jpg"])
+    store.enroll("bad", [faces / "s1.jpg"])
+    texture = store.root / "bad" / "texture.png"
+    texture.write_bytes(texture.read_bytes()[:1000])  # truncated
+    fresh = IdentityStore(store.root)
+    with pytest.raises(IdentityCorruptError, match=r"'bad' is corrupted: texture.png .*--replace"):
+        fresh.load("bad")
+    assert fresh.load("good").texture.shape == (512, 512, 3)  # the others still load
+
+    (store.root / "bad" / "identity.json").write_text('{"format": "stageswap-identity", "version": 1, "na')
+    with pytest.raises(IdentityCorruptError, match="not valid JSON"):
+        fresh.load("bad")
+    listed = {i.name: i for i in fresh.list()}
+    assert listed["good"].photos == 1
+    assert listed["bad"].warnings and listed["bad"].warnings[0].startswith("corrupted:")
+
+    (store.root / "bad" / "identity.json").unlink()
+    with pytest.raises(IdentityCorruptError, match="identity.json is missing"):
+        fresh.load("bad")
+    shading = store.root / "good" / "shading.npy"
+    shading.write_bytes(b"\x93NUMPY garbage")
+    with pytest.raises(IdentityCorruptError, match="shading.npy does not match"):
+        IdentityStore(store.root).load("good")
+
+
+def test_cleanup_fills_the_microphone_and_keeps_the_face(tmp_path: Path, analyser: FaceAnalyser, faces: Path) -> None:
+    """lin-manuel-miranda.png holds a microphone under his chin: cleaned, the chin is skin (of the skin's hue,
+    like his cheeks), not grey metal; his beard, dark but of the skin's hue, brows and eyes stay as they were;
+    coverage does not change (the identity is drawn there). A fringe is only filled when asked for."""
+    from dataclasses import replace
+
+    from engines.face.topology import SKIN
+    from engines.identity.cleanup import CleanupConfig
+    from engines.swap.texture import texture_canonical_y, texture_labels
+
+    raw_store = IdentityStore(tmp_path / "raw", analyser=analyser, config=replace(analyser.config, cleanup=None))
+    clean_store = IdentityStore(tmp_path / "clean", analyser=analyser)
+    raw = raw_store.load(raw_store.enroll("lin", [faces / "lin-manuel-miranda.png"]).name)
+    clean = clean_store.load(clean_store.enroll("lin", [faces / "lin-manuel-miranda.png"]).name)
+    y = texture_canonical_y(512)
+    labels = texture_labels(512)
+    chin = (y > 0.8) & (labels == SKIN) & (raw.coverage > 0.5)
+    cheeks = (y > -0.2) & (y < 0.2) & (labels == SKIN) & (raw.coverage > 0.5)
+
+    def hue_distance(identity: Identity, where: np.ndarray) -> float:
+        lab = cv2.cvtColor(np.ascontiguousarray(identity.texture), cv2.COLOR_BGR2LAB).astype(float)
+        return float(np.linalg.norm(np.median(lab[where][:, 1:], axis=0) - np.median(lab[cheeks][:, 1:], axis=0)))
+
+    assert hue_distance(raw, chin) > 2.0 * hue_distance(clean, chin)
+    np.testing.assert_array_equal(raw.coverage > 0.5, clean.coverage > 0.5)
+    # Eyes and brows untouched but for the grain: within a few levels.
+    eyes = (y > -0.75) & (y < -0.3) & (labels != SKIN) & (raw.coverage > 0.5)
+    assert float(np.median(np.abs(raw.texture[eyes].astype(int) - clean.texture[eyes].astype(int)))) < 6.0
+    # s1.jpg's fringe (hair down to the brows) stays by default and is filled with skin when asked for.
+    fringe_store = IdentityStore(
+        tmp_path / "fringe", analyser=analyser, config=replace(analyser.config, cleanup=CleanupConfig(fringe=True))
+    )
+    kept = clean_store.load(clean_store.enroll("s1", [faces / "s1.jpg"]).name)
+    filled = fringe_store.load(fringe_store.enroll("s1", [faces / "s1.jpg"]).name)
+    forehead = (y < -0.8) & (labels >= 0) & (kept.coverage > 0.5)
+    lightness = [float(cv2.cvtColor(i.texture, cv2.COLOR_BGR2LAB)[..., 0][forehead].std()) for i in (kept, filled)]
+    assert lightness[1] < 0.6 * lightness[0]  # hair strands gone: an even forehead
+
+
+def test_the_far_side_of_a_turned_photo_is_filled_from_the_near_side(
+    tmp_path: Path, analyser: FaceAnalyser, faces: Path
+) -> None:
+    """lin-manuel-miranda.png is turned a little: his left cheek (image right) is seen at a grazing angle.
+    Its texels take the mirrored right cheek, so the identity shows there when an actor turns that way."""
+    from dataclasses import replace
+
+    from engines.identity.cleanup import texture_canonical_x
+
+    x = texture_canonical_x(512)
+    far, near = np.isfinite(x) & (x > 0.3), x < -0.3
+    plain = IdentityStore(tmp_path / "plain", analyser=analyser, config=replace(analyser.config, mirror=False))
+    mirrored = IdentityStore(tmp_path / "mirrored", analyser=analyser)
+    a = plain.load(plain.enroll("lin", [faces / "lin-manuel-miranda.png"]).name)
+    b = mirrored.load(mirrored.enroll("lin", [faces / "lin-manuel-miranda.png"]).name)
+    assert a.coverage[far].mean() < 0.75 < 0.85 < b.coverage[far].mean()
+    np.testing.assert_array_equal(a.coverage[near], b.coverage[near])
+    # What was filled looks like his skin there: as bright as the near cheek's texels, not the fill's grey.
+    filled = far & (b.coverage - a.coverage > 0.3)
+    lightness = cv2.cvtColor(b.texture, cv2.COLOR_BGR2LAB)[..., 0].astype(float)
+    assert abs(np.median(lightness[filled]) - np.median(lightness[near & (a.coverage > 0.9)])) < 30
+
+
+def test_the_photos_side_light_is_divided_out_and_its_colour_kept(store: IdentityStore, faces: Path) -> None:
+    """s1.jpg is lit more on one side (its shading: one cheek about twice the other). The albedo's two
+    cheeks come out within 40% of each other (1.27; dividing only a clipped shading left one cheek twice as
+    bright as the other, and one side of every swap pale), and the photo's own colours, blush included, stay."""
+    from engines.identity.cleanup import texture_canonical_x
+    from engines.light.sh import srgb_to_linear
+    from engines.swap.texture import texture_canonical_y
+
+    store.enroll("s1", [faces / "s1.jpg"], face="largest")
+    ident = store.load("s1")
+    assert ident.shading is not None
+    size = ident.texture.shape[0]
+    x, y = texture_canonical_x(size), texture_canonical_y(size)
+    seen = (texture_regions(size) == 0) & (ident.coverage > 0.9)
+    luma = np.array([0.0722, 0.7152, 0.2126], np.float32)
+    cheeks = [
+        seen & (y > -0.1) & (y < 0.2) & (np.abs(x) > 0.35) & (np.abs(x) < 0.6) & (np.sign(x) == side)
+        for side in (-1, 1)
+    ]
+    assert all(c.sum() > 1000 for c in cheeks)
+    shade = [float(np.median(ident.shading[c] @ luma)) for c in cheeks]
+    assert max(shade) / min(shade) > 1.8  # the photo's light really is one-sided
+    albedo = [float(np.median(ident.albedo[c] @ luma)) for c in cheeks]
+    assert max(albedo) / min(albedo) < 1.4, albedo
+    # Colour: only the light's brightness and one overall tint are divided out, so each texel's red/green
+    # and blue/green stay the photo's times one constant (a spatial cast removal moved them by +-30%).
+    lin = srgb_to_linear(ident.texture.astype(np.float32) / 255.0)
+    skin = seen & (lin.min(axis=2) > 0.01)
+    for channel in (2, 0):
+        ratio = (ident.albedo[skin][:, channel] / ident.albedo[skin][:, 1]) / (lin[skin][:, channel] / lin[skin][:, 1])
+        assert np.percentile(ratio, 95) / np.percentile(ratio, 5) < 1.05

@@ -1,0 +1,168 @@
+"""FaceProcessor end to end on shared clips: swap, relight and blend per face, timings, failures, edges."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from engines.compose.watermark import WatermarkConfig
+from engines.errors import InputError
+from engines.face.topology import FACE_OVAL
+from engines.identity.store import IdentityStore
+from engines.processor import FaceProcessor, ProcessorConfig
+from engines.settings import ProcessSettings, RelightTarget
+from tests.face_helpers import clip_frames, enrolled_store
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory, faces: Path, models_dir: Path) -> IdentityStore:
+    return enrolled_store(tmp_path_factory.mktemp("ids") / "identities", faces, models_dir, ("s1.jpg",))
+
+
+@pytest.fixture(scope="module")
+def d3(clips: Path) -> list[tuple[np.ndarray, float]]:
+    return clip_frames(clips / "d3.mp4", 12)
+
+
+def _processor(models_dir: Path, store: IdentityStore | None) -> FaceProcessor:
+    # These checks are pixel-exact outside the face: the invisible watermark (a few levels on every pixel,
+    # tests/test_watermark.py) is off here.
+    return FaceProcessor.from_models(models_dir, ProcessorConfig(watermark=WatermarkConfig(enabled=False)), store)
+
+
+def _oval_mask(shape: tuple[int, ...], landmarks: np.ndarray, grow_px: int) -> np.ndarray:
+    mask = np.zeros(shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(landmarks[list(FACE_OVAL), :2]).astype(np.int32)], 1)
+    return cv2.dilate(mask, np.ones((2 * grow_px + 1, 2 * grow_px + 1), np.uint8)).astype(bool)
+
+
+def test_swap_changes_the_face_only(models_dir: Path, store: IdentityStore, d3) -> None:  # type: ignore[no-untyped-def]
+    proc = _processor(models_dir, store)
+    settings = ProcessSettings(identity="s1", morph=0.0)
+    for image, t in d3:
+        result = proc.process(image, t, settings)
+        assert result.failed_stage is None
+        assert len(result.faces) == 1
+        for stage in ("swap", "relight", "blend", "landmarks"):
+            assert stage in result.stage_ms
+        face = result.faces[0]
+        changed = np.abs(result.image.astype(int) - image.astype(int)).max(axis=2) > 2
+        inside = _oval_mask(image.shape, face.landmarks, 3)
+        assert not changed[~inside].any()  # without the morph, nothing outside the face outline
+        assert changed[inside].mean() > 0.5
+    assert proc.frames_failed == 0
+    # Strength 0 is the input; the identity is loaded once and reused.
+    same = proc.process(d3[0][0], d3[0][1] + 1.0, ProcessSettings(identity="s1", strength=0.0))
+    np.testing.assert_array_equal(same.image, d3[0][0])
+    assert store.load("s1") is store.load("s1")
+
+
+def test_morph_stays_near_the_face(models_dir: Path, store: IdentityStore, d3) -> None:  # type: ignore[no-untyped-def]
+    proc = _processor(models_dir, store)
+    image, t = d3[0]
+    result = proc.process(image, t, ProcessSettings(identity="s1", morph=1.0))
+    changed = np.abs(result.image.astype(int) - image.astype(int)).max(axis=2) > 2
+    face = result.faces[0]
+    iod = float(np.linalg.norm(face.landmarks[263, :2] - face.landmarks[33, :2]))
+    near = _oval_mask(image.shape, face.landmarks, int(0.4 * iod) + 3)
+    assert changed.any() and not changed[~near].any()
+
+
+def test_relight_alone_and_passthrough_settings(models_dir: Path, d3) -> None:  # type: ignore[no-untyped-def]
+    proc = _processor(models_dir, None)
+    image, t = d3[0]
+    # No identity and the default target (match the light already there): nothing to do.
+    plain = proc.process(image, t, ProcessSettings())
+    np.testing.assert_array_equal(plain.image, image)
+    side = RelightTarget(mode="direction", direction=(1.0, 0.0, 0.3))
+    lit = proc.process(image, t + 0.04, ProcessSettings(relight_target=side))
+    assert lit.failed_stage is None and "relight" in lit.stage_ms
+    face = lit.faces[0]
+    diff = lit.image.astype(int) - image.astype(int)
+    left = int(face.landmarks[234, 0]) + 10, int(face.landmarks[1, 1])
+    right = int(face.landmarks[454, 0]) - 10, int(face.landmarks[1, 1])
+    # Lit from the camera's right (x toward image right): the image-right cheek gains on the left one.
+    assert diff[right[1], right[0]].mean() > diff[left[1], left[0]].mean()
+    off = proc.process(image, t + 0.08, ProcessSettings(relight=False, relight_target=side))
+    np.testing.assert_array_equal(off.image, image)
+
+
+def test_unknown_identity_and_failing_stage_pass_frames_through(  # type: ignore[no-untyped-def]
+    models_dir: Path, store: IdentityStore, d3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proc = _processor(models_dir, store)
+    image, t = d3[0]
+    result = proc.process(image, t, ProcessSettings(identity="nobody"))
+    assert result.failed_stage == "swap" and result.image is image and len(result.faces) == 1
+    assert proc.frames_failed == 1
+    no_store = _processor(models_dir, None)
+    assert no_store.process(image, t, ProcessSettings(identity="s1")).failed_stage == "swap"
+
+    def boom(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("render failed")
+
+    monkeypatch.setattr(proc.swapper, "render", boom)
+    failed = proc.process(d3[1][0], d3[1][1], ProcessSettings(identity="s1"))
+    assert failed.failed_stage == "swap" and failed.image is d3[1][0]
+    monkeypatch.undo()
+    # The tracker was not reset by a swap failure: the next frame is tracked without a new detection.
+    detections = proc.tracker.detections_run
+    ok = proc.process(d3[2][0], d3[2][1], ProcessSettings(identity="s1"))
+    assert ok.failed_stage is None and proc.tracker.detections_run == detections
+    with pytest.raises(InputError):
+        store.load("nobody")
+
+
+def test_face_half_out_of_frame(models_dir: Path, store: IdentityStore, d3) -> None:  # type: ignore[no-untyped-def]
+    """Slide the clip so the face leaves the frame to the left: no crash, nothing painted off the face."""
+    proc = _processor(models_dir, store)
+    settings = ProcessSettings(identity="s1", morph=0.0)
+    seen_cut = False
+    for k, (image, t) in enumerate(d3):
+        shift = 60 + 25 * k
+        frame = np.zeros_like(image)
+        frame[:, : image.shape[1] - shift] = image[:, shift:]
+        result = proc.process(frame, t, settings)
+        assert result.failed_stage is None
+        assert result.image.shape == frame.shape
+        for face in result.faces:
+            seen_cut |= bool(face.landmarks[:, 0].min() < 0)
+            changed = np.abs(result.image.astype(int) - frame.astype(int)).max(axis=2) > 2
+            assert not changed[~_oval_mask(frame.shape, face.landmarks, 3)].any()
+    assert seen_cut
+
+
+def test_flicker_stays_close_to_the_input(models_dir: Path, store: IdentityStore, clips: Path) -> None:
+    """Frame-to-frame change inside the face box, output over input, over a second of d10 (expressive)."""
+    frames = clip_frames(clips / "d10.mp4", 30)
+    proc = _processor(models_dir, store)
+    settings = ProcessSettings(identity="s1")
+    outs, boxes = [], []
+    for image, t in frames:
+        result = proc.process(image, t, settings)
+        outs.append(result.image)
+        boxes.append(result.faces[0].box)
+    x1, y1 = np.min(boxes, axis=0)[:2].astype(int)
+    x2, y2 = np.max(boxes, axis=0)[2:].astype(int)
+
+    def change(seq: list[np.ndarray]) -> float:
+        return float(
+            np.mean(
+                [
+                    np.abs(a[y1:y2, x1:x2].astype(float) - b[y1:y2, x1:x2]).mean()
+                    for a, b in zip(seq, seq[1:], strict=False)
+                ]
+            )
+        )
+
+    ratio = change(outs) / change([f for f, _ in frames])
+    assert ratio < 1.3, ratio
+
+
+def test_config_is_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ProcessorConfig().detect_width = 1  # type: ignore[misc]
