@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """build_engines.py — prepare stageswap's GPU engines offline.
 
-For every engine in the catalogue (``engines.runtime.export.CATALOGUE``), and every model registered with
+For every engine in the catalogue (``engines.catalogue.CATALOGUE``), and every model registered with
 ``stageswap models add`` in the data directory (inswapper-style, DFM and ArcFace-style ONNX files; engines
 named ``user-NAME``, validated by their kind's checks and ONNX Runtime, compiled as registered):
 
@@ -63,7 +63,7 @@ class EngineReport:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    from engines.runtime.export import CATALOGUE
+    from engines.catalogue import CATALOGUE
 
     p = argparse.ArgumentParser(
         prog="build_engines.py",
@@ -400,8 +400,9 @@ def _progress(total: int, enabled: bool) -> Iterator[Callable[[str], None]]:
 
 
 def run(args: argparse.Namespace, out_dir: Path) -> list[EngineReport]:
+    from engines.catalogue import CATALOGUE
     from engines.runtime import models
-    from engines.runtime.export import CATALOGUE, OnnxModelEngine
+    from engines.runtime.export import OnnxModelEngine
 
     registered = user_models(args)
     names = args.only or [*CATALOGUE, *registered]

@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -20,9 +20,6 @@ from streamer.governance.likeness import swapped_in
 from streamer.live.streams import Stream, StreamRegistry
 from streamer.live.worker import ProcessorFactory
 
-if TYPE_CHECKING:
-    from streamer.live.webrtc import PeerRegistry
-
 log = logging.getLogger(__name__)
 
 WsReply = dict[str, Any]
@@ -31,13 +28,23 @@ WsHandler = Callable[["Service", Mapping[str, Any]], Awaitable[WsReply | None]]
 StageswapError for a refusal (answered on the socket as ``{"type": "error", ...}``)."""
 
 
+class Peers(Protocol):
+    """What the service needs of the WebRTC sessions (``streamer.live.webrtc.PeerRegistry``): count and close."""
+
+    def __len__(self) -> int: ...
+
+    def sessions(self) -> list[Any]: ...
+
+    async def close_all(self, reason: str) -> None: ...
+
+
 @dataclass
 class Service:
     config: ServeConfig
     make_processor: ProcessorFactory
     """Called once by each stream's worker thread to build that stream's own processor."""
     streams: StreamRegistry = field(init=False)
-    peers: PeerRegistry | None = None
+    peers: Peers | None = None
     ws_handlers: dict[str, WsHandler] = field(default_factory=dict)
     """WebSocket control message types -> handlers; other route groups add theirs (e.g. recording)."""
     listeners: list[Callable[[Mapping[str, Any]], None]] = field(default_factory=list)

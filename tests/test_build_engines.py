@@ -23,9 +23,11 @@ import onnx
 import pytest
 
 import build_engines
+from engines import catalogue
+from engines.catalogue import CATALOGUE, FACEMESH, YUNET
 from engines.errors import ModelError
 from engines.runtime import export, tensorrt
-from engines.runtime.export import CATALOGUE, FACEMESH, YUNET, ShapeRange, Tolerance
+from engines.runtime.export import ShapeRange, Tolerance
 from engines.runtime.plans import Manifest, PlanEntry, PlanKey
 from engines.runtime.tensorrt import BuildOptions, build_plan, profile_for_network
 
@@ -51,7 +53,7 @@ def test_a_graph_out_of_tolerance_fails_with_the_difference(
     models_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     strict = dataclasses.replace(FACEMESH, onnx_tolerance=Tolerance(0.0, 0.0))
-    monkeypatch.setitem(export.CATALOGUE, "facemesh", strict)  # type: ignore[index]
+    monkeypatch.setitem(catalogue.CATALOGUE, "facemesh", strict)  # type: ignore[index]
     rc = build_engines.main(["--dry-run", "--models", str(models_dir), "--only", "facemesh", "--no-progress"])
     captured = capsys.readouterr()
     assert rc == 1

@@ -1,11 +1,17 @@
-"""Runtimes behind one seam (`Session`): pick one for a model file and a device."""
+"""Runtimes behind one seam (`Session`): pick one for a model file and a device.
+
+The model registry (declared as data: file, sha256, URL, licence), the runtimes (ONNX Runtime, LiteRT,
+torch on CUDA, TensorRT), conversion to torch, ONNX export and TensorRT plans. Knows nothing about faces:
+must not import any other engine package (``engines.errors`` aside) nor ``streamer``; the catalogue of
+our own engines is ``engines.catalogue``.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from engines.errors import ModelError
 from engines.runtime.base import Session, TensorInfo
+from engines.runtime.cpu import load_cpu_model
 
 __all__ = ["Session", "TensorInfo", "load_cpu_model", "load_model"]
 
@@ -24,20 +30,3 @@ def load_model(
     from engines.runtime.select import load_for_device
 
     return load_for_device(path, device, engines_dir, threads)
-
-
-def load_cpu_model(path: str | Path, threads: int = 1) -> Session:
-    """Load ``path`` on the CPU: ``.onnx`` in ONNX Runtime, ``.tflite`` in LiteRT."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"model file {path} does not exist")
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
-        from engines.runtime.onnxrt import OrtSession
-
-        return OrtSession(path, threads=threads)
-    if suffix == ".tflite":
-        from engines.runtime.litert import LiteRtSession
-
-        return LiteRtSession(path, threads=threads)
-    raise ModelError(f"model file {path} has an unknown format {suffix!r}; expected .onnx or .tflite")

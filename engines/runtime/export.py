@@ -1,6 +1,7 @@
-"""The GPU engine catalogue: which graphs ``build_engines.py`` exports and compiles, with their shapes.
+"""How an engine is described for ``build_engines.py`` — its graph, shapes and tolerances — and its ONNX export.
 
-Two kinds of engine:
+The engines themselves are listed in ``engines.catalogue`` (next to the face, light and compose engines they
+build); this module knows nothing about faces. Two kinds of engine:
 
 - ``TorchEngine``: a torch module of ours exported to ONNX — MediaPipe's face mesh and selfie segmentation
   converted from their TFLite files (weights read from the registry's files) and the per-pixel relight
@@ -119,23 +120,23 @@ class OnnxModelEngine:
     """The torch interpreter (the GPU fallback) against ONNX Runtime on the CPU."""
 
     def fingerprint(self, models_dir: str | os.PathLike[str] | None = None) -> str:
-        return models.spec_for(self.registry_model).sha256
+        return registry_fingerprint(self.registry_model)
 
 
 Engine = TorchEngine | OnnxModelEngine
 
 
-def _source_sha256(*objects: Any) -> str:
+def source_sha256(*objects: Any) -> str:
     h = hashlib.sha256()
     for obj in objects:
         h.update(inspect.getsource(obj).encode())
     return h.hexdigest()
 
 
-# ---- MediaPipe's TFLite models, converted (weights read from the registry's files) ------------------------
+# ---- a registry TFLite model, converted (weights read from the registry's files) ---------------------------
 
 
-def _converted_tflite_engine(
+def converted_tflite_engine(
     name: str,
     description: str,
     side: int,
@@ -155,11 +156,7 @@ def _converted_tflite_engine(
         return (torch.rand(batch, side, side, 3, generator=gen),)
 
     def fingerprint(models_dir: str | os.PathLike[str] | None) -> str:
-        from engines.runtime.convert import tflite_torch
-
-        h = hashlib.sha256(models.spec_for(name).sha256.encode())
-        h.update(_source_sha256(tflite_torch).encode())
-        return h.hexdigest()
+        return registry_fingerprint(name)
 
     return TorchEngine(
         name=name,
@@ -177,115 +174,17 @@ def _converted_tflite_engine(
     )
 
 
-FACEMESH = _converted_tflite_engine(
-    "facemesh",
-    "468-point face mesh, converted from MediaPipe's face_landmark.tflite",
-    192,
-    ("conv2d_21", "conv2d_31"),
-    # Landmarks are crop pixels (0..192) and a presence logit: fp16 TensorRT within half a pixel.
-    onnx_tolerance=Tolerance(2e-3, 1e-4),
-    trt_tolerance=Tolerance(0.5, 1e-2),
-)
+def registry_fingerprint(model_name: str) -> str:
+    """What a TensorRT plan of registry model ``model_name`` is built from: its file (the sha256 the registry
+    declares), and for a TFLite model the converter that turns it into the exported graph."""
+    spec = models.spec_for(model_name)
+    if not spec.filename.endswith(".tflite"):
+        return spec.sha256
+    from engines.runtime.convert import tflite_torch
 
-SELFIE_SEGMENTATION = _converted_tflite_engine(
-    "selfie_segmentation",
-    "person segmentation around each face (occlusion), converted from MediaPipe's selfie_segmentation.tflite",
-    256,
-    ("activation_10",),
-    # Person probability 0..1: fp16 TensorRT within 2/100.
-    onnx_tolerance=Tolerance(1e-4, 1e-4),
-    trt_tolerance=Tolerance(2e-2, 0.0),
-)
-
-
-# ---- relight: the per-pixel SH relight modules of engines.light.relight ----------------------------------------
-
-RELIGHT_WINDOW = (64, 256, 1024)
-"""Face window side in pixels: smallest, tuned-for, largest (a close-up face at 4K is about 1000 px)."""
-
-
-def _relight_fingerprint(models_dir: str | os.PathLike[str] | None) -> str:
-    import engines.light.relight
-    import engines.light.sh
-
-    return _source_sha256(engines.light.relight, engines.light.sh)
-
-
-def _relight_inputs(module: nn.Module, batch: int) -> tuple[torch.Tensor, ...]:
-    return tuple(module.example_inputs(batch=batch))  # type: ignore[operator]
-
-
-def _relight_axes(name: str) -> dict[int, str]:
-    # The same rule as the modules' own dynamic_axes() (a test keeps the two equal).
-    return {0: "faces"} if name.startswith("sh_") else {0: "faces", 2: "height", 3: "width"}
-
-
-def _relight_profile(name: str) -> ShapeRange:
-    lo, opt, hi = RELIGHT_WINDOW
-    if name.startswith("sh_"):
-        return ShapeRange((1, 9, 3), (OPT_FACES, 9, 3), (MAX_FACES, 9, 3))
-    channels = 1 if name == "mask" else 3
-    return ShapeRange((1, channels, lo, lo), (OPT_FACES, channels, opt, opt), (MAX_FACES, channels, hi, hi))
-
-
-def _relight_engine(name: str, class_name: str, description: str) -> TorchEngine:
-    import engines.light.relight
-
-    cls = getattr(engines.light.relight, class_name)
-    inputs, outputs = tuple(cls.input_names), tuple(cls.output_names)
-    return TorchEngine(
-        name=name,
-        description=description,
-        factory=lambda models_dir: getattr(engines.light.relight, class_name)().eval(),
-        example_inputs=_relight_inputs,
-        input_names=inputs,
-        output_names=outputs,
-        dynamic_axes={n: _relight_axes(n) for n in (*inputs, *outputs)},
-        profiles={n: _relight_profile(n) for n in inputs},
-        fingerprint=_relight_fingerprint,
-        # sRGB 0..1 output: fp16 TensorRT within 1/100 (2.5 of 255 levels).
-        onnx_tolerance=Tolerance(1e-4, 1e-4),
-        trt_tolerance=Tolerance(1e-2, 0.0),
-    )
-
-
-RELIGHT = _relight_engine("relight", "SHRelight", "per-pixel SH ratio relight of the actor's face (SHRelight)")
-RELIGHT_ALBEDO = _relight_engine(
-    "relight_albedo", "SHRelightAlbedo", "per-pixel SH relight of a swapped-in albedo (SHRelightAlbedo)"
-)
-
-
-# ---- yunet: the registry's detector as published ----------------------------------------------------------
-
-
-def _yunet_inputs(batch: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(2)
-    return {"input": rng.uniform(0, 255, (batch, 3, 192, 320)).astype(np.float32)}
-
-
-YUNET = OnnxModelEngine(
-    name="yunet",
-    description="YuNet face detector (registry ONNX, dynamic input size)",
-    registry_model="yunet",
-    # One frame at a time, downscaled to the detect width (multiples of 32): 192x320 is a 16:9 frame at the
-    # default --detect-width 320; up to 1280 on either side for wide detect widths and portrait frames.
-    profiles={"input": ShapeRange((1, 3, 32, 32), (1, 3, 192, 320), (1, 3, 1280, 1280))},
-    example_inputs=_yunet_inputs,
-    trt_tolerance=Tolerance(3e-2, 3e-2),
-    torch_tolerance=Tolerance(1e-4, 1e-4),
-)
-
-
-CATALOGUE: Mapping[str, Engine] = {e.name: e for e in (YUNET, FACEMESH, SELFIE_SEGMENTATION, RELIGHT, RELIGHT_ALBEDO)}
-"""Every engine build_engines handles, by name (build order)."""
-
-
-def engine_for_registry_model(model_name: str) -> Engine | None:
-    """The catalogue entry that compiles registry model ``model_name`` (None if it has none)."""
-    for engine in CATALOGUE.values():
-        if engine.registry_model == model_name:
-            return engine
-    return None
+    h = hashlib.sha256(spec.sha256.encode())
+    h.update(source_sha256(tflite_torch).encode())
+    return h.hexdigest()
 
 
 def fold_constants(model: Any) -> int:

@@ -17,10 +17,14 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engines.errors import InputError, ModelError, StageswapError
 from engines.runtime import models
 from engines.runtime.base import Session
+
+if TYPE_CHECKING:
+    from engines.runtime.export import TorchEngine
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +88,10 @@ def registry_name_for(path: Path) -> str | None:
 
 def _tensorrt_session(model_name: str, path: Path, engines_dir: Path) -> tuple[Session | None, str]:
     """A TensorRT session for ``model_name`` if a valid plan exists; else (None, why not)."""
-    from engines.runtime.export import engine_for_registry_model
+    from engines.runtime.export import registry_fingerprint
     from engines.runtime.plans import Manifest, PlanKey
     from engines.runtime.tensorrt import tensorrt_version
 
-    engine = engine_for_registry_model(model_name)
-    if engine is None:
-        return None, f"no TensorRT engine is defined for {model_name!r}"
     version = tensorrt_version()
     if version is None:
         return None, "TensorRT is not installed"
@@ -98,8 +99,8 @@ def _tensorrt_session(model_name: str, path: Path, engines_dir: Path) -> tuple[S
         manifest = Manifest.load(engines_dir)
     except ModelError as exc:
         return None, str(exc)
-    key = PlanKey(gpu_name(), version, engine.fingerprint(path.parent))
-    found = manifest.lookup(engine.name, key)
+    key = PlanKey(gpu_name(), version, registry_fingerprint(model_name))
+    found = manifest.lookup(model_name, key)
     if not found.ok or found.path is None or found.entry is None:
         return None, found.reason + f"; build plans with: python build_engines.py --out {engines_dir}"
     from engines.runtime.tensorrt import TrtSession
@@ -128,7 +129,7 @@ def load_for_device(
     threads: int = 1,
 ) -> Session:
     """Load ``path`` on ``device`` (auto/cuda/cpu) in the best runtime available; log the choice."""
-    from engines.runtime import load_cpu_model
+    from engines.runtime.cpu import load_cpu_model
     from engines.runtime.plans import default_engines_dir
 
     path = Path(path)
@@ -162,22 +163,18 @@ def load_for_device(
 
 
 def load_engine(
-    name: str,
+    engine: TorchEngine,
     device: str,
     engines_dir: str | os.PathLike[str] | None = None,
     models_dir: str | os.PathLike[str] | None = None,
 ) -> Session:
-    """One of our catalogue's torch engines (e.g. ``relight``) on ``device``: its TensorRT plan when valid,
-    else the torch module itself on CUDA (or on the CPU for ``cpu``)."""
-    from engines.runtime.export import CATALOGUE, TorchEngine
+    """One of our torch engines (``engines.catalogue``, e.g. ``relight``) on ``device``: its TensorRT plan when
+    valid, else the torch module itself on CUDA (or on the CPU for ``cpu``)."""
     from engines.runtime.plans import Manifest, PlanKey, default_engines_dir
     from engines.runtime.tensorrt import TrtSession, tensorrt_version
     from engines.runtime.torch_cuda import module_session
 
-    engine = CATALOGUE.get(name)
-    if not isinstance(engine, TorchEngine):
-        known = ", ".join(n for n, e in CATALOGUE.items() if isinstance(e, TorchEngine))
-        raise ModelError(f"unknown torch engine {name!r}; known: {known}")
+    name = engine.name
     resolved = resolve_device(device)
     reason = ""
     if resolved == "cuda":

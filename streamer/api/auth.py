@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from streamer.api.ratelimit import TokenBucket
 from streamer.config import ServeConfig
 
 log = logging.getLogger(__name__)
@@ -99,8 +100,6 @@ class RefusalLog:
     on a wrong token must not fill the disk with log lines. The next line logged says how many were not."""
 
     def __init__(self, rate_per_s: float = 1.0, burst: int = 10) -> None:
-        from streamer.api.ratelimit import TokenBucket
-
         self._bucket = TokenBucket(rate_per_s, burst)
         self._unlogged = 0
 

@@ -16,7 +16,6 @@ from typing import Any
 
 from aiohttp import web
 
-from streamer.api.auth import PROTECTED_PREFIXES
 from streamer.config import ServeConfig
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -75,13 +74,14 @@ class KeyedLimiter:
         return len(self._buckets)
 
 
-def middleware(config: ServeConfig) -> Any:
-    """Limit state-changing requests (anything but GET/HEAD/OPTIONS on the API, WHIP, WHEP) per client address."""
+def middleware(config: ServeConfig, prefixes: tuple[str, ...]) -> Any:
+    """Limit state-changing requests (anything but GET/HEAD/OPTIONS) under ``prefixes`` (the API, WHIP, WHEP:
+    ``streamer.api.auth.PROTECTED_PREFIXES``) per client address."""
     limiter = KeyedLimiter(config.control_rate_per_s, config.control_burst)
 
     @web.middleware
     async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.method not in _READ_METHODS and request.path.startswith(PROTECTED_PREFIXES):
+        if request.method not in _READ_METHODS and request.path.startswith(prefixes):
             bucket = limiter.bucket(request.remote or "unknown")
             if not bucket.allow():
                 retry_s = max(1, math.ceil(bucket.retry_after_s()))

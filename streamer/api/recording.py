@@ -41,6 +41,7 @@ from engines.errors import InputError
 from engines.paths import check_name
 from streamer.api.routes import read_json
 from streamer.errors import NotFoundError
+from streamer.governance.recording_provenance import RecordingSigner
 from streamer.live.fanout import OutputFanout
 from streamer.live.streams import Stream
 from streamer.record.formats import EncoderSupport
@@ -241,3 +242,44 @@ def _register(app: web.Application, overrides: Mapping[str, Any]) -> None:
     app.router.add_get("/api/recordings/{id}", recordings_get_one)
     app.on_startup.append(functools.partial(_start, overrides=overrides))
     app.on_shutdown.append(_stop_all)
+
+
+SIGNER = web.AppKey("stageswap_recording_signer", RecordingSigner)
+"""The signer of finished recordings (``streamer.governance.recording_provenance``)."""
+
+
+def register_signing(app: web.Application) -> None:
+    """Route group (no routes): hook the signer into the recordings; list it after ``register``."""
+    app.on_startup.append(_start_signing)
+
+
+async def _start_signing(app: web.Application) -> None:
+    service = app[SERVICE]
+    if RECORDINGS not in app:
+        log.error("recording provenance: no recordings in this app (list it after the recording routes)")
+        return
+    signer = await asyncio.to_thread(
+        RecordingSigner.for_data_dir,
+        service.config.data_dir,
+        service.audit,
+        service.record,
+        service.operator,
+        service.user_models(),
+    )
+    app[SIGNER] = signer
+    app[RECORDINGS].add_finalise_hook(signer.on_finished)
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Future[None]] = set()
+
+    def on_event(event: Mapping[str, Any]) -> None:
+        if event.get("type") != "recording" or event.get("event") != "started":
+            return
+        recording = event.get("recording") or {}
+        stream = service.streams.find(str(event.get("stream")))
+        wid = getattr(stream, "watermark_id", None) if stream is not None else None
+        watermark = f"{wid:08x}" if isinstance(wid, int) else None
+        task = loop.run_in_executor(None, signer.on_started, recording, watermark)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    service.listeners.append(on_event)

@@ -28,7 +28,6 @@ from streamer.api import recording as api_recording
 from streamer.api import routes as api
 from streamer.config import ServeConfig
 from streamer.errors import NotFoundError
-from streamer.governance import recording_provenance
 from streamer.live import webrtc
 from streamer.live.worker import FrameProcessor, PassthroughProcessor, ProcessorFactory
 from streamer.service import SERVICE, Service
@@ -41,7 +40,7 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
     api.register,
     api_models.register,
     api_recording.register,
-    recording_provenance.register,  # after the recordings: it hooks into them
+    api_recording.register_signing,  # after the recordings: it hooks into them
     openapi.register,
     osc.register,  # OSC messages run the WebSocket control handlers the groups above added
 )
@@ -78,7 +77,11 @@ def create_app(
     # Errors outermost (every refusal is JSON), then the rate limit (a flood is refused before anything,
     # token guessing included), then the tokens.
     app = web.Application(
-        middlewares=[api.error_middleware, ratelimit.middleware(config), auth.middleware(config)],
+        middlewares=[
+            api.error_middleware,
+            ratelimit.middleware(config, auth.PROTECTED_PREFIXES),
+            auth.middleware(config),
+        ],
         client_max_size=config.upload_max_bytes,
     )
     service = Service(config=config, make_processor=PassthroughProcessor)

@@ -1,5 +1,9 @@
-"""One module per `stageswap` subcommand: each defines ``register(subparsers)`` that adds its parser
-and sets ``func`` (the handler taking the parsed arguments and returning an exit status)."""
+"""The CLI: one module per `stageswap` subcommand, each defines ``register(subparsers)`` that adds its parser
+and sets ``func`` (the handler taking the parsed arguments and returning an exit status).
+
+Nothing but ``streamer.__main__`` imports this package (which must not import ``streamer.__main__``), and
+only ``__main__`` exits.
+"""
 
 from __future__ import annotations
 

@@ -12,13 +12,12 @@ When a recording is finalised (files closed, sidecar final), ``RecordingSigner.o
 4. appends ``recording.finished`` and ``recording.signed`` to the audit log.
 
 Without signing credentials (``stageswap keys init``, ``$STAGESWAP_SIGNING_CERT``/``KEY``) the files are
-left unsigned, and the sidecar and the audit log say so. ``register`` wires it into the live service as
-a route group listed after the recording routes.
+left unsigned, and the sidecar and the audit log say so. ``streamer.api.recording.register_signing`` wires it
+into the live service after the recording routes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import logging
@@ -27,8 +26,6 @@ import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-
-from aiohttp import web
 
 from engines.errors import StageswapError
 from streamer.governance.audit import (
@@ -213,46 +210,3 @@ def _time(value: Any) -> dt.datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-
-
-SIGNER = web.AppKey("stageswap_recording_signer", RecordingSigner)
-
-
-def register(app: web.Application) -> None:
-    """Route group (no routes): hook the signer into the recordings; list it after the recording routes."""
-    app.on_startup.append(_start)
-
-
-async def _start(app: web.Application) -> None:
-    from streamer.api.recording import RECORDINGS
-    from streamer.service import SERVICE
-
-    service = app[SERVICE]
-    if RECORDINGS not in app:
-        log.error("recording provenance: no recordings in this app (list it after the recording routes)")
-        return
-    signer = await asyncio.to_thread(
-        RecordingSigner.for_data_dir,
-        service.config.data_dir,
-        service.audit,
-        service.record,
-        service.operator,
-        service.user_models(),
-    )
-    app[SIGNER] = signer
-    app[RECORDINGS].add_finalise_hook(signer.on_finished)
-    loop = asyncio.get_running_loop()
-    tasks: set[asyncio.Future[None]] = set()
-
-    def on_event(event: Mapping[str, Any]) -> None:
-        if event.get("type") != "recording" or event.get("event") != "started":
-            return
-        recording = event.get("recording") or {}
-        stream = service.streams.find(str(event.get("stream")))
-        wid = getattr(stream, "watermark_id", None) if stream is not None else None
-        watermark = f"{wid:08x}" if isinstance(wid, int) else None
-        task = loop.run_in_executor(None, signer.on_started, recording, watermark)
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-
-    service.listeners.append(on_event)

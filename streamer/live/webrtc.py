@@ -613,7 +613,7 @@ async def sessions_get(request: web.Request) -> web.Response:
 
 
 def _registry(service: Service) -> PeerRegistry:
-    if service.peers is None:
+    if not isinstance(service.peers, PeerRegistry):
         raise RuntimeError("the peer registry is not set up")
     return service.peers
 

@@ -115,9 +115,10 @@ def test_run_device_keeps_tensors_on_the_gpu(models_dir: Path) -> None:
 
 
 def test_relight_engine_on_cuda_matches_cpu() -> None:
+    from engines.catalogue import RELIGHT
     from engines.runtime.select import load_engine
 
-    cpu, gpu = load_engine("relight", "cpu"), load_engine("relight", "cuda")
+    cpu, gpu = load_engine(RELIGHT, "cpu"), load_engine(RELIGHT, "cuda")
     assert gpu.runtime in ("torch-cuda", "tensorrt")
     from engines.light.relight import SHRelight
 

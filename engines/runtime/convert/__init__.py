@@ -1,4 +1,5 @@
-"""Model conversions for the GPU path: published model files turned into torch modules.
+"""Model conversions for the GPU path: published model files turned into torch modules (must not import
+anything of ours outside ``engines.errors``).
 
 The weights are always read from the published file at load time (nothing is re-published), so the
 converted module is exactly the model in the registry, and it runs on CUDA in torch (the GPU fallback

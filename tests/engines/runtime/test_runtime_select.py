@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from engines.catalogue import FACEMESH, RELIGHT, YUNET, torch_engine
 from engines.errors import InputError, ModelError
 from engines.runtime import load_model, select
-from engines.runtime.export import FACEMESH, YUNET
 from engines.runtime.plans import Manifest, PlanEntry, PlanKey
 from engines.runtime.torch_cuda import onnx_session, tflite_session
 from streamer.__main__ import main as cli
@@ -142,7 +142,7 @@ def test_a_corrupt_manifest_falls_back_with_a_warning(gpu: None, models_dir: Pat
 
 
 def test_our_torch_engines_load_on_the_cpu_and_unknown_ones_are_refused() -> None:
-    session = select.load_engine("relight", "cpu")
+    session = select.load_engine(torch_engine("relight"), "cpu")
     assert session.runtime == "torch-cpu" and [i.name for i in session.inputs][0] == "image"
     from engines.light.relight import SHRelight
 
@@ -150,7 +150,8 @@ def test_our_torch_engines_load_on_the_cpu_and_unknown_ones_are_refused() -> Non
     out = session.run({i.name: t.numpy() for i, t in zip(session.inputs, inputs, strict=True)})
     assert out["relit"].shape == (2, 3, 96, 80)
     with pytest.raises(ModelError, match="unknown torch engine 'yunet'"):
-        select.load_engine("yunet", "cpu")
+        torch_engine("yunet")
+    assert torch_engine("relight") is RELIGHT
 
 
 def test_cli_device_flag(tmp_path: Path, clips: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
