@@ -176,7 +176,8 @@ export class RecordingPanel {
   }
 
   stateLine(rec) {
-    const format = `${FORMAT_LABEL[rec.codec] ?? rec.codec ?? "?"} ${String(rec.container ?? "").toUpperCase()}`;
+    const sound = rec.audio ? ` + ${rec.audio.codec === "pcm" ? "PCM" : rec.audio.codec === "aac" ? "AAC" : "Opus"} sound` : ", no sound";
+    const format = `${FORMAT_LABEL[rec.codec] ?? rec.codec ?? "?"} ${String(rec.container ?? "").toUpperCase()}${sound}`;
     const frames = `${framesOf(rec)} frames`;
     const dropped = `${rec.frames_dropped ?? 0} dropped`;
     if (rec.active) {

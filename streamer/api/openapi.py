@@ -126,6 +126,11 @@ SCHEMAS: dict[str, Any] = {
             "frame_rate": {"type": "string", "enum": ["source", "cfr"]},
             "fps": {"oneOf": [{"type": "number"}, {"type": "string"}]},
             "timecode": {"type": "string"},
+            "audio": {
+                "type": "string",
+                "enum": ["aac", "pcm", "opus", "none"],
+                "description": "the sound's codec (default: aac in mp4, pcm in mov, opus in mkv) or none",
+            },
         },
     },
     "Consent": {
