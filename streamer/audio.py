@@ -2,11 +2,13 @@
 
 The picture reaches monitors after its processing; the sound must reach them as late, or lips move before
 the words. ``AudioOutput`` (one per stream, owned by its ``OutputFanout``) holds each ``AudioChunk`` until
-``capture_s + delay``, where the delay is the picture's own, measured frame by frame: the time from a
-frame's capture to its hand-over to the viewers' RTP senders (processing, the wait in the ring, encoding),
-smoothed (``PictureDelay``). Sound and picture then leave stageswap as far apart as they were captured,
-and a WebRTC receiver, which plays them by their RTCP sender reports (made at sending time), keeps them
-together. Released sound goes to
+the frame captured with it has been handed to the viewers' encoders (``PictureDelay.handed_at``), plus the
+encoders' typical time, less Opus's 6.5 ms lookahead: the delay is the picture's own, frame by frame, so a
+frame that the processing (or a busy machine) makes late holds its sound back with it. Sound and picture
+then leave stageswap as far apart as they were captured, and a WebRTC receiver, which plays them by their
+RTCP sender reports (made at sending time), keeps them together. (Holding sound a fixed, measured delay
+instead left it 30-80 ms ahead of the frames that came late on a loaded 2-core machine: BENCHMARKS.md.)
+Released sound goes to
 
 - WHEP viewers: encoded once to Opus for all of them (``deliver(packet)``, like the picture's shared
   encoders: aiortc sends already-encoded packets as they are), each viewer's queue small and never waited on;
@@ -44,6 +46,8 @@ OPUS_FRAME = 960
 SNAP_SAMPLES = SAMPLE_RATE // 100
 """A chunk within 10 ms of where the previous one ended continues it (capture times jitter)."""
 _TIME_BASE = Fraction(1, SAMPLE_RATE)
+FRAME_MATCH_S = 0.010
+"""Sound matches the first frame captured no more than this before it (half a 50 fps frame)."""
 
 
 @dataclass(frozen=True)
@@ -118,38 +122,56 @@ class AudioSink(Protocol):
 
 
 class PictureDelay:
-    """How long the picture takes from capture to the viewers' senders: the median of the last ``frames``.
+    """How long the picture takes from capture to the viewers' senders, and when each frame was handed on.
 
     Two parts, measured where they happen: from capture to the fan-out (``handed``, per frame the worker
     hands on: the wait in the ring and the processing) and the encoding for the viewers (``encoded``, per
-    frame a shared encoder encodes). The median, not the mean: on a busy machine a few frames take much
-    longer, and the sound should match the typical frame, not be pulled late by the slow ones (measured:
-    the mean put the sound 9 ms after the median frame at load 14 on 2 cores, BENCHMARKS.md)."""
+    frame a shared encoder encodes). ``delay_s`` is their medians over the last ``frames``: on a busy machine
+    a few frames take much longer, and the sound should match the typical frame, not be pulled late by the
+    slow ones (the mean put the sound 9 ms after the median frame at load 14 on 2 cores). ``handed_at``
+    says when the frame captured at a given time was handed on, so sound can wait for a frame that is late."""
 
     def __init__(self, frames: int = 45) -> None:
         self._handed: collections.deque[float] = collections.deque(maxlen=frames)
         self._encode: collections.deque[float] = collections.deque(maxlen=frames)
+        self._recent: collections.deque[tuple[float, float]] = collections.deque(maxlen=2 * frames)
+        """(capture_s, handed_s) of the last frames handed on."""
         self._delay_s: float | None = None
+        self.encode_s = 0.0
         self.last_handed_s: float | None = None
         """When a frame was last handed to the fan-out (monotonic)."""
+        self.listener: Callable[[], None] | None = None
+        """Called on the worker thread after each frame is handed on (the sound's thread waits for frames)."""
 
     def handed(self, capture_s: float, now_s: float | None = None) -> None:
         """A frame captured at ``capture_s`` was handed to the fan-out now (the worker thread)."""
         now_s = time.monotonic() if now_s is None else now_s
         self._handed.append(max(0.0, now_s - capture_s))
+        self._recent.append((capture_s, now_s))
         self.last_handed_s = now_s
         self._update()
+        if self.listener is not None:
+            self.listener()
 
     def encoded(self, seconds: float) -> None:
         """A shared encoder took ``seconds`` for a frame (its thread)."""
         self._encode.append(seconds)
         self._update()
 
+    def handed_at(self, capture_s: float) -> float | None:
+        """When the first frame captured at or after ``capture_s`` (less 10 ms: its own frame) was handed on;
+        None if none has been yet."""
+        for captured, handed in list(self._recent):
+            if captured >= capture_s - FRAME_MATCH_S:
+                return handed
+        return None
+
     def _update(self) -> None:
         handed = list(self._handed)
         if handed:
             encode = list(self._encode)
-            self._delay_s = statistics.median(handed) + (statistics.median(encode) if encode else 0.0)
+            self.encode_s = statistics.median(encode) if encode else 0.0
+            self._delay_s = statistics.median(handed) + self.encode_s
 
     @property
     def delay_s(self) -> float | None:
@@ -225,6 +247,7 @@ class AudioOutput:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._epoch_s = time.monotonic()
+        picture.listener = self._wake
         self.chunks_in = 0
         self.chunks_out = 0
         self.dropped = 0
@@ -303,6 +326,16 @@ class AudioOutput:
             thread.join(timeout_s)
 
     # -- the thread ------------------------------------------------------------------------------------
+    def _due_s(self, chunk: AudioChunk) -> float | None:
+        """When ``chunk`` goes out: when the frame captured with it was handed on, plus the viewers' encoding
+        time, less Opus's lookahead. None while that frame has not come; once the picture's delay plus
+        ``picture_stall_s`` have passed without it, the chunk goes to be dropped."""
+        handed = self._picture.handed_at(chunk.capture_s)
+        if handed is None:
+            overdue = chunk.capture_s + (self._picture.delay_s or 0.0) + self._stall_s
+            return overdue if time.monotonic() > overdue else None
+        return handed + self._picture.encode_s - OpusPackets.LOOKAHEAD_S
+
     def _take_due(self) -> list[AudioChunk]:
         """Wait a little for the next chunk's time; the chunks due now (often none)."""
         with self._cond:
@@ -311,23 +344,27 @@ class AudioOutput:
             if not self._queue:
                 self._cond.wait(0.1)
                 return []
-            delay = self._picture.delay_s
-            if delay is None:  # no picture has gone out yet: nothing to go with
+            if self._picture.delay_s is None:  # no picture has gone out yet: nothing to go with
                 self._drop_stale()
                 self._cond.wait(0.05)
                 return []
-            delay -= OpusPackets.LOOKAHEAD_S
-            wait = self._queue[0].capture_s + delay - time.monotonic()
-            if wait > 0:
-                self._cond.wait(min(wait, 0.05))  # the delay moves with the picture: look again soon
-                return []
             now = time.monotonic()
             due: list[AudioChunk] = []
-            while self._queue and self._queue[0].capture_s + delay <= now:
+            when: float | None = None
+            while self._queue:
+                when = self._due_s(self._queue[0])
+                if when is None or when > now:
+                    break
                 chunk = self._queue.popleft()
                 self._queued_s -= chunk.duration_s
                 due.append(chunk)
+            if not due:  # wake at the head's time, or when a frame is handed on, or to look again
+                self._cond.wait(min(when - now, 0.05) if when is not None else 0.05)
             return due
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
 
     def _drop_stale(self) -> None:
         """No picture yet: sound older than the stall time has nothing to go with (called with the lock)."""

@@ -62,10 +62,39 @@ def test_the_picture_delay_is_the_typical_frames_not_pulled_late_by_a_few_slow_o
     assert picture.delay_s == pytest.approx(0.045)
 
 
-def _output(delay_s: float) -> tuple[AudioOutput, PictureDelay]:
+class _Worker:
+    """Hands a frame on every 20 ms, each ``delay_s`` after its capture, as a stream's worker would."""
+
+    def __init__(self, picture: PictureDelay, delay_s: float) -> None:
+        self.picture, self.delay_s = picture, delay_s
+        self.late: dict[int, float] = {}
+        """Frame index -> extra seconds that frame is late."""
+        self.start_s = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def capture_of(self, index: int) -> float:
+        return self.start_s + index * 0.02
+
+    def _run(self) -> None:
+        index = 0
+        while not self._stop.is_set():
+            capture = self.capture_of(index)
+            due = capture + self.delay_s + self.late.get(index, 0.0)
+            if due > time.monotonic():
+                self._stop.wait(due - time.monotonic())
+            self.picture.handed(capture)
+            index += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _output(delay_s: float) -> tuple[AudioOutput, _Worker]:
     picture = PictureDelay()
-    picture.handed(capture_s=time.monotonic() - delay_s, now_s=time.monotonic())
-    return AudioOutput("cam", picture), picture
+    return AudioOutput("cam", picture), _Worker(picture, delay_s)
 
 
 class _Sink:
@@ -86,30 +115,40 @@ class _Viewer:
         self.packets.append(packet)
 
 
-def test_sound_goes_out_no_earlier_than_the_picture_captured_with_it() -> None:
-    output, picture = _output(delay_s=0.15)
+def test_sound_goes_out_with_the_picture_captured_with_it_even_a_late_one() -> None:
+    output, worker = _output(delay_s=0.15)
     sink = _Sink()
     output.add_sink(sink)
+    worker.late[60] = 0.25  # the frame captured 1.2 s in takes 250 ms longer than the others
     try:
-        captured = time.monotonic()
-        output.push(_chunk(captured))
-        assert sink.got.wait(5)
-        released, chunk = sink.chunks[0]
-        # Held for the picture's delay (less Opus's lookahead for the viewers); a busy machine can only add.
-        assert released - captured >= 0.15 - OpusPackets.LOOKAHEAD_S - 0.002
-        assert chunk.capture_s == captured
+        time.sleep(0.5)  # the delay is measured on the frames handed so far
+        for index in (40, 60):
+            capture = worker.capture_of(index)
+            time.sleep(max(0.0, capture - time.monotonic()))
+            output.push(_chunk(capture))
+        deadline = time.monotonic() + 5
+        while len(sink.chunks) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
     finally:
         output.close()
+        worker.stop()
+    (on_time, first), (late, second) = sink.chunks
+    lookahead = OpusPackets.LOOKAHEAD_S
+    # Held for the picture's delay (less Opus's lookahead for the viewers); a busy machine can only add.
+    assert on_time - first.capture_s >= 0.15 - lookahead - 0.002
+    # The late frame holds its sound back with it.
+    assert late - second.capture_s >= 0.15 + 0.25 - lookahead - 0.002
 
 
 def test_sound_with_no_picture_going_out_is_dropped_whole_and_counted() -> None:
-    output, picture = _output(delay_s=0.0)
+    output, worker = _output(delay_s=0.0)
     sink = _Sink()
     output.add_sink(sink)
     try:
-        picture.last_handed_s = time.monotonic() - 5.0  # the picture stopped 5 s ago
+        time.sleep(0.2)
+        worker.stop()  # the picture stops
         for i in range(5):
-            output.push(_chunk(time.monotonic() - 0.1 + i * 0.02))
+            output.push(_chunk(time.monotonic() + 0.1 + i * 0.02))  # captured after the last frame
         deadline = time.monotonic() + 5
         while output.dropped < 5 and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -119,14 +158,14 @@ def test_sound_with_no_picture_going_out_is_dropped_whole_and_counted() -> None:
 
 
 def test_viewers_get_the_sound_as_opus_encoded_once_and_it_decodes_back_to_the_sound() -> None:
-    output, _ = _output(delay_s=0.0)
+    output, worker = _output(delay_s=0.0)
     viewers = [_Viewer(), _Viewer()]
     for v in viewers:
         output.subscribe(v)
     try:
         tone = _tone(0.5)
         stereo = np.repeat(tone, 2)[None, :]
-        start = time.monotonic()
+        start = worker.start_s
         for i in range(25):
             part = stereo[:, i * 2 * OPUS_FRAME : (i + 1) * 2 * OPUS_FRAME]
             output.push(AudioChunk(np.ascontiguousarray(part), i * 0.02, start + i * 0.02))
@@ -135,6 +174,7 @@ def test_viewers_get_the_sound_as_opus_encoded_once_and_it_decodes_back_to_the_s
             time.sleep(0.02)
     finally:
         output.close()
+        worker.stop()
     assert [p.pts for p in viewers[0].packets] == [p.pts for p in viewers[1].packets]
     assert viewers[0].packets[0] is viewers[1].packets[0]  # the same packets: encoded once
     assert np.all(np.diff([p.pts for p in viewers[0].packets]) == OPUS_FRAME)
