@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -41,9 +42,13 @@ from engines.face.topology import (
     vertex_adjacency,
     vertex_normals,
 )
-from engines.identity.store import Identity
 from engines.light.sh import mesh_to_camera
 from engines.swap.raster import Raster, Window, rasterize
+
+if TYPE_CHECKING:
+    # Type only: at run time engines.identity.store -> enroll -> cleanup -> engines.swap.texture would run this
+    # package's __init__ (this module) half way through loading the store, and fail.
+    from engines.identity.store import Identity
 
 
 @dataclass(frozen=True)
