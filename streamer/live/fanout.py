@@ -34,7 +34,7 @@ import numpy as np
 
 from engines.compose.watermark import draw_badge
 from engines.processor import ProcessedFrame
-from streamer.audio import AudioOutput, PictureDelay
+from streamer.live.audio import AudioOutput, PictureDelay
 from streamer.live.ring import FrameMeta
 
 log = logging.getLogger(__name__)
@@ -309,7 +309,7 @@ class OutputFanout:
         self.picture = PictureDelay()
         """How late the picture reaches the viewers' senders: the sound is held back as long."""
         self.audio = AudioOutput(stream, self.picture)
-        """The stream's sound, released with the picture it goes with (``streamer.audio``)."""
+        """The stream's sound, released with the picture it goes with (``streamer.live.audio``)."""
 
     # -- sinks (recorder) ------------------------------------------------------------------------------
     def add_sink(self, sink: FrameSink) -> None:

@@ -24,11 +24,11 @@ import av
 from av.video.reformatter import VideoReformatter
 
 from engines.errors import InputError
-from streamer.audio import AudioCallback, AudioNormaliser
 from streamer.config import InputSpec
+from streamer.live.audio import AudioCallback, AudioNormaliser
 from streamer.live.ring import FrameMeta
+from streamer.live.sender_reports import CaptureClock
 from streamer.live.timecodes import FRAME_META_KEY, container_timecode
-from streamer.sender_reports import CaptureClock
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ import numpy as np
 from engines.errors import InputError
 from engines.paths import check_name
 from engines.settings import ProcessSettings, apply_patch
-from streamer.audio import AudioChunk
 from streamer.config import InputSpec, ServeConfig
 from streamer.errors import CapacityError, ConflictError, NotFoundError
 from streamer.governance.likeness import ModelLookup, swap_consent, swapped_in
+from streamer.live.audio import AudioChunk
 from streamer.live.fanout import VIEWS, EncoderSettings, OutputFanout, View
 from streamer.live.metrics import StreamStats
 from streamer.live.ndi import NdiReader, NdiSender, RateEstimator

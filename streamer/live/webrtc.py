@@ -48,12 +48,12 @@ from streamer.errors import CapacityError, ConflictError, NotFoundError, Payload
 from streamer.live import memory
 from streamer.live.dtls import StagePeerConnection, prefer_passive
 from streamer.live.fanout import VIEWS, Codec, SharedEncoder, View
+from streamer.live.publisher_media import PublisherClock, drain_audio, quiet_repeated_decode_errors
 from streamer.live.ring import FrameMeta
 from streamer.live.sdp_compat import adapt_offer
 from streamer.live.streams import Stream
-from streamer.publisher_media import PublisherClock, drain_audio, quiet_repeated_decode_errors
+from streamer.live.viewer_audio import ViewerAudioTrack
 from streamer.service import SERVICE, Service
-from streamer.viewer_audio import ViewerAudioTrack
 
 log = logging.getLogger(__name__)
 

@@ -49,8 +49,8 @@ import numpy as np
 from engines import __version__
 from engines.errors import InputError, OutputError
 from engines.paths import check_name, inside
-from streamer.audio import AudioChunk
 from streamer.errors import ConflictError, NotFoundError
+from streamer.live.audio import AudioChunk
 from streamer.live.ring import FrameMeta
 from streamer.live.timecodes import FRAME_META_KEY as TIMECODE_KEY
 from streamer.live.timecodes import FrameTimecode
@@ -73,7 +73,7 @@ from streamer.record.recorder import (
     VideoItem,
 )
 from streamer.record.repair import count_video_frames, trim_partial_tail
-from streamer.recording_sound import SoundTrack
+from streamer.record.sound import SoundTrack
 
 log = logging.getLogger(__name__)
 

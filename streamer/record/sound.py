@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamer.audio import SAMPLE_RATE, SNAP_SAMPLES, AudioChunk, silence
+from streamer.live.audio import SAMPLE_RATE, SNAP_SAMPLES, AudioChunk, silence
 
 MAX_GAP_S = 10.0
 """A longer gap (sound came back after a long silence) is filled with this much silence at most per chunk."""

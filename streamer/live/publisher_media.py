@@ -2,7 +2,7 @@
 
 ``PublisherClock`` gives each decoded frame and each piece of sound the time it was captured on this
 machine's clock: the publisher's RTCP sender reports tie its RTP timestamps to its own wall clock
-(``streamer.sender_reports``), and one ``CaptureClock`` puts that on ours. Until the first report of a
+(``streamer.live.sender_reports``), and one ``CaptureClock`` puts that on ours. Until the first report of a
 stream arrives (publishers send one about every second or few), its arrival time stands in.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import SessionDescription
 
-from streamer.audio import AudioNormaliser
-from streamer.sender_reports import CaptureClock, SenderReports, watch_sender_reports
+from streamer.live.audio import AudioNormaliser
+from streamer.live.sender_reports import CaptureClock, SenderReports, watch_sender_reports
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import av
 import numpy as np
 import pytest
 
-from streamer.audio import (
+from streamer.live.audio import (
     OPUS_FRAME,
     SAMPLE_RATE,
     AudioChunk,
@@ -20,9 +20,9 @@ from streamer.audio import (
     OpusPackets,
     PictureDelay,
 )
-from streamer.publisher_media import RepeatedDecodeErrors
-from streamer.recording_sound import SoundTrack
-from streamer.sender_reports import CaptureClock, SenderReports
+from streamer.live.publisher_media import RepeatedDecodeErrors
+from streamer.live.sender_reports import CaptureClock, SenderReports
+from streamer.record.sound import SoundTrack
 
 
 def _tone(seconds: float, rate: int = SAMPLE_RATE, freq: float = 440.0) -> np.ndarray:
