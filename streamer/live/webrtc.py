@@ -19,12 +19,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
-import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -48,11 +45,11 @@ from streamer.errors import CapacityError, ConflictError, NotFoundError, Payload
 from streamer.live import memory
 from streamer.live.dtls import StagePeerConnection, prefer_passive
 from streamer.live.fanout import VIEWS, Codec, SharedEncoder, View
+from streamer.live.packet_tracks import PacketTrack, ViewerAudioTrack
 from streamer.live.publisher_media import PublisherClock, drain_audio, quiet_repeated_decode_errors
 from streamer.live.ring import FrameMeta
 from streamer.live.sdp_compat import adapt_offer
 from streamer.live.streams import Stream
-from streamer.live.viewer_audio import ViewerAudioTrack
 from streamer.service import SERVICE, Service
 
 log = logging.getLogger(__name__)
@@ -62,7 +59,7 @@ SDP_TYPE = "application/sdp"
 _CODEC_BY_MIME = {"video/vp8": "vp8", "video/h264": "h264"}
 
 
-class ViewerTrack(MediaStreamTrack):
+class ViewerTrack(PacketTrack):
     """A WHEP viewer's video track: the packets of a shared encoder, in order, never far behind.
 
     ``deliver`` runs on the encoder thread and never blocks. The queue holds at most ``max_frames``
@@ -74,15 +71,10 @@ class ViewerTrack(MediaStreamTrack):
     kind = "video"
 
     def __init__(self, loop: asyncio.AbstractEventLoop, max_frames: int) -> None:
-        super().__init__()
-        self._event_loop = loop
+        super().__init__(loop)
         self._max = max_frames
-        self._queue: deque[av.Packet] = deque()
-        self._lock = threading.Lock()
-        self._event = asyncio.Event()
         self._waiting_keyframe = True
         self.encoder: SharedEncoder | None = None
-        self.packets_sent = 0
         self.resyncs = 0
 
     def deliver(self, packet: av.Packet, keyframe: bool) -> None:
@@ -99,30 +91,12 @@ class ViewerTrack(MediaStreamTrack):
                 return
             self._waiting_keyframe = False
             self._queue.append(packet)
-        with contextlib.suppress(RuntimeError):  # the loop is closing: the session is being torn down
-            self._event_loop.call_soon_threadsafe(self._event.set)
+        self._wake()
 
     def request_keyframe(self) -> None:
         """A keyframe request from the remote peer (RTCP PLI/FIR), passed to the shared encoder."""
         if self.encoder is not None:
             self.encoder.request_keyframe()
-
-    async def recv(self) -> av.Packet:
-        while True:
-            if self.readyState != "live":
-                raise MediaStreamError
-            self._event.clear()
-            with self._lock:
-                if self._queue:
-                    self.packets_sent += 1
-                    return self._queue.popleft()
-            await self._event.wait()
-
-    def stop(self) -> None:
-        super().stop()
-        with self._lock:
-            self._queue.clear()
-        self._event.set()
 
 
 @dataclass(eq=False)
