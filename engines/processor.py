@@ -313,25 +313,30 @@ class FaceProcessor:
             cut_openings(alpha, geometry, keep_eyes, keep_mouth, self.config.blend)
             if swapped is not None:  # where the model's crop and its own masks say its face is
                 alpha = alpha * geometry.to_window(swapped.mask)
+            visible = None
             if self.occlusion is not None:
-                alpha *= self.occlusion.visibility(original, face.id, face.box, geometry.window)
+                visible = self.occlusion.visibility(original, face.id, face.box, geometry.window)
+                alpha *= visible
             # Statistics (light, colour) are measured at geometry resolution: fewer pixels, same means.
             hs, ws = geometry.small_size
             actor_small = cv2.resize(actor, (ws, hs), interpolation=cv2.INTER_AREA)
             skin_small = skin_mask(geometry, alpha_small)
         face_bgr: np.ndarray | None = None
         relit_with_gains: np.ndarray | None = None
+        light: tuple[np.ndarray, np.ndarray] | None = None
         first_colour = face.id not in self._gains
         if relight:
             with timed(stage_ms, "relight"):
                 if identity is not None:
                     relit_with_gains = self._gains[face.id][0] if face.id in self._gains else np.ones(3)
                 lit = actor if swapped is None else swapped.image  # a model's face: relit like the actor's
-                face_bgr = self._relight(
+                relit_face = self._relight(
                     face.id, t, lit, actor_small, geometry, skin_small, settings, rendered, relit_with_gains
                 )
-            if face_bgr is None:
+            if relit_face is None:
                 relit_with_gains = None
+            else:
+                face_bgr, light = relit_face
         if face_bgr is None and identity is not None:  # no relight, or no light measurable yet
             with timed(stage_ms, "swap"):
                 if rendered is None or rendered.dtype != np.uint8:
@@ -339,17 +344,33 @@ class FaceProcessor:
             face_bgr = rendered
         if face_bgr is None and swapped is not None:
             face_bgr = swapped.image
+        reference, own = actor_small, None
+        if light is not None and swapping and settings.relight_target.mode != "match":
+            # A target light acts on a swapped face exactly as on the actor's own: the colour match compares the
+            # face with the actor's face under that light (against the actor as the camera saw it, the gains
+            # would undo the light's colour and intensity), and the actor's relit face lies under the swap
+            # wherever the swap does not cover it all (its feathered edge, what the photos did not see, the
+            # kept eyes and mouth, a strength under 1).
+            with timed(stage_ms, "relight"):
+                reference = relight_face(actor_small, geometry.normals_small, skin_small, *light)
+                own = relight_face(actor, geometry.normals_small, geometry.labels() >= 0, *light)
         with timed(stage_ms, "blend"):
             if geometry.warp is not None:
                 ys, xs = geometry.window.slices
                 out[ys, xs] = actor_window
             if face_bgr is None:
                 return "blend"
+            if own is not None:  # as the relight alone pastes it: the eyes and mouth kept, no photo coverage
+                own_alpha = geometry.to_window(face_alpha_small(geometry, self.config.blend))
+                cut_openings(own_alpha, geometry, True, True, self.config.blend)
+                if visible is not None:
+                    own_alpha *= visible
+                composite(out, geometry, geometry.to_window(own), own_alpha * float(settings.strength))
             if identity is not None or (swapped is not None and self.config.learned.colour_match):
                 # Colour match. After a relight the gains already went into the light (``_relight``): the
                 # residual measured now refines them for the next frame, and no extra pass is needed.
                 face_small = cv2.resize(face_bgr, (ws, hs), interpolation=cv2.INTER_AREA)
-                residual = colour_gains(face_small, actor_small, skin_small, self.config.blend)
+                residual = colour_gains(face_small, reference, skin_small, self.config.blend)
                 relit = relit_with_gains is not None
                 previous = relit_with_gains if relit else np.ones(3)
                 gains = self._smooth_gains(face.id, t, None if residual is None else previous * residual)
@@ -371,8 +392,10 @@ class FaceProcessor:
         settings: ProcessSettings,
         albedo: np.ndarray | None,
         gains_bgr: np.ndarray | None = None,
-    ) -> np.ndarray | None:
-        """The face under the target light (the identity's albedo, or the actor's own face), BGR uint8.
+    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]] | None:
+        """The face under the target light (the identity's albedo, or the actor's own face), BGR uint8, and
+        the light it was relit with: (measured on the actor, target) as (9, 3) SH, the colour match's gains
+        left out of the target. None while no light could be measured on this face yet.
 
         The light is measured on the geometry-resolution copy of the actor's window; ``relight_face`` takes
         the coarse normal grid as it is (the shading is smooth) and works per pixel only on colour."""
@@ -388,10 +411,11 @@ class FaceProcessor:
         else:
             return None
         target = target_sh(settings.relight_target, source, self.config.hdri_dir)
+        lit = target
         if gains_bgr is not None:  # the colour match, folded into the light (RGB columns)
-            target = target * np.asarray(gains_bgr)[::-1][None, :]
+            lit = target * np.asarray(gains_bgr)[::-1][None, :]
         covered = geometry.labels() >= 0
-        return relight_face(actor, normals, covered, source, target, albedo)
+        return relight_face(actor, normals, covered, source, lit, albedo), (source, target)
 
     def _smooth_gains(self, face_id: int, t: float, gains: np.ndarray | None) -> np.ndarray | None:
         """The colour gains of a face, averaged over ``config.light_time_constant_s`` like its light: a

@@ -11,7 +11,7 @@ import pytest
 
 from engines.compose.watermark import WatermarkConfig
 from engines.errors import InputError
-from engines.face.topology import FACE_OVAL
+from engines.face.topology import FACE_OVAL, LEFT_EYE, LIPS_OUTER, RIGHT_EYE
 from engines.identity.store import IdentityStore
 from engines.processor import FaceProcessor, ProcessorConfig
 from engines.settings import ProcessSettings, RelightTarget
@@ -161,6 +161,51 @@ def test_flicker_stays_close_to_the_input(models_dir: Path, store: IdentityStore
 
     ratio = change(outs) / change([f for f, _ in frames])
     assert ratio < 1.3, ratio
+
+
+def _skin_linear_mean(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """Mean RGB in linear light over the face's skin (its outline, eroded, less the eyes and lips)."""
+    mask = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(landmarks[list(FACE_OVAL), :2]).astype(np.int32)], 1)
+    for part in (LEFT_EYE, RIGHT_EYE, LIPS_OUTER):
+        cv2.fillPoly(mask, [np.round(landmarks[list(part), :2]).astype(np.int32)], 0)
+    code = image[cv2.erode(mask, np.ones((9, 9), np.uint8)).astype(bool)].astype(np.float64) / 255.0
+    linear = np.where(code <= 0.04045, code / 12.92, ((code + 0.055) / 1.055) ** 2.4)
+    return linear.mean(axis=0)[::-1]
+
+
+def test_key_light_acts_on_a_swapped_face_as_on_the_actors_own(  # type: ignore[no-untyped-def]
+    models_dir: Path, store: IdentityStore, d3
+) -> None:
+    """The key light's colour and intensity change a swapped face's colour as much as the actor's own (within
+    20%). The colour match used to match the swapped face to the actor as the camera saw it, which undid the
+    light: the face kept its colour whatever the light (issue 25)."""
+
+    def face_colour(identity: str | None, colour: tuple[float, float, float], intensity: float) -> np.ndarray:
+        proc = _processor(models_dir, store)
+        target = RelightTarget(mode="direction", direction=(0.3, 0.2, 1.0), colour=colour, intensity=intensity)
+        for image, t in d3:
+            result = proc.process(image, t, ProcessSettings(identity=identity, relight_target=target))
+        assert result.failed_stage is None and len(result.faces) == 1
+        return _skin_linear_mean(result.image, result.faces[0].landmarks)
+
+    white = (1.0, 1.0, 1.0)
+    for identity in (None, "s1"):
+        base = face_colour(identity, white, 0.3)
+        changes = {
+            "orange": np.log(face_colour(identity, (1.0, 0.55, 0.25), 0.3) / base),
+            "blue": np.log(face_colour(identity, (0.25, 0.55, 1.0), 0.3) / base),
+            "brighter": np.log(face_colour(identity, white, 1.0) / base),
+        }
+        if identity is None:
+            own = changes
+            continue
+        for light, change in changes.items():
+            expected = own[light]
+            assert np.linalg.norm(expected) > 0.1, (light, expected)  # the light does change the actor's face
+            ratio = np.linalg.norm(change) / np.linalg.norm(expected)
+            cosine = float(change @ expected) / (np.linalg.norm(change) * np.linalg.norm(expected))
+            assert 0.8 <= ratio <= 1.2 and cosine > 0.95, (light, change, expected)
 
 
 def test_config_is_frozen() -> None:
