@@ -100,6 +100,10 @@ class ServeConfig:
     data_dir: Path = field(default_factory=lambda: Path.home() / ".local" / "share" / "stageswap")
     cert: Path | None = None
     key: Path | None = None
+    signing_cert: Path | None = None
+    signing_key: Path | None = None
+    """The credentials recordings are signed with (``--signing-cert/--signing-key``); None: the environment's,
+    else ``DATA_DIR/keys`` (``streamer.governance.provenance.signing_config``)."""
     inputs: tuple[InputSpec, ...] = ()
     processor: ProcessorKind = "full"
     """``full`` runs the FaceProcessor; ``passthrough`` skips it (a baseline for latency benchmarks)."""

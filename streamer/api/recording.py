@@ -265,6 +265,8 @@ async def _start_signing(app: web.Application) -> None:
         service.record,
         service.operator,
         service.user_models(),
+        service.config.signing_cert,
+        service.config.signing_key,
     )
     app[SIGNER] = signer
     app[RECORDINGS].add_finalise_hook(signer.on_finished)

@@ -8,6 +8,7 @@ only ``__main__`` exits.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -20,6 +21,36 @@ def add_models_arg(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="models directory, looked in first (then $STAGESWAP_MODELS, then ~/.cache/stageswap/models)",
     )
+
+
+def add_signing_args(p: argparse.ArgumentParser) -> None:
+    """``--signing-cert F --signing-key F``: the credentials outputs are signed with (C2PA provenance). Without
+    them: ``$STAGESWAP_SIGNING_CERT``/``$STAGESWAP_SIGNING_KEY``, then ``DATA_DIR/keys`` (``stageswap keys init``);
+    ``signing_paths`` reads them."""
+    g = p.add_argument_group("provenance signing (see README, Provenance)")
+    g.add_argument(
+        "--signing-cert",
+        type=Path,
+        metavar="F",
+        help="PEM certificate chain outputs are signed with, the signer's first; needs --signing-key "
+        "(default: $STAGESWAP_SIGNING_CERT, else DATA_DIR/keys/signer.pem from `stageswap keys init`)",
+    )
+    g.add_argument(
+        "--signing-key",
+        type=Path,
+        metavar="F",
+        help="PEM private key of --signing-cert (default: $STAGESWAP_SIGNING_KEY, else DATA_DIR/keys/signer.key)",
+    )
+
+
+def signing_paths(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
+    """(certificate, key) from ``add_signing_args``' flags (both or neither: InputError otherwise)."""
+    from engines.errors import InputError
+
+    cert, key = args.signing_cert, args.signing_key
+    if (cert is None) != (key is None):
+        raise InputError("--signing-cert and --signing-key go together: give both (the certificate and its key)")
+    return cert, key
 
 
 def add_device_arg(p: argparse.ArgumentParser) -> None:

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streamer.commands import add_device_arg, add_models_arg
+from streamer.commands import add_device_arg, add_models_arg, add_signing_args, signing_paths
 
 if TYPE_CHECKING:
     from engines.identity.store import IdentityStore
@@ -110,6 +110,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="do not sign the output's provenance (C2PA manifest, made with the data directory's keys as for "
         "recordings: embedded in .mp4/.mov, OUT.c2pa beside .mkv; `stageswap verify OUT` checks it)",
     )
+    add_signing_args(p)
     add_models_arg(p)
     add_device_arg(p)
     p.set_defaults(func=run)
@@ -127,6 +128,12 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--detect-every must be at least 1")
     if args.detect_width < 64:
         raise InputError("--detect-width must be at least 64")
+    cert, key = signing_paths(args)
+    if cert is not None and not args.no_sign:
+        from engines.paths import data_dir
+        from streamer.governance.provenance import signing_config
+
+        signing_config(data_dir(args.data_dir), cert, key)  # files that are not there: said before processing
     from engines.compose.watermark import WatermarkConfig
 
     config = ProcessorConfig(
@@ -195,7 +202,8 @@ def _sign(
     from_photo = settings.swap and settings.identity == "photo" and photo_path is not None and photo_path.is_file()
     photo = photo_path.name if from_photo and photo_path is not None else None
     done = ProcessedFile(args.output, args.input, settings, stats.get("watermark_id"), unverified_photo=photo)
-    result = sign_processed(done, data, user_models or UserModelStore(data), started)
+    cert, key = signing_paths(args)
+    result = sign_processed(done, data, user_models or UserModelStore(data), started, cert, key)
     if result["signed"]:
         where = "embedded" if result["manifest"] == "embedded" else f"in {result['manifest']}"
         print(f"signed {args.output}: C2PA manifest {where} ({result['validation_state']}); check: stageswap verify")

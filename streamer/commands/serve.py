@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from streamer.commands import add_device_arg, add_models_arg
+from streamer.commands import add_device_arg, add_models_arg, add_signing_args, signing_paths
 
 if TYPE_CHECKING:
     from streamer.config import InputSpec, ServeConfig
@@ -72,6 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="STUN/TURN server for peers behind NAT (stun:host:port); none by default",
     )
     add_stage_args(p)
+    add_signing_args(p)
     add_limit_args(p)
     add_models_arg(p)
     add_device_arg(p)
@@ -262,6 +263,11 @@ def build_config(args: argparse.Namespace) -> ServeConfig:
     if args.self_signed and (args.cert is not None or args.key is not None):
         raise InputError("--self-signed makes its own certificate: give it or --cert/--key, not both")
     data = data_dir(args.data_dir)
+    signing_cert, signing_key = signing_paths(args)
+    if signing_cert is not None:
+        from streamer.governance.provenance import signing_config
+
+        signing_config(data, signing_cert, signing_key)  # files that are not there: said now, not per recording
     # Every flag is checked (the config validates itself: tokens, the bind address, limits) before anything
     # is written: a certificate, an enrollment.
     config = ServeConfig(
@@ -293,6 +299,8 @@ def build_config(args: argparse.Namespace) -> ServeConfig:
         osc_port=args.osc_port,
         osc_host=args.osc_host,
         ndi_extra_ips=tuple(ip.strip() for ip in args.ndi_extra_ips.split(",") if ip.strip()),
+        signing_cert=signing_cert,
+        signing_key=signing_key,
     )
     if args.self_signed:
         from streamer.api.tls import self_signed

@@ -43,10 +43,16 @@ class ProcessedFile:
 
 
 def sign_processed(
-    done: ProcessedFile, data_dir: Path, models: ModelLookup | None = None, started_utc: str | None = None
+    done: ProcessedFile,
+    data_dir: Path,
+    models: ModelLookup | None = None,
+    started_utc: str | None = None,
+    cert: Path | None = None,
+    key: Path | None = None,
 ) -> dict[str, Any]:
-    """Sign ``done.output``; returns ``{"signed": True, "manifest", "label", ...}`` or ``{"signed": False,
-    "reason"}``. The audit log in ``data_dir`` gets a ``process.signed`` entry either way."""
+    """Sign ``done.output`` (with ``cert``/``key`` when given, else as ``signing_config`` finds credentials);
+    returns ``{"signed": True, "manifest", "label", ...}`` or ``{"signed": False, "reason"}``. The audit log in
+    ``data_dir`` gets a ``process.signed`` entry either way."""
     audit = AuditLog.in_data_dir(data_dir)
     identities = _identities(done, data_dir, models)
     head = read_head(audit.path) if audit.path.exists() else None
@@ -61,7 +67,7 @@ def sign_processed(
         extra={"command": "stageswap process", "input": done.input.name, "output": done.output.name},
     )
     try:
-        signing = signing_config(data_dir)
+        signing = signing_config(data_dir, cert, key)
         result: dict[str, Any] = {"signed": True, **sign_recording(done.output, facts, signing).to_dict()}
     except StageswapError as exc:
         result = {"signed": False, "reason": str(exc)}

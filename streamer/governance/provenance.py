@@ -95,8 +95,8 @@ def signing_config(
     for what, path in (("signing certificate", cert_path), ("signing key", key_path)):
         if not path.is_file():
             raise InputError(
-                f"{what} {path} not found: configure your own (--signing-cert/--signing-key) "
-                f"or create a trial pair with `stageswap keys init`"
+                f"{what} {path} not found: give your own (serve/process --signing-cert F --signing-key F, or "
+                f"${ENV_CERT}/${ENV_KEY}) or create a trial pair with `stageswap keys init`"
             )
     trust_path = Path(trust) if trust else folder / TRUST_ANCHORS
     if trust and not trust_path.is_file():

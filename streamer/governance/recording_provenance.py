@@ -81,10 +81,19 @@ class RecordingSigner:
 
     @classmethod
     def for_data_dir(
-        cls, data_dir: Path, audit: AuditLog, record: Record, operator: str | None, models: ModelLookup | None = None
+        cls,
+        data_dir: Path,
+        audit: AuditLog,
+        record: Record,
+        operator: str | None,
+        models: ModelLookup | None = None,
+        cert: Path | None = None,
+        key: Path | None = None,
     ) -> RecordingSigner:
+        """The signer with the operator's credentials (``cert``/``key``: ``--signing-cert/--signing-key``), else
+        the environment's or the data directory's; without any, recordings are marked unsigned (and why)."""
         try:
-            signing: SigningConfig | None = signing_config(data_dir)
+            signing: SigningConfig | None = signing_config(data_dir, cert, key)
             reason = ""
         except StageswapError as exc:
             signing, reason = None, str(exc)

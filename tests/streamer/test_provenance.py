@@ -376,3 +376,37 @@ def test_without_credentials_recordings_are_marked_unsigned(recording: dict[str,
     events = [e.event for e in log.entries()]
     assert events == ["recording.started", "recording.finished", "recording.signed"]
     assert list(log.entries())[-1].data["signed"] == {"processed": False}
+
+
+def test_the_unsigned_warnings_flags_are_the_clis(keys: Path, tmp_path: Path) -> None:
+    """The warning names flags that serve and process take (issue 25: it suggested flags serve rejected), and
+    they sign: serve's recordings with the given pair, kept outside the data directory."""
+    import re
+
+    from streamer.__main__ import build_parser
+    from streamer.commands.serve import build_config
+    from streamer.governance.recording_provenance import RecordingSigner
+
+    data = tmp_path / "data"
+    log = AuditLog(data / "audit" / "audit.jsonl")
+    reason = RecordingSigner.for_data_dir(data, log, lambda event, **fields: None, None).unsigned_reason
+    suggested = re.findall(r"--[a-z][a-z-]+", reason)
+    assert suggested == ["--signing-cert", "--signing-key"], reason
+    elsewhere = create_trial_credentials(tmp_path / "elsewhere")
+    flags = [suggested[0], str(elsewhere.cert_path), suggested[1], str(elsewhere.key_path)]
+    parser = build_parser()
+    config = build_config(parser.parse_args(["serve", "--processor", "passthrough", "--data-dir", str(data), *flags]))
+    assert (config.signing_cert, config.signing_key) == (elsewhere.cert_path, elsewhere.key_path)
+    paths = (config.signing_cert, config.signing_key)
+    signer = RecordingSigner.for_data_dir(data, log, lambda event, **fields: None, None, None, *paths)
+    assert signer.signing is not None and signer.signing.cert_path == elsewhere.cert_path
+    process = parser.parse_args(["process", "--input", "in.mp4", "--output", "out.mp4", *flags])
+    assert (process.signing_cert, process.signing_key) == (elsewhere.cert_path, elsewhere.key_path)
+    # Half a pair, or a file that is not there: refused before the service starts, naming what is wrong.
+    with pytest.raises(InputError, match="go together"):
+        build_config(parser.parse_args(["serve", "--data-dir", str(data), "--signing-cert", str(elsewhere.cert_path)]))
+    missing = tmp_path / "nowhere.pem"
+    with pytest.raises(InputError, match=re.escape(str(missing))):
+        build_config(
+            parser.parse_args(["serve", "--data-dir", str(data), "--signing-cert", str(missing), "--signing-key", "k"])
+        )
