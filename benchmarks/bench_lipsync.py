@@ -19,7 +19,8 @@ own muxer (``tests.ffmpeg_publish.py``: the publisher's RTP and sender reports).
   against its click's.
 
 Offset = click - flash (positive: the sound is late). Reported: n, mean, p50/p95/max of |offset| in ms,
-per place. Acceptance (issue 23): p95 <= 45 ms at both places over 30 s with the full pipeline.
+per place; and the share of the clip's 30 fps the WHEP viewer received (``whep_frame_share``).
+Acceptance (issue 23): p95 <= 45 ms at both places over 30 s with the full pipeline.
 """
 
 from __future__ import annotations
@@ -185,8 +186,8 @@ class ArrivalLog:
         return self.arrived.get((self.origin + pts) & 0xFFFFFFFF)
 
 
-async def watch(url: str, seconds: float) -> tuple[list[float], list[float]]:
-    """Flash and click times (arrival clock) seen by a WHEP viewer over ``seconds``."""
+async def watch(url: str, seconds: float) -> tuple[list[float], list[float], int]:
+    """Flash and click times (arrival clock) seen by a WHEP viewer over ``seconds``, and its frame count."""
     pc = RTCPeerConnection()
     pc.addTransceiver("video", direction="recvonly")
     pc.addTransceiver("audio", direction="recvonly")
@@ -203,10 +204,13 @@ async def watch(url: str, seconds: float) -> tuple[list[float], list[float]]:
     flashes: list[float] = []
     clicks: list[float] = []
     quiet_since = 0.0
+    frames = 0
 
     async def pictures() -> None:
+        nonlocal frames
         while True:
             frame = await receivers["video"].track.recv()
+            frames += 1
             if is_flash(frame):  # type: ignore[arg-type]
                 at = logs["video"].of(frame.pts)  # type: ignore[union-attr]
                 if at is not None and (not flashes or at - flashes[-1] > 0.5):
@@ -232,7 +236,7 @@ async def watch(url: str, seconds: float) -> tuple[list[float], list[float]]:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
     await pc.close()
-    return flashes, clicks
+    return flashes, clicks, frames
 
 
 # -- the run ---------------------------------------------------------------------------------------------
@@ -267,7 +271,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             await asyncio.sleep(args.warmup)
             async with http.post(urljoin(server.url, "api/streams/cam/recording"), json={"container": "mp4"}) as r:
                 r.raise_for_status()
-            flashes, clicks = await watch(urljoin(server.url, "whep/cam"), args.duration)
+            flashes, clicks, frames = await watch(urljoin(server.url, "whep/cam"), args.duration)
             async with http.delete(urljoin(server.url, "api/streams/cam/recording")) as r:
                 r.raise_for_status()
                 recording = await r.json()
@@ -279,6 +283,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "processor": args.processor,
             "duration_s": args.duration,
             "whep": summary(pair(flashes, clicks)),
+            "whep_frames": frames,
+            "whep_frame_share": round(frames / (FPS * args.duration), 3),
             "recording": summary(recording_offsets(file)),
             "recording_audio": recording.get("audio"),
             "latency_ms": stats.get("latency_ms"),
