@@ -1,7 +1,7 @@
 """DTLS that completes with WebRTC stacks other than browsers: FFmpeg's WHIP muxer, GStreamer's webrtcbin.
 
-Two things stand between aiortc (checked against 1.16.0) and those publishers, whose DTLS side uses an RSA
-certificate:
+Two things stand between aiortc (checked against 1.16.0) and publishers whose DTLS side holds an RSA
+certificate (GStreamer's, some encoders', an FFmpeg given one with ``-cert_file``):
 
 - **Who is the DTLS server.** An offer with ``a=setup:actpass`` lets the answerer choose; aiortc always
   answers ``active`` (it becomes the DTLS client). ``prefer_passive`` rewrites such an offer to
@@ -20,8 +20,13 @@ certificate:
 The second needs aiortc's internals: ``RTCCertificate._create_ssl_context`` (overridden) and the peer
 connection's certificate list (replaced right after ``__init__``, before any transport exists).
 If a newer aiortc keeps its certificates elsewhere, the connection keeps aiortc's own certificate, RSA
-peers fail as before, and a warning says why; a test fails on such an aiortc. The report
-for aiortc is in ``docs/aiortc-dtls-rsa.md``.
+peers fail as before, and ``hooks_missing`` says why; a test fails on such an aiortc. The report for
+aiortc is in ``docs/aiortc-dtls-rsa.md``.
+
+Not fixable here: FFmpeg built on GnuTLS (PyAV's wheels, Debian's ffmpeg) makes a P-224 ECDSA certificate
+when given none, and OpenSSL 4 (cryptography's, under aiortc) has no P-224 group for TLS, so the handshake
+fails in either role ("wrong curve"); such an FFmpeg publishes with ``-cert_file/-key_file`` (P-256 or RSA;
+README, and the FFmpeg report in the same docs file).
 """
 
 from __future__ import annotations

@@ -64,8 +64,7 @@ def watch_sender_reports(receiver: Any, clock_hz: int) -> SenderReports | None:
     a warning, where this aiortc has no such methods."""
     rtcp = getattr(receiver, "_handle_rtcp_packet", None)
     rtp = getattr(receiver, "_handle_rtp_packet", None)
-    if rtcp is None or rtp is None:
-        log.warning("this aiortc's RTCRtpReceiver has other internals than 1.16.0's: sound is synced by arrival")
+    if rtcp is None or rtp is None:  # said once at start (``hooks_missing``)
         return None
     reports = SenderReports(clock_hz)
 
@@ -81,6 +80,19 @@ def watch_sender_reports(receiver: Any, clock_hz: int) -> SenderReports | None:
     receiver._handle_rtcp_packet = handle_rtcp
     receiver._handle_rtp_packet = handle_rtp
     return reports
+
+
+def hooks_missing() -> str | None:
+    """None when the receiver hooks fit the installed aiortc; else what is missing (logged once at start)."""
+    from aiortc import RTCRtpReceiver
+
+    missing = [n for n in ("_handle_rtcp_packet", "_handle_rtp_packet") if not hasattr(RTCRtpReceiver, n)]
+    if missing:
+        return (
+            f"aiortc's RTCRtpReceiver has no {', '.join(missing)} (checked against 1.16.0): a WHIP publisher's sound "
+            "is synced to its picture by arrival, about 50 ms late"
+        )
+    return None
 
 
 class CaptureClock:

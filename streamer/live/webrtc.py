@@ -44,11 +44,13 @@ from engines.paths import check_name
 from streamer.errors import CapacityError, ConflictError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError
 from streamer.live import memory
 from streamer.live.dtls import StagePeerConnection, prefer_passive
+from streamer.live.dtls import hooks_missing as dtls_hooks_missing
 from streamer.live.fanout import VIEWS, Codec, SharedEncoder, View
 from streamer.live.packet_tracks import PacketTrack, ViewerAudioTrack
 from streamer.live.publisher_media import PublisherClock, drain_audio, quiet_repeated_decode_errors
 from streamer.live.ring import FrameMeta
 from streamer.live.sdp_compat import adapt_offer
+from streamer.live.sender_reports import hooks_missing as sender_report_hooks_missing
 from streamer.live.streams import Stream
 from streamer.service import SERVICE, Service
 
@@ -603,6 +605,9 @@ def register(app: web.Application) -> None:
     service = app[SERVICE]
     service.peers = PeerRegistry(service)
     quiet_repeated_decode_errors()
+    for problem in (dtls_hooks_missing(), sender_report_hooks_missing()):
+        if problem is not None:
+            log.warning("%s", problem)
     app.router.add_post("/whip/{stream}", whip_post)
     app.router.add_delete("/whip/{stream}/{session}", whip_delete)
     app.router.add_patch("/whip/{stream}/{session}", _trickle_not_supported)
