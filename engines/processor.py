@@ -34,21 +34,23 @@ from engines.compose.blend import (
     face_alpha_small,
     skin_mask,
 )
-from engines.compose.occlusion import OcclusionConfig, OcclusionMasks, PersonSegmenter
+from engines.compose.occlusion import OcclusionConfig, OcclusionMasks, PersonMasks, PersonSegmenter
 from engines.compose.watermark import WatermarkConfig, Watermarker, new_watermark_id
-from engines.errors import InputError
+from engines.errors import InputError, ModelError
 from engines.face.detect import FaceDetector
 from engines.face.landmarks import FaceMesh
 from engines.face.overlay import draw_faces
 from engines.face.stillness import StillFaceHold, StillnessConfig
 from engines.face.tracker import FaceTracker, TrackedFace, TrackerConfig
 from engines.identity.store import Identity, IdentityStore
+from engines.light.person import PersonLightConfig, relight_person
 from engines.light.relight import LightTracker, estimate_sh, relight_face, skin_samples, target_sh
 from engines.runtime import load_model, models
 from engines.settings import ProcessSettings
 from engines.stats import timed
 from engines.swap.learned import LearnedConfig, LearnedFace, LearnedSwapper, load_swapper
 from engines.swap.mesh import FaceGeometry, MeshSwapper, SwapConfig
+from engines.swap.raster import Window
 from engines.swap.user_models import MESH, SWAP_KINDS, UserModelStore
 from streamer.governance.consent import check_swap_allowed, identity_consent
 
@@ -72,6 +74,13 @@ class ProcessorConfig:
     repeated frames give repeated output; None: every frame's landmarks are used as they come."""
     light_time_constant_s: float = 0.3
     """Temporal smoothing of the light measured on each face."""
+    person_light: PersonLightConfig | None = field(default_factory=PersonLightConfig)
+    """Relighting to a chosen target light covers the whole person around each face — hair, ears, neck,
+    shoulders — with the person segmentation model (``engines.light.person``); None, or the model missing:
+    the face alone."""
+    person_every: int = 6
+    """Segment each face's person every this many frames (moved with the face between); with occlusion on,
+    ``occlusion.every`` (one segmentation serves both)."""
     hdri_dir: Path | None = None
     """Where ``relight_target.hdri`` images are looked up (the data directory's ``hdri/``)."""
     watermark: WatermarkConfig = field(default_factory=WatermarkConfig)
@@ -98,11 +107,14 @@ class FaceProcessor:
         identities: IdentityStore | None = None,
         occlusion: OcclusionMasks | None = None,
         user_models: UserModelStore | None = None,
+        person_masks: PersonMasks | None = None,
     ) -> None:
         self.tracker = tracker
         self.config = config or ProcessorConfig()
         self.identities = identities
         self.occlusion = occlusion
+        self.person_masks = person_masks if person_masks is not None else (occlusion.masks if occlusion else None)
+        """The person around each face (segmentation), for the occlusion and the person's relight; None: none."""
         self.user_models = user_models
         """Registered models (``stageswap models add``) that ``settings.swap_model`` can name."""
         self.swapper = MeshSwapper(self.config.swap)
@@ -135,11 +147,22 @@ class FaceProcessor:
             load_model(models.resolve("yunet", models_dir), config.device), input_width=config.detect_width
         )
         mesh = FaceMesh(load_model(models.resolve("facemesh", models_dir), config.device))
-        occlusion = None
+        occlusion = person = None
         if config.occlusion is not None:
             segmenter = PersonSegmenter(load_model(models.resolve("selfie_segmentation", models_dir), config.device))
-            occlusion = OcclusionMasks(segmenter, config.occlusion)
-        return cls(FaceTracker(detector, mesh, config.tracker), config, identities, occlusion, user_models)
+            person = PersonMasks(segmenter, config.occlusion.every)
+            occlusion = OcclusionMasks(person, config.occlusion)
+        elif config.person_light is not None:
+            try:
+                segmenter = PersonSegmenter(
+                    load_model(models.resolve("selfie_segmentation", models_dir), config.device)
+                )
+            except ModelError as exc:  # the face alone is still relit
+                log.warning("person segmentation unavailable, relighting lights the face only: %s", exc)
+            else:
+                person = PersonMasks(segmenter, config.person_every)
+        tracker = FaceTracker(detector, mesh, config.tracker)
+        return cls(tracker, config, identities, occlusion, user_models, person)
 
     @property
     def runtime(self) -> str:
@@ -170,6 +193,8 @@ class FaceProcessor:
     def _process(self, image: np.ndarray, t_s: float | None, settings: ProcessSettings) -> ProcessedFrame:
         self.frames += 1
         t = float(t_s) if t_s is not None else self.frames / 30.0
+        if self.person_masks is not None:
+            self.person_masks.next_frame()
         stage = "track"
         stage_ms: dict[str, float] = {}
         faces: tuple[TrackedFace, ...] = ()
@@ -325,13 +350,25 @@ class FaceProcessor:
         relit_with_gains: np.ndarray | None = None
         light: tuple[np.ndarray, np.ndarray] | None = None
         first_colour = face.id not in self._gains
+        # A chosen target light relights the whole person around the face (the actor's own face with it).
+        person = relight and self._person_light(settings) is not None
+        actor_only = identity is None and swapped is None
         if relight:
             with timed(stage_ms, "relight"):
                 if identity is not None:
                     relit_with_gains = self._gains[face.id][0] if face.id in self._gains else np.ones(3)
                 lit = actor if swapped is None else swapped.image  # a model's face: relit like the actor's
                 relit_face = self._relight(
-                    face.id, t, lit, actor_small, geometry, skin_small, settings, rendered, relit_with_gains
+                    face.id,
+                    t,
+                    lit,
+                    actor_small,
+                    geometry,
+                    skin_small,
+                    settings,
+                    rendered,
+                    relit_with_gains,
+                    draw=not (person and actor_only),
                 )
             if relit_face is None:
                 relit_with_gains = None
@@ -353,11 +390,24 @@ class FaceProcessor:
             # kept eyes and mouth, a strength under 1).
             with timed(stage_ms, "relight"):
                 reference = relight_face(actor_small, geometry.normals_small, skin_small, *light)
-                own = relight_face(actor, geometry.normals_small, geometry.labels() >= 0, *light)
-        with timed(stage_ms, "blend"):
-            if geometry.warp is not None:
+                if not person:  # the person's relight lays the actor's relit face under the swap instead
+                    own = relight_face(actor, geometry.normals_small, geometry.labels() >= 0, *light)
+        if geometry.warp is not None:
+            with timed(stage_ms, "blend"):
                 ys, xs = geometry.window.slices
                 out[ys, xs] = actor_window
+        if person and light is not None:
+            with timed(stage_ms, "relight"):
+                relit_person = self._relight_person(out, original, face, geometry, *light)
+                if not relit_person:  # no room for the person's square in the frame: the face alone
+                    covered = geometry.labels() >= 0
+                    if actor_only:
+                        face_bgr = relight_face(actor, geometry.normals_small, covered, *light)
+                    elif swapping:
+                        own = relight_face(actor, geometry.normals_small, covered, *light)
+            if relit_person and actor_only:
+                return "relight"  # the actor's face was relit with the rest of the person
+        with timed(stage_ms, "blend"):
             if face_bgr is None:
                 return "blend"
             if own is not None:  # as the relight alone pastes it: the eyes and mouth kept, no photo coverage
@@ -392,7 +442,8 @@ class FaceProcessor:
         settings: ProcessSettings,
         albedo: np.ndarray | None,
         gains_bgr: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]] | None:
+        draw: bool = True,
+    ) -> tuple[np.ndarray | None, tuple[np.ndarray, np.ndarray]] | None:
         """The face under the target light (the identity's albedo, or the actor's own face), BGR uint8, and
         the light it was relit with: (measured on the actor, target) as (9, 3) SH, the colour match's gains
         left out of the target. None while no light could be measured on this face yet.
@@ -414,8 +465,54 @@ class FaceProcessor:
         lit = target
         if gains_bgr is not None:  # the colour match, folded into the light (RGB columns)
             lit = target * np.asarray(gains_bgr)[::-1][None, :]
+        if not draw:  # the person's relight draws this face
+            return None, (source, target)
         covered = geometry.labels() >= 0
         return relight_face(actor, normals, covered, source, lit, albedo), (source, target)
+
+    def _person_light(self, settings: ProcessSettings) -> PersonLightConfig | None:
+        """How the person is relit this frame: a chosen target light with the segmentation there; else None."""
+        if self.person_masks is None or settings.relight_target.mode == "match":
+            return None
+        return self.config.person_light
+
+    def _relight_person(
+        self,
+        out: np.ndarray,
+        original: np.ndarray,
+        face: TrackedFace,
+        geometry: FaceGeometry,
+        source: np.ndarray,
+        target: np.ndarray,
+    ) -> bool:
+        """Relight the person around ``face`` in ``out`` (``engines.light.person``); False when the person's square
+        has no room in the frame."""
+        masks, cfg = self.person_masks, self.config.person_light
+        assert masks is not None and cfg is not None  # _person_light said so
+        region = masks.around(original, face.id, face.box)
+        x0, y0, x1, y1 = region.bounds()
+        h, w = out.shape[:2]
+        wx0, wy0 = max(0, math.floor(x0)), max(0, math.floor(y0))
+        wx1, wy1 = min(w, math.ceil(x1)), min(h, math.ceil(y1))
+        if wx1 - wx0 < 8 or wy1 - wy0 < 8:
+            return False
+        window = Window(wx0, wy0, wx1 - wx0, wy1 - wy0)
+        open_sides = (x0 >= 0, y0 >= 0, x1 <= w, y1 <= h)
+        cover = (geometry.labels_small >= 0).astype(np.float32)
+        relight_person(
+            out,
+            window,
+            lambda size: region.sample(window, size, outside=0.0),
+            open_sides,
+            geometry.window,
+            geometry.normals_small,
+            cover,
+            geometry.face_scale_px,
+            source,
+            target,
+            cfg,
+        )
+        return True
 
     def _smooth_gains(self, face_id: int, t: float, gains: np.ndarray | None) -> np.ndarray | None:
         """The colour gains of a face, averaged over ``config.light_time_constant_s`` like its light: a
@@ -435,7 +532,7 @@ class FaceProcessor:
             del self._lights[face_id]
         for face_id in [i for i in self._gains if i not in active]:
             del self._gains[face_id]
-        if self.occlusion is not None:
-            self.occlusion.forget(active)
+        if self.person_masks is not None:
+            self.person_masks.forget(active)
         if self.still is not None:
             self.still.forget(active)

@@ -31,7 +31,7 @@ def test_face_is_person_and_the_background_beside_it_is_not(tracker, models_dir:
     side = Window(min(image.shape[1] - 40, x2 + 40), y1, 30, y2 - y1)
     assert masks.visibility(image, face.id, face.box, side).mean() < 0.2
     masks.forget(set())
-    assert masks._last == {}
+    assert masks.masks._last == {}
 
 
 def test_processor_with_occlusion(models_dir: Path, clips: Path, faces: Path, tmp_path: Path) -> None:

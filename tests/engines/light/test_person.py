@@ -1,0 +1,98 @@
+"""Relighting the whole person (engines.light.person): silhouette normals, the detail layer carried, and on a
+real clip the hair, neck and ears relit with the face while the background keeps its exposure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from engines.compose.watermark import WatermarkConfig
+from engines.light.person import relight_window, silhouette_normals
+from engines.processor import FaceProcessor, ProcessorConfig
+from engines.settings import ProcessSettings, RelightTarget
+from tests.face_helpers import clip_frames
+
+
+def test_an_inflated_disc_faces_out_at_its_rim_and_the_camera_at_its_centre() -> None:
+    yy, xx = np.mgrid[0:101, 0:101]
+    disc = ((xx - 50) ** 2 + (yy - 50) ** 2 <= 40**2).astype(np.float32)
+    n = silhouette_normals(disc, radius_px=30.0, smooth_px=2.0)
+    assert np.allclose(np.linalg.norm(n, axis=2), 1.0, atol=1e-4)
+    assert n[50, 50, 2] > 0.99  # the centre faces the camera
+    assert n[50, 12, 0] < -0.6 and n[50, 88, 0] > 0.6  # left rim faces left, right rim right (x right)
+    assert n[12, 50, 1] > 0.6 and n[88, 50, 1] < -0.6  # top faces up (camera y up), bottom down
+
+
+def test_relight_window_keeps_the_grain_and_is_a_no_op_at_ratio_one() -> None:
+    rng = np.random.default_rng(1)
+    flat = np.full((120, 160, 3), 120.0) + rng.normal(0.0, 4.0, (120, 160, 1))
+    window = np.clip(flat, 0, 255).astype(np.uint8)
+    same = relight_window(window, np.ones((12, 16, 3), np.float32), detail_px=2.0)
+    assert np.array_equal(same, window)
+    darker = relight_window(window, np.full((12, 16, 3), 0.5, np.float32), detail_px=2.0)
+    grain_in = float(np.std(window[20:-20, 20:-20, 1].astype(float)))
+    grain_out = float(np.std(darker[20:-20, 20:-20, 1].astype(float)))
+    assert darker[..., 1].mean() < window[..., 1].mean() - 20  # half the light: darker
+    assert abs(grain_out / grain_in - 1.0) < 0.1  # the grain stays at the input's level
+    with pytest.raises(ValueError):
+        relight_window(window.astype(np.float32), np.ones((2, 2, 3), np.float32), 2.0)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def relit(models_dir: Path, clips: Path) -> dict[str, np.ndarray]:
+    """d13 (a close-up with ears, neck and a ceiling behind) relit with a key light from camera right."""
+    config = ProcessorConfig(light_time_constant_s=0.0, watermark=WatermarkConfig(enabled=False))
+    person = FaceProcessor.from_models(models_dir, config)
+    face_only = FaceProcessor.from_models(models_dir, ProcessorConfig(**{**config.__dict__, "person_light": None}))
+    assert person.person_masks is not None and face_only.person_masks is None
+    target = RelightTarget(mode="direction", direction=(0.8, 0.25, 0.55), ambient=0.3)
+    settings = ProcessSettings(swap=False, relight_target=target)
+    frames = clip_frames(clips / "d13.mp4", 6)
+    for image, t in frames:
+        out = person.process(image, t, settings)
+        only = face_only.process(image, t, settings)
+    assert out.failed_stage is None and only.failed_stage is None and out.faces
+    lm = out.faces[0].landmarks
+    return {"input": frames[-1][0], "person": out.image, "face_only": only.image, "landmarks": lm}
+
+
+def _luma(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float64)
+
+
+def test_the_ears_and_neck_are_relit_with_the_face(relit: dict[str, np.ndarray]) -> None:
+    lm = relit["landmarks"]
+    span = float(np.ptp(lm[:, 0]))
+    chin_x, chin_y = (int(v) for v in lm[152, :2])
+    # The neck: below the chin. The far side's ear: beyond the face's left edge (camera left: away from the light).
+    neck = (
+        slice(chin_y + int(0.25 * span), chin_y + int(0.45 * span)),
+        slice(chin_x - int(0.15 * span), chin_x + int(0.15 * span)),
+    )
+    left = int(lm[:, 0].min())
+    ear = (
+        slice(int(lm[234, 1]) - int(0.1 * span), int(lm[234, 1]) + int(0.1 * span)),
+        slice(left - int(0.12 * span), left - 2),
+    )
+    cheek = (
+        slice(int(lm[234, 1]) - int(0.1 * span), int(lm[234, 1]) + int(0.1 * span)),
+        slice(left + int(0.05 * span), left + int(0.2 * span)),
+    )
+    y_in, y_person, y_face = (_luma(relit[k]) for k in ("input", "person", "face_only"))
+    # The shadowed cheek darkens under both; the ear beside it only when the person is relit.
+    assert y_person[cheek].mean() < y_in[cheek].mean() - 10 and y_face[cheek].mean() < y_in[cheek].mean() - 10
+    assert y_person[ear].mean() < y_in[ear].mean() - 8
+    assert abs(y_face[ear].mean() - y_in[ear].mean()) < 2
+    assert abs(y_person[neck].mean() - y_in[neck].mean()) > 3 and np.array_equal(
+        relit["face_only"][neck], relit["input"][neck]
+    )
+
+
+def test_the_background_keeps_its_exposure(relit: dict[str, np.ndarray]) -> None:
+    # d13's top corners are the ceiling, far from the person: untouched.
+    h, w = relit["input"].shape[:2]
+    for corner in ((slice(0, h // 10), slice(0, w // 8)), (slice(0, h // 10), slice(w - w // 8, w))):
+        assert np.array_equal(relit["person"][corner], relit["input"][corner])
