@@ -190,7 +190,28 @@ class StatsCollector:
                     stage.add_metric([name, st, q], summary[q])
         yield latency
         yield stage
+        yield from _audio_metrics(streams)
         yield from _recording_metrics(streams)
+
+
+def _audio_metrics(streams: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
+    """The sound per stream (``stats.audio``): seconds taken in, chunks dropped, the picture's delay."""
+    sound = {name: s["stats"].get("audio") or {} for name, s in streams.items()}
+    seconds = CounterMetricFamily("stageswap_audio_seconds", "Seconds of sound taken in.", labels=["stream"])
+    dropped = CounterMetricFamily(
+        "stageswap_audio_dropped", "20 ms chunks of sound dropped (no picture to go with).", labels=["stream"]
+    )
+    for name, a in sound.items():
+        seconds.add_metric([name], float(a.get("seconds_in", 0.0)))
+        dropped.add_metric([name], float(a.get("dropped", 0)))
+    yield seconds
+    yield dropped
+    yield _gauge(
+        "stageswap_picture_delay_ms",
+        "Capture to the viewers' encoders, median of the last frames, ms (the sound goes out with it).",
+        ["stream"],
+        [([name], a["delay_ms"]) for name, a in sound.items() if a.get("delay_ms") is not None],
+    )
 
 
 def _recording_metrics(streams: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:

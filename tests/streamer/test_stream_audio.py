@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import re
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,10 @@ def test_the_audio_setting_silences_monitors_and_new_recordings_and_the_request_
             url = f"{server.url}/api/streams/cam"
             viewer = await view(http, server.url, "cam", audio=True)
             assert await wait_for(lambda: viewer.audio_samples > 0, 15)
+            async with http.get(f"{server.url}/metrics") as r:
+                metrics = await r.text()
+            seconds = re.search(r'^stageswap_audio_seconds_total\{stream="cam"\} ([0-9.e+]+)$', metrics, re.M)
+            assert seconds and float(seconds.group(1)) > 0 and "stageswap_picture_delay_ms{" in metrics
             async with http.post(f"{url}/recording", json={"container": "mp4", "audio": "pcm"}) as r:
                 assert r.status == 400
                 assert "mp4 cannot hold pcm sound: use aac" in (await r.json())["error"]
