@@ -18,7 +18,7 @@ DEMO_PORT     ?= 8080
 DEMO_DATA     ?= out/demo-data
 PYTEST_ARGS ?=
 
-.PHONY: setup lock test-latest test test-slow test-gpu test-all demo bench bench-gpu eval lint typecheck clean browser-setup gstreamer-setup whep-player-setup soak
+.PHONY: setup lock test-latest test test-slow test-gpu test-all demo bench bench-gpu eval lint typecheck clean browser-setup gstreamer-setup whep-player-setup janus-setup soak
 
 setup: $(VENV)/.installed
 
@@ -57,7 +57,7 @@ lock:
 # .venv-latest: says which packages moved past the lock and whether the suite passed. Upgrading is then a
 # decision: make lock, make test, commit the locks.
 LATEST := .venv-latest
-test-latest: browser-setup
+test-latest: browser-setup janus-setup
 	rm -rf $(LATEST)
 	$(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/pip install --quiet --upgrade pip
@@ -114,8 +114,32 @@ whep-player-setup:
 	npm install --silent --no-save --no-audit --no-fund --prefix $(WHEP_PLAYER_DIR) $(WHEP_PLAYER) >/dev/null \
 	  || echo "whep-player-setup: npm could not fetch $(WHEP_PLAYER); the npm WHEP player's browser test skips" >&2
 
+# The SFU tests start Debian's Janus (1.1) on loopback ports with a generated config, and the monitor page
+# plays through Janus with Janus's own JS client from npm (janus-gateway and the webrtc-adapter it needs,
+# checked against vendor/package-lock.json, installed into the ignored vendor/node_modules and served by the
+# server as files, never copied into client/). Like browser-setup: janus is installed with apt-get when it
+# is missing (as root, or with sudo); without it, or without npm, it says so and those tests skip.
+janus-setup:
+	@if ! command -v janus >/dev/null 2>&1; then \
+	  if ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "janus-setup: janus is missing and there is no apt-get here; install janus 1.1 yourself, or the SFU tests skip" >&2; \
+	  elif [ "$$(id -u)" = 0 ]; then SUDO=; \
+	  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO=sudo; \
+	  else echo "janus-setup: janus is missing and installing it needs root (apt-get install -y janus); the SFU tests skip" >&2; SUDO=none; fi; \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$SUDO" != none ]; then \
+	    echo "janus-setup: installing janus for the SFU tests (apt-get)"; \
+	    { $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq janus >/dev/null; } \
+	      || echo "janus-setup: installing janus failed; the SFU tests skip" >&2; \
+	  fi; \
+	fi
+	@if [ -f vendor/node_modules/.package-lock.json ] && [ vendor/node_modules/.package-lock.json -nt vendor/package-lock.json ]; then exit 0; fi; \
+	if ! command -v npm >/dev/null 2>&1; then \
+	  echo "janus-setup: npm is missing: Janus's JS client is not installed, the monitor page cannot play through Janus" >&2; exit 0; fi; \
+	npm ci --prefix vendor --ignore-scripts --no-audit --no-fund --silent \
+	  || echo "janus-setup: npm ci failed: the monitor page cannot play through Janus" >&2
+
 # pytest exits 5 when it collects nothing: that is a failure here, with a message, never a pass.
-test: setup browser-setup gstreamer-setup whep-player-setup
+test: setup browser-setup gstreamer-setup whep-player-setup janus-setup
 	@$(BIN)/python -m pytest -m "not slow and not gpu" $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
@@ -169,4 +193,4 @@ typecheck: setup
 	$(BIN)/mypy engines streamer build_engines.py
 
 clean:
-	rm -rf $(VENV) .venv-latest .venv-lock out .pytest_cache .mypy_cache .ruff_cache $(WHEP_PLAYER_DIR)
+	rm -rf $(VENV) .venv-latest .venv-lock out .pytest_cache .mypy_cache .ruff_cache $(WHEP_PLAYER_DIR) vendor/node_modules

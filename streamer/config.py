@@ -26,6 +26,9 @@ RTMP_LISTEN_HOSTS = ("0.0.0.0", "[::]")
 RTMP server stageswap pulls from."""
 
 _REPO_CLIENT_DIR = Path(__file__).resolve().parent.parent / "client"
+_REPO_VENDOR_DIR = Path(__file__).resolve().parent.parent / "vendor" / "node_modules"
+SFU_VIEWS: tuple[str, ...] = ("processed", "source")
+SFU_CODECS: tuple[str, ...] = ("vp8", "h264")
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,88 @@ class InputSpec:
                 raise InputError(f"--input {name}: video file {source} does not exist")
             source = str(path.resolve())
         return cls(name=name, source=source, kind=kind, loop=loop)
+
+
+@dataclass(frozen=True)
+class PeerSpec:
+    """Another stageswap node of the stage (``--peer NAME=URL``): its streams are listed and controlled on
+    this node's stage page. Its token (``--peer-token-file NAME=F``) is used by this server only."""
+
+    name: str
+    url: str
+    token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def parse(cls, text: str) -> PeerSpec:
+        """``NAME=URL`` or a bare URL (named after its host and port); raises InputError with the reason."""
+        name, sep, url = text.partition("=")
+        if not sep or "://" in name:
+            name, url = "", text
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InputError(f"--peer {text!r}: expected NAME=URL of another stageswap, e.g. gpu2=http://10.0.0.2:8080")
+        if not name:
+            name = f"{parts.hostname}-{parts.port or (443 if parts.scheme == 'https' else 80)}".replace(".", "-")
+        check_name(name.lower(), "peer name in --peer")
+        return cls(name=name.lower(), url=url.rstrip("/"))
+
+
+@dataclass(frozen=True)
+class SfuConfig:
+    """Where streams are sent for monitors beyond a handful: a Janus instance (``--sfu URL``, README "A stage").
+
+    stageswap sends each stream's views as plain RTP into Streaming-plugin mountpoints it creates through
+    Janus's HTTP API, and browsers watch them through Janus with Janus's own JS client."""
+
+    url: str
+    """Janus's HTTP API as this server reaches it, e.g. ``http://127.0.0.1:8088/janus``."""
+    admin_key: str | None = field(default=None, repr=False)
+    """The Streaming plugin's ``admin_key`` (``--sfu-secret-file``): needed to create mountpoints when Janus sets
+    one. Sent to Janus only; never shown in the stream JSON, the page or a log line."""
+    public_url: str | None = None
+    """Janus's HTTP API as browsers reach it (``--sfu-public-url``; default ``url``)."""
+    copies: tuple[str, ...] = ()
+    """More Janus instances that get a copy of every stream (``--sfu-copy URL``): the cascade, e.g. one Janus per
+    building, each link between them carrying each stream once. Same admin key, views and codec as ``url``."""
+    views: tuple[str, ...] = ("processed",)
+    """The views each stream sends (``--sfu-view``; ``processed`` and optionally ``source``)."""
+    codec: str = "vp8"
+    enabled: bool = True
+    """Whether a new stream sends to Janus from its start (a stream's ``PATCH {"sfu": ...}`` changes its own)."""
+    check_interval_s: float = 1.0
+    """How often each stream asks Janus about its mountpoints (the viewers count; a Janus gone shows here)."""
+    request_timeout_s: float = 2.0
+    retry_max_s: float = 5.0
+    """Longest wait between attempts to reach a Janus that is down (the wait doubles from 0.5 s up to this)."""
+
+    def __post_init__(self) -> None:
+        urls = [("--sfu", self.url), ("--sfu-public-url", self.public_url), *(("--sfu-copy", u) for u in self.copies)]
+        if len({self.url, *self.copies}) != 1 + len(self.copies):
+            raise InputError("--sfu and --sfu-copy must name different Janus instances")
+        for flag, url in urls:
+            if url is None:
+                continue
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise InputError(f"{flag} {url!r}: expected Janus's HTTP API URL, e.g. http://127.0.0.1:8088/janus")
+        if not self.views or any(v not in SFU_VIEWS for v in self.views) or len(set(self.views)) != len(self.views):
+            raise InputError(f"--sfu-view must be one or both of {', '.join(SFU_VIEWS)}, got {list(self.views)}")
+        if self.codec not in SFU_CODECS:
+            raise InputError(f"--sfu-codec must be one of {', '.join(SFU_CODECS)}, got {self.codec!r}")
+        if self.admin_key is not None and (not self.admin_key or any(c.isspace() for c in self.admin_key)):
+            raise InputError("the SFU admin key (--sfu-secret-file) must be one word without spaces")
+        for name in ("check_interval_s", "request_timeout_s", "retry_max_s"):
+            if not getattr(self, name) > 0:
+                raise InputError(f"{name} must be positive, got {getattr(self, name)!r}")
+
+    @property
+    def browser_url(self) -> str:
+        return self.public_url or self.url
+
+    @property
+    def rtp_host(self) -> str:
+        """Where the RTP goes: the host of the API URL (Janus receives RTP on the machine it runs on)."""
+        return urlsplit(self.url).hostname or "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -159,6 +244,19 @@ class ServeConfig:
     """Machines NDI asks directly for their sources (``--ndi-extra-ips``), for networks without mDNS."""
     osc_host: str = "127.0.0.1"
     """Where OSC listens: loopback unless configured; another address needs ``token`` (or ``insecure``)."""
+    node_name: str = "local"
+    """This node's name on the stage page (``--node-name``), beside its peers'."""
+    peers: tuple[PeerSpec, ...] = ()
+    """``--peer``: the other stageswap nodes of the stage, listed and controlled on this node's stage page."""
+    peer_poll_s: float = 1.0
+    """How often each peer is asked for its streams; a peer that does not answer within ``peer_timeout_s`` is
+    shown as down (so a node that dies is marked down within about 2.5 s)."""
+    peer_timeout_s: float = 1.5
+    sfu: SfuConfig | None = None
+    """``--sfu URL``: send streams to a Janus instance for monitors beyond a handful (None: our own fan-out only)."""
+    vendor_dir: Path = _REPO_VENDOR_DIR
+    """Where ``make janus-setup`` puts Janus's JS client from npm (``janus-gateway``, ``webrtc-adapter``); the
+    monitor page loads it from ``/sfu/janus.js`` and ``/sfu/adapter.js``."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
@@ -234,6 +332,13 @@ class ServeConfig:
             raise InputError("viewer_queue_frames must be at least 1")
         if not 100_000 <= self.video_bitrate <= 50_000_000:
             raise InputError(f"video bitrate must be between 100 kbit/s and 50 Mbit/s, got {self.video_bitrate}")
+        check_name(self.node_name, "--node-name")
+        peer_names = [self.node_name, *(p.name for p in self.peers)]
+        repeated = sorted({n for n in peer_names if peer_names.count(n) > 1})
+        if repeated:
+            raise InputError(f"--peer and --node-name names must be unique, repeated: {', '.join(repeated)}")
+        if not (self.peer_poll_s > 0 and self.peer_timeout_s > 0):
+            raise InputError("peer_poll_s and peer_timeout_s must be positive")
         for url in self.ice_servers:
             if not url.startswith(("stun:", "turn:", "turns:")):
                 raise InputError(f"--ice-server {url!r}: expected a stun:, turn: or turns: URL")

@@ -22,6 +22,22 @@ from streamer.live.worker import ProcessorFactory
 
 log = logging.getLogger(__name__)
 
+
+@dataclass(frozen=True)
+class StreamSetting:
+    """A setting of a stream that is the service's rather than the engines' (``engines.settings``): e.g. ``sfu``,
+    where the stream is sent. It arrives in the same settings patch (PATCH, the WebSocket, the stage page) and
+    goes through the same path (``streamer.api.routes.apply_settings``): every key of a patch is checked before
+    any is applied, so a patch is taken whole or refused whole.
+
+    ``check(stream, value)`` returns the value resolved (raises InputError with the reason); ``apply(stream,
+    resolved)`` makes it so; ``current(name)`` is what the stream's settings JSON shows for it."""
+
+    check: Callable[[Stream, Any], Any]
+    apply: Callable[[Stream, Any], None]
+    current: Callable[[str], Any]
+
+
 WsReply = dict[str, Any]
 WsHandler = Callable[["Service", Mapping[str, Any]], Awaitable[WsReply | None]]
 """Handles one WebSocket control message of a given ``type``; returns the reply (or None), raises
@@ -47,6 +63,8 @@ class Service:
     peers: Peers | None = None
     ws_handlers: dict[str, WsHandler] = field(default_factory=dict)
     """WebSocket control message types -> handlers; other route groups add theirs (e.g. recording)."""
+    stream_settings: dict[str, StreamSetting] = field(default_factory=dict)
+    """Settings keys of the service's own (not the engines'), by key: see ``StreamSetting``."""
     listeners: list[Callable[[Mapping[str, Any]], None]] = field(default_factory=list)
     """Called with every event pushed to WebSocket clients (settings changes, stream started/ended...)."""
     identity_store: Any = None
@@ -75,9 +93,17 @@ class Service:
             log.exception("AUDIT LOG NOT WRITTEN: %s %s", event, data)
 
     def _stream_created(self, stream: Stream) -> None:
+        self.emit({"type": "stream_started", "stream": stream.name, "kind": stream.kind})
         likeness = swapped_in(stream.settings, self.user_models())
         if likeness is not None:
             self.record(SWAP_STARTED, stream=stream.name, **likeness.fields(), reason="stream started")
+
+    def add_stream_setting(self, key: str, setting: StreamSetting) -> None:
+        """A settings key of the service's own, taken by every settings patch and shown in every stream's settings."""
+        if key in self.stream_settings:
+            raise ValueError(f"stream setting {key!r} is already handled")
+        self.stream_settings[key] = setting
+        self.streams.settings_providers[key] = setting.current
 
     def add_ws_handler(self, message_type: str, handler: WsHandler) -> None:
         if message_type in self.ws_handlers:

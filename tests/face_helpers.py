@@ -42,3 +42,48 @@ def clip_frames(path: Path, count: int) -> list[tuple[np.ndarray, float]]:
             if len(out) >= count:
                 break
     return out
+
+
+def identity_scores(
+    models_dir: Path,
+    detector: FaceDetector,
+    mesh: FaceMesh,
+    photo_path: Path,
+    processed: list[np.ndarray],
+    source: list[np.ndarray],
+) -> dict[str, float]:
+    """How far received processed frames show the identity in ``photo_path`` rather than the actor, judged as
+    the quality evaluation does: an independent recogniser (evaluation-only MobileFaceNet) compares each
+    processed face with the photo and with the actor (the mean of the source frames' faces).
+
+    Returns ``n`` (processed frames with a face), ``identity`` and ``actor`` (mean cosines) and ``closer``
+    (the share of processed faces closer to the identity than to the actor)."""
+    from benchmarks.quality_metrics import FaceEmbedder
+    from engines.face.tracker import FaceTracker
+
+    embedder = FaceEmbedder(models_dir / "mobilefacenet.onnx")
+
+    def embeddings(frames: list[np.ndarray]) -> np.ndarray:
+        tracker = FaceTracker(detector, mesh)
+        out = []
+        for i, frame in enumerate(frames):
+            faces = tracker.update(frame, i / 30)
+            if faces:
+                out.append(embedder.embed(frame, faces[0].points5))
+        return np.array(out)
+
+    photo_image = cv2.imread(str(photo_path))
+    assert photo_image is not None, photo_path
+    photo = embeddings([photo_image])[0]
+    out = embeddings(processed)
+    actor = embeddings(source).mean(axis=0)
+    actor /= np.linalg.norm(actor)
+    if len(out) == 0:
+        return {"n": 0, "identity": 0.0, "actor": 0.0, "closer": 0.0}
+    cos_identity, cos_actor = out @ photo, out @ actor
+    return {
+        "n": len(out),
+        "identity": float(cos_identity.mean()),
+        "actor": float(cos_actor.mean()),
+        "closer": float(np.mean(cos_identity > cos_actor)),
+    }

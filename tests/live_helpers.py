@@ -239,6 +239,16 @@ async def view(
     return viewer
 
 
+async def enroll_unverified(http: aiohttp.ClientSession, base: str, name: str, photo: Path) -> None:
+    """Enroll ``photo`` as ``name`` through the API, explicitly without a consent record (a test identity)."""
+    form = aiohttp.FormData(default_to_multipart=True)
+    form.add_field("name", name)
+    form.add_field("allow_unverified", "true")
+    form.add_field("photo", photo.read_bytes(), filename=photo.name)
+    async with http.post(f"{base}/api/identities", data=form) as r:
+        assert r.status == 201, await r.text()
+
+
 async def wait_for(predicate: Any, timeout_s: float, interval_s: float = 0.05) -> bool:
     """Poll ``predicate()`` until it is true or ``timeout_s`` passed; returns its last value."""
     deadline = time.monotonic() + timeout_s

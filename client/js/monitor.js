@@ -1,6 +1,8 @@
 // The monitor page: processed output large, source inset or beside, live stats, and the control panel.
 //
-// Video: WHEP (`view=processed` and `view=source`), retried while the stream does not exist yet.
+// Video: WHEP (`view=processed` and `view=source`), retried while the stream does not exist yet; or, when the
+// server sends the stream to a Janus SFU (its JSON's `sfu`), from Janus's mountpoint with Janus's own JS
+// client (sfu.js), falling back to WHEP when Janus cannot be reached. `?via=whep` forces WHEP.
 // Recording: start/stop and the recording indicator and alarm (recording.js), from the same stats and events.
 // Stats and settings: pushed on /ws (about twice a second); when the socket is down the page polls
 // GET /api/streams/{stream} instead. Controls send PATCH /api/streams/{stream} bodies (ProcessSettings
@@ -20,6 +22,7 @@ import { LightDisc } from "./lightdisc.js";
 import { RecordingPanel } from "./recording.js";
 import { SwapModelPicker } from "./swapmodels.js";
 import { $, fmt, param, setupTokenField } from "./page.js";
+import { JanusPlayer, sfuMountpoint, sfuSummary } from "./sfu.js";
 import { WhepPlayer } from "./webrtc.js";
 
 const RETRY_MS = 2000;
@@ -126,17 +129,29 @@ async function startView(view) {
     // An attempt still in flight when the page moved on (another stream, a new token) must not touch
     // what the newer one shows: every step checks that its entry is still the current one.
     const current = () => state.players[view] === entry && entry.player === player;
-    const player = new WhepPlayer(name, view, video, {
-      audio: view === "processed", // the sound comes with the output, delayed as its picture is
-      onState: (s) => {
-        if (!current()) return;
-        if (s === "connected") msg.hidden = true;
-        else if (s === "failed" || s === "closed") retry("Connection lost, reconnecting…");
-      },
-    });
+    const onState = (s) => {
+      if (!current()) return;
+      if (s === "connected") msg.hidden = true;
+      else if (s === "failed" || s === "closed") retry("Connection lost, reconnecting…");
+    };
+    const audio = view === "processed"; // the sound comes with the output, delayed as its picture is
+    const mount = param("via", "") === "whep" ? null : sfuMountpoint(await getStream(name).catch(() => null), view);
+    if (state.players[view] !== entry) return;
+    let player = mount
+      ? new JanusPlayer(mount.url, mount.id, video, { onState })
+      : new WhepPlayer(name, view, video, { onState, audio });
     entry.player = player;
     try {
-      await player.play();
+      try {
+        await player.play();
+      } catch (err) {
+        if (!mount || !current()) throw err;
+        player.stop(); // Janus cannot be reached from here: our own fan-out serves this monitor instead
+        msg.textContent = `Janus: ${err.message}; watching directly`;
+        player = new WhepPlayer(name, view, video, { onState, audio });
+        entry.player = player;
+        await player.play();
+      }
     } catch (err) {
       if (!current()) return;
       if (view === "processed") setConn(err.status === 404 ? "waiting" : "error", err.status === 404 ? "wait" : "off");
@@ -149,7 +164,7 @@ async function startView(view) {
       player.stop();
       return;
     }
-    if (view === "processed") setConn("connected", "live");
+    if (view === "processed") setConn(`connected via ${player.via}`, "live");
   };
   msg.hidden = false;
   msg.textContent = "Connecting…";
@@ -246,6 +261,8 @@ function showStats(stream) {
     ["processed", s.frames_processed ?? "–"],
     ["failed", s.frames_failed ?? "–"],
     ["viewers", viewers],
+    ["via", state.players.processed?.player?.via ?? "–"],
+    ["Janus", sfuSummary(stream.sfu)],
     ["runtime", s.runtime ?? "–"],
     ["latency p95", `${fmt(s.latency_ms?.p95, 0)} ms`],
     ["monitor buffer", `${fmt(state.player?.jitterBufferMs, 0)} ms`],

@@ -132,15 +132,20 @@ export class WhipPublisher {
   }
 }
 
-/** A WHEP player: plays /whep/{name}?view=... into a <video> element (with the stream's sound when
- * ``audio`` is set; the element's ``muted`` decides whether it is heard). */
+/**
+ * A WHEP player: plays /whep/{name}?view=... into a <video> element (or `endpoint`, e.g. the stage page's
+ * relay to another node: /api/stage/{node}/whep/{name}?view=...), with the stream's sound when `audio` is
+ * set (the element's `muted` decides whether it is heard).
+ */
 export class WhepPlayer {
-  constructor(name, view, video, { onState, audio = false } = {}) {
+  constructor(name, view, video, { onState, audio = false, endpoint } = {}) {
     this.name = name;
     this.view = view;
     this.video = video;
     this.audio = audio;
     this.onState = onState || (() => {});
+    this.endpoint = endpoint || `/whep/${encodeURIComponent(name)}?view=${encodeURIComponent(view)}`;
+    this.via = "WHEP";
     this.pc = null;
     this.sessionUrl = null;
   }
@@ -159,9 +164,8 @@ export class WhepPlayer {
       });
     });
     pc.addEventListener("connectionstatechange", () => this.onState(pc.connectionState));
-    const endpoint = `/whep/${encodeURIComponent(this.name)}?view=${encodeURIComponent(this.view)}`;
     try {
-      this.sessionUrl = await negotiate(pc, endpoint);
+      this.sessionUrl = await negotiate(pc, this.endpoint);
     } catch (err) {
       pc.close();
       this.pc = null;
@@ -172,26 +176,9 @@ export class WhepPlayer {
   /** Inbound video figures from getStats: decoded fps, jitter-buffer delay (ms), frames dropped, size. */
   async inboundStats() {
     if (!this.pc) return null;
-    const report = await this.pc.getStats();
-    let inbound = null;
-    report.forEach((s) => {
-      if (s.type === "inbound-rtp" && s.kind === "video") inbound = s;
-    });
-    if (!inbound) return null;
-    // jitterBufferDelay is a running total: report the mean over the frames since the previous call.
-    const delay = inbound.jitterBufferDelay || 0;
-    const emitted = inbound.jitterBufferEmittedCount || 0;
-    const last = this._last || { delay: 0, emitted: 0 };
-    this._last = { delay, emitted };
-    const frames = emitted - last.emitted;
-    return {
-      fps: inbound.framesPerSecond ?? null,
-      jitterBufferMs: frames > 0 ? (1000 * (delay - last.delay)) / frames : null,
-      framesDropped: inbound.framesDropped ?? 0,
-      packetsLost: inbound.packetsLost ?? 0,
-      width: inbound.frameWidth ?? null,
-      height: inbound.frameHeight ?? null,
-    };
+    const { figures, totals } = await inboundVideoStats(this.pc, this._last);
+    this._last = totals;
+    return figures;
   }
 
   async stop() {
@@ -203,4 +190,34 @@ export class WhepPlayer {
     await hangUp(pc, this.sessionUrl);
     this.sessionUrl = null;
   }
+}
+
+/**
+ * A receiving peer connection's inbound video figures from getStats: decoded fps, jitter-buffer delay (ms,
+ * the mean over the frames since `last`, the totals the previous call returned), frames dropped, packets
+ * lost, size. Shared by the WHEP player and the Janus player, so the monitor shows the same figures for both.
+ */
+export async function inboundVideoStats(pc, last) {
+  const report = await pc.getStats();
+  let inbound = null;
+  report.forEach((s) => {
+    if (s.type === "inbound-rtp" && s.kind === "video") inbound = s;
+  });
+  if (!inbound) return { figures: null, totals: last };
+  // jitterBufferDelay is a running total: report the mean over the frames since the previous call.
+  const delay = inbound.jitterBufferDelay || 0;
+  const emitted = inbound.jitterBufferEmittedCount || 0;
+  const before = last || { delay: 0, emitted: 0 };
+  const frames = emitted - before.emitted;
+  return {
+    figures: {
+      fps: inbound.framesPerSecond ?? null,
+      jitterBufferMs: frames > 0 ? (1000 * (delay - before.delay)) / frames : null,
+      framesDropped: inbound.framesDropped ?? 0,
+      packetsLost: inbound.packetsLost ?? 0,
+      width: inbound.frameWidth ?? null,
+      height: inbound.frameHeight ?? null,
+    },
+    totals: { delay, emitted },
+  };
 }

@@ -36,8 +36,10 @@ ROLE_KEY: web.RequestKey[Role] = web.RequestKey("stageswap_role", str)  # type: 
 PROTECTED_PREFIXES = ("/api/", "/whip/", "/whep/", "/ws", "/metrics")
 """Paths that need a token when one is set; everything else is the static client UI."""
 PUBLIC_PATHS = frozenset({"/api/openapi.json"})
-_VIEWER_READS = re.compile(r"/api/streams(/[^/]+)?|/ws|/metrics")
-"""GET paths a viewer token may read (the monitor page's stream list, stream stats, pushed stats)."""
+_VIEWER_READS = re.compile(r"/api/streams(/[^/]+)?|/api/stage|/ws|/metrics")
+"""GET paths a viewer token may read (the monitor page's stream list, stream stats, pushed stats, the stage)."""
+_VIEWER_WATCH = re.compile(r"/api/stage/[^/]+/whep/.*")
+"""WHEP relayed to another node of the stage: watching, like ``/whep/``."""
 _READ_METHODS = frozenset({"GET", "HEAD"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -47,7 +49,7 @@ def required_role(method: str, path: str) -> Role | None:
     """The least role that may make this request; None for public paths."""
     if not path.startswith(PROTECTED_PREFIXES) or path in PUBLIC_PATHS:
         return None
-    if path.startswith("/whep/"):
+    if path.startswith("/whep/") or _VIEWER_WATCH.fullmatch(path):
         return "viewer"
     if method in _READ_METHODS and _VIEWER_READS.fullmatch(path):
         return "viewer"

@@ -32,6 +32,7 @@ _ERROR_TEXT = {
     413: "Body, upload or photo over its limit",
     415: "Wrong Content-Type",
     429: "Over the control-message rate limit (Retry-After)",
+    502: "Another node of the stage did not answer",
     503: "At capacity (streams, viewers, WebSocket clients) or a model is missing",
     507: "Not enough free disk space",
 }
@@ -61,6 +62,12 @@ def _json_body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
 
 _SDP_BODY = {"required": True, "content": {SDP: {"schema": {"type": "string"}}}}
 _SESSION = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
+_VIEW = {
+    "name": "view",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "enum": ["processed", "source"]},
+}
 _CREATED_SDP = {
     "201": {
         "description": "The SDP answer; `Location` names the session (DELETE it to end)",
@@ -101,6 +108,26 @@ SCHEMAS: dict[str, Any] = {
                 "type": "object",
                 "description": "publish the processed and/or source view as an NDI source (README, NDI)",
                 "properties": {"processed": {"type": "boolean"}, "source": {"type": "boolean"}},
+            },
+            "sfu": {
+                "description": "where the stream is sent for monitors through Janus (--sfu): false (not sent), "
+                "true (the server's views and codec), or which views and codec",
+                "oneOf": [
+                    {"type": "boolean"},
+                    {"type": "null"},
+                    {
+                        "type": "object",
+                        "properties": {
+                            "views": {
+                                "type": "array",
+                                "items": {"type": "string", "enum": ["processed", "source"]},
+                                "minItems": 1,
+                                "uniqueItems": True,
+                            },
+                            "codec": {"type": "string", "enum": ["vp8", "h264"]},
+                        },
+                    },
+                ],
             },
             "relight_target": {
                 "type": "object",
@@ -287,14 +314,7 @@ def _paths() -> dict[str, Any]:
             "parameters": stream,
             "post": {
                 "summary": "Watch a stream (WHEP): an SDP offer in, the answer out",
-                "parameters": [
-                    {
-                        "name": "view",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "string", "enum": ["processed", "source"]},
-                    }
-                ],
+                "parameters": [_VIEW],
                 "requestBody": _SDP_BODY,
                 "responses": {**_CREATED_SDP, **_errors(400, 404, 413, 415, 503)},
             },
@@ -312,6 +332,47 @@ def _paths() -> dict[str, Any]:
                 ],
                 "responses": {**_ok(101, "Switching protocols"), **_errors(400, 403, 503)},
             }
+        },
+        "/api/stage": {
+            "get": {
+                "summary": "The stage: this node's streams and every --peer node's, with each node's health",
+                "responses": {**_ok(200, "The nodes and their streams", _OBJECT), **_errors(403)},
+            }
+        },
+        "/api/stage/{node}/streams/{stream}": {
+            "parameters": [_path_param("node"), *stream],
+            "patch": {
+                "summary": "Change a stream's settings on whichever node of the stage has it",
+                "requestBody": _json_body({"$ref": "#/components/schemas/Settings"}),
+                "responses": {
+                    **_ok(200, "The stream after the change, as its node answers", _OBJECT),
+                    **_errors(400, 403, 404, 413, 415, 502),
+                },
+            },
+        },
+        "/api/stage/{node}/whep/{stream}": {
+            "parameters": [_path_param("node"), *stream],
+            "post": {
+                "summary": "WHEP relayed to the stage node that has the stream (signalling only)",
+                "parameters": [_VIEW],
+                "requestBody": _SDP_BODY,
+                "responses": {**_CREATED_SDP, **_errors(400, 404, 413, 415, 502, 503)},
+            },
+        },
+        "/api/stage/{node}/whep/{stream}/{session}": {
+            "parameters": [_path_param("node"), *stream, _path_param("session", _SESSION)],
+            "delete": {
+                "summary": "End a relayed WHEP session",
+                "responses": {**_ok(200, "Ended"), **_errors(400, 404, 502)},
+            },
+        },
+        "/sfu/{name}": {
+            "parameters": [_path_param("name", {"type": "string", "enum": ["janus.js", "adapter.js"]})],
+            "get": {
+                "summary": "Janus's JS client for the monitor page (from npm, installed by make janus-setup)",
+                "security": [],
+                "responses": {**_ok(200, "The script", {"type": "string"}, "text/javascript"), **_errors(404)},
+            },
         },
         "/metrics": {
             "get": {

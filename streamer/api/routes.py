@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import io
 import json
 import logging
@@ -152,12 +151,17 @@ def check_hdri_name(name: str) -> str:
 
 
 async def apply_settings(service: Service, name: str, patch: Any) -> dict[str, Any]:
-    """Validate and apply a settings patch to a stream (shared by PATCH and the WebSocket).
+    """Validate and apply a settings patch to a stream (shared by PATCH, the WebSocket and the stage page).
 
-    Returns ``{"stream": name, "settings": <all settings>}`` and pushes the same as a ``settings`` event
-    to every WebSocket client, so every control surface shows the change."""
+    The engines' keys are checked by ``engines.settings.apply_patch``, the service's own (``sfu``...) by their
+    ``StreamSetting``; all before anything changes. Returns ``{"stream": name, "settings": <all settings>}`` and
+    pushes the same as a ``settings`` event to every WebSocket client, so every control surface shows the change."""
     stream = service.streams.get(name)
-    identity = patch.get("identity") if isinstance(patch, Mapping) else None
+    if not isinstance(patch, Mapping):
+        raise InputError("settings must be a JSON object")
+    own = {key: patch[key] for key in patch if key in service.stream_settings}
+    patch = {key: value for key, value in patch.items() if key not in own}
+    identity = patch.get("identity")
     if isinstance(identity, str):
         check_name(identity, "identity")
         try:
@@ -169,24 +173,28 @@ async def apply_settings(service: Service, name: str, patch: Any) -> dict[str, A
             raise InputError(
                 f"unknown identity {identity!r} (enrolled: {enrolled}); enroll it with POST /api/identities"
             )
-    target = patch.get("relight_target") if isinstance(patch, Mapping) else None
+    target = patch.get("relight_target")
     if isinstance(target, Mapping) and isinstance(target.get("hdri"), str):
         check_hdri_name(target["hdri"])
     before = stream.settings
-    if isinstance(patch, Mapping) and ("swap_model" in patch or "identity" in patch):
+    wanted = apply_patch(before, patch)  # every engine key checked before anything changes
+    if "swap_model" in patch or "identity" in patch:
         # A learned swap model must be registered (and an inswapper-style one needs the identity's embedding).
-        await asyncio.to_thread(check_swap_settings, service, apply_patch(before, patch))
+        await asyncio.to_thread(check_swap_settings, service, wanted)
     models = service.user_models()
-    starting = await asyncio.to_thread(swapped_in, apply_patch(before, patch), models)
+    starting = await asyncio.to_thread(swapped_in, wanted, models)
     if starting is not None and starting != await asyncio.to_thread(swapped_in, before, models):
         # A new swap (an identity, or a DFM's trained-in identity): its consent must hold today.
         await asyncio.to_thread(check_new_swap, starting, _identities_root(service), models)
+    resolved = {key: service.stream_settings[key].check(stream, value) for key, value in own.items()}
     after = stream.update_settings(patch)
+    for key, value in resolved.items():
+        service.stream_settings[key].apply(stream, value)
     for event, data in await asyncio.to_thread(swap_events, name, before, after, models):
         await asyncio.to_thread(service.record, event, **data)
-    settings = dataclasses.asdict(after)
+    settings = stream.settings_json()
     service.emit({"type": "settings", "stream": name, "settings": settings})
-    log.info("stream %s settings changed: %s", name, patch)
+    log.info("stream %s settings changed: %s", name, {**patch, **own})
     return {"stream": name, "settings": settings}
 
 

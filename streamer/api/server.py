@@ -22,13 +22,13 @@ from aiohttp import web
 
 from engines.errors import InputError
 from engines.paths import inside
-from streamer.api import auth, openapi, osc, ratelimit
+from streamer.api import auth, openapi, osc, ratelimit, stage
 from streamer.api import models as api_models
 from streamer.api import recording as api_recording
 from streamer.api import routes as api
 from streamer.config import ServeConfig
 from streamer.errors import NotFoundError
-from streamer.live import webrtc
+from streamer.live import sfu, webrtc
 from streamer.live.worker import FrameProcessor, PassthroughProcessor, ProcessorFactory
 from streamer.service import SERVICE, Service
 
@@ -41,6 +41,8 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
     api_models.register,
     api_recording.register,
     api_recording.register_signing,  # after the recordings: it hooks into them
+    sfu.register,
+    stage.register,
     openapi.register,
     osc.register,  # OSC messages run the WebSocket control handlers the groups above added
 )

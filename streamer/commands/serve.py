@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from streamer.commands import add_device_arg, add_models_arg, add_signing_args, signing_paths
 
 if TYPE_CHECKING:
-    from streamer.config import InputSpec, ServeConfig
+    from streamer.config import InputSpec, PeerSpec, ServeConfig, SfuConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -73,10 +73,61 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_stage_args(p)
     add_signing_args(p)
+    add_sfu_args(p)
     add_limit_args(p)
     add_models_arg(p)
     add_device_arg(p)
     p.set_defaults(func=run)
+
+
+def add_sfu_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("a stage: monitors through Janus, several nodes on one page (see README, A stage)")
+    g.add_argument(
+        "--sfu",
+        metavar="URL",
+        help="also send every stream to this Janus (its HTTP API, e.g. http://127.0.0.1:8088/janus) as RTP "
+        "mountpoints; monitors then watch through Janus",
+    )
+    g.add_argument(
+        "--sfu-secret-file",
+        type=Path,
+        metavar="F",
+        help="the Janus Streaming plugin's admin_key, on the first line of F (needed when Janus sets one)",
+    )
+    g.add_argument("--sfu-public-url", metavar="URL", help="Janus's HTTP API as browsers reach it (default: --sfu)")
+    g.add_argument(
+        "--sfu-copy",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="another Janus that gets a copy of every stream too (a cascade: e.g. one per building; same admin "
+        "key, views and codec as --sfu); repeatable",
+    )
+    g.add_argument(
+        "--sfu-view",
+        action="append",
+        choices=["processed", "source"],
+        metavar="VIEW",
+        help="views each stream sends to Janus: processed (default) and/or source; repeatable",
+    )
+    g.add_argument("--sfu-codec", choices=["vp8", "h264"], default="vp8", help="codec sent to Janus (default vp8)")
+    g.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="another stageswap node of the stage (one per GPU or camera): its streams are listed, watched and "
+        "controlled on this node's stage page (/stage.html); repeatable",
+    )
+    g.add_argument(
+        "--peer-token-file",
+        action="append",
+        default=[],
+        metavar="NAME=F",
+        help="the operator token of peer NAME, on the first line of F (used by this server only; never sent to "
+        "a browser); repeatable",
+    )
+    g.add_argument("--node-name", default="local", help="this node's name on the stage page (default: local)")
 
 
 def add_security_args(p: argparse.ArgumentParser) -> None:
@@ -250,6 +301,44 @@ def _enroll_photo(photo: Path, data_dir: Path, allow_unverified: bool = False, m
     return name
 
 
+def _sfu_config(args: argparse.Namespace) -> SfuConfig | None:
+    from engines.errors import InputError
+    from streamer.config import SfuConfig
+
+    if args.sfu is None:
+        if args.sfu_secret_file or args.sfu_public_url or args.sfu_view or args.sfu_copy:
+            raise InputError(
+                "--sfu-secret-file, --sfu-public-url, --sfu-view and --sfu-copy need --sfu URL (the Janus to use)"
+            )
+        return None
+    key = read_token(args.sfu_secret_file, "--sfu-secret-file") if args.sfu_secret_file else None
+    return SfuConfig(
+        url=args.sfu.rstrip("/"),
+        admin_key=key,
+        public_url=args.sfu_public_url.rstrip("/") if args.sfu_public_url else None,
+        copies=tuple(url.rstrip("/") for url in args.sfu_copy),
+        views=tuple(dict.fromkeys(args.sfu_view or ["processed"])),
+        codec=args.sfu_codec,
+    )
+
+
+def _peers(args: argparse.Namespace) -> tuple[PeerSpec, ...]:
+    from engines.errors import InputError
+    from streamer.config import PeerSpec
+
+    peers = [PeerSpec.parse(text) for text in args.peer]
+    tokens: dict[str, str] = {}
+    for text in args.peer_token_file:
+        name, sep, path = text.partition("=")
+        if not sep or not path:
+            raise InputError(f"--peer-token-file {text!r}: expected NAME=FILE, e.g. gpu2=/etc/stageswap/gpu2.token")
+        names = [p.name for p in peers]
+        if name not in names:
+            raise InputError(f"--peer-token-file {name}: no --peer of that name (peers: {', '.join(names) or 'none'})")
+        tokens[name] = read_token(Path(path), f"--peer-token-file {name}")
+    return tuple(dataclasses.replace(p, token=tokens.get(p.name)) for p in peers)
+
+
 def build_config(args: argparse.Namespace) -> ServeConfig:
     from engines.errors import InputError
     from engines.paths import data_dir
@@ -301,6 +390,9 @@ def build_config(args: argparse.Namespace) -> ServeConfig:
         ndi_extra_ips=tuple(ip.strip() for ip in args.ndi_extra_ips.split(",") if ip.strip()),
         signing_cert=signing_cert,
         signing_key=signing_key,
+        sfu=_sfu_config(args),
+        node_name=args.node_name,
+        peers=_peers(args),
     )
     if args.self_signed:
         from streamer.api.tls import self_signed
@@ -391,6 +483,13 @@ def run(args: argparse.Namespace) -> int:
         if config.initial_settings.identity:
             lines.append(f"  new streams swap in identity {config.initial_settings.identity!r}")
         lines += _security_lines(config)
+        for peer in config.peers:
+            lines.append(f"  stage: peer {peer.name} at {peer.url}{'' if peer.token else ' (no token)'}")
+        if config.peers:
+            lines.append(f"  stage: every node's streams at {url}stage.html")
+        if config.sfu is not None:
+            lines.append(f"  sfu: every stream also goes to Janus at {config.sfu.url} ({', '.join(config.sfu.views)})")
+            lines += [f"  sfu: and a copy to Janus at {url}" for url in config.sfu.copies]
         print("\n".join(lines), flush=True)
 
     asyncio.run(serve(config, ready))

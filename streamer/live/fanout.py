@@ -206,6 +206,8 @@ class SharedEncoder:
         self._epoch_s = epoch_s
         self._picture = picture
         self._subscribers: tuple[PacketSubscriber, ...] = ()
+        self._outputs: frozenset[int] = frozenset()
+        """ids of subscribers that are outputs (RTP to an SFU), not viewers: counted apart."""
         self._lock = threading.Lock()
         self._stopping = False
         self._keyframe_requested = True
@@ -219,17 +221,25 @@ class SharedEncoder:
 
     @property
     def subscribers(self) -> int:
-        return len(self._subscribers)
+        """Viewers served (outputs to an SFU are not viewers of ours: see ``outputs``)."""
+        return len(self._subscribers) - len(self._outputs)
 
-    def subscribe(self, sub: PacketSubscriber) -> None:
+    @property
+    def outputs(self) -> int:
+        return len(self._outputs)
+
+    def subscribe(self, sub: PacketSubscriber, output: bool = False) -> None:
         with self._lock:
             self._subscribers = (*self._subscribers, sub)
+            if output:
+                self._outputs = self._outputs | {id(sub)}
         self.request_keyframe()
 
     def unsubscribe(self, sub: PacketSubscriber) -> int:
-        """Remove ``sub``; returns how many subscribers are left."""
+        """Remove ``sub``; returns how many subscribers (viewers and outputs) are left."""
         with self._lock:
             self._subscribers = tuple(s for s in self._subscribers if s is not sub)
+            self._outputs = self._outputs - {id(sub)}
             return len(self._subscribers)
 
     def request_keyframe(self) -> None:
@@ -342,8 +352,10 @@ class OutputFanout:
             self._taps[view] = max(0, self._taps[view] - 1)
 
     # -- viewers ---------------------------------------------------------------------------------------
-    def subscribe(self, view: View, codec: Codec, sub: PacketSubscriber) -> SharedEncoder:
-        """Start receiving encoded packets of ``view`` in ``codec`` (the pair's encoder starts if needed)."""
+    def subscribe(self, view: View, codec: Codec, sub: PacketSubscriber, output: bool = False) -> SharedEncoder:
+        """Start receiving encoded packets of ``view`` in ``codec`` (the pair's encoder starts if needed).
+
+        ``output``: ``sub`` sends the view on (RTP to an SFU) rather than being a viewer: counted as an output."""
         if view not in VIEWS:
             raise ValueError(f"unknown view {view!r}")
         with self._lock:
@@ -361,7 +373,7 @@ class OutputFanout:
                 )
                 self._encoders[(view, codec)] = enc
                 enc.start()
-            enc.subscribe(sub)
+            enc.subscribe(sub, output)
             self._reap()
         return enc
 
@@ -389,6 +401,7 @@ class OutputFanout:
                 "view": view,
                 "codec": codec,
                 "viewers": enc.subscribers,
+                "outputs": enc.outputs,
                 "frames_encoded": enc.frames_encoded,
                 "encode_ms": round(enc.encode_ms, 2),
                 "errors": enc.encode_errors,

@@ -69,6 +69,7 @@ class Stream:
         ring: FrameRing | None = None,
         status_providers: Mapping[str, StatusProvider] | None = None,
         user_models: ModelsProvider | None = None,
+        settings_providers: Mapping[str, StatusProvider] | None = None,
     ) -> None:
         self.name = check_name(name, "stream name")
         self.kind: StreamKind = kind
@@ -109,6 +110,7 @@ class Stream:
         self._accepted_size: tuple[int, int] | None = None
         self.closed = False
         self._status_providers: Mapping[str, StatusProvider] = status_providers if status_providers is not None else {}
+        self._settings_providers: Mapping[str, StatusProvider] = settings_providers or {}
         self._user_models = user_models
 
     def start(self) -> None:
@@ -143,6 +145,13 @@ class Stream:
             self._sync_outputs(settings)
             self._settings = settings
             return self._settings
+
+    def settings_json(self) -> dict[str, Any]:
+        """All of the stream's settings as JSON: the engines' and the service's own (e.g. ``sfu``, where it is sent)."""
+        out = dataclasses.asdict(self._settings)
+        for key, provide in self._settings_providers.items():
+            out[key] = provide(self.name)
+        return out
 
     def replace_settings(self, settings: ProcessSettings) -> None:
         with self._settings_lock:
@@ -251,7 +260,7 @@ class Stream:
             "live": self.live,
             "publisher": self.publisher is not None,
             "processor": self.config.processor,
-            "settings": dataclasses.asdict(self._settings),
+            "settings": self.settings_json(),
             "consent": consent,
             "watermark_id": f"{self.watermark_id:08x}" if self.watermark_id is not None else None,
             "stats": stats,
@@ -299,6 +308,8 @@ class StreamRegistry:
         self._remembered: OrderedDict[str, ProcessSettings] = OrderedDict()
         """Settings of streams that ended, by name: a camera that reconnects gets its settings back."""
         self.status_providers: dict[str, StatusProvider] = {}
+        self.settings_providers: dict[str, StatusProvider] = {}
+        """Settings keys of the service's own in every stream's settings JSON (``Service.stream_settings``)."""
         """Extra keys of every stream's JSON, by key (shared with the streams: a provider added later shows too)."""
         self.on_created: Callable[[Stream], None] | None = None
         """Called with each stream created (the service records swaps it starts with in the audit log)."""
@@ -340,6 +351,7 @@ class StreamRegistry:
             input_spec,
             status_providers=self.status_providers,
             user_models=self.user_models,
+            settings_providers=self.settings_providers,
         )
         remembered = self._remembered.pop(name, None)
         if remembered is not None:

@@ -33,7 +33,13 @@ from tests.live_helpers import live_server, wait_for
 REPO = Path(__file__).resolve().parents[2]
 OPERATOR = "op-7f3a9c1e5b2d4f60a8e1"
 VIEWER = "view-2b8d4e6f1a3c5e7d9f0b"
-SAMPLE = {"stream": "cam", "name": "ada", "session": "abcdef123456", "id": "cam-20250101T000000.000Z"}
+SAMPLE = {
+    "stream": "cam",
+    "name": "ada",
+    "session": "abcdef123456",
+    "id": "cam-20250101T000000.000Z",
+    "node": "local",  # this server on its stage page
+}
 
 
 def _config(tmp_path: Path, clips: Path, **kw: Any) -> ServeConfig:
@@ -82,7 +88,7 @@ def _body(method: str, path: str, offers: dict[str, str], photo: bytes) -> dict[
     """A well-formed body for the operation, so only the token decides the answer."""
     if path.startswith("/whip/") and method == "POST":
         return {"data": offers["sendonly"], "headers": {"Content-Type": "application/sdp"}}
-    if path.startswith("/whep/") and method == "POST":
+    if "/whep/" in path and method == "POST":  # WHEP, and WHEP relayed by the stage page
         return {"data": offers["recvonly"], "headers": {"Content-Type": "application/sdp"}}
     if path == "/api/identities" and method == "POST":
         form = aiohttp.FormData(default_to_multipart=True)
@@ -143,6 +149,7 @@ def test_every_route_needs_the_right_token_and_a_refused_request_does_nothing(
                 assert status not in (401, 403), (method, path, status)
                 statuses[method, path] = status
             assert statuses["PATCH", "/api/streams/cam"] == 200
+            assert statuses["PATCH", "/api/stage/local/streams/cam"] == 200  # the stage page, this node
             assert statuses["POST", "/api/identities"] == 201 and statuses["DELETE", "/api/identities/ada"] == 200
             assert statuses["POST", "/api/streams/cam/recording"] == 201
             assert statuses["DELETE", "/api/streams/cam/recording"] == 200

@@ -11,18 +11,17 @@ import time
 from pathlib import Path
 
 import aiohttp
-import cv2
 import numpy as np
 import pytest
 
-from benchmarks.quality_metrics import FaceEmbedder
 from engines.face.detect import FaceDetector
 from engines.face.landmarks import FaceMesh
-from engines.face.tracker import FaceTracker
 from streamer.config import ServeConfig
+from tests.face_helpers import identity_scores
 from tests.live_helpers import (
     ClipTrack,
     LiveServer,
+    enroll_unverified,
     live_server,
     publish,
     service_threads,
@@ -37,16 +36,6 @@ def _config(tmp_path: Path, **kw: object) -> ServeConfig:
     base: dict[str, object] = {"port": 0, "data_dir": tmp_path / "data", "max_streams": 2, "ingest_timeout_s": 5.0}
     base.update(kw)
     return ServeConfig(**base)  # type: ignore[arg-type]
-
-
-def _embeddings(embedder: FaceEmbedder, tracker: FaceTracker, frames: list[np.ndarray]) -> np.ndarray:
-    """Identity embeddings (evaluation-only recogniser) of the tracked face in each frame that has one."""
-    out = []
-    for i, frame in enumerate(frames):
-        faces = tracker.update(frame, i / 30)
-        if faces:
-            out.append(embedder.embed(frame, faces[0].points5))
-    return np.array(out)
 
 
 def stats_in_fps_ok(fps_sent: float, srv: LiveServer) -> bool:
@@ -74,12 +63,7 @@ def test_publish_clip_with_an_enrolled_identity_view_both_views_then_delete_free
     async def scenario() -> None:
         async with live_server(config) as srv, aiohttp.ClientSession() as http:
             tasks_before = len(_tasks())
-            form = aiohttp.FormData(default_to_multipart=True)
-            form.add_field("name", "obama")
-            form.add_field("allow_unverified", "true")  # a test identity: no consent record
-            form.add_field("photo", (faces / "obama.jpg").read_bytes(), filename="obama.jpg")
-            async with http.post(f"{srv.url}/api/identities", data=form) as r:
-                assert r.status == 201, await r.text()
+            await enroll_unverified(http, srv.url, "obama", faces / "obama.jpg")  # a test identity: no consent record
             track = ClipTrack(clips / "d3.mp4")
             pub = await publish(http, srv.url, "cam", track)
             async with http.patch(f"{srv.url}/api/streams/cam", json={"identity": "obama"}) as r:
@@ -174,20 +158,11 @@ def test_publish_clip_with_an_enrolled_identity_view_both_views_then_delete_free
     assert service_threads() == threads_before
 
     # The received processed frames show the enrolled identity, judged as the quality evaluation does: an
-    # independent recogniser (evaluation-only MobileFaceNet) compares each received face with the identity
-    # photo and with the actor (the mean of the received source view's faces).
-    embedder = FaceEmbedder(models_dir / "mobilefacenet.onnx")
-    photo_image = cv2.imread(str(faces / "obama.jpg"))
-    assert photo_image is not None
-    photo = _embeddings(embedder, FaceTracker(detector, mesh), [photo_image])[0]
-    out = _embeddings(embedder, FaceTracker(detector, mesh), received["processed"])
-    actor = _embeddings(embedder, FaceTracker(detector, mesh), received["source"]).mean(axis=0)
-    actor /= np.linalg.norm(actor)
-    cos_identity, cos_actor = out @ photo, out @ actor
-    scores = {"n": len(out), "identity": cos_identity.mean(), "actor": cos_actor.mean()}
-    assert len(out) >= 5, scores
-    assert np.mean(cos_identity > cos_actor) >= 0.9, scores
-    assert cos_identity.mean() >= 0.25 and cos_identity.mean() > cos_actor.mean(), scores
+    # independent recogniser compares each received face with the identity photo and with the actor.
+    scores = identity_scores(models_dir, detector, mesh, faces / "obama.jpg", received["processed"], received["source"])
+    assert scores["n"] >= 5, scores
+    assert scores["closer"] >= 0.9, scores
+    assert scores["identity"] >= 0.25 and scores["identity"] > scores["actor"], scores
 
 
 def test_bad_requests_are_refused_with_a_reason_while_the_stream_goes_on(tmp_path: Path, clips: Path) -> None:
