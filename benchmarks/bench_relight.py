@@ -12,6 +12,11 @@ light from the side. Printed per clip: the window size and the median / p90 mill
 
 (wall-clock p50/p90 and CPU-time p50: on a shared machine the CPU time is the steadier figure) and the
 largest difference between the numpy and torch outputs, in 8-bit levels.
+
+Then, per frame through a ``FaceProcessor`` (``--no-swap``, a key light, watermark off) on ``--person-clip``
+(720p, one face): the relight and blend stages' time per face with today's face-only relight and with the
+person relighted (``engines.light.person``: segmentation every ``person_every`` frames included, amortised),
+the two processors run frame by frame in turn so they share the machine's load.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import torch
 from engines.face.topology import face_topology
 from engines.light.relight import SHADING_GRID_PX, FaceRelighter, SHRelight, pixel_normals, relight_face
 from engines.processor import FaceProcessor
-from engines.settings import RelightTarget
+from engines.settings import ProcessSettings, RelightTarget
 from engines.swap.raster import Window, rasterize
 from streamer.record.media import VideoReader
 
@@ -94,11 +99,58 @@ def bench_face(
     )
 
 
+def bench_person(models: str | None, clip: Path, frames: int) -> None:
+    """Relight + blend ms per face through the processor: face only against the person, interleaved."""
+    from dataclasses import replace
+
+    from engines.compose.watermark import WatermarkConfig
+    from engines.processor import ProcessorConfig
+
+    base = ProcessorConfig(watermark=WatermarkConfig(enabled=False))
+    procs = {
+        "face only": FaceProcessor.from_models(models, replace(base, person_light=None)),
+        "person": FaceProcessor.from_models(models, base),
+    }
+    target = RelightTarget(mode="direction", direction=(-0.8, 0.2, 0.6), intensity=1.1, ambient=0.25)
+    settings = ProcessSettings(swap=False, relight_target=target)
+    wall: dict[str, list[float]] = {k: [] for k in procs}
+    cpu: dict[str, list[float]] = {k: [] for k in procs}
+    with VideoReader(clip) as reader:
+        for i, frame in enumerate(reader.frames()):
+            if i >= frames:
+                break
+            for name, proc in procs.items():
+                c0 = time.thread_time()
+                result = proc.process(frame.image, frame.time_s, settings)
+                c1 = time.thread_time()
+                if i >= 10 and len(result.faces) == 1:  # after the first detections settle
+                    ms = result.stage_ms
+                    wall[name].append(ms.get("relight", 0.0) + ms.get("blend", 0.0))
+                    cpu[name].append((c1 - c0) * 1000.0)
+    h, w = frame.image.shape[:2]
+    print(f"\nper face through FaceProcessor, {clip.name} {w}x{h}, {len(wall['person'])} frames with one face:")
+    for name in procs:
+        values = np.array(wall[name])
+        print(
+            f"  {name:<10} relight+blend mean {values.mean():6.2f} ms  p50 {np.median(values):6.2f} ms  "
+            f"p90 {np.percentile(values, 90):6.2f} ms"
+        )
+        print(f"  {name:<10} whole frame CPU time mean {np.mean(cpu[name]):6.2f} ms (this thread)")
+    extra = np.mean(wall["person"]) - np.mean(wall["face only"])
+    extra_cpu = np.mean(cpu["person"]) - np.mean(cpu["face only"])
+    print(
+        f"  person - face only: {extra:+.2f} ms wall (relight+blend), {extra_cpu:+.2f} ms CPU (whole frame) per face"
+        " (means: the segmentation every few frames included)"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clips", nargs="+", default=["s18.mp4", "d13.mp4", "roop_target_1080p.mp4"])
     ap.add_argument("--repeat", type=int, default=50)
     ap.add_argument("--models", default=str(SHARED / "models") if (SHARED / "models").is_dir() else None)
+    ap.add_argument("--person-clip", default="s18.mp4", help="720p clip for the per-face processor comparison")
+    ap.add_argument("--person-frames", type=int, default=120)
     args = ap.parse_args()
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
@@ -117,6 +169,7 @@ def main() -> None:
                 if i >= 10 and faces:
                     break
         bench_face(name, frame.image, faces[0].landmarks, target, module, args.repeat)
+    bench_person(args.models, SHARED / "data" / "clips" / args.person_clip, args.person_frames)
 
 
 if __name__ == "__main__":

@@ -230,16 +230,17 @@ class FaceProcessor:
             if stage == "track":
                 self.tracker.reset()
                 faces = ()
-            return ProcessedFrame(self._mark(image, stage_ms), faces, stage_ms, failed_stage=stage)
+            return ProcessedFrame(self._mark(image, stage_ms, settings), faces, stage_ms, failed_stage=stage)
         if self._failing is not None:
             log.info("stage %s recovered", self._failing)
             self._failing = None
-        return ProcessedFrame(self._mark(out, stage_ms), faces, stage_ms)
+        return ProcessedFrame(self._mark(out, stage_ms, settings), faces, stage_ms)
 
-    def _mark(self, image: np.ndarray, stage_ms: dict[str, float]) -> np.ndarray:
-        """The last stage: the invisible watermark, so monitors and recordings get the same marked frame."""
+    def _mark(self, image: np.ndarray, stage_ms: dict[str, float], settings: ProcessSettings) -> np.ndarray:
+        """The last stage: the invisible watermark, so monitors and recordings get the same marked frame (unless
+        the stream's ``settings.watermark`` turns it off)."""
         marker, wid = self.watermarker, self.watermark_id
-        if marker is None or wid is None or min(image.shape[:2]) < marker.config.min_side_px:
+        if marker is None or wid is None or not settings.watermark or min(image.shape[:2]) < marker.config.min_side_px:
             return image
         with timed(stage_ms, "watermark"):
             return marker.apply(image, wid)

@@ -91,6 +91,9 @@ class ProcessSettings:
     keep_mouth: bool = True
     """Keep the actor's mouth interior (teeth, tongue)."""
     debug_overlay: bool = False
+    watermark: bool = True
+    """Mark the processed view with the invisible watermark (``engines.compose.watermark``) when the processor
+    has one; false: this stream's processed frames go out unmarked (the source view never is marked)."""
     audio: bool = True
     """Carry the stream's sound (the publisher's, the input's) to monitors and recordings; false: silent."""
     swap_model: str = "mesh"
@@ -218,7 +221,7 @@ def apply_patch(current: ProcessSettings, patch: Any) -> ProcessSettings:
         raise InputError("settings must be a JSON object")
     changes: dict[str, Any] = {}
     for key, value in patch.items():
-        if key in ("swap", "relight", "keep_eyes", "keep_mouth", "debug_overlay", "audio"):
+        if key in ("swap", "relight", "keep_eyes", "keep_mouth", "debug_overlay", "audio", "watermark"):
             changes[key] = _bool(key, value)
         elif key in ("strength", "morph"):
             changes[key] = _unit(key, value)

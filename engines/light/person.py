@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from engines.light.relight import MAX_GAIN, _fill_empty, _shading_field, grid_size
+from engines.light.relight import MAX_GAIN, _shading_field, grid_size
 from engines.light.sh import linear_to_srgb, srgb_to_linear
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ _LINEAR_TO_CODE.setflags(write=False)
 class PersonLightConfig:
     """How the person around a face is relit. Lengths in eye-corner distances (``face_scale_px``)."""
 
-    grid_px: int = 96
+    grid_px: int = 64
     """Long side of the grid the normals and the shading ratio are computed on (the shading is smooth)."""
     radius: float = 1.1
     """Profile radius of the inflated silhouette: how far in from the outline the surface turns to face the
@@ -121,8 +121,8 @@ def person_normals(
     covered = (np.asarray(face_cover) > 0.5).astype(np.uint8)
     depth = cv2.distanceTransform(np.pad(covered, 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
     w_face = _smoothstep(depth / max(cfg.face_feather * unit_px, 1e-3))[..., None]
-    mesh = _fill_empty(np.asarray(face_normals, dtype=np.float32))
-    n = w_face * mesh + (1.0 - w_face) * sil
+    # Off the mesh its normals are zero, and there the weight is too: no need to extend them.
+    n = w_face * np.asarray(face_normals, dtype=np.float32) + (1.0 - w_face) * sil
     n /= np.maximum(np.linalg.norm(n, axis=2, keepdims=True), 1e-6)
     return n.astype(np.float32), w_face[..., 0]
 
@@ -190,7 +190,13 @@ def relight_window(
     lin += 0.5
     change = _LINEAR_TO_CODE[lin.astype(np.uint16)]
     change -= base
-    return cv2.add(img, cv2.resize(change, (w, h), interpolation=cv2.INTER_LINEAR), dtype=cv2.CV_8U)
+    # Brighter and darker parts as two uint8 layers: scaled up and added with saturation (uint8 work is the
+    # fastest there is at full size; the change is whole levels in the end anyway).
+    up = np.clip(np.rint(change), 0, 255).astype(np.uint8)
+    down = np.clip(np.rint(-change), 0, 255).astype(np.uint8)
+    size = (w, h)
+    out = cv2.add(img, cv2.resize(up, size, interpolation=cv2.INTER_LINEAR))
+    return cv2.subtract(out, cv2.resize(down, size, interpolation=cv2.INTER_LINEAR))
 
 
 def relight_person(

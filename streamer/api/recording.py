@@ -279,6 +279,8 @@ async def _start_signing(app: web.Application) -> None:
         recording = event.get("recording") or {}
         stream = service.streams.find(str(event.get("stream")))
         wid = getattr(stream, "watermark_id", None) if stream is not None else None
+        if stream is not None and not stream.settings.watermark:  # the stream's processed view goes unmarked
+            wid = None
         watermark = f"{wid:08x}" if isinstance(wid, int) else None
         task = loop.run_in_executor(None, signer.on_started, recording, watermark)
         tasks.add(task)

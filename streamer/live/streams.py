@@ -262,7 +262,10 @@ class Stream:
             "processor": self.config.processor,
             "settings": self.settings_json(),
             "consent": consent,
-            "watermark_id": f"{self.watermark_id:08x}" if self.watermark_id is not None else None,
+            "watermark": self.watermark_id is not None and self._settings.watermark,
+            "watermark_id": f"{self.watermark_id:08x}"
+            if self.watermark_id is not None and self._settings.watermark
+            else None,
             "stats": stats,
         }
         out["ndi"] = {view: sender.stats() for view, sender in list(self.ndi.items())}

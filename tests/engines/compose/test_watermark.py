@@ -277,6 +277,16 @@ def test_the_face_processor_marks_its_output(clips: Path, models_dir: Path) -> N
     assert off.watermark_id is None
     result = off.process(frames[0], 0.0, ProcessSettings())
     assert result.image is frames[0] and "watermark" not in result.stage_ms
+    # A stream's own setting turns its processed view's mark off (and on again), through the one settings path.
+    from engines.errors import InputError
+    from engines.settings import apply_patch
+
+    unmarked = apply_patch(ProcessSettings(), {"watermark": False})
+    assert unmarked.watermark is False and apply_patch(unmarked, {"watermark": True}).watermark is True
+    with pytest.raises(InputError, match="watermark must be true or false"):
+        apply_patch(ProcessSettings(), {"watermark": "off"})
+    result = proc.process(frames[1], 1 / 30, unmarked)
+    assert result.image is frames[1] and "watermark" not in result.stage_ms
 
 
 def test_process_output_carries_the_id_its_stats_name(
