@@ -124,9 +124,6 @@ KNOWN_EXCEPTIONS: set[tuple[str, str]] = {
     # stream's plan, and a DFM's consent record is kept by governance, not by the model store.
     ("engines.processor", "streamer.governance.consent"),
     ("engines.swap.user_models", "streamer.governance.consent"),
-    # The training workspace keeps the trained likeness's consent record (issue 19 landed it meanwhile): it
-    # goes to governance with the same step, the workspace keeping the record as the JSON it is given.
-    ("engines.train.workspace", "streamer.governance.consent"),
 }
 
 

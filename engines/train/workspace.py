@@ -5,6 +5,7 @@
     preview.png      actor | reconstruction | swap, and the src person's reconstructions
     consent.json     the consent the trained-in likeness is registered with (or that it is unverified),
                      decided before training starts, so a finished model is never refused at the end
+                     (written and read by the train command: consent is governance, not compute)
     src/, dst/       facesets extracted from clips given to ``stageswap train`` directly
     NAME.dfm         the exported model, once training finishes (registered as swap model NAME)
 
@@ -21,13 +22,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from engines.errors import InputError, OutputError
 from engines.paths import check_name, inside
 from engines.train.nets import NetConfig
-from streamer.governance.consent import ConsentRecord, check_enrollment
 
 TRAINING_SUBDIR = "training"
 CONSENT_FILE = "consent.json"
+"""In the training folder; see ``streamer.commands.train``."""
 DEFAULT_LICENCE = "proprietary: trained in-house with stageswap from the production's own footage"
 STALE_AFTER_S = 120.0
 """A ``running`` progress file not updated for this long belongs to a training that is no longer running."""
@@ -79,29 +79,6 @@ class TrainingFolder:
 
     def faceset_dir(self, side: str) -> Path:
         return self.path / side
-
-    def save_consent(self, name: str, record: ConsentRecord | None, unverified: bool) -> None:
-        """Check the consent as ``models add`` would (ConsentError now, not after hours of training) and keep it."""
-        check_enrollment(name, record, unverified, subject="dfm")
-        data = {"unverified": record is None, "record": record.to_json() if record is not None else None}
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            tmp = self.path / f".{CONSENT_FILE}.tmp"
-            tmp.write_text(json.dumps(data, indent=1) + "\n")
-            os.replace(tmp, self.path / CONSENT_FILE)
-        except OSError as exc:
-            raise OutputError(f"cannot write {self.path / CONSENT_FILE}: {exc.strerror or exc}") from exc
-
-    def load_consent(self) -> tuple[ConsentRecord | None, bool] | None:
-        """(record, unverified) decided when training started; None when none was kept."""
-        try:
-            data = json.loads((self.path / CONSENT_FILE).read_text())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            raise InputError(f"cannot read {self.path / CONSENT_FILE}: {exc}") from exc
-        record = ConsentRecord.from_json(data["record"]) if data.get("record") is not None else None
-        return record, bool(data.get("unverified")) and record is None
 
 
 def list_trainings(data_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from engines.train.faceset import Faceset
     from engines.train.trainer import Dist, Progress
     from engines.train.workspace import TrainingFolder
+    from streamer.governance.consent import ConsentRecord
 
 NET_FLAGS = ("arch", "encoder_dims", "ae_dims", "inter_dims", "decoder_dims", "resolution")
 
@@ -124,8 +125,8 @@ def run(args: argparse.Namespace) -> int:
             "to replace it when training finishes"
         )
     consent = consent_from_args(args)
-    if consent is not None or args.unverified or not folder.load_consent():
-        folder.save_consent(args.name, consent, args.unverified)  # ConsentError before any training
+    if consent is not None or args.unverified or load_consent(folder) is None:
+        save_consent(folder, consent, args.unverified)  # ConsentError before any training
     device = pick_device(args.device, where)
     if args.threads is not None:
         if args.threads < 1:
@@ -174,6 +175,46 @@ def run(args: argparse.Namespace) -> int:
     state = read_checkpoint(folder.path, torch.device("cpu"))
     assert state is not None  # the trainer just wrote it
     return _finish(args, folder, store, state, where)
+
+
+def save_consent(folder: TrainingFolder, record: ConsentRecord | None, unverified: bool) -> None:
+    """Check the consent as ``models add`` would (ConsentError now, not after hours of training) and keep it in
+    the training folder until the finished model is registered with it."""
+    import json
+    import os
+
+    from engines.errors import OutputError
+    from engines.train.workspace import CONSENT_FILE
+    from streamer.governance.consent import check_enrollment
+
+    check_enrollment(folder.name, record, unverified, subject="dfm")
+    data = {"unverified": record is None, "record": record.to_json() if record is not None else None}
+    try:
+        folder.path.mkdir(parents=True, exist_ok=True)
+        tmp = folder.path / f".{CONSENT_FILE}.tmp"
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
+        os.replace(tmp, folder.path / CONSENT_FILE)
+    except OSError as exc:
+        raise OutputError(f"cannot write {folder.path / CONSENT_FILE}: {exc.strerror or exc}") from exc
+
+
+def load_consent(folder: TrainingFolder) -> tuple[ConsentRecord | None, bool] | None:
+    """(record, unverified) decided when the training started; None when none was kept."""
+    import json
+
+    from engines.errors import InputError
+    from engines.train.workspace import CONSENT_FILE
+    from streamer.governance.consent import ConsentRecord
+
+    path = folder.path / CONSENT_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from exc
+    record = ConsentRecord.from_json(data["record"]) if data.get("record") is not None else None
+    return record, bool(data.get("unverified")) and record is None
 
 
 def _config(args: argparse.Namespace, device_type: str, state: dict[str, Any] | None) -> tuple[Any, set[str]]:
@@ -312,7 +353,7 @@ def _finish(args: argparse.Namespace, folder: TrainingFolder, store: Any, state:
     net = SwapNet(NetConfig.from_json(state["config"]["net"]))
     net.load_state_dict(state["model"])
     export_dfm(net, folder.dfm)
-    kept = folder.load_consent()
+    kept = load_consent(folder)
     record, unverified = kept if kept is not None else (None, False)
     model = store.add(
         folder.dfm,
