@@ -28,6 +28,7 @@ import json
 import math
 import os
 import shutil
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,27 +226,36 @@ def check_face_choice(face: str | int | None) -> str | int | None:
 
 
 class FacesetWriter:
-    """Writes a faceset folder face by face; ``finish`` drops the blurry ones and writes the index."""
+    """Writes a faceset face by face into a hidden folder beside ``out_dir``; ``finish`` drops the blurry
+    faces, writes the index and puts the folder in place (replacing a faceset there only then), ``abort``
+    removes it: a failed or interrupted extraction never leaves half a faceset, nor loses the old one."""
 
     def __init__(self, out_dir: Path, config: FacesetConfig, replace: bool = False) -> None:
-        self.dir = Path(out_dir)
+        self.final = Path(out_dir)
         self.config = config
-        if (self.dir / INDEX_FILE).exists() and not replace:
-            raise InputError(f"{self.dir} holds a faceset already; choose another --out or pass --replace")
-        if self.dir.exists() and not self.dir.is_dir():
-            raise InputError(f"{self.dir} exists and is not a folder")
+        if self.final.exists():
+            if not self.final.is_dir():
+                raise InputError(f"{self.final} exists and is not a folder")
+            if (self.final / INDEX_FILE).exists():
+                if not replace:
+                    raise InputError(f"{self.final} holds a faceset already; choose another --out or pass --replace")
+            elif any(self.final.iterdir()):
+                raise InputError(f"{self.final} is a folder with other files in it, not a faceset: choose a new --out")
+        self.dir = self.final.parent / f".{self.final.name}.partial-{uuid.uuid4().hex[:8]}"
         try:
             for sub in (FACES_DIR, MASKS_DIR):
-                shutil.rmtree(self.dir / sub, ignore_errors=True)
-                (self.dir / sub).mkdir(parents=True, exist_ok=True)
-            (self.dir / INDEX_FILE).unlink(missing_ok=True)
+                (self.dir / sub).mkdir(parents=True)
         except OSError as exc:
-            raise OutputError(f"cannot create faceset folder {self.dir}: {exc.strerror or exc}") from exc
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise OutputError(f"cannot create faceset folder {self.final}: {exc.strerror or exc}") from exc
         self.report = ExtractReport()
         self.records: list[FaceRecord] = []
         self.landmarks: list[np.ndarray] = []
         self._last: dict[str, tuple[Alignment, np.ndarray]] = {}
         """Per source: the last kept face's alignment and thumbnail."""
+
+    def abort(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def refuse(self, reason: str) -> str:
         self.report.refused[reason] += 1
@@ -345,12 +355,20 @@ class FacesetWriter:
             np.save(self.dir / LANDMARKS_FILE, landmarks.astype(np.float32))
             sheet = contact_sheet(self.dir, self.records, landmarks, self.report)
             cv2.imwrite(str(self.dir / SHEET_FILE), sheet)
-            tmp = self.dir / f".{INDEX_FILE}.tmp"
-            tmp.write_text(json.dumps(index, indent=1) + "\n")
-            os.replace(tmp, self.dir / INDEX_FILE)
+            (self.dir / INDEX_FILE).write_text(json.dumps(index, indent=1) + "\n")
+            self._put_in_place()
         except OSError as exc:
-            raise OutputError(f"cannot write faceset {self.dir}: {exc.strerror or exc} (disk full?)") from exc
+            self.abort()
+            raise OutputError(f"cannot write faceset {self.final}: {exc.strerror or exc} (disk full?)") from exc
         return self.report
+
+    def _put_in_place(self) -> None:
+        old = self.final.parent / f".{self.final.name}.old-{uuid.uuid4().hex[:8]}"
+        if self.final.exists():
+            os.replace(self.final, old)
+        os.replace(self.dir, self.final)
+        self.dir = self.final
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def contact_sheet(
@@ -397,14 +415,17 @@ def extract(
     config = config or FacesetConfig()
     face = check_face_choice(face)
     writer = FacesetWriter(out_dir, config, replace)
-    for n, frame in enumerate(frames):
-        if not frame.still and frame.index % config.every:
-            continue
-        reason = writer.add(frame, track(frame), face)
-        if progress is not None:
-            progress(frame, reason)
-        del n
-    return writer.finish()
+    try:
+        for frame in frames:
+            if not frame.still and frame.index % config.every:
+                continue
+            reason = writer.add(frame, track(frame), face)
+            if progress is not None:
+                progress(frame, reason)
+        return writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
 
 
 # ---- reading a faceset back -------------------------------------------------------------------------------

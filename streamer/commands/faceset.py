@@ -101,8 +101,12 @@ def count_frames(paths: Sequence[Path]) -> int:
     """Pictures to go through (clips' declared frame counts; 0 when a container does not say)."""
     from streamer.record.media import VideoReader
 
+    from engines.errors import InputError
+
     total = 0
     for path in paths:
+        if not path.is_file():
+            raise InputError(f"input {path} {'is not a file' if path.exists() else 'does not exist'}")
         if path.suffix.lower() in PHOTO_SUFFIXES:
             total += 1
         else:
@@ -139,6 +143,7 @@ def extract_faceset(
 
     from engines.train.faceset import extract
 
+    total = count_frames(inputs)  # an unreadable input is said before the models load
     tracker = build_tracker(models_dir)
     last_source: list[str] = [""]
 
@@ -148,7 +153,7 @@ def extract_faceset(
         last_source[0] = frame.source
         return tracker.update(frame.image, frame.time_s)
 
-    bar = tqdm(total=count_frames(inputs) or None, desc=f"faceset {out.name}", unit="frame", file=sys.stderr)
+    bar = tqdm(total=total or None, desc=f"faceset {out.name}", unit="frame", file=sys.stderr)
     kept = 0
 
     def progress(frame: SourceFrame, reason: str | None) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +157,10 @@ def test_masks_follow_subpixel_landmarks() -> None:
 
 def _judge(frame: SourceFrame, faces: Sequence[Any], tmp: Path, **kw: Any) -> str | None:
     writer = FacesetWriter(tmp, FacesetConfig(resolution=64))
-    return writer.add(frame, faces, **kw)
+    try:
+        return writer.add(frame, faces, **kw)
+    finally:
+        writer.abort()
 
 
 def test_refusals_with_reasons(
@@ -214,6 +217,59 @@ def test_loading_skips_deleted_faces_and_never_upsamples(faceset: Path, tmp_path
         load_faceset(tmp_path, 64)
 
 
-def test_existing_faceset_is_not_overwritten(faceset: Path) -> None:
+def test_existing_faceset_is_not_overwritten(faceset: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="holds a faceset already"):
         FacesetWriter(faceset, FacesetConfig(resolution=RES))
+    (tmp_path / "mine.txt").write_text("a user's file")
+    with pytest.raises(InputError, match="a folder with other files in it"):
+        FacesetWriter(tmp_path, FacesetConfig(resolution=RES))
+
+
+def test_a_failed_extraction_keeps_the_old_faceset(
+    faceset: Path, tracked: list[tuple[SourceFrame, Sequence[Any]]], tmp_path: Path
+) -> None:
+    """--replace with a clip that breaks half way: the faceset that was there is intact, no half-written one."""
+    import shutil
+
+    copy = tmp_path / "fs"
+    shutil.copytree(faceset, copy)
+    before = len(load_faceset(copy))
+
+    def frames() -> Iterator[SourceFrame]:
+        for f, _ in tracked[:3]:
+            yield f
+        raise InputError("input broken.mp4 is damaged")
+
+    lookup = {id(f): faces for f, faces in tracked}
+    with pytest.raises(InputError, match="damaged"):
+        extract(frames(), lambda f: lookup[id(f)], copy, FacesetConfig(resolution=RES), replace=True)
+    assert len(load_faceset(copy)) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fs"]
+
+
+def test_command_line(
+    tmp_path: Path, faces: Path, models_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`stageswap faceset extract` on photos (a crowd needs --face), and one-line errors for bad inputs."""
+    from streamer.__main__ import main
+
+    monkeypatch.setenv("STAGESWAP_MODELS", str(models_dir))
+    out = tmp_path / "fs"
+    photos = [str(faces / "obama.jpg"), str(faces / "obama_and_biden.jpg")]
+    assert main(["faceset", "extract", *photos, "--out", str(out), "--resolution", "64"]) == 0
+    assert "1 of 2 frames kept; refused: 1 several faces" in capsys.readouterr().out
+    assert main(["faceset", "extract", *photos, "--out", str(out), "--resolution", "64"]) == 2
+    assert "holds a faceset already" in capsys.readouterr().err
+    args = ["--out", str(out), "--replace", "--resolution", "64", "--face", "largest"]
+    assert main(["faceset", "extract", *photos, *args]) == 0
+    assert "2 of 2 frames kept" in capsys.readouterr().out
+    for bad, why in (
+        (str(tmp_path / "absent.mp4"), "does not exist"),
+        (str(tmp_path), "is not a file"),
+        (str(Path(__file__)), "cannot be read as video"),
+    ):
+        assert main(["faceset", "extract", bad, *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert why in err and "\n" not in err, err
+    assert main(["faceset", "extract", photos[0], "--out", str(out), "--replace", "--face", "left"]) == 2
+    assert "--face must be 'largest' or a number" in capsys.readouterr().err
