@@ -49,12 +49,12 @@ PRESETS: dict[str, Preset] = {
     "gpu": Preset(
         NetConfig("df", 128, 64, 256, 512, 64),
         16,
-        "128 px DF: a usable model in tens of minutes on one GPU",
+        "128 px DF, 65 M parameters: a usable model in tens of minutes on one GPU",
     ),
     "gpu-hq": Preset(
-        NetConfig("liae", 256, 64, 512, 512, 64),
+        NetConfig("liae", 256, 64, 256, 256, 64),
         16,
-        "256 px LIAE: production quality, hours on one GPU",
+        "256 px LIAE, 127 M parameters: production quality, hours on one GPU",
     ),
 }
 
