@@ -24,6 +24,7 @@ import contextlib
 import errno
 import io
 import json
+import logging
 import math
 import os
 import shutil
@@ -43,11 +44,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from engines.errors import InputError, OutputError
+from engines.errors import EngineError, InputError, OutputError
 from engines.train.data import DST_AUGMENT, SRC_AUGMENT, FaceBatches
 from engines.train.faceset import Faceset
 from engines.train.losses import LossConfig, face_loss
 from engines.train.nets import NetConfig, SwapNet, parameter_count
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint.pt"
 PROGRESS_FILE = "progress.json"
@@ -295,6 +298,11 @@ class Trainer:
             pair /= self.where.world
         values = pair.cpu().tolist()
         self.last_losses = (float(values[0]), float(values[1]))
+        if not all(map(math.isfinite, self.last_losses)):
+            raise EngineError(
+                f"training diverged at iteration {self.iteration} (loss src {values[0]}, dst {values[1]}); the last "
+                "checkpoint is intact: resume from it with a lower --lr"
+            )
         return self.last_losses
 
     # ---- running
@@ -318,6 +326,7 @@ class Trainer:
         self._cpu = (cpu_start, cpu_budget, start)
         if self.where.leader:
             self._write_progress(self._progress(rule, start, deadline, rate_window, "running"))
+            self.write_preview()  # at once: the crops it trains on, and where the model stands
         with self._signals():
             while True:
                 if rule.iterations is not None and self.iteration >= rule.iterations:
@@ -491,8 +500,12 @@ class Trainer:
             self.gen.manual_seed(self.cfg.seed * 7919 + self.where.rank + 104729 * self.iteration)
 
     def write_preview(self) -> None:
-        """``preview.png``: rows of actor face | its reconstruction | the swap, then src face | reconstruction."""
-        write_atomic(self.folder / PREVIEW_FILE, _encode_png(self.preview()))
+        """``preview.png``: rows of actor face | its reconstruction | the swap, then src face | reconstruction.
+        A preview that cannot be written is logged, not fatal (a full disk stops training at the checkpoint)."""
+        try:
+            write_atomic(self.folder / PREVIEW_FILE, _encode_png(self.preview()))
+        except OutputError as exc:
+            log.warning("no preview: %s", exc)
 
     @torch.no_grad()
     def preview(self) -> np.ndarray:

@@ -342,3 +342,17 @@ def test_torchrun_two_processes_on_the_cpu(facesets: tuple[Path, Path], tmp_path
     g0, g1 = state["generators"]
     assert not torch.equal(g0, g1)
     assert UserModelStore(data).get("ddp").resolution == 64
+
+
+def test_divergence_stops_without_overwriting_the_checkpoint(facesets: tuple[Path, Path], tmp_path: Path) -> None:
+    from engines.errors import EngineError
+
+    trainer = _trainer(facesets, tmp_path)
+    trainer.step()
+    trainer.save_checkpoint()
+    saved = (tmp_path / CHECKPOINT_FILE).read_bytes()
+    with torch.no_grad():
+        trainer.net.encoder[0][0].weight.fill_(float("nan"))  # what a too-high learning rate ends in
+    with pytest.raises(EngineError, match=r"diverged at iteration 2 .* resume from it with a lower --lr"):
+        trainer.run(StopRule(iterations=5))
+    assert (tmp_path / CHECKPOINT_FILE).read_bytes() == saved
