@@ -99,9 +99,8 @@ def build_tracker(models_dir: str | None) -> FaceTracker:
 
 def count_frames(paths: Sequence[Path]) -> int:
     """Pictures to go through (clips' declared frame counts; 0 when a container does not say)."""
-    from streamer.record.media import VideoReader
-
     from engines.errors import InputError
+    from streamer.record.media import VideoReader
 
     total = 0
     for path in paths:
