@@ -37,7 +37,7 @@ from engines.settings import ProcessSettings
 from streamer.api import recording as api_recording
 from streamer.api import routes as api
 from streamer.api.recording import RECORDINGS
-from streamer.api.server import create_app
+from streamer.api.server import create_app, make_runner
 from streamer.config import InputSpec, ServeConfig
 from streamer.governance.consent import enroll_with_consent
 from streamer.live import webrtc
@@ -131,7 +131,7 @@ async def run(args: argparse.Namespace) -> None:
         )
         groups = (webrtc.register, api.register, api_recording.configured(encoder_nice=args.encoder_nice))
         app = create_app(config, route_groups=groups)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        runner = make_runner(app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

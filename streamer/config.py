@@ -213,6 +213,12 @@ class ServeConfig:
     """Identity photo uploads (all photos of one request together)."""
     upload_max_pixels: int = 100_000_000
     """Largest identity photo, in pixels, read from its header before anything is decoded (decompression bombs)."""
+    body_timeout_s: float = 30.0
+    """A request body (JSON, SDP offer, upload) must arrive whole within this; otherwise 408 and the connection
+    is closed (a client that stalls or trickles cannot hold a handler)."""
+    header_timeout_s: float = 15.0
+    """A connection must send a complete request head within this of opening, or of its last response
+    (keep-alive); otherwise it is closed (a client trickling headers a byte a second holds nothing)."""
     control_rate_per_s: float = 20.0
     """Control messages per second a WebSocket connection, or a client address over HTTP (PATCH, POST, PUT,
     DELETE), may send on average; ``control_burst`` more may come at once. Over it: 429, or an error reply."""
@@ -325,6 +331,8 @@ class ServeConfig:
             "keyframe_interval_s",
             "control_rate_per_s",
             "viewer_timeout_s",
+            "body_timeout_s",
+            "header_timeout_s",
         ):
             if not getattr(self, name) > 0:
                 raise InputError(f"{name} must be positive, got {getattr(self, name)!r}")

@@ -33,6 +33,13 @@ class PayloadTooLargeError(InputError):
     http_status = 413
 
 
+class RequestTimeoutError(InputError):
+    """The request's body did not arrive in time (a stalled or trickling client); its connection is closed."""
+
+    http_status = 408
+    http_headers = {"Connection": "close"}
+
+
 class UnsupportedMediaTypeError(InputError):
     """The request body has the wrong Content-Type (e.g. WHIP without ``application/sdp``)."""
 

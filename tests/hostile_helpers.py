@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import aiohttp
 from aiohttp import web
 
-from streamer.api.server import create_app
+from streamer.api.server import create_app, make_runner
 from streamer.config import ServeConfig
 from streamer.live.worker import ProcessorFactory
 from streamer.service import SERVICE, Service
@@ -65,7 +65,7 @@ class ThreadedServer:
 
     async def _start(self) -> None:
         self.app = create_app(self.config, make_processor=self._make_processor)
-        self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
+        self._runner = make_runner(self.app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()

@@ -24,7 +24,7 @@ from aiohttp import web
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from streamer.api.server import create_app
+from streamer.api.server import create_app, make_runner
 from streamer.config import ServeConfig
 from streamer.live.worker import ProcessorFactory
 from streamer.service import SERVICE, Service
@@ -46,7 +46,7 @@ class LiveServer:
 async def live_server(config: ServeConfig, make_processor: ProcessorFactory | None = None) -> AsyncIterator[LiveServer]:
     """The real app on 127.0.0.1 and a free port, cleaned up (peers closed, threads joined) on exit."""
     app = create_app(config, make_processor=make_processor)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = make_runner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

@@ -28,6 +28,7 @@ _ERROR_TEXT = {
     403: "The token may only watch (a viewer token)",
     404: "Not found",
     405: "Method not allowed",
+    408: "The body did not arrive whole within the body timeout (the connection is closed)",
     409: "Conflicts with the current state",
     413: "Body, upload or photo over its limit",
     415: "Wrong Content-Type",
@@ -41,7 +42,7 @@ _ERROR_TEXT = {
 def _errors(*codes: int) -> dict[str, Any]:
     return {
         str(code): {"description": _ERROR_TEXT[code], "content": {JSON: {"schema": ERROR_REF}}}
-        for code in sorted({*codes, 401, 429})
+        for code in sorted({*codes, 401, 429, *((408,) if 413 in codes else ())})
     }
 
 

@@ -41,13 +41,13 @@ from engines.settings import apply_patch
 from streamer.api.auth import Role, request_role
 from streamer.api.models import check_swap_settings, embed_enrolled
 from streamer.api.ratelimit import TokenBucket
+from streamer.body import body_deadline, check_declared, read_body
 from streamer.errors import (
     CapacityError,
     ConflictError,
     ForbiddenError,
     NotFoundError,
     PayloadTooLargeError,
-    UnsupportedMediaTypeError,
 )
 from streamer.governance.audit import CONSENT_RECORDED, IDENTITY_ENROLLED, IDENTITY_REMOVED, swap_events
 from streamer.governance.consent import (
@@ -108,16 +108,9 @@ def _reason(exc: Exception) -> str:
 
 
 async def read_json(request: web.Request, limit: int) -> Any:
-    if request.content_type != "application/json":
-        raise UnsupportedMediaTypeError(
-            f"expected Content-Type application/json, got {request.content_type or 'none'!r}"
-        )
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLargeError(f"body of {request.content_length} bytes is over the {limit}-byte limit")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise PayloadTooLargeError(f"body is over the {limit}-byte limit")
-    return parse_json(body, "body")
+    """The request's JSON body, read whole (``streamer.body.read_body``: 415, 413, 408) and parsed (400)."""
+    timeout_s = request.app[SERVICE].config.body_timeout_s
+    return parse_json(await read_body(request, "application/json", limit, "body", timeout_s), "body")
 
 
 def parse_json(text: str | bytes, what: str) -> Any:
@@ -261,36 +254,37 @@ def _parse_bool(key: str, value: str | None) -> bool:
 
 
 async def _read_upload(request: web.Request, limit: int) -> tuple[dict[str, str], list[bytes]]:
-    if request.content_type != "multipart/form-data":
-        raise UnsupportedMediaTypeError(
-            "expected multipart/form-data with a name field and one or more photo files, "
-            f"got {request.content_type or 'none'!r}"
-        )
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLargeError(f"upload of {request.content_length} bytes is over the {limit}-byte limit")
+    """The multipart upload's fields and photos, read whole within the body limits (``streamer.body``)."""
+    expected = "multipart/form-data with a name field and one or more photo files"
+    check_declared(request, "multipart/form-data", limit, "upload", expected)
+    try:
+        async with body_deadline(request, request.app[SERVICE].config.body_timeout_s, "upload"):
+            return await _read_parts(request, limit)
+    except (ValueError, AssertionError, HttpProcessingError) as exc:  # aiohttp's parser on a malformed body
+        raise InputError(f"malformed multipart body: {_reason(exc)}") from exc
+
+
+async def _read_parts(request: web.Request, limit: int) -> tuple[dict[str, str], list[bytes]]:
     fields: dict[str, str] = {}
     photos: list[bytes] = []
     total = 0
-    try:
-        reader = await request.multipart()
-        while True:
-            part = await reader.next()
-            if part is None:
-                break
-            if not isinstance(part, BodyPartReader):
-                raise InputError("nested multipart bodies are not accepted")
-            data = bytearray()
-            while chunk := await part.read_chunk(256 * 1024):
-                total += len(chunk)
-                if total > limit:
-                    raise PayloadTooLargeError(f"upload is over the {limit}-byte limit")
-                data += chunk
-            if part.filename is not None or (part.name or "").startswith("photo"):
-                photos.append(bytes(data))
-            elif part.name:
-                fields[part.name] = data.decode("utf-8", errors="replace")
-    except (ValueError, AssertionError, HttpProcessingError) as exc:  # aiohttp's parser on a malformed body
-        raise InputError(f"malformed multipart body: {_reason(exc)}") from exc
+    reader = await request.multipart()
+    while True:
+        part = await reader.next()
+        if part is None:
+            break
+        if not isinstance(part, BodyPartReader):
+            raise InputError("nested multipart bodies are not accepted")
+        data = bytearray()
+        while chunk := await part.read_chunk(256 * 1024):
+            total += len(chunk)
+            if total > limit:
+                raise PayloadTooLargeError(f"upload is over the {limit}-byte limit")
+            data += chunk
+        if part.filename is not None or (part.name or "").startswith("photo"):
+            photos.append(bytes(data))
+        elif part.name:
+            fields[part.name] = data.decode("utf-8", errors="replace")
     return fields, photos
 
 

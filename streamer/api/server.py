@@ -144,6 +144,15 @@ def ssl_context(config: ServeConfig) -> ssl.SSLContext | None:
     return ctx
 
 
+def make_runner(app: web.Application) -> web.AppRunner:
+    """The app's runner with the connection limits of its config: a connection that has not sent a whole
+    request head ``header_timeout_s`` after opening (or after its last response) is closed — aiohttp's
+    keep-alive timer, which also runs while a head is still arriving, so a client trickling headers a byte
+    a second holds nothing for longer than that."""
+    config = app[SERVICE].config
+    return web.AppRunner(app, handle_signals=False, access_log=None, keepalive_timeout=config.header_timeout_s)
+
+
 async def serve(
     config: ServeConfig,
     on_ready: Callable[[str], None] | None = None,
@@ -152,7 +161,7 @@ async def serve(
     """Run the service until ``stop`` is set or the process gets SIGINT/SIGTERM; then shut down cleanly."""
     tls = ssl_context(config)
     app = create_app(config)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = make_runner(app)
     await runner.setup()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -235,6 +235,22 @@ def add_limit_args(p: argparse.ArgumentParser) -> None:
         help="control messages per second per WebSocket connection or client address (default %(default)s; "
         "bursts of 2 s worth)",
     )
+    g.add_argument(
+        "--header-timeout",
+        type=float,
+        default=d.header_timeout_s,
+        metavar="S",
+        help="a connection must send a whole request head within S seconds of opening or of its last answer, "
+        "else it is closed (default %(default)s)",
+    )
+    g.add_argument(
+        "--body-timeout",
+        type=float,
+        default=d.body_timeout_s,
+        metavar="S",
+        help="a request body (JSON, SDP offer, upload) must arrive whole within S seconds, else 408 "
+        "(default %(default)s)",
+    )
 
 
 def read_token(path: Path, flag: str) -> str:
@@ -382,6 +398,8 @@ def build_config(args: argparse.Namespace) -> ServeConfig:
         upload_max_pixels=round(args.max_upload_mpx * 1e6),
         control_rate_per_s=args.control_rate,
         control_burst=max(1, round(2 * args.control_rate)),
+        header_timeout_s=args.header_timeout,
+        body_timeout_s=args.body_timeout,
         badge=args.badge,
         watermark=not args.no_watermark,
         ice_servers=tuple(args.ice_server),

@@ -41,7 +41,8 @@ from av.video.reformatter import VideoReformatter
 
 from engines.errors import InputError
 from engines.paths import check_name
-from streamer.errors import CapacityError, ConflictError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError
+from streamer.body import read_body
+from streamer.errors import CapacityError, ConflictError, NotFoundError
 from streamer.live import memory
 from streamer.live.dtls import StagePeerConnection, prefer_passive
 from streamer.live.dtls import hooks_missing as dtls_hooks_missing
@@ -237,16 +238,9 @@ async def _close_pc(pc: RTCPeerConnection, timeout_s: float = 5.0) -> None:
 
 
 async def read_sdp(request: web.Request, limit: int) -> str:
-    """The request's SDP offer (415 wrong Content-Type, 413 over ``limit``, 400 not SDP text)."""
-    if request.content_type != SDP_TYPE:
-        raise UnsupportedMediaTypeError(
-            f"expected Content-Type {SDP_TYPE} (an SDP offer), got {request.content_type or 'none'!r}"
-        )
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLargeError(f"SDP offer of {request.content_length} bytes is over the {limit}-byte limit")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise PayloadTooLargeError(f"SDP offer is over the {limit}-byte limit")
+    """The request's SDP offer, read whole (``streamer.body.read_body``: 415, 413, 408; 400 not SDP text)."""
+    timeout_s = request.app[SERVICE].config.body_timeout_s
+    body = await read_body(request, SDP_TYPE, limit, "SDP offer", timeout_s, f"Content-Type {SDP_TYPE} (an SDP offer)")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from streamer.api import recording as api_recording
 from streamer.api import routes as api
-from streamer.api.server import create_app
+from streamer.api.server import create_app, make_runner
 from streamer.config import InputSpec, ServeConfig
 from streamer.live import webrtc
 from tests.recording_faults import WriterFaults
@@ -68,7 +68,7 @@ class ThreadedServer:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
+        runner = make_runner(self.app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

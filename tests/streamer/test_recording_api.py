@@ -36,7 +36,7 @@ from engines.settings import ProcessSettings
 from streamer.api import recording as api_recording
 from streamer.api import routes as api
 from streamer.api.recording import RECORDINGS
-from streamer.api.server import create_app
+from streamer.api.server import create_app, make_runner
 from streamer.config import InputSpec, ServeConfig
 from streamer.live import webrtc
 from tests.recording_faults import WriterFaults
@@ -95,7 +95,7 @@ async def server(
     groups = (webrtc.register, api.register, api_recording.configured(**{"min_free_bytes": 0, **recording}))
     make = (lambda: StampLog(seen)) if seen is not None else None
     app = create_app(config, route_groups=groups, make_processor=make)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = make_runner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

@@ -22,7 +22,7 @@ from streamer.api import osc
 from streamer.api import recording as api_recording
 from streamer.api import routes as api
 from streamer.api.osc import translate
-from streamer.api.server import create_app
+from streamer.api.server import create_app, make_runner
 from streamer.config import InputSpec, ServeConfig
 from streamer.live import webrtc
 
@@ -43,7 +43,7 @@ async def osc_server(data: Path, clip: Path) -> AsyncIterator[tuple[str, int, we
     )
     groups = (webrtc.register, api.register, api_recording.configured(min_free_bytes=0), osc.register)
     app = create_app(config, route_groups=groups)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = make_runner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
