@@ -8,3 +8,13 @@ Must not import ``streamer`` (nor aiortc or aiohttp), and reads no policy stores
 """
 
 __version__ = "0.1.0"
+
+import os as _os
+
+MAX_DECODE_PIXELS = 1 << 28
+"""OpenCV's own ceiling on any picture it decodes (268 Mpx: a 16k x 16k HDRI), below its default of 1 Gpx.
+
+A backstop behind ``engines.image_header``, which refuses uploads far below this before any decoder sees
+them: OpenCV reads ``OPENCV_IO_MAX_IMAGE_PIXELS`` once, when it loads, so it is set here, before anything in
+``engines`` imports cv2 (a value already in the environment is kept)."""
+_os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_DECODE_PIXELS))

@@ -1,18 +1,23 @@
 """Enrollment photos in: file paths, uploaded bytes or arrays, decoded safely into BGR uint8 images.
 
-Photos come from users and HTTP uploads, so nothing is decoded before its size is known: the header is
-read first (Pillow, lazily: no pixel data) and an image over ``MAX_PHOTO_PIXELS`` is refused before it
-can take the memory of a decompression bomb. Large photos within the limit are decoded at a reduced
-scale (OpenCV's ``IMREAD_REDUCED_COLOR_*``: JPEG decodes straight to 1/2, 1/4 or 1/8 size) and scaled
-to at most ``WORK_MAX_SIDE`` pixels: an 8000x8000 photo is accepted and enrolled from a 2048x2048 copy.
+Photos come from users and HTTP uploads, so nothing is decoded before its size is known: its format and
+size are read from its own structure first (``engines.image_header``, which does not give up on a damaged
+file and refuses a format it cannot identify), and a photo over ``MAX_PHOTO_PIXELS``, or over the memory
+that many pixels may take to decode, is refused before it can take the memory of a decompression bomb.
+Large photos within the limit are decoded at a reduced scale (OpenCV's ``IMREAD_REDUCED_COLOR_*``: JPEG
+decodes straight to 1/2, 1/4 or 1/8 size) and scaled to at most ``WORK_MAX_SIDE`` pixels: an 8000x8000
+photo is accepted and enrolled from a 2048x2048 copy.
+
+Every format is decoded from memory except Radiance HDR, which OpenCV can only read from a file (its
+``imdecode`` writes one into ``/tmp`` with the umask's permissions): it is written into a private temporary
+folder (mode 0700) and read from there.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
-import warnings
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +25,7 @@ import cv2
 import numpy as np
 
 from engines.errors import InputError
+from engines.image_header import ImageHeader, ImageTooLargeError, UnreadableImageError, check_size, read_header
 
 MAX_PHOTO_BYTES = 64 * 1024 * 1024
 """Largest photo file or upload accepted (64 MiB)."""
@@ -74,47 +80,47 @@ def _from_bytes(data: bytes, label: str) -> Photo:
     if len(data) > MAX_PHOTO_BYTES:
         raise InputError(f"{label} is {len(data) / 2**20:.0f} MiB; the limit is {MAX_PHOTO_BYTES >> 20} MiB")
     digest = hashlib.sha256(data).hexdigest()
-    width, height = _header_size(data, label)
-    if width * height > MAX_PHOTO_PIXELS:
-        raise InputError(
-            f"{label} is {width}x{height} ({width * height / 1e6:.0f} Mpx); the limit is "
-            f"{MAX_PHOTO_PIXELS / 1e6:.0f} Mpx: scale it down (enrollment uses at most {WORK_MAX_SIDE} px)"
-        )
+    header = photo_header(data, label, MAX_PHOTO_PIXELS)
+    width, height = header.width, header.height
     reduce = 1
     while reduce < 8 and max(width, height) / (reduce * 2) >= WORK_MAX_SIDE:
         reduce *= 2
     flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4}.get(
         reduce, cv2.IMREAD_REDUCED_COLOR_8
     )
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flag)
+    image = _decode(data, header, flag)
     if image is None or image.size == 0:
-        raise InputError(f"cannot decode {label}: not an image OpenCV can read (JPEG, PNG, WebP, BMP, TIFF)")
-    if width == 0 and image.shape[0] * image.shape[1] * reduce * reduce > MAX_PHOTO_PIXELS:
-        raise InputError(f"{label} is over the {MAX_PHOTO_PIXELS / 1e6:.0f} Mpx limit: scale it down")
+        raise InputError(f"cannot decode {label}: {header.describe()} whose picture data is damaged")
     image = _limit_side(image)
-    orig_w, orig_h = (width, height) if width > 0 else (image.shape[1], image.shape[0])
+    orig_w, orig_h = width, height
     if image.shape[0] > image.shape[1] and orig_w > orig_h or image.shape[1] > image.shape[0] and orig_h > orig_w:
         orig_w, orig_h = orig_h, orig_w  # EXIF orientation turned it
     return Photo(image, digest, label, (orig_w, orig_h), image.shape[1] / orig_w)
 
 
-def _header_size(data: bytes, label: str) -> tuple[int, int]:
-    """(width, height) from the image header without decoding pixels; (0, 0) if Pillow cannot tell."""
-    from PIL import Image, UnidentifiedImageError
-
+def photo_header(data: bytes, label: str, max_pixels: int) -> ImageHeader:
+    """The photo's format and size from its structure: UnreadableImageError when it is not in a format
+    identified there, ImageTooLargeError when it declares more than ``max_pixels`` or the memory they allow."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
-                return int(im.size[0]), int(im.size[1])
-    except Image.DecompressionBombError as exc:
-        raise InputError(
-            f"{label} is larger than {MAX_PHOTO_PIXELS / 1e6:.0f} Mpx (a decompression bomb?): scale it down"
-        ) from exc
-    except UnidentifiedImageError:
-        return 0, 0  # OpenCV may still know the format; it decides below
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise InputError(f"cannot decode {label}: {exc}") from exc
+        header = read_header(data)
+    except UnreadableImageError as exc:
+        raise UnreadableImageError(f"cannot read {label}: {exc}") from exc
+    try:
+        check_size(header, max_pixels, label)
+    except ImageTooLargeError as exc:
+        raise ImageTooLargeError(f"{exc}: scale it down (enrollment uses at most {WORK_MAX_SIDE} px)") from exc
+    return header
+
+
+def _decode(data: bytes, header: ImageHeader, flag: int) -> np.ndarray | None:
+    if header.format != "Radiance HDR":
+        return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flag)
+    with tempfile.TemporaryDirectory(prefix="stageswap-photo-") as folder:  # mode 0700: ours alone
+        path = Path(folder) / "photo.hdr"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return cv2.imread(str(path), flag)
 
 
 def _from_array(array: np.ndarray, label: str) -> Photo:

@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
 import logging
 import math
 import time
-import warnings
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -36,6 +34,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from engines import __version__
 from engines.errors import InputError, ModelError, StageswapError
+from engines.identity.photos import photo_header
+from engines.image_header import ImageTooLargeError
 from engines.paths import check_name
 from engines.settings import apply_patch
 from streamer.api.auth import Role, request_role
@@ -289,25 +289,14 @@ async def _read_parts(request: web.Request, limit: int) -> tuple[dict[str, str],
 
 
 def check_photo_pixels(photos: list[bytes], limit: int) -> None:
-    """Refuse (413) any photo whose header says it is over ``limit`` pixels, before anything is decoded: a few
-    kilobytes of PNG or JPEG can claim gigapixels (a decompression bomb)."""
-    from PIL import Image, UnidentifiedImageError
-
+    """Refuse any photo whose structure says it is over ``limit`` pixels (413), or that is not in a format
+    identified before decoding (400), before anything is decoded: a few kilobytes of PNG, TIFF or HDR can
+    claim gigapixels (a decompression bomb). ``engines.image_header`` reads damaged files too."""
     for i, data in enumerate(photos):
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(io.BytesIO(data)) as im:
-                    width, height = (int(v) for v in im.size)
-        except Image.DecompressionBombError as exc:
-            raise PayloadTooLargeError(f"photo {i + 1} is a decompression bomb: {exc}") from exc
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-            continue  # not an image Pillow reads: the enrollment's own decoder refuses it with the reason
-        if width * height > limit:
-            raise PayloadTooLargeError(
-                f"photo {i + 1} is {width}x{height} ({width * height / 1e6:.1f} Mpx), over the "
-                f"{limit / 1e6:g} Mpx limit for uploads: scale it down (enrollment uses at most 2048 px)"
-            )
+            photo_header(data, f"photo {i + 1}", limit)
+        except ImageTooLargeError as exc:
+            raise PayloadTooLargeError(str(exc)) from exc
 
 
 async def identities_post(request: web.Request) -> web.Response:

@@ -35,9 +35,11 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, status_code_conformance
 from yarl import URL
 
+from engines.identity import photos
 from streamer.api.openapi import describe
 from streamer.api.server import create_app
 from streamer.config import InputSpec, ServeConfig
+from tests.bombs import BOMBS
 from tests.hostile_helpers import ThreadedServer, threaded_server
 from tests.live_helpers import Viewer, view
 
@@ -527,6 +529,32 @@ def test_decompression_bombs_in_identity_uploads_are_refused_unread(fuzzed: Fuzz
         assert "Mpx" in r.json()["error"] or "bomb" in r.json()["error"], r.json()
         assert time.monotonic() - t0 < 10 and _rss_mb() - rss0 < 300, (label, _rss_mb() - rss0)
     assert not (fuzzed.root / "data" / "identities" / "bomb").exists()
+
+
+def test_bombs_that_got_past_the_old_header_check_are_refused_before_any_decoder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18: a PNG with a bad-checksum text chunk and a Radiance HDR were not identified by Pillow, so
+    OpenCV decoded them whole (387 MB -> 2739 MB) before the 100 Mpx refusal. Each is now refused (413)
+    with its size, and no decoder is called on it (the memory it would have taken: BENCHMARKS.md, bombs)."""
+    decoded: list[str] = []
+
+    def no_decoder(*args: Any) -> None:
+        decoded.append("called")
+        raise AssertionError("a decoder ran on a bomb")
+
+    monkeypatch.setattr(photos.cv2, "imdecode", no_decoder)
+    monkeypatch.setattr(photos.cv2, "imread", no_decoder)
+    with threaded_server(ServeConfig(data_dir=tmp_path, processor="passthrough")) as server:  # default limits
+        for label, make in BOMBS.items():
+            data = make()
+            assert len(data) <= 10_000_000, label
+            form = {"name": (None, "bomb"), "allow_unverified": (None, "true"), "photo": ("b.img", data)}
+            r = requests.post(f"{server.url}/api/identities", files=form, timeout=60)
+            assert r.status_code == 413, (label, r.status_code, r.text)
+            assert re.search(r"photo 1 is a .* Mpx\), over the 100 Mpx limit", r.json()["error"]), r.text
+    assert not decoded
+    assert not (tmp_path / "identities" / "bomb").exists()
 
 
 def test_the_upload_pixel_limit_is_configurable(tmp_path: Path, faces: Path) -> None:
