@@ -13,11 +13,13 @@ when tracking itself failed).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +38,7 @@ from engines.compose.blend import (
 )
 from engines.compose.occlusion import OcclusionConfig, OcclusionMasks, PersonMasks, PersonSegmenter
 from engines.compose.watermark import WatermarkConfig, Watermarker, new_watermark_id
-from engines.errors import InputError, ModelError
+from engines.errors import InputError, ModelError, StageswapError
 from engines.face.detect import FaceDetector
 from engines.face.landmarks import FaceMesh
 from engines.face.overlay import draw_faces
@@ -95,6 +97,17 @@ class ProcessedFrame:
     faces: tuple[TrackedFace, ...]
     stage_ms: dict[str, float]
     failed_stage: str | None = None
+    error: str | None = None
+    """Why ``failed_stage`` failed, in the engine's words (the stream's health shows it to the operator)."""
+
+
+def error_text(exc: BaseException) -> str:
+    """An exception as one line for an operator: its message (a StageswapError's is written for one), else
+    its type and message."""
+    if isinstance(exc, StageswapError) and str(exc):
+        return str(exc)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class FaceProcessor:
@@ -131,6 +144,8 @@ class FaceProcessor:
         self._consented_model: str | None = None
         """The DFM whose consent was checked when its swap started (a DFM is a likeness of its own)."""
         self._lights: dict[int, LightTracker] = {}
+        self._stage = "swap"
+        """The per-face stage running now (``_timed``): a failure names it."""
         self._gains: dict[int, tuple[np.ndarray, float]] = {}
 
     @classmethod
@@ -205,7 +220,7 @@ class FaceProcessor:
             if self.still is not None:
                 faces = self.still.apply(image, faces)
             out = image
-            stage = "swap"
+            stage = self._stage = "swap"
             learned = self._learned_swapper(settings) if faces else None
             identity = self._identity(settings) if faces and (learned is None or learned.needs_identity) else None
             embedding = self._identity_embedding(identity) if learned is not None and identity is not None else None
@@ -224,17 +239,28 @@ class FaceProcessor:
                     out = draw_faces(out, faces)
         except Exception as exc:  # a failing engine must not stop the stream
             self.frames_failed += 1
+            if stage == "swap":
+                stage = self._stage  # the face's stage that failed (relight, blend), for the operator
             if self._failing != stage:
                 log.warning("stage %s failed, frames pass through unprocessed: %r", stage, exc, exc_info=True)
                 self._failing = stage
             if stage == "track":
                 self.tracker.reset()
                 faces = ()
-            return ProcessedFrame(self._mark(image, stage_ms, settings), faces, stage_ms, failed_stage=stage)
+            return ProcessedFrame(
+                self._mark(image, stage_ms, settings), faces, stage_ms, failed_stage=stage, error=error_text(exc)
+            )
         if self._failing is not None:
             log.info("stage %s recovered", self._failing)
             self._failing = None
         return ProcessedFrame(self._mark(out, stage_ms, settings), faces, stage_ms)
+
+    @contextlib.contextmanager
+    def _timed(self, stage_ms: dict[str, float], stage: str) -> Iterator[None]:
+        """``timed``, remembering the stage running now (a failure in it is reported as that stage's)."""
+        self._stage = stage
+        with timed(stage_ms, stage):
+            yield
 
     def _mark(self, image: np.ndarray, stage_ms: dict[str, float], settings: ProcessSettings) -> np.ndarray:
         """The last stage: the invisible watermark, so monitors and recordings get the same marked frame (unless
@@ -313,7 +339,7 @@ class FaceProcessor:
         ``identity``, if any, only named the embedding); relighting and blending are the same."""
         if learned is not None:
             identity = None  # the mesh swap's identity: none (no texture, no morph)
-        with timed(stage_ms, "swap"):
+        with self._timed(stage_ms, "swap"):
             morph = settings.morph * settings.strength if identity is not None else 0.0
             geometry = self.swapper.geometry(original, face.landmarks, face.id, t, identity, morph)
             if geometry is None:
@@ -327,7 +353,7 @@ class FaceProcessor:
             elif identity is not None:
                 rendered = self.swapper.render(geometry, identity, "albedo" if relight else "texture")
                 seen = self.swapper.coverage_small(geometry, identity)
-        with timed(stage_ms, "blend"):
+        with self._timed(stage_ms, "blend"):
             swapping = identity is not None or swapped is not None
             keep_eyes = settings.keep_eyes or not swapping
             keep_mouth = settings.keep_mouth or not swapping
@@ -355,7 +381,7 @@ class FaceProcessor:
         person = relight and self._person_light(settings) is not None
         actor_only = identity is None and swapped is None
         if relight:
-            with timed(stage_ms, "relight"):
+            with self._timed(stage_ms, "relight"):
                 if identity is not None:
                     relit_with_gains = self._gains[face.id][0] if face.id in self._gains else np.ones(3)
                 lit = actor if swapped is None else swapped.image  # a model's face: relit like the actor's
@@ -376,7 +402,7 @@ class FaceProcessor:
             else:
                 face_bgr, light = relit_face
         if face_bgr is None and identity is not None:  # no relight, or no light measurable yet
-            with timed(stage_ms, "swap"):
+            with self._timed(stage_ms, "swap"):
                 if rendered is None or rendered.dtype != np.uint8:
                     rendered = self.swapper.render(geometry, identity, "texture")
             face_bgr = rendered
@@ -389,16 +415,16 @@ class FaceProcessor:
             # would undo the light's colour and intensity), and the actor's relit face lies under the swap
             # wherever the swap does not cover it all (its feathered edge, what the photos did not see, the
             # kept eyes and mouth, a strength under 1).
-            with timed(stage_ms, "relight"):
+            with self._timed(stage_ms, "relight"):
                 reference = relight_face(actor_small, geometry.normals_small, skin_small, *light)
                 if not person:  # the person's relight lays the actor's relit face under the swap instead
                     own = relight_face(actor, geometry.normals_small, geometry.labels() >= 0, *light)
         if geometry.warp is not None:
-            with timed(stage_ms, "blend"):
+            with self._timed(stage_ms, "blend"):
                 ys, xs = geometry.window.slices
                 out[ys, xs] = actor_window
         if person and light is not None:
-            with timed(stage_ms, "relight"):
+            with self._timed(stage_ms, "relight"):
                 relit_person = self._relight_person(out, original, face, geometry, *light)
                 if not relit_person:  # no room for the person's square in the frame: the face alone
                     covered = geometry.labels() >= 0
@@ -408,7 +434,7 @@ class FaceProcessor:
                         own = relight_face(actor, geometry.normals_small, covered, *light)
             if relit_person and actor_only:
                 return "relight"  # the actor's face was relit with the rest of the person
-        with timed(stage_ms, "blend"):
+        with self._timed(stage_ms, "blend"):
             if face_bgr is None:
                 return "blend"
             if own is not None:  # as the relight alone pastes it: the eyes and mouth kept, no photo coverage

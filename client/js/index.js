@@ -1,6 +1,7 @@
 // The start page: links, and the streams that exist now (refreshed every few seconds).
 
 import { listStreams } from "./api.js";
+import { healthOf } from "./health.js";
 import { $, fmt, setupTokenField } from "./page.js";
 
 const list = $("#streams");
@@ -24,8 +25,11 @@ async function refresh() {
   }
   for (const s of streams) {
     const li = document.createElement("li");
+    const health = healthOf(s);
     const dot = document.createElement("span");
-    dot.className = `dot ${s.live ? "live" : "wait"}`;
+    dot.className = `dot ${s.live ? health.tone : "wait"}`;
+    dot.title = s.live ? health.text || "ok: the output keeps up and no engine fails" : "waiting for its publisher";
+    li.dataset.health = health.state;
     const link = document.createElement("a");
     link.href = `monitor.html?stream=${encodeURIComponent(s.name)}`;
     link.textContent = s.name;
@@ -34,6 +38,12 @@ async function refresh() {
     const st = s.stats || {};
     info.textContent = `${fmt(st.output_fps, 1)} fps · ${st.width ?? "–"}×${st.height ?? "–"} · ${s.processor ?? ""}`;
     li.append(dot, link, info);
+    if (s.live && health.text) {
+      const why = document.createElement("span");
+      why.className = `health-note ${health.state}`;
+      why.textContent = health.text;
+      li.append(why);
+    }
     if (s.recording?.active) {
       const rec = document.createElement("span");
       rec.className = `rec-tag${s.recording.alarm ? " behind" : ""}`;

@@ -18,6 +18,7 @@ import {
   patchStream,
   wsUrl,
 } from "./api.js";
+import { healthOf } from "./health.js";
 import { LightDisc } from "./lightdisc.js";
 import { RecordingPanel } from "./recording.js";
 import { SwapModelPicker } from "./swapmodels.js";
@@ -73,6 +74,7 @@ const ui = {
   audio: $("#audio"),
   sound: $("#sound"),
   controlError: $("#control-error"),
+  healthBanner: $("#health-banner"),
   enrollForm: $("#enroll-form"),
   enrollName: $("#enroll-name"),
   enrollPhoto: $("#enroll-photo"),
@@ -96,6 +98,7 @@ const state = {
   wsTimer: null,
   pollTimer: null,
   editing: new Set(), // controls the operator is moving now: server echoes do not overwrite them
+  fieldErrors: new Map(), // settings key -> the server's refusal, shown under its control
   queue: Promise.resolve(), // settings patches, one at a time (see send)
 };
 
@@ -273,10 +276,20 @@ function showStats(stream) {
   ui.counters.innerHTML = parts
     .map(([k, v]) => `<span>${escapeHtml(k)}</span><b>${escapeHtml(String(v))}</b>`)
     .join("");
-  if (s.processor_error) showControlError(`processor: ${s.processor_error}`);
+  showHealth(stream);
   recorder.show(stream.recording ?? null);
   if (stream.settings) applySettings(stream.settings);
   if (stream.live === false) setConn("no publisher", "wait");
+}
+
+/** On the output: an amber or red banner while the stream is degraded or failing, with why and the last
+ * engine error in its own words (README, "Stream health"); gone when the output is fine again. */
+function showHealth(stream) {
+  const health = healthOf(stream);
+  const banner = ui.healthBanner;
+  banner.hidden = !health.text || stream.live === false;
+  banner.className = `health-banner ${health.state}`;
+  if (banner.textContent !== health.text) banner.textContent = health.text;
 }
 
 function escapeHtml(text) {
@@ -362,11 +375,57 @@ function showControlError(text) {
   ui.controlError.textContent = text || "";
 }
 
+/** The control each settings key belongs to: a refusal is shown under that control's row. */
+const FIELD_CONTROL = {
+  identity: "#identity",
+  swap_model: "#swap-model",
+  swap: "#swap",
+  relight: "#relight",
+  strength: "#strength",
+  mode: "#mode",
+  hdri: "#hdri",
+  direction: "#light",
+  colour: "#colour",
+  intensity: "#intensity",
+  ambient: "#ambient",
+  debug_overlay: "#overlay",
+  ndi_processed: "#ndi-processed",
+  ndi_source: "#ndi-source",
+  audio: "#audio",
+};
+
+/** Show (or clear, with "") the server's reason next to the control of settings key `key`. */
+function showFieldError(key, text) {
+  const control = FIELD_CONTROL[key] && $(FIELD_CONTROL[key]);
+  const row = control?.closest(".row, .light-control");
+  if (!row) {
+    if (text) showControlError(text);
+    return;
+  }
+  let slot = row.nextElementSibling?.classList.contains("field-error") ? row.nextElementSibling : null;
+  if (!slot && !text) return;
+  if (!slot) {
+    slot = document.createElement("p");
+    slot.className = "field-error";
+    slot.setAttribute("role", "alert");
+    row.after(slot);
+  }
+  slot.dataset.field = key;
+  slot.textContent = text || "";
+  slot.hidden = !text;
+  control.setAttribute("aria-invalid", text ? "true" : "false");
+  if (text) state.fieldErrors.set(key, text);
+  else state.fieldErrors.delete(key);
+}
+
 function applySettings(settings) {
   state.settings = settings;
   ui.fields.disabled = false;
+  // A refused HDRI keeps the light on "HDRI" with the name the operator typed and the reason under it,
+  // until the operator picks another light or another name.
+  const held = (key) => state.editing.has(key) || (state.fieldErrors.has("hdri") && (key === "mode" || key === "hdri"));
   const set = (el, key, fn) => {
-    if (!state.editing.has(key)) fn(el);
+    if (!held(key)) fn(el);
   };
   set(ui.identity, "identity", (el) => {
     const value = settings.identity ?? "";
@@ -418,23 +477,26 @@ function showDirection([x, y, z]) {
  * them out of order (the browser uses several connections) and keep a stale value last. While one is on
  * its way, pushed stats (built before it) must not reset the control that sent it, so `key` stays in
  * state.editing until the answer is in, plus a short grace. */
-function send(patch, key = null) {
+function send(patch, key = null, field = key) {
   if (!STREAM_NAME.test(state.name)) return Promise.resolve();
   if (key) state.editing.add(key);
   const name = state.name;
-  const done = state.queue.then(() => sendNow(name, patch, key));
+  const done = state.queue.then(() => sendNow(name, patch, key, field));
   state.queue = done;
   return done;
 }
 
-async function sendNow(name, patch, key) {
+async function sendNow(name, patch, key, field) {
   try {
     const answer = await patchStream(name, patch);
     showControlError("");
+    if (field) showFieldError(field, "");
     const settings = answer?.settings ?? (answer && "swap" in answer ? answer : null);
     if (settings && name === state.name) applySettings(settings);
   } catch (err) {
-    showControlError(err instanceof ApiError ? err.message : String(err));
+    const reason = err instanceof ApiError ? err.message : String(err);
+    if (field) showFieldError(field, reason);
+    else showControlError(reason);
     if (key) state.editing.delete(key);
     if (state.settings) applySettings(state.settings); // show what the server kept
     return;
@@ -453,7 +515,7 @@ function throttled(key, makePatch) {
     while (pending !== null) {
       const value = pending;
       pending = null;
-      await send(makePatch(value));
+      await send(makePatch(value), null, key);
       if (pending !== null) await new Promise((resolve) => setTimeout(resolve, SEND_EVERY_MS));
     }
     busy = false;
@@ -509,6 +571,7 @@ const light = new LightDisc($("#light"), (dir) => {
   if (ui.mode.value !== "direction") {
     ui.mode.value = "direction";
     ui.hdriRow.hidden = true;
+    showFieldError("hdri", "");
     lightSwitchedMode = true;
     state.editing.add("mode"); // pushed stats from before the switch must not undo it
     setTimeout(() => state.editing.delete("mode"), 1000);
@@ -545,17 +608,25 @@ function wireControls() {
   });
   ui.mode.addEventListener("change", () => {
     ui.hdriRow.hidden = ui.mode.value !== "hdri";
+    showFieldError("hdri", "");
     if (ui.mode.value === "hdri") {
       state.editing.add("mode"); // keep "hdri" showing while the operator names the image
-      if (ui.hdri.value.trim()) send({ relight_target: { mode: "hdri", hdri: ui.hdri.value.trim() } }, "mode");
-      else showControlError("Name the HDRI image (in the data directory's hdri/ folder), then press Use.");
+      if (ui.hdri.value.trim()) send({ relight_target: { mode: "hdri", hdri: ui.hdri.value.trim() } }, "mode", "hdri");
+      else showFieldError("hdri", "Name the HDRI image (in the data directory's hdri/ folder), then press Use.");
       return;
     }
     send({ relight_target: { mode: ui.mode.value } }, "mode");
   });
+  const useHdri = () => send({ relight_target: { mode: "hdri", hdri: ui.hdri.value.trim() || null } }, "mode", "hdri");
   ui.hdriApply.addEventListener("click", (e) => {
     e.preventDefault();
-    send({ relight_target: { mode: "hdri", hdri: ui.hdri.value.trim() || null } }, "mode");
+    useHdri();
+  });
+  ui.hdri.addEventListener("keydown", (e) => {
+    if (e.key === "Enter") {
+      e.preventDefault();
+      useHdri();
+    }
   });
 }
 

@@ -309,7 +309,7 @@ def hdri_path(name: str, hdri_dir: Path | None) -> Path:
         if path.is_file():
             return path
     available = sorted(p.name for p in Path(hdri_dir).glob("*") if p.suffix.lower() in HDRI_SUFFIXES)
-    listing = ", ".join(available) if available else "none"
+    listing = ", ".join(available) if available else "none: put .hdr, .png, .jpg or .tif images there"
     raise InputError(f"no HDRI named {name!r} in {hdri_dir} (available: {listing})")
 
 

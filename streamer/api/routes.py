@@ -37,7 +37,7 @@ from engines.errors import InputError, ModelError, StageswapError
 from engines.identity.photos import photo_header
 from engines.image_header import ImageTooLargeError
 from engines.paths import check_name
-from engines.settings import apply_patch
+from engines.settings import ProcessSettings, apply_patch
 from streamer.api.auth import Role, request_role
 from streamer.api.models import check_swap_settings, embed_enrolled
 from streamer.api.ratelimit import TokenBucket
@@ -127,20 +127,20 @@ def _identity_names(service: Service) -> list[str]:
     return [info.name for info in service.identities().list()]
 
 
-HDRI_SUFFIXES = (".hdr", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
-"""As ``engines.light.relight.HDRI_SUFFIXES`` (not imported: that module loads torch)."""
+def hdri_folder(data_dir: Path) -> Path:
+    """Where the HDRI images a relight target names are: the data directory's ``hdri/``."""
+    return Path(data_dir) / "hdri"
 
 
-def check_hdri_name(name: str) -> str:
-    """Refuse an HDRI name that is not a plain name (with or without its suffix) before it is stored: the
-    relighting would refuse it on every frame otherwise (and nothing may point outside the hdri folder)."""
-    stem = name
-    for suffix in HDRI_SUFFIXES:
-        if name.lower().endswith(suffix):
-            stem = name[: -len(suffix)]
-            break
-    check_name(stem, "HDRI name")
-    return name
+def check_hdri(settings: ProcessSettings, before: ProcessSettings, hdri_dir: Path) -> None:
+    """Refuse an HDRI image name that is not an image in ``hdri_dir`` when it is set (blocking: reads the
+    folder), naming the images there: the relighting would fail on every frame otherwise."""
+    name = settings.relight_target.hdri
+    if name is None or name == before.relight_target.hdri:
+        return
+    from engines.light.relight import hdri_path  # loads torch: imported here, off the event loop
+
+    hdri_path(name, hdri_dir)
 
 
 async def apply_settings(service: Service, name: str, patch: Any) -> dict[str, Any]:
@@ -166,11 +166,9 @@ async def apply_settings(service: Service, name: str, patch: Any) -> dict[str, A
             raise InputError(
                 f"unknown identity {identity!r} (enrolled: {enrolled}); enroll it with POST /api/identities"
             )
-    target = patch.get("relight_target")
-    if isinstance(target, Mapping) and isinstance(target.get("hdri"), str):
-        check_hdri_name(target["hdri"])
     before = stream.settings
     wanted = apply_patch(before, patch)  # every engine key checked before anything changes
+    await asyncio.to_thread(check_hdri, wanted, before, hdri_folder(service.config.data_dir))
     if "swap_model" in patch or "identity" in patch:
         # A learned swap model must be registered (and an inswapper-style one needs the identity's embedding).
         await asyncio.to_thread(check_swap_settings, service, wanted)

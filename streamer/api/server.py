@@ -58,7 +58,11 @@ def processor_factory(config: ServeConfig, service: Service) -> ProcessorFactory
         from engines.compose.watermark import WatermarkConfig
         from engines.processor import FaceProcessor, ProcessorConfig
 
-        processor_config = ProcessorConfig(device=config.device, watermark=WatermarkConfig(enabled=config.watermark))
+        processor_config = ProcessorConfig(
+            device=config.device,
+            watermark=WatermarkConfig(enabled=config.watermark),
+            hdri_dir=api.hdri_folder(config.data_dir),  # where relight_target.hdri names are (checked when set)
+        )
         # One IdentityStore for the routes and every stream, so an enrolled identity is usable at once.
         return FaceProcessor.from_models(
             config.models_dir, processor_config, identities=service.identities(), user_models=service.user_models()

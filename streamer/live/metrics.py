@@ -23,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from engines.stats import StageTimes
+from streamer.live.health import RECENT_FRAMES
 
 __all__ = ["CONTENT_TYPE_LATEST", "RateMeter", "StatsCollector", "StreamStats", "prometheus_text"]
 
@@ -78,6 +79,10 @@ class StreamStats:
         self._latency: deque[tuple[float, float]] = deque()
         self._stages = StageTimes(window=stage_window)
         self._last_in_s: float | None = None
+        self._last_out_s: float | None = None
+        self._recent_failed: deque[bool] = deque(maxlen=RECENT_FRAMES)
+        self._last_error: tuple[str, str, float] | None = None
+        """(stage, the engine's message, when) of the last frame an engine failed on."""
 
     def on_ingest(self, now_s: float | None = None) -> None:
         now_s = time.monotonic() if now_s is None else now_s
@@ -94,12 +99,18 @@ class StreamStats:
         failed: bool,
         size: tuple[int, int],
         now_s: float | None = None,
+        error: tuple[str, str] | None = None,
     ) -> None:
-        """One frame reached the fan-out; ``arrived_s`` is when it arrived at ingest (monotonic)."""
+        """One frame reached the fan-out; ``arrived_s`` is when it arrived at ingest (monotonic). ``error``:
+        (stage, message) of the engine failure a ``failed`` frame passed through unprocessed for."""
         now_s = time.monotonic() if now_s is None else now_s
         with self._lock:
             self._frames_processed += 1
             self._frames_failed += int(failed)
+            self._recent_failed.append(failed)
+            self._last_out_s = now_s
+            if failed and error is not None:
+                self._last_error = (error[0], error[1], now_s)
             self._faces = faces
             self._size = size
             self._out_rate.mark(now_s)
@@ -127,7 +138,14 @@ class StreamStats:
                 "width": self._size[1] if self._size else None,
                 "height": self._size[0] if self._size else None,
                 "last_frame_age_s": None if self._last_in_s is None else round(now_s - self._last_in_s, 2),
+                "last_output_age_s": None if self._last_out_s is None else round(now_s - self._last_out_s, 2),
+                "recent_frames": len(self._recent_failed),
+                "recent_failed": sum(self._recent_failed),
+                "last_error": None,
             }
+            if self._last_error is not None:
+                stage, message, at_s = self._last_error
+                snap["last_error"] = {"stage": stage, "message": message, "age_s": round(now_s - at_s, 2)}
         return snap
 
 
@@ -167,6 +185,13 @@ class StatsCollector:
             "1 when a publisher (WHIP) or an input feeds the stream.",
             ["stream"],
             [([name], 1.0 if s["live"] else 0.0) for name, s in streams.items()],
+        )
+        levels = {"ok": 0.0, "degraded": 1.0, "failing": 2.0}
+        yield _gauge(
+            "stageswap_stream_health",
+            "0 ok, 1 degraded (amber), 2 failing (red): README, Stream health.",
+            ["stream"],
+            [([name], levels.get((s.get("health") or {}).get("state"), 0.0)) for name, s in streams.items()],
         )
         yield _gauge(
             "stageswap_viewers",

@@ -26,6 +26,7 @@ from streamer.errors import CapacityError, ConflictError, NotFoundError
 from streamer.governance.likeness import ModelLookup, swap_consent, swapped_in
 from streamer.live.audio import AudioChunk
 from streamer.live.fanout import VIEWS, EncoderSettings, OutputFanout, View
+from streamer.live.health import stream_health
 from streamer.live.metrics import StreamStats
 from streamer.live.ndi import NdiReader, NdiSender, RateEstimator
 from streamer.live.ring import CpuFrameRing, FrameMeta, FrameRing
@@ -250,6 +251,7 @@ class Stream:
         stats["audio"] = self.fanout.audio.stats()
         stats["runtime"] = self.worker.runtime
         stats["processor_error"] = self.worker.error
+        health = stream_health(stats, self.stats.window_s)
         # Who is swapped in (an identity, or a DFM's trained-in identity) and whether consent is on record.
         models = self._user_models() if self._user_models is not None else None
         consent = swap_consent(swapped_in(self._settings, models), self.config.data_dir / "identities", models)
@@ -267,6 +269,7 @@ class Stream:
             if self.watermark_id is not None and self._settings.watermark
             else None,
             "stats": stats,
+            "health": health,
         }
         out["ndi"] = {view: sender.stats() for view, sender in list(self.ndi.items())}
         if self.ndi_error is not None:

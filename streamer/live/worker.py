@@ -16,7 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
-from engines.processor import ProcessedFrame
+from engines.processor import ProcessedFrame, error_text
 from engines.settings import ProcessSettings
 from streamer.live.fanout import OutputFanout
 from streamer.live.metrics import StreamStats
@@ -121,7 +121,7 @@ class Worker:
                         if not failing:
                             log.warning("stream %s: processing failed, frames pass through: %r", self.stream, exc)
                             failing = True
-                        result = ProcessedFrame(image, (), {}, failed_stage="processor")
+                        result = ProcessedFrame(image, (), {}, failed_stage="processor", error=error_text(exc))
                     stage_ms = dict(result.stage_ms)
                     stage_ms["total"] = (time.perf_counter() - t0) * 1000.0
                     self._fanout.publish(result.image, image, slot.meta, result)
@@ -131,6 +131,7 @@ class Worker:
                         faces=len(result.faces),
                         failed=result.failed_stage is not None,
                         size=(int(image.shape[0]), int(image.shape[1])),
+                        error=(result.failed_stage, result.error or "") if result.failed_stage else None,
                     )
                     broken = False
             except RingClosed:

@@ -98,6 +98,7 @@ def test_unknown_identity_and_failing_stage_pass_frames_through(  # type: ignore
     image, t = d3[0]
     result = proc.process(image, t, ProcessSettings(identity="nobody"))
     assert result.failed_stage == "swap" and result.image is image and len(result.faces) == 1
+    assert result.error is not None and "'nobody'" in result.error  # in the engine's words, for the operator
     assert proc.frames_failed == 1
     no_store = _processor(models_dir, None)
     assert no_store.process(image, t, ProcessSettings(identity="s1")).failed_stage == "swap"
@@ -108,6 +109,7 @@ def test_unknown_identity_and_failing_stage_pass_frames_through(  # type: ignore
     monkeypatch.setattr(proc.swapper, "render", boom)
     failed = proc.process(d3[1][0], d3[1][1], ProcessSettings(identity="s1"))
     assert failed.failed_stage == "swap" and failed.image is d3[1][0]
+    assert failed.error == "RuntimeError: render failed"
     monkeypatch.undo()
     # The tracker was not reset by a swap failure: the next frame is tracked without a new detection.
     detections = proc.tracker.detections_run

@@ -108,6 +108,7 @@ def test_patch_refusals_say_why(tmp_path: Path, clips: Path) -> None:
             ("cam", "json", {"brightness": 1}, {}, 400, "unknown setting 'brightness'"),
             ("cam", "json", {"identity": "../etc"}, {}, 400, "invalid identity"),
             ("cam", "json", {"relight_target": {"mode": "sh"}}, {}, 400, "needs relight_target.sh"),
+            ("cam", "json", {"relight_target": {"mode": "hdri", "hdri": "studio"}}, {}, 400, "no HDRI named 'studio'"),
             ("cam", "json", [1, 2], {}, 400, "JSON object"),
             ("cam", "data", "{not json", {"Content-Type": "application/json"}, 400, "not valid JSON"),
             ("cam", "data", "strength=1", {"Content-Type": "text/plain"}, 415, "application/json"),
@@ -129,6 +130,66 @@ def test_patch_refusals_say_why(tmp_path: Path, clips: Path) -> None:
             assert r.status == 405 and "error" in await r.json()
 
     _run(_config(tmp_path, clips), body)
+
+
+class _Faulty:
+    """A processor an operator's test can break: it raises (a failing engine) or takes ``delay_s`` per frame."""
+
+    runtime = "test"
+
+    def __init__(self) -> None:
+        self.fail = False
+        self.delay_s = 0.0
+        self.frames = 0
+
+    def process(
+        self, image: np.ndarray, t_s: float | None = None, settings: ProcessSettings | None = None
+    ) -> ProcessedFrame:
+        self.frames += 1
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if self.fail:
+            raise RuntimeError("the relight engine lost its HDRI")
+        return ProcessedFrame(image, (), {"fake": 0.1})
+
+
+def test_health_turns_amber_and_red_with_the_reason(tmp_path: Path, clips: Path) -> None:
+    """An engine that fails or an output that falls behind shows in the stream's health (and the metrics)
+    with the engine's own words, and clears when the frames are fine again."""
+    processor = _Faulty()
+
+    async def body(srv: LiveServer, http: aiohttp.ClientSession) -> None:
+        async def health() -> dict[str, Any]:
+            async with http.get(f"{srv.url}/api/streams/cam") as r:
+                return dict((await r.json())["health"])
+
+        async def becomes(states: str, timeout_s: float) -> dict[str, Any]:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                seen = await health()
+                if seen["state"] in states.split("|") or time.monotonic() > deadline:
+                    assert seen["state"] in states.split("|"), seen
+                    return seen
+                await asyncio.sleep(0.1)
+
+        await becomes("ok", 10)
+        processor.fail = True
+        failed_at = time.monotonic()
+        amber = await becomes("degraded|failing", 5)  # amber at the first failed frame, red at half of them
+        assert time.monotonic() - failed_at < 2.0
+        assert amber["last_error"]["message"] == "RuntimeError: the relight engine lost its HDRI"
+        assert amber["last_error"]["stage"] == "processor"
+        red = await becomes("failing", 15)
+        assert "failed in an engine" in red["reasons"][0]
+        async with http.get(f"{srv.url}/metrics") as r:
+            assert 'stageswap_stream_health{stream="cam"} 2.0' in await r.text()
+        processor.fail = False
+        await becomes("ok", 15)
+        processor.delay_s = 0.25  # at most 4 fps out of a 25-30 fps clip: frames are dropped
+        slow = await becomes("failing", 15)
+        assert any("fps in: frames are dropped" in reason for reason in slow["reasons"]), slow
+
+    _run(_config(tmp_path, clips, stats_window_s=1.5), body, processor)
 
 
 def test_token_is_required_where_it_matters(tmp_path: Path, clips: Path) -> None:

@@ -380,7 +380,7 @@ def test_controls_change_the_stream_settings(server: Server, browser: Browser) -
     monitor.fill("#hdri", "")
     monitor.click("#hdri-apply")
     monitor.wait_for_function(
-        "document.querySelector('#control-error').textContent.includes('needs relight_target.hdri')"
+        "document.querySelector('#hdri-row + .field-error')?.textContent.includes('needs relight_target.hdri')"
     )
     assert server_mode() == "match"
     monitor.select_option("#mode", "direction")

@@ -1,0 +1,197 @@
+"""The operator's page, tried as a stage operator would (issue 25): headless Chromium on the monitor page of a
+real server with the full processor, fed by a shared clip (``--input``), with an access token.
+
+Nothing fails silently (a refused setting is shown by its control, a failing engine raises a banner on the
+video and turns the stream red in the list), and every control does what it says. Screenshots go to
+``test-artifacts/browser/`` (``operator-*.png``). The server runs in this process on its own thread
+(``ThreadedServer``), so files under its data directory can be changed while it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from streamer.api.server import create_app
+from streamer.config import InputSpec, ServeConfig
+from tests.streamer.test_browser import ARTIFACTS, chromium  # noqa: F401  (the chromium fixture)
+from tests.streamer.test_browser_recording import ThreadedServer
+
+pytestmark = pytest.mark.browser
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+
+STREAM = "cam"
+TOKEN = "operator-test-token"
+HDRI = "stage-warm"
+
+
+class Operator:
+    """The server and the monitor page, and what a test needs of both."""
+
+    def __init__(self, server: ThreadedServer, data: Path, page: Any, errors: list[str]) -> None:
+        self.server = server
+        self.data = data
+        self.page = page
+        self.errors = errors
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def api(self, path: str, method: str = "GET", body: Any = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url.rstrip("/") + path, data=data, method=method)
+        request.add_header("Authorization", f"Bearer {TOKEN}")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    def stream(self) -> dict[str, Any]:
+        status, body = self.api(f"/api/streams/{STREAM}")
+        assert status == 200, body
+        return dict(body)
+
+    def shot(self, name: str) -> None:
+        self.page.screenshot(path=str(ARTIFACTS / f"operator-{name}.png"))
+
+
+def _wait_until(check: Callable[[], Any], timeout_s: float, what: str | Callable[[], str]) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s} s waiting for {what() if callable(what) else what}")
+        time.sleep(0.1)
+
+
+def _warm_hdri(path: Path) -> None:
+    """A small equirectangular stage: a warm key light left of the camera, a dim cool fill."""
+    height, width = 64, 128
+    image = np.full((height, width, 3), (60, 45, 40), np.uint8)  # BGR: a dim cool surround
+    cv2.circle(image, (40, 28), 10, (80, 170, 255), -1)  # warm and bright, left of centre
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), image)
+
+
+@pytest.fixture(scope="module")
+def operator(
+    chromium: str,  # noqa: F811
+    clips: Path,
+    faces: Path,
+    models_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Operator]:
+    from engines.identity.store import IdentityStore
+    from streamer.governance.consent import ConsentRecord, enroll_with_consent
+
+    data = tmp_path_factory.mktemp("operator-data")
+    _warm_hdri(data / "hdri" / f"{HDRI}.png")
+    store = IdentityStore(data / "identities", models_dir)
+    consent = ConsentRecord.create("Test Person", "Issue 25 tests", valid_until="2099-12-31")
+    enroll_with_consent(store, "s1", [(faces / "s1.jpg").read_bytes()], consent, False, face="largest")
+    config = ServeConfig(
+        data_dir=data,
+        token=TOKEN,
+        models_dir=models_dir,
+        device="cpu",
+        inputs=(InputSpec.parse(f"{STREAM}={clips / 'd3.mp4'}"),),
+    )
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    errors: list[str] = []
+    with ThreadedServer(create_app(config)) as server, playwright_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu", "--no-first-run"]
+        )
+        try:
+            context = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)
+            context.add_init_script(f"sessionStorage.setItem('stageswap.token', {json.dumps(TOKEN)})")
+            context.set_default_timeout(30_000)
+            page = context.new_page()
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(f"{server.url}monitor.html?stream={STREAM}")
+            page.wait_for_function("document.querySelector('#processed').videoWidth > 0", timeout=60_000)
+            page.wait_for_selector("#control-fields:not([disabled])")
+            yield Operator(server, data, page, errors)
+        finally:
+            browser.close()
+    assert not errors, errors
+
+
+def test_an_unknown_hdri_is_refused_by_its_control(operator: Operator) -> None:
+    page = operator.page
+    before = operator.stream()["settings"]["relight_target"]
+    page.select_option("#mode", "hdri")
+    error = page.locator("#hdri-row + .field-error")
+    assert "Name the HDRI image" in (error.text_content() or "")  # asked for before anything is sent
+    page.fill("#hdri", "studio-night")
+    page.click("#hdri-apply")
+    page.wait_for_function("document.querySelector('#hdri-row + .field-error').textContent.includes('no HDRI')")
+    text = error.text_content() or ""
+    assert "no HDRI named 'studio-night'" in text and f"{HDRI}.png" in text, text
+    assert page.get_attribute("#hdri", "aria-invalid") == "true"
+    # Nothing was applied; the control keeps showing what the operator typed, with the reason under it.
+    assert operator.stream()["settings"]["relight_target"] == before
+    page.wait_for_timeout(1200)  # a few stats pushes: they must not take the HDRI row away
+    assert page.input_value("#mode") == "hdri" and page.input_value("#hdri") == "studio-night"
+    assert page.is_visible("#hdri-row + .field-error")
+    error.scroll_into_view_if_needed()
+    operator.shot("hdri-refused")
+    # An image that is there is taken, and the reason goes away.
+    page.fill("#hdri", HDRI)
+    page.press("#hdri", "Enter")
+    error.wait_for(state="hidden")
+    _wait_until(lambda: operator.stream()["settings"]["relight_target"]["hdri"] == HDRI, 10, "the HDRI applied")
+    page.select_option("#mode", "match")
+    _wait_until(lambda: operator.stream()["settings"]["relight_target"]["mode"] == "match", 10, "back to match")
+
+
+def test_a_failing_engine_raises_the_banner_within_2_s(operator: Operator) -> None:
+    """The HDRI in use vanishes from the disk: every frame fails in the relight. The monitor says so on the
+    video within 2 s, in the engine's words; the stream list turns the stream red; back when it is back."""
+    page = operator.page
+    hdri = operator.data / "hdri" / f"{HDRI}.png"
+    status, body = operator.api(f"/api/streams/{STREAM}", "PATCH", {"relight_target": {"mode": "hdri", "hdri": HDRI}})
+    assert status == 200, body
+    page.wait_for_timeout(1500)
+    assert "failed in an engine" not in (page.text_content("#health-banner") or "")
+    moved = hdri.with_name("moved-away.bin")
+    hdri.rename(moved)
+    gone_at = time.monotonic()
+    try:
+        page.wait_for_function(
+            "document.querySelector('#health-banner').textContent.includes('failed in an engine')", timeout=10_000
+        )
+        shown_s = time.monotonic() - gone_at
+        banner = page.text_content("#health-banner") or ""
+        assert shown_s < 2.0, f"the banner took {shown_s:.1f} s"
+        assert f"no HDRI named '{HDRI}'" in banner and "relight" in banner, banner
+        assert page.is_visible("#health-banner")
+        operator.shot("engine-failing")
+        index = page.context.new_page()
+        index.goto(f"{operator.url}index.html")
+        index.wait_for_selector("li[data-health='failing'], li[data-health='degraded']")
+        note = index.text_content("ul.streams .health-note") or ""
+        assert "failed in an engine" in note and "no HDRI named" in note, note
+        index.screenshot(path=str(ARTIFACTS / "operator-index-failing.png"))
+        index.close()
+    finally:
+        moved.rename(hdri)
+    page.wait_for_function(
+        "!document.querySelector('#health-banner').textContent.includes('failed in an engine')", timeout=30_000
+    )
+    operator.api(f"/api/streams/{STREAM}", "PATCH", {"relight_target": {"mode": "match"}})
