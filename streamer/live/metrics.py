@@ -191,7 +191,7 @@ class StatsCollector:
             "stageswap_stream_health",
             "0 ok, 1 degraded (amber), 2 failing (red): README, Stream health.",
             ["stream"],
-            [([name], levels.get((s.get("health") or {}).get("state"), 0.0)) for name, s in streams.items()],
+            [([name], levels.get(str((s.get("health") or {}).get("state")), 0.0)) for name, s in streams.items()],
         )
         yield _gauge(
             "stageswap_viewers",
