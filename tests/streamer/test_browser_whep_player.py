@@ -144,13 +144,91 @@ def test_an_npm_whep_player_plays_the_processed_view_of_an_ffmpeg_whip_stream(
     assert not errors, errors
 
 
-def published_stream_live(base: str) -> bool:
+def published_stream_live(base: str, stream: str = "cam") -> bool:
     import json
     import urllib.request
 
     try:
-        with urllib.request.urlopen(f"{base}api/streams/cam", timeout=5) as response:
+        with urllib.request.urlopen(f"{base}api/streams/{stream}", timeout=5) as response:
             stream = json.loads(response.read())
     except OSError:
         return False
     return bool(stream.get("publisher")) and stream["stats"]["frames_processed"] > 0
+
+
+PUBLISH_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>whip-whep publisher</title></head>
+<body>
+<script type="module">
+import { WHIPClient } from "./whip.js";
+const media = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 360 }, audio: true });
+const pc = new RTCPeerConnection();
+for (const track of media.getTracks()) pc.addTransceiver(track, { direction: "sendonly", streams: [media] });
+window.pc = pc;
+const url = new URL("/whip/browser", location.href).href;
+window.started = new WHIPClient().publish(pc, url).then(() => "ok", (e) => `error: ${e}`);
+</script>
+</body></html>"""
+
+
+@pytest.fixture()
+def passthrough_server() -> Iterator[ServerProcess]:
+    with tempfile.TemporaryDirectory(prefix="whip-player-") as tmp:
+        server = ServerProcess.start("passthrough", Path(tmp), None)
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+def test_the_npm_whip_client_publishes_a_browsers_camera_and_microphone_and_the_npm_player_plays_both(
+    chromium: str, passthrough_server: ServerProcess
+) -> None:
+    """The same package's WHIP client, from Chromium's fake camera and microphone (a beep), picture and sound."""
+    base = passthrough_server.url
+    scripts = {name: (PLAYER.parent / name).read_text() for name in ("whip.js", "whep.js")}
+
+    def serve(route: Any) -> None:
+        url = route.request.url
+        name = url.rsplit("/", 1)[-1]
+        if name in scripts:
+            route.fulfill(status=200, content_type="text/javascript", body=scripts[name])
+        else:
+            body = PUBLISH_PAGE if "publish" in name else PAGE.replace("/whep/cam?", "/whep/browser?")
+            route.fulfill(status=200, content_type="text/html", body=body)
+
+    with playwright_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=chromium,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--autoplay-policy=no-user-gesture-required",
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+            ],
+        )
+        try:
+            context = browser.new_context(viewport={"width": 512, "height": 512})
+            context.route(f"{base}npm-player/**", serve)
+            publisher = context.new_page()
+            publisher.goto(f"{base}npm-player/publish.html")
+            assert publisher.evaluate("window.started") == "ok"
+            player = context.new_page()
+            _wait_until(lambda: published_stream_live(base, "browser"), 30, "the browser's stream to start")
+            player.goto(f"{base}npm-player/index.html")
+            assert player.evaluate("window.started") == "ok"
+            _wait_until(
+                lambda: player.evaluate("document.getElementById('player').currentTime") > 2.0,
+                60,
+                "the npm player to play two seconds of the browser's camera",
+            )
+            size = player.evaluate(
+                "[document.getElementById('player').videoWidth, document.getElementById('player').videoHeight]"
+            )
+            inbound = player.evaluate(INBOUND_JS)
+        finally:
+            browser.close()
+    assert size == [640, 360], size
+    assert inbound.get("audio", {}).get("packets", 0) > 50, inbound  # the fake microphone's beeps, passed on
