@@ -150,10 +150,10 @@ def published_stream_live(base: str, stream: str = "cam") -> bool:
 
     try:
         with urllib.request.urlopen(f"{base}api/streams/{stream}", timeout=5) as response:
-            stream = json.loads(response.read())
+            info = json.loads(response.read())
     except OSError:
         return False
-    return bool(stream.get("publisher")) and stream["stats"]["frames_processed"] > 0
+    return bool(info.get("publisher")) and info["stats"]["frames_processed"] > 0
 
 
 PUBLISH_PAGE = """<!doctype html>
@@ -161,12 +161,15 @@ PUBLISH_PAGE = """<!doctype html>
 <body>
 <script type="module">
 import { WHIPClient } from "./whip.js";
-const media = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 360 }, audio: true });
-const pc = new RTCPeerConnection();
-for (const track of media.getTracks()) pc.addTransceiver(track, { direction: "sendonly", streams: [media] });
-window.pc = pc;
-const url = new URL("/whip/browser", location.href).href;
-window.started = new WHIPClient().publish(pc, url).then(() => "ok", (e) => `error: ${e}`);
+// One promise set at once (the test evaluates it right after load; getUserMedia resolves later).
+window.started = (async () => {
+  const media = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 360 }, audio: true });
+  const pc = new RTCPeerConnection();
+  for (const track of media.getTracks()) pc.addTransceiver(track, { direction: "sendonly", streams: [media] });
+  window.pc = pc;
+  await new WHIPClient().publish(pc, new URL("/whip/browser", location.href).href);
+  return "ok";
+})().catch((e) => `error: ${e}`);
 </script>
 </body></html>"""
 
