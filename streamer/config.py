@@ -165,6 +165,30 @@ class SfuConfig:
 
 
 @dataclass(frozen=True)
+class OfferLimits:
+    """What one SDP offer may ask of the server, checked on its text before anything parses it: an offer of
+    hundreds of m-lines costs aiortc seconds of work on the event loop (a transceiver, codecs and an answer
+    section each) and a list of candidates makes ICE send checks to every address on it."""
+
+    max_bytes: int
+    max_media: int
+    """m-lines (video, audio, data): more is refused."""
+    max_candidates: int
+    """Remote ICE candidates: the highest-priority ones are kept, the rest left out (logged)."""
+
+    def __post_init__(self) -> None:
+        if not (self.max_bytes >= 1024 and self.max_media >= 1 and self.max_candidates >= 1):
+            raise InputError(f"offer limits must allow at least 1 KiB, 1 m-line and 1 candidate, got {self}")
+
+
+WHIP_OFFER_LIMITS = OfferLimits(max_bytes=32 * 1024, max_media=4, max_candidates=20)
+"""A publisher's offer: a browser's video and audio with every codec it knows is 5-10 KB; OBS, FFmpeg and
+GStreamer send two m-lines. Extra m-lines up to the limit are answered inactive."""
+WHEP_OFFER_LIMITS = OfferLimits(max_bytes=16 * 1024, max_media=4, max_candidates=20)
+"""A viewer's offer: recvonly video (and audio, perhaps a data channel), 3-7 KB from a browser."""
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     """How the live service runs. Limits have defaults that suit one stage on a LAN."""
 
@@ -206,7 +230,12 @@ class ServeConfig:
     max_frame_height: int = 2160
     """Largest frame a publisher may send (either orientation: 2160x4096 is accepted too). A bigger one closes
     the publisher with a ``publisher_refused`` event; an ``--input`` source's bigger frames are dropped."""
-    sdp_max_bytes: int = 64 * 1024
+    whip_offer: OfferLimits = WHIP_OFFER_LIMITS
+    whep_offer: OfferLimits = WHEP_OFFER_LIMITS
+    max_negotiations: int = 2
+    """Offers answered at once: aiortc's work for each (10-20 ms at a time) runs on the event loop, so a burst
+    of offers waits its turn instead of piling that work up in front of everyone's frames; past four times
+    this many waiting, 503."""
     json_max_bytes: int = 64 * 1024
     """JSON bodies (PATCH, recording options, consent) and WebSocket messages."""
     upload_max_bytes: int = 32 * 1024 * 1024
@@ -315,7 +344,7 @@ class ServeConfig:
                 f"{self.max_frame_height}"
             )
         for name in (
-            "sdp_max_bytes",
+            "max_negotiations",
             "json_max_bytes",
             "upload_max_bytes",
             "upload_max_pixels",
@@ -350,6 +379,10 @@ class ServeConfig:
         for url in self.ice_servers:
             if not url.startswith(("stun:", "turn:", "turns:")):
                 raise InputError(f"--ice-server {url!r}: expected a stun:, turn: or turns: URL")
+
+    def offer_limits(self, kind: Literal["whip", "whep"]) -> OfferLimits:
+        """What an offer for a session of ``kind`` may ask (``whip_offer`` or ``whep_offer``)."""
+        return self.whip_offer if kind == "whip" else self.whep_offer
 
     def frame_refusal(self, width: int, height: int) -> str | None:
         """Why a ``width`` x ``height`` frame is refused at ingest, or None when it is within the limit."""

@@ -226,7 +226,7 @@ async def stage_whep_post(request: web.Request) -> web.Response:
     if node == service.config.node_name:
         raise InputError(f"{name!r} is on this node: POST /whep/{name} directly")
     peer = request.app[STAGE].peer(node)
-    sdp = await read_sdp(request, service.config.sdp_max_bytes)
+    sdp = await read_sdp(request, service.config.whep_offer.max_bytes)  # the node screens it
     try:
         async with request.app[STAGE].http.post(
             f"{peer.spec.url}/whep/{name}",

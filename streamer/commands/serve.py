@@ -211,7 +211,8 @@ def add_limit_args(p: argparse.ArgumentParser) -> None:
         type=int,
         default=d.json_max_bytes // 1024,
         metavar="KB",
-        help="largest JSON or SDP body and WebSocket message (default %(default)s KiB)",
+        help="largest JSON body and WebSocket message (default %(default)s KiB; SDP offers have limits of their "
+        "own, README: Security)",
     )
     g.add_argument(
         "--max-upload-mb",
@@ -392,7 +393,6 @@ def build_config(args: argparse.Namespace) -> ServeConfig:
         max_viewers_per_stream=args.max_viewers,
         max_frame_width=width,
         max_frame_height=height,
-        sdp_max_bytes=args.max_body_kb * 1024,
         json_max_bytes=args.max_body_kb * 1024,
         upload_max_bytes=args.max_upload_mb * 2**20,
         upload_max_pixels=round(args.max_upload_mpx * 1e6),

@@ -47,10 +47,11 @@ from streamer.live import memory
 from streamer.live.dtls import StagePeerConnection, prefer_passive
 from streamer.live.dtls import hooks_missing as dtls_hooks_missing
 from streamer.live.fanout import VIEWS, Codec, SharedEncoder, View
+from streamer.live.offers import NegotiationGate, screen_offer
 from streamer.live.packet_tracks import PacketTrack, ViewerAudioTrack
 from streamer.live.publisher_media import PublisherClock, drain_audio, quiet_repeated_decode_errors
 from streamer.live.ring import FrameMeta
-from streamer.live.sdp_compat import adapt_offer
+from streamer.live.sdp_compat import AdaptedOffer, adapt_offer
 from streamer.live.sender_reports import hooks_missing as sender_report_hooks_missing
 from streamer.live.streams import Stream
 from streamer.service import SERVICE, Service
@@ -153,6 +154,8 @@ class PeerRegistry:
         self._service = service
         self._sessions: dict[str, PeerSession] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        self.gate = NegotiationGate(service.config.max_negotiations)
+        """Offers answered at once (aiortc's work runs on the event loop)."""
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -248,6 +251,20 @@ async def read_sdp(request: web.Request, limit: int) -> str:
     if not text.lstrip().startswith("v=0"):
         raise InputError("malformed SDP offer: it must start with 'v=0'")
     return text
+
+
+async def receive_offer(request: web.Request, kind: SessionKind) -> AdaptedOffer:
+    """The request's offer, within its kind's limits (``streamer.live.offers``) before anything parses it,
+    then parsed, checked and adapted for aiortc on a thread (400 with the reason)."""
+    limits = request.app[SERVICE].config.offer_limits(kind)
+    sdp = screen_offer(await read_sdp(request, limits.max_bytes), limits, kind)
+    want: Literal["send", "receive"] = "send" if kind == "whip" else "receive"
+    return await asyncio.to_thread(_prepare_offer, sdp, want)
+
+
+def _prepare_offer(sdp: str, want: Literal["send", "receive"]) -> AdaptedOffer:
+    parse_offer(sdp, want)
+    return adapt_offer(sdp, want)
 
 
 def _rtc_configuration(service: Service) -> RTCConfiguration:
@@ -412,12 +429,15 @@ async def _media_watchdog(registry: PeerRegistry, session: PeerSession, timeout_
 async def whip_post(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     registry = _registry(service)
-    config = service.config
     name = check_name(request.match_info["stream"], "stream name")
-    sdp = await read_sdp(request, config.sdp_max_bytes)
-    parse_offer(sdp, "send")
-    offer = adapt_offer(sdp, "send")
+    offer = await receive_offer(request, "whip")
     _check_can_publish(service, name)
+    async with registry.gate.turn():
+        return await _answer_publisher(service, registry, name, offer)
+
+
+async def _answer_publisher(service: Service, registry: PeerRegistry, name: str, offer: AdaptedOffer) -> web.Response:
+    config = service.config
     pc = StagePeerConnection(_rtc_configuration(service))
     await _apply_offer(pc, offer.sdp)
     videos = [t for t in _video_transceivers(pc) if t.receiver.track is not None]
@@ -490,12 +510,19 @@ async def whep_post(request: web.Request) -> web.Response:
     view = request.query.get("view", "processed")
     if view not in VIEWS:
         raise InputError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
-    sdp = await read_sdp(request, config.sdp_max_bytes)
-    parse_offer(sdp, "receive")
-    offer = adapt_offer(sdp, "receive")
+    offer = await receive_offer(request, "whep")
     stream = service.streams.get(name)
     if len(stream.viewers) >= config.max_viewers_per_stream:
         raise CapacityError(f"stream {name!r} has {len(stream.viewers)} viewers, the most it serves")
+    async with registry.gate.turn():
+        return await _answer_viewer(service, registry, stream, cast(View, view), offer)
+
+
+async def _answer_viewer(
+    service: Service, registry: PeerRegistry, stream: Stream, view: View, offer: AdaptedOffer
+) -> web.Response:
+    config = service.config
+    name = stream.name
     pc = StagePeerConnection(_rtc_configuration(service))
     await _apply_offer(pc, offer.sdp)
     track = ViewerTrack(asyncio.get_running_loop(), config.viewer_queue_frames)

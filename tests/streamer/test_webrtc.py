@@ -166,7 +166,7 @@ def test_publish_clip_with_an_enrolled_identity_view_both_views_then_delete_free
 
 
 def test_bad_requests_are_refused_with_a_reason_while_the_stream_goes_on(tmp_path: Path, clips: Path) -> None:
-    config = _config(tmp_path, processor="passthrough", sdp_max_bytes=16 * 1024)
+    config = _config(tmp_path, processor="passthrough")
 
     async def scenario() -> None:
         async with live_server(config) as srv, aiohttp.ClientSession() as http:
