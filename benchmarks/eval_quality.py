@@ -113,6 +113,13 @@ def identity_embedding(
     return photo_embedding(photo, face.landmarks, embedder, landmarks68)
 
 
+def shared_or_given(name: str, folder: str) -> Path:
+    """``name`` as given when that file exists (a production's own take or photo), else the shared test
+    material's ``data/<folder>/<name>`` (the default clips and photos are named that way)."""
+    given = Path(name)
+    return given if given.is_file() else SHARED / "data" / folder / name
+
+
 def largest(faces: Sequence[TrackedFace]) -> TrackedFace | None:
     return max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1])) if faces else None
 
@@ -189,8 +196,15 @@ def evaluate(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--clips", nargs="+", default=list(SINGLE_FACE_CLIPS))
-    ap.add_argument("--identities", nargs="+", default=list(IDENTITY_PHOTOS))
+    ap.add_argument(
+        "--clips", nargs="+", default=list(SINGLE_FACE_CLIPS), help="clip files, or names in the shared data/clips"
+    )
+    ap.add_argument(
+        "--identities",
+        nargs="+",
+        default=list(IDENTITY_PHOTOS),
+        help="identity photos, or names in the shared data/faces",
+    )
     ap.add_argument("--max-frames", type=int, default=None, help="frames per clip (default: all)")
     ap.add_argument("--identity-every", type=int, default=3, help="run the recogniser on every N-th frame")
     ap.add_argument("--out", type=Path, default=Path("out/eval"))
@@ -238,8 +252,9 @@ def main() -> None:
         probe = FaceProcessor.from_models(args.models).tracker
         for photo in [] if args.no_swap else args.identities:
             name = Path(photo).stem.lower().replace(".", "-")
-            store.enroll(name, [SHARED / "data" / "faces" / photo], face="largest")
-            img = cv2.imread(str(SHARED / "data" / "faces" / photo))
+            photo_path = shared_or_given(photo, "faces")
+            store.enroll(name, [photo_path], face="largest")
+            img = cv2.imread(str(photo_path))
             if img is None:
                 raise SystemExit(f"cannot read {photo}")
             photos[name] = identity_embedding(img, probe, embedder, lm68)
@@ -267,7 +282,7 @@ def main() -> None:
                 meter = QualityMeter(embedder, lm68, emb, args.identity_every)
                 png = args.out / f"{Path(clip).stem}_{label.strip('()').replace(' ', '-')}.png"
                 report, p50, fps = evaluate(
-                    SHARED / "data" / "clips" / clip, processor, settings, meter, args.max_frames, png,
+                    shared_or_given(clip, "clips"), processor, settings, meter, args.max_frames, png,
                     args.sheet_frames,
                 )  # fmt: skip
                 verdict = Verdict(clip, name, report, p50, fps, model)

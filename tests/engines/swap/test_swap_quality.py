@@ -57,3 +57,13 @@ def test_the_measure_fails_the_unswapped_clip(quality) -> None:  # type: ignore[
     """The same meter on the input itself: the actor is not the identity (the guard above can fail)."""
     report: QualityReport = quality[1]
     assert report.closer_to_identity == 0.0 and report.cos_identity < 0.2
+
+
+def test_the_evaluation_takes_a_productions_own_files_and_the_shared_names(tmp_path: Path, clips: Path) -> None:
+    from benchmarks.eval_quality import shared_or_given
+
+    take = tmp_path / "take3.mp4"
+    take.write_bytes((clips / "d3.mp4").read_bytes())
+    assert shared_or_given(str(take), "clips") == take
+    shared = shared_or_given("d3.mp4", "clips")
+    assert shared.is_file() and shared.samefile(clips / "d3.mp4")
