@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from math import nan
 from pathlib import Path
 
 import aiohttp
@@ -50,7 +51,7 @@ def rss_mb(pid: int) -> float:
 
 
 class Prober(threading.Thread):
-    """GET every 50 ms; (time, latency) of each answer."""
+    """GET every 50 ms; (time, latency) of each answer (a GET that times out after 30 s counts as 30 s)."""
 
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True)
@@ -62,7 +63,10 @@ class Prober(threading.Thread):
         http = requests.Session()
         while not self.stop.is_set():
             started = time.monotonic()
-            http.get(self.url, timeout=60).raise_for_status()
+            try:
+                http.get(self.url, timeout=30).raise_for_status()
+            except requests.RequestException:  # a stalled server: the wait counts, as long as it was
+                http = requests.Session()
             self.samples.append((started, time.monotonic() - started))
             self.stop.wait(max(0.0, 0.05 - (time.monotonic() - started)))
 
@@ -159,8 +163,9 @@ def run_source(source: Path, offers: int, hostile: str, viewer_offer: str) -> No
             until = time.monotonic()
             latencies = prober.between(started, until)
             print(
-                f"{name:8} {answered:24} {took:6.2f}s {statistics.median(latencies) * 1000:6.0f}ms "
-                f"{max(latencies) * 1000:6.0f}ms {viewer.max_gap(started, until):9.2f}s {rss_mb(server.pid):6.0f}MB"
+                f"{name:8} {answered:24} {took:6.2f}s {statistics.median(latencies or [nan]) * 1000:6.0f}ms "
+                f"{max(latencies or [nan]) * 1000:6.0f}ms {viewer.max_gap(started, until):9.2f}s "
+                f"{rss_mb(server.pid):6.0f}MB"
             )
     finally:
         prober.stop.set()

@@ -223,6 +223,11 @@ class ServeConfig:
     """STUN/TURN URLs for peers behind NAT. None by default: a stage LAN needs none, and looking one up
     on the internet would stall ICE gathering on an offline machine."""
 
+    allowed_origins: tuple[str, ...] = ()
+    """Web origins (``scheme://host[:port]``, ``--allow-origin``) whose pages may change things and open the
+    WebSocket besides this server's own (``streamer.api.origin``); without a token, their hosts are also names
+    requests may use. Normalised when the config is made."""
+
     max_streams: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
     """One processing thread per stream, so at most one stream per CPU core by default."""
     max_viewers_per_stream: int = 16
@@ -310,6 +315,10 @@ class ServeConfig:
                 f"--host {self.host} is reachable from the network: give --token (or --token-file) so that only "
                 "the crew can publish, watch, enroll and record, or --insecure to serve without one"
             )
+        try:
+            object.__setattr__(self, "allowed_origins", tuple(normalize_origin(o) for o in self.allowed_origins))
+        except InputError as exc:
+            raise InputError(f"--allow-origin: {exc}") from exc
         if self.osc_port is not None:
             if not isinstance(self.osc_port, int) or not 0 <= self.osc_port <= 65535:
                 raise InputError(f"--osc-port must be between 0 and 65535, got {self.osc_port!r}")
@@ -406,6 +415,32 @@ class ServeConfig:
         if ":" in host:
             host = f"[{host}]"
         return f"{self.scheme}://{host}:{self.port}/"
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normalize_origin(text: str) -> str:
+    """``scheme://host[:port]`` in lower case without its default port (InputError when ``text`` is not an
+    http(s) origin: a path, a query or credentials are not part of one)."""
+    try:
+        parts = urlsplit(text.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise InputError(f"{text!r} is not an origin (scheme://host[:port]): {exc}") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        raise InputError(f"{text!r} is not an origin: expected http(s)://host[:port], e.g. https://stage.example")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise InputError(f"{text!r} is not an origin: expected http(s)://host[:port] and nothing else")
+    return parts.scheme + "://" + netloc(parts.hostname, port, parts.scheme)
+
+
+def netloc(hostname: str, port: int | None, scheme: str) -> str:
+    """``host[:port]`` as origins compare it: lower case, IPv6 in brackets, the scheme's default port left out."""
+    host = hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    return host if port is None or port == _DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
 
 
 def is_loopback(host: str) -> bool:

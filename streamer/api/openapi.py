@@ -25,7 +25,8 @@ ERROR_REF = {"$ref": "#/components/schemas/Error"}
 _ERROR_TEXT = {
     400: "Bad request: the reason is in `error`",
     401: "Missing or wrong token",
-    403: "The token may only watch (a viewer token)",
+    403: "The token may only watch (a viewer token); or a browser page of another origin asked for a change or "
+    "the WebSocket, or (no token set) the Host is not a name of this server",
     404: "Not found",
     405: "Method not allowed",
     408: "The body did not arrive whole within the body timeout (the connection is closed)",
@@ -42,7 +43,7 @@ _ERROR_TEXT = {
 def _errors(*codes: int) -> dict[str, Any]:
     return {
         str(code): {"description": _ERROR_TEXT[code], "content": {JSON: {"schema": ERROR_REF}}}
-        for code in sorted({*codes, 401, 429, *((408,) if 413 in codes else ())})
+        for code in sorted({*codes, 401, 403, 429, *((408,) if 413 in codes else ())})
     }
 
 

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from engines.errors import InputError
 from engines.paths import inside
-from streamer.api import auth, openapi, osc, ratelimit, stage
+from streamer.api import auth, openapi, origin, osc, ratelimit, stage
 from streamer.api import models as api_models
 from streamer.api import recording as api_recording
 from streamer.api import routes as api
@@ -81,11 +81,12 @@ def create_app(
     ``make_processor`` replaces the processor ``config.processor`` names (tests use it to inject faults)."""
     # The largest body any route accepts is an identity upload; the others check their own smaller limits.
     # Errors outermost (every refusal is JSON), then the rate limit (a flood is refused before anything,
-    # token guessing included), then the tokens.
+    # token guessing included), then cross-origin requests (streamer.api.origin), then the tokens.
     app = web.Application(
         middlewares=[
             api.error_middleware,
             ratelimit.middleware(config, auth.PROTECTED_PREFIXES),
+            origin.middleware(config),
             auth.middleware(config),
         ],
         client_max_size=config.upload_max_bytes,

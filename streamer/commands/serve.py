@@ -145,6 +145,15 @@ def add_security_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow --host other than loopback without a token (anyone on the network gets full control)",
     )
+    g.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a web origin (scheme://host[:port]) whose pages may control this server besides its own pages "
+        "(repeatable; others' changes and WebSockets are refused with 403; without a token, also a host name "
+        "requests may use)",
+    )
     g.add_argument("--cert", type=Path, metavar="F", help="TLS certificate (PEM) for HTTPS; needs --key")
     g.add_argument("--key", type=Path, metavar="F", help="TLS private key (PEM)")
     g.add_argument(
@@ -382,6 +391,7 @@ def build_config(args: argparse.Namespace) -> ServeConfig:
         token=_token(args.token, args.token_file, "--token"),
         viewer_token=_token(args.viewer_token, args.viewer_token_file, "--viewer-token"),
         insecure=args.insecure,
+        allowed_origins=tuple(args.allow_origin),
         models_dir=Path(args.models) if args.models else None,
         device=resolve_device(args.device),
         data_dir=data,
