@@ -19,7 +19,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +44,9 @@ from engines.face.landmarks import FaceMesh
 from engines.face.overlay import draw_faces
 from engines.face.stillness import StillFaceHold, StillnessConfig
 from engines.face.tracker import FaceTracker, TrackedFace, TrackerConfig
+from engines.identity.performers import Performer, PerformerStore
 from engines.identity.store import Identity, IdentityStore
+from engines.identity.targets import Describe, FaceTarget, ReidConfig, TargetSelector
 from engines.light.person import PersonLightConfig, relight_person
 from engines.light.relight import LightTracker, estimate_sh, relight_face, skin_samples, target_sh
 from engines.runtime import load_model, models
@@ -89,6 +91,8 @@ class ProcessorConfig:
     """The invisible watermark every output frame carries (``engines.compose.watermark``); on by default."""
     learned: LearnedConfig = field(default_factory=LearnedConfig)
     """Learned swap models (``settings.swap_model`` naming a registered model; ``engines.swap.learned``)."""
+    reid: ReidConfig = field(default_factory=ReidConfig)
+    """Re-identifying performers for the target rules (``engines.identity.targets``)."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,9 @@ class ProcessedFrame:
     failed_stage: str | None = None
     error: str | None = None
     """Why ``failed_stage`` failed, in the engine's words (the stream's health shows it to the operator)."""
+    targets: dict[int, FaceTarget] = field(default_factory=dict)
+    """Each face's identity this frame and why (``engines.identity.targets``), by face id; empty when no face was
+    processed (no swap or relight selected, or a failure)."""
 
 
 def error_text(exc: BaseException) -> str:
@@ -121,6 +128,8 @@ class FaceProcessor:
         occlusion: OcclusionMasks | None = None,
         user_models: UserModelStore | None = None,
         person_masks: PersonMasks | None = None,
+        performers: PerformerStore | None = None,
+        selector: TargetSelector | None = None,
     ) -> None:
         self.tracker = tracker
         self.config = config or ProcessorConfig()
@@ -133,14 +142,21 @@ class FaceProcessor:
         self.swapper = MeshSwapper(self.config.swap)
         self.still = StillFaceHold(self.config.stillness) if self.config.stillness is not None else None
         self._learned: LearnedSwapper | None = None
-        self._embedding: tuple[Identity, tuple[str, ...], np.ndarray] | None = None
+        self._embeddings: dict[str, tuple[Identity, tuple[str, ...], np.ndarray]] = {}
+        self.performers = performers
+        """Enrolled performers that ``settings.targets`` rules can name (``engines.identity.performers``)."""
+        self.selector = selector if selector is not None else TargetSelector(None, self.config.reid)
+        """Which identity goes on which face (``engines.identity.targets``); its recogniser is loaded on the first
+        frame whose rules name a performer (``describe_with``)."""
+        self._describer_models: str | os.PathLike[str] | None = None
         self.frames = 0
         self.frames_failed = 0
         self._failing: str | None = None
         self.watermarker = Watermarker(self.config.watermark) if self.config.watermark.enabled else None
         self.watermark_id: int | None = new_watermark_id() if self.watermarker is not None else None
         """The id this processor's frames carry: one per processor, so per stream session or batch run."""
-        self._consented: str | None = None
+        self._consented: set[str] = set()
+        """The identities whose consent was checked when their swap started on this processor."""
         self._consented_model: str | None = None
         """The DFM whose consent was checked when its swap started (a DFM is a likeness of its own)."""
         self._lights: dict[int, LightTracker] = {}
@@ -155,8 +171,10 @@ class FaceProcessor:
         config: ProcessorConfig | None = None,
         identities: IdentityStore | None = None,
         user_models: UserModelStore | None = None,
+        performers: PerformerStore | None = None,
     ) -> FaceProcessor:
-        """Build the processor from the model registry (raises ModelError naming a missing/corrupt model)."""
+        """Build the processor from the model registry (raises ModelError naming a missing/corrupt model). The face
+        recogniser is loaded from the registry too, on the first frame with a rule naming a performer."""
         config = config or ProcessorConfig()
         detector = FaceDetector(
             load_model(models.resolve("yunet", models_dir), config.device), input_width=config.detect_width
@@ -177,7 +195,9 @@ class FaceProcessor:
             else:
                 person = PersonMasks(segmenter, config.person_every)
         tracker = FaceTracker(detector, mesh, config.tracker)
-        return cls(tracker, config, identities, occlusion, user_models, person)
+        processor = cls(tracker, config, identities, occlusion, user_models, person, performers)
+        processor._describer_models = models_dir
+        return processor
 
     @property
     def runtime(self) -> str:
@@ -213,6 +233,7 @@ class FaceProcessor:
         stage = "track"
         stage_ms: dict[str, float] = {}
         faces: tuple[TrackedFace, ...] = ()
+        targets: dict[int, FaceTarget] = {}
         try:
             faces = tuple(self.tracker.update(image, t_s))
             stage_ms.update(self.tracker.last_stage_ms)
@@ -221,18 +242,31 @@ class FaceProcessor:
                 faces = self.still.apply(image, faces)
             out = image
             stage = self._stage = "swap"
-            learned = self._learned_swapper(settings) if faces else None
-            identity = self._identity(settings) if faces and (learned is None or learned.needs_identity) else None
-            embedding = self._identity_embedding(identity) if learned is not None and identity is not None else None
-            if learned is not None and learned.needs_identity and identity is None:
-                learned = None  # an inswapper-style model with no identity selected: nothing to swap to
-            # A learned model's face is already in the actor's light: only a chosen target light relights it.
-            mesh_swap = identity is not None and learned is None
-            relight = settings.relight and (mesh_swap or settings.relight_target.mode != "match")
-            if faces and (identity is not None or learned is not None or relight):
-                out = image.copy()
-                for face in faces:
-                    stage = self._face(out, image, face, t, identity, relight, settings, stage_ms, learned, embedding)
+            targets = self._targets(image, faces, settings, stage_ms) if faces and settings.swap else {}
+            names = {t.identity for t in targets.values() if t.identity is not None}
+            learned = self._learned_swapper(settings) if faces and (names or not settings.targets) else None
+            needs_identity = learned is None or learned.needs_identity
+            identities = {n: self._identity(n) for n in sorted(names)} if needs_identity else {}
+            processed = False
+            for face in faces:
+                target = targets.get(face.id)
+                if settings.targets and settings.swap and (target is None or target.identity is None):
+                    continue  # no rule picks this face: left untouched
+                name = target.identity if target is not None else None
+                identity = identities.get(name) if name is not None else None
+                face_learned, embedding = learned, None
+                if face_learned is not None and identity is not None:
+                    embedding = self._identity_embedding(identity)
+                if face_learned is not None and face_learned.needs_identity and identity is None:
+                    face_learned = None  # an inswapper-style model with no identity selected: nothing to swap to
+                # A learned model's face is already in the actor's light: only a chosen target light relights it.
+                mesh_swap = identity is not None and face_learned is None
+                relight = settings.relight and (mesh_swap or settings.relight_target.mode != "match")
+                if identity is None and face_learned is None and not relight:
+                    continue
+                if not processed:
+                    out, processed = image.copy(), True
+                stage = self._face(out, image, face, t, identity, relight, settings, stage_ms, face_learned, embedding)
             if settings.debug_overlay:
                 stage = "overlay"
                 with timed(stage_ms, "overlay"):
@@ -246,6 +280,7 @@ class FaceProcessor:
                 self._failing = stage
             if stage == "track":
                 self.tracker.reset()
+                self.selector.reset()
                 faces = ()
             return ProcessedFrame(
                 self._mark(image, stage_ms, settings), faces, stage_ms, failed_stage=stage, error=error_text(exc)
@@ -253,7 +288,7 @@ class FaceProcessor:
         if self._failing is not None:
             log.info("stage %s recovered", self._failing)
             self._failing = None
-        return ProcessedFrame(self._mark(out, stage_ms, settings), faces, stage_ms)
+        return ProcessedFrame(self._mark(out, stage_ms, settings), faces, stage_ms, targets=targets)
 
     @contextlib.contextmanager
     def _timed(self, stage_ms: dict[str, float], stage: str) -> Iterator[None]:
@@ -273,15 +308,37 @@ class FaceProcessor:
 
     # ------------------------------------------------------------------------------------------ per face
 
-    def _identity(self, settings: ProcessSettings) -> Identity | None:
-        if not settings.swap or settings.identity is None:
-            return None
+    def _identity(self, name: str) -> Identity:
         if self.identities is None:
-            raise InputError(f"identity {settings.identity!r} selected but this processor has no identity store")
-        if settings.identity != self._consented:  # a new swap: its consent must hold (expired: passes through)
-            check_swap_allowed(settings.identity, identity_consent(self.identities.root, settings.identity))
-            self._consented = settings.identity
-        return self.identities.load(settings.identity)  # cached by the store; reloaded if re-enrolled
+            raise InputError(f"identity {name!r} selected but this processor has no identity store")
+        if name not in self._consented:  # a new swap: its consent must hold (expired: passes through)
+            check_swap_allowed(name, identity_consent(self.identities.root, name))
+            self._consented.add(name)
+        return self.identities.load(name)  # cached by the store; reloaded if re-enrolled
+
+    def _targets(
+        self, image: np.ndarray, faces: Sequence[TrackedFace], settings: ProcessSettings, stage_ms: dict[str, float]
+    ) -> dict[int, FaceTarget]:
+        """Each face's identity this frame (``engines.identity.targets``): the stream's identity on every face
+        without rules; with rules, the rule's, performers re-identified by face."""
+        rules = settings.targets
+        performers: dict[str, Performer] = {}
+        wanted = {r.performer for r in rules if r.performer is not None}
+        if wanted:
+            if self.performers is None:
+                raise InputError("target rules name performers but this processor has no performer store")
+            performers = {name: self.performers.load(name) for name in sorted(wanted)}  # cached by the store
+            if self.selector.describe is None:
+                self.selector.describe = self._load_describer()
+        with timed(stage_ms, "targets"):
+            return self.selector.select(image, faces, rules, performers, settings.identity)
+
+    def _load_describer(self) -> Describe:
+        from engines.identity.descriptor import FaceDescriber
+
+        describer = FaceDescriber(models.resolve("face_descriptor", self._describer_models))
+        log.info("face recogniser loaded for target rules")
+        return describer.describe_many
 
     def _learned_swapper(self, settings: ProcessSettings) -> LearnedSwapper | None:
         """The registered model ``settings.swap_model`` names (loaded once, reloaded if re-registered); None for
@@ -313,11 +370,11 @@ class FaceProcessor:
         store = self.user_models
         assert store is not None and self.identities is not None  # a learned swapper implies both
         recognisers = tuple(m.sha256 for m in store.list() if m.kind == "arcface")
-        cached = self._embedding
+        cached = self._embeddings.get(identity.name)
         if cached is not None and cached[0] is identity and cached[1] == recognisers:
             return cached[2]
         stored = identity_embedding(store, self.identities.root, identity.name, identity.info.photo_sha256)
-        self._embedding = (identity, recognisers, stored.embedding)
+        self._embeddings[identity.name] = (identity, recognisers, stored.embedding)
         return stored.embedding
 
     def _face(

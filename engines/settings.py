@@ -73,6 +73,34 @@ class NdiOutputs:
     source: bool = False
 
 
+POSITION_MATCHES: tuple[str, ...] = ("largest", "leftmost", "rightmost", "any")
+"""What a target rule can match besides an enrolled performer and ``id:N``: the largest face, the leftmost or
+rightmost face (by its centre), or ``any`` face no earlier rule took."""
+MAX_TARGETS = 16
+
+
+@dataclass(frozen=True)
+class TargetRule:
+    """One rule of ``ProcessSettings.targets``: the face ``match`` picks gets ``identity`` (None: left alone).
+
+    ``match`` is an enrolled performer's name (``engines.identity.performers``: re-identified by face, also after
+    leaving the frame), ``id:N`` (the tracked face with that id, as the monitor shows it), or one of
+    ``POSITION_MATCHES``. Each rule takes at most one face (``any``: every face left), in order."""
+
+    match: str
+    identity: str | None = None
+
+    @property
+    def face_id(self) -> int | None:
+        """N for ``id:N``; None for other matches."""
+        return int(self.match[3:]) if self.match.startswith("id:") else None
+
+    @property
+    def performer(self) -> str | None:
+        """The performer's name when the rule matches one; None for ``id:N`` and positions."""
+        return None if self.face_id is not None or self.match in POSITION_MATCHES else self.match
+
+
 @dataclass(frozen=True)
 class ProcessSettings:
     swap: bool = True
@@ -104,6 +132,15 @@ class ProcessSettings:
     """The footage's colour space (``engines.colour``); default: display-referred, nothing converted."""
     ndi: NdiOutputs = field(default_factory=NdiOutputs)
     """Live streams only: publish the processed and/or source view over NDI (``process`` ignores it)."""
+    targets: tuple[TargetRule, ...] = ()
+    """Who gets swapped, rule by rule (``TargetRule``): each face gets the identity of the first rule that picks
+    it, and faces no rule picks are left untouched (not swapped, not relit). Empty (the default): every face
+    gets ``identity``."""
+
+    @property
+    def target_identities(self) -> tuple[str, ...]:
+        """The identities the rules put on faces (each once, in rule order)."""
+        return tuple(dict.fromkeys(r.identity for r in self.targets if r.identity is not None))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -215,6 +252,55 @@ def _colour(current: ColourSettings, patch: Any) -> ColourSettings:
     return colour
 
 
+def _target_rule(i: int, value: Any) -> TargetRule:
+    from engines.paths import check_name
+
+    where = f"targets[{i}]"
+    if not isinstance(value, Mapping):
+        raise InputError(f'{where} must be an object like {{"match": "alice", "identity": "bob"}}, got {value!r}')
+    unknown = sorted(set(value) - {"match", "identity"})
+    if unknown:
+        raise InputError(f"unknown setting '{where}.{unknown[0]}' ({where}.match, {where}.identity)")
+    if "match" not in value:
+        raise InputError(f"{where} needs 'match': a performer's name, 'id:N' or one of {', '.join(POSITION_MATCHES)}")
+    match, identity = value["match"], value.get("identity")
+    if not isinstance(match, str) or not match:
+        raise InputError(f"{where}.match must be a performer's name, 'id:N' or one of {', '.join(POSITION_MATCHES)}")
+    if match.startswith("id:"):
+        number = match[3:]
+        if not number.isdigit() or int(number) < 1 or len(number) > 9:
+            raise InputError(f"{where}.match {match!r}: a face id is 'id:' and a number from 1 (as the monitor shows)")
+    elif match not in POSITION_MATCHES:
+        check_name(match, f"{where}.match (a performer)")
+    if identity is not None:
+        if not isinstance(identity, str):
+            raise InputError(f"{where}.identity must be an enrolled identity's name, or null to leave the face alone")
+        check_name(identity, f"{where}.identity")
+    return TargetRule(match, identity)
+
+
+def parse_targets(value: Any) -> tuple[TargetRule, ...]:
+    """The ``targets`` setting from JSON (a list of rules, or null for none), checked; InputError naming the rule."""
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple):
+        raise InputError(
+            f'targets must be a list of rules like [{{"match": "alice", "identity": "bob"}}], got {value!r}'
+        )
+    if len(value) > MAX_TARGETS:
+        raise InputError(f"at most {MAX_TARGETS} target rules, got {len(value)}")
+    rules = tuple(_target_rule(i, v) for i, v in enumerate(value))
+    seen: dict[str, int] = {}
+    for i, rule in enumerate(rules):
+        if rule.match in seen and rule.match not in ("largest", "leftmost", "rightmost"):
+            raise InputError(f"targets[{i}] matches {rule.match!r} again (targets[{seen[rule.match]}] does already)")
+        seen.setdefault(rule.match, i)
+    for i, rule in enumerate(rules[:-1]):
+        if rule.match == "any":
+            raise InputError(f"targets[{i}] matches 'any': every face is taken, so the rules after it never apply")
+    return rules
+
+
 def apply_patch(current: ProcessSettings, patch: Any) -> ProcessSettings:
     """A new ProcessSettings with ``patch`` (a JSON object) applied; raises InputError naming the bad key."""
     if not isinstance(patch, Mapping):
@@ -250,6 +336,8 @@ def apply_patch(current: ProcessSettings, patch: Any) -> ProcessSettings:
             if not isinstance(value, str):
                 raise InputError(f"swap_model must be 'mesh' or a registered model's name, got {value!r}")
             changes[key] = check_name(value, "swap_model")
+        elif key == "targets":
+            changes[key] = parse_targets(value)
         else:
             raise InputError(f"unknown setting {key!r}")
     return dataclasses.replace(current, **changes)

@@ -13,12 +13,25 @@ from collections.abc import Sequence
 
 from engines import __version__
 from engines.errors import StageswapError
-from streamer.commands import audit, colour, faceset, identities, keys, models, ndi, process, serve, train, verify
+from streamer.commands import (
+    audit,
+    colour,
+    faceset,
+    identities,
+    keys,
+    models,
+    ndi,
+    performers,
+    process,
+    serve,
+    train,
+    verify,
+)
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 
-COMMAND_MODULES = (process, models, serve, keys, verify, audit, identities, ndi, colour, faceset, train)
+COMMAND_MODULES = (process, models, serve, keys, verify, audit, identities, performers, ndi, colour, faceset, train)
 """Each adds its subcommand; a new command is a new module in streamer/commands and one entry here."""
 
 

@@ -52,6 +52,9 @@ class ModelSpec:
     inputs: tuple[TensorDesc, ...] = ()
     outputs: tuple[TensorDesc, ...] = ()
     notes: str = ""
+    package: str = ""
+    """A PyPI package that ships the file (``module/folder``): a model no models directory holds is taken from the
+    installed package, so it needs no download."""
 
     @property
     def short_sha(self) -> str:
@@ -121,7 +124,28 @@ SELFIE_SEGMENTATION = ModelSpec(
     outputs=(TensorDesc("activation_10", (1, 256, 256, 1), "float32", "person probability"),),
 )
 
-REGISTRY: Mapping[str, ModelSpec] = {spec.name: spec for spec in (YUNET, FACEMESH, SELFIE_SEGMENTATION)}
+FACE_DESCRIPTOR = ModelSpec(
+    name="face_descriptor",
+    filename="dlib_face_recognition_resnet_model_v1.dat",
+    sha256="55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+    size_bytes=22466066,
+    urls=(
+        "https://github.com/ageitgey/face_recognition_models/raw/master/"
+        "face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat",
+    ),
+    licence="CC0-1.0 (public domain; dlib-models by Davis King)",
+    homepage="https://github.com/davisking/dlib-models",
+    task="face recognition: a 150x150 face aligned on 5 points in, a 128-d descriptor out (who is who on set)",
+    inputs=(TensorDesc("face_chip", (150, 150, 3), "uint8", "RGB, aligned as dlib.get_face_chip does, padding 0.25"),),
+    outputs=(TensorDesc("descriptor", (128,), "float32", "same person: Euclidean distance below ~0.6"),),
+    notes="dlib's ResNet, run by dlib (dlib-bin); installed with the face-recognition-models package, whose "
+    "68-point predictor (iBUG 300-W, non-commercial) stageswap never loads.",
+    package="face_recognition_models/models",
+)
+
+REGISTRY: Mapping[str, ModelSpec] = {
+    spec.name: spec for spec in (YUNET, FACEMESH, SELFIE_SEGMENTATION, FACE_DESCRIPTOR)
+}
 """Every model the product itself runs, by name."""
 
 
@@ -198,9 +222,26 @@ class ModelStatus:
     looked_in: tuple[Path, ...] = field(default_factory=tuple)
 
 
+def package_dir(spec: ModelSpec) -> Path | None:
+    """The folder inside the installed package that ships ``spec`` (None: none declared, or not installed)."""
+    if not spec.package:
+        return None
+    import importlib.util
+
+    module, _, folder = spec.package.partition("/")
+    try:
+        found = importlib.util.find_spec(module)  # located, not imported
+    except (ImportError, ValueError):
+        return None
+    locations = list(found.submodule_search_locations or []) if found is not None else []
+    return Path(locations[0]) / folder if locations else None
+
+
 def check(spec: ModelSpec, models_dir: str | os.PathLike[str] | None = None) -> ModelStatus:
-    """Locate ``spec`` in the search directories and verify its sha256, without raising."""
-    dirs = tuple(search_dirs(models_dir))
+    """Locate ``spec`` in the search directories (then the package that ships it) and verify its sha256,
+    without raising."""
+    shipped = package_dir(spec)
+    dirs = tuple(search_dirs(models_dir)) + ((shipped,) if shipped is not None else ())
     for d in dirs:
         candidate = d / spec.filename
         if not candidate.is_file():

@@ -225,6 +225,30 @@ def check_face_choice(face: str | int | None) -> str | int | None:
     raise InputError(f"--face must be 'largest' or a number (0 = the largest face), got {face!r}")
 
 
+def usable_face(
+    image: np.ndarray, faces: Sequence[Any], face: str | int | None, config: FacesetConfig
+) -> tuple[Any | None, str | None]:
+    """The face of a frame to learn a person from (``TrackedFace``s in, any order), or None and the reason
+    (``REASONS``): the one face or the ``face`` chosen, not turned too far, not occluded, inside the frame.
+    Shared with performer enrollment (``stageswap performers add``)."""
+    if not faces:
+        return None, "no face"
+    ordered = sorted(faces, key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+    index = _face_index(ordered, face)
+    if index is None:
+        return None, "several faces"
+    chosen = ordered[index]
+    yaw, pitch, _ = chosen.pose_deg
+    if abs(yaw) > config.max_yaw_deg or abs(pitch) > config.max_pitch_deg:
+        return None, "extreme pose"
+    if chosen.presence < config.min_presence:
+        return None, "occluded"
+    h, w = image.shape[:2]
+    if _outside_share(np.asarray(chosen.raw_landmarks, np.float64), w, h) > config.max_outside:
+        return None, "out of frame"
+    return chosen, None
+
+
 class FacesetWriter:
     """Writes a faceset face by face into a hidden folder beside ``out_dir``; ``finish`` drops the blurry
     faces, writes the index and puts the folder in place (replacing a faceset there only then), ``abort``
@@ -268,22 +292,11 @@ class FacesetWriter:
         self.report.frames += 1
         if frame.source not in self.report.sources:
             self.report.sources.append(frame.source)
-        if not faces:
-            return self.refuse("no face")
-        ordered = sorted(faces, key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
-        index = _face_index(ordered, face)
-        if index is None:
-            return self.refuse("several faces")
-        chosen = ordered[index]
+        chosen, reason = usable_face(frame.image, faces, face, cfg)
+        if chosen is None:
+            return self.refuse(reason or "no face")
         yaw, pitch, roll = chosen.pose_deg
-        if abs(yaw) > cfg.max_yaw_deg or abs(pitch) > cfg.max_pitch_deg:
-            return self.refuse("extreme pose")
-        if chosen.presence < cfg.min_presence:
-            return self.refuse("occluded")
         raw = np.asarray(chosen.raw_landmarks, np.float64)
-        h, w = frame.image.shape[:2]
-        if _outside_share(raw, w, h) > cfg.max_outside:
-            return self.refuse("out of frame")
         last = self._last.get(frame.source)
         if last is not None and float(np.abs(_thumb(last[0].crop(frame.image)) - last[1]).max()) < cfg.duplicate_diff:
             return self.refuse("duplicate")

@@ -23,7 +23,7 @@ def served(tmp_path: Path, models_dir: Path) -> Iterator[tuple[str, Path]]:
     root = tmp_path / "www"
     root.mkdir()
     for spec in models.REGISTRY.values():
-        shutil.copy(models_dir / spec.filename, root / spec.filename)
+        shutil.copy(models.resolve(spec.name, models_dir), root / spec.filename)
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
     handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -44,7 +44,24 @@ def test_registry_entries_are_complete() -> None:
 
 def test_shared_models_match_registry(models_dir: Path) -> None:
     for spec in models.REGISTRY.values():
-        assert models.sha256_file(models_dir / spec.filename) == spec.sha256, spec.name
+        shipped = models.package_dir(spec)
+        path = shipped / spec.filename if shipped is not None else models_dir / spec.filename
+        assert models.sha256_file(path) == spec.sha256, spec.name
+
+
+def test_a_model_a_package_ships_resolves_without_a_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The face recogniser comes inside face-recognition-models: found there, verified, after any models folder."""
+    monkeypatch.delenv(models.MODELS_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    shipped = models.package_dir(models.FACE_DESCRIPTOR)
+    assert shipped is not None and shipped.name == "models"
+    assert models.resolve("face_descriptor", tmp_path) == shipped / models.FACE_DESCRIPTOR.filename
+    assert models.fetch("face_descriptor", tmp_path) == shipped / models.FACE_DESCRIPTOR.filename  # nothing fetched
+    assert not (tmp_path / models.FACE_DESCRIPTOR.filename).exists()
+    # a copy in a models folder comes first, and a damaged one there is an error, not skipped for the package's
+    (tmp_path / models.FACE_DESCRIPTOR.filename).write_bytes(b"damaged")
+    with pytest.raises(ModelError, match="corrupt"):
+        models.resolve("face_descriptor", tmp_path)
 
 
 def test_resolution_order(tmp_path: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -83,7 +100,7 @@ def test_corrupt_model_is_an_error_not_skipped(
 
 
 def test_unknown_model_lists_known_names() -> None:
-    with pytest.raises(ModelError, match="known models: facemesh"):
+    with pytest.raises(ModelError, match="known models: face_descriptor, facemesh"):
         models.resolve("no-such-model")
 
 
