@@ -6,6 +6,8 @@
   ``GET /api/streams``, ``GET /api/streams/{stream}``, ``GET /metrics`` and ``/ws`` (stats and events pushed;
   control messages are answered with an error).
 - **public**: the static client UI (it holds no data: the pages ask for the token) and ``/api/openapi.json``.
+- **a ticket** (``Tickets``): a link the server hands to an operator, for one file (a recording to play or
+  download: ``<video src>`` and download links cannot send a header), valid for an hour, GET only.
 
 Without an operator token everything is open (the config refuses that on a non-loopback address unless
 ``--insecure``). A missing or wrong token is 401 and the request does nothing; a viewer token on an operator
@@ -15,9 +17,12 @@ logged with the method, path and peer address only.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import re
+import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -54,6 +59,34 @@ def required_role(method: str, path: str) -> Role | None:
     if method in _READ_METHODS and _VIEWER_READS.fullmatch(path):
         return "viewer"
     return "operator"
+
+
+class Tickets:
+    """Links to read one path for a while without the token in a header: ``?ticket=EXPIRY.MAC``, the MAC an
+    HMAC-SHA256 of the path and the expiry under a key made when the server starts (a restart ends every
+    ticket). Only someone with the operator token is handed one (``link``); it reads that path and no other."""
+
+    def __init__(self, ttl_s: float = 3600.0, clock: Callable[[], float] = time.time) -> None:
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._key = secrets.token_bytes(32)
+
+    def _mac(self, path: str, expires: int) -> str:
+        return hmac.new(self._key, f"{path}\n{expires}".encode(), hashlib.sha256).hexdigest()[:32]
+
+    def link(self, path: str) -> str:
+        """``path?ticket=...``: ``path`` (already URL-quoted) readable for ``ttl_s`` seconds."""
+        expires = int(self._clock() + self.ttl_s)
+        return f"{path}?ticket={expires}.{self._mac(path, expires)}"
+
+    def valid(self, path: str, ticket: str) -> bool:
+        expires_text, _, mac = ticket.partition(".")
+        if not expires_text.isdigit() or len(expires_text) > 12 or int(expires_text) < self._clock():
+            return False
+        return hmac.compare_digest(mac.encode(), self._mac(path, int(expires_text)).encode())
+
+
+TICKETS = web.AppKey("stageswap_tickets", Tickets)
 
 
 def request_role(request: web.Request) -> Role:
@@ -116,8 +149,8 @@ class RefusalLog:
         log.info(message, *args)
 
 
-def middleware(config: ServeConfig) -> Any:
-    """The aiohttp middleware enforcing the roles above for ``config``'s tokens."""
+def middleware(config: ServeConfig, tickets: Tickets | None = None) -> Any:
+    """The aiohttp middleware enforcing the roles above for ``config``'s tokens (and ``tickets``' links)."""
     tokens = Tokens.from_config(config)
     refused = RefusalLog()
 
@@ -129,6 +162,9 @@ def middleware(config: ServeConfig) -> Any:
             return await handler(request)
         given = bearer_token(request)
         role = tokens.role_of(given) if given else None
+        if role is None and tickets is not None and _ticketed(request, tickets):
+            request[ROLE_KEY] = "viewer"  # it reads this one path, nothing else
+            return await handler(request)
         if role is None:
             refused("401 %s %s from %s: %s token", request.method, request.path[:200], request.remote, _why(given))
             raise web.HTTPUnauthorized(
@@ -144,6 +180,12 @@ def middleware(config: ServeConfig) -> Any:
         return await handler(request)
 
     return auth
+
+
+def _ticketed(request: web.Request, tickets: Tickets) -> bool:
+    """A read of the one path its ``?ticket=`` was handed out for, before the ticket expired."""
+    ticket = request.query.get("ticket", "")
+    return bool(ticket) and request.method in _READ_METHODS and tickets.valid(request.path, ticket)
 
 
 def _why(given: str) -> str:

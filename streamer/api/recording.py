@@ -8,8 +8,14 @@
 - ``DELETE /api/streams/{stream}/recording`` — stop; 200 with the final state (frames written,
   dropped, duration). 409 when the stream is not recording (with how its last recording ended).
 - ``GET /api/streams/{stream}/recording`` — the running recording of a stream (404 if none).
-- ``GET /api/recordings`` — running recordings, then finished ones from their sidecars, newest first;
-  ``GET /api/recordings/{id}`` — one of them.
+- ``GET /api/recordings[?stream=NAME]`` — running recordings, then finished ones from their sidecars,
+  newest first, with the recordings ``folder``; each finished one has ``media``: per view its file, size,
+  whether a browser ``plays`` it, links to play and download it (``url``, ``download``: tickets, see
+  ``streamer.api.auth.Tickets``) and its ``proxy``. ``GET /api/recordings/{id}`` — one of them.
+- ``GET /api/recordings/{id}/files/{view}[?download=1][&proxy=1]`` — the file (or its proxy), with ranges
+  (a player seeks); the operator token or a ticket.
+- ``POST /api/recordings/{id}/proxy`` — make H.264 proxies of the views a browser cannot play (ProRes,
+  FFV1; ``streamer.record.proxy``): 202 with each proxy's state; the listing shows its progress.
 - WebSocket: ``{"type": "recording", "action": "start", "stream": "cam1", "options": {...}}`` and
   ``{"type": "recording", "action": "stop", "stream": "cam1"}``, answered like the REST calls.
 - Every stream's JSON (``GET /api/streams/{stream}``, the ``/ws`` stats) has ``recording``: its running or
@@ -39,12 +45,14 @@ from aiohttp import web
 
 from engines.errors import InputError
 from engines.paths import check_name
+from streamer.api.auth import TICKETS
 from streamer.api.routes import read_json
 from streamer.errors import NotFoundError
 from streamer.governance.recording_provenance import RecordingSigner
 from streamer.live.fanout import OutputFanout
 from streamer.live.streams import Stream
 from streamer.record.formats import EncoderSupport
+from streamer.record.proxy import BROWSER_PLAYS, ProxyJobs, proxy_path
 from streamer.record.recording import (
     RecordingConfig,
     RecordingManager,
@@ -77,6 +85,7 @@ class _Wiring:
 
 
 RECORDINGS = web.AppKey("stageswap_recordings", RecordingManager)
+PROXIES = web.AppKey("stageswap_proxies", ProxyJobs)
 WHOLE_RATES = (24, 25, 30, 48, 50, 60, 120)
 RATE_SETTLE_S = 1.0
 """A stream's rate is trusted once its first frames have left the stats window (window + this)."""
@@ -152,7 +161,76 @@ async def recording_get(request: web.Request) -> web.Response:
 
 async def recordings_list(request: web.Request) -> web.Response:
     manager = request.app[RECORDINGS]
-    return web.json_response({"recordings": await asyncio.to_thread(manager.recordings)})
+    stream = request.query.get("stream") or None
+    if stream is not None:
+        check_name(stream, "stream name")
+    listed = await asyncio.to_thread(manager.recordings, 200, stream)
+    media = await asyncio.to_thread(lambda: [with_media(request.app, rec) for rec in listed])
+    return web.json_response({"recordings": media, "folder": str(manager.config.directory.resolve())})
+
+
+MEDIA_TYPES = {".mp4": "video/mp4", ".mov": "video/quicktime", ".mkv": "video/x-matroska"}
+
+
+def with_media(app: web.Application, recording: Mapping[str, Any]) -> dict[str, Any]:
+    """``recording`` (a listing entry) with ``media``: per view what the page needs to play or download it
+    (blocking: looks at the files). Running recordings have none yet."""
+    out = dict(recording)
+    if out.get("state") in ("recording", "finishing"):
+        return out
+    folder = app[RECORDINGS].config.directory
+    tickets = app[TICKETS]
+    plays = (out.get("codec"), out.get("container")) in BROWSER_PLAYS
+    media: dict[str, Any] = {}
+    for view, name in (out.get("files") or {}).items():
+        path = folder / str(name)
+        if not path.is_file():
+            media[view] = {"file": name, "missing": True}
+            continue
+        link = tickets.link(f"/api/recordings/{out['id']}/files/{view}")
+        entry: dict[str, Any] = {"file": name, "bytes": path.stat().st_size, "plays": plays}
+        entry.update(url=link, download=f"{link}&download=1", proxy=None)
+        if not plays:
+            entry["proxy"] = app[PROXIES].status(path)
+            if (entry["proxy"] or {}).get("state") == "ready":
+                entry["proxy_url"] = f"{link}&proxy=1"
+        media[view] = entry
+    out["media"] = media
+    return out
+
+
+async def recording_file(request: web.Request) -> web.StreamResponse:
+    """A recording's file (or its proxy) for a player or a download: the operator token or a ticket."""
+    manager = request.app[RECORDINGS]
+    rec_id, view = request.match_info["id"], request.match_info["view"]
+    path = await asyncio.to_thread(manager.file, rec_id, view)
+    if request.query.get("proxy") == "1":
+        path = proxy_path(path)
+        if not path.is_file():
+            raise NotFoundError(f"recording {rec_id!r} has no proxy of its {view!r} file yet: POST .../proxy")
+    disposition = "attachment" if request.query.get("download") == "1" else "inline"
+    headers = {
+        "Content-Type": MEDIA_TYPES.get(path.suffix, "application/octet-stream"),
+        "Content-Disposition": f'{disposition}; filename="{path.name}"',
+        "Cache-Control": "private, no-store",
+    }
+    return web.FileResponse(path, headers=headers)
+
+
+async def recording_proxy_post(request: web.Request) -> web.Response:
+    """Make proxies of a finished recording's views that a browser cannot play (202 with their state)."""
+    manager = request.app[RECORDINGS]
+    rec_id = request.match_info["id"]
+    recording = await asyncio.to_thread(manager.get, rec_id)
+    if recording.get("state") in ("recording", "finishing"):
+        raise InputError(f"recording {rec_id!r} is still being written: stop it first")
+    if (recording.get("codec"), recording.get("container")) in BROWSER_PLAYS:
+        raise InputError(f"recording {rec_id!r} is H.264 in MP4: the browser plays it as it is")
+    proxies = {}
+    for view in recording.get("files") or {}:
+        path = await asyncio.to_thread(manager.file, rec_id, view)
+        proxies[view] = request.app[PROXIES].start(path)
+    return web.json_response({"id": rec_id, "proxies": proxies}, status=202)
 
 
 async def recordings_get_one(request: web.Request) -> web.Response:
@@ -240,6 +318,9 @@ def _register(app: web.Application, overrides: Mapping[str, Any]) -> None:
     app.router.add_get("/api/streams/{stream}/recording", recording_get)
     app.router.add_get("/api/recordings", recordings_list)
     app.router.add_get("/api/recordings/{id}", recordings_get_one)
+    app.router.add_get("/api/recordings/{id}/files/{view}", recording_file)
+    app.router.add_post("/api/recordings/{id}/proxy", recording_proxy_post)
+    app[PROXIES] = ProxyJobs()
     app.on_startup.append(functools.partial(_start, overrides=overrides))
     app.on_shutdown.append(_stop_all)
 

@@ -82,15 +82,17 @@ def create_app(
     # The largest body any route accepts is an identity upload; the others check their own smaller limits.
     # Errors outermost (every refusal is JSON), then the rate limit (a flood is refused before anything,
     # token guessing included), then cross-origin requests (streamer.api.origin), then the tokens.
+    tickets = auth.Tickets()
     app = web.Application(
         middlewares=[
             api.error_middleware,
             ratelimit.middleware(config, auth.PROTECTED_PREFIXES),
             origin.middleware(config),
-            auth.middleware(config),
+            auth.middleware(config, tickets),
         ],
         client_max_size=config.upload_max_bytes,
     )
+    app[auth.TICKETS] = tickets
     service = Service(config=config, make_processor=PassthroughProcessor)
     service.make_processor = make_processor or processor_factory(config, service)
     app[SERVICE] = service

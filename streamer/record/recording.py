@@ -80,6 +80,10 @@ log = logging.getLogger(__name__)
 View = Literal["processed", "source"]
 VIEW_CHOICES: tuple[str, ...] = ("processed", "source", "both")
 FRAME_RATE_MODES: tuple[str, ...] = ("source", "cfr")
+POST_CODECS: tuple[str, ...] = ("prores", "ffv1")
+"""Codecs recorded for post (grading, VFX): constant frame rate unless a request says otherwise."""
+RATE_TOLERANCE = 0.02
+"""A source-timed recording whose frames average this much under its nominal rate is called variable-rate."""
 SOURCE_CLOCK_HZ = 90_000
 DEFAULT_FPS = Fraction(30, 1)
 STANDARD_RATES: tuple[Fraction, ...] = tuple(
@@ -121,6 +125,8 @@ class RecordingRequest:
     container: str | None = None
     encoder: str | None = None
     frame_rate: str = "source"
+    """``source`` (each frame at its own media time) or ``cfr``; the default is ``cfr`` for ``POST_CODECS``:
+    editors and grading tools expect a constant rate, and a stream that drops frames is not one."""
     fps: Fraction | None = None
     """Nominal rate; default: the stream's (its source's rate, else the measured input rate, else 30)."""
     timecode: str | None = None
@@ -145,13 +151,14 @@ class RecordingRequest:
         view = body.get("view") or "processed"
         if view not in VIEW_CHOICES:
             raise InputError(f"unknown view {view!r}: use one of {', '.join(VIEW_CHOICES)}")
-        frame_rate = body.get("frame_rate") or "source"
+        codec = body.get("codec") or "h264"
+        frame_rate = body.get("frame_rate") or ("cfr" if codec in POST_CODECS else "source")
         if frame_rate not in FRAME_RATE_MODES:
             raise InputError(f"unknown frame_rate {frame_rate!r}: use source (keep timestamps) or cfr")
         fps = nominal_rate(body["fps"]) if body.get("fps") is not None else None
         request = cls(
             view=view,
-            codec=body.get("codec") or "h264",
+            codec=codec,
             container=body.get("container"),
             encoder=body.get("encoder"),
             frame_rate=frame_rate,
@@ -492,6 +499,27 @@ class RecordingSession:
             return round((self._last_pts + 1) / float(self.rate), 3)
         return round(self._last_pts / SOURCE_CLOCK_HZ + float(1 / self.rate), 3)
 
+    @property
+    def average_fps(self) -> float | None:
+        """Frames per second of media time in the files (None before the first frame)."""
+        if self.frames_recorded == 0 or self.duration_s <= 0:
+            return None
+        if self.cfr:
+            return round(float(self.rate), 2)
+        written = self.frames_recorded + self.frames_duplicated
+        return round(written / self.duration_s, 2)
+
+    def rate_warning(self) -> str | None:
+        """Why the file is not constant-rate, when it is not (its frames keep their source times and average
+        under the nominal rate: the stream dropped frames); None for a constant-rate one."""
+        average = self.average_fps
+        if self.cfr or average is None or average >= float(self.rate) * (1 - RATE_TOLERANCE):
+            return None
+        return (
+            f"variable frame rate: {average:.1f} fps on average against {float(self.rate):g} nominal (the frames "
+            "keep their source times and the stream dropped some); record at constant rate for editing"
+        )
+
     def frames_written(self) -> dict[str, int]:
         """Frames per view in the files: what the encoders wrote, or what a failed file kept."""
         if self._frames_in_files is not None:
@@ -525,6 +553,8 @@ class RecordingSession:
             "first_frame_utc": _iso(self.first_frame_utc),
             "end_utc": _iso(self.ended_utc),
             "duration_s": self.duration_s,
+            "average_fps": self.average_fps,
+            "rate_warning": self.rate_warning(),
             "frames_received": self.frames_received,
             "frames_recorded": self.frames_recorded,
             "frames_written": written,
@@ -796,16 +826,17 @@ class RecordingManager:
         out["totals"] = totals
         return out
 
-    def recordings(self, limit: int = 200) -> list[dict[str, Any]]:
-        """Active recordings first, then finished ones from their sidecars (newest first)."""
+    def recordings(self, limit: int = 200, stream: str | None = None) -> list[dict[str, Any]]:
+        """Active recordings first, then finished ones from their sidecars (newest first); only ``stream``'s
+        when given."""
         with self._lock:
-            active = {s.id: s.snapshot() for s in self._active.values()}
+            active = {s.id: s.snapshot() for s in self._active.values() if stream in (None, s.stream)}
         finished: list[dict[str, Any]] = []
         folder = self.config.directory
         if folder.is_dir():
-            for path in folder.glob("*.json"):
+            for path in folder.glob(f"{stream}-*.json" if stream else "*.json"):
                 data = _read_json(path)
-                if data is not None and data["id"] not in active:
+                if data is not None and data["id"] not in active and stream in (None, data.get("stream")):
                     finished.append(_public(data))
         finished.sort(key=lambda d: str(d.get("start_utc") or ""), reverse=True)
         return (list(active.values()) + finished)[:limit]
@@ -822,6 +853,18 @@ class RecordingManager:
         if data is None:
             raise NotFoundError(f"no recording {rec_id!r}")
         return _public(data)
+
+    def file(self, rec_id: str, view: str) -> Path:
+        """The file of view ``view`` of recording ``rec_id`` (NotFoundError: no such recording, view or file)."""
+        recording = self.get(rec_id)
+        name = (recording.get("files") or {}).get(view)
+        if not isinstance(name, str):
+            views = ", ".join(recording.get("files") or {}) or "none"
+            raise NotFoundError(f"recording {rec_id!r} has no {view!r} file (views: {views})")
+        path = inside(self.config.directory, name)
+        if not path.is_file():
+            raise NotFoundError(f"the file {name} of recording {rec_id!r} is no longer in the recordings folder")
+        return path
 
     def recover(self) -> list[dict[str, Any]]:
         """Finish the sidecars of recordings a crash interrupted: cut torn tails, count frames, say so.

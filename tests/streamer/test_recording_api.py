@@ -43,6 +43,8 @@ from tests.recording_faults import WriterFaults
 
 REPO = Path(__file__).resolve().parents[2]
 FPS = 30
+FFV1_SOURCE_TIMES = {"codec": "ffv1", "view": "both", "frame_rate": "source"}
+"""Every frame once, at its own time (FFV1 records at constant rate by default, repeating to fill gaps)."""
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +91,10 @@ async def server(
     data_dir: Path,
     seen: list[int | None] | None = None,
     inputs: tuple[InputSpec, ...] = (),
+    token: str | None = None,
     **recording: Any,
 ) -> AsyncIterator[tuple[str, web.Application]]:
-    config = ServeConfig(data_dir=data_dir, processor="passthrough", inputs=inputs, max_streams=2)
+    config = ServeConfig(data_dir=data_dir, processor="passthrough", inputs=inputs, max_streams=2, token=token)
     groups = (webrtc.register, api.register, api_recording.configured(**{"min_free_bytes": 0, **recording}))
     make = (lambda: StampLog(seen)) if seen is not None else None
     app = create_app(config, route_groups=groups, make_processor=make)
@@ -120,10 +123,17 @@ async def whip_publish(http: aiohttp.ClientSession, base: str, stream: str, clip
     return pc
 
 
-async def wait_frames(http: aiohttp.ClientSession, base: str, stream: str, frames: int, timeout_s: float = 60) -> dict:
+async def wait_frames(
+    http: aiohttp.ClientSession,
+    base: str,
+    stream: str,
+    frames: int,
+    timeout_s: float = 60,
+    headers: dict[str, str] | None = None,
+) -> dict:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        async with http.get(f"{base}/api/streams/{stream}") as r:
+        async with http.get(f"{base}/api/streams/{stream}", headers=headers) as r:
             if r.status == 200:
                 info = await r.json()
                 if info["stats"].get("frames_processed", 0) >= frames:
@@ -350,7 +360,7 @@ def test_full_disk_stops_the_recording_and_the_stream_goes_on(tmp_path: Path, st
                 fps_before = (await r.json())["stats"]["output_fps"]
             events: list[dict] = []
             async with http.ws_connect(f"{base}/ws") as ws:
-                async with http.post(f"{base}/api/streams/cam1/recording", json={"codec": "ffv1", "view": "both"}) as r:
+                async with http.post(f"{base}/api/streams/cam1/recording", json=FFV1_SOURCE_TIMES) as r:
                     assert r.status == 201, await r.text()
                 deadline = time.monotonic() + 60
                 while not any(e["event"] == "error" for e in events) and time.monotonic() < deadline:
@@ -611,3 +621,109 @@ def test_a_recorder_that_falls_behind_is_an_alarm_in_stats_and_metrics_then_an_e
     assert m['stageswap_recording_active{stream="cam1"}'] == 0
     assert m['stageswap_recording_frames_dropped_total{stream="cam1"}'] == failed["frames_dropped"]
     assert out["stream"]["output_fps"] > 10, "the live path went on"
+
+
+# -- recordings one click away: files behind the token or a ticket, proxies, the rate warning -----------------
+
+
+def test_recordings_are_served_by_token_or_ticket_and_get_proxies(tmp_path: Path, stamped_clip: Path) -> None:
+    """A finished H.264 recording is listed with links the page can put in a <video> (a ticket for that one
+    file), served with ranges; without the token or with a ticket for another file it is 401. An FFV1 one is
+    not playable in a browser: it gets an H.264 proxy on request, with its progress in the listing."""
+    token = "rec-token"
+    auth = {"Authorization": f"Bearer {token}"}
+
+    async def record(http: aiohttp.ClientSession, base: str, options: dict[str, Any]) -> dict[str, Any]:
+        async with http.post(f"{base}/api/streams/cam1/recording", json=options, headers=auth) as r:
+            assert r.status == 201, await r.text()
+        await asyncio.sleep(1.0)
+        async with http.delete(f"{base}/api/streams/cam1/recording", headers=auth) as r:
+            assert r.status == 200, await r.text()
+            return dict(await r.json())
+
+    async def listing(http: aiohttp.ClientSession, base: str) -> dict[str, Any]:
+        async with http.get(f"{base}/api/recordings?stream=cam1", headers=auth) as r:
+            assert r.status == 200, await r.text()
+            return dict(await r.json())
+
+    async def scenario() -> dict[str, Any]:
+        inputs = (InputSpec.parse(f"cam1={stamped_clip}"),)
+        out: dict[str, Any] = {}
+        async with server(tmp_path, inputs=inputs, token=token) as (base, _app), aiohttp.ClientSession() as http:
+            await wait_frames(http, base, "cam1", 10, headers=auth)
+            out["h264"] = await record(http, base, {"view": "both"})
+            out["ffv1"] = await record(http, base, {"codec": "ffv1"})
+            out["listing"] = listed = await listing(http, base)
+            by_id = {rec["id"]: rec for rec in listed["recordings"]}
+            media = by_id[out["h264"]["id"]]["media"]
+            url = base + media["processed"]["url"]
+            async with http.get(url) as r:  # the ticket alone, as a <video src> sends it
+                out["played"] = (r.status, r.headers.get("Content-Type"), r.headers.get("Content-Disposition"))
+                out["played_bytes"] = await r.read()
+            async with http.get(url, headers={"Range": "bytes=0-99"}) as r:
+                out["ranged"] = (r.status, len(await r.read()))
+            async with http.get(base + media["processed"]["download"]) as r:
+                out["download"] = (r.status, r.headers.get("Content-Disposition"))
+            plain = url.split("?")[0]
+            async with http.get(plain) as r:
+                out["no_ticket"] = r.status
+            async with http.get(plain, headers=auth) as r:
+                out["token"] = r.status
+            async with http.get(base + media["source"]["url"].split("?")[0] + "?" + url.split("?")[1]) as r:
+                out["other_file"] = r.status  # processed's ticket on the source file
+            async with http.get(url[:-4] + "0000") as r:
+                out["forged"] = r.status
+            async with http.delete(url) as r:
+                out["ticket_delete"] = r.status
+            async with http.get(f"{base}/api/recordings/{out['h264']['id']}/files/nope", headers=auth) as r:
+                out["no_view"] = (r.status, (await r.json())["error"])
+            async with http.post(f"{base}/api/recordings/{out['h264']['id']}/proxy", headers=auth) as r:
+                out["proxy_h264"] = (r.status, (await r.json())["error"])
+            ffv1_id = out["ffv1"]["id"]
+            out["ffv1_before"] = by_id[ffv1_id]["media"]["processed"]
+            async with http.post(f"{base}/api/recordings/{ffv1_id}/proxy", headers=auth) as r:
+                out["proxy_started"] = (r.status, await r.json())
+            ready = await poll(
+                lambda: listing(http, base),
+                lambda ls: any(
+                    rec["id"] == ffv1_id and (rec["media"]["processed"]["proxy"] or {}).get("state") == "ready"
+                    for rec in ls["recordings"]
+                ),
+                60,
+                "the proxy",
+            )
+            entry = next(rec for rec in ready["recordings"] if rec["id"] == ffv1_id)["media"]["processed"]
+            async with http.get(base + entry["proxy_url"]) as r:
+                out["proxy_get"] = (r.status, r.headers.get("Content-Type"))
+                (tmp_path / "got-proxy.mp4").write_bytes(await r.read())
+        return out
+
+    out = asyncio.run(scenario())
+    listed = out["listing"]
+    assert listed["folder"] == str((tmp_path / "recordings").resolve())
+    assert [rec["id"] for rec in listed["recordings"]] == [out["ffv1"]["id"], out["h264"]["id"]]
+    h264 = next(rec for rec in listed["recordings"] if rec["id"] == out["h264"]["id"])
+    processed = h264["media"]["processed"]
+    file = tmp_path / "recordings" / processed["file"]
+    assert processed["plays"] is True and processed["bytes"] == file.stat().st_size and processed["proxy"] is None
+    assert set(h264["media"]) == {"processed", "source"}
+    assert out["played"] == (200, "video/mp4", f'inline; filename="{file.name}"')
+    assert out["played_bytes"] == file.read_bytes()
+    assert out["ranged"] == (206, 100)
+    assert out["download"] == (200, f'attachment; filename="{file.name}"')
+    assert out["no_ticket"] == 401 and out["token"] == 200
+    assert out["other_file"] == 401 and out["forged"] == 401 and out["ticket_delete"] == 401
+    assert out["no_view"][0] == 404 and "views: processed, source" in out["no_view"][1]
+    assert out["proxy_h264"][0] == 400 and "plays it as it is" in out["proxy_h264"][1]
+    # FFV1 at constant rate by default (a post format); a browser cannot play it: a proxy on request.
+    assert out["ffv1"]["frame_rate"] == "cfr" and out["ffv1"]["rate_warning"] is None
+    assert out["ffv1_before"]["plays"] is False and out["ffv1_before"]["proxy"] is None
+    status, started = out["proxy_started"]
+    assert status == 202 and started["proxies"]["processed"]["state"] in ("making", "ready")
+    assert out["proxy_get"] == (200, "video/mp4")
+    original = file_stamps(tmp_path / "recordings" / f"{out['ffv1']['id']}-processed.mkv")
+    with av.open(str(tmp_path / "got-proxy.mp4")) as proxy:
+        assert proxy.streams.video[0].codec_context.name == "h264"
+        assert proxy.streams.video[0].height == 512
+        frames = sum(1 for _ in proxy.decode(video=0))
+    assert frames == len(original) > 20

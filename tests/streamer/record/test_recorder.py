@@ -256,6 +256,32 @@ def test_constant_frame_rate_duplicates_and_skips_as_documented(tmp_path: Path, 
         assert stamps == [0, 1, 2, 2, 2, 3, 5, 6]
 
 
+def test_a_recording_that_will_not_be_constant_rate_says_so(tmp_path: Path, frames: list[np.ndarray]) -> None:
+    """Source times from a stream that dropped every third frame: 20 fps on average against 30 (issue 25's 20.4
+    from 30), said in the summary; the same frames at constant rate, or a stream that kept up, are not."""
+    mgr = manager(tmp_path)
+    kept = [i for i in range(45) if i % 3 != 2]
+    session = mgr.start("cam1", RecordingRequest.from_json({"fps": 30}))
+    for i in kept:
+        session.on_frame(stamped(frames[i], i, True), stamped(frames[i], i), FrameMeta(i, i / FPS), None)
+    summary = mgr.stop("cam1")
+    assert summary["frame_rate"] == "source" and summary["average_fps"] == pytest.approx(20.5, abs=0.5)
+    assert summary["rate_warning"].startswith("variable frame rate: 20.")
+    assert "30 nominal" in summary["rate_warning"] and "constant rate" in summary["rate_warning"]
+    steady = mgr.start("cam1", RecordingRequest.from_json({"fps": 30}))
+    feed(steady, frames[:30])
+    summary = mgr.stop("cam1")
+    assert summary["average_fps"] == pytest.approx(30.0) and summary["rate_warning"] is None
+    # Post codecs record at constant rate unless asked otherwise: gaps are filled, nothing to warn about.
+    post = mgr.start("cam1", RecordingRequest.from_json({"codec": "ffv1", "fps": 30}))
+    for i in kept:
+        post.on_frame(stamped(frames[i], i, True), stamped(frames[i], i), FrameMeta(i, i / FPS), None)
+    summary = mgr.stop("cam1")
+    assert summary["frame_rate"] == "cfr" and summary["frames_duplicated"] > 0
+    assert summary["average_fps"] == pytest.approx(30.0) and summary["rate_warning"] is None
+    assert RecordingRequest.from_json({"codec": "prores", "frame_rate": "source"}).frame_rate == "source"
+
+
 # -- the live path never waits: overload is counted and announced ------------------------------------------
 
 
@@ -265,7 +291,8 @@ def test_overload_drops_from_every_view_with_an_alarm(
     events: list[dict] = []
     # A queue of 3 frames and ProRes at 1024x1024: the encoder cannot keep up with frames offered at once.
     mgr = manager(tmp_path, events, queue_seconds=0.1)
-    session = mgr.start("cam1", RecordingRequest.from_json({"codec": "prores", "view": "both"}))
+    # Source times: a dropped frame leaves a gap (at constant rate it would be filled with a repeat).
+    session = mgr.start("cam1", RecordingRequest.from_json({"codec": "prores", "view": "both", "frame_rate": "source"}))
     big = [np.ascontiguousarray(np.tile(f, (2, 2, 1))) for f in frames[:40]]
     call_ms = []
     with caplog.at_level(logging.WARNING, logger="streamer.record.recording"):
@@ -459,7 +486,8 @@ def run_until_disk_full(folder: Path, frames: list[np.ndarray]) -> tuple[dict, l
     """Record FFV1 (large frames) until the disk is full; returns (summary, events, per-frame call ms, fed)."""
     events: list[dict] = []
     mgr = manager(folder, events, fsync_interval_s=None)
-    session = mgr.start("cam1", RecordingRequest.from_json({"codec": "ffv1", "view": "both"}))
+    request = RecordingRequest.from_json({"codec": "ffv1", "view": "both", "frame_rate": "source"})
+    session = mgr.start("cam1", request)
     call_ms = []
     fed = 0
     deadline = time.monotonic() + 30
