@@ -77,6 +77,7 @@ _CREATED_SDP = {
         "content": {SDP: {"schema": {"type": "string"}}},
     }
 }
+_VIDEO = ("video/mp4", "video/quicktime", "video/x-matroska")
 _NUMBER_LIST = {"type": "array", "items": {"type": "number"}}
 
 SCHEMAS: dict[str, Any] = {
@@ -242,9 +243,40 @@ def _paths() -> dict[str, Any]:
         },
         "/api/recordings": {
             "get": {
-                "summary": "Recordings, newest first",
-                "responses": {**_ok(200, "Recordings", _OBJECT), **_errors(403)},
+                "summary": "Recordings, newest first, with the folder and per view links to play and download",
+                "parameters": [{"name": "stream", "in": "query", "required": False, "schema": NAME}],
+                "responses": {**_ok(200, "Recordings", _OBJECT), **_errors(400, 403)},
             }
+        },
+        "/api/recordings/{id}/files/{view}": {
+            "parameters": [_path_param("id", {"type": "string"}), _path_param("view", {"type": "string"})],
+            "get": {
+                "summary": "A recording's file (or its proxy): the operator token or the listing's ticket",
+                "parameters": [
+                    {"name": name, "in": "query", "required": False, "schema": schema}
+                    for name, schema in (
+                        ("ticket", {"type": "string"}),
+                        ("download", {"type": "string", "enum": ["1"]}),
+                        ("proxy", {"type": "string", "enum": ["1"]}),
+                    )
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The file (ranges: 206)",
+                        "content": {media: {"schema": {"type": "string", "format": "binary"}} for media in _VIDEO},
+                    },
+                    "206": {"description": "Part of the file"},
+                    "416": {"description": "A range outside the file"},
+                    **_errors(400, 404),
+                },
+            },
+        },
+        "/api/recordings/{id}/proxy": {
+            "parameters": [_path_param("id", {"type": "string"})],
+            "post": {
+                "summary": "Make H.264 proxies of a recording a browser cannot play (ProRes, FFV1)",
+                "responses": {**_ok(202, "Each view's proxy state", _OBJECT), **_errors(400, 404)},
+            },
         },
         "/api/recordings/{id}": {
             "parameters": [_path_param("id", {"type": "string"})],
