@@ -11,12 +11,40 @@ its connection closed, so it holds no handler for longer than that.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from aiohttp import web
 
+from engines.errors import InputError
 from streamer.errors import PayloadTooLargeError, RequestTimeoutError, UnsupportedMediaTypeError
+
+
+def parse_json(text: str | bytes, what: str) -> Any:
+    """JSON from a client: a PATCH body, a WebSocket or OSC message (InputError when it is not JSON, or
+    nested too deeply for the parser). ``NaN`` and ``Infinity`` are refused: they are not JSON (RFC 8259),
+    Python's parser alone takes them, and a value read from them would be written back out as something
+    no browser can parse (an ``"id": NaN`` echoed in a reply)."""
+    try:
+        return json.loads(text, parse_constant=_not_json)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{what} is not valid JSON: {exc}") from exc
+    except _NotJson as exc:
+        raise InputError(
+            f"{what} is not valid JSON: {exc} is not a JSON value (RFC 8259 has no NaN or infinities)"
+        ) from None
+    except RecursionError as exc:  # e.g. 60 000 nested brackets: within the size limit, too deep to parse
+        raise InputError(f"{what} is nested too deeply") from exc
+
+
+class _NotJson(Exception):
+    """A NaN or an infinity in the text."""
+
+
+def _not_json(constant: str) -> Any:
+    raise _NotJson(constant)
 
 
 def check_declared(request: web.Request, content_type: str, limit: int, what: str, expected: str = "") -> None:

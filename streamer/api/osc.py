@@ -39,6 +39,7 @@ from pythonosc.osc_packet import OscPacket, ParseError
 
 from engines.errors import InputError, StageswapError
 from streamer.api.ratelimit import KeyedLimiter
+from streamer.body import parse_json
 from streamer.errors import ForbiddenError
 from streamer.service import SERVICE, Service
 
@@ -117,10 +118,7 @@ def _text(key: str, args: Sequence[Any], index: int) -> str:
 def _json(what: str, text: Any) -> Any:
     if not isinstance(text, str):
         raise InputError(f"OSC {what} must be a JSON string")
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise InputError(f"OSC {what} is not valid JSON: {exc}") from None
+    return parse_json(text, f"OSC {what}")
 
 
 def check_token(token: str | None, viewer_token: str | None, args: Sequence[Any]) -> Sequence[Any]:

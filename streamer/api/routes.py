@@ -41,7 +41,7 @@ from engines.settings import ProcessSettings, apply_patch
 from streamer.api.auth import Role, request_role
 from streamer.api.models import check_swap_settings, embed_enrolled
 from streamer.api.ratelimit import TokenBucket
-from streamer.body import body_deadline, check_declared, read_body
+from streamer.body import body_deadline, check_declared, parse_json, read_body
 from streamer.errors import (
     CapacityError,
     ConflictError,
@@ -111,16 +111,6 @@ async def read_json(request: web.Request, limit: int) -> Any:
     """The request's JSON body, read whole (``streamer.body.read_body``: 415, 413, 408) and parsed (400)."""
     timeout_s = request.app[SERVICE].config.body_timeout_s
     return parse_json(await read_body(request, "application/json", limit, "body", timeout_s), "body")
-
-
-def parse_json(text: str | bytes, what: str) -> Any:
-    """JSON from a client (InputError when it is not JSON, or nested too deeply for the parser)."""
-    try:
-        return json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{what} is not valid JSON: {exc}") from exc
-    except RecursionError as exc:  # e.g. 60 000 nested brackets: within the size limit, too deep to parse
-        raise InputError(f"{what} is nested too deeply") from exc
 
 
 def _identity_names(service: Service) -> list[str]:
@@ -492,7 +482,8 @@ async def ws_get(request: web.Request) -> web.WebSocketResponse:
     role = request_role(request)
     if len(hub.clients) >= config.max_ws_clients:
         raise CapacityError(f"this server has {len(hub.clients)} WebSocket clients, the most it serves")
-    ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=config.json_max_bytes)
+    # aiohttp refuses a message of max_msg_size bytes itself: the documented limit is a size a message may have.
+    ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=config.json_max_bytes + 1)
     await ws.prepare(request)
     client = WsClient(ws)
     hub.clients.add(client)
