@@ -18,3 +18,8 @@ A backstop behind ``engines.image_header``, which refuses uploads far below this
 them: OpenCV reads ``OPENCV_IO_MAX_IMAGE_PIXELS`` once, when it loads, so it is set here, before anything in
 ``engines`` imports cv2 (a value already in the environment is kept)."""
 _os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_DECODE_PIXELS))
+
+_os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+"""onnxruntime (1.2x+ on Linux too) otherwise keeps a telemetry device id and event store under
+``~/.cache/Microsoft/DeveloperTools/.onnxruntime`` from the moment it is imported: a service writes nothing
+outside its data directory, and a stage machine reports to nobody. Set before anything imports onnxruntime."""
