@@ -41,6 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.hostile_offers import many_mlines_offer, real_offer  # noqa: E402
 
+OFFER_TIMEOUT_S = 120.0
 SHARED = Path(os.environ.get("STAGESWAP_SHARED") or REPO.parent / "shared")
 
 
@@ -103,17 +104,21 @@ class ViewerProcess:
 
 
 async def post_offers(url: str, offer: str, count: int) -> tuple[str, float]:
-    async with aiohttp.ClientSession() as http:
+    """POST ``count`` offers at once; how many got which answer (``timeout``: none within 120 s)."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=OFFER_TIMEOUT_S)) as http:
 
-        async def post() -> int:
-            async with http.post(url, data=offer, headers={"Content-Type": "application/sdp"}) as r:
-                await r.read()
-                return r.status
+        async def post() -> int | str:
+            try:
+                async with http.post(url, data=offer, headers={"Content-Type": "application/sdp"}) as r:
+                    await r.read()
+                    return r.status
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                return "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
 
         started = time.monotonic()
         statuses = await asyncio.gather(*(post() for _ in range(count)))
         took = time.monotonic() - started
-    counts = {s: statuses.count(s) for s in sorted(set(statuses))}
+    counts = {s: statuses.count(s) for s in sorted(set(statuses), key=str)}
     return ", ".join(f"{n}x {s}" for s, n in counts.items()), took
 
 
@@ -171,7 +176,11 @@ def run_source(source: Path, offers: int, hostile: str, viewer_offer: str) -> No
         prober.stop.set()
         viewer.close()
         server.terminate()
-        server.wait(30)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:  # a server still busy with the offers
+            server.kill()
+            server.wait()
 
 
 async def _view(url: str) -> None:
