@@ -458,6 +458,13 @@ class Faceset:
     records: tuple[FaceRecord, ...]
     coverage: float
     stored_resolution: int
+    merged_from: tuple[Path, ...] = ()
+    """The faceset folders merged into this one (empty for one folder, ``path``)."""
+
+    @property
+    def folders(self) -> tuple[Path, ...]:
+        """Every faceset folder this holds, in order: what a resumed training loads again."""
+        return self.merged_from or (self.path,)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -548,4 +555,5 @@ def merge_facesets(sets: Sequence[Faceset]) -> Faceset:
         tuple(r for s in sets for r in s.records),
         first.coverage,
         min(s.stored_resolution for s in sets),
+        tuple(folder for s in sets for folder in s.folders),
     )

@@ -243,8 +243,8 @@ class Trainer:
         self.where = where or Dist()
         self.device = device or torch.device("cpu")
         self.coverage = src.coverage
-        self.src_info = {"path": str(src.path), "faces": len(src)}
-        self.dst_info = {"path": str(dst.path), "faces": len(dst)}
+        self.src_info = {"path": str(src.path), "paths": [str(p) for p in src.folders], "faces": len(src)}
+        self.dst_info = {"path": str(dst.path), "paths": [str(p) for p in dst.folders], "faces": len(dst)}
         torch.manual_seed(cfg.seed)
         self.net = SwapNet(cfg.net).to(self.device)
         self.model: torch.nn.Module = self.net

@@ -263,7 +263,8 @@ def _faceset(
 
     if not inputs:
         assert state is not None
-        return load_faceset(state[side]["path"], resolution)
+        info = state[side]  # every folder it was trained on ("paths"; checkpoints before it kept "path" only)
+        return merge_facesets([load_faceset(Path(p), resolution) for p in info.get("paths") or [info["path"]]])
     folders = [p for p in inputs if p.is_dir()]
     media = [p for p in inputs if not p.is_dir()]
     for p in folders:

@@ -356,3 +356,19 @@ def test_divergence_stops_without_overwriting_the_checkpoint(facesets: tuple[Pat
     with pytest.raises(EngineError, match=r"diverged at iteration 2 .* resume from it with a lower --lr"):
         trainer.run(StopRule(iterations=5))
     assert (tmp_path / CHECKPOINT_FILE).read_bytes() == saved
+
+
+def test_resume_trains_on_every_faceset_it_started_with(
+    facesets: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A performer given as several facesets (two takes): a resume without --dst loads them all again, not the
+    first alone (it used to continue on one take and say nothing)."""
+    from streamer.__main__ import main
+
+    src, dst = (str(p) for p in facesets)
+    base = ["train", "takes", "--data-dir", str(tmp_path / "data"), *TINY_FLAGS]
+    both = len(load_faceset(facesets[1], 64)) + len(load_faceset(facesets[0], 64))
+    assert main([*base, "--src", src, "--dst", dst, src, "--iterations", "1", "--unverified"]) == 0
+    assert f"dst {both} faces" in capsys.readouterr().out
+    assert main([*base, "--resume", "--iterations", "2"]) == 0
+    assert f"dst {both} faces, from iteration 1" in capsys.readouterr().out
