@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from engines.errors import StageswapError
+from engines.errors import InputError, StageswapError
 from engines.settings import ProcessSettings
 from engines.swap.user_models import MESH, SWAP_KINDS
 from streamer.service import SERVICE, Service
@@ -55,6 +55,13 @@ def check_swap_settings(service: Service, settings: ProcessSettings) -> None:
     if settings.swap_model == MESH:
         return
     store = service.user_models()
+    available = store.names(SWAP_KINDS)
+    if settings.swap_model not in store.names():  # one of another kind is refused by get, naming its kind
+        # The operator picks from the page's list: name every choice there is, the built-in one first.
+        raise InputError(
+            f"unknown swap model {settings.swap_model!r}: the swap models are {', '.join([MESH, *available])} "
+            "(a model is added on the server: stageswap models add FILE)"
+        )
     model = store.get(settings.swap_model, SWAP_KINDS)
     if model.kind == "inswapper" and settings.identity is not None:
         from engines.identity.recognition import identity_embedding

@@ -195,3 +195,47 @@ def test_a_failing_engine_raises_the_banner_within_2_s(operator: Operator) -> No
         "!document.querySelector('#health-banner').textContent.includes('failed in an engine')", timeout=30_000
     )
     operator.api(f"/api/streams/{STREAM}", "PATCH", {"relight_target": {"mode": "match"}})
+
+
+def _pick_stale(page: Any, select: str, name: str) -> None:
+    """Choose ``name`` in ``select`` as a list gone stale would offer it (removed on the server since)."""
+    page.evaluate(
+        """([select, name]) => {
+            const el = document.querySelector(select);
+            el.add(new Option(name, name));
+            el.value = name;
+            el.dispatchEvent(new Event("change"));
+        }""",
+        [select, name],
+    )
+
+
+def test_an_unknown_identity_or_swap_model_is_refused_by_its_control(operator: Operator) -> None:
+    """An identity or a swap model that is not on the server (a list gone stale: removed elsewhere since the
+    page listed it) is refused with what there is, shown under its own control; nothing changes."""
+    page = operator.page
+    before = operator.stream()["settings"]
+    _pick_stale(page, "#identity", "ghost")
+    slot = page.locator("#identity").locator("xpath=ancestor::div[contains(@class,'row')][1]/following-sibling::*[1]")
+    page.wait_for_function("document.querySelector('.field-error[data-field=identity]')?.textContent.includes('ghost')")
+    text = slot.text_content() or ""
+    assert "unknown identity 'ghost'" in text and "enrolled: s1" in text, text
+    assert page.get_attribute("#identity", "aria-invalid") == "true"
+    assert page.input_value("#identity") == (before["identity"] or "")  # the page shows what the server kept
+    _pick_stale(page, "#swap-model", "ghost-model")
+    page.wait_for_function(
+        "document.querySelector('.field-error[data-field=swap_model]')?.textContent.includes('ghost-model')"
+    )
+    model_error = page.text_content(".field-error[data-field=swap_model]") or ""
+    assert "unknown swap model 'ghost-model': the swap models are mesh" in model_error, model_error
+    assert page.input_value("#swap-model") == before["swap_model"]
+    after = operator.stream()["settings"]
+    assert (after["identity"], after["swap_model"]) == (before["identity"], before["swap_model"])
+    page.locator("#identity").scroll_into_view_if_needed()
+    operator.shot("identity-model-refused")
+    # A name that is there is taken and the reason goes away.
+    page.select_option("#identity", "s1")
+    page.wait_for_selector(".field-error[data-field=identity]", state="hidden")
+    _wait_until(lambda: operator.stream()["settings"]["identity"] == "s1", 10, "the identity applied")
+    page.select_option("#swap-model", "mesh")
+    page.wait_for_selector(".field-error[data-field=swap_model]", state="hidden")

@@ -408,7 +408,8 @@ def test_http_models_list_and_swap_model_checks(data: Path, faces: Path, clips: 
             assert models["morph"]["licence_flag"] == "undeclared" and models["same"]["licence_flag"] is None
             assert models["arc"]["kind"] == "arcface" and models["half"]["resolution"] == 224
             status, body = await patch({"swap_model": "nosuch"})
-            assert status == 400 and "no registered model named 'nosuch'" in body["error"]
+            assert status == 400 and "unknown swap model 'nosuch': the swap models are mesh, " in body["error"]
+            assert "colour" in body["error"] and "arc" not in body["error"].split("(")[0]
             status, body = await patch({"swap_model": "arc"})
             assert status == 400 and "is of kind arcface" in body["error"]
             status, body = await patch({"swap_model": "colour", "identity": "plain"})
