@@ -17,12 +17,14 @@ Reported per run over the measurement window (after ``--warmup`` seconds):
 - ``sent_fps``: frames this process published (a camera never bursts: if it falls behind it skips);
 - ``delivered_fps``: distinct published frames that came back, per second;
 - ``latency_ms`` p50 / p95 / p99 over the frames that came back;
-- ``drift_ms_per_s``: least-squares slope of latency against send time (a growing queue shows here);
+- ``drift_ms_per_s``: how fast latency grows (a queue building up shows here): the Theil-Sen slope of
+  each second's median latency against send time, which a busy machine's bursts do not move much;
 - ``dropped``: published frames that never came back (latest-frame-wins drops them on purpose when
   the pipeline is slower than the camera) and ``unreadable`` frames whose stamp did not read.
 
-Acceptance (issue 4, 720p30): full delivered fps >= 90% of passthrough's; full latency p50 <= passthrough
-p50 + 60 ms; |drift| <= 1 ms/s over 60 s.
+Acceptance (issue 20, 720p30, a close-up clip): full delivered fps >= 95% of passthrough's; full latency
+p50 <= passthrough p50 + 40 ms; |drift| <= 0.5 ms/s over 60 s; and with ``--max-process-fps 15`` latency
+still flat (the fps and latency bounds do not apply then: half the frames are dropped on purpose).
 """
 
 from __future__ import annotations
@@ -56,9 +58,10 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # run from a checkout: `python benchmarks/bench_latency.py`
 
 from benchmarks import stamps  # noqa: E402
+from streamer.live.decode_backlog import bound_decoder  # noqa: E402
 
 SHARED = Path(os.environ.get("STAGESWAP_SHARED") or REPO.parent / "shared")
-SIZES: dict[str, tuple[int, int]] = {"480": (854, 480), "720": (1280, 720), "1080": (1920, 1080)}
+SIZES: dict[str, tuple[int, int]] = {"240": (426, 240), "480": (854, 480), "720": (1280, 720), "1080": (1920, 1080)}
 PROCESSORS = ("passthrough", "full")
 VIDEO_CLOCK_HZ = 90_000
 FRAME_BUDGET_BYTES = 400 * 1024 * 1024
@@ -124,6 +127,28 @@ class StampedClipTrack(MediaStreamTrack):
         frame.time_base = Fraction(1, VIDEO_CLOCK_HZ)
         self.sent_s[index] = time.monotonic()
         return frame
+
+
+def drift_ms_per_s(send_s: np.ndarray, latency_ms: np.ndarray) -> float:
+    """How fast latency grows, ms per second of sending: the Theil-Sen slope of the per-second medians.
+
+    A queue that builds up raises latency steadily; a busy machine (other work on the same cores) adds
+    bursts that come and go. The median of each second takes out single slow frames, and the Theil-Sen
+    estimate (the median of the slopes between every two seconds) is not moved by up to ~29% of seconds
+    being disturbed, where a least-squares line through the frames is pulled by one burst near either end."""
+    if len(send_s) < 2:
+        return 0.0
+    seconds = np.floor(send_s - send_s.min()).astype(np.int64)
+    t, y = [], []
+    for second in np.unique(seconds):
+        picked = seconds == second
+        t.append(float(np.median(send_s[picked])))
+        y.append(float(np.median(latency_ms[picked])))
+    if len(t) < 2:
+        return 0.0
+    ta, ya = np.array(t), np.array(y)
+    i, j = np.triu_indices(len(ta), k=1)
+    return float(np.median((ya[j] - ya[i]) / (ta[j] - ta[i])))
 
 
 # -- the server ------------------------------------------------------------------------------------------
@@ -210,19 +235,32 @@ async def negotiate(http: aiohttp.ClientSession, pc: RTCPeerConnection, endpoint
 
 
 async def receive(track: MediaStreamTrack, received_s: dict[int, float], counters: dict[str, int]) -> None:
-    """Read every frame the viewer gets; note when each stamped index first arrived."""
+    """Read every frame the viewer gets; note when each stamped index first arrived.
+
+    Frames already decoded and waiting when one is taken all arrived by then: they are read with the same
+    receive time, so the time this process takes to read stamps (on a busy machine) is not counted as the
+    pipeline's latency and cannot build up into a queue of its own."""
+    waiting: asyncio.Queue[Any] | None = getattr(track, "_queue", None)  # aiortc's decoded frames
     while True:
         try:
             frame = await track.recv()
         except MediaStreamError:
             return
         now = time.monotonic()
-        index = stamps.read_frame(frame)  # type: ignore[arg-type]
-        counters["frames"] += 1
-        if index is None:
-            counters["unreadable"] += 1
-        else:
-            received_s.setdefault(index, now)
+        batch = [frame]
+        while waiting is not None and not waiting.empty():
+            newer = waiting.get_nowait()
+            if newer is None:  # the end of the track
+                waiting.put_nowait(None)
+                break
+            batch.append(newer)
+        for item in batch:
+            index = stamps.read_frame(item)
+            counters["frames"] += 1
+            if index is None:
+                counters["unreadable"] += 1
+            else:
+                received_s.setdefault(index, now)
 
 
 # -- one measurement -------------------------------------------------------------------------------------
@@ -277,12 +315,14 @@ async def measure(
 
     try:
         _prefer_codec(publisher.addTransceiver(camera, direction="sendonly"), args.codec)
+        wanted = viewer.addTransceiver("video", direction="recvonly")
+        bound_decoder(wanted)  # this viewer's decoder skips to a keyframe rather than queue, like the server's
         sessions.append(await negotiate(http, publisher, urljoin(server.url, f"whip/{stream}"), "WHIP publish"))
         if identity is not None:
             patch = {"identity": identity, "swap": True, "relight": True}
             async with http.patch(urljoin(server.url, f"api/streams/{stream}"), json=patch) as response:
                 await _check(response, "selecting the identity")
-        _prefer_codec(viewer.addTransceiver("video", direction="recvonly"), args.codec)
+        _prefer_codec(wanted, args.codec)
         whep = urljoin(server.url, f"whep/{stream}?view=processed")
         sessions.append(await negotiate(http, viewer, whep, "WHEP view"))
         await asyncio.sleep(args.warmup)
@@ -315,7 +355,7 @@ async def measure(
             f"{server.processor} {size}p: only {len(pairs)} of {len(sent)} frames came back "
             f"({counters['frames']} received, {counters['unreadable']} unreadable); see {server.log_path}"
         )
-    slope = float(np.polyfit(send_t, latency_ms, 1)[0])
+    slope = drift_ms_per_s(send_t, latency_ms)
     by_10s = [
         round(float(np.median(latency_ms[(send_t >= t) & (send_t < t + 10.0)])), 1)
         for t in np.arange(0.0, window_s, 10.0)
@@ -325,6 +365,7 @@ async def measure(
     keep = ("input_fps", "output_fps", "frames_in", "frames_processed", "frames_dropped", "frames_failed")
     server_view = {k: server_stats.get(k) for k in keep}
     server_view["latency_ms"] = server_stats.get("latency_ms")
+    server_view["drops"] = server_stats.get("drops")
     server_view["total_ms"] = (server_stats.get("stage_ms") or {}).get("total")
     return Result(
         processor=server.processor,
@@ -368,7 +409,8 @@ def table(results: list[Result]) -> str:
     return "\n".join([head, *rows])
 
 
-def verdicts(results: list[Result], duration_s: float) -> list[str]:
+def verdicts(results: list[Result], duration_s: float, slowed: bool = False) -> list[str]:
+    """PASS/FAIL per size against the acceptance; ``slowed`` (``--max-process-fps``): only the drift applies."""
     lines = []
     by = {(r.size, r.processor): r for r in results}
     for size in SIZES:
@@ -380,14 +422,16 @@ def verdicts(results: list[Result], duration_s: float) -> list[str]:
         checks = [
             (
                 f"full fps {full.delivered_fps:.1f} = {fps_ratio:.0%} of passthrough {base.delivered_fps:.1f}",
-                fps_ratio >= 0.9,
+                fps_ratio >= 0.95,
             ),
-            (f"full p50 {full.latency_p50_ms:.0f} ms = passthrough + {extra_ms:.0f} ms", extra_ms <= 60.0),
+            (f"full p50 {full.latency_p50_ms:.0f} ms = passthrough + {extra_ms:.0f} ms", extra_ms <= 40.0),
             (
                 f"drift {full.drift_ms_per_s:+.2f} / {base.drift_ms_per_s:+.2f} ms/s over {duration_s:.0f} s",
-                abs(full.drift_ms_per_s) <= 1.0 and abs(base.drift_ms_per_s) <= 1.0,
+                abs(full.drift_ms_per_s) <= 0.5 and abs(base.drift_ms_per_s) <= 0.5,
             ),
         ]
+        if slowed:
+            checks = checks[2:]
         for text, ok in checks:
             lines.append(f"{size}p: {'PASS' if ok else 'FAIL'}  {text}")
     for r in results:
@@ -412,7 +456,8 @@ async def run(args: argparse.Namespace) -> list[Result]:
         if not path.is_file():
             raise SystemExit(f"bench_latency: {path} not found (set STAGESWAP_SHARED or pass a path)")
     workdir = Path(tempfile.mkdtemp(prefix="bench-latency-"))
-    servers = {p: ServerProcess.start(p, workdir, args.models) for p in args.processors}
+    extra = ["--max-process-fps", f"{args.max_process_fps:g}"] if args.max_process_fps else []
+    servers = {p: ServerProcess.start(p, workdir, args.models, extra_args=extra) for p in args.processors}
     results: list[Result] = []
     try:
         async with aiohttp.ClientSession() as http:
@@ -443,13 +488,20 @@ async def run(args: argparse.Namespace) -> list[Result]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
+    ap.add_argument("--sizes", nargs="+", choices=list(SIZES), default=["480", "720", "1080"])
     ap.add_argument("--processors", nargs="+", choices=PROCESSORS, default=list(PROCESSORS))
     ap.add_argument("--duration", type=float, default=60.0, help="measured seconds per run (default 60)")
     ap.add_argument("--warmup", type=float, default=6.0, help="seconds before measuring (bitrate ramp, models)")
     ap.add_argument("--clip", default="s18.mp4", help="a clip path, or a name in the shared clips")
     ap.add_argument("--fps", type=float, default=None, help="camera frame rate (default: the clip's)")
     ap.add_argument("--identity", default="s1.jpg", help="photo swapped in by the full pipeline")
+    ap.add_argument(
+        "--max-process-fps",
+        type=float,
+        default=None,
+        help="servers process at most this many frames a second (serve --max-process-fps): processing slower "
+        "than the camera, to show that latency stays flat when frames are dropped",
+    )
     ap.add_argument("--codec", choices=["vp8", "h264"], default="vp8")
     ap.add_argument("--models", default=None, help="models directory (default: $STAGESWAP_MODELS or the cache)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -466,7 +518,7 @@ def main() -> None:
     print()
     print(table(results))
     print()
-    for line in verdicts(results, args.duration):
+    for line in verdicts(results, args.duration, slowed=bool(args.max_process_fps)):
         print(line)
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))

@@ -230,6 +230,9 @@ class ServeConfig:
 
     max_streams: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
     """One processing thread per stream, so at most one stream per CPU core by default."""
+    max_process_fps: float | None = None
+    """``--max-process-fps``: each stream's worker takes at most this many frames a second (None: no cap);
+    the frames in between are dropped in the ring (newest wins, counted), never queued."""
     max_viewers_per_stream: int = 16
     max_frame_width: int = 4096
     max_frame_height: int = 2160
@@ -274,6 +277,9 @@ class ServeConfig:
     """Longest time between keyframes on WHEP (a viewer that lost packets recovers within this)."""
     viewer_queue_frames: int = 3
     """Encoded frames a viewer may lag behind before it skips to the next keyframe (a stalled viewer)."""
+    decode_backlog_frames: int = 3
+    """Encoded frames a publisher's decoder may fall behind before it skips to the next keyframe (latency
+    cannot creep when decoding is slower than the camera: ``streamer.live.decode_backlog``)."""
     badge: bool = False
     """``--badge``: a visible "SYNTHETIC" badge on the processed view monitors get (recordings never have it)."""
     watermark: bool = True
@@ -376,6 +382,10 @@ class ServeConfig:
                 raise InputError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.viewer_queue_frames < 1:
             raise InputError("viewer_queue_frames must be at least 1")
+        if self.max_process_fps is not None and not 0.5 <= self.max_process_fps <= 240:
+            raise InputError(f"--max-process-fps must be between 0.5 and 240, got {self.max_process_fps:g}")
+        if self.decode_backlog_frames < 1:
+            raise InputError("decode_backlog_frames must be at least 1")
         if not 100_000 <= self.video_bitrate <= 50_000_000:
             raise InputError(f"video bitrate must be between 100 kbit/s and 50 Mbit/s, got {self.video_bitrate}")
         check_name(self.node_name, "--node-name")

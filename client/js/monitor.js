@@ -236,6 +236,9 @@ function showStats(stream) {
   ui.stFaces.textContent = s.faces ?? "–";
   showSwapBadge(stream);
   ui.stDrops.textContent = s.frames_dropped ?? "–";
+  ui.stDrops.title = s.drops
+    ? `dropped, newest frame wins: ${Object.entries(s.drops).map(([where, n]) => `${where} ${n}`).join(", ")}`
+    : "";
 
   const rows = Object.entries(s.stage_ms || {});
   ui.stages.innerHTML = "";

@@ -203,6 +203,14 @@ def add_limit_args(p: argparse.ArgumentParser) -> None:
         default=max(1, os.cpu_count() or 1),
         help="most streams processed at once, one thread each (default: CPU cores)",
     )
+    p.add_argument(
+        "--max-process-fps",
+        type=float,
+        default=None,
+        metavar="FPS",
+        help="process at most FPS frames a second per stream (the newest frame wins, the others are dropped and "
+        "counted): leaves CPU to other work on the machine; default: as fast as frames come",
+    )
     g.add_argument(
         "--max-viewers",
         type=int,
@@ -400,6 +408,7 @@ def build_config(args: argparse.Namespace) -> ServeConfig:
         inputs=tuple(InputSpec.parse(text, loop=not args.no_loop) for text in args.input),
         processor=args.processor,
         max_streams=args.max_streams,
+        max_process_fps=args.max_process_fps,
         max_viewers_per_stream=args.max_viewers,
         max_frame_width=width,
         max_frame_height=height,

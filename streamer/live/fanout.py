@@ -212,6 +212,8 @@ class SharedEncoder:
         self._stopping = False
         self._keyframe_requested = True
         self.frames_encoded = 0
+        self.frames_skipped = 0
+        """Frames of the view replaced by a newer one while this encoder was busy (latest frame wins)."""
         self.encode_errors = 0
         self.encode_ms = 0.0
         self._thread = threading.Thread(target=self._run, name=f"encode-{stream}-{view}-{codec}", daemon=True)
@@ -264,6 +266,8 @@ class SharedEncoder:
             item = self._source.wait_newer(seq, 0.5, lambda: self._stopping)
             if item is None:
                 continue
+            if seq:
+                self.frames_skipped += item[0] - seq - 1
             seq, image, meta = item
             now_s = time.monotonic()
             keyframe = self._keyframe_requested or now_s - last_key_s >= self._settings.keyframe_interval_s
@@ -403,6 +407,7 @@ class OutputFanout:
                 "viewers": enc.subscribers,
                 "outputs": enc.outputs,
                 "frames_encoded": enc.frames_encoded,
+                "frames_skipped": enc.frames_skipped,
                 "encode_ms": round(enc.encode_ms, 2),
                 "errors": enc.encode_errors,
             }

@@ -25,6 +25,7 @@ from streamer.config import InputSpec, ServeConfig
 from streamer.errors import CapacityError, ConflictError, NotFoundError
 from streamer.governance.likeness import ModelLookup, swap_consent, swapped_in
 from streamer.live.audio import AudioChunk
+from streamer.live.decode_backlog import DecodeBacklog
 from streamer.live.fanout import VIEWS, EncoderSettings, OutputFanout, View
 from streamer.live.health import stream_health
 from streamer.live.metrics import StreamStats
@@ -87,7 +88,15 @@ class Stream:
             ),
         )
         current = self._current  # the worker reads the settings through this, never through the stream
-        self.worker = Worker(name, self.ring, make_processor, lambda: current.value, self.fanout, self.stats)
+        self.worker = Worker(
+            name,
+            self.ring,
+            make_processor,
+            lambda: current.value,
+            self.fanout,
+            self.stats,
+            max_fps=config.max_process_fps,
+        )
         self.publisher: str | None = None
         """Session id of the WHIP publisher feeding the stream, if any."""
         self.viewers: set[str] = set()
@@ -105,6 +114,9 @@ class Stream:
         self._outputs_lock = threading.Lock()
         self.ingest_dropped = 0
         """Frames dropped at ingest because a newer one had already arrived (see ``webrtc._drain``)."""
+        self.decode_backlog: DecodeBacklog | None = None
+        """The current publisher's bounded decoder queue (``streamer.live.decode_backlog``), if it has one."""
+        self._decode_dropped_before = 0
         self.frames_refused = 0
         """Frames dropped at ingest for being over the size limit (``ServeConfig.frame_refusal``)."""
         self.refused_reason: str | None = None
@@ -219,6 +231,28 @@ class Stream:
         if self._settings.audio:
             self.fanout.audio.push(chunk)
 
+    def set_decode_backlog(self, backlog: DecodeBacklog | None) -> None:
+        """The publisher's decoder queue from now on (None: the publisher left); earlier drops stay counted."""
+        if self.decode_backlog is not None:
+            self._decode_dropped_before += self.decode_backlog.dropped
+        self.decode_backlog = backlog
+
+    @property
+    def decode_dropped(self) -> int:
+        """Encoded frames never decoded because the decoder fell behind (skipped to a keyframe)."""
+        current = self.decode_backlog.dropped if self.decode_backlog is not None else 0
+        return self._decode_dropped_before + current
+
+    def drops(self) -> dict[str, int]:
+        """Frames dropped on the live path, by where: the newest frame wins at every stage (README, Stream JSON)."""
+        encoders = self.fanout.encoder_stats()
+        return {
+            "decode": self.decode_dropped,
+            "ingest": self.ingest_dropped,
+            "ring": self.ring.stats.dropped,
+            "encoder": sum(int(e["frames_skipped"]) for e in encoders),
+        }
+
     def ingest_skip(self) -> None:
         """A frame arrived but a newer one was already waiting: dropped before the ring (counted)."""
         self.ingest_dropped += 1
@@ -244,7 +278,9 @@ class Stream:
     def to_dict(self) -> dict[str, Any]:
         """The stream as ``GET /api/streams/{stream}`` shows it (documented in README, "Stream JSON")."""
         stats = self.stats.snapshot()
-        stats["frames_dropped"] = self.ring.stats.dropped + self.ingest_dropped
+        drops = self.drops()
+        stats["frames_dropped"] = drops["decode"] + drops["ingest"] + drops["ring"]
+        stats["drops"] = drops
         stats["frames_refused"] = self.frames_refused
         stats["viewers"] = self.fanout.viewers()
         stats["encoders"] = self.fanout.encoder_stats()

@@ -4,6 +4,8 @@
   /whip/{stream}/{session}``; ``DELETE`` that location ends the session. The incoming video track is
   drained continuously by one task (aiortc's receive queue is unbounded, so it must never wait for the
   worker): each frame is converted to BGR and put into the stream's FrameRing, where the newest frame wins.
+  Before that, the receiver's decoder queue is bounded (``decode_backlog``): a decoder that falls behind
+  the camera skips to the next keyframe instead of queueing, so latency cannot creep at any stage.
   Audio is not used: its m-line is answered ``inactive``. A second publisher on a busy stream is refused
   with 409 (it cannot take over a live camera by accident; the first one's session must end first).
 - ``POST /whep/{stream}?view=processed|source`` -> ``201`` + answer + ``Location``. The viewer's track
@@ -44,6 +46,8 @@ from engines.paths import check_name
 from streamer.body import read_body
 from streamer.errors import CapacityError, ConflictError, NotFoundError
 from streamer.live import memory
+from streamer.live.decode_backlog import bound_decoder
+from streamer.live.decode_backlog import hooks_missing as decode_hooks_missing
 from streamer.live.dtls import StagePeerConnection, prefer_passive
 from streamer.live.dtls import hooks_missing as dtls_hooks_missing
 from streamer.live.fanout import VIEWS, Codec, SharedEncoder, View
@@ -204,6 +208,7 @@ class PeerRegistry:
         if session.kind == "whip":
             if stream.publisher == session.id:
                 stream.publisher = None
+                stream.set_decode_backlog(None)
                 self._service.emit({"type": "publisher_left", "stream": stream.name, "reason": reason})
         else:
             stream.viewers.discard(session.id)
@@ -444,6 +449,8 @@ async def _answer_publisher(service: Service, registry: PeerRegistry, name: str,
     if not videos:
         await pc.close()
         raise InputError("the offer sends no video (WHIP needs a sendonly or sendrecv video m-line)")
+    # Before the receiver starts: its decoder skips to a keyframe rather than queue when it falls behind.
+    backlog = bound_decoder(videos[0], config.decode_backlog_frames)
     audios = [t for t in pc.getTransceivers() if t.kind == "audio" and t.receiver.track is not None]
     for t in pc.getTransceivers():
         if t is not videos[0] and t is not (audios[0] if audios else None):
@@ -458,6 +465,7 @@ async def _answer_publisher(service: Service, registry: PeerRegistry, name: str,
         raise
     session = PeerSession(_session_id(), "whip", stream, pc)
     stream.publisher = session.id
+    stream.set_decode_backlog(backlog)
     registry.add(session)
     _watch_connection(registry, session)
     try:
@@ -626,7 +634,7 @@ def register(app: web.Application) -> None:
     service = app[SERVICE]
     service.peers = PeerRegistry(service)
     quiet_repeated_decode_errors()
-    for problem in (dtls_hooks_missing(), sender_report_hooks_missing()):
+    for problem in (dtls_hooks_missing(), sender_report_hooks_missing(), decode_hooks_missing()):
         if problem is not None:
             log.warning("%s", problem)
     app.router.add_post("/whip/{stream}", whip_post)

@@ -61,8 +61,12 @@ class Worker:
         settings: Callable[[], ProcessSettings],
         fanout: OutputFanout,
         stats: StreamStats,
+        max_fps: float | None = None,
     ) -> None:
         self.stream = stream
+        self._min_interval_s = 1.0 / max_fps if max_fps else 0.0
+        """``--max-process-fps``: the least time from one frame's start to the next's (frames between are
+        replaced in the ring by newer ones: dropped and counted there, never queued)."""
         self._ring = ring
         self._make_processor = make_processor
         self._settings = settings
@@ -106,13 +110,19 @@ class Worker:
         self.ready.set()
         failing = False
         broken = False
+        next_s = 0.0
         while True:
             try:
+                wait_s = next_s - time.monotonic()
+                if wait_s > 0:
+                    time.sleep(min(wait_s, 0.5))
+                    continue
                 with self._ring.acquire(timeout_s=0.5) as slot:
                     if slot is None:
                         continue
                     settings = self._settings()  # one immutable value for the whole frame
                     image = slot.image
+                    next_s = time.monotonic() + self._min_interval_s
                     t0 = time.perf_counter()
                     try:
                         result = processor.process(image, slot.meta.pts_s, settings)

@@ -125,6 +125,11 @@ def test_publish_clip_with_an_enrolled_identity_view_both_views_then_delete_free
             assert {"detect", "landmarks", "swap", "total"} <= set(stats["stage_ms"])
             # One encoder per view (codec VP8 here), not one per viewer.
             assert sorted((e["view"], e["viewers"]) for e in stats["encoders"]) == [("processed", 1), ("source", 1)]
+            # Every stage's drops are counted (issue 20); the publisher's decoder has its bounded backlog.
+            assert set(stats["drops"]) == {"decode", "ingest", "ring", "encoder"}
+            drops = stats["drops"]
+            assert stats["frames_dropped"] == drops["decode"] + drops["ingest"] + drops["ring"]
+            assert stream.decode_backlog is not None and stream.decode_backlog.max_frames == 3
 
             # Nothing queues: the camera stops; within a second the service has worked off what was in
             # flight, and that was a handful of frames, however far behind a busy machine had left it.

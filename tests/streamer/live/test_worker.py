@@ -93,6 +93,25 @@ def test_a_slow_processor_drops_old_frames_instead_of_queueing_them(frames: list
     assert processor.thread == "worker-cam" and not worker.alive
 
 
+def test_max_fps_caps_processing_and_the_ring_drops_the_frames_between(frames: list[np.ndarray]) -> None:
+    """``serve --max-process-fps``: a fast processor takes at most the cap; the rest are dropped, newest wins."""
+    processor = _Recording()
+    ring = CpuFrameRing()
+    fanout = OutputFanout("cam")
+    sink = _Sink()
+    fanout.add_sink(sink)
+    worker = Worker("cam", ring, lambda: processor, lambda: ProcessSettings(), fanout, StreamStats(), max_fps=10.0)
+    started = time.monotonic()
+    _run(worker, ring, frames[:60], 0.01)  # 60 frames in about 0.6 s (longer on a busy machine)
+    elapsed_s = time.monotonic() - started
+    indices = [m.index for m in sink.metas]
+    # At most one frame per 0.1 s (plus the first): a busy machine can only make it fewer.
+    assert 1 <= len(indices) <= elapsed_s * 10.0 + 1
+    assert indices == sorted(indices) and ring.stats.read == len(indices)
+    # Every frame not processed was dropped in the ring and counted (the last may be left unread at the stop).
+    assert 60 - len(indices) - 1 <= ring.stats.dropped <= 60 - len(indices)
+
+
 def test_settings_apply_from_the_next_frame_without_restarting(frames: list[np.ndarray]) -> None:
     processor = _Recording()
     built: list[_Recording] = []
