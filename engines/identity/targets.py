@@ -22,9 +22,10 @@ gets them. A face too turned away for a trustworthy descriptor (``max_yaw_deg``)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -104,6 +105,39 @@ class FaceTarget:
             "performer": self.performer,
             "distance": None if self.distance is None else round(self.distance, 3),
         }
+
+
+class TargetTally:
+    """Which identity went on which face over a run, for stats and provenance: per face id, its frames, the
+    performer it was recognised as most often, and its frames by identity (None: left untouched)."""
+
+    def __init__(self) -> None:
+        self._faces: dict[int, dict[str, Any]] = {}
+
+    def add(self, targets: Iterable[FaceTarget]) -> None:
+        for t in targets:
+            row = self._faces.setdefault(t.face_id, {"frames": 0, "performers": Counter(), "identities": Counter()})
+            row["frames"] += 1
+            if t.performer is not None:
+                row["performers"][t.performer] += 1
+            row["identities"][t.identity] += 1
+
+    def summary(self) -> list[dict[str, Any]]:
+        """``[{face, frames, performer, identities: {name: frames}, untouched}]`` by face id."""
+        out = []
+        for face_id, row in sorted(self._faces.items()):
+            performers: Counter[str] = row["performers"]
+            identities: Counter[str | None] = row["identities"]
+            out.append(
+                {
+                    "face": face_id,
+                    "frames": row["frames"],
+                    "performer": performers.most_common(1)[0][0] if performers else None,
+                    "identities": {k: v for k, v in identities.most_common() if k is not None},
+                    "untouched": identities.get(None, 0),
+                }
+            )
+        return out
 
 
 @dataclass

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from streamer.commands import add_device_arg, add_models_arg, add_signing_args, signing_paths
 
 if TYPE_CHECKING:
+    from engines.identity.performers import PerformerStore
     from engines.identity.store import IdentityStore
     from engines.processor import FaceProcessor
     from engines.settings import ProcessSettings
@@ -63,6 +64,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="what swaps the face: mesh (the built-in swap; default), or a model registered with `stageswap models "
         "add`: an inswapper-style model swaps to --identity, a DFM to the identity it was trained on",
+    )
+    g.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="REF=NAME",
+        help="swap enrolled identity NAME onto the face REF picks, and leave faces no --target picks untouched "
+        "(repeatable; the first rule that picks a face wins): REF is a performer (stageswap performers add: "
+        "recognised by face, also after leaving and coming back), id:N (a tracked face's id), largest, leftmost, "
+        "rightmost or any; REF= (no NAME) leaves that face alone. Without --target every face gets --identity",
     )
     g.add_argument("--no-swap", action="store_true", help="keep the actors' faces (relight them only)")
     g.add_argument("--no-relight", action="store_true", help="do not relight")
@@ -146,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
         settings, store, hdri_dir = _swap_settings(args, scratch)
         config = dataclasses.replace(config, hdri_dir=hdri_dir)
         user_models = _check_swap_model(args, settings, store)
-        processor = FaceProcessor.from_models(args.models, config, store, user_models)
+        performers = _performer_store(args, settings)
+        processor = FaceProcessor.from_models(args.models, config, store, user_models, performers)
         return _run(args, processor, settings, user_models)
 
 
@@ -178,6 +190,10 @@ def _run(
         f"wrote {args.output}: {stats['frames']} frames, face in {stats['frames_with_face']}, "
         f"{stats['fps']:.1f} fps processing (p50 ms: {stages})"
     )
+    for row in stats.get("targets", []):
+        who = f" (performer {row['performer']})" if row["performer"] else ""
+        given = ", ".join(f"{name} {n}" for name, n in row["identities"].items()) or "none"
+        print(f"  face {row['face']}{who}: {row['frames']} frames; swapped to {given}; untouched {row['untouched']}")
     if stats["frames_with_face"] == 0:
         print("note: no face was found in any frame; the output is the input re-encoded")
     if not args.no_sign:
@@ -201,7 +217,14 @@ def _sign(
     photo_path = Path(args.identity) if args.identity else None
     from_photo = settings.swap and settings.identity == "photo" and photo_path is not None and photo_path.is_file()
     photo = photo_path.name if from_photo and photo_path is not None else None
-    done = ProcessedFile(args.output, args.input, settings, stats.get("watermark_id"), unverified_photo=photo)
+    done = ProcessedFile(
+        args.output,
+        args.input,
+        settings,
+        stats.get("watermark_id"),
+        unverified_photo=photo,
+        targets=tuple(stats.get("targets", ())),
+    )
     cert, key = signing_paths(args)
     result = sign_processed(done, data, user_models or UserModelStore(data), started, cert, key)
     if result["signed"]:
@@ -296,13 +319,50 @@ def _swap_settings(
             from streamer.governance.consent import check_swap_allowed, identity_consent
 
             check_swap_allowed(args.identity, identity_consent(store.root, args.identity))  # expired: say so now
+    if args.target and not args.no_swap:
+        patch["targets"] = [_target_rule(text) for text in args.target]
     settings = apply_patch(ProcessSettings(), patch)
+    if settings.targets:
+        if args.identity:
+            print("note: --identity is not used with --target: faces get their rule's identity (any=NAME for the rest)")
+        if settings.identity == "photo":
+            raise InputError("--target names enrolled identities; --identity PHOTO cannot be combined with it")
+        store = store or IdentityStore(data / "identities", args.models)
+        from streamer.governance.consent import check_swap_allowed, identity_consent
+
+        for name in settings.target_identities:
+            store.load(name)  # unknown or damaged: say so now
+            check_swap_allowed(name, identity_consent(store.root, name))
     if settings.relight:
         from engines.light.relight import target_sh
         from engines.light.sh import constant_sh
 
         target_sh(settings.relight_target, constant_sh(1.0), hdri_dir)  # an unknown HDRI: say so now
     return settings, store, hdri_dir
+
+
+def _target_rule(text: str) -> dict[str, Any]:
+    """``--target REF=NAME`` as a ``targets`` rule (``REF=`` leaves the face alone); checked by ``apply_patch``."""
+    from engines.errors import InputError
+
+    ref, sep, name = text.partition("=")
+    if not sep or not ref:
+        raise InputError(f"--target must be REF=NAME (a performer, id:N, largest... = an identity), got {text!r}")
+    return {"match": ref, "identity": name or None}
+
+
+def _performer_store(args: argparse.Namespace, settings: ProcessSettings) -> PerformerStore | None:
+    """The data directory's performers when a rule names one (each checked now, not as passed-through frames)."""
+    from engines.identity.performers import PerformerStore
+    from engines.paths import data_dir
+
+    wanted = [r.performer for r in settings.targets if r.performer is not None]
+    if not wanted:
+        return None
+    store = PerformerStore(data_dir(args.data_dir) / "performers")
+    for name in wanted:
+        store.load(name)
+    return store
 
 
 def _relight_target(

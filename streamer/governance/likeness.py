@@ -70,6 +70,22 @@ def swapped_in(settings: Any, models: ModelLookup | None) -> Likeness | None:
     return Likeness("identity", identity) if isinstance(identity, str) and identity else None
 
 
+def swapped_in_all(settings: Any, models: ModelLookup | None) -> tuple[Likeness, ...]:
+    """Every likeness ``settings`` swap in: with target rules (``settings.targets``), each rule's identity (or the
+    DFM, when one is the swap model and some rule swaps a face); without, ``swapped_in``'s one."""
+    rules = _setting(settings, "targets") or ()
+    if not rules:
+        single = swapped_in(settings, models)
+        return (single,) if single is not None else ()
+    if not _setting(settings, "swap"):
+        return ()
+    names = [n for n in dict.fromkeys(_setting(r, "identity") for r in rules) if isinstance(n, str) and n]
+    model = swapped_in({"swap": True, "identity": None, "swap_model": _setting(settings, "swap_model")}, models)
+    if model is not None:  # a DFM puts its own likeness on every face a rule swaps
+        return (model,) if names else ()
+    return tuple(Likeness("identity", n) for n in names)
+
+
 def likeness_consent(
     likeness: Likeness, identities_root: str | os.PathLike[str], models: ModelLookup | None
 ) -> ConsentRecord | None:

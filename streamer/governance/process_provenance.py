@@ -20,7 +20,7 @@ from typing import Any
 
 from engines.errors import StageswapError
 from streamer.governance.audit import AuditLog, read_head
-from streamer.governance.likeness import ModelLookup, likeness_consent_summary, swapped_in
+from streamer.governance.likeness import ModelLookup, likeness_consent_summary, swapped_in_all
 from streamer.governance.provenance import IdentityUse, ProvenanceFacts, sign_recording, signing_config, utc_now
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,8 @@ class ProcessedFile:
     watermark_id: str | None
     unverified_photo: str | None = None
     """The photo's file name when ``--identity PHOTO --unverified`` swapped in a person with no consent record."""
+    targets: tuple[dict[str, Any], ...] = ()
+    """With target rules: which identity went on which face (and performer), from the run's stats."""
 
 
 def sign_processed(
@@ -64,7 +66,12 @@ def sign_processed(
         watermark_id=done.watermark_id,
         audit_head={"seq": head[0], "sha256": head[1]} if head else None,
         view="processed",
-        extra={"command": "stageswap process", "input": done.input.name, "output": done.output.name},
+        extra={
+            "command": "stageswap process",
+            "input": done.input.name,
+            "output": done.output.name,
+            **({"targets": list(done.targets)} if done.targets else {}),
+        },
     )
     try:
         signing = signing_config(data_dir, cert, key)
@@ -92,11 +99,10 @@ def _identities(done: ProcessedFile, data_dir: Path, models: ModelLookup | None)
     if done.unverified_photo is not None:
         consent = {"status": "unverified", "verified": False, "photo": done.unverified_photo}
         return (IdentityUse(done.unverified_photo, consent),)
-    likeness = swapped_in(done.settings, models)
-    if likeness is None:
-        return ()
-    consent = likeness_consent_summary(likeness, data_dir / "identities", models)
-    return (IdentityUse(likeness.name, consent, kind=likeness.kind),)
+    return tuple(
+        IdentityUse(likeness.name, likeness_consent_summary(likeness, data_dir / "identities", models), likeness.kind)
+        for likeness in swapped_in_all(done.settings, models)
+    )
 
 
 def _sha256(path: Path) -> str:

@@ -22,6 +22,7 @@ import numpy as np
 
 from engines.errors import InputError, OutputError
 from engines.face.landmarks import NUM_LANDMARKS
+from engines.identity.targets import TargetTally
 from engines.processor import FaceProcessor, ProcessSettings
 from engines.stats import StageTimes
 from streamer.record.encoding import EncodeSpec
@@ -59,6 +60,7 @@ def run_process(
     frames = frames_with_face = 0
     faces_total = 0
     ids_seen: set[int] = set()
+    mapping = TargetTally()
     process_s = 0.0
     started = time.perf_counter()
     with VideoReader(job.input, deep=job.deep) as reader:
@@ -80,6 +82,8 @@ def run_process(
                 frames_with_face += bool(result.faces)
                 faces_total += len(result.faces)
                 ids_seen.update(f.id for f in result.faces)
+                if job.settings.targets:
+                    mapping.add(result.targets.values())
                 timestamps.append(item.time_s)
                 if job.landmarks_path is not None:
                     lm = np.full((job.max_faces, NUM_LANDMARKS, 3), np.nan, dtype=np.float32)
@@ -117,6 +121,8 @@ def run_process(
         "runtime": processor.runtime,
         "stage_ms": times.summary(),
     }
+    if job.settings.targets:
+        stats["targets"] = mapping.summary()
     wid = getattr(processor, "watermark_id", None)
     stats["watermark_id"] = f"{wid:08x}" if isinstance(wid, int) else None  # `stageswap verify OUT` reads it back
     if job.stats_path is not None:
