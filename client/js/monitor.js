@@ -280,7 +280,7 @@ function showStats(stream) {
     .map(([k, v]) => `<span>${escapeHtml(k)}</span><b>${escapeHtml(String(v))}</b>`)
     .join("");
   showHealth(stream);
-  recorder.show(stream.recording ?? null);
+  recorder.show(stream.recording ?? null, s);
   if (stream.settings) applySettings(stream.settings);
   if (stream.live === false) setConn("no publisher", "wait");
 }
@@ -558,6 +558,8 @@ const recorder = new RecordingPanel(
     view: $("#rec-view"),
     format: $("#rec-format"),
     cfr: $("#rec-cfr"),
+    rateNote: $("#rec-rate-note"),
+    list: $("#rec-list"),
     start: $("#rec-start"),
     stop: $("#rec-stop"),
     state: $("#rec-state"),

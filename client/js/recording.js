@@ -9,8 +9,11 @@
 // through api.js, so they carry the token and a refusal comes back with the server's reason.
 
 import { ApiError, startRecording, stopRecording } from "./api.js";
+import { RecordingsList } from "./recordings.js";
 
 const FORMAT_LABEL = { h264: "H.264", prores: "ProRes 422 HQ", ffv1: "FFV1" };
+const POST_CODECS = ["prores", "ffv1"]; // recorded at constant rate unless the operator unticks it
+const RATE_TOLERANCE = 0.02; // as the server's: more than 2% under the input rate is not constant
 
 /** Seconds as H:MM:SS (the elapsed duration of a recording). */
 export function formatDuration(seconds) {
@@ -39,7 +42,7 @@ function framesOf(rec) {
 export class RecordingPanel {
   /**
    * @param el the page's elements: badge, badgeText (on the output video), banner, bannerText, dismiss,
-   *   fields (the options' fieldset), view, format, cfr, start, stop, state, files, error
+   *   fields (the options' fieldset), view, format, cfr, rateNote, start, stop, state, files, error, list
    * @param streamName () => the stream this page shows now
    */
   constructor(el, streamName) {
@@ -48,6 +51,14 @@ export class RecordingPanel {
     this.status = null;
     this.busy = false;
     this.dismissed = null; // id of a failed recording whose banner the operator closed
+    this.stats = null;
+    this.list = new RecordingsList(el.list, streamName);
+    el.format.addEventListener("change", () => {
+      el.cfr.checked = POST_CODECS.includes(el.format.value.split("/")[0]); // editors expect constant rate
+      this.render();
+    });
+    el.cfr.addEventListener("change", () => this.render());
+    el.cfr.checked = POST_CODECS.includes(el.format.value.split("/")[0]);
     el.start.addEventListener("click", () => this.start());
     el.stop.addEventListener("click", () => this.stop());
     el.dismiss.addEventListener("click", () => {
@@ -93,10 +104,14 @@ export class RecordingPanel {
     }
   }
 
-  /** The stream's `recording` block from the stats (null: it has not recorded since the server started). */
-  show(rec) {
+  /** The stream's `recording` block from the stats (null: it has not recorded since the server started),
+   * and its live `stats` (the input and output rates: will a recording at source times be constant-rate?). */
+  show(rec, stats = this.stats) {
+    const ended = this.status?.active && !rec?.active;
     this.status = rec || null;
+    this.stats = stats || null;
     this.render();
+    if (ended) this.list.refresh();
   }
 
   /** A /ws `recording` event (the caller checked it is about this page's stream). */
@@ -107,13 +122,16 @@ export class RecordingPanel {
     if (msg.event === "alarm" && !shown.alarm_message) shown.alarm_message = msg.message;
     if (msg.event === "error" && !shown.error) shown.error = msg.message;
     this.show(shown);
+    if (msg.event === "stopped" || msg.event === "error") this.list.refresh();
   }
 
   /** Another stream, or a new token: forget what was shown. */
   reset() {
     this.status = null;
+    this.stats = null;
     this.showError("");
     this.render();
+    this.list.refresh();
   }
 
   setBusy(busy) {
@@ -157,6 +175,10 @@ export class RecordingPanel {
       el.bannerText.textContent = `Recording stopped: ${withoutFolders(rec.error || "it failed")}.${hint}`;
     }
 
+    const warning = this.rateWarning(rec, active || finishing);
+    el.rateNote.hidden = !warning;
+    el.rateNote.textContent = warning;
+
     el.state.className = `rec-state${active ? " on" : ""}`;
     el.state.textContent = rec ? this.stateLine(rec) : "not recording";
     el.files.innerHTML = "";
@@ -173,6 +195,18 @@ export class RecordingPanel {
         el.files.append(row);
       }
     }
+  }
+
+  /** Before a recording: a stream dropping frames will not give a constant-rate file at source times. After
+   * one (while it is the last): the server's own warning about the file it wrote. */
+  rateWarning(rec, running) {
+    if (rec && !running && rec.rate_warning) return `Last recording: ${rec.rate_warning}.`;
+    if (running ? rec.frame_rate === "cfr" : this.el.cfr.checked) return "";
+    const s = this.stats || {};
+    if (!(s.input_fps > 0) || !(s.output_fps >= 0) || s.output_fps >= s.input_fps * (1 - RATE_TOLERANCE)) return "";
+    const rates = `the stream puts out ${s.output_fps.toFixed(1)} of ${s.input_fps.toFixed(1)} fps`;
+    if (running) return `Not constant-rate: ${rates}, and this recording keeps each frame's own time.`;
+    return `Will not be constant-rate: ${rates} (frames are dropped). Tick Constant rate for a file to edit.`;
   }
 
   stateLine(rec) {

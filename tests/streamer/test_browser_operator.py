@@ -239,3 +239,86 @@ def test_an_unknown_identity_or_swap_model_is_refused_by_its_control(operator: O
     _wait_until(lambda: operator.stream()["settings"]["identity"] == "s1", 10, "the identity applied")
     page.select_option("#swap-model", "mesh")
     page.wait_for_selector(".field-error[data-field=swap_model]", state="hidden")
+
+
+def _record(operator: Operator, seconds: float) -> dict[str, Any]:
+    """Record with the page's Record and Stop buttons; the stream's last recording as the API gives it."""
+    page = operator.page
+    page.click("#rec-start")
+    page.wait_for_selector("#rec-stop:not([hidden])")
+    page.wait_for_timeout(int(seconds * 1000))
+    page.click("#rec-stop")
+    page.wait_for_selector("#rec-start:not([hidden])")
+
+    def finished() -> dict[str, Any] | None:
+        status, body = operator.api(f"/api/recordings?stream={STREAM}")
+        assert status == 200, body
+        last = body["recordings"][0]
+        return dict(last) if last["state"] == "finished" else None  # not "finishing": the files are complete
+
+    return dict(_wait_until(finished, 30, "the recording finished"))
+
+
+def _plays(page: Any) -> None:
+    """The player over the page shows the file: decoded frames, and time advancing."""
+    page.wait_for_selector(".rec-player video")
+    page.wait_for_function(
+        "(() => { const v = document.querySelector('.rec-player video'); "
+        "return v.readyState >= 2 && v.videoWidth > 0 && v.currentTime > 0.3; })()",
+        timeout=20_000,
+    )
+    assert not page.text_content(".rec-player .error")
+
+
+def test_recordings_are_listed_played_and_downloaded_in_the_page(operator: Operator, tmp_path: Path) -> None:
+    """Record from the page, then find the recording in the list with its figures, play it in the page and
+    download it (the links carry a ticket, not the token); an FFV1 recording gets a proxy to play."""
+    page = operator.page
+    page.select_option("#rec-format", "h264/mp4")
+    assert not page.is_checked("#rec-cfr")  # H.264 keeps the source's times by default
+    # Before recording: the page warns when the stream drops frames, as the live figures say.
+    stats = operator.stream()["stats"]
+    note = page.locator("#rec-rate-note")
+    dropping = stats["output_fps"] < 0.98 * stats["input_fps"]
+    if dropping:
+        note.wait_for(state="visible")
+        assert "Will not be constant-rate" in (note.text_content() or "")
+    rec = _record(operator, 2.5)
+    item = page.locator(f".rec-item[data-id='{rec['id']}']")
+    item.wait_for()
+    facts = item.locator(".rec-facts").text_content() or ""
+    frames = max(rec["frames_written"].values())
+    assert f"{frames} frames" in facts and f"{rec['frames_dropped']} dropped" in facts and "H.264 MP4" in facts, facts
+    folder = page.text_content(".rec-folder code")
+    assert folder == str((operator.data / "recordings").resolve())
+    if rec["rate_warning"]:  # said after the recording too, in the server's words
+        assert item.locator(".rec-rate-warning").text_content() == rec["rate_warning"]
+        assert rec["rate_warning"] in (note.text_content() or "")
+    item.locator(".rec-view[data-view=processed] .rec-play").click()
+    _plays(page)
+    operator.shot("recording-playing")
+    page.keyboard.press("Escape")
+    page.wait_for_selector(".rec-player", state="detached")
+    with page.expect_download() as download_info:
+        item.locator(".rec-view[data-view=processed] .rec-download").click()
+    download = download_info.value
+    saved = tmp_path / download.suggested_filename
+    download.save_as(saved)
+    original = operator.data / "recordings" / rec["files"]["processed"]
+    assert download.suggested_filename == original.name and saved.read_bytes() == original.read_bytes()
+    # FFV1 (for post): constant rate by default, no rate warning; the browser plays it through a proxy.
+    page.select_option("#rec-format", "ffv1/mkv")
+    assert page.is_checked("#rec-cfr") and "Will not be constant-rate" not in (note.text_content() or "")
+    rec = _record(operator, 2.0)
+    assert rec["frame_rate"] == "cfr" and rec["rate_warning"] is None
+    item = page.locator(f".rec-item[data-id='{rec['id']}']")
+    item.locator(".rec-make-proxy").click()
+    item.locator(".rec-play").wait_for(timeout=60_000)
+    assert item.locator(".rec-play").text_content() == "▶ Play proxy"
+    item.locator(".rec-play").click()
+    _plays(page)
+    operator.shot("recording-proxy-playing")
+    page.click(".rec-player button:text('Close')")
+    page.select_option("#rec-format", "h264/mp4")
+    page.locator("#rec-list").scroll_into_view_if_needed()
+    operator.shot("recordings-list")
