@@ -46,6 +46,8 @@ from engines.paths import check_name
 from streamer.body import read_body
 from streamer.errors import CapacityError, ConflictError, NotFoundError
 from streamer.live import memory
+from streamer.live.consent import accept_media_as_consent
+from streamer.live.consent import hooks_missing as consent_hooks_missing
 from streamer.live.decode_backlog import bound_decoder
 from streamer.live.decode_backlog import hooks_missing as decode_hooks_missing
 from streamer.live.dtls import StagePeerConnection, prefer_passive
@@ -473,6 +475,7 @@ async def _answer_publisher(service: Service, registry: PeerRegistry, name: str,
     except Exception as exc:
         await registry.close(session, f"answer failed: {exc}")
         raise InputError(f"cannot answer this offer: {exc}") from exc
+    accept_media_as_consent(pc)  # FFmpeg's muxer never answers ICE consent checks (streamer/live/consent.py)
     track = videos[0].receiver.track
     audio = audios[0].receiver if audios else None
     session.clock = PublisherClock.watch(videos[0].receiver, audio, pc.localDescription.sdp)
@@ -634,7 +637,8 @@ def register(app: web.Application) -> None:
     service = app[SERVICE]
     service.peers = PeerRegistry(service)
     quiet_repeated_decode_errors()
-    for problem in (dtls_hooks_missing(), sender_report_hooks_missing(), decode_hooks_missing()):
+    hooks = (dtls_hooks_missing, sender_report_hooks_missing, decode_hooks_missing, consent_hooks_missing)
+    for problem in (missing() for missing in hooks):
         if problem is not None:
             log.warning("%s", problem)
     app.router.add_post("/whip/{stream}", whip_post)

@@ -18,6 +18,7 @@ from aiortc.rtcdtlstransport import SRTP_AES128_CM_SHA1_80, RTCCertificate
 from OpenSSL import SSL
 
 from streamer.config import InputSpec, ServeConfig
+from streamer.live.consent import hooks_missing as consent_hooks_missing
 from streamer.live.dtls import AIORTC_CHECKED, StageCertificate, StagePeerConnection, hooks_missing, prefer_passive
 from streamer.live.sender_reports import hooks_missing as sender_report_hooks_missing
 from streamer.live.worker import PassthroughProcessor
@@ -81,9 +82,10 @@ def test_stageswaps_dtls_server_and_client_still_agree_with_aiortc_on_ecdsa() ->
 
 def test_the_aiortc_hooks_fit_the_installed_aiortc() -> None:
     """Fails on an aiortc whose internals moved: the hooks then do nothing (RSA publishers fail again, a WHIP
-    publisher's sound is synced by arrival)."""
+    publisher's sound is synced by arrival, FFmpeg's sessions end after ~30 s)."""
     assert hooks_missing() is None, f"checked against aiortc {AIORTC_CHECKED}, installed {aiortc.__version__}"
     assert sender_report_hooks_missing() is None, sender_report_hooks_missing()
+    assert consent_hooks_missing() is None, consent_hooks_missing()
     assert isinstance(StagePeerConnection().certificate, StageCertificate)
 
 

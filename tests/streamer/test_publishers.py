@@ -115,6 +115,33 @@ def test_ffmpeg_whip_publishes_a_clip_that_whep_plays_and_delete_frees_everythin
     asyncio.run(scenario())
 
 
+def test_an_ffmpeg_publisher_that_never_answers_consent_checks_is_kept_while_its_media_arrives(
+    tmp_path: Path, clips: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FFmpeg's WHIP muxer answers no ICE consent check once connected; aioice gave up after 6 (30 s) and cut
+    every FFmpeg publish off. With the checks every 0.3 s (6 missed in about 2 s), a 7 s publish runs to its end."""
+    import aioice.ice
+
+    monkeypatch.setattr(aioice.ice, "CONSENT_INTERVAL", 0.3)
+    cert, key = make_certificate(tmp_path, "ec")
+    config = ServeConfig(data_dir=tmp_path / "data", ingest_timeout_s=5.0)
+
+    async def scenario() -> None:
+        async with live_server(config, make_processor=PassthroughProcessor) as server:
+            url = f"{server.url}/whip/cam"
+            publisher = await _start(_ffmpeg(url, clips / "d10.mp4", 7.0, "--cert", str(cert), "--key", str(key)))
+            assert await wait_for(lambda: _frames_in(server) > 0, 20), "no frame from FFmpeg"
+            started = _frames_in(server)
+            await asyncio.sleep(4.0)  # more than 6 consent checks
+            stream = server.service.streams.find("cam")
+            assert stream is not None and stream.publisher is not None, "the publisher was cut off"
+            later = _frames_in(server)
+            sent = await _result(publisher, 40)  # no error: FFmpeg's connection held to its end (its DELETE)
+            assert later > started, (started, later, sent)
+
+    asyncio.run(scenario())
+
+
 def _handed(server: Any, viewers: dict[str, Viewer]) -> dict[str, int]:
     """Encoded frames the server handed to each viewer's RTP sender."""
     sessions = {s.location: s for s in server.service.peers.sessions()}
