@@ -28,6 +28,11 @@ setup: $(VENV)/.installed
 # the newest versions pyproject.toml's ranges allow, in a venv of its own.
 HAS_CUDA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
 LOCK ?= requirements/$(if $(HAS_CUDA),cuda,cpu).txt
+# test-latest's torch: any 2.x on a CUDA machine; on a CPU machine the CPU wheel, held there while the rest
+# upgrades (PyPI's newer torch would bring gigabytes of CUDA packages).
+# (A variable, because a comma inside $(if ...) splits its arguments.)
+LATEST_TORCH_CUDA := torch>=2.4,<3
+LATEST_TORCH := $(if $(HAS_CUDA),$(LATEST_TORCH_CUDA),torch==2.13.0)
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	rm -rf $(VENV)
@@ -61,8 +66,9 @@ test-latest: browser-setup janus-setup
 	rm -rf $(LATEST)
 	$(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/pip install --quiet --upgrade pip
-	$(LATEST)/bin/pip install --quiet $(if $(HAS_CUDA),'torch>=2.4,<3','torch==2.13.0')
-	$(LATEST)/bin/pip install --quiet --upgrade --upgrade-strategy eager -e '.[dev]'
+	$(LATEST)/bin/pip install --quiet '$(LATEST_TORCH)'
+	echo '$(LATEST_TORCH)' > $(LATEST)/torch-held.txt
+	$(LATEST)/bin/pip install --quiet --upgrade --upgrade-strategy eager $(if $(HAS_CUDA),,-c $(LATEST)/torch-held.txt) -e '.[dev]'
 	@echo "test-latest: against $(LOCK), $(LATEST) holds:"
 	@$(LATEST)/bin/python tools/lockcheck.py $(LOCK) --report
 	@$(LATEST)/bin/python -m pytest -m "not slow and not gpu" -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \

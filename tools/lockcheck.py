@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 direction = "upgraded" if Version(have) > Version(locked) else "downgraded"
                 print(f"  {name}: {direction} {locked} -> {have}")
+        moved = sum(1 for _, locked, have in diffs if have is not None and Version(have) > Version(locked))
+        print(f"lockcheck: {moved} package(s) newer than {args.lock} pins")
         return 0
     problems = lock_problems(lock, project_requirements(args.pyproject))
     problems += [f"{n}: locked {v}, installed {h or 'nothing'}" for n, v, h in diffs]
