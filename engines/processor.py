@@ -23,7 +23,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from engines.colour import transform
@@ -49,6 +48,7 @@ from engines.identity.store import Identity, IdentityStore
 from engines.identity.targets import Describe, FaceTarget, ReidConfig, TargetSelector
 from engines.light.person import PersonLightConfig, relight_person
 from engines.light.relight import LightTracker, estimate_sh, relight_face, skin_samples, target_sh
+from engines.resample import shrink
 from engines.runtime import load_model, models
 from engines.settings import ProcessSettings
 from engines.stats import timed
@@ -428,7 +428,7 @@ class FaceProcessor:
                 alpha *= visible
             # Statistics (light, colour) are measured at geometry resolution: fewer pixels, same means.
             hs, ws = geometry.small_size
-            actor_small = cv2.resize(actor, (ws, hs), interpolation=cv2.INTER_AREA)
+            actor_small = shrink(actor, (ws, hs))
             skin_small = skin_mask(geometry, alpha_small)
         face_bgr: np.ndarray | None = None
         relit_with_gains: np.ndarray | None = None
@@ -503,7 +503,7 @@ class FaceProcessor:
             if identity is not None or (swapped is not None and self.config.learned.colour_match):
                 # Colour match. After a relight the gains already went into the light (``_relight``): the
                 # residual measured now refines them for the next frame, and no extra pass is needed.
-                face_small = cv2.resize(face_bgr, (ws, hs), interpolation=cv2.INTER_AREA)
+                face_small = shrink(face_bgr, (ws, hs))
                 residual = colour_gains(face_small, reference, skin_small, self.config.blend)
                 relit = relit_with_gains is not None
                 previous = relit_with_gains if relit else np.ones(3)

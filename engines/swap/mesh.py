@@ -43,6 +43,7 @@ from engines.face.topology import (
     vertex_normals,
 )
 from engines.light.sh import mesh_to_camera
+from engines.resample import shrink
 from engines.swap.raster import Raster, Window, rasterize
 
 if TYPE_CHECKING:
@@ -140,7 +141,7 @@ class FaceGeometry:
         h, w = self.work_size
         if array.shape[:2] == (h, w):
             return array
-        return cv2.resize(array, (w, h), interpolation=cv2.INTER_AREA)
+        return shrink(array, (w, h))
 
     def normals(self) -> np.ndarray:
         """(h, w, 3) float32 camera-frame normals at work resolution (zero outside the face; computed once)."""
