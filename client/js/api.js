@@ -111,15 +111,24 @@ export async function listIdentities() {
 
 /** POST /api/identities, multipart: `name`, one or more `photo` files, and the consent: flat fields
  * (`consent_by`, `production`, `valid_until`, `document_sha256`) or `allow_unverified=true`. */
-export async function enrollIdentity(name, files, consent = {}) {
+export async function enrollIdentity(name, files, consent = {}, options = {}) {
   const form = new FormData();
   form.append("name", name);
-  for (const [key, value] of Object.entries(consent)) {
+  // options: `face` ("largest", N or one per photo: "2,0") and `replace` ("true"), README "Browser UI"
+  for (const [key, value] of Object.entries({ ...consent, ...options })) {
     if (value !== "" && value != null) form.append(key, String(value));
   }
   for (const file of files) form.append("photo", file, file.name);
   const response = await request("/api/identities", { method: "POST", body: form });
   return response.json().catch(() => ({ name }));
+}
+
+/** POST /api/faces: the faces in each photo, largest first, with thumbnails (to choose one to enroll). */
+export async function findFaces(files) {
+  const form = new FormData();
+  for (const file of files) form.append("photo", file, file.name);
+  const response = await request("/api/faces", { method: "POST", body: form });
+  return (await response.json()).photos;
 }
 
 // ---- WebSocket ----------------------------------------------------------------------------------

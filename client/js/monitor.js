@@ -11,13 +11,13 @@
 import {
   ApiError,
   STREAM_NAME,
-  enrollIdentity,
   getStream,
   listIdentities,
   listStreams,
   patchStream,
   wsUrl,
 } from "./api.js";
+import { EnrollForm } from "./enroll.js";
 import { healthOf } from "./health.js";
 import { LightDisc } from "./lightdisc.js";
 import { RecordingPanel } from "./recording.js";
@@ -657,67 +657,28 @@ async function refreshIdentities(select = null) {
   if ([...ui.identity.options].some((o) => o.value === current)) ui.identity.value = current;
 }
 
-/** sha256 (hex) of a file, computed here: the signed consent form never leaves this computer. */
-async function sha256Hex(file) {
-  if (!crypto.subtle) throw new Error("Hashing the consent form needs https:// (or localhost) in this browser.");
-  const digest = await crypto.subtle.digest("SHA-256", await file.arrayBuffer());
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** The consent part of an enrollment (the server validates it and explains any refusal). */
-async function consentFields() {
-  if (ui.unverified.checked) return { allow_unverified: "true" };
-  const doc = ui.consentDoc.files[0];
-  return {
-    consent_by: ui.consentBy.value.trim(),
-    production: ui.production.value.trim(),
-    valid_until: ui.validUntil.value,
-    document_sha256: doc ? await sha256Hex(doc) : "",
-  };
-}
-
-function wireEnroll() {
-  ui.unverified.addEventListener("change", () => {
-    for (const el of [ui.consentBy, ui.production, ui.validUntil, ui.consentDoc]) el.disabled = ui.unverified.checked;
-  });
-  ui.enrollForm.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    ui.enrollError.textContent = "";
-    const name = ui.enrollName.value.trim();
-    const files = [...ui.enrollPhoto.files];
-    if (!STREAM_NAME.test(name)) {
-      ui.enrollError.textContent = "The name must be lower-case letters, digits, - or _ (up to 64).";
-      return;
-    }
-    if (!files.length) {
-      ui.enrollError.textContent = "Choose at least one photo of the person's face.";
-      return;
-    }
-    let consent;
-    try {
-      consent = await consentFields();
-    } catch (err) {
-      ui.enrollError.textContent = err.message;
-      return;
-    }
-    ui.enrollSubmit.disabled = true;
-    ui.enrollStatus.textContent = "enrolling…";
-    ui.enrollStatus.className = "status";
-    try {
-      await enrollIdentity(name, files, consent);
-      ui.enrollStatus.textContent = `enrolled ${name}`;
-      ui.enrollStatus.className = "status good";
-      ui.enrollForm.reset();
-      ui.unverified.dispatchEvent(new Event("change"));
-      await refreshIdentities();
-    } catch (err) {
-      ui.enrollStatus.textContent = "";
-      ui.enrollError.textContent = `Refused: ${err.message}`;
-    } finally {
-      ui.enrollSubmit.disabled = false;
-    }
-  });
-}
+new EnrollForm(
+  {
+    form: ui.enrollForm,
+    name: ui.enrollName,
+    photo: ui.enrollPhoto,
+    consentBy: ui.consentBy,
+    production: ui.production,
+    validUntil: ui.validUntil,
+    consentDoc: ui.consentDoc,
+    unverified: ui.unverified,
+    submit: ui.enrollSubmit,
+    status: ui.enrollStatus,
+    error: ui.enrollError,
+    faces: $("#enroll-faces"),
+    replaceRow: $("#enroll-replace-row"),
+    replace: $("#enroll-replace"),
+  },
+  async (name) => {
+    await refreshIdentities(name);
+    await send({ identity: name }, "identity"); // the new identity, selected on this stream
+  },
+);
 
 // ---- page ---------------------------------------------------------------------------------------
 
@@ -781,7 +742,6 @@ setupTokenField(() => {
   models.refresh();
 });
 wireControls();
-wireEnroll();
 ui.processed.addEventListener("playing", countFrames);
 open(ui.stream.value.trim());
 connectWs();

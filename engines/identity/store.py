@@ -38,9 +38,10 @@ import cv2
 import numpy as np
 
 from engines.errors import InputError
+from engines.face.detect import Detection
 from engines.face.landmarks import NUM_LANDMARKS
 from engines.identity.enroll import EnrollConfig, FaceAnalyser, FaceChoice, PhotoFace, build_texture, canonical_shape
-from engines.identity.photos import PhotoSource, load_photo
+from engines.identity.photos import Photo, PhotoSource, load_photo
 from engines.paths import check_name, inside
 
 FORMAT = "stageswap-identity"
@@ -220,13 +221,14 @@ class IdentityStore:
         self,
         name: str,
         photos: Sequence[PhotoSource],
-        face: FaceChoice = None,
+        face: FaceChoice | Sequence[FaceChoice] = None,
         replace: bool = False,
     ) -> IdentityInfo:
         """Enroll ``name`` from one or more photos of the same person.
 
         ``face``: None (the photo must show one face), ``"largest"``, or an index into the photo's faces
-        ordered by size, 0 = the largest. Raises InputError with the reason for anything unusable.
+        ordered by size, 0 = the largest (``find_faces``' order); or a list of those, one per photo (a group
+        photo beside portraits). Raises InputError with the reason for anything unusable.
         """
         check_name(name, "identity name")
         if isinstance(photos, str | bytes | bytearray | os.PathLike | np.ndarray):
@@ -238,9 +240,10 @@ class IdentityStore:
         if not replace and self.exists(name):
             raise InputError(f"identity {name!r} already exists; use --replace to enroll it again")
         loaded = [load_photo(src, f"photo {i + 1}") for i, src in enumerate(photos)]
+        choices = _face_per_photo(face, len(loaded))
         with self._lock:
             analyser = self._get_analyser()
-            faces = [analyser.analyse(p, face) for p in loaded]
+            faces = [analyser.analyse(p, choice) for p, choice in zip(loaded, choices, strict=True)]
         texset = build_texture(faces, self.config.texture_size, cleanup=self.config.cleanup, mirror=self.config.mirror)
         warnings = [w for f in faces for w in f.warnings]
         if texset.shading is None:
@@ -253,6 +256,17 @@ class IdentityStore:
             self._write(name, meta, texset.texture, texset.coverage, texset.shading)
             self._cache.pop(name, None)
         return _info_from_meta(name, meta)
+
+    def find_faces(self, photos: Sequence[PhotoSource]) -> builtins.list[tuple[Photo, builtins.list[Detection]]]:
+        """Each photo with the faces found in it, largest first: the choices ``enroll``'s ``face`` counts
+        (boxes in the decoded image's pixels: ``Photo.scale`` maps them back). Raises InputError for a photo
+        that cannot be read."""
+        if len(photos) > MAX_PHOTOS:
+            raise InputError(f"at most {MAX_PHOTOS} photos per identity, got {len(photos)}")
+        loaded = [load_photo(src, f"photo {i + 1}") for i, src in enumerate(photos)]
+        with self._lock:
+            analyser = self._get_analyser()
+            return [(photo, analyser.faces(photo.image)) for photo in loaded]
 
     def remove(self, name: str) -> None:
         """Delete ``name``; InputError if there is no such identity."""
@@ -467,3 +481,13 @@ def _broad_level(luma: np.ndarray, coverage: np.ndarray) -> np.ndarray:
     norm = cv2.GaussianBlur(weight, (0, 0), sigma)
     smooth = cv2.GaussianBlur(luma * weight, (0, 0), sigma) / np.maximum(norm, 1e-3)
     return np.where(norm > 1e-2, smooth, luma).astype(np.float32)
+
+
+def _face_per_photo(face: FaceChoice | Sequence[FaceChoice], photos: int) -> list[FaceChoice]:
+    """``enroll``'s ``face`` as one choice per photo (one choice given applies to every photo)."""
+    if isinstance(face, str | int) or face is None:
+        return [face] * photos
+    choices = list(face)
+    if len(choices) != photos:
+        raise InputError(f"give one face choice per photo: {len(choices)} choices for {photos} photos")
+    return choices

@@ -285,6 +285,16 @@ def _paths() -> dict[str, Any]:
                 "responses": {**_ok(200, "The recording", _OBJECT), **_errors(403, 404)},
             },
         },
+        "/api/faces": {
+            "post": {
+                "summary": "The faces in uploaded photos, largest first, with thumbnails (to choose one to enroll)",
+                "requestBody": {
+                    "required": True,
+                    "content": {"multipart/form-data": {"schema": {"type": "object"}}},
+                },
+                "responses": {**_ok(200, "Each photo's faces", _OBJECT), **_errors(400, 408, 413, 415, 503)},
+            },
+        },
         "/api/identities": {
             "get": {
                 "summary": "Enrolled identities with their consent",

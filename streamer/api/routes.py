@@ -219,9 +219,17 @@ def _identities_root(service: Service) -> Path:
     return Path(service.config.data_dir) / "identities"
 
 
-def _parse_face(value: str | None) -> str | int | None:
+def _parse_face(value: str | None) -> str | int | list[str | int] | None:
+    """``largest``, N (0 = the largest face), or one of those per photo, comma-separated (``2,0``)."""
     if value is None or value.strip() == "":
         return None
+    value = value.strip()
+    if "," in value:
+        return [_parse_one_face(part) for part in value.split(",")]
+    return _parse_one_face(value)
+
+
+def _parse_one_face(value: str) -> str | int:
     value = value.strip()
     if value == "largest":
         return value
@@ -241,7 +249,7 @@ def _parse_bool(key: str, value: str | None) -> bool:
     raise InputError(f"{key} must be true or false, got {value!r}")
 
 
-async def _read_upload(request: web.Request, limit: int) -> tuple[dict[str, str], list[bytes]]:
+async def read_upload(request: web.Request, limit: int) -> tuple[dict[str, str], list[bytes]]:
     """The multipart upload's fields and photos, read whole within the body limits (``streamer.body``)."""
     expected = "multipart/form-data with a name field and one or more photo files"
     check_declared(request, "multipart/form-data", limit, "upload", expected)
@@ -289,7 +297,7 @@ def check_photo_pixels(photos: list[bytes], limit: int) -> None:
 
 async def identities_post(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    fields, photos = await _read_upload(request, service.config.upload_max_bytes)
+    fields, photos = await read_upload(request, service.config.upload_max_bytes)
     name = fields.get("name")
     if not name:
         raise InputError("the upload needs a 'name' field (the identity's name)")

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from engines.errors import InputError
 from engines.paths import inside
-from streamer.api import auth, openapi, origin, osc, ratelimit, stage
+from streamer.api import auth, faces, openapi, origin, osc, ratelimit, stage
 from streamer.api import models as api_models
 from streamer.api import recording as api_recording
 from streamer.api import routes as api
@@ -39,6 +39,7 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
     webrtc.register,
     api.register,
     api_models.register,
+    faces.register,
     api_recording.register,
     api_recording.register_signing,  # after the recordings: it hooks into them
     sfu.register,

@@ -322,3 +322,63 @@ def test_recordings_are_listed_played_and_downloaded_in_the_page(operator: Opera
     page.select_option("#rec-format", "h264/mp4")
     page.locator("#rec-list").scroll_into_view_if_needed()
     operator.shot("recordings-list")
+
+
+def test_enrollment_is_finished_in_the_page(operator: Operator, faces: Path, tmp_path: Path) -> None:
+    """A group photo: its faces as thumbnails, one clicked and enrolled, the new identity selected on the
+    stream with UNVERIFIED on the video; a taken name offers Replace; a bad photo is refused under Photos in
+    the page's words (its file name, no command-line flags)."""
+    page = operator.page
+    page.locator("#enroll").scroll_into_view_if_needed()
+    page.fill("#enroll-name", "group-pick")
+    page.set_input_files("#enroll-photo", str(faces / "obama_and_biden.jpg"))
+    page.check("#unverified")
+    page.click("#enroll-submit")
+    page.wait_for_selector("#enroll-faces .face-choice img")
+    thumbs = page.locator("#enroll-faces .face-choice")
+    assert thumbs.count() == 3
+    page.wait_for_function("[...document.querySelectorAll('#enroll-faces img')].every((i) => i.naturalWidth > 0)")
+    said = page.text_content(".field-error[data-field=enroll-photo]") or ""
+    assert '"obama_and_biden.jpg" shows several faces: click the one to enroll' in said, said
+    assert "--face" not in said
+    thumbs.nth(1).click()
+    assert thumbs.nth(1).get_attribute("aria-pressed") == "true"
+    assert page.text_content("#enroll-submit") == "Enroll the chosen face"
+    page.locator("#enroll-faces").scroll_into_view_if_needed()
+    operator.shot("enroll-face-picker")
+    page.click("#enroll-submit")
+    page.wait_for_function("document.querySelector('#enroll-status').textContent.includes('enrolled group-pick')")
+    assert "(unverified), selected on this stream" in (page.text_content("#enroll-status") or "")
+    _wait_until(lambda: operator.stream()["settings"]["identity"] == "group-pick", 15, "the new identity selected")
+    page.wait_for_function("document.querySelector('#identity').value === 'group-pick'")
+    page.wait_for_function("document.querySelector('#swap-badge .unverified')?.textContent === 'UNVERIFIED'")
+    assert page.is_visible("#swap-badge") and "group-pick" in (page.text_content("#swap-badge") or "")
+    assert page.locator("#enroll-faces").is_hidden()
+    page.locator("#processed").scroll_into_view_if_needed()
+    operator.shot("enroll-selected-unverified")
+    # The same name again: Replace is offered, and taken.
+    page.fill("#enroll-name", "group-pick")
+    page.set_input_files("#enroll-photo", str(faces / "woman.png"))
+    page.check("#unverified")
+    page.click("#enroll-submit")
+    page.wait_for_selector("#enroll-replace-row:not([hidden])")
+    said = page.text_content(".field-error[data-field=enroll-name]") or ""
+    assert '"group-pick" is enrolled already: tick Replace' in said and "replace=true" not in said, said
+    page.check("#enroll-replace")
+    page.click("#enroll-submit")
+    page.wait_for_function("document.querySelector('#enroll-status').textContent.includes('enrolled group-pick')")
+    assert page.locator(".field-error[data-field=enroll-name]").is_hidden()
+    # A file that is not a photo: refused under Photos, named by its file name.
+    notes = tmp_path / "notes.jpg"
+    notes.write_bytes(b"these are not the pixels you are looking for" * 20)
+    page.fill("#enroll-name", "not-a-face")
+    page.set_input_files("#enroll-photo", str(notes))
+    page.check("#unverified")
+    page.click("#enroll-submit")
+    page.wait_for_selector(".field-error[data-field=enroll-photo]:not([hidden])")
+    said = page.text_content(".field-error[data-field=enroll-photo]") or ""
+    assert '"notes.jpg"' in said and "photo 1" not in said and "OpenCV" not in said, said
+    page.locator("#enroll").scroll_into_view_if_needed()
+    operator.shot("enroll-bad-photo")
+    page.select_option("#identity", "s1")
+    _wait_until(lambda: operator.stream()["settings"]["identity"] == "s1", 10, "back to s1")
