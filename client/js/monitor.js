@@ -19,6 +19,7 @@ import {
 } from "./api.js";
 import { EnrollForm } from "./enroll.js";
 import { healthOf } from "./health.js";
+import { Hotkeys } from "./hotkeys.js";
 import { LightDisc } from "./lightdisc.js";
 import { RecordingPanel } from "./recording.js";
 import { SwapModelPicker } from "./swapmodels.js";
@@ -716,6 +717,34 @@ function setSound(on) {
   if (on) ui.processed.play().catch(() => {});
 }
 
+/** What the hotkeys do (hotkeys.js): the same controls the operator would click. */
+function operatorKeys() {
+  let beforeBypass = null;
+  return {
+    swap: () => !ui.fields.disabled && ui.swap.click(),
+    bypass: () => {
+      if (ui.fields.disabled) return;
+      const on = ui.swap.checked || ui.relight.checked;
+      if (on) beforeBypass = { swap: ui.swap.checked, relight: ui.relight.checked };
+      const next = on ? { swap: false, relight: false } : beforeBypass || { swap: true, relight: true };
+      if (!on) beforeBypass = null;
+      ui.swap.checked = next.swap;
+      ui.relight.checked = next.relight;
+      send(next, "swap");
+    },
+    record: () => {
+      const button = [$("#rec-stop"), $("#rec-start")].find((b) => !b.hidden);
+      if (button && !button.disabled) button.click();
+    },
+    identity: (n) => {
+      const option = ui.identity.options[n];
+      if (ui.fields.disabled || !option) return;
+      ui.identity.value = option.value;
+      ui.identity.dispatchEvent(new Event("change"));
+    },
+  };
+}
+
 function setLayout(layout) {
   ui.views.className = `views ${layout}`;
   localStorage.setItem("stageswap.layout", layout);
@@ -730,9 +759,16 @@ ui.stream.value = param("stream", "cam");
 ui.stream.addEventListener("change", () => {
   const name = ui.stream.value.trim();
   if (!STREAM_NAME.test(name)) {
-    setConn("invalid stream name", "off");
+    // The controls must not go on acting on the stream shown before: off until a stream is named.
+    setConn("not a stream name", "off");
+    ui.fields.disabled = true;
+    $("#rec-start").disabled = true;
+    showControlError(`"${name}" is not a stream name (a-z, 0-9, - and _, up to 64): the controls are off until you name a stream.`);
+    ui.stream.setAttribute("aria-invalid", "true");
     return;
   }
+  ui.stream.setAttribute("aria-invalid", "false");
+  showControlError("");
   open(name);
 });
 setupTokenField(() => {
@@ -742,6 +778,11 @@ setupTokenField(() => {
   models.refresh();
 });
 wireControls();
+// ?clean=1: the program feed alone, full screen, nothing over it (a village monitor, a projector).
+const clean = param("clean", "") === "1";
+document.body.classList.toggle("clean", clean);
+if (clean) ui.layout.value = "hide-source";
+new Hotkeys(operatorKeys(), $("#keys-button"));
 ui.processed.addEventListener("playing", countFrames);
 open(ui.stream.value.trim());
 connectWs();

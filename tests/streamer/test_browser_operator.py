@@ -104,6 +104,7 @@ def operator(
     store = IdentityStore(data / "identities", models_dir)
     consent = ConsentRecord.create("Test Person", "Issue 25 tests", valid_until="2099-12-31")
     enroll_with_consent(store, "s1", [(faces / "s1.jpg").read_bytes()], consent, False, face="largest")
+    enroll_with_consent(store, "woman", [(faces / "woman.png").read_bytes()], consent, False, face="largest")
     config = ServeConfig(
         data_dir=data,
         token=TOKEN,
@@ -382,3 +383,132 @@ def test_enrollment_is_finished_in_the_page(operator: Operator, faces: Path, tmp
     operator.shot("enroll-bad-photo")
     page.select_option("#identity", "s1")
     _wait_until(lambda: operator.stream()["settings"]["identity"] == "s1", 10, "back to s1")
+
+
+def _stream_recording(operator: Operator) -> bool:
+    return bool((operator.stream().get("recording") or {}).get("active"))
+
+
+def test_hotkeys_swap_bypass_record_and_pick_identities(operator: Operator) -> None:
+    page = operator.page
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    page.keyboard.press("?")
+    help_box = page.locator(".keys-help")
+    help_box.wait_for()
+    text = help_box.text_content() or ""
+    assert "swap on / off" in text and "record / stop recording" in text and "identity 1 – 9" in text
+    operator.shot("hotkeys-help")
+    page.keyboard.press("Escape")
+    help_box.wait_for(state="detached")
+
+    def settings() -> dict[str, Any]:
+        return dict(operator.stream()["settings"])
+
+    start = settings()
+    assert start["swap"] is True
+    page.keyboard.press("s")
+    _wait_until(lambda: settings()["swap"] is False, 10, "S: swap off")
+    page.keyboard.press("s")
+    _wait_until(lambda: settings()["swap"] is True, 10, "S: swap on")
+    page.keyboard.press("b")
+    _wait_until(lambda: (settings()["swap"], settings()["relight"]) == (False, False), 10, "B: bypass")
+    page.keyboard.press("b")
+    _wait_until(lambda: (settings()["swap"], settings()["relight"]) == (True, start["relight"]), 10, "B: back")
+    options = page.eval_on_selector_all("#identity option", "os => os.map(o => o.value)")
+    assert options[0] == "" and len(options) >= 3, options
+    page.keyboard.press("2")
+    _wait_until(lambda: settings()["identity"] == options[2], 10, f"2: identity {options[2]}")
+    page.keyboard.press("0")
+    _wait_until(lambda: settings()["identity"] is None, 10, "0: no identity")
+    page.keyboard.press("1")
+    _wait_until(lambda: settings()["identity"] == options[1], 10, f"1: identity {options[1]}")
+    # Typing in a field is typing, not a hotkey.
+    page.fill("#enroll-name", "")
+    page.type("#enroll-name", "sb2")
+    page.wait_for_timeout(800)
+    assert settings()["swap"] is True and settings()["identity"] == options[1]
+    page.fill("#enroll-name", "")
+    page.evaluate("document.activeElement.blur()")
+    page.keyboard.press("r")
+    _wait_until(lambda: _stream_recording(operator), 15, "R: recording")
+    page.wait_for_selector("#rec-badge:not([hidden])")
+    page.wait_for_timeout(1000)
+    page.keyboard.press("r")
+    _wait_until(lambda: not _stream_recording(operator), 15, "R: stopped")
+    page.select_option("#identity", "s1")
+    _wait_until(lambda: settings()["identity"] == "s1", 10, "back to s1")
+
+
+def _open(operator: Operator, width: int, height: int, query: str = "") -> Any:
+    page = operator.page.context.new_page()
+    page.set_viewport_size({"width": width, "height": height})
+    page.on("pageerror", lambda exc: operator.errors.append(str(exc)))
+    page.goto(f"{operator.url}monitor.html?stream={STREAM}{query}")
+    page.wait_for_function("document.querySelector('#processed').videoWidth > 0", timeout=60_000)
+    return page
+
+
+def test_the_clean_view_is_the_program_alone(operator: Operator) -> None:
+    page = _open(operator, 1280, 720, "&clean=1")
+    try:
+        page.wait_for_timeout(1500)  # stats and badges have had time to show, were they shown
+        shown = page.evaluate(
+            """() => [...document.querySelectorAll('body *')].filter((el) => {
+                const r = el.getBoundingClientRect();
+                const s = getComputedStyle(el);
+                return r.width > 0 && r.height > 0 && s.visibility !== 'hidden' && s.display !== 'none'
+                    && !el.contains(document.querySelector('#processed')) && el.id !== 'processed';
+            }).map((el) => el.tagName + '#' + el.id + '.' + el.className)"""
+        )
+        assert shown == [], shown
+        box = page.locator("#processed").bounding_box()
+        assert box == {"x": 0, "y": 0, "width": 1280, "height": 720}, box
+        page.screenshot(path=str(ARTIFACTS / "operator-clean-view.png"))
+        # Nothing but the picture: outside the 512x512 clip's letterbox, every pixel is black.
+        shot = cv2.imread(str(ARTIFACTS / "operator-clean-view.png"))
+        assert shot.shape[:2] == (720, 1280)
+        assert int(shot[:, :270].max()) <= 8 and int(shot[:, -270:].max()) <= 8
+        assert float(shot[:, 300:980].mean()) > 40  # the picture itself is there
+    finally:
+        page.close()
+
+
+CONTROLS = (
+    "#stream", "#layout", "#keys-button", "#token", "#identity", "#swap-model", "#swap", "#relight",
+    "#strength", "#mode", "#intensity", "#rec-view", "#rec-format", "#rec-cfr", "#rec-start",
+    "#enroll-name", "#enroll-photo", "#enroll-submit",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(("width", "height"), [(820, 1180), (1280, 800)])
+def test_every_control_is_visible_and_usable(operator: Operator, width: int, height: int) -> None:
+    """Each control, scrolled to, is inside the window, wide enough to read, and the topmost element at its
+    centre (not covered by the pinned video or anything else); on a 1280x800 laptop Identity, Swap and
+    Strength are above the fold."""
+    page = _open(operator, width, height)
+    try:
+        page.wait_for_selector("#control-fields:not([disabled])")
+        page.screenshot(path=str(ARTIFACTS / f"operator-layout-{width}.png"))
+        if height == 800:
+            for selector in ("#identity", "#swap", "#strength"):
+                box = page.locator(selector).bounding_box()
+                assert box is not None and box["y"] + box["height"] <= height, (selector, box)
+        for selector in CONTROLS:
+            control = page.locator(selector)
+            control.scroll_into_view_if_needed()
+            box = control.bounding_box()
+            assert box is not None, selector
+            assert box["x"] >= 0 and box["x"] + box["width"] <= width, (selector, box)
+            if selector in ("#stream", "#token", "#identity", "#swap-model", "#enroll-name", "#rec-format"):
+                assert box["width"] >= 90, (selector, box)  # room for a name, not one character
+            on_top = page.evaluate(
+                """(sel) => { const el = document.querySelector(sel); const r = el.getBoundingClientRect();
+                   const hit = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);
+                   return !!hit && (hit === el || el.contains(hit)); }""",
+                selector,
+            )
+            assert on_top, f"{selector} is covered at {width}x{height}"
+        page.locator("#enroll").scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / f"operator-layout-{width}-scrolled.png"))
+    finally:
+        page.close()
