@@ -122,7 +122,11 @@ def run(frames: list[np.ndarray], seconds: float, ndi: bool, fps: float = 30.0) 
     stream.start()
     sent_at: list[tuple[float, float]] = []  # (arrival at ingest, handed to NDI), monotonic s
     if ndi:
-        stream.update_settings({"ndi": {"processed": True}})
+        from streamer.plan import StoreResolver, make_plan
+
+        resolver = StoreResolver(stream.config.data_dir / "identities", None)
+        plan = make_plan(stream.plan, {"ndi": {"processed": True}}, resolver, stream.name).plan
+        stream.apply_plan(plan, stream.plan.version)
         sender = stream.ndi["processed"]
         send = sender._send
 

@@ -179,7 +179,7 @@ def relight(proc: FaceProcessor, image: np.ndarray, t: float, target: RelightTar
 
 
 def measured(proc: FaceProcessor) -> np.ndarray:
-    lights = [tr.current for tr in proc._lights.values() if tr.current is not None]
+    lights = proc.relighter.current()
     assert lights, "no light measured"
     return lights[0]
 

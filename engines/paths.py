@@ -1,16 +1,20 @@
-"""Where stageswap keeps its data, and the one rule for names that become paths.
+"""Where stageswap keeps its data, the one rule for names that become paths, and the one way a file is written.
 
 The data directory holds enrolled identities, recordings and logs. It is resolved like the models
 directory: ``--data-dir DIR``, then ``$STAGESWAP_DATA``, then ``$XDG_DATA_HOME/stageswap`` (default
 ``~/.local/share/stageswap``). Every name a user or client gives (stream, identity) must match
 ``NAME_PATTERN`` before it touches the file system, and every path built from one is checked to stay
-inside the data directory.
+inside the data directory. Every file that must never be seen half-written (indexes, records, manifests,
+keys, stats) is written by ``write_atomic``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from engines.errors import InputError
@@ -45,4 +49,35 @@ def inside(base: Path, *parts: str) -> Path:
     path = root.joinpath(*parts).resolve()
     if path != root and root not in path.parents:
         raise InputError(f"path {'/'.join(parts)!r} leaves the data directory")
+    return path
+
+
+@contextlib.contextmanager
+def replacing(path: Path, mode: int | None = None, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temporary path in ``path``'s folder to write by any means (an exporter, numpy, a stream); when the
+    block ends without an exception it is given ``mode`` (if set) and renamed over ``path`` — a reader sees
+    the old file or the new one, never part of one. On an exception it is removed and the error goes on.
+    ``suffix`` ends the temporary name (some writers pick a format by it)."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_atomic(path: Path, data: bytes | str, mode: int | None = None, fsync: bool = True) -> Path:
+    """Write ``data`` to ``path`` through ``replacing``: flushed to disk first unless ``fsync`` is False.
+    The temporary file is readable by its owner only until it gets ``mode``. Raises OSError (the temporary
+    file removed); callers say what could not be written."""
+    payload = data.encode() if isinstance(data, str) else data
+    with replacing(path, mode) as tmp, tmp.open("wb") as fh:
+        fh.write(payload)
+        if fsync:
+            fh.flush()
+            os.fsync(fh.fileno())
     return path

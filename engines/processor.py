@@ -6,6 +6,9 @@ the light on the actor and relight (``relight``: the identity's albedo under the
 actor's own face under a target light), match colour and paste back (``blend``). Stage times are summed
 over faces per frame.
 
+Policy is not decided here: the settings come from the stream's plan (``streamer.plan``), where names were
+resolved and consent was checked once when they were set; the processor runs what it is given.
+
 A stage that raises never takes the frame down with it: the frame passes through unprocessed, the
 failure is counted and logged once per burst, and the next frame starts clean (the tracker is reset only
 when tracking itself failed).
@@ -47,7 +50,7 @@ from engines.identity.performers import Performer, PerformerStore
 from engines.identity.store import Identity, IdentityStore
 from engines.identity.targets import Describe, FaceTarget, ReidConfig, TargetSelector
 from engines.light.person import PersonLightConfig, relight_person
-from engines.light.relight import LightTracker, estimate_sh, relight_face, skin_samples, target_sh
+from engines.light.relight import FaceRelighter, RelightConfig, relight_face, skin_samples
 from engines.resample import shrink
 from engines.runtime import load_model, models
 from engines.settings import ProcessSettings
@@ -56,12 +59,8 @@ from engines.swap.learned import LearnedConfig, LearnedFace, LearnedSwapper, loa
 from engines.swap.mesh import FaceGeometry, MeshSwapper, SwapConfig
 from engines.swap.raster import Window
 from engines.swap.user_models import MESH, SWAP_KINDS, UserModelStore
-from streamer.governance.consent import check_swap_allowed, identity_consent
 
 log = logging.getLogger(__name__)
-
-MIN_SKIN_SAMPLES = 64
-"""Fewer usable skin pixels than this: the light on a face is not re-measured (the last one is kept)."""
 
 
 @dataclass(frozen=True)
@@ -155,11 +154,10 @@ class FaceProcessor:
         self.watermarker = Watermarker(self.config.watermark) if self.config.watermark.enabled else None
         self.watermark_id: int | None = new_watermark_id() if self.watermarker is not None else None
         """The id this processor's frames carry: one per processor, so per stream session or batch run."""
-        self._consented: set[str] = set()
-        """The identities whose consent was checked when their swap started on this processor."""
-        self._consented_model: str | None = None
-        """The DFM whose consent was checked when its swap started (a DFM is a likeness of its own)."""
-        self._lights: dict[int, LightTracker] = {}
+        self.relighter = FaceRelighter(
+            RelightConfig(time_constant_s=self.config.light_time_constant_s), self.config.hdri_dir
+        )
+        """The light on each face, measured and smoothed (``engines.light.relight``: the one implementation)."""
         self._stage = "swap"
         """The per-face stage running now (``_timed``): a failure names it."""
         self._gains: dict[int, tuple[np.ndarray, float]] = {}
@@ -311,9 +309,6 @@ class FaceProcessor:
     def _identity(self, name: str) -> Identity:
         if self.identities is None:
             raise InputError(f"identity {name!r} selected but this processor has no identity store")
-        if name not in self._consented:  # a new swap: its consent must hold (expired: passes through)
-            check_swap_allowed(name, identity_consent(self.identities.root, name))
-            self._consented.add(name)
         return self.identities.load(name)  # cached by the store; reloaded if re-enrolled
 
     def _targets(
@@ -344,16 +339,10 @@ class FaceProcessor:
         """The registered model ``settings.swap_model`` names (loaded once, reloaded if re-registered); None for
         the mesh swap. InputError for a name that is not a registered swap model."""
         if not settings.swap or settings.swap_model == MESH:
-            self._consented_model = None
             return None
         if self.user_models is None:
             raise InputError(f"swap model {settings.swap_model!r} selected but this processor has no model store")
         model = self.user_models.get(settings.swap_model, SWAP_KINDS)
-        if not model.is_likeness:
-            self._consented_model = None
-        elif model.name != self._consented_model:  # a new DFM swap: its consent must hold (expired: passes through)
-            check_swap_allowed(model.name, model.consent, subject="dfm")
-            self._consented_model = model.name
         current = self._learned
         if current is None or current.model != model:
             self._learned = current = None  # release the previous model before loading the next
@@ -536,16 +525,10 @@ class FaceProcessor:
         the coarse normal grid as it is (the shading is smooth) and works per pixel only on colour."""
         normals = geometry.normals_small
         colours, nrm = skin_samples(actor_small, normals, skin_small)
-        tracker = self._lights.get(face_id)
-        if tracker is None:
-            tracker = self._lights[face_id] = LightTracker(self.config.light_time_constant_s)
-        if colours.shape[0] >= MIN_SKIN_SAMPLES:
-            source = tracker.update(estimate_sh(colours, nrm), t)
-        elif tracker.current is not None:
-            source = tracker.current
-        else:
+        source = self.relighter.measure(face_id, t, colours, nrm)
+        if source is None:
             return None
-        target = target_sh(settings.relight_target, source, self.config.hdri_dir)
+        target = self.relighter.target(settings.relight_target, source)
         lit = target
         if gains_bgr is not None:  # the colour match, folded into the light (RGB columns)
             lit = target * np.asarray(gains_bgr)[::-1][None, :]
@@ -612,8 +595,7 @@ class FaceProcessor:
 
     def _forget(self, active: set[int]) -> None:
         self.swapper.forget(active)
-        for face_id in [i for i in self._lights if i not in active]:
-            del self._lights[face_id]
+        self.relighter.forget(active)
         for face_id in [i for i in self._gains if i not in active]:
             del self._gains[face_id]
         if self.person_masks is not None:

@@ -14,11 +14,12 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from engines.light.hdri import hdri_folder
 from streamer.config import ServeConfig
 from streamer.governance.audit import SWAP_STARTED, SWAP_STOPPED, AuditLog, token_id
-from streamer.governance.likeness import swapped_in
 from streamer.live.streams import Stream, StreamRegistry
 from streamer.live.worker import ProcessorFactory
+from streamer.plan import Plan, PlanConflict, StoreResolver, make_plan
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,9 @@ class Service:
         self.streams = StreamRegistry(self.config, lambda: self.make_processor())
         self.audit = AuditLog.in_data_dir(self.config.data_dir)
         self.streams.on_created = self._stream_created
-        self.streams.user_models = self.user_models
+        self._refreshing: set[asyncio.Task[None]] = set()
+        self.control_lock = asyncio.Lock()
+        """Held while a settings change is applied and its audit events written (the log keeps their order)."""
 
     @property
     def operator(self) -> str | None:
@@ -92,11 +95,50 @@ class Service:
         except Exception:
             log.exception("AUDIT LOG NOT WRITTEN: %s %s", event, data)
 
+    def resolver(self) -> StoreResolver:
+        """What plans are resolved against: this data directory's identities, models and HDRIs."""
+        return StoreResolver(
+            self.config.data_dir / "identities",
+            hdri_folder(self.config.data_dir),
+            identities=self.identities(),
+            models=self.user_models(),
+        )
+
+    async def plan_first_settings(self) -> None:
+        """Plan what new streams start with (``serve``'s first settings) once, off the event loop."""
+        planned = await asyncio.to_thread(
+            make_plan, Plan(self.config.initial_settings), {}, self.resolver(), "", None, True
+        )
+        self.streams.initial_plan = planned.plan
+
     def _stream_created(self, stream: Stream) -> None:
         self.emit({"type": "stream_started", "stream": stream.name, "kind": stream.kind})
-        likeness = swapped_in(stream.settings, self.user_models())
+        likeness = stream.plan.swapping
         if likeness is not None:
             self.record(SWAP_STARTED, stream=stream.name, **likeness.fields(), reason="stream started")
+        try:
+            task = asyncio.get_running_loop().create_task(self._recheck(stream))
+        except RuntimeError:  # no event loop (a registry used on its own): the in-memory check stands
+            return
+        self._refreshing.add(task)
+        task.add_done_callback(self._refreshing.discard)
+
+    async def _recheck(self, stream: Stream) -> None:
+        """A stream started with the plan it had: read its likeness's consent again from disk, off the loop
+        (it may have been renewed or changed from the command line meanwhile)."""
+        current = stream.plan
+        if current.likeness is None:
+            return
+        try:
+            planned = await asyncio.to_thread(make_plan, current, {}, self.resolver(), stream.name, None, True)
+            stream.apply_plan(planned.plan, current.version)
+        except PlanConflict:
+            return  # a change was applied meanwhile: it was checked itself
+        except Exception:
+            log.exception("stream %s: its consent could not be checked again", stream.name)
+            return
+        for event, data in planned.events:
+            await asyncio.to_thread(self.record, event, **data, reason="consent checked at stream start")
 
     def add_stream_setting(self, key: str, setting: StreamSetting) -> None:
         """A settings key of the service's own, taken by every settings patch and shown in every stream's settings."""
@@ -140,7 +182,7 @@ class Service:
             return
         self.streams.detach(stream.name)
         await asyncio.to_thread(stream.close)
-        likeness = await asyncio.to_thread(swapped_in, stream.settings, self.user_models())
+        likeness = stream.plan.swapping
         if likeness is not None:
             await asyncio.to_thread(
                 self.record, SWAP_STOPPED, stream=stream.name, **likeness.fields(), reason="stream ended"

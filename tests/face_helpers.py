@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from engines.face.detect import FaceDetector
 from engines.face.landmarks import FaceMesh, roi_from_detection, roi_from_landmarks
+
+if TYPE_CHECKING:
+    from streamer.record.media import VideoInfo
 
 
 def photo_mesh(detector: FaceDetector, mesh: FaceMesh, path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -87,3 +92,19 @@ def identity_scores(
         "actor": float(cos_actor.mean()),
         "closer": float(np.mean(cos_identity > cos_actor)),
     }
+
+
+def write_video(path: Path, frames: Iterable[tuple[np.ndarray, int | None]], info: VideoInfo) -> Path:
+    """BGR frames (with their pts in ``info.time_base``) encoded into ``path`` (H.264 in the container its
+    suffix names) by the recorder's own writer, ``streamer.record.encoding.FileEncoder``."""
+    from streamer.record.encoding import EncodeSpec, FileEncoder
+    from streamer.record.formats import format_for_path_suffix
+
+    spec = EncodeSpec(format_for_path_suffix(path.suffix), info.fps, info.time_base, crash_safe=False)
+    encoder = FileEncoder(path, spec)
+    last = -1
+    for image, pts in frames:
+        last = pts if pts is not None and pts > last else last + 1
+        encoder.write(image, last)
+    encoder.close()
+    return path

@@ -287,3 +287,14 @@ if __name__ == "__main__":
     else:
         print("usage: python -m tests.live_helpers view BASE_URL STREAM", file=sys.stderr)
         sys.exit(2)
+
+
+def change_settings(stream: Any, patch: dict[str, Any]) -> None:
+    """A settings change made to a stream used on its own, the way the service makes it: planned
+    (``streamer.plan.make_plan``, against the stream's data directory) and applied on the plan's version."""
+    from streamer.plan import StoreResolver, make_plan
+
+    data = stream.config.data_dir
+    resolver = StoreResolver(data / "identities", data / "hdri")
+    current = stream.plan
+    stream.apply_plan(make_plan(current, patch, resolver, stream.name).plan, current.version)

@@ -99,11 +99,14 @@ def face_alpha(
     keep_mouth: bool,
     config: BlendConfig | None = None,
     seen: np.ndarray | None = None,
+    small: np.ndarray | None = None,
 ) -> np.ndarray:
     """(h, w) float32 0..1: how much of the rendered face replaces the actor at each window pixel: the
-    outline's ramp (``face_alpha_small``) scaled to the window, the kept openings cut at window resolution
-    (``cut_openings``)."""
-    alpha = geometry.to_window(face_alpha_small(geometry, config, seen))
+    outline's ramp (``face_alpha_small``, or ``small`` when it is made already; left unchanged) scaled to the
+    window, the kept openings cut at window resolution (``cut_openings``)."""
+    small = face_alpha_small(geometry, config, seen) if small is None else small
+    alpha = geometry.to_window(small)
+    alpha = alpha.copy() if alpha is small else alpha
     cut_openings(alpha, geometry, keep_eyes, keep_mouth, config)
     return alpha
 
@@ -241,15 +244,6 @@ def apply_gains(face_bgr: np.ndarray, gains: np.ndarray) -> np.ndarray:
     additive (Lab) shift would give them."""
     lut = linear_to_srgb(np.clip(_U8_TO_LINEAR[:, None] * np.asarray(gains)[None, :], 0.0, 1.0)) * 255.0 + 0.5
     return cv2.LUT(face_bgr, lut.astype(np.uint8).reshape(256, 1, 3))
-
-
-def match_colour(
-    face_bgr: np.ndarray, actor_bgr: np.ndarray, skin: np.ndarray, config: BlendConfig | None = None
-) -> np.ndarray:
-    """``face_bgr`` (uint8) with its mean colour on ``skin`` moved to ``actor_bgr``'s there (``colour_gains``
-    then ``apply_gains``); unchanged when that cannot be measured."""
-    gains = colour_gains(face_bgr, actor_bgr, skin, config)
-    return face_bgr if gains is None else apply_gains(face_bgr, gains)
 
 
 def composite(frame: np.ndarray, geometry: FaceGeometry, face_bgr: np.ndarray, alpha: np.ndarray) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from engines.errors import InputError, ModelError, OutputError
-from engines.paths import check_name, inside
+from engines.paths import check_name, inside, write_atomic
 from engines.runtime.base import Session
 from engines.swap.align import align_points5
 from engines.swap.user_models import ARCFACE_SIZE, EMBEDDING_DIM, UserModel, UserModelStore
@@ -176,15 +175,7 @@ def identity_embedding(
 
 
 def _write_embeddings(directory: Path, obj: dict[str, Any]) -> None:
-    tmp = ""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".embeddings.", suffix=".json", dir=directory)
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, directory / EMBEDDINGS_FILE)
+        write_atomic(directory / EMBEDDINGS_FILE, json.dumps(obj))
     except OSError as exc:
-        if tmp:
-            Path(tmp).unlink(missing_ok=True)
         raise OutputError(f"cannot write {directory / EMBEDDINGS_FILE}: {exc.strerror or exc}") from exc

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from engines.errors import InputError
+from engines.light.hdri import hdri_path
 from engines.light.sh import (
     _C1,
     _C2,
@@ -59,7 +60,6 @@ from engines.light.sh import (
     sh_from_flat,
     srgb_to_linear,
 )
-from engines.paths import check_name, inside
 from engines.settings import RelightTarget
 
 if TYPE_CHECKING:
@@ -83,7 +83,6 @@ both sides of the ratio are floored alike, so relighting to the measured light c
 SHADING_GRID_PX = 96
 """``relight_face`` evaluates the (smooth) shading on a grid this many pixels on its long side, then upsamples."""
 
-HDRI_SUFFIXES = (".hdr", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
 HDRI_MAX_BYTES = 512 * 1024 * 1024
 _HDRI_PROJECT_SIZE = (128, 64)  # (width, height) the image is reduced to before projection
 
@@ -287,30 +286,6 @@ def target_sh(target: RelightTarget, measured: np.ndarray, hdri_dir: Path | None
     else:
         raise InputError(f"unknown relight target mode {target.mode!r}")
     return absolute * exposure[None, :]
-
-
-def hdri_path(name: str, hdri_dir: Path | None) -> Path:
-    """The file of the HDRI called ``name`` (with or without its suffix) inside ``hdri_dir``.
-
-    Names follow the identity/stream rule (``engines.paths.check_name``), so nothing a client sends can
-    point outside the folder.
-    """
-    if hdri_dir is None:
-        raise InputError("relight target 'hdri' needs an HDRI folder (the data directory's hdri/)")
-    stem, suffix = name, ""
-    for s in HDRI_SUFFIXES:
-        if name.lower().endswith(s):
-            stem, suffix = name[: -len(s)], s
-            break
-    check_name(stem, "HDRI name")
-    candidates = [stem + suffix] if suffix else [stem + s for s in HDRI_SUFFIXES]
-    for candidate in candidates:
-        path = inside(Path(hdri_dir), candidate)
-        if path.is_file():
-            return path
-    available = sorted(p.name for p in Path(hdri_dir).glob("*") if p.suffix.lower() in HDRI_SUFFIXES)
-    listing = ", ".join(available) if available else "none: put .hdr, .png, .jpg or .tif images there"
-    raise InputError(f"no HDRI named {name!r} in {hdri_dir} (available: {listing})")
 
 
 @functools.lru_cache(maxsize=16)
@@ -529,7 +504,7 @@ class RelightConfig:
     """Temporal smoothing of the measured light (``LightTracker``)."""
     max_gain: float = MAX_GAIN
     shading_grid_px: int | None = SHADING_GRID_PX
-    min_skin_px: int = 48
+    min_skin_px: int = 64
     """Fewer usable skin pixels than this: the light is not re-measured (the last estimate is kept)."""
 
 
@@ -576,9 +551,6 @@ class FaceRelighter:
         cfg = self.config
         self._frames += 1
         t = float(t_s) if t_s is not None else self._frames / 30.0
-        tracker = self._trackers.get(face_id)
-        if tracker is None:
-            tracker = self._trackers[face_id] = LightTracker(cfg.time_constant_s)
         sample_img, sample_mask = window_bgr, np.asarray(mask)
         gh, gw = normals.shape[:2]
         h, w = window_bgr.shape[:2]
@@ -589,17 +561,32 @@ class FaceRelighter:
             sample_img = window_bgr[rows[:, None], cols[None, :]]
             sample_mask = _mask_weight(sample_mask, (h, w)).reshape(h, w)[rows[:, None], cols[None, :]] > 0.99
         colours, nrm = skin_samples(sample_img, normals, sample_mask)
-        if colours.shape[0] >= cfg.min_skin_px:
-            source = tracker.update(estimate_sh(colours, nrm, reg=cfg.reg), t)
-        elif tracker.current is not None:
-            source = tracker.current
-        else:
+        source = self.measure(face_id, t, colours, nrm)
+        if source is None:
             return None
-        tgt = target_sh(target, source, self.hdri_dir)
+        tgt = self.target(target, source)
         image = relight_face(
             window_bgr, normals, mask, source, tgt, albedo, max_gain=cfg.max_gain, shading_grid_px=cfg.shading_grid_px
         )
         return RelightResult(image, source, tgt)
+
+    def measure(self, face_id: int, t_s: float, colours: np.ndarray, normals: np.ndarray) -> np.ndarray | None:
+        """The light on face ``face_id`` at ``t_s``, smoothed over time, from its skin samples (``skin_samples``):
+        (9, 3) RGB SH. Too few samples: the last light measured on it; None when there has never been one."""
+        tracker = self._trackers.get(face_id)
+        if tracker is None:
+            tracker = self._trackers[face_id] = LightTracker(self.config.time_constant_s)
+        if colours.shape[0] >= self.config.min_skin_px:
+            return tracker.update(estimate_sh(colours, normals, reg=self.config.reg), t_s)
+        return tracker.current
+
+    def target(self, target: RelightTarget, source: np.ndarray) -> np.ndarray:
+        """The SH light a face measured under ``source`` is relit to (InputError for an unusable target)."""
+        return target_sh(target, source, self.hdri_dir)
+
+    def current(self) -> list[np.ndarray]:
+        """The light measured on each face now, (9, 3) RGB SH per face that has one."""
+        return [tr.current for tr in self._trackers.values() if tr.current is not None]
 
     def forget(self, active_ids: Iterable[int]) -> None:
         """Drop the light history of faces no longer tracked."""
@@ -745,44 +732,6 @@ def _linear_to_srgb_t(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x <= 0.0031308, x * 12.92, 1.055 * torch.pow(torch.clamp(x, min=0.0031308), 1.0 / 2.4) - 0.055)
 
 
-ONNX_OPSET = 17
-ONNX_MAX_IR_VERSION = 10
-"""onnxruntime 1.31 loads IR <= 13 and TensorRT 10's parser IR <= 10; torch's TorchScript exporter writes 8."""
-
-
-def export_onnx(path: Path, use_albedo: bool = False) -> Path:
-    """Export ``SHRelight`` (or ``SHRelightAlbedo``) to ONNX: opset 17, IR <= 10, dynamic faces/height/width.
-
-    torch's TorchScript exporter: the torch.export-based default of torch >= 2.9 needs onnxscript and
-    writes opset 18. ``build_engines.py`` has its own catalogue entry; this is the module's own check.
-    """
-    import warnings
-
-    import onnx
-
-    module: _SHRelightBase = (SHRelightAlbedo() if use_albedo else SHRelight()).eval()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter's notice
-        torch.onnx.export(
-            module,
-            module.example_inputs(batch=2),
-            str(path),
-            input_names=list(module.input_names),
-            output_names=list(module.output_names),
-            dynamic_axes=module.dynamic_axes(),
-            opset_version=ONNX_OPSET,
-            dynamo=False,
-        )
-    model = onnx.load(str(path))
-    if model.ir_version > ONNX_MAX_IR_VERSION:
-        model.ir_version = ONNX_MAX_IR_VERSION
-        onnx.save(model, str(path))
-    onnx.checker.check_model(model)
-    return path
-
-
 __all__ = [
     "DEFAULT_REG",
     "SHADING_GRID_PX",
@@ -794,7 +743,6 @@ __all__ = [
     "SHRelightAlbedo",
     "constant_sh",
     "estimate_sh",
-    "export_onnx",
     "grid_size",
     "hdri_path",
     "measure_light",

@@ -38,3 +38,18 @@ class Session(Protocol):
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run once; ``feeds`` maps input names to arrays, the result maps every output name to an array."""
         ...
+
+
+class TensorsKnown:
+    """What every runtime's session shares: the named inputs and outputs it read from its model."""
+
+    _inputs: tuple[TensorInfo, ...]
+    _outputs: tuple[TensorInfo, ...]
+
+    @property
+    def inputs(self) -> Sequence[TensorInfo]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> Sequence[TensorInfo]:
+        return self._outputs

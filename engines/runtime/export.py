@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from engines.errors import ModelError
+from engines.paths import replacing
 from engines.runtime import models
 
 Shape = tuple[int, ...]
@@ -244,9 +245,8 @@ def export_onnx(engine: TorchEngine, module: nn.Module, path: Path, example_batc
 
     inputs = engine.example_inputs(module, example_batch)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with warnings.catch_warnings():
+        with replacing(path, mode=0o644) as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter's notice
             warnings.simplefilter("ignore", UserWarning)  # constant-folding notes on Pad's shape arithmetic
             torch.onnx.export(
@@ -260,15 +260,12 @@ def export_onnx(engine: TorchEngine, module: nn.Module, path: Path, example_batc
                 do_constant_folding=True,
                 dynamo=False,
             )
-        model = onnx.load(str(tmp))
-        fold_constants(model)
-        model.ir_version = min(model.ir_version, ONNX_MAX_IR_VERSION)
-        onnx.save(model, str(tmp))
-        os.replace(tmp, path)
+            model = onnx.load(str(tmp))
+            fold_constants(model)
+            model.ir_version = min(model.ir_version, ONNX_MAX_IR_VERSION)
+            onnx.save(model, str(tmp))
     except ModelError:
         raise
     except Exception as exc:
         raise ModelError(f"cannot export engine {engine.name!r} to ONNX: {type(exc).__name__}: {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

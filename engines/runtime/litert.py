@@ -11,14 +11,14 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from engines.errors import ModelError
-from engines.runtime.base import TensorInfo
+from engines.runtime.base import TensorInfo, TensorsKnown
 
 log = logging.getLogger(__name__)
 _stderr_lock = threading.Lock()
@@ -41,7 +41,7 @@ def _native_stderr_to_log() -> Iterator[None]:
                 log.debug("litert: %s", text)
 
 
-class LiteRtSession:
+class LiteRtSession(TensorsKnown):
     """A ``.tflite`` model in a LiteRT interpreter with XNNPACK."""
 
     runtime = "litert-cpu"
@@ -66,14 +66,6 @@ class LiteRtSession:
         self._outputs = tuple(
             TensorInfo(d["name"], tuple(int(x) for x in d["shape"]), np.dtype(d["dtype"]).name) for d in outs
         )
-
-    @property
-    def inputs(self) -> Sequence[TensorInfo]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> Sequence[TensorInfo]:
-        return self._outputs
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         for name, value in feeds.items():

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from engines.errors import ModelError
-from engines.runtime.base import TensorInfo
+from engines.runtime.base import TensorInfo, TensorsKnown
 
 _ORT_TYPES = {
     "tensor(float)": "float32",
@@ -20,7 +20,7 @@ _ORT_TYPES = {
 }
 
 
-class OrtSession:
+class OrtSession(TensorsKnown):
     """An ONNX model in an ``onnxruntime.InferenceSession`` (CPU execution provider)."""
 
     runtime = "onnxruntime-cpu"
@@ -43,14 +43,6 @@ class OrtSession:
             TensorInfo(o.name, tuple(o.shape), _ORT_TYPES.get(o.type, o.type)) for o in self._session.get_outputs()
         )
         self._output_names = [o.name for o in self._outputs]
-
-    @property
-    def inputs(self) -> Sequence[TensorInfo]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> Sequence[TensorInfo]:
-        return self._outputs
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = self._session.run(self._output_names, dict(feeds))

@@ -16,13 +16,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engines.errors import ModelError
+from engines.paths import write_atomic
 from engines.runtime.export import ShapeRange
 from engines.runtime.models import sha256_file
 
@@ -145,13 +145,9 @@ class Manifest:
         """Write atomically (temp file + rename): a reader never sees half a manifest."""
         self.directory.mkdir(parents=True, exist_ok=True)
         data = json.dumps({"format": MANIFEST_FORMAT, "plans": [e.to_json() for e in self.entries]}, indent=2)
-        fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".json", dir=self.directory)
         try:
-            with os.fdopen(fd, "w") as f:
-                f.write(data + "\n")
-            os.replace(tmp, self.path)
+            write_atomic(self.path, data + "\n", mode=0o644)
         except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
             raise ModelError(f"cannot write engine manifest {self.path}: {exc.strerror}") from exc
 
     def record(self, entry: PlanEntry) -> PlanEntry | None:

@@ -19,8 +19,6 @@ needs it (``import_tensorrt`` raises a ModelError saying how to get it).
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from engines.errors import EngineError, ModelError
-from engines.runtime.base import TensorInfo
+from engines.paths import write_atomic
+from engines.runtime.base import TensorInfo, TensorsKnown
 from engines.runtime.export import ShapeRange
 
 log = logging.getLogger(__name__)
@@ -97,14 +96,10 @@ def profile_for_network(
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, data, mode=0o644)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise ModelError(f"cannot write {path}: {exc.strerror}") from exc
 
 
@@ -174,7 +169,7 @@ _TORCH_DTYPES = {
 }
 
 
-class TrtSession:
+class TrtSession(TensorsKnown):
     """A TensorRT plan behind the Session seam, on the current CUDA device and torch's current stream.
 
     ``run`` takes and returns numpy arrays (one upload, one download); ``run_device`` takes and returns
@@ -236,14 +231,6 @@ class TrtSession:
             if not self._context.set_input_shape(name, shape):
                 raise EngineError(f"TensorRT rejected shape {shape} for input {name!r} of {self.path.name}")
             self._bound_shapes[name] = shape
-
-    @property
-    def inputs(self) -> Sequence[TensorInfo]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> Sequence[TensorInfo]:
-        return self._outputs
 
     def run_device(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
         """Run on torch CUDA tensors (made contiguous and cast to the plan's dtype); outputs are torch tensors."""

@@ -22,12 +22,12 @@ import torch
 from torch import nn
 
 from engines.errors import ModelError
-from engines.runtime.base import TensorInfo
+from engines.runtime.base import TensorInfo, TensorsKnown
 
 DeviceCall = Callable[[Mapping[str, torch.Tensor]], dict[str, torch.Tensor]]
 
 
-class TorchSession:
+class TorchSession(TensorsKnown):
     """A torch module on a CUDA device. ``run`` is numpy in and out (one upload, one download);
     ``run_device`` is torch tensors in and out on the device, for GPU-resident callers."""
 
@@ -48,14 +48,6 @@ class TorchSession:
         self._outputs = tuple(outputs)
         if self.device.type != "cuda":
             self.runtime = f"torch-{self.device.type}"
-
-    @property
-    def inputs(self) -> Sequence[TensorInfo]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> Sequence[TensorInfo]:
-        return self._outputs
 
     def run_device(self, feeds: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         with torch.inference_mode():

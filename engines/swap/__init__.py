@@ -6,7 +6,3 @@ models users bring (``user_models``, ``model_inspect``), the rasteriser and the 
 
 Must not import ``engines.processor``, ``engines.compose`` or ``streamer``.
 """
-
-from engines.swap.mesh import FaceGeometry, MeshSwapper, SwapConfig
-
-__all__ = ["FaceGeometry", "MeshSwapper", "SwapConfig"]

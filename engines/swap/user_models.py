@@ -12,10 +12,11 @@ relighting, blending, recording and GPU compilation. A user registers a file onc
   restrict use to research or non-commercial work are flagged (``research_only``) wherever models are
   listed, and so is a licence left undeclared;
 - a DFM has a person's identity trained in, so it is a likeness of its own: it is registered only with a
-  consent record (``streamer.governance.consent.ConsentRecord``, kept in its ``models.json`` entry, so the model and
-  its consent are written together) or explicitly unverified, like an enrolled identity. Consent can be
-  recorded or renewed later (``set_consent``). Other kinds swap to, or embed, enrolled identities: consent
-  does not apply to them.
+  consent record (kept in its ``models.json`` entry, so the model and its consent are written together) or
+  explicitly unverified, like an enrolled identity; consent can be recorded or renewed later
+  (``set_consent``). What a record says and whether it allows a swap is policy (``streamer.governance``):
+  this store keeps the record as the JSON it was given and asks the caller's ``approve_dfm`` before a DFM is
+  registered. Other kinds swap to, or embed, enrolled identities: consent does not apply to them.
 
 A model that passes is copied to ``data_dir/models/NAME.onnx`` (under a temporary name first, renamed
 into place) and recorded in ``data_dir/models.json`` (written whole and renamed, so readers never see half
@@ -32,17 +33,16 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from engines.errors import InputError, ModelError, OutputError
-from engines.paths import check_name, inside
+from engines.paths import check_name, inside, write_atomic
 from engines.swap.model_inspect import (
     ARCFACE_SIZE,
     EMBEDDING_DIM,
@@ -54,7 +54,6 @@ from engines.swap.model_inspect import (
     example_feeds,
     inspect_model,
 )
-from streamer.governance.consent import ConsentRecord, check_enrollment, consent_summary
 
 __all__ = [
     "ARCFACE_SIZE",
@@ -119,8 +118,9 @@ class UserModel:
     """The file name it was registered from."""
     options: Mapping[str, Any] = field(default_factory=dict)
     """Kind-specific: dfm ``has_morph``, ``coverage``; arcface ``layout``, ``normalised_in_graph``."""
-    consent: ConsentRecord | None = field(default=None, compare=False)
-    """A DFM's consent record (None: unverified); always None for other kinds. Not part of the model's
+    consent: Mapping[str, Any] | None = field(default=None, compare=False)
+    """A DFM's consent record as stored (None: unverified; read it with
+    ``streamer.governance.consent.model_consent``); always None for other kinds. Not part of the model's
     equality: renewing consent does not make a running processor reload the model."""
 
     @property
@@ -143,10 +143,6 @@ class UserModel:
         """Whether the model carries an identity of its own (a DFM) and so needs consent like an identity."""
         return self.kind == "dfm"
 
-    def consent_summary(self) -> dict[str, Any] | None:
-        """``streamer.governance.consent.consent_summary`` of a DFM's record (status as of today); None otherwise."""
-        return consent_summary(self.consent) if self.is_likeness else None
-
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -161,11 +157,11 @@ class UserModel:
             "added": self.added,
             "source": self.source,
             "options": dict(self.options),
-            "consent": self.consent.to_json() if self.consent is not None else None,
+            "consent": dict(self.consent) if self.consent is not None else None,
         }
 
     def summary(self) -> dict[str, Any]:
-        """What ``GET /api/models`` and ``models list --json`` show."""
+        """What ``GET /api/models`` and ``models list --json`` show (with the consent summary governance adds)."""
         return {
             "name": self.name,
             "kind": self.kind,
@@ -178,7 +174,6 @@ class UserModel:
             "added": self.added,
             "source": self.source,
             "options": dict(self.options),
-            "consent": self.consent_summary(),
         }
 
     @classmethod
@@ -196,7 +191,7 @@ class UserModel:
             added=str(obj.get("added", "")),
             source=str(obj.get("source", "")),
             options=dict(obj.get("options", {})),
-            consent=ConsentRecord.from_json(obj["consent"]) if obj.get("consent") is not None else None,
+            consent=_consent_json(obj.get("consent")),
         )
         if model.kind not in KINDS:
             raise ValueError(f"unknown kind {model.kind!r}")
@@ -293,13 +288,17 @@ class UserModelStore:
         name: str | None = None,
         replace: bool = False,
         coverage: float | None = None,
-        consent: ConsentRecord | None = None,
+        consent: Mapping[str, Any] | None = None,
         unverified: bool = False,
+        approve_dfm: Callable[[str, Mapping[str, Any] | None], None] | None = None,
     ) -> UserModel:
         """Check ``source`` and register it (see the module docstring); ModelError/InputError when refused.
 
-        A DFM needs ``consent`` or ``unverified=True`` (ConsentError otherwise, and for consent already
-        expired); replacing a DFM without a new record keeps the one it had. Other kinds refuse both.
+        A DFM is registered only if ``approve_dfm(name, record)`` accepts the consent record it would get
+        (``streamer.governance.consent.add_model`` passes it: ``consent`` or ``unverified=True``; ConsentError
+        otherwise, and for consent already expired); without ``approve_dfm`` only ``unverified=True`` and no
+        record. Replacing a DFM without a new record keeps the one it had. Other kinds refuse ``consent`` and
+        ``unverified``.
         """
         src = Path(source)
         name = check_name(name if name is not None else default_name(src), "model name")
@@ -335,7 +334,7 @@ class UserModelStore:
             if found.kind != "dfm" and (consent is not None or unverified):
                 raise InputError(consent_not_applicable(found.kind))
             if found.kind == "dfm":
-                consent = self._dfm_consent(name, consent, unverified, replace)
+                consent = self._dfm_consent(name, consent, unverified, replace, approve_dfm)
             options = dict(found.options)
             if found.kind == "dfm":
                 from engines.swap.align import DFM_COVERAGE
@@ -369,7 +368,7 @@ class UserModelStore:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def set_consent(self, name: str, record: ConsentRecord) -> UserModel:
+    def set_consent(self, name: str, record: Mapping[str, Any]) -> UserModel:
         """Record (or replace) the consent of the DFM ``name``; InputError for another kind or an unknown name.
 
         The record may be expired or pending (it is what was signed): the status says so and new swaps are
@@ -379,7 +378,7 @@ class UserModelStore:
             model = self.get(name)
             if not model.is_likeness:
                 raise InputError(f"model {name!r}: {consent_not_applicable(model.kind)}")
-            updated = dataclasses.replace(model, consent=record)
+            updated = dataclasses.replace(model, consent=dict(record))
             self._write([updated if m.name == name else m for m in models])
         return updated
 
@@ -394,14 +393,26 @@ class UserModelStore:
     # ---- internals
 
     def _dfm_consent(
-        self, name: str, consent: ConsentRecord | None, unverified: bool, replace: bool
-    ) -> ConsentRecord | None:
-        """The record a DFM is registered with: the one given, else (``replace``) the one it had; ConsentError
-        when there is none and no ``unverified`` flag, or when it already expired."""
+        self,
+        name: str,
+        consent: Mapping[str, Any] | None,
+        unverified: bool,
+        replace: bool,
+        approve: Callable[[str, Mapping[str, Any] | None], None] | None,
+    ) -> Mapping[str, Any] | None:
+        """The record a DFM is registered with: the one given, else (``replace``) the one it had, once
+        ``approve`` accepted it; without ``approve`` only an explicitly unverified DFM with no record (there is
+        nothing to judge) is registered."""
         if consent is None and replace:
             previous = next((m for m in self._read() if m.name == name and m.is_likeness), None)
             consent = previous.consent if previous is not None else None
-        check_enrollment(name, consent, unverified, subject="dfm")
+        if approve is not None:
+            approve(name, consent)
+        elif consent is not None or not unverified:
+            raise InputError(
+                f"model {name!r} is a DFM (a likeness of its own): registering it with a consent record needs the "
+                "consent check (streamer.governance.consent.add_model); without one it must be --unverified"
+            )
         return consent
 
     def _read(self) -> builtins.list[UserModel]:
@@ -435,16 +446,18 @@ class UserModelStore:
         data = json.dumps(
             {"format": INDEX_FORMAT, "version": INDEX_VERSION, "models": [m.to_json() for m in models]}, indent=1
         )
-        fd, tmp = tempfile.mkstemp(prefix=".models.", suffix=".json", dir=self.data_dir)
         try:
-            with os.fdopen(fd, "w") as f:
-                f.write(data + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.index_path)
+            write_atomic(self.index_path, data + "\n")
         except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
             raise OutputError(f"cannot write {self.index_path}: {exc.strerror or exc}") from exc
+
+
+def _consent_json(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ValueError("consent is not a JSON object")
+    return dict(value)
 
 
 def consent_not_applicable(kind: str) -> str:

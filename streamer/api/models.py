@@ -11,9 +11,9 @@
   (running, stopped, finished, interrupted), iteration, losses, iterations/s, ETA; a finished one is
   registered and listed with the models.
 
-``check_swap_settings`` is what ``PATCH /api/streams/{stream}`` and the WebSocket run before a ``swap_model``
-change takes effect: an unknown model, a recogniser named as a swap model, or an inswapper-style swap to an
-identity without an embedding is a 400 with the fix, not frames passed through unprocessed.
+A ``swap_model`` change is checked when it is made (``streamer.plan.check_swap_model``): an unknown model, a
+recogniser named as a swap model, or an inswapper-style swap to an identity without an embedding is a 400
+with the fix, not frames passed through unprocessed.
 ``embed_enrolled`` gives a freshly enrolled identity its embeddings (``engines.identity.recognition``).
 """
 
@@ -26,9 +26,9 @@ from typing import Any
 
 from aiohttp import web
 
-from engines.errors import InputError, StageswapError
-from engines.settings import ProcessSettings
-from engines.swap.user_models import MESH, SWAP_KINDS
+from engines.errors import StageswapError
+from engines.swap.user_models import MESH
+from streamer.governance.consent import model_consent_summary
 from streamer.service import SERVICE, Service
 
 log = logging.getLogger(__name__)
@@ -47,28 +47,10 @@ MESH_ENTRY: dict[str, Any] = {
 
 def models_summary(service: Service) -> list[dict[str, Any]]:
     """The built-in swap and every registered model, as ``GET /api/models`` lists them (blocking: file reads)."""
-    return [MESH_ENTRY, *({**m.summary(), "builtin": False} for m in service.user_models().list())]
-
-
-def check_swap_settings(service: Service, settings: ProcessSettings) -> None:
-    """Raise InputError (400) when ``settings`` name a swap model the streams could not run (blocking)."""
-    if settings.swap_model == MESH:
-        return
-    store = service.user_models()
-    available = store.names(SWAP_KINDS)
-    if settings.swap_model not in store.names():  # one of another kind is refused by get, naming its kind
-        # The operator picks from the page's list: name every choice there is, the built-in one first.
-        raise InputError(
-            f"unknown swap model {settings.swap_model!r}: the swap models are {', '.join([MESH, *available])} "
-            "(a model is added on the server: stageswap models add FILE)"
-        )
-    model = store.get(settings.swap_model, SWAP_KINDS)
-    if model.kind == "inswapper" and settings.identity is not None:
-        from engines.identity.recognition import identity_embedding
-
-        identities = service.identities()
-        identity = identities.load(settings.identity)
-        identity_embedding(store, identities.root, settings.identity, identity.info.photo_sha256)
+    return [
+        MESH_ENTRY,
+        *({**m.summary(), "consent": model_consent_summary(m), "builtin": False} for m in service.user_models().list()),
+    ]
 
 
 def embed_enrolled(service: Service, name: str, photos: list[bytes]) -> tuple[list[str], list[str]]:

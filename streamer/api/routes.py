@@ -3,7 +3,7 @@
 Routes (DESIGN.md's contract; the JSON shapes are documented in README, "Live service"):
 
 - ``GET /api/streams``, ``GET /api/streams/{stream}``, ``PATCH /api/streams/{stream}`` (a settings patch,
-  validated by ``engines.settings.apply_patch``, applied from the next frame);
+  made into the stream's next plan by ``streamer.plan.make_plan``, applied from the next frame);
 - ``GET /api/identities``, ``POST /api/identities`` (multipart: ``name``, one or more ``photo`` files,
   optional ``face`` and ``replace``; consent as a ``consent`` JSON field or ``consent_by``/``production``/
   ``valid_until``/... fields, else ``allow_unverified=true``), ``DELETE /api/identities/{name}``,
@@ -37,9 +37,8 @@ from engines.errors import InputError, ModelError, StageswapError
 from engines.identity.photos import photo_header
 from engines.image_header import ImageTooLargeError
 from engines.paths import check_name
-from engines.settings import ProcessSettings, apply_patch
 from streamer.api.auth import Role, request_role
-from streamer.api.models import check_swap_settings, embed_enrolled
+from streamer.api.models import embed_enrolled
 from streamer.api.ratelimit import TokenBucket
 from streamer.body import body_deadline, check_declared, parse_json, read_body
 from streamer.errors import (
@@ -49,7 +48,7 @@ from streamer.errors import (
     NotFoundError,
     PayloadTooLargeError,
 )
-from streamer.governance.audit import CONSENT_RECORDED, IDENTITY_ENROLLED, IDENTITY_REMOVED, swap_events
+from streamer.governance.audit import CONSENT_RECORDED, IDENTITY_ENROLLED, IDENTITY_REMOVED
 from streamer.governance.consent import (
     consent_from_fields,
     consent_summary,
@@ -58,8 +57,9 @@ from streamer.governance.consent import (
     identity_dir,
     save_consent,
 )
-from streamer.governance.likeness import check_new_swap, swapped_in
+from streamer.governance.likeness import Likeness
 from streamer.live.metrics import CONTENT_TYPE_LATEST, prometheus_text
+from streamer.plan import PlanConflict, make_plan
 from streamer.service import SERVICE, Service
 
 log = logging.getLogger(__name__)
@@ -117,65 +117,45 @@ def _identity_names(service: Service) -> list[str]:
     return [info.name for info in service.identities().list()]
 
 
-def hdri_folder(data_dir: Path) -> Path:
-    """Where the HDRI images a relight target names are: the data directory's ``hdri/``."""
-    return Path(data_dir) / "hdri"
-
-
-def check_hdri(settings: ProcessSettings, before: ProcessSettings, hdri_dir: Path) -> None:
-    """Refuse an HDRI image name that is not an image in ``hdri_dir`` when it is set (blocking: reads the
-    folder), naming the images there: the relighting would fail on every frame otherwise."""
-    name = settings.relight_target.hdri
-    if name is None or name == before.relight_target.hdri:
-        return
-    from engines.light.relight import hdri_path  # loads torch: imported here, off the event loop
-
-    hdri_path(name, hdri_dir)
+PLAN_TRIES = 5
+"""How often a settings change is planned again when another change was applied meanwhile."""
 
 
 async def apply_settings(service: Service, name: str, patch: Any) -> dict[str, Any]:
-    """Validate and apply a settings patch to a stream (shared by PATCH, the WebSocket and the stage page).
+    """Make ``patch`` the stream's next plan and apply it (the one control path: PATCH, the WebSocket, OSC and
+    the stage page).
 
-    The engines' keys are checked by ``engines.settings.apply_patch``, the service's own (``sfu``...) by their
-    ``StreamSetting``; all before anything changes. Returns ``{"stream": name, "settings": <all settings>}`` and
-    pushes the same as a ``settings`` event to every WebSocket client, so every control surface shows the change."""
+    The engines' keys are planned off the event loop (``streamer.plan.make_plan``: validated, names resolved,
+    consent checked once), the service's own (``sfu``...) checked by their ``StreamSetting``, all before
+    anything changes. The plan is applied with a compare-and-set on its version; when another change got
+    there first it is planned again on top of that one, so concurrent changes never interleave. The audit
+    events of the change that was applied are recorded, once. Returns ``{"stream": name, "settings": <all
+    settings>}`` and pushes the same as a ``settings`` event to every WebSocket client."""
     stream = service.streams.get(name)
     if not isinstance(patch, Mapping):
         raise InputError("settings must be a JSON object")
     own = {key: patch[key] for key in patch if key in service.stream_settings}
     patch = {key: value for key, value in patch.items() if key not in own}
-    identity = patch.get("identity")
-    if isinstance(identity, str):
-        check_name(identity, "identity")
-        try:
-            known: list[str] | None = await asyncio.to_thread(_identity_names, service)
-        except InputError:
-            known = None  # no identity store in this build: the processor reports unknown names itself
-        if known is not None and identity not in known:
-            enrolled = ", ".join(known) or "none"
-            raise InputError(
-                f"unknown identity {identity!r} (enrolled: {enrolled}); enroll it with POST /api/identities"
-            )
-    before = stream.settings
-    wanted = apply_patch(before, patch)  # every engine key checked before anything changes
-    await asyncio.to_thread(check_hdri, wanted, before, hdri_folder(service.config.data_dir))
-    if "swap_model" in patch or "identity" in patch:
-        # A learned swap model must be registered (and an inswapper-style one needs the identity's embedding).
-        await asyncio.to_thread(check_swap_settings, service, wanted)
-    models = service.user_models()
-    starting = await asyncio.to_thread(swapped_in, wanted, models)
-    if starting is not None and starting != await asyncio.to_thread(swapped_in, before, models):
-        # A new swap (an identity, or a DFM's trained-in identity): its consent must hold today.
-        await asyncio.to_thread(check_new_swap, starting, _identities_root(service), models)
     resolved = {key: service.stream_settings[key].check(stream, value) for key, value in own.items()}
-    after = stream.update_settings(patch)
+    resolver = service.resolver()
+    for _ in range(PLAN_TRIES):
+        current = stream.plan
+        planned = await asyncio.to_thread(make_plan, current, patch, resolver, name)
+        async with service.control_lock:  # applied changes reach the audit log in the order they were applied
+            try:
+                stream.apply_plan(planned.plan, current.version)
+            except PlanConflict:
+                continue
+            for event, data in planned.events:
+                await asyncio.to_thread(service.record, event, **data)
+        break
+    else:
+        raise ConflictError(f"the settings of stream {name!r} kept changing meanwhile; send the change again")
     for key, value in resolved.items():
         service.stream_settings[key].apply(stream, value)
-    for event, data in await asyncio.to_thread(swap_events, name, before, after, models):
-        await asyncio.to_thread(service.record, event, **data)
     settings = stream.settings_json()
     service.emit({"type": "settings", "stream": name, "settings": settings})
-    log.info("stream %s settings changed: %s", name, {**patch, **own})
+    log.info("stream %s settings changed (plan %d): %s", name, planned.plan.version, {**patch, **own})
     return {"stream": name, "settings": settings}
 
 
@@ -315,6 +295,7 @@ async def identities_post(request: web.Request) -> web.Response:
     info, record = await asyncio.to_thread(
         enroll_with_consent, store, name, photos, consent, allow_unverified, face=face, replace=replace
     )
+    service.streams.consent_changed(Likeness("identity", name), record)
     embedded_by, warnings = await asyncio.to_thread(embed_enrolled, service, name, photos)
     body = {**info.to_dict(), "consent": consent_summary(record), "embedded_by": embedded_by}
     body["warnings"] = [*body["warnings"], *warnings]
@@ -337,6 +318,7 @@ async def identity_consent_put(request: web.Request) -> web.Response:
     if record is None:
         raise InputError("the body must be a consent object (consent_by, production, valid_from, valid_until, ...)")
     await asyncio.to_thread(save_consent, identity_dir(_identities_root(service), name), record)
+    service.streams.consent_changed(Likeness("identity", name), record)
     summary = consent_summary(record)
     await asyncio.to_thread(service.record, CONSENT_RECORDED, identity=name, consent=summary)
     service.emit({"type": "identities_changed"})

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from aiohttp import web
 
 from engines.errors import InputError
+from engines.light.hdri import hdri_folder
 from engines.paths import inside
 from streamer.api import auth, faces, openapi, origin, osc, ratelimit, stage
 from streamer.api import models as api_models
@@ -62,7 +63,7 @@ def processor_factory(config: ServeConfig, service: Service) -> ProcessorFactory
         processor_config = ProcessorConfig(
             device=config.device,
             watermark=WatermarkConfig(enabled=config.watermark),
-            hdri_dir=api.hdri_folder(config.data_dir),  # where relight_target.hdri names are (checked when set)
+            hdri_dir=hdri_folder(config.data_dir),  # where relight_target.hdri names are (checked when set)
         )
         # One IdentityStore for the routes and every stream, so an enrolled identity is usable at once.
         return FaceProcessor.from_models(
@@ -127,6 +128,7 @@ def _register_client(app: web.Application, config: ServeConfig) -> None:
 
 async def _start_inputs(app: web.Application) -> None:
     service = app[SERVICE]
+    await service.plan_first_settings()  # before any stream exists: every stream starts from a checked plan
     for spec in service.config.inputs:
         service.streams.create(spec.name, "input", spec)
         log.info("input %s: %s (%s)", spec.name, spec.source, spec.kind)

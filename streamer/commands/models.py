@@ -113,7 +113,9 @@ def licence_note(model: UserModel) -> str:
 
 def consent_note(model: UserModel) -> str:
     """The warning a DFM carries when its consent is not verified (empty otherwise, and for other kinds)."""
-    summary = model.consent_summary()
+    from streamer.governance.consent import model_consent_summary
+
+    summary = model_consent_summary(model)
     if summary is None or summary["verified"]:
         return ""
     status = summary["status"]
@@ -140,9 +142,11 @@ def _audit(args: argparse.Namespace, event: str, **data: object) -> None:
 
 def run_add(args: argparse.Namespace) -> int:
     from streamer.governance.audit import MODEL_REGISTERED
+    from streamer.governance.consent import add_model, model_consent, model_consent_summary
 
     store = _user_store(args)
-    model = store.add(
+    model = add_model(
+        store,
         args.path,
         kind=args.kind,
         licence=args.licence,
@@ -152,7 +156,8 @@ def run_add(args: argparse.Namespace) -> int:
         consent=consent_from_args(args),
         unverified=args.unverified,
     )
-    consent = model.consent_summary()
+    consent = model_consent_summary(model)
+    record = model_consent(model)
     _audit(
         args,
         MODEL_REGISTERED,
@@ -169,7 +174,7 @@ def run_add(args: argparse.Namespace) -> int:
     )
     print(f"licence: {model.licence or 'undeclared'}")
     if consent is not None:
-        who = f" ({model.consent.consent_by}, {model.consent.production})" if model.consent is not None else ""
+        who = f" ({record.consent_by}, {record.production})" if record is not None else ""
         print(f"consent: {consent['status']}{who}" if who else "consent: none recorded (unverified)")
     for note in (licence_note(model), consent_note(model)):
         if note:
@@ -202,7 +207,7 @@ def run_consent(args: argparse.Namespace) -> int:
     from engines.errors import InputError
     from engines.swap.user_models import consent_not_applicable
     from streamer.governance.audit import CONSENT_RECORDED
-    from streamer.governance.consent import consent_summary
+    from streamer.governance.consent import consent_summary, model_consent, set_model_consent
 
     store = _user_store(args)
     model = store.get(args.name)
@@ -210,12 +215,13 @@ def run_consent(args: argparse.Namespace) -> int:
         raise InputError(f"model {model.name!r}: {consent_not_applicable(model.kind)}")
     record = consent_from_args(args)
     if record is None:
-        if model.consent is None:
+        current = model_consent(model)
+        if current is None:
             print(f"{model.name}: no consent recorded (unverified)")
         else:
-            print(json.dumps({**model.consent.to_json(), "status": consent_summary(model.consent)["status"]}, indent=1))
+            print(json.dumps({**current.to_json(), "status": consent_summary(current)["status"]}, indent=1))
         return 0
-    store.set_consent(model.name, record)
+    set_model_consent(store, model.name, record)
     summary = consent_summary(record)
     _audit(args, CONSENT_RECORDED, model=model.name, kind=model.kind, consent=summary)
     until = record.valid_until.isoformat() if record.valid_until else "open-ended"
@@ -254,6 +260,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_list(args: argparse.Namespace) -> int:
     from engines.runtime import models
+    from streamer.governance.consent import model_consent_summary
 
     statuses = list(models.iter_status(models_dir=args.models))
     user = _user_store(args).list()
@@ -262,7 +269,15 @@ def _run_list(args: argparse.Namespace) -> int:
             {"name": s.spec.name, "licence": s.spec.licence, "file": s.spec.filename, "ok": s.ok, "problem": s.problem}
             for s in statuses
         ]
-        print(json.dumps({"registry": registry, "user_models": [m.summary() for m in user]}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "registry": registry,
+                    "user_models": [{**m.summary(), "consent": model_consent_summary(m)} for m in user],
+                },
+                indent=1,
+            )
+        )
         return 0
     for status in statuses:
         spec = status.spec
@@ -276,7 +291,7 @@ def _run_list(args: argparse.Namespace) -> int:
         return 0
     print(f"{'your models':<20} {'kind':<10} {'res':>5}  {'sha256':<13} {'consent':<11} licence")
     for m in user:
-        consent = m.consent_summary()
+        consent = model_consent_summary(m)
         agreed = consent["status"] if consent is not None else "-"
         print(
             f"{m.name:<20} {m.kind:<10} {m.resolution:>5}  {m.sha256[:12]:<13} {agreed:<11} {m.licence or 'undeclared'}"

@@ -10,13 +10,13 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engines.settings import ProcessSettings
 from streamer.commands import add_device_arg, add_models_arg, add_signing_args, signing_paths
 
 if TYPE_CHECKING:
     from engines.identity.performers import PerformerStore
     from engines.identity.store import IdentityStore
     from engines.processor import FaceProcessor
-    from engines.settings import ProcessSettings
     from engines.swap.user_models import UserModelStore
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -154,9 +154,8 @@ def run(args: argparse.Namespace) -> int:
         watermark=WatermarkConfig(enabled=not args.no_watermark),
     )
     with contextlib.ExitStack() as scratch:
-        settings, store, hdri_dir = _swap_settings(args, scratch)
+        settings, store, hdri_dir, user_models = _plan(args, scratch)
         config = dataclasses.replace(config, hdri_dir=hdri_dir)
-        user_models = _check_swap_model(args, settings, store)
         performers = _performer_store(args, settings)
         processor = FaceProcessor.from_models(args.models, config, store, user_models, performers)
         return _run(args, processor, settings, user_models)
@@ -234,47 +233,54 @@ def _sign(
         print(f"warning: {args.output} is NOT signed: {result['reason']}")
 
 
-def _check_swap_model(
-    args: argparse.Namespace, settings: ProcessSettings, store: IdentityStore | None
-) -> UserModelStore | None:
-    """The registered models when ``--swap-model`` names one (checked now: unknown, damaged, or an inswapper-style
-    model without an identity embedding is said up front, not as passed-through frames)."""
+def _plan(
+    args: argparse.Namespace, scratch: contextlib.ExitStack
+) -> tuple[ProcessSettings, IdentityStore | None, Path | None, UserModelStore | None]:
+    """The run's settings, planned as a live stream's are (``streamer.plan.make_plan``: validated, names
+    resolved, consent checked once), with the stores and HDRI folder they need. Everything that would only
+    fail frame by frame — an unknown identity or model, a model that cannot run, expired consent — is said
+    now, before a frame is read."""
     from engines.errors import InputError
+    from engines.light.relight import target_sh
+    from engines.light.sh import constant_sh
     from engines.paths import data_dir
     from engines.swap.user_models import MESH, SWAP_KINDS, UserModelStore
+    from streamer.governance.consent import model_consent
+    from streamer.plan import Plan, StoreResolver, make_plan
 
-    if settings.swap_model == MESH or not settings.swap:
-        return None
-    models = UserModelStore(data_dir(args.data_dir))
-    model = models.get(settings.swap_model, SWAP_KINDS)
-    models.path(model)  # sha256 checked
-    if model.is_likeness:  # a DFM's trained-in identity: its consent must hold, as an identity's does
-        from streamer.governance.consent import check_swap_allowed
+    data = data_dir(args.data_dir)
+    patch, store, hdri_dir = _swap_patch(args, scratch)
+    models = UserModelStore(data) if patch["swap"] and patch["swap_model"] != MESH else None
+    if models is not None:
+        model = models.get(patch["swap_model"], SWAP_KINDS)
+        if model.kind == "inswapper":
+            if store is None or patch.get("identity") is None:  # said with the flag that is missing
+                raise InputError(f"--swap-model {model.name} is inswapper-style: give --identity NAME or a photo")
+            if patch["identity"] == "photo":  # the run's own identity needs its embedding before the plan checks it
+                from engines.identity.recognition import embed_identity
 
-        check_swap_allowed(model.name, model.consent, subject="dfm")
-        if model.consent is None:
+                embed_identity(models, store.root, "photo", [Path(args.identity)])
+    root = store.root if store is not None else data / "identities"
+    plan = make_plan(Plan(ProcessSettings()), patch, StoreResolver(root, hdri_dir, store, models)).plan
+    settings = plan.run_settings
+    if models is not None:
+        model = models.get(settings.swap_model)
+        if model.is_likeness and model_consent(model) is None:
             print(f"warning: DFM model {model.name!r} is swapped in unverified (no consent record)")
-    if model.research_only or not model.licence:
-        print(f"warning: model {model.name!r}: licence {model.licence or 'undeclared'} (see stageswap models list)")
-    if model.kind == "inswapper":
-        if store is None or settings.identity is None:
-            raise InputError(f"--swap-model {model.name} is inswapper-style: give --identity NAME or a photo")
-        from engines.identity.recognition import embed_identity, identity_embedding
-
-        if settings.identity == "photo" and args.identity and Path(args.identity).is_file():
-            embed_identity(models, store.root, "photo", [Path(args.identity)])  # the run's own identity
-        identity_embedding(models, store.root, settings.identity, store.load(settings.identity).info.photo_sha256)
-    return models
+        if model.research_only or not model.licence:
+            print(f"warning: model {model.name!r}: licence {model.licence or 'undeclared'} (see stageswap models list)")
+    if settings.relight:
+        target_sh(settings.relight_target, constant_sh(1.0), hdri_dir)  # an HDRI that does not decode: say so now
+    return settings, store, hdri_dir, models
 
 
-def _swap_settings(
+def _swap_patch(
     args: argparse.Namespace, scratch: contextlib.ExitStack
-) -> tuple[ProcessSettings, IdentityStore | None, Path | None]:
-    """Settings from the flags (validated by ``apply_patch``), the identity store, the HDRI folder."""
+) -> tuple[dict[str, Any], IdentityStore | None, Path | None]:
+    """The settings the flags ask for (a patch, as a PATCH body), the identity store, the HDRI folder."""
     from engines.errors import InputError
     from engines.identity.store import IdentityStore
     from engines.paths import data_dir
-    from engines.settings import ProcessSettings, apply_patch
 
     data = data_dir(args.data_dir)
     hdri_dir: Path | None = data / "hdri"
@@ -316,29 +322,17 @@ def _swap_settings(
             store = IdentityStore(data / "identities", args.models)
             patch["identity"] = args.identity
             store.load(args.identity)  # unknown or damaged: say so now, not as passed-through frames
-            from streamer.governance.consent import check_swap_allowed, identity_consent
-
-            check_swap_allowed(args.identity, identity_consent(store.root, args.identity))  # expired: say so now
     if args.target and not args.no_swap:
         patch["targets"] = [_target_rule(text) for text in args.target]
-    settings = apply_patch(ProcessSettings(), patch)
-    if settings.targets:
         if args.identity:
             print("note: --identity is not used with --target: faces get their rule's identity (any=NAME for the rest)")
-        if settings.identity == "photo":
+        if patch.get("identity") == "photo":
             raise InputError("--target names enrolled identities; --identity PHOTO cannot be combined with it")
         store = store or IdentityStore(data / "identities", args.models)
-        from streamer.governance.consent import check_swap_allowed, identity_consent
-
-        for name in settings.target_identities:
-            store.load(name)  # unknown or damaged: say so now
-            check_swap_allowed(name, identity_consent(store.root, name))
-    if settings.relight:
-        from engines.light.relight import target_sh
-        from engines.light.sh import constant_sh
-
-        target_sh(settings.relight_target, constant_sh(1.0), hdri_dir)  # an unknown HDRI: say so now
-    return settings, store, hdri_dir
+        for rule in patch["targets"]:
+            if isinstance(rule.get("identity"), str):
+                store.load(rule["identity"])  # unknown or damaged: say so now (its consent: in the plan)
+    return patch, store, hdri_dir
 
 
 def _target_rule(text: str) -> dict[str, Any]:

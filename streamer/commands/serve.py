@@ -377,7 +377,6 @@ def build_config(args: argparse.Namespace) -> ServeConfig:
     from engines.errors import InputError
     from engines.paths import data_dir
     from engines.runtime.select import resolve_device
-    from engines.settings import apply_patch
     from streamer.config import InputSpec, ServeConfig
 
     width, height = _frame_size(args.max_frame_size)
@@ -436,23 +435,31 @@ def build_config(args: argparse.Namespace) -> ServeConfig:
 
         made = self_signed(data, args.host)
         config = dataclasses.replace(config, cert=made.cert, key=made.key)
-    settings = config.initial_settings
     if args.ndi or any(spec.kind == "ndi" for spec in config.inputs):
         from streamer.live.ndi import ndi_lib
 
         ndi_lib()  # not installed: say so now, with the extra to install
+    patch: dict[str, object] = {"debug_overlay": True} if args.debug_overlay else {}
     if args.ndi:
-        settings = apply_patch(settings, {"ndi": {"processed": True}})
-    if args.debug_overlay:
-        settings = apply_patch(settings, {"debug_overlay": True})
+        patch["ndi"] = {"processed": True}
     if args.identity:
-        from streamer.governance.consent import check_swap_allowed, identity_consent
-
         photo = Path(args.identity).expanduser()
-        name = _enroll_photo(photo, data, args.unverified, args.models) if photo.is_file() else args.identity
-        check_swap_allowed(name, identity_consent(data / "identities", name))  # expired consent: do not start
-        settings = apply_patch(settings, {"identity": name})
-    return dataclasses.replace(config, initial_settings=settings)
+        patch["identity"] = (
+            _enroll_photo(photo, data, args.unverified, args.models) if photo.is_file() else args.identity
+        )
+    if patch:
+        from engines.identity.store import IdentityStore
+        from engines.swap.user_models import UserModelStore
+        from streamer.plan import Plan, StoreResolver, make_plan
+
+        # The same planning as every later change: an identity that is not enrolled, or whose consent expired,
+        # and the service does not start.
+        resolver = StoreResolver(
+            data / "identities", data / "hdri", IdentityStore(data / "identities", args.models), UserModelStore(data)
+        )
+        planned = make_plan(Plan(config.initial_settings), patch, resolver)
+        config = dataclasses.replace(config, initial_settings=planned.plan.settings)
+    return config
 
 
 def _security_lines(config: ServeConfig) -> list[str]:

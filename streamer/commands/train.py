@@ -350,13 +350,15 @@ def _finish(args: argparse.Namespace, folder: TrainingFolder, store: Any, state:
     from engines.train.workspace import DEFAULT_LICENCE
     from streamer.commands.models import _audit, consent_note
     from streamer.governance.audit import MODEL_REGISTERED
+    from streamer.governance.consent import add_model, model_consent_summary
 
     net = SwapNet(NetConfig.from_json(state["config"]["net"]))
     net.load_state_dict(state["model"])
     export_dfm(net, folder.dfm)
     kept = load_consent(folder)
     record, unverified = kept if kept is not None else (None, False)
-    model = store.add(
+    model = add_model(
+        store,
         folder.dfm,
         kind="dfm",
         licence=args.licence or DEFAULT_LICENCE,
@@ -366,7 +368,7 @@ def _finish(args: argparse.Namespace, folder: TrainingFolder, store: Any, state:
         consent=record,
         unverified=unverified,
     )
-    consent = model.consent_summary()
+    consent = model_consent_summary(model)
     _audit(
         args,
         MODEL_REGISTERED,

@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -33,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from engines.errors import InputError, OutputError
-from streamer.governance.likeness import ModelLookup, swapped_in
+from engines.paths import write_atomic
+from streamer.governance.likeness import Likeness
 
 AUDIT_DIR = "audit"
 AUDIT_FILE = "audit.jsonl"
@@ -197,16 +197,7 @@ class AuditLog:
 
     def _write_head(self, seq: int, digest: str) -> None:
         data = json.dumps({"seq": seq, "sha256": digest}).encode() + b"\n"
-        fd, tmp = tempfile.mkstemp(prefix=".audit-head.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.head_path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(self.head_path, data)
 
 
 def read_head(log_path: str | os.PathLike[str]) -> tuple[int, str] | None:
@@ -294,14 +285,10 @@ def _encode(obj: Mapping[str, Any]) -> bytes:
         raise InputError(f"audit event data must be plain JSON values: {exc}") from exc
 
 
-def swap_events(
-    stream: str, before: Any, after: Any, models: ModelLookup | None = None
-) -> list[tuple[str, dict[str, Any]]]:
-    """The ``swap.stopped`` / ``swap.started`` events a settings change makes (a change of likeness is both).
-
-    What is swapped in is an identity (``{"identity": NAME}``) or, with ``models`` to look the swap model
-    up, a DFM model's trained-in identity (``{"model": NAME}``; ``streamer.governance.likeness``)."""
-    old, new = swapped_in(before, models), swapped_in(after, models)
+def swap_events(stream: str, old: Likeness | None, new: Likeness | None) -> list[tuple[str, dict[str, Any]]]:
+    """The ``swap.stopped`` / ``swap.started`` events of a change of who is swapped in (a change of likeness is
+    both): an identity (``{"identity": NAME}``) or a DFM model's trained-in identity (``{"model": NAME}``;
+    ``streamer.governance.likeness``)."""
     if old == new:
         return []
     events: list[tuple[str, dict[str, Any]]] = []

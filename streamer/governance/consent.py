@@ -30,14 +30,16 @@ import hashlib
 import json
 import os
 import re
-import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engines.errors import InputError, OutputError
-from engines.paths import check_name, inside
+from engines.paths import check_name, inside, write_atomic
+
+if TYPE_CHECKING:
+    from engines.swap.user_models import UserModel, UserModelStore
 
 CONSENT_FILE = "consent.json"
 RECORD_VERSION = 1
@@ -328,16 +330,7 @@ def save_consent(identity_dir: str | os.PathLike[str], record: ConsentRecord) ->
     path = consent_path(directory)
     data = json.dumps(record.to_json(), indent=2, sort_keys=True) + "\n"
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".consent.", suffix=".json", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, data)
     except OSError as exc:
         raise OutputError(f"consent record {path} cannot be written: {exc.strerror or exc}") from exc
     return path
@@ -503,3 +496,57 @@ def consent_from_fields(fields: Mapping[str, Any]) -> ConsentRecord | None:
         document_sha256=fields.get("document_sha256") or None,
         note=str(fields.get("note") or ""),
     )
+
+
+# -- a DFM model's record (kept in its models.json entry by engines.swap.user_models) -------------------------
+
+
+def model_consent(model: UserModel) -> ConsentRecord | None:
+    """The consent record a DFM model was registered with (None: unverified, or not a DFM); InputError for
+    a record the index holds but that does not parse."""
+    if not model.is_likeness or model.consent is None:
+        return None
+    try:
+        return ConsentRecord.from_json(model.consent)
+    except InputError as exc:
+        raise InputError(f"model {model.name!r}: its consent record is damaged: {exc}") from exc
+
+
+def model_consent_summary(model: UserModel, today: dt.date | None = None) -> dict[str, Any] | None:
+    """``consent_summary`` of a DFM's record (a damaged one reads as unverified with the error); None for
+    the other kinds, which carry no likeness of their own."""
+    if not model.is_likeness:
+        return None
+    try:
+        return consent_summary(model_consent(model), today)
+    except InputError as exc:
+        return {"status": ConsentStatus.UNVERIFIED.value, "verified": False, "error": str(exc)}
+
+
+def dfm_approval(allow_unverified: bool) -> Callable[[str, Mapping[str, Any] | None], None]:
+    """The consent decision ``UserModelStore.add(approve_dfm=...)`` asks for before it registers a DFM: a
+    record, or the explicit ``--unverified`` flag, and never one that already expired (ConsentError)."""
+
+    def approve(name: str, record: Mapping[str, Any] | None) -> None:
+        parsed = ConsentRecord.from_json(record) if record is not None else None
+        check_enrollment(name, parsed, allow_unverified, subject="dfm")
+
+    return approve
+
+
+def add_model(
+    store: UserModelStore, source: Any, consent: ConsentRecord | None = None, unverified: bool = False, **kwargs: Any
+) -> UserModel:
+    """Register a model through ``store`` with the consent decision a DFM needs (``dfm_approval``)."""
+    return store.add(
+        source,
+        consent=consent.to_json() if consent is not None else None,
+        unverified=unverified,
+        approve_dfm=dfm_approval(unverified),
+        **kwargs,
+    )
+
+
+def set_model_consent(store: UserModelStore, name: str, record: ConsentRecord) -> UserModel:
+    """Record (or renew) a DFM's consent in its ``models.json`` entry."""
+    return store.set_consent(name, record.to_json())

@@ -22,10 +22,10 @@ from engines.swap.user_models import MESH
 from streamer.governance.consent import (
     ConsentRecord,
     ConsentStatus,
-    check_swap_allowed,
     consent_summary,
     identity_consent,
     identity_consent_summary,
+    model_consent,
 )
 
 LikenessKind = Literal["identity", "dfm"]
@@ -95,8 +95,7 @@ def likeness_consent(
         return identity_consent(identities_root, likeness.name)
     if models is None:
         raise ValueError("a DFM model's consent needs the model store")
-    record: ConsentRecord | None = models.get(likeness.name).consent
-    return record
+    return model_consent(models.get(likeness.name))
 
 
 def likeness_consent_summary(
@@ -113,28 +112,6 @@ def likeness_consent_summary(
         return consent_summary(likeness_consent(likeness, identities_root, models), today)
     except (StageswapError, ValueError) as exc:
         return {"status": ConsentStatus.UNVERIFIED.value, "verified": False, "error": str(exc)}
-
-
-def swap_consent(
-    likeness: Likeness | None, identities_root: str | os.PathLike[str], models: ModelLookup | None
-) -> dict[str, Any] | None:
-    """The stream JSON's ``consent``: ``{"identity" | "model": NAME, "status": ..., ...}``; None when nothing
-    is swapped in."""
-    if likeness is None:
-        return None
-    return {**likeness.fields(), **likeness_consent_summary(likeness, identities_root, models)}
-
-
-def check_new_swap(
-    likeness: Likeness,
-    identities_root: str | os.PathLike[str],
-    models: ModelLookup | None,
-    today: dt.date | None = None,
-) -> ConsentStatus:
-    """Raise ConsentError if a NEW swap with ``likeness`` must not start (expired or pending consent; the
-    message names the date and the command that renews it); returns its status otherwise."""
-    record = likeness_consent(likeness, identities_root, models)
-    return check_swap_allowed(likeness.name, record, today, subject=likeness.kind)
 
 
 def _setting(settings: Any, key: str) -> Any:

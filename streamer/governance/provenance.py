@@ -32,6 +32,7 @@ from typing import Any
 
 from engines import __version__
 from engines.errors import InputError, OutputError
+from engines.paths import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -286,7 +287,7 @@ def sign_recording(path: str | os.PathLike[str], facts: ProvenanceFacts, signing
                 with rec.open("rb") as src, tempfile.TemporaryFile(dir=rec.parent) as scratch:
                     store = builder.sign(signer, mime, src, scratch)
                 manifest_path = sidecar_path(rec)
-                _write_atomic(manifest_path, store)
+                write_atomic(manifest_path, store, mode=0o644)
     except c2pa.C2paError as exc:
         raise OutputError(f"recording {rec} could not be signed: {exc}") from exc
     except OSError as exc:
@@ -481,20 +482,6 @@ def _alg_of(cert_path: Path) -> str:
     raise InputError(f"signing certificate {cert_path} has a {type(key).__name__}; use an EC P-256 or RSA key")
 
 
-def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 # -- trial credentials (stageswap keys init) ---------------------------------------------------------
 
 
@@ -605,15 +592,15 @@ def create_trial_credentials(
     )
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        _write_atomic(
+        write_atomic(
             paths[1],
             signer_key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             ),
             mode=0o600,
         )
-        _write_atomic(paths[0], leaf.public_bytes(serialization.Encoding.PEM))
-        _write_atomic(paths[2], root.public_bytes(serialization.Encoding.PEM))
+        write_atomic(paths[0], leaf.public_bytes(serialization.Encoding.PEM), mode=0o644)
+        write_atomic(paths[2], root.public_bytes(serialization.Encoding.PEM), mode=0o644)
     except OSError as exc:
         raise OutputError(f"trial credentials cannot be written to {folder}: {exc.strerror or exc}") from exc
     return TrialCredentials(paths[0], paths[1], paths[2], alg, not_after)

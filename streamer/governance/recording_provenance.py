@@ -21,13 +21,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from engines.errors import StageswapError
+from engines.paths import write_atomic
 from streamer.governance.audit import (
     RECORDING_FINISHED,
     RECORDING_SIGNED,
@@ -201,12 +200,7 @@ class RecordingSigner:
         data["consent_unverified"] = any(f.unverified for f in facts.values())
         data["watermark_id"] = next((f.watermark_id for f in facts.values() if f.watermark_id), None)
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{Path(sidecar).name}.", dir=Path(sidecar).parent)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(json.dumps(data, indent=2) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, sidecar)
+            write_atomic(Path(sidecar), json.dumps(data, indent=2) + "\n", mode=0o644)
         except OSError as exc:
             log.error("cannot write provenance into the sidecar %s: %s", sidecar, exc)
 

@@ -1,4 +1,4 @@
-"""Per-stream state: the ring, the worker, the fan-out, the settings and the stats of one named stream.
+"""Per-stream state: the ring, the worker, the fan-out, the plan and the stats of one named stream.
 
 A stream exists while something feeds it or watches it: a WHIP publisher, an ``--input`` source, or WHEP
 viewers waiting for the publisher to come back (they keep the last frame and resume when it does). It is
@@ -20,10 +20,11 @@ import numpy as np
 
 from engines.errors import InputError
 from engines.paths import check_name
-from engines.settings import ProcessSettings, apply_patch
+from engines.settings import ProcessSettings
 from streamer.config import InputSpec, ServeConfig
 from streamer.errors import CapacityError, ConflictError, NotFoundError
-from streamer.governance.likeness import ModelLookup, swap_consent, swapped_in
+from streamer.governance.consent import ConsentRecord
+from streamer.governance.likeness import Likeness
 from streamer.live.audio import AudioChunk
 from streamer.live.decode_backlog import DecodeBacklog
 from streamer.live.fanout import VIEWS, EncoderSettings, OutputFanout, View
@@ -33,6 +34,7 @@ from streamer.live.ndi import NdiReader, NdiSender, RateEstimator
 from streamer.live.ring import CpuFrameRing, FrameMeta, FrameRing
 from streamer.live.sources import SourceReader
 from streamer.live.worker import ProcessorFactory, Worker
+from streamer.plan import Plan, PlanConflict, PlanSlot
 
 log = logging.getLogger(__name__)
 
@@ -41,21 +43,6 @@ REMEMBERED_STREAMS = 256
 StatusProvider = Callable[[str], Any]
 """Adds one key to the stream JSON: called with the stream's name, returns JSON-ready data (or None).
 Other parts of the service register theirs in ``StreamRegistry.status_providers`` (e.g. ``recording``)."""
-ModelsProvider = Callable[[], ModelLookup | None]
-"""The registered models (``Service.user_models``): a DFM swap model is a likeness whose consent is shown."""
-
-
-class _Current:
-    """A stream's settings as one immutable value, shared with its worker thread (read once per frame).
-
-    The worker holds this, not the stream: nothing in a stream refers back to it, so an ended stream (its
-    ring slots, its last frames, its encoders' state) is freed as soon as the registry and the sessions let
-    go of it, not whenever the garbage collector next looks for cycles (found by the soak test)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: ProcessSettings) -> None:
-        self.value = value
 
 
 class Stream:
@@ -70,7 +57,7 @@ class Stream:
         input_spec: InputSpec | None = None,
         ring: FrameRing | None = None,
         status_providers: Mapping[str, StatusProvider] | None = None,
-        user_models: ModelsProvider | None = None,
+        plan: Plan | None = None,
         settings_providers: Mapping[str, StatusProvider] | None = None,
     ) -> None:
         self.name = check_name(name, "stream name")
@@ -78,8 +65,8 @@ class Stream:
         self.config = config
         self.created_s = time.monotonic()
         self.ring: FrameRing = ring or CpuFrameRing(slots=3)
-        self._current = _Current(config.initial_settings)
-        self._settings_lock = threading.Lock()
+        self._plan = PlanSlot(plan if plan is not None else Plan(config.initial_settings))
+        self._apply_lock = threading.Lock()
         self.stats = StreamStats(window_s=config.stats_window_s)
         self.fanout = OutputFanout(
             name,
@@ -87,12 +74,12 @@ class Stream:
                 bitrate=config.video_bitrate, keyframe_interval_s=config.keyframe_interval_s, badge=config.badge
             ),
         )
-        current = self._current  # the worker reads the settings through this, never through the stream
+        slot = self._plan  # the worker reads the plan through this, never through the stream
         self.worker = Worker(
             name,
             self.ring,
             make_processor,
-            lambda: current.value,
+            lambda: slot.value.run_settings,
             self.fanout,
             self.stats,
             max_fps=config.max_process_fps,
@@ -124,11 +111,10 @@ class Stream:
         self.closed = False
         self._status_providers: Mapping[str, StatusProvider] = status_providers if status_providers is not None else {}
         self._settings_providers: Mapping[str, StatusProvider] = settings_providers or {}
-        self._user_models = user_models
 
     def start(self) -> None:
         try:
-            self._sync_outputs(self._settings)
+            self._sync_outputs(self.settings)
         except InputError as exc:  # the stream runs without its NDI output; its JSON says why
             self.ndi_error = str(exc)
             log.error("stream %s: NDI output off: %s", self.name, exc)
@@ -136,41 +122,33 @@ class Stream:
         if self.source is not None:
             self.source.start()
 
-    # -- settings --------------------------------------------------------------------------------------
+    # -- the plan --------------------------------------------------------------------------------------
     @property
-    def _settings(self) -> ProcessSettings:
-        return self._current.value
-
-    @_settings.setter
-    def _settings(self, value: ProcessSettings) -> None:
-        self._current.value = value
+    def plan(self) -> Plan:
+        """The stream's current plan (``streamer.plan``): its settings, who is swapped in, the consent."""
+        return self._plan.value
 
     @property
     def settings(self) -> ProcessSettings:
-        return self._settings
-
-    def update_settings(self, patch: Mapping[str, Any]) -> ProcessSettings:
-        """Apply a validated settings patch; the worker uses it from its next frame (raises InputError).
-
-        Outputs it switches on (NDI) start first: one that cannot start refuses the whole patch."""
-        with self._settings_lock:
-            settings = apply_patch(self._settings, patch)
-            self._sync_outputs(settings)
-            self._settings = settings
-            return self._settings
+        return self._plan.value.settings
 
     def settings_json(self) -> dict[str, Any]:
         """All of the stream's settings as JSON: the engines' and the service's own (e.g. ``sfu``, where it is sent)."""
-        out = dataclasses.asdict(self._settings)
+        out = dataclasses.asdict(self.settings)
         for key, provide in self._settings_providers.items():
             out[key] = provide(self.name)
         return out
 
-    def replace_settings(self, settings: ProcessSettings) -> None:
-        with self._settings_lock:
-            if not self.closed and self.worker.alive:
-                self._sync_outputs(settings)
-            self._settings = settings
+    def apply_plan(self, plan: Plan, expected_version: int) -> None:
+        """Make ``plan`` current if the current plan is still ``expected_version`` (PlanConflict otherwise);
+        the worker runs it from its next frame. Outputs it switches on (NDI) start first: one that cannot
+        start refuses the whole change (InputError) and the current plan stays."""
+        with self._apply_lock:
+            if self._plan.value.version != expected_version:
+                raise PlanConflict(f"plan version {self._plan.value.version}, expected {expected_version}")
+            if not self.closed:
+                self._sync_outputs(plan.settings)
+            self._plan.swap(plan, expected_version)
 
     def _sync_outputs(self, settings: ProcessSettings) -> None:
         """What monitors see (``colour.monitor``), and the NDI senders ``settings`` asks for started, the others
@@ -228,7 +206,7 @@ class Stream:
     def ingest_audio(self, chunk: AudioChunk) -> None:
         """Sound arrived (any thread): it goes out with the picture it was captured with, unless the stream's
         ``audio`` setting is off."""
-        if self._settings.audio:
+        if self.settings.audio:
             self.fanout.audio.push(chunk)
 
     def set_decode_backlog(self, backlog: DecodeBacklog | None) -> None:
@@ -288,9 +266,9 @@ class Stream:
         stats["runtime"] = self.worker.runtime
         stats["processor_error"] = self.worker.error
         health = stream_health(stats, self.stats.window_s)
-        # Who is swapped in (an identity, or a DFM's trained-in identity) and whether consent is on record.
-        models = self._user_models() if self._user_models is not None else None
-        consent = swap_consent(swapped_in(self._settings, models), self.config.data_dir / "identities", models)
+        # Who is swapped in (an identity, or a DFM's trained-in identity) and the consent the plan carries.
+        plan = self._plan.value
+        consent = plan.consent_view()
         stats["consent_status"] = consent["status"] if consent else None
         out: dict[str, Any] = {
             "name": self.name,
@@ -300,9 +278,9 @@ class Stream:
             "processor": self.config.processor,
             "settings": self.settings_json(),
             "consent": consent,
-            "watermark": self.watermark_id is not None and self._settings.watermark,
+            "watermark": self.watermark_id is not None and plan.settings.watermark,
             "watermark_id": f"{self.watermark_id:08x}"
-            if self.watermark_id is not None and self._settings.watermark
+            if self.watermark_id is not None and plan.settings.watermark
             else None,
             "stats": stats,
             "health": health,
@@ -347,16 +325,16 @@ class StreamRegistry:
         self.config = config
         self._make_processor = make_processor
         self._streams: dict[str, Stream] = {}
-        self._remembered: OrderedDict[str, ProcessSettings] = OrderedDict()
-        """Settings of streams that ended, by name: a camera that reconnects gets its settings back."""
+        self._remembered: OrderedDict[str, Plan] = OrderedDict()
+        """Plans of streams that ended, by name: a camera that reconnects gets its settings back."""
+        self.initial_plan = Plan(config.initial_settings)
+        """What a new stream starts with (``serve``'s first settings, planned when the service starts)."""
         self.status_providers: dict[str, StatusProvider] = {}
         self.settings_providers: dict[str, StatusProvider] = {}
         """Settings keys of the service's own in every stream's settings JSON (``Service.stream_settings``)."""
         """Extra keys of every stream's JSON, by key (shared with the streams: a provider added later shows too)."""
         self.on_created: Callable[[Stream], None] | None = None
         """Called with each stream created (the service records swaps it starts with in the audit log)."""
-        self.user_models: ModelsProvider | None = None
-        """The registered models, for the streams' consent of a DFM swap (set by the service)."""
 
     def __iter__(self) -> Iterator[Stream]:
         return iter(list(self._streams.values()))
@@ -375,16 +353,23 @@ class StreamRegistry:
             raise NotFoundError(f"unknown stream {name!r}: nobody publishes it (POST /whip/{name} to start it)")
         return stream
 
-    def create(self, name: str, kind: StreamKind, input_spec: InputSpec | None = None) -> Stream:
-        """Create and start a stream (raises ConflictError if it exists, CapacityError over the limit)."""
-        check_name(name, "stream name")
-        if name in self._streams:
-            raise ConflictError(f"stream {name!r} already exists")
+    def check_capacity(self) -> None:
+        """CapacityError when one more stream would be over the limit (one processing thread per core)."""
         if len(self._streams) >= self.config.max_streams:
             raise CapacityError(
                 f"this server processes at most {self.config.max_streams} streams at once (one per CPU core; "
                 "see --max-streams); end another stream first"
             )
+
+    def create(self, name: str, kind: StreamKind, input_spec: InputSpec | None = None) -> Stream:
+        """Create and start a stream (raises ConflictError if it exists, CapacityError over the limit)."""
+        check_name(name, "stream name")
+        if name in self._streams:
+            raise ConflictError(f"stream {name!r} already exists")
+        self.check_capacity()
+        # The plan it had (or the first one), its consent checked again as of today from the record in
+        # memory: nothing here reads the disk, so the check and the reservation are one step on the loop.
+        plan = (self._remembered.pop(name, None) or self.initial_plan).restarted()
         stream = Stream(
             name,
             kind,
@@ -392,12 +377,9 @@ class StreamRegistry:
             self._make_processor,
             input_spec,
             status_providers=self.status_providers,
-            user_models=self.user_models,
+            plan=plan,
             settings_providers=self.settings_providers,
         )
-        remembered = self._remembered.pop(name, None)
-        if remembered is not None:
-            stream.replace_settings(remembered)
         self._streams[name] = stream
         stream.start()
         log.info("stream %s started (%s)", name, kind)
@@ -408,15 +390,33 @@ class StreamRegistry:
     def detach(self, name: str) -> Stream | None:
         """Remove ``name`` from the registry and return it for closing (its threads still run).
 
-        Its settings are kept (for the last ``REMEMBERED_STREAMS`` names) and given back if a stream of that
-        name starts again while the server runs: a publisher that reconnects resumes as the operator left it."""
+        Its plan is kept (for the last ``REMEMBERED_STREAMS`` names) and given back if a stream of that name
+        starts again while the server runs: a publisher that reconnects resumes as the operator left it."""
         stream = self._streams.pop(name, None)
         if stream is not None:
-            self._remembered[name] = stream.settings
+            self._remembered[name] = stream.plan
             self._remembered.move_to_end(name)
             while len(self._remembered) > REMEMBERED_STREAMS:
                 self._remembered.popitem(last=False)
         return stream
+
+    def consent_changed(self, likeness: Likeness, record: ConsentRecord | None) -> None:
+        """A likeness's consent was recorded again: every plan that shows it carries the new record (the
+        streams' and the remembered ones; a swap refused for its consent is checked again when it next
+        starts or changes)."""
+        for stream in self:
+            for _ in range(3):
+                current = stream.plan
+                renewed = current.with_consent(likeness, record)
+                if renewed is current:
+                    break
+                try:
+                    stream.apply_plan(renewed, current.version)
+                    break
+                except PlanConflict:
+                    continue
+        for name, plan in list(self._remembered.items()):
+            self._remembered[name] = plan.with_consent(likeness, record)
 
     def snapshots(self) -> dict[str, dict[str, Any]]:
         return {s.name: s.to_dict() for s in self}

@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -102,6 +103,12 @@ class ViewerTrack(PacketTrack):
             self._waiting_keyframe = False
             self._queue.append(packet)
         self._wake()
+
+    @property
+    def queued(self) -> int:
+        """Packets waiting for the sender (at most ``max_frames``)."""
+        with self._lock:
+            return len(self._queue)
 
     def request_keyframe(self) -> None:
         """A keyframe request from the remote peer (RTCP PLI/FIR), passed to the shared encoder."""
@@ -375,38 +382,70 @@ async def _connect_watchdog(registry: PeerRegistry, session: PeerSession, timeou
 # -- WHIP ----------------------------------------------------------------------------------------------
 
 
-async def _drain(registry: PeerRegistry, session: PeerSession, track: MediaStreamTrack) -> None:
-    """Take every frame off the aiortc track as it arrives; newest frame wins in the ring.
+class _Newest:
+    """One frame handed from the track's reader to the converter: a newer frame replaces one not yet taken."""
 
-    A plain ``await track.recv()`` (no ``asyncio.wait_for``): on Python 3.11 ``wait_for`` can swallow a
-    cancellation that races with a frame arriving, and the task would then never end. The silence timeout
-    is ``_media_watchdog``'s job."""
+    def __init__(self) -> None:
+        self._frame: Any = None
+        self._ended = False
+        self._ready = asyncio.Event()
+
+    def put(self, frame: Any) -> bool:
+        """Hold ``frame``; True when it replaced one the converter had not taken (that one is dropped)."""
+        replaced = self._frame is not None
+        self._frame = frame
+        self._ready.set()
+        return replaced
+
+    def end(self) -> None:
+        self._ended = True
+        self._ready.set()
+
+    async def take(self) -> Any:
+        """The newest frame, waiting for one; None once the track ended and nothing is left."""
+        while self._frame is None:
+            if self._ended:
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+        frame, self._frame = self._frame, None
+        return frame
+
+
+async def _read_track(track: MediaStreamTrack, newest: _Newest, stream: Stream) -> None:
+    """Take every frame off the aiortc track as it arrives (cheap: no conversion) into ``newest``.
+
+    aiortc's receiver decodes on its own thread into an unbounded queue, which ``recv`` empties without
+    waiting while frames are there: when the event loop fell behind (a busy machine), this runs through the
+    backlog before the converter looks again, so the converter gets the newest frame and the older ones are
+    counted as dropped, as the ring would, instead of converted and lagging behind. A plain ``await
+    track.recv()`` (no ``asyncio.wait_for``): on Python 3.11 ``wait_for`` can swallow a cancellation that
+    races with a frame arriving."""
+    try:
+        while True:
+            if newest.put(await track.recv()):
+                stream.ingest_skip()
+    except MediaStreamError:
+        pass
+    finally:
+        newest.end()
+
+
+async def _drain(registry: PeerRegistry, session: PeerSession, track: MediaStreamTrack) -> None:
+    """Convert the newest frame off the track into the stream's ring (newest frame wins there too).
+
+    The silence timeout is ``_media_watchdog``'s job."""
     stream = session.stream
-    # aiortc's receiver decodes on its own thread into this unbounded queue. If the event loop fell behind
-    # (a busy machine), frames already waiting behind the one just taken are newer: take the newest and
-    # count the older ones as dropped, as the ring would, rather than convert them all and lag behind.
-    # (``_queue`` is aiortc's; without it every frame is simply taken in turn.)
-    waiting: asyncio.Queue[Any] | None = getattr(track, "_queue", None)
-    ended = False
+    newest = _Newest()
+    reader = asyncio.ensure_future(_read_track(track, newest, stream))
     accepted: tuple[int, int] | None = None  # the last frame size checked against the limit
     # One converter for the session: PyAV gives each frame its own otherwise, with a scaler and (PyAV 18) two
     # threads made and joined per frame, and kept alive by any frame that outlives its use (the soak found
     # two threads per ended stream waiting for the garbage collector).
     to_bgr = VideoReformatter()
     try:
-        while not ended:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                break
-            while waiting is not None and not waiting.empty():
-                newer = waiting.get_nowait()
-                if newer is None:  # aiortc's end-of-track marker
-                    ended = True
-                    break
-                frame = newer
-                stream.ingest_skip()
-            size = (int(frame.width), int(frame.height))  # type: ignore[union-attr]
+        while (frame := await newest.take()) is not None:
+            size = (int(frame.width), int(frame.height))
             if size != accepted:
                 refusal = stream.config.frame_refusal(*size)
                 if refusal is not None:
@@ -414,12 +453,15 @@ async def _drain(registry: PeerRegistry, session: PeerSession, track: MediaStrea
                     return
                 accepted = size
             now = time.monotonic()
-            image = to_bgr.reformat(frame, format="bgr24").to_ndarray()  # type: ignore[arg-type]
+            image = to_bgr.reformat(frame, format="bgr24").to_ndarray()
             captured = session.clock.captured_s(frame, session.clock.video, now) if session.clock else now
             stream.ingest(image, FrameMeta(session.frames, captured - stream.created_s, now, capture_s=captured))
             session.frames += 1
             session.last_media_s = now
     finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
         del to_bgr  # its threads end now, even if this coroutine's frame outlives it (in a traceback)
     registry.close_soon(session, "the publisher ended its track")
 
@@ -491,11 +533,7 @@ async def _answer_publisher(service: Service, registry: PeerRegistry, name: str,
 def _check_can_publish(service: Service, name: str) -> None:
     stream = service.streams.find(name)
     if stream is None:
-        if len(service.streams) >= service.config.max_streams:
-            raise CapacityError(
-                f"this server processes at most {service.config.max_streams} streams at once (one per CPU core; "
-                "see --max-streams); end another stream first"
-            )
+        service.streams.check_capacity()
         return
     if stream.kind == "input":
         raise ConflictError(f"stream {name!r} is fed by --input {stream.source.spec.source if stream.source else ''}")
@@ -581,11 +619,14 @@ def _forward_keyframe_requests(sender: Any, track: ViewerTrack) -> None:
     """Pass a viewer's RTCP PLI/FIR to the shared encoder.
 
     aiortc handles PLI inside its sender by re-encoding with a keyframe, which never happens for packets
-    that arrive already encoded; its hook for that is the sender's ``_send_keyframe``. If a future aiortc
-    renames it, viewers still recover at the next periodic keyframe (``keyframe_interval_s``).
+    that arrive already encoded. aiortc (checked against 1.16.0) has no public hook for a received PLI/FIR:
+    ``RTCRtpSender._handle_rtcp_packet`` calls the private ``_send_keyframe``, so this wraps that one method
+    (``tests/streamer/test_webrtc.py`` sends a real PLI through a real sender to hold it). If a future aiortc
+    renames it, this says so once and viewers recover at the next periodic keyframe (``keyframe_interval_s``).
     """
     original = getattr(sender, "_send_keyframe", None)
     if original is None:
+        log.warning("aiortc's sender has no _send_keyframe (checked against aiortc 1.16.0): PLI/FIR not forwarded")
         return
 
     def send_keyframe() -> None:

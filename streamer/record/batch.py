@@ -23,6 +23,7 @@ import numpy as np
 from engines.errors import InputError, OutputError
 from engines.face.landmarks import NUM_LANDMARKS
 from engines.identity.targets import TargetTally
+from engines.paths import replacing, write_atomic
 from engines.processor import FaceProcessor, ProcessSettings
 from engines.stats import StageTimes
 from streamer.record.encoding import EncodeSpec
@@ -200,20 +201,15 @@ def _progress(total: int, name: str) -> Any:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_atomic(path, data, mode=0o644, fsync=False)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise OutputError(f"cannot write {path}: {exc.strerror}") from exc
 
 
 def _save_npz(path: Path, **arrays: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.npz")
     try:
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
+        with replacing(path, mode=0o644, suffix=".npz") as tmp:
+            np.savez_compressed(tmp, **arrays)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise OutputError(f"cannot write {path}: {exc.strerror}") from exc

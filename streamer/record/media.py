@@ -1,4 +1,4 @@
-"""Reading and writing video files with PyAV, for the batch `process` command.
+"""Reading video files with PyAV, for the batch `process` command (writing: ``streamer.record.encoding``).
 
 The reader yields decoded video frames as BGR arrays with their presentation time, and the input's
 audio packets untouched, interleaved as they are in the file. The writer keeps the input's
@@ -8,7 +8,6 @@ container can hold it, else re-encoded to AAC).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from collections.abc import Iterator
@@ -131,112 +130,6 @@ def _timecode(container: Any, stream: Any, rate: Fraction) -> str | None:
 
     found = container_timecode(container, stream, rate)
     return found.text if found is not None else None
-
-
-_CODECS = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv": "libx264"}
-
-
-class VideoWriter:
-    """Encodes BGR frames to H.264 in the container named by the output's extension.
-
-    Writes to a hidden temporary file beside ``path`` and renames it into place on ``close()``, so an
-    interrupted run never leaves a truncated file under the requested name.
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        info: VideoInfo,
-        audio_template: av.audio.stream.AudioStream | None = None,
-        crf: int = 18,
-    ) -> None:
-        self.path = Path(path)
-        suffix = self.path.suffix.lower()
-        if suffix not in _CODECS:
-            raise OutputError(f"output {self.path}: unsupported extension {suffix!r}; use one of {sorted(_CODECS)}")
-        check_writable(self.path)
-        self._tmp = self.path.with_name(f".{self.path.name}.partial{suffix}")
-        try:
-            self._container = av.open(str(self._tmp), mode="w")
-        except (av.FFmpegError, OSError) as exc:
-            raise OutputError(f"output {self.path} cannot be written: {_reason(exc)}") from exc
-        stream: Any = self._container.add_stream(_CODECS[suffix], rate=info.fps)
-        stream.width = info.width
-        stream.height = info.height
-        even = info.width % 2 == 0 and info.height % 2 == 0
-        stream.pix_fmt = "yuv420p" if even else "yuv444p"
-        stream.time_base = info.time_base
-        stream.codec_context.time_base = info.time_base
-        stream.options = {"crf": str(crf), "preset": "veryfast"}
-        self._stream = stream
-        self._audio_in = audio_template
-        self._audio_out: Any = None
-        self._audio_copy = False
-        self._resampler: av.AudioResampler | None = None
-        self._decoder: Any = None
-        if audio_template is not None:
-            self._open_audio(audio_template)
-        self._last_pts: int | None = None
-        self.frames_written = 0
-
-    def _open_audio(self, template: av.audio.stream.AudioStream) -> None:
-        try:
-            self._audio_out = self._container.add_stream_from_template(template)
-            self._audio_copy = True
-        except (av.FFmpegError, ValueError) as exc:
-            log.info("audio %s cannot be copied into %s (%s): re-encoding to AAC", template.name, self.path, exc)
-            self._audio_out = self._container.add_stream("aac", rate=template.rate or 48000)
-            self._decoder = av.CodecContext.create(template.codec_context.name, "r")
-            self._decoder.extradata = template.codec_context.extradata
-
-    def write(self, image: np.ndarray, pts: int | None) -> None:
-        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-        if pts is None or (self._last_pts is not None and pts <= self._last_pts):
-            pts = (self._last_pts + 1) if self._last_pts is not None else 0
-        frame.pts = pts
-        frame.time_base = self._stream.time_base
-        self._last_pts = pts
-        try:
-            for packet in self._stream.encode(frame):
-                self._container.mux(packet)
-        except (av.FFmpegError, OSError) as exc:
-            raise OutputError(f"output {self.path}: writing failed: {_reason(exc)}") from exc
-        self.frames_written += 1
-
-    def write_audio(self, packet: av.Packet) -> None:
-        if self._audio_out is None:
-            return
-        try:
-            if self._audio_copy:
-                packet.stream = self._audio_out
-                self._container.mux(packet)
-            elif self._decoder is not None:
-                for frame in self._decoder.decode(packet):
-                    frame.pts = None
-                    for out in self._audio_out.encode(frame):
-                        self._container.mux(out)
-        except av.FFmpegError as exc:
-            log.warning("dropping an audio packet that cannot be written to %s: %s", self.path, _reason(exc))
-
-    def close(self) -> None:
-        """Flush the encoders, finish the file and move it into place."""
-        try:
-            for packet in self._stream.encode(None):
-                self._container.mux(packet)
-            if self._audio_out is not None and not self._audio_copy:
-                for packet in self._audio_out.encode(None):
-                    self._container.mux(packet)
-            self._container.close()
-        except (av.FFmpegError, OSError) as exc:
-            raise OutputError(f"output {self.path}: finishing the file failed: {_reason(exc)}") from exc
-        os.replace(self._tmp, self.path)
-
-    def abort(self) -> None:
-        """Close without keeping anything (after an error or an interrupt)."""
-        # Closing a broken container may fail again; the file is discarded anyway.
-        with contextlib.suppress(Exception):
-            self._container.close()
-        self._tmp.unlink(missing_ok=True)
 
 
 def check_writable(path: Path) -> None:

@@ -32,7 +32,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import re
 import shutil
 import threading
@@ -48,7 +47,7 @@ import numpy as np
 
 from engines import __version__
 from engines.errors import InputError, OutputError
-from engines.paths import check_name, inside
+from engines.paths import check_name, inside, write_atomic
 from streamer.errors import ConflictError, NotFoundError
 from streamer.live.audio import AudioChunk
 from streamer.live.ring import FrameMeta
@@ -635,14 +634,7 @@ def _rate_json(rate: Fraction) -> float | str:
 
 
 def _atomic_json(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    write_atomic(path, json.dumps(data, indent=2) + "\n", mode=0o644, fsync=False)
 
 
 @dataclass

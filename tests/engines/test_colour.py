@@ -160,6 +160,7 @@ def test_monitors_see_log_footage_through_a_display_view(clips: Path, tmp_path: 
     from streamer.live.ring import FrameMeta
     from streamer.live.streams import Stream
     from streamer.live.worker import PassthroughProcessor
+    from tests.live_helpers import change_settings
 
     with av.open(str(clips / "d3.mp4")) as src:
         rgb = next(src.decode(video=0)).to_ndarray(format="rgb24")
@@ -168,10 +169,10 @@ def test_monitors_see_log_footage_through_a_display_view(clips: Path, tmp_path: 
     stream = Stream("cam", "input", ServeConfig(data_dir=tmp_path, max_streams=2), PassthroughProcessor)
     try:
         with pytest.raises(InputError, match="not a view of 'sRGB - Display'"):
-            stream.update_settings({"colour": {"input": LOG, "monitor": "sRGB - Display", "monitor_view": "nope"}})
+            change_settings(stream, {"colour": {"input": LOG, "monitor": "sRGB - Display", "monitor_view": "nope"}})
         assert stream.fanout.monitor is None
         colour = {"input": LOG, "monitor": "sRGB - Display", "monitor_view": "Video (colorimetric)"}
-        stream.update_settings({"colour": colour})
+        change_settings(stream, {"colour": colour})
         monitor = stream.fanout.monitor
         assert monitor is not None
         shown = monitor(log8)
@@ -201,7 +202,7 @@ def test_monitors_see_log_footage_through_a_display_view(clips: Path, tmp_path: 
         while not called and time.monotonic() < deadline:
             time.sleep(0.05)
         assert called and all(name.startswith("encode-cam-processed") for name in called)
-        stream.update_settings({"colour": {"monitor": None}})
+        change_settings(stream, {"colour": {"monitor": None}})
         assert stream.fanout.monitor is None
     finally:
         stream.close()

@@ -174,27 +174,37 @@ def test_serve_identity_photo_needs_consent_or_the_flag(tmp_path: Path, faces: P
     assert events[0]["data"]["consent"]["status"] == "unverified" and events[0]["data"]["operator"].startswith("cli:")
 
 
-def test_the_processor_refuses_a_new_swap_with_expired_consent(
+def test_a_new_swap_with_expired_consent_is_refused_wherever_it_starts(
     tmp_path: Path, clips: Path, faces: Path, models_dir: Path
 ) -> None:
-    """Whatever starts the swap (API, initial settings, batch), the processor checks consent itself."""
+    """A change to an identity whose consent expired is refused; a stream that starts again with it runs
+    without the swap (the frames go on, marked refused) until its consent is renewed — one plan, checked once."""
     from engines.identity.store import IdentityStore
     from engines.processor import FaceProcessor
-    from engines.settings import ProcessSettings
-    from streamer.governance.consent import enroll_with_consent
+    from streamer.governance.consent import ConsentError, enroll_with_consent
+    from streamer.plan import Plan, StoreResolver, make_plan
     from tests.face_helpers import clip_frames
 
     store = IdentityStore(tmp_path / "identities", models_dir)
-    expired = ConsentRecord.create("S One", "Pilot", valid_from="2020-01-01", valid_until="2020-12-31")
+    resolver = StoreResolver(store.root, None, store, None)
     enroll_with_consent(store, "s1", [faces / "s1.jpg"], None, allow_unverified=True)
+    running = make_plan(Plan(), {"identity": "s1"}, resolver, "cam").plan
+    expired = ConsentRecord.create("S One", "Pilot", valid_from="2020-01-01", valid_until="2020-12-31")
     save_consent(identity_dir(store.root, "s1"), expired)
+    with pytest.raises(ConsentError, match="expired on 2020-12-31"):
+        make_plan(Plan(), {"identity": "s1"}, resolver, "cam")
     proc = FaceProcessor.from_models(models_dir, identities=store)
-    frames = clip_frames(clips / "d3.mp4", 3)
-    result = proc.process(frames[0][0], frames[0][1], ProcessSettings(identity="s1"))
-    assert result.failed_stage == "swap" and len(result.faces) == 1  # passed through, not swapped
+    frames = clip_frames(clips / "d3.mp4", 2)
+    refused = make_plan(running, {}, resolver, "cam", starting=True).plan  # the stream starts again
+    assert refused.refused is not None and "expired on 2020-12-31" in refused.refused
+    assert refused.consent_view()["status"] == "expired"  # type: ignore[index]
+    result = proc.process(frames[0][0], frames[0][1], refused.run_settings)
+    assert result.failed_stage is None and len(result.faces) == 1 and "swap" not in result.stage_ms  # not swapped
     renewed = ConsentRecord.create("S One", "Pilot", valid_from="2020-01-01", valid_until="2099-12-31")
     save_consent(identity_dir(store.root, "s1"), renewed)
-    result = proc.process(frames[1][0], frames[1][1], ProcessSettings(identity="s1"))
+    again = make_plan(refused, {}, resolver, "cam", starting=True)
+    assert again.plan.refused is None and again.events == (("swap.started", {"stream": "cam", "identity": "s1"}),)
+    result = proc.process(frames[1][0], frames[1][1], again.plan.run_settings)
     assert result.failed_stage is None and "swap" in result.stage_ms
 
 

@@ -2,8 +2,9 @@
 issue 7's models): registering one without a consent record or ``--unverified`` is refused and nothing is
 stored; an unverified DFM is marked in the CLI, ``GET /api/models``, the stream JSON and ``/ws`` stats, and
 a recording's sidecar and C2PA manifest; expired or pending consent stops new swaps (PATCH, ``stageswap
-process``, the FaceProcessor) but not a running one; ``models consent`` renews it; every step is in the
-audit log, whose chain verifies. The DFMs are generated with the real signature (``tests.onnx_models``)."""
+process``, a stream starting again: the plan, ``streamer.plan``) but not a running one; ``models consent``
+renews it; every step is in the audit log, whose chain verifies. The DFMs are generated with the real
+signature (``tests.onnx_models``)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,10 @@ from engines.settings import ProcessSettings
 from engines.swap.user_models import UserModel, UserModelStore
 from streamer.__main__ import main
 from streamer.governance.audit import audit_path, swap_events, verify_log
-from streamer.governance.consent import ConsentError, ConsentRecord
-from streamer.governance.likeness import Likeness, check_new_swap, swap_consent, swapped_in
+from streamer.governance.consent import ConsentError, ConsentRecord, add_model, model_consent, model_consent_summary
+from streamer.governance.consent import set_model_consent as set_consent
+from streamer.governance.likeness import Likeness, swapped_in
+from streamer.plan import Plan, StoreResolver, make_plan
 from tests import onnx_models as om
 
 PAINT_BGR = (0.2, 0.8, 0.3)
@@ -150,21 +153,26 @@ def test_registering_a_dfm_needs_consent_or_the_flag(
 
 def test_the_record_lives_in_the_model_entry(files: dict[str, Path], tmp_path: Path) -> None:
     store = UserModelStore(tmp_path / "data")
-    jane = store.add(files["dfm"], name="jane", consent=_record())
+    jane = add_model(store, files["dfm"], name="jane", consent=_record())
     again = UserModelStore(tmp_path / "data").get("jane")  # another process reads it back
-    assert again.consent == jane.consent and again.summary()["consent"]["status"] == "verified"
-    assert UserModel.from_json(jane.to_json()).consent == jane.consent
+    assert again.consent == jane.consent and model_consent_summary(again)["status"] == "verified"
+    assert model_consent(again) == _record() and UserModel.from_json(jane.to_json()).consent == jane.consent
     # Renewing changes the record, not the model: a running processor does not reload it.
-    renewed = store.set_consent("jane", _record(until="2100-01-01"))
-    assert renewed == jane and renewed.consent is not None and renewed.consent.valid_until == dt.date(2100, 1, 1)
+    renewed = set_consent(store, "jane", _record(until="2100-01-01"))
+    assert renewed == jane and model_consent(renewed).valid_until == dt.date(2100, 1, 1)  # type: ignore[union-attr]
     assert store.get("jane").consent == renewed.consent
     swapper = store.add(files["inswapper"], name="swapper")
     with pytest.raises(InputError, match="no identity of its own"):
-        store.set_consent("swapper", _record())
+        set_consent(store, "swapper", _record())
     with pytest.raises(ValueError, match="no consent record of its own"):
         UserModel.from_json({**swapper.to_json(), "consent": _record().to_json()})
     with pytest.raises(ConsentError, match="no consent record"):
-        store.add(files["dfm"], name="other")
+        add_model(store, files["dfm"], name="other")
+    with pytest.raises(ConsentError, match="already expired on 2020-12-31"):
+        add_model(store, files["dfm"], name="other", consent=_record(until="2020-12-31"))
+    # The store never judges consent itself: a record without governance's check is refused.
+    with pytest.raises(InputError, match="needs the consent check"):
+        store.add(files["dfm"], name="other", consent=_record().to_json())
     assert store.names() == ["jane", "swapper"]
 
 
@@ -173,7 +181,7 @@ def test_the_record_lives_in_the_model_entry(files: dict[str, Path], tmp_path: P
 
 def test_a_dfm_swap_is_the_models_likeness(files: dict[str, Path], tmp_path: Path) -> None:
     store = UserModelStore(tmp_path / "data")
-    store.add(files["dfm"], name="jane", unverified=True)
+    add_model(store, files["dfm"], name="jane", unverified=True)
     store.add(files["inswapper"], name="swapper")
     alice = ProcessSettings(identity="alice")
     assert swapped_in(alice, store) == Likeness("identity", "alice")
@@ -185,39 +193,39 @@ def test_a_dfm_swap_is_the_models_likeness(files: dict[str, Path], tmp_path: Pat
     assert swapped_in({"swap": True, "swap_model": "jane", "identity": None}, store) == Likeness("dfm", "jane")
     assert swapped_in(ProcessSettings(swap_model="removed", identity="bob"), store) == Likeness("identity", "bob")
     jane = ProcessSettings(swap_model="jane")
-    assert swap_events("cam", alice, jane, store) == [
+    assert swap_events("cam", swapped_in(alice, store), swapped_in(jane, store)) == [
         ("swap.stopped", {"stream": "cam", "identity": "alice"}),
         ("swap.started", {"stream": "cam", "model": "jane"}),
     ]
-    assert swap_events("cam", jane, ProcessSettings(swap_model="jane", identity="bob"), store) == []
-    root = tmp_path / "data" / "identities"
-    assert swap_consent(Likeness("dfm", "jane"), root, store) == {
-        "model": "jane",
-        "status": "unverified",
-        "verified": False,
-    }
-    assert swap_consent(Likeness("dfm", "gone"), root, store)["error"].startswith("no registered model")
-    store.set_consent("jane", _record(until="2020-12-31"))
+    jane_bob = ProcessSettings(swap_model="jane", identity="bob")
+    assert swap_events("cam", swapped_in(jane, store), swapped_in(jane_bob, store)) == []
+    # The plan carries the DFM's consent; a new swap with expired or pending consent is refused.
+    resolver = StoreResolver(tmp_path / "data" / "identities", None, None, store)
+    plan = make_plan(Plan(), {"swap_model": "jane"}, resolver, "cam")
+    assert plan.plan.consent_view() == {"model": "jane", "status": "unverified", "verified": False}
+    assert plan.events == (("swap.started", {"stream": "cam", "model": "jane"}),)
+    set_consent(store, "jane", _record(until="2020-12-31"))
     with pytest.raises(ConsentError, match=r"DFM model 'jane'.*expired on 2020-12-31.*stageswap models consent jane"):
-        check_new_swap(Likeness("dfm", "jane"), root, store)
-    store.set_consent("jane", _record(start="2099-01-01", until="2099-12-31"))
+        make_plan(Plan(), {"swap_model": "jane"}, resolver)
+    set_consent(store, "jane", _record(start="2099-01-01", until="2099-12-31"))
     with pytest.raises(ConsentError, match=r"valid only from 2099-01-01.*stageswap models consent jane"):
-        check_new_swap(Likeness("dfm", "jane"), root, store)
+        make_plan(Plan(), {"swap_model": "jane"}, resolver)
 
 
-def test_the_processor_refuses_a_new_dfm_swap_but_does_not_cut_a_running_one(
+def test_the_plan_refuses_a_new_dfm_swap_but_does_not_cut_a_running_one(
     files: dict[str, Path], clips: Path, models_dir: Path, tmp_path: Path
 ) -> None:
-    """Whatever starts a swap (the API, a stream's first settings, a batch run), the FaceProcessor checks it."""
+    """Whatever starts a swap (the API, a stream starting again, a batch run), its plan checks the consent once;
+    the FaceProcessor runs what the plan says (the model's face shows, or the swap is off)."""
     from engines.processor import FaceProcessor
     from tests.face_helpers import clip_frames
 
     store = UserModelStore(tmp_path / "data")
-    store.add(files["dfm"], name="jane", consent=_record())
-    store.set_consent("jane", _record(until="2020-12-31"))
+    add_model(store, files["dfm"], name="jane", consent=_record())
+    resolver = StoreResolver(tmp_path / "data" / "identities", None, None, store)
     proc = FaceProcessor.from_models(models_dir, user_models=store)
-    frames = clip_frames(clips / "d3.mp4", 5)
-    jane = ProcessSettings(swap_model="jane", relight=False)
+    frames = clip_frames(clips / "d3.mp4", 4)
+    jane = {"swap_model": "jane", "relight": False}
     paint = np.array(PAINT_BGR) * 255
 
     def painted(image: np.ndarray) -> float:
@@ -225,37 +233,49 @@ def test_the_processor_refuses_a_new_dfm_swap_but_does_not_cut_a_running_one(
         return float((np.abs(image.astype(np.float64) - paint).max(axis=2) < 20).mean())
 
     base = max(painted(image) for image, _ in frames)
-    result = proc.process(*frames[0], jane)
-    assert result.failed_stage == "swap" and len(result.faces) == 1  # refused: passed through unswapped
-    assert painted(result.image) < base + 0.002
-    store.set_consent("jane", _record())
-    result = proc.process(*frames[1], jane)
-    assert result.failed_stage is None and painted(result.image) > base + 0.02  # renewed: the model's face shows
-    store.set_consent("jane", _record(until="2020-12-31"))
-    result = proc.process(*frames[2], jane)
-    assert result.failed_stage is None and painted(result.image) > base + 0.02  # expired mid-take: it goes on
-    proc.process(*frames[3], ProcessSettings(swap_model="mesh", relight=False))  # the swap stops...
-    result = proc.process(*frames[4], jane)
-    assert result.failed_stage == "swap" and painted(result.image) < base + 0.002  # ...and a new one is refused
+    running = make_plan(Plan(), jane, resolver, "cam").plan  # consent holds: the swap starts
+    assert painted(proc.process(*frames[0], running.run_settings).image) > base + 0.02
+    set_consent(store, "jane", _record(until="2020-12-31"))  # it expires mid-take: a change keeping jane goes on
+    kept = make_plan(running, {"strength": 0.9}, resolver, "cam")
+    assert kept.events == () and kept.plan.swapping == Likeness("dfm", "jane")
+    assert painted(proc.process(*frames[1], kept.plan.run_settings).image) > base + 0.02
+    stopped = make_plan(kept.plan, {"swap_model": "mesh"}, resolver, "cam")  # the swap stops...
+    assert stopped.events == (("swap.stopped", {"stream": "cam", "model": "jane"}),)
+    with pytest.raises(ConsentError, match="expired on 2020-12-31"):  # ...and a new one is refused
+        make_plan(stopped.plan, jane, resolver, "cam")
+    # A stream starting again with jane: its record is read again (off the loop), the swap is refused and off,
+    # the frames go on.
+    refusal = make_plan(kept.plan.restarted(), {}, resolver, "cam", starting=True)
+    assert refusal.events == (("swap.stopped", {"stream": "cam", "model": "jane"}),)
+    restarted = refusal.plan
+    assert restarted.refused is not None and "expired on 2020-12-31" in restarted.refused
+    assert restarted.run_settings.swap is False and restarted.settings.swap_model == "jane"
+    assert restarted.consent_view()["status"] == "expired"  # type: ignore[index]
+    result = proc.process(*frames[2], restarted.run_settings)
+    assert result.failed_stage is None and len(result.faces) == 1 and painted(result.image) < base + 0.002
+    set_consent(store, "jane", _record())  # renewed (say from the command line): read again when it starts
+    rechecked = make_plan(restarted, {}, resolver, "cam", starting=True)
+    assert rechecked.plan.refused is None and rechecked.events == (
+        ("swap.started", {"stream": "cam", "model": "jane"}),
+    )
+    assert painted(proc.process(*frames[3], rechecked.plan.run_settings).image) > base + 0.02
 
 
 def test_process_refuses_a_dfm_whose_consent_expired_or_is_pending(
     files: dict[str, Path], clips: Path, models_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from streamer.record.media import VideoReader, VideoWriter
+    import itertools
+
+    from streamer.record.media import VideoReader
+    from tests.face_helpers import write_video
 
     clip = tmp_path / "short.mp4"
     with VideoReader(clips / "d3.mp4") as reader:
-        writer = VideoWriter(clip, reader.info)
-        for i, frame in enumerate(reader.frames()):
-            if i >= 4:
-                break
-            writer.write(frame.image, frame.pts)
-        writer.close()
+        write_video(clip, ((f.image, f.pts) for f in itertools.islice(reader.frames(), 4)), reader.info)
     data = tmp_path / "data"
     common = ["--data-dir", str(data)]
     store = UserModelStore(data)
-    store.add(files["dfm"], name="jane", consent=_record())
+    add_model(store, files["dfm"], name="jane", consent=_record())
     consent = ["--consent-by", "Jane Doe", "--production", "Night Shift"]
     assert main(["models", "consent", "jane", *consent, *EXPIRED, *common]) == 0
     out = tmp_path / "out.mp4"
@@ -269,7 +289,7 @@ def test_process_refuses_a_dfm_whose_consent_expired_or_is_pending(
     assert main(["models", "consent", "jane", *consent, *RENEWED, *common]) == 0  # renewal unblocks
     assert main(run) == 0, capsys.readouterr().err
     assert "unverified" not in capsys.readouterr().out and out.is_file()
-    store.add(files["dfm"], name="anon", unverified=True)
+    add_model(store, files["dfm"], name="anon", unverified=True)
     assert main(["anon" if arg == "jane" else arg for arg in run]) == 0
     assert "warning: DFM model 'anon' is swapped in unverified (no consent record)" in capsys.readouterr().out
 
@@ -289,9 +309,9 @@ def test_live_service_marks_gates_and_records_a_dfm(
     data = tmp_path / "data"
     create_trial_credentials(data / "keys")
     store = UserModelStore(data)
-    store.add(files["dfm"], name="jane", unverified=True)
-    store.add(files["dfm"], name="kate", consent=_record(who="Kate"))
-    store.set_consent("kate", _record(until="2020-12-31", who="Kate"))
+    add_model(store, files["dfm"], name="jane", unverified=True)
+    add_model(store, files["dfm"], name="kate", consent=_record(who="Kate"))
+    set_consent(store, "kate", _record(until="2020-12-31", who="Kate"))
     token = "operator-secret-token"
     config = ServeConfig(
         port=0,

@@ -4,6 +4,7 @@ certificate, whose facts match the sidecar JSON, and which tampering breaks; `st
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -30,7 +31,8 @@ from streamer.governance.provenance import (
     signing_config,
     verify_file,
 )
-from streamer.record.media import VideoReader, VideoWriter
+from streamer.record.media import VideoReader
+from tests.face_helpers import write_video
 
 WID = 0x0BADC0DE
 FRAMES = 45
@@ -51,13 +53,9 @@ def recording(clips: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     paths = {}
     for suffix in (".mp4", ".mkv"):
         with VideoReader(clips / "s18.mp4") as reader:
-            writer = VideoWriter(out / f"take{suffix}", reader.info)
-            for i, frame in enumerate(reader.frames()):
-                if i >= FRAMES:
-                    break
-                writer.write(marker.apply(frame.image, WID), frame.pts)
-            writer.close()
-        paths[suffix] = out / f"take{suffix}"
+            frames = itertools.islice(reader.frames(), FRAMES)
+            marked = ((marker.apply(frame.image, WID), frame.pts) for frame in frames)
+            paths[suffix] = write_video(out / f"take{suffix}", marked, reader.info)
     return paths
 
 

@@ -387,10 +387,10 @@ def test_ingest_takes_the_newest_frame_when_the_loop_fell_behind(tmp_path: Path)
 
     class _Track:  # aiortc's RemoteStreamTrack in miniature: a decoded-frame queue, None marks the end
         def __init__(self) -> None:
-            self._queue: asyncio.Queue[object] = asyncio.Queue()
+            self.queue: asyncio.Queue[object] = asyncio.Queue()
 
         async def recv(self) -> object:
-            frame = await self._queue.get()
+            frame = await self.queue.get()
             if frame is None:
                 raise MediaStreamError
             return frame
@@ -420,16 +420,16 @@ def test_ingest_takes_the_newest_frame_when_the_loop_fell_behind(tmp_path: Path)
         async def scenario() -> None:
             track, registry = _Track(), _Registry()
             for v in (10, 20, 30, 40):  # four frames waiting at once: the loop was busy
-                track._queue.put_nowait(frame(v))
+                track.queue.put_nowait(frame(v))
             session = PeerSession("s1", "whip", stream, None)  # type: ignore[arg-type]
             task = asyncio.ensure_future(_drain(registry, session, track))  # type: ignore[arg-type]
             await asyncio.sleep(0.1)
             assert session.frames == 1 and stream.ingest_dropped == 3
             assert await wait_for(lambda: len(seen) == 1, 2)
             assert seen == [40]  # only the newest went on to the worker
-            track._queue.put_nowait(frame(50))  # one at a time: each is taken
+            track.queue.put_nowait(frame(50))  # one at a time: each is taken
             await asyncio.sleep(0.05)
-            track._queue.put_nowait(None)
+            track.queue.put_nowait(None)
             await asyncio.wait_for(task, 2)
             assert session.frames == 2 and stream.ingest_dropped == 3
             assert registry.closed == ["the publisher ended its track"]

@@ -7,7 +7,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engines.compose.blend import BlendConfig, composite, face_alpha, face_alpha_small, match_colour, skin_mask
+from engines.compose.blend import (
+    BlendConfig,
+    apply_gains,
+    colour_gains,
+    composite,
+    face_alpha,
+    face_alpha_small,
+    skin_mask,
+)
 from engines.face.topology import EYE_OPENING, LEFT_EYE, LIPS, MOUTH_OPENING, RIGHT_EYE
 from engines.swap.mesh import MeshSwapper
 from tests.face_helpers import photo_mesh
@@ -77,12 +85,14 @@ def test_colour_match_moves_skin_to_the_actor_and_keeps_dark_features_dark() -> 
     actor = np.clip(rng.normal((150, 150, 150), 6, (60, 80, 3)), 0, 255).astype(np.uint8)  # grey-ish skin
     skin = np.ones((60, 80), bool)
     skin[:10] = False
-    out = match_colour(face, actor, skin)
+    gains = colour_gains(face, actor, skin)
+    assert gains is not None
+    out = apply_gains(face, gains)
     mean_out = out[10:].reshape(-1, 3).mean(axis=0)
     assert np.abs(mean_out - actor[10:].reshape(-1, 3).mean(axis=0)).max() < 6
     assert out[:10].max() < 60  # gains, not offsets: the brow stays dark and is not tinted
-    assert match_colour(face, actor, skin, BlendConfig(colour_match=False)) is face
-    assert match_colour(face, actor, np.zeros_like(skin)) is face  # too little skin: unchanged
+    assert colour_gains(face, actor, skin, BlendConfig(colour_match=False)) is None
+    assert colour_gains(face, actor, np.zeros_like(skin)) is None  # too little skin: nothing to match
 
 
 def test_composite_changes_only_where_alpha_is_positive(detector, mesh, faces: Path) -> None:  # type: ignore[no-untyped-def]

@@ -18,7 +18,6 @@ from engines.light.relight import (
     SHRelight,
     SHRelightAlbedo,
     estimate_sh,
-    export_onnx,
     hdri_sh,
     relight_face,
     target_sh,
@@ -390,7 +389,11 @@ def test_onnx_export_runs_in_onnxruntime(tmp_path: Path, use_albedo: bool) -> No
     import onnx
     import onnxruntime as ort
 
-    path = export_onnx(tmp_path / "sh_relight.onnx", use_albedo=use_albedo)
+    from engines.catalogue import RELIGHT, RELIGHT_ALBEDO
+    from engines.runtime.export import export_onnx
+
+    engine = RELIGHT_ALBEDO if use_albedo else RELIGHT
+    path = export_onnx(engine, engine.factory(None), tmp_path / "sh_relight.onnx")
     model = onnx.load(str(path))
     assert model.ir_version <= 10
     assert {o.domain: o.version for o in model.opset_import}.get("", 0) == 17

@@ -33,7 +33,7 @@ from engines.settings import ProcessSettings, RelightTarget, apply_patch
 from engines.swap.align import align_points5, arcface_template
 from engines.swap.learned import DfmSwapper, InswapperSwapper, load_swapper
 from engines.swap.user_models import UserModelStore
-from streamer.governance.consent import ConsentRecord
+from streamer.governance.consent import ConsentRecord, add_model
 from tests import onnx_models as om
 from tests.face_helpers import clip_frames
 
@@ -57,7 +57,7 @@ def data(tmp_path_factory: pytest.TempPathFactory, faces: Path, models_dir: Path
     store.add(om.inswapper(files / "dot.onnx", np.zeros((512, 3), np.float32), EMAP, overlay=_dot()), name="dot")
     # A DFM is a likeness of its own: registered with consent (morph) or explicitly unverified (the others).
     consent = ConsentRecord.create("Morph Model", "Plumbing tests", valid_from="2020-01-01", valid_until="2099-12-31")
-    store.add(om.dfm(files / "morph.dfm", 224, gain=0.0), name="morph", consent=consent)
+    add_model(store, om.dfm(files / "morph.dfm", 224, gain=0.0), name="morph", consent=consent)
     paint = om.dfm(files / "paint.dfm", 224, gain=0.0, bias=DFM_COLOUR_BGR, morph=False)
     store.add(paint, name="paint", unverified=True)
     half_dfm = om.dfm(files / "half.dfm", 224, gain=0.0, bias=DFM_COLOUR_BGR, morph=False, celeb_mask=half)

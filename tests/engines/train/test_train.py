@@ -34,6 +34,7 @@ from engines.train.trainer import (
     Trainer,
     read_checkpoint,
 )
+from streamer.governance.consent import model_consent_summary
 from tests.train_helpers import TINY_FLAGS, TINY_NET, tiny_faceset
 
 REPO = Path(__file__).resolve().parents[3]
@@ -185,7 +186,7 @@ def test_sigterm_checkpoints_then_resume_exports_a_dfm_that_swaps(
     assert f"after {stopped_at + 2} iterations" in done.stdout
     model = store.get("tiny")
     assert model.kind == "dfm" and model.resolution == 64 and model.options["coverage"] == pytest.approx(1.8)
-    assert model.consent_summary()["status"] == "unverified"  # as decided when training started
+    assert model_consent_summary(model)["status"] == "unverified"  # as decided when training started
 
     # The registered file passes exactly what `models add` checks, and DeepFaceLive's reading of it.
     path = store.path(model)

@@ -169,15 +169,16 @@ def test_append_refuses_to_chain_onto_a_torn_line(tmp_path: Path) -> None:
 
 def test_swap_events_from_settings_changes() -> None:
     from engines.settings import ProcessSettings, apply_patch
+    from streamer.governance.likeness import swapped_in
+
+    def events(before: ProcessSettings, after: ProcessSettings) -> list[tuple[str, dict[str, str]]]:
+        return swap_events("cam", swapped_in(before, None), swapped_in(after, None))
 
     off = ProcessSettings()
     alice = apply_patch(off, {"identity": "alice"})
-    assert swap_events("cam", off, alice) == [("swap.started", {"stream": "cam", "identity": "alice"})]
-    assert swap_events("cam", alice, apply_patch(alice, {"strength": 0.5})) == []
-    assert swap_events("cam", alice, apply_patch(alice, {"swap": False})) == [
+    assert events(off, alice) == [("swap.started", {"stream": "cam", "identity": "alice"})]
+    assert events(alice, apply_patch(alice, {"strength": 0.5})) == []
+    assert events(alice, apply_patch(alice, {"swap": False})) == [
         ("swap.stopped", {"stream": "cam", "identity": "alice"})
     ]
-    assert [e for e, _ in swap_events("cam", alice, apply_patch(alice, {"identity": "bob"}))] == [
-        "swap.stopped",
-        "swap.started",
-    ]
+    assert [e for e, _ in events(alice, apply_patch(alice, {"identity": "bob"}))] == ["swap.stopped", "swap.started"]

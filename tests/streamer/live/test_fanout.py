@@ -130,7 +130,7 @@ def test_a_stalled_viewer_is_resynchronised_and_slows_nobody(frames: list[np.nda
             assert encoded >= 25
             assert len(received) >= encoded - 2  # the fast viewer got (nearly) every encoded frame
             assert stalled.resyncs >= 1  # the stalled one overflowed its 3 frames and skipped ahead
-            assert len(stalled._queue) <= 3
+            assert stalled.queued <= 3
             # When the stalled viewer reads again it starts on a keyframe (it asked for one).
             resumed = asyncio.ensure_future(stalled.recv())
             await asyncio.to_thread(_publish, fanout, frames[30:36], 1 / 30, 30)
