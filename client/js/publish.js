@@ -1,6 +1,6 @@
 // The publish page: pick a camera, a size and a frame rate, and send it to the server over WHIP.
 
-import { STREAM_NAME } from "./api.js";
+import { listStreams, STREAM_NAME } from "./api.js";
 import { $, fmt, param, setStatus, setupTokenField } from "./page.js";
 import { WhipPublisher } from "./webrtc.js";
 
@@ -19,6 +19,7 @@ const ui = {
   error: $("#error"),
   monitorLink: $("#monitor-link"),
   navMonitor: $("#nav-monitor"),
+  nameNote: $("#name-note"),
 };
 
 let media = null; // the camera's MediaStream
@@ -87,9 +88,33 @@ async function openCamera() {
     publisher.mediaStream = media;
   }
   old?.getTracks().forEach((t) => t.stop());
-  const settings = media.getVideoTracks()[0].getSettings();
-  ui.sent.textContent = `camera: ${settings.width}×${settings.height} at ${fmt(settings.frameRate)} fps`;
+  if (!publisher) showCamera();
   await listCameras();
+}
+
+/** The line under the buttons while nothing is sent: what the camera gives, and that it is not sent. */
+function showCamera() {
+  const settings = media?.getVideoTracks()[0]?.getSettings();
+  ui.sent.textContent = settings
+    ? `camera: ${settings.width}×${settings.height} at ${fmt(settings.frameRate)} fps · not sending`
+    : "not sending";
+}
+
+/** A stream name nobody publishes to now: "cam", else cam2, cam3... (GET /api/streams; "cam" without it). */
+async function freeName(wanted) {
+  let taken;
+  try {
+    taken = new Set((await listStreams()).filter((s) => s.live !== false).map((s) => s.name));
+  } catch {
+    return { name: wanted, note: "" }; // no token yet: the server says so if the name is taken
+  }
+  if (!taken.has(wanted)) return { name: wanted, note: "" };
+  const base = wanted.replace(/\d+$/, "") || "cam";
+  for (let n = 2; n < 100; n += 1) {
+    const name = `${base}${n}`;
+    if (!taken.has(name)) return { name, note: `"${wanted}" is live already: ${name} is free.` };
+  }
+  return { name: wanted, note: "" };
 }
 
 function updateLinks() {
@@ -119,6 +144,7 @@ async function start() {
     ui.start.disabled = false;
     ui.stream.disabled = false;
     setState("not publishing", "off");
+    showCamera();
     showError(`The server refused the stream: ${err.message}`);
     return;
   }
@@ -130,6 +156,9 @@ function onPeerState(state) {
   const name = ui.stream.value.trim();
   if (state === "connected") setState(`publishing ${name}`, "live");
   else if (state === "failed") {
+    clearInterval(statsTimer);
+    statsTimer = null;
+    ui.sent.textContent = "not sending: the connection failed";
     setState("connection failed", "off");
     showError("The connection to the server failed; press Stop, then Start again.");
   } else if (state === "disconnected") setState("connection interrupted…", "wait");
@@ -137,8 +166,9 @@ function onPeerState(state) {
 }
 
 async function showSent() {
-  const s = await publisher?.outboundStats();
-  if (!s) return;
+  const sending = publisher;
+  const s = await sending?.outboundStats();
+  if (!s || sending !== publisher || !statsTimer) return; // stopped meanwhile: never show a stale "sending"
   const kbps = s.bitrate == null ? "–" : fmt(s.bitrate / 1000);
   const limit = s.limitation && s.limitation !== "none" ? ` · limited by ${s.limitation}` : "";
   ui.sent.textContent = `sending ${s.width ?? "–"}×${s.height ?? "–"} at ${fmt(s.fps)} fps · ${kbps} kbit/s${limit}`;
@@ -153,12 +183,27 @@ async function stop() {
   ui.start.disabled = false;
   ui.stream.disabled = false;
   setState("not publishing", "");
+  showCamera();
 }
 
-ui.stream.value = param("stream", ui.stream.value);
-updateLinks();
-setupTokenField();
-ui.stream.addEventListener("input", updateLinks);
+async function chooseName() {
+  const asked = param("stream", "");
+  if (asked) {
+    ui.stream.value = asked; // a name in the address is the operator's choice: the server says if it is live
+  } else if (!publisher) {
+    const { name, note } = await freeName(ui.stream.value.trim() || "cam");
+    if (!publisher && !ui.stream.matches(":focus")) ui.stream.value = name;
+    ui.nameNote.textContent = note;
+  }
+  updateLinks();
+}
+
+chooseName();
+setupTokenField(chooseName);
+ui.stream.addEventListener("input", () => {
+  ui.nameNote.textContent = "";
+  updateLinks();
+});
 ui.start.addEventListener("click", start);
 ui.stop.addEventListener("click", stop);
 for (const el of [ui.camera, ui.resolution, ui.fps]) el.addEventListener("change", openCamera);

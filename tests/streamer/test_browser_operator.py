@@ -116,7 +116,15 @@ def operator(
     errors: list[str] = []
     with ThreadedServer(create_app(config)) as server, playwright_api.sync_playwright() as pw:
         browser = pw.chromium.launch(
-            executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu", "--no-first-run"]
+            executable_path=chromium,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--use-fake-ui-for-media-stream",  # the publish page's camera: Chromium's test pattern
+                "--use-fake-device-for-media-stream",
+            ],
         )
         try:
             context = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)
@@ -510,5 +518,39 @@ def test_every_control_is_visible_and_usable(operator: Operator, width: int, hei
             assert on_top, f"{selector} is covered at {width}x{height}"
         page.locator("#enroll").scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / f"operator-layout-{width}-scrolled.png"))
+    finally:
+        page.close()
+
+
+def test_the_publish_page_says_what_it_sends(operator: Operator) -> None:
+    """Its default name is a free one (the clip is live as "cam"); after Stop, and after a refused start, it
+    no longer says it is sending."""
+    page = operator.page.context.new_page()
+    page.on("pageerror", lambda exc: operator.errors.append(str(exc)))
+    try:
+        page.goto(f"{operator.url}publish.html")
+        page.wait_for_function("document.querySelector('#stream').value === 'cam2'")
+        assert page.text_content("#name-note") == '"cam" is live already: cam2 is free.'
+        page.wait_for_function("document.querySelector('#sent').textContent.includes('not sending')")
+        page.click("#start")
+        page.wait_for_function("document.querySelector('#state').textContent.includes('publishing cam2')")
+        page.wait_for_function("document.querySelector('#sent').textContent.includes('kbit/s')", timeout=20_000)
+        assert (page.text_content("#sent") or "").startswith("sending ")
+        page.screenshot(path=str(ARTIFACTS / "operator-publish-sending.png"))
+        page.click("#stop")
+        page.wait_for_function("document.querySelector('#state').textContent.includes('not publishing')")
+        page.wait_for_timeout(2500)  # a figures tick on its way when Stop was pressed must not bring it back
+        sent = page.text_content("#sent") or ""
+        assert "not sending" in sent and "kbit/s" not in sent, sent
+        # A start the server refuses (the clip's stream is live): the page says so and sends nothing.
+        page.fill("#stream", "cam")
+        page.click("#start")
+        page.wait_for_function("document.querySelector('#error').textContent.includes('refused')")
+        page.wait_for_timeout(1500)
+        assert "not publishing" in (page.text_content("#state") or "")
+        sent = page.text_content("#sent") or ""
+        assert "not sending" in sent and "kbit/s" not in sent, sent
+        assert "is fed by --input" in (page.text_content("#error") or "")
+        page.screenshot(path=str(ARTIFACTS / "operator-publish-refused.png"))
     finally:
         page.close()
