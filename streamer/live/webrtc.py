@@ -47,19 +47,17 @@ from engines.paths import check_name
 from streamer.body import read_body
 from streamer.errors import CapacityError, ConflictError, NotFoundError
 from streamer.live import memory
+from streamer.live.aiortc_hooks import hooks_missing
 from streamer.live.consent import accept_media_as_consent
-from streamer.live.consent import hooks_missing as consent_hooks_missing
 from streamer.live.decode_backlog import bound_decoder
-from streamer.live.decode_backlog import hooks_missing as decode_hooks_missing
 from streamer.live.dtls import StagePeerConnection, prefer_passive
-from streamer.live.dtls import hooks_missing as dtls_hooks_missing
 from streamer.live.fanout import VIEWS, Codec, SharedEncoder, View
+from streamer.live.keyframes import forward_keyframe_requests
 from streamer.live.offers import NegotiationGate, screen_offer
 from streamer.live.packet_tracks import PacketTrack, ViewerAudioTrack
 from streamer.live.publisher_media import PublisherClock, drain_audio, quiet_repeated_decode_errors
 from streamer.live.ring import FrameMeta
 from streamer.live.sdp_compat import AdaptedOffer, adapt_offer
-from streamer.live.sender_reports import hooks_missing as sender_report_hooks_missing
 from streamer.live.streams import Stream
 from streamer.service import SERVICE, Service
 
@@ -604,7 +602,7 @@ async def _answer_viewer(
     stream.viewers.add(session.id)
     registry.add(session)
     _watch_connection(registry, session)
-    _forward_keyframe_requests(sender, track)
+    forward_keyframe_requests(sender, track.request_keyframe)
     track.encoder = stream.fanout.subscribe(session.view or "processed", codec, track)
     if sound is not None:
         session.sound = sound
@@ -613,27 +611,6 @@ async def _answer_viewer(
     session.tasks.append(asyncio.ensure_future(_viewer_watchdog(registry, session, sender, config.viewer_timeout_s)))
     log.info("WHEP session %s watches %s (%s, %s)", session.id, name, view, codec)
     return _created(session, offer.answer(pc.localDescription.sdp))
-
-
-def _forward_keyframe_requests(sender: Any, track: ViewerTrack) -> None:
-    """Pass a viewer's RTCP PLI/FIR to the shared encoder.
-
-    aiortc handles PLI inside its sender by re-encoding with a keyframe, which never happens for packets
-    that arrive already encoded. aiortc (checked against 1.16.0) has no public hook for a received PLI/FIR:
-    ``RTCRtpSender._handle_rtcp_packet`` calls the private ``_send_keyframe``, so this wraps that one method
-    (``tests/streamer/test_webrtc.py`` sends a real PLI through a real sender to hold it). If a future aiortc
-    renames it, this says so once and viewers recover at the next periodic keyframe (``keyframe_interval_s``).
-    """
-    original = getattr(sender, "_send_keyframe", None)
-    if original is None:
-        log.warning("aiortc's sender has no _send_keyframe (checked against aiortc 1.16.0): PLI/FIR not forwarded")
-        return
-
-    def send_keyframe() -> None:
-        original()
-        track.request_keyframe()
-
-    sender._send_keyframe = send_keyframe
 
 
 async def whep_delete(request: web.Request) -> web.Response:
@@ -678,10 +655,8 @@ def register(app: web.Application) -> None:
     service = app[SERVICE]
     service.peers = PeerRegistry(service)
     quiet_repeated_decode_errors()
-    hooks = (dtls_hooks_missing, sender_report_hooks_missing, decode_hooks_missing, consent_hooks_missing)
-    for problem in (missing() for missing in hooks):
-        if problem is not None:
-            log.warning("%s", problem)
+    for problem in hooks_missing():  # aiortc's internals we use (streamer.live.aiortc_hooks) moved
+        log.warning("%s", problem)
     app.router.add_post("/whip/{stream}", whip_post)
     app.router.add_delete("/whip/{stream}/{session}", whip_delete)
     app.router.add_patch("/whip/{stream}/{session}", _trickle_not_supported)

@@ -447,7 +447,8 @@ def test_a_viewers_picture_loss_report_asks_the_shared_encoder_for_a_keyframe() 
     from aiortc import RTCConfiguration, RTCPeerConnection
     from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
 
-    from streamer.live.webrtc import ViewerTrack, _forward_keyframe_requests
+    from streamer.live.keyframes import forward_keyframe_requests
+    from streamer.live.webrtc import ViewerTrack
 
     class _Encoder:
         requests = 0
@@ -461,7 +462,7 @@ def test_a_viewers_picture_loss_report_asks_the_shared_encoder_for_a_keyframe() 
         track.encoder = encoder  # type: ignore[assignment]
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         sender = pc.addTrack(track)
-        _forward_keyframe_requests(sender, track)
+        forward_keyframe_requests(sender, track.request_keyframe)
         await sender._handle_rtcp_packet(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=sender._ssrc))
         assert encoder.requests == 1
         await pc.close()
