@@ -9,6 +9,6 @@
 - ``trainer``: the training loop (CPU, CUDA, several GPUs through torchrun), checkpoints, progress, previews.
 - ``export``: the finished model as a DFM that stageswap and DeepFaceLive both run.
 
-Must not import ``engines.processor``, ``engines.stages`` or ``streamer`` (the consent a trained likeness
+Must not import ``engines.processor`` or ``streamer`` (the consent a trained likeness
 needs is checked by the command that trains it, ``streamer.commands.train``).
 """
