@@ -198,8 +198,13 @@ def _check_rule_identities(
 def _resolve_names(before: ProcessSettings, after: ProcessSettings, resolver: Resolver) -> None:
     """Refuse names that would only fail frame by frame later: an identity that is not enrolled, a swap
     model that cannot run, an HDRI that is not there. Only what the change touches is looked up."""
-    named = {after.identity} if after.identity is not None and after.identity != before.identity else set()
-    named |= set(after.target_identities) - set(before.target_identities)
+    # Names the change brings in; all of them when it turns the swap on (with the swap off a name is not
+    # looked up when it is set, and may have been removed since).
+    turned_on = after.swap and not before.swap
+    named = (
+        {after.identity} if after.identity is not None and (turned_on or after.identity != before.identity) else set()
+    )
+    named |= set(after.target_identities) - (set() if turned_on else set(before.target_identities))
     if after.swap and named:
         known = resolver.identity_names()
         for name in sorted(named - set(known if known is not None else named)):

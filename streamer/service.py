@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from engines.light.hdri import hdri_folder
+from engines.settings import ProcessSettings
 from streamer.config import ServeConfig
 from streamer.governance.audit import SWAP_STARTED, SWAP_STOPPED, AuditLog, token_id
 from streamer.live.streams import Stream, StreamRegistry
@@ -79,7 +80,11 @@ class Service:
         self.streams.on_created = self._stream_created
         self._refreshing: set[asyncio.Task[None]] = set()
         self.control_lock = asyncio.Lock()
-        """Held while a settings change is applied and its audit events written (the log keeps their order)."""
+        """Held while a settings change is applied and its audit events written (the log keeps their order),
+        and while an identity is removed (so none is removed between a change's check and its applying)."""
+        self.identities_removed = 0
+        """Identities removed so far: a change planned before a removal is planned again (its names looked up
+        again) rather than applied with a name that may be gone."""
 
     @property
     def operator(self) -> str | None:
@@ -94,6 +99,14 @@ class Service:
             self.audit.append(event, data, operator=self.operator)
         except Exception:
             log.exception("AUDIT LOG NOT WRITTEN: %s %s", event, data)
+
+    def identity_users(self, name: str) -> list[str]:
+        """What has the enrolled identity ``name`` selected (as ``identity`` or in a target rule, swap on or
+        off): the live streams by name, and ``serve --identity`` (what new streams start with)."""
+        users = [s.name for s in self.streams if _names(s.settings, name)]
+        if _names(self.streams.initial_plan.settings, name):
+            users.append("new streams (serve --identity)")
+        return users
 
     def resolver(self) -> StoreResolver:
         """What plans are resolved against: this data directory's identities, models and HDRIs."""
@@ -192,3 +205,7 @@ class Service:
 
 
 SERVICE = web.AppKey("stageswap_service", Service)
+
+
+def _names(settings: ProcessSettings, identity: str) -> bool:
+    return settings.identity == identity or identity in settings.target_identities

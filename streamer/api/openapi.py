@@ -313,7 +313,7 @@ def _paths() -> dict[str, Any]:
             "parameters": [_path_param("name")],
             "delete": {
                 "summary": "Remove an identity",
-                "responses": {**_ok(200, "Removed", _OBJECT), **_errors(400, 403, 404)},
+                "responses": {**_ok(200, "Removed", _OBJECT), **_errors(400, 403, 404, 409)},
             },
         },
         "/api/identities/{name}/consent": {

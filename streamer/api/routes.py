@@ -139,9 +139,11 @@ async def apply_settings(service: Service, name: str, patch: Any) -> dict[str, A
     resolved = {key: service.stream_settings[key].check(stream, value) for key, value in own.items()}
     resolver = service.resolver()
     for _ in range(PLAN_TRIES):
-        current = stream.plan
+        current, removed = stream.plan, service.identities_removed
         planned = await asyncio.to_thread(make_plan, current, patch, resolver, name)
         async with service.control_lock:  # applied changes reach the audit log in the order they were applied
+            if service.identities_removed != removed:
+                continue  # an identity was removed while this was planned: its names are looked up again
             try:
                 stream.apply_plan(planned.plan, current.version)
             except PlanConflict:
@@ -328,10 +330,20 @@ async def identity_consent_put(request: web.Request) -> web.Response:
 async def identity_delete(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     name = check_name(request.match_info["name"], "identity")
-    if name not in await asyncio.to_thread(_identity_names, service):
-        raise NotFoundError(f"unknown identity {name!r}")
-    await asyncio.to_thread(service.identities().remove, name)
-    await asyncio.to_thread(service.record, IDENTITY_REMOVED, identity=name)
+    # Under the lock settings changes are applied with: none selects it between the check and the removal,
+    # and one planned before the removal is planned again (apply_settings).
+    async with service.control_lock:
+        if name not in await asyncio.to_thread(_identity_names, service):
+            raise NotFoundError(f"unknown identity {name!r}")
+        users = service.identity_users(name)
+        if users:
+            raise ConflictError(
+                f"identity {name!r} is in use by {'streams' if len(users) > 1 else 'stream'} {', '.join(users)}: "
+                "select another identity there (or none) first; removing it would fail every frame they swap"
+            )
+        await asyncio.to_thread(service.identities().remove, name)
+        service.identities_removed += 1
+        await asyncio.to_thread(service.record, IDENTITY_REMOVED, identity=name)
     service.emit({"type": "identities_changed"})
     return web.json_response({"removed": name})
 

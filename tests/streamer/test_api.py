@@ -384,6 +384,10 @@ def test_identities_enroll_list_select_and_remove(tmp_path: Path, clips: Path, f
         async with http.patch(f"{srv.url}/api/streams/cam", json={"identity": "nobody"}) as r:
             assert r.status == 400 and "unknown identity 'nobody'" in (await r.json())["error"]
         async with http.delete(f"{srv.url}/api/identities/obama") as r:
+            assert r.status == 409 and "in use by stream cam" in (await r.json())["error"]  # cam swaps it in
+        async with http.patch(f"{srv.url}/api/streams/cam", json={"identity": None}) as r:
+            assert r.status == 200
+        async with http.delete(f"{srv.url}/api/identities/obama") as r:
             assert r.status == 200
         async with http.delete(f"{srv.url}/api/identities/obama") as r:
             assert r.status == 404
