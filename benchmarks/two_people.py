@@ -29,13 +29,15 @@ class TwoPeople:
     away: tuple[int, int] | None = (60, 90)
     """Frames [start, end) in which the right-hand performer is out of frame (None: always there)."""
     scale: float = 1.0
+    hd: bool = False
+    """1280x720 (each half 640x640, letterboxed): the 720p frame the cost goal is stated for (``scale`` ignored)."""
 
     def right_present(self, index: int) -> bool:
         return self.away is None or not self.away[0] <= index < self.away[1]
 
 
 def two_people(clips: Path, spec: TwoPeople) -> Iterator[tuple[int, np.ndarray, float]]:
-    """(index, BGR frame, time in s) of the two-person clip: 30 fps, 1024x512 times ``spec.scale``."""
+    """(index, BGR frame, time in s) of the two-person clip: 30 fps, 1024x512 times ``spec.scale`` (or 720p)."""
     from streamer.record.media import VideoReader
 
     with VideoReader(clips / LEFT_CLIP) as left, VideoReader(clips / RIGHT_CLIP) as right:
@@ -44,7 +46,9 @@ def two_people(clips: Path, spec: TwoPeople) -> Iterator[tuple[int, np.ndarray, 
                 return
             side = b.image if spec.right_present(i) else np.full_like(b.image, 128)
             image = np.hstack([a.image, side])
-            if spec.scale != 1.0:
+            if spec.hd:
+                image = cv2.copyMakeBorder(cv2.resize(image, (1280, 640)), 40, 40, 0, 0, cv2.BORDER_CONSTANT)
+            elif spec.scale != 1.0:
                 image = cv2.resize(image, None, fx=spec.scale, fy=spec.scale, interpolation=cv2.INTER_LINEAR)
             yield i, image, i / 30.0
 

@@ -106,6 +106,19 @@ class ProcessedFrame:
     """Each face's identity this frame and why (``engines.identity.targets``), by face id; empty when no face was
     processed (no swap or relight selected, or a failure)."""
 
+    def face_list(self) -> list[dict[str, object]]:
+        """Each face as the stream's stats show it: id, identity, rule, performer, distance and its box as
+        fractions of the frame (x1, y1, x2, y2), so a monitor can draw it and a click can pick it."""
+        h, w = self.image.shape[:2]
+        out: list[dict[str, object]] = []
+        for face in self.faces:
+            target = self.targets.get(face.id) or FaceTarget(face.id, None)
+            box = [
+                round(min(max(float(v) / side, 0.0), 1.0), 4) for v, side in zip(face.box, (w, h, w, h), strict=True)
+            ]
+            out.append({**target.to_dict(), "box": box})
+        return out
+
 
 def error_text(exc: BaseException) -> str:
     """An exception as one line for an operator: its message (a StageswapError's is written for one), else

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 from engines.errors import InputError, StageswapError
 from engines.light.hdri import hdri_path
 from engines.settings import ProcessSettings, apply_patch
-from streamer.governance.audit import swap_events
+from streamer.governance.audit import swap_events, target_events
 from streamer.governance.consent import ConsentRecord, ConsentStatus, check_swap_allowed, consent_summary
 from streamer.governance.likeness import Likeness, ModelLookup, likeness_consent, swapped_in
 
@@ -120,6 +120,10 @@ class Resolver(Protocol):
         """Raise InputError when ``settings.swap_model`` cannot run with ``settings.identity``."""
         ...
 
+    def check_performers(self, names: list[str]) -> None:
+        """Raise InputError naming a performer (``settings.targets``) that is not enrolled or is damaged."""
+        ...
+
 
 @dataclass(frozen=True)
 class Planned:
@@ -169,7 +173,9 @@ def make_plan(
                 raise
             refused = str(exc)
     plan = Plan(settings, current.version + 1, likeness, record, error, refused)
-    return Planned(plan, tuple(swap_events(stream, running, plan.swapping)))
+    events = swap_events(stream, running, plan.swapping)
+    events += target_events(stream, current.run_settings, plan.run_settings, (running, plan.swapping))
+    return Planned(plan, tuple(events))
 
 
 def _check_rule_identities(
@@ -213,6 +219,10 @@ def _resolve_names(before: ProcessSettings, after: ProcessSettings, resolver: Re
                 f"unknown identity {name!r} (enrolled: {enrolled}); enroll it first "
                 "(POST /api/identities, or stageswap identities add)"
             )
+    performers = {r.performer for r in after.targets if r.performer is not None}
+    performers -= {r.performer for r in before.targets if r.performer is not None}
+    if performers:
+        resolver.check_performers(sorted(performers))
     if after.swap and (after.swap_model, after.identity) != (before.swap_model, before.identity):
         resolver.check_swap_model(after)
     target = after.relight_target
@@ -282,6 +292,8 @@ class StoreResolver:
     """``engines.identity.store.IdentityStore`` (None: none in this setup)."""
     models: Any = None
     """``engines.swap.user_models.UserModelStore`` (None: none in this setup)."""
+    performers: Any = None
+    """``engines.identity.performers.PerformerStore`` (None: none in this setup: rules naming one are refused)."""
 
     def identity_names(self) -> list[str] | None:
         if self.identities is None:
@@ -293,3 +305,13 @@ class StoreResolver:
 
     def check_swap_model(self, settings: ProcessSettings) -> None:
         check_swap_model(settings, self.identities, self.models)
+
+    def check_performers(self, names: list[str]) -> None:
+        known = self.performers.names() if self.performers is not None else []
+        for name in names:
+            if name not in known:
+                raise InputError(
+                    f"unknown performer {name!r} in targets (enrolled: {', '.join(known) or 'none'}); enroll one "
+                    f"with `stageswap performers add {name} CLIP_OR_PHOTO...`"
+                )
+            self.performers.load(name)  # a damaged one is said now

@@ -70,6 +70,7 @@ class Service:
     listeners: list[Callable[[Mapping[str, Any]], None]] = field(default_factory=list)
     """Called with every event pushed to WebSocket clients (settings changes, stream started/ended...)."""
     identity_store: Any = None
+    performer_store: Any = None
     user_model_store: Any = None
     audit: AuditLog = field(init=False)
     """The append-only audit log in ``data_dir/audit`` (enrollments, consent, swaps, recordings)."""
@@ -115,6 +116,7 @@ class Service:
             hdri_folder(self.config.data_dir),
             identities=self.identities(),
             models=self.user_models(),
+            performers=self.performers(),
         )
 
     async def plan_first_settings(self) -> None:
@@ -180,6 +182,15 @@ class Service:
 
             self.identity_store = IdentityStore(self.config.data_dir / "identities", models_dir=self.config.models_dir)
         return self.identity_store
+
+    def performers(self) -> Any:
+        """The PerformerStore in ``data_dir/performers`` (``stageswap performers add``), shared like the identities:
+        the people target rules pick by face."""
+        if self.performer_store is None:
+            from engines.identity.performers import PerformerStore
+
+            self.performer_store = PerformerStore(self.config.data_dir / "performers")
+        return self.performer_store
 
     def user_models(self) -> Any:
         """The models registered in the data directory (``stageswap models add``), shared like the identities."""

@@ -23,6 +23,7 @@ import { Hotkeys } from "./hotkeys.js";
 import { LightDisc } from "./lightdisc.js";
 import { RecordingPanel } from "./recording.js";
 import { SwapModelPicker } from "./swapmodels.js";
+import { FaceTargets } from "./targets.js";
 import { $, fmt, param, setupTokenField } from "./page.js";
 import { JanusPlayer, sfuMountpoint, sfuSummary } from "./sfu.js";
 import { WhepPlayer } from "./webrtc.js";
@@ -235,6 +236,7 @@ function showStats(stream) {
   ui.stLat.textContent = fmt(s.latency_ms?.p50, 0);
   ui.stLat.title = s.latency_ms ? `ingest → output, p95 ${fmt(s.latency_ms.p95, 0)} ms` : "";
   ui.stFaces.textContent = s.faces ?? "–";
+  faceTargets.show(stream);
   showSwapBadge(stream);
   ui.stDrops.textContent = s.frames_dropped ?? "–";
   ui.stDrops.title = s.drops
@@ -570,6 +572,12 @@ const recorder = new RecordingPanel(
   () => state.name,
 );
 
+const faceTargets = new FaceTargets(
+  ui.processed.closest(".stage"),
+  ui.processed,
+  (patch) => send(patch),
+  async () => (await listIdentities()).map((item) => item.name),
+);
 const models = new SwapModelPicker(ui.swapModel, ui.modelNote, (name) => send({ swap_model: name }, "swap_model"));
 
 const light = new LightDisc($("#light"), (dir) => {

@@ -6,8 +6,9 @@ face that no earlier rule took — the face re-identified as its performer, the 
 leftmost or rightmost, or (``any``) every face left — and gives it the rule's identity (None: left alone). Faces
 no rule takes are left untouched.
 
-Re-identification never runs the recogniser on every frame (dlib's ResNet costs ~110 ms of CPU per face here).
-Each track keeps its own descriptors and the performer they matched; the recogniser runs
+Re-identification never runs the recogniser on every frame (dlib's ResNet costs ~150-190 ms of CPU per face
+on the development machine). Each track keeps its own descriptors and the performer they matched; the recogniser
+runs
 
 - on a new track (a face coming into the frame, or a track the tracker started again under an old id: a new
   track is never trusted to be who was there before), then every ``retry_every`` frames until it is decided;
@@ -56,18 +57,21 @@ Describe = Callable[[np.ndarray, Sequence[np.ndarray]], np.ndarray]
 
 @dataclass(frozen=True)
 class ReidConfig:
-    threshold: float = 0.5
-    """Largest descriptor distance at which a face is taken for a performer (measured: BENCHMARKS.md,
-    re-identification — no false accept on the shared and generated material at 0.5; dlib's own 0.6 lets
-    look-alikes through)."""
-    drop_threshold: float = 0.58
-    """A track that matched keeps its performer unless a later check finds it further than this."""
+    threshold: float = 0.40
+    """Largest descriptor distance at which a face is taken for a performer. Measured (BENCHMARKS.md,
+    re-identification; benchmarks/eval_reid.py): at 0.40 no false accept on the shared and generated material and
+    2-4% of single frames falsely rejected (retried: a track is checked again every ``retry_every`` frames); at
+    dlib's own 0.6, and already at 0.45, two different men of the shared clips are taken for each other."""
+    drop_threshold: float = 0.48
+    """A track that matched keeps its performer unless a later check finds it further than this (a bad frame
+    does not drop a performer; the overlap rule guards against the mesh sliding onto someone else)."""
     retry_every: int = 3
     """Frames between checks of a track that is not decided yet (no descriptor, or nobody matched)."""
     retry_frames: int = 45
     """How long a new track keeps being retried that often; after that only ``recheck_every``."""
-    recheck_every: int = 150
-    """Frames between confirmations of a decided track (5 s at 30 fps)."""
+    recheck_every: int = 300
+    """Frames between confirmations of a decided track (10 s at 30 fps): what keeps the recogniser's cost per face
+    under 1 ms a frame (one description, ~150-190 ms of CPU here, per 300 frames: BENCHMARKS.md)."""
     mean_of: int = 4
     """A track's descriptor is the mean of its last this many (since it last overlapped another face)."""
     max_yaw_deg: float = 50.0

@@ -96,6 +96,26 @@ SCHEMAS: dict[str, Any] = {
             "audio": {"type": "boolean"},
             "debug_overlay": {"type": "boolean"},
             "swap_model": {"type": "string", "description": "mesh, or a model registered with `stageswap models add`"},
+            "targets": {
+                "description": "who gets swapped, rule by rule: each face gets the identity of the first rule that "
+                "picks it (null identity: left alone), faces no rule picks are left untouched; null or []: every face "
+                "gets identity. match: an enrolled performer, id:N, largest, leftmost, rightmost or any",
+                "oneOf": [
+                    {"type": "null"},
+                    {
+                        "type": "array",
+                        "maxItems": 16,
+                        "items": {
+                            "type": "object",
+                            "required": ["match"],
+                            "properties": {
+                                "match": {"type": "string"},
+                                "identity": {"oneOf": [NAME, {"type": "null"}]},
+                            },
+                        },
+                    },
+                ],
+            },
             "colour": {
                 "type": "object",
                 "description": "the footage's colour space (OCIO names; README, Colour); null: display-referred",
@@ -293,6 +313,12 @@ def _paths() -> dict[str, Any]:
                     "content": {"multipart/form-data": {"schema": {"type": "object"}}},
                 },
                 "responses": {**_ok(200, "Each photo's faces", _OBJECT), **_errors(400, 408, 413, 415, 503)},
+            },
+        },
+        "/api/performers": {
+            "get": {
+                "summary": "Enrolled performers (stageswap performers add): the people target rules pick by face",
+                "responses": {**_ok(200, "Performers", _OBJECT), **_errors(403)},
             },
         },
         "/api/identities": {

@@ -27,6 +27,7 @@ from streamer.api import auth, faces, openapi, origin, osc, ratelimit, stage
 from streamer.api import models as api_models
 from streamer.api import recording as api_recording
 from streamer.api import routes as api
+from streamer.api import targets as api_targets
 from streamer.config import ServeConfig
 from streamer.errors import NotFoundError
 from streamer.live import sfu, webrtc
@@ -41,6 +42,7 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
     api.register,
     api_models.register,
     faces.register,
+    api_targets.register,
     api_recording.register,
     api_recording.register_signing,  # after the recordings: it hooks into them
     sfu.register,
@@ -67,7 +69,11 @@ def processor_factory(config: ServeConfig, service: Service) -> ProcessorFactory
         )
         # One IdentityStore for the routes and every stream, so an enrolled identity is usable at once.
         return FaceProcessor.from_models(
-            config.models_dir, processor_config, identities=service.identities(), user_models=service.user_models()
+            config.models_dir,
+            processor_config,
+            identities=service.identities(),
+            user_models=service.user_models(),
+            performers=service.performers(),
         )
 
     return make

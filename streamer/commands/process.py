@@ -261,7 +261,10 @@ def _plan(
 
                 embed_identity(models, store.root, "photo", [Path(args.identity)])
     root = store.root if store is not None else data / "identities"
-    plan = make_plan(Plan(ProcessSettings()), patch, StoreResolver(root, hdri_dir, store, models)).plan
+    from engines.identity.performers import PerformerStore
+
+    resolver = StoreResolver(root, hdri_dir, store, models, PerformerStore(data / "performers"))
+    plan = make_plan(Plan(ProcessSettings()), patch, resolver).plan
     settings = plan.run_settings
     if models is not None:
         model = models.get(settings.swap_model)

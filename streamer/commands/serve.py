@@ -448,14 +448,19 @@ def build_config(args: argparse.Namespace) -> ServeConfig:
             _enroll_photo(photo, data, args.unverified, args.models) if photo.is_file() else args.identity
         )
     if patch:
+        # The same planning as every later change: an identity that is not enrolled, or whose consent expired,
+        # and the service does not start.
+        from engines.identity.performers import PerformerStore
         from engines.identity.store import IdentityStore
         from engines.swap.user_models import UserModelStore
         from streamer.plan import Plan, StoreResolver, make_plan
 
-        # The same planning as every later change: an identity that is not enrolled, or whose consent expired,
-        # and the service does not start.
         resolver = StoreResolver(
-            data / "identities", data / "hdri", IdentityStore(data / "identities", args.models), UserModelStore(data)
+            data / "identities",
+            data / "hdri",
+            IdentityStore(data / "identities", args.models),
+            UserModelStore(data),
+            PerformerStore(data / "performers"),
         )
         planned = make_plan(Plan(config.initial_settings), patch, resolver)
         config = dataclasses.replace(config, initial_settings=planned.plan.settings)

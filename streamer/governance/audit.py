@@ -299,6 +299,37 @@ def swap_events(stream: str, old: Likeness | None, new: Likeness | None) -> list
     return events
 
 
+def target_events(
+    stream: str, before: Any, after: Any, stream_likenesses: tuple[Likeness | None, Likeness | None] = (None, None)
+) -> list[tuple[str, dict[str, Any]]]:
+    """The events a change of a stream's target rules makes (``settings.targets``, run settings before and after):
+    ``targets.changed`` with the rules before and after, and ``swap.started`` / ``swap.stopped`` for each identity
+    a rule starts or stops putting on faces (not for the stream's own likeness, ``stream_likenesses`` before and
+    after, whose events ``swap_events`` makes)."""
+    rules_before, rules_after = _rules(before), _rules(after)
+    if rules_before == rules_after:
+        return []
+    old = {n for n in _rule_identities(before) if Likeness("identity", n) != stream_likenesses[0]}
+    new = {n for n in _rule_identities(after) if Likeness("identity", n) != stream_likenesses[1]}
+    events: list[tuple[str, dict[str, Any]]] = [
+        (TARGETS_CHANGED, {"stream": stream, "before": rules_before, "after": rules_after})
+    ]
+    events += [(SWAP_STOPPED, {"stream": stream, "identity": n}) for n in sorted(old - new)]
+    events += [(SWAP_STARTED, {"stream": stream, "identity": n}) for n in sorted(new - old)]
+    return events
+
+
+def _rules(settings: Any) -> list[dict[str, Any]]:
+    rules = getattr(settings, "targets", None) if settings is not None else None
+    return [{"match": r.match, "identity": r.identity} for r in rules or ()]
+
+
+def _rule_identities(settings: Any) -> set[str]:
+    if settings is None or not getattr(settings, "swap", False):
+        return set()
+    return set(getattr(settings, "target_identities", ()))
+
+
 def cli_operator() -> str:
     """Who acts from the command line, for the audit log: the local user name."""
     import getpass

@@ -73,6 +73,7 @@ class StreamStats:
         self._frames_processed = 0
         self._frames_failed = 0
         self._faces = 0
+        self._face_list: list[dict[str, Any]] = []
         self._size: tuple[int, int] | None = None
         self._in_rate = RateMeter(window_s)
         self._out_rate = RateMeter(window_s)
@@ -100,6 +101,7 @@ class StreamStats:
         size: tuple[int, int],
         now_s: float | None = None,
         error: tuple[str, str] | None = None,
+        face_list: list[dict[str, Any]] | None = None,
     ) -> None:
         """One frame reached the fan-out; ``arrived_s`` is when it arrived at ingest (monotonic). ``error``:
         (stage, message) of the engine failure a ``failed`` frame passed through unprocessed for."""
@@ -112,6 +114,7 @@ class StreamStats:
             if failed and error is not None:
                 self._last_error = (error[0], error[1], now_s)
             self._faces = faces
+            self._face_list = face_list or []
             self._size = size
             self._out_rate.mark(now_s)
             self._latency.append((now_s, (now_s - arrived_s) * 1000.0))
@@ -135,6 +138,7 @@ class StreamStats:
                 "latency_ms": _percentiles(latency, {"p50": 50, "p95": 95}),
                 "stage_ms": self._stages.summary(),
                 "faces": self._faces,
+                "face_list": list(self._face_list),
                 "width": self._size[1] if self._size else None,
                 "height": self._size[0] if self._size else None,
                 "last_frame_age_s": None if self._last_in_s is None else round(now_s - self._last_in_s, 2),

@@ -139,6 +139,7 @@ class Worker:
                         slot.meta.arrived_s,
                         stage_ms,
                         faces=len(result.faces),
+                        face_list=result.face_list(),
                         failed=result.failed_stage is not None,
                         size=(int(image.shape[0]), int(image.shape[1])),
                         error=(result.failed_stage, result.error or "") if result.failed_stage else None,

@@ -57,7 +57,7 @@ def test_process_swaps_the_performer_a_target_names(
     [
         (["--target", "lead"], "--target must be REF=NAME"),
         (["--target", "=s1"], "--target must be REF=NAME"),
-        (["--target", "nobody=s1"], "no performer named 'nobody'"),
+        (["--target", "nobody=s1"], "unknown performer 'nobody' in targets (enrolled: none)"),
         (["--target", "largest=ghost"], "no identity named 'ghost'"),
         (["--target", "id:0=s1"], "a face id is 'id:' and a number from 1"),
         (
