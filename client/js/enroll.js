@@ -15,6 +15,10 @@ async function sha256Hex(file) {
 /** The server's reason in the page's words: its photos by their file names, no command-line flags. */
 export function pageWords(reason, files) {
   let text = String(reason);
+  const noConsent = /^identity '([^']+)' has no consent record/.exec(text);
+  if (noConsent) {
+    return `"${noConsent[1]}" has no consent record: fill in Consent by, Production and Valid until (and the signed form), or tick No consent to enroll it unverified.`;
+  }
   files.forEach((file, i) => {
     text = text.replace(new RegExp(`\\bphoto ${i + 1}\\b`, "g"), `"${file.name}"`);
   });

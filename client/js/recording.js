@@ -176,7 +176,7 @@ export class RecordingPanel {
     }
 
     const warning = this.rateWarning(rec, active || finishing);
-    el.rateNote.hidden = !warning;
+    el.rateNote.style.visibility = warning ? "visible" : "hidden"; // keeps its room: nothing below moves
     el.rateNote.textContent = warning;
 
     el.state.className = `rec-state${active ? " on" : ""}`;
@@ -200,13 +200,15 @@ export class RecordingPanel {
   /** Before a recording: a stream dropping frames will not give a constant-rate file at source times. After
    * one (while it is the last): the server's own warning about the file it wrote. */
   rateWarning(rec, running) {
-    if (rec && !running && rec.rate_warning) return `Last recording: ${rec.rate_warning}.`;
+    if (rec && !running && rec.rate_warning) {
+      return `Last recording: not constant-rate (${rec.average_fps} fps on average against ${rec.fps}): see below.`;
+    }
     if (running ? rec.frame_rate === "cfr" : this.el.cfr.checked) return "";
     const s = this.stats || {};
     if (!(s.input_fps > 0) || !(s.output_fps >= 0) || s.output_fps >= s.input_fps * (1 - RATE_TOLERANCE)) return "";
     const rates = `the stream puts out ${s.output_fps.toFixed(1)} of ${s.input_fps.toFixed(1)} fps`;
-    if (running) return `Not constant-rate: ${rates}, and this recording keeps each frame's own time.`;
-    return `Will not be constant-rate: ${rates} (frames are dropped). Tick Constant rate for a file to edit.`;
+    if (running) return `Not constant-rate: ${rates}; each frame keeps its own time.`;
+    return `Will not be constant-rate: ${rates}. Tick Constant rate for a file to edit.`;
   }
 
   stateLine(rec) {
