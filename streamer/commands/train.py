@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     data = data_dir(args.data_dir)
     folder = TrainingFolder(data, args.name)
     store = UserModelStore(data)
-    if not args.replace and args.name in store.names() and not args.resume:
+    if not args.replace and args.name in store.names() and not (args.resume or args.export_only):
         raise InputError(
             f"a model named {args.name!r} is registered already; train under another name, or pass --replace "
             "to replace it when training finishes"

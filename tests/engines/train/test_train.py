@@ -305,6 +305,9 @@ def test_bad_input_is_one_line(
 
     assert main([*base, "--src", src, "--dst", dst, "--iterations", "2"]) == 0
     capsys.readouterr()
+    # Its training exported again (after a stopped resume, say) replaces the model it registered.
+    assert main(["train", "m", "--data-dir", data, "--export-only"]) == 0
+    assert "registered it as swap model 'm' after 2 iterations" in capsys.readouterr().out
     bigger = [a if a != "64" else "96" for a in base]
     assert "trained with --resolution 64, not 96" in _one_line_error(capsys, [*bigger, "--resume", "--iterations", "3"])
     assert "holds a training of 'm'" in _one_line_error(
