@@ -65,6 +65,7 @@ def test_ffmpeg_whip_publishes_a_clip_that_whep_plays_and_delete_frees_everythin
             vp8: Viewer = await view(http, server.url, "cam", codec="video/VP8")
             assert await wait_for(lambda: len(h264.times) > 0 and len(vp8.times) > 0, 10), "a viewer got nothing"
             viewers = {"h264": h264, "vp8": vp8}
+            arrived = {name: _count_arriving_frames(v) for name, v in viewers.items()}
             watched_from = _frames_in(server)
             received_from = {k: len(v.times) for k, v in viewers.items()}
             audio_from, watch_start = h264.audio_samples, time.monotonic()
@@ -78,6 +79,7 @@ def test_ffmpeg_whip_publishes_a_clip_that_whep_plays_and_delete_frees_everythin
             heard_s = (h264.audio_samples - audio_from) / 48000
             handed = {k: n - handed_from[k] for k, n in _handed(server, viewers).items()}
             counts = {"sent": sent["frames"], "ingested": last, "while_watched": last - watched_from}
+            counts |= {"arrived": {k: len(v) for k, v in arrived.items()}}
             counts |= {"received": received, "handed": handed, "watched_s": watched_s, "heard_s": heard_s}
             counts |= {"audio": server.service.streams.get("cam").to_dict()["stats"]["audio"]}
             loud = sum(p > 1000 for p in h264.audio_peaks[-int(heard_s * 50) :]) if heard_s else 0
@@ -87,11 +89,13 @@ def test_ffmpeg_whip_publishes_a_clip_that_whep_plays_and_delete_frees_everythin
             # with this process's own decoders competing, 40% did), and each WHEP viewer, in the one codec it
             # decodes (encoded once per codec), gets (nearly) every frame the server handed to it. Between
             # the two, each encoder takes the newest frame when it is free: on a starved machine it skips
-            # some, never queues.
+            # some, never queues. "Gets" is counted as it arrives, before this process's own decoders: at load
+            # 28 they decoded 58-62% of what arrived (91-95% of what was handed), which is this test's machine.
             assert sent["frames"] >= 290, counts
             assert last >= 30, counts
             for name in viewers:
-                assert handed[name] >= 10 and received[name] >= 0.8 * handed[name], counts
+                assert handed[name] >= 10 and len(arrived[name]) >= 0.8 * handed[name], counts
+                assert received[name] >= 10, counts  # and the viewer decodes its codec
             # The sound (AAC in the clip, Opus from FFmpeg) reached the viewer that asked for it, and it is the
             # clip's speech, not silence (most 20 ms frames have a sample over 1000 of 32767). It goes out
             # with its picture, so a starved picture path holds it back (and drops it after a second, counted).
@@ -140,6 +144,22 @@ def test_an_ffmpeg_publisher_that_never_answers_consent_checks_is_kept_while_its
             assert later > started, (started, later, sent)
 
     asyncio.run(scenario())
+
+
+def _count_arriving_frames(viewer: Viewer) -> set[int]:
+    """The RTP timestamps of the video frames whose last packet (marker bit) reached the viewer, before its
+    decoder (wraps the receiver's ``_handle_rtp_packet``, as ``streamer.live.sender_reports`` does)."""
+    frames: set[int] = set()
+    receiver = next(t.receiver for t in viewer.pc.getTransceivers() if t.kind == "video")
+    original = receiver._handle_rtp_packet
+
+    async def handle_rtp(packet: Any, arrival_time_ms: int) -> None:
+        if packet.marker:
+            frames.add(packet.timestamp)
+        await original(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = handle_rtp
+    return frames
 
 
 def _handed(server: Any, viewers: dict[str, Viewer]) -> dict[str, int]:
