@@ -24,15 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.two_people import (  # noqa: E402
-    LEFT_CLIP,
-    LEFT_PERFORMER_FRAMES,
-    RIGHT_CLIP,
-    RIGHT_PERFORMER_FRAMES,
-    TwoPeople,
-    enrollment_frames,
-    two_people,
-)
+from benchmarks.two_people import TwoPeople, performer_descriptors, two_people  # noqa: E402
 from engines.face.detect import FaceDetector  # noqa: E402
 from engines.face.landmarks import FaceMesh  # noqa: E402
 from engines.face.tracker import FaceTracker  # noqa: E402
@@ -58,19 +50,10 @@ def main() -> None:
         FaceDetector(load_model(models.resolve("yunet", mdir))), FaceMesh(load_model(models.resolve("facemesh", mdir)))
     )
     describer = FaceDescriber(models.resolve("face_descriptor", mdir))
-    performers = {}
-    for name, clip, frames in (
-        ("left", LEFT_CLIP, LEFT_PERFORMER_FRAMES),
-        ("right", RIGHT_CLIP, RIGHT_PERFORMER_FRAMES),
-    ):
-        found = []
-        for image in enrollment_frames(clips, clip, frames):
-            tracker.reset()
-            faces = tracker.update(image, 0.0)
-            if faces:
-                found.append(describer.describe(image, faces[0].landmarks))
-        kept, _ = select_descriptors(np.stack(found))
-        performers[name] = Performer(name, "", models.FACE_DESCRIPTOR.sha256, kept)
+    performers = {
+        name: Performer(name, "", models.FACE_DESCRIPTOR.sha256, select_descriptors(found)[0])
+        for name, found in performer_descriptors(clips, tracker, describer).items()
+    }
     runs = {
         "performers": parse_targets([{"match": "left", "identity": "a"}, {"match": "right", "identity": "b"}]),
         "largest (baseline)": parse_targets([{"match": "largest", "identity": "a"}]),

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -82,3 +83,22 @@ def write_two_people(clips: Path, spec: TwoPeople, path: Path) -> Path:
         if stream is not None:
             out.mux(stream.encode(None))
     return path
+
+
+def performer_descriptors(clips: Path, tracker: Any, describer: Any) -> dict[str, np.ndarray]:
+    """The two performers' descriptors ("left", "right": every 10th frame of their own clips, from frames the
+    two-person clip does not use), as ``stageswap performers add`` would describe them. ``tracker``: a
+    ``FaceTracker``; ``describer``: a ``FaceDescriber``."""
+    out = {}
+    for name, clip, frames in (
+        ("left", LEFT_CLIP, LEFT_PERFORMER_FRAMES),
+        ("right", RIGHT_CLIP, RIGHT_PERFORMER_FRAMES),
+    ):
+        found = []
+        for image in enrollment_frames(clips, clip, frames):
+            tracker.reset()  # each frame on its own, like a photo
+            faces = tracker.update(image, 0.0)
+            if faces:
+                found.append(describer.describe(image, faces[0].landmarks))
+        out[name] = np.stack(found)
+    return out

@@ -35,7 +35,7 @@ from streamer.governance.audit import (
     AuditLog,
     read_head,
 )
-from streamer.governance.likeness import Likeness, ModelLookup, likeness_consent_summary, swapped_in
+from streamer.governance.likeness import Likeness, ModelLookup, likeness_consent_summary, swapped_in_all
 from streamer.governance.provenance import (
     IdentityUse,
     ProvenanceFacts,
@@ -116,6 +116,7 @@ class RecordingSigner:
         summary: Mapping[str, Any] = finished.summary
         stream = str(summary.get("stream"))
         identities = self.identities_used(stream, summary)
+        targets = (summary.get("settings") or {}).get("targets") or []  # which identity goes on which performer
         watermark = self._watermarks.pop(finished.id, None)
         head = read_head(self.audit.path) if self.audit.path.exists() else None
         created = str(summary.get("first_frame_utc") or summary.get("start_utc") or utc_now())
@@ -131,6 +132,7 @@ class RecordingSigner:
                 watermark_id=watermark if view == "processed" else None,
                 audit_head={"seq": head[0], "sha256": head[1]} if head else None,
                 view=view,
+                extra={"targets": targets} if targets and view == "processed" else {},
             )
             c2pa[view] = self._sign(Path(path), facts[view])
         self._update_sidecar(finished.sidecar, facts, c2pa)
@@ -154,9 +156,7 @@ class RecordingSigner:
         """The likenesses swapped in on ``stream`` while the recording ran (enrolled identities and DFM models),
         with their consent now."""
         used: list[Likeness] = []
-        first = swapped_in(summary.get("settings") or {}, self.models)
-        if first is not None:
-            used.append(first)
+        used.extend(swapped_in_all(summary.get("settings") or {}, self.models))  # with target rules: each one's
         start, end = _time(summary.get("start_utc")), _time(summary.get("end_utc"))
         if start is not None:
             for entry in self.audit.entries():

@@ -110,13 +110,16 @@ def test_rules_set_by_patch_pick_the_performer_and_are_audited(service: Threaded
     assert status == 200 and body["settings"]["targets"] == []
 
 
-def _click_face(page: Any, side: str, identity: str) -> None:
-    """Click the left- or right-hand face box on the output video and choose ``identity`` in its menu."""
+def _click_face(page: Any, side: str, identity: str, screenshot: str | None = None) -> None:
+    """Click the left- or right-hand face box on the output video and choose ``identity`` in its menu (the open
+    menu saved as ``screenshot`` first)."""
     boxes = page.locator(".face-box")
     lefts = [boxes.nth(i).bounding_box()["x"] for i in range(boxes.count())]
     boxes.nth(int(np.argmax(lefts) if side == "right" else np.argmin(lefts))).click()
     choice = f".face-menu:not([hidden]) .target-choice[data-identity='{identity}']"
     page.wait_for_selector(choice, timeout=10_000)
+    if screenshot:
+        page.screenshot(path=str(ARTIFACTS / screenshot))
     page.click(choice)
 
 
@@ -162,10 +165,9 @@ def test_clicking_a_face_in_the_monitor_assigns_an_identity(service: ThreadedSer
                 "[...document.querySelectorAll('.face-box span')].some((s) => s.textContent.includes('right → s1'))",
                 timeout=60_000,
             )
-            _click_face(page, "right", "obama")  # recognised as the performer: the rule follows them
+            _click_face(page, "right", "obama", "monitor-targets-menu.png")  # recognised: the rule follows them
             settings = _wait_settings(url, lambda t: t and t[0]["identity"] == "obama")
             assert settings["targets"] == [{"match": "right", "identity": "obama"}]
-            page.screenshot(path=str(ARTIFACTS / "monitor-targets-menu.png"))
             _click_face(page, "left", "s1")  # nobody enrolled: picked by its track id
             settings = _wait_settings(url, lambda t: len(t) == 2)
             left_id = settings["targets"][0]["match"]

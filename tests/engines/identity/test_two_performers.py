@@ -18,15 +18,7 @@ import numpy as np
 import pytest
 
 from benchmarks.quality_metrics import FaceEmbedder
-from benchmarks.two_people import (
-    LEFT_CLIP,
-    LEFT_PERFORMER_FRAMES,
-    RIGHT_CLIP,
-    RIGHT_PERFORMER_FRAMES,
-    TwoPeople,
-    enrollment_frames,
-    two_people,
-)
+from benchmarks.two_people import TwoPeople, performer_descriptors, two_people
 from engines.compose.watermark import WatermarkConfig
 from engines.identity.performers import PerformerStore
 from engines.processor import FaceProcessor, ProcessorConfig
@@ -56,17 +48,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory, clips: Path, faces: Path, mo
     )
     describer = FaceDescriber(models.resolve("face_descriptor", models_dir))
     performers = PerformerStore(root / "performers")
-    for name, clip, frames in (
-        ("left", LEFT_CLIP, LEFT_PERFORMER_FRAMES),
-        ("right", RIGHT_CLIP, RIGHT_PERFORMER_FRAMES),
-    ):
-        found = []
-        for image in enrollment_frames(clips, clip, frames):
-            tracker.reset()
-            tracked = tracker.update(image, 0.0)
-            if tracked:
-                found.append(describer.describe(image, tracked[0].landmarks))
-        performers.save(name, np.stack(found), [], models.FACE_DESCRIPTOR.sha256)
+    for name, found in performer_descriptors(clips, tracker, describer).items():
+        performers.save(name, found, [], models.FACE_DESCRIPTOR.sha256)
     embedder = FaceEmbedder(models_dir / "mobilefacenet.onnx")
     refs = {}
     for name, photo in IDENTITIES.items():
