@@ -9,20 +9,11 @@
 // through api.js, so they carry the token and a refusal comes back with the server's reason.
 
 import { ApiError, startRecording, stopRecording } from "./api.js";
-import { RecordingsList } from "./recordings.js";
+import { formatDuration, framesOf, RecordingsList } from "./recordings.js";
 
 const FORMAT_LABEL = { h264: "H.264", prores: "ProRes 422 HQ", ffv1: "FFV1" };
 const POST_CODECS = ["prores", "ffv1"]; // recorded at constant rate unless the operator unticks it
 const RATE_TOLERANCE = 0.02; // as the server's: more than 2% under the input rate is not constant
-
-/** Seconds as H:MM:SS (the elapsed duration of a recording). */
-export function formatDuration(seconds) {
-  const total = Math.max(0, Math.floor(Number(seconds) || 0));
-  const h = Math.floor(total / 3600);
-  const m = Math.floor((total % 3600) / 60);
-  const s = total % 60;
-  return `${h}:${String(m).padStart(2, "0")}:${String(s).padStart(2, "0")}`;
-}
 
 function capitalise(text) {
   return text.charAt(0).toUpperCase() + text.slice(1);
@@ -31,12 +22,6 @@ function capitalise(text) {
 /** A server message with each file's folder left out (the panel lists the files by name). */
 function withoutFolders(text) {
   return text.replace(/(?:\/[^/\s:]+)+\/([^/\s:]+)/g, "$1");
-}
-
-/** Frames in the file (the views hold the same frames: one view's count). */
-function framesOf(rec) {
-  const counts = Object.values(rec.frames_written || {});
-  return counts.length ? Math.max(...counts) : 0;
 }
 
 export class RecordingPanel {

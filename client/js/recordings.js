@@ -7,16 +7,25 @@
 // file, because a <video> element or a download link cannot send the Authorization header.
 
 import { ApiError, getJson, request } from "./api.js";
-import { formatDuration } from "./recording.js";
+
+/** Seconds as H:MM:SS (the elapsed duration of a recording). */
+export function formatDuration(seconds) {
+  const total = Math.max(0, Math.floor(Number(seconds) || 0));
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = total % 60;
+  return `${h}:${String(m).padStart(2, "0")}:${String(s).padStart(2, "0")}`;
+}
+
+/** Frames in the file (the views hold the same frames: one view's count). */
+export function framesOf(rec) {
+  const counts = Object.values(rec.frames_written || {});
+  return counts.length ? Math.max(...counts) : 0;
+}
 
 const FORMAT_LABEL = { h264: "H.264", prores: "ProRes", ffv1: "FFV1" };
 const SHOWN = 8;
 const PROXY_POLL_MS = 1500;
-
-function framesOf(rec) {
-  const counts = Object.values(rec.frames_written || {});
-  return counts.length ? Math.max(...counts) : 0;
-}
 
 function megabytes(bytes) {
   return bytes >= 1e9 ? `${(bytes / 1e9).toFixed(1)} GB` : `${(bytes / 1e6).toFixed(1)} MB`;

@@ -488,7 +488,7 @@ CONTROLS = (
 )  # fmt: skip
 
 
-@pytest.mark.parametrize(("width", "height"), [(820, 1180), (1280, 800)])
+@pytest.mark.parametrize(("width", "height"), [(800, 1000), (820, 1180), (1280, 800)])
 def test_every_control_is_visible_and_usable(operator: Operator, width: int, height: int) -> None:
     """Each control, scrolled to, is inside the window, wide enough to read, and the topmost element at its
     centre (not covered by the pinned video or anything else); on a 1280x800 laptop Identity, Swap and

@@ -124,6 +124,7 @@ def test_the_recorder_alarm_and_a_full_disk_are_shown_over_the_video(
             # The disk stalls 0.3 s on every write: the recorder falls behind and drops frames.
             faults.stall_s = 0.3
             page.select_option("#rec-format", "ffv1/mkv")
+            page.uncheck("#rec-cfr")  # FFV1 ticks constant rate; this test is about a stalled disk, at source times
             page.click("#rec-start")
             page.wait_for_selector("#rec-alarm", state="visible")
             banner = page.text_content("#rec-alarm-text") or ""
