@@ -9,8 +9,9 @@
     src/, dst/       facesets extracted from clips given to ``stageswap train`` directly
     NAME.dfm         the exported model, once training finishes (registered as swap model NAME)
 
-Presets are the shapes that suit a machine: ``cpu`` learns something useful within an hour on two cores;
-``gpu`` and ``gpu-hq`` are for one GPU (minutes to hours).
+Presets are the shapes that suit a machine: ``cpu`` is the shape that learned most per CPU-minute of those
+measured (0.31 CPU-seconds an iteration; 18 CPU-minutes were not yet enough: BENCHMARKS.md, "Training a
+swap model on the CPU"); ``gpu`` and ``gpu-hq`` are for one GPU (minutes to hours).
 """
 
 from __future__ import annotations
@@ -44,17 +45,17 @@ PRESETS: dict[str, Preset] = {
     "cpu": Preset(
         NetConfig("df", 64, 24, 192, 128, 16),
         8,
-        "64 px DF, 4.3 M parameters: something useful within an hour on two CPU cores",
+        "64 px DF, 4.3 M parameters: 0.31 CPU-seconds an iteration; 18 CPU-minutes are not enough",
     ),
     "gpu": Preset(
         NetConfig("df", 128, 64, 256, 512, 64),
         16,
-        "128 px DF, 65 M parameters: a usable model in tens of minutes on one GPU",
+        "128 px DF, 65 M parameters: meant for tens of minutes on one GPU (not yet measured)",
     ),
     "gpu-hq": Preset(
         NetConfig("liae", 256, 64, 256, 256, 64),
         16,
-        "256 px LIAE, 127 M parameters: production quality, hours on one GPU",
+        "256 px LIAE, 127 M parameters: meant for production quality, hours on one GPU (not yet measured)",
     ),
 }
 
