@@ -554,3 +554,84 @@ def test_the_publish_page_says_what_it_sends(operator: Operator) -> None:
         page.screenshot(path=str(ARTIFACTS / "operator-publish-refused.png"))
     finally:
         page.close()
+
+
+def _face_colour(page: Any, frames: int = 20) -> np.ndarray:
+    """Mean linear-light RGB of the middle of the output video (where the clip's face is), over ``frames``
+    frames drawn from the playing <video> about 0.15 s apart."""
+    samples = page.evaluate(
+        """async (frames) => {
+            const video = document.querySelector('#processed');
+            const canvas = document.createElement('canvas');
+            canvas.width = video.videoWidth; canvas.height = video.videoHeight;
+            const ctx = canvas.getContext('2d', { willReadFrequently: true });
+            const out = [];
+            for (let i = 0; i < frames; i += 1) {
+                ctx.drawImage(video, 0, 0);
+                const w = canvas.width, h = canvas.height;
+                const d = ctx.getImageData(Math.round(w * 0.38), Math.round(h * 0.4), Math.round(w * 0.24),
+                                           Math.round(h * 0.3)).data;
+                const sum = [0, 0, 0];
+                const lin = (v) => { v /= 255; return v <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+                for (let p = 0; p < d.length; p += 4) {
+                    for (let c = 0; c < 3; c += 1) sum[c] += lin(d[p + c]);
+                }
+                out.push(sum.map((s) => s / (d.length / 4)));
+                await new Promise((r) => setTimeout(r, 150));
+            }
+            return out;
+        }""",
+        frames,
+    )
+    return np.asarray(samples, np.float64).mean(axis=0)
+
+
+def test_the_key_lights_colour_acts_on_a_swapped_face_in_the_page(operator: Operator) -> None:
+    """Item 2 through the page: the key light's colour (orange against blue, at intensity 0.3) moves the
+    output face's red/blue balance with the swap on as it does with the swap off, measured on the video the
+    monitor plays."""
+    page = operator.page
+    page.select_option("#identity", "s1")
+    page.select_option("#mode", "direction")
+    _wait_until(lambda: operator.stream()["settings"]["relight_target"]["mode"] == "direction", 10, "key light")
+
+    def set_input(selector: str, value: str) -> None:
+        page.evaluate(
+            "([s, v]) => { const el = document.querySelector(s); el.value = v; el.dispatchEvent(new Event('input')); }",
+            [selector, value],
+        )
+
+    set_input("#intensity", "0.3")
+
+    def balance(colour: str) -> float:
+        set_input("#colour", colour)
+        _wait_until(
+            lambda: (
+                abs(operator.stream()["settings"]["relight_target"]["colour"][0] - int(colour[1:3], 16) / 255) < 0.01
+            ),
+            10,
+            f"colour {colour}",
+        )
+        page.wait_for_timeout(2500)  # frames made under the new light have reached the monitor
+        red, _green, blue = _face_colour(page)
+        return float(np.log(red / blue))
+
+    effects = {}
+    for swap in (True, False):
+        if page.is_checked("#swap") != swap:
+            page.click("#swap")
+        _wait_until(lambda swap=swap: operator.stream()["settings"]["swap"] is swap, 10, f"swap {swap}")
+        orange, blue = balance("#ffa040"), balance("#40a0ff")
+        effects[swap] = orange - blue
+        if swap:
+            operator.shot("light-blue-swapped")
+    print(f"log(R/B) orange - blue at intensity 0.3: swapped {effects[True]:.3f}, own face {effects[False]:.3f}")
+    assert effects[False] > 0.05, effects  # the light visibly acts on the actor's own face
+    # As much on the swapped face: tests/engines/test_processor.py holds it to 20% on exact frames; here the
+    # frames come through WebRTC's encoder from a moving clip (measured 1.06 and 1.16), so 25%.
+    assert abs(effects[True] / effects[False] - 1) <= 0.25, effects
+    page.click("#swap")
+    set_input("#colour", "#ffffff")
+    set_input("#intensity", "1")
+    page.select_option("#mode", "match")
+    _wait_until(lambda: operator.stream()["settings"]["swap"] is True, 10, "swap back on")
