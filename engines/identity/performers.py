@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import builtins
 import json
-import os
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +30,7 @@ import numpy as np
 
 from engines.errors import InputError, OutputError
 from engines.identity.descriptor import DESCRIPTOR_DIM, descriptor_distance
-from engines.paths import check_name, inside
+from engines.paths import check_name, inside, write_atomic
 from engines.settings import POSITION_MATCHES
 
 FORMAT = "stageswap-performer"
@@ -213,18 +211,10 @@ class PerformerStore:
 
     def _write(self, name: str, meta: dict[str, Any]) -> None:
         directory = self._dir(name)
-        tmp = ""
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".performer.", suffix=".json", dir=directory)
-            with os.fdopen(fd, "w") as f:
-                json.dump(meta, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, directory / META_FILE)
+            write_atomic(directory / META_FILE, json.dumps(meta))
         except OSError as exc:
-            if tmp:
-                Path(tmp).unlink(missing_ok=True)
             raise OutputError(f"cannot write performer {name!r} in {self.root}: {exc.strerror or exc}") from exc
 
 

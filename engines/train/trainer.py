@@ -29,7 +29,6 @@ import math
 import os
 import shutil
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -44,6 +43,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from engines import paths
 from engines.errors import EngineError, InputError, OutputError
 from engines.train.data import DST_AUGMENT, SRC_AUGMENT, FaceBatches
 from engines.train.faceset import Faceset
@@ -189,19 +189,12 @@ def init_distributed(where: Dist, device: torch.device) -> None:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place (OutputError on failure,
-    saying when the disk is full; whatever ``path`` held before stays intact)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write ``data`` in place of ``path`` (``engines.paths.write_atomic``), OutputError on failure saying when
+    the disk is full; whatever ``path`` held before stays intact."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o644)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        paths.write_atomic(path, data, mode=0o644)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
         why = "the disk is full" if full else (exc.strerror or str(exc))
         raise OutputError(f"cannot write {path}: {why}; the previous version of it is intact") from exc

@@ -181,9 +181,9 @@ def save_consent(folder: TrainingFolder, record: ConsentRecord | None, unverifie
     """Check the consent as ``models add`` would (ConsentError now, not after hours of training) and keep it in
     the training folder until the finished model is registered with it."""
     import json
-    import os
 
     from engines.errors import OutputError
+    from engines.paths import write_atomic
     from engines.train.workspace import CONSENT_FILE
     from streamer.governance.consent import check_enrollment
 
@@ -191,9 +191,7 @@ def save_consent(folder: TrainingFolder, record: ConsentRecord | None, unverifie
     data = {"unverified": record is None, "record": record.to_json() if record is not None else None}
     try:
         folder.path.mkdir(parents=True, exist_ok=True)
-        tmp = folder.path / f".{CONSENT_FILE}.tmp"
-        tmp.write_text(json.dumps(data, indent=1) + "\n")
-        os.replace(tmp, folder.path / CONSENT_FILE)
+        write_atomic(folder.path / CONSENT_FILE, json.dumps(data, indent=1) + "\n")
     except OSError as exc:
         raise OutputError(f"cannot write {folder.path / CONSENT_FILE}: {exc.strerror or exc}") from exc
 
