@@ -105,6 +105,9 @@ class ProcessedFrame:
     targets: dict[int, FaceTarget] = field(default_factory=dict)
     """Each face's identity this frame and why (``engines.identity.targets``), by face id; empty when no face was
     processed (no swap or relight selected, or a failure)."""
+    unmarked: np.ndarray | None = None
+    """The same frame before the invisible watermark, when ``image`` carries one (None: ``image`` is unmarked):
+    a recording asked for without the mark records this (``streamer.record.recording.RecordingRequest``)."""
 
     def face_list(self) -> list[dict[str, object]]:
         """Each face as the stream's stats show it: id, identity, rule, performer, distance and its box as
@@ -118,6 +121,11 @@ class ProcessedFrame:
             ]
             out.append({**target.to_dict(), "box": box})
         return out
+
+
+def _was(image: np.ndarray, marked: np.ndarray) -> np.ndarray | None:
+    """``image`` if marking made a new frame of it, else None (nothing was marked)."""
+    return None if marked is image else image
 
 
 def error_text(exc: BaseException) -> str:
@@ -293,13 +301,15 @@ class FaceProcessor:
                 self.tracker.reset()
                 self.selector.reset()
                 faces = ()
+            marked = self._mark(image, stage_ms, settings)
             return ProcessedFrame(
-                self._mark(image, stage_ms, settings), faces, stage_ms, failed_stage=stage, error=error_text(exc)
+                marked, faces, stage_ms, failed_stage=stage, error=error_text(exc), unmarked=_was(image, marked)
             )
         if self._failing is not None:
             log.info("stage %s recovered", self._failing)
             self._failing = None
-        return ProcessedFrame(self._mark(out, stage_ms, settings), faces, stage_ms, targets=targets)
+        marked = self._mark(out, stage_ms, settings)
+        return ProcessedFrame(marked, faces, stage_ms, targets=targets, unmarked=_was(out, marked))
 
     @contextlib.contextmanager
     def _timed(self, stage_ms: dict[str, float], stage: str) -> Iterator[None]:

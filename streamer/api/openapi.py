@@ -94,6 +94,11 @@ SCHEMAS: dict[str, Any] = {
             "keep_eyes": {"type": "boolean"},
             "keep_mouth": {"type": "boolean"},
             "audio": {"type": "boolean"},
+            "watermark": {
+                "type": "boolean",
+                "description": "mark the processed view with the invisible watermark (default true; the source view "
+                "is never marked); a recording can turn it off for itself (RecordingOptions.watermark)",
+            },
             "debug_overlay": {"type": "boolean"},
             "swap_model": {"type": "string", "description": "mesh, or a model registered with `stageswap models add`"},
             "targets": {
@@ -180,6 +185,12 @@ SCHEMAS: dict[str, Any] = {
                 "type": "string",
                 "enum": ["aac", "pcm", "opus", "none"],
                 "description": "the sound's codec (default: aac in mp4, pcm in mov, opus in mkv) or none",
+            },
+            "watermark": {
+                "type": "boolean",
+                "description": "false: record the processed view without the invisible watermark even while the "
+                "stream marks it (default true: as the stream's watermark setting says); the source view is never "
+                "marked. The recording's JSON and provenance give watermark and watermark_id",
             },
         },
     },

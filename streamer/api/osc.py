@@ -8,8 +8,8 @@ same ``PATCH /api/streams/{stream}`` body — there is no second settings path h
 from OSC addresses to that body:
 
 - ``/stageswap/{stream}/{key} VALUE`` sets one PATCH key: ``identity NAME`` (``""`` or ``none``: no
-  swap), ``swap``/``relight``/``keep_eyes``/``keep_mouth``/``debug_overlay``/``audio`` (true/false, or 1/0 as
-  desks send toggles), ``strength``/``morph`` (0..1), ``swap_model NAME``;
+  swap), ``swap``/``relight``/``keep_eyes``/``keep_mouth``/``debug_overlay``/``audio``/``watermark``
+  (true/false, or 1/0 as desks send toggles), ``strength``/``morph`` (0..1), ``swap_model NAME``;
 - ``/stageswap/{stream}/relight/{key} VALUE...`` sets ``relight_target.{key}``: ``direction X Y Z``,
   ``sh`` (27 numbers) and ``hdri NAME`` also switch the mode to that kind of light (what a desk
   operator means by moving the key light); ``mode``, ``intensity``, ``colour R G B``, ``ambient``;
@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 PREFIX = "/stageswap"
 REPLY = f"{PREFIX}/reply"
 ERROR = f"{PREFIX}/error"
-BOOL_KEYS = frozenset({"swap", "relight", "keep_eyes", "keep_mouth", "debug_overlay", "audio"})
+BOOL_KEYS = frozenset({"swap", "relight", "keep_eyes", "keep_mouth", "debug_overlay", "audio", "watermark"})
 LIGHT_KINDS = frozenset({"direction", "sh", "hdri"})
 """Setting one of these relight keys over OSC also selects that kind of light (``relight_target.mode``)."""
 MAX_DATAGRAM_BYTES = 8192

@@ -2,7 +2,9 @@
 
 - ``POST /api/streams/{stream}/recording`` — start. Body (JSON, optional; every key optional):
   ``{"view": "processed|source|both", "codec": "h264|prores|ffv1", "container": "mp4|mov|mkv",
-  "encoder": "...", "frame_rate": "source|cfr", "fps": 25, "timecode": "HH:MM:SS:FF"}``.
+  "encoder": "...", "frame_rate": "source|cfr", "fps": 25, "timecode": "HH:MM:SS:FF", "audio": "aac|pcm|opus|none",
+  "watermark": true|false}`` (``watermark: false`` records the processed view without the invisible mark; the
+  source view is never marked). The recording's JSON says ``watermark`` and ``watermark_id``.
   201 with the recording (``id``, ``files``, ...) and ``Location: /api/recordings/{id}``.
   400 bad options, 404 unknown stream, 409 already recording, 507 disk nearly full.
 - ``DELETE /api/streams/{stream}/recording`` — stop; 200 with the final state (frames written,
@@ -43,6 +45,7 @@ from typing import Any
 
 from aiohttp import web
 
+from engines.compose.watermark import format_id
 from engines.errors import InputError
 from engines.paths import check_name
 from streamer.api.auth import TICKETS
@@ -112,6 +115,13 @@ def stream_rate(stream: Stream) -> Fraction | None:
     return Fraction(nearest if abs(nearest - fps) <= 0.05 * nearest else min(240, round(fps)))
 
 
+def stream_watermark(stream: Stream) -> str | None:
+    """The watermark id the stream's processed frames carry now (8 hex digits); None: unmarked (its processor
+    does not mark, has not started yet, or its ``watermark`` setting is off)."""
+    wid = getattr(stream, "watermark_id", None)
+    return format_id(wid) if isinstance(wid, int) and stream.settings.watermark else None
+
+
 def start_recording(app: web.Application, name: str, body: Any) -> dict[str, Any]:
     """Start recording stream ``name`` (runs on a worker thread: it opens files)."""
     service: Service = app[SERVICE]
@@ -120,7 +130,14 @@ def start_recording(app: web.Application, name: str, body: Any) -> dict[str, Any
     request = RecordingRequest.from_json(body)
     settings = dataclasses.asdict(stream.settings)
     sound = stream.settings.audio and stream.fanout.audio.has_sound()
-    session = manager.start(name, request, nominal_fps=stream_rate(stream), settings=settings, sound=sound)
+    session = manager.start(
+        name,
+        request,
+        nominal_fps=stream_rate(stream),
+        settings=settings,
+        sound=sound,
+        watermark_id=stream_watermark(stream),
+    )
     app[_WIRING].attach(session, stream.fanout)
     return session.snapshot()
 
@@ -358,11 +375,7 @@ async def _start_signing(app: web.Application) -> None:
         if event.get("type") != "recording" or event.get("event") != "started":
             return
         recording = event.get("recording") or {}
-        stream = service.streams.find(str(event.get("stream")))
-        wid = getattr(stream, "watermark_id", None) if stream is not None else None
-        if stream is not None and not stream.settings.watermark:  # the stream's processed view goes unmarked
-            wid = None
-        watermark = f"{wid:08x}" if isinstance(wid, int) else None
+        watermark = recording.get("watermark_id")  # the stream's, unless the recording turned the mark off
         task = loop.run_in_executor(None, signer.on_started, recording, watermark)
         tasks.add(task)
         task.add_done_callback(tasks.discard)

@@ -432,8 +432,10 @@ class OutputFanout:
             self._latest["processed"].put(draw_badge(proc) if self.settings.badge else proc, meta)
         if "source" in wanted:
             self._latest["source"].put(src, meta)
-        if sinks:
-            result = dataclasses.replace(result, image=proc)  # not the ring slot, which is about to be reused
+        if sinks:  # not the ring slot, which is about to be reused; the unmarked frame only if a sink records it
+            wanted_unmarked = result.unmarked is not None and any(getattr(s, "wants_unmarked", False) for s in sinks)
+            unmarked = _frozen_copy(result.unmarked) if wanted_unmarked and result.unmarked is not None else None
+            result = dataclasses.replace(result, image=proc, unmarked=unmarked)
         for sink in sinks:
             try:
                 sink.on_frame(proc, src, meta, result)

@@ -89,7 +89,7 @@ STANDARD_RATES: tuple[Fraction, ...] = tuple(
     Fraction(r) for r in ("24000/1001", "24", "25", "30000/1001", "30", "48", "50", "60000/1001", "60")
 )
 RECORDING_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}-\d{8}T\d{6}\.\d{3}Z")
-REQUEST_KEYS = ("view", "codec", "container", "encoder", "frame_rate", "fps", "timecode", "audio")
+REQUEST_KEYS = ("view", "codec", "container", "encoder", "frame_rate", "fps", "timecode", "audio", "watermark")
 
 Event = dict[str, Any]
 Emit = Callable[[Event], None]
@@ -133,6 +133,10 @@ class RecordingRequest:
     audio: str | None = None
     """The sound's codec (``aac``, ``pcm``, ``opus``) or ``none``; default: the container's (AAC in MP4, PCM in
     MOV, Opus in MKV). A stream without sound is recorded without an audio track."""
+    watermark: bool = True
+    """False: the processed view is recorded without the invisible watermark (``engines.compose.watermark``)
+    even while the stream's monitors show it marked; True (default): as the stream marks it (its own
+    ``watermark`` setting). The source view is never marked either way."""
 
     @classmethod
     def from_json(cls, body: Any) -> RecordingRequest:
@@ -147,6 +151,8 @@ class RecordingRequest:
         for key in ("view", "codec", "container", "encoder", "frame_rate", "timecode", "audio"):
             if body.get(key) is not None and not isinstance(body[key], str):
                 raise InputError(f"{key} must be a string, got {body[key]!r}")
+        if body.get("watermark") is not None and not isinstance(body["watermark"], bool):
+            raise InputError(f"watermark must be true or false, got {body['watermark']!r}")
         view = body.get("view") or "processed"
         if view not in VIEW_CHOICES:
             raise InputError(f"unknown view {view!r}: use one of {', '.join(VIEW_CHOICES)}")
@@ -164,6 +170,7 @@ class RecordingRequest:
             fps=fps,
             timecode=body.get("timecode"),
             audio=body.get("audio"),
+            watermark=body.get("watermark") is not False,
         )
         fmt = resolve_format(request.codec, request.container, None)  # names checked now; the encoder at start
         resolve_audio(fmt.container, request.audio)
@@ -238,6 +245,7 @@ class RecordingSession:
         emit: Emit | None = None,
         on_end: Callable[[RecordingSession], None] | None = None,
         audio: str | None = None,
+        watermark_id: str | None = None,
     ) -> None:
         self.id = rec_id
         self.stream = stream
@@ -249,6 +257,11 @@ class RecordingSession:
         self.config = config
         self.started_utc = started
         self.settings = dict(settings) if settings is not None else None
+        self.watermark_id = watermark_id if request.watermark and "processed" in files else None
+        """The watermark id the processed view's frames carry (8 hex digits), None: unmarked (the source view
+        never is)."""
+        self.wants_unmarked = not request.watermark and "processed" in files
+        """The fan-out hands this sink the processed frame from before the watermark (``ProcessedFrame.unmarked``)."""
         self._emit = emit or (lambda event: None)
         self._on_end = on_end
         self.cfr = request.frame_rate == "cfr"
@@ -336,6 +349,9 @@ class RecordingSession:
             if self._ended:
                 return
             self.frames_received += 1
+            unmarked = getattr(result, "unmarked", None)
+            if not self.request.watermark and unmarked is not None:
+                processed = unmarked  # the same frame before the processor marked it
             images = {"processed": processed, "source": source}
             if self.first_pts_s is None:
                 self._first_frame(meta)
@@ -539,6 +555,8 @@ class RecordingSession:
             "state": self.state,
             "view": self.request.view,
             "views": list(self.files),
+            "watermark": self.watermark_id is not None,
+            "watermark_id": self.watermark_id,
             "files": {view: path.name for view, path in self.files.items()},
             "sidecar": self.sidecar.name,
             "codec": self.format.codec,
@@ -702,9 +720,11 @@ class RecordingManager:
         nominal_fps: Fraction | None = None,
         settings: Mapping[str, Any] | None = None,
         sound: bool = False,
+        watermark_id: str | None = None,
     ) -> RecordingSession:
         """Open the files of a new recording of ``stream`` (the caller then feeds it frames, and sound where
-        ``sound`` says the stream has some).
+        ``sound`` says the stream has some). ``watermark_id``: the id the stream's processed frames carry
+        (None: unmarked); the recording shows it unless its request turns the mark off.
 
         Raises InputError (bad options), ConflictError (already recording), StorageError (disk nearly
         full), OutputError (the files cannot be created)."""
@@ -748,6 +768,7 @@ class RecordingManager:
                 emit=self._emit,
                 on_end=self._ended,
                 audio=audio,
+                watermark_id=watermark_id,
             )
             session.open()
             self._active[stream] = session

@@ -303,6 +303,7 @@ def test_a_recording_made_by_the_service_is_signed_and_its_sidecar_matches(
                 async with http.post(f"{server.url}/api/streams/cam/recording", json={"container": container}) as r:
                     assert r.status == 201, await r.text()
                     rec_id = (await r.json())["id"]
+                    assert (await r.json())["watermark_id"] == stream_marks[0]  # the recording says its mark
                 stream = server.service.streams.get("cam")
                 done = stream.stats.snapshot()["frames_processed"]
                 assert await wait_for(lambda s=stream, d=done: s.stats.snapshot()["frames_processed"] > d + 20, 20)
