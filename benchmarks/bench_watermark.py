@@ -9,6 +9,17 @@ and reports the share of frames whose id reads back, PSNR against the unmarked f
 unmarked footage reads an id (false positives). Cost: ``Watermarker.apply`` per frame at 720p and
 1080p, against same-run baselines — a plain frame copy, and, when the ``imwatermark`` package
 (invisible-watermark, not a stageswap dependency) can be imported, its DWT-DCT embedder.
+
+Visibility where eyes look for it (issue 24; ``benchmarks.watermark_visibility`` says how crops are picked
+and what each measure is): on each clip's flat, skin (a close-up framed from the clip) and textured 128x128
+crops, PSNR, SSIM mean and map minimum, the share of pixels over one JND and the JND ratio's 99th
+percentile, and the flicker the mark adds — raw (the mark itself) and after H.264 at 2.5 Mbit/s (what a
+viewer gets: marked vs unmarked, both encoded). File-size cost: the same frames, marked and not, at CRF 18
+and CRF 23 (veryfast), and at 2.5 Mbit/s the quality the mark costs (PSNR of each encode against the
+unmarked frames). ``--sheets DIR`` writes contact crops at 3x contrast: per crop, unmarked | marked raw,
+then unmarked | marked after H.264 2.5 Mbit/s.
+
+    STAGESWAP_MODELS=/work/shared/models nice -n 10 python benchmarks/bench_watermark.py --sheets /tmp/wm
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ import av
 import cv2
 import numpy as np
 
+from benchmarks.watermark_visibility import Window, cheek_window, contrast, pick_crops, visibility
 from engines.compose.watermark import Watermarker
 
 SHARED = Path(os.environ.get("STAGESWAP_SHARED") or Path(__file__).resolve().parents[2] / "shared")
@@ -45,13 +57,18 @@ def load(path: Path, n: int) -> list[np.ndarray]:
     return frames
 
 
-def h264(frames: list[np.ndarray], bps: int, preset: str, tune: str | None) -> tuple[list[np.ndarray], float]:
+def h264(
+    frames: list[np.ndarray], bps: int, preset: str, tune: str | None, crf: int | None = None
+) -> tuple[list[np.ndarray], float]:
+    """Encode and decode ``frames``: the decoded frames and the bitrate achieved (bits/s at 30 fps); at ``crf``
+    (constant quality) instead of ``bps`` when given."""
     buf = io.BytesIO()
     with av.open(buf, "w", format="mp4") as out:
         stream = out.add_stream("libx264", rate=30)
         stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        stream.bit_rate = bps
-        stream.options = {"preset": preset, **({"tune": tune} if tune else {})}
+        if crf is None:
+            stream.bit_rate = bps
+        stream.options = {"preset": preset, **({"tune": tune} if tune else {}), **({"crf": str(crf)} if crf else {})}
         for image in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
                 out.mux(packet)
@@ -84,6 +101,14 @@ def main() -> None:
         default=["s18.mp4", "roop_target_1080p.mp4", "d13.mp4", "Obama_speaking.mp4", "short_hamilton_clip.mp4"],
     )
     ap.add_argument("--frames", type=int, default=90, help="frames per clip (default 90)")
+    ap.add_argument(
+        "--visibility-clips",
+        nargs="+",
+        default=["s18.mp4", "roop_target_1080p.mp4", "Obama_speaking.mp4", "short_hamilton_clip.mp4"],
+        help="clips whose flat, skin and textured crops are measured (landscape; default: four)",
+    )
+    ap.add_argument("--sheets", type=Path, help="write contact crops at 3x contrast (PNG) into this folder")
+    ap.add_argument("--only-visibility", action="store_true", help="skip the cost and robustness tables")
     args = ap.parse_args()
     print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, python {platform.python_version()}")
     marker = Watermarker()
@@ -91,6 +116,9 @@ def main() -> None:
         f"watermark: strength {marker.config.strength} levels RMS, {marker.config.grid_cells} cells on the short side"
     )
 
+    if args.only_visibility:
+        visibility_tables(marker, args.visibility_clips, args.frames, args.sheets)
+        return
     clips = {name: load(SHARED / "data" / "clips" / name, args.frames) for name in args.clips}
 
     print("\ncost per frame (median / p99):")
@@ -135,6 +163,100 @@ def main() -> None:
             f"{100 * rate(marked):.1f}% | {100 * rate(live):.1f}% ({live_bps / 1e6:.2f}) | "
             f"{100 * rate(again):.1f}% ({again_bps / 1e6:.2f}) | {false_ids} of {2 * len(frames)} |"
         )
+    visibility_tables(marker, args.visibility_clips, args.frames, args.sheets)
+
+
+def models_dir() -> Path:
+    return Path(os.environ.get("STAGESWAP_MODELS") or SHARED / "models")
+
+
+def closeup(frames: list[np.ndarray]) -> tuple[list[np.ndarray], Window]:
+    """The clip framed as a close-up (face 60% of the height, 1280x720) and the window on its cheek."""
+    from benchmarks.closeup import closeup_crop, face_boxes
+
+    boxes = face_boxes(frames[:10], models_dir())
+    crop = closeup_crop((frames[0].shape[1], frames[0].shape[0]), boxes, 1280 / 720)
+    close = [crop.apply(f, (1280, 720)) for f in frames]
+    return close, cheek_window(np.median(face_boxes(close[:10], models_dir()), axis=0), (1280, 720))
+
+
+def visibility_tables(marker: Watermarker, names: list[str], n: int, sheets: Path | None) -> None:
+    """The issue-24 tables: visibility on crops, file-size cost, detection after H.264 at 2.5 Mbit/s."""
+    rows: list[str] = []
+    sizes: list[str] = []
+    for name in names:
+        frames = load(SHARED / "data" / "clips" / name, n)
+        close, cheek = closeup(frames)
+        for label, clip, windows in (("frame", frames, pick_crops(frames)), ("close-up", close, [cheek])):
+            marked = [marker.apply(f, WID) for f in clip]
+            plain_live, plain_bps = h264(clip, LIVE_BPS, "veryfast", "zerolatency")
+            marked_live, marked_bps = h264(marked, LIVE_BPS, "veryfast", "zerolatency")
+            for win in windows:
+                raw = visibility(clip, marked, win)
+                live = visibility(plain_live, marked_live, win)
+                rows.append(
+                    f"| {name} | {win.kind} ({win.x0},{win.y0} {win.size}px) | {raw.psnr_db:.1f} | "
+                    f"{raw.ssim_mean:.3f} / {raw.ssim_min:.3f} | {raw.visible_pct:.1f}% / {raw.jnd_p99:.2f} | "
+                    f"{raw.unmasked_pct:.0f}% / {raw.mask_p90:.2f} | "
+                    f"{live.psnr_db:.1f} | {live.ssim_mean:.3f} / {live.ssim_min:.3f} | "
+                    f"{live.visible_pct:.1f}% / {live.jnd_p99:.2f} | {live.unmasked_pct:.0f}% / {live.mask_p90:.2f} | "
+                    f"{live.flicker_rms:.2f} |"
+                )
+                if sheets is not None:
+                    sheet = sheets / f"{Path(name).stem}-{win.kind}.png"
+                    write_sheet(sheet, win, clip, marked, plain_live, marked_live)
+            if label != "frame":
+                continue
+            detected = float(np.mean([marker.detect(f)[0] == WID for f in marked_live]))
+            cost = {
+                q: h264(marked, 0, "veryfast", None, q)[1] / h264(clip, 0, "veryfast", None, q)[1] for q in (18, 23)
+            }
+            mid = len(clip) // 2
+            sizes.append(
+                f"| {name} | {100 * (cost[18] - 1):+.1f}% | {100 * (cost[23] - 1):+.1f}% | "
+                f"{plain_bps / 1e6:.2f} / {marked_bps / 1e6:.2f} | "
+                f"{np.mean([psnr(a, b) for a, b in zip(clip, plain_live, strict=True)]):.2f} / "
+                f"{np.mean([psnr(a, b) for a, b in zip(clip, marked_live, strict=True)]):.2f} dB | "
+                f"{100 * detected:.1f}% | {psnr(clip[mid], marked[mid]):.1f} dB |"
+            )
+    print("\nvisibility on crops (raw: the mark itself; H.264: marked vs unmarked, both at 2.5 Mbit/s):")
+    print(
+        "| clip | crop | PSNR raw | SSIM mean / min raw | >1 JND / p99 raw | unmasked / p90 raw | PSNR H.264 | "
+        "SSIM mean / min H.264 | >1 JND / p99 H.264 | unmasked / p90 H.264 | flicker H.264 (levels RMS) |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("\n".join(rows))
+    print("\nfile-size cost and detection (whole 1280x720 frames):")
+    print(
+        "| clip | size CRF 18 | size CRF 23 | 2.5 Mbit/s achieved unmarked / marked | PSNR vs unmarked of the "
+        "2.5 Mbit/s encode, unmarked / marked | detected after 2.5 Mbit/s | PSNR of the mark (frame) |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("\n".join(sizes))
+
+
+def write_sheet(
+    path: Path,
+    win: Window,
+    plain: list[np.ndarray],
+    marked: list[np.ndarray],
+    plain_live: list[np.ndarray],
+    marked_live: list[np.ndarray],
+) -> None:
+    """Middle frame's crop, 3x contrast, 2x nearest: unmarked | marked (raw), then the same after H.264."""
+    i = len(plain) // 2
+    ref = win.of(plain[i])
+
+    def cell(image: np.ndarray) -> np.ndarray:
+        crop = contrast(win.of(image), ref)
+        return cv2.resize(crop, (2 * win.size, 2 * win.size), interpolation=cv2.INTER_NEAREST)
+
+    gap = np.full((2 * win.size, 8, 3), 255, np.uint8)
+    top = np.hstack([cell(plain[i]), gap, cell(marked[i])])
+    bottom = np.hstack([cell(plain_live[i]), gap, cell(marked_live[i])])
+    sheet = np.vstack([top, np.full((8, top.shape[1], 3), 255, np.uint8), bottom])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), sheet)
 
 
 if __name__ == "__main__":
