@@ -627,9 +627,11 @@ def test_the_key_lights_colour_acts_on_a_swapped_face_in_the_page(operator: Oper
             operator.shot("light-blue-swapped")
     print(f"log(R/B) orange - blue at intensity 0.3: swapped {effects[True]:.3f}, own face {effects[False]:.3f}")
     assert effects[False] > 0.05, effects  # the light visibly acts on the actor's own face
-    # As much on the swapped face: tests/engines/test_processor.py holds it to 20% on exact frames; here the
-    # frames come through WebRTC's encoder from a moving clip (measured 1.06 and 1.16), so 25%.
-    assert abs(effects[True] / effects[False] - 1) <= 0.25, effects
+    # And on the swapped face: tests/engines/test_processor.py holds it to 20% of the actor's own on the same
+    # frames; here two live passes over a moving clip, through WebRTC's encoder, are compared (ratios measured
+    # 0.75-1.16 on a shared machine), so this holds it to half to one and a half: the bug this guards against
+    # gave 0.004 (the colour match undid the light on a swapped face).
+    assert 0.5 <= effects[True] / effects[False] <= 1.5, effects
     page.click("#swap")
     set_input("#colour", "#ffffff")
     set_input("#intensity", "1")
