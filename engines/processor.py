@@ -31,6 +31,7 @@ import numpy as np
 from engines.colour import transform
 from engines.compose.blend import (
     BlendConfig,
+    ColourGains,
     apply_gains,
     colour_gains,
     composite,
@@ -181,7 +182,8 @@ class FaceProcessor:
         """The light on each face, measured and smoothed (``engines.light.relight``: the one implementation)."""
         self._stage = "swap"
         """The per-face stage running now (``_timed``): a failure names it."""
-        self._gains: dict[int, tuple[np.ndarray, float]] = {}
+        self.gains = ColourGains(self.config.light_time_constant_s)
+        """Each face's colour-match gains, smoothed like its light (``engines.compose.blend.ColourGains``)."""
 
     @classmethod
     def from_models(
@@ -445,14 +447,15 @@ class FaceProcessor:
         face_bgr: np.ndarray | None = None
         relit_with_gains: np.ndarray | None = None
         light: tuple[np.ndarray, np.ndarray] | None = None
-        first_colour = face.id not in self._gains
+        first_colour = face.id not in self.gains
         # A chosen target light relights the whole person around the face (the actor's own face with it).
         person = relight and self._person_light(settings) is not None
         actor_only = identity is None and swapped is None
         if relight:
             with self._timed(stage_ms, "relight"):
                 if identity is not None:
-                    relit_with_gains = self._gains[face.id][0] if face.id in self._gains else np.ones(3)
+                    held = self.gains.current(face.id)
+                    relit_with_gains = held if held is not None else np.ones(3)
                 lit = actor if swapped is None else swapped.image  # a model's face: relit like the actor's
                 relit_face = self._relight(
                     face.id,
@@ -519,7 +522,7 @@ class FaceProcessor:
                 residual = colour_gains(face_small, reference, skin_small, self.config.blend)
                 relit = relit_with_gains is not None
                 previous = relit_with_gains if relit else np.ones(3)
-                gains = self._smooth_gains(face.id, t, None if residual is None else previous * residual)
+                gains = self.gains.smooth(face.id, t, None if residual is None else previous * residual)
                 if gains is not None and (not relit or first_colour):
                     # Without a relight, or on a face's first frame (no gains yet to fold into its light), the
                     # colour match is a pass of its own: a face never shows unmatched for a frame.
@@ -604,23 +607,10 @@ class FaceProcessor:
         )
         return True
 
-    def _smooth_gains(self, face_id: int, t: float, gains: np.ndarray | None) -> np.ndarray | None:
-        """The colour gains of a face, averaged over ``config.light_time_constant_s`` like its light: a
-        per-frame estimate would flicker with the mesh."""
-        previous = self._gains.get(face_id)
-        if gains is None:
-            return None if previous is None else previous[0]
-        if previous is not None and 0.0 <= t - previous[1] <= 1.0:
-            weight = 1.0 - math.exp(-(t - previous[1]) / max(self.config.light_time_constant_s, 1e-3))
-            gains = previous[0] + weight * (gains - previous[0])
-        self._gains[face_id] = (gains, t)
-        return gains
-
     def _forget(self, active: set[int]) -> None:
         self.swapper.forget(active)
         self.relighter.forget(active)
-        for face_id in [i for i in self._gains if i not in active]:
-            del self._gains[face_id]
+        self.gains.forget(active)
         if self.person_masks is not None:
             self.person_masks.forget(active)
         if self.still is not None:

@@ -21,6 +21,7 @@ beard shadow).
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -235,6 +236,40 @@ def colour_gains(
     face_lin = _U8_TO_LINEAR[face_bgr.reshape(-1, 3)[idx]].mean(axis=0)
     actor_lin = _U8_TO_LINEAR[actor_bgr.reshape(-1, 3)[idx]].mean(axis=0)
     return np.clip(actor_lin / np.maximum(face_lin, 1e-4), 1.0 / cfg.max_gain, cfg.max_gain)
+
+
+class ColourGains:
+    """Each face's colour-match gains (``colour_gains``), averaged over a time constant like its light: a
+    per-frame estimate would flicker with the mesh. The blend stage's per-face state, forgotten with the face."""
+
+    def __init__(self, time_constant_s: float) -> None:
+        self.time_constant_s = time_constant_s
+        self._gains: dict[int, tuple[np.ndarray, float]] = {}
+
+    def __contains__(self, face_id: int) -> bool:
+        return face_id in self._gains
+
+    def current(self, face_id: int) -> np.ndarray | None:
+        """The face's gains now (BGR), None before its first measurement."""
+        held = self._gains.get(face_id)
+        return None if held is None else held[0]
+
+    def smooth(self, face_id: int, t: float, gains: np.ndarray | None) -> np.ndarray | None:
+        """The face's gains after ``gains`` measured at ``t`` seconds (None: nothing measured this frame, the
+        last ones are kept)."""
+        previous = self._gains.get(face_id)
+        if gains is None:
+            return None if previous is None else previous[0]
+        if previous is not None and 0.0 <= t - previous[1] <= 1.0:
+            weight = 1.0 - math.exp(-(t - previous[1]) / max(self.time_constant_s, 1e-3))
+            gains = previous[0] + weight * (gains - previous[0])
+        self._gains[face_id] = (gains, t)
+        return gains
+
+    def forget(self, active: set[int]) -> None:
+        """Drop the faces that are gone."""
+        for face_id in [i for i in self._gains if i not in active]:
+            del self._gains[face_id]
 
 
 def apply_gains(face_bgr: np.ndarray, gains: np.ndarray) -> np.ndarray:

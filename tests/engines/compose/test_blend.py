@@ -169,3 +169,22 @@ def test_far_eye_behind_the_nose_leaves_the_nose_alone(detector, mesh, faces: Pa
             far = True
         assert (alpha[seen] < 0.05).all()
     assert far
+
+
+def test_colour_gains_are_smoothed_per_face_kept_when_unmeasured_and_forgotten_with_the_face() -> None:
+    from engines.compose.blend import ColourGains
+
+    gains = ColourGains(time_constant_s=0.3)
+    assert gains.current(1) is None and 1 not in gains and gains.smooth(1, 0.0, None) is None
+    first = gains.smooth(1, 0.0, np.array([1.0, 1.0, 1.0]))
+    assert first is not None and np.allclose(first, 1.0)  # a face's first gains are taken as measured
+    moved = gains.smooth(1, 0.3, np.array([2.0, 1.0, 0.5]))
+    assert moved is not None
+    expected = 1.0 + (1.0 - np.exp(-1.0)) * (np.array([2.0, 1.0, 0.5]) - 1.0)  # one time constant later
+    assert np.allclose(moved, expected)
+    kept = gains.smooth(1, 0.4, None)  # nothing measured this frame: the last gains stand
+    assert kept is not None and np.allclose(kept, moved)
+    assert np.allclose(gains.smooth(1, 5.0, np.array([3.0, 3.0, 3.0])), 3.0)  # after a gap: taken as measured
+    gains.smooth(2, 0.0, np.array([0.5, 0.5, 0.5]))
+    gains.forget({2})
+    assert 1 not in gains and 2 in gains
