@@ -16,6 +16,8 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+from benchmarks.artifacts import ArtifactMeter, ArtifactReport, artifact_report
+
 ARCFACE_TEMPLATE_112 = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
     dtype=np.float32,
@@ -273,9 +275,17 @@ class QualityReport:
     flicker: float
     mouth_range_in: float
     """Spread (std) of the input's mouth opening: a clip without speech cannot show a correlation."""
+    artifacts: ArtifactReport | None = None
+    """The worst face region per frame, output against input (``benchmarks.artifacts``)."""
 
-    def to_dict(self) -> dict[str, float | int]:
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {}
+        for k, v in self.__dict__.items():
+            if isinstance(v, ArtifactReport):
+                out.update({f"artifact_{name}": value for name, value in v.to_dict().items()})
+            elif v is not None:
+                out[k] = round(v, 4) if isinstance(v, float) else v
+        return out
 
 
 class QualityMeter:
@@ -317,6 +327,7 @@ class QualityMeter:
         self.eye_in: list[float] = []
         self.eye_out: list[float] = []
         self.flicker = FlickerMeter()
+        self.artifacts = ArtifactMeter()
 
     def add(self, image_in: np.ndarray, image_out: np.ndarray, landmarks: np.ndarray | None) -> None:
         self.frames += 1
@@ -331,6 +342,7 @@ class QualityMeter:
         xy = landmarks[:, :2]
         box = np.array([xy[:, 0].min(), xy[:, 1].min(), xy[:, 0].max(), xy[:, 1].max()])
         self.flicker.add(image_in, image_out, box)
+        self.artifacts.add(image_in, image_out, landmarks)
         square = face_square(landmarks)
         p_in, p_out = self.landmarks68(image_in, square), self.landmarks68(image_out, square)
         self.mouth_in.append(mouth_opening(p_in))
@@ -363,4 +375,5 @@ class QualityMeter:
             eye_corr=correlation(self.eye_in, self.eye_out),
             flicker=self.flicker.ratio,
             mouth_range_in=float(np.nanstd(self.mouth_in)) if self.with_face else math.nan,
+            artifacts=artifact_report(self.artifacts) if self.with_face else None,
         )

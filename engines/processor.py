@@ -38,6 +38,7 @@ from engines.compose.blend import (
     cut_openings,
     face_alpha_small,
     skin_mask,
+    transfer_chroma,
 )
 from engines.compose.occlusion import OcclusionConfig, OcclusionMasks, PersonMasks, PersonSegmenter
 from engines.compose.watermark import WatermarkConfig, Watermarker, new_watermark_id
@@ -527,6 +528,8 @@ class FaceProcessor:
                     # Without a relight, or on a face's first frame (no gains yet to fold into its light), the
                     # colour match is a pass of its own: a face never shows unmatched for a frame.
                     face_bgr = apply_gains(face_bgr, gains / previous)
+            if identity is not None and identity.monochrome:  # black-and-white photos: the actor's colour
+                face_bgr = transfer_chroma(face_bgr, actor)
             composite(out, geometry, geometry.to_window(face_bgr), alpha * float(settings.strength))
         return "blend"
 

@@ -289,3 +289,17 @@ def composite(frame: np.ndarray, geometry: FaceGeometry, face_bgr: np.ndarray, a
     ys, xs = geometry.window.slices
     a = np.ascontiguousarray(alpha, dtype=np.float32)
     frame[ys, xs] = cv2.blendLinear(face_bgr, np.ascontiguousarray(frame[ys, xs]), a, 1.0 - a)
+
+
+def transfer_chroma(face_bgr: np.ndarray, actor_bgr: np.ndarray, blur_px: float = 1.5) -> np.ndarray:
+    """``face_bgr``'s lightness with ``actor_bgr``'s colour (both uint8, the same size): how a monochrome
+    identity (enrolled from black-and-white photos, no colour of its own) takes the actor's skin colour.
+
+    The colour is taken pixel by pixel where the actor has it — the actor's window is warped with the
+    morph, so its lips' red lands on the drawn lips and its cheeks' colour on the cheeks — blurred by
+    ``blur_px`` so the camera's chroma noise does not come with it. YCrCb: one conversion each way."""
+    face = cv2.cvtColor(face_bgr, cv2.COLOR_BGR2YCrCb)
+    actor = cv2.cvtColor(actor_bgr, cv2.COLOR_BGR2YCrCb)
+    chroma = cv2.GaussianBlur(actor[..., 1:], (0, 0), blur_px) if blur_px > 0 else actor[..., 1:]
+    face[..., 1:] = chroma
+    return cv2.cvtColor(face, cv2.COLOR_YCrCb2BGR)

@@ -14,9 +14,27 @@ shimmers as the face moves. Here, per photo and before the photos are merged
   with ``CleanupConfig.fringe`` (see there). Occluded texels are filled in the de-lit domain — from the
   mirrored texel on the other side of the face where that is clean skin, else from a smooth continuation
   of the skin around them (push-pull) — and relit with the photo's own shading;
+- **cavities and cast shadows** (``cavities``): the light model divides out the photo's broad shading but
+  has no terms for what the face's own relief hides from the light — the shadow under the nose, deep
+  smile folds, the eye sockets' shadow. Left in, they are painted as albedo onto every frame: a photo
+  taken from slightly below stretches its nostrils' shadow into a dark "moustache" over the actor's upper
+  lip. Between the nose's base and the lip the skin is brought to the skin around it both ways (the
+  light model's overshoot there is a pale patch), and relit with no more of the photo's shadow than the
+  identity's de-lighting takes out again; in the folds beside the nose and mouth and in the sockets skin
+  darker than the clean skin around it is lifted toward it but for ``fold_keep`` (a fold is partly the
+  person's). The nostrils themselves stay (a face is known by them: lifting them cost the recogniser's
+  likeness 0.1). Off by default (``CleanupConfig.cavities``: it costs likeness);
+- **teeth** (``teeth``): a smile's teeth are not the identity's face. The mouth opening and any texel of
+  the lips that is much paler and greyer than the lips (teeth the mesh's lip contour cut through) take the
+  lips' colour, so the lips' inner rim stays lip-coloured however far the actor opens the mouth;
 - **specular highlights**: skin brighter than its neighbourhood by more than ``highlight_ratio`` after the
-  photo's light is divided out is pulled down to that level;
+  photo's light is divided out is pulled down to that level (filling near-white highlights from the skin
+  around, with their halo, was tried: it cost s1.jpg's likeness 0.15 on d3.mp4, BENCHMARKS.md);
 - **grain**: non-local means at a strength set by the noise measured on the photo's own skin.
+
+The fringe (hair over the forehead, taken with ``CleanupConfig.fringe``, the default) is reported apart
+(``Cleaned.fringe``): the enrollment leaves it out of the identity (its coverage drops there), so the
+actor's own forehead — or the actor's own fringe — shows there instead of a painted one.
 """
 
 from __future__ import annotations
@@ -29,7 +47,19 @@ import numpy as np
 
 from engines.face.topology import EYE_OPENING, FEATURE, LEFT_BROW, LIPS, MOUTH_OPENING, RIGHT_BROW, SKIN, face_topology
 from engines.light.sh import linear_to_srgb, srgb_to_linear
-from engines.swap.texture import fill_holes, texture_canonical_y, texture_labels, texture_raster
+from engines.swap.texture import (
+    fill_holes,
+    shadow_zones,
+    texture_canonical_x,
+    texture_canonical_y,
+    texture_labels,
+    texture_raster,
+)
+
+SHADING_RANGE = (0.8, 1.25)
+"""The identity's de-lighting (``engines.identity.store.Identity.albedo``) divides by the local detail of the
+photo's shading (creases, under the nose: relative to its broad level) limited to this range (here: the
+clean-up relights what it lifts with no more shadow than that takes out again)."""
 
 
 @dataclass(frozen=True)
@@ -39,9 +69,10 @@ class CleanupConfig:
     background at the sides, with ``sides``) and fill it with skin."""
     sides: bool = True
     fringe: bool = False
-    """Also fill hair hanging over the forehead from the top (a fringe). Off by default: measured with a face
-    recogniser, s1.jpg's fringe carries much of her likeness (mean cosine of the swap to her photo 0.55 ->
-    0.40 without it); with it, the fringe is painted onto the actor's forehead (a visible limit)."""
+    """Take hair hanging over the forehead from the top (a fringe) out of the identity: painted onto an actor
+    with other hair it floats on the forehead as a patch; left out, the actor's own forehead (or fringe)
+    shows there. Off by default: measured with a face recogniser it costs s1.jpg much of her likeness (mean
+    cosine on d3.mp4 0.41 -> 0.34 with everything else equal; BENCHMARKS.md, issue 21)."""
     highlights: bool = True
     """Pull specular highlights down to the surrounding skin's level."""
     denoise: bool = True
@@ -56,11 +87,26 @@ class CleanupConfig:
     is an object (a microphone); a beard, dark but of the skin's hue, stays."""
     highlight_ratio: float = 1.2
     """De-lit brightness over the neighbourhood's at which skin starts to count as a highlight."""
+    cavities: bool = False
+    """Lift the photo's cavities and cast shadows (under the nose, folds, sockets) to the skin around them.
+    Off by default: measured with a face recogniser the lifted face is less like its photo (s1.jpg on d3.mp4,
+    roop_source.jpg on d10.mp4: 0.05-0.1 of mean cosine; BENCHMARKS.md, issue 21) — the shadows are part of
+    how a recogniser (and a viewer) knows the face; on for a photo lit from below."""
+    cavity_ratio: float = 0.9
+    """De-lit brightness under this share of the clean skin around it counts as shadow ..."""
+    fold_keep: float = 0.65
+    """... of which this share stays in the folds and sockets (none under the nose): lifting more of them
+    flattens the face a recogniser knows (keeping 0.35: mean cosine 0.35 against 0.41 at 0.65, s1.jpg on
+    d3.mp4; BENCHMARKS.md)."""
+    teeth: bool = True
+    """Give the mouth opening and teeth showing through the lips the lips' colour."""
 
 
 FOREHEAD_TOP_Y = -0.9
 """Canonical height (eye-corner distances, y down) of the top of the forehead: hair reaches in from here."""
 ABOVE_BROWS_Y = -0.6
+BROWS_TOP_Y = -0.5
+"""A fringe is looked for down to here (the brows' lower edge; the brows themselves are kept)."""
 """Hair is looked for above this height (the brows themselves are a feature and always kept)."""
 SIDE_X = 0.62
 """Hair along the sides is looked for this far from the face's middle (the outer eye corners are at 0.5)."""
@@ -76,6 +122,9 @@ class Cleaned:
     """(T, T, 3) uint8 BGR."""
     occluded: np.ndarray
     """(T, T) float32 0..1: how much of each texel was filled in (hair, objects)."""
+    fringe: np.ndarray | None = None
+    """(T, T) float32 0..1: the part of ``occluded`` that is a fringe over the forehead (None: not looked
+    for); the enrollment leaves it out of the identity."""
 
 
 def clean_texture(
@@ -97,18 +146,26 @@ def clean_texture(
     albedo = lin / shade[..., None]
     changed = face.copy()
     occluded = np.zeros((size, size), np.float32)
+    fringe = None
     if cfg.denoise:
         albedo = _denoise(albedo, labels, face)
     if cfg.occluders:
-        occluded = _occluders(texture, albedo, labels, seen, cfg)
+        occluded, fringe = _occluders(texture, albedo, labels, seen, cfg)
         if occluded.max() > 0.0:
             albedo = _fill_from_skin(albedo, occluded, (labels == SKIN) & face & (occluded < 0.05) & (weight > 0.2))
             changed |= seen & (occluded > 0.0)
+    if cfg.teeth:
+        albedo, teeth = _close_mouth(albedo, labels, seen)
+        changed |= teeth
     if cfg.highlights:
         albedo = _flatten_highlights(albedo, labels, face, cfg.highlight_ratio)
+    if cfg.cavities:
+        # On every texel the photo saw at all: a nostril is seen at a grazing angle (its rim is a shadow too).
+        albedo, shade = _lift_cavities(albedo, shade, labels, face, seen, cfg)
+        changed |= seen & (labels == SKIN)
     out = linear_to_srgb(np.clip(albedo * shade[..., None], 0.0, 1.0)) * 255.0
     cleaned = np.where(changed[..., None], np.round(out), texture.astype(np.float32))
-    return Cleaned(np.clip(cleaned, 0, 255).astype(np.uint8), occluded)
+    return Cleaned(np.clip(cleaned, 0, 255).astype(np.uint8), occluded, fringe)
 
 
 _LUMA_BGR = np.array([0.0722, 0.7152, 0.2126], dtype=np.float32)
@@ -138,13 +195,15 @@ def _lab(albedo: np.ndarray, face: np.ndarray) -> np.ndarray:
 
 def _occluders(
     texture: np.ndarray, albedo: np.ndarray, labels: np.ndarray, face: np.ndarray, cfg: CleanupConfig
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(how occluded each texel is, 0..1; the fringe's part of it, or None when not looked for)."""
     size = albedo.shape[0]
     y = texture_canonical_y(size)
     keep = brow_mask(size) | (labels == LIPS) | (labels == EYE_OPENING) | (labels == MOUTH_OPENING)
     cheeks = face & (labels == SKIN) & (y > -0.3) & (y < 0.3)
+    none = np.zeros((size, size), np.float32)
     if cheeks.sum() < 50:
-        return np.zeros((size, size), np.float32)
+        return none, (none if cfg.fringe else None)
     # Hair: darker than the cheeks or of another hue, on the photo's pixels (a forehead and the temples are
     # lit much like the cheeks; hair is much darker, or yellower or greyer). The brows are kept.
     raw = cv2.cvtColor(texture, cv2.COLOR_BGR2LAB).astype(np.float32)
@@ -162,8 +221,11 @@ def _occluders(
     edge = face & (cv2.dilate((~face).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0)
     free = face & ~keep
     found_mask = np.zeros((size, size), bool)
+    fringe_mask = np.zeros((size, size), bool)
     if cfg.fringe:
-        found_mask |= _connected(free & (y < ABOVE_BROWS_Y) & hairy, face & (y < FOREHEAD_TOP_Y))
+        hair = _connected(free & (y < BROWS_TOP_Y) & hairy, face & (y < FOREHEAD_TOP_Y))
+        fringe_mask = _curtain(hair, y, face) & ~keep
+        found_mask |= fringe_mask
     x = texture_canonical_x(size)
     upper = (y >= ABOVE_BROWS_Y) & (y < SIDE_HAIR_Y) & (np.abs(x) > SIDE_X)
     if cfg.sides:
@@ -171,10 +233,32 @@ def _occluders(
     found_mask |= _connected(free & (y >= LOWER_Y) & foreign, edge & (y >= LOWER_Y))
     found = found_mask.astype(np.float32)
     if not found.any():
-        return found
-    grown = cv2.dilate(found, np.ones((7, 7), np.uint8))
-    soft = cv2.GaussianBlur(grown, (0, 0), size / 160.0)
-    return np.clip(np.maximum(soft, found), 0.0, 1.0).astype(np.float32)
+        return found, (none if cfg.fringe else None)
+
+    def soften(mask: np.ndarray) -> np.ndarray:
+        grown = cv2.dilate(mask, np.ones((7, 7), np.uint8))
+        soft = cv2.GaussianBlur(grown, (0, 0), size / 160.0)
+        return np.clip(np.maximum(soft, mask), 0.0, 1.0).astype(np.float32)
+
+    return soften(found), (soften(fringe_mask.astype(np.float32)) if cfg.fringe else None)
+
+
+def _curtain(hair: np.ndarray, y: np.ndarray, face: np.ndarray) -> np.ndarray:
+    """A fringe hangs from the top: everything of the face above the hair's lower edge, column by column
+    (its edge smoothed, gaps between strands closed), is under it — strands of skin between strands of hair
+    left in the identity would be painted as a comb of stripes."""
+    size = hair.shape[0]
+    if not hair.any():
+        return hair
+    rows = np.arange(size, dtype=np.float32)[:, None]
+    lowest = np.where(hair, rows, -1.0).max(axis=0)  # per column, the hair's lowest texel row (-1: none)
+    gap = max(3, size // 24) | 1
+    lowest = cv2.dilate(lowest[None, :], np.ones((1, gap), np.uint8))[0]  # close gaps between strands
+    covered = lowest >= 0
+    smooth = cv2.GaussianBlur(np.where(covered, lowest, 0.0)[None, :].astype(np.float32), (0, 0), size / 96.0)[0]
+    weight = cv2.GaussianBlur(covered[None, :].astype(np.float32), (0, 0), size / 96.0)[0]
+    edge = np.where(covered, smooth / np.maximum(weight, 1e-3), -1.0)
+    return face & (rows <= edge[None, :]) & (y < BROWS_TOP_Y)
 
 
 def _connected(candidate: np.ndarray, seed: np.ndarray) -> np.ndarray:
@@ -201,6 +285,13 @@ def _fill_from_skin(albedo: np.ndarray, occluded: np.ndarray, source: np.ndarray
     return (albedo + occluded[..., None] * (fill - albedo)).astype(np.float32)
 
 
+def _normalised_blur(values: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
+    """``values`` (T, T) averaged over a Gaussian neighbourhood counting only where ``weight`` (0..1) is."""
+    w = weight.astype(np.float32)
+    blurred = cv2.GaussianBlur(values.astype(np.float32) * w, (0, 0), sigma)
+    return blurred / np.maximum(cv2.GaussianBlur(w, (0, 0), sigma), 1e-3)
+
+
 def _flatten_highlights(albedo: np.ndarray, labels: np.ndarray, face: np.ndarray, ratio: float) -> np.ndarray:
     """De-lit skin brighter than ``ratio`` times its neighbourhood's brightness is brought down to it (a soft
     ramp over the next 0.15, so the edge of a highlight does not show)."""
@@ -216,6 +307,88 @@ def _flatten_highlights(albedo: np.ndarray, labels: np.ndarray, face: np.ndarray
     target = np.minimum(excess, ratio)
     scale = (target / np.maximum(excess, 1e-4)) ** strength
     return (albedo * scale[..., None]).astype(np.float32)
+
+
+def _lift_cavities(
+    albedo: np.ndarray, shade: np.ndarray, labels: np.ndarray, face: np.ndarray, seen: np.ndarray, cfg: CleanupConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Skin darker than the clean skin around it, in the zones where a face's relief casts shadows
+    (``engines.swap.texture.shadow_zones``), moved toward that skin: fully under the nose (there brighter
+    skin too: the light model's overshoot), all but ``fold_keep`` in the folds and sockets.
+    Colour and brightness both come from the skin around (a nostril's shadow is redder and darker than skin,
+    not only darker). Returns the albedo and the photo's shading ``shade`` (T, T), raised under the nose
+    toward the skin around's."""
+    size = albedo.shape[0]
+    skin = face & (labels == SKIN) & ~brow_mask(size)
+    if skin.sum() < 100:
+        return albedo, shade
+    zones = shadow_zones(size)
+    under, folds = zones.under_nose, np.maximum(zones.folds, zones.sockets)
+    luma = albedo @ _LUMA_BGR
+    sigma = size / 40.0  # about a nostril's width
+    level = _normalised_blur(luma, skin, sigma)
+    clean = skin & (luma > cfg.cavity_ratio * level)
+    # The reference under the nose is the skin around the zone (nose, lip, cheeks beside): under a nose
+    # lit from above the whole zone is in shadow, and a level measured inside it would call that skin.
+    outside = clean & (under < 0.05)
+    weights = (clean.astype(np.float32), outside.astype(np.float32))
+    sigmas = (sigma, size / 28.0)
+    levels = [_normalised_blur(luma, w, s) for w, s in zip(weights, sigmas, strict=True)]
+    colours = [
+        np.dstack([_normalised_blur(albedo[..., c], w, s) for c in range(3)])
+        for w, s in zip(weights, sigmas, strict=True)
+    ]
+    level = levels[0] + under * (levels[1] - levels[0])
+    colour = colours[0] + under[..., None] * (colours[1] - colours[0])
+    ratio = luma / np.maximum(level, 1e-4)
+    # How much of a shadow it is: nothing at the skin's own level, all of it from ``cavity_ratio`` down.
+    # Under the nose both ways: the photo's light model, dividing its shading out where the nose shades the
+    # lip, leaves over-bright patches beside the dark holes (a white "moustache" once relit).
+    span = max(1.0 - cfg.cavity_ratio, 1e-3)
+    depth = np.clip((1.0 - ratio) / span, 0.0, 1.0)
+    depth = depth * depth * (3.0 - 2.0 * depth)
+    either = np.clip(np.abs(1.0 - ratio) / span, 0.0, 1.0)
+    either = either * either * (3.0 - 2.0 * either)
+    strength = np.maximum(under * either, folds * (1.0 - cfg.fold_keep) * depth) * (seen & (labels == SKIN))
+    strength = cv2.GaussianBlur(strength.astype(np.float32), (0, 0), size / 256.0)
+    lifted = (albedo + strength[..., None] * (colour - albedo)).astype(np.float32)
+    # Under the nose the skin is relit with no more of the photo's shadow there than the identity's own
+    # de-lighting divides out again (``Identity.albedo``: at most ``SHADING_RANGE[0]`` under the light around):
+    # relit with the whole shadow, the lifted albedo would come back as the same dark bar; with none of it,
+    # as a pale one.
+    around = _normalised_blur(shade, outside, size / 28.0)
+    floor = np.maximum(shade, SHADING_RANGE[0] * around)
+    shade = (shade + under * (seen & (labels == SKIN)) * (floor - shade)).astype(np.float32)
+    return lifted, shade
+
+
+def _close_mouth(albedo: np.ndarray, labels: np.ndarray, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mouth opening, and teeth showing through the lips (much paler and greyer than the lips), given
+    the lips' colour (a smooth continuation of the lips around them); (albedo, texels changed)."""
+    size = albedo.shape[0]
+    lips = seen & (labels == LIPS)
+    opening = labels == MOUTH_OPENING
+    if lips.sum() < 30:
+        return albedo, np.zeros((size, size), bool)
+    lab = _lab(albedo, seen)
+    ref = np.median(lab[lips], axis=0)
+    ref_chroma = float(np.hypot(ref[1] - 128.0, ref[2] - 128.0))
+    chroma = np.hypot(lab[..., 1] - 128.0, lab[..., 2] - 128.0)
+    teeth = lips & (lab[..., 0] > ref[0] + TEETH_LIGHTER) & (chroma < TEETH_GREYER * ref_chroma)
+    teeth = cv2.morphologyEx(teeth.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
+    teeth = cv2.dilate(teeth.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    source = lips & ~teeth
+    fill = fill_holes(albedo, source.astype(np.float32))
+    target = (teeth | opening).astype(np.float32)
+    amount = np.maximum(target, cv2.GaussianBlur(target, (0, 0), size / 256.0) * (lips | opening))
+    out = albedo + amount[..., None] * (fill - albedo)
+    return out.astype(np.float32), amount > 0.0
+
+
+TEETH_LIGHTER = 25.0
+"""L* (0-255 scale) above the lips' median at which a lip texel may be a tooth ..."""
+TEETH_GREYER = 0.6
+"""... when it is also this much less colourful than the lips."""
 
 
 def _denoise(albedo: np.ndarray, labels: np.ndarray, face: np.ndarray) -> np.ndarray:
@@ -250,14 +423,6 @@ def brow_mask(size: int) -> np.ndarray:
     out = cv2.dilate(mask, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)).astype(bool)
     out.setflags(write=False)
     return out
-
-
-@functools.cache
-def texture_canonical_x(size: int) -> np.ndarray:
-    """(size, size) float32: each texel's side-to-side position on the canonical face (eye-corner distances)."""
-    x = texture_raster(size).interpolate(face_topology().canonical[:, 0], fill=np.inf)
-    x.setflags(write=False)
-    return x
 
 
 @functools.cache

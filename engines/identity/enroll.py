@@ -4,8 +4,15 @@ A photo is refused, with the reason, when it has no face, several faces and no c
 too small (``min_face_px``), cut by the image border, turned too far from the camera, or one that does
 not look like a human face. The detector and the mesh both answer with full confidence on a monkey
 (``s22.jpg``), and the mesh is a regressor that always returns a human-shaped face, so the human check
-looks at the unwrapped texture: human skin has much the same colourfulness all over the face, while an
-animal's face ringed by fur shows a pale, colourless periphery around a coloured centre.
+looks at the unwrapped texture: human skin has much the same colourfulness and lightness all over the
+face, while an animal's face ringed by fur shows a pale periphery around its centre — colourless in a
+colour photo, near-white and brighter than the centre in any photo.
+
+Black-and-white and toned photos (sepia; ``engines.identity.photos.photo_tone``) are accepted: their
+colours are the print's, not the person's, so they are enrolled from their lightness alone and the
+identity is marked monochrome — the swap then takes the face's colour from the actor's own skin
+(``engines.compose.blend.transfer_chroma``), with a warning saying so. The skin-tone check, which is
+about hue, applies to colour photos only.
 
 Each photo's unwrapped face is cleaned first (``engines.identity.cleanup``: objects in front of the chin, hair and
 background at the sides, specular highlights, grain). The texture of several photos is their per-texel
@@ -28,10 +35,12 @@ from engines.face.detect import Detection, FaceDetector
 from engines.face.landmarks import FaceMesh, MeshResult, five_points, head_pose, roi_from_detection, roi_from_landmarks
 from engines.face.topology import FACE_OVAL, face_topology
 from engines.identity.cleanup import CleanupConfig, clean_texture
-from engines.identity.photos import Photo
-from engines.swap.texture import TEXTURE_SIZE, fill_holes, texture_regions, unwrap
+from engines.identity.photos import Photo, as_grey, photo_tone
+from engines.swap.texture import TEXTURE_SIZE, fill_holes, texture_canonical_y, texture_regions, unwrap
 
 FaceChoice = str | int | None
+UPPER_FACE_Y = 0.3
+"""Canonical height (eye-corner distances, y down) of the mouth: the fur test's periphery lies above it."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,11 @@ class EnrollConfig:
     """Detector and mesh must agree on eyes, nose and mouth within this many eye distances."""
     min_chroma_ratio: float = 0.5
     """Colourfulness of the face's outer part over its centre; human skin is about 0.7-1.6, fur ~0.3."""
+    fur_lightness: float = 210.0
+    """L* (0-255 scale) of the face's outer part above which, being also ``fur_lightness_ratio`` times the
+    centre's, it is pale fur rather than skin (s22.jpg's white fur: 233 against 197; the shared human
+    photos' outer part: 88-193, at most 1.19 times their centre)."""
+    fur_lightness_ratio: float = 1.1
     min_skin_fraction: float = 0.5
     warn_skin_fraction: float = 0.8
     min_brightness: float = 40.0
@@ -58,8 +72,8 @@ class EnrollConfig:
     texture_size: int = TEXTURE_SIZE
     cleanup: CleanupConfig | None = field(default_factory=CleanupConfig)
     """What is taken out of each photo's texture before merging (``engines.identity.cleanup``: objects in front of the
-    chin, hair and background at the sides, specular highlights, grain; a fringe only if asked); None: the
-    photos' pixels as they are."""
+    chin, hair and background at the sides, a fringe, teeth, cavities and cast shadows, specular highlights,
+    grain); None: the photos' pixels as they are."""
     mirror: bool = True
     """Texels no photo saw well take the mirrored texel from the other side of the face, where that was seen
     better (the far cheek of a turned photo): the identity, not the actor, shows there."""
@@ -76,6 +90,8 @@ class PhotoFace:
     presence: float
     pose_deg: tuple[float, float, float]
     warnings: tuple[str, ...]
+    monochrome: bool = False
+    """A black-and-white or toned photo (``photo`` then holds its grey copy): it gives no skin colour."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +104,9 @@ class TextureSet:
     """(T, T, 3) float32 linear BGR: each texel's shading under its photos' light (None: not de-lit)."""
     light_sh: tuple[np.ndarray, ...]
     """Per photo, the (9, 3) RGB shading SH estimated on it."""
+    monochrome: bool = False
+    """Every photo was black and white (or toned): the texture is grey and the swap takes its colour from
+    the actor's skin."""
 
 
 def _describe(dets: Sequence[Detection]) -> str:
@@ -111,6 +130,10 @@ class FaceAnalyser:
     def analyse(self, photo: Photo, face: FaceChoice = None) -> PhotoFace:
         """The chosen face of ``photo``, checked; raises InputError naming the photo and the problem."""
         cfg = self.config
+        tone = photo_tone(photo.image)
+        monochrome = tone != "colour"
+        if monochrome:
+            photo = as_grey(photo)
         dets = self.faces(photo.image)
         label = photo.label
         if not dets:
@@ -140,7 +163,13 @@ class FaceAnalyser:
             )
         if max(abs(yaw), abs(pitch)) > cfg.warn_yaw_deg:
             warnings.append(f"{label}: face turned {max(abs(yaw), abs(pitch)):.0f} degrees; its far side is blurry")
-        warnings.extend(self._check_human(photo, lm))
+        warnings.extend(self._check_human(photo, lm, monochrome))
+        if monochrome:
+            kind = "black-and-white" if tone == "monochrome" else "toned (one hue, like sepia)"
+            warnings.append(
+                f"{label}: a {kind} photo: the face is enrolled from its lightness and takes the actor's skin "
+                "colour when swapped"
+            )
         lips_gap = float(np.linalg.norm(lm[13, :2] - lm[14, :2])) / max(
             float(np.linalg.norm(det.points[1] - det.points[0])), 1.0
         )
@@ -149,7 +178,7 @@ class FaceAnalyser:
                 f"{label}: the mouth is open (a smile with teeth?); a photo with closed lips and a neutral "
                 "expression swaps more naturally"
             )
-        return PhotoFace(photo, lm, det.box, result.presence, (yaw, pitch, roll), tuple(warnings))
+        return PhotoFace(photo, lm, det.box, result.presence, (yaw, pitch, roll), tuple(warnings), monochrome)
 
     def _mesh(self, image: np.ndarray, det: Detection) -> MeshResult | None:
         first = self.mesh.infer(image, roi_from_detection(det))
@@ -188,8 +217,10 @@ class FaceAnalyser:
                 f"nose and mouth are ({error:.2f} eye distances apart)"
             )
 
-    def _check_human(self, photo: Photo, lm: np.ndarray) -> list[str]:
-        """Refuse faces whose texture does not look like human skin (see the module docstring)."""
+    def _check_human(self, photo: Photo, lm: np.ndarray, monochrome: bool = False) -> list[str]:
+        """Refuse faces whose texture does not look like human skin (see the module docstring): a pale
+        periphery (fur) by colourfulness in colour photos and by lightness in any; skin tones (hue) in
+        colour photos only."""
         cfg = self.config
         size = 256
         un = unwrap(photo.image, lm, size)
@@ -208,7 +239,17 @@ class FaceAnalyser:
         if brightness < cfg.min_brightness:
             raise InputError(f"the face in {photo.label} is too dark to enroll (use a photo in even light)")
         label = photo.label
-        if centre.sum() > 50 and outer.sum() > 50:
+        # The lightness test looks above the mouth only: a white beard is a pale periphery too, but of a chin.
+        upper = outer & (texture_canonical_y(size) < UPPER_FACE_Y)
+        if centre.sum() > 50 and upper.sum() > 50:
+            l_centre, l_outer = float(np.median(lightness[centre])), float(np.median(lightness[upper]))
+            if l_outer > cfg.fur_lightness and l_outer > cfg.fur_lightness_ratio * l_centre:
+                raise InputError(
+                    f"the face in {label} does not look like a human face: its outer part is near-white and "
+                    f"brighter than its centre (lightness {l_outer:.0f} against {l_centre:.0f}), like fur "
+                    "rather than skin. Enroll a photo of a person in neutral light."
+                )
+        if not monochrome and centre.sum() > 50 and outer.sum() > 50:
             c_centre = float(np.median(chroma[centre]))
             c_outer = float(np.median(chroma[outer]))
             if c_outer < cfg.min_chroma_ratio * c_centre and float(np.median(lightness[outer])) > brightness * 0.8:
@@ -217,6 +258,8 @@ class FaceAnalyser:
                     f"(colourfulness {c_outer:.0f} against {c_centre:.0f} at its centre), like fur rather than "
                     "skin. Enroll a photo of a person in neutral light."
                 )
+        if monochrome:
+            return []
         ycc = cv2.cvtColor(un.texture, cv2.COLOR_BGR2YCrCb)[seen].astype(np.int16)
         skin = (ycc[:, 1] >= 135) & (ycc[:, 1] <= 180) & (ycc[:, 2] >= 80) & (ycc[:, 2] <= 130)
         fraction = float(skin.mean())
@@ -265,19 +308,25 @@ def build_texture(
     acc_shade = np.zeros((size, size, 3), np.float64)
     acc_w = np.zeros((size, size), np.float64)
     acc_seen = np.zeros((size, size), np.float64)
+    acc_left_out = np.zeros((size, size), np.float64)
     lights: list[np.ndarray] = []
+    monochrome = all(f.monochrome for f in faces)
     for face in faces:
         un = unwrap(face.photo.image, face.landmarks, size)
         seen = un.weight.astype(np.float64)
-        acc_seen += seen
-        w = seen
-        shading = _shading(un.texture, un.normals, w, regions) if delight else None
+        # Beside colour photos a grey one only fills in what they did not see (it has no colour to give).
+        w = seen * MONOCHROME_WEIGHT if face.monochrome and not monochrome else seen
+        shading = _shading(un.texture, un.normals, seen, regions) if delight else None
         texture = un.texture
         if cleanup is not None:
             cleaned = clean_texture(un.texture, un.weight, None if shading is None else shading[1], cleanup)
             texture = cleaned.texture
             # A filled-in texel counts for less than one another photo saw, where several photos merge.
-            w = seen * (1.0 - 0.9 * cleaned.occluded)
+            w = w * (1.0 - 0.9 * cleaned.occluded)
+            if cleaned.fringe is not None:
+                # The photo's fringe is left out of the identity: unseen there, the actor's forehead shows.
+                acc_left_out += seen * cleaned.fringe
+        acc_seen += seen
         if shading is not None:
             sh, shade_bgr = shading
             lights.append(sh)
@@ -292,11 +341,19 @@ def build_texture(
         shade_out = fill_holes((acc_shade * inv).astype(np.float32), acc_w.astype(np.float32))
         shade_out = np.maximum(shade_out, 1e-3).astype(np.float32)
     # Coverage: how well the photos saw a texel, saturating at SEEN_FULL (a surface at 75 degrees counts as
-    # seen). Filled-in texels count as seen: the identity is drawn there, not the actor.
-    coverage = np.clip(acc_seen / SEEN_FULL, 0.0, 1.0).astype(np.float32)
+    # seen). Filled-in texels count as seen: the identity is drawn there, not the actor; but for a fringe, left
+    # out in the share of the photos' view of the texel that it covered.
+    kept = 1.0 - acc_left_out / np.maximum(acc_seen, 1e-9)
+    coverage = (np.clip(acc_seen / SEEN_FULL, 0.0, 1.0) * kept).astype(np.float32)
     if mirror:
         texture_out, coverage = _mirror_unseen(texture_out, shade_out, coverage)
-    return TextureSet(np.clip(np.round(texture_out), 0, 255).astype(np.uint8), coverage, shade_out, tuple(lights))
+    return TextureSet(
+        np.clip(np.round(texture_out), 0, 255).astype(np.uint8), coverage, shade_out, tuple(lights), monochrome
+    )
+
+
+MONOCHROME_WEIGHT = 0.05
+"""A black-and-white photo's texels count this much beside a colour photo's (``build_texture``)."""
 
 
 MIRROR_TRUST = 0.8
@@ -312,8 +369,9 @@ def _mirror_unseen(
     side where that was seen better: its colour de-lit with the other side's shading and relit with this
     side's, so the photo's light stays consistent. Coverage rises accordingly, so the identity, not the
     actor, is drawn there when the actor turns that side to the camera."""
-    from engines.identity.cleanup import mirror_map, texture_canonical_x
+    from engines.identity.cleanup import mirror_map
     from engines.light.sh import linear_to_srgb, srgb_to_linear
+    from engines.swap.texture import texture_canonical_x
 
     size = texture.shape[0]
     mx, my = mirror_map(size)
@@ -359,9 +417,11 @@ def _shading(
     return sh, shade
 
 
-def canonical_shape(faces: Sequence[PhotoFace]) -> np.ndarray:
-    """The identity's face shape: the frontalised meshes of its photos, averaged (468, 3)."""
+def canonical_shape(faces: Sequence[PhotoFace], neutral: bool = True) -> np.ndarray:
+    """The identity's face shape: the frontalised meshes of its photos, each with its smile taken out
+    (``neutral``: ``engines.identity.expression``), averaged (468, 3)."""
     from engines.face.topology import frontalise
+    from engines.identity.expression import neutral_shape
 
-    shapes = np.stack([frontalise(f.landmarks) for f in faces])
+    shapes = np.stack([neutral_shape(frontalise(f.landmarks)) if neutral else frontalise(f.landmarks) for f in faces])
     return shapes.mean(axis=0).astype(np.float32)

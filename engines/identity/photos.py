@@ -150,3 +150,52 @@ def _limit_side(image: np.ndarray) -> np.ndarray:
         return image
     s = WORK_MAX_SIDE / max(h, w)
     return cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+MONOCHROME_CHROMA = 4.0
+"""A photo whose pixels' chroma (CIE a*b* distance from grey) stays under this at the 95th percentile is
+black and white."""
+TONED_HUE_SPREAD_DEG = 15.0
+"""A photo whose coloured pixels all have about one hue (circular spread under this) is toned (sepia,
+cyanotype, a tinted print): its colour is the print's, not the person's. Sepia filters give 3-11 degrees
+(clipped whites widen it), the shared colour portraits 22-111."""
+TONED_MAX_CHROMA = 40.0
+"""... unless it is that colourful: a real colour photo of one hue everywhere (a face filling a frame under
+orange light) is still colour."""
+
+
+def photo_tone(image: np.ndarray) -> str:
+    """``"colour"``, ``"monochrome"`` (black and white) or ``"toned"`` (one hue everywhere: sepia and the
+    like) for a BGR uint8 image.
+
+    A colour portrait has skin, lips, eyes, hair and background of several hues; a black-and-white one has
+    no chroma at all (JPEG's chroma noise aside), and a toned print has chroma of one hue that only follows
+    the lightness. Either way the photo says nothing about the person's colours."""
+    small = image
+    if max(image.shape[:2]) > 512:
+        s = 512 / max(image.shape[:2])
+        small = cv2.resize(image, (max(1, round(image.shape[1] * s)), max(1, round(image.shape[0] * s))),
+                           interpolation=cv2.INTER_AREA)  # fmt: skip
+    lab = cv2.cvtColor(small.astype(np.float32) * (1.0 / 255.0), cv2.COLOR_BGR2LAB).reshape(-1, 3)
+    a, b = lab[:, 1], lab[:, 2]
+    chroma = np.hypot(a, b)
+    if float(np.percentile(chroma, 95)) < MONOCHROME_CHROMA:
+        return "monochrome"
+    coloured = chroma > MONOCHROME_CHROMA
+    if coloured.mean() < 0.05:
+        return "monochrome"
+    angle = np.arctan2(b[coloured], a[coloured])
+    weight = chroma[coloured]
+    # Circular spread of the hue, weighted by chroma: sqrt(-2 ln R), R the mean resultant length.
+    resultant = np.hypot((weight * np.cos(angle)).sum(), (weight * np.sin(angle)).sum()) / weight.sum()
+    spread_deg = float(np.degrees(np.sqrt(-2.0 * np.log(max(float(resultant), 1e-9)))))
+    if spread_deg < TONED_HUE_SPREAD_DEG and float(np.percentile(chroma, 95)) < TONED_MAX_CHROMA:
+        return "toned"
+    return "colour"
+
+
+def as_grey(photo: Photo) -> Photo:
+    """The photo with its colours dropped (three equal channels): a toned print's tint is not the person's."""
+    grey = cv2.cvtColor(cv2.cvtColor(photo.image, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    grey.setflags(write=False)
+    return Photo(grey, photo.sha256, photo.label, photo.original_size, photo.scale)

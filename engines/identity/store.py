@@ -4,7 +4,8 @@ An identity is a directory ``<data>/identities/<name>/`` holding
 
 - ``identity.json``: format and version, name, creation date (UTC, ISO 8601), each photo's sha256, size,
   face box, head pose and 468 landmarks, the identity's canonical face shape (for the geometry morph),
-  the light estimated on each photo, warnings, and the sha256 of each data file below;
+  the light estimated on each photo, warnings, whether it is monochrome (black-and-white photos only; absent
+  in identities enrolled before it was recorded: colour), and the sha256 of each data file below;
 - ``texture.png``: the face unwrapped into the mesh's texture space (BGR) with the photos' coverage in
   the alpha channel;
 - ``shading.npy``: float16 (T, T, 3) linear BGR, the photos' own lighting per texel. Kept apart from the
@@ -40,6 +41,7 @@ import numpy as np
 from engines.errors import InputError
 from engines.face.detect import Detection
 from engines.face.landmarks import NUM_LANDMARKS
+from engines.identity.cleanup import SHADING_RANGE
 from engines.identity.enroll import EnrollConfig, FaceAnalyser, FaceChoice, PhotoFace, build_texture, canonical_shape
 from engines.identity.photos import Photo, PhotoSource, load_photo
 from engines.paths import check_name, inside
@@ -52,12 +54,9 @@ MAX_PHOTOS = 10
 META_FILE, TEXTURE_FILE, SHADING_FILE = "identity.json", "texture.png", "shading.npy"
 _MAX_META_BYTES = 8 * 1024 * 1024
 _LUMA_BGR = np.array([0.0722, 0.7152, 0.2126], dtype=np.float32)
-SHADING_RANGE = (0.8, 1.25)
-"""The de-lighting divides by the local detail of the photo's shading (creases, under the nose: relative to
-its broad level) limited to this range ..."""
 BROAD_RANGE = (0.5, 2.0)
-"""... and by its broad level (one side of the face lit more than the other) limited to this range around
-its median on the face (``Identity.albedo``)."""
+"""The de-lighting divides by the photo's broad level (one side of the face lit more than the other) limited
+to this range around its median on the face (``Identity.albedo``; its local detail: ``SHADING_RANGE``)."""
 BROAD_SIGMA = 1.0 / 12.0
 """The broad level is the shading blurred over this share of the texture (about a fifth of the face)."""
 
@@ -77,6 +76,8 @@ class IdentityInfo:
     photo_sha256: tuple[str, ...]
     texture_size: int
     warnings: tuple[str, ...] = ()
+    monochrome: bool = False
+    """Enrolled from black-and-white (or toned) photos only: the swap takes the actor's skin colour."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +87,7 @@ class IdentityInfo:
             "photo_sha256": list(self.photo_sha256),
             "texture_size": self.texture_size,
             "warnings": list(self.warnings),
+            "monochrome": self.monochrome,
         }
 
 
@@ -107,6 +109,11 @@ class Identity:
     @property
     def name(self) -> str:
         return self.info.name
+
+    @property
+    def monochrome(self) -> bool:
+        """A grey texture (black-and-white photos): its colour comes from the actor's skin when swapped."""
+        return self.info.monochrome
 
     @functools.cached_property
     def albedo(self) -> np.ndarray:
@@ -250,6 +257,7 @@ class IdentityStore:
             warnings.append("the photos' lighting could not be measured: the texture keeps it")
         created = datetime.now(UTC).replace(microsecond=0).isoformat()
         meta = _make_meta(name, created, faces, texset.light_sh, canonical_shape(faces), warnings, self.config)
+        meta["monochrome"] = texset.monochrome
         with self._lock:
             if not replace and self.exists(name):
                 raise InputError(f"identity {name!r} already exists; use --replace to enroll it again")
@@ -419,6 +427,7 @@ def _info_from_meta(name: str, meta: dict[str, Any]) -> IdentityInfo:
         photo_sha256=tuple(str(s) for s in meta["photo_sha256"]),
         texture_size=int(meta["texture_size"]),
         warnings=tuple(str(w) for w in meta["warnings"]),
+        monochrome=meta.get("monochrome") is True,
     )
 
 

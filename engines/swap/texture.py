@@ -79,6 +79,63 @@ def texture_canonical_y(size: int = TEXTURE_SIZE) -> np.ndarray:
     return y
 
 
+@functools.cache
+def texture_canonical_x(size: int = TEXTURE_SIZE) -> np.ndarray:
+    """(size, size) float32: each texel's side-to-side position on the canonical face (eye-corner distances,
+    the subject's right negative), inf outside the layout."""
+    x = texture_raster(size).interpolate(face_topology().canonical[:, 0], fill=np.inf)
+    x.setflags(write=False)
+    return x
+
+
+@dataclass(frozen=True)
+class ShadowZones:
+    """Where a face's relief casts shadows that a light model of the skin has no terms for, per texel 0..1
+    (soft-edged): the enrollment lifts a photo's shadows there (``engines.identity.cleanup``) and the swap lets
+    the actor's own show through (``engines.compose.blend.cavity_shading``)."""
+
+    nostrils: np.ndarray
+    """The nostrils and the shadow under the nose."""
+    under_nose: np.ndarray
+    """The skin between the nostrils and the upper lip, where a photo's nostril shadow is stretched into a
+    dark "moustache" (the nostrils themselves are a feature a recogniser, and a viewer, knows a face by)."""
+    folds: np.ndarray
+    """The folds beside the nose and the mouth (a smile deepens them)."""
+    sockets: np.ndarray
+    """The eye sockets around each eye."""
+
+
+NOSTRIL_ZONE = (0.32, -0.05, 0.17)
+"""|x| under, and y between (canonical, eye-corner distances): the nostrils and their shadow."""
+UNDER_NOSE_ZONE = (0.3, 0.11, 0.23)
+"""|x| under, and y between: from just below the nose's base (subnasale at 0.10) to above the lip (0.26)."""
+FOLD_ZONE = (0.12, 0.58, 0.0, 0.78)
+"""|x| between the first two, y between the last two: the folds beside the nose and the mouth."""
+SOCKET_CENTRE, SOCKET_RADII = (0.33, -0.36), (0.36, 0.24)
+"""The eye sockets: ellipses around each eye (|x|, y) with these radii."""
+
+
+@functools.cache
+def shadow_zones(size: int = TEXTURE_SIZE) -> ShadowZones:
+    """The ``ShadowZones`` of the layout at ``size`` (from the canonical face; cached, read-only)."""
+    x = np.abs(texture_canonical_x(size))
+    y = texture_canonical_y(size)
+    inside = np.isfinite(x) & np.isfinite(y)
+    x, y = np.where(inside, x, 9.0), np.where(inside, y, 9.0)
+    nostrils = (x < NOSTRIL_ZONE[0]) & (y > NOSTRIL_ZONE[1]) & (y < NOSTRIL_ZONE[2])
+    under_nose = (x < UNDER_NOSE_ZONE[0]) & (y > UNDER_NOSE_ZONE[1]) & (y < UNDER_NOSE_ZONE[2])
+    folds = (x > FOLD_ZONE[0]) & (x < FOLD_ZONE[1]) & (y > FOLD_ZONE[2]) & (y < FOLD_ZONE[3]) & ~nostrils
+    sockets = ((x - SOCKET_CENTRE[0]) / SOCKET_RADII[0]) ** 2 + ((y - SOCKET_CENTRE[1]) / SOCKET_RADII[1]) ** 2 < 1.0
+    sigma = size / 128.0
+    maps = [
+        np.clip(cv2.GaussianBlur(m.astype(np.float32), (0, 0), sigma), 0.0, 1.0)
+        for m in (nostrils, under_nose, folds, sockets)
+    ]
+    for arr in maps:
+        arr.setflags(write=False)
+    return ShadowZones(*maps)
+
+
 def unwrap(image: np.ndarray, landmarks: np.ndarray, size: int = TEXTURE_SIZE) -> Unwrapped:
     """The face of ``image`` (BGR uint8) described by ``landmarks`` (468, 3), in texture space."""
     topo = face_topology()

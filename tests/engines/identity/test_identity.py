@@ -192,7 +192,7 @@ def test_corrupted_identity_files_give_a_clear_error(store: IdentityStore, faces
 def test_cleanup_fills_the_microphone_and_keeps_the_face(tmp_path: Path, analyser: FaceAnalyser, faces: Path) -> None:
     """lin-manuel-miranda.png holds a microphone under his chin: cleaned, the chin is skin (of the skin's hue,
     like his cheeks), not grey metal; his beard, dark but of the skin's hue, brows and eyes stay as they were;
-    coverage does not change (the identity is drawn there). A fringe is only filled when asked for."""
+    coverage does not change (the identity is drawn there). A fringe is only left out when asked for."""
     from dataclasses import replace
 
     from engines.face.topology import SKIN
@@ -217,7 +217,8 @@ def test_cleanup_fills_the_microphone_and_keeps_the_face(tmp_path: Path, analyse
     # Eyes and brows untouched but for the grain: within a few levels.
     eyes = (y > -0.75) & (y < -0.3) & (labels != SKIN) & (raw.coverage > 0.5)
     assert float(np.median(np.abs(raw.texture[eyes].astype(int) - clean.texture[eyes].astype(int)))) < 6.0
-    # s1.jpg's fringe (hair down to the brows) stays by default and is filled with skin when asked for.
+    # s1.jpg's fringe (hair down to the brows) stays by default; asked for, it is filled with skin and left
+    # out of the identity (its coverage drops: the actor's own forehead, or fringe, shows there).
     fringe_store = IdentityStore(
         tmp_path / "fringe", analyser=analyser, config=replace(analyser.config, cleanup=CleanupConfig(fringe=True))
     )
@@ -226,6 +227,9 @@ def test_cleanup_fills_the_microphone_and_keeps_the_face(tmp_path: Path, analyse
     forehead = (y < -0.8) & (labels >= 0) & (kept.coverage > 0.5)
     lightness = [float(cv2.cvtColor(i.texture, cv2.COLOR_BGR2LAB)[..., 0][forehead].std()) for i in (kept, filled)]
     assert lightness[1] < 0.6 * lightness[0]  # hair strands gone: an even forehead
+    assert float(np.mean(filled.coverage[forehead])) < 0.5 * float(np.mean(kept.coverage[forehead]))
+    cheeks_seen = cheeks & (kept.coverage > 0.9)
+    np.testing.assert_allclose(filled.coverage[cheeks_seen], kept.coverage[cheeks_seen], atol=0.02)
 
 
 def test_the_far_side_of_a_turned_photo_is_filled_from_the_near_side(
@@ -235,7 +239,7 @@ def test_the_far_side_of_a_turned_photo_is_filled_from_the_near_side(
     Its texels take the mirrored right cheek, so the identity shows there when an actor turns that way."""
     from dataclasses import replace
 
-    from engines.identity.cleanup import texture_canonical_x
+    from engines.swap.texture import texture_canonical_x
 
     x = texture_canonical_x(512)
     far, near = np.isfinite(x) & (x > 0.3), x < -0.3
@@ -255,9 +259,8 @@ def test_the_photos_side_light_is_divided_out_and_its_colour_kept(store: Identit
     """s1.jpg is lit more on one side (its shading: one cheek about twice the other). The albedo's two
     cheeks come out within 40% of each other (1.27; dividing only a clipped shading left one cheek twice as
     bright as the other, and one side of every swap pale), and the photo's own colours, blush included, stay."""
-    from engines.identity.cleanup import texture_canonical_x
     from engines.light.sh import srgb_to_linear
-    from engines.swap.texture import texture_canonical_y
+    from engines.swap.texture import texture_canonical_x, texture_canonical_y
 
     store.enroll("s1", [faces / "s1.jpg"], face="largest")
     ident = store.load("s1")
@@ -282,3 +285,107 @@ def test_the_photos_side_light_is_divided_out_and_its_colour_kept(store: Identit
     for channel in (2, 0):
         ratio = (ident.albedo[skin][:, channel] / ident.albedo[skin][:, 1]) / (lin[skin][:, channel] / lin[skin][:, 1])
         assert np.percentile(ratio, 95) / np.percentile(ratio, 5) < 1.05
+
+
+def _sepia(image: np.ndarray) -> np.ndarray:
+    """A sepia print of ``image``: one brown hue whose strength follows the lightness."""
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255.0
+    tint = np.array([0.62, 0.82, 1.0], np.float32)  # BGR: brown
+    return np.clip(grey[..., None] * tint * 255.0 * 1.05, 0, 255).astype(np.uint8)
+
+
+def test_black_and_white_and_sepia_photos_are_enrolled_monochrome(store: IdentityStore, faces: Path) -> None:
+    """An archival portrait has no colour of the person: a grey and a sepia copy of s1.jpg are enrolled (they
+    were refused as 'only 0% of it has skin tones'), marked monochrome with a warning that says the swap takes
+    the actor's skin colour; their texture is grey (no sepia cast painted onto the actor). The colour photo
+    itself stays colour."""
+    from engines.identity.photos import photo_tone
+
+    s1 = cv2.imread(str(faces / "s1.jpg"))
+    grey = cv2.cvtColor(cv2.cvtColor(s1, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    assert photo_tone(s1) == "colour" and photo_tone(grey) == "monochrome" and photo_tone(_sepia(s1)) == "toned"
+    for name in ("roop_source.jpg", "lin-manuel-miranda.png", "obama.jpg", "biden.jpg", "woman.png"):
+        assert photo_tone(cv2.imread(str(faces / name))) == "colour", name
+    for name, image in (("grey", grey), ("sepia", _sepia(s1))):
+        info = store.enroll(name, [_jpeg(image)], face="largest")
+        assert info.monochrome, name
+        assert any("takes the actor's skin colour" in w for w in info.warnings), info.warnings
+        ident = store.load(name)
+        assert ident.monochrome
+        seen = ident.coverage > 0.5
+        bgr = ident.texture[seen].astype(np.int16)
+        assert np.percentile(bgr.max(axis=1) - bgr.min(axis=1), 99) <= 3, name  # grey: B = G = R
+    assert not store.enroll("colour", [faces / "s1.jpg"], face="largest").monochrome
+    assert not store.load("colour").monochrome
+
+
+def test_a_grey_monkey_is_still_refused(store: IdentityStore, faces: Path) -> None:
+    """The non-human check does not rest on hue alone: s22.jpg in black and white is refused too (by its
+    pale fur ring's lightness), while grey human photos pass it (above)."""
+    monkey = cv2.imread(str(faces / "s22.jpg"))
+    grey = cv2.cvtColor(cv2.cvtColor(monkey, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    for image in (grey, _sepia(monkey)):
+        with pytest.raises(InputError, match="does not look like a human face"):
+            store.enroll("monkey", [_jpeg(image)])
+    assert not store.exists("monkey")
+
+
+def test_a_smile_is_taken_out_of_the_identity(store: IdentityStore, faces: Path) -> None:
+    """roop_source.jpg smiles broadly with teeth. Its identity's face shape (which drives the morph) has the
+    mouth back to a neutral width, and its texture's lips carry no teeth: the mouth's texels are lip-coloured
+    (a*, red), not the teeth's white. A neutral photo's shape is left as it was."""
+    from engines.face.topology import LIPS, MOUTH_OPENING, frontalise
+    from engines.identity.expression import smile_amount
+
+    store.enroll("roop", [faces / "roop_source.jpg"])
+    ident = store.load("roop")
+    photo_shape = frontalise(ident.landmarks[0])
+    assert smile_amount(photo_shape) > 0.8
+    assert smile_amount(ident.canonical) == 0.0
+    width = float(np.linalg.norm(ident.canonical[291, :2] - ident.canonical[61, :2]))
+    assert width < float(np.linalg.norm(photo_shape[291, :2] - photo_shape[61, :2])) - 0.1
+    labels = texture_regions(512)
+    mouth = ((labels == LIPS) | (labels == MOUTH_OPENING)) & (ident.coverage > 0.3)
+    lab = cv2.cvtColor(ident.texture, cv2.COLOR_BGR2LAB).astype(np.float32)
+    teeth = (lab[..., 0] > 170) & (np.abs(lab[..., 1] - 128) < 12)
+    assert (teeth & mouth).sum() < 0.02 * mouth.sum(), (teeth & mouth).sum() / mouth.sum()
+    store.enroll("lmm", [faces / "lin-manuel-miranda.png"])
+    neutral = store.load("lmm")
+    assert np.allclose(neutral.canonical, frontalise(neutral.landmarks[0]), atol=1e-4)
+
+
+def test_the_photos_shadow_under_the_nose_is_not_painted_as_skin(
+    store: IdentityStore, faces: Path, analyser: FaceAnalyser, tmp_path: Path
+) -> None:
+    """Between a photo's nose and lip lies its nostrils' shadow (the dark "moustache" over the actor's lip) and,
+    once the photo's light is divided out, pale patches where the light model overshoots. Enrolled with
+    ``CleanupConfig(cavities=True)``, the identity's albedo in that zone is the skin beside it, within 25%
+    darker and 35% brighter (the shine of obama.jpg's nose tip is in the skin around); roop_source.jpg and
+    obama.jpg are lit from above, roop_source's uncleaned albedo has its darkest tenth under 70% there."""
+    from engines.identity.cleanup import CleanupConfig
+    from engines.identity.enroll import EnrollConfig
+    from engines.swap.texture import shadow_zones, texture_canonical_x, texture_canonical_y
+
+    raw = IdentityStore(tmp_path / "raw", analyser=analyser, config=EnrollConfig(cleanup=None))
+    store = IdentityStore(
+        tmp_path / "lifted", analyser=analyser, config=EnrollConfig(cleanup=CleanupConfig(cavities=True))
+    )
+    x, y = texture_canonical_x(512), texture_canonical_y(512)
+    zone = shadow_zones(512).under_nose > 0.9
+    beside = (texture_regions(512) == 0) & (np.abs(x) > 0.3) & (np.abs(x) < 0.5) & (y > -0.1) & (y < 0.2)
+    luma = np.array([0.0722, 0.7152, 0.2126], np.float32)
+
+    def spread(ident: Identity) -> tuple[float, float]:
+        seen = ident.coverage > 0.5
+        lum = ident.albedo @ luma
+        ref = float(np.median(lum[beside & seen]))
+        return float(np.percentile(lum[zone & seen], 10)) / ref, float(np.percentile(lum[zone & seen], 90)) / ref
+
+    for name in ("roop_source.jpg", "obama.jpg"):
+        label = Path(name).stem.replace("_", "-")
+        raw.enroll(label, [faces / name], face="largest")
+        store.enroll(label, [faces / name], face="largest")
+        if name == "roop_source.jpg":
+            assert spread(raw.load(label))[0] < 0.7
+        low, high = spread(store.load(label))
+        assert low > 0.75 and high < 1.35, (name, low, high)
