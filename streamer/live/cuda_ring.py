@@ -23,8 +23,6 @@ pycuda is the ``gpu`` extra (see README, "GPU"); importing this module without i
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from streamer.live.ring import FrameMeta, RingClosed, RingStats
+from streamer.live.ring import FrameMeta, LatestWins
 
 try:
     import pycuda.driver as cuda
@@ -87,7 +85,7 @@ class CudaSlot:
     freed: bool = False
 
 
-class CudaFrameRing:
+class CudaFrameRing(LatestWins):
     """GPU slots (at least 3: one being written, the newest, one held by the consumer); one producer
     thread and one consumer thread per ring, as with ``CpuFrameRing``."""
 
@@ -97,16 +95,10 @@ class CudaFrameRing:
         cuda.init()
         self.device = cuda.Device(device)
         self._ctx = self.device.retain_primary_context()
-        self._n = slots
+        super().__init__(slots)
         self._slots: list[CudaSlot] = []
         self._retired: list[CudaSlot] = []
-        self._shape: tuple[int, ...] | None = None
-        self._cond = threading.Condition()
-        self._latest: int | None = None
         self._held: CudaSlot | None = None
-        self._next = 0
-        self._closed = False
-        self.stats = RingStats()
         self._event_flags = cuda.event_flags.DISABLE_TIMING  # events only order work; no timing overhead
         with self._current():
             self.copy_stream = cuda.Stream()
@@ -152,24 +144,17 @@ class CudaFrameRing:
                 else:
                     self._free_slot_memory(slot)
             self._slots = [self._new_slot(shape) for _ in range(self._n)]
-        self._shape = shape
-        self.stats.reallocations += 1
+
+    def _is_free(self, index: int) -> bool:
+        return self._slots[index] is not self._held
 
     def put(self, image: np.ndarray, meta: FrameMeta) -> None:
         """Stage ``image`` in a free slot and queue its upload; it becomes the newest frame. Never blocks on
         the consumer (only, rarely, on this slot's own previous upload)."""
-        if image.dtype != np.uint8 or image.ndim != 3:
-            raise ValueError(f"FrameRing takes H x W x C uint8 frames, got {image.dtype} {image.shape}")
-        with self._cond:
-            if self._closed:
-                return
-            if image.shape != self._shape:
-                self._allocate(image.shape)
-                if self._latest is not None:
-                    self.stats.dropped += 1
-                self._latest = None
-            target = self._free_index()
-            slot = self._slots[target]
+        target = self._claim(image)
+        if target is None:
+            return
+        slot = self._slots[target]
         # Outside the lock: the slot is neither the newest nor held, and there is one producer.
         with self._current():
             slot.uploaded.synchronize()  # the host buffer's previous upload has left it
@@ -178,20 +163,7 @@ class CudaFrameRing:
             cuda.memcpy_htod_async(slot.device, slot.host, self.copy_stream)
             slot.uploaded.record(self.copy_stream)
         slot.meta = meta
-        with self._cond:
-            if self._latest is not None:
-                self.stats.dropped += 1
-            self._latest = target
-            self.stats.written += 1
-            self._cond.notify_all()
-
-    def _free_index(self) -> int:
-        for _ in range(self._n):
-            i = self._next
-            self._next = (self._next + 1) % self._n
-            if i != self._latest and self._slots[i] is not self._held:
-                return i
-        raise RuntimeError("no free slot")  # unreachable with >= 3 slots
+        self._publish(target)
 
     @contextmanager
     def acquire(self, timeout_s: float | None = None) -> Iterator[CudaSlot | None]:
@@ -199,20 +171,9 @@ class CudaFrameRing:
         ``timeout_s``. Queue the block's GPU work on ``compute_stream``. Raises RingClosed once closed and
         drained."""
         with self._cond:
-            deadline = None if timeout_s is None else time.monotonic() + timeout_s
-            while self._latest is None:
-                if self._closed:
-                    raise RingClosed
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    break
-                self._cond.wait(remaining)
-            slot = None
-            if self._latest is not None:
-                slot = self._slots[self._latest]
-                self._latest = None
-                self._held = slot
-                self.stats.read += 1
+            index = self._take_latest(timeout_s)
+            slot = None if index is None else self._slots[index]
+            self._held = slot
         if slot is None:
             yield None
             return
@@ -230,16 +191,6 @@ class CudaFrameRing:
                 with self._current():
                     for old in retired:
                         self._free_slot_memory(old)
-
-    def close(self) -> None:
-        """No more frames; a waiting consumer wakes (and gets RingClosed once the last frame is read)."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     def free(self) -> None:
         """Close and release every host and device buffer now (call when no slot is held)."""

@@ -73,65 +73,119 @@ class FrameRing(Protocol):
     def close(self) -> None: ...
 
 
+class LatestWins:
+    """The slot bookkeeping both rings share (``CpuFrameRing``, ``streamer.live.cuda_ring.CudaFrameRing``): the
+    slot written next, the newest unread one, closing, and the counts. A ring says which slots are free
+    (``_is_free``) and how slots are made for a frame size (``_allocate``); its own ``put`` copies the frame
+    into the slot ``_claim`` gave it, outside the lock, then ``_publish``-es it, and its ``acquire`` holds
+    what ``_take_latest`` hands out."""
+
+    def __init__(self, slots: int) -> None:
+        if slots < 3:
+            raise ValueError("a latest-frame ring needs at least 3 slots")
+        self._n = slots
+        self._shape: tuple[int, ...] | None = None
+        self._cond = threading.Condition()
+        self._latest: int | None = None  # slot index of the newest frame not yet read
+        self._next = 0
+        self._closed = False
+        self.stats = RingStats()
+
+    def _allocate(self, shape: tuple[int, ...]) -> None:
+        raise NotImplementedError
+
+    def _is_free(self, index: int) -> bool:
+        """Whether slot ``index`` may be written (it is neither the newest nor held)."""
+        raise NotImplementedError
+
+    def _claim(self, image: np.ndarray) -> int | None:
+        """The index of a free slot for ``image`` (None: the ring is closed); new slots for a new frame size
+        (the newest unread frame, of the old size, is dropped)."""
+        if image.dtype != np.uint8 or image.ndim != 3:
+            raise ValueError(f"FrameRing takes H x W x C uint8 frames, got {image.dtype} {image.shape}")
+        with self._cond:
+            if self._closed:
+                return None
+            if image.shape != self._shape:
+                # New frame size: fresh slots. A consumer holding an old slot keeps that object until release.
+                self._allocate(image.shape)
+                self._shape = image.shape
+                self.stats.reallocations += 1
+                if self._latest is not None:
+                    self.stats.dropped += 1
+                self._latest = None
+            for _ in range(self._n):
+                i = self._next
+                self._next = (self._next + 1) % self._n
+                if i != self._latest and self._is_free(i):
+                    return i
+            raise RuntimeError("no free slot")  # unreachable with >= 3 slots
+
+    def _publish(self, index: int) -> None:
+        """Slot ``index`` holds the newest frame now (an unread older one is dropped)."""
+        with self._cond:
+            if self._latest is not None:
+                self.stats.dropped += 1
+            self._latest = index
+            self.stats.written += 1
+            self._cond.notify_all()
+
+    def _take_latest(self, timeout_s: float | None) -> int | None:
+        """Under ``_cond``: the newest unread slot's index, waiting up to ``timeout_s`` (None: none came);
+        RingClosed once the ring is closed and drained."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while self._latest is None:
+            if self._closed:
+                raise RingClosed
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return None
+            self._cond.wait(remaining)
+        index, self._latest = self._latest, None
+        self.stats.read += 1
+        return index
+
+    def close(self) -> None:
+        """No more frames; a waiting consumer wakes (and gets RingClosed once the last frame is read)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
 @dataclass
 class _CpuSlot:
     image: np.ndarray
     meta: FrameMeta = field(default_factory=lambda: FrameMeta(-1, 0.0))
 
 
-class CpuFrameRing:
+class CpuFrameRing(LatestWins):
     """Numpy slots (at least 3: one being written, the newest, one held by the consumer)."""
 
     def __init__(self, slots: int = 3) -> None:
-        if slots < 3:
-            raise ValueError("a latest-frame ring needs at least 3 slots")
-        self._n = slots
+        super().__init__(slots)
         self._slots: list[_CpuSlot] = []
-        self._shape: tuple[int, ...] | None = None
-        self._cond = threading.Condition()
-        self._latest: int | None = None  # slot index of the newest frame not yet read
         self._held: int | None = None  # slot index the consumer holds
-        self._next = 0
-        self._closed = False
-        self.stats = RingStats()
 
     def _allocate(self, shape: tuple[int, ...]) -> None:
         self._slots = [_CpuSlot(np.empty(shape, dtype=np.uint8)) for _ in range(self._n)]
-        self._shape = shape
-        self.stats.reallocations += 1
+
+    def _is_free(self, index: int) -> bool:
+        return index != self._held
 
     def put(self, image: np.ndarray, meta: FrameMeta) -> None:
         """Copy ``image`` into a free slot and make it the newest (one producer thread per ring)."""
-        if image.dtype != np.uint8 or image.ndim != 3:
-            raise ValueError(f"FrameRing takes H x W x C uint8 frames, got {image.dtype} {image.shape}")
-        with self._cond:
-            if self._closed:
-                return
-            if image.shape != self._shape:
-                # New frame size: fresh slots. A consumer holding an old slot keeps that object until release.
-                self._allocate(image.shape)
-                if self._latest is not None:
-                    self.stats.dropped += 1
-                self._latest = None
-            target = self._free_slot()
-            slot = self._slots[target]
+        target = self._claim(image)
+        if target is None:
+            return
+        slot = self._slots[target]
         # Copy outside the lock: the slot is neither the newest nor held, and there is one producer.
         np.copyto(slot.image, image)
         slot.meta = meta
-        with self._cond:
-            if self._latest is not None:
-                self.stats.dropped += 1
-            self._latest = target
-            self.stats.written += 1
-            self._cond.notify_all()
-
-    def _free_slot(self) -> int:
-        for _ in range(self._n):
-            i = self._next
-            self._next = (self._next + 1) % self._n
-            if i != self._latest and i != self._held:
-                return i
-        raise RuntimeError("no free slot")  # unreachable with >= 3 slots
+        self._publish(target)
 
     @contextmanager
     def acquire(self, timeout_s: float | None = None) -> Iterator[_CpuSlot | None]:
@@ -139,20 +193,8 @@ class CpuFrameRing:
 
         Raises RingClosed once the ring is closed and drained."""
         with self._cond:
-            deadline = None if timeout_s is None else time.monotonic() + timeout_s
-            while self._latest is None:
-                if self._closed:
-                    raise RingClosed
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    break
-                self._cond.wait(remaining)
-            if self._latest is None:
-                index = None
-            else:
-                index, self._latest = self._latest, None
-                self._held = index
-                self.stats.read += 1
+            index = self._take_latest(timeout_s)
+            self._held = index
         if index is None:
             yield None
             return
@@ -161,12 +203,3 @@ class CpuFrameRing:
         finally:
             with self._cond:
                 self._held = None
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
