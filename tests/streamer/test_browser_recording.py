@@ -93,8 +93,13 @@ def faults(monkeypatch: pytest.MonkeyPatch) -> WriterFaults:
 
 @pytest.fixture
 def server(chromium: str, clips: Path, tmp_path: Path, faults: WriterFaults) -> Iterator[ThreadedServer]:  # noqa: F811
+    # Processing capped at 8 fps: the recorder's FFV1 encoders must be able to catch up once the disk is fast
+    # again, and at the clip's 30 fps a busy machine (load 20 on 2 cores) never let them, so the alarm stayed.
     config = ServeConfig(
-        data_dir=tmp_path, processor="passthrough", inputs=(InputSpec.parse(f"{STREAM}={clips / 'd3.mp4'}"),)
+        data_dir=tmp_path,
+        processor="passthrough",
+        inputs=(InputSpec.parse(f"{STREAM}={clips / 'd3.mp4'}"),),
+        max_process_fps=8.0,
     )
     # A queue of 0.2 s (6 frames at 30 fps): a stalled disk fills it within a second.
     groups = (webrtc.register, api.register, api_recording.configured(min_free_bytes=0, queue_seconds=0.2))
@@ -155,7 +160,7 @@ def test_the_recorder_alarm_and_a_full_disk_are_shown_over_the_video(
             page.wait_for_timeout(300)
             page.screenshot(path=str(ARTIFACTS / "monitor-recorder-disk-full.png"))
             stream = server.api(f"/api/streams/{STREAM}")
-            assert stream["recording"]["state"] == "failed" and stream["stats"]["output_fps"] > 10
+            assert stream["recording"]["state"] == "failed" and stream["stats"]["output_fps"] > 2
 
             page.click("#rec-dismiss")
             assert page.is_hidden("#rec-alarm") and page.is_hidden("#rec-badge")
