@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from streamer.commands import add_consent_args, add_models_arg, consent_from_args
 
@@ -33,13 +33,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     add = isub.add_parser(
         "add",
         help="enroll an identity from photos",
-        description="Enroll NAME from one or more photos of the same person (frontal, even light, closed lips "
-        "work best). A photo is refused with the reason when it shows no face, a face under 80 px wide, a "
-        "face cut by the border, turned more than 45 degrees, or not a human face; a photo with several "
+        description="Enroll NAME from one or more photos or clips of the same person (frontal, even light, "
+        "closed lips work best; from a clip stageswap picks such frames itself, plus a few turned ones). "
+        "A photo is refused with the reason when it shows no face, a face under 80 px wide, a face cut by the "
+        "border, turned more than 45 degrees, or not a human face; a photo with several "
         "faces needs --face. Photos up to 100 Mpx are accepted (scaled down).",
     )
     add.add_argument("name", help="identity name: 1-64 of a-z, 0-9, '_' and '-'")
-    add.add_argument("photos", nargs="+", type=Path, metavar="PHOTO", help="JPEG, PNG, WebP, BMP or TIFF")
+    add.add_argument(
+        "photos",
+        nargs="+",
+        type=Path,
+        metavar="PHOTO_OR_CLIP",
+        help="JPEG, PNG, WebP, BMP or TIFF photos, or clips (.mp4, .mov, .mkv, .webm, ...): from a clip the "
+        "sharpest frontal frames with closed lips and a few turned ones are enrolled",
+    )
     add.add_argument(
         "--face",
         default=None,
@@ -94,8 +102,9 @@ def run_add(args: argparse.Namespace) -> int:
 
     store = _store(args)
     consent = consent_from_args(args)
+    photos = _photos_and_clip_frames(args)
     info, record = enroll_with_consent(
-        store, args.name, list(args.photos), consent, args.unverified, face=args.face, replace=args.replace
+        store, args.name, photos, consent, args.unverified, face=args.face, replace=args.replace
     )
     _audit(
         args,
@@ -106,7 +115,7 @@ def run_add(args: argparse.Namespace) -> int:
         consent=consent_summary(record),
     )
     print(f"enrolled {info.name!r} from {info.photos} photo(s) in {store.root / info.name}")
-    _embed(args, store, info.name)
+    _embed(args, store, info.name, photos)
     if record is None:
         print("consent: none recorded (unverified)")
     else:
@@ -116,7 +125,33 @@ def run_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def _embed(args: argparse.Namespace, store: IdentityStore, name: str) -> None:
+def _photos_and_clip_frames(args: argparse.Namespace) -> list[Any]:
+    """The photos as given, each clip replaced by the frames picked from it (engines.identity.footage)."""
+    from engines.errors import InputError
+    from engines.identity.footage import is_video, pick_frames
+    from streamer.commands.faceset import build_tracker
+    from streamer.record.media import VideoReader
+
+    out: list[Any] = []
+    tracker = None
+    for path in args.photos:
+        if not is_video(path):
+            out.append(path)
+            continue
+        if not path.is_file():
+            raise InputError(f"clip {path} {'is not a file' if path.exists() else 'does not exist'}")
+        tracker = tracker or build_tracker(getattr(args, "models", None))
+        tracker.reset()
+        with VideoReader(path) as reader:
+            frames = ((frame.image, frame.time_s) for frame in reader.frames())
+            picked = pick_frames(frames, tracker.update, label=path.name)
+        said = ", ".join(f"{p.index} ({p.kind}, yaw {p.yaw_deg:+.0f})" for p in picked)
+        print(f"{path.name}: enrolling frames {said}")
+        out.extend(p.image for p in picked)
+    return out
+
+
+def _embed(args: argparse.Namespace, store: IdentityStore, name: str, photos: list[Any]) -> None:
     """Embed the new identity for inswapper-style models with every registered recogniser
     (engines.identity.recognition).
 
@@ -127,7 +162,7 @@ def _embed(args: argparse.Namespace, store: IdentityStore, name: str) -> None:
     from engines.swap.user_models import UserModelStore
 
     try:
-        used = embed_identity(UserModelStore(data_dir(args.data_dir)), store.root, name, list(args.photos))
+        used = embed_identity(UserModelStore(data_dir(args.data_dir)), store.root, name, photos)
     except StageswapError as exc:
         print(f"warning: no embedding for inswapper-style models: {exc}")
         return

@@ -4,6 +4,7 @@ command line, with the messages users get for what they get wrong."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import av
@@ -124,3 +125,54 @@ def test_process_relight_alone(tmp_path: Path, clips: Path, capsys: pytest.Captu
     lit, src = _frames(out)[0].astype(int), _frames(clips / "d0.mp4")[0].astype(int)
     # A red-only light: red gains on blue (BGR) where the face is, and nothing else changes much.
     assert (lit[..., 2] - lit[..., 0]).mean() > (src[..., 2] - src[..., 0]).mean() + 1.0
+
+
+def test_identities_add_from_a_clip(tmp_path: Path, clips: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`identities add NAME CLIP` picks sharp, frontal frames with closed lips and turned ones from d3.mp4 and
+    merges them: the identity is seen well over more of the face (its coverage, the enrollment's measure of
+    how much of the face its photos show) than the best of those frames enrolled alone."""
+    from engines.identity.store import IdentityStore
+
+    data = tmp_path / "data"
+    rc, out, err = _run(
+        capsys, "identities", "add", "actor", str(clips / "d3.mp4"), "--data-dir", str(data), "--unverified"
+    )
+    assert rc == 0, err
+    assert "d3.mp4: enrolling frames" in out and "frontal" in out
+    store = IdentityStore(data / "identities")
+    merged = store.load("actor")
+    assert merged.info.photos >= 2
+    line = out.split("enrolling frames ", 1)[1].splitlines()[0]
+    picked = [int(i) for i in re.findall(r"(\d+) \((?:frontal|left|right)", line)]
+    assert len(picked) == merged.info.photos
+    from streamer.record.media import VideoReader
+
+    images = {}
+    with VideoReader(clips / "d3.mp4") as reader:
+        for i, frame in enumerate(reader.frames()):
+            if i in picked:
+                images[i] = frame.image
+            if i > max(picked):
+                break
+    singles = []
+    for i, image in images.items():
+        store.enroll(f"frame-{i}", [image], face="largest")
+        singles.append(float(store.load(f"frame-{i}").coverage.mean()))
+    assert float(merged.coverage.mean()) >= max(singles), (merged.coverage.mean(), singles)
+
+
+def test_a_clip_with_no_usable_frame_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A clip without a face gives one line saying what to use instead."""
+    path = tmp_path / "grey.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        for _ in range(10):
+            frame = av.VideoFrame.from_ndarray(np.full((120, 160, 3), 128, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    rc, _, err = _run(capsys, "identities", "add", "nobody", str(path), "--data-dir", str(tmp_path), "--unverified")
+    assert rc != 0 and "no frame of grey.mp4 shows a sharp, frontal face" in err
+    assert len(err.strip().splitlines()) == 1
