@@ -14,8 +14,10 @@ import contextlib
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from engines.errors import InputError
 
@@ -81,3 +83,32 @@ def write_atomic(path: Path, data: bytes | str, mode: int | None = None, fsync: 
             fh.flush()
             os.fsync(fh.fileno())
     return path
+
+
+T = TypeVar("T")
+
+
+class StampedCache(Generic[T]):
+    """What a store read from a file, kept while the file is unchanged (its mtime, size and inode): each record
+    is read once per version, and one written again (re-enrolled) is read again. Safe across threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[str, tuple[tuple[int, int, int], T]] = {}
+
+    def get(self, key: str, st: os.stat_result, read: Callable[[], T]) -> T:
+        """The value for ``key`` whose file has the status ``st``: the kept one, or ``read()`` (and kept)."""
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        with self._lock:
+            cached = self._items.get(key)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        value = read()
+        with self._lock:
+            self._items[key] = (stamp, value)
+        return value
+
+    def pop(self, key: str) -> None:
+        """Forget ``key`` (its file was removed or replaced)."""
+        with self._lock:
+            self._items.pop(key, None)

@@ -30,7 +30,7 @@ import numpy as np
 
 from engines.errors import InputError, OutputError
 from engines.identity.descriptor import DESCRIPTOR_DIM, descriptor_distance
-from engines.paths import check_name, inside, write_atomic
+from engines.paths import StampedCache, check_name, inside, write_atomic
 from engines.settings import POSITION_MATCHES
 
 FORMAT = "stageswap-performer"
@@ -121,7 +121,7 @@ class PerformerStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self._lock = threading.Lock()
-        self._cache: dict[str, tuple[tuple[int, int, int], Performer]] = {}
+        self._cache: StampedCache[Performer] = StampedCache()
 
     def list(self) -> builtins.list[Performer]:
         """Every readable performer, by name (a damaged one is left out: ``load`` says what is wrong)."""
@@ -156,15 +156,7 @@ class PerformerStore:
                 f"no performer named {name!r} (enrolled: {known}); enroll one with: "
                 f"stageswap performers add {name} PHOTO_OR_CLIP..."
             ) from None
-        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-        with self._lock:
-            cached = self._cache.get(name)
-        if cached is not None and cached[0] == stamp:
-            return cached[1]
-        performer = _read(name, path)
-        with self._lock:
-            self._cache[name] = (stamp, performer)
-        return performer
+        return self._cache.get(name, st, lambda: _read(name, path))
 
     def save(
         self,
@@ -194,7 +186,7 @@ class PerformerStore:
             if not replace and self.exists(name):
                 raise InputError(f"performer {name!r} already exists; use --replace to enroll them again")
             self._write(name, meta)
-            self._cache.pop(name, None)
+            self._cache.pop(name)
         return performer
 
     def remove(self, name: str) -> None:
@@ -203,7 +195,7 @@ class PerformerStore:
             if not path.is_dir():
                 raise InputError(f"no performer named {name!r}")
             shutil.rmtree(path)
-            self._cache.pop(name, None)
+            self._cache.pop(name)
 
     def _dir(self, name: str) -> Path:
         check_name(name, "performer name")

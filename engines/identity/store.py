@@ -44,7 +44,7 @@ from engines.face.landmarks import NUM_LANDMARKS
 from engines.identity.cleanup import SHADING_RANGE
 from engines.identity.enroll import EnrollConfig, FaceAnalyser, FaceChoice, PhotoFace, build_texture, canonical_shape
 from engines.identity.photos import Photo, PhotoSource, load_photo
-from engines.paths import check_name, inside
+from engines.paths import StampedCache, check_name, inside
 
 FORMAT = "stageswap-identity"
 VERSION = 2
@@ -174,7 +174,7 @@ class IdentityStore:
         self.config = config or (analyser.config if analyser is not None else EnrollConfig())
         self._analyser = analyser
         self._lock = threading.Lock()
-        self._cache: dict[str, tuple[tuple[int, int, int], Identity]] = {}
+        self._cache: StampedCache[Identity] = StampedCache()
 
     # ------------------------------------------------------------------------------------------ queries
 
@@ -212,15 +212,7 @@ class IdentityStore:
                 ) from None
             known = ", ".join(i.name for i in self.list()) or "none"
             raise InputError(f"no identity named {name!r} (enrolled: {known})") from None
-        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-        with self._lock:
-            cached = self._cache.get(name)
-        if cached is not None and cached[0] == stamp:
-            return cached[1]
-        identity = _load_identity(name, path)
-        with self._lock:
-            self._cache[name] = (stamp, identity)
-        return identity
+        return self._cache.get(name, st, lambda: _load_identity(name, path))
 
     # ------------------------------------------------------------------------------------------ changes
 
@@ -262,7 +254,7 @@ class IdentityStore:
             if not replace and self.exists(name):
                 raise InputError(f"identity {name!r} already exists; use --replace to enroll it again")
             self._write(name, meta, texset.texture, texset.coverage, texset.shading)
-            self._cache.pop(name, None)
+            self._cache.pop(name)
         return _info_from_meta(name, meta)
 
     def find_faces(self, photos: Sequence[PhotoSource]) -> builtins.list[tuple[Photo, builtins.list[Detection]]]:
@@ -284,7 +276,7 @@ class IdentityStore:
                 raise InputError(f"no identity named {name!r}")
             trash = self.root / f".trash-{name}-{uuid.uuid4().hex[:8]}"
             os.replace(path, trash)
-            self._cache.pop(name, None)
+            self._cache.pop(name)
         shutil.rmtree(trash, ignore_errors=True)
 
     # ------------------------------------------------------------------------------------------ internals

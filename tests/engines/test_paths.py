@@ -34,3 +34,23 @@ def test_data_dir_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.delenv(DATA_ENV)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     assert data_dir() == tmp_path / "xdg" / "stageswap"
+
+
+def test_a_stamped_cache_reads_a_file_once_per_version(tmp_path: Path) -> None:
+    from engines.paths import StampedCache
+
+    path = tmp_path / "record.json"
+    path.write_text("one")
+    reads: list[str] = []
+
+    def read() -> str:
+        reads.append(path.read_text())
+        return reads[-1]
+
+    cache: StampedCache[str] = StampedCache()
+    assert cache.get("r", path.stat(), read) == "one" and cache.get("r", path.stat(), read) == "one"
+    assert reads == ["one"]
+    path.write_text("two, longer")  # written again: another size (and mtime)
+    assert cache.get("r", path.stat(), read) == "two, longer" and len(reads) == 2
+    cache.pop("r")
+    assert cache.get("r", path.stat(), read) == "two, longer" and len(reads) == 3
