@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 
 from benchmarks.watermark_visibility import Window, cheek_window, contrast, pick_crops, visibility
-from engines.compose.watermark import Watermarker
+from engines.compose.watermark import WatermarkConfig, Watermarker
 
 SHARED = Path(os.environ.get("STAGESWAP_SHARED") or Path(__file__).resolve().parents[2] / "shared")
 LIVE_BPS = 2_500_000
@@ -109,11 +109,14 @@ def main() -> None:
     )
     ap.add_argument("--sheets", type=Path, help="write contact crops at 3x contrast (PNG) into this folder")
     ap.add_argument("--only-visibility", action="store_true", help="skip the cost and robustness tables")
+    ap.add_argument("--masked", action="store_true", help="the experimental perceptually masked mark (issue 24)")
+    ap.add_argument("--strength", type=float, default=WatermarkConfig().strength, help="RMS levels (default 2)")
     args = ap.parse_args()
     print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, python {platform.python_version()}")
-    marker = Watermarker()
+    marker = Watermarker(WatermarkConfig(masked=args.masked, strength=args.strength))
     print(
         f"watermark: strength {marker.config.strength} levels RMS, {marker.config.grid_cells} cells on the short side"
+        + (f", masked (ratio {marker.config.mask_ratio}, gain up to {marker.config.mask_gain})" if args.masked else "")
     )
 
     if args.only_visibility:

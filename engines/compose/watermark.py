@@ -65,6 +65,13 @@ class WatermarkConfig:
     """Acceptance threshold: mean |z| of the 48 bit statistics (unmarked footage reads about 0.8)."""
     badge: bool = False
     """Draw a visible "SYNTHETIC" badge on monitor outputs (never on recordings)."""
+    masked: bool = False
+    """Experimental perceptual masking (issue 24; off by default: see BENCHMARKS.md for the trade): the mark is
+    scaled per pixel so that, in a band around its cell size, it stays below ``mask_ratio`` times the picture's
+    own structure there (contrast masking: what hides a pattern), up to ``mask_gain`` times ``strength``;
+    flat areas get almost none. Detection then weighs each cell by the amplitude it can carry."""
+    mask_ratio: float = 0.8
+    mask_gain: float = 2.0
 
     def __post_init__(self) -> None:
         if isinstance(self.strength, bool) or not isinstance(self.strength, int | float):
@@ -79,6 +86,10 @@ class WatermarkConfig:
             raise InputError(f"watermark grid_cells must be an integer between 16 and 512, got {self.grid_cells!r}")
         if isinstance(self.key, bool) or not isinstance(self.key, int) or not 0 <= self.key < (1 << 63):
             raise InputError(f"watermark key must be an integer between 0 and 2**63-1, got {self.key!r}")
+        for name, low, high in (("mask_ratio", 0.1, 4.0), ("mask_gain", 0.5, 8.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+                raise InputError(f"watermark {name} must be between {low} and {high}, got {value!r}")
         if not math.isfinite(self.min_mean_z) or self.min_mean_z < 1.5:
             raise InputError(f"watermark min_mean_z must be at least 1.5, got {self.min_mean_z!r}")
 
@@ -187,7 +198,18 @@ class Watermarker:
         """A copy of the BGR uint8 ``image`` carrying ``wid``; the input is not modified."""
         h, w = self._check_frame(image, colour=True)
         pos, neg = self._pattern(w, h, _check_id(wid))
+        if self.config.masked:
+            return self._apply_masked(image, pos, neg)
         return cv2.subtract(cv2.add(image, pos), neg)
+
+    def _apply_masked(self, image: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+        """The pattern scaled by ``mask_gain_map`` of the frame (``WatermarkConfig.masked``)."""
+        gain = mask_gain_map(image, self.config)
+        offset = pos[:, :, 0].astype(np.float32) - neg[:, :, 0].astype(np.float32)
+        scaled = np.rint(offset * gain).astype(np.int16)
+        up = cv2.merge([np.clip(scaled, 0, 255).astype(np.uint8)] * 3)
+        down = cv2.merge([np.clip(-scaled, 0, 255).astype(np.uint8)] * 3)
+        return cv2.subtract(cv2.add(image, up), down)
 
     def pattern(self, width: int, height: int, wid: int) -> np.ndarray:
         """The signed luma offset (int16, height x width) that ``apply`` adds for ``wid``."""
@@ -254,7 +276,9 @@ class Watermarker:
         grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
         cells = cv2.resize(grey.astype(np.float32), (grid.cells_w, grid.cells_h), interpolation=cv2.INTER_AREA)
         residual = cells - cv2.GaussianBlur(cells, (0, 0), 1.0)
-        weight = 1.0 / (cv2.GaussianBlur(residual * residual, (0, 0), 3.0) + 0.25)
+        energy = cv2.GaussianBlur(residual * residual, (0, 0), 3.0) + 0.25
+        # a masked mark's amplitude grows with the local structure (~ its square root): weigh by amplitude / noise
+        weight = 1.0 / np.sqrt(energy) if self.config.masked else 1.0 / energy
         bits = grid.bit_of_cell.ravel()
         s = np.bincount(bits, weights=(residual * grid.code * weight).ravel(), minlength=PAYLOAD_BITS)
         q = np.bincount(bits, weights=((residual * weight) ** 2).ravel(), minlength=PAYLOAD_BITS)
@@ -317,6 +341,16 @@ def _confidence(z: np.ndarray, bits: np.ndarray) -> float:
     signs = 2.0 * bits.astype(np.float64) - 1.0
     log_p = sum(math.log(max(_phi(float(v)), 1e-300)) for v in z * signs)
     return float(math.exp(log_p))
+
+
+def mask_gain_map(image: np.ndarray, config: WatermarkConfig) -> np.ndarray:
+    """Per pixel, how many times ``strength`` the masked mark may have (0 .. ``mask_gain``): the picture's RMS
+    in the mark's band (difference of Gaussians, sigma 1 and 4 px, over 16-px neighbourhoods) times
+    ``mask_ratio`` over ``strength``."""
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    band = cv2.GaussianBlur(grey, (0, 0), 1.0) - cv2.GaussianBlur(grey, (0, 0), 4.0)
+    rms = np.sqrt(cv2.blur(band * band, (16, 16)))
+    return np.clip(rms * (config.mask_ratio / config.strength), 0.0, config.mask_gain)
 
 
 def draw_badge(image: np.ndarray, text: str = "SYNTHETIC") -> np.ndarray:

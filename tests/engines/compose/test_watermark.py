@@ -311,3 +311,25 @@ def test_no_watermark_flags(tmp_path: Path, clips: Path, models_dir: Path) -> No
     with av.open(str(out)) as container:
         frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
     assert Watermarker().read_clip(frames).id is None
+
+
+def test_masked_mark_leaves_flat_areas_alone_and_reads_after_live_h264(clips: Path) -> None:
+    """The experimental perceptual masking (issue 24): on s18's flat office wall the masked mark changes almost
+    nothing where today's mark puts its full pattern, and it still reads after H.264 at the live bitrate."""
+    from benchmarks.watermark_visibility import luma, mask_ratios, pick_crops
+
+    frames = _frames(clips / "s18.mp4", 30)
+    masked = Watermarker(WatermarkConfig(masked=True))
+    flat = pick_crops(frames)[0]
+    plain_crop = luma(flat.of(frames[15]))
+    unmasked_share = {
+        name: float(np.mean(mask_ratios(plain_crop, luma(flat.of(m.apply(frames[15], WID)))) > 1.0))
+        for name, m in (("masked", masked), ("today", Watermarker()))
+    }
+    assert unmasked_share["today"] > 0.5 and unmasked_share["masked"] <= 0.05, unmasked_share
+    live, _ = h264([masked.apply(f, WID) for f in frames], LIVE_BITRATE, "veryfast", "zerolatency")
+    assert masked.read_clip(live).detected_ratio >= 0.95
+    plain, _ = h264(frames, LIVE_BITRATE, "veryfast", "zerolatency")
+    assert masked.read_clip(plain).id is None
+    with pytest.raises(InputError, match="mask_gain must be between"):
+        WatermarkConfig(masked=True, mask_gain=20.0)
