@@ -224,6 +224,19 @@ def test_verify_a_copy_reencoded_by_someone_else(
     assert f"identifies recording/session {format_id(WID)}" in captured.err
 
 
+def test_verify_reads_the_experimental_masked_mark(clips: Path, keys: Path, tmp_path: Path) -> None:
+    """A recording marked with WatermarkConfig(masked=True) (issue 24): verify finds its id too."""
+    from engines.compose.watermark import WatermarkConfig
+    from streamer.commands.verify import read_watermark
+
+    marker = Watermarker(WatermarkConfig(masked=True))
+    with VideoReader(clips / "s18.mp4") as reader:
+        frames = itertools.islice(reader.frames(), 30)
+        path = write_video(tmp_path / "masked.mp4", ((marker.apply(f.image, WID), f.pts) for f in frames), reader.info)
+    mark = read_watermark(path, 30)
+    assert mark["id"] == format_id(WID) and mark["masked"] is True and mark["detected_ratio"] >= 0.9
+
+
 def test_unmarked_unsigned_clip(clips: Path, keys: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["verify", str(clips / "s18.mp4"), "--data-dir", str(keys), "--max-frames", "30"]) == 2
     out = capsys.readouterr().out
