@@ -82,7 +82,16 @@ def test_publish_clip_with_an_enrolled_identity_view_both_views_then_delete_free
 
             t0, sent0, done0, out0 = time.monotonic(), track.sent, stream.stats.snapshot()["frames_processed"], handed()
             recv0 = {"processed": len(processed.times), "source": len(source.times)}
+            # A window of at least 4 s, longer on a busy machine until some frames went all the way through.
             await asyncio.sleep(4.0)
+            await wait_for(
+                lambda: (
+                    stream.stats.snapshot()["frames_processed"] - done0 >= 10
+                    and len(processed.times) - recv0["processed"] >= 5
+                    and len(source.times) - recv0["source"] >= 5
+                ),
+                40,
+            )
             t1, sent1, done1, out1 = time.monotonic(), track.sent, stream.stats.snapshot()["frames_processed"], handed()
             recv1 = {"processed": len(processed.times), "source": len(source.times)}
             async with http.get(f"{srv.url}/api/streams/cam") as r:
