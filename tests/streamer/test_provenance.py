@@ -323,8 +323,29 @@ def test_a_recording_made_by_the_service_is_signed_and_its_sidecar_matches(
                 async with http.delete(f"{server.url}/api/streams/cam/recording") as r:
                     assert r.status == 200, await r.text()
                 sidecars[container] = json.loads((data / "recordings" / f"{rec_id}.json").read_text())
+            # a recording without the mark while the stream keeps it (issue 24)
+            async with http.post(f"{server.url}/api/streams/cam/recording", json={"watermark": False}) as r:
+                assert r.status == 201, await r.text()
+                started = await r.json()
+                assert (started["watermark"], started["watermark_id"]) == (False, None)
+            stream = server.service.streams.get("cam")
+            done = stream.stats.snapshot()["frames_processed"]
+            assert await wait_for(lambda s=stream, d=done: s.stats.snapshot()["frames_processed"] > d + 20, 20)
+            async with http.get(f"{server.url}/api/streams/cam") as r:
+                body = await r.json()
+                assert body["watermark_id"] == stream_marks[0] and body["recording"]["watermark"] is False
+            async with http.delete(f"{server.url}/api/streams/cam/recording") as r:
+                assert r.status == 200, await r.text()
+            unmarked.update(json.loads((data / "recordings" / f"{started['id']}.json").read_text()))
 
+    unmarked: dict = {}
     asyncio.run(scenario())
+
+    # the unmarked recording: no id in its sidecar, its provenance or its frames
+    assert unmarked["watermark"] is False and unmarked["watermark_id"] is None
+    assert unmarked["provenance"]["processed"]["watermark_id"] is None
+    with VideoReader(data / "recordings" / unmarked["files"]["processed"]) as reader:
+        assert Watermarker().read_clip(f.image for f in reader.frames()).id is None
 
     trust = data / "keys" / "trust.pem"
     for container, sidecar in sidecars.items():
@@ -357,8 +378,8 @@ def test_a_recording_made_by_the_service_is_signed_and_its_sidecar_matches(
     report = verify_log(audit_path(data))
     assert report.ok
     events = [json.loads(line)["event"] for line in audit_path(data).read_text().splitlines()]
-    assert events.count("recording.started") == 2 and events.count("recording.finished") == 2
-    assert events.count("recording.signed") == 2 and events[:2] == ["identity.enrolled", "swap.started"]
+    assert events.count("recording.started") == 3 and events.count("recording.finished") == 3
+    assert events.count("recording.signed") == 3 and events[:2] == ["identity.enrolled", "swap.started"]
 
 
 def test_without_credentials_recordings_are_marked_unsigned(recording: dict[str, Path], tmp_path: Path) -> None:
