@@ -39,6 +39,7 @@ SAMPLE = {
     "session": "abcdef123456",
     "id": "cam-20250101T000000.000Z",
     "node": "local",  # this server on its stage page
+    "view": "processed",  # a recording's file
 }
 
 
