@@ -171,7 +171,11 @@ def test_whip_recording_holds_exactly_the_processed_frames(tmp_path: Path, stamp
                     assert r.headers["Location"] == f"/api/recordings/{started['id']}"
                 async with http.get(f"{base}/api/streams/cam1/recording") as r:
                     assert r.status == 200 and (await r.json())["state"] == "recording"
+                # At least 3 s, and on a busy machine until the worker has processed 65 more frames (at most 60 s).
+                seen_at_start, deadline = len(seen), time.monotonic() + 60
                 await asyncio.sleep(3.0)
+                while len(seen) - seen_at_start < 65 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.1)
                 async with http.delete(f"{base}/api/streams/cam1/recording") as r:
                     assert r.status == 200, await r.text()
                     summary = await r.json()
