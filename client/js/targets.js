@@ -5,6 +5,9 @@
 // them out of frame and back), else by its id `id:N` — and goes out as the same PATCH every control sends, so the
 // server checks it and the audit log records it. Boxes follow the pushed stats (about twice a second).
 
+/** How long the rules chosen on this page outlast pushed stats (a push may have left before the PATCH landed). */
+const HOLD_CHOICE_MS = 3000;
+
 /** The rectangle (in the element's pixels) where an object-fit: contain video draws its picture. */
 function pictureRect(video) {
   const w = video.clientWidth;
@@ -53,6 +56,7 @@ export class FaceTargets {
     stage.append(this.layer, this.menu);
     this.faces = [];
     this.settings = {};
+    this.chosenAt = -Infinity;
     document.addEventListener("click", (event) => {
       if (!this.menu.hidden && !this.menu.contains(event.target) && !event.target.closest(".face-box")) this.close();
     });
@@ -61,9 +65,14 @@ export class FaceTargets {
     });
   }
 
-  /** Draw the faces of the newest stats (`stream.stats.face_list`) and remember the settings they edit. */
+  /** Draw the faces of the newest stats (`stream.stats.face_list`) and remember the settings they edit. For a
+   * moment after a choice the rules chosen here are kept over pushed ones, which may predate the PATCH: a second
+   * click must build on the first, not on the rules before it. */
   show(stream) {
-    if (stream.settings) this.settings = stream.settings;
+    if (stream.settings) {
+      const held = performance.now() - this.chosenAt < HOLD_CHOICE_MS;
+      this.settings = held ? { ...stream.settings, targets: this.settings.targets } : stream.settings;
+    }
     this.faces = stream.stats?.face_list ?? [];
     const rect = pictureRect(this.video);
     const seen = new Set();
@@ -120,6 +129,8 @@ export class FaceTargets {
       item.addEventListener("click", () => {
         this.close();
         const targets = rulesAfter(this.settings.targets, this.settings.identity, ref, identity);
+        this.settings = { ...this.settings, targets };
+        this.chosenAt = performance.now();
         this.send({ targets });
       });
       this.menu.append(item);
