@@ -586,6 +586,7 @@ def _face_colour(page: Any, frames: int = 20) -> np.ndarray:
     return np.asarray(samples, np.float64).mean(axis=0)
 
 
+@pytest.mark.slow  # make test-slow; the engine-level test (tests/engines/test_processor.py) is in the default suite
 def test_the_key_lights_colour_acts_on_a_swapped_face_in_the_page(operator: Operator) -> None:
     """Item 2 through the page: the key light's colour (orange against blue, at intensity 0.3) moves the
     output face's red/blue balance with the swap on as it does with the swap off, measured on the video the

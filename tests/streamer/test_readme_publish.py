@@ -91,6 +91,7 @@ def _heard(viewer: Viewer) -> tuple[float, int]:
     return viewer.audio_samples / 48000, sum(p > 1000 for p in viewer.audio_peaks)
 
 
+@pytest.mark.slow  # make test-slow; FFmpeg WHIP and RTMP publishing are in the default suite (test_publishers.py)
 def test_the_readme_ffmpeg_whip_line_publishes_picture_and_sound(tmp_path: Path, clips: Path) -> None:
     if shutil.which("openssl") is None:
         pytest.skip("no openssl command here (the README's certificate line)")
@@ -123,6 +124,7 @@ def test_the_readme_ffmpeg_whip_line_publishes_picture_and_sound(tmp_path: Path,
     asyncio.run(scenario())
 
 
+@pytest.mark.slow  # make test-slow; FFmpeg WHIP and RTMP publishing are in the default suite (test_publishers.py)
 def test_the_readme_rtmp_lines_serve_and_publish_picture_and_sound(tmp_path: Path, clips: Path) -> None:
     """``stageswap serve --input cam=rtmp://0.0.0.0:PORT/...`` as a process, then the README's ``ffmpeg -f flv``."""
     port = _free_port()
