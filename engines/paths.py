@@ -45,6 +45,14 @@ def check_name(name: str, what: str = "name") -> str:
     return name
 
 
+def record_folders(root: Path) -> list[Path]:
+    """A store's record folders, by name: the visible sub-folders of ``root`` (none when it does not exist yet).
+    Hidden ones are a writer's work in progress (``replacing``) or the system's, never a record."""
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def inside(base: Path, *parts: str) -> Path:
     """``base / parts`` resolved, guaranteed to stay inside ``base`` (raises InputError otherwise)."""
     root = base.resolve()

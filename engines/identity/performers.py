@@ -30,7 +30,7 @@ import numpy as np
 
 from engines.errors import InputError, OutputError
 from engines.identity.descriptor import DESCRIPTOR_DIM, descriptor_distance
-from engines.paths import StampedCache, check_name, inside, write_atomic
+from engines.paths import StampedCache, check_name, inside, record_folders, write_atomic
 from engines.settings import POSITION_MATCHES
 
 FORMAT = "stageswap-performer"
@@ -125,12 +125,8 @@ class PerformerStore:
 
     def list(self) -> builtins.list[Performer]:
         """Every readable performer, by name (a damaged one is left out: ``load`` says what is wrong)."""
-        if not self.root.is_dir():
-            return []
         out = []
-        for path in sorted(self.root.iterdir()):
-            if path.name.startswith(".") or not path.is_dir():
-                continue
+        for path in record_folders(self.root):
             try:
                 out.append(self.load(path.name))
             except InputError:
@@ -138,9 +134,7 @@ class PerformerStore:
         return out
 
     def names(self) -> builtins.list[str]:
-        if not self.root.is_dir():
-            return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return [p.name for p in record_folders(self.root)]
 
     def exists(self, name: str) -> bool:
         return self._dir(name).is_dir()

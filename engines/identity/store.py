@@ -44,7 +44,7 @@ from engines.face.landmarks import NUM_LANDMARKS
 from engines.identity.cleanup import SHADING_RANGE
 from engines.identity.enroll import EnrollConfig, FaceAnalyser, FaceChoice, PhotoFace, build_texture, canonical_shape
 from engines.identity.photos import Photo, PhotoSource, load_photo
-from engines.paths import StampedCache, check_name, inside
+from engines.paths import StampedCache, check_name, inside, record_folders
 
 FORMAT = "stageswap-identity"
 VERSION = 2
@@ -180,12 +180,8 @@ class IdentityStore:
 
     def list(self) -> builtins.list[IdentityInfo]:
         """Every identity, by name; a corrupted one is listed with a warning saying so (never raises)."""
-        if not self.root.is_dir():
-            return []
         out = []
-        for path in sorted(self.root.iterdir()):
-            if path.name.startswith(".") or not path.is_dir():
-                continue
+        for path in record_folders(self.root):
             try:
                 check_name(path.name)
             except InputError:
