@@ -206,6 +206,8 @@ class ServeConfig:
     models_dir: Path | None = None
     device: str = "auto"
     """Where the engines run: ``auto`` (the GPU when torch sees one), ``cuda`` or ``cpu``."""
+    ring_device: str | None = None
+    """Where each stream's frame ring lives (``streamer.live.ring_choice``); None: with the engines (``device``)."""
     data_dir: Path = field(default_factory=lambda: Path.home() / ".local" / "share" / "stageswap")
     cert: Path | None = None
     key: Path | None = None

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from engines.identity.store import IdentityStore
     from engines.processor import FaceProcessor
     from engines.swap.user_models import UserModelStore
+    from streamer.live.ring import FrameRing
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -132,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
     from engines.face.tracker import TrackerConfig
     from engines.processor import FaceProcessor, ProcessorConfig
     from engines.runtime.select import resolve_device
+    from streamer.live.ring_choice import make_ring, ring_device
 
     if args.max_faces < 1:
         raise InputError("--max-faces must be at least 1")
@@ -154,15 +156,26 @@ def run(args: argparse.Namespace) -> int:
         watermark=WatermarkConfig(enabled=not args.no_watermark),
     )
     with contextlib.ExitStack() as scratch:
+        # The live path's ring for the device, made before the models load: with --device cuda every frame is
+        # uploaded once into the CUDA ring (pycuda missing: said now, in one line). run_process frees it.
+        where, warning = ring_device(config.device, args.device)
+        if warning is not None:
+            print(f"warning: {warning}")
+        ring = make_ring(where)
+        scratch.callback(ring.free)
         settings, store, hdri_dir, user_models = _plan(args, scratch)
         config = dataclasses.replace(config, hdri_dir=hdri_dir)
         performers = _performer_store(args, settings)
         processor = FaceProcessor.from_models(args.models, config, store, user_models, performers)
-        return _run(args, processor, settings, user_models)
+        return _run(args, processor, settings, user_models, ring)
 
 
 def _run(
-    args: argparse.Namespace, processor: FaceProcessor, settings: ProcessSettings, user_models: UserModelStore | None
+    args: argparse.Namespace,
+    processor: FaceProcessor,
+    settings: ProcessSettings,
+    user_models: UserModelStore | None,
+    ring: FrameRing,
 ) -> int:
     from streamer.governance.provenance import utc_now
     from streamer.record.batch import ProcessJob, run_process
@@ -183,7 +196,7 @@ def _run(
     )
     if deep and args.codec == "h264":
         print("note: H.264 output is 8-bit; --codec prores or ffv1 keeps 10-bit footage's depth")
-    stats = run_process(job, processor)
+    stats = run_process(job, processor, ring=ring)
     stages = ", ".join(f"{k} {v['p50']:.1f}" for k, v in stats["stage_ms"].items() if k != "total")
     print(
         f"wrote {args.output}: {stats['frames']} frames, face in {stats['frames_with_face']}, "

@@ -514,6 +514,12 @@ def run(args: argparse.Namespace) -> int:
 
     limit_malloc_arenas()  # before any thread starts: a day of viewers coming and going keeps RSS flat
     config = build_config(args)
+    from streamer.live.ring_choice import ring_device
+
+    where, warning = ring_device(config.device, args.device)
+    if warning is not None:
+        print(f"warning: {warning}", file=sys.stderr)
+    config = dataclasses.replace(config, ring_device=where)
     for spec in config.inputs:
         probe(spec)
         _check_input_size(spec, config)

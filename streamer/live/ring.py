@@ -56,6 +56,9 @@ class RingClosed(Exception):
 class Slot(Protocol):
     image: Any
     """The frame: an H x W x 3 uint8 array (numpy on the CPU ring, a device array on the CUDA ring)."""
+    host: np.ndarray
+    """The same frame in host memory, valid while the slot is held: ``image`` itself on the CPU ring, the
+    page-locked staging buffer the upload came from on the CUDA ring (no download needed to read it)."""
     meta: FrameMeta
 
 
@@ -71,6 +74,10 @@ class FrameRing(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    def free(self) -> None:
+        """Close and release the slots' memory now (when no slot is held; the CUDA ring's device memory)."""
+        ...
 
 
 class LatestWins:
@@ -161,6 +168,10 @@ class _CpuSlot:
     image: np.ndarray
     meta: FrameMeta = field(default_factory=lambda: FrameMeta(-1, 0.0))
 
+    @property
+    def host(self) -> np.ndarray:
+        return self.image
+
 
 class CpuFrameRing(LatestWins):
     """Numpy slots (at least 3: one being written, the newest, one held by the consumer)."""
@@ -172,6 +183,10 @@ class CpuFrameRing(LatestWins):
 
     def _allocate(self, shape: tuple[int, ...]) -> None:
         self._slots = [_CpuSlot(np.empty(shape, dtype=np.uint8)) for _ in range(self._n)]
+
+    def free(self) -> None:
+        """Close; the slots go with the ring (numpy memory needs no explicit release)."""
+        self.close()
 
     def _is_free(self, index: int) -> bool:
         return index != self._held

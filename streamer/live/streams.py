@@ -31,7 +31,8 @@ from streamer.live.fanout import VIEWS, EncoderSettings, OutputFanout, View
 from streamer.live.health import stream_health
 from streamer.live.metrics import StreamStats
 from streamer.live.ndi import NdiReader, NdiSender, RateEstimator
-from streamer.live.ring import CpuFrameRing, FrameMeta, FrameRing
+from streamer.live.ring import FrameMeta, FrameRing
+from streamer.live.ring_choice import make_ring
 from streamer.live.sources import SourceReader
 from streamer.live.worker import ProcessorFactory, Worker
 from streamer.plan import Plan, PlanConflict, PlanSlot
@@ -64,7 +65,8 @@ class Stream:
         self.kind: StreamKind = kind
         self.config = config
         self.created_s = time.monotonic()
-        self.ring: FrameRing = ring or CpuFrameRing(slots=3)
+        self.ring: FrameRing = ring or make_ring(config.ring_device or config.device)
+        """Where ingest leaves frames for the worker: on the GPU with ``--device cuda`` (``make_ring``)."""
         self._plan = PlanSlot(plan if plan is not None else Plan(config.initial_settings))
         self._apply_lock = threading.Lock()
         self.stats = StreamStats(window_s=config.stats_window_s)
@@ -311,6 +313,8 @@ class Stream:
         if self.source is not None:
             self.source.stop()
         self.worker.stop()
+        if not self.worker.alive:  # a worker stuck past its join keeps its slot; its memory goes with the process
+            self.ring.free()
         with self._outputs_lock:
             senders, self.ndi = list(self.ndi.values()), {}
         for sender in senders:

@@ -121,7 +121,10 @@ class Worker:
                     if slot is None:
                         continue
                     settings = self._settings()  # one immutable value for the whole frame
-                    image = slot.image
+                    # Today's processor reads numpy: the slot's host side (on the CUDA ring the page-locked
+                    # buffer the upload came from, untouched while held: no download). Stages that run on
+                    # the GPU take ``slot.image``, the uploaded device frame, instead.
+                    image = slot.host
                     next_s = time.monotonic() + self._min_interval_s
                     t0 = time.perf_counter()
                     try:

@@ -26,6 +26,7 @@ from engines.identity.targets import TargetTally
 from engines.paths import replacing, write_atomic
 from engines.processor import FaceProcessor, ProcessSettings
 from engines.stats import StageTimes
+from streamer.live.ring import FrameMeta, FrameRing
 from streamer.record.encoding import EncodeSpec
 from streamer.record.formats import format_for_path_suffix
 from streamer.record.media import VideoFrame, VideoInfo, VideoReader, check_writable
@@ -48,9 +49,17 @@ class ProcessJob:
 
 
 def run_process(
-    job: ProcessJob, processor: FaceProcessor, on_frame: Callable[[int], None] | None = None
+    job: ProcessJob,
+    processor: FaceProcessor,
+    on_frame: Callable[[int], None] | None = None,
+    ring: FrameRing | None = None,
 ) -> dict[str, Any]:
-    """Process ``job.input`` into ``job.output``; return the stats (also written to ``job.stats_path``)."""
+    """Process ``job.input`` into ``job.output``; return the stats (also written to ``job.stats_path``).
+
+    ``ring``: the frame ring of the processor's device (``streamer.live.ring_choice.make_ring``), as on the live path:
+    each 8-bit frame is put into it and taken straight back, so with ``--device cuda`` it is uploaded once at
+    decode. Nothing is dropped (one frame in the ring at a time). 16-bit frames (``deep``) and None: straight
+    from the decoder. The ring is freed at the end."""
     for extra in (job.stats_path, job.landmarks_path):
         if extra is not None:
             check_writable(extra)
@@ -73,12 +82,20 @@ def run_process(
                     writer.write_audio(item)
                     continue
                 t0 = time.perf_counter()
-                result = processor.process(item.image, item.time_s, job.settings)
+                if ring is not None and item.image.dtype == np.uint8:
+                    ring.put(item.image, FrameMeta(frames, item.time_s))
+                    with ring.acquire(timeout_s=None) as slot:
+                        result = processor.process(slot.host, item.time_s, job.settings)
+                        # The slot is reused for the next frame: the writer gets its own copy.
+                        out = result.image.copy()
+                else:
+                    result = processor.process(item.image, item.time_s, job.settings)
+                    out = result.image if result.image is item.image else result.image.copy()
                 elapsed = time.perf_counter() - t0
                 process_s += elapsed
                 times.add_all(result.stage_ms)
                 times.add("total", elapsed * 1000.0)
-                writer.write(result.image if result.image is item.image else result.image.copy(), item.pts)
+                writer.write(out, item.pts)
                 frames += 1
                 frames_with_face += bool(result.faces)
                 faces_total += len(result.faces)
@@ -105,6 +122,8 @@ def run_process(
         finally:
             if bar is not None:
                 bar.close()
+            if ring is not None:
+                ring.free()
     wall_s = time.perf_counter() - started
     stats: dict[str, Any] = {
         "input": str(job.input),
