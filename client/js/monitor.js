@@ -75,6 +75,7 @@ const ui = {
   ndiHint: $("#ndi-hint"),
   audio: $("#audio"),
   sound: $("#sound"),
+  soundText: $("#sound-text"),
   controlError: $("#control-error"),
   healthBanner: $("#health-banner"),
   enrollForm: $("#enroll-form"),
@@ -721,7 +722,7 @@ function open(name) {
 function setSound(on) {
   ui.processed.muted = !on;
   ui.sound.setAttribute("aria-pressed", String(on));
-  ui.sound.textContent = on ? "🔊 Sound on" : "🔇 Sound off";
+  ui.soundText.textContent = on ? "Sound on" : "Sound off"; // the icon follows aria-pressed (CSS)
   if (on) ui.processed.play().catch(() => {});
 }
 
