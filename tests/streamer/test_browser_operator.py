@@ -481,6 +481,25 @@ def test_the_clean_view_is_the_program_alone(operator: Operator) -> None:
         page.close()
 
 
+def test_the_sound_toggle_unmutes_this_monitor_and_says_so(operator: Operator) -> None:
+    """Muted at first (autoplay rule); a click plays the output's sound here. Its icon is drawn (SVG), not an
+    emoji a machine without an emoji font shows as an empty box."""
+    page = _open(operator, 1280, 800)
+    try:
+        sound = page.locator("#sound")
+        assert page.evaluate("document.querySelector('#processed').muted") is True
+        assert sound.get_attribute("aria-pressed") == "false" and sound.inner_text().strip() == "Sound off"
+        sound.click()
+        assert page.evaluate("document.querySelector('#processed').muted") is False
+        assert sound.get_attribute("aria-pressed") == "true" and sound.inner_text().strip() == "Sound on"
+        assert all(ord(ch) < 0x2000 for ch in sound.inner_text()), sound.inner_text()
+        assert sound.locator("svg").is_visible()
+        sound.click()
+        assert page.evaluate("document.querySelector('#processed').muted") is True
+    finally:
+        page.close()
+
+
 CONTROLS = (
     "#stream", "#layout", "#keys-button", "#token", "#identity", "#swap-model", "#swap", "#relight",
     "#strength", "#mode", "#intensity", "#rec-view", "#rec-format", "#rec-cfr", "#rec-start",
