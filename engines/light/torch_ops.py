@@ -1,0 +1,160 @@
+"""The relight's per-pixel step as torch ops: the same code on CPU tensors and on CUDA ones.
+
+``relight_window`` mirrors ``engines.light.relight.relight_face`` — the numpy stage the processor runs
+per face today — step for step: the shading field on the coarse grid of normals (``_fill_empty``,
+``_shading_field``), bilinear upsampling to the window, the mask's blend in linear light and the return
+through the same 16384-entry sRGB table, limited to the mask's bounding box. It is written for the GPU
+path (issue 20, item 3): no host synchronisation (the bounding box is a mask, the empty-cell fill runs
+its fixed number of passes), the lookup tables made once per device, every input a tensor on the same
+device. The suite holds it equal to ``relight_face`` on shared clips (``tests/engines/test_torch_ops.py``).
+
+``SHRelight`` (``engines.light.relight``) is the export module for ONNX/TensorRT, per-pixel normals and
+float images; this module is what a torch stage calls on the processor's own inputs (uint8 windows, the
+coarse normal grid), and it shares ``SHRelight``'s SH basis and floored shading rather than copying them.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from engines.light.relight import (
+    _LINEAR_LUT_SIZE,
+    _LINEAR_TO_U8,
+    _U8_TO_LINEAR,
+    MAX_GAIN,
+    SHADING_GRID_PX,
+    _SHRelightBase,
+)
+from engines.light.sh import SH_COUNT
+
+
+@dataclass(frozen=True)
+class _Tables:
+    u8_to_linear: torch.Tensor  # (256,) float32
+    linear_to_u8: torch.Tensor  # (_LINEAR_LUT_SIZE + 1,) uint8
+    shading: _SHRelightBase  # the SH basis and floored shading of the export module, on the device
+
+
+@functools.cache
+def _tables(device: torch.device) -> _Tables:
+    """The sRGB tables and the shading helper on ``device``, made once per device (not per call)."""
+    return _Tables(
+        torch.from_numpy(_U8_TO_LINEAR.copy()).to(device),
+        torch.from_numpy(_LINEAR_TO_U8.copy()).to(device),
+        _SHRelightBase().to(device),
+    )
+
+
+def mask_weight(mask: torch.Tensor) -> torch.Tensor:
+    """``mask`` as float32 weights 0..1 (bool, uint8 0/255 or float accepted); mirrors ``relight._mask_weight``."""
+    if mask.dtype == torch.bool:
+        return mask.to(torch.float32)
+    if mask.dtype == torch.uint8:
+        return mask.to(torch.float32) * (1.0 / 255.0)
+    return mask.to(torch.float32).clamp(0.0, 1.0)
+
+
+def fill_empty(normals: torch.Tensor, passes: int = 2) -> torch.Tensor:
+    """(h, w, 3) unit normals, empty cells (|n| < 0.2) filled from their 3x3 neighbourhood ``passes`` times;
+    mirrors ``relight._fill_empty`` (cv2.blur's border is reflect-101, as torch's ``reflect`` pad). A pass
+    with no empty cell changes nothing, so all passes run: no host sync to test for an early stop."""
+    n = normals.to(torch.float32)
+    for _ in range(passes):
+        empty = (n * n).sum(dim=2, keepdim=True) < 0.04
+        chw = n.permute(2, 0, 1)[None]
+        blurred = F.avg_pool2d(F.pad(chw, (1, 1, 1, 1), mode="reflect"), 3, stride=1)[0].permute(1, 2, 0)
+        n = torch.where(empty, blurred, n)
+    length = torch.sqrt((n * n).sum(dim=2, keepdim=True))
+    return torch.where(length > 1e-3, n / length.clamp(min=1e-6), torch.zeros_like(n))
+
+
+def shading_field(
+    normals: torch.Tensor, sh_source: torch.Tensor, sh_target: torch.Tensor, ratio: bool, max_gain: float = MAX_GAIN
+) -> torch.Tensor:
+    """(1, 3, h, w) BGR float32 at the normals' resolution: the gain ``E_t / E_s`` clamped to 0..``max_gain``
+    (``ratio``), else ``E_t``; mirrors ``relight._shading_field``. ``sh_*``: (9, 3) RGB shading SH."""
+    h, w = normals.shape[:2]
+    shading = _tables(normals.device).shading
+    basis = shading.basis(normals.permute(2, 0, 1)[None].to(torch.float32))  # (1, 9, h, w)
+    basis = basis.reshape(1, SH_COUNT, h * w).transpose(1, 2)
+    e_tgt = shading.shade(basis, sh_target.to(torch.float32)[None], 1, h, w)
+    if not ratio:
+        return e_tgt
+    e_src = shading.shade(basis, sh_source.to(torch.float32)[None], 1, h, w)
+    return torch.clamp(e_tgt / e_src, 0.0, max_gain)
+
+
+def bounding_box_mask(inside: torch.Tensor) -> torch.Tensor:
+    """(H, W) bool: the bounding box of ``inside``'s true cells (all false when there is none), computed
+    without leaving the device — the region ``relight_face`` crops to with ``cv2.boundingRect``."""
+    rows = inside.any(dim=1)
+    cols = inside.any(dim=0)
+
+    def span(v: torch.Tensor) -> torch.Tensor:
+        after_first = torch.cummax(v.to(torch.uint8), dim=0).values.bool()
+        before_last = torch.cummax(v.flip(0).to(torch.uint8), dim=0).values.bool().flip(0)
+        return after_first & before_last
+
+    return span(rows)[:, None] & span(cols)[None, :]
+
+
+def relight_window(
+    window: torch.Tensor,
+    normals: torch.Tensor,
+    mask: torch.Tensor,
+    sh_source: torch.Tensor,
+    sh_target: torch.Tensor,
+    albedo: torch.Tensor | None = None,
+    max_gain: float = MAX_GAIN,
+) -> torch.Tensor:
+    """The face in ``window`` relit; mirrors ``engines.light.relight.relight_face`` (its default grid path).
+
+    ``window``: (H, W, 3) uint8 BGR; ``normals``: (h, w, 3) camera-frame unit normals on a grid over the
+    window (``FaceGeometry.normals_small``), h <= H and w <= W — at (H, W) they are used per pixel, as
+    ``relight_face`` does when the window's long side is at most 4/3 of ``SHADING_GRID_PX`` (larger
+    windows with per-pixel normals, which ``relight_face`` first coarsens, are refused); ``mask``: (H, W) 0..1
+    (bool, uint8 0/255 or float); ``sh_source``, ``sh_target``: (9, 3) RGB shading SH; ``albedo``: None
+    (the ratio relight ``in * E_t / E_s``) or (H, W, 3) float32 linear BGR (``albedo * E_t``). All on one
+    device. Returns a new (H, W, 3) uint8 window; pixels outside the mask's bounding box are the input's.
+    """
+    if window.dtype != torch.uint8 or window.ndim != 3 or window.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) uint8 BGR window, got {window.dtype} {tuple(window.shape)}")
+    h, w = int(window.shape[0]), int(window.shape[1])
+    if normals.ndim != 3 or normals.shape[2] != 3 or normals.shape[0] > h or normals.shape[1] > w:
+        raise ValueError(f"normals shape {tuple(normals.shape)} does not fit the window {tuple(window.shape)}")
+    if tuple(mask.shape) != (h, w):
+        raise ValueError(f"mask shape {tuple(mask.shape)} does not match the window {(h, w)}")
+    if albedo is not None and tuple(albedo.shape) != (h, w, 3):
+        raise ValueError(f"albedo shape {tuple(albedo.shape)} does not match the window {tuple(window.shape)}")
+    tables = _tables(window.device)
+    ratio = albedo is None
+    weight = mask_weight(mask)
+    if tuple(normals.shape[:2]) == (h, w):
+        if max(h, w) * 0.75 > SHADING_GRID_PX:
+            raise ValueError(
+                f"per-pixel normals over a {w}x{h} window: pass them on a grid of at most {SHADING_GRID_PX} px "
+                "(engines.light.relight.pixel_normals(..., grid_px=...)), as relight_face would coarsen them"
+            )
+        field = shading_field(normals, sh_source, sh_target, ratio, max_gain)
+    else:
+        grid = fill_empty(normals)
+        field = F.interpolate(
+            shading_field(grid, sh_source, sh_target, ratio, max_gain),
+            size=(h, w),
+            mode="bilinear",
+            align_corners=False,
+        )
+    gain = field[0].permute(1, 2, 0)  # (H, W, 3) BGR
+    lin_in = tables.u8_to_linear[window.long()]
+    a = weight[..., None]
+    if albedo is None:
+        lin = lin_in * (1.0 + a * (gain - 1.0))
+    else:
+        lin = lin_in + a * (albedo.to(torch.float32) * gain - lin_in)
+    index = (lin.clamp(0.0, 1.0) * _LINEAR_LUT_SIZE + 0.5).long()
+    relit = tables.linear_to_u8[index]
+    return torch.where(bounding_box_mask(weight > (0.5 / 255.0))[..., None], relit, window)

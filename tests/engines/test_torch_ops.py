@@ -1,0 +1,198 @@
+"""The torch twins of the per-face compositing stages equal the numpy stages on real faces.
+
+``engines/light/torch_ops.py`` and ``engines/compose/torch_ops.py`` are run on CPU tensors (and on CUDA ones
+where a GPU exists, under ``make test-gpu``) against the numpy functions they mirror — imported, not
+copied, so a change to a numpy stage is checked here too — on faces tracked in three shared clips, with
+the inputs the processor gives those stages: the work window, the geometry grid of normals, the covered
+mask, the light measured on the face, the blend's alpha.
+
+Tolerance, per stage output (uint8 pictures): **at most 1 level of 255 at any pixel, and under 0.01 levels
+on average**. Both sides do the same float32 (gains: float64) arithmetic; what differs is the order of
+operations inside a few library calls (cv2's bilinear resize and blend against torch's, numpy's ``power``
+against torch's ``pow``), worth about 1e-6, which moves a value across a rounding or table boundary —
+one level — at a handful of pixels. A wrong step (a swapped channel, a missed clamp, a different upsampling
+convention) changes many pixels by more than one level and fails both bounds. The gains, a mean of up to
+4000 pixels, agree within 1e-9 relative.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engines.compose import blend
+from engines.compose import torch_ops as compose_t
+from engines.face.tracker import FaceTracker
+from engines.light import relight
+from engines.light import torch_ops as light_t
+from engines.resample import shrink
+from engines.settings import RelightTarget
+from engines.swap.mesh import FaceGeometry, MeshSwapper
+from tests.face_helpers import clip_frames
+
+CLIPS = ("d3.mp4", "d10.mp4", "s18.mp4")
+FRAMES = 45
+EVERY = 11  # frames between the faces compared (four per clip)
+MAX_LEVELS = 1
+MEAN_LEVELS = 0.01
+
+
+def _cuda_skip() -> str | None:
+    return None if torch.cuda.is_available() else "no CUDA GPU (torch.cuda.is_available() is False)"
+
+
+DEVICES = [
+    pytest.param("cpu", id="cpu"),
+    pytest.param(
+        "cuda",
+        id="cuda",
+        marks=[pytest.mark.gpu, pytest.mark.skipif(_cuda_skip() is not None, reason=str(_cuda_skip()))],
+    ),
+]
+
+
+@dataclass
+class Case:
+    name: str
+    frame: np.ndarray
+    geometry: FaceGeometry
+    actor: np.ndarray  # the work window, uint8
+    actor_small: np.ndarray  # at geometry resolution
+    skin_small: np.ndarray
+    covered: np.ndarray
+    source: np.ndarray  # (9, 3) RGB light measured on the face
+    target: np.ndarray  # (9, 3) a key light from the upper left, in the measured light's units
+    alpha: np.ndarray  # the blend's alpha over the window
+
+
+@pytest.fixture(scope="module")
+def cases(clips: Path, detector, mesh) -> list[Case]:  # type: ignore[no-untyped-def]
+    swapper = MeshSwapper()
+    config = blend.BlendConfig()
+    key = RelightTarget(mode="direction", direction=(-0.6, 0.4, 0.7), intensity=1.2, colour=(1.0, 0.9, 0.8))
+    out: list[Case] = []
+    for clip in CLIPS:
+        tracker = FaceTracker(detector, mesh)
+        for i, (image, t_s) in enumerate(clip_frames(clips / clip, FRAMES)):
+            faces = tracker.update(image, t_s)
+            if i % EVERY != EVERY - 1 or not faces:
+                continue
+            geometry = swapper.geometry(image, faces[0].landmarks, faces[0].id, t_s)
+            assert geometry is not None
+            actor = geometry.to_work(swapper.actor_window(image, geometry))
+            hs, ws = geometry.small_size
+            alpha_small = blend.face_alpha_small(geometry, config)
+            skin_small = blend.skin_mask(geometry, alpha_small)
+            actor_small = shrink(actor, (ws, hs))
+            source = relight.measure_light(actor_small, geometry.normals_small, skin_small)
+            assert source is not None, f"{clip} frame {i}: no light measured"
+            alpha = geometry.to_window(alpha_small)
+            alpha = alpha.copy() if alpha is alpha_small else alpha
+            blend.cut_openings(alpha, geometry, False, False, config)
+            out.append(
+                Case(
+                    f"{clip}#{i}",
+                    image,
+                    geometry,
+                    actor,
+                    actor_small,
+                    skin_small,
+                    geometry.labels() >= 0,
+                    source,
+                    relight.target_sh(key, source, None),
+                    alpha,
+                )
+            )
+    assert {c.name.split("#")[0] for c in out} == set(CLIPS) and len(out) >= 3 * len(CLIPS)
+    return out
+
+
+def _t(array: np.ndarray, device: str) -> torch.Tensor:
+    """A copy on ``device`` (never a view of the case's arrays: ``composite`` writes in place)."""
+    return torch.from_numpy(np.array(array, copy=True)).to(device)
+
+
+def _check(name: str, expected: np.ndarray, got: torch.Tensor, differs: list[tuple[str, int, float]]) -> None:
+    actual = got.cpu().numpy()
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype, name
+    diff = np.abs(actual.astype(np.int16) - expected.astype(np.int16))
+    differs.append((name, int(diff.max()), float(diff.mean())))
+    assert diff.max() <= MAX_LEVELS and diff.mean() < MEAN_LEVELS, f"{name}: max {diff.max()}, mean {diff.mean():.4f}"
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_relight_window_equals_relight_face(cases: list[Case], device: str) -> None:
+    differs: list[tuple[str, int, float]] = []
+    changed = 0
+    for c in cases:
+        src, tgt = _t(c.source, device), _t(c.target, device)
+        normals, covered, window = _t(c.geometry.normals_small, device), _t(c.covered, device), _t(c.actor, device)
+        expected = relight.relight_face(c.actor, c.geometry.normals_small, c.covered, c.source, c.target)
+        _check(f"{c.name} ratio", expected, light_t.relight_window(window, normals, covered, src, tgt), differs)
+        changed += int((expected != c.actor).any(axis=2).sum())
+        # The identity's albedo path: a plausible linear albedo (the actor's own colour, a little paler).
+        albedo = (relight._U8_TO_LINEAR[c.actor] * 1.1).astype(np.float32)
+        expected = relight.relight_face(c.actor, c.geometry.normals_small, c.covered, c.source, c.target, albedo)
+        got = light_t.relight_window(window, normals, covered, src, tgt, _t(albedo, device))
+        _check(f"{c.name} albedo", expected, got, differs)
+        # The colour match's reference: the actor's skin relit at geometry resolution (per-pixel normals).
+        skin = c.skin_small
+        expected = relight.relight_face(c.actor_small, c.geometry.normals_small, skin, c.source, c.target)
+        got = light_t.relight_window(_t(c.actor_small, device), normals, _t(skin, device), src, tgt)
+        _check(f"{c.name} small", expected, got, differs)
+    assert changed > 1000  # the key light really changed the faces: the comparison is not of copies
+    # Both of relight_face's paths were compared: normals on a grid smaller than the window (upsampled), and
+    # per pixel (the geometry-resolution windows).
+    assert any(c.geometry.normals_small.shape[:2] != c.actor.shape[:2] for c in cases)
+    print("relight max/mean levels:", [(n, m, round(a, 5)) for n, m, a in differs])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_colour_match_and_composite_equal_the_blend_stage(cases: list[Case], device: str) -> None:
+    differs: list[tuple[str, int, float]] = []
+    for c in cases:
+        hs, ws = c.geometry.small_size
+        face = relight.relight_face(c.actor, c.geometry.normals_small, c.covered, c.source, c.target)
+        face_small = shrink(face, (ws, hs))
+        expected_gains = blend.colour_gains(face_small, c.actor_small, c.skin_small)
+        gains = compose_t.colour_gains(_t(face_small, device), _t(c.actor_small, device), _t(c.skin_small, device))
+        assert expected_gains is not None and gains is not None, c.name
+        np.testing.assert_allclose(gains.cpu().numpy(), expected_gains, rtol=1e-9, err_msg=c.name)
+        assert np.abs(expected_gains - 1.0).max() > 0.01  # the relit face is off the actor's colour: real gains
+
+        expected = blend.apply_gains(face, expected_gains)
+        matched = compose_t.apply_gains(_t(face, device), _t(expected_gains, device))
+        _check(f"{c.name} gains", expected, matched, differs)
+
+        pasted = c.geometry.to_window(expected)
+        expected_frame = c.frame.copy()
+        blend.composite(expected_frame, c.geometry, pasted, c.alpha * 0.8)
+        frame = _t(c.frame, device)
+        compose_t.composite(frame, c.geometry.window, _t(pasted, device), _t(c.alpha * 0.8, device))
+        _check(f"{c.name} composite", expected_frame, frame, differs)
+        assert (expected_frame != c.frame).any(axis=2).sum() > 1000  # the paste changed the frame
+    print("compose max/mean levels:", [(n, m, round(a, 5)) for n, m, a in differs])
+
+
+def test_colour_gains_none_when_too_little_skin_shows(cases: list[Case]) -> None:
+    c = cases[0]
+    few = np.zeros_like(c.skin_small)
+    few.reshape(-1)[np.flatnonzero(c.skin_small)[:49]] = True
+    args = (c.actor_small, c.actor_small, few)
+    assert blend.colour_gains(*args) is None
+    assert compose_t.colour_gains(*(_t(a, "cpu") for a in args)) is None
+
+
+def test_relight_window_refuses_what_it_does_not_mirror() -> None:
+    window = torch.zeros((200, 200, 3), dtype=torch.uint8)
+    normals = torch.zeros((200, 200, 3))
+    normals[..., 2] = 1.0
+    sh = torch.zeros((9, 3), dtype=torch.float64)
+    with pytest.raises(ValueError, match="on a grid of at most 96 px"):
+        light_t.relight_window(window, normals, torch.ones((200, 200), dtype=torch.bool), sh, sh)
+    with pytest.raises(ValueError, match="uint8 BGR window"):
+        light_t.relight_window(window.float(), normals, torch.ones((200, 200), dtype=torch.bool), sh, sh)
