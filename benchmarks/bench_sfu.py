@@ -1,28 +1,41 @@
 """Monitors through Janus against monitors on our own fan-out: 1, 10, 30 viewers of a 720p30 processed stream.
 
-    python benchmarks/bench_sfu.py --viewers 1 10 30 [--duration 20] [--warmup 6] [--json FILE]
+    python benchmarks/bench_sfu.py --viewers 1 10 30 [--processor full|passthrough] [--duration 20]
+                                   [--warmup 6] [--sample-viewers 1] [--viewer-nice 10] [--json FILE]
 
 One ``stageswap serve --processor full --sfu URL`` (an identity enrolled and swapped in, relight on) and one
 Janus (Debian's, started on loopback ports with a generated config, as the tests do) run as their own
 processes. A camera process publishes a shared clip at 720p30 over WHIP, each frame's loop position stamped
 in its corner (``benchmarks.stamps``, as ``bench_latency.py``); its 10 s loop is encoded once beforehand,
 as a camera's own encoder would, so that this machine's CPU goes to what is measured. The stream goes to
-Janus as RTP. The viewers are child processes too, five to a process, so that no Python process of the
-benchmark's own limits what is measured. For each viewer count it measures both paths
-in the same run, one after the other, against the same server:
+Janus as RTP. For each viewer count both paths are measured in the same run, one after the other, against
+the same server:
 
 - ``janus``: N WebRTC viewers watch the stream's Janus mountpoint (the Streaming plugin's watch/start);
 - ``direct``: N WHEP viewers watch it from stageswap's own fan-out (encoded once, packetised per viewer).
 
-Per viewer: ``fps``, complete frames received per second over the window (what a monitor can show), and
-``latency_p50_ms``, the median of publish-to-receive latency over the keyframes it received (about one every
-2 s: each is decoded and its stamp read on this process's clock; the frames between keyframes are counted,
-not decoded, so that 30 viewers' decoding does not take the machine the servers run on -- both paths are
-measured the same way, so the difference between them is Janus's own). Per path: ``server_cpu``, stageswap's
-CPU over the window in % of one core (from /proc, so these viewers are not counted), and ``janus_cpu``.
+The viewers run on the same two cores as what they measure, so they are made to cost little and to come
+last, or the benchmark measures its own client (30 aiortc viewers that each reassembled and decoded 720p
+took the machine from the server: the first runs' 30-viewer rows):
+
+- **a fixed sample** of ``--sample-viewers`` viewers (default 1, so 1, 10 and 30 viewers all carry the same
+  sample) is a real monitor: aiortc's receiver and VP8 decoder, every frame's stamp read, in its own process
+  at normal priority. Its latency is taken beside the N - 1 other viewers, under the same fan-out load;
+- **the other viewers count**: a full WebRTC peer each (ICE, DTLS, SRTP decryption, RTCP), whose RTP packets
+  are counted into complete frames by ``FrameCounter`` instead of aiortc's jitter buffer and decoder; ten to
+  a process, at ``--viewer-nice`` (default 10) so that the server, Janus and the camera get the cores first.
+
+Per viewer: ``fps``, complete frames received per second over the window (what a monitor can show);
+``latency_p50_ms`` (and ``latency_p95_ms``), publish-to-display latency over every frame a sample viewer
+decoded, on this machine's monotonic clock -- **None for a counting viewer**, which decodes nothing and
+reports ``packets_lost`` instead (sequence numbers it never got in the window: a client that fell behind shows
+there). Per path: ``server_cpu``, stageswap's CPU over the window in % of one core (from /proc: the viewers are
+not counted), ``janus_cpu``, ``camera_cpu``, ``sample_viewer_cpu`` and ``counting_viewer_cpu`` (what the
+benchmark's own client took) and ``load_average``.
 
 Acceptance (issue 27): through Janus every viewer >= 28 fps, stageswap's CPU within 5% of the 1-viewer run
-(Janus does the per-viewer work), Janus's added latency <= 20 ms p50 (janus minus direct at 1 viewer).
+(Janus does the per-viewer work), Janus's added latency <= 20 ms p50 (the sample's p50 through Janus minus
+direct at the same viewer count).
 """
 
 from __future__ import annotations
@@ -39,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -49,7 +63,6 @@ import aiohttp
 import av
 import numpy as np
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCRtpSender
-from aiortc import rtcrtpreceiver as aiortc_receiver
 from aiortc.mediastreams import MediaStreamError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,35 +82,16 @@ from tests.janus_helpers import JanusProcess, janus_missing, watch  # noqa: E402
 
 WIDTH, HEIGHT = 1280, 720
 PATHS = ("janus", "direct")
-VIEWERS_PER_PROCESS = 5
+VIEWERS_PER_PROCESS = 10
+"""Counting viewers per child process (their per-packet work is light: see FrameCounter)."""
 
 
-# -- viewers that decode keyframes only ----------------------------------------------------------------
-
-
-class KeyframeDecoder:
-    """Stands in for aiortc's VP8 decoder in this process: keyframes are decoded (each on its own, as a
-    keyframe needs nothing before it) so their stamps can be read; every other complete frame is passed on as
-    a 16x16 placeholder, counted but not decoded."""
-
-    PLACEHOLDER = av.VideoFrame(16, 16, "yuv420p")
-
-    def decode(self, encoded_frame: Any) -> list[av.VideoFrame]:
-        data = bytes(encoded_frame.data)
-        if not data or data[0] & 1:  # VP8 frame tag: bit 0 clear on a key frame (RFC 6386, 9.1)
-            return [self.PLACEHOLDER]
-        codec = av.CodecContext.create("libvpx", "r")
-        frames = list(codec.decode(av.Packet(data)))
-        return frames or [self.PLACEHOLDER]
-
-
-def _keyframe_decoders() -> None:
-    aiortc_receiver.get_decoder = lambda codec: KeyframeDecoder()  # type: ignore[assignment,misc]
+# -- viewers: a decoding sample, and counting viewers beside it -------------------------------------------
 
 
 @dataclass
 class ViewerLog:
-    """What one viewer received: every frame's arrival, and each decoded keyframe's stamp and arrival."""
+    """What one decoding (sample) viewer received: every frame's arrival, and each frame's stamp and arrival."""
 
     times: list[float] = field(default_factory=list)
     stamped: list[tuple[int, float]] = field(default_factory=list)
@@ -105,8 +99,6 @@ class ViewerLog:
 
     def on_frame(self, frame: Any, now: float) -> None:
         self.times.append(now)
-        if frame.width <= 16:
-            return
         index = stamps.read_frame(frame)
         if index is None:
             self.unreadable += 1
@@ -114,12 +106,64 @@ class ViewerLog:
             self.stamped.append((index, now))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"times": self.times, "stamped": self.stamped, "unreadable": self.unreadable}
+        return {"sample": True, "times": self.times, "stamped": self.stamped, "unreadable": self.unreadable}
+
+
+class FrameCounter:
+    """Stands in for a counting viewer's RTP handling: each packet that aiortc's DTLS transport has decrypted
+    (SRTP) and parsed is counted here instead of going through the receiver's jitter buffer, NACK and
+    bandwidth estimators and decoder thread (per-packet Python that made 30 viewers' processes the busiest on
+    the machine). A frame is every packet of one RTP timestamp; it is complete when its marker packet came and
+    no sequence number is missing from the previous frame's marker to it (what a jitter buffer needs before it
+    hands a frame to a decoder). No NACK is sent, so a packet lost on the way costs its frame: ``losses`` counts
+    the missing sequence numbers (when, how many), which shows when a client fell behind."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.losses: list[tuple[float, int]] = []
+        self._ssrc: int | None = None
+        self._last_seq: int | None = None
+        self._last_marker_seq: int | None = None
+        self._timestamp: int | None = None
+        self._first_seq = 0
+        self._in_frame = 0
+
+    async def handle_rtp(self, packet: Any, arrival_time_ms: int) -> None:
+        if self._ssrc is None:
+            self._ssrc = packet.ssrc
+        if packet.ssrc != self._ssrc:  # only the media stream (no RTX is asked for: no NACK)
+            return
+        seq = packet.sequence_number
+        if self._last_seq is not None:
+            gap = (seq - self._last_seq) % 65536
+            if gap == 0 or gap > 32768:  # duplicate or late: already counted as lost
+                return
+            if gap > 1:
+                self.losses.append((time.monotonic(), gap - 1))
+        self._last_seq = seq
+        if packet.timestamp != self._timestamp:
+            self._timestamp, self._first_seq, self._in_frame = packet.timestamp, seq, 0
+        self._in_frame += 1
+        if packet.marker:
+            whole = self._in_frame == (seq - self._first_seq) % 65536 + 1
+            joined = self._last_marker_seq is None or (self._first_seq - self._last_marker_seq) % 65536 == 1
+            if whole and joined:
+                self.times.append(time.monotonic())
+            self._last_marker_seq = seq
+
+    def attach(self, pc: RTCPeerConnection) -> None:
+        """Take over the packets of ``pc``'s (only) receiver, before its transport starts."""
+        receiver = pc.getReceivers()[0]
+        receiver._handle_rtp_packet = self.handle_rtp  # type: ignore[method-assign]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sample": False, "times": self.times, "stamped": [], "losses": self.losses}
 
 
 def figures(log: dict[str, Any], sent: dict[int, list[float]], start: float, end: float) -> dict[str, Any]:
-    """One viewer's fps over [start, end) and its median latency over the stamped keyframes received then (each
-    paired with the latest send of its loop position before it arrived)."""
+    """One viewer's fps over [start, end) and, for a decoding sample viewer, its latency p50 / p95 over the
+    stamped frames received then (each paired with the latest send of its loop position before it arrived);
+    a counting viewer's latency is None."""
     n = sum(1 for t in log["times"] if start <= t < end)
     lat = []
     for i, t in log["stamped"]:
@@ -127,11 +171,18 @@ def figures(log: dict[str, Any], sent: dict[int, list[float]], start: float, end
         k = bisect.bisect_right(times, t)
         if start <= t < end and k:
             lat.append((t - times[k - 1]) * 1000.0)
-    return {
+    out: dict[str, Any] = {
         "fps": round(n / (end - start), 2),
         "latency_p50_ms": round(float(np.median(lat)), 1) if lat else None,
-        "keyframes": len(lat),
+        "sample": log["sample"],
     }
+    if log["sample"]:
+        out["latency_p95_ms"] = round(float(np.percentile(lat, 95)), 1) if lat else None
+        out["stamped_frames"] = len(lat)
+        out["unreadable"] = log["unreadable"]
+    else:
+        out["packets_lost"] = sum(k for t, k in log["losses"] if start <= t < end)
+    return out
 
 
 async def _consume(track: Any, log: ViewerLog) -> None:
@@ -141,14 +192,21 @@ async def _consume(track: Any, log: ViewerLog) -> None:
             log.on_frame(frame, time.monotonic())
 
 
-async def _view_direct(http: aiohttp.ClientSession, base: str, stream: str, log: ViewerLog) -> Any:
+async def _view_direct(
+    http: aiohttp.ClientSession, base: str, stream: str, log: ViewerLog | FrameCounter
+) -> Callable[[], Awaitable[None]]:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pc.addTransceiver("video", direction="recvonly")
+    task = None
+    if isinstance(log, FrameCounter):
+        log.attach(pc)
     session = await negotiate(http, pc, urljoin(base, f"whep/{stream}?view=processed"), "WHEP view")
-    task = asyncio.ensure_future(_consume(pc.getReceivers()[0].track, log))
+    if isinstance(log, ViewerLog):
+        task = asyncio.ensure_future(_consume(pc.getReceivers()[0].track, log))
 
     async def close() -> None:
-        task.cancel()
+        if task is not None:
+            task.cancel()
         with contextlib.suppress(aiohttp.ClientError):
             async with http.delete(session) as r:
                 await r.read()
@@ -157,15 +215,20 @@ async def _view_direct(http: aiohttp.ClientSession, base: str, stream: str, log:
     return close
 
 
-async def _view_janus(http: aiohttp.ClientSession, url: str, mountpoint: int, log: ViewerLog) -> Any:
-    viewer = await watch(http, url, mountpoint, on_frame=log.on_frame)
+async def _view_janus(
+    http: aiohttp.ClientSession, url: str, mountpoint: int, log: ViewerLog | FrameCounter
+) -> Callable[[], Awaitable[None]]:
+    if isinstance(log, FrameCounter):
+        viewer = await watch(http, url, mountpoint, on_peer=log.attach, consume=False)
+    else:
+        viewer = await watch(http, url, mountpoint, on_frame=log.on_frame)
     return lambda: viewer.close(http)
 
 
 async def view_worker(args: argparse.Namespace) -> None:
-    """Child process: ``--count`` viewers of one path; records until stdin closes, then writes ``--out``."""
-    _keyframe_decoders()
-    logs = [ViewerLog() for _ in range(args.count)]
+    """Child process: ``--count`` viewers of one path, decoding (``--sample``) or counting; records until stdin
+    closes, then writes ``--out``."""
+    logs: list[ViewerLog | FrameCounter] = [ViewerLog() if args.sample else FrameCounter() for _ in range(args.count)]
     closers = []
     async with aiohttp.ClientSession() as http:
         for log in logs:
@@ -267,12 +330,13 @@ async def publish_worker(args: argparse.Namespace) -> None:
 class Child:
     """A worker process of this benchmark: started, waited for (``ready``), stopped by closing its stdin."""
 
-    def __init__(self, *argv: str) -> None:
+    def __init__(self, *argv: str, nice: int = 0) -> None:
         self.process = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), *argv],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            preexec_fn=(lambda: os.nice(nice)) if nice else None,  # noqa: PLW1509 (no threads in the parent yet)
         )
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
@@ -283,7 +347,7 @@ class Child:
             if line.strip() == "ready":
                 return
             if not line and self.process.poll() is not None:
-                raise SystemExit(f"bench_sfu: a worker ({self.process.args}) ended before it was ready")
+                raise SystemExit(f"bench_sfu: a worker ({self.process.args!r}) ended before it was ready")
         raise SystemExit("bench_sfu: a worker was not ready in time")
 
     def stop(self, timeout_s: float = 60.0) -> None:
@@ -320,26 +384,33 @@ async def measure_path(
     mountpoint: int,
     sent_file: Path,
     workdir: Path,
+    camera_pid: int,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     workers: list[tuple[Child, Path]] = []
     loop = asyncio.get_running_loop()
+    sample = min(args.sample_viewers, count)
+    url = janus.url if path == "janus" else server.url
+    argv = ["view", "--path", path, "--url", url, "--stream", stream, "--mountpoint", str(mountpoint)]
+    groups = [(sample, True)] if sample else []
+    groups += [(min(VIEWERS_PER_PROCESS, count - i), False) for i in range(sample, count, VIEWERS_PER_PROCESS)]
     try:
-        for w, start_i in enumerate(range(0, count, VIEWERS_PER_PROCESS)):
+        for w, (k, decoding) in enumerate(groups):
             out = workdir / f"viewers-{path}-{count}-{w}.json"
-            k = min(VIEWERS_PER_PROCESS, count - start_i)
-            url = janus.url if path == "janus" else server.url
-            argv = ["view", "--path", path, "--url", url, "--stream", stream, "--mountpoint", str(mountpoint)]
-            workers.append((Child(*argv, "--count", str(k), "--out", str(out)), out))
+            extra = ("--sample",) if decoding else ()
+            nice = 0 if decoding else args.viewer_nice
+            workers.append((Child(*argv, *extra, "--count", str(k), "--out", str(out), nice=nice), out))
         for child, _ in workers:
             await loop.run_in_executor(None, child.wait_ready)
         await asyncio.sleep(args.warmup)  # every viewer connected, past its first keyframe
         before_json = await _stream(http, server.url, stream)
         before = before_json["stats"]
         assert janus.process is not None
-        cpu0, jcpu0, start = _cpu_s(server.process.pid), _cpu_s(janus.process.pid), time.monotonic()
+        pids = [server.process.pid, janus.process.pid, camera_pid] + [child.process.pid for child, _ in workers]
+        cpu0, start = [_cpu_s(pid) for pid in pids], time.monotonic()
         await asyncio.sleep(args.duration)
-        cpu1, jcpu1, end = _cpu_s(server.process.pid), _cpu_s(janus.process.pid), time.monotonic()
+        cpu1, end = [_cpu_s(pid) for pid in pids], time.monotonic()
+        load_average = os.getloadavg()[0]
         after = await _stream(http, server.url, stream)
     finally:
         for child, _ in workers:
@@ -347,15 +418,20 @@ async def measure_path(
     logs = [log for _, out in workers for log in json.loads(out.read_text())]
     sent_s = _sent(sent_file)
     window = end - start
+    cpu = [round(100 * (b - a) / window, 1) for a, b in zip(cpu0, cpu1, strict=True)]
+    viewer_cpu = cpu[3:]
     stats = after["stats"]
     mount = (after.get("sfu") or {}).get("mountpoints", {}).get("processed", {})
     return {
         "viewers": [figures(log, sent_s, start, end) for log in logs],
-        "server_cpu": round(100 * (cpu1 - cpu0) / window, 1),
+        "server_cpu": cpu[0],
         "server_cpu_ms_per_frame": round(
-            1000 * (cpu1 - cpu0) / max(1, stats["frames_processed"] - before["frames_processed"]), 2
+            10 * cpu[0] * window / max(1, stats["frames_processed"] - before["frames_processed"]), 2
         ),
-        "janus_cpu": round(100 * (jcpu1 - jcpu0) / window, 1),
+        "janus_cpu": cpu[1],
+        "camera_cpu": cpu[2],
+        "sample_viewer_cpu": round(sum(viewer_cpu[:1] if sample else []), 1),
+        "counting_viewer_cpu": round(sum(viewer_cpu[1:] if sample else viewer_cpu), 1),
         "published_fps": round(sum(1 for ts in sent_s.values() for t in ts if start <= t < end) / window, 2),
         "processed_fps": round((stats["frames_processed"] - before["frames_processed"]) / window, 2),
         "frames_failed": stats["frames_failed"] - before["frames_failed"],
@@ -363,7 +439,7 @@ async def measure_path(
         "rtp_to_janus_kbit_s": round(8 * (mount.get("bytes_sent", 0) - _bytes_sent(before_json)) / window / 1000, 1),
         "whep_viewers": stats["viewers"]["processed"],
         "encoders": stats["encoders"],
-        "load_average": round(os.getloadavg()[0], 2),
+        "load_average": round(load_average, 2),
     }
 
 
@@ -437,9 +513,8 @@ async def run(args: argparse.Namespace) -> dict[int, dict[str, Any]]:
                 results[count] = {}
                 for path in PATHS:
                     print(f"-- {count} viewer(s) through {path}: {args.warmup:.0f} s warm-up, {args.duration:.0f} s")
-                    result = await measure_path(
-                        path, count, http, server, janus, stream, mountpoint, sent_file, workdir, args
-                    )
+                    where = (stream, mountpoint, sent_file, workdir, camera.process.pid)
+                    result = await measure_path(path, count, http, server, janus, *where, args)
                     results[count][path] = result
                     print(json.dumps({"viewers": count, "path": path, **summary(result), **result}), flush=True)
     finally:
@@ -488,6 +563,7 @@ def main() -> None:
             worker.add_argument(name, default="")
         worker.add_argument("--mountpoint", type=int, default=0)
         worker.add_argument("--count", type=int, default=1)
+        worker.add_argument("--sample", action="store_true", help="decode every frame and read its stamp")
         wargs = worker.parse_args(sys.argv[2:])
         asyncio.run(view_worker(wargs) if sys.argv[1] == "view" else publish_worker(wargs))
         return
@@ -495,6 +571,19 @@ def main() -> None:
     ap.add_argument("--viewers", type=int, nargs="+", default=[1, 10, 30], help="viewer counts (default 1 10 30)")
     ap.add_argument("--duration", type=float, default=20.0, help="measured seconds per path and count (default 20)")
     ap.add_argument("--warmup", type=float, default=6.0, help="seconds after the viewers connect (default 6)")
+    ap.add_argument(
+        "--sample-viewers",
+        type=int,
+        default=1,
+        help="viewers per run that decode every frame and read its stamp for latency, at normal priority "
+        "(default 1, so the 1-viewer run has the same sample as the others); the rest count complete frames",
+    )
+    ap.add_argument(
+        "--viewer-nice",
+        type=int,
+        default=10,
+        help="niceness of the counting viewers' processes (default 10: below the server, Janus and the camera)",
+    )
     ap.add_argument("--clip", default="s18.mp4", help="a clip path, or a name in the shared clips")
     ap.add_argument("--identity", default="s1.jpg", help="photo swapped in by the full pipeline")
     ap.add_argument(
@@ -507,8 +596,10 @@ def main() -> None:
     ap.add_argument("--models", default=None, help="models directory (default: $STAGESWAP_MODELS or the cache)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
-    if any(n < 1 for n in args.viewers) or args.duration <= 2 or args.warmup < 0:
-        ap.error("--viewers must be at least 1, --duration over 2 s, --warmup not negative")
+    if any(n < 1 for n in args.viewers) or args.duration <= 2 or args.warmup < 0 or args.sample_viewers < 0:
+        ap.error("--viewers must be at least 1, --duration over 2 s, --warmup and --sample-viewers not negative")
+    if not 0 <= args.viewer_nice <= 19:
+        ap.error("--viewer-nice must be between 0 and 19")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: still stop Janus, the server, the workers
     print(
         f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "

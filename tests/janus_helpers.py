@@ -234,9 +234,13 @@ async def watch(
     keep_every: int = 0,
     timeout_s: float = 10.0,
     on_frame: Callable[[Any, float], None] | None = None,
+    on_peer: Callable[[RTCPeerConnection], None] | None = None,
+    consume: bool = True,
 ) -> JanusViewer:
     """Watch ``mountpoint`` through the Janus at ``url`` (the Streaming plugin's watch/start exchange);
-    ``on_frame(frame, received_s)`` is called with each frame as it arrives."""
+    ``on_frame(frame, received_s)`` is called with each frame as it arrives. ``on_peer(pc)`` is called with
+    the peer connection once it has Janus's offer, before it answers (a benchmark takes over its RTP there);
+    with ``consume=False`` the track is not read."""
     created = await janus_post(http, url, {"janus": "create"})
     session = int(created["data"]["id"])  # type: ignore[index]
     attached = await janus_post(http, f"{url}/{session}", {"janus": "attach", "plugin": "janus.plugin.streaming"})
@@ -258,6 +262,8 @@ async def watch(
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     viewer = JanusViewer(pc, url, session)
     await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+    if on_peer is not None:
+        on_peer(pc)
     await pc.setLocalDescription(await pc.createAnswer())
     body = {
         "janus": "message",
@@ -268,5 +274,6 @@ async def watch(
     track = pc.getReceivers()[0].track
     viewer.keep_every = keep_every
     viewer.on_frame = on_frame
-    viewer.task = asyncio.ensure_future(viewer._consume(track))
+    if consume:
+        viewer.task = asyncio.ensure_future(viewer._consume(track))
     return viewer
