@@ -123,8 +123,8 @@ def main() -> None:
                     result = processor.process(image, t, settings)
                     total_ms = (time.perf_counter() - t0) * 1000.0
                     total_cpu_ms = (time.process_time() - c0) * 1000.0
-                    if i == 0 and processor._learned is not None:  # wrap the loaded model's session
-                        swapper = processor._learned
+                    if i == 0 and processor.swap.model is not None:  # wrap the loaded model's session
+                        swapper = processor.swap.model
                         swapper.session = _TimedSession(swapper.session, model_ms, model_cpu_ms)  # type: ignore[attr-defined]
                     if i < 10 or result.failed_stage is not None:
                         continue  # warm-up

@@ -179,7 +179,7 @@ def relight(proc: FaceProcessor, image: np.ndarray, t: float, target: RelightTar
 
 
 def measured(proc: FaceProcessor) -> np.ndarray:
-    lights = proc.relighter.current()
+    lights = proc.relight.relighter.current()
     assert lights, "no light measured"
     return lights[0]
 

@@ -2,7 +2,8 @@
 
 ``face`` finds and tracks faces, ``swap`` draws an identity onto them, ``light`` relights, ``compose``
 blends back and marks, ``identity`` enrolls people from photos, ``runtime`` loads and runs models;
-``processor.FaceProcessor`` runs them per frame and is what ``streamer`` calls.
+``processor.FaceProcessor`` runs them per frame, as the fixed sequence of ``stages``, and is what ``streamer``
+calls.
 
 Must not import ``streamer`` (nor aiortc or aiohttp), and reads no policy stores (consent, audit) per frame.
 """

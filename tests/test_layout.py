@@ -129,6 +129,7 @@ RULES: dict[str, tuple[str, ...]] = {
     "engines.swap": ("engines.compose", "engines.processor"),
     "engines.identity": ("engines.processor",),
     "engines.train": ("engines.processor",),
+    "engines.stages": ("engines.processor",),
     "streamer.live": ("streamer.api", "streamer.record", "streamer.commands"),
     "streamer.record": ("streamer.api", "streamer.commands"),
     "streamer.governance": ("streamer.api", "streamer.live", "streamer.record", "streamer.commands"),

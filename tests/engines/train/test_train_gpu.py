@@ -104,4 +104,4 @@ def test_dfm_runs_on_the_gpu_fallback_runtime(
     for image, t in clip_frames(clips / "d3.mp4", 3):
         result = processor.process(image, t, ProcessSettings(swap_model="gpu-trained", relight=False))
         assert result.failed_stage is None and "swap" in result.stage_ms
-    assert processor._learned is not None and processor._learned.runtime == "torch-cuda"
+    assert processor.swap.model is not None and processor.swap.model.runtime == "torch-cuda"

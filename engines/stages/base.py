@@ -1,0 +1,154 @@
+"""What every stage is and what it works on: the two stage interfaces and the frame and face contexts.
+
+A frame stage (``FrameStage``) works on the whole frame; a face stage (``FaceStage``) on one face of it, after
+the stages before it put their part into the face's ``FaceContext``. Both are two methods: ``run`` and
+``forget`` (drop the per-face state of faces no longer tracked), and a ``name`` (the stage in the order, as
+tests and the GPU path name it). Timings go into ``FrameContext.stage_ms`` under the keys the stats report
+(``swap``, ``relight``, ``blend``, ...), through ``FrameContext.timed``, which also remembers the key running
+now: a failure is reported as that stage's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Set
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from engines.face.tracker import TrackedFace
+from engines.identity.store import Identity
+from engines.identity.targets import FaceTarget
+from engines.settings import ProcessSettings
+from engines.stats import timed
+from engines.swap.learned import LearnedFace, LearnedSwapper
+from engines.swap.mesh import FaceGeometry
+
+
+@dataclass
+class FrameContext:
+    """One frame on its way through the stages: what came in, what is being made, and the time each stage took."""
+
+    image: np.ndarray
+    """The frame as it came in (read only: everything is measured on it)."""
+    t_s: float | None
+    """Its time as the caller gave it (the tracker's clock)."""
+    t: float
+    """Its time in seconds as the per-face stages use it (``t_s``, or the frame count at 30 fps)."""
+    settings: ProcessSettings
+    stage_ms: dict[str, float] = field(default_factory=dict)
+    out: np.ndarray | None = None
+    """The frame being made: ``image`` itself until a face stage needs a copy to draw into (``canvas``)."""
+    faces: tuple[TrackedFace, ...] = ()
+    targets: dict[int, FaceTarget] = field(default_factory=dict)
+    """Each face's identity this frame and why (``engines.identity.targets``), by face id."""
+    running: str = "track"
+    """The stage (its ``stage_ms`` key) running now: a failure is reported as this stage's."""
+
+    def __post_init__(self) -> None:
+        if self.out is None:
+            self.out = self.image
+
+    @property
+    def result(self) -> np.ndarray:
+        assert self.out is not None  # set in __post_init__
+        return self.out
+
+    def canvas(self) -> np.ndarray:
+        """The frame the faces are drawn into: a copy of ``image``, made once per frame, when first needed."""
+        if self.out is None or self.out is self.image:
+            self.out = self.image.copy()
+        return self.out
+
+    @contextlib.contextmanager
+    def timed(self, key: str) -> Iterator[None]:
+        """Add the block's wall time to ``stage_ms[key]``; a failure in it is reported as ``key``'s."""
+        self.running = key
+        with timed(self.stage_ms, key):
+            yield
+
+
+@dataclass
+class FaceContext:
+    """One face in one frame: what it gets (set when the face is chosen) and what each face stage adds, in order."""
+
+    frame: FrameContext
+    face: TrackedFace
+    identity: Identity | None
+    """The identity the mesh swap draws (None: no mesh swap — the actor's own face, or a learned model's)."""
+    relight: bool
+    """Whether this face is relit (a mesh swap, or a chosen target light)."""
+    learned: LearnedSwapper | None = None
+    """The learned model that draws this face (None: the mesh swap, or no swap)."""
+    embedding: np.ndarray | None = None
+    """The identity's embedding for an inswapper-style model."""
+    done: bool = False
+    """Nothing more to do for this face this frame: the later stages skip it."""
+    # swap
+    geometry: FaceGeometry | None = None
+    actor_window: np.ndarray | None = None
+    """The actor's pixels in the face's window (warped by the morph, if any)."""
+    actor: np.ndarray | None = None
+    """``actor_window`` at the face's working size."""
+    rendered: np.ndarray | None = None
+    """The identity rendered onto the actor's mesh: its albedo when relit, else its texture."""
+    seen: np.ndarray | None = None
+    """Where the identity's photos saw its face, at geometry resolution."""
+    swapped: LearnedFace | None = None
+    """A learned model's face and masks."""
+    # mask
+    alpha: np.ndarray | None = None
+    """Where the new face goes in the window, 0..1: outline, kept openings, the model's mask, occlusion."""
+    visible: np.ndarray | None = None
+    """Occlusion: 0 where something in front covers the face (None: occlusion off)."""
+    actor_small: np.ndarray | None = None
+    """The actor at geometry resolution, where light and colour are measured."""
+    skin_small: np.ndarray | None = None
+    """The actor's skin at geometry resolution."""
+    # relight
+    face_bgr: np.ndarray | None = None
+    """The face to paste (relit), BGR uint8; None: the blend takes the texture or the model's face as drawn."""
+    gains_in_light: np.ndarray | None = None
+    """The colour gains the relight folded into the target light (None: not relit with them)."""
+    reference: np.ndarray | None = None
+    """What the colour match compares the face with (None: ``actor_small``, the actor as the camera saw it)."""
+    own: np.ndarray | None = None
+    """The actor's own face under the target light, laid under a swap (None: none)."""
+
+    @property
+    def out(self) -> np.ndarray:
+        """The frame the face is drawn into (the faces before it already are)."""
+        return self.frame.canvas()
+
+    @property
+    def swapping(self) -> bool:
+        """Another face goes onto the actor's (the mesh swap's or a model's)."""
+        return self.identity is not None or self.swapped is not None
+
+    @property
+    def actor_only(self) -> bool:
+        """The actor's own face, only relit."""
+        return self.identity is None and self.swapped is None
+
+
+class FrameStage(Protocol):
+    """A stage that works on the whole frame."""
+
+    name: str
+
+    def run(self, frame: FrameContext) -> None: ...
+
+    def forget(self, active: Set[int]) -> None:
+        """Drop what is kept for faces not in ``active`` (the ids tracked this frame)."""
+
+
+class FaceStage(Protocol):
+    """A stage that works on one face of the frame, after the stages before it."""
+
+    name: str
+
+    def run(self, face: FaceContext) -> None: ...
+
+    def forget(self, active: Set[int]) -> None:
+        """Drop what is kept for faces not in ``active`` (the ids tracked this frame)."""

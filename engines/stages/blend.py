@@ -1,0 +1,91 @@
+"""The blend stage: the face's colour matched to the actor's skin and the face pasted back (``engines.compose``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Set
+
+import numpy as np
+
+from engines.compose.blend import (
+    BlendConfig,
+    ColourGains,
+    apply_gains,
+    colour_gains,
+    composite,
+    cut_openings,
+    face_alpha_small,
+    transfer_chroma,
+)
+from engines.resample import shrink
+from engines.stages.base import FaceContext
+
+
+class BlendStage:
+    """Pastes each face back: the relit face, else the identity's texture (``texture``: the swap draws it) or the
+    model's face as drawn; the actor's own relit face under a swap first, where there is one; the colour matched
+    to the actor's skin (a pass of its own unless the relight folded the gains into the light); a black-and-white
+    identity takes the actor's colour.
+
+    Its per-face state is each face's colour-match gains, smoothed like its light (``gains``)."""
+
+    name = "blend"
+
+    def __init__(
+        self,
+        config: BlendConfig,
+        gains: ColourGains,
+        texture: Callable[[FaceContext], np.ndarray],
+        match_learned: bool,
+    ) -> None:
+        self.config = config
+        self.gains = gains
+        self.texture = texture
+        """The identity's texture on a face the relight did not relight (the swap stage draws it)."""
+        self.match_learned = match_learned
+        """Whether a learned model's face is colour matched too (``LearnedConfig.colour_match``)."""
+
+    def run(self, face: FaceContext) -> None:
+        geometry, alpha, actor = face.geometry, face.alpha, face.actor
+        assert geometry is not None and alpha is not None and actor is not None  # swap and mask ran
+        face_bgr = face.face_bgr
+        if face_bgr is None and face.identity is not None:  # no relight, or no light measurable yet
+            face_bgr = self.texture(face)
+        if face_bgr is None and face.swapped is not None:
+            face_bgr = face.swapped.image
+        with face.frame.timed(self.name):
+            if face_bgr is None:
+                return
+            settings, out = face.frame.settings, face.out
+            if face.own is not None:  # as the relight alone pastes it: the eyes and mouth kept, no photo coverage
+                own_alpha = geometry.to_window(face_alpha_small(geometry, self.config))
+                cut_openings(own_alpha, geometry, True, True, self.config)
+                if face.visible is not None:
+                    own_alpha *= face.visible
+                composite(out, geometry, geometry.to_window(face.own), own_alpha * float(settings.strength))
+            if face.identity is not None or (face.swapped is not None and self.match_learned):
+                face_bgr = self._match_colour(face, face_bgr)
+            if face.identity is not None and face.identity.monochrome:  # black-and-white photos: the actor's colour
+                face_bgr = transfer_chroma(face_bgr, actor)
+            composite(out, geometry, geometry.to_window(face_bgr), alpha * float(settings.strength))
+
+    def forget(self, active: Set[int]) -> None:
+        self.gains.forget(set(active))
+
+    def _match_colour(self, face: FaceContext, face_bgr: np.ndarray) -> np.ndarray:
+        """After a relight the gains already went into the light (``RelightStage``): the residual measured now
+        refines them for the next frame, and no extra pass is needed. Without a relight, or on a face's first
+        frame (no gains yet to fold into its light), the colour match is a pass of its own: a face never shows
+        unmatched for a frame."""
+        geometry = face.geometry
+        assert geometry is not None and face.actor_small is not None and face.skin_small is not None
+        first_colour = face.face.id not in self.gains
+        hs, ws = geometry.small_size
+        face_small = shrink(face_bgr, (ws, hs))
+        reference = face.reference if face.reference is not None else face.actor_small
+        residual = colour_gains(face_small, reference, face.skin_small, self.config)
+        relit = face.gains_in_light is not None
+        previous = face.gains_in_light if face.gains_in_light is not None else np.ones(3)
+        gains = self.gains.smooth(face.face.id, face.frame.t, None if residual is None else previous * residual)
+        if gains is not None and (not relit or first_colour):
+            return apply_gains(face_bgr, gains / previous)
+        return face_bgr

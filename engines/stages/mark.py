@@ -1,0 +1,54 @@
+"""The last stages, on the whole frame: the debug overlay (``OverlayStage``) and the invisible watermark
+(``MarkStage``, ``engines.compose.watermark``)."""
+
+from __future__ import annotations
+
+from collections.abc import Set
+
+import numpy as np
+
+from engines.compose.watermark import Watermarker
+from engines.face.overlay import draw_faces
+from engines.stages.base import FrameContext
+
+
+class OverlayStage:
+    """Each face's mesh, box, id and pose drawn on the frame, when ``settings.debug_overlay`` asks for it."""
+
+    name = "overlay"
+
+    def run(self, frame: FrameContext) -> None:
+        if frame.settings.debug_overlay:
+            with frame.timed(self.name):
+                frame.out = draw_faces(frame.result, frame.faces)
+
+    def forget(self, active: Set[int]) -> None:
+        """Nothing kept."""
+
+
+class MarkStage:
+    """The invisible watermark on the whole frame, last, so monitors and recordings get the same marked frame
+    (unless the stream's ``settings.watermark`` turns it off). A frame that failed is marked too."""
+
+    name = "watermark"
+
+    def __init__(self, marker: Watermarker | None, watermark_id: int | None) -> None:
+        self.marker = marker
+        self.watermark_id = watermark_id
+        """The id this processor's frames carry: one per processor, so per stream session or batch run."""
+
+    def run(self, frame: FrameContext) -> None:
+        frame.out = self.marked(frame.result, frame)
+
+    def marked(self, image: np.ndarray, frame: FrameContext) -> np.ndarray:
+        """``image`` with the mark, or ``image`` itself when nothing is marked (off, no id, a frame too small)."""
+        marker, wid = self.marker, self.watermark_id
+        if marker is None or wid is None or not frame.settings.watermark:
+            return image
+        if min(image.shape[:2]) < marker.config.min_side_px:
+            return image
+        with frame.timed(self.name):
+            return marker.apply(image, wid)
+
+    def forget(self, active: Set[int]) -> None:
+        """Nothing kept per face."""
