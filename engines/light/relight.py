@@ -92,6 +92,9 @@ _U8_TO_LINEAR.setflags(write=False)
 _LINEAR_LUT_SIZE = 16384
 _LINEAR_TO_U8 = np.round(linear_to_srgb(np.arange(_LINEAR_LUT_SIZE + 1) / _LINEAR_LUT_SIZE) * 255.0).astype(np.uint8)
 _LINEAR_TO_U8.setflags(write=False)
+_U16_TO_U8 = np.concatenate([_LINEAR_TO_U8, np.full(65535 - _LINEAR_LUT_SIZE, 255, np.uint8)])
+"""``_LINEAR_TO_U8`` indexed by any uint16 (everything past 1.0 is white): the encode needs no clamp pass."""
+_U16_TO_U8.setflags(write=False)
 
 
 # --------------------------------------------------------------------------------------------- estimation
@@ -352,8 +355,11 @@ def relight_face(
         raise ValueError(f"normals shape {normals.shape} does not fit the window {img.shape}")
     if albedo is not None and albedo.shape != (h, w, 3):
         raise ValueError(f"albedo shape {albedo.shape} does not match the window {img.shape}")
-    weight = _mask_weight(mask, (h, w)).reshape(h, w)
-    x0, y0, bw, bh = cv2.boundingRect((weight > (0.5 / 255.0)).astype(np.uint8))
+    binary = np.asarray(mask).dtype == np.bool_  # a copy where it is set, not a weighted sum
+    if binary and np.shape(mask) != (h, w):
+        raise ValueError(f"mask shape {np.shape(mask)} does not match the window {(h, w)}")
+    weight = np.asarray(mask) if binary else _mask_weight(mask, (h, w)).reshape(h, w)
+    x0, y0, bw, bh = cv2.boundingRect(weight.view(np.uint8) if binary else (weight > (0.5 / 255.0)).astype(np.uint8))
     out = img.copy()
     if bw == 0 or bh == 0:
         return out
@@ -371,18 +377,32 @@ def relight_face(
     else:
         grid = _fill_empty(normals.astype(np.float32))
         field = cv2.resize(_shading_field(grid, src, tgt, ratio, max_gain), (w, h))[ys, xs]
+    # Linear light times the table's size, rounded to uint16 by the product's own saturating conversion
+    # (negatives to 0), then one lookup to sRGB (``_U16_TO_U8``: everything past 1.0 is white).
+    a = weight[ys, xs]
+    u16 = cv2.CV_16U
+    if binary:  # the relit face where the mask is set, the window as it was elsewhere
+        lin = cv2.LUT(img[ys, xs], _U8_TO_LINEAR) if albedo is None else np.asarray(albedo[ys, xs], np.float32)
+        index = cv2.multiply(lin, field, scale=_LINEAR_LUT_SIZE, dtype=u16)
+        crop = np.ascontiguousarray(out[ys, xs])
+        cv2.copyTo(_srgb(index), a.view(np.uint8), crop)
+        out[ys, xs] = crop
+        return out
     # The mask blends in linear light: out = in + a * (relit - in), folded into one gain for the ratio relight.
     lin_in = cv2.LUT(img[ys, xs], _U8_TO_LINEAR)
-    a = weight[ys, xs, None]
+    a3 = a[..., None]
     if albedo is None:
-        lin = lin_in * (1.0 + a * (field - 1.0))
+        index = cv2.multiply(lin_in, 1.0 + a3 * (field - 1.0), scale=_LINEAR_LUT_SIZE, dtype=u16)
     else:
-        lin = lin_in + a * (albedo[ys, xs].astype(np.float32) * field - lin_in)
-    np.minimum(lin, 1.0, out=lin)
-    lin *= _LINEAR_LUT_SIZE
-    lin += 0.5
-    out[ys, xs] = _LINEAR_TO_U8[lin.astype(np.uint16)]
+        lin = lin_in + a3 * (albedo[ys, xs].astype(np.float32) * field - lin_in)
+        index = cv2.multiply(lin, np.ones_like(lin), scale=_LINEAR_LUT_SIZE, dtype=u16)
+    out[ys, xs] = _srgb(index)
     return out
+
+
+def _srgb(index: object) -> np.ndarray:
+    """sRGB uint8 of linear light given as uint16 multiples of 1 / ``_LINEAR_LUT_SIZE`` (one table lookup)."""
+    return np.take(_U16_TO_U8, np.asarray(index, np.uint16))
 
 
 def _coarse_normals(normals: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -399,12 +419,18 @@ def _fill_empty(normals: np.ndarray, passes: int = 2) -> np.ndarray:
     """
     n = normals.astype(np.float32, copy=True)
     for _ in range(passes):
-        empty = np.einsum("ijk,ijk->ij", n, n) < 0.04  # |n| < 0.2
+        empty = _length(n) < 0.2
         if not empty.any():
             break
-        n[empty] = cv2.blur(n, (3, 3))[empty]
-    length = np.sqrt(np.einsum("ijk,ijk->ij", n, n))[..., None]
-    return np.where(length > 1e-3, n / np.maximum(length, 1e-6), 0.0).astype(np.float32)
+        cv2.copyTo(cv2.blur(n, (3, 3)), empty.view(np.uint8), n)
+    length = _length(n)
+    scale = np.where(length > 1e-3, 1.0 / np.maximum(length, 1e-6), 0.0).astype(np.float32)
+    return n * scale[..., None]
+
+
+def _length(vectors: np.ndarray) -> np.ndarray:
+    """(h, w) float32 length of each (h, w, 3) float32 vector."""
+    return cv2.magnitude(cv2.magnitude(vectors[..., 0], vectors[..., 1]), vectors[..., 2])
 
 
 def _shading_field(normals: np.ndarray, src: np.ndarray, tgt: np.ndarray, ratio: bool, max_gain: float) -> np.ndarray:
