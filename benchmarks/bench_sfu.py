@@ -31,7 +31,8 @@ decoded, on this machine's monotonic clock -- **None for a counting viewer**, wh
 reports ``packets_lost`` instead (sequence numbers it never got in the window: a client that fell behind shows
 there). Per path: ``server_cpu``, stageswap's CPU over the window in % of one core (from /proc: the viewers are
 not counted), ``janus_cpu``, ``camera_cpu``, ``sample_viewer_cpu`` and ``counting_viewer_cpu`` (what the
-benchmark's own client took) and ``load_average``.
+benchmark's own client took), ``load_average`` and ``udp_drops`` (datagrams dropped at a full socket receive
+buffer in the window, by receiver: server, janus, camera, viewers).
 
 Acceptance (issue 27): through Janus every viewer >= 28 fps, stageswap's CPU within 5% of the 1-viewer run
 (Janus does the per-viewer work), Janus's added latency <= 20 ms p50 (the sample's p50 through Janus minus
@@ -48,6 +49,7 @@ import json
 import os
 import platform
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -225,9 +227,30 @@ async def _view_janus(
     return lambda: viewer.close(http)
 
 
+VIEWER_RCVBUF_BYTES = 4 << 20
+"""Receive buffer of each viewer's UDP socket (the kernel caps it at net.core.rmem_max). The default 208 KB holds
+about 90 loopback packets, less than one 720p keyframe that Janus forwards in one burst, so a viewer process
+paused for a few ms on a busy machine lost packets: the client's loss, not the server's."""
+
+
+def _large_receive_buffers(loop: asyncio.AbstractEventLoop) -> None:
+    """Every UDP socket this loop creates from now on (aioice's, one per ICE candidate) gets VIEWER_RCVBUF_BYTES."""
+    create = loop.create_datagram_endpoint
+
+    async def create_with_buffer(*args: Any, **kwargs: Any) -> Any:
+        transport, protocol = await create(*args, **kwargs)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, VIEWER_RCVBUF_BYTES)
+        return transport, protocol
+
+    loop.create_datagram_endpoint = create_with_buffer  # type: ignore[method-assign]
+
+
 async def view_worker(args: argparse.Namespace) -> None:
     """Child process: ``--count`` viewers of one path, decoding (``--sample``) or counting; records until stdin
     closes, then writes ``--out``."""
+    _large_receive_buffers(asyncio.get_running_loop())
     logs: list[ViewerLog | FrameCounter] = [ViewerLog() if args.sample else FrameCounter() for _ in range(args.count)]
     closers = []
     async with aiohttp.ClientSession() as http:
@@ -363,6 +386,26 @@ class Child:
 # -- one measurement -------------------------------------------------------------------------------------
 
 
+def udp_drops(pid: int) -> int:
+    """Datagrams dropped at the full receive buffers of ``pid``'s UDP sockets so far (/proc/net/udp's ``drops``):
+    a burst of RTP (a keyframe is 100+ packets) that a starved receiver did not drain in time."""
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    total = 0
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                cols = line.split()
+                if cols[9] in inodes:
+                    total += int(cols[-1])
+    return total
+
+
 def _cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -407,9 +450,9 @@ async def measure_path(
         before = before_json["stats"]
         assert janus.process is not None
         pids = [server.process.pid, janus.process.pid, camera_pid] + [child.process.pid for child, _ in workers]
-        cpu0, start = [_cpu_s(pid) for pid in pids], time.monotonic()
+        cpu0, drops0, start = [_cpu_s(pid) for pid in pids], [udp_drops(pid) for pid in pids], time.monotonic()
         await asyncio.sleep(args.duration)
-        cpu1, end = [_cpu_s(pid) for pid in pids], time.monotonic()
+        cpu1, drops1, end = [_cpu_s(pid) for pid in pids], [udp_drops(pid) for pid in pids], time.monotonic()
         load_average = os.getloadavg()[0]
         after = await _stream(http, server.url, stream)
     finally:
@@ -440,7 +483,13 @@ async def measure_path(
         "whep_viewers": stats["viewers"]["processed"],
         "encoders": stats["encoders"],
         "load_average": round(load_average, 2),
+        "udp_drops": _by_role([b - a for a, b in zip(drops0, drops1, strict=True)]),
     }
+
+
+def _by_role(values: list[int]) -> dict[str, int]:
+    """Per-process values (server, Janus, camera, then each viewer process) by role, the viewers summed."""
+    return {"server": values[0], "janus": values[1], "camera": values[2], "viewers": sum(values[3:])}
 
 
 def _bytes_sent(stream: dict[str, Any]) -> int:
