@@ -217,9 +217,9 @@ class MeshSwapper:
             warp = _warp_map(field_small, window, sx, sy)
         labels = np.where(raster.mask, topo.labels[np.maximum(raster.triangle, 0)], -1).astype(np.int8)
         uv = _extend(np.ascontiguousarray(values[..., 0:2]), raster.mask)
-        normals = values[..., 2:5]
-        length = np.linalg.norm(normals, axis=2, keepdims=True)
-        normals = np.where(length > 1e-6, normals / np.maximum(length, 1e-6), 0.0).astype(np.float32)
+        normals = np.ascontiguousarray(values[..., 2:5])
+        length = np.sqrt(np.einsum("ijk,ijk->ij", normals, normals))
+        normals *= np.where(length > 1e-6, 1.0 / np.maximum(length, 1e-6), 0.0).astype(np.float32)[..., None]
         k = min(1.0, self.config.work_px / max(window.width, window.height))
         work = (max(2, round(window.height * k)), max(2, round(window.width * k)))
         return FaceGeometry(window, lm, raster, labels, uv, normals, scale_px, warp, work)
@@ -234,10 +234,8 @@ class MeshSwapper:
         face_px = geometry.face_scale_px * 2.4 * geometry.work_size[1] / geometry.window.width  # ~2.4 eye distances
         ratio = math.log2(max(uv_span_px / max(face_px, 1.0), 1.0)) + self.config.mip_bias
         tex = self._texture_at(identity, source, mips, ratio)
-        texel = geometry.upsample(geometry.uv_small)
-        texel *= float(tex.shape[0])
-        texel -= 0.5
-        return _remap(tex, texel)
+        # Texel coordinates are linear in uv: scaled at geometry resolution, then upsampled (the same numbers).
+        return _remap(tex, geometry.upsample(geometry.uv_small * np.float32(tex.shape[0]) - np.float32(0.5)))
 
     def coverage_small(self, geometry: FaceGeometry, identity: Identity) -> np.ndarray:
         """(hs, ws) float32 0..1 at geometry resolution: how well the identity's photos saw each point."""
@@ -405,9 +403,11 @@ def _extend(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Copy values one pixel past the mask's edge, so upsampling does not mix in the empty fill."""
     m = mask.astype(np.float32)
     spread = cv2.blur(values * m[..., None], (3, 3))
-    count = cv2.blur(m, (3, 3))[..., None]
-    filled = spread / np.maximum(count, 1e-6)
-    return np.where(mask[..., None], values, np.where(count > 0, filled, values)).astype(np.float32)
+    count = cv2.blur(m, (3, 3))
+    ring = (count > 0) & ~mask  # the pixels just outside the mask: their neighbours' mean inside it
+    out = values.astype(np.float32)  # a copy
+    cv2.copyTo(spread / np.maximum(count, 1e-6)[..., None], ring.view(np.uint8), out)
+    return out
 
 
 _FIELD_BAND_PX = 3.0
