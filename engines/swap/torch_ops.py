@@ -5,7 +5,8 @@ expanded into candidate pixels at once, the edge functions as affine functions o
 (float32, as there), and a z-buffer that keeps, per pixel, the candidate with the smallest quantised depth
 (ties to the earliest), here by ``scatter_reduce(amin)`` on the same packed key. ``TorchRaster.interpolate``
 mirrors ``Raster.interpolate``. The suite holds both equal to the numpy ones on faces of shared clips
-(``tests/engines/test_torch_ops.py``).
+(``tests/engines/test_torch_ops.py``). ``sample_bilinear`` mirrors the texture lookup, ``engines.swap.mesh._remap``
+(``cv2.remap``, bilinear, replicated border), as ``MeshSwapper.render`` and ``coverage_small`` use it.
 
 Written for the GPU path (issue 20, item 3): the vertices, triangles and outputs are tensors on one device.
 The candidate counts are data-dependent, so the expansion reads two sizes on the host (the candidates'
@@ -163,3 +164,28 @@ def rasterize(
     weights = torch.stack([w0[winner], w1[winner], w2[winner]], dim=1).clamp(0.0, 1.0)
     weights = weights / weights.sum(dim=1, keepdim=True)
     return TorchRaster(window, hit, live[cand_tri[winner]], weights, tris)
+
+
+def sample_bilinear(src: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+    """``src`` (H, W) or (H, W, C) sampled bilinearly at ``xy`` (h, w, 2) float pixel positions (x, y; pixel
+    centres at whole numbers), the border replicated; mirrors ``engines.swap.mesh._remap``
+    (``cv2.remap(src, xy, None, INTER_LINEAR, borderMode=BORDER_REPLICATE)`` with a float map, which the
+    OpenCV we pin interpolates at the positions as given). uint8 sources are rounded half up."""
+    h, w = int(src.shape[0]), int(src.shape[1])
+    pos = xy.to(torch.float32)
+    whole = torch.floor(pos)
+    frac = pos - whole
+    x0, y0 = whole[..., 0].to(torch.int64), whole[..., 1].to(torch.int64)
+    fx, fy = frac[..., 0], frac[..., 1]
+    xa, xb = x0.clamp(0, w - 1), (x0 + 1).clamp(0, w - 1)
+    ya, yb = y0.clamp(0, h - 1), (y0 + 1).clamp(0, h - 1)
+    values = src.to(torch.float32)
+    if values.ndim == 3:
+        fx, fy = fx[..., None], fy[..., None]
+    top = values[ya, xa] * (1.0 - fx) + values[ya, xb] * fx
+    bottom = values[yb, xa] * (1.0 - fx) + values[yb, xb] * fx
+    out = top * (1.0 - fy) + bottom * fy
+    if src.dtype.is_floating_point:
+        return out.to(src.dtype)
+    info = torch.iinfo(src.dtype)
+    return torch.floor(out + 0.5).clamp(info.min, info.max).to(src.dtype)

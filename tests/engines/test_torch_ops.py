@@ -14,7 +14,8 @@ one level — at a handful of pixels. A wrong step (a swapped channel, a missed 
 convention) changes many pixels by more than one level and fails both bounds. The gains, a mean of up to
 4000 pixels, agree within 1e-9 relative. The rasteriser covers the same pixels with the same triangles
 (the edge tests and the z-buffer's keys are the same float32 numbers), its weights and anything
-interpolated with them within 1e-5.
+interpolated with them within 1e-5. The texture lookup: uint8 by the bound above, float albedo within 1e-6.
+The resizes have their own bound, stated in their test.
 """
 
 from __future__ import annotations
@@ -293,3 +294,34 @@ def test_resizes_equal_cv2_and_shrink(cases: list[Case], device: str) -> None:
         _check(f"{c.name} up", up, torch_resample.resize_linear(_t(c.actor_small, device), window), differs, 0.2)
     assert any(c.geometry.small_size != c.actor.shape[:2] for c in cases)  # real resizes, not copies
     print("resize max/mean levels:", [(n, m, round(a, 5)) for n, m, a in differs])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_sample_bilinear_equals_the_texture_lookup(cases: list[Case], device: str) -> None:
+    """The identity texture's lookup as ``MeshSwapper.render`` does it: a real face texture (unwrapped from
+    another frame of the clip), uint8 and as float linear albedo, sampled at the window's texel positions."""
+    from engines.swap.mesh import _remap
+    from engines.swap.texture import unwrap
+
+    differs: list[tuple[str, int, float]] = []
+    for c in cases:
+        texture = unwrap(c.frame, c.geometry.landmarks).texture  # (512, 512, 3) uint8
+        albedo = relight._U8_TO_LINEAR[texture]
+        texel = c.geometry.upsample(c.geometry.uv_small) * float(texture.shape[0]) - 0.5
+        _check(
+            f"{c.name} texture",
+            _remap(texture, texel),
+            swap_t.sample_bilinear(_t(texture, device), _t(texel, device)),
+            differs,
+        )
+        got = swap_t.sample_bilinear(_t(albedo, device), _t(texel, device)).cpu().numpy()
+        np.testing.assert_allclose(got, _remap(albedo, texel), atol=1e-6, err_msg=c.name)
+        # positions outside the texture: the border is replicated, as cv2's BORDER_REPLICATE
+        outside = texel * 1.3 - 40.0
+        _check(
+            f"{c.name} border",
+            _remap(texture, outside),
+            swap_t.sample_bilinear(_t(texture, device), _t(outside, device)),
+            differs,
+        )
+    print("texture max/mean levels:", [(n, m, round(a, 5)) for n, m, a in differs])
