@@ -143,6 +143,22 @@ class FaceGeometry:
             return array
         return shrink(array, (w, h))
 
+    def face_box(self, margin_px: int = 2) -> tuple[slice, slice]:
+        """Row and column slices of the work size that hold every pixel the mesh covers (and the geometry
+        pixel around it that bilinear upsampling reaches), ``margin_px`` more on each side."""
+        h, w = self.work_size
+        pixels = self.raster.pixels
+        if pixels.size == 0:
+            return slice(0, 0), slice(0, 0)
+        hs, ws = self.small_size
+        cols = pixels % ws
+        fy, fx = h / hs, w / ws
+        y0 = math.floor((int(pixels[0]) // ws - 0.5) * fy - 0.5) - margin_px
+        y1 = math.ceil((int(pixels[-1]) // ws + 1.5) * fy - 0.5) + margin_px + 1
+        x0 = math.floor((int(cols.min()) - 0.5) * fx - 0.5) - margin_px
+        x1 = math.ceil((int(cols.max()) + 1.5) * fx - 0.5) + margin_px + 1
+        return slice(max(y0, 0), min(y1, h)), slice(max(x0, 0), min(x1, w))
+
     def normals(self) -> np.ndarray:
         """(h, w, 3) float32 camera-frame normals at work resolution (zero outside the face; computed once)."""
         if self._normals is None:
@@ -235,7 +251,12 @@ class MeshSwapper:
         ratio = math.log2(max(uv_span_px / max(face_px, 1.0), 1.0)) + self.config.mip_bias
         tex = self._texture_at(identity, source, mips, ratio)
         # Texel coordinates are linear in uv: scaled at geometry resolution, then upsampled (the same numbers).
-        return _remap(tex, geometry.upsample(geometry.uv_small * np.float32(tex.shape[0]) - np.float32(0.5)))
+        texel = geometry.upsample(geometry.uv_small * np.float32(tex.shape[0]) - np.float32(0.5))
+        # Looked up only in the box around the face (the window's margin is the actor's: zero there).
+        ys, xs = geometry.face_box()
+        out = np.zeros((*geometry.work_size, tex.shape[2]), tex.dtype)
+        out[ys, xs] = _remap(tex, np.ascontiguousarray(texel[ys, xs]))
+        return out
 
     def coverage_small(self, geometry: FaceGeometry, identity: Identity) -> np.ndarray:
         """(hs, ws) float32 0..1 at geometry resolution: how well the identity's photos saw each point."""
