@@ -95,8 +95,8 @@ def bounding_box_mask(inside: torch.Tensor) -> torch.Tensor:
     cols = inside.any(dim=0)
 
     def span(v: torch.Tensor) -> torch.Tensor:
-        after_first = torch.cummax(v.to(torch.uint8), dim=0).values.bool()
-        before_last = torch.cummax(v.flip(0).to(torch.uint8), dim=0).values.bool().flip(0)
+        after_first = torch.cummax(v.to(torch.int32), dim=0).values.bool()
+        before_last = torch.cummax(v.flip(0).to(torch.int32), dim=0).values.bool().flip(0)
         return after_first & before_last
 
     return span(rows)[:, None] & span(cols)[None, :]

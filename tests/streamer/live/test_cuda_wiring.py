@@ -6,11 +6,13 @@ tensors instead of CUDA ones. Everything else is the real code on real frames: t
 worker, the FaceProcessor with the shared models. The tests show the wiring: the CUDA ring is the one the
 stream and the file run make, every frame is uploaded into it once, the processor reads the slot the ring
 hands out (its page-locked host side: no download), and the ring's memory is freed when the run or the
-stream ends. Without CUDA (or without pycuda) ``--device cuda`` is a one-line error.
+stream ends. Without CUDA (or without pycuda) ``--device cuda`` is a one-line error. The last two tests
+run the same wiring for real where a GPU and pycuda are there (``make test-gpu``).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 import threading
@@ -186,3 +188,74 @@ def test_device_auto_on_a_gpu_without_pycuda_keeps_frames_on_the_cpu_with_a_warn
     stats = json.loads(stats_path.read_text())
     assert stats["frames"] == FRAMES and stats["runtime"] == "torch-cpu"
     assert simulated_cuda.uploads == 0 and spy.pinned == [False] * FRAMES
+
+
+_REAL_CUDA = importlib.util.find_spec("pycuda") is not None and torch.cuda.is_available()
+
+
+class _Puts:
+    """Counts the frames put into any CudaFrameRing (the real one, on a GPU)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from streamer.live.cuda_ring import CudaFrameRing
+
+        self.count = 0
+        real = CudaFrameRing.put
+
+        def put(ring: CudaFrameRing, image: np.ndarray, meta: FrameMeta) -> None:
+            self.count += 1
+            real(ring, image, meta)
+
+        monkeypatch.setattr(CudaFrameRing, "put", put)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _REAL_CUDA, reason="needs a CUDA GPU and pycuda (pip install -e '.[gpu]')")
+def test_on_a_gpu_process_device_cuda_runs_through_the_cuda_ring(
+    clips: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real thing where a GPU is lent: the frames go through the CUDA ring, the models run in torch on CUDA."""
+    puts = _Puts(monkeypatch)
+    clip = _short_clip(clips, tmp_path / "in.mp4")
+    stats_path = tmp_path / "stats.json"
+    argv = ["process", "-i", str(clip), "-o", str(tmp_path / "out.mp4"), "--device", "cuda", "--no-progress"]
+    assert main([*argv, "--no-sign", "--stats", str(stats_path)]) == 0
+    stats = json.loads(stats_path.read_text())
+    assert stats["frames"] == FRAMES and stats["frames_with_face"] >= FRAMES - 1
+    assert stats["runtime"] in ("torch-cuda", "tensorrt") and puts.count == FRAMES
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _REAL_CUDA, reason="needs a CUDA GPU and pycuda (pip install -e '.[gpu]')")
+def test_on_a_gpu_a_stream_runs_through_the_cuda_ring_and_frees_it(
+    clips: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamer.live.cuda_ring import CudaFrameRing
+
+    puts = _Puts(monkeypatch)
+    config = ServeConfig(device="cuda", watermark=False)
+    stream = Stream(
+        "cam", "whip", config, lambda: FaceProcessor.from_models(models_dir, ProcessorConfig(device="cuda"))
+    )
+    ring = stream.ring
+    assert isinstance(ring, CudaFrameRing)
+    done = threading.Event()
+    got: list[ProcessedFrame] = []
+
+    class Sink:
+        def on_frame(self, processed: np.ndarray, source: np.ndarray, meta: FrameMeta, result: ProcessedFrame) -> None:
+            got.append(result)
+            done.set()
+
+    stream.fanout.add_sink(Sink())
+    stream.start()
+    try:
+        assert stream.worker.ready.wait(120) and stream.worker.runtime in ("torch-cuda", "tensorrt")
+        for i, (image, t_s) in enumerate(clip_frames(clips / "d3.mp4", FRAMES)):
+            done.clear()
+            stream.ingest(image, FrameMeta(i, t_s))
+            assert done.wait(60), f"frame {i} was not processed"
+    finally:
+        stream.close()
+    assert puts.count == FRAMES and len(got) == FRAMES and sum(bool(r.faces) for r in got) >= FRAMES - 1
+    assert ring.closed and not ring._slots  # the device and page-locked memory were freed with the stream
