@@ -298,17 +298,38 @@ def composite(frame: np.ndarray, geometry: FaceGeometry, face_bgr: np.ndarray, a
     The actor is the frame's window as it is (the morph's warped copy, when there is one, is part of
     ``face_bgr``'s caller's business: pass it blended already)."""
     ys, xs = geometry.window.slices
-    a = np.ascontiguousarray(alpha, dtype=np.float32)
-    # Only the rows and columns where the face shows: the window's margin (the morph's falloff, the feather's
-    # reach) is the actor's already, and blending it cost a third of the paste on a close-up.
-    rows = np.flatnonzero(a.max(axis=1) > 0.0)
-    cols = np.flatnonzero(a.max(axis=0) > 0.0)
-    if rows.size == 0:
+    a = np.asarray(alpha, dtype=np.float32)
+    # Only the box where the face shows: the window's margin (the morph's falloff, the feather's reach) is the
+    # actor's already, and blending it cost a third of the paste on a close-up.
+    box = _alpha_box(geometry, a)
+    if box is None:
         return
-    by, bx = slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+    by, bx = box
     part = frame[ys, xs][by, bx]
-    a = np.ascontiguousarray(a[by, bx])
-    part[...] = cv2.blendLinear(np.ascontiguousarray(face_bgr[by, bx]), np.ascontiguousarray(part), a, 1.0 - a)
+    a = a[by, bx]
+    # Element by element, so in place is safe; OpenCV writes into the frame's view (rows need not be adjacent).
+    cv2.blendLinear(face_bgr[by, bx], part, a, 1.0 - a, dst=part)
+
+
+def _alpha_box(geometry: FaceGeometry, alpha: np.ndarray) -> tuple[slice, slice] | None:
+    """Row and column slices of the window outside which ``alpha`` is zero; None when it is zero everywhere.
+
+    The mesh's box (``FaceGeometry.face_box``, scaled to the window with a pixel for the upsampling) holds
+    every alpha the mask stage makes; the four strips around it are checked (cheap), and any other alpha
+    falls back to the rows and columns measured."""
+    h, w = alpha.shape
+    wy, wx = geometry.face_box()
+    fy, fx = h / geometry.work_size[0], w / geometry.work_size[1]
+    y0, y1 = max(math.floor(wy.start * fy) - 1, 0), min(math.ceil(wy.stop * fy) + 1, h)
+    x0, x1 = max(math.floor(wx.start * fx) - 1, 0), min(math.ceil(wx.stop * fx) + 1, w)
+    strips = (alpha[:y0], alpha[y1:], alpha[y0:y1, :x0], alpha[y0:y1, x1:])
+    if y1 > y0 and x1 > x0 and not any(s.size and cv2.countNonZero(s) for s in strips):
+        return slice(y0, y1), slice(x0, x1)
+    rows = np.flatnonzero(alpha.max(axis=1) > 0.0)
+    cols = np.flatnonzero(alpha.max(axis=0) > 0.0)
+    if rows.size == 0:
+        return None
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
 def transfer_chroma(face_bgr: np.ndarray, actor_bgr: np.ndarray, blur_px: float = 1.5) -> np.ndarray:

@@ -112,6 +112,20 @@ def test_composite_changes_only_where_alpha_is_positive(detector, mesh, faces: P
     assert skin_mask(g, small).sum() > 0.2 * (small > 0).sum()
 
 
+def test_composite_blends_an_alpha_that_reaches_past_the_mesh(detector, mesh, faces: Path) -> None:  # type: ignore[no-untyped-def]
+    """The paste is limited to the mesh's box only when alpha is zero outside it: any other alpha (here half
+    everywhere, the window's corners included) is blended wherever it is positive."""
+    image, _, g = _geometry(detector, mesh, faces)
+    frame = image.copy()
+    alpha = np.full((g.window.height, g.window.width), 0.5, np.float32)
+    white = np.full((g.window.height, g.window.width, 3), 255, np.uint8)
+    composite(frame, g, white, alpha)
+    ys, xs = g.window.slices
+    expected = (image[ys, xs].astype(np.float32) + 255.0) / 2.0
+    assert np.abs(frame[ys, xs].astype(np.float32) - expected).max() <= 1.0
+    assert (frame[ys, xs][0, 0] > image[ys, xs][0, 0]).all() and (frame[ys, xs][-1, -1] > image[ys, xs][-1, -1]).all()
+
+
 def _polygon_distance(polygon: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Reference signed distance of every pixel centre to a polygon (positive inside), by OpenCV."""
     contour = polygon.astype(np.float32).reshape(-1, 1, 2)
