@@ -8,6 +8,10 @@ path (issue 20, item 3): no host synchronisation (the bounding box is a mask, th
 its fixed number of passes), the lookup tables made once per device, every input a tensor on the same
 device. The suite holds it equal to ``relight_face`` on shared clips (``tests/engines/test_torch_ops.py``).
 
+``measure_light`` mirrors ``relight.measure_light`` (``skin_samples`` and ``estimate_sh``: the light on a face
+fitted to its skin by regularised least squares with one trimming pass), in float64 as there; its sample
+counts decide what it returns, so it reads them on the host (a few small synchronisations per face).
+
 ``SHRelight`` (``engines.light.relight``) is the export module for ONNX/TensorRT, per-pixel normals and
 float images; this module is what a torch stage calls on the processor's own inputs (uint8 windows, the
 coarse normal grid), and it shares ``SHRelight``'s SH basis and floored shading rather than copying them.
@@ -22,9 +26,11 @@ import torch
 import torch.nn.functional as F
 
 from engines.light.relight import (
+    _BAND_PENALTY,
     _LINEAR_LUT_SIZE,
     _LINEAR_TO_U8,
     _U8_TO_LINEAR,
+    DEFAULT_REG,
     MAX_GAIN,
     SHADING_GRID_PX,
     _SHRelightBase,
@@ -158,3 +164,77 @@ def relight_window(
     index = (lin.clamp(0.0, 1.0) * _LINEAR_LUT_SIZE + 0.5).long()
     relit = tables.linear_to_u8[index]
     return torch.where(bounding_box_mask(weight > (0.5 / 255.0))[..., None], relit, window)
+
+
+_LUMA_RGB = (0.2126, 0.7152, 0.0722)
+
+
+def skin_samples(
+    window: torch.Tensor, normals: torch.Tensor, mask: torch.Tensor, max_samples: int = 3000
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Linear RGB colours (N, 3) and normals (N, 3), float64, of the pixels worth fitting the light to;
+    mirrors ``engines.light.relight.skin_samples`` (inside the mask, facing the camera, a regular stride to
+    at most ``max_samples``, without clipped or very dark pixels). ``window`` (h, w, 3) uint8 BGR and
+    ``normals`` (h, w, 3) at the same resolution, ``mask`` (h, w)."""
+    m = (mask.to(torch.float32) > 0.5) & (normals[..., 2] > 0.05)
+    idx = torch.nonzero(m.reshape(-1)).reshape(-1)
+    count = int(idx.numel())
+    if count > max_samples:
+        idx = idx[:: -(-count // max_samples)]
+    px = window.reshape(-1, 3)[idx]
+    nrm = normals.reshape(-1, 3)[idx].to(torch.float64)
+    lin = _tables(window.device).u8_to_linear[px.flip(1).long()].to(torch.float64)  # RGB
+    lum = lin @ torch.tensor(_LUMA_RGB, dtype=torch.float64, device=lin.device)
+    median = torch.quantile(lum, 0.5) if lum.numel() else torch.zeros((), dtype=torch.float64, device=lin.device)
+    ok = (px.amax(dim=1) < 250) & (lum > 0.1 * median)
+    return lin[ok], nrm[ok]
+
+
+def _sh_basis64(normals: torch.Tensor) -> torch.Tensor:
+    """(N, 3) -> (N, 9) float64: ``engines.light.sh.sh_basis`` (the export module's basis, channels last)."""
+    return _SHRelightBase.basis(normals.T[None, :, :, None])[0, :, :, 0].T
+
+
+def _solve(basis: torch.Tensor, y: torch.Tensor, w: torch.Tensor, reg: float) -> torch.Tensor:
+    """``relight._solve`` without an albedo: one regularised normal-equation solve for every channel."""
+    total = w.sum()
+    eye = torch.eye(SH_COUNT, dtype=torch.float64, device=basis.device)
+    band = torch.tensor(_BAND_PENALTY, dtype=torch.float64, device=basis.device)
+    penalty = reg * torch.diag(band) + 1e-9 * eye
+    weighted = basis * (w / total)[:, None]
+    gram = weighted.T @ basis
+    return torch.linalg.solve(gram + penalty * torch.clamp(gram[0, 0], min=1e-12), weighted.T @ y)
+
+
+def estimate_sh(
+    colours_linear: torch.Tensor, normals: torch.Tensor, reg: float = DEFAULT_REG, trim: float | None = 2.5
+) -> torch.Tensor:
+    """(9, C) float64 shading SH explaining ``colours ~= sh_basis(normals) @ sh``; mirrors
+    ``engines.light.relight.estimate_sh`` without an albedo or weights (how ``measure_light`` calls it): a
+    regularised solve, then one more without the samples beyond ``trim`` robust deviations. Samples are
+    finite (``skin_samples`` gives only such)."""
+    y = colours_linear.to(torch.float64)
+    basis = _sh_basis64(normals.to(torch.float64))
+    w = torch.ones(y.shape[0], dtype=torch.float64, device=y.device)
+    sh = _solve(basis, y, w, reg)
+    if trim is None or y.shape[0] <= 2 * SH_COUNT:
+        return sh
+    pred = basis @ sh
+    dev = ((y - pred) / pred.abs().clamp(min=1e-4)).abs().mean(dim=1)
+    med = torch.quantile(dev, 0.5)
+    mad = torch.quantile((dev - med).abs(), 0.5) * 1.4826
+    keep = dev <= med + trim * torch.clamp(mad, min=1e-3)
+    if int(keep.sum()) < 2 * SH_COUNT:  # the numpy stage keeps the first fit then: one read on the host
+        return sh
+    return _solve(basis, y, keep.to(torch.float64), reg)
+
+
+def measure_light(
+    window: torch.Tensor, normals: torch.Tensor, mask: torch.Tensor, reg: float = DEFAULT_REG
+) -> torch.Tensor | None:
+    """The light on a face, (9, 3) float64 RGB shading SH, from a uint8 BGR window, its normals and mask at
+    the same resolution; None if too little skin shows. Mirrors ``engines.light.relight.measure_light``."""
+    colours, nrm = skin_samples(window, normals, mask)
+    if colours.shape[0] < 64:
+        return None
+    return estimate_sh(colours, nrm, reg=reg)
