@@ -355,6 +355,7 @@ class MeshSwapper:
             for group in _rigid_groups():
                 delta[group] = delta[group].mean(axis=0)
         delta = _smooth_on_mesh(delta, self.config.morph_smoothing_iterations)
+        delta = delta * _hairline_weight()[:, None]  # the forehead's top (the actor's hairline) stays
         _, rot, scale = frontal_frame(lm)
         return (scale * delta @ rot.T)[:, :2].astype(np.float32)
 
@@ -466,6 +467,30 @@ def _displacement_field(inside: np.ndarray, mask: np.ndarray, falloff_px: float)
     w = cv2.GaussianBlur((s * s * (3.0 - 2.0 * s)).astype(np.float32), (0, 0), 1.0) * (depth > 0)
     w = w[..., None]
     return (w * inside + (1.0 - w) * (extended * fade[..., None])).astype(np.float32)
+
+
+HAIRLINE_FROM = 0.72
+"""Canonical height above the face's centre (eye-corner distances; the brows reach 0.70, the mesh's top 1.0)
+where the morph starts to fade out toward the forehead's top ..."""
+HAIRLINE_RAMP = 0.25
+"""... over this height: the top of the mesh stays where the actor's forehead is."""
+
+
+@functools.cache
+def _hairline_weight() -> np.ndarray:
+    """(468,) how much of the morph each vertex takes: 1 up to the brows, fading to 0 at the forehead's top.
+
+    The mesh stops in the middle of the forehead, below the hairline; its top outline is not the edge of
+    the face but a line in the actor's skin. Moved to where the identity's photo put it (narrower there
+    when the photo's hair covers its temples), the morph's warp dragged the actor's hair in with it over
+    the forehead's upper corners: a dark band where the swapped skin ends (d10 x roop_source: the
+    forehead's darkest tenth 15 L* below the input's, 2.6 with the top held; BENCHMARKS.md, issue 21).
+    The brows, eyes and everything below them still take the identity's shape."""
+    y = face_topology().canonical[:, 1].astype(np.float64)
+    t = np.clip((-y - HAIRLINE_FROM) / HAIRLINE_RAMP, 0.0, 1.0)
+    out = 1.0 - t * t * (3.0 - 2.0 * t)
+    out.setflags(write=False)
+    return out
 
 
 @functools.cache

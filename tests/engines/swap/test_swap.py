@@ -8,7 +8,16 @@ import cv2
 import numpy as np
 import pytest
 
-from engines.face.topology import EYE_OPENING, LEFT_EYE, LIPS_OUTER, MOUTH_OPENING, RIGHT_EYE, frontalise
+from engines.face.topology import (
+    EYE_OPENING,
+    LEFT_BROW,
+    LEFT_EYE,
+    LIPS_OUTER,
+    MOUTH_OPENING,
+    RIGHT_BROW,
+    RIGHT_EYE,
+    frontalise,
+)
 from engines.identity.store import IdentityStore
 from engines.swap.mesh import _EYE_PAIRS, _MOUTH_PAIRS, MeshSwapper, SwapConfig
 from tests.face_helpers import enrolled_store, photo_mesh
@@ -126,6 +135,30 @@ def test_morph_moves_the_face_toward_the_identity_and_keeps_the_actors_openings(
     shift = np.hypot(morphed.warp[..., 0] - grid_x, morphed.warp[..., 1] - grid_y)
     border = np.concatenate([shift[0], shift[-1], shift[:, 0], shift[:, -1]])
     assert border.max() < 0.5 and shift.max() > 2.0
+
+
+def test_the_morph_leaves_the_top_of_the_forehead_where_the_actor_has_it(  # type: ignore[no-untyped-def]
+    store: IdentityStore, detector, mesh, faces: Path
+) -> None:
+    """The mesh's top outline is a line in the actor's forehead below the hairline, not the face's edge: moved
+    to the identity's (obama's forehead on s1's face), the warp dragged the actor's hair over the forehead.
+    The top stays to the pixel; the brows still take the identity's place."""
+    image, lm = photo_mesh(detector, mesh, faces / "s1.jpg")
+    identity = store.load("obama")
+    swapper = MeshSwapper()
+    plain = swapper.geometry(image, lm, 1, 0.0, identity, 0.0)
+    morphed = swapper.geometry(image, lm, 1, 0.0, identity, 1.0)
+    assert plain is not None and morphed is not None and morphed.warp is not None
+    top = [10, 338, 109]  # the forehead's top outline, canonical height -1.0
+    assert np.abs(morphed.landmarks[top, :2] - plain.landmarks[top, :2]).max() < 0.01
+    brows = list(RIGHT_BROW + LEFT_BROW)
+    brows_moved = np.linalg.norm(morphed.landmarks[brows, :2] - plain.landmarks[brows, :2], axis=1).mean()
+    assert brows_moved > 1.0
+    # The image warp there hardly moves the actor's pixels: the hair above stays put.
+    w = morphed.window
+    for x, y in plain.landmarks[top, :2]:
+        i, j = round(y) - w.y0, round(x) - w.x0
+        assert np.hypot(morphed.warp[i, j, 0] - j, morphed.warp[i, j, 1] - i) < 0.25 * brows_moved
 
 
 def test_a_held_face_is_drawn_exactly_where_it_was(  # type: ignore[no-untyped-def]
