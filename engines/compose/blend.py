@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from engines.compose.seam import SeamConfig
 from engines.face.topology import (
     EYE_OPENING,
     LEFT_EYE,
@@ -73,6 +74,8 @@ class BlendConfig:
     colour_match: bool = True
     max_gain: float = 3.0
     """Largest per-channel colour correction (and smallest, as its inverse)."""
+    seam: SeamConfig = SeamConfig()
+    """Near the outline the face takes the actor's local tone, not only its mean (``engines.compose.seam``)."""
 
 
 _U8_TO_LINEAR = srgb_to_linear(np.arange(256) / 255.0)
@@ -217,13 +220,20 @@ def face_alpha_small(
     # Pixels on the window border count as outside when the face continues past it (out of frame):
     # the ramp then starts at the frame edge, which is fine, but only where the face really is.
     inside_dist = cv2.distanceTransform(np.pad(covered, 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
-    feather = geometry.raster.interpolate(_vertex_feather(cfg.edge_feather, cfg.forehead_feather), fill=1.0)
+    feather = outline_feather(geometry, cfg)
     # At least 1.5 small pixels of inset: the bilinear upsampling then cannot carry alpha past the face.
     inset = max(cfg.edge_inset * unit, 1.5)
     alpha = _smoothstep((inside_dist - inset) / np.maximum(feather * unit, 1e-3))
     if seen is not None:
         alpha = alpha * _smoothstep((seen - cfg.seen_low) / (cfg.seen_high - cfg.seen_low))
     return alpha.astype(np.float32)
+
+
+def outline_feather(geometry: FaceGeometry, config: BlendConfig | None = None) -> np.ndarray:
+    """(hs, ws) float32: the outline ramp's width at each geometry pixel (eye-corner distances): narrow at the
+    jaw, wide across the forehead (``BlendConfig.edge_feather``, ``forehead_feather``)."""
+    cfg = config or BlendConfig()
+    return geometry.raster.interpolate(_vertex_feather(cfg.edge_feather, cfg.forehead_feather), fill=1.0)
 
 
 def skin_mask(geometry: FaceGeometry, alpha_small: np.ndarray) -> np.ndarray:

@@ -14,8 +14,10 @@ from engines.compose.blend import (
     composite,
     cut_openings,
     face_alpha_small,
+    outline_feather,
     transfer_chroma,
 )
+from engines.compose.seam import apply_field, seam_field
 from engines.resample import shrink
 from engines.stages.base import FaceContext
 
@@ -66,10 +68,25 @@ class BlendStage:
                 face_bgr = self._match_colour(face, face_bgr)
             if face.identity is not None and face.identity.monochrome:  # black-and-white photos: the actor's colour
                 face_bgr = transfer_chroma(face_bgr, actor)
+            if face.identity is not None:
+                face_bgr = self._match_seam(face, face_bgr)
             composite(out, geometry, geometry.to_window(face_bgr), alpha * float(settings.strength))
 
     def forget(self, active: Set[int]) -> None:
         self.gains.forget(set(active))
+
+    def _match_seam(self, face: FaceContext, face_bgr: np.ndarray) -> np.ndarray:
+        """The mesh swap's face with the actor's local tone near the outline (``engines.compose.seam``): the
+        identity's photo is not one colour, and where its forehead is darker or warmer than the actor's, the
+        outline's ramp showed a band of another tone. Against the same reference as the colour match."""
+        geometry = face.geometry
+        assert geometry is not None and face.actor_small is not None
+        hs, ws = geometry.small_size
+        reference = face.reference if face.reference is not None else face.actor_small
+        field = seam_field(
+            shrink(face_bgr, (ws, hs)), reference, geometry, outline_feather(geometry, self.config), self.config.seam
+        )
+        return face_bgr if field is None else apply_field(face_bgr, field)
 
     def _match_colour(self, face: FaceContext, face_bgr: np.ndarray) -> np.ndarray:
         """After a relight the gains already went into the light (``RelightStage``): the residual measured now

@@ -1,0 +1,109 @@
+"""The seam at the mask's outline: the swapped face's low frequencies matched to the actor's skin near its edge.
+
+The colour match (``blend.colour_gains``) moves the face's *mean* skin colour to the actor's. A face is not
+one colour: a photo's forehead may be darker or warmer than its cheeks where the actor's is pale and shiny,
+and at the outline, where the alpha ramps from the swapped face to the actor, such a local difference shows
+as a band of another tone where the swap ends (issue 21: the forehead's top on d10 x roop_source).
+
+This correction is a gradient-domain-like blend restricted to the low frequencies: per channel, in linear
+light, the ratio of the actor's to the face's skin heavily blurred (a normalised convolution over pixels that
+are skin in both: the actor's hair or the photo's hair at the outline count for neither side), applied in full
+at the outline and faded to nothing a little inside it. Near the edge the face takes the actor's local tone,
+so the ramp mixes like with like; the identity's detail (freckles, brows, lashes, lips) is a high frequency
+and stays; the middle of the face (its features, its likeness) is untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from engines.face.topology import SKIN
+from engines.light.sh import linear_to_srgb, srgb_to_linear
+from engines.swap.mesh import FaceGeometry
+
+
+@dataclass(frozen=True)
+class SeamConfig:
+    reach: float = 0.15
+    """How far inside the outline's ramp the correction fades out (eye-corner distances, beyond the ramp's
+    own width, which is 0.25 on the forehead and 0.08 at the jaw: ``BlendConfig``); 0 turns it off."""
+    blur: float = 0.12
+    """Standard deviation of the blur that keeps only the low frequencies (eye-corner distances): wider than a
+    freckle or a wrinkle, narrower than the forehead."""
+    skin_range: float = 1.6
+    """A pixel counts as skin when its luminance is within this factor of its side's median skin luminance
+    (hair, brows and deep shadows are outside it)."""
+    max_ratio: float = 2.0
+    """Largest local correction per channel (and smallest, as its inverse)."""
+
+
+_U8_TO_LINEAR = srgb_to_linear(np.arange(256) / 255.0).astype(np.float32)
+_U8_TO_LINEAR.setflags(write=False)
+_LUMA_BGR = np.array([0.0722, 0.7152, 0.2126], np.float32)
+
+
+def seam_field(
+    face_small: np.ndarray,
+    actor_small: np.ndarray,
+    geometry: FaceGeometry,
+    feather: np.ndarray,
+    config: SeamConfig | None = None,
+) -> np.ndarray | None:
+    """(hs, ws, 3) float32 linear-light gains at geometry resolution (1 where nothing changes), or None when
+    the correction is off or too little skin shows.
+
+    ``face_small`` and ``actor_small`` are uint8 BGR at geometry resolution; ``feather`` (hs, ws) the outline
+    ramp's width per pixel (eye-corner distances: ``blend.outline_feather``)."""
+    cfg = config or SeamConfig()
+    if cfg.reach <= 0.0:
+        return None
+    hs, ws = geometry.small_size
+    unit = geometry.face_scale_px * ws / geometry.window.width  # eye-corner distance in small pixels
+    covered = geometry.labels_small >= 0
+    face_lin = _U8_TO_LINEAR[face_small]
+    actor_lin = _U8_TO_LINEAR[actor_small]
+    skin = geometry.labels_small == SKIN
+    if int(skin.sum()) < 50:
+        return None
+    weight = skin & _near_median(face_lin, skin, cfg.skin_range) & _near_median(actor_lin, skin, cfg.skin_range)
+    if int(weight.sum()) < 50:
+        return None
+    w = weight.astype(np.float32)
+    sigma = max(cfg.blur * unit, 1.0)
+    blurred_w = cv2.GaussianBlur(w, (0, 0), sigma)
+    face_mean = cv2.GaussianBlur(face_lin * w[..., None], (0, 0), sigma)
+    actor_mean = cv2.GaussianBlur(actor_lin * w[..., None], (0, 0), sigma)
+    known = blurred_w > 0.05  # enough skin in the neighbourhood to say what its tone is
+    ratio = np.where(known[..., None], actor_mean / np.maximum(face_mean, 1e-4), 1.0)
+    ratio = np.clip(ratio, 1.0 / cfg.max_ratio, cfg.max_ratio)
+    # Full at the outline, none beyond the ramp's width plus ``reach`` inside it.
+    inside = cv2.distanceTransform(np.pad(covered.astype(np.uint8), 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
+    t = np.clip(inside / np.maximum((feather + cfg.reach) * unit, 1e-3), 0.0, 1.0)
+    fade = (1.0 - t * t * (3.0 - 2.0 * t)) * covered
+    return np.exp(np.log(ratio) * fade[..., None]).astype(np.float32)
+
+
+def _near_median(linear: np.ndarray, skin: np.ndarray, factor: float) -> np.ndarray:
+    """Pixels whose luminance is within ``factor`` of the median over ``skin``."""
+    luma = linear @ _LUMA_BGR
+    median = float(np.median(luma[skin]))
+    return (luma > median / factor) & (luma < median * factor)
+
+
+def apply_field(face_bgr: np.ndarray, field_small: np.ndarray) -> np.ndarray:
+    """``face_bgr`` (uint8, the face's working size) times the geometry-resolution ``field_small`` in linear
+    light, upsampled; only the rows and columns where the field is not 1 are converted."""
+    h, w = face_bgr.shape[:2]
+    field = cv2.resize(field_small, (w, h), interpolation=cv2.INTER_LINEAR)
+    changed = np.abs(field - 1.0).max(axis=2) > 1e-3
+    rows, cols = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
+    out = face_bgr.copy()
+    if rows.size == 0:
+        return out
+    by, bx = slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+    lin = _U8_TO_LINEAR[face_bgr[by, bx]] * field[by, bx]
+    out[by, bx] = (linear_to_srgb(np.clip(lin, 0.0, 1.0)) * 255.0 + 0.5).astype(np.uint8)
+    return out

@@ -1,0 +1,90 @@
+"""The seam correction: the face's low frequencies matched to the actor's near the outline, nothing else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from engines.compose.blend import outline_feather
+from engines.compose.seam import SeamConfig, apply_field, seam_field
+from engines.light.sh import linear_to_srgb, srgb_to_linear
+from engines.resample import shrink
+from engines.swap.mesh import FaceGeometry, MeshSwapper
+from tests.face_helpers import photo_mesh
+
+
+def _face(detector, mesh, faces: Path) -> tuple[FaceGeometry, np.ndarray]:  # type: ignore[no-untyped-def]
+    """A real face's geometry and its pixels at working size (the actor)."""
+    image, lm = photo_mesh(detector, mesh, faces / "roop_source.jpg")
+    swapper = MeshSwapper()
+    geometry = swapper.geometry(image, lm)
+    assert geometry is not None
+    return geometry, geometry.to_work(swapper.actor_window(image, geometry))
+
+
+def _bands(geometry: FaceGeometry) -> tuple[np.ndarray, np.ndarray, float]:
+    """(distance inside the outline in eye-corner distances, the upper half of the window) at geometry size."""
+    hs, ws = geometry.small_size
+    unit = geometry.face_scale_px * ws / geometry.window.width
+    covered = (geometry.labels_small >= 0).astype(np.uint8)
+    inside = cv2.distanceTransform(np.pad(covered, 1), cv2.DIST_L2, 3)[1:-1, 1:-1] / unit
+    upper = np.zeros((hs, ws), bool)
+    upper[: hs // 2] = True
+    return inside, upper & (covered > 0), unit
+
+
+def _luma(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float64)
+
+
+def test_a_darker_forehead_takes_the_actors_tone_at_the_outline_and_the_middle_is_untouched(  # type: ignore[no-untyped-def]
+    detector, mesh, faces: Path
+) -> None:
+    """The face is the actor's own, darkened smoothly toward the top (a photo's darker, warmer forehead): at
+    the outline's top the correction brings it back to the actor's tone; the middle of the face (its
+    features) is exactly the face as it came."""
+    geometry, actor = _face(detector, mesh, faces)
+    h, w = actor.shape[:2]
+    ramp = np.clip(np.linspace(0.55, 1.3, h), 0.0, 1.0)[:, None, None]  # 0.55 at the top, 1 from 60% down
+    face = linear_to_srgb(srgb_to_linear(actor / 255.0) * ramp * np.array([0.9, 1.0, 1.05])) * 255 + 0.5
+    face = face.astype(np.uint8)
+    hs, ws = geometry.small_size
+    field = seam_field(shrink(face, (ws, hs)), shrink(actor, (ws, hs)), geometry, outline_feather(geometry))
+    assert field is not None
+    out = apply_field(face, field)
+    inside, upper, _ = _bands(geometry)
+    top = upper & (inside < 0.08) & (geometry.labels_small == 0)
+    small = {k: _luma(shrink(v, (ws, hs))) for k, v in (("face", face), ("out", out), ("actor", actor))}
+    before = np.abs(small["face"] - small["actor"])[top].mean()
+    after = np.abs(small["out"] - small["actor"])[top].mean()
+    assert before > 10.0 and after < 0.35 * before
+    # Beyond the ramp and the reach, nothing changes: the likeness is the face's.
+    far = cv2.resize(
+        (inside > 0.25 + SeamConfig().reach + 0.05).astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST
+    )
+    assert far.sum() > 0.1 * far.size
+    assert np.array_equal(out[far > 0], face[far > 0])
+
+
+def test_the_actors_hair_at_the_outline_does_not_darken_the_face(detector, mesh, faces: Path) -> None:  # type: ignore[no-untyped-def]
+    """Where the mesh's top reaches into the actor's hair, the hair is not skin: the face keeps its tone there
+    instead of taking the hair's."""
+    geometry, face = _face(detector, mesh, faces)
+    hs, ws = geometry.small_size
+    inside, upper, _ = _bands(geometry)
+    hair_small = upper & (inside < 0.1)
+    hair = cv2.resize(hair_small.astype(np.uint8), face.shape[1::-1], interpolation=cv2.INTER_NEAREST) > 0
+    actor = face.copy()
+    actor[hair] = (25, 22, 20)  # dark hair over the forehead's top
+    field = seam_field(shrink(face, (ws, hs)), shrink(actor, (ws, hs)), geometry, outline_feather(geometry))
+    out = face if field is None else apply_field(face, field)
+    assert abs(_luma(out)[hair].mean() - _luma(face)[hair].mean()) < 3.0
+
+
+def test_off_when_reach_is_zero(detector, mesh, faces: Path) -> None:  # type: ignore[no-untyped-def]
+    geometry, face = _face(detector, mesh, faces)
+    hs, ws = geometry.small_size
+    small = shrink(face, (ws, hs))
+    assert seam_field(small, small, geometry, outline_feather(geometry), SeamConfig(reach=0.0)) is None
