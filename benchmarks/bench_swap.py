@@ -1,7 +1,7 @@
 """Speed of the swap pipeline per stage and per face, at 480p/720p/1080p and with a close-up, against tracking alone.
 
     python benchmarks/bench_swap.py [--clip s18.mp4] [--sizes 480 720 1080] [--closeup] [--identity s1.jpg]
-                                    [--frames 120] [--repeat 2]
+                                    [--frames 120] [--repeat 2] [--clock wall|cpu] [--steps]
 
 Decodes the clip once into memory (scaled to each ``--sizes`` height at the clip's aspect, or with
 ``--closeup`` cropped so the face fills 60% of the frame height and scaled to 16:9 at that height:
@@ -10,7 +10,9 @@ no relight: the baseline) and the full swap (identity + relight ``match`` + blen
 that load from other processes hits both alike. Prints p50/p99 per stage, the per-face sum swap + relight +
 blend (issue 20: <= 8 ms at 720p, <= 10 ms at 1080p, for every face size) and frames per second of
 processing alone (decode and encode excluded; issue 20: >= 45 fps at 720p with a close-up), with the face's
-size (its window, px) and the machine's load.
+size (its window, px) and the machine's load. With ``--steps``, also where a face's time goes inside the
+stages: each engine function the per-face stages call (``STEPS``) is timed while the real processor runs
+(the outermost call only, so a step that calls another is not counted twice), per face and frame.
 """
 
 from __future__ import annotations
@@ -76,6 +78,59 @@ def framed(
 _clock = time.perf_counter
 """What ``_run`` times whole frames with (``--clock cpu``: the process's CPU time)."""
 
+STEPS = {
+    "geometry": ("engines.swap.mesh", "MeshSwapper.geometry"),
+    "actor warp": ("engines.swap.mesh", "MeshSwapper.actor_window"),
+    "render": ("engines.swap.mesh", "MeshSwapper.render"),
+    "coverage": ("engines.swap.mesh", "MeshSwapper.coverage_small"),
+    "to work size": ("engines.swap.mesh", "FaceGeometry.to_work"),
+    "to window": ("engines.swap.mesh", "FaceGeometry.to_window"),
+    "outline alpha": ("engines.compose.blend", "face_alpha_small"),
+    "openings cut": ("engines.compose.blend", "cut_openings"),
+    "shrink": ("engines.resample", "shrink"),
+    "skin samples": ("engines.light.relight", "skin_samples"),
+    "light measure": ("engines.light.relight", "FaceRelighter.measure"),
+    "relight_face": ("engines.light.relight", "relight_face"),
+    "colour gains": ("engines.compose.blend", "colour_gains"),
+    "composite": ("engines.compose.blend", "composite"),
+}
+"""``--steps``: the engine functions the per-face stages spend their time in (name: module, attribute)."""
+STEP = "step: "
+_step_ms: dict[str, float] = {}
+_step_depth = [0]
+
+
+def _time_steps() -> None:
+    """Wrap every ``STEPS`` function so each outermost call adds its time to ``_step_ms``: methods on their
+    class, functions in their module and wherever an ``engines`` module imported them by name."""
+    import functools
+    import importlib
+
+    for name, (module_name, attribute) in STEPS.items():
+        owner: object = importlib.import_module(module_name)
+        *path, leaf = attribute.split(".")
+        for part in path:
+            owner = getattr(owner, part)
+        original = getattr(owner, leaf)
+
+        def timed(*args, _original=original, _name=name, **kwargs):
+            if _step_depth[0]:
+                return _original(*args, **kwargs)
+            _step_depth[0] += 1
+            t0 = _clock()
+            try:
+                return _original(*args, **kwargs)
+            finally:
+                _step_ms[_name] = _step_ms.get(_name, 0.0) + (_clock() - t0) * 1000.0
+                _step_depth[0] -= 1
+
+        wrapped = functools.wraps(original)(timed)
+        setattr(owner, leaf, wrapped)
+        if not path:  # a function: also where it was imported by name
+            for module in list(sys.modules.values()):
+                if getattr(module, "__name__", "").startswith("engines.") and getattr(module, leaf, None) is original:
+                    setattr(module, leaf, wrapped)
+
 
 def _run(processor, frames, settings, per_stage: dict[str, list[float]], windows: list[int]) -> float:  # type: ignore[no-untyped-def]
     """Process every frame; append per-stage ms (and the per-face swap+relight+blend sum); return seconds."""
@@ -90,6 +145,11 @@ def _run(processor, frames, settings, per_stage: dict[str, list[float]], windows
         if result.faces and "swap" in ms:
             per_face = (ms.get("swap", 0.0) + ms.get("relight", 0.0) + ms.get("blend", 0.0)) / len(result.faces)
             per_stage.setdefault(PER_FACE, []).append(per_face)
+            for step, value in _step_ms.items():
+                per_stage.setdefault(STEP + step, []).append(value / len(result.faces))
+            if _step_ms:
+                per_stage.setdefault(STEP + "all of the above", []).append(sum(_step_ms.values()) / len(result.faces))
+        _step_ms.clear()
         for face in result.faces:
             lm = np.asarray(face.landmarks)
             windows.append(int(lm[:, 1].max() - lm[:, 1].min()))
@@ -151,6 +211,11 @@ def main() -> None:
         default="wall",
         help="stage times in wall time (default) or in the process's CPU time (steadier on a shared machine)",
     )
+    ap.add_argument(
+        "--steps",
+        action="store_true",
+        help="also time the engine functions inside the per-face stages (p50 per face, 'step: ...' rows)",
+    )
     args = ap.parse_args()
     if args.clock == "cpu":
         import engines.processor
@@ -161,6 +226,8 @@ def main() -> None:
         _clock = time.process_time
     if args.frames < 20 or args.repeat < 1:
         ap.error("--frames must be at least 20 and --repeat at least 1")
+    if args.steps:
+        _time_steps()
 
     clip = Path(args.clip) if Path(args.clip).is_file() else SHARED / "data" / "clips" / args.clip
     photo = Path(args.identity) if Path(args.identity).is_file() else SHARED / "data" / "faces" / args.identity
