@@ -106,11 +106,14 @@ class Raster:
         if self.pixels.size:
             a, b, c = self._corners
             wts = self.weights
-            out[self.pixels] = (
-                np.take(vals, a, axis=0) * wts[:, 0:1]
-                + np.take(vals, b, axis=0) * wts[:, 1:2]
-                + np.take(vals, c, axis=0) * wts[:, 2:3]
-            )
+            # a * w_a + b * w_b + c * w_c, in place (the same sums, half the temporaries)
+            acc = np.take(vals, a, axis=0)
+            acc *= wts[:, 0:1]
+            for corner, k in ((b, 1), (c, 2)):
+                term = np.take(vals, corner, axis=0)
+                term *= wts[:, k : k + 1]
+                acc += term
+            out[self.pixels] = acc
         dense: np.ndarray = out.reshape(h, w, vals.shape[1])
         return dense[..., 0] if squeeze else dense
 
