@@ -47,36 +47,39 @@ _GAMMA = 2.2
 
 
 def seam_field(
-    face_small: np.ndarray,
+    face_bgr: np.ndarray,
     actor_small: np.ndarray,
     geometry: FaceGeometry,
     feather: np.ndarray,
     config: SeamConfig | None = None,
 ) -> np.ndarray | None:
-    """(hs, ws, 3) float32 linear-light gains at geometry resolution (1 where nothing changes), or None when
-    the correction is off or too little skin shows.
+    """(h, w, 3) float32 linear-light gains at half the geometry resolution (1 where nothing changes; the field
+    is smooth, and a quarter of the pixels costs a quarter of the time), or None when the correction is off or
+    too little skin shows.
 
-    ``face_small`` and ``actor_small`` are uint8 BGR at geometry resolution; ``feather`` (hs, ws) the outline
-    ramp's width per pixel (eye-corner distances: ``blend.outline_feather``)."""
+    ``face_bgr``: the face to paste, uint8 BGR at any size (its working size); ``actor_small`` what it is matched
+    to, uint8 BGR at geometry resolution; ``feather`` (hs, ws) the outline ramp's width per geometry pixel
+    (eye-corner distances: ``blend.outline_feather``)."""
     cfg = config or SeamConfig()
     if cfg.reach <= 0.0:
         return None
-    hs, ws = geometry.small_size
-    unit = geometry.face_scale_px * ws / geometry.window.width  # eye-corner distance in small pixels
-    covered = geometry.labels_small >= 0
-    face_lin = _U8_TO_LINEAR[face_small]
-    actor_lin = _U8_TO_LINEAR[actor_small]
-    skin = geometry.labels_small == SKIN
-    if int(skin.sum()) < 50:
+    labels, feather = geometry.labels_small[::2, ::2], feather[::2, ::2]
+    h, w = labels.shape
+    unit = geometry.face_scale_px * w / geometry.window.width  # eye-corner distance in these pixels
+    covered = labels >= 0
+    skin = labels == SKIN
+    if int(skin.sum()) < 30:
         return None
+    face_lin = _U8_TO_LINEAR[cv2.resize(face_bgr, (w, h), interpolation=cv2.INTER_AREA)]
+    actor_lin = _U8_TO_LINEAR[cv2.resize(actor_small, (w, h), interpolation=cv2.INTER_AREA)]
     weight = skin & _near_median(face_lin, skin, cfg.skin_range) & _near_median(actor_lin, skin, cfg.skin_range)
-    if int(weight.sum()) < 50:
+    if int(weight.sum()) < 30:
         return None
-    w = weight.astype(np.float32)
-    sigma = max(cfg.blur * unit, 1.0)
-    blurred_w = cv2.GaussianBlur(w, (0, 0), sigma)
-    face_mean = cv2.GaussianBlur(face_lin * w[..., None], (0, 0), sigma)
-    actor_mean = cv2.GaussianBlur(actor_lin * w[..., None], (0, 0), sigma)
+    wf = weight.astype(np.float32)
+    sigma = max(cfg.blur * unit, 0.5)
+    blurred_w = cv2.GaussianBlur(wf, (0, 0), sigma)
+    face_mean = cv2.GaussianBlur(face_lin * wf[..., None], (0, 0), sigma)
+    actor_mean = cv2.GaussianBlur(actor_lin * wf[..., None], (0, 0), sigma)
     known = blurred_w > 0.05  # enough skin in the neighbourhood to say what its tone is
     ratio = np.where(known[..., None], actor_mean / np.maximum(face_mean, 1e-4), 1.0)
     ratio = np.clip(ratio, 1.0 / cfg.max_ratio, cfg.max_ratio)
@@ -95,7 +98,7 @@ def _near_median(linear: np.ndarray, skin: np.ndarray, factor: float) -> np.ndar
 
 
 def apply_field(face_bgr: np.ndarray, field_small: np.ndarray) -> np.ndarray:
-    """``face_bgr`` (uint8, the face's working size) times the geometry-resolution linear-light ``field_small``,
+    """``face_bgr`` (uint8, the face's working size) times the linear-light ``field_small`` (``seam_field``),
     upsampled. A gain in linear light is the gain to the power 1 / 2.2 on sRGB codes (exact for a pure gamma,
     within 2 levels for sRGB's toe): one multiply on the codes, no conversion of the face (17x cheaper)."""
     h, w = face_bgr.shape[:2]

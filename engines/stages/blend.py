@@ -81,11 +81,8 @@ class BlendStage:
         outline's ramp showed a band of another tone. Against the same reference as the colour match."""
         geometry = face.geometry
         assert geometry is not None and face.actor_small is not None
-        hs, ws = geometry.small_size
         reference = face.reference if face.reference is not None else face.actor_small
-        field = seam_field(
-            shrink(face_bgr, (ws, hs)), reference, geometry, outline_feather(geometry, self.config), self.config.seam
-        )
+        field = seam_field(face_bgr, reference, geometry, outline_feather(geometry, self.config), self.config.seam)
         return face_bgr if field is None else apply_field(face_bgr, field)
 
     def _match_colour(self, face: FaceContext, face_bgr: np.ndarray) -> np.ndarray:

@@ -51,7 +51,7 @@ def test_a_darker_forehead_takes_the_actors_tone_at_the_outline_and_the_middle_i
     face = linear_to_srgb(srgb_to_linear(actor / 255.0) * ramp * np.array([0.9, 1.0, 1.05])) * 255 + 0.5
     face = face.astype(np.uint8)
     hs, ws = geometry.small_size
-    field = seam_field(shrink(face, (ws, hs)), shrink(actor, (ws, hs)), geometry, outline_feather(geometry))
+    field = seam_field(face, shrink(actor, (ws, hs)), geometry, outline_feather(geometry))
     assert field is not None
     out = apply_field(face, field)
     inside, upper, _ = _bands(geometry)
@@ -78,7 +78,7 @@ def test_the_actors_hair_at_the_outline_does_not_darken_the_face(detector, mesh,
     hair = cv2.resize(hair_small.astype(np.uint8), face.shape[1::-1], interpolation=cv2.INTER_NEAREST) > 0
     actor = face.copy()
     actor[hair] = (25, 22, 20)  # dark hair over the forehead's top
-    field = seam_field(shrink(face, (ws, hs)), shrink(actor, (ws, hs)), geometry, outline_feather(geometry))
+    field = seam_field(face, shrink(actor, (ws, hs)), geometry, outline_feather(geometry))
     out = face if field is None else apply_field(face, field)
     assert abs(_luma(out)[hair].mean() - _luma(face)[hair].mean()) < 3.0
 
@@ -87,4 +87,4 @@ def test_off_when_reach_is_zero(detector, mesh, faces: Path) -> None:  # type: i
     geometry, face = _face(detector, mesh, faces)
     hs, ws = geometry.small_size
     small = shrink(face, (ws, hs))
-    assert seam_field(small, small, geometry, outline_feather(geometry), SeamConfig(reach=0.0)) is None
+    assert seam_field(face, small, geometry, outline_feather(geometry), SeamConfig(reach=0.0)) is None
