@@ -92,6 +92,8 @@ STEPS = {
     "light measure": ("engines.light.relight", "FaceRelighter.measure"),
     "relight_face": ("engines.light.relight", "relight_face"),
     "colour gains": ("engines.compose.blend", "colour_gains"),
+    "seam field": ("engines.compose.seam", "seam_field"),
+    "seam applied": ("engines.compose.seam", "apply_field"),
     "composite": ("engines.compose.blend", "composite"),
 }
 """``--steps``: the engine functions the per-face stages spend their time in (name: module, attribute)."""
