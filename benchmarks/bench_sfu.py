@@ -40,7 +40,9 @@ benchmark's own client took), ``load_average`` and ``udp_drops`` (datagrams drop
 buffer in the window, by receiver: server, janus, camera, viewers).
 
 Acceptance (issue 27): through Janus every viewer >= 28 fps, stageswap's CPU within 5% of the 1-viewer run
-(Janus does the per-viewer work; the reference monitor is there in every Janus run), Janus's added latency
+(judged per processed frame, ``server_cpu_ms_per_frame``: on a machine shared with other sessions the
+server's % of a core is what the scheduler gave it, and falls with its frame rate, while its CPU per frame
+still shows what each viewer costs it; the reference monitor is there in every Janus run), Janus's added latency
 <= 20 ms p50 (paired, as above; the verdict also prints the difference of the two paths' medians).
 """
 
@@ -621,6 +623,8 @@ def verdicts(results: dict[int, dict[str, Any]]) -> list[str]:
         j, d = paths["janus"], paths["direct"]
         js, ds = summary(j), summary(d)
         cpu_change = (j["server_cpu"] - base["janus"]["server_cpu"]) / max(base["janus"]["server_cpu"], 1e-6)
+        per_frame, base_per_frame = j["server_cpu_ms_per_frame"], base["janus"]["server_cpu_ms_per_frame"]
+        per_frame_change = (per_frame - base_per_frame) / max(base_per_frame, 1e-6)
         medians = None
         if js["median_latency_p50_ms"] is not None and ds["median_latency_p50_ms"] is not None:
             medians = js["median_latency_p50_ms"] - ds["median_latency_p50_ms"]
@@ -633,10 +637,14 @@ def verdicts(results: dict[int, dict[str, Any]]) -> list[str]:
             added = medians
             added_text = f"latency added by Janus {medians:+.1f} ms p50 (difference of the medians)"
         checks = [
-            (f"every Janus viewer >= 28 fps (lowest {js['min_fps']})", (js["min_fps"] or 0) >= 28.0),
             (
-                f"stageswap CPU {j['server_cpu']:.1f}% = {cpu_change:+.1%} of the {min(results)}-viewer run",
-                abs(cpu_change) <= 0.05,
+                f"every Janus viewer >= 28 fps (lowest {js['min_fps']}; the server processed {j['processed_fps']})",
+                (js["min_fps"] or 0) >= 28.0,
+            ),
+            (
+                f"stageswap CPU {per_frame:.2f} ms per frame = {per_frame_change:+.1%} of the {min(results)}-viewer "
+                f"run ({j['server_cpu']:.1f}% of a core = {cpu_change:+.1%})",
+                abs(per_frame_change) <= 0.05,
             ),
             (added_text, added is not None and added <= 20),
         ]
@@ -644,7 +652,8 @@ def verdicts(results: dict[int, dict[str, Any]]) -> list[str]:
             lines.append(f"{count} viewer(s): {'PASS' if ok else 'FAIL'}  {text}")
         lines.append(
             f"{count} viewer(s): direct (for comparison): lowest {ds['min_fps']} fps, stageswap CPU "
-            f"{d['server_cpu']:.1f}%, p50 {ds['median_latency_p50_ms']} ms"
+            f"{d['server_cpu']:.1f}% ({d['server_cpu_ms_per_frame']:.2f} ms per frame), "
+            f"p50 {ds['median_latency_p50_ms']} ms"
         )
     return lines
 
