@@ -88,3 +88,32 @@ def test_off_when_reach_is_zero(detector, mesh, faces: Path) -> None:  # type: i
     hs, ws = geometry.small_size
     small = shrink(face, (ws, hs))
     assert seam_field(face, small, geometry, outline_feather(geometry), SeamConfig(reach=0.0)) is None
+
+
+def test_the_blend_stage_changes_the_swap_near_its_outline_only(  # type: ignore[no-untyped-def]
+    tmp_path: Path, faces: Path, clips: Path, models_dir: Path
+) -> None:
+    """Through the processor on d3 with s1: the seam correction changes the pasted face near the mesh's outline
+    and leaves its middle (around the nose) exactly as without it."""
+    from engines.compose.blend import BlendConfig
+    from engines.compose.watermark import WatermarkConfig
+    from engines.face.topology import face_scale_px
+    from engines.processor import FaceProcessor, ProcessorConfig
+    from engines.settings import ProcessSettings
+    from tests.face_helpers import clip_frames, enrolled_store
+
+    store = enrolled_store(tmp_path / "identities", faces, models_dir, ("s1.jpg",))
+    frames = clip_frames(clips / "d3.mp4", 3)
+    outputs = []
+    for seam in (SeamConfig(), SeamConfig(reach=0.0)):
+        config = ProcessorConfig(watermark=WatermarkConfig(enabled=False), blend=BlendConfig(seam=seam))
+        proc = FaceProcessor.from_models(models_dir, config, store)
+        outputs.append([proc.process(image, t, ProcessSettings(identity="s1")) for image, t in frames])
+    on, off = outputs[0][-1], outputs[1][-1]
+    assert on.faces and off.failed_stage is None and on.failed_stage is None
+    lm = on.faces[0].landmarks
+    changed = cv2.absdiff(on.image, off.image).max(axis=2) > 3
+    assert changed.sum() > 500  # the correction does something on this pair
+    yy, xx = np.mgrid[: changed.shape[0], : changed.shape[1]]
+    nose = np.hypot(xx - lm[4, 0], yy - lm[4, 1]) < 0.3 * face_scale_px(lm)
+    assert nose.sum() > 100 and not changed[nose].any()
