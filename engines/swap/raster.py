@@ -195,7 +195,7 @@ def rasterize(
     dx_i = local - dy_i * nx_c
     dx, dy = dx_i.astype(np.float32), dy_i.astype(np.float32)
 
-    c = np.take(coef, cand_tri, axis=0)  # (N, 9), one gather
+    c = np.take(coef[:, :6], cand_tri, axis=0)  # (N, 6), one gather: the weights' coefficients
     w0 = c[:, 0] * dx + c[:, 1] * dy + c[:, 2]
     w1 = c[:, 3] * dx + c[:, 4] * dy + c[:, 5]
     w2 = 1.0 - w0 - w1
@@ -204,7 +204,7 @@ def rasterize(
     if idx.size == 0:
         return empty
     cand_tri, w0, w1, w2 = cand_tri[idx], w0[idx], w1[idx], w2[idx]
-    c = c[idx, 6:9]  # the depth's coefficients only
+    c = np.take(coef[:, 6:9], cand_tri, axis=0)  # the depth's coefficients, for the candidates that hit only
     depth = c[:, 0] * dx[idx] + c[:, 1] * dy[idx] + c[:, 2]
     px = np.take(ox.astype(np.int64), cand_tri) + dx_i[idx]
     py = np.take(oy.astype(np.int64), cand_tri) + dy_i[idx]
