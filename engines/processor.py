@@ -47,6 +47,7 @@ from engines.stages.base import FaceStage, FrameContext, FrameStage
 from engines.stages.blend import BlendStage
 from engines.stages.mark import MarkStage, OverlayStage
 from engines.stages.mask import MaskStage
+from engines.stages.ops import StagesBackend, make_ops
 from engines.stages.relight import RelightStage
 from engines.stages.swap import SwapStage
 from engines.stages.track import TargetStage, TrackStage
@@ -62,6 +63,10 @@ class ProcessorConfig:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     detect_width: int = 320
     device: str = "cpu"
+    stages: StagesBackend = "auto"
+    """What the per-face stages' pixel work runs on (``engines.stages.ops``): ``auto`` — the torch ops on the device
+    when it is a GPU, numpy on the CPU (faster there than torch on the CPU); ``numpy``; ``torch`` — the torch ops
+    on ``device`` whatever it is (``cpu``: how the suite holds them equal to numpy). Shown as ``frame_path``."""
     swap: SwapConfig = field(default_factory=SwapConfig)
     blend: BlendConfig = field(default_factory=BlendConfig)
     occlusion: OcclusionConfig | None = None
@@ -167,12 +172,14 @@ class FaceProcessor:
             selector if selector is not None else TargetSelector(None, config.reid), performers, describer_models
         )
         self.swap = SwapStage(MeshSwapper(config.swap), identities, user_models, config.device, config.learned)
+        self.ops = make_ops(config.stages, config.device)
+        """The backend of the per-face stages' pixel work: numpy, or the torch ops on a device."""
         self.mask = MaskStage(config.blend, occlusion)
         gains = ColourGains(config.light_time_constant_s)
         relighter = FaceRelighter(RelightConfig(time_constant_s=config.light_time_constant_s), config.hdri_dir)
         person_light = config.person_light if self.person_masks is not None else None
-        self.relight = RelightStage(relighter, gains, self.person_masks, person_light)
-        self.blend = BlendStage(config.blend, gains, self.swap.texture, config.learned.colour_match)
+        self.relight = RelightStage(relighter, gains, self.person_masks, person_light, self.ops)
+        self.blend = BlendStage(config.blend, gains, self.swap.texture, config.learned.colour_match, self.ops)
         self.face_stages: tuple[FaceStage, ...] = (self.swap, self.mask, self.relight, self.blend)
         """What is done to each face, in this order: each reads what the ones before it put into its context."""
         self.overlay = OverlayStage()
@@ -231,6 +238,12 @@ class FaceProcessor:
     def runtime(self) -> str:
         return self.tracker.mesh.session.runtime
 
+    @property
+    def frame_path(self) -> str:
+        """What the per-face stages' pixel work runs on: ``numpy``, ``torch-cuda`` or ``torch-cpu`` (stats'
+        ``frame_path``; ``runtime`` is the models')."""
+        return self.ops.name
+
     def process(
         self, image: np.ndarray, t_s: float | None = None, settings: ProcessSettings | None = None
     ) -> ProcessedFrame:
@@ -258,7 +271,7 @@ class FaceProcessor:
         t = float(t_s) if t_s is not None else self.frames / 30.0
         if self.person_masks is not None:
             self.person_masks.next_frame()
-        frame = FrameContext(image, t_s, t, settings)
+        frame = FrameContext(image, t_s, t, settings, ops=self.ops)
         try:
             self._run(self.track, frame)
             self._forget({f.id for f in frame.faces})
@@ -268,6 +281,7 @@ class FaceProcessor:
                     if face.done:
                         break
                     stage.run(face)
+            frame.to_host()  # the frame's one download (none on numpy), for the overlay, the mark and encoding
             self._run(self.overlay, frame)
         except Exception as exc:  # a failing engine must not stop the stream
             return self._failed(frame, exc)

@@ -6,7 +6,8 @@ today — and is held equal to it on shared clips by ``tests/engines/test_torch_
 - ``colour_gains`` — ``blend.colour_gains``: per-channel linear-light gains from the mean skin colours;
 - ``apply_gains`` — ``blend.apply_gains``: the gains as one lookup table per channel;
 - ``composite`` — ``blend.composite``: ``actor + alpha * (face - actor)`` into the frame's window, in place;
-- ``transfer_chroma`` — ``blend.transfer_chroma``: a black-and-white identity takes the actor's colour.
+- ``transfer_chroma`` — ``blend.transfer_chroma``: a black-and-white identity takes the actor's colour;
+- ``apply_field`` — ``seam.apply_field``: the seam's geometry-resolution gains, upsampled, on the face.
 
 They are written for the GPU path (issue 20, item 3): every input a tensor on one device, the sRGB table
 made once per device, no host round trip except where the numpy function's own result depends on a count
@@ -22,7 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from engines.compose.blend import _U8_TO_LINEAR, BlendConfig
+from engines.compose.seam import _GAMMA
 from engines.swap.raster import Window
+from engines.torch_resample import resize_linear
 
 
 @functools.cache
@@ -148,3 +151,12 @@ def transfer_chroma(face_bgr: torch.Tensor, actor_bgr: torch.Tensor, blur_px: fl
             raise ValueError(f"transfer_chroma needs a window larger than {pad} px a side for blur_px={blur_px}")
         chroma = torch.floor(_blur(chroma, blur_px) + 0.5).long()
     return _to_bgr(torch.cat([face[..., :1], chroma], dim=2))
+
+
+def apply_field(face_bgr: torch.Tensor, field_small: torch.Tensor) -> torch.Tensor:
+    """``face_bgr`` ((h, w, 3) uint8) times the (hs, ws, 3) linear-light ``field_small`` upsampled to it; mirrors
+    ``engines.compose.seam.apply_field``: the gain to the power 1 / 2.2 on the sRGB codes, bilinear as cv2, the
+    product in float32 rounded half to even and saturated as ``cv2.multiply(..., dtype=CV_8U)`` does."""
+    h, w = int(face_bgr.shape[0]), int(face_bgr.shape[1])
+    gain = resize_linear(torch.pow(field_small.to(torch.float32), 1.0 / _GAMMA), (w, h))
+    return torch.round(face_bgr.to(torch.float32) * gain).clamp(0.0, 255.0).to(torch.uint8)

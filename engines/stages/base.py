@@ -21,6 +21,7 @@ from engines.face.tracker import TrackedFace
 from engines.identity.store import Identity
 from engines.identity.targets import FaceTarget
 from engines.settings import ProcessSettings
+from engines.stages.ops import FaceOps, NumpyOps, Pixels
 from engines.stats import timed
 from engines.swap.learned import LearnedFace, LearnedSwapper
 from engines.swap.mesh import FaceGeometry
@@ -38,13 +39,16 @@ class FrameContext:
     """Its time in seconds as the per-face stages use it (``t_s``, or the frame count at 30 fps)."""
     settings: ProcessSettings
     stage_ms: dict[str, float] = field(default_factory=dict)
-    out: np.ndarray | None = None
-    """The frame being made: ``image`` itself until a face stage needs a copy to draw into (``canvas``)."""
+    out: Pixels | None = None
+    """The frame being made: ``image`` itself until a face stage needs a copy to draw into (``canvas``), on the
+    backend's device from then until ``to_host``."""
     faces: tuple[TrackedFace, ...] = ()
     targets: dict[int, FaceTarget] = field(default_factory=dict)
     """Each face's identity this frame and why (``engines.identity.targets``), by face id."""
     running: str = "track"
     """The stage (its ``stage_ms`` key) running now: a failure is reported as this stage's."""
+    ops: FaceOps = field(default_factory=NumpyOps)
+    """The backend the face stages draw with (``engines.stages.ops``): where ``canvas`` lives."""
 
     def __post_init__(self) -> None:
         if self.out is None:
@@ -52,14 +56,22 @@ class FrameContext:
 
     @property
     def result(self) -> np.ndarray:
-        assert self.out is not None  # set in __post_init__
+        """The frame made, on the host (after ``to_host``)."""
+        assert isinstance(self.out, np.ndarray)  # set in __post_init__; on the host again after to_host
         return self.out
 
-    def canvas(self) -> np.ndarray:
-        """The frame the faces are drawn into: a copy of ``image``, made once per frame, when first needed."""
+    def canvas(self) -> Pixels:
+        """The frame the faces are drawn into: a copy of ``image`` on the backend's device, made once per frame,
+        when first needed (the frame's one upload)."""
         if self.out is None or self.out is self.image:
-            self.out = self.image.copy()
+            self.out = self.ops.canvas(self.image)
         return self.out
+
+    def to_host(self) -> None:
+        """The frame made back on the host, after the face stages (the frame's one download; nothing to do on the
+        numpy backend)."""
+        if self.out is not None and self.out is not self.image:
+            self.out = self.ops.to_host(self.out)
 
     @contextlib.contextmanager
     def timed(self, key: str) -> Iterator[None]:
@@ -107,17 +119,18 @@ class FaceContext:
     skin_small: np.ndarray | None = None
     """The actor's skin at geometry resolution."""
     # relight
-    face_bgr: np.ndarray | None = None
-    """The face to paste (relit), BGR uint8; None: the blend takes the texture or the model's face as drawn."""
+    face_bgr: Pixels | None = None
+    """The face to paste (relit), BGR uint8 on the backend's device; None: the blend takes the texture or the
+    model's face as drawn."""
     gains_in_light: np.ndarray | None = None
     """The colour gains the relight folded into the target light (None: not relit with them)."""
-    reference: np.ndarray | None = None
+    reference: Pixels | None = None
     """What the colour match compares the face with (None: ``actor_small``, the actor as the camera saw it)."""
-    own: np.ndarray | None = None
+    own: Pixels | None = None
     """The actor's own face under the target light, laid under a swap (None: none)."""
 
     @property
-    def out(self) -> np.ndarray:
+    def out(self) -> Pixels:
         """The frame the face is drawn into (the faces before it already are)."""
         return self.frame.canvas()
 

@@ -6,20 +6,10 @@ from collections.abc import Callable, Set
 
 import numpy as np
 
-from engines.compose.blend import (
-    BlendConfig,
-    ColourGains,
-    apply_gains,
-    colour_gains,
-    composite,
-    cut_openings,
-    face_alpha_small,
-    outline_feather,
-    transfer_chroma,
-)
-from engines.compose.seam import apply_field, seam_field
-from engines.resample import shrink
+from engines.compose.blend import BlendConfig, ColourGains, cut_openings, face_alpha_small, outline_feather
+from engines.compose.seam import seam_field
 from engines.stages.base import FaceContext
+from engines.stages.ops import FaceOps, NumpyOps, Pixels
 
 
 class BlendStage:
@@ -27,6 +17,10 @@ class BlendStage:
     model's face as drawn; the actor's own relit face under a swap first, where there is one; the colour matched
     to the actor's skin (a pass of its own unless the relight folded the gains into the light); a black-and-white
     identity takes the actor's colour.
+
+    The pixel work runs on ``ops`` (``engines.stages.ops``: numpy, or the torch twins on a device, pasting into the
+    frame on that device); the own face's alpha is the mask stage's numpy work (cv2), uploaded by the ops, and the
+    seam's field is measured on the host (no torch twin yet: the face downloaded, the field uploaded).
 
     Its per-face state is each face's colour-match gains, smoothed like its light (``gains``)."""
 
@@ -38,7 +32,9 @@ class BlendStage:
         gains: ColourGains,
         texture: Callable[[FaceContext], np.ndarray],
         match_learned: bool,
+        ops: FaceOps | None = None,
     ) -> None:
+        self.ops = ops if ops is not None else NumpyOps()
         self.config = config
         self.gains = gains
         self.texture = texture
@@ -49,6 +45,7 @@ class BlendStage:
     def run(self, face: FaceContext) -> None:
         geometry, alpha, actor = face.geometry, face.alpha, face.actor
         assert geometry is not None and alpha is not None and actor is not None  # swap and mask ran
+        ops = self.ops
         face_bgr = face.face_bgr
         if face_bgr is None and face.identity is not None:  # no relight, or no light measurable yet
             face_bgr = self.texture(face)
@@ -63,29 +60,33 @@ class BlendStage:
                 cut_openings(own_alpha, geometry, True, True, self.config)
                 if face.visible is not None:
                     own_alpha *= face.visible
-                composite(out, geometry, geometry.to_window(face.own), own_alpha * float(settings.strength))
+                ops.composite(out, geometry, ops.to_window(geometry, face.own), own_alpha * float(settings.strength))
             if face.identity is not None or (face.swapped is not None and self.match_learned):
                 face_bgr = self._match_colour(face, face_bgr)
             if face.identity is not None and face.identity.monochrome:  # black-and-white photos: the actor's colour
-                face_bgr = transfer_chroma(face_bgr, actor)
+                face_bgr = ops.transfer_chroma(face_bgr, actor)
             if face.identity is not None:
                 face_bgr = self._match_seam(face, face_bgr)
-            composite(out, geometry, geometry.to_window(face_bgr), alpha * float(settings.strength))
+            ops.composite(out, geometry, ops.to_window(geometry, face_bgr), alpha * float(settings.strength))
 
     def forget(self, active: Set[int]) -> None:
         self.gains.forget(set(active))
 
-    def _match_seam(self, face: FaceContext, face_bgr: np.ndarray) -> np.ndarray:
+    def _match_seam(self, face: FaceContext, face_bgr: Pixels) -> Pixels:
         """The mesh swap's face with the actor's local tone near the outline (``engines.compose.seam``): the
         identity's photo is not one colour, and where its forehead is darker or warmer than the actor's, the
         outline's ramp showed a band of another tone. Against the same reference as the colour match."""
         geometry = face.geometry
         assert geometry is not None and face.actor_small is not None
         reference = face.reference if face.reference is not None else face.actor_small
-        field = seam_field(face_bgr, reference, geometry, outline_feather(geometry, self.config), self.config.seam)
-        return face_bgr if field is None else apply_field(face_bgr, field)
+        # No torch twin of the field yet (cv2's area resize, blurs and a distance transform): measured on the host
+        # — on a torch backend the face is downloaded here (its working size, ~0.5 MB) and only the field (at half
+        # the geometry resolution) goes back up to be applied on the device.
+        feather = outline_feather(geometry, self.config)
+        field = seam_field(self.ops.to_host(face_bgr), self.ops.to_host(reference), geometry, feather, self.config.seam)
+        return face_bgr if field is None else self.ops.apply_field(face_bgr, field)
 
-    def _match_colour(self, face: FaceContext, face_bgr: np.ndarray) -> np.ndarray:
+    def _match_colour(self, face: FaceContext, face_bgr: Pixels) -> Pixels:
         """After a relight the gains already went into the light (``RelightStage``): the residual measured now
         refines them for the next frame, and no extra pass is needed. Without a relight, or on a face's first
         frame (no gains yet to fold into its light), the colour match is a pass of its own: a face never shows
@@ -94,12 +95,12 @@ class BlendStage:
         assert geometry is not None and face.actor_small is not None and face.skin_small is not None
         first_colour = face.face.id not in self.gains
         hs, ws = geometry.small_size
-        face_small = shrink(face_bgr, (ws, hs))
+        face_small = self.ops.shrink(face_bgr, (ws, hs))
         reference = face.reference if face.reference is not None else face.actor_small
-        residual = colour_gains(face_small, reference, face.skin_small, self.config)
+        residual = self.ops.colour_gains(face_small, reference, face.skin_small, self.config)
         relit = face.gains_in_light is not None
         previous = face.gains_in_light if face.gains_in_light is not None else np.ones(3)
         gains = self.gains.smooth(face.face.id, face.frame.t, None if residual is None else previous * residual)
         if gains is not None and (not relit or first_colour):
-            return apply_gains(face_bgr, gains / previous)
+            return self.ops.apply_gains(face_bgr, gains / previous)
         return face_bgr

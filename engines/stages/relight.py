@@ -10,8 +10,9 @@ import numpy as np
 from engines.compose.blend import ColourGains
 from engines.compose.occlusion import PersonMasks
 from engines.light.person import PersonLightConfig, relight_person
-from engines.light.relight import FaceRelighter, relight_face, skin_samples
+from engines.light.relight import FaceRelighter, skin_samples
 from engines.stages.base import FaceContext
+from engines.stages.ops import FaceOps, NumpyOps, Pixels
 from engines.swap.mesh import FaceGeometry
 from engines.swap.raster import Window
 
@@ -27,6 +28,10 @@ class RelightStage:
     own. A chosen target light relights the whole person around the face too (``engines.light.person``, with the
     person segmentation), the actor's own face with it.
 
+    The pixel work runs on ``ops`` (``engines.stages.ops``: numpy, or the torch twins on a device); the light is
+    measured on the host in numpy (a few thousand samples at geometry resolution) and the person's relight has no
+    torch twin yet: on a torch backend its region of the frame is downloaded, relit and uploaded again.
+
     Its per-face state is the light on each face (``relighter``)."""
 
     name = "relight"
@@ -37,7 +42,9 @@ class RelightStage:
         gains: ColourGains,
         person_masks: PersonMasks | None,
         person_light: PersonLightConfig | None,
+        ops: FaceOps | None = None,
     ) -> None:
+        self.ops = ops if ops is not None else NumpyOps()
         self.relighter = relighter
         self.gains = gains
         """The blend's colour gains per face (read here, kept there)."""
@@ -102,24 +109,17 @@ class RelightStage:
 
     def _relit(
         self,
-        image: np.ndarray,
+        image: Pixels,
         geometry: FaceGeometry,
         covered: np.ndarray,
         source: np.ndarray,
         target: np.ndarray,
         albedo: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """``relight_face`` on the face's coarse normal grid, with the relighter's settings."""
+    ) -> Pixels:
+        """``relight_face`` (or its torch twin) on the face's coarse normal grid, with the relighter's settings."""
         cfg = self.relighter.config
-        return relight_face(
-            image,
-            geometry.normals_small,
-            covered,
-            source,
-            target,
-            albedo,
-            max_gain=cfg.max_gain,
-            shading_grid_px=cfg.shading_grid_px,
+        return self.ops.relight(
+            image, geometry.normals_small, covered, source, target, albedo, cfg.max_gain, cfg.shading_grid_px
         )
 
     def _relight_person(
@@ -139,8 +139,11 @@ class RelightStage:
         window = Window(wx0, wy0, wx1 - wx0, wy1 - wy0)
         open_sides = (x0 >= 0, y0 >= 0, x1 <= w, y1 <= h)
         cover = (geometry.labels_small >= 0).astype(np.float32)
+        # No torch twin of the person's relight yet (its grid, fade and detail layer are numpy/cv2): on a torch
+        # backend the region is downloaded here and uploaded again below; on numpy ``host`` is the frame itself.
+        host = self.ops.window_on_host(out, window)
         relight_person(
-            out,
+            host,
             window,
             lambda size: region.sample(window, size, outside=0.0),
             open_sides,
@@ -152,4 +155,5 @@ class RelightStage:
             target,
             cfg,
         )
+        self.ops.window_from_host(out, window, host)
         return True

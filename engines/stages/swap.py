@@ -106,8 +106,7 @@ class SwapStage:
             ctx.rendered = self.swapper.render(geometry, identity, "albedo" if ctx.relight else "texture")
             ctx.seen = self.swapper.coverage_small(geometry, identity)
         if geometry.warp is not None:  # the morph: the actor's window, warped, goes into the frame
-            ys, xs = geometry.window.slices
-            ctx.out[ys, xs] = ctx.actor_window
+            frame.ops.paste(ctx.out, geometry.window, ctx.actor_window)
 
     def texture(self, ctx: FaceContext) -> np.ndarray:
         """The identity's texture on the face, for a face the relight could not relight (no light measured on it

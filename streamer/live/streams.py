@@ -266,6 +266,7 @@ class Stream:
         stats["encoders"] = self.fanout.encoder_stats()
         stats["audio"] = self.fanout.audio.stats()
         stats["runtime"] = self.worker.runtime
+        stats["frame_path"] = self.worker.frame_path
         stats["processor_error"] = self.worker.error
         health = stream_health(stats, self.stats.window_s)
         # Who is swapped in (an identity, or a DFM's trained-in identity) and the consent the plan carries.

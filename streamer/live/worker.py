@@ -40,6 +40,7 @@ class PassthroughProcessor:
     """Hands every frame on untouched: ``stageswap serve --processor passthrough``, the latency baseline."""
 
     runtime = "passthrough"
+    frame_path = "passthrough"
 
     def process(
         self, image: np.ndarray, t_s: float | None = None, settings: ProcessSettings | None = None
@@ -73,6 +74,8 @@ class Worker:
         self._fanout = fanout
         self._stats = stats
         self.runtime = "starting"
+        self.frame_path = "starting"
+        """What the per-face stages' pixel work runs on (``FaceProcessor.frame_path``)."""
         self.watermark_id: int | None = None
         """The id the processor marks this stream's frames with (``engines.compose.watermark``); None: unmarked."""
         self.error: str | None = None
@@ -101,6 +104,7 @@ class Worker:
             log.error("stream %s: %s", self.stream, self.error)
             processor = PassthroughProcessor()
         self.runtime = processor.runtime
+        self.frame_path = str(getattr(processor, "frame_path", processor.runtime))
         wid = getattr(processor, "watermark_id", None)
         self.watermark_id = wid if isinstance(wid, int) else None
         return processor
@@ -121,9 +125,10 @@ class Worker:
                     if slot is None:
                         continue
                     settings = self._settings()  # one immutable value for the whole frame
-                    # Today's processor reads numpy: the slot's host side (on the CUDA ring the page-locked
-                    # buffer the upload came from, untouched while held: no download). Stages that run on
-                    # the GPU take ``slot.image``, the uploaded device frame, instead.
+                    # The processor reads numpy: the slot's host side (on the CUDA ring the page-locked
+                    # buffer the upload came from, untouched while held: no download). With its per-face
+                    # stages on torch (``frame_path`` torch-cuda) it copies this pinned buffer to the GPU
+                    # again for its canvas; taking ``slot.image``, the uploaded device frame, is still to do.
                     image = slot.host
                     next_s = time.monotonic() + self._min_interval_s
                     t0 = time.perf_counter()

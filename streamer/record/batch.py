@@ -139,6 +139,7 @@ def run_process(
         "height": reader.info.height,
         "source_fps": float(reader.info.fps),
         "runtime": processor.runtime,
+        "frame_path": str(getattr(processor, "frame_path", processor.runtime)),
         "stage_ms": times.summary(),
     }
     if job.settings.targets:

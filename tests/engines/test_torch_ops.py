@@ -367,3 +367,24 @@ def test_transfer_chroma_equals_the_black_and_white_identitys_colour(cases: list
         unblurred = compose_t.transfer_chroma(_t(grey, device), _t(c.actor, device), blur_px=0.0).cpu().numpy()
         np.testing.assert_array_equal(unblurred, blend.transfer_chroma(grey, c.actor, blur_px=0.0), err_msg=c.name)
     print("transfer_chroma max/mean levels:", [(n, m, round(a, 5)) for n, m, a in worst])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_apply_field_equals_the_seam_correction(cases: list[Case], device: str) -> None:
+    """The seam's geometry-resolution gains on the face (``seam.apply_field``): the field measured between the
+    relit face and the actor as the blend stage measures it, applied to the work-size face. The bound above: at
+    most 1 level, under 0.01 on average (the upsampled gain within float rounding of cv2's, the product in
+    float32 rounded half to even as ``cv2.multiply``)."""
+    from engines.compose import seam
+
+    worst: list[tuple[str, int, float]] = []
+    config = blend.BlendConfig()
+    for c in cases:
+        relit = relight.relight_face(c.actor, c.geometry.normals_small, c.covered, c.source, c.target)
+        feather = blend.outline_feather(c.geometry, config)
+        field = seam.seam_field(relit, c.actor_small, c.geometry, feather, config.seam)
+        assert field is not None and np.abs(field - 1.0).max() > 0.05, c.name  # a real correction to compare
+        expected = seam.apply_field(relit, field)
+        got = compose_t.apply_field(_t(relit, device), _t(field, device))
+        _check(c.name, expected, got, worst)
+    print("apply_field max/mean levels:", [(n, m, round(a, 5)) for n, m, a in worst])

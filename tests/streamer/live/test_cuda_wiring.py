@@ -39,7 +39,8 @@ FRAMES = 8
 
 @pytest.fixture
 def simulated_cuda(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sim]:
-    """A 'GPU' for one test: simulated pycuda, torch reporting CUDA, the GPU fallback runtime on CPU tensors."""
+    """A 'GPU' for one test: simulated pycuda, torch reporting CUDA, the GPU fallback runtime and the per-face stages'
+    torch ops on CPU tensors."""
     sim = install(monkeypatch)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
@@ -49,6 +50,10 @@ def simulated_cuda(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sim]:
     for name in ("onnx_session", "tflite_session"):
         real = getattr(torch_cuda, name)
         monkeypatch.setattr(torch_cuda, name, lambda path, device="cuda", _real=real: _real(path, "cpu"))
+    from engines.stages.torch_ops import TorchOps
+
+    real_ops = TorchOps.__init__
+    monkeypatch.setattr(TorchOps, "__init__", lambda ops, device, _real=real_ops: _real(ops, "cpu"))
     yield sim
     uninstall()
 
@@ -92,6 +97,7 @@ def test_process_device_cuda_uploads_every_frame_once_into_the_cuda_ring(
     stats = json.loads(stats_path.read_text())
     assert stats["frames"] == FRAMES and stats["frames_with_face"] >= FRAMES - 1
     assert stats["runtime"] == "torch-cpu"  # the GPU fallback runtime was chosen (here on CPU tensors)
+    assert stats["frame_path"] == "torch-cpu"  # and the per-face stages' torch ops (here on CPU tensors)
     assert simulated_cuda.uploads == FRAMES  # each frame went into the CUDA ring once
     assert spy.pinned == [True] * FRAMES  # and the processor read it from the ring's slot
     assert simulated_cuda.memory == {} and simulated_cuda.pinned_live == 0  # all ring memory freed at the end
@@ -122,6 +128,7 @@ def test_a_stream_on_cuda_feeds_its_worker_through_the_cuda_ring(
     try:
         assert stream.worker.ready.wait(120), "the processor did not load"
         assert stream.worker.runtime == "torch-cpu" and stream.worker.error is None
+        assert stream.worker.frame_path == "torch-cpu"  # the per-face stages' torch ops (here on CPU tensors)
         for i, (image, t_s) in enumerate(clip_frames(clips / "d3.mp4", FRAMES)):
             done.clear()
             stream.ingest(image, FrameMeta(i, t_s))
