@@ -496,6 +496,7 @@ async def measure_path(
         "reference_viewer_cpu": reference_cpu,
         "published_fps": round(sum(1 for ts in sent_s.values() for t in ts if start <= t < end) / window, 2),
         "processed_fps": round((stats["frames_processed"] - before["frames_processed"]) / window, 2),
+        "encoded_fps": round((_encoded(stats) - _encoded(before)) / window, 2),
         "frames_failed": stats["frames_failed"] - before["frames_failed"],
         "janus_viewers": mount.get("viewers"),
         "rtp_to_janus_kbit_s": round(8 * (mount.get("bytes_sent", 0) - _bytes_sent(before_json)) / window / 1000, 1),
@@ -531,6 +532,11 @@ def paired_added_ms(
         "added_latency_p50_ms": round(float(np.median(diffs)), 1) if diffs else None,
         "paired_frames": len(diffs),
     }
+
+
+def _encoded(stats: dict[str, Any]) -> int:
+    """Frames the processed view's shared encoder has encoded (what Janus and every WHEP viewer are sent)."""
+    return sum(int(e.get("frames_encoded", 0)) for e in stats.get("encoders", []) if e.get("view") == "processed")
 
 
 def _bytes_sent(stream: dict[str, Any]) -> int:
@@ -638,7 +644,8 @@ def verdicts(results: dict[int, dict[str, Any]]) -> list[str]:
             added_text = f"latency added by Janus {medians:+.1f} ms p50 (difference of the medians)"
         checks = [
             (
-                f"every Janus viewer >= 28 fps (lowest {js['min_fps']}; the server processed {j['processed_fps']})",
+                f"every Janus viewer >= 28 fps (lowest {js['min_fps']}; the server processed {j['processed_fps']}, "
+                f"encoded {j['encoded_fps']})",
                 (js["min_fps"] or 0) >= 28.0,
             ),
             (
