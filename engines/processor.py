@@ -171,9 +171,11 @@ class FaceProcessor:
         self.targets = TargetStage(
             selector if selector is not None else TargetSelector(None, config.reid), performers, describer_models
         )
-        self.swap = SwapStage(MeshSwapper(config.swap), identities, user_models, config.device, config.learned)
         self.ops = make_ops(config.stages, config.device)
         """The backend of the per-face stages' pixel work: numpy, or the torch ops on a device."""
+        self.swap = SwapStage(
+            MeshSwapper(config.swap), identities, user_models, config.device, config.learned, self.ops
+        )
         self.mask = MaskStage(config.blend, occlusion)
         gains = ColourGains(config.light_time_constant_s)
         relighter = FaceRelighter(RelightConfig(time_constant_s=config.light_time_constant_s), config.hdri_dir)

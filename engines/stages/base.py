@@ -103,8 +103,11 @@ class FaceContext:
     """The actor's pixels in the face's window (warped by the morph, if any)."""
     actor: np.ndarray | None = None
     """``actor_window`` at the face's working size."""
-    rendered: np.ndarray | None = None
-    """The identity rendered onto the actor's mesh: its albedo when relit, else its texture."""
+    rendered: Pixels | None = None
+    """The identity rendered onto the actor's mesh (on the backend's device): its albedo when relit, else its
+    texture (``rendered_as``)."""
+    rendered_as: str | None = None
+    """``"albedo"`` or ``"texture"``: what ``rendered`` holds."""
     seen: np.ndarray | None = None
     """Where the identity's photos saw its face, at geometry resolution."""
     swapped: LearnedFace | None = None

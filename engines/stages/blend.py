@@ -30,7 +30,7 @@ class BlendStage:
         self,
         config: BlendConfig,
         gains: ColourGains,
-        texture: Callable[[FaceContext], np.ndarray],
+        texture: Callable[[FaceContext], Pixels],
         match_learned: bool,
         ops: FaceOps | None = None,
     ) -> None:

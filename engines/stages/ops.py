@@ -20,9 +20,10 @@ import numpy as np
 from engines.compose.blend import BlendConfig, apply_gains, colour_gains, composite, transfer_chroma
 from engines.compose.seam import apply_field
 from engines.errors import InputError
+from engines.identity.store import Identity
 from engines.light.relight import MAX_GAIN, SHADING_GRID_PX, relight_face
 from engines.resample import shrink
-from engines.swap.mesh import FaceGeometry
+from engines.swap.mesh import FaceGeometry, MeshSwapper
 from engines.swap.raster import Window
 
 Pixels: TypeAlias = Any
@@ -56,6 +57,9 @@ class FaceOps(Protocol):
 
     def window_from_host(self, canvas: Pixels, window: Window, host: np.ndarray) -> None:
         """``host``'s ``window`` (from ``window_on_host``, edited) back into ``canvas``."""
+
+    def render(self, swapper: MeshSwapper, geometry: FaceGeometry, identity: Identity, source: str) -> Pixels:
+        """``MeshSwapper.render``: the identity's texture or albedo looked up over the face's work size."""
 
     def to_window(self, geometry: FaceGeometry, pixels: Pixels) -> Pixels:
         """``FaceGeometry.to_window``: a small-raster or work-size array resized to the window."""
@@ -112,6 +116,9 @@ class NumpyOps:
 
     def window_from_host(self, canvas: np.ndarray, window: Window, host: np.ndarray) -> None:
         """Nothing to do: ``host`` is the canvas."""
+
+    def render(self, swapper: MeshSwapper, geometry: FaceGeometry, identity: Identity, source: str) -> np.ndarray:
+        return swapper.render(geometry, identity, source)
 
     def to_window(self, geometry: FaceGeometry, pixels: np.ndarray) -> np.ndarray:
         return geometry.to_window(pixels)

@@ -13,6 +13,7 @@ from engines.errors import InputError
 from engines.identity.store import Identity, IdentityStore
 from engines.settings import ProcessSettings
 from engines.stages.base import FaceContext, FrameContext
+from engines.stages.ops import FaceOps, NumpyOps, Pixels
 from engines.swap.learned import LearnedConfig, LearnedSwapper, load_swapper
 from engines.swap.mesh import MeshSwapper
 from engines.swap.user_models import MESH, SWAP_KINDS, UserModelStore
@@ -37,7 +38,11 @@ class SwapStage:
         user_models: UserModelStore | None,
         device: str,
         learned: LearnedConfig,
+        ops: FaceOps | None = None,
     ) -> None:
+        self.ops = ops if ops is not None else NumpyOps()
+        """Where the identity's texture is looked up (numpy, or ``sample_bilinear`` on a device); the geometry,
+        the mesh raster and the morph's warp stay numpy (no torch stage for them yet)."""
         self.swapper = swapper
         self.identities = identities
         self.user_models = user_models
@@ -103,19 +108,21 @@ class SwapStage:
                 frame.image, face.landmarks, face.points5, geometry, ctx.embedding, settings.morph
             )
         elif identity is not None:
-            ctx.rendered = self.swapper.render(geometry, identity, "albedo" if ctx.relight else "texture")
+            ctx.rendered_as = "albedo" if ctx.relight else "texture"
+            ctx.rendered = self.ops.render(self.swapper, geometry, identity, ctx.rendered_as)
             ctx.seen = self.swapper.coverage_small(geometry, identity)
         if geometry.warp is not None:  # the morph: the actor's window, warped, goes into the frame
             frame.ops.paste(ctx.out, geometry.window, ctx.actor_window)
 
-    def texture(self, ctx: FaceContext) -> np.ndarray:
+    def texture(self, ctx: FaceContext) -> Pixels:
         """The identity's texture on the face, for a face the relight could not relight (no light measured on it
         yet): its rendering if that was the texture, else drawn now."""
         identity, geometry = ctx.identity, ctx.geometry
         assert identity is not None and geometry is not None  # a mesh swap that drew its geometry
         with ctx.frame.timed(self.name):
-            if ctx.rendered is None or ctx.rendered.dtype != np.uint8:
-                ctx.rendered = self.swapper.render(geometry, identity, "texture")
+            if ctx.rendered is None or ctx.rendered_as != "texture":
+                ctx.rendered_as = "texture"
+                ctx.rendered = self.ops.render(self.swapper, geometry, identity, "texture")
             return ctx.rendered
 
     def forget(self, active: Set[int]) -> None:

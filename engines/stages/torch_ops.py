@@ -16,10 +16,12 @@ import torch
 
 from engines.compose import torch_ops as compose_t
 from engines.compose.blend import BlendConfig
+from engines.identity.store import Identity
 from engines.light import torch_ops as light_t
 from engines.light.relight import MAX_GAIN, SHADING_GRID_PX
-from engines.swap.mesh import FaceGeometry
+from engines.swap.mesh import FaceGeometry, MeshSwapper
 from engines.swap.raster import Window
+from engines.swap.torch_ops import sample_bilinear
 from engines.torch_resample import resize_linear, shrink
 
 PixelsT = torch.Tensor | np.ndarray
@@ -32,6 +34,9 @@ class TorchOps:
     def __init__(self, device: str) -> None:
         self.device = torch.device(device)
         self.name = f"torch-{self.device.type}"
+        self._textures: dict[int, tuple[np.ndarray, torch.Tensor]] = {}
+        """The identities' textures on the device, by the host array's id (the swapper keeps each level and blend
+        until the identity changes): uploaded once, not per face and frame."""
 
     def device_array(self, pixels: PixelsT) -> torch.Tensor:
         """``pixels`` as a tensor on the device: a tensor as it is, a host array uploaded (a view on a CPU device:
@@ -63,6 +68,28 @@ class TorchOps:
 
     def window_from_host(self, canvas: torch.Tensor, window: Window, host: np.ndarray) -> None:
         self.paste(canvas, window, host[window.slices])
+
+    def render(self, swapper: MeshSwapper, geometry: FaceGeometry, identity: Identity, source: str) -> torch.Tensor:
+        """``MeshSwapper.render`` with the lookup as ``sample_bilinear``: the same texture level and texel
+        positions (chosen on the host), upsampled to the work size and sampled in the face's box on the device."""
+        tex, texel_small = swapper.texture_lookup(geometry, identity, source)
+        h, w = geometry.work_size
+        texel = resize_linear(self.device_array(texel_small), (w, h))
+        ys, xs = geometry.face_box()
+        texture = self._texture(tex)
+        out = torch.zeros((h, w, int(texture.shape[2])), dtype=texture.dtype, device=self.device)
+        out[ys, xs] = sample_bilinear(texture, texel[ys, xs])
+        return out
+
+    def _texture(self, tex: np.ndarray) -> torch.Tensor:
+        cached = self._textures.get(id(tex))
+        if cached is not None and cached[0] is tex:
+            return cached[1]
+        if len(self._textures) > 16:
+            self._textures.clear()
+        tensor = torch.from_numpy(np.ascontiguousarray(tex)).to(self.device)
+        self._textures[id(tex)] = (tex, tensor)
+        return tensor
 
     def to_window(self, geometry: FaceGeometry, pixels: PixelsT) -> torch.Tensor:
         x = self.device_array(pixels)

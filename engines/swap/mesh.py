@@ -243,6 +243,18 @@ class MeshSwapper:
     def render(self, geometry: FaceGeometry, identity: Identity, source: str = "albedo") -> np.ndarray:
         """The identity's ``"texture"`` (uint8 BGR, its photos' light) or ``"albedo"`` (float32 linear BGR)
         over the whole window (valid where the face is; the blend decides what shows)."""
+        tex, texel_small = self.texture_lookup(geometry, identity, source)
+        texel = geometry.upsample(texel_small)
+        # Looked up only in the box around the face (the window's margin is the actor's: zero there).
+        ys, xs = geometry.face_box()
+        out = np.zeros((*geometry.work_size, tex.shape[2]), tex.dtype)
+        out[ys, xs] = _remap(tex, np.ascontiguousarray(texel[ys, xs]))
+        return out
+
+    def texture_lookup(self, geometry: FaceGeometry, identity: Identity, source: str) -> tuple[np.ndarray, np.ndarray]:
+        """What ``render`` samples: the texture at the face's level of detail, and the (hs, ws, 2) float32 texel
+        positions at geometry resolution (linear in uv: upsampled to the work size, the same numbers). The torch
+        stages sample it with ``engines.swap.torch_ops.sample_bilinear``."""
         mips = self._mip_chain(identity, source)
         size = mips[0].shape[0]
         # Texels per window pixel across the face: pick the mip level where that is about one.
@@ -251,12 +263,7 @@ class MeshSwapper:
         ratio = math.log2(max(uv_span_px / max(face_px, 1.0), 1.0)) + self.config.mip_bias
         tex = self._texture_at(identity, source, mips, ratio)
         # Texel coordinates are linear in uv: scaled at geometry resolution, then upsampled (the same numbers).
-        texel = geometry.upsample(geometry.uv_small * np.float32(tex.shape[0]) - np.float32(0.5))
-        # Looked up only in the box around the face (the window's margin is the actor's: zero there).
-        ys, xs = geometry.face_box()
-        out = np.zeros((*geometry.work_size, tex.shape[2]), tex.dtype)
-        out[ys, xs] = _remap(tex, np.ascontiguousarray(texel[ys, xs]))
-        return out
+        return tex, geometry.uv_small * np.float32(tex.shape[0]) - np.float32(0.5)
 
     def coverage_small(self, geometry: FaceGeometry, identity: Identity) -> np.ndarray:
         """(hs, ws) float32 0..1 at geometry resolution: how well the identity's photos saw each point."""
