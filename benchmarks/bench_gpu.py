@@ -13,8 +13,14 @@ With pycuda, the CUDA FrameRing's upload (put + acquire of a frame) is timed too
 With ``--swap-model NAME --data-dir DIR`` every frame is swapped with that registered model (a DFM trained
 with ``stageswap train``, or one added with ``models add``), on the GPU and in the CPU baseline alike.
 
+With ``--identity PHOTO`` (a photo in the shared faces, e.g. ``s1.jpg``) every face is mesh-swapped to that
+person, enrolled into a temporary store, and relit to the actor's light: the per-face stages (swap, relight,
+blend) run on every face. ``--stages`` picks their backend (``ProcessorConfig.stages``: ``auto`` is the torch
+ops on CUDA and numpy on the CPU); each run reports it as ``frame_path``.
+
 Usage: ``python benchmarks/bench_gpu.py [--frames 300] [--device cuda] [--json out.json] [--swap-model NAME
---data-dir DIR]`` (``make bench-gpu``; ``BENCH_GPU_ARGS="--swap-model NAME --data-dir DIR"``).
+--data-dir DIR] [--identity s1.jpg] [--stages auto|numpy|torch]`` (``make bench-gpu``;
+``BENCH_GPU_ARGS="--identity s1.jpg"``).
 """
 
 from __future__ import annotations
@@ -119,9 +125,12 @@ def run_processor(
     models: str | None,
     swap_model: str | None = None,
     data_dir: str | None = None,
+    identities: Any = None,
+    backend: str = "auto",
 ) -> dict[str, Any]:
     """Per-frame ms of ``FaceProcessor.process`` on ``device`` over ``count`` frames (after ``warmup``), swapping
-    with the registered ``swap_model`` when one is named."""
+    with the registered ``swap_model`` when one is named, else mesh-swapping to the one identity in
+    ``identities`` (an IdentityStore) when given; the per-face stages on ``backend``."""
     from engines.processor import FaceProcessor, ProcessorConfig
     from engines.settings import ProcessSettings
     from engines.stats import StageTimes
@@ -132,8 +141,13 @@ def run_processor(
         from engines.swap.user_models import UserModelStore
 
         user_models = UserModelStore(resolve_data_dir(data_dir))
-    processor = FaceProcessor.from_models(models, ProcessorConfig(device=device), user_models=user_models)
-    settings = ProcessSettings(swap_model=swap_model) if swap_model is not None else ProcessSettings()
+    config = ProcessorConfig(device=device, stages=backend)  # type: ignore[arg-type]  # checked by argparse
+    processor = FaceProcessor.from_models(models, config, identities, user_models=user_models)
+    settings = ProcessSettings()
+    if swap_model is not None:
+        settings = ProcessSettings(swap_model=swap_model)
+    elif identities is not None:
+        settings = ProcessSettings(identity=identities.list()[0].name)
     sync = _cuda_sync if device == "cuda" else (lambda: None)
     total: list[float] = []
     stages = StageTimes()
@@ -151,11 +165,27 @@ def run_processor(
             faces.append(len(result.faces))
     return {
         "runtime": processor.runtime,
+        "frame_path": processor.frame_path,
         "total_ms": _percentiles(total),
         "stage_ms": {k: v["p50"] for k, v in stages.summary().items()},
         "faces_mean": round(float(np.mean(faces)), 2),
         "frames_failed": processor.frames_failed,
     }
+
+
+def _identities(photo: str, models: str | None) -> Any:
+    """An IdentityStore in a temporary directory with the person in shared faces' ``photo`` enrolled."""
+    import tempfile
+
+    from engines.identity.store import IdentityStore
+
+    path = SHARED / "data" / "faces" / photo
+    if not path.is_file():
+        raise SystemExit(f"bench_gpu: no photo {path}")
+    store = IdentityStore(Path(tempfile.mkdtemp(prefix="bench_gpu_ids_")), models)
+    store.enroll(path.stem.replace("_", "-").lower(), [path], face="largest")
+    print(f"mesh-swapping every face to {photo}")
+    return store
 
 
 def _cuda_sync() -> None:
@@ -212,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--swap-model", metavar="NAME", help="swap every face with this registered model")
     p.add_argument("--data-dir", metavar="DIR", help="the data directory --swap-model is registered in")
+    p.add_argument("--identity", metavar="PHOTO", help="mesh-swap every face to this shared photo's person")
+    p.add_argument("--stages", choices=("auto", "numpy", "torch"), default="auto", help="the per-face stages' backend")
     args = p.parse_args(argv)
     if not (SHARED / "data" / "clips").is_dir():
         print(f"bench_gpu: shared clips not found under {SHARED} (set STAGESWAP_SHARED)", file=sys.stderr)
@@ -230,8 +262,11 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine,
         "device": args.device,
         "swap_model": args.swap_model,
+        "identity": args.identity,
+        "stages": args.stages,
         "scenarios": {},
     }
+    identities = _identities(args.identity, args.models) if args.identity and not args.swap_model else None
     if args.swap_model:
         print(f"swapping every face with the registered model {args.swap_model!r}")
     for scenario in SCENARIOS:
@@ -240,9 +275,11 @@ def main(argv: list[str] | None = None) -> int:
         frames = scenario.frames()
         h, w = frames[0].shape[:2]
         entry: dict[str, Any] = {"size": f"{w}x{h}", "faces_expected": scenario.faces}
-        model = (args.swap_model, args.data_dir)
-        entry[args.device] = run_processor(args.device, frames, args.frames, args.warmup, args.models, *model)
-        if args.baseline_frames > 0 and args.device != "cpu":
+        model = (args.swap_model, args.data_dir, identities)
+        entry[args.device] = run_processor(
+            args.device, frames, args.frames, args.warmup, args.models, *model, backend=args.stages
+        )
+        if args.baseline_frames > 0 and args.device != "cpu":  # the CPU as it runs by default: numpy stages
             entry["cpu_baseline"] = run_processor("cpu", frames, args.baseline_frames, 5, args.models, *model)
         if args.device == "cuda":
             entry["ring_upload_ms"] = run_ring(frames, min(args.frames, 200))
@@ -257,7 +294,8 @@ def _print(name: str, entry: dict[str, Any], device: str) -> None:
     main_run = entry[device]
     t = main_run["total_ms"]
     line = (
-        f"{name} ({entry['size']}): {device} [{main_run['runtime']}] p50 {t['p50']:.2f} ms, p99 {t['p99']:.2f} ms, "
+        f"{name} ({entry['size']}): {device} [{main_run['runtime']}, stages {main_run['frame_path']}] "
+        f"p50 {t['p50']:.2f} ms, p99 {t['p99']:.2f} ms, "
         f"mean {t['mean']:.2f} ms over {t['n']} frames; faces/frame {main_run['faces_mean']} "
         f"(expected {entry['faces_expected']}); failed frames {main_run['frames_failed']}"
     )
@@ -267,7 +305,8 @@ def _print(name: str, entry: dict[str, Any], device: str) -> None:
     if base:
         b = base["total_ms"]
         print(
-            f"    baseline cpu [{base['runtime']}]: p50 {b['p50']:.2f} ms, p99 {b['p99']:.2f} ms over {b['n']} frames"
+            f"    baseline cpu [{base['runtime']}, stages {base['frame_path']}]: "
+            f"p50 {b['p50']:.2f} ms, p99 {b['p99']:.2f} ms over {b['n']} frames"
         )
     ring = entry.get("ring_upload_ms")
     if ring:
