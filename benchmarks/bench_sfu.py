@@ -1,7 +1,7 @@
 """Monitors through Janus against monitors on our own fan-out: 1, 10, 30 viewers of a 720p30 processed stream.
 
     python benchmarks/bench_sfu.py --viewers 1 10 30 [--processor full|passthrough] [--duration 20]
-                                   [--warmup 6] [--sample-viewers 1] [--viewer-nice 10] [--json FILE]
+                                   [--warmup 6] [--sample-viewers 1] [--viewer-nice 0] [--json FILE]
 
 One ``stageswap serve --processor full --sfu URL`` (an identity enrolled and swapped in, relight on) and one
 Janus (Debian's, started on loopback ports with a generated config, as the tests do) run as their own
@@ -28,7 +28,9 @@ took the machine from the server: the first runs' 30-viewer rows):
   and the machine's swings cancel, which the difference of two medians taken a minute apart does not;
 - **the other viewers count**: a full WebRTC peer each (ICE, DTLS, SRTP decryption, RTCP), whose RTP packets
   are counted into complete frames by ``FrameCounter`` instead of aiortc's jitter buffer and decoder; ten to
-  a process, at ``--viewer-nice`` (default 10) so that the server, Janus and the camera get the cores first.
+  a process, at ``--viewer-nice`` (default 0: at nice 10 they were starved inside the benchmark's own
+  session when other sessions took the machine, and dropped whole keyframe bursts at their sockets -- the
+  client's loss again; each costs about 1% of a core at 720p30, so at nice 0 they take little from the server).
 
 Per viewer: ``fps``, complete frames received per second over the window (what a monitor can show);
 ``latency_p50_ms`` (and ``latency_p95_ms``), publish-to-display latency over every frame a sample viewer
@@ -690,8 +692,9 @@ def main() -> None:
     ap.add_argument(
         "--viewer-nice",
         type=int,
-        default=10,
-        help="niceness of the counting viewers' processes (default 10: below the server, Janus and the camera)",
+        default=0,
+        help="niceness of the counting viewers' processes (default 0; at 10 they lose packets when the machine is "
+        "shared: BENCHMARKS.md)",
     )
     ap.add_argument(
         "--no-reference",
