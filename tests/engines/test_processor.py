@@ -15,12 +15,7 @@ from engines.face.topology import FACE_OVAL, LEFT_EYE, LIPS_OUTER, RIGHT_EYE
 from engines.identity.store import IdentityStore
 from engines.processor import FaceProcessor, ProcessorConfig
 from engines.settings import ProcessSettings, RelightTarget
-from tests.face_helpers import clip_frames, enrolled_store
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory, faces: Path, models_dir: Path) -> IdentityStore:
-    return enrolled_store(tmp_path_factory.mktemp("ids") / "identities", faces, models_dir, ("s1.jpg",))
+from tests.face_helpers import clip_frames
 
 
 @pytest.fixture(scope="module")

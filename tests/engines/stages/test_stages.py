@@ -17,15 +17,10 @@ from engines.identity.store import IdentityStore
 from engines.processor import FaceProcessor, ProcessorConfig
 from engines.settings import ProcessSettings, RelightTarget
 from engines.stages.base import FaceContext, FrameContext
-from tests.face_helpers import clip_frames, enrolled_store
+from tests.face_helpers import clip_frames
 
 SIDE = RelightTarget(mode="direction", direction=(1.0, 0.0, 0.3))
 """A chosen target light: every face is relit (also the actor's own), the person around it too."""
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory, faces: Path, models_dir: Path) -> IdentityStore:
-    return enrolled_store(tmp_path_factory.mktemp("ids") / "identities", faces, models_dir, ("s1.jpg",))
 
 
 @pytest.fixture(scope="module")
