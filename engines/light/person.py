@@ -74,6 +74,87 @@ class PersonLightConfig:
     """Share of the segmented square, at each side inside the frame, over which the ratio fades to 1."""
     max_gain: float = 2.5
     """Largest brightening: the silhouette's normals are an estimate, so less than the face's ``MAX_GAIN``."""
+    neck_radius: float = 0.62
+    """Half width of the neck (``Neck``): an adult neck is 100-125 mm across, the outer eye corners ~90 mm apart."""
+    neck_length: float = 0.4
+    """How far below the chin the neck's cylinder holds fully before it fades (over as much again) into the
+    silhouette's normals: the chin juts forward, so the collar is 0.4-0.6 eye-corner distances below it."""
+    neck_tilt: float = 0.15
+    """The neck leans forward from the shoulders, so its front faces slightly down (tangent of that angle)."""
+
+
+@dataclass(frozen=True)
+class Neck:
+    """Where the neck is in the frame: a vertical cylinder under the head, in frame pixels.
+
+    The silhouette says nothing about a neck seen from the front (it lies inside the outline, between the jaw
+    and the collar: its inflated normals face the camera, so a side light would change it evenly), and a neck is
+    round. ``top``: the axis's point at the jaw angles' level (the midpoint of the jaw's corners, under the
+    head's centre whatever its yaw); ``down``: unit image direction of the axis (the face's own chin-ward axis:
+    the head's roll); ``radius_px``: half the neck's width; ``chin_px``: distance along the axis from ``top`` to
+    the chin's level."""
+
+    top: tuple[float, float]
+    down: tuple[float, float]
+    radius_px: float
+    chin_px: float
+
+
+_JAW_CORNERS = (172, 397, 234, 454)
+"""Mesh points at the jaw's corners and the face's outline at ear level, both sides: their mean lies on the
+head's vertical axis (in 3D, so it does not follow the chin when the head turns)."""
+
+
+def neck_from_landmarks(landmarks: np.ndarray, eye_px: float, config: PersonLightConfig | None = None) -> Neck:
+    """The ``Neck`` of a tracked face: (468, 3) landmarks in frame pixels, ``eye_px`` its eye-corner distance."""
+    from engines.face.landmarks import CHIN, FOREHEAD_TOP
+
+    cfg = config or PersonLightConfig()
+    lm = np.asarray(landmarks, dtype=np.float64)
+    top = lm[list(_JAW_CORNERS), :2].mean(axis=0)
+    axis = lm[CHIN, :2] - lm[FOREHEAD_TOP, :2]
+    length = float(np.hypot(*axis))
+    down = axis / length if length > 1e-6 else np.array([0.0, 1.0])
+    chin = float((lm[CHIN, :2] - top) @ down)
+    return Neck((float(top[0]), float(top[1])), (float(down[0]), float(down[1])), cfg.neck_radius * eye_px, chin)
+
+
+def neck_normals(
+    neck: Neck, grid_to_frame: np.ndarray, size: tuple[int, int], eye_px: float, config: PersonLightConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Normals (h, w, 3) of the neck's cylinder on a (width, height) grid, and its weight there (h, w, 0..1).
+
+    Across the axis the normal turns from facing the camera to facing sideways (``u`` = offset / radius:
+    ``(u * side, sqrt(1 - u^2) * camera)``), tilted down by ``neck_tilt``; the weight is full within 0.8 radius
+    of the axis, from the jaw's level to ``neck_length`` below the chin, and falls to 0 at 1.2 radii and over
+    ``neck_length`` again past that (there the silhouette's normals hold: shoulders, chest)."""
+    gw, gh = size
+    xs = grid_to_frame[0, 0] * np.arange(gw, dtype=np.float64) + grid_to_frame[0, 2]
+    ys = grid_to_frame[1, 1] * np.arange(gh, dtype=np.float64) + grid_to_frame[1, 2]
+    dx, dy = neck.down
+    px = xs[None, :] - neck.top[0]
+    py = ys[:, None] - neck.top[1]
+    along = px * dx + py * dy  # frame pixels down the axis from the jaw's level
+    across = px * dy - py * dx  # toward image right for an upright head (side = (dy, -dx) in the image)
+    u = across / max(neck.radius_px, 1.0)
+    uc = np.clip(u, -0.97, 0.97)
+    front = np.sqrt(1.0 - uc * uc)
+    # Camera frame: x right, y up (image y down), z toward the camera.
+    side_cam, down_cam = (dy, dx), (dx, -dy)
+    tilt = config.neck_tilt * front
+    n = np.dstack(
+        [
+            uc * side_cam[0] + tilt * down_cam[0],
+            uc * side_cam[1] + tilt * down_cam[1],
+            front,
+        ]
+    )
+    n /= np.linalg.norm(n, axis=2, keepdims=True)
+    fade_px = max(config.neck_length * eye_px, 1.0)
+    start = _smoothstep(along / max(0.15 * eye_px, 1.0) + 1.0)  # from just above the jaw's level
+    end = _smoothstep((neck.chin_px + config.neck_length * eye_px + fade_px - along) / fade_px)
+    width = _smoothstep((1.2 - np.abs(u)) / 0.4)
+    return n.astype(np.float32), (start * end * width).astype(np.float32)
 
 
 def silhouette_normals(person: np.ndarray, radius_px: float, smooth_px: float) -> np.ndarray:
@@ -109,15 +190,21 @@ def person_normals(
     face_cover: np.ndarray,
     unit_px: float,
     config: PersonLightConfig | None = None,
+    neck: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Normals (h, w, 3) of the person on a grid, and how much of each cell is the face's mesh (0..1).
 
     ``person``: (h, w) probability; ``face_normals``: (h, w, 3) the mesh's normals resampled to the grid
     (zero off the mesh); ``face_cover``: (h, w) 0..1 the mesh's coverage there; ``unit_px``: the eye-corner
-    distance in grid pixels. The mesh's normals count fully from ``face_feather`` inside its outline and
-    fade into the silhouette's toward the outline."""
+    distance in grid pixels; ``neck``: the neck's normals and weight on the grid (``neck_normals``), blended
+    over the silhouette's. The mesh's normals count fully from ``face_feather`` inside its outline and fade
+    into the others toward the outline."""
     cfg = config or PersonLightConfig()
     sil = silhouette_normals(person, cfg.radius * unit_px, cfg.smooth * unit_px)
+    if neck is not None:
+        n_neck, w_neck = neck
+        sil = sil + w_neck[..., None] * (n_neck - sil)
+        sil /= np.maximum(np.linalg.norm(sil, axis=2, keepdims=True), 1e-6)
     covered = (np.asarray(face_cover) > 0.5).astype(np.uint8)
     depth = cv2.distanceTransform(np.pad(covered, 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
     w_face = _smoothstep(depth / max(cfg.face_feather * unit_px, 1e-3))[..., None]
@@ -150,12 +237,26 @@ def region_fade(size: tuple[int, int], open_sides: tuple[bool, bool, bool, bool]
 
 
 def shading_ratio(
-    normals: np.ndarray, sh_source: np.ndarray, sh_target: np.ndarray, max_gain: float = MAX_GAIN
+    normals: np.ndarray, sh_source: np.ndarray, sh_target: np.ndarray, max_gain: float | np.ndarray = MAX_GAIN
 ) -> np.ndarray:
-    """(h, w, 3) BGR float32: ``E_target / E_source`` per channel, clamped and floored like ``relight_face``."""
+    """(h, w, 3) BGR float32: ``E_target / E_source`` per channel (floored like ``relight_face``'s), with the
+    brightening limit ``max_gain`` (a number, or (h, w) per cell) on the ratio's luminance, not on each channel.
+
+    Per channel, because the measured light's colour varies with direction (s18: a warm window on one side, a
+    cooler fill on the other) and only a ratio per channel takes that colour off where the target has none
+    (a ratio of luminances times one colour change moved s18's skin chroma by 10.7% under a white key).
+    The limit on the luminance, because where it bites (the side a light missed: 3-4x brighter) a limit per
+    channel clips the channels that needed more and keeps the old light's colour there."""
     src = np.asarray(sh_source, dtype=np.float64)
     tgt = np.asarray(sh_target, dtype=np.float64)
-    return _shading_field(normals, src, tgt, True, max_gain)
+    ratio = _shading_field(normals, src, tgt, True, np.inf)
+    lum = ratio @ _LUMA_BGR
+    limit = np.asarray(max_gain, dtype=np.float32)
+    scale = np.minimum(1.0, limit / np.maximum(lum, 1e-6)).astype(np.float32)
+    return np.minimum(ratio * scale[..., None], 1.5 * limit[..., None] if limit.ndim else 1.5 * limit)
+
+
+_LUMA_BGR = np.array([0.0722, 0.7152, 0.2126], dtype=np.float32)
 
 
 def relight_window(
@@ -211,6 +312,7 @@ def relight_person(
     sh_source: np.ndarray,
     sh_target: np.ndarray,
     config: PersonLightConfig | None = None,
+    neck: Neck | None = None,
 ) -> None:
     """Relight the person in ``region`` of the BGR uint8 ``frame``, in place (the module docstring's steps).
 
@@ -218,12 +320,15 @@ def relight_person(
     ``open_sides``: which sides of ``region`` (left, top, right, bottom) cut the person (``region_fade``);
     ``face_normals`` (hs, ws, 3) and ``face_cover`` (hs, ws) the mesh's normals and coverage on a grid over
     ``face_window``; ``eye_px``: the eye-corner distance in frame pixels; ``sh_source``/``sh_target``: (9, 3)
-    RGB shading SH, the light measured on the face and the one it is relit to."""
+    RGB shading SH, the light measured on the face and the one it is relit to; ``neck``: where the neck is
+    (``neck_from_landmarks``; None: the silhouette's normals there too)."""
     cfg = config or PersonLightConfig()
-    n, w_face, _ = person_grid(region, person, face_window, face_normals, face_cover, eye_px, cfg)
+    n, w_face, _ = person_grid(region, person, face_window, face_normals, face_cover, eye_px, cfg, neck)
     gh, gw = n.shape[:2]
     fade = region_fade((gw, gh), open_sides, cfg.edge_fade)
-    ratio = shading_ratio(n, sh_source, sh_target, cfg.max_gain)
+    # The face's mesh normals are exact enough for the face's own limit; the estimated ones get less.
+    # The face's mesh normals are exact enough for the face's own limit; the estimated ones get less.
+    ratio = shading_ratio(n, sh_source, sh_target, cfg.max_gain + w_face * (MAX_GAIN - cfg.max_gain))
     face_fade = w_face * fade
 
     def weight(size: tuple[int, int]) -> np.ndarray:
@@ -244,6 +349,7 @@ def person_grid(
     face_cover: np.ndarray,
     eye_px: float,
     config: PersonLightConfig | None = None,
+    neck: Neck | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The person's normals (h, w, 3), the mesh's share (h, w) and the person probability (h, w) on the coarse
     grid over ``region`` (``config.grid_px`` on its long side); arguments as ``relight_person``'s."""
@@ -257,7 +363,8 @@ def person_grid(
     cover = cv2.warpAffine(np.asarray(face_cover, np.float32), to_face, (gw, gh), flags=flags)
     grid_person = person((gw, gh))
     unit = eye_px * 0.5 * (gw / region.width + gh / region.height)
-    n, w_face = person_normals(grid_person, normals, cover, unit, cfg)
+    neck_grid = None if neck is None else neck_normals(neck, grid_to_frame, (gw, gh), eye_px, cfg)
+    n, w_face = person_normals(grid_person, normals, cover, unit, cfg, neck_grid)
     return n, w_face, grid_person
 
 
@@ -269,7 +376,10 @@ def _grid_to_frame(window: Window, size: tuple[int, int]) -> np.ndarray:
 
 
 __all__ = [
+    "Neck",
     "PersonLightConfig",
+    "neck_from_landmarks",
+    "neck_normals",
     "relight_person",
     "person_grid",
     "person_normals",

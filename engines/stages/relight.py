@@ -9,7 +9,7 @@ import numpy as np
 
 from engines.compose.blend import ColourGains
 from engines.compose.occlusion import PersonMasks
-from engines.light.person import PersonLightConfig, relight_person
+from engines.light.person import PersonLightConfig, neck_from_landmarks, relight_person
 from engines.light.relight import FaceRelighter, skin_samples
 from engines.stages.base import FaceContext
 from engines.stages.ops import FaceOps, NumpyOps, Pixels
@@ -154,6 +154,7 @@ class RelightStage:
             source,
             target,
             cfg,
+            neck_from_landmarks(face.face.landmarks, geometry.face_scale_px, cfg),
         )
         self.ops.window_from_host(out, window, host)
         return True

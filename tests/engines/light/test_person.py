@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 
 from engines.compose.watermark import WatermarkConfig
-from engines.light.person import relight_window, silhouette_normals
+from engines.light.person import (
+    Neck,
+    PersonLightConfig,
+    neck_normals,
+    relight_window,
+    shading_ratio,
+    silhouette_normals,
+)
+from engines.light.sh import directional_sh
 from engines.processor import FaceProcessor, ProcessorConfig
 from engines.settings import ProcessSettings, RelightTarget
 from tests.face_helpers import clip_frames
@@ -24,6 +32,43 @@ def test_an_inflated_disc_faces_out_at_its_rim_and_the_camera_at_its_centre() ->
     assert n[50, 50, 2] > 0.99  # the centre faces the camera
     assert n[50, 12, 0] < -0.6 and n[50, 88, 0] > 0.6  # left rim faces left, right rim right (x right)
     assert n[12, 50, 1] > 0.6 and n[88, 50, 1] < -0.6  # top faces up (camera y up), bottom down
+
+
+def test_the_neck_is_a_cylinder_under_the_jaw_turned_with_the_head() -> None:
+    cfg = PersonLightConfig()
+    eye_px = 40.0
+    # An upright head: the neck's axis at x=50 from y=20 down; the chin 20 px below the jaw's level.
+    grid_to_frame = np.eye(3)
+    n, w = neck_normals(Neck((50.0, 20.0), (0.0, 1.0), 25.0, 20.0), grid_to_frame, (101, 121), eye_px, cfg)
+    row = 45  # below the chin
+    assert n[row, 50, 2] > 0.95 and abs(n[row, 50, 0]) < 0.05  # the middle faces the camera
+    assert n[row, 72, 0] > 0.6 and n[row, 28, 0] < -0.6  # its right side faces right, its left side left
+    assert n[row, 50, 1] < 0  # leaning forward, its front faces slightly down
+    assert w[row, 50] == pytest.approx(1.0) and w[row, 95] == 0.0  # full on the neck, nothing past 1.2 radii
+    assert w[120, 50] == 0.0 and w[5, 50] == 0.0  # nothing at the chest or above the jaw's level
+    # The head rolled 30 degrees: the normals turn with the axis.
+    down = (np.sin(np.radians(-30)), np.cos(np.radians(-30)))
+    n2, _ = neck_normals(Neck((50.0, 20.0), down, 25.0, 20.0), grid_to_frame, (101, 121), eye_px, cfg)
+    side = np.array([down[1], -down[0]])  # image right of the axis
+    p = np.array([50.0, 20.0]) + 30.0 * np.array(down) + 20.0 * side
+    cam_side = np.array([side[0], -side[1]])
+    assert n2[round(p[1]), round(p[0]), :2] @ cam_side > 0.6
+
+
+def test_the_brightening_limit_holds_the_luminance_and_keeps_the_colour_change() -> None:
+    # A warm light from the left, relit to a white one from the right: normals facing right get far more light.
+    n = np.zeros((1, 3, 3), np.float32)
+    n[0, :, 0], n[0, :, 2] = [-0.6, 0.0, 0.9], [0.8, 1.0, 0.44]
+    n /= np.linalg.norm(n, axis=2, keepdims=True)
+    src = directional_sh((-0.8, 0.2, 0.6), 1.0, (1.0, 0.8, 0.6), 0.2)
+    tgt = directional_sh((0.8, 0.2, 0.6), 1.0, (1.0, 1.0, 1.0), 0.2) * 0.85
+    ratio, free = shading_ratio(n, src, tgt, 2.5), shading_ratio(n, src, tgt, 100.0)
+    lum = ratio[0] @ np.array([0.0722, 0.7152, 0.2126])
+    assert free[0, 2] @ np.array([0.0722, 0.7152, 0.2126]) > 3.0  # far more light there than the limit allows
+    assert lum[2] == pytest.approx(2.5, rel=1e-3)  # so it is limited in luminance
+    assert np.allclose(ratio[0, 2] / free[0, 2], ratio[0, 2, 1] / free[0, 2, 1], rtol=1e-4)  # colour kept
+    assert free[0, 1, 0] > 1.1 * free[0, 1, 2]  # (the colour change: warm to white, blue gains more than red)
+    assert np.allclose(shading_ratio(n, src, src, 2.5), 1.0, atol=1e-5)  # the measured light: no change
 
 
 def test_relight_window_keeps_the_grain_and_is_a_no_op_at_ratio_one() -> None:
@@ -86,9 +131,34 @@ def test_the_ears_and_neck_are_relit_with_the_face(relit: dict[str, np.ndarray])
     assert y_person[cheek].mean() < y_in[cheek].mean() - 10 and y_face[cheek].mean() < y_in[cheek].mean() - 10
     assert y_person[ear].mean() < y_in[ear].mean() - 8
     assert abs(y_face[ear].mean() - y_in[ear].mean()) < 2
-    assert abs(y_person[neck].mean() - y_in[neck].mean()) > 3 and np.array_equal(
+    assert np.abs(y_person[neck] - y_in[neck]).mean() > 3 and np.array_equal(
         relit["face_only"][neck], relit["input"][neck]
     )
+
+
+def test_the_neck_turns_to_a_side_light_like_the_cheeks(relit: dict[str, np.ndarray]) -> None:
+    # Key light from camera right: the neck's right half must brighten against its left half as the face's right
+    # cheek does against its left. The silhouette alone gives the neck (inside the outline, between jaw and
+    # collar) normals facing the camera and an even change: the face-only relight and that both fail this.
+    lm = relit["landmarks"]
+    span = float(np.ptp(lm[:, 0]))
+    chin_x, chin_y = (int(v) for v in lm[152, :2])
+    rows = slice(chin_y + int(0.05 * span), chin_y + int(0.2 * span))
+    left, right = slice(chin_x - int(0.22 * span), chin_x - 2), slice(chin_x + 2, chin_x + int(0.22 * span))
+    cheeks = slice(int(lm[1, 1]), int(lm[152, 1]) - int(0.1 * span))
+    c_left = slice(int(lm[234, 0]) + int(0.1 * span), int(lm[1, 0]) - int(0.1 * span))
+    c_right = slice(int(lm[1, 0]) + int(0.1 * span), int(lm[454, 0]) - int(0.1 * span))
+
+    def turn(key: str, r: slice, a: slice, b: slice) -> float:
+        """How much brighter side ``b`` got against side ``a`` (ratio of ratios of mean luma)."""
+        y_in, y_out = _luma(relit["input"]), _luma(relit[key])
+        return float((y_out[r, b].mean() / y_out[r, a].mean()) / (y_in[r, b].mean() / y_in[r, a].mean()))
+
+    face_turn = turn("person", cheeks, c_left, c_right)
+    neck_turn = turn("person", rows, left, right)
+    assert face_turn > 1.3
+    assert neck_turn > 1.25, (face_turn, neck_turn)
+    assert abs(turn("face_only", rows, left, right) - 1.0) < 0.02
 
 
 def test_the_background_keeps_its_exposure(relit: dict[str, np.ndarray]) -> None:
