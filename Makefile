@@ -144,9 +144,15 @@ janus-setup:
 	npm ci --prefix vendor --ignore-scripts --no-audit --no-fund --silent \
 	  || echo "janus-setup: npm ci failed: the monitor page cannot play through Janus" >&2
 
+# The default suite runs on PYTEST_WORKERS processes (pytest-xdist, --dist loadfile: a file's tests and its
+# module fixtures stay in one process). Many tests wait on a server, a browser or an encoder rather than
+# compute, so 4 workers keep 2 cores busy; PYTEST_WORKERS=0 runs everything in this process (one test's
+# output in order, a debugger).
+PYTEST_WORKERS ?= 4
+XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 # pytest exits 5 when it collects nothing: that is a failure here, with a message, never a pass.
 test: setup browser-setup gstreamer-setup whep-player-setup janus-setup
-	@$(BIN)/python -m pytest -m "not slow and not gpu" $(PYTEST_ARGS); rc=$$?; \
+	@$(BIN)/python -m pytest -m "not slow and not gpu" $(XDIST) $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 test-slow: setup
