@@ -17,7 +17,8 @@ percentile, and the flicker the mark adds — raw (the mark itself) and after H.
 viewer gets: marked vs unmarked, both encoded). File-size cost: the same frames, marked and not, at CRF 18
 and CRF 23 (veryfast), and at 2.5 Mbit/s the quality the mark costs (PSNR of each encode against the
 unmarked frames). ``--sheets DIR`` writes contact crops at 3x contrast: per crop, unmarked | marked raw,
-then unmarked | marked after H.264 2.5 Mbit/s.
+then unmarked | marked after H.264 2.5 Mbit/s. ``--chroma`` measures the chroma carrier (with ``--masked``:
+``CHROMA_MASKED``, issue 24's best trade); "unmasked colour" is the same block test on the Cb and Cr planes.
 
     STAGESWAP_MODELS=/work/shared/models nice -n 10 python benchmarks/bench_watermark.py --sheets /tmp/wm
 """
@@ -25,6 +26,7 @@ then unmarked | marked after H.264 2.5 Mbit/s.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import os
 import platform
@@ -36,7 +38,7 @@ import cv2
 import numpy as np
 
 from benchmarks.watermark_visibility import Window, cheek_window, contrast, pick_crops, visibility
-from engines.compose.watermark import WatermarkConfig, Watermarker
+from engines.compose.watermark import CHROMA_MASKED, WatermarkConfig, Watermarker
 
 SHARED = Path(os.environ.get("STAGESWAP_SHARED") or Path(__file__).resolve().parents[2] / "shared")
 LIVE_BPS = 2_500_000
@@ -110,17 +112,29 @@ def main() -> None:
     ap.add_argument("--sheets", type=Path, help="write contact crops at 3x contrast (PNG) into this folder")
     ap.add_argument("--only-visibility", action="store_true", help="skip the cost and robustness tables")
     ap.add_argument("--masked", action="store_true", help="the experimental perceptually masked mark (issue 24)")
-    ap.add_argument("--strength", type=float, default=WatermarkConfig().strength, help="RMS levels (default 2)")
+    ap.add_argument(
+        "--chroma", action="store_true", help="the chroma carrier (blue channel); with --masked: CHROMA_MASKED"
+    )
+    ap.add_argument("--strength", type=float, help="RMS levels (default 2; 1.3 with --chroma --masked)")
     args = ap.parse_args()
     print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, python {platform.python_version()}")
-    marker = Watermarker(WatermarkConfig(masked=args.masked, strength=args.strength))
+    print(f"load average at the start: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    if args.chroma and args.masked:
+        config = CHROMA_MASKED
+    else:
+        config = WatermarkConfig(masked=args.masked, carrier="chroma" if args.chroma else "luma")
+    if args.strength is not None:
+        config = dataclasses.replace(config, strength=args.strength)
+    marker = Watermarker(config)
     print(
-        f"watermark: strength {marker.config.strength} levels RMS, {marker.config.grid_cells} cells on the short side"
-        + (f", masked (ratio {marker.config.mask_ratio}, gain up to {marker.config.mask_gain})" if args.masked else "")
+        f"watermark: {config.carrier} carrier, strength {config.strength} levels RMS, {config.grid_cells} cells on "
+        "the short side"
+        + (f", masked (ratio {config.mask_ratio}, gain up to {config.mask_gain})" if config.masked else "")
     )
 
     if args.only_visibility:
         visibility_tables(marker, args.visibility_clips, args.frames, args.sheets)
+        print(f"load average at the end: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
         return
     clips = {name: load(SHARED / "data" / "clips" / name, args.frames) for name in args.clips}
 
@@ -167,6 +181,7 @@ def main() -> None:
             f"{100 * rate(again):.1f}% ({again_bps / 1e6:.2f}) | {false_ids} of {2 * len(frames)} |"
         )
     visibility_tables(marker, args.visibility_clips, args.frames, args.sheets)
+    print(f"load average at the end: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
 
 def models_dir() -> Path:
@@ -203,7 +218,7 @@ def visibility_tables(marker: Watermarker, names: list[str], n: int, sheets: Pat
                     f"{raw.unmasked_pct:.0f}% / {raw.mask_p90:.2f} | "
                     f"{live.psnr_db:.1f} | {live.ssim_mean:.3f} / {live.ssim_min:.3f} | "
                     f"{live.visible_pct:.1f}% / {live.jnd_p99:.2f} | {live.unmasked_pct:.0f}% / {live.mask_p90:.2f} | "
-                    f"{live.flicker_rms:.2f} |"
+                    f"{live.flicker_rms:.2f} | {raw.chroma_unmasked_pct:.0f}% / {live.chroma_unmasked_pct:.0f}% |"
                 )
                 if sheets is not None:
                     sheet = sheets / f"{Path(name).stem}-{win.kind}.png"
@@ -225,9 +240,10 @@ def visibility_tables(marker: Watermarker, names: list[str], n: int, sheets: Pat
     print("\nvisibility on crops (raw: the mark itself; H.264: marked vs unmarked, both at 2.5 Mbit/s):")
     print(
         "| clip | crop | PSNR raw | SSIM mean / min raw | >1 JND / p99 raw | unmasked / p90 raw | PSNR H.264 | "
-        "SSIM mean / min H.264 | >1 JND / p99 H.264 | unmasked / p90 H.264 | flicker H.264 (levels RMS) |"
+        "SSIM mean / min H.264 | >1 JND / p99 H.264 | unmasked / p90 H.264 | flicker H.264 (levels RMS) | "
+        "unmasked colour raw / H.264 |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     print("\n".join(rows))
     print("\nfile-size cost and detection (whole 1280x720 frames):")
     print(

@@ -23,6 +23,10 @@ structure:
   plain picture's RMS in the same band (at least ``NOISE_FLOOR`` levels: camera noise a mark can hide in).
   ``unmasked_pct``: the share of blocks where the mark is the stronger; ``mask_p90``: the ratio's 90th
   percentile. A mark is taken as invisible on a crop when no more than 5% of its blocks are unmasked.
+- **Unmasked blocks in colour** (``chroma_unmasked_pct``): the same per-block test on the Cb and Cr planes (BT.601),
+  the mark's band RMS against the plain picture's own colour structure in that band (floor ``CHROMA_FLOOR``), the
+  worse of the two planes per block. A luma mark changes no colour and reads 0 here; a chroma mark (issue 24) is
+  judged by this one and the luma one together: a colour mottle on a grey wall counts as visible like a grey one.
 - **Flicker**: the RMS (levels) of the temporal change the mark adds, frame to frame:
   (marked_t - marked_t-1) - (plain_t - plain_t-1). A static mark on raw frames adds none; after H.264 a mark
   the encoder codes differently each frame crawls, and this sees it.
@@ -121,6 +125,10 @@ def jnd(y: np.ndarray) -> np.ndarray:
 
 
 NOISE_FLOOR = 0.5
+CHROMA_FLOOR = 0.25
+"""The colour test's floor (Cb/Cr levels), half the luma one: set so that the unmasked chroma mark at 1.3 levels of
+blue (about 0.4 levels of Cb in the band), seen as a faint colour mottle at 3x contrast on s18's wall, counts as
+visible; walls carry less colour noise than grey noise."""
 BLOCK_PX = 16
 
 
@@ -129,8 +137,8 @@ def band(y: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(y, (0, 0), 1.0) - cv2.GaussianBlur(y, (0, 0), 4.0)
 
 
-def mask_ratios(plain: np.ndarray, marked: np.ndarray) -> np.ndarray:
-    """Per 16x16 block: the mark's band RMS over the plain picture's (floored at ``NOISE_FLOOR``)."""
+def mask_ratios(plain: np.ndarray, marked: np.ndarray, floor: float = NOISE_FLOOR) -> np.ndarray:
+    """Per 16x16 block: the mark's band RMS over the plain picture's (floored at ``floor``, ``NOISE_FLOOR``)."""
     h, w = plain.shape
     rows, cols = h // BLOCK_PX, w // BLOCK_PX
 
@@ -138,7 +146,19 @@ def mask_ratios(plain: np.ndarray, marked: np.ndarray) -> np.ndarray:
         x = x[: rows * BLOCK_PX, : cols * BLOCK_PX] ** 2
         return np.sqrt(x.reshape(rows, BLOCK_PX, cols, BLOCK_PX).mean(axis=(1, 3)))
 
-    return block_rms(band(marked - plain)) / np.maximum(block_rms(band(plain)), NOISE_FLOOR)
+    return block_rms(band(marked - plain)) / np.maximum(block_rms(band(plain)), floor)
+
+
+def chroma(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """BT.601 Cb and Cr (float32, 0-255 with 128 neutral) of a BGR uint8 image."""
+    ycc = cv2.cvtColor(image, cv2.COLOR_BGR2YCrCb).astype(np.float32)
+    return ycc[..., 2], ycc[..., 1]
+
+
+def chroma_mask_ratios(plain: np.ndarray, marked: np.ndarray) -> np.ndarray:
+    """Per 16x16 block of two BGR crops: the larger of the Cb and Cr ``mask_ratios``."""
+    (cb0, cr0), (cb1, cr1) = chroma(plain), chroma(marked)
+    return np.maximum(mask_ratios(cb0, cb1, CHROMA_FLOOR), mask_ratios(cr0, cr1, CHROMA_FLOOR))
 
 
 @dataclass(frozen=True)
@@ -151,6 +171,8 @@ class Visibility:
     unmasked_pct: float
     mask_p90: float
     flicker_rms: float
+    chroma_unmasked_pct: float = 0.0
+    chroma_mask_p90: float = 0.0
 
 
 def visibility(plain: list[np.ndarray], marked: list[np.ndarray], window: Window) -> Visibility:
@@ -161,6 +183,7 @@ def visibility(plain: list[np.ndarray], marked: list[np.ndarray], window: Window
     pairs = list(zip(plain, marked, strict=True))
     mse = float(np.mean([np.mean((window.of(a).astype(np.float64) - window.of(b)) ** 2) for a, b in pairs]))
     masks = np.concatenate([mask_ratios(a, b).ravel() for a, b in zip(ys, ym, strict=True)])
+    colour = np.concatenate([chroma_mask_ratios(window.of(a), window.of(b)).ravel() for a, b in pairs])
     maps = [ssim_map(a, b) for a, b in zip(ys, ym, strict=True)]
     ratios = np.concatenate([(np.abs(b - a) / jnd(a)).ravel() for a, b in zip(ys, ym, strict=True)])
     flicker = [np.mean(((m1 - m0) - (p1 - p0)) ** 2) for p0, p1, m0, m1 in zip(ys, ys[1:], ym, ym[1:], strict=False)]
@@ -173,6 +196,8 @@ def visibility(plain: list[np.ndarray], marked: list[np.ndarray], window: Window
         unmasked_pct=float(100 * np.mean(masks > 1.0)),
         mask_p90=float(np.percentile(masks, 90)),
         flicker_rms=float(np.sqrt(np.mean(flicker))) if flicker else 0.0,
+        chroma_unmasked_pct=float(100 * np.mean(colour > 1.0)),
+        chroma_mask_p90=float(np.percentile(colour, 90)),
     )
 
 

@@ -21,6 +21,13 @@ H.264 re-encode well. This one is spread-spectrum in the spatial frequency band 
   mark is far above the noise floor (mean |z| >= ``min_mean_z``), so unmarked footage reads None.
 
 Cropping or rotating the picture breaks the grid alignment; the mark does not survive that.
+
+The chroma carrier (``WatermarkConfig(carrier="chroma")``, issue 24; not the default, see BENCHMARKS.md) puts the
+same cell pattern into the blue channel only: a blue-difference (Cb) change with almost no luma (0.114 of it),
+the axis the eye is least sensitive to. The picture's own structure is far smaller in chroma than in luma, so
+the detector (which reads the Cb plane) meets much less host "noise" and the mark can be weaker for the same
+reading. With ``masked=True`` it is scaled by the same luma-texture mask as the masked luma mark (none on flat
+areas), and the detector weighs each cell by the amplitude that mask gives it over the local Cb noise.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ DEFAULT_KEY = 0x5354_4147_4553_5750  # "STAGESWP": studios may set their own key
 _CACHE_ENTRIES = 4
 _CHASE_BITS = 8
 _CHASE_MAX_FLIPS = 2
+CARRIERS = ("luma", "chroma")
 
 
 @dataclass(frozen=True)
@@ -72,8 +80,13 @@ class WatermarkConfig:
     flat areas get almost none. Detection then weighs each cell by the amplitude it can carry."""
     mask_ratio: float = 0.8
     mask_gain: float = 2.0
+    carrier: str = "luma"
+    """Which signal carries the mark: ``"luma"`` (the default, B, G and R alike) or ``"chroma"`` (the blue channel
+    only: a blue-difference change, read from the Cb plane; issue 24's cheaper carrier, see ``CHROMA_MASKED``)."""
 
     def __post_init__(self) -> None:
+        if self.carrier not in CARRIERS:
+            raise InputError(f"watermark carrier must be one of {', '.join(CARRIERS)}, got {self.carrier!r}")
         if isinstance(self.strength, bool) or not isinstance(self.strength, int | float):
             raise InputError(f"watermark strength must be a number, got {self.strength!r}")
         if not math.isfinite(self.strength) or not 0.25 <= self.strength <= 8.0:
@@ -97,6 +110,16 @@ class WatermarkConfig:
     def min_side_px(self) -> int:
         """Smallest shorter side a frame may have: two pixels per cell."""
         return 2 * self.grid_cells
+
+
+CHROMA_MASKED = WatermarkConfig(carrier="chroma", masked=True, strength=1.3, mask_ratio=1.5, mask_gain=3.0)
+"""Issue 24's best trade so far (not the default): the chroma carrier, masked by the picture's texture (up to 1.5x
+its band RMS, at most 3 x 1.3 levels of blue). Invisible on the flat crops measured and read after H.264 at the
+live bitrate on the shared clips, at a fraction of the luma mark's file-size cost, but still above 3% at CRF 18
+on panning footage (BENCHMARKS.md, "The chroma carrier")."""
+
+READERS = (WatermarkConfig(), WatermarkConfig(masked=True), CHROMA_MASKED)
+"""The marks stageswap has made, in the order a reader of unknown footage tries them (``stageswap verify``)."""
 
 
 @dataclass(frozen=True)
@@ -190,7 +213,7 @@ class Watermarker:
         self.config = config or WatermarkConfig()
         self._lock = threading.Lock()
         self._grids: OrderedDict[tuple[int, int], _Grid] = OrderedDict()
-        self._patterns: OrderedDict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._patterns: OrderedDict[tuple[int, int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
 
     # -- embedding ------------------------------------------------------------------------------
 
@@ -199,24 +222,45 @@ class Watermarker:
         h, w = self._check_frame(image, colour=True)
         pos, neg = self._pattern(w, h, _check_id(wid))
         if self.config.masked:
-            return self._apply_masked(image, pos, neg)
+            return self._apply_masked(image, pos, neg, _check_id(wid))
+        if self.config.carrier == "chroma":
+            out = image.copy()
+            out[:, :, 0] = cv2.subtract(cv2.add(image[:, :, 0], pos[:, :, 0]), neg[:, :, 0])
+            return out
         return cv2.subtract(cv2.add(image, pos), neg)
 
-    def _apply_masked(self, image: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    def _apply_masked(self, image: np.ndarray, pos: np.ndarray, neg: np.ndarray, wid: int) -> np.ndarray:
         """The pattern scaled by ``mask_gain_map`` of the frame (``WatermarkConfig.masked``)."""
         gain = mask_gain_map(image, self.config)
-        offset = pos[:, :, 0].astype(np.float32) - neg[:, :, 0].astype(np.float32)
+        if self.config.carrier == "chroma":
+            # the cached pattern is rounded; the masked chroma mark scales the unrounded one (its gain goes to 3x)
+            offset = self._pattern_float(image.shape[1], image.shape[0], wid)
+        else:
+            offset = pos[:, :, 0].astype(np.float32) - neg[:, :, 0].astype(np.float32)
         scaled = np.rint(offset * gain).astype(np.int16)
-        up = cv2.merge([np.clip(scaled, 0, 255).astype(np.uint8)] * 3)
-        down = cv2.merge([np.clip(-scaled, 0, 255).astype(np.uint8)] * 3)
-        return cv2.subtract(cv2.add(image, up), down)
+        up = np.clip(scaled, 0, 255).astype(np.uint8)
+        down = np.clip(-scaled, 0, 255).astype(np.uint8)
+        if self.config.carrier == "chroma":
+            out = image.copy()
+            out[:, :, 0] = cv2.subtract(cv2.add(image[:, :, 0], up), down)
+            return out
+        return cv2.subtract(cv2.add(image, cv2.merge([up] * 3)), cv2.merge([down] * 3))
 
     def pattern(self, width: int, height: int, wid: int) -> np.ndarray:
-        """The signed luma offset (int16, height x width) that ``apply`` adds for ``wid``."""
+        """The signed offset (int16, height x width) that ``apply`` adds for ``wid`` before any mask: to B, G and R
+        alike (luma carrier) or to B only (chroma carrier)."""
         pos, neg = self._pattern(width, height, _check_id(wid))
         return pos[:, :, 0].astype(np.int16) - neg[:, :, 0].astype(np.int16)
 
     def _pattern(self, w: int, h: int, wid: int) -> tuple[np.ndarray, np.ndarray]:
+        pos, neg, _ = self._patterns_of(w, h, wid)
+        return pos, neg
+
+    def _pattern_float(self, w: int, h: int, wid: int) -> np.ndarray:
+        """The unrounded pattern (float32, ``strength`` levels RMS) that the masked chroma mark scales."""
+        return self._patterns_of(w, h, wid)[2]
+
+    def _patterns_of(self, w: int, h: int, wid: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         key = (w, h, wid)
         with self._lock:
             hit = self._patterns.get(key)
@@ -231,7 +275,7 @@ class Watermarker:
         offset = np.rint(smooth).astype(np.int16)
         pos = np.clip(offset, 0, 255).astype(np.uint8)
         neg = np.clip(-offset, 0, 255).astype(np.uint8)
-        planes = (cv2.merge([pos, pos, pos]), cv2.merge([neg, neg, neg]))
+        planes = (cv2.merge([pos, pos, pos]), cv2.merge([neg, neg, neg]), smooth)
         with self._lock:
             self._patterns[key] = planes
             while len(self._patterns) > _CACHE_ENTRIES:
@@ -273,12 +317,29 @@ class Watermarker:
         """The 48 soft bit values of one frame: z-scores of the correlation with each bit's code."""
         h, w = self._check_frame(image, colour=False)
         grid = self._grid(w, h)
-        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-        cells = cv2.resize(grey.astype(np.float32), (grid.cells_w, grid.cells_h), interpolation=cv2.INTER_AREA)
+        if self.config.carrier == "chroma":
+            if image.ndim != 3:  # a grey frame has no chroma to read
+                return np.zeros(PAYLOAD_BITS)
+            plane = cv2.cvtColor(image, cv2.COLOR_BGR2YCrCb)[:, :, 2]
+        else:
+            plane = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+        cells = cv2.resize(plane.astype(np.float32), (grid.cells_w, grid.cells_h), interpolation=cv2.INTER_AREA)
         residual = cells - cv2.GaussianBlur(cells, (0, 0), 1.0)
-        energy = cv2.GaussianBlur(residual * residual, (0, 0), 3.0) + 0.25
-        # a masked mark's amplitude grows with the local structure (~ its square root): weigh by amplitude / noise
-        weight = 1.0 / np.sqrt(energy) if self.config.masked else 1.0 / energy
+        if self.config.carrier == "chroma":
+            energy = cv2.GaussianBlur(residual * residual, (0, 0), 3.0) + 0.3
+            if self.config.masked:
+                # the mark's amplitude per cell follows the picture's texture, which the reader sees too: weigh
+                # each cell by that amplitude over the local noise (a matched filter for a masked mark)
+                amp = cv2.resize(
+                    mask_gain_map(image, self.config), (grid.cells_w, grid.cells_h), interpolation=cv2.INTER_AREA
+                )
+                weight = amp / energy
+            else:
+                weight = 1.0 / energy
+        else:
+            energy = cv2.GaussianBlur(residual * residual, (0, 0), 3.0) + 0.25
+            # a masked mark's amplitude grows with the local structure (~ its square root): weigh by amplitude / noise
+            weight = 1.0 / np.sqrt(energy) if self.config.masked else 1.0 / energy
         bits = grid.bit_of_cell.ravel()
         s = np.bincount(bits, weights=(residual * grid.code * weight).ravel(), minlength=PAYLOAD_BITS)
         q = np.bincount(bits, weights=((residual * weight) ** 2).ravel(), minlength=PAYLOAD_BITS)
@@ -349,7 +410,7 @@ def mask_gain_map(image: np.ndarray, config: WatermarkConfig) -> np.ndarray:
     ``mask_ratio`` over ``strength``."""
     grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
     band = cv2.GaussianBlur(grey, (0, 0), 1.0) - cv2.GaussianBlur(grey, (0, 0), 4.0)
-    rms = np.sqrt(cv2.blur(band * band, (16, 16)))
+    rms = np.sqrt(np.maximum(cv2.blur(band * band, (16, 16)), 0.0))  # a box blur of squares can dip below 0
     return np.clip(rms * (config.mask_ratio / config.strength), 0.0, config.mask_gain)
 
 

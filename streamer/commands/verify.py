@@ -66,11 +66,11 @@ def read_watermark(path: Path, max_frames: int) -> dict[str, Any]:
     """Per-frame and pooled watermark reading of the first ``max_frames`` frames of ``path``."""
     import itertools
 
-    from engines.compose.watermark import WatermarkConfig, Watermarker, format_id
+    from engines.compose.watermark import READERS, Watermarker, format_id
     from streamer.record.media import VideoReader
 
-    # today's mark, then the experimental masked one (its detector weighs cells differently: issue 24)
-    for marker in (Watermarker(), Watermarker(WatermarkConfig(masked=True))):
+    # today's mark, then the masked and the chroma ones (their detectors read differently: issue 24)
+    for marker in (Watermarker(config) for config in READERS):
         with VideoReader(path) as reader:
             info = reader.info
             if min(info.width, info.height) < marker.config.min_side_px:
@@ -89,6 +89,7 @@ def read_watermark(path: Path, max_frames: int) -> dict[str, Any]:
         "pooled_confidence": round(pooled.confidence, 6) if pooled else 0.0,
         "pooled_mean_z": round(pooled.mean_z, 3) if pooled else 0.0,
         "masked": marker.config.masked,
+        "carrier": marker.config.carrier,
     }
 
 

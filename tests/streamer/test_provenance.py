@@ -224,17 +224,20 @@ def test_verify_a_copy_reencoded_by_someone_else(
     assert f"identifies recording/session {format_id(WID)}" in captured.err
 
 
-def test_verify_reads_the_experimental_masked_mark(clips: Path, keys: Path, tmp_path: Path) -> None:
-    """A recording marked with WatermarkConfig(masked=True) (issue 24): verify finds its id too."""
-    from engines.compose.watermark import WatermarkConfig
+@pytest.mark.parametrize("carrier", ["luma", "chroma"])
+def test_verify_reads_the_masked_and_chroma_marks(clips: Path, keys: Path, tmp_path: Path, carrier: str) -> None:
+    """A recording marked with WatermarkConfig(masked=True) or CHROMA_MASKED (issue 24): verify finds its id too,
+    and says which reader found it."""
+    from engines.compose.watermark import CHROMA_MASKED, WatermarkConfig
     from streamer.commands.verify import read_watermark
 
-    marker = Watermarker(WatermarkConfig(masked=True))
+    marker = Watermarker(CHROMA_MASKED if carrier == "chroma" else WatermarkConfig(masked=True))
     with VideoReader(clips / "s18.mp4") as reader:
         frames = itertools.islice(reader.frames(), 30)
         path = write_video(tmp_path / "masked.mp4", ((marker.apply(f.image, WID), f.pts) for f in frames), reader.info)
     mark = read_watermark(path, 30)
     assert mark["id"] == format_id(WID) and mark["masked"] is True and mark["detected_ratio"] >= 0.9
+    assert mark["carrier"] == carrier
 
 
 def test_unmarked_unsigned_clip(clips: Path, keys: Path, capsys: pytest.CaptureFixture) -> None:
