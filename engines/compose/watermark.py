@@ -113,10 +113,11 @@ class WatermarkConfig:
 
 
 CHROMA_MASKED = WatermarkConfig(carrier="chroma", masked=True, strength=1.3, mask_ratio=1.5, mask_gain=3.0)
-"""Issue 24's best trade so far (not the default): the chroma carrier, masked by the picture's texture (up to 1.5x
-its band RMS, at most 3 x 1.3 levels of blue). Invisible on the flat crops measured and read after H.264 at the
-live bitrate on the shared clips, at a fraction of the luma mark's file-size cost, but still above 3% at CRF 18
-on panning footage (BENCHMARKS.md, "The chroma carrier")."""
+"""Issue 24's cheapest readable mark so far (an option, not the default): the chroma carrier, masked by the picture's
+texture (up to 1.5x its band RMS, at most 3 x 1.3 levels of blue). No grey mottle on flat crops, read after H.264 at
+the live bitrate on three of four shared clips (88% of frames on the dark short_hamilton), CRF 18 cost +4% to +21%
+(today's mark +7% to +104%); but a faint colour speckle on texture and shadowed skin at 3x contrast, and above the
+3% size bound on panning footage. Figures: BENCHMARKS.md, "The chroma carrier"."""
 
 READERS = (WatermarkConfig(), WatermarkConfig(masked=True), CHROMA_MASKED)
 """The marks stageswap has made, in the order a reader of unknown footage tries them (``stageswap verify``)."""
