@@ -10,10 +10,11 @@ shimmers as the face moves. Here, per photo and before the photos are merged
 - **occluders**: what is not skin and reaches in from the face's outline. Skin is judged against the
   photo's own cheeks: along the sides above the cheekbones, darker or of another hue (hair, background);
   below them only another hue or much less colour (a microphone, a sleeve) — a beard is darker but of the
-  skin's hue, and stays. Brows, eyes and lips are never taken. A fringe over the forehead is only taken
-  with ``CleanupConfig.fringe`` (see there). Occluded texels are filled in the de-lit domain — from the
-  mirrored texel on the other side of the face where that is clean skin, else from a smooth continuation
-  of the skin around them (push-pull) — and relit with the photo's own shading;
+  skin's hue, and stays. Eyes and lips are never taken, nor brows but under a fringe. Hair hanging over the
+  forehead from the top (a fringe, ``CleanupConfig.fringe``, on by default) is taken with everything above
+  its lower edge, and with the brows when it comes down to them. Occluded texels are filled in the de-lit
+  domain — from the mirrored texel on the other side of the face where that is clean skin, else from a
+  smooth continuation of the skin around them (push-pull) — and relit with the photo's own shading;
 - **cavities and cast shadows** (``cavities``): the light model divides out the photo's broad shading but
   has no terms for what the face's own relief hides from the light — the shadow under the nose, deep
   smile folds, the eye sockets' shadow. Left in, they are painted as albedo onto every frame: a photo
@@ -32,9 +33,10 @@ shimmers as the face moves. Here, per photo and before the photos are merged
   around, with their halo, was tried: it cost s1.jpg's likeness 0.15 on d3.mp4, BENCHMARKS.md);
 - **grain**: non-local means at a strength set by the noise measured on the photo's own skin.
 
-The fringe (hair over the forehead, taken with ``CleanupConfig.fringe``, the default) is reported apart
-(``Cleaned.fringe``): the enrollment leaves it out of the identity (its coverage drops there), so the
-actor's own forehead — or the actor's own fringe — shows there instead of a painted one.
+The fringe is reported apart (``Cleaned.fringe``): the enrollment leaves it out of the identity (its
+coverage drops there, ``CleanupConfig.fringe_left_out``), so the actor's own forehead — or the actor's own
+fringe — shows there instead of a painted one: a photo's fringe painted onto an actor with other hair
+floats on the forehead as a patch of hair (s1.jpg on Obama_speaking.mp4 and d3.mp4).
 """
 
 from __future__ import annotations
@@ -68,11 +70,17 @@ class CleanupConfig:
     """Find what is not skin reaching in from the face's outline (objects in front of the lower face; hair or
     background at the sides, with ``sides``) and fill it with skin."""
     sides: bool = True
-    fringe: bool = False
+    fringe: bool = True
     """Take hair hanging over the forehead from the top (a fringe) out of the identity: painted onto an actor
     with other hair it floats on the forehead as a patch; left out, the actor's own forehead (or fringe)
-    shows there. Off by default: measured with a face recogniser it costs s1.jpg much of her likeness (mean
-    cosine on d3.mp4 0.41 -> 0.34 with everything else equal; BENCHMARKS.md, issue 21)."""
+    shows there. It costs the recogniser's cosine to the photo (s1.jpg: 0.50 -> 0.26 on Obama_speaking.mp4,
+    0.64 -> 0.47 on d3.mp4), much of it the recogniser matching the photo's hair: with everything above the
+    brows hidden from both crops the cost is 0.57 -> 0.42 and 0.71 -> 0.66 (BENCHMARKS.md, issue 21). Off:
+    the photo's forehead, fringe and all, is painted."""
+    fringe_left_out: float = 1.0
+    """How much of the fringe's area is left to the actor: 1, the actor's forehead shows there; 0, the
+    identity's forehead, filled in from the skin around the fringe, is drawn there (measured: the same cosine
+    within the noise, and a smooth, paler forehead that is no one's skin)."""
     highlights: bool = True
     """Pull specular highlights down to the surrounding skin's level."""
     denoise: bool = True
@@ -108,6 +116,10 @@ ABOVE_BROWS_Y = -0.6
 BROWS_TOP_Y = -0.5
 """A fringe is looked for down to here (the brows' lower edge; the brows themselves are kept)."""
 """Hair is looked for above this height (the brows themselves are a feature and always kept)."""
+TEMPLE_X = 0.5
+TEMPLE_LOW_Y = -0.3
+"""Beside the eyes (beyond their outer corners, at 0.5) a fringe swept to a temple is looked for down to
+this height (the eyes' lower lids)."""
 SIDE_X = 0.62
 """Hair along the sides is looked for this far from the face's middle (the outer eye corners are at 0.5)."""
 SIDE_HAIR_Y = 0.35
@@ -222,11 +234,15 @@ def _occluders(
     free = face & ~keep
     found_mask = np.zeros((size, size), bool)
     fringe_mask = np.zeros((size, size), bool)
-    if cfg.fringe:
-        hair = _connected(free & (y < BROWS_TOP_Y) & hairy, face & (y < FOREHEAD_TOP_Y))
-        fringe_mask = _curtain(hair, y, face) & ~keep
-        found_mask |= fringe_mask
     x = texture_canonical_x(size)
+    if cfg.fringe:
+        # Down to the brows' lower edge, and beside the eyes down to the eyes (hair swept to a temple).
+        zone = (y < BROWS_TOP_Y) | ((np.abs(x) > TEMPLE_X) & (y < TEMPLE_LOW_Y))
+        hair = _connected(free & zone & hairy, face & (y < FOREHEAD_TOP_Y))
+        brows = brow_mask(size)
+        # Brows the fringe reaches down to are under it (s1.jpg's are): the identity has none to give there.
+        fringe_mask = _curtain(hair, y, face, brows) & zone & ~(keep & ~brows)
+        found_mask |= fringe_mask
     upper = (y >= ABOVE_BROWS_Y) & (y < SIDE_HAIR_Y) & (np.abs(x) > SIDE_X)
     if cfg.sides:
         found_mask |= _connected(free & upper & hairy, edge & upper)
@@ -243,15 +259,21 @@ def _occluders(
     return soften(found), (soften(fringe_mask.astype(np.float32)) if cfg.fringe else None)
 
 
-def _curtain(hair: np.ndarray, y: np.ndarray, face: np.ndarray) -> np.ndarray:
+def _curtain(hair: np.ndarray, y: np.ndarray, face: np.ndarray, brows: np.ndarray) -> np.ndarray:
     """A fringe hangs from the top: everything of the face above the hair's lower edge, column by column
     (its edge smoothed, gaps between strands closed), is under it — strands of skin between strands of hair
-    left in the identity would be painted as a comb of stripes."""
+    left in the identity would be painted as a comb of stripes. Where the hair comes down to a brow's upper
+    edge (``brows``: never hair by themselves), the brow is under it too, down to its lower edge: painted, a
+    fringe's strip over the brows reads as one heavy bar of a brow."""
     size = hair.shape[0]
     if not hair.any():
         return hair
     rows = np.arange(size, dtype=np.float32)[:, None]
     lowest = np.where(hair, rows, -1.0).max(axis=0)  # per column, the hair's lowest texel row (-1: none)
+    brow_top = np.where(brows, rows, np.inf).min(axis=0)
+    brow_bottom = np.where(brows, rows, -1.0).max(axis=0)
+    touching = (lowest >= 0) & (lowest >= brow_top - max(2, size // 64))
+    lowest = np.where(touching, np.maximum(lowest, brow_bottom), lowest)
     gap = max(3, size // 24) | 1
     lowest = cv2.dilate(lowest[None, :], np.ones((1, gap), np.uint8))[0]  # close gaps between strands
     covered = lowest >= 0

@@ -325,7 +325,7 @@ def build_texture(
             w = w * (1.0 - 0.9 * cleaned.occluded)
             if cleaned.fringe is not None:
                 # The photo's fringe is left out of the identity: unseen there, the actor's forehead shows.
-                acc_left_out += seen * cleaned.fringe
+                acc_left_out += seen * cleaned.fringe * cleanup.fringe_left_out
         acc_seen += seen
         if shading is not None:
             sh, shade_bgr = shading
