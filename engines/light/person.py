@@ -54,7 +54,7 @@ _LINEAR_TO_CODE.setflags(write=False)
 
 CHANGE_SMOOTH_PX = 0.6
 """Gaussian sigma, in pixels of the reduced size ``relight_window`` works at, of the change before it is scaled
-up (a sigma of ~0.6 detail-scales at full size): 0.6 takes the grain's growth on s18 from +5-8% to +4-5%
+up (a sigma of ~0.6 detail-scales at full size): 0.6 takes the grain's growth on s18 from +5-8% to +2-5%
 (1.0: +3% but the relit face's own shading weakens by a fifth)."""
 
 

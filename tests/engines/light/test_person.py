@@ -161,6 +161,31 @@ def test_the_neck_turns_to_a_side_light_like_the_cheeks(relit: dict[str, np.ndar
     assert abs(turn("face_only", rows, left, right) - 1.0) < 0.02
 
 
+def test_the_grain_of_the_cheeks_stays_at_the_input_s_level(relit: dict[str, np.ndarray]) -> None:
+    # The shadowed cheek (camera left) and the lit one: fine detail (luma minus a 1.5 px blur) as strong as the
+    # input's. Scaled with the shading (a ratio on every pixel), the shadowed cheek's would shrink with it.
+    lm = relit["landmarks"]
+    span = float(np.ptp(lm[:, 0]))
+    rows = slice(int(lm[1, 1]), int(lm[152, 1]) - int(0.15 * span))
+    cheeks = (
+        (rows, slice(int(lm[234, 0]) + int(0.08 * span), int(lm[61, 0]) - int(0.05 * span))),
+        (rows, slice(int(lm[291, 0]) + int(0.05 * span), int(lm[454, 0]) - int(0.08 * span))),
+    )
+
+    def grain(key: str, cheek: tuple[slice, slice]) -> float:
+        y = _luma(relit[key])
+        return float(np.mean((y - cv2.GaussianBlur(y, (0, 0), 1.5))[cheek] ** 2))
+
+    y_in, y_out = _luma(relit["input"]), _luma(relit["person"])
+    shadowed, lit = cheeks
+    assert y_out[shadowed].mean() < 0.8 * y_in[shadowed].mean()  # a fifth darker: scaled, the grain would shrink
+    for cheek in cheeks:
+        assert abs(grain("person", cheek) / grain("input", cheek) - 1.0) < 0.06, (
+            grain("person", cheek),
+            grain("input", cheek),
+        )
+
+
 def test_the_background_keeps_its_exposure(relit: dict[str, np.ndarray]) -> None:
     # d13's top corners are the ceiling, far from the person: untouched.
     h, w = relit["input"].shape[:2]
