@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from engines.face.landmarks import CHIN, FOREHEAD_TOP
 from engines.light.relight import MAX_GAIN, _shading_field, grid_size
 from engines.light.sh import linear_to_srgb, srgb_to_linear
 
@@ -113,8 +114,6 @@ head's vertical axis (in 3D, so it does not follow the chin when the head turns)
 
 def neck_from_landmarks(landmarks: np.ndarray, eye_px: float, config: PersonLightConfig | None = None) -> Neck:
     """The ``Neck`` of a tracked face: (468, 3) landmarks in frame pixels, ``eye_px`` its eye-corner distance."""
-    from engines.face.landmarks import CHIN, FOREHEAD_TOP
-
     cfg = config or PersonLightConfig()
     lm = np.asarray(landmarks, dtype=np.float64)
     top = lm[list(_JAW_CORNERS), :2].mean(axis=0)
@@ -135,32 +134,27 @@ def neck_normals(
     of the axis, from the jaw's level to ``neck_length`` below the chin, and falls to 0 at 1.2 radii and over
     ``neck_length`` again past that (there the silhouette's normals hold: shoulders, chest)."""
     gw, gh = size
-    xs = grid_to_frame[0, 0] * np.arange(gw, dtype=np.float64) + grid_to_frame[0, 2]
-    ys = grid_to_frame[1, 1] * np.arange(gh, dtype=np.float64) + grid_to_frame[1, 2]
+    xs = (grid_to_frame[0, 0] * np.arange(gw) + (grid_to_frame[0, 2] - neck.top[0])).astype(np.float32)
+    ys = (grid_to_frame[1, 1] * np.arange(gh) + (grid_to_frame[1, 2] - neck.top[1])).astype(np.float32)
     dx, dy = neck.down
-    px = xs[None, :] - neck.top[0]
-    py = ys[:, None] - neck.top[1]
-    along = px * dx + py * dy  # frame pixels down the axis from the jaw's level
-    across = px * dy - py * dx  # toward image right for an upright head (side = (dy, -dx) in the image)
-    u = across / max(neck.radius_px, 1.0)
+    along = xs[None, :] * dx + ys[:, None] * dy  # frame pixels down the axis from the jaw's level
+    u = (xs[None, :] * dy - ys[:, None] * dx) * (1.0 / max(neck.radius_px, 1.0))  # across, toward image right
     uc = np.clip(u, -0.97, 0.97)
     front = np.sqrt(1.0 - uc * uc)
-    # Camera frame: x right, y up (image y down), z toward the camera.
-    side_cam, down_cam = (dy, dx), (dx, -dy)
-    tilt = config.neck_tilt * front
-    n = np.dstack(
-        [
-            uc * side_cam[0] + tilt * down_cam[0],
-            uc * side_cam[1] + tilt * down_cam[1],
-            front,
-        ]
-    )
-    n /= np.linalg.norm(n, axis=2, keepdims=True)
+    # Camera frame (x right, y up, z toward the camera): the side (dy, dx) and the axis's down (dx, -dy) are
+    # orthogonal unit vectors, so the tilted normal's length is sqrt(1 + tilt^2 front^2).
+    k = config.neck_tilt
+    inv = 1.0 / np.sqrt(1.0 + (k * k) * front * front)
+    tilt = k * front
+    n = np.empty((gh, gw, 3), np.float32)
+    n[..., 0] = (uc * dy + tilt * dx) * inv
+    n[..., 1] = (uc * dx - tilt * dy) * inv
+    n[..., 2] = front * inv
     fade_px = max(config.neck_length * eye_px, 1.0)
     start = _smoothstep(along / max(0.15 * eye_px, 1.0) + 1.0)  # from just above the jaw's level
     end = _smoothstep((neck.chin_px + config.neck_length * eye_px + fade_px - along) / fade_px)
     width = _smoothstep((1.2 - np.abs(u)) / 0.4)
-    return n.astype(np.float32), (start * end * width).astype(np.float32)
+    return n, start * end * width
 
 
 def silhouette_normals(person: np.ndarray, radius_px: float, smooth_px: float) -> np.ndarray:
@@ -207,10 +201,9 @@ def person_normals(
     into the others toward the outline."""
     cfg = config or PersonLightConfig()
     sil = silhouette_normals(person, cfg.radius * unit_px, cfg.smooth * unit_px)
-    if neck is not None:
+    if neck is not None:  # (renormalised below, with the face's)
         n_neck, w_neck = neck
         sil = sil + w_neck[..., None] * (n_neck - sil)
-        sil /= np.maximum(np.linalg.norm(sil, axis=2, keepdims=True), 1e-6)
     covered = (np.asarray(face_cover) > 0.5).astype(np.uint8)
     depth = cv2.distanceTransform(np.pad(covered, 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
     w_face = _smoothstep(depth / max(cfg.face_feather * unit_px, 1e-3))[..., None]
