@@ -112,12 +112,14 @@ class WatermarkConfig:
         return 2 * self.grid_cells
 
 
-CHROMA_MASKED = WatermarkConfig(carrier="chroma", masked=True, strength=1.3, mask_ratio=1.5, mask_gain=3.0)
+CHROMA_MASKED = WatermarkConfig(
+    carrier="chroma", masked=True, strength=1.3, mask_ratio=1.5, mask_gain=3.0, min_mean_z=2.0
+)
 """Issue 24's cheapest readable mark so far (an option, not the default): the chroma carrier, masked by the picture's
-texture (up to 1.5x its band RMS, at most 3 x 1.3 levels of blue). No grey mottle on flat crops, read after H.264 at
-the live bitrate on three of four shared clips (88% of frames on the dark short_hamilton), CRF 18 cost +4% to +21%
-(today's mark +7% to +104%); but a faint colour speckle on texture and shadowed skin at 3x contrast, and above the
-3% size bound on panning footage. Figures: BENCHMARKS.md, "The chroma carrier"."""
+texture (up to 1.5x its band RMS, at most 3 x 1.3 levels of blue), read at mean |z| >= 2.0 (unmarked footage: <= 1.1).
+No grey mottle on flat crops, read after H.264 at the live bitrate in every frame of four shared clips, CRF 18 cost
++4% to +21% (today's mark +7% to +104%); but a faint colour speckle on texture and shadowed skin at 3x contrast, and
+above the 3% size bound on panning footage. Figures: BENCHMARKS.md, "The chroma carrier"."""
 
 READERS = (WatermarkConfig(), WatermarkConfig(masked=True), CHROMA_MASKED)
 """The marks stageswap has made, in the order a reader of unknown footage tries them (``stageswap verify``)."""
@@ -327,7 +329,8 @@ class Watermarker:
         cells = cv2.resize(plane.astype(np.float32), (grid.cells_w, grid.cells_h), interpolation=cv2.INTER_AREA)
         residual = cells - cv2.GaussianBlur(cells, (0, 0), 1.0)
         if self.config.carrier == "chroma":
-            energy = cv2.GaussianBlur(residual * residual, (0, 0), 3.0) + 0.3
+            # the Cb noise after H.264 changes faster across the frame than the luma's: a narrower neighbourhood
+            energy = cv2.GaussianBlur(residual * residual, (0, 0), 2.0) + 0.3
             if self.config.masked:
                 # the mark's amplitude per cell follows the picture's texture, which the reader sees too: weigh
                 # each cell by that amplitude over the local noise (a matched filter for a masked mark)
