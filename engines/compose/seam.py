@@ -5,12 +5,16 @@ one colour: a photo's forehead may be darker or warmer than its cheeks where the
 and at the outline, where the alpha ramps from the swapped face to the actor, such a local difference shows
 as a band of another tone where the swap ends (issue 21: the forehead's top on d10 x roop_source).
 
+The same holds inside the outline wherever the identity's photos give way to the actor (``seen``: the photo's
+fringe, left out of the identity, shows the actor's forehead from the brows up; the face's tone must meet it
+there without a step).
+
 This correction is a gradient-domain-like blend restricted to the low frequencies: per channel, in linear
 light, the ratio of the actor's to the face's skin heavily blurred (a normalised convolution over pixels that
 are skin in both: the actor's hair or the photo's hair at the outline count for neither side), applied in full
-at the outline and faded to nothing a little inside it. Near the edge the face takes the actor's local tone,
-so the ramp mixes like with like; the identity's detail (freckles, brows, lashes, lips) is a high frequency
-and stays; the middle of the face (its features, its likeness) is untouched.
+at the outline (and at such an edge inside it) and faded to nothing a little inside it. Near the edge the
+face takes the actor's local tone, so the ramp mixes like with like; the identity's detail (freckles, brows,
+lashes, lips) is a high frequency and stays; the middle of the face (its features, its likeness) is untouched.
 """
 
 from __future__ import annotations
@@ -40,6 +44,13 @@ class SeamConfig:
     """Largest local correction per channel (and smallest, as its inverse)."""
 
 
+SEEN_EDGE = 0.5
+"""Coverage (0..1) at which the identity's face counts as ending inside the outline: the middle of the blend's
+``seen_low``..``seen_high`` ramp."""
+
+HOLE_MIN = 0.2
+"""Narrowest part left to the actor inside the outline (eye-corner distances) that counts as an edge."""
+
 _U8_TO_LINEAR = srgb_to_linear(np.arange(256) / 255.0).astype(np.float32)
 _U8_TO_LINEAR.setflags(write=False)
 _LUMA_BGR = np.array([0.0722, 0.7152, 0.2126], np.float32)
@@ -52,6 +63,7 @@ def seam_field(
     geometry: FaceGeometry,
     feather: np.ndarray,
     config: SeamConfig | None = None,
+    seen: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """(h, w, 3) float32 linear-light gains at half the geometry resolution (1 where nothing changes; the field
     is smooth, and a quarter of the pixels costs a quarter of the time), or None when the correction is off or
@@ -59,7 +71,9 @@ def seam_field(
 
     ``face_bgr``: the face to paste, uint8 BGR at any size (its working size); ``actor_small`` what it is matched
     to, uint8 BGR at geometry resolution; ``feather`` (hs, ws) the outline ramp's width per geometry pixel
-    (eye-corner distances: ``blend.outline_feather``)."""
+    (eye-corner distances: ``blend.outline_feather``); ``seen`` (hs, ws) the identity photos' coverage
+    (``MeshSwapper.coverage_small``): where it is low the actor shows inside the outline (a photo's fringe left
+    out, the far side of a turned photo), and the face meets the actor's skin there too."""
     cfg = config or SeamConfig()
     if cfg.reach <= 0.0:
         return None
@@ -80,11 +94,20 @@ def seam_field(
     blurred_w = cv2.GaussianBlur(wf, (0, 0), sigma)
     face_mean = cv2.GaussianBlur(face_lin * wf[..., None], (0, 0), sigma)
     actor_mean = cv2.GaussianBlur(actor_lin * wf[..., None], (0, 0), sigma)
-    known = blurred_w > 0.05  # enough skin in the neighbourhood to say what its tone is
-    ratio = np.where(known[..., None], actor_mean / np.maximum(face_mean, 1e-4), 1.0)
-    ratio = np.clip(ratio, 1.0 / cfg.max_ratio, cfg.max_ratio)
-    # Full at the outline, none beyond the ramp's width plus ``reach`` inside it.
-    inside = cv2.distanceTransform(np.pad(covered.astype(np.uint8), 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
+    # How sure the neighbourhood's tone is: none under 5% skin, full from 20%. A hard cut-off made the field
+    # jump (by up to ``max_ratio``) where a pixel or two more or less of skin crossed it.
+    known = np.clip((blurred_w - 0.05) / 0.15, 0.0, 1.0)
+    ratio = np.clip(actor_mean / np.maximum(face_mean, 1e-4), 1.0 / cfg.max_ratio, cfg.max_ratio)
+    ratio = np.exp(np.log(ratio) * known[..., None])
+    # Full at the outline (and where the photos' coverage ends inside it), none beyond the ramp's width plus
+    # ``reach`` inside it.
+    drawn = covered
+    if seen is not None:
+        # Only where a broad part is left to the actor: a nostril the photo did not see is not an edge.
+        k = max(3, int(round(HOLE_MIN * unit)) | 1)
+        low = cv2.morphologyEx((seen[::2, ::2] < SEEN_EDGE).astype(np.uint8), cv2.MORPH_OPEN, np.ones((k, k), np.uint8))
+        drawn = covered & (low == 0)
+    inside = cv2.distanceTransform(np.pad(drawn.astype(np.uint8), 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
     t = np.clip(inside / np.maximum((feather + cfg.reach) * unit, 1e-3), 0.0, 1.0)
     fade = (1.0 - t * t * (3.0 - 2.0 * t)) * covered
     return np.exp(np.log(ratio) * fade[..., None]).astype(np.float32)

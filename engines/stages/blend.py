@@ -83,7 +83,9 @@ class BlendStage:
         # — on a torch backend the face is downloaded here (its working size, ~0.5 MB) and only the field (at half
         # the geometry resolution) goes back up to be applied on the device.
         feather = outline_feather(geometry, self.config)
-        field = seam_field(self.ops.to_host(face_bgr), self.ops.to_host(reference), geometry, feather, self.config.seam)
+        field = seam_field(
+            self.ops.to_host(face_bgr), self.ops.to_host(reference), geometry, feather, self.config.seam, face.seen
+        )
         return face_bgr if field is None else self.ops.apply_field(face_bgr, field)
 
     def _match_colour(self, face: FaceContext, face_bgr: Pixels) -> Pixels:

@@ -68,6 +68,32 @@ def test_a_darker_forehead_takes_the_actors_tone_at_the_outline_and_the_middle_i
     assert np.array_equal(out[far > 0], face[far > 0])
 
 
+def test_where_the_photos_coverage_ends_inside_the_outline_the_face_meets_the_actors_tone(  # type: ignore[no-untyped-def]
+    detector, mesh, faces: Path
+) -> None:
+    """A photo's fringe left out of the identity: its coverage is nil from the brows up and the actor's forehead
+    shows there. The face (here darker than the actor) takes the actor's tone along that edge, as at the outline;
+    without the coverage the same pixels, far from the outline, are left as they came."""
+    geometry, actor = _face(detector, mesh, faces)
+    face = (linear_to_srgb(srgb_to_linear(actor / 255.0) * 0.6) * 255 + 0.5).astype(np.uint8)
+    hs, ws = geometry.small_size
+    inside, _, unit = _bands(geometry)
+    edge_row = int(0.35 * hs)
+    seen = np.ones((hs, ws), np.float32)
+    seen[:edge_row] = 0.0
+    rows = np.arange(hs)[:, None] * np.ones((1, ws))
+    band = (rows >= edge_row) & (rows < edge_row + 0.06 * unit) & (inside > 0.5) & (geometry.labels_small == 0)
+    assert band.sum() > 10
+    errors = []
+    for cover in (seen, None):
+        field = seam_field(face, shrink(actor, (ws, hs)), geometry, outline_feather(geometry), seen=cover)
+        out = face if field is None else apply_field(face, field)
+        errors.append(np.abs(_luma(shrink(out, (ws, hs))) - _luma(shrink(actor, (ws, hs))))[band].mean())
+    before = np.abs(_luma(shrink(face, (ws, hs))) - _luma(shrink(actor, (ws, hs))))[band].mean()
+    assert before > 10.0 and errors[0] < 0.35 * before
+    assert errors[1] == before
+
+
 def test_the_actors_hair_at_the_outline_does_not_darken_the_face(detector, mesh, faces: Path) -> None:  # type: ignore[no-untyped-def]
     """Where the mesh's top reaches into the actor's hair, the hair is not skin: the face keeps its tone there
     instead of taking the hair's."""
@@ -94,7 +120,8 @@ def test_the_blend_stage_changes_the_swap_near_its_outline_only(  # type: ignore
     tmp_path: Path, faces: Path, clips: Path, models_dir: Path
 ) -> None:
     """Through the processor on d3 with s1: the seam correction changes the pasted face near the mesh's outline
-    and leaves its middle (around the nose) exactly as without it."""
+    (and where s1's fringe, left out, gives way to the actor's forehead) and leaves its middle (around the nose,
+    below the eyes) exactly as without it."""
     from engines.compose.blend import BlendConfig
     from engines.compose.watermark import WatermarkConfig
     from engines.face.topology import face_scale_px
@@ -115,5 +142,8 @@ def test_the_blend_stage_changes_the_swap_near_its_outline_only(  # type: ignore
     changed = cv2.absdiff(on.image, off.image).max(axis=2) > 3
     assert changed.sum() > 500  # the correction does something on this pair
     yy, xx = np.mgrid[: changed.shape[0], : changed.shape[1]]
+    # Below the eyes: above them the face meets the actor's forehead, where s1's fringe is left out (its edge
+    # is a seam too).
     nose = np.hypot(xx - lm[4, 0], yy - lm[4, 1]) < 0.3 * face_scale_px(lm)
+    nose &= yy > lm[[145, 374], 1].max() + 0.1 * face_scale_px(lm)
     assert nose.sum() > 100 and not changed[nose].any()
