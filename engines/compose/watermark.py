@@ -39,7 +39,7 @@ import secrets
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -121,8 +121,20 @@ No grey mottle on flat crops, read after H.264 at the live bitrate in every fram
 +4% to +21% (today's mark +7% to +104%); but a faint colour speckle on texture and shadowed skin at 3x contrast, and
 above the 3% size bound on panning footage. Figures: BENCHMARKS.md, "The chroma carrier"."""
 
-READERS = (WatermarkConfig(), WatermarkConfig(masked=True), CHROMA_MASKED)
+MARKS = {"standard": WatermarkConfig(), "masked": WatermarkConfig(masked=True), "chroma": CHROMA_MASKED}
+"""The marks a user can choose by name (``serve`` and ``process --watermark-mark``): ``standard`` (the default: read
+everywhere, visible as a faint mottle on flat areas), ``masked`` (luma, hidden in texture; unread on dark, soft
+footage) and ``chroma`` (``CHROMA_MASKED``). The masked two cost ~20 ms per 720p frame to make (BENCHMARKS.md)."""
+
+READERS = tuple(MARKS.values())
 """The marks stageswap has made, in the order a reader of unknown footage tries them (``stageswap verify``)."""
+
+
+def watermark_config(mark: str = "standard", enabled: bool = True) -> WatermarkConfig:
+    """The named mark (``MARKS``), on or off; InputError naming the choices for an unknown name."""
+    if mark not in MARKS:
+        raise InputError(f"unknown watermark mark {mark!r}: choose one of {', '.join(MARKS)}")
+    return replace(MARKS[mark], enabled=enabled)
 
 
 @dataclass(frozen=True)

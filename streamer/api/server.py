@@ -59,12 +59,12 @@ def processor_factory(config: ServeConfig, service: Service) -> ProcessorFactory
         return PassthroughProcessor
 
     def make() -> FrameProcessor:
-        from engines.compose.watermark import WatermarkConfig
+        from engines.compose.watermark import watermark_config
         from engines.processor import FaceProcessor, ProcessorConfig
 
         processor_config = ProcessorConfig(
             device=config.device,
-            watermark=WatermarkConfig(enabled=config.watermark),
+            watermark=watermark_config(config.watermark_mark, enabled=config.watermark),
             hdri_dir=hdri_folder(config.data_dir),  # where relight_target.hdri names are (checked when set)
         )
         # One IdentityStore for the routes and every stream, so an enrolled identity is usable at once.

@@ -23,6 +23,19 @@ def add_models_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_watermark_mark_arg(p: argparse.ArgumentParser) -> None:
+    """``--watermark-mark NAME``: which invisible mark (``engines.compose.watermark.MARKS``, named here so that
+    ``--help`` loads no engine; a test holds the two lists together)."""
+    p.add_argument(
+        "--watermark-mark",
+        choices=("standard", "masked", "chroma"),
+        default="standard",
+        help="which invisible mark: standard (the default; read on any footage, a faint mottle on flat areas at "
+        "high contrast), masked (hidden in texture; not read on dark, soft footage) or chroma (in the blue "
+        "difference, hidden in texture). masked and chroma cost ~20 ms a 720p frame (BENCHMARKS.md)",
+    )
+
+
 def add_signing_args(p: argparse.ArgumentParser) -> None:
     """``--signing-cert F --signing-key F``: the credentials outputs are signed with (C2PA provenance). Without
     them: ``$STAGESWAP_SIGNING_CERT``/``$STAGESWAP_SIGNING_KEY``, then ``DATA_DIR/keys`` (``stageswap keys init``);

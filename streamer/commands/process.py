@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engines.settings import ProcessSettings
-from streamer.commands import add_device_arg, add_models_arg, add_signing_args, signing_paths
+from streamer.commands import add_device_arg, add_models_arg, add_signing_args, add_watermark_mark_arg, signing_paths
 
 if TYPE_CHECKING:
     from engines.identity.performers import PerformerStore
@@ -116,6 +116,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-watermark", action="store_true", help="do not mark the output with the invisible watermark")
+    add_watermark_mark_arg(p)
     p.add_argument(
         "--no-sign",
         action="store_true",
@@ -147,13 +148,13 @@ def run(args: argparse.Namespace) -> int:
         from streamer.governance.provenance import signing_config
 
         signing_config(data_dir(args.data_dir), cert, key)  # files that are not there: said before processing
-    from engines.compose.watermark import WatermarkConfig
+    from engines.compose.watermark import watermark_config
 
     config = ProcessorConfig(
         tracker=TrackerConfig(max_faces=args.max_faces, detect_every=args.detect_every),
         detect_width=args.detect_width,
         device=resolve_device(args.device),
-        watermark=WatermarkConfig(enabled=not args.no_watermark),
+        watermark=watermark_config(args.watermark_mark, enabled=not args.no_watermark),
     )
     with contextlib.ExitStack() as scratch:
         # The live path's ring for the device, made before the models load: with --device cuda every frame is

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from streamer.commands import add_device_arg, add_models_arg, add_signing_args, signing_paths
+from streamer.commands import add_device_arg, add_models_arg, add_signing_args, add_watermark_mark_arg, signing_paths
 
 if TYPE_CHECKING:
     from streamer.config import InputSpec, PeerSpec, ServeConfig, SfuConfig
@@ -64,6 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-watermark", action="store_true", help="do not mark processed frames with the invisible watermark"
     )
+    add_watermark_mark_arg(p)
     p.add_argument(
         "--ice-server",
         action="append",
@@ -420,6 +421,7 @@ def build_config(args: argparse.Namespace) -> ServeConfig:
         body_timeout_s=args.body_timeout,
         badge=args.badge,
         watermark=not args.no_watermark,
+        watermark_mark=args.watermark_mark,
         ice_servers=tuple(args.ice_server),
         osc_port=args.osc_port,
         osc_host=args.osc_host,

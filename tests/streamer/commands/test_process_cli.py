@@ -164,3 +164,35 @@ def test_console_script_prints_no_traceback(tmp_path: Path) -> None:
     assert result.stderr.strip() == f"stageswap: error: input {tmp_path / 'nope.mp4'} does not exist"
     help_text = subprocess.run([str(exe), "process", "--help"], capture_output=True, text=True, timeout=60).stdout
     assert "--landmarks" in help_text and "--stats" in help_text
+
+
+def test_watermark_mark_is_chosen_by_name_and_verify_reads_it(tmp_path: Path, clips: Path) -> None:
+    """`process --watermark-mark chroma` marks the output with the chroma carrier (issue 24), which `verify`'s
+    reader finds and names; the flag's choices are the marks the engine knows; an unknown name is refused."""
+    import itertools
+
+    from engines.compose.watermark import MARKS, watermark_config
+    from engines.errors import InputError
+    from streamer.commands.verify import read_watermark
+    from streamer.record.media import VideoReader
+    from tests.face_helpers import write_video
+
+    with VideoReader(clips / "s18.mp4") as reader:  # 24 frames of a real clip keep the run short
+        short = write_video(
+            tmp_path / "short.mp4", ((f.image, f.pts) for f in itertools.islice(reader.frames(), 24)), reader.info
+        )
+    out = tmp_path / "out.mp4"
+    args = ["process", "-i", str(short), "-o", str(out), "--no-swap", "--no-relight", "--no-progress", "--no-sign"]
+    assert main([*args, "--watermark-mark", "chroma"]) == 0
+    mark = read_watermark(out, 24)
+    assert mark["carrier"] == "chroma" and mark["detected_ratio"] >= 0.9, mark
+    from streamer.__main__ import build_parser
+
+    for name in MARKS:  # every mark the engine knows can be named on both commands
+        assert build_parser().parse_args([*args, "--watermark-mark", name]).watermark_mark == name
+        assert build_parser().parse_args(["serve", "--watermark-mark", name]).watermark_mark == name
+    with pytest.raises(SystemExit):
+        main([*args, "--watermark-mark", "invisible"])
+    assert watermark_config("masked", enabled=False) == MARKS["masked"].__class__(masked=True, enabled=False)
+    with pytest.raises(InputError, match="choose one of standard, masked, chroma"):
+        watermark_config("bogus")
