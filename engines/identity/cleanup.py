@@ -11,8 +11,8 @@ shimmers as the face moves. Here, per photo and before the photos are merged
   photo's own cheeks: along the sides above the cheekbones, darker or of another hue (hair, background);
   below them only another hue or much less colour (a microphone, a sleeve) — a beard is darker but of the
   skin's hue, and stays. Eyes and lips are never taken, nor brows but under a fringe. Hair hanging over the
-  forehead from the top (a fringe, ``CleanupConfig.fringe``, on by default) is taken with everything above
-  its lower edge, and with the brows when it comes down to them. Occluded texels are filled in the de-lit
+  forehead from the top (a fringe) is only taken with ``CleanupConfig.fringe`` (see there), with everything
+  above its lower edge and the brows it comes down to. Occluded texels are filled in the de-lit
   domain — from the mirrored texel on the other side of the face where that is clean skin, else from a
   smooth continuation of the skin around them (push-pull) — and relit with the photo's own shading;
 - **cavities and cast shadows** (``cavities``): the light model divides out the photo's broad shading but
@@ -33,7 +33,7 @@ shimmers as the face moves. Here, per photo and before the photos are merged
   around, with their halo, was tried: it cost s1.jpg's likeness 0.15 on d3.mp4, BENCHMARKS.md);
 - **grain**: non-local means at a strength set by the noise measured on the photo's own skin.
 
-The fringe is reported apart (``Cleaned.fringe``): the enrollment leaves it out of the identity (its
+The fringe, when taken, is reported apart (``Cleaned.fringe``): the enrollment leaves it out of the identity (its
 coverage drops there, ``CleanupConfig.fringe_left_out``), so the actor's own forehead — or the actor's own
 fringe — shows there instead of a painted one: a photo's fringe painted onto an actor with other hair
 floats on the forehead as a patch of hair (s1.jpg on Obama_speaking.mp4 and d3.mp4).
@@ -70,17 +70,18 @@ class CleanupConfig:
     """Find what is not skin reaching in from the face's outline (objects in front of the lower face; hair or
     background at the sides, with ``sides``) and fill it with skin."""
     sides: bool = True
-    fringe: bool = True
+    fringe: bool = False
     """Take hair hanging over the forehead from the top (a fringe) out of the identity: painted onto an actor
     with other hair it floats on the forehead as a patch; left out, the actor's own forehead (or fringe)
-    shows there. It costs the recogniser's cosine to the photo (s1.jpg: 0.50 -> 0.26 on Obama_speaking.mp4,
-    0.64 -> 0.47 on d3.mp4), much of it the recogniser matching the photo's hair: with everything above the
-    brows hidden from both crops the cost is 0.57 -> 0.42 and 0.71 -> 0.66 (BENCHMARKS.md, issue 21). Off:
-    the photo's forehead, fringe and all, is painted."""
+    shows there. Off by default: the face recogniser then finds the output no longer closer to the photo
+    than to the actor (s1.jpg, closer-to-identity 100% -> 40-53% on Obama_speaking.mp4 and d3.mp4, mean
+    cosine 0.66 -> 0.35 on d10.mp4), most of it the recogniser matching the photo's fringe: with everything
+    above the brows hidden from both crops the cosine falls 0.67 -> 0.60 on d10.mp4, 0.71 -> 0.66 on d3.mp4
+    (BENCHMARKS.md, issue 21)."""
     fringe_left_out: float = 1.0
-    """How much of the fringe's area is left to the actor: 1, the actor's forehead shows there; 0, the
-    identity's forehead, filled in from the skin around the fringe, is drawn there (measured: the same cosine
-    within the noise, and a smooth, paler forehead that is no one's skin)."""
+    """With ``fringe``, how much of the fringe's area is left to the actor: 1, the actor's forehead shows
+    there; 0, the identity's forehead, filled in from the skin around the fringe, is drawn there (measured:
+    the same cosine within 0.03, and a smooth, paler forehead that is no one's skin)."""
     highlights: bool = True
     """Pull specular highlights down to the surrounding skin's level."""
     denoise: bool = True

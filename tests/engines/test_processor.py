@@ -210,21 +210,27 @@ def test_config_is_frozen() -> None:
         ProcessorConfig().detect_width = 1  # type: ignore[misc]
 
 
-def test_the_photos_fringe_is_not_painted_on_the_actors_forehead(  # type: ignore[no-untyped-def]
-    models_dir: Path, store: IdentityStore, d3
+def test_the_photos_fringe_left_out_is_not_painted_on_the_actors_forehead(  # type: ignore[no-untyped-def]
+    tmp_path: Path, models_dir: Path, faces: Path, store: IdentityStore, d3
 ) -> None:
-    """s1.jpg's fringe covers her forehead down to the brows. Painted onto d3's actor (hair swept back) it was
-    a floating patch of hair over the forehead: the forehead's darkest tenth 12 L* darker than the actor's
-    (``benchmarks.artifacts``). Left out of the identity by default, the actor's forehead shows there: the
-    region reads within a few L* of the input's (measured under 1; with the fringe painted 10-12)."""
+    """s1.jpg's fringe covers her forehead down to the brows. Painted onto d3's actor (hair swept back) it is a
+    floating patch of hair over the forehead: the forehead's darkest tenth 10-12 L* darker than the actor's
+    (``benchmarks.artifacts``). Left out of the identity (``CleanupConfig(fringe=True)``), the actor's forehead
+    shows there: the region reads within a few L* of the input's (measured under 1)."""
     from benchmarks.artifacts import REGIONS, STATS, deviation, region_map, region_stats
+    from engines.identity.cleanup import CleanupConfig
+    from engines.identity.enroll import EnrollConfig
 
-    proc = _processor(models_dir, store)
     forehead, dark = REGIONS.index("forehead"), STATS.index("dark")
-    found = []
-    for image, t in d3[::3]:
-        result = proc.process(image, t, ProcessSettings(identity="s1"))
-        assert len(result.faces) == 1
-        regions = region_map(result.faces[0].landmarks, image.shape)
-        found.append(deviation(region_stats(result.image, regions), region_stats(image, regions))[forehead, dark])
-    assert max(found) < 6.0, found
+    left_out = IdentityStore(tmp_path / "ids", models_dir, config=EnrollConfig(cleanup=CleanupConfig(fringe=True)))
+    left_out.enroll("s1", [faces / "s1.jpg"])
+    found: dict[bool, list[float]] = {}
+    for fringe, ids in ((False, store), (True, left_out)):
+        proc = _processor(models_dir, ids)
+        for image, t in d3[::3]:
+            result = proc.process(image, t, ProcessSettings(identity="s1"))
+            assert len(result.faces) == 1
+            regions = region_map(result.faces[0].landmarks, image.shape)
+            dev = deviation(region_stats(result.image, regions), region_stats(image, regions))
+            found.setdefault(fringe, []).append(float(dev[forehead, dark]))
+    assert min(found[False]) > 8.0 and max(found[True]) < 4.0, found

@@ -192,7 +192,7 @@ def test_corrupted_identity_files_give_a_clear_error(store: IdentityStore, faces
 def test_cleanup_fills_the_microphone_and_keeps_the_face(tmp_path: Path, analyser: FaceAnalyser, faces: Path) -> None:
     """lin-manuel-miranda.png holds a microphone under his chin: cleaned, the chin is skin (of the skin's hue,
     like his cheeks), not grey metal; his beard, dark but of the skin's hue, brows and eyes stay as they were;
-    coverage does not change (the identity is drawn there). A fringe over the forehead is left out."""
+    coverage does not change (the identity is drawn there). A fringe is only left out when asked for."""
     from dataclasses import replace
 
     from engines.face.topology import SKIN
@@ -217,13 +217,13 @@ def test_cleanup_fills_the_microphone_and_keeps_the_face(tmp_path: Path, analyse
     # Eyes and brows untouched but for the grain: within a few levels.
     eyes = (y > -0.75) & (y < -0.3) & (labels != SKIN) & (raw.coverage > 0.5)
     assert float(np.median(np.abs(raw.texture[eyes].astype(int) - clean.texture[eyes].astype(int)))) < 6.0
-    # s1.jpg's fringe (hair over the forehead and her brows) is filled with skin and left out of the identity
-    # by default (its coverage drops: the actor's own forehead, or fringe, shows there); asked to, it stays.
-    kept_store = IdentityStore(
-        tmp_path / "kept", analyser=analyser, config=replace(analyser.config, cleanup=CleanupConfig(fringe=False))
+    # s1.jpg's fringe (hair over the forehead and her brows) stays by default; asked for, it is filled with skin
+    # and left out of the identity (its coverage drops: the actor's own forehead, or fringe, shows there).
+    fringe_store = IdentityStore(
+        tmp_path / "fringe", analyser=analyser, config=replace(analyser.config, cleanup=CleanupConfig(fringe=True))
     )
-    kept = kept_store.load(kept_store.enroll("s1", [faces / "s1.jpg"]).name)
-    filled = clean_store.load(clean_store.enroll("s1", [faces / "s1.jpg"]).name)
+    kept = clean_store.load(clean_store.enroll("s1", [faces / "s1.jpg"]).name)
+    filled = fringe_store.load(fringe_store.enroll("s1", [faces / "s1.jpg"]).name)
     forehead = (y < -0.8) & (labels >= 0) & (kept.coverage > 0.5)
     lightness = [float(cv2.cvtColor(i.texture, cv2.COLOR_BGR2LAB)[..., 0][forehead].std()) for i in (kept, filled)]
     assert lightness[1] < 0.6 * lightness[0]  # hair strands gone: an even forehead
@@ -234,9 +234,9 @@ def test_cleanup_fills_the_microphone_and_keeps_the_face(tmp_path: Path, analyse
     cheeks_seen = cheeks & (kept.coverage > 0.9)
     np.testing.assert_allclose(filled.coverage[cheeks_seen], kept.coverage[cheeks_seen], atol=0.02)
     # A face with no fringe keeps its forehead and brows: lin-manuel-miranda.png's hair starts above the mesh.
-    lin_kept = kept_store.load(kept_store.enroll("lin", [faces / "lin-manuel-miranda.png"]).name)
-    upper = (y < -0.5) & (labels >= 0) & (lin_kept.coverage > 0.5)
-    np.testing.assert_allclose(clean.coverage[upper], lin_kept.coverage[upper], atol=0.02)
+    lin_fringe = fringe_store.load(fringe_store.enroll("lin", [faces / "lin-manuel-miranda.png"]).name)
+    upper = (y < -0.5) & (labels >= 0) & (clean.coverage > 0.5)
+    np.testing.assert_allclose(lin_fringe.coverage[upper], clean.coverage[upper], atol=0.02)
 
 
 def test_the_far_side_of_a_turned_photo_is_filled_from_the_near_side(
