@@ -2,7 +2,7 @@
 
     python -m benchmarks.eval_quality [--clips d10.mp4 ...] [--identities s1.jpg ...] [--max-frames N]
                                       [--out out/eval] [--no-swap --relight-direction X,Y,Z]
-                                      [--swap-models NAME ... --data-dir DIR [--no-mesh]]
+                                      [--swap-models NAME ... --data-dir DIR [--no-mesh]] [--fringe]
 
 Every clip runs through the real ``FaceProcessor`` (tracking, swap, relight, blend) with each identity
 photo enrolled into a temporary data directory: the mesh swap. With ``--swap-models``, each named swap
@@ -248,8 +248,15 @@ def main() -> None:
     ap.add_argument("--data-dir", type=Path, help="the data directory the --swap-models are registered in")
     ap.add_argument("--no-mesh", action="store_true", help="with --swap-models: leave the mesh swap out")
     ap.add_argument("--sheet-frames", type=int, default=4, help="frames per contact sheet (default 4)")
+    ap.add_argument(
+        "--fringe",
+        action="store_true",
+        help="enroll the identities with a fringe over the forehead left out (CleanupConfig(fringe=True), issue 21)",
+    )
     args = ap.parse_args()
 
+    from engines.identity.cleanup import CleanupConfig
+    from engines.identity.enroll import EnrollConfig
     from engines.identity.store import IdentityStore
     from engines.processor import FaceProcessor
     from engines.settings import ProcessSettings, RelightTarget
@@ -272,7 +279,8 @@ def main() -> None:
         target = RelightTarget(mode="direction", direction=direction)  # type: ignore[arg-type]
     verdicts: list[Verdict] = []
     with tempfile.TemporaryDirectory(prefix="stageswap-eval-") as data:
-        store = IdentityStore(Path(data) / "identities", args.models)
+        enroll = EnrollConfig(cleanup=CleanupConfig(fringe=True)) if args.fringe else None
+        store = IdentityStore(Path(data) / "identities", args.models, config=enroll)
         photos = {}
         probe = FaceProcessor.from_models(args.models).tracker
         for photo in [] if args.no_swap else args.identities:
