@@ -253,13 +253,21 @@ def main() -> None:
         action="store_true",
         help="enroll the identities with a fringe over the forehead left out (CleanupConfig(fringe=True), issue 21)",
     )
+    ap.add_argument(
+        "--opening-grow-px",
+        type=float,
+        default=0.0,
+        help="with --swap-models: the actor's kept eyes and mouth grown by this many model pixels (default 0)",
+    )
+    ap.add_argument("--opening-feather-px", type=float, default=0.0, help="... and blurred over this many (default 0)")
     args = ap.parse_args()
 
     from engines.identity.cleanup import CleanupConfig
     from engines.identity.enroll import EnrollConfig
     from engines.identity.store import IdentityStore
-    from engines.processor import FaceProcessor
+    from engines.processor import FaceProcessor, ProcessorConfig
     from engines.settings import ProcessSettings, RelightTarget
+    from engines.swap.learned import LearnedConfig
     from engines.swap.user_models import UserModelStore
 
     if args.swap_models and args.data_dir is None:
@@ -305,7 +313,12 @@ def main() -> None:
         )
         for clip in args.clips:
             for label, name, emb, model in runs:
-                processor = FaceProcessor.from_models(args.models, identities=store, user_models=user_models)
+                learned = LearnedConfig(
+                    opening_grow_px=args.opening_grow_px, opening_feather_px=args.opening_feather_px
+                )
+                processor = FaceProcessor.from_models(
+                    args.models, ProcessorConfig(learned=learned), identities=store, user_models=user_models
+                )
                 settings = ProcessSettings(
                     identity=None if emb is None or model is not None else name,
                     swap=emb is not None,

@@ -4,14 +4,50 @@ from __future__ import annotations
 
 from collections.abc import Set
 
+import cv2
+import numpy as np
+
 from engines.compose.blend import BlendConfig, cut_openings, face_alpha_small, skin_mask
 from engines.compose.occlusion import OcclusionMasks
 from engines.resample import shrink
 from engines.stages.base import FaceContext
+from engines.swap.learned import LearnedConfig
 
 BLEND = "blend"
 """The ``stage_ms`` key the mask's time is reported under: it is the first half of the blend (the stats have
 always named it so)."""
+
+
+def widen_openings(keep: np.ndarray, learned: LearnedConfig, pixel_px: float) -> np.ndarray:
+    """``keep`` (window-size, 1 outside the kept eyes and mouth, 0 in them, as ``cut_openings`` leaves a mask
+    of ones) with each opening grown by ``learned.opening_grow_px`` model pixels and its edge blurred over about
+    ``learned.opening_feather_px`` of them, for a learned model's face whose pixel is ``pixel_px`` window pixels.
+
+    A model draws no edge finer than its pixel: a 64 px DFM's eyes and lips are dark blurs a few of its pixels
+    around where they are, and a hole cut to the actor's eye opening alone left that blur around the actor's eye
+    as a dark ring. Grown and blurred, not cut with a wider ramp: the cut's ramp stops at the mesh triangles
+    around each opening (so a turned head's far eye leaves the nose alone), which a wider ramp reaches as a
+    blocky edge; a blur of the cut hole keeps its extent and stays smooth."""
+    grow_px = learned.opening_grow_px * pixel_px
+    sigma = learned.opening_feather_px * pixel_px / 2.5  # a Gaussian edge's 10-90% rise is 2.56 sigma
+    hole = (1.0 - keep).astype(np.float32)
+    rows, cols = np.nonzero(hole > 0.0)
+    if pixel_px <= 0.0 or len(rows) == 0 or (grow_px < 0.5 and sigma < 0.3):
+        return keep
+    reach = int(np.ceil(grow_px + 3.0 * sigma)) + 1
+    h, w = keep.shape
+    y0, y1 = max(rows.min() - reach, 0), min(rows.max() + reach + 1, h)
+    x0, x1 = max(cols.min() - reach, 0), min(cols.max() + reach + 1, w)
+    part: np.ndarray = hole[y0:y1, x0:x1]
+    radius = int(round(grow_px))
+    if radius > 0:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        part = cv2.dilate(part, kernel)
+    if sigma >= 0.3:
+        part = cv2.GaussianBlur(part, (0, 0), sigma)
+    out = keep.astype(np.float32)  # a copy
+    out[y0:y1, x0:x1] = 1.0 - np.maximum(part, hole[y0:y1, x0:x1])
+    return out
 
 
 class MaskStage:
@@ -39,7 +75,13 @@ class MaskStage:
             alpha_small = face_alpha_small(geometry, self.config, face.seen)
             alpha = geometry.to_window(alpha_small)
             alpha = alpha.copy() if alpha is alpha_small else alpha
-            cut_openings(alpha, geometry, keep_eyes, keep_mouth, self.config)
+            swapped, learned = face.swapped, face.learned.config if face.learned is not None else None
+            if swapped is not None and learned is not None and learned.opening_grow_px + learned.opening_feather_px > 0:
+                keep = np.ones(alpha.shape, np.float32)  # the openings widened by the model's blur
+                cut_openings(keep, geometry, keep_eyes, keep_mouth, self.config)
+                alpha *= widen_openings(keep, learned, swapped.pixel_px)
+            else:
+                cut_openings(alpha, geometry, keep_eyes, keep_mouth, self.config)
             if face.swapped is not None:  # where the model's crop and its own masks say its face is
                 alpha = alpha * geometry.to_window(face.swapped.mask)
             if self.occlusion is not None:

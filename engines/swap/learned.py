@@ -50,6 +50,16 @@ class LearnedConfig:
     colour_match: bool = False
     """Move the model's face to the actor's skin colour like the mesh swap does. Off: a learned model's
     colour is part of the likeness it was trained on (and it sees the actor's light in its input)."""
+    opening_grow_px: float = 0.0
+    """The actor's kept eyes and mouth are grown by this many of the model's own pixels ... A model draws no
+    edge finer than its pixel: a 64 px DFM's eyes and lips are dark blurs a few of its pixels wide, and the
+    hole cut to the actor's eye opening keeps that blur around the actor's eye as a dark ring. Grown (1.5, with
+    a feather of 2) the ring is gone, but the actor's lids show and the face reads as the actor's: obama-64 on
+    d3 went from 76% to 40% of frames closer to the identity (BENCHMARKS.md, issue 19); so off by default: the
+    ring is the model's, and a model at a higher resolution is the fix. Counted in the model's pixels, so a
+    256 px model, whose lids and lips are sharp, gives up a quarter as much (``engines.stages.mask``)."""
+    opening_feather_px: float = 0.0
+    """... and their edge blurred over about this many of the model's pixels."""
 
 
 @dataclass(frozen=True)
@@ -60,11 +70,14 @@ class LearnedFace:
     """(h, w, 3) uint8 BGR."""
     mask: np.ndarray
     """(h, w) float32 0..1: where the model's face may show (crop extent × the model's masks)."""
+    pixel_px: float = 0.0
+    """Frame pixels per model pixel: the finest detail the model's face can carry (0: unknown)."""
 
 
 class LearnedSwapper(Protocol):
     model: UserModel
     runtime: str
+    config: LearnedConfig
 
     @property
     def needs_identity(self) -> bool:
@@ -95,7 +108,7 @@ def _paste(alignment: Alignment, crop: np.ndarray, mask: np.ndarray, geometry: F
     to_work = frame_to_work(geometry)
     image = alignment.paste(crop, to_work, geometry.work_size)
     work_mask = alignment.paste(mask.astype(np.float32), to_work, geometry.work_size)
-    return LearnedFace(image, np.clip(work_mask, 0.0, 1.0).astype(np.float32))
+    return LearnedFace(image, np.clip(work_mask, 0.0, 1.0).astype(np.float32), 1.0 / alignment.scale)
 
 
 def _to_u8(x: np.ndarray) -> np.ndarray:

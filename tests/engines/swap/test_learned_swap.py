@@ -31,7 +31,7 @@ from engines.identity.store import IdentityStore
 from engines.processor import FaceProcessor, ProcessedFrame, ProcessorConfig
 from engines.settings import ProcessSettings, RelightTarget, apply_patch
 from engines.swap.align import align_points5, arcface_template
-from engines.swap.learned import DfmSwapper, InswapperSwapper, load_swapper
+from engines.swap.learned import DfmSwapper, InswapperSwapper, LearnedConfig, load_swapper
 from engines.swap.user_models import UserModelStore
 from streamer.governance.consent import ConsentRecord, add_model
 from tests import onnx_models as om
@@ -60,6 +60,8 @@ def data(tmp_path_factory: pytest.TempPathFactory, faces: Path, models_dir: Path
     add_model(store, om.dfm(files / "morph.dfm", 224, gain=0.0), name="morph", consent=consent)
     paint = om.dfm(files / "paint.dfm", 224, gain=0.0, bias=DFM_COLOUR_BGR, morph=False)
     store.add(paint, name="paint", unverified=True)
+    paint64 = om.dfm(files / "paint64.dfm", 64, gain=0.0, bias=DFM_COLOUR_BGR, morph=False)
+    store.add(paint64, name="paint64", unverified=True)
     half_dfm = om.dfm(files / "half.dfm", 224, gain=0.0, bias=DFM_COLOUR_BGR, morph=False, celeb_mask=half)
     store.add(half_dfm, name="half", unverified=True)
     identities = IdentityStore(data / "identities", models_dir)
@@ -86,18 +88,22 @@ def _dot() -> np.ndarray:
     return np.repeat(-0.2 * blob[None], 3, axis=0)
 
 
-def _processor(data: Path, models_dir: Path) -> FaceProcessor:
-    config = ProcessorConfig(watermark=WatermarkConfig(enabled=False))
+def _processor(data: Path, models_dir: Path, learned: LearnedConfig | None = None) -> FaceProcessor:
+    config = ProcessorConfig(watermark=WatermarkConfig(enabled=False), learned=learned or LearnedConfig())
     return FaceProcessor.from_models(
         models_dir, config, IdentityStore(data / "identities", models_dir), UserModelStore(data)
     )
 
 
 def _run(
-    data: Path, models_dir: Path, frames: list[tuple[np.ndarray, float]], settings: ProcessSettings
+    data: Path,
+    models_dir: Path,
+    frames: list[tuple[np.ndarray, float]],
+    settings: ProcessSettings,
+    learned: LearnedConfig | None = None,
 ) -> tuple[np.ndarray, ProcessedFrame]:
     """Process the frames; the last input and its result (the tracker has settled by then)."""
-    processor = _processor(data, models_dir)
+    processor = _processor(data, models_dir, learned)
     result = None
     for image, t in frames:
         result = processor.process(image, t, settings)
@@ -251,6 +257,46 @@ def test_dfm_masks_decide_where_its_face_shows(data: Path, models_dir: Path, fra
     # Our blend mask still applies: the kept eyes are the actor's, not the model's paint.
     eye = face.points5[0].astype(int)
     assert float(np.abs(painted.image[eye[1], eye[0]].astype(np.float64) - colour).max()) > 40
+
+
+def _eye_band(face: TrackedFace, shape: tuple[int, ...], near_px: float, far_px: float) -> np.ndarray:
+    """(n, 2) row, col of the pixels ``near_px`` to ``far_px`` outside the subject's right eye's contour."""
+    from engines.face.topology import RIGHT_EYE
+
+    contour = face.landmarks[list(RIGHT_EYE), :2].astype(np.float32)
+    x0, y0 = np.floor(contour.min(axis=0) - far_px - 1).astype(int)
+    x1, y1 = np.ceil(contour.max(axis=0) + far_px + 1).astype(int)
+    pixels = [
+        (y, x)
+        for y in range(max(y0, 0), min(y1, shape[0]))
+        for x in range(max(x0, 0), min(x1, shape[1]))
+        if near_px <= -cv2.pointPolygonTest(contour, (float(x), float(y)), True) <= far_px
+    ]
+    return np.array(pixels)
+
+
+def test_kept_eyes_widened_by_a_coarse_models_blur(data: Path, models_dir: Path, frames) -> None:  # type: ignore[no-untyped-def]
+    """A model draws nothing finer than its pixel: with ``opening_grow_px`` the actor's kept eye is widened in
+    the model's pixels, so half to one of a 64 px model's pixels out (4-8 frame pixels on d3) the actor's own
+    lids show, where the narrow cut lets the model's blurred rim through (a dark ring, issue 19). A 224 px
+    model's pixel is 3.5 times finer: the same band stays the model's. Off (the default): the model's."""
+    paint = np.array(DFM_COLOUR_BGR) * 255
+    widened = LearnedConfig(opening_grow_px=1.5, opening_feather_px=2.0)
+
+    def painted_share(model: str, learned: LearnedConfig | None) -> float:
+        before, result = _run(data, models_dir, frames["d3"], _no_relight(swap_model=model), learned)
+        band = _eye_band(result.faces[0], before.shape, 4.0, 8.0)
+        assert len(band) > 50
+        out = result.image[band[:, 0], band[:, 1]].astype(np.float64)
+        actor = before[band[:, 0], band[:, 1]].astype(np.float64)
+        # Per pixel, how far the output went from the actor's pixel toward the paint (0: actor, 1: paint).
+        share = ((out - actor) * (paint - actor)).sum(axis=1) / ((paint - actor) ** 2).sum(axis=1)
+        return float(np.mean(share))
+
+    coarse, fine = painted_share("paint64", widened), painted_share("paint", widened)
+    assert coarse < 0.4, coarse  # mostly the actor's lids (0.16)
+    assert fine > 0.5, fine  # mostly the model's face (0.67)
+    assert painted_share("paint64", None) > 0.95  # the default: the narrow cut alone, all paint
 
 
 def test_learned_face_is_relit_by_our_relighting(data: Path, models_dir: Path, frames) -> None:  # type: ignore[no-untyped-def]
