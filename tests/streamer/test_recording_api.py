@@ -92,9 +92,17 @@ async def server(
     seen: list[int | None] | None = None,
     inputs: tuple[InputSpec, ...] = (),
     token: str | None = None,
+    max_process_fps: float | None = None,
     **recording: Any,
 ) -> AsyncIterator[tuple[str, web.Application]]:
-    config = ServeConfig(data_dir=data_dir, processor="passthrough", inputs=inputs, max_streams=2, token=token)
+    config = ServeConfig(
+        data_dir=data_dir,
+        processor="passthrough",
+        inputs=inputs,
+        max_streams=2,
+        token=token,
+        max_process_fps=max_process_fps,
+    )
     groups = (webrtc.register, api.register, api_recording.configured(**{"min_free_bytes": 0, **recording}))
     make = (lambda: StampLog(seen)) if seen is not None else None
     app = create_app(config, route_groups=groups, make_processor=make)
@@ -584,12 +592,14 @@ def test_a_recorder_that_falls_behind_is_an_alarm_in_stats_and_metrics_then_an_e
     async def scenario() -> dict[str, Any]:
         inputs = (InputSpec.parse(f"cam1={stamped_clip}"),)
         out: dict[str, Any] = {}
+        # Frames at 10 a second: once the disk is fast again the two views' encoders must outrun them, which on
+        # a busy machine (the suite's other workers, load 10-17 on 2 cores) they did not at the clip's 30.
         async with (
-            server(tmp_path, inputs=inputs, queue_seconds=0.2) as (base, _app),
+            server(tmp_path, inputs=inputs, queue_seconds=0.2, max_process_fps=10.0) as (base, _app),
             aiohttp.ClientSession() as http,
         ):
             await wait_frames(http, base, "cam1", 10)
-            faults.stall_s = 0.3  # each write takes 0.3 s: the 6-frame queue fills within a second
+            faults.stall_s = 0.3  # each write takes 0.3 s: the 6-frame queue fills within two seconds
             async with http.post(f"{base}/api/streams/cam1/recording", json={"view": "both"}) as r:
                 assert r.status == 201, await r.text()
 
@@ -624,7 +634,7 @@ def test_a_recorder_that_falls_behind_is_an_alarm_in_stats_and_metrics_then_an_e
     m = out["failed_metrics"]
     assert m['stageswap_recording_active{stream="cam1"}'] == 0
     assert m['stageswap_recording_frames_dropped_total{stream="cam1"}'] == failed["frames_dropped"]
-    assert out["stream"]["output_fps"] > 10, "the live path went on"
+    assert out["stream"]["output_fps"] > 5, "the live path went on (at the 10 fps cap)"
 
 
 # -- recordings one click away: files behind the token or a ticket, proxies, the rate warning -----------------
