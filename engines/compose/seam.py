@@ -98,7 +98,7 @@ def seam_field(
     # jump (by up to ``max_ratio``) where a pixel or two more or less of skin crossed it.
     known = np.clip((blurred_w - 0.05) / 0.15, 0.0, 1.0)
     ratio = np.clip(actor_mean / np.maximum(face_mean, 1e-4), 1.0 / cfg.max_ratio, cfg.max_ratio)
-    ratio = np.exp(np.log(ratio) * known[..., None])
+    log_ratio = np.log(ratio) * known[..., None]  # raised to the power ``known``, and below to ``fade``
     # Full at the outline (and where the photos' coverage ends inside it), none beyond the ramp's width plus
     # ``reach`` inside it.
     drawn = covered
@@ -110,7 +110,7 @@ def seam_field(
     inside = cv2.distanceTransform(np.pad(drawn.astype(np.uint8), 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
     t = np.clip(inside / np.maximum((feather + cfg.reach) * unit, 1e-3), 0.0, 1.0)
     fade = (1.0 - t * t * (3.0 - 2.0 * t)) * covered
-    return np.exp(np.log(ratio) * fade[..., None]).astype(np.float32)
+    return np.exp(log_ratio * fade[..., None]).astype(np.float32)
 
 
 def _near_median(linear: np.ndarray, skin: np.ndarray, factor: float) -> np.ndarray:

@@ -114,9 +114,9 @@ class CleanupConfig:
 FOREHEAD_TOP_Y = -0.9
 """Canonical height (eye-corner distances, y down) of the top of the forehead: hair reaches in from here."""
 ABOVE_BROWS_Y = -0.6
-BROWS_TOP_Y = -0.5
-"""A fringe is looked for down to here (the brows' lower edge; the brows themselves are kept)."""
 """Hair is looked for above this height (the brows themselves are a feature and always kept)."""
+BROWS_TOP_Y = -0.5
+"""A fringe is looked for down to here (the brows' lower edge)."""
 TEMPLE_X = 0.5
 TEMPLE_LOW_Y = -0.3
 """Beside the eyes (beyond their outer corners, at 0.5) a fringe swept to a temple is looked for down to

@@ -329,7 +329,6 @@ def relight_person(
     gh, gw = n.shape[:2]
     fade = region_fade((gw, gh), open_sides, cfg.edge_fade)
     # The face's mesh normals are exact enough for the face's own limit; the estimated ones get less.
-    # The face's mesh normals are exact enough for the face's own limit; the estimated ones get less.
     ratio = shading_ratio(n, sh_source, sh_target, cfg.max_gain + w_face * (MAX_GAIN - cfg.max_gain))
     face_fade = w_face * fade
 
