@@ -33,6 +33,7 @@ from engines.compose.occlusion import OcclusionConfig, OcclusionMasks, PersonMas
 from engines.compose.watermark import WatermarkConfig, Watermarker, new_watermark_id
 from engines.errors import ModelError, StageswapError
 from engines.face.detect import FaceDetector
+from engines.face.glasses import GlassesConfig, GlassesFinder
 from engines.face.landmarks import FaceMesh
 from engines.face.stillness import StillFaceHold, StillnessConfig
 from engines.face.tracker import FaceTracker, TrackedFace, TrackerConfig
@@ -71,6 +72,9 @@ class ProcessorConfig:
     blend: BlendConfig = field(default_factory=BlendConfig)
     occlusion: OcclusionConfig | None = None
     """Person segmentation around each face (``engines.compose.occlusion``); None (the default): off."""
+    glasses: GlassesConfig | None = field(default_factory=GlassesConfig)
+    """Finding each face's glasses, kept in front of the swap (``engines.face.glasses``; ``keep_glasses``); None:
+    never looked for."""
     stillness: StillnessConfig | None = field(default_factory=StillnessConfig)
     """A face whose picture has not changed since its geometry was taken keeps it (``engines.face.stillness``):
     repeated frames give repeated output; None: every frame's landmarks are used as they come."""
@@ -107,6 +111,8 @@ class ProcessedFrame:
     unmarked: np.ndarray | None = None
     """The same frame before the invisible watermark, when ``image`` carries one (None: ``image`` is unmarked):
     a recording asked for without the mark records this (``streamer.record.recording.RecordingRequest``)."""
+    glasses: dict[int, bool] = field(default_factory=dict)
+    """Whether each processed face wears glasses (``engines.face.glasses``), by face id; absent: not looked at."""
 
     def face_list(self) -> list[dict[str, object]]:
         """Each face as the stream's stats show it: id, identity, rule, performer, distance and its box as
@@ -118,7 +124,10 @@ class ProcessedFrame:
             box = [
                 round(min(max(float(v) / side, 0.0), 1.0), 4) for v, side in zip(face.box, (w, h, w, h), strict=True)
             ]
-            out.append({**target.to_dict(), "box": box})
+            row: dict[str, object] = {**target.to_dict(), "box": box}
+            if face.id in self.glasses:
+                row["glasses"] = self.glasses[face.id]
+            out.append(row)
         return out
 
 
@@ -176,7 +185,9 @@ class FaceProcessor:
         self.swap = SwapStage(
             MeshSwapper(config.swap), identities, user_models, config.device, config.learned, self.ops
         )
-        self.mask = MaskStage(config.blend, occlusion)
+        self.mask = MaskStage(
+            config.blend, occlusion, GlassesFinder(config.glasses) if config.glasses is not None else None
+        )
         gains = ColourGains(config.light_time_constant_s)
         relighter = FaceRelighter(RelightConfig(time_constant_s=config.light_time_constant_s), config.hdri_dir)
         person_light = config.person_light if self.person_masks is not None else None
@@ -293,7 +304,12 @@ class FaceProcessor:
         out = frame.result
         self.mark.run(frame)
         return ProcessedFrame(
-            frame.result, frame.faces, frame.stage_ms, targets=frame.targets, unmarked=_was(out, frame.result)
+            frame.result,
+            frame.faces,
+            frame.stage_ms,
+            targets=frame.targets,
+            unmarked=_was(out, frame.result),
+            glasses=frame.glasses,
         )
 
     def _run(self, stage: FrameStage, frame: FrameContext) -> None:

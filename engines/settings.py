@@ -118,6 +118,9 @@ class ProcessSettings:
     """Keep the actor's eyes (gaze, blinks)."""
     keep_mouth: bool = True
     """Keep the actor's mouth interior (teeth, tongue)."""
+    keep_glasses: bool = True
+    """Keep the actor's glasses in front of a swapped face, where the face wears them (``engines.face.glasses``):
+    the frame's rims and bridge stay the actor's pixels, the swapped face shows through the lenses."""
     debug_overlay: bool = False
     watermark: bool = True
     """Mark the processed view with the invisible watermark (``engines.compose.watermark``) when the processor
@@ -307,7 +310,7 @@ def apply_patch(current: ProcessSettings, patch: Any) -> ProcessSettings:
         raise InputError("settings must be a JSON object")
     changes: dict[str, Any] = {}
     for key, value in patch.items():
-        if key in ("swap", "relight", "keep_eyes", "keep_mouth", "debug_overlay", "audio", "watermark"):
+        if key in ("swap", "relight", "keep_eyes", "keep_mouth", "keep_glasses", "debug_overlay", "audio", "watermark"):
             changes[key] = _bool(key, value)
         elif key in ("strength", "morph"):
             changes[key] = _unit(key, value)

@@ -49,6 +49,8 @@ class FrameContext:
     """The stage (its ``stage_ms`` key) running now: a failure is reported as this stage's."""
     ops: FaceOps = field(default_factory=NumpyOps)
     """The backend the face stages draw with (``engines.stages.ops``): where ``canvas`` lives."""
+    glasses: dict[int, bool] = field(default_factory=dict)
+    """Whether each face processed this frame wears glasses (``engines.face.glasses``), by face id."""
 
     def __post_init__(self) -> None:
         if self.out is None:
@@ -117,6 +119,9 @@ class FaceContext:
     """Where the new face goes in the window, 0..1: outline, kept openings, the model's mask, occlusion."""
     visible: np.ndarray | None = None
     """Occlusion: 0 where something in front covers the face (None: occlusion off)."""
+    glasses: np.ndarray | None = None
+    """(h, w) float32 0..1 over the window: the actor's glasses' frame, laid back over the swapped face by the
+    blend (None: no glasses, not swapped, or ``keep_glasses`` off)."""
     actor_small: np.ndarray | None = None
     """The actor at geometry resolution, where light and colour are measured."""
     skin_small: np.ndarray | None = None

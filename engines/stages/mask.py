@@ -9,6 +9,7 @@ import numpy as np
 
 from engines.compose.blend import BlendConfig, cut_openings, face_alpha_small, skin_mask
 from engines.compose.occlusion import OcclusionMasks
+from engines.face.glasses import GlassesFinder
 from engines.resample import shrink
 from engines.stages.base import FaceContext
 from engines.swap.learned import LearnedConfig
@@ -55,13 +56,20 @@ class MaskStage:
     own mask, and occlusion (``engines.compose``); and the actor's skin and picture at geometry resolution, where
     the relight measures the light and the blend the colour (fewer pixels, same means).
 
-    Its per-face state is the occlusion's (the person segmented around each face, every few frames)."""
+    The actor's glasses (``glasses``: found on every face it masks, ``engines.face.glasses``) are where the blend
+    lays the actor's own pixels back over a swapped face with ``keep_glasses`` (``FaceContext.glasses``).
+
+    Its per-face state is the occlusion's (the person segmented around each face, every few frames) and the
+    glasses' running average."""
 
     name = "mask"
 
-    def __init__(self, config: BlendConfig, occlusion: OcclusionMasks | None) -> None:
+    def __init__(
+        self, config: BlendConfig, occlusion: OcclusionMasks | None, glasses: GlassesFinder | None = None
+    ) -> None:
         self.config = config
         self.occlusion = occlusion
+        self.glasses = glasses
 
     def run(self, face: FaceContext) -> None:
         geometry, actor = face.geometry, face.actor
@@ -84,6 +92,11 @@ class MaskStage:
                 cut_openings(alpha, geometry, keep_eyes, keep_mouth, self.config)
             if face.swapped is not None:  # where the model's crop and its own masks say its face is
                 alpha = alpha * geometry.to_window(face.swapped.mask)
+            if self.glasses is not None:
+                found = self.glasses.update(face.frame.image, face.face.id, face.face.landmarks)
+                face.frame.glasses[face.face.id] = found.present
+                if settings.keep_glasses and face.swapping:
+                    face.glasses = found.mask(geometry.window)
             if self.occlusion is not None:
                 face.visible = self.occlusion.visibility(face.frame.image, face.face.id, face.face.box, geometry.window)
                 alpha *= face.visible
@@ -94,4 +107,7 @@ class MaskStage:
             face.skin_small = skin_mask(geometry, alpha_small)
 
     def forget(self, active: Set[int]) -> None:
-        """Nothing of its own: the person masks are shared with the relight and forgotten by the processor."""
+        """The glasses of faces no longer tracked; the person masks are shared with the relight and forgotten by
+        the processor."""
+        if self.glasses is not None:
+            self.glasses.forget(active)

@@ -93,6 +93,11 @@ SCHEMAS: dict[str, Any] = {
             "morph": {"type": "number", "minimum": 0, "maximum": 1},
             "keep_eyes": {"type": "boolean"},
             "keep_mouth": {"type": "boolean"},
+            "keep_glasses": {
+                "type": "boolean",
+                "description": "keep the actor's glasses in front of a swapped face where they are detected "
+                "(default true; stats: face_list[].glasses)",
+            },
             "audio": {"type": "boolean"},
             "watermark": {
                 "type": "boolean",

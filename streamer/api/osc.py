@@ -48,7 +48,9 @@ log = logging.getLogger(__name__)
 PREFIX = "/stageswap"
 REPLY = f"{PREFIX}/reply"
 ERROR = f"{PREFIX}/error"
-BOOL_KEYS = frozenset({"swap", "relight", "keep_eyes", "keep_mouth", "debug_overlay", "audio", "watermark"})
+BOOL_KEYS = frozenset(
+    {"swap", "relight", "keep_eyes", "keep_mouth", "keep_glasses", "debug_overlay", "audio", "watermark"}
+)
 LIGHT_KINDS = frozenset({"direction", "sh", "hdri"})
 """Setting one of these relight keys over OSC also selects that kind of light (``relight_target.mode``)."""
 MAX_DATAGRAM_BYTES = 8192

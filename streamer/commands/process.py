@@ -79,6 +79,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--no-swap", action="store_true", help="keep the actors' faces (relight them only)")
     g.add_argument("--no-relight", action="store_true", help="do not relight")
     g.add_argument(
+        "--no-keep-glasses",
+        action="store_true",
+        help="paint the swapped face over the actor's glasses too (by default, where a face wears glasses, their "
+        "frame stays in front of the swap; --stats counts the frames each face was seen with glasses)",
+    )
+    g.add_argument(
         "--relight-target",
         default="match",
         metavar="TARGET",
@@ -306,6 +312,7 @@ def _swap_patch(
         "swap": not args.no_swap,
         "relight": not args.no_relight,
         "strength": args.strength,
+        "keep_glasses": not args.no_keep_glasses,
     }
     if args.morph is not None:
         patch["morph"] = args.morph

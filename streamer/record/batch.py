@@ -70,6 +70,7 @@ def run_process(
     frames = frames_with_face = 0
     faces_total = 0
     ids_seen: set[int] = set()
+    glasses_frames: dict[int, int] = {}
     mapping = TargetTally()
     process_s = 0.0
     started = time.perf_counter()
@@ -100,6 +101,8 @@ def run_process(
                 frames_with_face += bool(result.faces)
                 faces_total += len(result.faces)
                 ids_seen.update(f.id for f in result.faces)
+                for face_id, worn in result.glasses.items():
+                    glasses_frames[face_id] = glasses_frames.get(face_id, 0) + int(worn)
                 if job.settings.targets:
                     mapping.add(result.targets.values())
                 timestamps.append(item.time_s)
@@ -132,6 +135,7 @@ def run_process(
         "frames_with_face": frames_with_face,
         "faces_per_frame_mean": round(faces_total / frames, 3) if frames else 0.0,
         "face_ids": sorted(ids_seen),
+        "glasses_frames": {str(k): v for k, v in sorted(glasses_frames.items())},
         "frames_failed": processor.frames_failed,
         "fps": round(frames / process_s, 2) if process_s > 0 else 0.0,
         "fps_wall": round(frames / wall_s, 2) if wall_s > 0 else 0.0,

@@ -1,0 +1,379 @@
+"""Eyeglasses on the actor's face: whether a face wears them, and where their frame is in each frame.
+
+The swap paints the identity's skin over the whole face inside the mesh, so an actor's glasses vanished between
+the temples (only the arms outside the face stayed). Nothing the tracker gives says where glasses are, and no
+permissively licensed glasses model is at hand, so they are found classically, from what makes a frame a frame:
+
+- **thin and high-contrast**: a rim is a line a few pixels wide, darker or (metal, catching the light) brighter
+  than the skin around it — the Hessian's principal curvature at a small scale answers both;
+- **rigid with the head**: the frame sits on the nose and the ears and moves with the skull, not with the
+  expression. Each face's eye band is resampled, every ``every`` frames, into the face's own frontal coordinates
+  (a 3D similarity fitted to the mesh's rigid points, and the plane of the nose bridge in front of the eyes,
+  which a weak-perspective camera maps by an affine), and the line response is averaged there over time: the
+  frame's lines add up in the same grid pixels, while noise, a blink or a raised brow blur away;
+- **a bridge across the nose**: the one part of a frame no face has without glasses is a horizontal line over
+  the nose between the eyes. Its strength, relative to the brows' (the same kind of horizontal line on every
+  face, under the same light and focus), decides whether a face wears glasses — with hysteresis and only after
+  a few looks, so the decision does not flicker. Measured on the shared clips: 0.9-1.8 with glasses (d13),
+  0.02-0.39 without (BENCHMARKS.md, issue 21).
+
+Where the face wears glasses, the frame is the averaged line response's strong pixels connected to the bridge
+(the rims and the hinges are one piece with it; a brow or an eyelid crease that does not touch the frame is left
+to the swap), grown by a grid pixel and feathered; ``mask`` maps it back into a face window through the current
+frame's fit, so it follows the head between updates. The lenses' interior is not part of it: the swapped face
+shows through them.
+
+Cost per face: one resampled grid of about 180 x 90 pixels, a blur and three Sobel passes every ``every`` frames,
+and a fit of 24 points plus one small affine warp every frame (``benchmarks/bench_glasses.py``).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Set
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from engines.face.landmarks import LEFT_EYE_INNER, LEFT_EYE_OUTER, RIGHT_EYE_INNER, RIGHT_EYE_OUTER
+from engines.face.topology import LEFT_BROW, LEFT_EYE, RIGHT_BROW, RIGHT_EYE, face_topology
+from engines.swap.raster import Window
+
+RIGID_POINTS: tuple[int, ...] = (
+    33, 133, 362, 263, 168, 6, 197, 9, 151, 10, 127, 356, 234, 454, 116, 345, 123, 352, 108, 337, 69, 299, 104, 333,
+)  # fmt: skip
+"""Mesh points that move with the skull, not with the expression: eye corners, nose bridge, forehead, temples and
+cheekbones (the jaw, lips and brows left out). The glasses' coordinates are fitted to these."""
+BRIDGE_POINT = 168
+"""The nose bridge between the eyes: the glasses' plane is taken at its depth."""
+HALF_WIDTH = 1.15
+HALF_HEIGHT = 0.55
+"""The grid spans the eye line +-``HALF_WIDTH`` across and +-``HALF_HEIGHT`` down and up, in eye-corner distances:
+temple to temple, brows to the cheekbones — where a frame in front of the eyes can be."""
+EYE_X = 0.35
+"""Each eye's centre, across from the middle, in eye-corner distances (the canonical face's: 0.35)."""
+
+
+@dataclass(frozen=True)
+class GlassesConfig:
+    every: int = 2
+    """Measure the line response every this many frames per face (the fit follows the head every frame)."""
+    px_per_unit: int = 80
+    """Grid pixels per eye-corner distance: a 3-4 px rim on a 170 px eye-corner distance is about 1.5 of them."""
+    line_sigma: float = 1.2
+    """Scale of the lines looked for, in grid pixels (a Gaussian's sigma)."""
+    weight: float = 0.15
+    """How much one measurement moves the running average (about a third of a second at 30 fps, ``every`` 2)."""
+    min_looks: int = 6
+    """Measurements before a face is first said to wear glasses (or not)."""
+    on: float = 0.6
+    off: float = 0.45
+    """The bridge's line strength over the brows' above which glasses are found, and below which they are lost."""
+    max_yaw_deg: float = 35.0
+    """A face turned further is not measured (its far side is foreshortened in the grid): the last average holds."""
+    frame_level: float = 0.5
+    """A grid pixel is the frame's where its averaged line response is at least this share of the bridge's."""
+    low_level: float = 0.15
+    skin_contrast: float = 3.0
+    """Weaker lines connected to those are the frame's too, down to ``low_level`` of the bridge's and no lower than
+    ``skin_contrast`` times the cheeks' own texture (hysteresis)."""
+    feature_grow_px: int = 3
+    """The actor's brows and eye openings, grown by this many grid pixels, are never the frame's."""
+    grow_px: int = 1
+    """The frame's mask grown by this many grid pixels (the fit's error between updates) ..."""
+    feather_px: float = 0.8
+    """... and feathered by this sigma (grid pixels)."""
+
+
+@dataclass(frozen=True)
+class Glasses:
+    """One face's glasses this frame."""
+
+    present: bool
+    """Whether the face wears glasses (hysteresis over the running average)."""
+    score: float
+    """The bridge's line strength over the brows' (NaN before the first measurement)."""
+    grid_mask: np.ndarray | None
+    """(H, W) float32 0..1 the frame in the grid (None: no glasses)."""
+    grid_to_frame: np.ndarray | None
+    """(2, 3) affine: grid pixels -> frame pixels this frame (None: the face could not be fitted)."""
+
+    def mask(self, window: Window, shape: tuple[int, int] | None = None) -> np.ndarray | None:
+        """(h, w) float32 0..1: the frame over ``window`` (frame pixels) on a grid of ``shape`` (height, width;
+        default the window's own pixels); None when there is nothing to keep."""
+        if not self.present or self.grid_mask is None or self.grid_to_frame is None:
+            return None
+        h, w = shape or (window.height, window.width)
+        sx, sy = w / window.width, h / window.height
+        # grid -> frame -> window pixels -> the output grid (cell centres as cv2.resize lines them up)
+        to_out = np.array([[sx, 0.0, 0.5 * sx - 0.5 - sx * window.x0], [0.0, sy, 0.5 * sy - 0.5 - sy * window.y0]])
+        m = to_out[:, :2] @ self.grid_to_frame
+        m[:, 2] += to_out[:, 2]
+        return cv2.warpAffine(self.grid_mask, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0)
+
+
+NO_GLASSES = Glasses(False, math.nan, None, None)
+
+
+@dataclass
+class _Track:
+    """One face's running average and decision."""
+
+    lines: np.ndarray
+    """(H, W, 2) float32: averaged line response, all orientations and horizontal lines only."""
+    looks: int = 1
+    present: bool = False
+    score: float = math.nan
+    grid_mask: np.ndarray | None = None
+    since: int = 0
+    """Frames since the last measurement."""
+
+
+@functools.cache
+def _canonical() -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    """The canonical face's rigid points centred (N, 3), their centre, its eye-corner distance, and the grid's
+    origin (the eye line's middle at the bridge's depth) in canonical coordinates."""
+    canon = face_topology().canonical.astype(np.float64)
+    pts = canon[list(RIGID_POINTS)]
+    centre = pts.mean(axis=0)
+    unit = float(np.linalg.norm(canon[LEFT_EYE_OUTER] - canon[RIGHT_EYE_OUTER]))
+    eyes = canon[[RIGHT_EYE_OUTER, RIGHT_EYE_INNER, LEFT_EYE_INNER, LEFT_EYE_OUTER]].mean(axis=0)
+    origin = np.array([eyes[0], eyes[1], canon[BRIDGE_POINT, 2]])
+    for arr in (pts, centre, origin):
+        arr.setflags(write=False)
+    return pts - centre, centre, unit, origin
+
+
+def rigid_fit(landmarks: np.ndarray) -> tuple[float, np.ndarray, np.ndarray] | None:
+    """(scale, rotation (3, 3), translation (3,)) taking the canonical face's rigid points onto the mesh's, least
+    squares in 3D (Umeyama's closed form, no reflection); None when the points are degenerate."""
+    src, centre, _, _ = _canonical()
+    dst = np.asarray(landmarks, dtype=np.float64)[list(RIGID_POINTS)]
+    if not np.isfinite(dst).all():
+        return None
+    mean = dst.mean(axis=0)
+    d = dst - mean
+    u, sig, vt = np.linalg.svd(d.T @ src)
+    sign = np.diag([1.0, 1.0, float(np.sign(np.linalg.det(u @ vt)) or 1.0)])
+    rot = u @ sign @ vt
+    var = float((src**2).sum())
+    scale = float((sig * np.diag(sign)).sum()) / var
+    if not scale > 0.0:
+        return None
+    return scale, rot, mean - scale * rot @ centre
+
+
+def grid_to_frame(scale: float, rot: np.ndarray, shift: np.ndarray, px_per_unit: int) -> np.ndarray:
+    """(2, 3) affine from grid pixels to frame pixels: the grid lies in the canonical face's plane through the nose
+    bridge, in front of the eyes, and a weak-perspective camera (the mesh's x, y are pixels) maps a plane by an
+    affine."""
+    _, _, unit, origin = _canonical()
+    step = unit / px_per_unit
+    # grid (gx, gy, 1) -> canonical (x, y, z): the grid's (0, 0) cell centre at the span's top-left corner
+    to_canon = np.array(
+        [
+            [step, 0.0, origin[0] - HALF_WIDTH * unit + 0.5 * step],
+            [0.0, step, origin[1] - HALF_HEIGHT * unit + 0.5 * step],
+            [0.0, 0.0, origin[2]],
+        ]
+    )
+    m = (scale * rot[:2]) @ to_canon
+    m[:, 2] += shift[:2]
+    return m
+
+
+def grid_size(px_per_unit: int) -> tuple[int, int]:
+    """(height, width) of the grid."""
+    return round(2 * HALF_HEIGHT * px_per_unit), round(2 * HALF_WIDTH * px_per_unit)
+
+
+def yaw_deg(rot: np.ndarray) -> float:
+    """How far the fitted face is turned left or right (degrees, 0 frontal)."""
+    return math.degrees(math.asin(max(-1.0, min(1.0, float(rot[2, 0])))))
+
+
+def line_response(gray: np.ndarray, sigma: float) -> np.ndarray:
+    """(H, W, 2) float32: thin lines' strength, dark or bright — the Hessian's larger principal curvature — in any
+    orientation, and the same for horizontal lines only (weighted by how vertical the curvature's direction is,
+    to the fourth power: a nose's side or a face's outline barely counts)."""
+    g = cv2.GaussianBlur(gray, (0, 0), sigma)
+    dxx = cv2.Sobel(g, cv2.CV_32F, 2, 0, ksize=3)
+    dyy = cv2.Sobel(g, cv2.CV_32F, 0, 2, ksize=3)
+    dxy = cv2.Sobel(g, cv2.CV_32F, 1, 1, ksize=3)
+    half_trace = 0.5 * (dxx + dyy)
+    root = np.sqrt(0.25 * (dxx - dyy) ** 2 + dxy * dxy)
+    big = np.where(half_trace >= 0.0, half_trace + root, half_trace - root)  # the curvature of larger magnitude
+    vy = big - dxx  # its eigenvector is (dxy, big - dxx)
+    vertical = vy * vy / (dxy * dxy + vy * vy + 1e-9)
+    strength = np.abs(big)
+    return np.stack([strength, strength * vertical * vertical], axis=-1)
+
+
+def _region(px_per_unit: int, x0: float, x1: float, y0: float, y1: float) -> tuple[slice, slice]:
+    """Grid rows and columns of a span in eye-corner distances from the eye line's middle."""
+    h, w = grid_size(px_per_unit)
+    cy, cx = h / 2, w / 2
+    rows = slice(max(round(cy + y0 * px_per_unit), 0), min(round(cy + y1 * px_per_unit), h))
+    cols = slice(max(round(cx + x0 * px_per_unit), 0), min(round(cx + x1 * px_per_unit), w))
+    return rows, cols
+
+
+def bridge_score(lines: np.ndarray, px_per_unit: int) -> tuple[float, int]:
+    """The bridge's horizontal line strength over the brows', and the grid row of the bridge.
+
+    Each is the strongest row of the mean across its span: a line crossing the whole span adds up, texture and
+    lines at other angles average away. The bridge spans the nose between the eyes, from a little above the eye
+    line to just below it; the brows, each eye's width above it."""
+    horizontal = lines[..., 1]
+    rows, cols = _region(px_per_unit, -0.1, 0.1, -0.25, 0.08)
+    bridge_rows = horizontal[rows, cols].mean(axis=1)
+    brows = [
+        float(horizontal[r, c].mean(axis=1).max())
+        for r, c in (
+            _region(px_per_unit, -EYE_X - 0.2, -EYE_X + 0.2, -0.5, -0.15),
+            _region(px_per_unit, EYE_X - 0.2, EYE_X + 0.2, -0.5, -0.15),
+        )
+    ]
+    brow = max(float(np.mean(brows)), 1e-3)
+    k = int(np.argmax(bridge_rows))
+    return float(bridge_rows[k]) / brow, (rows.start or 0) + k
+
+
+def bridge_strength(lines: np.ndarray, bridge_row: int, px_per_unit: int) -> float:
+    """The bridge's mean line response (any orientation) along its row: the frame's own contrast, which the rims'
+    lines are measured against."""
+    _, cols = _region(px_per_unit, -0.1, 0.1, -0.25, 0.08)
+    return float(lines[bridge_row, cols, 0].mean())
+
+
+@functools.cache
+def frame_zone(px_per_unit: int) -> np.ndarray:
+    """(H, W) bool: where a frame's rims and bridge can be in the grid — an ellipse around each eye (half a
+    corner distance across, a third up and down, centred a little below the eye line, where lenses sit) and the
+    bridge over the nose. Brows above and cheeks below it are never the frame's."""
+    h, w = grid_size(px_per_unit)
+    zone = np.zeros((h, w), np.uint8)
+    cy, cx = h / 2, w / 2
+    for side in (-1.0, 1.0):
+        centre = (round(cx + side * EYE_X * px_per_unit), round(cy + 0.05 * px_per_unit))
+        axes = (round(0.52 * px_per_unit), round(0.3 * px_per_unit))
+        cv2.ellipse(zone, centre, axes, 0.0, 0.0, 360.0, 1, -1)
+    rows, cols = _region(px_per_unit, -0.15, 0.15, -0.25, 0.1)
+    zone[rows, cols] = 1
+    out = zone.astype(bool)
+    out.setflags(write=False)
+    return out
+
+
+def face_features(landmarks: np.ndarray, to_frame: np.ndarray, shape: tuple[int, int], grow_px: int) -> np.ndarray:
+    """(H, W) bool: the actor's brows and eye openings in the grid (from the mesh, grown by ``grow_px``): lines
+    there are the face's own (the swap draws the identity's brows and lids), not the frame's."""
+    inverse = cv2.invertAffineTransform(to_frame)
+    xy = np.asarray(landmarks, dtype=np.float64)[:, :2] @ inverse[:, :2].T + inverse[:, 2]
+    out = np.zeros(shape, np.uint8)
+    for contour in (RIGHT_BROW, LEFT_BROW, RIGHT_EYE, LEFT_EYE):
+        cv2.fillPoly(out, [np.round(xy[list(contour)] * 4).astype(np.int32)], 1, cv2.LINE_8, shift=2)
+    return _grow(out, grow_px).astype(bool)
+
+
+def _grow(mask: np.ndarray, px: int) -> np.ndarray:
+    """A uint8 mask dilated by a disc of radius ``px`` (unchanged at 0)."""
+    if px <= 0:
+        return mask
+    return np.asarray(cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * px + 1, 2 * px + 1))))
+
+
+def frame_mask(lines: np.ndarray, bridge_row: int, features: np.ndarray, config: GlassesConfig) -> np.ndarray | None:
+    """(H, W) float32 0..1 the glasses' frame in the grid: inside the zone where a frame can be (``frame_zone``) and
+    off the face's own brows and eyes (``features``), the lines at least ``frame_level`` as strong as the
+    bridge's; specks smaller than a tenth of a corner distance dropped; grown and feathered. None: nothing."""
+    strength = lines[..., 0].copy()
+    bridge = bridge_strength(lines, bridge_row, config.px_per_unit)
+    # Over the nose only the bridge's horizontal line: the nose's sides are lines too.
+    rows, nose = _region(config.px_per_unit, -0.15, 0.15, -0.25, 0.1)
+    strength[rows, nose] = lines[rows, nose, 1]
+    # The cheeks under the lenses: the skin's own texture, under this light and focus.
+    cheeks = [strength[_region(config.px_per_unit, x - 0.2, x + 0.2, 0.42, 0.55)] for x in (-EYE_X, EYE_X)]
+    skin = float(np.median(np.concatenate([c.ravel() for c in cheeks])))
+    # Hysteresis, as an edge detector links its edges: lines as strong as ``frame_level`` of the bridge's, and
+    # the weaker lines connected to them that still stand ``skin_contrast`` times above the skin's texture
+    # (a thin lens edge is faint, but continuous with the rim that holds it).
+    high = config.frame_level * bridge
+    low = min(max(config.skin_contrast * skin, config.low_level * bridge), high)
+    allowed = frame_zone(config.px_per_unit) & ~features
+    weak = ((strength >= low) & allowed).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(weak, connectivity=8)
+    seeded = np.unique(labels[(strength >= high) & allowed])
+    big = seeded[(seeded > 0) & (stats[seeded, cv2.CC_STAT_AREA] >= 0.1 * config.px_per_unit)]
+    if big.size == 0:
+        return None
+    out = _grow(np.isin(labels, big).astype(np.uint8), config.grow_px).astype(np.float32)
+    if config.feather_px > 0:
+        # The line's own pixels stay fully kept; only its rim ramps.
+        out = np.minimum(cv2.GaussianBlur(out, (0, 0), config.feather_px) * 1.5, 1.0).astype(np.float32)
+    return out
+
+
+class GlassesFinder:
+    """Per face: the running average of the line response in the face's own coordinates, whether the face wears
+    glasses, and the frame's mask. One per stream (per-face state, forgotten with the face)."""
+
+    def __init__(self, config: GlassesConfig | None = None) -> None:
+        self.config = config or GlassesConfig()
+        if self.config.every < 1:
+            raise ValueError("GlassesConfig.every must be at least 1")
+        self._tracks: dict[int, _Track] = {}
+
+    def forget(self, active: Set[int]) -> None:
+        """Drop the faces no longer tracked."""
+        for face_id in [i for i in self._tracks if i not in active]:
+            del self._tracks[face_id]
+
+    def update(self, image: np.ndarray, face_id: int, landmarks: np.ndarray) -> Glasses:
+        """The face's glasses in ``image`` (BGR uint8, the frame as it came in), its mesh ``landmarks`` (468, 3)
+        in frame pixels."""
+        cfg = self.config
+        fit = rigid_fit(landmarks)
+        track = self._tracks.get(face_id)
+        if fit is None:
+            return NO_GLASSES if track is None else Glasses(False, track.score, None, None)
+        scale, rot, shift = fit
+        to_frame = grid_to_frame(scale, rot, shift, cfg.px_per_unit)
+        if track is None or track.since + 1 >= cfg.every:
+            if abs(yaw_deg(rot)) <= cfg.max_yaw_deg:
+                track = self._measure(image, face_id, landmarks, to_frame, track)
+            elif track is not None:
+                track.since = 0
+        else:
+            track.since += 1
+        if track is None:
+            return NO_GLASSES
+        return Glasses(track.present, track.score, track.grid_mask if track.present else None, to_frame)
+
+    def _measure(
+        self, image: np.ndarray, face_id: int, landmarks: np.ndarray, to_frame: np.ndarray, track: _Track | None
+    ) -> _Track:
+        cfg = self.config
+        h, w = grid_size(cfg.px_per_unit)
+        patch = cv2.warpAffine(image, to_frame, (w, h), flags=cv2.INTER_AREA | cv2.WARP_INVERSE_MAP)
+        gray = cv2.cvtColor(patch, cv2.COLOR_BGR2GRAY).astype(np.float32)
+        lines = line_response(gray, cfg.line_sigma)
+        if track is None:
+            track = _Track(lines)
+            self._tracks[face_id] = track
+        else:
+            track.lines += cfg.weight * (lines - track.lines)
+            track.looks += 1
+            track.since = 0
+        score, row = bridge_score(track.lines, cfg.px_per_unit)
+        track.score = score
+        if track.looks >= cfg.min_looks:
+            track.present = score >= cfg.on if not track.present else score > cfg.off
+        if track.present:
+            features = face_features(landmarks, to_frame, (h, w), cfg.feature_grow_px)
+            track.grid_mask = frame_mask(track.lines, row, features, cfg)
+        else:
+            track.grid_mask = None
+        return track
