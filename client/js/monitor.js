@@ -739,7 +739,9 @@ function operatorKeys() {
       if (!on) beforeBypass = null;
       ui.swap.checked = next.swap;
       ui.relight.checked = next.relight;
-      send(next, "swap");
+      // Both boxes change: a stats push made before the patch must not undo either (send holds "swap").
+      state.editing.add("relight");
+      send(next, "swap").then(() => setTimeout(() => state.editing.delete("relight"), 300));
     },
     record: () => {
       const button = [$("#rec-stop"), $("#rec-start")].find((b) => !b.hidden);
