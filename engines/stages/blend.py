@@ -63,12 +63,13 @@ class BlendStage:
                 if face.visible is not None:
                     own_alpha *= face.visible
                 ops.composite(out, geometry, ops.to_window(geometry, face.own), own_alpha * float(settings.strength))
+            face_small = None  # the face at geometry resolution, as the colour match measured it
             if face.identity is not None or (face.swapped is not None and self.match_learned):
-                face_bgr = self._match_colour(face, face_bgr)
+                face_bgr, face_small = self._match_colour(face, face_bgr)
             if face.identity is not None and face.identity.monochrome:  # black-and-white photos: the actor's colour
-                face_bgr = ops.transfer_chroma(face_bgr, actor)
+                face_bgr, face_small = ops.transfer_chroma(face_bgr, actor), None
             if face.identity is not None:
-                face_bgr = self._match_seam(face, face_bgr)
+                face_bgr = self._match_seam(face, face_bgr, face_small)
             ops.composite(out, geometry, ops.to_window(geometry, face_bgr), alpha * float(settings.strength))
             if face.glasses is not None:
                 self._keep_glasses(face)
@@ -96,27 +97,34 @@ class BlendStage:
         cv2.blendLinear(face.frame.image[ys, xs], part, a, 1.0 - a, dst=part)
         self.ops.window_from_host(face.out, box, host)
 
-    def _match_seam(self, face: FaceContext, face_bgr: Pixels) -> Pixels:
+    def _match_seam(self, face: FaceContext, face_bgr: Pixels, face_small: Pixels | None) -> Pixels:
         """The mesh swap's face with the actor's local tone near the outline (``engines.compose.seam``): the
         identity's photo is not one colour, and where its forehead is darker or warmer than the actor's, the
-        outline's ramp showed a band of another tone. Against the same reference as the colour match."""
+        outline's ramp showed a band of another tone. Against the same reference as the colour match.
+
+        The field is measured on ``face_small``, the face at geometry resolution the colour match shrank already
+        (None: shrunk here): an area resize of the working-size face to half the geometry resolution cost a
+        millisecond at a close-up's fractional ratio, the same low frequencies from the small face a tenth of it."""
         geometry = face.geometry
         assert geometry is not None and face.actor_small is not None
         reference = face.reference if face.reference is not None else face.actor_small
+        if face_small is None:
+            hs, ws = geometry.small_size
+            face_small = self.ops.shrink(face_bgr, (ws, hs))
         # No torch twin of the field yet (cv2's area resize, blurs and a distance transform): measured on the host
-        # — on a torch backend the face is downloaded here (its working size, ~0.5 MB) and only the field (at half
-        # the geometry resolution) goes back up to be applied on the device.
+        # — on a torch backend the small face is downloaded here and only the field (at half the geometry
+        # resolution) goes back up to be applied on the device.
         feather = outline_feather(geometry, self.config)
         field = seam_field(
-            self.ops.to_host(face_bgr), self.ops.to_host(reference), geometry, feather, self.config.seam, face.seen
+            self.ops.to_host(face_small), self.ops.to_host(reference), geometry, feather, self.config.seam, face.seen
         )
         return face_bgr if field is None else self.ops.apply_field(face_bgr, field)
 
-    def _match_colour(self, face: FaceContext, face_bgr: Pixels) -> Pixels:
+    def _match_colour(self, face: FaceContext, face_bgr: Pixels) -> tuple[Pixels, Pixels]:
         """After a relight the gains already went into the light (``RelightStage``): the residual measured now
         refines them for the next frame, and no extra pass is needed. Without a relight, or on a face's first
         frame (no gains yet to fold into its light), the colour match is a pass of its own: a face never shows
-        unmatched for a frame."""
+        unmatched for a frame. Returns the face and the face at geometry resolution (the gains applied to both)."""
         geometry = face.geometry
         assert geometry is not None and face.actor_small is not None and face.skin_small is not None
         first_colour = face.face.id not in self.gains
@@ -128,5 +136,6 @@ class BlendStage:
         previous = face.gains_in_light if face.gains_in_light is not None else np.ones(3)
         gains = self.gains.smooth(face.face.id, face.frame.t, None if residual is None else previous * residual)
         if gains is not None and (not relit or first_colour):
-            return self.ops.apply_gains(face_bgr, gains / previous)
-        return face_bgr
+            pass_gains = gains / previous
+            return self.ops.apply_gains(face_bgr, pass_gains), self.ops.apply_gains(face_small, pass_gains)
+        return face_bgr, face_small
