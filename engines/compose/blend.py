@@ -136,6 +136,7 @@ def cut_openings(
     unit = geometry.face_scale_px
     points = geometry.landmarks[:, :2] - np.array([geometry.window.x0, geometry.window.y0], np.float32)
     triangle = geometry.raster.triangle
+    hs, ws = triangle.shape
     for contour, grow, feather in openings:
         grow_px, feather_px = grow * unit, max(feather * unit, 1e-3)
         polygon = points[list(contour)]
@@ -146,7 +147,13 @@ def cut_openings(
         if x1 - x0 < 2 or y1 - y0 < 2:
             continue
         signed = _signed_distance(polygon - (x0, y0), (y1 - y0, x1 - x0))
-        shown = cv2.dilate(_touching(contour)[triangle].astype(np.uint8), np.ones((3, 3), np.uint8))
+        # The geometry pixels the box samples (``_nearest``), with two more each side (the 3 x 3 dilation's one, and
+        # one for the float rounding of ``_nearest``'s index): dilated there, the same as the whole raster dilated.
+        sy0, sy1 = max(y0 * hs // h - 2, 0), min((y1 - 1) * hs // h + 3, hs)
+        sx0, sx1 = max(x0 * ws // w - 2, 0), min((x1 - 1) * ws // w + 3, ws)
+        part = _touching(contour)[triangle[sy0:sy1, sx0:sx1]].astype(np.uint8)
+        shown = np.zeros((hs, ws), np.uint8)
+        shown[sy0:sy1, sx0:sx1] = cv2.dilate(part, np.ones((3, 3), np.uint8))
         signed[_nearest(shown, (h, w), (y0, y1, x0, x1)) == 0] = np.inf
         alpha[y0:y1, x0:x1] *= _smoothstep((signed - grow_px) / feather_px)
 
@@ -233,7 +240,10 @@ def outline_feather(geometry: FaceGeometry, config: BlendConfig | None = None) -
     """(hs, ws) float32: the outline ramp's width at each geometry pixel (eye-corner distances): narrow at the
     jaw, wide across the forehead (``BlendConfig.edge_feather``, ``forehead_feather``)."""
     cfg = config or BlendConfig()
-    return geometry.raster.interpolate(_vertex_feather(cfg.edge_feather, cfg.forehead_feather), fill=1.0)
+    widths = _vertex_feather(cfg.edge_feather, cfg.forehead_feather)
+    # The mask's ramp and the seam's reach both read it: interpolated once per face and frame.
+    key = ("outline_feather", cfg.edge_feather, cfg.forehead_feather)
+    return geometry.memo(key, lambda: geometry.raster.interpolate(widths, fill=1.0))
 
 
 def skin_mask(geometry: FaceGeometry, alpha_small: np.ndarray) -> np.ndarray:

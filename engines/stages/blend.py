@@ -62,7 +62,7 @@ class BlendStage:
                 cut_openings(own_alpha, geometry, True, True, self.config)
                 if face.visible is not None:
                     own_alpha *= face.visible
-                ops.composite(out, geometry, ops.to_window(geometry, face.own), own_alpha * float(settings.strength))
+                ops.composite(out, geometry, ops.to_window(geometry, face.own), _weaker(own_alpha, settings.strength))
             face_small = None  # the face at geometry resolution, as the colour match measured it
             if face.identity is not None or (face.swapped is not None and self.match_learned):
                 face_bgr, face_small = self._match_colour(face, face_bgr)
@@ -70,7 +70,7 @@ class BlendStage:
                 face_bgr, face_small = ops.transfer_chroma(face_bgr, actor), None
             if face.identity is not None:
                 face_bgr = self._match_seam(face, face_bgr, face_small)
-            ops.composite(out, geometry, ops.to_window(geometry, face_bgr), alpha * float(settings.strength))
+            ops.composite(out, geometry, ops.to_window(geometry, face_bgr), _weaker(alpha, settings.strength))
             if face.glasses is not None:
                 self._keep_glasses(face)
 
@@ -139,3 +139,9 @@ class BlendStage:
             pass_gains = gains / previous
             return self.ops.apply_gains(face_bgr, pass_gains), self.ops.apply_gains(face_small, pass_gains)
         return face_bgr, face_small
+
+
+def _weaker(alpha: np.ndarray, strength: float) -> np.ndarray:
+    """``alpha`` scaled by the swap's strength; at full strength (the default) ``alpha`` itself, read only by the
+    composite (a window-sized multiply by 1.0 less per face)."""
+    return alpha if strength == 1.0 else alpha * float(strength)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -109,6 +110,7 @@ class FaceGeometry:
     face larger than ``SwapConfig.work_px`` (its result is scaled up into the window when pasted)."""
     _normals: np.ndarray | None = field(default=None, repr=False)
     _labels: np.ndarray | None = field(default=None, repr=False)
+    _memo: dict[object, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.work_size == (0, 0):
@@ -158,6 +160,16 @@ class FaceGeometry:
         x0 = math.floor((int(cols.min()) - 0.5) * fx - 0.5) - margin_px
         x1 = math.ceil((int(cols.max()) + 1.5) * fx - 0.5) + margin_px + 1
         return slice(max(y0, 0), min(y1, h)), slice(max(x0, 0), min(x1, w))
+
+    def memo(self, key: object, make: Callable[[], np.ndarray]) -> np.ndarray:
+        """``make()`` computed once for this face and frame under ``key`` (hashable) and kept read-only: what more
+        than one stage derives from the geometry (the outline's feather: the mask's ramp and the seam's reach)."""
+        value = self._memo.get(key)
+        if value is None:
+            value = make()
+            value.setflags(write=False)
+            self._memo[key] = value
+        return value
 
     def normals(self) -> np.ndarray:
         """(h, w, 3) float32 camera-frame normals at work resolution (zero outside the face; computed once)."""
