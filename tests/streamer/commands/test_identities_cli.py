@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from streamer.__main__ import main
+from tests.clip_helpers import lighter_clip
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -65,7 +66,7 @@ def _frames(path: Path) -> list[np.ndarray]:
 def test_process_swaps_to_a_photo_or_an_enrolled_name(
     tmp_path: Path, clips: Path, faces: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    src = clips / "d0.mp4"  # 3 s, one face
+    src = lighter_clip(clips / "d0.mp4", tmp_path, seconds=1.0)  # 25 frames, one face: three runs of the pipeline
     data = str(tmp_path / "data")
     plain, swapped, named = tmp_path / "plain.mp4", tmp_path / "photo.mp4", tmp_path / "named.mp4"
     stats = tmp_path / "stats.json"
@@ -117,12 +118,13 @@ def test_process_relight_alone(tmp_path: Path, clips: Path, capsys: pytest.Captu
     sh = tmp_path / "light.json"
     sh.write_text(json.dumps({"sh": [[1.0, 0.5, 0.2]] + [[0.0, 0.0, 0.0]] * 8}))
     out = tmp_path / "lit.mp4"
+    clip = lighter_clip(clips / "d0.mp4", tmp_path, seconds=0.5)  # its first frame is what is compared
     rc, text, _ = _run(
-        capsys, "process", "-i", str(clips / "d0.mp4"), "-o", str(out), "--no-swap",
-        "--relight-target", f"sh:{sh}", "--no-progress",
+        capsys, "process", "-i", str(clip), "-o", str(out), "--no-swap", "--relight-target", f"sh:{sh}",
+        "--no-progress",
     )  # fmt: skip
     assert rc == 0 and "relight" in text
-    lit, src = _frames(out)[0].astype(int), _frames(clips / "d0.mp4")[0].astype(int)
+    lit, src = _frames(out)[0].astype(int), _frames(clip)[0].astype(int)
     # A red-only light: red gains on blue (BGR) where the face is, and nothing else changes much.
     assert (lit[..., 2] - lit[..., 0]).mean() > (src[..., 2] - src[..., 0]).mean() + 1.0
 
