@@ -1,12 +1,13 @@
 """The evaluation's "glasses kept" measure (issue 21): does the output still show the actor's glasses?
 
-Per frame with a face, input and output are resampled into the face's own grid (``engines.face.glasses``: the
-plane of the nose bridge, in front of the eyes). The glasses' region comes from the input: the detector
-(``GlassesFinder``, fed the input frames) says where the frame is, and within it the lines the input frame itself
-shows (at least ``LINE_LEVEL`` of its bridge's strength) are judged. A frame keeps its glasses when at least
-``KEPT_SHARE`` of those line pixels are within ``KEPT_LEVELS`` of the input's luminance in the output (a rim is
-dark or bright against the skin: swapped skin is not). What the detector misses (a faint lens edge) is not
-judged here: the contact sheets show it.
+The glasses' lines are taken from the input frame, not from the swap's own mask: inside the zone where a frame can
+be (an ellipse around each eye and the bridge over the nose, placed by the face's fit, ``engines.face.glasses``),
+off the actor's brows and eye openings, every pixel that stands out as a thin line (``thin_lines``) by at least
+``LINE_LEVELS`` — a rim against the skin. Both frames are looked at as the swap's ``keep`` does (the box around
+the zone, at no more than ``keep_px`` pixels per eye-corner distance). A frame keeps its glasses when at least
+``KEPT_SHARE`` of those pixels are within ``KEPT_LEVELS`` of the input's in the output. A line the swap misses
+(a faint lens edge) counts against it; so does a crease or lash line in the zone that is not the glasses' (a
+frame keeps it when enough of the rest is kept).
 
 Frames are counted only where the face wears glasses by the detector's running decision on the input (the same
 ``GlassesFinder`` the processor uses, fed the input), so a clip without glasses reports no frames and its
@@ -24,16 +25,19 @@ from engines.face.glasses import (
     Glasses,
     GlassesConfig,
     GlassesFinder,
-    bridge_score,
-    bridge_strength,
+    face_features,
+    frame_zone,
     grid_size,
-    line_response,
+    thin_lines,
+    work_view,
 )
+from engines.swap.raster import Window
 
-MASK_CORE = 0.5
-"""The detector's mask at least this high: the frame's own pixels, not the feathered band around them."""
-LINE_LEVEL = 0.35
-"""The input's line pixels judged: at least this share of the bridge's line strength in the same frame."""
+LINE_LEVELS = 16.0
+"""The input's line pixels judged: thin lines (``engines.face.glasses.thin_lines``) standing out by this many 8-bit
+levels — a rim against the skin; the skin's own texture stays under it."""
+MIN_LINE_PIXELS = 50
+"""A frame with fewer such pixels in the glasses' zone is not judged."""
 KEPT_SHARE = 0.8
 """Share of the input's glasses-line pixels that must survive in the output for the frame to count as kept."""
 KEPT_LEVELS = 8.0
@@ -44,29 +48,30 @@ ACCEPT_KEPT_FRAMES = 0.95
 
 
 def frame_kept(
-    image_in: np.ndarray, image_out: np.ndarray, glasses: Glasses, config: GlassesConfig | None = None
+    image_in: np.ndarray,
+    image_out: np.ndarray,
+    glasses: Glasses,
+    landmarks: np.ndarray,
+    config: GlassesConfig | None = None,
 ) -> float | None:
-    """The share (0..1) of the input's glasses-line pixels whose line survives in the output; None when the face
-    has no glasses found or shows no line in their region this frame."""
+    """The share (0..1) of the input's glasses-line pixels that the output still shows; None when the face has no
+    glasses found or shows no line where they are this frame."""
     cfg = config or GlassesConfig()
-    if glasses.grid_mask is None or glasses.grid_to_frame is None:
+    if glasses.grid_to_frame is None:
         return None
     h, w = grid_size(cfg.px_per_unit)
-    gray_in, gray_out = (
-        cv2.cvtColor(
-            cv2.warpAffine(image, glasses.grid_to_frame, (w, h), flags=cv2.INTER_AREA | cv2.WARP_INVERSE_MAP),
-            cv2.COLOR_BGR2GRAY,
-        ).astype(np.float32)
-        for image in (image_in, image_out)
-    )
-    line_in = line_response(gray_in, cfg.line_sigma)
-    _, row = bridge_score(line_in, cfg.px_per_unit)
-    level = LINE_LEVEL * bridge_strength(line_in, row, cfg.px_per_unit)
-    region = (glasses.grid_mask >= MASK_CORE) & (line_in[..., 0] >= max(level, 1e-3))
-    if int(region.sum()) < 0.2 * cfg.px_per_unit:
+    whole = Window(0, 0, image_in.shape[1], image_in.shape[0])
+    view_in = work_view(image_in, glasses.grid_to_frame, (0, h, 0, w), whole, cfg)
+    view_out = work_view(image_out, glasses.grid_to_frame, (0, h, 0, w), whole, cfg)
+    if view_in is None or view_out is None:
         return None
-    survived = np.abs(gray_out[region] - gray_in[region]) <= KEPT_LEVELS
-    return float(survived.mean())
+    grid = frame_zone(cfg.px_per_unit) & ~face_features(landmarks, glasses.grid_to_frame, (h, w), cfg.feature_grow_px)
+    zone = cv2.warpAffine(grid.astype(np.uint8), view_in.grid_to_work, view_in.size, flags=cv2.INTER_NEAREST)
+    region = (zone > 0) & (thin_lines(view_in.gray, view_in.rim_px) >= LINE_LEVELS)
+    if int(region.sum()) < MIN_LINE_PIXELS:
+        return None
+    diff = np.abs(view_out.gray[region].astype(np.int16) - view_in.gray[region].astype(np.int16))
+    return float((diff <= KEPT_LEVELS).mean())
 
 
 @dataclass
@@ -85,13 +90,14 @@ class GlassesReport:
         """Share of the frames with glasses that keep them (NaN: no glasses)."""
         return self.kept / self.detected if self.detected else float("nan")
 
-    def to_dict(self) -> dict[str, float | int]:
+    def to_dict(self) -> dict[str, float | int | None]:
+        """As JSON: the shares are null on a clip without glasses."""
         return {
             "frames": self.frames,
             "detected": self.detected,
             "kept": self.kept,
-            "kept_frames": round(self.kept_frames, 4) if self.detected else float("nan"),
-            "share_p50": round(self.share_p50, 4) if self.detected else float("nan"),
+            "kept_frames": round(self.kept_frames, 4) if self.detected else None,
+            "share_p50": round(self.share_p50, 4) if self.detected else None,
         }
 
 
@@ -116,7 +122,7 @@ class GlassesMeter:
         if not glasses.present:
             return
         self.detected += 1
-        share = frame_kept(image_in, image_out, glasses, self.config)
+        share = frame_kept(image_in, image_out, glasses, landmarks, self.config)
         self.shares.append(0.0 if share is None else share)
 
     def report(self) -> GlassesReport:

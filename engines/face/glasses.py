@@ -42,10 +42,11 @@ from engines.face.topology import LEFT_BROW, LEFT_EYE, RIGHT_BROW, RIGHT_EYE, fa
 from engines.swap.raster import Window
 
 RIGID_POINTS: tuple[int, ...] = (
-    33, 133, 362, 263, 168, 6, 197, 9, 151, 10, 127, 356, 234, 454, 116, 345, 123, 352, 108, 337, 69, 299, 104, 333,
+    33, 133, 362, 263, 168, 6, 197, 195, 8, 9, 116, 345, 117, 346, 118, 347, 123, 352, 127, 356, 234, 454,
 )  # fmt: skip
-"""Mesh points that move with the skull, not with the expression: eye corners, nose bridge, forehead, temples and
-cheekbones (the jaw, lips and brows left out). The glasses' coordinates are fitted to these."""
+"""Mesh points that move with the skull, not with the expression: eye corners, the nose bridge and the brow ridge
+between the brows, cheekbones and temples (the jaw, lips and brows left out; the forehead's top too: a close-up
+cuts it off, and the mesh guesses points outside the frame). The glasses' coordinates are fitted to these."""
 BRIDGE_POINT = 168
 """The nose bridge between the eyes: the glasses' plane is taken at its depth."""
 HALF_WIDTH = 1.15
@@ -85,6 +86,17 @@ class GlassesConfig:
     """The frame's mask grown by this many grid pixels (the fit's error between updates) ..."""
     feather_px: float = 0.8
     """... and feathered by this sigma (grid pixels)."""
+    line_low: float = 8.0
+    line_high: float = 16.0
+    """Within that band, a pixel is the frame's as it stands out as a thin line by ``line_low`` (not at all) to
+    ``line_high`` (fully) 8-bit levels in this frame (``Glasses.keep``) ..."""
+    rim_width: float = 0.015
+    """... thinner than about twice this (eye-corner distances: 0.015 is about 1.5 mm) ..."""
+    min_line: float = 0.06
+    """... and belongs to a line at least this long (eye-corner distances)."""
+    keep_px: float = 200.0
+    """``Glasses.keep`` works at no more than this many pixels per eye-corner distance (a close-up's box is
+    shrunk to it, and its result scaled back up)."""
 
 
 @dataclass(frozen=True)
@@ -99,22 +111,131 @@ class Glasses:
     """(H, W) float32 0..1 the frame in the grid (None: no glasses)."""
     grid_to_frame: np.ndarray | None
     """(2, 3) affine: grid pixels -> frame pixels this frame (None: the face could not be fitted)."""
+    grid_box: tuple[int, int, int, int] | None
+    """Rows and columns (r0, r1, c0, c1) of ``grid_mask`` outside which it is zero."""
 
-    def mask(self, window: Window, shape: tuple[int, int] | None = None) -> np.ndarray | None:
-        """(h, w) float32 0..1: the frame over ``window`` (frame pixels) on a grid of ``shape`` (height, width;
-        default the window's own pixels); None when there is nothing to keep."""
-        if not self.present or self.grid_mask is None or self.grid_to_frame is None:
+    def keep(self, image: np.ndarray, window: Window, config: GlassesConfig | None = None) -> GlassesKeep | None:
+        """The actor's pixels to keep over a swapped face inside ``window`` (frame pixels) of ``image`` (the frame as
+        it came in); None when there is nothing to keep.
+
+        The band where the frame is (the running average's, mapped through this frame's fit) is a few pixels wider
+        than the rims: it must be, the fit moves by a pixel or two between frames. Kept whole, it showed the actor's
+        skin as a halo around every rim. So within it only the pixels that stand out from the skin around them in
+        this very frame are kept (a rim is darker or brighter than its surroundings, the skin beside it is not),
+        plus a pixel for their antialiased edge: the swapped skin reaches up to the rim."""
+        if not self.present or self.grid_mask is None or self.grid_to_frame is None or self.grid_box is None:
             return None
-        h, w = shape or (window.height, window.width)
-        sx, sy = w / window.width, h / window.height
-        # grid -> frame -> window pixels -> the output grid (cell centres as cv2.resize lines them up)
-        to_out = np.array([[sx, 0.0, 0.5 * sx - 0.5 - sx * window.x0], [0.0, sy, 0.5 * sy - 0.5 - sy * window.y0]])
-        m = to_out[:, :2] @ self.grid_to_frame
-        m[:, 2] += to_out[:, 2]
-        return cv2.warpAffine(self.grid_mask, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0)
+        cfg = config or GlassesConfig()
+        view = work_view(image, self.grid_to_frame, self.grid_box, window, cfg)
+        if view is None:
+            return None
+        band = cv2.warpAffine(self.grid_mask, view.grid_to_work, view.size, flags=cv2.INTER_LINEAR)
+        thin = thin_lines(view.gray, view.rim_px)
+        line: np.ndarray = np.clip((thin - cfg.line_low) / (cfg.line_high - cfg.line_low), 0.0, 1.0) * band
+        box, unit = view.box, view.unit
+        # A rim is long; a pore, a brow hair or the camera's noise that stands out as much is a speck: dropped.
+        _, labels, stats, _ = cv2.connectedComponentsWithStats((line >= 0.5).astype(np.uint8), connectivity=8)
+        reach = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT])
+        long = reach >= cfg.min_line * unit * cfg.px_per_unit
+        long[0] = False
+        cross = np.ones((3, 3), np.uint8)
+        line *= cv2.dilate(long[labels].astype(np.uint8), cross)
+        line = cv2.dilate(line, cross)  # the rim's antialiased edge
+        levels: np.ndarray = np.asarray(line * 255.0 + 0.5, dtype=np.uint8)  # scaled up in 8 bits: a third the cost
+        if view.size != (box.width, box.height):
+            levels = cv2.resize(levels, (box.width, box.height), interpolation=cv2.INTER_LINEAR)
+        rows, cols = np.nonzero(levels)
+        return GlassesKeep(box, rows, cols, levels[rows, cols].astype(np.float32) * (1.0 / 255.0))
 
 
-NO_GLASSES = Glasses(False, math.nan, None, None)
+@dataclass(frozen=True)
+class GlassesKeep:
+    """The actor's glasses to lay back over a swapped face: where, and how much of the actor's pixels."""
+
+    box: Window
+    """In frame pixels."""
+    rows: np.ndarray
+    cols: np.ndarray
+    """The pixels of ``box`` to keep (a rim is thin: a few percent of its box)."""
+    alpha: np.ndarray
+    """(n,) float32 0..1 how much of the actor's pixel each of them keeps."""
+
+    def lay(self, canvas: np.ndarray, image: np.ndarray) -> None:
+        """Lay ``image``'s pixels (the frame as it came in) over ``canvas`` (host, the same size) where kept."""
+        ys, xs = self.box.slices
+        part, actor = canvas[ys, xs], image[ys, xs]
+        a = self.alpha[:, None]
+        drawn = part[self.rows, self.cols].astype(np.float32)
+        part[self.rows, self.cols] = (drawn + a * (actor[self.rows, self.cols] - drawn) + 0.5).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class WorkView:
+    """A box of the frame around the glasses, grey, at no more than ``GlassesConfig.keep_px`` pixels per eye-corner
+    distance: where this frame's own lines are looked at (a close-up costs what a medium shot does)."""
+
+    box: Window
+    """In frame pixels."""
+    gray: np.ndarray
+    """(h, w) uint8 the box at work size."""
+    grid_to_work: np.ndarray
+    """(2, 3) affine: grid pixels -> work pixels."""
+    unit: float
+    """Work pixels per grid pixel."""
+    rim_px: int
+    """The radius of the disc a rim is thinner than (work pixels)."""
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the work size."""
+        return self.gray.shape[1], self.gray.shape[0]
+
+
+def work_view(
+    image: np.ndarray,
+    grid_to_frame: np.ndarray,
+    grid_box: tuple[int, int, int, int],
+    window: Window,
+    config: GlassesConfig,
+) -> WorkView | None:
+    """The grid's rows and columns ``grid_box`` (r0, r1, c0, c1) as a box of ``image`` inside ``window``, at work
+    size (``WorkView``); None when the box is (nearly) empty."""
+    r0, r1, c0, c1 = grid_box
+    corners = np.array([[c0 - 1, r0 - 1, 1.0], [c1, r0 - 1, 1.0], [c0 - 1, r1, 1.0], [c1, r1, 1.0]])
+    xy = corners @ grid_to_frame.T
+    x0 = max(int(np.floor(xy[:, 0].min())), window.x0)
+    y0 = max(int(np.floor(xy[:, 1].min())), window.y0)
+    x1 = min(int(np.ceil(xy[:, 0].max())) + 1, window.x0 + window.width)
+    y1 = min(int(np.ceil(xy[:, 1].max())) + 1, window.y0 + window.height)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return None
+    box = Window(x0, y0, x1 - x0, y1 - y0)
+    grid_px = math.sqrt(abs(float(np.linalg.det(grid_to_frame[:, :2]))))  # frame pixels per grid pixel
+    k = min(1.0, config.keep_px / (grid_px * config.px_per_unit))
+    size = (max(2, round(box.width * k)), max(2, round(box.height * k)))
+    gray = cv2.cvtColor(image[box.slices], cv2.COLOR_BGR2GRAY)
+    if size != (box.width, box.height):
+        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+    sx, sy = size[0] / box.width, size[1] / box.height
+    to_work = np.array([[sx, 0.0, 0.5 * sx - 0.5 - sx * x0], [0.0, sy, 0.5 * sy - 0.5 - sy * y0]])
+    grid_to_work = to_work[:, :2] @ grid_to_frame
+    grid_to_work[:, 2] += to_work[:, 2]
+    unit = grid_px * sx
+    rim_px = max(1, round(config.rim_width * unit * config.px_per_unit))
+    return WorkView(box, gray, grid_to_work, unit, rim_px)
+
+
+def thin_lines(gray: np.ndarray, radius: int) -> np.ndarray:
+    """(h, w) float32: how far each pixel of ``gray`` (uint8) stands out as a line thinner than a disc of ``radius``,
+    dark or bright — what a grey closing or opening by the disc takes away. The skin's shading, however steep, is
+    wider than the disc and stays; a rim, an eyelash or a pore goes."""
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    bright = cv2.morphologyEx(gray, cv2.MORPH_TOPHAT, disc)
+    dark = cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, disc)
+    return np.maximum(bright, dark).astype(np.float32)
+
+
+NO_GLASSES = Glasses(False, math.nan, None, None, None)
 
 
 @dataclass
@@ -127,6 +248,7 @@ class _Track:
     present: bool = False
     score: float = math.nan
     grid_mask: np.ndarray | None = None
+    grid_box: tuple[int, int, int, int] | None = None
     since: int = 0
     """Frames since the last measurement."""
 
@@ -338,7 +460,7 @@ class GlassesFinder:
         fit = rigid_fit(landmarks)
         track = self._tracks.get(face_id)
         if fit is None:
-            return NO_GLASSES if track is None else Glasses(False, track.score, None, None)
+            return NO_GLASSES if track is None else Glasses(False, track.score, None, None, None)
         scale, rot, shift = fit
         to_frame = grid_to_frame(scale, rot, shift, cfg.px_per_unit)
         if track is None or track.since + 1 >= cfg.every:
@@ -350,14 +472,19 @@ class GlassesFinder:
             track.since += 1
         if track is None:
             return NO_GLASSES
-        return Glasses(track.present, track.score, track.grid_mask if track.present else None, to_frame)
+        if not track.present or track.grid_mask is None:
+            return Glasses(track.present, track.score, None, to_frame, None)
+        return Glasses(True, track.score, track.grid_mask, to_frame, track.grid_box)
 
     def _measure(
         self, image: np.ndarray, face_id: int, landmarks: np.ndarray, to_frame: np.ndarray, track: _Track | None
     ) -> _Track:
         cfg = self.config
         h, w = grid_size(cfg.px_per_unit)
-        patch = cv2.warpAffine(image, to_frame, (w, h), flags=cv2.INTER_AREA | cv2.WARP_INVERSE_MAP)
+        # Replicated at the frame's edge: a close-up cuts the forehead off, and a black border would be a line.
+        patch = cv2.warpAffine(
+            image, to_frame, (w, h), flags=cv2.INTER_AREA | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+        )
         gray = cv2.cvtColor(patch, cv2.COLOR_BGR2GRAY).astype(np.float32)
         lines = line_response(gray, cfg.line_sigma)
         if track is None:
@@ -376,4 +503,9 @@ class GlassesFinder:
             track.grid_mask = frame_mask(track.lines, row, features, cfg)
         else:
             track.grid_mask = None
+        track.grid_box = None
+        if track.grid_mask is not None:
+            rows = np.flatnonzero(track.grid_mask.max(axis=1) > 0.0)
+            cols = np.flatnonzero(track.grid_mask.max(axis=0) > 0.0)
+            track.grid_box = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
         return track

@@ -17,6 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
+from engines.face.glasses import GlassesKeep
 from engines.face.tracker import TrackedFace
 from engines.identity.store import Identity
 from engines.identity.targets import FaceTarget
@@ -119,9 +120,9 @@ class FaceContext:
     """Where the new face goes in the window, 0..1: outline, kept openings, the model's mask, occlusion."""
     visible: np.ndarray | None = None
     """Occlusion: 0 where something in front covers the face (None: occlusion off)."""
-    glasses: np.ndarray | None = None
-    """(h, w) float32 0..1 over the window: the actor's glasses' frame, laid back over the swapped face by the
-    blend (None: no glasses, not swapped, or ``keep_glasses`` off)."""
+    glasses: GlassesKeep | None = None
+    """The actor's glasses' frame, laid back over the swapped face by the blend (None: no glasses, not swapped, or
+    ``keep_glasses`` off)."""
     actor_small: np.ndarray | None = None
     """The actor at geometry resolution, where light and colour are measured."""
     skin_small: np.ndarray | None = None

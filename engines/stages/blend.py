@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Set
 
-import cv2
 import numpy as np
 
 from engines.compose.blend import BlendConfig, ColourGains, cut_openings, face_alpha_small, outline_feather
 from engines.compose.seam import seam_field
 from engines.stages.base import FaceContext
 from engines.stages.ops import FaceOps, NumpyOps, Pixels
-from engines.swap.raster import Window
 
 
 class BlendStage:
@@ -78,24 +76,15 @@ class BlendStage:
         self.gains.forget(set(active))
 
     def _keep_glasses(self, face: FaceContext) -> None:
-        """The actor's glasses over everything drawn: the frame as it came in, where their mask is (the mask stage's
-        ``FaceContext.glasses``). The frame as it came in, not the morph's warped actor: glasses are a rigid thing
-        in front of the face, and stay exactly where the camera saw them. Only the mask's box goes through the
-        host (nothing at all on numpy)."""
-        geometry, mask = face.geometry, face.glasses
-        assert geometry is not None and mask is not None
-        rows, cols = np.flatnonzero(mask.max(axis=1) > 0.0), np.flatnonzero(mask.max(axis=0) > 0.0)
-        if rows.size == 0:
-            return
-        y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-        win = geometry.window
-        box = Window(win.x0 + x0, win.y0 + y0, x1 - x0, y1 - y0)
-        host = self.ops.window_on_host(face.out, box)
-        ys, xs = box.slices
-        a = np.ascontiguousarray(mask[y0:y1, x0:x1])
-        part = host[ys, xs]
-        cv2.blendLinear(face.frame.image[ys, xs], part, a, 1.0 - a, dst=part)
-        self.ops.window_from_host(face.out, box, host)
+        """The actor's glasses over everything drawn: the frame as it came in, where the mask stage said their frame
+        is (``FaceContext.glasses``). The frame as it came in, not the morph's warped actor: glasses are a rigid
+        thing in front of the face, and stay exactly where the camera saw them. Only their box goes through the
+        host (nothing does on numpy)."""
+        keep = face.glasses
+        assert keep is not None
+        host = self.ops.window_on_host(face.out, keep.box)
+        keep.lay(host, face.frame.image)
+        self.ops.window_from_host(face.out, keep.box, host)
 
     def _match_seam(self, face: FaceContext, face_bgr: Pixels, face_small: Pixels | None) -> Pixels:
         """The mesh swap's face with the actor's local tone near the outline (``engines.compose.seam``): the

@@ -96,7 +96,7 @@ class MaskStage:
                 found = self.glasses.update(face.frame.image, face.face.id, face.face.landmarks)
                 face.frame.glasses[face.face.id] = found.present
                 if settings.keep_glasses and face.swapping:
-                    face.glasses = found.mask(geometry.window)
+                    face.glasses = found.keep(face.frame.image, geometry.window, self.glasses.config)
             if self.occlusion is not None:
                 face.visible = self.occlusion.visibility(face.frame.image, face.face.id, face.face.box, geometry.window)
                 alpha *= face.visible

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def test_no_glasses_found_on_a_face_without_them(clip: str, clips: Path, tracker
     for image, t in clip_frames(clips / clip, 40):
         for face in tracker.update(image, t):
             found = finder.update(image, face.id, face.landmarks)
-            assert not found.present and found.mask(_whole(image)) is None
+            assert not found.present and found.keep(image, _whole(image)) is None
             scores.append(found.score)
     assert len(scores) >= 30
     assert np.nanmax(scores) < finder.config.off  # well under even the level that would lose glasses
@@ -99,3 +100,23 @@ def test_keep_glasses_is_a_setting() -> None:
     assert not apply_patch(ProcessSettings(), {"keep_glasses": False}).keep_glasses
     with pytest.raises(InputError, match="keep_glasses must be true or false"):
         apply_patch(ProcessSettings(), {"keep_glasses": "no"})
+
+
+def test_torch_stages_keep_the_same_glasses(d13, models_dir: Path, store: IdentityStore) -> None:  # type: ignore[no-untyped-def]
+    """The glasses go back over the face through the host on the torch path too (its box downloaded and uploaded):
+    the same frame as numpy's, to the levels the torch stages are held to."""
+    from engines.compose.watermark import WatermarkConfig
+    from engines.face.glasses import GlassesConfig
+    from engines.processor import ProcessorConfig
+
+    config = ProcessorConfig(watermark=WatermarkConfig(enabled=False), glasses=GlassesConfig(min_looks=1))
+    outputs = []
+    for stages in ("numpy", "torch"):
+        processor = FaceProcessor.from_models(models_dir, dataclasses.replace(config, stages=stages), store)
+        for image, t in d13[:2]:
+            result = processor.process(image, t, ProcessSettings(identity="s1"))
+            assert result.failed_stage is None, result.error
+        assert list(result.glasses.values()) == [True]
+        outputs.append(result.image.astype(np.int16))
+    diff = np.abs(outputs[0] - outputs[1]).max(axis=-1)
+    assert diff.max() <= 32 and (diff <= 2).mean() >= 0.998, (diff.max(), (diff <= 2).mean())
