@@ -69,20 +69,23 @@ class GlassesConfig:
     """How much one measurement moves the running average (about a third of a second at 30 fps, ``every`` 2)."""
     min_looks: int = 6
     """Measurements before a face is first said to wear glasses (or not)."""
-    on: float = 0.6
-    off: float = 0.45
+    on: float = 0.8
+    off: float = 0.55
     """The bridge's line strength over the brows' above which glasses are found, and below which they are lost."""
+    min_unit_px: float = 40.0
+    """A face whose eye-corner distance is under this many frame pixels is not measured: its rims are a pixel or
+    less, and a laughing face's creases, blurred, read as a bridge (short_hamilton's audience)."""
     max_yaw_deg: float = 35.0
     """A face turned further is not measured (its far side is foreshortened in the grid): the last average holds."""
-    frame_level: float = 0.5
+    frame_level: float = 0.35
     """A grid pixel is the frame's where its averaged line response is at least this share of the bridge's."""
-    low_level: float = 0.15
-    skin_contrast: float = 3.0
+    low_level: float = 0.1
+    skin_contrast: float = 2.0
     """Weaker lines connected to those are the frame's too, down to ``low_level`` of the bridge's and no lower than
     ``skin_contrast`` times the cheeks' own texture (hysteresis)."""
     feature_grow_px: int = 3
     """The actor's brows and eye openings, grown by this many grid pixels, are never the frame's."""
-    grow_px: int = 1
+    grow_px: int = 2
     """The frame's mask grown by this many grid pixels (the fit's error between updates) ..."""
     feather_px: float = 0.8
     """... and feathered by this sigma (grid pixels)."""
@@ -94,7 +97,7 @@ class GlassesConfig:
     """... thinner than about twice this (eye-corner distances: 0.015 is about 1.5 mm) ..."""
     min_line: float = 0.06
     """... and belongs to a line at least this long (eye-corner distances)."""
-    keep_px: float = 200.0
+    keep_px: float = 160.0
     """``Glasses.keep`` works at no more than this many pixels per eye-corner distance (a close-up's box is
     shrunk to it, and its result scaled back up)."""
 
@@ -144,8 +147,7 @@ class Glasses:
         levels: np.ndarray = np.asarray(line * 255.0 + 0.5, dtype=np.uint8)  # scaled up in 8 bits: a third the cost
         if view.size != (box.width, box.height):
             levels = cv2.resize(levels, (box.width, box.height), interpolation=cv2.INTER_LINEAR)
-        rows, cols = np.nonzero(levels)
-        return GlassesKeep(box, rows, cols, levels[rows, cols].astype(np.float32) * (1.0 / 255.0))
+        return GlassesKeep(box, levels)
 
 
 @dataclass(frozen=True)
@@ -154,19 +156,15 @@ class GlassesKeep:
 
     box: Window
     """In frame pixels."""
-    rows: np.ndarray
-    cols: np.ndarray
-    """The pixels of ``box`` to keep (a rim is thin: a few percent of its box)."""
-    alpha: np.ndarray
-    """(n,) float32 0..1 how much of the actor's pixel each of them keeps."""
+    levels: np.ndarray
+    """(box.height, box.width) uint8: how much of the actor's pixel is kept, 0..255."""
 
     def lay(self, canvas: np.ndarray, image: np.ndarray) -> None:
         """Lay ``image``'s pixels (the frame as it came in) over ``canvas`` (host, the same size) where kept."""
         ys, xs = self.box.slices
-        part, actor = canvas[ys, xs], image[ys, xs]
-        a = self.alpha[:, None]
-        drawn = part[self.rows, self.cols].astype(np.float32)
-        part[self.rows, self.cols] = (drawn + a * (actor[self.rows, self.cols] - drawn) + 0.5).astype(np.uint8)
+        part = canvas[ys, xs]
+        a = self.levels.astype(np.float32) * (1.0 / 255.0)
+        cv2.blendLinear(image[ys, xs], part, a, 1.0 - a, dst=part)
 
 
 @dataclass(frozen=True)
@@ -464,7 +462,7 @@ class GlassesFinder:
         scale, rot, shift = fit
         to_frame = grid_to_frame(scale, rot, shift, cfg.px_per_unit)
         if track is None or track.since + 1 >= cfg.every:
-            if abs(yaw_deg(rot)) <= cfg.max_yaw_deg:
+            if abs(yaw_deg(rot)) <= cfg.max_yaw_deg and scale * _canonical()[2] >= cfg.min_unit_px:
                 track = self._measure(image, face_id, landmarks, to_frame, track)
             elif track is not None:
                 track.since = 0

@@ -8,7 +8,7 @@ same ``PATCH /api/streams/{stream}`` body — there is no second settings path h
 from OSC addresses to that body:
 
 - ``/stageswap/{stream}/{key} VALUE`` sets one PATCH key: ``identity NAME`` (``""`` or ``none``: no
-  swap), ``swap``/``relight``/``keep_eyes``/``keep_mouth``/``debug_overlay``/``audio``/``watermark``
+  swap), ``swap``/``relight``/``keep_eyes``/``keep_mouth``/``keep_glasses``/``debug_overlay``/``audio``/``watermark``
   (true/false, or 1/0 as desks send toggles), ``strength``/``morph`` (0..1), ``swap_model NAME``;
 - ``/stageswap/{stream}/relight/{key} VALUE...`` sets ``relight_target.{key}``: ``direction X Y Z``,
   ``sh`` (27 numbers) and ``hdri NAME`` also switch the mode to that kind of light (what a desk
