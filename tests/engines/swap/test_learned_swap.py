@@ -35,6 +35,7 @@ from engines.swap.learned import DfmSwapper, InswapperSwapper, LearnedConfig, lo
 from engines.swap.user_models import UserModelStore
 from streamer.governance.consent import ConsentRecord, add_model
 from tests import onnx_models as om
+from tests.clip_helpers import lighter_clip
 from tests.face_helpers import clip_frames
 
 SHIFT = (np.random.default_rng(5).standard_normal((512, 3)) * 0.02).astype(np.float32)
@@ -392,7 +393,8 @@ def test_cli_identities_add_embeds_and_process_runs_a_dfm(  # type: ignore[no-un
     assert (copy / "identities" / "woman" / EMBEDDINGS_FILE).is_file()
 
     out, stats = tmp_path / "out.mp4", tmp_path / "stats.json"
-    common = ["--input", str(clips / "d0.mp4"), "--output", str(out), "--no-progress", "--no-watermark"]
+    clip = lighter_clip(clips / "d0.mp4", tmp_path, seconds=1.0)  # 25 frames: two runs of the pipeline
+    common = ["--input", str(clip), "--output", str(out), "--no-progress", "--no-watermark"]
     argv = ["process", *common, "--swap-model", "paint", "--no-relight", "--stats", str(stats), "--data-dir", str(copy)]
     assert main(argv) == 0, capsys.readouterr().err
     assert "warning: model 'paint': licence undeclared" in capsys.readouterr().out
