@@ -14,17 +14,22 @@ permissively licensed glasses model is at hand, so they are found classically, f
 - **a bridge across the nose**: the one part of a frame no face has without glasses is a horizontal line over
   the nose between the eyes. Its strength, relative to the brows' (the same kind of horizontal line on every
   face, under the same light and focus), decides whether a face wears glasses — with hysteresis and only after
-  a few looks, so the decision does not flicker. Measured on the shared clips: 0.9-1.8 with glasses (d13),
-  0.02-0.39 without (BENCHMARKS.md, issue 21).
+  a few looks, so the decision does not flicker. Measured on the shared clips (``benchmarks/eval_glasses.py``):
+  1.6-3.0 with glasses (d13, and d13 framed as a close-up), at most 0.45 without (d3; the others under 0.35).
 
-Where the face wears glasses, the frame is the averaged line response's strong pixels connected to the bridge
-(the rims and the hinges are one piece with it; a brow or an eyelid crease that does not touch the frame is left
-to the swap), grown by a grid pixel and feathered; ``mask`` maps it back into a face window through the current
-frame's fit, so it follows the head between updates. The lenses' interior is not part of it: the swapped face
-shows through them.
+Where the face wears glasses, the frame's *band* is the averaged line response's strong lines in the zone where
+a frame can be (an ellipse around each eye, the bridge over the nose), off the actor's brows and eye openings,
+with the weaker lines connected to them (hysteresis: a faint lens edge hangs on the rim that holds it), grown
+and feathered. The band is a few pixels wider than the rims — the fit moves by a pixel or two between frames —
+so ``Glasses.keep`` keeps, inside it, only the pixels this very frame shows as thin lines (a grey top-hat or
+black-hat: a rim goes, the skin's shading stays) that belong to long ones (pores and brow hairs dropped), mapped
+through the current frame's fit, so it follows the head between measurements. The lenses' interior is not part
+of it: the swapped face shows through them.
 
-Cost per face: one resampled grid of about 180 x 90 pixels, a blur and three Sobel passes every ``every`` frames,
-and a fit of 24 points plus one small affine warp every frame (``benchmarks/bench_glasses.py``).
+Cost per face (``benchmarks/bench_glasses.py``): a fit of 22 points every frame and, every ``every`` frames, one
+resampled grid of about 180 x 90 pixels with a blur and three Sobel passes; where glasses are found, the band's
+box at no more than ``keep_px`` pixels per eye-corner distance (two morphology passes, a labelling) and one
+blend of the box at full size.
 """
 
 from __future__ import annotations
@@ -123,9 +128,10 @@ class Glasses:
 
         The band where the frame is (the running average's, mapped through this frame's fit) is a few pixels wider
         than the rims: it must be, the fit moves by a pixel or two between frames. Kept whole, it showed the actor's
-        skin as a halo around every rim. So within it only the pixels that stand out from the skin around them in
-        this very frame are kept (a rim is darker or brighter than its surroundings, the skin beside it is not),
-        plus a pixel for their antialiased edge: the swapped skin reaches up to the rim."""
+        skin as a halo around every rim. So within it only the pixels this very frame shows as thin lines are kept
+        (``thin_lines``: a rim is narrower than the disc, the skin's shading wider), those of long lines only (a
+        pore, a brow hair or the camera's noise is a speck), plus a pixel for their antialiased edge: the swapped
+        skin reaches up to the rim."""
         if not self.present or self.grid_mask is None or self.grid_to_frame is None or self.grid_box is None:
             return None
         cfg = config or GlassesConfig()

@@ -120,3 +120,30 @@ def test_torch_stages_keep_the_same_glasses(d13, models_dir: Path, store: Identi
         outputs.append(result.image.astype(np.int16))
     diff = np.abs(outputs[0] - outputs[1]).max(axis=-1)
     assert diff.max() <= 32 and (diff <= 2).mean() >= 0.998, (diff.max(), (diff <= 2).mean())
+
+
+def test_process_stats_count_the_frames_each_face_wears_glasses(
+    d13,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    models_dir: Path,
+    store: IdentityStore,
+) -> None:
+    import cv2
+
+    from engines.compose.watermark import WatermarkConfig
+    from engines.face.glasses import GlassesConfig
+    from engines.processor import ProcessorConfig
+    from streamer.record.batch import ProcessJob, run_process
+
+    clip = tmp_path / "d13-12.mp4"
+    h, w = d13[0][0].shape[:2]
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (w, h))
+    for image, _ in d13[:12]:
+        writer.write(image)
+    writer.release()
+    config = ProcessorConfig(watermark=WatermarkConfig(enabled=False), glasses=GlassesConfig(min_looks=1))
+    processor = FaceProcessor.from_models(models_dir, config, store)
+    job = ProcessJob(clip, tmp_path / "out.mp4", ProcessSettings(identity="s1"), progress=False)
+    stats = run_process(job, processor)
+    assert stats["frames"] == 12
+    assert list(stats["glasses_frames"].values()) == [12]
