@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from benchmarks.eval_quality import ACCEPT_CLOSER, ACCEPT_COS, ACCEPT_FLICKER, ACCEPT_MOUTH, identity_embedding
-from benchmarks.quality_metrics import FaceEmbedder, Landmarks68, QualityMeter, QualityReport
+from benchmarks.quality_metrics import FaceEmbedder, QualityMeter, QualityReport
 from engines.identity.store import IdentityStore
 from engines.processor import FaceProcessor
 from engines.settings import ProcessSettings
+from tests.eval_helpers import RememberingLandmarks68
 from tests.face_helpers import clip_frames, enrolled_store
 
 FRAMES = 45
@@ -29,7 +30,7 @@ def quality(tmp_path_factory: pytest.TempPathFactory, clips: Path, faces: Path, 
 
     store: IdentityStore = enrolled_store(tmp_path_factory.mktemp("ids") / "identities", faces, models_dir)
     embedder = FaceEmbedder(models_dir / "mobilefacenet.onnx")
-    lm68 = Landmarks68(models_dir / "pfld.onnx")
+    lm68 = RememberingLandmarks68(models_dir / "pfld.onnx")  # both meters measure the same input frames
     processor = FaceProcessor.from_models(models_dir, identities=store)
     photo = cv2.imread(str(faces / "s1.jpg"))
     target = identity_embedding(photo, FaceProcessor.from_models(models_dir).tracker, embedder, lm68)
