@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.paths import check_name, inside
-from engines.train.nets import NetConfig
+from engines.train.netconfig import NetConfig
 
 TRAINING_SUBDIR = "training"
 CONSENT_FILE = "consent.json"

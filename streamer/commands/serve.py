@@ -401,7 +401,7 @@ def build_config(args: argparse.Namespace) -> ServeConfig:
         insecure=args.insecure,
         allowed_origins=tuple(args.allow_origin),
         models_dir=Path(args.models) if args.models else None,
-        device=resolve_device(args.device),
+        device="cpu",  # resolved below, once every other flag is known to be good (the CUDA probe imports torch)
         data_dir=data,
         cert=args.cert,
         key=args.key,
@@ -432,6 +432,7 @@ def build_config(args: argparse.Namespace) -> ServeConfig:
         node_name=args.node_name,
         peers=_peers(args),
     )
+    config = dataclasses.replace(config, device=resolve_device(args.device))
     if args.self_signed:
         from streamer.api.tls import self_signed
 
@@ -510,13 +511,13 @@ def _check_input_size(spec: InputSpec, config: ServeConfig) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamer.api.server import serve
     from streamer.live.memory import limit_malloc_arenas
-    from streamer.live.sources import probe
 
     limit_malloc_arenas()  # before any thread starts: a day of viewers coming and going keeps RSS flat
-    config = build_config(args)
+    config = build_config(args)  # a bad flag is said before the server (and torch) is imported: seconds sooner
+    from streamer.api.server import serve
     from streamer.live.ring_choice import ring_device
+    from streamer.live.sources import probe
 
     where, warning = ring_device(config.device, args.device)
     if warning is not None:
