@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from streamer.__main__ import main
+from tests.clip_helpers import lighter_clip
 
 
 def _probe(path: Path) -> dict[str, object]:
@@ -31,7 +32,7 @@ def _probe(path: Path) -> dict[str, object]:
 
 
 def test_process_keeps_size_rate_frames_and_audio(tmp_path: Path, clips: Path) -> None:
-    src = clips / "d3.mp4"  # 512x512, 30 fps, with AAC audio
+    src = lighter_clip(clips / "d3.mp4", tmp_path, seconds=2.0)  # 512x512, 30 fps, with AAC audio; 60 frames
     out, stats_path, lm_path = tmp_path / "out.mp4", tmp_path / "stats.json", tmp_path / "lm.npz"
     rc = main(
         [
