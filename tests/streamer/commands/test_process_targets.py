@@ -4,6 +4,7 @@ the signed manifest naming which identity went on which performer; one-line erro
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,15 @@ def test_process_swaps_the_performer_a_target_names(
     ]
 
 
+@pytest.fixture(scope="module")
+def s1_enrolled(tmp_path_factory: pytest.TempPathFactory, faces: Path, models_dir: Path) -> Path:
+    """A data folder with s1.jpg enrolled by `identities add`, once for the module (each test copies it)."""
+    data = tmp_path_factory.mktemp("targets") / "data"
+    argv = ["identities", "add", "s1", str(faces / "s1.jpg"), "--unverified", "--models", str(models_dir)]
+    assert main([*argv, "--data-dir", str(data)]) == 0
+    return data
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -67,10 +77,10 @@ def test_process_swaps_the_performer_a_target_names(
     ],
 )
 def test_process_target_errors(
-    tmp_path: Path, clips: Path, faces: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+    tmp_path: Path, clips: Path, s1_enrolled: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
 ) -> None:
     data = str(tmp_path / "data")
-    assert _run(capsys, "identities", "add", "s1", str(faces / "s1.jpg"), "--data-dir", data, "--unverified")[0] == 0
+    shutil.copytree(s1_enrolled, data)
     argv = ["process", "-i", str(clips / "d0.mp4"), "-o", str(tmp_path / "o.mp4"), "--no-progress", "--data-dir", data]
     rc, _, err = _run(capsys, *argv, *extra)
     assert rc == 2 and message in err and "Traceback" not in err, err
