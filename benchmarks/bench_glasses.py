@@ -33,6 +33,12 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=120)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--models", type=Path, default=SHARED / "models")
+    ap.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also the whole FaceProcessor per frame (s1.jpg swapped in) without glasses (ProcessorConfig(glasses="
+        "None)) and with them, in alternating rounds: the main thread's CPU time, OpenCV on one thread",
+    )
     args = ap.parse_args()
 
     from engines.face.glasses import GlassesFinder
@@ -92,6 +98,41 @@ def main() -> None:
             f"{clip:<14} {f'{w}x{h}':>10} {len(update_ms):>5} {found:>7} {stat(update_ms, 9)} {stat(keep_ms, 7)} "
             f"{stat(lay_ms, 6)} {total:8.2f}"
         )
+        if args.baseline:
+            baseline(clip, frames, args.models, args.rounds)
+
+
+def baseline(clip: str, frames: list[tuple[np.ndarray, float]], models: Path, rounds: int) -> None:
+    """The processor's main-thread CPU time per frame, glasses off and on (the models' inference threads are not
+    counted: the same in both)."""
+    import tempfile
+
+    from engines.face.glasses import GlassesConfig
+    from engines.identity.store import IdentityStore
+    from engines.processor import FaceProcessor, ProcessorConfig
+    from engines.settings import ProcessSettings
+
+    with tempfile.TemporaryDirectory(prefix="stageswap-bench-glasses-") as data:
+        store = IdentityStore(Path(data) / "identities", models)
+        store.enroll("s1", [SHARED / "data" / "faces" / "s1.jpg"], face="largest")
+        settings = ProcessSettings(identity="s1", watermark=False)
+        times: dict[str, list[float]] = {"off": [], "on": []}
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        for round_ in range(rounds + 1):
+            for name, config in (
+                ("off", ProcessorConfig(glasses=None)),
+                ("on", ProcessorConfig(glasses=GlassesConfig())),
+            ):
+                processor = FaceProcessor.from_models(models, config, store)
+                for image, t in frames:
+                    t0 = time.thread_time()
+                    processor.process(image, t, settings)
+                    if round_ > 0:
+                        times[name].append((time.thread_time() - t0) * 1000.0)
+        cv2.setNumThreads(threads)
+    off, on = float(np.mean(times["off"])), float(np.mean(times["on"]))
+    print(f"{clip:<14} processor per frame, main thread CPU ms: glasses off {off:.1f}, on {on:.1f} (+{on - off:.1f})")
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@
 2. **Kept**: each ``--swap-clips`` clip (``d13-closeup``: d13 framed as a close-up by ``benchmarks.closeup``,
    1920x1080, the face about 80% of the height) swapped to each identity with ``keep_glasses`` off (before) and
    on (after), judged by ``benchmarks.glasses_kept`` (the evaluation's measure): frames with glasses found, the
-   share of them whose glasses' lines are in the output, and whether the two outputs differ at all (on a clip
-   without glasses they must not).
+   share of them whose glasses' lines are in the output, and in how many frames the two outputs differ at all
+   (both unmarked; on a clip without glasses none may).
 3. **Pictures**: ``OUT/<clip>_<identity>.png``: input | before | after around the face, at ``--sheet-frames``.
 4. **Cost**: ``GlassesFinder.update`` per face (ms, p50 and mean: a measuring frame and a following one
    alternate, ``every`` 2) and the blend's paste of the glasses (the ``blend`` stage with the option on and off).
@@ -109,7 +109,8 @@ def swap(
     last: list[np.ndarray] = []
     for keep in (False, True):
         processor = FaceProcessor.from_models(models, identities=store)  # type: ignore[arg-type]
-        settings = ProcessSettings(identity=identity, keep_glasses=keep)
+        # Unmarked: each processor marks with its own id, which would make every frame of the two runs differ.
+        settings = ProcessSettings(identity=identity, keep_glasses=keep, watermark=False)
         meter = GlassesMeter()
         blend_ms: list[float] = []
         picked: dict[int, tuple[np.ndarray, np.ndarray]] = {}
