@@ -32,12 +32,16 @@ _LEFT_EYE = (42, 43, 44, 45, 46, 47)
 _NOSE_TIP, _MOUTH_RIGHT, _MOUTH_LEFT = 30, 48, 54  # mouth corners: image left, image right
 
 
-def _session(path: Path) -> ort.InferenceSession:
+def _session(path: Path, blocked_layout: bool = True) -> ort.InferenceSession:
+    """One thread; ``blocked_layout=False`` leaves out ONNX Runtime's NCHWc layout rewrite (the last level of
+    graph optimisation), which makes some graphs slower on the CPU rather than faster."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"evaluation model not found: {path}")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.log_severity_level = 3
+    if not blocked_layout:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
@@ -84,7 +88,9 @@ class Landmarks68:
     """PFLD 68-point landmarks on a 112x112 RGB 0..1 square crop; points back in frame pixels."""
 
     def __init__(self, model_path: Path, box_scale: float = 1.1) -> None:
-        self.session = _session(model_path)
+        # PFLD in the NCHWc layout: 62 ms a call on the development VM, 46 ms without it (MobileFaceNet is
+        # the other way round: 4.4 against 9.3 ms, so it keeps the default).
+        self.session = _session(model_path, blocked_layout=False)
         self._input = self.session.get_inputs()[0].name
         self.box_scale = box_scale
 
