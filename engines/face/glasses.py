@@ -65,7 +65,8 @@ EYE_X = 0.35
 @dataclass(frozen=True)
 class GlassesConfig:
     every: int = 2
-    """Measure the line response every this many frames per face (the fit follows the head every frame)."""
+    """Measure the line response every this many frames per face, once decided (the fit follows the head every
+    frame)."""
     px_per_unit: int = 80
     """Grid pixels per eye-corner distance: a 3-4 px rim on a 170 px eye-corner distance is about 1.5 of them."""
     line_sigma: float = 1.2
@@ -467,7 +468,9 @@ class GlassesFinder:
             return NO_GLASSES if track is None else Glasses(False, track.score, None, None, None)
         scale, rot, shift = fit
         to_frame = grid_to_frame(scale, rot, shift, cfg.px_per_unit)
-        if track is None or track.since + 1 >= cfg.every:
+        # Every frame until the first decision (a new face is painted over for as few frames as can be), then
+        # every ``every``.
+        if track is None or track.since + 1 >= cfg.every or track.looks < cfg.min_looks:
             if abs(yaw_deg(rot)) <= cfg.max_yaw_deg and scale * _canonical()[2] >= cfg.min_unit_px:
                 track = self._measure(image, face_id, landmarks, to_frame, track)
             elif track is not None:
