@@ -14,6 +14,21 @@ import numpy as np
 
 
 @dataclass(frozen=True)
+class Window:
+    """A pixel rectangle: origin ``(x0, y0)`` and size ``width`` x ``height``."""
+
+    x0: int
+    y0: int
+    width: int
+    height: int
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        """Row and column slices of this window in the image it was taken from."""
+        return slice(self.y0, self.y0 + self.height), slice(self.x0, self.x0 + self.width)
+
+
+@dataclass(frozen=True)
 class RotatedRect:
     """A square region of interest: centre (px), side (px) and rotation (radians, counter-clockwise)."""
 

@@ -42,9 +42,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from engines.face.geometry import Window
 from engines.face.landmarks import LEFT_EYE_INNER, LEFT_EYE_OUTER, RIGHT_EYE_INNER, RIGHT_EYE_OUTER
 from engines.face.topology import LEFT_BROW, LEFT_EYE, RIGHT_BROW, RIGHT_EYE, face_topology
-from engines.swap.raster import Window
 
 RIGID_POINTS: tuple[int, ...] = (
     33, 133, 362, 263, 168, 6, 197, 195, 8, 9, 116, 345, 117, 346, 118, 347, 123, 352, 127, 356, 234, 454,

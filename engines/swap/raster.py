@@ -20,25 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engines.face.geometry import Window
+
 _EDGE_EPS = 1e-4
 """Barycentric slack so pixels exactly on a shared edge are never missed by both triangles."""
 _DEPTH_LEVELS = (1 << 30) - 1
 _INDEX_BITS = 32
-
-
-@dataclass(frozen=True)
-class Window:
-    """A pixel rectangle: origin ``(x0, y0)`` and size ``width`` x ``height``."""
-
-    x0: int
-    y0: int
-    width: int
-    height: int
-
-    @property
-    def slices(self) -> tuple[slice, slice]:
-        """Row and column slices of this window in the image it was taken from."""
-        return slice(self.y0, self.y0 + self.height), slice(self.x0, self.x0 + self.width)
 
 
 @dataclass(frozen=True, eq=False)
