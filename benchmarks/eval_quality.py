@@ -16,7 +16,9 @@ identity (x model) it prints and writes to ``OUT/quality.json``:
   each face aligned on the 5 points ``pfld.onnx`` finds in its own image (the morph moves the swapped
   face's eyes and mouth; ``id@act`` is the earlier figure, the output aligned on the actor's points);
 - expression (``pfld.onnx``, evaluation only): correlation of the mouth-opening and eye-opening curves of
-  output and input over the clip;
+  output and input over the clip, each image's curve read in its own face's square (the output's face
+  tracked in the output: the morph moves it) and averaged over a few squares a little apart
+  (``Landmarks68.steady``: PFLD's reading of an unchanged frame moves with its crop);
 - stability: mean absolute frame-to-frame change inside the face box, output over input (flicker ratio);
 - artifacts (``benchmarks.artifacts``): per face region (forehead, cheeks, nose, under the nose, upper
   lip, chin, around each eye) the output's local luminance and chroma against the input's, relative to the
@@ -148,6 +150,12 @@ def largest(faces: Sequence[TrackedFace]) -> TrackedFace | None:
     return max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1])) if faces else None
 
 
+def nearest(faces: Sequence[TrackedFace], box: np.ndarray) -> TrackedFace | None:
+    """The face whose box centre is nearest ``box``'s (x1, y1, x2, y2): the same face found in another image."""
+    centre = (box[:2] + box[2:]) / 2.0
+    return min(faces, key=lambda f: float(np.linalg.norm((f.box[:2] + f.box[2:]) / 2.0 - centre))) if faces else None
+
+
 def panel(
     image_in: np.ndarray, image_out: np.ndarray, landmarks: np.ndarray, artifact: FrameArtifact | None = None
 ) -> np.ndarray:
@@ -192,15 +200,19 @@ def evaluate(
     png: Path | None = None,
     sheet_frames: int = 1,
     glasses: GlassesMeter | None = None,
+    out_tracker: FaceTracker | None = None,
 ) -> tuple[QualityReport, dict[str, float], float]:
     """Run ``processor`` over ``clip`` feeding ``meter`` (and ``glasses``, when given, with the same face); (report,
     per-stage p50 ms, processing fps). The PNG stacks the panels of ``sheet_frames`` frames spread over the clip
-    (the middle one when 1)."""
+    (the middle one when 1). ``out_tracker`` (a tracker of its own, reset here) finds the face in the output,
+    where its expression is read."""
     from streamer.record.media import VideoReader
 
     times = StageTimes()
     process_s = 0.0
     picked: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, FrameArtifact | None]] = {}
+    if out_tracker is not None:
+        out_tracker.reset()
     with VideoReader(clip) as reader:
         total = reader.info.frames or 0
         count = min(total, max_frames or total) if total else 0
@@ -215,7 +227,9 @@ def evaluate(
             times.add_all(result.stage_ms)
             face = largest(result.faces)
             landmarks = None if face is None else face.landmarks
-            meter.add(frame.image, result.image, landmarks)
+            found = out_tracker.update(result.image, frame.time_s) if out_tracker is not None else []
+            face_out = nearest(found, face.box) if face is not None else None
+            meter.add(frame.image, result.image, landmarks, None if face_out is None else face_out.landmarks)
             if glasses is not None:
                 glasses.add(frame.image, result.image, landmarks, 0 if face is None else face.id)
             if landmarks is not None:
@@ -352,7 +366,7 @@ def main() -> None:
                 png = args.out / f"{Path(clip).stem}_{label.strip('()').replace(' ', '-')}.png"
                 report, p50, fps = evaluate(
                     shared_or_given(clip, "clips"), processor, settings, meter, args.max_frames, png,
-                    args.sheet_frames, glasses,
+                    args.sheet_frames, glasses, probe,
                 )  # fmt: skip
                 verdict = Verdict(clip, name, report, p50, fps, model, glasses.report())
                 verdicts.append(verdict)
