@@ -61,6 +61,7 @@ import numpy as np
 from benchmarks.artifacts import REGIONS, STATS, FrameArtifact, region_map
 from benchmarks.glasses_kept import ACCEPT_KEPT_FRAMES, GlassesMeter, GlassesReport
 from benchmarks.quality_metrics import (
+    EXPRESSION_JITTER,
     FaceEmbedder,
     Landmarks68,
     PhotoEmbedding,
@@ -361,7 +362,7 @@ def main() -> None:
                     relight_target=target,
                     keep_glasses=not args.no_keep_glasses,
                 )
-                meter = QualityMeter(embedder, lm68, emb, args.identity_every)
+                meter = QualityMeter(embedder, lm68, emb, args.identity_every, EXPRESSION_JITTER)
                 glasses = GlassesMeter()
                 png = args.out / f"{Path(clip).stem}_{label.strip('()').replace(' ', '-')}.png"
                 report, p50, fps = evaluate(

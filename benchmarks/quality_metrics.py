@@ -89,6 +89,7 @@ EXPRESSION_JITTER = ((0.0, 0.0, 1.0), (0.03, 0.0, 1.0), (-0.03, 0.0, 1.0), (0.0,
 """(dx, dy, scale) of the squares the expression curves are read in, as fractions of the face's square: PFLD's
 reading of one unchanged frame moves with its crop (on Obama_speaking the mouth opening read 3% of a face to
 one side correlates 0.95-0.98 with the centred reading over 90 frames), and a mean over these reads 0.99."""
+ONE_SQUARE = ((0.0, 0.0, 1.0),)
 
 
 class Landmarks68:
@@ -111,11 +112,16 @@ class Landmarks68:
         out = self.session.run(None, {self._input: x})[0].reshape(68, 2) * 112.0
         return (out - m[:, 2]) / s
 
-    def steady(self, image_bgr: np.ndarray, square: tuple[float, float, float]) -> np.ndarray:
-        """(68, 2) the mean of the points read in the squares of ``EXPRESSION_JITTER`` around ``square``:
-        an expression curve read this way follows the face, not the few pixels its crop moved by."""
+    def steady(
+        self,
+        image_bgr: np.ndarray,
+        square: tuple[float, float, float],
+        jitter: tuple[tuple[float, float, float], ...] = EXPRESSION_JITTER,
+    ) -> np.ndarray:
+        """(68, 2) the mean of the points read in the squares ``jitter`` around ``square``: an expression
+        curve read this way follows the face, not the few pixels its crop moved by."""
         cx, cy, side = square
-        reads = [self(image_bgr, (cx + dx * side, cy + dy * side, side * k)) for dx, dy, k in EXPRESSION_JITTER]
+        reads = [self(image_bgr, (cx + dx * side, cy + dy * side, side * k)) for dx, dy, k in jitter]
         return np.mean(reads, axis=0)
 
 
@@ -327,6 +333,7 @@ class QualityMeter:
         landmarks68: Landmarks68,
         identity_embedding: PhotoEmbedding | np.ndarray | None,
         identity_every: int = 3,
+        jitter: tuple[tuple[float, float, float], ...] = ONE_SQUARE,
     ) -> None:
         self.embedder = embedder
         self.landmarks68 = landmarks68
@@ -337,6 +344,9 @@ class QualityMeter:
             else identity_embedding
         )
         self.identity_every = max(1, identity_every)
+        self.jitter = jitter
+        """The squares the expression curves are read in (``Landmarks68.steady``): ``EXPRESSION_JITTER`` in the
+        evaluation (seven PFLD readings per image), one square by default (the tests of the other measures)."""
         self.frames = 0
         self.with_face = 0
         self.cos_identity: list[float] = []
@@ -374,14 +384,18 @@ class QualityMeter:
         self.flicker.add(image_in, image_out, box)
         self.artifacts.add(image_in, image_out, landmarks)
         square = face_square(landmarks)
-        p_in, p_out = self.landmarks68(image_in, square), self.landmarks68(image_out, square)
         square_out = square if landmarks_out is None else face_square(landmarks_out)
-        e_in, e_out = self.landmarks68.steady(image_in, square), self.landmarks68.steady(image_out, square_out)
-        self.mouth_in.append(mouth_opening(e_in))
-        self.mouth_out.append(mouth_opening(e_out))
-        self.eye_in.append(eye_opening(e_in))
-        self.eye_out.append(eye_opening(e_out))
+        s_in = self.landmarks68.steady(image_in, square, self.jitter)
+        s_out = self.landmarks68.steady(image_out, square_out, self.jitter)
+        self.mouth_in.append(mouth_opening(s_in))
+        self.mouth_out.append(mouth_opening(s_out))
+        self.eye_in.append(eye_opening(s_in))
+        self.eye_out.append(eye_opening(s_out))
         if (self.with_face - 1) % self.identity_every == 0:
+            # The recogniser's alignment keeps its one reading in the input's square (its figures stay comparable).
+            p_in = s_in if self.jitter == ONE_SQUARE else self.landmarks68(image_in, square)
+            same = self.jitter == ONE_SQUARE and square_out == square
+            p_out = s_out if same else self.landmarks68(image_out, square)
             e_out = self.embedder.embed(image_out, five_points_68(p_out))
             e_in = self.embedder.embed(image_in, five_points_68(p_in))
             self.cos_actor.append(float(e_out @ e_in))
