@@ -91,7 +91,10 @@ class GlassesConfig:
     """Weaker lines connected to those are the frame's too, down to ``low_level`` of the bridge's and no lower than
     ``skin_contrast`` times the cheeks' own texture (hysteresis)."""
     feature_grow_px: int = 3
-    """The actor's brows and eye openings, grown by this many grid pixels, are never the frame's."""
+    """The actor's brows and eye openings, grown by this many grid pixels, are never the frame's ..."""
+    under_eye: float = 0.06
+    """... nor, under each eye, this many eye-corner distances below its grown opening: the lower lid's crease and
+    the eye bag's line, laid back as a dark line inside the lens (a frame's lower rim is 0.15-0.3 below the lid)."""
     grow_px: int = 2
     """The frame's mask grown by this many grid pixels (the fit's error between updates) ..."""
     feather_px: float = 0.8
@@ -103,7 +106,12 @@ class GlassesConfig:
     rim_width: float = 0.015
     """... thinner than about twice this (eye-corner distances: 0.015 is about 1.5 mm) ..."""
     min_line: float = 0.06
-    """... and belongs to a line at least this long (eye-corner distances)."""
+    """... and belongs to a line at least this long (eye-corner distances) ..."""
+    min_rim: float = 0.45
+    rim_gap: float = 0.03
+    """... that is the frame's: at least ``min_rim`` long (a rim crosses most of a lens, 0.3-0.5 eye-corner
+    distances) or no further than ``rim_gap`` from such a line (a hinge, a nose pad, a faint rim's broken piece).
+    The lid's crease and the eye bag's line in a lens are shorter and lie on their own."""
     keep_px: float = 160.0
     """``Glasses.keep`` works at no more than this many pixels per eye-corner distance (a close-up's box is
     shrunk to it, and its result scaled back up)."""
@@ -149,8 +157,16 @@ class Glasses:
         reach = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT])
         long = reach >= cfg.min_line * unit * cfg.px_per_unit
         long[0] = False
+        # The frame is continuous: its rims and bridge are lines across most of a lens, and its hinges, nose pads
+        # and the broken-off pieces of a faint rim lie against them. A line on its own inside a lens or under it
+        # is the face's (a lid's crease, an eye bag's line), which the averaged band holds too: dropped.
+        rim = reach >= cfg.min_rim * unit * cfg.px_per_unit
+        rim[0] = False
+        near = _grow(rim[labels].astype(np.uint8), max(1, round(cfg.rim_gap * unit * cfg.px_per_unit)))
+        touching = np.zeros_like(long)
+        touching[labels[near > 0]] = True
         cross = np.ones((3, 3), np.uint8)
-        line *= cv2.dilate(long[labels].astype(np.uint8), cross)
+        line *= cv2.dilate((long & touching)[labels].astype(np.uint8), cross)
         line = cv2.dilate(line, cross)  # the rim's antialiased edge
         # Quantised to 8 bits as before, but kept at work size: only the runs of the box the rims reach are scaled
         # up and blended (``GlassesKeep.lay``), not the lenses' interior.
@@ -469,12 +485,37 @@ def frame_zone(px_per_unit: int) -> np.ndarray:
 def face_features(landmarks: np.ndarray, to_frame: np.ndarray, shape: tuple[int, int], grow_px: int) -> np.ndarray:
     """(H, W) bool: the actor's brows and eye openings in the grid (from the mesh, grown by ``grow_px``): lines
     there are the face's own (the swap draws the identity's brows and lids), not the frame's."""
-    inverse = cv2.invertAffineTransform(to_frame)
-    xy = np.asarray(landmarks, dtype=np.float64)[:, :2] @ inverse[:, :2].T + inverse[:, 2]
+    xy = _to_grid(landmarks, to_frame)
     out = np.zeros(shape, np.uint8)
     for contour in (RIGHT_BROW, LEFT_BROW, RIGHT_EYE, LEFT_EYE):
         cv2.fillPoly(out, [np.round(xy[list(contour)] * 4).astype(np.int32)], 1, cv2.LINE_8, shift=2)
     return _grow(out, grow_px).astype(bool)
+
+
+def under_eyes(
+    landmarks: np.ndarray, to_frame: np.ndarray, shape: tuple[int, int], grow_px: int, below_px: int
+) -> np.ndarray:
+    """(H, W) bool: under each of the actor's eyes in the grid, from its middle down to ``below_px`` below its
+    opening grown by ``grow_px``: where the lower lid's crease and the eye bag's line are — lines of the face
+    inside the lens, which the swap draws from the identity."""
+    xy = _to_grid(landmarks, to_frame)
+    out = np.zeros(shape, np.uint8)
+    for contour in (RIGHT_EYE, LEFT_EYE):
+        points = xy[list(contour)]
+        eye = np.zeros(shape, np.uint8)
+        cv2.fillPoly(eye, [np.round(points * 4).astype(np.int32)], 1, cv2.LINE_8, shift=2)
+        eye = _grow(eye, grow_px)
+        if below_px > 0:  # swept straight down (the anchor at the kernel's bottom)
+            eye = np.asarray(cv2.dilate(eye, np.ones((below_px + 1, 1), np.uint8), anchor=(0, below_px)), np.uint8)
+        eye[: max(0, math.ceil(float(points[:, 1].mean()))), :] = 0
+        out |= eye
+    return out.astype(bool)
+
+
+def _to_grid(landmarks: np.ndarray, to_frame: np.ndarray) -> np.ndarray:
+    """(N, 2) the mesh's points in grid pixels."""
+    inverse = cv2.invertAffineTransform(to_frame)
+    return np.asarray(landmarks, dtype=np.float64)[:, :2] @ inverse[:, :2].T + inverse[:, 2]
 
 
 def _grow(mask: np.ndarray, px: int) -> np.ndarray:
@@ -484,10 +525,13 @@ def _grow(mask: np.ndarray, px: int) -> np.ndarray:
     return np.asarray(cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * px + 1, 2 * px + 1))))
 
 
-def frame_mask(lines: np.ndarray, bridge_row: int, features: np.ndarray, config: GlassesConfig) -> np.ndarray | None:
+def frame_mask(
+    lines: np.ndarray, bridge_row: int, features: np.ndarray, config: GlassesConfig, cut: np.ndarray | None = None
+) -> np.ndarray | None:
     """(H, W) float32 0..1 the glasses' frame in the grid: inside the zone where a frame can be (``frame_zone``) and
     off the face's own brows and eyes (``features``), the lines at least ``frame_level`` as strong as the
-    bridge's; specks smaller than a tenth of a corner distance dropped; grown and feathered. None: nothing."""
+    bridge's; specks smaller than a tenth of a corner distance dropped; grown and feathered; zero on ``cut``
+    (under the eyes: the growing and feathering reached back into it). None: nothing."""
     strength = lines[..., 0].copy()
     bridge = bridge_strength(lines, bridge_row, config.px_per_unit)
     # Over the nose only the bridge's horizontal line: the nose's sides are lines too.
@@ -512,6 +556,8 @@ def frame_mask(lines: np.ndarray, bridge_row: int, features: np.ndarray, config:
     if config.feather_px > 0:
         # The line's own pixels stay fully kept; only its rim ramps.
         out = np.minimum(cv2.GaussianBlur(out, (0, 0), config.feather_px) * 1.5, 1.0).astype(np.float32)
+    if cut is not None:
+        out[cut] = 0.0
     return out
 
 
@@ -579,7 +625,9 @@ class GlassesFinder:
             track.present = score >= cfg.on if not track.present else score > cfg.off
         if track.present:
             features = face_features(landmarks, to_frame, (h, w), cfg.feature_grow_px)
-            track.grid_mask = frame_mask(track.lines, row, features, cfg)
+            below = round(cfg.under_eye * cfg.px_per_unit)
+            under = under_eyes(landmarks, to_frame, (h, w), cfg.feature_grow_px, below)
+            track.grid_mask = frame_mask(track.lines, row, features | under, cfg, under)
         else:
             track.grid_mask = None
         track.grid_box = None
