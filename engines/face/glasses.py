@@ -106,12 +106,7 @@ class GlassesConfig:
     rim_width: float = 0.015
     """... thinner than about twice this (eye-corner distances: 0.015 is about 1.5 mm) ..."""
     min_line: float = 0.06
-    """... and belongs to a line at least this long (eye-corner distances) ..."""
-    min_rim: float = 0.45
-    rim_gap: float = 0.03
-    """... that is the frame's: at least ``min_rim`` long (a rim crosses most of a lens, 0.3-0.5 eye-corner
-    distances) or no further than ``rim_gap`` from such a line (a hinge, a nose pad, a faint rim's broken piece).
-    The lid's crease and the eye bag's line in a lens are shorter and lie on their own."""
+    """... and belongs to a line at least this long (eye-corner distances)."""
     keep_px: float = 160.0
     """``Glasses.keep`` works at no more than this many pixels per eye-corner distance (a close-up's box is
     shrunk to it, and its result scaled back up)."""
@@ -157,16 +152,8 @@ class Glasses:
         reach = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT])
         long = reach >= cfg.min_line * unit * cfg.px_per_unit
         long[0] = False
-        # The frame is continuous: its rims and bridge are lines across most of a lens, and its hinges, nose pads
-        # and the broken-off pieces of a faint rim lie against them. A line on its own inside a lens or under it
-        # is the face's (a lid's crease, an eye bag's line), which the averaged band holds too: dropped.
-        rim = reach >= cfg.min_rim * unit * cfg.px_per_unit
-        rim[0] = False
-        near = _grow(rim[labels].astype(np.uint8), max(1, round(cfg.rim_gap * unit * cfg.px_per_unit)))
-        touching = np.zeros_like(long)
-        touching[labels[near > 0]] = True
         cross = np.ones((3, 3), np.uint8)
-        line *= cv2.dilate((long & touching)[labels].astype(np.uint8), cross)
+        line *= cv2.dilate(long[labels].astype(np.uint8), cross)
         line = cv2.dilate(line, cross)  # the rim's antialiased edge
         # Quantised to 8 bits as before, but kept at work size: only the runs of the box the rims reach are scaled
         # up and blended (``GlassesKeep.lay``), not the lenses' interior.
