@@ -147,3 +147,36 @@ def test_process_stats_count_the_frames_each_face_wears_glasses(
     stats = run_process(job, processor)
     assert stats["frames"] == 12
     assert list(stats["glasses_frames"].values()) == [12]
+
+
+def test_no_lid_lines_kept_under_the_eyes(d13, tracker: FaceTracker) -> None:  # type: ignore[no-untyped-def]
+    """The band is cut under each eye (``GlassesConfig.under_eye``): d13's lower-lid crease and eye-bag line,
+    laid back as a dark line inside the lens without the cut, are mostly gone, and the rims are all still kept."""
+    import cv2
+
+    from engines.face.glasses import GlassesConfig, grid_size, under_eyes
+
+    configs = {"cut": GlassesConfig(), "uncut": GlassesConfig(under_eye=0.0)}
+    finders = {name: GlassesFinder(config) for name, config in configs.items()}
+    under = {name: 0.0 for name in configs}
+    total = {name: 0.0 for name in configs}
+    for image, t in d13:
+        faces = tracker.update(image, t)
+        assert len(faces) == 1
+        face = faces[0]
+        for name, finder in finders.items():
+            found = finder.update(image, face.id, face.landmarks)
+            keep = found.keep(image, _whole(image), finder.config)
+            if keep is None or found.grid_to_frame is None:
+                continue
+            h, w = grid_size(finder.config.px_per_unit)
+            below = round(configs["cut"].under_eye * finder.config.px_per_unit)
+            zone = under_eyes(face.landmarks, found.grid_to_frame, (h, w), finder.config.feature_grow_px, below)
+            size = (image.shape[1], image.shape[0])
+            in_frame = cv2.warpAffine(zone.astype(np.uint8), found.grid_to_frame, size, flags=cv2.INTER_NEAREST)
+            levels = keep.levels()
+            under[name] += float(levels[in_frame[keep.box.slices] > 0].sum())
+            total[name] += float(levels.sum())
+    assert under["uncut"] > 0.0  # d13 has lines there for the cut to take out
+    assert under["cut"] < 0.5 * under["uncut"]
+    assert total["cut"] > 0.97 * total["uncut"]
