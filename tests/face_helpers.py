@@ -20,10 +20,15 @@ def photo_mesh(detector: FaceDetector, mesh: FaceMesh, path: Path) -> tuple[np.n
     """The image and the (468, 3) landmarks of the largest face in a shared photo."""
     image = cv2.imread(str(path))
     assert image is not None, path
+    return image, image_mesh(detector, mesh, image)
+
+
+def image_mesh(detector: FaceDetector, mesh: FaceMesh, image: np.ndarray) -> np.ndarray:
+    """The (468, 3) landmarks of the largest face in an image (a photo, a clip's frame)."""
     dets = sorted(detector.detect(image), key=lambda d: d.width * d.height, reverse=True)
-    assert dets, f"no face in {path}"
+    assert dets, "no face in the image"
     first = mesh.infer(image, roi_from_detection(dets[0]))
-    return image, mesh.infer(image, roi_from_landmarks(first.landmarks)).landmarks
+    return mesh.infer(image, roi_from_landmarks(first.landmarks)).landmarks
 
 
 def enrolled_store(root: Path, faces: Path, models_dir: Path, names: tuple[str, ...] = ("s1.jpg",)):  # type: ignore[no-untyped-def]

@@ -78,6 +78,12 @@ class SwapConfig:
     """True: the morph keeps the actor's eye and mouth shapes, moving and scaling them as wholes. False (the
     default): eyes, lids and lips take the identity's shapes — the likeness lives there — opened as wide as
     the actor's own (``match_openings``), so the actor's eyes and mouth interior still fit them."""
+    rigid_mouth: bool = False
+    """True: the morph keeps the actor's lip shape alone (moved and scaled with the face as a whole); the eyes
+    follow ``rigid_features``. The mouth's shape is the actor's performance: with the photo's lip shape a
+    pursed "o" came out wide and flat, and the output's mouth opening followed the actor's less (Obama_speaking
+    x obama, BENCHMARKS.md issue 21). The identity's likeness stays in the lips' colour and texture and in the
+    rest of the face's proportions."""
     match_openings: bool = True
     """Before the morph, the identity's mouth and eyes are set to the actor's usual opening: the photo's
     expression (a smile with teeth, a squint) is not the identity's face shape (``_match_openings``)."""
@@ -370,9 +376,8 @@ class MeshSwapper:
             target = _match_openings(target, reference)
         delta = target - reference
         # Optionally the eyes and the mouth move and scale with the face but keep the actor's shape.
-        if self.config.rigid_features:
-            for group in _rigid_groups():
-                delta[group] = delta[group].mean(axis=0)
+        for group in _held_groups(self.config):
+            delta[group] = delta[group].mean(axis=0)
         delta = _smooth_on_mesh(delta, self.config.morph_smoothing_iterations)
         delta = delta * _hairline_weight()[:, None]  # the forehead's top (the actor's hairline) stays
         _, rot, scale = frontal_frame(lm)
@@ -513,16 +518,28 @@ def _hairline_weight() -> np.ndarray:
 
 
 @functools.cache
-def _rigid_groups() -> tuple[np.ndarray, ...]:
-    """Vertex sets moved as one by the morph: the lips (everything within the outer lip contour) and each
-    eye contour."""
+def _rigid_groups() -> dict[str, np.ndarray]:
+    """Vertex sets the morph can move as one, by name: ``mouth`` (the lips: everything within the outer lip
+    contour), ``right_eye`` and ``left_eye`` (each eye contour)."""
     topo = face_topology()
     lips = np.array(LIPS_OUTER, dtype=np.int64)
     contour = topo.uv[lips].astype(np.float32).reshape(-1, 1, 2)
     within = [
         i for i, (u, v) in enumerate(topo.uv) if cv2.pointPolygonTest(contour, (float(u), float(v)), True) >= -1e-6
     ]
-    return (np.array(sorted(set(within) | set(LIPS_OUTER))), np.array(RIGHT_EYE), np.array(LEFT_EYE))
+    return {
+        "mouth": np.array(sorted(set(within) | set(LIPS_OUTER))),
+        "right_eye": np.array(RIGHT_EYE),
+        "left_eye": np.array(LEFT_EYE),
+    }
+
+
+def _held_groups(config: SwapConfig) -> list[np.ndarray]:
+    """The vertex sets ``config`` has the morph move as wholes (keeping the actor's shape): the eyes and the
+    mouth with ``rigid_features``, the mouth with ``rigid_mouth``."""
+    groups = _rigid_groups()
+    names = [n for n in groups if config.rigid_features or (n == "mouth" and config.rigid_mouth)]
+    return [groups[n] for n in names]
 
 
 def _smooth_on_mesh(values: np.ndarray, iterations: int) -> np.ndarray:

@@ -20,7 +20,7 @@ from engines.face.topology import (
 )
 from engines.identity.store import IdentityStore
 from engines.swap.mesh import _EYE_PAIRS, _MOUTH_PAIRS, MeshSwapper, SwapConfig
-from tests.face_helpers import enrolled_store, photo_mesh
+from tests.face_helpers import clip_frames, enrolled_store, image_mesh, photo_mesh
 
 
 @pytest.fixture(scope="module")
@@ -268,3 +268,48 @@ def test_the_morph_field_is_smooth_across_the_faces_edge() -> None:
     # Deep inside, the exact displacement; far outside, none.
     np.testing.assert_allclose(radial(radius - 8.0), 0.2 * (radius - 8.0), atol=0.02)
     assert np.abs(field[np.hypot(xx - centre, yy - centre) > radius + 31.0]).max() < 1e-3
+
+
+RIGID_MOUTH_FRAMES = (0, 12, 24, 36)
+"""Obama_speaking's first second and a half: he speaks, the mouth opens, closes and rounds."""
+
+
+def _shape_residual(actor: np.ndarray, morphed: np.ndarray) -> float:
+    """Largest distance (pixels) of the morphed points from the actor's best similarity (2D rotation, scale,
+    shift) onto them: 0 when the shape is the actor's, moved and scaled."""
+    a, b = actor[:, :2].astype(np.float64), morphed[:, :2].astype(np.float64)
+    a0, b0 = a - a.mean(axis=0), b - b.mean(axis=0)
+    za, zb = a0[:, 0] + 1j * a0[:, 1], b0[:, 0] + 1j * b0[:, 1]
+    k = np.vdot(za, zb) / np.vdot(za, za)  # complex least squares: rotation and scale in one
+    return float(np.abs(zb - k * za).max())
+
+
+@pytest.fixture(scope="module")
+def rigid_mouth_morphs(store: IdentityStore, detector, mesh, clips: Path):  # type: ignore[no-untyped-def]
+    """Per chosen frame: (actor landmarks, morphed without rigid_mouth, morphed with it), toward obama."""
+    identity = store.load("obama")
+    off, on = MeshSwapper(SwapConfig()), MeshSwapper(SwapConfig(rigid_mouth=True))
+    frames = clip_frames(clips / "Obama_speaking.mp4", max(RIGID_MOUTH_FRAMES) + 1)
+    out = []
+    for i in RIGID_MOUTH_FRAMES:
+        image, t_s = frames[i]
+        lm = image_mesh(detector, mesh, image)
+        a = off.geometry(image, lm, 1, t_s, identity, 1.0)
+        b = on.geometry(image, lm, 1, t_s, identity, 1.0)
+        assert a is not None and b is not None
+        out.append((lm, a.landmarks, b.landmarks))
+    return out
+
+
+def test_rigid_mouth_keeps_the_actors_lip_shape_and_the_identitys_eyes(rigid_mouth_morphs) -> None:  # type: ignore[no-untyped-def]
+    """With ``rigid_mouth`` the outer lip is the actor's up to a similarity (moved with the face as a whole);
+    without it the lips take the identity's shape. The eyes take the identity's shape either way."""
+    lips, eyes = list(LIPS_OUTER), list(RIGHT_EYE) + list(LEFT_EYE)
+    for lm, off, on in rigid_mouth_morphs:
+        face_px = float(np.ptp(lm[:, 0]))
+        assert _shape_residual(lm[lips], on[lips]) < 0.001 * face_px
+        assert _shape_residual(lm[lips], off[lips]) > 0.015 * face_px  # about 5 px on a 145 px face
+        shift_on = on[lips, :2].mean(axis=0) - lm[lips, :2].mean(axis=0)
+        shift_off = off[lips, :2].mean(axis=0) - lm[lips, :2].mean(axis=0)
+        assert np.linalg.norm(shift_on - shift_off) < 0.01 * face_px  # the mouth still goes where the morph puts it
+        np.testing.assert_allclose(on[eyes], off[eyes])
