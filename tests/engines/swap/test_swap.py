@@ -95,7 +95,7 @@ def test_morph_moves_the_face_toward_the_identity_and_keeps_the_actors_openings(
     not the photo's open mouth — every facing pair of lip and lid points keeps the actor's gap."""
     image, lm = photo_mesh(detector, mesh, faces / "s1.jpg")
     identity = store.load("obama")
-    swapper = MeshSwapper()
+    swapper = MeshSwapper(SwapConfig(rigid_mouth=False))  # the lips take the identity's shape
     plain = swapper.geometry(image, lm, 1, 0.0, identity, 0.0)
     morphed = swapper.geometry(image, lm, 1, 0.0, identity, 1.0)
     assert plain is not None and morphed is not None and morphed.warp is not None and plain.warp is None
@@ -115,7 +115,7 @@ def test_morph_moves_the_face_toward_the_identity_and_keeps_the_actors_openings(
         gap_morphed = morphed.landmarks[lower, :2] - morphed.landmarks[upper, :2]
         assert np.linalg.norm(gap_morphed - gap_plain) < 0.5  # pixels
     # Without matching the openings, the photo's smile opens the actor's mouth.
-    opened = MeshSwapper(SwapConfig(match_openings=False)).geometry(image, lm, 1, 0.0, identity, 1.0)
+    opened = MeshSwapper(SwapConfig(match_openings=False, rigid_mouth=False)).geometry(image, lm, 1, 0.0, identity, 1.0)
     assert opened is not None
     lip_gap = np.linalg.norm(opened.landmarks[14, :2] - opened.landmarks[13, :2])
     assert lip_gap > np.linalg.norm(plain.landmarks[14, :2] - plain.landmarks[13, :2]) + 3.0
@@ -288,7 +288,7 @@ def _shape_residual(actor: np.ndarray, morphed: np.ndarray) -> float:
 def rigid_mouth_morphs(store: IdentityStore, detector, mesh, clips: Path):  # type: ignore[no-untyped-def]
     """Per chosen frame: (actor landmarks, morphed without rigid_mouth, morphed with it), toward obama."""
     identity = store.load("obama")
-    off, on = MeshSwapper(SwapConfig()), MeshSwapper(SwapConfig(rigid_mouth=True))
+    off, on = MeshSwapper(SwapConfig(rigid_mouth=False)), MeshSwapper(SwapConfig(rigid_mouth=True))
     frames = clip_frames(clips / "Obama_speaking.mp4", max(RIGID_MOUTH_FRAMES) + 1)
     out = []
     for i in RIGID_MOUTH_FRAMES:
