@@ -75,15 +75,16 @@ class SwapConfig:
     """Neighbour-averaging passes over the shape difference (0: every point takes the identity's place; the
     difference is already smooth in time, and each pass blurs away some of the features' shapes)."""
     rigid_features: bool = False
-    """True: the morph keeps the actor's eye and mouth shapes, moving and scaling them as wholes. False (the
-    default): eyes, lids and lips take the identity's shapes — the likeness lives there — opened as wide as
-    the actor's own (``match_openings``), so the actor's eyes and mouth interior still fit them."""
-    rigid_mouth: bool = False
-    """True: the morph keeps the actor's lip shape alone (moved and scaled with the face as a whole); the eyes
-    follow ``rigid_features``. The mouth's shape is the actor's performance: with the photo's lip shape a
-    pursed "o" came out wide and flat, and the output's mouth opening followed the actor's less (Obama_speaking
-    x obama, BENCHMARKS.md issue 21). The identity's likeness stays in the lips' colour and texture and in the
-    rest of the face's proportions."""
+    """True: the morph keeps the actor's eye and mouth shapes, moving each as a whole. False (the default):
+    eyes and lids take the identity's shapes — much of the likeness lives there — opened as wide as the
+    actor's own (``match_openings``), so the actor's eyes still fit them; the lips follow ``rigid_mouth``."""
+    rigid_mouth: bool = True
+    """True (the default): the morph keeps the actor's lip shape (the lips move with the face as a whole, by
+    their mean displacement); the eyes follow ``rigid_features``. The mouth's shape is the actor's
+    performance: with the photo's lip shape a pursed "o" came out wide and flat, and the output's mouth
+    opening followed the actor's less (Obama_speaking x obama, BENCHMARKS.md issue 21). The identity's likeness
+    stays in the lips' colour and texture and in the rest of the face's proportions. False: the lips take the
+    identity's shape, opened as wide as the actor's (``match_openings``)."""
     match_openings: bool = True
     """Before the morph, the identity's mouth and eyes are set to the actor's usual opening: the photo's
     expression (a smile with teeth, a squint) is not the identity's face shape (``_match_openings``)."""
