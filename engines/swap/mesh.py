@@ -376,7 +376,7 @@ class MeshSwapper:
         if self.config.match_openings:
             target = _match_openings(target, reference)
         delta = target - reference
-        # Optionally the eyes and the mouth move and scale with the face but keep the actor's shape.
+        # The held groups (the mouth by default, the eyes with rigid_features) move as wholes: the actor's shape.
         for group in _held_groups(self.config):
             delta[group] = delta[group].mean(axis=0)
         delta = _smooth_on_mesh(delta, self.config.morph_smoothing_iterations)
