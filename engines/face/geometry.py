@@ -93,3 +93,22 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
 def points_box(pts: np.ndarray) -> np.ndarray:
     """Axis-aligned (x1, y1, x2, y2) box around (N, >=2) points."""
     return np.array([pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()], dtype=np.float32)
+
+
+def similarity_fit(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """(scale, rotation (D, D), translation (D,)) taking the points ``src`` (N, D) closest to ``dst`` (N, D),
+    least squares: Umeyama's closed form, never a reflection. Every point counts (no RANSAC), so a fit does not
+    jump between inlier sets from one frame to the next. Scale 0 when ``src``'s points coincide; the callers
+    say what that means for them."""
+    s = np.asarray(src, dtype=np.float64)
+    d = np.asarray(dst, dtype=np.float64)
+    mu_s, mu_d = s.mean(axis=0), d.mean(axis=0)
+    sc, dc = s - mu_s, d - mu_d
+    u, sig, vt = np.linalg.svd(dc.T @ sc)
+    sign = np.ones(len(sig))
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[-1] = -1.0
+    rot = (u * sign) @ vt
+    var_s = float((sc**2).sum())
+    scale = float((sig * sign).sum()) / var_s if var_s > 0.0 else 0.0
+    return scale, rot, mu_d - scale * rot @ mu_s

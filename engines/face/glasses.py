@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from engines.face.geometry import Window
+from engines.face.geometry import Window, similarity_fit
 from engines.face.landmarks import LEFT_EYE_INNER, LEFT_EYE_OUTER, RIGHT_EYE_INNER, RIGHT_EYE_OUTER
 from engines.face.topology import LEFT_BROW, LEFT_EYE, RIGHT_BROW, RIGHT_EYE, face_topology
 
@@ -334,44 +334,36 @@ class _Track:
 
 
 @functools.cache
-def _canonical() -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
-    """The canonical face's rigid points centred (N, 3), their centre, its eye-corner distance, and the grid's
-    origin (the eye line's middle at the bridge's depth) in canonical coordinates."""
+def _canonical() -> tuple[np.ndarray, float, np.ndarray]:
+    """The canonical face's rigid points (N, 3), its eye-corner distance, and the grid's origin (the eye line's
+    middle at the bridge's depth) in canonical coordinates."""
     canon = face_topology().canonical.astype(np.float64)
     pts = canon[list(RIGID_POINTS)]
-    centre = pts.mean(axis=0)
     unit = float(np.linalg.norm(canon[LEFT_EYE_OUTER] - canon[RIGHT_EYE_OUTER]))
     eyes = canon[[RIGHT_EYE_OUTER, RIGHT_EYE_INNER, LEFT_EYE_INNER, LEFT_EYE_OUTER]].mean(axis=0)
     origin = np.array([eyes[0], eyes[1], canon[BRIDGE_POINT, 2]])
-    for arr in (pts, centre, origin):
+    for arr in (pts, origin):
         arr.setflags(write=False)
-    return pts - centre, centre, unit, origin
+    return pts, unit, origin
 
 
 def rigid_fit(landmarks: np.ndarray) -> tuple[float, np.ndarray, np.ndarray] | None:
     """(scale, rotation (3, 3), translation (3,)) taking the canonical face's rigid points onto the mesh's, least
-    squares in 3D (Umeyama's closed form, no reflection); None when the points are degenerate."""
-    src, centre, _, _ = _canonical()
+    squares in 3D (``similarity_fit``); None when the points are not finite or degenerate."""
     dst = np.asarray(landmarks, dtype=np.float64)[list(RIGID_POINTS)]
     if not np.isfinite(dst).all():
         return None
-    mean = dst.mean(axis=0)
-    d = dst - mean
-    u, sig, vt = np.linalg.svd(d.T @ src)
-    sign = np.diag([1.0, 1.0, float(np.sign(np.linalg.det(u @ vt)) or 1.0)])
-    rot = u @ sign @ vt
-    var = float((src**2).sum())
-    scale = float((sig * np.diag(sign)).sum()) / var
+    scale, rot, shift = similarity_fit(_canonical()[0], dst)
     if not scale > 0.0:
         return None
-    return scale, rot, mean - scale * rot @ centre
+    return scale, rot, shift
 
 
 def grid_to_frame(scale: float, rot: np.ndarray, shift: np.ndarray, px_per_unit: int) -> np.ndarray:
     """(2, 3) affine from grid pixels to frame pixels: the grid lies in the canonical face's plane through the nose
     bridge, in front of the eyes, and a weak-perspective camera (the mesh's x, y are pixels) maps a plane by an
     affine."""
-    _, _, unit, origin = _canonical()
+    _, unit, origin = _canonical()
     step = unit / px_per_unit
     # grid (gx, gy, 1) -> canonical (x, y, z): the grid's (0, 0) cell centre at the span's top-left corner
     to_canon = np.array(
@@ -576,7 +568,7 @@ class GlassesFinder:
         # Every frame until the first decision (a new face is painted over for as few frames as can be), then
         # every ``every``.
         if track is None or track.since + 1 >= cfg.every or track.looks < cfg.min_looks:
-            if abs(yaw_deg(rot)) <= cfg.max_yaw_deg and scale * _canonical()[2] >= cfg.min_unit_px:
+            if abs(yaw_deg(rot)) <= cfg.max_yaw_deg and scale * _canonical()[1] >= cfg.min_unit_px:
                 track = self._measure(image, face_id, landmarks, to_frame, track)
             elif track is not None:
                 track.since = 0

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from engines.errors import InputError
+from engines.face.geometry import similarity_fit
 
 ARCFACE_112 = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
@@ -56,29 +57,19 @@ def arcface_template(size: int) -> np.ndarray:
 def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """The 2x3 similarity transform taking ``src`` points (N, 2) closest to ``dst`` (N, 2), least squares.
 
-    Umeyama's closed form: no RANSAC (every point counts, so a crop does not jump between inlier sets
-    from one frame to the next) and never a reflection."""
+    ``engines.face.geometry.similarity_fit`` in the plane, refusing points that cannot be aligned."""
     s = np.asarray(src, dtype=np.float64)[:, :2]
     d = np.asarray(dst, dtype=np.float64)[:, :2]
     if s.shape != d.shape or s.shape[0] < 2:
         raise InputError(f"similarity needs two matching point sets of at least 2 points, got {s.shape}, {d.shape}")
     if not (np.isfinite(s).all() and np.isfinite(d).all()):
         raise InputError("alignment points are not finite")
-    mu_s, mu_d = s.mean(axis=0), d.mean(axis=0)
-    sc, dc = s - mu_s, d - mu_d
-    var_s = float((sc**2).sum()) / len(s)
-    if var_s < 1e-12:
+    if float(((s - s.mean(axis=0)) ** 2).sum()) / len(s) < 1e-12:
         raise InputError("alignment points coincide: no face to align")
-    cov = dc.T @ sc / len(s)
-    u, sig, vt = np.linalg.svd(cov)
-    sign = np.eye(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[1, 1] = -1.0
-    rot = u @ sign @ vt
-    scale = float(np.trace(np.diag(sig) @ sign)) / var_s
+    scale, rot, shift = similarity_fit(s, d)
     m = np.empty((2, 3), dtype=np.float64)
     m[:, :2] = scale * rot
-    m[:, 2] = mu_d - scale * rot @ mu_s
+    m[:, 2] = shift
     return m
 
 
