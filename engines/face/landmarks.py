@@ -115,20 +115,26 @@ def interocular(landmarks: np.ndarray) -> float:
     return float(np.linalg.norm(p[1] - p[0]))
 
 
+def face_axes(landmarks: np.ndarray) -> np.ndarray:
+    """The face's own axes (3, 3), as columns in the mesh's frame: x from the subject's right outer eye corner
+    to the left, y from forehead to chin (made orthogonal to x), z their cross product (away from the camera).
+    The one definition behind ``head_pose`` and ``engines.face.topology.frontal_frame``."""
+    p = np.asarray(landmarks, dtype=np.float64)
+    x_axis = p[LEFT_EYE_OUTER] - p[RIGHT_EYE_OUTER]
+    x_axis /= np.linalg.norm(x_axis) + 1e-12
+    y_axis = p[CHIN] - p[FOREHEAD_TOP]
+    y_axis -= x_axis * float(np.dot(y_axis, x_axis))
+    y_axis /= np.linalg.norm(y_axis) + 1e-12
+    return np.stack([x_axis, y_axis, np.cross(x_axis, y_axis)], axis=1)
+
+
 def head_pose(landmarks: np.ndarray) -> tuple[float, float, float]:
     """(yaw, pitch, roll) in degrees from the mesh's own 3D axes; 0, 0, 0 is a frontal upright face.
 
     The x axis runs from the right eye corner to the left, the y axis from forehead to chin; both are
     taken from the 3D mesh, so turning the head shows up as depth along the eye line.
     """
-    p = landmarks.astype(np.float64)
-    x_axis = p[LEFT_EYE_OUTER] - p[RIGHT_EYE_OUTER]
-    x_axis /= np.linalg.norm(x_axis) + 1e-9
-    y_axis = p[CHIN] - p[FOREHEAD_TOP]
-    y_axis -= x_axis * float(np.dot(y_axis, x_axis))
-    y_axis /= np.linalg.norm(y_axis) + 1e-9
-    z_axis = np.cross(x_axis, y_axis)
-    r = np.stack([x_axis, y_axis, z_axis], axis=1)  # columns: face axes in camera coordinates
+    r = face_axes(landmarks)  # columns: face axes in camera coordinates
     yaw = math.degrees(math.asin(max(-1.0, min(1.0, -float(r[2, 0])))))
     pitch = math.degrees(math.atan2(float(r[2, 1]), float(r[2, 2])))
     roll = math.degrees(math.atan2(float(r[1, 0]), float(r[0, 0])))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from engines.face.landmarks import CHIN, FOREHEAD_TOP, LEFT_EYE_OUTER, NUM_LANDMARKS, RIGHT_EYE_OUTER
+from engines.face.landmarks import LEFT_EYE_OUTER, NUM_LANDMARKS, RIGHT_EYE_OUTER, face_axes
 
 FACE_OVAL: tuple[int, ...] = (
     10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
@@ -102,12 +102,7 @@ def frontal_frame(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]
     """The face's own frame: centre (3,), rotation (3, 3) whose columns are the face's axes in the mesh's
     frame, and scale (the outer-eye-corner distance). ``frontalise`` is ``(p - centre) @ rot / scale``."""
     p = np.asarray(landmarks, dtype=np.float64)
-    x_axis = p[LEFT_EYE_OUTER] - p[RIGHT_EYE_OUTER]
-    x_axis /= np.linalg.norm(x_axis) + 1e-12
-    y_axis = p[CHIN] - p[FOREHEAD_TOP]
-    y_axis -= x_axis * float(np.dot(y_axis, x_axis))
-    y_axis /= np.linalg.norm(y_axis) + 1e-12
-    rot = np.stack([x_axis, y_axis, np.cross(x_axis, y_axis)], axis=1)
+    rot = face_axes(p)
     centre = p.mean(axis=0)
     q = (p - centre) @ rot
     scale = float(np.linalg.norm(q[LEFT_EYE_OUTER] - q[RIGHT_EYE_OUTER]))
