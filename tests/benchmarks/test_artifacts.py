@@ -104,6 +104,35 @@ def test_another_skin_is_not_flagged(d10: Clip) -> None:
     assert report.p50 > 1.0  # it is not the input itself
 
 
+def _socket_shadow(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """A photo's eye-socket shadow painted as albedo: the hollow over each upper lid and a band under each eye
+    darkened by 60%, soft-edged (a cast shadow, not a line)."""
+    from engines.face.topology import LEFT_EYE, RIGHT_EYE
+
+    eye = float(np.linalg.norm(landmarks[33, :2] - landmarks[263, :2]))
+    mask = np.zeros(image.shape[:2], np.float32)
+    for contour in (RIGHT_EYE, LEFT_EYE):
+        pts = landmarks[list(contour), :2]
+        cx, top, bottom = float(pts[:, 0].mean()), float(pts[:, 1].min()), float(pts[:, 1].max())
+        for cy, ax, ay in ((top - 0.03 * eye, 0.2, 0.07), (bottom + 0.06 * eye, 0.16, 0.05)):
+            axes = (round(ax * eye), round(ay * eye))
+            cv2.ellipse(mask, (round(cx), round(cy)), axes, 0.0, 0, 360, 1.0, -1, cv2.LINE_AA)
+    mask = cv2.GaussianBlur(mask, (0, 0), 0.01 * eye + 0.5)[..., None]
+    return np.clip(image * (1.0 - 0.6 * mask), 0, 255).astype(np.uint8)
+
+
+def test_a_socket_shadow_is_caught_around_the_eyes(d10: Clip) -> None:
+    """Around the eyes the darkest tenth is not judged (it is the lashes, lid lines and liner: the identity's
+    features, ``JUDGED``); a cast shadow there is broad and still moves the rings' median beyond the bound."""
+    meter = ArtifactMeter()
+    for image, lm in zip(d10.frames, d10.landmarks, strict=True):
+        meter.add(image, _socket_shadow(image, lm), lm)
+    report = artifact_report(meter)
+    assert report.within < 0.05, report
+    named = sum(n for name, n in report.worst.items() if name in ("right eye", "left eye"))
+    assert named >= 0.9 * len(d10.frames), report.worst
+
+
 def test_the_bound_follows_the_input() -> None:
     """A still clip gets the floor; a clip whose own regions vary more gets a wider bound in proportion."""
     assert artifact_bound(1.0) == BOUND_FLOOR

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.artifacts import JUDGED, REGIONS, STATS, ArtifactMeter, artifact_report, region_map, region_stats
 from benchmarks.glasses_kept import ACCEPT_KEPT_FRAMES, GlassesMeter, GlassesReport
 from engines.errors import InputError
 from engines.face.glasses import GlassesFinder
@@ -27,20 +28,28 @@ class Run:
     report: GlassesReport
     glasses: dict[int, bool]
     face_list: list[dict[str, object]]
+    artifacts: ArtifactMeter
+    samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+    """Every 5th frame after the glasses' decision: input, output, the input's mesh."""
 
 
 def _swap(frames: list[tuple[np.ndarray, float]], models_dir: Path, store: IdentityStore, keep: bool) -> Run:
     processor = FaceProcessor.from_models(models_dir, identities=store)
     settings = ProcessSettings(identity="s1", keep_glasses=keep)
-    meter = GlassesMeter()
+    meter, artifacts = GlassesMeter(), ArtifactMeter()
+    samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     result = None
     for image, t in frames:
         result = processor.process(image, t, settings)
         assert result.failed_stage is None, result.error
         face = max(result.faces, key=lambda f: f.box[2] - f.box[0]) if result.faces else None
         meter.add(image, result.image, None if face is None else face.landmarks)
+        if face is not None:
+            artifacts.add(image, result.image, face.landmarks)
+            if len(artifacts.frames) > 10 and len(artifacts.frames) % 5 == 0:
+                samples.append((image, result.image, face.landmarks))
     assert result is not None
-    return Run(meter.report(), result.glasses, result.face_list())
+    return Run(meter.report(), result.glasses, result.face_list(), artifacts, samples)
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +83,26 @@ def test_stats_say_the_face_wears_glasses(kept: Run, painted: Run) -> None:
     for run in (kept, painted):  # detected whether or not they are kept
         assert list(run.glasses.values()) == [True]
         assert [f["glasses"] for f in run.face_list] == [True]
+
+
+def test_the_artifact_measure_does_not_take_s1s_lashes_for_a_defect(kept: Run) -> None:
+    """d13 x s1 read 0% of frames within the artifact bound (benchmarks/artifacts.py): every frame's worst
+    region was an eye ring's darkest tenth, about 20 units from the actor's. Those pixels are s1's lash line
+    and eyeliner (her photo's own rings read 17-40 units below her face's median, the actor's 12), not the
+    kept glasses (painted over, it read worse). The eye rings' darkest tenth is no longer judged
+    (``JUDGED``); the rest of the measure is unchanged. On these 30 frames 90% are now within the bound (the
+    others: the upper lip, where the actor has a moustache and s1 none, and the first frames, before the
+    glasses are found); the statistic left out is still beyond the bound in every frame looked at."""
+    report = artifact_report(kept.artifacts)
+    assert report.within >= 0.8, report
+    eyes = [REGIONS.index("right eye"), REGIONS.index("left eye")]
+    assert not JUDGED[eyes, STATS.index("dark")].any() and JUDGED.sum() == JUDGED.size - 2
+    raw = []  # the eye rings' darkest tenth, output against input, as it was judged before
+    for image_in, image_out, lm in kept.samples:
+        regions = region_map(lm, image_in.shape)
+        s_in, s_out = region_stats(image_in, regions), region_stats(image_out, regions)
+        raw.append(float(np.max(np.abs(s_out[eyes, 0] - s_in[eyes, 0]))))
+    assert len(raw) >= 3 and min(raw) > report.bound, (raw, report.bound)
 
 
 @pytest.mark.parametrize("clip", ["d3.mp4", "Obama_speaking.mp4"])
