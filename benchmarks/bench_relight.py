@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 from engines.face.topology import face_topology
-from engines.light.relight import SHADING_GRID_PX, FaceRelighter, SHRelight, pixel_normals, relight_face
+from engines.light.relight import SHADING_GRID_PX, FaceRelighter, pixel_normals, relight_face
+from engines.light.relight_torch import SHRelight
 from engines.processor import FaceProcessor
 from engines.settings import ProcessSettings, RelightTarget
 from engines.swap.raster import Window, rasterize

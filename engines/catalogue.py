@@ -50,7 +50,7 @@ SELFIE_SEGMENTATION = converted_tflite_engine(
 )
 
 
-# ---- relight: the per-pixel SH relight modules of engines.light.relight ----------------------------------------
+# ---- relight: the per-pixel SH relight modules of engines.light.relight_torch ----------------------------------------
 
 RELIGHT_WINDOW = (64, 256, 1024)
 """Face window side in pixels: smallest, tuned-for, largest (a close-up face at 4K is about 1000 px)."""
@@ -58,9 +58,10 @@ RELIGHT_WINDOW = (64, 256, 1024)
 
 def _relight_fingerprint(models_dir: str | os.PathLike[str] | None) -> str:
     import engines.light.relight
+    import engines.light.relight_torch
     import engines.light.sh
 
-    return source_sha256(engines.light.relight, engines.light.sh)
+    return source_sha256(engines.light.relight_torch, engines.light.relight, engines.light.sh)
 
 
 def _relight_inputs(module: nn.Module, batch: int) -> tuple[torch.Tensor, ...]:
@@ -81,14 +82,14 @@ def _relight_profile(name: str) -> ShapeRange:
 
 
 def _relight_engine(name: str, class_name: str, description: str) -> TorchEngine:
-    import engines.light.relight
+    import engines.light.relight_torch
 
-    cls = getattr(engines.light.relight, class_name)
+    cls = getattr(engines.light.relight_torch, class_name)
     inputs, outputs = tuple(cls.input_names), tuple(cls.output_names)
     return TorchEngine(
         name=name,
         description=description,
-        factory=lambda models_dir: getattr(engines.light.relight, class_name)().eval(),
+        factory=lambda models_dir: getattr(engines.light.relight_torch, class_name)().eval(),
         example_inputs=_relight_inputs,
         input_names=inputs,
         output_names=outputs,

@@ -12,7 +12,7 @@ device. The suite holds it equal to ``relight_face`` on shared clips (``tests/en
 fitted to its skin by regularised least squares with one trimming pass), in float64 as there; its sample
 counts decide what it returns, so it reads them on the host (a few small synchronisations per face).
 
-``SHRelight`` (``engines.light.relight``) is the export module for ONNX/TensorRT, per-pixel normals and
+``SHRelight`` (``engines.light.relight_torch``) is the export module for ONNX/TensorRT, per-pixel normals and
 float images; this module is what a torch stage calls on the processor's own inputs (uint8 windows, the
 coarse normal grid), and it shares ``SHRelight``'s SH basis and floored shading rather than copying them.
 """
@@ -33,8 +33,8 @@ from engines.light.relight import (
     DEFAULT_REG,
     MAX_GAIN,
     SHADING_GRID_PX,
-    _SHRelightBase,
 )
+from engines.light.relight_torch import _SHRelightBase
 from engines.light.sh import SH_COUNT
 
 

@@ -120,7 +120,7 @@ def test_relight_engine_on_cuda_matches_cpu() -> None:
 
     cpu, gpu = load_engine(RELIGHT, "cpu"), load_engine(RELIGHT, "cuda")
     assert gpu.runtime in ("torch-cuda", "tensorrt")
-    from engines.light.relight import SHRelight
+    from engines.light.relight_torch import SHRelight
 
     inputs = SHRelight().example_inputs(batch=3, height=120, width=100)
     feeds = {i.name: t.numpy() for i, t in zip(cpu.inputs, inputs, strict=True)}

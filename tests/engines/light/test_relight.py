@@ -15,13 +15,12 @@ from engines.errors import InputError
 from engines.light.relight import (
     FaceRelighter,
     LightTracker,
-    SHRelight,
-    SHRelightAlbedo,
     estimate_sh,
     hdri_sh,
     relight_face,
     target_sh,
 )
+from engines.light.relight_torch import SHRelight, SHRelightAlbedo
 from engines.light.sh import (
     constant_sh,
     directional_sh,

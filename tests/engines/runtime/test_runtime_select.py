@@ -144,7 +144,7 @@ def test_a_corrupt_manifest_falls_back_with_a_warning(gpu: None, models_dir: Pat
 def test_our_torch_engines_load_on_the_cpu_and_unknown_ones_are_refused() -> None:
     session = select.load_engine(torch_engine("relight"), "cpu")
     assert session.runtime == "torch-cpu" and [i.name for i in session.inputs][0] == "image"
-    from engines.light.relight import SHRelight
+    from engines.light.relight_torch import SHRelight
 
     inputs = SHRelight().example_inputs(batch=2)
     out = session.run({i.name: t.numpy() for i, t in zip(session.inputs, inputs, strict=True)})
