@@ -218,12 +218,15 @@ class IdentityStore:
         photos: Sequence[PhotoSource],
         face: FaceChoice | Sequence[FaceChoice] = None,
         replace: bool = False,
+        lead_first: bool = False,
     ) -> IdentityInfo:
         """Enroll ``name`` from one or more photos of the same person.
 
         ``face``: None (the photo must show one face), ``"largest"``, or an index into the photo's faces
         ordered by size, 0 = the largest (``find_faces``' order); or a list of those, one per photo (a group
-        photo beside portraits). Raises InputError with the reason for anything unusable.
+        photo beside portraits). ``lead_first``: the first photo leads the merge, the others fill in what it
+        did not see (frames picked from a clip: ``engines.identity.enroll.build_texture``). Raises InputError
+        with the reason for anything unusable.
         """
         check_name(name, "identity name")
         if isinstance(photos, str | bytes | bytearray | os.PathLike | np.ndarray):
@@ -239,7 +242,13 @@ class IdentityStore:
         with self._lock:
             analyser = self._get_analyser()
             faces = [analyser.analyse(p, choice) for p, choice in zip(loaded, choices, strict=True)]
-        texset = build_texture(faces, self.config.texture_size, cleanup=self.config.cleanup, mirror=self.config.mirror)
+        texset = build_texture(
+            faces,
+            self.config.texture_size,
+            cleanup=self.config.cleanup,
+            mirror=self.config.mirror,
+            lead_first=lead_first,
+        )
         warnings = [w for f in faces for w in f.warnings]
         if texset.shading is None:
             warnings.append("the photos' lighting could not be measured: the texture keeps it")

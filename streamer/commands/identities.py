@@ -102,10 +102,16 @@ def run_add(args: argparse.Namespace) -> int:
 
     store = _store(args)
     consent = consent_from_args(args)
+    from engines.identity.footage import is_video
+
     photos = _photos_and_clip_frames(args)
+    # Frames of clips only: the sharpest neutral frontal one leads the merge, the others fill in what it did
+    # not see (averaged, near-identical frames blur the face: engines.identity.enroll.build_texture).
+    from_footage = all(is_video(p) for p in args.photos)
     info, record = enroll_with_consent(
-        store, args.name, photos, consent, args.unverified, face=args.face, replace=args.replace
-    )
+        store, args.name, photos, consent, args.unverified, face=args.face, replace=args.replace,
+        lead_first=from_footage,
+    )  # fmt: skip
     _audit(
         args,
         "identity.enrolled",

@@ -418,7 +418,9 @@ class IdentityStoreLike(Protocol):
 
     def exists(self, name: str) -> bool: ...
 
-    def enroll(self, name: str, photos: Any, face: Any = None, replace: bool = False) -> Any: ...
+    def enroll(
+        self, name: str, photos: Any, face: Any = None, replace: bool = False, lead_first: bool = False
+    ) -> Any: ...
 
 
 def identity_dir(identities_root: str | os.PathLike[str], name: str) -> Path:
@@ -448,6 +450,7 @@ def enroll_with_consent(
     allow_unverified: bool,
     face: Any = None,
     replace: bool = False,
+    lead_first: bool = False,
 ) -> tuple[Any, ConsentRecord | None]:
     """Enroll through ``store`` only with consent (or the explicit flag), then store the record beside it.
 
@@ -458,7 +461,8 @@ def enroll_with_consent(
     if consent is None and replace and store.exists(name):
         consent = identity_consent(store.root, name)
     check_enrollment(name, consent, allow_unverified)
-    info = store.enroll(name, photos, face=face, replace=replace)
+    lead = {"lead_first": True} if lead_first else {}  # a store without the option still enrolls photos
+    info = store.enroll(name, photos, face=face, replace=replace, **lead)
     if consent is not None:
         save_consent(identity_dir(store.root, name), consent)
     return info, consent
