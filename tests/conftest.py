@@ -12,6 +12,14 @@ from pathlib import Path
 
 import pytest
 
+# One thread per library: the suite runs several pytest workers on few cores (``make test``: 4 on 2), and a
+# library's own pool on top of them oversubscribes the cores — torch's OpenMP threads (and OpenBLAS's) spin
+# while they wait for one. Measured on the 2-core VM under load: the torch-stage parity test took 40.5 s of
+# CPU with torch's default two threads, 10.4 s with one. Set here, before anything imports numpy or torch, so
+# the servers and commands the tests start inherit it; a variable set by the caller wins.
+for _threads_var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_threads_var, "1")
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("STAGESWAP_SHARED") or (REPO.parent / "shared")).resolve()
 CLIPS = SHARED / "data" / "clips"

@@ -21,6 +21,7 @@ The resizes and the colour transfer have their own bounds, stated in their tests
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -201,6 +202,12 @@ def test_colour_gains_none_when_too_little_skin_shows(cases: list[Case]) -> None
     args = (c.actor_small, c.actor_small, few)
     assert blend.colour_gains(*args) is None
     assert compose_t.colour_gains(*(_t(a, "cpu") for a in args)) is None
+
+
+def test_the_suite_runs_torch_on_the_threads_it_was_given() -> None:
+    """tests/conftest.py gives every library one thread (OMP_NUM_THREADS, unless the caller set it): torch
+    honours it, so its OpenMP pool does not spin against the other pytest workers on a few cores."""
+    assert torch.get_num_threads() == int(os.environ["OMP_NUM_THREADS"])
 
 
 def test_relight_window_refuses_what_it_does_not_mirror() -> None:
