@@ -66,6 +66,20 @@ A face shows only the front half of the sphere of normals, where 1, z and 3z^2-1
 the penalty keeps the unobservable combinations near zero (a flat, plausible light) instead of letting
 them swing from frame to frame."""
 _BAND_PENALTY = np.array([0.0, 1.0, 1.0, 1.0, 4.0, 4.0, 4.0, 4.0, 4.0])
+FACE_BAND_PENALTY = (0.0, 1.0, 1.0, 1.0, 4.0, 400.0, 400.0, 400.0, 4.0)
+"""The ridge's weights per SH function for the light on a tracked face (``RelightConfig.band_penalty``): yz, 3z^2-1
+and xz kept near zero unless the face insists.
+
+Most of a face faces the camera (z 0.7-1), so there those three are nearly lower bands again: 3z^2-1 a mix of 1
+and z, xz nearly x, yz nearly y. The fit cannot tell them apart on a face, but the person around it can: the
+neck, ears and hair the light is extrapolated to (``engines.light.person``) have normals with smaller z. Weighted
+4 like the rest of band 2, a hard window light from camera left on s18 was split between x and xz; relit to a
+light from above, the neck lost all of it and the face kept a third (side light -0.35 / +0.08, a gap of 0.44
+against the bound 0.03 + 0.3 of ``benchmarks/eval_relight_real.py``); with 400, -0.38 / -0.12. The lower-order
+explanation costs the synthetic ground truth (``benchmarks/eval_relight_synthetic.py``, lights that are
+exactly order 2) a little: relit MSE 1.9% -> 3.5% of no relight on average, worst 7.6% -> 10.9% (bound 25%).
+``estimate_sh``'s own default stays ``_BAND_PENALTY``: a photo's delighting (``engines.identity``) is not carried
+past the face, and a wider spread of normals than a face's shows band 2 apart from the lower bands."""
 
 MAX_GAIN = 4.0
 """Largest brightening the ratio relight applies to a pixel (clamp for normals the source light misses)."""
@@ -101,13 +115,15 @@ def estimate_sh(
     reg: float = DEFAULT_REG,
     weights: np.ndarray | None = None,
     trim: float | None = 2.5,
+    penalty: np.ndarray | tuple[float, ...] | None = None,
 ) -> np.ndarray:
     """Fit the shading SH (9, C) that best explains ``colours ~= albedo * (sh_basis(normals) @ sh)``.
 
     ``colours_linear``: (N, C) linear-light samples; ``normals``: (N, 3) unit camera-frame normals;
     ``albedo``: (N, C) or None (then the result includes the mean albedo: see the module docstring).
     Regularised least squares per channel, solved once, then once more without the samples whose
-    relative residual is beyond ``trim`` robust standard deviations (None: no trimming pass). Columns of
+    relative residual is beyond ``trim`` robust standard deviations (None: no trimming pass); ``penalty``: the
+    ridge's weight per SH function (9,), relative to ``reg`` (None: ``_BAND_PENALTY``). Columns of
     the result follow the columns of ``colours_linear`` (pass RGB to get the RGB coefficients the rest of
     stageswap uses).
     """
@@ -127,7 +143,10 @@ def estimate_sh(
     w = np.where(finite, w, 0.0)
     y = np.where(finite[:, None], y, 0.0)
     basis = sh_basis(np.where(finite[:, None], n, 0.0))
-    sh = _solve(basis, y, a, w, reg)
+    band = _BAND_PENALTY if penalty is None else np.asarray(penalty, dtype=np.float64)
+    if band.shape != (SH_COUNT,):
+        raise ValueError(f"expected {SH_COUNT} penalty weights, got shape {band.shape}")
+    sh = _solve(basis, y, a, w, reg, band)
     if trim is not None:
         pred = _predict(basis, sh, a)
         # Relative residual: a dark pixel off by as much as a bright one is a bigger outlier.
@@ -139,7 +158,7 @@ def estimate_sh(
             mad = float(np.median(np.abs(dev[used] - med))) * 1.4826
             keep = dev <= med + trim * max(mad, 1e-3)
             if keep[used].sum() >= SH_COUNT * 2:
-                sh = _solve(basis, y, a, np.where(keep, w, 0.0), reg)
+                sh = _solve(basis, y, a, np.where(keep, w, 0.0), reg, band)
     return sh
 
 
@@ -154,11 +173,13 @@ def _predict(basis: np.ndarray, sh: np.ndarray, albedo: np.ndarray | None) -> np
     return e if albedo is None else e * albedo
 
 
-def _solve(basis: np.ndarray, y: np.ndarray, albedo: np.ndarray | None, w: np.ndarray, reg: float) -> np.ndarray:
+def _solve(
+    basis: np.ndarray, y: np.ndarray, albedo: np.ndarray | None, w: np.ndarray, reg: float, band: np.ndarray
+) -> np.ndarray:
     total = float(w.sum())
     if total <= 0:
         raise ValueError("no valid samples to estimate the light from")
-    penalty = reg * np.diag(_BAND_PENALTY) + 1e-9 * np.eye(SH_COUNT)
+    penalty = reg * np.diag(band) + 1e-9 * np.eye(SH_COUNT)
     if albedo is None:  # one design matrix for every channel: one solve
         weighted = basis * (w / total)[:, None]
         gram = weighted.T @ basis
@@ -527,6 +548,8 @@ def pixel_normals(
 @dataclass(frozen=True)
 class RelightConfig:
     reg: float = DEFAULT_REG
+    band_penalty: tuple[float, ...] = FACE_BAND_PENALTY
+    """The ridge's weight per SH function (``estimate_sh``'s ``penalty``): see ``FACE_BAND_PENALTY``."""
     time_constant_s: float = 0.3
     """Temporal smoothing of the measured light (``LightTracker``)."""
     max_gain: float = MAX_GAIN
@@ -604,7 +627,8 @@ class FaceRelighter:
         if tracker is None:
             tracker = self._trackers[face_id] = LightTracker(self.config.time_constant_s)
         if colours.shape[0] >= self.config.min_skin_px:
-            return tracker.update(estimate_sh(colours, normals, reg=self.config.reg), t_s)
+            light = estimate_sh(colours, normals, reg=self.config.reg, penalty=self.config.band_penalty)
+            return tracker.update(light, t_s)
         return tracker.current
 
     def target(self, target: RelightTarget, source: np.ndarray) -> np.ndarray:
@@ -624,6 +648,7 @@ class FaceRelighter:
 
 __all__ = [
     "DEFAULT_REG",
+    "FACE_BAND_PENALTY",
     "SHADING_GRID_PX",
     "FaceRelighter",
     "LightTracker",
