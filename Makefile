@@ -18,7 +18,7 @@ DEMO_PORT     ?= 8080
 DEMO_DATA     ?= out/demo-data
 PYTEST_ARGS ?=
 
-.PHONY: setup lock test-latest test test-slow test-gpu test-all demo bench bench-gpu eval lint typecheck clean browser-setup gstreamer-setup whep-player-setup janus-setup soak
+.PHONY: setup lock test-latest test test-slow test-gpu test-all bytecode demo bench bench-gpu eval lint typecheck clean browser-setup gstreamer-setup whep-player-setup janus-setup soak
 
 setup: $(VENV)/.installed
 
@@ -151,18 +151,29 @@ janus-setup:
 PYTEST_WORKERS ?= 4
 XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 # pytest exits 5 when it collects nothing: that is a failure here, with a message, never a pass.
-test: setup browser-setup gstreamer-setup whep-player-setup janus-setup
-	@$(BIN)/python -m pytest -m "not slow and not gpu" $(XDIST) $(PYTEST_ARGS); rc=$$?; \
+test: setup browser-setup gstreamer-setup whep-player-setup janus-setup bytecode
+	@$(PYTEST) -m "not slow and not gpu" $(XDIST) $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-test-slow: setup
-	$(BIN)/python -m pytest -m "slow and not gpu" $(PYTEST_ARGS)
+test-slow: setup bytecode
+	$(PYTEST) -m "slow and not gpu" $(PYTEST_ARGS)
 
-test-gpu: setup
-	$(BIN)/python -m pytest -m gpu $(PYTEST_ARGS)
+test-gpu: setup bytecode
+	$(PYTEST) -m gpu $(PYTEST_ARGS)
 
-test-all: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test-all: setup bytecode
+	$(PYTEST) $(PYTEST_ARGS)
+
+# Bytecode caches for the test runs, even where PYTHONDONTWRITEBYTECODE is set (CI images and this project's
+# shells set it): the suite runs its workers and dozens of servers and commands as Python processes, and
+# without caches each compiles the packages it imports again and each worker rewrites every test module's
+# asserts again — about 4 s of CPU more per worker collecting the suite and 0.6 s per server started
+# (BENCHMARKS.md, "Start-up cost"). The packages are compiled once, on both cores, before the run (only what
+# changed since the last run); pytest may keep its rewritten test modules. Both live in the ignored
+# __pycache__ folders.
+PYTEST = PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest
+bytecode: setup
+	@$(BIN)/python -m compileall -q -j 0 engines streamer tests benchmarks build_engines.py tools
 
 # The live service with the embedded engines; it prints the URL to open and runs until Ctrl-C. DEMO_INPUT
 # (a clip) plays as camera "demo"; DEMO_IDENTITY (a photo, enrolled unverified: no consent record, and
