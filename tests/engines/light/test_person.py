@@ -18,7 +18,7 @@ from engines.light.person import (
     shading_ratio,
     silhouette_normals,
 )
-from engines.light.sh import directional_sh
+from engines.light.sh import directional_sh, srgb_to_linear
 from engines.processor import FaceProcessor, ProcessorConfig
 from engines.settings import ProcessSettings, RelightTarget
 from tests.face_helpers import clip_frames
@@ -211,3 +211,23 @@ def test_a_hard_side_light_leaves_the_face_and_the_neck_alike(models_dir: Path, 
     assert gap <= gap_in + SIDE_GAP, (c["side_face"], c["side_neck"], gap_in)
     # Taken off both, not left on both: each keeps under half of the input's side light.
     assert abs(c["side_face"]) < 0.5 * abs(c["side_face_in"]) and abs(c["side_neck"]) < 0.5 * abs(c["side_neck_in"])
+
+
+def test_the_skin_under_the_nose_keeps_the_face_s_colour(relit: dict[str, np.ndarray]) -> None:
+    # Facing down, the skin under the nose shows normals the face barely has: each channel's light extrapolates there
+    # on its own, and on d13 green and blue fell to their floor while red did not — a key from the right turned it
+    # blue-green (its blue share doubled). Its colour must change as the cheeks' does (the lights' change of colour).
+    lm = relit["landmarks"]
+    r = max(3, int(0.04 * float(np.ptp(lm[:, 0]))))
+
+    def blue_share_change(point: int) -> float:
+        x, y = int(lm[point, 0]), int(lm[point, 1])
+        shares = []
+        for key in ("input", "person"):
+            rgb = srgb_to_linear(relit[key][y - r : y + r, x - r : x + r, ::-1] / 255.0).reshape(-1, 3).mean(axis=0)
+            shares.append(rgb[2] / rgb.sum())
+        return float(shares[1] / shares[0])
+
+    cheeks = np.mean([blue_share_change(p) for p in (50, 280)])  # MediaPipe's cheek points, left and right
+    for point in (94, 19, 2):  # under the nose tip, over the lip
+        assert blue_share_change(point) < 1.2 * cheeks, (point, blue_share_change(point), cheeks)
