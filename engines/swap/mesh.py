@@ -380,7 +380,7 @@ class MeshSwapper:
         for group in _held_groups(self.config):
             delta[group] = delta[group].mean(axis=0)
         delta = _smooth_on_mesh(delta, self.config.morph_smoothing_iterations)
-        delta = delta * _hairline_weight()[:, None]  # the forehead's top (the actor's hairline) stays
+        delta = delta * _outline_weight()[:, None]  # the forehead's top and the chin's bottom stay the actor's
         _, rot, scale = frontal_frame(lm)
         return (scale * delta @ rot.T)[:, :2].astype(np.float32)
 
@@ -514,6 +514,40 @@ def _hairline_weight() -> np.ndarray:
     y = face_topology().canonical[:, 1].astype(np.float64)
     t = np.clip((-y - HAIRLINE_FROM) / HAIRLINE_RAMP, 0.0, 1.0)
     out = 1.0 - t * t * (3.0 - 2.0 * t)
+    out.setflags(write=False)
+    return out
+
+
+JAW_FROM = 0.76
+"""Canonical height below the face's centre (eye-corner distances; the lips' inner edge is at 0.61, the chin's
+bottom at 0.98) where the morph starts to fade out toward the chin's bottom ..."""
+JAW_RAMP = 0.22
+"""... over this height: the bottom of the face's outline stays where the actor's jaw is."""
+
+
+@functools.cache
+def _jaw_weight() -> np.ndarray:
+    """(468,) how much of the morph each vertex takes: 1 down to the mouth, fading to 0 at the chin's bottom.
+
+    Below the mesh's bottom outline is the actor's under-jaw: the shadow under the chin, the neck, a beard's
+    stubble. Moved up to where a photo with a shorter chin has it, the morph's warp pulled that under-jaw up
+    into the band between the identity's chin and the actor's (Obama_speaking x roop_source: a dark, greyish
+    goatee on every frame, the chin region 9 L* from the input's, 5 with the morph off; BENCHMARKS.md,
+    issue 21); moved down (a longer chin), the identity's skin went over the actor's neck. The eyes, nose and
+    mouth still take the identity's places; the chin between the mouth and the actor's jaw line is stretched
+    to fit."""
+    y = face_topology().canonical[:, 1].astype(np.float64)
+    t = np.clip((y - JAW_FROM) / JAW_RAMP, 0.0, 1.0)
+    out = 1.0 - t * t * (3.0 - 2.0 * t)
+    out.setflags(write=False)
+    return out
+
+
+@functools.cache
+def _outline_weight() -> np.ndarray:
+    """(468,) how much of the morph each vertex takes: the forehead's top (``_hairline_weight``) and the
+    chin's bottom (``_jaw_weight``) stay where the actor has them."""
+    out = _hairline_weight() * _jaw_weight()
     out.setflags(write=False)
     return out
 

@@ -1,7 +1,8 @@
 """The swap survives a close look (issue 21): a smiling photo's grin is not painted over the actor's mouth, a
 black-and-white photo takes the actor's skin colour, the photo's nostril shadow is not a dark patch on the
-actor's upper lip. Real clips and photos through the real ``FaceProcessor``; the evaluation-only landmark
-model (``pfld.onnx``) measures the mouth, as ``benchmarks/eval_quality.py`` does."""
+actor's upper lip, a shorter chin does not pull the actor's under-jaw into the face. Real clips and photos
+through the real ``FaceProcessor``; the evaluation-only landmark model (``pfld.onnx``) measures the mouth, as
+``benchmarks/eval_quality.py`` does."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from benchmarks.artifacts import ArtifactMeter, artifact_report
+from benchmarks.artifacts import REGIONS, STATS, ArtifactMeter, artifact_report
 from benchmarks.eval_quality import ACCEPT_MOUTH
 from benchmarks.quality_metrics import Landmarks68, correlation, face_square, mouth_opening
 from engines.compose.watermark import WatermarkConfig
@@ -88,3 +89,23 @@ def test_a_black_and_white_photo_takes_the_actors_colour(models_dir: Path, store
     assert np.hypot(*chroma_in) > 8.0  # the actor's skin has colour
     assert np.linalg.norm(chroma_out - chroma_in) < 4.0, (chroma_in, chroma_out)
     assert float(cv2.absdiff(regions.crop(image), regions.crop(result.image))[skin].mean()) > 3.0
+
+
+def test_a_shorter_chin_does_not_pull_the_actors_under_jaw_into_the_face(
+    models_dir: Path, store: IdentityStore, clips: Path
+) -> None:
+    """roop_source.jpg's chin is shorter than Obama's. The morph moved the face's bottom outline up to hers and
+    its warp pulled what lies under Obama's jaw (the shadow under his chin, his stubble) up into the band
+    between: a dark, greyish goatee in every frame, the chin region's median 9 L* darker than the input's and
+    the frame's worst region (benchmarks/artifacts.py; Obama_speaking x roop_source, BENCHMARKS.md issue 21).
+    The bottom outline now stays the actor's jaw line: the chin is the identity's skin down to it."""
+    proc = _processor(models_dir, store)
+    meter = ArtifactMeter()
+    for image, t in clip_frames(clips / "Obama_speaking.mp4", 12):
+        result = proc.process(image, t, ProcessSettings(identity="roop"))
+        assert result.faces, "Obama_speaking.mp4 has a face in every frame"
+        meter.add(image, result.image, result.faces[0].landmarks)
+    chin = np.stack(meter.per_region)[:, REGIONS.index("chin")]  # (frames, stats)
+    median_l = float(np.median(chin[:, STATS.index("median")]))
+    assert median_l < 3.0, median_l  # 9.3 before
+    assert float(np.median(chin.max(axis=1))) < 7.5, chin  # within Obama_speaking's bound (8); 9.3 before

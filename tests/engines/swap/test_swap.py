@@ -161,6 +161,26 @@ def test_the_morph_leaves_the_top_of_the_forehead_where_the_actor_has_it(  # typ
         assert np.hypot(morphed.warp[i, j, 0] - j, morphed.warp[i, j, 1] - i) < 0.25 * brows_moved
 
 
+def test_the_morph_leaves_the_bottom_of_the_chin_where_the_actor_has_it(  # type: ignore[no-untyped-def]
+    store: IdentityStore, detector, mesh, faces: Path
+) -> None:
+    """The mesh's bottom outline is the actor's jaw line, with the actor's under-jaw (the shadow under the chin,
+    the neck) just below it: moved to the identity's chin (obama's on s1's face: 15 px), the warp pulled that
+    under-jaw into the face, a dark band where the actor's chin was. The chin's bottom stays within a pixel;
+    the mouth still takes the identity's place (what it looks like: ``tests/engines/swap/test_realism.py``)."""
+    image, lm = photo_mesh(detector, mesh, faces / "s1.jpg")
+    identity = store.load("obama")
+    swapper = MeshSwapper()
+    plain = swapper.geometry(image, lm, 1, 0.0, identity, 0.0)
+    morphed = swapper.geometry(image, lm, 1, 0.0, identity, 1.0)
+    assert plain is not None and morphed is not None and morphed.warp is not None
+    chin = [152, 148, 377]  # the chin's bottom outline, canonical height 0.95-0.98
+    lips = list(LIPS_OUTER)
+    lips_moved = np.linalg.norm(morphed.landmarks[lips, :2] - plain.landmarks[lips, :2], axis=1).mean()
+    assert lips_moved > 1.0
+    assert np.abs(morphed.landmarks[chin, :2] - plain.landmarks[chin, :2]).max() < 1.0  # 15 px before
+
+
 def test_a_held_face_is_drawn_exactly_where_it_was(  # type: ignore[no-untyped-def]
     store: IdentityStore, detector, mesh, faces: Path
 ) -> None:
