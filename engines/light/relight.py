@@ -75,9 +75,9 @@ and z, xz nearly x, yz nearly y. The fit cannot tell them apart on a face, but t
 neck, ears and hair the light is extrapolated to (``engines.light.person``) have normals with smaller z. Weighted
 4 like the rest of band 2, a hard window light from camera left on s18 was split between x and xz; relit to a
 light from above, the neck lost all of it and the face kept a third (side light -0.35 / +0.08, a gap of 0.44
-against the bound 0.03 + 0.3 of ``benchmarks/eval_relight_real.py``); with 400, -0.38 / -0.12. The lower-order
+against the bound 0.03 + 0.3 of ``benchmarks/eval_relight_real.py``); with 400, -0.37 / -0.12. The lower-order
 explanation costs the synthetic ground truth (``benchmarks/eval_relight_synthetic.py``, lights that are
-exactly order 2) a little: relit MSE 1.9% -> 3.5% of no relight on average, worst 7.6% -> 10.9% (bound 25%).
+exactly order 2) a little: relit MSE 1.9% -> 2.7% of no relight on average, worst 7.6% -> 9.2% (bound 25%).
 ``estimate_sh``'s own default stays ``_BAND_PENALTY``: a photo's delighting (``engines.identity``) is not carried
 past the face, and a wider spread of normals than a face's shows band 2 apart from the lower bands."""
 
