@@ -3,8 +3,10 @@ survives damage."""
 
 from __future__ import annotations
 
+import shutil
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -14,7 +16,7 @@ import pytest
 from engines.errors import InputError
 from engines.identity.enroll import FaceAnalyser
 from engines.identity.photos import MAX_PHOTO_PIXELS, WORK_MAX_SIDE, load_photo
-from engines.identity.store import Identity, IdentityCorruptError, IdentityStore
+from engines.identity.store import Identity, IdentityCorruptError, IdentityInfo, IdentityStore
 from engines.swap.texture import texture_regions
 
 
@@ -33,6 +35,30 @@ def analyser(models_dir: Path) -> FaceAnalyser:
 @pytest.fixture
 def store(tmp_path: Path, analyser: FaceAnalyser) -> IdentityStore:
     return IdentityStore(tmp_path / "identities", analyser=analyser)
+
+
+Enrolled = Callable[[IdentityStore, str], IdentityInfo]
+
+
+@pytest.fixture(scope="module")
+def enrolled(tmp_path_factory: pytest.TempPathFactory, analyser: FaceAnalyser, faces: Path) -> Enrolled:
+    """``enrolled(store, photo)``: the shared photo enrolled with the default settings, named after its stem, put
+    into ``store`` as its ``enroll`` writes it, and what that ``enroll`` returned. Each photo is enrolled once
+    for the module (one enrollment is about a second of CPU): for the tests whose input is an enrolled identity;
+    what enrollment itself does is tried through ``store.enroll``."""
+    cache = IdentityStore(tmp_path_factory.mktemp("enrolled") / "identities", analyser=analyser)
+    infos: dict[str, IdentityInfo] = {}
+
+    def put(store: IdentityStore, photo: str) -> IdentityInfo:
+        assert store.config == cache.config, "enrolled() holds default-settings enrollments only"
+        name = Path(photo).stem.replace("_", "-").lower()
+        if name not in infos:
+            infos[name] = cache.enroll(name, [faces / photo])
+        store.root.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(cache.root / name, store.root / name)
+        return infos[name]
+
+    return put
 
 
 def _jpeg(image: np.ndarray) -> bytes:
@@ -102,9 +128,9 @@ def test_monkey_is_refused(store: IdentityStore, faces: Path) -> None:
     assert not store.exists("monkey")
 
 
-def test_every_identity_photo_is_accepted(store: IdentityStore, faces: Path) -> None:
+def test_every_identity_photo_is_accepted(store: IdentityStore, enrolled: Enrolled) -> None:
     for name in ("biden.jpg", "s1.jpg", "woman.png", "roop_source.jpg", "alex-lacamoire.png"):
-        info = store.enroll(Path(name).stem.replace("_", "-").lower(), [faces / name])
+        info = enrolled(store, name)
         assert info.photos == 1, name
         assert not any("human" in w or "skin" in w for w in info.warnings), (name, info.warnings)
     assert store.load("s1").info.warnings == ()
@@ -154,42 +180,43 @@ def test_8000_by_8000_photo_is_downscaled_and_enrolled(store: IdentityStore, fac
     assert info.photos == 1
 
 
-def test_multiple_photos_merge_by_visibility(store: IdentityStore, faces: Path) -> None:
-    one = store.enroll("one", [faces / "obama.jpg"])
+def test_multiple_photos_merge_by_visibility(store: IdentityStore, faces: Path, enrolled: Enrolled) -> None:
+    one = enrolled(store, "obama.jpg")
     two = store.enroll("two", [faces / "obama.jpg", faces / "obama_and_biden.jpg"], face="largest")
     assert two.photos == 2 and len(set(two.photo_sha256)) == 2 and one.photos == 1
-    a, b = store.load("one"), store.load("two")
+    a, b = store.load("obama"), store.load("two")
     assert b.coverage.sum() > a.coverage.sum()  # the second photo adds what the first saw badly
     assert len(b.landmarks) == 2
 
 
-def test_corrupted_identity_files_give_a_clear_error(store: IdentityStore, faces: Path) -> None:
-    store.enroll("good", [faces / "obama.jpg"])
-    store.enroll("bad", [faces / "s1.jpg"])
-    texture = store.root / "bad" / "texture.png"
+def test_corrupted_identity_files_give_a_clear_error(store: IdentityStore, enrolled: Enrolled) -> None:
+    good, bad = enrolled(store, "obama.jpg").name, enrolled(store, "s1.jpg").name
+    texture = store.root / bad / "texture.png"
     texture.write_bytes(texture.read_bytes()[:1000])  # truncated
     fresh = IdentityStore(store.root)
-    with pytest.raises(IdentityCorruptError, match=r"'bad' is corrupted: texture.png .*--replace"):
-        fresh.load("bad")
-    assert fresh.load("good").texture.shape == (512, 512, 3)  # the others still load
+    with pytest.raises(IdentityCorruptError, match=rf"'{bad}' is corrupted: texture.png .*--replace"):
+        fresh.load(bad)
+    assert fresh.load(good).texture.shape == (512, 512, 3)  # the others still load
 
-    (store.root / "bad" / "identity.json").write_text('{"format": "stageswap-identity", "version": 1, "na')
+    (store.root / bad / "identity.json").write_text('{"format": "stageswap-identity", "version": 1, "na')
     with pytest.raises(IdentityCorruptError, match="not valid JSON"):
-        fresh.load("bad")
+        fresh.load(bad)
     listed = {i.name: i for i in fresh.list()}
-    assert listed["good"].photos == 1
-    assert listed["bad"].warnings and listed["bad"].warnings[0].startswith("corrupted:")
+    assert listed[good].photos == 1
+    assert listed[bad].warnings and listed[bad].warnings[0].startswith("corrupted:")
 
-    (store.root / "bad" / "identity.json").unlink()
+    (store.root / bad / "identity.json").unlink()
     with pytest.raises(IdentityCorruptError, match="identity.json is missing"):
-        fresh.load("bad")
-    shading = store.root / "good" / "shading.npy"
+        fresh.load(bad)
+    shading = store.root / good / "shading.npy"
     shading.write_bytes(b"\x93NUMPY garbage")
     with pytest.raises(IdentityCorruptError, match="shading.npy does not match"):
-        IdentityStore(store.root).load("good")
+        IdentityStore(store.root).load(good)
 
 
-def test_cleanup_fills_the_microphone_and_keeps_the_face(tmp_path: Path, analyser: FaceAnalyser, faces: Path) -> None:
+def test_cleanup_fills_the_microphone_and_keeps_the_face(
+    tmp_path: Path, analyser: FaceAnalyser, faces: Path, enrolled: Enrolled
+) -> None:
     """lin-manuel-miranda.png holds a microphone under his chin: cleaned, the chin is skin (of the skin's hue,
     like his cheeks), not grey metal; his beard, dark but of the skin's hue, brows and eyes stay as they were;
     coverage does not change (the identity is drawn there). A fringe is only left out when asked for."""
@@ -202,7 +229,7 @@ def test_cleanup_fills_the_microphone_and_keeps_the_face(tmp_path: Path, analyse
     raw_store = IdentityStore(tmp_path / "raw", analyser=analyser, config=replace(analyser.config, cleanup=None))
     clean_store = IdentityStore(tmp_path / "clean", analyser=analyser)
     raw = raw_store.load(raw_store.enroll("lin", [faces / "lin-manuel-miranda.png"]).name)
-    clean = clean_store.load(clean_store.enroll("lin", [faces / "lin-manuel-miranda.png"]).name)
+    clean = clean_store.load(enrolled(clean_store, "lin-manuel-miranda.png").name)
     y = texture_canonical_y(512)
     labels = texture_labels(512)
     chin = (y > 0.8) & (labels == SKIN) & (raw.coverage > 0.5)
@@ -222,7 +249,7 @@ def test_cleanup_fills_the_microphone_and_keeps_the_face(tmp_path: Path, analyse
     fringe_store = IdentityStore(
         tmp_path / "fringe", analyser=analyser, config=replace(analyser.config, cleanup=CleanupConfig(fringe=True))
     )
-    kept = clean_store.load(clean_store.enroll("s1", [faces / "s1.jpg"]).name)
+    kept = clean_store.load(enrolled(clean_store, "s1.jpg").name)
     filled = fringe_store.load(fringe_store.enroll("s1", [faces / "s1.jpg"]).name)
     forehead = (y < -0.8) & (labels >= 0) & (kept.coverage > 0.5)
     lightness = [float(cv2.cvtColor(i.texture, cv2.COLOR_BGR2LAB)[..., 0][forehead].std()) for i in (kept, filled)]
@@ -240,7 +267,7 @@ def test_cleanup_fills_the_microphone_and_keeps_the_face(tmp_path: Path, analyse
 
 
 def test_the_far_side_of_a_turned_photo_is_filled_from_the_near_side(
-    tmp_path: Path, analyser: FaceAnalyser, faces: Path
+    tmp_path: Path, analyser: FaceAnalyser, faces: Path, enrolled: Enrolled
 ) -> None:
     """lin-manuel-miranda.png is turned a little: his left cheek (image right) is seen at a grazing angle.
     Its texels take the mirrored right cheek, so the identity shows there when an actor turns that way."""
@@ -253,7 +280,7 @@ def test_the_far_side_of_a_turned_photo_is_filled_from_the_near_side(
     plain = IdentityStore(tmp_path / "plain", analyser=analyser, config=replace(analyser.config, mirror=False))
     mirrored = IdentityStore(tmp_path / "mirrored", analyser=analyser)
     a = plain.load(plain.enroll("lin", [faces / "lin-manuel-miranda.png"]).name)
-    b = mirrored.load(mirrored.enroll("lin", [faces / "lin-manuel-miranda.png"]).name)
+    b = mirrored.load(enrolled(mirrored, "lin-manuel-miranda.png").name)
     assert a.coverage[far].mean() < 0.75 < 0.85 < b.coverage[far].mean()
     np.testing.assert_array_equal(a.coverage[near], b.coverage[near])
     # What was filled looks like his skin there: as bright as the near cheek's texels, not the fill's grey.
@@ -262,15 +289,14 @@ def test_the_far_side_of_a_turned_photo_is_filled_from_the_near_side(
     assert abs(np.median(lightness[filled]) - np.median(lightness[near & (a.coverage > 0.9)])) < 30
 
 
-def test_the_photos_side_light_is_divided_out_and_its_colour_kept(store: IdentityStore, faces: Path) -> None:
+def test_the_photos_side_light_is_divided_out_and_its_colour_kept(store: IdentityStore, enrolled: Enrolled) -> None:
     """s1.jpg is lit more on one side (its shading: one cheek about twice the other). The albedo's two
     cheeks come out within 40% of each other (1.27; dividing only a clipped shading left one cheek twice as
     bright as the other, and one side of every swap pale), and the photo's own colours, blush included, stay."""
     from engines.light.sh import srgb_to_linear
     from engines.swap.texture import texture_canonical_x, texture_canonical_y
 
-    store.enroll("s1", [faces / "s1.jpg"], face="largest")
-    ident = store.load("s1")
+    ident = store.load(enrolled(store, "s1.jpg").name)
     assert ident.shading is not None
     size = ident.texture.shape[0]
     x, y = texture_canonical_x(size), texture_canonical_y(size)
@@ -301,7 +327,9 @@ def _sepia(image: np.ndarray) -> np.ndarray:
     return np.clip(grey[..., None] * tint * 255.0 * 1.05, 0, 255).astype(np.uint8)
 
 
-def test_black_and_white_and_sepia_photos_are_enrolled_monochrome(store: IdentityStore, faces: Path) -> None:
+def test_black_and_white_and_sepia_photos_are_enrolled_monochrome(
+    store: IdentityStore, faces: Path, enrolled: Enrolled
+) -> None:
     """An archival portrait has no colour of the person: a grey and a sepia copy of s1.jpg are enrolled (they
     were refused as 'only 0% of it has skin tones'), marked monochrome with a warning that says the swap takes
     the actor's skin colour; their texture is grey (no sepia cast painted onto the actor). The colour photo
@@ -322,8 +350,8 @@ def test_black_and_white_and_sepia_photos_are_enrolled_monochrome(store: Identit
         seen = ident.coverage > 0.5
         bgr = ident.texture[seen].astype(np.int16)
         assert np.percentile(bgr.max(axis=1) - bgr.min(axis=1), 99) <= 3, name  # grey: B = G = R
-    assert not store.enroll("colour", [faces / "s1.jpg"], face="largest").monochrome
-    assert not store.load("colour").monochrome
+    assert not enrolled(store, "s1.jpg").monochrome
+    assert not store.load("s1").monochrome
 
 
 def test_a_grey_monkey_is_still_refused(store: IdentityStore, faces: Path) -> None:
@@ -337,15 +365,14 @@ def test_a_grey_monkey_is_still_refused(store: IdentityStore, faces: Path) -> No
     assert not store.exists("monkey")
 
 
-def test_a_smile_is_taken_out_of_the_identity(store: IdentityStore, faces: Path) -> None:
+def test_a_smile_is_taken_out_of_the_identity(store: IdentityStore, enrolled: Enrolled) -> None:
     """roop_source.jpg smiles broadly with teeth. Its identity's face shape (which drives the morph) has the
     mouth back to a neutral width, and its texture's lips carry no teeth: the mouth's texels are lip-coloured
     (a*, red), not the teeth's white. A neutral photo's shape is left as it was."""
     from engines.face.topology import LIPS, MOUTH_OPENING, frontalise
     from engines.identity.expression import smile_amount
 
-    store.enroll("roop", [faces / "roop_source.jpg"])
-    ident = store.load("roop")
+    ident = store.load(enrolled(store, "roop_source.jpg").name)
     photo_shape = frontalise(ident.landmarks[0])
     assert smile_amount(photo_shape) > 0.8
     assert smile_amount(ident.canonical) == 0.0
@@ -356,8 +383,7 @@ def test_a_smile_is_taken_out_of_the_identity(store: IdentityStore, faces: Path)
     lab = cv2.cvtColor(ident.texture, cv2.COLOR_BGR2LAB).astype(np.float32)
     teeth = (lab[..., 0] > 170) & (np.abs(lab[..., 1] - 128) < 12)
     assert (teeth & mouth).sum() < 0.02 * mouth.sum(), (teeth & mouth).sum() / mouth.sum()
-    store.enroll("lmm", [faces / "lin-manuel-miranda.png"])
-    neutral = store.load("lmm")
+    neutral = store.load(enrolled(store, "lin-manuel-miranda.png").name)
     assert np.allclose(neutral.canonical, frontalise(neutral.landmarks[0]), atol=1e-4)
 
 
