@@ -37,7 +37,10 @@ LATEST_TORCH := $(if $(HAS_CUDA),$(LATEST_TORCH_CUDA),torch==2.13.0)
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/pip install --quiet --require-hashes --no-deps --no-compile -r $(LOCK)
+	@# The bytecode pip would compile on one core (half of the install's CPU), compiled on all of them. Torch
+	@# ships a test helper only Python 3.12 can compile; pip leaves such files alone silently, and so does this.
+	@$(BIN)/python -m compileall -qq -j 0 $(VENV)/lib || true
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/python tools/lockcheck.py $(LOCK)
 	@touch $@
