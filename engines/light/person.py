@@ -40,7 +40,7 @@ import numpy as np
 
 from engines.face.landmarks import CHIN, FOREHEAD_TOP
 from engines.light.relight import MAX_GAIN, _shading_field, grid_size
-from engines.light.sh import face_mean, linear_to_srgb, srgb_to_linear
+from engines.light.sh import linear_to_srgb, srgb_to_linear
 
 if TYPE_CHECKING:
     from engines.swap.raster import Window
@@ -238,9 +238,9 @@ def region_fade(size: tuple[int, int], open_sides: tuple[bool, bool, bool, bool]
 def shading_ratio(
     normals: np.ndarray, sh_source: np.ndarray, sh_target: np.ndarray, max_gain: float | np.ndarray = MAX_GAIN
 ) -> np.ndarray:
-    """(h, w, 3) BGR float32: ``E_target / E_source`` per channel (floored like ``relight_face``'s), its colour held
-    near the two lights' overall change of colour (``COLOUR_SPREAD``), with the brightening limit ``max_gain`` (a
-    number, or (h, w) per cell) on the ratio's luminance, not on each channel.
+    """(h, w, 3) BGR float32: ``E_target / E_source`` per channel (floored and its colour bounded like
+    ``relight_face``'s: ``relight.bound_colour``), with the brightening limit ``max_gain`` (a number, or (h, w) per
+    cell) on the ratio's luminance, not on each channel.
 
     Per channel, because the measured light's colour varies with direction (s18: a warm window on one side, a
     cooler fill on the other) and only a ratio per channel takes that colour off where the target has none
@@ -249,23 +249,10 @@ def shading_ratio(
     channel clips the channels that needed more and keeps the old light's colour there."""
     src = np.asarray(sh_source, dtype=np.float64)
     tgt = np.asarray(sh_target, dtype=np.float64)
-    ratio = _shading_field(normals, src, tgt, True, np.inf)
+    ratio = _shading_field(normals, src, tgt, True, np.inf)  # its colour bounded (``relight.bound_colour``)
     lum = np.maximum(ratio @ _LUMA_BGR, 1e-6)
-    # Each channel against the luminance, within COLOUR_SPREAD of the lights' change of colour over the face.
-    overall = (face_mean(tgt) / np.maximum(face_mean(src), 1e-9))[::-1].astype(np.float32)
-    overall /= max(float(overall @ _LUMA_BGR), 1e-9)
-    colour = np.clip(ratio / lum[..., None], overall / COLOUR_SPREAD, overall * COLOUR_SPREAD)
-    colour /= np.maximum(colour @ _LUMA_BGR, 1e-6)[..., None]
     limit = np.asarray(max_gain, dtype=np.float32)
-    return (colour * np.minimum(lum, limit)[..., None]).astype(np.float32)
-
-
-COLOUR_SPREAD = 1.3
-"""How far each channel of ``shading_ratio`` may stray from the luminance's, relative to the two lights' overall
-change of colour (face means): a factor. The light's colour varies with direction, but each channel's shading is
-fitted on its own, and where a face shows few normals (under the nose, facing down) the channels extrapolate
-apart: on d13 green and blue fell to their floor there while red did not, and a key from the right turned the
-skin under the nose green (ratios B, G, R 4.9, 4.9, 0.8)."""
+    return (ratio * (np.minimum(lum, limit) / lum)[..., None]).astype(np.float32)
 
 
 _LUMA_BGR = np.array([0.0722, 0.7152, 0.2126], dtype=np.float32)

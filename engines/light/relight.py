@@ -88,6 +88,14 @@ SHADING_FLOOR = 0.05
 where the order-2 fit rings below zero, keeps a little light instead of dividing by ~0 or going black;
 both sides of the ratio are floored alike, so relighting to the measured light changes nothing."""
 
+COLOUR_SPREAD = 1.3
+"""How far each channel of a shading ratio ``E_target / E_source`` may stray from its luminance's, relative to the
+two lights' overall change of colour (their face means): a factor. The light's colour varies with direction, but
+each channel's shading is fitted on its own, and where a face shows few normals (under the nose, facing down) the
+channels extrapolate apart: on d13 green and blue fell to their floor there while red did not, and a key from the
+right turned the skin under the nose blue-green (ratios B, G, R 4.9, 4.9, 0.8)."""
+_LUMA_BGR = np.array([0.0722, 0.7152, 0.2126], dtype=np.float32)
+
 SHADING_GRID_PX = 96
 """``relight_face`` evaluates the (smooth) shading on a grid this many pixels on its long side, then upsamples."""
 
@@ -462,10 +470,22 @@ def _shading_field(normals: np.ndarray, src: np.ndarray, tgt: np.ndarray, ratio:
     e_tgt = np.maximum(basis @ tgt[:, ::-1].astype(np.float32), _floor(tgt))
     if ratio:
         e_src = np.maximum(basis @ src[:, ::-1].astype(np.float32), _floor(src))
-        field = np.clip(e_tgt / e_src, 0.0, max_gain)
+        field = np.clip(bound_colour(e_tgt / e_src, src, tgt), 0.0, max_gain)
     else:
         field = e_tgt
     return field.reshape(h, w, 3).astype(np.float32)
+
+
+def bound_colour(ratio: np.ndarray, sh_source: np.ndarray, sh_target: np.ndarray) -> np.ndarray:
+    """``ratio`` (..., 3) BGR ``E_target / E_source`` with each channel held within ``COLOUR_SPREAD`` of its
+    luminance's, relative to the two lights' overall change of colour; the luminance kept. float32."""
+    r = np.asarray(ratio, dtype=np.float32)
+    lum = np.maximum(r @ _LUMA_BGR, 1e-6)
+    overall = (face_mean(sh_target) / np.maximum(face_mean(sh_source), 1e-9))[::-1].astype(np.float32)
+    overall /= max(float(overall @ _LUMA_BGR), 1e-9)
+    colour = np.clip(r / lum[..., None], overall / COLOUR_SPREAD, overall * COLOUR_SPREAD)
+    colour *= (lum / np.maximum(colour @ _LUMA_BGR, 1e-6))[..., None]
+    return colour
 
 
 def _floor(sh: np.ndarray) -> np.ndarray:
@@ -647,6 +667,7 @@ class FaceRelighter:
 
 
 __all__ = [
+    "COLOUR_SPREAD",
     "DEFAULT_REG",
     "FACE_BAND_PENALTY",
     "SHADING_GRID_PX",
@@ -664,4 +685,5 @@ __all__ = [
     "sh_basis",
     "shading_image",
     "target_sh",
+    "bound_colour",
 ]

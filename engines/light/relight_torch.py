@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from engines.light.relight import MAX_GAIN, SHADING_FLOOR
+from engines.light.relight import COLOUR_SPREAD, MAX_GAIN, SHADING_FLOOR
 from engines.light.sh import _C1, _C2, _C20, _C22, FACE_MEAN_WEIGHTS, SH_COUNT, Y00, directional_sh
 
 
@@ -24,12 +24,16 @@ class _SHRelightBase(nn.Module):
     output_names: tuple[str, ...] = ("relit",)
     bgr: torch.Tensor
     floor_weights: torch.Tensor
+    mean_weights: torch.Tensor
+    luma: torch.Tensor
 
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("bgr", torch.tensor([2, 1, 0], dtype=torch.int64), persistent=False)
         floor_w = torch.tensor(SHADING_FLOOR * FACE_MEAN_WEIGHTS, dtype=torch.float32)
         self.register_buffer("floor_weights", floor_w, persistent=False)
+        self.register_buffer("mean_weights", torch.tensor(FACE_MEAN_WEIGHTS, dtype=torch.float32), persistent=False)
+        self.register_buffer("luma", torch.tensor([0.0722, 0.7152, 0.2126], dtype=torch.float32), persistent=False)
 
     @staticmethod
     def basis(normals: torch.Tensor) -> torch.Tensor:
@@ -57,6 +61,18 @@ class _SHRelightBase(nn.Module):
         e = torch.bmm(basis, sh_bgr).transpose(1, 2).reshape(b, 3, h, w)
         floor = torch.clamp(torch.matmul(self.floor_weights, sh_bgr), min=1e-4 * SHADING_FLOOR)  # (B, 3)
         return torch.maximum(e, floor[:, :, None, None])
+
+    def bound_colour(self, ratio: torch.Tensor, sh_source: torch.Tensor, sh_target: torch.Tensor) -> torch.Tensor:
+        """``relight.bound_colour`` on a (B, 3, H, W) BGR ratio with (B, 9, 3) RGB lights: each channel within
+        ``COLOUR_SPREAD`` of the luminance's, relative to the lights' overall change of colour."""
+        luma = self.luma[None, :, None, None]
+        lum = torch.clamp((ratio * luma).sum(dim=1, keepdim=True), min=1e-6)
+        mean_src = torch.matmul(self.mean_weights, torch.index_select(sh_source, 2, self.bgr))  # (B, 3) BGR
+        mean_tgt = torch.matmul(self.mean_weights, torch.index_select(sh_target, 2, self.bgr))
+        overall = mean_tgt / torch.clamp(mean_src, min=1e-9)
+        overall = (overall / torch.clamp((overall * self.luma).sum(dim=1, keepdim=True), min=1e-9))[:, :, None, None]
+        colour = torch.minimum(torch.maximum(ratio / lum, overall / COLOUR_SPREAD), overall * COLOUR_SPREAD)
+        return colour * (lum / torch.clamp((colour * luma).sum(dim=1, keepdim=True), min=1e-6))
 
     def example_inputs(self, batch: int = 1, height: int = 96, width: int = 80) -> tuple[torch.Tensor, ...]:
         """Deterministic plausible inputs (a lit sphere of normals, two lights) in ``input_names`` order."""
@@ -112,7 +128,7 @@ class SHRelight(_SHRelightBase):
         basis = self.basis(normals).reshape(b, SH_COUNT, h * w).transpose(1, 2)  # (B, HW, 9)
         e_tgt = self.shade(basis, sh_target, b, h, w)
         e_src = self.shade(basis, sh_source, b, h, w)
-        gain = torch.clamp(e_tgt / e_src, 0.0, self.max_gain)
+        gain = torch.clamp(self.bound_colour(e_tgt / e_src, sh_source, sh_target), 0.0, self.max_gain)
         blended = 1.0 + torch.clamp(mask, 0.0, 1.0) * (gain - 1.0)  # the mask blends in linear light
         return _linear_to_srgb_t(_srgb_to_linear_t(image) * blended)
 

@@ -81,8 +81,9 @@ def fill_empty(normals: torch.Tensor, passes: int = 2) -> torch.Tensor:
 def shading_field(
     normals: torch.Tensor, sh_source: torch.Tensor, sh_target: torch.Tensor, ratio: bool, max_gain: float = MAX_GAIN
 ) -> torch.Tensor:
-    """(1, 3, h, w) BGR float32 at the normals' resolution: the gain ``E_t / E_s`` clamped to 0..``max_gain``
-    (``ratio``), else ``E_t``; mirrors ``relight._shading_field``. ``sh_*``: (9, 3) RGB shading SH."""
+    """(1, 3, h, w) BGR float32 at the normals' resolution: the gain ``E_t / E_s``, its colour bounded and
+    clamped to 0..``max_gain`` (``ratio``), else ``E_t``; mirrors ``relight._shading_field``. ``sh_*``: (9, 3)
+    RGB shading SH."""
     h, w = normals.shape[:2]
     shading = _tables(normals.device).shading
     basis = shading.basis(normals.permute(2, 0, 1)[None].to(torch.float32))  # (1, 9, h, w)
@@ -90,8 +91,9 @@ def shading_field(
     e_tgt = shading.shade(basis, sh_target.to(torch.float32)[None], 1, h, w)
     if not ratio:
         return e_tgt
-    e_src = shading.shade(basis, sh_source.to(torch.float32)[None], 1, h, w)
-    return torch.clamp(e_tgt / e_src, 0.0, max_gain)
+    src = sh_source.to(torch.float32)[None]
+    e_src = shading.shade(basis, src, 1, h, w)
+    return torch.clamp(shading.bound_colour(e_tgt / e_src, src, sh_target.to(torch.float32)[None]), 0.0, max_gain)
 
 
 def bounding_box_mask(inside: torch.Tensor) -> torch.Tensor:
