@@ -8,8 +8,12 @@ the wall time but hardly the CPU. ``--repo`` points at another checkout (e.g. a 
 measure a baseline in the same run; ``--python`` is the interpreter (default: this one). Whether torch
 was loaded is read from the child's memory map at "ready" (``libtorch_cpu``/``libtorch_cuda`` mapped).
 
+A `stageswap process` of a short clip (the first 12 frames of d0, made once with PyAV) is measured too, and
+with ``--collect`` the collection of the default suite, what every xdist worker does before its first test
+(about 15 s of CPU a run). Needs $STAGESWAP_MODELS (or ../shared/models) and $STAGESWAP_SHARED.
+
     nice -n 10 .venv/bin/python benchmarks/bench_startup.py --runs 5
-    nice -n 10 .venv/bin/python benchmarks/bench_startup.py --runs 5 --repo /tmp/main-checkout
+    nice -n 10 .venv/bin/python benchmarks/bench_startup.py --runs 3 --collect --repo /tmp/main-checkout --repo .
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -81,13 +86,33 @@ def serve_once(python: str, repo: Path, extra: list[str], timeout_s: float = 120
         return {"cpu_s": _cpu_s(usage), "ready_wall_s": ready_s, "torch": torch}
 
 
-def import_once(python: str, repo: Path, statement: str) -> float:
-    proc = subprocess.Popen([python, "-c", statement], cwd=repo, env=_env(repo))
+def child_cpu_s(cmd: list[str], repo: Path, env: dict[str, str] | None = None) -> float:
+    """Run ``cmd`` in ``repo`` to its end (output discarded); its CPU seconds (RuntimeError if it failed)."""
+    quiet = subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, cwd=repo, env={**_env(repo), **(env or {})}, stdout=quiet, stderr=quiet)
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise RuntimeError(f"{statement!r} failed with exit {proc.returncode}")
+        raise RuntimeError(f"{' '.join(cmd)} failed with exit {proc.returncode}")
     return _cpu_s(usage)
+
+
+def short_clip(shared: Path, out: Path, frames: int = 12) -> Path:
+    """The first ``frames`` frames of d0 (H.264), the input of the `stageswap process` measurement."""
+    import av
+
+    with av.open(str(shared / "data" / "clips" / "d0.mp4")) as src, av.open(str(out), "w") as dst:
+        video = src.streams.video[0]
+        stream = dst.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = video.width, video.height, "yuv420p"
+        for i, frame in enumerate(src.decode(video)):
+            if i >= frames:
+                break
+            for packet in stream.encode(frame.reformat(format="yuv420p")):
+                dst.mux(packet)
+        for packet in stream.encode():
+            dst.mux(packet)
+    return out
 
 
 def main() -> int:
@@ -95,9 +120,17 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5, help="runs of each measurement (default 5)")
     ap.add_argument("--repo", type=Path, action="append", help="checkout(s) to measure (default: this one)")
     ap.add_argument("--python", default=sys.executable, help="interpreter (default: this one)")
+    ap.add_argument("--collect", action="store_true", help="also the default suite's collection (one process)")
     ap.add_argument("--json", type=Path, help="also write every run's figures here")
     args = ap.parse_args()
     repos = args.repo or [REPO]
+    shared = Path(os.environ.get("STAGESWAP_SHARED") or REPO.parent / "shared")
+    work = Path(tempfile.mkdtemp(prefix="bench-startup-"))
+    clip = short_clip(shared, work / "d0-12.mp4")
+    process = [args.python, "-m", "streamer", "process", "-i", str(clip), "-o", str(work / "out.mp4")]
+    process += ["--no-progress", "--no-sign"]
+    collect = [args.python, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
+    collect += ["-m", "not slow and not gpu"]
     servers = {
         "serve --processor full": [],
         "serve --processor passthrough": ["--processor", "passthrough"],
@@ -111,8 +144,13 @@ def main() -> int:
                 got = serve_once(args.python, repo, extra)
                 rows.setdefault(f"{name}: CPU s", []).append(float(got["cpu_s"]))  # type: ignore[arg-type]
                 rows.setdefault(f"{name}: torch loaded", []).append(float(bool(got["torch"])))
+            data_home = {"XDG_DATA_HOME": str(work / "xdg-data")}  # its audit log, not the user's
+            rows.setdefault("process (12 frames of d0): CPU s", []).append(child_cpu_s(process, repo, data_home))
             for name, statement in IMPORTS.items():
-                rows.setdefault(f"import {name}: CPU s", []).append(import_once(args.python, repo, statement))
+                cpu = child_cpu_s([args.python, "-c", statement], repo)
+                rows.setdefault(f"import {name}: CPU s", []).append(cpu)
+            if args.collect:
+                rows.setdefault("collecting the default suite: CPU s", []).append(child_cpu_s(collect, repo))
         print(f"run {run + 1}/{args.runs} done (load {os.getloadavg()[0]:.1f})", flush=True)
     for repo, rows in results.items():
         print(f"\n{repo}")
@@ -122,6 +160,7 @@ def main() -> int:
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
+    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
