@@ -95,6 +95,7 @@ STEPS = {
     "seam field": ("engines.compose.seam", "seam_field"),
     "seam applied": ("engines.compose.seam", "apply_field"),
     "composite": ("engines.compose.blend", "composite"),
+    "paste (fused)": ("engines.fused", "paste_face"),
 }
 """``--steps``: the engine functions the per-face stages spend their time in (name: module, attribute)."""
 STEP = "step: "

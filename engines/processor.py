@@ -68,6 +68,9 @@ class ProcessorConfig:
     """What the per-face stages' pixel work runs on (``engines.stages.ops``): ``auto`` — the torch ops on the device
     when it is a GPU, numpy on the CPU (faster there than torch on the CPU); ``numpy``; ``torch`` — the torch ops
     on ``device`` whatever it is (``cpu``: how the suite holds them equal to numpy). Shown as ``frame_path``."""
+    fused: bool = True
+    """On numpy, the chains of full-size per-pixel passes run as compiled kernels (``engines.fused``, numba: a
+    face's relight and paste in one pass each); False: the numpy/cv2 reference, pass by pass."""
     swap: SwapConfig = field(default_factory=SwapConfig)
     blend: BlendConfig = field(default_factory=BlendConfig)
     occlusion: OcclusionConfig | None = None
@@ -180,7 +183,7 @@ class FaceProcessor:
         self.targets = TargetStage(
             selector if selector is not None else TargetSelector(None, config.reid), performers, describer_models
         )
-        self.ops = make_ops(config.stages, config.device)
+        self.ops = make_ops(config.stages, config.device, config.fused)
         """The backend of the per-face stages' pixel work: numpy, or the torch ops on a device."""
         self.swap = SwapStage(
             MeshSwapper(config.swap), identities, user_models, config.device, config.learned, self.ops

@@ -321,7 +321,7 @@ def composite(frame: np.ndarray, geometry: FaceGeometry, face_bgr: np.ndarray, a
     a = np.asarray(alpha, dtype=np.float32)
     # Only the box where the face shows: the window's margin (the morph's falloff, the feather's reach) is the
     # actor's already, and blending it cost a third of the paste on a close-up.
-    box = _alpha_box(geometry, a)
+    box = alpha_box(geometry, a)
     if box is None:
         return
     by, bx = box
@@ -331,7 +331,7 @@ def composite(frame: np.ndarray, geometry: FaceGeometry, face_bgr: np.ndarray, a
     cv2.blendLinear(face_bgr[by, bx], part, a, 1.0 - a, dst=part)
 
 
-def _alpha_box(geometry: FaceGeometry, alpha: np.ndarray) -> tuple[slice, slice] | None:
+def alpha_box(geometry: FaceGeometry, alpha: np.ndarray) -> tuple[slice, slice] | None:
     """Row and column slices of the window outside which ``alpha`` is zero; None when it is zero everywhere.
 
     The mesh's box (``FaceGeometry.face_box``, scaled to the window with a pixel for the upsampling) holds

@@ -364,6 +364,7 @@ def relight_face(
     albedo: np.ndarray | None = None,
     max_gain: float = MAX_GAIN,
     shading_grid_px: int | None = SHADING_GRID_PX,
+    fused: bool = False,
 ) -> np.ndarray:
     """Relight the masked face in a BGR uint8 window; returns a new window (pixels outside ``mask`` kept).
 
@@ -376,6 +377,10 @@ def relight_face(
     The shading is smooth (normals interpolated over a mesh), so it is evaluated on a grid at most
     ``shading_grid_px`` on its long side and upsampled (None: every pixel, for per-pixel normals); the
     colour work is per pixel.
+
+    ``fused``: with a binary mask and a coarse normal grid (the relight stage's case), the field's upsampling,
+    the product and the sRGB lookup run as one compiled pass (``engines.fused.relight_masked``; within a level
+    of this function's own passes, which stay the reference).
     """
     img = np.asarray(image_bgr_window)
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
@@ -406,6 +411,12 @@ def relight_face(
             field = _shading_field(crop, src, tgt, ratio, max_gain)
     else:
         grid = _fill_empty(normals.astype(np.float32))
+        if fused and binary:
+            from engines.fused import relight_masked
+
+            grid_field = _shading_field(grid, src, tgt, ratio, max_gain)
+            tables = (_U8_TO_LINEAR, _U16_TO_U8, _LINEAR_LUT_SIZE)
+            return relight_masked(out, grid_field, weight, (y0, y0 + bh, x0, x0 + bw), albedo, tables)
         field = cv2.resize(_shading_field(grid, src, tgt, ratio, max_gain), (w, h))[ys, xs]
     # Linear light times the table's size, rounded to uint16 by the product's own saturating conversion
     # (negatives to 0), then one lookup to sRGB (``_U16_TO_U8``: everything past 1.0 is white).

@@ -60,15 +60,15 @@ class BlendStage:
                 cut_openings(own_alpha, geometry, True, True, self.config)
                 if face.visible is not None:
                     own_alpha *= face.visible
-                ops.composite(out, geometry, ops.to_window(geometry, face.own), _weaker(own_alpha, settings.strength))
+                ops.paste_face(out, geometry, face.own, None, _weaker(own_alpha, settings.strength))
             face_small = None  # the face at geometry resolution, as the colour match measured it
             if face.identity is not None or (face.swapped is not None and self.match_learned):
                 face_bgr, face_small = self._match_colour(face, face_bgr)
             if face.identity is not None and face.identity.monochrome:  # black-and-white photos: the actor's colour
                 face_bgr, face_small = ops.transfer_chroma(face_bgr, actor), None
-            if face.identity is not None:
-                face_bgr = self._match_seam(face, face_bgr, face_small)
-            ops.composite(out, geometry, ops.to_window(geometry, face_bgr), _weaker(alpha, settings.strength))
+            # The seam's gains are applied as the face is pasted (one pass on numpy: ``FaceOps.paste_face``).
+            field = self._seam_field(face, face_bgr, face_small) if face.identity is not None else None
+            ops.paste_face(out, geometry, face_bgr, field, _weaker(alpha, settings.strength))
             if face.glasses is not None:
                 self._keep_glasses(face)
 
@@ -86,10 +86,11 @@ class BlendStage:
         keep.lay(host, face.frame.image)
         self.ops.window_from_host(face.out, keep.box, host)
 
-    def _match_seam(self, face: FaceContext, face_bgr: Pixels, face_small: Pixels | None) -> Pixels:
-        """The mesh swap's face with the actor's local tone near the outline (``engines.compose.seam``): the
-        identity's photo is not one colour, and where its forehead is darker or warmer than the actor's, the
-        outline's ramp showed a band of another tone. Against the same reference as the colour match.
+    def _seam_field(self, face: FaceContext, face_bgr: Pixels, face_small: Pixels | None) -> np.ndarray | None:
+        """The gains that give the mesh swap's face the actor's local tone near the outline (``engines.compose.seam``;
+        None: nothing to change; applied as the face is pasted): the identity's photo is not one colour, and where
+        its forehead is darker or warmer than the actor's, the outline's ramp showed a band of another tone.
+        Against the same reference as the colour match.
 
         The field is measured on ``face_small``, the face at geometry resolution the colour match shrank already
         (None: shrunk here): an area resize of the working-size face to half the geometry resolution cost a
@@ -104,10 +105,9 @@ class BlendStage:
         # — on a torch backend the small face is downloaded here and only the field (at half the geometry
         # resolution) goes back up to be applied on the device.
         feather = outline_feather(geometry, self.config)
-        field = seam_field(
+        return seam_field(
             self.ops.to_host(face_small), self.ops.to_host(reference), geometry, feather, self.config.seam, face.seen
         )
-        return face_bgr if field is None else self.ops.apply_field(face_bgr, field)
 
     def _match_colour(self, face: FaceContext, face_bgr: Pixels) -> tuple[Pixels, Pixels]:
         """After a relight the gains already went into the light (``RelightStage``): the residual measured now

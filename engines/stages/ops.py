@@ -95,11 +95,25 @@ class FaceOps(Protocol):
     def composite(self, canvas: Pixels, geometry: FaceGeometry, face: Pixels, alpha: np.ndarray) -> None:
         """``engines.compose.blend.composite``: the face blended into ``canvas``'s window, in place."""
 
+    def paste_face(
+        self, canvas: Pixels, geometry: FaceGeometry, face: Pixels, field_small: np.ndarray | None, alpha: np.ndarray
+    ) -> None:
+        """The face at its work size with the seam's gains (``apply_field``; None: none), scaled to the window
+        (``to_window``) and composited into ``canvas`` by the window-size ``alpha`` (``composite``), in place."""
+
 
 class NumpyOps:
-    """The numpy/cv2 stages themselves: the CPU path and the default."""
+    """The numpy/cv2 stages themselves: the CPU path and the default.
+
+    ``fused`` (the default): the chains of full-size per-pixel passes — the relight's field, product and sRGB
+    lookup; the seam's gains, the scale to the window and the composite — run as one compiled pass each
+    (``engines.fused``, numba); False: the numpy/cv2 functions pass by pass, the reference they are tested
+    against (within a level or two, tests/engines/test_fused.py)."""
 
     name = "numpy"
+
+    def __init__(self, fused: bool = True) -> None:
+        self.fused = fused
 
     def canvas(self, image: np.ndarray) -> np.ndarray:
         return image.copy()
@@ -138,7 +152,15 @@ class NumpyOps:
         shading_grid_px: int | None = SHADING_GRID_PX,
     ) -> np.ndarray:
         return relight_face(
-            image, normals, mask, source, target, albedo, max_gain=max_gain, shading_grid_px=shading_grid_px
+            image,
+            normals,
+            mask,
+            source,
+            target,
+            albedo,
+            max_gain=max_gain,
+            shading_grid_px=shading_grid_px,
+            fused=self.fused,
         )
 
     def colour_gains(
@@ -158,20 +180,37 @@ class NumpyOps:
     def composite(self, canvas: np.ndarray, geometry: FaceGeometry, face: np.ndarray, alpha: np.ndarray) -> None:
         composite(canvas, geometry, face, alpha)
 
+    def paste_face(
+        self,
+        canvas: np.ndarray,
+        geometry: FaceGeometry,
+        face: np.ndarray,
+        field_small: np.ndarray | None,
+        alpha: np.ndarray,
+    ) -> None:
+        if self.fused:
+            from engines.fused import paste_face
 
-def make_ops(backend: str, device: str) -> FaceOps:
+            paste_face(canvas, geometry, face, field_small, alpha)
+            return
+        if field_small is not None:
+            face = apply_field(face, field_small)
+        composite(canvas, geometry, geometry.to_window(face), alpha)
+
+
+def make_ops(backend: str, device: str, fused: bool = True) -> FaceOps:
     """The backend the per-face stages run on: ``backend`` as ``StagesBackend`` says, ``device`` the processor's
-    (``auto``, ``cpu`` or ``cuda``, resolved as ``engines.runtime.select.resolve_device``). InputError for an
-    unknown backend."""
+    (``auto``, ``cpu`` or ``cuda``, resolved as ``engines.runtime.select.resolve_device``); ``fused``: numpy's
+    compiled kernels (``NumpyOps``). InputError for an unknown backend."""
     if backend not in ("auto", "numpy", "torch"):
         raise InputError(f"unknown stages backend {backend!r}: choose auto, numpy or torch")
     if backend == "numpy":
-        return NumpyOps()
+        return NumpyOps(fused)
     from engines.runtime.select import resolve_device
 
     resolved = resolve_device(device)
     if backend == "auto" and resolved == "cpu":
-        return NumpyOps()
+        return NumpyOps(fused)
     from engines.stages.torch_ops import TorchOps
 
     return TorchOps(resolved)

@@ -146,3 +146,15 @@ class TorchOps:
 
     def composite(self, canvas: torch.Tensor, geometry: FaceGeometry, face: PixelsT, alpha: np.ndarray) -> None:
         compose_t.composite(canvas, geometry.window, self.device_array(face), self.device_array(alpha))
+
+    def paste_face(
+        self,
+        canvas: torch.Tensor,
+        geometry: FaceGeometry,
+        face: PixelsT,
+        field_small: np.ndarray | None,
+        alpha: np.ndarray,
+    ) -> None:
+        if field_small is not None:
+            face = self.apply_field(face, field_small)
+        self.composite(canvas, geometry, self.to_window(geometry, face), alpha)

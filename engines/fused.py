@@ -1,0 +1,308 @@
+"""The CPU path's per-pixel passes fused into compiled kernels (numba): one loop over the face where numpy and
+OpenCV made several full-size passes.
+
+At a close-up the per-face working size is nearly the face's window (BENCHMARKS.md, issue 20), so each full-size
+pass costs about the same whatever it does (~10 ns a pixel on the development machine): a resize, a multiply, a
+table lookup, a masked copy. Here each chain of them is one pass, every intermediate kept in registers:
+
+- ``paste_face``: the seam's gains upsampled and applied (``engines.compose.seam.apply_field``), the face scaled
+  up to the window (``FaceGeometry.to_window``) and blended into the frame (``engines.compose.blend.composite``);
+- ``relight_masked``: the shading field upsampled from its grid, multiplied into the face's linear light and
+  encoded to sRGB where the face's mask is set (``engines.light.relight.relight_face``'s binary-mask path).
+
+The numpy/cv2 functions stay the reference (``NumpyOps(fused=False)``; the torch twins follow them): the kernels
+sample bilinearly with OpenCV's pixel-centre convention in float, where OpenCV rounds each pass to uint8 and
+uses fixed-point weights, so a pixel differs by a level or two at most (tests/engines/test_fused.py holds them to
+that on frames of three shared clips).
+
+Compiled once per machine (``cache=True``: the machine code is kept beside this file in ``__pycache__``, or in
+numba's user cache where that is not writable); a process loads it on the first face it draws.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+from numba import njit
+
+from engines.compose.blend import alpha_box
+from engines.swap.mesh import FaceGeometry
+
+_GAMMA = 2.2  # as ``engines.compose.seam.apply_field``: a linear-light gain is the gain ** (1 / 2.2) on sRGB codes
+
+
+# Every kernel is compiled once and kept on disk (``cache``), in IEEE arithmetic (``fastmath`` off: the same numbers
+# on every machine), and releases the GIL (the worker's other threads run meanwhile).
+#
+# Each kernel works a row at a time, its inner loops over one contiguous run of a row's channels (``k`` = column
+# x 3 + channel) with nothing but arithmetic in them: LLVM vectorises those (measured 3x faster than a loop over
+# (column, channel) pairs); the bilinear resampling is separable, each source row interpolated across once per
+# call and kept while the output rows need it.
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def _taps(dst: int, src: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """``cv2.resize``'s bilinear taps from ``src`` samples to ``dst``: for each output sample the two source
+    indices and the second one's weight (pixel centres aligned; clamped at the edges as OpenCV clamps)."""
+    lo = np.empty(dst, np.int64)
+    hi = np.empty(dst, np.int64)
+    frac = np.empty(dst, np.float32)
+    scale = src / dst
+    for i in range(dst):
+        f = (i + 0.5) * scale - 0.5
+        j = int(math.floor(f))
+        w = f - j
+        if j < 0:
+            j, w = 0, 0.0
+        if j >= src - 1:
+            j, w = src - 1, 0.0
+        lo[i], hi[i], frac[i] = j, min(j + 1, src - 1), w
+    return lo, hi, frac
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def _across(src: np.ndarray, lo: np.ndarray, hi: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
+    """One source row of three-channel pixels (flattened) interpolated at the columns' taps (``_taps``, for the
+    output columns wanted) into ``out`` (flattened, float32). A pixel at a time, its three channels together: a
+    gather per element cost three times as much."""
+    for x in range(lo.shape[0]):  # pragma: no cover - compiled
+        i, j, f = lo[x] * 3, hi[x] * 3, w[x]
+        for c in range(3):
+            low = np.float32(src[i + c])
+            out[3 * x + c] = low + f * (np.float32(src[j + c]) - low)
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def _rows(
+    src: np.ndarray, r0: int, r1: int, a: np.ndarray, b: np.ndarray, w: np.ndarray, cache: np.ndarray, keys: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """Source rows ``r0`` and ``r1`` of the flattened ``src`` (rows, elements), each interpolated at the columns'
+    taps ``a``, ``b``, ``w`` (``_across``): what one output row of a separable bilinear resize blends. The two are
+    kept in ``cache`` (2, n) (``keys``: their source rows), so each source row is interpolated once however many
+    output rows read it."""
+    for r in (r0, r1):
+        if keys[0] != r and keys[1] != r:
+            slot = 0 if keys[0] != r0 and keys[0] != r1 else 1
+            _across(src[r], a, b, w, cache[slot])
+            keys[slot] = r
+    return (cache[0], cache[1]) if keys[0] == r0 else (cache[1], cache[0])
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def _blend(
+    dst: np.ndarray,
+    face: tuple[np.ndarray, np.ndarray],
+    fy: np.float32,
+    gain: tuple[np.ndarray, np.ndarray],
+    gy: np.float32,
+    alpha: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """``dst`` (uint8) = dst + alpha (face x gain - dst), the face and the gain each two rows blended by ``fy`` and
+    ``gy``, the gained face saturated at 255, the result rounded."""
+    ft, fb = face
+    gt, gb = gain
+    top = np.float32(255.0)
+    for k in range(dst.shape[0]):
+        f = ft[k] + fy * (fb[k] - ft[k])
+        g = gt[k] + gy * (gb[k] - gt[k])
+        v = min(f * g, top)
+        o = np.float32(dst[k])
+        dst[k] = np.uint8(o + alpha[k] * (v - o) + np.float32(0.5))
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def _spread(values: np.ndarray, out: np.ndarray) -> None:
+    """Each of ``values`` three times into ``out``: a per-pixel weight for each channel."""
+    for x in range(values.shape[0]):  # pragma: no cover - compiled
+        v = values[x]
+        out[3 * x] = v
+        out[3 * x + 1] = v
+        out[3 * x + 2] = v
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def _paste(
+    frame: np.ndarray,
+    origin: tuple[int, int],
+    window: tuple[int, int],
+    box: tuple[int, int, int, int],
+    face: np.ndarray,
+    gain: np.ndarray,
+    has_gain: bool,
+    alpha: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """``frame``'s window at ``origin`` (y, x), of size ``window`` (h, w), blended in place with ``face`` (any size,
+    uint8, bilinearly scaled to the window) times ``gain`` (any size, float32, bilinearly scaled; ignored without
+    ``has_gain``) by ``alpha`` (the window's size), inside ``box`` = (y0, y1, x0, x1) of the window."""
+    wh, ww = window
+    y0, y1, x0, x1 = box
+    oy, ox = origin
+    n = (x1 - x0) * 3
+    width = frame.shape[1] * 3
+    pixels = frame.reshape(-1)
+    face_rows = face.reshape(face.shape[0], face.shape[1] * 3)
+    gain_rows = gain.reshape(gain.shape[0], gain.shape[1] * 3)
+    fy_lo, fy_hi, fy_w = _taps(wh, face.shape[0])
+    gy_lo, gy_hi, gy_w = _taps(wh, gain.shape[0])
+    fa, fb, fw = _taps(ww, face.shape[1])
+    ga, gb, gw = _taps(ww, gain.shape[1])
+    fa, fb, fw, ga, gb, gw = fa[x0:x1], fb[x0:x1], fw[x0:x1], ga[x0:x1], gb[x0:x1], gw[x0:x1]
+    face_cache, gain_cache = np.empty((2, n), np.float32), np.ones((2, n), np.float32)
+    face_keys, gain_keys = np.full(2, -1, np.int64), np.full(2, -1, np.int64)
+    gain_pair, gy = (gain_cache[0], gain_cache[1]), np.float32(0.0)
+    alpha_row = np.empty(n, np.float32)
+    for y in range(y0, y1):
+        face_pair = _rows(face_rows, fy_lo[y], fy_hi[y], fa, fb, fw, face_cache, face_keys)
+        if has_gain:
+            gain_pair, gy = _rows(gain_rows, gy_lo[y], gy_hi[y], ga, gb, gw, gain_cache, gain_keys), gy_w[y]
+        _spread(alpha[y, x0:x1], alpha_row)
+        start = (oy + y) * width + (ox + x0) * 3
+        _blend(pixels[start : start + n], face_pair, fy_w[y], gain_pair, gy, alpha_row)
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def _encode(
+    dst: np.ndarray,
+    linear: np.ndarray,
+    shading: tuple[np.ndarray, np.ndarray],
+    sy: np.float32,
+    keep: np.ndarray,
+    scale: np.float32,
+    to_srgb: np.ndarray,
+    index: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """``dst`` (uint8) = sRGB of ``linear`` x the shading (two rows blended by ``sy``) where ``keep`` (uint8 per
+    element) is set: the product in multiples of 1 / ``scale`` rounded to a uint16 index (saturated) into
+    ``to_srgb``."""
+    st, sb = shading
+    top = np.float32(65535.0)
+    for k in range(dst.shape[0]):
+        v = min(max(linear[k] * (st[k] + sy * (sb[k] - st[k])) * scale, np.float32(0.0)), top)
+        index[k] = np.int32(v + np.float32(0.5))
+    for k in range(dst.shape[0]):
+        if keep[k]:
+            dst[k] = to_srgb[index[k]]
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def _relight(
+    out: np.ndarray,
+    albedo: np.ndarray,
+    has_albedo: bool,
+    mask: np.ndarray,
+    field: np.ndarray,
+    box: tuple[int, int, int, int],
+    to_linear: np.ndarray,
+    to_srgb: np.ndarray,
+    lut_size: float,
+) -> None:  # pragma: no cover - compiled
+    """``out`` (uint8 BGR) relit in place inside ``box`` = (y0, y1, x0, x1) where ``mask`` is set: the linear light
+    (``albedo``, or ``out`` through ``to_linear``) times ``field`` (the shading on its grid, bilinearly scaled to
+    the image's size), encoded by ``to_srgb`` indexed in multiples of 1 / ``lut_size`` (uint16, saturated)."""
+    h, w = out.shape[:2]
+    y0, y1, x0, x1 = box
+    n = (x1 - x0) * 3
+    width = w * 3
+    pixels = out.reshape(-1)
+    lit = albedo.reshape(-1)
+    rows = field.reshape(field.shape[0], field.shape[1] * 3)
+    sy_lo, sy_hi, sy_w = _taps(h, field.shape[0])
+    sa, sb, sw = _taps(w, field.shape[1])
+    sa, sb, sw = sa[x0:x1], sb[x0:x1], sw[x0:x1]
+    cache, keys = np.empty((2, n), np.float32), np.full(2, -1, np.int64)
+    linear, keep, index = np.empty(n, np.float32), np.empty(n, np.uint8), np.empty(n, np.int32)
+    scale = np.float32(lut_size)
+    for y in range(y0, y1):
+        shading = _rows(rows, sy_lo[y], sy_hi[y], sa, sb, sw, cache, keys)
+        start = y * width + x0 * 3
+        dst = pixels[start : start + n]
+        if not has_albedo:
+            for k in range(n):
+                linear[k] = to_linear[dst[k]]
+        _spread(mask[y, x0:x1].view(np.uint8), keep)
+        _encode(dst, lit[start : start + n] if has_albedo else linear, shading, sy_w[y], keep, scale, to_srgb, index)
+
+
+_NO_GAIN = np.ones((1, 1, 3), np.float32)
+_NO_ALBEDO = np.zeros((1, 1, 3), np.float32)
+
+
+def paste_face(
+    frame: np.ndarray, geometry: FaceGeometry, face_bgr: np.ndarray, field_small: np.ndarray | None, alpha: np.ndarray
+) -> None:
+    """``composite(frame, geometry, geometry.to_window(apply_field(face_bgr, field_small)), alpha)`` in one pass
+    over the box where ``alpha`` shows: ``frame`` (uint8 BGR, C-contiguous) edited in place; ``face_bgr`` the face
+    at its work size (uint8 BGR); ``field_small`` the seam's linear-light gains (``seam_field``; None: none);
+    ``alpha`` (the window's size, float32 0..1)."""
+    a = np.ascontiguousarray(alpha, dtype=np.float32)
+    box = alpha_box(geometry, a)
+    if box is None:
+        return
+    window = geometry.window
+    if a.shape != (window.height, window.width):
+        raise ValueError(f"alpha {a.shape} does not match the window {(window.height, window.width)}")
+    if not frame.flags.c_contiguous or frame.dtype != np.uint8:
+        raise ValueError("the frame must be a C-contiguous uint8 image")
+    gain = _NO_GAIN if field_small is None else np.power(field_small, 1.0 / _GAMMA, dtype=np.float32)
+    by, bx = box
+    _paste(
+        frame,
+        (window.y0, window.x0),
+        (window.height, window.width),
+        (by.start, by.stop, bx.start, bx.stop),
+        np.ascontiguousarray(face_bgr),
+        np.ascontiguousarray(gain),
+        field_small is not None,
+        a,
+    )
+
+
+def relight_masked(
+    out: np.ndarray,
+    field: np.ndarray,
+    mask: np.ndarray,
+    box: tuple[int, int, int, int],
+    albedo: np.ndarray | None,
+    tables: tuple[np.ndarray, np.ndarray, int],
+) -> np.ndarray:
+    """``relight_face``'s per-pixel work for a binary mask, in place: ``out`` (uint8 BGR, C-contiguous: a copy of
+    the image) inside ``box`` = (y0, y1, x0, x1) where ``mask`` (bool, the image's size) is set becomes the linear
+    light (``albedo`` float32, else ``out``'s own) times the shading ``field`` (float32 (gh, gw, 3) BGR, scaled to
+    the image's size as ``cv2.resize`` scales it) encoded to sRGB. ``tables``: uint8 to linear (256,), uint16 to
+    sRGB uint8 (65536,), and how many uint16 steps make 1.0 of linear light (``engines.light.relight``'s)."""
+    to_linear, to_srgb, lut_size = tables
+    _relight(
+        out,
+        _NO_ALBEDO if albedo is None else np.ascontiguousarray(albedo, dtype=np.float32),
+        albedo is not None,
+        np.ascontiguousarray(mask),
+        np.ascontiguousarray(field, dtype=np.float32),
+        box,
+        to_linear,
+        to_srgb,
+        float(lut_size),
+    )
+    return out
+
+
+def warm_up() -> float:
+    """Compile every kernel for the argument types the stages pass (or load them from the disk cache), on a few
+    pixels; returns the seconds it took. ``make setup`` runs it once, so neither the suite nor a server's first
+    face pays the compilation (BENCHMARKS.md, issue 20: seconds of CPU cold, a fraction of one cached)."""
+    start = time.perf_counter()
+    frame = np.zeros((6, 6, 3), np.uint8)
+    face = np.full((4, 4, 3), 200, np.uint8)
+    alpha = np.ones((4, 4), np.float32)
+    for gain, has_gain in ((_NO_GAIN, False), (np.ones((2, 2, 3), np.float32), True)):
+        _paste(frame, (1, 1), (4, 4), (0, 4, 0, 4), face, gain, has_gain, alpha)
+    mask = np.ones((4, 4), bool)
+    field = np.ones((2, 2, 3), np.float32)
+    to_linear, to_srgb = np.linspace(0.0, 1.0, 256, dtype=np.float32), np.zeros(65536, np.uint8)
+    for table in (to_linear, to_srgb):  # read-only, as ``engines.light.relight``'s (another type to numba)
+        table.setflags(write=False)
+    tables = (to_linear, to_srgb, 16384)
+    for albedo in (None, np.ones((4, 4, 3), np.float32)):
+        relight_masked(face.copy(), field, mask, (0, 4, 0, 4), albedo, tables)
+    return time.perf_counter() - start
