@@ -27,9 +27,6 @@ import time
 import numpy as np
 from numba import njit
 
-from engines.compose.blend import alpha_box
-from engines.swap.mesh import FaceGeometry
-
 _GAMMA = 2.2  # as ``engines.compose.seam.apply_field``: a linear-light gain is the gain ** (1 / 2.2) on sRGB codes
 
 
@@ -225,38 +222,109 @@ def _relight(
         _encode(dst, lit[start : start + n] if has_albedo else linear, shading, sy_w[y], keep, scale, to_srgb, index)
 
 
+@njit(cache=True, fastmath=False, nogil=True)
+def _shading(
+    normals: np.ndarray,
+    constants: np.ndarray,
+    source: np.ndarray,
+    target: np.ndarray,
+    floors: np.ndarray,
+    ratio: bool,
+    max_gain: float,
+    out: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """``out`` (n, 3) float32: the target light's shading at each of ``normals`` (n, 3), floored by ``floors[1]``,
+    divided by the source light's (floored by ``floors[0]``) and clipped to 0..``max_gain`` where ``ratio``.
+    ``constants``: the SH basis's Y00, C1, C2, C20, C22; the lights (9, 3) float32, columns in the output's
+    channel order."""
+    y00, c1, c2, c20, c22 = constants[0], constants[1], constants[2], constants[3], constants[4]
+    basis = np.empty(9, np.float32)
+    top = np.float32(max_gain)
+    for i in range(normals.shape[0]):
+        x, y, z = normals[i, 0], normals[i, 1], normals[i, 2]
+        basis[0] = y00
+        basis[1] = c1 * y
+        basis[2] = c1 * z
+        basis[3] = c1 * x
+        basis[4] = c2 * x * y
+        basis[5] = c2 * y * z
+        basis[6] = c20 * (np.float32(3.0) * z * z - np.float32(1.0))
+        basis[7] = c2 * x * z
+        basis[8] = c22 * (x * x - y * y)
+        for c in range(3):
+            e_t = np.float32(0.0)
+            e_s = np.float32(0.0)
+            for j in range(9):
+                e_t += basis[j] * target[j, c]
+                e_s += basis[j] * source[j, c]
+            e_t = max(e_t, floors[1, c])
+            if ratio:
+                out[i, c] = min(max(e_t / max(e_s, floors[0, c]), np.float32(0.0)), top)
+            else:
+                out[i, c] = e_t
+
+
 _NO_GAIN = np.ones((1, 1, 3), np.float32)
 _NO_ALBEDO = np.zeros((1, 1, 3), np.float32)
 
 
 def paste_face(
-    frame: np.ndarray, geometry: FaceGeometry, face_bgr: np.ndarray, field_small: np.ndarray | None, alpha: np.ndarray
+    frame: np.ndarray,
+    origin: tuple[int, int],
+    window: tuple[int, int],
+    box: tuple[int, int, int, int],
+    face_bgr: np.ndarray,
+    field_small: np.ndarray | None,
+    alpha: np.ndarray,
 ) -> None:
-    """``composite(frame, geometry, geometry.to_window(apply_field(face_bgr, field_small)), alpha)`` in one pass
-    over the box where ``alpha`` shows: ``frame`` (uint8 BGR, C-contiguous) edited in place; ``face_bgr`` the face
-    at its work size (uint8 BGR); ``field_small`` the seam's linear-light gains (``seam_field``; None: none);
-    ``alpha`` (the window's size, float32 0..1)."""
-    a = np.ascontiguousarray(alpha, dtype=np.float32)
-    box = alpha_box(geometry, a)
-    if box is None:
-        return
-    window = geometry.window
-    if a.shape != (window.height, window.width):
-        raise ValueError(f"alpha {a.shape} does not match the window {(window.height, window.width)}")
+    """``frame`` (uint8 BGR, C-contiguous) with the face pasted in place: in its window at ``origin`` (y, x) of size
+    ``window`` (h, w), inside ``box`` = (y0, y1, x0, x1) of the window, ``frame + alpha (face - frame)`` where the
+    face is ``face_bgr`` (uint8 BGR at its work size) times the seam's linear-light gains ``field_small``
+    (``seam_field``; None: none), both scaled to the window; ``alpha`` float32, the window's size.
+    ``engines.compose.blend.paste_face`` finds the box."""
     if not frame.flags.c_contiguous or frame.dtype != np.uint8:
         raise ValueError("the frame must be a C-contiguous uint8 image")
+    if alpha.shape != window:
+        raise ValueError(f"alpha {alpha.shape} does not match the window {window}")
     gain = _NO_GAIN if field_small is None else np.power(field_small, 1.0 / _GAMMA, dtype=np.float32)
-    by, bx = box
     _paste(
         frame,
-        (window.y0, window.x0),
-        (window.height, window.width),
-        (by.start, by.stop, bx.start, bx.stop),
+        origin,
+        window,
+        box,
         np.ascontiguousarray(face_bgr),
         np.ascontiguousarray(gain),
         field_small is not None,
-        a,
+        np.ascontiguousarray(alpha, dtype=np.float32),
     )
+
+
+def shading_field(
+    normals: np.ndarray,
+    constants: np.ndarray,
+    source: np.ndarray,
+    target: np.ndarray,
+    floors: np.ndarray,
+    ratio: bool,
+    max_gain: float,
+) -> np.ndarray:
+    """(h, w, 3) float32 at ``normals``' (h, w, 3) grid: ``engines.light.relight._shading_field`` in one compiled
+    loop (its numpy builds the (n, 9) basis and two products: a dozen passes over the grid). ``source``,
+    ``target`` (9, 3) lights with their columns in BGR order, ``floors`` (2, 3) their shading floors (BGR),
+    ``constants`` the SH basis's (``_shading`` says which)."""
+    h, w = normals.shape[:2]
+    out = np.empty((h * w, 3), np.float32)
+    _shading(
+        np.ascontiguousarray(normals, dtype=np.float32).reshape(h * w, 3),
+        constants,
+        np.ascontiguousarray(source, dtype=np.float32),
+        np.ascontiguousarray(target, dtype=np.float32),
+        np.ascontiguousarray(floors, dtype=np.float32),
+        ratio,
+        float(max_gain),
+        out,
+    )
+    return out.reshape(h, w, 3)
 
 
 def relight_masked(
@@ -295,14 +363,18 @@ def warm_up() -> float:
     frame = np.zeros((6, 6, 3), np.uint8)
     face = np.full((4, 4, 3), 200, np.uint8)
     alpha = np.ones((4, 4), np.float32)
-    for gain, has_gain in ((_NO_GAIN, False), (np.ones((2, 2, 3), np.float32), True)):
-        _paste(frame, (1, 1), (4, 4), (0, 4, 0, 4), face, gain, has_gain, alpha)
+    for gain, has_gain in ((_NO_GAIN, False), (np.ones((2, 2, 3), np.float32), True)):  # with and without gains
+        paste_face(frame, (1, 1), (4, 4), (0, 4, 0, 4), face, None if not has_gain else gain, alpha)
     mask = np.ones((4, 4), bool)
     field = np.ones((2, 2, 3), np.float32)
     to_linear, to_srgb = np.linspace(0.0, 1.0, 256, dtype=np.float32), np.zeros(65536, np.uint8)
     for table in (to_linear, to_srgb):  # read-only, as ``engines.light.relight``'s (another type to numba)
         table.setflags(write=False)
     tables = (to_linear, to_srgb, 16384)
+    constants, light = np.ones(5, np.float32), np.ones((9, 3), np.float32)
+    constants.setflags(write=False)  # read-only, as ``engines.light.relight``'s
+    for ratio in (False, True):
+        shading_field(field, constants, light, light, np.ones((2, 3), np.float32), ratio, 4.0)
     for albedo in (None, np.ones((4, 4, 3), np.float32)):
         relight_masked(face.copy(), field, mask, (0, 4, 0, 4), albedo, tables)
     return time.perf_counter() - start

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from engines import fused
 from engines.compose.seam import SeamConfig
 from engines.face.topology import (
     EYE_OPENING,
@@ -329,6 +330,29 @@ def composite(frame: np.ndarray, geometry: FaceGeometry, face_bgr: np.ndarray, a
     a = a[by, bx]
     # Element by element, so in place is safe; OpenCV writes into the frame's view (rows need not be adjacent).
     cv2.blendLinear(face_bgr[by, bx], part, a, 1.0 - a, dst=part)
+
+
+def paste_face(
+    frame: np.ndarray, geometry: FaceGeometry, face_bgr: np.ndarray, field_small: np.ndarray | None, alpha: np.ndarray
+) -> None:
+    """``composite(frame, geometry, geometry.to_window(apply_field(face_bgr, field_small)), alpha)`` in one compiled
+    pass over the box where ``alpha`` shows (``engines.fused.paste_face``; within a level of those passes, which
+    stay the reference): the face at its work size with the seam's gains (None: none) scaled up and blended into
+    ``frame`` (uint8, C-contiguous) in place."""
+    a = np.ascontiguousarray(alpha, dtype=np.float32)
+    box = alpha_box(geometry, a)
+    if box is None:
+        return
+    (by, bx), window = box, geometry.window
+    fused.paste_face(
+        frame,
+        (window.y0, window.x0),
+        (window.height, window.width),
+        (by.start, by.stop, bx.start, bx.stop),
+        face_bgr,
+        field_small,
+        a,
+    )
 
 
 def alpha_box(geometry: FaceGeometry, alpha: np.ndarray) -> tuple[slice, slice] | None:

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from engines import fused as fused_kernels
 from engines.errors import InputError
 from engines.light.hdri import hdri_path
 from engines.light.sh import (
@@ -412,11 +413,11 @@ def relight_face(
     else:
         grid = _fill_empty(normals.astype(np.float32))
         if fused and binary:
-            from engines.fused import relight_masked
-
-            grid_field = _shading_field(grid, src, tgt, ratio, max_gain)
+            grid_field = fused_kernels.shading_field(
+                grid, _SH_CONSTANTS, src[:, ::-1], tgt[:, ::-1], np.stack([_floor(src), _floor(tgt)]), ratio, max_gain
+            )
             tables = (_U8_TO_LINEAR, _U16_TO_U8, _LINEAR_LUT_SIZE)
-            return relight_masked(out, grid_field, weight, (y0, y0 + bh, x0, x0 + bw), albedo, tables)
+            return fused_kernels.relight_masked(out, grid_field, weight, (y0, y0 + bh, x0, x0 + bw), albedo, tables)
         field = cv2.resize(_shading_field(grid, src, tgt, ratio, max_gain), (w, h))[ys, xs]
     # Linear light times the table's size, rounded to uint16 by the product's own saturating conversion
     # (negatives to 0), then one lookup to sRGB (``_U16_TO_U8``: everything past 1.0 is white).

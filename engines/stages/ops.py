@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol, TypeAlias
 
 import numpy as np
 
-from engines.compose.blend import BlendConfig, apply_gains, colour_gains, composite, transfer_chroma
+from engines.compose.blend import BlendConfig, apply_gains, colour_gains, composite, paste_face, transfer_chroma
 from engines.compose.seam import apply_field
 from engines.errors import InputError
 from engines.identity.store import Identity
@@ -189,8 +189,6 @@ class NumpyOps:
         alpha: np.ndarray,
     ) -> None:
         if self.fused:
-            from engines.fused import paste_face
-
             paste_face(canvas, geometry, face, field_small, alpha)
             return
         if field_small is not None:
