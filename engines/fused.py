@@ -229,16 +229,20 @@ def _shading(
     source: np.ndarray,
     target: np.ndarray,
     floors: np.ndarray,
+    bounds: np.ndarray,
+    luma: np.ndarray,
     ratio: bool,
     max_gain: float,
     out: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
-    """``out`` (n, 3) float32: the target light's shading at each of ``normals`` (n, 3), floored by ``floors[1]``,
-    divided by the source light's (floored by ``floors[0]``) and clipped to 0..``max_gain`` where ``ratio``.
-    ``constants``: the SH basis's Y00, C1, C2, C20, C22; the lights (9, 3) float32, columns in the output's
-    channel order."""
+    """``out`` (n, 3) float32: the target light's shading at each of ``normals`` (n, 3), floored by ``floors[1]``;
+    where ``ratio``, divided by the source light's (floored by ``floors[0]``), each channel held within ``bounds``
+    (2, 3) of the ratio's luminance (``luma``: its weights; the luminance kept, as ``relight.bound_colour``) and
+    clipped to 0..``max_gain``. ``constants``: the SH basis's Y00, C1, C2, C20, C22; the lights (9, 3) float32,
+    columns in the output's channel order."""
     y00, c1, c2, c20, c22 = constants[0], constants[1], constants[2], constants[3], constants[4]
     basis = np.empty(9, np.float32)
+    gain = np.empty(3, np.float32)
     top = np.float32(max_gain)
     for i in range(normals.shape[0]):
         x, y, z = normals[i, 0], normals[i, 1], normals[i, 2]
@@ -258,10 +262,16 @@ def _shading(
                 e_t += basis[j] * target[j, c]
                 e_s += basis[j] * source[j, c]
             e_t = max(e_t, floors[1, c])
-            if ratio:
-                out[i, c] = min(max(e_t / max(e_s, floors[0, c]), np.float32(0.0)), top)
-            else:
-                out[i, c] = e_t
+            gain[c] = e_t / max(e_s, floors[0, c]) if ratio else e_t
+        if not ratio:
+            out[i, 0], out[i, 1], out[i, 2] = gain[0], gain[1], gain[2]
+            continue
+        lum = max(gain[0] * luma[0] + gain[1] * luma[1] + gain[2] * luma[2], np.float32(1e-6))
+        for c in range(3):
+            gain[c] = min(max(gain[c] / lum, bounds[0, c]), bounds[1, c])
+        kept = lum / max(gain[0] * luma[0] + gain[1] * luma[1] + gain[2] * luma[2], np.float32(1e-6))
+        for c in range(3):
+            out[i, c] = min(max(gain[c] * kept, np.float32(0.0)), top)
 
 
 _NO_GAIN = np.ones((1, 1, 3), np.float32)
@@ -305,13 +315,15 @@ def shading_field(
     source: np.ndarray,
     target: np.ndarray,
     floors: np.ndarray,
+    bounds: tuple[np.ndarray, np.ndarray],
     ratio: bool,
     max_gain: float,
 ) -> np.ndarray:
     """(h, w, 3) float32 at ``normals``' (h, w, 3) grid: ``engines.light.relight._shading_field`` in one compiled
     loop (its numpy builds the (n, 9) basis and two products: a dozen passes over the grid). ``source``,
     ``target`` (9, 3) lights with their columns in BGR order, ``floors`` (2, 3) their shading floors (BGR),
-    ``constants`` the SH basis's (``_shading`` says which)."""
+    ``bounds`` the ratio's colour bounds (2, 3) and the luminance's weights (3,) (BGR), ``constants`` the SH
+    basis's (``_shading`` says which)."""
     h, w = normals.shape[:2]
     out = np.empty((h * w, 3), np.float32)
     _shading(
@@ -320,6 +332,8 @@ def shading_field(
         np.ascontiguousarray(source, dtype=np.float32),
         np.ascontiguousarray(target, dtype=np.float32),
         np.ascontiguousarray(floors, dtype=np.float32),
+        np.ascontiguousarray(bounds[0], dtype=np.float32),
+        np.ascontiguousarray(bounds[1], dtype=np.float32),
         ratio,
         float(max_gain),
         out,
@@ -374,7 +388,8 @@ def warm_up() -> float:
     constants, light = np.ones(5, np.float32), np.ones((9, 3), np.float32)
     constants.setflags(write=False)  # read-only, as ``engines.light.relight``'s
     for ratio in (False, True):
-        shading_field(field, constants, light, light, np.ones((2, 3), np.float32), ratio, 4.0)
+        bounds = (np.ones((2, 3), np.float32), np.ones(3, np.float32))
+        shading_field(field, constants, light, light, np.ones((2, 3), np.float32), bounds, ratio, 4.0)
     for albedo in (None, np.ones((4, 4, 3), np.float32)):
         relight_masked(face.copy(), field, mask, (0, 4, 0, 4), albedo, tables)
     return time.perf_counter() - start

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from engines import fused
 from engines.compose.seam import SeamConfig
 from engines.face.topology import (
     EYE_OPENING,
@@ -339,6 +338,9 @@ def paste_face(
     pass over the box where ``alpha`` shows (``engines.fused.paste_face``; within a level of those passes, which
     stay the reference): the face at its work size with the seam's gains (None: none) scaled up and blended into
     ``frame`` (uint8, C-contiguous) in place."""
+    # Imported on the first face pasted, not at start-up: numba's import costs ~0.4 s of CPU (issue 17).
+    from engines import fused
+
     a = np.ascontiguousarray(alpha, dtype=np.float32)
     box = alpha_box(geometry, a)
     if box is None:

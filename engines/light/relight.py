@@ -39,10 +39,10 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from engines import fused as fused_kernels
 from engines.errors import InputError
 from engines.light.hdri import hdri_path
 from engines.light.sh import (
+    BASIS_CONSTANTS,
     SH_COUNT,
     constant_sh,
     directional_sh,
@@ -413,8 +413,13 @@ def relight_face(
     else:
         grid = _fill_empty(normals.astype(np.float32))
         if fused and binary:
+            # Imported on the first face relit, not at start-up: numba's import costs ~0.4 s of CPU (issue 17).
+            from engines import fused as fused_kernels
+
+            floors = np.stack([_floor(src), _floor(tgt)])
+            bounds = (_colour_bounds(src, tgt), _LUMA_BGR)
             grid_field = fused_kernels.shading_field(
-                grid, _SH_CONSTANTS, src[:, ::-1], tgt[:, ::-1], np.stack([_floor(src), _floor(tgt)]), ratio, max_gain
+                grid, BASIS_CONSTANTS, src[:, ::-1], tgt[:, ::-1], floors, bounds, ratio, max_gain
             )
             tables = (_U8_TO_LINEAR, _U16_TO_U8, _LINEAR_LUT_SIZE)
             return fused_kernels.relight_masked(out, grid_field, weight, (y0, y0 + bh, x0, x0 + bw), albedo, tables)
@@ -493,11 +498,18 @@ def bound_colour(ratio: np.ndarray, sh_source: np.ndarray, sh_target: np.ndarray
     luminance's, relative to the two lights' overall change of colour; the luminance kept. float32."""
     r = np.asarray(ratio, dtype=np.float32)
     lum = np.maximum(r @ _LUMA_BGR, 1e-6)
-    overall = (face_mean(sh_target) / np.maximum(face_mean(sh_source), 1e-9))[::-1].astype(np.float32)
-    overall /= max(float(overall @ _LUMA_BGR), 1e-9)
-    colour = np.clip(r / lum[..., None], overall / COLOUR_SPREAD, overall * COLOUR_SPREAD)
+    low, high = _colour_bounds(sh_source, sh_target)
+    colour = np.clip(r / lum[..., None], low, high)
     colour *= (lum / np.maximum(colour @ _LUMA_BGR, 1e-6))[..., None]
     return colour
+
+
+def _colour_bounds(sh_source: np.ndarray, sh_target: np.ndarray) -> np.ndarray:
+    """(2, 3) BGR float32: the least and the most each channel of a shading ratio may be, relative to its
+    luminance (``bound_colour``): the two lights' overall change of colour over and times ``COLOUR_SPREAD``."""
+    overall = (face_mean(sh_target) / np.maximum(face_mean(sh_source), 1e-9))[::-1].astype(np.float32)
+    overall /= max(float(overall @ _LUMA_BGR), 1e-9)
+    return np.stack([overall / COLOUR_SPREAD, overall * COLOUR_SPREAD]).astype(np.float32)
 
 
 def _floor(sh: np.ndarray) -> np.ndarray:

@@ -28,6 +28,9 @@ _C1 = math.sqrt(3.0 / (4.0 * math.pi))  # 0.488603
 _C2 = 0.5 * math.sqrt(15.0 / math.pi)  # 1.092548
 _C20 = 0.25 * math.sqrt(5.0 / math.pi)  # 0.315392
 _C22 = 0.25 * math.sqrt(15.0 / math.pi)  # 0.546274
+BASIS_CONSTANTS = np.array([Y00, _C1, _C2, _C20, _C22], np.float32)
+"""Y00, C1, C2, C20, C22 of ``sh_basis`` in float32, for a compiled loop that evaluates it (``engines.fused``)."""
+BASIS_CONSTANTS.setflags(write=False)
 
 BAND_OF_COEFF = np.array([0, 1, 1, 1, 2, 2, 2, 2, 2])
 LAMBERT_BAND_GAIN = np.array([1.0, 2.0 / 3.0, 0.25])
