@@ -113,3 +113,14 @@ def write_video(path: Path, frames: Iterable[tuple[np.ndarray, int | None]], inf
         encoder.write(image, last)
     encoder.close()
     return path
+
+
+def processed_frames(processor, frames: list[tuple[np.ndarray, float]], settings) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """``frames`` through ``processor`` with ``settings``, stacked (n, h, w, 3): each must succeed and track a face."""
+    out = []
+    for image, t_s in frames:
+        result = processor.process(image, t_s, settings)
+        assert result.failed_stage is None, f"{result.failed_stage}: {result.error}"
+        assert result.faces, "no face tracked"
+        out.append(result.image)
+    return np.stack(out)

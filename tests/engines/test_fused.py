@@ -28,7 +28,7 @@ from engines.light.relight import relight_face
 from engines.processor import FaceProcessor, ProcessorConfig
 from engines.settings import ProcessSettings, RelightTarget
 from engines.swap.mesh import SwapConfig
-from tests.face_helpers import clip_frames
+from tests.face_helpers import clip_frames, processed_frames
 
 CLIPS = ("d3.mp4", "d10.mp4", "s18.mp4")
 FRAMES = 3
@@ -50,23 +50,14 @@ def frames(clips: Path) -> dict[str, list[tuple[np.ndarray, float]]]:
     return {clip: clip_frames(clips / clip, FRAMES) for clip in CLIPS}
 
 
-def _run(processor: FaceProcessor, frames: list[tuple[np.ndarray, float]], settings: ProcessSettings) -> np.ndarray:
-    out = []
-    for image, t_s in frames:
-        result = processor.process(image, t_s, settings)
-        assert result.failed_stage is None, f"{result.failed_stage}: {result.error}"
-        assert result.faces, "no face tracked"
-        out.append(result.image)
-    return np.stack(out)
-
-
 def test_fused_processor_equals_the_numpy_passes_on_shared_clips(
     store: IdentityStore, frames: dict[str, list[tuple[np.ndarray, float]]], models_dir: Path
 ) -> None:
     measured: list[str] = []
     for clip, name, settings, extra in CASES:
         configs = [ProcessorConfig(fused=f, watermark=WatermarkConfig(enabled=False), **extra) for f in (False, True)]
-        expected, got = (_run(FaceProcessor.from_models(models_dir, c, store), frames[clip], settings) for c in configs)
+        processors = [FaceProcessor.from_models(models_dir, c, store) for c in configs]
+        expected, got = (processed_frames(p, frames[clip], settings) for p in processors)
         diff = np.abs(got.astype(np.int16) - expected.astype(np.int16)).max(axis=-1)
         changed = np.abs(expected.astype(np.int16) - np.stack([f for f, _ in frames[clip]])).max(axis=-1) > 8
         near = float((diff <= NEAR_LEVELS).mean())

@@ -34,7 +34,7 @@ from engines.identity.store import IdentityStore
 from engines.processor import FaceProcessor, ProcessorConfig
 from engines.settings import ProcessSettings, RelightTarget
 from tests.engines.test_torch_ops import DEVICES  # cpu, and cuda marked gpu (skipped without CUDA)
-from tests.face_helpers import clip_frames, enrolled_store
+from tests.face_helpers import clip_frames, enrolled_store, processed_frames
 
 CLIPS = ("d3.mp4", "d10.mp4", "s18.mp4")
 FRAMES = 3  # the light and gains are smoothed over frames: frames 2-3 carry each path's own state
@@ -68,16 +68,6 @@ def frames(clips: Path) -> dict[str, list[tuple[np.ndarray, float]]]:
     return {clip: clip_frames(clips / clip, FRAMES) for clip in CLIPS}
 
 
-def _run(processor: FaceProcessor, frames: list[tuple[np.ndarray, float]], settings: ProcessSettings) -> np.ndarray:
-    out = []
-    for image, t_s in frames:
-        result = processor.process(image, t_s, settings)
-        assert result.failed_stage is None, f"{result.failed_stage}: {result.error}"
-        assert result.faces, "no face tracked"
-        out.append(result.image)
-    return np.stack(out)
-
-
 @pytest.mark.parametrize("device", DEVICES)
 def test_torch_stages_equal_numpy_stages_on_shared_clips(
     device: str,
@@ -94,8 +84,8 @@ def test_torch_stages_equal_numpy_stages_on_shared_clips(
                 models_dir, ProcessorConfig(device=device, stages="torch", watermark=unmarked), store
             )
             assert (numpy_proc.frame_path, torch_proc.frame_path) == ("numpy", f"torch-{device}")
-            expected = _run(numpy_proc, clip_frames_, settings)
-            got = _run(torch_proc, clip_frames_, settings)
+            expected = processed_frames(numpy_proc, clip_frames_, settings)
+            got = processed_frames(torch_proc, clip_frames_, settings)
             diff = np.abs(got.astype(np.int16) - expected.astype(np.int16))
             changed = np.abs(expected.astype(np.int16) - np.stack([f for f, _ in clip_frames_])).max(axis=-1) > 8
             near = float((diff.max(axis=-1) <= NEAR_LEVELS).mean())
