@@ -19,7 +19,7 @@ from engines.face.topology import (
     frontalise,
 )
 from engines.identity.store import IdentityStore
-from engines.swap.mesh import _EYE_PAIRS, _MOUTH_PAIRS, MeshSwapper, SwapConfig
+from engines.swap.mesh import _EYE_PAIRS, _MOUTH_PAIRS, FaceGeometry, MeshSwapper, SwapConfig
 from tests.face_helpers import clip_frames, enrolled_store, image_mesh, photo_mesh
 
 
@@ -137,18 +137,26 @@ def test_morph_moves_the_face_toward_the_identity_and_keeps_the_actors_openings(
     assert border.max() < 0.5 and shift.max() > 2.0
 
 
-def test_the_morph_leaves_the_top_of_the_forehead_where_the_actor_has_it(  # type: ignore[no-untyped-def]
+def _s1_toward_obama(  # type: ignore[no-untyped-def]
     store: IdentityStore, detector, mesh, faces: Path
-) -> None:
-    """The mesh's top outline is a line in the actor's forehead below the hairline, not the face's edge: moved
-    to the identity's (obama's forehead on s1's face), the warp dragged the actor's hair over the forehead.
-    The top stays to the pixel; the brows still take the identity's place."""
+) -> tuple[FaceGeometry, FaceGeometry]:
+    """s1.jpg's face drawn as obama without the morph and with it in full (the morph's warp present)."""
     image, lm = photo_mesh(detector, mesh, faces / "s1.jpg")
     identity = store.load("obama")
     swapper = MeshSwapper()
     plain = swapper.geometry(image, lm, 1, 0.0, identity, 0.0)
     morphed = swapper.geometry(image, lm, 1, 0.0, identity, 1.0)
     assert plain is not None and morphed is not None and morphed.warp is not None
+    return plain, morphed
+
+
+def test_the_morph_leaves_the_top_of_the_forehead_where_the_actor_has_it(  # type: ignore[no-untyped-def]
+    store: IdentityStore, detector, mesh, faces: Path
+) -> None:
+    """The mesh's top outline is a line in the actor's forehead below the hairline, not the face's edge: moved
+    to the identity's (obama's forehead on s1's face), the warp dragged the actor's hair over the forehead.
+    The top stays to the pixel; the brows still take the identity's place."""
+    plain, morphed = _s1_toward_obama(store, detector, mesh, faces)
     top = [10, 338, 109]  # the forehead's top outline, canonical height -1.0
     assert np.abs(morphed.landmarks[top, :2] - plain.landmarks[top, :2]).max() < 0.01
     brows = list(RIGHT_BROW + LEFT_BROW)
@@ -168,12 +176,7 @@ def test_the_morph_leaves_the_bottom_of_the_chin_where_the_actor_has_it(  # type
     the neck) just below it: moved to the identity's chin (obama's on s1's face: 15 px), the warp pulled that
     under-jaw into the face, a dark band where the actor's chin was. The chin's bottom stays within a pixel;
     the mouth still takes the identity's place (what it looks like: ``tests/engines/swap/test_realism.py``)."""
-    image, lm = photo_mesh(detector, mesh, faces / "s1.jpg")
-    identity = store.load("obama")
-    swapper = MeshSwapper()
-    plain = swapper.geometry(image, lm, 1, 0.0, identity, 0.0)
-    morphed = swapper.geometry(image, lm, 1, 0.0, identity, 1.0)
-    assert plain is not None and morphed is not None and morphed.warp is not None
+    plain, morphed = _s1_toward_obama(store, detector, mesh, faces)
     chin = [152, 148, 377]  # the chin's bottom outline, canonical height 0.95-0.98
     lips = list(LIPS_OUTER)
     lips_moved = np.linalg.norm(morphed.landmarks[lips, :2] - plain.landmarks[lips, :2], axis=1).mean()
