@@ -6,8 +6,9 @@
 Runs with the system Python and its GObject bindings (``python3-gi``; ``make gstreamer-setup`` installs
 them with GStreamer's plugins), not the project's venv, and imports nothing from the project. It decodes
 CLIP, paces it in real time, encodes H.264 (x264) and Opus, offers them with webrtcbin (its DTLS: OpenSSL
-with an RSA certificate), POSTs the offer to URL, applies the answer, plays SECONDS, DELETEs the session
-and prints one JSON line: what it sent and the states it went through, or the error.
+with an RSA certificate), POSTs the offer to URL, applies the answer, plays SECONDS (or to the clip's end,
+or until SIGTERM: a test stops it once its viewer got what it judges, however slowly a busy machine got
+there), DELETEs the session and prints one JSON line: what it sent and the states it went through, or the error.
 
 ``--setup passive`` sends the offer with ``a=setup:passive`` (as FFmpeg's muxer does), so the endpoint must
 be the DTLS client and meet webrtcbin's RSA-certificate server.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import threading
 import urllib.request
@@ -125,6 +127,7 @@ def main() -> int:
     bus.connect("message", bus_message)
     pipeline.set_state(Gst.State.PLAYING)
     GLib.timeout_add(int(args.seconds * 1000), loop.quit)
+    GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM, lambda: loop.quit() or False)
     loop.run()
     pipeline.set_state(Gst.State.NULL)
     if location:
