@@ -64,10 +64,13 @@ export class RecordingsList {
     }
     if (name !== this.streamName()) return;
     this.render(listing, "");
-    const making = (listing.recordings || []).some((rec) =>
-      Object.values(rec.media || {}).some((m) => m.proxy?.state === "making"),
+    // Looked at again while a proxy is being made, or while a stopped recording is still finishing (its files
+    // are being closed: no play or download yet) — the stop's event can come before the listing says finished.
+    const pending = (listing.recordings || []).some(
+      (rec) =>
+        rec.state === "finishing" || Object.values(rec.media || {}).some((m) => m.proxy?.state === "making"),
     );
-    if (making) this.timer = setTimeout(() => this.refresh(), PROXY_POLL_MS);
+    if (pending) this.timer = setTimeout(() => this.refresh(), PROXY_POLL_MS);
   }
 
   render(listing, error) {
