@@ -186,7 +186,7 @@ class FaceProcessor:
         self.ops = make_ops(config.stages, config.device, config.fused)
         """The backend of the per-face stages' pixel work: numpy, or the torch ops on a device."""
         self.swap = SwapStage(
-            MeshSwapper(config.swap), identities, user_models, config.device, config.learned, self.ops
+            MeshSwapper(config.swap, config.fused), identities, user_models, config.device, config.learned, self.ops
         )
         self.mask = MaskStage(
             config.blend, occlusion, GlassesFinder(config.glasses) if config.glasses is not None else None

@@ -197,8 +197,12 @@ class MeshSwapper:
     One instance per stream and thread (like ``FaceProcessor``).
     """
 
-    def __init__(self, config: SwapConfig | None = None) -> None:
+    def __init__(self, config: SwapConfig | None = None, fused: bool = False) -> None:
         self.config = config or SwapConfig()
+        self.fused = fused
+        """True: the geometry's raster and the texture lookup run as compiled kernels (``engines.swap.fused``,
+        numba; ``ProcessorConfig.fused``, the processor's default); False: the numpy/cv2 passes, the reference
+        they are tested against (tests/engines/swap/test_fused_swap.py)."""
         self._reference: dict[int, tuple[np.ndarray, float, np.ndarray]] = {}
         """Per face: the averaged shape, when it was last updated, and the landmarks it was updated with."""
         self._mips: dict[tuple[int, str], tuple[Identity, list[np.ndarray]]] = {}
@@ -236,11 +240,25 @@ class MeshSwapper:
             lm = lm.copy()
             lm[:, :2] += displacement
         small_lm = _to_small(lm, window, sx, sy)
-        raster = rasterize(small_lm, topo.all_triangles, Window(0, 0, small_w, small_h))
         # Every per-vertex attribute in one interpolation: texture coordinates, normals, displacement.
         normals_v = mesh_to_camera(vertex_normals(lm, topo.all_triangles))
         attrs = [topo.uv, normals_v] + ([displacement] if displacement is not None else [])
-        values = raster.interpolate(np.concatenate(attrs, axis=1))
+        small_window = Window(0, 0, small_w, small_h)
+        if self.fused:
+            from engines.swap.fused import geometry_raster
+
+            tri, bary, values, normals, labels, uv = geometry_raster(
+                small_lm, topo.all_triangles, topo.labels, np.concatenate(attrs, axis=1), (small_h, small_w)
+            )
+            raster = Raster.from_dense(small_window, tri, bary, topo.all_triangles)
+        else:
+            raster = rasterize(small_lm, topo.all_triangles, small_window)
+            values = raster.interpolate(np.concatenate(attrs, axis=1))
+            labels = np.where(raster.mask, topo.labels[np.maximum(raster.triangle, 0)], -1).astype(np.int8)
+            uv = _extend(np.ascontiguousarray(values[..., 0:2]), raster.mask)
+            normals = np.ascontiguousarray(values[..., 2:5])
+            length = np.sqrt(np.einsum("ijk,ijk->ij", normals, normals))
+            normals *= np.where(length > 1e-6, 1.0 / np.maximum(length, 1e-6), 0.0).astype(np.float32)[..., None]
         warp = None
         if displacement is not None:
             # Each pixel of the morphed face takes the actor's pixel at the same place of the unmorphed mesh
@@ -250,11 +268,6 @@ class MeshSwapper:
                 np.ascontiguousarray(values[..., 5:7]), raster.mask, self.config.morph_falloff * scale_px * sx
             )
             warp = _warp_map(field_small, window, sx, sy)
-        labels = np.where(raster.mask, topo.labels[np.maximum(raster.triangle, 0)], -1).astype(np.int8)
-        uv = _extend(np.ascontiguousarray(values[..., 0:2]), raster.mask)
-        normals = np.ascontiguousarray(values[..., 2:5])
-        length = np.sqrt(np.einsum("ijk,ijk->ij", normals, normals))
-        normals *= np.where(length > 1e-6, 1.0 / np.maximum(length, 1e-6), 0.0).astype(np.float32)[..., None]
         k = min(1.0, self.config.work_px / max(window.width, window.height))
         work = (max(2, round(window.height * k)), max(2, round(window.width * k)))
         return FaceGeometry(window, lm, raster, labels, uv, normals, scale_px, warp, work)
@@ -263,9 +276,13 @@ class MeshSwapper:
         """The identity's ``"texture"`` (uint8 BGR, its photos' light) or ``"albedo"`` (float32 linear BGR)
         over the whole window (valid where the face is; the blend decides what shows)."""
         tex, texel_small = self.texture_lookup(geometry, identity, source)
-        texel = geometry.upsample(texel_small)
         # Looked up only in the box around the face (the window's margin is the actor's: zero there).
         ys, xs = geometry.face_box()
+        if self.fused and tex.dtype == np.float32:  # the albedo (the uint8 texture: cv2.remap is faster)
+            from engines.swap.fused import render_texture
+
+            return render_texture(texel_small, tex, geometry.work_size, (ys.start, ys.stop, xs.start, xs.stop))
+        texel = geometry.upsample(texel_small)
         out = np.zeros((*geometry.work_size, tex.shape[2]), tex.dtype)
         out[ys, xs] = _remap(tex, np.ascontiguousarray(texel[ys, xs]))
         return out

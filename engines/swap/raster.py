@@ -44,6 +44,17 @@ class Raster:
     triangles: np.ndarray
     """The (T, 3) triangle list the indices refer to."""
 
+    @classmethod
+    def from_dense(cls, window: Window, triangle: np.ndarray, bary: np.ndarray, triangles: np.ndarray) -> Raster:
+        """The raster of a dense ``triangle`` (H, W) int32 (-1 where none) and ``bary`` (H, W, 3) float32 (what the
+        compiled rasteriser ``engines.swap.fused.geometry_raster`` returns), its dense views kept."""
+        flat = triangle.reshape(-1)
+        pixels = np.flatnonzero(flat >= 0)
+        raster = cls(window, pixels, flat[pixels], bary.reshape(-1, 3)[pixels], triangles)
+        # The dense views are already made: cached as ``functools.cached_property`` would cache them.
+        raster.__dict__.update(triangle=triangle, bary=bary, mask=triangle >= 0)
+        return raster
+
     @property
     def shape(self) -> tuple[int, int]:
         return max(self.window.height, 0), max(self.window.width, 0)

@@ -1,0 +1,360 @@
+"""The mesh swap's per-face geometry and texture lookup as compiled kernels (numba): one loop where numpy made
+about a hundred small passes.
+
+At the geometry resolution (``SwapConfig.geometry_px``, 128 px) a face's raster is ~10k pixels, so the numpy
+rasteriser (``engines.swap.raster.rasterize``: bounding boxes expanded into candidates, edge tests, a z-buffer by
+``np.minimum.at``, then ``Raster.interpolate``, the labels, the normals' lengths, the texture coordinates'
+extension) spends its time in Python and in the setup of ~150 numpy calls, not in arithmetic (BENCHMARKS.md,
+issue 20: ~3.9 ms a face whatever its size). Here:
+
+- ``geometry_raster``: the mesh rasterised triangle by triangle (the same edge functions in the same float32
+  arithmetic, a z-buffer kept per pixel), then every per-vertex attribute interpolated, the normals normalised,
+  the labels looked up and the texture coordinates carried a pixel past the outline, in one call;
+- ``render_texture``: the texel positions upsampled bilinearly from the geometry raster to the work size and the
+  albedo (float32) sampled bilinearly there, in one pass over the face's box (``MeshSwapper.render``'s resize,
+  copy and ``cv2.remap``). The uint8 texture (a face not relit) stays ``cv2.remap``'s: its fixed-point SIMD
+  lookup was faster than this kernel's (1.0 against 1.2 ms at a 720p close-up), where the float32 one was not
+  (1.05 against 0.9 ms).
+
+The numpy functions stay the reference (``MeshSwapper(fused=False)``; the torch twins follow them):
+tests/engines/swap/test_fused_swap.py holds the two together on frames of three shared clips. Like
+``engines.fused``, the kernels depend on nothing of ours and are compiled once per machine into numba's disk
+cache (``make setup`` runs ``warm_up``); ``engines.swap.mesh`` imports this module on the first face it draws.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+from numba import njit
+
+# ``engines.swap.raster``'s constants, repeated (this module imports nothing of ours; test_fused_swap checks them).
+_EDGE_EPS = 1e-4
+_NO_DEPTH = np.float32(np.inf)
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def _rasterize(
+    vertices: np.ndarray, triangles: np.ndarray, tri_out: np.ndarray, bary_out: np.ndarray, depth: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """``tri_out`` (h, w) int32 (-1 on entry) and ``bary_out`` (h, w, 3) float32: per pixel the nearest triangle
+    of ``triangles`` (T, 3) over ``vertices`` (V, 3: x, y in raster pixels, z depth, smaller nearer) and the pixel
+    centre's barycentric weights in it, clipped to 0..1 and renormalised; ``depth`` (h, w) float32, +inf on entry.
+
+    ``engines.swap.raster.rasterize``'s arithmetic step for step: the triangle's weights and depth as affine
+    functions of the pixel's offset from its bounding box's corner (coefficients in float64, rounded to float32,
+    evaluated in float32), the same edge slack; on equal depth the earlier triangle wins, as there."""
+    h, w = tri_out.shape
+    eps = np.float32(_EDGE_EPS)
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    for t in range(triangles.shape[0]):
+        ia, ib, ic = triangles[t, 0], triangles[t, 1], triangles[t, 2]
+        ax, ay, az = float(vertices[ia, 0]), float(vertices[ia, 1]), float(vertices[ia, 2])
+        bx, by, bz = float(vertices[ib, 0]), float(vertices[ib, 1]), float(vertices[ib, 2])
+        cx, cy, cz = float(vertices[ic, 0]), float(vertices[ic, 1]), float(vertices[ic, 2])
+        area = (bx - ax) * (cy - ay) - (by - ay) * (cx - ax)
+        if abs(area) <= 1e-9:
+            continue
+        x_lo = max(math.ceil(min(ax, bx, cx) - _EDGE_EPS), 0.0)
+        x_hi = min(math.floor(max(ax, bx, cx) + _EDGE_EPS), w - 1.0)
+        y_lo = max(math.ceil(min(ay, by, cy) - _EDGE_EPS), 0.0)
+        y_hi = min(math.floor(max(ay, by, cy) + _EDGE_EPS), h - 1.0)
+        if x_hi < x_lo or y_hi < y_lo:
+            continue
+        inv = 1.0 / area
+        lax, lay, lbx, lby, lcx, lcy = ax - x_lo, ay - y_lo, bx - x_lo, by - y_lo, cx - x_lo, cy - y_lo
+        a0, a1, a2 = (lby - lcy) * inv, (lcx - lbx) * inv, (lbx * lcy - lcx * lby) * inv
+        b0, b1, b2 = (lcy - lay) * inv, (lax - lcx) * inv, (lcx * lay - lax * lcy) * inv
+        d0 = np.float32(a0 * (az - cz) + b0 * (bz - cz))
+        d1 = np.float32(a1 * (az - cz) + b1 * (bz - cz))
+        d2 = np.float32(a2 * (az - cz) + b2 * (bz - cz) + cz)
+        c0, c1, c2 = np.float32(a0), np.float32(a1), np.float32(a2)
+        c3, c4, c5 = np.float32(b0), np.float32(b1), np.float32(b2)
+        x0, y0 = int(x_lo), int(y_lo)
+        for py in range(y0, int(y_hi) + 1):
+            dy = np.float32(py - y0)
+            for px in range(x0, int(x_hi) + 1):
+                dx = np.float32(px - x0)
+                w0 = c0 * dx + c1 * dy + c2
+                w1 = c3 * dx + c4 * dy + c5
+                w2 = one - w0 - w1
+                if w0 < -eps or w1 < -eps or w2 < -eps:
+                    continue
+                z = d0 * dx + d1 * dy + d2
+                if z < depth[py, px]:
+                    depth[py, px] = z
+                    tri_out[py, px] = t
+                    w0, w1, w2 = min(max(w0, zero), one), min(max(w1, zero), one), min(max(w2, zero), one)
+                    total = w0 + w1 + w2
+                    bary_out[py, px, 0] = w0 / total
+                    bary_out[py, px, 1] = w1 / total
+                    bary_out[py, px, 2] = w2 / total
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def _attributes(
+    triangles: np.ndarray,
+    tri: np.ndarray,
+    bary: np.ndarray,
+    attrs: np.ndarray,
+    tri_labels: np.ndarray,
+    values: np.ndarray,
+    normals: np.ndarray,
+    labels: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """Per covered pixel, ``attrs`` (V, C) interpolated by the weights into ``values`` (h, w, C) (zero elsewhere,
+    in ``Raster.interpolate``'s order of sums), channels 2..4 scaled to unit length into ``normals`` (h, w, 3)
+    (zero where shorter than 1e-6, as ``MeshSwapper.geometry`` normalises them), and the triangle's label into
+    ``labels`` (h, w) (-1 elsewhere)."""
+    h, w = tri.shape
+    n = attrs.shape[1]
+    tiny = np.float32(1e-6)
+    for y in range(h):
+        for x in range(w):
+            t = tri[y, x]
+            if t < 0:
+                labels[y, x] = -1
+                for k in range(n):
+                    values[y, x, k] = 0.0
+                normals[y, x, 0], normals[y, x, 1], normals[y, x, 2] = 0.0, 0.0, 0.0
+                continue
+            labels[y, x] = tri_labels[t]
+            ia, ib, ic = triangles[t, 0], triangles[t, 1], triangles[t, 2]
+            wa, wb, wc = bary[y, x, 0], bary[y, x, 1], bary[y, x, 2]
+            for k in range(n):
+                values[y, x, k] = attrs[ia, k] * wa + attrs[ib, k] * wb + attrs[ic, k] * wc
+            nx, ny, nz = values[y, x, 2], values[y, x, 3], values[y, x, 4]
+            length = np.float32(math.sqrt(nx * nx + ny * ny + nz * nz))
+            scale = np.float32(1.0) / max(length, tiny) if length > tiny else np.float32(0.0)
+            normals[y, x, 0], normals[y, x, 1], normals[y, x, 2] = nx * scale, ny * scale, nz * scale
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def _reflect(i: int, n: int) -> int:  # pragma: no cover - compiled
+    """``i`` reflected into 0..n-1 without repeating the edge (OpenCV's BORDER_REFLECT_101, one pixel out)."""
+    if i < 0:
+        return min(-i, n - 1)
+    if i >= n:
+        return max(2 * n - 2 - i, 0)
+    return i
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def _extend(tri: np.ndarray, values: np.ndarray, uv: np.ndarray) -> None:  # pragma: no cover - compiled
+    """``uv`` (h, w, 2) = ``values``' first two channels, and at each uncovered pixel next to a covered one the mean
+    of its covered 3x3 neighbours' (``engines.swap.mesh._extend``: bilinear upsampling then never mixes in the
+    empty fill)."""
+    h, w = tri.shape
+    for y in range(h):
+        for x in range(w):
+            if tri[y, x] >= 0:
+                uv[y, x, 0], uv[y, x, 1] = values[y, x, 0], values[y, x, 1]
+                continue
+            su, sv, count = np.float32(0.0), np.float32(0.0), 0
+            for dy in range(-1, 2):
+                r = _reflect(y + dy, h)
+                for dx in range(-1, 2):
+                    c = _reflect(x + dx, w)
+                    if tri[r, c] >= 0:
+                        su += values[r, c, 0]
+                        sv += values[r, c, 1]
+                        count += 1
+            if count:
+                uv[y, x, 0], uv[y, x, 1] = su / np.float32(count), sv / np.float32(count)
+            else:
+                uv[y, x, 0], uv[y, x, 1] = 0.0, 0.0
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def _geometry(
+    vertices: np.ndarray,
+    triangles: np.ndarray,
+    attrs: np.ndarray,
+    tri_labels: np.ndarray,
+    tri: np.ndarray,
+    bary: np.ndarray,
+    values: np.ndarray,
+    normals: np.ndarray,
+    labels: np.ndarray,
+    uv: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """``_rasterize``, ``_attributes`` and ``_extend`` in one call (one dispatch from Python)."""
+    depth = np.full(tri.shape, _NO_DEPTH, np.float32)
+    _rasterize(vertices, triangles, tri, bary, depth)
+    _attributes(triangles, tri, bary, attrs, tri_labels, values, normals, labels)
+    _extend(tri, values, uv)
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def _taps(dst: int, src: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """``cv2.resize``'s bilinear taps from ``src`` samples to ``dst`` (pixel centres aligned, clamped at the
+    edges): per output sample the two source indices and the second one's weight."""
+    lo = np.empty(dst, np.int64)
+    hi = np.empty(dst, np.int64)
+    frac = np.empty(dst, np.float32)
+    scale = src / dst
+    for i in range(dst):
+        f = (i + 0.5) * scale - 0.5
+        j = int(math.floor(f))
+        wt = f - j
+        if j < 0:
+            j, wt = 0, 0.0
+        if j >= src - 1:
+            j, wt = src - 1, 0.0
+        lo[i], hi[i], frac[i] = j, min(j + 1, src - 1), wt
+    return lo, hi, frac
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def _slot(keys: np.ndarray, row: int) -> int:  # pragma: no cover - compiled
+    """Which of the two cached rows holds source row ``row``: 0, 1, or -1 when neither."""
+    return 0 if keys[0] == row else (1 if keys[1] == row else -1)
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def _fill(
+    small: np.ndarray,
+    row: int,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    frac: np.ndarray,
+    rows: np.ndarray,
+    keys: np.ndarray,
+    keep: int,
+) -> int:  # pragma: no cover - compiled
+    """Source row ``row`` of ``small`` (hs, ws, 2) interpolated across at the taps into a free slot of ``rows`` (not
+    slot ``keep``, the one the other row of the pair is in: -1 none); returns the slot."""
+    slot = 1 if keep == 0 else 0
+    keys[slot] = row
+    out = rows[slot]
+    for i in range(lo.shape[0]):
+        a, b, f = lo[i], hi[i], frac[i]
+        for k in range(2):
+            low = small[row, a, k]
+            out[2 * i + k] = low + f * (small[row, b, k] - low)
+    return slot
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def _render(
+    texel_small: np.ndarray, texture: np.ndarray, box: tuple[int, int, int, int], out: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """``out`` (h, w, 3) float32 inside ``box`` = (y0, y1, x0, x1): ``texture`` (S, S, 3) sampled
+    bilinearly (edges replicated) at ``texel_small`` (hs, ws, 2: x, y texel positions) scaled bilinearly to
+    (h, w). Row by row: the row's texel positions blended from two small rows interpolated across (each small row
+    once per call) and turned into a texel index and two fractions (a loop of arithmetic: vectorised), then one
+    gather of four texels of three channels per pixel."""
+    h, w = out.shape[:2]
+    hs, ws = texel_small.shape[:2]
+    y0, y1, x0, x1 = box
+    th, tw = texture.shape[:2]
+    tex = texture.reshape(-1)
+    dst = out.reshape(h, w * 3)
+    ry_lo, ry_hi, ry_w = _taps(h, hs)
+    cx_lo, cx_hi, cx_w = _taps(w, ws)
+    n = x1 - x0
+    rows = np.empty((2, 2 * n), np.float32)
+    keys = np.full(2, -1, np.int64)
+    base, step_x, step_y = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
+    fu, fv = np.empty(n, np.float32), np.empty(n, np.float32)
+    top_x, top_y = np.float32(tw - 1), np.float32(th - 1)
+    zero = np.float32(0.0)
+    lo, hi, wx = cx_lo[x0:x1], cx_hi[x0:x1], cx_w[x0:x1]
+    for y in range(y0, y1):
+        s0 = _slot(keys, ry_lo[y])
+        if s0 < 0:  # filled where the row below is not
+            s0 = _fill(texel_small, ry_lo[y], lo, hi, wx, rows, keys, _slot(keys, ry_hi[y]))
+        s1 = _slot(keys, ry_hi[y])
+        if s1 < 0:
+            s1 = _fill(texel_small, ry_hi[y], lo, hi, wx, rows, keys, s0)
+        fy = ry_w[y]
+        top, bottom = rows[s0], rows[s1]
+        for i in range(n):
+            px = top[2 * i] + fy * (bottom[2 * i] - top[2 * i])
+            py = top[2 * i + 1] + fy * (bottom[2 * i + 1] - top[2 * i + 1])
+            px = min(max(px, zero), top_x)
+            py = min(max(py, zero), top_y)
+            ix, iy = int(px), int(py)
+            fu[i], fv[i] = px - np.float32(ix), py - np.float32(iy)
+            base[i] = (iy * tw + ix) * 3
+            step_x[i] = 3 if ix < tw - 1 else 0
+            step_y[i] = tw * 3 if iy < th - 1 else 0
+        row_out = dst[y]
+        for i in range(n):
+            p, sx, sy, u, v = base[i], step_x[i], step_y[i], fu[i], fv[i]
+            o = 3 * (x0 + i)
+            for c in range(3):
+                t00, t01 = tex[p + c], tex[p + sx + c]
+                t10, t11 = tex[p + sy + c], tex[p + sy + sx + c]
+                upper = t00 + u * (t01 - t00)
+                lower = t10 + u * (t11 - t10)
+                row_out[o + c] = upper + v * (lower - upper)
+
+
+def geometry_raster(
+    vertices: np.ndarray, triangles: np.ndarray, tri_labels: np.ndarray, attrs: np.ndarray, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The mesh drawn into a raster of ``size`` (h, w) with its window at (0, 0): ``vertices`` (V, 3) float32 in
+    raster pixels (z: depth, smaller nearer), ``triangles`` (T, 3), ``tri_labels`` (T,) int8 a label per triangle,
+    ``attrs`` (V, C >= 5) float32 per-vertex attributes, texture coordinates in the first two channels and normals
+    in the next three. Returns, per pixel: the visible triangle (h, w) int32 (-1: none), its barycentric weights
+    (h, w, 3) float32, the attributes interpolated (h, w, C) float32, the normals at unit length (h, w, 3), the
+    labels (h, w) int8 (-1: none) and the texture coordinates carried a pixel past the outline (h, w, 2)."""
+    h, w = size
+    if attrs.ndim != 2 or attrs.shape[1] < 5:
+        raise ValueError(f"attrs must be (V, C >= 5): texture coordinates and normals first, not {attrs.shape}")
+    tri = np.full((h, w), -1, np.int32)
+    bary = np.zeros((h, w, 3), np.float32)
+    values = np.empty((h, w, attrs.shape[1]), np.float32)
+    normals = np.empty((h, w, 3), np.float32)
+    labels = np.empty((h, w), np.int8)
+    uv = np.empty((h, w, 2), np.float32)
+    _geometry(
+        np.ascontiguousarray(vertices, dtype=np.float32),
+        np.require(triangles, np.int32, ("C", "W")),  # writable: a read-only array is another type to numba
+        np.ascontiguousarray(attrs, dtype=np.float32),
+        np.require(tri_labels, np.int8, ("C", "W")),
+        tri,
+        bary,
+        values,
+        normals,
+        labels,
+        uv,
+    )
+    return tri, bary, values, normals, labels, uv
+
+
+def render_texture(
+    texel_small: np.ndarray, texture: np.ndarray, size: tuple[int, int], box: tuple[int, int, int, int]
+) -> np.ndarray:
+    """(h, w, 3) float32, zero outside ``box`` = (y0, y1, x0, x1): ``texture``
+    (S, S, 3) looked up bilinearly (edges replicated) at the texel positions ``texel_small`` (hs, ws, 2) float32
+    scaled bilinearly to ``size`` = (h, w) (``MeshSwapper.render``'s ``cv2.resize`` then ``cv2.remap``)."""
+    if texture.dtype != np.float32 or texture.ndim != 3 or texture.shape[2] != 3:
+        raise ValueError(f"texture must be (S, S, 3) float32, not {texture.shape} {texture.dtype}")
+    out = np.zeros((*size, texture.shape[2]), texture.dtype)
+    y0, y1, x0, x1 = box
+    if y1 > y0 and x1 > x0:
+        _render(
+            np.ascontiguousarray(texel_small, dtype=np.float32),
+            np.ascontiguousarray(texture),
+            box,
+            out,
+        )
+    return out
+
+
+def warm_up() -> float:
+    """Compile the kernels for the argument types the swap passes (or load them from the disk cache); seconds."""
+    start = time.perf_counter()
+    vertices = np.array([[0.5, 0.5, 0.0], [6.5, 1.0, 0.0], [2.0, 6.0, 0.0]], np.float32)
+    attrs = np.ones((3, 7), np.float32)
+    uv = geometry_raster(vertices, np.array([[0, 1, 2]]), np.zeros(1, np.int8), attrs, (8, 8))[-1]
+    for writable in (True, False):  # an identity's albedo may be read-only, its mip levels and blends are not
+        texture = np.zeros((4, 4, 3), np.float32)
+        texture.setflags(write=writable)
+        render_texture(uv, texture, (16, 16), (0, 16, 0, 16))
+    return time.perf_counter() - start

@@ -1,0 +1,123 @@
+"""The mesh swap's compiled kernels (``engines.swap.fused``) equal the numpy passes they replace.
+
+``MeshSwapper(fused=True)`` (what ``ProcessorConfig(fused=True)``, the default, builds) rasterises the geometry and
+interpolates its attributes in one compiled call, and looks the texture up in one compiled pass; ``fused=False``
+is the reference (``engines.swap.raster.rasterize``, ``Raster.interpolate``, ``cv2.resize`` + ``cv2.remap``).
+Tolerance, on the faces of three shared clips with the morph on (s1's shape): **the same triangle at every
+pixel of the geometry raster**, weights, texture coordinates and normals within 1e-5 (float32 rounding: the
+kernel evaluates the same float32 expressions; measured <= 1e-6), the morph's warp within 1e-3 px; the rendered
+albedo within 2e-3 (linear light 0..1; measured <= 6e-4: ``cv2.remap`` places its samples on a 1/32 px grid,
+the kernel exactly) on average under 1e-4 (the uint8 texture is ``cv2.remap``'s on both paths). A wrong kernel
+(an axis or a corner swapped, a depth test reversed, a pixel-centre offset) moves whole triangles or every texel
+by far more.
+The whole frame path (geometry, render, relight, paste) against the numpy passes: tests/engines/test_fused.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engines.face.topology import face_topology
+from engines.face.tracker import FaceTracker
+from engines.identity.store import IdentityStore
+from engines.swap import fused, raster
+from engines.swap.mesh import MeshSwapper
+from engines.swap.raster import Raster, Window, rasterize
+from tests.face_helpers import clip_frames
+
+CLIPS = ("d3.mp4", "d10.mp4", "s18.mp4")
+FRAMES = 3
+
+
+@pytest.fixture(scope="module")
+def faces_drawn(clips: Path, detector, mesh, store: IdentityStore) -> list[tuple[str, object, object, object]]:  # type: ignore[no-untyped-def]
+    """Per clip and frame: (name, identity, numpy geometry, fused geometry), the morph on."""
+    identity = store.load("s1")
+    out = []
+    for clip in CLIPS:
+        tracker = FaceTracker(detector, mesh)
+        swappers = [MeshSwapper(fused=False), MeshSwapper(fused=True)]
+        for i, (image, t_s) in enumerate(clip_frames(clips / clip, FRAMES)):
+            faces = tracker.update(image, t_s)
+            assert faces, f"{clip} frame {i}: no face"
+            drawn = [s.geometry(image, faces[0].landmarks, faces[0].id, t_s, identity, 1.0) for s in swappers]
+            assert drawn[0] is not None and drawn[1] is not None
+            out.append((f"{clip}#{i}", identity, *drawn))
+    return out
+
+
+def test_the_kernels_constants_are_the_rasterisers() -> None:
+    assert fused._EDGE_EPS == raster._EDGE_EPS
+
+
+def test_fused_geometry_equals_the_numpy_raster_on_shared_clips(faces_drawn) -> None:  # type: ignore[no-untyped-def]
+    for name, _, ref, got in faces_drawn:
+        assert got.window == ref.window and got.work_size == ref.work_size, name
+        assert np.array_equal(got.raster.triangle, ref.raster.triangle), name
+        assert np.array_equal(got.raster.pixels, ref.raster.pixels) and np.array_equal(got.raster.tri, ref.raster.tri)
+        assert ref.raster.mask.mean() > 0.3, f"{name}: the face covers little of its raster: nothing compared"
+        np.testing.assert_allclose(got.raster.weights, ref.raster.weights, atol=1e-5, err_msg=name)
+        assert np.array_equal(got.labels_small, ref.labels_small), name
+        np.testing.assert_allclose(got.uv_small, ref.uv_small, atol=1e-5, err_msg=name)  # the ring past the outline too
+        np.testing.assert_allclose(got.normals_small, ref.normals_small, atol=1e-5, err_msg=name)
+        assert ref.warp is not None and got.warp is not None, f"{name}: the morph made no warp"
+        assert np.abs(got.warp - ref.warp).max() < 1e-3, name
+        assert got.face_box() == ref.face_box(), name
+
+
+def test_fused_render_equals_the_remap_on_shared_clips(faces_drawn) -> None:  # type: ignore[no-untyped-def]
+    measured = []
+    for name, identity, ref, _ in faces_drawn:
+        swappers = [MeshSwapper(fused=False), MeshSwapper(fused=True)]
+        albedo = [s.render(ref, identity, "albedo") for s in swappers]
+        diff = np.abs(albedo[1] - albedo[0])
+        measured.append(f"{name}: albedo max {diff.max():.5f} mean {diff.mean():.7f}")
+        assert albedo[1].dtype == np.float32 and albedo[1].shape == (*ref.work_size, 3), name
+        assert (albedo[0] > 0.05).mean() > 0.3, f"{name}: little of the face rendered: nothing compared"
+        assert diff.max() <= 2e-3 and diff.mean() < 1e-4, measured[-1]
+    print("\n".join(measured))
+
+
+def test_fused_raster_equals_rasterize_on_overlapping_random_meshes() -> None:
+    """Random triangles over each other, each flat at its own depth (the nearer wins; at equal depth the earlier),
+    partly outside the raster, one degenerate, corners on pixel centres: the same triangle and weights at every
+    pixel."""
+    rng = np.random.default_rng(3)
+    for trial in range(8):
+        xy = rng.uniform(-6, 36, (40, 3, 2))
+        xy[:4] = np.round(xy[:4])  # corners exactly on pixel centres: the edge slack decides
+        depth = rng.integers(0, 6, (40, 1, 1)).repeat(3, axis=1).astype(np.float64)  # ties between triangles
+        v = np.concatenate([xy, depth], axis=2).reshape(-1, 3).astype(np.float32)
+        tris = np.arange(120).reshape(40, 3)
+        tris[5] = (15, 15, 16)  # degenerate: never drawn
+        ref = rasterize(v, tris, Window(0, 0, 31, 23))
+        tri, bary, values, normals, labels, uv = fused.geometry_raster(
+            v, tris, np.arange(40, dtype=np.int8), np.ones((120, 5), np.float32), (23, 31)
+        )
+        got = Raster.from_dense(Window(0, 0, 31, 23), tri, bary, tris)
+        assert ref.pixels.size > 300, trial
+        assert np.array_equal(got.triangle, ref.triangle), trial
+        np.testing.assert_allclose(got.bary, ref.bary, atol=1e-5)
+        assert np.array_equal(labels, np.where(ref.mask, ref.triangle, -1)), trial
+        np.testing.assert_allclose(values[ref.mask], 1.0, atol=1e-5)  # weights sum to one: ones stay one
+        np.testing.assert_allclose(normals[ref.mask], 1.0 / np.sqrt(3), atol=1e-5)  # (1, 1, 1) at unit length
+        assert not values[~ref.mask].any() and not normals[~ref.mask].any()
+
+
+def test_fused_raster_of_a_mesh_outside_its_raster_is_empty() -> None:
+    topo = face_topology()
+    v = np.concatenate([topo.uv * 50 + 100, np.zeros((len(topo.uv), 1))], axis=1)  # far right of a 20x20 raster
+    attrs = np.zeros((len(v), 5), np.float32)
+    tri, bary, values, _, labels, uv = fused.geometry_raster(v, topo.all_triangles, topo.labels, attrs, (20, 20))
+    assert (tri == -1).all() and (labels == -1).all() and not bary.any() and not uv.any()
+    assert Raster.from_dense(Window(0, 0, 20, 20), tri, bary, topo.all_triangles).pixels.size == 0
+
+
+def test_fused_kernels_refuse_what_they_cannot_draw() -> None:
+    with pytest.raises(ValueError, match="5 channels|C >= 5"):
+        fused.geometry_raster(np.zeros((3, 3)), np.array([[0, 1, 2]]), np.zeros(1, np.int8), np.zeros((3, 2)), (4, 4))
+    with pytest.raises(ValueError, match="float32"):
+        fused.render_texture(np.zeros((2, 2, 2), np.float32), np.zeros((4, 4, 3), np.uint8), (4, 4), (0, 4, 0, 4))
