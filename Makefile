@@ -154,9 +154,10 @@ janus-setup:
 # The default suite runs on PYTEST_WORKERS processes (pytest-xdist, --dist loadfile: a file's tests and its
 # module fixtures stay in one process). Many tests wait on a server, a browser or an encoder rather than
 # compute, so 4 workers keep 2 cores busy; PYTEST_WORKERS=0 runs everything in this process (one test's
-# output in order, a debugger).
+# output in order, a debugger). Files go to the workers in collection order, the longest first
+# (tests/conftest.py, WALL_S), not xdist's order by number of tests.
 PYTEST_WORKERS ?= 4
-XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
+XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 # pytest exits 5 when it collects nothing: that is a failure here, with a message, never a pass.
 test: setup browser-setup gstreamer-setup whep-player-setup janus-setup bytecode
 	@$(PYTEST) -m "not slow and not gpu" $(XDIST) $(PYTEST_ARGS); rc=$$?; \

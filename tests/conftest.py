@@ -37,6 +37,56 @@ SINGLE_FACE_CLIPS = [
 ]
 
 
+# The longest files first, so the suite's tail on its workers is short files. `make test` hands whole files to its
+# workers (xdist's --dist loadfile) in collection order (--no-loadscope-reorder; xdist's own order is by number of
+# tests, which put one-test files that run a minute — two performers, the training monitor — last on a worker
+# while the others had finished). Wall seconds of each file in a 4-worker suite (the sixth session's per-test
+# profile, load 16-18; only their order matters): a file not listed runs after these, in collection order.
+WALL_S = {
+    "tests/streamer/test_browser_operator.py": 139,
+    "tests/benchmarks/test_eval.py": 121,
+    "tests/engines/train/test_train.py": 120,
+    "tests/streamer/record/test_recorder.py": 111,
+    "tests/engines/identity/test_two_performers.py": 99,
+    "tests/streamer/test_recording_api.py": 96,
+    "tests/engines/identity/test_identity.py": 92,
+    "tests/streamer/test_api.py": 84,
+    "tests/streamer/test_hostile.py": 84,
+    "tests/engines/compose/test_watermark.py": 81,
+    "tests/streamer/commands/test_identities_cli.py": 79,
+    "tests/engines/face/test_tracking.py": 76,
+    "tests/streamer/test_browser.py": 71,
+    "tests/engines/swap/test_learned_swap.py": 67,
+    "tests/engines/swap/test_swap_quality.py": 66,
+    "tests/streamer/test_stream_audio.py": 63,
+    "tests/streamer/test_provenance.py": 54,
+    "tests/streamer/test_targets_service.py": 51,
+    "tests/streamer/test_publishers.py": 49,
+    "tests/engines/test_torch_ops.py": 47,
+    "tests/streamer/test_faults.py": 45,
+    "tests/streamer/test_webrtc.py": 42,
+    "tests/benchmarks/test_stamps.py": 40,
+    "tests/engines/swap/test_realism.py": 39,
+    "tests/streamer/test_auth.py": 31,
+    "tests/streamer/test_sfu_janus.py": 31,
+    "tests/streamer/commands/test_process_targets.py": 28,
+    "tests/engines/stages/test_torch_stages.py": 26,
+    "tests/streamer/commands/test_process_cli.py": 26,
+    "tests/engines/identity/test_targets.py": 25,
+    "tests/streamer/test_ndi.py": 24,
+    "tests/streamer/test_train_monitor.py": 24,
+    "tests/streamer/test_limits.py": 23,
+    "tests/streamer/test_browser_stage.py": 22,
+    "tests/streamer/test_consent_service.py": 21,
+    "tests/test_build_engines.py": 21,
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest files first (``WALL_S``); the order within a file, and of the files not listed, is kept."""
+    items.sort(key=lambda item: -WALL_S.get(item.nodeid.split("::", 1)[0], 0))
+
+
 def _need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"shared test material not found at {path} (set STAGESWAP_SHARED)")
