@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from engines.compose.chroma import ChromaConfig
 from engines.compose.seam import SeamConfig
 from engines.face.topology import (
     EYE_OPENING,
@@ -76,6 +77,8 @@ class BlendConfig:
     """Largest per-channel colour correction (and smallest, as its inverse)."""
     seam: SeamConfig = SeamConfig()
     """Near the outline the face takes the actor's local tone, not only its mean (``engines.compose.seam``)."""
+    chroma: ChromaConfig = ChromaConfig()
+    """A black-and-white identity's colour: the actor's skin's, filled over the face (``engines.compose.chroma``)."""
 
 
 _U8_TO_LINEAR = srgb_to_linear(np.arange(256) / 255.0)
@@ -376,17 +379,3 @@ def alpha_box(geometry: FaceGeometry, alpha: np.ndarray) -> tuple[slice, slice] 
     if rows.size == 0:
         return None
     return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
-
-
-def transfer_chroma(face_bgr: np.ndarray, actor_bgr: np.ndarray, blur_px: float = 1.5) -> np.ndarray:
-    """``face_bgr``'s lightness with ``actor_bgr``'s colour (both uint8, the same size): how a monochrome
-    identity (enrolled from black-and-white photos, no colour of its own) takes the actor's skin colour.
-
-    The colour is taken pixel by pixel where the actor has it — the actor's window is warped with the
-    morph, so its lips' red lands on the drawn lips and its cheeks' colour on the cheeks — blurred by
-    ``blur_px`` so the camera's chroma noise does not come with it. YCrCb: one conversion each way."""
-    face = cv2.cvtColor(face_bgr, cv2.COLOR_BGR2YCrCb)
-    actor = cv2.cvtColor(actor_bgr, cv2.COLOR_BGR2YCrCb)
-    chroma = cv2.GaussianBlur(actor[..., 1:], (0, 0), blur_px) if blur_px > 0 else actor[..., 1:]
-    face[..., 1:] = chroma
-    return cv2.cvtColor(face, cv2.COLOR_YCrCb2BGR)

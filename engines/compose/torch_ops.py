@@ -6,7 +6,7 @@ today — and is held equal to it on shared clips by ``tests/engines/test_torch_
 - ``colour_gains`` — ``blend.colour_gains``: per-channel linear-light gains from the mean skin colours;
 - ``apply_gains`` — ``blend.apply_gains``: the gains as one lookup table per channel;
 - ``composite`` — ``blend.composite``: ``actor + alpha * (face - actor)`` into the frame's window, in place;
-- ``transfer_chroma`` — ``blend.transfer_chroma``: a black-and-white identity takes the actor's colour;
+- ``transfer_chroma`` — ``chroma.transfer_chroma``: a black-and-white identity takes the actor's skin colour;
 - ``apply_field`` — ``seam.apply_field``: the seam's geometry-resolution gains, upsampled, on the face.
 
 They are written for the GPU path (issue 20, item 3): every input a tensor on one device, the sRGB table
@@ -17,10 +17,8 @@ made once per device, no host round trip except where the numpy function's own r
 from __future__ import annotations
 
 import functools
-import math
 
 import torch
-import torch.nn.functional as F
 
 from engines.compose.blend import _U8_TO_LINEAR, BlendConfig
 from engines.compose.seam import _GAMMA
@@ -117,39 +115,17 @@ def _to_bgr(ycc: torch.Tensor) -> torch.Tensor:
     return torch.stack([b, g, r], dim=2).clamp(0, 255).to(torch.uint8)
 
 
-@functools.cache
-def _gaussian(sigma: float, device: torch.device) -> torch.Tensor:
-    """The 1-D kernel ``cv2.GaussianBlur(..., (0, 0), sigma)`` uses on 8-bit images (size round(6 sigma + 1),
-    odd), float64 on ``device``, made once per sigma and device."""
-    size = int(math.floor(sigma * 3 * 2 + 1 + 0.5)) | 1
-    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    k = torch.exp(-(x * x) / (2.0 * sigma * sigma))
-    return (k / k.sum()).to(device)
-
-
-def _blur(channels: torch.Tensor, sigma: float) -> torch.Tensor:
-    """(h, w, C) values blurred separably (float64), borders reflected without repeating the edge (cv2's
-    default BORDER_REFLECT_101)."""
-    k = _gaussian(sigma, channels.device)
-    pad = (k.numel() - 1) // 2
-    x = channels.to(torch.float64).permute(2, 0, 1)[:, None]  # (C, 1, h, w)
-    x = F.conv2d(F.pad(x, (pad, pad, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
-    x = F.conv2d(F.pad(x, (0, 0, pad, pad), mode="reflect"), k.view(1, 1, -1, 1))
-    return x[:, 0].permute(1, 2, 0)
-
-
-def transfer_chroma(face_bgr: torch.Tensor, actor_bgr: torch.Tensor, blur_px: float = 1.5) -> torch.Tensor:
-    """``face_bgr``'s lightness with ``actor_bgr``'s colour (both (h, w, 3) uint8, the same size); mirrors
-    ``engines.compose.blend.transfer_chroma``. The YCrCb conversions are cv2's integer ones, bit for bit;
-    the chroma blur is a float Gaussian where cv2 uses a fixed-point one, so the chroma may differ by one
-    level, and the picture by up to two (the inverse multiplies Cb's difference by 1.77)."""
+def transfer_chroma(face_bgr: torch.Tensor, field_small: torch.Tensor) -> torch.Tensor:
+    """``face_bgr`` ((h, w, 3) uint8) with its lightness kept and the colour of ``field_small`` ((hs, ws, 3) float32,
+    ``engines.compose.chroma.chroma_field``); mirrors ``engines.compose.chroma.transfer_chroma``. The YCrCb
+    conversions are cv2's integer ones, bit for bit; the field's bilinear upsampling matches cv2's to float
+    rounding, so a chroma rounded at a half level may differ by one, and the picture by up to two levels there
+    (the inverse multiplies Cb's difference by 1.77)."""
+    h, w = int(face_bgr.shape[0]), int(face_bgr.shape[1])
+    field = resize_linear(field_small.to(torch.float32), (w, h))
     face = _to_ycrcb(face_bgr)
-    chroma = _to_ycrcb(actor_bgr)[..., 1:]
-    if blur_px > 0:
-        pad = (_gaussian(blur_px, face_bgr.device).numel() - 1) // 2
-        if min(int(face_bgr.shape[0]), int(face_bgr.shape[1])) <= pad:
-            raise ValueError(f"transfer_chroma needs a window larger than {pad} px a side for blur_px={blur_px}")
-        chroma = torch.floor(_blur(chroma, blur_px) + 0.5).long()
+    fade = torch.clamp(face[..., 0].to(torch.float32) / field[..., 2], max=1.0)
+    chroma = torch.floor(field[..., :2] * fade[..., None] + 128.5).clamp(0.0, 255.0).long()
     return _to_bgr(torch.cat([face[..., :1], chroma], dim=2))
 
 

@@ -11,7 +11,7 @@ colour photo, near-white and brighter than the centre in any photo.
 Black-and-white and toned photos (sepia; ``engines.identity.photos.photo_tone``) are accepted: their
 colours are the print's, not the person's, so they are enrolled from their lightness alone and the
 identity is marked monochrome — the swap then takes the face's colour from the actor's own skin
-(``engines.compose.blend.transfer_chroma``), with a warning saying so. The skin-tone check, which is
+(``engines.compose.chroma``), with a warning saying so. The skin-tone check, which is
 about hue, applies to colour photos only.
 
 Each photo's unwrapped face is cleaned first (``engines.identity.cleanup``: objects in front of the chin, hair and

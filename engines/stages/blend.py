@@ -7,6 +7,7 @@ from collections.abc import Callable, Set
 import numpy as np
 
 from engines.compose.blend import BlendConfig, ColourGains, cut_openings, face_alpha_small, outline_feather
+from engines.compose.chroma import chroma_field
 from engines.compose.seam import seam_field
 from engines.stages.base import FaceContext
 from engines.stages.ops import FaceOps, NumpyOps, Pixels
@@ -65,7 +66,7 @@ class BlendStage:
             if face.identity is not None or (face.swapped is not None and self.match_learned):
                 face_bgr, face_small = self._match_colour(face, face_bgr)
             if face.identity is not None and face.identity.monochrome:  # black-and-white photos: the actor's colour
-                face_bgr, face_small = ops.transfer_chroma(face_bgr, actor), None
+                face_bgr, face_small = ops.transfer_chroma(face_bgr, self._chroma_field(face)), None
             # The seam's gains are applied as the face is pasted (one pass on numpy: ``FaceOps.paste_face``).
             field = self._seam_field(face, face_bgr, face_small) if face.identity is not None else None
             ops.paste_face(out, geometry, face_bgr, field, _weaker(alpha, settings.strength))
@@ -85,6 +86,15 @@ class BlendStage:
         host = self.ops.window_on_host(face.out, keep.box)
         keep.lay(host, face.frame.image)
         self.ops.window_from_host(face.out, keep.box, host)
+
+    def _chroma_field(self, face: FaceContext) -> np.ndarray:
+        """The colour a monochrome identity takes (``engines.compose.chroma``): the actor's skin's, filled over the
+        face, measured on the host at geometry resolution on what the colour match compares with (the actor, relit
+        when a target light is set)."""
+        geometry = face.geometry
+        assert geometry is not None and face.actor_small is not None and face.skin_small is not None
+        reference = face.reference if face.reference is not None else face.actor_small
+        return chroma_field(self.ops.to_host(reference), geometry, face.skin_small, self.config.chroma)
 
     def _seam_field(self, face: FaceContext, face_bgr: Pixels, face_small: Pixels | None) -> np.ndarray | None:
         """The gains that give the mesh swap's face the actor's local tone near the outline (``engines.compose.seam``;

@@ -17,7 +17,8 @@ from typing import Any, Literal, Protocol, TypeAlias
 
 import numpy as np
 
-from engines.compose.blend import BlendConfig, apply_gains, colour_gains, composite, paste_face, transfer_chroma
+from engines.compose.blend import BlendConfig, apply_gains, colour_gains, composite, paste_face
+from engines.compose.chroma import transfer_chroma
 from engines.compose.seam import apply_field
 from engines.errors import InputError
 from engines.identity.store import Identity
@@ -86,8 +87,9 @@ class FaceOps(Protocol):
     def apply_gains(self, face: Pixels, gains: np.ndarray) -> Pixels:
         """``engines.compose.blend.apply_gains``."""
 
-    def transfer_chroma(self, face: Pixels, actor: Pixels) -> Pixels:
-        """``engines.compose.blend.transfer_chroma``."""
+    def transfer_chroma(self, face: Pixels, field_small: np.ndarray) -> Pixels:
+        """``engines.compose.chroma.transfer_chroma``: a monochrome face in the colour ``field_small`` (host, geometry
+        resolution: ``chroma_field``) gives it."""
 
     def apply_field(self, face: Pixels, field_small: np.ndarray) -> Pixels:
         """``engines.compose.seam.apply_field``: the seam's gains (host, geometry resolution) on the face."""
@@ -171,8 +173,8 @@ class NumpyOps:
     def apply_gains(self, face: np.ndarray, gains: np.ndarray) -> np.ndarray:
         return apply_gains(face, gains)
 
-    def transfer_chroma(self, face: np.ndarray, actor: np.ndarray) -> np.ndarray:
-        return transfer_chroma(face, actor)
+    def transfer_chroma(self, face: np.ndarray, field_small: np.ndarray) -> np.ndarray:
+        return transfer_chroma(face, field_small)
 
     def apply_field(self, face: np.ndarray, field_small: np.ndarray) -> np.ndarray:
         return apply_field(face, field_small)

@@ -138,8 +138,8 @@ class TorchOps:
     def apply_gains(self, face: PixelsT, gains: np.ndarray) -> torch.Tensor:
         return compose_t.apply_gains(self.device_array(face), torch.as_tensor(np.asarray(gains, dtype=np.float64)))
 
-    def transfer_chroma(self, face: PixelsT, actor: PixelsT) -> torch.Tensor:
-        return compose_t.transfer_chroma(self.device_array(face), self.device_array(actor))
+    def transfer_chroma(self, face: PixelsT, field_small: np.ndarray) -> torch.Tensor:
+        return compose_t.transfer_chroma(self.device_array(face), self.device_array(field_small))
 
     def apply_field(self, face: PixelsT, field_small: np.ndarray) -> torch.Tensor:
         return compose_t.apply_field(self.device_array(face), self.device_array(field_small))

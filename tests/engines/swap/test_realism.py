@@ -34,6 +34,10 @@ def store(tmp_path_factory: pytest.TempPathFactory, faces: Path, models_dir: Pat
     ok, buf = cv2.imencode(".png", grey)
     assert ok
     store.enroll("grey", [buf.tobytes()], face="largest")
+    biden = cv2.imread(str(faces / "biden.jpg"), cv2.IMREAD_GRAYSCALE)  # one channel, as a scanned archival print
+    ok, buf = cv2.imencode(".jpg", biden)
+    assert ok
+    store.enroll("biden_grey", [buf.tobytes()], face="largest")
     return store
 
 
@@ -89,6 +93,41 @@ def test_a_black_and_white_photo_takes_the_actors_colour(models_dir: Path, store
     assert np.hypot(*chroma_in) > 8.0  # the actor's skin has colour
     assert np.linalg.norm(chroma_out - chroma_in) < 4.0, (chroma_in, chroma_out)
     assert float(cv2.absdiff(regions.crop(image), regions.crop(result.image))[skin].mean()) > 3.0
+
+
+def test_a_black_and_white_photos_brows_take_the_actors_skin_colour_not_his_brows(
+    models_dir: Path, store: IdentityStore, clips: Path
+) -> None:
+    """biden.jpg made one grey channel, swapped onto Obama_speaking.mp4: Biden's pale brows are drawn over Obama's
+    dark ones. Their colour is Obama's skin's (L*a*b* chroma within a few units of his cheeks'), as a colour
+    photo's brows are, not his dark brows' blue-grey: the colour was taken pixel by pixel from the actor, and
+    the brows came out as two blue-grey bars, 23 units from his cheeks' chroma (BENCHMARKS.md, issue 21)."""
+    from benchmarks.artifacts import region_map
+    from engines.face.topology import LEFT_BROW, RIGHT_BROW
+
+    proc = _processor(models_dir, store)
+    for image, t in clip_frames(clips / "Obama_speaking.mp4", 6):
+        result = proc.process(image, t, ProcessSettings(identity="biden_grey"))
+    assert result.faces
+    lm = result.faces[0].landmarks
+    brows = np.zeros(image.shape[:2], np.uint8)
+    for brow in (RIGHT_BROW, LEFT_BROW):
+        cv2.fillConvexPoly(brows, cv2.convexHull(lm[list(brow), :2].astype(np.int32)), 1)
+    regions = region_map(lm, image.shape)
+    cheeks = np.isin(regions.labels, [REGIONS.index("right cheek"), REGIONS.index("left cheek")])
+
+    def chroma(img: np.ndarray, where: np.ndarray) -> np.ndarray:
+        return np.median(cv2.cvtColor(img, cv2.COLOR_BGR2LAB)[where][:, 1:].astype(np.float32), axis=0) - 128.0
+
+    skin = chroma(regions.crop(image), cheeks)
+    brows_in, brows_out = chroma(image, brows > 0), chroma(result.image, brows > 0)
+    assert np.linalg.norm(brows_in - skin) > 12.0, (brows_in, skin)  # his brows are not skin-coloured
+    assert np.linalg.norm(brows_out - skin) < 6.0, (brows_out, skin, brows_in)
+    # The swapped face is still Biden's lightness (the brows are his pale ones, not Obama's dark ones).
+    lightness = cv2.cvtColor(result.image, cv2.COLOR_BGR2LAB)[..., 0][brows > 0].astype(np.float32)
+    assert (
+        float(np.median(lightness)) > float(np.median(cv2.cvtColor(image, cv2.COLOR_BGR2LAB)[..., 0][brows > 0])) + 10
+    )
 
 
 def test_a_shorter_chin_does_not_pull_the_actors_under_jaw_into_the_face(
