@@ -10,6 +10,10 @@ issue 20: ~3.9 ms a face whatever its size). Here:
 - ``geometry_raster``: the mesh rasterised triangle by triangle (the same edge functions in the same float32
   arithmetic, a z-buffer kept per pixel), then every per-vertex attribute interpolated, the normals normalised,
   the labels looked up and the texture coordinates carried a pixel past the outline, in one call;
+- ``vertex_normals_camera``: the mesh's area-weighted vertex normals in the camera frame, one loop over the
+  triangles (numpy: cross products and twelve ``bincount``s);
+- ``fade_and_band`` and ``field_blend``: the morph's displacement field's per-pixel arithmetic between OpenCV's
+  blurs and distance transforms (``engines.swap.mesh._displacement_field``: ~20 numpy passes);
 - ``render_texture``: the texel positions upsampled bilinearly from the geometry raster to the work size and the
   albedo (float32) sampled bilinearly there, in one pass over the face's box (``MeshSwapper.render``'s resize,
   copy and ``cv2.remap``). The uint8 texture (a face not relit) stays ``cv2.remap``'s: its fixed-point SIMD
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -169,6 +174,51 @@ def _extend(tri: np.ndarray, values: np.ndarray, uv: np.ndarray) -> None:  # pra
 
 
 @njit(cache=True, fastmath=False, nogil=True)
+def _sparse(tri: np.ndarray, bary: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover
+    """The covered pixels of ``tri`` (h, w) as ``Raster`` keeps them: flat indices in raster order (int64), their
+    triangles (int32) and weights (n, 3) float32."""
+    flat, weights = tri.reshape(-1), bary.reshape(-1, 3)
+    n = 0
+    for i in range(flat.shape[0]):
+        n += flat[i] >= 0
+    pixels = np.empty(n, np.int64)
+    which = np.empty(n, np.int32)
+    kept = np.empty((n, 3), np.float32)
+    j = 0
+    for i in range(flat.shape[0]):
+        if flat[i] >= 0:
+            pixels[j], which[j] = i, flat[i]
+            kept[j, 0], kept[j, 1], kept[j, 2] = weights[i, 0], weights[i, 1], weights[i, 2]
+            j += 1
+    return pixels, which, kept
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def _vertex_normals(vertices: np.ndarray, triangles: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
+    """``out`` (V, 3) float32: ``engines.face.topology.vertex_normals`` of ``vertices`` (V, 3) float64 (each
+    triangle's cross product (c - a) x (b - a), area-weighted, summed at its corners, unit length; (0, 0, -1)
+    where the sum vanishes) turned to the camera frame (``engines.light.sh.mesh_to_camera``: y and z negated)."""
+    acc = np.zeros((vertices.shape[0], 3), np.float64)
+    for t in range(triangles.shape[0]):
+        a, b, c = triangles[t, 0], triangles[t, 1], triangles[t, 2]
+        ux, uy, uz = vertices[c, 0] - vertices[a, 0], vertices[c, 1] - vertices[a, 1], vertices[c, 2] - vertices[a, 2]
+        vx, vy, vz = vertices[b, 0] - vertices[a, 0], vertices[b, 1] - vertices[a, 1], vertices[b, 2] - vertices[a, 2]
+        nx, ny, nz = uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx
+        for corner in (a, b, c):
+            acc[corner, 0] += nx
+            acc[corner, 1] += ny
+            acc[corner, 2] += nz
+    for i in range(vertices.shape[0]):
+        length = math.sqrt(acc[i, 0] ** 2 + acc[i, 1] ** 2 + acc[i, 2] ** 2)
+        if length > 1e-12:
+            out[i, 0] = np.float32(acc[i, 0] / length)
+            out[i, 1] = -np.float32(acc[i, 1] / length)
+            out[i, 2] = -np.float32(acc[i, 2] / length)
+        else:
+            out[i, 0], out[i, 1], out[i, 2] = 0.0, 0.0, 1.0
+
+
+@njit(cache=True, fastmath=False, nogil=True)
 def _geometry(
     vertices: np.ndarray,
     triangles: np.ndarray,
@@ -180,12 +230,13 @@ def _geometry(
     normals: np.ndarray,
     labels: np.ndarray,
     uv: np.ndarray,
-) -> None:  # pragma: no cover - compiled
-    """``_rasterize``, ``_attributes`` and ``_extend`` in one call (one dispatch from Python)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """``_rasterize``, ``_attributes``, ``_extend`` and ``_sparse`` in one call (one dispatch from Python)."""
     depth = np.full(tri.shape, _NO_DEPTH, np.float32)
     _rasterize(vertices, triangles, tri, bary, depth)
     _attributes(triangles, tri, bary, attrs, tri_labels, values, normals, labels)
     _extend(tri, values, uv)
+    return _sparse(tri, bary)
 
 
 @njit(cache=True, fastmath=False, nogil=True)
@@ -294,15 +345,76 @@ def _render(
                 row_out[o + c] = upper + v * (lower - upper)
 
 
+@njit(cache=True, fastmath=False, nogil=True)
+def _fade_and_band(
+    outside: np.ndarray, depth: np.ndarray, falloff: np.float32, edge_falloff: np.float32, band: np.float32
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """``engines.swap.mesh._displacement_field``'s per-pixel maps from its two distance transforms, in its float32
+    arithmetic: the fade (1 inside, smoothstep to 0 at ``falloff`` px outside the outline, times a ramp to 0 over
+    ``edge_falloff`` px at the raster's edge) and the band's smoothstep (0 at the outline to 1 ``band`` px in)."""
+    h, w = outside.shape
+    fade = np.empty((h, w), np.float32)
+    ramp = np.empty((h, w), np.float32)
+    zero, one, two, three = np.float32(0.0), np.float32(1.0), np.float32(2.0), np.float32(3.0)
+    for y in range(h):
+        ey = min(np.float32(y), np.float32(h - 1) - np.float32(y))
+        for x in range(w):
+            t = min(max(outside[y, x] / falloff, zero), one)
+            f = one - t * t * (three - two * t)
+            edge = min(min(np.float32(x), np.float32(w - 1) - np.float32(x)), ey)
+            fade[y, x] = f * min(max(edge / edge_falloff, zero), one)
+            s = min(max((depth[y, x] - one) / band, zero), one)
+            ramp[y, x] = s * s * (three - two * s)
+    return fade, ramp
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def _field_blend(
+    ramp: np.ndarray, depth: np.ndarray, inside: np.ndarray, extended: np.ndarray, fade: np.ndarray
+) -> np.ndarray:  # pragma: no cover - compiled
+    """(h, w, 2) float32: ``w * inside + (1 - w) * extended * fade``, ``w`` the blurred band's ``ramp`` where
+    ``depth`` > 0 (inside the outline), else 0 (``_displacement_field``'s last line)."""
+    h, w = ramp.shape
+    out = np.empty((h, w, 2), np.float32)
+    one = np.float32(1.0)
+    for y in range(h):
+        for x in range(w):
+            k = ramp[y, x] if depth[y, x] > 0 else np.float32(0.0)
+            for c in range(2):
+                out[y, x, c] = k * inside[y, x, c] + (one - k) * (extended[y, x, c] * fade[y, x])
+    return out
+
+
+class DrawnRaster(NamedTuple):
+    """What ``geometry_raster`` draws, per pixel of the raster (h, w)."""
+
+    triangle: np.ndarray
+    """(h, w) int32: the visible triangle, -1 where none."""
+    bary: np.ndarray
+    """(h, w, 3) float32: its barycentric weights (0 where none)."""
+    values: np.ndarray
+    """(h, w, C) float32: the per-vertex attributes interpolated (0 where none)."""
+    normals: np.ndarray
+    """(h, w, 3) float32: the attributes' channels 2..4 at unit length (0 where none or shorter than 1e-6)."""
+    labels: np.ndarray
+    """(h, w) int8: the triangle's label, -1 where none."""
+    uv: np.ndarray
+    """(h, w, 2) float32: the attributes' first two channels, carried a pixel past the outline."""
+    pixels: np.ndarray
+    """(n,) int64: the covered pixels' flat indices, in raster order (``Raster.pixels``) ..."""
+    tri: np.ndarray
+    """(n,) int32: ... their triangles (``Raster.tri``) ..."""
+    weights: np.ndarray
+    """(n, 3) float32: ... and their weights (``Raster.weights``)."""
+
+
 def geometry_raster(
     vertices: np.ndarray, triangles: np.ndarray, tri_labels: np.ndarray, attrs: np.ndarray, size: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> DrawnRaster:
     """The mesh drawn into a raster of ``size`` (h, w) with its window at (0, 0): ``vertices`` (V, 3) float32 in
     raster pixels (z: depth, smaller nearer), ``triangles`` (T, 3), ``tri_labels`` (T,) int8 a label per triangle,
     ``attrs`` (V, C >= 5) float32 per-vertex attributes, texture coordinates in the first two channels and normals
-    in the next three. Returns, per pixel: the visible triangle (h, w) int32 (-1: none), its barycentric weights
-    (h, w, 3) float32, the attributes interpolated (h, w, C) float32, the normals at unit length (h, w, 3), the
-    labels (h, w) int8 (-1: none) and the texture coordinates carried a pixel past the outline (h, w, 2)."""
+    in the next three."""
     h, w = size
     if attrs.ndim != 2 or attrs.shape[1] < 5:
         raise ValueError(f"attrs must be (V, C >= 5): texture coordinates and normals first, not {attrs.shape}")
@@ -312,7 +424,7 @@ def geometry_raster(
     normals = np.empty((h, w, 3), np.float32)
     labels = np.empty((h, w), np.int8)
     uv = np.empty((h, w, 2), np.float32)
-    _geometry(
+    sparse = _geometry(
         np.ascontiguousarray(vertices, dtype=np.float32),
         np.require(triangles, np.int32, ("C", "W")),  # writable: a read-only array is another type to numba
         np.ascontiguousarray(attrs, dtype=np.float32),
@@ -324,7 +436,15 @@ def geometry_raster(
         labels,
         uv,
     )
-    return tri, bary, values, normals, labels, uv
+    return DrawnRaster(tri, bary, values, normals, labels, uv, *sparse)
+
+
+def vertex_normals_camera(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """(V, 3) float32: ``engines.light.sh.mesh_to_camera(engines.face.topology.vertex_normals(vertices,
+    triangles))`` in one compiled loop (numpy's cross products and twelve ``bincount``s)."""
+    out = np.empty((len(vertices), 3), np.float32)
+    _vertex_normals(np.ascontiguousarray(vertices, dtype=np.float64), np.require(triangles, np.int32, ("C", "W")), out)
+    return out
 
 
 def render_texture(
@@ -347,12 +467,39 @@ def render_texture(
     return out
 
 
+def fade_and_band(
+    outside: np.ndarray, depth: np.ndarray, falloff_px: float, edge_falloff_px: float, band_px: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The morph field's fade and band ramp ((h, w) float32 each, ``_fade_and_band``) from the distance transforms
+    ``outside`` (to the face, outside it) and ``depth`` (to the outline, inside), float32."""
+    return _fade_and_band(
+        np.ascontiguousarray(outside, dtype=np.float32),
+        np.ascontiguousarray(depth, dtype=np.float32),
+        np.float32(falloff_px),
+        np.float32(edge_falloff_px),
+        np.float32(band_px),
+    )
+
+
+def field_blend(
+    ramp: np.ndarray, depth: np.ndarray, inside: np.ndarray, extended: np.ndarray, fade: np.ndarray
+) -> np.ndarray:
+    """The morph's displacement field (h, w, 2) float32: the exact ``inside`` across the band's blurred ``ramp``
+    where ``depth`` > 0, the faded continuation ``extended`` x ``fade`` elsewhere (``_field_blend``)."""
+    arrays = (ramp, depth, inside, extended, fade)
+    return _field_blend(*(np.ascontiguousarray(a, dtype=np.float32) for a in arrays))
+
+
 def warm_up() -> float:
     """Compile the kernels for the argument types the swap passes (or load them from the disk cache); seconds."""
     start = time.perf_counter()
     vertices = np.array([[0.5, 0.5, 0.0], [6.5, 1.0, 0.0], [2.0, 6.0, 0.0]], np.float32)
     attrs = np.ones((3, 7), np.float32)
-    uv = geometry_raster(vertices, np.array([[0, 1, 2]]), np.zeros(1, np.int8), attrs, (8, 8))[-1]
+    drawn = geometry_raster(vertices, np.array([[0, 1, 2]]), np.zeros(1, np.int8), attrs, (8, 8))
+    uv, values = drawn.uv, drawn.values
+    vertex_normals_camera(vertices, np.array([[0, 1, 2]]))
+    fade, ramp = fade_and_band(np.ones((8, 8), np.float32), np.ones((8, 8), np.float32), 4.0, 1.0, 3.0)
+    field_blend(ramp, fade, values[..., 5:7], values[..., 5:7], fade)
     for writable in (True, False):  # an identity's albedo may be read-only, its mip levels and blends are not
         texture = np.zeros((4, 4, 3), np.float32)
         texture.setflags(write=writable)

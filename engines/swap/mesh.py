@@ -241,17 +241,19 @@ class MeshSwapper:
             lm[:, :2] += displacement
         small_lm = _to_small(lm, window, sx, sy)
         # Every per-vertex attribute in one interpolation: texture coordinates, normals, displacement.
-        normals_v = mesh_to_camera(vertex_normals(lm, topo.all_triangles))
-        attrs = [topo.uv, normals_v] + ([displacement] if displacement is not None else [])
         small_window = Window(0, 0, small_w, small_h)
         if self.fused:
-            from engines.swap.fused import geometry_raster
+            from engines.swap.fused import geometry_raster, vertex_normals_camera
 
-            tri, bary, values, normals, labels, uv = geometry_raster(
-                small_lm, topo.all_triangles, topo.labels, np.concatenate(attrs, axis=1), (small_h, small_w)
-            )
-            raster = Raster.from_dense(small_window, tri, bary, topo.all_triangles)
+            tris = topo.all_triangles
+            attrs = [topo.uv, vertex_normals_camera(lm, tris)] + ([displacement] if displacement is not None else [])
+            drawn = geometry_raster(small_lm, tris, topo.labels, np.concatenate(attrs, axis=1), (small_h, small_w))
+            sparse = (drawn.pixels, drawn.tri, drawn.weights)
+            raster = Raster.from_dense(small_window, drawn.triangle, drawn.bary, tris, sparse)
+            values, normals, labels, uv = drawn.values, drawn.normals, drawn.labels, drawn.uv
         else:
+            normals_v = mesh_to_camera(vertex_normals(lm, topo.all_triangles))
+            attrs = [topo.uv, normals_v] + ([displacement] if displacement is not None else [])
             raster = rasterize(small_lm, topo.all_triangles, small_window)
             values = raster.interpolate(np.concatenate(attrs, axis=1))
             labels = np.where(raster.mask, topo.labels[np.maximum(raster.triangle, 0)], -1).astype(np.int8)
@@ -265,7 +267,10 @@ class MeshSwapper:
             # (p - displacement, interpolated over the morphed mesh: an exact piecewise-affine inverse), and
             # the warp fades out around the face so nothing tears.
             field_small = _displacement_field(
-                np.ascontiguousarray(values[..., 5:7]), raster.mask, self.config.morph_falloff * scale_px * sx
+                np.ascontiguousarray(values[..., 5:7]),
+                raster.mask,
+                self.config.morph_falloff * scale_px * sx,
+                self.fused,
             )
             warp = _warp_map(field_small, window, sx, sy)
         k = min(1.0, self.config.work_px / max(window.width, window.height))
@@ -479,10 +484,12 @@ _FIELD_BAND_PX = 3.0
 continuation outside to the exact displacement inside."""
 
 
-def _displacement_field(inside: np.ndarray, mask: np.ndarray, falloff_px: float) -> np.ndarray:
+def _displacement_field(inside: np.ndarray, mask: np.ndarray, falloff_px: float, fused: bool = False) -> np.ndarray:
     """(hs, ws, 2) displacement in frame pixels: ``inside`` (interpolated over the face) where ``mask``,
     continued smoothly beyond it and faded to zero ``falloff_px`` (small pixels) outside it and at the
-    window's edge. The continuation is computed at a quarter of the resolution: it is smooth anyway."""
+    window's edge. The continuation is computed at a quarter of the resolution: it is smooth anyway.
+    ``fused``: the per-pixel arithmetic between OpenCV's passes in two compiled loops (``engines.swap.fused``,
+    the same float32 expressions), where numpy made ~20 passes over the raster."""
     cover = mask.astype(np.float32)
     hs, ws = cover.shape
     qw, qh = max(2, ws // 4), max(2, hs // 4)
@@ -493,6 +500,13 @@ def _displacement_field(inside: np.ndarray, mask: np.ndarray, falloff_px: float)
     weight = cv2.GaussianBlur(q_cover, (0, 0), sigma)
     extended = cv2.resize(spread / np.maximum(weight, 1e-4)[..., None], (ws, hs), interpolation=cv2.INTER_LINEAR)
     outside = cv2.distanceTransform((cover == 0).astype(np.uint8), cv2.DIST_L2, 3)
+    if fused:
+        from engines.swap import fused as kernels
+
+        depth = cv2.distanceTransform(np.pad(mask.astype(np.uint8), 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
+        edge_falloff = max(0.25 * falloff_px, 1.0)
+        fade, ramp = kernels.fade_and_band(outside, depth, max(falloff_px, 1.0), edge_falloff, _FIELD_BAND_PX)
+        return kernels.field_blend(cv2.GaussianBlur(ramp, (0, 0), 1.0), depth, inside, extended, fade)
     t = np.clip(outside / max(falloff_px, 1.0), 0.0, 1.0)
     fade = 1.0 - t * t * (3.0 - 2.0 * t)
     xx = np.arange(ws, dtype=np.float32)[None, :]

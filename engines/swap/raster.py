@@ -45,12 +45,22 @@ class Raster:
     """The (T, 3) triangle list the indices refer to."""
 
     @classmethod
-    def from_dense(cls, window: Window, triangle: np.ndarray, bary: np.ndarray, triangles: np.ndarray) -> Raster:
+    def from_dense(
+        cls,
+        window: Window,
+        triangle: np.ndarray,
+        bary: np.ndarray,
+        triangles: np.ndarray,
+        sparse: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    ) -> Raster:
         """The raster of a dense ``triangle`` (H, W) int32 (-1 where none) and ``bary`` (H, W, 3) float32 (what the
-        compiled rasteriser ``engines.swap.fused.geometry_raster`` returns), its dense views kept."""
-        flat = triangle.reshape(-1)
-        pixels = np.flatnonzero(flat >= 0)
-        raster = cls(window, pixels, flat[pixels], bary.reshape(-1, 3)[pixels], triangles)
+        compiled rasteriser ``engines.swap.fused.geometry_raster`` returns), its dense views kept; ``sparse``: its
+        ``pixels``, ``tri`` and ``weights`` when they are made already."""
+        if sparse is None:
+            flat = triangle.reshape(-1)
+            pixels = np.flatnonzero(flat >= 0)
+            sparse = pixels, flat[pixels], bary.reshape(-1, 3)[pixels]
+        raster = cls(window, sparse[0], sparse[1], sparse[2], triangles)
         # The dense views are already made: cached as ``functools.cached_property`` would cache them.
         raster.__dict__.update(triangle=triangle, bary=bary, mask=triangle >= 0)
         return raster

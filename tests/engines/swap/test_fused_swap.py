@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engines.face.topology import face_topology
+from engines.face.topology import face_topology, vertex_normals
 from engines.face.tracker import FaceTracker
 from engines.identity.store import IdentityStore
+from engines.light.sh import mesh_to_camera
 from engines.swap import fused, raster
 from engines.swap.mesh import MeshSwapper
 from engines.swap.raster import Raster, Window, rasterize
@@ -94,12 +95,13 @@ def test_fused_raster_equals_rasterize_on_overlapping_random_meshes() -> None:
         tris = np.arange(120).reshape(40, 3)
         tris[5] = (15, 15, 16)  # degenerate: never drawn
         ref = rasterize(v, tris, Window(0, 0, 31, 23))
-        tri, bary, values, normals, labels, uv = fused.geometry_raster(
-            v, tris, np.arange(40, dtype=np.int8), np.ones((120, 5), np.float32), (23, 31)
-        )
-        got = Raster.from_dense(Window(0, 0, 31, 23), tri, bary, tris)
+        drawn = fused.geometry_raster(v, tris, np.arange(40, dtype=np.int8), np.ones((120, 5), np.float32), (23, 31))
+        tri, bary, values, normals, labels, uv = drawn[:6]
+        got = Raster.from_dense(Window(0, 0, 31, 23), tri, bary, tris, (drawn.pixels, drawn.tri, drawn.weights))
         assert ref.pixels.size > 300, trial
         assert np.array_equal(got.triangle, ref.triangle), trial
+        assert np.array_equal(got.pixels, ref.pixels) and np.array_equal(got.tri, ref.tri), trial
+        np.testing.assert_allclose(got.weights, ref.weights, atol=1e-5)
         np.testing.assert_allclose(got.bary, ref.bary, atol=1e-5)
         assert np.array_equal(labels, np.where(ref.mask, ref.triangle, -1)), trial
         np.testing.assert_allclose(values[ref.mask], 1.0, atol=1e-5)  # weights sum to one: ones stay one
@@ -107,12 +109,22 @@ def test_fused_raster_equals_rasterize_on_overlapping_random_meshes() -> None:
         assert not values[~ref.mask].any() and not normals[~ref.mask].any()
 
 
+def test_fused_vertex_normals_equal_numpys_on_a_real_face(faces_drawn) -> None:  # type: ignore[no-untyped-def]
+    tris = face_topology().all_triangles
+    for name, _, ref, _ in faces_drawn[::3]:
+        expected = mesh_to_camera(vertex_normals(ref.landmarks, tris))
+        np.testing.assert_allclose(fused.vertex_normals_camera(ref.landmarks, tris), expected, atol=1e-6, err_msg=name)
+    flat = np.zeros((3, 3))  # a degenerate mesh: the fallback normal, toward the camera
+    assert np.array_equal(fused.vertex_normals_camera(flat, np.array([[0, 1, 2]])), [[0, 0, 1]] * 3)
+
+
 def test_fused_raster_of_a_mesh_outside_its_raster_is_empty() -> None:
     topo = face_topology()
     v = np.concatenate([topo.uv * 50 + 100, np.zeros((len(topo.uv), 1))], axis=1)  # far right of a 20x20 raster
     attrs = np.zeros((len(v), 5), np.float32)
-    tri, bary, values, _, labels, uv = fused.geometry_raster(v, topo.all_triangles, topo.labels, attrs, (20, 20))
-    assert (tri == -1).all() and (labels == -1).all() and not bary.any() and not uv.any()
+    drawn = fused.geometry_raster(v, topo.all_triangles, topo.labels, attrs, (20, 20))
+    tri, bary, labels, uv = drawn.triangle, drawn.bary, drawn.labels, drawn.uv
+    assert (tri == -1).all() and (labels == -1).all() and not bary.any() and not uv.any() and not drawn.pixels.size
     assert Raster.from_dense(Window(0, 0, 20, 20), tri, bary, topo.all_triangles).pixels.size == 0
 
 
