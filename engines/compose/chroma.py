@@ -78,19 +78,22 @@ MIN_SKIN = 30
 """Fewest skin pixels the skin's colour is measured on; with fewer, every pixel the face covers counts."""
 MIN_LIPS = 8
 """Fewest lip pixels the lips' tint is measured on; with fewer, the lips take the skin's."""
+HALF_MIN_PX = 24
+"""The field is made at half the geometry resolution when that leaves at least this many pixels a side."""
 
 
-def _smooth(values: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
+def _smooth(values: np.ndarray, weight: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
     """Normalised convolution: ``values`` ((h, w) or (h, w, C) float32) averaged over ``weight`` ((h, w) float32)
-    by a Gaussian of ``sigma`` pixels; where no weight is near, the weighted mean of all."""
+    by a Gaussian of ``sigma`` pixels (where no weight is near, the weighted mean of all), and the blurred weight
+    (how much of it is near)."""
     w = weight[..., None] if values.ndim == 3 else weight
     num = cv2.GaussianBlur(values * w, (0, 0), sigma)
     den = cv2.GaussianBlur(weight, (0, 0), sigma)
-    den = den[..., None] if values.ndim == 3 else den
     total = float(weight.sum())
     mean = (values * w).reshape(-1, *values.shape[2:]).sum(axis=0) / max(total, 1e-6)
     eps = np.float32(1e-4)
-    return ((num + eps * mean) / (den + eps)).astype(np.float32)
+    near = den[..., None] if values.ndim == 3 else den
+    return ((num + eps * mean) / (near + eps)).astype(np.float32), den
 
 
 def skin_pixels(
@@ -115,39 +118,49 @@ def skin_pixels(
         return candidates
     sigma = max(cfg.local_sigma * unit_px, 1.0)
     for _ in range(2):  # the second time without the dark features in their own surroundings
-        around = _smooth(y, keep.astype(np.float32), sigma)
+        around, _ = _smooth(y, keep.astype(np.float32), sigma)
         keep = keep & (y >= cfg.local_dark * around)
-    around_c = _smooth(c, keep.astype(np.float32), sigma)
+    around_c, _ = _smooth(c, keep.astype(np.float32), sigma)
     return keep & (np.linalg.norm(c - around_c, axis=2) <= cfg.local_colour)
 
 
 def chroma_field(
     actor_small: np.ndarray, geometry: FaceGeometry, skin_small: np.ndarray, config: ChromaConfig | None = None
 ) -> np.ndarray:
-    """(hs, ws, 3) float32 at geometry resolution: per pixel the colour a monochrome face takes there — the skin's
-    chroma (Cr - 128, Cb - 128) and the lightness below which it fades (``ChromaConfig.knee`` of the skin's
-    lightness there; ``transfer_chroma``): the actor's skin's, filled smoothly over brows, eyes, hair and beard;
-    the actor's lips' tint on the lips.
+    """(hs / 2, ws / 2, 3) float32 at half the geometry resolution (the colour is smooth, and a quarter of the pixels
+    costs a quarter of the time): per pixel the colour a monochrome face takes there — the skin's chroma
+    (Cr - 128, Cb - 128) and the lightness below which it fades (``ChromaConfig.knee`` of the skin's lightness
+    there; ``transfer_chroma``): the actor's skin's, filled smoothly over brows, eyes, hair and beard; the actor's
+    lips' tint on the lips.
 
     ``actor_small``: the actor (warped by the morph) at geometry resolution, uint8 BGR; ``skin_small``: the mesh's
     skin well inside the mask (``blend.skin_mask``), where the skin is looked for."""
     cfg = config or ChromaConfig()
     labels = geometry.labels_small
-    candidates = skin_small if int(np.count_nonzero(skin_small)) >= MIN_SKIN else labels == SKIN
+    hs, ws = labels.shape
+    step = 2 if min(hs, ws) >= 2 * HALF_MIN_PX else 1
+    labels = labels[::step, ::step]
+    candidates = skin_small[::step, ::step]
+    if int(np.count_nonzero(candidates)) < MIN_SKIN:
+        candidates = labels == SKIN
     if int(np.count_nonzero(candidates)) < MIN_SKIN:
         candidates = labels >= 0
-    ycc = cv2.cvtColor(actor_small, cv2.COLOR_BGR2YCrCb).astype(np.float32)
+    small = (
+        actor_small
+        if step == 1
+        else cv2.resize(actor_small, (labels.shape[1], labels.shape[0]), interpolation=cv2.INTER_AREA)
+    )
+    ycc = cv2.cvtColor(small, cv2.COLOR_BGR2YCrCb).astype(np.float32)
     ycc[..., 1:] -= 128.0
-    unit = geometry.face_scale_px * labels.shape[1] / geometry.window.width  # eye-corner distance, small pixels
+    unit = geometry.face_scale_px * labels.shape[1] / geometry.window.width  # eye-corner distance, in pixels here
     skin = skin_pixels(ycc, candidates, unit, cfg)
     if int(np.count_nonzero(skin)) < MIN_SKIN:
         skin = candidates
     weight = skin.astype(np.float32)
-    near = _smooth(ycc, weight, max(cfg.near_sigma * unit, 0.5))
-    far = _smooth(ycc, weight, max(cfg.far_sigma * unit, 1.0))
+    near, seen = _smooth(ycc, weight, max(cfg.near_sigma * unit, 0.5))
+    far, _ = _smooth(ycc, weight, max(cfg.far_sigma * unit, 1.0))
     # How much the narrow kernel knows at each pixel: where it sees skin, its average; where not, the wide one's.
-    seen = cv2.GaussianBlur(weight, (0, 0), max(cfg.near_sigma * unit, 0.5))[..., None]
-    filled = (seen * near + cfg.far_weight * far) / (seen + cfg.far_weight)
+    filled = (seen[..., None] * near + cfg.far_weight * far) / (seen[..., None] + cfg.far_weight)
     field = np.empty(filled.shape, np.float32)
     field[..., :2] = filled[..., 1:]
     field[..., 2] = np.maximum(cfg.knee * filled[..., 0], 1.0)

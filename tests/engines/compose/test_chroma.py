@@ -27,6 +27,12 @@ def _actor(detector, mesh, faces: Path, name: str) -> tuple[FaceGeometry, np.nda
     return geometry, shrink(geometry.to_work(swapper.actor_window(image, geometry)), (ws, hs))
 
 
+def _at(field: np.ndarray, geometry: FaceGeometry) -> np.ndarray:
+    """The field (made at half the geometry resolution) at geometry resolution, as ``transfer_chroma`` scales it."""
+    hs, ws = geometry.small_size
+    return cv2.resize(field, (ws, hs), interpolation=cv2.INTER_LINEAR)
+
+
 def _chroma(bgr: np.ndarray) -> np.ndarray:
     """(..., 2) float32 Cr, Cb less 128."""
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2YCrCb)[..., 1:].astype(np.float32) - 128.0
@@ -49,7 +55,7 @@ def test_hair_and_a_beard_over_the_skin_do_not_colour_the_face(  # type: ignore[
     same face unpainted, where the paint is ~20-40 levels away), and the cheeks between are unchanged."""
     geometry, actor = _actor(detector, mesh, faces, name)
     skin = skin_mask(geometry, face_alpha_small(geometry))
-    before = chroma_field(actor, geometry, skin)
+    before = _at(chroma_field(actor, geometry, skin), geometry)
     rows = np.flatnonzero((geometry.labels_small >= 0).any(axis=1))
     top, bottom = rows[0] + len(rows) // 3, rows[-1] - len(rows) // 3
     painted = actor.copy()
@@ -57,7 +63,7 @@ def test_hair_and_a_beard_over_the_skin_do_not_colour_the_face(  # type: ignore[
     noise = rng.normal(0.0, 6.0, actor.shape)
     for band, colour in ((slice(0, top), cover[0]), (slice(bottom, None), cover[1])):
         painted[band] = np.clip(np.array(colour) + noise[band], 0, 255).astype(np.uint8)
-    after = chroma_field(painted, geometry, skin)
+    after = _at(chroma_field(painted, geometry, skin), geometry)
     face = geometry.labels_small == SKIN
     skin_colour = np.median(before[skin][:, :2], axis=0)
     for band, colour in ((slice(0, top), cover[0]), (slice(bottom, None), cover[1])):
@@ -91,12 +97,12 @@ def test_a_grey_face_takes_the_skins_colour_its_dark_features_a_weaker_one(detec
     lit = lips & (grey[..., 0] >= 0.5 * np.median(grey[..., 0][skin]))  # not the mouth's dark inside
     assert np.linalg.norm(np.median(got[lit], axis=0) - np.median(want[lit], axis=0)) < 3.0
     # Darker than the knee (``ChromaConfig.knee`` of the skin's lightness), the colour fades with the lightness: a
-    # pixel at a third of the knee takes a third of the skin's colour (at geometry size: the field is not scaled).
-    knee = field[..., 2]
+    # pixel at a third of the knee takes a third of the skin's colour.
+    knee = _at(field, geometry)[..., 2]
     assert np.allclose(np.median(knee[skin]), ChromaConfig().knee * np.median(grey[..., 0][skin]), rtol=0.15)
     dark = grey.copy()
     dark[skin] = np.floor(knee[skin] / 3.0).astype(np.uint8)[:, None]
     faded = np.linalg.norm(_chroma(transfer_chroma(dark, field))[skin], axis=1)
-    full = np.linalg.norm(field[skin][:, :2], axis=1)
+    full = np.linalg.norm(_at(field, geometry)[skin][:, :2], axis=1)
     assert np.all(faded <= full / 3.0 + 2.5), float((faded - full / 3.0).max())
     assert float(np.median(faded)) > 0.2 * float(np.median(full))  # faded, not grey
