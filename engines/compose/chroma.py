@@ -164,7 +164,7 @@ def chroma_field(
     field = np.empty(filled.shape, np.float32)
     field[..., :2] = filled[..., 1:]
     field[..., 2] = np.maximum(cfg.knee * filled[..., 0], 1.0)
-    if cfg.lip_tint:
+    if cfg.lip_tint and skin.any():
         _tint_lips(field, ycc, labels, float(np.median(ycc[skin][:, 0])), max(cfg.lip_feather * unit, 0.5), cfg)
     return field
 

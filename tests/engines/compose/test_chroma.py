@@ -106,3 +106,18 @@ def test_a_grey_face_takes_the_skins_colour_its_dark_features_a_weaker_one(detec
     full = np.linalg.norm(_at(field, geometry)[skin][:, :2], axis=1)
     assert np.all(faded <= full / 3.0 + 2.5), float((faded - full / 3.0).max())
     assert float(np.median(faded)) > 0.2 * float(np.median(full))  # faded, not grey
+
+
+def test_an_actor_with_no_skin_to_see_leaves_the_face_grey(detector, mesh, faces: Path) -> None:  # type: ignore[no-untyped-def]
+    """A black window (the face in the dark, or everything over it near-neutral): no skin colour is found, and the
+    grey face stays grey rather than taking a made-up colour; nothing warns or fails."""
+    import warnings
+
+    geometry, actor = _actor(detector, mesh, faces, "roop_source.jpg")
+    skin = skin_mask(geometry, face_alpha_small(geometry))
+    grey = cv2.cvtColor(cv2.cvtColor(actor, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    for dark in (np.zeros_like(actor), cv2.cvtColor(cv2.cvtColor(actor, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            out = transfer_chroma(grey, chroma_field(dark, geometry, skin))
+        assert np.abs(_chroma(out)).max() <= 1.0
