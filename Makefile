@@ -182,6 +182,8 @@ test-all: setup bytecode
 PYTEST = PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest
 bytecode: setup
 	@$(BIN)/python -m compileall -q -j 0 engines streamer tests benchmarks build_engines.py tools
+	@# pytest's rewritten test modules and plugins, once on every core (not by each worker: tools/rewrite_asserts.py).
+	@$(BIN)/python tools/rewrite_asserts.py tests
 
 # The live service with the embedded engines; it prints the URL to open and runs until Ctrl-C. DEMO_INPUT
 # (a clip) plays as camera "demo"; DEMO_IDENTITY (a photo, enrolled unverified: no consent record, and
