@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from engines.compose.chroma import ChromaConfig
+from engines.compose.relief import ReliefConfig
 from engines.compose.seam import SeamConfig
 from engines.face.topology import (
     EYE_OPENING,
@@ -79,6 +80,9 @@ class BlendConfig:
     """Near the outline the face takes the actor's local tone, not only its mean (``engines.compose.seam``)."""
     chroma: ChromaConfig = ChromaConfig()
     """A black-and-white identity's colour: the actor's skin's, filled over the face (``engines.compose.chroma``)."""
+    relief: ReliefConfig = ReliefConfig()
+    """Under the nose and on it the face takes the actor's relative brightness: the actor's nostrils and the
+    shadows the actor's nose casts, not the photo's (``engines.compose.relief``)."""
 
 
 _U8_TO_LINEAR = srgb_to_linear(np.arange(256) / 255.0)

@@ -8,6 +8,7 @@ import numpy as np
 
 from engines.compose.blend import BlendConfig, ColourGains, cut_openings, face_alpha_small, outline_feather
 from engines.compose.chroma import chroma_field
+from engines.compose.relief import as_field, combine, relief_field
 from engines.compose.seam import seam_field
 from engines.stages.base import FaceContext
 from engines.stages.ops import FaceOps, NumpyOps, Pixels
@@ -65,10 +66,14 @@ class BlendStage:
             face_small = None  # the face at geometry resolution, as the colour match measured it
             if face.identity is not None or (face.swapped is not None and self.match_learned):
                 face_bgr, face_small = self._match_colour(face, face_bgr)
+            relief = self._relief_field(face, face_bgr, face_small) if face.identity is not None else None
             if face.identity is not None and face.identity.monochrome:  # black-and-white photos: the actor's colour
+                if relief is not None:  # on the lightness, before the colour: a gain would scale the colour taken
+                    face_bgr, relief = ops.apply_field(face_bgr, as_field(relief)), None
                 face_bgr, face_small = ops.transfer_chroma(face_bgr, self._chroma_field(face)), None
-            # The seam's gains are applied as the face is pasted (one pass on numpy: ``FaceOps.paste_face``).
-            field = self._seam_field(face, face_bgr, face_small) if face.identity is not None else None
+            # The seam's and the relief's gains are applied as the face is pasted (one pass on numpy:
+            # ``FaceOps.paste_face``).
+            field = combine(self._seam_field(face, face_bgr, face_small), relief) if face.identity is not None else None
             ops.paste_face(out, geometry, face_bgr, field, _weaker(alpha, settings.strength))
             if face.glasses is not None:
                 self._keep_glasses(face)
@@ -118,6 +123,20 @@ class BlendStage:
         return seam_field(
             self.ops.to_host(face_small), self.ops.to_host(reference), geometry, feather, self.config.seam, face.seen
         )
+
+    def _relief_field(self, face: FaceContext, face_bgr: Pixels, face_small: Pixels | None) -> np.ndarray | None:
+        """The gains that give the face the actor's relative brightness under the nose and on it
+        (``engines.compose.relief``: the actor's nostrils and nose shadows, not the photo's; None: nothing to
+        change), measured at geometry resolution on the host against the colour match's reference."""
+        geometry = face.geometry
+        assert geometry is not None and face.actor_small is not None
+        if self.config.relief.strength <= 0.0:
+            return None
+        reference = face.reference if face.reference is not None else face.actor_small
+        if face_small is None:
+            hs, ws = geometry.small_size
+            face_small = self.ops.shrink(face_bgr, (ws, hs))
+        return relief_field(self.ops.to_host(face_small), self.ops.to_host(reference), geometry, self.config.relief)
 
     def _match_colour(self, face: FaceContext, face_bgr: Pixels) -> tuple[Pixels, Pixels]:
         """After a relight the gains already went into the light (``RelightStage``): the residual measured now

@@ -91,8 +91,9 @@ def texture_canonical_x(size: int = TEXTURE_SIZE) -> np.ndarray:
 @dataclass(frozen=True)
 class ShadowZones:
     """Where a face's relief casts shadows that a light model of the skin has no terms for, per texel 0..1
-    (soft-edged): the enrollment lifts a photo's shadows there (``engines.identity.cleanup``) and the swap lets
-    the actor's own show through (``engines.compose.blend.cavity_shading``)."""
+    (soft-edged): the enrollment lifts a photo's shadows there when asked (``engines.identity.cleanup``). The swap's
+    exchange of the photo's shading for the actor's around the nose (``engines.compose.relief``) has zones of its
+    own: it reaches the nose's sidewalls too and stops short of the lips."""
 
     nostrils: np.ndarray
     """The nostrils and the shadow under the nose."""

@@ -1,0 +1,194 @@
+"""The actor's own relief shading around the nose: the photo's nostril, philtrum and sidewall shadows taken out.
+
+An identity's albedo still holds some of its photo's shading where the photo's light model has no terms for the
+face's relief: the nostrils' cavities and the shadow the nose casts on the skin under it, the nose's sidewalls
+(ambient occlusion beside the bridge), the folds beside the nostrils. The de-lighting divides the photo's light
+out only within ``SHADING_RANGE`` there (``engines.identity.store.Identity.albedo``: dividing by all of it
+over-brightened), and the enrollment's cavity lift, which would fill them from the skin around, is off by
+default (it cost likeness: the nostrils went with the shadows). So every frame is drawn with the *photo's*
+under-nose shadow, whatever the actor's nose and light: a grey-photo's dark philtrum and nostrils on an actor lit
+evenly by a ring light read 24 L* from the actor's there (d10 x biden_gray, ``benchmarks/artifacts.py``); a
+photo's dark nose sidewalls on a flat-lit nose, 16 (d10 x s1).
+
+Here, per face and frame, the swapped face's local pattern of brightness in those zones is replaced by the
+actor's: in each image (the face as it will be pasted, and the actor under the same light, morphed to the same
+mesh), the brightness relative to the skin *around* the zone (a broad, normalised blur over the skin outside
+it), and the gain that gives the face the actor's relative brightness::
+
+    gain = (actor / actor's surroundings) / (face / face's surroundings)
+
+raised to the zone's weight (1 under the nose and in the nostrils, ``ReliefConfig.nose`` on the nose,
+``ReliefConfig.folds`` in the folds, soft-edged), and taken in part: ``ReliefConfig.lift`` of a brightening (the
+photo's shadow), ``ReliefConfig.deepen`` of a darkening (the actor's), for likeness (see there). The face keeps
+its own level and colour there (its surroundings': the identity's skin tone), and moves toward the actor's
+nostrils, the shadow the actor's nose casts under this light, the actor's sidewalls. Both images carry the same
+model shading (the face is relit with the light measured on the actor, on the same normals), so it cancels: only
+what the model could not explain — the photo's cavities in the face, the actor's in the actor — is exchanged.
+The identity's nostrils stay darker than the skin (a recogniser knows a face by them); lifting the photo's
+shadows at enrollment instead (``CleanupConfig.cavities``) left none and cost likeness.
+
+A black-and-white identity takes the gains on its lightness, before the actor's colour is given to it
+(``engines.stages.blend``): a gain on the coloured face would scale the colour taken from the actor too (an
+orange rim where a grey photo's shadow was lifted).
+
+It works at the geometry resolution (a gain field, applied with the seam's as the face is pasted: one host
+computation, no pass of its own on any backend): the shading's scale, what ``benchmarks/artifacts.py`` measures
+at; finer detail (skin grain, a moustache's hairs) stays the identity's.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from engines.face.topology import FEATURE, SKIN, face_topology
+from engines.light.sh import srgb_to_linear
+from engines.swap.mesh import FaceGeometry
+from engines.swap.texture import texture_canonical_x, texture_canonical_y, texture_labels
+
+_U8_TO_LINEAR = srgb_to_linear(np.arange(256) / 255.0).astype(np.float32)
+_U8_TO_LINEAR.setflags(write=False)
+_LUMA_BGR = np.array([0.0722, 0.7152, 0.2126], np.float32)
+
+
+@dataclass(frozen=True)
+class ReliefConfig:
+    strength: float = 1.0
+    """How much of the actor's relative brightness the zones take (0: off, the photo's shading stays)."""
+    nose: float = 1.0
+    """Weight on the nose (bridge and sidewalls) ..."""
+    folds: float = 0.0
+    """... and in the folds beside the nose and the mouth (under the nose and in the nostrils: 1)."""
+    around: float = 0.25
+    """Standard deviation (eye-corner distances) of the blur that gives each image's level around the zones."""
+    max_ratio: float = 4.0
+    """Largest gain (and smallest, as its inverse)."""
+    lift: float = 0.6
+    """Share of a brightening (the photo's shadow darker than the actor's there) taken ...
+
+    Not all of it: a face recogniser knows a face partly by its nostrils and the shading around its nose, and
+    judged against the photo (its shadows included) the whole exchange cost 0.02-0.13 of mean cosine (d10 x s1
+    0.58 -> 0.45, x obama 0.43 -> 0.35), 0.6 / 0.2 within the run-to-run noise (-0.01; BENCHMARKS.md, issue 21)
+    while taking half or more of the photo's shadow out (d10 x s1 under the nose 16 -> 8)."""
+    deepen: float = 0.2
+    """... and of a darkening (the actor's nostrils or shadow darker than the face's there)."""
+    skin_range: float = 1.8
+    """Around the zones, only pixels within this factor of the skin's median luminance count (brows, a beard's
+    edge, hair and the background at the outline do not)."""
+
+
+KNOWN_FROM, KNOWN_RAMP = 0.002, 0.01
+"""The level around a pixel is known from this much weight of reference skin within the blur, fully this much more."""
+ZONE_TEXELS = 256
+"""The zones are drawn in texture space at this size (cached) and looked up through the face's texture coordinates."""
+UNDER_NOSE = (0.36, -0.08, 0.23)
+"""|x| under, y between (canonical, eye-corner distances; y down): the nostrils (the nose's base at 0.10) and the
+skin under them down to above the lip (0.26)."""
+NOSE = (0.2, -0.34, -0.02)
+"""|x| under, y between: the nose's bridge and sidewalls, from between the eyes to the nostrils' wings."""
+FOLDS = (0.2, 0.6, -0.05, 0.6)
+"""|x| between the first two, y between the last two: the folds beside the nostrils and the mouth."""
+ZONE_SOFTNESS = 0.025
+"""The zones' edges are blurred over this many eye-corner distances (no step where the gain ends)."""
+
+
+@functools.cache
+def zone_maps(size: int = ZONE_TEXELS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(under the nose, the nose, the folds): (size, size) float32 0..1 texture-space weights, soft-edged, none on
+    the lips, the lids and the openings (the identity's features). Cached, read-only."""
+    labels = texture_labels(size)
+    x = np.abs(texture_canonical_x(size))
+    y = texture_canonical_y(size)
+    inside = np.isfinite(x) & np.isfinite(y) & ((labels == SKIN) | (labels == FEATURE))
+    x, y = np.where(inside, x, 9.0), np.where(inside, y, 9.0)
+    under = (x < UNDER_NOSE[0]) & (y > UNDER_NOSE[1]) & (y < UNDER_NOSE[2])
+    nose = (x < NOSE[0]) & (y > NOSE[1]) & (y <= NOSE[2]) & (labels == SKIN)  # not the lids at the inner corners
+    folds = (x > FOLDS[0]) & (x < FOLDS[1]) & (y > FOLDS[2]) & (y < FOLDS[3]) & ~under & ~nose
+    # Blurred in texture space with the canonical face's units on each axis (the layout is not square to it).
+    topo = face_topology()
+    per_unit = size * np.ptp(topo.uv, axis=0) / np.maximum(np.ptp(topo.canonical[:, :2], axis=0), 1e-6)
+    sx, sy = (float(v) * ZONE_SOFTNESS for v in per_unit)
+    features = ~inside & (labels >= 0)  # the lips, the openings: the zones fade out before them
+    clear = 1.0 - np.clip(cv2.GaussianBlur(features.astype(np.float32), (0, 0), sx, sigmaY=sy) * 2.0, 0.0, 1.0)
+    out = []
+    for m in (under, nose, folds):
+        soft = np.clip(cv2.GaussianBlur(m.astype(np.float32), (0, 0), sx, sigmaY=sy), 0.0, 1.0) * clear
+        soft.setflags(write=False)
+        out.append(soft)
+    return out[0], out[1], out[2]
+
+
+def zone_weight(geometry: FaceGeometry, config: ReliefConfig) -> np.ndarray:
+    """(hs, ws) float32 0..1 at geometry resolution: how much of the actor's relative brightness each pixel takes."""
+    under, nose, folds = zone_maps()
+    tex = np.maximum(under, np.maximum(config.nose * nose, config.folds * folds)) * config.strength
+    uv = geometry.uv_small * np.float32(ZONE_TEXELS) - np.float32(0.5)
+    weight: np.ndarray = cv2.remap(tex, uv, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    return weight * (geometry.labels_small >= 0)
+
+
+def relief_field(
+    face_small: np.ndarray, actor_small: np.ndarray, geometry: FaceGeometry, config: ReliefConfig | None = None
+) -> np.ndarray | None:
+    """(hs, ws) float32 linear-light gains at geometry resolution (1 outside the zones), or None when off or too
+    little skin shows around the zones. ``face_small``: the face as it will be pasted, ``actor_small`` what it is
+    matched to (the actor, or the actor relit to the same target light), both uint8 BGR at geometry resolution."""
+    cfg = config or ReliefConfig()
+    if cfg.strength <= 0.0:
+        return None
+    zone = zone_weight(geometry, cfg)
+    if float(zone.max()) < 0.05:
+        return None
+    labels = geometry.labels_small
+    skin = labels == SKIN
+    face_l = _luma(face_small)
+    actor_l = _luma(actor_small)
+    ref = skin & (zone < 0.05)
+    ref &= _near_median(face_l, skin, cfg.skin_range) & _near_median(actor_l, skin, cfg.skin_range)
+    if int(ref.sum()) < 30:
+        return None
+    unit = geometry.face_scale_px * labels.shape[1] / geometry.window.width  # eye-corner distance in these pixels
+    sigma = max(cfg.around * unit, 0.5)
+    w = ref.astype(np.float32)
+    weight = cv2.GaussianBlur(w, (0, 0), sigma)
+    face_around = cv2.GaussianBlur(face_l * w, (0, 0), sigma) / np.maximum(weight, 1e-4)
+    actor_around = cv2.GaussianBlur(actor_l * w, (0, 0), sigma) / np.maximum(weight, 1e-4)
+    # How sure the level around is: none where no reference skin is near at all (a face turned away). The zones
+    # themselves are left out of it, so in their middle the weight is small by design: only its absence counts.
+    known = np.clip((weight - KNOWN_FROM) / KNOWN_RAMP, 0.0, 1.0)
+    ratio = (actor_l / np.maximum(actor_around, 1e-4)) / np.maximum(face_l / np.maximum(face_around, 1e-4), 1e-4)
+    log_gain = np.log(np.clip(ratio, 1.0 / cfg.max_ratio, cfg.max_ratio)) * (zone * known)
+    log_gain *= np.where(log_gain > 0.0, np.float32(cfg.lift), np.float32(cfg.deepen))
+    return np.exp(log_gain).astype(np.float32)
+
+
+def _luma(bgr: np.ndarray) -> np.ndarray:
+    """Linear luminance of a uint8 sRGB BGR image (float32)."""
+    luma: np.ndarray = _U8_TO_LINEAR[bgr] @ _LUMA_BGR
+    return luma
+
+
+def _near_median(luma: np.ndarray, skin: np.ndarray, factor: float) -> np.ndarray:
+    median = float(np.median(luma[skin])) if skin.any() else 1.0
+    return (luma > median / factor) & (luma < median * factor)
+
+
+def as_field(relief: np.ndarray) -> np.ndarray:
+    """The relief's (hs, ws) gains as a three-channel field (``engines.compose.seam.apply_field``'s form)."""
+    return np.repeat(relief[..., None], 3, axis=2)
+
+
+def combine(seam: np.ndarray | None, relief: np.ndarray | None) -> np.ndarray | None:
+    """The seam's (h, w, 3) gains (half the geometry resolution) and the relief's (hs, ws) gains as one (hs, ws, 3)
+    field (either may be None)."""
+    if relief is None:
+        return seam
+    hs, ws = relief.shape
+    if seam is None:
+        return as_field(relief)
+    up = cv2.resize(seam, (ws, hs), interpolation=cv2.INTER_LINEAR).reshape(hs, ws, 3)
+    out: np.ndarray = up * relief[..., None]
+    return out
