@@ -1,0 +1,48 @@
+"""The relief exchange: around the nose the face takes part of the actor's relative brightness, nothing elsewhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from engines.compose.relief import ReliefConfig, relief_field, zone_weight
+from engines.light.sh import linear_to_srgb, srgb_to_linear
+from engines.resample import shrink
+from engines.swap.mesh import FaceGeometry, MeshSwapper
+from tests.face_helpers import photo_mesh
+
+
+def _actor(detector, mesh, faces: Path) -> tuple[FaceGeometry, np.ndarray]:  # type: ignore[no-untyped-def]
+    """A real face's geometry and its pixels at geometry resolution (the actor as the blend stage sees it)."""
+    image, lm = photo_mesh(detector, mesh, faces / "obama.jpg")
+    swapper = MeshSwapper()
+    geometry = swapper.geometry(image, lm)
+    assert geometry is not None
+    hs, ws = geometry.small_size
+    return geometry, shrink(swapper.actor_window(image, geometry), (ws, hs))
+
+
+def _scaled(image: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """``image`` (uint8 sRGB) times the linear-light ``gain`` per pixel."""
+    lin = srgb_to_linear(image.astype(np.float32) / 255.0) * gain[..., None]
+    return np.clip(np.round(linear_to_srgb(np.clip(lin, 0.0, 1.0)) * 255.0), 0, 255).astype(np.uint8)
+
+
+def test_a_photos_shadow_under_the_nose_is_lifted_toward_the_actors(detector, mesh, faces: Path) -> None:  # type: ignore[no-untyped-def]
+    """The face drawn with a shadow the actor does not have (half the light under the nose): the field lifts it by
+    ``lift`` of the ratio (2 ** 0.6 = 1.52 where the zone is full), is 1 away from the zones, and the same face
+    with the actor's shading there gets no gain at all."""
+    geometry, actor = _actor(detector, mesh, faces)
+    zone = zone_weight(geometry, ReliefConfig())
+    assert (zone > 0.99).sum() > 20  # the zones are found on the face
+    same = relief_field(actor, actor, geometry)
+    assert same is not None
+    np.testing.assert_allclose(same, 1.0, atol=1e-4)
+    shadow = 1.0 - 0.5 * (zone > 0.99)
+    field = relief_field(_scaled(actor, shadow), actor, geometry)
+    assert field is not None
+    full = zone > 0.99
+    assert abs(float(np.median(field[full])) - 2.0 ** ReliefConfig().lift) < 0.08, np.median(field[full])
+    np.testing.assert_allclose(field[zone < 1e-3], 1.0, atol=1e-4)
+    assert relief_field(actor, actor, geometry, ReliefConfig(strength=0.0)) is None
