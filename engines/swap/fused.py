@@ -22,8 +22,9 @@ issue 20: ~3.9 ms a face whatever its size). Here:
 
 The numpy functions stay the reference (``MeshSwapper(fused=False)``; the torch twins follow them):
 tests/engines/swap/test_fused_swap.py holds the two together on frames of three shared clips. Like
-``engines.fused``, the kernels depend on nothing of ours and are compiled once per machine into numba's disk
-cache (``make setup`` runs ``warm_up``); ``engines.swap.mesh`` imports this module on the first face it draws.
+``engines.fused`` (whose resampling taps they share), the kernels depend on nothing else of ours and are
+compiled once per machine into numba's disk cache (``make setup`` runs ``warm_up``); ``engines.swap.mesh``
+imports this module on the first face it draws.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from typing import NamedTuple
 
 import numpy as np
 from numba import njit
+
+from engines.fused import _taps  # cv2.resize's bilinear taps, as the relight and the paste scale with them
 
 # ``engines.swap.raster``'s constants, repeated (this module imports nothing of ours; test_fused_swap checks them).
 _EDGE_EPS = 1e-4
@@ -237,26 +240,6 @@ def _geometry(
     _attributes(triangles, tri, bary, attrs, tri_labels, values, normals, labels)
     _extend(tri, values, uv)
     return _sparse(tri, bary)
-
-
-@njit(cache=True, fastmath=False, nogil=True)
-def _taps(dst: int, src: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    """``cv2.resize``'s bilinear taps from ``src`` samples to ``dst`` (pixel centres aligned, clamped at the
-    edges): per output sample the two source indices and the second one's weight."""
-    lo = np.empty(dst, np.int64)
-    hi = np.empty(dst, np.int64)
-    frac = np.empty(dst, np.float32)
-    scale = src / dst
-    for i in range(dst):
-        f = (i + 0.5) * scale - 0.5
-        j = int(math.floor(f))
-        wt = f - j
-        if j < 0:
-            j, wt = 0, 0.0
-        if j >= src - 1:
-            j, wt = src - 1, 0.0
-        lo[i], hi[i], frac[i] = j, min(j + 1, src - 1), wt
-    return lo, hi, frac
 
 
 @njit(cache=True, fastmath=False, nogil=True)
