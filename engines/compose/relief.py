@@ -151,11 +151,16 @@ def relief_field(
     if int(ref.sum()) < 30:
         return None
     unit = geometry.face_scale_px * labels.shape[1] / geometry.window.width  # eye-corner distance in these pixels
-    sigma = max(cfg.around * unit, 0.5)
+    # The levels around are smooth: blurred at a quarter of the pixels (three channels in one pass) and scaled back.
     w = ref.astype(np.float32)
-    weight = cv2.GaussianBlur(w, (0, 0), sigma)
-    face_around = cv2.GaussianBlur(face_l * w, (0, 0), sigma) / np.maximum(weight, 1e-4)
-    actor_around = cv2.GaussianBlur(actor_l * w, (0, 0), sigma) / np.maximum(weight, 1e-4)
+    hs, ws = labels.shape
+    quarter = (max(2, ws // 2), max(2, hs // 2))
+    stack = cv2.resize(np.dstack([face_l * w, actor_l * w, w]), quarter, interpolation=cv2.INTER_AREA)
+    stack = cv2.GaussianBlur(stack, (0, 0), max(cfg.around * unit * quarter[0] / ws, 0.5))
+    stack = cv2.resize(stack, (ws, hs), interpolation=cv2.INTER_LINEAR)
+    weight = stack[..., 2]
+    face_around = stack[..., 0] / np.maximum(weight, 1e-4)
+    actor_around = stack[..., 1] / np.maximum(weight, 1e-4)
     # How sure the level around is: none where no reference skin is near at all (a face turned away). The zones
     # themselves are left out of it, so in their middle the weight is small by design: only its absence counts.
     known = np.clip((weight - KNOWN_FROM) / KNOWN_RAMP, 0.0, 1.0)
