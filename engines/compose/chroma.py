@@ -16,10 +16,11 @@ the monochrome face takes the actor's *skin* colour everywhere the identity draw
   around it — a narrow kernel keeps the face's own variation (a redder nose, a cooler side), a wide one fills what
   the narrow one does not reach (brows, a beard, hair over the forehead), the face's mean the rest;
 - **the lips** take the actor's lips' median tint (their lit part, not the mouth's inside);
-- **faded on dark pixels** (``transfer_chroma``): the identity's pixels darker than ``ChromaConfig.knee`` of the
-  skin's lightness there take the colour in proportion to their lightness — its brows, lashes or fringe are dark
-  and of the skin's hue, not skin-coloured at full strength; skin in shadow keeps its colour (measured on the
-  actors: Cr and Cb hold from the skin's darkest quarter to its brightest).
+- **faded on dark pixels** (``transfer_chroma``): the identity's pixels much darker than the skin there take the
+  colour in proportion to their lightness: from the brows up, below 0.75 of it (``ChromaConfig.knee_hair``) —
+  brows and a fringe are hair, dark and of the skin's hue, not skin-coloured at full strength; below them only
+  under 0.35 (``knee``) — the identity's shading there (nostrils, folds) is skin in shadow, which keeps its
+  colour (measured on the actors: Cr and Cb hold from the skin's darkest quarter to its brightest).
 
 The field is measured on the host (cv2) once per face and frame, for monochrome identities only; the colour is put
 in at the working size by ``transfer_chroma`` (its torch twin: ``engines.compose.torch_ops.transfer_chroma``).
@@ -27,12 +28,13 @@ in at the working size by ``transfer_chroma`` (its torch twin: ``engines.compose
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from engines.face.topology import LIPS, SKIN
+from engines.face.topology import LIPS, SKIN, face_topology
 from engines.swap.mesh import FaceGeometry
 
 
@@ -62,12 +64,17 @@ class ChromaConfig:
     """... its wide kernel, for what the narrow one does not reach (a beard, hair over the forehead) ..."""
     far_weight: float = 0.02
     """... with this weight against the narrow one's (it fills, it does not blur the face's own variation)."""
-    knee: float = 0.75
-    """The identity's pixels at least this fraction of the skin's lightness there take the skin's chroma in full
-    (skin in shadow keeps its colour: on six shared clips the actors' skin keeps its Cr and Cb within ~4 levels
-    from its darkest quarter, ~0.8 of its median lightness, to its brightest); darker ones take it in proportion
-    to their lightness (brows, lashes, a fringe: dark and of the skin's hue, not skin-coloured; a grey s1's fringe
-    on Obama_speaking was bright orange at full strength)."""
+    knee: float = 0.35
+    """The identity's pixels at least this fraction of the skin's lightness there take the skin's chroma in full;
+    darker ones take it in proportion to their lightness. Skin in shadow keeps its colour (on six shared clips the
+    actors' skin keeps its Cr and Cb within ~4 levels from its darkest quarter to its brightest), so the
+    identity's shading — nostrils, folds, the mouth's corners — is skin-coloured down to here (at 0.75, Biden's
+    nostril shadow on Obama_speaking, at a third of the skin's lightness, was a grey patch 4 L* darker than the
+    actor's colour made it, and the artifact measure's "under nose" read 15 where it read 11) ..."""
+    knee_hair: float = 0.75
+    """... and this fraction from the brows up (``HAIR_FROM_Y``), where the identity's dark pixels are hair — brows,
+    a fringe: dark and of the skin's hue, not skin-coloured (a grey s1's fringe on Obama_speaking was bright
+    orange at full strength)."""
     lip_tint: bool = True
     """The lips take the actor's lips' tint (off: the skin's)."""
     lip_feather: float = 0.02
@@ -78,6 +85,9 @@ MIN_SKIN = 30
 """Fewest skin pixels the skin's colour is measured on; with fewer, every pixel the face covers counts."""
 MIN_LIPS = 8
 """Fewest lip pixels the lips' tint is measured on; with fewer, the lips take the skin's."""
+HAIR_FROM_Y = (-0.47, -0.57)
+"""Canonical mesh heights (``face_topology().canonical``, y down) over which ``knee`` ramps to ``knee_hair``: from
+above the eyes (their top at -0.45) to the brows' lower edge (-0.55; their top -0.71)."""
 HALF_MIN_PX = 24
 """The field is made at half the geometry resolution when that leaves at least this many pixels a side."""
 
@@ -163,10 +173,26 @@ def chroma_field(
     filled = (seen[..., None] * near + cfg.far_weight * far) / (seen[..., None] + cfg.far_weight)
     field = np.empty(filled.shape, np.float32)
     field[..., :2] = filled[..., 1:]
-    field[..., 2] = np.maximum(cfg.knee * filled[..., 0], 1.0)
+    knee = cfg.knee + (cfg.knee_hair - cfg.knee) * _hair_zone(geometry)[::step, ::step]
+    field[..., 2] = np.maximum(knee * filled[..., 0], 1.0)
     if cfg.lip_tint and skin.any():
         _tint_lips(field, ycc, labels, float(np.median(ycc[skin][:, 0])), max(cfg.lip_feather * unit, 0.5), cfg)
     return field
+
+
+@functools.cache
+def _hair_weights() -> np.ndarray:
+    """Per mesh vertex, 0..1: how much it lies where the identity's dark pixels are hair (``HAIR_FROM_Y``)."""
+    y = face_topology().canonical[:, 1].astype(np.float32)
+    t = np.clip((y - HAIR_FROM_Y[0]) / (HAIR_FROM_Y[1] - HAIR_FROM_Y[0]), 0.0, 1.0)
+    out = t * t * (3.0 - 2.0 * t)
+    out.setflags(write=False)
+    return out
+
+
+def _hair_zone(geometry: FaceGeometry) -> np.ndarray:
+    """(hs, ws) float32 at geometry resolution: ``_hair_weights`` over the face, 1 outside it (hair, if anything)."""
+    return geometry.memo("chroma_hair_zone", lambda: geometry.raster.interpolate(_hair_weights(), fill=1.0))
 
 
 def _tint_lips(

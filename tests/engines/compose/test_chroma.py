@@ -96,10 +96,17 @@ def test_a_grey_face_takes_the_skins_colour_its_dark_features_a_weaker_one(detec
     lips = geometry.labels_small == LIPS
     lit = lips & (grey[..., 0] >= 0.5 * np.median(grey[..., 0][skin]))  # not the mouth's dark inside
     assert np.linalg.norm(np.median(got[lit], axis=0) - np.median(want[lit], axis=0)) < 3.0
-    # Darker than the knee (``ChromaConfig.knee`` of the skin's lightness), the colour fades with the lightness: a
-    # pixel at a third of the knee takes a third of the skin's colour.
+    # Darker than the knee, the colour fades with the lightness. The knee is ``ChromaConfig.knee_hair`` of the skin's
+    # lightness on the forehead (a fringe there is hair), ``knee`` on the lower face (a shadow there is skin's) ...
     knee = _at(field, geometry)[..., 2]
-    assert np.allclose(np.median(knee[skin]), ChromaConfig().knee * np.median(grey[..., 0][skin]), rtol=0.15)
+    rows = np.flatnonzero(skin.any(axis=1))
+    for part, fraction in (
+        (slice(rows[0], rows[0] + len(rows) // 6), ChromaConfig().knee_hair),
+        (slice(rows[0] + len(rows) // 2, None), ChromaConfig().knee),
+    ):
+        here = skin[part]
+        assert np.allclose(np.median(knee[part][here]), fraction * np.median(grey[part][here][:, 0]), rtol=0.15)
+    # ... and a pixel at a third of the knee takes a third of the skin's colour.
     dark = grey.copy()
     dark[skin] = np.floor(knee[skin] / 3.0).astype(np.uint8)[:, None]
     faded = np.linalg.norm(_chroma(transfer_chroma(dark, field))[skin], axis=1)
