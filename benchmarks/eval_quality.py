@@ -382,13 +382,24 @@ def main() -> None:
                 )
                 gl = verdict.glasses
                 gl_col = f"{gl.kept_frames:4.0%}/{gl.detected:<4}" if gl is not None and gl.detected else "-/0"
+                worst = ", ".join(f"{r} {n}" for r, n in list(art.worst.items())[:2]) if art is not None else "-"
                 print(
                     f"{clip:<22} {shown:<20} {report.frames:>6} {report.cos_identity:7.2f} {report.cos_actor:7.2f} "
                     f"{report.closer_to_identity:7.0%} {report.mouth_corr:7.2f} {report.eye_corr:6.2f} "
                     f"{report.flicker:7.2f} {report.cos_identity_actor_points:6.2f} {art_cols} {gl_col:>9} {fps:6.1f}  "
-                    f"{stages}  "
-                    f"{'ok' if not fails else 'FAIL: ' + '; '.join(fails)}"
+                    f"{stages}  worst: {worst}  "
+                    f"{'ok' if not fails else 'FAIL: ' + '; '.join(fails)}",
+                    flush=True,
                 )
+                # After every pair: an evaluation stopped part way (a long one on a shared machine) keeps what it has.
+                _write_results(args.out / "quality.json", verdicts)
+    _write_results(args.out / "quality.json", verdicts)
+    failing = [v for v in verdicts if v.failures(swapped=not args.no_swap)]
+    print(f"\n{len(verdicts) - len(failing)}/{len(verdicts)} pass; results: {(args.out / 'quality.json').resolve()}")
+
+
+def _write_results(path: Path, verdicts: Sequence[Verdict]) -> None:
+    """``OUT/quality.json``: every clip x identity evaluated so far."""
     out = [
         {
             "clip": v.clip,
@@ -401,9 +412,7 @@ def main() -> None:
         }
         for v in verdicts
     ]
-    (args.out / "quality.json").write_text(json.dumps(out, indent=1))
-    failing = [v for v in verdicts if v.failures(swapped=not args.no_swap)]
-    print(f"\n{len(verdicts) - len(failing)}/{len(verdicts)} pass; results: {(args.out / 'quality.json').resolve()}")
+    path.write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":
