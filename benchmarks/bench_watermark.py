@@ -19,6 +19,8 @@ and CRF 23 (veryfast), and at 2.5 Mbit/s the quality the mark costs (PSNR of eac
 unmarked frames). ``--sheets DIR`` writes contact crops at 3x contrast: per crop, unmarked | marked raw,
 then unmarked | marked after H.264 2.5 Mbit/s. ``--chroma`` measures the chroma carrier (with ``--masked``:
 ``CHROMA_MASKED``, issue 24's best trade); "unmasked colour" is the same block test on the Cb and Cr planes.
+``--moving`` measures ``MOVING`` (the chroma masked mark drawn where the picture has moved; each clip, and the
+close-up made of it, is marked as one stream with its own motion tracker).
 
     STAGESWAP_MODELS=/work/shared/models nice -n 10 python benchmarks/bench_watermark.py --sheets /tmp/wm
 """
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import io
 import os
 import platform
@@ -38,7 +41,7 @@ import cv2
 import numpy as np
 
 from benchmarks.watermark_visibility import Window, cheek_window, contrast, pick_crops, visibility
-from engines.compose.watermark import CHROMA_MASKED, WatermarkConfig, Watermarker
+from engines.compose.watermark import CHROMA_MASKED, MOVING, WatermarkConfig, Watermarker
 
 SHARED = Path(os.environ.get("STAGESWAP_SHARED") or Path(__file__).resolve().parents[2] / "shared")
 LIVE_BPS = 2_500_000
@@ -115,11 +118,14 @@ def main() -> None:
     ap.add_argument(
         "--chroma", action="store_true", help="the chroma carrier (blue channel); with --masked: CHROMA_MASKED"
     )
+    ap.add_argument("--moving", action="store_true", help="MOVING: the chroma masked mark following the picture")
     ap.add_argument("--strength", type=float, help="RMS levels (default 2; 1.3 with --chroma --masked)")
     args = ap.parse_args()
     print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, python {platform.python_version()}")
     print(f"load average at the start: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
-    if args.chroma and args.masked:
+    if args.moving:
+        config = MOVING
+    elif args.chroma and args.masked:
         config = CHROMA_MASKED
     else:
         config = WatermarkConfig(masked=args.masked, carrier="chroma" if args.chroma else "luma")
@@ -130,6 +136,7 @@ def main() -> None:
         f"watermark: {config.carrier} carrier, strength {config.strength} levels RMS, {config.grid_cells} cells on "
         "the short side"
         + (f", masked (ratio {config.mask_ratio}, gain up to {config.mask_gain})" if config.masked else "")
+        + (f", following the picture's motion ({config.tile_cells}-cell tile)" if config.motion else "")
     )
 
     if args.only_visibility:
@@ -143,7 +150,7 @@ def main() -> None:
     hd = [cv2.resize(f, (1920, 1080)) for f in base[:30]]
     for label, frames in (("1280x720", base), ("1920x1080", hd)):
         marker.apply(frames[0], WID)  # the pattern is made once per frame size and id
-        apply_ms = per_frame_ms(lambda f: marker.apply(f, WID), frames)
+        apply_ms = per_frame_ms(functools.partial(marker.apply, wid=WID, motion=marker.motion()), frames)
         copy_ms = per_frame_ms(lambda f: f.copy(), frames)
         detect_ms = per_frame_ms(marker.detect, frames)
         print(
@@ -164,7 +171,7 @@ def main() -> None:
     print("| clip | frames | PSNR min / mean | raw | H.264 2.5 Mbit/s | re-encode 1.25 Mbit/s | false ids (unmarked) |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, frames in clips.items():
-        marked = [marker.apply(f, WID) for f in frames]
+        marked = mark_clip(marker, frames)
         values = [psnr(a, b) for a, b in zip(frames, marked, strict=True)]
         live, live_bps = h264(marked, LIVE_BPS, "veryfast", "zerolatency")
         again, again_bps = h264(live, LIVE_BPS // 2, "medium", None)
@@ -182,6 +189,12 @@ def main() -> None:
         )
     visibility_tables(marker, args.visibility_clips, args.frames, args.sheets)
     print(f"load average at the end: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+
+
+def mark_clip(marker: Watermarker, frames: list[np.ndarray]) -> list[np.ndarray]:
+    """The frames marked as one stream (a moving mark follows the clip's motion from its first frame)."""
+    motion = marker.motion()
+    return [marker.apply(f, WID, motion) for f in frames]
 
 
 def models_dir() -> Path:
@@ -206,7 +219,7 @@ def visibility_tables(marker: Watermarker, names: list[str], n: int, sheets: Pat
         frames = load(SHARED / "data" / "clips" / name, n)
         close, cheek = closeup(frames)
         for label, clip, windows in (("frame", frames, pick_crops(frames)), ("close-up", close, [cheek])):
-            marked = [marker.apply(f, WID) for f in clip]
+            marked = mark_clip(marker, clip)
             plain_live, plain_bps = h264(clip, LIVE_BPS, "veryfast", "zerolatency")
             marked_live, marked_bps = h264(marked, LIVE_BPS, "veryfast", "zerolatency")
             for win in windows:

@@ -28,7 +28,8 @@ class OverlayStage:
 
 class MarkStage:
     """The invisible watermark on the whole frame, last, so monitors and recordings get the same marked frame
-    (unless the stream's ``settings.watermark`` turns it off). A frame that failed is marked too."""
+    (unless the stream's ``settings.watermark`` turns it off). A frame that failed is marked too. A moving mark
+    (``WatermarkConfig.motion``) follows the picture with one motion tracker per stage, so per stream."""
 
     name = "watermark"
 
@@ -36,6 +37,8 @@ class MarkStage:
         self.marker = marker
         self.watermark_id = watermark_id
         """The id this processor's frames carry: one per processor, so per stream session or batch run."""
+        self.motion = marker.motion() if marker is not None else None
+        """Where this stream's picture has moved, for a moving mark (None for the others)."""
 
     def run(self, frame: FrameContext) -> None:
         frame.out = self.marked(frame.result, frame)
@@ -48,7 +51,7 @@ class MarkStage:
         if min(image.shape[:2]) < marker.config.min_side_px:
             return image
         with frame.timed(self.name):
-            return marker.apply(image, wid)
+            return marker.apply(image, wid, self.motion)
 
     def forget(self, active: Set[int]) -> None:
         """Nothing kept per face."""
