@@ -261,6 +261,8 @@ class _Tile:
     bit_of_cell: np.ndarray  # T x T int, 0..47
     code_spectra: np.ndarray  # 48 x T x (T/2+1): conj(rfft2(code on bit b's cells))
     cell_spectra: np.ndarray  # 48 x T x (T/2+1): conj(rfft2(1 on bit b's cells))
+    by_bit: np.ndarray  # T*T: the tile's cells (flat index) ordered by the bit they carry
+    bit_starts: np.ndarray  # 48: where each bit's cells start in ``by_bit``
 
 
 class Watermarker:
@@ -381,8 +383,14 @@ class Watermarker:
             code = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=(period, period))
             bit_of_cell = (rng.permutation(period * period) % PAYLOAD_BITS).reshape(period, period)
             on_bit = (bit_of_cell[None] == np.arange(PAYLOAD_BITS)[:, None, None]).astype(np.float64)
+            by_bit = np.argsort(bit_of_cell.ravel(), kind="stable")
             self._tile_layout = _Tile(
-                code, bit_of_cell, np.conj(np.fft.rfft2(on_bit * code)), np.conj(np.fft.rfft2(on_bit))
+                code,
+                bit_of_cell,
+                np.conj(np.fft.rfft2(on_bit * code)),
+                np.conj(np.fft.rfft2(on_bit)),
+                by_bit,
+                np.searchsorted(bit_of_cell.ravel()[by_bit], np.arange(PAYLOAD_BITS)),
             )
         return self._tile_layout
 
@@ -491,7 +499,7 @@ class Watermarker:
 
     def _tiled_bit_z(self, plane: np.ndarray, amp: np.ndarray | None) -> np.ndarray:
         """The moving mark's 48 soft bit values: the plane averaged over cells at each half-cell phase, folded
-        onto the tile per region, correlated with each bit's code at every cyclic shift (``_align_regions``)."""
+        onto the tile per region, and aligned (``_align_regions``)."""
         h, w = plane.shape
         tile, period, r = self._tile(), self.config.tile_cells, _PHASES
         cell = min(w, h) / self.config.grid_cells
@@ -499,8 +507,8 @@ class Watermarker:
         fine = cv2.resize(plane.astype(np.float32), fine_size, interpolation=cv2.INTER_AREA)
         amp_fine = None if amp is None else cv2.resize(amp, fine_size, interpolation=cv2.INTER_AREA)
         rows, cols = (3, 4) if w >= h else (4, 3)
-        shape = (r, r, rows, cols, PAYLOAD_BITS, period, period)
-        s_all, q_all = np.empty(shape), np.empty(shape)
+        shape = (r, r, rows, cols, period, period)
+        folded, energy = np.empty(shape), np.empty(shape)
         for py in range(r):
             for px in range(r):
                 hh, ww = (fine.shape[0] - py) // r, (fine.shape[1] - px) // r
@@ -517,12 +525,9 @@ class Watermarker:
                     period
                 ) + (np.arange(ww) % period)[None, :]
                 bins = rows * cols * period * period
-                folded = np.bincount(key.ravel(), weights=wr, minlength=bins).reshape(rows, cols, period, period)
-                energy = np.bincount(key.ravel(), weights=wr * wr, minlength=bins).reshape(rows, cols, period, period)
-                # s(shift) = sum over the bit's cells c of code(c) * folded(c + shift): a circular cross-correlation
-                s_all[py, px] = np.fft.irfft2(np.fft.rfft2(folded)[:, :, None] * tile.code_spectra, s=(period, period))
-                q_all[py, px] = np.fft.irfft2(np.fft.rfft2(energy)[:, :, None] * tile.cell_spectra, s=(period, period))
-        return _align_regions(s_all, q_all)
+                folded[py, px] = np.bincount(key.ravel(), weights=wr, minlength=bins).reshape(shape[2:])
+                energy[py, px] = np.bincount(key.ravel(), weights=wr * wr, minlength=bins).reshape(shape[2:])
+        return _align_regions(folded, energy, tile)
 
     def _decide(self, z: np.ndarray) -> WatermarkReading:
         mean_z = float(np.mean(np.abs(z)))
@@ -577,27 +582,39 @@ class Watermarker:
         return h, w
 
 
-def _align_regions(s_all: np.ndarray, q_all: np.ndarray) -> np.ndarray:
-    """The 48 bit z-scores of a moving mark from its per-region correlations (``s_all``, ``q_all``: phase y, phase x,
-    region row, region column, bit, shift y, shift x). The whole frame's best shift (the largest mean |z|) gives the
-    bits a first reading; then each region takes the shift near it (``_REGION_SEARCH_CELLS``) that agrees best with
-    the bits read so far, twice. Unmarked footage reads a mean |z| of ~1.1-1.6 this way (a search picks the best of
-    many), below ``MOVING``'s 2.0; the check bits guard the rest."""
-    r, rows, cols, period = s_all.shape[0], s_all.shape[2], s_all.shape[3], s_all.shape[-1]
-    z_all = s_all.sum(axis=(2, 3)) / np.sqrt(np.maximum(q_all.sum(axis=(2, 3)), 1e-12))
-    score = np.abs(z_all).mean(axis=2)
+def _align_regions(folded: np.ndarray, energy: np.ndarray, tile: _Tile) -> np.ndarray:
+    """The 48 bit z-scores of a moving mark from its residual folded onto the tile (``folded``, and its square
+    ``energy``: phase y, phase x, region row, region column, tile y, tile x). The whole frame first: each bit's
+    correlation at every cyclic shift and phase at once (s(shift) = sum over the bit's cells c of code(c) *
+    folded(c + shift), by FFT); the shift with the largest mean |z| gives the bits a first reading. Then each region
+    takes the shift near it (``_REGION_SEARCH_CELLS``, in half cells) that agrees best with the bits read so far,
+    twice. Unmarked footage reads a mean |z| of ~1.2-1.8 this way (a search picks the best of many), below
+    ``MOVING``'s 2.0; the check bits guard the rest."""
+    r, rows, cols, period = folded.shape[0], folded.shape[2], folded.shape[3], folded.shape[-1]
+    size = (period, period)
+    s_frame = np.fft.irfft2(np.fft.rfft2(folded.sum(axis=(2, 3)))[:, :, None] * tile.code_spectra, s=size)
+    q_frame = np.fft.irfft2(np.fft.rfft2(energy.sum(axis=(2, 3)))[:, :, None] * tile.cell_spectra, s=size)
+    z_frame = s_frame / np.sqrt(np.maximum(q_frame, 1e-12))
+    score = np.abs(z_frame).mean(axis=2)
     py, px, sy, sx = np.unravel_index(int(np.argmax(score)), score.shape)
-    z = z_all[py, px, :, sy, sx]
+    z = z_frame[py, px, :, sy, sx]
     steps = np.arange(-_REGION_SEARCH_CELLS * r, _REGION_SEARCH_CELLS * r + 1)
-    oy, ox = (sy * r + py + steps) % (period * r), (sx * r + px + steps) % (period * r)
-    near = ((oy % r)[:, None], (ox % r)[None, :], slice(None), slice(None), slice(None), (oy // r)[:, None])
-    s_near = s_all[(*near, (ox // r)[None, :])].reshape(len(steps) ** 2, rows, cols, PAYLOAD_BITS)
-    q_near = q_all[(*near, (ox // r)[None, :])].reshape(len(steps) ** 2, rows, cols, PAYLOAD_BITS)
+    near_y, near_x = np.meshgrid((sy * r + py + steps) % (period * r), (sx * r + px + steps) % (period * r))
+    near_y, near_x = near_y.ravel(), near_x.ravel()
+    phase = (near_y % r) * r + near_x % r
+    cell_y, cell_x = np.divmod(tile.by_bit, period)
+    shifted = ((cell_y + (near_y // r)[:, None]) % period) * period + (cell_x + (near_x // r)[:, None]) % period
+    flat = (rows * cols, period * period)
+    f_near = folded.reshape(r * r, *flat).transpose(0, 2, 1)[phase[:, None], shifted]  # shift, cell, region
+    e_near = energy.reshape(r * r, *flat).transpose(0, 2, 1)[phase[:, None], shifted]
+    code = tile.code.ravel()[tile.by_bit][None, :, None]
+    s_near = np.add.reduceat(f_near * code, tile.bit_starts, axis=1)  # shift, bit, region
+    q_near = np.add.reduceat(e_near, tile.bit_starts, axis=1)
     z_near = s_near / np.sqrt(np.maximum(q_near, 1e-12))
-    ry, rx = np.arange(rows)[:, None], np.arange(cols)[None, :]
+    regions = np.arange(rows * cols)
     for _ in range(2):
-        best = np.argmax(z_near @ np.sign(z), axis=0)
-        z = s_near[best, ry, rx].sum(axis=(0, 1)) / np.sqrt(np.maximum(q_near[best, ry, rx].sum(axis=(0, 1)), 1e-12))
+        best = np.argmax(np.einsum("kbr,b->kr", z_near, np.sign(z)), axis=0)
+        z = s_near[best, :, regions].sum(axis=0) / np.sqrt(np.maximum(q_near[best, :, regions].sum(axis=0), 1e-12))
     return np.asarray(z)
 
 

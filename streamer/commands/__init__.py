@@ -28,11 +28,12 @@ def add_watermark_mark_arg(p: argparse.ArgumentParser) -> None:
     ``--help`` loads no engine; a test holds the two lists together)."""
     p.add_argument(
         "--watermark-mark",
-        choices=("standard", "masked", "chroma"),
+        choices=("standard", "masked", "chroma", "moving"),
         default="standard",
         help="which invisible mark: standard (the default; read on any footage, a faint mottle on flat areas at "
-        "high contrast), masked (hidden in texture; not read on dark, soft footage) or chroma (in the blue "
-        "difference, hidden in texture). masked and chroma cost ~20 ms a 720p frame (BENCHMARKS.md)",
+        "high contrast), masked (hidden in texture; not read on dark, soft footage), chroma (in the blue "
+        "difference, hidden in texture) or moving (chroma drawn where the picture moves: smaller files). masked, "
+        "chroma and moving cost ~20 ms a 720p frame (BENCHMARKS.md)",
     )
 
 
