@@ -19,7 +19,9 @@ it), and the gain that gives the face the actor's relative brightness::
 
 raised to the zone's weight (1 under the nose and in the nostrils, ``ReliefConfig.nose`` on the nose,
 ``ReliefConfig.folds`` in the folds, soft-edged), and taken in part: ``ReliefConfig.lift`` of a brightening (the
-photo's shadow), ``ReliefConfig.deepen`` of a darkening (the actor's), for likeness (see there). The face keeps
+photo's shadow), ``ReliefConfig.deepen`` of a darkening (the actor's), for likeness (see there). Under the nose
+each channel's departure from that brightness is the actor's too (``ReliefConfig.colour``): a photo's nostril
+shadow is redder than its skin, and relit it was an orange-red smudge at the nose's base (d13 x obama). The face keeps
 its own level and colour there (its surroundings': the identity's skin tone), and moves toward the actor's
 nostrils, the shadow the actor's nose casts under this light, the actor's sidewalls. Both images carry the same
 model shading (the face is relit with the light measured on the actor, on the same normals), so it cancels: only
@@ -75,6 +77,9 @@ class ReliefConfig:
     while taking half or more of the photo's shadow out (d10 x s1 under the nose 16 -> 8)."""
     deepen: float = 0.2
     """... and of a darkening (the actor's nostrils or shadow darker than the face's there)."""
+    colour: float = 1.0
+    """Share of the actor's relative colour taken under the nose (0: the face's own, a photo's reddish nostril
+    shadow included). Not on the nose: there the colour around it (the identity's cheeks, a blush) would tint it."""
     skin_range: float = 1.8
     """Around the zones, only pixels within this factor of the skin's median luminance count (brows, a beard's
     edge, hair and the background at the outline do not)."""
@@ -122,58 +127,71 @@ def zone_maps(size: int = ZONE_TEXELS) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def zone_weight(geometry: FaceGeometry, config: ReliefConfig) -> np.ndarray:
-    """(hs, ws) float32 0..1 at geometry resolution: how much of the actor's relative brightness each pixel takes."""
+    """(hs, ws, 2) float32 0..1 at geometry resolution: how much of the actor's relative brightness, and of its
+    relative colour (under the nose only), each pixel takes."""
     under, nose, folds = zone_maps()
-    tex = np.maximum(under, np.maximum(config.nose * nose, config.folds * folds)) * config.strength
+    brightness = np.maximum(under, np.maximum(config.nose * nose, config.folds * folds)) * config.strength
+    tex = np.dstack([brightness, under * (config.strength * config.colour)])
     uv = geometry.uv_small * np.float32(ZONE_TEXELS) - np.float32(0.5)
     weight: np.ndarray = cv2.remap(tex, uv, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    return weight * (geometry.labels_small >= 0)
+    return weight * (geometry.labels_small >= 0)[..., None]
 
 
 def relief_field(
     face_small: np.ndarray, actor_small: np.ndarray, geometry: FaceGeometry, config: ReliefConfig | None = None
 ) -> np.ndarray | None:
-    """(hs, ws) float32 linear-light gains at geometry resolution (1 outside the zones), or None when off or too
+    """(hs, ws, 3) float32 linear-light gains at geometry resolution (1 outside the zones), or None when off or too
     little skin shows around the zones. ``face_small``: the face as it will be pasted, ``actor_small`` what it is
     matched to (the actor, or the actor relit to the same target light), both uint8 BGR at geometry resolution."""
     cfg = config or ReliefConfig()
     if cfg.strength <= 0.0:
         return None
-    zone = zone_weight(geometry, cfg)
+    zones = zone_weight(geometry, cfg)
+    zone, colour_zone = zones[..., 0], zones[..., 1]
     if float(zone.max()) < 0.05:
         return None
     labels = geometry.labels_small
     skin = labels == SKIN
-    face_l = _luma(face_small)
-    actor_l = _luma(actor_small)
+    face_lin, actor_lin = _U8_TO_LINEAR[face_small], _U8_TO_LINEAR[actor_small]
+    face_l, actor_l = face_lin @ _LUMA_BGR, actor_lin @ _LUMA_BGR
     ref = skin & (zone < 0.05)
     ref &= _near_median(face_l, skin, cfg.skin_range) & _near_median(actor_l, skin, cfg.skin_range)
     if int(ref.sum()) < 30:
         return None
     unit = geometry.face_scale_px * labels.shape[1] / geometry.window.width  # eye-corner distance in these pixels
-    # The levels around are smooth: blurred at a quarter of the pixels (three channels in one pass) and scaled back.
-    w = ref.astype(np.float32)
+    # The levels around are smooth: blurred at a quarter of the pixels (four channels a pass) and scaled back.
+    w = ref.astype(np.float32)[..., None]
     hs, ws = labels.shape
     quarter = (max(2, ws // 2), max(2, hs // 2))
-    stack = cv2.resize(np.dstack([face_l * w, actor_l * w, w]), quarter, interpolation=cv2.INTER_AREA)
-    stack = cv2.GaussianBlur(stack, (0, 0), max(cfg.around * unit * quarter[0] / ws, 0.5))
-    stack = cv2.resize(stack, (ws, hs), interpolation=cv2.INTER_LINEAR)
-    weight = stack[..., 2]
-    face_around = stack[..., 0] / np.maximum(weight, 1e-4)
-    actor_around = stack[..., 1] / np.maximum(weight, 1e-4)
+    sigma = max(cfg.around * unit * quarter[0] / ws, 0.5)
+
+    def around(image: np.ndarray) -> np.ndarray:
+        small = cv2.resize(image, quarter, interpolation=cv2.INTER_AREA)
+        blurred = cv2.GaussianBlur(small, (0, 0), sigma)
+        return cv2.resize(blurred, (ws, hs), interpolation=cv2.INTER_LINEAR).reshape(hs, ws, -1)
+
+    face_around = around(np.concatenate([face_lin * w, w], axis=2))
+    weight = face_around[..., 3]
+    face_around = face_around[..., :3] / np.maximum(weight, 1e-4)[..., None]
+    actor_around = around(actor_lin * w) / np.maximum(weight, 1e-4)[..., None]
     # How sure the level around is: none where no reference skin is near at all (a face turned away). The zones
     # themselves are left out of it, so in their middle the weight is small by design: only its absence counts.
     known = np.clip((weight - KNOWN_FROM) / KNOWN_RAMP, 0.0, 1.0)
-    ratio = (actor_l / np.maximum(actor_around, 1e-4)) / np.maximum(face_l / np.maximum(face_around, 1e-4), 1e-4)
-    log_gain = np.log(np.clip(ratio, 1.0 / cfg.max_ratio, cfg.max_ratio)) * (zone * known)
-    log_gain *= np.where(log_gain > 0.0, np.float32(cfg.lift), np.float32(cfg.deepen))
+    lo, hi = 1.0 / cfg.max_ratio, cfg.max_ratio
+
+    def relative(image: np.ndarray, level: np.ndarray) -> np.ndarray:
+        out: np.ndarray = image / np.maximum(level, 1e-4)
+        return out
+
+    ratio = np.clip(relative(actor_lin, actor_around) / np.maximum(relative(face_lin, face_around), 1e-4), lo, hi)
+    face_rel = relative(face_l, face_around @ _LUMA_BGR)
+    luma_ratio = np.clip(relative(actor_l, actor_around @ _LUMA_BGR) / np.maximum(face_rel, 1e-4), lo, hi)
+    reach, colour_reach = (zone * known)[..., None], (colour_zone * known)[..., None]
+    log_luma = np.log(luma_ratio)[..., None]
+    share = np.where(log_luma > 0.0, np.float32(cfg.lift), np.float32(cfg.deepen))
+    # The brightness in part (``lift``, ``deepen``); each channel's departure from it (the colour) by ``colour``.
+    log_gain = reach * share * log_luma + colour_reach * (np.log(ratio) - log_luma)
     return np.exp(log_gain).astype(np.float32)
-
-
-def _luma(bgr: np.ndarray) -> np.ndarray:
-    """Linear luminance of a uint8 sRGB BGR image (float32)."""
-    luma: np.ndarray = _U8_TO_LINEAR[bgr] @ _LUMA_BGR
-    return luma
 
 
 def _near_median(luma: np.ndarray, skin: np.ndarray, factor: float) -> np.ndarray:
@@ -181,19 +199,12 @@ def _near_median(luma: np.ndarray, skin: np.ndarray, factor: float) -> np.ndarra
     return (luma > median / factor) & (luma < median * factor)
 
 
-def as_field(relief: np.ndarray) -> np.ndarray:
-    """The relief's (hs, ws) gains as a three-channel field (``engines.compose.seam.apply_field``'s form)."""
-    return np.repeat(relief[..., None], 3, axis=2)
-
-
 def combine(seam: np.ndarray | None, relief: np.ndarray | None) -> np.ndarray | None:
-    """The seam's (h, w, 3) gains (half the geometry resolution) and the relief's (hs, ws) gains as one (hs, ws, 3)
+    """The seam's (h, w, 3) gains (half the geometry resolution) and the relief's (hs, ws, 3) gains as one (hs, ws, 3)
     field (either may be None)."""
-    if relief is None:
-        return seam
-    hs, ws = relief.shape
-    if seam is None:
-        return as_field(relief)
+    if relief is None or seam is None:
+        return relief if seam is None else seam
+    hs, ws = relief.shape[:2]
     up = cv2.resize(seam, (ws, hs), interpolation=cv2.INTER_LINEAR).reshape(hs, ws, 3)
-    out: np.ndarray = up * relief[..., None]
+    out: np.ndarray = up * relief
     return out

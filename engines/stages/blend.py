@@ -8,7 +8,7 @@ import numpy as np
 
 from engines.compose.blend import BlendConfig, ColourGains, cut_openings, face_alpha_small, outline_feather
 from engines.compose.chroma import chroma_field
-from engines.compose.relief import as_field, combine, relief_field
+from engines.compose.relief import combine, relief_field
 from engines.compose.seam import seam_field
 from engines.stages.base import FaceContext
 from engines.stages.ops import FaceOps, NumpyOps, Pixels
@@ -69,7 +69,7 @@ class BlendStage:
             relief = self._relief_field(face, face_bgr, face_small) if face.identity is not None else None
             if face.identity is not None and face.identity.monochrome:  # black-and-white photos: the actor's colour
                 if relief is not None:  # on the lightness, before the colour: a gain would scale the colour taken
-                    face_bgr, relief = ops.apply_field(face_bgr, as_field(relief)), None
+                    face_bgr, relief = ops.apply_field(face_bgr, relief), None
                 face_bgr, face_small = ops.transfer_chroma(face_bgr, self._chroma_field(face)), None
             # The seam's and the relief's gains are applied as the face is pasted (one pass on numpy:
             # ``FaceOps.paste_face``).
