@@ -66,9 +66,11 @@ _CHASE_MAX_FLIPS = 2
 CARRIERS = ("luma", "chroma")
 _PHASES = 2
 """The tiled reader's sub-cell phases per axis: shifts are searched in half cells."""
-_REGION_SEARCH_CELLS = 3
+_REGION_SEARCH_CELLS = 2
 """How far (cells) a region's shift is searched from the whole frame's: the motion tracker keeps regions within
-8 px (about a cell at 720p) of their median, and the displacement varies within a region."""
+8 px (about a cell at 720p) of their median, and the displacement varies within a region. 3 cells read the same
+frames (after 2.5 Mbit/s on s18, roop_target, short_hamilton) at twice the work, and let unmarked footage reach a
+higher mean |z| (d3: 1.88 against 1.78)."""
 
 
 @dataclass(frozen=True)
