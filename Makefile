@@ -43,10 +43,11 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 	@$(BIN)/python -m compileall -qq -j 0 $(VENV)/lib || true
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/python tools/lockcheck.py $(LOCK)
-	@# The CPU path's compiled kernels (engines.fused, engines.swap.fused), compiled once into numba's disk cache: not
-	@# by every test process.
+	@# The CPU path's compiled kernels (engines.fused, engines.swap.fused, engines.light.fused), compiled once into
+	@# numba's disk cache: not by every test process.
 	$(BIN)/python -c "from engines.fused import warm_up; print(f'engines.fused: kernels ready in {warm_up():.1f} s')"
 	$(BIN)/python -c "from engines.swap.fused import warm_up; print(f'engines.swap.fused: kernels ready in {warm_up():.1f} s')"
+	$(BIN)/python -c "from engines.light.fused import warm_up; print(f'engines.light.fused: kernels ready in {warm_up():.1f} s')"
 	@touch $@
 
 # Refresh the locks to the newest versions the ranges allow (pip-tools, pinned below; minutes: it asks

@@ -192,7 +192,9 @@ class FaceProcessor:
             config.blend, occlusion, GlassesFinder(config.glasses) if config.glasses is not None else None
         )
         gains = ColourGains(config.light_time_constant_s)
-        relighter = FaceRelighter(RelightConfig(time_constant_s=config.light_time_constant_s), config.hdri_dir)
+        relighter = FaceRelighter(
+            RelightConfig(time_constant_s=config.light_time_constant_s), config.hdri_dir, fused=config.fused
+        )
         person_light = config.person_light if self.person_masks is not None else None
         self.relight = RelightStage(relighter, gains, self.person_masks, person_light, self.ops)
         self.blend = BlendStage(config.blend, gains, self.swap.texture, config.learned.colour_match, self.ops)

@@ -43,6 +43,7 @@ from engines.errors import InputError
 from engines.light.hdri import hdri_path
 from engines.light.sh import (
     BASIS_CONSTANTS,
+    BASIS_CONSTANTS64,
     SH_COUNT,
     constant_sh,
     directional_sh,
@@ -224,6 +225,47 @@ def skin_samples(
     brightest = np.maximum(np.maximum(px[:, 0], px[:, 1]), px[:, 2])  # column by column: fast
     ok = (brightest < 250) & (lum > 0.1 * (float(np.median(lum)) if lum.size else 0.0))
     return lin[ok], nrm[ok]
+
+
+def estimate_skin_sh(
+    image_bgr: np.ndarray,
+    normals: np.ndarray,
+    mask: np.ndarray,
+    reg: float = DEFAULT_REG,
+    penalty: np.ndarray | tuple[float, ...] | None = None,
+    min_samples: int = SH_COUNT,
+    max_samples: int = 3000,
+) -> np.ndarray | None:
+    """``estimate_sh(*skin_samples(image_bgr, normals, mask, max_samples), reg=reg, penalty=penalty)`` with the
+    samples and the least-squares sums taken in two compiled loops (``engines.light.fused``, numba: ~45 numpy
+    calls were ~0.65 ms of CPU a face, BENCHMARKS.md, issue 20); None when fewer than ``min_samples`` samples
+    are usable. ``mask`` (h, w) bool. The same fit to the last digits (the sums' order differs)."""
+    from engines.light import fused as kernels  # numba's import on the first face measured, not at start-up
+
+    basis, colours, used, gram, rhs = kernels.skin_system(
+        np.ascontiguousarray(image_bgr, dtype=np.uint8),
+        np.ascontiguousarray(normals, dtype=np.float32),
+        np.ascontiguousarray(mask, dtype=np.bool_),
+        _U8_TO_LINEAR,
+        BASIS_CONSTANTS64,
+        int(max_samples),
+    )
+    if colours.shape[0] < min_samples:
+        return None
+    if colours.shape[0] < SH_COUNT:
+        raise ValueError(f"need at least {SH_COUNT} samples to estimate the light, got {colours.shape[0]}")
+    if not used.any():
+        raise ValueError("no valid samples to estimate the light from")
+    band = _BAND_PENALTY if penalty is None else np.asarray(penalty, dtype=np.float64)
+    if band.shape != (SH_COUNT,):
+        raise ValueError(f"expected {SH_COUNT} penalty weights, got shape {band.shape}")
+    ridge = reg * np.diag(band) + 1e-9 * np.eye(SH_COUNT)
+    sh = np.linalg.solve(gram + ridge * max(float(gram[0, 0]), 1e-12), rhs)
+    trimmed = kernels.trimmed_system(basis, colours, used, sh, 2.5, 2 * SH_COUNT)
+    if trimmed is not None:
+        gram, rhs = trimmed
+        sh = np.linalg.solve(gram + ridge * max(float(gram[0, 0]), 1e-12), rhs)
+    return sh
 
 
 def measure_light(
@@ -620,9 +662,12 @@ class FaceRelighter:
     window; for the actor's own face, no albedo.
     """
 
-    def __init__(self, config: RelightConfig | None = None, hdri_dir: Path | None = None) -> None:
+    def __init__(self, config: RelightConfig | None = None, hdri_dir: Path | None = None, fused: bool = False) -> None:
         self.config = config or RelightConfig()
         self.hdri_dir = hdri_dir
+        self.fused = fused
+        """True: ``measure_skin`` takes the samples and the fit's sums in compiled loops (``engines.light.fused``,
+        numba; ``ProcessorConfig.fused``); False: ``skin_samples`` and ``estimate_sh``, the reference."""
         self._trackers: dict[int, LightTracker] = {}
         self._frames = 0
 
@@ -674,6 +719,22 @@ class FaceRelighter:
             light = estimate_sh(colours, normals, reg=self.config.reg, penalty=self.config.band_penalty)
             return tracker.update(light, t_s)
         return tracker.current
+
+    def measure_skin(
+        self, face_id: int, t_s: float, image_bgr: np.ndarray, normals: np.ndarray, mask: np.ndarray
+    ) -> np.ndarray | None:
+        """``measure`` of the skin samples (``skin_samples``) of ``image_bgr`` (h, w, 3 uint8) with its per-pixel
+        ``normals`` (h, w, 3 float32) where ``mask`` (h, w bool) is set: the relight stage's measure, at geometry
+        resolution. With ``fused``, the samples and the fit (``estimate_skin_sh``) in compiled loops."""
+        if not self.fused:
+            colours, nrm = skin_samples(image_bgr, normals, mask)
+            return self.measure(face_id, t_s, colours, nrm)
+        cfg = self.config
+        light = estimate_skin_sh(image_bgr, normals, mask, cfg.reg, cfg.band_penalty, cfg.min_skin_px)
+        tracker = self._trackers.get(face_id)
+        if tracker is None:
+            tracker = self._trackers[face_id] = LightTracker(cfg.time_constant_s)
+        return tracker.current if light is None else tracker.update(light, t_s)
 
     def target(self, target: RelightTarget, source: np.ndarray) -> np.ndarray:
         """The SH light a face measured under ``source`` is relit to (InputError for an unusable target)."""

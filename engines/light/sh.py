@@ -31,6 +31,9 @@ _C22 = 0.25 * math.sqrt(15.0 / math.pi)  # 0.546274
 BASIS_CONSTANTS = np.array([Y00, _C1, _C2, _C20, _C22], np.float32)
 """Y00, C1, C2, C20, C22 of ``sh_basis`` in float32, for a compiled loop that evaluates it (``engines.fused``)."""
 BASIS_CONSTANTS.setflags(write=False)
+BASIS_CONSTANTS64 = np.array([Y00, _C1, _C2, _C20, _C22], np.float64)
+"""The same in float64, as ``sh_basis`` evaluates them for the light's fit (``engines.light.fused``)."""
+BASIS_CONSTANTS64.setflags(write=False)
 
 BAND_OF_COEFF = np.array([0, 1, 1, 1, 2, 2, 2, 2, 2])
 LAMBERT_BAND_GAIN = np.array([1.0, 2.0 / 3.0, 0.25])

@@ -10,7 +10,7 @@ import numpy as np
 from engines.compose.blend import ColourGains
 from engines.compose.occlusion import PersonMasks
 from engines.light.person import PersonLightConfig, neck_from_landmarks, relight_person
-from engines.light.relight import FaceRelighter, skin_samples
+from engines.light.relight import FaceRelighter
 from engines.stages.base import FaceContext
 from engines.stages.ops import FaceOps, NumpyOps, Pixels
 from engines.swap.mesh import FaceGeometry
@@ -101,8 +101,9 @@ class RelightStage:
         """(measured on the actor, target) as (9, 3) RGB SH, the colour match's gains left out of the target;
         None while no light could be measured on this face yet."""
         assert face.actor_small is not None and face.skin_small is not None
-        colours, nrm = skin_samples(face.actor_small, geometry.normals_small, face.skin_small)
-        source = self.relighter.measure(face.face.id, face.frame.t, colours, nrm)
+        source = self.relighter.measure_skin(
+            face.face.id, face.frame.t, face.actor_small, geometry.normals_small, face.skin_small
+        )
         if source is None:
             return None
         return source, self.relighter.target(face.frame.settings.relight_target, source)
