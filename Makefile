@@ -44,10 +44,11 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/python tools/lockcheck.py $(LOCK)
 	@# The CPU path's compiled kernels (engines.fused, engines.swap.fused, engines.light.fused), compiled once into
-	@# numba's disk cache: not by every test process.
-	$(BIN)/python -c "from engines.fused import warm_up; print(f'engines.fused: kernels ready in {warm_up():.1f} s')"
-	$(BIN)/python -c "from engines.swap.fused import warm_up; print(f'engines.swap.fused: kernels ready in {warm_up():.1f} s')"
-	$(BIN)/python -c "from engines.light.fused import warm_up; print(f'engines.light.fused: kernels ready in {warm_up():.1f} s')"
+	@# numba's disk cache: not by every test process. They compile side by side (numba compiles each on one core,
+	@# into its own cache files); any that fails fails the set-up.
+	@pids=; for m in engines.fused engines.swap.fused engines.light.fused; do \
+	  $(BIN)/python -c "from $$m import warm_up; print(f'$$m: kernels ready in {warm_up():.1f} s')" & pids="$$pids $$!"; \
+	done; rc=0; for p in $$pids; do wait $$p || rc=1; done; exit $$rc
 	@touch $@
 
 # Refresh the locks to the newest versions the ranges allow (pip-tools, pinned below; minutes: it asks
