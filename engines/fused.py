@@ -369,6 +369,117 @@ def relight_masked(
     return out
 
 
+@njit(cache=True, fastmath=False, nogil=True)
+def _near_median(
+    luma: np.ndarray, skin: np.ndarray, factor: float
+) -> tuple[np.float32, np.float32]:  # pragma: no cover - compiled
+    """The bounds ``engines.compose.seam._near_median`` compares with: the float32 median of ``luma`` over
+    ``skin`` (``np.median``: the mean of the two middle values, in float32) divided and times ``factor``, rounded
+    to float32 as numpy compares a float32 array with a Python float."""
+    n = int(skin.sum())
+    half = n // 2
+    values = np.partition(luma.ravel()[skin.ravel()], half)  # values[half] the upper middle, the lower half below
+    # An odd count's middle value, or the float32 mean of the two middle values.
+    median = values[half] if n % 2 else np.float32(values[:half].max() + values[half]) / np.float32(2.0)
+    m = np.float64(median)
+    return np.float32(m / factor), np.float32(m * factor)
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def seam_weights(
+    face: np.ndarray,
+    actor: np.ndarray,
+    labels: np.ndarray,
+    skin_label: int,
+    to_linear: np.ndarray,
+    luma: np.ndarray,
+    skin_range: float,
+) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """``engines.compose.seam.seam_field``'s samples at half the geometry resolution, one call: ``face`` and
+    ``actor`` (h, w, 3) uint8 BGR to linear light, the pixels that are skin (``labels == skin_label``) on both
+    sides within ``skin_range`` of their side's median skin luminance (``luma``: BGR weights), and the blurs'
+    inputs. Returns (how many such pixels, their weight (h, w) 0/1, the face's and the actor's linear light
+    times it (h, w, 3)), float32."""
+    h, w = labels.shape
+    lin_face = np.empty((h, w, 3), np.float32)
+    lin_actor = np.empty((h, w, 3), np.float32)
+    luma_face = np.empty((h, w), np.float32)
+    luma_actor = np.empty((h, w), np.float32)
+    skin = np.empty((h, w), np.bool_)
+    for i in range(h):
+        for j in range(w):
+            sf = np.float32(0.0)
+            sa = np.float32(0.0)
+            for c in range(3):
+                f = to_linear[face[i, j, c]]
+                a = to_linear[actor[i, j, c]]
+                lin_face[i, j, c] = f
+                lin_actor[i, j, c] = a
+                sf += f * luma[c]
+                sa += a * luma[c]
+            luma_face[i, j] = sf
+            luma_actor[i, j] = sa
+            skin[i, j] = labels[i, j] == skin_label
+    face_lo, face_hi = _near_median(luma_face, skin, skin_range)
+    actor_lo, actor_hi = _near_median(luma_actor, skin, skin_range)
+    weight = np.zeros((h, w), np.float32)
+    count = 0
+    for i in range(h):
+        for j in range(w):
+            if not skin[i, j]:
+                lin_face[i, j] = 0.0
+                lin_actor[i, j] = 0.0
+                continue
+            lf, la = luma_face[i, j], luma_actor[i, j]
+            if face_lo < lf < face_hi and actor_lo < la < actor_hi:
+                weight[i, j] = 1.0
+                count += 1
+            else:
+                lin_face[i, j] = 0.0
+                lin_actor[i, j] = 0.0
+    return count, weight, lin_face, lin_actor
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def seam_gains(
+    blurred_w: np.ndarray,
+    face_mean: np.ndarray,
+    actor_mean: np.ndarray,
+    inside: np.ndarray,
+    feather: np.ndarray,
+    labels: np.ndarray,
+    unit: float,
+    reach: float,
+    max_ratio: float,
+) -> np.ndarray:  # pragma: no cover - compiled
+    """``seam_field``'s gains from its blurs and its distance inside the outline, one pass (h, w, 3) float32: the
+    ratio of the actor's to the face's blurred skin (within ``max_ratio``) to the power of how sure it is (the
+    blurred weight, 5% to 20%) and of the fade from the outline (``inside`` over the ramp's width
+    ``(feather + reach) x unit``, a smoothstep; none outside the face: ``labels`` < 0). The same float32
+    expressions as numpy's passes."""
+    h, w = labels.shape
+    out = np.empty((h, w, 3), np.float32)
+    zero, one = np.float32(0.0), np.float32(1.0)
+    lo, hi = np.float32(0.05), np.float32(0.15)
+    low_ratio, high_ratio = np.float32(1.0 / max_ratio), np.float32(max_ratio)
+    floor, width_floor = np.float32(1e-4), np.float32(1e-3)
+    reach32, unit32 = np.float32(reach), np.float32(unit)
+    for i in range(h):
+        for j in range(w):
+            known = min(max((blurred_w[i, j] - lo) / hi, zero), one)
+            t = inside[i, j] / max((feather[i, j] + reach32) * unit32, width_floor)
+            t = min(max(t, zero), one)
+            fade = (one - t * t * (np.float32(3.0) - np.float32(2.0) * t)) * (one if labels[i, j] >= 0 else zero)
+            for c in range(3):
+                if known == zero or fade == zero:  # the gain to the power 0: exactly 1, as numpy makes it
+                    out[i, j, c] = one
+                    continue
+                ratio = actor_mean[i, j, c] / max(face_mean[i, j, c], floor)
+                ratio = min(max(ratio, low_ratio), high_ratio)
+                out[i, j, c] = np.exp(np.log(ratio) * known * fade)
+    return out
+
+
 def warm_up() -> float:
     """Compile every kernel for the argument types the stages pass (or load them from the disk cache), on a few
     pixels; returns the seconds it took. ``make setup`` runs it once, so neither the suite nor a server's first
@@ -392,4 +503,9 @@ def warm_up() -> float:
         shading_field(field, constants, light, light, np.ones((2, 3), np.float32), bounds, ratio, 4.0)
     for albedo in (None, np.ones((4, 4, 3), np.float32)):
         relight_masked(face.copy(), field, mask, (0, 4, 0, 4), albedo, tables)
+    labels = np.zeros((4, 4), np.int8)
+    luma = np.ones(3, np.float32)
+    luma.setflags(write=False)  # read-only, as ``engines.compose.seam``'s
+    _, weight, face_w, actor_w = seam_weights(face, face, labels, 0, to_linear, luma, 1.6)
+    seam_gains(weight, face_w, actor_w, weight, weight, labels, 1.0, 0.1, 2.0)
     return time.perf_counter() - start

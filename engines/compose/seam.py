@@ -26,7 +26,7 @@ import numpy as np
 
 from engines.face.topology import SKIN
 from engines.light.sh import srgb_to_linear
-from engines.swap.mesh import FaceGeometry
+from engines.swap.mesh import FaceGeometry, padded_mask
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,7 @@ def seam_field(
     feather: np.ndarray,
     config: SeamConfig | None = None,
     seen: np.ndarray | None = None,
+    fused: bool = False,
 ) -> np.ndarray | None:
     """(h, w, 3) float32 linear-light gains at half the geometry resolution (1 where nothing changes; the field
     is smooth, and a quarter of the pixels costs a quarter of the time), or None when the correction is off or
@@ -73,7 +74,11 @@ def seam_field(
     to, uint8 BGR at geometry resolution; ``feather`` (hs, ws) the outline ramp's width per geometry pixel
     (eye-corner distances: ``blend.outline_feather``); ``seen`` (hs, ws) the identity photos' coverage
     (``MeshSwapper.coverage_small``): where it is low the actor shows inside the outline (a photo's fringe left
-    out, the far side of a turned photo), and the face meets the actor's skin there too."""
+    out, the far side of a turned photo), and the face meets the actor's skin there too.
+
+    ``fused``: the per-pixel arithmetic between OpenCV's resizes, blurs and distance transform in two compiled
+    loops (``engines.fused.seam_weights``, ``seam_gains``: ~25 numpy calls were ~0.4 ms of CPU a face); the same
+    float32 expressions, within 1e-5 (the logarithm's and exponential's last bits)."""
     cfg = config or SeamConfig()
     if cfg.reach <= 0.0:
         return None
@@ -84,13 +89,38 @@ def seam_field(
     skin = labels == SKIN
     if int(skin.sum()) < 30:
         return None
-    face_lin = _U8_TO_LINEAR[cv2.resize(face_bgr, (w, h), interpolation=cv2.INTER_AREA)]
-    actor_lin = _U8_TO_LINEAR[cv2.resize(actor_small, (w, h), interpolation=cv2.INTER_AREA)]
+    face_half = cv2.resize(face_bgr, (w, h), interpolation=cv2.INTER_AREA)
+    actor_half = cv2.resize(actor_small, (w, h), interpolation=cv2.INTER_AREA)
+    sigma = max(cfg.blur * unit, 0.5)
+    if fused:
+        from engines import fused as kernels  # numba's import on the first face, not at start-up
+
+        labels = np.ascontiguousarray(labels)
+        count, wf, face_w, actor_w = kernels.seam_weights(
+            face_half, actor_half, labels, SKIN, _U8_TO_LINEAR, _LUMA_BGR, cfg.skin_range
+        )
+        if count < 30:
+            return None
+        blurred_w = cv2.GaussianBlur(wf, (0, 0), sigma)
+        face_mean = cv2.GaussianBlur(face_w, (0, 0), sigma)
+        actor_mean = cv2.GaussianBlur(actor_w, (0, 0), sigma)
+        inside = _inside(covered, seen, unit)
+        return kernels.seam_gains(
+            blurred_w,
+            face_mean,
+            actor_mean,
+            inside,
+            np.ascontiguousarray(feather),
+            labels,
+            unit,
+            cfg.reach,
+            cfg.max_ratio,
+        )
+    face_lin, actor_lin = _U8_TO_LINEAR[face_half], _U8_TO_LINEAR[actor_half]
     weight = skin & _near_median(face_lin, skin, cfg.skin_range) & _near_median(actor_lin, skin, cfg.skin_range)
     if int(weight.sum()) < 30:
         return None
     wf = weight.astype(np.float32)
-    sigma = max(cfg.blur * unit, 0.5)
     blurred_w = cv2.GaussianBlur(wf, (0, 0), sigma)
     face_mean = cv2.GaussianBlur(face_lin * wf[..., None], (0, 0), sigma)
     actor_mean = cv2.GaussianBlur(actor_lin * wf[..., None], (0, 0), sigma)
@@ -101,16 +131,24 @@ def seam_field(
     log_ratio = np.log(ratio) * known[..., None]  # raised to the power ``known``, and below to ``fade``
     # Full at the outline (and where the photos' coverage ends inside it), none beyond the ramp's width plus
     # ``reach`` inside it.
+    inside = _inside(covered, seen, unit)
+    t = np.clip(inside / np.maximum((feather + cfg.reach) * unit, 1e-3), 0.0, 1.0)
+    fade = (1.0 - t * t * (3.0 - 2.0 * t)) * covered
+    return np.exp(log_ratio * fade[..., None]).astype(np.float32)
+
+
+def _inside(covered: np.ndarray, seen: np.ndarray | None, unit: float) -> np.ndarray:
+    """(h, w) float32 at half the geometry resolution: each pixel's distance inside the face's outline, or inside
+    where the photos' coverage ends (``seen`` at geometry resolution; ``unit``: an eye-corner distance in these
+    pixels), wherever that comes first."""
     drawn = covered
     if seen is not None:
         # Only where a broad part is left to the actor: a nostril the photo did not see is not an edge.
         k = max(3, int(round(HOLE_MIN * unit)) | 1)
         low = cv2.morphologyEx((seen[::2, ::2] < SEEN_EDGE).astype(np.uint8), cv2.MORPH_OPEN, np.ones((k, k), np.uint8))
         drawn = covered & (low == 0)
-    inside = cv2.distanceTransform(np.pad(drawn.astype(np.uint8), 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
-    t = np.clip(inside / np.maximum((feather + cfg.reach) * unit, 1e-3), 0.0, 1.0)
-    fade = (1.0 - t * t * (3.0 - 2.0 * t)) * covered
-    return np.exp(log_ratio * fade[..., None]).astype(np.float32)
+    inside: np.ndarray = cv2.distanceTransform(padded_mask(drawn), cv2.DIST_L2, 3)[1:-1, 1:-1]
+    return inside
 
 
 def _near_median(linear: np.ndarray, skin: np.ndarray, factor: float) -> np.ndarray:

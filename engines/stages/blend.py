@@ -120,8 +120,15 @@ class BlendStage:
         # — on a torch backend the small face is downloaded here and only the field (at half the geometry
         # resolution) goes back up to be applied on the device.
         feather = outline_feather(geometry, self.config)
+        fused = isinstance(self.ops, NumpyOps) and self.ops.fused  # the compiled loops: numpy's backend's choice
         return seam_field(
-            self.ops.to_host(face_small), self.ops.to_host(reference), geometry, feather, self.config.seam, face.seen
+            self.ops.to_host(face_small),
+            self.ops.to_host(reference),
+            geometry,
+            feather,
+            self.config.seam,
+            face.seen,
+            fused,
         )
 
     def _relief_field(self, face: FaceContext, face_bgr: Pixels, face_small: Pixels | None) -> np.ndarray | None:
