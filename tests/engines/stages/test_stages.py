@@ -99,13 +99,13 @@ def test_each_stage_times_its_own_work_under_the_keys_the_stats_report(  # type:
     assert {"targets", "swap", "relight", "blend", "watermark", "landmarks"} <= set(first.stage_ms)
     assert "mask" not in first.stage_ms and "track" not in first.stage_ms
     # A slow relight shows in the relight's time and nowhere else.
-    measure = proc.relight.relighter.measure
+    measure = proc.relight.relighter.measure_skin
 
     def slow(*args, **kwargs):  # type: ignore[no-untyped-def]
         time.sleep(0.05)
         return measure(*args, **kwargs)
 
-    monkeypatch.setattr(proc.relight.relighter, "measure", slow)
+    monkeypatch.setattr(proc.relight.relighter, "measure_skin", slow)
     image, t = d3[1]
     result = proc.process(image, t, ProcessSettings(identity="s1"))
     assert result.failed_stage is None and result.stage_ms["relight"] >= 50.0
@@ -137,7 +137,7 @@ def test_a_failure_is_named_after_the_stage_that_raised(  # type: ignore[no-unty
     import engines.stages.mask as mask_module
 
     for target, name, stage in (
-        (proc.relight.relighter, "measure", "relight"),
+        (proc.relight.relighter, "measure_skin", "relight"),
         (mask_module, "face_alpha_small", "blend"),  # the mask is timed and named as the blend's first half
         (proc.blend.gains, "smooth", "blend"),
         (proc.swap.swapper, "render", "swap"),
