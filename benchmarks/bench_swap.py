@@ -88,8 +88,7 @@ STEPS = {
     "outline alpha": ("engines.compose.blend", "face_alpha_small"),
     "openings cut": ("engines.compose.blend", "cut_openings"),
     "shrink": ("engines.resample", "shrink"),
-    "skin samples": ("engines.light.relight", "skin_samples"),
-    "light measure": ("engines.light.relight", "FaceRelighter.measure"),
+    "light measure": ("engines.light.relight", "FaceRelighter.measure_skin"),  # the skin samples and the fit
     "relight_face": ("engines.light.relight", "relight_face"),
     "colour gains": ("engines.compose.blend", "colour_gains"),
     "seam field": ("engines.compose.seam", "seam_field"),
