@@ -19,13 +19,14 @@ it), and the gain that gives the face the actor's relative brightness::
 
 raised to the zone's weight (1 under the nose and in the nostrils, ``ReliefConfig.nose`` on the nose,
 ``ReliefConfig.folds`` in the folds, soft-edged), and taken in part: ``ReliefConfig.lift`` of a brightening (the
-photo's shadow), ``ReliefConfig.deepen`` of a darkening (the actor's), for likeness (see there). Under the nose
-each channel's departure from that brightness is the actor's too (``ReliefConfig.colour``): a photo's nostril
-shadow is redder than its skin, and relit it was an orange-red smudge at the nose's base (d13 x obama). The face keeps
-its own level and colour there (its surroundings': the identity's skin tone), and moves toward the actor's
-nostrils, the shadow the actor's nose casts under this light, the actor's sidewalls. Both images carry the same
-model shading (the face is relit with the light measured on the actor, on the same normals), so it cancels: only
-what the model could not explain — the photo's cavities in the face, the actor's in the actor — is exchanged.
+photo's shadow), ``ReliefConfig.deepen`` of a darkening (the actor's; none by default), for likeness (see there).
+Under the nose each channel's departure from that brightness is the actor's too (``ReliefConfig.colour``): a photo's
+nostril shadow is redder than its skin, and relit it was an orange-red smudge at the nose's base (d13 x obama). The
+face keeps its own level and colour there (its surroundings': the identity's skin tone), and where the photo's
+shadow is darker than the actor's there it moves toward the actor's: the shadow the actor's nose casts under this
+light, the actor's sidewalls. Both images carry the same model shading (the face is relit with the light measured
+on the actor, on the same normals), so it cancels: only what the model could not explain — the photo's cavities in
+the face, the actor's in the actor — is exchanged.
 The identity's nostrils stay darker than the skin (a recogniser knows a face by them); lifting the photo's
 shadows at enrollment instead (``CleanupConfig.cavities``) left none and cost likeness.
 
@@ -60,8 +61,9 @@ _LUMA_BGR = np.array([0.0722, 0.7152, 0.2126], np.float32)
 class ReliefConfig:
     strength: float = 1.0
     """How much of the actor's relative brightness the zones take (0: off, the photo's shading stays)."""
-    nose: float = 1.0
-    """Weight on the nose (bridge and sidewalls) ..."""
+    nose: float = 0.5
+    """Weight on the nose (bridge and sidewalls; all of it: d13 x s1's likeness -0.02 more, d10 x s1's nose 9.5 ->
+    7.8) ..."""
     folds: float = 0.0
     """... and in the folds beside the nose and the mouth (under the nose and in the nostrils: 1)."""
     around: float = 0.25
@@ -73,10 +75,12 @@ class ReliefConfig:
 
     Not all of it: a face recogniser knows a face partly by its nostrils and the shading around its nose, and
     judged against the photo (its shadows included) the whole exchange cost 0.02-0.13 of mean cosine (d10 x s1
-    0.58 -> 0.45, x obama 0.43 -> 0.35), 0.6 / 0.2 within the run-to-run noise (-0.01; BENCHMARKS.md, issue 21)
-    while taking half or more of the photo's shadow out (d10 x s1 under the nose 16 -> 8)."""
-    deepen: float = 0.2
-    """... and of a darkening (the actor's nostrils or shadow darker than the face's there)."""
+    0.58 -> 0.45, x obama 0.43 -> 0.35); 0.6 of a brightening and none of a darkening -0.04 to +0.01 (d13 x s1
+    the most: its actor's moustache), while taking half or more of the photo's shadow out where it was the worst
+    region (d10 x s1 under the nose 16 -> 8, d10 x a grey biden 25 -> 14; BENCHMARKS.md, issue 21)."""
+    deepen: float = 0.0
+    """... and of a darkening (the actor's nostrils, shadow or moustache darker than the face's there): none by
+    default — 0.2 of it cost d13 x s1 (a moustached actor) 0.02 more of likeness and bought no region back."""
     colour: float = 1.0
     """Share of the actor's relative colour taken under the nose (0: the face's own, a photo's reddish nostril
     shadow included). Not on the nose: there the colour around it (the identity's cheeks, a blush) would tint it."""

@@ -156,7 +156,7 @@ def test_the_photos_nose_shadows_give_way_to_the_actors(models_dir: Path, store:
     light: drawn on her, those shadows were the face's worst regions, the nose and under the nose 11-16 L*a*b* units
     from the input's (a grey copy of s1 here: the case of a black-and-white photo, whose lightness is all it gives),
     beyond d10's bound of 10 (BENCHMARKS.md, issue 21). The face now takes the actor's relative brightness there in
-    part (``engines.compose.relief``): 6-7."""
+    part (``engines.compose.relief``): 7-8."""
     proc = _processor(models_dir, store)
     meter = ArtifactMeter()
     for image, t in clip_frames(clips / "d10.mp4", 12):
