@@ -679,6 +679,17 @@ def _match_openings(target: np.ndarray, reference: np.ndarray) -> np.ndarray:
     stretched into it, speech harder to read), and a photo with narrower eyes than the actor's would make
     the lids cross in every blink."""
     weights = _opening_operator()
-    mouth = [(reference[lo] - reference[up]) - (target[lo] - target[up]) for up, lo in _MOUTH_PAIRS]
-    lids = [(target[lo] - target[up]) - (reference[lo] - reference[up]) for pairs in _EYE_PAIRS for up, lo in pairs]
-    return target + weights @ np.asarray(mouth + mouth + lids)
+    # Every pair at once (a pair at a time, ~90 small numpy calls were 0.17 ms a face; the same numbers).
+    mouth_up, mouth_lo, lid_up, lid_lo = _OPENING_PAIRS
+    mouth = (reference[mouth_lo] - reference[mouth_up]) - (target[mouth_lo] - target[mouth_up])
+    lids = (target[lid_lo] - target[lid_up]) - (reference[lid_lo] - reference[lid_up])
+    return target + weights @ np.concatenate([mouth, mouth, lids])
+
+
+_OPENING_PAIRS = (
+    np.array([up for up, _ in _MOUTH_PAIRS]),
+    np.array([lo for _, lo in _MOUTH_PAIRS]),
+    np.array([up for pairs in _EYE_PAIRS for up, _ in pairs]),
+    np.array([lo for pairs in _EYE_PAIRS for _, lo in pairs]),
+)
+"""``_match_openings``' facing points as index arrays: the mouth's upper and lower, the lids' upper and lower."""
