@@ -109,11 +109,12 @@ def frontal_frame(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]
     return centre, rot, max(scale, 1e-12)
 
 
-def frontalise(landmarks: np.ndarray) -> np.ndarray:
+def frontalise(landmarks: np.ndarray, frame: tuple[np.ndarray, np.ndarray, float] | None = None) -> np.ndarray:
     """A (468, 3) mesh in the face's own frame: centred, rotated frontal and upright, scaled so the outer
     eye corners are 1 apart. x runs from the subject's right eye to the left, y from forehead to chin,
-    z away from the camera (the mesh's own axes, as in ``engines.face.landmarks.head_pose``)."""
-    centre, rot, scale = frontal_frame(landmarks)
+    z away from the camera (the mesh's own axes, as in ``engines.face.landmarks.head_pose``). ``frame``:
+    ``frontal_frame(landmarks)`` where the caller has it already (None: computed here)."""
+    centre, rot, scale = frame if frame is not None else frontal_frame(landmarks)
     return (np.asarray(landmarks, dtype=np.float64) - centre) @ rot / scale
 
 

@@ -227,9 +227,11 @@ class MeshSwapper:
         scale_px = face_scale_px(lm)
         displacement = None
         if identity is not None:
-            reference = self._update_reference(face_id, lm, t_s)
-            if morph > 0.0:
-                displacement = morph * self._morph_displacement(lm, identity.canonical, reference)
+            # The face's frame once for the reference's update and the morph (~0.07 ms each time).
+            frame = frontal_frame(lm) if morph > 0.0 else None
+            reference = self._update_reference(face_id, lm, t_s, frame)
+            if frame is not None:
+                displacement = morph * self._morph_displacement(identity.canonical, reference, frame)
         margin = 2.0 + (self.config.morph_falloff * scale_px if displacement is not None else 0.0)
         window = _window(lm, image.shape, margin)
         if window is None:
@@ -370,7 +372,9 @@ class MeshSwapper:
         self._mips[key] = (identity, chain)
         return chain
 
-    def _update_reference(self, face_id: int, lm: np.ndarray, t_s: float) -> np.ndarray:
+    def _update_reference(
+        self, face_id: int, lm: np.ndarray, t_s: float, frame: tuple[np.ndarray, np.ndarray, float] | None = None
+    ) -> np.ndarray:
         """The actor's face shape averaged over time (frontal frame), the morph's starting point.
 
         Landmarks identical to the last frame's (a still face held by ``engines.face.stillness``) leave it as it
@@ -382,7 +386,7 @@ class MeshSwapper:
         if previous is not None and t_s >= previous[1] and np.array_equal(lm, previous[2]):
             self._reference[face_id] = (previous[0], t_s, previous[2])
             return previous[0]
-        shape = frontalise(lm)
+        shape = frontalise(lm, frame)
         if previous is None or t_s < previous[1]:
             self._reference[face_id] = (shape, t_s, lm.copy())
             return shape
@@ -392,7 +396,9 @@ class MeshSwapper:
         self._reference[face_id] = (ref, t_s, lm.copy())
         return ref
 
-    def _morph_displacement(self, lm: np.ndarray, target: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    def _morph_displacement(
+        self, target: np.ndarray, reference: np.ndarray, frame: tuple[np.ndarray, np.ndarray, float]
+    ) -> np.ndarray:
         """Per-vertex displacement (468, 2) in frame pixels toward the identity's proportions."""
         target = np.asarray(target, np.float64)
         if self.config.match_openings:
@@ -403,7 +409,7 @@ class MeshSwapper:
             delta[group] = delta[group].mean(axis=0)
         delta = _smooth_on_mesh(delta, self.config.morph_smoothing_iterations)
         delta = delta * _outline_weight()[:, None]  # the forehead's top and the chin's bottom stay the actor's
-        _, rot, scale = frontal_frame(lm)
+        _, rot, scale = frame  # the actor's face's frame now (``frontal_frame``)
         return (scale * delta @ rot.T)[:, :2].astype(np.float32)
 
 
