@@ -26,6 +26,7 @@ export function framesOf(rec) {
 const FORMAT_LABEL = { h264: "H.264", prores: "ProRes", ffv1: "FFV1" };
 const SHOWN = 8;
 const PROXY_POLL_MS = 1500;
+const RETRY_MS = 5000;
 
 function megabytes(bytes) {
   return bytes >= 1e9 ? `${(bytes / 1e9).toFixed(1)} GB` : `${(bytes / 1e6).toFixed(1)} MB`;
@@ -55,14 +56,19 @@ export class RecordingsList {
   async refresh() {
     clearTimeout(this.timer);
     const name = this.streamName();
+    // Only the newest request's answer is shown: refreshes overlap (the stop's reply, its event, the stats), and
+    // an older listing answered late would put back what a newer one replaced, with nothing to look again.
+    const asked = (this.asked = (this.asked || 0) + 1);
     let listing;
     try {
       listing = await getJson(`/api/recordings?stream=${encodeURIComponent(name)}`);
     } catch (err) {
+      if (asked !== this.asked) return;
       this.render(null, err instanceof ApiError ? err.message : String(err));
+      this.timer = setTimeout(() => this.refresh(), RETRY_MS); // the list comes back by itself when the server does
       return;
     }
-    if (name !== this.streamName()) return;
+    if (asked !== this.asked || name !== this.streamName()) return;
     this.render(listing, "");
     // Looked at again while a proxy is being made, or while a stopped recording is still finishing (its files
     // are being closed: no play or download yet) — the stop's event can come before the listing says finished.

@@ -309,7 +309,13 @@ def test_recordings_are_listed_played_and_downloaded_in_the_page(operator: Opera
         # The page prints the server's figure as JavaScript writes numbers (7.0 reads "7"): compared as numbers.
         said = re.search(r"Last recording: not constant-rate \(([\d.]+) fps on average", note.text_content() or "")
         assert said and float(said.group(1)) == rec["average_fps"], (note.text_content(), rec["average_fps"])
-    item.locator(".rec-view[data-view=processed] .rec-play").click()
+    play = item.locator(".rec-view[data-view=processed] .rec-play")
+    try:
+        play.wait_for(timeout=30_000)
+    except Exception as exc:  # say what the list shows instead (a race seen twice under load)
+        shown = page.inner_html(".rec-list") if page.locator(".rec-list").count() else page.content()[-4000:]
+        raise AssertionError(f"no Play button for {rec['id']}: the list shows {shown}") from exc
+    play.click()
     _plays(page)
     operator.shot("recording-playing")
     page.keyboard.press("Escape")
