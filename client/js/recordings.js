@@ -122,7 +122,8 @@ export class RecordingsList {
     row.dataset.view = view;
     row.append(element("span", "rec-view-name", view));
     if (media.missing) {
-      row.append(element("span", "hint warn", `${media.file} is no longer in the folder`));
+      const why = media.empty ? "no frames were recorded: none came from the stream" : `${media.file} is no longer in the folder`;
+      row.append(element("span", "hint warn", why));
       return row;
     }
     const playable = media.plays ? media.url : media.proxy_url;

@@ -201,8 +201,9 @@ def with_media(app: web.Application, recording: Mapping[str, Any]) -> dict[str, 
     media: dict[str, Any] = {}
     for view, name in (out.get("files") or {}).items():
         path = folder / str(name)
-        if not path.is_file():
-            media[view] = {"file": name, "missing": True}
+        if not path.is_file():  # deleted since, or never written: no frame came while it recorded
+            empty = not (out.get("frames_written") or {}).get(view)
+            media[view] = {"file": name, "missing": True, "empty": empty}
             continue
         link = tickets.link(f"/api/recordings/{out['id']}/files/{view}")
         entry: dict[str, Any] = {"file": name, "bytes": path.stat().st_size, "plays": plays}

@@ -254,12 +254,22 @@ def test_an_unknown_identity_or_swap_model_is_refused_by_its_control(operator: O
     page.wait_for_selector(".field-error[data-field=swap_model]", state="hidden")
 
 
+RECORDED_AT_LEAST = 10
+"""Frames a recording made from the page holds before it is stopped (its duration is then at least ``seconds``)."""
+
+
 def _record(operator: Operator, seconds: float) -> dict[str, Any]:
     """Record with the page's Record and Stop buttons; the stream's last recording as the API gives it."""
     page = operator.page
     page.click("#rec-start")
     page.wait_for_selector("#rec-stop:not([hidden])")
     page.wait_for_timeout(int(seconds * 1000))
+
+    def recorded() -> bool:  # some frames in the file: on a starved machine the stream can pause for seconds
+        status, body = operator.api(f"/api/streams/{STREAM}/recording")
+        return status == 200 and int(body.get("frames_recorded", 0)) >= RECORDED_AT_LEAST
+
+    _wait_until(recorded, 60, f"{RECORDED_AT_LEAST} frames recorded")
     page.click("#rec-stop")
     page.wait_for_selector("#rec-start:not([hidden])")
 
