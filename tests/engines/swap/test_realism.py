@@ -95,6 +95,17 @@ def test_a_black_and_white_photo_takes_the_actors_colour(models_dir: Path, store
     assert float(cv2.absdiff(regions.crop(image), regions.crop(result.image))[skin].mean()) > 3.0
 
 
+def _per_region(proc: FaceProcessor, clip: Path, identity: str, frames: int = 12) -> np.ndarray:
+    """The artifact measure's statistics, (frames, regions, stats), of ``identity`` swapped onto ``clip``'s first
+    ``frames`` frames (each has a face)."""
+    meter = ArtifactMeter()
+    for image, t in clip_frames(clip, frames):
+        result = proc.process(image, t, ProcessSettings(identity=identity))
+        assert result.faces, f"{clip.name} has a face in every frame"
+        meter.add(image, result.image, result.faces[0].landmarks)
+    return np.stack(meter.per_region)
+
+
 def test_a_black_and_white_photos_brows_take_the_actors_skin_colour_not_his_brows(
     models_dir: Path, store: IdentityStore, clips: Path
 ) -> None:
@@ -138,13 +149,9 @@ def test_a_shorter_chin_does_not_pull_the_actors_under_jaw_into_the_face(
     between: a dark, greyish goatee in every frame, the chin region's median 9 L* darker than the input's and
     the frame's worst region (benchmarks/artifacts.py; Obama_speaking x roop_source, BENCHMARKS.md issue 21).
     The bottom outline now stays the actor's jaw line: the chin is the identity's skin down to it."""
-    proc = _processor(models_dir, store)
-    meter = ArtifactMeter()
-    for image, t in clip_frames(clips / "Obama_speaking.mp4", 12):
-        result = proc.process(image, t, ProcessSettings(identity="roop"))
-        assert result.faces, "Obama_speaking.mp4 has a face in every frame"
-        meter.add(image, result.image, result.faces[0].landmarks)
-    chin = np.stack(meter.per_region)[:, REGIONS.index("chin")]  # (frames, stats)
+    chin = _per_region(_processor(models_dir, store), clips / "Obama_speaking.mp4", "roop")[
+        :, REGIONS.index("chin")
+    ]  # (frames, stats)
     median_l = float(np.median(chin[:, STATS.index("median")]))
     assert median_l < 3.0, median_l  # 9.3 before
     assert float(np.median(chin.max(axis=1))) < 7.5, chin  # within Obama_speaking's bound (8); 9.3 before
@@ -157,12 +164,6 @@ def test_the_photos_nose_shadows_give_way_to_the_actors(models_dir: Path, store:
     from the input's (a grey copy of s1 here: the case of a black-and-white photo, whose lightness is all it gives),
     beyond d10's bound of 10 (BENCHMARKS.md, issue 21). The face now takes the actor's relative brightness there in
     part (``engines.compose.relief``): 7-8."""
-    proc = _processor(models_dir, store)
-    meter = ArtifactMeter()
-    for image, t in clip_frames(clips / "d10.mp4", 12):
-        result = proc.process(image, t, ProcessSettings(identity="grey"))
-        assert result.faces, "d10.mp4 has a face in every frame"
-        meter.add(image, result.image, result.faces[0].landmarks)
-    per_region = np.stack(meter.per_region)  # (frames, regions, stats)
+    per_region = _per_region(_processor(models_dir, store), clips / "d10.mp4", "grey")
     nose = np.nanmax(per_region[:, [REGIONS.index("nose"), REGIONS.index("under nose")]], axis=(1, 2))
     assert float(np.median(nose)) < 10.0, nose  # 15.2 before (under the nose's darkest tenth)
