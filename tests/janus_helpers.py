@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import secrets
 import shutil
@@ -19,6 +20,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +92,8 @@ class JanusProcess:
     http_port: int = field(default_factory=free_port)
     admin_key: str = field(default_factory=lambda: secrets.token_hex(12))
     rtp_base: int = field(default_factory=lambda: random.randrange(20000, 59000, 200))
+    name: str = field(default_factory=lambda: f"stageswap-test-{secrets.token_hex(4)}")
+    """Janus's ``server_name``: /info answering it is this Janus, started and serving, not another listener."""
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -118,7 +122,7 @@ class JanusProcess:
   debug_level = 4
   debug_colors = false
   session_timeout = 60
-  server_name = "stageswap-test"
+  server_name = "{self.name}"
 }}
 media: {{ rtp_port_range = "{ice}" }}
 nat: {{ ice_ignore_list = "vmnet" }}
@@ -151,11 +155,21 @@ cors: {{}}
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"janus exited at start:\n{self.log_path.read_text(errors='replace')[-3000:]}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.http_port), timeout=0.2):
+            if self._serving():
                 return
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"janus did not listen within {START_TIMEOUT_S} s:\n{self.log_path.read_text()[-3000:]}")
+        raise RuntimeError(f"janus did not serve within {START_TIMEOUT_S} s:\n{self.log_path.read_text()[-3000:]}")
+
+    def _serving(self) -> bool:
+        """Its HTTP API answers /info with its own name. A listening port alone was not enough: a CI run's
+        first request after that (the wrong-admin-key test, which has no retry) got "Server disconnected"."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/info", timeout=0.5) as answer:
+                info = json.load(answer)
+        except (OSError, ValueError):
+            return False
+        return isinstance(info, dict) and info.get("server-name") == self.name
 
     def kill(self) -> None:
         """SIGKILL, as a crash: no goodbye to anyone."""

@@ -593,14 +593,15 @@ def test_a_recorder_that_falls_behind_is_an_alarm_in_stats_and_metrics_then_an_e
     async def scenario() -> dict[str, Any]:
         inputs = (InputSpec.parse(f"cam1={stamped_clip}"),)
         out: dict[str, Any] = {}
-        # Frames at 10 a second: once the disk is fast again the two views' encoders must outrun them, which on
-        # a busy machine (the suite's other workers, load 10-17 on 2 cores) they did not at the clip's 30.
+        # Frames at 4 a second: once the disk is fast again the two views' encoders must outrun them, which on
+        # a busy machine (the suite's other workers, load 10-17 on 2 cores) they did not at the clip's 30, and
+        # in a CI run not at 10 either (each view's encoder wrote ~6.5 frames a second there).
         async with (
-            server(tmp_path, inputs=inputs, queue_seconds=0.2, max_process_fps=10.0) as (base, _app),
+            server(tmp_path, inputs=inputs, queue_seconds=0.2, max_process_fps=4.0) as (base, _app),
             aiohttp.ClientSession() as http,
         ):
             await wait_frames(http, base, "cam1", 10)
-            faults.stall_s = 0.3  # each write takes 0.3 s: the 6-frame queue fills within two seconds
+            faults.stall_s = 0.6  # each write takes 0.6 s: the 6-frame queue fills within three seconds
             async with http.post(f"{base}/api/streams/cam1/recording", json={"view": "both"}) as r:
                 assert r.status == 201, await r.text()
 
@@ -635,7 +636,7 @@ def test_a_recorder_that_falls_behind_is_an_alarm_in_stats_and_metrics_then_an_e
     m = out["failed_metrics"]
     assert m['stageswap_recording_active{stream="cam1"}'] == 0
     assert m['stageswap_recording_frames_dropped_total{stream="cam1"}'] == failed["frames_dropped"]
-    assert out["stream"]["output_fps"] > 5, "the live path went on (at the 10 fps cap)"
+    assert out["stream"]["output_fps"] > 2, "the live path went on (at the 4 fps cap)"
 
 
 # -- recordings one click away: files behind the token or a ticket, proxies, the rate warning -----------------
