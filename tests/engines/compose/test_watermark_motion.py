@@ -125,3 +125,22 @@ def test_tile_cells_is_checked() -> None:
         WatermarkConfig(motion=True, tile_cells=4)
     with pytest.raises(ValueError, match="at least one region"):
         PictureMotion(rows=0)
+
+
+def test_offsets_are_rounded_added_and_small_ones_dropped(s18: list[np.ndarray]) -> None:
+    """The masked marks add their float offset rounded half to even (as ``np.rint``), saturating at 0 and 255, on the
+    carrier's channels; the moving mark drops what is under one level (isolated +-1 specks). Checked against numpy on
+    a real frame with its darkest and brightest pixels pushed to the ends, with offsets around the rounding edges."""
+    frame = s18[0].copy()
+    frame[:8], frame[-8:] = 0, 255
+    rng = np.random.default_rng(7)
+    offset = rng.choice(np.float32([-2.5, -1.5, -1.0, -0.9999, -0.5, 0.5, 0.9999, 1.0, 1.5, 2.5, 6.4]), frame.shape[:2])
+    offset = offset + rng.normal(0.0, 0.01, frame.shape[:2]).astype(np.float32) * (rng.random(frame.shape[:2]) < 0.5)
+    for config, min_level in ((MOVING, 1.0), (CHROMA_MASKED, 0.0), (WatermarkConfig(masked=True), 0.0)):
+        levels = np.rint(offset)
+        levels[np.abs(offset) < min_level] = 0.0
+        channels = [0] if config.carrier == "chroma" else [0, 1, 2]
+        expected = frame.astype(np.int16)
+        expected[..., channels] += levels.astype(np.int16)[..., None]
+        got = Watermarker(config)._add_rounded(frame, offset, min_level)
+        assert np.array_equal(got, np.clip(expected, 0, 255).astype(np.uint8)), (config.carrier, min_level)
