@@ -92,6 +92,8 @@ STEPS = {
     "relight_face": ("engines.light.relight", "relight_face"),
     "colour gains": ("engines.compose.blend", "colour_gains"),
     "seam field": ("engines.compose.seam", "seam_field"),
+    "relief field": ("engines.compose.relief", "relief_field"),
+    "glasses": ("engines.face.glasses", "GlassesFinder.update"),
     "seam applied": ("engines.compose.seam", "apply_field"),
     "composite": ("engines.compose.blend", "composite"),
     "paste (fused)": ("engines.fused", "paste_face"),

@@ -8,7 +8,10 @@ table lookup, a masked copy. Here each chain of them is one pass, every intermed
 - ``paste_face``: the seam's gains upsampled and applied (``engines.compose.seam.apply_field``), the face scaled
   up to the window (``FaceGeometry.to_window``) and blended into the frame (``engines.compose.blend.composite``);
 - ``relight_masked``: the shading field upsampled from its grid, multiplied into the face's linear light and
-  encoded to sRGB where the face's mask is set (``engines.light.relight.relight_face``'s binary-mask path).
+  encoded to sRGB where the face's mask is set (``engines.light.relight.relight_face``'s binary-mask path);
+- ``seam_weights``/``seam_gains`` and ``relief_weights``/``relief_gains``: the seam's and the relief's gain fields'
+  per-pixel arithmetic at geometry resolution, around OpenCV's resizes and blurs (``engines.compose.seam``,
+  ``engines.compose.relief``).
 
 The numpy/cv2 functions stay the reference (``NumpyOps(fused=False)``; the torch twins follow them): the kernels
 sample bilinearly with OpenCV's pixel-centre convention in float, where OpenCV rounds each pass to uint8 and
@@ -480,6 +483,120 @@ def seam_gains(
     return out
 
 
+@njit(cache=True, fastmath=False, nogil=True)
+def relief_weights(
+    face: np.ndarray,
+    actor: np.ndarray,
+    labels: np.ndarray,
+    zone: np.ndarray,
+    skin_label: int,
+    to_linear: np.ndarray,
+    luma: np.ndarray,
+    skin_range: float,
+) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover
+    """``engines.compose.relief.relief_field``'s samples, one call: ``face`` and ``actor`` (h, w, 3) uint8 BGR at
+    geometry resolution to linear light and luminance (``luma``: BGR weights), the reference skin around the zones
+    (``labels == skin_label``, ``zone`` under 0.05, within ``skin_range`` of each side's median skin luminance) and
+    the blurs' inputs. Returns (how many reference pixels, the face's linear light, the actor's, the two
+    luminances (h, w), the face's linear light times the reference's weight with the weight as a fourth channel
+    (h, w, 4), the actor's linear light times the weight (h, w, 3)), float32."""
+    h, w = labels.shape
+    face_lin = np.empty((h, w, 3), np.float32)
+    actor_lin = np.empty((h, w, 3), np.float32)
+    face_l = np.empty((h, w), np.float32)
+    actor_l = np.empty((h, w), np.float32)
+    skin = np.empty((h, w), np.bool_)
+    for i in range(h):
+        for j in range(w):
+            sf = np.float32(0.0)
+            sa = np.float32(0.0)
+            for c in range(3):
+                f = to_linear[face[i, j, c]]
+                a = to_linear[actor[i, j, c]]
+                face_lin[i, j, c] = f
+                actor_lin[i, j, c] = a
+                sf += f * luma[c]
+                sa += a * luma[c]
+            face_l[i, j] = sf
+            actor_l[i, j] = sa
+            skin[i, j] = labels[i, j] == skin_label
+    face_lo, face_hi = _near_median(face_l, skin, skin_range)
+    actor_lo, actor_hi = _near_median(actor_l, skin, skin_range)
+    face_w = np.zeros((h, w, 4), np.float32)
+    actor_w = np.zeros((h, w, 3), np.float32)
+    count = 0
+    edge = np.float32(0.05)
+    for i in range(h):
+        for j in range(w):
+            if not skin[i, j] or not zone[i, j] < edge:
+                continue
+            lf, la = face_l[i, j], actor_l[i, j]
+            if face_lo < lf < face_hi and actor_lo < la < actor_hi:
+                count += 1
+                for c in range(3):
+                    face_w[i, j, c] = face_lin[i, j, c]
+                    actor_w[i, j, c] = actor_lin[i, j, c]
+                face_w[i, j, 3] = 1.0
+    return count, face_lin, actor_lin, face_l, actor_l, face_w, actor_w
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def relief_gains(
+    face_around: np.ndarray,
+    actor_around: np.ndarray,
+    face_lin: np.ndarray,
+    actor_lin: np.ndarray,
+    face_l: np.ndarray,
+    actor_l: np.ndarray,
+    zones: np.ndarray,
+    luma: np.ndarray,
+    known: tuple[float, float],
+    max_ratio: float,
+    shares: tuple[float, float],
+) -> np.ndarray:  # pragma: no cover - compiled
+    """``relief_field``'s gains from its blurs, one pass (h, w, 3) float32: each image's level around (the blurred
+    linear light over the blurred weight, ``face_around``'s fourth channel), the actor's relative brightness over
+    the face's (within ``max_ratio``) taken by the zone's weight (``zones`` (h, w, 2): the brightness's and the
+    colour's) times how well the level around is known (``known``: from, ramp), a brightening by ``shares[0]``
+    (lift), a darkening by ``shares[1]`` (deepen), each channel's departure from the brightness by the colour's
+    weight. The same float32 expressions as numpy's passes (``luma``: BGR weights of the luminance)."""
+    h, w = face_l.shape
+    out = np.empty((h, w, 3), np.float32)
+    zero, one, floor = np.float32(0.0), np.float32(1.0), np.float32(1e-4)
+    lo, hi = np.float32(1.0 / max_ratio), np.float32(max_ratio)
+    known_from, known_ramp = np.float32(known[0]), np.float32(known[1])
+    lift, deepen = np.float32(shares[0]), np.float32(shares[1])
+    face_level = np.empty(3, np.float32)
+    actor_level = np.empty(3, np.float32)
+    for i in range(h):
+        for j in range(w):
+            reach_zone, colour_zone = zones[i, j, 0], zones[i, j, 1]
+            if reach_zone == zero and colour_zone == zero:  # exp(0): exactly numpy's 1
+                out[i, j, 0], out[i, j, 1], out[i, j, 2] = one, one, one
+                continue
+            weight = max(face_around[i, j, 3], floor)
+            face_sum = np.float32(0.0)
+            actor_sum = np.float32(0.0)
+            for c in range(3):
+                face_level[c] = face_around[i, j, c] / weight
+                actor_level[c] = actor_around[i, j, c] / weight
+                face_sum += face_level[c] * luma[c]
+                actor_sum += actor_level[c] * luma[c]
+            sure = min(max((face_around[i, j, 3] - known_from) / known_ramp, zero), one)
+            face_rel = face_l[i, j] / max(face_sum, floor)
+            luma_ratio = (actor_l[i, j] / max(actor_sum, floor)) / max(face_rel, floor)
+            log_luma = np.log(min(max(luma_ratio, lo), hi))
+            share = lift if log_luma > zero else deepen
+            reach, colour_reach = reach_zone * sure, colour_zone * sure
+            for c in range(3):
+                actor_rel = actor_lin[i, j, c] / max(actor_level[c], floor)
+                face_rel_c = face_lin[i, j, c] / max(face_level[c], floor)
+                ratio = min(max(actor_rel / max(face_rel_c, floor), lo), hi)
+                log_gain = reach * share * log_luma + colour_reach * (np.log(ratio) - log_luma)
+                out[i, j, c] = np.exp(log_gain)
+    return out
+
+
 def warm_up() -> float:
     """Compile every kernel for the argument types the stages pass (or load them from the disk cache), on a few
     pixels; returns the seconds it took. ``make setup`` runs it once, so neither the suite nor a server's first
@@ -508,4 +625,9 @@ def warm_up() -> float:
     luma.setflags(write=False)  # read-only, as ``engines.compose.seam``'s
     _, weight, face_w, actor_w = seam_weights(face, face, labels, 0, to_linear, luma, 1.6)
     seam_gains(weight, face_w, actor_w, weight, weight, labels, 1.0, 0.1, 2.0)
+    zones = np.zeros((4, 4, 2), np.float32)
+    count, face_lin, actor_lin, face_l, actor_l, face_w4, actor_w3 = relief_weights(
+        face, face, labels, zones[..., 0].copy(), 0, to_linear, luma, 1.8
+    )
+    relief_gains(face_w4, actor_w3, face_lin, actor_lin, face_l, actor_l, zones, luma, (0.002, 0.01), 4.0, (0.6, 0.0))
     return time.perf_counter() - start

@@ -55,6 +55,7 @@ from engines.swap.texture import texture_canonical_x, texture_canonical_y, textu
 _U8_TO_LINEAR = srgb_to_linear(np.arange(256) / 255.0).astype(np.float32)
 _U8_TO_LINEAR.setflags(write=False)
 _LUMA_BGR = np.array([0.0722, 0.7152, 0.2126], np.float32)
+_LUMA_BGR.setflags(write=False)  # read-only, as the compiled kernels were compiled for (``engines.fused.warm_up``)
 
 
 @dataclass(frozen=True)
@@ -130,23 +131,42 @@ def zone_maps(size: int = ZONE_TEXELS) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return out[0], out[1], out[2]
 
 
+@functools.lru_cache(maxsize=8)
+def _zone_texture(config: ReliefConfig) -> np.ndarray:
+    """(``ZONE_TEXELS``, ``ZONE_TEXELS``, 2) float32: ``zone_weight``'s two weights in texture space, made once per
+    configuration (per face, the stack of two 256 x 256 maps cost ~0.3 ms). Read-only."""
+    under, nose, folds = zone_maps()
+    brightness = np.maximum(under, np.maximum(config.nose * nose, config.folds * folds)) * config.strength
+    out = np.dstack([brightness, under * (config.strength * config.colour)])
+    out.setflags(write=False)
+    return out
+
+
 def zone_weight(geometry: FaceGeometry, config: ReliefConfig) -> np.ndarray:
     """(hs, ws, 2) float32 0..1 at geometry resolution: how much of the actor's relative brightness, and of its
     relative colour (under the nose only), each pixel takes."""
-    under, nose, folds = zone_maps()
-    brightness = np.maximum(under, np.maximum(config.nose * nose, config.folds * folds)) * config.strength
-    tex = np.dstack([brightness, under * (config.strength * config.colour)])
     uv = geometry.uv_small * np.float32(ZONE_TEXELS) - np.float32(0.5)
-    weight: np.ndarray = cv2.remap(tex, uv, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    return weight * (geometry.labels_small >= 0)[..., None]
+    weight = cv2.remap(_zone_texture(config), uv, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    # Zero where no triangle: OpenCV's masked copy into a zeroed array (numpy's broadcast multiply by a bool mask
+    # cost ten times as much; the same numbers, the weights being finite and non-negative).
+    out: np.ndarray = cv2.copyTo(weight, (geometry.labels_small >= 0).view(np.uint8))
+    return out
 
 
 def relief_field(
-    face_small: np.ndarray, actor_small: np.ndarray, geometry: FaceGeometry, config: ReliefConfig | None = None
+    face_small: np.ndarray,
+    actor_small: np.ndarray,
+    geometry: FaceGeometry,
+    config: ReliefConfig | None = None,
+    fused: bool = False,
 ) -> np.ndarray | None:
     """(hs, ws, 3) float32 linear-light gains at geometry resolution (1 outside the zones), or None when off or too
     little skin shows around the zones. ``face_small``: the face as it will be pasted, ``actor_small`` what it is
-    matched to (the actor, or the actor relit to the same target light), both uint8 BGR at geometry resolution."""
+    matched to (the actor, or the actor relit to the same target light), both uint8 BGR at geometry resolution.
+
+    ``fused``: the per-pixel arithmetic around OpenCV's resizes and blurs in two compiled loops
+    (``engines.fused.relief_weights``, ``relief_gains``: ~40 numpy passes over the raster were ~1.5-2.5 ms of a
+    face at a close-up); the same float32 expressions, within 1e-5 (the logarithm's and exponential's last bits)."""
     cfg = config or ReliefConfig()
     if cfg.strength <= 0.0:
         return None
@@ -156,15 +176,8 @@ def relief_field(
         return None
     labels = geometry.labels_small
     skin = labels == SKIN
-    face_lin, actor_lin = _U8_TO_LINEAR[face_small], _U8_TO_LINEAR[actor_small]
-    face_l, actor_l = face_lin @ _LUMA_BGR, actor_lin @ _LUMA_BGR
-    ref = skin & (zone < 0.05)
-    ref &= _near_median(face_l, skin, cfg.skin_range) & _near_median(actor_l, skin, cfg.skin_range)
-    if int(ref.sum()) < 30:
-        return None
     unit = geometry.face_scale_px * labels.shape[1] / geometry.window.width  # eye-corner distance in these pixels
     # The levels around are smooth: blurred at a quarter of the pixels (four channels a pass) and scaled back.
-    w = ref.astype(np.float32)[..., None]
     hs, ws = labels.shape
     quarter = (max(2, ws // 2), max(2, hs // 2))
     sigma = max(cfg.around * unit * quarter[0] / ws, 0.5)
@@ -174,6 +187,43 @@ def relief_field(
         blurred = cv2.GaussianBlur(small, (0, 0), sigma)
         return cv2.resize(blurred, (ws, hs), interpolation=cv2.INTER_LINEAR).reshape(hs, ws, -1)
 
+    if fused:
+        if int(np.count_nonzero(skin)) < 30:  # the reference skin is some of it: too little either way
+            return None
+        from engines import fused as kernels  # numba's import on the first face, not at start-up
+
+        count, face_lin, actor_lin, face_l, actor_l, face_w, actor_w = kernels.relief_weights(
+            np.ascontiguousarray(face_small),
+            np.ascontiguousarray(actor_small),
+            np.ascontiguousarray(labels),
+            np.ascontiguousarray(zone),
+            SKIN,
+            _U8_TO_LINEAR,
+            _LUMA_BGR,
+            cfg.skin_range,
+        )
+        if count < 30:
+            return None
+        return kernels.relief_gains(
+            around(face_w),
+            around(actor_w),
+            face_lin,
+            actor_lin,
+            face_l,
+            actor_l,
+            zones,
+            _LUMA_BGR,
+            (KNOWN_FROM, KNOWN_RAMP),
+            cfg.max_ratio,
+            (cfg.lift, cfg.deepen),
+        )
+    face_lin, actor_lin = _U8_TO_LINEAR[face_small], _U8_TO_LINEAR[actor_small]
+    face_l, actor_l = face_lin @ _LUMA_BGR, actor_lin @ _LUMA_BGR
+    ref = skin & (zone < 0.05)
+    ref &= _near_median(face_l, skin, cfg.skin_range) & _near_median(actor_l, skin, cfg.skin_range)
+    if int(ref.sum()) < 30:
+        return None
+    w = ref.astype(np.float32)[..., None]
     face_around = around(np.concatenate([face_lin * w, w], axis=2))
     weight = face_around[..., 3]
     face_around = face_around[..., :3] / np.maximum(weight, 1e-4)[..., None]

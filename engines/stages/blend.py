@@ -134,7 +134,8 @@ class BlendStage:
     def _relief_field(self, face: FaceContext, face_bgr: Pixels, face_small: Pixels | None) -> np.ndarray | None:
         """The gains that give the face the actor's relative brightness under the nose and on it
         (``engines.compose.relief``: the actor's nostrils and nose shadows, not the photo's; None: nothing to
-        change), measured at geometry resolution on the host against the colour match's reference."""
+        change), measured at geometry resolution on the host against the colour match's reference (in compiled
+        loops on the numpy backend with ``fused``)."""
         geometry = face.geometry
         assert geometry is not None and face.actor_small is not None
         if self.config.relief.strength <= 0.0:
@@ -143,7 +144,10 @@ class BlendStage:
         if face_small is None:
             hs, ws = geometry.small_size
             face_small = self.ops.shrink(face_bgr, (ws, hs))
-        return relief_field(self.ops.to_host(face_small), self.ops.to_host(reference), geometry, self.config.relief)
+        fused = isinstance(self.ops, NumpyOps) and self.ops.fused  # the compiled loops: numpy's backend's choice
+        return relief_field(
+            self.ops.to_host(face_small), self.ops.to_host(reference), geometry, self.config.relief, fused
+        )
 
     def _match_colour(self, face: FaceContext, face_bgr: Pixels) -> tuple[Pixels, Pixels]:
         """After a relight the gains already went into the light (``RelightStage``): the residual measured now
