@@ -75,18 +75,20 @@ def test_a_publisher_that_vanishes_is_closed_and_its_viewer_keeps_waiting(tmp_pa
                     child.send_signal(signal.SIGKILL)  # gone: nothing more is sent, not even a goodbye
                     killed_s = time.monotonic()
                     while True:
-                        event = json.loads((await ws.receive(timeout=15)).data)
+                        event = json.loads((await ws.receive(timeout=30)).data)
                         if event["type"] == "publisher_left":
                             break
                     closed_after_s = time.monotonic() - killed_s
-                assert "no video for 2 s" in event["reason"] and 1.5 < closed_after_s < 6, (event, closed_after_s)
+                # Closed by the ingest timeout (2 s), not by ICE consent (~30 s): the upper bound leaves a loaded
+                # machine's event loop 10 s of slack.
+                assert "no video for 2 s" in event["reason"] and 1.5 < closed_after_s < 12, (event, closed_after_s)
                 assert stream.publisher is None and srv.service.peers is not None
                 assert [s.kind for s in srv.service.peers.sessions()] == ["whep"]  # the viewer waits for a camera
                 # A camera that comes back on the same name resumes the waiting viewer.
                 track = ClipTrack(clips / "d10.mp4", size=(256, 256))
                 pub = await publish(http, srv.url, "cam", track)
                 n = len(watcher.times)
-                assert await wait_for(lambda: len(watcher.times) > n + 10, 20)
+                assert await wait_for(lambda: len(watcher.times) > n + 10, 40)
                 await watcher.close()
                 await pub.pc.close()
                 track.stop()
@@ -123,16 +125,17 @@ def test_a_viewer_that_vanishes_is_closed_by_its_missing_receiver_reports(
                 await asyncio.sleep(2.0)  # receiver reports flowing
                 child.send_signal(signal.SIGKILL)
                 killed_s = time.monotonic()
-                assert await wait_for(lambda: len(stream.viewers) == 1, 15)
+                assert await wait_for(lambda: len(stream.viewers) == 1, 25)
                 gone_after_s = time.monotonic() - killed_s
                 # The last report came up to 1.5 s before the kill (aiortc sends one every 0.5-1.5 s) and the
-                # watchdog polls every 0.75 s: closed 1.5-4 s after the kill; ICE consent alone takes about 30 s.
-                assert 1.0 < gone_after_s < 7.0, gone_after_s
+                # watchdog polls every 0.75 s: closed 1.5-4 s after the kill on a quiet machine; ICE consent alone
+                # takes about 30 s (the bound leaves a loaded machine's event loop 10 s of slack).
+                assert 1.0 < gone_after_s < 15.0, gone_after_s
                 closed = [r.getMessage() for r in caplog.records if "closed:" in r.getMessage()]
                 assert any("no receiver report for 3 s" in m for m in closed), closed  # by the watchdog
                 assert stream.fanout.viewers()["processed"] == 1
                 n = len(stay.times)
-                assert await wait_for(lambda: len(stay.times) > n + 20, 10)  # the other viewer never noticed
+                assert await wait_for(lambda: len(stay.times) > n + 20, 30)  # the other viewer never noticed
                 assert len(stream.viewers) == 1  # and is not closed by the watchdog: its reports keep coming
             finally:
                 _stop(child)
@@ -167,15 +170,21 @@ def test_an_encoder_error_is_counted_and_viewers_recover(tmp_path: Path, clips: 
         async with live_server(config, lambda: engine) as srv, aiohttp.ClientSession() as http:
             watcher = await view(http, srv.url, "cam", keep_every=1)
             source = await view(http, srv.url, "cam", "source")
-            assert await wait_for(lambda: len(watcher.times) > 10 and len(source.times) > 10, 20)
-            engine.broken_until_s = time.monotonic() + 1.5
-            await asyncio.sleep(1.5)
+            assert await wait_for(lambda: len(watcher.times) > 10 and len(source.times) > 10, 40)
             stream = srv.service.streams.get("cam")
-            encoders = {e["view"]: e for e in stream.fanout.encoder_stats()}
-            assert encoders["processed"]["errors"] > 5 and encoders["source"]["errors"] == 0
+
+            def encoders() -> dict[str, dict[str, Any]]:
+                return {e["view"]: e for e in stream.fanout.encoder_stats()}
+
+            # Broken until the processed view's encoder refused more than 5 frames (1.5 s... or longer on a
+            # starved machine, where a fixed 1.5 s once held fewer frames).
+            engine.broken_until_s = time.monotonic() + 60
+            assert await wait_for(lambda: encoders()["processed"]["errors"] > 5, 60), encoders()
+            engine.broken_until_s = 0.0
+            assert encoders()["source"]["errors"] == 0
             n, m = len(watcher.times), len(source.times)
-            assert await wait_for(lambda: len(watcher.times) > n + 20, 15)  # a fresh encoder took over
-            assert await wait_for(lambda: len(source.times) > m + 20, 15)  # the other view never stopped
+            assert await wait_for(lambda: len(watcher.times) > n + 20, 40)  # a fresh encoder took over
+            assert await wait_for(lambda: len(source.times) > m + 20, 40)  # the other view never stopped
             assert watcher.frames[-1].shape == (512, 512, 3)
             async with http.get(f"{srv.url}/api/streams/cam") as r:
                 assert r.status == 200 and (await r.json())["stats"]["encoders"]
@@ -209,15 +218,18 @@ def test_an_engine_that_raises_passes_frames_through_and_the_stream_goes_on(tmp_
     async def scenario() -> None:
         async with live_server(config, lambda: engine) as srv, aiohttp.ClientSession() as http:
             watcher = await view(http, srv.url, "cam")
-            assert await wait_for(lambda: engine.calls > 60 and len(watcher.times) > 30, 20)
+            assert await wait_for(lambda: engine.calls > 60 and len(watcher.times) > 30, 60)
             await asyncio.sleep(2.0)
             async with http.get(f"{srv.url}/api/streams/cam") as r:
                 stats = (await r.json())["stats"]
             assert stats["frames_failed"] >= 0.6 * stats["frames_processed"] > 30, stats
-            assert stats["output_fps"] >= 0.8 * stats["input_fps"] > 10, stats  # every frame still goes out
+            # Every frame still goes out, the failed two in three too: out at the rate frames came in. Both rates
+            # are the same window's (2 s); 0.5, not 1, for a starved worker's latest-wins drops, which are not
+            # this test's (a stream that dropped the failed frames would send a third).
+            assert stats["output_fps"] >= 0.5 * stats["input_fps"] > 2, stats
             assert srv.service.streams.get("cam").worker.alive
             n = len(watcher.times)
-            assert await wait_for(lambda: len(watcher.times) > n + 20, 10)
+            assert await wait_for(lambda: len(watcher.times) > n + 20, 30)
             await watcher.close()
 
     asyncio.run(scenario())
@@ -251,13 +263,13 @@ def test_a_model_file_deleted_while_running(
             track2 = ClipTrack(clips / "d10.mp4", size=(320, 320))
             pub2 = await publish(http, srv.url, "cam2", track2)
             watcher2 = await view(http, srv.url, "cam2")
-            assert await wait_for(lambda: len(watcher2.times) > 10, 30)  # frames flow, unprocessed
+            assert await wait_for(lambda: len(watcher2.times) > 10, 60)  # frames flow, unprocessed
             async with http.get(f"{srv.url}/api/streams/cam2") as r:
                 stats = (await r.json())["stats"]
             assert stats["runtime"] == "passthrough" and "yunet" in stats["processor_error"], stats
             assert "stageswap models fetch" in stats["processor_error"] or "not found" in stats["processor_error"]
             n = len(watcher.times)
-            assert await wait_for(lambda: len(watcher.times) > n + 10, 10)
+            assert await wait_for(lambda: len(watcher.times) > n + 10, 30)
             for v in (watcher, watcher2):
                 await v.close()
             for p in (pub, pub2):
@@ -293,19 +305,25 @@ def test_sigterm_finalises_recordings_closes_peers_and_exits_0(tmp_path: Path, c
         assert "open http" in line, line + (proc.stderr.read() if proc.poll() is not None else "")  # type: ignore[union-attr]
         async with aiohttp.ClientSession() as http:
             watcher = await view(http, base, "cam")
-            assert await wait_for(lambda: len(watcher.times) > 10, 20)
+            assert await wait_for(lambda: len(watcher.times) > 10, 40)
             async with http.post(f"{base}/api/streams/cam/recording", json={"codec": "h264"}) as r:
                 assert r.status == 201, await r.text()
                 started = await r.json()
             async with http.ws_connect(f"{base}/ws") as ws:
-                await asyncio.sleep(2.0)
+                # Over 30 frames in the file (checked at the end): 2 s on a quiet machine, longer on a starved one.
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    async with http.get(f"{base}/api/streams/cam/recording") as r:
+                        if (await r.json())["frames_written"].get("processed", 0) > 40:
+                            break
+                    await asyncio.sleep(0.2)
                 proc.send_signal(signal.SIGTERM)
                 t0 = time.monotonic()
                 while (msg := await ws.receive(timeout=20)).type == aiohttp.WSMsgType.TEXT:
                     pass
                 assert ws.close_code == 1001, (msg, ws.close_code)  # "going away"
-            assert await wait_for(lambda: watcher.pc.connectionState in ("closed", "failed"), 10)
-            assert time.monotonic() - t0 < 10  # the peer was told, not left to time out
+            assert await wait_for(lambda: watcher.pc.connectionState in ("closed", "failed"), 25)
+            assert time.monotonic() - t0 < 20  # the peer was told, not left to time out (ICE consent: ~30 s)
             await watcher.close()
             rc = await asyncio.to_thread(proc.wait, 30)
             assert rc == 0, proc.stderr.read()  # type: ignore[union-attr]

@@ -168,8 +168,14 @@ def test_whip_recording_holds_exactly_the_processed_frames(tmp_path: Path, stamp
     seen: list[int | None] = []
 
     async def scenario() -> dict:
-        # Normal priority for the encoder here: this test is about which frames are recorded, not CPU shares.
-        async with server(tmp_path, seen, encoder_nice=0) as (base, _app), aiohttp.ClientSession() as http:
+        # Normal priority for the encoder here: this test is about which frames are recorded, not CPU shares. The
+        # worker takes 12 frames a second: each view's H.264 encoder must keep up with it or drop (a CI run's
+        # encoders wrote ~6.5 frames a second with the suite's other workers beside them, the clip's 30 would fill
+        # the 2 s queue in ~3 s).
+        async with (
+            server(tmp_path, seen, encoder_nice=0, max_process_fps=12.0) as (base, _app),
+            aiohttp.ClientSession() as http,
+        ):
             pc = await whip_publish(http, base, "cam1", stamped_clip)
             try:
                 await wait_frames(http, base, "cam1", 15)
@@ -179,10 +185,9 @@ def test_whip_recording_holds_exactly_the_processed_frames(tmp_path: Path, stamp
                     assert r.headers["Location"] == f"/api/recordings/{started['id']}"
                 async with http.get(f"{base}/api/streams/cam1/recording") as r:
                     assert r.status == 200 and (await r.json())["state"] == "recording"
-                # At least 3 s, and on a busy machine until the worker has processed 65 more frames (at most 60 s).
+                # Until the worker has processed 40 more frames (~3.3 s at its 12 a second; at most 60 s).
                 seen_at_start, deadline = len(seen), time.monotonic() + 60
-                await asyncio.sleep(3.0)
-                while len(seen) - seen_at_start < 65 and time.monotonic() < deadline:
+                while len(seen) - seen_at_start < 40 and time.monotonic() < deadline:
                     await asyncio.sleep(0.1)
                 async with http.delete(f"{base}/api/streams/cam1/recording") as r:
                     assert r.status == 200, await r.text()
@@ -198,7 +203,7 @@ def test_whip_recording_holds_exactly_the_processed_frames(tmp_path: Path, stamp
     folder = tmp_path / "recordings"
     processed = file_stamps(folder / summary["files"]["processed"])
     source = file_stamps(folder / summary["files"]["source"])
-    assert len(processed) >= 60 and processed == source, "both views hold the same frames"
+    assert len(processed) >= 36 and processed == source, "both views hold the same frames"
     assert summary["frames_written"] == {"processed": len(processed), "source": len(source)}
     assert summary["frames_dropped"] == 0
     assert None not in processed and processed == sorted(set(processed)), "stamps in order"
@@ -363,7 +368,7 @@ def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
 
 
 def test_full_disk_stops_the_recording_and_the_stream_goes_on(tmp_path: Path, stamped_clip: Path) -> None:
-    async def scenario(data_dir: Path) -> tuple[list[dict], float, float, tuple[int, str], dict]:
+    async def scenario(data_dir: Path) -> tuple[list[dict], float, float, int, tuple[int, str], dict]:
         inputs = (InputSpec.parse(f"cam1={stamped_clip}"),)
         async with server(data_dir, inputs=inputs) as (base, _app), aiohttp.ClientSession() as http:
             await wait_frames(http, base, "cam1", 30)
@@ -379,21 +384,28 @@ def test_full_disk_stops_the_recording_and_the_stream_goes_on(tmp_path: Path, st
                     data = json.loads((await ws.receive(timeout=60)).data)
                     if data["type"] == "recording":
                         events.append(data)
-            await asyncio.sleep(5.0)  # the stats window (5 s) now covers only time after the error
+            # The live path goes on: 30 more frames (1 s of the clip; up to 60 s on a starved machine), and at
+            # least 5 s, so that the stats window (5 s) covers only time after the error.
+            after_error = (await wait_frames(http, base, "cam1", 0))["stats"]["frames_processed"]
+            error_s = time.monotonic()
+            processed_after = (await wait_frames(http, base, "cam1", after_error + 30))["stats"]["frames_processed"]
+            await asyncio.sleep(max(0.0, 5.0 - (time.monotonic() - error_s)))
             async with http.get(f"{base}/api/streams/cam1") as r:
                 fps_after = (await r.json())["stats"]["output_fps"]
             async with http.delete(f"{base}/api/streams/cam1/recording") as r:
                 stop = (r.status, (await r.json())["error"])
             async with http.get(f"{base}/api/recordings") as r:
                 listed = (await r.json())["recordings"][0]
-            return events, fps_before, fps_after, stop, listed
+            return events, fps_before, fps_after, processed_after - after_error, stop, listed
 
     with small_tmpfs(tmp_path / "small", "16m") as data_dir:
-        events, fps_before, fps_after, stop, listed = asyncio.run(scenario(data_dir))
+        events, fps_before, fps_after, processed_after, stop, listed = asyncio.run(scenario(data_dir))
         error = next(e for e in events if e["event"] == "error")
         assert "the disk is full" in error["message"] and error["recording"]["disk_full"]
-        # The live path did not stop or stall (a suite at full load moved the rate by 20%: 29.9 -> 23.5 fps)
-        assert fps_after >= 0.6 * fps_before > 0, (fps_before, fps_after)
+        # The live path did not stop or stall: frames went on (waited for above) at a rate of the same order as
+        # before. Both rates are the machine's: a suite at full load moved it by 20% (29.9 -> 23.5 fps) between
+        # the two windows, so the bound is loose; a path that waited on the full disk would be near 0.
+        assert processed_after >= 30 and fps_after >= 0.3 * fps_before > 0, (fps_before, fps_after, processed_after)
         assert stop[0] == 409 and "failed" in stop[1]
         assert listed["state"] == "failed" and listed["id"] == error["recording"]["id"]
         for view, name in listed["files"].items():
@@ -430,9 +442,15 @@ def test_kill_9_the_server_mid_recording(tmp_path: Path, stamped_clip: Path) -> 
                 await wait_frames(http, base, "cam1", 10)
                 async with http.post(f"{base}/api/streams/cam1/recording", json={"view": "both"}) as r:
                     assert r.status == 201, await r.text()
-                await asyncio.sleep(3.0)
-                async with http.get(f"{base}/api/streams/cam1/recording") as r:
-                    return await r.json()
+                # At least 3 s and 70 frames handed to the recorder (a starved server takes longer; at most 60 s).
+                started_s = time.monotonic()
+                while True:
+                    async with http.get(f"{base}/api/streams/cam1/recording") as r:
+                        snap = dict(await r.json())
+                    waited_s = time.monotonic() - started_s
+                    if (waited_s >= 3.0 and snap["frames_recorded"] >= 70) or waited_s > 60:
+                        return snap
+                    await asyncio.sleep(0.2)
 
         snap = asyncio.run(record_then_snapshot())
         proc.send_signal(signal.SIGKILL)  # right after the snapshot: it counts the frames handed to the recorder
@@ -474,8 +492,10 @@ def metric_values(text: str) -> dict[str, float]:
     return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line[:1] != "#"}
 
 
-async def stream_recording(http: aiohttp.ClientSession, base: str, stream: str) -> Any:
-    async with http.get(f"{base}/api/streams/{stream}") as r:
+async def stream_recording(
+    http: aiohttp.ClientSession, base: str, stream: str, headers: dict[str, str] | None = None
+) -> Any:
+    async with http.get(f"{base}/api/streams/{stream}", headers=headers) as r:
         assert r.status == 200, await r.text()
         return (await r.json())["recording"]
 
@@ -652,7 +672,14 @@ def test_recordings_are_served_by_token_or_ticket_and_get_proxies(tmp_path: Path
     async def record(http: aiohttp.ClientSession, base: str, options: dict[str, Any]) -> dict[str, Any]:
         async with http.post(f"{base}/api/streams/cam1/recording", json=options, headers=auth) as r:
             assert r.status == 201, await r.text()
-        await asyncio.sleep(1.0)
+        # 1 s of media in every view's file (30 frames; the FFV1 proxy is checked for more than 20 below): a
+        # fixed second of wall time gave a starved stream's recording fewer.
+        await poll(
+            lambda: stream_recording(http, base, "cam1", headers=auth),
+            lambda rec: rec["duration_s"] >= 1.0 and min(rec["frames_written"].values(), default=0) >= 25,
+            60,
+            "a second of recording",
+        )
         async with http.delete(f"{base}/api/streams/cam1/recording", headers=auth) as r:
             assert r.status == 200, await r.text()
             return dict(await r.json())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ def test_an_inputs_sound_reaches_viewers_and_each_containers_recording_in_sync(t
     async def scenario() -> None:
         async with live_server(config, make_processor=PassthroughProcessor) as server, aiohttp.ClientSession() as http:
             viewer = await view(http, server.url, "cam", audio=True)
-            assert await wait_for(lambda: viewer.audio_samples > 72_000, 15), "no sound reached the viewer"
+            assert await wait_for(lambda: viewer.audio_samples > 72_000, 45), "no sound reached the viewer"
             assert max(viewer.audio_peaks) > 10_000  # the clicks (one a second) came through
             await viewer.close()  # seen and heard: no VP8 encoding and decoding through the recordings
             for body, encoder in (
@@ -54,7 +55,9 @@ def test_an_inputs_sound_reaches_viewers_and_each_containers_recording_in_sync(t
             ):
                 async with http.post(f"{server.url}/api/streams/cam/recording", json=body) as r:
                     assert r.status == 201, await r.text()
-                await asyncio.sleep(2.6)
+                # 2.6 s of the clip in the file (two or three bands and clicks), however long that takes: a fixed
+                # 2.6 s of wall time gave a starved stream's recording less than a second.
+                assert await _recorded(http, f"{server.url}/api/streams/cam", 2.6), "the recording did not grow"
                 async with http.delete(f"{server.url}/api/streams/cam/recording") as r:
                     summary = await r.json()
                 assert summary["audio"]["encoder"] == {"opus": "libopus"}.get(encoder, encoder), summary
@@ -79,7 +82,7 @@ def test_the_audio_setting_silences_monitors_and_new_recordings_and_the_request_
         async with live_server(config, make_processor=PassthroughProcessor) as server, aiohttp.ClientSession() as http:
             url = f"{server.url}/api/streams/cam"
             viewer = await view(http, server.url, "cam", audio=True)
-            assert await wait_for(lambda: viewer.audio_samples > 0, 15)
+            assert await wait_for(lambda: viewer.audio_samples > 0, 45)
             async with http.get(f"{server.url}/metrics") as r:
                 metrics = await r.text()
             seconds = re.search(r'^stageswap_audio_seconds_total\{stream="cam"\} ([0-9.e+]+)$', metrics, re.M)
@@ -89,14 +92,26 @@ def test_the_audio_setting_silences_monitors_and_new_recordings_and_the_request_
                 assert "mp4 cannot hold pcm sound: use aac" in (await r.json())["error"]
             async with http.post(f"{url}/recording", json={"container": "mkv", "audio": "none"}) as r:
                 assert r.status == 201 and (await r.json())["audio"] is None
-            await asyncio.sleep(0.5)  # some frames in the file
+            assert await _recorded(http, url, 0.5), "no frame in the file"
             async with http.delete(f"{url}/recording") as r:
                 assert "audio" not in _streams(config.data_dir / "recordings" / (await r.json())["files"]["processed"])
 
             async with http.patch(url, json={"audio": False}) as r:
                 assert r.status == 200 and (await r.json())["settings"]["audio"] is False
-            await asyncio.sleep(0.5)  # what was already on its way
-            heard, came_in = viewer.audio_samples, (await (await http.get(url)).json())["stats"]["audio"]["chunks_in"]
+
+            async def chunks_in() -> int:
+                return int((await (await http.get(url)).json())["stats"]["audio"]["chunks_in"])
+
+            # What was already on its way arrives (0.5 s on a quiet machine, longer on a starved one): then the
+            # sound has stopped for 1 s, and it stays stopped. A stream that kept its sound never gets there.
+            heard, came_in, quiet_since = viewer.audio_samples, await chunks_in(), time.monotonic()
+            deadline = quiet_since + 30
+            while time.monotonic() - quiet_since < 1.0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+                now_heard, now_in = viewer.audio_samples, await chunks_in()
+                if (now_heard, now_in) != (heard, came_in):
+                    heard, came_in, quiet_since = now_heard, now_in, time.monotonic()
+            assert time.monotonic() - quiet_since >= 1.0, ("the sound went on", heard, came_in)
             await asyncio.sleep(1.5)
             stats = (await (await http.get(url)).json())["stats"]["audio"]
             assert viewer.audio_samples == heard and stats["chunks_in"] == came_in, stats
@@ -107,10 +122,22 @@ def test_the_audio_setting_silences_monitors_and_new_recordings_and_the_request_
 
             async with http.patch(url, json={"audio": True}) as r:
                 assert r.status == 200
-            assert await wait_for(lambda: viewer.audio_samples > heard + 24_000, 10), "the sound did not come back"
+            assert await wait_for(lambda: viewer.audio_samples > heard + 24_000, 30), "the sound did not come back"
             await viewer.close()
 
     asyncio.run(scenario())
+
+
+async def _recorded(http: aiohttp.ClientSession, stream_url: str, media_s: float, timeout_s: float = 60) -> bool:
+    """Wait until the stream's recording holds ``media_s`` of media (its ``duration_s``, the files' clock)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        async with http.get(stream_url) as r:
+            recording = (await r.json())["recording"]
+        if recording and recording["frames_recorded"] > 0 and recording["duration_s"] >= media_s:
+            return True
+        await asyncio.sleep(0.1)
+    return False
 
 
 class _GarbledOpus(MediaStreamTrack):
@@ -150,7 +177,7 @@ def test_a_publisher_whose_sound_cannot_be_decoded_keeps_its_picture(tmp_path: P
                 await pc.setRemoteDescription(RTCSessionDescription(await r.text(), "answer"))
             viewer = await view(http, server.url, "cam", audio=True)
             stream = server.service.streams.get("cam")
-            assert await wait_for(lambda: sound._n > 100 and len(viewer.times) > 30, 20)
+            assert await wait_for(lambda: sound._n > 100 and len(viewer.times) > 30, 45)
             snapshot = stream.to_dict()
             assert snapshot["publisher"] and snapshot["stats"]["frames_in"] > 30
             assert snapshot["stats"]["audio"]["chunks_in"] == 0 and viewer.audio_samples == 0
