@@ -70,14 +70,17 @@ def test_a_file_plays_at_its_own_frame_rate(clips: Path) -> None:
     got = _Collect()
     reader = SourceReader(InputSpec.parse(f"cam={clips / 'd3.mp4'}"), got)
     reader.start()
-    time.sleep(2.0)
+    # 2 s, and on a busy machine until 30 frames came (at most 30 s): the pace is judged on what came.
+    started, deadline = time.monotonic(), time.monotonic() + 30
+    while (time.monotonic() - started < 2.0 or len(got.items) < 30) and time.monotonic() < deadline:
+        time.sleep(0.05)
     reader.stop()
     assert not reader.alive
     times = [t for t, _, _ in got.items]
     metas = [m for _, _, m in got.items]
     elapsed = times[-1] - times[0]
     assert (len(times) - 1) / elapsed <= 30 * 1.1  # never faster than the clip
-    assert len(times) >= 30  # and it does play (2 s at 30 fps = 60, less on a busy machine)
+    assert len(times) >= 30  # and it does play (2 s at 30 fps = 60; waited for above on a busy machine)
     gaps = np.diff([m.pts_s for m in metas])
     assert np.allclose(gaps, 1 / 30, atol=1e-3)  # media time follows the file's timestamps
     assert [m.index for m in metas] == list(range(len(metas)))
@@ -89,7 +92,7 @@ def test_a_short_file_loops_with_increasing_media_time(tmp_path: Path) -> None:
     got = _Collect()
     reader = SourceReader(InputSpec.parse(f"cam={clip}"), got)
     reader.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while reader.loops < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
     reader.stop()
@@ -107,7 +110,7 @@ def test_a_file_without_loop_plays_every_frame_once_and_finishes(tmp_path: Path)
     reader = SourceReader(InputSpec.parse(f"cam={clip}", loop=False), got)
     t0 = time.monotonic()
     reader.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while not reader.finished and time.monotonic() < deadline:
         time.sleep(0.02)
     assert reader.finished and len(got.items) == 8
@@ -119,13 +122,13 @@ def test_an_unreachable_rtsp_camera_is_retried_without_taking_anything_down() ->
     got = _Collect()
     reader = SourceReader(InputSpec.parse("roof=rtsp://127.0.0.1:9/none"), got)
     reader.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while reader.error is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert reader.error is not None and "roof" in reader.error and reader.alive
     t0 = time.monotonic()
     reader.stop()
-    assert not reader.alive and time.monotonic() - t0 < 6
+    assert not reader.alive and time.monotonic() - t0 < 15  # not left hanging in a connect
     assert got.items == []
 
 
@@ -135,7 +138,12 @@ def test_an_input_stream_runs_through_the_worker(clips: Path, tmp_path: Path) ->
     streams = StreamRegistry(config, PassthroughProcessor)
     stream = streams.create("cam", "input", spec)
     try:
-        time.sleep(2.0)
+        # 2 s, and on a busy machine until 30 frames were processed (at most 30 s).
+        started, deadline = time.monotonic(), time.monotonic() + 30
+        while time.monotonic() < deadline and (
+            time.monotonic() - started < 2.0 or stream.stats.snapshot()["frames_processed"] < 30
+        ):
+            time.sleep(0.05)
         info = stream.to_dict()
     finally:
         streams.detach("cam")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +41,11 @@ class _Recording:
 
     runtime = "test"
 
-    def __init__(self, delay_s: float = 0.0, fail_every: int = 0) -> None:
+    def __init__(self, delay_s: float = 0.0, fail_every: int = 0, gate: threading.Event | None = None) -> None:
         self.delay_s = delay_s
         self.fail_every = fail_every
+        self.gate = gate
+        """Set: the first frame waits for it (a processor slower than any producer, on any machine)."""
         self.seen: list[ProcessSettings] = []
         self.thread: str | None = None
 
@@ -52,18 +55,37 @@ class _Recording:
         self.thread = threading.current_thread().name
         assert settings is not None
         self.seen.append(settings)
+        if self.gate is not None and len(self.seen) == 1:
+            assert self.gate.wait(30)
         time.sleep(self.delay_s)
         if self.fail_every and len(self.seen) % self.fail_every == 0:
             raise RuntimeError("engine exploded")
         return ProcessedFrame(255 - image, (), {"fake": self.delay_s * 1000})
 
 
-def _run(worker: Worker, ring: CpuFrameRing, frames: list[np.ndarray], interval_s: float) -> None:
+def _run(
+    worker: Worker,
+    ring: CpuFrameRing,
+    frames: list[np.ndarray],
+    interval_s: float,
+    in_step: bool = False,
+    then: Callable[[], None] | None = None,
+) -> None:
+    """Put ``frames`` every ``interval_s``, then stop the worker (it works off the newest unread frame first).
+
+    ``in_step``: each frame only once the worker took the one before, so that none is dropped however busy
+    the machine (at a fixed interval a starved worker's ring drops frames, newest wins). ``then``: called once
+    every frame is in."""
     worker.start()
     assert worker.ready.wait(30)
     for i, image in enumerate(frames):
         ring.put(image, FrameMeta(i, i / 30))
         time.sleep(interval_s)
+        deadline = time.monotonic() + 30
+        while in_step and ring.stats.read <= i and time.monotonic() < deadline:
+            time.sleep(0.005)
+    if then is not None:
+        then()
     time.sleep(0.2)
     worker.stop()
 
@@ -79,9 +101,12 @@ def _worker(processor: object, settings: list[ProcessSettings]) -> tuple[Worker,
 
 
 def test_a_slow_processor_drops_old_frames_instead_of_queueing_them(frames: list[np.ndarray]) -> None:
-    processor = _Recording(delay_s=0.05)
+    gate = threading.Event()
+    processor = _Recording(delay_s=0.05, gate=gate)
     worker, ring, sink, stats = _worker(processor, [ProcessSettings()])
-    _run(worker, ring, frames[:40], 0.005)
+    # The first frame is held until all 40 are in: the worker is slower than the camera however busy the machine
+    # (at 5 ms a frame against 50 ms it was only while the producer kept its pace).
+    _run(worker, ring, frames[:40], 0.005, then=gate.set)
     indices = [m.index for m in sink.metas]
     assert indices == sorted(indices) and len(set(indices)) == len(indices)
     assert indices[-1] == 39  # the newest frame is always the one processed last
@@ -124,6 +149,7 @@ def test_settings_apply_from_the_next_frame_without_restarting(frames: list[np.n
 
     worker = Worker("cam", ring, build, lambda: settings[-1], OutputFanout("cam"), StreamStats())
     worker.start()
+    assert worker.ready.wait(30)  # the first frames are processed with the first settings
     for i, image in enumerate(frames[:20]):
         if i == 10:
             settings.append(ProcessSettings(strength=0.25, debug_overlay=True))
@@ -141,7 +167,7 @@ def test_settings_apply_from_the_next_frame_without_restarting(frames: list[np.n
 def test_a_failing_processor_passes_frames_through_and_counts_them(frames: list[np.ndarray]) -> None:
     processor = _Recording(fail_every=3)
     worker, ring, sink, stats = _worker(processor, [ProcessSettings()])
-    _run(worker, ring, frames[:12], 0.03)
+    _run(worker, ring, frames[:12], 0.03, in_step=True)
     assert len(sink.results) == 12  # every frame went on
     failed = [r for r in sink.results if r.failed_stage is not None]
     assert len(failed) == 4 and all(r.failed_stage == "processor" for r in failed)
@@ -160,7 +186,7 @@ def test_a_processor_that_cannot_be_built_leaves_the_stream_running_unprocessed(
     fanout = OutputFanout("cam")
     fanout.add_sink(sink)
     worker = Worker("cam", ring, broken, ProcessSettings, fanout, StreamStats())
-    _run(worker, ring, frames[:5], 0.03)
+    _run(worker, ring, frames[:5], 0.03, in_step=True)
     assert worker.runtime == "passthrough" and worker.error is not None and "yunet" in worker.error
     assert len(sink.metas) == 5
 
@@ -202,5 +228,5 @@ def test_a_failure_past_the_processor_drops_the_frame_not_the_thread(frames: lis
     fanout = _FlakyFanout("cam")
     fanout.add_sink(sink)
     worker = Worker("cam", ring, PassthroughProcessor, ProcessSettings, fanout, StreamStats())
-    _run(worker, ring, frames[:10], 0.03)
+    _run(worker, ring, frames[:10], 0.03, in_step=True)
     assert [m.index for m in sink.metas] == [1, 3, 5, 7, 9]  # the thread lived through every failure
