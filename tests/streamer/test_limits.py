@@ -61,15 +61,15 @@ def test_a_publisher_over_the_frame_size_limit_is_closed_with_an_event(tmp_path:
                 20,
             )
             big_pub = await publish(http, srv.url, "big", big)  # the answer comes before any frame: 201
-            assert await wait_for(lambda: any(e["type"] == "publisher_refused" for e in events), 20), events
+            assert await wait_for(lambda: any(e["type"] == "publisher_refused" for e in events), 45), events
             refused = next(e for e in events if e["type"] == "publisher_refused")
             assert refused["stream"] == "big"
             assert "frame 480x360 is over the 320x240 limit (--max-frame-size)" in refused["reason"]
-            assert await wait_for(lambda: service.streams.find("big") is None, 10)  # closed, stream gone
-            assert await wait_for(lambda: any(e["type"] == "stream_ended" and e["stream"] == "big" for e in events), 10)
+            assert await wait_for(lambda: service.streams.find("big") is None, 30)  # closed, stream gone
+            assert await wait_for(lambda: any(e["type"] == "stream_ended" and e["stream"] == "big" for e in events), 30)
             assert service.peers is not None and {s.stream.name for s in service.peers.sessions()} == {"wide", "tall"}
             n = service.streams.get("wide").stats.snapshot()["frames_processed"]
-            assert await wait_for(lambda: service.streams.get("wide").stats.snapshot()["frames_processed"] > n + 10, 10)
+            assert await wait_for(lambda: service.streams.get("wide").stats.snapshot()["frames_processed"] > n + 10, 30)
             listener.cancel()
             for p in [*pubs, big_pub]:
                 await p.pc.close()
@@ -85,7 +85,7 @@ def test_an_input_source_over_the_limit_has_its_frames_dropped(tmp_path: Path, c
     async def scenario() -> None:
         async with live_server(config) as srv, aiohttp.ClientSession() as http:
             stream = srv.service.streams.get("cam")
-            assert await wait_for(lambda: stream.frames_refused > 10, 10)
+            assert await wait_for(lambda: stream.frames_refused > 10, 30)
             async with http.get(f"{srv.url}/api/streams/cam") as r:
                 stats = (await r.json())["stats"]
             assert stats["frames_refused"] > 10 and stats["frames_in"] == 0 and stats["frames_processed"] == 0
@@ -120,11 +120,11 @@ def test_viewers_per_stream_are_limited(tmp_path: Path, clips: Path) -> None:
                 f"{srv.url}/whep/cam", data=first.pc.localDescription.sdp, headers={"Content-Type": "application/sdp"}
             ) as r:
                 assert r.status == 503 and r.headers["Retry-After"] == "5" and "error" in await r.json()
-            assert await wait_for(lambda: len(first.times) > 5 and len(second.times) > 5, 15)  # both still served
+            assert await wait_for(lambda: len(first.times) > 5 and len(second.times) > 5, 40)  # both still served
             async with http.delete(srv.url + first.location) as r:
                 assert r.status == 200
             third = await view(http, srv.url, "cam")  # a place is free again
-            assert await wait_for(lambda: len(third.times) > 5, 15)
+            assert await wait_for(lambda: len(third.times) > 5, 40)
             for v in (first, second, third):
                 await v.close()
 
@@ -230,7 +230,7 @@ def test_websocket_clients_are_limited(tmp_path: Path) -> None:
                 await http.ws_connect(f"{srv.url}/ws")
             assert refused.value.status == 503
             await first.close()
-            assert await wait_for(lambda: len(srv.app[HUB].clients) == 1, 5)
+            assert await wait_for(lambda: len(srv.app[HUB].clients) == 1, 20)
             third = await http.ws_connect(f"{srv.url}/ws")  # a place is free again
             assert (await third.receive_json(timeout=5))["type"] == "hello"
             for ws in (second, third):

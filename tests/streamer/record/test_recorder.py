@@ -285,6 +285,13 @@ def test_a_recording_that_will_not_be_constant_rate_says_so(tmp_path: Path, fram
 # -- the live path never waits: overload is counted and announced ------------------------------------------
 
 
+def never_waited(call_ms: list[float]) -> bool:
+    """The recorder's ``on_frame`` calls handed their frames on without waiting for a writer: most took
+    milliseconds (a call that waited for an encode or a stalled write takes tens to hundreds), and at most two
+    took a quarter of a second (a busy machine's scheduler may hold any thread that long once or twice)."""
+    return float(np.median(call_ms)) < 20 and sum(ms >= 250 for ms in call_ms) <= 2
+
+
 def test_overload_drops_from_every_view_with_an_alarm(
     tmp_path: Path, frames: list[np.ndarray], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -306,7 +313,7 @@ def test_overload_drops_from_every_view_with_an_alarm(
     assert snap["queue"]["max_frames"] == 3 and summary["queue"]["high_water_frames"] <= 3
     dropped = summary["frames_dropped"]
     assert dropped > 0 and summary["frames_recorded"] == 40 - dropped
-    assert float(np.median(call_ms)) < 5, "the live path waited for the recorder"
+    assert never_waited(call_ms), ("the live path waited for the recorder", call_ms)
     assert any(e["event"] == "alarm" for e in events)
     assert any("is behind" in r.message for r in caplog.records)
     written = summary["frames_written"]
@@ -333,15 +340,21 @@ def test_a_stalled_disk_never_stalls_the_live_path(
     mgr = manager(tmp_path, events, queue_seconds=0.2)  # 6 frames of queue
     session = mgr.start("cam1", RecordingRequest.from_json({"view": "both"}))
     call_ms = []
+    started = time.monotonic()
     for i, image in enumerate(frames[:30]):
         processed, source = stamped(image, i, True), stamped(image, i)
         t0 = time.perf_counter()
         session.on_frame(processed, source, FrameMeta(i, i / FPS), None)
         call_ms.append((time.perf_counter() - t0) * 1000)
         time.sleep(1 / FPS)
+    offered_s = time.monotonic() - started
     summary = mgr.stop("cam1")
-    assert max(call_ms) < 200, "a call waited for the stalled writer"
-    assert summary["frames_dropped"] >= 15 and summary["frames_recorded"] + summary["frames_dropped"] == 30
+    assert never_waited(call_ms), ("a call waited for the stalled writer", call_ms)
+    # The recorder took what its writer wrote while the frames were offered (one write per 0.4 s, more slowly on
+    # a busy machine, which also offers them more slowly: 1 s on a quiet one), one in hand and its queue of 6;
+    # the rest was dropped and counted.
+    assert summary["frames_recorded"] <= offered_s / 0.4 + 8, (summary, offered_s)
+    assert summary["frames_dropped"] > 0 and summary["frames_recorded"] + summary["frames_dropped"] == 30
     assert summary["frames_written"] == {"processed": summary["frames_recorded"], "source": summary["frames_recorded"]}
     assert [e["event"] for e in events].count("alarm") >= 1
 
@@ -523,7 +536,7 @@ def check_disk_full(folder: Path, summary: dict, events: list[dict], call_ms: li
     assert len(errors) == 1 and reason in errors[0]["message"], events[-1]
     assert summary["state"] == "failed" and summary["disk_full"]
     # The live path never waits on the disk: calls take microseconds (the max allows a shared machine's hiccups).
-    assert float(np.median(call_ms)) < 5 and max(call_ms) < 250, "the live path waited for the failing recorder"
+    assert never_waited(call_ms), ("the live path waited for the failing recorder", call_ms)
     for view, name in summary["files"].items():
         stamps, _, _, _ = read_back(folder / name)  # strict: the file is valid to its end
         assert len(stamps) == summary["frames_written"][view] > 0
