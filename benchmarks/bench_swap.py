@@ -1,7 +1,7 @@
 """Speed of the swap pipeline per stage and per face, at 480p/720p/1080p and with a close-up, against tracking alone.
 
     python benchmarks/bench_swap.py [--clip s18.mp4] [--sizes 480 720 1080] [--closeup] [--identity s1.jpg]
-                                    [--frames 120] [--repeat 2] [--clock wall|cpu] [--steps]
+                                    [--frames 120] [--repeat 2] [--clock wall|cpu] [--steps] [--work-px N]
 
 Decodes the clip once into memory (scaled to each ``--sizes`` height at the clip's aspect, or with
 ``--closeup`` cropped so the face fills 60% of the frame height and scaled to 16:9 at that height:
@@ -162,12 +162,19 @@ def _run(processor, frames, settings, per_stage: dict[str, list[float]], windows
 
 
 def measure(
-    frames: list[tuple[np.ndarray, float]], identity: Path, models: str, repeat: int
+    frames: list[tuple[np.ndarray, float]], identity: Path, models: str, repeat: int, work_px: int | None = None
 ) -> dict[str, dict[str, object]]:
-    """Baseline and swap rounds over ``frames``: per run, fps and p50/p99 per stage."""
+    """Baseline and swap rounds over ``frames``: per run, fps and p50/p99 per stage. ``work_px``: the processor's
+    ``SwapConfig.work_px`` (None: the default)."""
+    import dataclasses
+
     from engines.identity.store import IdentityStore
-    from engines.processor import FaceProcessor
+    from engines.processor import FaceProcessor, ProcessorConfig
     from engines.settings import ProcessSettings
+
+    config = ProcessorConfig()
+    if work_px is not None:
+        config = dataclasses.replace(config, swap=dataclasses.replace(config.swap, work_px=work_px))
 
     with tempfile.TemporaryDirectory(prefix="stageswap-bench-") as tmp:
         store = IdentityStore(Path(tmp) / "identities", models)
@@ -182,7 +189,7 @@ def measure(
         counts = dict.fromkeys(runs, 0)
         for _ in range(repeat):
             for name, settings in runs.items():
-                processor = FaceProcessor.from_models(models, identities=store)
+                processor = FaceProcessor.from_models(models, config, identities=store)
                 _run(processor, frames[:10], settings, {}, [])  # warm-up: sessions, caches
                 seconds[name] += _run(processor, frames, settings, stages[name], windows[name])
                 counts[name] += len(frames)
@@ -220,6 +227,12 @@ def main() -> None:
         action="store_true",
         help="also time the engine functions inside the per-face stages (p50 per face, 'step: ...' rows)",
     )
+    ap.add_argument(
+        "--work-px",
+        type=int,
+        default=None,
+        help="the per-face working size N (SwapConfig.work_px: long side, px; default: the processor's)",
+    )
     args = ap.parse_args()
     if args.clock == "cpu":
         import engines.processor
@@ -230,6 +243,8 @@ def main() -> None:
         _clock = time.process_time
     if args.frames < 20 or args.repeat < 1:
         ap.error("--frames must be at least 20 and --repeat at least 1")
+    if args.work_px is not None and args.work_px < 16:
+        ap.error("--work-px must be at least 16")
     if args.steps:
         _time_steps()
 
@@ -246,8 +261,10 @@ def main() -> None:
         frames = framed(source, height, args.closeup, Path(args.models))
         h, w = frames[0][0].shape[:2]
         load_before = os.getloadavg()[0]
-        result = measure(frames, photo, args.models, args.repeat)
+        result = measure(frames, photo, args.models, args.repeat, args.work_px)
         label = f"{args.clip} {'close-up ' if args.closeup else ''}{w}x{h} ({args.clock} time)"
+        if args.work_px is not None:
+            label += f", work size {args.work_px} px"
         print(
             f"\n{label}: {len(frames)} frames x {args.repeat} rounds, identity {args.identity}, "
             f"load {load_before:.1f} -> {os.getloadavg()[0]:.1f}"
@@ -261,7 +278,15 @@ def main() -> None:
             for stage, q in run["stages"].items():  # type: ignore[union-attr]
                 print(f"    {stage:<30} {q['p50']:8.2f} {q['p99']:8.2f} {q['n']:6d}")
         report.append(
-            {"clip": args.clip, "closeup": args.closeup, "clock": args.clock, "width": w, "height": h, "runs": result}
+            {
+                "clip": args.clip,
+                "closeup": args.closeup,
+                "clock": args.clock,
+                "width": w,
+                "height": h,
+                "work_px": args.work_px,
+                "runs": result,
+            }
         )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))

@@ -42,7 +42,7 @@ from engines.face.topology import (
     face_topology,
 )
 from engines.light.sh import linear_to_srgb, srgb_to_linear
-from engines.swap.mesh import FaceGeometry
+from engines.swap.mesh import FaceGeometry, padded_mask
 
 
 @dataclass(frozen=True)
@@ -230,10 +230,9 @@ def face_alpha_small(
     labels = geometry.labels_small
     hs, ws = geometry.small_size
     unit = geometry.face_scale_px * ws / geometry.window.width  # eye-corner distance in small pixels
-    covered = (labels >= 0).astype(np.uint8)
     # Pixels on the window border count as outside when the face continues past it (out of frame):
     # the ramp then starts at the frame edge, which is fine, but only where the face really is.
-    inside_dist = cv2.distanceTransform(np.pad(covered, 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
+    inside_dist = cv2.distanceTransform(padded_mask(labels >= 0), cv2.DIST_L2, 3)[1:-1, 1:-1]
     feather = outline_feather(geometry, cfg)
     # At least 1.5 small pixels of inset: the bilinear upsampling then cannot carry alpha past the face.
     inset = max(cfg.edge_inset * unit, 1.5)

@@ -60,6 +60,10 @@ class SwapConfig:
     work_px: int = 400
     """Faces in windows larger than this (long side, pixels) are rendered, relit and colour-matched at this
     size and scaled up when pasted: a close-up costs no more than a medium shot (slightly softer)."""
+    detail_px: int = 400
+    """The identity's texture is read at the level of detail of a face in a window this size (long side, at most
+    the window's own), whatever the work size: below it, a smaller work size keeps the texels it can carry (up to
+    one a work pixel, ``texture_lookup``) instead of a coarser mip level."""
     mip_bias: float = 0.75
     """Added to the texture level of detail (log2): about one texel per pixel across the face, so the bilinear
     lookup never skips texels (a minified texture shimmers as the mesh moves). Sharper (lower) raises the
@@ -300,10 +304,17 @@ class MeshSwapper:
         stages sample it with ``engines.swap.torch_ops.sample_bilinear``."""
         mips = self._mip_chain(identity, source)
         size = mips[0].shape[0]
-        # Texels per window pixel across the face: pick the mip level where that is about one.
+        # Texels per pixel across the face (~2.4 eye distances) at the detail size: pick the mip level where that
+        # is about one (and the bias) — but never more than one texel a pixel of the work size.
         uv_span_px = float(np.ptp(face_topology().uv[:, 0])) * size
-        face_px = geometry.face_scale_px * 2.4 * geometry.work_size[1] / geometry.window.width  # ~2.4 eye distances
+        window = geometry.window
+        k = min(1.0, self.config.detail_px / max(window.width, window.height))  # as ``geometry`` sizes the work
+        detail_w = max(2, round(window.width * k))
+        face_px = geometry.face_scale_px * 2.4 * detail_w / window.width
         ratio = math.log2(max(uv_span_px / max(face_px, 1.0), 1.0)) + self.config.mip_bias
+        if detail_w > geometry.work_size[1]:  # a work size under the detail size: at most a texel a work pixel
+            work_face_px = geometry.face_scale_px * 2.4 * geometry.work_size[1] / window.width
+            ratio = max(ratio, math.log2(max(uv_span_px / max(work_face_px, 1.0), 1.0)))
         tex = self._texture_at(identity, source, mips, ratio)
         # Texel coordinates are linear in uv: scaled at geometry resolution, then upsampled (the same numbers).
         return tex, geometry.uv_small * np.float32(tex.shape[0]) - np.float32(0.5)

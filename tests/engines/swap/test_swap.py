@@ -228,6 +228,36 @@ def test_large_faces_are_rendered_at_a_bounded_size(store: IdentityStore, detect
     assert float(np.median(np.abs(rendered.astype(int) - actor.astype(int))[skin])) < 8.0
 
 
+def test_a_smaller_work_size_reads_the_texture_at_the_detail_sizes_level(  # type: ignore[no-untyped-def]
+    store: IdentityStore, detector, mesh, faces: Path
+) -> None:
+    """A close-up drawn at a work size under ``detail_px`` reads the identity's texture at the level of detail of a
+    face at ``detail_px`` (the texels a smaller work size can still carry, not a coarser mip level), and never more
+    than a texel a work pixel: a much smaller work size reads a coarser level; with the detail at the work size
+    (the earlier behaviour), a coarser level too."""
+    image, lm = photo_mesh(detector, mesh, faces / "obama.jpg")
+    big = cv2.resize(image, None, fx=2.5, fy=2.5, interpolation=cv2.INTER_LINEAR)
+    identity = store.load("obama")
+
+    def level(config: SwapConfig) -> tuple[np.ndarray, tuple[int, int]]:
+        swapper = MeshSwapper(config)
+        geometry = swapper.geometry(big, lm * 2.5)
+        assert geometry is not None
+        texture, _ = swapper.texture_lookup(geometry, identity, "texture")
+        return texture, geometry.work_size
+
+    at_detail, size_detail = level(SwapConfig(work_px=400, detail_px=400))
+    held, size_held = level(SwapConfig(work_px=300, detail_px=400))
+    coarse, _ = level(SwapConfig(work_px=300, detail_px=300))
+    floor, size_floor = level(SwapConfig(work_px=64, detail_px=400))
+    assert max(size_held) == 300 < max(size_detail) == 400 and max(size_floor) == 64
+    np.testing.assert_array_equal(held, at_detail)  # the same level (and blend) of the mip chain
+    # Coarser: a smaller mip level, or the same level with more of the next one blended in.
+    for finer, coarser in ((at_detail, coarse), (coarse, floor)):
+        assert finer.shape[0] >= coarser.shape[0]
+        assert finer.shape != coarser.shape or not np.array_equal(finer, coarser)
+
+
 def test_the_texture_level_of_detail_changes_smoothly(store: IdentityStore, detector, mesh, faces: Path) -> None:  # type: ignore[no-untyped-def]
     """A face that grows or shrinks through a mip level changes sharpness in small steps, never in one pop:
     the level of detail is swept (through ``mip_bias``) across a level boundary on the same geometry."""
