@@ -20,6 +20,7 @@ import functools
 
 import torch
 
+from engines.compose import chroma
 from engines.compose.blend import _U8_TO_LINEAR, BlendConfig
 from engines.compose.seam import _GAMMA
 from engines.swap.raster import Window
@@ -87,46 +88,50 @@ def composite(frame: torch.Tensor, window: Window, face_bgr: torch.Tensor, alpha
     actor.copy_(torch.round(blended).clamp(0.0, 255.0).to(torch.uint8))
 
 
-# cv2's integer BGR <-> YCrCb for 8-bit images (14-bit fixed point), reproduced exactly.
-_YCC_SHIFT = 14
-_B2Y, _G2Y, _R2Y, _R2CR, _B2CB = 1868, 9617, 4899, 11682, 9241
-_CR2R, _CR2G, _CB2G, _CB2B = 22987, -11698, -5636, 29049
-
-
-def _descale(x: torch.Tensor) -> torch.Tensor:
-    return (x + (1 << (_YCC_SHIFT - 1))) >> _YCC_SHIFT
-
-
-def _to_ycrcb(bgr: torch.Tensor) -> torch.Tensor:
-    """(h, w, 3) uint8 BGR -> int64 Y, Cr, Cb as ``cv2.cvtColor(..., COLOR_BGR2YCrCb)`` (bit-exact)."""
-    b, g, r = bgr.long().unbind(dim=2)
-    y = _descale(b * _B2Y + g * _G2Y + r * _R2Y)
-    cr = _descale((r - y) * _R2CR + (128 << _YCC_SHIFT)).clamp(0, 255)
-    cb = _descale((b - y) * _B2CB + (128 << _YCC_SHIFT)).clamp(0, 255)
-    return torch.stack([y, cr, cb], dim=2)
-
-
-def _to_bgr(ycc: torch.Tensor) -> torch.Tensor:
-    """int64 Y, Cr, Cb -> (h, w, 3) uint8 BGR as ``cv2.cvtColor(..., COLOR_YCrCb2BGR)`` (bit-exact)."""
-    y, cr, cb = ycc[..., 0], ycc[..., 1] - 128, ycc[..., 2] - 128
-    b = y + _descale(cb * _CB2B)
-    g = y + _descale(cb * _CB2G + cr * _CR2G)
-    r = y + _descale(cr * _CR2R)
-    return torch.stack([b, g, r], dim=2).clamp(0, 255).to(torch.uint8)
-
-
 def transfer_chroma(face_bgr: torch.Tensor, field_small: torch.Tensor) -> torch.Tensor:
-    """``face_bgr`` ((h, w, 3) uint8) with its lightness kept and the colour of ``field_small`` ((hs, ws, 3) float32,
-    ``engines.compose.chroma.chroma_field``); mirrors ``engines.compose.chroma.transfer_chroma``. The YCrCb
-    conversions are cv2's integer ones, bit for bit; the field's bilinear upsampling matches cv2's to float
-    rounding, so a chroma rounded at a half level may differ by one, and the picture by up to two levels there
-    (the inverse multiplies Cb's difference by 1.77)."""
+    """``face_bgr`` ((h, w, 3) uint8) in the colour and level of ``field_small`` ((hs, ws, 4) float32,
+    ``engines.compose.chroma.chroma_field``); mirrors ``engines.compose.chroma.transfer_chroma``: the same CIE
+    L*a*b* arithmetic in float32 and the same tables. The field's bilinear upsampling matches cv2's to float
+    rounding (and a cube root or a matrix product may round the other way), so a value at a table step's edge may
+    be encoded a level apart, rarely two."""
     h, w = int(face_bgr.shape[0]), int(face_bgr.shape[1])
     field = resize_linear(field_small.to(torch.float32), (w, h))
-    face = _to_ycrcb(face_bgr)
-    fade = torch.clamp(face[..., 0].to(torch.float32) / field[..., 2], max=1.0)
-    chroma = torch.floor(field[..., :2] * fade[..., None] + 128.5).clamp(0.0, 255.0).long()
-    return _to_bgr(torch.cat([face[..., :1], chroma], dim=2))
+    tables = _chroma_tables(face_bgr.device)
+    luminance = (tables.linear[face_bgr.long()] @ tables.luminance) * field[..., 2]
+    fy = _lab_f(luminance)
+    fade = torch.clamp((116.0 * fy - 16.0) / field[..., 3], max=1.0)
+    x = _lab_f_inverse(fy + fade * field[..., 0] * (1.0 / 500.0)) * chroma.WHITE_XZ[0]
+    z = _lab_f_inverse(fy - fade * field[..., 1] * (1.0 / 200.0)) * chroma.WHITE_XZ[1]
+    colour = torch.stack([x, luminance, z], dim=-1) @ tables.bgr_from_xyz.T
+    steps = chroma.ENCODE_STEPS
+    return tables.code[torch.clamp(colour * float(steps - 1) + 0.5, 0.0, float(steps - 1)).long()]
+
+
+def _lab_f(t: torch.Tensor) -> torch.Tensor:
+    """``chroma._f``."""
+    eps = float(chroma.EPS_LAB)
+    return torch.where(t > eps, torch.pow(t.clamp(min=eps), 1.0 / 3.0), t * float(chroma.SLOPE_LAB) + 4.0 / 29.0)
+
+
+def _lab_f_inverse(t: torch.Tensor) -> torch.Tensor:
+    """``chroma._f_inverse``."""
+    return torch.where(t > 6.0 / 29.0, t * t * t, (t - 4.0 / 29.0) / float(chroma.SLOPE_LAB))
+
+
+class _ChromaTables:
+    """``engines.compose.chroma``'s tables on one device: sRGB code to linear light, luminance weights, XYZ to linear
+    BGR, linear light to sRGB code."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.linear = torch.from_numpy(chroma.U8_TO_LINEAR.copy()).to(device)
+        self.luminance = torch.from_numpy(chroma.LUMINANCE_BGR.copy()).to(device)
+        self.bgr_from_xyz = torch.from_numpy(chroma.BGR_FROM_XYZ.copy()).to(device)
+        self.code = torch.from_numpy(chroma.LINEAR_TO_U8.copy()).to(device)
+
+
+@functools.cache
+def _chroma_tables(device: torch.device) -> _ChromaTables:
+    return _ChromaTables(device)
 
 
 def apply_field(face_bgr: torch.Tensor, field_small: torch.Tensor) -> torch.Tensor:

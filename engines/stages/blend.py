@@ -70,7 +70,8 @@ class BlendStage:
             if face.identity is not None and face.identity.monochrome:  # black-and-white photos: the actor's colour
                 if relief is not None:  # on the lightness, before the colour: a gain would scale the colour taken
                     face_bgr, relief = ops.apply_field(face_bgr, relief), None
-                face_bgr, face_small = ops.transfer_chroma(face_bgr, self._chroma_field(face)), None
+                colour = self._chroma_field(face, face_bgr, face_small)
+                face_bgr, face_small = ops.transfer_chroma(face_bgr, colour), None
             # The seam's and the relief's gains are applied as the face is pasted (one pass on numpy:
             # ``FaceOps.paste_face``).
             field = combine(self._seam_field(face, face_bgr, face_small), relief) if face.identity is not None else None
@@ -92,14 +93,20 @@ class BlendStage:
         keep.lay(host, face.frame.image)
         self.ops.window_from_host(face.out, keep.box, host)
 
-    def _chroma_field(self, face: FaceContext) -> np.ndarray:
-        """The colour a monochrome identity takes (``engines.compose.chroma``): the actor's skin's, filled over the
-        face, measured on the host at geometry resolution on what the colour match compares with (the actor, relit
-        when a target light is set)."""
+    def _chroma_field(self, face: FaceContext, face_bgr: Pixels, face_small: Pixels | None) -> np.ndarray:
+        """The colour and skin level a monochrome identity takes (``engines.compose.chroma``): the actor's skin's,
+        filled over the face, measured on the host at geometry resolution on what the colour match compares with
+        (the actor, relit when a target light is set), against the face's own level in ``face_small`` (the face
+        at geometry resolution as the colour match left it; None: shrunk here)."""
         geometry = face.geometry
         assert geometry is not None and face.actor_small is not None and face.skin_small is not None
         reference = face.reference if face.reference is not None else face.actor_small
-        return chroma_field(self.ops.to_host(reference), geometry, face.skin_small, self.config.chroma)
+        if face_small is None:
+            hs, ws = geometry.small_size
+            face_small = self.ops.shrink(face_bgr, (ws, hs))
+        return chroma_field(
+            self.ops.to_host(reference), self.ops.to_host(face_small), geometry, face.skin_small, self.config.chroma
+        )
 
     def _seam_field(self, face: FaceContext, face_bgr: Pixels, face_small: Pixels | None) -> np.ndarray | None:
         """The gains that give the mesh swap's face the actor's local tone near the outline (``engines.compose.seam``;

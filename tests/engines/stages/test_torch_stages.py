@@ -47,6 +47,10 @@ SETTINGS = {
     "swap-unrelit": ProcessSettings(identity="s1", relight=False),  # the texture, colour matched in a pass of its own
 }
 NEAR_LEVELS, NEAR_SHARE, MAX_LEVELS, MEAN_LEVELS = 2, 0.998, 32, 0.05
+MEAN_LEVELS_GREY = 0.06
+"""The black-and-white identity's mean: its skin level is moved to the actor's by a gain in linear light
+(``ChromaConfig.level``), which brightens the grey face on d3 and scales the two paths' differences upstream with it
+(d3's mean 0.044 before that gain, 0.053 with it; d10 and s18 0.03 and 0.006)."""
 
 
 @pytest.fixture(scope="module")
@@ -91,5 +95,6 @@ def test_torch_stages_equal_numpy_stages_on_shared_clips(
             near = float((diff.max(axis=-1) <= NEAR_LEVELS).mean())
             measured.append(f"{clip}/{name}: max {diff.max()}, <= {NEAR_LEVELS}: {near:.5f}, mean {diff.mean():.4f}")
             assert changed.mean() > 0.005, f"{clip}/{name}: the swap drew (almost) nothing: nothing compared"
-            assert diff.max() <= MAX_LEVELS and near >= NEAR_SHARE and diff.mean() < MEAN_LEVELS, measured[-1]
+            mean_levels = MEAN_LEVELS_GREY if name == "black-and-white" else MEAN_LEVELS
+            assert diff.max() <= MAX_LEVELS and near >= NEAR_SHARE and diff.mean() < mean_levels, measured[-1]
     print("\n".join(measured))

@@ -141,6 +141,37 @@ def test_a_black_and_white_photos_brows_take_the_actors_skin_colour_not_his_brow
     )
 
 
+def test_a_black_and_white_photos_face_is_as_light_as_the_actors_skin(
+    models_dir: Path, store: IdentityStore, clips: Path
+) -> None:
+    """biden.jpg as one grey channel swapped onto d10.mp4 (an actress lit evenly by a ring light): the photo is lit
+    from above and its lower face is dark. The swapped face's skin is as light as hers under the same light (its
+    mean luminance, linear light, over her skin inside the face's outline: within 3%), where with the photo's own
+    lightness kept it was 5-6% darker (0.945 on these frames, the lower face a muddy brown: BENCHMARKS.md, issue
+    21)."""
+    from engines.face.topology import FACE_OVAL, LEFT_BROW, LEFT_EYE, LIPS_OUTER, RIGHT_BROW, RIGHT_EYE
+
+    proc = _processor(models_dir, store)
+    weights = np.array([0.0722, 0.7152, 0.2126])  # BGR, linear light
+    ratios = []
+    for i, (image, t) in enumerate(clip_frames(clips / "d10.mp4", 9)):
+        result = proc.process(image, t, ProcessSettings(identity="biden_grey"))
+        if i % 2:
+            continue
+        assert result.faces, "d10.mp4 has a face in every frame"
+        lm = result.faces[0].landmarks
+        inside = np.zeros(image.shape[:2], np.uint8)
+        cv2.fillConvexPoly(inside, cv2.convexHull(lm[list(FACE_OVAL), :2].astype(np.int32)), 1)
+        for part in (LEFT_EYE, RIGHT_EYE, LEFT_BROW, RIGHT_BROW, LIPS_OUTER):
+            cv2.fillConvexPoly(inside, cv2.convexHull(lm[list(part), :2].astype(np.int32)), 0)
+        inside = cv2.erode(inside, np.ones((9, 9), np.uint8)) > 0
+        lightness = cv2.cvtColor(image, cv2.COLOR_BGR2LAB)[..., 0].astype(np.float32)
+        skin = inside & (lightness > np.median(lightness[inside]) - 38.0)  # her skin, not her hair over the outline
+        luminance = [float((((im[skin] / 255.0) ** 2.2) @ weights).mean()) for im in (image, result.image)]
+        ratios.append(luminance[1] / luminance[0])
+    assert abs(float(np.median(ratios)) - 1.0) < 0.03, ratios
+
+
 def test_a_shorter_chin_does_not_pull_the_actors_under_jaw_into_the_face(
     models_dir: Path, store: IdentityStore, clips: Path
 ) -> None:
