@@ -33,8 +33,9 @@ import numpy as np
 from engines.errors import InputError
 from engines.face.detect import Detection, FaceDetector
 from engines.face.landmarks import FaceMesh, MeshResult, five_points, head_pose, roi_from_detection, roi_from_landmarks
-from engines.face.topology import FACE_OVAL, face_topology
+from engines.face.topology import FACE_OVAL, face_topology, frontalise
 from engines.identity.cleanup import CleanupConfig, clean_texture
+from engines.identity.expression import smile_amount
 from engines.identity.photos import Photo, as_grey, photo_tone
 from engines.swap.texture import TEXTURE_SIZE, fill_holes, texture_canonical_y, texture_regions, unwrap
 
@@ -332,7 +333,8 @@ def build_texture(
         shading = _shading(un.texture, un.normals, seen, regions) if delight else None
         texture = un.texture
         if cleanup is not None:
-            cleaned = clean_texture(un.texture, un.weight, None if shading is None else shading[1], cleanup)
+            smile = smile_amount(frontalise(face.landmarks))
+            cleaned = clean_texture(un.texture, un.weight, None if shading is None else shading[1], cleanup, smile)
             texture = cleaned.texture
             # A filled-in texel counts for less than one another photo saw, where several photos merge.
             w = w * (1.0 - 0.9 * cleaned.occluded)

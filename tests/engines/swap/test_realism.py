@@ -29,6 +29,7 @@ def store(tmp_path_factory: pytest.TempPathFactory, faces: Path, models_dir: Pat
     root = tmp_path_factory.mktemp("ids") / "identities"
     store = IdentityStore(root, models_dir)
     store.enroll("roop", [faces / "roop_source.jpg"], face="largest")
+    store.enroll("obama", [faces / "obama.jpg"], face="largest")
     s1 = cv2.imread(str(faces / "s1.jpg"))
     grey = cv2.cvtColor(cv2.cvtColor(s1, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
     ok, buf = cv2.imencode(".png", grey)
@@ -70,6 +71,49 @@ def test_a_smiling_photo_does_not_lend_its_smile(models_dir: Path, store: Identi
     report = artifact_report(meter)
     assert report.worst.get("upper lip", 0) <= 0.1 * FRAMES, report
     assert report.p50 < 22.0, report
+
+
+def _creases(image: np.ndarray, landmarks: np.ndarray) -> float:
+    """How deep the darkest creases beside the mouth are (L*): in the skin from the nose's wings down past the mouth
+    corners (the smile's folds; mesh triangles placed on the canonical face), the 5th percentile of L* below its
+    own blur over 0.06 eye-corner distances, negated."""
+    from engines.face.topology import SKIN, face_topology
+
+    topo = face_topology()
+    tris = topo.all_triangles
+    c = topo.canonical[tris].mean(axis=1)
+    x, y = np.abs(c[:, 0]), c[:, 1]
+    band = (x > 0.22) & (x < 0.48) & (y > 0.1) & (y < 0.65) & (topo.labels == SKIN)
+    mask = np.zeros(image.shape[:2], np.uint8)
+    for tri in tris[band]:
+        cv2.fillPoly(mask, [np.round(landmarks[tri, :2]).astype(np.int32)], 1)
+    lightness = cv2.cvtColor(image, cv2.COLOR_BGR2LAB)[..., 0].astype(np.float32) * (100.0 / 255.0)
+    eye = float(np.linalg.norm(landmarks[33, :2] - landmarks[263, :2]))
+    detail = lightness - cv2.GaussianBlur(lightness, (0, 0), 0.06 * eye)
+    return -float(np.percentile(detail[mask > 0], 5))
+
+
+def test_a_smiling_photos_folds_are_not_drawn_on_a_still_mouth(
+    models_dir: Path, store: IdentityStore, clips: Path
+) -> None:
+    """obama.jpg smiles broadly: deep creases run from his nose's wings past the mouth's corners. Drawn on a close-up of
+    d13.mp4's actor, whose mouth is closed and still, they were a grin's "parentheses" around a closed mouth, the
+    darkest creases there 13.2 L* deep against the actor's own 2.7 (BENCHMARKS.md, issue 21). The enrollment now lifts
+    a smiling photo's fold creases and dark mouth corners to the skin around them (``CleanupConfig.smile_folds``):
+    6.5, the folds' soft shading left."""
+    from benchmarks.closeup import closeup_crop, face_boxes
+
+    frames = clip_frames(clips / "d13.mp4", 8)
+    crop = closeup_crop((frames[0][0].shape[1], frames[0][0].shape[0]), face_boxes([frames[0][0]], models_dir), 16 / 9)
+    proc = _processor(models_dir, store)
+    for image, t in frames:
+        closeup = crop.apply(image, (1280, 720))
+        result = proc.process(closeup, t, ProcessSettings(identity="obama"))
+    assert result.faces
+    lm = result.faces[0].landmarks
+    actor, swapped = _creases(closeup, lm), _creases(result.image, lm)
+    assert actor < 4.0, actor  # the actor's own skin there is smooth (2.7)
+    assert swapped < 9.0, (swapped, actor)  # 13.2 before
 
 
 def test_a_black_and_white_photo_takes_the_actors_colour(models_dir: Path, store: IdentityStore, clips: Path) -> None:
