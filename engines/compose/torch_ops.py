@@ -103,19 +103,21 @@ def transfer_chroma(face_bgr: torch.Tensor, field_small: torch.Tensor) -> torch.
     x = _lab_f_inverse(fy + fade * field[..., 0] * (1.0 / 500.0)) * chroma.WHITE_XZ[0]
     z = _lab_f_inverse(fy - fade * field[..., 1] * (1.0 / 200.0)) * chroma.WHITE_XZ[1]
     colour = torch.stack([x, luminance, z], dim=-1) @ tables.bgr_from_xyz.T
-    steps = chroma.ENCODE_STEPS
-    return tables.code[torch.clamp(colour * float(steps - 1) + 0.5, 0.0, float(steps - 1)).long()]
+    index = (colour * float(chroma.ENCODE_STEPS - 1) + 0.5).to(torch.int32).long()  # truncated, as numpy's astype
+    return tables.code[index.clamp(0, chroma.ENCODE_STEPS - 1)]
 
 
 def _lab_f(t: torch.Tensor) -> torch.Tensor:
     """``chroma._f``."""
     eps = float(chroma.EPS_LAB)
-    return torch.where(t > eps, torch.pow(t.clamp(min=eps), 1.0 / 3.0), t * float(chroma.SLOPE_LAB) + 4.0 / 29.0)
+    return torch.pow(t.clamp(min=eps), 1.0 / 3.0) + float(chroma.SLOPE_LAB) * (t - eps).clamp(max=0.0)
 
 
 def _lab_f_inverse(t: torch.Tensor) -> torch.Tensor:
     """``chroma._f_inverse``."""
-    return torch.where(t > 6.0 / 29.0, t * t * t, (t - 4.0 / 29.0) / float(chroma.SLOPE_LAB))
+    edge = 6.0 / 29.0
+    top = t.clamp(min=edge)
+    return top * top * top + (t - edge).clamp(max=0.0) / float(chroma.SLOPE_LAB)
 
 
 class _ChromaTables:

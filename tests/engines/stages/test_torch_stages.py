@@ -50,7 +50,8 @@ NEAR_LEVELS, NEAR_SHARE, MAX_LEVELS, MEAN_LEVELS = 2, 0.998, 32, 0.05
 MEAN_LEVELS_GREY = 0.06
 """The black-and-white identity's mean: its skin level is moved to the actor's by a gain in linear light
 (``ChromaConfig.level``), which brightens the grey face on d3 and scales the two paths' differences upstream with it
-(d3's mean 0.044 before that gain, 0.053 with it; d10 and s18 0.03 and 0.006)."""
+(d3's mean 0.044 before that gain, 0.053 with it at 91a5642, 0.043 after the stages upstream changed; d10 and s18
+0.03-0.04 and 0.008)."""
 
 
 @pytest.fixture(scope="module")
