@@ -168,9 +168,9 @@ def test_an_unknown_hdri_is_refused_by_its_control(operator: Operator) -> None:
     page.fill("#hdri", HDRI)
     page.press("#hdri", "Enter")
     error.wait_for(state="hidden")
-    _wait_until(lambda: operator.stream()["settings"]["relight_target"]["hdri"] == HDRI, 10, "the HDRI applied")
+    _wait_until(lambda: operator.stream()["settings"]["relight_target"]["hdri"] == HDRI, 30, "the HDRI applied")
     page.select_option("#mode", "match")
-    _wait_until(lambda: operator.stream()["settings"]["relight_target"]["mode"] == "match", 10, "back to match")
+    _wait_until(lambda: operator.stream()["settings"]["relight_target"]["mode"] == "match", 30, "back to match")
 
 
 def test_a_failing_engine_raises_the_banner_within_2_s(operator: Operator) -> None:
@@ -249,7 +249,7 @@ def test_an_unknown_identity_or_swap_model_is_refused_by_its_control(operator: O
     # A name that is there is taken and the reason goes away.
     page.select_option("#identity", "s1")
     page.wait_for_selector(".field-error[data-field=identity]", state="hidden")
-    _wait_until(lambda: operator.stream()["settings"]["identity"] == "s1", 10, "the identity applied")
+    _wait_until(lambda: operator.stream()["settings"]["identity"] == "s1", 30, "the identity applied")
     page.select_option("#swap-model", "mesh")
     page.wait_for_selector(".field-error[data-field=swap_model]", state="hidden")
 
@@ -300,11 +300,19 @@ def test_recordings_are_listed_played_and_downloaded_in_the_page(operator: Opera
     page.select_option("#rec-format", "h264/mp4")
     assert not page.is_checked("#rec-cfr")  # H.264 keeps the source's times by default
     # Before recording: the page warns when the stream drops frames, as the live figures say.
-    stats = operator.stream()["stats"]
     note = page.locator("#rec-rate-note")
-    dropping = stats["output_fps"] < 0.98 * stats["input_fps"]
-    if dropping:
-        page.wait_for_function("document.querySelector('#rec-rate-note').style.visibility === 'visible'")
+
+    def dropping() -> bool:
+        stats = operator.stream()["stats"]
+        return bool(stats["output_fps"] < 0.98 * stats["input_fps"])
+
+    def warned() -> bool:
+        return bool(page.evaluate("document.querySelector('#rec-rate-note').style.visibility === 'visible'"))
+
+    # The figures move from one push to the next on a busy machine (near 0.98 either way): the note is waited for
+    # while the server says the stream drops, and read when it is shown.
+    _wait_until(lambda: warned() or not dropping(), 30, "the rate note while the stream drops frames")
+    if warned():
         assert "Will not be constant-rate" in (note.text_content() or "")
     rec = _record(operator, 2.5)
     item = page.locator(f".rec-item[data-id='{rec['id']}']")
@@ -380,7 +388,7 @@ def test_enrollment_is_finished_in_the_page(operator: Operator, faces: Path, tmp
     page.click("#enroll-submit")
     page.wait_for_function("document.querySelector('#enroll-status').textContent.includes('enrolled group-pick')")
     assert "(unverified), selected on this stream" in (page.text_content("#enroll-status") or "")
-    _wait_until(lambda: operator.stream()["settings"]["identity"] == "group-pick", 15, "the new identity selected")
+    _wait_until(lambda: operator.stream()["settings"]["identity"] == "group-pick", 30, "the new identity selected")
     page.wait_for_function("document.querySelector('#identity').value === 'group-pick'")
     page.wait_for_function("document.querySelector('#swap-badge .unverified')?.textContent === 'UNVERIFIED'")
     assert page.is_visible("#swap-badge") and "group-pick" in (page.text_content("#swap-badge") or "")
@@ -412,7 +420,7 @@ def test_enrollment_is_finished_in_the_page(operator: Operator, faces: Path, tmp
     page.locator("#enroll").scroll_into_view_if_needed()
     operator.shot("enroll-bad-photo")
     page.select_option("#identity", "s1")
-    _wait_until(lambda: operator.stream()["settings"]["identity"] == "s1", 10, "back to s1")
+    _wait_until(lambda: operator.stream()["settings"]["identity"] == "s1", 30, "back to s1")
 
 
 def _stream_recording(operator: Operator) -> bool:
@@ -437,11 +445,11 @@ def test_hotkeys_swap_bypass_record_and_pick_identities(operator: Operator) -> N
     start = settings()
     assert start["swap"] is True
     page.keyboard.press("s")
-    _wait_until(lambda: settings()["swap"] is False, 10, "S: swap off")
+    _wait_until(lambda: settings()["swap"] is False, 30, "S: swap off")
     page.keyboard.press("s")
-    _wait_until(lambda: settings()["swap"] is True, 10, "S: swap on")
+    _wait_until(lambda: settings()["swap"] is True, 30, "S: swap on")
     page.keyboard.press("b")
-    _wait_until(lambda: (settings()["swap"], settings()["relight"]) == (False, False), 10, "B: bypass")
+    _wait_until(lambda: (settings()["swap"], settings()["relight"]) == (False, False), 30, "B: bypass")
     page.keyboard.press("b")
     _wait_until(
         lambda: (settings()["swap"], settings()["relight"]) == (True, start["relight"]),
@@ -454,9 +462,9 @@ def test_hotkeys_swap_bypass_record_and_pick_identities(operator: Operator) -> N
     options = page.eval_on_selector_all("#identity option", "os => os.map(o => o.value)")
     assert options[0] == "" and len(options) >= 3, options
     page.keyboard.press("2")
-    _wait_until(lambda: settings()["identity"] == options[2], 10, f"2: identity {options[2]}")
+    _wait_until(lambda: settings()["identity"] == options[2], 30, f"2: identity {options[2]}")
     page.keyboard.press("0")
-    _wait_until(lambda: settings()["identity"] is None, 10, "0: no identity")
+    _wait_until(lambda: settings()["identity"] is None, 30, "0: no identity")
     page.keyboard.press("1")
     _wait_until(lambda: settings()["identity"] == options[1], 10, f"1: identity {options[1]}")
     # Typing in a field is typing, not a hotkey.
@@ -467,13 +475,13 @@ def test_hotkeys_swap_bypass_record_and_pick_identities(operator: Operator) -> N
     page.fill("#enroll-name", "")
     page.evaluate("document.activeElement.blur()")
     page.keyboard.press("r")
-    _wait_until(lambda: _stream_recording(operator), 15, "R: recording")
+    _wait_until(lambda: _stream_recording(operator), 30, "R: recording")
     page.wait_for_selector("#rec-badge:not([hidden])")
     page.wait_for_timeout(1000)
     page.keyboard.press("r")
-    _wait_until(lambda: not _stream_recording(operator), 15, "R: stopped")
+    _wait_until(lambda: not _stream_recording(operator), 30, "R: stopped")
     page.select_option("#identity", "s1")
-    _wait_until(lambda: settings()["identity"] == "s1", 10, "back to s1")
+    _wait_until(lambda: settings()["identity"] == "s1", 30, "back to s1")
 
 
 def _open(operator: Operator, width: int, height: int, query: str = "") -> Any:
@@ -642,7 +650,7 @@ def test_the_key_lights_colour_acts_on_a_swapped_face_in_the_page(operator: Oper
     page = operator.page
     page.select_option("#identity", "s1")
     page.select_option("#mode", "direction")
-    _wait_until(lambda: operator.stream()["settings"]["relight_target"]["mode"] == "direction", 10, "key light")
+    _wait_until(lambda: operator.stream()["settings"]["relight_target"]["mode"] == "direction", 30, "key light")
 
     def set_input(selector: str, value: str) -> None:
         page.evaluate(
@@ -685,4 +693,4 @@ def test_the_key_lights_colour_acts_on_a_swapped_face_in_the_page(operator: Oper
     set_input("#colour", "#ffffff")
     set_input("#intensity", "1")
     page.select_option("#mode", "match")
-    _wait_until(lambda: operator.stream()["settings"]["swap"] is True, 10, "swap back on")
+    _wait_until(lambda: operator.stream()["settings"]["swap"] is True, 30, "swap back on")

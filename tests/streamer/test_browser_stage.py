@@ -74,7 +74,7 @@ def test_the_monitor_plays_the_stream_through_janus_with_janus_js(tmp_path: Path
             sfu=sfu,
         )
         with threaded_server(config) as server:
-            deadline = time.monotonic() + 15
+            deadline = time.monotonic() + 45
             while (_get(f"{server.url}/api/streams/cam").get("sfu") or {}).get("state") != "up":
                 assert time.monotonic() < deadline, _get(f"{server.url}/api/streams/cam")
                 time.sleep(0.2)
@@ -85,14 +85,14 @@ def test_the_monitor_plays_the_stream_through_janus_with_janus_js(tmp_path: Path
                 " return v && v.videoWidth > 0 && v.currentTime > 1; }",
                 timeout=30_000,
             )
-            page.wait_for_function("document.querySelector('#conn').textContent.includes('via Janus')", timeout=10_000)
+            page.wait_for_function("document.querySelector('#conn').textContent.includes('via Janus')", timeout=30_000)
             # The monitor's own figures come from Janus's peer connection, as they do from ours over WHEP.
             page.wait_for_function(
                 "() => [...document.querySelectorAll('#counters span')].some((s) => s.textContent === 'via'"
                 " && s.nextElementSibling.textContent === 'Janus')",
-                timeout=10_000,
+                timeout=30_000,
             )
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 30
             while True:
                 stream = _get(f"{server.url}/api/streams/cam")
                 if [m["viewers"] for m in stream["sfu"]["mountpoints"].values()] == [1, 1]:
@@ -122,29 +122,30 @@ def test_the_stage_page_lists_two_nodes_changes_the_other_and_shows_it_down(
         with threaded_server(config) as server:
             page = chromium.new_page(viewport={"width": 1400, "height": 700})
             _with_token(page, f"{server.url}/stage.html")
-            page.wait_for_selector("tr[data-stream='gpu2/cam-b']", timeout=20_000)
-            page.wait_for_selector("tr[data-stream='gpu1/cam-a']", timeout=5_000)
+            page.wait_for_selector("tr[data-stream='gpu2/cam-b']", timeout=45_000)
+            page.wait_for_selector("tr[data-stream='gpu1/cam-a']", timeout=20_000)
             page.wait_for_function("document.querySelector('#summary').textContent.startsWith('2 of 2 nodes up')")
             assert B_TOKEN not in page.content()
             # Untick swap on the other node's stream: the PATCH goes through this server to gpu2.
             assert _get(f"{node_b.url}/api/streams/cam-b", B_TOKEN)["settings"]["swap"] is True
             page.uncheck("input[data-control='gpu2/cam-b/swap']")
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 30
             while _get(f"{node_b.url}/api/streams/cam-b", B_TOKEN)["settings"]["swap"] is not False:
                 assert time.monotonic() < deadline, "the change did not reach gpu2"
                 time.sleep(0.2)
             assert server.service.streams.get("cam-a").settings.swap is True
             page.wait_for_function(
-                "!document.querySelector(\"input[data-control='gpu2/cam-b/swap']\").checked", timeout=5_000
+                "!document.querySelector(\"input[data-control='gpu2/cam-b/swap']\").checked", timeout=20_000
             )
             page.screenshot(path=str(ARTIFACTS / "stage.png"))
 
+            # Shown down at the next poll (2.5 s at most on a quiet machine; 15 s leaves a loaded one its slack).
             node_b.kill()
             killed = time.monotonic()
             page.wait_for_function(
-                "document.querySelector(\".status[data-node='gpu2']\").textContent.startsWith('DOWN')", timeout=5_000
+                "document.querySelector(\".status[data-node='gpu2']\").textContent.startsWith('DOWN')", timeout=15_000
             )
-            assert time.monotonic() - killed < 5.0
+            assert time.monotonic() - killed < 15.0
             assert page.is_visible("tr[data-stream='gpu1/cam-a']")
             assert "1 of 2 nodes up" in (page.text_content("#summary") or "")
             page.screenshot(path=str(ARTIFACTS / "stage-node-down.png"))

@@ -57,13 +57,14 @@ INBOUND_JS = """async () => {
   return out;
 }"""
 
-COUNT_FRAMES_JS = """(ms) => new Promise((resolve) => {
+COUNT_FRAMES_JS = """([want, ms]) => new Promise((resolve) => {
   const video = document.getElementById("player");
   let frames = 0;
-  const tick = () => { frames++; video.requestVideoFrameCallback(tick); };
+  const tick = () => { frames++; if (frames >= want) resolve(frames); else video.requestVideoFrameCallback(tick); };
   video.requestVideoFrameCallback(tick);
   setTimeout(() => resolve(frames), ms);
 })"""
+"""Frames the player shows, until ``want`` of them or ``ms`` passed (a starved machine shows a few a second)."""
 
 
 @pytest.fixture(scope="module")
@@ -132,14 +133,14 @@ def test_an_npm_whep_player_plays_the_processed_view_of_an_ffmpeg_whip_stream(
             size = page.evaluate(
                 "[document.getElementById('player').videoWidth, document.getElementById('player').videoHeight]"
             )
-            frames = page.evaluate(COUNT_FRAMES_JS, 2000)
+            frames = page.evaluate(COUNT_FRAMES_JS, [5, 30_000])
             inbound = page.evaluate(INBOUND_JS)
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "whep-npm-player.png"))
         finally:
             browser.close()
     assert size == [512, 512], size
-    assert frames >= 5, frames  # the picture moves (the full pipeline on two shared cores: a few fps at least)
+    assert frames >= 5, frames  # the picture moves (waited for up to 30 s: a few fps on two shared cores)
     assert inbound.get("audio", {}).get("packets", 0) > 50, inbound  # FFmpeg's Opus, passed on in sync
     assert not errors, errors
 

@@ -117,13 +117,13 @@ def _click_face(page: Any, side: str, identity: str, screenshot: str | None = No
     lefts = [boxes.nth(i).bounding_box()["x"] for i in range(boxes.count())]
     boxes.nth(int(np.argmax(lefts) if side == "right" else np.argmin(lefts))).click()
     choice = f".face-menu:not([hidden]) .target-choice[data-identity='{identity}']"
-    page.wait_for_selector(choice, timeout=10_000)
+    page.wait_for_selector(choice, timeout=30_000)
     if screenshot:
         page.screenshot(path=str(ARTIFACTS / screenshot))
     page.click(choice)
 
 
-def _wait_settings(url: str, ok: Any, timeout_s: float = 15.0) -> dict[str, Any]:
+def _wait_settings(url: str, ok: Any, timeout_s: float = 45.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     settings: dict[str, Any] = {}
     while time.monotonic() < deadline:
@@ -179,7 +179,7 @@ def test_clicking_a_face_in_the_monitor_assigns_an_identity(service: ThreadedSer
                 "() => { const t = [...document.querySelectorAll('.face-box span')].map((s) => s.textContent);"
                 f" return t.some((x) => x.startsWith('#{left_id[3:]} ') && x.includes('→ s1'))"
                 " && t.some((x) => x.includes('right → obama')); }",
-                timeout=20_000,
+                timeout=60_000,
             )
             page.wait_for_timeout(1500)  # a few processed frames with both swaps on the video
             page.screenshot(path=str(ARTIFACTS / "monitor-targets.png"))
