@@ -58,7 +58,7 @@ def test_twenty_rounds_of_concurrent_changes_leave_a_log_that_replays_to_the_str
 
     async def scenario() -> None:
         async with live_server(config) as srv, aiohttp.ClientSession() as http:
-            assert await wait_for(lambda: srv.service.streams.find("cam") is not None, 15)
+            assert await wait_for(lambda: srv.service.streams.find("cam") is not None, 40)
             async with http.ws_connect(f"{srv.url}/ws") as ws:
 
                 async def patch(identity: str) -> int:

@@ -104,7 +104,7 @@ def test_whip_and_whep_offers_cut_into_network_segments_are_answered(tmp_path: P
         )
         assert status == 201, answer
         await publisher.setRemoteDescription(RTCSessionDescription(answer.decode(), "answer"))
-        assert await wait_for(lambda: srv.service.streams.get("split").stats.snapshot()["frames_in"] > 0, 20)
+        assert await wait_for(lambda: srv.service.streams.get("split").stats.snapshot()["frames_in"] > 0, 45)
 
         viewer = RTCPeerConnection()
         viewer.addTransceiver("video", direction="recvonly")

@@ -79,7 +79,7 @@ def test_consent_through_the_api(tmp_path: Path, clips: Path, faces: Path, model
             assert listed == {"alice": "verified", "bob": "unverified"}
 
             # 4. swapping in the unverified identity: allowed, marked in the response and in the stats
-            assert await wait_for(lambda: server.service.streams.find("cam") is not None, 10)
+            assert await wait_for(lambda: server.service.streams.find("cam") is not None, 30)
             async with http.patch(f"{base}/api/streams/cam", json={"identity": "bob"}) as r:
                 assert r.status == 200, await r.text()
                 stream = await _json(r)

@@ -337,13 +337,13 @@ def test_live_service_marks_gates_and_records_a_dfm(
             async def frames_later(count: int) -> None:
                 stream = server.service.streams.get("cam")
                 done = stream.stats.snapshot()["frames_processed"]
-                assert await wait_for(lambda: stream.stats.snapshot()["frames_processed"] > done + count, 20)
+                assert await wait_for(lambda: stream.stats.snapshot()["frames_processed"] > done + count, 45)
 
             async with http.get(f"{base}/api/models") as r:
                 models = {m["name"]: m for m in (await r.json())["models"]}
             assert models["jane"]["consent"] == {"status": "unverified", "verified": False}
             assert models["kate"]["consent"]["status"] == "expired" and models["mesh"]["consent"] is None
-            assert await wait_for(lambda: server.service.streams.find("cam") is not None, 10)
+            assert await wait_for(lambda: server.service.streams.find("cam") is not None, 30)
 
             # An unverified DFM: allowed, marked in the response, the stream JSON and the /ws stats.
             status, body = await patch({"swap_model": "jane"})

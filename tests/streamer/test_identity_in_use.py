@@ -59,7 +59,7 @@ async def _stream(srv: LiveServer, http: aiohttp.ClientSession, name: str = "cam
 
 
 async def _started(srv: LiveServer) -> None:
-    assert await wait_for(lambda: all(srv.service.streams.find(n) is not None for n in ("cam", "cam2")), 15)
+    assert await wait_for(lambda: all(srv.service.streams.find(n) is not None for n in ("cam", "cam2")), 40)
 
 
 def test_deleting_an_identity_a_stream_uses_is_refused_with_the_streams(

@@ -115,8 +115,10 @@ def test_ndi_output_carries_the_swapped_face_at_the_streams_rate_with_its_timeco
                     processed = stream.stats.snapshot()["frames_processed"]
                     return processed, sender.frames_sent, sender.frames_skipped, len(got.frames)
 
+                # A window of 3 s, longer on a busy machine until 10 frames were sent (at most 60 s).
                 before = counts()
                 await asyncio.sleep(3.0)
+                await wait_for(lambda: counts()[1] - before[1] >= 10, 60)
                 after = counts()
                 async with http.get(f"{srv.url}/api/streams/cam1") as r:
                     info = await r.json()
@@ -222,10 +224,16 @@ def test_an_ndi_source_is_a_camera_its_frames_come_out_over_whep_and_record_at_i
             stream = srv.service.streams.get("cam1")
             assert await wait_for(lambda: stream.stats.snapshot()["frames_processed"] > 5, 30), stream.to_dict()
             viewer = await view(http, srv.url, "cam1", "source", keep_every=1)
-            assert await wait_for(lambda: len(viewer.frames) >= 20, 30)
+            assert await wait_for(lambda: len(viewer.frames) >= 20, 60)
             async with http.post(f"{srv.url}/api/streams/cam1/recording", json={"codec": "h264", "fps": FPS}) as r:
                 assert r.status == 201, await r.text()
-            await asyncio.sleep(1.0)
+            # Some frames in the file (a second's worth on a quiet machine; at most 60 s on a starved one).
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                async with http.get(f"{srv.url}/api/streams/cam1/recording") as r:
+                    if (await r.json())["frames_recorded"] >= 10:
+                        break
+                await asyncio.sleep(0.1)
             async with http.delete(f"{srv.url}/api/streams/cam1/recording") as r:
                 recording = await r.json()
             await viewer.close()

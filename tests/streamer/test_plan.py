@@ -86,7 +86,7 @@ def test_a_patch_is_validated_once_and_its_consent_checked_once(
 
     async def scenario() -> None:
         async with live_server(_config(data, clips, models_dir)) as server, aiohttp.ClientSession() as http:
-            assert await wait_for(lambda: server.service.streams.find("cam") is not None, 10)
+            assert await wait_for(lambda: server.service.streams.find("cam") is not None, 30)
             validations.clear()
             consent_checks.clear()
             async with http.patch(f"{server.url}/api/streams/cam", json={"identity": "alice"}) as r:
@@ -132,7 +132,7 @@ def test_stats_read_no_consent_from_disk(
 
     async def scenario() -> None:
         async with live_server(_config(data, clips, models_dir)) as server, aiohttp.ClientSession() as http:
-            assert await wait_for(lambda: server.service.streams.find("cam") is not None, 10)
+            assert await wait_for(lambda: server.service.streams.find("cam") is not None, 30)
             async with http.patch(f"{server.url}/api/streams/cam", json={"identity": "alice"}) as r:
                 assert r.status == 200
             reads = _count_calls(monkeypatch, streamer.governance.consent, "load_consent")
@@ -170,7 +170,7 @@ def test_two_concurrent_patches_end_in_one_state_never_a_mix(
 
     async def scenario() -> dict[str, Any]:
         async with live_server(_config(data, clips, models_dir)) as server, aiohttp.ClientSession() as http:
-            assert await wait_for(lambda: server.service.streams.find("cam") is not None, 10)
+            assert await wait_for(lambda: server.service.streams.find("cam") is not None, 30)
             await asyncio.sleep(0.2)  # the stream's start-up consent re-check is done
             plans.clear()
 
@@ -239,7 +239,7 @@ def test_renewed_consent_reaches_the_running_streams(
 
     async def scenario() -> None:
         async with live_server(_config(data, clips, models_dir)) as server, aiohttp.ClientSession() as http:
-            assert await wait_for(lambda: server.service.streams.find("cam") is not None, 10)
+            assert await wait_for(lambda: server.service.streams.find("cam") is not None, 30)
             async with http.patch(f"{server.url}/api/streams/cam", json={"identity": "bob"}) as r:
                 assert (await r.json())["consent"]["status"] == "unverified"
             body = expired.to_json()

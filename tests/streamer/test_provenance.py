@@ -312,10 +312,10 @@ def test_a_recording_made_by_the_service_is_signed_and_its_sidecar_matches(
             form.add_field("photo", (faces / "obama.jpg").read_bytes(), filename="obama.jpg")
             async with http.post(f"{server.url}/api/identities", data=form) as r:
                 assert r.status == 201, await r.text()
-            assert await wait_for(lambda: server.service.streams.find("cam") is not None, 10)
+            assert await wait_for(lambda: server.service.streams.find("cam") is not None, 30)
             async with http.patch(f"{server.url}/api/streams/cam", json={"identity": "bob"}) as r:
                 assert r.status == 200, await r.text()
-            assert await wait_for(lambda: server.service.streams.get("cam").watermark_id is not None, 30)
+            assert await wait_for(lambda: server.service.streams.get("cam").watermark_id is not None, 60)
             async with http.get(f"{server.url}/api/streams/cam") as r:
                 stream_marks.append((await r.json())["watermark_id"])
             for container in ("mp4", "mkv"):
@@ -325,7 +325,7 @@ def test_a_recording_made_by_the_service_is_signed_and_its_sidecar_matches(
                     assert (await r.json())["watermark_id"] == stream_marks[0]  # the recording says its mark
                 stream = server.service.streams.get("cam")
                 done = stream.stats.snapshot()["frames_processed"]
-                assert await wait_for(lambda s=stream, d=done: s.stats.snapshot()["frames_processed"] > d + 20, 20)
+                assert await wait_for(lambda s=stream, d=done: s.stats.snapshot()["frames_processed"] > d + 20, 45)
                 async with http.delete(f"{server.url}/api/streams/cam/recording") as r:
                     assert r.status == 200, await r.text()
                 sidecars[container] = json.loads((data / "recordings" / f"{rec_id}.json").read_text())
@@ -336,7 +336,7 @@ def test_a_recording_made_by_the_service_is_signed_and_its_sidecar_matches(
                 assert (started["watermark"], started["watermark_id"]) == (False, None)
             stream = server.service.streams.get("cam")
             done = stream.stats.snapshot()["frames_processed"]
-            assert await wait_for(lambda s=stream, d=done: s.stats.snapshot()["frames_processed"] > d + 20, 20)
+            assert await wait_for(lambda s=stream, d=done: s.stats.snapshot()["frames_processed"] > d + 20, 45)
             async with http.get(f"{server.url}/api/streams/cam") as r:
                 body = await r.json()
                 assert body["watermark_id"] == stream_marks[0] and body["recording"]["watermark"] is False

@@ -61,11 +61,11 @@ def test_ffmpeg_whip_publishes_a_clip_that_whep_plays_and_delete_frees_everythin
         async with live_server(config, make_processor=PassthroughProcessor) as server, aiohttp.ClientSession() as http:
             url = f"{server.url}/whip/cam"
             publisher = await _start(_ffmpeg(url, clips / "d10.mp4", 10.0, "--cert", str(cert), "--key", str(key)))
-            assert await wait_for(lambda: _frames_in(server) > 0, 15), "no frame from FFmpeg"
+            assert await wait_for(lambda: _frames_in(server) > 0, 45), "no frame from FFmpeg"
             # A viewer that only decodes H.264 (Safari, hardware decoders) and one that only decodes VP8.
             h264: Viewer = await view(http, server.url, "cam", codec="video/H264", audio=True)
             vp8: Viewer = await view(http, server.url, "cam", codec="video/VP8")
-            assert await wait_for(lambda: len(h264.times) > 0 and len(vp8.times) > 0, 10), "a viewer got nothing"
+            assert await wait_for(lambda: len(h264.times) > 0 and len(vp8.times) > 0, 30), "a viewer got nothing"
             viewers = {"h264": h264, "vp8": vp8}
             arrived = {name: _count_arriving_frames(v) for name, v in viewers.items()}
             watched_from = _frames_in(server)
@@ -96,8 +96,9 @@ def test_ffmpeg_whip_publishes_a_clip_that_whep_plays_and_delete_frees_everythin
             assert sent["frames"] >= 290, counts
             assert last >= 30, counts
             for name in viewers:
-                # 0.7: a full suite on two cores read 0.78
-                assert handed[name] >= 10 and len(arrived[name]) >= 0.7 * handed[name], counts
+                # 0.5: a full suite on two cores read 0.78 (this process's event loop, which reads the viewers'
+                # sockets, shares the cores with the suite); a broken packetisation or codec gets none
+                assert handed[name] >= 10 and len(arrived[name]) >= 0.5 * handed[name], counts
                 assert received[name] >= 10, counts  # and the viewer decodes its codec
             # The sound (AAC in the clip, Opus from FFmpeg) reached the viewer that asked for it, and it is the
             # clip's speech, not silence (most 20 ms frames have a sample over 1000 of 32767). It goes out
@@ -137,7 +138,7 @@ def test_an_ffmpeg_publisher_that_never_answers_consent_checks_is_kept_while_its
         async with live_server(config, make_processor=PassthroughProcessor) as server:
             url = f"{server.url}/whip/cam"
             publisher = await _start(_ffmpeg(url, clips / "d10.mp4", 7.0, "--cert", str(cert), "--key", str(key)))
-            assert await wait_for(lambda: _frames_in(server) > 0, 20), "no frame from FFmpeg"
+            assert await wait_for(lambda: _frames_in(server) > 0, 45), "no frame from FFmpeg"
             started = _frames_in(server)
             await asyncio.sleep(4.0)  # more than 6 consent checks
             stream = server.service.streams.find("cam")
@@ -193,7 +194,7 @@ def test_an_rtmp_input_takes_ffmpegs_publish_and_whep_plays_its_picture_and_soun
             viewer = await view(http, server.url, "cam", audio=True)  # the stream waits for its publisher
             url = f"rtmp://127.0.0.1:{port}/live/cam"
             publisher = await _start(_ffmpeg(url, clips / "d10.mp4", 6.0, "--format", "flv"))
-            sent = await _result(publisher, 30)
+            sent = await _result(publisher, 60)  # 6 s of clip, paced
             await asyncio.sleep(0.5)
             stream = server.service.streams.get("cam").to_dict()
             counts = {"sent": sent, "received": len(viewer.times), "heard_s": viewer.audio_samples / 48000}
@@ -244,10 +245,10 @@ def test_a_gstreamer_webrtcbin_publisher_connects_in_either_dtls_role(tmp_path: 
             # busy machine the server takes in a fraction of what is sent, and a fixed 6 s let 6 frames and no
             # sound through once (load 17).
             publisher = await _start([SYSTEM_PYTHON, script, f"{server.url}/whip/cam", clip, "60", "--setup", setup])
-            assert await wait_for(lambda: _frames_in(server) > 0, 20), "no frame from GStreamer"
+            assert await wait_for(lambda: _frames_in(server) > 0, 45), "no frame from GStreamer"
             viewer = await view(http, server.url, "cam", audio=True)
             await wait_for(
-                lambda: _frames_in(server) >= 10 and len(viewer.times) >= 5 and viewer.audio_samples / 48000 >= 0.3, 30
+                lambda: _frames_in(server) >= 10 and len(viewer.times) >= 5 and viewer.audio_samples / 48000 >= 0.3, 45
             )
             with contextlib.suppress(ProcessLookupError):  # unless the clip ended first
                 publisher.send_signal(signal.SIGTERM)  # it DELETEs its session and reports, as at its end

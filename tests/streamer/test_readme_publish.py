@@ -107,10 +107,10 @@ def test_the_readme_ffmpeg_whip_line_publishes_picture_and_sound(tmp_path: Path,
                 *cmd, cwd=tmp_path, env=_publisher_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
             )
             try:
-                stream_up = await wait_for(lambda: server.service.streams.find("cam") is not None, 20)
+                stream_up = await wait_for(lambda: server.service.streams.find("cam") is not None, 45)
                 assert stream_up, "FFmpeg's WHIP publish never started the stream"
                 viewer = await view(http, server.url, "cam", audio=True)
-                out, err = await asyncio.wait_for(publisher.communicate(), 40)
+                out, err = await asyncio.wait_for(publisher.communicate(), 90)  # 8 s of clip, paced
             finally:
                 if publisher.returncode is None:
                     publisher.kill()

@@ -656,7 +656,7 @@ def test_a_recorder_that_falls_behind_is_an_alarm_in_stats_and_metrics_then_an_e
     m = out["failed_metrics"]
     assert m['stageswap_recording_active{stream="cam1"}'] == 0
     assert m['stageswap_recording_frames_dropped_total{stream="cam1"}'] == failed["frames_dropped"]
-    assert out["stream"]["output_fps"] > 2, "the live path went on (at the 4 fps cap)"
+    assert out["stream"]["output_fps"] > 1, "the live path went on (at the 4 fps cap)"
 
 
 # -- recordings one click away: files behind the token or a ticket, proxies, the rate warning -----------------

@@ -88,7 +88,7 @@ def test_a_monitor_through_janus_sees_the_processed_face_and_the_mountpoint_goes
             pub = await publish(http, srv.url, "cam", track)
             async with http.patch(f"{srv.url}/api/streams/cam", json={"identity": "obama"}) as r:
                 assert r.status == 200, await r.text()
-            sfu = await _sfu_state(http, srv.url, "up", 15)
+            sfu = await _sfu_state(http, srv.url, "up", 40)
             mountpoint = sfu["mountpoints"]["processed"]["id"]
             assert sfu["url"] == janus.url and sfu["error"] is None
             assert mountpoint in await _mountpoint_ids(janus)
@@ -96,13 +96,13 @@ def test_a_monitor_through_janus_sees_the_processed_face_and_the_mountpoint_goes
 
             monitor = await watch(http, janus.url, mountpoint, keep_every=6)
             source = await view(http, srv.url, "cam", "source", keep_every=6)
-            assert await wait_for(lambda: len(monitor.frames) >= 12 and len(source.frames) >= 8, 40), (
+            assert await wait_for(lambda: len(monitor.frames) >= 12 and len(source.frames) >= 8, 90), (
                 len(monitor.times),
                 len(source.times),
             )
             # Janus counts the monitor as its viewer.
             info = await _stream(http, srv.url)
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + 20
             while info["sfu"]["mountpoints"]["processed"]["viewers"] != 1 and time.monotonic() < deadline:
                 await asyncio.sleep(0.2)
                 info = await _stream(http, srv.url)
@@ -125,8 +125,8 @@ def test_a_monitor_through_janus_sees_the_processed_face_and_the_mountpoint_goes
                 assert r.status == 200
             await pub.pc.close()
             track.stop()
-            assert await wait_for(lambda: len(srv.service.streams) == 0, 10)
-            deadline = time.monotonic() + 5
+            assert await wait_for(lambda: len(srv.service.streams) == 0, 20)
+            deadline = time.monotonic() + 20
             while mountpoint in await _mountpoint_ids(janus):
                 assert time.monotonic() < deadline, "the mountpoint outlived its stream"
                 await asyncio.sleep(0.1)
@@ -149,29 +149,29 @@ def test_janus_killed_mid_stream_our_viewers_and_the_recording_go_on_and_the_str
         async with live_server(config) as srv, aiohttp.ClientSession() as http:
             track = ClipTrack(clips / "d3.mp4", size=(320, 320))
             pub = await publish(http, srv.url, "cam", track)
-            sfu = await _sfu_state(http, srv.url, "up", 15)
+            sfu = await _sfu_state(http, srv.url, "up", 40)
             mountpoint = sfu["mountpoints"]["processed"]["id"]
             ours = await view(http, srv.url, "cam", "processed")
             async with http.post(f"{srv.url}/api/streams/cam/recording", json={"view": "processed"}) as r:
                 assert r.status in (200, 201), await r.text()
-            assert await wait_for(lambda: len(ours.times) > 10, 15)
+            assert await wait_for(lambda: len(ours.times) > 10, 40)
 
             janus.kill()
-            down = await _sfu_state(http, srv.url, "down", 5)
+            down = await _sfu_state(http, srv.url, "down", 20)
             assert down["error"] and "Janus" in down["error"]
             # While Janus is away: our own viewer and the recording go on.
             seen, recorded = len(ours.times), (await _stream(http, srv.url))["recording"]["frames_recorded"]
-            assert await wait_for(lambda: len(ours.times) >= seen + 15, 15)
+            assert await wait_for(lambda: len(ours.times) >= seen + 15, 40)
             stream = await _stream(http, srv.url)
             assert stream["recording"]["active"] and stream["recording"]["frames_recorded"] > recorded
             assert stream["live"] and stream["sfu"]["state"] == "down"
 
             janus.start()  # the same ports, a fresh Janus with no mountpoints
-            up = await _sfu_state(http, srv.url, "up", 10)
+            up = await _sfu_state(http, srv.url, "up", 30)
             assert up["reconnects"] == 1 and up["error"] is None
             assert up["mountpoints"]["processed"]["id"] == mountpoint  # monitors find it where it was
             monitor = await watch(http, janus.url, mountpoint)
-            assert await wait_for(lambda: len(monitor.times) >= 10, 20), len(monitor.times)
+            assert await wait_for(lambda: len(monitor.times) >= 10, 45), len(monitor.times)
             await monitor.close(http)
 
             async with http.delete(f"{srv.url}/api/streams/cam/recording") as r:
@@ -200,7 +200,7 @@ def test_a_wrong_admin_key_is_refused_by_janus_and_reported_with_its_reason(
         async with live_server(config) as srv, aiohttp.ClientSession() as http:
             track = ClipTrack(clips / "d3.mp4", size=(320, 320))
             pub = await publish(http, srv.url, "cam", track)
-            down = await _sfu_state(http, srv.url, "down", 10)
+            down = await _sfu_state(http, srv.url, "down", 30)
             assert "admin_key" in down["error"]
             assert not await _mountpoint_ids(janus)
             await pub.pc.close()
@@ -222,7 +222,7 @@ def test_patch_sfu_turns_a_streams_janus_output_off_and_on_with_other_views_thro
         async with live_server(config) as srv, aiohttp.ClientSession() as http:
             track = ClipTrack(clips / "d3.mp4", size=(320, 320))
             pub = await publish(http, srv.url, "cam", track)
-            first = (await _sfu_state(http, srv.url, "up", 15))["mountpoints"]["processed"]["id"]
+            first = (await _sfu_state(http, srv.url, "up", 40))["mountpoints"]["processed"]["id"]
             assert (await _stream(http, srv.url))["settings"]["sfu"] == {"views": ["processed"], "codec": "vp8"}
 
             # Refused whole: a bad sfu value leaves the other keys of the same patch unapplied too.
@@ -235,7 +235,7 @@ def test_patch_sfu_turns_a_streams_janus_output_off_and_on_with_other_views_thro
             status, body = await patch(http, srv.url, {"sfu": False, "strength": 0.5})
             assert status == 200 and body["settings"]["sfu"] is False and body["sfu"] is None
             assert body["settings"]["strength"] == pytest.approx(0.5)
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + 20
             while first in await _mountpoint_ids(janus):
                 assert time.monotonic() < deadline, "the mountpoint stayed after sfu: false"
                 await asyncio.sleep(0.1)
@@ -243,12 +243,12 @@ def test_patch_sfu_turns_a_streams_janus_output_off_and_on_with_other_views_thro
             want = {"views": ["processed", "source"], "codec": "h264"}
             status, body = await patch(http, srv.url, {"sfu": want})
             assert status == 200 and body["settings"]["sfu"] == want
-            up = await _sfu_state(http, srv.url, "up", 10)
+            up = await _sfu_state(http, srv.url, "up", 30)
             ids = {view: m["id"] for view, m in up["mountpoints"].items()}
             assert set(ids) == {"processed", "source"} and up["codec"] == "h264"
             assert set(ids.values()) <= await _mountpoint_ids(janus)
             monitor = await watch(http, janus.url, ids["source"])
-            assert await wait_for(lambda: len(monitor.times) >= 10, 20), len(monitor.times)
+            assert await wait_for(lambda: len(monitor.times) >= 10, 45), len(monitor.times)
             await monitor.close(http)
             await pub.pc.close()
             track.stop()
@@ -290,21 +290,21 @@ def test_a_copy_to_a_second_janus_is_watchable_and_its_loss_leaves_the_first_alo
             async with live_server(config) as srv, aiohttp.ClientSession() as http:
                 track = ClipTrack(clips / "d3.mp4", size=(320, 320))
                 pub = await publish(http, srv.url, "cam", track)
-                await _sfu_state(http, srv.url, "up", 15)
-                deadline = time.monotonic() + 10
+                await _sfu_state(http, srv.url, "up", 40)
+                deadline = time.monotonic() + 30
                 while (copy := (await _stream(http, srv.url))["sfu"]["copies"][0])["state"] != "up":
                     assert time.monotonic() < deadline, copy
                     await asyncio.sleep(0.1)
                 assert copy["url"] == second.url
                 # The same encoded stream, once more: a monitor of the second Janus sees it.
                 monitor = await watch(http, second.url, copy["mountpoints"]["processed"]["id"])
-                assert await wait_for(lambda: len(monitor.times) >= 10, 20), len(monitor.times)
+                assert await wait_for(lambda: len(monitor.times) >= 10, 45), len(monitor.times)
                 await monitor.close(http)
                 encoders = (await _stream(http, srv.url))["stats"]["encoders"]
                 assert [(e["view"], e["outputs"]) for e in encoders] == [("processed", 2)]  # one encoder for both
 
                 second.kill()
-                deadline = time.monotonic() + 5
+                deadline = time.monotonic() + 20
                 while (sfu_now := (await _stream(http, srv.url))["sfu"])["copies"][0]["state"] != "down":
                     assert time.monotonic() < deadline, sfu_now
                     await asyncio.sleep(0.1)
@@ -326,21 +326,21 @@ def test_a_lost_session_while_janus_stays_up_gets_the_same_mountpoint_back_not_a
         async with live_server(config) as srv, aiohttp.ClientSession() as http:
             track = ClipTrack(clips / "d3.mp4", size=(320, 320))
             pub = await publish(http, srv.url, "cam", track)
-            mountpoint = (await _sfu_state(http, srv.url, "up", 15))["mountpoints"]["processed"]["id"]
+            mountpoint = (await _sfu_state(http, srv.url, "up", 40))["mountpoints"]["processed"]["id"]
             link = srv.app[SFU].links["cam"]
             assert link._session is not None
             async with http.post(
                 f"{janus.url}/{link._session.session_id}", json={"janus": "destroy", "transaction": "x"}
             ):
                 pass
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 30
             while (sfu := (await _stream(http, srv.url))["sfu"])["reconnects"] != 1 or sfu["state"] != "up":
                 assert time.monotonic() < deadline, sfu
                 await asyncio.sleep(0.1)
             assert sfu["mountpoints"]["processed"]["id"] == mountpoint
             assert await _mountpoint_ids(janus) == {mountpoint}
             monitor = await watch(http, janus.url, mountpoint)
-            assert await wait_for(lambda: len(monitor.times) >= 5, 20), len(monitor.times)
+            assert await wait_for(lambda: len(monitor.times) >= 5, 45), len(monitor.times)
             await monitor.close(http)
             await pub.pc.close()
             track.stop()

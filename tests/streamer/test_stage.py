@@ -69,7 +69,7 @@ def test_two_nodes_on_one_page_patch_reaches_the_right_node_and_a_dead_node_is_d
     async def scenario() -> None:
         async with live_server(config) as a, aiohttp.ClientSession() as http:
             # Both nodes' streams, listed through A (a viewer token may read the stage).
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 45
             while True:
                 stage, text = await _stage(http, a.url)
                 b = _node(stage, "b")
@@ -113,11 +113,13 @@ def test_two_nodes_on_one_page_patch_reaches_the_right_node_and_a_dead_node_is_d
             async with http.patch(f"{a.url}/api/stage/b/streams/cam2", json={}, headers=_auth(A_VIEWER)) as r:
                 assert r.status == 403
 
-            # B dies: within 5 s the page shows it down, with the reason and its last streams; A carries on.
+            # B dies: at its next poll the page shows it down (2.5 s at most on a quiet machine: a poll a second,
+            # refused at once; 15 s leaves a loaded loop its slack), with the reason and its last streams; A
+            # carries on.
             node_b.kill()
             killed = time.monotonic()
             while _node(stage, "b")["state"] != "down":
-                assert time.monotonic() - killed < 5.0, _node(stage, "b")
+                assert time.monotonic() - killed < 15.0, _node(stage, "b")
                 await asyncio.sleep(0.1)
                 stage, text = await _stage(http, a.url)
             down = _node(stage, "b")
@@ -128,7 +130,7 @@ def test_two_nodes_on_one_page_patch_reaches_the_right_node_and_a_dead_node_is_d
                 f"{a.url}/api/stage/b/streams/cam2", json={"strength": 0.5}, headers=_auth(A_TOKEN)
             ) as r:
                 assert r.status == 502 and "does not answer" in (await r.json())["error"]
-            assert await wait_for(lambda: a.service.streams.get("cam1").stats.snapshot()["frames_processed"] > 10, 10)
+            assert await wait_for(lambda: a.service.streams.get("cam1").stats.snapshot()["frames_processed"] > 10, 30)
 
     asyncio.run(scenario())
 
@@ -155,14 +157,14 @@ def test_a_viewer_watches_the_other_nodes_stream_through_this_one_without_its_to
             assert location.startswith("/api/stage/b/whep/cam2/")
             await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
             track = pc.getReceivers()[0].track
-            frames = [await asyncio.wait_for(track.recv(), 20) for _ in range(5)]
+            frames = [await asyncio.wait_for(track.recv(), 40) for _ in range(5)]
             assert frames[-1].width > 0
             async with http.get(f"{node_b.url}/api/streams/cam2", headers=_auth(B_TOKEN)) as r:
                 assert (await r.json())["stats"]["viewers"]["processed"] == 1
             async with http.delete(a.url + location, headers=_auth(A_VIEWER)) as r:
                 assert r.status == 200, await r.text()
             await pc.close()
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 30
             while True:
                 async with http.get(f"{node_b.url}/api/streams/cam2", headers=_auth(B_TOKEN)) as r:
                     if (await r.json())["stats"]["viewers"]["processed"] == 0:

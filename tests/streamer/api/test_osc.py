@@ -122,7 +122,11 @@ def test_osc_changes_identity_and_records_only_with_the_operator_token(enrolled:
             rec_id = json.loads(answer.params[1])["id"]
             async with http.get(f"{base}/api/streams/cam1/recording", headers=auth) as r:
                 assert r.status == 200 and (await r.json())["id"] == rec_id
-            await asyncio.sleep(1.0)
+            for _ in range(600):  # some frames in the file (a fixed second held none on a starved stream), <= 60 s
+                await asyncio.sleep(0.1)
+                async with http.get(f"{base}/api/streams/cam1/recording", headers=auth) as r:
+                    if (await r.json())["frames_written"].get("processed", 0) >= 5:
+                        break
             answer = await send(client, "/stageswap/cam1/record", TOKEN, "stop")
             assert answer.address == "/stageswap/reply", answer.params
             assert json.loads(answer.params[1])["frames_written"]["processed"] > 0

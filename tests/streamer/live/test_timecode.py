@@ -16,7 +16,7 @@ from benchmarks.stamps import read_frame, stamp_bgr
 from streamer.__main__ import main
 from streamer.config import InputSpec
 from streamer.live.timecodes import FrameTimecode, container_timecode, from_ndi, from_seconds, parse
-from tests.streamer.test_recording_api import server, wait_frames
+from tests.streamer.test_recording_api import poll, server, stream_recording, wait_frames
 
 FPS = 25
 START = "10:00:00:00"
@@ -84,7 +84,12 @@ def test_a_recording_of_a_timecoded_input_starts_at_the_source_timecode(timecode
             await wait_frames(http, base, "cam1", 10)
             async with http.post(f"{base}/api/streams/cam1/recording", json={"codec": "h264", "fps": FPS}) as r:
                 assert r.status == 201, await r.text()
-            await asyncio.sleep(1.5)
+            await poll(  # some frames in the file (a fixed 1.5 s may hold none on a starved stream)
+                lambda: stream_recording(http, base, "cam1"),
+                lambda rec: rec["frames_recorded"] >= 10,
+                60,
+                "frames recorded",
+            )
             async with http.delete(f"{base}/api/streams/cam1/recording") as r:
                 assert r.status == 200, await r.text()
                 return await r.json()
