@@ -157,8 +157,8 @@ MARKS = {
 }
 """The marks a user can choose by name (``serve`` and ``process --watermark-mark``): ``standard`` (the default: read
 everywhere, visible as a faint mottle on flat areas), ``masked`` (luma, hidden in texture; unread on dark, soft
-footage), ``chroma`` (``CHROMA_MASKED``) and ``moving`` (``MOVING``). The masked three cost ~20 ms per 720p frame to
-make (BENCHMARKS.md)."""
+footage), ``chroma`` (``CHROMA_MASKED``) and ``moving`` (``MOVING``). The masked three cost ~10-12 ms of CPU per 720p
+frame to make (the default ~1; BENCHMARKS.md)."""
 
 READERS = tuple(MARKS.values())
 """The marks stageswap has made, in the order a reader of unknown footage tries them (``stageswap verify``)."""
