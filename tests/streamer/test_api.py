@@ -213,7 +213,7 @@ def test_token_is_required_where_it_matters(tmp_path: Path, clips: Path) -> None
         async with http.get(f"{srv.url}/") as r:  # the UI itself holds no data: it loads without the token
             assert r.status == 200
         async with http.ws_connect(f"{srv.url}/ws?access_token=s3cret-token") as ws:
-            hello = await ws.receive_json(timeout=5)
+            hello = await ws.receive_json(timeout=20)
             assert hello["type"] == "hello"
 
     _run(_config(tmp_path, clips, token="s3cret-token"), body)
@@ -446,7 +446,7 @@ def test_serve_command_runs_and_stops_cleanly_on_sigterm(tmp_path: Path, clips: 
         info = asyncio.run(check())
         assert info["live"] and info["stats"]["frames_processed"] > 0
         proc.send_signal(signal.SIGTERM)
-        rc = proc.wait(15)
+        rc = proc.wait(60)
         _, err = proc.communicate()
         assert rc == 0 and "stopped" in err
     finally:

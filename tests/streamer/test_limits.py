@@ -205,17 +205,17 @@ def test_websocket_control_over_the_rate_is_refused_and_a_flood_is_disconnected(
                 if ws.closed:
                     break
                 await ws.send_str('{"type": "streams"}')
-            msg = await ws.receive(timeout=10)
+            msg = await ws.receive(timeout=30)
             while msg.type == aiohttp.WSMsgType.TEXT:
-                msg = await ws.receive(timeout=10)
+                msg = await ws.receive(timeout=30)
             assert ws.close_code == 1008, (msg, ws.close_code)
             # The calm client on the same server kept getting its stats all along, and still does.
             stats = 0
             while stats < 3:
-                data = await calm.receive_json(timeout=5)
+                data = await calm.receive_json(timeout=20)
                 stats += data["type"] == "stats"
             await calm.send_json({"type": "streams", "id": "calm"})
-            while (data := await calm.receive_json(timeout=5))["type"] != "reply":
+            while (data := await calm.receive_json(timeout=20))["type"] != "reply":
                 pass
             assert data["id"] == "calm"
 
@@ -232,7 +232,7 @@ def test_websocket_clients_are_limited(tmp_path: Path) -> None:
             await first.close()
             assert await wait_for(lambda: len(srv.app[HUB].clients) == 1, 20)
             third = await http.ws_connect(f"{srv.url}/ws")  # a place is free again
-            assert (await third.receive_json(timeout=5))["type"] == "hello"
+            assert (await third.receive_json(timeout=20))["type"] == "hello"
             for ws in (second, third):
                 await ws.close()
 

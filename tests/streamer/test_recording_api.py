@@ -537,7 +537,7 @@ def test_stream_stats_ws_and_metrics_show_the_recording(tmp_path: Path, stamped_
             out["running_metrics"] = await metrics(http, base)
             async with http.ws_connect(f"{base}/ws") as ws:
                 while True:  # the stats push carries the same block
-                    data = json.loads((await ws.receive(timeout=10)).data)
+                    data = json.loads((await ws.receive(timeout=30)).data)
                     if data["type"] == "stats":
                         out["pushed"] = data["streams"]["cam1"]["recording"]
                         break

@@ -84,11 +84,11 @@ def test_keyframe_requests_are_read_from_rtcp_and_sender_reports_go_out() -> Non
                 output, janus_rtcp.getsockname(), lambda: requests.append(1), socket.AF_INET
             )
             channel.send_report()
-            data, ours = await asyncio.wait_for(loop.sock_recvfrom(janus_rtcp, 2048), 2.0)
+            data, ours = await asyncio.wait_for(loop.sock_recvfrom(janus_rtcp, 2048), 20.0)
             (report,) = RtcpPacket.parse(data)
             assert isinstance(report, RtcpSrPacket) and report.ssrc == output.ssrc
             await loop.sock_sendto(janus_rtcp, pli + remb, ours)  # what Janus relays when a viewer joins
-            for _ in range(100):
+            for _ in range(1000):  # 20 s at most: the datagram is on loopback, the loop may be a busy machine's
                 if requests:
                     break
                 await asyncio.sleep(0.02)
