@@ -32,8 +32,9 @@ def add_watermark_mark_arg(p: argparse.ArgumentParser) -> None:
         default="standard",
         help="which invisible mark: standard (the default; read on any footage, a faint mottle on flat areas at "
         "high contrast), masked (hidden in texture; not read on dark, soft footage), chroma (in the blue "
-        "difference, hidden in texture) or moving (chroma drawn where the picture moves: smaller files). masked "
-        "and chroma cost ~20-60 ms a 720p frame, moving ~90 ms (BENCHMARKS.md): for process rather than live",
+        "difference, hidden in texture) or moving (chroma drawn where the picture moves: smaller files). the "
+        "masked marks cost ~10-12 ms of CPU a 720p frame, standard ~1 (BENCHMARKS.md): on a busy CPU, for "
+        "process rather than live",
     )
 
 
