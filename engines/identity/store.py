@@ -59,6 +59,12 @@ BROAD_RANGE = (0.5, 2.0)
 to this range around its median on the face (``Identity.albedo``; its local detail: ``SHADING_RANGE``)."""
 BROAD_SIGMA = 1.0 / 12.0
 """The broad level is the shading blurred over this share of the texture (about a fifth of the face)."""
+OUTLINE_BRIGHTER = 1.15
+"""Near the face's outline the albedo is at most this much brighter than the skin inside beside it
+(``_limit_outline``; the clean-up takes skin brighter than its surroundings by 1.2 for a highlight)."""
+OUTLINE_BAND = (1.0 / 24.0, 1.0 / 10.0)
+"""... fully within the first of these shares of the texture's size from the layout's outline, not at all
+beyond the second (a smooth ramp between); the skin inside is measured beyond the second."""
 
 
 class IdentityCorruptError(InputError):
@@ -145,6 +151,7 @@ class Identity:
             # out as well (a lamp's tint, heavy blush) turned warm shadows grey-green and cost likeness
             # (benchmarks/eval_quality.py, BENCHMARKS.md: two of the 21 clip x identity pairs fewer at 0.45).
             out = lin / np.maximum((broad * detail)[..., None] * tint, 1e-3)
+            out = _limit_outline(out, self.coverage)
         else:
             seen = self.coverage > 0.5
             mean = lin[seen].mean(axis=0) if seen.any() else lin.reshape(-1, 3).mean(axis=0)
@@ -476,6 +483,51 @@ def _load_identity(name: str, path: Path) -> Identity:
     if shading is not None:
         shading.setflags(write=False)
     return Identity(_info_from_meta(name, meta), texture, coverage, shading, canonical, landmarks)
+
+
+def _limit_outline(albedo: np.ndarray, coverage: np.ndarray) -> np.ndarray:
+    """``albedo`` with its brightness near the face's outline limited to ``OUTLINE_BRIGHTER`` times the skin's
+    inside beside it. There the photo sees the surface at a grazing angle: its shading (a smooth light model,
+    small at grazing normals) is least right, and dividing by it overshoots — real skin at the outline is
+    lit by more than the model says (bounce light, the skin's own scattering), and what the mesh's outline
+    runs over past the face (white hair, a bright background) is as bright as the skin or brighter. Relit,
+    the overshoot drew a white streak down the side of every frame (biden.jpg, both outlines of obama.jpg).
+    A skin that is really brighter at its outline than beside its cheekbones by more than that is not a
+    photo's to tell: the light model cannot be told from it there. Only brightness is limited (the colour's
+    ratios stay); darker texels (a brow, hair the clean-up left) are kept."""
+    from engines.face.topology import SKIN
+    from engines.swap.texture import texture_labels
+
+    size = albedo.shape[0]
+    labels = texture_labels(size)
+    depth = _outline_depth(size)
+    luma = albedo @ _LUMA_BGR
+    inside = (labels == SKIN) & (coverage > 0.5) & (depth > OUTLINE_BAND[1])
+    if inside.sum() < 100:
+        return albedo
+    # The skin inside, less what is itself far brighter than the face's skin (pale hair the clean-up left).
+    inside &= luma < OUTLINE_BRIGHTER * OUTLINE_BRIGHTER * float(np.median(luma[inside]))
+    weight = inside.astype(np.float32)
+    sigma = size / 16.0
+    norm = cv2.GaussianBlur(weight, (0, 0), sigma)
+    level = cv2.GaussianBlur(luma * weight, (0, 0), sigma) / np.maximum(norm, 1e-3)
+    level = np.where(norm > 1e-2, level, float(np.median(luma[inside])))
+    near = np.clip((OUTLINE_BAND[1] - depth) / (OUTLINE_BAND[1] - OUTLINE_BAND[0]), 0.0, 1.0)
+    near = near * near * (3.0 - 2.0 * near)
+    limited = np.minimum(1.0, OUTLINE_BRIGHTER * level / np.maximum(luma, 1e-6))
+    scale = 1.0 + near * (labels >= 0) * (limited - 1.0)
+    return (albedo * scale[..., None]).astype(np.float32)
+
+
+@functools.cache
+def _outline_depth(size: int) -> np.ndarray:
+    """(size, size) float32: each texel's distance from the texture layout's outline, as a share of ``size``."""
+    from engines.swap.texture import texture_labels
+
+    inside = np.pad((texture_labels(size) >= 0).astype(np.uint8), 1)
+    depth = cv2.distanceTransform(inside, cv2.DIST_L2, 5)[1:-1, 1:-1] / float(size)
+    depth.setflags(write=False)
+    return depth
 
 
 def _broad_level(luma: np.ndarray, coverage: np.ndarray) -> np.ndarray:
