@@ -10,7 +10,8 @@ shimmers as the face moves. Here, per photo and before the photos are merged
 - **occluders**: what is not skin and reaches in from the face's outline. Skin is judged against the
   photo's own cheeks: along the sides above the cheekbones, darker or of another hue (hair, background);
   below them only another hue or much less colour (a microphone, a sleeve) — a beard is darker but of the
-  skin's hue, and stays. Eyes and lips are never taken, nor brows but under a fringe. Hair hanging over the
+  skin's hue, and stays; from the temples down to the jaw, paler and greyer (white or grey hair, a bright
+  background the outline runs over: ``PALE_REACH_X``), with the somewhat paler strands it thins out into. Eyes and lips are never taken, nor brows but under a fringe. Hair hanging over the
   forehead from the top (a fringe) is only taken with ``CleanupConfig.fringe`` (see there), with everything
   above its lower edge and the brows it comes down to. Occluded texels are filled in the de-lit
   domain — from the mirrored texel on the other side of the face where that is clean skin, else from a
@@ -97,6 +98,11 @@ class CleanupConfig:
     """L* (0-255 scale) below the cheeks' at which a forehead texel may be hair ..."""
     hair_tint: float = 14.0
     """... or a*b* distance from the cheeks' hue."""
+    hair_lighter: float = 25.0
+    """L* above the cheeks' at which a texel along the sides may be white or grey hair (or background) ...
+    (``PALE_REACH_X``) ..."""
+    hair_greyer: float = 0.6
+    """... when its chroma is also under this share of the cheeks'."""
     object_chroma: float = 0.45
     object_hue_deg: float = 40.0
     """Below the mouth, colour less saturated than this share of the skin's, or of a hue this far from it,
@@ -134,6 +140,13 @@ TEMPLE_LOW_Y = -0.3
 this height (the eyes' lower lids)."""
 SIDE_X = 0.62
 """Hair along the sides is looked for this far from the face's middle (the outer eye corners are at 0.5)."""
+PALE_REACH_X = 0.45
+PALE_LOW_Y = 0.55
+"""White or grey hair (or a bright background) reaching in from the sides is looked for further in and
+lower down than dark hair: in to this distance from the face's middle and down to this height (the jaw).
+Paler and greyer than the cheeks is neither skin (a blush is more colourful, a beard darker) nor a shadow;
+cut at ``SIDE_X`` and ``SIDE_HAIR_Y`` the rest of biden.jpg's white hair at his left temple and jaw stayed
+beside a straight vertical seam where the fill began, and was drawn as a white streak down that side."""
 SIDE_HAIR_Y = 0.35
 """Down to this height (the mouth), hair hanging along the sides of the face is looked for by darkness
 or hue; lower down (and anywhere else on the outline below ``LOWER_Y``) only by hue (a beard stays)."""
@@ -243,6 +256,10 @@ def _occluders(
     darker = reference[0] - raw[..., 0]
     tint = np.linalg.norm(raw[..., 1:] - reference[1:], axis=2)
     hairy = (darker > cfg.hair_darker) | (tint > cfg.hair_tint)
+    raw_chroma = np.hypot(raw[..., 1] - 128.0, raw[..., 2] - 128.0)
+    reference_chroma = float(np.hypot(*(reference[1:] - 128.0)))
+    pale = (-darker > cfg.hair_lighter) & (raw_chroma < cfg.hair_greyer * reference_chroma)
+    pale_ish = (-darker > 0.5 * cfg.hair_lighter) & (raw_chroma < (1.0 + cfg.hair_greyer) / 2.0 * reference_chroma)
     lab_ab = _lab(albedo, face)[..., 1:] - 128.0
     skin_ab = np.median(lab_ab[cheeks], axis=0)
     chroma, skin_chroma = np.linalg.norm(lab_ab, axis=2), float(np.linalg.norm(skin_ab))
@@ -266,6 +283,12 @@ def _occluders(
     upper = (y >= ABOVE_BROWS_Y) & (y < SIDE_HAIR_Y) & (np.abs(x) > SIDE_X)
     if cfg.sides:
         found_mask |= _connected(free & upper & hairy, edge & upper)
+        # White hair thins out into the skin: its paler-and-greyer core found, the strands around it that are
+        # only somewhat paler and greyer go with it (left, they drew a white streak down its inner edge).
+        sides = (y >= FOREHEAD_TOP_Y) & (y < PALE_LOW_Y) & (np.abs(x) > PALE_REACH_X)
+        sides &= (y >= ABOVE_BROWS_Y) | (np.abs(x) > TEMPLE_X)
+        core = _connected(free & sides & pale, edge & sides)
+        found_mask |= _connected(free & sides & (pale_ish | core), core)
     found_mask |= _connected(free & (y >= LOWER_Y) & foreign, edge & (y >= LOWER_Y))
     found = found_mask.astype(np.float32)
     if not found.any():

@@ -289,6 +289,31 @@ def test_the_far_side_of_a_turned_photo_is_filled_from_the_near_side(
     assert abs(np.median(lightness[filled]) - np.median(lightness[near & (a.coverage > 0.9)])) < 30
 
 
+def test_white_hair_and_the_outline_draw_no_bright_streak(store: IdentityStore, enrolled: Enrolled) -> None:
+    """biden.jpg is small, side-lit and turned a little, with white hair at his left temple (the texture's
+    x > 0) down to the jaw. That hair is not skin: under an eighth of that side (12% at 91a5642) stays
+    paler and greyer than his cheeks. And near the outline, where the photo's shading at grazing normals is
+    small, dividing it out may not make the albedo much brighter than the cheeks (its brightest 5% were
+    2.4x the cheeks' on that side, 1.3x on the other: a white-cyan streak down the side of every frame)."""
+    from engines.swap.texture import texture_canonical_x, texture_canonical_y
+
+    ident = store.load(enrolled(store, "biden.jpg").name)
+    size = ident.texture.shape[0]
+    x, y = texture_canonical_x(size), texture_canonical_y(size)
+    skin = texture_regions(size) == 0
+    lab = cv2.cvtColor(ident.texture, cv2.COLOR_BGR2LAB).astype(np.float32)
+    chroma = np.hypot(lab[..., 1] - 128.0, lab[..., 2] - 128.0)
+    albedo = ident.albedo @ np.array([0.0722, 0.7152, 0.2126], np.float32)
+    for side, most_pale, most_bright in ((1, 0.06, 1.6), (-1, 0.02, 1.2)):
+        cheek = skin & (y > -0.1) & (y < 0.2) & (np.abs(x) > 0.3) & (np.abs(x) < 0.5) & (np.sign(x) == side)
+        band = skin & (np.abs(x) > 0.45) & (y > -0.9) & (y < 0.55) & (np.sign(x) == side)
+        assert cheek.sum() > 500 and band.sum() > 2000
+        pale = (lab[..., 0] > np.median(lab[..., 0][cheek]) + 25) & (chroma < 0.6 * np.median(chroma[cheek]))
+        assert pale[band].mean() < most_pale, (side, pale[band].mean())
+        brightest = np.percentile(albedo[band], 95) / np.median(albedo[cheek])
+        assert brightest < most_bright, (side, brightest)
+
+
 def test_the_photos_side_light_is_divided_out_and_its_colour_kept(store: IdentityStore, enrolled: Enrolled) -> None:
     """s1.jpg is lit more on one side (its shading: one cheek about twice the other). The albedo's two
     cheeks come out within 40% of each other (1.27; dividing only a clipped shading left one cheek twice as
