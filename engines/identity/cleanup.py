@@ -11,9 +11,10 @@ shimmers as the face moves. Here, per photo and before the photos are merged
   photo's own cheeks: along the sides above the cheekbones, darker or of another hue (hair, background);
   below them only another hue or much less colour (a microphone, a sleeve) — a beard is darker but of the
   skin's hue, and stays; from the temples down to the jaw, paler and greyer (white or grey hair, a bright
-  background the outline runs over: ``PALE_REACH_X``), with the somewhat paler strands it thins out into. Eyes and lips are never taken, nor brows but under a fringe. Hair hanging over the
-  forehead from the top (a fringe) is only taken with ``CleanupConfig.fringe`` (see there), with everything
-  above its lower edge and the brows it comes down to. Occluded texels are filled in the de-lit
+  background the outline runs over: ``PALE_REACH_X``), with the somewhat paler strands it thins out into.
+  Eyes and lips are never taken, nor brows but under a fringe. Hair hanging over the forehead from the top
+  (a fringe) is only taken with ``CleanupConfig.fringe`` (see there), with everything above its lower edge
+  and the brows it comes down to. Occluded texels are filled in the de-lit
   domain — from the mirrored texel on the other side of the face where that is clean skin, else from a
   smooth continuation of the skin around them (push-pull) — and relit with the photo's own shading;
 - **cavities and cast shadows** (``cavities``): the light model divides out the photo's broad shading but
