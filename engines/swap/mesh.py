@@ -57,9 +57,13 @@ if TYPE_CHECKING:
 class SwapConfig:
     geometry_px: int = 128
     """Long side of the raster the mesh is drawn at; the maps are upsampled to the window from there."""
-    work_px: int = 400
+    work_px: int = 288
     """Faces in windows larger than this (long side, pixels) are rendered, relit and colour-matched at this
-    size and scaled up when pasted: a close-up costs no more than a medium shot (slightly softer)."""
+    size and scaled up when pasted: a close-up costs no more than a medium shot (slightly softer). 288 (was 400,
+    BENCHMARKS.md issue 20, eighth session): with the texture's detail held at ``detail_px``, the 720p and 1080p
+    close-ups' pictures cannot be told from 400's at twice their size, the face's sharpness 0.96 / 0.99 of it,
+    the likeness within 0.01 (roop_target_1080p x s1 0.60 -> 0.59, x roop_source 0.41 -> 0.41); at 256 a 1080p
+    face lost some (x roop_source 0.41 -> 0.37, closer to the identity in 100% -> 75% of frames)."""
     detail_px: int = 400
     """The identity's texture is read at the level of detail of a face in a window this size (long side, at most
     the window's own), whatever the work size: below it, a smaller work size keeps the texels it can carry (up to

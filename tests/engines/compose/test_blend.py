@@ -17,8 +17,11 @@ from engines.compose.blend import (
     skin_mask,
 )
 from engines.face.topology import EYE_OPENING, LEFT_EYE, LIPS, MOUTH_OPENING, RIGHT_EYE
-from engines.swap.mesh import MeshSwapper
+from engines.swap.mesh import MeshSwapper, SwapConfig
 from tests.face_helpers import photo_mesh
+
+_WINDOW_SIZE = SwapConfig(work_px=1024)
+"""The mask is made at the window's size and compared with the labels there: a work size the photos' faces fit in."""
 
 
 def _geometry(detector, mesh, faces: Path, name: str = "obama.jpg", scale: float = 1.0):  # type: ignore[no-untyped-def]
@@ -26,7 +29,7 @@ def _geometry(detector, mesh, faces: Path, name: str = "obama.jpg", scale: float
     if scale != 1.0:
         image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         lm = lm * scale
-    geometry = MeshSwapper().geometry(image, lm)
+    geometry = MeshSwapper(_WINDOW_SIZE).geometry(image, lm)
     assert geometry is not None
     return image, lm, geometry
 
@@ -167,7 +170,7 @@ def test_far_eye_behind_the_nose_leaves_the_nose_alone(detector, mesh, faces: Pa
     angle = np.radians(70.0)
     rot = np.array([[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]])
     turned = ((lm - centre) @ rot.T + centre).astype(np.float32)
-    g = MeshSwapper().geometry(image, turned)
+    g = MeshSwapper(_WINDOW_SIZE).geometry(image, turned)
     assert g is not None
     alpha = face_alpha(g, keep_eyes=True, keep_mouth=False)
     outline = face_alpha(g, keep_eyes=False, keep_mouth=False)

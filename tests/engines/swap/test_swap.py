@@ -31,9 +31,10 @@ def store(tmp_path_factory: pytest.TempPathFactory, faces: Path, models_dir: Pat
 def test_rendering_an_identity_onto_its_own_photo_gives_the_photo_back(  # type: ignore[no-untyped-def]
     store: IdentityStore, detector, mesh, faces: Path
 ) -> None:
-    """Unwrap then render through the same mesh is the identity map: the texture path is consistent."""
+    """Unwrap then render through the same mesh is the identity map: the texture path is consistent (at the
+    window's own size: a work size the photo's face fits in)."""
     image, lm = photo_mesh(detector, mesh, faces / "obama.jpg")
-    swapper = MeshSwapper()
+    swapper = MeshSwapper(SwapConfig(work_px=1024))
     geometry = swapper.geometry(image, lm)
     assert geometry is not None
     identity = store.load("obama")
