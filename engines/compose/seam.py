@@ -54,6 +54,7 @@ HOLE_MIN = 0.2
 _U8_TO_LINEAR = srgb_to_linear(np.arange(256) / 255.0).astype(np.float32)
 _U8_TO_LINEAR.setflags(write=False)
 _LUMA_BGR = np.array([0.0722, 0.7152, 0.2126], np.float32)
+_LUMA_BGR.setflags(write=False)  # read-only, as the compiled kernels were compiled for (``engines.fused.warm_up``)
 _GAMMA = 2.2
 
 
@@ -104,7 +105,7 @@ def seam_field(
         blurred_w = cv2.GaussianBlur(wf, (0, 0), sigma)
         face_mean = cv2.GaussianBlur(face_w, (0, 0), sigma)
         actor_mean = cv2.GaussianBlur(actor_w, (0, 0), sigma)
-        inside = _inside(covered, seen, unit)
+        inside = np.ascontiguousarray(_inside(covered, seen, unit))  # the layout warm_up compiled for
         return kernels.seam_gains(
             blurred_w,
             face_mean,
