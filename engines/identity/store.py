@@ -65,6 +65,9 @@ OUTLINE_BRIGHTER = 1.15
 OUTLINE_BAND = (1.0 / 24.0, 1.0 / 10.0)
 """... fully within the first of these shares of the texture's size from the layout's outline, not at all
 beyond the second (a smooth ramp between); the skin inside is measured beyond the second."""
+OUTLINE_SIDE_X = (0.35, 0.5)
+"""... along the sides of the face: from the first of these distances from its middle (eye-corner distances;
+the outer eye corners are at 0.5), fully from the second."""
 
 
 class IdentityCorruptError(InputError):
@@ -496,7 +499,7 @@ def _limit_outline(albedo: np.ndarray, coverage: np.ndarray) -> np.ndarray:
     photo's to tell: the light model cannot be told from it there. Only brightness is limited (the colour's
     ratios stay); darker texels (a brow, hair the clean-up left) are kept."""
     from engines.face.topology import SKIN
-    from engines.swap.texture import texture_labels
+    from engines.swap.texture import texture_canonical_x, texture_labels
 
     size = albedo.shape[0]
     labels = texture_labels(size)
@@ -513,7 +516,15 @@ def _limit_outline(albedo: np.ndarray, coverage: np.ndarray) -> np.ndarray:
     level = cv2.GaussianBlur(luma * weight, (0, 0), sigma) / np.maximum(norm, 1e-3)
     level = np.where(norm > 1e-2, level, float(np.median(luma[inside])))
     near = np.clip((OUTLINE_BAND[1] - depth) / (OUTLINE_BAND[1] - OUTLINE_BAND[0]), 0.0, 1.0)
-    near = near * near * (3.0 - 2.0 * near)
+    # The sides only: under the chin a photo lit from above is as dark (and the overshoot there as bright),
+    # but limiting it there cost s1.jpg's likeness on d10.mp4 0.04 of cosine (its chin is how it is known).
+    side = np.clip(
+        (np.abs(np.nan_to_num(texture_canonical_x(size), posinf=0.0)) - OUTLINE_SIDE_X[0])
+        / (OUTLINE_SIDE_X[1] - OUTLINE_SIDE_X[0]),
+        0.0,
+        1.0,
+    )
+    near = near * near * (3.0 - 2.0 * near) * side * side * (3.0 - 2.0 * side)
     limited = np.minimum(1.0, OUTLINE_BRIGHTER * level / np.maximum(luma, 1e-6))
     scale = 1.0 + near * (labels >= 0) * (limited - 1.0)
     return (albedo * scale[..., None]).astype(np.float32)
