@@ -27,12 +27,11 @@ shimmers as the face moves. Here, per photo and before the photos are merged
   darker than the clean skin around it is lifted toward it but for ``fold_keep`` (a fold is partly the
   person's). The nostrils themselves stay (a face is known by them: lifting them cost the recogniser's
   likeness 0.1). Off by default (``CleanupConfig.cavities``: it costs likeness);
-- **a smile's marks** (``smile_folds``, by how broadly the photo smiles: ``smile_amount``): the creases of its
-  folds beside the nose and mouth and the dark pockets at its mouth corners are lifted to the skin (and, at
-  the corners, the lips) around them. Left in, every frame of the actor showed the grin's "parentheses" and
-  raised corners around a closed, still mouth (obama.jpg and roop_source.jpg on a close-up of d13.mp4). Only
-  the creases: their broad shading is part of how a recogniser knows the face (lifted too, roop_source.jpg's
-  likeness fell 0.04-0.07);
+- **a smile's creases** (``smile_folds``, by how broadly the photo smiles: ``smile_amount``): the creases of its
+  folds beside the nose and mouth are lifted to the skin a few texels around them. Left in, every frame of the
+  actor showed the grin's "parentheses" around a closed, still mouth (obama.jpg and roop_source.jpg on a
+  close-up of d13.mp4). Only the creases: the folds' broad shading is part of how a recogniser knows the face,
+  and the dark pockets at the mouth's corners help the mouth's opening read as the actor's (``_relax_smile``);
 - **teeth** (``teeth``): a smile's teeth are not the identity's face. The mouth opening and any texel of
   the lips that is much paler and greyer than the lips (teeth the mesh's lip contour cut through) take the
   lips' colour, so the lips' inner rim stays lip-coloured however far the actor opens the mouth;
@@ -124,7 +123,7 @@ class CleanupConfig:
     teeth: bool = True
     """Give the mouth opening and teeth showing through the lips the lips' colour."""
     smile_folds: float = 1.0
-    """How much of a smiling photo's fold creases and dark mouth corners is lifted to the skin around them, times
+    """How much of a smiling photo's fold creases is lifted to the skin around them, times
     the photo's smile (``clean_texture``'s ``smile``, ``engines.identity.expression.smile_amount``: 0 for a
     neutral photo, which is left as it was); 0: none (BENCHMARKS.md, issue 21, for what it costs in likeness)."""
 
@@ -431,81 +430,48 @@ def _lift_cavities(
 def _relax_smile(
     albedo: np.ndarray, labels: np.ndarray, face: np.ndarray, seen: np.ndarray, amount: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A smile's dark mouth corners and the creases of its folds lifted toward the skin (and lips) around them
-    by ``amount``; (albedo, texels changed)."""
+    """The creases of a smile's folds beside the nose and the mouth lifted toward the clean skin a few texels around
+    them by ``amount``; (albedo, texels changed). Only the creases: the folds' broad shading is part of how a
+    recogniser knows the face (lifted against the skin a nostril's width around, roop_source.jpg's likeness fell
+    0.04-0.07), and the mouth's corners are left (their dark pockets lifted too, the output's mouth opening followed
+    the actor's less: Obama_speaking.mp4 x roop_source.jpg 0.87 -> 0.80; BENCHMARKS.md, issue 21)."""
     size = albedo.shape[0]
     skin = face & (labels == SKIN) & ~brow_mask(size)
     if skin.sum() < 100:
         return albedo, np.zeros((size, size), bool)
-    zones = smile_zones(size)
-    lips = face & (labels == LIPS)
-    out = albedo.copy()
-    changed = np.zeros((size, size), bool)
-    # The corners' pockets whole, against the skin and the lips a nostril's width around; the folds' creases
-    # only, against the skin a few texels around (their broad shading is how a recogniser knows the face:
-    # lifting it as the corners are cost roop_source.jpg 0.04-0.07 of cosine, BENCHMARKS.md issue 21).
-    passes = ((zones.corners, (skin, lips), SMILE_CORNER_SIGMA), (zones.folds, (skin,), SMILE_CREASE_SIGMA))
-    for zone, parts, sigma in passes:
-        for part in parts:
-            lifted, strength = _lift_dark(out, part, zone * amount * seen, size * sigma)
-            out = lifted
-            changed |= strength > 0.01
-    return out, changed
-
-
-def _lift_dark(albedo: np.ndarray, part: np.ndarray, weight: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    """Texels of ``part`` darker than the clean texels of ``part`` around them (a Gaussian neighbourhood of
-    ``sigma`` texels) moved toward their colour by ``weight`` (0..1), all of it from ``SMILE_FOLD_RATIO`` of
-    that level down; (albedo, how much each texel moved)."""
+    sigma = size * SMILE_CREASE_SIGMA
     luma = albedo @ _LUMA_BGR
-    level = _normalised_blur(luma, part, sigma)
-    clean = part & (luma > SMILE_FOLD_RATIO * level)
+    level = _normalised_blur(luma, skin, sigma)
+    clean = skin & (luma > SMILE_FOLD_RATIO * level)
     level = _normalised_blur(luma, clean, sigma)
     colour = np.dstack([_normalised_blur(albedo[..., c], clean, sigma) for c in range(3)])
     depth = np.clip((1.0 - luma / np.maximum(level, 1e-4)) / (1.0 - SMILE_FOLD_RATIO), 0.0, 1.0)
     depth = depth * depth * (3.0 - 2.0 * depth)
-    strength = cv2.GaussianBlur((depth * weight * part).astype(np.float32), (0, 0), albedo.shape[0] / 256.0)
-    strength = np.minimum(strength, 1.0) * part
-    return (albedo + strength[..., None] * (colour - albedo)).astype(np.float32), strength
+    weight = depth * smile_zone(size) * amount * (seen & skin)
+    strength = np.minimum(cv2.GaussianBlur(weight.astype(np.float32), (0, 0), size / 256.0), 1.0) * skin
+    return (albedo + strength[..., None] * (colour - albedo)).astype(np.float32), strength > 0.01
 
 
 SMILE_FOLD_RATIO = 0.9
-"""Around a smiling mouth, de-lit skin under this share of the clean skin around it is all fold."""
-SMILE_CORNER_SIGMA = 1 / 40
+"""Around a smiling mouth, de-lit skin under this share of the clean skin around it is all crease."""
 SMILE_CREASE_SIGMA = 1 / 160
-"""The neighbourhoods (shares of the texture's side) a smile's mouth corners and its folds' creases are
-measured against: about a nostril's width, and a few texels (a fold's crease, not its broad shading)."""
-
-
-@dataclass(frozen=True)
-class SmileZones:
-    """Where a smile marks the skin, per texel 0..1 (soft-edged)."""
-
-    corners: np.ndarray
-    """The mouth's corners, lips and skin: a smile's dark pockets there."""
-    folds: np.ndarray
-    """Beside the nose and the mouth down to the chin, skin only: the smile's folds."""
+"""The neighbourhood (a share of the texture's side: a few texels) a fold's crease is measured against: the crease,
+not the fold's broad shading."""
 
 
 @functools.cache
-def smile_zones(size: int) -> SmileZones:
-    """The ``SmileZones`` of the layout at ``size`` (from the canonical face; cached, read-only)."""
+def smile_zone(size: int) -> np.ndarray:
+    """(size, size) float32 0..1 (soft-edged): where a smile folds the skin — beside the nose and the mouth down to
+    the chin, skin only, not the nostrils (from the canonical face; cached, read-only)."""
     x = np.abs(texture_canonical_x(size))
     y = texture_canonical_y(size)
     inside = np.isfinite(x) & np.isfinite(y)
     x, y = np.where(inside, x, 9.0), np.where(inside, y, 9.0)
-    labels = texture_labels(size)
-    folds = (x > 0.12) & (x < 0.62) & (y > 0.0) & (y < 0.85) & (labels == SKIN)
+    folds = (x > 0.12) & (x < 0.62) & (y > 0.0) & (y < 0.85) & (texture_labels(size) == SKIN)
     folds &= ~((x < NOSTRIL_ZONE[0]) & (y < NOSTRIL_ZONE[2]))
-    corners = np.hypot(x - MOUTH_CORNER[0], (y - MOUTH_CORNER[1]) * 1.2) < 0.11
-    maps = [np.clip(cv2.GaussianBlur(m.astype(np.float32), (0, 0), size / 128.0), 0.0, 1.0) for m in (corners, folds)]
-    for arr in maps:
-        arr.setflags(write=False)
-    return SmileZones(*maps)
-
-
-MOUTH_CORNER = (0.27, 0.44)
-"""|x|, y of the mouth's outer corners on the canonical face (eye-corner distances)."""
+    out = np.clip(cv2.GaussianBlur(folds.astype(np.float32), (0, 0), size / 128.0), 0.0, 1.0)
+    out.setflags(write=False)
+    return out
 
 
 def _close_mouth(albedo: np.ndarray, labels: np.ndarray, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -99,8 +99,8 @@ def test_a_smiling_photos_folds_are_not_drawn_on_a_still_mouth(
     """obama.jpg smiles broadly: deep creases run from his nose's wings past the mouth's corners. Drawn on a close-up of
     d13.mp4's actor, whose mouth is closed and still, they were a grin's "parentheses" around a closed mouth, the
     darkest creases there 13.2 L* deep against the actor's own 2.7 (BENCHMARKS.md, issue 21). The enrollment now lifts
-    a smiling photo's fold creases and dark mouth corners to the skin around them (``CleanupConfig.smile_folds``):
-    6.5, the folds' soft shading left."""
+    a smiling photo's fold creases to the skin a few texels around them (``CleanupConfig.smile_folds``): 6.6, the
+    folds' soft shading left."""
     from benchmarks.closeup import closeup_crop, face_boxes
 
     frames = clip_frames(clips / "d13.mp4", 8)
