@@ -72,7 +72,9 @@ def test_publish_clip_with_an_enrolled_identity_view_both_views_then_delete_free
     tmp_path: Path, clips: Path, faces: Path, models_dir: Path, detector: FaceDetector, mesh: FaceMesh
 ) -> None:
     # Ingest may wait 30 s for media: a busy machine stalled the publisher past the 5 s default (not asserted on).
-    config = _config(tmp_path, models_dir=models_dir, ingest_timeout_s=30.0)
+    # Viewers too: this process's loop, starved, sent no receiver reports for seconds and the watchdog closed a
+    # view mid-window (its count missing; the watchdog has its own test in test_faults.py).
+    config = _config(tmp_path, models_dir=models_dir, ingest_timeout_s=30.0, viewer_timeout_s=60.0)
     threads_before = service_threads()
     received: dict[str, list[np.ndarray]] = {}
 
@@ -83,13 +85,15 @@ def test_publish_clip_with_an_enrolled_identity_view_both_views_then_delete_free
             track = ClipTrack(clips / "d3.mp4")
             pub = await publish(http, srv.url, "cam", track)
             # The stream exists once the publisher's media starts (a busy machine took a while: PATCH got a 404).
-            assert await wait_for(lambda: srv.service.streams.find("cam") is not None, 20)
+            assert await wait_for(lambda: srv.service.streams.find("cam") is not None, 45)
             async with http.patch(f"{srv.url}/api/streams/cam", json={"identity": "obama"}) as r:
                 assert r.status == 200
             processed = await view(http, srv.url, "cam", "processed", keep_every=6)
             source = await view(http, srv.url, "cam", "source", keep_every=6)
             stream = srv.service.streams.get("cam")
-            assert await wait_for(lambda: len(processed.times) > 10 and len(source.times) > 10, 45), (
+            # Generous: a run niced under load 19 once had fewer than 11 on a view after 45 s (the processor's
+            # models and the identity load first).
+            assert await wait_for(lambda: len(processed.times) > 10 and len(source.times) > 10, 90), (
                 len(processed.times),
                 len(source.times),
                 stream.to_dict()["stats"],
