@@ -88,8 +88,8 @@ def test_publish_clip_with_an_enrolled_identity_view_both_views_then_delete_free
             assert await wait_for(lambda: srv.service.streams.find("cam") is not None, 45)
             async with http.patch(f"{srv.url}/api/streams/cam", json={"identity": "obama"}) as r:
                 assert r.status == 200
-            processed = await view(http, srv.url, "cam", "processed", keep_every=6)
-            source = await view(http, srv.url, "cam", "source", keep_every=6)
+            processed = await view(http, srv.url, "cam", "processed", keep_every=3)
+            source = await view(http, srv.url, "cam", "source", keep_every=3)
             stream = srv.service.streams.get("cam")
             # Generous: a run niced under load 19 once had fewer than 11 on a view after 45 s (the processor's
             # models and the identity load first).
@@ -109,15 +109,17 @@ def test_publish_clip_with_an_enrolled_identity_view_both_views_then_delete_free
             t0, sent0, done0, out0 = time.monotonic(), track.sent, stream.stats.snapshot()["frames_processed"], handed()
             recv0 = {"processed": len(processed.times), "source": len(source.times)}
             # A window of at least 4 s, longer on a busy machine until some frames went all the way through and
-            # each viewer kept the frames judged after the scenario (every 6th received: 6 processed for the
-            # 5 judged, one spare for a first blurry keyframe; a busy machine once sent only 4 in 4 s, load 17).
+            # each viewer kept the frames judged after the scenario (every 3rd received, 10 processed: the
+            # share closer to the identity is judged on about ten, so one face of d3's few borderline frames
+            # (around frame 215 its margin is 0.01-0.03 of cosine) does not fail it alone, as it did a run
+            # judging six; a busy machine once sent only 4 in 4 s, load 17).
             await asyncio.sleep(4.0)
             await wait_for(
                 lambda: (
                     stream.stats.snapshot()["frames_processed"] - done0 >= 10
                     and len(processed.times) - recv0["processed"] >= 5
                     and len(source.times) - recv0["source"] >= 5
-                    and len(processed.frames) >= 6
+                    and len(processed.frames) >= 10
                     and len(source.frames) >= 5
                 ),
                 40,
