@@ -389,6 +389,35 @@ def _near_median(
 
 
 @njit(cache=True, fastmath=False, nogil=True)
+def _linear_pair(
+    face: np.ndarray, actor: np.ndarray, labels: np.ndarray, skin_label: int, to_linear: np.ndarray, luma: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """``face`` and ``actor`` (h, w, 3) uint8 BGR to linear light through ``to_linear`` (256 float32), their
+    luminances (``luma``: BGR weights) and where ``labels == skin_label``: the seam's and the relief's samples."""
+    h, w = labels.shape
+    face_lin = np.empty((h, w, 3), np.float32)
+    actor_lin = np.empty((h, w, 3), np.float32)
+    face_l = np.empty((h, w), np.float32)
+    actor_l = np.empty((h, w), np.float32)
+    skin = np.empty((h, w), np.bool_)
+    for i in range(h):
+        for j in range(w):
+            sf = np.float32(0.0)
+            sa = np.float32(0.0)
+            for c in range(3):
+                f = to_linear[face[i, j, c]]
+                a = to_linear[actor[i, j, c]]
+                face_lin[i, j, c] = f
+                actor_lin[i, j, c] = a
+                sf += f * luma[c]
+                sa += a * luma[c]
+            face_l[i, j] = sf
+            actor_l[i, j] = sa
+            skin[i, j] = labels[i, j] == skin_label
+    return face_lin, actor_lin, face_l, actor_l, skin
+
+
+@njit(cache=True, fastmath=False, nogil=True)
 def seam_weights(
     face: np.ndarray,
     actor: np.ndarray,
@@ -404,25 +433,7 @@ def seam_weights(
     inputs. Returns (how many such pixels, their weight (h, w) 0/1, the face's and the actor's linear light
     times it (h, w, 3)), float32."""
     h, w = labels.shape
-    lin_face = np.empty((h, w, 3), np.float32)
-    lin_actor = np.empty((h, w, 3), np.float32)
-    luma_face = np.empty((h, w), np.float32)
-    luma_actor = np.empty((h, w), np.float32)
-    skin = np.empty((h, w), np.bool_)
-    for i in range(h):
-        for j in range(w):
-            sf = np.float32(0.0)
-            sa = np.float32(0.0)
-            for c in range(3):
-                f = to_linear[face[i, j, c]]
-                a = to_linear[actor[i, j, c]]
-                lin_face[i, j, c] = f
-                lin_actor[i, j, c] = a
-                sf += f * luma[c]
-                sa += a * luma[c]
-            luma_face[i, j] = sf
-            luma_actor[i, j] = sa
-            skin[i, j] = labels[i, j] == skin_label
+    lin_face, lin_actor, luma_face, luma_actor, skin = _linear_pair(face, actor, labels, skin_label, to_linear, luma)
     face_lo, face_hi = _near_median(luma_face, skin, skin_range)
     actor_lo, actor_hi = _near_median(luma_actor, skin, skin_range)
     weight = np.zeros((h, w), np.float32)
@@ -501,25 +512,7 @@ def relief_weights(
     luminances (h, w), the face's linear light times the reference's weight with the weight as a fourth channel
     (h, w, 4), the actor's linear light times the weight (h, w, 3)), float32."""
     h, w = labels.shape
-    face_lin = np.empty((h, w, 3), np.float32)
-    actor_lin = np.empty((h, w, 3), np.float32)
-    face_l = np.empty((h, w), np.float32)
-    actor_l = np.empty((h, w), np.float32)
-    skin = np.empty((h, w), np.bool_)
-    for i in range(h):
-        for j in range(w):
-            sf = np.float32(0.0)
-            sa = np.float32(0.0)
-            for c in range(3):
-                f = to_linear[face[i, j, c]]
-                a = to_linear[actor[i, j, c]]
-                face_lin[i, j, c] = f
-                actor_lin[i, j, c] = a
-                sf += f * luma[c]
-                sa += a * luma[c]
-            face_l[i, j] = sf
-            actor_l[i, j] = sa
-            skin[i, j] = labels[i, j] == skin_label
+    face_lin, actor_lin, face_l, actor_l, skin = _linear_pair(face, actor, labels, skin_label, to_linear, luma)
     face_lo, face_hi = _near_median(face_l, skin, skin_range)
     actor_lo, actor_hi = _near_median(actor_l, skin, skin_range)
     face_w = np.zeros((h, w, 4), np.float32)
