@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -52,6 +52,25 @@ def clip_frames(path: Path, count: int) -> list[tuple[np.ndarray, float]]:
             if len(out) >= count:
                 break
     return out
+
+
+def swapped_faces(clips: Path, detector: FaceDetector, mesh: FaceMesh, identity: Any, count: int = 3) -> Iterator[Any]:
+    """For the first ``count`` frames of d3, d10 and s18: (clip, swapper, geometry, the actor's window at geometry
+    resolution) with the identity placed by a fused ``MeshSwapper`` — the inputs the compiled fields are compared
+    on against numpy's."""
+    from engines.face.tracker import FaceTracker
+    from engines.resample import shrink
+    from engines.swap.mesh import MeshSwapper
+
+    for clip in ("d3.mp4", "d10.mp4", "s18.mp4"):
+        tracker, swapper = FaceTracker(detector, mesh), MeshSwapper(fused=True)
+        for image, t_s in clip_frames(clips / clip, count):
+            face = tracker.update(image, t_s)[0]
+            geometry = swapper.geometry(image, face.landmarks, face.id, t_s, identity, 1.0)
+            assert geometry is not None
+            hs, ws = geometry.small_size
+            actor = shrink(geometry.to_work(swapper.actor_window(image, geometry)), (ws, hs))
+            yield clip, swapper, geometry, actor
 
 
 def identity_scores(

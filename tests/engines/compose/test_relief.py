@@ -7,11 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from engines.compose.relief import ReliefConfig, relief_field, zone_weight
-from engines.face.tracker import FaceTracker
 from engines.light.sh import linear_to_srgb, srgb_to_linear
 from engines.resample import shrink
 from engines.swap.mesh import FaceGeometry, MeshSwapper
-from tests.face_helpers import clip_frames, photo_mesh
+from tests.face_helpers import photo_mesh, swapped_faces
 
 
 def _actor(detector, mesh, faces: Path) -> tuple[FaceGeometry, np.ndarray]:  # type: ignore[no-untyped-def]
@@ -58,20 +57,14 @@ def test_the_compiled_field_equals_numpys_on_shared_clips(clips: Path, detector,
     identity = store.load("s1")
     configs = (ReliefConfig(), ReliefConfig(folds=0.5, deepen=0.3, colour=0.5))
     compared = 0
-    for clip in ("d3.mp4", "d10.mp4", "s18.mp4"):
-        tracker, swapper = FaceTracker(detector, mesh), MeshSwapper(fused=True)
-        for image, t_s in clip_frames(clips / clip, 3):
-            face = tracker.update(image, t_s)[0]
-            geometry = swapper.geometry(image, face.landmarks, face.id, t_s, identity, 1.0)
-            assert geometry is not None
-            hs, ws = geometry.small_size
-            actor = shrink(geometry.to_work(swapper.actor_window(image, geometry)), (ws, hs))
-            rendered = shrink(swapper.render(geometry, identity, "texture"), (ws, hs))
-            for config in configs:
-                ref = relief_field(rendered, actor, geometry, config)
-                got = relief_field(rendered, actor, geometry, config, fused=True)
-                assert ref is not None and got is not None and got.dtype == np.float32 and got.shape == ref.shape
-                assert np.abs(ref - 1.0).max() > 0.01, f"{clip}: the field changes nothing: nothing compared"
-                np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5, err_msg=clip)
-                compared += 1
+    for clip, swapper, geometry, actor in swapped_faces(clips, detector, mesh, identity):
+        hs, ws = geometry.small_size
+        rendered = shrink(swapper.render(geometry, identity, "texture"), (ws, hs))
+        for config in configs:
+            ref = relief_field(rendered, actor, geometry, config)
+            got = relief_field(rendered, actor, geometry, config, fused=True)
+            assert ref is not None and got is not None and got.dtype == np.float32 and got.shape == ref.shape
+            assert np.abs(ref - 1.0).max() > 0.01, f"{clip}: the field changes nothing: nothing compared"
+            np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5, err_msg=clip)
+            compared += 1
     assert compared == 18

@@ -9,11 +9,10 @@ import numpy as np
 
 from engines.compose.blend import outline_feather
 from engines.compose.seam import SeamConfig, apply_field, seam_field
-from engines.face.tracker import FaceTracker
 from engines.light.sh import linear_to_srgb, srgb_to_linear
 from engines.resample import shrink
 from engines.swap.mesh import FaceGeometry, MeshSwapper
-from tests.face_helpers import clip_frames, photo_mesh
+from tests.face_helpers import clip_frames, photo_mesh, swapped_faces
 
 
 def _face(detector, mesh, faces: Path) -> tuple[FaceGeometry, np.ndarray]:  # type: ignore[no-untyped-def]
@@ -128,7 +127,7 @@ def test_the_blend_stage_changes_the_swap_near_its_outline_only(  # type: ignore
     from engines.face.topology import face_scale_px
     from engines.processor import FaceProcessor, ProcessorConfig
     from engines.settings import ProcessSettings
-    from tests.face_helpers import clip_frames, enrolled_store
+    from tests.face_helpers import enrolled_store
 
     store = enrolled_store(tmp_path / "identities", faces, models_dir, ("s1.jpg",))
     frames = clip_frames(clips / "d3.mp4", 3)
@@ -157,21 +156,14 @@ def test_the_compiled_field_equals_numpys_on_shared_clips(clips: Path, detector,
     d3, d10 and s18 (a skin sample taken or left, or a fade off by a pixel, moves it by 1e-3 or more)."""
     identity = store.load("s1")
     compared = 0
-    for clip in ("d3.mp4", "d10.mp4", "s18.mp4"):
-        tracker, swapper = FaceTracker(detector, mesh), MeshSwapper(fused=True)
-        for image, t_s in clip_frames(clips / clip, 3):
-            face = tracker.update(image, t_s)[0]
-            geometry = swapper.geometry(image, face.landmarks, face.id, t_s, identity, 1.0)
-            assert geometry is not None
-            hs, ws = geometry.small_size
-            actor = shrink(geometry.to_work(swapper.actor_window(image, geometry)), (ws, hs))
-            rendered = swapper.render(geometry, identity, "texture")
-            feather = outline_feather(geometry)
-            for seen in (swapper.coverage_small(geometry, identity), None):
-                ref = seam_field(rendered, actor, geometry, feather, seen=seen)
-                got = seam_field(rendered, actor, geometry, feather, seen=seen, fused=True)
-                assert ref is not None and got is not None and got.dtype == np.float32
-                assert np.abs(ref - 1.0).max() > 0.01, f"{clip}: the field changes nothing: nothing compared"
-                np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5, err_msg=clip)
-                compared += 1
+    for clip, swapper, geometry, actor in swapped_faces(clips, detector, mesh, identity):
+        rendered = swapper.render(geometry, identity, "texture")
+        feather = outline_feather(geometry)
+        for seen in (swapper.coverage_small(geometry, identity), None):
+            ref = seam_field(rendered, actor, geometry, feather, seen=seen)
+            got = seam_field(rendered, actor, geometry, feather, seen=seen, fused=True)
+            assert ref is not None and got is not None and got.dtype == np.float32
+            assert np.abs(ref - 1.0).max() > 0.01, f"{clip}: the field changes nothing: nothing compared"
+            np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5, err_msg=clip)
+            compared += 1
     assert compared == 18
