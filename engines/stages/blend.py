@@ -43,6 +43,8 @@ class BlendStage:
         """The identity's texture on a face the relight did not relight (the swap stage draws it)."""
         self.match_learned = match_learned
         """Whether a learned model's face is colour matched too (``LearnedConfig.colour_match``)."""
+        self.fused_host = isinstance(self.ops, NumpyOps) and self.ops.fused
+        """The seam's and the relief's fields measured on the host in compiled loops (numpy's backend's choice)."""
 
     def run(self, face: FaceContext) -> None:
         geometry, alpha, actor = face.geometry, face.alpha, face.actor
@@ -127,7 +129,6 @@ class BlendStage:
         # — on a torch backend the small face is downloaded here and only the field (at half the geometry
         # resolution) goes back up to be applied on the device.
         feather = outline_feather(geometry, self.config)
-        fused = isinstance(self.ops, NumpyOps) and self.ops.fused  # the compiled loops: numpy's backend's choice
         return seam_field(
             self.ops.to_host(face_small),
             self.ops.to_host(reference),
@@ -135,7 +136,7 @@ class BlendStage:
             feather,
             self.config.seam,
             face.seen,
-            fused,
+            self.fused_host,
         )
 
     def _relief_field(self, face: FaceContext, face_bgr: Pixels, face_small: Pixels | None) -> np.ndarray | None:
@@ -151,9 +152,8 @@ class BlendStage:
         if face_small is None:
             hs, ws = geometry.small_size
             face_small = self.ops.shrink(face_bgr, (ws, hs))
-        fused = isinstance(self.ops, NumpyOps) and self.ops.fused  # the compiled loops: numpy's backend's choice
         return relief_field(
-            self.ops.to_host(face_small), self.ops.to_host(reference), geometry, self.config.relief, fused
+            self.ops.to_host(face_small), self.ops.to_host(reference), geometry, self.config.relief, self.fused_host
         )
 
     def _match_colour(self, face: FaceContext, face_bgr: Pixels) -> tuple[Pixels, Pixels]:
