@@ -11,7 +11,8 @@ shimmers as the face moves. Here, per photo and before the photos are merged
   photo's own cheeks: along the sides above the cheekbones, darker or of another hue (hair, background);
   below them only another hue or much less colour (a microphone, a sleeve) — a beard is darker but of the
   skin's hue, and stays; from the temples down to the jaw, paler and greyer (white or grey hair, a bright
-  background the outline runs over: ``PALE_REACH_X``), with the somewhat paler strands it thins out into.
+  background the outline runs over: ``PALE_REACH_X``), with the somewhat paler strands it thins out into, the
+  streaks of it a few texels in and its part over a brow's outer end.
   Eyes and lips are never taken, nor brows but under a fringe. Hair hanging over the forehead from the top
   (a fringe) is only taken with ``CleanupConfig.fringe`` (see there), with everything above its lower edge
   and the brows it comes down to. Occluded texels are filled in the de-lit
@@ -147,6 +148,11 @@ lower down than dark hair: in to this distance from the face's middle and down t
 Paler and greyer than the cheeks is neither skin (a blush is more colourful, a beard darker) nor a shadow;
 cut at ``SIDE_X`` and ``SIDE_HAIR_Y`` the rest of biden.jpg's white hair at his left temple and jaw stayed
 beside a straight vertical seam where the fill began, and was drawn as a white streak down that side."""
+PALE_STRAND_X = 0.35
+"""The strands that white hair found from the sides thins out into are followed in to this distance from the face's
+middle (its core is looked for beyond ``PALE_REACH_X``)."""
+PALE_GAP = 32
+"""... and so are streaks of it up to 1/PALE_GAP of the texture's side of skin in from them."""
 SIDE_HAIR_Y = 0.35
 """Down to this height (the mouth), hair hanging along the sides of the face is looked for by darkness
 or hue; lower down (and anywhere else on the outline below ``LOWER_Y``) only by hue (a beard stays)."""
@@ -271,6 +277,7 @@ def _occluders(
     free = face & ~keep
     found_mask = np.zeros((size, size), bool)
     fringe_mask = np.zeros((size, size), bool)
+    faded = np.zeros((size, size), np.float32)
     x = texture_canonical_x(size)
     if cfg.fringe:
         # Down to the brows' lower edge, and beside the eyes down to the eyes (hair swept to a temple).
@@ -288,7 +295,22 @@ def _occluders(
         sides = (y >= FOREHEAD_TOP_Y) & (y < PALE_LOW_Y) & (np.abs(x) > PALE_REACH_X)
         sides &= (y >= ABOVE_BROWS_Y) | (np.abs(x) > TEMPLE_X)
         core = _connected(free & sides & pale, edge & sides)
-        found_mask |= _connected(free & sides & (pale_ish | core), core)
+        # The strands reach further in than the core is looked for (left, biden.jpg's drew a pale line down the
+        # jaw), and the white hair's part over a brow's outer end is hair
+        # (kept as brow, it was a white spot at the temple): paler and greyer than the cheeks is no brow's colour.
+        strands = (y >= FOREHEAD_TOP_Y) & (y < PALE_LOW_Y) & (np.abs(x) > PALE_STRAND_X)
+        brows = brow_mask(size) & (labels >= 0)
+        # A streak of it a few texels of skin in from the core is of the same hair (biden.jpg's down the jaw: left,
+        # a pale line).
+        near = cv2.dilate(core.astype(np.uint8), np.ones((2 * (size // PALE_GAP) + 1,) * 2, np.uint8)) > 0
+        white = _connected((free & strands & (pale_ish | core | pale)) | (brows & sides & pale), near)
+        found_mask |= white
+        # It fades into the skin over a few texels: a rim around it is taken by how much paler than the cheeks it
+        # still is (half-filled by the softened edge, biden.jpg's drew a pale line down the jaw).
+        rim = cv2.dilate(white.astype(np.uint8), np.ones((2 * (size // 48) + 1,) * 2, np.uint8)) > 0
+        fading = rim & free & strands & (raw_chroma < reference_chroma)
+        paler = np.clip((-darker - 0.2 * cfg.hair_lighter) / (0.3 * cfg.hair_lighter), 0.0, 1.0)
+        faded = np.where(fading, paler, 0.0).astype(np.float32)
     found_mask |= _connected(free & (y >= LOWER_Y) & foreign, edge & (y >= LOWER_Y))
     found = found_mask.astype(np.float32)
     if not found.any():
@@ -299,7 +321,7 @@ def _occluders(
         soft = cv2.GaussianBlur(grown, (0, 0), size / 160.0)
         return np.clip(np.maximum(soft, mask), 0.0, 1.0).astype(np.float32)
 
-    return soften(found), (soften(fringe_mask.astype(np.float32)) if cfg.fringe else None)
+    return np.maximum(soften(found), faded), (soften(fringe_mask.astype(np.float32)) if cfg.fringe else None)
 
 
 def _curtain(hair: np.ndarray, y: np.ndarray, face: np.ndarray, brows: np.ndarray) -> np.ndarray:

@@ -314,6 +314,31 @@ def test_white_hair_and_the_outline_draw_no_bright_streak(store: IdentityStore, 
         assert brightest < most_bright, (side, brightest)
 
 
+def test_white_hair_leaves_no_spot_beside_the_brow_nor_a_line_down_the_jaw(
+    store: IdentityStore, enrolled: Enrolled
+) -> None:
+    """biden.jpg's white hair at his left temple also lies over his brow's outer end, and thins out down his jaw into a
+    streak a few texels of skin in from the rest of it. Kept as brow, the first was a white spot beside the brow on
+    every frame (449 texels of that temple paler and greyer than his cheeks; 0 now); left, the second a faint pale
+    line low on the jaw (39 texels somewhat paler and greyer; 0 now)."""
+    from engines.swap.texture import texture_canonical_x, texture_canonical_y
+
+    ident = store.load(enrolled(store, "biden.jpg").name)
+    size = ident.texture.shape[0]
+    x, y = texture_canonical_x(size), texture_canonical_y(size)
+    inside = texture_regions(size) >= 0
+    lab = cv2.cvtColor(ident.texture, cv2.COLOR_BGR2LAB).astype(np.float32)
+    chroma = np.hypot(lab[..., 1] - 128.0, lab[..., 2] - 128.0)
+    cheek = (texture_regions(size) == 0) & (y > -0.1) & (y < 0.2) & (x > 0.3) & (x < 0.5)
+    lighter = lab[..., 0] - np.median(lab[..., 0][cheek])
+    greyer = chroma / np.median(chroma[cheek])
+    temple = inside & (x > 0.45) & (x < 0.7) & (y > -0.75) & (y < -0.45)
+    jaw = inside & (x > 0.38) & (x < 0.55) & (y > 0.2) & (y < 0.55)
+    assert temple.sum() > 3000 and jaw.sum() > 2000
+    assert ((lighter > 25) & (greyer < 0.6) & temple).sum() < 50
+    assert ((lighter > 12) & (greyer < 0.8) & jaw).sum() < 10
+
+
 def test_the_photos_side_light_is_divided_out_and_its_colour_kept(store: IdentityStore, enrolled: Enrolled) -> None:
     """s1.jpg is lit more on one side (its shading: one cheek about twice the other). The albedo's two
     cheeks come out within 40% of each other (1.27; dividing only a clipped shading left one cheek twice as
