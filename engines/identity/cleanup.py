@@ -33,6 +33,9 @@ shimmers as the face moves. Here, per photo and before the photos are merged
   actor showed the grin's "parentheses" around a closed, still mouth (obama.jpg and roop_source.jpg on a
   close-up of d13.mp4). Only the creases: the folds' broad shading is part of how a recogniser knows the face,
   and the dark pockets at the mouth's corners help the mouth's opening read as the actor's (``_relax_smile``);
+- **a closed mouth's corners** (``mouth_corners``): a neutral photo with closed lips has its corners' shadow
+  stretched over the whole width of the mouth's opening in the texture; their dark pockets are lifted halfway to
+  the skin and lips around them (a grey-brown smudge beside every frame's mouth, biden.jpg on d10.mp4);
 - **teeth** (``teeth``): a smile's teeth are not the identity's face. The mouth opening and any texel of
   the lips that is much paler and greyer than the lips (teeth the mesh's lip contour cut through) take the
   lips' colour, so the lips' inner rim stays lip-coloured however far the actor opens the mouth;
@@ -127,6 +130,14 @@ class CleanupConfig:
     """How much of a smiling photo's fold creases is lifted to the skin around them, times
     the photo's smile (``clean_texture``'s ``smile``, ``engines.identity.expression.smile_amount``: 0 for a
     neutral photo, which is left as it was); 0: none (BENCHMARKS.md, issue 21, for what it costs in likeness)."""
+    mouth_corners: float = 0.5
+    """How much of the dark pockets at a *closed-lipped, neutral* photo's mouth corners (and the creases running down
+    from them) is lifted to the skin and lips around them, times how little the photo smiles (1 - its smile) and how
+    closed its lips are (``CLOSED_GAP``): the texture stretches a closed mouth's corners over the opening's whole
+    width, and their shadow was drawn as a grey-brown smudge beside every frame's mouth (biden.jpg on d10.mp4).
+    Half of it: all of it cost biden.jpg's likeness on Obama_speaking.mp4 0.03 of cosine (half: 0.01; on d10.mp4
+    none), and lifted on a photo with parted lips (s1.jpg) 0.06 (BENCHMARKS.md, issue 21). A smiling photo's corners
+    are left (``smile_folds``); 0: none."""
 
 
 FOREHEAD_TOP_Y = -0.9
@@ -176,9 +187,11 @@ def clean_texture(
     shading_bgr: np.ndarray | None,
     config: CleanupConfig | None = None,
     smile: float = 0.0,
+    lips_gap: float = 1.0,
 ) -> Cleaned:
     """Clean one photo's unwrapped face (``engines.swap.texture.unwrap``): see the module docstring. ``smile``: how
-    broadly the photo smiles, 0..1 (``engines.identity.expression.smile_amount`` of its frontalised mesh).
+    broadly the photo smiles, 0..1 (``engines.identity.expression.smile_amount`` of its frontalised mesh);
+    ``lips_gap``: the gap between its inner lips there (eye-corner distances; the default: open).
 
     ``shading_bgr``: (T, T, 3) linear shading of the photo's light per texel, or None (then the texture's
     own smooth brightness stands in for it)."""
@@ -210,6 +223,11 @@ def clean_texture(
     if cfg.smile_folds > 0.0 and smile > 0.0:
         albedo, relaxed = _relax_smile(albedo, labels, face, seen, min(smile, 1.0) * cfg.smile_folds)
         changed |= relaxed
+    closed = float(np.clip((CLOSED_GAP[1] - lips_gap) / (CLOSED_GAP[1] - CLOSED_GAP[0]), 0.0, 1.0))
+    corners = (1.0 - float(np.clip(smile, 0.0, 1.0))) * closed * cfg.mouth_corners
+    if corners > 0.0:
+        albedo, lifted = _lift_mouth_corners(albedo, labels, face, seen, corners)
+        changed |= lifted
     if cfg.cavities:
         # On every texel the photo saw at all: a nostril is seen at a grazing angle (its rim is a shadow too).
         albedo, shade = _lift_cavities(albedo, shade, labels, face, seen, cfg)
@@ -492,6 +510,57 @@ def smile_zone(size: int) -> np.ndarray:
     folds = (x > 0.12) & (x < 0.62) & (y > 0.0) & (y < 0.85) & (texture_labels(size) == SKIN)
     folds &= ~((x < NOSTRIL_ZONE[0]) & (y < NOSTRIL_ZONE[2]))
     out = np.clip(cv2.GaussianBlur(folds.astype(np.float32), (0, 0), size / 128.0), 0.0, 1.0)
+    out.setflags(write=False)
+    return out
+
+
+def _lift_mouth_corners(
+    albedo: np.ndarray, labels: np.ndarray, face: np.ndarray, seen: np.ndarray, amount: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The dark pockets at the mouth's corners and the creases running down from them (``mouth_corner_zone``) lifted
+    toward the clean skin and lips around them (a few nostrils' widths: the pockets are broad) by ``amount``;
+    (albedo, texels changed)."""
+    size = albedo.shape[0]
+    around = face & ((labels == SKIN) | (labels == FEATURE) | (labels == LIPS)) & ~brow_mask(size)
+    if around.sum() < 100:
+        return albedo, np.zeros((size, size), bool)
+    sigma = size * CORNER_SIGMA
+    luma = albedo @ _LUMA_BGR
+    level = _normalised_blur(luma, around, sigma)
+    clean = around & (luma > CORNER_RATIO * level)
+    level = _normalised_blur(luma, clean, sigma)
+    colour = np.dstack([_normalised_blur(albedo[..., c], clean, sigma) for c in range(3)])
+    depth = np.clip((1.0 - luma / np.maximum(level, 1e-4)) / (1.0 - CORNER_RATIO), 0.0, 1.0)
+    depth = depth * depth * (3.0 - 2.0 * depth)
+    weight = depth * mouth_corner_zone(size) * amount * (seen & around)
+    strength = np.minimum(cv2.GaussianBlur(weight.astype(np.float32), (0, 0), size / 256.0), 1.0) * around
+    return (albedo + strength[..., None] * (colour - albedo)).astype(np.float32), strength > 0.01
+
+
+CLOSED_GAP = (0.015, 0.035)
+"""A photo's inner lips this far apart (eye-corner distances, frontalised) or closer are closed, this far or more
+open (biden.jpg: 0.007; s1.jpg, woman.png, talking: 0.045-0.054)."""
+CORNER_RATIO = 0.9
+"""At a mouth's corner, de-lit skin or lip under this share of the clean skin and lips around it is all shadow."""
+CORNER_SIGMA = 1 / 40
+"""The neighbourhood (a share of the texture's side) the corners' darkness is measured against."""
+CORNER_CENTRE = (0.3, 0.5)
+CORNER_RADII = (0.13, 0.22)
+"""Where the pockets and their creases lie: an ellipse (canonical x from the middle, y down; eye-corner distances)
+around each outer mouth corner (at 0.27, 0.44), reaching down toward the jaw."""
+
+
+@functools.cache
+def mouth_corner_zone(size: int) -> np.ndarray:
+    """(size, size) float32 0..1 (soft-edged): around each mouth corner and down from it, not the mouth opening
+    (from the canonical face; cached, read-only)."""
+    x = np.abs(texture_canonical_x(size))
+    y = texture_canonical_y(size)
+    inside = np.isfinite(x) & np.isfinite(y)
+    x, y = np.where(inside, x, 9.0), np.where(inside, y, 9.0)
+    zone = ((x - CORNER_CENTRE[0]) / CORNER_RADII[0]) ** 2 + ((y - CORNER_CENTRE[1]) / CORNER_RADII[1]) ** 2 < 1.0
+    zone &= texture_labels(size) != MOUTH_OPENING
+    out = np.clip(cv2.GaussianBlur(zone.astype(np.float32), (0, 0), size / 96.0), 0.0, 1.0)
     out.setflags(write=False)
     return out
 

@@ -333,8 +333,10 @@ def build_texture(
         shading = _shading(un.texture, un.normals, seen, regions) if delight else None
         texture = un.texture
         if cleanup is not None:
-            smile = smile_amount(frontalise(face.landmarks))
-            cleaned = clean_texture(un.texture, un.weight, None if shading is None else shading[1], cleanup, smile)
+            shape = frontalise(face.landmarks)
+            gap = float(np.linalg.norm(shape[LIPS_INNER_MIDDLE[0], :2] - shape[LIPS_INNER_MIDDLE[1], :2]))
+            shade = None if shading is None else shading[1]
+            cleaned = clean_texture(un.texture, un.weight, shade, cleanup, smile_amount(shape), gap)
             texture = cleaned.texture
             # A filled-in texel counts for less than one another photo saw, where several photos merge.
             w = w * (1.0 - 0.9 * cleaned.occluded)
@@ -367,6 +369,8 @@ def build_texture(
     )
 
 
+LIPS_INNER_MIDDLE = (13, 14)
+"""The inner lips' middle points, top and bottom: their distance is how far the mouth is open."""
 MONOCHROME_WEIGHT = 0.05
 """A black-and-white photo's texels count this much beside a colour photo's (``build_texture``)."""
 LEAD_FILL = 0.05
