@@ -36,6 +36,9 @@ shimmers as the face moves. Here, per photo and before the photos are merged
 - **a closed mouth's corners** (``mouth_corners``): a neutral photo with closed lips has its corners' shadow
   stretched over the whole width of the mouth's opening in the texture; their dark pockets are lifted halfway to
   the skin and lips around them (a grey-brown smudge beside every frame's mouth, biden.jpg on d10.mp4);
+- **the skin's broad colour** (``skin_colour``): where it departs from the face's own skin colour by more than a
+  few units — a blush, a chin tinted by a bounce from the clothes — its colour (not its lightness) is brought back
+  to it: painted, a made-up photo's blush is two red discs on every actor;
 - **teeth** (``teeth``): a smile's teeth are not the identity's face. The mouth opening and any texel of
   the lips that is much paler and greyer than the lips (teeth the mesh's lip contour cut through) take the
   lips' colour, so the lips' inner rim stays lip-coloured however far the actor opens the mouth;
@@ -124,6 +127,15 @@ class CleanupConfig:
     """... of which this share stays in the folds and sockets (none under the nose): lifting more of them
     flattens the face a recogniser knows (keeping 0.35: mean cosine 0.35 against 0.41 at 0.65, s1.jpg on
     d3.mp4; BENCHMARKS.md)."""
+    skin_colour: float = 1.0
+    """How much of the skin's broad colour departing from the face's own skin colour by more than
+    ``skin_colour_tolerance`` (a*b* units) is taken out — only the colour, the lightness stays: a photo's blush
+    (s1.jpg: its cheeks 15 units redder than its skin) was drawn as two red discs on every actor, and a chin lit by
+    a bounce from the clothes as a pale greenish one (the swap moves the face's colour as a whole to the actor's);
+    0: the photo's colours as they are."""
+    skin_colour_tolerance: float = 4.0
+    """The skin's broad colour may depart this far (a*b*, OpenCV's 8-bit L*a*b* units) from its median untouched: a
+    face's own cheeks are a few units redder than its forehead (1-5 on the shared photos without make-up)."""
     teeth: bool = True
     """Give the mouth opening and teeth showing through the lips the lips' colour."""
     smile_folds: float = 1.0
@@ -220,6 +232,9 @@ def clean_texture(
         changed |= teeth
     if cfg.highlights:
         albedo = _flatten_highlights(albedo, labels, face, cfg.highlight_ratio)
+    if cfg.skin_colour > 0.0:
+        albedo, evened = _even_skin_colour(albedo, labels, face, weight, cfg.skin_colour, cfg.skin_colour_tolerance)
+        changed |= evened
     if cfg.smile_folds > 0.0 and smile > 0.0:
         albedo, relaxed = _relax_smile(albedo, labels, face, seen, min(smile, 1.0) * cfg.smile_folds)
         changed |= relaxed
@@ -512,6 +527,49 @@ def smile_zone(size: int) -> np.ndarray:
     out = np.clip(cv2.GaussianBlur(folds.astype(np.float32), (0, 0), size / 128.0), 0.0, 1.0)
     out.setflags(write=False)
     return out
+
+
+def _even_skin_colour(
+    albedo: np.ndarray, labels: np.ndarray, face: np.ndarray, weight: np.ndarray, amount: float, tolerance: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The skin's broad a*b* (``SKIN_COLOUR_SIGMA``) brought toward the face's median skin colour by ``amount``
+    of what departs from it beyond ``tolerance``; each texel keeps its detail around the broad colour and its
+    luminance (only its chromaticity moves); (albedo, texels changed)."""
+    size = albedo.shape[0]
+    skin = face & (labels == SKIN) & ~brow_mask(size) & (weight > 0.2)
+    if skin.sum() < 500:
+        return albedo, np.zeros((size, size), bool)
+    lab = _lab(albedo, face)
+    ab = lab[..., 1:] - 128.0
+    broad = np.dstack([_normalised_blur(ab[..., c], skin, size * SKIN_COLOUR_SIGMA) for c in range(2)])
+    departure = broad - np.median(ab[skin], axis=0)
+    distance = np.linalg.norm(departure, axis=2)
+    kept = tolerance + (1.0 - amount) * np.maximum(distance - tolerance, 0.0)
+    shift = departure * (np.minimum(kept / np.maximum(distance, 1e-6), 1.0) - 1.0)[..., None]
+    where = cv2.GaussianBlur((face & (labels == SKIN)).astype(np.float32), (0, 0), size / 256.0)
+    shift = shift * where[..., None]
+    moved = lab.copy()
+    moved[..., 1:] += shift
+    # Back to linear light through the same exposure as ``_lab``; each channel scaled by the ratio, the luminance
+    # put back as it was (the clipped highlights of the 8-bit-exposed copy keep their own level).
+    gain = _lab_to_linear(moved) / np.maximum(_lab_to_linear(lab), 1e-4)
+    out = albedo * gain
+    luma_in, luma_out = albedo @ _LUMA_BGR, out @ _LUMA_BGR
+    out = out * (luma_in / np.maximum(luma_out, 1e-6))[..., None]
+    changed = np.linalg.norm(shift, axis=2) > 0.5
+    return np.where(changed[..., None], out, albedo).astype(np.float32), changed
+
+
+def _lab_to_linear(lab: np.ndarray) -> np.ndarray:
+    """``_lab``'s L*a*b* (OpenCV 8-bit scale, float) back to linear light at ``_lab``'s exposure."""
+    scaled = lab * np.array([100.0 / 255.0, 1.0, 1.0], np.float32) - np.array([0.0, 128.0, 128.0], np.float32)
+    srgb = cv2.cvtColor(scaled.astype(np.float32), cv2.COLOR_LAB2BGR)
+    return srgb_to_linear(np.clip(srgb, 0.0, 1.0)).astype(np.float32)
+
+
+SKIN_COLOUR_SIGMA = 1 / 32
+"""The skin's broad colour is its a*b* averaged over this share of the texture's side (a blush's disc is about four
+times as wide)."""
 
 
 def _lift_mouth_corners(

@@ -397,6 +397,28 @@ def test_the_photos_side_light_is_divided_out_and_its_colour_kept(store: Identit
         assert np.percentile(ratio, 95) / np.percentile(ratio, 5) < 1.05
 
 
+def test_a_photos_blush_is_not_painted_on_the_actor(store: IdentityStore, enrolled: Enrolled) -> None:
+    """s1.jpg wears heavy blush: its cheeks' broad a* was 11.0 units over its skin's median (a face's own cheeks are
+    1-5 redder than its forehead on the shared photos without make-up), two red discs on every actor. The clean-up
+    takes the skin's broad colour back to within a few units of the face's own (``CleanupConfig.skin_colour``): 6.3;
+    the lightness stays."""
+    from engines.light.sh import linear_to_srgb
+    from engines.swap.texture import texture_canonical_x, texture_canonical_y
+
+    ident = store.load(enrolled(store, "s1.jpg").name)
+    size = ident.texture.shape[0]
+    x, y = np.abs(texture_canonical_x(size)), texture_canonical_y(size)
+    skin = (texture_regions(size) == 0) & (ident.coverage > 0.5)
+    luma = ident.albedo @ np.array([0.0722, 0.7152, 0.2126], np.float32)
+    srgb = linear_to_srgb(np.clip(ident.albedo * (0.35 / float(np.median(luma[skin]))), 0.0, 1.0))
+    a = cv2.cvtColor(srgb.astype(np.float32), cv2.COLOR_BGR2LAB)[..., 1]
+    w = skin.astype(np.float32)
+    broad = cv2.GaussianBlur(a * w, (0, 0), size / 24) / np.maximum(cv2.GaussianBlur(w, (0, 0), size / 24), 1e-3)
+    cheeks = skin & (x > 0.3) & (x < 0.7) & (y > -0.15) & (y < 0.45)
+    assert cheeks.sum() > 5000
+    assert np.percentile(broad[cheeks], 95) - np.median(a[skin]) < 9.0
+
+
 def _sepia(image: np.ndarray) -> np.ndarray:
     """A sepia print of ``image``: one brown hue whose strength follows the lightness."""
     grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255.0
