@@ -70,6 +70,14 @@ OUTLINE_SIDE_X = (0.35, 0.5)
 the outer eye corners are at 0.5), fully from the second."""
 
 
+LOWER_BRIGHTER = 1.1
+"""Below the mouth the albedo's broad level (relative to the cheeks') is at most this much above the photo's own
+there (``_limit_lower_face``) ..."""
+LOWER_Y = (0.45, 0.7)
+"""... from the first of these heights (canonical, eye-corner distances, y down; the mouth corners are at 0.44),
+fully from the second."""
+
+
 class IdentityCorruptError(InputError):
     """An enrolled identity's files are damaged (truncated, edited, unreadable): re-enroll it."""
 
@@ -155,6 +163,7 @@ class Identity:
             # (benchmarks/eval_quality.py, BENCHMARKS.md: two of the 21 clip x identity pairs fewer at 0.45).
             out = lin / np.maximum((broad * detail)[..., None] * tint, 1e-3)
             out = _limit_outline(out, self.coverage)
+            out = _limit_lower_face(out, lin, self.coverage)
         else:
             seen = self.coverage > 0.5
             mean = lin[seen].mean(axis=0) if seen.any() else lin.reshape(-1, 3).mean(axis=0)
@@ -527,6 +536,37 @@ def _limit_outline(albedo: np.ndarray, coverage: np.ndarray) -> np.ndarray:
     near = near * near * (3.0 - 2.0 * near) * side * side * (3.0 - 2.0 * side)
     limited = np.minimum(1.0, OUTLINE_BRIGHTER * level / np.maximum(luma, 1e-6))
     scale = 1.0 + near * (labels >= 0) * (limited - 1.0)
+    return (albedo * scale[..., None]).astype(np.float32)
+
+
+def _limit_lower_face(albedo: np.ndarray, lin: np.ndarray, coverage: np.ndarray) -> np.ndarray:
+    """``albedo`` with its broad brightness below the mouth, relative to the cheeks', limited to ``LOWER_BRIGHTER``
+    times the photo's own there (and never pushed below the cheeks' level). The photo's light model gives a chin and
+    jaw, turned down from a light above, little light; a chin lit from below as well (a bounce from the clothes: the
+    model has no term for it) is then divided by too little, and was drawn pale on every actor lit evenly (s1.jpg:
+    its chin's albedo 1.3x its cheeks' where the photo shows them as bright; a pale greenish chin on d10.mp4). Only
+    the broad level (a sixth of the face): its creases and shading within stay."""
+    from engines.face.topology import SKIN
+    from engines.swap.texture import texture_canonical_x, texture_canonical_y, texture_labels
+
+    size = albedo.shape[0]
+    x = np.abs(np.nan_to_num(texture_canonical_x(size), posinf=9.0))
+    y = np.nan_to_num(texture_canonical_y(size), posinf=-9.0)
+    skin = (texture_labels(size) == SKIN) & (coverage > 0.5)
+    cheeks = skin & (x > 0.3) & (x < 0.6) & (y > -0.1) & (y < 0.3)
+    if cheeks.sum() < 100:
+        return albedo
+    weight = skin.astype(np.float32)
+    norm = np.maximum(cv2.GaussianBlur(weight, (0, 0), size / 24.0), 1e-3)
+    ratios = []
+    for image in (albedo, lin):
+        luma = (image @ _LUMA_BGR).astype(np.float32)
+        broad = cv2.GaussianBlur(luma * weight, (0, 0), size / 24.0) / norm
+        ratios.append(broad / max(float(np.median(luma[cheeks])), 1e-6))
+    cap = LOWER_BRIGHTER * np.maximum(ratios[1], 1.0)
+    lower = np.clip((y - LOWER_Y[0]) / (LOWER_Y[1] - LOWER_Y[0]), 0.0, 1.0)
+    lower = lower * lower * (3.0 - 2.0 * lower)
+    scale = 1.0 + lower * (np.minimum(1.0, cap / np.maximum(ratios[0], 1e-6)) - 1.0)
     return (albedo * scale[..., None]).astype(np.float32)
 
 

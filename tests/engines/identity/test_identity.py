@@ -419,6 +419,24 @@ def test_a_photos_blush_is_not_painted_on_the_actor(store: IdentityStore, enroll
     assert np.percentile(broad[cheeks], 95) - np.median(a[skin]) < 9.0
 
 
+def test_a_chin_lit_from_below_is_not_drawn_pale(store: IdentityStore, enrolled: Enrolled) -> None:
+    """s1.jpg's chin is lit by a bounce from her clothes, which the photo's light model (lit from above: a chin turned
+    down gets little) has no term for: divided by too little, its albedo was 1.34x her cheeks' and drawn as a pale
+    chin on an evenly lit actor (d10.mp4). Below the mouth the albedo's broad level is now at most 1.1x the photo's own
+    there (relative to the cheeks): 1.14."""
+    from engines.swap.texture import texture_canonical_x, texture_canonical_y
+
+    ident = store.load(enrolled(store, "s1.jpg").name)
+    size = ident.texture.shape[0]
+    x, y = np.abs(texture_canonical_x(size)), texture_canonical_y(size)
+    skin = (texture_regions(size) == 0) & (ident.coverage > 0.5)
+    luma = ident.albedo @ np.array([0.0722, 0.7152, 0.2126], np.float32)
+    cheeks = skin & (x > 0.3) & (x < 0.6) & (y > -0.1) & (y < 0.3)
+    chin = skin & (x < 0.3) & (y > 0.7)
+    assert cheeks.sum() > 3000 and chin.sum() > 1000
+    assert np.median(luma[chin]) / np.median(luma[cheeks]) < 1.25
+
+
 def _sepia(image: np.ndarray) -> np.ndarray:
     """A sepia print of ``image``: one brown hue whose strength follows the lightness."""
     grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255.0
