@@ -133,7 +133,7 @@ class CleanupConfig:
     (s1.jpg: its cheeks 15 units redder than its skin) was drawn as two red discs on every actor, and a chin lit by
     a bounce from the clothes as a pale greenish one (the swap moves the face's colour as a whole to the actor's);
     0: the photo's colours as they are."""
-    skin_colour_tolerance: float = 4.0
+    skin_colour_tolerance: float = 6.0
     """The skin's broad colour may depart this far (a*b*, OpenCV's 8-bit L*a*b* units) from its median untouched: a
     face's own cheeks are a few units redder than its forehead (1-5 on the shared photos without make-up)."""
     teeth: bool = True
@@ -532,9 +532,9 @@ def smile_zone(size: int) -> np.ndarray:
 def _even_skin_colour(
     albedo: np.ndarray, labels: np.ndarray, face: np.ndarray, weight: np.ndarray, amount: float, tolerance: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The skin's broad a*b* (``SKIN_COLOUR_SIGMA``) brought toward the face's median skin colour by ``amount``
-    of what departs from it beyond ``tolerance``; each texel keeps its detail around the broad colour and its
-    luminance (only its chromaticity moves); (albedo, texels changed)."""
+    """Below the eyes, the skin's broad a*b* (``SKIN_COLOUR_SIGMA``) brought toward the face's median skin colour
+    by ``amount`` of what departs from it beyond ``tolerance``; each texel keeps its detail around the broad colour
+    and its luminance (only its chromaticity moves); (albedo, texels changed)."""
     size = albedo.shape[0]
     skin = face & (labels == SKIN) & ~brow_mask(size) & (weight > 0.2)
     if skin.sum() < 500:
@@ -546,7 +546,15 @@ def _even_skin_colour(
     distance = np.linalg.norm(departure, axis=2)
     kept = tolerance + (1.0 - amount) * np.maximum(distance - tolerance, 0.0)
     shift = departure * (np.minimum(kept / np.maximum(distance, 1e-6), 1.0) - 1.0)[..., None]
-    where = cv2.GaussianBlur((face & (labels == SKIN)).astype(np.float32), (0, 0), size / 256.0)
+    # Below the eyes only: the lids and the skin around the eyes keep their colour (eye shadow is part of how an
+    # eye reads; evened there, roop_source.jpg's eye region read a few frames more beyond the artifact bound, d10.mp4).
+    below = np.clip(
+        (np.nan_to_num(texture_canonical_y(size), posinf=-9.0) - SKIN_COLOUR_FROM_Y[0])
+        / (SKIN_COLOUR_FROM_Y[1] - SKIN_COLOUR_FROM_Y[0]),
+        0.0,
+        1.0,
+    )
+    where = cv2.GaussianBlur((face & (labels == SKIN)).astype(np.float32), (0, 0), size / 256.0) * below
     shift = shift * where[..., None]
     moved = lab.copy()
     moved[..., 1:] += shift
@@ -567,6 +575,9 @@ def _lab_to_linear(lab: np.ndarray) -> np.ndarray:
     return srgb_to_linear(np.clip(srgb, 0.0, 1.0)).astype(np.float32)
 
 
+SKIN_COLOUR_FROM_Y = (-0.15, 0.05)
+"""The skin's colour is evened from the first of these heights down (canonical, eye-corner distances, y down; the
+lower lids are at -0.34), fully from the second."""
 SKIN_COLOUR_SIGMA = 1 / 32
 """The skin's broad colour is its a*b* averaged over this share of the texture's side (a blush's disc is about four
 times as wide)."""
