@@ -20,7 +20,14 @@ unmarked frames). ``--sheets DIR`` writes contact crops at 3x contrast: per crop
 then unmarked | marked after H.264 2.5 Mbit/s. ``--chroma`` measures the chroma carrier (with ``--masked``:
 ``CHROMA_MASKED``, issue 24's best trade); "unmasked colour" is the same block test on the Cb and Cr planes.
 ``--moving`` measures ``MOVING`` (the chroma masked mark drawn where the picture has moved; each clip, and the
-close-up made of it, is marked as one stream with its own motion tracker).
+close-up made of it, is marked as one stream with its own motion tracker); ``--mark NAME`` any named mark, and
+``--grid-cells``, ``--tile-cells``, ``--mask-gain``, ``--mask-ratio`` change one of its settings.
+
+The CRF 18 / 23 columns are x264's defaults (B-frames, a keyframe every 250 frames). stageswap's own files
+(recordings and ``stageswap process``) are CRF 18 without B-frames and with a keyframe every 15 frames
+(``streamer.record.formats.codec_setup``), so a third to a half of such a file is I-frames: the last table is the
+cost there, split into I- and P-frames, and whether the mark is read in that file. A mark of larger cells is
+judged by the unmasked-block tests in its own band too (``band_scale``: the worse of the two per block).
 
     STAGESWAP_MODELS=/work/shared/models nice -n 10 python benchmarks/bench_watermark.py --sheets /tmp/wm
 """
@@ -34,6 +41,7 @@ import io
 import os
 import platform
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -42,7 +50,9 @@ import numpy as np
 
 from benchmarks.watermark_visibility import Window, cheek_window, contrast, pick_crops, visibility
 from engines.compose.picture_motion import PictureMotion
-from engines.compose.watermark import CHROMA_MASKED, MOVING, WatermarkConfig, Watermarker, mask_gain_map
+from engines.compose.watermark import CHROMA_MASKED, MARKS, MOVING, WatermarkConfig, Watermarker, mask_gain_map
+from streamer.record.encoding import EncodeSpec
+from streamer.record.formats import codec_setup, format_for_path_suffix
 
 SHARED = Path(os.environ.get("STAGESWAP_SHARED") or Path(__file__).resolve().parents[2] / "shared")
 LIVE_BPS = 2_500_000
@@ -84,6 +94,46 @@ def h264(
     buf.seek(0)
     with av.open(buf) as container:
         return [f.to_ndarray(format="bgr24") for f in container.decode(video=0)], achieved
+
+
+def recording_sizes(frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Encode ``frames`` (at 30 fps) as stageswap writes its H.264 files (recordings and ``stageswap process``:
+    ``codec_setup``'s options, CRF 18, no B-frames, a keyframe every fragment: 15 frames at 30 fps): each frame's
+    bytes, whether it is a keyframe (I), and the decoded frames."""
+    h, w = frames[0].shape[:2]
+    fmt = format_for_path_suffix(".mp4")
+    keyint = EncodeSpec(fmt, rate=Fraction(30), time_base=Fraction(1, 30)).keyint_frames
+    setup = codec_setup(fmt, w, h, keyint)
+    buf = io.BytesIO()
+    sizes: list[int] = []
+    keys: list[bool] = []
+    with av.open(buf, "w", format="mp4") as out:
+        stream = out.add_stream(fmt.encoder, rate=30)
+        stream.width, stream.height, stream.pix_fmt = w, h, setup.pix_fmt
+        if setup.gop_frames is not None:
+            stream.codec_context.gop_size = setup.gop_frames
+        stream.options = dict(setup.options)
+        for image in [*frames, None]:
+            packets = stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24") if image is not None else None)
+            for packet in packets:
+                sizes.append(packet.size)
+                keys.append(bool(packet.is_keyframe))
+                out.mux(packet)
+    buf.seek(0)
+    with av.open(buf) as container:
+        decoded = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    return np.array(sizes), np.array(keys), decoded
+
+
+def size_change(
+    marked: tuple[np.ndarray, np.ndarray], plain: tuple[np.ndarray, np.ndarray], i_frames: bool | None
+) -> str:
+    """How much larger the marked file is than the unmarked one (each: frame bytes, keyframe flags): all frames, or
+    each file's own I- or P-frames (x264 may put an extra keyframe at a scene cut it sees in one file only)."""
+    if i_frames is None:
+        return f"{100 * (marked[0].sum() / plain[0].sum() - 1):+.1f}%"
+    mine, theirs = (marked[1], plain[1]) if i_frames else (~marked[1], ~plain[1])
+    return f"{100 * (marked[0][mine].sum() / plain[0][theirs].sum() - 1):+.1f}%"
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -128,18 +178,31 @@ def main() -> None:
         "--chroma", action="store_true", help="the chroma carrier (blue channel); with --masked: CHROMA_MASKED"
     )
     ap.add_argument("--moving", action="store_true", help="MOVING: the chroma masked mark following the picture")
+    ap.add_argument("--mark", choices=sorted(MARKS), help="a named mark (engines.compose.watermark.MARKS)")
     ap.add_argument("--strength", type=float, help="RMS levels (default 2; 1.3 with --chroma --masked)")
+    ap.add_argument("--grid-cells", type=int, help="cells on the short side (the mark's own by default)")
+    ap.add_argument("--tile-cells", type=int, help="the moving marks' period in cells")
+    ap.add_argument("--mask-gain", type=float, help="the masked marks' largest gain")
+    ap.add_argument("--mask-ratio", type=float, help="the masked marks' ratio to the picture's band RMS")
     args = ap.parse_args()
     print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, python {platform.python_version()}")
     print(f"load average at the start: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
-    if args.moving:
+    if args.mark:
+        config = MARKS[args.mark]
+    elif args.moving:
         config = MOVING
     elif args.chroma and args.masked:
         config = CHROMA_MASKED
     else:
         config = WatermarkConfig(masked=args.masked, carrier="chroma" if args.chroma else "luma")
-    if args.strength is not None:
-        config = dataclasses.replace(config, strength=args.strength)
+    overrides = {
+        "strength": args.strength,
+        "grid_cells": args.grid_cells,
+        "tile_cells": args.tile_cells,
+        "mask_gain": args.mask_gain,
+        "mask_ratio": args.mask_ratio,
+    }
+    config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     marker = Watermarker(config)
     print(
         f"watermark: {config.carrier} carrier, strength {config.strength} levels RMS, {config.grid_cells} cells on "
@@ -236,6 +299,8 @@ def visibility_tables(marker: Watermarker, names: list[str], n: int, sheets: Pat
     """The issue-24 tables: visibility on crops, file-size cost, detection after H.264 at 2.5 Mbit/s."""
     rows: list[str] = []
     sizes: list[str] = []
+    recorded: list[str] = []
+    band_scale = max(1.0, 96 / marker.config.grid_cells)  # the visibility band follows the mark's cell size
     for name in names:
         frames = load(SHARED / "data" / "clips" / name, n)
         close, cheek = closeup(frames)
@@ -244,8 +309,8 @@ def visibility_tables(marker: Watermarker, names: list[str], n: int, sheets: Pat
             plain_live, plain_bps = h264(clip, LIVE_BPS, "veryfast", "zerolatency")
             marked_live, marked_bps = h264(marked, LIVE_BPS, "veryfast", "zerolatency")
             for win in windows:
-                raw = visibility(clip, marked, win)
-                live = visibility(plain_live, marked_live, win)
+                raw = visibility(clip, marked, win, band_scale)
+                live = visibility(plain_live, marked_live, win, band_scale)
                 rows.append(
                     f"| {name} | {win.kind} ({win.x0},{win.y0} {win.size}px) | {raw.psnr_db:.1f} | "
                     f"{raw.ssim_mean:.3f} / {raw.ssim_min:.3f} | {raw.visible_pct:.1f}% / {raw.jnd_p99:.2f} | "
@@ -263,6 +328,16 @@ def visibility_tables(marker: Watermarker, names: list[str], n: int, sheets: Pat
             cost = {
                 q: h264(marked, 0, "veryfast", None, q)[1] / h264(clip, 0, "veryfast", None, q)[1] for q in (18, 23)
             }
+            plain_sizes, keys, _ = recording_sizes(clip)
+            marked_sizes, marked_keys, marked_file = recording_sizes(marked)
+            in_file = float(np.mean([marker.detect(f)[0] == WID for f in marked_file]))
+
+            more = functools.partial(size_change, (marked_sizes, marked_keys), (plain_sizes, keys))
+            recorded.append(
+                f"| {name} | **{more(None)}** | {more(True)} | {more(False)} | "
+                f"{100 * plain_sizes[keys].sum() / plain_sizes.sum():.0f}% | "
+                f"{plain_sizes.sum() * 8 / (len(clip) / 30) / 1e6:.2f} | {100 * in_file:.1f}% |"
+            )
             mid = len(clip) // 2
             sizes.append(
                 f"| {name} | {100 * (cost[18] - 1):+.1f}% | {100 * (cost[23] - 1):+.1f}% | "
@@ -286,6 +361,13 @@ def visibility_tables(marker: Watermarker, names: list[str], n: int, sheets: Pat
     )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     print("\n".join(sizes))
+    print(
+        "\nfile-size cost as stageswap writes its files (recordings, `stageswap process`: CRF 18, veryfast, no "
+        "B-frames, a keyframe every 15 frames), per frame type, and the mark read in that file:"
+    )
+    print("| clip | size | I-frames | P-frames | I-frames' share (unmarked) | Mbit/s (unmarked) | read in the file |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("\n".join(recorded))
 
 
 def write_sheet(

@@ -132,13 +132,17 @@ visible; walls carry less colour noise than grey noise."""
 BLOCK_PX = 16
 
 
-def band(y: np.ndarray) -> np.ndarray:
-    """The band around the mark's cell size (5-8 px): difference of Gaussians, sigma 1 and 4 px."""
-    return cv2.GaussianBlur(y, (0, 0), 1.0) - cv2.GaussianBlur(y, (0, 0), 4.0)
+def band(y: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """The band around the mark's cell size (5-8 px at ``scale`` 1): difference of Gaussians, sigma 1 and 4 px
+    times ``scale`` (a mark of cells ``scale`` times larger is measured in the band ``scale`` times lower)."""
+    return cv2.GaussianBlur(y, (0, 0), scale) - cv2.GaussianBlur(y, (0, 0), 4.0 * scale)
 
 
-def mask_ratios(plain: np.ndarray, marked: np.ndarray, floor: float = NOISE_FLOOR) -> np.ndarray:
-    """Per 16x16 block: the mark's band RMS over the plain picture's (floored at ``floor``, ``NOISE_FLOOR``)."""
+def mask_ratios(
+    plain: np.ndarray, marked: np.ndarray, floor: float = NOISE_FLOOR, band_scale: float = 1.0
+) -> np.ndarray:
+    """Per 16x16 block: the mark's band RMS over the plain picture's (floored at ``floor``, ``NOISE_FLOOR``). With
+    ``band_scale`` above 1 (a mark of larger cells) the worse of that band and the 5-8 px one, per block."""
     h, w = plain.shape
     rows, cols = h // BLOCK_PX, w // BLOCK_PX
 
@@ -146,7 +150,11 @@ def mask_ratios(plain: np.ndarray, marked: np.ndarray, floor: float = NOISE_FLOO
         x = x[: rows * BLOCK_PX, : cols * BLOCK_PX] ** 2
         return np.sqrt(x.reshape(rows, BLOCK_PX, cols, BLOCK_PX).mean(axis=(1, 3)))
 
-    return block_rms(band(marked - plain)) / np.maximum(block_rms(band(plain)), floor)
+    ratios = [
+        block_rms(band(marked - plain, s)) / np.maximum(block_rms(band(plain, s)), floor)
+        for s in sorted({1.0, band_scale})
+    ]
+    return np.maximum.reduce(ratios)
 
 
 def chroma(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -155,10 +163,10 @@ def chroma(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ycc[..., 2], ycc[..., 1]
 
 
-def chroma_mask_ratios(plain: np.ndarray, marked: np.ndarray) -> np.ndarray:
+def chroma_mask_ratios(plain: np.ndarray, marked: np.ndarray, band_scale: float = 1.0) -> np.ndarray:
     """Per 16x16 block of two BGR crops: the larger of the Cb and Cr ``mask_ratios``."""
     (cb0, cr0), (cb1, cr1) = chroma(plain), chroma(marked)
-    return np.maximum(mask_ratios(cb0, cb1, CHROMA_FLOOR), mask_ratios(cr0, cr1, CHROMA_FLOOR))
+    return np.maximum(mask_ratios(cb0, cb1, CHROMA_FLOOR, band_scale), mask_ratios(cr0, cr1, CHROMA_FLOOR, band_scale))
 
 
 @dataclass(frozen=True)
@@ -175,15 +183,18 @@ class Visibility:
     chroma_mask_p90: float = 0.0
 
 
-def visibility(plain: list[np.ndarray], marked: list[np.ndarray], window: Window) -> Visibility:
+def visibility(
+    plain: list[np.ndarray], marked: list[np.ndarray], window: Window, band_scale: float = 1.0
+) -> Visibility:
     """The measures of ``marked`` against ``plain`` (same frames) on ``window``, over all frames (the SSIM
-    minimum is the median of the per-frame minima: one encoder glitch does not decide it)."""
+    minimum is the median of the per-frame minima: one encoder glitch does not decide it). ``band_scale``: the
+    mark's cell size over 7.5 px (the unmasked-block tests then also look in the band that much lower)."""
     ys = [luma(window.of(f)) for f in plain]
     ym = [luma(window.of(f)) for f in marked]
     pairs = list(zip(plain, marked, strict=True))
     mse = float(np.mean([np.mean((window.of(a).astype(np.float64) - window.of(b)) ** 2) for a, b in pairs]))
-    masks = np.concatenate([mask_ratios(a, b).ravel() for a, b in zip(ys, ym, strict=True)])
-    colour = np.concatenate([chroma_mask_ratios(window.of(a), window.of(b)).ravel() for a, b in pairs])
+    masks = np.concatenate([mask_ratios(a, b, band_scale=band_scale).ravel() for a, b in zip(ys, ym, strict=True)])
+    colour = np.concatenate([chroma_mask_ratios(window.of(a), window.of(b), band_scale).ravel() for a, b in pairs])
     maps = [ssim_map(a, b) for a, b in zip(ys, ym, strict=True)]
     ratios = np.concatenate([(np.abs(b - a) / jnd(a)).ravel() for a, b in zip(ys, ym, strict=True)])
     flicker = [np.mean(((m1 - m0) - (p1 - p0)) ** 2) for p0, p1, m0, m1 in zip(ys, ys[1:], ym, ym[1:], strict=False)]
