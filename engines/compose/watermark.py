@@ -104,6 +104,9 @@ class WatermarkConfig:
     reader re-aligns by correlation (issue 24, ``MOVING``); the encoder's motion compensation then carries it."""
     tile_cells: int = 32
     """The moving mark's period in cells (each bit on ~21 cells of a tile; the tile repeats ~16 times at 720p)."""
+    mask_floor_rms: float = 0.0
+    """The masked marks' least RMS gain over a frame (0: none): a frame with little texture (dark, soft, out of
+    focus) gets its mark raised by up to ``MAX_BOOST`` towards it, steps of ``BOOST_STEP`` (see ``_boosted``)."""
 
     def __post_init__(self) -> None:
         if self.carrier not in CARRIERS:
@@ -126,6 +129,10 @@ class WatermarkConfig:
                 raise InputError(f"watermark {name} must be between {low} and {high}, got {value!r}")
         if isinstance(self.tile_cells, bool) or not isinstance(self.tile_cells, int) or not 8 <= self.tile_cells <= 64:
             raise InputError(f"watermark tile_cells must be an integer between 8 and 64, got {self.tile_cells!r}")
+        if isinstance(self.mask_floor_rms, bool) or not isinstance(self.mask_floor_rms, int | float):
+            raise InputError(f"watermark mask_floor_rms must be a number, got {self.mask_floor_rms!r}")
+        if not 0.0 <= self.mask_floor_rms <= self.mask_gain:
+            raise InputError(f"watermark mask_floor_rms must be between 0 and mask_gain, got {self.mask_floor_rms!r}")
         if not math.isfinite(self.min_mean_z) or self.min_mean_z < 1.5:
             raise InputError(f"watermark min_mean_z must be at least 1.5, got {self.min_mean_z!r}")
 
@@ -149,11 +156,20 @@ MOVING = replace(CHROMA_MASKED, motion=True)
 and strength, in a periodic layout, values under one level dropped (isolated +-1 specks that change every frame).
 Figures: BENCHMARKS.md, "The moving mark"."""
 
+COARSE = replace(MOVING, grid_cells=64, tile_cells=24, strength=1.5, mask_gain=1.7, mask_floor_rms=1.3)
+"""``MOVING`` in cells 1.5 x as large (11 px at 720p; the tile, 24 cells, covers about the same 270 px), its largest
+value 2.55 levels of blue instead of 3.9, and a frame with little texture raised towards a mask of 1.3 RMS
+(``_boosted``; issue 24, ninth session). Where the bits went: stageswap's files have a keyframe every 15 frames, so a
+quarter to nearly half of a file is I-frames, where ``MOVING`` costs +4-6% (the encoder codes its 7-px cells' detail
+afresh in each); larger cells cost half to two thirds of that in I-frames and less in P-frames, and still read after
+H.264 at the live bitrate. Figures: BENCHMARKS.md, "The coarse moving mark"."""
+
 MARKS = {
     "standard": WatermarkConfig(),
     "masked": WatermarkConfig(masked=True),
     "chroma": CHROMA_MASKED,
     "moving": MOVING,
+    "coarse": COARSE,
 }
 """The marks a user can choose by name (``serve`` and ``process --watermark-mark``): ``standard`` (the default: read
 everywhere, visible as a faint mottle on flat areas), ``masked`` (luma, hidden in texture; unread on dark, soft
@@ -340,7 +356,7 @@ class Watermarker:
         shift = motion.update(grey) if motion is not None else np.zeros((1, 1, 2), np.float32)
         offset = self._moving_offset(w, h, wid, shift)
         if self.config.masked:
-            offset = cv2.multiply(offset, _half_mask_gain(grey, self.config))
+            offset = cv2.multiply(offset, _boosted(_half_mask_gain(grey, self.config), self.config))
         offset = cv2.resize(offset, (w, h), interpolation=cv2.INTER_LINEAR)
         # a value under one level rounds to isolated +-1 specks that move with the mask's noise every frame: the
         # encoder codes them anew each time (s18: 16.5% -> 13.9% of the CRF 18 size without them, same reading)
@@ -664,6 +680,29 @@ def _half_mask_gain(image: np.ndarray, config: WatermarkConfig) -> np.ndarray:
     energy = cv2.blur(cv2.multiply(band, band), (8, 8))  # 16 px of the frame
     rms = cv2.sqrt(cv2.max(energy, 0.0))  # a box blur of squares can dip below 0 by rounding
     return cv2.min(cv2.multiply(rms, config.mask_ratio / config.strength), config.mask_gain)
+
+
+MAX_BOOST = 5.0 / 3.0
+"""The most ``WatermarkConfig.mask_floor_rms`` raises a frame's mask (1.5 x the picture's band RMS -> 2.5 x)."""
+BOOST_STEP = 1.0 / 6.0
+"""The boost is a whole number of these steps: it changes at a step, not every frame (a mark scaled anew each frame
+is re-coded by the encoder in every P-frame)."""
+
+
+def _boosted(gain: np.ndarray, config: WatermarkConfig) -> np.ndarray:
+    """``gain`` (a frame's mask) raised towards ``config.mask_floor_rms`` RMS where the frame has little texture:
+    times k = floor_rms / its RMS, at most ``MAX_BOOST``, rounded down to ``BOOST_STEP``s, and capped at
+    ``mask_gain`` as before. Where there is no texture the mark stays none; where there is some, it may then be up to
+    k x ``mask_ratio`` times the picture's band RMS: the reader needs a mark of some size in every frame, and a dark,
+    soft frame (short_hamilton's second half) has too little texture to read one at 1.5x."""
+    if config.mask_floor_rms <= 0.0:
+        return gain
+    rms = float(np.sqrt(np.mean(cv2.multiply(gain, gain))))
+    k = min(MAX_BOOST, config.mask_floor_rms / max(rms, 1e-6))
+    k = max(1.0, 1.0 + math.floor((k - 1.0) / BOOST_STEP + 1e-9) * BOOST_STEP)
+    if k <= 1.0:
+        return gain
+    return cv2.min(cv2.multiply(gain, k), config.mask_gain)
 
 
 def draw_badge(image: np.ndarray, text: str = "SYNTHETIC") -> np.ndarray:

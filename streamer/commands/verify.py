@@ -69,7 +69,8 @@ def read_watermark(path: Path, max_frames: int) -> dict[str, Any]:
     from engines.compose.watermark import READERS, Watermarker, format_id
     from streamer.record.media import VideoReader
 
-    # today's mark, then the masked, the chroma and the moving ones (their detectors read differently: issue 24)
+    # today's mark, then the masked, the chroma, the moving and the coarse ones (their detectors read differently:
+    # issue 24)
     for marker in (Watermarker(config) for config in READERS):
         with VideoReader(path) as reader:
             info = reader.info
@@ -91,6 +92,7 @@ def read_watermark(path: Path, max_frames: int) -> dict[str, Any]:
         "masked": marker.config.masked,
         "carrier": marker.config.carrier,
         "motion": marker.config.motion,
+        "grid_cells": marker.config.grid_cells,
     }
 
 

@@ -224,14 +224,14 @@ def test_verify_a_copy_reencoded_by_someone_else(
     assert f"identifies recording/session {format_id(WID)}" in captured.err
 
 
-@pytest.mark.parametrize("carrier", ["luma", "chroma", "moving"])
+@pytest.mark.parametrize("carrier", ["luma", "chroma", "moving", "coarse"])
 def test_verify_reads_the_masked_and_chroma_marks(clips: Path, keys: Path, tmp_path: Path, carrier: str) -> None:
-    """A recording marked with WatermarkConfig(masked=True), CHROMA_MASKED or MOVING (issue 24): verify finds its id
-    too, and says which reader found it."""
-    from engines.compose.watermark import CHROMA_MASKED, MOVING, WatermarkConfig
+    """A recording marked with WatermarkConfig(masked=True), CHROMA_MASKED, MOVING or COARSE (issue 24): verify finds
+    its id too, and says which reader found it."""
+    from engines.compose.watermark import CHROMA_MASKED, COARSE, MOVING, WatermarkConfig
     from streamer.commands.verify import read_watermark
 
-    config = {"chroma": CHROMA_MASKED, "moving": MOVING}.get(carrier, WatermarkConfig(masked=True))
+    config = {"chroma": CHROMA_MASKED, "moving": MOVING, "coarse": COARSE}.get(carrier, WatermarkConfig(masked=True))
     marker = Watermarker(config)
     motion = marker.motion()  # the moving mark follows the clip from its first frame; None for the others
     with VideoReader(clips / "s18.mp4") as reader:
@@ -240,7 +240,8 @@ def test_verify_reads_the_masked_and_chroma_marks(clips: Path, keys: Path, tmp_p
         path = write_video(tmp_path / "masked.mp4", marked, reader.info)
     mark = read_watermark(path, 30)
     assert mark["id"] == format_id(WID) and mark["masked"] is True and mark["detected_ratio"] >= 0.9
-    assert mark["carrier"] == config.carrier and mark["motion"] is (carrier == "moving")
+    assert mark["carrier"] == config.carrier and mark["motion"] is (carrier in ("moving", "coarse"))
+    assert mark["grid_cells"] == config.grid_cells
 
 
 def test_unmarked_unsigned_clip(clips: Path, keys: Path, capsys: pytest.CaptureFixture) -> None:
