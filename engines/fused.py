@@ -545,20 +545,24 @@ def relief_gains(
     luma: np.ndarray,
     known: tuple[float, float],
     max_ratio: float,
-    shares: tuple[float, float],
+    shares: tuple[float, float, float],
 ) -> np.ndarray:  # pragma: no cover - compiled
     """``relief_field``'s gains from its blurs, one pass (h, w, 3) float32: each image's level around (the blurred
     linear light over the blurred weight, ``face_around``'s fourth channel), the actor's relative brightness over
     the face's (within ``max_ratio``) taken by the zone's weight (``zones`` (h, w, 2): the brightness's and the
     colour's) times how well the level around is known (``known``: from, ramp), a brightening by ``shares[0]``
     (lift), a darkening by ``shares[1]`` (deepen), each channel's departure from the brightness by the colour's
-    weight. The same float32 expressions as numpy's passes (``luma``: BGR weights of the luminance)."""
+    weight times the share of the brightness's way taken (where the actor is darker: from lift down to deepen over
+    ``shares[2]``, one over the log of ``colour_dark``; ``relief.colour_share``). The same float32 expressions as
+    numpy's passes (``luma``: BGR weights of the luminance)."""
     h, w = face_l.shape
     out = np.empty((h, w, 3), np.float32)
     zero, one, floor = np.float32(0.0), np.float32(1.0), np.float32(1e-4)
     lo, hi = np.float32(1.0 / max_ratio), np.float32(max_ratio)
     known_from, known_ramp = np.float32(known[0]), np.float32(known[1])
     lift, deepen = np.float32(shares[0]), np.float32(shares[1])
+    inv_dark = np.float32(shares[2])
+    tiny = np.float32(1e-6)
     face_level = np.empty(3, np.float32)
     actor_level = np.empty(3, np.float32)
     for i in range(h):
@@ -580,12 +584,17 @@ def relief_gains(
             luma_ratio = (actor_l[i, j] / max(actor_sum, floor)) / max(face_rel, floor)
             log_luma = np.log(min(max(luma_ratio, lo), hi))
             share = lift if log_luma > zero else deepen
-            reach, colour_reach = reach_zone * sure, colour_zone * sure
+            taken = share * log_luma
+            if log_luma > zero:
+                follow = taken / max(log_luma, tiny)
+            else:
+                follow = deepen + (lift - deepen) * min(max(one + log_luma * inv_dark, zero), one)
+            reach, colour_reach = reach_zone * sure, colour_zone * sure * follow
             for c in range(3):
                 actor_rel = actor_lin[i, j, c] / max(actor_level[c], floor)
                 face_rel_c = face_lin[i, j, c] / max(face_level[c], floor)
                 ratio = min(max(actor_rel / max(face_rel_c, floor), lo), hi)
-                log_gain = reach * share * log_luma + colour_reach * (np.log(ratio) - log_luma)
+                log_gain = reach * taken + colour_reach * (np.log(ratio) - log_luma)
                 out[i, j, c] = np.exp(log_gain)
     return out
 
@@ -622,5 +631,7 @@ def warm_up() -> float:
     count, face_lin, actor_lin, face_l, actor_l, face_w4, actor_w3 = relief_weights(
         face, face, labels, zones[..., 0].copy(), 0, to_linear, luma, 1.8
     )
-    relief_gains(face_w4, actor_w3, face_lin, actor_lin, face_l, actor_l, zones, luma, (0.002, 0.01), 4.0, (0.6, 0.0))
+    relief_gains(
+        face_w4, actor_w3, face_lin, actor_lin, face_l, actor_l, zones, luma, (0.002, 0.01), 4.0, (0.6, 0.0, 2.5)
+    )
     return time.perf_counter() - start

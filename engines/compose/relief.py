@@ -21,7 +21,9 @@ raised to the zone's weight (1 under the nose and in the nostrils, ``ReliefConfi
 ``ReliefConfig.folds`` in the folds, soft-edged), and taken in part: ``ReliefConfig.lift`` of a brightening (the
 photo's shadow), ``ReliefConfig.deepen`` of a darkening (the actor's; none by default), for likeness (see there).
 Under the nose each channel's departure from that brightness is the actor's too (``ReliefConfig.colour``): a photo's
-nostril shadow is redder than its skin, and relit it was an orange-red smudge at the nose's base (d13 x obama). The
+nostril shadow is redder than its skin, and relit it was an orange-red smudge at the nose's base (d13 x obama) — as
+far as the brightness went (``ReliefConfig.colour_dark``): where the face keeps its own brightness over the actor's
+dark, red nostril creases it keeps its colour too (taken in full, they drew orange rims on its lit skin). The
 face keeps its own level and colour there (its surroundings': the identity's skin tone), and where the photo's
 shadow is darker than the actor's there it moves toward the actor's: the shadow the actor's nose casts under this
 light, the actor's sidewalls. Both images carry the same model shading (the face is relit with the light measured
@@ -85,6 +87,14 @@ class ReliefConfig:
     colour: float = 1.0
     """Share of the actor's relative colour taken under the nose (0: the face's own, a photo's reddish nostril
     shadow included). Not on the nose: there the colour around it (the identity's cheeks, a blush) would tint it."""
+    colour_dark: float = 1.5
+    """... and in the share of the brightness's way the exchange went there: a photo shadow lifted by ``lift`` takes
+    ``lift`` of the actor's relative colour, where the actor is darker it takes ``deepen`` of it from this many
+    times darker on (from ``lift`` at an equal brightness: a ramp, no step in colour where the ratio crosses 1).
+    Taken in full whatever the brightness did, the actor's nostrils and its nose wings' creases, darker and more
+    saturated than its skin, put their colour on the face's lit skin there: orange rims at the nostrils' wings and
+    a blue patch under a nostril (d13 and d10 close-ups x roop_source.jpg), and on a photo shadow left 0.4 as dark
+    the actor's lit skin's colour read olive (BENCHMARKS.md, issue 21)."""
     skin_range: float = 1.8
     """Around the zones, only pixels within this factor of the skin's median luminance count (brows, a beard's
     edge, hair and the background at the outline do not)."""
@@ -215,7 +225,7 @@ def relief_field(
             _LUMA_BGR,
             (KNOWN_FROM, KNOWN_RAMP),
             cfg.max_ratio,
-            (cfg.lift, cfg.deepen),
+            _shares(cfg),
         )
     face_lin, actor_lin = _U8_TO_LINEAR[face_small], _U8_TO_LINEAR[actor_small]
     face_l, actor_l = face_lin @ _LUMA_BGR, actor_lin @ _LUMA_BGR
@@ -243,9 +253,28 @@ def relief_field(
     reach, colour_reach = (zone * known)[..., None], (colour_zone * known)[..., None]
     log_luma = np.log(luma_ratio)[..., None]
     share = np.where(log_luma > 0.0, np.float32(cfg.lift), np.float32(cfg.deepen))
-    # The brightness in part (``lift``, ``deepen``); each channel's departure from it (the colour) by ``colour``.
-    log_gain = reach * share * log_luma + colour_reach * (np.log(ratio) - log_luma)
+    taken = share * log_luma
+    # Each channel's departure from the brightness (the colour) by ``colour``, as far as the brightness went.
+    fade = colour_share(log_luma, taken, cfg)
+    log_gain = reach * taken + colour_reach * fade * (np.log(ratio) - log_luma)
     return np.exp(log_gain).astype(np.float32)
+
+
+def _shares(cfg: ReliefConfig) -> tuple[float, float, float]:
+    """``engines.fused.relief_gains``'s shares: (lift, deepen, one over the log of ``colour_dark``), float32 values as
+    numpy's passes use them."""
+    return (cfg.lift, cfg.deepen, float(np.float32(1.0 / np.log(cfg.colour_dark))))
+
+
+def colour_share(log_luma: np.ndarray, taken: np.ndarray, cfg: ReliefConfig) -> np.ndarray:
+    """How much of the actor's relative colour each pixel takes: the share of its brightness's way to the actor's
+    that the exchange went (``taken`` of ``log_luma``, the log of the actor's relative brightness over the face's:
+    ``lift`` of a photo shadow), and where the actor is darker from ``lift`` (at an equal brightness) down to
+    ``deepen`` at ``colour_dark`` times darker."""
+    ramp = np.clip(1.0 + log_luma * np.float32(1.0 / np.log(cfg.colour_dark)), 0.0, 1.0)
+    below = np.float32(cfg.deepen) + np.float32(cfg.lift - cfg.deepen) * ramp
+    out: np.ndarray = np.where(log_luma > 0.0, taken / np.maximum(log_luma, np.float32(1e-6)), below)
+    return out
 
 
 def _near_median(luma: np.ndarray, skin: np.ndarray, factor: float) -> np.ndarray:

@@ -55,7 +55,7 @@ def test_the_compiled_field_equals_numpys_on_shared_clips(clips: Path, detector,
     on the identity's texture over three frames each of d3, d10 and s18 (a reference pixel taken or left, or a
     channel swapped, moves the field by 1e-3 or more)."""
     identity = store.load("s1")
-    configs = (ReliefConfig(), ReliefConfig(folds=0.5, deepen=0.3, colour=0.5))
+    configs = (ReliefConfig(), ReliefConfig(folds=0.5, deepen=0.3, colour=0.5, colour_dark=1.2))
     compared = 0
     for clip, swapper, geometry, actor in swapped_faces(clips, detector, mesh, identity):
         hs, ws = geometry.small_size
@@ -68,3 +68,34 @@ def test_the_compiled_field_equals_numpys_on_shared_clips(clips: Path, detector,
             np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5, err_msg=clip)
             compared += 1
     assert compared == 18
+
+
+def _tinted(image: np.ndarray, where: np.ndarray, gains: tuple[float, float, float]) -> np.ndarray:
+    """``image`` (uint8 sRGB BGR) with its linear light times ``gains`` (B, G, R) where ``where``."""
+    lin = srgb_to_linear(image.astype(np.float32) / 255.0)
+    lin[where] *= np.asarray(gains, np.float32)
+    return np.clip(np.round(linear_to_srgb(np.clip(lin, 0.0, 1.0)) * 255.0), 0, 255).astype(np.uint8)
+
+
+def test_the_actors_dark_saturated_crease_does_not_colour_the_faces_lit_skin(detector, mesh, faces: Path) -> None:  # type: ignore[no-untyped-def]
+    """Under the nose the actor's relative colour goes as far as its brightness: where the actor is much darker than
+    the face (its nostrils, its nose wings' creases: darker and redder than its skin) and the face keeps its own
+    brightness (``deepen`` 0), the face keeps its own colour too — taken in full, that dark red put on the face's lit
+    skin drew orange rims at the nostrils' wings (d13 and d10 close-ups x roop_source.jpg; BENCHMARKS.md, issue
+    21): there the field was (B, G, R) 0.57, 0.79, 1.36. A photo shadow the face has there (darker and redder than
+    the actor's skin) takes ``lift`` of the actor's brightness and as much of its colour: its redness goes 0.6 of
+    the way, not all of it (all of it, at 0.6 of the brightness, read olive)."""
+    geometry, actor = _actor(detector, mesh, faces)
+    full = zone_weight(geometry, ReliefConfig())[..., 1] > 0.99  # the colour's zone: under the nose
+    assert full.sum() > 20
+    crease = _tinted(actor, full, (0.25, 0.35, 0.6))  # 3x darker, redder: the actor's crease under lit face skin
+    field = relief_field(actor, crease, geometry)
+    assert field is not None
+    np.testing.assert_allclose(np.median(field[full], axis=0), 1.0, atol=0.02)
+    shadow = _tinted(actor, full, (0.4, 0.5, 0.65))  # the face's photo shadow: 2x darker, 1.3x redder
+    field = relief_field(shadow, actor, geometry)
+    assert field is not None
+    b, g, r = np.median(field[full], axis=0)
+    lift = ReliefConfig().lift
+    assert abs(g - 2.0**lift) < 0.1, (b, g, r)  # the brightness: lift of the way (2 ** 0.6 = 1.52)
+    assert abs(float(r / g) - (0.65 / 0.5) ** -lift) < 0.04, (b, g, r)  # the redness: as far (0.85; all of it 0.77)

@@ -116,6 +116,56 @@ def test_a_smiling_photos_folds_are_not_drawn_on_a_still_mouth(
     assert swapped < 9.0, (swapped, actor)  # 13.2 before
 
 
+def _rim_colour(image_in: np.ndarray, image_out: np.ndarray, landmarks: np.ndarray) -> float:
+    """How far from the face's skin colour the output is where the actor has dark creases at the nose's base but the
+    output is lit: in the skin from the nose's wings down to above the lip (mesh triangles placed on the canonical
+    face), the pixels at least 8 L* under that band's median in the input and not 4 under it in the output, the 90th
+    percentile of their a*b* distance from the output's cheeks' median (L*a*b* units)."""
+    from benchmarks.artifacts import region_map
+    from engines.face.topology import SKIN, face_topology
+
+    topo = face_topology()
+    tris = topo.all_triangles
+    c = topo.canonical[tris].mean(axis=1)
+    band = (np.abs(c[:, 0]) < 0.3) & (c[:, 1] > -0.12) & (c[:, 1] < 0.2) & (topo.labels == SKIN)
+    mask = np.zeros(image_in.shape[:2], np.uint8)
+    for tri in tris[band]:
+        cv2.fillPoly(mask, [np.round(landmarks[tri, :2]).astype(np.int32)], 1)
+    inside = mask > 0
+    lab_in, lab_out = (
+        cv2.cvtColor(im, cv2.COLOR_BGR2LAB).astype(np.float32) - (0, 128, 128) for im in (image_in, image_out)
+    )
+    l_in, l_out = lab_in[..., 0] * (100.0 / 255.0), lab_out[..., 0] * (100.0 / 255.0)
+    lit_over_crease = inside & (l_in < np.median(l_in[inside]) - 8.0) & (l_out > np.median(l_out[inside]) - 4.0)
+    regions = region_map(landmarks, image_in.shape)
+    cheeks = np.isin(regions.labels, [REGIONS.index("right cheek"), REGIONS.index("left cheek")])
+    skin = np.median(cv2.cvtColor(regions.crop(image_out), cv2.COLOR_BGR2LAB)[cheeks][:, 1:].astype(np.float32), axis=0)
+    return float(np.percentile(np.linalg.norm(lab_out[..., 1:][lit_over_crease] - (skin - 128.0), axis=1), 90))
+
+
+def test_the_actors_nostril_creases_do_not_draw_orange_rims_on_a_close_up(
+    models_dir: Path, store: IdentityStore, clips: Path
+) -> None:
+    """d13.mp4's actor has dark, red creases round his nostrils' wings and a bluish shadow under one. Swapped with
+    roop_source.jpg on a close-up of him, the face's lit skin over those creases took their colour (the relief's
+    colour under the nose, taken in full whatever the brightness did): orange rims at both nostrils' wings and a blue
+    patch under one, 19.6-22.0 L*a*b* units from her cheeks (BENCHMARKS.md, issue 21). The colour now goes as far as
+    the brightness (``ReliefConfig.colour_dark``): 12."""
+    from benchmarks.closeup import closeup_crop, face_boxes
+
+    frames = clip_frames(clips / "d13.mp4", 8)
+    crop = closeup_crop((frames[0][0].shape[1], frames[0][0].shape[0]), face_boxes([frames[0][0]], models_dir), 16 / 9)
+    proc = _processor(models_dir, store)
+    rims = []
+    for i, (image, t) in enumerate(frames):
+        closeup = crop.apply(image, (1280, 720))
+        result = proc.process(closeup, t, ProcessSettings(identity="roop"))
+        assert result.faces
+        if i >= 4:
+            rims.append(_rim_colour(closeup, result.image, result.faces[0].landmarks))
+    assert float(np.median(rims)) < 16.0, rims  # 19.6-22.0 before
+
+
 def test_a_black_and_white_photo_takes_the_actors_colour(models_dir: Path, store: IdentityStore, clips: Path) -> None:
     """A grey copy of s1.jpg swapped onto d3.mp4: the swapped face is not grey — its skin's chroma (a*, b*)
     is the actor's within a few units — while its lightness pattern is the identity's (the output differs
