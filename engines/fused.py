@@ -545,7 +545,7 @@ def relief_gains(
     luma: np.ndarray,
     known: tuple[float, float],
     max_ratio: float,
-    shares: tuple[float, float, float],
+    shares: tuple[float, float, float, float],
 ) -> np.ndarray:  # pragma: no cover - compiled
     """``relief_field``'s gains from its blurs, one pass (h, w, 3) float32: each image's level around (the blurred
     linear light over the blurred weight, ``face_around``'s fourth channel), the actor's relative brightness over
@@ -553,15 +553,16 @@ def relief_gains(
     colour's) times how well the level around is known (``known``: from, ramp), a brightening by ``shares[0]``
     (lift), a darkening by ``shares[1]`` (deepen), each channel's departure from the brightness by the colour's
     weight times the share of the brightness's way taken (where the actor is darker: from lift down to deepen over
-    ``shares[2]``, one over the log of ``colour_dark``; ``relief.colour_share``). The same float32 expressions as
-    numpy's passes (``luma``: BGR weights of the luminance)."""
+    ``shares[3]``, one over the log of ``colour_dark``; ``relief.colour_share``), and the face's own relative
+    brightness, as that left it, brought up to ``shares[2]`` (the log of ``shadow_floor``; > 0: none) by the zone's
+    weight. The same float32 expressions as numpy's passes (``luma``: BGR weights of the luminance)."""
     h, w = face_l.shape
     out = np.empty((h, w, 3), np.float32)
     zero, one, floor = np.float32(0.0), np.float32(1.0), np.float32(1e-4)
     lo, hi = np.float32(1.0 / max_ratio), np.float32(max_ratio)
     known_from, known_ramp = np.float32(known[0]), np.float32(known[1])
     lift, deepen = np.float32(shares[0]), np.float32(shares[1])
-    inv_dark = np.float32(shares[2])
+    log_floor, inv_dark = np.float32(shares[2]), np.float32(shares[3])
     tiny = np.float32(1e-6)
     face_level = np.empty(3, np.float32)
     actor_level = np.empty(3, np.float32)
@@ -590,11 +591,16 @@ def relief_gains(
             else:
                 follow = deepen + (lift - deepen) * min(max(one + log_luma * inv_dark, zero), one)
             reach, colour_reach = reach_zone * sure, colour_zone * sure * follow
+            raise_to = zero
+            if log_floor <= zero:  # the face's own shadow, as the exchange left it, brought up to the floor
+                raise_to = reach * max(log_floor - (np.log(max(face_rel, floor)) + reach * taken), zero)
             for c in range(3):
                 actor_rel = actor_lin[i, j, c] / max(actor_level[c], floor)
                 face_rel_c = face_lin[i, j, c] / max(face_level[c], floor)
                 ratio = min(max(actor_rel / max(face_rel_c, floor), lo), hi)
                 log_gain = reach * taken + colour_reach * (np.log(ratio) - log_luma)
+                if log_floor <= zero:
+                    log_gain = log_gain + raise_to
                 out[i, j, c] = np.exp(log_gain)
     return out
 
@@ -632,6 +638,6 @@ def warm_up() -> float:
         face, face, labels, zones[..., 0].copy(), 0, to_linear, luma, 1.8
     )
     relief_gains(
-        face_w4, actor_w3, face_lin, actor_lin, face_l, actor_l, zones, luma, (0.002, 0.01), 4.0, (0.6, 0.0, 2.5)
+        face_w4, actor_w3, face_lin, actor_lin, face_l, actor_l, zones, luma, (0.002, 0.01), 4.0, (0.6, 0.0, -0.9, 2.5)
     )
     return time.perf_counter() - start

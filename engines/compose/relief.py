@@ -34,7 +34,8 @@ shadows at enrollment instead (``CleanupConfig.cavities``) left none and cost li
 
 A black-and-white identity takes the gains on its lightness, before the actor's colour is given to it
 (``engines.stages.blend``): a gain on the coloured face would scale the colour taken from the actor too (an
-orange rim where a grey photo's shadow was lifted).
+orange rim where a grey photo's shadow was lifted); and its own deepest shadows there are brought up to
+``ReliefConfig.shadow_floor_monochrome`` of its skin around them (a print's toe as much as the person).
 
 It works at the geometry resolution (a gain field, applied with the seam's as the face is pasted: one host
 computation, no pass of its own on any backend): the shading's scale, what ``benchmarks/artifacts.py`` measures
@@ -44,7 +45,7 @@ at; finer detail (skin grain, a moustache's hairs) stays the identity's.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -95,6 +96,20 @@ class ReliefConfig:
     saturated than its skin, put their colour on the face's lit skin there: orange rims at the nostrils' wings and
     a blue patch under a nostril (d13 and d10 close-ups x roop_source.jpg), and on a photo shadow left 0.4 as dark
     the actor's lit skin's colour read olive (BENCHMARKS.md, issue 21)."""
+    shadow_floor: float = 0.0
+    """Least relative brightness the face keeps in the zones after the exchange (its own, relative to its skin around
+    them; 0: none, the default for colour photos): a deeper shadow of the photo is brought up to it, its shape kept
+    ..."""
+    shadow_floor_monochrome: float = 0.4
+    """... and for a black-and-white identity (``relief_field``'s ``monochrome``): a print's deepest shadows are its
+    tone curve's toe as much as the person. A grey biden.jpg's nostril and philtrum shadow, left 0.4 as dark by the
+    exchange, was the worst region of Obama_speaking x it on half the frames (within the artifact bound 52.8% of 36,
+    100% with this floor; the recogniser's cosine to the photo -0.002). Its own shadow brought up, not the actor's
+    taken further: left at most 1.25x darker than the actor's there (``lift`` past it) it read 100% too, but the face
+    came closer to the actor (cosine to him +0.04, closer to the identity on 100% -> 75% of 60 frames). Until the
+    grey identity took the actor's skin lightness in L*a*b* (``engines.compose.chroma``), the colour step had
+    lightened those shadows by accident: a strong colour added to a dark pixel at a kept luma raised its L* (88.3%
+    then; BENCHMARKS.md, issue 21)."""
     skin_range: float = 1.8
     """Around the zones, only pixels within this factor of the skin's median luminance count (brows, a beard's
     edge, hair and the background at the outline do not)."""
@@ -169,6 +184,7 @@ def relief_field(
     geometry: FaceGeometry,
     config: ReliefConfig | None = None,
     fused: bool = False,
+    monochrome: bool = False,
 ) -> np.ndarray | None:
     """(hs, ws, 3) float32 linear-light gains at geometry resolution (1 outside the zones), or None when off or too
     little skin shows around the zones. ``face_small``: the face as it will be pasted, ``actor_small`` what it is
@@ -176,10 +192,13 @@ def relief_field(
 
     ``fused``: the per-pixel arithmetic around OpenCV's resizes and blurs in two compiled loops
     (``engines.fused.relief_weights``, ``relief_gains``: ~40 numpy passes over the raster were ~1.5-2.5 ms of a
-    face at a close-up); the same float32 expressions, within 1e-5 (the logarithm's and exponential's last bits)."""
+    face at a close-up); the same float32 expressions, within 1e-5 (the logarithm's and exponential's last bits).
+    ``monochrome``: the face is a black-and-white identity's (``ReliefConfig.shadow_floor_monochrome``)."""
     cfg = config or ReliefConfig()
     if cfg.strength <= 0.0:
         return None
+    if monochrome:
+        cfg = replace(cfg, shadow_floor=cfg.shadow_floor_monochrome)
     zones = zone_weight(geometry, cfg)
     zone, colour_zone = zones[..., 0], zones[..., 1]
     if float(zone.max()) < 0.05:
@@ -257,13 +276,17 @@ def relief_field(
     # Each channel's departure from the brightness (the colour) by ``colour``, as far as the brightness went.
     fade = colour_share(log_luma, taken, cfg)
     log_gain = reach * taken + colour_reach * fade * (np.log(ratio) - log_luma)
+    if cfg.shadow_floor > 0.0:  # the face's own shadow, as the exchange left it, brought up to the floor
+        after = np.log(np.maximum(face_rel, np.float32(1e-4)))[..., None] + reach * taken
+        log_gain = log_gain + reach * np.maximum(np.float32(np.log(cfg.shadow_floor)) - after, 0.0)
     return np.exp(log_gain).astype(np.float32)
 
 
-def _shares(cfg: ReliefConfig) -> tuple[float, float, float]:
-    """``engines.fused.relief_gains``'s shares: (lift, deepen, one over the log of ``colour_dark``), float32 values as
-    numpy's passes use them."""
-    return (cfg.lift, cfg.deepen, float(np.float32(1.0 / np.log(cfg.colour_dark))))
+def _shares(cfg: ReliefConfig) -> tuple[float, float, float, float]:
+    """``engines.fused.relief_gains``'s shares: (lift, deepen, the log of ``shadow_floor`` or 1 when none, one over
+    the log of ``colour_dark``), float32 values as numpy's passes use them."""
+    floor = float(np.float32(np.log(cfg.shadow_floor))) if cfg.shadow_floor > 0.0 else 1.0
+    return (cfg.lift, cfg.deepen, floor, float(np.float32(1.0 / np.log(cfg.colour_dark))))
 
 
 def colour_share(log_luma: np.ndarray, taken: np.ndarray, cfg: ReliefConfig) -> np.ndarray:

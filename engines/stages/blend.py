@@ -152,8 +152,14 @@ class BlendStage:
         if face_small is None:
             hs, ws = geometry.small_size
             face_small = self.ops.shrink(face_bgr, (ws, hs))
+        monochrome = face.identity is not None and face.identity.monochrome
         return relief_field(
-            self.ops.to_host(face_small), self.ops.to_host(reference), geometry, self.config.relief, self.fused_host
+            self.ops.to_host(face_small),
+            self.ops.to_host(reference),
+            geometry,
+            self.config.relief,
+            self.fused_host,
+            monochrome,
         )
 
     def _match_colour(self, face: FaceContext, face_bgr: Pixels) -> tuple[Pixels, Pixels]:

@@ -51,11 +51,11 @@ def test_a_photos_shadow_under_the_nose_is_lifted_toward_the_actors(detector, me
 def test_the_compiled_field_equals_numpys_on_shared_clips(clips: Path, detector, mesh, store) -> None:  # type: ignore[no-untyped-def]
     """``relief_field(fused=True)`` (the numpy backend's default: ``engines.fused.relief_weights``, ``relief_gains``)
     is numpy's field within 1e-5 (the same float32 expressions; the logarithm's and exponential's last bits and the
-    luminance's sums differ: measured ~1e-6), with the default zones and with the folds and a darkening taken too,
-    on the identity's texture over three frames each of d3, d10 and s18 (a reference pixel taken or left, or a
-    channel swapped, moves the field by 1e-3 or more)."""
+    luminance's sums differ: measured ~1e-6), with the default zones and with the folds, a darkening and a floor to the
+    face's shadows (``shadow_floor``) taken too, on the identity's texture over three frames each of d3, d10 and s18 (a
+    reference pixel taken or left, or a channel swapped, moves the field by 1e-3 or more)."""
     identity = store.load("s1")
-    configs = (ReliefConfig(), ReliefConfig(folds=0.5, deepen=0.3, colour=0.5, colour_dark=1.2))
+    configs = (ReliefConfig(), ReliefConfig(folds=0.5, deepen=0.3, colour=0.5, colour_dark=1.2, shadow_floor=0.5))
     compared = 0
     for clip, swapper, geometry, actor in swapped_faces(clips, detector, mesh, identity):
         hs, ws = geometry.small_size
@@ -99,3 +99,38 @@ def test_the_actors_dark_saturated_crease_does_not_colour_the_faces_lit_skin(det
     lift = ReliefConfig().lift
     assert abs(g - 2.0**lift) < 0.1, (b, g, r)  # the brightness: lift of the way (2 ** 0.6 = 1.52)
     assert abs(float(r / g) - (0.65 / 0.5) ** -lift) < 0.04, (b, g, r)  # the redness: as far (0.85; all of it 0.77)
+
+
+def test_a_black_and_white_identitys_deepest_shadow_is_brought_up_to_the_floor(detector, mesh, faces: Path) -> None:  # type: ignore[no-untyped-def]
+    """A face 10x darker than the actor under the nose: a colour photo's shadow takes ``lift`` of the way (the ratio
+    held at ``max_ratio``: 4 ** 0.6 = 2.3) and stays under a third of its skin around (measured here as the median of
+    the skin just outside the zones), a black-and-white identity's is brought up to ``shadow_floor_monochrome`` of it
+    (0.4); a moderate shadow (1.5x) takes ``lift`` either way (but in the actor's own nostrils, deep already)."""
+    import cv2
+
+    from engines.face.topology import SKIN
+
+    geometry, actor = _actor(detector, mesh, faces)
+    zone = zone_weight(geometry, ReliefConfig())[..., 0]
+    full = zone > 0.99
+    ring = (cv2.dilate((zone >= 0.05).astype(np.uint8), np.ones((7, 7), np.uint8)) > 0) & (zone < 0.05)
+    ring &= geometry.labels_small == SKIN
+    cfg = ReliefConfig()
+    luma = np.array([0.0722, 0.7152, 0.2126], np.float32)
+    for depth in (10.0, 1.5):
+        face = _scaled(actor, 1.0 - (1.0 - 1.0 / depth) * full)
+        colour = relief_field(face, actor, geometry)
+        grey = relief_field(face, actor, geometry, monochrome=True)
+        assert colour is not None and grey is not None
+        lum = srgb_to_linear(face.astype(np.float32) / 255.0) @ luma
+        around = float(np.median(lum[ring]))
+        colour_rel = float(np.median((lum * colour[..., 1])[full])) / around
+        grey_rel = float(np.median((lum * grey[..., 1])[full])) / around
+        if depth > 2.0:
+            assert abs(float(np.median(colour[full])) - cfg.max_ratio**cfg.lift) < 0.1, np.median(colour[full])
+            assert colour_rel < 0.3, colour_rel
+            assert abs(grey_rel - cfg.shadow_floor_monochrome) < 0.06, grey_rel
+        else:
+            same = np.abs(grey[full] - colour[full]).max(axis=1) < 1e-4  # but where obama.jpg's nostrils are deep
+            assert same.mean() > 0.8, same.mean()
+            assert abs(float(np.median(grey[full])) - 1.5**cfg.lift) < 0.08, np.median(grey[full])

@@ -200,6 +200,20 @@ def _per_region(proc: FaceProcessor, clip: Path, identity: str, frames: int = 12
     return np.stack(meter.per_region)
 
 
+def test_a_black_and_white_photos_nostril_shadow_is_not_a_dark_patch_under_a_dark_skinned_actors_nose(
+    models_dir: Path, store: IdentityStore, clips: Path
+) -> None:
+    """biden.jpg as one grey channel swapped onto Obama_speaking.mp4: the photo, lit from above, has a deep nostril
+    and philtrum shadow. Since the grey identity takes the actor's skin lightness in L*a*b* (BENCHMARKS.md, issue 21)
+    nothing lightened it any more (the old colour step had, by accident: a strong colour added to a dark pixel at a
+    kept luma raised its L*), and the region under the nose read 9.7 L*a*b* units from Obama's there (its darkest
+    tenth), over the clip's bound of 8 on half the frames. A grey identity's own deepest shadows there are now brought
+    up to ``ReliefConfig.shadow_floor_monochrome`` of its skin around them."""
+    per_region = _per_region(_processor(models_dir, store), clips / "Obama_speaking.mp4", "biden_grey")
+    under = per_region[:, REGIONS.index("under nose")]
+    assert float(np.median(np.nanmax(under, axis=1))) < 8.0, under  # 9.7 before, 5.7 now
+
+
 def test_a_black_and_white_photos_brows_take_the_actors_skin_colour_not_his_brows(
     models_dir: Path, store: IdentityStore, clips: Path
 ) -> None:
