@@ -70,6 +70,9 @@ class BlendConfig:
     keep_lips: bool = False
     """With ``keep_mouth``, keep the actor's lips too (speech looks natural with any identity photo, at
     some cost in likeness)."""
+    iris: float = 1.0
+    """How far the actor's kept irises take the identity's iris colour (``engines.compose.iris``; 0: the actor's
+    eyes as they are)."""
     seen_low: float = 0.1
     seen_high: float = 0.9
     """Photo coverage ramp: below ``seen_low`` the actor shows, above ``seen_high`` the identity."""

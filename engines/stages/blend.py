@@ -8,8 +8,10 @@ import numpy as np
 
 from engines.compose.blend import BlendConfig, ColourGains, cut_openings, face_alpha_small, outline_feather
 from engines.compose.chroma import chroma_field
+from engines.compose.iris import IrisColour, IrisConfig, identity_iris, tint_irises
 from engines.compose.relief import combine, relief_field
 from engines.compose.seam import seam_field
+from engines.identity.store import Identity
 from engines.stages.base import FaceContext
 from engines.stages.ops import FaceOps, NumpyOps, Pixels
 
@@ -45,6 +47,9 @@ class BlendStage:
         """Whether a learned model's face is colour matched too (``LearnedConfig.colour_match``)."""
         self.fused_host = isinstance(self.ops, NumpyOps) and self.ops.fused
         """The seam's and the relief's fields measured on the host in compiled loops (numpy's backend's choice)."""
+        self._irises: dict[int, tuple[Identity, IrisColour | None]] = {}
+        """Each identity's iris colour, read from its texture once (by object: an identity re-enrolled is a new
+        object)."""
 
     def run(self, face: FaceContext) -> None:
         geometry, alpha, actor = face.geometry, face.alpha, face.actor
@@ -78,6 +83,8 @@ class BlendStage:
             # ``FaceOps.paste_face``).
             field = combine(self._seam_field(face, face_bgr, face_small), relief) if face.identity is not None else None
             ops.paste_face(out, geometry, face_bgr, field, _weaker(alpha, settings.strength))
+            if face.identity is not None and settings.keep_eyes and self.config.iris * settings.strength > 0:
+                self._tint_irises(face, face.identity, self.config.iris * settings.strength)
             if face.glasses is not None:
                 self._keep_glasses(face)
 
@@ -94,6 +101,22 @@ class BlendStage:
         host = self.ops.window_on_host(face.out, keep.box)
         keep.lay(host, face.frame.image)
         self.ops.window_from_host(face.out, keep.box, host)
+
+    def _tint_irises(self, face: FaceContext, identity: Identity, strength: float) -> None:
+        """The actor's kept irises in the identity's colour (``engines.compose.iris``), after the face is pasted and
+        before the glasses are laid over it; only the face's window goes through the host."""
+        known = self._irises.get(id(identity))
+        if known is None or known[0] is not identity:
+            if len(self._irises) > 16:
+                self._irises.clear()
+            known = (identity, identity_iris(identity.texture, identity.coverage, identity.monochrome))
+            self._irises[id(identity)] = known
+        iris, geometry = known[1], face.geometry
+        if iris is None or geometry is None:
+            return
+        host = self.ops.window_on_host(face.out, geometry.window)
+        tint_irises(host, geometry.landmarks, geometry.face_scale_px, iris, IrisConfig(strength=strength))
+        self.ops.window_from_host(face.out, geometry.window, host)
 
     def _chroma_field(self, face: FaceContext, face_bgr: Pixels, face_small: Pixels | None) -> np.ndarray:
         """The colour and skin level a monochrome identity takes (``engines.compose.chroma``): the actor's skin's,

@@ -1,0 +1,90 @@
+"""The identity's iris colour in the actor's kept eyes (``engines.compose.iris``, issue 21)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from engines.compose.iris import IrisColour, IrisConfig, identity_iris, tint_irises
+from engines.face.landmarks import LEFT_EYE_OUTER, RIGHT_EYE_OUTER
+from engines.face.topology import LEFT_EYE, RIGHT_EYE
+from tests.face_helpers import clip_frames, enrolled_store, image_mesh
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory, faces: Path, models_dir: Path):  # type: ignore[no-untyped-def]
+    return enrolled_store(tmp_path_factory.mktemp("ids"), faces, models_dir, ("biden.jpg", "obama.jpg"))
+
+
+def _opening(shape: tuple[int, ...], landmarks: np.ndarray, contour: tuple[int, ...]) -> np.ndarray:
+    mask = np.zeros(shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(landmarks[list(contour), :2] * 16).astype(np.int32)], 1, shift=4)
+    return mask > 0
+
+
+def _lab(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image.astype(np.float32) / 255, cv2.COLOR_BGR2Lab)
+
+
+def test_blue_eyes_read_bluer_than_brown_ones_and_a_grey_photo_gives_only_lightness(store, faces, models_dir) -> None:  # type: ignore[no-untyped-def]
+    biden, obama = store.load("biden"), store.load("obama")
+    blue = identity_iris(biden.texture, biden.coverage, biden.monochrome)
+    brown = identity_iris(obama.texture, obama.coverage, obama.monochrome)
+    assert blue is not None and brown is not None
+    assert blue.a is not None and brown.a is not None
+    # biden.jpg's eyes are blue-grey, obama.jpg's dark brown: greener-bluer (lower a*).
+    assert blue.a < brown.a - 4
+    grey = biden.texture.mean(axis=2, keepdims=True).repeat(3, axis=2).astype(np.uint8)
+    mono = identity_iris(grey, biden.coverage, True)
+    assert mono is not None and mono.a is None and mono.b is None
+    assert mono.lightness == pytest.approx(blue.lightness, abs=0.1)
+
+
+def test_the_actors_iris_takes_the_colour_and_nothing_else_moves(clips, detector, mesh) -> None:
+    image = clip_frames(clips / "d10.mp4", 1)[0][0]
+    landmarks = image_mesh(detector, mesh, image)
+    unit = float(np.linalg.norm(landmarks[LEFT_EYE_OUTER] - landmarks[RIGHT_EYE_OUTER]))
+    target = IrisColour(a=-12.0, b=-8.0, lightness=0.3)  # a blue iris, darker than the actress's pale grey one
+    out = image.copy()
+    tint_irises(out, landmarks, unit, target)
+    changed = np.abs(out.astype(int) - image).max(axis=2) > 0
+    openings = _opening(image.shape, landmarks, RIGHT_EYE) | _opening(image.shape, landmarks, LEFT_EYE)
+    assert changed.any()
+    assert not (changed & ~openings).any(), "pixels outside the eye openings changed"
+    lab_in, lab_out = _lab(image), _lab(out)
+    for contour in (RIGHT_EYE, LEFT_EYE):
+        eye = _opening(image.shape, landmarks, contour)
+        change = np.abs(out.astype(int) - image).max(axis=2)
+        assert (eye & (change > 2)).sum() >= 20, "too little of the iris recoloured"
+        moved = eye & (change >= np.percentile(change[eye & (change > 2)], 50))  # the iris, not its ramps
+        # The recoloured part moved toward the target's a* (relative to the white of the eye, which stays).
+        white = eye & (lab_in[..., 0] >= np.percentile(lab_in[..., 0][eye], 85))
+        shift = np.abs(lab_out[white] - lab_in[white]).max(axis=1)
+        assert np.percentile(shift, 90) < 0.5 and shift.mean() < 0.3, "the white of the eye changed"
+        a_in = float(np.median(lab_in[..., 1][moved] - np.median(lab_in[..., 1][white])))
+        a_out = float(np.median(lab_out[..., 1][moved] - np.median(lab_out[..., 1][white])))
+        assert abs(a_out - target.a) < 0.6 * abs(a_in - target.a)  # type: ignore[operator]
+        # The pupil (the darkest pixels near the iris's centre) keeps its lightness.
+        darkest = eye & (lab_in[..., 0] <= np.percentile(lab_in[..., 0][eye], 3))
+        assert np.abs(lab_out[..., 0][darkest] - lab_in[..., 0][darkest]).mean() < 3.0
+
+
+def test_strength_zero_and_closed_eyes_leave_the_frame_alone(clips, detector, mesh) -> None:
+    image = clip_frames(clips / "d10.mp4", 1)[0][0]
+    landmarks = image_mesh(detector, mesh, image)
+    unit = float(np.linalg.norm(landmarks[LEFT_EYE_OUTER] - landmarks[RIGHT_EYE_OUTER]))
+    target = IrisColour(a=-12.0, b=-8.0, lightness=0.3)
+    out = image.copy()
+    tint_irises(out, landmarks, unit, target, IrisConfig(strength=0.0))
+    assert np.array_equal(out, image)
+    closed = landmarks.copy()
+    for contour in (RIGHT_EYE, LEFT_EYE):  # a blink: both lids on the line between the corners
+        idx = list(contour)
+        a, b = closed[contour[0], :2], closed[contour[8], :2]
+        t = np.clip(((closed[idx, :2] - a) @ (b - a)) / float((b - a) @ (b - a)), 0, 1)
+        closed[idx, :2] = a + t[:, None] * (b - a)
+    tint_irises(out, closed, unit, target)
+    assert np.array_equal(out, image)
