@@ -189,7 +189,10 @@ class FaceProcessor:
             MeshSwapper(config.swap, config.fused), identities, user_models, config.device, config.learned, self.ops
         )
         self.mask = MaskStage(
-            config.blend, occlusion, GlassesFinder(config.glasses) if config.glasses is not None else None
+            config.blend,
+            occlusion,
+            GlassesFinder(config.glasses) if config.glasses is not None else None,
+            config.fused,
         )
         gains = ColourGains(config.light_time_constant_s)
         relighter = FaceRelighter(

@@ -126,14 +126,24 @@ def face_alpha(
 
 
 def cut_openings(
-    alpha: np.ndarray, geometry: FaceGeometry, keep_eyes: bool, keep_mouth: bool, config: BlendConfig | None = None
+    alpha: np.ndarray,
+    geometry: FaceGeometry,
+    keep_eyes: bool,
+    keep_mouth: bool,
+    config: BlendConfig | None = None,
+    fused: bool = False,
 ) -> None:
     """Multiply the window-size ``alpha`` in place by a ramp around each kept opening, at window resolution.
 
     Each ramp is a signed distance to the opening's contour polygon (the tracked eye or lip points, morphed
     if the mesh was), so its edge is smooth to the pixel however thin the opening (a blink). The cut is
     confined to where the mesh shows the opening or a triangle touching its contour (a geometry pixel's
-    slack): the far eye of a turned head, hidden behind the nose, leaves the nose alone."""
+    slack): the far eye of a turned head, hidden behind the nose, leaves the nose alone.
+
+    ``fused`` (a C-contiguous ``alpha``): what follows each distance transform — the signed distance, its average
+    down to the window's pixels, the mask of where the mesh shows the opening, the ramp and the product — in one
+    compiled pass (``engines.fused.cut_opening``; the same float32 numbers as these passes, which stay the
+    reference)."""
     cfg = config or BlendConfig()
     openings: list[tuple[tuple[int, ...], float, float]] = []
     if keep_eyes:
@@ -156,7 +166,7 @@ def cut_openings(
         x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
         if x1 - x0 < 2 or y1 - y0 < 2:
             continue
-        signed = _signed_distance(polygon - (x0, y0), (y1 - y0, x1 - x0))
+        fine = _fine_distance(polygon - (x0, y0), (y1 - y0, x1 - x0))
         # The geometry pixels the box samples (``_nearest``), with two more each side (the 3 x 3 dilation's one, and
         # one for the float rounding of ``_nearest``'s index): dilated there, the same as the whole raster dilated.
         sy0, sy1 = max(y0 * hs // h - 2, 0), min((y1 - 1) * hs // h + 3, hs)
@@ -164,6 +174,12 @@ def cut_openings(
         part = _touching(contour)[triangle[sy0:sy1, sx0:sx1]].astype(np.uint8)
         shown = np.zeros((hs, ws), np.uint8)
         shown[sy0:sy1, sx0:sx1] = cv2.dilate(part, np.ones((3, 3), np.uint8))
+        if fused and _SUBPIXEL == 2 and alpha.flags.c_contiguous and alpha.dtype == np.float32:
+            from engines import fused as kernels  # numba's import on the first face, not at start-up
+
+            kernels.cut_opening(alpha, *fine, shown, (y0, y1, x0, x1), grow_px, feather_px)
+            continue
+        signed = _signed_from_fine(*fine, (y1 - y0, x1 - x0))
         signed[_nearest(shown, (h, w), (y0, y1, x0, x1)) == 0] = np.inf
         alpha[y0:y1, x0:x1] *= _smoothstep((signed - grow_px) / feather_px)
 
@@ -188,6 +204,12 @@ def _signed_distance(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     inside. Measured on a grid ``_SUBPIXEL`` times finer (the distance transform to the drawn contour) and
     averaged over each pixel — the average of a straight edge's distance over a pixel is its distance at
     the centre — so a ramp on it is smooth to a fraction of a pixel along any edge."""
+    return _signed_from_fine(*_fine_distance(polygon, shape), shape)
+
+
+def _fine_distance(polygon: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """``_signed_distance``'s grid ``_SUBPIXEL`` times finer than ``shape`` (h, w): the distance to the drawn contour
+    of ``polygon`` (float32) and its fill (uint8, 1 inside)."""
     h, w = shape
     k = _SUBPIXEL
     # Fine sample j sits at window coordinate (j + 0.5) / k - 0.5; vertices to 1/16 of a fine sample.
@@ -196,9 +218,14 @@ def _signed_distance(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     cv2.fillPoly(inside, vertices, 1, lineType=cv2.LINE_8, shift=4)
     contour = np.ones_like(inside)
     cv2.polylines(contour, vertices, True, 0, thickness=1, lineType=cv2.LINE_8, shift=4)
-    dist = cv2.distanceTransform(contour, cv2.DIST_L2, cv2.DIST_MASK_5)
+    return cv2.distanceTransform(contour, cv2.DIST_L2, cv2.DIST_MASK_5), inside
+
+
+def _signed_from_fine(dist: np.ndarray, inside: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The fine grid's distance signed (negative inside), in window pixels, averaged down to ``shape`` (h, w)."""
+    h, w = shape
     signed = np.where(inside > 0, -dist, dist)
-    signed *= 1.0 / k
+    signed *= 1.0 / _SUBPIXEL
     return cv2.resize(signed, (w, h), interpolation=cv2.INTER_AREA)
 
 

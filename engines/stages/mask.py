@@ -65,11 +65,17 @@ class MaskStage:
     name = "mask"
 
     def __init__(
-        self, config: BlendConfig, occlusion: OcclusionMasks | None, glasses: GlassesFinder | None = None
+        self,
+        config: BlendConfig,
+        occlusion: OcclusionMasks | None,
+        glasses: GlassesFinder | None = None,
+        fused: bool = False,
     ) -> None:
         self.config = config
         self.occlusion = occlusion
         self.glasses = glasses
+        self.fused = fused
+        """The kept openings' ramps cut in compiled passes (``cut_openings(fused=True)``: the same numbers)."""
 
     def run(self, face: FaceContext) -> None:
         geometry, actor = face.geometry, face.actor
@@ -86,10 +92,10 @@ class MaskStage:
             swapped, learned = face.swapped, face.learned.config if face.learned is not None else None
             if swapped is not None and learned is not None and learned.opening_grow_px + learned.opening_feather_px > 0:
                 keep = np.ones(alpha.shape, np.float32)  # the openings widened by the model's blur
-                cut_openings(keep, geometry, keep_eyes, keep_mouth, self.config)
+                cut_openings(keep, geometry, keep_eyes, keep_mouth, self.config, self.fused)
                 alpha *= widen_openings(keep, learned, swapped.pixel_px)
             else:
-                cut_openings(alpha, geometry, keep_eyes, keep_mouth, self.config)
+                cut_openings(alpha, geometry, keep_eyes, keep_mouth, self.config, self.fused)
             if face.swapped is not None:  # where the model's crop and its own masks say its face is
                 alpha = alpha * geometry.to_window(face.swapped.mask)
             if self.glasses is not None:

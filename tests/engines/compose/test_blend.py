@@ -205,3 +205,26 @@ def test_colour_gains_are_smoothed_per_face_kept_when_unmeasured_and_forgotten_w
     gains.smooth(2, 0.0, np.array([0.5, 0.5, 0.5]))
     gains.forget({2})
     assert 1 not in gains and 2 in gains
+
+
+def test_the_compiled_openings_cut_equals_numpys_on_shared_clips(clips: Path, detector, mesh, store) -> None:  # type: ignore[no-untyped-def]
+    """``cut_openings(fused=True)`` (the mask stage's default on the numpy backend: ``engines.fused.cut_opening``
+    after each distance transform) leaves numpy's alpha to the bit — the same float32 signed distance, its
+    ``INTER_AREA`` average in OpenCV's order of sums, the nearest-neighbour mask and the smoothstep — with the eyes
+    and the mouth kept, the lips kept with them, and the eyes alone, on three frames each of d3, d10 and s18 (a
+    ramp off by a pixel, or a sum in another order, changes the alpha in dozens of pixels)."""
+    from engines.compose.blend import cut_openings
+    from tests.face_helpers import swapped_faces
+
+    identity = store.load("s1")
+    compared = 0
+    for clip, _, geometry, _ in swapped_faces(clips, detector, mesh, identity):
+        outline = np.ascontiguousarray(geometry.to_window(face_alpha_small(geometry)))
+        for keep_mouth, config in ((True, BlendConfig()), (True, BlendConfig(keep_lips=True)), (False, BlendConfig())):
+            ref, got = outline.copy(), outline.copy()
+            cut_openings(ref, geometry, True, keep_mouth, config)
+            cut_openings(got, geometry, True, keep_mouth, config, fused=True)
+            assert (ref < outline).sum() > 200, f"{clip}: the openings cut nothing: nothing compared"
+            assert np.array_equal(got, ref), f"{clip}: {(got != ref).sum()} pixels, by {np.abs(got - ref).max()}"
+            compared += 1
+    assert compared == 27
