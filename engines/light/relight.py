@@ -408,6 +408,7 @@ def relight_face(
     max_gain: float = MAX_GAIN,
     shading_grid_px: int | None = SHADING_GRID_PX,
     fused: bool = False,
+    albedo_lookup: tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]] | None = None,
 ) -> np.ndarray:
     """Relight the masked face in a BGR uint8 window; returns a new window (pixels outside ``mask`` kept).
 
@@ -424,6 +425,12 @@ def relight_face(
     ``fused``: with a binary mask and a coarse normal grid (the relight stage's case), the field's upsampling,
     the product and the sRGB lookup run as one compiled pass (``engines.fused.relight_masked``; within a level
     of this function's own passes, which stay the reference).
+
+    ``albedo_lookup`` (instead of ``albedo``): the albedo as ``engines.swap.fused.render_texture`` would draw it —
+    (texture (S, S, 3) float32, texel positions at the geometry raster (hs, ws, 2), the face's box (y0, y1, x0, x1)
+    of the window): with ``fused`` on the binary-mask path it is looked up pixel by pixel inside the relight's own
+    pass (``engines.swap.fused.relight_rendered``: the same numbers, no window-size albedo written and read back);
+    otherwise drawn first.
     """
     img = np.asarray(image_bgr_window)
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
@@ -434,6 +441,11 @@ def relight_face(
     if albedo is not None and albedo.shape != (h, w, 3):
         raise ValueError(f"albedo shape {albedo.shape} does not match the window {img.shape}")
     binary = np.asarray(mask).dtype == np.bool_  # a copy where it is set, not a weighted sum
+    looked_up = albedo_lookup is not None and fused and binary and normals.shape[:2] != img.shape[:2]
+    if albedo_lookup is not None and not looked_up:  # drawn first (the reference path)
+        from engines.swap.fused import render_texture
+
+        albedo = render_texture(albedo_lookup[1], albedo_lookup[0], img.shape[:2], albedo_lookup[2])
     if binary and np.shape(mask) != (h, w):
         raise ValueError(f"mask shape {np.shape(mask)} does not match the window {(h, w)}")
     weight = np.asarray(mask) if binary else _mask_weight(mask, (h, w)).reshape(h, w)
@@ -443,7 +455,7 @@ def relight_face(
         return out
     ys, xs = slice(y0, y0 + bh), slice(x0, x0 + bw)
     src, tgt = np.asarray(sh_source, dtype=np.float64), np.asarray(sh_target, dtype=np.float64)
-    ratio = albedo is None
+    ratio = albedo is None and albedo_lookup is None
     if normals.shape[:2] == (h, w):
         crop = normals[ys, xs]
         scale = 1.0 if shading_grid_px is None else min(1.0, shading_grid_px / max(bh, bw))
@@ -464,6 +476,12 @@ def relight_face(
                 grid, BASIS_CONSTANTS, src[:, ::-1], tgt[:, ::-1], floors, bounds, ratio, max_gain
             )
             tables = (_U8_TO_LINEAR, _U16_TO_U8, _LINEAR_LUT_SIZE)
+            if looked_up:
+                from engines.swap.fused import relight_rendered
+
+                assert albedo_lookup is not None
+                box = (y0, y0 + bh, x0, x0 + bw)
+                return relight_rendered(out, grid_field, weight, box, albedo_lookup, tables[1:])
             return fused_kernels.relight_masked(out, grid_field, weight, (y0, y0 + bh, x0, x0 + bw), albedo, tables)
         field = cv2.resize(_shading_field(grid, src, tgt, ratio, max_gain), (w, h))[ys, xs]
     # Linear light times the table's size, rounded to uint16 by the product's own saturating conversion

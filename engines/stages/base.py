@@ -110,6 +110,9 @@ class FaceContext:
     """The identity rendered onto the actor's mesh (on the backend's device): its albedo when relit, else its
     texture (``rendered_as``)."""
     rendered_as: str | None = None
+    albedo_lookup: tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]] | None = None
+    """On the numpy backend with compiled kernels, a relit face's albedo is not drawn by the swap: this is what the
+    relight looks it up from as it relights (``MeshSwapper.albedo_lookup``; ``rendered`` stays None)."""
     """``"albedo"`` or ``"texture"``: what ``rendered`` holds."""
     seen: np.ndarray | None = None
     """Where the identity's photos saw its face, at geometry resolution."""

@@ -152,7 +152,10 @@ class NumpyOps:
         albedo: np.ndarray | None,
         max_gain: float = MAX_GAIN,
         shading_grid_px: int | None = SHADING_GRID_PX,
+        albedo_lookup: tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]] | None = None,
     ) -> np.ndarray:
+        """``relight_face``; ``albedo_lookup`` (numpy's own: ``MeshSwapper.albedo_lookup``) instead of ``albedo``: the
+        albedo looked up as the face is relit."""
         return relight_face(
             image,
             normals,
@@ -163,6 +166,7 @@ class NumpyOps:
             max_gain=max_gain,
             shading_grid_px=shading_grid_px,
             fused=self.fused,
+            albedo_lookup=albedo_lookup,
         )
 
     def colour_gains(

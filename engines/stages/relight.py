@@ -73,7 +73,17 @@ class RelightStage:
                 target = light[1]
                 if face.gains_in_light is not None:  # the colour match, folded into the light (RGB columns)
                     target = target * np.asarray(face.gains_in_light)[::-1][None, :]
-                face.face_bgr = self._relit(lit, geometry, geometry.labels() >= 0, light[0], target, face.rendered)
+                covered = geometry.labels() >= 0
+                if face.albedo_lookup is not None:  # the albedo looked up as it is relit (numpy's compiled path)
+                    assert isinstance(self.ops, NumpyOps)
+                    cfg = self.relighter.config
+                    normals = geometry.normals_small
+                    face.face_bgr = self.ops.relight(
+                        lit, normals, covered, light[0], target, None, cfg.max_gain, cfg.shading_grid_px,
+                        albedo_lookup=face.albedo_lookup,
+                    )  # fmt: skip
+                else:
+                    face.face_bgr = self._relit(lit, geometry, covered, light[0], target, face.rendered)
             if face.swapping and settings.relight_target.mode != "match":
                 # A target light acts on a swapped face exactly as on the actor's own: the colour match compares
                 # the face with the actor's face under that light (against the actor as the camera saw it, the

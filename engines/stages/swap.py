@@ -109,7 +109,11 @@ class SwapStage:
             )
         elif identity is not None:
             ctx.rendered_as = "albedo" if ctx.relight else "texture"
-            ctx.rendered = self.ops.render(self.swapper, geometry, identity, ctx.rendered_as)
+            if ctx.relight and isinstance(self.ops, NumpyOps) and self.ops.fused:
+                # Looked up by the relight as it relights (one pass, no work-size albedo in between).
+                ctx.albedo_lookup = self.swapper.albedo_lookup(geometry, identity)
+            else:
+                ctx.rendered = self.ops.render(self.swapper, geometry, identity, ctx.rendered_as)
             ctx.seen = self.swapper.coverage_small(geometry, identity)
         if geometry.warp is not None:  # the morph: the actor's window, warped, goes into the frame
             frame.ops.paste(ctx.out, geometry.window, ctx.actor_window)

@@ -36,7 +36,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from engines.fused import _taps  # cv2.resize's bilinear taps, as the relight and the paste scale with them
+from engines.fused import _encode, _rows, _spread, _taps  # the relight's encoding; cv2.resize's bilinear taps
 
 # ``engines.swap.raster``'s constants, repeated (this module imports nothing of ours; test_fused_swap checks them).
 _EDGE_EPS = 1e-4
@@ -329,6 +329,84 @@ def _render(
 
 
 @njit(cache=True, fastmath=False, nogil=True)
+def _relight_rendered(
+    out: np.ndarray,
+    texel_small: np.ndarray,
+    texture: np.ndarray,
+    face_box: tuple[int, int, int, int],
+    mask: np.ndarray,
+    field: np.ndarray,
+    box: tuple[int, int, int, int],
+    to_srgb: np.ndarray,
+    lut_size: float,
+) -> None:  # pragma: no cover - compiled
+    """``engines.fused._relight`` with the albedo rendered as it goes: inside ``box`` where ``mask`` is set, ``out``
+    (uint8 BGR, the work size) becomes the sRGB of the albedo times ``field`` (the shading on its grid, scaled to
+    the image), the albedo at each pixel being what ``_render`` writes there for ``texture`` (S, S, 3) float32 at
+    ``texel_small`` inside ``face_box`` = (y0, y1, x0, x1) (0 outside it) — the same float32 numbers, without the
+    work-size albedo written and read back."""
+    h, w = out.shape[:2]
+    y0, y1, x0, x1 = box
+    fy0, fy1, fx0, fx1 = face_box
+    n = (x1 - x0) * 3
+    width = w * 3
+    pixels = out.reshape(-1)
+    rows = field.reshape(field.shape[0], field.shape[1] * 3)
+    sy_lo, sy_hi, sy_w = _taps(h, field.shape[0])
+    sa, sb, sw = _taps(w, field.shape[1])
+    sa, sb, sw = sa[x0:x1], sb[x0:x1], sw[x0:x1]
+    cache, keys = np.empty((2, n), np.float32), np.full(2, -1, np.int64)
+    linear, keep, index = np.empty(n, np.float32), np.empty(n, np.uint8), np.empty(n, np.int32)
+    scale = np.float32(lut_size)
+    # The texture lookup, as ``_render`` makes it (its taps over the work size; only this box's columns).
+    hs, ws = texel_small.shape[:2]
+    th, tw = texture.shape[:2]
+    tex = texture.reshape(-1)
+    ry_lo, ry_hi, ry_w = _taps(h, hs)
+    cx_lo, cx_hi, cx_w = _taps(w, ws)
+    lo, hi, wx = cx_lo[x0:x1], cx_hi[x0:x1], cx_w[x0:x1]
+    texels = np.empty((2, 2 * (x1 - x0)), np.float32)
+    texel_keys = np.full(2, -1, np.int64)
+    top_x, top_y = np.float32(tw - 1), np.float32(th - 1)
+    zero = np.float32(0.0)
+    for y in range(y0, y1):
+        shading = _rows(rows, sy_lo[y], sy_hi[y], sa, sb, sw, cache, keys)
+        start = y * width + x0 * 3
+        dst = pixels[start : start + n]
+        _spread(mask[y, x0:x1].view(np.uint8), keep)
+        linear[:] = zero
+        if fy0 <= y < fy1:
+            s0 = _slot(texel_keys, ry_lo[y])
+            if s0 < 0:
+                s0 = _fill(texel_small, ry_lo[y], lo, hi, wx, texels, texel_keys, _slot(texel_keys, ry_hi[y]))
+            s1 = _slot(texel_keys, ry_hi[y])
+            if s1 < 0:
+                s1 = _fill(texel_small, ry_hi[y], lo, hi, wx, texels, texel_keys, s0)
+            fy = ry_w[y]
+            upper_row, lower_row = texels[s0], texels[s1]
+            for i in range(x1 - x0):
+                x = x0 + i
+                if not keep[3 * i] or x < fx0 or x >= fx1:
+                    continue
+                px = upper_row[2 * i] + fy * (lower_row[2 * i] - upper_row[2 * i])
+                py = upper_row[2 * i + 1] + fy * (lower_row[2 * i + 1] - upper_row[2 * i + 1])
+                px = min(max(px, zero), top_x)
+                py = min(max(py, zero), top_y)
+                ix, iy = int(px), int(py)
+                u, v = px - np.float32(ix), py - np.float32(iy)
+                p = (iy * tw + ix) * 3
+                sx = 3 if ix < tw - 1 else 0
+                sy = tw * 3 if iy < th - 1 else 0
+                for c in range(3):
+                    t00, t01 = tex[p + c], tex[p + sx + c]
+                    t10, t11 = tex[p + sy + c], tex[p + sy + sx + c]
+                    upper = t00 + u * (t01 - t00)
+                    lower = t10 + u * (t11 - t10)
+                    linear[3 * i + c] = upper + v * (lower - upper)
+        _encode(dst, linear, shading, sy_w[y], keep, scale, to_srgb, index)
+
+
+@njit(cache=True, fastmath=False, nogil=True)
 def _fade_and_band(
     outside: np.ndarray, depth: np.ndarray, falloff: np.float32, edge_falloff: np.float32, band: np.float32
 ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
@@ -450,6 +528,38 @@ def render_texture(
     return out
 
 
+def relight_rendered(
+    out: np.ndarray,
+    field: np.ndarray,
+    mask: np.ndarray,
+    box: tuple[int, int, int, int],
+    lookup: tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]],
+    tables: tuple[np.ndarray, int],
+) -> np.ndarray:
+    """``engines.fused.relight_masked`` of the albedo ``render_texture`` would draw, in one pass (``_relight_rendered``,
+    the same numbers): ``out`` (uint8 BGR, C-contiguous, the work size) relit in place inside ``box`` = (y0, y1, x0,
+    x1) where ``mask`` (bool, the work size) is set; ``lookup`` = (texture (S, S, 3) float32, texel positions (hs,
+    ws, 2) float32, the face's box); ``tables`` = (uint16 to sRGB uint8, the uint16 steps of 1.0)."""
+    texture, texel_small, face_box = lookup
+    if texture.dtype != np.float32 or texture.ndim != 3 or texture.shape[2] != 3:
+        raise ValueError(f"texture must be (S, S, 3) float32, not {texture.shape} {texture.dtype}")
+    if not out.flags.c_contiguous or out.dtype != np.uint8 or mask.shape != out.shape[:2]:
+        raise ValueError("out must be C-contiguous uint8 and the mask its size")
+    to_srgb, lut_size = tables
+    _relight_rendered(
+        out,
+        np.ascontiguousarray(texel_small, dtype=np.float32),
+        np.ascontiguousarray(texture),
+        face_box,
+        np.ascontiguousarray(mask),
+        np.ascontiguousarray(field, dtype=np.float32),
+        box,
+        to_srgb,
+        float(lut_size),
+    )
+    return out
+
+
 def fade_and_band(
     outside: np.ndarray, depth: np.ndarray, falloff_px: float, edge_falloff_px: float, band_px: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -487,4 +597,10 @@ def warm_up() -> float:
         texture = np.zeros((4, 4, 3), np.float32)
         texture.setflags(write=writable)
         render_texture(uv, texture, (16, 16), (0, 16, 0, 16))
+        to_srgb = np.zeros(65536, np.uint8)
+        to_srgb.setflags(write=False)  # read-only, as ``engines.light.relight``'s
+        field = np.ones((4, 4, 3), np.float32)
+        mask = np.ones((16, 16), bool)
+        image = np.zeros((16, 16, 3), np.uint8)
+        relight_rendered(image, field, mask, (0, 16, 0, 16), (texture, uv, (0, 16, 0, 16)), (to_srgb, 16384))
     return time.perf_counter() - start

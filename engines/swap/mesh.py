@@ -302,6 +302,16 @@ class MeshSwapper:
         out[ys, xs] = _remap(tex, np.ascontiguousarray(texel[ys, xs]))
         return out
 
+    def albedo_lookup(
+        self, geometry: FaceGeometry, identity: Identity
+    ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+        """What ``render(geometry, identity, "albedo")`` draws, not drawn: the texture, the texel positions at geometry
+        resolution and the face's box (y0, y1, x0, x1) of the work size — for a relight that looks the albedo up as
+        it goes (``engines.light.relight.relight_face``'s ``albedo_lookup``: the same numbers)."""
+        tex, texel_small = self.texture_lookup(geometry, identity, "albedo")
+        ys, xs = geometry.face_box()
+        return tex, texel_small, (ys.start, ys.stop, xs.start, xs.stop)
+
     def texture_lookup(self, geometry: FaceGeometry, identity: Identity, source: str) -> tuple[np.ndarray, np.ndarray]:
         """What ``render`` samples: the texture at the face's level of detail, and the (hs, ws, 2) float32 texel
         positions at geometry resolution (linear in uv: upsampled to the work size, the same numbers). The torch

@@ -101,7 +101,7 @@ def test_unknown_identity_and_failing_stage_pass_frames_through(  # type: ignore
     def boom(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("render failed")
 
-    monkeypatch.setattr(proc.swap.swapper, "render", boom)
+    monkeypatch.setattr(proc.swap.swapper, "texture_lookup", boom)  # what the albedo is drawn or looked up from
     failed = proc.process(d3[1][0], d3[1][1], ProcessSettings(identity="s1"))
     assert failed.failed_stage == "swap" and failed.image is d3[1][0]
     assert failed.error == "RuntimeError: render failed"

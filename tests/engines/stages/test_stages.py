@@ -140,7 +140,7 @@ def test_a_failure_is_named_after_the_stage_that_raised(  # type: ignore[no-unty
         (proc.relight.relighter, "measure_skin", "relight"),
         (mask_module, "face_alpha_small", "blend"),  # the mask is timed and named as the blend's first half
         (proc.blend.gains, "smooth", "blend"),
-        (proc.swap.swapper, "render", "swap"),
+        (proc.swap.swapper, "texture_lookup", "swap"),  # the identity's texture, drawn or looked up by the relight
     ):
         with monkeypatch.context() as m:
             m.setattr(target, name, boom)

@@ -133,3 +133,31 @@ def test_fused_kernels_refuse_what_they_cannot_draw() -> None:
         fused.geometry_raster(np.zeros((3, 3)), np.array([[0, 1, 2]]), np.zeros(1, np.int8), np.zeros((3, 2)), (4, 4))
     with pytest.raises(ValueError, match="float32"):
         fused.render_texture(np.zeros((2, 2, 2), np.float32), np.zeros((4, 4, 3), np.uint8), (4, 4), (0, 4, 0, 4))
+
+
+def test_the_relight_looking_the_albedo_up_equals_the_relight_of_the_rendered_albedo(faces_drawn) -> None:  # type: ignore[no-untyped-def]
+    """``relight_face(albedo_lookup=...)`` (the relight stage's path on numpy's compiled kernels: the albedo looked up
+    pixel by pixel inside the relight's pass, ``fused.relight_rendered``) draws the same face, to the bit, as the
+    relight of the albedo ``MeshSwapper.render`` draws first — compiled and not — under a light that shades the face
+    unevenly, on the faces of three shared clips (a texel off by one, or the box's edge, shows in hundreds of
+    pixels)."""
+    from engines.light.relight import relight_face
+
+    light = np.zeros((9, 3))
+    light[0], light[2], light[3] = 1.2, 0.4, -0.5  # ambient, from above and from one side
+    for name, identity, _, geometry in faces_drawn:
+        swapper = MeshSwapper(fused=True)
+        actor = np.full((*geometry.work_size, 3), 90, np.uint8)
+        covered = geometry.labels() >= 0
+        albedo = swapper.render(geometry, identity, "albedo")
+        lookup = swapper.albedo_lookup(geometry, identity)
+        looked_up = relight_face(actor, geometry.normals_small, covered, light, light, fused=True, albedo_lookup=lookup)
+        for fused_kernels in (True, False):
+            drawn = relight_face(actor, geometry.normals_small, covered, light, light, albedo, fused=fused_kernels)
+            if fused_kernels:
+                assert np.array_equal(looked_up, drawn), f"{name}: {(looked_up != drawn).any(axis=2).sum()} pixels"
+            else:  # numpy's passes: within a level of the compiled ones (tests/engines/test_fused.py)
+                assert np.abs(looked_up.astype(np.int16) - drawn).max() <= 2, name
+        assert (looked_up != actor).any(axis=2).mean() > 0.3, f"{name}: little of the face relit: nothing compared"
+        unlit = relight_face(actor, geometry.normals_small, covered, light, light, fused=False, albedo_lookup=lookup)
+        assert np.abs(unlit.astype(np.int16) - looked_up).max() <= 2, f"{name}: the lookup drawn first differs"
