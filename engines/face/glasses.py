@@ -559,20 +559,26 @@ class GlassesFinder:
         """The face's glasses in ``image`` (BGR uint8, the frame as it came in), its mesh ``landmarks`` (468, 3)
         in frame pixels."""
         cfg = self.config
-        fit = rigid_fit(landmarks)
         track = self._tracks.get(face_id)
+        measure = track is None or track.since + 1 >= cfg.every or track.looks < cfg.min_looks
+        if track is not None and not measure and not track.present:
+            # Between two looks at a face without glasses nothing uses the fit (~0.05 ms of 22 points' SVD): the
+            # answer is the last look's, as it would be.
+            track.since += 1
+            return Glasses(False, track.score, None, None, None)
+        fit = rigid_fit(landmarks)
         if fit is None:
             return NO_GLASSES if track is None else Glasses(False, track.score, None, None, None)
         scale, rot, shift = fit
         to_frame = grid_to_frame(scale, rot, shift, cfg.px_per_unit)
         # Every frame until the first decision (a new face is painted over for as few frames as can be), then
         # every ``every``.
-        if track is None or track.since + 1 >= cfg.every or track.looks < cfg.min_looks:
+        if measure:
             if abs(yaw_deg(rot)) <= cfg.max_yaw_deg and scale * _canonical()[1] >= cfg.min_unit_px:
                 track = self._measure(image, face_id, landmarks, to_frame, track)
             elif track is not None:
                 track.since = 0
-        else:
+        elif track is not None:  # (always: a face with no track yet is measured)
             track.since += 1
         if track is None:
             return NO_GLASSES
