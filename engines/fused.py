@@ -381,6 +381,50 @@ def cut_opening(
     _cut_opening(dist, inside, shown, (alpha.shape[0], alpha.shape[1]), box, ramp, alpha)
 
 
+@njit(cache=True, fastmath=False, nogil=True)
+def _skin_means(
+    face: np.ndarray, actor: np.ndarray, skin: np.ndarray, most: int, to_linear: np.ndarray
+) -> tuple[int, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """``engines.compose.blend.colour_gains``' means: the skin pixels in raster order (every ``n // most``-th of the
+    ``n`` when there are more than ``most``), each image's linear light (``to_linear``, float64) summed in that
+    order — as numpy sums a column — and divided by their count. Returns (n, face mean, actor mean)."""
+    flat = skin.reshape(-1)
+    n = 0
+    for i in range(flat.shape[0]):
+        if flat[i]:
+            n += 1
+    step = n // most if n > most else 1
+    face_sum, actor_sum = np.zeros(3), np.zeros(3)
+    f, a = face.reshape(-1), actor.reshape(-1)
+    taken, seen = 0, 0
+    for i in range(flat.shape[0]):
+        if not flat[i]:
+            continue
+        if seen % step == 0:
+            for c in range(3):
+                face_sum[c] += to_linear[f[3 * i + c]]
+                actor_sum[c] += to_linear[a[3 * i + c]]
+            taken += 1
+        seen += 1
+    if taken:
+        face_sum /= taken
+        actor_sum /= taken
+    return n, face_sum, actor_sum
+
+
+def skin_means(
+    face: np.ndarray, actor: np.ndarray, skin: np.ndarray, most: int, to_linear: np.ndarray
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """(the skin's pixel count, the face's and the actor's mean linear light on it (3,) float64) as
+    ``engines.compose.blend.colour_gains`` takes them (``_skin_means``): uint8 BGR images and a bool mask of one
+    size, at most ``most`` of the pixels (evenly in raster order), ``to_linear`` the uint8-to-linear table."""
+    if face.shape != actor.shape or face.shape[:2] != skin.shape or face.dtype != np.uint8 or actor.dtype != np.uint8:
+        raise ValueError("face and actor must be uint8 BGR images of the skin mask's size")
+    return _skin_means(
+        np.ascontiguousarray(face), np.ascontiguousarray(actor), np.ascontiguousarray(skin), most, to_linear
+    )
+
+
 def shading_field(
     normals: np.ndarray,
     constants: np.ndarray,
@@ -709,6 +753,9 @@ def warm_up() -> float:
     relief_gains(
         face_w4, actor_w3, face_lin, actor_lin, face_l, actor_l, zones, luma, (0.002, 0.01), 4.0, (0.6, 0.0, -0.9, 2.5)
     )
+    to_linear64 = np.linspace(0.0, 1.0, 256)  # float64, read-only: ``engines.compose.blend``'s
+    to_linear64.setflags(write=False)
+    skin_means(face, face, mask, 4000, to_linear64)
     fine = np.zeros((8, 8), np.float32)
     cut_opening(alpha.copy(), fine, np.zeros((8, 8), np.uint8), np.ones((2, 2), np.uint8), (0, 4, 0, 4), -1.0, 2.0)
     return time.perf_counter() - start

@@ -172,7 +172,7 @@ class NumpyOps:
     def colour_gains(
         self, face: np.ndarray, reference: np.ndarray, skin: np.ndarray, config: BlendConfig
     ) -> np.ndarray | None:
-        return colour_gains(face, reference, skin, config)
+        return colour_gains(face, reference, skin, config, self.fused)
 
     def apply_gains(self, face: np.ndarray, gains: np.ndarray) -> np.ndarray:
         return apply_gains(face, gains)

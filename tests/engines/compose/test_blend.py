@@ -228,3 +228,30 @@ def test_the_compiled_openings_cut_equals_numpys_on_shared_clips(clips: Path, de
             assert np.array_equal(got, ref), f"{clip}: {(got != ref).sum()} pixels, by {np.abs(got - ref).max()}"
             compared += 1
     assert compared == 27
+
+
+def test_the_compiled_colour_gains_equal_numpys_on_shared_clips(clips: Path, detector, mesh, store) -> None:  # type: ignore[no-untyped-def]
+    """``colour_gains(fused=True)`` (numpy's backend's default: ``engines.fused.skin_means``) gives numpy's gains to
+    the bit — the same skin pixels (every n // 4000-th past 4000) summed in the same order — on the identity's
+    texture against the actor on three frames each of d3, d10 and s18, on those scaled up past 4000 skin pixels,
+    and None on too little skin (a pixel more or less in the sample moves the gains by 1e-6 or more)."""
+    from tests.face_helpers import swapped_faces
+
+    identity = store.load("s1")
+    compared = 0
+    for clip, swapper, geometry, actor in swapped_faces(clips, detector, mesh, identity):
+        hs, ws = geometry.small_size
+        face = cv2.resize(swapper.render(geometry, identity, "texture"), (ws, hs), interpolation=cv2.INTER_AREA)
+        skin = skin_mask(geometry, face_alpha_small(geometry))
+        big = [cv2.resize(a, (4 * ws, 4 * hs), interpolation=cv2.INTER_NEAREST) for a in (face, actor)]
+        big_skin = cv2.resize(skin.view(np.uint8), (4 * ws, 4 * hs), interpolation=cv2.INTER_NEAREST) > 0
+        assert big_skin.sum() > 4000, f"{clip}: no subsample: nothing compared"
+        for args in ((face, actor, skin), (*big, big_skin)):
+            ref, got = colour_gains(*args), colour_gains(*args, None, True)
+            assert ref is not None and got is not None and np.abs(ref - 1.0).max() > 1e-3, clip
+            assert np.array_equal(got, ref), f"{clip}: {got} against {ref}"
+            compared += 1
+        few = np.zeros_like(skin)
+        few.reshape(-1)[np.flatnonzero(skin)[:49]] = True
+        assert colour_gains(face, actor, few, None, True) is None and colour_gains(face, actor, few) is None
+    assert compared == 18
