@@ -425,6 +425,65 @@ def skin_means(
     )
 
 
+@njit(cache=True, fastmath=False, nogil=True)
+def _zone_weights(
+    uv: np.ndarray, texture: np.ndarray, labels: np.ndarray, texels: np.float32, out: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """``out`` (hs, ws, C) float32: ``texture`` (S, S, C) float32 looked up at the texture coordinates ``uv`` (hs,
+    ws, 2, 0..1) times ``texels`` less half a texel, as ``cv2.remap`` looks a float image up through a float map
+    (the position rounded to 1/32 texel, ties to even; the four texels' weights products of 32nds, exact; summed
+    left to right; texels past the edge 0), and 0 where ``labels`` < 0 (``engines.compose.relief.zone_weight``'s
+    remap and masked copy)."""
+    hs, ws = labels.shape
+    th, tw, nc = texture.shape
+    half = np.float32(0.5)
+    scale = np.float32(32.0)
+    step = np.float32(1.0 / 32.0)
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    for y in range(hs):
+        for x in range(ws):
+            if labels[y, x] < 0:
+                for c in range(nc):
+                    out[y, x, c] = zero
+                continue
+            u = uv[y, x, 0] * texels - half
+            v = uv[y, x, 1] * texels - half
+            ix = int(np.rint(u * scale))
+            iy = int(np.rint(v * scale))
+            sx, sy = ix >> 5, iy >> 5
+            ax, ay = np.float32(ix & 31) * step, np.float32(iy & 31) * step
+            w0, w1, w2, w3 = (one - ay) * (one - ax), (one - ay) * ax, ay * (one - ax), ay * ax
+            if 0 <= sx < tw - 1 and 0 <= sy < th - 1:  # all four texels inside (nearly every pixel)
+                top, bottom = texture[sy], texture[sy + 1]
+                for c in range(nc):
+                    out[y, x, c] = top[sx, c] * w0 + top[sx + 1, c] * w1 + bottom[sx, c] * w2 + bottom[sx + 1, c] * w3
+                continue
+            in_x0, in_x1 = 0 <= sx < tw, 0 <= sx + 1 < tw
+            in_y0, in_y1 = 0 <= sy < th, 0 <= sy + 1 < th
+            for c in range(nc):
+                t0 = texture[sy, sx, c] if in_y0 and in_x0 else zero
+                t1 = texture[sy, sx + 1, c] if in_y0 and in_x1 else zero
+                t2 = texture[sy + 1, sx, c] if in_y1 and in_x0 else zero
+                t3 = texture[sy + 1, sx + 1, c] if in_y1 and in_x1 else zero
+                out[y, x, c] = t0 * w0 + t1 * w1 + t2 * w2 + t3 * w3
+
+
+def zone_weights(uv_small: np.ndarray, texture: np.ndarray, labels: np.ndarray, texels: int) -> np.ndarray:
+    """(hs, ws, C) float32: ``texture`` (S, S, C) float32 at ``uv_small`` (hs, ws, 2) float32 texture coordinates
+    scaled to ``texels``, zero where ``labels`` (hs, ws) < 0, in one pass (``_zone_weights``: ``cv2.remap`` with
+    ``BORDER_CONSTANT`` and ``cv2.copyTo``'s numbers, to the bit)."""
+    out = np.empty((*labels.shape, texture.shape[2]), np.float32)
+    _zone_weights(
+        np.ascontiguousarray(uv_small, dtype=np.float32),
+        np.ascontiguousarray(texture, dtype=np.float32),
+        np.ascontiguousarray(labels),
+        np.float32(texels),
+        out,
+    )
+    return out
+
+
 def shading_field(
     normals: np.ndarray,
     constants: np.ndarray,
@@ -753,6 +812,9 @@ def warm_up() -> float:
     relief_gains(
         face_w4, actor_w3, face_lin, actor_lin, face_l, actor_l, zones, luma, (0.002, 0.01), 4.0, (0.6, 0.0, -0.9, 2.5)
     )
+    zone_texture = np.zeros((8, 8, 2), np.float32)
+    zone_texture.setflags(write=False)  # read-only, as ``engines.compose.relief._zone_texture``'s
+    zone_weights(np.zeros((4, 4, 2), np.float32), zone_texture, labels, 8)
     to_linear64 = np.linspace(0.0, 1.0, 256)  # float64, read-only: ``engines.compose.blend``'s
     to_linear64.setflags(write=False)
     skin_means(face, face, mask, 4000, to_linear64)

@@ -167,9 +167,14 @@ def _zone_texture(config: ReliefConfig) -> np.ndarray:
     return out
 
 
-def zone_weight(geometry: FaceGeometry, config: ReliefConfig) -> np.ndarray:
+def zone_weight(geometry: FaceGeometry, config: ReliefConfig, fused: bool = False) -> np.ndarray:
     """(hs, ws, 2) float32 0..1 at geometry resolution: how much of the actor's relative brightness, and of its
-    relative colour (under the nose only), each pixel takes."""
+    relative colour (under the nose only), each pixel takes. ``fused``: the lookup and the mask in one compiled
+    pass (``engines.fused.zone_weights``: OpenCV's numbers, to the bit)."""
+    if fused:
+        from engines import fused as kernels  # numba's import on the first face, not at start-up
+
+        return kernels.zone_weights(geometry.uv_small, _zone_texture(config), geometry.labels_small, ZONE_TEXELS)
     uv = geometry.uv_small * np.float32(ZONE_TEXELS) - np.float32(0.5)
     weight = cv2.remap(_zone_texture(config), uv, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     # Zero where no triangle: OpenCV's masked copy into a zeroed array (numpy's broadcast multiply by a bool mask
@@ -199,7 +204,7 @@ def relief_field(
         return None
     if monochrome:
         cfg = replace(cfg, shadow_floor=cfg.shadow_floor_monochrome)
-    zones = zone_weight(geometry, cfg)
+    zones = zone_weight(geometry, cfg, fused)
     zone, colour_zone = zones[..., 0], zones[..., 1]
     if float(zone.max()) < 0.05:
         return None

@@ -134,3 +134,19 @@ def test_a_black_and_white_identitys_deepest_shadow_is_brought_up_to_the_floor(d
             same = np.abs(grey[full] - colour[full]).max(axis=1) < 1e-4  # but where obama.jpg's nostrils are deep
             assert same.mean() > 0.8, same.mean()
             assert abs(float(np.median(grey[full])) - 1.5**cfg.lift) < 0.08, np.median(grey[full])
+
+
+def test_the_compiled_zone_weights_equal_opencvs_on_shared_clips(clips: Path, detector, mesh, store) -> None:  # type: ignore[no-untyped-def]
+    """``zone_weight(fused=True)`` (the relief's lookup on numpy's compiled path: ``engines.fused.zone_weights``) is
+    ``cv2.remap``'s lookup of the zones' texture and ``cv2.copyTo``'s mask to the bit — the position rounded to
+    1/32 texel, the weights in 32nds, the sum in OpenCV's order — on three frames each of d3, d10 and s18 (a
+    position rounded the other way or a weight in another order moves weights by 1e-7 or more)."""
+    identity = store.load("s1")
+    compared = 0
+    for clip, _, geometry, _ in swapped_faces(clips, detector, mesh, identity):
+        for config in (ReliefConfig(), ReliefConfig(folds=1.0, colour=0.5)):
+            ref, got = zone_weight(geometry, config), zone_weight(geometry, config, fused=True)
+            assert ref[..., 0].max() > 0.5, f"{clip}: no zone on the face: nothing compared"
+            assert got.dtype == np.float32 and np.array_equal(got, ref), f"{clip}: {np.abs(got - ref).max()}"
+            compared += 1
+    assert compared == 18
