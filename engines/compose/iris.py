@@ -71,7 +71,8 @@ def _lab(bgr: np.ndarray) -> np.ndarray:
 def _white_ab(lab: np.ndarray, inside: np.ndarray, white: float, dark: float) -> tuple[float, float]:
     """The white of the eye's a*, b*: the opening's pixels within the top fifth of its lightness range."""
     sclera = inside & (lab[..., 0] >= white - 0.2 * (white - dark))
-    return float(np.median(lab[..., 1][sclera])), float(np.median(lab[..., 2][sclera]))
+    a, b = np.median(lab[sclera][:, 1:], axis=0)
+    return float(a), float(b)
 
 
 def _iris_weights(
@@ -94,12 +95,15 @@ def _iris_weights(
     total = float(darkness.sum())
     if total < _MIN_PIXELS:
         return None
-    yy, xx = np.indices(lightness.shape, dtype=np.float32)
-    cy, cx = float((darkness * yy).sum()) / total, float((darkness * xx).sum()) / total
+    h, w = lightness.shape
+    cy = float(darkness.sum(axis=1) @ np.arange(h, dtype=np.float32)) / total
+    cx = float(darkness.sum(axis=0) @ np.arange(w, dtype=np.float32)) / total
     radius = _IRIS_RADIUS * float(np.linalg.norm(corners[1] - corners[0]))
     if radius < 1.5:
         return None
-    r = np.hypot(yy - cy, xx - cx) / radius
+    dy = (np.arange(h, dtype=np.float32)[:, None] - np.float32(cy)) / np.float32(radius)
+    dx = (np.arange(w, dtype=np.float32)[None, :] - np.float32(cx)) / np.float32(radius)
+    r = np.sqrt(dy * dy + dx * dx)
     disc = np.clip((_DISC_OUT - r) / (_DISC_OUT - _DISC_IN), 0.0, 1.0)
     pupil = np.clip((r - _PUPIL_IN) / (_PUPIL_OUT - _PUPIL_IN), 0.0, 1.0)
     # Within the iris's circle, anything clearly darker than the white of the eye is iris (a pale grey iris is only
@@ -173,14 +177,14 @@ def tint_irises(
         weight, pupil, ring, dark, white = found
         if int(ring.sum()) < _MIN_PIXELS:
             continue
-        own = float(np.median(lightness[ring])) / max(white, 1e-3)
-        gain = float(np.clip(iris.lightness / max(own, 1e-3), *_L_RATIO_LIMITS))
+        ring_l, ring_a, ring_b = (float(v) for v in np.median(lab[ring], axis=0))
+        gain = float(np.clip(iris.lightness / max(ring_l / max(white, 1e-3), 1e-3), *_L_RATIO_LIMITS))
         share = weight * pupil * ramp * np.float32(min(cfg.strength, 1.0))
-        lab[..., 0] = lightness * (1 + share * (gain - 1))
         if iris.a is not None and iris.b is not None:
             wa, wb = _white_ab(lab, inside, white, dark)
-            lab[..., 1] += share * (wa + iris.a - float(np.median(lab[..., 1][ring])))
-            lab[..., 2] += share * (wb + iris.b - float(np.median(lab[..., 2][ring])))
+            lab[..., 1] += share * (wa + iris.a - ring_a)
+            lab[..., 2] += share * (wb + iris.b - ring_b)
+        lab[..., 0] = lightness * (1 + share * (gain - 1))
         out = cv2.cvtColor(lab, cv2.COLOR_Lab2BGR) * 255.0
         changed = share > 0
         box[changed] = np.clip(np.rint(out[changed]), 0, 255).astype(np.uint8)
