@@ -97,6 +97,7 @@ STEPS = {
     "seam applied": ("engines.compose.seam", "apply_field"),
     "composite": ("engines.compose.blend", "composite"),
     "paste (fused)": ("engines.fused", "paste_face"),
+    "iris": ("engines.compose.iris", "tint_irises"),
 }
 """``--steps``: the engine functions the per-face stages spend their time in (name: module, attribute)."""
 STEP = "step: "
