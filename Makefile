@@ -34,10 +34,26 @@ LOCK ?= requirements/$(if $(HAS_CUDA),cuda,cpu).txt
 LATEST_TORCH_CUDA := torch>=2.4,<3
 LATEST_TORCH := $(if $(HAS_CUDA),$(LATEST_TORCH_CUDA),torch==2.13.0)
 
-$(VENV)/.installed: pyproject.toml $(LOCK)
+# The installer is uv (requirements/bootstrap.txt: its version and wheels' hashes), outside the project's venv:
+# it installs the same hashed lock as pip in a few seconds of CPU, from its cache or in parallel downloads, where
+# pip took ~35 s (BENCHMARKS.md, "Test suite"). uv reads neither pip's configuration nor its variables, so it is
+# given pip's find-links (PIP_FIND_LINKS, else pip's configuration: the local folder torch's CPU build is in) and
+# PIP_INDEX_URL / PIP_EXTRA_INDEX_URL, and takes each pinned file from whichever of them has it, as pip does
+# (the hashes decide what installs). Where uv cannot be installed or fails, pip installs the lock, as before.
+UV := $(VENV)/bootstrap/bin/uv
+UV_FIND_LINKS_FROM_PIP = $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
+UV_SOURCES = --index-strategy unsafe-best-match $(foreach l,$(UV_FIND_LINKS_FROM_PIP),--find-links $(l)) \
+  $(if $(PIP_INDEX_URL),--index-url $(PIP_INDEX_URL)) $(foreach u,$(PIP_EXTRA_INDEX_URL),--extra-index-url $(u))
+$(VENV)/.installed: pyproject.toml $(LOCK) requirements/bootstrap.txt
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --require-hashes --no-deps --no-compile -r $(LOCK)
+	@if ! $(BIN)/pip install --quiet --require-hashes --no-deps --target $(VENV)/bootstrap -r requirements/bootstrap.txt; then \
+	  echo "setup: uv (requirements/bootstrap.txt) could not be installed; installing $(LOCK) with pip (slower)"; \
+	  $(BIN)/pip install --quiet --require-hashes --no-deps --no-compile -r $(LOCK); \
+	elif ! $(UV) pip install --quiet --python $(BIN)/python --require-hashes --no-deps $(UV_SOURCES) -r $(LOCK); then \
+	  echo "setup: uv could not install $(LOCK) (above); installing it with pip (slower)"; \
+	  $(BIN)/pip install --quiet --require-hashes --no-deps --no-compile -r $(LOCK); \
+	else echo "setup: $(LOCK) installed with $$($(UV) --version)"; fi
 	@# The bytecode pip would compile on one core (half of the install's CPU), compiled on all of them. Torch
 	@# ships a test helper only Python 3.12 can compile; pip leaves such files alone silently, and so does this.
 	@$(BIN)/python -m compileall -qq -j 0 $(VENV)/lib || true

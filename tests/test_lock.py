@@ -41,3 +41,14 @@ def test_lockcheck_finds_a_dependency_missing_from_the_lock_or_outside_its_range
     assert "av==18.1.0: no --hash" in problems
     assert any(p.startswith("aiortc: in pyproject.toml but not in the lock") for p in problems), problems
     assert differences(lock, {"numpy": "1.20.0", "av": "19.0"}) == [("av", "18.1.0", "19.0")]
+
+
+def test_the_installer_is_pinned_by_version_and_hashes() -> None:
+    """`make setup` installs uv from requirements/bootstrap.txt with --require-hashes (pip refuses a file whose
+    hash is not listed there), then the lock with it, hashes required too."""
+    pins = read_lock(REPO / "requirements" / "bootstrap.txt")
+    assert list(pins) == ["uv"], pins
+    assert pins["uv"].hashes >= 1 and pins["uv"].version.count(".") == 2, pins["uv"]
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    assert "--require-hashes --no-deps --target $(VENV)/bootstrap -r requirements/bootstrap.txt" in makefile
+    assert "$(UV) pip install --quiet --python $(BIN)/python --require-hashes --no-deps" in makefile
