@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import av
+import cv2
+import numpy as np
 
 
 def lighter_clip(clip: Path, out_dir: Path, *, fps: int | None = None, seconds: float | None = None) -> Path:
@@ -48,4 +50,19 @@ def lighter_clip(clip: Path, out_dir: Path, *, fps: int | None = None, seconds: 
                 dst.mux(video.encode(frame.reformat(format="yuv420p")))
                 written += 1
         dst.mux(video.encode(None))
+    return out
+
+
+def frames_720p(path: Path, n: int) -> list[np.ndarray]:
+    """The first ``n`` frames of a clip as BGR, scaled to 1280x720 where they are another size (the watermark's
+    tests measure every clip at the live path's usual size)."""
+    out = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            image = frame.to_ndarray(format="bgr24")
+            if image.shape[:2] != (720, 1280):
+                image = cv2.resize(image, (1280, 720), interpolation=cv2.INTER_AREA)
+            out.append(image)
+            if len(out) >= n:
+                break
     return out

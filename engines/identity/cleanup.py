@@ -494,17 +494,7 @@ def _relax_smile(
     skin = face & (labels == SKIN) & ~brow_mask(size)
     if skin.sum() < 100:
         return albedo, np.zeros((size, size), bool)
-    sigma = size * SMILE_CREASE_SIGMA
-    luma = albedo @ _LUMA_BGR
-    level = _normalised_blur(luma, skin, sigma)
-    clean = skin & (luma > SMILE_FOLD_RATIO * level)
-    level = _normalised_blur(luma, clean, sigma)
-    colour = np.dstack([_normalised_blur(albedo[..., c], clean, sigma) for c in range(3)])
-    depth = np.clip((1.0 - luma / np.maximum(level, 1e-4)) / (1.0 - SMILE_FOLD_RATIO), 0.0, 1.0)
-    depth = depth * depth * (3.0 - 2.0 * depth)
-    weight = depth * smile_zone(size) * amount * (seen & skin)
-    strength = np.minimum(cv2.GaussianBlur(weight.astype(np.float32), (0, 0), size / 256.0), 1.0) * skin
-    return (albedo + strength[..., None] * (colour - albedo)).astype(np.float32), strength > 0.01
+    return _lift_pockets(albedo, skin, seen, size * SMILE_CREASE_SIGMA, SMILE_FOLD_RATIO, smile_zone(size), amount)
 
 
 SMILE_FOLD_RATIO = 0.9
@@ -593,16 +583,32 @@ def _lift_mouth_corners(
     around = face & ((labels == SKIN) | (labels == FEATURE) | (labels == LIPS)) & ~brow_mask(size)
     if around.sum() < 100:
         return albedo, np.zeros((size, size), bool)
-    sigma = size * CORNER_SIGMA
+    return _lift_pockets(albedo, around, seen, size * CORNER_SIGMA, CORNER_RATIO, mouth_corner_zone(size), amount)
+
+
+def _lift_pockets(
+    albedo: np.ndarray,
+    region: np.ndarray,
+    seen: np.ndarray,
+    sigma: float,
+    ratio: float,
+    zone: np.ndarray,
+    amount: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``albedo`` with its dark pockets inside ``region`` (texels darker than ``ratio`` of the level around them,
+    over ``sigma`` texels) lifted toward the colour of the clean ``region`` around them, by ``zone`` (where: 0..1 per
+    texel) times ``amount``, where the photos saw them (``seen``); (albedo, texels changed). The smile's folds
+    and a closed mouth's corners are lifted this way, each with its own region, scale and zone."""
+    size = albedo.shape[0]
     luma = albedo @ _LUMA_BGR
-    level = _normalised_blur(luma, around, sigma)
-    clean = around & (luma > CORNER_RATIO * level)
+    level = _normalised_blur(luma, region, sigma)
+    clean = region & (luma > ratio * level)
     level = _normalised_blur(luma, clean, sigma)
     colour = np.dstack([_normalised_blur(albedo[..., c], clean, sigma) for c in range(3)])
-    depth = np.clip((1.0 - luma / np.maximum(level, 1e-4)) / (1.0 - CORNER_RATIO), 0.0, 1.0)
+    depth = np.clip((1.0 - luma / np.maximum(level, 1e-4)) / (1.0 - ratio), 0.0, 1.0)
     depth = depth * depth * (3.0 - 2.0 * depth)
-    weight = depth * mouth_corner_zone(size) * amount * (seen & around)
-    strength = np.minimum(cv2.GaussianBlur(weight.astype(np.float32), (0, 0), size / 256.0), 1.0) * around
+    weight = depth * zone * amount * (seen & region)
+    strength = np.minimum(cv2.GaussianBlur(weight.astype(np.float32), (0, 0), size / 256.0), 1.0) * region
     return (albedo + strength[..., None] * (colour - albedo)).astype(np.float32), strength > 0.01
 
 

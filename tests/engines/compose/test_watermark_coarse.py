@@ -9,7 +9,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 import pytest
 
@@ -24,22 +23,10 @@ from engines.compose.watermark import (
 from engines.errors import InputError
 from streamer.record.encoding import EncodeSpec
 from streamer.record.formats import codec_setup, format_for_path_suffix
+from tests.clip_helpers import frames_720p
 
 WID = 0x2B7E1516
 LIVE_BITRATE = 2_500_000
-
-
-def _frames(path: Path, n: int) -> list[np.ndarray]:
-    out = []
-    with av.open(str(path)) as container:
-        for frame in container.decode(video=0):
-            image = frame.to_ndarray(format="bgr24")
-            if image.shape[:2] != (720, 1280):
-                image = cv2.resize(image, (1280, 720), interpolation=cv2.INTER_AREA)
-            out.append(image)
-            if len(out) >= n:
-                break
-    return out
 
 
 def _encode(frames: list[np.ndarray], as_recorded: bool = False) -> tuple[list[np.ndarray], int]:
@@ -78,7 +65,7 @@ def _mark(config: WatermarkConfig, frames: list[np.ndarray]) -> tuple[Watermarke
 
 @pytest.fixture(scope="module")
 def hamilton(clips: Path) -> list[np.ndarray]:
-    return _frames(clips / "short_hamilton_clip.mp4", 60)
+    return frames_720p(clips / "short_hamilton_clip.mp4", 60)
 
 
 def test_coarse_costs_little_in_stageswaps_files_and_reads_after_live_h264(clips: Path) -> None:
@@ -86,7 +73,7 @@ def test_coarse_costs_little_in_stageswaps_files_and_reads_after_live_h264(clips
     frames), the coarse mark costs under 3% of the unmarked file and under 60% of what ``MOVING`` costs (measured
     +1.9% against +3.6%), and it is read in >= 95% of the frames after H.264 at the live bitrate (measured 100%), where
     the unmarked encode reads nothing."""
-    frames = _frames(clips / "s18.mp4", 30)
+    frames = frames_720p(clips / "s18.mp4", 30)
     _, plain = _encode(frames, as_recorded=True)
     coarse, marked = _mark(COARSE, frames)
     cost = {
@@ -110,7 +97,7 @@ def test_a_dark_soft_frame_gets_its_mark_raised_in_steps(hamilton: list[np.ndarr
     k = float(np.median(raised[(dark > 0.05) & (dark < 0.5)] / dark[(dark > 0.05) & (dark < 0.5)]))
     assert 1.49 < k < 5 / 3 + 1e-4 and abs(k * 6 - round(k * 6)) < 1e-3, k
     assert raised.max() <= np.float32(COARSE.mask_gain) and not raised[dark == 0].any()
-    textured = _half_mask_gain(_frames(clips / "s18.mp4", 1)[0], COARSE)
+    textured = _half_mask_gain(frames_720p(clips / "s18.mp4", 1)[0], COARSE)
     assert _boosted(textured, COARSE) is textured
     assert _boosted(dark, replace(COARSE, mask_floor_rms=0.0)) is dark
     with pytest.raises(InputError, match="mask_floor_rms must be between 0 and mask_gain"):

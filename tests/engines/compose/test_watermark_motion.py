@@ -16,22 +16,10 @@ from engines.compose.picture_motion import PictureMotion
 from engines.compose.watermark import CHROMA_MASKED, MOVING, WatermarkConfig, Watermarker, mask_gain_map, payload_bits
 from engines.errors import InputError
 from engines.stages.mark import MarkStage
+from tests.clip_helpers import frames_720p
 
 WID = 0x2B7E1516
 LIVE_BITRATE = 2_500_000
-
-
-def _frames(path: Path, n: int) -> list[np.ndarray]:
-    out = []
-    with av.open(str(path)) as container:
-        for frame in container.decode(video=0):
-            image = frame.to_ndarray(format="bgr24")
-            if image.shape[:2] != (720, 1280):
-                image = cv2.resize(image, (1280, 720), interpolation=cv2.INTER_AREA)
-            out.append(image)
-            if len(out) >= n:
-                break
-    return out
 
 
 def _encode(frames: list[np.ndarray], crf: int | None = None) -> tuple[list[np.ndarray], int]:
@@ -70,7 +58,7 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def s18(clips: Path) -> list[np.ndarray]:
-    return _frames(clips / "s18.mp4", 20)
+    return frames_720p(clips / "s18.mp4", 20)
 
 
 def test_the_mark_moves_with_the_picture(s18: list[np.ndarray], clips: Path) -> None:
@@ -95,7 +83,7 @@ def test_the_mark_moves_with_the_picture(s18: list[np.ndarray], clips: Path) -> 
     still = [marker.apply(f, WID)[..., 0].astype(np.float32) - f[..., 0] for f in (pan[0], pan[8])]
     assert _correlation(still[1], still[0]) > _correlation(still[1], _shifted(still[0], 6.0, 2.0))
     # a cut (another clip) starts the displacement again
-    other = _frames(clips / "short_hamilton_clip.mp4", 1)[0]
+    other = frames_720p(clips / "short_hamilton_clip.mp4", 1)[0]
     marker.apply(other, WID, motion)
     assert motion.cuts == 1 and not motion.displacement.any()
     # the stage keeps one tracker per processor (so per stream) for the moving mark only
@@ -165,7 +153,7 @@ def test_the_mask_measured_at_half_resolution_is_the_full_resolution_one(s18: li
     """``mask_gain_map`` is measured at half resolution for speed; on real frames (s18's office, short_hamilton's dark
     stage) it is the definition computed at full resolution (difference of Gaussians, sigma 1 and 4 px, RMS over
     16-px boxes) to a correlation of >= 0.98 and within 3% on average."""
-    hamilton = _frames(clips / "short_hamilton_clip.mp4", 1)[0]
+    hamilton = frames_720p(clips / "short_hamilton_clip.mp4", 1)[0]
     for frame in (s18[0], hamilton):
         grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32)
         band = cv2.GaussianBlur(grey, (0, 0), 1.0) - cv2.GaussianBlur(grey, (0, 0), 4.0)
