@@ -4,6 +4,7 @@ WebRTC encoder and decoder, or a browser) runs on the frames the assertion needs
 
 from __future__ import annotations
 
+import io
 import math
 from fractions import Fraction
 from pathlib import Path
@@ -66,3 +67,34 @@ def frames_720p(path: Path, n: int) -> list[np.ndarray]:
             if len(out) >= n:
                 break
     return out
+
+
+LIVE_BITRATE = 2_500_000
+"""The live path's H.264 rate the watermark must survive (bits a second)."""
+
+
+def h264_round_trip(
+    frames: list[np.ndarray], options: dict[str, str] | None = None, gop_frames: int | None = None
+) -> tuple[list[np.ndarray], int]:
+    """``frames`` through H.264 in an MP4 in memory and back: (the decoded frames, the file's bytes). Without
+    ``options``, at the live bitrate (veryfast, zerolatency); else with those x264 options (and ``gop_frames``)."""
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        stream: Any = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        if options is None:
+            stream.bit_rate = LIVE_BITRATE
+            stream.options = {"preset": "veryfast", "tune": "zerolatency"}
+        else:
+            stream.options = dict(options)
+        if gop_frames is not None:
+            stream.codec_context.gop_size = gop_frames
+        for image in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    size = buf.tell()
+    buf.seek(0)
+    with av.open(buf) as container:
+        return [f.to_ndarray(format="bgr24") for f in container.decode(video=0)], size

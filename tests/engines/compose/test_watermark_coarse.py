@@ -3,12 +3,10 @@ writes (a keyframe every 15 frames, where a fine mark is coded afresh), with dar
 
 from __future__ import annotations
 
-import io
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
@@ -23,38 +21,21 @@ from engines.compose.watermark import (
 from engines.errors import InputError
 from streamer.record.encoding import EncodeSpec
 from streamer.record.formats import codec_setup, format_for_path_suffix
-from tests.clip_helpers import frames_720p
+from tests.clip_helpers import frames_720p, h264_round_trip
 
 WID = 0x2B7E1516
-LIVE_BITRATE = 2_500_000
 
 
 def _encode(frames: list[np.ndarray], as_recorded: bool = False) -> tuple[list[np.ndarray], int]:
     """H.264 at the live bitrate (veryfast, zerolatency), or ``as_recorded``: as stageswap writes its files
     (``codec_setup``: CRF 18, no B-frames, a keyframe every fragment); the decoded frames and the bytes."""
-    buf = io.BytesIO()
+    if not as_recorded:
+        return h264_round_trip(frames)
     fmt = format_for_path_suffix(".mp4")
-    with av.open(buf, "w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        if as_recorded:
-            keyint = EncodeSpec(fmt, rate=Fraction(30), time_base=Fraction(1, 30)).keyint_frames
-            setup = codec_setup(fmt, frames[0].shape[1], frames[0].shape[0], keyint)
-            assert setup.gop_frames == 15 and setup.options["bf"] == "0"
-            stream.codec_context.gop_size = setup.gop_frames
-            stream.options = dict(setup.options)
-        else:
-            stream.bit_rate = LIVE_BITRATE
-            stream.options = {"preset": "veryfast", "tune": "zerolatency"}
-        for image in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    size = buf.tell()
-    buf.seek(0)
-    with av.open(buf) as container:
-        return [f.to_ndarray(format="bgr24") for f in container.decode(video=0)], size
+    keyint = EncodeSpec(fmt, rate=Fraction(30), time_base=Fraction(1, 30)).keyint_frames
+    setup = codec_setup(fmt, frames[0].shape[1], frames[0].shape[0], keyint)
+    assert setup.gop_frames == 15 and setup.options["bf"] == "0"
+    return h264_round_trip(frames, dict(setup.options), setup.gop_frames)
 
 
 def _mark(config: WatermarkConfig, frames: list[np.ndarray]) -> tuple[Watermarker, list[np.ndarray]]:

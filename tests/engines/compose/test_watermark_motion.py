@@ -3,11 +3,9 @@ carries it; read from one frame by re-aligning its periodic layout."""
 
 from __future__ import annotations
 
-import io
 from dataclasses import replace
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pytest
@@ -16,32 +14,14 @@ from engines.compose.picture_motion import PictureMotion
 from engines.compose.watermark import CHROMA_MASKED, MOVING, WatermarkConfig, Watermarker, mask_gain_map, payload_bits
 from engines.errors import InputError
 from engines.stages.mark import MarkStage
-from tests.clip_helpers import frames_720p
+from tests.clip_helpers import frames_720p, h264_round_trip
 
 WID = 0x2B7E1516
-LIVE_BITRATE = 2_500_000
 
 
 def _encode(frames: list[np.ndarray], crf: int | None = None) -> tuple[list[np.ndarray], int]:
     """H.264 (veryfast) at the live bitrate, or at constant quality ``crf``: the decoded frames and the bytes."""
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        if crf is None:
-            stream.bit_rate = LIVE_BITRATE
-            stream.options = {"preset": "veryfast", "tune": "zerolatency"}
-        else:
-            stream.options = {"preset": "veryfast", "crf": str(crf)}
-        for image in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    size = buf.tell()
-    buf.seek(0)
-    with av.open(buf) as container:
-        return [f.to_ndarray(format="bgr24") for f in container.decode(video=0)], size
+    return h264_round_trip(frames, None if crf is None else {"preset": "veryfast", "crf": str(crf)})
 
 
 def _shifted(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
