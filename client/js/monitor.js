@@ -103,6 +103,7 @@ const state = {
   editing: new Set(), // controls the operator is moving now: server echoes do not overwrite them
   fieldErrors: new Map(), // settings key -> the server's refusal, shown under its control
   queue: Promise.resolve(), // settings patches, one at a time (see send)
+  sent: new Map(), // settings key -> the number of its newest patch (see send)
 };
 
 // ---- video --------------------------------------------------------------------------------------
@@ -488,12 +489,19 @@ function send(patch, key = null, field = key) {
   if (!STREAM_NAME.test(state.name)) return Promise.resolve();
   if (key) state.editing.add(key);
   const name = state.name;
-  const done = state.queue.then(() => sendNow(name, patch, key, field));
+  // Only the key's newest patch releases it: two picks in a row (a model, then another) must keep the control
+  // held until the second is answered, or a push built before it puts the first pick back meanwhile.
+  const number = key ? (state.sent.get(key) ?? 0) + 1 : 0;
+  if (key) state.sent.set(key, number);
+  const done = state.queue.then(() => sendNow(name, patch, key, field, number));
   state.queue = done;
   return done;
 }
 
-async function sendNow(name, patch, key, field) {
+async function sendNow(name, patch, key, field, number = 0) {
+  const release = () => {
+    if (key && state.sent.get(key) === number) state.editing.delete(key);
+  };
   try {
     const answer = await patchStream(name, patch);
     showControlError("");
@@ -504,11 +512,11 @@ async function sendNow(name, patch, key, field) {
     const reason = err instanceof ApiError ? err.message : String(err);
     if (field) showFieldError(field, reason);
     else showControlError(reason);
-    if (key) state.editing.delete(key);
+    release();
     if (state.settings) applySettings(state.settings); // show what the server kept
     return;
   }
-  if (key) setTimeout(() => state.editing.delete(key), 300);
+  if (key) setTimeout(release, 300);
 }
 
 /** A sender for continuous controls (sliders, the light): while a patch is on its way the newest value
