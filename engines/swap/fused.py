@@ -273,6 +273,28 @@ def _fill(
 
 
 @njit(cache=True, fastmath=False, nogil=True)
+def _row_pair(
+    small: np.ndarray,
+    row_lo: int,
+    row_hi: int,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    frac: np.ndarray,
+    rows: np.ndarray,
+    keys: np.ndarray,
+) -> tuple[int, int]:  # pragma: no cover - compiled
+    """The slots of ``rows`` holding source rows ``row_lo`` and ``row_hi`` of ``small`` interpolated across
+    (``_fill``), each filled only when neither slot holds it yet (the lower one where the upper is not)."""
+    s0 = _slot(keys, row_lo)
+    if s0 < 0:
+        s0 = _fill(small, row_lo, lo, hi, frac, rows, keys, _slot(keys, row_hi))
+    s1 = _slot(keys, row_hi)
+    if s1 < 0:
+        s1 = _fill(small, row_hi, lo, hi, frac, rows, keys, s0)
+    return s0, s1
+
+
+@njit(cache=True, fastmath=False, nogil=True)
 def _render(
     texel_small: np.ndarray, texture: np.ndarray, box: tuple[int, int, int, int], out: np.ndarray
 ) -> None:  # pragma: no cover - compiled
@@ -298,12 +320,7 @@ def _render(
     zero = np.float32(0.0)
     lo, hi, wx = cx_lo[x0:x1], cx_hi[x0:x1], cx_w[x0:x1]
     for y in range(y0, y1):
-        s0 = _slot(keys, ry_lo[y])
-        if s0 < 0:  # filled where the row below is not
-            s0 = _fill(texel_small, ry_lo[y], lo, hi, wx, rows, keys, _slot(keys, ry_hi[y]))
-        s1 = _slot(keys, ry_hi[y])
-        if s1 < 0:
-            s1 = _fill(texel_small, ry_hi[y], lo, hi, wx, rows, keys, s0)
+        s0, s1 = _row_pair(texel_small, ry_lo[y], ry_hi[y], lo, hi, wx, rows, keys)
         fy = ry_w[y]
         top, bottom = rows[s0], rows[s1]
         for i in range(n):
@@ -376,12 +393,7 @@ def _relight_rendered(
         _spread(mask[y, x0:x1].view(np.uint8), keep)
         linear[:] = zero
         if fy0 <= y < fy1:
-            s0 = _slot(texel_keys, ry_lo[y])
-            if s0 < 0:
-                s0 = _fill(texel_small, ry_lo[y], lo, hi, wx, texels, texel_keys, _slot(texel_keys, ry_hi[y]))
-            s1 = _slot(texel_keys, ry_hi[y])
-            if s1 < 0:
-                s1 = _fill(texel_small, ry_hi[y], lo, hi, wx, texels, texel_keys, s0)
+            s0, s1 = _row_pair(texel_small, ry_lo[y], ry_hi[y], lo, hi, wx, texels, texel_keys)
             fy = ry_w[y]
             upper_row, lower_row = texels[s0], texels[s1]
             for i in range(x1 - x0):
