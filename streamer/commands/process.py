@@ -148,6 +148,12 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--detect-every must be at least 1")
     if args.detect_width < 64:
         raise InputError("--detect-width must be at least 64")
+    from streamer.record.media import VideoReader
+
+    # The input is opened once before the models load: a missing, unreadable or silent file is said first, not
+    # after seconds of loading (or behind a missing model's message, which hid what was wrong with the input).
+    with VideoReader(args.input):
+        pass
     cert, key = signing_paths(args)
     if cert is not None and not args.no_sign:
         from engines.paths import data_dir

@@ -106,7 +106,11 @@ def test_bad_inputs_have_clear_messages(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], make_input, message: str
 ) -> None:  # type: ignore[no-untyped-def]
     src = make_input(tmp_path)
-    assert main(["process", "-i", str(src), "-o", str(tmp_path / "o.mp4"), "--no-progress"]) == 2
+    # An empty models folder: the input is judged before any model is looked for (a missing model's message
+    # used to hide what was wrong with the input).
+    (tmp_path / "no-models").mkdir()
+    argv = ["process", "-i", str(src), "-o", str(tmp_path / "o.mp4"), "--models", str(tmp_path / "no-models")]
+    assert main([*argv, "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "o.mp4").exists()
