@@ -113,6 +113,24 @@ def _blend(
 
 
 @njit(cache=True, fastmath=False, nogil=True)
+def _across1(src: np.ndarray, lo: np.ndarray, hi: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
+    """``_across`` for one channel: a source row interpolated at the columns' taps into ``out``."""
+    for x in range(lo.shape[0]):  # pragma: no cover - compiled
+        low = src[lo[x]]
+        out[x] = low + w[x] * (src[hi[x]] - low)
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def _spread_rows(top: np.ndarray, bottom: np.ndarray, fy: np.float32, out: np.ndarray) -> None:
+    """Two rows of one-channel values blended by ``fy``, each result three times into ``out`` (``_spread``)."""
+    for x in range(top.shape[0]):  # pragma: no cover - compiled
+        v = top[x] + fy * (bottom[x] - top[x])
+        out[3 * x] = v
+        out[3 * x + 1] = v
+        out[3 * x + 2] = v
+
+
+@njit(cache=True, fastmath=False, nogil=True)
 def _spread(values: np.ndarray, out: np.ndarray) -> None:
     """Each of ``values`` three times into ``out``: a per-pixel weight for each channel."""
     for x in range(values.shape[0]):  # pragma: no cover - compiled
@@ -135,7 +153,8 @@ def _paste(
 ) -> None:  # pragma: no cover - compiled
     """``frame``'s window at ``origin`` (y, x), of size ``window`` (h, w), blended in place with ``face`` (any size,
     uint8, bilinearly scaled to the window) times ``gain`` (any size, float32, bilinearly scaled; ignored without
-    ``has_gain``) by ``alpha`` (the window's size), inside ``box`` = (y0, y1, x0, x1) of the window."""
+    ``has_gain``) by ``alpha`` (any size, float32, bilinearly scaled: 1 where its taps are all 1), inside ``box`` =
+    (y0, y1, x0, x1) of the window."""
     wh, ww = window
     y0, y1, x0, x1 = box
     oy, ox = origin
@@ -153,11 +172,25 @@ def _paste(
     face_keys, gain_keys = np.full(2, -1, np.int64), np.full(2, -1, np.int64)
     gain_pair, gy = (gain_cache[0], gain_cache[1]), np.float32(0.0)
     alpha_row = np.empty(n, np.float32)
+    scaled = alpha.shape[0] != wh or alpha.shape[1] != ww
+    ay_lo, ay_hi, ay_w = _taps(wh, alpha.shape[0])
+    aa, ab, aw = _taps(ww, alpha.shape[1])
+    aa, ab, aw = aa[x0:x1], ab[x0:x1], aw[x0:x1]
+    alpha_cache, alpha_keys = np.empty((2, x1 - x0), np.float32), np.full(2, -1, np.int64)
     for y in range(y0, y1):
         face_pair = _rows(face_rows, fy_lo[y], fy_hi[y], fa, fb, fw, face_cache, face_keys)
         if has_gain:
             gain_pair, gy = _rows(gain_rows, gy_lo[y], gy_hi[y], ga, gb, gw, gain_cache, gain_keys), gy_w[y]
-        _spread(alpha[y, x0:x1], alpha_row)
+        if scaled:
+            for r in (ay_lo[y], ay_hi[y]):
+                if alpha_keys[0] != r and alpha_keys[1] != r:
+                    slot = 0 if alpha_keys[0] != ay_lo[y] and alpha_keys[0] != ay_hi[y] else 1
+                    _across1(alpha[r], aa, ab, aw, alpha_cache[slot])
+                    alpha_keys[slot] = r
+            top, bottom = (0, 1) if alpha_keys[0] == ay_lo[y] else (1, 0)
+            _spread_rows(alpha_cache[top], alpha_cache[bottom], ay_w[y], alpha_row)
+        else:
+            _spread(alpha[y, x0:x1], alpha_row)
         start = (oy + y) * width + (ox + x0) * 3
         _blend(pixels[start : start + n], face_pair, fy_w[y], gain_pair, gy, alpha_row)
 
@@ -293,12 +326,12 @@ def paste_face(
     """``frame`` (uint8 BGR, C-contiguous) with the face pasted in place: in its window at ``origin`` (y, x) of size
     ``window`` (h, w), inside ``box`` = (y0, y1, x0, x1) of the window, ``frame + alpha (face - frame)`` where the
     face is ``face_bgr`` (uint8 BGR at its work size) times the seam's linear-light gains ``field_small``
-    (``seam_field``; None: none), both scaled to the window; ``alpha`` float32, the window's size.
-    ``engines.compose.blend.paste_face`` finds the box."""
+    (``seam_field``; None: none), both scaled to the window; ``alpha`` float32, the window's size or any other
+    (the work size: scaled to the window bilinearly here too). ``engines.compose.blend.paste_face`` finds the box."""
     if not frame.flags.c_contiguous or frame.dtype != np.uint8:
         raise ValueError("the frame must be a C-contiguous uint8 image")
-    if alpha.shape != window:
-        raise ValueError(f"alpha {alpha.shape} does not match the window {window}")
+    if alpha.ndim != 2:
+        raise ValueError(f"alpha {alpha.shape} is not one channel")
     gain = _NO_GAIN if field_small is None else np.power(field_small, 1.0 / _GAMMA, dtype=np.float32)
     _paste(
         frame,

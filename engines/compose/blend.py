@@ -133,7 +133,8 @@ def cut_openings(
     config: BlendConfig | None = None,
     fused: bool = False,
 ) -> None:
-    """Multiply the window-size ``alpha`` in place by a ramp around each kept opening, at window resolution.
+    """Multiply ``alpha`` in place by a ramp around each kept opening, at ``alpha``'s resolution: the window's, or any
+    other grid over the window (the work size, ``FaceGeometry.mask_size``; ``cv2.resize``'s pixel centres).
 
     Each ramp is a signed distance to the opening's contour polygon (the tracked eye or lip points, morphed
     if the mesh was), so its edge is smooth to the pixel however thin the opening (a blink). The cut is
@@ -153,8 +154,13 @@ def cut_openings(
     if not openings:
         return
     h, w = alpha.shape
+    window = geometry.window
     unit = geometry.face_scale_px
-    points = geometry.landmarks[:, :2] - np.array([geometry.window.x0, geometry.window.y0], np.float32)
+    points = geometry.landmarks[:, :2] - np.array([window.x0, window.y0], np.float32)
+    if (h, w) != (window.height, window.width):  # another grid over the window: its pixels, its units
+        scale = np.array([w / window.width, h / window.height], np.float32)
+        points = (points + np.float32(0.5)) * scale - np.float32(0.5)
+        unit *= math.sqrt(float(scale[0] * scale[1]))
     triangle = geometry.raster.triangle
     hs, ws = triangle.shape
     for contour, grow, feather in openings:
@@ -367,7 +373,7 @@ def composite(frame: np.ndarray, geometry: FaceGeometry, face_bgr: np.ndarray, a
     The actor is the frame's window as it is (the morph's warped copy, when there is one, is part of
     ``face_bgr``'s caller's business: pass it blended already)."""
     ys, xs = geometry.window.slices
-    a = np.asarray(alpha, dtype=np.float32)
+    a = np.asarray(geometry.to_window(alpha), dtype=np.float32)  # a work-size alpha (``mask_size``) scaled up
     # Only the box where the face shows: the window's margin (the morph's falloff, the feather's reach) is the
     # actor's already, and blending it cost a third of the paste on a close-up.
     box = alpha_box(geometry, a)
@@ -386,7 +392,8 @@ def paste_face(
     """``composite(frame, geometry, geometry.to_window(apply_field(face_bgr, field_small)), alpha)`` in one compiled
     pass over the box where ``alpha`` shows (``engines.fused.paste_face``; within a level of those passes, which
     stay the reference): the face at its work size with the seam's gains (None: none) scaled up and blended into
-    ``frame`` (uint8, C-contiguous) in place."""
+    ``frame`` (uint8, C-contiguous) in place. ``alpha``: the window's size, or the work size (``mask_size``:
+    scaled up in the same pass)."""
     # Imported on the first face pasted, not at start-up: numba's import costs ~0.4 s of CPU (issue 17).
     from engines import fused
 
@@ -394,7 +401,7 @@ def paste_face(
     box = alpha_box(geometry, a)
     if box is None:
         return
-    (by, bx), window = box, geometry.window
+    (by, bx), window = window_box(box, a.shape, geometry), geometry.window
     fused.paste_face(
         frame,
         (window.y0, window.x0),
@@ -406,8 +413,27 @@ def paste_face(
     )
 
 
+def window_box(box: tuple[slice, slice], size: tuple[int, ...], geometry: FaceGeometry) -> tuple[slice, slice]:
+    """``box`` (row and column slices of an alpha of ``size`` (h, w) over the window, outside which it is zero) as the
+    window's rows and columns outside which that alpha scaled up bilinearly (``cv2.resize``'s pixel centres) is
+    zero: a window pixel reads the two rows and columns around its centre. ``box`` itself for a window-size alpha."""
+    (h, w), window = size[:2], geometry.window
+    if (h, w) == (window.height, window.width):
+        return box
+    ys, xs = box
+
+    def scaled(part: slice, small: int, large: int) -> slice:
+        k = large / small
+        return slice(
+            max(math.floor((part.start - 0.5) * k - 0.5), 0), min(math.ceil((part.stop + 0.5) * k - 0.5) + 1, large)
+        )
+
+    return scaled(ys, h, window.height), scaled(xs, w, window.width)
+
+
 def alpha_box(geometry: FaceGeometry, alpha: np.ndarray) -> tuple[slice, slice] | None:
-    """Row and column slices of the window outside which ``alpha`` is zero; None when it is zero everywhere.
+    """Row and column slices of ``alpha`` (the window's size or another grid over it: the work size) outside which
+    it is zero; None when it is zero everywhere.
 
     The mesh's box (``FaceGeometry.face_box``, scaled to the window with a pixel for the upsampling) holds
     every alpha the mask stage makes; the four strips around it are checked (cheap), and any other alpha

@@ -142,9 +142,12 @@ class OcclusionMasks:
     def forget(self, active_ids: set[int]) -> None:
         self.masks.forget(active_ids)
 
-    def visibility(self, image: np.ndarray, face_id: int, box: np.ndarray, window: Window) -> np.ndarray:
-        """(h, w) float32 0..1 for ``window``: 0 where something that is not the person covers the face."""
+    def visibility(
+        self, image: np.ndarray, face_id: int, box: np.ndarray, window: Window, size: tuple[int, int] | None = None
+    ) -> np.ndarray:
+        """(h, w) float32 0..1 for ``window``: 0 where something that is not the person covers the face; on a grid of
+        ``size`` (width, height) over the window (default: the window's pixels)."""
         cfg = self.config
-        out = self.masks.around(image, face_id, box).sample(window, outside=1.0)
+        out = self.masks.around(image, face_id, box).sample(window, size, outside=1.0)
         t = np.clip((out - cfg.low) / max(cfg.high - cfg.low, 1e-6), 0.0, 1.0)
         return (t * t * (3.0 - 2.0 * t)).astype(np.float32)

@@ -86,25 +86,29 @@ class MaskStage:
             keep_mouth = settings.keep_mouth or not face.swapping
             # The outline's ramp from the geometry raster (also where skin is measured), then the kept
             # openings cut into the pasted alpha at full size.
+            # At the window's size, or at the work size (``SwapConfig.bounded``: scaled up inside the paste).
             alpha_small = face_alpha_small(geometry, self.config, face.seen)
-            alpha = geometry.to_window(alpha_small)
+            alpha = geometry.to_mask(alpha_small)
             alpha = alpha.copy() if alpha is alpha_small else alpha
             swapped, learned = face.swapped, face.learned.config if face.learned is not None else None
             if swapped is not None and learned is not None and learned.opening_grow_px + learned.opening_feather_px > 0:
                 keep = np.ones(alpha.shape, np.float32)  # the openings widened by the model's blur
                 cut_openings(keep, geometry, keep_eyes, keep_mouth, self.config, self.fused)
-                alpha *= widen_openings(keep, learned, swapped.pixel_px)
+                pixel_px = swapped.pixel_px * alpha.shape[1] / geometry.window.width  # in the alpha's pixels
+                alpha *= widen_openings(keep, learned, pixel_px)
             else:
                 cut_openings(alpha, geometry, keep_eyes, keep_mouth, self.config, self.fused)
             if face.swapped is not None:  # where the model's crop and its own masks say its face is
-                alpha = alpha * geometry.to_window(face.swapped.mask)
+                alpha = alpha * geometry.to_mask(face.swapped.mask)
             if self.glasses is not None:
                 found = self.glasses.update(face.frame.image, face.face.id, face.face.landmarks)
                 face.frame.glasses[face.face.id] = found.present
                 if settings.keep_glasses and face.swapping:
                     face.glasses = found.keep(face.frame.image, geometry.window, self.glasses.config)
             if self.occlusion is not None:
-                face.visible = self.occlusion.visibility(face.frame.image, face.face.id, face.face.box, geometry.window)
+                face.visible = self.occlusion.visibility(
+                    face.frame.image, face.face.id, face.face.box, geometry.window, (alpha.shape[1], alpha.shape[0])
+                )
                 alpha *= face.visible
             face.alpha = alpha
             # Statistics (light, colour) are measured at geometry resolution: fewer pixels, same means.

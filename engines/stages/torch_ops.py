@@ -145,6 +145,8 @@ class TorchOps:
         return compose_t.apply_field(self.device_array(face), self.device_array(field_small))
 
     def composite(self, canvas: torch.Tensor, geometry: FaceGeometry, face: PixelsT, alpha: np.ndarray) -> None:
+        # A work-size alpha (``FaceGeometry.mask_size``) scaled to the window on the host, as the numpy reference does.
+        alpha = geometry.to_window(alpha)
         compose_t.composite(canvas, geometry.window, self.device_array(face), self.device_array(alpha))
 
     def paste_face(

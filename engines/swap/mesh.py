@@ -98,6 +98,11 @@ class SwapConfig:
     expression (a smile with teeth, a squint) is not the identity's face shape (``_match_openings``)."""
     reference_time_constant_s: float = 2.0
     """Time over which the actor's own face shape (the morph's reference) is averaged."""
+    bounded: bool = False
+    """True: the mask of a face larger than ``work_px`` is made at the work size, not the window's (issue 20): the
+    outline's ramp, the kept openings' cut and occlusion at the work size, scaled up to the window inside the paste
+    with the face (``engines.fused.paste_face``) — no window-size pass for the mask. False: the mask at the
+    window's size (the kept openings cut there)."""
 
 
 @dataclass
@@ -123,6 +128,8 @@ class FaceGeometry:
     work_size: tuple[int, int] = (0, 0)
     """(height, width) the face is rendered, relit and colour-matched at: the window's size, or less for a
     face larger than ``SwapConfig.work_px`` (its result is scaled up into the window when pasted)."""
+    bounded: bool = False
+    """``SwapConfig.bounded``: the mask stage's alpha is made at the work size (``mask_size``)."""
     _normals: np.ndarray | None = field(default=None, repr=False)
     _labels: np.ndarray | None = field(default=None, repr=False)
     _memo: dict[object, np.ndarray] = field(default_factory=dict, repr=False)
@@ -140,6 +147,18 @@ class FaceGeometry:
     def reduced(self) -> bool:
         """Whether the work size is smaller than the window."""
         return self.work_size != (self.window.height, self.window.width)
+
+    @property
+    def mask_size(self) -> tuple[int, int]:
+        """(height, width) the mask stage's alpha is made at: the work size when ``bounded``, else the window's."""
+        return self.work_size if self.bounded else (self.window.height, self.window.width)
+
+    def to_mask(self, array: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+        """A small-raster, work-size or window-size array resized to ``mask_size`` (itself when it is that size)."""
+        h, w = self.mask_size
+        if array.shape[:2] == (h, w):
+            return array
+        return cv2.resize(array, (w, h), interpolation=interpolation).reshape(h, w, *array.shape[2:])
 
     def upsample(self, small: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
         """A small-raster array resized to the work size."""
@@ -285,7 +304,7 @@ class MeshSwapper:
             warp = _warp_map(field_small, window, sx, sy)
         k = min(1.0, self.config.work_px / max(window.width, window.height))
         work = (max(2, round(window.height * k)), max(2, round(window.width * k)))
-        return FaceGeometry(window, lm, raster, labels, uv, normals, scale_px, warp, work)
+        return FaceGeometry(window, lm, raster, labels, uv, normals, scale_px, warp, work, self.config.bounded)
 
     def render(self, geometry: FaceGeometry, identity: Identity, source: str = "albedo") -> np.ndarray:
         """The identity's ``"texture"`` (uint8 BGR, its photos' light) or ``"albedo"`` (float32 linear BGR)
