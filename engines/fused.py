@@ -810,6 +810,143 @@ def relief_gains(
     return out
 
 
+@njit(cache=True, fastmath=False, nogil=True)
+def _percentile(values: np.ndarray, q: float) -> float:  # pragma: no cover - compiled
+    """``np.percentile(values, q)`` of sorted ``values`` (its default, linear interpolation between neighbours)."""
+    position = q / 100.0 * (values.shape[0] - 1)
+    below = int(math.floor(position))
+    above = min(below + 1, values.shape[0] - 1)
+    fraction = position - below
+    low, high = np.float64(values[below]), np.float64(values[above])
+    return low + (high - low) * fraction
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def iris_shift(
+    lab: np.ndarray,
+    depth: np.ndarray,
+    inset: float,
+    corners: np.ndarray,
+    colour: tuple[float, float, float, bool],
+    strength: float,
+    limits: tuple[float, float, float, float, float, float, float, float, float, float, float, float],
+) -> np.ndarray:  # pragma: no cover - compiled
+    """``engines.compose.iris.tint_irises``' arithmetic for one eye opening, from the distance transform of its
+    polygon (``depth``) to the recoloured L*a*b* (``lab``, float32, edited in place): the ramp in from the lids, the
+    iris's weights (``_iris_weights``), the ring's and the white's medians, the lightness gain and the shift of
+    each pixel by its share. Returns the share (float32 per pixel; all zero: nothing to change — no iris found).
+    ``colour``: the identity's iris (a*, b* over its white, L* ratio, whether it has a colour); ``limits``:
+    ``engines.compose.iris``'s constants (min range, iris lo/hi, radius, tone, disc in/out, pupil in/out,
+    min pixels, the L* ratio's limits)."""
+    min_range, iris_lo, iris_hi, radius_share, tone_share, disc_in, disc_out, pupil_in, pupil_out, min_pixels = (
+        limits[0],
+        limits[1],
+        limits[2],
+        limits[3],
+        limits[4],
+        limits[5],
+        limits[6],
+        limits[7],
+        limits[8],
+        limits[9],
+    )
+    h, w = depth.shape
+    share = np.zeros((h, w), np.float32)
+    ramp = np.empty((h, w), np.float32)
+    count = 0
+    for y in range(h):
+        for x in range(w):
+            v = min(max((np.float64(depth[y, x]) - inset) / inset, 0.0), 1.0)
+            ramp[y, x] = v
+            if v > 0.0:
+                count += 1
+    if count < 4 * min_pixels:
+        return share
+    values = np.empty(count, np.float32)
+    k = 0
+    for y in range(h):
+        for x in range(w):
+            if ramp[y, x] > 0.0:
+                values[k] = lab[y, x, 0]
+                k += 1
+    values.sort()
+    dark, white = _percentile(values, 5.0), _percentile(values, 90.0)
+    span = white - dark
+    if span < min_range:
+        return share
+    lo, hi = dark + iris_lo * span, dark + iris_hi * span
+    total, sum_y, sum_x = 0.0, 0.0, 0.0
+    for y in range(h):
+        for x in range(w):
+            if ramp[y, x] > 0.0:
+                d = min(max((hi - lab[y, x, 0]) / (hi - lo), 0.0), 1.0)
+                total += d
+                sum_y += d * y
+                sum_x += d * x
+    if total < min_pixels:
+        return share
+    cy, cx = sum_y / total, sum_x / total
+    radius = radius_share * math.hypot(corners[1, 0] - corners[0, 0], corners[1, 1] - corners[0, 1])
+    if radius < 1.5:
+        return share
+    ring_l = np.empty(count, np.float32)
+    ring_a = np.empty(count, np.float32)
+    ring_b = np.empty(count, np.float32)
+    rings = 0
+    for y in range(h):
+        for x in range(w):
+            if ramp[y, x] <= 0.0:
+                continue
+            lightness = lab[y, x, 0]
+            r = math.hypot((y - cy) / radius, (x - cx) / radius)
+            disc = min(max((disc_out - r) / (disc_out - disc_in), 0.0), 1.0)
+            pupil = min(max((r - pupil_in) / (pupil_out - pupil_in), 0.0), 1.0)
+            tone = min(max((white - lightness) / (tone_share * span), 0.0), 1.0)
+            weight = tone * tone * (3.0 - 2.0 * tone) * disc
+            if weight > 0.5 and pupil > 0.99:
+                ring_l[rings], ring_a[rings], ring_b[rings] = lightness, lab[y, x, 1], lab[y, x, 2]
+                rings += 1
+            share[y, x] = weight * pupil * ramp[y, x] * min(strength, 1.0)
+    if rings < min_pixels:
+        share[:, :] = 0.0
+        return share
+    ring_lightness = float(np.median(ring_l[:rings]))
+    gain = colour[2] / max(ring_lightness / max(white, 1e-3), 1e-3)
+    gain = min(max(gain, limits[10]), limits[11])
+    shift_a = shift_b = 0.0
+    if colour[3]:
+        whites = 0
+        for y in range(h):
+            for x in range(w):
+                if ramp[y, x] > 0.0 and lab[y, x, 0] >= white - 0.2 * span:
+                    ring_l[whites], values[whites] = lab[y, x, 1], lab[y, x, 2]
+                    whites += 1
+        white_a, white_b = float(np.median(ring_l[:whites])), float(np.median(values[:whites]))
+        shift_a = white_a + colour[0] - float(np.median(ring_a[:rings]))
+        shift_b = white_b + colour[1] - float(np.median(ring_b[:rings]))
+    for y in range(h):
+        for x in range(w):
+            part = np.float64(share[y, x])
+            if part > 0.0:
+                lab[y, x, 1] += part * shift_a
+                lab[y, x, 2] += part * shift_b
+                lab[y, x, 0] = lab[y, x, 0] * (1.0 + part * (gain - 1.0))
+    return share
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def iris_write(box: np.ndarray, bgr: np.ndarray, share: np.ndarray) -> None:  # pragma: no cover - compiled
+    """``box`` (uint8 BGR, edited in place) takes ``bgr`` (float32 0..1) x 255, rounded half to even and saturated,
+    where ``share`` > 0 (``tint_irises``' last step)."""
+    h, w = share.shape
+    for y in range(h):
+        for x in range(w):
+            if share[y, x] > 0.0:
+                for c in range(3):
+                    v = np.float32(bgr[y, x, c] * np.float32(255.0))
+                    box[y, x, c] = np.uint8(min(max(np.rint(v), 0.0), 255.0))
+
+
 def warm_up() -> float:
     """Compile every kernel for the argument types the stages pass (or load them from the disk cache), on a few
     pixels; returns the seconds it took. ``make setup`` runs it once, so neither the suite nor a server's first
@@ -853,4 +990,11 @@ def warm_up() -> float:
     skin_means(face, face, mask, 4000, to_linear64)
     fine = np.zeros((8, 8), np.float32)
     cut_opening(alpha.copy(), fine, np.zeros((8, 8), np.uint8), np.ones((2, 2), np.uint8), (0, 4, 0, 4), -1.0, 2.0)
+    from engines.compose.iris import IRIS_LIMITS  # the iris's kernels, with its constants (a tuple of floats)
+
+    lab, depth = np.zeros((6, 6, 3), np.float32), np.zeros((6, 6), np.float32)
+    corners = np.zeros((2, 2), np.float32)
+    for colour in ((0.0, 0.0, 1.0, True), (0.0, 0.0, 1.0, False)):
+        iris_shift(lab, depth, 0.5, corners, colour, 1.0, IRIS_LIMITS)
+    iris_write(frame[:2, :2], lab, depth)  # the box a view of the frame, the rest whole arrays
     return time.perf_counter() - start

@@ -42,6 +42,11 @@ _MIN_PIXELS = 6
 """Fewer iris pixels than this in an opening: nothing is read there (too small a face, or a closed eye)."""
 _L_RATIO_LIMITS = (0.5, 2.0)
 """The iris's lightness moves by at most this factor (a measurement gone wrong cannot blacken an eye)."""
+IRIS_LIMITS = (
+    _MIN_RANGE_L, _IRIS_LO, _IRIS_HI, _IRIS_RADIUS, _IRIS_TONE, _DISC_IN, _DISC_OUT, _PUPIL_IN, _PUPIL_OUT,
+    float(_MIN_PIXELS), *_L_RATIO_LIMITS,
+)  # fmt: skip
+"""The constants above in the order the compiled kernel takes them (``engines.fused.iris_shift``)."""
 
 
 @dataclass(frozen=True)
@@ -147,10 +152,20 @@ def identity_iris(texture: np.ndarray, coverage: np.ndarray, monochrome: bool) -
 
 
 def tint_irises(
-    image: np.ndarray, landmarks: np.ndarray, unit_px: float, iris: IrisColour, config: IrisConfig | None = None
+    image: np.ndarray,
+    landmarks: np.ndarray,
+    unit_px: float,
+    iris: IrisColour,
+    config: IrisConfig | None = None,
+    fused: bool = False,
 ) -> None:
     """Recolour, in place, the iris inside each eye opening of ``image`` (BGR uint8, frame-sized) that
-    ``landmarks`` (468, >=2, frame pixels) outline, to ``iris``; ``unit_px`` the face's eye-corner distance."""
+    ``landmarks`` (468, >=2, frame pixels) outline, to ``iris``; ``unit_px`` the face's eye-corner distance.
+
+    ``fused``: the arithmetic between OpenCV's calls (the ramp, the iris's weights, the medians, the shift and the
+    write-back) in two compiled loops per eye (``engines.fused.iris_shift``, ``iris_write``): an eye's box is a few
+    thousand pixels, and the ~45 numpy calls on it cost ~0.4 ms an eye in calls alone (BENCHMARKS.md, issue 20);
+    within a level of these passes, which stay the reference."""
     cfg = config or IrisConfig()
     if cfg.strength <= 0:
         return
@@ -166,6 +181,9 @@ def tint_irises(
         mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
         cv2.fillPoly(mask, [np.round((polygon - (x0, y0)) * 16).astype(np.int32)], 1, shift=4)
         depth = cv2.distanceTransform(mask, cv2.DIST_L2, 3)
+        if fused:
+            _tint_compiled(image[y0:y1, x0:x1], depth, inset, polygon[[0, 8]] - (x0, y0), iris, cfg.strength)
+            continue
         ramp = np.clip((depth - inset) / inset, 0.0, 1.0)
         inside = ramp > 0
         box = image[y0:y1, x0:x1]
@@ -188,3 +206,20 @@ def tint_irises(
         out = cv2.cvtColor(lab, cv2.COLOR_Lab2BGR) * 255.0
         changed = share > 0
         box[changed] = np.clip(np.rint(out[changed]), 0, 255).astype(np.uint8)
+
+
+def _tint_compiled(
+    box: np.ndarray, depth: np.ndarray, inset: float, corners: np.ndarray, iris: IrisColour, strength: float
+) -> None:
+    """``tint_irises``' work on one eye's ``box`` (a view of the image, edited in place) in compiled loops: OpenCV's
+    two colour conversions around ``engines.fused.iris_shift`` and ``iris_write``."""
+    from engines import fused as kernels  # numba's import on the first face, not at start-up
+
+    lab = _lab(box)
+    has_colour = iris.a is not None and iris.b is not None
+    colour = (float(iris.a or 0.0), float(iris.b or 0.0), float(iris.lightness), has_colour)
+    corners = np.ascontiguousarray(corners, dtype=np.float32)
+    share = kernels.iris_shift(lab, depth, float(inset), corners, colour, float(strength), IRIS_LIMITS)
+    if not share.any():
+        return
+    kernels.iris_write(box, cv2.cvtColor(lab, cv2.COLOR_Lab2BGR), share)

@@ -115,7 +115,8 @@ class BlendStage:
         if iris is None or geometry is None:
             return
         host = self.ops.window_on_host(face.out, geometry.window)
-        tint_irises(host, geometry.landmarks, geometry.face_scale_px, iris, IrisConfig(strength=strength))
+        config = IrisConfig(strength=strength)
+        tint_irises(host, geometry.landmarks, geometry.face_scale_px, iris, config, self.fused_host)
         self.ops.window_from_host(face.out, geometry.window, host)
 
     def _chroma_field(self, face: FaceContext, face_bgr: Pixels, face_small: Pixels | None) -> np.ndarray:
