@@ -2,6 +2,7 @@
 
     python benchmarks/bench_swap.py [--clip s18.mp4] [--sizes 480 720 1080] [--closeup] [--identity s1.jpg]
                                     [--frames 120] [--repeat 2] [--clock wall|cpu] [--steps] [--work-px N]
+                                    [--bounded default|on|off|both]
 
 Decodes the clip once into memory (scaled to each ``--sizes`` height at the clip's aspect, or with
 ``--closeup`` cropped so the face fills 60% of the frame height and scaled to 16:9 at that height:
@@ -81,6 +82,7 @@ _clock = time.perf_counter
 STEPS = {
     "geometry": ("engines.swap.mesh", "MeshSwapper.geometry"),
     "actor warp": ("engines.swap.mesh", "MeshSwapper.actor_window"),
+    "to mask size": ("engines.swap.mesh", "FaceGeometry.to_mask"),
     "render": ("engines.swap.mesh", "MeshSwapper.render"),
     "coverage": ("engines.swap.mesh", "MeshSwapper.coverage_small"),
     "to work size": ("engines.swap.mesh", "FaceGeometry.to_work"),
@@ -163,10 +165,17 @@ def _run(processor, frames, settings, per_stage: dict[str, list[float]], windows
 
 
 def measure(
-    frames: list[tuple[np.ndarray, float]], identity: Path, models: str, repeat: int, work_px: int | None = None
+    frames: list[tuple[np.ndarray, float]],
+    identity: Path,
+    models: str,
+    repeat: int,
+    work_px: int | None = None,
+    bounded: str = "default",
 ) -> dict[str, dict[str, object]]:
     """Baseline and swap rounds over ``frames``: per run, fps and p50/p99 per stage. ``work_px``: the processor's
-    ``SwapConfig.work_px`` (None: the default)."""
+    ``SwapConfig.work_px`` (None: the default). ``bounded``: ``SwapConfig.bounded`` — ``default``, ``on``, ``off``,
+    or ``both`` (a swap run with it off and one with it on in every round, alternating: before and after in one
+    process)."""
     import dataclasses
 
     from engines.identity.store import IdentityStore
@@ -177,20 +186,34 @@ def measure(
     if work_px is not None:
         config = dataclasses.replace(config, swap=dataclasses.replace(config.swap, work_px=work_px))
 
+    def with_bounded(on: bool) -> ProcessorConfig:
+        return dataclasses.replace(config, swap=dataclasses.replace(config.swap, bounded=on))
+
     with tempfile.TemporaryDirectory(prefix="stageswap-bench-") as tmp:
         store = IdentityStore(Path(tmp) / "identities", models)
         store.enroll("bench", [identity], face="largest")
-        runs = {
-            "tracking only": ProcessSettings(relight=False),
-            "swap + relight": ProcessSettings(identity="bench"),
+        swap = ProcessSettings(identity="bench")
+        runs: dict[str, tuple[ProcessSettings, ProcessorConfig]] = {
+            "tracking only": (ProcessSettings(relight=False), config)
         }
+        if bounded == "both":
+            runs["swap + relight, bounded off"] = (swap, with_bounded(False))
+            runs["swap + relight, bounded on"] = (swap, with_bounded(True))
+        else:
+            runs["swap + relight"] = (swap, config if bounded == "default" else with_bounded(bounded == "on"))
         stages: dict[str, dict[str, list[float]]] = {name: {} for name in runs}
         windows: dict[str, list[int]] = {name: [] for name in runs}
         seconds = dict.fromkeys(runs, 0.0)
         counts = dict.fromkeys(runs, 0)
-        for _ in range(repeat):
-            for name, settings in runs.items():
-                processor = FaceProcessor.from_models(models, config, identities=store)
+        for round_index in range(repeat):
+            # Alternate the order of the runs from round to round: load from other processes hits each alike.
+            order = (
+                list(runs.items())
+                if round_index % 2 == 0
+                else [*list(runs.items())[:1], *reversed(list(runs.items())[1:])]
+            )
+            for name, (settings, run_config) in order:
+                processor = FaceProcessor.from_models(models, run_config, identities=store)
                 _run(processor, frames[:10], settings, {}, [])  # warm-up: sessions, caches
                 seconds[name] += _run(processor, frames, settings, stages[name], windows[name])
                 counts[name] += len(frames)
@@ -234,6 +257,13 @@ def main() -> None:
         default=None,
         help="the per-face working size N (SwapConfig.work_px: long side, px; default: the processor's)",
     )
+    ap.add_argument(
+        "--bounded",
+        choices=["default", "on", "off", "both"],
+        default="default",
+        help="SwapConfig.bounded (window-size passes bounded, issue 20): both = a run with it off and one with it on "
+        "in every round, alternating (before and after in one process)",
+    )
     args = ap.parse_args()
     if args.clock == "cpu":
         import engines.processor
@@ -262,7 +292,7 @@ def main() -> None:
         frames = framed(source, height, args.closeup, Path(args.models))
         h, w = frames[0][0].shape[:2]
         load_before = os.getloadavg()[0]
-        result = measure(frames, photo, args.models, args.repeat, args.work_px)
+        result = measure(frames, photo, args.models, args.repeat, args.work_px, args.bounded)
         label = f"{args.clip} {'close-up ' if args.closeup else ''}{w}x{h} ({args.clock} time)"
         if args.work_px is not None:
             label += f", work size {args.work_px} px"

@@ -51,7 +51,7 @@ import os
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -295,6 +295,13 @@ def main() -> None:
         action="store_true",
         help="paint the swap over the actor's glasses (keep_glasses off): the glasses measure's baseline",
     )
+    ap.add_argument(
+        "--bounded",
+        choices=["default", "on", "off"],
+        default="default",
+        help="SwapConfig.bounded: the mask made at the work size, not the window's (issue 20); default: the processor's"
+        " default",
+    )
     args = ap.parse_args()
 
     from engines.identity.cleanup import CleanupConfig
@@ -351,9 +358,10 @@ def main() -> None:
                 learned = LearnedConfig(
                     opening_grow_px=args.opening_grow_px, opening_feather_px=args.opening_feather_px
                 )
-                processor = FaceProcessor.from_models(
-                    args.models, ProcessorConfig(learned=learned), identities=store, user_models=user_models
-                )
+                config = ProcessorConfig(learned=learned)
+                if args.bounded != "default":
+                    config = replace(config, swap=replace(config.swap, bounded=args.bounded == "on"))
+                processor = FaceProcessor.from_models(args.models, config, identities=store, user_models=user_models)
                 settings = ProcessSettings(
                     identity=None if emb is None or model is not None else name,
                     swap=emb is not None,
