@@ -98,11 +98,13 @@ class SwapConfig:
     expression (a smile with teeth, a squint) is not the identity's face shape (``_match_openings``)."""
     reference_time_constant_s: float = 2.0
     """Time over which the actor's own face shape (the morph's reference) is averaged."""
-    bounded: bool = False
-    """True: the mask of a face larger than ``work_px`` is made at the work size, not the window's (issue 20): the
-    outline's ramp, the kept openings' cut and occlusion at the work size, scaled up to the window inside the paste
-    with the face (``engines.fused.paste_face``) — no window-size pass for the mask. False: the mask at the
-    window's size (the kept openings cut there)."""
+    bounded: bool = True
+    """True (the default): the mask of a face larger than ``work_px`` is made at the work size, not the window's
+    (issue 20): the outline's ramp, the kept openings' cut and occlusion at the work size, scaled up to the window
+    inside the paste with the face (``engines.fused.paste_face``) — no window-size pass for the mask. The frames
+    differ from the window-size mask's only along the kept openings' rims (a few levels; 98.5% of a close-up's
+    window within 3), the close-ups' pictures and the likeness within the evaluation's own run-to-run noise
+    (BENCHMARKS.md, issue 20). False: the mask at the window's size (the kept openings cut there)."""
 
 
 @dataclass

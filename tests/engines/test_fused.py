@@ -40,10 +40,10 @@ CASES = [  # (clip, settings, config): every clip swapped and relit, each other 
     ("d3.mp4", "key light", ProcessSettings(identity="s1", relight_target=KEY_LIGHT), {}),
     ("d10.mp4", "unrelit", ProcessSettings(identity="s1", relight=False), {}),  # the texture, gains in a pass
     # A work size under the window (as at a close-up): the paste scales the face up.
+    # The mask at that work size too (``bounded``, the default): the paste scales the alpha up with the face.
     ("s18.mp4", "work 160 px", SWAP, {"swap": SwapConfig(work_px=160)}),
-    # The mask at that work size too (``bounded``): the paste scales the alpha up with the face.
-    ("s18.mp4", "work 160 px, bounded", SWAP, {"swap": SwapConfig(work_px=160, bounded=True)}),
-    ("d10.mp4", "work 160 px, bounded", SWAP, {"swap": SwapConfig(work_px=160, bounded=True)}),
+    ("d10.mp4", "work 160 px", SWAP, {"swap": SwapConfig(work_px=160)}),
+    ("s18.mp4", "work 160 px, window-size mask", SWAP, {"swap": SwapConfig(work_px=160, bounded=False)}),
 ]
 NEAR_LEVELS, NEAR_SHARE, MAX_LEVELS, MEAN_LEVELS = 2, 0.999, 8, 0.15
 
