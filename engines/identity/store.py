@@ -65,6 +65,9 @@ OUTLINE_BRIGHTER = 1.15
 OUTLINE_BAND = (1.0 / 24.0, 1.0 / 10.0)
 """... fully within the first of these shares of the texture's size from the layout's outline, not at all
 beyond the second (a smooth ramp between); the skin inside is measured beyond the second."""
+OUTLINE_PRIOR = 0.05
+"""... the weight of the face's median skin level in the skin's level beside the outline (a share of the blur's
+kernel: a texel with skin all around has weight 1 of its own)."""
 OUTLINE_SIDE_X = (0.35, 0.5)
 """... along the sides of the face: from the first of these distances from its middle (eye-corner distances;
 the outer eye corners are at 0.5), fully from the second."""
@@ -522,8 +525,13 @@ def _limit_outline(albedo: np.ndarray, coverage: np.ndarray) -> np.ndarray:
     weight = inside.astype(np.float32)
     sigma = size / 16.0
     norm = cv2.GaussianBlur(weight, (0, 0), sigma)
-    level = cv2.GaussianBlur(luma * weight, (0, 0), sigma) / np.maximum(norm, 1e-3)
-    level = np.where(norm > 1e-2, level, float(np.median(luma[inside])))
+    # Where little of that skin lies within reach the level leans to the face's median (a prior of
+    # ``OUTLINE_PRIOR`` in the normalised blur): at the forehead's top corners the brows' band is not skin, and
+    # the few skin texels in reach there (the lids' lashes and shadow) read at a third of the skin's level, so the
+    # forehead's corner was limited to a grey patch (roop_source.jpg: 0.99 -> 0.42 of the skin), drawn on every
+    # actor turned to show it (s18.mp4's close-up).
+    median = float(np.median(luma[inside]))
+    level = (cv2.GaussianBlur(luma * weight, (0, 0), sigma) + OUTLINE_PRIOR * median) / (norm + OUTLINE_PRIOR)
     near = np.clip((OUTLINE_BAND[1] - depth) / (OUTLINE_BAND[1] - OUTLINE_BAND[0]), 0.0, 1.0)
     # The sides only: under the chin a photo lit from above is as dark (and the overshoot there as bright),
     # but limiting it there cost s1.jpg's likeness on d10.mp4 0.04 of cosine (its chin is how it is known).

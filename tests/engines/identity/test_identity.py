@@ -314,6 +314,28 @@ def test_white_hair_and_the_outline_draw_no_bright_streak(store: IdentityStore, 
         assert brightest < most_bright, (side, brightest)
 
 
+def test_the_foreheads_top_corners_are_not_limited_to_grey(store: IdentityStore, enrolled: Enrolled) -> None:
+    """Near the outline the albedo is limited to a little over the skin beside it. At the forehead's top corners
+    little skin lies within reach (the brows' band is not skin) and what does (the lids' lashes and shadow) read at
+    a third of the skin's level: roop_source.jpg's corners were limited to a grey patch (their median 0.66-0.72 of
+    the forehead's middle, their darkest quarter 0.47-0.52), drawn on the forehead and temple of every actor turned
+    to show it (s18.mp4's close-up). Now the level leans to the face's median where little skin is in reach."""
+    from engines.identity.store import _outline_depth
+    from engines.swap.texture import texture_canonical_x, texture_canonical_y
+
+    ident = store.load(enrolled(store, "roop_source.jpg").name)
+    size = ident.texture.shape[0]
+    x, y = texture_canonical_x(size), texture_canonical_y(size)
+    skin = (texture_regions(size) == 0) & (ident.coverage > 0.5)
+    albedo = ident.albedo @ np.array([0.0722, 0.7152, 0.2126], np.float32)
+    middle = float(np.median(albedo[skin & (np.abs(x) < 0.3) & (y > -0.9) & (y < -0.55)]))
+    for side, was in ((-1, (0.66, 0.47)), (1, (0.72, 0.52))):
+        corner = skin & (_outline_depth(size) < 0.1) & (np.abs(x) > 0.3) & (y < -0.55) & (np.sign(x) == side)
+        assert corner.sum() > 4000
+        ratios = np.percentile(albedo[corner], [50, 25]) / middle
+        assert ratios[0] > 0.76 and ratios[1] > 0.6, (side, ratios, "was", was)
+
+
 def test_white_hair_leaves_no_spot_beside_the_brow_nor_a_line_down_the_jaw(
     store: IdentityStore, enrolled: Enrolled
 ) -> None:
