@@ -29,6 +29,10 @@ The CRF 18 / 23 columns are x264's defaults (B-frames, a keyframe every 250 fram
 cost there, split into I- and P-frames, and whether the mark is read in that file. A mark of larger cells is
 judged by the unmasked-block tests in its own band too (``band_scale``: the worse of the two per block).
 
+"seen at 3x" is the colour visibility map (``benchmarks.watermark_visibility.scielab_blocks``, S-CIELAB at 3x
+contrast from 3 picture heights): the share of 16x16 blocks at or over 1 Delta E, raw, and after H.264 what the mark
+adds to the codec's own error against the source; issue 24's bound on flat crops is <= 5%. The sheets show its map.
+
     STAGESWAP_MODELS=/work/shared/models nice -n 10 python benchmarks/bench_watermark.py --sheets /tmp/wm
 """
 
@@ -48,7 +52,7 @@ import av
 import cv2
 import numpy as np
 
-from benchmarks.watermark_visibility import Window, cheek_window, contrast, pick_crops, visibility
+from benchmarks.watermark_visibility import Window, cheek_window, contrast, pick_crops, scielab_map, visibility
 from engines.compose.picture_motion import PictureMotion
 from engines.compose.watermark import CHROMA_MASKED, MARKS, MOVING, WatermarkConfig, Watermarker, mask_gain_map
 from streamer.record.encoding import EncodeSpec
@@ -310,14 +314,15 @@ def visibility_tables(marker: Watermarker, names: list[str], n: int, sheets: Pat
             marked_live, marked_bps = h264(marked, LIVE_BPS, "veryfast", "zerolatency")
             for win in windows:
                 raw = visibility(clip, marked, win, band_scale)
-                live = visibility(plain_live, marked_live, win, band_scale)
+                live = visibility(plain_live, marked_live, win, band_scale, source=clip)
                 rows.append(
                     f"| {name} | {win.kind} ({win.x0},{win.y0} {win.size}px) | {raw.psnr_db:.1f} | "
                     f"{raw.ssim_mean:.3f} / {raw.ssim_min:.3f} | {raw.visible_pct:.1f}% / {raw.jnd_p99:.2f} | "
                     f"{raw.unmasked_pct:.0f}% / {raw.mask_p90:.2f} | "
                     f"{live.psnr_db:.1f} | {live.ssim_mean:.3f} / {live.ssim_min:.3f} | "
                     f"{live.visible_pct:.1f}% / {live.jnd_p99:.2f} | {live.unmasked_pct:.0f}% / {live.mask_p90:.2f} | "
-                    f"{live.flicker_rms:.2f} | {raw.chroma_unmasked_pct:.0f}% / {live.chroma_unmasked_pct:.0f}% |"
+                    f"{live.flicker_rms:.2f} | {raw.chroma_unmasked_pct:.0f}% / {live.chroma_unmasked_pct:.0f}% | "
+                    f"**{raw.seen_pct:.0f}% / {live.seen_pct:.0f}%** ({raw.seen_p90:.2f} / {live.seen_p90:.2f}) |"
                 )
                 if sheets is not None:
                     sheet = sheets / f"{Path(name).stem}-{win.kind}.png"
@@ -350,9 +355,9 @@ def visibility_tables(marker: Watermarker, names: list[str], n: int, sheets: Pat
     print(
         "| clip | crop | PSNR raw | SSIM mean / min raw | >1 JND / p99 raw | unmasked / p90 raw | PSNR H.264 | "
         "SSIM mean / min H.264 | >1 JND / p99 H.264 | unmasked / p90 H.264 | flicker H.264 (levels RMS) | "
-        "unmasked colour raw / H.264 |"
+        "unmasked colour raw / H.264 | seen at 3x, raw / H.264 added (p90 Delta E) |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     print("\n".join(rows))
     print("\nfile-size cost and detection (whole 1280x720 frames):")
     print(
@@ -378,7 +383,9 @@ def write_sheet(
     plain_live: list[np.ndarray],
     marked_live: list[np.ndarray],
 ) -> None:
-    """Middle frame's crop, 3x contrast, 2x nearest: unmarked | marked (raw), then the same after H.264."""
+    """Middle frame's crop, 3x contrast, 2x nearest: unmarked | marked | the colour visibility map (``scielab_map``,
+    0 -> 3 Delta E dark blue -> dark red: over ``SCIELAB_JND``, from light blue on, is seen) (raw), then the same after
+    H.264 (its map: the marked encode against the unmarked encode)."""
     i = len(plain) // 2
     ref = win.of(plain[i])
 
@@ -386,9 +393,14 @@ def write_sheet(
         crop = contrast(win.of(image), ref)
         return cv2.resize(crop, (2 * win.size, 2 * win.size), interpolation=cv2.INTER_NEAREST)
 
+    def seen(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        delta = np.clip(scielab_map(win.of(a), win.of(b)) / 3.0 * 255.0, 0, 255).astype(np.uint8)
+        heat = cv2.applyColorMap(delta, cv2.COLORMAP_JET)
+        return cv2.resize(heat, (2 * win.size, 2 * win.size), interpolation=cv2.INTER_NEAREST)
+
     gap = np.full((2 * win.size, 8, 3), 255, np.uint8)
-    top = np.hstack([cell(plain[i]), gap, cell(marked[i])])
-    bottom = np.hstack([cell(plain_live[i]), gap, cell(marked_live[i])])
+    top = np.hstack([cell(plain[i]), gap, cell(marked[i]), gap, seen(plain[i], marked[i])])
+    bottom = np.hstack([cell(plain_live[i]), gap, cell(marked_live[i]), gap, seen(plain_live[i], marked_live[i])])
     sheet = np.vstack([top, np.full((8, top.shape[1], 3), 255, np.uint8), bottom])
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), sheet)
