@@ -107,6 +107,12 @@ class WatermarkConfig:
     mask_floor_rms: float = 0.0
     """The masked marks' least RMS gain over a frame (0: none): a frame with little texture (dark, soft, out of
     focus) gets its mark raised by up to ``MAX_BOOST`` towards it, steps of ``BOOST_STEP`` (see ``_boosted``)."""
+    mask_edges: float = 0.0
+    """Edge protection of the masked marks (0: none; issue 24, tenth session): the texture mask times
+    min(1, ``mask_edges`` x (1 - coherence)), the coherence of the picture's gradient orientations over a 48-px
+    neighbourhood (1 along a lone straight edge, ~0.2-0.5 in texture). A lone edge has band energy like texture
+    but hides far less (JND models' edge protection, e.g. Yang et al. 2005): a blue mark beside a wall's stripe or a
+    door frame, on a flat colour, is a coloured fringe at 3x contrast (see ``_edge_factor``)."""
 
     def __post_init__(self) -> None:
         if self.carrier not in CARRIERS:
@@ -133,6 +139,10 @@ class WatermarkConfig:
             raise InputError(f"watermark mask_floor_rms must be a number, got {self.mask_floor_rms!r}")
         if not 0.0 <= self.mask_floor_rms <= self.mask_gain:
             raise InputError(f"watermark mask_floor_rms must be between 0 and mask_gain, got {self.mask_floor_rms!r}")
+        if isinstance(self.mask_edges, bool) or not isinstance(self.mask_edges, int | float):
+            raise InputError(f"watermark mask_edges must be a number, got {self.mask_edges!r}")
+        if not (self.mask_edges == 0.0 or 1.0 <= self.mask_edges <= 20.0):
+            raise InputError(f"watermark mask_edges must be 0 (off) or between 1 and 20, got {self.mask_edges!r}")
         if not math.isfinite(self.min_mean_z) or self.min_mean_z < 1.5:
             raise InputError(f"watermark min_mean_z must be at least 1.5, got {self.min_mean_z!r}")
 
@@ -164,17 +174,25 @@ quarter to nearly half of a file is I-frames, where ``MOVING`` costs +4-6% (the 
 afresh in each); larger cells cost half to two thirds of that in I-frames and less in P-frames, and still read after
 H.264 at the live bitrate. Figures: BENCHMARKS.md, "The coarse moving mark"."""
 
+QUIET = replace(COARSE, mask_edges=5.0, mask_gain=1.9, mask_ratio=1.75)
+"""``COARSE`` kept off lone edges (issue 24, tenth session): its texture mask is taken away where one straight edge
+dominates a neighbourhood (``WatermarkConfig.mask_edges``), and the bits it carried there are carried in texture
+instead (up to 1.75 x the picture's band RMS, at most 2.85 levels of blue). Beside a wall's stripe or a door frame on
+a flat colour, ``COARSE``'s blue mark is a coloured fringe that the colour visibility map sees at 3x contrast (Obama's
+wall); texture of mixed orientations hides it. Figures: BENCHMARKS.md, "The quiet mark"."""
+
 MARKS = {
     "standard": WatermarkConfig(),
     "masked": WatermarkConfig(masked=True),
     "chroma": CHROMA_MASKED,
     "moving": MOVING,
     "coarse": COARSE,
+    "quiet": QUIET,
 }
 """The marks a user can choose by name (``serve`` and ``process --watermark-mark``): ``standard`` (the default: read
 everywhere, visible as a faint mottle on flat areas), ``masked`` (luma, hidden in texture; unread on dark, soft
-footage), ``chroma`` (``CHROMA_MASKED``) and ``moving`` (``MOVING``). The masked three cost ~10-12 ms of CPU per 720p
-frame to make (the default ~1; BENCHMARKS.md)."""
+footage), ``chroma`` (``CHROMA_MASKED``), ``moving`` (``MOVING``), ``coarse`` (``COARSE``) and ``quiet`` (``QUIET``).
+The masked ones cost ~10-12 ms of CPU per 720p frame to make (the default ~1; BENCHMARKS.md)."""
 
 READERS = tuple(MARKS.values())
 """The marks stageswap has made, in the order a reader of unknown footage tries them (``stageswap verify``)."""
@@ -679,7 +697,31 @@ def _half_mask_gain(image: np.ndarray, config: WatermarkConfig) -> np.ndarray:
     band = cv2.subtract(half, cv2.GaussianBlur(half, (0, 0), math.sqrt(4.0**2 - 1.0) / 2.0))
     energy = cv2.blur(cv2.multiply(band, band), (8, 8))  # 16 px of the frame
     rms = cv2.sqrt(cv2.max(energy, 0.0))  # a box blur of squares can dip below 0 by rounding
+    if config.mask_edges > 0.0:
+        rms = cv2.multiply(rms, _edge_factor(half, config.mask_edges))
     return cv2.min(cv2.multiply(rms, config.mask_ratio / config.strength), config.mask_gain)
+
+
+_EDGE_WINDOW = (24, 24)
+"""The neighbourhood (half-resolution px) whose gradient orientations ``_edge_factor`` weighs: 48 px of the frame, as
+wide as an edge's band energy reaches into the mask (the band's blur, sigma ~2, and the mask's 8-px box: ~12 px each
+side at half resolution), so that no ring of mark is left beside the edge."""
+
+
+def _edge_factor(half: np.ndarray, edges: float) -> np.ndarray:
+    """Per half-resolution pixel, min(1, ``edges`` x (1 - c)): c is the coherence of the gradient's orientation over
+    ``_EDGE_WINDOW`` (the structure tensor J summed there: c = sqrt((Jxx - Jyy)^2 + 4 Jxy^2) / (Jxx + Jyy)), 1 where
+    one straight edge dominates, low in texture of mixed orientations and in noise. With ``edges`` 5 a neighbourhood
+    keeps its whole mask up to c = 0.8 and none at c = 1."""
+    gx = cv2.Sobel(half, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(half, cv2.CV_32F, 0, 1, ksize=3)
+    jxx = cv2.blur(cv2.multiply(gx, gx), _EDGE_WINDOW)
+    jyy = cv2.blur(cv2.multiply(gy, gy), _EDGE_WINDOW)
+    jxy = cv2.blur(cv2.multiply(gx, gy), _EDGE_WINDOW)
+    diff = cv2.subtract(jxx, jyy)
+    spread = cv2.sqrt(cv2.max(cv2.add(cv2.multiply(diff, diff), cv2.multiply(jxy, jxy, scale=4.0)), 0.0))
+    coherence = cv2.divide(spread, cv2.add(cv2.add(jxx, jyy), 1e-3))
+    return cv2.min(cv2.max(cv2.add(cv2.multiply(coherence, -edges), edges), 0.0), 1.0)  # edges x (1 - c)
 
 
 MAX_BOOST = 5.0 / 3.0
