@@ -213,6 +213,7 @@ def main() -> None:
         "the short side"
         + (f", masked (ratio {config.mask_ratio}, gain up to {config.mask_gain})" if config.masked else "")
         + (f", following the picture's motion ({config.tile_cells}-cell tile)" if config.motion else "")
+        + (f", kept off lone edges (mask_edges {config.mask_edges})" if config.mask_edges else "")
     )
 
     if args.only_visibility:

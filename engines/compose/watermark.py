@@ -697,24 +697,25 @@ def _half_mask_gain(image: np.ndarray, config: WatermarkConfig) -> np.ndarray:
     band = cv2.subtract(half, cv2.GaussianBlur(half, (0, 0), math.sqrt(4.0**2 - 1.0) / 2.0))
     energy = cv2.blur(cv2.multiply(band, band), (8, 8))  # 16 px of the frame
     rms = cv2.sqrt(cv2.max(energy, 0.0))  # a box blur of squares can dip below 0 by rounding
-    if config.mask_edges > 0.0:
-        rms = cv2.multiply(rms, _edge_factor(half, config.mask_edges))
+    if config.mask_edges > 0.0:  # measured at a quarter of the resolution: 0.3 ms of CPU a 720p frame, not ~3
+        factor = _edge_factor(cv2.pyrDown(half), config.mask_edges)
+        rms = cv2.multiply(rms, cv2.resize(factor, (half.shape[1], half.shape[0]), interpolation=cv2.INTER_LINEAR))
     return cv2.min(cv2.multiply(rms, config.mask_ratio / config.strength), config.mask_gain)
 
 
-_EDGE_WINDOW = (24, 24)
-"""The neighbourhood (half-resolution px) whose gradient orientations ``_edge_factor`` weighs: 48 px of the frame, as
-wide as an edge's band energy reaches into the mask (the band's blur, sigma ~2, and the mask's 8-px box: ~12 px each
-side at half resolution), so that no ring of mark is left beside the edge."""
+_EDGE_WINDOW = (12, 12)
+"""The neighbourhood (quarter-resolution px) whose gradient orientations ``_edge_factor`` weighs: 48 px of the frame,
+as wide as an edge's band energy reaches into the mask (the band's blur, sigma ~2, and the mask's 8-px box: ~12 px
+each side at half resolution), so that no ring of mark is left beside the edge."""
 
 
-def _edge_factor(half: np.ndarray, edges: float) -> np.ndarray:
-    """Per half-resolution pixel, min(1, ``edges`` x (1 - c)): c is the coherence of the gradient's orientation over
+def _edge_factor(quarter: np.ndarray, edges: float) -> np.ndarray:
+    """Per quarter-resolution pixel, min(1, ``edges`` x (1 - c)): c is the coherence of the gradient's orientation over
     ``_EDGE_WINDOW`` (the structure tensor J summed there: c = sqrt((Jxx - Jyy)^2 + 4 Jxy^2) / (Jxx + Jyy)), 1 where
     one straight edge dominates, low in texture of mixed orientations and in noise. With ``edges`` 5 a neighbourhood
     keeps its whole mask up to c = 0.8 and none at c = 1."""
-    gx = cv2.Sobel(half, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(half, cv2.CV_32F, 0, 1, ksize=3)
+    gx = cv2.Sobel(quarter, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(quarter, cv2.CV_32F, 0, 1, ksize=3)
     jxx = cv2.blur(cv2.multiply(gx, gx), _EDGE_WINDOW)
     jyy = cv2.blur(cv2.multiply(gy, gy), _EDGE_WINDOW)
     jxy = cv2.blur(cv2.multiply(gx, gy), _EDGE_WINDOW)
