@@ -69,8 +69,8 @@ def read_watermark(path: Path, max_frames: int) -> dict[str, Any]:
     from engines.compose.watermark import READERS, Watermarker, format_id
     from streamer.record.media import VideoReader
 
-    # today's mark, then the masked, the chroma, the moving and the coarse ones (their detectors read differently:
-    # issue 24)
+    # every mark stageswap writes, in ``READERS``' order: today's, then the masked, the chroma, the moving, the coarse
+    # and the quiet ones (their detectors read differently: issue 24)
     for marker in (Watermarker(config) for config in READERS):
         with VideoReader(path) as reader:
             info = reader.info
