@@ -512,8 +512,10 @@ def _check_input_size(spec: InputSpec, config: ServeConfig) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from streamer.live.memory import limit_malloc_arenas
+    from streamer.live.threads import single_threaded_opencv
 
     limit_malloc_arenas()  # before any thread starts: a day of viewers coming and going keeps RSS flat
+    single_threaded_opencv()  # the worker, encoder and decoder threads are the server's parallelism, not OpenCV's
     config = build_config(args)  # a bad flag is said before the server (and torch) is imported: seconds sooner
     from streamer.api.server import serve
     from streamer.live.ring_choice import ring_device
