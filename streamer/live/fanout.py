@@ -71,6 +71,20 @@ class EncoderSettings:
     keyframe_interval_s: float = 2.0
     badge: bool = False
     """Draw a visible "SYNTHETIC" badge on the processed view monitors get (never on what sinks record)."""
+    vp8_speed: int = 12
+    """libvpx's speed for VP8 (1-16: higher is faster and coarser), fixed. Given a positive ``cpu-used`` (8, until
+    issue 27), libvpx's realtime mode does not fix its speed: it reads (16 - cpu-used) / 16 of each frame's
+    interval as time it may spend, and lowers its speed (more effort) while its own encodes take less
+    (``vp8_auto_select_speed``): half of a 30 fps frame's 33 ms. So on a machine with CPU to spare it took up to
+    about 16 ms of a 720p frame, half a core, on the cores the face engines need, and less under load: its cost
+    and its bitstream changed from run to run. A negative ``cpu-used`` fixes the speed. 12: on the processed
+    s18.mp4 at 720p and 2.5 Mbit/s, 6.1-7.1 ms a frame against 7.6-8.1 at a fixed 8 and 8.3-11 for the adaptive
+    8 on this loaded 2-core machine, for 0.2 dB less PSNR (40.94 against 41.14) and 0.001 less SSIM at the same
+    bit rate (BENCHMARKS.md, issue 27). Monitors get it; recordings are encoded apart (``streamer.record``)."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.vp8_speed <= 16:  # 0 would be libvpx's adaptive speed again
+            raise ValueError(f"vp8_speed must be 1-16, got {self.vp8_speed}")
 
 
 class VideoEncoder:
@@ -113,7 +127,7 @@ class VideoEncoder:
             ctx = av.CodecContext.create("libvpx", "w")
             ctx.options = {
                 "deadline": "realtime",
-                "cpu-used": "8",
+                "cpu-used": str(-self.settings.vp8_speed),  # negative: this speed, fixed (see EncoderSettings)
                 "lag-in-frames": "0",
                 "error-resilient": "1",
                 "static-thresh": "1",

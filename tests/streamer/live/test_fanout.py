@@ -228,3 +228,19 @@ def test_source_view_encodes_the_source_and_processed_view_the_result(frames: li
         time.sleep(0.05)
     assert not [t for t in threading.enumerate() if t.name.startswith("encode-cam2")]
     assert fanout2.viewers() == {"processed": 0, "source": 0}
+
+
+def test_vp8_encodes_at_a_fixed_speed_the_same_bitstream_every_run(frames: list[np.ndarray]) -> None:
+    """libvpx's realtime mode adapts its speed to the time its encodes take unless the speed is fixed: then the
+    same frames give the same packets whatever else the machine does (and another speed other packets)."""
+
+    def bitstream(speed: int) -> list[bytes]:
+        enc = VideoEncoder("vp8", EncoderSettings(vp8_speed=speed))
+        return [bytes(p) for i, image in enumerate(frames[:20]) for p in enc.encode(image, i * 3000, False)]
+
+    first = bitstream(EncoderSettings().vp8_speed)
+    assert len(first) == 20
+    assert bitstream(EncoderSettings().vp8_speed) == first
+    assert bitstream(4) != first
+    with pytest.raises(ValueError, match="1-16"):
+        EncoderSettings(vp8_speed=0)
