@@ -1,0 +1,304 @@
+"""Deferred neural rendering of one person on stageswap's face mesh: a probe against the DF/LIAE designs (issue 19).
+
+The idea is Thies, Zollhöfer and Nießner's "Deferred Neural Rendering: Image Synthesis using Neural Textures"
+(SIGGRAPH 2019), written here from the paper: instead of an autoencoder that must learn the geometry of two
+faces from their pixels, the geometry comes from our tracker. Every face crop's 468-point mesh is rasterised
+with the mesh swap's own rasteriser (``engines.swap.raster``) over the mesh swap's texture layout
+(``engines.face.topology``), giving each pixel its texture coordinates; a learnable **neural texture** (a few
+feature channels per texel, in a pyramid of resolutions so coarse levels learn fast) is sampled there, and a
+small U-Net renders the sampled features to the face's colours.
+
+It trains on one person alone (the src person's own frames: their mesh -> their face crop) and swaps by
+rasterising the actor's mesh with the src person's texture: the src person at the actor's pose and
+expression. Nothing about the actor is learned, so a trained identity would serve every performer.
+
+- The texture's first three channels are an offset added to the rendered colour (``rgb = 0.5 + features[:3] +
+  unet(features)``), so they can start as the mesh swap's identity texture (``init_texture``: enrolled from the
+  src person's footage) and the U-Net learns only what that texture lacks; its last layer starts at zero.
+- Loss: the DF designs' own (``engines.train.losses.face_loss``: masked DSSIM + MSE, eyes and mouth weighted),
+  its mask term zero (the mesh says where the face is: nothing to learn).
+- Augmentation: a random rotation, scale and shift of crop, masks and texture-coordinate maps alike (one
+  ``grid_sample``); no random warp (the input is geometry, not pixels to copy), no mirror image (a person's
+  face is not symmetric: a mirrored frame would teach the texture the other side).
+- The swap's colours: the person's footage has its own light; the rendered face takes the actor's colour
+  statistics inside the face mask (a per-channel mean and spread transfer in YCbCr, as the DF training's
+  colour augmentation does), the only thing it takes from the actor's pixels.
+
+This is a probe: measured by ``benchmarks/bench_train.py --configs dnr:64`` beside DF at the same CPU budget;
+it is not exported as a DFM (its input is the texture coordinates, not a face crop).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engines.errors import InputError
+from engines.face.topology import face_topology
+from engines.swap.raster import Window, rasterize
+from engines.train.data import _bgr, _masked_stats, _ycc, to_tensor
+from engines.train.faceset import Faceset
+from engines.train.losses import LossConfig, face_loss
+
+NEG_SLOPE = 0.1
+
+
+@dataclass(frozen=True)
+class DnrConfig:
+    resolution: int = 64
+    """Side of the face crops it renders (px), a multiple of 8."""
+    texture_px: int = 128
+    """Side of the neural texture's finest level (texels)."""
+    channels: int = 16
+    """Feature channels per texel (the first three are a colour offset)."""
+    levels: int = 4
+    """Levels of the texture pyramid (each half the side of the one before), sampled and summed."""
+    dims: int = 24
+    """Channels of the U-Net's first stage (then x2, x4, x4)."""
+
+    def __post_init__(self) -> None:
+        if not 32 <= self.resolution <= 512 or self.resolution % 8:
+            raise InputError(f"resolution must be a multiple of 8 between 32 and 512, got {self.resolution}")
+        if self.texture_px >> (self.levels - 1) < 4:
+            raise InputError(f"a {self.texture_px} texel texture cannot hold {self.levels} levels")
+        if self.channels < 3:
+            raise InputError(f"the neural texture needs at least 3 channels, got {self.channels}")
+
+
+@dataclass(frozen=True)
+class DnrTrainConfig:
+    net: DnrConfig = DnrConfig()
+    batch: int = 8
+    lr: float = 1e-3
+    """Adam's step for the U-Net."""
+    texture_lr: float = 1e-2
+    """Adam's step for the neural texture (each texel sees few pixels per batch: a larger step)."""
+    seed: int = 0
+    loss: LossConfig = LossConfig()
+    rotate_deg: float = 8.0
+    scale: float = 0.05
+    shift: float = 0.04
+    """Pose jitter: rotation, scale and shift (fraction of the crop side) of every training sample."""
+
+
+# ---- geometry: texture coordinates per pixel, from the mesh -----------------------------------------------------
+
+
+def uv_maps(landmarks: np.ndarray, resolution: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per face crop, where each pixel lies in the mesh swap's texture layout.
+
+    ``landmarks`` (N, 468, 2) in crop pixels (a faceset's, at ``resolution``). Returns ``uv`` (N, R, R, 2)
+    float32 (0..1, u right, v down; 0 where no triangle) and ``covered`` (N, R, R) float32 (1 where a triangle
+    of the mesh, its eye and mouth fills included, is drawn). The faceset keeps no depth, so the nearer of two
+    overlapping triangles is found by their winding: only triangles facing the camera are drawn (the far
+    cheek folded behind the nose of a turned head faces away).
+    """
+    topo = face_topology()
+    tris = topo.all_triangles
+    lm = np.asarray(landmarks, np.float64)
+    n = lm.shape[0]
+    uv = np.zeros((n, resolution, resolution, 2), np.float32)
+    covered = np.zeros((n, resolution, resolution), np.float32)
+    window = Window(0, 0, resolution, resolution)
+    for i in range(n):
+        raster = rasterize(lm[i, :, :2], tris, window, cull_back_faces=True)
+        uv[i] = raster.interpolate(topo.uv)
+        covered[i] = raster.mask
+    return uv, covered
+
+
+# ---- the model -------------------------------------------------------------------------------------------------
+
+
+def _act() -> nn.Module:
+    return nn.LeakyReLU(NEG_SLOPE)
+
+
+class _Block(nn.Sequential):
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, stride=stride, padding=1), _act(), nn.Conv2d(cout, cout, 3, padding=1), _act()
+        )
+
+
+class NeuralRenderer(nn.Module):
+    """The neural texture and the U-Net that renders it: ``forward(uv, covered)`` -> colours (N, 3, R, R)."""
+
+    def __init__(self, cfg: DnrConfig, init_texture: np.ndarray | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        gen = torch.Generator().manual_seed(0)
+        self.texture = nn.ParameterList(
+            nn.Parameter(torch.randn(1, cfg.channels, cfg.texture_px >> k, cfg.texture_px >> k, generator=gen) * 0.01)
+            for k in range(cfg.levels)
+        )
+        if init_texture is not None:
+            self.set_colour(init_texture)
+        d = cfg.dims
+        cin = cfg.channels + 1
+        self.enc0 = _Block(cin, d)
+        self.enc1 = _Block(d, d * 2, stride=2)
+        self.enc2 = _Block(d * 2, d * 4, stride=2)
+        self.enc3 = _Block(d * 4, d * 4, stride=2)
+        self.dec2 = _Block(d * 4 + d * 4, d * 4)
+        self.dec1 = _Block(d * 4 + d * 2, d * 2)
+        self.dec0 = _Block(d * 2 + d + cin, d)
+        self.out = nn.Conv2d(d, 3, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        assert self.out.bias is not None
+        nn.init.zeros_(self.out.bias)
+
+    @torch.no_grad()
+    def set_colour(self, texture_bgr: np.ndarray) -> None:
+        """The finest level's colour channels from a texture over the same layout (uint8 BGR, any square size:
+        the mesh swap's identity texture), as an offset from mid-grey; the coarser levels' colour channels zero."""
+        tex = torch.from_numpy(np.array(texture_bgr, np.uint8)).permute(2, 0, 1)[None].float() / 255.0
+        side = self.cfg.texture_px
+        tex = F.interpolate(tex, size=(side, side), mode="area") if tex.shape[-1] > side else tex
+        tex = F.interpolate(tex, size=(side, side), mode="bilinear", align_corners=False)
+        self.texture[0][:, :3] = tex - 0.5
+        for level in self.texture[1:]:
+            level[:, :3] = 0.0
+
+    def sample(self, uv: torch.Tensor, covered: torch.Tensor) -> torch.Tensor:
+        """The neural texture at every pixel: (N, channels, R, R), zero where no triangle is drawn."""
+        grid = uv * 2.0 - 1.0
+        n = uv.shape[0]
+        feats = sum(
+            F.grid_sample(
+                level.expand(n, -1, -1, -1), grid, mode="bilinear", padding_mode="border", align_corners=False
+            )
+            for level in self.texture
+        )
+        assert isinstance(feats, torch.Tensor)
+        return feats * covered[:, None]
+
+    def forward(self, uv: torch.Tensor, covered: torch.Tensor) -> torch.Tensor:
+        feats = self.sample(uv, covered)
+        x0 = torch.cat([feats, covered[:, None]], dim=1)
+        e0 = self.enc0(x0)
+        e1 = self.enc1(e0)
+        e2 = self.enc2(e1)
+        e3 = self.enc3(e2)
+        d2 = self.dec2(torch.cat([_up(e3), e2], dim=1))
+        d1 = self.dec1(torch.cat([_up(d2), e1], dim=1))
+        d0 = self.dec0(torch.cat([_up(d1), e0, x0], dim=1))
+        return 0.5 + feats[:, :3] + self.out(d0)
+
+
+def _up(x: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+
+
+def colour_match(face: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``face`` (N, 3, R, R) BGR 0..1 with the YCbCr mean and spread of ``reference`` inside ``mask`` (N, 1, R, R)."""
+    m_face, s_face = _masked_stats(_ycc(face), mask)
+    m_ref, s_ref = _masked_stats(_ycc(reference), mask)
+    return _bgr((_ycc(face) - m_face) / s_face * s_ref + m_ref).clamp(0.0, 1.0)
+
+
+# ---- training --------------------------------------------------------------------------------------------------
+
+
+class DnrTrainer:
+    """Trains a ``NeuralRenderer`` on one person's faceset (at ``cfg.net.resolution``); ``swap`` renders that
+    person on other faces' meshes. Single process, CPU or one GPU; no checkpoints (a probe)."""
+
+    def __init__(
+        self,
+        cfg: DnrTrainConfig,
+        src: Faceset,
+        init_texture: np.ndarray | None = None,
+        device: torch.device | None = None,
+    ) -> None:
+        res = cfg.net.resolution
+        if src.images.shape[1] != res:
+            raise InputError(f"the faceset is loaded at {src.images.shape[1]} px, the renderer is {res} px")
+        if len(src) == 0:
+            raise InputError(f"the faceset {src.path} has no faces")
+        self.cfg = cfg
+        self.device = device or torch.device("cpu")
+        torch.manual_seed(cfg.seed)
+        self.net = NeuralRenderer(cfg.net, init_texture).to(self.device)
+        texture = list(self.net.texture.parameters())
+        ids = {id(p) for p in texture}
+        rest = [p for p in self.net.parameters() if id(p) not in ids]
+        self.optimizer = torch.optim.Adam(
+            [{"params": texture, "lr": cfg.texture_lr}, {"params": rest, "lr": cfg.lr}], betas=(0.9, 0.999)
+        )
+        uv, covered = uv_maps(src.landmarks, res)
+        self.images = to_tensor(src.images, self.device)
+        self.masks = to_tensor(src.masks, self.device)
+        self.uv = torch.from_numpy(uv).permute(0, 3, 1, 2).to(self.device)
+        self.covered = torch.from_numpy(covered)[:, None].to(self.device)
+        self.gen = torch.Generator().manual_seed(cfg.seed * 7919)
+        self.iteration = 0
+        self.last_losses = (math.nan, math.nan)
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.net.parameters())
+
+    def sample(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(uv (n, R, R, 2), covered (n, R, R), target (n, 3, R, R), masks (n, 3, R, R)) of ``n`` random faces,
+        each turned, scaled and shifted a little (all four alike)."""
+        c = self.cfg
+        res = c.net.resolution
+        idx = torch.randint(0, self.images.shape[0], (n,), generator=gen)
+        rot = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(c.rotate_deg)
+        scale = 1 + (torch.rand(n, generator=gen) * 2 - 1) * c.scale
+        shift = (torch.rand(n, 2, generator=gen) * 2 - 1) * c.shift * 2
+        cos, sin = torch.cos(rot) / scale, torch.sin(rot) / scale
+        theta = torch.stack(
+            [torch.stack([cos, -sin, shift[:, 0]], dim=1), torch.stack([sin, cos, shift[:, 1]], dim=1)], dim=1
+        ).to(self.device)
+        grid = F.affine_grid(theta, [n, 1, res, res], align_corners=False)
+        i = idx.to(self.device)
+        stack = torch.cat(
+            [self.images[i].float() / 255.0, self.masks[i].float() / 255.0, self.uv[i], self.covered[i]], dim=1
+        )
+        out = F.grid_sample(stack, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        # A pixel that mixes drawn and undrawn texels would look up a texel between the face and (0, 0): off.
+        covered = (out[:, 8] > 0.999).float()
+        return out[:, 6:8].permute(0, 2, 3, 1).contiguous(), covered, out[:, :3], out[:, 3:6]
+
+    def step(self) -> tuple[float, float]:
+        """One iteration: a batch of the person's faces rendered from their meshes, one Adam step; the loss
+        (twice, as the two-person trainers report src and dst)."""
+        uv, covered, target, masks = self.sample(self.cfg.batch, self.gen)
+        self.net.train()
+        pred = self.net(uv, covered)
+        loss = face_loss(pred, masks[:, :1], target, masks, self.cfg.loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.iteration += 1
+        value = float(loss.detach())
+        self.last_losses = (value, value)
+        return self.last_losses
+
+    @torch.no_grad()
+    def render(self, landmarks: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The person rendered on meshes ``landmarks`` (N, 468, 2, crop pixels): (N, 3, R, R) 0..1 and where
+        the mesh is drawn (N, 1, R, R)."""
+        uv, covered = uv_maps(landmarks, self.cfg.net.resolution)
+        uv_t = torch.from_numpy(uv).to(self.device)
+        cov_t = torch.from_numpy(covered).to(self.device)
+        self.net.eval()
+        return self.net(uv_t, cov_t).clamp(0.0, 1.0), cov_t[:, None]
+
+    @torch.no_grad()
+    def swap(self, images: np.ndarray, masks: np.ndarray, landmarks: np.ndarray) -> torch.Tensor:
+        """The person on actor crops (``images`` (N, R, R, 3) uint8 BGR, their faceset ``masks`` and mesh
+        ``landmarks`` (N, 468, 2)): rendered at the actor's pose and expression, coloured like the actor's
+        face, and laid over the actor's crop through the actor's face mask. (N, 3, R, R) 0..1."""
+        face, covered = self.render(landmarks)
+        actor = to_tensor(images, self.device).float() / 255.0
+        mask = to_tensor(masks, self.device)[:, :1].float() / 255.0 * covered
+        face = colour_match(face, actor, mask)
+        return face * mask + actor * (1.0 - mask)
