@@ -1,0 +1,102 @@
+"""The deferred-neural-rendering probe (engines.train.neural_render) on tiny facesets of the shared clips: the
+mesh's texture coordinates land on the face, a few iterations lower the loss, a texture it starts from is what
+it draws before training, and a swap lays the person over the actor's face only. Seconds on a CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engines.errors import InputError
+from engines.train.faceset import load_faceset
+from engines.train.losses import face_loss
+from engines.train.neural_render import DnrConfig, DnrTrainConfig, DnrTrainer, uv_maps
+from tests.train_helpers import tiny_faceset
+
+TINY = DnrConfig(resolution=64, texture_px=32, channels=4, levels=2, dims=8)
+
+
+@pytest.fixture(scope="module")
+def facesets(tmp_path_factory: pytest.TempPathFactory, clips: Path, models_dir: Path) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("dnr-facesets")
+    src = tiny_faceset(clips / "Obama_speaking.mp4", root / "src", models_dir)
+    dst = tiny_faceset(clips / "d3.mp4", root / "dst", models_dir)
+    return src, dst
+
+
+@pytest.fixture
+def one_thread() -> object:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_texture_coordinates_cover_the_face_mask(facesets: tuple[Path, Path]) -> None:
+    """The rasterised mesh covers the faceset's face oval (drawn from the same mesh) and little else, and every
+    covered pixel has texture coordinates inside the layout."""
+    fs = load_faceset(facesets[1], 64)
+    uv, covered = uv_maps(fs.landmarks, 64)
+    assert uv.shape == (len(fs), 64, 64, 2) and covered.shape == (len(fs), 64, 64)
+    face = fs.masks[..., 0].astype(np.float32) / 255.0
+    both = (covered * face).sum()
+    assert both / face.sum() > 0.95 and both / covered.sum() > 0.95
+    inside = uv[covered > 0]
+    assert inside.min() > 0.0 and inside.max() < 1.0
+    assert np.all(uv[covered == 0] == 0.0)
+
+
+def test_a_few_iterations_lower_the_loss(facesets: tuple[Path, Path], one_thread: object) -> None:
+    trainer = DnrTrainer(DnrTrainConfig(net=TINY, batch=4), load_faceset(facesets[0], 64))
+
+    def loss() -> float:
+        gen = torch.Generator().manual_seed(99)
+        with torch.no_grad():
+            uv, covered, target, masks = trainer.sample(8, gen)
+            return float(face_loss(trainer.net(uv, covered), masks[:, :1], target, masks, trainer.cfg.loss))
+
+    before = loss()
+    for _ in range(30):
+        trainer.step()
+    after = loss()
+    assert after < 0.7 * before, (before, after)
+    assert np.isfinite(trainer.last_losses).all()
+
+
+def test_an_initial_texture_is_what_it_draws_before_training(facesets: tuple[Path, Path]) -> None:
+    """The colour channels start from a texture over the layout (the mesh swap's identity texture): untrained,
+    the renderer draws that texture on the mesh (its U-Net adds nothing yet)."""
+    fs = load_faceset(facesets[0], 64)
+    texture = np.zeros((64, 64, 3), np.uint8)
+    texture[:32] = (40, 90, 200)  # the upper half of the layout (forehead, eyes) one colour ...
+    texture[32:] = (200, 160, 30)  # ... the lower half (mouth, chin) another
+    trainer = DnrTrainer(DnrTrainConfig(net=TINY), fs, init_texture=texture)
+    face, covered = trainer.render(fs.landmarks[:2])
+    uv, _ = uv_maps(fs.landmarks[:2], 64)
+    drawn = face.permute(0, 2, 3, 1).numpy() * 255.0
+    well_inside = (covered[:, 0].numpy() > 0) & (np.abs(uv[..., 1] - 0.5) > 0.1)  # not at the halves' seam
+    expected = np.where((uv[..., 1] < 0.5)[..., None], (40, 90, 200), (200, 160, 30))
+    assert np.abs(drawn - expected)[well_inside].max() < 1.0
+
+
+def test_swap_draws_the_person_over_the_actors_face_only(facesets: tuple[Path, Path]) -> None:
+    trainer = DnrTrainer(DnrTrainConfig(net=TINY), load_faceset(facesets[0], 64))
+    dst = load_faceset(facesets[1], 64)
+    out = trainer.swap(dst.images[:3], dst.masks[:3], dst.landmarks[:3]).permute(0, 2, 3, 1).numpy()
+    assert out.shape == (3, 64, 64, 3) and out.min() >= 0.0 and out.max() <= 1.0
+    outside = dst.masks[:3, ..., 0] == 0
+    assert np.abs(out * 255.0 - dst.images[:3])[outside].max() < 0.51
+    inside = dst.masks[:3, ..., 0] == 255
+    assert np.abs(out * 255.0 - dst.images[:3])[inside].mean() > 5.0
+
+
+def test_bad_input_is_refused(facesets: tuple[Path, Path]) -> None:
+    with pytest.raises(InputError, match="loaded at 64 px"):
+        DnrTrainer(DnrTrainConfig(net=DnrConfig(resolution=128)), load_faceset(facesets[0], 64))
+    with pytest.raises(InputError, match="multiple of 8"):
+        DnrConfig(resolution=60)
+    with pytest.raises(InputError, match="levels"):
+        DnrConfig(texture_px=16, levels=4)
