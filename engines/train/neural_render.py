@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -302,3 +303,54 @@ class DnrTrainer:
         mask = to_tensor(masks, self.device)[:, :1].float() / 255.0 * covered
         face = colour_match(face, actor, mask)
         return face * mask + actor * (1.0 - mask)
+
+
+# ---- export: what a runtime would run --------------------------------------------------------------------------
+
+ONNX_OPSET = 17
+"""GridSample (the texture lookup) is in ONNX from opset 16; ONNX Runtime and TensorRT 8.5+ run it."""
+UV_NAME, COVERED_NAME, FACE_NAME = "uv", "covered", "face"
+
+
+class _RenderGraph(nn.Module):
+    """NHWC around ``NeuralRenderer``: ``uv`` (N, R, R, 2), ``covered`` (N, R, R, 1) -> ``face`` (N, R, R, 3)."""
+
+    def __init__(self, net: NeuralRenderer) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, uv: torch.Tensor, covered: torch.Tensor) -> torch.Tensor:
+        face = self.net(uv, covered[..., 0]).clamp(0.0, 1.0)
+        return face.permute(0, 2, 3, 1)
+
+
+def export_onnx(net: NeuralRenderer, path: str | Path) -> None:
+    """The renderer as an ONNX graph, its neural texture baked in as constants: inputs ``uv`` (float32
+    ``[N, R, R, 2]``, texture coordinates 0..1 of the mesh swap's layout per pixel of the face crop, 0 where no
+    triangle is drawn) and ``covered`` (``[N, R, R, 1]``, 1 where one is); output ``face`` (``[N, R, R, 3]``, BGR
+    0..1, meaningful where ``covered``). Not a DFM: its input is the actor's mesh, not the actor's pixels."""
+    import os
+    import warnings
+
+    res = net.cfg.resolution
+    graph = _RenderGraph(net).to("cpu").eval()
+    example = (torch.rand(1, res, res, 2), torch.ones(1, res, res, 1))
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(
+                graph,
+                example,
+                str(tmp),
+                input_names=[UV_NAME, COVERED_NAME],
+                output_names=[FACE_NAME],
+                dynamic_axes={n: {0: "N"} for n in (UV_NAME, COVERED_NAME, FACE_NAME)},
+                opset_version=ONNX_OPSET,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -13,7 +13,7 @@ import torch
 from engines.errors import InputError
 from engines.train.faceset import load_faceset
 from engines.train.losses import face_loss
-from engines.train.neural_render import DnrConfig, DnrTrainConfig, DnrTrainer, uv_maps
+from engines.train.neural_render import DnrConfig, DnrTrainConfig, DnrTrainer, export_onnx, uv_maps
 from tests.train_helpers import tiny_faceset
 
 TINY = DnrConfig(resolution=64, texture_px=32, channels=4, levels=2, dims=8)
@@ -91,6 +91,24 @@ def test_swap_draws_the_person_over_the_actors_face_only(facesets: tuple[Path, P
     assert np.abs(out * 255.0 - dst.images[:3])[outside].max() < 0.51
     inside = dst.masks[:3, ..., 0] == 255
     assert np.abs(out * 255.0 - dst.images[:3])[inside].mean() > 5.0
+
+
+def test_onnx_export_renders_what_torch_renders(facesets: tuple[Path, Path], tmp_path: Path) -> None:
+    """The exported graph (texture baked in; uv and coverage in, face out) gives ONNX Runtime's answer equal to
+    torch's on real meshes: what a runtime would register and run."""
+    from engines.runtime.onnxrt import OrtSession
+
+    fs = load_faceset(facesets[0], 64)
+    trainer = DnrTrainer(DnrTrainConfig(net=TINY, batch=4), fs)
+    for _ in range(3):
+        trainer.step()
+    export_onnx(trainer.net, tmp_path / "renderer.onnx")
+    session = OrtSession(tmp_path / "renderer.onnx", threads=1)
+    uv, covered = uv_maps(fs.landmarks[:3], 64)
+    out = session.run({"uv": uv, "covered": covered[..., None]})["face"]
+    expected, _ = trainer.render(fs.landmarks[:3])
+    assert out.shape == (3, 64, 64, 3)
+    assert np.abs(out - expected.permute(0, 2, 3, 1).numpy()).max() < 1e-5
 
 
 def test_bad_input_is_refused(facesets: tuple[Path, Path]) -> None:
