@@ -209,6 +209,8 @@ def run_config(
             cos_id, closer = judge.measure(own)
             cos_pasted, closer_pasted = judge.measure(pasted)
             sheets.setdefault(round(mark), []).append((name, judge.dst.images[judge.pick], own))
+            if args.sheet:  # written as soon as it is made: a long run stopped early keeps what it measured
+                write_sheet(sheet_path(args.sheet, round(mark)), sheets[round(mark)], args.sheet_faces)
             point = {
                 "cpu_s": round(cpu),
                 "wall_s": round(wall),
@@ -249,6 +251,10 @@ def run_config(
             "points": points,
         }
     return result
+
+
+def sheet_path(base: Path, cpu_s: int) -> Path:
+    return base.with_name(f"{base.stem}_{cpu_s}s{base.suffix or '.png'}")
 
 
 def write_sheet(path: Path, columns: list[tuple[str, np.ndarray, np.ndarray]], faces: int, px: int = 192) -> None:
@@ -294,7 +300,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("STAGESWAP_MODELS", str(args.models))
     judges: dict[int, SwapJudge] = {}
     sheets: dict[int, list[Any]] = {}
-    results = [run_config(parse_config(c), args, judges, sheets) for c in args.configs]
+    results = []
+    for c in args.configs:
+        results.append(run_config(parse_config(c), args, judges, sheets))
+        if args.json:  # after each config: a long run stopped early keeps what it finished
+            args.json.write_text(json.dumps(results, indent=1) + "\n")
     head = f"{'config':<26} {'params':>7} {'cpu-s/it':>9} {'it/s wall':>9} {'peak RSS':>9} {'ms/face':>7}"
     print(f"\n{head}  cos id / closer (own output; pasted) at CPU seconds")
     for r in results:
@@ -307,12 +317,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['iterations_per_wall_s']:9.2f} {r['peak_rss_mib']:7d}Mi {r['ms_per_face'] or 0:7.2f}  {trail}"
         )
     if args.sheet:
-        for cpu_s, columns in sorted(sheets.items()):
-            out = args.sheet.with_name(f"{args.sheet.stem}_{cpu_s}s{args.sheet.suffix or '.png'}")
-            write_sheet(out, columns, args.sheet_faces)
-            print(f"contact sheet: {out}")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
+        for cpu_s in sorted(sheets):
+            print(f"contact sheet: {sheet_path(args.sheet, cpu_s)}")
     return 0
 
 
