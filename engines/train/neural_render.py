@@ -24,8 +24,9 @@ expression. Nothing about the actor is learned, so a trained identity would serv
   statistics inside the face mask (a per-channel mean and spread transfer in YCbCr, as the DF training's
   colour augmentation does), the only thing it takes from the actor's pixels.
 
-This is a probe: measured by ``benchmarks/bench_train.py --configs dnr:64`` beside DF at the same CPU budget;
-it is not exported as a DFM (its input is the texture coordinates, not a face crop).
+This is a probe: measured by ``benchmarks/bench_train.py --configs dnr:64`` beside DF at the same CPU budget.
+It is not a DFM (its input is the texture coordinates, not a face crop): ``export_onnx`` writes the renderer with
+its texture baked in, and ``engines.train.neural_swap`` runs that on live faces without torch.
 """
 
 from __future__ import annotations
@@ -40,11 +41,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from engines.errors import InputError
-from engines.face.topology import face_topology
-from engines.swap.raster import Window, rasterize
 from engines.train.data import _bgr, _masked_stats, _ycc, to_tensor
 from engines.train.faceset import Faceset
 from engines.train.losses import LossConfig, face_loss
+from engines.train.neural_swap import COVERED_NAME, FACE_NAME, UV_NAME
+from engines.train.neural_swap import uv_maps as uv_maps  # the texture coordinates per pixel, from the mesh
 
 NEG_SLOPE = 0.1
 
@@ -85,32 +86,6 @@ class DnrTrainConfig:
     scale: float = 0.05
     shift: float = 0.04
     """Pose jitter: rotation, scale and shift (fraction of the crop side) of every training sample."""
-
-
-# ---- geometry: texture coordinates per pixel, from the mesh -----------------------------------------------------
-
-
-def uv_maps(landmarks: np.ndarray, resolution: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per face crop, where each pixel lies in the mesh swap's texture layout.
-
-    ``landmarks`` (N, 468, 2) in crop pixels (a faceset's, at ``resolution``). Returns ``uv`` (N, R, R, 2)
-    float32 (0..1, u right, v down; 0 where no triangle) and ``covered`` (N, R, R) float32 (1 where a triangle
-    of the mesh, its eye and mouth fills included, is drawn). The faceset keeps no depth, so the nearer of two
-    overlapping triangles is found by their winding: only triangles facing the camera are drawn (the far
-    cheek folded behind the nose of a turned head faces away).
-    """
-    topo = face_topology()
-    tris = topo.all_triangles
-    lm = np.asarray(landmarks, np.float64)
-    n = lm.shape[0]
-    uv = np.zeros((n, resolution, resolution, 2), np.float32)
-    covered = np.zeros((n, resolution, resolution), np.float32)
-    window = Window(0, 0, resolution, resolution)
-    for i in range(n):
-        raster = rasterize(lm[i, :, :2], tris, window, cull_back_faces=True)
-        uv[i] = raster.interpolate(topo.uv)
-        covered[i] = raster.mask
-    return uv, covered
 
 
 # ---- the model -------------------------------------------------------------------------------------------------
@@ -309,7 +284,6 @@ class DnrTrainer:
 
 ONNX_OPSET = 17
 """GridSample (the texture lookup) is in ONNX from opset 16; ONNX Runtime and TensorRT 8.5+ run it."""
-UV_NAME, COVERED_NAME, FACE_NAME = "uv", "covered", "face"
 
 
 class _RenderGraph(nn.Module):

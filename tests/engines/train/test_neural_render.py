@@ -111,6 +111,44 @@ def test_onnx_export_renders_what_torch_renders(facesets: tuple[Path, Path], tmp
     assert np.abs(out - expected.permute(0, 2, 3, 1).numpy()).max() < 1e-5
 
 
+def test_the_swapper_draws_the_person_in_the_faces_window(
+    facesets: tuple[Path, Path], clips: Path, models_dir: Path, tmp_path: Path
+) -> None:
+    """The exported renderer run without torch on a tracked d3 frame (``NeuralRenderSwapper``, the learned swappers'
+    ``swap``): a face in the mesh swap's window at its work size, its mask on the mesh's face and nowhere outside
+    it, and the face there is not the actor's."""
+    from engines.runtime.onnxrt import OrtSession
+    from engines.swap.mesh import MeshSwapper
+    from engines.train.neural_swap import NeuralRenderSwapper
+    from streamer.commands.faceset import build_tracker
+    from tests.face_helpers import clip_frames
+
+    trainer = DnrTrainer(DnrTrainConfig(net=TINY, batch=4), load_faceset(facesets[0], 64))
+    for _ in range(5):
+        trainer.step()
+    export_onnx(trainer.net, tmp_path / "renderer.onnx")
+    swapper = NeuralRenderSwapper(OrtSession(tmp_path / "renderer.onnx", threads=1), 64)
+    image, t = clip_frames(clips / "d3.mp4", 1)[0]
+    face = build_tracker(str(models_dir)).update(image, t)[0]
+    mesh = MeshSwapper()
+    geometry = mesh.geometry(image, face.landmarks)
+    assert geometry is not None
+    out = swapper.swap(image, face.landmarks, face.points5, geometry)
+    assert out.image.shape == (*geometry.work_size, 3) and out.mask.shape == geometry.work_size
+    labels = geometry.labels()
+    on_face = labels >= 0
+    assert (out.mask[on_face] > 0.5).mean() > 0.9  # the mesh's face (the crop's feather at its edge aside)
+    # ... and nothing beyond it farther than the renderer's 64 px raster reaches (two of its pixels).
+    import cv2
+
+    reach = 2 * out.pixel_px * geometry.work_size[1] / geometry.window.width
+    off = cv2.distanceTransform((~on_face).astype(np.uint8), cv2.DIST_L2, 3)
+    assert out.mask[off > reach].max() < 0.01
+    actor = geometry.to_work(mesh.actor_window(image, geometry))
+    inside = out.mask > 0.99
+    assert np.abs(out.image[inside].astype(np.float32) - actor[inside]).mean() > 5.0
+
+
 def test_bad_input_is_refused(facesets: tuple[Path, Path]) -> None:
     with pytest.raises(InputError, match="loaded at 64 px"):
         DnrTrainer(DnrTrainConfig(net=DnrConfig(resolution=128)), load_faceset(facesets[0], 64))
