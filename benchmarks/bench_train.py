@@ -37,6 +37,7 @@ import resource
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -178,7 +179,9 @@ def make_trainer(cfg: Any, src: Any, dst: Any, args: argparse.Namespace, tmp: Pa
 
         arch, net = cfg
         texture = init_texture(args) if arch == "dnr-init" else None
-        cfg_t = DnrTrainConfig(net=net, batch=args.batch, texture_lr=args.texture_lr)
+        cfg_t = DnrTrainConfig(net=net, batch=args.batch)
+        if args.texture_lr is not None:
+            cfg_t = replace(cfg_t, texture_lr=args.texture_lr)
         return DnrTrainer(cfg_t, src, init_texture=texture)
     from engines.train.trainer import TrainConfig, Trainer
 
@@ -286,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-at-start", action="store_true", help="also evaluate each config before it trains")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-4, help="learning rate of DF/LIAE (dnr: its own, 1e-3)")
-    p.add_argument("--texture-lr", type=float, default=1e-2, help="dnr: the neural texture's learning rate")
+    p.add_argument("--texture-lr", type=float, help="dnr: the neural texture's learning rate")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--identity", type=Path, default=SHARED / "data" / "faces" / "obama.jpg")
     p.add_argument("--models", type=Path, default=SHARED / "models")
