@@ -990,11 +990,12 @@ def warm_up() -> float:
     skin_means(face, face, mask, 4000, to_linear64)
     fine = np.zeros((8, 8), np.float32)
     cut_opening(alpha.copy(), fine, np.zeros((8, 8), np.uint8), np.ones((2, 2), np.uint8), (0, 4, 0, 4), -1.0, 2.0)
-    from engines.compose.iris import IRIS_LIMITS  # the iris's kernels, with its constants (a tuple of floats)
-
+    # The iris's kernels: their constants are ``engines.compose.iris.IRIS_LIMITS``, twelve floats; any twelve compile
+    # the same signature (importing them here would make an import circle with the module that calls these kernels).
+    limits = (1.0,) * 12
     lab, depth = np.zeros((6, 6, 3), np.float32), np.zeros((6, 6), np.float32)
     corners = np.zeros((2, 2), np.float32)
     for colour in ((0.0, 0.0, 1.0, True), (0.0, 0.0, 1.0, False)):
-        iris_shift(lab, depth, 0.5, corners, colour, 1.0, IRIS_LIMITS)
+        iris_shift(lab, depth, 0.5, corners, colour, 1.0, limits)
     iris_write(frame[:2, :2], lab, depth)  # the box a view of the frame, the rest whole arrays
     return time.perf_counter() - start

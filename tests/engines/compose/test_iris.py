@@ -112,3 +112,18 @@ def test_the_compiled_tint_equals_numpys_on_shared_clips(clips, detector, mesh, 
             assert (moved != (np.abs(got.astype(np.int16) - image).max(axis=-1) > 0)).sum() <= 4, (clip, k)
             changed_pixels += int(moved.sum())
     assert changed_pixels > 300
+
+
+def test_the_warm_up_compiles_the_signature_the_iris_calls() -> None:
+    """``engines.fused.warm_up`` compiles the iris's kernels with twelve placeholder floats (importing
+    ``IRIS_LIMITS`` there would be an import circle): the constants must stay twelve floats, or every live
+    session's first face with eyes would compile the kernel again (seconds)."""
+    from engines import fused
+    from engines.compose.iris import IRIS_LIMITS
+
+    fused.warm_up()
+    before = set(fused.iris_shift.signatures)
+    lab, depth = np.zeros((6, 6, 3), np.float32), np.zeros((6, 6), np.float32)
+    fused.iris_shift(lab, depth, 0.5, np.zeros((2, 2), np.float32), (0.0, 0.0, 1.0, True), 1.0, IRIS_LIMITS)
+    assert len(IRIS_LIMITS) == 12 and all(isinstance(v, float) for v in IRIS_LIMITS)
+    assert set(fused.iris_shift.signatures) == before
