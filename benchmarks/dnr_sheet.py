@@ -5,10 +5,11 @@
                                    [--frames 30 90 150 210 270 330] [--out out/dnr_frames.png] [--onnx out/dnr.onnx]
 
 Trains ``engines.train.neural_render`` on the src faceset for ``--cpu-seconds`` of this process's CPU time (one
-thread), exports it (``export_onnx``), and runs ``engines.train.neural_swap.NeuralRenderSwapper`` in ONNX Runtime
-on the tracked faces of the chosen frames: each row pair is the frame around the face and the face laid back
-through the swapper's own mask (feathered by 2 px; not the FaceProcessor's blend, which would also keep the
-actor's eyes and mouth interior and relight). Prints the swapper's p50 ms per face.
+thread), exports it (``export_onnx``), registers it as a ``dnr`` model in a scratch data directory, and runs
+``engines.swap.learned.NeuralRenderSwapper`` in ONNX Runtime (one thread) on the tracked faces of the chosen
+frames: each row pair is the frame around the face and the face laid back through the swapper's own mask
+(feathered by 2 px; not the FaceProcessor's blend, which would also keep the actor's eyes and mouth interior and
+relight). Prints the swapper's p50 ms per face.
 """
 
 from __future__ import annotations
@@ -38,13 +39,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("out/dnr_frames.png"))
     p.add_argument("--onnx", type=Path, default=Path("out/dnr.onnx"))
     args = p.parse_args(argv)
+    import tempfile
+
     import torch
 
     from engines.runtime.onnxrt import OrtSession
+    from engines.swap.learned import NeuralRenderSwapper
     from engines.swap.mesh import MeshSwapper
+    from engines.swap.user_models import UserModelStore
     from engines.train.faceset import load_faceset
     from engines.train.neural_render import DnrConfig, DnrTrainConfig, DnrTrainer, export_onnx
-    from engines.train.neural_swap import NeuralRenderSwapper
     from streamer.commands.faceset import build_tracker
     from streamer.record.media import VideoReader
 
@@ -59,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"trained {trainer.iteration} iterations in {cpu:.0f} CPU-s, loss {trainer.last_losses[0]:.4f}", flush=True)
     args.onnx.parent.mkdir(parents=True, exist_ok=True)
     export_onnx(trainer.net, args.onnx)
-    swapper = NeuralRenderSwapper(OrtSession(args.onnx, threads=1), args.resolution, src.coverage)
+    with tempfile.TemporaryDirectory() as scratch:  # the model exactly as `models add` records it
+        model = UserModelStore(scratch).add(args.onnx, name="probe", coverage=src.coverage, unverified=True)
+    swapper = NeuralRenderSwapper(OrtSession(args.onnx, threads=1), model)
     tracker, mesh = build_tracker(str(args.models)), MeshSwapper()
     clip = Path(args.clip) if Path(args.clip).exists() else SHARED / "data" / "clips" / args.clip
     wanted, tiles, times = set(args.frames), [], []

@@ -1,4 +1,4 @@
-"""Learned swappers behind the swap seam: inswapper-style and DFM (DeepFaceLab/DeepFaceLive) ONNX models.
+"""Learned swappers behind the swap seam: inswapper-style, DFM (DeepFaceLab/DeepFaceLive) and neural-renderer models.
 
 The mesh swap draws an identity's texture on the tracked mesh; a learned swapper instead runs a user's
 model on the face cut out in the framing the model was trained on, and hands back the swapped face in the
@@ -14,6 +14,10 @@ paste are the same for every swapper.
   NHWC as ``in_face:0``, and ``morph_value:0`` (how far toward the trained identity) when the model takes
   it. The identity is baked in. The model's own masks (``out_face_mask:0`` × ``out_celeb_face_mask:0``) limit
   where its face is pasted.
+- **neural renderer** (``NeuralRenderSwapper``, kind ``dnr``, ``stageswap train --arch dnr``): the same whole-face
+  crop, but its input is the actor's tracked mesh rasterised over the mesh swap's texture layout
+  (``engines.swap.neural.uv_maps``), not the actor's pixels; it renders the trained person there, the face takes
+  the actor's colour statistics inside the mesh, and the mesh's coverage is its mask. The identity is baked in.
 
 Each result carries a mask in the work window: the crop's own extent with a feathered border (a model
 never paints past its crop) times the model's masks, so the blend only shows the model's face where the
@@ -35,7 +39,7 @@ from engines.errors import EngineError, InputError, ModelError
 from engines.runtime.base import Session
 from engines.swap.align import Alignment, align_mesh, align_points5, border_ramp
 from engines.swap.mesh import FaceGeometry
-from engines.swap.user_models import EMBEDDING_DIM, UserModel, UserModelStore, example_feeds
+from engines.swap.user_models import EMBEDDING_DIM, SWAP_KINDS, UserModel, UserModelStore, example_feeds
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +223,50 @@ class DfmSwapper:
         return _paste(alignment, face, mask * self._ramp, geometry)
 
 
+class NeuralRenderSwapper:
+    """A deferred neural renderer (``engines.train.neural_render``): the actor's mesh in the whole-face crop ->
+    the trained person at the actor's pose and expression, coloured like the actor's face."""
+
+    needs_identity = False
+
+    def __init__(self, session: Session, model: UserModel, config: LearnedConfig | None = None):
+        if model.kind != "dnr":
+            raise ModelError(f"model {model.name!r} is a {model.kind} model, not a neural renderer (dnr)")
+        self.session, self.model = session, model
+        self.config = config or LearnedConfig()
+        self.runtime = session.runtime
+        self.size = model.resolution
+        self.coverage = float(model.options["coverage"])
+        """The training faceset's framing: the renderer learned faces that size in its crop."""
+        self._ramp = border_ramp(self.size, self.config.crop_feather)
+
+    def render_crop(self, crop_landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The person on the mesh ``crop_landmarks`` (468, 2+, crop pixels): (face (R, R, 3) float32 BGR 0..1,
+        where the mesh is drawn (R, R) float32)."""
+        from engines.swap.neural import COVERED_NAME, FACE_NAME, UV_NAME, uv_maps
+
+        uv, covered = uv_maps(crop_landmarks[None], self.size)
+        out = self.session.run({UV_NAME: uv, COVERED_NAME: covered[..., None]})
+        return np.asarray(out[FACE_NAME], np.float32).reshape(self.size, self.size, 3), covered[0]
+
+    def swap(
+        self,
+        image: np.ndarray,
+        landmarks: np.ndarray,
+        points5: np.ndarray,
+        geometry: FaceGeometry,
+        embedding: np.ndarray | None = None,
+        morph: float = 0.0,
+    ) -> LearnedFace:
+        from engines.swap.neural import colour_match
+
+        alignment = align_mesh(landmarks, self.size, self.coverage)
+        face, covered = self.render_crop(alignment.to_crop(np.asarray(landmarks, np.float64)[:, :2]))
+        actor = alignment.crop(image).astype(np.float32) / 255.0
+        face = colour_match(face, actor, covered)  # its light is its footage's: the actor's is wanted
+        return _paste(alignment, _to_u8(face), covered * self._ramp, geometry)
+
+
 def read_emap(path: Path) -> np.ndarray:
     """The inswapper ``emap``: the graph's last initializer (512x512)."""
     import onnx
@@ -272,11 +320,13 @@ def load_swapper(
     engines_dir: str | os.PathLike[str] | None = None,
 ) -> LearnedSwapper:
     """The registered swap model ``name``, loaded (its file checked against its sha256 first)."""
-    model = store.get(name, kinds=("inswapper", "dfm"))
+    model = store.get(name, kinds=SWAP_KINDS)
     path = store.path(model)
     session = load_session(model, path, device, engines_dir)
     if model.kind == "inswapper":
         return InswapperSwapper(session, model, read_emap(path), config)
+    if model.kind == "dnr":
+        return NeuralRenderSwapper(session, model, config)
     return DfmSwapper(session, model, config)
 
 

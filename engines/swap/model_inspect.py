@@ -21,8 +21,10 @@ import numpy as np
 
 from engines.errors import InputError, ModelError
 
-KINDS: tuple[str, ...] = ("inswapper", "dfm", "arcface")
-SWAP_KINDS: tuple[str, ...] = ("inswapper", "dfm")
+KINDS: tuple[str, ...] = ("inswapper", "dfm", "dnr", "arcface")
+SWAP_KINDS: tuple[str, ...] = ("inswapper", "dfm", "dnr")
+LIKENESS_KINDS: tuple[str, ...] = ("dfm", "dnr")
+"""Swap models with a person's identity trained in: registered only with that person's consent."""
 MAX_MODEL_BYTES = 2 * 1024**3 - 1
 """Largest model file accepted: ONNX files over 2 GiB keep their weights outside the file."""
 INSWAPPER_SIZE = 128
@@ -30,6 +32,8 @@ ARCFACE_SIZE = 112
 EMBEDDING_DIM = 512
 DFM_SIZES = (64, 1024)
 """Smallest and largest DFM resolution accepted (DeepFaceLab trains 64..640)."""
+DNR_SIZES = (32, 512)
+"""Smallest and largest neural-renderer resolution accepted (``engines.train.neural_render.DnrConfig``)."""
 
 KIND_SIGNATURES: Mapping[str, str] = {
     "inswapper": "inputs 'target' float32 [1,3,128,128] (RGB 0..1, ArcFace-aligned) and 'source' float32 [1,512] "
@@ -38,6 +42,9 @@ KIND_SIGNATURES: Mapping[str, str] = {
     "dfm": "input 'in_face:0' float32 [N,R,R,3] (BGR 0..1), optional 'morph_value:0' float32 [1], outputs "
     "'out_face_mask:0' [N,R,R,1], 'out_celeb_face:0' [N,R,R,3] and 'out_celeb_face_mask:0' [N,R,R,1] at the "
     f"same resolution R ({DFM_SIZES[0]}..{DFM_SIZES[1]})",
+    "dnr": "inputs 'uv' float32 [N,R,R,2] (the face crop's texture coordinates) and 'covered' float32 [N,R,R,1], "
+    f"output 'face' float32 [N,R,R,3] (BGR 0..1) at the same resolution R ({DNR_SIZES[0]}..{DNR_SIZES[1]}): a "
+    "neural renderer from stageswap train --arch dnr",
     "arcface": "one float32 image input [N,3,112,112] (or [N,112,112,3]) and one float32 output [N,512]",
 }
 """What each kind must look like, as shown to users when a file is refused."""
@@ -141,6 +148,8 @@ def detect_kind(inputs: Sequence[TensorSig], outputs: Sequence[TensorSig]) -> st
     out_names = {t.name for t in outputs}
     if {"target", "source"} <= in_names:
         return "inswapper"
+    if "uv" in in_names:
+        return "dnr"
     if "in_face:0" in in_names or {"out_celeb_face:0", "out_celeb_face_mask:0"} <= out_names:
         return "dfm"
     if len(inputs) == 1 and len(outputs) == 1 and len(inputs[0].shape) == 4 and len(outputs[0].shape) == 2:
@@ -241,6 +250,32 @@ def _check_dfm(path: Path, ins: dict[str, TensorSig], outs: Sequence[TensorSig])
     )
 
 
+def _check_dnr(path: Path, ins: dict[str, TensorSig], outs: Sequence[TensorSig]) -> Inspection:
+    kind = "dnr"
+    uv, covered = ins.get("uv"), ins.get("covered")
+    face = next((t for t in outs if t.name == "face"), None)
+    if uv is None or covered is None or face is None or len(ins) != 2:
+        raise _refuse(
+            path,
+            f"a neural renderer takes 'uv' and 'covered' and gives 'face'; {_io_text([*ins.values()], outs)}",
+            kind,
+        )
+    _check_float(path, kind, [uv, covered, face])
+    if len(uv.shape) != 4 or not _batch_ok(uv.shape[0]) or uv.shape[3] != 2:
+        raise _refuse(path, f"its uv is {uv.describe()}, not NHWC with 2 channels", kind)
+    h, w = _fixed(uv.shape[1]), _fixed(uv.shape[2])
+    if h is None or w is None or h != w or not DNR_SIZES[0] <= h <= DNR_SIZES[1]:
+        raise _refuse(
+            path,
+            f"its uv is {uv.describe()}; a neural renderer works on a square {DNR_SIZES[0]}..{DNR_SIZES[1]} px crop",
+            kind,
+        )
+    for t, channels in ((covered, 1), (face, 3)):
+        if not _agrees(t, (1, h, w, channels)):
+            raise _refuse(path, f"{t.describe()} disagrees with its {h}x{w} uv (expected [N,{h},{w},{channels}])", kind)
+    return Inspection(kind, h, (uv, covered), (face,), {}, {face.name: (1, h, w, 3)})
+
+
 def _check_arcface(path: Path, model: Any, ins: dict[str, TensorSig], outs: Sequence[TensorSig]) -> Inspection:
     kind = "arcface"
     if len(ins) != 1 or len(outs) != 1:
@@ -328,6 +363,8 @@ def inspect_model(path: str | os.PathLike[str], kind: str | None = None) -> Insp
         found = _check_inswapper(path, model, ins, outputs)
     elif detected == "dfm":
         found = _check_dfm(path, ins, outputs)
+    elif detected == "dnr":
+        found = _check_dnr(path, ins, outputs)
     else:
         found = _check_arcface(path, model, ins, outputs)
     _smoke_run(path, found)

@@ -1,4 +1,4 @@
-"""Models users bring: inswapper-style and DFM swappers, ArcFace-style recognisers, registered per data directory.
+"""Models users bring: inswapper-style, DFM and neural-renderer swappers, ArcFace-style recognisers, per data directory.
 
 Studios train their own swap models or license them; stageswap runs them through its own tracking,
 relighting, blending, recording and GPU compilation. A user registers a file once
@@ -11,7 +11,8 @@ relighting, blending, recording and GPU compilation. A user registers a file onc
 - its sha256, size, resolution and I/O are recorded with the licence the user declares; licences that
   restrict use to research or non-commercial work are flagged (``research_only``) wherever models are
   listed, and so is a licence left undeclared;
-- a DFM has a person's identity trained in, so it is a likeness of its own: it is registered only with a
+- a DFM (or a neural renderer, kind ``dnr``: ``LIKENESS_KINDS``) has a person's identity trained in, so it is a
+  likeness of its own: it is registered only with a
   consent record (kept in its ``models.json`` entry, so the model and its consent are written together) or
   explicitly unverified, like an enrolled identity; consent can be recorded or renewed later
   (``set_consent``). What a record says and whether it allows a swap is policy (``streamer.governance``):
@@ -47,6 +48,7 @@ from engines.swap.model_inspect import (
     ARCFACE_SIZE,
     EMBEDDING_DIM,
     KINDS,
+    LIKENESS_KINDS,
     MAX_MODEL_BYTES,
     SWAP_KINDS,
     Inspection,
@@ -59,6 +61,7 @@ __all__ = [
     "ARCFACE_SIZE",
     "EMBEDDING_DIM",
     "KINDS",
+    "LIKENESS_KINDS",
     "MESH",
     "SWAP_KINDS",
     "Inspection",
@@ -140,8 +143,9 @@ class UserModel:
 
     @property
     def is_likeness(self) -> bool:
-        """Whether the model carries an identity of its own (a DFM) and so needs consent like an identity."""
-        return self.kind == "dfm"
+        """Whether the model carries an identity of its own (a DFM, a neural renderer) and so needs consent like an
+        identity."""
+        return self.kind in LIKENESS_KINDS
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -328,18 +332,17 @@ class UserModelStore:
         try:
             digest = _copy_hashing(src, tmp)
             found = inspect_model(tmp, kind)
-            if coverage is not None and found.kind != "dfm":
-                raise InputError("--coverage applies to DFM models only")
+            likeness = found.kind in LIKENESS_KINDS
+            if coverage is not None and not likeness:
+                raise InputError("--coverage applies to DFM and neural-renderer (dnr) models only")
             # A file that is not a valid model is said first; then whether consent applies and is there.
-            if found.kind != "dfm" and (consent is not None or unverified):
+            if not likeness and (consent is not None or unverified):
                 raise InputError(consent_not_applicable(found.kind))
-            if found.kind == "dfm":
+            if likeness:
                 consent = self._dfm_consent(name, consent, unverified, replace, approve_dfm)
             options = dict(found.options)
-            if found.kind == "dfm":
-                from engines.swap.align import DFM_COVERAGE
-
-                options["coverage"] = float(coverage if coverage is not None else DFM_COVERAGE)
+            if likeness:
+                options["coverage"] = float(coverage if coverage is not None else _default_coverage(found.kind))
             model = UserModel(
                 name=name,
                 kind=found.kind,
@@ -353,7 +356,7 @@ class UserModelStore:
                 added=datetime.now(UTC).replace(microsecond=0).isoformat(),
                 source=src.name,
                 options=options,
-                consent=consent if found.kind == "dfm" else None,
+                consent=consent if likeness else None,
             )
             with self._lock:
                 current = self._read()
@@ -410,7 +413,7 @@ class UserModelStore:
             approve(name, consent)
         elif consent is not None or not unverified:
             raise InputError(
-                f"model {name!r} is a DFM (a likeness of its own): registering it with a consent record needs the "
+                f"model {name!r} has a likeness of its own: registering it with a consent record needs the "
                 "consent check (streamer.governance.consent.add_model); without one it must be --unverified"
             )
         return consent
@@ -450,6 +453,18 @@ class UserModelStore:
             write_atomic(self.index_path, data + "\n")
         except OSError as exc:
             raise OutputError(f"cannot write {self.index_path}: {exc.strerror or exc}") from exc
+
+
+def _default_coverage(kind: str) -> float:
+    """The crop a likeness model was trained on, in face widths, when the user does not say: DeepFaceLab's
+    whole-face framing for a DFM, a stageswap faceset's for a neural renderer (trained on one)."""
+    if kind == "dnr":
+        from engines.train.faceset import TRAIN_COVERAGE
+
+        return TRAIN_COVERAGE
+    from engines.swap.align import DFM_COVERAGE
+
+    return DFM_COVERAGE
 
 
 def _consent_json(value: Any) -> dict[str, Any] | None:

@@ -8,9 +8,10 @@
 - ``data``, ``losses``: training batches (random warp, colour augmentation) and masked DSSIM + MSE.
 - ``trainer``: the training loop (CPU, CUDA, several GPUs through torchrun), checkpoints, progress, previews.
 - ``export``: the finished model as a DFM that stageswap and DeepFaceLive both run.
-- ``neural_render``, ``neural_swap``: a probe of deferred neural rendering (a neural texture over the mesh swap's
-  layout and a U-Net, trained on the src person alone; measured against DF in BENCHMARKS.md), its ONNX export, and
-  the torch-free swapper that would run it on live faces.
+- ``neural_render``: deferred neural rendering (a neural texture over the mesh swap's layout and a U-Net, trained
+  on the src person alone; measured against DF in BENCHMARKS.md) and its ONNX export, registered as swap model
+  kind ``dnr`` (``stageswap train --arch dnr``) and run on live faces without torch by
+  ``engines.swap.learned.NeuralRenderSwapper``.
 
 Must not import ``engines.processor`` or ``streamer`` (the consent a trained likeness
 needs is checked by the command that trains it, ``streamer.commands.train``).

@@ -24,9 +24,10 @@ expression. Nothing about the actor is learned, so a trained identity would serv
   statistics inside the face mask (a per-channel mean and spread transfer in YCbCr, as the DF training's
   colour augmentation does), the only thing it takes from the actor's pixels.
 
-This is a probe: measured by ``benchmarks/bench_train.py --configs dnr:64`` beside DF at the same CPU budget.
-It is not a DFM (its input is the texture coordinates, not a face crop): ``export_onnx`` writes the renderer with
-its texture baked in, and ``engines.train.neural_swap`` runs that on live faces without torch.
+Measured by ``benchmarks/bench_train.py --configs dnr:64`` beside DF at the same CPU budget; trained as a product
+model by ``stageswap train NAME --arch dnr``. It is not a DFM (its input is the texture coordinates, not a face
+crop): ``export_onnx`` writes the renderer with its texture baked in, registered as model kind ``dnr``, and
+``engines.swap.learned.NeuralRenderSwapper`` runs that on live faces without torch.
 """
 
 from __future__ import annotations
@@ -41,11 +42,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from engines.errors import InputError
+from engines.swap.neural import COVERED_NAME, FACE_NAME, UV_NAME
+from engines.swap.neural import uv_maps as uv_maps  # the texture coordinates per pixel, from the mesh
 from engines.train.data import _bgr, _masked_stats, _ycc, to_tensor
 from engines.train.faceset import Faceset
 from engines.train.losses import LossConfig, face_loss
-from engines.train.neural_swap import COVERED_NAME, FACE_NAME, UV_NAME
-from engines.train.neural_swap import uv_maps as uv_maps  # the texture coordinates per pixel, from the mesh
 
 NEG_SLOPE = 0.1
 
@@ -185,7 +186,7 @@ def colour_match(face: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor
 
 class DnrTrainer:
     """Trains a ``NeuralRenderer`` on one person's faceset (at ``cfg.net.resolution``); ``swap`` renders that
-    person on other faces' meshes. Single process, CPU or one GPU; no checkpoints (a probe)."""
+    person on other faces' meshes. Single process, CPU or one GPU; no checkpoints."""
 
     def __init__(
         self,

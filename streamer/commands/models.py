@@ -50,7 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "with that person's consent (the same options as `identities add`) or explicitly --unverified.",
     )
     ma.add_argument("path", type=Path, metavar="PATH", help="the model file (.onnx or .dfm)")
-    ma.add_argument("--kind", choices=("inswapper", "dfm", "arcface"), help="the kind you expect (default: detect)")
+    ma.add_argument(
+        "--kind", choices=("inswapper", "dfm", "dnr", "arcface"), help="the kind you expect (default: detect)"
+    )
     ma.add_argument("--licence", "--license", dest="licence", metavar="TEXT", help="the model's licence (name or URL)")
     ma.add_argument("--name", metavar="NAME", help="name to select it by (default: from the file name)")
     ma.add_argument("--replace", action="store_true", help="replace a registered model of the same name")
@@ -58,7 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--coverage",
         type=float,
         metavar="F",
-        help="DFM only: crop side in face widths the model was trained on (default 2.2)",
+        help="DFM and dnr only: crop side in face widths the model was trained on (default 2.2; dnr: 1.8, a "
+        "stageswap faceset's)",
     )
     _data_dir_arg(ma)
     add_consent_args(

@@ -65,7 +65,7 @@ def swapped_in(settings: Any, models: ModelLookup | None) -> Likeness | None:
             model = models.get(model_name)
         except StageswapError:
             model = None
-        if model is not None and getattr(model, "kind", None) == "dfm":
+        if model is not None and getattr(model, "is_likeness", False):
             return Likeness("dfm", model_name)
     return Likeness("identity", identity) if isinstance(identity, str) and identity else None
 

@@ -202,7 +202,7 @@ def test_names_replace_remove_and_a_damaged_copy(files: dict[str, Path], tmp_pat
         store.add(files["dfm"], name=MESH)
     with pytest.raises(InputError, match="invalid model name"):
         store.add(files["dfm"], name="../evil")
-    with pytest.raises(InputError, match="DFM models only"):
+    with pytest.raises(InputError, match="applies to DFM and neural-renderer"):
         store.add(files["inswapper"], coverage=2.0)
     store.add(files["dfm"], name="jane", unverified=True)
     with pytest.raises(InputError, match="registered already"):

@@ -114,12 +114,12 @@ def test_onnx_export_renders_what_torch_renders(facesets: tuple[Path, Path], tmp
 def test_the_swapper_draws_the_person_in_the_faces_window(
     facesets: tuple[Path, Path], clips: Path, models_dir: Path, tmp_path: Path
 ) -> None:
-    """The exported renderer run without torch on a tracked d3 frame (``NeuralRenderSwapper``, the learned swappers'
-    ``swap``): a face in the mesh swap's window at its work size, its mask on the mesh's face and nowhere outside
-    it, and the face there is not the actor's."""
-    from engines.runtime.onnxrt import OrtSession
+    """The exported renderer, registered as a ``dnr`` model, run without torch on a tracked d3 frame
+    (``NeuralRenderSwapper``, the learned swappers' ``swap``): a face in the mesh swap's window at its work size,
+    its mask on the mesh's face and nowhere outside it, and the face there is not the actor's."""
+    from engines.swap.learned import NeuralRenderSwapper, load_swapper
     from engines.swap.mesh import MeshSwapper
-    from engines.train.neural_swap import NeuralRenderSwapper
+    from engines.swap.user_models import UserModelStore
     from streamer.commands.faceset import build_tracker
     from tests.face_helpers import clip_frames
 
@@ -127,7 +127,10 @@ def test_the_swapper_draws_the_person_in_the_faces_window(
     for _ in range(5):
         trainer.step()
     export_onnx(trainer.net, tmp_path / "renderer.onnx")
-    swapper = NeuralRenderSwapper(OrtSession(tmp_path / "renderer.onnx", threads=1), 64)
+    store = UserModelStore(tmp_path / "data")
+    store.add(tmp_path / "renderer.onnx", name="renderer", unverified=True)
+    swapper = load_swapper(store, "renderer")
+    assert isinstance(swapper, NeuralRenderSwapper)
     image, t = clip_frames(clips / "d3.mp4", 1)[0]
     face = build_tracker(str(models_dir)).update(image, t)[0]
     mesh = MeshSwapper()

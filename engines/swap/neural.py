@@ -1,0 +1,66 @@
+"""What a neural renderer (``engines.train.neural_render``, model kind ``dnr``) sees of a face, without torch.
+
+The renderer's input is the actor's mesh, not the actor's pixels, so it is not a DFM: each face crop's tracked
+mesh is rasterised over the mesh swap's texture layout (``uv_maps``, the mesh swap's rasteriser), giving each pixel
+its texture coordinates, and the exported graph renders the person there (inputs ``uv`` and ``covered``, output
+``face``). The rendered face then takes the actor's colour statistics inside the mesh (``colour_match``: its light
+is its footage's). Training (``engines.train.neural_render``) and the live swap
+(``engines.swap.learned.NeuralRenderSwapper``) both use these, so a live face looks like what the renderer
+learned.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engines.face.topology import face_topology
+from engines.swap.raster import Window, rasterize
+
+UV_NAME, COVERED_NAME, FACE_NAME = "uv", "covered", "face"
+"""The exported renderer's inputs and output (``engines.train.neural_render.export_onnx``)."""
+
+_TO_YCC = np.array([[0.114, 0.587, 0.299], [0.5, -0.331264, -0.168736], [-0.081312, -0.418688, 0.5]], np.float32)
+"""BGR -> (Y, Cb, Cr), offsets left out (they cancel in a mean/spread transfer); the training's own matrix."""
+_FROM_YCC = np.linalg.inv(_TO_YCC).astype(np.float32)
+
+
+def uv_maps(landmarks: np.ndarray, resolution: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per face crop, where each pixel lies in the mesh swap's texture layout.
+
+    ``landmarks`` (N, 468, 2 or 3) in crop pixels (a faceset's, at ``resolution``; only x and y are used). Returns
+    ``uv`` (N, R, R, 2) float32 (0..1, u right, v down; 0 where no triangle) and ``covered`` (N, R, R) float32 (1
+    where a triangle of the mesh, its eye and mouth fills included, is drawn). A faceset keeps no depth, so the
+    nearer of two overlapping triangles is found by their winding: only triangles facing the camera are drawn
+    (the far cheek folded behind the nose of a turned head faces away); live faces are drawn the same way, so
+    they look like what the renderer was trained on.
+    """
+    topo = face_topology()
+    tris = topo.all_triangles
+    lm = np.asarray(landmarks, np.float64)
+    n = lm.shape[0]
+    uv = np.zeros((n, resolution, resolution, 2), np.float32)
+    covered = np.zeros((n, resolution, resolution), np.float32)
+    window = Window(0, 0, resolution, resolution)
+    for i in range(n):
+        raster = rasterize(lm[i, :, :2], tris, window, cull_back_faces=True)
+        uv[i] = raster.interpolate(topo.uv)
+        covered[i] = raster.mask
+    return uv, covered
+
+
+def colour_match(face: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``face`` (R, R, 3) float32 BGR 0..1 with the YCbCr mean and spread of ``reference`` (same shape) inside
+    ``mask`` (R, R) 0..1; clipped to 0..1."""
+    w = mask.reshape(-1, 1).astype(np.float32)
+    total = max(float(w.sum()), 1.0)
+
+    def stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        y = x.reshape(-1, 3).astype(np.float32) @ _TO_YCC.T
+        mean = (y * w).sum(axis=0) / total
+        std = np.sqrt(np.maximum((((y - mean) ** 2) * w).sum(axis=0) / total, 1e-6))
+        return y, mean, std
+
+    y, m_face, s_face = stats(face)
+    _, m_ref, s_ref = stats(reference)
+    out = ((y - m_face) / s_face * s_ref + m_ref) @ _FROM_YCC.T
+    return np.clip(out, 0.0, 1.0).reshape(face.shape).astype(np.float32)
