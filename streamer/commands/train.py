@@ -1,5 +1,6 @@
 """`stageswap train NAME --src ... --dst ...`: train a swap model on two people's footage, export it as a DFM
-and register it as swap model NAME with the src person's consent (engines.train).
+and register it as swap model NAME with the src person's consent (engines.train). `--arch dnr` trains a neural
+renderer of the src person alone instead (engines.train.neural_render), registered as model kind dnr.
 
 Under ``torchrun --nproc_per_node N -m streamer train ...`` every process trains on its own batches and
 rank 0 alone extracts facesets, prints, writes files and registers the model.
@@ -39,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--resume continues exactly where it stopped. When training ends the model is exported as a DFM "
         "and registered as swap model NAME with the src person's consent (the same consent options as "
         "`models add`, checked before training starts). Several GPUs: torchrun --nproc_per_node N -m "
-        "streamer train ... (each process takes --batch faces per person).",
+        "streamer train ... (each process takes --batch faces per person). --arch dnr instead trains a neural "
+        "renderer of the src person alone (see --arch): src footage only, no --dst.",
         epilog="Presets: " + "; ".join(f"{k}: {v.description}" for k, v in PRESETS.items()),
     )
     p.add_argument("name", help="the swap model's name: 1-64 of a-z, 0-9, '_' and '-'")
@@ -56,7 +58,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--preset", choices=sorted(PRESETS), help="model size (default: cpu on the CPU, gpu on a GPU)")
     p.add_argument("--resolution", type=int, metavar="PX", help="face resolution, a multiple of 16, 64..512")
-    p.add_argument("--arch", choices=("df", "liae"), help="DF (default: stronger likeness) or LIAE")
+    p.add_argument(
+        "--arch",
+        choices=("df", "liae", "dnr"),
+        help="DF (default: stronger likeness), LIAE, or dnr: a neural renderer of the src person on the tracked "
+        "mesh (deferred neural rendering) -- it needs --src footage only (no --dst: it serves every performer), "
+        "learns a likeness in minutes on a CPU (--resolution 64 or 128, default 128; 128 px costs about 1.4 "
+        "CPU-seconds an iteration), and is registered as model kind dnr. dnr trains in one run: no checkpoint, "
+        "--resume, --export-only or preview yet; Ctrl-C or SIGTERM ends it early and registers what it learned",
+    )
     for flag, what in (
         ("--encoder-dims", "first encoder stage's channels"),
         ("--ae-dims", "bottleneck width"),
@@ -132,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise InputError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    if args.arch == "dnr":
+        return _train_dnr(args, folder, store, device, where)
     state = read_checkpoint(folder.path, device)
     if args.export_only:
         if state is None:
@@ -345,24 +357,42 @@ def _finish(args: argparse.Namespace, folder: TrainingFolder, store: Any, state:
         return 0
     from engines.train.export import export_dfm
     from engines.train.nets import NetConfig, SwapNet
+
+    net = SwapNet(NetConfig.from_json(state["config"]["net"]))
+    net.load_state_dict(state["model"])
+    export_dfm(net, folder.dfm)
+    return _register(
+        args, folder, store, folder.dfm, "dfm", float(state["coverage"]), int(state["iteration"]), state["elapsed_s"]
+    )
+
+
+def _register(
+    args: argparse.Namespace,
+    folder: TrainingFolder,
+    store: Any,
+    path: Path,
+    kind: str,
+    coverage: float,
+    iterations: int,
+    elapsed_s: float,
+) -> int:
+    """Register the exported ``path`` as swap model NAME with the consent decided when training started, as
+    ``models add`` does (audited), and say how to swap with it."""
     from engines.train.workspace import DEFAULT_LICENCE
     from streamer.commands.models import _audit, consent_note
     from streamer.governance.audit import MODEL_REGISTERED
     from streamer.governance.consent import add_model, model_consent_summary
 
-    net = SwapNet(NetConfig.from_json(state["config"]["net"]))
-    net.load_state_dict(state["model"])
-    export_dfm(net, folder.dfm)
     kept = load_consent(folder)
     record, unverified = kept if kept is not None else (None, False)
     model = add_model(
         store,
-        folder.dfm,
-        kind="dfm",
+        path,
+        kind=kind,
         licence=args.licence or DEFAULT_LICENCE,
         name=args.name,
         replace=args.replace or args.name in store.names(),
-        coverage=float(state["coverage"]),
+        coverage=coverage,
         consent=record,
         unverified=unverified,
     )
@@ -375,15 +405,103 @@ def _finish(args: argparse.Namespace, folder: TrainingFolder, store: Any, state:
         sha256=model.sha256,
         licence=model.licence or None,
         replace=args.replace,
-        trained={"iterations": int(state["iteration"]), "elapsed_s": round(float(state["elapsed_s"]))},
+        trained={"iterations": iterations, "elapsed_s": round(float(elapsed_s))},
         **({"consent": consent} if consent is not None else {}),
     )
     print(
-        f"exported {folder.dfm} ({model.resolution} px, coverage {model.options['coverage']:g}) and registered it as "
-        f"swap model {model.name!r} after {int(state['iteration'])} iterations"
+        f"exported {path} ({model.resolution} px, coverage {model.options['coverage']:g}) and registered it as "
+        f"swap model {model.name!r} after {iterations} iterations"
     )
     note = consent_note(model)
     if note:
         print(f"warning: {note}")
     print(f"swap with it: stageswap process --swap-model {model.name} ... (or pick it on the monitor page)")
     return 0
+
+
+def _train_dnr(args: argparse.Namespace, folder: TrainingFolder, store: Any, device: Any, where: Dist) -> int:
+    """``--arch dnr``: a neural renderer of the src person alone (``engines.train.neural_render``), trained in
+    this run, exported as ONNX and registered as model kind ``dnr``. It keeps no checkpoint: Ctrl-C or SIGTERM
+    ends the training early and what it learned so far is exported and registered."""
+    import signal
+    import threading
+
+    from engines.errors import InputError
+    from engines.train.neural_render import DnrConfig, DnrTrainConfig, DnrTrainer, export_onnx
+    from engines.train.trainer import Progress, StopRule
+
+    given = {
+        "--dst": args.dst,
+        "--resume": args.resume,
+        "--export-only": args.export_only,
+        "--preset": args.preset,
+        "--compile": args.compile,
+        **{f"--{f.replace('_', '-')}": getattr(args, f) is not None for f in NET_FLAGS[1:5]},
+    }
+    unused = [flag for flag, value in given.items() if value]
+    if unused:
+        raise InputError(
+            f"--arch dnr does not take {', '.join(unused)}: it learns the src person alone (no --dst), in one run "
+            "(no checkpoint to resume or export)"
+        )
+    if where.world > 1:
+        raise InputError("--arch dnr trains in one process: run it without torchrun")
+    if not args.src:
+        raise InputError("--arch dnr needs --src: footage of the person whose face goes in (a faceset or clips)")
+    rule = StopRule(iterations=args.iterations, minutes=args.minutes, cpu_minutes=args.cpu_minutes)
+    net = DnrConfig(resolution=args.resolution or 128)
+    cfg = DnrTrainConfig(
+        net=net,
+        batch=args.batch if args.batch is not None else DnrTrainConfig.batch,
+        lr=args.lr if args.lr is not None else DnrTrainConfig.lr,
+        seed=args.seed,
+    )
+    src = _faceset(args, folder, "src", args.src, net.resolution, None, where)
+    trainer = DnrTrainer(cfg, src, device=device)
+    print(
+        f"training {args.name!r}: neural renderer (dnr) {net.resolution} px, {trainer.parameters / 1e6:.1f} M "
+        f"parameters, batch {cfg.batch}, on {device.type}; src {len(src)} faces. Ctrl-C stops it early and "
+        "registers what it learned (no checkpoint)",
+        flush=True,
+    )
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda signum, frame: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    printer = _Printer()
+    start, cpu_start = time.monotonic(), time.process_time()
+    last_print = start
+    try:
+        while not stop.is_set():
+            if rule.iterations is not None and trainer.iteration >= rule.iterations:
+                break
+            loss = trainer.step()[0]
+            now, cpu = time.monotonic(), time.process_time() - cpu_start
+            done = (rule.minutes is not None and now - start >= rule.minutes * 60.0) or (
+                rule.cpu_minutes is not None and cpu >= rule.cpu_minutes * 60.0
+            )
+            if done or now - last_print >= 2.0:
+                rate = trainer.iteration / (now - start)
+                etas = [
+                    *([(rule.iterations - trainer.iteration) / rate] if rule.iterations is not None else []),
+                    *([start + rule.minutes * 60.0 - now] if rule.minutes is not None else []),
+                    *([(rule.cpu_minutes * 60.0 - cpu) * (now - start) / cpu] if rule.cpu_minutes and cpu else []),
+                ]
+                eta = max(0.0, min(etas)) if etas else None
+                printer(Progress(trainer.iteration, rule.iterations, loss, loss, rate, eta, now - start))
+                last_print = now
+            if done:
+                break
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        printer.close()
+    elapsed, cpu = time.monotonic() - start, time.process_time() - cpu_start
+    print(
+        f"{'stopped' if stop.is_set() else 'trained'} at iteration {trainer.iteration}: {elapsed:.0f} s, "
+        f"{cpu:.0f} CPU-s, loss {trainer.last_losses[0]:.4f}"
+    )
+    print(_memory_line(device))
+    if trainer.iteration == 0:
+        raise InputError(f"{args.name!r} was stopped before its first iteration: nothing to register")
+    path = folder.path / f"{args.name}.onnx"
+    export_onnx(trainer.net, path)
+    return _register(args, folder, store, path, "dnr", src.coverage, trainer.iteration, elapsed)

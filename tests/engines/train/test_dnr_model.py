@@ -1,4 +1,5 @@
-"""The neural renderer as a product swap model (issue 19): ``models add`` checks
+"""The neural renderer as a product swap model (issue 19): ``stageswap train NAME --arch dnr`` trains it on the src
+person's faceset alone and registers it as model kind ``dnr`` with the src person's consent; ``models add`` checks
 a renderer's export and refuses a bad one with a one-line error; a registered renderer swaps a tracked d3 frame
 through the FaceProcessor (the face changes, the rest of the frame does not). Tiny facesets of the shared clips, a
 few iterations: seconds on a CPU."""
@@ -107,3 +108,67 @@ def test_a_bad_renderer_file_is_refused_in_one_line(
     err = _one_line_error(capsys, ["models", "add", str(export), "--kind", "dfm", "--data-dir", data, "--unverified"])
     assert "its graph is of kind dnr" in err
     assert not (tmp_path / "data" / "models.json").exists()
+
+
+def test_train_arch_dnr_registers_a_renderer_and_refuses_bad_input(
+    src: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    data = str(tmp_path / "data")
+    base = ["train", "m", "--arch", "dnr", "--resolution", "64", "--data-dir", data, "--threads", "1"]
+    assert "no consent record" in _one_line_error(capsys, [*base, "--src", str(src), "--iterations", "1"])
+    assert "does not take --dst" in _one_line_error(
+        capsys, [*base, "--src", str(src), "--dst", str(src), "--iterations", "1", "--unverified"]
+    )
+    assert "needs --src" in _one_line_error(capsys, [*base, "--iterations", "1", "--unverified"])
+    assert "is a folder but not a faceset" in _one_line_error(
+        capsys, [*base, "--src", str(tmp_path), "--iterations", "1", "--unverified"]
+    )
+    empty = tmp_path / "empty"
+    shutil.copytree(src, empty)
+    for f in (empty / "faces").iterdir():
+        f.unlink()
+    assert "has no faces" in _one_line_error(capsys, [*base, "--src", str(empty), "--iterations", "1", "--unverified"])
+    assert "multiple of 8" in _one_line_error(
+        capsys, [*base, "--src", str(src), "--iterations", "1", "--unverified", "--resolution", "60"]
+    )
+    assert UserModelStore(data).names() == []
+
+    assert main([*base, "--src", str(src), "--iterations", "2", "--unverified"]) == 0
+    out = capsys.readouterr().out
+    assert "registered it as swap model 'm' after 2 iterations" in out
+    model = UserModelStore(data).get("m")
+    assert (model.kind, model.resolution) == ("dnr", 64)
+
+
+def test_sigterm_ends_a_dnr_training_and_registers_what_it_learned(src: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    repo = Path(__file__).resolve().parents[3]
+    data = tmp_path / "data"
+    cmd = [
+        sys.executable, "-m", "streamer", "train", "m", "--arch", "dnr", "--resolution", "64", "--src", str(src),
+        "--minutes", "10", "--threads", "1", "--unverified", "--data-dir", str(data),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("training 'm': neural renderer (dnr) 64 px"), first
+        time.sleep(4.0)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopped at iteration" in out
+    iterations = int(out.split("stopped at iteration ")[1].split(":")[0])
+    assert iterations >= 1
+    assert f"registered it as swap model 'm' after {iterations} iterations" in out
+    assert UserModelStore(data).get("m").kind == "dnr"
