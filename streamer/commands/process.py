@@ -295,7 +295,8 @@ def _plan(
     if models is not None:
         model = models.get(settings.swap_model)
         if model.is_likeness and model_consent(model) is None:
-            print(f"warning: DFM model {model.name!r} is swapped in unverified (no consent record)")
+            what = "DFM" if model.kind == "dfm" else f"{model.kind} (neural renderer)"
+            print(f"warning: {what} model {model.name!r} is swapped in unverified (no consent record)")
         if model.research_only or not model.licence:
             print(f"warning: model {model.name!r}: licence {model.licence or 'undeclared'} (see stageswap models list)")
     if settings.relight:

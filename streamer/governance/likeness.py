@@ -53,7 +53,8 @@ class Likeness:
 def swapped_in(settings: Any, models: ModelLookup | None) -> Likeness | None:
     """What ``settings`` (``ProcessSettings``, or its dict form from a recording's sidecar) swap in; None: nothing.
 
-    A ``swap_model`` that names a registered DFM is the likeness; otherwise the selected identity is (the mesh
+    A ``swap_model`` that names a registered likeness model (a DFM or a neural renderer, kind ``"dfm"`` here for
+    both: a model's trained-in identity) is the likeness; otherwise the selected identity is (the mesh
     swap, an inswapper-style model). Without ``models``, or when the model cannot be looked up (unknown,
     removed, a damaged index), only the identity is considered.
     """

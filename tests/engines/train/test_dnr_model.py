@@ -51,6 +51,7 @@ def test_a_registered_renderer_swaps_a_tracked_frame_through_the_processor(
     from engines.settings import ProcessSettings
     from engines.swap.learned import NeuralRenderSwapper
     from streamer.governance.consent import model_consent_summary
+    from streamer.governance.likeness import Likeness, swapped_in
     from tests.face_helpers import clip_frames
 
     data = tmp_path / "data"
@@ -64,6 +65,8 @@ def test_a_registered_renderer_swaps_a_tracked_frame_through_the_processor(
     assert [t.name for t in model.inputs] == ["uv", "covered"] and [t.name for t in model.outputs] == ["face"]
     summary = model_consent_summary(model)
     assert summary is not None and summary["status"] == "unverified"
+    # What a swap with it puts on the actor is the model's likeness (consent, provenance), not an identity's.
+    assert swapped_in({"swap": True, "swap_model": "obama", "identity": "x"}, store) == Likeness("dfm", "obama")
 
     processor = FaceProcessor.from_models(models_dir, user_models=store)
     settings = ProcessSettings(swap_model="obama", relight=False)
