@@ -106,8 +106,9 @@ class Progress:
     def line(self) -> str:
         target = f"/{self.target_iterations}" if self.target_iterations else ""
         eta = _clock(self.eta_s) if self.eta_s is not None else "--:--"
+        dst = f" dst {self.loss_dst:.4f}" if not math.isnan(self.loss_dst) else ""  # nan: one person (dnr)
         return (
-            f"iter {self.iteration}{target}  loss src {self.loss_src:.4f} dst {self.loss_dst:.4f}  "
+            f"iter {self.iteration}{target}  loss src {self.loss_src:.4f}{dst}  "
             f"{self.it_per_s:.2f} it/s  elapsed {_clock(self.elapsed_s)}  ETA {eta}"
         )
 

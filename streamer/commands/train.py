@@ -423,6 +423,7 @@ def _train_dnr(args: argparse.Namespace, folder: TrainingFolder, store: Any, dev
     """``--arch dnr``: a neural renderer of the src person alone (``engines.train.neural_render``), trained in
     this run, exported as ONNX and registered as model kind ``dnr``. It keeps no checkpoint: Ctrl-C or SIGTERM
     ends the training early and what it learned so far is exported and registered."""
+    import math
     import signal
     import threading
 
@@ -486,7 +487,7 @@ def _train_dnr(args: argparse.Namespace, folder: TrainingFolder, store: Any, dev
                     *([(rule.cpu_minutes * 60.0 - cpu) * (now - start) / cpu] if rule.cpu_minutes and cpu else []),
                 ]
                 eta = max(0.0, min(etas)) if etas else None
-                printer(Progress(trainer.iteration, rule.iterations, loss, loss, rate, eta, now - start))
+                printer(Progress(trainer.iteration, rule.iterations, loss, math.nan, rate, eta, now - start))
                 last_print = now
             if done:
                 break
