@@ -14,25 +14,8 @@ from engines.errors import InputError
 from engines.train.faceset import load_faceset
 from engines.train.losses import face_loss
 from engines.train.neural_render import DnrConfig, DnrTrainConfig, DnrTrainer, export_onnx, uv_maps
-from tests.train_helpers import tiny_faceset
 
 TINY = DnrConfig(resolution=64, texture_px=32, channels=4, levels=2, dims=8)
-
-
-@pytest.fixture(scope="module")
-def facesets(tmp_path_factory: pytest.TempPathFactory, clips: Path, models_dir: Path) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("dnr-facesets")
-    src = tiny_faceset(clips / "Obama_speaking.mp4", root / "src", models_dir)
-    dst = tiny_faceset(clips / "d3.mp4", root / "dst", models_dir)
-    return src, dst
-
-
-@pytest.fixture
-def one_thread() -> object:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_texture_coordinates_cover_the_face_mask(facesets: tuple[Path, Path]) -> None:

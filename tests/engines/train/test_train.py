@@ -35,26 +35,9 @@ from engines.train.trainer import (
     read_checkpoint,
 )
 from streamer.governance.consent import model_consent_summary
-from tests.train_helpers import TINY_FLAGS, TINY_NET, tiny_faceset
+from tests.train_helpers import TINY_FLAGS, TINY_NET
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture(scope="module")
-def facesets(tmp_path_factory: pytest.TempPathFactory, clips: Path, models_dir: Path) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("facesets")
-    src = tiny_faceset(clips / "Obama_speaking.mp4", root / "src", models_dir)
-    dst = tiny_faceset(clips / "d3.mp4", root / "dst", models_dir)
-    return src, dst
-
-
-@pytest.fixture
-def one_thread() -> object:
-    """Training tests compare losses exactly: one thread, as in the subprocesses they compare with."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _trainer(facesets: tuple[Path, Path], folder: Path, **kw: object) -> Trainer:
