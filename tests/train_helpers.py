@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from engines.train.faceset import FacesetConfig, SourceFrame, extract
 from engines.train.nets import NetConfig
 from tests.face_helpers import clip_frames
@@ -26,3 +28,13 @@ def tiny_faceset(clip: Path, out: Path, models_dir: Path, frames: int = 10, reso
     report = extract(source, lambda f: tracker.update(f.image, f.time_s), out, FacesetConfig(resolution=resolution))
     assert report.kept >= frames - 2, report.summary()
     return out
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    """Run the CLI with ``argv``: it must exit 2 with a single ``stageswap: error: ...`` line; that line."""
+    from streamer.__main__ import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("stageswap: error: ") and "\n" not in err, err
+    return err

@@ -16,7 +16,7 @@ from engines.swap.user_models import UserModelStore
 from engines.train.faceset import load_faceset
 from engines.train.neural_render import DnrConfig, DnrTrainConfig, DnrTrainer, export_onnx
 from streamer.__main__ import main
-from tests.train_helpers import tiny_faceset
+from tests.train_helpers import one_line_error, tiny_faceset
 
 TINY = DnrConfig(resolution=64, texture_px=32, channels=4, levels=2, dims=8)
 
@@ -37,13 +37,6 @@ def export(src: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("stageswap: error: ") and "\n" not in err, err
-    return err
-
-
 def test_a_registered_renderer_swaps_a_tracked_frame_through_the_processor(
     export: Path, tmp_path: Path, clips: Path, models_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -56,7 +49,7 @@ def test_a_registered_renderer_swaps_a_tracked_frame_through_the_processor(
 
     data = tmp_path / "data"
     # A likeness of its own: refused without consent, exactly like a DFM.
-    assert "no consent record" in _one_line_error(capsys, ["models", "add", str(export), "--data-dir", str(data)])
+    assert "no consent record" in one_line_error(capsys, ["models", "add", str(export), "--data-dir", str(data)])
     assert main(["models", "add", str(export), "--data-dir", str(data), "--unverified", "--name", "obama"]) == 0
     store = UserModelStore(data)
     model = store.get("obama")
@@ -89,7 +82,7 @@ def test_a_bad_renderer_file_is_refused_in_one_line(
     data = str(tmp_path / "data")
     cut = tmp_path / "cut.onnx"
     cut.write_bytes(export.read_bytes()[: export.stat().st_size // 2])
-    assert "truncated" in _one_line_error(capsys, ["models", "add", str(cut), "--data-dir", data, "--unverified"])
+    assert "truncated" in one_line_error(capsys, ["models", "add", str(cut), "--data-dir", data, "--unverified"])
 
     class HalfSize(torch.nn.Module):  # a face at half the uv's resolution
         def forward(self, uv: torch.Tensor, covered: torch.Tensor) -> torch.Tensor:
@@ -106,9 +99,9 @@ def test_a_bad_renderer_file_is_refused_in_one_line(
         opset_version=17,
         dynamo=False,
     )
-    err = _one_line_error(capsys, ["models", "add", str(half), "--data-dir", data, "--unverified"])
+    err = one_line_error(capsys, ["models", "add", str(half), "--data-dir", data, "--unverified"])
     assert "disagrees with its 64x64 uv" in err and "a dnr model" in err
-    err = _one_line_error(capsys, ["models", "add", str(export), "--kind", "dfm", "--data-dir", data, "--unverified"])
+    err = one_line_error(capsys, ["models", "add", str(export), "--kind", "dfm", "--data-dir", data, "--unverified"])
     assert "its graph is of kind dnr" in err
     assert not (tmp_path / "data" / "models.json").exists()
 
@@ -120,20 +113,20 @@ def test_train_arch_dnr_registers_a_renderer_and_refuses_bad_input(
 
     data = str(tmp_path / "data")
     base = ["train", "m", "--arch", "dnr", "--resolution", "64", "--data-dir", data, "--threads", "1"]
-    assert "no consent record" in _one_line_error(capsys, [*base, "--src", str(src), "--iterations", "1"])
-    assert "does not take --dst" in _one_line_error(
+    assert "no consent record" in one_line_error(capsys, [*base, "--src", str(src), "--iterations", "1"])
+    assert "does not take --dst" in one_line_error(
         capsys, [*base, "--src", str(src), "--dst", str(src), "--iterations", "1", "--unverified"]
     )
-    assert "needs --src" in _one_line_error(capsys, [*base, "--iterations", "1", "--unverified"])
-    assert "is a folder but not a faceset" in _one_line_error(
+    assert "needs --src" in one_line_error(capsys, [*base, "--iterations", "1", "--unverified"])
+    assert "is a folder but not a faceset" in one_line_error(
         capsys, [*base, "--src", str(tmp_path), "--iterations", "1", "--unverified"]
     )
     empty = tmp_path / "empty"
     shutil.copytree(src, empty)
     for f in (empty / "faces").iterdir():
         f.unlink()
-    assert "has no faces" in _one_line_error(capsys, [*base, "--src", str(empty), "--iterations", "1", "--unverified"])
-    assert "multiple of 8" in _one_line_error(
+    assert "has no faces" in one_line_error(capsys, [*base, "--src", str(empty), "--iterations", "1", "--unverified"])
+    assert "multiple of 8" in one_line_error(
         capsys, [*base, "--src", str(src), "--iterations", "1", "--unverified", "--resolution", "60"]
     )
     assert UserModelStore(data).names() == []

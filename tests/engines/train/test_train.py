@@ -35,7 +35,7 @@ from engines.train.trainer import (
     read_checkpoint,
 )
 from streamer.governance.consent import model_consent_summary
-from tests.train_helpers import TINY_FLAGS, TINY_NET
+from tests.train_helpers import TINY_FLAGS, TINY_NET, one_line_error
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -236,15 +236,6 @@ def test_liae_trains_and_exports(facesets: tuple[Path, Path], tmp_path: Path) ->
 # ---- bad input: one line each -------------------------------------------------------------------------------
 
 
-def _one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
-    from streamer.__main__ import main
-
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("stageswap: error: ") and "\n" not in err, err
-    return err
-
-
 def test_bad_input_is_one_line(
     facesets: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -254,21 +245,21 @@ def test_bad_input_is_one_line(
     data = str(tmp_path / "data")
     src, dst = (str(p) for p in facesets)
     base = ["train", "m", "--data-dir", data, *TINY_FLAGS]
-    assert "no consent record" in _one_line_error(capsys, [*base, "--src", src, "--dst", dst, "--iterations", "1"])
-    assert "say how long to train" in _one_line_error(capsys, [*base, "--src", src, "--dst", dst, "--unverified"])
-    assert "is a folder but not a faceset" in _one_line_error(
+    assert "no consent record" in one_line_error(capsys, [*base, "--src", src, "--dst", dst, "--iterations", "1"])
+    assert "say how long to train" in one_line_error(capsys, [*base, "--src", src, "--dst", dst, "--unverified"])
+    assert "is a folder but not a faceset" in one_line_error(
         capsys, [*base, "--src", str(tmp_path), "--dst", dst, "--iterations", "1", "--unverified"]
     )
     empty = tmp_path / "empty"
     shutil.copytree(facesets[1], empty)
     for f in (empty / "faces").iterdir():
         f.unlink()
-    assert "has no faces" in _one_line_error(
+    assert "has no faces" in one_line_error(
         capsys, [*base, "--src", src, "--dst", str(empty), "--iterations", "1", "--unverified"]
     )
-    assert "nothing to resume" in _one_line_error(capsys, [*base, "--resume", "--iterations", "1"])
+    assert "nothing to resume" in one_line_error(capsys, [*base, "--resume", "--iterations", "1"])
     if not torch.cuda.is_available():
-        assert "torch sees no CUDA GPU" in _one_line_error(
+        assert "torch sees no CUDA GPU" in one_line_error(
             capsys, [*base, "--src", src, "--dst", dst, "--iterations", "1", "--device", "cuda"]
         )
     # Disk full while writing the checkpoint: said as such, nothing half-written left behind.
@@ -278,7 +269,7 @@ def test_bad_input_is_one_line(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", full)
-    err = _one_line_error(capsys, [*base, "--src", src, "--dst", dst, "--iterations", "2"])
+    err = one_line_error(capsys, [*base, "--src", src, "--dst", dst, "--iterations", "2"])
     assert "checkpoint.pt: the disk is full" in err
     monkeypatch.setattr(os, "fsync", real_fsync)
     folder = tmp_path / "data" / "training" / "m"
@@ -292,11 +283,11 @@ def test_bad_input_is_one_line(
     assert main(["train", "m", "--data-dir", data, "--export-only"]) == 0
     assert "registered it as swap model 'm' after 2 iterations" in capsys.readouterr().out
     bigger = [a if a != "64" else "96" for a in base]
-    assert "trained with --resolution 64, not 96" in _one_line_error(capsys, [*bigger, "--resume", "--iterations", "3"])
-    assert "holds a training of 'm'" in _one_line_error(
+    assert "trained with --resolution 64, not 96" in one_line_error(capsys, [*bigger, "--resume", "--iterations", "3"])
+    assert "holds a training of 'm'" in one_line_error(
         capsys, [*base, "--src", src, "--dst", dst, "--iterations", "2", "--replace"]
     )
-    assert "registered already" in _one_line_error(
+    assert "registered already" in one_line_error(
         capsys, ["train", "m", "--data-dir", data, "--src", src, "--dst", dst, "--iterations", "2"]
     )
 
