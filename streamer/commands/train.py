@@ -20,7 +20,7 @@ from streamer.commands.faceset import add_faceset_args
 
 if TYPE_CHECKING:
     from engines.train.faceset import Faceset
-    from engines.train.trainer import Dist, Progress
+    from engines.train.loop import Dist, Progress
     from engines.train.workspace import TrainingFolder
     from streamer.governance.consent import ConsentRecord
 
@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
 
     trainer = Trainer(cfg, src, dst, folder.path, device, where)
     if state is not None:
-        trainer.load_state(state)
+        trainer.loop.restore(state)
     if where.leader:
         check_disk(folder.path, trainer.parameters)
         _say_start(args, trainer, cfg, src, dst, folder, device.type, where, resumed=state is not None)
