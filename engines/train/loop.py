@@ -46,7 +46,7 @@ import torch
 import torch.distributed as dist
 
 from engines import paths
-from engines.errors import InputError, OutputError
+from engines.errors import EngineError, InputError, OutputError
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +152,12 @@ class Trainee(Protocol):
         ...
 
     @property
+    def people(self) -> int:
+        """How many people it learns: 2 (src and dst: DF, LIAE) or 1 (the src person: dnr, whose dst loss is
+        not reported)."""
+        ...
+
+    @property
     def resolution(self) -> int: ...
 
     @property
@@ -171,8 +177,8 @@ class Trainee(Protocol):
         ...
 
     def step(self) -> tuple[float, float]:
-        """One iteration; the (src, dst) losses of its batch (dst nan for one person). Raises EngineError when
-        the loss is no longer finite."""
+        """One iteration; the (src, dst) losses of its batch (averaged over processes; dst ignored for one
+        person)."""
         ...
 
     def state_dict(self) -> dict[str, Any]:
@@ -307,7 +313,7 @@ class TrainingRun:
             while True:
                 if rule.iterations is not None and t.iteration >= rule.iterations:
                     break
-                losses = t.step()
+                losses = self._checked(t.step())
                 now = time.monotonic()
                 self.elapsed_s = elapsed_before + (now - start)
                 self._smooth(losses)
@@ -349,6 +355,18 @@ class TrainingRun:
             if on_progress is not None:
                 on_progress(final)
         return state
+
+    def _checked(self, losses: tuple[float, float]) -> tuple[float, float]:
+        """The losses as reported (dst nan for one person); EngineError when training diverged (before any
+        checkpoint of the diverged weights is written)."""
+        src, dst = losses[0], losses[1] if self.trainee.people > 1 else math.nan
+        if not math.isfinite(src) or (self.trainee.people > 1 and not math.isfinite(dst)):
+            said = f"loss src {src}" + (f", dst {dst}" if self.trainee.people > 1 else "")
+            raise EngineError(
+                f"training diverged at iteration {self.trainee.iteration} ({said}); the last checkpoint is intact: "
+                "resume from it with a lower --lr"
+            )
+        return src, dst
 
     def _agree(self, flags: list[bool]) -> list[bool]:
         """The flags as every process sees them: rank 0's clock decides the timed ones, anyone's stop

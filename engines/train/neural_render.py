@@ -33,8 +33,9 @@ crop): ``export_onnx`` writes the renderer with its texture baked in, registered
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,6 +47,7 @@ from engines.swap.neural import COVERED_NAME, FACE_NAME, UV_NAME
 from engines.swap.neural import uv_maps as uv_maps  # the texture coordinates per pixel, from the mesh
 from engines.train.data import _bgr, _masked_stats, _ycc, to_tensor
 from engines.train.faceset import Faceset
+from engines.train.loop import Dist
 from engines.train.losses import LossConfig, face_loss
 
 NEG_SLOPE = 0.1
@@ -186,7 +188,13 @@ def colour_match(face: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor
 
 class DnrTrainer:
     """Trains a ``NeuralRenderer`` on one person's faceset (at ``cfg.net.resolution``); ``swap`` renders that
-    person on other faces' meshes. Single process, CPU or one GPU; no checkpoints."""
+    person on other faces' meshes. Single process, CPU or one GPU. A ``Trainee`` of ``engines.train.loop``
+    (checkpoints, resume, progress, previews: ``TrainingRun``)."""
+
+    kind = "dnr"
+    arch = "dnr"
+    people = 1
+    where = Dist()
 
     def __init__(
         self,
@@ -218,6 +226,12 @@ class DnrTrainer:
         self.gen = torch.Generator().manual_seed(cfg.seed * 7919)
         self.iteration = 0
         self.last_losses = (math.nan, math.nan)
+        self.coverage = src.coverage
+        self.src_info = {"path": str(src.path), "paths": [str(p) for p in src.folders], "faces": len(src)}
+        self._preview_src = _preview_faces(src)
+        self._preview_dst: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.dst_info: dict[str, Any] | None = None
+        """The faceset ``preview_on`` previews on (none: the checkpoint's ``dst`` is None)."""
 
     @property
     def parameters(self) -> int:
@@ -261,6 +275,55 @@ class DnrTrainer:
         self.last_losses = (value, value)
         return self.last_losses
 
+    # ---- what the loop needs (engines.train.loop.Trainee)
+
+    @property
+    def resolution(self) -> int:
+        return self.cfg.net.resolution
+
+    def state_dict(self) -> dict[str, Any]:
+        """Config, faceset, weights, Adam's state and the sampler's generator."""
+        return {
+            "config": asdict(self.cfg),
+            "coverage": self.coverage,
+            "src": self.src_info,
+            "dst": self.dst_info,
+            "model": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generators": [self.gen.get_state()],
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint (its config is ``train_config_from_json(state["config"])``)."""
+        self.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.iteration = int(state["iteration"])
+        self.gen.set_state(state["generators"][0])
+
+    def preview_on(self, actor: Faceset) -> None:
+        """Add rows to the preview: the person rendered on these faces' meshes (``swap``): footage to preview on."""
+        if actor.images.shape[1] != self.resolution:
+            raise InputError(f"the preview faceset is loaded at {actor.images.shape[1]} px, not {self.resolution}")
+        self._preview_dst = _preview_faces(actor)
+        self.dst_info = {"path": str(actor.path), "paths": [str(p) for p in actor.folders], "faces": len(actor)}
+
+    @property
+    def preview_caption(self) -> str:
+        return "src | recon" + (" ; actor | swap" if self._preview_dst is not None else "")
+
+    @torch.no_grad()
+    def preview_tiles(self) -> np.ndarray:
+        """Rows of the person's face | its rendering from the face's own mesh (drawn where the mesh covers,
+        dark elsewhere); then, with ``preview_on`` footage, actor face | the person rendered there (``swap``)."""
+        images, _, landmarks = self._preview_src
+        face, covered = self.render(landmarks)
+        recon = face * covered + 0.1 * (1.0 - covered)
+        rows = [np.hstack(pair) for pair in zip(images, _tiles(recon), strict=True)]
+        if self._preview_dst is not None:
+            images, masks, landmarks = self._preview_dst
+            rows += [np.hstack(pair) for pair in zip(images, _tiles(self.swap(images, masks, landmarks)), strict=True)]
+        return np.vstack(rows)
+
     @torch.no_grad()
     def render(self, landmarks: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """The person rendered on meshes ``landmarks`` (N, 468, 2, crop pixels): (N, 3, R, R) 0..1 and where
@@ -281,6 +344,26 @@ class DnrTrainer:
         mask = to_tensor(masks, self.device)[:, :1].float() / 255.0 * covered
         face = colour_match(face, actor, mask)
         return face * mask + actor * (1.0 - mask)
+
+
+def _preview_faces(fs: Faceset, n: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(images, masks, landmarks) of ``n`` faces spread over the faceset: what the preview shows."""
+    pick = np.unique(np.linspace(0, len(fs) - 1, n).round().astype(int))
+    return fs.images[pick].copy(), fs.masks[pick].copy(), fs.landmarks[pick].copy()
+
+
+def _tiles(x: torch.Tensor) -> list[np.ndarray]:
+    """(N, 3, R, R) 0..1 -> N uint8 BGR tiles."""
+    return list((x.float().clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+
+
+def train_config_from_json(obj: dict[str, Any]) -> DnrTrainConfig:
+    """The ``DnrTrainConfig`` a checkpoint was trained with (``asdict`` of it; fields added since take their
+    defaults)."""
+    known = {f.name for f in fields(DnrTrainConfig)}
+    rest = {k: v for k, v in obj.items() if k in known and k not in ("net", "loss")}
+    net = {k: v for k, v in obj["net"].items() if k in {f.name for f in fields(DnrConfig)}}
+    return DnrTrainConfig(net=DnrConfig(**net), loss=LossConfig(**obj["loss"]), **rest)
 
 
 # ---- export: what a runtime would run --------------------------------------------------------------------------
