@@ -8,6 +8,7 @@ import pytest
 
 from engines.train.faceset import FacesetConfig, SourceFrame, extract
 from engines.train.nets import NetConfig
+from engines.train.neural_render import DnrConfig
 from tests.face_helpers import clip_frames
 
 TINY_NET = NetConfig("df", 64, 8, 32, 32, 8)
@@ -17,6 +18,8 @@ TINY_FLAGS = [
     "--batch", "4", "--threads", "1",
 ]  # fmt: skip
 """``stageswap train`` options for TINY_NET."""
+TINY_DNR = DnrConfig(resolution=64, texture_px=32, channels=4, levels=2, dims=8)
+"""A neural renderer of ~30 k parameters (``stageswap train --arch dnr`` builds the default size)."""
 
 
 def tiny_faceset(clip: Path, out: Path, models_dir: Path, frames: int = 10, resolution: int = 64) -> Path:

@@ -1,13 +1,16 @@
 """Where a model is trained (``DATA/training/NAME/``), what it may be registered with, and who is training.
 
-    checkpoint.pt    weights, optimiser, iteration, random streams (``engines.train.trainer``)
+    checkpoint.pt    weights, optimiser, iteration, random streams (``engines.train.loop``), of a DF/LIAE model
+                     or a neural renderer (``kind`` dnr)
     progress.json    the latest progress (the monitor page lists it)
-    preview.png      actor | reconstruction | swap, and the src person's reconstructions
+    preview.png      DF/LIAE: actor | reconstruction | swap, and the src person's reconstructions;
+                     dnr: the src person | its rendering, and actor | the person rendered there (``--dst``)
     consent.json     the consent the trained-in likeness is registered with (or that it is unverified),
                      decided before training starts, so a finished model is never refused at the end
                      (written and read by the train command: consent is governance, not compute)
     src/, dst/       facesets extracted from clips given to ``stageswap train`` directly
-    NAME.dfm         the exported model, once training finishes (registered as swap model NAME)
+    NAME.dfm         the exported model, once training finishes (registered as swap model NAME);
+    NAME.onnx        a neural renderer's (kind dnr)
 
 Presets are the shapes that suit a machine: ``cpu`` is the shape that learned most per CPU-minute of those
 measured (0.31 CPU-seconds an iteration; 18 CPU-minutes were not yet enough: BENCHMARKS.md, "Training a
@@ -70,7 +73,7 @@ class TrainingFolder:
 
     @property
     def checkpoint(self) -> Path:
-        from engines.train.trainer import CHECKPOINT_FILE
+        from engines.train.loop import CHECKPOINT_FILE
 
         return self.path / CHECKPOINT_FILE
 
@@ -103,7 +106,7 @@ def list_trainings(data_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
         entry["name"] = folder.name
         if entry.get("state") == "running" and _stale(obj, now):
             entry["state"] = "interrupted"
-        entry["exported"] = (folder / f"{folder.name}.dfm").is_file()
+        entry["exported"] = any((folder / f"{folder.name}{ext}").is_file() for ext in (".dfm", ".onnx"))
         out.append(entry)
     out.sort(key=lambda e: str(e.get("updated") or ""), reverse=True)
     return out
@@ -111,7 +114,7 @@ def list_trainings(data_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 _PUBLIC = (
     "state", "iteration", "target_iterations", "loss", "it_per_s", "eta_s", "elapsed_s", "resolution", "arch",
-    "device", "processes", "updated",
+    "kind", "device", "processes", "updated",
 )  # fmt: skip
 
 

@@ -41,12 +41,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and registered as swap model NAME with the src person's consent (the same consent options as "
         "`models add`, checked before training starts). Several GPUs: torchrun --nproc_per_node N -m "
         "streamer train ... (each process takes --batch faces per person). --arch dnr instead trains a neural "
-        "renderer of the src person alone (see --arch): src footage only, no --dst.",
+        "renderer of the src person alone (see --arch): --src footage only, --dst optional, to preview on.",
         epilog="Presets: " + "; ".join(f"{k}: {v.description}" for k, v in PRESETS.items()),
     )
     p.add_argument("name", help="the swap model's name: 1-64 of a-z, 0-9, '_' and '-'")
     p.add_argument("--src", nargs="+", type=Path, metavar="FACESET_OR_CLIP", help="the person whose face goes in")
-    p.add_argument("--dst", nargs="+", type=Path, metavar="FACESET_OR_CLIP", help="the performer it goes onto")
+    p.add_argument(
+        "--dst",
+        nargs="+",
+        type=Path,
+        metavar="FACESET_OR_CLIP",
+        help="the performer it goes onto; with --arch dnr optional and used for the preview only (the src person "
+        "rendered on these faces' meshes): a dnr model learns nothing from the performer",
+    )
     how_long = p.add_mutually_exclusive_group()
     how_long.add_argument("--minutes", type=float, metavar="M", help="train for M minutes (this run)")
     how_long.add_argument("--iterations", type=int, metavar="N", help="train until the model has N iterations")
@@ -64,8 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="DF (default: stronger likeness), LIAE, or dnr: a neural renderer of the src person on the tracked "
         "mesh (deferred neural rendering) -- it needs --src footage only (no --dst: it serves every performer), "
         "learns a likeness in minutes on a CPU (--resolution 64 or 128, default 128; 128 px costs about 1.4 "
-        "CPU-seconds an iteration), and is registered as model kind dnr. dnr trains in one run: no checkpoint, "
-        "--resume, --export-only or preview yet; Ctrl-C or SIGTERM ends it early and registers what it learned",
+        "CPU-seconds an iteration), and is registered as model kind dnr. Checkpoints, --resume, --export-only and "
+        "the preview work as for DF (--resume needs no --arch: the checkpoint says what it trains); Ctrl-C or "
+        "SIGTERM writes a checkpoint and, unlike DF, registers what it learned so far",
     )
     for flag, what in (
         ("--encoder-dims", "first encoder stage's channels"),
@@ -122,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
     from engines.errors import InputError
     from engines.paths import data_dir
     from engines.swap.user_models import UserModelStore
-    from engines.train.trainer import Dist, StopRule, check_disk, init_distributed, pick_device, read_checkpoint
+    from engines.train.loop import Dist, StopRule, check_disk, checkpoint_kind, read_checkpoint
+    from engines.train.trainer import init_distributed, pick_device
     from engines.train.workspace import TrainingFolder
 
     where = Dist.from_env()
@@ -142,20 +151,21 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise InputError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    if args.arch == "dnr":
-        return _train_dnr(args, folder, store, device, where)
     state = read_checkpoint(folder.path, device)
+    if state is not None and args.arch is not None and (args.arch == "dnr") != (checkpoint_kind(state) == "dnr"):
+        dnr = checkpoint_kind(state) == "dnr"
+        trained = "a neural renderer (dnr)" if dnr else f"a {str(state['config']['net']['arch']).upper()}"
+        raise InputError(
+            f"{folder.path} holds {trained} training of {args.name!r}, not --arch {args.arch}: continue it without "
+            "--arch, or train under another name"
+        )
+    if args.arch == "dnr" or (state is not None and checkpoint_kind(state) == "dnr"):
+        return _train_dnr(args, folder, store, device, where, state)
     if args.export_only:
         if state is None:
             raise InputError(f"no checkpoint of {args.name!r} in {folder.path} to export")
         return _finish(args, folder, store, state, where)
-    if state is not None and not args.resume:
-        raise InputError(
-            f"{folder.path} holds a training of {args.name!r} (iteration {state['iteration']}): continue it with "
-            "--resume, export it with --export-only, or train under another name"
-        )
-    if state is None and args.resume:
-        raise InputError(f"nothing to resume: no checkpoint of {args.name!r} in {folder.path}")
+    _check_resume(args, folder, state)
     rule = StopRule(iterations=args.iterations, minutes=args.minutes, cpu_minutes=args.cpu_minutes)
     init_distributed(where, device)
     cfg, given = _config(args, device.type, state)
@@ -184,9 +194,7 @@ def run(args: argparse.Namespace) -> int:
                 "--export-only"
             )
         return 0
-    state = read_checkpoint(folder.path, torch.device("cpu"))
-    assert state is not None  # the trainer just wrote it
-    return _finish(args, folder, store, state, where)
+    return _finish(args, folder, store, read_checkpoint_cpu(folder), where)
 
 
 def save_consent(folder: TrainingFolder, record: ConsentRecord | None, unverified: bool) -> None:
@@ -419,22 +427,23 @@ def _register(
     return 0
 
 
-def _train_dnr(args: argparse.Namespace, folder: TrainingFolder, store: Any, device: Any, where: Dist) -> int:
-    """``--arch dnr``: a neural renderer of the src person alone (``engines.train.neural_render``), trained in
-    this run, exported as ONNX and registered as model kind ``dnr``. It keeps no checkpoint: Ctrl-C or SIGTERM
-    ends the training early and what it learned so far is exported and registered."""
-    import math
-    import signal
-    import threading
-
+def _train_dnr(
+    args: argparse.Namespace,
+    folder: TrainingFolder,
+    store: Any,
+    device: Any,
+    where: Dist,
+    state: dict[str, Any] | None,
+) -> int:
+    """``--arch dnr``: a neural renderer of the src person alone (``engines.train.neural_render``), run by the same
+    loop as DF (checkpoints, ``--resume``, progress, previews), exported as ONNX and registered as model kind
+    ``dnr`` when it finishes or is stopped (Ctrl-C, SIGTERM: the checkpoint is written first). ``--dst`` is
+    footage to preview on: the preview shows the person rendered on those faces' meshes."""
     from engines.errors import InputError
-    from engines.train.neural_render import DnrConfig, DnrTrainConfig, DnrTrainer, export_onnx
-    from engines.train.trainer import Progress, StopRule
+    from engines.train.loop import RunTiming, StopRule, TrainingRun, check_disk
+    from engines.train.neural_render import DnrConfig, DnrTrainConfig, DnrTrainer, train_config_from_json
 
     given = {
-        "--dst": args.dst,
-        "--resume": args.resume,
-        "--export-only": args.export_only,
         "--preset": args.preset,
         "--compile": args.compile,
         **{f"--{f.replace('_', '-')}": getattr(args, f) is not None for f in NET_FLAGS[1:5]},
@@ -442,67 +451,109 @@ def _train_dnr(args: argparse.Namespace, folder: TrainingFolder, store: Any, dev
     unused = [flag for flag, value in given.items() if value]
     if unused:
         raise InputError(
-            f"--arch dnr does not take {', '.join(unused)}: it learns the src person alone (no --dst), in one run "
-            "(no checkpoint to resume or export)"
+            f"--arch dnr does not take {', '.join(unused)}: a neural renderer's size is set by --resolution alone"
         )
     if where.world > 1:
         raise InputError("--arch dnr trains in one process: run it without torchrun")
-    if not args.src:
-        raise InputError("--arch dnr needs --src: footage of the person whose face goes in (a faceset or clips)")
+    if args.export_only:
+        if state is None:
+            raise InputError(f"no checkpoint of {args.name!r} in {folder.path} to export")
+        return _finish_dnr(args, folder, store, state)
+    _check_resume(args, folder, state)
     rule = StopRule(iterations=args.iterations, minutes=args.minutes, cpu_minutes=args.cpu_minutes)
-    net = DnrConfig(resolution=args.resolution or 128)
-    cfg = DnrTrainConfig(
-        net=net,
-        batch=args.batch if args.batch is not None else DnrTrainConfig.batch,
-        lr=args.lr if args.lr is not None else DnrTrainConfig.lr,
-        seed=args.seed,
-    )
-    src = _faceset(args, folder, "src", args.src, net.resolution, None, where)
+    if state is not None:
+        cfg = train_config_from_json(state["config"])
+        res = cfg.net.resolution
+        if args.resolution is not None and args.resolution != res:
+            raise InputError(
+                f"the checkpoint was trained with --resolution {res}, not {args.resolution}: resume without "
+                f"--resolution (or with --resolution {res}), or start a new model under another name"
+            )
+        cfg = DnrTrainConfig(
+            **{
+                **{f: getattr(cfg, f) for f in cfg.__dataclass_fields__},
+                **({"batch": args.batch} if args.batch is not None else {}),
+                **({"lr": args.lr} if args.lr is not None else {}),
+            }
+        )
+    else:
+        if not args.src:
+            raise InputError("--arch dnr needs --src: footage of the person whose face goes in (a faceset or clips)")
+        cfg = DnrTrainConfig(
+            net=DnrConfig(resolution=args.resolution or 128),
+            batch=args.batch if args.batch is not None else DnrTrainConfig.batch,
+            lr=args.lr if args.lr is not None else DnrTrainConfig.lr,
+            seed=args.seed,
+        )
+    res = cfg.net.resolution
+    src = _faceset(args, folder, "src", args.src, res, state, where)
     trainer = DnrTrainer(cfg, src, device=device)
+    if args.dst or (state is not None and state.get("dst")):
+        trainer.preview_on(_faceset(args, folder, "dst", args.dst, res, state, where))
+    timing = RunTiming(max(0.05, args.checkpoint_every) * 60.0, max(0.05, args.preview_every) * 60.0)
+    loop = TrainingRun(trainer, folder.path, timing)
+    if state is not None:
+        loop.restore(state)
+    check_disk(folder.path, trainer.parameters)
+    preview = f", preview on {trainer.dst_info['faces']} faces of --dst" if trainer.dst_info else ""
     print(
-        f"training {args.name!r}: neural renderer (dnr) {net.resolution} px, {trainer.parameters / 1e6:.1f} M "
-        f"parameters, batch {cfg.batch}, on {device.type}; src {len(src)} faces. Ctrl-C stops it early and "
-        "registers what it learned (no checkpoint)",
+        f"{'resuming' if state is not None else 'training'} {args.name!r}: neural renderer (dnr) {res} px, "
+        f"{trainer.parameters / 1e6:.1f} M parameters, batch {cfg.batch}, on {device.type}; src {len(src)} faces"
+        f"{preview}{f', from iteration {trainer.iteration}' if state is not None else ''}",
         flush=True,
     )
-    stop = threading.Event()
-    previous = {s: signal.signal(s, lambda signum, frame: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
-    printer = _Printer()
-    start, cpu_start = time.monotonic(), time.process_time()
-    last_print = start
-    try:
-        while not stop.is_set():
-            if rule.iterations is not None and trainer.iteration >= rule.iterations:
-                break
-            loss = trainer.step()[0]
-            now, cpu = time.monotonic(), time.process_time() - cpu_start
-            done = (rule.minutes is not None and now - start >= rule.minutes * 60.0) or (
-                rule.cpu_minutes is not None and cpu >= rule.cpu_minutes * 60.0
-            )
-            if done or now - last_print >= 2.0:
-                rate = trainer.iteration / (now - start)
-                etas = [
-                    *([(rule.iterations - trainer.iteration) / rate] if rule.iterations is not None else []),
-                    *([start + rule.minutes * 60.0 - now] if rule.minutes is not None else []),
-                    *([(rule.cpu_minutes * 60.0 - cpu) * (now - start) / cpu] if rule.cpu_minutes and cpu else []),
-                ]
-                eta = max(0.0, min(etas)) if etas else None
-                printer(Progress(trainer.iteration, rule.iterations, loss, math.nan, rate, eta, now - start))
-                last_print = now
-            if done:
-                break
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        printer.close()
-    elapsed, cpu = time.monotonic() - start, time.process_time() - cpu_start
     print(
-        f"{'stopped' if stop.is_set() else 'trained'} at iteration {trainer.iteration}: {elapsed:.0f} s, "
-        f"{cpu:.0f} CPU-s, loss {trainer.last_losses[0]:.4f}"
+        f"preview: {folder.path / 'preview.png'} (every {args.preview_every:g} min); Ctrl-C stops with a checkpoint "
+        "and registers what it learned",
+        flush=True,
     )
+    printer = _Printer()
+    outcome = loop.run(rule, printer)
+    printer.close()
     print(_memory_line(device))
+    if outcome == "stopped":
+        print(
+            f"stopped at iteration {trainer.iteration}: checkpoint in {folder.checkpoint}; continue: stageswap train "
+            f"{args.name} --resume --minutes M"
+        )
     if trainer.iteration == 0:
         raise InputError(f"{args.name!r} was stopped before its first iteration: nothing to register")
+    state = read_checkpoint_cpu(folder)
+    return _finish_dnr(args, folder, store, state)
+
+
+def _finish_dnr(args: argparse.Namespace, folder: TrainingFolder, store: Any, state: dict[str, Any]) -> int:
+    """Export a renderer checkpoint as ONNX (its texture baked in) and register it as kind ``dnr``."""
+    from engines.train.neural_render import NeuralRenderer, export_onnx, train_config_from_json
+
+    net = NeuralRenderer(train_config_from_json(state["config"]).net)
+    net.load_state_dict(state["model"])
     path = folder.path / f"{args.name}.onnx"
-    export_onnx(trainer.net, path)
-    return _register(args, folder, store, path, "dnr", src.coverage, trainer.iteration, elapsed)
+    export_onnx(net, path)
+    return _register(
+        args, folder, store, path, "dnr", float(state["coverage"]), int(state["iteration"]), state["elapsed_s"]
+    )
+
+
+def read_checkpoint_cpu(folder: TrainingFolder) -> dict[str, Any]:
+    """The checkpoint the loop has just written, on the CPU."""
+    import torch
+
+    from engines.train.loop import read_checkpoint
+
+    state = read_checkpoint(folder.path, torch.device("cpu"))
+    assert state is not None  # the loop just wrote it
+    return state
+
+
+def _check_resume(args: argparse.Namespace, folder: TrainingFolder, state: dict[str, Any] | None) -> None:
+    """A checkpoint is continued only with --resume, and --resume needs one."""
+    from engines.errors import InputError
+
+    if state is not None and not args.resume:
+        raise InputError(
+            f"{folder.path} holds a training of {args.name!r} (iteration {state['iteration']}): continue it with "
+            "--resume, export it with --export-only, or train under another name"
+        )
+    if state is None and args.resume:
+        raise InputError(f"nothing to resume: no checkpoint of {args.name!r} in {folder.path}")

@@ -6,6 +6,7 @@ few iterations: seconds on a CPU."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +15,12 @@ import torch
 
 from engines.swap.user_models import UserModelStore
 from engines.train.faceset import load_faceset
-from engines.train.neural_render import DnrConfig, DnrTrainConfig, DnrTrainer, export_onnx
+from engines.train.neural_render import DnrTrainConfig, DnrTrainer, export_onnx
 from streamer.__main__ import main
-from tests.train_helpers import one_line_error, tiny_faceset
+from tests.train_helpers import TINY_DNR, one_line_error, tiny_faceset
 
-TINY = DnrConfig(resolution=64, texture_px=32, channels=4, levels=2, dims=8)
+TINY = TINY_DNR
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -107,15 +109,17 @@ def test_a_bad_renderer_file_is_refused_in_one_line(
 
 
 def test_train_arch_dnr_registers_a_renderer_and_refuses_bad_input(
-    src: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    src: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import errno
+    import os
     import shutil
 
     data = str(tmp_path / "data")
     base = ["train", "m", "--arch", "dnr", "--resolution", "64", "--data-dir", data, "--threads", "1"]
     assert "no consent record" in one_line_error(capsys, [*base, "--src", str(src), "--iterations", "1"])
-    assert "does not take --dst" in one_line_error(
-        capsys, [*base, "--src", str(src), "--dst", str(src), "--iterations", "1", "--unverified"]
+    assert "does not take --ae-dims" in one_line_error(
+        capsys, [*base, "--src", str(src), "--ae-dims", "64", "--iterations", "1", "--unverified"]
     )
     assert "needs --src" in one_line_error(capsys, [*base, "--iterations", "1", "--unverified"])
     assert "is a folder but not a faceset" in one_line_error(
@@ -129,6 +133,19 @@ def test_train_arch_dnr_registers_a_renderer_and_refuses_bad_input(
     assert "multiple of 8" in one_line_error(
         capsys, [*base, "--src", str(src), "--iterations", "1", "--unverified", "--resolution", "60"]
     )
+    assert "nothing to resume" in one_line_error(capsys, [*base, "--resume", "--iterations", "1"])
+    # Disk full while writing the checkpoint: said as such, nothing half-written left behind, nothing registered.
+    real_fsync = os.fsync
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    err = one_line_error(capsys, [*base, "--src", str(src), "--iterations", "1"])  # the consent kept above
+    assert "checkpoint.pt: the disk is full" in err
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    folder = tmp_path / "data" / "training" / "m"
+    assert not (folder / "checkpoint.pt").exists() and not list(folder.glob(".*.tmp"))
     assert UserModelStore(data).names() == []
 
     assert main([*base, "--src", str(src), "--iterations", "2", "--unverified"]) == 0
@@ -136,35 +153,166 @@ def test_train_arch_dnr_registers_a_renderer_and_refuses_bad_input(
     assert "registered it as swap model 'm' after 2 iterations" in out
     model = UserModelStore(data).get("m")
     assert (model.kind, model.resolution) == ("dnr", 64)
+    # Its checkpoint: exported again, resumed (not at another resolution), not restarted by accident.
+    assert main(["train", "m", "--data-dir", data, "--export-only"]) == 0
+    assert "registered it as swap model 'm' after 2 iterations" in capsys.readouterr().out
+    assert "trained with --resolution 64, not 128" in one_line_error(
+        capsys, ["train", "m", "--data-dir", data, "--resume", "--resolution", "128", "--iterations", "3"]
+    )
+    assert "holds a training of 'm'" in one_line_error(
+        capsys, [*base, "--src", str(src), "--iterations", "3", "--replace"]
+    )
+    assert "holds a neural renderer (dnr) training of 'm', not --arch df" in one_line_error(
+        capsys, ["train", "m", "--data-dir", data, "--arch", "df", "--resume", "--iterations", "3"]
+    )
+    assert main(["train", "m", "--data-dir", data, "--resume", "--iterations", "3", "--threads", "1"]) == 0
+    assert "resuming 'm': neural renderer (dnr) 64 px" in (out := capsys.readouterr().out)
+    assert "from iteration 2" in out and "registered it as swap model 'm' after 3 iterations" in out
 
 
-def test_sigterm_ends_a_dnr_training_and_registers_what_it_learned(src: Path, tmp_path: Path) -> None:
+def test_a_df_training_is_not_resumed_as_a_renderer(
+    facesets: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.train_helpers import TINY_FLAGS
+
+    data = str(tmp_path / "data")
+    src, dst = (str(p) for p in facesets)
+    df = ["train", "df", "--data-dir", data, *TINY_FLAGS, "--src", src, "--dst", dst, "--unverified"]
+    assert main([*df, "--minutes", "0.001"]) == 0  # one iteration, then stopped by the clock: registered
+    capsys.readouterr()
+    assert "holds a DF training of 'df', not --arch dnr" in one_line_error(
+        capsys, ["train", "df", "--data-dir", data, "--arch", "dnr", "--resume", "--iterations", "5"]
+    )
+
+
+_CHILD = textwrap.dedent(
+    """
+    import sys, torch
+    from pathlib import Path
+    from engines.train.faceset import load_faceset
+    from engines.train.loop import TrainingRun
+    from engines.train.neural_render import DnrTrainConfig, DnrTrainer
+    from tests.train_helpers import TINY_DNR
+    torch.set_num_threads(1)
+    src, folder = sys.argv[1:3]
+    trainer = DnrTrainer(DnrTrainConfig(net=TINY_DNR, batch=4), load_faceset(src, 64))
+    run = TrainingRun(trainer, Path(folder))
+    for _ in range(3):
+        trainer.step()
+    run.save_checkpoint()
+    print("saved", flush=True)
+    while True:
+        print(repr(trainer.step()), flush=True)
+    """
+)
+
+
+def test_renderer_resume_after_kill_9_continues_bit_for_bit(src: Path, tmp_path: Path, one_thread: object) -> None:
+    """A renderer's training killed with SIGKILL after a checkpoint: a new process resumes from it and computes the
+    very losses (to the last bit) the killed one computed after the checkpoint: the sampler's generator, Adam's
+    state, the texture, the U-Net and the iteration all come back."""
+    import signal
+    import subprocess
+    import sys
+
+    from engines.train.loop import TrainingRun, read_checkpoint
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(src), str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline().strip() == "saved"
+        after_checkpoint = [eval(proc.stdout.readline()) for _ in range(3)]  # noqa: S307 (our own repr)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    state = read_checkpoint(tmp_path, torch.device("cpu"))
+    assert state is not None and (state["iteration"], state["kind"]) == (3, "dnr")
+    resumed = DnrTrainer(DnrTrainConfig(net=TINY, batch=4), load_faceset(src, 64))
+    run = TrainingRun(resumed, tmp_path / "resumed")
+    run.restore(state)
+    torch.manual_seed(12345)  # a different global random state: the trainer must not depend on it
+    assert resumed.iteration == 3
+    assert [resumed.step() for _ in range(3)] == after_checkpoint
+    fresh = DnrTrainer(DnrTrainConfig(net=TINY, batch=4), load_faceset(src, 64))
+    assert fresh.step() != after_checkpoint[0]  # what it continues is the checkpoint, not a new start
+
+
+def test_sigterm_checkpoints_registers_and_the_monitor_sees_it(
+    src: Path, facesets: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """`train --arch dnr` in a subprocess with footage to preview on (--dst): while it trains, list_trainings (the
+    monitor page's list) shows it running; SIGTERM ends it with a checkpoint and registers what it learned; the
+    preview PNG shows the src faces | their rendering and the actor's faces | the person rendered there."""
+    import json
     import os
     import signal
     import subprocess
     import sys
     import time
 
-    repo = Path(__file__).resolve().parents[3]
+    import cv2
+
+    from engines.train.loop import read_checkpoint
+    from engines.train.workspace import list_trainings
+
     data = tmp_path / "data"
+    folder = data / "training" / "m"
     cmd = [
         sys.executable, "-m", "streamer", "train", "m", "--arch", "dnr", "--resolution", "64", "--src", str(src),
-        "--minutes", "10", "--threads", "1", "--unverified", "--data-dir", str(data),
+        "--dst", str(facesets[1]), "--minutes", "10", "--threads", "1", "--unverified", "--data-dir", str(data),
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(repo)}
-    proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()
         assert first.startswith("training 'm': neural renderer (dnr) 64 px"), first
-        time.sleep(4.0)
+        assert "preview on 10 faces of --dst" in first
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            listed = {t["name"]: t for t in list_trainings(data)}
+            if listed.get("m", {}).get("iteration", 0) >= 2:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("training never reported progress")
+        running = listed["m"]
+        assert (running["state"], running["arch"], running["kind"], running["resolution"]) == (
+            "running",
+            "dnr",
+            "dnr",
+            64,
+        )
+        assert running["loss"]["src"] > 0 and running["loss"]["dst"] is None and running["exported"] is False
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode == 0, err
-    assert "stopped at iteration" in out
-    iterations = int(out.split("stopped at iteration ")[1].split(":")[0])
-    assert iterations >= 1
-    assert f"registered it as swap model 'm' after {iterations} iterations" in out
+    state = read_checkpoint(folder, torch.device("cpu"))
+    assert state is not None and state["kind"] == "dnr"
+    stopped_at = state["iteration"]
+    assert f"stopped at iteration {stopped_at}: checkpoint in" in out
+    assert f"registered it as swap model 'm' after {stopped_at} iterations" in out
     assert UserModelStore(data).get("m").kind == "dnr"
+    done = list_trainings(data)[0]
+    assert (done["name"], done["state"], done["iteration"], done["exported"]) == ("m", "stopped", stopped_at, True)
+    assert json.loads((folder / "progress.json").read_text())["state"] == "stopped"
+    preview = cv2.imread(str(folder / "preview.png"))
+    assert preview is not None
+    # 4 src rows and 4 actor rows of two 64 px tiles, scaled up by 4 to 512 px wide, under a 28 px caption.
+    assert preview.shape == (28 + 8 * 64 * 4, 2 * 64 * 4, 3), preview.shape
+    tiles = preview[28:].reshape(8, 256, 2, 256, 3)
+    centre = (slice(96, 160), slice(96, 160))
+    for row in range(4):  # the src person's rendering from their own mesh: drawn on the face, dark around it
+        rendered = tiles[row, :, 1].astype(float)
+        assert rendered[centre].mean() > 60 and rendered[:16, :16].mean() < 40
+    for row in range(4, 8):  # the person on the actor's mesh, in the actor's colours, over the actor's crop
+        actor, swapped = tiles[row, :, 0].astype(float), tiles[row, :, 1].astype(float)
+        assert np.abs(swapped[centre].mean(axis=(0, 1)) - actor[centre].mean(axis=(0, 1))).max() < 25
+        assert np.abs(swapped[centre] - actor[centre]).mean() > 2
+        assert np.array_equal(swapped[:16, :16], actor[:16, :16])  # off the face: the actor's own pixels
+    # The preview's --dst goes with the checkpoint: a resume previews on it again without being told.
+    assert state["dst"]["paths"] == [str(facesets[1])]
