@@ -2,8 +2,9 @@
 """build_engines.py — prepare stageswap's GPU engines offline.
 
 For every engine in the catalogue (``engines.catalogue.CATALOGUE``), and every model registered with
-``stageswap models add`` in the data directory (inswapper-style, DFM and ArcFace-style ONNX files; engines
-named ``user-NAME``, validated by their kind's checks and ONNX Runtime, compiled as registered):
+``stageswap models add`` or ``stageswap train`` in the data directory (inswapper-style, DFM, neural-renderer
+(``dnr``) and ArcFace-style ONNX files; engines named ``user-NAME``, validated by their kind's checks and ONNX
+Runtime, compiled as registered):
 
 1. our torch engines (the face mesh converted from MediaPipe's TFLite, the relight modules) are exported to
    ONNX (opset 17); the registry's ONNX models (YuNet) are taken as published;

@@ -4,7 +4,9 @@ Why: on a GPU without a TensorRT plan, the registry's ONNX-only models (YuNet) s
 GPU, next to our torch engines, with no copy through the host between them. onnxruntime-gpu would do it
 but replaces the CPU onnxruntime package in an environment (both install the module ``onnxruntime``),
 pins a CUDA/cuDNN pair of its own and is a ~250 MB wheel; onnx2torch needs torchvision. The registry's
-ONNX models use a dozen plain operators, so a small interpreter is the lighter dependency: every node
+ONNX models, the DFMs ``stageswap train`` exports and its neural renderers (kind ``dnr``: GridSample over the
+neural texture, a little shape arithmetic) use a couple of dozen plain operators, so a small interpreter is
+the lighter dependency: every node
 maps to one torch call, the test-suite compares it with ONNX Runtime on real photos, and an operator or
 attribute it does not handle is a ModelError naming it at load time, never a wrong result.
 
@@ -172,30 +174,91 @@ def _flatten(ins: list[Any], a: dict[str, Any]) -> list[torch.Tensor]:
     return [x.reshape(int(np.prod(x.shape[:axis], dtype=np.int64)), -1)]
 
 
+def _aligned(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two operands on one device: a host constant (a CPU tensor) goes to where the data is."""
+    if x.device == y.device:
+        return x, y
+    return (x.to(y.device), y) if x.device.type == "cpu" else (x, y.to(x.device))
+
+
+def _binary(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> _Op:
+    """An elementwise operator with ONNX's (numpy's) broadcasting, which torch shares."""
+    return lambda i, a: [fn(*_aligned(i[0], i[1]))]
+
+
+def _where(ins: list[Any], a: dict[str, Any]) -> list[torch.Tensor]:
+    cond, x = _aligned(ins[0], ins[1])
+    x, y = _aligned(x, ins[2])
+    return [torch.where(cond.to(x.device).bool(), x, y)]
+
+
+def _clip(ins: list[Any], a: dict[str, Any]) -> list[torch.Tensor]:
+    low = ins[1] if len(ins) > 1 and ins[1] is not None else a.get("min")
+    high = ins[2] if len(ins) > 2 and ins[2] is not None else a.get("max")
+    return [torch.clamp(ins[0], None if low is None else float(low), None if high is None else float(high))]
+
+
+def _constant_of_shape(ins: list[Any], a: dict[str, Any]) -> list[torch.Tensor]:
+    value = numpy_helper.to_array(a["value"]).reshape(-1) if "value" in a else np.zeros(1, np.float32)
+    dtype = torch.int64 if np.issubdtype(value.dtype, np.integer) else torch.float32
+    if value.dtype == np.bool_:
+        dtype = torch.bool
+    return [torch.full([int(v) for v in ins[0].tolist()], value[0].item(), dtype=dtype)]  # host: shape arithmetic
+
+
+def _expand(ins: list[Any], a: dict[str, Any]) -> list[torch.Tensor]:
+    x, shape = ins[0], tuple(int(v) for v in ins[1].tolist())
+    return [x.expand(torch.broadcast_shapes(tuple(x.shape), shape))]  # ONNX's Expand broadcasts both ways
+
+
+_GRID_MODES = {b"bilinear": "bilinear", b"linear": "bilinear", b"nearest": "nearest", b"bicubic": "bicubic",
+               b"cubic": "bicubic"}  # fmt: skip
+"""GridSample's modes by their opset-16 and opset-20 names."""
+_GRID_PADDING = (b"zeros", b"border", b"reflection")
+
+
+def _grid_sample(ins: list[Any], a: dict[str, Any]) -> list[torch.Tensor]:
+    x, grid = _aligned(ins[0], ins[1])
+    mode = _GRID_MODES[a.get("mode", b"bilinear")]
+    padding = a.get("padding_mode", b"zeros").decode()
+    return [F.grid_sample(x, grid, mode=mode, padding_mode=padding, align_corners=bool(a.get("align_corners", 0)))]
+
+
 _OPS: dict[str, _Op] = {
-    "Add": lambda i, a: [i[0] + i[1]],
+    "Add": _binary(torch.add),
+    "Clip": _clip,
     "Concat": _concat,
+    "ConstantOfShape": _constant_of_shape,
     "Conv": _conv,
     "Gather": _gather,
     "DepthToSpace": _depth_to_space,
+    "Equal": _binary(torch.eq),
+    "Expand": _expand,
     "Flatten": _flatten,
     "Gemm": _gemm,
+    "GridSample": _grid_sample,
     "Identity": lambda i, a: [i[0]],
     "LeakyRelu": lambda i, a: [F.leaky_relu(i[0], float(a.get("alpha", 0.01)))],
     "MaxPool": _max_pool,
+    "Mul": _binary(torch.mul),
     "Relu": lambda i, a: [torch.relu(i[0])],
     "Reshape": _reshape,
     "Resize": _resize,
     "Shape": _shape,
     "Sigmoid": lambda i, a: [torch.sigmoid(i[0])],
     "Slice": _slice,
+    "Sub": _binary(torch.sub),
     "Transpose": lambda i, a: [i[0].permute(*a["perm"])],
     "Unsqueeze": _unsqueeze,
+    "Where": _where,
 }
 
 SUPPORTED_OPS = tuple(sorted(_OPS))
 
 _HOST_INPUTS: dict[str, tuple[int, ...]] = {
+    "Clip": (1, 2),
+    "ConstantOfShape": (0,),
+    "Expand": (1,),
     "Gather": (1,),
     "Reshape": (1,),
     "Resize": (1, 2, 3),
@@ -216,6 +279,10 @@ def _check_attrs(op: str, a: dict[str, Any]) -> str | None:
     """The reason a node's attributes are not handled, checked at load time (None when they are)."""
     if op in ("Conv", "MaxPool") and a.get("auto_pad", b"NOTSET") != b"NOTSET":
         return f"{op} with auto_pad"
+    if op == "GridSample":
+        mode, padding = a.get("mode", b"bilinear"), a.get("padding_mode", b"zeros")
+        if mode not in _GRID_MODES or padding not in _GRID_PADDING:
+            return f"GridSample mode {mode.decode()} / padding_mode {padding.decode()}"
     if op == "Resize":
         mode = a.get("mode", b"nearest")
         ctm = a.get("coordinate_transformation_mode", b"half_pixel")

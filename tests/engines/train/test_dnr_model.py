@@ -108,6 +108,82 @@ def test_a_bad_renderer_file_is_refused_in_one_line(
     assert not (tmp_path / "data" / "models.json").exists()
 
 
+class _OrtPlan:
+    """TensorRT's session stood in for (TensorRT cannot be installed here): the 'plan' names the ONNX file, which
+    ONNX Runtime runs."""
+
+    runtime = "tensorrt"
+
+    def __init__(self, plan_path: Path, profiles: object) -> None:
+        import onnxruntime as ort
+
+        self._s = ort.InferenceSession(plan_path.read_text(), providers=["CPUExecutionProvider"])
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip([o.name for o in self._s.get_outputs()], self._s.run(None, feeds), strict=True))
+
+    def close(self) -> None:
+        pass
+
+
+def test_build_engines_and_the_gpu_runtimes_take_a_registered_renderer(
+    export: Path, src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A registered dnr model is a user model like a DFM: build_engines.py validates it (its kind's checks, the
+    torch fallback against ONNX Runtime) and compiles it with one fixed profile; on a GPU its TensorRT plan runs
+    it, and without one the torch fallback does (the GPU stood in for as tests/engines/runtime does: torch
+    'sees' an H200, the converted model runs on the CPU), drawing what ONNX Runtime draws on the CPU."""
+    import argparse
+
+    import build_engines
+    from engines.runtime import select, tensorrt
+    from engines.runtime.plans import Manifest, PlanKey
+    from engines.runtime.torch_cuda import onnx_session
+    from engines.swap.learned import NeuralRenderSwapper, load_swapper, user_engine
+
+    data = tmp_path / "data"
+    store = UserModelStore(data)
+    model = store.add(export, name="obama", unverified=True)
+    assert build_engines.main(["--dry-run", "--data-dir", str(data), "--no-progress", "--only", "user-obama"]) == 0
+    text = capsys.readouterr().out
+    assert "ok   user-obama" in text and "dnr signature ok at 64 px" in text, text
+    assert "torch fallback = ONNX Runtime" in text and "GPU fallback: none" not in text, text
+
+    def fake_build(onnx_path: Path, plan_path: Path, profiles: dict[str, object], options: object) -> object:
+        plan_path.write_text(str(onnx_path))
+        return dict(profiles)
+
+    monkeypatch.setattr(tensorrt, "build_plan", fake_build)
+    monkeypatch.setattr(tensorrt, "TrtSession", _OrtPlan)
+    engine = user_engine(store, model)
+    report = build_engines.EngineReport(engine.name)
+    out = tmp_path / "engines"
+    out.mkdir()
+    ns = argparse.Namespace(fp16=True, workspace_gb=1.0, force=False)
+    build_engines.compile_engine(engine, engine.path, None, out, "NVIDIA H200", "10.8.0", ns, report)
+    assert report.plan.startswith("built: user-obama.nvidia-h200.trt10.8.0."), report
+    entry = Manifest.load(out).entries[0]
+    assert entry.profiles["uv"].min == (1, 64, 64, 2) == entry.profiles["uv"].max
+    assert entry.profiles["covered"].min == (1, 64, 64, 1)
+    assert Manifest.load(out).lookup("user-obama", PlanKey("NVIDIA H200", "10.8.0", model.sha256)).ok
+
+    monkeypatch.setattr(select, "cuda_available", lambda: True)
+    monkeypatch.setattr(select, "gpu_name", lambda: "NVIDIA H200")
+    monkeypatch.setattr(tensorrt, "tensorrt_version", lambda: "10.8.0")
+    planned = load_swapper(store, "obama", "cuda", engines_dir=out)
+    assert isinstance(planned, NeuralRenderSwapper) and planned.runtime == "tensorrt"
+    monkeypatch.setattr(tensorrt, "tensorrt_version", lambda: None)
+    monkeypatch.setattr(select, "_fallback_session", lambda path: onnx_session(path, "cpu"))
+    fallback = load_swapper(store, "obama", "cuda", engines_dir=out)
+    assert isinstance(fallback, NeuralRenderSwapper) and fallback.runtime == "torch-cpu"  # torch-cuda on a GPU
+    cpu = load_swapper(store, "obama", "cpu")
+    assert cpu.runtime == "onnxruntime-cpu"
+    for landmarks in load_faceset(src, 64).landmarks[:3]:  # real meshes of the src person's frames
+        (face, covered), (ref, ref_covered) = fallback.render_crop(landmarks), cpu.render_crop(landmarks)
+        assert covered.mean() > 0.3 and np.array_equal(covered, ref_covered)
+        assert np.abs(face - ref).max() < 1e-4
+
+
 def test_train_arch_dnr_registers_a_renderer_and_refuses_bad_input(
     src: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

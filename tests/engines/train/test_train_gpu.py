@@ -3,7 +3,7 @@
 What runs: a 128 px model trains on the GPU with bf16 autocast and its loss falls; a resumed GPU training
 continues bit for bit like the CPU one; torch.compile gives the same kind of step; the exported DFM runs
 through the torch-CUDA fallback runtime (no TensorRT on the lent machines) like ONNX Runtime on the CPU, and
-swaps a face through a FaceProcessor on the GPU.
+swaps a face through a FaceProcessor on the GPU; so does a neural renderer (``--arch dnr``) trained on the GPU.
 """
 
 from __future__ import annotations
@@ -103,5 +103,42 @@ def test_dfm_runs_on_the_gpu_fallback_runtime(
     processor = FaceProcessor.from_models(models_dir, config, user_models=store)
     for image, t in clip_frames(clips / "d3.mp4", 3):
         result = processor.process(image, t, ProcessSettings(swap_model="gpu-trained", relight=False))
+        assert result.failed_stage is None and "swap" in result.stage_ms
+    assert processor.swap.model is not None and processor.swap.model.runtime == "torch-cuda"
+
+
+def test_a_renderer_trains_and_runs_on_the_gpu_fallback_runtime(
+    facesets: tuple[Path, Path], tmp_path: Path, models_dir: Path, clips: Path
+) -> None:
+    import onnxruntime as ort
+
+    from engines.processor import FaceProcessor, ProcessorConfig
+    from engines.runtime.torch_cuda import onnx_session
+    from engines.settings import ProcessSettings
+    from engines.swap.user_models import UserModelStore
+    from engines.train.neural_render import DnrConfig, DnrTrainConfig, DnrTrainer, export_onnx
+    from tests.face_helpers import clip_frames
+
+    device = pick_device("cuda", Dist())
+    trainer = DnrTrainer(DnrTrainConfig(net=DnrConfig(resolution=128)), load_faceset(facesets[0], 128), device=device)
+    losses = [trainer.step()[0] for _ in range(30)]
+    assert np.isfinite(losses).all() and np.mean(losses[-5:]) < np.mean(losses[:5])
+    path = tmp_path / "r.onnx"
+    export_onnx(trainer.net, path)
+    rng = np.random.default_rng(0)
+    feeds = {
+        "uv": rng.random((2, 128, 128, 2)).astype(np.float32),
+        "covered": (rng.random((2, 128, 128, 1)) > 0.3).astype(np.float32),
+    }
+    cpu = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    gpu = onnx_session(path, "cuda").run(feeds)["face"]
+    np.testing.assert_allclose(np.asarray(gpu), cpu, atol=2e-3)
+
+    store = UserModelStore(tmp_path / "data")
+    store.add(path, kind="dnr", name="gpu-renderer", unverified=True, coverage=1.8)
+    config = dataclasses.replace(ProcessorConfig(), device="cuda")
+    processor = FaceProcessor.from_models(models_dir, config, user_models=store)
+    for image, t in clip_frames(clips / "d3.mp4", 3):
+        result = processor.process(image, t, ProcessSettings(swap_model="gpu-renderer", relight=False))
         assert result.failed_stage is None and "swap" in result.stage_ms
     assert processor.swap.model is not None and processor.swap.model.runtime == "torch-cuda"
