@@ -91,7 +91,7 @@ class Plan:
         refused = self.consent_error
         if self.likeness is not None and refused is None:
             try:
-                check_swap_allowed(self.likeness.name, self.consent, today, subject=self.likeness.kind)
+                check_swap_allowed(self.likeness.name, self.consent, today, subject=self.likeness.subject)
             except InputError as exc:
                 refused = str(exc)
         return dataclasses.replace(self, version=self.version + 1, refused=refused if self.likeness else None)
@@ -158,7 +158,7 @@ def make_plan(
         record, error, refused = None, None, None
         try:
             record = likeness_consent(likeness, resolver.identities_root, resolver.models)
-            check_swap_allowed(likeness.name, record, today, subject=likeness.kind)
+            check_swap_allowed(likeness.name, record, today, subject=likeness.subject)
         except (StageswapError, ValueError) as exc:
             if not starting:
                 raise

@@ -16,8 +16,9 @@ relighting, blending, recording and GPU compilation. A user registers a file onc
   consent record (kept in its ``models.json`` entry, so the model and its consent are written together) or
   explicitly unverified, like an enrolled identity; consent can be recorded or renewed later
   (``set_consent``). What a record says and whether it allows a swap is policy (``streamer.governance``):
-  this store keeps the record as the JSON it was given and asks the caller's ``approve_dfm`` before a DFM is
-  registered. Other kinds swap to, or embed, enrolled identities: consent does not apply to them.
+  this store keeps the record as the JSON it was given and asks the caller's ``approve_likeness`` before a DFM
+  or a neural renderer is registered. Other kinds swap to, or embed, enrolled identities: consent does not
+  apply to them.
 
 A model that passes is copied to ``data_dir/models/NAME.onnx`` (under a temporary name first, renamed
 into place) and recorded in ``data_dir/models.json`` (written whole and renamed, so readers never see half
@@ -294,13 +295,13 @@ class UserModelStore:
         coverage: float | None = None,
         consent: Mapping[str, Any] | None = None,
         unverified: bool = False,
-        approve_dfm: Callable[[str, Mapping[str, Any] | None], None] | None = None,
+        approve_likeness: Callable[[str, Mapping[str, Any] | None, str], None] | None = None,
     ) -> UserModel:
         """Check ``source`` and register it (see the module docstring); ModelError/InputError when refused.
 
-        A DFM is registered only if ``approve_dfm(name, record)`` accepts the consent record it would get
+        A DFM (or dnr) is registered only if ``approve_likeness(name, record, kind)`` accepts the record it would get
         (``streamer.governance.consent.add_model`` passes it: ``consent`` or ``unverified=True``; ConsentError
-        otherwise, and for consent already expired); without ``approve_dfm`` only ``unverified=True`` and no
+        otherwise, and for consent already expired); without ``approve_likeness`` only ``unverified=True`` and no
         record. Replacing a DFM without a new record keeps the one it had. Other kinds refuse ``consent`` and
         ``unverified``.
         """
@@ -339,7 +340,7 @@ class UserModelStore:
             if not likeness and (consent is not None or unverified):
                 raise InputError(consent_not_applicable(found.kind))
             if likeness:
-                consent = self._dfm_consent(name, consent, unverified, replace, approve_dfm)
+                consent = self._likeness_consent(name, found.kind, consent, unverified, replace, approve_likeness)
             options = dict(found.options)
             if likeness:
                 options["coverage"] = float(coverage if coverage is not None else _default_coverage(found.kind))
@@ -395,13 +396,14 @@ class UserModelStore:
 
     # ---- internals
 
-    def _dfm_consent(
+    def _likeness_consent(
         self,
         name: str,
+        kind: str,
         consent: Mapping[str, Any] | None,
         unverified: bool,
         replace: bool,
-        approve: Callable[[str, Mapping[str, Any] | None], None] | None,
+        approve: Callable[[str, Mapping[str, Any] | None, str], None] | None,
     ) -> Mapping[str, Any] | None:
         """The record a DFM is registered with: the one given, else (``replace``) the one it had, once
         ``approve`` accepted it; without ``approve`` only an explicitly unverified DFM with no record (there is
@@ -410,7 +412,7 @@ class UserModelStore:
             previous = next((m for m in self._read() if m.name == name and m.is_likeness), None)
             consent = previous.consent if previous is not None else None
         if approve is not None:
-            approve(name, consent)
+            approve(name, consent, kind)
         elif consent is not None or not unverified:
             raise InputError(
                 f"model {name!r} has a likeness of its own: registering it with a consent record needs the "

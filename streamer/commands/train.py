@@ -143,9 +143,6 @@ def run(args: argparse.Namespace) -> int:
             f"a model named {args.name!r} is registered already; train under another name, or pass --replace "
             "to replace it when training finishes"
         )
-    consent = consent_from_args(args)
-    if consent is not None or args.unverified or load_consent(folder) is None:
-        save_consent(folder, consent, args.unverified)  # ConsentError before any training
     device = pick_device(args.device, where)
     if args.threads is not None:
         if args.threads < 1:
@@ -159,7 +156,11 @@ def run(args: argparse.Namespace) -> int:
             f"{folder.path} holds {trained} training of {args.name!r}, not --arch {args.arch}: continue it without "
             "--arch, or train under another name"
         )
-    if args.arch == "dnr" or (state is not None and checkpoint_kind(state) == "dnr"):
+    kind = "dnr" if args.arch == "dnr" or (state is not None and checkpoint_kind(state) == "dnr") else "dfm"
+    consent = consent_from_args(args)
+    if consent is not None or args.unverified or load_consent(folder) is None:
+        save_consent(folder, consent, args.unverified, kind)  # ConsentError before any training
+    if kind == "dnr":
         return _train_dnr(args, folder, store, device, where, state)
     if args.export_only:
         if state is None:
@@ -197,9 +198,9 @@ def run(args: argparse.Namespace) -> int:
     return _finish(args, folder, store, read_checkpoint_cpu(folder), where)
 
 
-def save_consent(folder: TrainingFolder, record: ConsentRecord | None, unverified: bool) -> None:
-    """Check the consent as ``models add`` would (ConsentError now, not after hours of training) and keep it in
-    the training folder until the finished model is registered with it."""
+def save_consent(folder: TrainingFolder, record: ConsentRecord | None, unverified: bool, kind: str = "dfm") -> None:
+    """Check the consent as ``models add`` would for a model of ``kind`` (ConsentError now, not after hours of
+    training) and keep it in the training folder until the finished model is registered with it."""
     import json
 
     from engines.errors import OutputError
@@ -207,7 +208,7 @@ def save_consent(folder: TrainingFolder, record: ConsentRecord | None, unverifie
     from engines.train.workspace import CONSENT_FILE
     from streamer.governance.consent import check_enrollment
 
-    check_enrollment(folder.name, record, unverified, subject="dfm")
+    check_enrollment(folder.name, record, unverified, subject=kind)
     data = {"unverified": record is None, "record": record.to_json() if record is not None else None}
     try:
         folder.path.mkdir(parents=True, exist_ok=True)

@@ -17,9 +17,10 @@ An identity's consent status is one of:
 New swaps with a ``pending`` or ``expired`` identity are refused (``check_swap_allowed``); a swap
 already running is not cut off mid-take, the worker checks when a swap starts.
 
-A DFM model has a person's identity trained in, so it is a likeness of its own: it carries the same
-record (in its ``models.json`` entry, ``engines.swap.user_models``), goes through the same checks
-(``subject="dfm"``), and has the same statuses (``streamer.governance.likeness`` says what a swap puts on the actor).
+A DFM model, like a neural renderer (kind ``dnr``), has a person's identity trained in, so it is a likeness of its
+own: it carries the same record (in its ``models.json`` entry, ``engines.swap.user_models``), goes through the
+same checks (``subject=`` its kind, which names it in messages), and has the same statuses
+(``streamer.governance.likeness`` says what a swap puts on the actor).
 """
 
 from __future__ import annotations
@@ -229,6 +230,7 @@ def consent_summary(record: ConsentRecord | None, today: dt.date | None = None) 
 _SUBJECTS = {
     "identity": ("identity", "stageswap identities consent"),
     "dfm": ("DFM model", "stageswap models consent"),
+    "dnr": ("neural-renderer (dnr) model", "stageswap models consent"),
 }
 """What a record can be about, for messages: (noun, the command that records or renews its consent)."""
 
@@ -249,14 +251,14 @@ def check_enrollment(
 ) -> ConsentStatus:
     """Refuse to enroll ``name`` without consent unless explicitly allowed, or with consent already expired.
 
-    ``subject`` is ``"identity"`` (an enrolled identity) or ``"dfm"`` (a DFM model, whose trained-in identity
-    is a likeness of its own, registered with ``stageswap models add``). Returns the status it gets.
+    ``subject`` is ``"identity"`` (an enrolled identity), or a model kind with a trained-in identity, a likeness
+    of its own (``"dfm"``, ``"dnr"``: registered by ``stageswap models add`` or ``train``). Returns the status.
     """
     noun, _ = _subject(subject)
     if record is None and not allow_unverified:
-        if subject == "dfm":
+        if subject != "identity":
             raise ConsentError(
-                f"DFM model {name!r} has a person's identity trained in and no consent record: give who consented, "
+                f"{noun} {name!r} has a person's identity trained in and no consent record: give who consented, "
                 "the production and the end date (--consent-by NAME --production P --valid-until YYYY-MM-DD "
                 "[--document FILE], or --consent FILE.json), or register it explicitly unverified (--unverified); "
                 "nothing was registered"
@@ -278,8 +280,8 @@ def check_swap_allowed(
 ) -> ConsentStatus:
     """Raise ConsentError if a NEW swap with ``name`` must not start; returns its status otherwise.
 
-    Unverified identities (and DFM models, ``subject="dfm"``) were enrolled with an explicit flag and may be
-    used (marked unverified); expired or not-yet-valid consent stops new swaps.
+    Unverified identities (and models with a trained-in identity, ``subject="dfm"`` or ``"dnr"``) were enrolled
+    with an explicit flag and may be used (marked unverified); expired or not-yet-valid consent stops new swaps.
     """
     noun, command = _subject(subject)
     today = today or dt.date.today()
@@ -527,13 +529,14 @@ def model_consent_summary(model: UserModel, today: dt.date | None = None) -> dic
         return {"status": ConsentStatus.UNVERIFIED.value, "verified": False, "error": str(exc)}
 
 
-def dfm_approval(allow_unverified: bool) -> Callable[[str, Mapping[str, Any] | None], None]:
-    """The consent decision ``UserModelStore.add(approve_dfm=...)`` asks for before it registers a DFM: a
-    record, or the explicit ``--unverified`` flag, and never one that already expired (ConsentError)."""
+def likeness_approval(allow_unverified: bool) -> Callable[[str, Mapping[str, Any] | None, str], None]:
+    """The consent decision ``UserModelStore.add(approve_likeness=...)`` asks for before it registers a model with
+    a trained-in identity (DFM, dnr): a record, or the explicit ``--unverified`` flag, and never one that already
+    expired (ConsentError)."""
 
-    def approve(name: str, record: Mapping[str, Any] | None) -> None:
+    def approve(name: str, record: Mapping[str, Any] | None, kind: str) -> None:
         parsed = ConsentRecord.from_json(record) if record is not None else None
-        check_enrollment(name, parsed, allow_unverified, subject="dfm")
+        check_enrollment(name, parsed, allow_unverified, subject=kind)
 
     return approve
 
@@ -541,12 +544,12 @@ def dfm_approval(allow_unverified: bool) -> Callable[[str, Mapping[str, Any] | N
 def add_model(
     store: UserModelStore, source: Any, consent: ConsentRecord | None = None, unverified: bool = False, **kwargs: Any
 ) -> UserModel:
-    """Register a model through ``store`` with the consent decision a DFM needs (``dfm_approval``)."""
+    """Register a model through ``store`` with the consent decision a DFM needs (``likeness_approval``)."""
     return store.add(
         source,
         consent=consent.to_json() if consent is not None else None,
         unverified=unverified,
-        approve_dfm=dfm_approval(unverified),
+        approve_likeness=likeness_approval(unverified),
         **kwargs,
     )
 

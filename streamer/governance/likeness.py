@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from engines.errors import StageswapError
@@ -42,8 +42,17 @@ class Likeness:
     """The person a swap puts on the actor: an enrolled identity, or the identity trained into a DFM model."""
 
     kind: LikenessKind
+    """``dfm`` is what records (audit log, provenance) have always called the likeness of any model with a
+    trained-in identity, a DFM or a neural renderer (dnr): kept so that every record reads the same."""
     name: str
-    """The identity's name, or the DFM model's registered name."""
+    """The identity's name, or the model's registered name."""
+    model_kind: str = field(default="dfm", compare=False)
+    """The registered kind of a model likeness (``dfm``, ``dnr``): what messages call it."""
+
+    @property
+    def subject(self) -> str:
+        """The consent subject (``streamer.governance.consent``): ``identity``, or the model's kind."""
+        return "identity" if self.kind == "identity" else self.model_kind
 
     def fields(self) -> dict[str, str]:
         """How the stream JSON and the audit log's swap events name it: ``{"identity": N}`` or ``{"model": N}``."""
@@ -67,7 +76,7 @@ def swapped_in(settings: Any, models: ModelLookup | None) -> Likeness | None:
         except StageswapError:
             model = None
         if model is not None and getattr(model, "is_likeness", False):
-            return Likeness("dfm", model_name)
+            return Likeness("dfm", model_name, str(getattr(model, "kind", "dfm")))
     return Likeness("identity", identity) if isinstance(identity, str) and identity else None
 
 

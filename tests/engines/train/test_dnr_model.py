@@ -50,8 +50,9 @@ def test_a_registered_renderer_swaps_a_tracked_frame_through_the_processor(
     from tests.face_helpers import clip_frames
 
     data = tmp_path / "data"
-    # A likeness of its own: refused without consent, exactly like a DFM.
-    assert "no consent record" in one_line_error(capsys, ["models", "add", str(export), "--data-dir", str(data)])
+    # A likeness of its own: refused without consent, exactly like a DFM, and named for what it is.
+    err = one_line_error(capsys, ["models", "add", str(export), "--data-dir", str(data)])
+    assert "neural-renderer (dnr) model 'obama-dnr' has a person's identity trained in and no consent record" in err
     assert main(["models", "add", str(export), "--data-dir", str(data), "--unverified", "--name", "obama"]) == 0
     store = UserModelStore(data)
     model = store.get("obama")
@@ -61,7 +62,9 @@ def test_a_registered_renderer_swaps_a_tracked_frame_through_the_processor(
     summary = model_consent_summary(model)
     assert summary is not None and summary["status"] == "unverified"
     # What a swap with it puts on the actor is the model's likeness (consent, provenance), not an identity's.
-    assert swapped_in({"swap": True, "swap_model": "obama", "identity": "x"}, store) == Likeness("dfm", "obama")
+    # (records call every trained-in likeness "dfm", as they always have; the consent messages say "dnr")
+    likeness = swapped_in({"swap": True, "swap_model": "obama", "identity": "x"}, store)
+    assert likeness == Likeness("dfm", "obama") and likeness is not None and likeness.subject == "dnr"
 
     processor = FaceProcessor.from_models(models_dir, user_models=store)
     settings = ProcessSettings(swap_model="obama", relight=False)
@@ -193,7 +196,8 @@ def test_train_arch_dnr_registers_a_renderer_and_refuses_bad_input(
 
     data = str(tmp_path / "data")
     base = ["train", "m", "--arch", "dnr", "--resolution", "64", "--data-dir", data, "--threads", "1"]
-    assert "no consent record" in one_line_error(capsys, [*base, "--src", str(src), "--iterations", "1"])
+    err = one_line_error(capsys, [*base, "--src", str(src), "--iterations", "1"])
+    assert "neural-renderer (dnr) model 'm' has a person's identity trained in and no consent record" in err
     assert "does not take --ae-dims" in one_line_error(
         capsys, [*base, "--src", str(src), "--ae-dims", "64", "--iterations", "1", "--unverified"]
     )
