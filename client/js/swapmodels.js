@@ -8,7 +8,9 @@
 
 import { getJson } from "./api.js";
 
-const KIND_LABEL = { mesh: "built-in", inswapper: "inswapper", dfm: "DFM" };
+const KIND_LABEL = { mesh: "built-in", inswapper: "inswapper", dfm: "DFM", dnr: "neural renderer" };
+/** Kinds with a person's identity trained in (a likeness of their own, with its own consent record). */
+const OWN_IDENTITY = new Set(["dfm", "dnr"]);
 const TRAINING_REFRESH_MS = 10_000;
 
 /** GET /api/models: {models: [{name, kind, licence, ..., consent}], training: [{name, state, iteration, ...}]}. */
@@ -71,7 +73,7 @@ function optionLabel(model) {
   const kind = KIND_LABEL[model.kind] ?? model.kind;
   const res = model.resolution ? ` ${model.resolution}px` : "";
   const flag = model.research_only ? " · research only" : model.licence_flag === "undeclared" ? " · licence?" : "";
-  const hint = model.kind === "dfm" ? " · own identity" : "";
+  const hint = OWN_IDENTITY.has(model.kind) ? " · own identity" : "";
   const consent = consentFlag(model) ? ` · ${consentFlag(model)}` : "";
   return `${model.name} (${kind}${res}${hint})${flag}${consent}`;
 }
