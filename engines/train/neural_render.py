@@ -33,7 +33,7 @@ crop): ``export_onnx`` writes the renderer with its texture baked in, registered
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -358,12 +358,17 @@ def _tiles(x: torch.Tensor) -> list[np.ndarray]:
 
 
 def train_config_from_json(obj: dict[str, Any]) -> DnrTrainConfig:
-    """The ``DnrTrainConfig`` a checkpoint was trained with (``asdict`` of it; fields added since take their
-    defaults)."""
-    known = {f.name for f in fields(DnrTrainConfig)}
-    rest = {k: v for k, v in obj.items() if k in known and k not in ("net", "loss")}
-    net = {k: v for k, v in obj["net"].items() if k in {f.name for f in fields(DnrConfig)}}
-    return DnrTrainConfig(net=DnrConfig(**net), loss=LossConfig(**obj["loss"]), **rest)
+    """The ``DnrTrainConfig`` a checkpoint was trained with (``asdict`` of it); fields added since take this
+    version's defaults, fields since removed are left out."""
+
+    def known(d: dict[str, Any], cls: Any) -> dict[str, Any]:
+        return {k: v for k, v in d.items() if k in {f.name for f in fields(cls)}}
+
+    defaults = DnrTrainConfig()
+    rest = {k: v for k, v in known(obj, DnrTrainConfig).items() if k not in ("net", "loss")}
+    net = replace(defaults.net, **known(obj["net"], DnrConfig))
+    loss = replace(defaults.loss, **known(obj["loss"], LossConfig))
+    return replace(defaults, net=net, loss=loss, **rest)
 
 
 # ---- export: what a runtime would run --------------------------------------------------------------------------

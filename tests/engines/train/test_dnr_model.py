@@ -396,3 +396,20 @@ def test_sigterm_checkpoints_registers_and_the_monitor_sees_it(
         assert np.array_equal(swapped[:16, :16], actor[:16, :16])  # off the face: the actor's own pixels
     # The preview's --dst goes with the checkpoint: a resume previews on it again without being told.
     assert state["dst"]["paths"] == [str(facesets[1])]
+
+
+def test_a_checkpoints_config_reads_back_across_versions() -> None:
+    """A renderer's checkpoint stores its DnrTrainConfig as a dict: it reads back as the same config, and one
+    written by another version (a field added since, one removed) still reads, with this version's defaults."""
+    from dataclasses import asdict
+
+    from engines.train.neural_render import train_config_from_json
+
+    cfg = DnrTrainConfig(net=TINY, batch=3, lr=5e-4, seed=2)
+    assert train_config_from_json(asdict(cfg)) == cfg
+    older = asdict(cfg)
+    del older["texture_lr"], older["loss"]["mse_weight"]
+    older["gone"], older["net"]["gone"] = 1, 2
+    read = train_config_from_json(older)
+    assert (read.net, read.batch, read.seed) == (TINY, 3, 2)
+    assert read.texture_lr == DnrTrainConfig().texture_lr and read.loss.mse_weight == DnrTrainConfig().loss.mse_weight
