@@ -30,7 +30,7 @@ import numpy as np
 from engines.colour import transform
 from engines.compose.blend import BlendConfig, ColourGains
 from engines.compose.occlusion import OcclusionConfig, OcclusionMasks, PersonMasks, PersonSegmenter
-from engines.compose.watermark import WatermarkConfig, Watermarker, new_watermark_id
+from engines.compose.watermark import WatermarkConfig, Watermarker, mark_name, new_watermark_id
 from engines.errors import ModelError, StageswapError
 from engines.face.detect import FaceDetector
 from engines.face.glasses import GlassesConfig, GlassesFinder
@@ -254,6 +254,13 @@ class FaceProcessor:
         """The id this processor's frames carry (None: not marked): one per processor, so per stream session or
         batch run."""
         return self.mark.watermark_id
+
+    @property
+    def watermark_mark(self) -> str | None:
+        """Which of ``engines.compose.watermark.MARKS`` this processor's frames carry (None: not marked, or a mark of
+        other settings)."""
+        marker = self.mark.marker
+        return mark_name(marker.config) if marker is not None and self.mark.watermark_id is not None else None
 
     @property
     def runtime(self) -> str:

@@ -198,6 +198,13 @@ READERS = tuple(MARKS.values())
 """The marks stageswap has made, in the order a reader of unknown footage tries them (``stageswap verify``)."""
 
 
+def mark_name(config: WatermarkConfig) -> str | None:
+    """The name in ``MARKS`` of the mark ``config`` makes (on or off, with or without the monitors' badge), or None for
+    a mark of other settings: what stats say beside the id, so that a reader knows which mark to expect."""
+    plain = replace(config, enabled=True, badge=False)
+    return next((name for name, known in MARKS.items() if known == plain), None)
+
+
 def watermark_config(mark: str = "standard", enabled: bool = True) -> WatermarkConfig:
     """The named mark (``MARKS``), on or off; InputError naming the choices for an unknown name."""
     if mark not in MARKS:

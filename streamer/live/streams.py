@@ -285,6 +285,9 @@ class Stream:
             "watermark_id": f"{self.watermark_id:08x}"
             if self.watermark_id is not None and plan.settings.watermark
             else None,
+            "watermark_mark": self.worker.watermark_mark
+            if self.watermark_id is not None and plan.settings.watermark
+            else None,
             "stats": stats,
             "health": health,
         }

@@ -78,6 +78,8 @@ class Worker:
         """What the per-face stages' pixel work runs on (``FaceProcessor.frame_path``)."""
         self.watermark_id: int | None = None
         """The id the processor marks this stream's frames with (``engines.compose.watermark``); None: unmarked."""
+        self.watermark_mark: str | None = None
+        """Which mark (``engines.compose.watermark.MARKS``, ``serve --watermark-mark``) carries that id."""
         self.error: str | None = None
         """Why the processor could not be built (frames then pass through); None when it runs."""
         self.ready = threading.Event()
@@ -107,6 +109,8 @@ class Worker:
         self.frame_path = str(getattr(processor, "frame_path", processor.runtime))
         wid = getattr(processor, "watermark_id", None)
         self.watermark_id = wid if isinstance(wid, int) else None
+        mark = getattr(processor, "watermark_mark", None)
+        self.watermark_mark = mark if isinstance(mark, str) and self.watermark_id is not None else None
         return processor
 
     def _run(self) -> None:

@@ -150,6 +150,8 @@ def run_process(
         stats["targets"] = mapping.summary()
     wid = getattr(processor, "watermark_id", None)
     stats["watermark_id"] = f"{wid:08x}" if isinstance(wid, int) else None  # `stageswap verify OUT` reads it back
+    mark = getattr(processor, "watermark_mark", None)  # which mark (``--watermark-mark``), so a reader knows its reader
+    stats["watermark_mark"] = mark if isinstance(mark, str) and isinstance(wid, int) else None
     if job.stats_path is not None:
         _atomic_write(job.stats_path, json.dumps(stats, indent=2).encode())
     if job.landmarks_path is not None:

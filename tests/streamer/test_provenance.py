@@ -318,7 +318,9 @@ def test_a_recording_made_by_the_service_is_signed_and_its_sidecar_matches(
                 assert r.status == 200, await r.text()
             assert await wait_for(lambda: server.service.streams.get("cam").watermark_id is not None, 60)
             async with http.get(f"{server.url}/api/streams/cam") as r:
-                stream_marks.append((await r.json())["watermark_id"])
+                body = await r.json()
+                stream_marks.append(body["watermark_id"])
+                assert body["watermark_mark"] == "standard", body  # which mark carries it (serve's default)
             for container in ("mp4", "mkv"):
                 async with http.post(f"{server.url}/api/streams/cam/recording", json={"container": container}) as r:
                     assert r.status == 201, await r.text()

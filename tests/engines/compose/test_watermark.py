@@ -18,6 +18,7 @@ from engines.compose.watermark import (
     Watermarker,
     draw_badge,
     format_id,
+    mark_name,
     parse_id,
     payload_bits,
 )
@@ -380,3 +381,18 @@ def test_chroma_carrier_changes_only_the_blue_channel(clips: Path) -> None:
     assert Watermarker(CHROMA_MASKED).detect(cv2.cvtColor(marked, cv2.COLOR_BGR2GRAY))[0] is None
     with pytest.raises(InputError, match="carrier must be one of"):
         WatermarkConfig(carrier="rgb")
+
+
+def test_each_named_mark_is_named_back_and_other_settings_are_not() -> None:
+    """``mark_name`` (what ``process --stats`` and the stream JSON say beside the id): every name in ``MARKS`` comes
+    back from its config, on or off and with the monitors' badge; a mark of other settings has no name."""
+    from dataclasses import replace
+
+    from engines.compose.watermark import MARKS, QUIET, watermark_config
+
+    for name in MARKS:
+        assert mark_name(watermark_config(name)) == name
+        assert mark_name(watermark_config(name, enabled=False)) == name
+    assert mark_name(replace(QUIET, badge=True)) == "quiet"
+    assert mark_name(replace(QUIET, strength=1.6)) is None
+    assert mark_name(WatermarkConfig(grid_cells=80)) is None

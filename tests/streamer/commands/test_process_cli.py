@@ -188,9 +188,12 @@ def test_watermark_mark_is_chosen_by_name_and_verify_reads_it(tmp_path: Path, cl
         )
     out = tmp_path / "out.mp4"
     args = ["process", "-i", str(short), "-o", str(out), "--no-swap", "--no-relight", "--no-progress", "--no-sign"]
-    assert main([*args, "--watermark-mark", "chroma"]) == 0
+    stats_path = tmp_path / "stats.json"
+    assert main([*args, "--watermark-mark", "chroma", "--stats", str(stats_path)]) == 0
     mark = read_watermark(out, 24)
     assert mark["carrier"] == "chroma" and mark["detected_ratio"] >= 0.9, mark
+    stats = json.loads(stats_path.read_text())
+    assert stats["watermark_mark"] == "chroma" and stats["watermark_id"] == mark["id"], stats
     from streamer.__main__ import build_parser
 
     for name in MARKS:  # every mark the engine knows can be named on both commands
