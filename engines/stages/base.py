@@ -103,7 +103,8 @@ class FaceContext:
     # swap
     geometry: FaceGeometry | None = None
     actor_window: np.ndarray | None = None
-    """The actor's pixels in the face's window (warped by the morph, if any)."""
+    """The actor's pixels in the face's window (warped by the morph, if any); with the morph on the numpy backend,
+    the canvas's window itself, where it was warped into (later stages draw over it)."""
     actor: np.ndarray | None = None
     """``actor_window`` at the face's working size."""
     rendered: Pixels | None = None

@@ -101,8 +101,15 @@ class SwapStage:
             ctx.done = True
             return
         ctx.geometry = geometry
-        ctx.actor_window = self.swapper.actor_window(frame.image, geometry)
+        into_frame = geometry.morph is not None and isinstance(frame.ops, NumpyOps)
+        if into_frame:  # the morph: the actor's window, warped, goes into the frame (on numpy, warped right there)
+            ys, xs = geometry.window.slices
+            ctx.actor_window = self.swapper.actor_window(frame.image, geometry, out=ctx.out[ys, xs])
+        else:
+            ctx.actor_window = self.swapper.actor_window(frame.image, geometry)
         ctx.actor = geometry.to_work(ctx.actor_window)
+        if into_frame and ctx.actor is ctx.actor_window:  # its own pixels, whatever is drawn into the frame later
+            ctx.actor = ctx.actor.copy()
         if ctx.learned is not None:
             ctx.swapped = ctx.learned.swap(
                 frame.image, face.landmarks, face.points5, geometry, ctx.embedding, settings.morph
@@ -115,7 +122,7 @@ class SwapStage:
             else:
                 ctx.rendered = self.ops.render(self.swapper, geometry, identity, ctx.rendered_as)
             ctx.seen = self.swapper.coverage_small(geometry, identity)
-        if geometry.warp is not None:  # the morph: the actor's window, warped, goes into the frame
+        if geometry.morph is not None and not into_frame:  # the morph: the actor's window, warped, into the frame
             frame.ops.paste(ctx.out, geometry.window, ctx.actor_window)
 
     def texture(self, ctx: FaceContext) -> Pixels:

@@ -14,6 +14,9 @@ issue 20: ~3.9 ms a face whatever its size). Here:
   triangles (numpy: cross products and twelve ``bincount``s);
 - ``fade_and_band`` and ``field_blend``: the morph's displacement field's per-pixel arithmetic between OpenCV's
   blurs and distance transforms (``engines.swap.mesh._displacement_field``: ~20 numpy passes);
+- ``warp_maps``: the morph's warp of the actor's window as ``cv2.remap``'s fixed-point maps, straight from the
+  geometry resolution (``cv2.resize`` of the float map, its edges continued, and ``cv2.convertMaps``: the same
+  maps, half the time, the window-size float map never written);
 - ``render_texture``: the texel positions upsampled bilinearly from the geometry raster to the work size and the
   albedo (float32) sampled bilinearly there, in one pass over the face's box (``MeshSwapper.render``'s resize,
   copy and ``cv2.remap``). The uint8 texture (a face not relit) stays ``cv2.remap``'s: its fixed-point SIMD
@@ -481,6 +484,95 @@ class DrawnRaster(NamedTuple):
     """(n, 3) float32: ... and their weights (``Raster.weights``)."""
 
 
+@njit(cache=True, fastmath=False, nogil=True)
+def _taps_float(dst: int, src: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """``cv2.resize``'s bilinear taps for a float image (``_taps`` as OpenCV computes them there: the source
+    position rounded to float32 before its whole part is taken away)."""
+    lo = np.empty(dst, np.int64)
+    hi = np.empty(dst, np.int64)
+    frac = np.empty(dst, np.float32)
+    scale = 1.0 / (dst / src)
+    for i in range(dst):
+        f = np.float32((i + 0.5) * scale - 0.5)
+        j = int(math.floor(f))
+        w = f - np.float32(j)
+        if j < 0:
+            j, w = 0, np.float32(0.0)
+        if j >= src - 1:
+            j, w = src - 1, np.float32(0.0)
+        lo[i], hi[i], frac[i] = j, min(j + 1, src - 1), w
+    return lo, hi, frac
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def _warp_maps(
+    small: np.ndarray, lead: np.ndarray, size: tuple[int, int], xy: np.ndarray, frac: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """``cv2.convertMaps(engines.swap.mesh._warp_map(...), None, cv2.CV_16SC2)`` in one pass: ``small`` (hs, ws, 2)
+    float32, each geometry pixel's position in the window minus the displacement, upsampled bilinearly to ``size``
+    (h, w) as ``cv2.resize`` does (the source rows across, then the two rows blended, ``a (1 - f) + b f``), the
+    rows and columns past the outermost small pixels' centres continued by ``lead`` (4,) (the first and the last
+    small centre's x, then y: their distance added back, as ``_warp_map``), and each position in 1/32 px rounded
+    to even (``cvRound``): ``xy`` (h, w, 2) int16 the whole pixel, ``frac`` (h, w) uint16 the fraction's index
+    (32 y + x)."""
+    h, w = size
+    hs, ws = small.shape[0], small.shape[1]
+    ylo, yhi, yw = _taps_float(h, hs)
+    xlo, xhi, xw = _taps_float(w, ws)
+    rows = np.empty((2, 2 * w), np.float32)
+    keys = np.full(2, -1, np.int64)
+    one, thirty2 = np.float32(1.0), np.float32(32.0)
+    magic = np.float32(12582912.0)  # 1.5 x 2^23: adding and taking it away rounds a float32 to even
+    x_lo, x_hi = int(math.ceil(lead[0])), int(math.floor(lead[1])) + 1
+    y_lo, y_hi = int(math.ceil(lead[2])), int(math.floor(lead[3])) + 1
+    fx = np.empty(w, np.float32)
+    for x in range(w):
+        fx[x] = np.float32(0.0)
+        if x < x_lo:
+            fx[x] = np.float32(x) - lead[0]
+        elif x >= x_hi:
+            fx[x] = np.float32(x) - lead[1]
+    flat = small.reshape(hs, ws * 2)
+    pair = xy.reshape(h, w * 2)
+    whole = np.empty(2 * w, np.int32)
+    for y in range(h):
+        for r in (ylo[y], yhi[y]):
+            if keys[0] != r and keys[1] != r:
+                slot = 0 if keys[0] != ylo[y] and keys[0] != yhi[y] else 1
+                _across_pairs(flat[r], xlo, xhi, xw, rows[slot])
+                keys[slot] = r
+        top, bottom = (rows[0], rows[1]) if keys[0] == ylo[y] else (rows[1], rows[0])
+        f = yw[y]
+        g = one - f
+        fy = np.float32(0.0)
+        if y < y_lo:
+            fy = np.float32(y) - lead[2]
+        elif y >= y_hi:
+            fy = np.float32(y) - lead[3]
+        for x in range(w):
+            mx = top[2 * x] * g + bottom[2 * x] * f + fx[x]
+            my = top[2 * x + 1] * g + bottom[2 * x + 1] * f + fy
+            whole[2 * x] = np.int32((mx * thirty2 + magic) - magic)
+            whole[2 * x + 1] = np.int32((my * thirty2 + magic) - magic)
+        xy_row, frac_row = pair[y], frac[y]
+        for k in range(2 * w):
+            xy_row[k] = min(max(whole[k] >> 5, -32768), 32767)
+        for x in range(w):
+            frac_row[x] = (whole[2 * x + 1] & 31) * 32 + (whole[2 * x] & 31)
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def _across_pairs(src: np.ndarray, lo: np.ndarray, hi: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
+    """One source row of two-channel values (flattened) at the columns' taps, as ``cv2.resize`` blends a float
+    image's columns: ``a (1 - f) + b f``."""
+    one = np.float32(1.0)
+    for x in range(lo.shape[0]):  # pragma: no cover - compiled
+        a, b, f = 2 * lo[x], 2 * hi[x], w[x]
+        g = one - f
+        out[2 * x] = src[a] * g + src[b] * f
+        out[2 * x + 1] = src[a + 1] * g + src[b + 1] * f
+
+
 def geometry_raster(
     vertices: np.ndarray, triangles: np.ndarray, tri_labels: np.ndarray, attrs: np.ndarray, size: tuple[int, int]
 ) -> DrawnRaster:
@@ -595,6 +687,20 @@ def field_blend(
     return _field_blend(*(np.ascontiguousarray(a, dtype=np.float32) for a in arrays))
 
 
+def warp_maps(
+    small: np.ndarray, lead: tuple[float, float, float, float], size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The morph's fixed-point remap maps of a window of ``size`` (h, w) — (h, w, 2) int16 whole pixels and (h, w)
+    uint16 fractions, what ``cv2.convertMaps`` makes of ``engines.swap.mesh._warp_map``'s float map — straight from
+    ``small`` (hs, ws, 2) float32, the geometry pixels' positions in the window minus the displacement, and ``lead``
+    (the first and last small centre's x, then y) (``_warp_maps``): the window-size float map is never written."""
+    h, w = size
+    xy = np.empty((h, w, 2), np.int16)
+    frac = np.empty((h, w), np.uint16)
+    _warp_maps(np.ascontiguousarray(small, dtype=np.float32), np.asarray(lead, np.float32), (h, w), xy, frac)
+    return xy, frac
+
+
 def warm_up() -> float:
     """Compile the kernels for the argument types the swap passes (or load them from the disk cache); seconds."""
     start = time.perf_counter()
@@ -605,6 +711,7 @@ def warm_up() -> float:
     vertex_normals_camera(vertices, np.array([[0, 1, 2]]))
     fade, ramp = fade_and_band(np.ones((8, 8), np.float32), np.ones((8, 8), np.float32), 4.0, 1.0, 3.0)
     field_blend(ramp, fade, values[..., 5:7], values[..., 5:7], fade)
+    warp_maps(values[..., 5:7], (0.0, 7.0, 0.0, 7.0), (16, 16))
     for writable in (True, False):  # an identity's albedo may be read-only, its mip levels and blends are not
         texture = np.zeros((4, 4, 3), np.float32)
         texture.setflags(write=writable)

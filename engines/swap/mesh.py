@@ -125,8 +125,11 @@ class FaceGeometry:
     """(hs, ws, 3) float32 camera-frame unit normals (zero where no triangle)."""
     face_scale_px: float
     """Eye-corner distance in frame pixels."""
-    warp: np.ndarray | None = None
-    """(h, w, 2) float32 remap map of the morph's image warp of the actor's window, or None."""
+    morph: tuple[np.ndarray, tuple[float, float, float, float]] | None = None
+    """The morph's image warp of the actor's window at geometry resolution (None: no morph): each small pixel's
+    position in the window minus the displacement there ((hs, ws, 2) float32), and the first and last small pixel
+    centres' x and y in the window (``_warp_small``). The window-size maps are made from it when wanted (``warp``,
+    ``warp_maps``)."""
     work_size: tuple[int, int] = (0, 0)
     """(height, width) the face is rendered, relit and colour-matched at: the window's size, or less for a
     face larger than ``SwapConfig.work_px`` (its result is scaled up into the window when pasted)."""
@@ -139,6 +142,29 @@ class FaceGeometry:
     def __post_init__(self) -> None:
         if self.work_size == (0, 0):
             self.work_size = (self.window.height, self.window.width)
+
+    @property
+    def warp(self) -> np.ndarray | None:
+        """(h, w, 2) float32 remap map of the morph's image warp of the actor's window (``_warp_map``), or None."""
+        if self.morph is None:
+            return None
+        small, lead = self.morph
+        return self.memo("warp", lambda: _warp_map(small, lead, (self.window.height, self.window.width)))
+
+    def warp_maps(self, fused: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """The morph's warp as ``cv2.remap``'s fixed-point maps ((h, w, 2) int16, (h, w) uint16: the 1/32 px grid
+        ``cv2.remap`` puts a float map on anyway). ``fused``: made straight from the geometry resolution by a
+        compiled loop (``engines.swap.fused.warp_maps``: the window-size float map never written; the same maps
+        but where a position's last float bit moves it across a 1/32 px step); else ``cv2.convertMaps`` of
+        ``warp``. There must be a morph."""
+        assert self.morph is not None
+        if fused:
+            from engines.swap.fused import warp_maps
+
+            small, lead = self.morph
+            return warp_maps(small, lead, (self.window.height, self.window.width))
+        xy, frac = cv2.convertMaps(self.warp, None, cv2.CV_16SC2)  # type: ignore[call-overload]
+        return xy, frac
 
     @property
     def small_size(self) -> tuple[int, int]:
@@ -292,7 +318,7 @@ class MeshSwapper:
             normals = np.ascontiguousarray(values[..., 2:5])
             length = np.sqrt(np.einsum("ijk,ijk->ij", normals, normals))
             normals *= np.where(length > 1e-6, 1.0 / np.maximum(length, 1e-6), 0.0).astype(np.float32)[..., None]
-        warp = None
+        warp_small = None
         if displacement is not None:
             # Each pixel of the morphed face takes the actor's pixel at the same place of the unmorphed mesh
             # (p - displacement, interpolated over the morphed mesh: an exact piecewise-affine inverse), and
@@ -303,10 +329,10 @@ class MeshSwapper:
                 self.config.morph_falloff * scale_px * sx,
                 self.fused,
             )
-            warp = _warp_map(field_small, window, sx, sy)
+            warp_small = _warp_small(field_small, sx, sy)
         k = min(1.0, self.config.work_px / max(window.width, window.height))
         work = (max(2, round(window.height * k)), max(2, round(window.width * k)))
-        return FaceGeometry(window, lm, raster, labels, uv, normals, scale_px, warp, work, self.config.bounded)
+        return FaceGeometry(window, lm, raster, labels, uv, normals, scale_px, warp_small, work, self.config.bounded)
 
     def render(self, geometry: FaceGeometry, identity: Identity, source: str = "albedo") -> np.ndarray:
         """The identity's ``"texture"`` (uint8 BGR, its photos' light) or ``"albedo"`` (float32 linear BGR)
@@ -359,16 +385,24 @@ class MeshSwapper:
         cover = identity.coverage
         return _remap(cover, (geometry.uv_small * float(cover.shape[0]) - 0.5).astype(np.float32))
 
-    def actor_window(self, image: np.ndarray, geometry: FaceGeometry) -> np.ndarray:
-        """The actor's pixels in the window, warped by the morph when there is one (a new array)."""
+    def actor_window(self, image: np.ndarray, geometry: FaceGeometry, out: np.ndarray | None = None) -> np.ndarray:
+        """The actor's pixels in the window, warped by the morph when there is one: a new array, or written into
+        ``out`` (the window's size and type, another image's window: the canvas's, where the warped actor goes
+        anyway — no copy of the window in between) and that returned."""
         ys, xs = geometry.window.slices
         actor = image[ys, xs]
-        if geometry.warp is None:
-            return actor.copy()
-        # cv2.remap turns a float map into fixed point (1/32 px) block by block anyway; converted once up
-        # front, the same pixels come out a third faster.
-        xy, frac = cv2.convertMaps(geometry.warp, None, cv2.CV_16SC2)  # type: ignore[call-overload]
-        return cv2.remap(actor, xy, frac, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        if geometry.morph is None:
+            if out is None:
+                return actor.copy()
+            out[...] = actor
+            return out
+        # cv2.remap turns a float map into fixed point (1/32 px) block by block anyway; in fixed point up front,
+        # the same pixels come out a third faster.
+        xy, frac = geometry.warp_maps(self.fused)
+        if out is None:
+            return cv2.remap(actor, xy, frac, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        cv2.remap(actor, xy, frac, cv2.INTER_LINEAR, dst=out, borderMode=cv2.BORDER_REPLICATE)
+        return out
 
     # ------------------------------------------------------------------------------------------ internals
 
@@ -490,29 +524,38 @@ def _to_small(lm: np.ndarray, window: Window, sx: float, sy: float) -> np.ndarra
     return out
 
 
-def _warp_map(field_small: np.ndarray, window: Window, sx: float, sy: float) -> np.ndarray:
-    """(h, w, 2) float32 remap map of the window: each pixel's own position minus the displacement field
-    (``field_small``, geometry resolution, frame pixels) upsampled bilinearly to the window.
-
-    A pixel's position is linear in the pixel, so bilinear upsampling reproduces it exactly: the map is
-    made at geometry resolution (position of each small pixel's centre in the window, minus the field) and
-    upsampled in one resize — full-window arithmetic on a two-channel float image cost more than the
-    resize itself. Beyond the outermost small pixels' centres the resize holds the edge value, where the
-    position must go on growing: those few rows and columns get the difference added back."""
+def _warp_small(field_small: np.ndarray, sx: float, sy: float) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """The morph's warp at geometry resolution: (hs, ws, 2) float32, each small pixel's centre's position in the
+    window minus the displacement field (``field_small``, frame pixels) there, and the first and last small
+    centres' x and y in the window (``_warp_map`` continues the positions past them)."""
     hs, ws = field_small.shape[:2]
     gx = (np.arange(ws, dtype=np.float32) + 0.5) / np.float32(sx) - 0.5
     gy = (np.arange(hs, dtype=np.float32) + 0.5) / np.float32(sy) - 0.5
     small = np.empty_like(field_small)
     np.subtract(gx[None, :], field_small[..., 0], out=small[..., 0])
     np.subtract(gy[:, None], field_small[..., 1], out=small[..., 1])
-    warp = cv2.resize(small, (window.width, window.height), interpolation=cv2.INTER_LINEAR)
-    for axis, grid, size in ((0, gx, window.width), (1, gy, window.height)):
-        lo, hi = int(math.ceil(float(grid[0]))), int(math.floor(float(grid[-1]))) + 1
-        pos = np.arange(size, dtype=np.float32)
-        for part, edge in ((slice(0, max(lo, 0)), grid[0]), (slice(min(hi, size), size), grid[-1])):
+    return small, (float(gx[0]), float(gx[-1]), float(gy[0]), float(gy[-1]))
+
+
+def _warp_map(small: np.ndarray, lead: tuple[float, float, float, float], size: tuple[int, int]) -> np.ndarray:
+    """(h, w, 2) float32 remap map of a window of ``size`` (h, w): each pixel's own position minus the displacement
+    field, from ``_warp_small``'s (``small``: the positions minus the field at geometry resolution; ``lead``: the
+    outermost small centres) upsampled bilinearly to the window.
+
+    A pixel's position is linear in the pixel, so bilinear upsampling reproduces it exactly: the map is
+    made at geometry resolution (position of each small pixel's centre in the window, minus the field) and
+    upsampled in one resize — full-window arithmetic on a two-channel float image cost more than the
+    resize itself. Beyond the outermost small pixels' centres the resize holds the edge value, where the
+    position must go on growing: those few rows and columns get the difference added back."""
+    h, w = size
+    warp: np.ndarray = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    for axis, (first, last), length in ((0, lead[:2], w), (1, lead[2:], h)):
+        lo, hi = int(math.ceil(first)), int(math.floor(last)) + 1
+        pos = np.arange(length, dtype=np.float32)
+        for part, edge in ((slice(0, max(lo, 0)), first), (slice(min(hi, length), length), last)):
             if part.stop <= part.start:
                 continue
-            step = pos[part] - edge
+            step = pos[part] - np.float32(edge)
             if axis == 0:
                 warp[:, part, 0] += step[None, :]
             else:
