@@ -66,12 +66,26 @@ def _taps(dst: int, src: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # p
 def _across(src: np.ndarray, lo: np.ndarray, hi: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
     """One source row of three-channel pixels (flattened) interpolated at the columns' taps (``_taps``, for the
     output columns wanted) into ``out`` (flattened, float32). A pixel at a time, its three channels together: a
-    gather per element cost three times as much."""
+    gather per element cost three times as much.
+
+    Each source element's value and its step to the next pixel's are made once for the row (float32, in vector
+    loops), and each output element gathers the two: ``low + f (high - low)`` in the same float32 operations as
+    reading ``hi``'s pixel (``_taps``' ``hi`` is ``lo``'s next pixel, or ``lo`` itself at the clamped edge, where
+    the weight is 0 and the step is taken as 0) — a fifth off the paste (BENCHMARKS.md, issue 20)."""
+    m = src.shape[0]
+    value = np.empty(m, np.float32)
+    step = np.empty(m, np.float32)
+    for k in range(m):  # pragma: no cover - compiled
+        value[k] = np.float32(src[k])
+    for k in range(m - 3):  # pragma: no cover - compiled
+        step[k] = value[k + 3] - value[k]
+    for k in range(max(m - 3, 0), m):  # pragma: no cover - compiled
+        step[k] = np.float32(0.0)
     for x in range(lo.shape[0]):  # pragma: no cover - compiled
-        i, j, f = lo[x] * 3, hi[x] * 3, w[x]
-        for c in range(3):
-            low = np.float32(src[i + c])
-            out[3 * x + c] = low + f * (np.float32(src[j + c]) - low)
+        i, f = lo[x] * 3, w[x]
+        out[3 * x] = value[i] + f * step[i]
+        out[3 * x + 1] = value[i + 1] + f * step[i + 1]
+        out[3 * x + 2] = value[i + 2] + f * step[i + 2]
 
 
 @njit(cache=True, fastmath=False, nogil=True)

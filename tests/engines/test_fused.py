@@ -92,3 +92,23 @@ def test_fused_relight_equals_relight_face(albedo: bool) -> None:
     assert diff.max() <= 1 and diff.mean() < 0.05, (diff.max(), diff.mean())
     assert np.array_equal(got[~mask], image[~mask])
     assert np.abs(got[mask].astype(np.int16) - image[mask]).mean() > 5  # relit: something to compare
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_across_is_the_two_tap_blend_to_the_bit(dtype: type) -> None:
+    """``engines.fused._across`` (every source element's value and step to the next pixel made once a row, then
+    gathered) gives exactly ``low + f (high - low)`` in float32 at ``_taps``' taps, the form every kernel that
+    scales a row across (the paste, the relight) was written and tested in: scaling up, down, by one, and at the
+    clamped edges (where ``hi`` is ``lo`` and the weight 0)."""
+    from engines import fused
+
+    rng = np.random.default_rng(20)
+    for src_w, dst_w in ((249, 650), (650, 249), (7, 7), (2, 31), (31, 2)):
+        row = (rng.random(src_w * 3) * 255).astype(dtype)
+        lo, hi, w = fused._taps(dst_w, src_w)
+        out = np.empty(dst_w * 3, np.float32)
+        fused._across(row, lo, hi, w, out)
+        low = row.astype(np.float32).reshape(src_w, 3)[lo]
+        high = row.astype(np.float32).reshape(src_w, 3)[hi]
+        expected = low + w[:, None] * (high - low)
+        assert np.array_equal(out.reshape(dst_w, 3), expected), (src_w, dst_w, dtype)
