@@ -122,6 +122,13 @@ def stream_watermark(stream: Stream) -> str | None:
     return format_id(wid) if isinstance(wid, int) and stream.settings.watermark else None
 
 
+def stream_watermark_mark(stream: Stream) -> str | None:
+    """Which mark carries ``stream_watermark`` (``engines.compose.watermark.MARKS``' name); None: unmarked, or a mark
+    of other settings."""
+    mark = getattr(getattr(stream, "worker", None), "watermark_mark", None)
+    return mark if isinstance(mark, str) and stream_watermark(stream) is not None else None
+
+
 def start_recording(app: web.Application, name: str, body: Any) -> dict[str, Any]:
     """Start recording stream ``name`` (runs on a worker thread: it opens files)."""
     service: Service = app[SERVICE]
@@ -137,6 +144,7 @@ def start_recording(app: web.Application, name: str, body: Any) -> dict[str, Any
         settings=settings,
         sound=sound,
         watermark_id=stream_watermark(stream),
+        watermark_mark=stream_watermark_mark(stream),
     )
     app[_WIRING].attach(session, stream.fanout)
     return session.snapshot()

@@ -249,6 +249,7 @@ def _sign(
         stats.get("watermark_id"),
         unverified_photo=photo,
         targets=tuple(stats.get("targets", ())),
+        watermark_mark=stats.get("watermark_mark"),
     )
     cert, key = signing_paths(args)
     result = sign_processed(done, data, user_models or UserModelStore(data), started, cert, key)

@@ -39,17 +39,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engines.paths import data_dir
-    from streamer.governance.provenance import default_trust, verify_file
+    from streamer.governance.provenance import default_trust, stated_mark, verify_file
 
     if args.max_frames < 1:
         raise InputError(f"--max-frames must be at least 1, got {args.max_frames}")
     trust = args.trust or default_trust(data_dir(args.data_dir))
     report = verify_file(args.file, trust)
-    mark = None if args.no_watermark else read_watermark(args.file, args.max_frames)
+    stated = stated_mark(report.facts) if report.facts is not None else None
+    mark = None if args.no_watermark else read_watermark(args.file, args.max_frames, first=stated)
     if mark and mark.get("id"):
         mark["recordings"] = recordings_marked(data_dir(args.data_dir) / "recordings", mark["id"])
     if args.json:
-        print(json.dumps({"c2pa": report.to_dict(), "watermark": mark}, indent=2, sort_keys=True))
+        # the mark the manifest states (a name in MARKS, unmarked, or unknown in manifests made before they said)
+        out = {"c2pa": report.to_dict(), "watermark": mark, "stated_mark": stated}
+        print(json.dumps(out, indent=2, sort_keys=True))
     else:
         _print(report, mark, trust)
     if not report.ok:
@@ -57,21 +60,25 @@ def run(args: argparse.Namespace) -> int:
         if report.found and report.intact and report.trust_checked:
             why = f"signed by a certificate that does not chain to {trust} ({report.summary()})"
         if mark and mark.get("id"):
-            why += f"; the watermark identifies recording/session {mark['id']}"
+            why += f"; the watermark ({mark.get('reader')} reader) identifies recording/session {mark['id']}"
         raise InputError(f"{args.file}: provenance does not validate: {why}")
     return 0
 
 
-def read_watermark(path: Path, max_frames: int) -> dict[str, Any]:
-    """Per-frame and pooled watermark reading of the first ``max_frames`` frames of ``path``."""
+def read_watermark(path: Path, max_frames: int, first: str | None = None) -> dict[str, Any]:
+    """Per-frame and pooled watermark reading of the first ``max_frames`` frames of ``path``; ``first``: the mark
+    (``MARKS``' name) whose reader is tried first, the one the file's manifest states. ``reader`` in the result names
+    the mark whose reader found the id: marks drawn differently on one carrier (``coarse`` and ``quiet``) read alike,
+    so it says which reader agrees, not which of those was drawn."""
     import itertools
 
-    from engines.compose.watermark import READERS, Watermarker, format_id
+    from engines.compose.watermark import MARKS, READERS, Watermarker, format_id, mark_name
     from streamer.record.media import VideoReader
 
     # every mark stageswap writes, in ``READERS``' order: today's, then the masked, the chroma, the moving, the coarse
-    # and the quiet ones (their detectors read differently: issue 24)
-    for marker in (Watermarker(config) for config in READERS):
+    # and the quiet ones (their detectors read differently: issue 24); the stated one first
+    configs = [MARKS[first], *(c for c in READERS if c != MARKS[first])] if first in MARKS else list(READERS)
+    for marker in (Watermarker(config) for config in configs):
         with VideoReader(path) as reader:
             info = reader.info
             if min(info.width, info.height) < marker.config.min_side_px:
@@ -83,6 +90,7 @@ def read_watermark(path: Path, max_frames: int) -> dict[str, Any]:
     pooled = clip.pooled
     return {
         "id": format_id(clip.id) if clip.id is not None else None,
+        "reader": mark_name(marker.config) if clip.id is not None else None,
         "frames": clip.frames,
         "frames_detected": clip.frames_detected,
         "detected_ratio": round(clip.detected_ratio, 4),
@@ -110,6 +118,8 @@ def recordings_marked(folder: Path, watermark_id: str) -> list[str]:
 
 
 def _print(report: Any, mark: dict[str, Any] | None, trust: Path | None) -> None:
+    from streamer.governance.provenance import UNKNOWN_MARK, UNMARKED, stated_mark
+
     print(f"file: {report.path}")
     if not report.found:
         print(f"C2PA manifest: none ({report.error})")
@@ -142,17 +152,30 @@ def _print(report: Any, mark: dict[str, Any] | None, trust: Path | None) -> None
                 f"operator {facts.get('operator')}, started {facts.get('created_at')}, "
                 f"{facts.get('software')} {facts.get('version')}"
             )
+            stated, stated_id = stated_mark(facts), facts.get("watermark_id")
+            if stated == UNMARKED:
+                print(f"  watermark stated: none, the {facts.get('view', 'processed')} view is unmarked")
+            elif stated == UNKNOWN_MARK:
+                which = f"id {stated_id}" if stated_id else "no id"
+                print(f"  watermark stated: {which}, mark unknown (the manifest does not name it)")
+            else:
+                print(f"  watermark stated: id {stated_id}, {stated} mark")
     if mark is not None:
         if mark.get("error"):
             print(f"watermark: not read ({mark['error']})")
         elif mark.get("id"):
             print(
                 f"watermark: id {mark['id']} in {mark['frames_detected']}/{mark['frames']} frames "
-                f"({100 * mark['detected_ratio']:.1f}%), pooled confidence {mark['pooled_confidence']:.3f}"
+                f"({100 * mark['detected_ratio']:.1f}%), pooled confidence {mark['pooled_confidence']:.3f}, "
+                f"found by the {mark.get('reader')} mark's reader"
             )
             expected = (report.facts or {}).get("watermark_id")
             if expected:
                 print(f"  matches the manifest's watermark id: {'yes' if expected == mark['id'] else 'NO'}")
+            stated = stated_mark(report.facts) if report.facts else UNKNOWN_MARK
+            if stated not in (UNKNOWN_MARK, UNMARKED):
+                found = "yes" if stated == mark.get("reader") else "NO"
+                print(f"  the manifest's mark's reader ({stated}) finds it: {found}")
             if mark.get("recordings"):
                 print(f"  recordings in this data directory with that id: {', '.join(mark['recordings'])}")
         else:

@@ -2,7 +2,7 @@
 
 A processed file is as much a synthetic likeness as a recording is, so it carries the same C2PA manifest
 (``streamer.governance.provenance.sign_recording``: embedded in MP4/MOV, a ``.c2pa`` sidecar beside MKV) stating
-who was swapped in and their consent, the invisible watermark's id and the input it was made from, and
+who was swapped in and their consent, the invisible watermark's id and mark and the input it was made from, and
 ``stageswap verify OUT`` validates it. The run is also written to the audit log (``process.signed``),
 so the log anchors the manifest as it does for recordings.
 
@@ -42,6 +42,9 @@ class ProcessedFile:
     """The photo's file name when ``--identity PHOTO --unverified`` swapped in a person with no consent record."""
     targets: tuple[dict[str, Any], ...] = ()
     """With target rules: which identity went on which face (and performer), from the run's stats."""
+    watermark_mark: str | None = None
+    """Which mark carries ``watermark_id`` (``--watermark-mark``: standard, quiet, ...: the stats'
+    ``watermark_mark``)."""
 
 
 def sign_processed(
@@ -64,6 +67,7 @@ def sign_processed(
         created_at=started_utc or utc_now(),
         identities=identities,
         watermark_id=done.watermark_id,
+        watermark_mark=done.watermark_mark,
         audit_head={"seq": head[0], "sha256": head[1]} if head else None,
         view="processed",
         extra={
@@ -87,6 +91,7 @@ def sign_processed(
                 "output": str(done.output),
                 "identities": [{**u.to_dict(), "consent": u.consent.get("status")} for u in identities],
                 "watermark_id": done.watermark_id,
+                "watermark_mark": facts.to_dict()["watermark_mark"],  # the mark's name, or unmarked
                 **result,
             },
         )

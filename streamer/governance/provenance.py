@@ -49,6 +49,11 @@ DIGITAL_SOURCE_CAPTURE = "http://cv.iptc.org/newscodes/digitalsourcetype/digital
 ENV_CERT, ENV_KEY, ENV_TRUST = "STAGESWAP_SIGNING_CERT", "STAGESWAP_SIGNING_KEY", "STAGESWAP_TRUST"
 EMBED_MIME = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime"}
 SIDECAR_MIME = {".mkv": "video/x-matroska", ".webm": "video/webm", ".ts": "video/mp2t", ".avi": "video/x-msvideo"}
+UNMARKED = "unmarked"
+"""``watermark_mark`` of a file whose frames carry no invisible watermark (the source view, or the mark turned off)."""
+UNKNOWN_MARK = "unknown"
+"""What ``stated_mark`` reads where the facts do not name the mark (made before they did, or a mark of other
+settings): not an error."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,10 @@ class ProvenanceFacts:
     """Token id of the operator who started the recording (``streamer.governance.audit.token_id``), never the token."""
     watermark_id: str | None = None
     """The invisible watermark's id in the frames (8 hex digits), if marking was on."""
+    watermark_mark: str | None = None
+    """Which mark carries ``watermark_id`` (a name in ``engines.compose.watermark.MARKS``: ``standard``, ``quiet``,
+    ...; None: a mark of other settings, stated as ``unknown``). Stated as ``unmarked`` when the frames carry none
+    (the source view never does)."""
     audit_head: Mapping[str, Any] | None = None
     """The audit log's head (``seq``, ``sha256``) when signing: an anchor for the log outside it."""
     view: str = "processed"
@@ -182,6 +191,7 @@ class ProvenanceFacts:
             "stream": self.stream,
             "operator": self.operator,
             "watermark_id": self.watermark_id,
+            "watermark_mark": UNMARKED if self.watermark_id is None else self.watermark_mark or UNKNOWN_MARK,
             "audit_head": dict(self.audit_head) if self.audit_head else None,
             "software": self.software,
             "version": self.version,
@@ -189,6 +199,14 @@ class ProvenanceFacts:
         if self.extra:
             out["extra"] = dict(self.extra)
         return out
+
+
+def stated_mark(facts: Mapping[str, Any] | None) -> str:
+    """The mark a sidecar's or manifest's facts name: a name in ``MARKS``, ``unmarked``, or ``unknown`` where they
+    do not say (written before the field existed, or a mark of other settings). Old facts without the field read
+    ``unknown``, never an error."""
+    mark = (facts or {}).get("watermark_mark")
+    return mark if isinstance(mark, str) and mark else UNKNOWN_MARK
 
 
 def build_manifest(facts: ProvenanceFacts, title: str) -> dict[str, Any]:

@@ -76,7 +76,8 @@ class RecordingSigner:
         self.operator = operator
         self.signing = signing
         self.unsigned_reason = unsigned_reason
-        self._watermarks: dict[str, str | None] = {}
+        self._watermarks: dict[str, tuple[str | None, str | None]] = {}
+        """Per recording started: its processed view's watermark id and the mark carrying it (None: unmarked)."""
 
     @classmethod
     def for_data_dir(
@@ -100,15 +101,17 @@ class RecordingSigner:
         return cls(data_dir, audit, record, operator, signing, reason, models)
 
     def on_started(self, recording: Mapping[str, Any], watermark_id: str | None) -> None:
-        """A recording started: remember its stream's watermark id, and log it."""
+        """A recording started: remember its stream's watermark id and the mark carrying it, and log them."""
         rec_id = str(recording.get("id"))
-        self._watermarks[rec_id] = watermark_id
+        mark = recording.get("watermark_mark") if watermark_id is not None else None
+        self._watermarks[rec_id] = (watermark_id, mark if isinstance(mark, str) else None)
         self.record(
             RECORDING_STARTED,
             recording=rec_id,
             stream=recording.get("stream"),
             files=recording.get("files"),
             watermark_id=watermark_id,
+            watermark_marks=recording.get("watermark_marks"),  # per view: the mark's name, or unmarked
         )
 
     def on_finished(self, finished: Any) -> None:
@@ -117,7 +120,7 @@ class RecordingSigner:
         stream = str(summary.get("stream"))
         identities = self.identities_used(stream, summary)
         targets = (summary.get("settings") or {}).get("targets") or []  # which identity goes on which performer
-        watermark = self._watermarks.pop(finished.id, None)
+        watermark, mark = self._watermarks.pop(finished.id, (None, None))
         head = read_head(self.audit.path) if self.audit.path.exists() else None
         created = str(summary.get("first_frame_utc") or summary.get("start_utc") or utc_now())
         facts: dict[str, ProvenanceFacts] = {}
@@ -130,6 +133,7 @@ class RecordingSigner:
                 stream=stream,
                 operator=self.operator,
                 watermark_id=watermark if view == "processed" else None,
+                watermark_mark=mark if view == "processed" else None,  # the source view: stated unmarked
                 audit_head={"seq": head[0], "sha256": head[1]} if head else None,
                 view=view,
                 extra={"targets": targets} if targets and view == "processed" else {},
@@ -199,6 +203,7 @@ class RecordingSigner:
         data["c2pa"] = {view: dict(result) for view, result in c2pa.items()}
         data["consent_unverified"] = any(f.unverified for f in facts.values())
         data["watermark_id"] = next((f.watermark_id for f in facts.values() if f.watermark_id), None)
+        data["watermark_marks"] = {view: f.to_dict()["watermark_mark"] for view, f in facts.items()}
         try:
             write_atomic(Path(sidecar), json.dumps(data, indent=2) + "\n", mode=0o644)
         except OSError as exc:

@@ -49,6 +49,7 @@ from engines import __version__
 from engines.errors import InputError, OutputError
 from engines.paths import check_name, inside, write_atomic
 from streamer.errors import ConflictError, NotFoundError
+from streamer.governance.provenance import UNKNOWN_MARK, UNMARKED
 from streamer.live.audio import AudioChunk
 from streamer.live.ring import FrameMeta
 from streamer.live.timecodes import FRAME_META_KEY as TIMECODE_KEY
@@ -246,6 +247,7 @@ class RecordingSession:
         on_end: Callable[[RecordingSession], None] | None = None,
         audio: str | None = None,
         watermark_id: str | None = None,
+        watermark_mark: str | None = None,
     ) -> None:
         self.id = rec_id
         self.stream = stream
@@ -260,6 +262,9 @@ class RecordingSession:
         self.watermark_id = watermark_id if request.watermark and "processed" in files else None
         """The watermark id the processed view's frames carry (8 hex digits), None: unmarked (the source view
         never is)."""
+        self.watermark_mark = watermark_mark if self.watermark_id is not None else None
+        """Which mark carries ``watermark_id`` (``engines.compose.watermark.MARKS``: standard, quiet, ...); None:
+        unmarked, or a mark of other settings."""
         self.wants_unmarked = not request.watermark and "processed" in files
         """The fan-out hands this sink the processed frame from before the watermark (``ProcessedFrame.unmarked``)."""
         self._emit = emit or (lambda event: None)
@@ -557,6 +562,11 @@ class RecordingSession:
             "views": list(self.files),
             "watermark": self.watermark_id is not None,
             "watermark_id": self.watermark_id,
+            "watermark_mark": self.watermark_mark,
+            "watermark_marks": {
+                view: (self.watermark_mark or UNKNOWN_MARK) if view == "processed" and self.watermark_id else UNMARKED
+                for view in self.files
+            },
             "files": {view: path.name for view, path in self.files.items()},
             "sidecar": self.sidecar.name,
             "codec": self.format.codec,
@@ -721,10 +731,12 @@ class RecordingManager:
         settings: Mapping[str, Any] | None = None,
         sound: bool = False,
         watermark_id: str | None = None,
+        watermark_mark: str | None = None,
     ) -> RecordingSession:
         """Open the files of a new recording of ``stream`` (the caller then feeds it frames, and sound where
         ``sound`` says the stream has some). ``watermark_id``: the id the stream's processed frames carry
-        (None: unmarked); the recording shows it unless its request turns the mark off.
+        (None: unmarked), ``watermark_mark`` the mark that carries it (``MARKS``' name); the recording shows them
+        unless its request turns the mark off.
 
         Raises InputError (bad options), ConflictError (already recording), StorageError (disk nearly
         full), OutputError (the files cannot be created)."""
@@ -769,6 +781,7 @@ class RecordingManager:
                 on_end=self._ended,
                 audio=audio,
                 watermark_id=watermark_id,
+                watermark_mark=watermark_mark,
             )
             session.open()
             self._active[stream] = session

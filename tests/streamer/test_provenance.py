@@ -353,6 +353,7 @@ def test_a_recording_made_by_the_service_is_signed_and_its_sidecar_matches(
     # the unmarked recording: no id in its sidecar, its provenance or its frames
     assert unmarked["watermark"] is False and unmarked["watermark_id"] is None
     assert unmarked["provenance"]["processed"]["watermark_id"] is None
+    assert unmarked["provenance"]["processed"]["watermark_mark"] == "unmarked"  # said plainly (issue 24)
     with VideoReader(data / "recordings" / unmarked["files"]["processed"]) as reader:
         assert Watermarker().read_clip(f.image for f in reader.frames()).id is None
 
@@ -369,6 +370,9 @@ def test_a_recording_made_by_the_service_is_signed_and_its_sidecar_matches(
         assert sidecar["c2pa"]["processed"]["validation_state"] == "Trusted"
         # the processor's watermark id: in the sidecar, the manifest and the recorded frames
         assert sidecar["watermark_id"] == facts["watermark_id"] == stream_marks[0] is not None
+        # ... and the mark that carries it (serve's default), in the sidecar and the manifest (issue 24)
+        assert sidecar["watermark_mark"] == sidecar["watermark_marks"]["processed"] == facts["watermark_mark"]
+        assert facts["watermark_mark"] == "standard", facts
         with VideoReader(rec) as reader:
             assert format_id(Watermarker().read_clip(f.image for f in reader.frames()).id) == sidecar["watermark_id"]
         # c2pa-python reads it and validates it with the configured certificate; it says what the sidecar says

@@ -53,9 +53,43 @@ def test_a_processed_mp4_is_signed_and_verify_passes(
     assert facts["synthetic_faces"] is True and facts["consent_unverified"] is True
     assert facts["identities"][0]["name"] == "s1.jpg" and facts["watermark_id"]
     assert facts["extra"]["input"] == "d3.mp4"
+    assert facts["watermark_mark"] == "standard"  # which mark carries the id (issue 24)
+    capsys.readouterr()
     assert main(["verify", str(out), "--data-dir", str(data), "--max-frames", "30"]) == 0
+    said = capsys.readouterr().out
+    assert f"watermark stated: id {facts['watermark_id']}, standard mark" in said, said
+    assert "the manifest's mark's reader (standard) finds it: yes" in said, said
     entries = [e for e in AuditLog.in_data_dir(data).entries() if e.event == PROCESS_SIGNED]
     assert entries and entries[-1].data["signed"] is True and entries[-1].data["output"] == str(out)
+    assert entries[-1].data["watermark_mark"] == "standard"
+
+
+@pytest.mark.parametrize(
+    ("flags", "stated"), [(("--watermark-mark", "quiet"), "quiet"), (("--no-watermark",), "unmarked")]
+)
+def test_the_manifest_names_the_mark_or_says_unmarked(
+    tmp_path: Path, clip: Path, data: Path, flags: tuple[str, ...], stated: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The manifest, the audit log and `verify` name the mark `--watermark-mark` chose, or say the output is
+    unmarked (issue 24); verify reads the frames with that mark's reader."""
+    from streamer.commands.verify import read_watermark
+
+    out = tmp_path / "out.mp4"
+    assert _process(clip, out, data, "--no-swap", "--no-relight", *flags) == 0
+    facts = verify_file(out, data / "keys" / "trust.pem").facts or {}
+    assert facts["watermark_mark"] == stated, facts
+    entry = [e for e in AuditLog.in_data_dir(data).entries() if e.event == PROCESS_SIGNED][-1]
+    assert entry.data["watermark_mark"] == stated
+    read = read_watermark(out, 30, first=stated)  # as verify reads it: the stated mark's reader first
+    if stated == "unmarked":
+        assert facts["watermark_id"] is None and read["id"] is None
+        capsys.readouterr()
+        assert main(["verify", str(out), "--data-dir", str(data), "--max-frames", "10", "--no-watermark"]) == 0
+        assert "watermark stated: none, the processed view is unmarked" in capsys.readouterr().out
+    else:
+        assert read["reader"] == stated and read["id"] == facts["watermark_id"], read
+        # without the manifest, the coarse mark's reader (tried before the quiet one) reads it too: one carrier
+        assert read_watermark(out, 30)["reader"] in ("coarse", "quiet")
 
 
 def test_a_processed_mkv_gets_a_sidecar_manifest(tmp_path: Path, clip: Path, data: Path) -> None:
