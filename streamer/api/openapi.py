@@ -195,7 +195,8 @@ SCHEMAS: dict[str, Any] = {
                 "type": "boolean",
                 "description": "false: record the processed view without the invisible watermark even while the "
                 "stream marks it (default true: as the stream's watermark setting says); the source view is never "
-                "marked. The recording's JSON and provenance give watermark and watermark_id",
+                "marked. The recording's JSON and provenance give watermark, watermark_id and watermark_mark (the "
+                "mark's name; per view in watermark_marks, unmarked for the source view)",
             },
         },
     },
