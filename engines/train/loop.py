@@ -138,6 +138,55 @@ class Dist:
         return cls(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
 
 
+# ---- several processes (torchrun): what every trainer does the same way ----------------------------------------
+
+
+def data_parallel(module: torch.nn.Module, device: torch.device, where: Dist) -> torch.nn.Module:
+    """``module`` in DistributedDataParallel under torchrun (every parameter's gradient averaged over the
+    processes during ``backward``: the U-Nets and autoencoders, and a neural texture's ParameterList, which is
+    sampled with ``grid_sample``), ``module`` itself in one process. Train through what this returns; keep
+    the optimizer, the state dict and previews on ``module``."""
+    if where.world <= 1:
+        return module
+    ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)
+
+
+def process_mean(values: torch.Tensor, where: Dist) -> torch.Tensor:
+    """``values`` averaged over the torchrun processes (the losses every rank reports, so that they stop on a
+    diverged loss together); ``values`` in one process."""
+    if where.world <= 1:
+        return values
+    total = values.detach().float().clone()
+    dist.all_reduce(total)
+    return total / where.world
+
+
+def sampler_seed(seed: int, where: Dist, iteration: int = 0) -> int:
+    """The seed of this process's batch generator: a stream per rank (rank 0 of a new training has the
+    one-process stream); ``iteration`` > 0 for new streams where a training resumes with another process count."""
+    return seed * 7919 + where.rank + 104729 * iteration
+
+
+def generator_states(gen: torch.Generator, where: Dist) -> list[torch.Tensor]:
+    """Every rank's generator state, by rank (collective under torchrun: every rank must call it)."""
+    if where.world <= 1:
+        return [gen.get_state()]
+    gathered: list[Any] = [None] * where.world
+    dist.all_gather_object(gathered, gen.get_state())
+    return gathered
+
+
+def restore_generator(gen: torch.Generator, states: list[torch.Tensor], where: Dist, seed: int, iteration: int) -> None:
+    """This rank's generator as a checkpoint saved it (``generator_states``), so a resume with as many processes
+    draws the very batches the uninterrupted run would have; with another process count, new streams per rank
+    derived from where the run stood."""
+    if len(states) == where.world:
+        gen.set_state(states[where.rank].cpu())  # a checkpoint read onto a GPU has its states there
+    else:
+        gen.manual_seed(sampler_seed(seed, where, iteration))
+
+
 class Trainee(Protocol):
     """What ``TrainingRun`` drives: one model's training compute, no files, no clocks, no signals."""
 

@@ -32,7 +32,16 @@ from engines.train.faceset import Faceset
 from engines.train.loop import CHECKPOINT_FILE as CHECKPOINT_FILE
 from engines.train.loop import PREVIEW_FILE as PREVIEW_FILE
 from engines.train.loop import PROGRESS_FILE as PROGRESS_FILE
-from engines.train.loop import Dist, RunTiming, TrainingRun
+from engines.train.loop import (
+    Dist,
+    RunTiming,
+    TrainingRun,
+    data_parallel,
+    generator_states,
+    process_mean,
+    restore_generator,
+    sampler_seed,
+)
 from engines.train.loop import Progress as Progress
 from engines.train.loop import StopRule as StopRule
 from engines.train.loop import check_disk as check_disk
@@ -140,16 +149,13 @@ class Trainer:
         self.dst_info = {"path": str(dst.path), "paths": [str(p) for p in dst.folders], "faces": len(dst)}
         torch.manual_seed(cfg.seed)
         self.net = SwapNet(cfg.net).to(self.device)
-        self.model: torch.nn.Module = self.net
-        if self.where.world > 1:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.model = torch.nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
+        self.model = data_parallel(self.net, self.device, self.where)
         if cfg.compile and self.device.type == "cuda":
             self.model = torch.compile(self.model)  # type: ignore[assignment]
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
         self.src = FaceBatches(src, self.device, SRC_AUGMENT, colour_refs=dst)
         self.dst = FaceBatches(dst, self.device, DST_AUGMENT)
-        self.gen = torch.Generator().manual_seed(cfg.seed * 7919 + self.where.rank)
+        self.gen = torch.Generator().manual_seed(sampler_seed(cfg.seed, self.where))
         self.iteration = 0
         self.last_losses = (math.nan, math.nan)
         self._preview_dst = np.unique(np.linspace(0, len(dst) - 1, 4).round().astype(int))
@@ -192,11 +198,7 @@ class Trainer:
         (loss_src + loss_dst).backward()
         self.optimizer.step()
         self.iteration += 1
-        pair = torch.stack([loss_src.detach(), loss_dst.detach()]).float()
-        if self.where.world > 1:
-            dist.all_reduce(pair)
-            pair /= self.where.world
-        values = pair.cpu().tolist()
+        values = process_mean(torch.stack([loss_src.detach(), loss_dst.detach()]).float(), self.where).cpu().tolist()
         self.last_losses = (float(values[0]), float(values[1]))
         return self.last_losses
 
@@ -213,11 +215,7 @@ class Trainer:
 
     def state_dict(self) -> dict[str, Any]:
         """Config, facesets, weights, Adam's state and every rank's generator (collective under torchrun)."""
-        gens = [self.gen.get_state()]
-        if self.where.world > 1:
-            gathered: list[Any] = [None] * self.where.world
-            dist.all_gather_object(gathered, self.gen.get_state())
-            gens = gathered
+        gens = generator_states(self.gen, self.where)
         return {
             "config": self.cfg.to_json(),
             "coverage": self.coverage,
@@ -234,11 +232,7 @@ class Trainer:
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.iteration = int(state["iteration"])
-        gens = state["generators"]
-        if len(gens) == self.where.world:
-            self.gen.set_state(gens[self.where.rank])
-        else:  # another process count: new streams per rank, derived from where the run stood
-            self.gen.manual_seed(self.cfg.seed * 7919 + self.where.rank + 104729 * self.iteration)
+        restore_generator(self.gen, state["generators"], self.where, self.cfg.seed, self.iteration)
 
     @torch.no_grad()
     def preview_tiles(self) -> np.ndarray:
