@@ -47,7 +47,7 @@ from engines.swap.neural import COVERED_NAME, FACE_NAME, UV_NAME
 from engines.swap.neural import uv_maps as uv_maps  # the texture coordinates per pixel, from the mesh
 from engines.train.data import _bgr, _masked_stats, _ycc, to_tensor
 from engines.train.faceset import Faceset
-from engines.train.loop import Dist
+from engines.train.loop import Dist, data_parallel, generator_states, process_mean, restore_generator, sampler_seed
 from engines.train.losses import LossConfig, face_loss
 
 NEG_SLOPE = 0.1
@@ -188,13 +188,14 @@ def colour_match(face: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor
 
 class DnrTrainer:
     """Trains a ``NeuralRenderer`` on one person's faceset (at ``cfg.net.resolution``); ``swap`` renders that
-    person on other faces' meshes. Single process, CPU or one GPU. A ``Trainee`` of ``engines.train.loop``
-    (checkpoints, resume, progress, previews: ``TrainingRun``)."""
+    person on other faces' meshes. On the CPU, one GPU, or several processes through ``torchrun`` (``where``:
+    DistributedDataParallel over the U-Net and the neural texture, each rank sampling its own faces, as the DF
+    trainer does). A ``Trainee`` of ``engines.train.loop`` (checkpoints, resume, progress, previews:
+    ``TrainingRun``)."""
 
     kind = "dnr"
     arch = "dnr"
     people = 1
-    where = Dist()
 
     def __init__(
         self,
@@ -202,6 +203,7 @@ class DnrTrainer:
         src: Faceset,
         init_texture: np.ndarray | None = None,
         device: torch.device | None = None,
+        where: Dist | None = None,
     ) -> None:
         res = cfg.net.resolution
         if src.images.shape[1] != res:
@@ -232,6 +234,10 @@ class DnrTrainer:
         self._preview_dst: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.dst_info: dict[str, Any] | None = None
         """The faceset ``preview_on`` previews on (none: the checkpoint's ``dst`` is None)."""
+        self.where = where or Dist()
+        self.gen.manual_seed(sampler_seed(cfg.seed, self.where))  # a stream per process (rank 0: the one above)
+        self.model = data_parallel(self.net, self.device, self.where)
+        """What trains (``net`` in DistributedDataParallel under torchrun); the rest uses ``net``."""
 
     @property
     def parameters(self) -> int:
@@ -265,13 +271,13 @@ class DnrTrainer:
         (twice, as the two-person trainers report src and dst)."""
         uv, covered, target, masks = self.sample(self.cfg.batch, self.gen)
         self.net.train()
-        pred = self.net(uv, covered)
+        pred = self.model(uv, covered)
         loss = face_loss(pred, masks[:, :1], target, masks, self.cfg.loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.iteration += 1
-        value = float(loss.detach())
+        value = float(process_mean(loss.detach(), self.where))
         self.last_losses = (value, value)
         return self.last_losses
 
@@ -282,7 +288,7 @@ class DnrTrainer:
         return self.cfg.net.resolution
 
     def state_dict(self) -> dict[str, Any]:
-        """Config, faceset, weights, Adam's state and the sampler's generator."""
+        """Config, faceset, weights, Adam's state and every rank's sampler generator (collective under torchrun)."""
         return {
             "config": asdict(self.cfg),
             "coverage": self.coverage,
@@ -290,7 +296,7 @@ class DnrTrainer:
             "dst": self.dst_info,
             "model": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "generators": [self.gen.get_state()],
+            "generators": generator_states(self.gen, self.where),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -298,7 +304,7 @@ class DnrTrainer:
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.iteration = int(state["iteration"])
-        self.gen.set_state(state["generators"][0])
+        restore_generator(self.gen, state["generators"], self.where, self.cfg.seed, self.iteration)
 
     def preview_on(self, actor: Faceset) -> None:
         """Add rows to the preview: the person rendered on these faces' meshes (``swap``): footage to preview on."""
