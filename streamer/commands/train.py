@@ -72,8 +72,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "mesh (deferred neural rendering) -- it needs --src footage only (no --dst: it serves every performer), "
         "learns a likeness in minutes on a CPU (--resolution 64 or 128, default 128; 128 px costs about 1.4 "
         "CPU-seconds an iteration), and is registered as model kind dnr. Checkpoints, --resume, --export-only and "
-        "the preview work as for DF (--resume needs no --arch: the checkpoint says what it trains); Ctrl-C or "
-        "SIGTERM writes a checkpoint and, unlike DF, registers what it learned so far",
+        "the preview work as for DF (--resume needs no --arch: the checkpoint says what it trains), and so does "
+        "torchrun for several GPUs (each process renders --batch faces of its own); Ctrl-C or SIGTERM writes a "
+        "checkpoint and, unlike DF, registers what it learned so far",
     )
     for flag, what in (
         ("--encoder-dims", "first encoder stage's channels"),
@@ -439,10 +440,12 @@ def _train_dnr(
     """``--arch dnr``: a neural renderer of the src person alone (``engines.train.neural_render``), run by the same
     loop as DF (checkpoints, ``--resume``, progress, previews), exported as ONNX and registered as model kind
     ``dnr`` when it finishes or is stopped (Ctrl-C, SIGTERM: the checkpoint is written first). ``--dst`` is
-    footage to preview on: the preview shows the person rendered on those faces' meshes."""
+    footage to preview on: the preview shows the person rendered on those faces' meshes. Under torchrun as DF:
+    every process trains on its own batches, rank 0 alone prints, writes files, exports and registers."""
     from engines.errors import InputError
     from engines.train.loop import RunTiming, StopRule, TrainingRun, check_disk
     from engines.train.neural_render import DnrConfig, DnrTrainConfig, DnrTrainer, train_config_from_json
+    from engines.train.trainer import init_distributed
 
     given = {
         "--preset": args.preset,
@@ -454,14 +457,13 @@ def _train_dnr(
         raise InputError(
             f"--arch dnr does not take {', '.join(unused)}: a neural renderer's size is set by --resolution alone"
         )
-    if where.world > 1:
-        raise InputError("--arch dnr trains in one process: run it without torchrun")
     if args.export_only:
         if state is None:
             raise InputError(f"no checkpoint of {args.name!r} in {folder.path} to export")
-        return _finish_dnr(args, folder, store, state)
+        return _finish_dnr(args, folder, store, state, where)
     _check_resume(args, folder, state)
     rule = StopRule(iterations=args.iterations, minutes=args.minutes, cpu_minutes=args.cpu_minutes)
+    init_distributed(where, device)
     if state is not None:
         cfg = train_config_from_json(state["config"])
         res = cfg.net.resolution
@@ -488,43 +490,51 @@ def _train_dnr(
         )
     res = cfg.net.resolution
     src = _faceset(args, folder, "src", args.src, res, state, where)
-    trainer = DnrTrainer(cfg, src, device=device)
+    trainer = DnrTrainer(cfg, src, device=device, where=where)
     if args.dst or (state is not None and state.get("dst")):
         trainer.preview_on(_faceset(args, folder, "dst", args.dst, res, state, where))
     timing = RunTiming(max(0.05, args.checkpoint_every) * 60.0, max(0.05, args.preview_every) * 60.0)
     loop = TrainingRun(trainer, folder.path, timing)
     if state is not None:
         loop.restore(state)
-    check_disk(folder.path, trainer.parameters)
-    preview = f", preview on {trainer.dst_info['faces']} faces of --dst" if trainer.dst_info else ""
-    print(
-        f"{'resuming' if state is not None else 'training'} {args.name!r}: neural renderer (dnr) {res} px, "
-        f"{trainer.parameters / 1e6:.1f} M parameters, batch {cfg.batch}, on {device.type}; src {len(src)} faces"
-        f"{preview}{f', from iteration {trainer.iteration}' if state is not None else ''}",
-        flush=True,
-    )
-    print(
-        f"preview: {folder.path / 'preview.png'} (every {args.preview_every:g} min); Ctrl-C stops with a checkpoint "
-        "and registers what it learned",
-        flush=True,
-    )
-    printer = _Printer()
-    outcome = loop.run(rule, printer)
-    printer.close()
-    print(_memory_line(device))
-    if outcome == "stopped":
+    if where.leader:
+        check_disk(folder.path, trainer.parameters)
+        preview = f", preview on {trainer.dst_info['faces']} faces of --dst" if trainer.dst_info else ""
+        procs = f" x {where.world} processes" if where.world > 1 else ""
         print(
-            f"stopped at iteration {trainer.iteration}: checkpoint in {folder.checkpoint}; continue: stageswap train "
-            f"{args.name} --resume --minutes M"
+            f"{'resuming' if state is not None else 'training'} {args.name!r}: neural renderer (dnr) {res} px, "
+            f"{trainer.parameters / 1e6:.1f} M parameters, batch {cfg.batch}{procs}, on {device.type}; src "
+            f"{len(src)} faces{preview}{f', from iteration {trainer.iteration}' if state is not None else ''}",
+            flush=True,
         )
+        print(
+            f"preview: {folder.path / 'preview.png'} (every {args.preview_every:g} min); Ctrl-C stops with a "
+            "checkpoint and registers what it learned",
+            flush=True,
+        )
+    printer = _Printer()
+    outcome = loop.run(rule, printer if where.leader else None)
+    printer.close()
+    if where.leader:
+        print(_memory_line(device))
+        if outcome == "stopped":
+            print(
+                f"stopped at iteration {trainer.iteration}: checkpoint in {folder.checkpoint}; continue: stageswap "
+                f"train {args.name} --resume --minutes M"
+            )
     if trainer.iteration == 0:
         raise InputError(f"{args.name!r} was stopped before its first iteration: nothing to register")
-    state = read_checkpoint_cpu(folder)
-    return _finish_dnr(args, folder, store, state)
+    if not where.leader:
+        return 0
+    return _finish_dnr(args, folder, store, read_checkpoint_cpu(folder), where)
 
 
-def _finish_dnr(args: argparse.Namespace, folder: TrainingFolder, store: Any, state: dict[str, Any]) -> int:
-    """Export a renderer checkpoint as ONNX (its texture baked in) and register it as kind ``dnr``."""
+def _finish_dnr(
+    args: argparse.Namespace, folder: TrainingFolder, store: Any, state: dict[str, Any], where: Dist
+) -> int:
+    """Export a renderer checkpoint as ONNX (its texture baked in) and register it as kind ``dnr`` (rank 0)."""
+    if not where.leader:
+        return 0
     from engines.train.neural_render import NeuralRenderer, export_onnx, train_config_from_json
 
     net = NeuralRenderer(train_config_from_json(state["config"]).net)

@@ -413,3 +413,104 @@ def test_a_checkpoints_config_reads_back_across_versions() -> None:
     read = train_config_from_json(older)
     assert (read.net, read.batch, read.seed) == (TINY, 3, 2)
     assert read.texture_lr == DnrTrainConfig().texture_lr and read.loss.mse_weight == DnrTrainConfig().loss.mse_weight
+
+
+_TORCHRUN_CHILD = textwrap.dedent(
+    """
+    import hashlib, json, os, shutil, sys, torch, torch.distributed as dist
+    from pathlib import Path
+    from engines.train.faceset import load_faceset
+    from engines.train.loop import Dist, RunTiming, StopRule, TrainingRun
+    from engines.train.neural_render import DnrTrainConfig, DnrTrainer
+    from engines.train.trainer import init_distributed
+    from tests.train_helpers import TINY_DNR
+    src, dst, straight, copy = sys.argv[1:5]
+    where = Dist.from_env()
+    init_distributed(where, torch.device("cpu"))
+    trainer = DnrTrainer(DnrTrainConfig(net=TINY_DNR, batch=2), load_faceset(src, 64), where=where)
+    trainer.preview_on(load_faceset(dst, 64))
+    run = TrainingRun(trainer, Path(straight), RunTiming(3600.0, 3600.0, 3600.0))
+    run.run(StopRule(iterations=2))
+    if where.leader:  # the checkpoint at iteration 2, as a training folder of its own for `train --resume`
+        Path(copy).mkdir(parents=True)
+        shutil.copy(Path(straight) / "checkpoint.pt", Path(copy) / "checkpoint.pt")
+    dist.barrier()
+    run.run(StopRule(iterations=4))  # the uninterrupted run goes on
+    flat = torch.cat([p.detach().flatten() for p in trainer.net.parameters()]).numpy().tobytes()
+    mine = {"rank": where.rank, "pid": os.getpid(), "params": hashlib.sha256(flat).hexdigest()}
+    every = [None] * where.world
+    dist.all_gather_object(every, mine)
+    if where.leader:
+        print(json.dumps(every), flush=True)
+    """
+)
+
+
+def test_torchrun_trains_a_renderer_on_two_processes_and_resumes_bit_for_bit(
+    src: Path, facesets: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Two DistributedDataParallel processes (gloo) through torchrun train a renderer: each samples its own faces
+    (its own generator, both in the checkpoint), the U-Net's and the neural texture's gradients are averaged so
+    both ranks hold the very same weights after every step, and rank 0 alone writes progress. Then `train
+    --resume` under torchrun continues a copy of the checkpoint at iteration 2 to iteration 4: its weights, Adam's
+    state, generators and smoothed loss equal the uninterrupted run's to the last bit, and rank 0 alone exports and
+    registers it."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from engines.train.loop import read_checkpoint
+    from streamer.governance.audit import MODEL_REGISTERED, AuditLog
+
+    script = tmp_path / "child.py"
+    script.write_text(_TORCHRUN_CHILD)
+    data = tmp_path / "data"
+    straight, resumed = tmp_path / "straight", data / "training" / "ddp"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    done = subprocess.run(
+        [*torchrun, str(script), str(src), str(facesets[1]), str(straight), str(resumed)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [r["rank"] for r in ranks] == [0, 1]
+    assert ranks[0]["params"] == ranks[1]["params"]  # gradients all-reduced: one model on both ranks
+    progress = json.loads((straight / "progress.json").read_text())
+    assert (progress["processes"], progress["iteration"], progress["pid"]) == (2, 4, ranks[0]["pid"])
+    assert (straight / "preview.png").is_file()
+    at_2 = read_checkpoint(resumed, torch.device("cpu"))
+    assert at_2 is not None and (at_2["world"], at_2["iteration"], at_2["kind"]) == (2, 2, "dnr")
+    g0, g1 = at_2["generators"]
+    assert not torch.equal(g0, g1)  # each rank draws its own faces
+
+    cli = [*torchrun, "-m", "streamer", "train", "ddp", "--resume", "--iterations", "4", "--device", "cpu"]
+    done = subprocess.run(
+        [*cli, "--unverified", "--data-dir", str(data)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("resuming 'ddp': neural renderer (dnr) 64 px") == 1  # rank 0 alone prints
+    assert "batch 2 x 2 processes" in done.stdout and "from iteration 2" in done.stdout
+    assert done.stdout.count("registered it as swap model 'ddp' after 4 iterations") == 1
+    registered = [e for e in AuditLog.in_data_dir(data).entries() if e.event == MODEL_REGISTERED]
+    assert [e.data["model"] for e in registered] == ["ddp"]  # rank 0 alone registers
+    assert UserModelStore(data).get("ddp").kind == "dnr" and (resumed / "ddp.onnx").is_file()
+    want = read_checkpoint(straight, torch.device("cpu"))
+    got = read_checkpoint(resumed, torch.device("cpu"))
+    assert want is not None and got is not None
+    assert (got["world"], got["iteration"]) == (want["world"], want["iteration"]) == (2, 4)
+    assert got["ema"][0] == want["ema"][0]  # the same losses at iterations 3 and 4 (one person: no dst)
+    assert all(torch.equal(got["model"][k], v) for k, v in want["model"].items())
+    assert all(torch.equal(a, b) for a, b in zip(got["generators"], want["generators"], strict=True))
+    moments = [(s["exp_avg"], s["exp_avg_sq"]) for s in want["optimizer"]["state"].values()]
+    assert all(
+        torch.equal(a, c) and torch.equal(b, d)
+        for (a, b), (c, d) in zip(
+            moments, [(s["exp_avg"], s["exp_avg_sq"]) for s in got["optimizer"]["state"].values()], strict=True
+        )
+    )
