@@ -236,6 +236,17 @@ def face_topology() -> Topology:
 
 
 @functools.cache
+def mirror_vertices() -> np.ndarray:
+    """Per vertex, its mirror image on the other side of the face (468,) int (read-only): the vertex nearest to
+    its reflection on the canonical face. A face flipped left to right is the mesh ``flipped[mirror_vertices()]``."""
+    canon = face_topology().canonical.astype(np.float64)
+    reflected = canon * np.array([-1.0, 1.0, 1.0])
+    out = np.linalg.norm(reflected[:, None, :] - canon[None, :, :], axis=2).argmin(axis=1)
+    out.setflags(write=False)
+    return out
+
+
+@functools.cache
 def vertex_adjacency() -> np.ndarray:
     """(468, 468) row-normalised adjacency of the mesh's vertices (read-only): ``A @ v`` averages each
     vertex's neighbours."""

@@ -61,7 +61,17 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from engines.face.topology import EYE_OPENING, FEATURE, LEFT_BROW, LIPS, MOUTH_OPENING, RIGHT_BROW, SKIN, face_topology
+from engines.face.topology import (
+    EYE_OPENING,
+    FEATURE,
+    LEFT_BROW,
+    LIPS,
+    MOUTH_OPENING,
+    RIGHT_BROW,
+    SKIN,
+    face_topology,
+    mirror_vertices,
+)
 from engines.light.sh import linear_to_srgb, srgb_to_linear
 from engines.swap.texture import (
     NOSTRIL_ZONE,
@@ -710,10 +720,7 @@ def mirror_map(size: int) -> tuple[np.ndarray, np.ndarray]:
     its reflection on the canonical face, and a texel's mirror has the same barycentric weights in the
     mirrored triangle."""
     topo = face_topology()
-    canon = topo.canonical.astype(np.float64)
-    reflected = canon * np.array([-1.0, 1.0, 1.0])
-    d = np.linalg.norm(reflected[:, None, :] - canon[None, :, :], axis=2)
-    mirror = d.argmin(axis=1)
+    mirror = mirror_vertices()
     raster = texture_raster(size)
     tris = raster.triangles[raster.tri]
     uv = topo.uv[mirror[tris]]  # (N, 3, 2)
