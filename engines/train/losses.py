@@ -25,6 +25,10 @@ class LossConfig:
     mse_weight: float = 10.0
     eyes_mouth_weight: float = 30.0
     mask_weight: float = 10.0
+    reach_outline: bool = True
+    """The face mask grown and blurred by 1/32 of the side, so the loss reaches just past the mesh's outline: an
+    autoencoder draws the whole crop and must get the outline right. Off for the neural renderer, which draws
+    only where the mesh is: past the outline it would teach the texels at the rim the wall behind the face."""
 
 
 @functools.cache
@@ -64,7 +68,7 @@ def face_loss(
     (N, 3, R, R) = (face, eyes, mouth) in 0..1 as the batch was augmented."""
     res = target.shape[-1]
     face = masks[:, 0:1]
-    soft = _soften(face, max(1, res // 32))
+    soft = _soften(face, max(1, res // 32)) if cfg.reach_outline else face
     features = _grow(masks[:, 1:3].amax(dim=1, keepdim=True), max(1, res // 24))
     p, t = pred * soft, target * soft
     loss = cfg.dssim_weight * dssim(p, t, max(3, res // 11))

@@ -16,10 +16,12 @@ expression. Nothing about the actor is learned, so a trained identity would serv
   unet(features)``), so they can start as the mesh swap's identity texture (``init_texture``: enrolled from the
   src person's footage) and the U-Net learns only what that texture lacks; its last layer starts at zero.
 - Loss: the DF designs' own (``engines.train.losses.face_loss``: masked DSSIM + MSE, eyes and mouth weighted),
-  its mask term zero (the mesh says where the face is: nothing to learn).
+  its mask term zero (the mesh says where the face is: nothing to learn), kept inside the drawn mesh and off its
+  outline, where the crop mixes the face with the wall behind it (``DnrTrainConfig.outline``).
 - Augmentation: a random rotation, scale and shift of crop, masks and texture-coordinate maps alike (one
-  ``grid_sample``); no random warp (the input is geometry, not pixels to copy), no mirror image (a person's
-  face is not symmetric: a mirrored frame would teach the texture the other side).
+  ``grid_sample``); no random warp (the input is geometry, not pixels to copy). Some samples are mirrored, but
+  they teach only the texels the faceset rarely shows (the far side of a head that turns one way): a person's
+  face is not symmetric, so where a texel is seen the mirror image would teach it the other side.
 - The swap's colours: the person's footage has its own light; the rendered face takes the actor's colour
   statistics inside the face mask (a per-channel mean and spread transfer in YCbCr, as the DF training's
   colour augmentation does), the only thing it takes from the actor's pixels.
@@ -43,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engines.errors import InputError
+from engines.face.topology import mirror_vertices
 from engines.swap.neural import COVERED_NAME, FACE_NAME, UV_NAME
 from engines.swap.neural import uv_maps as uv_maps  # the texture coordinates per pixel, from the mesh
 from engines.train.data import _bgr, _masked_stats, _ycc, to_tensor
@@ -86,7 +89,20 @@ class DnrTrainConfig:
     were pushed about by Adam's full-size steps on their small gradients: multicoloured specks along the far cheek's
     outline; at 2e-3 they are gone and the likeness is the same (bench_train, BENCHMARKS.md issue 19)."""
     seed: int = 0
-    loss: LossConfig = LossConfig()
+    loss: LossConfig = LossConfig(reach_outline=False)
+    """The DF designs' loss, kept inside the mesh: the renderer draws nothing past it."""
+    outline: float = 1 / 64
+    """Pixels within this share of the crop's side of the drawn mesh's outline (2 px at 128) are left out of the
+    loss: there the crop mixes the face with the wall or hair behind it, and the texels drawn there are the
+    ones a frontal faceset shows nowhere else. Taught the wall, they drew an orange-brown streak down the far
+    cheek of heads turned further than the faceset's (issue 19)."""
+    mirror: float = 0.3
+    """Share of the samples shown mirrored (the crop flipped left to right, the mesh through the layout's own
+    mirror, ``engines.face.topology.mirror_vertices``), so the far side's texels learn from the near side..."""
+    mirror_seen: float = 0.25
+    """...but only texels the unmirrored faceset shows rarely: a mirrored pixel counts in full where its texel is
+    drawn inside the outline in no face, and not at all from this many pixels per face on (a person's face is
+    not symmetric: where it is seen, the mirror image would teach the texture the other side)."""
     rotate_deg: float = 8.0
     scale: float = 0.05
     shift: float = 0.04
@@ -172,6 +188,19 @@ class NeuralRenderer(nn.Module):
         return 0.5 + feats[:, :3] + self.out(d0)
 
 
+def _erode(mask: torch.Tensor, px: int) -> torch.Tensor:
+    """``mask`` (N, 1, R, R) 0/1 less ``px`` pixels along its outline (the crop's border counts as outside)."""
+    k = 2 * px + 1
+    return 1.0 - F.max_pool2d(F.pad(1.0 - mask, (px,) * 4, value=1.0), k, stride=1)
+
+
+def _texel(uv: torch.Tensor, side: int) -> torch.Tensor:
+    """The finest level's texel index (N, 1, R, R) under each pixel's texture coordinates ``uv`` (N, 2, R, R)."""
+    u = (uv[:, 0:1] * side).long().clamp(0, side - 1)
+    v = (uv[:, 1:2] * side).long().clamp(0, side - 1)
+    return v * side + u
+
+
 def _up(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
@@ -223,8 +252,11 @@ class DnrTrainer:
         uv, covered = uv_maps(src.landmarks, res)
         self.images = to_tensor(src.images, self.device)
         self.masks = to_tensor(src.masks, self.device)
+        self.landmarks = np.asarray(src.landmarks, np.float64)[..., :2]
         self.uv = torch.from_numpy(uv).permute(0, 3, 1, 2).to(self.device)
         self.covered = torch.from_numpy(covered)[:, None].to(self.device)
+        self.rim_px = max(1, round(cfg.outline * res))
+        self.seen = self._texels_seen()
         self.gen = torch.Generator().manual_seed(cfg.seed * 7919)
         self.iteration = 0
         self.last_losses = (math.nan, math.nan)
@@ -239,16 +271,38 @@ class DnrTrainer:
         self.model = data_parallel(self.net, self.device, self.where)
         """What trains (``net`` in DistributedDataParallel under torchrun); the rest uses ``net``."""
 
+    def _texels_seen(self) -> torch.Tensor:
+        """Per texel of the finest level (T, T): how many pixels of the face mask inside the drawn mesh's outline
+        show it, per face of the (unmirrored) faceset."""
+        side = self.cfg.net.texture_px
+        seen = torch.zeros(side * side, device=self.device)
+        for k in range(0, self.uv.shape[0], 64):
+            inner = _erode(self.covered[k : k + 64], self.rim_px) * self.masks[k : k + 64, :1].float() / 255.0
+            seen.index_add_(0, _texel(self.uv[k : k + 64], side).flatten(), inner.flatten())
+        return (seen / self.uv.shape[0]).reshape(side, side)
+
+    def _mirrored(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uv (n, 2, R, R) and covered (n, 1, R, R) of the faces ``idx`` flipped left to right."""
+        res = self.cfg.net.resolution
+        lm = self.landmarks[idx.numpy()][:, mirror_vertices()]
+        lm[..., 0] = res - 1 - lm[..., 0]  # pixel centres at whole coordinates: x -> R-1-x flips the crop
+        uv, covered = uv_maps(lm, res)
+        return torch.from_numpy(uv).permute(0, 3, 1, 2).to(self.device), torch.from_numpy(covered)[:, None].to(
+            self.device
+        )
+
     @property
     def parameters(self) -> int:
         return sum(p.numel() for p in self.net.parameters())
 
     def sample(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(uv (n, R, R, 2), covered (n, R, R), target (n, 3, R, R), masks (n, 3, R, R)) of ``n`` random faces,
-        each turned, scaled and shifted a little (all four alike)."""
+        some mirrored, each turned, scaled and shifted a little (all four alike). ``masks`` are the loss's
+        weights: zero near the drawn mesh's outline, and on a mirrored face zero where the texel is well seen."""
         c = self.cfg
         res = c.net.resolution
         idx = torch.randint(0, self.images.shape[0], (n,), generator=gen)
+        mirrored = torch.rand(n, generator=gen) < c.mirror
         rot = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(c.rotate_deg)
         scale = 1 + (torch.rand(n, generator=gen) * 2 - 1) * c.scale
         shift = (torch.rand(n, 2, generator=gen) * 2 - 1) * c.shift * 2
@@ -261,10 +315,19 @@ class DnrTrainer:
         stack = torch.cat(
             [self.images[i].float() / 255.0, self.masks[i].float() / 255.0, self.uv[i], self.covered[i]], dim=1
         )
+        if bool(mirrored.any()):
+            m = mirrored.nonzero()[:, 0].to(self.device)
+            uv_m, covered_m = self._mirrored(idx[mirrored])
+            stack[m] = torch.cat([stack[m, :6].flip(-1), uv_m, covered_m], dim=1)
         out = F.grid_sample(stack, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         # A pixel that mixes drawn and undrawn texels would look up a texel between the face and (0, 0): off.
-        covered = (out[:, 8] > 0.999).float()
-        return out[:, 6:8].permute(0, 2, 3, 1).contiguous(), covered, out[:, :3], out[:, 3:6]
+        covered = (out[:, 8:9] > 0.999).float()
+        uv = out[:, 6:8]
+        weight = _erode(covered, self.rim_px)
+        side = self.cfg.net.texture_px
+        rare = (1.0 - self.seen.flatten()[_texel(uv, side)] / c.mirror_seen).clamp(0.0, 1.0)
+        weight = torch.where(mirrored.to(self.device)[:, None, None, None], weight * rare, weight)
+        return uv.permute(0, 2, 3, 1).contiguous(), covered[:, 0], out[:, :3], out[:, 3:6] * weight
 
     def step(self) -> tuple[float, float]:
         """One iteration: a batch of the person's faces rendered from their meshes, one Adam step; the loss
