@@ -258,13 +258,14 @@ class NeuralRenderSwapper:
         embedding: np.ndarray | None = None,
         morph: float = 0.0,
     ) -> LearnedFace:
-        from engines.swap.neural import colour_match
+        from engines.swap.neural import colour_match, drawn
 
         alignment = align_mesh(landmarks, self.size, self.coverage)
         face, covered = self.render_crop(alignment.to_crop(np.asarray(landmarks, np.float64)[:, :2]))
+        mask = drawn(covered, self.size)  # not at the outline, where the renderer learned nothing
         actor = alignment.crop(image).astype(np.float32) / 255.0
-        face = colour_match(face, actor, covered)  # its light is its footage's: the actor's is wanted
-        return _paste(alignment, _to_u8(face), covered * self._ramp, geometry)
+        face = colour_match(face, actor, mask)  # its light is its footage's: the actor's is wanted
+        return _paste(alignment, _to_u8(face), mask * self._ramp, geometry)
 
 
 def read_emap(path: Path) -> np.ndarray:

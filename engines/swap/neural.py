@@ -11,6 +11,7 @@ learned.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from engines.face.topology import face_topology
@@ -18,6 +19,11 @@ from engines.swap.raster import Window, rasterize
 
 UV_NAME, COVERED_NAME, FACE_NAME = "uv", "covered", "face"
 """The exported renderer's inputs and output (``engines.train.neural_render.export_onnx``)."""
+
+OUTLINE = 1 / 64
+"""The renderer learns nothing within this share of the crop's side of the drawn mesh's outline (2 px at 128):
+there a crop mixes the face with the wall behind it, so training leaves it out (``engines.train.neural_render``),
+and what the renderer draws there is untrained: the swap does not draw it (``drawn``), the actor's face stays."""
 
 _TO_YCC = np.array([[0.114, 0.587, 0.299], [0.5, -0.331264, -0.168736], [-0.081312, -0.418688, 0.5]], np.float32)
 """BGR -> (Y, Cb, Cr), offsets left out (they cancel in a mean/spread transfer); the training's own matrix."""
@@ -46,6 +52,14 @@ def uv_maps(landmarks: np.ndarray, resolution: int) -> tuple[np.ndarray, np.ndar
         uv[i] = raster.interpolate(topo.uv)
         covered[i] = raster.mask
     return uv, covered
+
+
+def drawn(covered: np.ndarray, resolution: int) -> np.ndarray:
+    """Where the swap draws the rendered face: ``covered`` (R, R) float32 0/1 less ``OUTLINE`` along its outline
+    (the crop's border counts as outside)."""
+    px = max(1, round(OUTLINE * resolution))
+    kernel = np.ones((2 * px + 1, 2 * px + 1), np.uint8)
+    return cv2.erode(covered, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0.0)
 
 
 def colour_match(face: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> np.ndarray:

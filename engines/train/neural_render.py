@@ -46,7 +46,7 @@ from torch import nn
 
 from engines.errors import InputError
 from engines.face.topology import mirror_vertices
-from engines.swap.neural import COVERED_NAME, FACE_NAME, UV_NAME
+from engines.swap.neural import COVERED_NAME, FACE_NAME, OUTLINE, UV_NAME
 from engines.swap.neural import uv_maps as uv_maps  # the texture coordinates per pixel, from the mesh
 from engines.train.data import _bgr, _masked_stats, _ycc, to_tensor
 from engines.train.faceset import Faceset
@@ -91,11 +91,12 @@ class DnrTrainConfig:
     seed: int = 0
     loss: LossConfig = LossConfig(reach_outline=False)
     """The DF designs' loss, kept inside the mesh: the renderer draws nothing past it."""
-    outline: float = 1 / 64
+    outline: float = OUTLINE
     """Pixels within this share of the crop's side of the drawn mesh's outline (2 px at 128) are left out of the
     loss: there the crop mixes the face with the wall or hair behind it, and the texels drawn there are the
     ones a frontal faceset shows nowhere else. Taught the wall, they drew an orange-brown streak down the far
-    cheek of heads turned further than the faceset's (issue 19)."""
+    cheek of heads turned further than the faceset's (issue 19). The swap leaves the same band out
+    (``engines.swap.neural.drawn``)."""
     mirror: float = 0.3
     """Share of the samples shown mirrored (the crop flipped left to right, the mesh through the layout's own
     mirror, ``engines.face.topology.mirror_vertices``), so the far side's texels learn from the near side..."""
@@ -410,7 +411,7 @@ class DnrTrainer:
         face, and laid over the actor's crop through the actor's face mask. (N, 3, R, R) 0..1."""
         face, covered = self.render(landmarks)
         actor = to_tensor(images, self.device).float() / 255.0
-        mask = to_tensor(masks, self.device)[:, :1].float() / 255.0 * covered
+        mask = to_tensor(masks, self.device)[:, :1].float() / 255.0 * _erode(covered, self.rim_px)
         face = colour_match(face, actor, mask)
         return face * mask + actor * (1.0 - mask)
 
