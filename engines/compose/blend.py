@@ -62,9 +62,12 @@ class BlendConfig:
     hole_feather: float = 0.03
     """... with a ramp this wide around them: narrow, so the gaze and blinks are the actor's but the lids
     and lash line around them the identity's (the actor's lids barely show through)."""
-    mouth_grow: float = -0.02
-    """The kept mouth opening is enlarged by this much (negative: shrunk, the identity's lips cover its
-    rim) ..."""
+    mouth_grow: float = 0.0
+    """The kept mouth opening is enlarged by this much (negative: shrunk, the identity's lips cover its rim). 0: the
+    actor's opening to its tracked inner-lip contour, the identity's lips from there out. Shrunk by 0.02 (1.9 px on
+    Obama_speaking's face), the identity's lips and the texture inside the photo's closed mouth were drawn over the top
+    of the actor's teeth and gap, on a gap of 8-15 px: the output's mouth read less open than the actor's while he
+    spoke: mouth r 0.78 -> 0.83 with biden.jpg at 0 (0.84 -> 0.88 without the watermark; BENCHMARKS.md, issue 21) ..."""
     mouth_feather: float = 0.03
     """... with a ramp this wide around it."""
     keep_lips: bool = False

@@ -52,13 +52,18 @@ def test_mask_covers_the_face_not_the_kept_openings(detector, mesh, faces: Path)
     from_eye = cv2.distanceTransform((~eyes).astype(np.uint8), cv2.DIST_L2, 3) / g.face_scale_px
     lids = (from_eye > 0.05) & (from_eye < 0.07) & (labels >= 0)
     assert lids.sum() > 50 and alpha[lids].mean() > 0.95
-    # The mouth opening is kept but for its rim, which the identity's lips cover (``mouth_grow`` < 0).
+    # The mouth opening is the actor's to its tracked contour (``mouth_grow`` 0), the identity's lips from there out.
     mouth = labels == MOUTH_OPENING
     centre = np.round(lm[[13, 14], :2].mean(axis=0)).astype(int) - (g.window.x0, g.window.y0)
-    assert alpha[centre[1], centre[0]] == 0.0 and alpha[mouth].mean() < 0.4
+    assert alpha[centre[1], centre[0]] == 0.0 and alpha[mouth].mean() < 0.05
     unit = g.face_scale_px
+    from_mouth = cv2.distanceTransform((~mouth).astype(np.uint8), cv2.DIST_L2, 3) / unit
+    inner_lips = (from_mouth > 0.04) & (from_mouth < 0.06) & (labels == LIPS)
+    assert inner_lips.sum() > 20 and alpha[inner_lips].mean() > 0.9
+    # Shrunk (negative), the identity's lips cover the opening's rim.
+    shrunk = face_alpha(g, True, True, BlendConfig(mouth_grow=-0.02))
     rim = cv2.distanceTransform(mouth.astype(np.uint8), cv2.DIST_L2, 3) < 0.01 * unit
-    assert alpha[mouth & rim].mean() > alpha[mouth & ~rim].mean() + 0.2
+    assert shrunk[mouth & rim].mean() > shrunk[mouth & ~rim].mean() + 0.2
     grown = face_alpha(g, True, True, BlendConfig(mouth_grow=0.02, mouth_feather=0.06))
     assert (grown[mouth] < 0.05).all()
     cheek = np.round(lm[50, :2]).astype(int) - (g.window.x0, g.window.y0)
