@@ -29,6 +29,20 @@ _TO_YCC = np.array([[0.114, 0.587, 0.299], [0.5, -0.331264, -0.168736], [-0.0813
 """BGR -> (Y, Cb, Cr), offsets left out (they cancel in a mean/spread transfer); the training's own matrix."""
 _FROM_YCC = np.linalg.inv(_TO_YCC).astype(np.float32)
 
+CHROMA_SPREAD = (0.8, 1.25)
+"""How far ``colour_match`` may stretch or shrink the rendered face's Cb and Cr spread toward the actor's. The
+means move all the way (the actor's light and skin tone), but a made-up face's chroma spread can be far larger
+than the trained person's (d10's actress: Cb 1.4x Obama's render): stretched that much, the render's greyish
+upper lids turned a grey-lilac patch. Luma's spread still follows the actor (her contrast is her light's)."""
+
+
+def spread_ratio(ratio: np.ndarray) -> np.ndarray:
+    """Per (Y, Cb, Cr) channel, the reference's spread over the face's, on the last axis: luma's as it is, the
+    chroma channels' bounded to ``CHROMA_SPREAD``."""
+    out = np.array(ratio, dtype=np.float32, copy=True)
+    out[..., 1:] = np.clip(out[..., 1:], *CHROMA_SPREAD)
+    return out
+
 
 def uv_maps(landmarks: np.ndarray, resolution: int) -> tuple[np.ndarray, np.ndarray]:
     """Per face crop, where each pixel lies in the mesh swap's texture layout.
@@ -63,8 +77,9 @@ def drawn(covered: np.ndarray, resolution: int) -> np.ndarray:
 
 
 def colour_match(face: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``face`` (R, R, 3) float32 BGR 0..1 with the YCbCr mean and spread of ``reference`` (same shape) inside
-    ``mask`` (R, R) 0..1; clipped to 0..1."""
+    """``face`` (R, R, 3) float32 BGR 0..1 with the YCbCr mean and luma spread of ``reference`` (same shape)
+    inside ``mask`` (R, R) 0..1, its chroma spread scaled toward the reference's within ``CHROMA_SPREAD``; clipped
+    to 0..1. The training's ``engines.train.neural_render.colour_match`` is its twin."""
     w = mask.reshape(-1, 1).astype(np.float32)
     total = max(float(w.sum()), 1.0)
 
@@ -76,5 +91,5 @@ def colour_match(face: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> n
 
     y, m_face, s_face = stats(face)
     _, m_ref, s_ref = stats(reference)
-    out = ((y - m_face) / s_face * s_ref + m_ref) @ _FROM_YCC.T
+    out = ((y - m_face) * spread_ratio(s_ref / s_face) + m_ref) @ _FROM_YCC.T
     return np.clip(out, 0.0, 1.0).reshape(face.shape).astype(np.float32)

@@ -203,3 +203,67 @@ def test_bad_input_is_refused(facesets: tuple[Path, Path]) -> None:
         DnrConfig(resolution=60)
     with pytest.raises(InputError, match="levels"):
         DnrConfig(texture_px=16, levels=4)
+
+
+@pytest.fixture(scope="module")
+def made_up(tmp_path_factory: pytest.TempPathFactory, clips: Path, models_dir: Path) -> tuple[Path, Path]:
+    """(Obama, d10's made-up actress): a few frames of each at 128 px, the trained renderer's size."""
+    from tests.train_helpers import tiny_faceset
+
+    root = tmp_path_factory.mktemp("made-up")
+    obama = tiny_faceset(clips / "Obama_speaking.mp4", root / "obama", models_dir, frames=3, resolution=128)
+    return obama, tiny_faceset(clips / "d10.mp4", root / "d10", models_dir, frames=3, resolution=128)
+
+
+def test_colour_match_bounds_the_chroma_spread_and_keeps_the_lids_skin_coloured(made_up: tuple[Path, Path]) -> None:
+    """Obama's face matched to d10's actress, whose made-up face has a far larger chroma spread than his (Cb about
+    1.4x): the means move to hers, luma's spread too, but Cb and Cr spread by at most ``CHROMA_SPREAD`` — stretched
+    fully, his greyish upper lids went grey-lilac, further from her skin's colour. The live swap's numpy and the
+    training's torch colour match agree."""
+    import cv2
+
+    from engines.face.topology import LEFT_BROW, LEFT_EYE, RIGHT_BROW, RIGHT_EYE
+    from engines.swap.neural import _TO_YCC, CHROMA_SPREAD, colour_match, drawn
+    from engines.train.neural_render import colour_match as torch_colour_match
+
+    obama, actress = (load_faceset(p, 128) for p in made_up)
+    face = obama.images[0].astype(np.float32) / 255.0
+    actor = actress.images[0].astype(np.float32) / 255.0
+    _, covered = uv_maps(np.stack([obama.landmarks[0], actress.landmarks[0]]), 128)
+    mask = drawn(covered[0], 128) * drawn(covered[1], 128)
+
+    def ycc(x: np.ndarray, where: np.ndarray) -> np.ndarray:
+        return x[where > 0].reshape(-1, 3) @ _TO_YCC.T * 255.0
+
+    before, ref = ycc(face, mask), ycc(actor, mask)
+    ratio = ref.std(axis=0) / before.std(axis=0)
+    assert ratio[1] > CHROMA_SPREAD[1] + 0.05  # her Cb spread is far larger than his: the bound matters here
+    out = colour_match(face, actor, mask)
+    after = ycc(out, mask)
+    assert np.all(np.abs(after.mean(axis=0) - ref.mean(axis=0)) < 3.0)  # her light and skin tone
+    assert after[:, 0].std() == pytest.approx(ref[:, 0].std(), rel=0.05)  # her contrast
+    spread = after[:, 1:].std(axis=0) / before[:, 1:].std(axis=0)
+    assert np.all(spread <= CHROMA_SPREAD[1] + 0.02) and np.all(spread >= CHROMA_SPREAD[0] - 0.02)
+
+    # His upper lids (eye to brow), against her cheek skin: nearer in chroma than with her full spread.
+    lm = obama.landmarks[0][:, :2]
+    lids = np.zeros((128, 128), np.uint8)
+    for eye, brow in ((RIGHT_EYE, RIGHT_BROW), (LEFT_EYE, LEFT_BROW)):
+        upper = [eye[0], *eye[9:], eye[8]]  # corner, the upper lid, the other corner
+        cv2.fillPoly(lids, [np.round(lm[[*upper, *brow[5:]]]).astype(np.int32)], 1)
+    cheeks = np.zeros((128, 128), np.uint8)
+    for k in (50, 280):
+        cv2.circle(cheeks, tuple(int(v) for v in np.round(actress.landmarks[0][k, :2])), 4, 1, -1)
+    skin = ycc(actor, cheeks).mean(axis=0)[1:]
+    b = before.mean(axis=0)
+    full = (ycc(face, lids * (mask > 0)) - b) * (ref.std(axis=0) / before.std(axis=0)) + ref.mean(axis=0)
+    bounded = ycc(out, lids * (mask > 0))
+    assert len(bounded) > 50
+    assert np.abs(bounded.mean(axis=0)[1:] - skin).sum() < np.abs(full.mean(axis=0)[1:] - skin).sum() - 1.0
+
+    twin = torch_colour_match(
+        torch.from_numpy(face).permute(2, 0, 1)[None],
+        torch.from_numpy(actor).permute(2, 0, 1)[None],
+        torch.from_numpy(mask)[None, None],
+    )
+    assert np.abs(twin[0].permute(1, 2, 0).numpy() - out).max() < 1e-4
