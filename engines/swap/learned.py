@@ -17,7 +17,8 @@ paste are the same for every swapper.
 - **neural renderer** (``NeuralRenderSwapper``, kind ``dnr``, ``stageswap train --arch dnr``): the same whole-face
   crop, but its input is the actor's tracked mesh rasterised over the mesh swap's texture layout
   (``engines.swap.neural.uv_maps``), not the actor's pixels; it renders the trained person there, the face takes
-  the actor's colour statistics inside the mesh, and the mesh's coverage is its mask. The identity is baked in.
+  the actor's colour statistics inside the mesh, and the mesh's coverage less the actor's upper lids is its mask.
+  The identity is baked in.
 
 Each result carries a mask in the work window: the crop's own extent with a feathered border (a model
 never paints past its crop) times the model's masks, so the blend only shows the model's face where the
@@ -258,14 +259,16 @@ class NeuralRenderSwapper:
         embedding: np.ndarray | None = None,
         morph: float = 0.0,
     ) -> LearnedFace:
-        from engines.swap.neural import colour_match, drawn
+        from engines.swap.neural import colour_match, drawn, upper_lids
 
         alignment = align_mesh(landmarks, self.size, self.coverage)
-        face, covered = self.render_crop(alignment.to_crop(np.asarray(landmarks, np.float64)[:, :2]))
+        crop_lm = alignment.to_crop(np.asarray(landmarks, np.float64)[:, :2])
+        face, covered = self.render_crop(crop_lm)
         mask = drawn(covered, self.size)  # not at the outline, where the renderer learned nothing
         actor = alignment.crop(image).astype(np.float32) / 255.0
         face = colour_match(face, actor, mask)  # its light is its footage's: the actor's is wanted
-        return _paste(alignment, _to_u8(face), mask * self._ramp, geometry)
+        keep = 1.0 - upper_lids(crop_lm, self.size)  # the actor's lids, not its greyish ones (LIDS_KEPT)
+        return _paste(alignment, _to_u8(face), mask * keep * self._ramp, geometry)
 
 
 def read_emap(path: Path) -> np.ndarray:

@@ -36,6 +36,30 @@ than the trained person's (d10's actress: Cb 1.4x Obama's render): stretched tha
 upper lids turned a grey-lilac patch. Luma's spread still follows the actor (her contrast is her light's)."""
 
 
+LIDS_KEPT = 0.85
+"""The swap keeps the actor's upper lids (``upper_lids``) this share of the way from the lid's edge to the brow's
+lower edge. The renderer draws the trained person's lids greyish over a wide-eyed actor's much larger lids (d10):
+a grey patch from the eye to the brow that the colour match cannot take out. 0: it draws them."""
+
+
+def upper_lids(crop_landmarks: np.ndarray, resolution: int, reach: float = LIDS_KEPT) -> np.ndarray:
+    """(R, R) float32 0..1: the upper lids from the eye opening's upper edge ``reach`` of the way to the brow's
+    lower edge, edge blurred over about a pixel and a half at 128 px; ``crop_landmarks`` (468, 2+, crop px)."""
+    from engines.face.topology import LEFT_BROW, LEFT_EYE, RIGHT_BROW, RIGHT_EYE
+
+    lids = np.zeros((resolution, resolution), np.float32)
+    if reach <= 0:
+        return lids
+    lm = np.asarray(crop_landmarks, np.float64)[:, :2]
+    for eye, brow in ((RIGHT_EYE, RIGHT_BROW), (LEFT_EYE, LEFT_BROW)):
+        lid = lm[[eye[0], *eye[9:], eye[8]]]  # a corner, the upper lid, the other corner
+        under = lm[list(brow[5:])]  # the brow's lower edge
+        nearest = ((lid[:, None] - under[None]) ** 2).sum(axis=-1).argmin(axis=1)
+        top = lid + reach * (under[nearest] - lid)
+        cv2.fillPoly(lids, [np.round(np.concatenate([lid, top[::-1]])).astype(np.int32)], 1.0)
+    return cv2.GaussianBlur(lids, (0, 0), 1.5 * resolution / 128)
+
+
 def spread_ratio(ratio: np.ndarray) -> np.ndarray:
     """Per (Y, Cb, Cr) channel, the reference's spread over the face's, on the last axis: luma's as it is, the
     chroma channels' bounded to ``CHROMA_SPREAD``."""

@@ -99,7 +99,8 @@ def test_the_swapper_draws_the_person_in_the_faces_window(
 ) -> None:
     """The exported renderer, registered as a ``dnr`` model, run without torch on a tracked d3 frame
     (``NeuralRenderSwapper``, the learned swappers' ``swap``): a face in the mesh swap's window at its work size,
-    its mask on the mesh's face and nowhere outside it, and the face there is not the actor's."""
+    its mask on the mesh's face and nowhere outside it, and the face there is not the actor's; the actor's upper
+    lids are left to the actor."""
     from engines.swap.learned import NeuralRenderSwapper, load_swapper
     from engines.swap.mesh import MeshSwapper
     from engines.swap.user_models import UserModelStore
@@ -135,6 +136,14 @@ def test_the_swapper_draws_the_person_in_the_faces_window(
     actor = geometry.to_work(mesh.actor_window(image, geometry))
     drawn = out.mask > 0.99
     assert np.abs(out.image[drawn].astype(np.float32) - actor[drawn]).mean() > 5.0
+    # The actor's upper lids stay (LIDS_KEPT): halfway from each lid's middle to the brow above it, no face drawn.
+    scale = np.array([geometry.work_size[1] / geometry.window.width, geometry.work_size[0] / geometry.window.height])
+    work = (geometry.landmarks[:, :2] - (geometry.window.x0, geometry.window.y0)) * scale
+    for lid, brow in ((159, 65), (386, 295)):  # each eye's upper lid middle, the brow's lower edge above it
+        x, y = np.round((work[lid] + work[brow]) / 2).astype(int)
+        assert out.mask[y, x] < 0.05
+    x, y = np.round(work[1]).astype(int)  # the nose tip: drawn
+    assert out.mask[y, x] > 0.95
 
 
 def _inside_outline(covered: np.ndarray) -> np.ndarray:
