@@ -33,6 +33,24 @@ def tiny_faceset(clip: Path, out: Path, models_dir: Path, frames: int = 10, reso
     return out
 
 
+def losses_after_kill_9(child: str, *args: str, cwd: Path, steps: int = 3) -> list[object]:
+    """Run the Python source ``child`` (``sys.argv[1:]`` = ``args``) in a new process: it trains, writes a checkpoint,
+    prints "saved", then prints each later step's losses (their repr) until it is killed with SIGKILL after
+    ``steps`` of them. Those losses, which a resume from the checkpoint must compute again to the last bit."""
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", child, *args], cwd=cwd, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline().strip() == "saved"
+        return [eval(proc.stdout.readline()) for _ in range(steps)]  # noqa: S307 (our own repr)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
 def one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     """Run the CLI with ``argv``: it must exit 2 with a single ``stageswap: error: ...`` line; that line."""
     from streamer.__main__ import main

@@ -17,7 +17,7 @@ from engines.swap.user_models import UserModelStore
 from engines.train.faceset import load_faceset
 from engines.train.neural_render import DnrTrainConfig, DnrTrainer, export_onnx
 from streamer.__main__ import main
-from tests.train_helpers import TINY_DNR, one_line_error, tiny_faceset
+from tests.train_helpers import TINY_DNR, losses_after_kill_9, one_line_error, tiny_faceset
 
 TINY = TINY_DNR
 REPO = Path(__file__).resolve().parents[3]
@@ -291,22 +291,9 @@ def test_renderer_resume_after_kill_9_continues_bit_for_bit(src: Path, tmp_path:
     """A renderer's training killed with SIGKILL after a checkpoint: a new process resumes from it and computes the
     very losses (to the last bit) the killed one computed after the checkpoint: the sampler's generator, Adam's
     state, the texture, the U-Net and the iteration all come back."""
-    import signal
-    import subprocess
-    import sys
-
     from engines.train.loop import TrainingRun, read_checkpoint
 
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, str(src), str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    try:
-        assert proc.stdout.readline().strip() == "saved"
-        after_checkpoint = [eval(proc.stdout.readline()) for _ in range(3)]  # noqa: S307 (our own repr)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    after_checkpoint = losses_after_kill_9(_CHILD, str(src), str(tmp_path), cwd=REPO)
     state = read_checkpoint(tmp_path, torch.device("cpu"))
     assert state is not None and (state["iteration"], state["kind"]) == (3, "dnr")
     resumed = DnrTrainer(DnrTrainConfig(net=TINY, batch=4), load_faceset(src, 64))

@@ -35,7 +35,7 @@ from engines.train.trainer import (
     read_checkpoint,
 )
 from streamer.governance.consent import model_consent_summary
-from tests.train_helpers import TINY_FLAGS, TINY_NET, one_line_error
+from tests.train_helpers import TINY_FLAGS, TINY_NET, losses_after_kill_9, one_line_error
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -95,19 +95,7 @@ def test_resume_after_kill_9_continues_bit_for_bit(
 ) -> None:
     """A training process killed with SIGKILL after a checkpoint: a new process resumes from it and computes
     the very losses (to the last bit) the killed one computed for the iterations after the checkpoint."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, str(facesets[0]), str(facesets[1]), str(tmp_path)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    try:
-        assert proc.stdout.readline().strip() == "saved"
-        after_checkpoint = [eval(proc.stdout.readline()) for _ in range(3)]  # noqa: S307 (our own repr)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    after_checkpoint = losses_after_kill_9(_CHILD, str(facesets[0]), str(facesets[1]), str(tmp_path), cwd=REPO)
     state = read_checkpoint(tmp_path, torch.device("cpu"))
     assert state is not None and state["iteration"] == 3
     torch.manual_seed(12345)  # a different global random state: the trainer must not depend on it

@@ -91,20 +91,7 @@ def test_dfm_runs_on_the_gpu_fallback_runtime(
     gpu = onnx_session(path, "cuda").run({INPUT_NAME: x})
     for name, expected in zip(OUTPUT_NAMES, cpu, strict=True):
         np.testing.assert_allclose(np.asarray(gpu[name]), expected, atol=2e-3)
-
-    from engines.processor import FaceProcessor, ProcessorConfig
-    from engines.settings import ProcessSettings
-    from engines.swap.user_models import UserModelStore
-    from tests.face_helpers import clip_frames
-
-    store = UserModelStore(tmp_path / "data")
-    store.add(path, kind="dfm", name="gpu-trained", unverified=True, coverage=1.8)
-    config = dataclasses.replace(ProcessorConfig(), device="cuda")
-    processor = FaceProcessor.from_models(models_dir, config, user_models=store)
-    for image, t in clip_frames(clips / "d3.mp4", 3):
-        result = processor.process(image, t, ProcessSettings(swap_model="gpu-trained", relight=False))
-        assert result.failed_stage is None and "swap" in result.stage_ms
-    assert processor.swap.model is not None and processor.swap.model.runtime == "torch-cuda"
+    _swaps_on_the_gpu(path, "dfm", tmp_path, models_dir, clips)
 
 
 def test_a_renderer_trains_and_runs_on_the_gpu_fallback_runtime(
@@ -112,12 +99,8 @@ def test_a_renderer_trains_and_runs_on_the_gpu_fallback_runtime(
 ) -> None:
     import onnxruntime as ort
 
-    from engines.processor import FaceProcessor, ProcessorConfig
     from engines.runtime.torch_cuda import onnx_session
-    from engines.settings import ProcessSettings
-    from engines.swap.user_models import UserModelStore
     from engines.train.neural_render import DnrConfig, DnrTrainConfig, DnrTrainer, export_onnx
-    from tests.face_helpers import clip_frames
 
     device = pick_device("cuda", Dist())
     trainer = DnrTrainer(DnrTrainConfig(net=DnrConfig(resolution=128)), load_faceset(facesets[0], 128), device=device)
@@ -133,12 +116,22 @@ def test_a_renderer_trains_and_runs_on_the_gpu_fallback_runtime(
     cpu = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
     gpu = onnx_session(path, "cuda").run(feeds)["face"]
     np.testing.assert_allclose(np.asarray(gpu), cpu, atol=2e-3)
+    _swaps_on_the_gpu(path, "dnr", tmp_path, models_dir, clips)
+
+
+def _swaps_on_the_gpu(path: Path, kind: str, tmp_path: Path, models_dir: Path, clips: Path) -> None:
+    """The exported model, registered as a swap model of ``kind``, swaps tracked d3 frames through the
+    FaceProcessor on CUDA, in the torch fallback runtime (no TensorRT plan)."""
+    from engines.processor import FaceProcessor, ProcessorConfig
+    from engines.settings import ProcessSettings
+    from engines.swap.user_models import UserModelStore
+    from tests.face_helpers import clip_frames
 
     store = UserModelStore(tmp_path / "data")
-    store.add(path, kind="dnr", name="gpu-renderer", unverified=True, coverage=1.8)
+    store.add(path, kind=kind, name="gpu-trained", unverified=True, coverage=1.8)
     config = dataclasses.replace(ProcessorConfig(), device="cuda")
     processor = FaceProcessor.from_models(models_dir, config, user_models=store)
     for image, t in clip_frames(clips / "d3.mp4", 3):
-        result = processor.process(image, t, ProcessSettings(swap_model="gpu-renderer", relight=False))
+        result = processor.process(image, t, ProcessSettings(swap_model="gpu-trained", relight=False))
         assert result.failed_stage is None and "swap" in result.stage_ms
     assert processor.swap.model is not None and processor.swap.model.runtime == "torch-cuda"
