@@ -180,21 +180,39 @@ class InswapperSwapper:
         return _paste(alignment, swapped, self._ramp, geometry)
 
 
-class DfmSwapper:
-    """A DeepFaceLab DFM: whole-face crop (+ morph value) -> the trained identity's face and its masks."""
+class _WholeFaceModel:
+    """What the whole-face swappers share: a registered model of one ``kind``, run on the mesh-aligned crop of
+    ``resolution`` px at the ``coverage`` its training faceset was cut at, pasted back through a feathered ramp."""
 
     needs_identity = False
+    kind = ""
+    label = ""
+    """The kind this swapper runs, and its name in the error for a model of another kind."""
+    default_coverage: float | None = None
+    """The crop's coverage when the model's record has none (None: the record must have it)."""
 
     def __init__(self, session: Session, model: UserModel, config: LearnedConfig | None = None):
-        if model.kind != "dfm":
-            raise ModelError(f"model {model.name!r} is a {model.kind} model, not a DFM")
+        if model.kind != self.kind:
+            raise ModelError(f"model {model.name!r} is a {model.kind} model, not {self.label}")
         self.session, self.model = session, model
         self.config = config or LearnedConfig()
         self.runtime = session.runtime
         self.size = model.resolution
-        self.coverage = float(model.options.get("coverage", 2.2))
-        self.has_morph = bool(model.options.get("has_morph", False))
+        coverage = model.options.get("coverage", self.default_coverage)
+        if coverage is None:
+            raise ModelError(f"model {model.name!r} has no recorded coverage: add it again with `models add`")
+        self.coverage = float(coverage)
         self._ramp = border_ramp(self.size, self.config.crop_feather)
+
+
+class DfmSwapper(_WholeFaceModel):
+    """A DeepFaceLab DFM: whole-face crop (+ morph value) -> the trained identity's face and its masks."""
+
+    kind, label, default_coverage = "dfm", "a DFM", 2.2
+
+    def __init__(self, session: Session, model: UserModel, config: LearnedConfig | None = None):
+        super().__init__(session, model, config)
+        self.has_morph = bool(model.options.get("has_morph", False))
         self._shapes = {t.name: _batch1(t.shape) for t in model.inputs}
 
     def run_crop(self, crop_bgr: np.ndarray, morph: float) -> tuple[np.ndarray, np.ndarray]:
@@ -224,22 +242,12 @@ class DfmSwapper:
         return _paste(alignment, face, mask * self._ramp, geometry)
 
 
-class NeuralRenderSwapper:
+class NeuralRenderSwapper(_WholeFaceModel):
     """A deferred neural renderer (``engines.train.neural_render``): the actor's mesh in the whole-face crop ->
-    the trained person at the actor's pose and expression, coloured like the actor's face."""
+    the trained person at the actor's pose and expression, coloured like the actor's face. Its coverage is the
+    training faceset's framing (the renderer learned faces that size in its crop): recorded by ``models add``."""
 
-    needs_identity = False
-
-    def __init__(self, session: Session, model: UserModel, config: LearnedConfig | None = None):
-        if model.kind != "dnr":
-            raise ModelError(f"model {model.name!r} is a {model.kind} model, not a neural renderer (dnr)")
-        self.session, self.model = session, model
-        self.config = config or LearnedConfig()
-        self.runtime = session.runtime
-        self.size = model.resolution
-        self.coverage = float(model.options["coverage"])
-        """The training faceset's framing: the renderer learned faces that size in its crop."""
-        self._ramp = border_ramp(self.size, self.config.crop_feather)
+    kind, label = "dnr", "a neural renderer (dnr)"
 
     def render_crop(self, crop_landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The person on the mesh ``crop_landmarks`` (468, 2+, crop pixels): (face (R, R, 3) float32 BGR 0..1,
