@@ -288,7 +288,7 @@ class ServeConfig:
     """The invisible watermark on every processed frame (``engines.compose.watermark``); ``--no-watermark``: off."""
     watermark_mark: str = "standard"
     """Which mark (``engines.compose.watermark.MARKS``): ``--watermark-mark NAME``, one of standard, masked, chroma,
-    moving, coarse and quiet."""
+    moving, coarse, quiet and hush."""
     osc_port: int | None = None
     """UDP port for OSC control (``streamer.api.osc``); None: off (the default). 0 picks a free port."""
     ndi_extra_ips: tuple[str, ...] = ()

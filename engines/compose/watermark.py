@@ -29,6 +29,10 @@ the detector (which reads the Cb plane) meets much less host "noise" and the mar
 reading. With ``masked=True`` it is scaled by the same luma-texture mask as the masked luma mark (none on flat
 areas), and the detector weighs each cell by the amplitude that mask gives it over the local Cb noise.
 
+The hush mark (``HUSH``; issue 24, twelfth session; not the default) codes the 48 bits at rate 1/3 (162 coded bits,
+``engines.compose.fec``) and reads them with a soft-decision Viterbi decoder, the CRC-16 still the check: the same
+energy reads at about 0.7 x the per-bit z the uncoded word needs, and that margin is spent on a weaker mark on faces.
+
 The moving mark (``WatermarkConfig(motion=True)``, ``MOVING``; issue 24, seventh session; not the default) is
 drawn where the picture has moved (``engines.compose.picture_motion``: a 3 x 4 grid of regions, phase correlation
 frame to frame), so the encoder's motion compensation carries it instead of re-coding it in every P-frame. Its
@@ -45,13 +49,14 @@ import itertools
 import math
 import secrets
 import threading
-from collections import Counter, OrderedDict
-from collections.abc import Iterable
+from collections import Counter, OrderedDict, deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
 
+from engines.compose import fec
 from engines.compose.picture_motion import PictureMotion
 from engines.errors import InputError
 
@@ -64,6 +69,10 @@ _CACHE_ENTRIES = 4
 _CHASE_BITS = 8
 _CHASE_MAX_FLIPS = 2
 CARRIERS = ("luma", "chroma")
+CODES = ("crc", "conv")
+"""How the 48 payload bits are carried: ``"crc"`` once each (the id and its CRC-16, read by sign with a Chase search),
+``"conv"`` convolutionally coded at rate 1/3 and read by a soft-decision Viterbi decoder (``engines.compose.fec``;
+issue 24, twelfth session: the ``hush`` mark)."""
 _PHASES = 2
 """The tiled reader's sub-cell phases per axis: shifts are searched in half cells."""
 _REGION_SEARCH_CELLS = 2
@@ -113,6 +122,21 @@ class WatermarkConfig:
     neighbourhood (1 along a lone straight edge, ~0.2-0.5 in texture). A lone edge has band energy like texture
     but hides far less (JND models' edge protection, e.g. Yang et al. 2005): a blue mark beside a wall's stripe or a
     door frame, on a flat colour, is a coloured fringe at 3x contrast (see ``_edge_factor``)."""
+    code: str = "crc"
+    """How the payload is coded (``CODES``): ``"conv"`` gives the reader soft-decision error correction, so a mark
+    about 0.7 x as strong reads as often (``engines.compose.fec``); the tile then carries 162 coded bits, not 48."""
+    min_agreement: float = 0.0
+    """A ``"conv"`` reading's second check beside the CRC-16: the decoded codeword's correlation with the soft values
+    over their mean magnitude (``agreement``; 1: every sign agrees). Unmarked footage's best path: 99th percentile
+    0.69-0.72, highest 0.75 in 4,008 reads of the eight shared clips; frames read right: 1st percentile 0.75."""
+    face_gain: float = 1.0
+    """The masked marks' factor on the faces ``apply`` is given (1: none; issue 24, twelfth session): the S-CIELAB map
+    sees a blue mark of about one level on close-up skin and a shadowed face whatever luma texture masks it
+    (``_face_factor``)."""
+    window_frames: int = 1
+    """Frames a reading may combine (``read_stream``, ``read_clip``): a frame that does not read alone is read with the
+    ``window_frames - 1`` before it, averaged (``_window_z``; a mean, not a sum: a still picture's content is the same
+    noise in every frame and must not look like a mark)."""
 
     def __post_init__(self) -> None:
         if self.carrier not in CARRIERS:
@@ -145,11 +169,28 @@ class WatermarkConfig:
             raise InputError(f"watermark mask_edges must be 0 (off) or between 1 and 20, got {self.mask_edges!r}")
         if not math.isfinite(self.min_mean_z) or self.min_mean_z < 1.5:
             raise InputError(f"watermark min_mean_z must be at least 1.5, got {self.min_mean_z!r}")
+        if self.code not in CODES:
+            raise InputError(f"watermark code must be one of {', '.join(CODES)}, got {self.code!r}")
+        for name, low, high in (("min_agreement", 0.0, 1.0), ("face_gain", 0.0, 1.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+                raise InputError(f"watermark {name} must be between {low} and {high}, got {value!r}")
+        if (
+            isinstance(self.window_frames, bool)
+            or not isinstance(self.window_frames, int)
+            or not 1 <= self.window_frames <= 60
+        ):
+            raise InputError(f"watermark window_frames must be an integer between 1 and 60, got {self.window_frames!r}")
 
     @property
     def min_side_px(self) -> int:
         """Smallest shorter side a frame may have: two pixels per cell."""
         return 2 * self.grid_cells
+
+    @property
+    def symbols(self) -> int:
+        """How many coded bits the cells carry: the 48 payload bits, or their rate-1/3 convolutional code (162)."""
+        return PAYLOAD_BITS if self.code == "crc" else fec.coded_length(PAYLOAD_BITS)
 
 
 CHROMA_MASKED = WatermarkConfig(
@@ -181,6 +222,13 @@ instead (up to 1.75 x the picture's band RMS, at most 2.85 levels of blue). Besi
 a flat colour, ``COARSE``'s blue mark is a coloured fringe that the colour visibility map sees at 3x contrast (Obama's
 wall); texture of mixed orientations hides it. Figures: BENCHMARKS.md, "The quiet mark"."""
 
+HUSH = replace(QUIET, code="conv", face_gain=0.25, window_frames=8, min_agreement=0.74)
+"""``QUIET`` with error-correcting gain, kept weaker on faces (issue 24, twelfth session): a quarter of its mask on the
+faces the processor tracks (``WatermarkConfig.face_gain``), the 48 payload bits coded at rate 1/3 and read by a
+soft-decision Viterbi decoder (``WatermarkConfig.code``), a frame that does not read alone read with the 7 before it
+(``window_frames``). A new name, not a new ``QUIET``: its cells carry 162 coded bits in another layout, so files marked
+``quiet`` keep their own reader. Figures: BENCHMARKS.md, "The hush mark"."""
+
 MARKS = {
     "standard": WatermarkConfig(),
     "masked": WatermarkConfig(masked=True),
@@ -188,6 +236,7 @@ MARKS = {
     "moving": MOVING,
     "coarse": COARSE,
     "quiet": QUIET,
+    "hush": HUSH,
 }
 """The marks a user can choose by name (``serve`` and ``process --watermark-mark``): ``standard`` (the default: read
 everywhere, visible as a faint mottle on flat areas), ``masked`` (luma, hidden in texture; unread on dark, soft
@@ -276,6 +325,12 @@ def payload_bits(wid: int) -> np.ndarray:
     return np.array([(word >> (PAYLOAD_BITS - 1 - i)) & 1 for i in range(PAYLOAD_BITS)], dtype=np.int8)
 
 
+def coded_bits(wid: int, config: WatermarkConfig) -> np.ndarray:
+    """The bits the cells of ``config``'s mark carry for ``wid``: ``payload_bits``, or their convolutional code."""
+    bits = payload_bits(wid)
+    return bits if config.code == "crc" else fec.encode(bits)
+
+
 def _decode_word(bits: np.ndarray) -> int | None:
     word = 0
     for b in bits:
@@ -328,13 +383,16 @@ class Watermarker:
             return None
         return PictureMotion()
 
-    def apply(self, image: np.ndarray, wid: int, motion: PictureMotion | None = None) -> np.ndarray:
+    def apply(
+        self, image: np.ndarray, wid: int, motion: PictureMotion | None = None, faces: np.ndarray | None = None
+    ) -> np.ndarray:
         """A copy of the BGR uint8 ``image`` carrying ``wid``; the input is not modified. A moving mark
         (``config.motion``) is drawn where ``motion`` (``self.motion()``, fed every frame of the stream) says the
-        picture has moved; without one it is drawn where it starts."""
+        picture has moved; without one it is drawn where it starts. ``faces``: the frame's face boxes (n x 4: x1, y1,
+        x2, y2 px), where a mark with ``face_gain`` below 1 is weaker (``_face_factor``); the others ignore them."""
         h, w = self._check_frame(image, colour=True)
         if self.config.motion:
-            return self._apply_moving(image, _check_id(wid), motion)
+            return self._apply_moving(image, _check_id(wid), motion, faces)
         pos, neg = self._pattern(w, h, _check_id(wid))
         if self.config.masked:
             return self._apply_masked(image, pos, neg, _check_id(wid))
@@ -368,7 +426,9 @@ class Watermarker:
             return out
         return cv2.subtract(cv2.add(image, cv2.merge([up] * 3)), cv2.merge([down] * 3))
 
-    def _apply_moving(self, image: np.ndarray, wid: int, motion: PictureMotion | None) -> np.ndarray:
+    def _apply_moving(
+        self, image: np.ndarray, wid: int, motion: PictureMotion | None, faces: np.ndarray | None = None
+    ) -> np.ndarray:
         """The periodic pattern drawn at the picture's displacement, masked like the others when ``masked``.
 
         Drawn and masked at half resolution, then interpolated to the frame (the live path's budget): the pattern is
@@ -381,7 +441,10 @@ class Watermarker:
         shift = motion.update(grey) if motion is not None else np.zeros((1, 1, 2), np.float32)
         offset = self._moving_offset(w, h, wid, shift)
         if self.config.masked:
-            offset = cv2.multiply(offset, _boosted(_half_mask_gain(grey, self.config), self.config))
+            gain = _boosted(_half_mask_gain(grey, self.config), self.config)
+            if faces is not None and len(faces) and self.config.face_gain < 1.0:  # after the boost: not raised again
+                gain = cv2.multiply(gain, _face_factor(faces, self.config, (w, h), (gain.shape[1], gain.shape[0])))
+            offset = cv2.multiply(offset, gain)
         offset = cv2.resize(offset, (w, h), interpolation=cv2.INTER_LINEAR)
         # a value under one level rounds to isolated +-1 specks that move with the mask's noise every frame: the
         # encoder codes them anew each time (s18: 16.5% -> 13.9% of the CRF 18 size without them, same reading)
@@ -413,7 +476,7 @@ class Watermarker:
         tile = self._tile()
         period = self.config.tile_cells
         cell = min(w, h) / self.config.grid_cells
-        symbols = 2.0 * payload_bits(wid).astype(np.float32) - 1.0
+        symbols = 2.0 * coded_bits(wid, self.config).astype(np.float32) - 1.0
         cells = tile.code * symbols[tile.bit_of_cell]
         reps_y, reps_x = math.ceil(h / cell / period) + 4, math.ceil(w / cell / period) + 4
         src = np.tile(cells, (reps_y, reps_x)).astype(np.float32)
@@ -435,8 +498,9 @@ class Watermarker:
             period = self.config.tile_cells
             rng = np.random.default_rng([self.config.key, period, period])
             code = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=(period, period))
-            bit_of_cell = (rng.permutation(period * period) % PAYLOAD_BITS).reshape(period, period)
-            on_bit = (bit_of_cell[None] == np.arange(PAYLOAD_BITS)[:, None, None]).astype(np.float64)
+            n = self.config.symbols
+            bit_of_cell = (rng.permutation(period * period) % n).reshape(period, period)
+            on_bit = (bit_of_cell[None] == np.arange(n)[:, None, None]).astype(np.float64)
             by_bit = np.argsort(bit_of_cell.ravel(), kind="stable")
             self._tile_layout = _Tile(
                 code,
@@ -444,7 +508,7 @@ class Watermarker:
                 np.conj(np.fft.rfft2(on_bit * code)),
                 np.conj(np.fft.rfft2(on_bit)),
                 by_bit,
-                np.searchsorted(bit_of_cell.ravel()[by_bit], np.arange(PAYLOAD_BITS)),
+                np.searchsorted(bit_of_cell.ravel()[by_bit], np.arange(n)),
             )
         return self._tile_layout
 
@@ -470,7 +534,7 @@ class Watermarker:
                 self._patterns.move_to_end(key)
                 return hit
         grid = self._grid(w, h)
-        symbols = 2.0 * payload_bits(wid).astype(np.float32) - 1.0
+        symbols = 2.0 * coded_bits(wid, self.config).astype(np.float32) - 1.0
         cells = grid.code * symbols[grid.bit_of_cell]
         smooth = cv2.resize(cells, (w, h), interpolation=cv2.INTER_LINEAR)
         smooth *= self.config.strength / float(np.sqrt(np.mean(smooth * smooth)))
@@ -496,7 +560,7 @@ class Watermarker:
                 return grid
         rng = np.random.default_rng([self.config.key, gw, gh])
         code = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=(gh, gw))
-        bit_of_cell = (rng.permutation(gw * gh) % PAYLOAD_BITS).reshape(gh, gw)
+        bit_of_cell = (rng.permutation(gw * gh) % self.config.symbols).reshape(gh, gw)
         grid = _Grid(gw, gh, code, bit_of_cell)
         with self._lock:
             self._grids[(gw, gh)] = grid
@@ -516,27 +580,44 @@ class Watermarker:
         return self._decide(self.bit_z(image))
 
     def bit_z(self, image: np.ndarray) -> np.ndarray:
-        """The 48 soft bit values of one frame: z-scores of the correlation with each bit's code."""
+        """The soft values of one frame (48, or ``config.symbols``): z-scores of the correlation with each bit's
+        code."""
+        if self.config.motion:
+            folded = self._folded(image)
+            return np.zeros(self.config.symbols) if folded is None else _align_regions(*folded, self._tile())
+        return self._grid_bit_z(image)
+
+    def _folded(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """A moving mark's frame folded onto its tile (``_tiled_fold``); None for a grey frame (no chroma)."""
+        self._check_frame(image, colour=False)
+        if self.config.carrier == "chroma":
+            if image.ndim != 3:  # a grey frame has no chroma to read
+                return None
+            plane = cv2.cvtColor(image, cv2.COLOR_BGR2YCrCb)[:, :, 2]
+        else:
+            plane = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+        amp = mask_gain_map(image, self.config) if self.config.carrier == "chroma" and self.config.masked else None
+        return self._tiled_fold(plane, amp)
+
+    def _grid_bit_z(self, image: np.ndarray) -> np.ndarray:
         h, w = self._check_frame(image, colour=False)
         if self.config.carrier == "chroma":
             if image.ndim != 3:  # a grey frame has no chroma to read
-                return np.zeros(PAYLOAD_BITS)
+                return np.zeros(self.config.symbols)
             plane = cv2.cvtColor(image, cv2.COLOR_BGR2YCrCb)[:, :, 2]
         else:
             plane = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
         # the masked chroma mark's amplitude per cell follows the picture's texture, which the reader sees too: it
         # weighs each cell by that amplitude over the local noise (a matched filter for a masked mark)
         amp = mask_gain_map(image, self.config) if self.config.carrier == "chroma" and self.config.masked else None
-        if self.config.motion:
-            return self._tiled_bit_z(plane, amp)
         grid = self._grid(w, h)
         cells = cv2.resize(plane.astype(np.float32), (grid.cells_w, grid.cells_h), interpolation=cv2.INTER_AREA)
         if amp is not None:
             amp = cv2.resize(amp, (grid.cells_w, grid.cells_h), interpolation=cv2.INTER_AREA)
         residual, weight = self._residual_weight(cells, amp)
         bits = grid.bit_of_cell.ravel()
-        s = np.bincount(bits, weights=(residual * grid.code * weight).ravel(), minlength=PAYLOAD_BITS)
-        q = np.bincount(bits, weights=((residual * weight) ** 2).ravel(), minlength=PAYLOAD_BITS)
+        s = np.bincount(bits, weights=(residual * grid.code * weight).ravel(), minlength=self.config.symbols)
+        q = np.bincount(bits, weights=((residual * weight) ** 2).ravel(), minlength=self.config.symbols)
         return np.asarray(s / np.sqrt(q + 1e-12))
 
     def _residual_weight(self, cells: np.ndarray, amp: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -551,11 +632,12 @@ class Watermarker:
         # a masked mark's amplitude grows with the local structure (~ its square root): weigh by amplitude / noise
         return residual, (1.0 / np.sqrt(energy) if self.config.masked else 1.0 / energy)
 
-    def _tiled_bit_z(self, plane: np.ndarray, amp: np.ndarray | None) -> np.ndarray:
-        """The moving mark's 48 soft bit values: the plane averaged over cells at each half-cell phase, folded
-        onto the tile per region, and aligned (``_align_regions``)."""
+    def _tiled_fold(self, plane: np.ndarray, amp: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The moving mark's frame folded onto its tile: the plane averaged over cells at each half-cell phase, its
+        residual weighed and summed per region and tile cell (``folded``) with its square (``energy``), which
+        ``_align_regions`` aligns into the soft values."""
         h, w = plane.shape
-        tile, period, r = self._tile(), self.config.tile_cells, _PHASES
+        period, r = self.config.tile_cells, _PHASES
         cell = min(w, h) / self.config.grid_cells
         fine_size = (round(w / cell) * r, round(h / cell) * r)
         fine = cv2.resize(plane.astype(np.float32), fine_size, interpolation=cv2.INTER_AREA)
@@ -581,10 +663,21 @@ class Watermarker:
                 bins = rows * cols * period * period
                 folded[py, px] = np.bincount(key.ravel(), weights=wr, minlength=bins).reshape(shape[2:])
                 energy[py, px] = np.bincount(key.ravel(), weights=wr * wr, minlength=bins).reshape(shape[2:])
-        return _align_regions(folded, energy, tile)
+        return folded, energy
+
+    def bit_z_of(self, item: tuple[np.ndarray, np.ndarray] | np.ndarray | None) -> np.ndarray:
+        """One frame's soft values from what ``read_stream`` keeps of it (folded, for a moving mark)."""
+        if not self.config.motion:
+            return np.asarray(item)
+        if item is None:
+            return np.zeros(self.config.symbols)
+        assert isinstance(item, tuple)
+        return _align_regions(item[0], item[1], self._tile())
 
     def _decide(self, z: np.ndarray) -> WatermarkReading:
         mean_z = float(np.mean(np.abs(z)))
+        if self.config.code == "conv":
+            return self._decide_conv(z, mean_z)
         hard = (z > 0).astype(np.int8)
         if mean_z < self.config.min_mean_z:
             return WatermarkReading(None, _confidence(z, hard), mean_z)
@@ -598,8 +691,56 @@ class Watermarker:
                     return WatermarkReading(wid, _confidence(z, bits), mean_z, corrected_bits=flips)
         return WatermarkReading(None, _confidence(z, hard), mean_z)
 
+    def _decide_conv(self, z: np.ndarray, mean_z: float) -> WatermarkReading:
+        """The coded mark's reading: the Viterbi path through the soft values, accepted when its CRC-16 holds and the
+        codeword agrees with the soft values by at least ``min_agreement`` (``agreement``)."""
+        bits = fec.viterbi(z, PAYLOAD_BITS)
+        coded = fec.encode(bits)
+        wid = _decode_word(bits)
+        if wid is None or agreement(z, coded) < self.config.min_agreement:
+            return WatermarkReading(None, _confidence(z, (z > 0).astype(np.int8)), mean_z)
+        flipped = int(np.count_nonzero((z > 0).astype(np.int8) != coded))
+        return WatermarkReading(wid, _confidence(z, coded), mean_z, corrected_bits=flipped)
+
+    def read_stream(self, frames: Iterable[np.ndarray]) -> Iterator[WatermarkReading]:
+        """Each frame's reading, in order, with the ``window_frames - 1`` frames before it (``window_frames`` 1: the
+        frame alone, as ``read``); ``_window_z`` says how they are combined."""
+        window: deque[tuple[np.ndarray, np.ndarray] | np.ndarray | None] = deque(maxlen=self.config.window_frames)
+        for image in frames:
+            window.append(self._folded(image) if self.config.motion else self._grid_bit_z(image))
+            yield self._read_window(window)
+
+    def _read_window(
+        self, window: deque[tuple[np.ndarray, np.ndarray] | np.ndarray | None], z: np.ndarray | None = None
+    ) -> WatermarkReading:
+        """The newest frame's reading (``z``: its soft values, when already aligned): the frame alone, and when that
+        finds no id and the window holds more frames, the window together (``_window_z``). Two tries a frame: each
+        must pass the check on its own, so unmarked footage has twice the (small) chance of a false id of one try."""
+        alone = self._decide(self.bit_z_of(window[-1]) if z is None else z)
+        if alone.id is not None or len(window) < 2:
+            return alone
+        together = self._decide(self._window_z(window))
+        return together if together.id is not None else alone
+
+    def _window_z(self, window: Iterable[tuple[np.ndarray, np.ndarray] | np.ndarray | None]) -> np.ndarray:
+        """The soft values of the frames in ``window`` together. A moving mark's folded frames are averaged before
+        they are aligned (the mark moves with the picture, a few px over a window of 8 frames, well inside a cell
+        of ~11), so the alignment, which fails first on a weak mark, sees the mark of all of them; other marks'
+        soft values are averaged. Averages, not sums: a still picture's content is the same in every frame, and
+        summed it would grow like a mark; averaged, its soft values are those of one frame, and only what changes
+        from frame to frame (the codec's error) averages down."""
+        items = list(window)
+        if not self.config.motion:
+            return np.asarray(np.mean([np.asarray(z) for z in items], axis=0))
+        folds = [f for f in items if isinstance(f, tuple)]
+        if not folds:
+            return np.zeros(self.config.symbols)
+        folded = np.mean([f[0] for f in folds], axis=0)
+        energy = np.mean([f[1] for f in folds], axis=0)
+        return _align_regions(folded, energy, self._tile())
+
     def read_clip(self, frames: Iterable[np.ndarray]) -> ClipReading:
-        """Read every frame, and the clip pooled.
+        """Read every frame (with the frames before it, ``read_stream``), and the clip pooled.
 
         The pooled reading decodes the mean of the frames' soft bit values. It is a mean, not a sum:
         consecutive frames of a still scene share their picture content, so that "noise" does not
@@ -607,12 +748,15 @@ class Watermarker:
         """
         counts: Counter[int] = Counter()
         n = 0
-        z_total = np.zeros(PAYLOAD_BITS)
+        z_total = np.zeros(self.config.symbols)
+        window: deque[tuple[np.ndarray, np.ndarray] | np.ndarray | None] = deque(maxlen=self.config.window_frames)
         for image in frames:
-            z = self.bit_z(image)
+            item = self._folded(image) if self.config.motion else self._grid_bit_z(image)
+            window.append(item)
             n += 1
+            z = self.bit_z_of(item)
             z_total += z
-            wid = self._decide(z).id
+            wid = self._read_window(window, z).id
             if wid is not None:
                 counts[wid] += 1
         if n == 0:
@@ -672,6 +816,13 @@ def _align_regions(folded: np.ndarray, energy: np.ndarray, tile: _Tile) -> np.nd
     return np.asarray(z)
 
 
+def agreement(z: np.ndarray, coded: np.ndarray) -> float:
+    """How far the soft values ``z`` agree with the codeword ``coded`` (0/1): their correlation with it over their
+    mean magnitude, 1 when every sign agrees, 0 for a codeword unrelated to them. The best path through soft values
+    of unmarked footage agrees ~0.5-0.6 (the Viterbi search picks it to agree); a mark read right, higher."""
+    return float(np.sum(z * (2.0 * coded - 1.0)) / max(float(np.sum(np.abs(z))), 1e-12))
+
+
 def _confidence(z: np.ndarray, bits: np.ndarray) -> float:
     signs = 2.0 * bits.astype(np.float64) - 1.0
     log_p = sum(math.log(max(_phi(float(v)), 1e-300)) for v in z * signs)
@@ -708,6 +859,44 @@ def _half_mask_gain(image: np.ndarray, config: WatermarkConfig) -> np.ndarray:
         factor = _edge_factor(cv2.pyrDown(half), config.mask_edges)
         rms = cv2.multiply(rms, cv2.resize(factor, (half.shape[1], half.shape[0]), interpolation=cv2.INTER_LINEAR))
     return cv2.min(cv2.multiply(rms, config.mask_ratio / config.strength), config.mask_gain)
+
+
+FACE_MARGIN = (1.25, 1.35)
+"""How far past a face's box (its landmarks' extent: brow to chin, cheek to cheek) the face factor reaches, as
+multiples of the box's half width and half height: the ellipse through the box's corners is 1.41 x; this covers the
+cheeks, forehead and jaw to the ears and hairline, where the box ends inside the skin."""
+_FACE_FEATHER = 0.25
+"""The face factor's ramp, in units of the ellipse's radius: from the face's own amplitude inside to the full mark
+outside, so no edge of mark rings the face."""
+
+
+def _face_factor(
+    boxes: np.ndarray, config: WatermarkConfig, frame_size: tuple[int, int], size: tuple[int, int]
+) -> np.ndarray:
+    """Per pixel of ``size`` (width, height; the frame is ``frame_size``), the masked marks' factor for faces:
+    ``face_gain`` inside the ellipse around each box (x1, y1, x2, y2 in frame px; ``FACE_MARGIN``), 1 outside, a ramp
+    of ``_FACE_FEATHER`` between.
+
+    Why faces: the colour visibility map (S-CIELAB at 3x) sees a blue mark of about a level on close-up skin and on a
+    shadowed face even where their luma texture (pores, stubble) lets the texture mask give it 2-3 levels: the eye
+    resolves colour on a flat colour, not behind luma texture, and faces are where viewers look. Skin colour cannot
+    say where a face is (a beige wall, wood and hair have its hue: on Obama_speaking a skin-hue rule took 73% of the
+    mark away); the processor tracks the faces anyway. The reader needs no faces: it weighs every cell by the texture
+    mask, and a face's cells then add a little noise and no mark."""
+    w, h = max(1, size[0] // 2), max(1, size[1] // 2)  # drawn at half the size asked and interpolated: it is smooth
+    factor = np.ones((h, w), np.float32)
+    if len(boxes) == 0:
+        return cv2.resize(factor, size, interpolation=cv2.INTER_LINEAR)
+    sx, sy = w / frame_size[0], h / frame_size[1]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    for x1, y1, x2, y2 in np.asarray(boxes, dtype=np.float32).reshape(-1, 4):
+        cx, cy = (x1 + x2) / 2 * sx, (y1 + y2) / 2 * sy
+        ax = max(1.0, (x2 - x1) / 2 * sx * FACE_MARGIN[0])
+        ay = max(1.0, (y2 - y1) / 2 * sy * FACE_MARGIN[1])
+        r = np.sqrt(((xs - cx) / ax) ** 2 + ((ys - cy) / ay) ** 2)
+        inside = np.clip((1.0 + _FACE_FEATHER - r) / _FACE_FEATHER, 0.0, 1.0)
+        factor = np.minimum(factor, 1.0 - (1.0 - config.face_gain) * inside)
+    return cv2.resize(factor, size, interpolation=cv2.INTER_LINEAR)
 
 
 _EDGE_WINDOW = (12, 12)

@@ -29,7 +29,8 @@ class OverlayStage:
 class MarkStage:
     """The invisible watermark on the whole frame, last, so monitors and recordings get the same marked frame
     (unless the stream's ``settings.watermark`` turns it off). A frame that failed is marked too. A moving mark
-    (``WatermarkConfig.motion``) follows the picture with one motion tracker per stage, so per stream."""
+    (``WatermarkConfig.motion``) follows the picture with one motion tracker per stage, so per stream; the tracked
+    faces' boxes go with the frame, for a mark kept weaker on faces (``WatermarkConfig.face_gain``)."""
 
     name = "watermark"
 
@@ -50,8 +51,9 @@ class MarkStage:
             return image
         if min(image.shape[:2]) < marker.config.min_side_px:
             return image
+        faces = np.array([face.box for face in frame.faces], np.float32).reshape(-1, 4) if frame.faces else None
         with frame.timed(self.name):
-            return marker.apply(image, wid, self.motion)
+            return marker.apply(image, wid, self.motion, faces)
 
     def forget(self, active: Set[int]) -> None:
         """Nothing kept per face."""

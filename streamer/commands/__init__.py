@@ -28,13 +28,14 @@ def add_watermark_mark_arg(p: argparse.ArgumentParser) -> None:
     ``--help`` loads no engine; a test holds the two lists together)."""
     p.add_argument(
         "--watermark-mark",
-        choices=("standard", "masked", "chroma", "moving", "coarse", "quiet"),
+        choices=("standard", "masked", "chroma", "moving", "coarse", "quiet", "hush"),
         default="standard",
         help="which invisible mark: standard (the default; read on any footage, a faint mottle on flat areas at "
         "high contrast), masked (hidden in texture; not read on dark, soft footage), chroma (in the blue "
         "difference, hidden in texture), moving (chroma drawn where the picture moves: smaller files), coarse "
         "(moving in cells twice as large: the smallest files) or quiet (coarse kept off lone edges: no colour "
-        "fringe beside a wall's stripe). the "
+        "fringe beside a wall's stripe) or hush (quiet with an error-correcting code, kept weaker on the faces "
+        "the tracker finds; read with the frames before it). the "
         "masked marks cost ~10-12 ms of CPU a 720p frame, standard ~1 (BENCHMARKS.md): on a busy CPU, for "
         "process rather than live",
     )

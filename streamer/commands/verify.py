@@ -76,7 +76,7 @@ def read_watermark(path: Path, max_frames: int, first: str | None = None) -> dic
     from streamer.record.media import VideoReader
 
     # every mark stageswap writes, in ``READERS``' order: today's, then the masked, the chroma, the moving, the coarse
-    # and the quiet ones (their detectors read differently: issue 24); the stated one first
+    # the quiet and the hush ones (their detectors read differently: issue 24); the stated one first
     configs = [MARKS[first], *(c for c in READERS if c != MARKS[first])] if first in MARKS else list(READERS)
     for marker in (Watermarker(config) for config in configs):
         with VideoReader(path) as reader:
@@ -101,6 +101,7 @@ def read_watermark(path: Path, max_frames: int, first: str | None = None) -> dic
         "carrier": marker.config.carrier,
         "motion": marker.config.motion,
         "grid_cells": marker.config.grid_cells,
+        "code": marker.config.code,
     }
 
 

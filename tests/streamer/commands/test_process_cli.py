@@ -204,3 +204,26 @@ def test_watermark_mark_is_chosen_by_name_and_verify_reads_it(tmp_path: Path, cl
     assert watermark_config("masked", enabled=False) == MARKS["masked"].__class__(masked=True, enabled=False)
     with pytest.raises(InputError, match="choose one of standard, masked, chroma"):
         watermark_config("bogus")
+
+
+def test_the_hush_mark_is_drawn_by_process_and_found_by_its_reader(tmp_path: Path, clips: Path) -> None:
+    """`process --watermark-mark hush` (issue 24, twelfth session) on 30 frames of Obama_speaking: the mark stage gets
+    the tracked face's box, and `verify`'s reader for the hush mark (the coded payload, soft Viterbi) finds the id the
+    stats name in >= 90% of the file's frames and says which code it read."""
+    import itertools
+
+    from streamer.commands.verify import read_watermark
+    from streamer.record.media import VideoReader
+    from tests.face_helpers import write_video
+
+    with VideoReader(clips / "Obama_speaking.mp4") as reader:
+        short = write_video(
+            tmp_path / "short.mp4", ((f.image, f.pts) for f in itertools.islice(reader.frames(), 30)), reader.info
+        )
+    out, stats_path = tmp_path / "out.mp4", tmp_path / "stats.json"
+    args = ["process", "-i", str(short), "-o", str(out), "--no-swap", "--no-relight", "--no-progress", "--no-sign"]
+    assert main([*args, "--watermark-mark", "hush", "--stats", str(stats_path)]) == 0
+    mark = read_watermark(out, 30, first="hush")
+    stats = json.loads(stats_path.read_text())
+    assert stats["watermark_mark"] == "hush" and stats["watermark_id"] == mark["id"], (stats, mark)
+    assert mark["reader"] == "hush" and mark["code"] == "conv" and mark["detected_ratio"] >= 0.9, mark
