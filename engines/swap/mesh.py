@@ -276,17 +276,22 @@ class MeshSwapper:
         t_s: float = 0.0,
         identity: Identity | None = None,
         morph: float = 0.0,
+        shape: np.ndarray | None = None,
     ) -> FaceGeometry | None:
-        """Draw the face of ``landmarks`` (468, 3 frame pixels); None if it is not in the frame at all."""
+        """Draw the face of ``landmarks`` (468, 3 frame pixels); None if it is not in the frame at all.
+
+        ``morph`` (0..1) moves the face toward the identity's shape (``identity.canonical``), or toward ``shape``
+        (468, 3, frontal frame) where no identity is drawn: a learned model's person (``LearnedSwapper.shape``)."""
         lm = np.asarray(landmarks, dtype=np.float32)
         scale_px = face_scale_px(lm)
         displacement = None
-        if identity is not None:
+        target = identity.canonical if identity is not None else shape
+        if target is not None:
             # The face's frame once for the reference's update and the morph (~0.07 ms each time).
             frame = frontal_frame(lm) if morph > 0.0 else None
             reference = self._update_reference(face_id, lm, t_s, frame)
             if frame is not None:
-                displacement = morph * self._morph_displacement(identity.canonical, reference, frame)
+                displacement = morph * self._morph_displacement(target, reference, frame)
         margin = 2.0 + (self.config.morph_falloff * scale_px if displacement is not None else 0.0)
         window = _window(lm, image.shape, margin)
         if window is None:

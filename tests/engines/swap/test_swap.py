@@ -89,6 +89,23 @@ def test_face_half_out_of_frame(detector, mesh, faces: Path) -> None:  # type: i
     assert swapper.geometry(image, gone) is None
 
 
+def test_a_shape_without_an_identity_morphs_as_that_identity_would(  # type: ignore[no-untyped-def]
+    store: IdentityStore, detector, mesh, faces: Path
+) -> None:
+    """A learned model's person's shape (``shape=``, no identity drawn: a neural renderer's) moves the face exactly
+    as an identity with that shape does; with no identity and no shape nothing moves."""
+    image, lm = photo_mesh(detector, mesh, faces / "s1.jpg")
+    identity = store.load("obama")
+    by_identity = MeshSwapper().geometry(image, lm, 1, 0.0, identity, 1.0)
+    by_shape = MeshSwapper().geometry(image, lm, 1, 0.0, None, 1.0, identity.canonical)
+    neither = MeshSwapper().geometry(image, lm, 1, 0.0, None, 1.0)
+    assert by_identity is not None and by_shape is not None and neither is not None
+    assert by_shape.morph is not None and neither.morph is None
+    np.testing.assert_array_equal(by_shape.landmarks, by_identity.landmarks)
+    assert np.abs(by_shape.landmarks - lm).max() > 2.0  # pixels: s1's face moved toward Obama's
+    np.testing.assert_array_equal(neither.landmarks, lm.astype(np.float32))
+
+
 def test_morph_moves_the_face_toward_the_identity_and_keeps_the_actors_openings(  # type: ignore[no-untyped-def]
     store: IdentityStore, detector, mesh, faces: Path
 ) -> None:
