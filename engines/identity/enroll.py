@@ -441,8 +441,16 @@ def _shading(
 def canonical_shape(faces: Sequence[PhotoFace], neutral: bool = True) -> np.ndarray:
     """The identity's face shape: the frontalised meshes of its photos, each with its smile taken out
     (``neutral``: ``engines.identity.expression``), averaged (468, 3)."""
+    return average_shape([f.landmarks for f in faces], neutral)
+
+
+def average_shape(meshes: Sequence[np.ndarray], neutral: bool = True, median: bool = False) -> np.ndarray:
+    """A person's face shape from meshes of their face ((468, 3) each, any pixels): each frontalised, its smile
+    taken out (``neutral``), then averaged point by point (468, 3) — or their median (``median``: footage, where
+    a share of the frames speak, blink or frown). The identity's shape (``canonical_shape``) and a trained
+    renderer's (``engines.train.shape``) are both this, so the swap's morph treats them alike."""
     from engines.face.topology import frontalise
     from engines.identity.expression import neutral_shape
 
-    shapes = np.stack([neutral_shape(frontalise(f.landmarks)) if neutral else frontalise(f.landmarks) for f in faces])
-    return shapes.mean(axis=0).astype(np.float32)
+    shapes = np.stack([neutral_shape(frontalise(m)) if neutral else frontalise(m) for m in meshes])
+    return (np.median(shapes, axis=0) if median else shapes.mean(axis=0)).astype(np.float32)

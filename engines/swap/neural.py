@@ -11,14 +11,24 @@ learned.
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import cv2
 import numpy as np
 
+from engines.face.landmarks import NUM_LANDMARKS
 from engines.face.topology import face_topology
 from engines.swap.raster import Window, rasterize
 
 UV_NAME, COVERED_NAME, FACE_NAME = "uv", "covered", "face"
 """The exported renderer's inputs and output (``engines.train.neural_render.export_onnx``)."""
+
+SHAPE_KEY = "stageswap.shape"
+"""The exported renderer's metadata entry holding its person's face shape (``engines.train.shape``): JSON, 468
+``[x, y, z]`` in the frontal frame (``engines.face.topology.frontalise``). The swap morphs the actor's mesh toward
+it as the mesh swap does toward an identity's; a model without it (exported before) renders on the actor's mesh."""
 
 OUTLINE = 1 / 64
 """The renderer learns nothing within this share of the crop's side of the drawn mesh's outline (2 px at 128):
@@ -117,3 +127,49 @@ def colour_match(face: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> n
     _, m_ref, s_ref = stats(reference)
     out = ((y - m_face) * spread_ratio(s_ref / s_face) + m_ref) @ _FROM_YCC.T
     return np.clip(out, 0.0, 1.0).reshape(face.shape).astype(np.float32)
+
+
+def read_shape(path: str | os.PathLike[str]) -> np.ndarray | None:
+    """The face shape stored in the renderer ``path`` (``SHAPE_KEY``: (468, 3) float32), or None when it has
+    none. ModelError when the entry is there but is not 468 finite points."""
+    import onnx
+
+    from engines.errors import ModelError
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # a damaged file fails its sha256 check first; this is the last line of defence
+        raise ModelError(f"cannot read {path}: {exc}") from exc
+    text = next((p.value for p in model.metadata_props if p.key == SHAPE_KEY), None)
+    if text is None:
+        return None
+    try:
+        shape = np.asarray(json.loads(text), np.float32)
+    except ValueError as exc:
+        raise ModelError(f"{path}: its {SHAPE_KEY} is not JSON: {exc}") from exc
+    if shape.shape != (NUM_LANDMARKS, 3) or not np.isfinite(shape).all():
+        raise ModelError(f"{path}: its {SHAPE_KEY} is {shape.shape}, not {NUM_LANDMARKS} finite [x, y, z] points")
+    return shape
+
+
+def write_shape(source: str | os.PathLike[str], target: str | os.PathLike[str], shape: np.ndarray) -> None:
+    """The renderer ``source`` with ``shape`` (468, 3) stored as its ``SHAPE_KEY`` (replacing one there), written to
+    ``target`` (may be ``source``) under a temporary name first. The graph itself is unchanged."""
+    import onnx
+
+    arr = np.asarray(shape, np.float64)
+    if arr.shape != (NUM_LANDMARKS, 3) or not np.isfinite(arr).all():
+        raise ValueError(f"a face shape is {NUM_LANDMARKS} finite [x, y, z] points, not {arr.shape}")
+    model = onnx.load(str(source))
+    kept = [p for p in model.metadata_props if p.key != SHAPE_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = SHAPE_KEY, json.dumps(np.round(arr, 5).tolist(), separators=(",", ":"))
+    out = Path(target)
+    tmp = out.with_name(f".{out.name}.shape-tmp")
+    try:
+        onnx.save(model, str(tmp))
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)

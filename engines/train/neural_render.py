@@ -463,11 +463,13 @@ class _RenderGraph(nn.Module):
         return face.permute(0, 2, 3, 1)
 
 
-def export_onnx(net: NeuralRenderer, path: str | Path) -> None:
+def export_onnx(net: NeuralRenderer, path: str | Path, shape: np.ndarray | None = None) -> None:
     """The renderer as an ONNX graph, its neural texture baked in as constants: inputs ``uv`` (float32
     ``[N, R, R, 2]``, texture coordinates 0..1 of the mesh swap's layout per pixel of the face crop, 0 where no
     triangle is drawn) and ``covered`` (``[N, R, R, 1]``, 1 where one is); output ``face`` (``[N, R, R, 3]``, BGR
-    0..1, meaningful where ``covered``). Not a DFM: its input is the actor's mesh, not the actor's pixels."""
+    0..1, meaningful where ``covered``). Not a DFM: its input is the actor's mesh, not the actor's pixels.
+    ``shape``: its person's face shape (``engines.train.shape``), stored in the file's metadata for the swap's
+    morph (``engines.swap.neural.SHAPE_KEY``)."""
     import os
     import warnings
 
@@ -490,6 +492,10 @@ def export_onnx(net: NeuralRenderer, path: str | Path) -> None:
                 do_constant_folding=True,
                 dynamo=False,
             )
+        if shape is not None:
+            from engines.swap.neural import write_shape
+
+            write_shape(tmp, tmp, shape)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

@@ -19,6 +19,8 @@ from streamer.commands import add_consent_args, add_models_arg, consent_from_arg
 from streamer.commands.faceset import add_faceset_args
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from engines.train.faceset import Faceset
     from engines.train.loop import Dist, Progress
     from engines.train.workspace import TrainingFolder
@@ -540,10 +542,27 @@ def _finish_dnr(
     net = NeuralRenderer(train_config_from_json(state["config"]).net)
     net.load_state_dict(state["model"])
     path = folder.path / f"{args.name}.onnx"
-    export_onnx(net, path)
+    export_onnx(net, path, _trained_shape(args, state))
     return _register(
         args, folder, store, path, "dnr", float(state["coverage"]), int(state["iteration"]), state["elapsed_s"]
     )
+
+
+def _trained_shape(args: argparse.Namespace, state: dict[str, Any]) -> np.ndarray | None:
+    """The src person's face shape from the facesets the checkpoint was trained on (``engines.train.shape``), for
+    the swap's morph; None, said, when it cannot be measured (the model then renders on the actor's own shape)."""
+    from engines.errors import InputError, ModelError
+    from engines.face.landmarks import FaceMesh
+    from engines.runtime import load_model, models
+    from engines.train.shape import faceset_shape
+
+    info = state["src"]
+    folders = [Path(p) for p in info.get("paths") or [info["path"]]]
+    try:
+        return faceset_shape(folders, FaceMesh(load_model(models.resolve("facemesh", args.models))))
+    except (InputError, ModelError) as exc:
+        print(f"warning: {exc}; the model renders on the actor's own face shape", file=sys.stderr)
+        return None
 
 
 def read_checkpoint_cpu(folder: TrainingFolder) -> dict[str, Any]:

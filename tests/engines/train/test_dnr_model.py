@@ -233,6 +233,9 @@ def test_train_arch_dnr_registers_a_renderer_and_refuses_bad_input(
     assert "registered it as swap model 'm' after 2 iterations" in out
     model = UserModelStore(data).get("m")
     assert (model.kind, model.resolution) == ("dnr", 64)
+    from engines.swap.neural import read_shape
+
+    assert read_shape(UserModelStore(data).path(model)) is not None  # the src person's shape, for the morph
     # Its checkpoint: exported again, resumed (not at another resolution), not restarted by accident.
     assert main(["train", "m", "--data-dir", data, "--export-only"]) == 0
     assert "registered it as swap model 'm' after 2 iterations" in capsys.readouterr().out
