@@ -95,8 +95,10 @@ class SwapStage:
 
     def _draw(self, ctx: FaceContext) -> None:
         frame, face, identity, settings = ctx.frame, ctx.face, ctx.identity, ctx.frame.settings
-        morph = settings.morph * settings.strength if identity is not None else 0.0
-        geometry = self.swapper.geometry(frame.image, face.landmarks, face.id, frame.t, identity, morph)
+        # The face moves toward the identity's shape, or a learned model's person's where it has one (a renderer).
+        shape = ctx.learned.shape if ctx.learned is not None else None
+        morph = settings.morph * settings.strength if identity is not None or shape is not None else 0.0
+        geometry = self.swapper.geometry(frame.image, face.landmarks, face.id, frame.t, identity, morph, shape)
         if geometry is None:  # too small or off the frame: nothing drawn
             ctx.done = True
             return
@@ -112,7 +114,7 @@ class SwapStage:
             ctx.actor = ctx.actor.copy()
         if ctx.learned is not None:
             ctx.swapped = ctx.learned.swap(
-                frame.image, face.landmarks, face.points5, geometry, ctx.embedding, settings.morph
+                frame.image, face.landmarks, face.points5, geometry, ctx.embedding, settings.morph, ctx.actor_window
             )
         elif identity is not None:
             ctx.rendered_as = "albedo" if ctx.relight else "texture"

@@ -38,7 +38,7 @@ import numpy as np
 
 from engines.errors import EngineError, InputError, ModelError
 from engines.runtime.base import Session
-from engines.swap.align import Alignment, align_mesh, align_points5, border_ramp
+from engines.swap.align import Alignment, align_mesh, align_points5, border_ramp, compose
 from engines.swap.mesh import FaceGeometry
 from engines.swap.user_models import EMBEDDING_DIM, SWAP_KINDS, UserModel, UserModelStore, example_feeds
 
@@ -83,6 +83,9 @@ class LearnedSwapper(Protocol):
     model: UserModel
     runtime: str
     config: LearnedConfig
+    shape: np.ndarray | None
+    """The model's person's face shape (468, 3, frontal frame) the swap morphs the actor's mesh toward before
+    ``swap`` (``MeshSwapper.geometry``'s ``shape``); None: the actor's shape stays."""
 
     @property
     def needs_identity(self) -> bool:
@@ -98,7 +101,12 @@ class LearnedSwapper(Protocol):
         geometry: FaceGeometry,
         embedding: np.ndarray | None = None,
         morph: float = 0.0,
-    ) -> LearnedFace: ...
+        actor_window: np.ndarray | None = None,
+    ) -> LearnedFace:
+        """The model's face on the actor's (``landmarks``, frame pixels, in ``image``), in ``geometry``'s work window.
+        ``actor_window``: the actor's pixels in ``geometry.window`` as the later stages see them (warped by the morph
+        when ``geometry`` has one; None: ``image``'s)."""
+        ...
 
 
 def frame_to_work(geometry: FaceGeometry) -> np.ndarray:
@@ -128,6 +136,7 @@ class InswapperSwapper:
     """An inswapper-style model: ArcFace-aligned 128 px face + the identity's latent -> swapped face."""
 
     needs_identity = True
+    shape: np.ndarray | None = None
 
     def __init__(self, session: Session, model: UserModel, emap: np.ndarray, config: LearnedConfig | None = None):
         if model.kind != "inswapper":
@@ -172,6 +181,7 @@ class InswapperSwapper:
         geometry: FaceGeometry,
         embedding: np.ndarray | None = None,
         morph: float = 0.0,
+        actor_window: np.ndarray | None = None,
     ) -> LearnedFace:
         if embedding is None:
             raise InputError(f"model {self.model.name!r} swaps to an enrolled identity: select one")
@@ -190,6 +200,8 @@ class _WholeFaceModel:
     """The kind this swapper runs, and its name in the error for a model of another kind."""
     default_coverage: float | None = None
     """The crop's coverage when the model's record has none (None: the record must have it)."""
+    shape: np.ndarray | None = None
+    """``LearnedSwapper.shape``: a DFM has none (its person's shape is in its pixels)."""
 
     def __init__(self, session: Session, model: UserModel, config: LearnedConfig | None = None):
         if model.kind != self.kind:
@@ -236,6 +248,7 @@ class DfmSwapper(_WholeFaceModel):
         geometry: FaceGeometry,
         embedding: np.ndarray | None = None,
         morph: float = 0.0,
+        actor_window: np.ndarray | None = None,
     ) -> LearnedFace:
         alignment = align_mesh(landmarks, self.size, self.coverage)
         face, mask = self.run_crop(alignment.crop(image), morph)
@@ -248,6 +261,17 @@ class NeuralRenderSwapper(_WholeFaceModel):
     training faceset's framing (the renderer learned faces that size in its crop): recorded by ``models add``."""
 
     kind, label = "dnr", "a neural renderer (dnr)"
+
+    def __init__(
+        self,
+        session: Session,
+        model: UserModel,
+        config: LearnedConfig | None = None,
+        shape: np.ndarray | None = None,
+    ):
+        super().__init__(session, model, config)
+        self.shape = None if shape is None else np.asarray(shape, np.float32)
+        """Its person's face shape (``engines.swap.neural.read_shape``; None for a model exported without one)."""
 
     def render_crop(self, crop_landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The person on the mesh ``crop_landmarks`` (468, 2+, crop pixels): (face (R, R, 3) float32 BGR 0..1,
@@ -266,14 +290,24 @@ class NeuralRenderSwapper(_WholeFaceModel):
         geometry: FaceGeometry,
         embedding: np.ndarray | None = None,
         morph: float = 0.0,
+        actor_window: np.ndarray | None = None,
     ) -> LearnedFace:
         from engines.swap.neural import colour_match, drawn, upper_lids
 
+        if geometry.morph is not None:  # the face morphed toward its person's shape: rendered on that mesh
+            landmarks = geometry.landmarks
         alignment = align_mesh(landmarks, self.size, self.coverage)
         crop_lm = alignment.to_crop(np.asarray(landmarks, np.float64)[:, :2])
         face, covered = self.render_crop(crop_lm)
         mask = drawn(covered, self.size)  # not at the outline, where the renderer learned nothing
-        actor = alignment.crop(image).astype(np.float32) / 255.0
+        if geometry.morph is not None and actor_window is not None:
+            # The actor warped with the morph, as the face is pasted over: the unwarped frame, under a mesh moved
+            # wider than the actor's face, would bring hair and background into the colour's statistics.
+            win = geometry.window
+            from_window = compose(alignment.matrix, np.array([[1.0, 0.0, win.x0], [0.0, 1.0, win.y0]]))
+            actor = Alignment(from_window, self.size).crop(actor_window).astype(np.float32) / 255.0
+        else:
+            actor = alignment.crop(image).astype(np.float32) / 255.0
         face = colour_match(face, actor, mask)  # its light is its footage's: the actor's is wanted
         keep = 1.0 - upper_lids(crop_lm, self.size)  # the actor's lids, not its greyish ones (LIDS_KEPT)
         return _paste(alignment, _to_u8(face), mask * keep * self._ramp, geometry)
@@ -338,7 +372,9 @@ def load_swapper(
     if model.kind == "inswapper":
         return InswapperSwapper(session, model, read_emap(path), config)
     if model.kind == "dnr":
-        return NeuralRenderSwapper(session, model, config)
+        from engines.swap.neural import read_shape
+
+        return NeuralRenderSwapper(session, model, config, read_shape(path))
     return DfmSwapper(session, model, config)
 
 

@@ -81,6 +81,56 @@ def test_a_registered_renderer_swaps_a_tracked_frame_through_the_processor(
     assert changed[:, x1 + 40 :].mean() < 0.001
 
 
+def test_the_trained_persons_shape_is_stored_and_the_swap_morphs_the_actor_toward_it(
+    src: Path, export: Path, tmp_path: Path, clips: Path, faces: Path, models_dir: Path
+) -> None:
+    """The src person's face shape, measured on its faceset (``engines.train.shape``), is Obama's more than another
+    person's; stored in the renderer's file it reads back, a file without one reads None; a renderer with it
+    morphs d10's actress toward it before drawing (her face moves: the picture differs from the same renderer
+    without the shape), and ``morph=0`` draws exactly what the renderer without it draws."""
+    from engines.face.landmarks import FaceMesh
+    from engines.processor import FaceProcessor
+    from engines.runtime import load_model, models
+    from engines.settings import ProcessSettings
+    from engines.swap.neural import read_shape, write_shape
+    from engines.train.shape import faceset_shape
+    from tests.face_helpers import clip_frames, enrolled_store
+
+    shape = faceset_shape([src], FaceMesh(load_model(models.resolve("facemesh", str(models_dir)))))
+    ids = enrolled_store(tmp_path / "ids", faces, models_dir, ("obama.jpg", "s1.jpg"))
+    to_obama, to_s1 = (np.abs(shape - ids.load(n).canonical)[:, :2].mean() for n in ("obama", "s1"))
+    assert to_obama < 0.8 * to_s1, (to_obama, to_s1)
+
+    shaped = tmp_path / "shaped.onnx"
+    write_shape(export, shaped, shape)
+    stored = read_shape(shaped)
+    assert read_shape(export) is None and stored is not None
+    np.testing.assert_allclose(stored, shape, atol=1e-5)
+
+    data = tmp_path / "data"
+    for name, path in (("plain", export), ("shaped", shaped)):
+        assert main(["models", "add", str(path), "--data-dir", str(data), "--unverified", "--name", name]) == 0
+    store = UserModelStore(data)
+    frames = clip_frames(clips / "d10.mp4", 3)
+
+    def run(model: str, morph: float) -> np.ndarray:
+        processor = FaceProcessor.from_models(models_dir, user_models=store)
+        for image, t in frames:
+            settings = ProcessSettings(swap_model=model, relight=False, morph=morph, watermark=False)
+            result = processor.process(image, t, settings)
+            assert result.failed_stage is None
+        assert (processor.swap.model is not None) and (processor.swap.model.shape is not None) == (model == "shaped")
+        return result.image
+
+    plain, morphed, unmorphed = run("plain", 1.0), run("shaped", 1.0), run("shaped", 0.0)
+    np.testing.assert_array_equal(unmorphed, plain)
+    moved = np.abs(morphed.astype(int) - plain.astype(int)).max(axis=2) > 8
+    assert moved.mean() > 0.002  # the face's outline, features and the warped actor around them
+    image = frames[-1][0]
+    unchanged = np.abs(morphed.astype(int) - image.astype(int)).max(axis=2) <= 8
+    assert unchanged[:, :40].all() and unchanged[:, -40:].all()  # the frame's edges: no face there
+
+
 def test_a_bad_renderer_file_is_refused_in_one_line(
     export: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
