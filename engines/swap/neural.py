@@ -173,3 +173,39 @@ def write_shape(source: str | os.PathLike[str], target: str | os.PathLike[str], 
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+SHADING_SIGMA = 1 / 16
+"""``shading_match``'s scale: the light's pattern over the face is taken from the actor below detail of about this
+share of the crop's side (a Gaussian's sigma: 8 px at 128, a sixth of an eye-corner distance). 0: not matched."""
+SHADING_GAIN = (0.67, 1.5)
+"""How far ``shading_match`` may brighten or darken a point of the rendered face."""
+
+
+def shading_match(
+    face: np.ndarray, actor: np.ndarray, mask: np.ndarray, crop_landmarks: np.ndarray, sigma: float = SHADING_SIGMA
+) -> np.ndarray:
+    """``face`` (R, R, 3) float32 BGR 0..1 with the actor's (same shape) light pattern: each pixel scaled by the
+    actor's smooth luma over the face's (both averaged inside ``mask`` less the eye and mouth openings of
+    ``crop_landmarks``, at ``sigma``), within ``SHADING_GAIN``. The renderer draws its footage's light (one side
+    of the face in shadow in Obama_speaking); the colour match moves only the face's mean and spread, so that
+    shadow stayed on every actor's cheek, and the actor's skin at the outline met it as a pale rim."""
+    from engines.face.topology import LEFT_EYE, LIPS_INNER, RIGHT_EYE
+
+    if sigma <= 0:
+        return face
+    res = face.shape[0]
+    lm = np.asarray(crop_landmarks, np.float64)[:, :2]
+    openings = np.zeros((res, res), np.float32)
+    cv2.fillPoly(openings, [np.round(lm[list(c)]).astype(np.int32) for c in (RIGHT_EYE, LEFT_EYE, LIPS_INNER)], 1.0)
+    weight = (mask * (1.0 - openings)).astype(np.float32)
+    px = sigma * res
+    spread = max(float(cv2.GaussianBlur(weight, (0, 0), px).max()), 1e-6) * 1e-3
+    norm = np.maximum(cv2.GaussianBlur(weight, (0, 0), px), spread)
+
+    def smooth_luma(x: np.ndarray) -> np.ndarray:
+        luma = (x.reshape(-1, 3) @ _TO_YCC[0]).reshape(res, res).astype(np.float32)
+        return cv2.GaussianBlur(luma * weight, (0, 0), px) / norm
+
+    gain = np.clip((smooth_luma(actor) + 0.02) / (smooth_luma(face) + 0.02), *SHADING_GAIN)
+    return np.clip(face * gain[..., None], 0.0, 1.0).astype(np.float32)

@@ -276,3 +276,35 @@ def test_colour_match_bounds_the_chroma_spread_and_keeps_the_lids_skin_coloured(
         torch.from_numpy(mask)[None, None],
     )
     assert np.abs(twin[0].permute(1, 2, 0).numpy() - out).max() < 1e-4
+
+
+def test_shading_match_takes_the_actors_light_across_the_face(made_up: tuple[Path, Path]) -> None:
+    """Obama's face carries his footage's light; matched to d10's actress, the light's smooth pattern over the face
+    (luma at ``SHADING_SIGMA``) comes most of the way to hers, while the detail finer than that stays his."""
+    import cv2
+
+    from engines.swap.neural import SHADING_SIGMA, colour_match, drawn, shading_match
+
+    obama, actress = (load_faceset(p, 128) for p in made_up)
+    face = obama.images[0].astype(np.float32) / 255.0
+    actor = actress.images[0].astype(np.float32) / 255.0
+    _, covered = uv_maps(np.stack([obama.landmarks[0], actress.landmarks[0]]), 128)
+    mask = drawn(covered[0], 128) * drawn(covered[1], 128)
+    matched = colour_match(face, actor, mask)
+    out = shading_match(matched, actor, mask, actress.landmarks[0])
+    sigma = SHADING_SIGMA * 128
+    inner = cv2.erode((mask > 0.99).astype(np.uint8), np.ones((int(2 * sigma) | 1,) * 2, np.uint8)) > 0
+    assert inner.sum() > 2000
+
+    def smooth(x: np.ndarray) -> np.ndarray:
+        grey = cv2.cvtColor(np.ascontiguousarray(x), cv2.COLOR_BGR2GRAY)
+        return cv2.GaussianBlur(grey * mask, (0, 0), sigma) / np.maximum(cv2.GaussianBlur(mask, (0, 0), sigma), 1e-3)
+
+    before = np.abs(smooth(matched) - smooth(actor))[inner].mean()
+    after = np.abs(smooth(out) - smooth(actor))[inner].mean()
+    assert before > 0.02 and after < 0.5 * before, (before, after)
+
+    def detail(x: np.ndarray) -> np.ndarray:
+        return x - cv2.GaussianBlur(x, (0, 0), 1.5)
+
+    assert np.abs(detail(out) - detail(matched))[inner].mean() < 0.25 * np.abs(detail(matched))[inner].mean()
