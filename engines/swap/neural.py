@@ -125,8 +125,24 @@ def colour_match(face: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> n
 
     y, m_face, s_face = stats(face)
     _, m_ref, s_ref = stats(reference)
-    out = ((y - m_face) * spread_ratio(s_ref / s_face) + m_ref) @ _FROM_YCC.T
-    return np.clip(out, 0.0, 1.0).reshape(face.shape).astype(np.float32)
+    ratio = spread_ratio(s_ref / s_face)
+    out = y * ratio + (m_ref - m_face * ratio) * chroma_shift_weight(y[:, :1], m_face[0], m_ref[0], ratio[0])
+    return np.clip(out @ _FROM_YCC.T, 0.0, 1.0).reshape(face.shape).astype(np.float32)
+
+
+CHROMA_SHIFT_MAX = 1.5
+"""``chroma_shift_weight``'s bound: a highlight takes at most this many times the face's mean chroma shift."""
+
+
+def chroma_shift_weight(luma: np.ndarray, m_face: float, m_ref: float, ratio: float) -> np.ndarray:
+    """(..., 3) per pixel: how much of the colour match's mean shift each of (Y, Cb, Cr) takes: all of it for luma;
+    for chroma the pixel's matched luma over the face's mean, within 0..``CHROMA_SHIFT_MAX``. A skin tone's shift is
+    a tint of the light and the skin, which scales with how bright the pixel is; added in full to the renderer's
+    dark, grey brows it turned them teal on an actress paler and less red than the trained person (d10: the mean
+    moved to more blue and less red)."""
+    matched = (luma - m_face) * ratio + m_ref
+    weight = np.clip(matched / max(float(m_ref), 1e-3), 0.0, CHROMA_SHIFT_MAX)
+    return np.concatenate([np.ones_like(weight), weight, weight], axis=-1).astype(np.float32)
 
 
 def read_shape(path: str | os.PathLike[str]) -> np.ndarray | None:

@@ -46,7 +46,7 @@ from torch import nn
 
 from engines.errors import InputError
 from engines.face.topology import mirror_vertices
-from engines.swap.neural import CHROMA_SPREAD, COVERED_NAME, FACE_NAME, OUTLINE, UV_NAME
+from engines.swap.neural import CHROMA_SHIFT_MAX, CHROMA_SPREAD, COVERED_NAME, FACE_NAME, OUTLINE, UV_NAME
 from engines.swap.neural import uv_maps as uv_maps  # the texture coordinates per pixel, from the mesh
 from engines.train.data import _bgr, _masked_stats, _ycc, to_tensor
 from engines.train.faceset import Faceset
@@ -210,11 +210,16 @@ def colour_match(face: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor
     """``face`` (N, 3, R, R) BGR 0..1 with the YCbCr mean and luma spread of ``reference`` inside ``mask``
     (N, 1, R, R), its chroma spread bounded (``CHROMA_SPREAD``): the live swap's ``engines.swap.neural.colour_match``
     in torch."""
-    m_face, s_face = _masked_stats(_ycc(face), mask)
+    y = _ycc(face)
+    m_face, s_face = _masked_stats(y, mask)
     m_ref, s_ref = _masked_stats(_ycc(reference), mask)
     ratio = s_ref / s_face
     ratio = torch.cat([ratio[:, :1], ratio[:, 1:].clamp(*CHROMA_SPREAD)], dim=1)
-    return _bgr((_ycc(face) - m_face) * ratio + m_ref).clamp(0.0, 1.0)
+    # The chroma's mean shift in proportion to the pixel's matched luma (``chroma_shift_weight``).
+    matched = (y[:, :1] - m_face[:, :1]) * ratio[:, :1] + m_ref[:, :1]
+    weight = (matched / m_ref[:, :1].clamp_min(1e-3)).clamp(0.0, CHROMA_SHIFT_MAX)
+    weight = torch.cat([torch.ones_like(weight), weight, weight], dim=1)
+    return _bgr(y * ratio + (m_ref - m_face * ratio) * weight).clamp(0.0, 1.0)
 
 
 # ---- training --------------------------------------------------------------------------------------------------

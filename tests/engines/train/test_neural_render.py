@@ -227,12 +227,12 @@ def made_up(tmp_path_factory: pytest.TempPathFactory, clips: Path, models_dir: P
 def test_colour_match_bounds_the_chroma_spread_and_keeps_the_lids_skin_coloured(made_up: tuple[Path, Path]) -> None:
     """Obama's face matched to d10's actress, whose made-up face has a far larger chroma spread than his (Cb about
     1.4x): the means move to hers, luma's spread too, but Cb and Cr spread by at most ``CHROMA_SPREAD`` — stretched
-    fully, his greyish upper lids went grey-lilac, further from her skin's colour. The live swap's numpy and the
-    training's torch colour match agree."""
+    fully, his greyish upper lids went grey-lilac, further from her skin's colour; his dark brows take the means'
+    tint by their luma, not in full (teal). The live swap's numpy and the training's torch colour match agree."""
     import cv2
 
     from engines.face.topology import LEFT_BROW, LEFT_EYE, RIGHT_BROW, RIGHT_EYE
-    from engines.swap.neural import _TO_YCC, CHROMA_SPREAD, colour_match, drawn
+    from engines.swap.neural import _TO_YCC, CHROMA_SPREAD, colour_match, drawn, spread_ratio
     from engines.train.neural_render import colour_match as torch_colour_match
 
     obama, actress = (load_faceset(p, 128) for p in made_up)
@@ -269,6 +269,18 @@ def test_colour_match_bounds_the_chroma_spread_and_keeps_the_lids_skin_coloured(
     bounded = ycc(out, lids * (mask > 0))
     assert len(bounded) > 50
     assert np.abs(bounded.mean(axis=0)[1:] - skin).sum() < np.abs(full.mean(axis=0)[1:] - skin).sum() - 1.0
+
+    # His brows (dark, grey) take the mean's tint in proportion to their luma: added in full, her paler, less red
+    # skin's shift (Cb up, Cr down) turned them teal.
+    brows = np.zeros((128, 128), np.uint8)
+    for brow in (RIGHT_BROW, LEFT_BROW):
+        cv2.fillPoly(brows, [np.round(lm[list(brow)]).astype(np.int32)], 1)
+    brows *= (mask > 0).astype(np.uint8)
+    added = (ycc(face, brows) - b) * spread_ratio(ref.std(axis=0) / before.std(axis=0)) + ref.mean(axis=0)
+    tinted = ycc(out, brows)
+    assert len(tinted) > 50
+    assert added.mean(axis=0)[1] - tinted.mean(axis=0)[1] > 2.0  # less blue
+    assert tinted.mean(axis=0)[2] - added.mean(axis=0)[2] > 1.0  # less green
 
     twin = torch_colour_match(
         torch.from_numpy(face).permute(2, 0, 1)[None],
