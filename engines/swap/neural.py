@@ -191,9 +191,12 @@ def write_shape(source: str | os.PathLike[str], target: str | os.PathLike[str], 
         tmp.unlink(missing_ok=True)
 
 
-SHADING_SIGMA = 1 / 16
+SHADING_SIGMA = 1 / 10
 """``shading_match``'s scale: the light's pattern over the face is taken from the actor below detail of about this
-share of the crop's side (a Gaussian's sigma: 8 px at 128, a sixth of an eye-corner distance). 0: not matched."""
+share of the crop's side (a Gaussian's sigma: 12.8 px at 128, about a quarter of an eye-corner distance). Finer
+took the trained person's own mid-scale shading (cheekbones, folds) with the light: d13 x obama.jpg with the shape,
+60 frames, cosine 0.45 unmatched, 0.44 at 1/5, 0.43 at 1/10, 0.40 at 1/16; d10's artifact p50 13.5, 10.4, 8.4,
+9.3 (the shadowed cheek and the pale jaw rim; BENCHMARKS.md, issue 19). 0: not matched."""
 SHADING_GAIN = (0.67, 1.5)
 """How far ``shading_match`` may brighten or darken a point of the rendered face."""
 

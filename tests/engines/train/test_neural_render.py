@@ -305,7 +305,7 @@ def test_shading_match_takes_the_actors_light_across_the_face(made_up: tuple[Pat
     matched = colour_match(face, actor, mask)
     out = shading_match(matched, actor, mask, actress.landmarks[0])
     sigma = SHADING_SIGMA * 128
-    inner = cv2.erode((mask > 0.99).astype(np.uint8), np.ones((int(2 * sigma) | 1,) * 2, np.uint8)) > 0
+    inner = cv2.erode((mask > 0.99).astype(np.uint8), np.ones((int(sigma) | 1,) * 2, np.uint8)) > 0
     assert inner.sum() > 2000
 
     def smooth(x: np.ndarray) -> np.ndarray:
