@@ -126,6 +126,12 @@ NOSE = (0.2, -0.34, -0.02)
 """|x| under, y between: the nose's bridge and sidewalls, from between the eyes to the nostrils' wings."""
 FOLDS = (0.2, 0.6, -0.05, 0.6)
 """|x| between the first two, y between the last two: the folds beside the nostrils and the mouth."""
+AROUND_STEP = 4
+"""The levels around the zones are blurred on a grid this many times coarser than the geometry raster (a
+sixteenth of its pixels). The blur is a quarter of an eye-corner distance, ~14 raster pixels whatever the face's
+size: at a step of 2 (until issue 20's twelfth session) a ~55-tap kernel across a grid ~55 pixels wide, twice a
+face (~0.15 ms of a close-up's ~1 ms field); at 4, sigma ~3.4 grid pixels, the field within a level of it (s18 and
+d3, 27 frames each: at most 1 level in the output, on 0.3-1.8% of the face's pixels)."""
 ZONE_SOFTNESS = 0.025
 """The zones' edges are blurred over this many eye-corner distances (no step where the gain ends)."""
 
@@ -211,13 +217,13 @@ def relief_field(
     labels = geometry.labels_small
     skin = labels == SKIN
     unit = geometry.face_scale_px * labels.shape[1] / geometry.window.width  # eye-corner distance in these pixels
-    # The levels around are smooth: blurred at a quarter of the pixels (four channels a pass) and scaled back.
+    # The levels around are smooth: blurred on a coarser grid (``AROUND_STEP``) and scaled back.
     hs, ws = labels.shape
-    quarter = (max(2, ws // 2), max(2, hs // 2))
-    sigma = max(cfg.around * unit * quarter[0] / ws, 0.5)
+    coarse = (max(2, ws // AROUND_STEP), max(2, hs // AROUND_STEP))
+    sigma = max(cfg.around * unit * coarse[0] / ws, 0.5)
 
     def around(image: np.ndarray) -> np.ndarray:
-        small = cv2.resize(image, quarter, interpolation=cv2.INTER_AREA)
+        small = cv2.resize(image, coarse, interpolation=cv2.INTER_AREA)
         blurred = cv2.GaussianBlur(small, (0, 0), sigma)
         return cv2.resize(blurred, (ws, hs), interpolation=cv2.INTER_LINEAR).reshape(hs, ws, -1)
 
