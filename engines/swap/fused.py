@@ -1,11 +1,11 @@
 """The mesh swap's per-face geometry and texture lookup as compiled kernels (numba): one loop where numpy made
 about a hundred small passes.
 
-At the geometry resolution (``SwapConfig.geometry_px``, 128 px) a face's raster is ~10k pixels, so the numpy
-rasteriser (``engines.swap.raster.rasterize``: bounding boxes expanded into candidates, edge tests, a z-buffer by
-``np.minimum.at``, then ``Raster.interpolate``, the labels, the normals' lengths, the texture coordinates'
-extension) spends its time in Python and in the setup of ~150 numpy calls, not in arithmetic (BENCHMARKS.md,
-issue 20: ~3.9 ms a face whatever its size). Here:
+At the geometry resolution (``SwapConfig.geometry_px``, 104 px; 128 until issue 20's twelfth session) a face's raster
+is ~7-10k pixels, so the numpy rasteriser (``engines.swap.raster.rasterize``: bounding boxes expanded into
+candidates, edge tests, a z-buffer by ``np.minimum.at``, then ``Raster.interpolate``, the labels, the normals'
+lengths, the texture coordinates' extension) spends its time in Python and in the setup of ~150 numpy calls, not
+in arithmetic (BENCHMARKS.md, issue 20: ~3.9 ms a face whatever its size). Here:
 
 - ``geometry_raster``: the mesh rasterised triangle by triangle (the same edge functions in the same float32
   arithmetic, a z-buffer kept per pixel), then every per-vertex attribute interpolated, the normals normalised,

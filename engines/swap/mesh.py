@@ -55,8 +55,13 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class SwapConfig:
-    geometry_px: int = 128
-    """Long side of the raster the mesh is drawn at; the maps are upsampled to the window from there."""
+    geometry_px: int = 104
+    """Long side of the raster the mesh is drawn at; the maps are upsampled to the window from there. Every step at
+    this resolution costs its pixels (the raster, the morph's field, the relight's grid, the relief, the seam, the
+    light and the colour): 104 (issue 20, twelfth session; 128 before) took ~0.4 ms a face off a close-up's steps
+    (geometry 1.24 -> 1.05-1.12 ms, relief 0.73 -> 0.55-0.59, relight 1.29 -> 1.17-1.21, seam 0.35 -> 0.29), with
+    likeness, flicker and artifacts on six clip x identity pairs within the 128 px runs' own spread; the outline
+    sits ~2 px further in at a 1080p close-up (its 1.5-pixel inset is in these pixels)."""
     work_px: int = 288
     """Faces in windows larger than this (long side, pixels) are rendered, relit and colour-matched at this
     size and scaled up when pasted: a close-up costs no more than a medium shot (slightly softer). 288 (was 400,
