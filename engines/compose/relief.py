@@ -128,10 +128,10 @@ FOLDS = (0.2, 0.6, -0.05, 0.6)
 """|x| between the first two, y between the last two: the folds beside the nostrils and the mouth."""
 AROUND_STEP = 4
 """The levels around the zones are blurred on a grid this many times coarser than the geometry raster (a
-sixteenth of its pixels). The blur is a quarter of an eye-corner distance, ~14 raster pixels whatever the face's
-size: at a step of 2 (until issue 20's twelfth session) a ~55-tap kernel across a grid ~55 pixels wide, twice a
-face (~0.15 ms of a close-up's ~1 ms field); at 4, sigma ~3.4 grid pixels, the field within a level of it (s18 and
-d3, 27 frames each: at most 1 level in the output, on 0.3-1.8% of the face's pixels)."""
+sixteenth of its pixels). The blur is a quarter of an eye-corner distance, ~14 pixels of a 128 px raster whatever
+the face's size: at a step of 2 (until issue 20's twelfth session) a ~55-tap kernel across a grid ~55 pixels wide,
+twice a face (~0.15 ms of a close-up's ~1 ms field); at 4, sigma ~3.4 grid pixels, the field within a level of it
+(s18 and d3, 27 frames each: at most 1 level in the output, on 0.3-1.8% of the face's pixels)."""
 ZONE_SOFTNESS = 0.025
 """The zones' edges are blurred over this many eye-corner distances (no step where the gain ends)."""
 

@@ -155,8 +155,8 @@ def test_the_compiled_zone_weights_equal_opencvs_on_shared_clips(clips: Path, de
 def test_the_levels_around_on_the_coarser_grid_keep_the_field(clips: Path, detector, mesh, store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The levels around the zones blurred on a grid ``AROUND_STEP`` (4) times coarser than the geometry raster give
     the field the finer grid (2, until issue 20's twelfth session) gave, within 3% of a gain on three frames each of
-    d3, d10 and s18 (measured: at most 1.3%; the blur is a quarter of an eye-corner distance, ~14 raster pixels, so
-    the coarser grid still has ~3.4 of its pixels a sigma). A grid 8 times coarser moved it by 6%."""
+    d3, d10 and s18 (measured: at most 1.3%; the blur is a quarter of an eye-corner distance, ~11-14 raster pixels, so
+    the coarser grid still has ~3 of its pixels a sigma). A grid 8 times coarser moved it by 6%."""
     from engines.compose import relief
 
     assert relief.AROUND_STEP == 4
