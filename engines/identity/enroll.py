@@ -363,7 +363,7 @@ def build_texture(
     kept = 1.0 - acc_left_out / np.maximum(acc_seen, 1e-9)
     coverage = (np.clip(acc_seen / SEEN_FULL, 0.0, 1.0) * kept).astype(np.float32)
     if mirror:
-        texture_out, coverage = _mirror_unseen(texture_out, shade_out, coverage)
+        texture_out, coverage = _mirror_unseen(texture_out, shade_out, coverage, kept.astype(np.float32))
     return TextureSet(
         np.clip(np.round(texture_out), 0, 255).astype(np.uint8), coverage, shade_out, tuple(lights), monochrome
     )
@@ -384,12 +384,17 @@ MIRROR_FROM_X = 0.3
 
 
 def _mirror_unseen(
-    texture: np.ndarray, shading: np.ndarray | None, coverage: np.ndarray
+    texture: np.ndarray, shading: np.ndarray | None, coverage: np.ndarray, kept: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Texels the photos saw badly (the far side of a turned face) take the mirrored texel from the other
     side where that was seen better: its colour de-lit with the other side's shading and relit with this
     side's, so the photo's light stays consistent. Coverage rises accordingly, so the identity, not the
-    actor, is drawn there when the actor turns that side to the camera."""
+    actor, is drawn there when the actor turns that side to the camera.
+
+    ``kept`` (0..1 per texel; None: all 1): the share of the photos' view of a texel the identity keeps — 0 where
+    a fringe is left out (``CleanupConfig.fringe``). Such a texel stays unseen: filled from its mirror image, a
+    fringe's corner left out on one side came back as the hair over the other corner (s1.jpg, the left part of
+    her fringe drawn back from its right part, which was not found)."""
     from engines.identity.cleanup import mirror_map
     from engines.light.sh import linear_to_srgb, srgb_to_linear
     from engines.swap.texture import texture_canonical_x
@@ -401,6 +406,8 @@ def _mirror_unseen(
     # Only the sides: near the middle a texel's mirror is next to it anyway (and the mesh is not symmetric
     # enough to mirror a nostril onto a nostril).
     sides = (np.abs(texture_canonical_x(size)) > MIRROR_FROM_X).astype(np.float32)
+    if kept is not None:
+        mirrored_cover = mirrored_cover * np.clip(kept, 0.0, 1.0)
     gain = np.clip(mirrored_cover * MIRROR_TRUST - coverage, 0.0, 1.0) * sides
     if not (gain > 0.05).any():
         return texture, coverage
