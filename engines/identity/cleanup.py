@@ -107,6 +107,12 @@ class CleanupConfig:
     """With ``fringe``, how much of the fringe's area is left to the actor: 1, the actor's forehead shows
     there; 0, the identity's forehead, filled in from the skin around the fringe, is drawn there (measured:
     the same cosine within 0.03, and a smooth, paler forehead that is no one's skin)."""
+    fringe_strands: float = 2.0
+    """With ``fringe``: texels above the brows whose lightness varies from side to side this many times more than the
+    cheeks' (hanging strands, ``_strand_energy``) are hair where they join the fringe found by its colour: lit blond
+    strands can be as light and as warm as skin (s1.jpg's over her left brow: 2.5 times her cheeks at the median,
+    her fringe as a whole 2.9). The shared photos' bare foreheads read 0.7-1.3 times their cheeks at the median and
+    2.2-2.5 at the 90th percentile on the three with the least make-up (obama.jpg, biden.jpg, alex-lacamoire.png)."""
     highlights: bool = True
     """Pull specular highlights down to the surrounding skin's level."""
     denoise: bool = True
@@ -326,6 +332,14 @@ def _occluders(
         # Down to the brows' lower edge, and beside the eyes down to the eyes (hair swept to a temple).
         zone = (y < BROWS_TOP_Y) | ((np.abs(x) > TEMPLE_X) & (y < TEMPLE_LOW_Y))
         hair = _connected(free & zone & hairy, face & (y < FOREHEAD_TOP_Y))
+        if hair.any():
+            # A fringe's lit strands can be as light and as warm as skin (blond hair under a flash: s1.jpg's over
+            # her left brow, left out, it stayed painted on the actor's forehead). Hair is told by its strands
+            # there: fine lines dense over the whole patch, where skin is smooth but for a few creases. Only what
+            # joins the fringe found by its colour is taken (a bare forehead's wrinkles have no fringe to join).
+            energy = _strand_energy(raw[..., 0], face)
+            strands = energy > cfg.fringe_strands * max(float(np.median(energy[cheeks])), 1.0)
+            hair = _connected(free & zone & (hairy | strands), hair)
         brows = brow_mask(size)
         # Brows the fringe reaches down to are under it (s1.jpg's are): the identity has none to give there.
         fringe_mask = _curtain(hair, y, face, brows) & zone & ~(keep & ~brows)
@@ -359,12 +373,33 @@ def _occluders(
     if not found.any():
         return found, (none if cfg.fringe else None)
 
-    def soften(mask: np.ndarray) -> np.ndarray:
+    def soften(mask: np.ndarray, sigma: float = size / 160.0) -> np.ndarray:
         grown = cv2.dilate(mask, np.ones((7, 7), np.uint8))
-        soft = cv2.GaussianBlur(grown, (0, 0), size / 160.0)
+        soft = cv2.GaussianBlur(grown, (0, 0), sigma)
         return np.clip(np.maximum(soft, mask), 0.0, 1.0).astype(np.float32)
 
-    return np.maximum(soften(found), faded), (soften(fringe_mask.astype(np.float32)) if cfg.fringe else None)
+    occluded = np.maximum(soften(found), faded)
+    if not cfg.fringe:
+        return occluded, None
+    # What the fringe leaves to the actor ramps out over a wider band than what is filled (``FRINGE_RAMP``): cut
+    # within a few texels, the actor's brows stood over a line where the identity's lids began.
+    return occluded, soften(fringe_mask.astype(np.float32), size * FRINGE_RAMP)
+
+
+FRINGE_RAMP = 1 / 40
+"""The share of the texture's side over which the identity gives way to the actor around a fringe left out (the
+standard deviation of its soft edge): about the height of a brow."""
+STRAND_SIGMA = 1 / 128
+"""Hair's strands are measured as the lightness gradient's magnitude averaged over this share of the texture's side
+(a few strands wide)."""
+
+
+def _strand_energy(lightness: np.ndarray, face: np.ndarray) -> np.ndarray:
+    """(T, T) float32: the lightness gradient across the face (side to side) averaged around each texel over the
+    face: a fringe's strands hang down, so they change the lightness from side to side; a forehead's wrinkles run
+    across it and change it from top to bottom."""
+    gx = cv2.Sobel(lightness, cv2.CV_32F, 1, 0)
+    return _normalised_blur(np.abs(gx), face.astype(np.float32), lightness.shape[0] * STRAND_SIGMA)
 
 
 def _curtain(hair: np.ndarray, y: np.ndarray, face: np.ndarray, brows: np.ndarray) -> np.ndarray:

@@ -266,6 +266,41 @@ def test_cleanup_fills_the_microphone_and_keeps_the_face(
     np.testing.assert_allclose(lin_fringe.coverage[upper], clean.coverage[upper], atol=0.02)
 
 
+def test_a_fringe_is_found_whole_and_stays_out_on_both_sides(
+    tmp_path: Path, analyser: FaceAnalyser, faces: Path
+) -> None:
+    """s1.jpg's fringe is brown over her right brow and lit blond over her left one, as light and as warm as her skin
+    there: found by its strands too, it is left out over the whole forehead, each corner as much as the middle. A
+    corner the colour alone missed is not drawn back from the other side's mirror image either (its left part came
+    back from the right one's hair); and no bare forehead among the shared photos is taken for a fringe."""
+    from dataclasses import replace
+
+    from engines.identity.cleanup import CleanupConfig
+    from engines.swap.texture import texture_canonical_x, texture_canonical_y, texture_labels
+
+    x, y, labels = texture_canonical_x(512), texture_canonical_y(512), texture_labels(512)
+
+    def enrol(config: CleanupConfig, photo: str) -> Identity:
+        store = IdentityStore(tmp_path / "ids", analyser=analyser, config=replace(analyser.config, cleanup=config))
+        return store.load(store.enroll(Path(photo).stem.replace("_", "-"), [faces / photo], replace=True).name)
+
+    kept = enrol(CleanupConfig(), "s1.jpg")
+    forehead = (y < -0.8) & (labels >= 0) & (kept.coverage > 0.5)
+    right, left = forehead & (x < -0.3), forehead & np.isfinite(x) & (x > 0.3)
+    whole = enrol(CleanupConfig(fringe=True), "s1.jpg")
+    for side in (right, forehead & (np.abs(x) <= 0.3), left):
+        assert float(np.mean(whole.coverage[side])) < 0.05
+    # By its colour alone (no strands), her left corner is partly missed; the right one stays out all the same.
+    by_colour = enrol(CleanupConfig(fringe=True, fringe_strands=np.inf), "s1.jpg")
+    assert float(np.mean(by_colour.coverage[left])) > 0.1
+    assert float(np.mean(by_colour.coverage[right])) < 0.02
+    for photo in ("obama.jpg", "biden.jpg", "roop_source.jpg", "woman.png", "lin-manuel-miranda.png"):
+        bare = enrol(CleanupConfig(fringe=True), photo)
+        upper = (y < -0.5) & (labels >= 0) & (bare.coverage > 0.0)
+        plain = enrol(CleanupConfig(), photo)
+        np.testing.assert_allclose(bare.coverage[upper], plain.coverage[upper], atol=0.02, err_msg=photo)
+
+
 def test_the_far_side_of_a_turned_photo_is_filled_from_the_near_side(
     tmp_path: Path, analyser: FaceAnalyser, faces: Path, enrolled: Enrolled
 ) -> None:
