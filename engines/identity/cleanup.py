@@ -149,9 +149,15 @@ class CleanupConfig:
     (s1.jpg: its cheeks 15 units redder than its skin) was drawn as two red discs on every actor, and a chin lit by
     a bounce from the clothes as a pale greenish one (the swap moves the face's colour as a whole to the actor's);
     0: the photo's colours as they are."""
-    skin_colour_tolerance: float = 6.0
+    skin_colour_tolerance: float = 3.0
     """The skin's broad colour may depart this far (a*b*, OpenCV's 8-bit L*a*b* units) from its median untouched: a
-    face's own cheeks are a few units redder than its forehead (1-5 on the shared photos without make-up)."""
+    face's own cheeks are a few units redder than its forehead (1-5 on the shared photos without make-up). At 6,
+    s1.jpg's flash-lit lower cheeks (paler and 5 units less red than her median) and the olive shadow beside her
+    mouth stayed, drawn as teal and yellow patches on a pale actor's cheek (s18.mp4's close-up)."""
+    skin_colour_detail: float = 0.5
+    """How much of the skin's colour detail around its broad colour stays below the eyes (its lightness all stays):
+    all of it, s1.jpg's blotchy flash-and-retouch colour was drawn as a mottle of pink, teal and yellow on the cheek;
+    none of it cost biden.jpg's likeness 0.01-0.03 of cosine (half: 0.01-0.02; BENCHMARKS.md, issue 21)."""
     teeth: bool = True
     """Give the mouth opening and teeth showing through the lips the lips' colour."""
     smile_folds: float = 1.0
@@ -249,7 +255,9 @@ def clean_texture(
     if cfg.highlights:
         albedo = _flatten_highlights(albedo, labels, face, cfg.highlight_ratio)
     if cfg.skin_colour > 0.0:
-        albedo, evened = _even_skin_colour(albedo, labels, face, weight, cfg.skin_colour, cfg.skin_colour_tolerance)
+        albedo, evened = _even_skin_colour(
+            albedo, labels, face, weight, cfg.skin_colour, cfg.skin_colour_tolerance, cfg.skin_colour_detail
+        )
         changed |= evened
     if cfg.smile_folds > 0.0 and smile > 0.0:
         albedo, relaxed = _relax_smile(albedo, labels, face, seen, min(smile, 1.0) * cfg.smile_folds)
@@ -565,11 +573,17 @@ def smile_zone(size: int) -> np.ndarray:
 
 
 def _even_skin_colour(
-    albedo: np.ndarray, labels: np.ndarray, face: np.ndarray, weight: np.ndarray, amount: float, tolerance: float
+    albedo: np.ndarray,
+    labels: np.ndarray,
+    face: np.ndarray,
+    weight: np.ndarray,
+    amount: float,
+    tolerance: float,
+    detail: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Below the eyes, the skin's broad a*b* (``SKIN_COLOUR_SIGMA``) brought toward the face's median skin colour
-    by ``amount`` of what departs from it beyond ``tolerance``; each texel keeps its detail around the broad colour
-    and its luminance (only its chromaticity moves); (albedo, texels changed)."""
+    by ``amount`` of what departs from it beyond ``tolerance``; each texel keeps ``detail`` of its colour's detail
+    around the broad colour, and its luminance (only its chromaticity moves); (albedo, texels changed)."""
     size = albedo.shape[0]
     skin = face & (labels == SKIN) & ~brow_mask(size) & (weight > 0.2)
     if skin.sum() < 500:
@@ -581,6 +595,9 @@ def _even_skin_colour(
     distance = np.linalg.norm(departure, axis=2)
     kept = tolerance + (1.0 - amount) * np.maximum(distance - tolerance, 0.0)
     shift = departure * (np.minimum(kept / np.maximum(distance, 1e-6), 1.0) - 1.0)[..., None]
+    # The skin's fine colour around its broad colour: all but ``detail`` of it goes too (the texels keep their
+    # lightness, so freckles, pores and creases stay).
+    shift = shift - (1.0 - detail) * (ab - broad) * skin[..., None]
     # Below the eyes only: the lids and the skin around the eyes keep their colour (eye shadow is part of how an
     # eye reads; evened there, roop_source.jpg's eye region read a few frames more beyond the artifact bound, d10.mp4).
     below = np.clip(
@@ -590,6 +607,10 @@ def _even_skin_colour(
         1.0,
     )
     where = cv2.GaussianBlur((face & (labels == SKIN)).astype(np.float32), (0, 0), size / 256.0) * below
+    # Only where the broad colour was measured on enough skin around: at the outline it is an extrapolation from a
+    # few texels (an orange streak down biden.jpg's jaw, at the finer ``SKIN_COLOUR_SIGMA``).
+    density = cv2.GaussianBlur(skin.astype(np.float32), (0, 0), size * SKIN_COLOUR_SIGMA)
+    where = where * np.clip(2.0 * density, 0.0, 1.0)
     shift = shift * where[..., None]
     moved = lab.copy()
     moved[..., 1:] += shift
@@ -613,9 +634,9 @@ def _lab_to_linear(lab: np.ndarray) -> np.ndarray:
 SKIN_COLOUR_FROM_Y = (-0.15, 0.05)
 """The skin's colour is evened from the first of these heights down (canonical, eye-corner distances, y down; the
 lower lids are at -0.34), fully from the second."""
-SKIN_COLOUR_SIGMA = 1 / 32
-"""The skin's broad colour is its a*b* averaged over this share of the texture's side (a blush's disc is about four
-times as wide)."""
+SKIN_COLOUR_SIGMA = 1 / 64
+"""The skin's broad colour is its a*b* averaged over this share of the texture's side (a blush's disc is about eight
+times as wide; at 1/32 patches the size of s1.jpg's flash-lit lower cheek were detail, kept)."""
 
 
 def _lift_mouth_corners(

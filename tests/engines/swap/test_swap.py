@@ -29,15 +29,20 @@ def store(tmp_path_factory: pytest.TempPathFactory, faces: Path, models_dir: Pat
 
 
 def test_rendering_an_identity_onto_its_own_photo_gives_the_photo_back(  # type: ignore[no-untyped-def]
-    store: IdentityStore, detector, mesh, faces: Path
+    tmp_path: Path, models_dir: Path, detector, mesh, faces: Path
 ) -> None:
     """Unwrap then render through the same mesh is the identity map: the texture path is consistent (at the
-    window's own size: a work size the photo's face fits in)."""
+    window's own size: a work size the photo's face fits in). The photo is enrolled without the clean-up, which
+    changes the texture on purpose (its grain, highlights and blotchy skin colour)."""
+    from engines.identity.enroll import EnrollConfig
+
+    raw = IdentityStore(tmp_path / "ids", models_dir, config=EnrollConfig(cleanup=None))
+    raw.enroll("obama", [faces / "obama.jpg"], face="largest")
     image, lm = photo_mesh(detector, mesh, faces / "obama.jpg")
     swapper = MeshSwapper(SwapConfig(work_px=1024))
     geometry = swapper.geometry(image, lm)
     assert geometry is not None
-    identity = store.load("obama")
+    identity = raw.load("obama")
     rendered = swapper.render(geometry, identity, "texture")
     assert rendered.shape == (geometry.window.height, geometry.window.width, 3) and rendered.dtype == np.uint8
     actor = swapper.actor_window(image, geometry)
