@@ -155,9 +155,10 @@ class CleanupConfig:
     s1.jpg's flash-lit lower cheeks (paler and 5 units less red than her median) and the olive shadow beside her
     mouth stayed, drawn as teal and yellow patches on a pale actor's cheek (s18.mp4's close-up)."""
     skin_colour_detail: float = 0.5
-    """How much of the skin's colour detail around its broad colour stays below the eyes (its lightness all stays):
-    all of it, s1.jpg's blotchy flash-and-retouch colour was drawn as a mottle of pink, teal and yellow on the cheek;
-    none of it cost biden.jpg's likeness 0.01-0.03 of cosine (half: 0.01-0.02; BENCHMARKS.md, issue 21)."""
+    """How much of the skin's colour detail around its broad colour stays from the brows down (its lightness all
+    stays): all of it, s1.jpg's blotchy flash-and-retouch colour was drawn as a mottle of pink, teal and yellow on
+    the cheek; none of it cost biden.jpg's likeness 0.01-0.03 of cosine (half: 0.01-0.02; BENCHMARKS.md, issue
+    21)."""
     teeth: bool = True
     """Give the mouth opening and teeth showing through the lips the lips' colour."""
     smile_folds: float = 1.0
@@ -581,7 +582,7 @@ def _even_skin_colour(
     tolerance: float,
     detail: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Below the eyes, the skin's broad a*b* (``SKIN_COLOUR_SIGMA``) brought toward the face's median skin colour
+    """From the brows down, the skin's broad a*b* (``SKIN_COLOUR_SIGMA``) brought toward the face's median skin colour
     by ``amount`` of what departs from it beyond ``tolerance``; each texel keeps ``detail`` of its colour's detail
     around the broad colour, and its luminance (only its chromaticity moves); (albedo, texels changed)."""
     size = albedo.shape[0]
@@ -598,8 +599,8 @@ def _even_skin_colour(
     # The skin's fine colour around its broad colour: all but ``detail`` of it goes too (the texels keep their
     # lightness, so freckles, pores and creases stay).
     shift = shift - (1.0 - detail) * (ab - broad) * skin[..., None]
-    # Below the eyes only: the lids and the skin around the eyes keep their colour (eye shadow is part of how an
-    # eye reads; evened there, roop_source.jpg's eye region read a few frames more beyond the artifact bound, d10.mp4).
+    # From the brows down (``SKIN_COLOUR_FROM_Y``): the skin only, the lids and brows are features and keep their
+    # colour (eye shadow is part of how an eye reads).
     below = np.clip(
         (np.nan_to_num(texture_canonical_y(size), posinf=-9.0) - SKIN_COLOUR_FROM_Y[0])
         / (SKIN_COLOUR_FROM_Y[1] - SKIN_COLOUR_FROM_Y[0]),
@@ -631,9 +632,11 @@ def _lab_to_linear(lab: np.ndarray) -> np.ndarray:
     return srgb_to_linear(np.clip(srgb, 0.0, 1.0)).astype(np.float32)
 
 
-SKIN_COLOUR_FROM_Y = (-0.15, 0.05)
+SKIN_COLOUR_FROM_Y = (-0.7, -0.5)
 """The skin's colour is evened from the first of these heights down (canonical, eye-corner distances, y down; the
-lower lids are at -0.34), fully from the second."""
+brows are at -0.6, the lower lids at -0.34), fully from the second: the skin around the eyes too (the lids and brows
+are features, not skin, and keep their colour). From under the eyes only (-0.15), the olive of s1.jpg's skin around
+her eyes (her fringe's shadow, de-lit) stayed: a yellow-green ring around her eyes on s18.mp4's close-up."""
 SKIN_COLOUR_SIGMA = 1 / 64
 """The skin's broad colour is its a*b* averaged over this share of the texture's side (a blush's disc is about eight
 times as wide; at 1/32 patches the size of s1.jpg's flash-lit lower cheek were detail, kept)."""
