@@ -9,6 +9,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -129,6 +130,42 @@ def test_the_trained_persons_shape_is_stored_and_the_swap_morphs_the_actor_towar
     image = frames[-1][0]
     unchanged = np.abs(morphed.astype(int) - image.astype(int)).max(axis=2) <= 8
     assert unchanged[:, :40].all() and unchanged[:, -40:].all()  # the frame's edges: no face there
+
+
+def test_the_contact_sheet_draws_the_stored_shape_through_the_processor(
+    src: Path, export: Path, tmp_path: Path, clips: Path, models_dir: Path
+) -> None:
+    """``benchmarks/dnr_sheet.py`` draws each renderer through the FaceProcessor, so the same weights with their
+    person's shape stored draw d10's actress with another jaw line than without it (the product's morph; a sheet
+    with geometry of its own drew both alike), and its rows are input | each model, cropped around the face."""
+    from benchmarks.dnr_sheet import TILE_PX, draw, sheet
+    from engines.face.landmarks import FaceMesh
+    from engines.face.topology import FACE_OVAL
+    from engines.runtime import load_model, models
+    from engines.swap.neural import write_shape
+    from engines.train.shape import faceset_shape
+    from tests.face_helpers import clip_frames
+
+    shaped = tmp_path / "shaped.onnx"
+    write_shape(export, shaped, faceset_shape([src], FaceMesh(load_model(models.resolve("facemesh", str(models_dir))))))
+    data = tmp_path / "data"
+    for name, path in (("plain", export), ("shaped", shaped)):
+        assert main(["models", "add", str(path), "--data-dir", str(data), "--unverified", "--name", name]) == 0
+    names = ["plain", "shaped"]
+    drawn, times = draw(clip_frames(clips / "d10.mp4", 3), UserModelStore(data), names, {2}, str(models_dir))
+    assert [d.index for d in drawn] == [2] and all(len(ms) == 3 for ms in times)
+    d = drawn[0]
+    # The jaw: the outline's lower half (ear to ear under the chin), a band a twentieth of the face wide.
+    jaw = d.landmarks[list(FACE_OVAL[9:28]), :2]
+    band = np.zeros(d.image.shape[:2], np.uint8)
+    width = max(2, round(float(np.ptp(jaw[:, 0])) / 20))
+    cv2.polylines(band, [np.round(jaw).astype(np.int32)], False, 1, width)
+    differs = np.abs(d.outputs[1].astype(int) - d.outputs[0].astype(int)).max(axis=2) > 8
+    assert differs[band > 0].mean() > 0.4, differs[band > 0].mean()
+    x0, y0, x1, y1 = d.box
+    assert x0 <= jaw[:, 0].min() and jaw[:, 0].max() <= x1 and jaw[:, 1].max() <= y1  # the jaw is on the sheet
+    picture = sheet(drawn, names)
+    assert picture.shape[0] == TILE_PX + 4 and picture.shape[1] > 3 * TILE_PX * (x1 - x0) / (y1 - y0)
 
 
 def test_a_bad_renderer_file_is_refused_in_one_line(
