@@ -292,7 +292,7 @@ class NeuralRenderSwapper(_WholeFaceModel):
         morph: float = 0.0,
         actor_window: np.ndarray | None = None,
     ) -> LearnedFace:
-        from engines.swap.neural import colour_match, drawn, shading_match, upper_lids
+        from engines.swap.neural import colour_match, drawn, shading_match, tone_match, upper_lids
 
         if geometry.morph is not None:  # the face morphed toward its person's shape: rendered on that mesh
             landmarks = geometry.landmarks
@@ -310,6 +310,7 @@ class NeuralRenderSwapper(_WholeFaceModel):
             actor = alignment.crop(image).astype(np.float32) / 255.0
         face = colour_match(face, actor, mask)  # its light is its footage's: the actor's is wanted
         face = shading_match(face, actor, mask, crop_lm)  # and the light's pattern over the face (SHADING_SIGMA)
+        face = tone_match(face, actor, mask, crop_lm)  # and the skin's tone across it (TONE_SIGMA)
         keep = 1.0 - upper_lids(crop_lm, self.size)  # the actor's lids, not its greyish ones (LIDS_KEPT)
         return _paste(alignment, _to_u8(face), mask * keep * self._ramp, geometry)
 

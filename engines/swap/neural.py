@@ -228,3 +228,48 @@ def shading_match(
 
     gain = np.clip((smooth_luma(actor) + 0.02) / (smooth_luma(face) + 0.02), *SHADING_GAIN)
     return np.clip(face * gain[..., None], 0.0, 1.0).astype(np.float32)
+
+
+TONE_SIGMA = SHADING_SIGMA
+"""``tone_match``'s scale, as ``SHADING_SIGMA``: finer would take the actor's own features' colour (her lips,
+her eye make-up) into the skin around them. 0: not matched."""
+TONE_GAIN_MAX = 1.5
+"""``tone_match``: a pixel takes at most this many times the local a*, b* offset (in proportion to its L* over the
+smooth L* around it, as ``chroma_shift_weight``)."""
+
+
+def tone_match(
+    face: np.ndarray, actor: np.ndarray, mask: np.ndarray, crop_landmarks: np.ndarray, sigma: float = TONE_SIGMA
+) -> np.ndarray:
+    """``face`` (R, R, 3) float32 BGR 0..1 with the actor's (same shape) skin tone across the face: each pixel's
+    a*, b* (CIE L*a*b*; L* is kept) moved by the actor's smooth a*, b* less the face's, both averaged over the skin
+    (``mask`` less the eyes, lips and brows of ``crop_landmarks``) at ``sigma``, in proportion to the pixel's L*
+    over the face's smooth L* (dark brows and lashes take little; 0..``TONE_GAIN_MAX``). ``colour_match`` moves
+    only the face's mean, over brows, eyes and lips too, and ``shading_match`` only its light: the trained person's
+    own tone pattern stayed. Obama_speaking's forehead is more yellow than his cheeks where d10's actress's is
+    pinker, and the luma-scaled mean shift took the most red from her bright forehead: a pale grey-green band
+    under the hairline (a* 11-12 against her 16-17) and grey-green eye rings (BENCHMARKS.md, issue 19)."""
+    from engines.face.topology import LEFT_BROW, LEFT_EYE, LIPS_OUTER, RIGHT_BROW, RIGHT_EYE
+
+    if sigma <= 0:
+        return face
+    res = face.shape[0]
+    lm = np.asarray(crop_landmarks, np.float64)[:, :2]
+    features = np.zeros((res, res), np.float32)
+    polys = [np.round(lm[list(c)]).astype(np.int32) for c in (RIGHT_EYE, LEFT_EYE, LIPS_OUTER, RIGHT_BROW, LEFT_BROW)]
+    cv2.fillPoly(features, polys, 1.0)
+    weight = (mask * (1.0 - features)).astype(np.float32)
+    px = sigma * res
+    blurred = cv2.GaussianBlur(weight, (0, 0), px)
+    norm = np.maximum(blurred, max(float(blurred.max()), 1e-6) * 1e-3)
+
+    def smooth(x: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(x * weight[..., None], (0, 0), px).reshape(res, res, -1) / norm[..., None]
+
+    lab_face = cv2.cvtColor(np.ascontiguousarray(face, np.float32), cv2.COLOR_BGR2LAB)
+    lab_actor = cv2.cvtColor(np.ascontiguousarray(actor, np.float32), cv2.COLOR_BGR2LAB)
+    s_face, s_actor = smooth(lab_face), smooth(lab_actor)
+    scale = np.clip(lab_face[..., :1] / np.maximum(s_face[..., :1], 1.0), 0.0, TONE_GAIN_MAX)
+    out = lab_face.copy()
+    out[..., 1:] += (s_actor[..., 1:] - s_face[..., 1:]) * scale
+    return np.clip(cv2.cvtColor(out, cv2.COLOR_LAB2BGR), 0.0, 1.0).astype(np.float32)
