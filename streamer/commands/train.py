@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from engines.train.faceset import Faceset
-    from engines.train.loop import Dist, Progress
+    from engines.train.loop import Dist, Progress, StopRule
     from engines.train.workspace import TrainingFolder
     from streamer.governance.consent import ConsentRecord
 
@@ -185,11 +185,7 @@ def run(args: argparse.Namespace) -> int:
     if where.leader:
         check_disk(folder.path, trainer.parameters)
         _say_start(args, trainer, cfg, src, dst, folder, device.type, where, resumed=state is not None)
-    printer = _Printer()
-    outcome = trainer.run(rule, printer if where.leader else None)
-    printer.close()
-    if where.leader:
-        print(_memory_line(device))
+    outcome = _run_printing(trainer.run, rule, where, device)
     if outcome == "stopped":
         if where.leader:
             print(
@@ -324,6 +320,19 @@ def _say_start(
         f"dst {len(dst)} faces{f', from iteration {trainer.iteration}' if resumed else ''}"
     )
     print(f"preview: {folder.path / 'preview.png'} (every {args.preview_every:g} min); Ctrl-C stops with a checkpoint")
+
+
+def _run_printing(
+    run: Callable[[StopRule, Callable[[Progress], None] | None], str], rule: StopRule, where: Dist, device: Any
+) -> str:
+    """``run(rule, on_progress)`` of either trainer with the progress line on rank 0, then its peak memory there;
+    the run's outcome ("finished", "stopped", ...)."""
+    printer = _Printer()
+    outcome = run(rule, printer if where.leader else None)
+    printer.close()
+    if where.leader:
+        print(_memory_line(device))
+    return outcome
 
 
 def _memory_line(device: Any) -> str:
@@ -514,16 +523,12 @@ def _train_dnr(
             "checkpoint and registers what it learned",
             flush=True,
         )
-    printer = _Printer()
-    outcome = loop.run(rule, printer if where.leader else None)
-    printer.close()
-    if where.leader:
-        print(_memory_line(device))
-        if outcome == "stopped":
-            print(
-                f"stopped at iteration {trainer.iteration}: checkpoint in {folder.checkpoint}; continue: stageswap "
-                f"train {args.name} --resume --minutes M"
-            )
+    outcome = _run_printing(loop.run, rule, where, device)
+    if where.leader and outcome == "stopped":
+        print(
+            f"stopped at iteration {trainer.iteration}: checkpoint in {folder.checkpoint}; continue: stageswap "
+            f"train {args.name} --resume --minutes M"
+        )
     if trainer.iteration == 0:
         raise InputError(f"{args.name!r} was stopped before its first iteration: nothing to register")
     if not where.leader:
