@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -201,6 +202,21 @@ SHADING_GAIN = (0.67, 1.5)
 """How far ``shading_match`` may brighten or darken a point of the rendered face."""
 
 
+def _weighted_blur(weight: np.ndarray, px: float) -> Callable[[np.ndarray], np.ndarray]:
+    """A Gaussian average at ``px`` (pixels) of an (R, R) or (R, R, C) image over ``weight`` (R, R) only: each
+    pixel's neighbours weighted by ``weight`` and normalised by the blurred weight (held off zero far from it)."""
+    blurred = cv2.GaussianBlur(weight, (0, 0), px)
+    norm = np.maximum(blurred, max(float(blurred.max()), 1e-6) * 1e-3)
+
+    def smooth(x: np.ndarray) -> np.ndarray:
+        if x.ndim == 2:
+            return cv2.GaussianBlur(x * weight, (0, 0), px) / norm
+        out = cv2.GaussianBlur(x * weight[..., None], (0, 0), px).reshape(x.shape[0], x.shape[1], -1)
+        return out / norm[..., None]
+
+    return smooth
+
+
 def shading_match(
     face: np.ndarray, actor: np.ndarray, mask: np.ndarray, crop_landmarks: np.ndarray, sigma: float = SHADING_SIGMA
 ) -> np.ndarray:
@@ -217,14 +233,10 @@ def shading_match(
     lm = np.asarray(crop_landmarks, np.float64)[:, :2]
     openings = np.zeros((res, res), np.float32)
     cv2.fillPoly(openings, [np.round(lm[list(c)]).astype(np.int32) for c in (RIGHT_EYE, LEFT_EYE, LIPS_INNER)], 1.0)
-    weight = (mask * (1.0 - openings)).astype(np.float32)
-    px = sigma * res
-    spread = max(float(cv2.GaussianBlur(weight, (0, 0), px).max()), 1e-6) * 1e-3
-    norm = np.maximum(cv2.GaussianBlur(weight, (0, 0), px), spread)
+    smooth = _weighted_blur((mask * (1.0 - openings)).astype(np.float32), sigma * res)
 
     def smooth_luma(x: np.ndarray) -> np.ndarray:
-        luma = (x.reshape(-1, 3) @ _TO_YCC[0]).reshape(res, res).astype(np.float32)
-        return cv2.GaussianBlur(luma * weight, (0, 0), px) / norm
+        return smooth((x.reshape(-1, 3) @ _TO_YCC[0]).reshape(res, res).astype(np.float32))
 
     gain = np.clip((smooth_luma(actor) + 0.02) / (smooth_luma(face) + 0.02), *SHADING_GAIN)
     return np.clip(face * gain[..., None], 0.0, 1.0).astype(np.float32)
@@ -258,14 +270,7 @@ def tone_match(
     features = np.zeros((res, res), np.float32)
     polys = [np.round(lm[list(c)]).astype(np.int32) for c in (RIGHT_EYE, LEFT_EYE, LIPS_OUTER, RIGHT_BROW, LEFT_BROW)]
     cv2.fillPoly(features, polys, 1.0)
-    weight = (mask * (1.0 - features)).astype(np.float32)
-    px = sigma * res
-    blurred = cv2.GaussianBlur(weight, (0, 0), px)
-    norm = np.maximum(blurred, max(float(blurred.max()), 1e-6) * 1e-3)
-
-    def smooth(x: np.ndarray) -> np.ndarray:
-        return cv2.GaussianBlur(x * weight[..., None], (0, 0), px).reshape(res, res, -1) / norm[..., None]
-
+    smooth = _weighted_blur((mask * (1.0 - features)).astype(np.float32), sigma * res)
     lab_face = cv2.cvtColor(np.ascontiguousarray(face, np.float32), cv2.COLOR_BGR2LAB)
     lab_actor = cv2.cvtColor(np.ascontiguousarray(actor, np.float32), cv2.COLOR_BGR2LAB)
     s_face, s_actor = smooth(lab_face), smooth(lab_actor)
