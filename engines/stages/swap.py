@@ -109,7 +109,9 @@ class SwapStage:
             ctx.actor_window = self.swapper.actor_window(frame.image, geometry, out=ctx.out[ys, xs])
         else:
             ctx.actor_window = self.swapper.actor_window(frame.image, geometry)
-        ctx.actor = geometry.to_work(ctx.actor_window)
+        # The mesh swap's face in the measured light shows none of the actor at the work size: only measured there.
+        measured_only = identity is not None and ctx.learned is None and settings.relight_target.mode == "match"
+        ctx.actor = geometry.to_work(ctx.actor_window, measured_only)
         if into_frame and ctx.actor is ctx.actor_window:  # its own pixels, whatever is drawn into the frame later
             ctx.actor = ctx.actor.copy()
         if ctx.learned is not None:
