@@ -32,6 +32,8 @@ areas), and the detector weighs each cell by the amplitude that mask gives it ov
 The hush mark (``HUSH``; issue 24, twelfth session; not the default) codes the 48 bits at rate 1/3 (162 coded bits,
 ``engines.compose.fec``) and reads them with a soft-decision Viterbi decoder, the CRC-16 still the check: the same
 energy reads at about 0.7 x the per-bit z the uncoded word needs, and that margin is spent on a weaker mark on faces.
+What the faces lose the picture off them makes up where the frame has little texture left (``floor_after_faces``), and
+a reader that finds the faces too weighs their cells less (a matched filter; ``read_stream``'s ``faces``).
 
 The moving mark (``WatermarkConfig(motion=True)``, ``MOVING``; issue 24, seventh session; not the default) is
 drawn where the picture has moved (``engines.compose.picture_motion``: a 3 x 4 grid of regions, phase correlation
@@ -50,7 +52,7 @@ import math
 import secrets
 import threading
 from collections import Counter, OrderedDict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 import cv2
@@ -133,6 +135,16 @@ class WatermarkConfig:
     """The masked marks' factor on the faces ``apply`` is given (1: none; issue 24, twelfth session): the S-CIELAB map
     sees a blue mark of about one level on close-up skin and a shadowed face whatever luma texture masks it
     (``_face_factor``)."""
+    floor_after_faces: bool = False
+    """Measure the masked marks' floor (``mask_floor_rms``) on the mark drawn, after the faces' factor, and raise only
+    the picture off the faces (issue 24, thirteenth session; ``_boosted_off_faces``). Before, the floor was measured on
+    the whole frame's mask and the faces weakened after it: a frame whose texture is mostly a face (a close-up, a
+    shadowed face in a dark room) kept a frame's worth of mask on paper and drew a quarter of it."""
+    mask_open_px: int = 0
+    """The masked marks' texture mask opened (eroded, then dilated) over this many px of the frame (0: not; issue 24,
+    thirteenth session): a lone speck or short line on a flat wall has band energy like texture within the mask's
+    16 px, but nothing around it hides a pattern; texture that fills the neighbourhood keeps its mask. Measured at
+    half resolution like the mask (``_half_mask_gain``)."""
     window_frames: int = 1
     """Frames a reading may combine (``read_stream``, ``read_clip``): a frame that does not read alone is read with the
     ``window_frames - 1`` before it, averaged (``_window_z``; a mean, not a sum: a still picture's content is the same
@@ -175,6 +187,12 @@ class WatermarkConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
                 raise InputError(f"watermark {name} must be between {low} and {high}, got {value!r}")
+        if (
+            isinstance(self.mask_open_px, bool)
+            or not isinstance(self.mask_open_px, int)
+            or not 0 <= self.mask_open_px <= 64
+        ):
+            raise InputError(f"watermark mask_open_px must be an integer between 0 and 64, got {self.mask_open_px!r}")
         if (
             isinstance(self.window_frames, bool)
             or not isinstance(self.window_frames, int)
@@ -222,12 +240,24 @@ instead (up to 1.75 x the picture's band RMS, at most 2.85 levels of blue). Besi
 a flat colour, ``COARSE``'s blue mark is a coloured fringe that the colour visibility map sees at 3x contrast (Obama's
 wall); texture of mixed orientations hides it. Figures: BENCHMARKS.md, "The quiet mark"."""
 
-HUSH = replace(QUIET, code="conv", face_gain=0.25, window_frames=8, min_agreement=0.74)
+HUSH = replace(
+    QUIET,
+    code="conv",
+    face_gain=0.25,
+    window_frames=8,
+    min_agreement=0.74,
+    floor_after_faces=True,
+    mask_open_px=24,
+)
 """``QUIET`` with error-correcting gain, kept weaker on faces (issue 24, twelfth session): a quarter of its mask on the
 faces the processor tracks (``WatermarkConfig.face_gain``), the 48 payload bits coded at rate 1/3 and read by a
 soft-decision Viterbi decoder (``WatermarkConfig.code``), a frame that does not read alone read with the 7 before it
 (``window_frames``). A new name, not a new ``QUIET``: its cells carry 162 coded bits in another layout, so files marked
-``quiet`` keep their own reader. Figures: BENCHMARKS.md, "The hush mark"."""
+``quiet`` keep their own reader. Thirteenth session: the floor measured on the mark drawn, raising the picture off the
+faces (``floor_after_faces``: a close-up keeps its mark's energy), the texture mask opened over 24 px
+(``mask_open_px``: no halo around a lone speck on a wall), and the reader given the faces it finds weighs their cells
+by the quarter drawn there (``read_stream(faces=...)``). Same layout: the twelfth session's hush files read as before.
+Figures: BENCHMARKS.md, "The hush mark"."""
 
 MARKS = {
     "standard": WatermarkConfig(),
@@ -259,6 +289,12 @@ def watermark_config(mark: str = "standard", enabled: bool = True) -> WatermarkC
     if mark not in MARKS:
         raise InputError(f"unknown watermark mark {mark!r}: choose one of {', '.join(MARKS)}")
     return replace(MARKS[mark], enabled=enabled)
+
+
+FaceFinder = Callable[[np.ndarray], "np.ndarray | None"]
+"""A reader's source of face boxes: called with each frame as it is read, in order; returns its faces (n x 4: x1, y1,
+x2, y2 px) or None. A stream reader may hold the last faces found between detections, as the processor's tracker
+does; it sees no later frame."""
 
 
 @dataclass(frozen=True)
@@ -441,9 +477,15 @@ class Watermarker:
         shift = motion.update(grey) if motion is not None else np.zeros((1, 1, 2), np.float32)
         offset = self._moving_offset(w, h, wid, shift)
         if self.config.masked:
-            gain = _boosted(_half_mask_gain(grey, self.config), self.config)
-            if faces is not None and len(faces) and self.config.face_gain < 1.0:  # after the boost: not raised again
-                gain = cv2.multiply(gain, _face_factor(faces, self.config, (w, h), (gain.shape[1], gain.shape[0])))
+            gain = _half_mask_gain(grey, self.config)
+            if faces is not None and len(faces) and self.config.face_gain < 1.0:
+                face = _face_factor(faces, self.config, (w, h), (gain.shape[1], gain.shape[0]))
+                if self.config.floor_after_faces:
+                    gain = _boosted_off_faces(gain, face, self.config)
+                else:  # after the boost: not raised again
+                    gain = cv2.multiply(_boosted(gain, self.config), face)
+            else:
+                gain = _boosted(gain, self.config)
             offset = cv2.multiply(offset, gain)
         offset = cv2.resize(offset, (w, h), interpolation=cv2.INTER_LINEAR)
         # a value under one level rounds to isolated +-1 specks that move with the mask's noise every frame: the
@@ -587,8 +629,11 @@ class Watermarker:
             return np.zeros(self.config.symbols) if folded is None else _align_regions(*folded, self._tile())
         return self._grid_bit_z(image)
 
-    def _folded(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """A moving mark's frame folded onto its tile (``_tiled_fold``); None for a grey frame (no chroma)."""
+    def _folded(self, image: np.ndarray, faces: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """A moving mark's frame folded onto its tile (``_tiled_fold``); None for a grey frame (no chroma). ``faces``:
+        the frame's face boxes, where a mark with ``face_gain`` below 1 is weaker: the reader weighs their cells by the
+        amplitude drawn there (a matched filter), so a close-up's face adds its picture's noise at a quarter of the
+        weight, not in full (thirteenth session: roop_target's frames 15-17 read after H.264 only with them)."""
         self._check_frame(image, colour=False)
         if self.config.carrier == "chroma":
             if image.ndim != 3:  # a grey frame has no chroma to read
@@ -597,6 +642,9 @@ class Watermarker:
         else:
             plane = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
         amp = mask_gain_map(image, self.config) if self.config.carrier == "chroma" and self.config.masked else None
+        if amp is not None and faces is not None and len(faces) and self.config.face_gain < 1.0:
+            h, w = plane.shape
+            amp = cv2.multiply(amp, _face_factor(faces, self.config, (w, h), (w, h)))
         return self._tiled_fold(plane, amp)
 
     def _grid_bit_z(self, image: np.ndarray) -> np.ndarray:
@@ -702,13 +750,22 @@ class Watermarker:
         flipped = int(np.count_nonzero((z > 0).astype(np.int8) != coded))
         return WatermarkReading(wid, _confidence(z, coded), mean_z, corrected_bits=flipped)
 
-    def read_stream(self, frames: Iterable[np.ndarray]) -> Iterator[WatermarkReading]:
+    def read_stream(self, frames: Iterable[np.ndarray], faces: FaceFinder | None = None) -> Iterator[WatermarkReading]:
         """Each frame's reading, in order, with the ``window_frames - 1`` frames before it (``window_frames`` 1: the
-        frame alone, as ``read``); ``_window_z`` says how they are combined."""
+        frame alone, as ``read``); ``_window_z`` says how they are combined. ``faces``: a function giving each frame's
+        face boxes as it is read (``FaceFinder``), for a mark kept weaker on faces; without it the reader weighs a
+        face's cells like any others."""
         window: deque[tuple[np.ndarray, np.ndarray] | np.ndarray | None] = deque(maxlen=self.config.window_frames)
         for image in frames:
-            window.append(self._folded(image) if self.config.motion else self._grid_bit_z(image))
+            window.append(self._item(image, faces))
             yield self._read_window(window)
+
+    def _item(self, image: np.ndarray, faces: FaceFinder | None) -> tuple[np.ndarray, np.ndarray] | np.ndarray | None:
+        """What a reading keeps of a frame: a moving mark's fold, or the soft values."""
+        if not self.config.motion:
+            return self._grid_bit_z(image)
+        boxes = faces(image) if faces is not None and self.config.face_gain < 1.0 else None
+        return self._folded(image, boxes)
 
     def _read_window(
         self, window: deque[tuple[np.ndarray, np.ndarray] | np.ndarray | None], z: np.ndarray | None = None
@@ -739,8 +796,8 @@ class Watermarker:
         energy = np.mean([f[1] for f in folds], axis=0)
         return _align_regions(folded, energy, self._tile())
 
-    def read_clip(self, frames: Iterable[np.ndarray]) -> ClipReading:
-        """Read every frame (with the frames before it, ``read_stream``), and the clip pooled.
+    def read_clip(self, frames: Iterable[np.ndarray], faces: FaceFinder | None = None) -> ClipReading:
+        """Read every frame (with the frames before it, ``read_stream``; ``faces`` as there), and the clip pooled.
 
         The pooled reading decodes the mean of the frames' soft bit values. It is a mean, not a sum:
         consecutive frames of a still scene share their picture content, so that "noise" does not
@@ -751,7 +808,7 @@ class Watermarker:
         z_total = np.zeros(self.config.symbols)
         window: deque[tuple[np.ndarray, np.ndarray] | np.ndarray | None] = deque(maxlen=self.config.window_frames)
         for image in frames:
-            item = self._folded(image) if self.config.motion else self._grid_bit_z(image)
+            item = self._item(image, faces)
             window.append(item)
             n += 1
             z = self.bit_z_of(item)
@@ -855,6 +912,9 @@ def _half_mask_gain(image: np.ndarray, config: WatermarkConfig) -> np.ndarray:
     band = cv2.subtract(half, cv2.GaussianBlur(half, (0, 0), math.sqrt(4.0**2 - 1.0) / 2.0))
     energy = cv2.blur(cv2.multiply(band, band), (8, 8))  # 16 px of the frame
     rms = cv2.sqrt(cv2.max(energy, 0.0))  # a box blur of squares can dip below 0 by rounding
+    if config.mask_open_px > 0:  # a lone speck's band energy is no texture around it (``mask_open_px``)
+        side = max(1, config.mask_open_px // 2)
+        rms = cv2.morphologyEx(rms, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (side, side)))
     if config.mask_edges > 0.0:  # measured at a quarter of the resolution: 0.3 ms of CPU a 720p frame, not ~3
         factor = _edge_factor(cv2.pyrDown(half), config.mask_edges)
         rms = cv2.multiply(rms, cv2.resize(factor, (half.shape[1], half.shape[0]), interpolation=cv2.INTER_LINEAR))
@@ -934,14 +994,36 @@ def _boosted(gain: np.ndarray, config: WatermarkConfig) -> np.ndarray:
     ``mask_gain`` as before. Where there is no texture the mark stays none; where there is some, it may then be up to
     k x ``mask_ratio`` times the picture's band RMS: the reader needs a mark of some size in every frame, and a dark,
     soft frame (short_hamilton's second half) has too little texture to read one at 1.5x."""
-    if config.mask_floor_rms <= 0.0:
-        return gain
-    rms = float(np.sqrt(np.mean(cv2.multiply(gain, gain))))
-    k = min(MAX_BOOST, config.mask_floor_rms / max(rms, 1e-6))
-    k = max(1.0, 1.0 + math.floor((k - 1.0) / BOOST_STEP + 1e-9) * BOOST_STEP)
+    k = _boost(float(np.sqrt(np.mean(cv2.multiply(gain, gain)))), config)
     if k <= 1.0:
         return gain
     return cv2.min(cv2.multiply(gain, k), config.mask_gain)
+
+
+def _boost(rms: float, config: WatermarkConfig) -> float:
+    """The floor's factor for a mask of RMS ``rms``: floor_rms / rms, at least 1, at most ``MAX_BOOST``, rounded down
+    to whole ``BOOST_STEP``s (1 without a floor)."""
+    if config.mask_floor_rms <= 0.0:
+        return 1.0
+    k = min(MAX_BOOST, config.mask_floor_rms / max(rms, 1e-6))
+    return max(1.0, 1.0 + math.floor((k - 1.0) / BOOST_STEP + 1e-9) * BOOST_STEP)
+
+
+def _boosted_off_faces(gain: np.ndarray, face: np.ndarray, config: WatermarkConfig) -> np.ndarray:
+    """``gain`` (a frame's mask) with the faces' factor ``face`` (``_face_factor``) and the floor measured on what is
+    drawn (``WatermarkConfig.floor_after_faces``): the boost k (``_boosted``'s, from the RMS of gain x face) raises the
+    picture off the faces only, the faces keep ``face_gain`` x their mask, the ramp between them is blended.
+
+    Why: the faces' quarter of the mask leaves a close-up or a frame whose texture is mostly a face with little mark,
+    and after H.264 such frames were the ones not read (roop_target 15-17, short_hamilton 26-49, thirteenth session);
+    the off-face texture of those frames carries the rest, up to ``MAX_BOOST`` x, as a soft frame's does."""
+    drawn = cv2.multiply(gain, face)
+    k = _boost(float(np.sqrt(np.mean(cv2.multiply(drawn, drawn)))), config)
+    if k <= 1.0:
+        return drawn
+    fg = config.face_gain
+    off = (face - np.float32(fg)) * np.float32(1.0 / max(1.0 - fg, 1e-6))  # 1 off the faces, 0 on them
+    return cv2.min(cv2.multiply(gain, cv2.add(cv2.multiply(off, k - fg), fg)), config.mask_gain)
 
 
 def draw_badge(image: np.ndarray, text: str = "SYNTHETIC") -> np.ndarray:

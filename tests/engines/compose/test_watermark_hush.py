@@ -14,6 +14,7 @@ from engines.compose import fec
 from engines.compose.watermark import (
     HUSH,
     MARKS,
+    MAX_BOOST,
     PAYLOAD_BITS,
     QUIET,
     Watermarker,
@@ -21,6 +22,7 @@ from engines.compose.watermark import (
     agreement,
     coded_bits,
     mark_name,
+    mask_gain_map,
     payload_bits,
 )
 from engines.errors import InputError
@@ -44,21 +46,68 @@ def test_noise_decodes_to_no_id() -> None:
 
 def test_the_mark_is_weaker_on_the_faces_it_is_given(clips: Path) -> None:
     """s18, 4 frames with the face's box from frame 0 (x 662-878, y 91-400): inside the box the mark is at most
-    ``face_gain`` (a quarter) of what it is without the box (levels of blue summed over the box), outside the same to
-    within 5%; the factor is 1 where there are no faces."""
+    ``face_gain`` (a quarter) of what it is without the box (levels of blue summed over the box); outside it the floor,
+    measured on what is drawn (``floor_after_faces``), raises the mark a little (measured +10%: one boost step) and
+    never lowers it, and without ``floor_after_faces`` it is the same to within 5%; the factor is 1 where there are no
+    faces."""
     frames = frames_720p(clips / "s18.mp4", 4)
     box = np.array([[662.0, 91.0, 878.0, 400.0]], np.float32)
-    plain, kept_off = Watermarker(HUSH), Watermarker(HUSH)
-    m_plain, m_off = plain.motion(), kept_off.motion()
-    inside, outside = np.zeros(2), np.zeros(2)
+    before = replace(HUSH, floor_after_faces=False)
+    markers = [Watermarker(HUSH), Watermarker(HUSH), Watermarker(before)]
+    motions = [m.motion() for m in markers]
+    inside, outside = np.zeros(3), np.zeros(3)
     for frame in frames:
-        a = np.abs(plain.apply(frame, WID, m_plain).astype(np.int16) - frame)[:, :, 0]
-        b = np.abs(kept_off.apply(frame, WID, m_off, box).astype(np.int16) - frame)[:, :, 0]
-        inside += [a[91:400, 662:878].sum(), b[91:400, 662:878].sum()]
-        outside += [a[:, :400].sum(), b[:, :400].sum()]
+        for i, (marker, motion, boxes) in enumerate(zip(markers, motions, (None, box, box), strict=True)):
+            d = np.abs(marker.apply(frame, WID, motion, boxes).astype(np.int16) - frame)[:, :, 0]
+            inside[i] += d[91:400, 662:878].sum()
+            outside[i] += d[:, :400].sum()
     assert inside[1] <= HUSH.face_gain * inside[0] and inside[0] > 1000, inside
-    assert abs(outside[1] - outside[0]) <= 0.05 * outside[0], outside
+    assert inside[2] <= HUSH.face_gain * inside[0], inside
+    assert outside[0] <= outside[1] <= MAX_BOOST * outside[0], outside
+    assert abs(outside[2] - outside[0]) <= 0.05 * outside[0], outside
     assert np.array_equal(_face_factor(np.zeros((0, 4)), HUSH, (1280, 720), (640, 360)), np.ones((360, 640)))
+
+
+def test_a_close_up_keeps_its_mark_off_the_face() -> None:
+    """A frame whose texture is all in its face (a textured ellipse on a flat grey): the face keeps ``face_gain`` of its
+    mask; the little texture off it (a strip along the bottom) is raised by the floor measured on what is drawn, up to
+    ``MAX_BOOST`` x its mask (``floor_after_faces``), where without it the strip keeps its mask as it was."""
+    rng = np.random.default_rng(5)
+    frame = np.full((720, 1280, 3), 128, np.uint8)
+    noise = rng.normal(0.0, 12.0, (720, 1280)).astype(np.float32)
+    yy, xx = np.mgrid[0:720, 0:1280]
+    face = ((xx - 640) / 300.0) ** 2 + ((yy - 330) / 300.0) ** 2 <= 1.0
+    strip = yy >= 680
+    texture = np.where(face, noise, np.where(strip, noise / 6, 0.0))  # the strip: fine texture, under the cap
+    frame = np.clip(frame + texture[:, :, None], 0, 255).astype(np.uint8)
+    box = np.array([[420.0, 110.0, 860.0, 550.0]], np.float32)
+    drawn = []
+    for config in (HUSH, replace(HUSH, floor_after_faces=False)):
+        marker = Watermarker(config)
+        d = np.abs(marker.apply(frame, WID, marker.motion(), box).astype(np.int16) - frame)[:, :, 0]
+        drawn.append((d[200:460, 520:760].sum(), d[690:710, 100:1180].sum()))
+    (face_after, strip_after), (face_before, strip_before) = drawn
+    assert face_after <= 1.05 * face_before, drawn
+    assert 1.5 * strip_before <= strip_after, drawn  # measured 2.4 x: the boost, and values now over one level
+
+
+def test_a_lone_speck_on_a_flat_wall_gets_no_mask() -> None:
+    """``mask_open_px``: a flat grey wall with a few dark specks (3 px, 50 levels: d13's wall) and a patch of texture.
+    Without the opening the specks' band energy gives the wall around them the full mask (the mark a yellowish halo
+    at 3x contrast); with it a tenth of that at most, and the texture keeps its mask (within 10% of its mean)."""
+    rng = np.random.default_rng(7)
+    frame = np.full((720, 1280, 3), 150, np.uint8)
+    for x, y in ((300, 200), (420, 330), (250, 480)):
+        frame[y : y + 3, x : x + 3] = 100
+    patch = rng.normal(0.0, 10.0, (200, 300)).astype(np.float32)
+    frame[400:600, 800:1100] = np.clip(150 + patch[:, :, None], 0, 255).astype(np.uint8)
+    opened = mask_gain_map(frame, HUSH)
+    plain = mask_gain_map(frame, replace(HUSH, mask_open_px=0))
+    around = (slice(180, 500), slice(230, 440))
+    assert plain[around].max() > 1.0 and opened[around].max() < 0.2 * plain[around].max()  # measured 1.9, 0.18
+    assert opened[around].mean() < 0.25 * plain[around].mean()
+    inner = (slice(430, 570), slice(830, 1070))
+    assert opened[inner].mean() >= 0.9 * plain[inner].mean() > 0.5
 
 
 def test_hush_reads_after_live_h264_and_unmarked_footage_reads_nothing(clips: Path) -> None:
@@ -88,6 +137,49 @@ def test_hush_is_a_named_mark_with_checked_settings() -> None:
     assert HUSH.symbols == 162 and QUIET.symbols == PAYLOAD_BITS
     assert np.array_equal(coded_bits(WID, HUSH), fec.encode(payload_bits(WID)))
     assert np.array_equal(coded_bits(WID, QUIET), payload_bits(WID))
-    for field, bad in (("code", "turbo"), ("face_gain", 1.5), ("min_agreement", -0.1), ("window_frames", 0)):
+    for field, bad in (
+        ("code", "turbo"),
+        ("face_gain", 1.5),
+        ("min_agreement", -0.1),
+        ("window_frames", 0),
+        ("mask_open_px", 100),
+    ):
         with pytest.raises(InputError, match=field):
             replace(HUSH, **{field: bad})
+
+
+def test_hush_read_with_the_faces_found_in_the_frames_read(clips: Path, detector) -> None:  # type: ignore[no-untyped-def]
+    """roop_target, a close-up (24 frames), marked with the faces YuNet finds as the tracker gives them, H.264 at the
+    live bitrate: a reader of the stream given the faces it finds in the frames it reads (``read_stream(faces=...)``,
+    the last ones held where none is found; no later frame) reads >= 95% (measured 100%; 87.5% by the twelfth
+    session's mark and reader); no other id; the unmarked encode reads none with the faces either. A hush encode made
+    before the thirteenth session's changes (floor measured before the faces, no opened mask) is read by this reader
+    (the layout is the same)."""
+
+    def finder():  # type: ignore[no-untyped-def]
+        last = np.zeros((0, 4), np.float32)
+
+        def find(image: np.ndarray) -> np.ndarray:
+            nonlocal last
+            found = detector.detect(image)
+            if found:
+                last = np.stack([np.asarray(d.box, np.float32) for d in found])
+            return last
+
+        return find
+
+    frames = frames_720p(clips / "roop_target_1080p.mp4", 24)
+    track = finder()
+    boxes = [track(f) for f in frames]
+    hush = Watermarker(HUSH)
+    motion = hush.motion()
+    live, _ = h264_round_trip([hush.apply(f, WID, motion, b) for f, b in zip(frames, boxes, strict=True)])
+    readings = list(hush.read_stream(live, finder()))
+    assert np.mean([r.id == WID for r in readings]) >= 0.95
+    assert all(r.id in (WID, None) for r in readings)
+    plain, _ = h264_round_trip(frames)
+    assert all(r.id is None for r in hush.read_stream(plain, finder()))
+    older = Watermarker(replace(HUSH, floor_after_faces=False, mask_open_px=0))
+    o_motion = older.motion()
+    old_live, _ = h264_round_trip([older.apply(f, WID, o_motion, b) for f, b in zip(frames, boxes, strict=True)])
+    assert hush.read_clip(old_live, finder()).id == WID
