@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engines.errors import InputError
+from streamer.commands import add_models_arg
+
+if TYPE_CHECKING:
+    from engines.compose.watermark import FaceFinder
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     v.add_argument("--data-dir", metavar="DIR", help="data directory (default $STAGESWAP_DATA or ~/.local/share)")
     v.add_argument("--no-watermark", action="store_true", help="do not read the watermark")
+    add_models_arg(v)  # the face detector, for a mark kept weaker on faces (hush): its reader weighs them less
     v.add_argument("--max-frames", type=int, default=300, help="frames read for the watermark (default 300)")
     v.add_argument("--json", action="store_true", help="print the report as JSON")
     v.set_defaults(func=run)
@@ -46,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     trust = args.trust or default_trust(data_dir(args.data_dir))
     report = verify_file(args.file, trust)
     stated = stated_mark(report.facts) if report.facts is not None else None
-    mark = None if args.no_watermark else read_watermark(args.file, args.max_frames, first=stated)
+    mark = None if args.no_watermark else read_watermark(args.file, args.max_frames, first=stated, models=args.models)
     if mark and mark.get("id"):
         mark["recordings"] = recordings_marked(data_dir(args.data_dir) / "recordings", mark["id"])
     if args.json:
@@ -65,11 +71,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_watermark(path: Path, max_frames: int, first: str | None = None) -> dict[str, Any]:
+def read_watermark(path: Path, max_frames: int, first: str | None = None, models: str | None = None) -> dict[str, Any]:
     """Per-frame and pooled watermark reading of the first ``max_frames`` frames of ``path``; ``first``: the mark
     (``MARKS``' name) whose reader is tried first, the one the file's manifest states. ``reader`` in the result names
     the mark whose reader found the id: marks drawn differently on one carrier (``coarse`` and ``quiet``) read alike,
-    so it says which reader agrees, not which of those was drawn."""
+    so it says which reader agrees, not which of those was drawn. A mark kept weaker on faces (hush) is read with the
+    faces YuNet finds in each frame read (``models``: where to look for it first), as a stream's reader would (the
+    last faces held where none is found); ``faces`` in the result says whether they were (without the model the
+    reader weighs faces like the rest, and reads fewer frames of a close-up)."""
     import itertools
 
     from engines.compose.watermark import MARKS, READERS, Watermarker, format_id, mark_name
@@ -78,13 +87,18 @@ def read_watermark(path: Path, max_frames: int, first: str | None = None) -> dic
     # every mark stageswap writes, in ``READERS``' order: today's, then the masked, the chroma, the moving, the coarse
     # the quiet and the hush ones (their detectors read differently: issue 24); the stated one first
     configs = [MARKS[first], *(c for c in READERS if c != MARKS[first])] if first in MARKS else list(READERS)
+    finder = None
     for marker in (Watermarker(config) for config in configs):
+        faces = None
+        if marker.config.face_gain < 1.0:
+            finder = finder if finder is not None else _face_finder(models)
+            faces = finder() if finder is not None else None
         with VideoReader(path) as reader:
             info = reader.info
             if min(info.width, info.height) < marker.config.min_side_px:
                 return {"id": None, "error": f"frames {info.width}x{info.height} are too small to carry the watermark"}
             frames = (f.image for f in itertools.islice(reader.frames(), max_frames))
-            clip = marker.read_clip(frames)
+            clip = marker.read_clip(frames, faces)
         if clip.id is not None:
             break
     pooled = clip.pooled
@@ -102,7 +116,38 @@ def read_watermark(path: Path, max_frames: int, first: str | None = None) -> dic
         "motion": marker.config.motion,
         "grid_cells": marker.config.grid_cells,
         "code": marker.config.code,
+        "faces": faces is not None,
     }
+
+
+def _face_finder(models: str | None) -> Callable[[], FaceFinder] | None:
+    """A maker of face finders for the watermark's reader (one per reading: each holds the last faces found), YuNet
+    on the CPU at 640 px as the tracker runs it; None when the model is not there (the reader then reads without)."""
+    import numpy as np
+
+    from engines.errors import ModelError
+    from engines.face.detect import FaceDetector
+    from engines.runtime import load_model
+    from engines.runtime import models as registry
+
+    try:
+        detector = FaceDetector(load_model(registry.resolve("yunet", models), "cpu"), input_width=640)
+    except ModelError:
+        return None
+
+    def finder() -> FaceFinder:
+        last = np.zeros((0, 4), np.float32)
+
+        def find(image: np.ndarray) -> np.ndarray:
+            nonlocal last
+            found = detector.detect(image)
+            if found:
+                last = np.stack([np.asarray(d.box, np.float32) for d in found])
+            return last
+
+        return find
+
+    return finder
 
 
 def recordings_marked(folder: Path, watermark_id: str) -> list[str]:
