@@ -113,6 +113,15 @@ class CleanupConfig:
     strands can be as light and as warm as skin (s1.jpg's over her left brow: 2.5 times her cheeks at the median,
     her fringe as a whole 2.9). The shared photos' bare foreheads read 0.7-1.3 times their cheeks at the median and
     2.2-2.5 at the 90th percentile on the three with the least make-up (obama.jpg, biden.jpg, alex-lacamoire.png)."""
+    fringe_chroma: float = 0.45
+    """With ``fringe``: hair darker than the cheeks is told from shadowed skin by its chromaticity, its linear
+    channels' log-ratios this far from the cheeks' (``_hair_like``): a shadow keeps the skin's (the shared photos'
+    foreheads under a painted hat brim's shadow: 0.11-0.15 at the median, s18.mp4's side away from the light 0.34),
+    hair does not (d10.mp4's black 0.95, s1.jpg's brown fringe 0.64), or by its strands."""
+    fringe_middle: float = 0.5
+    """With ``fringe``: the share of the forehead's middle above the brows (``FRINGE_MIDDLE_X``) that must be hair for
+    a fringe to be taken: s1.jpg's 0.86 (0.81-0.85 grey, darkened, at a quarter of its size); every other shared
+    photo, a painted hat brim's shadow and every 20th frame of d10.mp4 (hair beside the temples) 0 to 0.06."""
     highlights: bool = True
     """Pull specular highlights down to the surrounding skin's level."""
     denoise: bool = True
@@ -340,18 +349,29 @@ def _occluders(
     if cfg.fringe:
         # Down to the brows' lower edge, and beside the eyes down to the eyes (hair swept to a temple).
         zone = (y < BROWS_TOP_Y) | ((np.abs(x) > TEMPLE_X) & (y < TEMPLE_LOW_Y))
-        hair = _connected(free & zone & hairy, face & (y < FOREHEAD_TOP_Y))
+        # A fringe's lit strands can be as light and as warm as skin (blond hair under a flash: s1.jpg's over her
+        # left brow, left out, it stayed painted on the actor's forehead). Hair is told by its strands there: fine
+        # lines dense over the whole patch, where skin is smooth but for a few creases. Only what joins the fringe
+        # found by its colour is taken (a bare forehead's wrinkles have no fringe to join).
+        energy = _strand_energy(raw[..., 0], face)
+        strands = energy > cfg.fringe_strands * max(float(np.median(energy[cheeks])), 1.0)
+        # Darker than the cheeks is not enough: a forehead's shadowed top (a bald head's, a hat brim's, the side
+        # away from the light) is as dark, and of the skin's colour (``_hair_like``).
+        hair_like = _hair_like(albedo, face, cheeks, strands, free & zone & (hairy | strands), cfg)
+        hair = _connected(free & zone & hairy & hair_like, face & (y < FOREHEAD_TOP_Y))
         if hair.any():
-            # A fringe's lit strands can be as light and as warm as skin (blond hair under a flash: s1.jpg's over
-            # her left brow, left out, it stayed painted on the actor's forehead). Hair is told by its strands
-            # there: fine lines dense over the whole patch, where skin is smooth but for a few creases. Only what
-            # joins the fringe found by its colour is taken (a bare forehead's wrinkles have no fringe to join).
-            energy = _strand_energy(raw[..., 0], face)
-            strands = energy > cfg.fringe_strands * max(float(np.median(energy[cheeks])), 1.0)
-            hair = _connected(free & zone & (hairy | strands), hair)
+            hair = _connected(free & zone & ((hairy & hair_like) | strands), hair)
         brows = brow_mask(size)
         # Brows the fringe reaches down to are under it (s1.jpg's are): the identity has none to give there.
         fringe_mask = _curtain(hair, y, face, brows) & zone & ~(keep & ~brows)
+        # A fringe hangs over the forehead's middle; hair beside the temples alone (a middle parting, a receding
+        # hairline) is not one: left out, every identity enrolled from d10.mp4's actress lost its forehead's sides.
+        # Judged on the hair itself above the brows, not on the curtain: a raised brow's dark hairs outside the
+        # brows' outline join the hair at the temples and hang a curtain over the middle (d10.mp4's frame 280).
+        middle = face & (np.abs(x) < FRINGE_MIDDLE_X) & (y < ABOVE_BROWS_Y)
+        share = float(np.mean(hair[middle])) if middle.any() else 0.0
+        if share < cfg.fringe_middle:
+            fringe_mask = np.zeros_like(fringe_mask)
         found_mask |= fringe_mask
     upper = (y >= ABOVE_BROWS_Y) & (y < SIDE_HAIR_Y) & (np.abs(x) > SIDE_X)
     if cfg.sides:
@@ -409,6 +429,38 @@ def _strand_energy(lightness: np.ndarray, face: np.ndarray) -> np.ndarray:
     across it and change it from top to bottom."""
     gx = cv2.Sobel(lightness, cv2.CV_32F, 1, 0)
     return _normalised_blur(np.abs(gx), face.astype(np.float32), lightness.shape[0] * STRAND_SIGMA)
+
+
+FRINGE_MIDDLE_X = 0.25
+"""The forehead's middle, where a fringe hangs (``CleanupConfig.fringe_middle``): this far either side of the face's
+middle line (eye-corner distances; the inner brow ends are at about 0.2)."""
+HAIR_SIGMA = 1 / 64
+"""Hair is told from shadowed skin by the share of hair-like texels around each candidate texel (``_hair_like``)
+over this share of the texture's side (a few strands' widths)."""
+
+
+def _hair_like(
+    albedo: np.ndarray,
+    face: np.ndarray,
+    cheeks: np.ndarray,
+    strands: np.ndarray,
+    candidate: np.ndarray,
+    cfg: CleanupConfig,
+) -> np.ndarray:
+    """(T, T) bool: the texels of ``candidate`` (found darker or off-hued on the photo's pixels) in a neighbourhood
+    where most are hair-like — hanging strands (``strands``), or a colour other than the skin's once the light's
+    strength is out of it and darker than the cheeks (black, brown, dyed hair). A shadow keeps the skin's colour:
+    its chromaticity (the linear channels' log-ratios) does not move when the light gets weaker, and it is smooth.
+    Lighter than the cheeks and off-hued is an over-lit forehead (t1.jpg's), not hair, unless it has strands."""
+    lab = _lab(albedo, face)
+    darker = float(np.median(lab[..., 0][cheeks])) - lab[..., 0] > 0.5 * cfg.hair_darker
+    eps = 1e-3
+    chromaticity = np.log(np.maximum(albedo[..., [0, 2]], 0.0) + eps) - np.log(np.maximum(albedo[..., 1:2], 0.0) + eps)
+    reference = np.median(chromaticity[cheeks], axis=0)
+    off_hue = np.linalg.norm(chromaticity - reference, axis=2) > cfg.fringe_chroma
+    evidence = (strands | (off_hue & darker)).astype(np.float32)
+    share = _normalised_blur(evidence, candidate.astype(np.float32), albedo.shape[0] * HAIR_SIGMA)
+    return candidate & (share > 0.5)
 
 
 def _curtain(hair: np.ndarray, y: np.ndarray, face: np.ndarray, brows: np.ndarray) -> np.ndarray:
