@@ -412,12 +412,24 @@ def _occluders(
         return occluded, None
     # What the fringe leaves to the actor ramps out over a wider band than what is filled (``FRINGE_RAMP``): cut
     # within a few texels, the actor's brows stood over a line where the identity's lids began.
-    return occluded, soften(fringe_mask.astype(np.float32), size * FRINGE_RAMP)
+    return occluded, _ramp_out(fringe_mask, size * FRINGE_RAMP)
 
 
 FRINGE_RAMP = 1 / 40
 """The share of the texture's side over which the identity gives way to the actor around a fringe left out (the
 standard deviation of its soft edge): about the height of a brow."""
+
+
+def _ramp_out(mask: np.ndarray, sigma: float) -> np.ndarray:
+    """(T, T) float32: 1 on ``mask``, falling off outside it as a Gaussian of the distance from it (``sigma``
+    texels), without a jump at its edge: a mask blurred and laid under itself jumped from 1 to about half at the
+    edge, and the identity's face began under the actor's brows as a hard line however wide the blur."""
+    if not mask.any():
+        return np.zeros(mask.shape, np.float32)
+    outside = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5)
+    return np.exp(-0.5 * (outside / max(sigma, 1e-3)) ** 2).astype(np.float32)
+
+
 STRAND_SIGMA = 1 / 128
 """Hair's strands are measured as the lightness gradient's magnitude averaged over this share of the texture's side
 (a few strands wide)."""
