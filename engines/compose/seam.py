@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from engines.face.topology import SKIN
+from engines.face.topology import FEATURE, SKIN
 from engines.light.sh import srgb_to_linear
 from engines.swap.mesh import FaceGeometry, padded_mask
 
@@ -86,6 +86,8 @@ def seam_field(
     labels, feather = geometry.labels_small[::2, ::2], feather[::2, ::2]
     h, w = labels.shape
     unit = geometry.face_scale_px * w / geometry.window.width  # eye-corner distance in these pixels
+    if seen is not None:
+        labels = _features_at_coverage_edge_as_skin(labels, seen, unit)
     covered = labels >= 0
     skin = labels == SKIN
     if int(skin.sum()) < 30:
@@ -150,6 +152,33 @@ def _inside(covered: np.ndarray, seen: np.ndarray | None, unit: float) -> np.nda
         drawn = covered & (low == 0)
     inside: np.ndarray = cv2.distanceTransform(padded_mask(drawn), cv2.DIST_L2, 3)[1:-1, 1:-1]
     return inside
+
+
+COVERAGE_EDGE_REACH = 0.3
+"""How far from where the photos' coverage ends inside the outline (eye-corner distances) the features' skin counts as
+skin for the tone match (``_features_at_coverage_edge_as_skin``) ..."""
+COVERAGE_EDGE_INSIDE = 0.3
+"""... where that part reaches this far inside the outline (eye-corner distances; the forehead's ramp is 0.25 wide)."""
+
+
+def _features_at_coverage_edge_as_skin(labels: np.ndarray, seen: np.ndarray, unit: float) -> np.ndarray:
+    """``labels`` (half the geometry resolution) with the features near a broad part left to the actor inside the
+    outline (``seen``: a photo's fringe left out) labelled skin: there the coverage ends at the brows' lower edge,
+    and the skin between the brows and the lids is labelled a feature (the brows' and lids' band): with no skin
+    sampled, the identity's face met the actor's paler brow bone as a step under the brows (d10.mp4 x s1.jpg). The
+    brows and lashes stay out all the same: only pixels near the skin's median luminance on both sides are sampled."""
+    k = max(3, int(round(HOLE_MIN * unit)) | 1)
+    opened = cv2.morphologyEx((seen[::2, ::2] < SEEN_EDGE).astype(np.uint8), cv2.MORPH_OPEN, np.ones((k, k), np.uint8))
+    # Only a part left to the actor well inside the outline: every photo's coverage thins out along the outline
+    # itself, and there the features are not under the brows (the swap of a photo without a fringe is unchanged).
+    inside = cv2.distanceTransform(padded_mask(labels >= 0), cv2.DIST_L2, 3)[1:-1, 1:-1]
+    low = ((opened > 0) & (inside > COVERAGE_EDGE_INSIDE * unit)).astype(np.uint8)
+    if not low.any():
+        return labels
+    r = max(1, int(round(COVERAGE_EDGE_REACH * unit)))
+    near = cv2.dilate(low, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) > 0
+    out: np.ndarray = np.where(near & (labels == FEATURE), SKIN, labels).astype(labels.dtype)
+    return out
 
 
 def _near_median(linear: np.ndarray, skin: np.ndarray, factor: float) -> np.ndarray:
