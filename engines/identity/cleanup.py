@@ -14,9 +14,9 @@ shimmers as the face moves. Here, per photo and before the photos are merged
   background the outline runs over: ``PALE_REACH_X``), with the somewhat paler strands it thins out into, the
   streaks of it a few texels in and its part over a brow's outer end.
   Eyes and lips are never taken, nor brows but under a fringe. Hair hanging over the forehead from the top
-  (a fringe: hair, not a shadow, over the forehead's middle) is only taken with ``CleanupConfig.fringe`` (see
-  there), with everything above its lower edge and the brows it comes down to. Occluded texels are filled in the
-  de-lit domain — from the mirrored texel on the other side of the face where that is clean skin, else from a
+  (a fringe: hair, not a shadow, over the forehead's middle) is taken (``CleanupConfig.fringe``, see there), with
+  everything above its lower edge and the brows it comes down to. Occluded texels are filled in the de-lit
+  domain — from the mirrored texel on the other side of the face where that is clean skin, else from a
   smooth continuation of the skin around them (push-pull) — and relit with the photo's own shading;
 - **cavities and cast shadows** (``cavities``): the light model divides out the photo's broad shading but
   has no terms for what the face's own relief hides from the light — the shadow under the nose, deep
@@ -95,15 +95,14 @@ class CleanupConfig:
     """Find what is not skin reaching in from the face's outline (objects in front of the lower face; hair or
     background at the sides, with ``sides``) and fill it with skin."""
     sides: bool = True
-    fringe: bool = False
+    fringe: bool = True
     """Take hair hanging over the forehead from the top (a fringe) out of the identity: painted onto an actor
-    with other hair it floats on the forehead as a patch; left out, the actor's own forehead and brows (or
-    fringe) show there. Off by default: the face recogniser, which knows s1.jpg by her fringe, then finds the
-    output closer to the actor than to the photo (her cosine 0.45-0.64 -> 0.24-0.39, closer 100% -> 0% on d10,
-    Obama_speaking and d13; d3 in ``tests/engines/swap/test_swap_quality.py`` 100% -> 27%); with everything from
-    the brows up hidden from both crops it falls 0.03-0.07 and stays closer to her on every frame (BENCHMARKS.md,
-    issue 21). A photo without a fringe (every other shared photo, d10.mp4's frames) enrolls to the same bytes
-    with it on or off."""
+    with other hair it floats on the forehead as a patch; left out, the actor's own forehead, brows (or fringe)
+    show there. What it costs: the face recogniser, which knows s1.jpg by her fringe, finds the output closer
+    to the actor than to the photo on three clips of four (her cosine 0.45-0.64 -> 0.24-0.39); with everything
+    from the brows up hidden from both crops it falls 0.03-0.07 and the output stays closer to her on every
+    frame (BENCHMARKS.md, issue 21). A photo without a fringe (every other shared photo, d10.mp4's frames)
+    enrolls to the same bytes either way. False: the photo's fringe is painted on the actor's forehead."""
     fringe_left_out: float = 1.0
     """With ``fringe``, how much of the fringe's area is left to the actor: 1, the actor's forehead shows
     there; 0, the identity's forehead, filled in from the skin around the fringe, is drawn there (measured:

@@ -215,17 +215,17 @@ def test_the_photos_fringe_left_out_is_not_painted_on_the_actors_forehead(  # ty
 ) -> None:
     """s1.jpg's fringe covers her forehead down to the brows. Painted onto d3's actor (hair swept back) it is a
     floating patch of hair over the forehead: the forehead's darkest tenth 10-12 L* darker than the actor's
-    (``benchmarks.artifacts``). Left out of the identity (``CleanupConfig(fringe=True)``), the actor's forehead
-    shows there: the region reads within a few L* of the input's (measured under 1)."""
+    (``benchmarks.artifacts``; kept with ``CleanupConfig(fringe=False)``). Left out of the identity (the default),
+    the actor's forehead shows there: the region reads within a few L* of the input's (measured under 1)."""
     from benchmarks.artifacts import REGIONS, STATS, deviation, region_map, region_stats
     from engines.identity.cleanup import CleanupConfig
     from engines.identity.enroll import EnrollConfig
 
     forehead, dark = REGIONS.index("forehead"), STATS.index("dark")
-    left_out = IdentityStore(tmp_path / "ids", models_dir, config=EnrollConfig(cleanup=CleanupConfig(fringe=True)))
-    left_out.enroll("s1", [faces / "s1.jpg"])
+    painted = IdentityStore(tmp_path / "ids", models_dir, config=EnrollConfig(cleanup=CleanupConfig(fringe=False)))
+    painted.enroll("s1", [faces / "s1.jpg"])
     found: dict[bool, list[float]] = {}
-    for fringe, ids in ((False, store), (True, left_out)):
+    for fringe, ids in ((False, painted), (True, store)):
         proc = _processor(models_dir, ids)
         for image, t in d3[::3]:
             result = proc.process(image, t, ProcessSettings(identity="s1"))

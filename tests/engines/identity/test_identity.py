@@ -219,7 +219,7 @@ def test_cleanup_fills_the_microphone_and_keeps_the_face(
 ) -> None:
     """lin-manuel-miranda.png holds a microphone under his chin: cleaned, the chin is skin (of the skin's hue,
     like his cheeks), not grey metal; his beard, dark but of the skin's hue, brows and eyes stay as they were;
-    coverage does not change (the identity is drawn there). A fringe is only left out when asked for."""
+    coverage does not change (the identity is drawn there). A fringe is left out unless asked to stay."""
     from dataclasses import replace
 
     from engines.face.topology import SKIN
@@ -244,13 +244,13 @@ def test_cleanup_fills_the_microphone_and_keeps_the_face(
     # Eyes and brows untouched but for the grain: within a few levels.
     eyes = (y > -0.75) & (y < -0.3) & (labels != SKIN) & (raw.coverage > 0.5)
     assert float(np.median(np.abs(raw.texture[eyes].astype(int) - clean.texture[eyes].astype(int)))) < 6.0
-    # s1.jpg's fringe (hair over the forehead and her brows) stays by default; asked for, it is filled with skin
-    # and left out of the identity (its coverage drops: the actor's own forehead, or fringe, shows there).
-    fringe_store = IdentityStore(
-        tmp_path / "fringe", analyser=analyser, config=replace(analyser.config, cleanup=CleanupConfig(fringe=True))
+    # s1.jpg's fringe (hair over the forehead and her brows) is filled with skin and left out of the identity by
+    # default (its coverage drops: the actor's own forehead, or fringe, shows there); asked to, it stays.
+    painted_store = IdentityStore(
+        tmp_path / "painted", analyser=analyser, config=replace(analyser.config, cleanup=CleanupConfig(fringe=False))
     )
-    kept = clean_store.load(enrolled(clean_store, "s1.jpg").name)
-    filled = fringe_store.load(fringe_store.enroll("s1", [faces / "s1.jpg"]).name)
+    kept = painted_store.load(painted_store.enroll("s1", [faces / "s1.jpg"]).name)
+    filled = clean_store.load(enrolled(clean_store, "s1.jpg").name)
     forehead = (y < -0.8) & (labels >= 0) & (kept.coverage > 0.5)
     lightness = [float(cv2.cvtColor(i.texture, cv2.COLOR_BGR2LAB)[..., 0][forehead].std()) for i in (kept, filled)]
     assert lightness[1] < 0.6 * lightness[0]  # hair strands gone: an even forehead
@@ -261,9 +261,9 @@ def test_cleanup_fills_the_microphone_and_keeps_the_face(
     cheeks_seen = cheeks & (kept.coverage > 0.9)
     np.testing.assert_allclose(filled.coverage[cheeks_seen], kept.coverage[cheeks_seen], atol=0.02)
     # A face with no fringe keeps its forehead and brows: lin-manuel-miranda.png's hair starts above the mesh.
-    lin_fringe = fringe_store.load(fringe_store.enroll("lin", [faces / "lin-manuel-miranda.png"]).name)
+    lin_painted = painted_store.load(painted_store.enroll("lin", [faces / "lin-manuel-miranda.png"]).name)
     upper = (y < -0.5) & (labels >= 0) & (clean.coverage > 0.5)
-    np.testing.assert_allclose(lin_fringe.coverage[upper], clean.coverage[upper], atol=0.02)
+    np.testing.assert_allclose(clean.coverage[upper], lin_painted.coverage[upper], atol=0.02)
 
 
 def test_a_fringe_is_found_whole_and_stays_out_on_both_sides(
@@ -284,7 +284,7 @@ def test_a_fringe_is_found_whole_and_stays_out_on_both_sides(
         store = IdentityStore(tmp_path / "ids", analyser=analyser, config=replace(analyser.config, cleanup=config))
         return store.load(store.enroll(Path(photo).stem.replace("_", "-"), [faces / photo], replace=True).name)
 
-    kept = enrol(CleanupConfig(), "s1.jpg")
+    kept = enrol(CleanupConfig(fringe=False), "s1.jpg")
     forehead = (y < -0.8) & (labels >= 0) & (kept.coverage > 0.5)
     right, left = forehead & (x < -0.3), forehead & np.isfinite(x) & (x > 0.3)
     whole = enrol(CleanupConfig(fringe=True), "s1.jpg")
@@ -298,7 +298,7 @@ def test_a_fringe_is_found_whole_and_stays_out_on_both_sides(
     for photo in ("obama.jpg", "biden.jpg", "roop_source.jpg", "woman.png", "lin-manuel-miranda.png"):
         bare = enrol(CleanupConfig(fringe=True), photo)
         upper = (y < -0.5) & (labels >= 0) & (bare.coverage > 0.0)
-        plain = enrol(CleanupConfig(), photo)
+        plain = enrol(CleanupConfig(fringe=False), photo)
         np.testing.assert_allclose(bare.coverage[upper], plain.coverage[upper], atol=0.02, err_msg=photo)
 
 
