@@ -2,7 +2,7 @@
 
     python -m benchmarks.eval_quality [--clips d10.mp4 ...] [--identities s1.jpg ...] [--max-frames N]
                                       [--out out/eval] [--no-swap --relight-direction X,Y,Z]
-                                      [--swap-models NAME ... --data-dir DIR [--no-mesh]] [--fringe]
+                                      [--swap-models NAME ... --data-dir DIR [--no-mesh]] [--painted-fringe]
 
 Every clip runs through the real ``FaceProcessor`` (tracking, swap, relight, blend) with each identity
 photo enrolled into a temporary data directory: the mesh swap. With ``--swap-models``, each named swap
@@ -279,9 +279,10 @@ def main() -> None:
     ap.add_argument("--no-mesh", action="store_true", help="with --swap-models: leave the mesh swap out")
     ap.add_argument("--sheet-frames", type=int, default=4, help="frames per contact sheet (default 4)")
     ap.add_argument(
-        "--fringe",
+        "--painted-fringe",
         action="store_true",
-        help="enroll the identities with a fringe over the forehead left out (CleanupConfig(fringe=True), issue 21)",
+        help="enroll the identities with a photo's fringe kept and painted on the forehead (CleanupConfig(fringe="
+        "False); by default it is left out, issue 21)",
     )
     ap.add_argument(
         "--opening-grow-px",
@@ -329,7 +330,7 @@ def main() -> None:
         target = RelightTarget(mode="direction", direction=direction)  # type: ignore[arg-type]
     verdicts: list[Verdict] = []
     with tempfile.TemporaryDirectory(prefix="stageswap-eval-") as data:
-        enroll = EnrollConfig(cleanup=CleanupConfig(fringe=True)) if args.fringe else None
+        enroll = EnrollConfig(cleanup=CleanupConfig(fringe=False)) if args.painted_fringe else None
         store = IdentityStore(Path(data) / "identities", args.models, config=enroll)
         photos = {}
         probe = FaceProcessor.from_models(args.models).tracker
