@@ -14,7 +14,9 @@ identity (x model) it prints and writes to ``OUT/quality.json``:
 - identity (``mobilefacenet.onnx``, evaluation only): mean cosine of the output face to the identity photo
   and to the actor's own face in the same input frame, and the share of frames closer to the identity —
   each face aligned on the 5 points ``pfld.onnx`` finds in its own image (the morph moves the swapped
-  face's eyes and mouth; ``id@act`` is the earlier figure, the output aligned on the actor's points);
+  face's eyes and mouth; ``id@act`` is the earlier figure, the output aligned on the actor's points), and
+  the same from the brows down (``cos bb``, ``clo bb``: every crop blanked above ``BROWS_ROW``; a photo's fringe
+  is left to the actor's forehead, and a recogniser that sees the forehead judges the hairstyles);
 - expression (``pfld.onnx``, evaluation only): correlation of the mouth-opening and eye-opening curves of
   output and input over the clip, each image's curve read in its own face's square (the output's face
   tracked in the output: the morph moves it) and averaged over a few squares a little apart
@@ -351,8 +353,8 @@ def main() -> None:
             runs = [("(own face)", "(own face)", None, None)]
         print(
             f"{'clip':<22} {'identity':<20} {'frames':>6} {'cos id':>7} {'cos act':>7} {'closer':>7} "
-            f"{'mouth r':>7} {'eye r':>6} {'flicker':>7} {'id@act':>6} {'art p50':>7} {'p99':>5} {'bound':>5} "
-            f"{'within':>6} {'glasses':>9} {'fps':>6}  stage p50 ms"
+            f"{'cos bb':>6} {'clo bb':>6} {'mouth r':>7} {'eye r':>6} {'flicker':>7} {'id@act':>6} {'art p50':>7} "
+            f"{'p99':>5} {'bound':>5} {'within':>6} {'glasses':>9} {'fps':>6}  stage p50 ms"
         )
         for clip in args.clips:
             for label, name, emb, model in runs:
@@ -394,7 +396,8 @@ def main() -> None:
                 worst = ", ".join(f"{r} {n}" for r, n in list(art.worst.items())[:2]) if art is not None else "-"
                 print(
                     f"{clip:<22} {shown:<20} {report.frames:>6} {report.cos_identity:7.2f} {report.cos_actor:7.2f} "
-                    f"{report.closer_to_identity:7.0%} {report.mouth_corr:7.2f} {report.eye_corr:6.2f} "
+                    f"{report.closer_to_identity:7.0%} {report.cos_identity_below_brows:6.2f} "
+                    f"{report.closer_below_brows:6.0%} {report.mouth_corr:7.2f} {report.eye_corr:6.2f} "
                     f"{report.flicker:7.2f} {report.cos_identity_actor_points:6.2f} {art_cols} {gl_col:>9} {fps:6.1f}  "
                     f"{stages}  worst: {worst}  "
                     f"{'ok' if not fails else 'FAIL: ' + '; '.join(fails)}",

@@ -53,6 +53,12 @@ def align_112(image_bgr: np.ndarray, points5: np.ndarray) -> np.ndarray:
     return cv2.warpAffine(image_bgr, m, (112, 112), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
 
 
+BROWS_ROW = 46
+"""The aligned 112-px crop's first row at the brows: the rows above hold the forehead and the hair. Where a photo's
+fringe is left out (``CleanupConfig.fringe``), the swap draws the identity from the brows down and leaves those rows
+to the actor; a recogniser that sees them judges the hairstyles (s1.jpg, BENCHMARKS.md, issue 21)."""
+
+
 class FaceEmbedder:
     """MobileFaceNet identity embeddings: 112x112 ArcFace-aligned, BGR->RGB, (x - 127.5) / 128, 128-d, L2=1."""
 
@@ -60,13 +66,17 @@ class FaceEmbedder:
         self.session = _session(model_path)
         self._input = self.session.get_inputs()[0].name
 
-    def embed_aligned(self, crop_bgr: np.ndarray) -> np.ndarray:
+    def embed_aligned(self, crop_bgr: np.ndarray, from_row: int = 0) -> np.ndarray:
+        """``from_row``: the rows above it are set to mid-grey first (``BROWS_ROW``: the face from the brows down)."""
+        if from_row:
+            crop_bgr = crop_bgr.copy()
+            crop_bgr[:from_row] = 127
         x = (crop_bgr[:, :, ::-1].astype(np.float32) - 127.5) / 128.0
         out = self.session.run(None, {self._input: x.transpose(2, 0, 1)[None]})[0].reshape(-1)
         return out / max(float(np.linalg.norm(out)), 1e-12)
 
-    def embed(self, image_bgr: np.ndarray, points5: np.ndarray) -> np.ndarray:
-        return self.embed_aligned(align_112(image_bgr, points5))
+    def embed(self, image_bgr: np.ndarray, points5: np.ndarray, from_row: int = 0) -> np.ndarray:
+        return self.embed_aligned(align_112(image_bgr, points5), from_row)
 
 
 def face_square(landmarks: np.ndarray, scale: float = 1.0) -> tuple[float, float, float]:
@@ -141,6 +151,8 @@ class PhotoEmbedding:
     """Aligned on the 5 points the landmark model finds in the photo (how the output is measured)."""
     mesh: np.ndarray
     """Aligned on the 5 points of the tracker's mesh (the earlier measure, kept for comparison)."""
+    below_brows: np.ndarray | None = None
+    """As ``own``, the crop above ``BROWS_ROW`` blanked: what the swap draws when a fringe is left out."""
 
 
 def photo_embedding(
@@ -153,6 +165,7 @@ def photo_embedding(
     return PhotoEmbedding(
         own=embedder.embed(image_bgr, five_points_68(points68)),
         mesh=embedder.embed(image_bgr, five_points(mesh_landmarks)),
+        below_brows=embedder.embed(image_bgr, five_points_68(points68), BROWS_ROW),
     )
 
 
@@ -293,6 +306,11 @@ class QualityReport:
     """Mean cosine of the output face to the actor's original face in the same frame."""
     closer_to_identity: float
     """Share of evaluated frames whose output is closer to the identity than to the actor (0..1)."""
+    cos_identity_below_brows: float
+    """``cos_identity`` with the recogniser's crops (output and photo) blanked above the brows (``BROWS_ROW``): the
+    likeness of what the swap draws, without the hairstyles (a photo's fringe is left to the actor's forehead)."""
+    closer_below_brows: float
+    """``closer_to_identity`` on the same blanked crops (the actor's crop blanked alike)."""
     cos_identity_actor_points: float
     """The earlier measure of ``cos_identity``: the output's crop aligned on the actor's tracked points (and
     the photo on its mesh's), wherever the swap drew the face's features (for comparison only)."""
@@ -352,6 +370,8 @@ class QualityMeter:
         self.cos_identity: list[float] = []
         self.cos_actor: list[float] = []
         self.cos_identity_actor_points: list[float] = []
+        self.cos_identity_below: list[float] = []
+        self.cos_actor_below: list[float] = []
         self.mouth_in: list[float] = []
         self.mouth_out: list[float] = []
         self.eye_in: list[float] = []
@@ -401,12 +421,18 @@ class QualityMeter:
             self.cos_actor.append(float(e_out @ e_in))
             if self.identity is not None:
                 self.cos_identity.append(float(e_out @ self.identity.own))
+                if self.identity.below_brows is not None:
+                    b_out = self.embedder.embed(image_out, five_points_68(p_out), BROWS_ROW)
+                    b_in = self.embedder.embed(image_in, five_points_68(p_in), BROWS_ROW)
+                    self.cos_identity_below.append(float(b_out @ self.identity.below_brows))
+                    self.cos_actor_below.append(float(b_out @ b_in))
                 e_actor_points = self.embedder.embed(image_out, five_points(landmarks))
                 self.cos_identity_actor_points.append(float(e_actor_points @ self.identity.mesh))
 
     def report(self) -> QualityReport:
         ids, actors = np.array(self.cos_identity), np.array(self.cos_actor)
         closer = float(np.mean(ids > actors[: ids.size])) if ids.size else math.nan
+        below, below_actor = np.array(self.cos_identity_below), np.array(self.cos_actor_below)
         return QualityReport(
             frames=self.frames,
             frames_with_face=self.with_face,
@@ -414,6 +440,8 @@ class QualityMeter:
             cos_identity=float(ids.mean()) if ids.size else math.nan,
             cos_actor=float(actors.mean()) if actors.size else math.nan,
             closer_to_identity=closer,
+            cos_identity_below_brows=float(below.mean()) if below.size else math.nan,
+            closer_below_brows=float(np.mean(below > below_actor)) if below.size else math.nan,
             cos_identity_actor_points=(
                 float(np.mean(self.cos_identity_actor_points)) if self.cos_identity_actor_points else math.nan
             ),
