@@ -360,6 +360,63 @@ def paste_face(
 
 
 @njit(cache=True, fastmath=False, nogil=True)
+def _outline_alpha(
+    inside: np.ndarray,
+    inset: np.float32,
+    feather: np.ndarray,
+    unit: np.float32,
+    seen: np.ndarray,
+    has_seen: bool,
+    seen_low: np.float32,
+    seen_span: np.float32,
+) -> np.ndarray:  # pragma: no cover - compiled
+    """``engines.compose.blend.face_alpha_small``'s arithmetic after its distance transform, in one pass and in its
+    float32 operations, to the bit: the smoothstep of (``inside`` - ``inset``) / max(``feather`` x ``unit``, 1e-3),
+    times (``has_seen``) the smoothstep of (``seen`` - ``seen_low``) / ``seen_span``."""
+    h, w = inside.shape
+    out = np.empty((h, w), np.float32)
+    zero, one, two, three = np.float32(0.0), np.float32(1.0), np.float32(2.0), np.float32(3.0)
+    floor = np.float32(1e-3)
+    for y in range(h):
+        for x in range(w):
+            t = min(max((inside[y, x] - inset) / max(feather[y, x] * unit, floor), zero), one)
+            a = t * t * (three - two * t)
+            if has_seen:
+                s = min(max((seen[y, x] - seen_low) / seen_span, zero), one)
+                a = a * (s * s * (three - two * s))
+            out[y, x] = a
+    return out
+
+
+def outline_alpha(
+    inside: np.ndarray,
+    inset: float,
+    feather: np.ndarray,
+    unit: float,
+    seen: np.ndarray | None,
+    seen_ramp: tuple[float, float],
+) -> np.ndarray:
+    """(h, w) float32: ``face_alpha_small``'s outline ramp from the distance inside the face (``inside``, float32) and
+    the ramp's widths (``feather``, eye-corner distances; ``unit`` px each), times the photos' coverage ramp
+    (``seen``, float32, from ``seen_ramp`` = (low, high); None: none) — numpy's passes in one (``_outline_alpha``):
+    the Python numbers taken as float32, as numpy takes them against float32 arrays."""
+    low, high = seen_ramp
+    return _outline_alpha(
+        np.ascontiguousarray(inside, dtype=np.float32),
+        np.float32(inset),
+        np.ascontiguousarray(feather, dtype=np.float32),
+        np.float32(unit),
+        _NO_SEEN if seen is None else np.ascontiguousarray(seen, dtype=np.float32),
+        seen is not None,
+        np.float32(low),
+        np.float32(high - low),
+    )
+
+
+_NO_SEEN = np.ones((1, 1), np.float32)
+
+
+@njit(cache=True, fastmath=False, nogil=True)
 def _cut_opening(
     dist: np.ndarray,
     inside: np.ndarray,
@@ -1012,4 +1069,6 @@ def warm_up() -> float:
     for colour in ((0.0, 0.0, 1.0, True), (0.0, 0.0, 1.0, False)):
         iris_shift(lab, depth, 0.5, corners, colour, 1.0, limits)
     iris_write(frame[:2, :2], lab, depth)  # the box a view of the frame, the rest whole arrays
+    for seen in (None, depth):
+        outline_alpha(depth, 1.5, depth, 2.0, seen, (0.1, 0.9))
     return time.perf_counter() - start

@@ -257,14 +257,17 @@ def _touching(contour: tuple[int, ...]) -> np.ndarray:
 
 
 def face_alpha_small(
-    geometry: FaceGeometry, config: BlendConfig | None = None, seen: np.ndarray | None = None
+    geometry: FaceGeometry, config: BlendConfig | None = None, seen: np.ndarray | None = None, fused: bool = False
 ) -> np.ndarray:
     """(hs, ws) float32 0..1 at geometry resolution: how much of the rendered face replaces the actor, but
     for the kept openings (cut at full size by ``cut_openings``; they are not skin, where this is used to
     measure light and colour, anyway).
 
     ``seen``: the identity photos' coverage at geometry resolution (``MeshSwapper.coverage_small``, 0..1);
-    where the photos did not see the face (its far side, or hair over it in the photo) the actor shows."""
+    where the photos did not see the face (its far side, or hair over it in the photo) the actor shows.
+
+    ``fused``: the ramps after the distance transform in one compiled pass (``engines.fused.outline_alpha``: the same
+    float32 numbers as these numpy passes, which stay the reference)."""
     cfg = config or BlendConfig()
     labels = geometry.labels_small
     hs, ws = geometry.small_size
@@ -275,6 +278,10 @@ def face_alpha_small(
     feather = outline_feather(geometry, cfg)
     # At least 1.5 small pixels of inset: the bilinear upsampling then cannot carry alpha past the face.
     inset = max(cfg.edge_inset * unit, 1.5)
+    if fused:
+        from engines import fused as kernels  # numba's import on the first face, not at start-up
+
+        return kernels.outline_alpha(inside_dist, inset, feather, unit, seen, (cfg.seen_low, cfg.seen_high))
     alpha = _smoothstep((inside_dist - inset) / np.maximum(feather * unit, 1e-3))
     if seen is not None:
         alpha = alpha * _smoothstep((seen - cfg.seen_low) / (cfg.seen_high - cfg.seen_low))

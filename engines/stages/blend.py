@@ -65,7 +65,7 @@ class BlendStage:
                 return
             settings, out = face.frame.settings, face.out
             if face.own is not None:  # as the relight alone pastes it: the eyes and mouth kept, no photo coverage
-                own_alpha = geometry.to_mask(face_alpha_small(geometry, self.config))
+                own_alpha = geometry.to_mask(face_alpha_small(geometry, self.config, fused=self.fused_host))
                 cut_openings(own_alpha, geometry, True, True, self.config, self.fused_host)
                 if face.visible is not None:
                     own_alpha *= face.visible

@@ -87,7 +87,7 @@ class MaskStage:
             # The outline's ramp from the geometry raster (also where skin is measured), then the kept
             # openings cut into the pasted alpha at full size.
             # At the window's size, or at the work size (``SwapConfig.bounded``: scaled up inside the paste).
-            alpha_small = face_alpha_small(geometry, self.config, face.seen)
+            alpha_small = face_alpha_small(geometry, self.config, face.seen, self.fused)
             alpha = geometry.to_mask(alpha_small)
             alpha = alpha.copy() if alpha is alpha_small else alpha
             swapped, learned = face.swapped, face.learned.config if face.learned is not None else None

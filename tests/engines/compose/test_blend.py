@@ -235,6 +235,29 @@ def test_the_compiled_openings_cut_equals_numpys_on_shared_clips(clips: Path, de
     assert compared == 27
 
 
+def test_the_compiled_outline_alpha_equals_numpys_on_shared_clips(clips: Path, detector, mesh, store) -> None:  # type: ignore[no-untyped-def]
+    """``face_alpha_small(fused=True)`` (the mask stage's default on the numpy backend: ``engines.fused.outline_alpha``
+    after the distance transform) gives numpy's alpha to the bit — the outline's smoothstep over its per-pixel widths,
+    times the photos' coverage ramp — with and without the coverage, on three frames each of d3, d10 and s18 (a
+    Python number taken as float64, or the products in another order, moves the ramp's last bits in hundreds of
+    pixels)."""
+    from tests.face_helpers import swapped_faces
+
+    identity = store.load("s1")
+    compared = 0
+    for clip, swapper, geometry, _ in swapped_faces(clips, detector, mesh, identity):
+        seen = swapper.coverage_small(geometry, identity)
+        for cover in (None, seen):
+            ref, got = face_alpha_small(geometry, None, cover), face_alpha_small(geometry, None, cover, fused=True)
+            ramp = (ref > 0.0) & (ref < 1.0)
+            assert ramp.sum() > 100, f"{clip}: no ramp: nothing compared"
+            assert got.dtype == np.float32 and got.shape == ref.shape
+            assert np.array_equal(got, ref), f"{clip}: {(got != ref).sum()} pixels, by {np.abs(got - ref).max()}"
+            compared += 1
+        assert not np.array_equal(face_alpha_small(geometry, None, seen, fused=True), face_alpha_small(geometry))
+    assert compared == 18
+
+
 def test_the_compiled_colour_gains_equal_numpys_on_shared_clips(clips: Path, detector, mesh, store) -> None:  # type: ignore[no-untyped-def]
     """``colour_gains(fused=True)`` (numpy's backend's default: ``engines.fused.skin_means``) gives numpy's gains to
     the bit — the same skin pixels (every n // 4000-th past 4000) summed in the same order — on the identity's
