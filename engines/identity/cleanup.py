@@ -28,6 +28,14 @@ shimmers as the face moves. Here, per photo and before the photos are merged
   darker than the clean skin around it is lifted toward it but for ``fold_keep`` (a fold is partly the
   person's). The nostrils themselves stay (a face is known by them: lifting them cost the recogniser's
   likeness 0.1). Off by default (``CleanupConfig.cavities``: it costs likeness);
+- **the nose's base** (``nose_shadows``): the photo's nostrils, the shadow under its nose and on the lip below it,
+  as dark as the identity's de-lighting leaves them (it divides the photo's light out only within ``SHADING_RANGE``
+  there), keep only part of their darkness against the skin around and none below a floor, filled toward that
+  skin's colour. Drawn whole on an actor, a photo lit from above put a dark band under every frame's nose, where
+  the actor's nostrils are small dark dots (biden.jpg on d10.mp4: that region's darkest tenth 14 L*a*b* units
+  darker than the actress's); the swap's relief then takes part of the actor's own shading there
+  (``engines.compose.relief``). A moustache is hair, not shadow: a photo whose skin under the nose carries much
+  more fine detail than its cheeks (``MOUSTACHE_DETAIL``) is left as it is;
 - **a smile's creases** (``smile_folds``, by how broadly the photo smiles: ``smile_amount``): the creases of its
   folds beside the nose and mouth are lifted to the skin a few texels around them. Left in, every frame of the
   actor showed the grin's "parentheses" around a closed, still mouth (obama.jpg and roop_source.jpg on a
@@ -182,6 +190,18 @@ class CleanupConfig:
     Half of it: all of it cost biden.jpg's likeness on Obama_speaking.mp4 0.03 of cosine (half: 0.01; on d10.mp4
     none), and lifted on a photo with parted lips (s1.jpg) 0.06 (BENCHMARKS.md, issue 21). A smiling photo's corners
     are left (``smile_folds``); 0: none."""
+    nose_shadows: float = 0.5
+    """How much of the darkness of the photo's nose base (its nostrils, the shadow under the nose and on the lip below
+    it: ``engines.swap.texture.shadow_zones``), as the identity's de-lighting leaves it, against the clean skin around,
+    is taken out (toward that skin's colour) ...
+
+    Half: the recogniser knows a face partly by its nostrils (filled whole with the cavities' lift, they cost 0.08-0.1
+    of cosine), and the swap's relief takes 0.6 of what is left toward the actor's shading. biden.jpg, lit from above,
+    on d10.mp4: under the nose within the artifact bound on 0% -> 100% of the frames (BENCHMARKS.md, issue 21); 0:
+    off. With ``cavities`` their lift, which takes the skin under the nose whole, is used instead."""
+    nose_shadow_floor: float = 0.5
+    """... and the least brightness left there, as a share of that skin's (a deep nostril of a photo lit from above
+    kept at half its darkness is still a black hole)."""
 
 
 FOREHEAD_TOP_Y = -0.9
@@ -276,6 +296,9 @@ def clean_texture(
     corners = (1.0 - float(np.clip(smile, 0.0, 1.0))) * closed * cfg.mouth_corners
     if corners > 0.0:
         albedo, lifted = _lift_mouth_corners(albedo, labels, face, seen, corners)
+        changed |= lifted
+    if cfg.nose_shadows > 0.0 and not cfg.cavities:  # the cavities' lift takes the zone under the nose whole
+        albedo, lifted = _lift_nose_base(texture, albedo, shade, labels, face, seen, cfg)
         changed |= lifted
     if cfg.cavities:
         # On every texel the photo saw at all: a nostril is seen at a grazing angle (its rim is a shadow too).
@@ -598,6 +621,90 @@ def _lift_cavities(
     floor = np.maximum(shade, SHADING_RANGE[0] * around)
     shade = (shade + under * (seen & (labels == SKIN)) * (floor - shade)).astype(np.float32)
     return lifted, shade
+
+
+def _lift_nose_base(
+    texture: np.ndarray,
+    albedo: np.ndarray,
+    shade: np.ndarray,
+    labels: np.ndarray,
+    face: np.ndarray,
+    seen: np.ndarray,
+    cfg: CleanupConfig,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The nose's base (``shadow_zones``' nostrils and under the nose) keeps ``1 - cfg.nose_shadows`` of its darkness
+    against the clean skin around the zone, and at least ``cfg.nose_shadow_floor`` of that skin's brightness, each
+    texel moved toward the skin's colour; judged on the albedo the identity will have (``_delit_as_stored``), so the
+    lift is what the swap draws. Nothing for a photo with a moustache (``_moustache``); (albedo, texels changed)."""
+    size = albedo.shape[0]
+    none = np.zeros((size, size), bool)
+    skin = face & (labels == SKIN) & ~brow_mask(size)
+    if skin.sum() < 100:
+        return albedo, none
+    zones = shadow_zones(size)
+    zone = np.maximum(zones.nostrils, zones.under_nose)
+    amount = 1.0 - _moustache(texture, skin, zones.under_nose > 0.5)
+    if amount <= 0.0:
+        return albedo, none
+    kept = _delit_as_stored(shade, face)
+    stored = albedo * kept[..., None]
+    luma = stored @ _LUMA_BGR
+    # The reference is the skin around the zone (the nose, the cheeks beside it, the lip below): under a nose lit
+    # from above the whole zone is in its shadow.
+    sigma = size / 28.0
+    outside = skin & (zone < 0.05)
+    level = _normalised_blur(luma, outside, sigma)
+    clean = outside & (luma > 0.9 * level)
+    level = _normalised_blur(luma, clean, sigma)
+    colour = np.dstack([_normalised_blur(stored[..., c], clean, sigma) for c in range(3)])
+    ratio = luma / np.maximum(level, 1e-4)
+    target = level * np.maximum(1.0 - (1.0 - ratio) * (1.0 - cfg.nose_shadows), cfg.nose_shadow_floor)
+    step = np.clip((target - luma) / np.maximum(colour @ _LUMA_BGR - luma, 1e-4), 0.0, 1.0)
+    step = cv2.GaussianBlur((step * zone * amount * (seen & (labels == SKIN))).astype(np.float32), (0, 0), size / 256.0)
+    lifted = (stored + step[..., None] * (colour - stored)) / kept[..., None]
+    return lifted.astype(np.float32), step > 0.01
+
+
+BROAD_SHADING_SIGMA = 1.0 / 12.0
+"""``engines.identity.store.BROAD_SIGMA``: the share of the texture's side over which the identity's de-lighting takes
+the photo's broad light level (what it divides out in full; its detail around that only within ``SHADING_RANGE``)."""
+
+
+def _delit_as_stored(shade: np.ndarray, face: np.ndarray) -> np.ndarray:
+    """(T, T) what of the photo's shading ``shade`` the identity's albedo keeps (``Identity.albedo``: the broad level
+    divided out, its detail only within ``SHADING_RANGE``): ``albedo * this`` is the albedo the swap draws, up to
+    a constant."""
+    sigma = shade.shape[0] * BROAD_SHADING_SIGMA
+    broad = np.maximum(_normalised_blur(shade, face.astype(np.float32), sigma), 1e-4)
+    detail = shade / broad
+    return (detail / np.clip(detail, *SHADING_RANGE)).astype(np.float32)
+
+
+MOUSTACHE_DETAIL = (1.6, 2.2)
+"""The skin under the nose carrying this many times the cheeks' fine lightness detail (``_fine_detail``) or more is
+hair, fully from the second: a moustache (lin-manuel-miranda.png 3.3, alex-lacamoire.png 2.5) is not the photo's
+shadow; the shared photos without one read 1.0-1.4 (biden, obama, s1, roop_source, woman)."""
+
+
+def _moustache(texture: np.ndarray, skin: np.ndarray, under_nose: np.ndarray) -> float:
+    """0..1: how surely the photo has a moustache (``MOUSTACHE_DETAIL``)."""
+    lightness = cv2.cvtColor(texture, cv2.COLOR_BGR2LAB)[..., 0].astype(np.float32)
+    detail = _fine_detail(lightness)
+    y = texture_canonical_y(texture.shape[0])
+    cheeks = skin & (np.abs(texture_canonical_x(texture.shape[0])) > 0.35) & (y > -0.3) & (y < 0.3)
+    lip = skin & under_nose
+    if cheeks.sum() < 50 or lip.sum() < 50:
+        return 0.0
+    ratio = float(np.median(detail[lip])) / max(float(np.median(detail[cheeks])), 1e-3)
+    return float(np.clip((ratio - MOUSTACHE_DETAIL[0]) / (MOUSTACHE_DETAIL[1] - MOUSTACHE_DETAIL[0]), 0.0, 1.0))
+
+
+def _fine_detail(lightness: np.ndarray) -> np.ndarray:
+    """(T, T) the lightness's fine detail (what a few texels' blur takes away: hairs, pores, grain), as its local
+    root-mean-square over a few texels."""
+    size = lightness.shape[0]
+    fine = lightness - cv2.GaussianBlur(lightness, (0, 0), size / 170.0)
+    return np.sqrt(cv2.GaussianBlur(fine * fine, (0, 0), size / 128.0))
 
 
 def _relax_smile(

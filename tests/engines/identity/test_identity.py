@@ -663,6 +663,40 @@ def test_a_smile_is_taken_out_of_the_identity(store: IdentityStore, enrolled: En
     assert np.allclose(neutral.canonical, frontalise(neutral.landmarks[0]), atol=1e-4)
 
 
+def test_the_photos_nose_base_shadow_is_lifted_and_a_moustache_kept(
+    store: IdentityStore, enrolled: Enrolled, faces: Path, analyser: FaceAnalyser, tmp_path: Path
+) -> None:
+    """biden.jpg is lit from above: its nostrils and the shadow under its nose stay in the albedo (the de-lighting
+    divides its light out only within ``SHADING_RANGE`` there) as a dark band, drawn under every frame's nose (d10.mp4:
+    under the nose 14 L*a*b* units darker than the actress's). The skin's darkest tenth in that zone is 0.25 of the
+    cheeks beside it without the lift, 0.57 with the default clean-up (``nose_shadows``). lin-manuel-miranda.png's
+    moustache is hair, not shadow: left exactly as it was (``MOUSTACHE_DETAIL``)."""
+    from engines.identity.cleanup import CleanupConfig
+    from engines.identity.enroll import EnrollConfig
+    from engines.swap.texture import shadow_zones, texture_canonical_x, texture_canonical_y
+
+    off = IdentityStore(tmp_path / "off", analyser=analyser, config=EnrollConfig(cleanup=CleanupConfig(nose_shadows=0)))
+    zones = shadow_zones(512)
+    zone = (np.maximum(zones.nostrils, zones.under_nose) > 0.9) & (texture_regions(512) == 0)  # skin, not the holes
+    x, y = texture_canonical_x(512), texture_canonical_y(512)
+    beside = (texture_regions(512) == 0) & (np.abs(x) > 0.3) & (np.abs(x) < 0.5) & (y > -0.1) & (y < 0.2)
+    luma = np.array([0.0722, 0.7152, 0.2126], np.float32)
+
+    def darkest(ident: Identity) -> float:
+        seen = ident.coverage > 0.5
+        lum = ident.albedo @ luma
+        return float(np.percentile(lum[zone & seen], 10)) / float(np.median(lum[beside & seen]))
+
+    for photo, name in (("biden.jpg", "biden"), ("lin-manuel-miranda.png", "lin-manuel-miranda")):
+        off.enroll(name, [faces / photo], face="largest")
+        enrolled(store, photo)
+    assert darkest(off.load("biden")) < 0.35  # 0.25
+    assert darkest(store.load("biden")) > 0.5, darkest(store.load("biden"))  # 0.57
+    moustache, kept = store.load("lin-manuel-miranda"), off.load("lin-manuel-miranda")
+    assert darkest(kept) < 0.35  # the moustache is dark: 0.22
+    assert np.array_equal(moustache.albedo[zone], kept.albedo[zone])
+
+
 def test_the_photos_shadow_under_the_nose_is_not_painted_as_skin(
     store: IdentityStore, faces: Path, analyser: FaceAnalyser, tmp_path: Path
 ) -> None:
