@@ -30,12 +30,12 @@ shimmers as the face moves. Here, per photo and before the photos are merged
   likeness 0.1). Off by default (``CleanupConfig.cavities``: it costs likeness);
 - **the nose's base** (``nose_shadows``): the photo's nostrils, the shadow under its nose and on the lip below it,
   as dark as the identity's de-lighting leaves them (it divides the photo's light out only within ``SHADING_RANGE``
-  there), keep only part of their darkness against the skin around and none below a floor, filled toward that
-  skin's colour. Drawn whole on an actor, a photo lit from above put a dark band under every frame's nose, where
-  the actor's nostrils are small dark dots (biden.jpg on d10.mp4: that region's darkest tenth 14 L*a*b* units
-  darker than the actress's); the swap's relief then takes part of the actor's own shading there
-  (``engines.compose.relief``). A moustache is hair, not shadow: a photo whose skin under the nose carries much
-  more fine detail than its cheeks (``MOUSTACHE_DETAIL``) is left as it is;
+  there), keep half of their broad darkness against the skin around (the nostrils' fine shapes stay) and none below
+  a floor, filled toward that skin's colour. Drawn whole on an actor, a photo lit from above put a dark band
+  under every frame's nose, where the actor's nostrils are small dark dots (biden.jpg on d10.mp4: that region's
+  darkest tenth 14 L*a*b* units darker than the actress's); the swap's relief then takes part of the actor's own
+  shading there (``engines.compose.relief``). A moustache is hair, not shadow: a photo whose skin under the nose
+  carries much more fine detail than its cheeks (``MOUSTACHE_DETAIL``) is left as it is;
 - **a smile's creases** (``smile_folds``, by how broadly the photo smiles: ``smile_amount``): the creases of its
   folds beside the nose and mouth are lifted to the skin a few texels around them. Left in, every frame of the
   actor showed the grin's "parentheses" around a closed, still mouth (obama.jpg and roop_source.jpg on a
@@ -191,17 +191,19 @@ class CleanupConfig:
     none), and lifted on a photo with parted lips (s1.jpg) 0.06 (BENCHMARKS.md, issue 21). A smiling photo's corners
     are left (``smile_folds``); 0: none."""
     nose_shadows: float = 0.5
-    """How much of the darkness of the photo's nose base (its nostrils, the shadow under the nose and on the lip below
-    it: ``engines.swap.texture.shadow_zones``), as the identity's de-lighting leaves it, against the clean skin around,
-    is taken out (toward that skin's colour) ...
+    """How much of the broad darkness of the photo's nose base (its nostrils, the shadow under the nose and on the lip
+    below it: ``engines.swap.texture.shadow_zones``), as the identity's de-lighting leaves it, against the clean skin
+    around, is taken out (the nostrils' and creases' fine shapes stay: ``NOSE_SHADOW_SIGMA``) ...
 
-    Half: the recogniser knows a face partly by its nostrils (filled whole with the cavities' lift, they cost 0.08-0.1
-    of cosine), and the swap's relief takes 0.6 of what is left toward the actor's shading. biden.jpg, lit from above,
-    on d10.mp4: under the nose within the artifact bound on 0% -> 100% of the frames (BENCHMARKS.md, issue 21); 0:
-    off. With ``cavities`` their lift, which takes the skin under the nose whole, is used instead."""
-    nose_shadow_floor: float = 0.5
-    """... and the least brightness left there, as a share of that skin's (a deep nostril of a photo lit from above
-    kept at half its darkness is still a black hole)."""
+    Half: the recogniser knows a face partly by its nostrils and the shading around them (filled whole with the
+    cavities' lift they cost 0.08-0.1 of cosine; half of all the darkness, not only the broad, 0.02-0.03), and the
+    swap's relief takes 0.6 of what is left toward the actor's shading. biden.jpg, lit from above, on d10.mp4: under
+    the nose within the artifact bound on 0% -> 100% of the frames (BENCHMARKS.md, issue 21); 0: off. With
+    ``cavities`` their lift, which takes the skin under the nose whole, is used instead."""
+    nose_shadow_floor: float = 0.6
+    """... and the least brightness any texel keeps there, as a share of that skin's, moved toward its colour (a deep
+    nostril shadow of a photo lit from above is a black hole however broad its shadow is taken out; 0.5: d10.mp4 x
+    biden.jpg within the bound on 93% of the frames, 0.6: 100%)."""
 
 
 FOREHEAD_TOP_Y = -0.9
@@ -632,10 +634,11 @@ def _lift_nose_base(
     seen: np.ndarray,
     cfg: CleanupConfig,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The nose's base (``shadow_zones``' nostrils and under the nose) keeps ``1 - cfg.nose_shadows`` of its darkness
-    against the clean skin around the zone, and at least ``cfg.nose_shadow_floor`` of that skin's brightness, each
-    texel moved toward the skin's colour; judged on the albedo the identity will have (``_delit_as_stored``), so the
-    lift is what the swap draws. Nothing for a photo with a moustache (``_moustache``); (albedo, texels changed)."""
+    """The nose's base (``shadow_zones``' nostrils and under the nose): its broad darkness (``NOSE_SHADOW_SIGMA``)
+    against the clean skin around the zone scaled to ``1 - cfg.nose_shadows`` of itself, its fine detail kept; then
+    no texel left under ``cfg.nose_shadow_floor`` of that skin (moved toward the skin's colour). Judged on the albedo
+    the identity will have (``_delit_as_stored``), so the lift is what the swap draws. Nothing for a photo with a
+    moustache (``_moustache``); (albedo, texels changed)."""
     size = albedo.shape[0]
     none = np.zeros((size, size), bool)
     skin = face & (labels == SKIN) & ~brow_mask(size)
@@ -657,12 +660,24 @@ def _lift_nose_base(
     clean = outside & (luma > 0.9 * level)
     level = _normalised_blur(luma, clean, sigma)
     colour = np.dstack([_normalised_blur(stored[..., c], clean, sigma) for c in range(3)])
-    ratio = luma / np.maximum(level, 1e-4)
-    target = level * np.maximum(1.0 - (1.0 - ratio) * (1.0 - cfg.nose_shadows), cfg.nose_shadow_floor)
-    step = np.clip((target - luma) / np.maximum(colour @ _LUMA_BGR - luma, 1e-4), 0.0, 1.0)
-    step = cv2.GaussianBlur((step * zone * amount * (seen & (labels == SKIN))).astype(np.float32), (0, 0), size / 256.0)
+    where = (zone * amount * (seen & (labels == SKIN))).astype(np.float32)
+    # The shadow is broad; the nostrils' and the creases' shapes within it are fine, and the person's (lifted with
+    # the shadow, the likeness fell 0.02-0.03 of cosine on photos with no shadow to speak of: BENCHMARKS.md).
+    broad = _normalised_blur(luma, face & ((labels == SKIN) | (labels == FEATURE)), size * NOSE_SHADOW_SIGMA)
+    ratio = broad / np.maximum(level, 1e-4)
+    gain = np.maximum((1.0 - (1.0 - ratio) * (1.0 - cfg.nose_shadows)) / np.maximum(ratio, 1e-4), 1.0)
+    gain = np.power(gain, cv2.GaussianBlur(where, (0, 0), size / 256.0))
+    stored = stored * gain[..., None]
+    luma = stored @ _LUMA_BGR
+    step = np.clip((cfg.nose_shadow_floor * level - luma) / np.maximum(colour @ _LUMA_BGR - luma, 1e-4), 0.0, 1.0)
+    step = cv2.GaussianBlur((step * where).astype(np.float32), (0, 0), size / 256.0)
     lifted = (stored + step[..., None] * (colour - stored)) / kept[..., None]
-    return lifted.astype(np.float32), step > 0.01
+    return lifted.astype(np.float32), (gain > 1.01) | (step > 0.01)
+
+
+NOSE_SHADOW_SIGMA = 1.0 / 64.0
+"""The nose base's broad darkness (its shadow) is its brightness averaged over this share of the texture's side (a
+nostril's width); what is finer (the nostrils' rims, the creases) stays as the photo has it."""
 
 
 BROAD_SHADING_SIGMA = 1.0 / 12.0
