@@ -34,8 +34,10 @@ shimmers as the face moves. Here, per photo and before the photos are merged
   a floor, filled toward that skin's colour. Drawn whole on an actor, a photo lit from above put a dark band
   under every frame's nose, where the actor's nostrils are small dark dots (biden.jpg on d10.mp4: that region's
   darkest tenth 14 L*a*b* units darker than the actress's); the swap's relief then takes part of the actor's own
-  shading there (``engines.compose.relief``). A moustache is hair, not shadow: a photo whose skin under the nose
-  carries much more fine detail than its cheeks (``MOUSTACHE_DETAIL``) is left as it is;
+  shading there (``engines.compose.relief``). Only a photo lit from above has that shadow (its light model shades
+  the nose's underside: ``NOSE_UNDERSIDE_SHADE``; a flash-lit photo's nostrils are the person's). A moustache is
+  hair, not shadow: a photo whose skin under the nose carries much more fine detail than its cheeks
+  (``MOUSTACHE_DETAIL``) is left as it is;
 - **a smile's creases** (``smile_folds``, by how broadly the photo smiles: ``smile_amount``): the creases of its
   folds beside the nose and mouth are lifted to the skin a few texels around them. Left in, every frame of the
   actor showed the grin's "parentheses" around a closed, still mouth (obama.jpg and roop_source.jpg on a
@@ -637,8 +639,8 @@ def _lift_nose_base(
     """The nose's base (``shadow_zones``' nostrils and under the nose): its broad darkness (``NOSE_SHADOW_SIGMA``)
     against the clean skin around the zone scaled to ``1 - cfg.nose_shadows`` of itself, its fine detail kept; then
     no texel left under ``cfg.nose_shadow_floor`` of that skin (moved toward the skin's colour). Judged on the albedo
-    the identity will have (``_delit_as_stored``), so the lift is what the swap draws. Nothing for a photo with a
-    moustache (``_moustache``); (albedo, texels changed)."""
+    the identity will have (``_shading_detail``), so the lift is what the swap draws. Only for a photo lit from above
+    (``_lit_from_above``), nothing for one with a moustache (``_moustache``); (albedo, texels changed)."""
     size = albedo.shape[0]
     none = np.zeros((size, size), bool)
     skin = face & (labels == SKIN) & ~brow_mask(size)
@@ -646,10 +648,11 @@ def _lift_nose_base(
         return albedo, none
     zones = shadow_zones(size)
     zone = np.maximum(zones.nostrils, zones.under_nose)
-    amount = 1.0 - _moustache(texture, skin, zones.under_nose > 0.5)
+    detail = _shading_detail(shade, face)
+    amount = (1.0 - _moustache(texture, skin, zones.under_nose > 0.5)) * _lit_from_above(detail, skin & (zone > 0.5))
     if amount <= 0.0:
         return albedo, none
-    kept = _delit_as_stored(shade, face)
+    kept = detail / np.clip(detail, *SHADING_RANGE)
     stored = albedo * kept[..., None]
     luma = stored @ _LUMA_BGR
     # The reference is the skin around the zone (the nose, the cheeks beside it, the lip below): under a nose lit
@@ -685,14 +688,29 @@ BROAD_SHADING_SIGMA = 1.0 / 12.0
 the photo's broad light level (what it divides out in full; its detail around that only within ``SHADING_RANGE``)."""
 
 
-def _delit_as_stored(shade: np.ndarray, face: np.ndarray) -> np.ndarray:
-    """(T, T) what of the photo's shading ``shade`` the identity's albedo keeps (``Identity.albedo``: the broad level
-    divided out, its detail only within ``SHADING_RANGE``): ``albedo * this`` is the albedo the swap draws, up to
-    a constant."""
+def _shading_detail(shade: np.ndarray, face: np.ndarray) -> np.ndarray:
+    """(T, T) the photo's shading ``shade`` relative to its broad level (``BROAD_SHADING_SIGMA``), as the identity's
+    de-lighting splits it (``Identity.albedo``: the broad level divided out, this detail only within
+    ``SHADING_RANGE``): ``albedo * detail / clip(detail, SHADING_RANGE)`` is the albedo the swap draws, up to a
+    constant."""
     sigma = shade.shape[0] * BROAD_SHADING_SIGMA
     broad = np.maximum(_normalised_blur(shade, face.astype(np.float32), sigma), 1e-4)
-    detail = shade / broad
-    return (detail / np.clip(detail, *SHADING_RANGE)).astype(np.float32)
+    return (shade / broad).astype(np.float32)
+
+
+NOSE_UNDERSIDE_SHADE = (0.55, 0.68)
+"""A photo whose light model shades its nose's base (the 10th percentile of the shading's detail over the zone) to
+under the first of these is lit from above, and its nose casts a shadow under itself (biden.jpg 0.41, obama.jpg 0.48,
+roop_source.jpg 0.50); over the second, its light is frontal and casts none there: the darkness of its nose's base is
+the person's (s1.jpg 0.72 and woman.png 0.74, flash-lit: lifted, s1's likeness fell 0.02-0.04 of cosine)."""
+
+
+def _lit_from_above(detail: np.ndarray, zone: np.ndarray) -> float:
+    """0..1: how surely the photo's light comes from above, casting the nose's shadow (``NOSE_UNDERSIDE_SHADE``)."""
+    if zone.sum() < 50:
+        return 0.0
+    low = float(np.percentile(detail[zone], 10))
+    return float(np.clip((NOSE_UNDERSIDE_SHADE[1] - low) / (NOSE_UNDERSIDE_SHADE[1] - NOSE_UNDERSIDE_SHADE[0]), 0, 1))
 
 
 MOUSTACHE_DETAIL = (1.6, 2.2)
