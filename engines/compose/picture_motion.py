@@ -67,6 +67,11 @@ class PictureMotion:
         self._from_key = np.zeros((rows, cols, 2), np.float32)
         """Per region, where the picture is now relative to the key frame (px of the frame; measured, or the median
         step's sum where it was not)."""
+        self.face_share: float | None = None
+        """The faces' share of their mask a mark kept weaker on faces drew in the stream's last frame (the watermark's
+        ``_face_share``, kept here as the stream's state beside its motion; None before the first)."""
+        self.face_share_held = 0
+        """Frames since that share last changed."""
         self._window: np.ndarray | None = None
         self._size: tuple[int, int] | None = None
 

@@ -140,6 +140,13 @@ class WatermarkConfig:
     the picture off the faces (issue 24, thirteenth session; ``_boosted_off_faces``). Before, the floor was measured on
     the whole frame's mask and the faces weakened after it: a frame whose texture is mostly a face (a close-up, a
     shadowed face in a dark room) kept a frame's worth of mask on paper and drew a quarter of it."""
+    face_floor_rms: float = 0.0
+    """The RMS of the mark drawn over a frame under which the faces' share rises (0: it never does; issue 24, thirteenth
+    session, ``_face_share``): where the picture off the faces, boosted as far as ``MAX_BOOST`` allows
+    (``floor_after_faces``), leaves the frame's mark below it (a frame the face fills), the faces get more than
+    ``face_gain`` of their mask, as far as the frame floor (``mask_floor_rms``) needs, at most all of it; the reader
+    finds the same share from the frame it reads. Without it a frame the face fills carries almost no mark (d3 at
+    512x512 through ``process`` was not read)."""
     mask_open_px: int = 0
     """The masked marks' texture mask opened (eroded, then dilated) over this many px of the frame (0: not; issue 24,
     thirteenth session): a lone speck or short line on a flat wall has band energy like texture within the mask's
@@ -187,6 +194,10 @@ class WatermarkConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
                 raise InputError(f"watermark {name} must be between {low} and {high}, got {value!r}")
+        if isinstance(self.face_floor_rms, bool) or not isinstance(self.face_floor_rms, int | float):
+            raise InputError(f"watermark face_floor_rms must be a number, got {self.face_floor_rms!r}")
+        if not 0.0 <= self.face_floor_rms <= self.mask_gain:
+            raise InputError(f"watermark face_floor_rms must be between 0 and mask_gain, got {self.face_floor_rms!r}")
         if (
             isinstance(self.mask_open_px, bool)
             or not isinstance(self.mask_open_px, int)
@@ -248,6 +259,7 @@ HUSH = replace(
     min_agreement=0.74,
     floor_after_faces=True,
     mask_open_px=24,
+    face_floor_rms=1.0,
 )
 """``QUIET`` with error-correcting gain, kept weaker on faces (issue 24, twelfth session): a quarter of its mask on the
 faces the processor tracks (``WatermarkConfig.face_gain``), the 48 payload bits coded at rate 1/3 and read by a
@@ -257,7 +269,8 @@ soft-decision Viterbi decoder (``WatermarkConfig.code``), a frame that does not 
 faces (``floor_after_faces``: a close-up keeps its mark's energy), the texture mask opened over 24 px
 (``mask_open_px``: no halo around a lone speck on a wall), and the reader given the faces it finds weighs their cells
 by the quarter drawn there (``read_stream(faces=...)``). Same layout: the twelfth session's hush files read as before.
-Figures: BENCHMARKS.md, "The hush mark"."""
+A frame the face fills, whose picture off the faces cannot carry the mark, raises the faces' share as far as it needs
+(``face_floor_rms``; the reader finds the same share). Figures: BENCHMARKS.md, "The hush mark"."""
 
 MARKS = {
     "standard": WatermarkConfig(),
@@ -481,7 +494,7 @@ class Watermarker:
             if faces is not None and len(faces) and self.config.face_gain < 1.0:
                 face = _face_factor(faces, self.config, (w, h), (gain.shape[1], gain.shape[0]))
                 if self.config.floor_after_faces:
-                    gain = _boosted_off_faces(gain, face, self.config)
+                    gain = _boosted_off_faces(gain, face, self.config, motion)
                 else:  # after the boost: not raised again
                     gain = cv2.multiply(_boosted(gain, self.config), face)
             else:
@@ -641,10 +654,19 @@ class Watermarker:
             plane = cv2.cvtColor(image, cv2.COLOR_BGR2YCrCb)[:, :, 2]
         else:
             plane = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-        amp = mask_gain_map(image, self.config) if self.config.carrier == "chroma" and self.config.masked else None
-        if amp is not None and faces is not None and len(faces) and self.config.face_gain < 1.0:
+        amp = None
+        if self.config.carrier == "chroma" and self.config.masked:
             h, w = plane.shape
-            amp = cv2.multiply(amp, _face_factor(faces, self.config, (w, h), (w, h)))
+            half = _half_mask_gain(image, self.config)
+            if faces is not None and len(faces) and self.config.face_gain < 1.0:
+                face = _face_factor(faces, self.config, (w, h), (half.shape[1], half.shape[0]))
+                if self.config.face_floor_rms > 0.0:  # the drawn mask's shape, from what this frame shows
+                    half = _boosted_off_faces(half, face, self.config) / np.float32(
+                        max(1.0, _boost_of(half, face, self.config))
+                    )
+                else:
+                    half = cv2.multiply(half, face)
+            amp = cv2.resize(half, (w, h), interpolation=cv2.INTER_LINEAR)
         return self._tiled_fold(plane, amp)
 
     def _grid_bit_z(self, image: np.ndarray) -> np.ndarray:
@@ -1009,21 +1031,78 @@ def _boost(rms: float, config: WatermarkConfig) -> float:
     return max(1.0, 1.0 + math.floor((k - 1.0) / BOOST_STEP + 1e-9) * BOOST_STEP)
 
 
-def _boosted_off_faces(gain: np.ndarray, face: np.ndarray, config: WatermarkConfig) -> np.ndarray:
+def _boost_of(gain: np.ndarray, face: np.ndarray, config: WatermarkConfig) -> float:
+    """The floor's factor for the picture off the faces (``_boost`` of the mask drawn with the faces' factor)."""
+    drawn = cv2.multiply(gain, face)
+    return _boost(float(np.sqrt(np.mean(cv2.multiply(drawn, drawn)))), config)
+
+
+FACE_SHARE_STEP = 1.0 / 12.0
+"""The faces' raised share (``_face_share``) is a whole number of these steps above ``face_gain``: it changes at a step,
+not every frame (the encoder re-codes a mark scaled anew each frame)."""
+FACE_SHARE_MAX = 1.0
+"""The most the faces' share rises to (``_face_share``): the whole mask their texture allows, as an unkept mark's."""
+FACE_SHARE_HOLD = 8
+"""How a raised faces' share comes back down when frames need less (``_boosted_off_faces``): it rises at once when a
+frame needs more; it falls one ``FACE_SHARE_STEP`` at a time, at most every this many frames (the reader's window), and
+only where the frame needs two steps less (a need that wavers by a step keeps the share): a face that comes and goes
+does not make the mark pump, and the encoder is not given a mark scaled anew every frame."""
+
+
+def _face_share(gain: np.ndarray, face: np.ndarray, k: float, config: WatermarkConfig) -> float:
+    """The faces' share of their mask a frame needs (``face_gain`` .. ``FACE_SHARE_MAX``; ``face_floor_rms``): with the
+    picture off the faces boosted k x, the frame's drawn RMS is sqrt(E_off + s^2 E_face) (the ramp between split by
+    its blend). ``face_gain`` while that RMS at s = ``face_gain`` is at least ``face_floor_rms`` (the picture off the
+    faces carries the mark); below it (a frame the face fills), the least s in ``FACE_SHARE_STEP``s that brings it to
+    the frame floor ``mask_floor_rms``, as a frame without faces is raised. Decided on the mark drawn, so a frame
+    whose off-face picture is textured keeps the faces at ``face_gain`` whatever the face.
+
+    Two levels because the frame floor is not met by most frames (the boost's steps round down, ``MAX_BOOST`` caps
+    it): the bench's frames and close-ups draw 1.08-1.25 RMS with the faces at a quarter and read; d3, d0 and d10
+    (the face fills the frame) 0.82-0.89. Raised only to 1.0, d3 swapped by ``process`` read in 10% of its frames;
+    to the frame floor (1.3), in 77% (thirteenth session)."""
+    fg = config.face_gain
+    if config.face_floor_rms <= 0.0 or fg >= 1.0:
+        return fg
+    off = (face - np.float32(fg)) * np.float32(1.0 / max(1.0 - fg, 1e-6))  # 1 off the faces, 0 on them
+    e_off = float(np.mean(cv2.multiply(cv2.multiply(gain, off), cv2.multiply(gain, off)))) * k * k
+    on = cv2.multiply(gain, 1.0 - off)
+    e_face = float(np.mean(cv2.multiply(on, on)))
+    if e_off + fg * fg * e_face >= config.face_floor_rms**2 or e_face <= 1e-9:
+        return fg
+    share = math.sqrt(max(0.0, max(config.mask_floor_rms, config.face_floor_rms) ** 2 - e_off) / e_face)
+    return min(FACE_SHARE_MAX, fg + math.ceil((share - fg) / FACE_SHARE_STEP - 1e-9) * FACE_SHARE_STEP)
+
+
+def _boosted_off_faces(
+    gain: np.ndarray, face: np.ndarray, config: WatermarkConfig, state: PictureMotion | None = None
+) -> np.ndarray:
     """``gain`` (a frame's mask) with the faces' factor ``face`` (``_face_factor``) and the floor measured on what is
     drawn (``WatermarkConfig.floor_after_faces``): the boost k (``_boosted``'s, from the RMS of gain x face) raises the
     picture off the faces only, the faces keep ``face_gain`` x their mask, the ramp between them is blended.
 
     Why: the faces' quarter of the mask leaves a close-up or a frame whose texture is mostly a face with little mark,
     and after H.264 such frames were the ones not read (roop_target 15-17, short_hamilton 26-49, thirteenth session);
-    the off-face texture of those frames carries the rest, up to ``MAX_BOOST`` x, as a soft frame's does."""
-    drawn = cv2.multiply(gain, face)
-    k = _boost(float(np.sqrt(np.mean(cv2.multiply(drawn, drawn)))), config)
-    if k <= 1.0:
-        return drawn
+    the off-face texture of those frames carries the rest, up to ``MAX_BOOST`` x, as a soft frame's does. Where even
+    that leaves the frame's mark below ``face_floor_rms`` (a frame the face fills), the faces' share rises as far as
+    needed (``_face_share``); ``state`` (the stream's ``PictureMotion``) keeps the share drawn in the frame before, so
+    it rises at once and falls a step at a time (``FACE_SHARE_HOLD``)."""
+    k = _boost_of(gain, face, config)
     fg = config.face_gain
+    share = _face_share(gain, face, k, config)
+    if state is not None and config.face_floor_rms > 0.0:
+        before = state.face_share if state.face_share is not None else fg
+        held = state.face_share_held + 1
+        if share < before - FACE_SHARE_STEP and held >= FACE_SHARE_HOLD:  # a step down, a step of hysteresis
+            share = before - FACE_SHARE_STEP
+        elif share < before:
+            share = before
+        state.face_share_held = 0 if share != before else held
+        state.face_share = share
+    if k <= 1.0 and share <= fg:
+        return cv2.multiply(gain, face)
     off = (face - np.float32(fg)) * np.float32(1.0 / max(1.0 - fg, 1e-6))  # 1 off the faces, 0 on them
-    return cv2.min(cv2.multiply(gain, cv2.add(cv2.multiply(off, k - fg), fg)), config.mask_gain)
+    return cv2.min(cv2.multiply(gain, cv2.add(cv2.multiply(off, k - share), share)), config.mask_gain)
 
 
 def draw_badge(image: np.ndarray, text: str = "SYNTHETIC") -> np.ndarray:
