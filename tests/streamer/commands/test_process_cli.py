@@ -227,3 +227,32 @@ def test_the_hush_mark_is_drawn_by_process_and_found_by_its_reader(tmp_path: Pat
     stats = json.loads(stats_path.read_text())
     assert stats["watermark_mark"] == "hush" and stats["watermark_id"] == mark["id"], (stats, mark)
     assert mark["reader"] == "hush" and mark["code"] == "conv" and mark["detected_ratio"] >= 0.9, mark
+
+
+def test_a_frame_the_face_fills_keeps_a_hush_mark_verify_reads(
+    tmp_path: Path, clips: Path, faces: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """d3 (512x512, the face fills the frame) swapped through `process --watermark-mark hush`: the picture off the
+    face cannot carry the mark, so the face's share rises from the quarter as far as the frame needs
+    (``face_floor_rms``; issue 24, thirteenth session), and `verify` reads the id the stats name. Before, no frame of
+    these 30 read: the face carried a quarter of a mark and nothing else could."""
+    import itertools
+
+    from streamer.record.media import VideoReader
+    from tests.face_helpers import write_video
+
+    with VideoReader(clips / "d3.mp4") as reader:
+        short = write_video(
+            tmp_path / "short.mp4", ((f.image, f.pts) for f in itertools.islice(reader.frames(), 30)), reader.info
+        )
+    out, stats_path, data = tmp_path / "out.mp4", tmp_path / "stats.json", tmp_path / "data"
+    args = ["process", "-i", str(short), "-o", str(out), "--identity", str(faces / "s1.jpg"), "--unverified"]
+    args += ["--no-progress", "--no-sign", "--data-dir", str(data), "--watermark-mark", "hush"]
+    assert main([*args, "--stats", str(stats_path)]) == 0
+    stats = json.loads(stats_path.read_text())
+    assert stats["watermark_mark"] == "hush" and stats["watermark_id"], stats
+    capsys.readouterr()
+    main(["verify", str(out), "--data-dir", str(data), "--max-frames", "30", "--json"])
+    mark = json.loads(capsys.readouterr().out)["watermark"]
+    assert mark["id"] == stats["watermark_id"] and mark["reader"] == "hush" and mark["faces"] is True, mark
+    assert mark["detected_ratio"] >= 0.5, mark  # measured 0.77 (before: 0, no id)
