@@ -1058,8 +1058,9 @@ def _face_share(gain: np.ndarray, face: np.ndarray, k: float, config: WatermarkC
     whose off-face picture is textured keeps the faces at ``face_gain`` whatever the face.
 
     Two levels because the frame floor is not met by most frames (the boost's steps round down, ``MAX_BOOST`` caps
-    it): the bench's frames and close-ups draw 1.08-1.25 RMS with the faces at a quarter and read; d3, d0 and d10
-    (the face fills the frame) 0.82-0.89. Raised only to 1.0, d3 swapped by ``process`` read in 10% of its frames;
+    it): the bench's frames and close-ups draw 1.08-1.25 RMS (medians) with the faces at a quarter and read
+    (short_hamilton's near passer-by's dark frames dip under 1.0 and are raised); d3, d0 and d10 (the face fills the
+    frame) 0.82-0.89. Raised only to 1.0, d3 swapped by ``process`` read in 10% of its frames;
     to the frame floor (1.3), in 77% (thirteenth session)."""
     fg = config.face_gain
     if config.face_floor_rms <= 0.0 or fg >= 1.0:
