@@ -353,21 +353,11 @@ def face_tracks(frames: list[np.ndarray]) -> list[np.ndarray]:
 def face_finder() -> Callable[[np.ndarray], np.ndarray]:
     """A function giving each frame's face boxes in turn (n x 4), as the tracker gives them: YuNet (640 px wide, its
     default threshold) on the frame, the last boxes found where it finds none."""
-    from engines.face.detect import FaceDetector
+    from engines.face.detect import FaceDetector, held_boxes
     from engines.runtime import load_model
     from engines.runtime import models as registry
 
-    detector = FaceDetector(load_model(registry.resolve("yunet", models_dir()), "cpu"), input_width=640)
-    last = np.zeros((0, 4), np.float32)
-
-    def find(image: np.ndarray) -> np.ndarray:
-        nonlocal last
-        found = detector.detect(image)
-        if found:
-            last = np.stack([np.asarray(d.box, np.float32) for d in found])
-        return last
-
-    return find
+    return held_boxes(FaceDetector(load_model(registry.resolve("yunet", models_dir()), "cpu"), input_width=640))
 
 
 def models_dir() -> Path:

@@ -7,6 +7,7 @@ calls it every N frames or when it loses a face, on a frame scaled to ``input_wi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -108,3 +109,19 @@ class FaceDetector:
         ]
         result.sort(key=lambda d: d.score, reverse=True)
         return result
+
+
+def held_boxes(detector: FaceDetector) -> Callable[[np.ndarray], np.ndarray]:
+    """A function giving each frame's face boxes in turn ((n, 4) float32 x0, y0, x1, y1), as the tracker gives them to
+    the mark stage: the detector's on that frame, the last boxes found held where it finds none (a reader of a marked
+    stream weighs the faces' cells by what was drawn there: ``engines.compose.watermark``)."""
+    last = np.zeros((0, 4), np.float32)
+
+    def find(image: np.ndarray) -> np.ndarray:
+        nonlocal last
+        found = detector.detect(image)
+        if found:
+            last = np.stack([np.asarray(d.box, np.float32) for d in found])
+        return last
+
+    return find

@@ -123,10 +123,8 @@ def read_watermark(path: Path, max_frames: int, first: str | None = None, models
 def _face_finder(models: str | None) -> Callable[[], FaceFinder] | None:
     """A maker of face finders for the watermark's reader (one per reading: each holds the last faces found), YuNet
     on the CPU at 640 px as the tracker runs it; None when the model is not there (the reader then reads without)."""
-    import numpy as np
-
     from engines.errors import ModelError
-    from engines.face.detect import FaceDetector
+    from engines.face.detect import FaceDetector, held_boxes
     from engines.runtime import load_model
     from engines.runtime import models as registry
 
@@ -135,19 +133,7 @@ def _face_finder(models: str | None) -> Callable[[], FaceFinder] | None:
     except ModelError:
         return None
 
-    def finder() -> FaceFinder:
-        last = np.zeros((0, 4), np.float32)
-
-        def find(image: np.ndarray) -> np.ndarray:
-            nonlocal last
-            found = detector.detect(image)
-            if found:
-                last = np.stack([np.asarray(d.box, np.float32) for d in found])
-            return last
-
-        return find
-
-    return finder
+    return lambda: held_boxes(detector)
 
 
 def recordings_marked(folder: Path, watermark_id: str) -> list[str]:

@@ -27,6 +27,7 @@ from engines.compose.watermark import (
     payload_bits,
 )
 from engines.errors import InputError
+from engines.face.detect import held_boxes
 from tests.clip_helpers import frames_720p, h264_round_trip
 
 WID = 0x2B7E1516
@@ -204,16 +205,7 @@ def test_hush_read_with_the_faces_found_in_the_frames_read(clips: Path, detector
     (the layout is the same)."""
 
     def finder():  # type: ignore[no-untyped-def]
-        last = np.zeros((0, 4), np.float32)
-
-        def find(image: np.ndarray) -> np.ndarray:
-            nonlocal last
-            found = detector.detect(image)
-            if found:
-                last = np.stack([np.asarray(d.box, np.float32) for d in found])
-            return last
-
-        return find
+        return held_boxes(detector)
 
     frames = frames_720p(clips / "roop_target_1080p.mp4", 24)
     track = finder()

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from engines.face.detect import FaceDetector
+from engines.face.detect import FaceDetector, held_boxes
 
 
 @pytest.mark.parametrize("name, expected", [("obama.jpg", 1), ("s1.jpg", 1), ("t1.jpg", 6)])
@@ -46,3 +46,15 @@ def test_no_face_in_blank_and_noise(detector: FaceDetector) -> None:
     rng = np.random.default_rng(1)
     assert detector.detect(np.zeros((480, 640, 3), np.uint8)) == []
     assert detector.detect(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)) == []
+
+
+def test_held_boxes_hold_the_last_faces_found_where_none_is(detector: FaceDetector, faces: Path) -> None:
+    """A photo's face, then a blank frame: the blank frame gives the photo's boxes (as the tracker holds a face for
+    the mark stage); before any face is found, none."""
+    photo = cv2.imread(str(faces / "obama.jpg"))
+    blank = np.full_like(photo, 128)
+    find = held_boxes(detector)
+    assert find(blank).shape == (0, 4)
+    found = find(photo)
+    assert found.shape == (1, 4) and found.dtype == np.float32 and found[0, 2] > found[0, 0]
+    np.testing.assert_array_equal(find(blank), found)
