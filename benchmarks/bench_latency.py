@@ -2,6 +2,7 @@
 
     python benchmarks/bench_latency.py [--sizes 480 720 1080] [--duration 60] [--warmup 6]
                                        [--clip s18.mp4] [--identity s1.jpg] [--codec vp8|h264] [--json out.json]
+                                       [--watermark-mark NAME]
 
 This process plays the clip as a camera would (paced at its frame rate, each frame's index stamped in
 its top-left corner with ``benchmarks.stamps``), publishes it with aiortc to ``POST /whip/{stream}`` and
@@ -11,6 +12,8 @@ is measured — encode, RTP over loopback, the server's decode, ring, processing
 decode. Two servers run side by side (``stageswap serve --processor passthrough`` and ``--processor
 full`` with an identity enrolled and swapped in) and every size is measured on both, one after the
 other, so the pipeline's cost is read against a baseline taken in the same run on the same machine.
+``--watermark-mark NAME`` is given to both servers as ``serve --watermark-mark`` (passthrough marks nothing);
+without it they draw serve's default mark. The stream's ``watermark_mark`` is reported with the server's stats.
 
 Reported per run over the measurement window (after ``--warmup`` seconds):
 
@@ -350,7 +353,8 @@ async def measure(
         window_end = time.monotonic()
         async with http.get(urljoin(server.url, f"api/streams/{stream}")) as response:
             await _check(response, "reading the stream's stats")
-            server_stats = (await response.json())["stats"]
+            stream_json = await response.json()
+            server_stats = stream_json["stats"]
     finally:
         for url in reversed(sessions):
             with contextlib.suppress(aiohttp.ClientError):
@@ -385,6 +389,7 @@ async def measure(
     server_view["latency_ms"] = server_stats.get("latency_ms")
     server_view["drops"] = server_stats.get("drops")
     server_view["total_ms"] = (server_stats.get("stage_ms") or {}).get("total")
+    server_view["watermark_mark"] = stream_json.get("watermark_mark")  # the mark drawn (None: unmarked)
     return Result(
         processor=server.processor,
         size=size,
@@ -475,6 +480,8 @@ async def run(args: argparse.Namespace) -> list[Result]:
             raise SystemExit(f"bench_latency: {path} not found (set STAGESWAP_SHARED or pass a path)")
     workdir = Path(tempfile.mkdtemp(prefix="bench-latency-"))
     extra = ["--max-process-fps", f"{args.max_process_fps:g}"] if args.max_process_fps else []
+    if args.watermark_mark:
+        extra += ["--watermark-mark", args.watermark_mark]
     servers = {p: ServerProcess.start(p, workdir, args.models, extra_args=extra) for p in args.processors}
     results: list[Result] = []
     try:
@@ -521,6 +528,12 @@ def main() -> None:
         help="servers process at most this many frames a second (serve --max-process-fps): processing slower "
         "than the camera, to show that latency stays flat when frames are dropped",
     )
+    ap.add_argument(
+        "--watermark-mark",
+        default=None,
+        metavar="NAME",
+        help="the servers' invisible mark (serve --watermark-mark: standard, hush, ...; default: serve's default)",
+    )
     ap.add_argument("--codec", choices=["vp8", "h264"], default="vp8")
     ap.add_argument("--closeup", action="store_true", help="crop the clip so the face fills 60%% of the height")
     ap.add_argument("--models", default=None, help="models directory (default: $STAGESWAP_MODELS or the cache)")
@@ -532,7 +545,7 @@ def main() -> None:
     print(
         f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
         f"aiortc loopback, codec {args.codec}, clip {args.clip}{' (close-up)' if args.closeup else ''}, "
-        f"load {os.getloadavg()[0]:.1f}",
+        f"watermark mark {args.watermark_mark or 'serve default'}, load {os.getloadavg()[0]:.1f}",
         flush=True,
     )
     results = asyncio.run(run(args))
