@@ -389,6 +389,7 @@ async def measure(
     server_view["latency_ms"] = server_stats.get("latency_ms")
     server_view["drops"] = server_stats.get("drops")
     server_view["total_ms"] = (server_stats.get("stage_ms") or {}).get("total")
+    server_view["watermark_ms"] = (server_stats.get("stage_ms") or {}).get("watermark")  # the mark stage's share
     server_view["watermark_mark"] = stream_json.get("watermark_mark")  # the mark drawn (None: unmarked)
     return Result(
         processor=server.processor,
