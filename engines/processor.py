@@ -30,7 +30,14 @@ import numpy as np
 from engines.colour import transform
 from engines.compose.blend import BlendConfig, ColourGains
 from engines.compose.occlusion import OcclusionConfig, OcclusionMasks, PersonMasks, PersonSegmenter
-from engines.compose.watermark import WatermarkConfig, Watermarker, mark_name, new_watermark_id
+from engines.compose.watermark import (
+    DEFAULT_MARK,
+    WatermarkConfig,
+    Watermarker,
+    mark_name,
+    new_watermark_id,
+    watermark_config,
+)
 from engines.errors import ModelError, StageswapError
 from engines.face.detect import FaceDetector
 from engines.face.glasses import GlassesConfig, GlassesFinder
@@ -92,8 +99,9 @@ class ProcessorConfig:
     ``occlusion.every`` (one segmentation serves both)."""
     hdri_dir: Path | None = None
     """Where ``relight_target.hdri`` images are looked up (the data directory's ``hdri/``)."""
-    watermark: WatermarkConfig = field(default_factory=WatermarkConfig)
-    """The invisible watermark every output frame carries (``engines.compose.watermark``); on by default."""
+    watermark: WatermarkConfig = field(default_factory=lambda: watermark_config(DEFAULT_MARK))
+    """The invisible watermark every output frame carries (``engines.compose.watermark``); on by default, the
+    ``DEFAULT_MARK`` (``hush``: weaker on the faces the track stage finds, which the mark stage passes it)."""
     learned: LearnedConfig = field(default_factory=LearnedConfig)
     """Learned swap models (``settings.swap_model`` naming a registered model; ``engines.swap.learned``)."""
     reid: ReidConfig = field(default_factory=ReidConfig)

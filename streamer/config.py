@@ -286,9 +286,10 @@ class ServeConfig:
     """``--badge``: a visible "SYNTHETIC" badge on the processed view monitors get (recordings never have it)."""
     watermark: bool = True
     """The invisible watermark on every processed frame (``engines.compose.watermark``); ``--no-watermark``: off."""
-    watermark_mark: str = "standard"
+    watermark_mark: str = "hush"
     """Which mark (``engines.compose.watermark.MARKS``): ``--watermark-mark NAME``, one of standard, masked, chroma,
-    moving, coarse, quiet and hush."""
+    moving, coarse, quiet and hush (the default, ``DEFAULT_MARK``: named here so that ``--help`` loads no engine; a
+    test holds them together)."""
     osc_port: int | None = None
     """UDP port for OSC control (``streamer.api.osc``); None: off (the default). 0 picks a free port."""
     ndi_extra_ips: tuple[str, ...] = ()

@@ -281,10 +281,18 @@ MARKS = {
     "quiet": QUIET,
     "hush": HUSH,
 }
-"""The marks a user can choose by name (``serve`` and ``process --watermark-mark``): ``standard`` (the default: read
-everywhere, visible as a faint mottle on flat areas), ``masked`` (luma, hidden in texture; unread on dark, soft
-footage), ``chroma`` (``CHROMA_MASKED``), ``moving`` (``MOVING``), ``coarse`` (``COARSE``) and ``quiet`` (``QUIET``).
-The masked ones cost ~10-12 ms of CPU per 720p frame to make (the default ~1; BENCHMARKS.md)."""
+"""The marks a user can choose by name (``serve`` and ``process --watermark-mark``): ``standard`` (the default until the
+thirteenth session: read everywhere, visible as a faint mottle on flat areas), ``masked`` (luma, hidden in texture;
+unread on dark, soft footage), ``chroma`` (``CHROMA_MASKED``), ``moving`` (``MOVING``), ``coarse`` (``COARSE``),
+``quiet`` (``QUIET``) and ``hush`` (``HUSH``, the default: ``DEFAULT_MARK``).
+The masked ones cost ~7-12 ms of CPU per 720p frame to make (``standard`` ~0.4; BENCHMARKS.md)."""
+
+DEFAULT_MARK = "hush"
+"""The mark outputs carry unless another is named (``--watermark-mark``, ``ProcessorConfig``): ``hush`` since the
+thirteenth session (issue 24: read after H.264 at 2.5 Mbit/s in >= 95% of frames of the five bench clips, flat crops
+within the visibility bound on four, files +0.4 to +2.7%, a frame the face fills read too; and issue 20's live lines
+held with it on the 720p close-up: BENCHMARKS.md), ``standard`` before, which stays a name as every other mark does,
+and whose files keep their reader (``READERS``). ``WatermarkConfig()`` is still ``standard``'s settings."""
 
 READERS = tuple(MARKS.values())
 """The marks stageswap has made, in the order a reader of unknown footage tries them (``stageswap verify``)."""
@@ -297,7 +305,7 @@ def mark_name(config: WatermarkConfig) -> str | None:
     return next((name for name, known in MARKS.items() if known == plain), None)
 
 
-def watermark_config(mark: str = "standard", enabled: bool = True) -> WatermarkConfig:
+def watermark_config(mark: str = DEFAULT_MARK, enabled: bool = True) -> WatermarkConfig:
     """The named mark (``MARKS``), on or off; InputError naming the choices for an unknown name."""
     if mark not in MARKS:
         raise InputError(f"unknown watermark mark {mark!r}: choose one of {', '.join(MARKS)}")

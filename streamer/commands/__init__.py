@@ -25,19 +25,19 @@ def add_models_arg(p: argparse.ArgumentParser) -> None:
 
 def add_watermark_mark_arg(p: argparse.ArgumentParser) -> None:
     """``--watermark-mark NAME``: which invisible mark (``engines.compose.watermark.MARKS``, named here so that
-    ``--help`` loads no engine; a test holds the two lists together)."""
+    ``--help`` loads no engine; a test holds the two lists, and the default with ``DEFAULT_MARK``, together)."""
     p.add_argument(
         "--watermark-mark",
         choices=("standard", "masked", "chroma", "moving", "coarse", "quiet", "hush"),
-        default="standard",
-        help="which invisible mark: standard (the default; read on any footage, a faint mottle on flat areas at "
-        "high contrast), masked (hidden in texture; not read on dark, soft footage), chroma (in the blue "
-        "difference, hidden in texture), moving (chroma drawn where the picture moves: smaller files), coarse "
-        "(moving in cells twice as large: the smallest files) or quiet (coarse kept off lone edges: no colour "
-        "fringe beside a wall's stripe) or hush (quiet with an error-correcting code, kept weaker on the faces "
-        "the tracker finds; read with the frames before it). the "
-        "masked marks cost ~10-12 ms of CPU a 720p frame, standard ~1 (BENCHMARKS.md): on a busy CPU, for "
-        "process rather than live",
+        default="hush",
+        help="which invisible mark: hush (the default: in the blue difference, hidden in texture, kept weaker on "
+        "the faces the tracker finds, an error-correcting code; read with the frames before it), standard (read "
+        "on any footage, a faint mottle on flat areas at high contrast; the default until 2026-12), masked "
+        "(hidden in texture; not read on dark, soft footage), chroma (in the blue difference, hidden in "
+        "texture), moving (chroma drawn where the picture moves: smaller files), coarse (moving in cells twice "
+        "as large) or quiet (coarse kept off lone edges: no colour fringe beside a wall's stripe). The masked "
+        "marks (all but standard) cost ~7-12 ms of CPU a 720p frame, standard ~0.4 (BENCHMARKS.md); on a CPU "
+        "with no room left, standard",
     )
 
 

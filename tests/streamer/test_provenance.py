@@ -13,7 +13,7 @@ import av
 import c2pa
 import pytest
 
-from engines.compose.watermark import Watermarker, format_id
+from engines.compose.watermark import DEFAULT_MARK, MARKS, Watermarker, format_id
 from engines.errors import InputError, OutputError
 from streamer.__main__ import main
 from streamer.governance.audit import AuditLog, read_head, token_id
@@ -320,7 +320,7 @@ def test_a_recording_made_by_the_service_is_signed_and_its_sidecar_matches(
             async with http.get(f"{server.url}/api/streams/cam") as r:
                 body = await r.json()
                 stream_marks.append(body["watermark_id"])
-                assert body["watermark_mark"] == "standard", body  # which mark carries it (serve's default)
+                assert body["watermark_mark"] == DEFAULT_MARK == "hush", body  # which mark carries it (serve's default)
             for container in ("mp4", "mkv"):
                 async with http.post(f"{server.url}/api/streams/cam/recording", json={"container": container}) as r:
                     assert r.status == 201, await r.text()
@@ -355,7 +355,7 @@ def test_a_recording_made_by_the_service_is_signed_and_its_sidecar_matches(
     assert unmarked["provenance"]["processed"]["watermark_id"] is None
     assert unmarked["provenance"]["processed"]["watermark_mark"] == "unmarked"  # said plainly (issue 24)
     with VideoReader(data / "recordings" / unmarked["files"]["processed"]) as reader:
-        assert Watermarker().read_clip(f.image for f in reader.frames()).id is None
+        assert Watermarker(MARKS[DEFAULT_MARK]).read_clip(f.image for f in reader.frames()).id is None
 
     trust = data / "keys" / "trust.pem"
     for container, sidecar in sidecars.items():
@@ -372,9 +372,10 @@ def test_a_recording_made_by_the_service_is_signed_and_its_sidecar_matches(
         assert sidecar["watermark_id"] == facts["watermark_id"] == stream_marks[0] is not None
         # ... and the mark that carries it (serve's default), in the sidecar and the manifest (issue 24)
         assert sidecar["watermark_mark"] == sidecar["watermark_marks"]["processed"] == facts["watermark_mark"]
-        assert facts["watermark_mark"] == "standard", facts
+        assert facts["watermark_mark"] == DEFAULT_MARK, facts
         with VideoReader(rec) as reader:
-            assert format_id(Watermarker().read_clip(f.image for f in reader.frames()).id) == sidecar["watermark_id"]
+            clip = Watermarker(MARKS[DEFAULT_MARK]).read_clip(f.image for f in reader.frames())
+            assert clip.id is not None and format_id(clip.id) == sidecar["watermark_id"]
         # c2pa-python reads it and validates it with the configured certificate; it says what the sidecar says
         report = verify_file(rec, trust)
         assert report.ok and report.validation_state == "Trusted", report.summary()

@@ -13,6 +13,8 @@ import pytest
 
 from engines.compose.watermark import (
     CHROMA_MASKED,
+    DEFAULT_MARK,
+    MARKS,
     PAYLOAD_BITS,
     WatermarkConfig,
     Watermarker,
@@ -256,12 +258,13 @@ def test_the_face_processor_marks_its_output(clips: Path, models_dir: Path) -> N
 
     frames = _frames(clips / "s18.mp4", n=5)
     proc = FaceProcessor.from_models(models_dir)
+    default_reader = Watermarker(MARKS[DEFAULT_MARK])
     other = FaceProcessor.from_models(models_dir)
     assert proc.watermark_id is not None and proc.watermark_id != other.watermark_id  # one id per session
     for i, frame in enumerate(frames):
         result = proc.process(frame, i / 30, ProcessSettings(debug_overlay=i % 2 == 0))
         assert "watermark" in result.stage_ms and result.failed_stage is None
-        assert Watermarker().detect(result.image)[0] == proc.watermark_id
+        assert default_reader.detect(result.image)[0] == proc.watermark_id  # the default mark's reader
         assert psnr(frame, result.image) >= 40.0 or i % 2 == 0  # odd frames: the mark is the only change
     off = FaceProcessor.from_models(models_dir, ProcessorConfig(watermark=WatermarkConfig(enabled=False)))
     assert off.watermark_id is None

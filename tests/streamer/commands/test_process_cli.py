@@ -201,6 +201,16 @@ def test_watermark_mark_is_chosen_by_name_and_verify_reads_it(tmp_path: Path, cl
         assert build_parser().parse_args(["serve", "--watermark-mark", name]).watermark_mark == name
     with pytest.raises(SystemExit):
         main([*args, "--watermark-mark", "invisible"])
+    # the default mark (hush since the thirteenth session, issue 24) is the same on both commands, serve's config and
+    # the processor's
+    from engines.compose.watermark import DEFAULT_MARK
+    from engines.processor import ProcessorConfig
+    from streamer.config import ServeConfig
+
+    assert build_parser().parse_args(args).watermark_mark == DEFAULT_MARK == "hush"
+    assert build_parser().parse_args(["serve"]).watermark_mark == DEFAULT_MARK
+    assert ServeConfig().watermark_mark == DEFAULT_MARK and ProcessorConfig().watermark == MARKS[DEFAULT_MARK]
+    assert watermark_config() == MARKS[DEFAULT_MARK]
     assert watermark_config("masked", enabled=False) == MARKS["masked"].__class__(masked=True, enabled=False)
     with pytest.raises(InputError, match="choose one of standard, masked, chroma"):
         watermark_config("bogus")
