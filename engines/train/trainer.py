@@ -111,6 +111,17 @@ def init_distributed(where: Dist, device: torch.device) -> None:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 
+def leave_distributed(finished: bool = True) -> None:
+    """Leave torchrun's process group, if joined. A rank that exits while another still talks to it can abort in
+    gloo's threads ("terminate called without an active exception", SIGABRT, about one run in five of two CPU ranks:
+    torchrun then reports the whole run failed, though every step and checkpoint was done), so a ``finished`` rank
+    first waits for the others at a barrier; one leaving on an error does not (the others may never come)."""
+    if dist.is_available() and dist.is_initialized():
+        if finished:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
 # ---- the trainer ------------------------------------------------------------------------------------------------
 
 

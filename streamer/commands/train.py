@@ -128,6 +128,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from engines.train.trainer import leave_distributed
+
+    try:
+        code = _run(args)
+    except BaseException:
+        leave_distributed(finished=False)
+        raise
+    leave_distributed()  # under torchrun: every rank done, the process group closed before the interpreter exits
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     import torch
 
     from engines.errors import InputError

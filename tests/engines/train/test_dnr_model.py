@@ -499,7 +499,7 @@ _TORCHRUN_CHILD = textwrap.dedent(
     from engines.train.faceset import load_faceset
     from engines.train.loop import Dist, RunTiming, StopRule, TrainingRun
     from engines.train.neural_render import DnrTrainConfig, DnrTrainer
-    from engines.train.trainer import init_distributed
+    from engines.train.trainer import init_distributed, leave_distributed
     from tests.train_helpers import TINY_DNR
     src, dst, straight, copy = sys.argv[1:5]
     where = Dist.from_env()
@@ -519,6 +519,7 @@ _TORCHRUN_CHILD = textwrap.dedent(
     dist.all_gather_object(every, mine)
     if where.leader:
         print(json.dumps(every), flush=True)
+    leave_distributed()
     """
 )
 
