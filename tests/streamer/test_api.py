@@ -237,9 +237,10 @@ def test_websocket_pushes_stats_and_takes_control_messages(tmp_path: Path, clips
                 stats = await _next(ws, "stats")
                 stamps.append(stats["time_s"])
             assert "cam" in stats["streams"] and stats["streams"]["cam"]["stats"]["frames_in"] > 0
-            # Pushed every stats_interval_s (0.2 s here, 0.5 s by default): a busy loop only makes some later,
-            # so the shortest of four intervals is the interval.
-            assert 0.1 < min(np.diff(stamps)) < 0.4, stamps
+            # Pushed every stats_interval_s (0.2 s here, 0.5 s by default) on a fixed schedule: a busy loop makes
+            # one push late and the next one's interval short (0.092 s then 0.201 s, seen in a fresh clone), so the
+            # median of four intervals is the interval.
+            assert 0.1 < float(np.median(np.diff(stamps))) < 0.4, stamps
             await ws.send_json({"type": "settings", "stream": "cam", "settings": {"debug_overlay": True}, "id": 7})
             reply = await _next(ws, "reply")
             assert reply == {
