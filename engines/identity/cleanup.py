@@ -38,6 +38,10 @@ shimmers as the face moves. Here, per photo and before the photos are merged
   the nose's underside: ``NOSE_UNDERSIDE_SHADE``; a flash-lit photo's nostrils are the person's). A moustache is
   hair, not shadow: a photo whose skin under the nose carries much more fine detail than its cheeks
   (``MOUSTACHE_DETAIL``) is left as it is;
+- **the nose's light** (``nose_shading``, ``nose_highlight``): across the nose's ridge and sidewalls, the photo's broad
+  highlight over the skin around is taken out and half of its shadow beyond a soft relief's; a side light's dark
+  sidewall and a flash's white ridge were drawn on every frame whatever the stage light (s1.jpg on d10.mp4 and
+  Obama_speaking.mp4);
 - **a smile's creases** (``smile_folds``, by how broadly the photo smiles: ``smile_amount``): the creases of its
   folds beside the nose and mouth are lifted to the skin a few texels around them. Left in, every frame of the
   actor showed the grin's "parentheses" around a closed, still mouth (obama.jpg and roop_source.jpg on a
@@ -206,6 +210,28 @@ class CleanupConfig:
     """... and the least brightness any texel keeps there, as a share of that skin's, moved toward its colour (a deep
     nostril shadow of a photo lit from above is a black hole however broad its shadow is taken out; 0.5: d10.mp4 x
     biden.jpg within the bound on 93% of the frames, 0.6: 100%)."""
+    nose_shading: float = 0.5
+    """How much of the broad *shadow* across the photo's nose (its ridge and sidewalls below the eyes: ``NOSE_ZONE``),
+    as the identity's de-lighting leaves it, is taken out where it is darker than the clean skin around the nose by
+    more than ``nose_shading_tolerance`` (its fine detail and its colour stay: ``NOSE_SHADING_SIGMA``) ...
+
+    A nose's skin is about as light as the cheeks beside it; what a photo shows across it beyond that is its light — a
+    side light's shadow down one sidewall, a flash's highlight along the ridge — which the light model, smooth over the
+    face, leaves in the albedo (``SHADING_RANGE``), so it was drawn on every frame whatever the stage's light: s1.jpg,
+    lit from her left and by a flash, put a dark sidewall on d10.mp4's evenly lit actress (the nose's darkest tenth 10
+    L*a*b* units darker than hers, the worst region of every frame) and a white ridge on Obama_speaking.mp4's (its
+    brightest tenth 9 units brighter). The swap shades the identity's nose with the actor's light on its own normals,
+    and the relief takes part of the actor's own shading there (``engines.compose.relief``). Half of a shadow: the
+    recogniser knows a face by its nose's shading (all of it cost s1.jpg 0.03-0.09 of cosine from the brows down, half
+    0.01-0.04; BENCHMARKS.md, issue 21); 0: off."""
+    nose_highlight: float = 1.0
+    """... and of its broad *brightness* over that skin (a highlight along the ridge): all of it (taken alone it cost no
+    likeness, within 0.002 of cosine on d10.mp4, Obama_speaking.mp4 and s18.mp4 with s1.jpg); 0: off."""
+    nose_shading_tolerance: float = 0.12
+    """The nose's broad lightness may depart this far from the skin around it untouched (in log: about 13% of its
+    level): a nose's own relief under a soft light. The shared photos' noses, from the brows down, lie within about this
+    but for s1.jpg's (its shadowed sidewall at 0.23 of the cheeks beside it, its ridge at 1.23, both at the 5th / 95th
+    percentile; roop_source.jpg 0.79-1.05, t1.jpg 0.88-1.10)."""
 
 
 FOREHEAD_TOP_Y = -0.9
@@ -288,6 +314,9 @@ def clean_texture(
         changed |= teeth
     if cfg.highlights:
         albedo = _flatten_highlights(albedo, labels, face, cfg.highlight_ratio)
+    if cfg.nose_shading > 0.0 or cfg.nose_highlight > 0.0:
+        albedo, flattened = _flatten_nose_shading(albedo, shade, labels, face, seen, cfg)
+        changed |= flattened
     if cfg.skin_colour > 0.0:
         albedo, evened = _even_skin_colour(
             albedo, labels, face, weight, cfg.skin_colour, cfg.skin_colour_tolerance, cfg.skin_colour_detail
@@ -676,6 +705,70 @@ def _lift_nose_base(
     step = cv2.GaussianBlur((step * where).astype(np.float32), (0, 0), size / 256.0)
     lifted = (stored + step[..., None] * (colour - stored)) / kept[..., None]
     return lifted.astype(np.float32), (gain > 1.01) | (step > 0.01)
+
+
+def _flatten_nose_shading(
+    albedo: np.ndarray,
+    shade: np.ndarray,
+    labels: np.ndarray,
+    face: np.ndarray,
+    seen: np.ndarray,
+    cfg: CleanupConfig,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The nose's ridge and sidewalls (``NOSE_ZONE``): their broad lightness (``NOSE_SHADING_SIGMA``) against the clean
+    skin around the nose, in log, kept within ``cfg.nose_shading_tolerance`` and of what departs beyond it
+    ``1 - cfg.nose_shading`` of a shadow, ``1 - cfg.nose_highlight`` of a highlight (a grey gain: the colour and the
+    fine detail stay).
+    Judged on the albedo the identity will have (``_shading_detail``), so it is what the swap draws; (albedo, texels
+    changed)."""
+    size = albedo.shape[0]
+    none = np.zeros((size, size), bool)
+    skin = face & (labels == SKIN) & ~brow_mask(size)
+    zone = nose_zone(size)
+    if (skin & (zone > 0.5)).sum() < 50:
+        return albedo, none
+    detail = _shading_detail(shade, face)
+    kept = detail / np.clip(detail, *SHADING_RANGE)
+    stored = albedo * kept[..., None]
+    luma = stored @ _LUMA_BGR
+    # The reference: the skin around the nose (the cheeks beside it, under the eyes), its clean part (a shadowed
+    # socket or fold is not the skin's level).
+    sigma = size / 24.0
+    outside = skin & (zone < 0.05)
+    level = _normalised_blur(luma, outside, sigma)
+    level = _normalised_blur(luma, outside & (luma > 0.85 * level), sigma)
+    broad = _normalised_blur(luma, skin, size * NOSE_SHADING_SIGMA)
+    dev = np.log(np.maximum(broad, 1e-4) / np.maximum(level, 1e-4))
+    tol = cfg.nose_shading_tolerance
+    share = np.where(dev > 0.0, cfg.nose_highlight, cfg.nose_shading)
+    target = np.sign(dev) * (np.minimum(np.abs(dev), tol) + (1.0 - share) * np.maximum(np.abs(dev) - tol, 0.0))
+    where = cv2.GaussianBlur((zone * (seen & (labels == SKIN))).astype(np.float32), (0, 0), size / 256.0)
+    gain = np.exp((target - dev) * where)
+    out = albedo * gain[..., None]
+    return out.astype(np.float32), np.abs(gain - 1.0) > 0.01
+
+
+NOSE_ZONE = (0.2, -0.3, -0.02)
+"""|x| under, and y between (canonical, eye-corner distances): the nose's ridge and sidewalls from below the eyes' inner
+corners down to the nostrils' zone (``engines.swap.texture.NOSTRIL_ZONE``, whose shadow is ``nose_shadows``');
+soft-edged (``nose_zone``). Not higher: the shadow of the eyes' inner corners beside the bridge is the eyes' (from
+-0.42, s1.jpg's likeness from the brows down on d10.mp4 cost 0.01 more)."""
+NOSE_SHADING_SIGMA = 1.0 / 96.0
+"""The nose's broad lightness is its lightness averaged over this share of the texture's side (a quarter of the
+ridge's width): a sidewall's shadow and the ridge's highlight are broader, freckles and pores finer."""
+
+
+@functools.cache
+def nose_zone(size: int) -> np.ndarray:
+    """(size, size) float32 0..1: ``NOSE_ZONE`` on the layout, soft-edged (cached, read-only)."""
+    x = np.abs(texture_canonical_x(size))
+    y = texture_canonical_y(size)
+    inside = np.isfinite(x) & np.isfinite(y)
+    x, y = np.where(inside, x, 9.0), np.where(inside, y, 9.0)
+    zone = (x < NOSE_ZONE[0]) & (y > NOSE_ZONE[1]) & (y < NOSE_ZONE[2])
+    out = np.clip(cv2.GaussianBlur(zone.astype(np.float32), (0, 0), size / 96.0), 0.0, 1.0)
+    out.setflags(write=False)
+    return out
 
 
 NOSE_SHADOW_SIGMA = 1.0 / 64.0
