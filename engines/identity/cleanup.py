@@ -34,8 +34,9 @@ shimmers as the face moves. Here, per photo and before the photos are merged
   a floor, filled toward that skin's colour. Drawn whole on an actor, a photo lit from above put a dark band
   under every frame's nose, where the actor's nostrils are small dark dots (biden.jpg on d10.mp4: that region's
   darkest tenth 14 L*a*b* units darker than the actress's); the swap's relief then takes part of the actor's own
-  shading there (``engines.compose.relief``). Only a photo lit from above has that shadow (its light model shades
-  the nose's underside: ``NOSE_UNDERSIDE_SHADE``; a flash-lit photo's nostrils are the person's). A moustache is
+  shading there (``engines.compose.relief``). A photo lit from above has that shadow (its light model shades the
+  nose's underside: ``NOSE_UNDERSIDE_SHADE``); a flash-lit photo's nostrils are lifted half as much
+  (``nose_shadows_unlit``). A moustache is
   hair, not shadow: a photo whose skin under the nose carries much more fine detail than its cheeks
   (``MOUSTACHE_DETAIL``) is left as it is;
 - **the nose's light** (``nose_shading``, ``nose_highlight``): across the nose's ridge and sidewalls, the photo's broad
@@ -210,6 +211,13 @@ class CleanupConfig:
     """... and the least brightness any texel keeps there, as a share of that skin's, moved toward its colour (a deep
     nostril shadow of a photo lit from above is a black hole however broad its shadow is taken out; 0.5: d10.mp4 x
     biden.jpg within the bound on 93% of the frames, 0.6: 100%)."""
+    nose_shadows_unlit: float = 0.5
+    """How much of the nose base's lift (``nose_shadows``) a photo *not* lit from above gets (``NOSE_UNDERSIDE_SHADE``;
+    one lit from above gets it all): a flash-lit photo's nostrils are dark cavities all the same, and drawn on an actor
+    whose nostrils show less they were the face's worst region (s1.jpg on d10.mp4: under the nose's darkest tenth up
+    to 10.5 L*a*b* units from the actress's, over the bound of 8; 6.8 with half the lift). Half: the recogniser knows
+    s1.jpg partly by her nostrils (all of it cost 0.02-0.04 of cosine; half, about 0.01 from the brows down:
+    BENCHMARKS.md, issue 21)."""
     nose_shading: float = 0.5
     """How much of the broad *shadow* across the photo's nose (its ridge and sidewalls below the eyes: ``NOSE_ZONE``),
     as the identity's de-lighting leaves it, is taken out where it is darker than the clean skin around the nose by
@@ -668,8 +676,9 @@ def _lift_nose_base(
     """The nose's base (``shadow_zones``' nostrils and under the nose): its broad darkness (``NOSE_SHADOW_SIGMA``)
     against the clean skin around the zone scaled to ``1 - cfg.nose_shadows`` of itself, its fine detail kept; then
     no texel left under ``cfg.nose_shadow_floor`` of that skin (moved toward the skin's colour). Judged on the albedo
-    the identity will have (``_shading_detail``), so the lift is what the swap draws. Only for a photo lit from above
-    (``_lit_from_above``), nothing for one with a moustache (``_moustache``); (albedo, texels changed)."""
+    the identity will have (``_shading_detail``), so the lift is what the swap draws. All of it for a photo lit from
+    above (``_lit_from_above``), ``cfg.nose_shadows_unlit`` of it for another, nothing for one with a moustache
+    (``_moustache``); (albedo, texels changed)."""
     size = albedo.shape[0]
     none = np.zeros((size, size), bool)
     skin = face & (labels == SKIN) & ~brow_mask(size)
@@ -678,7 +687,8 @@ def _lift_nose_base(
     zones = shadow_zones(size)
     zone = np.maximum(zones.nostrils, zones.under_nose)
     detail = _shading_detail(shade, face)
-    amount = (1.0 - _moustache(texture, skin, zones.under_nose > 0.5)) * _lit_from_above(detail, skin & (zone > 0.5))
+    lit = max(_lit_from_above(detail, skin & (zone > 0.5)), cfg.nose_shadows_unlit)
+    amount = (1.0 - _moustache(texture, skin, zones.under_nose > 0.5)) * lit
     if amount <= 0.0:
         return albedo, none
     kept = detail / np.clip(detail, *SHADING_RANGE)
@@ -795,7 +805,8 @@ NOSE_UNDERSIDE_SHADE = (0.55, 0.68)
 """A photo whose light model shades its nose's base (the 10th percentile of the shading's detail over the zone) to
 under the first of these is lit from above, and its nose casts a shadow under itself (biden.jpg 0.41, obama.jpg 0.48,
 roop_source.jpg 0.50); over the second, its light is frontal and casts none there: the darkness of its nose's base is
-the person's (s1.jpg 0.72 and woman.png 0.74, flash-lit: lifted, s1's likeness fell 0.02-0.04 of cosine)."""
+its nostrils' (s1.jpg 0.72 and woman.png 0.74, flash-lit: lifted whole, s1's likeness fell 0.02-0.04 of cosine), lifted
+by ``CleanupConfig.nose_shadows_unlit`` of the lift."""
 
 
 def _lit_from_above(detail: np.ndarray, zone: np.ndarray) -> float:
