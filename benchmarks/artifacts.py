@@ -6,6 +6,8 @@ measure looks where such defects sit. The face is cut into regions with the trac
 cheek, the nose, under the nose, the upper lip, the chin, around each eye: ``REGIONS``) and, in each, the
 output's local luminance and chroma are compared with the input's in the same pixels — the swap relights to
 the actor's light (relight ``match``), so a region of the output should be lit and coloured like the actor's.
+The cheeks and eye rings leave out the skin the camera sees nearly edge-on (``GRAZING``): on a turned head it is
+the silhouette, where the swap's morph honestly draws the identity's outline instead of the actor's.
 
 Every statistic is taken relative to the whole face's median (L*, a*, b*), so what the colour match already
 settles (the face's overall tone, an identity darker or paler than the actor) does not count, and what is
@@ -71,6 +73,18 @@ eye (lashes, lid lines and liner: the identity's features, see the module's docs
 WORK_PX = 112
 """The face is measured in a window scaled so its longer side is about this many pixels: regions of a few
 hundred pixels each, and a cost per frame that does not grow with the face."""
+GRAZING = 0.4
+"""The regions at the face's sides (``SIDE_REGIONS``) leave out the skin the camera sees closer to edge-on than this
+(the mesh normal's component toward the camera, under 0.4: more than 66 degrees from the line of sight) ...
+
+There the mesh's outline runs a few pixels past a turned head's far cheek over the hair beside it, and the swap's
+morph moves that outline to the identity's: a region reaching it held the input's cheek edge and hair and the
+output's cheek — two parts of two faces (s18.mp4 x roop_source.jpg: the far cheek's darkest tenth 9-18 L* apart on
+21 of 30 frames, within the bound on every frame with the morph off), and the input's own hair moving in and out of
+it widened the bound (s18: 12.8 -> 8.0, the floor). A frontal face loses 1-4% of its cheeks' pixels, s18's far
+cheek 18%."""
+SIDE_REGIONS: tuple[str, ...] = ("right cheek", "left cheek", "right eye", "left eye")
+"""... the cheeks and the eye rings, which a head turned from the camera brings to its silhouette."""
 MIN_PIXELS = 24
 """A region with fewer visible pixels (turned away, out of the frame) is not measured in that frame."""
 
@@ -101,7 +115,8 @@ def region_of_triangle() -> np.ndarray:
         ellipse = ((x - cx) / 0.27) ** 2 + ((y + 0.38) / 0.2) ** 2 < 1.0
         put(name, ellipse & not_brow & skin)
     # Each region keeps well inside the face's outline: at the outline the mesh overhangs the actor's hair
-    # and the background, which a swap honestly paints over with skin.
+    # and the background, which a swap honestly paints over with skin (and a turned head's far cheek reaches
+    # its silhouette: ``region_map`` leaves out the skin seen edge-on there, ``GRAZING``).
     put("forehead", (y < -0.76) & (y > -0.96) & (np.abs(x) < 0.45) & skin)
     put("nose", (np.abs(x) < 0.17) & (y > -0.45) & (y < 0.03) & skin)
     put("under nose", (np.abs(x) < 0.28) & (y >= 0.03) & (y < 0.15) & skin)
@@ -109,6 +124,13 @@ def region_of_triangle() -> np.ndarray:
     put("chin", (np.abs(x) < 0.3) & (y > 0.8) & (y < 0.93) & skin)
     put("right cheek", (x < -0.3) & (x > -0.56) & (y > -0.22) & (y < 0.55) & skin)
     put("left cheek", (x > 0.3) & (x < 0.56) & (y > -0.22) & (y < 0.55) & skin)
+    out.setflags(write=False)
+    return out
+
+
+@functools.cache
+def _side_indices() -> np.ndarray:
+    out = np.array([REGIONS.index(name) for name in SIDE_REGIONS], np.int8)
     out.setflags(write=False)
     return out
 
@@ -153,9 +175,11 @@ class RegionMap:
         return [c.reshape(-1, 2).astype(np.float32) / self.scale + (self.x0, self.y0) for c in contours]
 
 
-def region_map(landmarks: np.ndarray, shape: tuple[int, ...]) -> RegionMap:
-    """The regions of the face whose 468-point mesh (frame pixels, with depth) is ``landmarks``."""
-    from engines.face.topology import face_topology
+def region_map(landmarks: np.ndarray, shape: tuple[int, ...], grazing: float = GRAZING) -> RegionMap:
+    """The regions of the face whose 468-point mesh (frame pixels, with depth) is ``landmarks``; those at its sides
+    (``SIDE_REGIONS``) only where the camera sees the skin less edge-on than ``grazing`` (``GRAZING``; 0: all of
+    them)."""
+    from engines.face.topology import face_topology, vertex_normals
     from engines.swap.raster import Window, rasterize
 
     lm = np.asarray(landmarks, np.float64)
@@ -173,6 +197,11 @@ def region_map(landmarks: np.ndarray, shape: tuple[int, ...]) -> RegionMap:
     raster = rasterize(small, face_topology().all_triangles, Window(0, 0, w, h))
     table = np.append(region_of_triangle(), np.int8(-1))
     labels = table[raster.triangle]  # -1 (no triangle) indexes the appended -1
+    if grazing > 0.0:
+        # A surface facing the camera has a normal with negative z (``vertex_normals``).
+        nz = raster.interpolate(vertex_normals(small, face_topology().all_triangles))[..., 2]
+        at_side = np.isin(labels, _side_indices())
+        labels = np.where(at_side & (nz > -grazing), np.int8(-1), labels).astype(np.int8)
     return RegionMap(x0, y0, scale, (w, h), labels)
 
 
