@@ -68,8 +68,13 @@ class ReliefConfig:
     nose: float = 0.5
     """Weight on the nose (bridge and sidewalls; all of it: d13 x s1's likeness -0.02 more, d10 x s1's nose 9.5 ->
     7.8) ..."""
-    folds: float = 0.0
-    """... and in the folds beside the nose and the mouth (under the nose and in the nostrils: 1)."""
+    folds: float = 0.5
+    """... and in the folds beside the nose and the mouth (under the nose and in the nostrils: 1). A photo lit from
+    above keeps its folds' shadow in its albedo (biden.jpg): drawn on an evenly lit actor it was a dark furrow down
+    the cheek, the worst region of d0.mp4 x biden.jpg (within the bound on 37% of 30 frames; 100% at 0.5) and of
+    s18.mp4 x a grey biden (70% -> 100%). Its likeness cost, at the edge of the runs' own movement (~0.01-0.02):
+    obama.jpg's, whose folds are his, -0.008 to -0.017 on five clips (-0.02 to -0.04 at 1), others -0.013 to +0.007
+    (BENCHMARKS.md, issue 21)."""
     around: float = 0.25
     """Standard deviation (eye-corner distances) of the blur that gives each image's level around the zones."""
     max_ratio: float = 4.0

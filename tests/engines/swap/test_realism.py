@@ -336,3 +336,16 @@ def test_a_side_lit_photos_nose_draws_neither_its_shadow_nor_its_highlight(
     per_region = _per_region(_processor(models_dir, store), clips / clip, "s1")
     nose = per_region[:, REGIONS.index("nose"), STATS.index(stat)]
     assert float(np.median(nose)) < 8.0, nose  # 10.3 (d10, dark) and 9.2 (Obama_speaking, bright) before
+
+
+def test_a_photos_folds_in_its_own_light_give_way_to_the_actors(
+    models_dir: Path, store: IdentityStore, clips: Path
+) -> None:
+    """biden.jpg is lit from above: the folds beside his nose and mouth are in shadow in the photo, and the de-lighting
+    divides its light out only within ``SHADING_RANGE`` there. Drawn on d0.mp4's evenly lit actor they were a dark
+    furrow down his left cheek, its worst region on most frames (its darkest tenth 9.0 L*a*b* units from his, over
+    the clip's bound of 8). The folds now take the actor's relative brightness in part, as the zone under the nose
+    does (``ReliefConfig.folds``): 7.7."""
+    per_region = _per_region(_processor(models_dir, store), clips / "d0.mp4", "biden")
+    cheek = np.nanmax(per_region[:, REGIONS.index("left cheek")], axis=1)
+    assert float(np.median(cheek)) < 8.0, cheek  # 9.0 before
