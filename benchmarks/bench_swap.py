@@ -2,7 +2,7 @@
 
     python benchmarks/bench_swap.py [--clip s18.mp4] [--sizes 480 720 1080] [--closeup] [--identity s1.jpg]
                                     [--frames 120] [--repeat 2] [--clock wall|cpu] [--steps] [--work-px N]
-                                    [--bounded default|on|off|both]
+                                    [--bounded default|on|off|both] [--mark NAME|off]
 
 Decodes the clip once into memory (scaled to each ``--sizes`` height at the clip's aspect, or with
 ``--closeup`` cropped so the face fills 60% of the frame height and scaled to 16:9 at that height:
@@ -26,12 +26,17 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+if TYPE_CHECKING:
+    from engines.processor import FaceProcessor
+    from engines.settings import ProcessSettings
+
 SHARED = Path(os.environ.get("STAGESWAP_SHARED") or REPO.parent / "shared")
 PER_FACE = "swap+relight+blend per face"
 
@@ -139,7 +144,13 @@ def _time_steps() -> None:
                     setattr(module, leaf, wrapped)
 
 
-def _run(processor, frames, settings, per_stage: dict[str, list[float]], windows: list[int]) -> float:  # type: ignore[no-untyped-def]
+def _run(
+    processor: FaceProcessor,
+    frames: list[tuple[np.ndarray, float]],
+    settings: ProcessSettings,
+    per_stage: dict[str, list[float]],
+    windows: list[int],
+) -> float:
     """Process every frame; append per-stage ms (and the per-face swap+relight+blend sum); return seconds."""
     total = 0.0
     for image, t in frames:
@@ -171,18 +182,25 @@ def measure(
     repeat: int,
     work_px: int | None = None,
     bounded: str = "default",
+    mark: str | None = None,
 ) -> dict[str, dict[str, object]]:
     """Baseline and swap rounds over ``frames``: per run, fps and p50/p99 per stage. ``work_px``: the processor's
     ``SwapConfig.work_px`` (None: the default). ``bounded``: ``SwapConfig.bounded`` — ``default``, ``on``, ``off``,
     or ``both`` (a swap run with it off and one with it on in every round, alternating: before and after in one
-    process)."""
+    process). ``mark``: the watermark every frame carries (a name in ``engines.compose.watermark.MARKS``, ``off``
+    for none; None: the processor's default)."""
     import dataclasses
 
+    from engines.compose.watermark import watermark_config
     from engines.identity.store import IdentityStore
     from engines.processor import FaceProcessor, ProcessorConfig
     from engines.settings import ProcessSettings
 
     config = ProcessorConfig()
+    if mark is not None:
+        config = dataclasses.replace(
+            config, watermark=watermark_config(enabled=False) if mark == "off" else watermark_config(mark)
+        )
     if work_px is not None:
         config = dataclasses.replace(config, swap=dataclasses.replace(config.swap, work_px=work_px))
 
@@ -231,6 +249,8 @@ def measure(
 
 
 def main() -> None:
+    from engines.compose.watermark import DEFAULT_MARK, MARKS
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clip", default="s18.mp4", help="a clip in the shared clips (default: s18.mp4, 1280x720)")
     ap.add_argument("--sizes", nargs="+", type=int, default=None, help="frame heights (default: the clip's own)")
@@ -264,6 +284,13 @@ def main() -> None:
         help="SwapConfig.bounded (window-size passes bounded, issue 20): both = a run with it off and one with it on "
         "in every round, alternating (before and after in one process)",
     )
+    ap.add_argument(
+        "--mark",
+        choices=["off", *MARKS],
+        default=None,
+        help="the invisible watermark on every frame (default: the processor's, DEFAULT_MARK); off: none. A mark's "
+        "OpenCV passes leave the thread pool spinning into the next stage, which --clock cpu counts there",
+    )
     args = ap.parse_args()
     if args.clock == "cpu":
         import engines.processor
@@ -292,10 +319,11 @@ def main() -> None:
         frames = framed(source, height, args.closeup, Path(args.models))
         h, w = frames[0][0].shape[:2]
         load_before = os.getloadavg()[0]
-        result = measure(frames, photo, args.models, args.repeat, args.work_px, args.bounded)
+        result = measure(frames, photo, args.models, args.repeat, args.work_px, args.bounded, args.mark)
         label = f"{args.clip} {'close-up ' if args.closeup else ''}{w}x{h} ({args.clock} time)"
         if args.work_px is not None:
             label += f", work size {args.work_px} px"
+        label += f", mark {args.mark or DEFAULT_MARK}"
         print(
             f"\n{label}: {len(frames)} frames x {args.repeat} rounds, identity {args.identity}, "
             f"load {load_before:.1f} -> {os.getloadavg()[0]:.1f}"
@@ -306,7 +334,9 @@ def main() -> None:
                 f"face {run['face_height_px']} px high"
             )
             print(f"    {'stage':<30} {'p50 ms':>8} {'p99 ms':>8} {'n':>6}")
-            for stage, q in run["stages"].items():  # type: ignore[union-attr]
+            stages = run["stages"]
+            assert isinstance(stages, dict)
+            for stage, q in stages.items():
                 print(f"    {stage:<30} {q['p50']:8.2f} {q['p99']:8.2f} {q['n']:6d}")
         report.append(
             {
@@ -316,6 +346,7 @@ def main() -> None:
                 "width": w,
                 "height": h,
                 "work_px": args.work_px,
+                "mark": args.mark or DEFAULT_MARK,
                 "runs": result,
             }
         )
