@@ -1,0 +1,100 @@
+"""The moving watermark's per-pixel passes fused into compiled kernels (numba; issue 24's ``hush``, issue 20's budget).
+
+``engines.compose.watermark`` draws the moving marks at half resolution and adds them to the frame. In OpenCV that
+was a bilinear resize of the offset to the frame (float32), two thresholds, two conversions to uint8, two 3-channel
+merges and a saturating add and subtract: nine full-resolution passes and ~13 MB of fresh arrays a 720p frame, whose
+first touch (the kernel zeroing pages: ~3,300 page faults a frame) cost as much as the arithmetic on the AMD EPYC VM.
+``add_upsampled`` is one pass writing only the output frame.
+
+The kernels follow OpenCV's arithmetic (the bilinear taps of ``cv2.resize``, ``a * w0 + b * w1`` in float32, rows
+then columns; round half to even as ``cvRound``), so they draw what the OpenCV passes drew except where float32
+rounding lands a value on the other side of a half level (none in the frames of ``tests/engines/compose/
+test_watermark_fused.py``). Compiled once per machine (``cache=True``), IEEE arithmetic (``fastmath`` off), the GIL
+released while they run.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def _taps(dst: int, src: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover
+    """``cv2.resize``'s bilinear taps (INTER_LINEAR, float data) from ``src`` samples to ``dst``: each output
+    sample's two source indices and their weights (pixel centres aligned, clamped at the edges as OpenCV clamps)."""
+    lo = np.empty(dst, np.int64)
+    hi = np.empty(dst, np.int64)
+    w0 = np.empty(dst, np.float32)
+    w1 = np.empty(dst, np.float32)
+    scale = src / dst
+    for i in range(dst):
+        f = np.float32((i + 0.5) * scale - 0.5)
+        j = int(math.floor(f))
+        f = np.float32(f - j)
+        if j < 0:
+            j, f = 0, np.float32(0.0)
+        if j >= src - 1:
+            j, f = src - 1, np.float32(0.0)
+        lo[i], hi[i] = j, min(j + 1, src - 1)
+        w0[i], w1[i] = np.float32(1.0) - f, f
+    return lo, hi, w0, w1
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def _across(row: np.ndarray, lo: np.ndarray, hi: np.ndarray, w0: np.ndarray, w1: np.ndarray, out: np.ndarray) -> None:
+    """One source row interpolated at the columns' taps into ``out`` (float32)."""
+    for x in range(lo.shape[0]):  # pragma: no cover - compiled
+        out[x] = row[lo[x]] * w0[x] + row[hi[x]] * w1[x]
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def _levels(
+    a: np.ndarray, b: np.ndarray, b0: np.float32, b1: np.float32, above: np.float32, below: np.float32, out: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """One output row's whole levels (int32): two interpolated source rows blended (``b0``, ``b1``), rounded half to
+    even, kept where above ``above`` or at most ``below``, else 0. Branch-free, so LLVM vectorises it."""
+    zero, top, bottom = np.float32(0.0), np.float32(255.0), np.float32(-255.0)
+    for x in range(out.shape[0]):
+        v = a[x] * b0 + b[x] * b1
+        r = min(max(np.rint(v), bottom), top)
+        out[x] = np.int32(r if (v > above) | (v <= below) else zero)
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def add_upsampled(
+    image: np.ndarray, offset: np.ndarray, above: float, below: float, channels: int
+) -> np.ndarray:  # pragma: no cover - compiled
+    """A copy of ``image`` (H x W x 3 uint8) with ``offset`` (any size, float32) scaled bilinearly to H x W
+    (``cv2.resize``'s INTER_LINEAR), rounded half to even to whole levels and added, saturating, to the first
+    ``channels`` channels (3: B, G and R alike, a luma mark; 1: blue only, the chroma carrier) where it is above
+    ``above`` or at most ``below`` (elsewhere nothing is added): ``Watermarker._add_rounded`` of the resized offset."""
+    h, w = image.shape[0], image.shape[1]
+    out = np.empty_like(image)
+    src_rows, dst_rows = image.reshape(h, w * 3), out.reshape(h, w * 3)
+    ylo, yhi, yw0, yw1 = _taps(h, offset.shape[0])
+    xlo, xhi, xw0, xw1 = _taps(w, offset.shape[1])
+    cache = np.empty((2, w), np.float32)
+    keys = np.full(2, -1, np.int64)
+    level = np.empty(w, np.int32)
+    spread = np.empty(w * 3, np.int32)
+    hi_level, lo_level = np.float32(above), np.float32(below)
+    luma = np.int32(1 if channels == 3 else 0)
+    for y in range(h):
+        for r in (ylo[y], yhi[y]):
+            if keys[0] != r and keys[1] != r:
+                slot = 0 if keys[0] != ylo[y] and keys[0] != yhi[y] else 1
+                _across(offset[r], xlo, xhi, xw0, xw1, cache[slot])
+                keys[slot] = r
+        a, b = (cache[0], cache[1]) if keys[0] == ylo[y] else (cache[1], cache[0])
+        _levels(a, b, yw0[y], yw1[y], hi_level, lo_level, level)
+        src, dst = src_rows[y], dst_rows[y]
+        for x in range(w):  # the level on the carrier's channels, none on the others
+            spread[3 * x] = level[x]
+            spread[3 * x + 1] = level[x] * luma
+            spread[3 * x + 2] = level[x] * luma
+        for k in range(w * 3):
+            dst[k] = np.uint8(min(max(np.int32(src[k]) + spread[k], 0), 255))
+    return out
