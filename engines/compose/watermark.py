@@ -988,14 +988,22 @@ def _face_factor(
     if len(boxes) == 0:
         return cv2.resize(factor, size, interpolation=cv2.INTER_LINEAR)
     sx, sy = w / frame_size[0], h / frame_size[1]
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    xs, ys = np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)
+    reach = 1.0 + _FACE_FEATHER  # the factor is 1 from here out: only the ellipse's bounding box is drawn
     for x1, y1, x2, y2 in np.asarray(boxes, dtype=np.float32).reshape(-1, 4):
         cx, cy = (x1 + x2) / 2 * sx, (y1 + y2) / 2 * sy
         ax = max(1.0, (x2 - x1) / 2 * sx * FACE_MARGIN[0])
         ay = max(1.0, (y2 - y1) / 2 * sy * FACE_MARGIN[1])
-        r = np.sqrt(((xs - cx) / ax) ** 2 + ((ys - cy) / ay) ** 2)
+        if not all(math.isfinite(float(v)) for v in (cx, cy, ax, ay)):
+            continue  # a box that is not finite has no ellipse
+        left, right = max(0, math.floor(cx - reach * ax) - 1), min(w, math.ceil(cx + reach * ax) + 2)
+        top, bottom = max(0, math.floor(cy - reach * ay) - 1), min(h, math.ceil(cy + reach * ay) + 2)
+        if left >= right or top >= bottom:
+            continue
+        r = np.sqrt(((xs[left:right] - cx) / ax) ** 2 + ((ys[top:bottom, None] - cy) / ay) ** 2)
         inside = np.clip((1.0 + _FACE_FEATHER - r) / _FACE_FEATHER, 0.0, 1.0)
-        factor = np.minimum(factor, 1.0 - (1.0 - config.face_gain) * inside)
+        box = factor[top:bottom, left:right]
+        box[:] = np.minimum(box, 1.0 - (1.0 - config.face_gain) * inside)
     return cv2.resize(factor, size, interpolation=cv2.INTER_LINEAR)
 
 
@@ -1051,8 +1059,18 @@ def _boost(rms: float, config: WatermarkConfig) -> float:
 
 def _boost_of(gain: np.ndarray, face: np.ndarray, config: WatermarkConfig) -> float:
     """The floor's factor for the picture off the faces (``_boost`` of the mask drawn with the faces' factor)."""
-    drawn = cv2.multiply(gain, face)
-    return _boost(float(np.sqrt(np.mean(cv2.multiply(drawn, drawn)))), config)
+    return _boost(math.sqrt(_face_energies(gain, face, config)[0]), config)
+
+
+def _face_energies(gain: np.ndarray, face: np.ndarray, config: WatermarkConfig) -> tuple[float, float, float]:
+    """The mean squares of the mask drawn (gain x face), of the picture off the faces and of the faces' own mask
+    (``watermark_fused.face_energies``: one compiled pass where OpenCV and numpy made nine)."""
+    from engines.compose import watermark_fused  # numba's import on the first frame marked, not at start-up
+
+    fg = config.face_gain
+    return watermark_fused.face_energies(
+        np.ascontiguousarray(gain, np.float32), np.ascontiguousarray(face, np.float32), fg, 1.0 / max(1.0 - fg, 1e-6)
+    )
 
 
 FACE_SHARE_STEP = 1.0 / 12.0
@@ -1083,10 +1101,14 @@ def _face_share(gain: np.ndarray, face: np.ndarray, k: float, config: WatermarkC
     fg = config.face_gain
     if config.face_floor_rms <= 0.0 or fg >= 1.0:
         return fg
-    off = (face - np.float32(fg)) * np.float32(1.0 / max(1.0 - fg, 1e-6))  # 1 off the faces, 0 on them
-    e_off = float(np.mean(cv2.multiply(cv2.multiply(gain, off), cv2.multiply(gain, off)))) * k * k
-    on = cv2.multiply(gain, 1.0 - off)
-    e_face = float(np.mean(cv2.multiply(on, on)))
+    _, e_off, e_face = _face_energies(gain, face, config)
+    return _share_of(e_off * k * k, e_face, config)
+
+
+def _share_of(e_off: float, e_face: float, config: WatermarkConfig) -> float:
+    """``_face_share`` from the mean squares of the picture off the faces, boosted (``e_off``), and of the faces'
+    mask (``e_face``)."""
+    fg = config.face_gain
     if e_off + fg * fg * e_face >= config.face_floor_rms**2 or e_face <= 1e-9:
         return fg
     share = math.sqrt(max(0.0, max(config.mask_floor_rms, config.face_floor_rms) ** 2 - e_off) / e_face)
@@ -1106,9 +1128,10 @@ def _boosted_off_faces(
     that leaves the frame's mark below ``face_floor_rms`` (a frame the face fills), the faces' share rises as far as
     needed (``_face_share``); ``state`` (the stream's ``PictureMotion``) keeps the share drawn in the frame before, so
     it rises at once and falls a step at a time (``FACE_SHARE_HOLD``)."""
-    k = _boost_of(gain, face, config)
     fg = config.face_gain
-    share = _face_share(gain, face, k, config)
+    drawn, e_off, e_face = _face_energies(gain, face, config)
+    k = _boost(math.sqrt(drawn), config)
+    share = fg if config.face_floor_rms <= 0.0 or fg >= 1.0 else _share_of(e_off * k * k, e_face, config)
     if state is not None and config.face_floor_rms > 0.0:
         before = state.face_share if state.face_share is not None else fg
         held = state.face_share_held + 1
@@ -1120,8 +1143,18 @@ def _boosted_off_faces(
         state.face_share = share
     if k <= 1.0 and share <= fg:
         return cv2.multiply(gain, face)
-    off = (face - np.float32(fg)) * np.float32(1.0 / max(1.0 - fg, 1e-6))  # 1 off the faces, 0 on them
-    return cv2.min(cv2.multiply(gain, cv2.add(cv2.multiply(off, k - share), share)), config.mask_gain)
+    from engines.compose import watermark_fused
+
+    # off = (face - fg) / (1 - fg): 1 off the faces, 0 on them; the mask times off x (k - share) + share
+    return watermark_fused.off_faces(
+        np.ascontiguousarray(gain, np.float32),
+        np.ascontiguousarray(face, np.float32),
+        fg,
+        1.0 / max(1.0 - fg, 1e-6),
+        k - share,
+        share,
+        config.mask_gain,
+    )
 
 
 def draw_badge(image: np.ndarray, text: str = "SYNTHETIC") -> np.ndarray:

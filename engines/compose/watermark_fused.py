@@ -98,3 +98,50 @@ def add_upsampled(
         for k in range(w * 3):
             dst[k] = np.uint8(min(max(np.int32(src[k]) + spread[k], 0), 255))
     return out
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def face_energies(gain: np.ndarray, face: np.ndarray, fg: float, inv: float) -> tuple[float, float, float]:
+    """The means over a frame's mask ``gain`` and faces' factor ``face`` (both H x W float32) that the hush mark's
+    floor and faces' share are decided on, in one pass: of (gain x face)^2 (the mark drawn), of (gain x off)^2 (the
+    picture off the faces) and of (gain x (1 - off))^2 (the faces), off = (face - ``fg``) x ``inv`` (1 off the faces,
+    0 on them). Each product in float32 as the OpenCV passes made it, the sums in float64 (numpy's mean summed float32
+    pairwise)."""
+    fg32, inv32, one = np.float32(fg), np.float32(inv), np.float32(1.0)
+    drawn = off_sum = on_sum = 0.0
+    for y in range(gain.shape[0]):  # pragma: no cover - compiled
+        g_row, f_row = gain[y], face[y]
+        for x in range(gain.shape[1]):
+            g, f = g_row[x], f_row[x]
+            d = g * f
+            off = (f - fg32) * inv32
+            a = g * off
+            b = g * (one - off)
+            drawn += d * d
+            off_sum += a * a
+            on_sum += b * b
+    n = max(gain.size, 1)
+    return drawn / n, off_sum / n, on_sum / n
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def off_faces(
+    gain: np.ndarray, face: np.ndarray, fg: float, inv: float, slope: float, share: float, top: float
+) -> np.ndarray:  # pragma: no cover - compiled
+    """min(gain x (off x ``slope`` + ``share``), ``top``), off = (face - ``fg``) x ``inv``: the hush mark's mask with
+    the picture off the faces boosted (``slope`` = k - share) and the faces at ``share``, in float32 as the OpenCV
+    passes (``_boosted_off_faces``)."""
+    fg32, inv32, slope32, share32, top32 = (
+        np.float32(fg),
+        np.float32(inv),
+        np.float32(slope),
+        np.float32(share),
+        np.float32(top),
+    )
+    out = np.empty_like(gain)
+    for y in range(gain.shape[0]):
+        g_row, f_row, o_row = gain[y], face[y], out[y]
+        for x in range(gain.shape[1]):
+            off = (f_row[x] - fg32) * inv32
+            o_row[x] = min(g_row[x] * (off * slope32 + share32), top32)
+    return out
