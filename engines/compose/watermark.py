@@ -507,7 +507,7 @@ class Watermarker:
                     gain = cv2.multiply(_boosted(gain, self.config), face)
             else:
                 gain = _boosted(gain, self.config)
-            offset = cv2.multiply(offset, gain)
+            offset = cv2.multiply(offset, gain, dst=offset)  # the remap's own array
         # a value under one level rounds to isolated +-1 specks that move with the mask's noise every frame: the
         # encoder codes them anew each time (s18: 16.5% -> 13.9% of the CRF 18 size without them, same reading)
         return self._add_upsampled(image, offset, min_level=1.0)
@@ -532,8 +532,13 @@ class Watermarker:
         period = self.config.tile_cells
         cells = shift / cell
         cells -= np.floor(np.median(cells.reshape(-1, 2), axis=0) / period) * period  # whole periods change nothing
-        field = cv2.resize(cells.astype(np.float32), _half_size(w, h), interpolation=cv2.INTER_LINEAR)
-        return cv2.remap(src, cv2.subtract(base, field), None, cv2.INTER_LINEAR)
+        field = cv2.resize(
+            cells.astype(np.float32),
+            (base.shape[1], base.shape[0]),
+            dst=_scratch("field", base.shape),
+            interpolation=cv2.INTER_LINEAR,
+        )
+        return cv2.remap(src, cv2.subtract(base, field, dst=field), None, cv2.INTER_LINEAR)
 
     def _moving_layout(self, w: int, h: int, wid: int) -> tuple[np.ndarray, np.ndarray]:
         """Per frame size and id: the tile repeated to cover the frame and two periods more (scaled so that the
@@ -948,17 +953,44 @@ def _half_mask_gain(image: np.ndarray, config: WatermarkConfig) -> np.ndarray:
     on s18, roop_target, Obama_speaking and short_hamilton) at about a quarter of the cost (the live path's budget:
     ~14 -> ~4 ms of CPU a 720p frame)."""
     grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-    half = cv2.pyrDown(grey.astype(np.float32))
-    band = cv2.subtract(half, cv2.GaussianBlur(half, (0, 0), math.sqrt(4.0**2 - 1.0) / 2.0))
-    energy = cv2.blur(cv2.multiply(band, band), (8, 8))  # 16 px of the frame
-    rms = cv2.sqrt(cv2.max(energy, 0.0))  # a box blur of squares can dip below 0 by rounding
+    size = _half_size(grey.shape[1], grey.shape[0])
+    # the steps write into this thread's scratch arrays (``_scratch``), the result alone is new: fresh arrays of a
+    # frame's size cost their page faults again every frame (as much as the arithmetic on the AMD EPYC VM)
+    flt = _scratch("grey", grey.shape)
+    flt[...] = grey
+    half = cv2.pyrDown(flt, dst=_scratch("half", size[::-1]))
+    blurred = cv2.GaussianBlur(half, (0, 0), math.sqrt(4.0**2 - 1.0) / 2.0, dst=_scratch("a", size[::-1]))
+    band = cv2.subtract(half, blurred, dst=_scratch("b", size[::-1]))
+    energy = cv2.blur(cv2.multiply(band, band, dst=blurred), (8, 8), dst=band)  # 16 px of the frame
+    rms = cv2.sqrt(cv2.max(energy, 0.0, dst=energy), dst=energy)  # a box blur of squares can dip below 0 by rounding
     if config.mask_open_px > 0:  # a lone speck's band energy is no texture around it (``mask_open_px``)
         side = max(1, config.mask_open_px // 2)
-        rms = cv2.morphologyEx(rms, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (side, side)))
+        kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (side, side))
+        rms = cv2.morphologyEx(rms, cv2.MORPH_OPEN, kernel, dst=_scratch("a", size[::-1]))
     if config.mask_edges > 0.0:  # measured at a quarter of the resolution: 0.3 ms of CPU a 720p frame, not ~3
         factor = _edge_factor(cv2.pyrDown(half), config.mask_edges)
-        rms = cv2.multiply(rms, cv2.resize(factor, (half.shape[1], half.shape[0]), interpolation=cv2.INTER_LINEAR))
-    return cv2.min(cv2.multiply(rms, config.mask_ratio / config.strength), config.mask_gain)
+        scaled = cv2.resize(factor, size, dst=_scratch("c", size[::-1]), interpolation=cv2.INTER_LINEAR)
+        rms = cv2.multiply(rms, scaled, dst=scaled)
+    return cv2.min(cv2.multiply(rms, config.mask_ratio / config.strength, dst=rms), config.mask_gain)
+
+
+_SCRATCH = threading.local()
+"""Each thread's scratch arrays (``_scratch``)."""
+
+
+def _scratch(name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A float32 array of ``shape`` that this thread reuses under ``name`` (its contents are whatever was left): for a
+    step's intermediate results, never for what a function returns. A few frame sizes are kept at once."""
+    arrays: dict[tuple[str, tuple[int, ...]], np.ndarray] | None = getattr(_SCRATCH, "arrays", None)
+    if arrays is None:
+        arrays = _SCRATCH.arrays = {}
+    key = (name, tuple(shape))
+    found = arrays.get(key)
+    if found is None:
+        if len(arrays) >= 32:  # another set of frame sizes: forget the old ones
+            arrays.clear()
+        found = arrays[key] = np.empty(shape, np.float32)
+    return found
 
 
 FACE_MARGIN = (1.25, 1.35)
