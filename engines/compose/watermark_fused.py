@@ -6,11 +6,11 @@ merges and a saturating add and subtract: nine full-resolution passes and ~13 MB
 first touch (the kernel zeroing pages: ~3,300 page faults a frame) cost as much as the arithmetic on the AMD EPYC VM.
 ``add_upsampled`` is one pass writing only the output frame.
 
-The kernels follow OpenCV's arithmetic (the bilinear taps of ``cv2.resize``, ``a * w0 + b * w1`` in float32, rows
-then columns; round half to even as ``cvRound``), so they draw what the OpenCV passes drew except where float32
-rounding lands a value on the other side of a half level (none in the frames of ``tests/engines/compose/
-test_watermark_fused.py``). Compiled once per machine (``cache=True``), IEEE arithmetic (``fastmath`` off), the GIL
-released while they run.
+The kernels follow OpenCV's arithmetic (the bilinear taps of ``cv2.resize``, low + w (high - low) in a fused
+multiply-add as OpenCV 5 does it for float data, across then down; round half to even as ``cvRound``), so they draw
+what the OpenCV passes drew, to the bit on the bench's frames (``tests/engines/compose/test_watermark_fused.py``; an
+OpenCV without fused multiply-adds may differ from it by a level in a pixel where a value lies on a half level).
+Compiled once per machine (``cache=True``), IEEE arithmetic (``fastmath`` off), the GIL released while they run.
 """
 
 from __future__ import annotations
@@ -44,21 +44,30 @@ def _taps(dst: int, src: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
 
 
 @njit(cache=True, fastmath=False, nogil=True)
-def _across(row: np.ndarray, lo: np.ndarray, hi: np.ndarray, w0: np.ndarray, w1: np.ndarray, out: np.ndarray) -> None:
-    """One source row interpolated at the columns' taps into ``out`` (float32)."""
+def _across(row: np.ndarray, lo: np.ndarray, hi: np.ndarray, w1: np.ndarray, out: np.ndarray) -> None:
+    """One source row interpolated at the columns' taps into ``out`` (float32): low + w1 (high - low) in one fused
+    multiply-add, as OpenCV 5's resize does it for float data (``_lerp``)."""
     for x in range(lo.shape[0]):  # pragma: no cover - compiled
-        out[x] = row[lo[x]] * w0[x] + row[hi[x]] * w1[x]
+        low = row[lo[x]]
+        out[x] = _lerp(low, row[hi[x]], w1[x])
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def _lerp(low: np.float32, high: np.float32, w: np.float32) -> np.float32:  # pragma: no cover - compiled
+    """low + w (high - low) rounded once to float32 (a fused multiply-add: the float32 product is exact in float64,
+    the float64 sum rounded to float32 is the fused one but in the rarest double-rounding case)."""
+    return np.float32(np.float64(w) * np.float64(high - low) + np.float64(low))
 
 
 @njit(cache=True, fastmath=False, nogil=True)
 def _levels(
-    a: np.ndarray, b: np.ndarray, b0: np.float32, b1: np.float32, above: np.float32, below: np.float32, out: np.ndarray
+    a: np.ndarray, b: np.ndarray, b1: np.float32, above: np.float32, below: np.float32, out: np.ndarray
 ) -> None:  # pragma: no cover - compiled
-    """One output row's whole levels (int32): two interpolated source rows blended (``b0``, ``b1``), rounded half to
-    even, kept where above ``above`` or at most ``below``, else 0. Branch-free, so LLVM vectorises it."""
+    """One output row's whole levels (int32): two interpolated source rows blended (the second's weight ``b1``,
+    ``_lerp``), rounded half to even, kept where above ``above`` or at most ``below``, else 0. Branch-free."""
     zero, top, bottom = np.float32(0.0), np.float32(255.0), np.float32(-255.0)
     for x in range(out.shape[0]):
-        v = a[x] * b0 + b[x] * b1
+        v = _lerp(a[x], b[x], b1)
         r = min(max(np.rint(v), bottom), top)
         out[x] = np.int32(r if (v > above) | (v <= below) else zero)
 
@@ -74,8 +83,8 @@ def add_upsampled(
     h, w = image.shape[0], image.shape[1]
     out = np.empty_like(image)
     src_rows, dst_rows = image.reshape(h, w * 3), out.reshape(h, w * 3)
-    ylo, yhi, yw0, yw1 = _taps(h, offset.shape[0])
-    xlo, xhi, xw0, xw1 = _taps(w, offset.shape[1])
+    ylo, yhi, _, yw1 = _taps(h, offset.shape[0])
+    xlo, xhi, _, xw1 = _taps(w, offset.shape[1])
     cache = np.empty((2, w), np.float32)
     keys = np.full(2, -1, np.int64)
     level = np.empty(w, np.int32)
@@ -86,10 +95,10 @@ def add_upsampled(
         for r in (ylo[y], yhi[y]):
             if keys[0] != r and keys[1] != r:
                 slot = 0 if keys[0] != ylo[y] and keys[0] != yhi[y] else 1
-                _across(offset[r], xlo, xhi, xw0, xw1, cache[slot])
+                _across(offset[r], xlo, xhi, xw1, cache[slot])
                 keys[slot] = r
         a, b = (cache[0], cache[1]) if keys[0] == ylo[y] else (cache[1], cache[0])
-        _levels(a, b, yw0[y], yw1[y], hi_level, lo_level, level)
+        _levels(a, b, yw1[y], hi_level, lo_level, level)
         src, dst = src_rows[y], dst_rows[y]
         for x in range(w):  # the level on the carrier's channels, none on the others
             spread[3 * x] = level[x]
