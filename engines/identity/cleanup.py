@@ -43,6 +43,12 @@ shimmers as the face moves. Here, per photo and before the photos are merged
   highlight over the skin around is taken out and half of its shadow beyond a soft relief's; a side light's dark
   sidewall and a flash's white ridge were drawn on every frame whatever the stage light (s1.jpg on d10.mp4 and
   Obama_speaking.mp4);
+- **the cheeks' cast shadows** (``cheek_shadows``): under a light that casts shadows (the same test), the brows, the
+  nose and the cheekbones shade the hollows below them — under the eyes, beside the nose, the folds — which a smooth
+  light model has no terms for; de-lit, that broad darkness stays as albedo, a bruise down a flatly lit actor's cheek
+  (biden.jpg, his face turned, on d0.mp4). Half of what is darker than ``CHEEK_SHADOW_TOLERANCE`` of the clean skin
+  around is taken out, to no less than ``cheek_shadow_floor`` of it, by a smooth gain: wrinkles and the fold's line
+  stay, and the actor's own shading comes from the relight;
 - **a smile's creases** (``smile_folds``, by how broadly the photo smiles: ``smile_amount``): the creases of its
   folds beside the nose and mouth are lifted to the skin a few texels around them. Left in, every frame of the
   actor showed the grin's "parentheses" around a closed, still mouth (obama.jpg and roop_source.jpg on a
@@ -240,6 +246,19 @@ class CleanupConfig:
     level): a nose's own relief under a soft light. The shared photos' noses, from the brows down, lie within about this
     but for s1.jpg's (its shadowed sidewall at 0.23 of the cheeks beside it, its ridge at 1.23, both at the 5th / 95th
     percentile; roop_source.jpg 0.79-1.05, t1.jpg 0.88-1.10)."""
+    cheek_shadows: float = 0.5
+    """How much of the broad darkness of the photo's cheeks, under its lower lids and in its folds beside the nose
+    (``cheek_shadow_zone``), beyond ``CHEEK_SHADOW_TOLERANCE`` of the clean skin around, is taken out; the fine detail
+    (wrinkles, the fold's line: ``CHEEK_SHADOW_SIGMA``) stays ...
+
+    Only for a photo whose light casts shadows (its light model shades the nose's underside: ``_lit_from_above``): the
+    brows, the nose and the cheekbones then shade the hollows below them, which a smooth light model has no terms for,
+    and de-lit they stay as albedo. biden.jpg (lit from above, his face turned): the skin under his left eye and down
+    beside his nose half as bright as his cheeks' median, drawn on d0.mp4's flatly lit actor as a bruise down the left
+    cheek (its darkest tenth 8 L*a*b* units under the actor's, the clip's bound 8; BENCHMARKS.md, issue 21). A
+    flash-lit photo's dark rings and folds are the person's, and stay; 0: off."""
+    cheek_shadow_floor: float = 0.7
+    """... and the least broad brightness left there, as a share of that skin's."""
 
 
 FOREHEAD_TOP_Y = -0.9
@@ -340,6 +359,9 @@ def clean_texture(
         changed |= lifted
     if cfg.nose_shadows > 0.0 and not cfg.cavities:  # the cavities' lift takes the zone under the nose whole
         albedo, lifted = _lift_nose_base(texture, albedo, shade, labels, face, seen, cfg)
+        changed |= lifted
+    if cfg.cheek_shadows > 0.0:
+        albedo, lifted = _lift_cheek_shadows(albedo, shade, labels, face, seen, cfg)
         changed |= lifted
     if cfg.cavities:
         # On every texel the photo saw at all: a nostril is seen at a grazing angle (its rim is a shadow too).
@@ -776,6 +798,81 @@ def nose_zone(size: int) -> np.ndarray:
     inside = np.isfinite(x) & np.isfinite(y)
     x, y = np.where(inside, x, 9.0), np.where(inside, y, 9.0)
     zone = (x < NOSE_ZONE[0]) & (y > NOSE_ZONE[1]) & (y < NOSE_ZONE[2])
+    out = np.clip(cv2.GaussianBlur(zone.astype(np.float32), (0, 0), size / 96.0), 0.0, 1.0)
+    out.setflags(write=False)
+    return out
+
+
+def _lift_cheek_shadows(
+    albedo: np.ndarray,
+    shade: np.ndarray,
+    labels: np.ndarray,
+    face: np.ndarray,
+    seen: np.ndarray,
+    cfg: CleanupConfig,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The cheeks' and folds' broad darkness (``cheek_shadow_zone``, averaged over ``CHEEK_SHADOW_SIGMA``) under
+    ``CHEEK_SHADOW_TOLERANCE`` of the clean skin around (``CHEEK_REFERENCE_SIGMA``) brought ``cfg.cheek_shadows`` of
+    the way up to it, and to no less than ``cfg.cheek_shadow_floor`` of it, by a smooth gain (the fine detail and the
+    skin's colour stay). Judged on the albedo the identity will have (``_shading_detail``), so the lift is what the
+    swap draws. Only as far as the photo's light casts shadows (``_lit_from_above``); (albedo, texels changed)."""
+    size = albedo.shape[0]
+    none = np.zeros((size, size), bool)
+    skin = face & (labels == SKIN) & ~brow_mask(size)
+    if skin.sum() < 100:
+        return albedo, none
+    zones = shadow_zones(size)
+    detail = _shading_detail(shade, face)
+    amount = _lit_from_above(detail, skin & (np.maximum(zones.nostrils, zones.under_nose) > 0.5))
+    if amount <= 0.0:
+        return albedo, none
+    kept = detail / np.clip(detail, *SHADING_RANGE)
+    luma = (albedo * kept[..., None]) @ _LUMA_BGR
+    # The reference: the clean skin around, over a neighbourhood wider than the shadow (the skin within it would call
+    # the shadow skin).
+    sigma = size * CHEEK_REFERENCE_SIGMA
+    level = _normalised_blur(luma, skin, sigma)
+    clean = skin & (luma > CHEEK_SHADOW_TOLERANCE * level)
+    level = _normalised_blur(luma, clean, sigma)
+    broad = _normalised_blur(luma, skin, size * CHEEK_SHADOW_SIGMA)
+    ratio = broad / np.maximum(level, 1e-4)
+    deficit = np.maximum(CHEEK_SHADOW_TOLERANCE - ratio, 0.0)
+    target = np.maximum(ratio + cfg.cheek_shadows * deficit, np.minimum(cfg.cheek_shadow_floor, CHEEK_SHADOW_TOLERANCE))
+    gain = np.maximum(target / np.maximum(ratio, 1e-4), 1.0)
+    where = cheek_shadow_zone(size) * amount * (seen & (labels == SKIN))
+    gain = np.power(gain, cv2.GaussianBlur(where.astype(np.float32), (0, 0), size / 256.0))
+    # A gain: a shadow is the lit skin scaled down; the texels keep their fine detail and their chromaticity (moving
+    # it toward the clean skin's as well was tried: d10.mp4 x obama.jpg's left eye ring read the same chroma, 7.2).
+    return (albedo * gain[..., None]).astype(np.float32), gain > 1.01
+
+
+CHEEK_SHADOW_TOLERANCE = 0.85
+"""The cheeks' broad brightness may be this share of the clean skin around untouched (a face's own colour and what
+the light model leaves of its contours); what is darker is a shadow, lifted (``CleanupConfig.cheek_shadows``) ..."""
+CHEEK_SHADOW_SIGMA = 1.0 / 64.0
+"""... measured as its brightness averaged over this share of the texture's side (a nostril's width: the shadow is
+broad; a wrinkle, the fold's line and the pores stay as the photo has them) ..."""
+CHEEK_REFERENCE_SIGMA = 1.0 / 10.0
+"""... against the clean skin (brighter than ``CHEEK_SHADOW_TOLERANCE`` of its neighbourhood) over this share of the
+texture's side (wider than the shadow under an eye)."""
+CHEEK_ZONE_X = (0.12, 0.6)
+CHEEK_ZONE_Y = (-0.32, 0.55)
+"""Where a photo's relief casts shadows on the cheeks (canonical, eye-corner distances, |x| from the middle, y down):
+from under the lower lids (-0.34) to the mouth's level, beside the nose out to the cheeks' sides; not the nostrils or
+under the nose (``CleanupConfig.nose_shadows``)."""
+
+
+@functools.cache
+def cheek_shadow_zone(size: int) -> np.ndarray:
+    """(size, size) float32 0..1 (soft-edged): the cheeks and the folds beside the nose, skin only, not the nostrils
+    (from the canonical face; cached, read-only)."""
+    x = np.abs(texture_canonical_x(size))
+    y = texture_canonical_y(size)
+    inside = np.isfinite(x) & np.isfinite(y)
+    x, y = np.where(inside, x, 9.0), np.where(inside, y, 9.0)
+    zone = (x > CHEEK_ZONE_X[0]) & (x < CHEEK_ZONE_X[1]) & (y > CHEEK_ZONE_Y[0]) & (y < CHEEK_ZONE_Y[1])
+    zone &= texture_labels(size) == SKIN
+    zone &= ~((x < NOSTRIL_ZONE[0]) & (y > NOSTRIL_ZONE[1]) & (y < NOSTRIL_ZONE[2]))
     out = np.clip(cv2.GaussianBlur(zone.astype(np.float32), (0, 0), size / 96.0), 0.0, 1.0)
     out.setflags(write=False)
     return out
