@@ -825,13 +825,15 @@ def relief_gains(
 ) -> np.ndarray:  # pragma: no cover - compiled
     """``relief_field``'s gains from its blurs, one pass (h, w, 3) float32: each image's level around (the blurred
     linear light over the blurred weight, ``face_around``'s fourth channel), the actor's relative brightness over
-    the face's (within ``max_ratio``) taken by the zone's weight (``zones`` (h, w, 2): the brightness's and the
-    colour's) times how well the level around is known (``known``: from, ramp), a brightening by ``shares[0]``
-    (lift), a darkening by ``shares[1]`` (deepen), each channel's departure from the brightness by the colour's
-    weight times the share of the brightness's way taken (where the actor is darker: from lift down to deepen over
-    ``shares[3]``, one over the log of ``colour_dark``; ``relief.colour_share``), and the face's own relative
-    brightness, as that left it, brought up to ``shares[2]`` (the log of ``shadow_floor``; > 0: none) by the zone's
-    weight. The same float32 expressions as numpy's passes (``luma``: BGR weights of the luminance)."""
+    the face's (within ``max_ratio``) taken by the zone's weight (``zones`` (h, w, 2 or 3): the brightness's, the
+    colour's and, when given, each pixel's share of a darkening) times how well the level around is known
+    (``known``: from, ramp), a brightening by ``shares[0]`` (lift), a darkening by ``shares[1]`` (deepen; by the
+    third channel of ``zones`` where it has one: the eye sockets' own share), each channel's departure from the
+    brightness by the colour's weight times the share of the brightness's way taken (where the actor is darker: from
+    lift down to deepen over ``shares[3]``, one over the log of ``colour_dark``; ``relief.colour_share``), and the
+    face's own relative brightness, as that left it, brought up to ``shares[2]`` (the log of ``shadow_floor``; > 0:
+    none) by the zone's weight; a darkening takes the face no lower than its own skin around. The same float32
+    expressions as numpy's passes (``luma``: BGR weights of the luminance)."""
     h, w = face_l.shape
     out = np.empty((h, w, 3), np.float32)
     zero, one, floor = np.float32(0.0), np.float32(1.0), np.float32(1e-4)
@@ -840,6 +842,7 @@ def relief_gains(
     lift, deepen = np.float32(shares[0]), np.float32(shares[1])
     log_floor, inv_dark = np.float32(shares[2]), np.float32(shares[3])
     tiny = np.float32(1e-6)
+    per_pixel = zones.shape[2] > 2  # a third channel: each pixel's share of a darkening (``shares[1]`` otherwise)
     face_level = np.empty(3, np.float32)
     actor_level = np.empty(3, np.float32)
     for i in range(h):
@@ -860,12 +863,14 @@ def relief_gains(
             face_rel = face_l[i, j] / max(face_sum, floor)
             luma_ratio = (actor_l[i, j] / max(actor_sum, floor)) / max(face_rel, floor)
             log_luma = np.log(min(max(luma_ratio, lo), hi))
-            share = lift if log_luma > zero else deepen
-            taken = share * log_luma
+            dark = zones[i, j, 2] if per_pixel else deepen
+            share = lift if log_luma > zero else dark
+            # a darkening takes the face no lower than its own skin around (``relief_field``)
+            taken = max(share * log_luma, -max(np.log(max(face_rel, floor)), zero))
             if log_luma > zero:
                 follow = taken / max(log_luma, tiny)
             else:
-                follow = deepen + (lift - deepen) * min(max(one + log_luma * inv_dark, zero), one)
+                follow = dark + (lift - dark) * min(max(one + log_luma * inv_dark, zero), one)
             reach, colour_reach = reach_zone * sure, colour_zone * sure * follow
             raise_to = zero
             if log_floor <= zero:  # the face's own shadow, as the exchange left it, brought up to the floor

@@ -32,6 +32,12 @@ the face, the actor's in the actor — is exchanged.
 The identity's nostrils stay darker than the skin (a recogniser knows a face by them); lifting the photo's
 shadows at enrollment instead (``CleanupConfig.cavities``) left none and cost likeness.
 
+The same exchange runs on the skin around the eyes (``ReliefConfig.sockets``): a photo's eye sockets carry its light's
+shadow (and a smile's raised lower lids) or a highlight on the orbit's rim that the light model does not explain, and
+they were drawn around every frame's eyes. There the face takes the actor's relative brightness both ways, a darkening
+only as far as down to the face's own skin around (the actor's eye make-up or shaded sockets are not drawn on the
+identity), and its relative colour as far.
+
 A black-and-white identity takes the gains on its lightness, before the actor's colour is given to it
 (``engines.stages.blend``): a gain on the coloured face would scale the colour taken from the actor too (an
 orange rim where a grey photo's shadow was lifted); and its own deepest shadows there are brought up to
@@ -75,6 +81,27 @@ class ReliefConfig:
     s18.mp4 x a grey biden (70% -> 100%). Its likeness cost, at the edge of the runs' own movement (~0.01-0.02):
     obama.jpg's, whose folds are his, -0.008 to -0.017 on five clips (-0.02 to -0.04 at 1), others -0.013 to +0.007
     (BENCHMARKS.md, issue 21)."""
+    sockets: float = 1.0
+    """... and on the skin around each eye (``socket_map``: beside and under the eye, not the lids, the lash lines or
+    the brows). A photo's eye sockets are darker than its cheeks where its light left them in shade or a smile pushed
+    the lower lids up, and lighter where its light caught the orbit's rim; the de-lighting has no term for the
+    sockets' depth, so both were drawn as albedo around every frame's eyes: obama.jpg on d0.mp4's flat-lit actor a
+    dark ring around his left eye (that ring's median 9.5 L*a*b* units darker than his, the worst region of every
+    frame, over the clip's bound of 8), a grey biden.jpg's lit temple beside it (its brightest tenth 7.9 over his).
+    Taken both ways (``lift``, ``sockets_deepen``), as far as the actor's relative brightness, never darker than the
+    face's own skin around (``relief_field``): the actor's darker sockets (eye make-up, a socket in shade) stay hers.
+    What it costs in likeness: BENCHMARKS.md, issue 21."""
+    sockets_deepen: float = 0.6
+    """Share of a darkening taken on the sockets' skin (``deepen`` elsewhere): a photo's highlight there goes as far as
+    a shadow does (``lift``). A darkening stops at the face's own skin around (``relief_field``), so this takes the
+    photo's highlights only; not stopped there, it drew d10.mp4's eye make-up on the identity (roop_source.jpg's
+    likeness there 0.36 -> 0.31)."""
+    sockets_colour: float = 1.0
+    """Share of the actor's relative colour taken on the sockets' skin, as far as the brightness went (``colour`` under
+    the nose): the skin around an actor's eyes is often of another colour than the face's (d10.mp4's 7 b* units bluer:
+    the thin skin under the eyes, her make-up's tint), which the photo's does not have (obama.jpg's is his face's);
+    without it that ring was d10 x obama's worst region, 7.2 units off at the median and made yellower by the lift
+    (8.9)."""
     around: float = 0.25
     """Standard deviation (eye-corner distances) of the blur that gives each image's level around the zones."""
     max_ratio: float = 4.0
@@ -89,7 +116,8 @@ class ReliefConfig:
     region (d10 x s1 under the nose 16 -> 8, d10 x a grey biden 25 -> 14; BENCHMARKS.md, issue 21)."""
     deepen: float = 0.0
     """... and of a darkening (the actor's nostrils, shadow or moustache darker than the face's there): none by
-    default — 0.2 of it cost d13 x s1 (a moustached actor) 0.02 more of likeness and bought no region back."""
+    default — 0.2 of it cost d13 x s1 (a moustached actor) 0.02 more of likeness and bought no region back (before a
+    darkening stopped at the face's own skin around: since, it takes only a face brighter than that)."""
     colour: float = 1.0
     """Share of the actor's relative colour taken under the nose (0: the face's own, a photo's reddish nostril
     shadow included). Not on the nose: there the colour around it (the identity's cheeks, a blush) would tint it."""
@@ -139,6 +167,14 @@ twice a face (~0.15 ms of a close-up's ~1 ms field); at 4, sigma ~3.4 grid pixel
 (s18 and d3, 27 frames each: at most 1 level in the output, on 0.3-1.8% of the face's pixels)."""
 ZONE_SOFTNESS = 0.025
 """The zones' edges are blurred over this many eye-corner distances (no step where the gain ends)."""
+SOCKETS = (0.35, -0.37, 0.32, 0.23)
+"""The eye sockets' skin: an ellipse around each eye, |x| and y of its centre and its radii (canonical, eye-corner
+distances; the eyes' corners at |x| 0.0-0.5 ... 0.5, the lids' line at y -0.38, the brows' lower edge at -0.5), a
+little wider than the ring ``benchmarks/artifacts.py`` judges (centre 0.35, -0.38, radii 0.27, 0.2) so that the
+zone's soft edge falls outside it. Skin only: the lids, the lash lines and the brows are the identity's features."""
+SOCKET_CLEAR = 0.03
+"""The sockets' weight fades out over this many eye-corner distances before the lids (the lower lash line, the
+identity's eye shape, is not lifted)."""
 
 
 @functools.cache
@@ -167,27 +203,97 @@ def zone_maps(size: int = ZONE_TEXELS) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return out[0], out[1], out[2]
 
 
+@functools.cache
+def socket_map(size: int = ZONE_TEXELS) -> np.ndarray:
+    """(size, size) float32 0..1 texture-space weight of the eye sockets' skin (``SOCKETS``), soft-edged, fading out
+    before the lids and the eye openings (``SOCKET_CLEAR``). Cached, read-only."""
+    labels = texture_labels(size)
+    x = np.abs(texture_canonical_x(size))
+    y = texture_canonical_y(size)
+    skin = np.isfinite(x) & np.isfinite(y) & (labels == SKIN)
+    x, y = np.where(skin, x, 9.0), np.where(skin, y, 9.0)
+    cx, cy, rx, ry = SOCKETS
+    ring = skin & (((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 < 1.0)
+    sx, sy = _texels_per_unit(size)
+    soft = np.clip(
+        cv2.GaussianBlur(ring.astype(np.float32), (0, 0), sx * ZONE_SOFTNESS, sigmaY=sy * ZONE_SOFTNESS), 0, 1
+    )
+    # Nothing on the features (the lids, brows, the openings) nor within ``SOCKET_CLEAR`` of them: the distance to the
+    # nearest feature texel, in canonical units along each axis of the (non-square) layout.
+    features = ((labels >= 0) & (labels != SKIN)).astype(np.uint8)
+    scale = sy / sx  # distances measured in x texels: y texels scaled to them
+    stretched = cv2.resize(1 - features, (size, max(2, round(size / scale))), interpolation=cv2.INTER_NEAREST)
+    dist = cv2.distanceTransform(stretched, cv2.DIST_L2, 5)
+    dist = cv2.resize(dist, (size, size), interpolation=cv2.INTER_LINEAR) / sx
+    out: np.ndarray = (soft * np.clip(dist / SOCKET_CLEAR, 0.0, 1.0)).astype(np.float32)
+    out.setflags(write=False)
+    return out
+
+
+def _texels_per_unit(size: int) -> tuple[float, float]:
+    """Texels per eye-corner distance along x and y of the texture layout (it is not square to the canonical face)."""
+    topo = face_topology()
+    per_unit = size * np.ptp(topo.uv, axis=0) / np.maximum(np.ptp(topo.canonical[:, :2], axis=0), 1e-6)
+    return float(per_unit[0]), float(per_unit[1])
+
+
 @functools.lru_cache(maxsize=8)
 def _zone_texture(config: ReliefConfig) -> np.ndarray:
     """(``ZONE_TEXELS``, ``ZONE_TEXELS``, 2) float32: ``zone_weight``'s two weights in texture space, made once per
     configuration (per face, the stack of two 256 x 256 maps cost ~0.3 ms). Read-only."""
     under, nose, folds = zone_maps()
-    brightness = np.maximum(under, np.maximum(config.nose * nose, config.folds * folds)) * config.strength
-    out = np.dstack([brightness, under * (config.strength * config.colour)])
+    brightness = np.maximum(under, np.maximum(config.nose * nose, config.folds * folds))
+    colour = under * config.colour
+    if config.sockets > 0.0:
+        brightness = np.maximum(brightness, config.sockets * socket_map())
+    if config.sockets_colour > 0.0:
+        colour = np.maximum(colour, config.sockets_colour * socket_map())
+    out = np.dstack([brightness, colour]) * np.float32(config.strength)
+    out.setflags(write=False)
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _deepen_texture(config: ReliefConfig) -> np.ndarray | None:
+    """(``ZONE_TEXELS``, ``ZONE_TEXELS``, 2) float32: each texel's share of a darkening (``deepen``, and
+    ``sockets_deepen`` where the sockets' weight is what reaches there), and the zones' weight but the sockets' (the
+    reference skin around the zones is looked for outside those only); None where the share is ``deepen``
+    everywhere. Two channels, as ``_zone_texture``: OpenCV's lookup of a two-channel float image is the one the
+    compiled lookup reproduces to the bit. Read-only."""
+    if config.sockets <= 0.0 or config.sockets_deepen == config.deepen:
+        return None
+    under, nose, folds = zone_maps()
+    others = np.maximum(under, np.maximum(config.nose * nose, config.folds * folds))
+    sockets = config.sockets * socket_map()
+    own = sockets / np.maximum(np.maximum(others, sockets), np.float32(1e-6))  # the sockets' part of the reach
+    deepen = np.float32(config.deepen) + np.float32(config.sockets_deepen - config.deepen) * own
+    out = np.dstack([deepen, others * np.float32(config.strength)]).astype(np.float32)
     out.setflags(write=False)
     return out
 
 
 def zone_weight(geometry: FaceGeometry, config: ReliefConfig, fused: bool = False) -> np.ndarray:
-    """(hs, ws, 2) float32 0..1 at geometry resolution: how much of the actor's relative brightness, and of its
-    relative colour (under the nose only), each pixel takes. ``fused``: the lookup and the mask in one compiled
-    pass (``engines.fused.zone_weights``: OpenCV's numbers, to the bit)."""
+    """(hs, ws, 2 or 4) float32 0..1 at geometry resolution: how much of the actor's relative brightness, and of its
+    relative colour (under the nose, and on the sockets with ``sockets_colour``), each pixel takes, and, when the
+    sockets take another share of a darkening than the rest (``_deepen_texture``), each pixel's share and the weight
+    of the zones but the sockets'. ``fused``:
+    the lookup and the mask in one compiled pass (``engines.fused.zone_weights``: OpenCV's numbers, to the bit)."""
+    out = _lookup(geometry, _zone_texture(config), fused)
+    deepen = _deepen_texture(config)
+    if deepen is not None:
+        out = np.ascontiguousarray(np.dstack([out, _lookup(geometry, deepen, fused)]))
+    return out
+
+
+def _lookup(geometry: FaceGeometry, texture: np.ndarray, fused: bool) -> np.ndarray:
+    """A two-channel zone texture at the face's texture coordinates, zero where no triangle."""
     if fused:
         from engines import fused as kernels  # numba's import on the first face, not at start-up
 
-        return kernels.zone_weights(geometry.uv_small, _zone_texture(config), geometry.labels_small, ZONE_TEXELS)
+        looked: np.ndarray = kernels.zone_weights(geometry.uv_small, texture, geometry.labels_small, ZONE_TEXELS)
+        return looked
     uv = geometry.uv_small * np.float32(ZONE_TEXELS) - np.float32(0.5)
-    weight = cv2.remap(_zone_texture(config), uv, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    weight = cv2.remap(texture, uv, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     # Zero where no triangle: OpenCV's masked copy into a zeroed array (numpy's broadcast multiply by a bool mask
     # cost ten times as much; the same numbers, the weights being finite and non-negative).
     out: np.ndarray = cv2.copyTo(weight, (geometry.labels_small >= 0).view(np.uint8))
@@ -217,6 +323,10 @@ def relief_field(
         cfg = replace(cfg, shadow_floor=cfg.shadow_floor_monochrome)
     zones = zone_weight(geometry, cfg, fused)
     zone, colour_zone = zones[..., 0], zones[..., 1]
+    deepen = zones[..., 2:3] if zones.shape[2] > 2 else np.float32(cfg.deepen)
+    # The skin around the zones: outside all of them but the sockets (excluded too, the sockets' skin left the nose's
+    # zones a reference too far away: d13's close-up x roop_source drew orange rims at the nostrils' wings, 13 -> 18).
+    outside = zones[..., 3] if zones.shape[2] > 3 else zone
     if float(zone.max()) < 0.05:
         return None
     labels = geometry.labels_small
@@ -241,7 +351,7 @@ def relief_field(
             np.ascontiguousarray(face_small),
             np.ascontiguousarray(actor_small),
             np.ascontiguousarray(labels),
-            np.ascontiguousarray(zone),
+            np.ascontiguousarray(outside),
             SKIN,
             _U8_TO_LINEAR,
             _LUMA_BGR,
@@ -264,7 +374,7 @@ def relief_field(
         )
     face_lin, actor_lin = _U8_TO_LINEAR[face_small], _U8_TO_LINEAR[actor_small]
     face_l, actor_l = face_lin @ _LUMA_BGR, actor_lin @ _LUMA_BGR
-    ref = skin & (zone < 0.05)
+    ref = skin & (outside < 0.05)
     ref &= _near_median(face_l, skin, cfg.skin_range) & _near_median(actor_l, skin, cfg.skin_range)
     if int(ref.sum()) < 30:
         return None
@@ -287,10 +397,13 @@ def relief_field(
     luma_ratio = np.clip(relative(actor_l, actor_around @ _LUMA_BGR) / np.maximum(face_rel, 1e-4), lo, hi)
     reach, colour_reach = (zone * known)[..., None], (colour_zone * known)[..., None]
     log_luma = np.log(luma_ratio)[..., None]
-    share = np.where(log_luma > 0.0, np.float32(cfg.lift), np.float32(cfg.deepen))
-    taken = share * log_luma
+    share = np.where(log_luma > 0.0, np.float32(cfg.lift), deepen)
+    # A darkening takes the face no lower than its own skin around: a highlight of the photo goes, the actor's darker
+    # skin there (a moustache, eye make-up, a shadowed socket) is not drawn on the identity.
+    own = np.log(np.maximum(face_rel, np.float32(1e-4)))[..., None]
+    taken = np.maximum(share * log_luma, -np.maximum(own, np.float32(0.0)))
     # Each channel's departure from the brightness (the colour) by ``colour``, as far as the brightness went.
-    fade = colour_share(log_luma, taken, cfg)
+    fade = colour_share(log_luma, taken, cfg, deepen)
     log_gain = reach * taken + colour_reach * fade * (np.log(ratio) - log_luma)
     if cfg.shadow_floor > 0.0:  # the face's own shadow, as the exchange left it, brought up to the floor
         after = np.log(np.maximum(face_rel, np.float32(1e-4)))[..., None] + reach * taken
@@ -305,13 +418,17 @@ def _shares(cfg: ReliefConfig) -> tuple[float, float, float, float]:
     return (cfg.lift, cfg.deepen, floor, float(np.float32(1.0 / np.log(cfg.colour_dark))))
 
 
-def colour_share(log_luma: np.ndarray, taken: np.ndarray, cfg: ReliefConfig) -> np.ndarray:
+def colour_share(
+    log_luma: np.ndarray, taken: np.ndarray, cfg: ReliefConfig, deepen: np.ndarray | np.floating | None = None
+) -> np.ndarray:
     """How much of the actor's relative colour each pixel takes: the share of its brightness's way to the actor's
     that the exchange went (``taken`` of ``log_luma``, the log of the actor's relative brightness over the face's:
     ``lift`` of a photo shadow), and where the actor is darker from ``lift`` (at an equal brightness) down to
-    ``deepen`` at ``colour_dark`` times darker."""
+    ``deepen`` (per pixel, as ``zone_weight``'s third channel; default ``cfg.deepen``) at ``colour_dark`` times
+    darker."""
     ramp = np.clip(1.0 + log_luma * np.float32(1.0 / np.log(cfg.colour_dark)), 0.0, 1.0)
-    below = np.float32(cfg.deepen) + np.float32(cfg.lift - cfg.deepen) * ramp
+    dark = np.float32(cfg.deepen) if deepen is None else np.asarray(deepen, np.float32)
+    below = dark + (np.float32(cfg.lift) - dark) * ramp
     out: np.ndarray = np.where(log_luma > 0.0, taken / np.maximum(log_luma, np.float32(1e-6)), below)
     return out
 

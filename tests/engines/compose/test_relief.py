@@ -55,7 +55,11 @@ def test_the_compiled_field_equals_numpys_on_shared_clips(clips: Path, detector,
     face's shadows (``shadow_floor``) taken too, on the identity's texture over three frames each of d3, d10 and s18 (a
     reference pixel taken or left, or a channel swapped, moves the field by 1e-3 or more)."""
     identity = store.load("s1")
-    configs = (ReliefConfig(), ReliefConfig(folds=0.5, deepen=0.3, colour=0.5, colour_dark=1.2, shadow_floor=0.5))
+    configs = (
+        ReliefConfig(),
+        ReliefConfig(folds=0.5, deepen=0.3, colour=0.5, colour_dark=1.2, shadow_floor=0.5),
+        ReliefConfig(sockets=0.0, sockets_colour=0.0),  # two channels: one share of a darkening for every pixel
+    )
     compared = 0
     for clip, swapper, geometry, actor in swapped_faces(clips, detector, mesh, identity):
         hs, ws = geometry.small_size
@@ -67,7 +71,7 @@ def test_the_compiled_field_equals_numpys_on_shared_clips(clips: Path, detector,
             assert np.abs(ref - 1.0).max() > 0.01, f"{clip}: the field changes nothing: nothing compared"
             np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5, err_msg=clip)
             compared += 1
-    assert compared == 18
+    assert compared == 27
 
 
 def _tinted(image: np.ndarray, where: np.ndarray, gains: tuple[float, float, float]) -> np.ndarray:
@@ -86,7 +90,8 @@ def test_the_actors_dark_saturated_crease_does_not_colour_the_faces_lit_skin(det
     the actor's skin) takes ``lift`` of the actor's brightness and as much of its colour: its redness goes 0.6 of
     the way, not all of it (all of it, at 0.6 of the brightness, read olive)."""
     geometry, actor = _actor(detector, mesh, faces)
-    full = zone_weight(geometry, ReliefConfig())[..., 1] > 0.99  # the colour's zone: under the nose
+    # The colour's zone under the nose (the sockets take a darkening's colour too: ``sockets_deepen``).
+    full = zone_weight(geometry, ReliefConfig(sockets=0.0, sockets_colour=0.0))[..., 1] > 0.99
     assert full.sum() > 20
     crease = _tinted(actor, full, (0.25, 0.35, 0.6))  # 3x darker, redder: the actor's crease under lit face skin
     field = relief_field(actor, crease, geometry)
@@ -99,6 +104,45 @@ def test_the_actors_dark_saturated_crease_does_not_colour_the_faces_lit_skin(det
     lift = ReliefConfig().lift
     assert abs(g - 2.0**lift) < 0.1, (b, g, r)  # the brightness: lift of the way (2 ** 0.6 = 1.52)
     assert abs(float(r / g) - (0.65 / 0.5) ** -lift) < 0.04, (b, g, r)  # the redness: as far (0.85; all of it 0.77)
+
+
+def test_a_photos_eye_sockets_take_the_actors_relative_brightness_both_ways_and_the_lids_stay(
+    detector, mesh, faces: Path
+) -> None:
+    """The skin around each eye (``socket_map``) covers the ring the artifact measure judges there and nothing of the
+    lids, lash lines, brows or openings; a face drawn with a socket shadow the actor does not have (its skin there
+    at 0.6 of the actor's relative brightness) is lifted by ``lift`` of the way (0.6 ** -0.6 = 1.36), one drawn with
+    a highlight there (1.6x) is darkened by ``sockets_deepen`` of it (1.6 ** -0.6 = 0.75): both were drawn as the
+    identity's albedo around a flat-lit actor's eyes (obama.jpg's dark socket, a grey biden.jpg's lit temple on
+    d0.mp4; BENCHMARKS.md, issue 21). An actor whose sockets are darker than its skin around (eye make-up) does not
+    darken the face's below its own skin around."""
+    from dataclasses import replace
+
+    from engines.compose.relief import ZONE_TEXELS, socket_map
+    from engines.face.topology import SKIN
+    from engines.swap.texture import texture_canonical_x, texture_canonical_y, texture_labels
+
+    labels = texture_labels(ZONE_TEXELS)
+    x, y = texture_canonical_x(ZONE_TEXELS), texture_canonical_y(ZONE_TEXELS)
+    sockets = socket_map()
+    assert float(sockets[(labels >= 0) & (labels != SKIN)].max()) < 0.1  # the features: nothing but an edge's texel
+    for cx in (-0.35, 0.35):  # ``benchmarks.artifacts``' eye rings
+        ring = ((((x - cx) / 0.27) ** 2 + ((y + 0.38) / 0.2) ** 2) < 1.0) & (y > -0.52) & (labels == SKIN)
+        assert float(np.median(sockets[ring])) > 0.9 and float(np.mean(sockets[ring] > 0.5)) > 0.65
+    geometry, actor = _actor(detector, mesh, faces)
+    cfg = ReliefConfig()
+    elsewhere = zone_weight(geometry, replace(cfg, sockets=0.0, sockets_colour=0.0))[..., 0]
+    full = (zone_weight(geometry, cfg)[..., 0] > 0.99) & (elsewhere < 1e-3)
+    assert full.sum() > 40, full.sum()
+    for factor, share in ((0.6, cfg.lift), (1.6, cfg.sockets_deepen)):
+        field = relief_field(_scaled(actor, 1.0 + (factor - 1.0) * full), actor, geometry)
+        assert field is not None
+        expected = factor**-share
+        assert abs(float(np.median(field[full])) - expected) < 0.06, (factor, np.median(field[full]), expected)
+    # The actor's own sockets darker (eye make-up, a shaded socket): the face is not darkened below its skin around.
+    made_up = relief_field(actor, _scaled(actor, 1.0 - 0.5 * full), geometry)
+    assert made_up is not None
+    assert float(np.median(made_up[full])) > 0.97, np.median(made_up[full])  # 0.5 ** 0.6 = 0.66 if it were drawn
 
 
 def test_a_black_and_white_identitys_deepest_shadow_is_brought_up_to_the_floor(detector, mesh, faces: Path) -> None:  # type: ignore[no-untyped-def]
@@ -144,19 +188,22 @@ def test_the_compiled_zone_weights_equal_opencvs_on_shared_clips(clips: Path, de
     identity = store.load("s1")
     compared = 0
     for clip, _, geometry, _ in swapped_faces(clips, detector, mesh, identity):
-        for config in (ReliefConfig(), ReliefConfig(folds=1.0, colour=0.5)):
+        for config in (ReliefConfig(), ReliefConfig(folds=1.0, colour=0.5), ReliefConfig(sockets_deepen=0.0)):
             ref, got = zone_weight(geometry, config), zone_weight(geometry, config, fused=True)
             assert ref[..., 0].max() > 0.5, f"{clip}: no zone on the face: nothing compared"
             assert got.dtype == np.float32 and np.array_equal(got, ref), f"{clip}: {np.abs(got - ref).max()}"
             compared += 1
-    assert compared == 18
+    assert compared == 27
 
 
 def test_the_levels_around_on_the_coarser_grid_keep_the_field(clips: Path, detector, mesh, store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The levels around the zones blurred on a grid ``AROUND_STEP`` (4) times coarser than the geometry raster give
     the field the finer grid (2, until issue 20's twelfth session) gave, within 3% of a gain on three frames each of
     d3, d10 and s18 (measured: at most 1.3%; the blur is a quarter of an eye-corner distance, ~11-14 raster pixels, so
-    the coarser grid still has ~3 of its pixels a sigma). A grid 8 times coarser moved it by 6%."""
+    the coarser grid still has ~3 of its pixels a sigma). A grid 8 times coarser moved it by 6%. Since the eye sockets
+    take the actor's relative brightness both ways (``ReliefConfig.sockets``), their outer end on the far side of a
+    turned face (s18), where the skin around them is a thin strip before the outline, moves by up to 6.6% on 0.09% of
+    the face's pixels (d3: 5.9% on one pixel): there it is held to 8%, and 3% on all but 0.5% of the pixels."""
     from engines.compose import relief
 
     assert relief.AROUND_STEP == 4
@@ -171,7 +218,9 @@ def test_the_levels_around_on_the_coarser_grid_keep_the_field(clips: Path, detec
         monkeypatch.setattr(relief, "AROUND_STEP", 4)
         assert got is not None and finer is not None
         assert np.abs(finer - 1.0).max() > 0.01, f"{clip}: the field changes nothing: nothing compared"
-        worst = max(worst, float(np.abs(np.log(got) - np.log(finer)).max()))
+        moved = np.abs(np.log(got) - np.log(finer))
+        worst = max(worst, float(moved.max()))
+        assert float(np.mean(moved.max(axis=2) > 0.03)) < 0.005, (clip, float(np.mean(moved.max(axis=2) > 0.03)))
         compared += 1
     assert compared == 9
-    assert worst < 0.03, worst
+    assert worst < 0.08, worst
