@@ -51,8 +51,8 @@ def _processor(models_dir: Path, store: IdentityStore) -> FaceProcessor:
 def test_a_smiling_photo_does_not_lend_its_smile(models_dir: Path, store: IdentityStore, clips: Path) -> None:
     """roop_source.jpg grins with teeth; d10.mp4's actor talks. The output's mouth opens and closes with the
     actor's (correlation >= 0.85; -0.25 on a held-out pair and a visible grin before issue 21), and the
-    grin's folds and dark mouth corners no longer make the upper lip the face's worst region (it was, in
-    every frame, 30 L*a*b* units from the actor's; benchmarks/artifacts.py)."""
+    grin's folds and dark mouth corners no longer make the upper lip a defect (it was the face's worst region in
+    every frame, 30 L*a*b* units from the actor's; now 3-5, within the clip's bound: benchmarks/artifacts.py)."""
     lm68 = Landmarks68(models_dir / "pfld.onnx")
     proc = _processor(models_dir, store)
     mouth_in, mouth_out = [], []
@@ -71,7 +71,10 @@ def test_a_smiling_photo_does_not_lend_its_smile(models_dir: Path, store: Identi
     closed = int(np.argmin(mouth_in))
     assert mouth_out[closed] < np.median(mouth_out), (mouth_in[closed], mouth_out[closed])
     report = artifact_report(meter)
-    assert report.worst.get("upper lip", 0) <= 0.1 * FRAMES, report
+    # The upper lip's own deviation, not how often it is the worst region: with the other regions' defects mended it
+    # is the worst of a face within the bound on some frames (8 of 60 since the eye sockets, at 3.6 at the median).
+    lip = np.nanmax(np.stack(meter.per_region)[:, REGIONS.index("upper lip")], axis=1)
+    assert float(np.median(lip)) < 6.0 and float(np.mean(lip <= report.bound)) >= 0.95, (lip, report)
     assert report.p50 < 22.0, report
 
 
