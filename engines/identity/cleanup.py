@@ -98,8 +98,10 @@ from engines.face.topology import (
 from engines.light.sh import linear_to_srgb, srgb_to_linear
 from engines.swap.texture import (
     NOSTRIL_ZONE,
+    canonical_sides,
     fill_holes,
     shadow_zones,
+    soft_zone,
     texture_canonical_x,
     texture_canonical_y,
     texture_labels,
@@ -795,14 +797,9 @@ ridge's width): a sidewall's shadow and the ridge's highlight are broader, freck
 @functools.cache
 def nose_zone(size: int) -> np.ndarray:
     """(size, size) float32 0..1: ``NOSE_ZONE`` on the layout, soft-edged (cached, read-only)."""
-    x = np.abs(texture_canonical_x(size))
-    y = texture_canonical_y(size)
-    inside = np.isfinite(x) & np.isfinite(y)
-    x, y = np.where(inside, x, 9.0), np.where(inside, y, 9.0)
+    x, y = canonical_sides(size)
     zone = (x < NOSE_ZONE[0]) & (y > NOSE_ZONE[1]) & (y < NOSE_ZONE[2])
-    out = np.clip(cv2.GaussianBlur(zone.astype(np.float32), (0, 0), size / 96.0), 0.0, 1.0)
-    out.setflags(write=False)
-    return out
+    return soft_zone(zone, size / 96.0)
 
 
 def _lift_cheek_shadows(
@@ -868,16 +865,11 @@ under the nose (``CleanupConfig.nose_shadows``)."""
 def cheek_shadow_zone(size: int) -> np.ndarray:
     """(size, size) float32 0..1 (soft-edged): the cheeks and the folds beside the nose, skin only, not the nostrils
     (from the canonical face; cached, read-only)."""
-    x = np.abs(texture_canonical_x(size))
-    y = texture_canonical_y(size)
-    inside = np.isfinite(x) & np.isfinite(y)
-    x, y = np.where(inside, x, 9.0), np.where(inside, y, 9.0)
+    x, y = canonical_sides(size)
     zone = (x > CHEEK_ZONE_X[0]) & (x < CHEEK_ZONE_X[1]) & (y > CHEEK_ZONE_Y[0]) & (y < CHEEK_ZONE_Y[1])
     zone &= texture_labels(size) == SKIN
     zone &= ~((x < NOSTRIL_ZONE[0]) & (y > NOSTRIL_ZONE[1]) & (y < NOSTRIL_ZONE[2]))
-    out = np.clip(cv2.GaussianBlur(zone.astype(np.float32), (0, 0), size / 96.0), 0.0, 1.0)
-    out.setflags(write=False)
-    return out
+    return soft_zone(zone, size / 96.0)
 
 
 NOSE_SHADOW_SIGMA = 1.0 / 64.0
@@ -969,15 +961,10 @@ not the fold's broad shading."""
 def smile_zone(size: int) -> np.ndarray:
     """(size, size) float32 0..1 (soft-edged): where a smile folds the skin — beside the nose and the mouth down to
     the chin, skin only, not the nostrils (from the canonical face; cached, read-only)."""
-    x = np.abs(texture_canonical_x(size))
-    y = texture_canonical_y(size)
-    inside = np.isfinite(x) & np.isfinite(y)
-    x, y = np.where(inside, x, 9.0), np.where(inside, y, 9.0)
+    x, y = canonical_sides(size)
     folds = (x > 0.12) & (x < 0.62) & (y > 0.0) & (y < 0.85) & (texture_labels(size) == SKIN)
     folds &= ~((x < NOSTRIL_ZONE[0]) & (y < NOSTRIL_ZONE[2]))
-    out = np.clip(cv2.GaussianBlur(folds.astype(np.float32), (0, 0), size / 128.0), 0.0, 1.0)
-    out.setflags(write=False)
-    return out
+    return soft_zone(folds, size / 128.0)
 
 
 def _even_skin_colour(
@@ -1130,15 +1117,10 @@ around each outer mouth corner (at 0.27, 0.44), reaching down toward the jaw."""
 def mouth_corner_zone(size: int) -> np.ndarray:
     """(size, size) float32 0..1 (soft-edged): around each mouth corner and down from it, not the mouth opening
     (from the canonical face; cached, read-only)."""
-    x = np.abs(texture_canonical_x(size))
-    y = texture_canonical_y(size)
-    inside = np.isfinite(x) & np.isfinite(y)
-    x, y = np.where(inside, x, 9.0), np.where(inside, y, 9.0)
+    x, y = canonical_sides(size)
     zone = ((x - CORNER_CENTRE[0]) / CORNER_RADII[0]) ** 2 + ((y - CORNER_CENTRE[1]) / CORNER_RADII[1]) ** 2 < 1.0
     zone &= texture_labels(size) != MOUTH_OPENING
-    out = np.clip(cv2.GaussianBlur(zone.astype(np.float32), (0, 0), size / 96.0), 0.0, 1.0)
-    out.setflags(write=False)
-    return out
+    return soft_zone(zone, size / 96.0)
 
 
 def _close_mouth(albedo: np.ndarray, labels: np.ndarray, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -88,6 +88,28 @@ def texture_canonical_x(size: int = TEXTURE_SIZE) -> np.ndarray:
     return x
 
 
+@functools.cache
+def canonical_sides(size: int = TEXTURE_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """(|x|, y) of each texel on the canonical face (``texture_canonical_x`` made absolute: both sides alike, and
+    ``texture_canonical_y``), 9.0 outside the layout — far from every zone drawn in these units (cached,
+    read-only)."""
+    x = np.abs(texture_canonical_x(size))
+    y = texture_canonical_y(size)
+    inside = np.isfinite(x) & np.isfinite(y)
+    x, y = np.where(inside, x, 9.0).astype(np.float32), np.where(inside, y, 9.0).astype(np.float32)
+    x.setflags(write=False)
+    y.setflags(write=False)
+    return x, y
+
+
+def soft_zone(zone: np.ndarray, sigma: float) -> np.ndarray:
+    """A boolean zone on the layout made soft-edged: blurred over ``sigma`` texels, float32 0..1, read-only (what
+    the cached zone maps return)."""
+    out = np.clip(cv2.GaussianBlur(zone.astype(np.float32), (0, 0), sigma), 0.0, 1.0)
+    out.setflags(write=False)
+    return out
+
+
 @dataclass(frozen=True)
 class ShadowZones:
     """Where a face's relief casts shadows that a light model of the skin has no terms for, per texel 0..1
@@ -119,10 +141,7 @@ SOCKET_CENTRE, SOCKET_RADII = (0.33, -0.36), (0.36, 0.24)
 @functools.cache
 def shadow_zones(size: int = TEXTURE_SIZE) -> ShadowZones:
     """The ``ShadowZones`` of the layout at ``size`` (from the canonical face; cached, read-only)."""
-    x = np.abs(texture_canonical_x(size))
-    y = texture_canonical_y(size)
-    inside = np.isfinite(x) & np.isfinite(y)
-    x, y = np.where(inside, x, 9.0), np.where(inside, y, 9.0)
+    x, y = canonical_sides(size)
     nostrils = (x < NOSTRIL_ZONE[0]) & (y > NOSTRIL_ZONE[1]) & (y < NOSTRIL_ZONE[2])
     under_nose = (x < UNDER_NOSE_ZONE[0]) & (y > UNDER_NOSE_ZONE[1]) & (y < UNDER_NOSE_ZONE[2])
     folds = (x > FOLD_ZONE[0]) & (x < FOLD_ZONE[1]) & (y > FOLD_ZONE[2]) & (y < FOLD_ZONE[3]) & ~nostrils
