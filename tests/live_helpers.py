@@ -12,6 +12,7 @@ import fractions
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -266,6 +267,14 @@ def service_threads() -> list[str]:
         for t in threading.enumerate()
         if t.name.startswith(("worker-", "encode-", "source-", "audio-")) or "decoder" in t.name or "encoder" in t.name
     )
+
+
+def threads_left(before: list[str]) -> list[str]:
+    """``service_threads()`` that were not running at ``before`` (a multiset difference): what a stream left behind.
+    A thread another test left winding down may be in ``before`` and end meanwhile; that is no leak of this one."""
+    left = Counter(service_threads())
+    left.subtract(Counter(before))
+    return sorted(name for name, n in left.items() for _ in range(n))
 
 
 async def _view_forever(base: str, stream: str) -> None:

@@ -24,7 +24,7 @@ from streamer.config import InputSpec, ServeConfig
 from streamer.live.worker import PassthroughProcessor
 from tests.conftest import REPO
 from tests.ffmpeg_publish import make_certificate
-from tests.live_helpers import Viewer, live_server, service_threads, view, wait_for
+from tests.live_helpers import Viewer, live_server, service_threads, threads_left, view, wait_for
 
 
 async def _start(command: list[str]) -> asyncio.subprocess.Process:
@@ -118,7 +118,7 @@ def test_ffmpeg_whip_publishes_a_clip_that_whep_plays_and_delete_frees_everythin
                 await viewer.close()
             assert await wait_for(lambda: len(server.service.streams) == 0, 10)
             assert server.service.peers is not None and len(server.service.peers) == 0
-            assert await wait_for(lambda: service_threads() == threads_before, 10), service_threads()
+            assert await wait_for(lambda: not threads_left(threads_before), 10), threads_left(threads_before)
 
     asyncio.run(scenario())
 
