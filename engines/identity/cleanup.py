@@ -717,16 +717,11 @@ def _lift_nose_base(
     amount = (1.0 - _moustache(texture, skin, zones.under_nose > 0.5)) * lit
     if amount <= 0.0:
         return albedo, none
-    kept = detail / np.clip(detail, *SHADING_RANGE)
-    stored = albedo * kept[..., None]
-    luma = stored @ _LUMA_BGR
+    kept, stored, luma = _as_drawn(albedo, detail)
     # The reference is the skin around the zone (the nose, the cheeks beside it, the lip below): under a nose lit
     # from above the whole zone is in its shadow.
     sigma = size / 28.0
-    outside = skin & (zone < 0.05)
-    level = _normalised_blur(luma, outside, sigma)
-    clean = outside & (luma > 0.9 * level)
-    level = _normalised_blur(luma, clean, sigma)
+    level, clean = _clean_level(luma, skin & (zone < 0.05), sigma, 0.9)
     colour = np.dstack([_normalised_blur(stored[..., c], clean, sigma) for c in range(3)])
     where = (zone * amount * (seen & (labels == SKIN))).astype(np.float32)
     # The shadow is broad; the nostrils' and the creases' shapes within it are fine, and the person's (lifted with
@@ -741,6 +736,23 @@ def _lift_nose_base(
     step = cv2.GaussianBlur((step * where).astype(np.float32), (0, 0), size / 256.0)
     lifted = (stored + step[..., None] * (colour - stored)) / kept[..., None]
     return lifted.astype(np.float32), (gain > 1.01) | (step > 0.01)
+
+
+def _as_drawn(albedo: np.ndarray, detail: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The albedo as the swap will draw it — the de-lighting divides by ``detail`` (``_shading_detail``) limited to
+    ``SHADING_RANGE``, so ``kept`` of the photo's shading stays in it: (kept, stored = albedo x kept, its luma)."""
+    kept = detail / np.clip(detail, *SHADING_RANGE)
+    stored = albedo * kept[..., None]
+    return kept, stored, stored @ _LUMA_BGR
+
+
+def _clean_level(luma: np.ndarray, region: np.ndarray, sigma: float, share: float) -> tuple[np.ndarray, np.ndarray]:
+    """The level of the clean skin in ``region`` around each texel (blurred over ``sigma``): the region's level, then
+    again over its texels brighter than ``share`` of it (a shadowed socket or fold is not the skin's level);
+    (level, the clean texels)."""
+    level = _normalised_blur(luma, region, sigma)
+    clean = region & (luma > share * level)
+    return _normalised_blur(luma, clean, sigma), clean
 
 
 def _flatten_nose_shading(
@@ -764,15 +776,10 @@ def _flatten_nose_shading(
     if (skin & (zone > 0.5)).sum() < 50:
         return albedo, none
     detail = _shading_detail(shade, face)
-    kept = detail / np.clip(detail, *SHADING_RANGE)
-    stored = albedo * kept[..., None]
-    luma = stored @ _LUMA_BGR
+    _, _, luma = _as_drawn(albedo, detail)
     # The reference: the skin around the nose (the cheeks beside it, under the eyes), its clean part (a shadowed
     # socket or fold is not the skin's level).
-    sigma = size / 24.0
-    outside = skin & (zone < 0.05)
-    level = _normalised_blur(luma, outside, sigma)
-    level = _normalised_blur(luma, outside & (luma > 0.85 * level), sigma)
+    level, _ = _clean_level(luma, skin & (zone < 0.05), size / 24.0, 0.85)
     broad = _normalised_blur(luma, skin, size * NOSE_SHADING_SIGMA)
     dev = np.log(np.maximum(broad, 1e-4) / np.maximum(level, 1e-4))
     tol = cfg.nose_shading_tolerance
@@ -825,14 +832,10 @@ def _lift_cheek_shadows(
     amount = _lit_from_above(detail, skin & (np.maximum(zones.nostrils, zones.under_nose) > 0.5))
     if amount <= 0.0:
         return albedo, none
-    kept = detail / np.clip(detail, *SHADING_RANGE)
-    luma = (albedo * kept[..., None]) @ _LUMA_BGR
+    _, _, luma = _as_drawn(albedo, detail)
     # The reference: the clean skin around, over a neighbourhood wider than the shadow (the skin within it would call
     # the shadow skin).
-    sigma = size * CHEEK_REFERENCE_SIGMA
-    level = _normalised_blur(luma, skin, sigma)
-    clean = skin & (luma > CHEEK_SHADOW_TOLERANCE * level)
-    level = _normalised_blur(luma, clean, sigma)
+    level, _ = _clean_level(luma, skin, size * CHEEK_REFERENCE_SIGMA, CHEEK_SHADOW_TOLERANCE)
     broad = _normalised_blur(luma, skin, size * CHEEK_SHADOW_SIGMA)
     ratio = broad / np.maximum(level, 1e-4)
     deficit = np.maximum(CHEEK_SHADOW_TOLERANCE - ratio, 0.0)
