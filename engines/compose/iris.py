@@ -223,3 +223,39 @@ def _tint_compiled(
     if not share.any():
         return
     kernels.iris_write(box, cv2.cvtColor(lab, cv2.COLOR_Lab2BGR), share)
+
+
+def gaze_aside(image: np.ndarray, landmarks: np.ndarray) -> float | None:
+    """How far the eyes look aside in ``image`` (BGR uint8) whose face ``landmarks`` (468, >=2, pixels) outline:
+    the irises' shift across their eye openings, the same way in the image for both eyes, in eye widths (corner to
+    corner; 0: each iris midway between its corners, ~0.1: a glance aside), the two eyes' mean. Each iris's centre is
+    where the opening's dark pixels are (``_iris_weights``, as the recolouring finds it). None when an eye shows no
+    iris (closed, too small). A face's own asymmetry and the mesh's error read as a few hundredths."""
+    h, w = image.shape[:2]
+    shifts = []
+    for contour in (RIGHT_EYE, LEFT_EYE):
+        polygon = np.asarray(landmarks, np.float64)[list(contour), :2]
+        x0, y0 = np.floor(polygon.min(axis=0)).astype(int) - 1
+        x1, y1 = np.ceil(polygon.max(axis=0)).astype(int) + 2
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+        if x1 - x0 < 4 or y1 - y0 < 3:
+            return None
+        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillPoly(mask, [np.round((polygon - (x0, y0)) * 16).astype(np.int32)], 1, shift=4)
+        corners = polygon[[0, 8]] - (x0, y0)
+        found = _iris_weights(_lab(image[y0:y1, x0:x1])[..., 0], mask > 0, corners)
+        if found is None:
+            return None
+        weight = found[0]
+        total = float(weight.sum())
+        if total <= 0:
+            return None
+        centre = (
+            np.array([weight.sum(axis=0) @ np.arange(weight.shape[1]), weight.sum(axis=1) @ np.arange(weight.shape[0])])
+            / total
+        )
+        width = float(np.linalg.norm(corners[1] - corners[0]))
+        # Along the opening's own axis, outer corner to inner: toward the nose for both eyes; looking aside moves
+        # one iris toward its nose side and the other away from it.
+        shifts.append(float((centre - corners.mean(axis=0)) @ (corners[1] - corners[0])) / (width * width))
+    return abs(shifts[0] - shifts[1]) / 2.0

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from engines.compose.iris import IrisColour, IrisConfig, identity_iris, tint_irises
+from engines.compose.iris import IrisColour, IrisConfig, gaze_aside, identity_iris, tint_irises
 from engines.face.landmarks import LEFT_EYE_OUTER, RIGHT_EYE_OUTER
 from engines.face.topology import LEFT_EYE, RIGHT_EYE
 from tests.face_helpers import clip_frames, enrolled_store, image_mesh
@@ -127,3 +127,51 @@ def test_the_warm_up_compiles_the_signature_the_iris_calls() -> None:
     fused.iris_shift(lab, depth, 0.5, np.zeros((2, 2), np.float32), (0.0, 0.0, 1.0, True), 1.0, IRIS_LIMITS)
     assert len(IRIS_LIMITS) == 12 and all(isinstance(v, float) for v in IRIS_LIMITS)
     assert set(fused.iris_shift.signatures) == before
+
+
+def _frame(path: Path, index: int) -> np.ndarray:
+    from streamer.record.media import VideoReader
+
+    with VideoReader(path) as reader:
+        for i, frame in enumerate(reader.frames()):
+            if i == index:
+                return frame.image
+    raise AssertionError(f"{path.name} has no frame {index}")
+
+
+def _glance(image: np.ndarray, landmarks: np.ndarray, shift_px: int) -> np.ndarray:
+    """``image`` with what each eye opening shows moved ``shift_px`` pixels to the image's left (both eyes the same
+    way: a glance aside), the lids and the skin around as they were."""
+    out = image.copy()
+    for contour in (RIGHT_EYE, LEFT_EYE):
+        opening = _opening(image.shape, landmarks, contour)
+        ys, xs = np.nonzero(opening)
+        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min() - 2 * shift_px, xs.max() + 1 + 2 * shift_px
+        box = image[y0:y1, x0:x1]
+        moved = np.roll(box, -shift_px, axis=1)
+        inside = opening[y0:y1, x0:x1]
+        out[y0:y1, x0:x1][inside] = moved[inside]
+    return out
+
+
+def test_gaze_aside_reads_a_glance_and_not_a_look_at_the_camera(clips, faces, detector, mesh) -> None:  # type: ignore[no-untyped-def]
+    """Obama_speaking.mp4's frame 258 and obama.jpg look at the camera: under ``FootageConfig.max_gaze``; frame 208
+    of d3.mp4 looks past it (the irises near the openings' corners): above. Frame 258's irises moved sideways by a
+    fifth of the eye's width read more (a quarter of that: the lids' dark lashes count into the centre found)."""
+    from engines.identity.footage import FootageConfig
+
+    limit = FootageConfig().max_gaze
+    at_camera = _frame(clips / "Obama_speaking.mp4", 258)
+    lm = image_mesh(detector, mesh, at_camera)
+    straight = gaze_aside(at_camera, lm)
+    assert straight is not None and straight < 0.6 * limit, straight
+    photo = cv2.imread(str(faces / "obama.jpg"))
+    assert photo is not None
+    photo_gaze = gaze_aside(photo, image_mesh(detector, mesh, photo))
+    assert photo_gaze is not None and photo_gaze < 0.6 * limit, photo_gaze
+    glancing = _frame(clips / "d3.mp4", 208)
+    aside = gaze_aside(glancing, image_mesh(detector, mesh, glancing))
+    assert aside is not None and aside > limit, aside
+    width = float(np.linalg.norm(lm[RIGHT_EYE[0], :2] - lm[RIGHT_EYE[8], :2]))
+    moved = gaze_aside(_glance(at_camera, lm, round(0.2 * width)), lm)
+    assert moved is not None and moved > straight + 0.035, (straight, moved)
