@@ -11,7 +11,10 @@ by what makes a good identity photo:
   eyes' opening and the brows' height within ``neutral_eyes`` / ``neutral_brows`` of their median over the
   clip (``expression_measures``), so the identity carries no expression. Without the eyes and brows, d10's
   wide-eyed, raised-brow frames were picked beside a neutral one and merged: the texture's eyes doubled
-  (two lash lines) and the likeness of the merged identity fell below every one of its frames alone;
+  (two lash lines) and the likeness of the merged identity fell below every one of its frames alone. And the
+  eyes looking at the camera, not aside (``max_gaze``, ``engines.compose.iris.gaze_aside``): d3's sharpest
+  frontal frame glances past the camera and led a merged identity 0.03 of cosine below a frame of the same
+  clip that looks at it; d10's second pick was a wide-eyed sideways glance the eyes' opening did not catch;
 - **frontal** (yaw and pitch under ``frontal_deg``) for most of the photos, and a **few turned ones** (yaw
   between ``turned_deg``, one to each side), which see the cheeks and jaw a frontal photo sees at a grazing
   angle: merged, the identity is seen well over more of the face.
@@ -53,6 +56,11 @@ class FootageConfig:
     """The eyes' opening within this share of its median over the clip (wider: surprise; narrower: a squint)."""
     neutral_brows: float = 0.07
     """The brows' height above the eyes within this share of its median over the clip (raised or knit)."""
+    max_gaze: float = 0.08
+    """The eyes looking aside by more than this many eye widths (``engines.compose.iris.gaze_aside``): not picked.
+    The texture keeps the lids and the skin around them as they sat for that glance (and the irises where they
+    were). Frames looking at the camera read 0.00-0.06 on the shared clips (a wink 0.06); d3.mp4's sharpest
+    frontal frame, looking past the camera, 0.12; d10.mp4's sideways glance 0.21."""
     min_gap_s: float = 0.5
     keep: int = 12
     """Candidates kept per kind while the clip is read (the sharpest), so memory stays bounded."""
@@ -97,6 +105,7 @@ def expression_measures(landmarks: np.ndarray) -> tuple[float, float]:
 
 def judge(image: np.ndarray, face: Any, config: FootageConfig) -> tuple[str, float] | None:
     """(kind, sharpness) of one tracked face (``TrackedFace``), or None when it is no identity photo."""
+    from engines.compose.iris import gaze_aside
     from engines.face.topology import frontalise
     from engines.identity.expression import smile_amount
     from engines.swap.align import align_mesh
@@ -116,6 +125,9 @@ def judge(image: np.ndarray, face: Any, config: FootageConfig) -> tuple[str, flo
     if eye <= 1.0 or float(np.linalg.norm(lm[13, :2] - lm[14, :2])) / eye > config.max_lips_gap:
         return None
     if smile_amount(frontalise(lm)) > config.max_smile:
+        return None
+    aside = gaze_aside(image, lm)
+    if aside is not None and aside > config.max_gaze:
         return None
     alignment = align_mesh(lm, 128, 1.8)
     masks = face_masks(alignment.to_crop(lm[:, :2]).astype(np.float32), 128)

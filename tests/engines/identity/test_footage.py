@@ -17,33 +17,43 @@ from streamer.record.media import VideoReader
 
 EXPRESSIVE = (320, 400)
 """d10's frames picked before the eyes and brows were judged: brows raised, eyes wide (and a frown)."""
+GLANCE = 442
+"""d10's frame picked beside 44 before the gaze was judged: eyes wide and looking aside, brows knit (its eyes'
+opening and brows' height alone passed)."""
+
+
+D10 = tuple[list[PickedFrame], dict[int, np.ndarray], dict[int, np.ndarray]]
 
 
 @pytest.fixture(scope="module")
-def d10(clips: Path, detector, mesh) -> tuple[list[PickedFrame], dict[int, np.ndarray]]:  # type: ignore[no-untyped-def]
-    """The frames picked from d10.mp4, and the tracked raw mesh of its frames ``EXPRESSIVE`` and 44."""
+def d10(clips: Path, detector, mesh) -> D10:  # type: ignore[no-untyped-def]
+    """The frames picked from d10.mp4, the tracked raw mesh of its frames ``EXPRESSIVE``, ``GLANCE`` and 44, and
+    the images of 44 and ``GLANCE``."""
     from engines.face.tracker import FaceTracker
 
     tracker = FaceTracker(detector, mesh)
     meshes: dict[int, np.ndarray] = {}
+    images: dict[int, np.ndarray] = {}
     count = [0]
 
     def track(image: np.ndarray, t: float):  # type: ignore[no-untyped-def]
         faces = tracker.update(image, t)
-        if faces and count[0] in (*EXPRESSIVE, 44):
+        if faces and count[0] in (*EXPRESSIVE, GLANCE, 44):
             meshes[count[0]] = faces[0].raw_landmarks
+            if count[0] in (GLANCE, 44):
+                images[count[0]] = image.copy()
         count[0] += 1
         return faces
 
     with VideoReader(clips / "d10.mp4") as reader:
         picked = pick_frames(((f.image, f.time_s) for f in reader.frames()), track, label="d10.mp4")
-    return picked, meshes
+    return picked, meshes, images
 
 
-def test_expressive_frames_are_not_picked(d10: tuple[list[PickedFrame], dict[int, np.ndarray]]) -> None:
+def test_expressive_frames_are_not_picked(d10: D10) -> None:
     """Every frame picked has the eyes' opening and the brows' height within the tolerances of the clip's
     median (closed lips and no smile alone let 320 and 400 in: sharp, frontal, lips closed, eyes wide)."""
-    picked, meshes = d10
+    picked, meshes, _ = d10
     cfg = FootageConfig()
     assert any(p.kind == "frontal" for p in picked)
     assert not {p.index for p in picked} & set(EXPRESSIVE), [p.index for p in picked]
@@ -59,6 +69,22 @@ def test_expressive_frames_are_not_picked(d10: tuple[list[PickedFrame], dict[int
         )
 
 
+def test_a_frame_looking_aside_is_not_picked(d10: D10) -> None:
+    """``GLANCE`` (sharp, frontal, lips closed, its eyes' opening and brows' height within the tolerances) looks
+    aside by more than ``FootageConfig.max_gaze``; 44, which leads, looks at the camera. The first is left out,
+    and every frame picked looks at the camera."""
+    from engines.compose.iris import gaze_aside
+
+    picked, meshes, images = d10
+    limit = FootageConfig().max_gaze
+    glance = gaze_aside(images[GLANCE], meshes[GLANCE])
+    assert glance is not None and glance > limit, glance
+    assert GLANCE not in {p.index for p in picked}, [p.index for p in picked]
+    assert picked[0].index == 44, [p.index for p in picked]
+    at_camera = gaze_aside(images[44], meshes[44])
+    assert at_camera is not None and at_camera < limit / 2, at_camera
+
+
 def _detail(identity: Identity) -> float:
     """Mean absolute Laplacian of the texture's lightness over the well-seen texels: what blur takes away."""
     grey = cv2.cvtColor(identity.texture, cv2.COLOR_BGR2GRAY).astype(np.float32)
@@ -66,17 +92,15 @@ def _detail(identity: Identity) -> float:
     return float(np.abs(lap[identity.coverage > 0.9]).mean())
 
 
-def test_frames_merged_keep_the_leading_frames_detail(
-    d10: tuple[list[PickedFrame], dict[int, np.ndarray]], tmp_path: Path, models_dir: Path
-) -> None:
+def test_frames_merged_keep_the_leading_frames_detail(d10: D10, tmp_path: Path, models_dir: Path) -> None:
     """Near-identical frames averaged texel by texel blur the face (its features never land on exactly the same
-    texels): d10's two picks averaged keep ~80% of one frame's detail, and the merged identity was less like
-    her than its sharpest frame alone. Led by the first frame (``lead_first``, how ``identities add NAME CLIP``
-    merges), the detail stays within 15% of it, and the identity still sees at least as much of the face."""
-    picked, _ = d10
-    assert len(picked) >= 2
+    texels): d10's frames 44 and ``GLANCE`` (its two picks before the gaze was judged) averaged keep ~80% of one
+    frame's detail, and the merged identity was less like her than its sharpest frame alone. Led by the first
+    frame (``lead_first``, how ``identities add NAME CLIP`` merges), the detail stays within 15% of it, and the
+    identity still sees at least as much of the face."""
+    _, _, frames = d10
     store = IdentityStore(tmp_path / "ids", models_dir)
-    images = [p.image for p in picked]
+    images = [frames[44], frames[GLANCE]]
     store.enroll("averaged", images, face="largest")
     store.enroll("led", images, face="largest", lead_first=True)
     store.enroll("first", images[:1], face="largest")
