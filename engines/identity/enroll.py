@@ -35,7 +35,7 @@ from engines.face.detect import Detection, FaceDetector
 from engines.face.landmarks import FaceMesh, MeshResult, five_points, head_pose, roi_from_detection, roi_from_landmarks
 from engines.face.topology import FACE_OVAL, face_topology, frontalise
 from engines.identity.cleanup import CleanupConfig, clean_texture
-from engines.identity.expression import smile_amount
+from engines.identity.expression import GRIN_LIP, smile_amount
 from engines.identity.photos import Photo, as_grey, photo_tone
 from engines.swap.texture import TEXTURE_SIZE, fill_holes, texture_canonical_y, texture_regions, unwrap
 
@@ -78,6 +78,9 @@ class EnrollConfig:
     mirror: bool = True
     """Texels no photo saw well take the mirrored texel from the other side of the face, where that was seen
     better (the far cheek of a turned photo): the identity, not the actor, shows there."""
+    grin_lip: float = GRIN_LIP
+    """Share of a smiling photo's lip gap closed in the identity's shape by lowering its upper lip (a grin raises it;
+    ``engines.identity.expression.GRIN_LIP``); 0: the upper lip where the photo had it."""
 
 
 @dataclass(frozen=True)
@@ -445,13 +448,15 @@ def _shading(
     return sh, shade
 
 
-def canonical_shape(faces: Sequence[PhotoFace], neutral: bool = True) -> np.ndarray:
+def canonical_shape(faces: Sequence[PhotoFace], neutral: bool = True, grin_lip: float = GRIN_LIP) -> np.ndarray:
     """The identity's face shape: the frontalised meshes of its photos, each with its smile taken out
-    (``neutral``: ``engines.identity.expression``), averaged (468, 3)."""
-    return average_shape([f.landmarks for f in faces], neutral)
+    (``neutral``: ``engines.identity.expression``; ``grin_lip`` as there), averaged (468, 3)."""
+    return average_shape([f.landmarks for f in faces], neutral, grin_lip=grin_lip)
 
 
-def average_shape(meshes: Sequence[np.ndarray], neutral: bool = True, median: bool = False) -> np.ndarray:
+def average_shape(
+    meshes: Sequence[np.ndarray], neutral: bool = True, median: bool = False, grin_lip: float = GRIN_LIP
+) -> np.ndarray:
     """A person's face shape from meshes of their face ((468, 3) each, any pixels): each frontalised, its smile
     taken out (``neutral``), then averaged point by point (468, 3) — or their median (``median``: footage, where
     a share of the frames speak, blink or frown). The identity's shape (``canonical_shape``) and a trained
@@ -459,5 +464,5 @@ def average_shape(meshes: Sequence[np.ndarray], neutral: bool = True, median: bo
     from engines.face.topology import frontalise
     from engines.identity.expression import neutral_shape
 
-    shapes = np.stack([neutral_shape(frontalise(m)) if neutral else frontalise(m) for m in meshes])
+    shapes = np.stack([neutral_shape(frontalise(m), grin_lip) if neutral else frontalise(m) for m in meshes])
     return (np.median(shapes, axis=0) if median else shapes.mean(axis=0)).astype(np.float32)

@@ -22,7 +22,7 @@ import functools
 
 import numpy as np
 
-from engines.face.topology import face_topology, vertex_adjacency
+from engines.face.topology import LIPS_OUTER, face_topology, vertex_adjacency
 
 MOUTH_CORNERS = (61, 291, 78, 308)
 """Outer and inner mouth corners: subject's right outer, left outer, right inner, left inner."""
@@ -40,6 +40,22 @@ REACH = 0.75
 """How far from the mouth's middle (eye-corner distances) moving the corners drags the skin ..."""
 NOSE_BOTTOM_Y = 0.12
 """... below the nose (canonical height, y down): the nose stays where it is."""
+GRIN_LIP = 0.1
+"""Share of a smiling photo's lip gap (inner lips' middle, 13 to 14) closed by lowering its upper lip, in proportion
+to ``smile_amount`` (at most ``GRIN_LIP_MAX``): a grin raises the upper lip off the teeth as well as dropping the
+jaw. Left where the photo had it, the upper lip sat a grin's height under the nose in the identity's shape:
+roop_source.jpg's philtrum (nose tip 2 to the upper lip's middle 0) 0.097 eye-corner distances, obama.jpg's and
+alex-lacamoire.png's 0.114-0.120, against 0.138-0.180 for the shared photos that do not smile (biden, woman, t1,
+lin-manuel-miranda) and 0.14-0.18 for the clips' actors; the swap's opening match then closed the mouth by raising
+the *lower* lip to it (``engines.swap.mesh._match_openings``), so every frame drew the actor's mouth that much higher
+on the face (d0.mp4 x roop_source.jpg: its mouth corners in the skin over the actor's upper lip as he smiled, that
+region's darkest tenth 25 L* under the face against his 11, over the clip's bound on 8 of 30 frames; 1.5 mm lower,
+none). Not more: the recogniser compares the swap with the grinning photo, and its likeness fell with every share
+tried — half the gap (0.06 at most) cost roop_source.jpg 0.04-0.09 of cosine, from the brows down 0.08-0.17; a fifth
+(0.03) 0.01-0.05, from the brows down up to 0.07 (BENCHMARKS.md, issue 21). 0: the upper lip stays (the lower lip
+closes it all)."""
+GRIN_LIP_MAX = 0.03
+"""... and at most this far (eye-corner distances, about 3 mm: a wide-open laugh's gap is mostly the jaw's)."""
 
 
 def smile_amount(shape: np.ndarray) -> float:
@@ -52,8 +68,9 @@ def smile_amount(shape: np.ndarray) -> float:
     return float(min(wide, raised))
 
 
-def neutral_shape(shape: np.ndarray) -> np.ndarray:
-    """``shape`` with its smile taken out by ``smile_amount`` (see the module docstring); a new array."""
+def neutral_shape(shape: np.ndarray, grin_lip: float = GRIN_LIP) -> np.ndarray:
+    """``shape`` with its smile taken out by ``smile_amount`` (see the module docstring), and ``grin_lip`` of its
+    lips' gap closed by lowering the upper lip (``GRIN_LIP``); a new array."""
     c = np.asarray(shape, np.float64).copy()
     amount = smile_amount(c)
     if amount <= 0.0:
@@ -70,7 +87,56 @@ def neutral_shape(shape: np.ndarray) -> np.ndarray:
         target[1] += lower
         moves.append(target - c[corner])
     c += _corner_operator() @ np.asarray(moves)
+    drop = amount * min(grin_lip * max(float(c[14, 1] - c[13, 1]), 0.0), GRIN_LIP_MAX)
+    if drop > 0.0:
+        # The upper lip down by ``drop``, the corners (between the lips) half as far, the skin between it and the
+        # nose following; the lower lip, the nose and everything beyond ``REACH`` stay.
+        upper, _ = _lips()
+        down = np.zeros((len(upper) + len(MOUTH_CORNERS), 3))
+        down[: len(upper), 1] = drop
+        down[len(upper) :, 1] = 0.5 * drop
+        c += _upper_lip_operator() @ down
     return c.astype(np.float32)
+
+
+@functools.cache
+def _lips() -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The upper and the lower lip's vertices (within the outer lip contour on the template, above and below the
+    inner lips' middle), the mouth corners in neither."""
+    import cv2
+
+    topo = face_topology()
+    contour = topo.uv[list(LIPS_OUTER)].astype(np.float32).reshape(-1, 1, 2)
+    stomion = float(topo.canonical[[13, 14], 1].mean())
+    upper: list[int] = []
+    lower: list[int] = []
+    for i, (u, v) in enumerate(topo.uv):
+        if i in MOUTH_CORNERS or cv2.pointPolygonTest(contour, (float(u), float(v)), True) < -1e-6:
+            continue
+        (upper if topo.canonical[i, 1] < stomion else lower).append(i)
+    return tuple(upper), tuple(lower)
+
+
+@functools.cache
+def _upper_lip_operator() -> np.ndarray:
+    """(468, U + 4) weights spreading the upper lip's vertices' and then the mouth corners' displacements over the
+    mesh: those driven, the lower lip, the nose and everything beyond ``REACH`` pinned, every other vertex the mean
+    of its neighbours (a discrete harmonic field)."""
+    canon = face_topology().canonical.astype(np.float64)
+    n = canon.shape[0]
+    upper, lower = _lips()
+    middle = canon[list(LIP_MIDDLE), :2].mean(axis=0)
+    far = (np.linalg.norm(canon[:, :2] - middle, axis=1) > REACH) | (canon[:, 1] < NOSE_BOTTOM_Y)
+    driven = list(upper) + list(MOUTH_CORNERS)
+    pinned = (set(np.flatnonzero(far).tolist()) | set(lower)) - set(driven)
+    free = np.array(sorted(set(range(n)) - pinned - set(driven)))
+    laplacian = np.eye(n) - vertex_adjacency()
+    weights = np.zeros((n, len(driven)))
+    weights[np.array(driven), np.arange(len(driven))] = 1.0
+    rhs = -laplacian[np.ix_(free, np.array(driven))]
+    weights[free] = np.linalg.solve(laplacian[np.ix_(free, free)], rhs)
+    weights.setflags(write=False)
+    return weights
 
 
 @functools.cache

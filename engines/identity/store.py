@@ -275,7 +275,15 @@ class IdentityStore:
         if texset.shading is None:
             warnings.append("the photos' lighting could not be measured: the texture keeps it")
         created = datetime.now(UTC).replace(microsecond=0).isoformat()
-        meta = _make_meta(name, created, faces, texset.light_sh, canonical_shape(faces), warnings, self.config)
+        meta = _make_meta(
+            name,
+            created,
+            faces,
+            texset.light_sh,
+            canonical_shape(faces, grin_lip=self.config.grin_lip),
+            warnings,
+            self.config,
+        )
         meta["monochrome"] = texset.monochrome
         with self._lock:
             if not replace and self.exists(name):
