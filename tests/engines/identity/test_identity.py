@@ -695,6 +695,38 @@ def test_a_smile_is_taken_out_of_the_identity(store: IdentityStore, enrolled: En
     assert np.allclose(neutral.canonical, frontalise(neutral.landmarks[0]), atol=1e-4)
 
 
+def test_a_grins_raised_upper_lip_is_lowered_in_the_identitys_shape(
+    store: IdentityStore, enrolled: Enrolled, analyser: FaceAnalyser, faces: Path, tmp_path: Path
+) -> None:
+    """A grin raises the upper lip off the teeth: roop_source.jpg's upper lip sits 0.097 eye-corner distances under her
+    nose tip (landmark 2 to 0), obama.jpg's 0.120, where the photos that do not smile read 0.14-0.18. The identity's
+    shape lowers it by a tenth of the lips' gap, at most ``GRIN_LIP_MAX`` (``EnrollConfig.grin_lip``; 0.112 and
+    0.140), the lower lip where the photo had it, the nose where it was. A photo that does not smile keeps its shape
+    (biden.jpg), and ``grin_lip`` 0 leaves the grin's upper lip as it was."""
+    from engines.face.topology import frontalise
+    from engines.identity.enroll import EnrollConfig
+    from engines.identity.expression import GRIN_LIP, GRIN_LIP_MAX, smile_amount
+
+    def philtrum(shape: np.ndarray) -> float:
+        return float(shape[0, 1] - shape[2, 1])
+
+    for photo in ("roop_source.jpg", "obama.jpg"):
+        ident = store.load(enrolled(store, photo).name)
+        raw = frontalise(ident.landmarks[0])
+        assert philtrum(raw) < 0.125, photo
+        drop = philtrum(ident.canonical) - philtrum(raw)
+        expected = smile_amount(raw) * min(GRIN_LIP * float(raw[14, 1] - raw[13, 1]), GRIN_LIP_MAX)
+        assert drop > 0.012 and abs(drop - expected) < 1e-3, (photo, drop, expected)
+        assert abs(float(ident.canonical[2, 1] - raw[2, 1])) < 1e-4  # the nose stays
+        assert abs(float(ident.canonical[14, 1] - raw[14, 1])) < 1e-4  # so does the lower lip
+    biden = store.load(enrolled(store, "biden.jpg").name)
+    assert np.allclose(biden.canonical, frontalise(biden.landmarks[0]), atol=1e-4)
+    kept = IdentityStore(tmp_path / "kept", analyser=analyser, config=EnrollConfig(grin_lip=0.0))
+    kept.enroll("roop", [faces / "roop_source.jpg"])
+    shape = kept.load("roop").canonical
+    assert abs(philtrum(shape) - philtrum(frontalise(kept.load("roop").landmarks[0]))) < 1e-4
+
+
 def test_the_photos_nose_base_shadow_is_lifted_and_a_moustache_kept(
     store: IdentityStore, enrolled: Enrolled, faces: Path, analyser: FaceAnalyser, tmp_path: Path
 ) -> None:

@@ -319,6 +319,21 @@ def test_a_shorter_chin_does_not_pull_the_actors_under_jaw_into_the_face(
     assert float(np.median(chin.max(axis=1))) < 7.5, chin  # within Obama_speaking's bound (8); 9.3 before
 
 
+def test_a_grinning_photos_raised_upper_lip_does_not_lift_the_actors_mouth(
+    models_dir: Path, store: IdentityStore, clips: Path
+) -> None:
+    """roop_source.jpg grins with her upper teeth bared: her upper lip sat 0.097 eye-corner distances under her nose
+    (the photos that do not smile 0.14-0.18), and the swap closed her mouth by raising the lower lip to it, so every
+    frame drew the actor's mouth that much higher on the face. d0.mp4's actor, whose philtrum is long, smiles broadly
+    from frame 20: his mouth corners came up into the skin over his own upper lip, that region's darkest tenth 25 L*
+    under the face against his 11 — over the clip's bound of 8 on 8 of 30 frames (7.2-13.7 from frame 20;
+    BENCHMARKS.md, issue 21). The identity's shape now closes a tenth of a grin's gap from above, 1.5 mm
+    (``engines.identity.expression.GRIN_LIP``): at most 5.4."""
+    per_region = _per_region(_processor(models_dir, store), clips / "d0.mp4", "roop", frames=30)
+    lip = np.nanmax(per_region[:, REGIONS.index("upper lip")], axis=1)
+    assert float(lip.max()) < 8.0, lip  # 13.7 before
+
+
 def test_the_photos_nose_shadows_give_way_to_the_actors(models_dir: Path, store: IdentityStore, clips: Path) -> None:
     """s1.jpg's photo leaves dark sidewalls down her nose and her nostrils' and philtrum's shadow in her albedo (the
     de-lighting divides its light out only within ``SHADING_RANGE`` there). d10.mp4's actress is lit evenly by a ring
