@@ -36,7 +36,8 @@ shimmers as the face moves. Here, per photo and before the photos are merged
   darkest tenth 14 L*a*b* units darker than the actress's); the swap's relief then takes part of the actor's own
   shading there (``engines.compose.relief``). A photo lit from above has that shadow (its light model shades the
   nose's underside: ``NOSE_UNDERSIDE_SHADE``); a flash-lit photo's nostrils are lifted half as much
-  (``nose_shadows_unlit``). A moustache is
+  (``nose_shadows_unlit``), and so are those of a photo taken from below the face whatever its light
+  (``nose_shadows_below_deg``: there the darkness is the nostrils seen open). A moustache is
   hair, not shadow: a photo whose skin under the nose carries much more fine detail than its cheeks
   (``MOUSTACHE_DETAIL``) is left as it is;
 - **the nose's light** (``nose_shading``, ``nose_highlight``): across the nose's ridge and sidewalls, the photo's broad
@@ -85,6 +86,7 @@ floats on the forehead as a patch of hair (s1.jpg on Obama_speaking.mp4 and d3.m
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -234,6 +236,16 @@ class CleanupConfig:
     to 10.5 L*a*b* units from the actress's, over the bound of 8; 6.8 with half the lift). Half: the recogniser knows
     s1.jpg partly by her nostrils (all of it cost 0.02-0.04 of cosine; half, about 0.01 from the brows down:
     BENCHMARKS.md, issue 21)."""
+    nose_shadows_below_deg: float = 12.0
+    """A photo taken from this far below the face or more (its head pitched up: ``engines.face.landmarks.head_pose``'s
+    pitch, degrees; fully at ``NOSE_BELOW_FROM_DEG`` or less, a ramp between) gets the nose base's lift of a photo *not*
+    lit from above (``nose_shadows_unlit``) even where its light is: seen from below, the nose's base shows its
+    nostrils open and the shadow under it foreshortened, so its darkness there is the nostrils' cavities, as a flash's.
+    roop_source.jpg (from 12 degrees below, its light from above) was lifted as biden.jpg (from 4 degrees above): the
+    skin under its nose came out lighter than every clip's actor's there — by 6-10 L* at the median on d0.mp4, d3.mp4
+    and d13.mp4, 1 on s18.mp4 (5-9 without any lift) — and its nostrils a pale ring where their rims kept their
+    detail; d0.mp4 x roop_source.jpg's under the nose was the frame's worst region, at the clip's bound of 8
+    (BENCHMARKS.md, issue 21). Inf: by the light alone."""
     nose_shading: float = 0.5
     """How much of the broad *shadow* across the photo's nose (its ridge and sidewalls below the eyes: ``NOSE_ZONE``),
     as the identity's de-lighting leaves it, is taken out where it is darker than the clean skin around the nose by
@@ -337,10 +349,12 @@ def clean_texture(
     config: CleanupConfig | None = None,
     smile: float = 0.0,
     lips_gap: float = 1.0,
+    pitch_deg: float = 0.0,
 ) -> Cleaned:
     """Clean one photo's unwrapped face (``engines.swap.texture.unwrap``): see the module docstring. ``smile``: how
     broadly the photo smiles, 0..1 (``engines.identity.expression.smile_amount`` of its frontalised mesh);
-    ``lips_gap``: the gap between its inner lips there (eye-corner distances; the default: open).
+    ``lips_gap``: the gap between its inner lips there (eye-corner distances; the default: open); ``pitch_deg``: its
+    head's pitch (``engines.face.landmarks.head_pose``; positive: seen from below).
 
     ``shading_bgr``: (T, T, 3) linear shading of the photo's light per texel, or None (then the texture's
     own smooth brightness stands in for it)."""
@@ -393,7 +407,7 @@ def clean_texture(
         albedo, lifted = _lift_mouth_corners(albedo, labels, face, seen, corners)
         changed |= lifted
     if cfg.nose_shadows > 0.0 and not cfg.cavities:  # the cavities' lift takes the zone under the nose whole
-        albedo, lifted = _lift_nose_base(texture, albedo, shade, labels, face, seen, cfg)
+        albedo, lifted = _lift_nose_base(texture, albedo, shade, labels, face, seen, cfg, pitch_deg)
         changed |= lifted
     if cfg.cheek_shadows > 0.0:
         albedo, lifted = _lift_cheek_shadows(albedo, shade, labels, face, seen, cfg)
@@ -729,13 +743,15 @@ def _lift_nose_base(
     face: np.ndarray,
     seen: np.ndarray,
     cfg: CleanupConfig,
+    pitch_deg: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The nose's base (``shadow_zones``' nostrils and under the nose): its broad darkness (``NOSE_SHADOW_SIGMA``)
     against the clean skin around the zone scaled to ``1 - cfg.nose_shadows`` of itself, its fine detail kept; then
     no texel left under ``cfg.nose_shadow_floor`` of that skin (moved toward the skin's colour). Judged on the albedo
     the identity will have (``_shading_detail``), so the lift is what the swap draws. All of it for a photo lit from
-    above (``_lit_from_above``), ``cfg.nose_shadows_unlit`` of it for another, nothing for one with a moustache
-    (``_moustache``); (albedo, texels changed)."""
+    above (``_lit_from_above``) unless seen from below (``pitch_deg``, ``cfg.nose_shadows_below_deg``),
+    ``cfg.nose_shadows_unlit`` of it for another, nothing for one with a moustache (``_moustache``); (albedo, texels
+    changed)."""
     size = albedo.shape[0]
     none = np.zeros((size, size), bool)
     skin = face & (labels == SKIN) & ~brow_mask(size)
@@ -744,7 +760,7 @@ def _lift_nose_base(
     zones = shadow_zones(size)
     zone = np.maximum(zones.nostrils, zones.under_nose)
     detail = _shading_detail(shade, face)
-    lit = max(_lit_from_above(detail, skin & (zone > 0.5)), cfg.nose_shadows_unlit)
+    lit = max(_lit_from_above(detail, skin & (zone > 0.5)) * _seen_from_above(pitch_deg, cfg), cfg.nose_shadows_unlit)
     amount = (1.0 - _moustache(texture, skin, zones.under_nose > 0.5)) * lit
     if amount <= 0.0:
         return albedo, none
@@ -1005,6 +1021,10 @@ def cheek_shadow_zone(size: int) -> np.ndarray:
     return soft_zone(zone, size / 96.0)
 
 
+NOSE_BELOW_FROM_DEG = 5.0
+"""A photo seen from this far below the face or less gets the whole nose base's lift of its light
+(``CleanupConfig.nose_shadows_below_deg``): the shared photos lit from above read biden.jpg -4, obama.jpg 1,
+alex-lacamoire.png 4 (a moustache: none), roop_source.jpg 12, t1.jpg 27 degrees."""
 NOSE_SHADOW_SIGMA = 1.0 / 64.0
 """The nose base's broad darkness (its shadow) is its brightness averaged over this share of the texture's side (a
 nostril's width); what is finer (the nostrils' rims, the creases) stays as the photo has it."""
@@ -1031,6 +1051,15 @@ under the first of these is lit from above, and its nose casts a shadow under it
 roop_source.jpg 0.50); over the second, its light is frontal and casts none there: the darkness of its nose's base is
 its nostrils' (s1.jpg 0.72 and woman.png 0.74, flash-lit: lifted whole, s1's likeness fell 0.02-0.04 of cosine), lifted
 by ``CleanupConfig.nose_shadows_unlit`` of the lift."""
+
+
+def _seen_from_above(pitch_deg: float, cfg: CleanupConfig) -> float:
+    """1 for a photo seen from level or above (``NOSE_BELOW_FROM_DEG``), falling to 0 at ``cfg.nose_shadows_below_deg``
+    below the face (always 1 where that is infinite)."""
+    if not math.isfinite(cfg.nose_shadows_below_deg):
+        return 1.0
+    span = max(cfg.nose_shadows_below_deg - NOSE_BELOW_FROM_DEG, 1e-6)
+    return float(np.clip((cfg.nose_shadows_below_deg - pitch_deg) / span, 0.0, 1.0))
 
 
 def _lit_from_above(detail: np.ndarray, zone: np.ndarray) -> float:

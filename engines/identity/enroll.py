@@ -339,7 +339,8 @@ def build_texture(
             shape = frontalise(face.landmarks)
             gap = float(np.linalg.norm(shape[LIPS_INNER_MIDDLE[0], :2] - shape[LIPS_INNER_MIDDLE[1], :2]))
             shade = None if shading is None else shading[1]
-            cleaned = clean_texture(un.texture, un.weight, shade, cleanup, smile_amount(shape), gap)
+            pitch = face.pose_deg[1]
+            cleaned = clean_texture(un.texture, un.weight, shade, cleanup, smile_amount(shape), gap, pitch)
             texture = cleaned.texture
             # A filled-in texel counts for less than one another photo saw, where several photos merge.
             w = w * (1.0 - 0.9 * cleaned.occluded)
