@@ -766,6 +766,45 @@ def test_the_photos_nose_base_shadow_is_lifted_and_a_moustache_kept(
     assert darkest(s1) > 0.47, darkest(s1)  # 0.52
 
 
+def test_a_photo_seen_from_below_keeps_its_nostrils_as_a_flash_lit_ones(
+    store: IdentityStore, enrolled: Enrolled, faces: Path, analyser: FaceAnalyser, tmp_path: Path
+) -> None:
+    """roop_source.jpg is taken from 12 degrees below her face under a light from above: her nose's base shows its
+    nostrils open, and what darkens it is those cavities, not a shadow the nose casts (foreshortened from there). Lifted
+    as biden.jpg's (seen from 4 degrees above), the skin under her nose came out lighter than every clip's actor's and
+    her nostrils a pale ring; she now gets a flash-lit photo's lift (``CleanupConfig.nose_shadows_below_deg``): the
+    zone's darkest tenth 0.63 -> 0.57 of her cheeks (0.50 with no lift at all). biden.jpg,
+    and every shared photo not lit from above or seen from above, enroll to the same bytes with the test off."""
+    import math
+
+    from engines.identity.cleanup import CleanupConfig
+    from engines.identity.enroll import EnrollConfig
+    from engines.swap.texture import shadow_zones, texture_canonical_x, texture_canonical_y
+
+    zones = shadow_zones(512)
+    zone = (np.maximum(zones.nostrils, zones.under_nose) > 0.9) & (texture_regions(512) == 0)
+    x, y = texture_canonical_x(512), texture_canonical_y(512)
+    beside = (texture_regions(512) == 0) & (np.abs(x) > 0.3) & (np.abs(x) < 0.5) & (y > -0.1) & (y < 0.2)
+    luma = np.array([0.0722, 0.7152, 0.2126], np.float32)
+
+    def darkest(ident: Identity) -> float:
+        seen = ident.coverage > 0.5
+        lum = ident.albedo @ luma
+        return float(np.percentile(lum[zone & seen], 10)) / float(np.median(lum[beside & seen]))
+
+    by_light = IdentityStore(
+        tmp_path / "light",
+        analyser=analyser,
+        config=EnrollConfig(cleanup=CleanupConfig(nose_shadows_below_deg=math.inf)),
+    )
+    for photo in ("roop_source.jpg", "biden.jpg"):
+        by_light.enroll(Path(photo).stem.replace("_", "-"), [faces / photo])
+    now, before = store.load(enrolled(store, "roop_source.jpg").name), by_light.load("roop-source")
+    assert darkest(now) < darkest(before) - 0.03, (darkest(now), darkest(before))
+    biden = store.load(enrolled(store, "biden.jpg").name)
+    assert np.array_equal(biden.texture, by_light.load("biden").texture)
+
+
 def test_a_side_lit_photos_nose_shadow_and_ridge_highlight_are_not_painted(
     store: IdentityStore, enrolled: Enrolled, faces: Path, analyser: FaceAnalyser, tmp_path: Path
 ) -> None:
