@@ -272,12 +272,32 @@ def _deepen_texture(config: ReliefConfig) -> np.ndarray | None:
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def _zone_textures(config: ReliefConfig) -> np.ndarray:
+    """(``ZONE_TEXELS``, ``ZONE_TEXELS``, 2 or 4) float32: ``_zone_texture``'s two weights, and ``_deepen_texture``'s
+    two after them where the sockets take their own share: one texture, so a face looks its zones up once (the
+    second lookup of the sockets' share and the stack of the two results were ~0.15 ms of a ~0.55 ms relief field,
+    more in the running processor, where a second texture's texels are one more set of cache lines; issue 20).
+    The compiled lookup weighs every channel alike, so each channel's numbers are the two lookups' to the bit.
+    Read-only."""
+    zones, deepen = _zone_texture(config), _deepen_texture(config)
+    if deepen is None:
+        return zones
+    out = np.ascontiguousarray(np.dstack([zones, deepen]), dtype=np.float32)
+    out.setflags(write=False)
+    return out
+
+
 def zone_weight(geometry: FaceGeometry, config: ReliefConfig, fused: bool = False) -> np.ndarray:
     """(hs, ws, 2 or 4) float32 0..1 at geometry resolution: how much of the actor's relative brightness, and of its
     relative colour (under the nose, and on the sockets with ``sockets_colour``), each pixel takes, and, when the
     sockets take another share of a darkening than the rest (``_deepen_texture``), each pixel's share and the weight
-    of the zones but the sockets'. ``fused``:
-    the lookup and the mask in one compiled pass (``engines.fused.zone_weights``: OpenCV's numbers, to the bit)."""
+    of the zones but the sockets'. ``fused``: the lookup and the mask in one compiled pass over all channels at once
+    (``engines.fused.zone_weights`` of ``_zone_textures``: OpenCV's two-channel numbers, to the bit). Without it,
+    OpenCV looks each two-channel texture up on its own: its lookup of a four-channel float image takes another
+    path, up to 0.015 off the two-channel one's weights."""
+    if fused:
+        return _lookup(geometry, _zone_textures(config), fused)
     out = _lookup(geometry, _zone_texture(config), fused)
     deepen = _deepen_texture(config)
     if deepen is not None:
@@ -286,7 +306,7 @@ def zone_weight(geometry: FaceGeometry, config: ReliefConfig, fused: bool = Fals
 
 
 def _lookup(geometry: FaceGeometry, texture: np.ndarray, fused: bool) -> np.ndarray:
-    """A two-channel zone texture at the face's texture coordinates, zero where no triangle."""
+    """A two- or four-channel zone texture at the face's texture coordinates, zero where no triangle."""
     if fused:
         from engines import fused as kernels  # numba's import on the first face, not at start-up
 
