@@ -56,6 +56,11 @@ shimmers as the face moves. Here, per photo and before the photos are merged
   cosmetic, not who the person is — is taken out by a smooth gain; the lash line, the openings, the upper lids (and
   any eye shadow on them) and the brows stay. Drawn on an actor without make-up it was a dark ring round the eyes
   (s1.jpg on Obama_speaking.mp4);
+- **the skin round the mouth, paler than the cheeks** (``mouth_skin_pale``, ``pale_cheeks``): a flash lights the
+  mouth's and chin's forward-facing skin, which the light model shades as turned down and divides by too little light;
+  on a photo whose skin round the mouth is paler than its cheeks as a whole (``MOUTH_SKIN_PALE``), half of its broad
+  paleness there and on the cheeks beyond ``MOUTH_SKIN_PALER`` of the cheeks' level is taken out by a grey gain (it
+  was a pale, flat patch round every actor's mouth and a pale pink disc on one cheek: s1.jpg on s18.mp4 and d0.mp4);
 - **a smile's creases** (``smile_folds``, by how broadly the photo smiles: ``smile_amount``): the creases of its
   folds beside the nose and mouth are lifted to the skin a few texels around them. Left in, every frame of the
   actor showed the grin's "parentheses" around a closed, still mouth (obama.jpg and roop_source.jpg on a
@@ -299,6 +304,27 @@ class CleanupConfig:
     rule) left that ring over the bound on 3% of the frames, and cost most of what all of it costs. A photo lit from
     above is left as it is: its sockets' darkness is its light's, taken out by ``cheek_shadows`` and exchanged for the
     actor's by the swap (``engines.compose.relief.ReliefConfig.sockets``). 0: off."""
+    mouth_skin_pale: float = 0.5
+    """How much of the broad *paleness* of the skin round the mouth (``mouth_skin_zone``: under the nose, the upper
+    lip, beside and below the lips down the chin; the lips' skin-coloured rim too, ``skin_beside_lips``) beyond
+    ``MOUTH_SKIN_PALER`` times the cheeks' median is taken out, as the swap draws it (a grey gain: its fine detail and
+    its colour stay), on a photo whose skin there is paler than its cheeks as a whole (``MOUTH_SKIN_PALE``) ...
+
+    Skin round the mouth is not paler than the cheeks (the shared photos' de-lit skin there reads 0.7-1.0 times their
+    cheeks at the median, a man's shaven upper lip darker). A flash lights the mouth's and the chin's forward-facing
+    skin that the photo's light model, smooth over the face and shading the mesh's downturned normals there, gives
+    less light: divided by too little, that skin stays pale as albedo, drawn as a pale, flat, greenish patch round every
+    actor's mouth (s1.jpg: her upper lip 1.4 times her cheeks; on s18.mp4 the upper lip's brightest tenth 9 L*a*b*
+    units over the actress's, the clip's bound 8, on every frame; on d0.mp4 over an actor whose upper lip is darker
+    than his cheeks). Half: the recogniser knows s1.jpg partly by her photo's pale lower face — all of it (with all of
+    ``pale_cheeks``) cost her cosine 0.05 on s18.mp4 and 0.03-0.04 on d0.mp4 and Obama_speaking.mp4 (from the brows
+    down 0.04-0.06), half of both 0.00-0.02 (0.00-0.02), and s18.mp4 x s1.jpg is within the artifact bound on every
+    frame either way (BENCHMARKS.md, issue 21). 0: off."""
+    pale_cheeks: float = 0.5
+    """... and of the cheeks' (``cheek_shadow_zone``) on such a photo: its flash's broad shine on a cheek's apple,
+    de-lit the same way, was drawn as a pale pink disc on one cheek (s1.jpg's right cheek, with what the colour evening
+    leaves of her blush: its brightest tenth 8 L*a*b* units over d0.mp4's actor's, with the mouth's skin dimmed the
+    worst region of most frames). 0: off."""
 
 
 FOREHEAD_TOP_Y = -0.9
@@ -383,6 +409,10 @@ def clean_texture(
         changed |= teeth
     if cfg.highlights:
         albedo = _flatten_highlights(albedo, labels, face, cfg.highlight_ratio)
+    # Before the nose's and the cheeks' steps, which judge their zones against the skin around (dimmed here).
+    if cfg.mouth_skin_pale > 0.0 or cfg.pale_cheeks > 0.0:
+        albedo, dimmed = _dim_pale_mouth_skin(albedo, shade, labels, face, seen, cfg)
+        changed |= dimmed
     if cfg.nose_shading > 0.0 or cfg.nose_highlight > 0.0:
         albedo, flattened = _flatten_nose_shading(albedo, shade, labels, face, seen, cfg)
         changed |= flattened
@@ -1025,6 +1055,81 @@ NOSE_BELOW_FROM_DEG = 5.0
 """A photo seen from this far below the face or less gets the whole nose base's lift of its light
 (``CleanupConfig.nose_shadows_below_deg``): the shared photos lit from above read biden.jpg -4, obama.jpg 1,
 alex-lacamoire.png 4 (a moustache: none), roop_source.jpg 12, t1.jpg 27 degrees."""
+
+
+def _dim_pale_mouth_skin(
+    albedo: np.ndarray,
+    shade: np.ndarray,
+    labels: np.ndarray,
+    face: np.ndarray,
+    seen: np.ndarray,
+    cfg: CleanupConfig,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The skin round the mouth (``mouth_skin_zone``, and the skin-coloured rim of the lips: ``skin_beside_lips``) and
+    the cheeks (``cheek_shadow_zone``): their broad brightness (``MOUTH_SKIN_SIGMA``) over ``MOUTH_SKIN_PALER`` times
+    the cheeks' median brought down by ``cfg.mouth_skin_pale`` (round the mouth), ``cfg.pale_cheeks`` (on the cheeks) of
+    what exceeds that, by a smooth grey gain (the fine detail, the skin's colour and the lips stay); only on a photo
+    whose skin round the mouth is paler than its cheeks as a whole (``MOUTH_SKIN_PALE``). Judged on the albedo the
+    identity will have (``_shading_detail``), so it is what the swap draws; (albedo, texels changed)."""
+    size = albedo.shape[0]
+    none = np.zeros((size, size), bool)
+    skin = face & (labels == SKIN) & ~brow_mask(size)
+    x, y = canonical_sides(size)
+    cheeks = skin & (x > 0.3) & (x < 0.6) & (y > -0.1) & (y < 0.3)
+    if cheeks.sum() < 100:
+        return albedo, none
+    mouth = mouth_skin_zone(size)
+    ab = _lab(albedo, face)[..., 1:] - 128.0
+    region = face & (skin | skin_beside_lips(ab, labels, skin, face))
+    if (region & (mouth > 0.5)).sum() < 50:
+        return albedo, none
+    detail = _shading_detail(shade, face)
+    _, _, luma = _as_drawn(albedo, detail)
+    level = float(np.median(luma[cheeks]))
+    ratio = _normalised_blur(luma, region, size * MOUTH_SKIN_SIGMA) / max(level, 1e-4)
+    # A photo, not a spot: the skin round the mouth as a whole paler than the cheeks; a lit spot beside a mouth whose
+    # skin is otherwise as light as the cheeks is the person's (or a highlight: ``_flatten_highlights``).
+    pale = float(np.median(ratio[region & (mouth > 0.5)]))
+    gate = float(np.clip((pale - MOUTH_SKIN_PALE[0]) / (MOUTH_SKIN_PALE[1] - MOUTH_SKIN_PALE[0]), 0.0, 1.0))
+    if gate <= 0.0:
+        return albedo, none
+    share = np.maximum(mouth * cfg.mouth_skin_pale, cheek_shadow_zone(size) * cfg.pale_cheeks)
+    target = MOUTH_SKIN_PALER + (1.0 - share) * np.maximum(ratio - MOUTH_SKIN_PALER, 0.0)
+    gain = np.minimum(target / np.maximum(ratio, 1e-4), 1.0)
+    where = cv2.GaussianBlur((gate * (seen & region)).astype(np.float32), (0, 0), size / 256.0)
+    gain = np.power(gain, where)
+    return (albedo * gain[..., None]).astype(np.float32), gain < 0.99
+
+
+MOUTH_SKIN_PALER = 1.1
+"""The skin round the mouth may be this many times as bright as the cheeks' median untouched (as the swap draws it:
+about 3 L* over them); the shared photos' de-lit upper lips and the skin beside their lips read 0.6-1.1 times their
+cheeks (a man's shaven upper lip darker), s1.jpg's 1.3 ..."""
+MOUTH_SKIN_PALE = (1.08, 1.16)
+"""... only on a photo whose skin round the mouth is, at its median, this many times as bright as its cheeks' median
+(fully from the second): s1.jpg 1.25, roop_source.jpg 1.22 (her smile's stretched, lit skin under the lower lip). Left
+as they are, a lit spot there being the person's (or a highlight): obama.jpg 0.94, biden.jpg 0.79 (grey, 0.79),
+woman.png 1.00, t1.jpg 0.92, alex-lacamoire.png 0.71, lin-manuel-miranda.png 0.91; frames of s18.mp4 and d0.mp4
+enrolled as photos 1.06 and 0.98 ..."""
+MOUTH_SKIN_SIGMA = 1.0 / 64.0
+"""... its brightness averaged over this share of the texture's side (a nostril's width: a pale patch is broader;
+pores, freckles and the philtrum's ridges finer)."""
+MOUTH_SKIN_ZONE = (0.42, 0.08, 0.95)
+"""|x| under, and y between (canonical, eye-corner distances, y down): from under the nostrils (the nose's base at
+0.10; the nostrils are ``nose_shadows``') past the mouth's corners (0.27, 0.44) and the lower lip (its edge at 0.74)
+down the chin (to 0.97)."""
+
+
+@functools.cache
+def mouth_skin_zone(size: int) -> np.ndarray:
+    """(size, size) float32 0..1 (soft-edged): the skin round the mouth (``MOUTH_SKIN_ZONE``), not the lips or the
+    mouth opening (from the canonical face; cached, read-only)."""
+    x, y = canonical_sides(size)
+    zone = (x < MOUTH_SKIN_ZONE[0]) & (y > MOUTH_SKIN_ZONE[1]) & (y < MOUTH_SKIN_ZONE[2])
+    zone &= (texture_labels(size) != LIPS) & (texture_labels(size) != MOUTH_OPENING)
+    return soft_zone(zone, size / 96.0)
+
+
 NOSE_SHADOW_SIGMA = 1.0 / 64.0
 """The nose base's broad darkness (its shadow) is its brightness averaged over this share of the texture's side (a
 nostril's width); what is finer (the nostrils' rims, the creases) stays as the photo has it."""

@@ -436,3 +436,20 @@ def test_a_made_up_photos_eye_rings_are_not_drawn_around_the_actors_eyes(
     per_region = _per_region(_processor(models_dir, store), clips / "Obama_speaking.mp4", "s1")
     left = per_region[:, REGIONS.index("left eye"), STATS.index("median")]
     assert float(np.median(left)) < 6.3, left  # 7.15 before
+
+
+@pytest.mark.parametrize("clip", ["s18.mp4", "d0.mp4"])
+def test_a_flash_lit_photo_draws_no_pale_patch_round_the_actors_mouth(
+    models_dir: Path, store: IdentityStore, clips: Path, clip: str
+) -> None:
+    """s1.jpg is lit by a flash: de-lit, the skin round her mouth and the shine on her right cheek's apple were paler
+    than her cheeks, drawn as a pale, flat patch round the mouth and a pale pink disc on the cheek of every actor. The
+    brightest tenth of the upper lip, the chin and the right cheek (each against the face's median, against the
+    actor's) read up to 8.9 L*a*b* units from the actress's on s18.mp4 (the upper lip: every frame's worst region, over
+    the clip's bound of 8) and 6.9 from d0.mp4's actor's (the chin; the upper lip 6.6, the cheek 6.5), at the median of
+    these 12 frames. The enrollment now takes half of the paleness beyond 1.1 times her cheeks' level out there
+    (``CleanupConfig.mouth_skin_pale``, ``pale_cheeks``): at most 5.7 (the upper lip) and 5.1 (the chin)."""
+    per_region = _per_region(_processor(models_dir, store), clips / clip, "s1")
+    bright = per_region[:, [REGIONS.index(r) for r in ("upper lip", "chin", "right cheek")], STATS.index("bright")]
+    worst = np.nanmedian(bright, axis=0)
+    assert float(worst.max()) < 6.3, worst  # s18: 8.9 before, 5.7 now; d0: 6.9 before, 5.1 now
