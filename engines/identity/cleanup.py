@@ -208,6 +208,12 @@ class CleanupConfig:
     21)."""
     teeth: bool = True
     """Give the mouth opening and teeth showing through the lips the lips' colour."""
+    teeth_at_opening: bool = True
+    """With ``teeth``: a tooth is a pale, grey part of the lips that joins the mouth opening (teeth show through it),
+    and the lips' colour goes only on the lips and the opening. Else every pale, grey texel of the lips counts, grown
+    by a few texels past them: the photo's skin at a lip corner the mesh's lip contour overshoots (s1.jpg's right
+    corner, paler and greyer than her lipstick) was a "tooth", and the lips' colour was painted on the skin beside the
+    corner, a lip-coloured notch beside every actor's mouth."""
     smile_folds: float = 1.0
     """How much of a smiling photo's fold creases is lifted to the skin around them, times
     the photo's smile (``clean_texture``'s ``smile``, ``engines.identity.expression.smile_amount``: 0 for a
@@ -405,7 +411,7 @@ def clean_texture(
             albedo = _fill_from_skin(albedo, occluded, (labels == SKIN) & face & (occluded < 0.05) & (weight > 0.2))
             changed |= seen & (occluded > 0.0)
     if cfg.teeth:
-        albedo, teeth = _close_mouth(albedo, labels, seen)
+        albedo, teeth = _close_mouth(albedo, labels, seen, cfg.teeth_at_opening)
         changed |= teeth
     if cfg.highlights:
         albedo = _flatten_highlights(albedo, labels, face, cfg.highlight_ratio)
@@ -1390,9 +1396,13 @@ def mouth_corner_zone(size: int) -> np.ndarray:
     return soft_zone(zone, size / 96.0)
 
 
-def _close_mouth(albedo: np.ndarray, labels: np.ndarray, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The mouth opening, and teeth showing through the lips (much paler and greyer than the lips), given
-    the lips' colour (a smooth continuation of the lips around them); (albedo, texels changed)."""
+def _close_mouth(
+    albedo: np.ndarray, labels: np.ndarray, seen: np.ndarray, at_opening: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """The mouth opening, and teeth showing through the lips (much paler and greyer than the lips; with
+    ``at_opening``, only where they join the opening, and coloured only on the lips and the opening:
+    ``CleanupConfig.teeth_at_opening``), given the lips' colour (a smooth continuation of the lips around them);
+    (albedo, texels changed)."""
     size = albedo.shape[0]
     lips = seen & (labels == LIPS)
     opening = labels == MOUTH_OPENING
@@ -1404,7 +1414,14 @@ def _close_mouth(albedo: np.ndarray, labels: np.ndarray, seen: np.ndarray) -> tu
     chroma = np.hypot(lab[..., 1] - 128.0, lab[..., 2] - 128.0)
     teeth = lips & (lab[..., 0] > ref[0] + TEETH_LIGHTER) & (chroma < TEETH_GREYER * ref_chroma)
     teeth = cv2.morphologyEx(teeth.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
+    if at_opening:
+        _, parts = cv2.connectedComponents(teeth.astype(np.uint8), connectivity=8)
+        edge = cv2.dilate(opening.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        joined = np.unique(parts[teeth & edge])
+        teeth = np.isin(parts, joined[joined > 0])
     teeth = cv2.dilate(teeth.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    if at_opening:
+        teeth &= lips | opening
     source = lips & ~teeth
     fill = fill_holes(albedo, source.astype(np.float32))
     target = (teeth | opening).astype(np.float32)

@@ -987,6 +987,40 @@ def test_a_flash_lit_photos_pale_skin_round_the_mouth_is_dimmed_and_other_photos
         assert np.array_equal(default[name].texture, off.load(name).texture), name
 
 
+def test_the_lips_colour_is_not_painted_on_the_skin_beside_a_mouth_corner(
+    faces: Path, analyser: FaceAnalyser, tmp_path: Path
+) -> None:
+    """The mesh's lip contour runs past s1.jpg's right mouth corner: there the lips' texels are her skin, paler and
+    greyer than her lipstick, and they were taken for teeth; grown by a few texels, the "teeth" reached past the lips,
+    and the lips' colour was painted on 69 texels of the skin beside the corner (up to 64 levels), a lip-coloured
+    notch beside every actor's mouth. A tooth now joins the mouth opening, and the lips' colour goes on the lips and
+    the opening only (``CleanupConfig.teeth_at_opening``): outside them the texture is what it is without the teeth's
+    step at all, but for a few texels (the skin-colour evening tells the skin beside the lips from lipstick by the
+    lips' median colour, which the step moves: 2 texels)."""
+    from engines.face.topology import LIPS, MOUTH_OPENING
+    from engines.identity.cleanup import CleanupConfig
+    from engines.identity.enroll import EnrollConfig
+    from engines.swap.texture import texture_labels
+
+    labels = texture_labels(512)
+    outside = (labels >= 0) & (labels != LIPS) & (labels != MOUTH_OPENING)
+    textures = {}
+    for name, cfg in (
+        ("none", CleanupConfig(teeth=False)),
+        ("grown", CleanupConfig(teeth_at_opening=False)),
+        ("default", CleanupConfig()),
+    ):
+        store = IdentityStore(tmp_path / name, analyser=analyser, config=EnrollConfig(cleanup=cfg))
+        store.enroll("s1", [faces / "s1.jpg"])
+        textures[name] = store.load("s1").texture.astype(np.int16)
+
+    def painted(name: str) -> int:
+        return int((outside & (np.abs(textures[name] - textures["none"]).max(axis=2) > 2)).sum())
+
+    assert painted("grown") > 30, painted("grown")  # 69
+    assert painted("default") <= 5, painted("default")  # 2
+
+
 def test_the_photos_shadow_under_the_nose_is_not_painted_as_skin(
     store: IdentityStore, faces: Path, analyser: FaceAnalyser, tmp_path: Path
 ) -> None:
