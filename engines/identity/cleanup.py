@@ -907,12 +907,7 @@ def _lift_cheek_shadows(
     swap draws. Only as far as the photo's light casts shadows (``_lit_from_above``); (albedo, texels changed)."""
     size = albedo.shape[0]
     none = np.zeros((size, size), bool)
-    skin = face & (labels == SKIN) & ~brow_mask(size)
-    if skin.sum() < 100:
-        return albedo, none
-    zones = shadow_zones(size)
-    detail = _shading_detail(shade, face)
-    amount = _lit_from_above(detail, skin & (np.maximum(zones.nostrils, zones.under_nose) > 0.5))
+    skin, detail, amount = _photo_light(shade, labels, face)
     if amount <= 0.0:
         return albedo, none
     _, _, luma = _as_drawn(albedo, detail)
@@ -931,6 +926,18 @@ def _lift_cheek_shadows(
     return (albedo * gain[..., None]).astype(np.float32), gain > 1.01
 
 
+def _photo_light(shade: np.ndarray, labels: np.ndarray, face: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """The face's skin (not the brows), the shading the albedo keeps (``_shading_detail``) and how far the photo's
+    light is from above (``_lit_from_above`` on the nose base; 0 where too little skin was seen to judge)."""
+    size = labels.shape[0]
+    skin = face & (labels == SKIN) & ~brow_mask(size)
+    detail = _shading_detail(shade, face)
+    if skin.sum() < 100:
+        return skin, detail, 0.0
+    zones = shadow_zones(size)
+    return skin, detail, _lit_from_above(detail, skin & (np.maximum(zones.nostrils, zones.under_nose) > 0.5))
+
+
 def _lift_eye_rings(
     albedo: np.ndarray,
     shade: np.ndarray,
@@ -946,13 +953,8 @@ def _lift_eye_rings(
     (``_lit_from_above``); (albedo, texels changed)."""
     size = albedo.shape[0]
     none = np.zeros((size, size), bool)
-    skin = face & (labels == SKIN) & ~brow_mask(size)
-    if skin.sum() < 100:
-        return albedo, none
-    zones = shadow_zones(size)
-    detail = _shading_detail(shade, face)
-    lit = _lit_from_above(detail, skin & (np.maximum(zones.nostrils, zones.under_nose) > 0.5))
-    amount = cfg.eye_rings * (1.0 - lit)
+    skin, detail, lit = _photo_light(shade, labels, face)
+    amount = cfg.eye_rings * (1.0 - lit) if skin.sum() >= 100 else 0.0
     if amount <= 0.0:
         return albedo, none
     _, _, luma = _as_drawn(albedo, detail)

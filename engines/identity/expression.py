@@ -122,21 +122,8 @@ def _upper_lip_operator() -> np.ndarray:
     """(468, U + 4) weights spreading the upper lip's vertices' and then the mouth corners' displacements over the
     mesh: those driven, the lower lip, the nose and everything beyond ``REACH`` pinned, every other vertex the mean
     of its neighbours (a discrete harmonic field)."""
-    canon = face_topology().canonical.astype(np.float64)
-    n = canon.shape[0]
     upper, lower = _lips()
-    middle = canon[list(LIP_MIDDLE), :2].mean(axis=0)
-    far = (np.linalg.norm(canon[:, :2] - middle, axis=1) > REACH) | (canon[:, 1] < NOSE_BOTTOM_Y)
-    driven = list(upper) + list(MOUTH_CORNERS)
-    pinned = (set(np.flatnonzero(far).tolist()) | set(lower)) - set(driven)
-    free = np.array(sorted(set(range(n)) - pinned - set(driven)))
-    laplacian = np.eye(n) - vertex_adjacency()
-    weights = np.zeros((n, len(driven)))
-    weights[np.array(driven), np.arange(len(driven))] = 1.0
-    rhs = -laplacian[np.ix_(free, np.array(driven))]
-    weights[free] = np.linalg.solve(laplacian[np.ix_(free, free)], rhs)
-    weights.setflags(write=False)
-    return weights
+    return _harmonic_operator(tuple(upper) + MOUTH_CORNERS, lower)
 
 
 @functools.cache
@@ -144,12 +131,18 @@ def _corner_operator() -> np.ndarray:
     """(468, 4) weights spreading the four corners' displacements over the mesh: the corners driven, the
     lips' middle points, the nose and everything beyond ``REACH`` pinned, every other vertex the mean of its
     neighbours (a discrete harmonic field)."""
+    return _harmonic_operator(MOUTH_CORNERS, LIP_MIDDLE)
+
+
+def _harmonic_operator(driven: tuple[int, ...], held: tuple[int, ...]) -> np.ndarray:
+    """(468, len(driven)) weights spreading the ``driven`` vertices' displacements over the mesh: ``held``, the nose
+    and everything beyond ``REACH`` from the lips' middle pinned, every other vertex the mean of its neighbours (a
+    discrete harmonic field); read-only."""
     canon = face_topology().canonical.astype(np.float64)
     n = canon.shape[0]
     middle = canon[list(LIP_MIDDLE), :2].mean(axis=0)
     far = (np.linalg.norm(canon[:, :2] - middle, axis=1) > REACH) | (canon[:, 1] < NOSE_BOTTOM_Y)
-    driven = list(MOUTH_CORNERS)
-    pinned = (set(np.flatnonzero(far).tolist()) | set(LIP_MIDDLE)) - set(driven)
+    pinned = (set(np.flatnonzero(far).tolist()) | set(held)) - set(driven)
     free = np.array(sorted(set(range(n)) - pinned - set(driven)))
     laplacian = np.eye(n) - vertex_adjacency()
     weights = np.zeros((n, len(driven)))
