@@ -727,6 +727,26 @@ def test_a_grins_raised_upper_lip_is_lowered_in_the_identitys_shape(
     assert abs(philtrum(shape) - philtrum(frontalise(kept.load("roop").landmarks[0]))) < 1e-4
 
 
+def _nose_base_zones() -> tuple[np.ndarray, np.ndarray]:
+    """The skin under the nose (the nostrils' and the nose base's zones, not the holes) and the cheeks beside the
+    nose, on a 512 texture."""
+    from engines.swap.texture import shadow_zones, texture_canonical_x, texture_canonical_y
+
+    zones = shadow_zones(512)
+    zone = (np.maximum(zones.nostrils, zones.under_nose) > 0.9) & (texture_regions(512) == 0)
+    x, y = texture_canonical_x(512), texture_canonical_y(512)
+    beside = (texture_regions(512) == 0) & (np.abs(x) > 0.3) & (np.abs(x) < 0.5) & (y > -0.1) & (y < 0.2)
+    return zone, beside
+
+
+def _nose_base_darkest(ident: Identity) -> float:
+    """The darkest tenth of the skin under the nose in an identity's albedo against its cheeks' median."""
+    zone, beside = _nose_base_zones()
+    seen = ident.coverage > 0.5
+    lum = ident.albedo @ np.array([0.0722, 0.7152, 0.2126], np.float32)
+    return float(np.percentile(lum[zone & seen], 10)) / float(np.median(lum[beside & seen]))
+
+
 def test_the_photos_nose_base_shadow_is_lifted_and_a_moustache_kept(
     store: IdentityStore, enrolled: Enrolled, faces: Path, analyser: FaceAnalyser, tmp_path: Path
 ) -> None:
@@ -739,20 +759,10 @@ def test_the_photos_nose_base_shadow_is_lifted_and_a_moustache_kept(
     as much (``nose_shadows_unlit``), 0.36 -> 0.52."""
     from engines.identity.cleanup import CleanupConfig
     from engines.identity.enroll import EnrollConfig
-    from engines.swap.texture import shadow_zones, texture_canonical_x, texture_canonical_y
 
+    darkest = _nose_base_darkest
+    zone, _ = _nose_base_zones()
     off = IdentityStore(tmp_path / "off", analyser=analyser, config=EnrollConfig(cleanup=CleanupConfig(nose_shadows=0)))
-    zones = shadow_zones(512)
-    zone = (np.maximum(zones.nostrils, zones.under_nose) > 0.9) & (texture_regions(512) == 0)  # skin, not the holes
-    x, y = texture_canonical_x(512), texture_canonical_y(512)
-    beside = (texture_regions(512) == 0) & (np.abs(x) > 0.3) & (np.abs(x) < 0.5) & (y > -0.1) & (y < 0.2)
-    luma = np.array([0.0722, 0.7152, 0.2126], np.float32)
-
-    def darkest(ident: Identity) -> float:
-        seen = ident.coverage > 0.5
-        lum = ident.albedo @ luma
-        return float(np.percentile(lum[zone & seen], 10)) / float(np.median(lum[beside & seen]))
-
     for photo, name in (("biden.jpg", "biden"), ("lin-manuel-miranda.png", "lin-manuel-miranda"), ("s1.jpg", "s1")):
         off.enroll(name, [faces / photo], face="largest")
         enrolled(store, photo)
@@ -779,19 +789,8 @@ def test_a_photo_seen_from_below_keeps_its_nostrils_as_a_flash_lit_ones(
 
     from engines.identity.cleanup import CleanupConfig
     from engines.identity.enroll import EnrollConfig
-    from engines.swap.texture import shadow_zones, texture_canonical_x, texture_canonical_y
 
-    zones = shadow_zones(512)
-    zone = (np.maximum(zones.nostrils, zones.under_nose) > 0.9) & (texture_regions(512) == 0)
-    x, y = texture_canonical_x(512), texture_canonical_y(512)
-    beside = (texture_regions(512) == 0) & (np.abs(x) > 0.3) & (np.abs(x) < 0.5) & (y > -0.1) & (y < 0.2)
-    luma = np.array([0.0722, 0.7152, 0.2126], np.float32)
-
-    def darkest(ident: Identity) -> float:
-        seen = ident.coverage > 0.5
-        lum = ident.albedo @ luma
-        return float(np.percentile(lum[zone & seen], 10)) / float(np.median(lum[beside & seen]))
-
+    darkest = _nose_base_darkest
     by_light = IdentityStore(
         tmp_path / "light",
         analyser=analyser,
