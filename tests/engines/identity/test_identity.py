@@ -742,9 +742,18 @@ def _nose_base_zones() -> tuple[np.ndarray, np.ndarray]:
 def _nose_base_darkest(ident: Identity) -> float:
     """The darkest tenth of the skin under the nose in an identity's albedo against its cheeks' median."""
     zone, beside = _nose_base_zones()
+    return _zone_against(ident, zone, beside, 10)
+
+
+def _zone_against(
+    ident: Identity, zone: np.ndarray, reference: np.ndarray, percentile: float, sigma: float = 0.0
+) -> float:
+    """A percentile of an identity's albedo lightness over ``zone`` (blurred by ``sigma`` texels first: its broad
+    lightness) against the median over ``reference``, both where the photos saw the texels well."""
     seen = ident.coverage > 0.5
     lum = ident.albedo @ np.array([0.0722, 0.7152, 0.2126], np.float32)
-    return float(np.percentile(lum[zone & seen], 10)) / float(np.median(lum[beside & seen]))
+    broad = cv2.GaussianBlur(lum, (0, 0), sigma) if sigma > 0 else lum
+    return float(np.percentile(broad[zone & seen], percentile)) / float(np.median(lum[reference & seen]))
 
 
 def test_the_photos_nose_base_shadow_is_lifted_and_a_moustache_kept(
@@ -875,13 +884,9 @@ def test_the_photos_cheek_shadows_are_lifted_and_a_flash_lit_photo_kept(
     skin = texture_regions(512) == 0
     under_eye = skin & (x > 0.2) & (x < 0.45) & (y > -0.3) & (y < -0.1)  # the subject's left
     beside = skin & (np.abs(x) > 0.3) & (np.abs(x) < 0.5) & (y > -0.1) & (y < 0.2)
-    luma = np.array([0.0722, 0.7152, 0.2126], np.float32)
 
     def darkest(ident: Identity) -> float:
-        seen = ident.coverage > 0.5
-        lum = ident.albedo @ luma
-        broad = cv2.GaussianBlur(lum, (0, 0), 8.0)
-        return float(np.percentile(broad[under_eye & seen], 10)) / float(np.median(lum[beside & seen]))
+        return _zone_against(ident, under_eye, beside, 10, sigma=8.0)
 
     for photo, name in (("biden.jpg", "biden"), ("s1.jpg", "s1"), ("woman.png", "woman")):
         off.enroll(name, [faces / photo], face="largest")
@@ -966,13 +971,9 @@ def test_a_flash_lit_photos_pale_skin_round_the_mouth_is_dimmed_and_other_photos
     skin = texture_labels(512) == SKIN
     cheeks = skin & (x > 0.3) & (x < 0.6) & (y > -0.1) & (y < 0.3)
     mouth = skin & (mouth_skin_zone(512) > 0.5)
-    luma = np.array([0.0722, 0.7152, 0.2126], np.float32)
 
     def paleness(ident: Identity) -> float:
-        seen = ident.coverage > 0.5
-        lum = ident.albedo @ luma
-        broad = cv2.GaussianBlur(lum, (0, 0), 8.0)
-        return float(np.percentile(broad[mouth & seen], 90)) / float(np.median(lum[cheeks & seen]))
+        return _zone_against(ident, mouth, cheeks, 90, sigma=8.0)
 
     photos = (("s1.jpg", "s1"), ("roop_source.jpg", "roop"), ("obama.jpg", "obama"), ("woman.png", "woman"))
     default = {}
