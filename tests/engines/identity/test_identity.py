@@ -20,6 +20,13 @@ from engines.identity.store import Identity, IdentityCorruptError, IdentityInfo,
 from engines.swap.texture import texture_regions
 
 
+def _imread(path: Path) -> np.ndarray:
+    """A shared photo as BGR; fails the test, not later with a None, when it is missing."""
+    image = cv2.imread(str(path))
+    assert image is not None, f"cannot read {path}"
+    return image
+
+
 @pytest.fixture(scope="module")
 def analyser(models_dir: Path) -> FaceAnalyser:
     from engines.face.detect import FaceDetector
@@ -137,10 +144,10 @@ def test_every_identity_photo_is_accepted(store: IdentityStore, enrolled: Enroll
 
 
 def test_no_face_tiny_face_and_cut_face_are_refused(store: IdentityStore, faces: Path) -> None:
-    monkey = cv2.imread(str(faces / "s22.jpg"))
+    monkey = _imread(faces / "s22.jpg")
     with pytest.raises(InputError, match="no face found in photo 1"):
         store.enroll("trees", [_jpeg(monkey[:, :300])])  # the tree trunk on the left, no face
-    obama = cv2.imread(str(faces / "obama.jpg"))
+    obama = _imread(faces / "obama.jpg")
     small = cv2.resize(obama, None, fx=0.2, fy=0.2, interpolation=cv2.INTER_AREA)  # face about 48 px wide
     canvas = np.full((400, 400, 3), 128, np.uint8)
     canvas[100 : 100 + small.shape[0], 100 : 100 + small.shape[1]] = small
@@ -169,7 +176,7 @@ def test_photo_decoding_limits(store: IdentityStore, faces: Path, tmp_path: Path
 
 
 def test_8000_by_8000_photo_is_downscaled_and_enrolled(store: IdentityStore, faces: Path) -> None:
-    obama = cv2.imread(str(faces / "obama.jpg"))
+    obama = _imread(faces / "obama.jpg")
     big = np.full((8000, 8000, 3), 200, np.uint8)
     face = cv2.resize(obama, (obama.shape[1] * 5, obama.shape[0] * 5), interpolation=cv2.INTER_LINEAR)
     big[1000 : 1000 + face.shape[0], 1000 : 1000 + face.shape[1]] = face
@@ -363,7 +370,7 @@ def test_a_shadowed_forehead_or_hair_beside_the_temples_is_not_a_fringe(
             if index >= 442:
                 break
     assert len(photos) == 2
-    bare = {"obama": cv2.imread(str(faces / "obama.jpg")), "lin": cv2.imread(str(faces / "lin-manuel-miranda.png"))}
+    bare = {"obama": _imread(faces / "obama.jpg"), "lin": _imread(faces / "lin-manuel-miranda.png")}
     bare["d10-44"] = photos["d10-44"]
     for name, image in bare.items():
         landmarks = analyser.analyse(load_photo(image, name), "largest").landmarks
@@ -644,11 +651,11 @@ def test_black_and_white_and_sepia_photos_are_enrolled_monochrome(
     itself stays colour."""
     from engines.identity.photos import photo_tone
 
-    s1 = cv2.imread(str(faces / "s1.jpg"))
+    s1 = _imread(faces / "s1.jpg")
     grey = cv2.cvtColor(cv2.cvtColor(s1, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
     assert photo_tone(s1) == "colour" and photo_tone(grey) == "monochrome" and photo_tone(_sepia(s1)) == "toned"
     for name in ("roop_source.jpg", "lin-manuel-miranda.png", "obama.jpg", "biden.jpg", "woman.png"):
-        assert photo_tone(cv2.imread(str(faces / name))) == "colour", name
+        assert photo_tone(_imread(faces / name)) == "colour", name
     for name, image in (("grey", grey), ("sepia", _sepia(s1))):
         info = store.enroll(name, [_jpeg(image)], face="largest")
         assert info.monochrome, name
@@ -665,7 +672,7 @@ def test_black_and_white_and_sepia_photos_are_enrolled_monochrome(
 def test_a_grey_monkey_is_still_refused(store: IdentityStore, faces: Path) -> None:
     """The non-human check does not rest on hue alone: s22.jpg in black and white is refused too (by its
     pale fur ring's lightness), while grey human photos pass it (above)."""
-    monkey = cv2.imread(str(faces / "s22.jpg"))
+    monkey = _imread(faces / "s22.jpg")
     grey = cv2.cvtColor(cv2.cvtColor(monkey, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
     for image in (grey, _sepia(monkey)):
         with pytest.raises(InputError, match="does not look like a human face"):
