@@ -101,6 +101,15 @@ class SwapConfig:
     match_openings: bool = True
     """Before the morph, the identity's mouth and eyes are set to the actor's usual opening: the photo's
     expression (a smile with teeth, a squint) is not the identity's face shape (``_match_openings``)."""
+    chin_follows_opening: bool = True
+    """True (the default): below the lips, the part of the morph's displacement beyond the mouth's own shrinks with
+    the actor's skin under the lower lip as the actor opens the mouth wider than usual (``_squeeze_under_lip``).
+    The displacement is the identity's shape less the actor's *average* one, a fixed offset per point; opened wide,
+    an actor's lower lip comes down toward the chin and the skin between them is squeezed to 40% of its usual
+    height, so the same offset drew the identity's skin from much nearer its lip there — a photo's crease and shadow
+    under the lower lip, across the actor's evenly lit chin (d10.mp4 x a grey biden.jpg: the chin's darkest tenth 9
+    L* under the actress's as she sang, over the clip's bound of 8; BENCHMARKS.md, issue 21). False: the offset as
+    it is."""
     reference_time_constant_s: float = 2.0
     """Time over which the actor's own face shape (the morph's reference) is averaged."""
     bounded: bool = True
@@ -300,7 +309,8 @@ class MeshSwapper:
             frame = frontal_frame(lm) if morph > 0.0 else None
             reference = self._update_reference(face_id, lm, t_s, frame)
             if frame is not None:
-                displacement = morph * self._morph_displacement(target, reference, frame)
+                under_lip = _under_lip_height(lm, frame) if self.config.chin_follows_opening else None
+                displacement = morph * self._morph_displacement(target, reference, frame, under_lip)
         margin = 2.0 + (self.config.morph_falloff * scale_px if displacement is not None else 0.0)
         window = _window(lm, image.shape, margin)
         if window is None:
@@ -491,9 +501,15 @@ class MeshSwapper:
         return ref
 
     def _morph_displacement(
-        self, target: np.ndarray, reference: np.ndarray, frame: tuple[np.ndarray, np.ndarray, float]
+        self,
+        target: np.ndarray,
+        reference: np.ndarray,
+        frame: tuple[np.ndarray, np.ndarray, float],
+        under_lip: float | None = None,
     ) -> np.ndarray:
-        """Per-vertex displacement (468, 2) in frame pixels toward the identity's proportions."""
+        """Per-vertex displacement (468, 2) in frame pixels toward the identity's proportions. ``under_lip``: the
+        height of the skin under the actor's lower lip now (``_under_lip_height``), for
+        ``SwapConfig.chin_follows_opening`` (None: off)."""
         target = np.asarray(target, np.float64)
         if self.config.match_openings:
             target = _match_openings(target, reference)
@@ -501,6 +517,8 @@ class MeshSwapper:
         # The held groups (the mouth by default, the eyes with rigid_features) move as wholes: the actor's shape.
         for group in _held_groups(self.config):
             delta[group] = delta[group].mean(axis=0)
+        if under_lip is not None:
+            delta = _squeeze_under_lip(delta, reference, under_lip)
         delta = _smooth_on_mesh(delta, self.config.morph_smoothing_iterations)
         delta = delta * _outline_weight()[:, None]  # the forehead's top and the chin's bottom stay the actor's
         _, rot, scale = frame  # the actor's face's frame now (``frontal_frame``)
@@ -695,6 +713,57 @@ def _outline_weight() -> np.ndarray:
     chin's bottom (``_jaw_weight``) stay where the actor has them."""
     out = _hairline_weight() * _jaw_weight()
     out.setflags(write=False)
+    return out
+
+
+UNDER_LIP = (17, 200)
+"""The lower lip's outer contour at the middle and the chin's top there (canonical y 0.74 and 0.81): the height of
+the skin under the lower lip, which an actor's wide open mouth squeezes (d10.mp4's singer: 0.14 eye-corner distances
+with the mouth closed, 0.06 open wide)."""
+UNDER_LIP_RAMP = 0.07
+"""Canonical height over which ``_squeeze_under_lip`` comes in below the lower lip's outer contour (none on the
+lips themselves, all of it from the chin's top on)."""
+
+
+@functools.cache
+def _under_lip_weight() -> np.ndarray:
+    """(468,) how much of ``_squeeze_under_lip`` each vertex takes: 0 on the lips and above the lower lip's outer
+    contour at the middle, rising to 1 ``UNDER_LIP_RAMP`` below it (the chin and the jaw's sides below the mouth)."""
+    y = face_topology().canonical[:, 1].astype(np.float64)
+    out = np.clip((y - y[UNDER_LIP[0]]) / UNDER_LIP_RAMP, 0.0, 1.0)
+    out[_rigid_groups()["mouth"]] = 0.0
+    out.setflags(write=False)
+    return out
+
+
+def _under_lip_height(landmarks: np.ndarray, frame: tuple[np.ndarray, np.ndarray, float]) -> float:
+    """The height of the skin under the lower lip (``UNDER_LIP``) of ``landmarks`` (468, 3) in its face's frontal frame
+    (``frame``: ``frontal_frame``'s; eye-corner distances), as ``frontalise`` gives it, for the two points only."""
+    centre, rot, scale = frame
+    points = (np.asarray(landmarks, np.float64)[list(UNDER_LIP)] - centre) @ rot[:, 1] / scale
+    return float(points[1] - points[0])
+
+
+def _squeeze_under_lip(delta: np.ndarray, reference: np.ndarray, now: float) -> np.ndarray:
+    """``delta`` (468, 3: the morph's identity - actor's average, frontal frame) with its height below the mouth,
+    beyond the mouth's own, scaled by how far the skin under the actor's lower lip is squeezed now against its
+    average (``now``, ``_under_lip_height``, over the reference's ``UNDER_LIP`` height, at most 1;
+    ``_under_lip_weight``). ``delta`` itself where the actor's mouth is no wider open than usual, else a new array.
+
+    The offset is the identity's proportions at the actor's usual opening. Opened wider, the actor's lower lip
+    comes down toward the chin and the skin between them is squeezed; the offset, fixed, became a larger share of
+    that skin and drew the identity's skin from nearer its own lower lip there (a photo's crease and the shadow
+    under its lip) onto the actor's chin. Scaled with the squeeze, the identity's chin keeps its place in the
+    actor's skin as it does at the usual opening. The mouth's own displacement (where the identity's lips go) is
+    untouched, and so is every frame where the actor's mouth is no wider open than usual."""
+    top, bottom = UNDER_LIP
+    usual = float(reference[bottom, 1] - reference[top, 1])
+    squeeze = min(max(now / usual, 0.0), 1.0) if usual > 1e-6 else 1.0
+    if squeeze >= 1.0:
+        return delta
+    out = delta.copy()
+    mouth_dy = float(delta[_rigid_groups()["mouth"], 1].mean())
+    out[:, 1] -= _under_lip_weight() * (1.0 - squeeze) * (delta[:, 1] - mouth_dy)
     return out
 
 
