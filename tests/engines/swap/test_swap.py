@@ -16,10 +16,11 @@ from engines.face.topology import (
     MOUTH_OPENING,
     RIGHT_BROW,
     RIGHT_EYE,
+    face_scale_px,
     frontalise,
 )
 from engines.identity.store import IdentityStore
-from engines.swap.mesh import _EYE_PAIRS, _MOUTH_PAIRS, FaceGeometry, MeshSwapper, SwapConfig
+from engines.swap.mesh import _EYE_PAIRS, _LOWER_OUTER_LIP, _MOUTH_PAIRS, FaceGeometry, MeshSwapper, SwapConfig
 from tests.face_helpers import clip_frames, enrolled_store, image_mesh, photo_mesh
 
 
@@ -205,6 +206,43 @@ def test_the_morph_leaves_the_bottom_of_the_chin_where_the_actor_has_it(  # type
     lips_moved = np.linalg.norm(morphed.landmarks[lips, :2] - plain.landmarks[lips, :2], axis=1).mean()
     assert lips_moved > 1.0
     assert np.abs(morphed.landmarks[chin, :2] - plain.landmarks[chin, :2]).max() < 1.0  # 15 px before
+
+
+def test_the_identitys_chin_keeps_its_place_in_the_actors_skin_as_the_mouth_opens_wide(  # type: ignore[no-untyped-def]
+    store: IdentityStore, detector, mesh, faces: Path
+) -> None:
+    """The morph adds a fixed offset, the identity's shape less the actor's average. Opened wide, an actor's lower
+    lip comes down toward the chin and squeezes the skin between them; the chin's offset beyond the mouth's, fixed,
+    drew the identity's skin from nearer its own lower lip there (a photo's crease under the lip on the actor's
+    chin: d10.mp4 x a grey biden.jpg, ``tests/engines/swap/test_realism.py``). It now shrinks with that squeeze
+    (``SwapConfig.chin_follows_opening``); the lips go where they went, and at the actor's usual opening nothing
+    moves."""
+    image, lm = photo_mesh(detector, mesh, faces / "s1.jpg")
+    identity = store.load("obama")
+    wide = lm.copy()
+    lower = [lo for _, lo in _MOUTH_PAIRS] + list(_LOWER_OUTER_LIP)
+    wide[lower, 1] += 0.05 * face_scale_px(lm)  # the lower lip comes down, the chin stays
+    drawn = {}
+    for follows in (False, True):
+        swapper = MeshSwapper(SwapConfig(chin_follows_opening=follows))
+        at_usual = swapper.geometry(image, lm, 1, 0.0, identity, 1.0)
+        opened = swapper.geometry(image, wide, 1, 1 / 30, identity, 1.0)
+        assert at_usual is not None and opened is not None
+        drawn[follows] = (at_usual.landmarks, opened.landmarks)
+    np.testing.assert_array_equal(drawn[True][0], drawn[False][0])
+    lips, (top, bottom) = list(LIPS_OUTER), (17, 200)  # the lower lip's outer edge and the chin's top, mid-face
+    np.testing.assert_allclose(drawn[True][1][lips], drawn[False][1][lips], atol=1e-3)
+
+    def share(actor: np.ndarray, morphed: np.ndarray) -> float:
+        """The drawn skin under the lower lip against the actor's there (heights)."""
+        return float((morphed[bottom, 1] - morphed[top, 1]) / (actor[bottom, 1] - actor[top, 1]))
+
+    usual = share(lm, drawn[True][0])
+    off, on = share(wide, drawn[False][1]), share(wide, drawn[True][1])
+    # Off, the fixed offset is a larger share of the squeezed skin (1.027 -> 1.042: obama's chin sits a little lower
+    # under his lips than s1's); on, the share stays as it was (1.027).
+    assert off - usual > 0.01, (usual, off)
+    assert abs(on - usual) < 0.2 * (off - usual), (usual, off, on)
 
 
 def test_a_held_face_is_drawn_exactly_where_it_was(  # type: ignore[no-untyped-def]
