@@ -111,6 +111,9 @@ class TextureSet:
     monochrome: bool = False
     """Every photo was black and white (or toned): the texture is grey and the swap takes its colour from
     the actor's skin."""
+    point_weights: np.ndarray | None = None
+    """(photos, 468) float32: the weight each photo's texels around each mesh point had in the merge
+    (``merged_shape`` places the identity's points in the same proportions)."""
 
 
 def _describe(dets: Sequence[Detection]) -> str:
@@ -313,7 +316,8 @@ def build_texture(
     scaled down to ``LEAD_FILL`` where it saw a texel fully), the coverage is still all of theirs. For frames
     of one clip (``engines.identity.footage``): nearly the same view of the same face a second apart, which
     averaged do not add detail but blur it (the features never land on exactly the same texels): on d10 the
-    merged identity's likeness fell below that of its sharpest frame alone, on d3 and Obama_speaking to it."""
+    merged identity's likeness fell below that of its sharpest frame alone, on d3 and Obama_speaking to it.
+    The identity's shape then follows its texture (``merged_shape`` with ``TextureSet.point_weights``)."""
     regions = texture_regions(size)
     acc_tex = np.zeros((size, size, 3), np.float64)
     acc_shade = np.zeros((size, size, 3), np.float64)
@@ -323,6 +327,9 @@ def build_texture(
     lights: list[np.ndarray] = []
     monochrome = all(f.monochrome for f in faces)
     lead: np.ndarray | None = None
+    uv = face_topology().uv
+    points = np.clip(np.round(uv * size - 0.5).astype(np.int64), 0, size - 1)
+    point_weights: list[np.ndarray] = []
     for face in faces:
         un = unwrap(face.photo.image, face.landmarks, size)
         seen = un.weight.astype(np.float64)
@@ -348,6 +355,9 @@ def build_texture(
                 # The photo's fringe is left out of the identity: unseen there, the actor's forehead shows.
                 acc_left_out += seen * cleaned.fringe * cleanup.fringe_left_out
         acc_seen += seen
+        # Around each mesh point (blurred: the outline's points lie on the texture's edge, where no texel is seen).
+        around = cv2.GaussianBlur(w.astype(np.float32), (0, 0), size / 128.0)
+        point_weights.append(around[points[:, 1], points[:, 0]])
         if shading is not None:
             sh, shade_bgr = shading
             lights.append(sh)
@@ -369,7 +379,12 @@ def build_texture(
     if mirror:
         texture_out, coverage = _mirror_unseen(texture_out, shade_out, coverage, kept.astype(np.float32))
     return TextureSet(
-        np.clip(np.round(texture_out), 0, 255).astype(np.uint8), coverage, shade_out, tuple(lights), monochrome
+        np.clip(np.round(texture_out), 0, 255).astype(np.uint8),
+        coverage,
+        shade_out,
+        tuple(lights),
+        monochrome,
+        np.stack(point_weights).astype(np.float32),
     )
 
 
@@ -377,8 +392,10 @@ LIPS_INNER_MIDDLE = (13, 14)
 """The inner lips' middle points, top and bottom: their distance is how far the mouth is open."""
 MONOCHROME_WEIGHT = 0.05
 """A black-and-white photo's texels count this much beside a colour photo's (``build_texture``)."""
-LEAD_FILL = 0.05
-"""With ``build_texture(lead_first=True)``: another photo's texels count this much where the first saw them fully."""
+LEAD_FILL = 0.0
+"""With ``build_texture(lead_first=True)``: another photo's texels count this much where the first saw them fully.
+0: where the lead saw, the identity is the lead's (d3.mp4's merge 0.408 -> 0.415 with 0.05 -> 0, against its lead
+frame alone 0.412: a twentieth of its winking frame's eyes was a cost, not an average)."""
 
 
 MIRROR_TRUST = 0.8
@@ -453,6 +470,44 @@ def canonical_shape(faces: Sequence[PhotoFace], neutral: bool = True, grin_lip: 
     """The identity's face shape: the frontalised meshes of its photos, each with its smile taken out
     (``neutral``: ``engines.identity.expression``; ``grin_lip`` as there), averaged (468, 3)."""
     return average_shape([f.landmarks for f in faces], neutral, grin_lip=grin_lip)
+
+
+def merged_shape(faces: Sequence[PhotoFace], point_weights: np.ndarray, grin_lip: float = GRIN_LIP) -> np.ndarray:
+    """The identity's shape for a texture merged with ``build_texture(lead_first=True)``: each photo's
+    frontalised, neutral mesh (as ``canonical_shape``) brought onto the first's (the lead's) by a similarity
+    transform (Procrustes: the frames' own estimates of the face's frame, its centre, axes and eye distance,
+    differ by a little), then averaged point by point in the proportions the photos' texels had in the merge
+    (``point_weights``, (photos, 468), ``TextureSet.point_weights``): where the lead's texels make the texture,
+    its own points place them (the texture and the mesh it was unwrapped with agree), and the frames that
+    filled in what the lead did not see place their points there. A plain mean of the meshes moved the lead's
+    features off where its texture has them: d3.mp4's merged identity 0.397 against 0.408 for this shape,
+    Obama_speaking 0.603 against 0.607 (eval_footage's recogniser; one photo: ``canonical_shape``)."""
+    from engines.face.topology import frontalise
+    from engines.identity.expression import neutral_shape
+
+    shapes = [neutral_shape(frontalise(f.landmarks), grin_lip).astype(np.float64) for f in faces]
+    lead = shapes[0]
+    if len(shapes) == 1:
+        return lead.astype(np.float32)
+    aligned = [lead] + [_similar_onto(s, lead) for s in shapes[1:]]
+    w = np.asarray(point_weights, np.float64)
+    w = np.maximum(w, 1e-6 * max(float(w.max()), 1e-12))  # a point no photo saw: their plain mean
+    merged = (w[..., None] * np.stack(aligned)).sum(axis=0) / w.sum(axis=0)[:, None]
+    return merged.astype(np.float32)
+
+
+def _similar_onto(points: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``points`` (n, 3) moved, turned and scaled onto ``target`` (n, 3) by the least-squares similarity
+    transform (Umeyama's solution, no reflection)."""
+    p_mean, t_mean = points.mean(axis=0), target.mean(axis=0)
+    p, t = points - p_mean, target - t_mean
+    u, d, vt = np.linalg.svd(t.T @ p / len(p))
+    flip = np.eye(3)
+    if np.linalg.det(u @ vt) < 0:
+        flip[2, 2] = -1.0
+    rot = u @ flip @ vt
+    scale = float(np.trace(np.diag(d) @ flip) / max(float((p**2).sum(axis=1).mean()), 1e-12))
+    return (scale * p @ rot.T + t_mean).astype(np.float64)
 
 
 def average_shape(

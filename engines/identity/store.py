@@ -42,7 +42,15 @@ from engines.errors import InputError
 from engines.face.detect import Detection
 from engines.face.landmarks import NUM_LANDMARKS
 from engines.identity.cleanup import SHADING_RANGE
-from engines.identity.enroll import EnrollConfig, FaceAnalyser, FaceChoice, PhotoFace, build_texture, canonical_shape
+from engines.identity.enroll import (
+    EnrollConfig,
+    FaceAnalyser,
+    FaceChoice,
+    PhotoFace,
+    build_texture,
+    canonical_shape,
+    merged_shape,
+)
 from engines.identity.photos import Photo, PhotoSource, load_photo
 from engines.paths import StampedCache, check_name, inside, record_folders
 
@@ -247,7 +255,8 @@ class IdentityStore:
         ``face``: None (the photo must show one face), ``"largest"``, or an index into the photo's faces
         ordered by size, 0 = the largest (``find_faces``' order); or a list of those, one per photo (a group
         photo beside portraits). ``lead_first``: the first photo leads the merge, the others fill in what it
-        did not see (frames picked from a clip: ``engines.identity.enroll.build_texture``). Raises InputError
+        did not see (frames picked from a clip: ``engines.identity.enroll.build_texture``), and the shape follows
+        (``engines.identity.enroll.merged_shape``). Raises InputError
         with the reason for anything unusable.
         """
         check_name(name, "identity name")
@@ -275,12 +284,16 @@ class IdentityStore:
         if texset.shading is None:
             warnings.append("the photos' lighting could not be measured: the texture keeps it")
         created = datetime.now(UTC).replace(microsecond=0).isoformat()
+        if lead_first and texset.point_weights is not None:  # the shape follows the lead-led texture
+            shape = merged_shape(faces, texset.point_weights, grin_lip=self.config.grin_lip)
+        else:
+            shape = canonical_shape(faces, grin_lip=self.config.grin_lip)
         meta = _make_meta(
             name,
             created,
             faces,
             texset.light_sh,
-            canonical_shape(faces, grin_lip=self.config.grin_lip),
+            shape,
             warnings,
             self.config,
         )
