@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "add",
         help="enroll an identity from photos",
         description="Enroll NAME from one or more photos or clips of the same person (frontal, even light, "
-        "closed lips work best; from a clip stageswap picks such frames itself, plus a few turned ones). "
+        "closed lips work best; from a clip stageswap picks such frames itself, plus a few turned ones, and "
+        "merges them led by the sharpest: its face wherever it saw it, the others filling in the rest). "
         "A photo is refused with the reason when it shows no face, a face under 80 px wide, a face cut by the "
         "border, turned more than 45 degrees, or not a human face; a photo with several "
         "faces needs --face. Photos up to 100 Mpx are accepted (scaled down).",
@@ -121,6 +122,11 @@ def run_add(args: argparse.Namespace) -> int:
         consent=consent_summary(record),
     )
     print(f"enrolled {info.name!r} from {info.photos} photo(s) in {store.root / info.name}")
+    if from_footage and len(photos) > 1:
+        print(
+            f"merged led by the first frame: the identity is its face (pixels and mesh) wherever it saw it, the "
+            f"other {len(photos) - 1} fill in only what it did not see"
+        )
     _embed(args, store, info.name, photos)
     if record is None:
         print("consent: none recorded (unverified)")

@@ -108,3 +108,26 @@ def test_frames_merged_keep_the_leading_frames_detail(d10: D10, tmp_path: Path, 
     assert _detail(led) >= 0.85 * _detail(first), (_detail(led), _detail(first))
     assert _detail(averaged) < 0.9 * _detail(led), (_detail(averaged), _detail(led))
     assert float(led.coverage.mean()) >= float(first.coverage.mean())
+
+
+def test_merged_shape_is_the_leads_where_its_texture_is(d10: D10, tmp_path: Path, models_dir: Path) -> None:
+    """The texture of frames merged led by the first is the lead's wherever it saw the face, and the identity's
+    shape follows it (``engines.identity.enroll.merged_shape``): d10's frames 44 and ``GLANCE``, both frontal,
+    merged led by 44 give 44's own neutral mesh to within a small share of how far the frames' plain mean
+    (how photos merge, and how the footage merge did) lies from it. The mean moved the lead's features off where
+    its texture has them: the merged identity read below its lead frame alone (d3.mp4 0.397 against 0.412,
+    BENCHMARKS.md)."""
+    from engines.identity.enroll import average_shape
+
+    _, _, frames = d10
+    store = IdentityStore(tmp_path / "ids", models_dir)
+    store.enroll("led", [frames[44], frames[GLANCE]], face="largest", lead_first=True)
+    store.enroll("first", [frames[44]], face="largest")
+    led, first = store.load("led"), store.load("first")
+    assert len(led.landmarks) == 2
+    mean = average_shape(list(led.landmarks))
+    off_led = np.linalg.norm(led.canonical - first.canonical, axis=1)
+    off_mean = np.linalg.norm(mean - first.canonical, axis=1)
+    assert float(np.median(off_mean)) > 0.005, float(np.median(off_mean))  # the two frames' meshes do differ
+    assert float(np.median(off_led)) < 0.1 * float(np.median(off_mean)), (np.median(off_led), np.median(off_mean))
+    assert float(np.percentile(off_led, 95)) < 0.5 * float(np.percentile(off_mean, 95))

@@ -180,6 +180,12 @@ def test_identities_add_from_a_clip(tmp_path: Path, clips: Path, capsys: pytest.
         store.enroll(f"frame-{i}", [image], face="largest")
         singles.append(float(store.load(f"frame-{i}").coverage.mean()))
     assert float(merged.coverage.mean()) >= max(singles), (merged.coverage.mean(), singles)
+    # The shape follows the texture (engines.identity.enroll.merged_shape): the lead's own mesh wherever the lead
+    # saw the face, the turned frame's (brought onto it) placing the points it filled in.
+    assert "merged led by the first frame" in out
+    off = np.linalg.norm(merged.canonical - store.load(f"frame-{picked[0]}").canonical, axis=1)
+    assert float(np.median(off)) < 0.002, float(np.median(off))
+    assert any(kind in line for kind in ("left", "right")) and float(off.max()) > 0.01, (line, float(off.max()))
 
 
 def test_a_clip_with_no_usable_frame_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
