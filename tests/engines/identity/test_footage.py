@@ -26,7 +26,7 @@ D10 = tuple[list[PickedFrame], dict[int, np.ndarray], dict[int, np.ndarray]]
 
 
 @pytest.fixture(scope="module")
-def d10(clips: Path, detector, mesh) -> D10:  # type: ignore[no-untyped-def]
+def d10(clips: Path, detector, mesh) -> D10:
     """The frames picked from d10.mp4, the tracked raw mesh of its frames ``EXPRESSIVE``, ``GLANCE`` and 44, and
     the images of 44 and ``GLANCE``."""
     from engines.face.tracker import FaceTracker
@@ -36,7 +36,7 @@ def d10(clips: Path, detector, mesh) -> D10:  # type: ignore[no-untyped-def]
     images: dict[int, np.ndarray] = {}
     count = [0]
 
-    def track(image: np.ndarray, t: float):  # type: ignore[no-untyped-def]
+    def track(image: np.ndarray, t: float):
         faces = tracker.update(image, t)
         if faces and count[0] in (*EXPRESSIVE, GLANCE, 44):
             meshes[count[0]] = faces[0].raw_landmarks

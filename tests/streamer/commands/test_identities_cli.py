@@ -41,13 +41,16 @@ def test_identities_add_a_greyscale_file(tmp_path: Path, faces: Path, capsys: py
     copy) are enrolled monochrome, with the warning that the swap takes the actor's skin colour."""
     import cv2
 
-    grey = cv2.cvtColor(cv2.imread(str(faces / "biden.jpg")), cv2.COLOR_BGR2GRAY)
+    photo = cv2.imread(str(faces / "biden.jpg"))
+    assert photo is not None, faces / "biden.jpg"
+    grey = cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)
     files = {"biden-grey.jpg": grey, "biden-grey16.png": grey.astype(np.uint16) * 257}
     data = str(tmp_path / "data")
     for name, image in files.items():
         path = tmp_path / name
         assert cv2.imwrite(str(path), image)
-        assert cv2.imread(str(path), cv2.IMREAD_UNCHANGED).ndim == 2  # one channel on disk
+        on_disk = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        assert on_disk is not None and on_disk.ndim == 2  # one channel on disk
         rc, out, err = _run(capsys, "identities", "add", Path(name).stem, str(path), "--data-dir", data, "--unverified")
         assert rc == 0, err
         assert "a black-and-white photo" in out and "takes the actor's skin colour" in out, out
