@@ -43,7 +43,8 @@ shimmers as the face moves. Here, per photo and before the photos are merged
 - **the nose's light** (``nose_shading``, ``nose_highlight``): across the nose's ridge and sidewalls, the photo's broad
   highlight over the skin around is taken out and half of its shadow beyond a soft relief's; a side light's dark
   sidewall and a flash's white ridge were drawn on every frame whatever the stage light (s1.jpg on d10.mp4 and
-  Obama_speaking.mp4);
+  Obama_speaking.mp4). A nose is about symmetric: half of what one sidewall has darker than the other beyond the
+  tolerance, the side light's, is taken out first (``nose_side_light``; s1.jpg on s18.mp4 and d0.mp4);
 - **the cheeks' cast shadows** (``cheek_shadows``): under a light that casts shadows (the same test), the brows, the
   nose and the cheekbones shade the hollows below them — under the eyes, beside the nose, the folds — which a smooth
   light model has no terms for; de-lit, that broad darkness stays as albedo, a bruise down a flatly lit actor's cheek
@@ -274,6 +275,23 @@ class CleanupConfig:
     nose_highlight: float = 1.0
     """... and of its broad *brightness* over that skin (a highlight along the ridge): all of it (taken alone it cost no
     likeness, within 0.002 of cosine on d10.mp4, Obama_speaking.mp4 and s18.mp4 with s1.jpg); 0: off."""
+    nose_side_light: float = 0.5
+    """How much of the broad shadow down *one* of the nose's sidewalls beyond the other's (the lighter sidewall at the
+    mirrored place, where the photo saw it) and ``nose_shading_tolerance`` is taken out, before ``nose_shading`` judges
+    what is left ...
+
+    A nose is about symmetric: what one sidewall has darker than the other is the photo's light from the side, not the
+    nose's shape, and the light model, smooth over the face, leaves it in the albedo (``nose_shading`` took half of it
+    beyond the tolerance, as of a shadow both sidewalls share). s1.jpg, lit from her left: her right sidewall's broad
+    lightness at its median 0.45 of the skin around (the left one's 1.0), drawn with ``nose_shading`` alone at 0.63 as a
+    dark stripe down every actor's nose beside a lit ridge — under s18.mp4's actress's own highlight on that side (the
+    nose's brightest tenth 7.4 L*a*b* units darker than hers at the median, over the clip's bound of 8 on 3 of 30
+    frames) and on d0.mp4's evenly lit actor (its darkest tenth 7.1 darker, the worst region of 19 of 30 frames); with
+    half of the one-sided part 0.75: s18.mp4 within on every frame, d0.mp4's nose no frame's worst. Half: the
+    recogniser knows s1.jpg by her photo's side-lit nose — all of it cost her 0.008-0.023 of cosine on four clips
+    (from the brows down 0.007-0.024), half 0.004-0.014 (0.002-0.016), for the same frames within (BENCHMARKS.md,
+    issue 21). The shared photos' sidewalls differ by up to about the tolerance (obama.jpg, biden.jpg, roop_source.jpg
+    within a few texels; woman.png, t1.jpg and lin-manuel-miranda.png, lit from a side, more). 0: off."""
     nose_shading_tolerance: float = 0.12
     """The nose's broad lightness may depart this far from the skin around it untouched (in log: about 13% of its
     level): a nose's own relief under a soft light. The shared photos' noses, from the brows down, lie within about this
@@ -865,9 +883,19 @@ def _flatten_nose_shading(
     level, _ = _clean_level(luma, skin & (zone < 0.05), size / 24.0, 0.85)
     broad = _normalised_blur(luma, skin, size * NOSE_SHADING_SIGMA)
     dev = np.log(np.maximum(broad, 1e-4) / np.maximum(level, 1e-4))
+    kept = dev
+    if cfg.nose_side_light > 0.0:
+        # What one sidewall has darker than the other is the photo's light from the side, not the nose's shape (a nose
+        # is about symmetric): taken out first, ``cfg.nose_side_light`` of it, toward the lighter side at the mirrored
+        # place (where that was seen); what both sides share is judged as before.
+        mx, my = mirror_map(size)
+        mirrored = cv2.remap(dev.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        known = cv2.remap((skin & seen).astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        shared = np.where((mx >= 0) & (known > 0.5), np.maximum(dev, mirrored), dev)
+        kept = dev - cfg.nose_side_light * np.minimum(dev - shared + cfg.nose_shading_tolerance, 0.0)
     tol = cfg.nose_shading_tolerance
-    share = np.where(dev > 0.0, cfg.nose_highlight, cfg.nose_shading)
-    target = np.sign(dev) * (np.minimum(np.abs(dev), tol) + (1.0 - share) * np.maximum(np.abs(dev) - tol, 0.0))
+    share = np.where(kept > 0.0, cfg.nose_highlight, cfg.nose_shading)
+    target = np.sign(kept) * (np.minimum(np.abs(kept), tol) + (1.0 - share) * np.maximum(np.abs(kept) - tol, 0.0))
     where = cv2.GaussianBlur((zone * (seen & (labels == SKIN))).astype(np.float32), (0, 0), size / 256.0)
     gain = np.exp((target - dev) * where)
     out = albedo * gain[..., None]
