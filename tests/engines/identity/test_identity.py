@@ -857,11 +857,12 @@ def test_a_side_lit_photos_nose_shadow_and_ridge_highlight_are_not_painted(
     low, high = spread(off.load("s1"))
     assert low < 0.35 and high > 1.18, (low, high)  # 0.29, 1.24
     # The step alone: the skin round the mouth and the cheeks dimmed on a flash-lit photo (``mouth_skin_pale``,
-    # ``pale_cheeks``) would move the cheeks this is measured against.
+    # ``pale_cheeks``) would move the cheeks this is measured against, and the one-sided shadow's part
+    # (``nose_side_light``) the sidewall.
     alone = IdentityStore(
         tmp_path / "alone",
         analyser=analyser,
-        config=EnrollConfig(cleanup=CleanupConfig(mouth_skin_pale=0, pale_cheeks=0)),
+        config=EnrollConfig(cleanup=CleanupConfig(mouth_skin_pale=0, pale_cheeks=0, nose_side_light=0)),
     )
     for photo, name in (("s1.jpg", "s1"), ("roop_source.jpg", "roop")):
         alone.enroll(name, [faces / photo], face="largest")
@@ -869,6 +870,49 @@ def test_a_side_lit_photos_nose_shadow_and_ridge_highlight_are_not_painted(
     assert low > 0.4 and high < 1.12, (low, high)  # 0.45, 1.08
     kept, flat = spread(off.load("roop")), spread(alone.load("roop"))
     assert np.allclose(kept, flat, atol=0.02), (kept, flat)
+
+
+def test_a_side_lights_shadow_down_one_sidewall_of_the_nose_is_taken_out(
+    enrolled: Enrolled, faces: Path, analyser: FaceAnalyser, tmp_path: Path
+) -> None:
+    """s1.jpg is lit from her left: her nose's right sidewall lies in a shadow its left one does not have, the photo's
+    light, not her nose's shape. Judged as a shadow both sidewalls share (``nose_shading``: half beyond the tolerance)
+    it stayed a dark stripe down every actor's nose beside the lit ridge, the nose the worst region of every frame of
+    s18.mp4 (under the actress's own highlight) and of most of d0.mp4 (BENCHMARKS.md, issue 21). The right sidewall's
+    broad lightness, at its median, is 0.58 of the left one's without the one-sided step, 0.67 with the default
+    clean-up (``nose_side_light``: half of what one side has beyond the other and the tolerance). roop_source.jpg's
+    sidewalls (1.03) are left as they were; obama.jpg's left sidewall, 0.77 of his right one, is lifted a little
+    (within the tolerance but for 0.01)."""
+    from engines.identity.cleanup import CleanupConfig, nose_zone
+    from engines.identity.enroll import EnrollConfig
+    from engines.swap.texture import texture_canonical_x
+
+    x = texture_canonical_x(512)
+    zone = (nose_zone(512) > 0.9) & (texture_regions(512) == 0)
+    luma = np.array([0.0722, 0.7152, 0.2126], np.float32)
+
+    def right_over_left(ident: Identity) -> float:
+        seen = (ident.coverage > 0.5).astype(np.float32)
+        lum = ident.albedo @ luma
+        broad = cv2.GaussianBlur(lum * seen, (0, 0), 512 / 96) / np.maximum(
+            cv2.GaussianBlur(seen, (0, 0), 512 / 96), 1e-3
+        )
+        side = zone & (seen > 0)
+        return float(np.median(broad[side & (x < -0.06)]) / np.median(broad[side & (x > 0.06)]))
+
+    off = IdentityStore(
+        tmp_path / "off", analyser=analyser, config=EnrollConfig(cleanup=CleanupConfig(nose_side_light=0))
+    )
+    on = IdentityStore(tmp_path / "on", analyser=analyser)
+    ratios = {}
+    for photo, name in (("s1.jpg", "s1"), ("roop_source.jpg", "roop-source"), ("obama.jpg", "obama")):
+        off.enroll(name, [faces / photo], face="largest")
+        enrolled(on, photo)
+        ratios[name] = (right_over_left(off.load(name)), right_over_left(on.load(name)))
+    before, after = ratios["s1"]
+    assert before < 0.62 and after > 0.64, ratios  # 0.58 -> 0.67
+    for name in ("roop-source", "obama"):
+        assert abs(ratios[name][1] - ratios[name][0]) < 0.02, ratios  # 1.029 -> 1.029, 1.29 -> 1.28
 
 
 def test_the_photos_cheek_shadows_are_lifted_and_a_flash_lit_photo_kept(
