@@ -81,7 +81,7 @@ class ReliefConfig:
     s18.mp4 x a grey biden (70% -> 100%). Its likeness cost, at the edge of the runs' own movement (~0.01-0.02):
     obama.jpg's, whose folds are his, -0.008 to -0.017 on five clips (-0.02 to -0.04 at 1), others -0.013 to +0.007
     (BENCHMARKS.md, issue 21)."""
-    sockets: float = 1.0
+    sockets: float = 0.5
     """... and on the skin around each eye (``socket_map``: beside and under the eye, not the lids, the lash lines or
     the brows). A photo's eye sockets are darker than its cheeks where its light left them in shade or a smile pushed
     the lower lids up, and lighter where its light caught the orbit's rim; the de-lighting has no term for the
@@ -90,7 +90,18 @@ class ReliefConfig:
     frame, over the clip's bound of 8), a grey biden.jpg's lit temple beside it (its brightest tenth 7.9 over his).
     Taken both ways (``lift``, ``sockets_deepen``), as far as the actor's relative brightness, never darker than the
     face's own skin around (``relief_field``): the actor's darker sockets (eye make-up, a socket in shade) stay hers.
-    What it costs in likeness: BENCHMARKS.md, issue 21."""
+
+    Half: the recogniser knows a face partly by its eye region, and the whole exchange gave it the actor's there
+    (with this zone off s1.jpg read 0.056 more like her from the brows down on d10.mp4 and Obama_speaking.mp4, the
+    largest single clean-up cost of 20 toggled; BENCHMARKS.md, issue 21). Half away from the nose's bridge
+    (``sockets_inner`` beside it): on four clips x four identities every pair within the artifact bound on as many
+    frames as with all of it or more, likeness +0.004 of cosine on average, from the brows down +0.008 (s1.jpg on
+    Obama_speaking.mp4 +0.023, a grey biden.jpg +0.010-0.014)."""
+    sockets_inner: float = 1.0
+    """... and on the sockets' skin beside the nose's bridge (``SOCKETS_INNER``), which the artifact measure's nose
+    region shares: half there too won s1.jpg twice as much likeness (d10.mp4 +0.047 from the brows down) but left
+    d0.mp4 x s1.jpg's nose, where her photo's nose shading meets her sockets, over the bound on 8 more of 30 frames
+    (within 77% -> 50%; BENCHMARKS.md, issue 21)."""
     sockets_deepen: float = 0.6
     """Share of a darkening taken on the sockets' skin (``deepen`` elsewhere): a photo's highlight there goes as far as
     a shadow does (``lift``). A darkening stops at the face's own skin around (``relief_field``), so this takes the
@@ -172,6 +183,10 @@ SOCKETS = (0.35, -0.37, 0.32, 0.23)
 distances; the eyes' corners at |x| 0.0-0.5 ... 0.5, the lids' line at y -0.38, the brows' lower edge at -0.5), a
 little wider than the ring ``benchmarks/artifacts.py`` judges (centre 0.35, -0.38, radii 0.27, 0.2) so that the
 zone's soft edge falls outside it. Skin only: the lids, the lash lines and the brows are the identity's features."""
+SOCKETS_INNER = (0.15, 0.25)
+"""|x| (canonical) up to which the sockets' weight is ``ReliefConfig.sockets_inner``, and from which ``sockets`` (a
+ramp between): the nose's bridge beside the inner eye corners (``benchmarks/artifacts.py``'s nose region reaches |x|
+0.17). Half from 0.12 on, d0.mp4 x s1.jpg's nose (its worst region) went over the bound on one frame more of 30."""
 SOCKET_CLEAR = 0.03
 """The sockets' weight fades out over this many eye-corner distances before the lids (the lower lash line, the
 identity's eye shape, is not lifted)."""
@@ -230,6 +245,17 @@ def socket_map(size: int = ZONE_TEXELS) -> np.ndarray:
     return out
 
 
+def _socket_weight(config: ReliefConfig, size: int = ZONE_TEXELS) -> np.ndarray:
+    """(size, size) float32: ``socket_map`` times ``ReliefConfig.sockets``, ``sockets_inner`` beside the nose's bridge
+    (``SOCKETS_INNER``)."""
+    x = np.abs(texture_canonical_x(size))
+    x = np.where(np.isfinite(x), x, np.float32(9.0))
+    inner = np.clip((SOCKETS_INNER[1] - x) / (SOCKETS_INNER[1] - SOCKETS_INNER[0]), 0.0, 1.0)
+    share = np.float32(config.sockets) + np.float32(config.sockets_inner - config.sockets) * inner.astype(np.float32)
+    out: np.ndarray = (socket_map(size) * share).astype(np.float32)
+    return out
+
+
 def _texels_per_unit(size: int) -> tuple[float, float]:
     """Texels per eye-corner distance along x and y of the texture layout (it is not square to the canonical face)."""
     topo = face_topology()
@@ -244,8 +270,8 @@ def _zone_texture(config: ReliefConfig) -> np.ndarray:
     under, nose, folds = zone_maps()
     brightness = np.maximum(under, np.maximum(config.nose * nose, config.folds * folds))
     colour = under * config.colour
-    if config.sockets > 0.0:
-        brightness = np.maximum(brightness, config.sockets * socket_map())
+    if config.sockets > 0.0 or config.sockets_inner > 0.0:
+        brightness = np.maximum(brightness, _socket_weight(config))
     if config.sockets_colour > 0.0:
         colour = np.maximum(colour, config.sockets_colour * socket_map())
     out = np.dstack([brightness, colour]) * np.float32(config.strength)
@@ -260,11 +286,11 @@ def _deepen_texture(config: ReliefConfig) -> np.ndarray | None:
     reference skin around the zones is looked for outside those only); None where the share is ``deepen``
     everywhere. Two channels, as ``_zone_texture``: OpenCV's lookup of a two-channel float image is the one the
     compiled lookup reproduces to the bit. Read-only."""
-    if config.sockets <= 0.0 or config.sockets_deepen == config.deepen:
+    if (config.sockets <= 0.0 and config.sockets_inner <= 0.0) or config.sockets_deepen == config.deepen:
         return None
     under, nose, folds = zone_maps()
     others = np.maximum(under, np.maximum(config.nose * nose, config.folds * folds))
-    sockets = config.sockets * socket_map()
+    sockets = _socket_weight(config)
     own = sockets / np.maximum(np.maximum(others, sockets), np.float32(1e-6))  # the sockets' part of the reach
     deepen = np.float32(config.deepen) + np.float32(config.sockets_deepen - config.deepen) * own
     out = np.dstack([deepen, others * np.float32(config.strength)]).astype(np.float32)

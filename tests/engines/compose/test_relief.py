@@ -58,7 +58,8 @@ def test_the_compiled_field_equals_numpys_on_shared_clips(clips: Path, detector,
     configs = (
         ReliefConfig(),
         ReliefConfig(folds=0.5, deepen=0.3, colour=0.5, colour_dark=1.2, shadow_floor=0.5),
-        ReliefConfig(sockets=0.0, sockets_colour=0.0),  # two channels: one share of a darkening for every pixel
+        ReliefConfig(sockets=0.0, sockets_colour=0.0, sockets_inner=0.0),  # two channels: one share of a darkening
+        ReliefConfig(sockets=1.0),  # the sockets' whole exchange, beside the bridge as away from it
     )
     compared = 0
     for clip, swapper, geometry, actor in swapped_faces(clips, detector, mesh, identity):
@@ -71,7 +72,7 @@ def test_the_compiled_field_equals_numpys_on_shared_clips(clips: Path, detector,
             assert np.abs(ref - 1.0).max() > 0.01, f"{clip}: the field changes nothing: nothing compared"
             np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5, err_msg=clip)
             compared += 1
-    assert compared == 27
+    assert compared == 36
 
 
 def _tinted(image: np.ndarray, where: np.ndarray, gains: tuple[float, float, float]) -> np.ndarray:
@@ -111,8 +112,9 @@ def test_a_photos_eye_sockets_take_the_actors_relative_brightness_both_ways_and_
 ) -> None:
     """The skin around each eye (``socket_map``) covers the ring the artifact measure judges there and nothing of the
     lids, lash lines, brows or openings; a face drawn with a socket shadow the actor does not have (its skin there
-    at 0.6 of the actor's relative brightness) is lifted by ``lift`` of the way (0.6 ** -0.6 = 1.36), one drawn with
-    a highlight there (1.6x) is darkened by ``sockets_deepen`` of it (1.6 ** -0.6 = 0.75): both were drawn as the
+    at 0.6 of the actor's relative brightness) is lifted by ``lift`` of the way times the sockets' weight away from
+    the nose's bridge (``ReliefConfig.sockets`` 0.5: 0.6 ** -0.3 = 1.17), one drawn with a highlight there (1.6x) is
+    darkened by ``sockets_deepen`` of it times that weight (1.6 ** -0.3 = 0.87): both were drawn as the
     identity's albedo around a flat-lit actor's eyes (obama.jpg's dark socket, a grey biden.jpg's lit temple on
     d0.mp4; BENCHMARKS.md, issue 21). An actor whose sockets are darker than its skin around (eye make-up) does not
     darken the face's below its own skin around."""
@@ -131,18 +133,19 @@ def test_a_photos_eye_sockets_take_the_actors_relative_brightness_both_ways_and_
         assert float(np.median(sockets[ring])) > 0.9 and float(np.mean(sockets[ring] > 0.5)) > 0.65
     geometry, actor = _actor(detector, mesh, faces)
     cfg = ReliefConfig()
-    elsewhere = zone_weight(geometry, replace(cfg, sockets=0.0, sockets_colour=0.0))[..., 0]
-    full = (zone_weight(geometry, cfg)[..., 0] > 0.99) & (elsewhere < 1e-3)
+    elsewhere = zone_weight(geometry, replace(cfg, sockets=0.0, sockets_inner=0.0, sockets_colour=0.0))[..., 0]
+    # The sockets' skin away from the nose's bridge, where the sockets' weight is ``sockets``' whole.
+    full = (np.abs(zone_weight(geometry, cfg)[..., 0] - cfg.sockets) < 0.01) & (elsewhere < 1e-3)
     assert full.sum() > 40, full.sum()
     for factor, share in ((0.6, cfg.lift), (1.6, cfg.sockets_deepen)):
         field = relief_field(_scaled(actor, 1.0 + (factor - 1.0) * full), actor, geometry)
         assert field is not None
-        expected = factor**-share
+        expected = factor ** -(share * cfg.sockets)
         assert abs(float(np.median(field[full])) - expected) < 0.06, (factor, np.median(field[full]), expected)
     # The actor's own sockets darker (eye make-up, a shaded socket): the face is not darkened below its skin around.
     made_up = relief_field(actor, _scaled(actor, 1.0 - 0.5 * full), geometry)
     assert made_up is not None
-    assert float(np.median(made_up[full])) > 0.97, np.median(made_up[full])  # 0.5 ** 0.6 = 0.66 if it were drawn
+    assert float(np.median(made_up[full])) > 0.97, np.median(made_up[full])  # 0.5 ** 0.3 = 0.81 if it were drawn
 
 
 def test_a_black_and_white_identitys_deepest_shadow_is_brought_up_to_the_floor(detector, mesh, faces: Path) -> None:  # type: ignore[no-untyped-def]

@@ -484,3 +484,37 @@ def test_a_side_lit_photos_shadowed_sidewall_is_not_drawn_down_the_actors_nose(
     per_region = _per_region(_processor(models_dir, store), clips / clip, "s1")
     nose = per_region[:, REGIONS.index("nose"), STATS.index(stat)]
     assert float(np.nanmedian(nose)) < bound, nose  # s18: 7.82 before, 6.92 now; d0: 7.29 before, 5.17 now
+
+
+def test_the_sockets_exchange_keeps_the_identitys_eye_region(
+    models_dir: Path, store: IdentityStore, clips: Path, faces: Path
+) -> None:
+    """The sockets' skin takes half of the actor's relative brightness (``ReliefConfig.sockets`` 0.5; beside the nose's
+    bridge all of it, ``sockets_inner``): the photo's light there still goes in part, and the face keeps the rest of
+    its own eye region, which the recogniser knows a face by. Taken in full, s1.jpg on Obama_speaking.mp4 read
+    0.02 less like her from the brows down (the evaluation's recogniser, ``cos_identity_below_brows``, every 5th of
+    30 frames; BENCHMARKS.md, issue 21): here at least 0.01 more like her than the full exchange on the first 20
+    frames, every 2nd judged."""
+    from dataclasses import replace
+
+    from benchmarks.eval_quality import identity_embedding
+    from benchmarks.quality_metrics import FaceEmbedder, QualityMeter
+    from engines.compose.relief import ReliefConfig
+
+    embedder = FaceEmbedder(models_dir / "mobilefacenet.onnx")
+    lm68 = Landmarks68(models_dir / "pfld.onnx")
+    photo = cv2.imread(str(faces / "s1.jpg"))
+    assert photo is not None
+    target = identity_embedding(photo, FaceProcessor.from_models(models_dir).tracker, embedder, lm68)
+    below_brows = {}
+    for sockets in (ReliefConfig().sockets, 1.0):
+        base = ProcessorConfig(watermark=WatermarkConfig(enabled=False))
+        config = replace(base, blend=replace(base.blend, relief=replace(base.blend.relief, sockets=sockets)))
+        proc = FaceProcessor.from_models(models_dir, config, store)
+        meter = QualityMeter(embedder, lm68, target, identity_every=2)
+        for image, t in clip_frames(clips / "Obama_speaking.mp4", 20):
+            result = proc.process(image, t, ProcessSettings(identity="s1"))
+            assert result.faces
+            meter.add(image, result.image, result.faces[0].landmarks)
+        below_brows[sockets] = meter.report().cos_identity_below_brows
+    assert below_brows[ReliefConfig().sockets] > below_brows[1.0] + 0.01, below_brows
