@@ -364,7 +364,8 @@ def _relight_rendered(
     (uint8 BGR, the work size) becomes the sRGB of the albedo times ``field`` (the shading on its grid, scaled to
     the image), the albedo at each pixel being what ``_render`` writes there for ``texture`` (S, S, 3) float32 at
     ``texel_small`` inside ``face_box`` = (y0, y1, x0, x1) (0 outside it) — the same float32 numbers, without the
-    work-size albedo written and read back."""
+    work-size albedo written and read back. As ``_render``, a row's texel indices and fractions are made first in
+    a loop of arithmetic alone (vectorised; for the row's columns in both boxes), then the masked pixels gather."""
     h, w = out.shape[:2]
     y0, y1, x0, x1 = box
     fy0, fy1, fx0, fx1 = face_box
@@ -378,46 +379,53 @@ def _relight_rendered(
     cache, keys = np.empty((2, n), np.float32), np.full(2, -1, np.int64)
     linear, keep, index = np.empty(n, np.float32), np.empty(n, np.uint8), np.empty(n, np.int32)
     scale = np.float32(lut_size)
-    # The texture lookup, as ``_render`` makes it (its taps over the work size; only this box's columns).
+    # The texture lookup, as ``_render`` makes it (its taps over the work size; only the columns in both boxes).
     hs, ws = texel_small.shape[:2]
     th, tw = texture.shape[:2]
     tex = texture.reshape(-1)
     ry_lo, ry_hi, ry_w = _taps(h, hs)
     cx_lo, cx_hi, cx_w = _taps(w, ws)
-    lo, hi, wx = cx_lo[x0:x1], cx_hi[x0:x1], cx_w[x0:x1]
-    texels = np.empty((2, 2 * (x1 - x0)), np.float32)
+    c0, c1 = max(x0, fx0), min(x1, fx1)
+    m = max(c1 - c0, 0)
+    lo, hi, wx = cx_lo[c0 : c0 + m], cx_hi[c0 : c0 + m], cx_w[c0 : c0 + m]
+    texels = np.empty((2, 2 * m), np.float32)
     texel_keys = np.full(2, -1, np.int64)
+    base, step_x, step_y = np.empty(m, np.int64), np.empty(m, np.int64), np.empty(m, np.int64)
+    fu, fv = np.empty(m, np.float32), np.empty(m, np.float32)
     top_x, top_y = np.float32(tw - 1), np.float32(th - 1)
     zero = np.float32(0.0)
+    skip = c0 - x0
     for y in range(y0, y1):
         shading = _rows(rows, sy_lo[y], sy_hi[y], sa, sb, sw, cache, keys)
         start = y * width + x0 * 3
         dst = pixels[start : start + n]
         _spread(mask[y, x0:x1].view(np.uint8), keep)
         linear[:] = zero
-        if fy0 <= y < fy1:
+        if fy0 <= y < fy1 and m > 0:
             s0, s1 = _row_pair(texel_small, ry_lo[y], ry_hi[y], lo, hi, wx, texels, texel_keys)
             fy = ry_w[y]
             upper_row, lower_row = texels[s0], texels[s1]
-            for i in range(x1 - x0):
-                x = x0 + i
-                if not keep[3 * i] or x < fx0 or x >= fx1:
-                    continue
+            for i in range(m):
                 px = upper_row[2 * i] + fy * (lower_row[2 * i] - upper_row[2 * i])
                 py = upper_row[2 * i + 1] + fy * (lower_row[2 * i + 1] - upper_row[2 * i + 1])
                 px = min(max(px, zero), top_x)
                 py = min(max(py, zero), top_y)
                 ix, iy = int(px), int(py)
-                u, v = px - np.float32(ix), py - np.float32(iy)
-                p = (iy * tw + ix) * 3
-                sx = 3 if ix < tw - 1 else 0
-                sy = tw * 3 if iy < th - 1 else 0
+                fu[i], fv[i] = px - np.float32(ix), py - np.float32(iy)
+                base[i] = (iy * tw + ix) * 3
+                step_x[i] = 3 if ix < tw - 1 else 0
+                step_y[i] = tw * 3 if iy < th - 1 else 0
+            for i in range(m):
+                k = 3 * (skip + i)
+                if not keep[k]:
+                    continue
+                p, sx, sy, u, v = base[i], step_x[i], step_y[i], fu[i], fv[i]
                 for c in range(3):
                     t00, t01 = tex[p + c], tex[p + sx + c]
                     t10, t11 = tex[p + sy + c], tex[p + sy + sx + c]
                     upper = t00 + u * (t01 - t00)
                     lower = t10 + u * (t11 - t10)
-                    linear[3 * i + c] = upper + v * (lower - upper)
+                    linear[k + c] = upper + v * (lower - upper)
         _encode(dst, linear, shading, sy_w[y], keep, scale, to_srgb, index)
 
 
