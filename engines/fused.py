@@ -821,8 +821,7 @@ def relief_gains(
     luma: np.ndarray,
     known: tuple[float, float],
     max_ratio: float,
-    shares: tuple[float, float, float, float, float],
-    beyond: np.ndarray,
+    shares: tuple[float, float, float, float],
 ) -> np.ndarray:  # pragma: no cover - compiled
     """``relief_field``'s gains from its blurs, one pass (h, w, 3) float32: each image's level around (the blurred
     linear light over the blurred weight, ``face_around``'s fourth channel), the actor's relative brightness over
@@ -833,10 +832,8 @@ def relief_gains(
     brightness by the colour's weight times the share of the brightness's way taken (where the actor is darker: from
     lift down to deepen over ``shares[3]``, one over the log of ``colour_dark``; ``relief.colour_share``), and the
     face's own relative brightness, as that left it, brought up to ``shares[2]`` (the log of ``shadow_floor``; > 0:
-    none) by the zone's weight; a darkening takes the face no lower than its own skin around but where ``zones`` has
-    a fifth channel (the creases' zone): there it goes that far toward ``shares[4]`` of the darkening, as far as
-    ``beyond`` (the actor past the face's darkest skin below, ``relief._beyond``) goes below the clamp. The same
-    float32 expressions as numpy's passes (``luma``: BGR weights of the luminance)."""
+    none) by the zone's weight; a darkening takes the face no lower than its own skin around. The same float32
+    expressions as numpy's passes (``luma``: BGR weights of the luminance)."""
     h, w = face_l.shape
     out = np.empty((h, w, 3), np.float32)
     zero, one, floor = np.float32(0.0), np.float32(1.0), np.float32(1e-4)
@@ -846,8 +843,6 @@ def relief_gains(
     log_floor, inv_dark = np.float32(shares[2]), np.float32(shares[3])
     tiny = np.float32(1e-6)
     per_pixel = zones.shape[2] > 2  # a third channel: each pixel's share of a darkening (``shares[1]`` otherwise)
-    past = zones.shape[2] > 4  # a fifth: the creases' zone, where a darkening goes past the face's skin
-    crease_share = np.float32(shares[4])
     face_level = np.empty(3, np.float32)
     actor_level = np.empty(3, np.float32)
     for i in range(h):
@@ -872,9 +867,6 @@ def relief_gains(
             share = lift if log_luma > zero else dark
             # a darkening takes the face no lower than its own skin around (``relief_field``)
             taken = max(share * log_luma, -max(np.log(max(face_rel, floor)), zero))
-            if past and log_luma < zero:  # ... but in the creases' zone (``relief_field``)
-                deepest = max(crease_share * log_luma, taken + min(beyond[i, j], zero))
-                taken = taken + zones[i, j, 4] * min(deepest - taken, zero)
             if log_luma > zero:
                 follow = taken / max(log_luma, tiny)
             else:
@@ -1063,10 +1055,8 @@ def warm_up() -> float:
     count, face_lin, actor_lin, face_l, actor_l, face_w4, actor_w3 = relief_weights(
         face, face, labels, zones[..., 0].copy(), 0, to_linear, luma, 1.8
     )
-    shares = (0.6, 0.0, -0.9, 2.5, 1.0)
-    beyond = np.zeros((1, 1), np.float32)
     relief_gains(
-        face_w4, actor_w3, face_lin, actor_lin, face_l, actor_l, zones, luma, (0.002, 0.01), 4.0, shares, beyond
+        face_w4, actor_w3, face_lin, actor_lin, face_l, actor_l, zones, luma, (0.002, 0.01), 4.0, (0.6, 0.0, -0.9, 2.5)
     )
     zone_texture = np.zeros((8, 8, 2), np.float32)
     zone_texture.setflags(write=False)  # read-only, as ``engines.compose.relief._zone_texture``'s

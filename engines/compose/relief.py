@@ -19,9 +19,7 @@ it), and the gain that gives the face the actor's relative brightness::
 
 raised to the zone's weight (1 under the nose and in the nostrils, ``ReliefConfig.nose`` on the nose,
 ``ReliefConfig.folds`` in the folds, soft-edged), and taken in part: ``ReliefConfig.lift`` of a brightening (the
-photo's shadow), ``ReliefConfig.deepen`` of a darkening (the actor's; none by default), for likeness (see there) —
-but in the creases below the nose's wings (``ReliefConfig.creases``, ``crease_map``), where the actor's darkening is
-taken past the face's own skin as far as it is darker than any shade the face draws just below (``_beyond``).
+photo's shadow), ``ReliefConfig.deepen`` of a darkening (the actor's; none by default), for likeness (see there).
 Under the nose each channel's departure from that brightness is the actor's too (``ReliefConfig.colour``): a photo's
 nostril shadow is redder than its skin, and relit it was an orange-red smudge at the nose's base (d13 x obama) — as
 far as the brightness went (``ReliefConfig.colour_dark``): where the face keeps its own brightness over the actor's
@@ -156,14 +154,6 @@ class ReliefConfig:
     grey identity took the actor's skin lightness in L*a*b* (``engines.compose.chroma``), the colour step had
     lightened those shadows by accident: a strong colour added to a dark pixel at a kept luma raised its L* (88.3%
     then; BENCHMARKS.md, issue 21)."""
-    creases: float = 1.0
-    """Share of a darkening taken past the face's own skin around in the creases below the nose's wings
-    (``crease_map``), as far as the actor there is darker than the darkest of the face's skin just below
-    (``_beyond``): an actor's grin folds the skin where the wings meet the lip into a dark crease, geometry, not
-    albedo; stopped at the face's skin (``deepen`` 0) it was never drawn, and a photo with a clean, lit nose base read
-    lighter than the actor there (d0.mp4 x obama.jpg's upper lip, 8.2 over the bound of 8 on 2 of 30 frames). Taken
-    without that limit it laid an actress's nostril shade over biden.jpg's own nose-base shadow, drawn lower than her
-    nostrils (d10.mp4: 96.7% of frames within the bound -> 7%). 0: the face's own skin is the floor there too."""
     skin_range: float = 1.8
     """Around the zones, only pixels within this factor of the skin's median luminance count (brows, a beard's
     edge, hair and the background at the outline do not)."""
@@ -188,16 +178,6 @@ twice a face (~0.15 ms of a close-up's ~1 ms field); at 4, sigma ~3.4 grid pixel
 (s18 and d3, 27 frames each: at most 1 level in the output, on 0.3-1.8% of the face's pixels)."""
 ZONE_SOFTNESS = 0.025
 """The zones' edges are blurred over this many eye-corner distances (no step where the gain ends)."""
-CREASE_LANDMARKS = (
-    (97, 98, 240, 64, 203, 165, 167),
-    (326, 327, 460, 294, 423, 391, 393),
-)
-"""The mesh's points below each nose wing, from the nostril's outer rim and the wing's foot down to the crease
-beside the philtrum (canonical |x| 0.08-0.27, y 0.05-0.21; not the philtrum's middle): ``crease_map``'s outline,
-both sides folded onto one (|x|)."""
-CREASE_SOFTNESS = 0.015
-"""The creases' zone fades out over this many eye-corner distances around that outline (less than
-``ZONE_SOFTNESS``)."""
 SOCKETS = (0.35, -0.37, 0.32, 0.23)
 """The eye sockets' skin: an ellipse around each eye, |x| and y of its centre and its radii (canonical, eye-corner
 distances; the eyes' corners at |x| 0.0-0.5 ... 0.5, the lids' line at y -0.38, the brows' lower edge at -0.5), a
@@ -276,32 +256,6 @@ def _socket_weight(config: ReliefConfig, size: int = ZONE_TEXELS) -> np.ndarray:
     return out
 
 
-@functools.cache
-def crease_map(size: int = ZONE_TEXELS) -> np.ndarray:
-    """(size, size) float32 0..1 texture-space weight of the creases below the nose's wings: the outline of
-    ``CREASE_LANDMARKS`` on the canonical face (|x|, y), soft-edged over ``CREASE_SOFTNESS``, on skin only. Cached,
-    read-only."""
-    labels = texture_labels(size)
-    x = np.abs(texture_canonical_x(size))
-    y = texture_canonical_y(size)
-    skin = np.isfinite(x) & np.isfinite(y) & (labels == SKIN)
-    canonical = face_topology().canonical
-    # The outlines drawn on a fine grid of the canonical face (|x| from 0, y from ``top``), each skin texel looked up.
-    per, top = 1000.0, -0.2
-    grid = np.zeros((int(0.6 * per), int(0.5 * per)), np.uint8)
-    for left, right in zip(CREASE_LANDMARKS[::2], CREASE_LANDMARKS[1::2], strict=True):
-        points = np.abs(canonical[[*left, *right], :2])
-        cv2.fillConvexPoly(grid, cv2.convexHull(np.round((points - (0.0, top)) * per).astype(np.int32)), 1)
-    gx = np.clip(np.where(skin, x * per, 0.0), 0, grid.shape[1] - 1).astype(np.int32)
-    gy = np.clip(np.where(skin, (y - top) * per, 0.0), 0, grid.shape[0] - 1).astype(np.int32)
-    inside = skin & (grid[gy, gx] > 0)
-    sx, sy = _texels_per_unit(size)
-    soft = cv2.GaussianBlur(inside.astype(np.float32), (0, 0), sx * CREASE_SOFTNESS, sigmaY=sy * CREASE_SOFTNESS)
-    out: np.ndarray = (np.clip(soft, 0.0, 1.0) * skin).astype(np.float32)
-    out.setflags(write=False)
-    return out
-
-
 def _texels_per_unit(size: int) -> tuple[float, float]:
     """Texels per eye-corner distance along x and y of the texture layout (it is not square to the canonical face)."""
     topo = face_topology()
@@ -332,32 +286,14 @@ def _deepen_texture(config: ReliefConfig) -> np.ndarray | None:
     reference skin around the zones is looked for outside those only); None where the share is ``deepen``
     everywhere. Two channels, as ``_zone_texture``: OpenCV's lookup of a two-channel float image is the one the
     compiled lookup reproduces to the bit. Read-only."""
-    own_share = (config.sockets > 0.0 or config.sockets_inner > 0.0) and config.sockets_deepen != config.deepen
-    if not own_share and config.creases <= 0.0:
+    if (config.sockets <= 0.0 and config.sockets_inner <= 0.0) or config.sockets_deepen == config.deepen:
         return None
     under, nose, folds = zone_maps()
     others = np.maximum(under, np.maximum(config.nose * nose, config.folds * folds))
-    if not own_share:  # the channels only for the creases' after them: the share and the zones as without
-        out = np.dstack([np.full_like(others, config.deepen), _zone_texture(config)[..., 0]]).astype(np.float32)
-        out.setflags(write=False)
-        return out
     sockets = _socket_weight(config)
     own = sockets / np.maximum(np.maximum(others, sockets), np.float32(1e-6))  # the sockets' part of the reach
     deepen = np.float32(config.deepen) + np.float32(config.sockets_deepen - config.deepen) * own
     out = np.dstack([deepen, others * np.float32(config.strength)]).astype(np.float32)
-    out.setflags(write=False)
-    return out
-
-
-@functools.lru_cache(maxsize=8)
-def _crease_texture(config: ReliefConfig) -> np.ndarray | None:
-    """(``ZONE_TEXELS``, ``ZONE_TEXELS``, 2) float32: the creases' zone (``crease_map``), where a darkening goes past
-    the face's own skin (``ReliefConfig.creases``), and zero (two channels, as the others: see ``_deepen_texture``);
-    None when ``creases`` is 0. Read-only."""
-    if config.creases <= 0.0:
-        return None
-    weight = crease_map()
-    out = np.dstack([weight, np.zeros_like(weight)]).astype(np.float32)
     out.setflags(write=False)
     return out
 
@@ -370,11 +306,10 @@ def _zone_textures(config: ReliefConfig) -> np.ndarray:
     more in the running processor, where a second texture's texels are one more set of cache lines; issue 20).
     The compiled lookup weighs every channel alike, so each channel's numbers are the two lookups' to the bit.
     Read-only."""
-    zones, deepen, creases = _zone_texture(config), _deepen_texture(config), _crease_texture(config)
+    zones, deepen = _zone_texture(config), _deepen_texture(config)
     if deepen is None:
         return zones
-    parts = [zones, deepen] if creases is None else [zones, deepen, creases]
-    out = np.ascontiguousarray(np.dstack(parts), dtype=np.float32)
+    out = np.ascontiguousarray(np.dstack([zones, deepen]), dtype=np.float32)
     out.setflags(write=False)
     return out
 
@@ -390,11 +325,9 @@ def zone_weight(geometry: FaceGeometry, config: ReliefConfig, fused: bool = Fals
     if fused:
         return _lookup(geometry, _zone_textures(config), fused)
     out = _lookup(geometry, _zone_texture(config), fused)
-    deepen, creases = _deepen_texture(config), _crease_texture(config)
+    deepen = _deepen_texture(config)
     if deepen is not None:
         out = np.ascontiguousarray(np.dstack([out, _lookup(geometry, deepen, fused)]))
-    if creases is not None:
-        out = np.ascontiguousarray(np.dstack([out, _lookup(geometry, creases, fused)]))
     return out
 
 
@@ -440,7 +373,6 @@ def relief_field(
     # The skin around the zones: outside all of them but the sockets (excluded too, the sockets' skin left the nose's
     # zones a reference too far away: d13's close-up x roop_source drew orange rims at the nostrils' wings, 13 -> 18).
     outside = zones[..., 3] if zones.shape[2] > 3 else zone
-    creases = zones[..., 4:5] if zones.shape[2] > 4 else None  # where a darkening goes past the face's skin
     if float(zone.max()) < 0.05:
         return None
     labels = geometry.labels_small
@@ -473,8 +405,6 @@ def relief_field(
         )
         if count < 30:
             return None
-        shares = _shares(cfg)
-        beyond = _beyond(face_l, actor_l, skin, unit) if creases is not None else np.zeros((1, 1), np.float32)
         return kernels.relief_gains(
             around(face_w),
             around(actor_w),
@@ -486,8 +416,7 @@ def relief_field(
             _LUMA_BGR,
             (KNOWN_FROM, KNOWN_RAMP),
             cfg.max_ratio,
-            shares,
-            beyond,
+            _shares(cfg),
         )
     face_lin, actor_lin = _U8_TO_LINEAR[face_small], _U8_TO_LINEAR[actor_small]
     face_l, actor_l = face_lin @ _LUMA_BGR, actor_lin @ _LUMA_BGR
@@ -519,12 +448,6 @@ def relief_field(
     # skin there (a moustache, eye make-up, a shadowed socket) is not drawn on the identity.
     own = np.log(np.maximum(face_rel, np.float32(1e-4)))[..., None]
     taken = np.maximum(share * log_luma, -np.maximum(own, np.float32(0.0)))
-    if creases is not None:  # ... but in the creases below the nose's wings: the actor's, drawn
-        # ... only as far as the actor is darker than the face's darkest nearby (``_beyond``)
-        beyond = _beyond(face_l, actor_l, skin, unit)[..., None]
-        deepest = np.maximum(np.float32(cfg.creases) * log_luma, taken + np.minimum(beyond, np.float32(0.0)))
-        past = creases * np.minimum(deepest - taken, np.float32(0.0))
-        taken = np.where(log_luma < 0.0, taken + past, taken).astype(np.float32)
     # Each channel's departure from the brightness (the colour) by ``colour``, as far as the brightness went.
     fade = colour_share(log_luma, taken, cfg, deepen)
     log_gain = reach * taken + colour_reach * fade * (np.log(ratio) - log_luma)
@@ -534,41 +457,11 @@ def relief_field(
     return np.exp(log_gain).astype(np.float32)
 
 
-CREASE_BELOW = 0.08
-"""``_beyond``'s reach: the face's skin this many eye-corner distances below a pixel (a half disc under it)."""
-
-
-def _beyond(face_l: np.ndarray, actor_l: np.ndarray, skin: np.ndarray, unit: float) -> np.ndarray:
-    """(h, w) float32: the log of the actor's luminance, brought to the face's skin level (the medians' ratio), over
-    the darkest of the face's skin at or below each pixel within ``CREASE_BELOW`` (a half disc): below 0 where the
-    actor is darker than any shade the face already draws there. Below, as a photo lit from above has its nose's
-    cast shadow under the nose's base (biden.jpg's, drawn lower than d10.mp4's actress's nostrils), while the shade
-    just above a crease is the face's own nostrils; skin only, as a lip's red is darker than skin but no shadow."""
-    radius = max(1, round(CREASE_BELOW * unit))
-    half = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    half[:radius] = 0  # the rows above the pixel (the anchor is the middle)
-    tiny = np.float32(1e-4)
-    face_skin = np.where(skin, face_l, np.float32(1e4)).astype(np.float32)
-    darkest = cv2.erode(face_skin, half, borderType=cv2.BORDER_CONSTANT, borderValue=1e4)
-    ratio = np.float32(_median_ratio(face_l, actor_l, skin))
-    out: np.ndarray = (np.log(np.maximum(actor_l, tiny) / np.minimum(darkest, np.float32(1e4))) - ratio).astype(
-        np.float32
-    )
-    return out
-
-
-def _median_ratio(face_l: np.ndarray, actor_l: np.ndarray, skin: np.ndarray) -> float:
-    """The log of the actor's skin's median luminance over the face's (a float32 value)."""
-    face_med = max(float(np.median(face_l[skin])), 1e-4)
-    actor_med = max(float(np.median(actor_l[skin])), 1e-4)
-    return float(np.log(np.float32(actor_med) / np.float32(face_med)))
-
-
-def _shares(cfg: ReliefConfig) -> tuple[float, float, float, float, float]:
+def _shares(cfg: ReliefConfig) -> tuple[float, float, float, float]:
     """``engines.fused.relief_gains``'s shares: (lift, deepen, the log of ``shadow_floor`` or 1 when none, one over
-    the log of ``colour_dark``, ``creases``), float32 values as numpy's passes use them."""
+    the log of ``colour_dark``), float32 values as numpy's passes use them."""
     floor = float(np.float32(np.log(cfg.shadow_floor))) if cfg.shadow_floor > 0.0 else 1.0
-    return (cfg.lift, cfg.deepen, floor, float(np.float32(1.0 / np.log(cfg.colour_dark))), cfg.creases)
+    return (cfg.lift, cfg.deepen, floor, float(np.float32(1.0 / np.log(cfg.colour_dark))))
 
 
 def colour_share(

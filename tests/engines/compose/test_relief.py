@@ -58,12 +58,10 @@ def test_the_compiled_field_equals_numpys_on_shared_clips(clips: Path, detector,
     configs = (
         ReliefConfig(),
         ReliefConfig(folds=0.5, deepen=0.3, colour=0.5, colour_dark=1.2, shadow_floor=0.5),
-        ReliefConfig(sockets=0.0, sockets_colour=0.0, sockets_inner=0.0),  # one share of a darkening, the creases
+        ReliefConfig(sockets=0.0, sockets_colour=0.0, sockets_inner=0.0),  # two channels: one share of a darkening
         ReliefConfig(sockets=1.0),  # the sockets' whole exchange, beside the bridge as away from it
-        ReliefConfig(sockets=0.0, sockets_colour=0.0, sockets_inner=0.0, creases=0.0),  # two channels
-        ReliefConfig(creases=0.5),  # half the darkening past the face's skin in the creases' zone
     )
-    compared = moved = 0
+    compared = 0
     for clip, swapper, geometry, actor in swapped_faces(clips, detector, mesh, identity):
         hs, ws = geometry.small_size
         rendered = shrink(swapper.render(geometry, identity, "texture"), (ws, hs))
@@ -74,10 +72,7 @@ def test_the_compiled_field_equals_numpys_on_shared_clips(clips: Path, detector,
             assert np.abs(ref - 1.0).max() > 0.01, f"{clip}: the field changes nothing: nothing compared"
             np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5, err_msg=clip)
             compared += 1
-        without = relief_field(rendered, actor, geometry, ReliefConfig(creases=0.0), fused=True)
-        assert without is not None
-        moved += float(np.abs(without - got).max()) > 0.01  # the creases' zone was compared where it darkens
-    assert compared == 54 and moved > 0, (compared, moved)
+    assert compared == 36
 
 
 def _tinted(image: np.ndarray, where: np.ndarray, gains: tuple[float, float, float]) -> np.ndarray:

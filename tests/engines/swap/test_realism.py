@@ -355,19 +355,6 @@ def test_an_actor_opening_wide_is_not_given_the_identitys_crease_under_the_lower
     assert float(chin.max()) < 8.0, chin  # 9.3 before (this store's grey copy; 9.2 in the evaluation)
 
 
-def test_the_crease_below_a_grinning_actors_nose_wings_is_drawn(
-    models_dir: Path, store: IdentityStore, clips: Path
-) -> None:
-    """d0.mp4's actor grins: the skin where his nose's wings meet his upper lip folds into a dark crease, the darkest
-    tenth of his upper lip. obama.jpg's skin there is clean and lit, and the relief never took a darkening below the
-    face's own skin: the upper lip's darkest tenth read 8.2 lighter than his on frames 28-29, over the clip's bound
-    of 8 (BENCHMARKS.md, issue 21). The actor's darkening is now taken there as far as it goes past the face's own
-    darkest skin below (``ReliefConfig.creases``): 6.8."""
-    per_region = _per_region(_processor(models_dir, store), clips / "d0.mp4", "obama", frames=30)
-    lip = per_region[:, REGIONS.index("upper lip"), STATS.index("dark")]
-    assert float(np.nanmax(lip)) < 7.5, lip  # 8.2 before
-
-
 def test_the_photos_nose_shadows_give_way_to_the_actors(models_dir: Path, store: IdentityStore, clips: Path) -> None:
     """s1.jpg's photo leaves dark sidewalls down her nose and her nostrils' and philtrum's shadow in her albedo (the
     de-lighting divides its light out only within ``SHADING_RANGE`` there). d10.mp4's actress is lit evenly by a ring
